@@ -1,0 +1,90 @@
+"""The Best-of-N distribution (ALGORITHMS.md §2; paper §3.1, Theorem 1).
+
+Best-of-N draws y_1..y_N i.i.d. from π_ref and returns the one with the highest reward. With
+p_≤(y) = P[r(y') ≤ r(y)] and p_<(y) = P[r(y') < r(y)] under π_ref (Theorem 1):
+
+    π_BoN(y) = π_ref(y) · p_≤(y)^(N−1) · B(y),   B(y) = Σ_{i=1..N} (p_<(y)/p_≤(y))^(i−1).
+
+**Decision** (ties): several distinct outcomes with one reward value form a tie group G; ties are
+broken uniformly at random among the drawn maxima, so G receives p_≤^N − p_<^N, shared among its
+members in proportion to π_ref. Theorem 1 gives exactly that sharing, because
+π_ref·p_≤^(N−1)·B = π_ref·(p_≤^N − p_<^N)/(p_≤ − p_<) and p_≤ − p_< = π_ref(G); the geometric
+sum is used instead of the ratio so that nothing divides by a vanishing difference.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from rlhf_zoo.functional.quantile import exact_quantiles
+
+
+def _check_n(n: int) -> None:
+    if int(n) != n or n < 1:
+        raise ValueError(f"n must be a positive integer, got {n!r}")
+
+
+def bon_B(p_le: Tensor, p_lt: Tensor, n: int) -> Tensor:
+    """B(y) = Σ_{i=1..n} (p_</p_≤)^(i−1) ∈ [1, n] (Theorem 1); 1 where p_≤ = 0."""
+    _check_n(n)
+    ratio = torch.where(p_le > 0, p_lt / torch.where(p_le > 0, p_le, torch.ones_like(p_le)), torch.zeros_like(p_le))
+    powers = torch.stack([ratio**i for i in range(n)], dim=0)
+    return powers.sum(0)
+
+
+def bon_probs(ref_probs: Tensor, rewards: Tensor, n: int) -> Tensor:
+    """π_BoN over the last dimension of ``ref_probs`` (shape [..., K], batched).
+
+    Args:
+        ref_probs: [..., K] π_ref over K distinct outcomes (rows sum to 1).
+        rewards: [..., K] the reward of each outcome; equal values are ties, broken uniformly
+            at random (mass shared in proportion to π_ref).
+        n: the number of draws N ≥ 1.
+    Returns:
+        [..., K] the exact Best-of-N distribution. N = 1 returns ``ref_probs``.
+    """
+    _check_n(n)
+    if ref_probs.shape != rewards.shape:
+        raise ValueError(f"ref_probs {tuple(ref_probs.shape)} vs rewards {tuple(rewards.shape)}")
+    p_le, p_lt = exact_quantiles(rewards, rewards, ref_probs)
+    return ref_probs * p_le ** (n - 1) * bon_B(p_le, p_lt, n)
+
+
+def bon_closed_form(p_le: Tensor, p_lt: Tensor, n: int) -> Tensor:
+    """Mass that Best-of-N gives to a whole tie group: p_≤^N − p_<^N (the closed form of §2)."""
+    _check_n(n)
+    return p_le**n - p_lt**n
+
+
+def bon_kl_bound(n: int) -> float:
+    """log N − (N−1)/N: the upper bound on KL(π_BoN ‖ π_ref), attained for a continuous reward."""
+    _check_n(n)
+    return math.log(n) - (n - 1) / n
+
+
+def bon_log_ratio(p_le: Tensor, p_lt: Tensor, n: int) -> Tensor:
+    """log π_BoN(y) − log π_ref(y) = (N−1)·log p_≤(y) + log B(y).
+
+    Its mean over y ~ π_BoN is KL(π_BoN ‖ π_ref); with estimated quantiles it is the
+    Best-of-N KL estimate of ALGORITHMS.md §7.
+    """
+    return (n - 1) * torch.log(p_le) + torch.log(bon_B(p_le, p_lt, n))
+
+
+def best_of_n_select(rewards: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """Index of the best of N candidates along the last dim, ties broken uniformly at random.
+
+    Args:
+        rewards: [..., N] rewards of N candidates.
+        generator: optional torch.Generator for the tie-breaking noise.
+    Returns:
+        [...] long indices into the last dimension.
+    """
+    best = rewards.max(-1, keepdim=True).values
+    is_best = rewards == best
+    noise = torch.rand(rewards.shape, generator=generator, device=rewards.device if generator is None else None)
+    noise = noise.to(rewards.device)
+    return torch.where(is_best, noise, torch.full_like(noise, -1.0)).argmax(-1)
