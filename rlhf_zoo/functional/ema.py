@@ -12,10 +12,16 @@ from torch import Tensor
 
 
 def ema(anchor: Tensor, online: Tensor, eta: float) -> Tensor:
-    """Return (1 − η)·anchor + η·online (pure)."""
+    """Return (1 − η)·anchor + η·online (pure).
+
+    Computed with ``torch.lerp`` (as :func:`ema_` is), so that η = 0 returns ``anchor`` and
+    η = 1 returns ``online`` exactly (a hard swap), and the two functions agree bit for bit;
+    ``anchor + η·(online − anchor)`` can miss ``online`` at η = 1 by rounding.
+    """
     if not 0.0 <= eta <= 1.0:
         raise ValueError(f"eta must lie in [0, 1], got {eta}")
-    return anchor + eta * (online - anchor)
+    dtype = torch.result_type(anchor, online)
+    return torch.lerp(anchor.to(dtype), online.to(dtype), eta)
 
 
 @torch.no_grad()

@@ -1,0 +1,3 @@
+from rlhf_zoo.cli import main
+
+raise SystemExit(main())

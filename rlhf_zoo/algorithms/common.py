@@ -1,0 +1,70 @@
+"""Pieces that several objectives share, so that each objective's file reads as its math."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from rlhf_zoo.algorithms.base import Batch
+from rlhf_zoo.functional.advantages import BASELINES, advantages
+from rlhf_zoo.functional.kl import exact_token_kl, k3, masked_sum
+
+KL_IN = ("reward", "loss")
+KL_LOSS_ESTIMATORS = ("k3", "exact")
+
+
+def check_choice(field: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ValueError(f"{field}={value!r} is not one of {', '.join(choices)}")
+
+
+def check_baseline(baseline: str, samples: int) -> None:
+    check_choice("baseline", baseline, BASELINES)
+    if baseline == "group_norm" and samples < 2:
+        raise ValueError("baseline=group_norm needs samples >= 2")
+
+
+def grouped_advantages(returns: Tensor, group_size: int, baseline: str) -> Tensor:
+    """Advantages of [N] returns grouped by prompt (prompt-major rows): [N]."""
+    return advantages(returns.view(-1, group_size), baseline).reshape(-1)
+
+
+def expect(x: Tensor, weights: Tensor | None) -> Tensor:
+    """Sample mean, or the weighted sum under enumeration weights."""
+    return x.mean() if weights is None else (weights.detach() * x).sum()
+
+
+def kl_penalised_returns(batch: Batch, beta: float, kl_in: Literal["reward", "loss"]) -> Tensor:
+    """R = r − β·(log π(y) − log π_ref(y)) with the sampling-time log π (KL in the reward, no
+    gradient), or R = r when the KL goes in the loss. [N]."""
+    if kl_in == "reward":
+        return batch.rewards - beta * (batch.seq("old_logp") - batch.seq("ref_logp"))
+    return batch.rewards
+
+
+def kl_loss(batch: Batch, estimator: Literal["k3", "exact"]) -> Tensor:
+    """E[KL estimate] with gradient through log π only (the "KL in the loss" option).
+
+    ``k3`` sums ρ_t − 1 − log ρ_t over tokens; ``exact`` sums the full-vocabulary KL at each visited
+    prefix. Both differentiate the per-position KL only: the effect of θ on which prefixes are
+    visited is left out (as in GRPO), so this is *not* the exact gradient of KL(π ‖ π_ref); the
+    KL-in-reward default is.
+    """
+    if estimator == "k3":
+        per_seq = k3(batch.logp, batch.ref_logp, batch.response_mask)
+    else:
+        batch.require("full_logprobs", "ref_full_logprobs")
+        per_seq = exact_token_kl(batch.full_logprobs, batch.ref_full_logprobs, batch.response_mask)
+    return expect(per_seq, batch.weights)
+
+
+def sft_loss(batch: Batch) -> Tensor:
+    """−mean log π(target) over prompts: a likelihood step on the forward-term targets [B, T']."""
+    batch.require("target_logp", "target_mask")
+    return -masked_sum(batch.target_logp, batch.target_mask).mean()
+
+
+def mean_metric(x: Tensor, weights: Tensor | None = None) -> Tensor:
+    return expect(x.detach().to(torch.float32), None if weights is None else weights.to(torch.float32))

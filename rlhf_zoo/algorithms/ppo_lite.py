@@ -1,0 +1,110 @@
+"""PPO-lite: PPO's clipped surrogate without a critic (Schulman et al., 2017), GRPO as a config.
+
+Per rollout batch (ALGORITHMS.md §7): k samples per prompt, a sequence-level advantage from a group
+baseline, then ``epochs`` passes of ``minibatches`` updates each on
+
+    S(y) = A + Σ_t min((ρ_t − 1)·A, (clip(ρ_t, 1−ε, 1+ε) − 1)·A),   ρ_t = π(y_t|·)/π_old(y_t|·),
+    L    = −E[S(y)],
+
+where R = r − β_RL·(log π_old(y) − log π_ref(y)) (KL in the reward, the default) and A = R − b.
+
+Deviations and choices:
+- No value network: the baseline is leave-one-out (default) or group-normalised
+  (``baseline=group_norm``, as in GRPO, Shao et al. 2024).
+- S is the first-order expansion of the sequence ratio Π_t ρ_t, clipped per token. With one epoch
+  (ρ ≡ 1) it equals REINFORCE's ratio-form loss in value and gradient (a property test checks it).
+- Returns and advantages use π_old (the sampling-time log-probs), so they stay fixed across the
+  epochs of one rollout batch, as in PPO.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import Tensor
+
+from rlhf_zoo.algorithms.base import Algorithm, Batch, Needs
+from rlhf_zoo.algorithms.common import (
+    KL_IN,
+    KL_LOSS_ESTIMATORS,
+    check_baseline,
+    check_choice,
+    grouped_advantages,
+    kl_loss,
+    kl_penalised_returns,
+    mean_metric,
+)
+from rlhf_zoo.functional.surrogate import clipped_surrogate_loss
+
+
+@dataclass(frozen=True)
+class PPOLiteConfig:
+    """Attributes:
+    name: registry name.
+    samples: k, completions per prompt.
+    baseline: loo (default) | group_norm (GRPO) | mean | none.
+    beta: β_RL, the KL coefficient.
+    kl_in: ``reward`` (default) or ``loss``; kl_estimator: ``k3`` or ``exact`` for ``kl_in=loss``.
+    clip_eps: ε of the clip range.
+    epochs: passes over each rollout batch.
+    minibatches: minibatches per pass, split by prompt.
+    """
+
+    name: str = "ppo_lite"
+    samples: int = 4
+    baseline: str = "loo"
+    beta: float = 0.05
+    kl_in: str = "reward"
+    kl_estimator: str = "k3"
+    clip_eps: float = 0.2
+    epochs: int = 2
+    minibatches: int = 2
+
+
+class PPOLite(Algorithm):
+    name = "ppo_lite"
+    Config = PPOLiteConfig
+
+    def validate(self) -> None:
+        c = self.cfg
+        if c.samples < 1 or c.epochs < 1 or c.minibatches < 1:
+            raise ValueError("samples, epochs and minibatches must be >= 1")
+        if c.clip_eps <= 0 or c.beta < 0:
+            raise ValueError("clip_eps must be > 0 and beta >= 0")
+        check_baseline(c.baseline, c.samples)
+        check_choice("kl_in", c.kl_in, KL_IN)
+        check_choice("kl_estimator", c.kl_estimator, KL_LOSS_ESTIMATORS)
+
+    def needs(self) -> Needs:
+        c = self.cfg
+        return Needs(
+            samples=c.samples,
+            ref_logp=True,
+            full_logprobs=c.kl_in == "loss" and c.kl_estimator == "exact",
+            epochs=c.epochs,
+            minibatches=c.minibatches,
+        )
+
+    def loss(self, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
+        c = self.cfg
+        returns = kl_penalised_returns(batch, c.beta, c.kl_in)
+        adv = grouped_advantages(returns, batch.group_size, c.baseline)
+        pg, clip_frac = clipped_surrogate_loss(
+            batch.logp, batch.old_logp, adv, batch.response_mask, c.clip_eps, batch.weights
+        )
+        total = pg
+        metrics = {
+            "loss/pg": pg.detach(),
+            "train/return": mean_metric(returns, batch.weights),
+            "ppo/clip_fraction": clip_frac,
+        }
+        if c.kl_in == "loss":
+            kl = kl_loss(batch, c.kl_estimator)
+            total = total + c.beta * kl
+            metrics["loss/kl"] = kl.detach()
+        return total, metrics
+
+    def exact_targets(self) -> dict[str, float]:
+        if self.cfg.kl_in == "reward" and self.cfg.beta > 0:
+            return {"optimal_beta": self.cfg.beta}
+        return {}

@@ -1,0 +1,96 @@
+"""The command line: ``rlhf-zoo COMMAND key=value ...`` (also ``python -m rlhf_zoo``).
+
+Commands:
+    train    train one algorithm on one task:  rlhf-zoo train algo=bond task=exact seed=0
+    prepare  build the offline defaults (gold reward model, converted SmolLM2) once
+    list     the registered algorithms, presets and tasks
+
+Bad input ends with a one-line error on stderr and exit code 2, before any model loads where
+possible; Ctrl-C saves a checkpoint and exits with code 130.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from rlhf_zoo.errors import UserError
+
+USAGE = """usage: rlhf-zoo COMMAND [key=value ...]
+
+commands:
+  train     rlhf-zoo train algo=NAME task=NAME seed=S run_dir=PATH [algo.beta=0.5 train.steps=200 ...]
+  prepare   build the offline defaults once (gold reward model, converted SmolLM2)
+  list      show algorithms, presets and tasks
+"""
+
+SUMMARY_KEYS = (
+    "reward/proxy", "reward/gold", "kl/exact", "kl/to_bon", "kl/from_bon", "bon/kl_ref", "kl/to_optimal",
+    "frontier/gap", "win_rate/gold",
+)
+
+
+def _print_summary(summary: dict) -> None:
+    shown = {k: summary[k] for k in ("algo", "task", "steps", *SUMMARY_KEYS) if k in summary}
+    print(json.dumps(shown, indent=2))
+
+
+def cmd_train(args: list[str]) -> int:
+    from rlhf_zoo.config import load_config
+
+    cfg = load_config(args)
+    from rlhf_zoo.train import run
+
+    summary = run(cfg, argv=["rlhf-zoo", "train", *args])
+    _print_summary(summary)
+    print(f"run directory: {cfg.run_dir}")
+    return 0
+
+
+def cmd_list(args: list[str]) -> int:
+    from rlhf_zoo.algorithms.registry import known_algorithms
+    from rlhf_zoo.config import _presets
+    from rlhf_zoo.tasks.registry import TASKS
+
+    print("algorithms:", ", ".join(known_algorithms()))
+    print("presets:   ", ", ".join(_presets("algo")))
+    print("tasks:     ", ", ".join(sorted(TASKS)))
+    return 0
+
+
+def cmd_prepare(args: list[str]) -> int:
+    from rlhf_zoo.prepare import prepare
+
+    prepare()
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "list": cmd_list, "prepare": cmd_prepare}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        return 0 if argv else 2
+    cmd, rest = argv[0], argv[1:]
+    if cmd not in COMMANDS:
+        print(f"rlhf-zoo: unknown command {cmd!r}; known: {', '.join(COMMANDS)}", file=sys.stderr)
+        return 2
+    from rlhf_zoo.train import Interrupted
+
+    try:
+        return COMMANDS[cmd](rest)
+    except Interrupted as e:
+        print(f"rlhf-zoo: {e}", file=sys.stderr)
+        return 130
+    except UserError as e:
+        print(f"rlhf-zoo: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("rlhf-zoo: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

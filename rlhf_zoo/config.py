@@ -1,0 +1,221 @@
+"""Configuration: dataclass defaults, YAML presets in ``configs/``, dotted command-line overrides.
+
+    rlhf-zoo train algo=bond task=exact seed=3 algo.beta=0.5 train.steps=200
+
+Resolution order (later wins):
+
+1. the dataclass defaults of :class:`RunConfig`, of the chosen algorithm's config and of the task's;
+2. ``configs/task/<task>.yaml`` (task settings and the task's training defaults);
+3. ``configs/algo/<algo>.yaml`` when ``algo`` names a preset rather than a registered algorithm
+   (a preset sets ``name:`` to a registered algorithm plus overrides, e.g. ``rloo``, ``vbon``);
+4. ``configs/task/<task>/<algo name>.yaml`` if present (per-task tuned defaults of one algorithm);
+5. the dotted overrides of the command line.
+
+Everything goes through OmegaConf structured configs, so an unknown key or a value of the wrong
+type is rejected here, before any model loads, with a :class:`ConfigError`. Nothing is ``eval``'d.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from rlhf_zoo.algorithms.registry import REGISTRY, get_algorithm
+from rlhf_zoo.errors import UserError
+from rlhf_zoo.tasks.registry import TASKS, get_task_entry
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+class ConfigError(UserError):
+    """An invalid configuration (unknown key, wrong type, bad value)."""
+
+
+@dataclass
+class TrainConfig:
+    """Attributes:
+    steps: optimiser steps (one rollout batch each; PPO-lite takes epochs × minibatches updates).
+    batch_prompts: prompts per step (B); rows = B × samples per prompt.
+    lr: Adam learning rate.
+    lr_schedule: constant | linear | cosine (decay to 0 at ``steps``, after ``warmup_steps``).
+    warmup_steps: linear warm-up steps.
+    weight_decay: AdamW weight decay.
+    grad_clip: max gradient norm (0 = off).
+    eval_every: evaluate every K steps (and at step 0 and the end).
+    eval_prompts: held-out prompts per evaluation.
+    eval_samples: completions per held-out prompt.
+    eval_ref_samples: reference completions per held-out prompt (win rate, quantiles).
+    checkpoint_every: save a checkpoint every K steps (0 = only at the end and on interrupt).
+    progress: show a progress bar.
+    """
+
+    steps: int = 200
+    batch_prompts: int = 16
+    lr: float = 1e-4
+    lr_schedule: str = "constant"
+    warmup_steps: int = 0
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    eval_every: int = 50
+    eval_prompts: int = 64
+    eval_samples: int = 4
+    eval_ref_samples: int = 8
+    checkpoint_every: int = 0
+    progress: bool = True
+
+
+@dataclass
+class RunConfig:
+    """Attributes:
+    algo: the algorithm's config (its dataclass, chosen by name).
+    task: the task's config (its dataclass, chosen by name).
+    model: the language model's config (tasks that use one; absent otherwise).
+    train: :class:`TrainConfig`.
+    seed: fixes prompt order, sampling and initialisation.
+    run_dir: output directory (default ``runs/<algo>-<task>-s<seed>``).
+    resume: continue from the run directory's last checkpoint.
+    device: auto | cpu | cuda | cuda:N.
+    """
+
+    algo: Any = None
+    task: Any = None
+    model: Any = None
+    train: TrainConfig = field(default_factory=TrainConfig)
+    seed: int = 0
+    run_dir: str = ""
+    resume: bool = False
+    device: str = "auto"
+
+
+def _yaml(path: Path) -> DictConfig:
+    try:
+        return OmegaConf.load(path)
+    except (OmegaConfBaseException, OSError, ValueError) as e:
+        raise ConfigError(f"cannot read {path}: {e}") from None
+
+
+def _presets(kind: str) -> list[str]:
+    d = CONFIG_DIR / kind
+    return sorted(p.stem for p in d.glob("*.yaml")) if d.is_dir() else []
+
+
+def parse_overrides(args: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for a in args:
+        if "=" not in a or a.startswith("="):
+            raise ConfigError(f"expected key=value, got {a!r}")
+        k, v = a.split("=", 1)
+        out[k.strip()] = v
+    return out
+
+
+def load_config(args: list[str], defaults: dict[str, str] | None = None) -> DictConfig:
+    """Build and validate a run's config from ``key=value`` arguments. Raises ConfigError."""
+    over = {**(defaults or {}), **parse_overrides(args)}
+    task_name = over.pop("task", "exact")
+    algo_choice = over.pop("algo", None)
+    if algo_choice is None:
+        raise ConfigError(f"name an algorithm: algo=NAME with NAME one of {', '.join(sorted(REGISTRY))} "
+                          f"or a preset ({', '.join(_presets('algo'))})")
+    if task_name not in TASKS:
+        raise ConfigError(f"unknown task {task_name!r}; known: {', '.join(sorted(TASKS))}")
+    entry = get_task_entry(task_name)
+
+    preset = None
+    if algo_choice in REGISTRY:
+        algo_name = algo_choice
+    elif (CONFIG_DIR / "algo" / f"{algo_choice}.yaml").is_file():
+        preset = _yaml(CONFIG_DIR / "algo" / f"{algo_choice}.yaml")
+        algo_name = str(preset.get("name", ""))
+        if algo_name not in REGISTRY:
+            raise ConfigError(f"preset configs/algo/{algo_choice}.yaml names unknown algorithm {algo_name!r}")
+    else:
+        raise ConfigError(
+            f"unknown algorithm {algo_choice!r}; known: {', '.join(sorted(REGISTRY))}; "
+            f"presets: {', '.join(_presets('algo'))}"
+        )
+    algo_cls = get_algorithm(algo_name)
+
+    model_default = None
+    if entry.uses_model:
+        from rlhf_zoo.policies.hf import HFPolicyConfig
+
+        model_default = HFPolicyConfig()
+    try:
+        schema = OmegaConf.structured(
+            RunConfig(algo=algo_cls.Config(), task=entry.config(), model=model_default)
+        )
+        if not entry.uses_model:
+            schema = OmegaConf.masked_copy(schema, [k for k in schema if k != "model"])
+            OmegaConf.set_struct(schema, True)
+        layers: list[Any] = []
+        task_yaml = CONFIG_DIR / "task" / f"{task_name}.yaml"
+        if task_yaml.is_file():
+            layers.append(_yaml(task_yaml))
+        if preset is not None:
+            layers.append(OmegaConf.create({"algo": preset}))
+        tuned = CONFIG_DIR / "task" / task_name / f"{algo_name}.yaml"
+        if tuned.is_file():
+            layers.append(_yaml(tuned))
+        layers.append(OmegaConf.from_dotlist([f"{k}={v}" for k, v in over.items()]))
+        cfg = OmegaConf.merge(schema, *layers)
+        for node in (cfg, cfg.algo, cfg.task):  # frozen dataclasses make nodes read-only
+            OmegaConf.set_readonly(node, False)
+    except OmegaConfBaseException as e:
+        raise ConfigError(_one_line(e)) from None
+    if cfg.algo.name != algo_name or cfg.task.name != task_name:
+        raise ConfigError("algo.name and task.name are chosen with algo=NAME and task=NAME")
+    if "quantiles" in cfg.algo and cfg.algo.quantiles == "auto":
+        cfg.algo.quantiles = "exact" if entry.has_oracle else "mc"
+    if not cfg.run_dir:
+        cfg.run_dir = f"runs/{algo_choice}-{task_name}-s{cfg.seed}"
+    validate(cfg)
+    return cfg
+
+
+def _one_line(e: Exception) -> str:
+    msg = str(e).strip().splitlines()
+    head = msg[0] if msg else type(e).__name__
+    key = getattr(e, "full_key", None)
+    return f"{head} (key: {key})" if key and key not in head else head
+
+
+def algo_config(cfg: DictConfig) -> Any:
+    return OmegaConf.to_object(cfg.algo)
+
+
+def validate(cfg: DictConfig) -> None:
+    """Semantic checks that types alone cannot express; raises ConfigError."""
+    t = cfg.train
+    checks = [
+        (t.steps >= 0, "train.steps must be >= 0"),
+        (t.batch_prompts >= 1, "train.batch_prompts must be >= 1"),
+        (t.lr > 0, "train.lr must be > 0"),
+        (t.lr_schedule in ("constant", "linear", "cosine"), "train.lr_schedule must be constant, linear or cosine"),
+        (t.eval_every >= 1, "train.eval_every must be >= 1"),
+        (t.eval_prompts >= 1 and t.eval_samples >= 1 and t.eval_ref_samples >= 1, "train.eval_* must be >= 1"),
+        (t.checkpoint_every >= 0, "train.checkpoint_every must be >= 0"),
+    ]
+    for ok, msg in checks:
+        if not ok:
+            raise ConfigError(msg)
+    try:
+        get_algorithm(cfg.algo.name)(algo_config(cfg))
+    except ValueError as e:
+        raise ConfigError(f"algo: {e}") from None
+
+
+def to_yaml(cfg: DictConfig) -> str:
+    return OmegaConf.to_yaml(cfg)
+
+
+def as_dataclass(cfg: DictConfig, key: str) -> Any:
+    node = cfg.get(key)
+    return None if node is None else OmegaConf.to_object(node)
+
+
+__all__ = ["ConfigError", "RunConfig", "TrainConfig", "load_config", "algo_config", "to_yaml"]

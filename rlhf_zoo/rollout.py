@@ -1,0 +1,211 @@
+"""Collect what an algorithm declared in its :class:`~rlhf_zoo.algorithms.base.Needs`.
+
+One step is two stages:
+
+1. :func:`collect` (no gradient): sample from π, score with the proxy reward, compute reference /
+   anchor log-probs, quantiles against the base distribution (exact or from the cache), fresh base
+   samples and the forward-term targets. Every algorithm goes through this one function.
+2. :func:`make_batch` (with gradient): recompute log π on a minibatch of prompt groups, so that
+   PPO-lite's epochs see the current policy while everything in stage 1 stays fixed.
+
+:class:`BaseCache` keeps k base completions per prompt with their proxy rewards, drawn once per
+(prompt, base role, anchor version) and reused for quantiles and targets (ALGORITHMS.md §3).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from rlhf_zoo.algorithms.base import Batch, Needs
+from rlhf_zoo.functional.best_of_n import best_of_n_select
+from rlhf_zoo.functional.quantile import quantile_estimate
+from rlhf_zoo.policies.base import Policy, Role, Rollout, concat_rollouts
+from rlhf_zoo.rewards.base import checked_score
+from rlhf_zoo.tasks.base import Task
+
+
+@dataclass
+class Costs:
+    """Running totals of what training spent: completions, generated tokens and reward calls."""
+
+    completions: int = 0
+    tokens: int = 0
+    reward_calls: int = 0
+
+    def sampled(self, rollout: Rollout) -> None:
+        self.completions += len(rollout)
+        self.tokens += int(rollout.response_mask.sum())
+
+    def as_dict(self) -> dict[str, int]:
+        return {"cost/completions": self.completions, "cost/tokens": self.tokens, "cost/reward_calls": self.reward_calls}
+
+
+def score(task: Task, rollout: Rollout, costs: Costs | None = None, gold: bool = False) -> Tensor:
+    """Proxy (or gold) rewards of a rollout's completions: [N] float32."""
+    reward = task.gold if gold else task.proxy
+    if reward is None:
+        raise ValueError("this task has no gold reward")
+    if costs is not None:
+        costs.reward_calls += len(rollout)
+    return checked_score(reward, rollout.prompts, rollout.texts)
+
+
+def sample(policy: Policy, prompts: list[str], n: int, role: Role, generator, costs: Costs | None) -> Rollout:
+    rollout = policy.sample(prompts, n, role=role, generator=generator)
+    if costs is not None:
+        costs.sampled(rollout)
+    return rollout
+
+
+@dataclass
+class BaseCache:
+    """k base completions per prompt and their proxy rewards, drawn once per anchor version."""
+
+    k: int
+    entries: dict[tuple[str, str, int], tuple[Rollout, Tensor]] = field(default_factory=dict)
+
+    def get(
+        self, policy: Policy, role: Role, prompts: list[str], task: Task, generator, costs: Costs | None
+    ) -> list[tuple[Rollout, Tensor]]:
+        version = policy.anchor_version if role == "anchor" else 0
+        if role == "anchor":  # samples of an older anchor are never used again
+            stale = [key for key in self.entries if key[1] == "anchor" and key[2] != version]
+            for key in stale:
+                del self.entries[key]
+        missing = list(dict.fromkeys(p for p in prompts if (p, role, version) not in self.entries))
+        if missing:
+            fresh = sample(policy, missing, self.k, role, generator, costs)
+            rewards = score(task, fresh, costs)
+            for i, p in enumerate(missing):
+                rows = list(range(i * self.k, (i + 1) * self.k))
+                self.entries[(p, role, version)] = (fresh.select(rows), rewards[rows])
+        return [self.entries[(p, role, version)] for p in prompts]
+
+    def state(self) -> dict[str, Any]:
+        return {"k": self.k, "entries": self.entries}
+
+    def load(self, state: dict[str, Any]) -> None:
+        self.k = state["k"]
+        self.entries = dict(state["entries"])
+
+
+@dataclass
+class StepData:
+    """Everything collected for one step, without gradient. Rows are prompt-major."""
+
+    prompts: list[str]
+    rollout: Rollout
+    rewards: Tensor
+    ref_logp: Tensor | None = None
+    anchor_logp: Tensor | None = None
+    ref_full_logprobs: Tensor | None = None
+    quantiles: Tensor | None = None
+    base_rewards: Tensor | None = None
+    target: Rollout | None = None
+
+
+def _best_rows(rewards: Tensor, generator) -> list[int]:
+    """Flat row index of the best completion of each group of a [B, m] reward matrix."""
+    idx = best_of_n_select(rewards, generator=generator)
+    m = rewards.shape[1]
+    return [i * m + int(j) for i, j in enumerate(idx)]
+
+
+@torch.no_grad()
+def collect(
+    needs: Needs,
+    policy: Policy,
+    task: Task,
+    prompts: list[str],
+    *,
+    cache: BaseCache | None,
+    generator: torch.Generator | None,
+    costs: Costs | None = None,
+) -> StepData:
+    """Stage 1 of a step: everything the algorithm's loss reads except log π with gradient."""
+    rollout = sample(policy, prompts, needs.samples, "policy", generator, costs)
+    data = StepData(prompts=prompts, rollout=rollout, rewards=score(task, rollout, costs))
+    if needs.ref_logp or needs.full_logprobs:
+        data.ref_logp = policy.logprobs(rollout, role="ref")
+    if needs.full_logprobs:
+        data.ref_full_logprobs = policy.logprobs(rollout, role="ref", full=True)
+    if needs.anchor_logp:
+        data.anchor_logp = policy.logprobs(rollout, role="anchor")
+
+    fresh = None
+    if needs.base_samples:
+        fresh = sample(policy, prompts, needs.base_samples, needs.base, generator, costs)
+        data.base_rewards = score(task, fresh, costs).view(len(prompts), needs.base_samples)
+
+    cached = None
+    if needs.quantiles == "mc" or needs.target == "cache":
+        if cache is None:
+            raise ValueError("this algorithm needs a base cache")
+        cached = cache.get(policy, needs.base, prompts, task, generator, costs)
+
+    if needs.quantiles == "exact":
+        if task.oracle is None:
+            raise ValueError("quantiles=exact needs a task with an exact oracle (task=exact); use quantiles=mc")
+        base_probs = task.oracle.probs(policy, needs.base)
+        data.quantiles = task.oracle.quantiles(rollout, base_probs).to(data.rewards.dtype)
+    elif needs.quantiles == "mc":
+        ref_rewards = torch.stack([r for _, r in cached])  # [B, k]
+        g = needs.samples
+        data.quantiles = quantile_estimate(data.rewards.view(len(prompts), g), ref_rewards).reshape(-1)
+
+    if needs.target == "fresh":
+        data.target = fresh.select(_best_rows(data.base_rewards, generator), group_size=1)
+    elif needs.target == "cache":
+        picks = []
+        for roll, rew in cached:
+            draw = torch.randint(0, len(roll), (needs.target_n,), generator=generator)
+            best = int(draw[int(best_of_n_select(rew[draw][None], generator=generator)[0])])
+            picks.append(roll.select([best], group_size=1))
+        data.target = concat_rollouts(picks)
+    return data
+
+
+def make_batch(needs: Needs, policy: Policy, data: StepData, groups: list[int] | None = None) -> Batch:
+    """Stage 2: a :class:`Batch` for the given prompt groups (all when None), log π with gradient."""
+    g = data.rollout.group_size
+    all_groups = groups is None or len(groups) == data.rollout.num_groups
+    rows = None if all_groups else torch.tensor([i * g + j for i in groups for j in range(g)])
+
+    def pick(x: Tensor | None, by_group: bool = False) -> Tensor | None:
+        if x is None or rows is None:
+            return x
+        return x[torch.tensor(groups)] if by_group else x[rows]
+
+    rollout = data.rollout if rows is None else data.rollout.groups(groups)
+    full = policy.logprobs(rollout, role="policy", full=True) if needs.full_logprobs else None
+    if full is not None:
+        ids = rollout.completion_ids.clamp(0, full.shape[-1] - 1)
+        logp = full.gather(-1, ids[..., None]).squeeze(-1)
+    else:
+        logp = policy.logprobs(rollout, role="policy")
+    target_logp = target_mask = None
+    if data.target is not None:
+        target = data.target if rows is None else data.target.select(groups, group_size=1)
+        target_logp = policy.logprobs(target, role="policy")
+        target_mask = target.response_mask
+    old = rollout.sample_logp if rollout.sample_logp is not None else logp.detach()
+    return Batch(
+        group_size=g,
+        response_mask=rollout.response_mask,
+        logp=logp,
+        old_logp=old,
+        rewards=pick(data.rewards),
+        ref_logp=pick(data.ref_logp),
+        anchor_logp=pick(data.anchor_logp),
+        full_logprobs=full,
+        ref_full_logprobs=pick(data.ref_full_logprobs),
+        quantiles=pick(data.quantiles),
+        base_rewards=pick(data.base_rewards, by_group=True),
+        target_logp=target_logp,
+        target_mask=target_mask,
+        weights=rollout.weights,
+    )

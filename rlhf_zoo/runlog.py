@@ -1,0 +1,133 @@
+"""A run directory: resolved config, metrics, summary, provenance and checkpoints.
+
+    run_dir/
+      config.yaml      the resolved config (what was actually run)
+      meta.json        command, git commit, versions, hardware, start time
+      metrics.jsonl    one JSON line per evaluation: {"step": s, "reward/proxy": ..., ...}
+      summary.json     the last evaluation plus algo, task, steps, costs and wall time
+      checkpoint/      weights.safetensors + state.pt (optimizer, RNG, caches, step)
+
+Files are written atomically (temporary name, then rename), so an interrupted run never leaves a
+half-written file; a resumed run truncates ``metrics.jsonl`` to its checkpoint's step.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def git_commit(cwd: Path | None = None) -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd or Path(__file__).parent, capture_output=True, text=True, timeout=5
+        )
+        commit = out.stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=cwd or Path(__file__).parent, capture_output=True, text=True, timeout=5,
+        ).stdout.strip()
+        return (commit + ("-dirty" if dirty else "")) if commit else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def hardware() -> str:
+    if torch.cuda.is_available():
+        return f"{torch.cuda.device_count()}x {torch.cuda.get_device_name(0)}"
+    return f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads)"
+
+
+class RunLog:
+    def __init__(self, run_dir: str | Path):
+        self.dir = Path(run_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.metrics_path = self.dir / "metrics.jsonl"
+        self.ckpt_dir = self.dir / "checkpoint"
+
+    def write_config(self, yaml_text: str) -> None:
+        atomic_write_text(self.dir / "config.yaml", yaml_text)
+
+    def read_config(self) -> str | None:
+        p = self.dir / "config.yaml"
+        return p.read_text() if p.is_file() else None
+
+    def write_meta(self, meta: dict[str, Any]) -> None:
+        atomic_write_text(self.dir / "meta.json", json.dumps(meta, indent=2, sort_keys=True) + "\n")
+
+    def log(self, step: int, metrics: dict[str, Any]) -> None:
+        with self.metrics_path.open("a") as f:
+            f.write(json.dumps({"step": step, **metrics}, sort_keys=True) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+
+    def read_metrics(self) -> list[dict[str, Any]]:
+        if not self.metrics_path.is_file():
+            return []
+        return [json.loads(line) for line in self.metrics_path.read_text().splitlines() if line.strip()]
+
+    def truncate_metrics(self, max_step: int) -> None:
+        kept = [m for m in self.read_metrics() if m["step"] <= max_step]
+        atomic_write_text(self.metrics_path, "".join(json.dumps(m, sort_keys=True) + "\n" for m in kept))
+
+    def write_summary(self, summary: dict[str, Any]) -> None:
+        atomic_write_text(self.dir / "summary.json", json.dumps(summary, indent=2, sort_keys=True) + "\n")
+
+    # -- checkpoints -------------------------------------------------------------------------------
+    def save_checkpoint(self, weights: dict[str, torch.Tensor], state: dict[str, Any]) -> None:
+        from safetensors.torch import save_file
+
+        tmp = self.dir / "checkpoint.tmp"
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir()
+        save_file({k: v.detach().contiguous().cpu() for k, v in weights.items()}, str(tmp / "weights.safetensors"))
+        torch.save(state, tmp / "state.pt")
+        old = self.dir / "checkpoint.old"
+        if self.ckpt_dir.exists():
+            if old.exists():
+                shutil.rmtree(old)
+            os.replace(self.ckpt_dir, old)
+        os.replace(tmp, self.ckpt_dir)
+        if old.exists():
+            shutil.rmtree(old)
+
+    def has_checkpoint(self) -> bool:
+        return (self.ckpt_dir / "state.pt").is_file()
+
+    def load_checkpoint(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        from safetensors.torch import load_file
+
+        weights = load_file(str(self.ckpt_dir / "weights.safetensors"))
+        state = torch.load(self.ckpt_dir / "state.pt", weights_only=False)
+        return weights, state
+
+
+def provenance(argv: list[str] | None = None) -> dict[str, Any]:
+    versions = {"python": platform.python_version(), "torch": torch.__version__}
+    for mod in ("transformers", "peft", "accelerate"):
+        m = sys.modules.get(mod)
+        if m is not None:
+            versions[mod] = getattr(m, "__version__", "?")
+    return {
+        "command": " ".join(argv if argv is not None else sys.argv),
+        "git_commit": git_commit(),
+        "hardware": hardware(),
+        "versions": versions,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }

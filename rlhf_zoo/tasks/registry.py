@@ -1,0 +1,35 @@
+"""Tasks by name: each entry is its config dataclass and a builder. Unknown names list the known ones."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from rlhf_zoo.tasks.base import Task
+from rlhf_zoo.tasks.exact import ExactTaskConfig, build_exact_task
+
+
+@dataclass(frozen=True)
+class TaskEntry:
+    config: type
+    build: Callable[..., Task]
+    has_oracle: bool
+    uses_model: bool
+
+
+TASKS: dict[str, TaskEntry] = {
+    "exact": TaskEntry(ExactTaskConfig, build_exact_task, has_oracle=True, uses_model=False),
+}
+
+
+def get_task_entry(name: str) -> TaskEntry:
+    try:
+        return TASKS[name]
+    except KeyError:
+        raise KeyError(f"unknown task {name!r}; known: {', '.join(sorted(TASKS))}") from None
+
+
+def build_task(cfg: Any, model_cfg: Any | None = None) -> Task:
+    entry = get_task_entry(cfg.name)
+    return entry.build(cfg, model_cfg) if entry.uses_model else entry.build(cfg)

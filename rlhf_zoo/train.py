@@ -1,0 +1,268 @@
+"""The one training loop (DESIGN.md layer 4): the same for every objective and every task.
+
+Per step: draw B prompts → :func:`rlhf_zoo.rollout.collect` (samples, rewards, reference/anchor
+log-probs, quantiles, targets: whatever the algorithm's ``Needs`` declare) → for each epoch and
+minibatch, :func:`rlhf_zoo.rollout.make_batch` (log π with gradient) → ``algo.loss`` → optimiser
+step → ``algo.after_step`` (anchor updates) → held-out evaluation every ``train.eval_every`` steps.
+
+Interruptions lose nothing: a checkpoint (weights, optimiser, scheduler, RNG states, the base cache,
+costs) is written every ``train.checkpoint_every`` steps, at the end, and on Ctrl-C; ``resume=true``
+continues from it, and on CPU a resumed run's metrics equal an uninterrupted run's.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import defaultdict
+from typing import Any
+
+import torch
+from omegaconf import DictConfig
+
+from rlhf_zoo.algorithms.base import Algorithm
+from rlhf_zoo.algorithms.registry import get_algorithm
+from rlhf_zoo.config import algo_config, as_dataclass, to_yaml
+from rlhf_zoo.errors import UserError
+from rlhf_zoo.evaluate import Evaluator
+from rlhf_zoo.policies.base import Policy
+from rlhf_zoo.rollout import BaseCache, Costs, collect, make_batch
+from rlhf_zoo.runlog import RunLog, provenance
+from rlhf_zoo.tasks.base import Task
+from rlhf_zoo.tasks.registry import build_task
+
+
+class Interrupted(Exception):
+    """Training stopped by the user after a checkpoint was written."""
+
+    def __init__(self, step: int, run_dir: str):
+        super().__init__(f"interrupted at step {step}; checkpoint saved in {run_dir}: add resume=true to continue")
+        self.step = step
+
+
+def prompts_for_step(prompts: list[str], step: int, batch: int, seed: int) -> list[str]:
+    """The B prompts of a step (steps count from 0): consecutive slices of seeded per-epoch
+    permutations of the prompt list. Stateless, so a resumed run draws exactly the same prompts."""
+    n = len(prompts)
+    out = []
+    for flat in range(step * batch, (step + 1) * batch):
+        epoch, pos = divmod(flat, n)
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
+        out.append(prompts[int(perm[pos])])
+    return out
+
+
+def lr_lambda(schedule: str, warmup: int, total: int):
+    def f(step: int) -> float:
+        if warmup and step < warmup:
+            return (step + 1) / warmup
+        if schedule == "constant" or total <= warmup:
+            return 1.0
+        frac = min(1.0, (step - warmup) / max(1, total - warmup))
+        return 1.0 - frac if schedule == "linear" else 0.5 * (1.0 + math.cos(math.pi * frac))
+
+    return f
+
+
+class Trainer:
+    def __init__(self, cfg: DictConfig, algo: Algorithm, task: Task, policy: Policy, argv: list[str] | None = None):
+        self.cfg = cfg
+        self.algo = algo
+        self.task = task
+        self.policy = policy
+        self.t = cfg.train
+        self.needs = algo.needs()
+        self.log = RunLog(cfg.run_dir)
+        self.argv = argv
+        self.gen = torch.Generator().manual_seed(cfg.seed)
+        self.eval_gen = torch.Generator().manual_seed(cfg.seed + 7919)
+        self.cache = BaseCache(self.needs.cache_size) if self.needs.cache_size else None
+        self.costs = Costs()
+        self.evaluator = Evaluator(
+            task, algo, self.t.eval_prompts, self.t.eval_samples, self.t.eval_ref_samples, generator=self.eval_gen
+        )
+        params = policy.trainable_parameters() if algo.trainable else []
+        self.opt = torch.optim.AdamW(params, lr=self.t.lr, weight_decay=self.t.weight_decay) if params else None
+        self.sched = (
+            torch.optim.lr_scheduler.LambdaLR(
+                self.opt, lr_lambda(self.t.lr_schedule, self.t.warmup_steps, self.t.steps)
+            )
+            if self.opt
+            else None
+        )
+        self.step = 0
+        self.elapsed = 0.0
+        self.train_acc: dict[str, list[float]] = defaultdict(list)
+
+    # -- state -------------------------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "optimizer": self.opt.state_dict() if self.opt else None,
+            "scheduler": self.sched.state_dict() if self.sched else None,
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+            "generator": self.gen.get_state(),
+            "eval_generator": self.eval_gen.get_state(),
+            "cache": self.cache.state() if self.cache else None,
+            "costs": self.costs.as_dict(),
+            "eval_costs": self.evaluator.costs.as_dict(),
+            "eval_reference": self.evaluator._ref,
+            "anchor_version": self.policy.anchor_version,
+            "train_acc": dict(self.train_acc),
+            "elapsed": self.elapsed,
+        }
+
+    def save(self) -> None:
+        self.log.save_checkpoint(self.policy.state_dict(), self.state())
+
+    def restore(self) -> None:
+        weights, s = self.log.load_checkpoint()
+        self.policy.load_state_dict(weights)
+        self.step = s["step"]
+        if self.opt and s["optimizer"]:
+            self.opt.load_state_dict(s["optimizer"])
+            self.sched.load_state_dict(s["scheduler"])
+        torch.set_rng_state(s["torch_rng"])
+        if s["cuda_rng"] is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(s["cuda_rng"])
+        self.gen.set_state(s["generator"])
+        self.eval_gen.set_state(s["eval_generator"])
+        if self.cache and s["cache"]:
+            self.cache.load(s["cache"])
+        for costs, saved in ((self.costs, s["costs"]), (self.evaluator.costs, s["eval_costs"])):
+            costs.completions = saved["cost/completions"]
+            costs.tokens = saved["cost/tokens"]
+            costs.reward_calls = saved["cost/reward_calls"]
+        self.evaluator._ref = s["eval_reference"]
+        self.policy._anchor_version = s["anchor_version"]
+        self.train_acc = defaultdict(list, s["train_acc"])
+        self.elapsed = s["elapsed"]
+        self.log.truncate_metrics(self.step)
+
+    # -- the loop ----------------------------------------------------------------------------------
+    def train_step(self) -> dict[str, float]:
+        prompts = prompts_for_step(self.task.train_prompts, self.step, self.t.batch_prompts, self.cfg.seed)
+        data = collect(self.needs, self.policy, self.task, prompts, cache=self.cache, generator=self.gen, costs=self.costs)
+        metrics: dict[str, list[float]] = defaultdict(list)
+        groups = list(range(len(prompts)))
+        k = min(self.needs.minibatches, len(groups))
+        for _ in range(self.needs.epochs):
+            for mb in (groups[i::k] for i in range(k)) if k > 1 else [None]:
+                batch = make_batch(self.needs, self.policy, data, mb)
+                loss, m = self.algo.loss(batch)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"non-finite loss {loss.item()} at step {self.step + 1}")
+                self.opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if self.t.grad_clip > 0:
+                    norm = torch.nn.utils.clip_grad_norm_(self.policy.trainable_parameters(), self.t.grad_clip)
+                    metrics["train/grad_norm"].append(float(norm))
+                self.opt.step()
+                metrics["loss/total"].append(float(loss.detach()))
+                for key, v in m.items():
+                    metrics[key].append(float(v))
+        self.sched.step()
+        self.step += 1
+        self.algo.after_step(self.policy, self.step)
+        metrics["train/reward_proxy"].append(float(data.rewards.mean()))
+        return {key: sum(v) / len(v) for key, v in metrics.items()}
+
+    def evaluate(self) -> dict[str, Any]:
+        was_training = getattr(self.policy, "training", False)
+        if hasattr(self.policy, "eval"):
+            self.policy.eval()
+        metrics = self.evaluator(self.policy)
+        if was_training:
+            self.policy.train()
+        train = {key: sum(v) / len(v) for key, v in self.train_acc.items() if v}
+        self.train_acc.clear()
+        record = {**metrics, **train, **self.costs.as_dict(), "time/elapsed_s": round(self.elapsed, 3)}
+        self.log.log(self.step, record)
+        return record
+
+    def fit(self) -> dict[str, Any]:
+        cfg = self.cfg
+        existing = self.log.read_config()
+        if cfg.resume and self.log.has_checkpoint():
+            if existing is not None and _without_resume(existing) != _without_resume(to_yaml(cfg)):
+                raise UserError(f"resume=true but {cfg.run_dir}/config.yaml differs from this run's config")
+            self.restore()
+        else:
+            if self.log.metrics_path.exists() and not cfg.resume:
+                raise UserError(
+                    f"{cfg.run_dir} already holds a run: pass resume=true to continue it, or choose another run_dir"
+                )
+            if self.needs.anchor:
+                self.policy.update_anchor(1.0)  # π_anchor starts at π (= π_ref)
+        self.log.write_config(to_yaml(cfg))
+        self.log.write_meta(provenance(self.argv))
+        steps = self.t.steps if self.algo.trainable else 0
+        last = None
+        if self.step == 0:
+            last = self.evaluate()
+        bar = _progress(self.t.progress and steps > self.step, total=steps, initial=self.step, desc=f"{self.algo.name}")
+        try:
+            while self.step < steps:
+                t0 = time.perf_counter()
+                m = self.train_step()
+                self.elapsed += time.perf_counter() - t0
+                for key, v in m.items():
+                    self.train_acc[key].append(v)
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(reward=f"{m['train/reward_proxy']:.3f}", refresh=False)
+                if self.step % self.t.eval_every == 0 or self.step == steps:
+                    last = self.evaluate()
+                if self.t.checkpoint_every and self.step % self.t.checkpoint_every == 0 and self.step < steps:
+                    self.save()
+        except KeyboardInterrupt:
+            self.save()
+            raise Interrupted(self.step, cfg.run_dir) from None
+        finally:
+            if bar is not None:
+                bar.close()
+        if last is None:
+            records = self.log.read_metrics()
+            last = records[-1] if records else self.evaluate()
+        if self.algo.trainable:
+            self.save()
+        summary = {
+            "algo": self.algo.name,
+            "task": self.task.name,
+            "steps": self.step,
+            "seed": cfg.seed,
+            **{k: v for k, v in last.items()},
+            **self.costs.as_dict(),
+            "eval_cost/completions": self.evaluator.costs.completions,
+            "time/train_s": round(self.elapsed, 3),
+        }
+        self.log.write_summary(summary)
+        return summary
+
+
+def _without_resume(yaml_text: str) -> str:
+    return "\n".join(line for line in yaml_text.splitlines() if not line.startswith("resume:"))
+
+
+def _progress(enabled: bool, **kw):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(unit="step", dynamic_ncols=True, **kw)
+
+
+def build(cfg: DictConfig) -> tuple[Algorithm, Task, Policy]:
+    """Algorithm, task and policy for a validated config."""
+    torch.manual_seed(cfg.seed)
+    algo = get_algorithm(cfg.algo.name)(algo_config(cfg))
+    task = build_task(as_dataclass(cfg, "task"), as_dataclass(cfg, "model"))
+    policy = task.build_policy(cfg.seed)
+    return algo, task, policy
+
+
+def run(cfg: DictConfig, argv: list[str] | None = None) -> dict[str, Any]:
+    """Train (or, for Best-of-N, only evaluate) one configuration; returns the summary."""
+    algo, task, policy = build(cfg)
+    return Trainer(cfg, algo, task, policy, argv=argv).fit()
