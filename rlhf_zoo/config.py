@@ -6,9 +6,9 @@ Resolution order (later wins):
 
 1. the dataclass defaults of :class:`RunConfig`, of the chosen algorithm's config and of the task's;
 2. ``configs/task/<task>.yaml`` (task settings and the task's training defaults);
-3. ``configs/algo/<algo>.yaml`` when ``algo`` names a preset rather than a registered algorithm
+3. ``configs/task/<task>/<algo name>.yaml`` if present (per-task tuned defaults of one algorithm);
+4. ``configs/algo/<algo>.yaml`` when ``algo`` names a preset rather than a registered algorithm
    (a preset sets ``name:`` to a registered algorithm plus overrides, e.g. ``rloo``, ``vbon``);
-4. ``configs/task/<task>/<algo name>.yaml`` if present (per-task tuned defaults of one algorithm);
 5. the dotted overrides of the command line.
 
 Everything goes through OmegaConf structured configs, so an unknown key or a value of the wrong
@@ -79,6 +79,7 @@ class RunConfig:
     run_dir: output directory (default ``runs/<algo>-<task>-s<seed>``).
     resume: continue from the run directory's last checkpoint.
     device: auto | cpu | cuda | cuda:N.
+    threads: torch CPU threads (0 = torch's default). Tiny tabular work is fastest on 1.
     """
 
     algo: Any = None
@@ -89,6 +90,7 @@ class RunConfig:
     run_dir: str = ""
     resume: bool = False
     device: str = "auto"
+    threads: int = 0
 
 
 def _yaml(path: Path) -> DictConfig:
@@ -156,11 +158,11 @@ def load_config(args: list[str], defaults: dict[str, str] | None = None) -> Dict
         task_yaml = CONFIG_DIR / "task" / f"{task_name}.yaml"
         if task_yaml.is_file():
             layers.append(_yaml(task_yaml))
-        if preset is not None:
-            layers.append(OmegaConf.create({"algo": preset}))
         tuned = CONFIG_DIR / "task" / task_name / f"{algo_name}.yaml"
         if tuned.is_file():
             layers.append(_yaml(tuned))
+        if preset is not None:
+            layers.append(OmegaConf.create({"algo": preset}))
         layers.append(OmegaConf.from_dotlist([f"{k}={v}" for k, v in over.items()]))
         cfg = OmegaConf.merge(schema, *layers)
         for node in (cfg, cfg.algo, cfg.task):  # frozen dataclasses make nodes read-only

@@ -22,7 +22,7 @@ from torch import Tensor
 
 from rlhf_zoo.algorithms.base import Batch, Needs
 from rlhf_zoo.functional.best_of_n import best_of_n_select
-from rlhf_zoo.functional.quantile import quantile_estimate
+from rlhf_zoo.functional.quantile import quantile_estimate, quantile_estimate_strict
 from rlhf_zoo.policies.base import Policy, Role, Rollout, concat_rollouts
 from rlhf_zoo.rewards.base import checked_score
 from rlhf_zoo.tasks.base import Task
@@ -104,6 +104,7 @@ class StepData:
     anchor_logp: Tensor | None = None
     ref_full_logprobs: Tensor | None = None
     quantiles: Tensor | None = None
+    quantiles_lt: Tensor | None = None
     base_rewards: Tensor | None = None
     target: Rollout | None = None
 
@@ -151,11 +152,14 @@ def collect(
         if task.oracle is None:
             raise ValueError("quantiles=exact needs a task with an exact oracle (task=exact); use quantiles=mc")
         base_probs = task.oracle.probs(policy, needs.base)
-        data.quantiles = task.oracle.quantiles(rollout, base_probs).to(data.rewards.dtype)
+        p_le, p_lt = task.oracle.quantiles(rollout, base_probs)
+        data.quantiles, data.quantiles_lt = p_le.to(data.rewards.dtype), p_lt.to(data.rewards.dtype)
     elif needs.quantiles == "mc":
         ref_rewards = torch.stack([r for _, r in cached])  # [B, k]
         g = needs.samples
-        data.quantiles = quantile_estimate(data.rewards.view(len(prompts), g), ref_rewards).reshape(-1)
+        own = data.rewards.view(len(prompts), g)
+        data.quantiles = quantile_estimate(own, ref_rewards).reshape(-1)
+        data.quantiles_lt = quantile_estimate_strict(own, ref_rewards).reshape(-1)
 
     if needs.target == "fresh":
         data.target = fresh.select(_best_rows(data.base_rewards, generator), group_size=1)
@@ -204,6 +208,7 @@ def make_batch(needs: Needs, policy: Policy, data: StepData, groups: list[int] |
         full_logprobs=full,
         ref_full_logprobs=pick(data.ref_full_logprobs),
         quantiles=pick(data.quantiles),
+        quantiles_lt=pick(data.quantiles_lt),
         base_rewards=pick(data.base_rewards, by_group=True),
         target_logp=target_logp,
         target_mask=target_mask,

@@ -255,6 +255,8 @@ def _progress(enabled: bool, **kw):
 
 def build(cfg: DictConfig) -> tuple[Algorithm, Task, Policy]:
     """Algorithm, task and policy for a validated config."""
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     algo = get_algorithm(cfg.algo.name)(algo_config(cfg))
     task = build_task(as_dataclass(cfg, "task"), as_dataclass(cfg, "model"))

@@ -70,6 +70,7 @@ class Batch:
         ref_logp / anchor_logp: [N, T] (no gradient) or None.
         full_logprobs: [N, T, V] log π with gradient, or None; ref_full_logprobs likewise, no grad.
         quantiles: [N] p_≤ (exact or estimated) of each sample against the base distribution.
+        quantiles_lt: [N] p_< likewise (Theorem 1's B(y) needs both).
         base_rewards: [B, m] proxy rewards of m fresh base samples per prompt.
         target_logp / target_mask: [B, T'] per-token log π (with gradient) of the forward-term
             target of each prompt, and its mask.
@@ -86,6 +87,7 @@ class Batch:
     full_logprobs: Tensor | None = None
     ref_full_logprobs: Tensor | None = None
     quantiles: Tensor | None = None
+    quantiles_lt: Tensor | None = None
     base_rewards: Tensor | None = None
     target_logp: Tensor | None = None
     target_mask: Tensor | None = None

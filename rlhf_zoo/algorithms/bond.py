@@ -22,7 +22,9 @@ samples (RAFT), ``anchor_period=M > 0`` is iterative BOND (§4.3, Algorithm 1): 
 Deviations and choices:
 - The (N−1) factor is *kept* in the backward term, not folded into the learning rate, so that with
   exact quantiles its gradient equals ∇KL(π ‖ π_BoN) exactly (a property test checks this).
-- log B(y) is dropped, as in the paper (B = 1 for a continuous reward).
+- log B(y) is dropped by default, as in the paper. B ∈ [1, N] is constant (= N) only for a continuous
+  reward; on a discrete one (the testbed) it varies, and ``log_b=true`` adds log B̂(y), from p_≤ and
+  p_<, back into the return: with exact quantiles the gradient is then ∇KL(π ‖ π_BoN) exactly.
 - Quantiles: ``exact`` (the testbed's oracle) or ``mc``, the estimator p̂_≤ = (1 + #{r_i ≤ r})/(k+1)
   against k base samples per prompt, drawn once and cached (per anchor version; ALGORITHMS.md §3).
 - Forward targets: with ``mc`` quantiles the best of N draws (with replacement) from the same
@@ -38,6 +40,7 @@ from torch import Tensor
 
 from rlhf_zoo.algorithms.base import Algorithm, Batch, Needs
 from rlhf_zoo.algorithms.common import check_baseline, check_choice, grouped_advantages, mean_metric, sft_loss
+from rlhf_zoo.functional.best_of_n import bon_B
 from rlhf_zoo.functional.rewards import bond_return
 from rlhf_zoo.functional.surrogate import score_function_loss
 
@@ -53,6 +56,7 @@ class BondConfig:
     quantiles: auto (exact on a task with an oracle, else mc) | exact | mc.
     k: cached base completions per prompt for ``mc`` quantiles (paper: 16 for training).
     anchor_period: M; 0 = plain BOND against π_ref, M > 0 = iterative BOND with a swap every M steps.
+    log_b: add log B(y) of Theorem 1 to the return (the paper drops it; exact gradient when on).
     """
 
     name: str = "bond"
@@ -63,6 +67,7 @@ class BondConfig:
     quantiles: str = "auto"
     k: int = 16
     anchor_period: int = 0
+    log_b: bool = False
 
 
 class Bond(Algorithm):
@@ -107,7 +112,11 @@ class Bond(Algorithm):
         batch.require("quantiles")
         base_seq = batch.seq("anchor_logp" if self.iterative else "ref_logp")
         log_q = torch.log(batch.quantiles)
-        returns = bond_return(log_q, batch.seq("old_logp"), base_seq, c.n)
+        log_b = None
+        if c.log_b:
+            batch.require("quantiles_lt")
+            log_b = torch.log(bon_B(batch.quantiles, batch.quantiles_lt, c.n))
+        returns = bond_return(log_q, batch.seq("old_logp"), base_seq, c.n, log_b)
         adv = grouped_advantages(returns, batch.group_size, c.baseline)
         backward = score_function_loss(batch.seq("logp"), adv, batch.weights)
         metrics = {

@@ -459,6 +459,9 @@ def prompt_texts(
     n_words: int | None = None,
     seed: int = 0,
     records: Sequence[Record] | None = None,
+    n_heldout: int = 3000,
+    n_eval_prompts: int = 500,
+    min_prompt_words: int = 8,
 ) -> list[str]:
     """Movie-review snippets for the sentiment task's prompts, in the split's rank order.
 
@@ -466,13 +469,20 @@ def prompt_texts(
     movie-review snippets of ``gold_train``. With ``n_words``, each snippet is cut to its first
     ``n_words`` words, duplicates are dropped (first kept), and train prefixes that equal an
     eval prefix are dropped, so train and eval prompts stay disjoint. ``records`` defaults to
-    :func:`load_hutto` (downloading on first use).
+    :func:`load_hutto` (downloading on first use); the size arguments go to
+    :func:`split_hutto`.
     """
     if split not in ("train", "eval"):
         raise UserError(f"unknown prompt split {split!r}: use 'train' or 'eval'")
     if n_words is not None and n_words < 1:
         raise UserError(f"n_words must be >= 1, got {n_words}")
-    parts = split_hutto(load_hutto() if records is None else records, seed=seed)
+    parts = split_hutto(
+        load_hutto() if records is None else records,
+        seed=seed,
+        n_heldout=n_heldout,
+        n_eval_prompts=n_eval_prompts,
+        min_prompt_words=min_prompt_words,
+    )
     chosen = parts.prompt_eval if split == "eval" else parts.prompt_train
     if n_words is None:
         return [r.text for r in chosen]

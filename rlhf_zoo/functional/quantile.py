@@ -48,7 +48,8 @@ def quantile_estimate_strict(rewards: Tensor, ref_rewards: Tensor) -> Tensor:
     """p̂_<(y) = (1 + #{i : r(y_i) < r(y)}) / (k + 1), the companion of :func:`quantile_estimate`.
 
     **Decision**: y itself is counted here too, so that p̂_< = p̂_≤ when no reference reward ties
-    with r(y), and the estimated B̂(y) of Theorem 1 is exactly 1 for a continuous reward.
+    with r(y). That is the continuous case, where y's own mass is 0 and Theorem 1's B(y) equals N
+    (π_BoN = N·p^(N−1)·π_ref, the density of the maximum); ties lower B̂ towards 1.
     """
     k = ref_rewards.shape[-1]
     count = (ref_rewards.unsqueeze(-2) < rewards.unsqueeze(-1)).sum(-1)

@@ -17,16 +17,19 @@ from torch import Tensor
 JBOND_PENALTY = math.log(16.0)
 
 
-def bond_return(log_quantile: Tensor, logp: Tensor, ref_logp: Tensor, n: int) -> Tensor:
+def bond_return(log_quantile: Tensor, logp: Tensor, ref_logp: Tensor, n: int, log_b: Tensor | None = None) -> Tensor:
     """(N−1)·[log p_≤(y) − β_BOND·(log π(y) − log π_ref(y))] with β_BOND = 1/(N−1).
 
     All inputs are sequence-level [N]. This is (N−1) times the paper's regularised reward, i.e.
     log π_BoN(y) − log π(y) up to log B(y): the (N−1) factor is kept, not folded into the
-    learning rate, so that the score-function gradient equals ∇KL(π ‖ π_BoN) exactly.
+    learning rate. ``log_b`` (optional, [N]) adds log B(y) back: then the score-function gradient
+    equals ∇KL(π ‖ π_BoN) exactly; without it (the paper's choice) it differs by the gradient of
+    E_π[log B], which vanishes when B is constant (a continuous reward, where B = N).
     """
     if n < 2:
         raise ValueError("BOND's backward term needs n >= 2 (β_BOND = 1/(n−1))")
-    return (n - 1) * log_quantile - (logp - ref_logp)
+    out = (n - 1) * log_quantile - (logp - ref_logp)
+    return out if log_b is None else out + log_b
 
 
 def jbond_reward(rewards: Tensor, anchor_rewards: Tensor) -> Tensor:

@@ -34,6 +34,7 @@ import contextlib
 import copy
 import inspect
 import re
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -278,7 +279,12 @@ class HFPolicy:
         )
         try:
             # B = 0 at initialisation, so π = π_ref exactly until the first step.
-            return get_peft_model(model, lora)
+            with warnings.catch_warnings():
+                # PEFT 0.21 probes a property that transformers 5 deprecates; nothing to act on.
+                warnings.filterwarnings(
+                    "ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning
+                )
+                return get_peft_model(model, lora)
         except ValueError as e:
             raise UserError(
                 f"cannot attach LoRA adapters to {self.cfg.name!r} ({e}); set lora_target_modules "
@@ -366,7 +372,8 @@ class HFPolicy:
         tok = self.tokenizer
         if self.cfg.chat_template:
             if not getattr(tok, "chat_template", None):
-                raise UserError(f"chat_template=True but the tokenizer of {self.cfg.name!r} has no chat template")
+                name = self.cfg.name
+                raise UserError(f"chat_template=True but the tokenizer of {name!r} has no template")
             text = tok.apply_chat_template(
                 [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
             )
@@ -510,7 +517,9 @@ class HFPolicy:
         kwargs: dict[str, Any] = {"use_cache": False}
         if self._keeps_logits:
             kwargs["logits_to_keep"] = t + 1  # only the positions that predict completion tokens
-        out = module(input_ids=input_ids, attention_mask=attention, position_ids=position_ids, **kwargs)
+        out = module(
+            input_ids=input_ids, attention_mask=attention, position_ids=position_ids, **kwargs
+        )
         # Position (last prompt token + j) predicts completion token j.
         logits = out.logits[:, -(t + 1) : -1].float()
         logp = torch.log_softmax(logits / temperature, dim=-1)
@@ -519,7 +528,9 @@ class HFPolicy:
             return F.pad(logp, (0, t_full - t))
         return F.pad(logp, (0, 0, 0, t_full - t))
 
-    def _rows(self, rollout: Rollout, start: int, stop: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    def _rows(
+        self, rollout: Rollout, start: int, stop: int
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         d = self.device
         return (
             rollout.prompt_ids[start:stop].to(d),
@@ -583,7 +594,7 @@ class HFPolicy:
 
     @property
     def anchor_version(self) -> int:
-        """Incremented by every :meth:`update_anchor` (and a re-initialising :meth:`init_anchor`)."""
+        """Bumped by every :meth:`update_anchor` (and by re-initialising :meth:`init_anchor`)."""
         return self._anchor_version
 
     def _anchor_pairs(self) -> list[tuple[str, Tensor, Tensor]]:
@@ -684,7 +695,9 @@ class HFPolicy:
         """π's trainable weights (``policy.<name>``), the anchor's (``anchor.<name>``, if it
         exists) and ``meta.anchor_version``: detached contiguous CPU tensors with no shared
         storage, ready for ``safetensors.torch.save_file``. The frozen base is not included."""
-        out = {f"policy.{n}": p.detach().to("cpu", copy=True).contiguous() for n, p in self._trainable}
+        out = {
+            f"policy.{n}": p.detach().to("cpu", copy=True).contiguous() for n, p in self._trainable
+        }
         for name, a, _ in self._anchor_pairs():
             out[f"anchor.{name}"] = a.detach().to("cpu", copy=True).contiguous()
         out["meta.anchor_version"] = torch.tensor(self._anchor_version, dtype=torch.long)
@@ -716,13 +729,16 @@ class HFPolicy:
 
     def __repr__(self) -> str:
         return (
-            f"HFPolicy(name={self.cfg.name!r}, finetune={self.cfg.finetune!r}, device={self.device}, "
+            f"HFPolicy(name={self.cfg.name!r}, finetune={self.cfg.finetune!r}, "
+            f"device={self.device}, "
             f"trainable={self.num_parameters(True):,}/{self.num_parameters():,}, "
             f"anchor={'v' + str(self._anchor_version) if self._has_anchor else 'none'})"
         )
 
 
-def build_hf_policy(cfg: HFPolicyConfig | None = None, device: str | torch.device = "cpu", seed: int = 0) -> HFPolicy:
+def build_hf_policy(
+    cfg: HFPolicyConfig | None = None, device: str | torch.device = "cpu", seed: int = 0
+) -> HFPolicy:
     """Load ``cfg.name`` and wrap it as an :class:`HFPolicy` on ``device``.
 
     ``seed`` fixes every random initialisation (the tiny model's weights, the LoRA A matrices)

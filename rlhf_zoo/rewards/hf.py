@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -111,17 +112,22 @@ class HFSequenceReward:
         self.name = name or f"hf:{self.source}"
         self.batch_size = int(batch_size)
         self.device = torch.device(device) if device is not None else default_device()
+        local = Path(self.source).expanduser()
+        if not local.exists() and (local.is_absolute() or self.source.startswith((".", "~"))):
+            raise UserError(f"reward model folder {self.source!r} does not exist")
+        src = str(local) if local.exists() else self.source
         try:
-            with quiet_transformers():
-                self.tokenizer = AutoTokenizer.from_pretrained(self.source)
+            with quiet_transformers():  # model first: a hub failure then costs one retry cycle
                 self.model = AutoModelForSequenceClassification.from_pretrained(
-                    self.source, dtype=torch.float32
+                    src, dtype=torch.float32
                 )
+                self.tokenizer = AutoTokenizer.from_pretrained(src)
         except (OSError, ValueError) as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise UserError(
                 f"could not load the reward model {self.source!r} ({first}); without network "
-                f"access pass a local directory that holds the model and its tokenizer"
+                f"access pass a local directory that holds the model and its tokenizer "
+                f"(HF_HUB_OFFLINE=1 makes hub look-ups fail at once)"
             ) from e
         self.model.to(self.device).eval()
         self.model.requires_grad_(False)
@@ -196,6 +202,6 @@ class HFSequenceReward:
 
     def __repr__(self) -> str:
         return (
-            f"HFSequenceReward({self.source!r}, text={self.text!r}, label={self.label}, "
+            f"{type(self).__name__}({self.source!r}, text={self.text!r}, label={self.label}, "
             f"negative_label={self.negative_label}, device={str(self.device)!r})"
         )

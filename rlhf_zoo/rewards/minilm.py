@@ -61,7 +61,12 @@ class GoldTrainConfig:
     max_grad_norm: float = 1.0
     max_length: int = 64
     seed: int = 0
+    #: arguments of split_hutto; keep them equal to those of the task's prompt_texts, so that
+    #: the eval prompts are exactly the texts the gold model never saw
     split_seed: int = 0
+    n_heldout: int = 3000
+    n_eval_prompts: int = 500
+    min_prompt_words: int = 8
 
 
 def default_path() -> Path:
@@ -269,10 +274,10 @@ def build_minilm_sentiment(
 
     Returns at once if a complete model is already at ``path`` and ``force`` is False.
     Otherwise: load the Hutto & Gilbert data (:func:`rlhf_zoo.data.hutto.load_hutto`), split it
-    (``split_hutto(records, seed=config.split_seed)``), fine-tune (see the module docstring),
-    measure Pearson r on ``gold_heldout``, and write the model, its tokenizer and ``meta.json``
-    into a temporary sibling folder that is renamed to ``path`` only when complete (and deleted
-    if anything fails or is interrupted).
+    (``split_hutto`` with the config's ``split_seed``, ``n_heldout``, ...), fine-tune (see the
+    module docstring), measure Pearson r on ``gold_heldout``, and write the model, its
+    tokenizer and ``meta.json`` into a temporary sibling folder that is renamed to ``path`` only
+    when complete (and deleted if anything fails or is interrupted).
 
     Args:
         force: rebuild even if a model is there (the old one is replaced only on success).
@@ -309,7 +314,13 @@ def build_minilm_sentiment(
     base_path = Path(base) if base is not None else minilm_base_path()
     if records is None:
         records = load_hutto(verbose=progress)
-    parts = split_hutto(records, seed=cfg.split_seed)
+    parts = split_hutto(
+        records,
+        seed=cfg.split_seed,
+        n_heldout=cfg.n_heldout,
+        n_eval_prompts=cfg.n_eval_prompts,
+        min_prompt_words=cfg.min_prompt_words,
+    )
     train = list(parts.gold_train[:max_train] if max_train is not None else parts.gold_train)
     heldout = list(
         parts.gold_heldout[:max_heldout] if max_heldout is not None else parts.gold_heldout

@@ -133,12 +133,12 @@ class ExactOracle:
         cols = torch.tensor([self._column[(x, t)] for x, t in zip(rollout.prompts, rollout.texts, strict=True)])
         return rows, cols
 
-    def quantiles(self, rollout: Rollout, base_probs: Tensor) -> Tensor:
-        """Exact p_≤(y) of each sampled completion under the proxy reward against ``base_probs``: [N]."""
+    def quantiles(self, rollout: Rollout, base_probs: Tensor) -> tuple[Tensor, Tensor]:
+        """Exact (p_≤, p_<) of each sampled completion's proxy reward against ``base_probs``: 2 × [N]."""
         rows, cols = self.columns(rollout)
         proxy = self.proxy.to(base_probs.dtype)
-        p_le, _ = exact_quantiles(proxy[rows, cols][:, None], proxy[rows], base_probs[rows])
-        return p_le[:, 0]
+        p_le, p_lt = exact_quantiles(proxy[rows, cols][:, None], proxy[rows], base_probs[rows])
+        return p_le[:, 0], p_lt[:, 0]
 
     def weighted_rollout(self, probs: Tensor) -> Rollout:
         """The enumeration, weighted so that a weighted sum over rows is E_x E_{y~probs}[·]."""

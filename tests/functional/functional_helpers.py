@@ -1,7 +1,7 @@
 """Shared hypothesis strategies and exact-enumeration helpers for the functional-layer tests.
 
-Test code only. Everything is float64. Imported by the test modules of this directory as
-``from functional_helpers import ...`` (pytest puts this directory on ``sys.path``).
+Test code only. Everything is float64. Imported as
+``from tests.functional.functional_helpers import ...``.
 """
 
 from __future__ import annotations

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from functional_helpers import F64, t64
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from rlhf_zoo.functional.advantages import BASELINES, advantages, leave_one_out_baseline
+from tests.functional.functional_helpers import F64, t64
 
 FAST = settings(max_examples=60, deadline=None)
 

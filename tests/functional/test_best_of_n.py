@@ -6,16 +6,6 @@ import math
 
 import pytest
 import torch
-from functional_helpers import (
-    F64,
-    brute_force_bon,
-    distinct_rewards,
-    prob_vectors,
-    py_categorical_kl,
-    py_quantiles,
-    t64,
-    tied_rewards,
-)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -29,6 +19,16 @@ from rlhf_zoo.functional.best_of_n import (
 )
 from rlhf_zoo.functional.kl import categorical_kl
 from rlhf_zoo.functional.quantile import exact_quantiles
+from tests.functional.functional_helpers import (
+    F64,
+    brute_force_bon,
+    distinct_rewards,
+    prob_vectors,
+    py_categorical_kl,
+    py_quantiles,
+    t64,
+    tied_rewards,
+)
 
 FAST = settings(max_examples=60, deadline=None)
 

@@ -7,12 +7,12 @@ import math
 
 import pytest
 import torch
-from functional_helpers import F64, prob_vectors, t64, tied_rewards
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rlhf_zoo.functional.ema import ema, ema_
 from rlhf_zoo.functional.rewards import JBOND_PENALTY, bond_return, jbond_reward
+from tests.functional.functional_helpers import F64, prob_vectors, t64, tied_rewards
 
 FAST = settings(max_examples=60, deadline=None)
 

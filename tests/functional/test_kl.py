@@ -6,7 +6,6 @@ import math
 
 import pytest
 import torch
-from functional_helpers import F64, enumerate_tabular_lm, finite_logps, junk_values, t64
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -19,6 +18,13 @@ from rlhf_zoo.functional.kl import (
     masked_mean,
     masked_sum,
     sequence_logp,
+)
+from tests.functional.functional_helpers import (
+    F64,
+    enumerate_tabular_lm,
+    finite_logps,
+    junk_values,
+    t64,
 )
 
 FAST = settings(max_examples=60, deadline=None)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from functional_helpers import F64, distinct_rewards, prob_vectors, py_quantiles, t64, tied_rewards
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
@@ -12,6 +11,14 @@ from rlhf_zoo.functional.quantile import (
     exact_quantiles,
     quantile_estimate,
     quantile_estimate_strict,
+)
+from tests.functional.functional_helpers import (
+    F64,
+    distinct_rewards,
+    prob_vectors,
+    py_quantiles,
+    t64,
+    tied_rewards,
 )
 
 FAST = settings(max_examples=60, deadline=None)

@@ -6,12 +6,12 @@ import math
 
 import pytest
 import torch
-from functional_helpers import F64, t64
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rlhf_zoo.functional.kl import masked_sum
 from rlhf_zoo.functional.surrogate import clipped_surrogate_loss, score_function_loss
+from tests.functional.functional_helpers import F64, t64
 
 FAST = settings(max_examples=50, deadline=None)
 

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-#: where the real cache is (read by the optional real-data test), captured before isolation
-REAL_CACHE_ENV = os.environ.get("RLHF_ZOO_CACHE")
 
 WORDS = (
     "the a movie film was is not very good great wonderful bad awful terrible boring fun "
@@ -16,13 +13,23 @@ WORDS = (
 ).split()
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread() -> Iterator[None]:
+    """Tiny models run fastest on one thread (and do not stall when other jobs share the CPUs)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(autouse=True)
 def isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Every test gets its own empty cache and no sdist override; the hub is off."""
+    """Every test gets its own empty cache and no sdist override."""
     cache = tmp_path / "cache"
     monkeypatch.setenv("RLHF_ZOO_CACHE", str(cache))
     monkeypatch.delenv("RLHF_ZOO_HUTTO_SDIST", raising=False)
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     return cache
 
 
@@ -32,10 +39,11 @@ def _tiny_bert(path: Path, num_labels: int, id2label: dict[int, str] | None = No
 
     vocab = {t: i for i, t in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS])}
     tok = BertTokenizer(vocab=vocab)
+    label2id = None if id2label is None else {v: k for k, v in id2label.items()}
     cfg = BertConfig(
         vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
         intermediate_size=64, max_position_embeddings=64, num_labels=num_labels,
-        id2label=id2label, label2id=None if id2label is None else {v: k for k, v in id2label.items()},
+        id2label=id2label, label2id=label2id,
     )  # fmt: skip
     torch.manual_seed(0)
     model = BertForSequenceClassification(cfg)

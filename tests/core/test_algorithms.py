@@ -1,0 +1,213 @@
+"""Every registered objective through one contract, and the properties ALGORITHMS.md states."""
+
+import dataclasses
+import math
+
+import pytest
+import torch
+
+from rlhf_zoo.algorithms import REGISTRY, get_algorithm
+from rlhf_zoo.algorithms.bond import Bond, BondConfig
+from rlhf_zoo.algorithms.jbond import JBond, JBondConfig
+from rlhf_zoo.algorithms.ppo_lite import PPOLite, PPOLiteConfig
+from rlhf_zoo.algorithms.reinforce import Reinforce, ReinforceConfig
+from rlhf_zoo.functional.best_of_n import bon_probs
+from rlhf_zoo.functional.kl import categorical_kl
+from rlhf_zoo.functional.quantile import exact_quantiles
+from tests.core.helpers import clone_batch, enumerated_batch, sampled_batch
+
+EXPECTED = {"best_of_n", "reinforce", "ppo_lite", "bond", "jbond"}
+
+
+def test_registry_holds_exactly_the_five_names():
+    assert set(REGISTRY) == EXPECTED
+    for name, cls in REGISTRY.items():
+        assert cls.name == name
+
+
+def test_unknown_algorithm_lists_known_names():
+    with pytest.raises(KeyError) as e:
+        get_algorithm("dpo")
+    for name in EXPECTED:
+        assert name in str(e.value)
+
+
+def _configs():
+    out = []
+    for name, cls in sorted(REGISTRY.items()):
+        cfg = cls.Config()
+        if hasattr(cfg, "quantiles"):
+            out.append((name, dataclasses.replace(cfg, quantiles="exact")))
+            out.append((name, dataclasses.replace(cfg, quantiles="mc")))
+            out.append((name, dataclasses.replace(cfg, quantiles="mc", anchor_period=3)))
+        elif hasattr(cfg, "kl_in"):
+            out.append((name, cfg))
+            out.append((name, dataclasses.replace(cfg, kl_in="loss", kl_estimator="exact")))
+        else:
+            out.append((name, cfg))
+    return out
+
+
+@pytest.mark.parametrize(("name", "cfg"), _configs(), ids=lambda x: str(x) if isinstance(x, str) else "")
+def test_contract(name, cfg, exact_task):
+    """Finite loss and metrics, gradients only through the policy, the batch not mutated."""
+    algo = get_algorithm(name)(cfg)
+    policy = exact_task.build_policy(0)
+    with torch.no_grad():  # move π away from π_ref so that every term is non-trivial
+        policy.logits.add_(0.3 * torch.randn(policy.logits.shape, generator=torch.Generator().manual_seed(3)))
+    batch = sampled_batch(algo, exact_task, policy)
+    before = clone_batch(batch)
+    loss, metrics = algo.loss(batch)
+    assert loss.dim() == 0 and torch.isfinite(loss)
+    for key, value in metrics.items():
+        assert "/" in key, f"metric keys are namespaced: {key}"
+        assert torch.isfinite(torch.as_tensor(value)).all(), key
+    for field, value in before.items():
+        now = getattr(batch, field)
+        if isinstance(value, torch.Tensor):
+            assert torch.equal(value, now.detach()), f"{name} mutated batch.{field}"
+    assert not policy.ref_logits.requires_grad and not policy.anchor_logits.requires_grad
+    for field in ("old_logp", "ref_logp", "anchor_logp", "rewards", "quantiles", "base_rewards", "weights"):
+        value = getattr(batch, field)
+        assert value is None or not value.requires_grad, f"batch.{field} must carry no gradient"
+    if algo.trainable:
+        loss.backward()
+        assert policy.logits.grad is not None and policy.logits.grad.abs().sum() > 0
+    else:
+        assert not loss.requires_grad
+
+
+def test_ppo_lite_equals_reinforce_with_one_epoch(exact_task):
+    """ρ ≡ 1 on the first epoch: PPO-lite's loss equals REINFORCE's in value and in gradient."""
+    for baseline, kl_in in [("loo", "reward"), ("mean", "reward"), ("loo", "loss")]:
+        r_cfg = ReinforceConfig(samples=4, baseline=baseline, beta=0.3, kl_in=kl_in)
+        p_cfg = PPOLiteConfig(samples=4, baseline=baseline, beta=0.3, kl_in=kl_in, epochs=1, minibatches=1)
+        policy = exact_task.build_policy(0)
+        with torch.no_grad():
+            policy.logits.add_(0.5 * torch.randn(policy.logits.shape, generator=torch.Generator().manual_seed(1)))
+        batch = sampled_batch(Reinforce(r_cfg), exact_task, policy, seed=4)
+        l_r, _ = Reinforce(r_cfg).loss(batch)
+        (g_r,) = torch.autograd.grad(l_r, policy.logits, retain_graph=True)
+        l_p, m = PPOLite(p_cfg).loss(batch)
+        (g_p,) = torch.autograd.grad(l_p, policy.logits)
+        assert torch.allclose(l_r, l_p, atol=1e-6)
+        assert torch.allclose(g_r, g_p, atol=1e-6)
+        assert g_r.abs().sum() > 0
+        assert float(m["ppo/clip_fraction"]) == 0.0
+
+
+def test_ppo_lite_clipped_tokens_give_no_gradient(exact_task):
+    """Once π has moved past the clip range in the advantage's direction, the update stops."""
+    algo = PPOLite(PPOLiteConfig(samples=4, beta=0.0, clip_eps=0.01))
+    policy = exact_task.build_policy(0)
+    batch = sampled_batch(algo, exact_task, policy, seed=2)
+    from rlhf_zoo.algorithms.common import grouped_advantages
+
+    adv = grouped_advantages(batch.rewards, batch.group_size, "loo")
+    # Pretend π_old differed so that every ratio sits far on the clipped side for its advantage.
+    shift = torch.where(adv > 0, 1.0, -1.0)[:, None] * batch.response_mask
+    moved = dataclasses.replace(batch, old_logp=batch.old_logp - shift)
+    loss, m = algo.loss(moved)
+    (g,) = torch.autograd.grad(loss, policy.logits)
+    assert float(m["ppo/clip_fraction"]) == pytest.approx(float((adv != 0).float().mean()), abs=1e-6)
+    assert g.abs().max() == 0
+
+
+@pytest.mark.parametrize("log_b", [True, False])
+def test_bond_backward_gradient_is_the_gradient_of_exact_kl_to_bon(exact_task, log_b):
+    """With exact quantiles and enumeration instead of sampling, BOND's backward-term loss has
+    exactly the gradient of KL(π ‖ π_BoN) when log B is kept; when it is dropped (the paper's
+    default) it is the gradient of KL(π ‖ π̃) with π̃ ∝ π_ref·p_≤^(N−1), and differs from the former."""
+    n = 4
+    for baseline in ("none", "mean"):
+        policy = exact_task.build_policy(0).double()
+        with torch.no_grad():
+            policy.logits.add_(0.4 * torch.randn(policy.logits.shape, generator=torch.Generator().manual_seed(5)))
+        algo = Bond(BondConfig(n=n, beta=1.0, quantiles="exact", baseline=baseline, log_b=log_b))
+        batch, probs = enumerated_batch(exact_task, policy)
+        loss, _ = algo.loss(batch)
+        (g_algo,) = torch.autograd.grad(loss, policy.logits, retain_graph=True)
+
+        ref = exact_task.oracle.probs(policy, "ref").double()
+        proxy = exact_task.oracle.proxy.double()
+        target = bon_probs(ref, proxy, n)
+        if not log_b:
+            p_le, _ = exact_quantiles(proxy, proxy, ref)
+            target = ref * p_le ** (n - 1)  # unnormalised: the constant does not change the gradient
+        kl = (probs * (probs.log() - target.log())).sum(-1).mean()
+        (g_kl,) = torch.autograd.grad(kl, policy.logits)
+        assert torch.allclose(g_algo, g_kl, atol=1e-10, rtol=1e-7), (g_algo - g_kl).abs().max()
+        assert g_kl.abs().max() > 1e-3
+
+
+def test_reinforce_gradient_is_the_gradient_of_the_regularised_objective(exact_task):
+    """KL in the reward, enumeration instead of sampling: −∇(E[r] − β·KL(π ‖ π_ref)) exactly."""
+    beta = 0.4
+    policy = exact_task.build_policy(0).double()
+    with torch.no_grad():
+        policy.logits.add_(0.4 * torch.randn(policy.logits.shape, generator=torch.Generator().manual_seed(6)))
+    batch, probs = enumerated_batch(exact_task, policy)
+    loss, _ = Reinforce(ReinforceConfig(beta=beta, baseline="none")).loss(batch)
+    (g_algo,) = torch.autograd.grad(loss, policy.logits, retain_graph=True)
+    ref = exact_task.oracle.probs(policy, "ref")
+    objective = ((probs * exact_task.oracle.proxy.double()).sum(-1) - beta * categorical_kl(probs, ref)).mean()
+    (g_obj,) = torch.autograd.grad(-objective, policy.logits)
+    assert torch.allclose(g_algo, g_obj, atol=1e-10, rtol=1e-7)
+    assert g_obj.abs().max() > 1e-3
+
+
+def test_jbond_gamma_pulls_towards_the_anchor(exact_task):
+    """Raising γ lowers KL(π ‖ π_anchor) after an update (the sign decision of ALGORITHMS.md §6.4)."""
+    kls = []
+    for gamma in (0.0, 1.0, 2.0):
+        policy = exact_task.build_policy(0)
+        policy.update_anchor(1.0)
+        with torch.no_grad():  # π drifts away from its anchor
+            policy.logits.add_(0.5 * torch.randn(policy.logits.shape, generator=torch.Generator().manual_seed(7)))
+        algo = JBond(JBondConfig(gamma=gamma, beta=0.5, baseline="none"))
+        batch, _ = enumerated_batch(exact_task, policy, quantile_role="anchor")
+        # J-BOND reads fresh anchor rewards; two per prompt, chosen as the prompt's median reward.
+        med = exact_task.oracle.proxy.median(-1).values
+        batch = dataclasses.replace(
+            batch,
+            group_size=exact_task.oracle.num_completions,
+            base_rewards=torch.stack([med, med], -1),
+            target_logp=batch.logp[:4],
+            target_mask=batch.response_mask[:4],
+        )
+        loss, _ = algo.loss(batch)
+        opt = torch.optim.SGD([policy.logits], lr=0.5)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        o = exact_task.oracle
+        kls.append(float(categorical_kl(o.probs(policy, "policy"), o.probs(policy, "anchor")).mean()))
+    assert kls[0] > kls[1] > kls[2], kls
+
+
+def test_jbond_mean_reward_at_the_anchor_is_minus_log16_over_3(exact_task):
+    """π = π_anchor, (near-)continuous reward: P(y loses to both anchor samples) = 1/3."""
+    algo = JBond(JBondConfig())
+    policy = exact_task.build_policy(0)
+    policy.update_anchor(1.0)
+    vals = []
+    for s in range(40):
+        batch = sampled_batch(algo, exact_task, policy, prompts=exact_task.train_prompts * 64, seed=s)
+        _, m = algo.loss(batch)
+        vals.append(float(m["jbond/reward"]))
+    # Discrete outcomes tie with probability Σπ², which lowers the penalty a little; bound it.
+    mean = sum(vals) / len(vals)
+    assert -math.log(16) / 3 - 0.03 < mean < -math.log(16) / 3 + 0.12, mean
+
+
+def test_invalid_settings_are_rejected():
+    for bad in [
+        lambda: Bond(BondConfig(n=1)),
+        lambda: Bond(BondConfig(beta=1.5)),
+        lambda: Reinforce(ReinforceConfig(baseline="median")),
+        lambda: Reinforce(ReinforceConfig(samples=1, baseline="group_norm")),
+        lambda: JBond(JBondConfig(gamma=-1.0)),
+        lambda: PPOLite(PPOLiteConfig(clip_eps=0.0)),
+    ]:
+        with pytest.raises(ValueError):
+            bad()

