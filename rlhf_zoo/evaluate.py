@@ -46,15 +46,25 @@ class Evaluator:
         task: the task (prompts, rewards, optional oracle).
         algo: the algorithm (Best-of-N is evaluated as sampling; others as π itself).
         num_prompts: held-out prompts used (the first ones of ``task.eval_prompts``).
+        prompts: this process's share of them, when several processes evaluate (overrides num_prompts).
         samples: completions per prompt from the evaluated policy.
         ref_samples: reference completions per prompt (drawn once, cached) for win rate and quantiles.
         generator: sampling generator (the tabular policy uses it; language models use torch's RNG).
     """
 
-    def __init__(self, task: Task, algo: Algorithm, num_prompts: int, samples: int, ref_samples: int, generator=None):
+    def __init__(
+        self,
+        task: Task,
+        algo: Algorithm,
+        num_prompts: int,
+        samples: int,
+        ref_samples: int,
+        generator=None,
+        prompts: list[str] | None = None,
+    ):
         self.task = task
         self.algo = algo
-        self.prompts = task.eval_prompts[:num_prompts]
+        self.prompts = prompts if prompts is not None else task.eval_prompts[:num_prompts]
         self.samples = samples
         self.ref_samples = ref_samples
         self.generator = generator

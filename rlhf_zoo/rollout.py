@@ -14,6 +14,9 @@ One step is two stages:
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,11 +33,21 @@ from rlhf_zoo.tasks.base import Task
 
 @dataclass
 class Costs:
-    """Running totals of what training spent: completions, generated tokens and reward calls."""
+    """Running totals of what training spent: completions, generated tokens, reward calls, and
+    wall-clock seconds per phase (``generate``, ``reward``, ``logprobs``, ``update``)."""
 
     completions: int = 0
     tokens: int = 0
     reward_calls: int = 0
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @contextmanager
+    def timed(self, phase: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[phase] = self.seconds.get(phase, 0.0) + time.perf_counter() - t0
 
     def sampled(self, rollout: Rollout) -> None:
         self.completions += len(rollout)
@@ -49,16 +62,23 @@ def score(task: Task, rollout: Rollout, costs: Costs | None = None, gold: bool =
     reward = task.gold if gold else task.proxy
     if reward is None:
         raise ValueError("this task has no gold reward")
-    if costs is not None:
-        costs.reward_calls += len(rollout)
-    return checked_score(reward, rollout.prompts, rollout.texts)
+    if costs is None:
+        return checked_score(reward, rollout.prompts, rollout.texts)
+    costs.reward_calls += len(rollout)
+    with costs.timed("reward"):
+        return checked_score(reward, rollout.prompts, rollout.texts)
 
 
 def sample(policy: Policy, prompts: list[str], n: int, role: Role, generator, costs: Costs | None) -> Rollout:
-    rollout = policy.sample(prompts, n, role=role, generator=generator)
+    with costs.timed("generate") if costs is not None else nullcontext():
+        rollout = policy.sample(prompts, n, role=role, generator=generator)
     if costs is not None:
         costs.sampled(rollout)
     return rollout
+
+
+def _timed(costs: Costs | None, phase: str):
+    return costs.timed(phase) if costs is not None else nullcontext()
 
 
 @dataclass
@@ -130,12 +150,15 @@ def collect(
     """Stage 1 of a step: everything the algorithm's loss reads except log π with gradient."""
     rollout = sample(policy, prompts, needs.samples, "policy", generator, costs)
     data = StepData(prompts=prompts, rollout=rollout, rewards=score(task, rollout, costs))
-    if needs.ref_logp or needs.full_logprobs:
-        data.ref_logp = policy.logprobs(rollout, role="ref")
-    if needs.full_logprobs:
-        data.ref_full_logprobs = policy.logprobs(rollout, role="ref", full=True)
-    if needs.anchor_logp:
-        data.anchor_logp = policy.logprobs(rollout, role="anchor")
+    with _timed(costs, "logprobs"):
+        if needs.full_logprobs:
+            data.ref_full_logprobs = policy.logprobs(rollout, role="ref", full=True)
+            ids = rollout.completion_ids.clamp(0, data.ref_full_logprobs.shape[-1] - 1)
+            data.ref_logp = data.ref_full_logprobs.gather(-1, ids[..., None]).squeeze(-1)
+        elif needs.ref_logp:
+            data.ref_logp = policy.logprobs(rollout, role="ref")
+        if needs.anchor_logp:
+            data.anchor_logp = policy.logprobs(rollout, role="anchor")
 
     fresh = None
     if needs.base_samples:
@@ -151,7 +174,8 @@ def collect(
     if needs.quantiles == "exact":
         if task.oracle is None:
             raise ValueError("quantiles=exact needs a task with an exact oracle (task=exact); use quantiles=mc")
-        base_probs = task.oracle.probs(policy, needs.base)
+        with _timed(costs, "logprobs"):
+            base_probs = task.oracle.probs(policy, needs.base)
         p_le, p_lt = task.oracle.quantiles(rollout, base_probs)
         data.quantiles, data.quantiles_lt = p_le.to(data.rewards.dtype), p_lt.to(data.rewards.dtype)
     elif needs.quantiles == "mc":

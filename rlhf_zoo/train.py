@@ -28,6 +28,7 @@ from rlhf_zoo.evaluate import Evaluator
 from rlhf_zoo.policies.base import Policy
 from rlhf_zoo.rollout import BaseCache, Costs, collect, make_batch
 from rlhf_zoo.runlog import RunLog, provenance
+from rlhf_zoo.runtime import Runtime
 from rlhf_zoo.tasks.base import Task
 from rlhf_zoo.tasks.registry import build_task
 
@@ -65,8 +66,17 @@ def lr_lambda(schedule: str, warmup: int, total: int):
 
 
 class Trainer:
-    def __init__(self, cfg: DictConfig, algo: Algorithm, task: Task, policy: Policy, argv: list[str] | None = None):
+    def __init__(
+        self,
+        cfg: DictConfig,
+        algo: Algorithm,
+        task: Task,
+        policy: Policy,
+        argv: list[str] | None = None,
+        runtime: Runtime | None = None,
+    ):
         self.cfg = cfg
+        self.rt = runtime or Runtime("cpu")
         self.algo = algo
         self.task = task
         self.policy = policy
@@ -74,12 +84,13 @@ class Trainer:
         self.needs = algo.needs()
         self.log = RunLog(cfg.run_dir)
         self.argv = argv
-        self.gen = torch.Generator().manual_seed(cfg.seed)
-        self.eval_gen = torch.Generator().manual_seed(cfg.seed + 7919)
+        self.gen = torch.Generator().manual_seed(cfg.seed + 104729 * self.rt.rank)
+        self.eval_gen = torch.Generator().manual_seed(cfg.seed + 7919 + 104729 * self.rt.rank)
         self.cache = BaseCache(self.needs.cache_size) if self.needs.cache_size else None
         self.costs = Costs()
         self.evaluator = Evaluator(
-            task, algo, self.t.eval_prompts, self.t.eval_samples, self.t.eval_ref_samples, generator=self.eval_gen
+            task, algo, self.t.eval_prompts, self.t.eval_samples, self.t.eval_ref_samples, generator=self.eval_gen,
+            prompts=self.rt.shard(task.eval_prompts[: self.t.eval_prompts]),
         )
         params = policy.trainable_parameters() if algo.trainable else []
         self.opt = torch.optim.AdamW(params, lr=self.t.lr, weight_decay=self.t.weight_decay) if params else None
@@ -105,8 +116,8 @@ class Trainer:
             "generator": self.gen.get_state(),
             "eval_generator": self.eval_gen.get_state(),
             "cache": self.cache.state() if self.cache else None,
-            "costs": self.costs.as_dict(),
-            "eval_costs": self.evaluator.costs.as_dict(),
+            "costs": self.costs,
+            "eval_costs": self.evaluator.costs,
             "eval_reference": self.evaluator._ref,
             "anchor_version": self.policy.anchor_version,
             "train_acc": dict(self.train_acc),
@@ -114,7 +125,9 @@ class Trainer:
         }
 
     def save(self) -> None:
-        self.log.save_checkpoint(self.policy.state_dict(), self.state())
+        if self.rt.is_main:  # every process holds the same weights
+            self.log.save_checkpoint(self.policy.state_dict(), self.state())
+        self.rt.barrier()
 
     def restore(self) -> None:
         weights, s = self.log.load_checkpoint()
@@ -130,10 +143,8 @@ class Trainer:
         self.eval_gen.set_state(s["eval_generator"])
         if self.cache and s["cache"]:
             self.cache.load(s["cache"])
-        for costs, saved in ((self.costs, s["costs"]), (self.evaluator.costs, s["eval_costs"])):
-            costs.completions = saved["cost/completions"]
-            costs.tokens = saved["cost/tokens"]
-            costs.reward_calls = saved["cost/reward_calls"]
+        self.costs = s["costs"]
+        self.evaluator.costs = s["eval_costs"]
         self.evaluator._ref = s["eval_reference"]
         self.policy._anchor_version = s["anchor_version"]
         self.train_acc = defaultdict(list, s["train_acc"])
@@ -142,23 +153,26 @@ class Trainer:
 
     # -- the loop ----------------------------------------------------------------------------------
     def train_step(self) -> dict[str, float]:
-        prompts = prompts_for_step(self.task.train_prompts, self.step, self.t.batch_prompts, self.cfg.seed)
+        prompts = self.rt.shard(prompts_for_step(self.task.train_prompts, self.step, self.t.batch_prompts, self.cfg.seed))
         data = collect(self.needs, self.policy, self.task, prompts, cache=self.cache, generator=self.gen, costs=self.costs)
         metrics: dict[str, list[float]] = defaultdict(list)
         groups = list(range(len(prompts)))
         k = min(self.needs.minibatches, len(groups))
         for _ in range(self.needs.epochs):
             for mb in (groups[i::k] for i in range(k)) if k > 1 else [None]:
-                batch = make_batch(self.needs, self.policy, data, mb)
+                with self.costs.timed("logprobs"):
+                    batch = make_batch(self.needs, self.policy, data, mb)
                 loss, m = self.algo.loss(batch)
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"non-finite loss {loss.item()} at step {self.step + 1}")
-                self.opt.zero_grad(set_to_none=True)
-                loss.backward()
-                if self.t.grad_clip > 0:
-                    norm = torch.nn.utils.clip_grad_norm_(self.policy.trainable_parameters(), self.t.grad_clip)
-                    metrics["train/grad_norm"].append(float(norm))
-                self.opt.step()
+                with self.costs.timed("update"):
+                    self.opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    self.rt.average_gradients(self.policy.trainable_parameters())
+                    if self.t.grad_clip > 0:
+                        norm = torch.nn.utils.clip_grad_norm_(self.policy.trainable_parameters(), self.t.grad_clip)
+                        metrics["train/grad_norm"].append(float(norm))
+                    self.opt.step()
                 metrics["loss/total"].append(float(loss.detach()))
                 for key, v in m.items():
                     metrics[key].append(float(v))
@@ -177,8 +191,11 @@ class Trainer:
             self.policy.train()
         train = {key: sum(v) / len(v) for key, v in self.train_acc.items() if v}
         self.train_acc.clear()
-        record = {**metrics, **train, **self.costs.as_dict(), "time/elapsed_s": round(self.elapsed, 3)}
-        self.log.log(self.step, record)
+        record = self.rt.mean_metrics({**metrics, **train})
+        record.update(self.rt.sum_ints(self.costs.as_dict()))
+        record["time/elapsed_s"] = round(self.elapsed, 3)
+        if self.rt.is_main:
+            self.log.log(self.step, record)
         return record
 
     def fit(self) -> dict[str, Any]:
@@ -195,13 +212,15 @@ class Trainer:
                 )
             if self.needs.anchor:
                 self.policy.update_anchor(1.0)  # π_anchor starts at π (= π_ref)
-        self.log.write_config(to_yaml(cfg))
-        self.log.write_meta(provenance(self.argv))
+        self.rt.barrier()  # every process has checked the run directory before anything is written
+        if self.rt.is_main:
+            self.log.write_config(to_yaml(cfg))
+            self.log.write_meta({**provenance(self.argv), "processes": self.rt.world})
         steps = self.t.steps if self.algo.trainable else 0
         last = None
         if self.step == 0:
             last = self.evaluate()
-        bar = _progress(self.t.progress and steps > self.step, total=steps, initial=self.step, desc=f"{self.algo.name}")
+        bar = _progress(self.t.progress and steps > self.step and self.rt.is_main, total=steps, initial=self.step, desc=f"{self.algo.name}")
         try:
             while self.step < steps:
                 t0 = time.perf_counter()
@@ -219,6 +238,11 @@ class Trainer:
         except KeyboardInterrupt:
             self.save()
             raise Interrupted(self.step, cfg.run_dir) from None
+        except Exception:
+            # A failing reward or a bad prompt mid-run: keep what was done so far resumable.
+            if self.algo.trainable and self.step > 0:
+                self.save()
+            raise
         finally:
             if bar is not None:
                 bar.close()
@@ -233,11 +257,14 @@ class Trainer:
             "steps": self.step,
             "seed": cfg.seed,
             **{k: v for k, v in last.items()},
-            **self.costs.as_dict(),
-            "eval_cost/completions": self.evaluator.costs.completions,
+            **self.rt.sum_ints(self.costs.as_dict()),
+            "eval_cost/completions": self.rt.sum_ints({"n": self.evaluator.costs.completions})["n"],
             "time/train_s": round(self.elapsed, 3),
+            **{f"time/{k}_s": round(v, 3) for k, v in sorted(self.costs.seconds.items())},
+            "processes": self.rt.world,
         }
-        self.log.write_summary(summary)
+        if self.rt.is_main:
+            self.log.write_summary(summary)
         return summary
 
 
@@ -253,18 +280,21 @@ def _progress(enabled: bool, **kw):
     return tqdm(unit="step", dynamic_ncols=True, **kw)
 
 
-def build(cfg: DictConfig) -> tuple[Algorithm, Task, Policy]:
+def build(cfg: DictConfig, runtime: Runtime | None = None) -> tuple[Algorithm, Task, Policy]:
     """Algorithm, task and policy for a validated config."""
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
+    rt = runtime or Runtime(cfg.device)
     torch.manual_seed(cfg.seed)
     algo = get_algorithm(cfg.algo.name)(algo_config(cfg))
-    task = build_task(as_dataclass(cfg, "task"), as_dataclass(cfg, "model"))
-    policy = task.build_policy(cfg.seed)
+    task = build_task(as_dataclass(cfg, "task"), as_dataclass(cfg, "model"), device=str(rt.device))
+    policy = task.build_policy(cfg.seed)  # identical initial weights in every process
+    torch.manual_seed(cfg.seed + 104729 * rt.rank)  # each process samples its own completions
     return algo, task, policy
 
 
 def run(cfg: DictConfig, argv: list[str] | None = None) -> dict[str, Any]:
     """Train (or, for Best-of-N, only evaluate) one configuration; returns the summary."""
-    algo, task, policy = build(cfg)
-    return Trainer(cfg, algo, task, policy, argv=argv).fit()
+    rt = Runtime(cfg.device)
+    algo, task, policy = build(cfg, rt)
+    return Trainer(cfg, algo, task, policy, argv=argv, runtime=rt).fit()

@@ -373,7 +373,7 @@ class HFPolicy:
         if self.cfg.chat_template:
             if not getattr(tok, "chat_template", None):
                 name = self.cfg.name
-                raise UserError(f"chat_template=True but the tokenizer of {name!r} has no template")
+                raise UserError(f"chat_template=True but {name!r} has no chat template")
             text = tok.apply_chat_template(
                 [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
             )
@@ -476,7 +476,7 @@ class HFPolicy:
         )
 
     def _cut_at_eos(self, completion: Tensor) -> tuple[Tensor, Tensor]:
-        """Mask everything after the first EOS (inclusive of it) and overwrite it with pad."""
+        """Keep the tokens up to and including the first EOS; mask the rest and set them to pad."""
         t = completion.shape[1]
         is_eos = torch.isin(completion, self._eos.to(completion.device))
         # argmax returns the first maximal index; rows without EOS keep all T tokens.
@@ -511,8 +511,9 @@ class HFPolicy:
         t = int(used.nonzero().max()) + 1 if bool(used.any()) else 1
         input_ids = torch.cat([prompt_ids[:, p0:], completion_ids[:, :t]], dim=1)
         attention = torch.cat([prompt_mask[:, p0:], response_mask[:, :t]], dim=1).long()
-        # Left padding shifts each row's first real token off position 0; positions must count
-        # real tokens only, as generate does, or the rotary embeddings would differ by row.
+        # Left padding shifts each row's first real token off position 0; positions count real
+        # tokens only, as generate does. Absolute position embeddings depend on this; RoPE is
+        # shift-invariant, so for Llama-style models it only matters up to rounding.
         position_ids = (attention.cumsum(-1) - 1).clamp_min(0)
         kwargs: dict[str, Any] = {"use_cache": False}
         if self._keeps_logits:

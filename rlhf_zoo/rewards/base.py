@@ -13,8 +13,10 @@ from typing import Protocol, runtime_checkable
 import torch
 from torch import Tensor
 
+from rlhf_zoo.errors import UserError
 
-class RewardError(RuntimeError):
+
+class RewardError(UserError):
     """A reward model failed or returned a non-finite score."""
 
 

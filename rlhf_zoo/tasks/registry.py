@@ -8,6 +8,7 @@ from typing import Any
 
 from rlhf_zoo.tasks.base import Task
 from rlhf_zoo.tasks.exact import ExactTaskConfig, build_exact_task
+from rlhf_zoo.tasks.sentiment import SentimentTaskConfig, build_sentiment_task
 
 
 @dataclass(frozen=True)
@@ -20,6 +21,7 @@ class TaskEntry:
 
 TASKS: dict[str, TaskEntry] = {
     "exact": TaskEntry(ExactTaskConfig, build_exact_task, has_oracle=True, uses_model=False),
+    "sentiment": TaskEntry(SentimentTaskConfig, build_sentiment_task, has_oracle=False, uses_model=True),
 }
 
 
@@ -30,6 +32,6 @@ def get_task_entry(name: str) -> TaskEntry:
         raise KeyError(f"unknown task {name!r}; known: {', '.join(sorted(TASKS))}") from None
 
 
-def build_task(cfg: Any, model_cfg: Any | None = None) -> Task:
+def build_task(cfg: Any, model_cfg: Any | None = None, device: str = "cpu") -> Task:
     entry = get_task_entry(cfg.name)
-    return entry.build(cfg, model_cfg) if entry.uses_model else entry.build(cfg)
+    return entry.build(cfg, model_cfg, device) if entry.uses_model else entry.build(cfg)

@@ -253,8 +253,13 @@ def test_gradients_flow_only_through_the_policy(finetune):
     assert all(p.grad is not None for p in pol.trainable_parameters())
     others = [p for p in pol.model.parameters() if id(p) not in trainable]
     assert all(p.grad is None and not p.requires_grad for p in others)
-    # The anchor forward left the trainable set exactly as it was.
+    # The anchor forward left the trainable set exactly as it was, and π's gradient intact.
     assert sum(p.requires_grad for p in pol.model.parameters()) == len(trainable)
+    grads = [p.grad.clone() for p in pol.trainable_parameters()]
+    pol.model.zero_grad(set_to_none=True)
+    pol.logprobs(r).sum().backward()
+    for g, p in zip(grads, pol.trainable_parameters(), strict=True):
+        assert torch.allclose(g, p.grad, atol=1e-6)
     pol.eval()
     assert not pol.logprobs(r).requires_grad
     pol.train()
@@ -418,9 +423,11 @@ def test_forward_module_is_used_for_the_policy_gradient_pass():
             super().__init__()
             self.inner = inner
             self.calls = 0
+            self.seen: list[dict] = []
 
         def forward(self, **kwargs):
             self.calls += 1
+            self.seen.append(kwargs)
             return self.inner(**kwargs)
 
     pol = make(logprob_batch_size=4)
@@ -429,6 +436,15 @@ def test_forward_module_is_used_for_the_policy_gradient_pass():
     pol.set_forward_module(wrapper)
     pol.logprobs(r).sum().backward()
     assert wrapper.calls == 2
+    # Positions count real tokens only (RoPE is shift-invariant, so the log-prob tests cannot
+    # see this; absolute position embeddings can): 0, 1, 2, ... from each row's first token.
+    first_batch = wrapper.seen[0]  # rows of prompts 0 and 1: different lengths
+    mask, pos = first_batch["attention_mask"], first_batch["position_ids"]
+    assert (mask[:, 0] == 0).any()
+    for m, p in zip(mask, pos, strict=True):
+        first = int(m.argmax())
+        k = int(m.sum())
+        assert p[first : first + k].tolist() == list(range(k))
     with torch.no_grad():
         pol.logprobs(r)
     pol.logprobs(r, role="ref")
