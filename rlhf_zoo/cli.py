@@ -4,6 +4,7 @@ Commands:
     train    train one algorithm on one task:  rlhf-zoo train algo=bond task=exact seed=0
     prepare  build the offline defaults (gold reward model, converted SmolLM2) once
     list     the registered algorithms, presets and tasks
+    profile  seconds per step split by phase, and peak memory, for each objective
 
 Bad input ends with a one-line error on stderr and exit code 2, before any model loads where
 possible; Ctrl-C saves a checkpoint and exits with code 130.
@@ -22,6 +23,8 @@ commands:
   train     rlhf-zoo train algo=NAME task=NAME seed=S run_dir=PATH [algo.beta=0.5 train.steps=200 ...]
   prepare   build the offline defaults once (gold reward model, converted SmolLM2)
   list      show algorithms, presets and tasks
+  profile   seconds per step (generate / reward / log-probs / update) and peak memory per objective:
+            rlhf-zoo profile task=sentiment train.batch_prompts=16 model.max_new_tokens=24 [algos=a,b steps=2]
 """
 
 SUMMARY_KEYS = (
@@ -65,7 +68,13 @@ def cmd_prepare(args: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "list": cmd_list, "prepare": cmd_prepare}
+def cmd_profile(args: list[str]) -> int:
+    from rlhf_zoo.profile import main as profile_main
+
+    return profile_main(args)
+
+
+COMMANDS = {"train": cmd_train, "list": cmd_list, "prepare": cmd_prepare, "profile": cmd_profile}
 
 
 def main(argv: list[str] | None = None) -> int:

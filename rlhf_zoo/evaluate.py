@@ -26,11 +26,11 @@ import torch
 from torch import Tensor
 
 from rlhf_zoo.algorithms.base import Algorithm
-from rlhf_zoo.functional.best_of_n import best_of_n_select, bon_kl_bound, bon_log_ratio
+from rlhf_zoo.functional.best_of_n import bon_kl_bound, bon_log_ratio
 from rlhf_zoo.functional.kl import categorical_kl, k1, k3
 from rlhf_zoo.functional.quantile import exact_quantiles, quantile_estimate, quantile_estimate_strict
 from rlhf_zoo.policies.base import Policy, Rollout
-from rlhf_zoo.rollout import Costs, sample, score
+from rlhf_zoo.rollout import Costs, best_of_n_outputs, sample, score
 from rlhf_zoo.tasks.base import Task
 
 
@@ -96,12 +96,10 @@ class Evaluator:
             probs = oracle.bon(ref, self.bon_n) if self.bon_n else oracle.probs(policy, "policy")
             return oracle.weighted_rollout(probs), probs
         if self.bon_n:
-            n = self.bon_n
-            cands = sample(policy, self.prompts, n * self.samples, "ref", self.generator, self.costs)
-            rewards = score(self.task, cands, self.costs).view(-1, n)
-            idx = best_of_n_select(rewards, generator=self.generator)
-            rows = [i * n + int(j) for i, j in enumerate(idx)]
-            return cands.select(rows, group_size=self.samples), None
+            out = best_of_n_outputs(
+                policy, self.task, self.prompts, self.bon_n, self.samples, generator=self.generator, costs=self.costs
+            )
+            return out, None
         return sample(policy, self.prompts, self.samples, "policy", self.generator, self.costs), None
 
     # -- the measurement ----------------------------------------------------------------------------

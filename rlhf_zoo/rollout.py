@@ -197,6 +197,16 @@ def collect(
     return data
 
 
+def best_of_n_outputs(
+    policy: Policy, task: Task, prompts: list[str], n: int, per_prompt: int, *, generator, costs: Costs | None
+) -> Rollout:
+    """Best-of-N sampling (ALGORITHMS.md §7): ``per_prompt`` outputs per prompt, each the best of n
+    reference samples by the proxy reward (ties broken uniformly). Costs n samples and n reward calls."""
+    cands = sample(policy, prompts, n * per_prompt, "ref", generator, costs)
+    rewards = score(task, cands, costs).view(-1, n)
+    return cands.select(_best_rows(rewards, generator), group_size=per_prompt)
+
+
 def make_batch(needs: Needs, policy: Policy, data: StepData, groups: list[int] | None = None) -> Batch:
     """Stage 2: a :class:`Batch` for the given prompt groups (all when None), log π with gradient."""
     g = data.rollout.group_size

@@ -148,3 +148,13 @@ def test_missing_offline_package_names_the_install_command(lm_args, capsys, monk
     monkeypatch.setitem(sys.modules, "vaderSentiment.vaderSentiment", None)
     code, err = _err(capsys, "algo=jbond", *lm_args)
     assert code == 2 and "pip install" in err and "vaderSentiment" in err
+
+
+def test_profile_prints_a_phase_split_per_objective(lm_args, capsys):
+    from rlhf_zoo.profile import main as profile_main
+
+    args = [a for a in lm_args if not a.startswith(("run_dir", "train.steps"))]
+    assert profile_main(["algos=jbond,best_of_n", "steps=1", "warmup=0", *args]) == 0
+    out = capsys.readouterr().out
+    for word in ("generate", "reward", "log-probs", "update", "peak GB", "jbond", "best_of_n"):
+        assert word in out
