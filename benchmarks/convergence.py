@@ -65,7 +65,12 @@ def checks(label: str, first: dict, s: dict, results: dict[str, dict]) -> list[t
     if label.startswith(("reinforce", "ppo_lite")):
         out.append((f"KL(pi||pi*)={s['kl/to_optimal']:.4f} < 0.02", s["kl/to_optimal"] < 0.02))
     if label.startswith("jbond"):
-        out.append((f"reward {first['reward/proxy']:.3f} -> {s['reward/proxy']:.3f} rises", s["reward/proxy"] > first["reward/proxy"] + 0.5))
+        out.append(
+            (
+                f"reward {first['reward/proxy']:.3f} -> {s['reward/proxy']:.3f} rises",
+                s["reward/proxy"] > first["reward/proxy"] + 0.5,
+            )
+        )
     if label == "jbond gamma=1" and "jbond gamma=0" in results:
         k0 = results["jbond gamma=0"]["kl/exact"]
         out.append((f"KL {s['kl/exact']:.3f} < KL at gamma=0 {k0:.3f}", s["kl/exact"] < k0))
@@ -81,17 +86,38 @@ def main() -> int:
             results[label] = s
             checked = [] if "quantiles=mc" in label else checks(label, first, s, results)
             failed += sum(not ok for _, ok in checked)
-            rows.append([
-                label, s["steps"], f"{s['reward/proxy']:.4f}", f"{s['kl/exact']:.4f}",
-                f"{s.get('kl/to_bon', float('nan')):.4f}", f"{s.get('kl/from_bon', float('nan')):.4f}",
-                f"{s.get('bon/kl_ref', float('nan')):.4f}", f"{s.get('kl/to_optimal', float('nan')):.4f}",
-                f"{s['frontier/gap']:.4f}", f"{seconds:.1f}",
-                "; ".join(("PASS " if ok else "FAIL ") + d for d, ok in checked) or "reported only",
-            ])
-    headers = ["run", "steps", "reward/proxy", "KL(pi||ref)", "KL(pi||BoN)", "KL(BoN||pi)", "KL(BoN||ref)",
-               "KL(pi||pi*)", "frontier gap", "seconds", "checks"]
-    print("All KLs exact (enumeration), nats per sequence, averaged over the 4 prompts; command: "
-          "python benchmarks/convergence.py")
+            rows.append(
+                [
+                    label,
+                    s["steps"],
+                    f"{s['reward/proxy']:.4f}",
+                    f"{s['kl/exact']:.4f}",
+                    f"{s.get('kl/to_bon', float('nan')):.4f}",
+                    f"{s.get('kl/from_bon', float('nan')):.4f}",
+                    f"{s.get('bon/kl_ref', float('nan')):.4f}",
+                    f"{s.get('kl/to_optimal', float('nan')):.4f}",
+                    f"{s['frontier/gap']:.4f}",
+                    f"{seconds:.1f}",
+                    "; ".join(("PASS " if ok else "FAIL ") + d for d, ok in checked) or "reported only",
+                ]
+            )
+    headers = [
+        "run",
+        "steps",
+        "reward/proxy",
+        "KL(pi||ref)",
+        "KL(pi||BoN)",
+        "KL(BoN||pi)",
+        "KL(BoN||ref)",
+        "KL(pi||pi*)",
+        "frontier gap",
+        "seconds",
+        "checks",
+    ]
+    print(
+        "All KLs exact (enumeration), nats per sequence, averaged over the 4 prompts; command: "
+        "python benchmarks/convergence.py"
+    )
     print(tabulate(rows, headers=headers, tablefmt="github"))
     print(f"{failed} check(s) failed")
     return 1 if failed else 0

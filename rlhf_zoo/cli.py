@@ -28,8 +28,15 @@ commands:
 """
 
 SUMMARY_KEYS = (
-    "reward/proxy", "reward/gold", "kl/exact", "kl/to_bon", "kl/from_bon", "bon/kl_ref", "kl/to_optimal",
-    "frontier/gap", "win_rate/gold",
+    "reward/proxy",
+    "reward/gold",
+    "kl/exact",
+    "kl/to_bon",
+    "kl/from_bon",
+    "bon/kl_ref",
+    "kl/to_optimal",
+    "frontier/gap",
+    "win_rate/gold",
 )
 
 

@@ -121,8 +121,10 @@ def load_config(args: list[str], defaults: dict[str, str] | None = None) -> Dict
     task_name = over.pop("task", "exact")
     algo_choice = over.pop("algo", None)
     if algo_choice is None:
-        raise ConfigError(f"name an algorithm: algo=NAME with NAME one of {', '.join(sorted(REGISTRY))} "
-                          f"or a preset ({', '.join(_presets('algo'))})")
+        raise ConfigError(
+            f"name an algorithm: algo=NAME with NAME one of {', '.join(sorted(REGISTRY))} "
+            f"or a preset ({', '.join(_presets('algo'))})"
+        )
     if task_name not in TASKS:
         raise ConfigError(f"unknown task {task_name!r}; known: {', '.join(sorted(TASKS))}")
     entry = get_task_entry(task_name)
@@ -148,9 +150,7 @@ def load_config(args: list[str], defaults: dict[str, str] | None = None) -> Dict
 
         model_default = HFPolicyConfig()
     try:
-        schema = OmegaConf.structured(
-            RunConfig(algo=algo_cls.Config(), task=entry.config(), model=model_default)
-        )
+        schema = OmegaConf.structured(RunConfig(algo=algo_cls.Config(), task=entry.config(), model=model_default))
         if not entry.uses_model:
             schema = OmegaConf.masked_copy(schema, [k for k in schema if k != "model"])
             OmegaConf.set_struct(schema, True)

@@ -104,20 +104,48 @@ def main(args: list[str]) -> int:
         load_config([f"algo={a}", *rest])
     rows = []
     for a in algos:
-        cmd = [sys.executable, "-m", "rlhf_zoo.profile", f"algo={a}", *rest,
-               f"steps={own.get('steps', 2)}", f"warmup={own.get('warmup', 1)}"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "rlhf_zoo.profile",
+            f"algo={a}",
+            *rest,
+            f"steps={own.get('steps', 2)}",
+            f"warmup={own.get('warmup', 1)}",
+        ]
         out = subprocess.run(cmd, capture_output=True, text=True)
         if out.returncode != 0:
             print(out.stderr[-2000:], file=sys.stderr)
             return out.returncode
         rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
         print(f"{a}: {rows[-1]['step_s']:.2f} s/step", file=sys.stderr)
-    headers = ["algo", "s/step", "generate", "reward", "log-probs", "update", "other", "completions/step",
-               "completions/s", "peak GB"]
-    table = [[r["algo"], f"{r['step_s']:.2f}", f"{r['generate_s']:.2f}", f"{r['reward_s']:.3f}",
-              f"{r['logprobs_s']:.2f}", f"{r['update_s']:.2f}", f"{r['other_s']:.2f}",
-              f"{r['completions_per_step']:.0f}", f"{r['completions_per_s']:.1f}", f"{r['peak_memory_gb']:.2f}"]
-             for r in rows]
+    headers = [
+        "algo",
+        "s/step",
+        "generate",
+        "reward",
+        "log-probs",
+        "update",
+        "other",
+        "completions/step",
+        "completions/s",
+        "peak GB",
+    ]
+    table = [
+        [
+            r["algo"],
+            f"{r['step_s']:.2f}",
+            f"{r['generate_s']:.2f}",
+            f"{r['reward_s']:.3f}",
+            f"{r['logprobs_s']:.2f}",
+            f"{r['update_s']:.2f}",
+            f"{r['other_s']:.2f}",
+            f"{r['completions_per_step']:.0f}",
+            f"{r['completions_per_s']:.1f}",
+            f"{r['peak_memory_gb']:.2f}",
+        ]
+        for r in rows
+    ]
     print(f"hardware: {hardware()}; torch threads: {rows[0]['threads']}; device: {rows[0]['device']}")
     print("command: rlhf-zoo profile " + " ".join(args))
     print(tabulate(table, headers=headers, tablefmt="github"))

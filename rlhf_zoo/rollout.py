@@ -54,7 +54,11 @@ class Costs:
         self.tokens += int(rollout.response_mask.sum())
 
     def as_dict(self) -> dict[str, int]:
-        return {"cost/completions": self.completions, "cost/tokens": self.tokens, "cost/reward_calls": self.reward_calls}
+        return {
+            "cost/completions": self.completions,
+            "cost/tokens": self.tokens,
+            "cost/reward_calls": self.reward_calls,
+        }
 
 
 def score(task: Task, rollout: Rollout, costs: Costs | None = None, gold: bool = False) -> Tensor:

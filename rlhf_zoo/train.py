@@ -89,7 +89,12 @@ class Trainer:
         self.cache = BaseCache(self.needs.cache_size) if self.needs.cache_size else None
         self.costs = Costs()
         self.evaluator = Evaluator(
-            task, algo, self.t.eval_prompts, self.t.eval_samples, self.t.eval_ref_samples, generator=self.eval_gen,
+            task,
+            algo,
+            self.t.eval_prompts,
+            self.t.eval_samples,
+            self.t.eval_ref_samples,
+            generator=self.eval_gen,
             prompts=self.rt.shard(task.eval_prompts[: self.t.eval_prompts]),
         )
         params = policy.trainable_parameters() if algo.trainable else []
@@ -153,8 +158,12 @@ class Trainer:
 
     # -- the loop ----------------------------------------------------------------------------------
     def train_step(self) -> dict[str, float]:
-        prompts = self.rt.shard(prompts_for_step(self.task.train_prompts, self.step, self.t.batch_prompts, self.cfg.seed))
-        data = collect(self.needs, self.policy, self.task, prompts, cache=self.cache, generator=self.gen, costs=self.costs)
+        prompts = self.rt.shard(
+            prompts_for_step(self.task.train_prompts, self.step, self.t.batch_prompts, self.cfg.seed)
+        )
+        data = collect(
+            self.needs, self.policy, self.task, prompts, cache=self.cache, generator=self.gen, costs=self.costs
+        )
         metrics: dict[str, list[float]] = defaultdict(list)
         groups = list(range(len(prompts)))
         k = min(self.needs.minibatches, len(groups))
@@ -220,7 +229,12 @@ class Trainer:
         last = None
         if self.step == 0:
             last = self.evaluate()
-        bar = _progress(self.t.progress and steps > self.step and self.rt.is_main, total=steps, initial=self.step, desc=f"{self.algo.name}")
+        bar = _progress(
+            self.t.progress and steps > self.step and self.rt.is_main,
+            total=steps,
+            initial=self.step,
+            desc=f"{self.algo.name}",
+        )
         try:
             while self.step < steps:
                 t0 = time.perf_counter()

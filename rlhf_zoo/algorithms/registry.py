@@ -34,9 +34,7 @@ def get_algorithm(name: str) -> type[Algorithm]:
     try:
         return REGISTRY[name]
     except KeyError:
-        raise UnknownAlgorithmError(
-            f"unknown algorithm {name!r}; known: {', '.join(sorted(REGISTRY))}"
-        ) from None
+        raise UnknownAlgorithmError(f"unknown algorithm {name!r}; known: {', '.join(sorted(REGISTRY))}") from None
 
 
 def known_algorithms() -> list[str]:

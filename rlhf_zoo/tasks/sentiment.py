@@ -131,8 +131,9 @@ def build_sentiment_task(cfg: SentimentTaskConfig, model_cfg: Any, device: str =
         policy.encode_prompts(train + evals)  # a prompt over the length limit fails here, before training
         return policy
 
-    return Task(name="sentiment", train_prompts=train, eval_prompts=evals, proxy=proxy, gold=gold,
-                build_policy=build_policy)
+    return Task(
+        name="sentiment", train_prompts=train, eval_prompts=evals, proxy=proxy, gold=gold, build_policy=build_policy
+    )
 
 
 def _reward(build_reward, name: str, device: str, build_if_missing: bool):

@@ -20,8 +20,15 @@ def _cli(capsys, *args):
 def test_train_writes_config_metrics_and_summary(tmp_path, capsys):
     run_dir = tmp_path / "run"
     code, out, _ = _cli(
-        capsys, "train", "algo=bond", "task=exact", "seed=1", f"run_dir={run_dir}", "train.steps=20",
-        "train.eval_every=10", "train.progress=false",
+        capsys,
+        "train",
+        "algo=bond",
+        "task=exact",
+        "seed=1",
+        f"run_dir={run_dir}",
+        "train.steps=20",
+        "train.eval_every=10",
+        "train.progress=false",
     )
     assert code == 0
     assert (run_dir / "config.yaml").is_file() and (run_dir / "meta.json").is_file()
@@ -35,7 +42,9 @@ def test_train_writes_config_metrics_and_summary(tmp_path, capsys):
 
 
 def test_reinforce_summary_has_kl_to_optimal(tmp_path, capsys):
-    code, _, _ = _cli(capsys, "train", "algo=reinforce", f"run_dir={tmp_path}/r", "train.steps=5", "train.progress=false")
+    code, _, _ = _cli(
+        capsys, "train", "algo=reinforce", f"run_dir={tmp_path}/r", "train.steps=5", "train.progress=false"
+    )
     assert code == 0
     summary = json.loads((tmp_path / "r" / "summary.json").read_text())
     assert "kl/to_optimal" in summary and summary["kl/to_optimal"] >= 0
@@ -89,9 +98,19 @@ def test_existing_run_dir_is_not_overwritten(tmp_path, capsys):
 
 def test_python_dash_m_entry_point(tmp_path):
     out = subprocess.run(
-        [sys.executable, "-m", "rlhf_zoo", "train", "algo=jbond", f"run_dir={tmp_path}/j", "train.steps=3",
-         "train.progress=false"],
-        capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "rlhf_zoo",
+            "train",
+            "algo=jbond",
+            f"run_dir={tmp_path}/j",
+            "train.steps=3",
+            "train.progress=false",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert out.returncode == 0, out.stderr
     assert json.loads((tmp_path / "j" / "summary.json").read_text())["algo"] == "jbond"
@@ -100,8 +119,14 @@ def test_python_dash_m_entry_point(tmp_path):
 @pytest.mark.parametrize("algo", ["bond", "jbond", "ppo_lite", "iterative_bond"])
 def test_resumed_run_equals_uninterrupted_run(tmp_path, algo):
     """Interrupt after 7 steps (Ctrl-C), resume: the metrics file equals an uninterrupted run's."""
-    common = [f"algo={algo}", "train.steps=12", "train.eval_every=4", "train.progress=false", "seed=3",
-              "algo.quantiles=mc" if algo in ("bond", "iterative_bond") else "train.checkpoint_every=0"]
+    common = [
+        f"algo={algo}",
+        "train.steps=12",
+        "train.eval_every=4",
+        "train.progress=false",
+        "seed=3",
+        "algo.quantiles=mc" if algo in ("bond", "iterative_bond") else "train.checkpoint_every=0",
+    ]
     if algo == "iterative_bond":
         common.append("algo.anchor_period=5")
     full = load_config([*common, f"run_dir={tmp_path}/full"])

@@ -21,9 +21,22 @@ def prompts_file(tmp_path_factory):
 def lm_args(prompts_file, tmp_path):
     """A tiny-model sentiment run: random 2-layer Llama, VADER proxy, no gold."""
     return [
-        "task=sentiment", "model.name=tiny", f"task.prompts={prompts_file}", "task.gold=null",
-        "task.eval_fraction=0.25", "model.max_new_tokens=8", "train.batch_prompts=4", "train.steps=3",
-        "train.eval_every=3", "train.eval_prompts=4", "train.eval_samples=2", "train.eval_ref_samples=2",
-        "train.progress=false", "train.lr=1e-3", "train.checkpoint_every=0", "seed=0", "threads=1",
+        "task=sentiment",
+        "model.name=tiny",
+        f"task.prompts={prompts_file}",
+        "task.gold=null",
+        "task.eval_fraction=0.25",
+        "model.max_new_tokens=8",
+        "train.batch_prompts=4",
+        "train.steps=3",
+        "train.eval_every=3",
+        "train.eval_prompts=4",
+        "train.eval_samples=2",
+        "train.eval_ref_samples=2",
+        "train.progress=false",
+        "train.lr=1e-3",
+        "train.checkpoint_every=0",
+        "seed=0",
+        "threads=1",
         f"run_dir={tmp_path}/run",
     ]

@@ -1,6 +1,6 @@
 """Run one training in every process of a group, then save this process's trainable weights.
 
-    python -m torch.distributed.run --nproc_per_node 2 tests/lm/ddp_worker.py key=value ...
+python -m torch.distributed.run --nproc_per_node 2 tests/lm/ddp_worker.py key=value ...
 """
 
 import sys

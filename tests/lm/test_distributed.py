@@ -14,14 +14,30 @@ import torch
 def test_two_processes_hold_identical_weights_and_gather_metrics(lm_args, tmp_path):
     run_dir = tmp_path / "run"
     args = [a for a in lm_args if not a.startswith("run_dir")] + [
-        "algo=jbond", f"run_dir={run_dir}", "device=cpu", "train.steps=3", "train.batch_prompts=4",
+        "algo=jbond",
+        f"run_dir={run_dir}",
+        "device=cpu",
+        "train.steps=3",
+        "train.batch_prompts=4",
     ]
     worker = Path(__file__).with_name("ddp_worker.py")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     out = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
-         str(worker), *args],
-        capture_output=True, text=True, timeout=600, env=env,
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "--master_port",
+            "29533",
+            str(worker),
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
     )
     assert out.returncode == 0, out.stderr[-3000:]
     assert "MULTI_CPU" in out.stdout

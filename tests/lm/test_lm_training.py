@@ -35,8 +35,17 @@ def test_every_objective_trains_on_a_language_model(algo, lm_args, tmp_path):
 
 
 def test_bond_reference_completions_are_drawn_once_per_prompt(lm_args):
-    cfg = load_config(["algo=bond", "algo.k=3", "algo.samples=2", *lm_args, "train.steps=4",
-                       "task.max_train_prompts=4", "train.eval_every=100"])
+    cfg = load_config(
+        [
+            "algo=bond",
+            "algo.k=3",
+            "algo.samples=2",
+            *lm_args,
+            "train.steps=4",
+            "task.max_train_prompts=4",
+            "train.eval_every=100",
+        ]
+    )
     algorithm, task, policy = build(cfg)
     trainer = Trainer(cfg, algorithm, task, policy)
     trainer.fit()
@@ -47,8 +56,17 @@ def test_bond_reference_completions_are_drawn_once_per_prompt(lm_args):
 
 
 def test_iterative_bond_regenerates_its_cache_after_a_swap(lm_args):
-    cfg = load_config(["algo=bond", "algo.anchor_period=2", "algo.k=2", *lm_args, "train.steps=4",
-                       "task.max_train_prompts=4", "train.eval_every=100"])
+    cfg = load_config(
+        [
+            "algo=bond",
+            "algo.anchor_period=2",
+            "algo.k=2",
+            *lm_args,
+            "train.steps=4",
+            "task.max_train_prompts=4",
+            "train.eval_every=100",
+        ]
+    )
     algorithm, task, policy = build(cfg)
     trainer = Trainer(cfg, algorithm, task, policy)
     trainer.fit()
@@ -86,8 +104,9 @@ def test_resumed_lm_run_equals_uninterrupted_run(lm_args, tmp_path):
     Trainer(resumed, *build(resumed)).fit()
 
     def rows(path):
-        return [{k: v for k, v in json.loads(x).items() if not k.startswith("time/")}
-                for x in path.read_text().splitlines()]
+        return [
+            {k: v for k, v in json.loads(x).items() if not k.startswith("time/")} for x in path.read_text().splitlines()
+        ]
 
     assert rows(tmp_path / "part" / "metrics.jsonl") == rows(tmp_path / "full" / "metrics.jsonl")
 
