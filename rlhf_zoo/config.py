@@ -51,6 +51,7 @@ class TrainConfig:
     eval_ref_samples: reference completions per held-out prompt (win rate, quantiles).
     checkpoint_every: save a checkpoint every K steps (0 = only at the end and on interrupt).
     progress: show a progress bar.
+    log_with: also send metrics to ``tensorboard`` or ``wandb`` through accelerate's trackers (``none``).
     """
 
     steps: int = 200
@@ -66,6 +67,7 @@ class TrainConfig:
     eval_ref_samples: int = 8
     checkpoint_every: int = 0
     progress: bool = True
+    log_with: str = "none"
 
 
 @dataclass
@@ -201,6 +203,7 @@ def validate(cfg: DictConfig) -> None:
         (t.eval_every >= 1, "train.eval_every must be >= 1"),
         (t.eval_prompts >= 1 and t.eval_samples >= 1 and t.eval_ref_samples >= 1, "train.eval_* must be >= 1"),
         (t.checkpoint_every >= 0, "train.checkpoint_every must be >= 0"),
+        (t.log_with in ("none", "tensorboard", "wandb"), "train.log_with must be none, tensorboard or wandb"),
     ]
     for ok, msg in checks:
         if not ok:

@@ -31,6 +31,20 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
+TRACKERS = {"tensorboard": "tensorboard", "wandb": "wandb"}
+
+
+def _check_tracker(log_with: str) -> None:
+    import importlib.util
+
+    from rlhf_zoo.errors import MissingPackageError, UserError
+
+    if log_with not in TRACKERS:
+        raise UserError(f"train.log_with={log_with!r}: use none, {', '.join(TRACKERS)}")
+    if importlib.util.find_spec(TRACKERS[log_with]) is None:
+        raise MissingPackageError(TRACKERS[log_with], f"train.log_with={log_with}")
+
+
 def launched_world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
@@ -38,13 +52,18 @@ def launched_world_size() -> int:
 class Runtime:
     """The process's place in the (possibly 1-process) group, and the collective operations."""
 
-    def __init__(self, device: str = "auto"):
+    def __init__(self, device: str = "auto", log_with: str = "none", project_dir: str | None = None):
         self.accelerator = None
-        if launched_world_size() > 1:
+        self.log_with = log_with
+        if launched_world_size() > 1 or log_with != "none":
             from accelerate import Accelerator
 
             dev = resolve_device(device)
-            self.accelerator = Accelerator(cpu=dev.type == "cpu")
+            kw: dict[str, Any] = {}
+            if log_with != "none":
+                _check_tracker(log_with)
+                kw = {"log_with": log_with, "project_dir": project_dir}
+            self.accelerator = Accelerator(cpu=dev.type == "cpu", **kw)
             self.device = self.accelerator.device
             self.rank = self.accelerator.process_index
             self.world = self.accelerator.num_processes
@@ -96,6 +115,20 @@ class Runtime:
         values = torch.tensor([counts[k] for k in keys], dtype=torch.float64, device=self.device)
         values = self.accelerator.reduce(values, reduction="sum")
         return {k: int(v) for k, v in zip(keys, values.tolist(), strict=True)}
+
+    def start_trackers(self, name: str, config: dict[str, Any]) -> None:
+        """TensorBoard or W&B through accelerate's trackers (``train.log_with``); no-op for ``none``."""
+        if self.log_with != "none":
+            self.accelerator.init_trackers(name, config=config)
+
+    def track(self, metrics: dict[str, Any], step: int) -> None:
+        if self.log_with != "none":
+            numeric = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+            self.accelerator.log(numeric, step=step)
+
+    def end_trackers(self) -> None:
+        if self.log_with != "none":
+            self.accelerator.end_training()
 
     def barrier(self) -> None:
         if self.distributed:

@@ -205,6 +205,7 @@ class Trainer:
         record["time/elapsed_s"] = round(self.elapsed, 3)
         if self.rt.is_main:
             self.log.log(self.step, record)
+        self.rt.track(record, self.step)
         return record
 
     def fit(self) -> dict[str, Any]:
@@ -225,6 +226,7 @@ class Trainer:
         if self.rt.is_main:
             self.log.write_config(to_yaml(cfg))
             self.log.write_meta({**provenance(self.argv), "processes": self.rt.world})
+        self.rt.start_trackers(f"{self.algo.name}-{self.task.name}", _flat_config(cfg))
         steps = self.t.steps if self.algo.trainable else 0
         last = None
         if self.step == 0:
@@ -279,7 +281,24 @@ class Trainer:
         }
         if self.rt.is_main:
             self.log.write_summary(summary)
+        self.rt.end_trackers()
         return summary
+
+
+def _flat_config(cfg: DictConfig) -> dict[str, Any]:
+    from omegaconf import OmegaConf
+
+    flat: dict[str, Any] = {}
+
+    def walk(prefix: str, node: Any) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(f"{prefix}{k}.", v)
+        else:
+            flat[prefix[:-1]] = node if isinstance(node, (int, float, str, bool)) else str(node)
+
+    walk("", OmegaConf.to_container(cfg))
+    return flat
 
 
 def _without_resume(yaml_text: str) -> str:
@@ -309,6 +328,6 @@ def build(cfg: DictConfig, runtime: Runtime | None = None) -> tuple[Algorithm, T
 
 def run(cfg: DictConfig, argv: list[str] | None = None) -> dict[str, Any]:
     """Train (or, for Best-of-N, only evaluate) one configuration; returns the summary."""
-    rt = Runtime(cfg.device)
+    rt = Runtime(cfg.device, log_with=cfg.train.log_with, project_dir=cfg.run_dir)
     algo, task, policy = build(cfg, rt)
     return Trainer(cfg, algo, task, policy, argv=argv, runtime=rt).fit()

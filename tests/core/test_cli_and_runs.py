@@ -159,3 +159,23 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path, algo):
     a = json.loads((tmp_path / "part" / "summary.json").read_text())
     b = json.loads((tmp_path / "full" / "summary.json").read_text())
     assert a["kl/exact"] == b["kl/exact"] and a["reward/proxy"] == b["reward/proxy"]
+
+
+def test_metrics_also_go_to_tensorboard(tmp_path, capsys):
+    code, _, err = _cli(
+        capsys, "train", "algo=reinforce", f"run_dir={tmp_path}/tb", "train.steps=4", "train.eval_every=2",
+        "train.progress=false", "train.log_with=tensorboard",
+    )
+    assert code == 0, err
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = list((tmp_path / "tb").rglob("events.out.tfevents.*"))
+    assert events
+    acc = EventAccumulator(str(events[0].parent))
+    acc.Reload()
+    assert [e.step for e in acc.Scalars("kl/exact")] == [0, 2, 4]
+
+
+def test_unknown_tracker_is_rejected(tmp_path, capsys):
+    code, _, err = _cli(capsys, "train", "algo=bond", f"run_dir={tmp_path}/x", "train.log_with=mlflowz")
+    assert code == 2 and "log_with" in err
