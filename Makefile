@@ -19,7 +19,8 @@ test: install
 	$(PY) -m pytest
 
 run: install
-	$(VENV)/bin/rlhf-zoo train algo=jbond task=exact
+	$(VENV)/bin/rlhf-zoo prepare
+	$(VENV)/bin/rlhf-zoo train algo=jbond task=sentiment
 
 convergence: install
 	$(PY) benchmarks/convergence.py
