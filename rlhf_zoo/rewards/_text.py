@@ -14,9 +14,7 @@ TEXT_MODES: tuple[str, ...] = ("completion", "prompt+completion")
 def check_text_mode(text: str, allowed: Sequence[str] = TEXT_MODES) -> str:
     """``text`` if it is one of ``allowed``, else a ``UserError`` listing them."""
     if text not in allowed:
-        raise UserError(
-            f"unknown reward text mode {text!r}: use one of {', '.join(map(repr, allowed))}"
-        )
+        raise UserError(f"unknown reward text mode {text!r}: use one of {', '.join(map(repr, allowed))}")
     return text
 
 

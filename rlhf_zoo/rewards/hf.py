@@ -104,9 +104,7 @@ class HFSequenceReward:
         except ImportError as e:
             raise MissingPackageError("transformers", "a Hugging Face reward model") from e
         if batch_size < 1 or max_length < 1:
-            raise UserError(
-                f"batch_size and max_length must be >= 1, got {batch_size}, {max_length}"
-            )
+            raise UserError(f"batch_size and max_length must be >= 1, got {batch_size}, {max_length}")
         self.text = check_text_mode(text, ("completion", "prompt+completion", "pair"))
         self.source = str(model_name_or_path)
         self.name = name or f"hf:{self.source}"
@@ -118,9 +116,7 @@ class HFSequenceReward:
         src = str(local) if local.exists() else self.source
         try:
             with quiet_transformers():  # model first: a hub failure then costs one retry cycle
-                self.model = AutoModelForSequenceClassification.from_pretrained(
-                    src, dtype=torch.float32
-                )
+                self.model = AutoModelForSequenceClassification.from_pretrained(src, dtype=torch.float32)
                 self.tokenizer = AutoTokenizer.from_pretrained(src)
         except (OSError, ValueError) as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
@@ -133,28 +129,20 @@ class HFSequenceReward:
         self.model.requires_grad_(False)
         if self.tokenizer.pad_token is None:  # e.g. GPT-2 style classifiers
             if self.tokenizer.eos_token is None:
-                raise UserError(
-                    f"the tokenizer of {self.source!r} has neither a pad nor an eos token"
-                )
+                raise UserError(f"the tokenizer of {self.source!r} has neither a pad nor an eos token")
             self.tokenizer.pad_token = self.tokenizer.eos_token
         if getattr(self.model.config, "pad_token_id", None) is None:
             self.model.config.pad_token_id = self.tokenizer.pad_token_id
         limit = getattr(self.tokenizer, "model_max_length", None)
-        self.max_length = (
-            int(min(max_length, limit)) if isinstance(limit, int) and limit > 0 else max_length
-        )
+        self.max_length = int(min(max_length, limit)) if isinstance(limit, int) and limit > 0 else max_length
 
         config = self.model.config
         n = int(config.num_labels)
         if negative_label is not None and label is None:
-            raise UserError(
-                "negative_label needs label too (score = logit[label] - logit[negative_label])"
-            )
+            raise UserError("negative_label needs label too (score = logit[label] - logit[negative_label])")
         if label is not None:
             self.label: int | None = _label_index(label, config)
-            self.negative_label = (
-                None if negative_label is None else _label_index(negative_label, config)
-            )
+            self.negative_label = None if negative_label is None else _label_index(negative_label, config)
         elif n == 1:
             self.label, self.negative_label = 0, None
         elif n == 2:
@@ -167,9 +155,7 @@ class HFSequenceReward:
             )
 
     def _encode(self, prompts: Sequence[str], completions: Sequence[str]) -> dict[str, Tensor]:
-        kw: dict[str, Any] = dict(
-            padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
-        )
+        kw: dict[str, Any] = dict(padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
         if self.text == "pair":
             enc = self.tokenizer(list(prompts), list(completions), **kw)
         else:

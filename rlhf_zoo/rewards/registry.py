@@ -66,8 +66,7 @@ def _check_kwargs(name: str, target: Callable[..., Any], kw: dict[str, Any], ski
     bad = sorted(set(kw) - set(allowed))
     if bad:
         raise UserError(
-            f"reward {name!r} has no option {', '.join(map(repr, bad))}; "
-            f"its options: {', '.join(allowed) or 'none'}"
+            f"reward {name!r} has no option {', '.join(map(repr, bad))}; its options: {', '.join(allowed) or 'none'}"
         )
 
 

@@ -42,9 +42,7 @@ def test_parse_crlf_fixture() -> None:
     assert recs[2].text == "Café au lait,\twith a tab inside"  # only the first two tabs split
     assert all("\r" not in r.text and "\n" not in r.text for r in recs)
     assert {r.source for r in recs} == {"movie_reviews"}
-    assert parse_ground_truth(FIXTURE.replace("\r\n", "\n"), "x") == [
-        Record("x", r.id, r.rating, r.text) for r in recs
-    ]
+    assert parse_ground_truth(FIXTURE.replace("\r\n", "\n"), "x") == [Record("x", r.id, r.rating, r.text) for r in recs]
 
 
 @pytest.mark.parametrize(

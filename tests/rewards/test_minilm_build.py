@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from rlhf_zoo.data.hutto import Record
+from rlhf_zoo.data.hutto import Record, umask_mode
 from rlhf_zoo.errors import UserError
 
 pytest.importorskip("transformers")
@@ -63,10 +63,9 @@ def test_build_load_and_meta(tmp_path: Path, tiny_regressor: Path) -> None:
     out = tmp_path / "gold"
     path = build_minilm_sentiment(path=out, max_heldout=60, **_kw(tiny_regressor))
     assert path == out and is_built(out)
-    assert {"config.json", "model.safetensors", "meta.json", "tokenizer.json"} <= {
-        p.name for p in out.iterdir()
-    }
+    assert {"config.json", "model.safetensors", "meta.json", "tokenizer.json"} <= {p.name for p in out.iterdir()}
     assert [p.name for p in tmp_path.iterdir()] == ["gold"]  # no temporary folders left
+    assert out.stat().st_mode & 0o777 == umask_mode(0o777)  # not mkdtemp's private 0700
     meta = json.loads((out / "meta.json").read_text())
     assert meta["n_heldout"] == 60 and meta["n_train"] > 300 and meta["epochs"] == 4
     assert meta["seed"] == 0 and meta["config"]["lr"] == CFG.lr and "torch" in meta["versions"]

@@ -1,0 +1,290 @@
+"""Run a suite's points, each into ``<out>/<suite>/<point-id>/``, never recomputing a finished one.
+
+A point is *finished* when its ``record.json`` exists: the record is written atomically, and only
+after the run returned, so an interrupted bench resumes where it stopped by running the same command
+again. A point directory without a record is an unfinished run: it is deleted and redone, except in
+a *resumable* suite (the language-model ones), where a run that left a checkpoint continues from it
+with ``resume=true``. A record whose arguments differ from the point's (the suite definition or the
+extra overrides changed) is stale: the point is redone.
+
+Points run in this process (``jobs=1``) or in ``jobs`` worker processes (spawned, so that each
+starts with a clean torch; workers ignore Ctrl-C, and the bench waits for the runs in flight).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+from rlhf_zoo.bench.records import BENCH, FORMAT, ORACLE, RECORD, read_json, read_record, write_json_atomic
+from rlhf_zoo.bench.suites import Point, Suite, expand
+
+STARTED = "point.json"  # written when a point starts: its arguments, to decide whether it may resume
+
+
+@dataclass
+class BenchReport:
+    """What one bench invocation did."""
+
+    suite: str
+    out: Path
+    points: int
+    skipped: list[str] = field(default_factory=list)
+    ran: list[str] = field(default_factory=list)
+    redone: list[str] = field(default_factory=list)
+    resumed: list[str] = field(default_factory=list)
+    wall_s: float = 0.0
+
+
+def point_dir(out: Path, point: Point) -> Path:
+    return Path(out) / point.suite / point.id
+
+
+def plan(point: Point, d: Path, resumable: bool) -> str:
+    """What to do with a point: ``done`` (record matches), ``new``, ``resume`` or ``redo``."""
+    if not d.exists():
+        return "new"
+    rec = read_record(d)
+    if rec is not None:
+        return "done" if list(rec.get("args", [])) == list(point.args) else "redo"
+    started = read_json(d / STARTED)
+    same = isinstance(started, dict) and started.get("args") == list(point.args)
+    if resumable and same and (d / "checkpoint" / "state.pt").is_file():
+        return "resume"
+    return "redo"
+
+
+def run_point(point: Point, run_dir: str, resume: bool, bench_command: str, keep_checkpoints: bool) -> dict[str, Any]:
+    """Train one point into ``run_dir`` and write its record; returns the record.
+
+    Runs in a worker process or in the caller's. The record is written last, atomically: a point
+    whose record exists finished, and one without did not.
+    """
+    from rlhf_zoo.config import load_config
+    from rlhf_zoo.train import run
+
+    d = Path(run_dir)
+    d.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(d / STARTED, {"id": point.id, "args": list(point.args)})
+    args = [*point.args, f"run_dir={d}"]
+    cfg = load_config([*args, f"resume={'true' if resume else 'false'}"])
+    t0 = time.perf_counter()
+    summary = run(cfg, argv=["rlhf-zoo", "train", *args])
+    wall = time.perf_counter() - t0
+    metrics = [json.loads(line) for line in (d / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    record = {
+        "format": FORMAT,
+        "suite": point.suite,
+        "id": point.id,
+        "label": point.label,
+        "seed": point.seed,
+        "args": list(point.args),
+        "memberships": [dict(m) for m in point.memberships],
+        "bench_command": bench_command,
+        "meta": read_json(d / "meta.json") or {},
+        "summary": summary,
+        "metrics": metrics,
+        "wall_s": round(wall, 3),
+        "resumed": resume,
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    write_json_atomic(d / RECORD, record)
+    if not keep_checkpoints:
+        shutil.rmtree(d / "checkpoint", ignore_errors=True)
+    return record
+
+
+def _worker_init() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's: it lets runs in flight finish
+
+
+def validate_points(points: list[Point]) -> None:
+    """Build every distinct configuration once (no model loads), so a bad override fails before any work."""
+    from rlhf_zoo.config import load_config
+
+    seen: set[tuple[str, ...]] = set()
+    for p in points:
+        key = tuple(a for a in p.args if not a.startswith("seed="))
+        if key not in seen:
+            seen.add(key)
+            load_config([*p.args, "run_dir=unused"])
+
+
+def exact_reference(args: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """On a task with an oracle: the optimal frontier (π*_β over β) and Best-of-N over n, exactly.
+
+    Returns {"frontier": [{beta, kl, reward_proxy, reward_gold}], "best_of_n": [{n, kl, kl_bound,
+    reward_proxy, reward_gold, log_quantile}], "kl_estimator": "exact"}; empty without an oracle.
+    """
+    import torch
+
+    from rlhf_zoo.config import as_dataclass, load_config
+    from rlhf_zoo.functional.best_of_n import bon_kl_bound
+    from rlhf_zoo.functional.kl import categorical_kl
+    from rlhf_zoo.functional.quantile import exact_quantiles
+    from rlhf_zoo.tasks.registry import build_task, get_task_entry
+
+    cfg = load_config([*args, "run_dir=unused"])
+    if not get_task_entry(cfg.task.name).has_oracle:
+        return {}
+    task = build_task(as_dataclass(cfg, "task"), None)
+    oracle = task.oracle
+    ref = oracle.probs(task.build_policy(cfg.seed), "ref").to(torch.float64)
+    proxy, gold = oracle.proxy.to(torch.float64), oracle.gold.to(torch.float64)
+    frontier = []
+    for i in range(121):
+        beta = 10 ** (1.5 - 3.5 * i / 120)  # 31.6 … 0.01
+        opt = oracle.optimal(ref, beta)
+        frontier.append({
+            "beta": beta,
+            "kl": float(categorical_kl(opt, ref).mean()),
+            "reward_proxy": float((opt * proxy).sum(-1).mean()),
+            "reward_gold": float((opt * gold).sum(-1).mean()),
+        })
+    p_le, _ = exact_quantiles(proxy, proxy, ref)  # [P, M]: p_≤ of every completion against π_ref
+    bon = []
+    for n in (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64):
+        b = oracle.bon(ref, n)
+        bon.append({
+            "n": n,
+            "kl": float(categorical_kl(b, ref).mean()),
+            "kl_bound": bon_kl_bound(n),
+            "reward_proxy": float((b * proxy).sum(-1).mean()),
+            "reward_gold": float((b * gold).sum(-1).mean()),
+            "log_quantile": float((b * torch.log(p_le)).sum(-1).mean()),
+        })
+    return {"frontier": frontier, "best_of_n": bon, "kl_estimator": "exact"}
+
+
+def run_suite(
+    suite: Suite,
+    out: str | Path,
+    *,
+    seeds: list[int] | None = None,
+    extra: list[str] | None = None,
+    only: list[str] | None = None,
+    jobs: int | None = None,
+    progress: bool = True,
+    command: str = "",
+    keep_checkpoints: bool = False,
+    validate: bool = True,
+) -> BenchReport:
+    """Run every unfinished point of ``suite`` into ``<out>/<suite>/``; returns what was done.
+
+    Args:
+        seeds, extra, only: see :func:`rlhf_zoo.bench.suites.expand`.
+        jobs: parallel worker processes (default: the suite's).
+        progress: a tqdm bar over points.
+        command: the bench command line, stored in every record and in ``bench.json``.
+        keep_checkpoints: keep each finished run's ``checkpoint/`` (deleted by default: records
+            and metrics are what the tables need, and full fine-tuning checkpoints are large).
+        validate: build every configuration first, so a bad override fails before any run.
+    """
+    out = Path(out)
+    points = expand(suite, seeds, extra, only)
+    if validate:
+        validate_points(points)
+    suite_dir = out / suite.name
+    suite_dir.mkdir(parents=True, exist_ok=True)
+    report = BenchReport(suite.name, out, len(points))
+    started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    t0 = time.perf_counter()
+    if suite.exact:
+        write_json_atomic(suite_dir / ORACLE, exact_reference(points[0].args))
+    todo: list[tuple[Point, bool]] = []
+    for p in points:
+        d = point_dir(out, p)
+        action = plan(p, d, suite.resumable)
+        if action == "done":
+            report.skipped.append(p.id)
+            continue
+        if action == "redo":
+            shutil.rmtree(d)
+            report.redone.append(p.id)
+        elif action == "resume":
+            report.resumed.append(p.id)
+        todo.append((p, action == "resume"))
+    jobs = max(1, min(jobs or suite.jobs, len(todo) or 1))
+    bar = _bar(progress, len(points), len(report.skipped), suite.name)
+    try:
+        if jobs == 1:
+            for p, resume in todo:
+                if bar is not None:
+                    bar.set_postfix_str(p.id, refresh=True)
+                run_point(p, str(point_dir(out, p)), resume, command, keep_checkpoints)
+                report.ran.append(p.id)
+                if bar is not None:
+                    bar.update(1)
+        else:
+            _run_parallel(todo, out, jobs, command, keep_checkpoints, report, bar)
+    finally:
+        if bar is not None:
+            bar.close()
+        report.wall_s = time.perf_counter() - t0
+        if report.ran:
+            _write_bench(suite_dir, suite, report, command, jobs, started, points)
+    return report
+
+
+def _run_parallel(todo: list[tuple[Point, bool]], out: Path, jobs: int, command: str, keep: bool,
+                  report: BenchReport, bar: Any) -> None:
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"), initializer=_worker_init)
+    pending: dict[Future, Point] = {}
+    try:
+        for p, resume in todo:
+            pending[pool.submit(run_point, p, str(point_dir(out, p)), resume, command, keep)] = p
+        while pending:
+            done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
+            for f in done:
+                p = pending.pop(f)
+                f.result()  # re-raises a failed run's exception
+                report.ran.append(p.id)
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix_str(p.id, refresh=False)
+    except BaseException:
+        for f in pending:
+            f.cancel()
+        pool.shutdown(wait=True, cancel_futures=True)  # runs in flight finish and keep their records
+        raise
+    pool.shutdown(wait=True)
+
+
+def _bar(enabled: bool, total: int, initial: int, name: str) -> Any:
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, unit="point", desc=f"bench {name}", dynamic_ncols=True)
+
+
+def _write_bench(suite_dir: Path, suite: Suite, report: BenchReport, command: str, jobs: int, started: str,
+                 points: list[Point]) -> None:
+    from rlhf_zoo.runlog import git_commit, hardware
+
+    write_json_atomic(suite_dir / BENCH, {
+        "suite": suite.name,
+        "command": command,
+        "started": started,
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "wall_s": round(report.wall_s, 2),
+        "jobs": jobs,
+        "points": report.points,
+        "ran": len(report.ran),
+        "skipped": len(report.skipped),
+        "resumed": len(report.resumed),
+        "seeds": sorted({p.seed for p in points}),
+        "git_commit": git_commit(),
+        "hardware": hardware(),
+        "complete": len(report.ran) + len(report.skipped) == report.points,
+    })
+
+
+__all__ = ["BenchReport", "exact_reference", "plan", "point_dir", "run_point", "run_suite", "validate_points"]

@@ -1,0 +1,344 @@
+"""Benchmark suites as data: which objectives, which knob sweeps, which seeds, which budget.
+
+A :class:`Suite` is a list of :class:`Sweep` s; a sweep is one objective (an ``algo=`` name or preset
+plus fixed overrides) with one knob swept over a few values. :func:`expand` turns a suite into
+:class:`Point` s, one per (sweep, value, seed): each is a list of ``key=value`` overrides for
+``rlhf-zoo train`` plus a label. Two sweeps that produce the same configuration (e.g. BOND n = 4,
+β = 0.5 in both the n sweep and the β sweep) share one point, which is run once and belongs to both.
+
+The sweep *tags* are stable names that :mod:`rlhf_zoo.bench.verdicts` looks up to test the BOND
+paper's claims, so every suite uses the same ones:
+
+=============  ====================================================================================
+tag            role
+=============  ====================================================================================
+best_of_n      Best-of-N sampling over n (its reward-vs-KL curve; claim (e))
+reinforce      REINFORCE, 2 samples, leave-one-out baseline, over β_RL (claim (d))
+ppo_lite       PPO-lite over β_RL
+bond           BOND (Jeffreys β = 0.5) over n (n = 2 is the fixed-n reference of claim (b))
+bond_beta      BOND n = 4 over the Jeffreys β ∈ {0, 0.5, 1} (claim (a))
+iterative      iterative BOND (n = 2) over the anchor swap period (claim (b))
+jbond_gamma    J-BOND (EMA anchor) over γ; γ = 0 is the default J-BOND (claims (c), (d))
+jbond_eta      J-BOND over the EMA rate η (claim (c): each swap period M is paired with η ≈ 1/M)
+jbond_swap     J-BOND with hard anchor swaps over the swap period (claim (c))
+=============  ====================================================================================
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from rlhf_zoo.errors import UserError
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """One objective with one knob swept.
+
+    Attributes:
+        tag: stable name of the sweep (see the module docstring); also the prefix of point ids.
+        objective: display name, e.g. ``"REINFORCE (2 samples, leave-one-out)"``.
+        algo: the ``algo=`` value: a registered algorithm or a preset of ``configs/algo/``.
+        knob: the dotted key swept, e.g. ``"algo.beta"``.
+        values: the knob's values.
+        fixed: overrides shared by every point of the sweep (after the suite's, before the knob).
+        knob_label: how tables name the knob (default: the key's last part).
+        frontier: how the frontier table reads this objective: ``"sweep"`` (one curve through the
+            final points over the knob's values), ``"paths"`` (one curve per value: its training
+            path) or ``"none"``.
+    """
+
+    tag: str
+    objective: str
+    algo: str
+    knob: str
+    values: tuple[Any, ...]
+    fixed: tuple[str, ...] = ()
+    knob_label: str = ""
+    frontier: str = "sweep"
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"[a-z0-9_]+", self.tag):
+            raise ValueError(f"sweep tag must be lower-case letters, digits and _: {self.tag!r}")
+        if self.frontier not in ("sweep", "paths", "none"):
+            raise ValueError(f"frontier must be sweep, paths or none, got {self.frontier!r}")
+        if not self.values:
+            raise ValueError(f"sweep {self.tag} has no values")
+
+    @property
+    def label(self) -> str:
+        return self.knob_label or self.knob.rsplit(".", 1)[-1]
+
+    def args(self, value: Any) -> list[str]:
+        """The sweep's own overrides for one value (no suite arguments, no seed)."""
+        return [f"algo={self.algo}", *self.fixed, f"{self.knob}={format_value(value)}"]
+
+
+@dataclass(frozen=True)
+class Suite:
+    """A benchmark: sweeps × seeds on one task with one budget.
+
+    Attributes:
+        name: the suite's name (``rlhf-zoo bench suite=NAME``).
+        description: one paragraph for the rendered page.
+        task_args: overrides shared by every point (task, model, training budget, threads).
+        sweeps: the objectives and their knob sweeps.
+        seeds: the default seeds (``seeds=`` on the command line replaces them).
+        budget: the intended wall-clock budget, in words.
+        jobs: points run in parallel processes (1 = in this process).
+        resumable: a point interrupted mid-way continues from its checkpoint (``resume=true``)
+            instead of being deleted and redone (language-model suites, where a run is minutes).
+        kl_budgets: KL(π‖π_ref) values (nats) at which the frontier table compares objectives.
+        exact: the task has an exact oracle (exact KLs, the optimal frontier).
+    """
+
+    name: str
+    description: str
+    task_args: tuple[str, ...]
+    sweeps: tuple[Sweep, ...]
+    seeds: tuple[int, ...]
+    budget: str
+    jobs: int = 1
+    resumable: bool = False
+    kl_budgets: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0)
+    exact: bool = False
+
+    def sweep(self, tag: str) -> Sweep:
+        for s in self.sweeps:
+            if s.tag == tag:
+                return s
+        raise KeyError(f"suite {self.name} has no sweep {tag!r}")
+
+
+@dataclass(frozen=True)
+class Point:
+    """One run of a suite: overrides for ``rlhf-zoo train`` (no ``run_dir``) and what it belongs to.
+
+    Attributes:
+        suite: the suite's name.
+        id: the run's directory name under ``<out>/<suite>/``.
+        label: human-readable, e.g. ``"REINFORCE (…) beta=0.01, seed 0"``.
+        seed: the run seed.
+        args: every override, in order: suite, sweep, extra (command line), seed.
+        memberships: one dict per sweep the point belongs to: sweep tag, objective, knob, knob
+            label, value, frontier mode and the sweep's position in the suite.
+    """
+
+    suite: str
+    id: str
+    label: str
+    seed: int
+    args: tuple[str, ...]
+    memberships: tuple[dict[str, Any], ...] = field(default_factory=tuple)
+
+
+def format_value(v: Any) -> str:
+    """A knob value as written on the command line (floats without trailing noise)."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, float):
+        return repr(v)
+    return str(v)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._]+", "-", text).strip("-")
+
+
+def _canonical(args: list[str]) -> tuple[tuple[str, str], ...]:
+    """The configuration's identity: overrides as a sorted key → value map (later keys win)."""
+    out: dict[str, str] = {}
+    for a in args:
+        k, _, v = a.partition("=")
+        out[k.strip()] = v
+    return tuple(sorted(out.items()))
+
+
+def expand(suite: Suite, seeds: list[int] | tuple[int, ...] | None = None, extra: list[str] | None = None,
+           only: list[str] | None = None) -> list[Point]:
+    """The suite's points, seed-major (every configuration of seed s before seed s + 1).
+
+    Args:
+        seeds: replaces the suite's seeds.
+        extra: overrides appended to every point (they win over the suite's and the sweep's).
+        only: keep only these sweep tags.
+    """
+    seeds = tuple(suite.seeds if seeds is None else seeds)
+    if not seeds:
+        raise UserError("no seeds to run")
+    extra = list(extra or [])
+    for a in extra:
+        if "=" not in a or a.split("=", 1)[0].strip() in ("seed", "run_dir", "resume", "algo"):
+            raise UserError(f"bench: cannot override {a!r} for every point")
+    sweeps = list(suite.sweeps)
+    if only:
+        unknown = sorted(set(only) - {s.tag for s in sweeps})
+        if unknown:
+            raise UserError(f"suite {suite.name} has no sweep {', '.join(unknown)}; known: "
+                            f"{', '.join(s.tag for s in sweeps)}")
+        sweeps = [s for s in sweeps if s.tag in only]
+    points: list[Point] = []
+    for seed in seeds:
+        by_identity: dict[tuple[tuple[str, str], ...], int] = {}
+        for order, sweep in enumerate(suite.sweeps):
+            if sweep not in sweeps:
+                continue
+            for value in sweep.values:
+                args = [*suite.task_args, *sweep.args(value), *extra, f"seed={seed}"]
+                member = {
+                    "sweep": sweep.tag,
+                    "objective": sweep.objective,
+                    "knob": sweep.knob,
+                    "knob_label": sweep.label,
+                    "value": value,
+                    "frontier": sweep.frontier,
+                    "order": order,
+                }
+                ident = _canonical(args)
+                if ident in by_identity:  # the same configuration from another sweep: run once
+                    i = by_identity[ident]
+                    p = points[i]
+                    points[i] = Point(p.suite, p.id, p.label, p.seed, p.args, (*p.memberships, member))
+                    continue
+                by_identity[ident] = len(points)
+                pid = _slug(f"{sweep.tag}-{sweep.label}{format_value(value)}-s{seed}")
+                label = f"{sweep.objective} {sweep.label}={format_value(value)}, seed {seed}"
+                points.append(Point(suite.name, pid, label, seed, tuple(args), (member,)))
+    ids = [p.id for p in points]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"suite {suite.name}: duplicate point ids")
+    return points
+
+
+# -------------------------------------------------------------------------------------------------
+# The suites
+# -------------------------------------------------------------------------------------------------
+
+BETAS_RL = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
+
+EXACT = Suite(
+    name="exact",
+    description=(
+        "The exactly solvable testbed (`task=exact`: 4 prompts, 121 completions each, a random tabular "
+        "π_ref, a continuous proxy reward and a gold reward that differs from it by noise). Every "
+        "quantity is computed exactly by enumeration, so the only randomness is in training (the seed "
+        "drives sampling). Every objective trains for the same number of steps with the testbed's "
+        "default learning rate (0.1, cosine) and batch; each knob that trades reward for KL is swept."
+    ),
+    task_args=("task=exact", "threads=1", "train.steps=300", "train.eval_every=25", "train.progress=false"),
+    sweeps=(
+        Sweep("best_of_n", "Best-of-N", "best_of_n", "algo.n", (1, 2, 4, 8, 16, 32)),
+        Sweep("reinforce", "REINFORCE (2 samples, leave-one-out)", "reinforce", "algo.beta", BETAS_RL,
+              fixed=("algo.samples=2", "algo.baseline=loo"), knob_label="beta_RL"),
+        Sweep("ppo_lite", "PPO-lite (4 samples, loo, 2 epochs × 2 minibatches)", "ppo_lite", "algo.beta",
+              (0.01, 0.1, 0.3, 1.0), knob_label="beta_RL"),
+        Sweep("bond", "BOND (Jeffreys β=0.5)", "bond", "algo.n", (2, 4, 8, 16),
+              fixed=("algo.beta=0.5", "train.batch_prompts=32")),
+        Sweep("bond_beta", "BOND n=4 over Jeffreys β", "bond", "algo.beta", (0.0, 0.5, 1.0),
+              fixed=("algo.n=4", "train.batch_prompts=32"), frontier="none"),
+        Sweep("iterative", "iterative BOND (n=2)", "iterative_bond", "algo.anchor_period", (25, 50, 100),
+              fixed=("train.batch_prompts=32",), knob_label="swap_period", frontier="paths"),
+        Sweep("jbond_gamma", "J-BOND (EMA η=0.02) over γ", "jbond", "algo.gamma", (0.0, 0.5, 1.0, 2.0),
+              fixed=("algo.eta=0.02",), frontier="paths"),
+        Sweep("jbond_eta", "J-BOND (γ=0) over EMA η", "jbond", "algo.eta", (0.005, 0.02, 0.05, 0.2),
+              fixed=("algo.gamma=0.0",), frontier="sweep"),
+        Sweep("jbond_swap", "J-BOND (γ=0) with hard anchor swaps", "jbond", "algo.swap_period", (20, 50),
+              fixed=("algo.gamma=0.0",), knob_label="swap_period", frontier="paths"),
+    ),
+    seeds=(0, 1, 2, 3, 4),
+    budget="under 5 minutes on 2 CPU cores (2 processes, 1 thread each)",
+    jobs=2,
+    kl_budgets=(0.25, 0.5, 1.0, 2.0, 3.0),
+    exact=True,
+)
+
+QUICK = Suite(
+    name="quick",
+    description=(
+        "Movie-review continuation (`task=sentiment`) with the offline SmolLM2-135M and LoRA adapters: "
+        "proxy reward VADER, gold reward the MiniLM regressor of human ratings. Every objective at its "
+        "default plus the smallest sweep that still separates them, 1 seed, 24 steps of 8 prompts on a "
+        "32-prompt training pool (so BOND's cached reference samples are reused), 24 new tokens. KLs are "
+        "estimates on sampled completions (exact-token estimator; Best-of-N: the quantile estimate)."
+    ),
+    task_args=(
+        "task=sentiment", "model.name=smollm2-135m", "model.finetune=lora", "model.max_new_tokens=24",
+        "task.max_train_prompts=32", "train.steps=24", "train.batch_prompts=8", "train.eval_every=8",
+        "train.eval_prompts=32", "train.eval_samples=2", "train.eval_ref_samples=8", "train.checkpoint_every=4",
+        "train.progress=false",
+    ),
+    sweeps=(
+        Sweep("best_of_n", "Best-of-N", "best_of_n", "algo.n", (2, 8)),
+        Sweep("reinforce", "REINFORCE (2 samples, leave-one-out)", "reinforce", "algo.beta", (0.01, 0.1),
+              fixed=("algo.samples=2", "algo.baseline=loo"), knob_label="beta_RL"),
+        Sweep("ppo_lite", "PPO-lite (default)", "ppo_lite", "algo.beta", (0.05,), knob_label="beta_RL"),
+        Sweep("bond", "BOND (Jeffreys β=0.5, k=8 cached samples)", "bond", "algo.n", (2, 4),
+              fixed=("algo.beta=0.5", "algo.k=8")),
+        Sweep("bond_beta", "BOND n=4 over Jeffreys β", "bond", "algo.beta", (0.0, 0.5, 1.0),
+              fixed=("algo.n=4", "algo.k=8"), frontier="none"),
+        Sweep("iterative", "iterative BOND (n=2)", "iterative_bond", "algo.anchor_period", (8,),
+              fixed=("algo.k=8",), knob_label="swap_period", frontier="paths"),
+        Sweep("jbond_gamma", "J-BOND (EMA η=0.02) over γ", "jbond", "algo.gamma", (0.0, 1.0), frontier="paths"),
+        Sweep("jbond_eta", "J-BOND (γ=0) over EMA η", "jbond", "algo.eta", (0.125,), fixed=("algo.gamma=0.0",),
+              frontier="paths"),
+        Sweep("jbond_swap", "J-BOND (γ=0) with hard anchor swaps", "jbond", "algo.swap_period", (8,),
+              fixed=("algo.gamma=0.0",), knob_label="swap_period", frontier="paths"),
+    ),
+    seeds=(0,),
+    budget="under 30 minutes on 2 CPU cores (estimate; 1 process)",
+    jobs=1,
+    resumable=True,
+    kl_budgets=(0.5, 1.0, 2.0, 4.0),
+)
+
+FULL = Suite(
+    name="full",
+    description=(
+        "The `quick` comparison at GPU scale: SmolLM2-135M with full fine-tuning, 64 prompts per step, "
+        "400 steps over the whole training pool, k = 16 cached reference samples (the paper's value), "
+        "larger evaluations, 3 seeds and the full β_RL sweep of the paper."
+    ),
+    task_args=(
+        "task=sentiment", "model.name=smollm2-135m", "model.finetune=full", "model.max_new_tokens=32",
+        "device=cuda", "train.steps=400", "train.batch_prompts=64", "train.lr=1e-5",
+        "train.warmup_steps=20", "train.eval_every=50", "train.eval_prompts=256", "train.eval_samples=4",
+        "train.eval_ref_samples=32", "train.checkpoint_every=50", "train.progress=false",
+    ),
+    sweeps=(
+        Sweep("best_of_n", "Best-of-N", "best_of_n", "algo.n", (1, 2, 4, 8, 16, 32)),
+        Sweep("reinforce", "REINFORCE (2 samples, leave-one-out)", "reinforce", "algo.beta", (0.001, 0.01, 0.1, 1.0),
+              fixed=("algo.samples=2", "algo.baseline=loo"), knob_label="beta_RL"),
+        Sweep("ppo_lite", "PPO-lite (4 samples, loo)", "ppo_lite", "algo.beta", (0.01, 0.05, 0.1),
+              knob_label="beta_RL"),
+        Sweep("bond", "BOND (Jeffreys β=0.5)", "bond", "algo.n", (2, 4, 8, 16), fixed=("algo.beta=0.5",)),
+        Sweep("bond_beta", "BOND n=4 over Jeffreys β", "bond", "algo.beta", (0.0, 0.5, 1.0), fixed=("algo.n=4",),
+              frontier="none"),
+        Sweep("iterative", "iterative BOND (n=2)", "iterative_bond", "algo.anchor_period", (50, 100),
+              knob_label="swap_period", frontier="paths"),
+        Sweep("jbond_gamma", "J-BOND (EMA η=0.02) over γ", "jbond", "algo.gamma", (0.0, 0.5, 1.0, 2.0),
+              fixed=("algo.eta=0.02",), frontier="paths"),
+        Sweep("jbond_eta", "J-BOND (γ=0) over EMA η", "jbond", "algo.eta", (0.02, 0.05), fixed=("algo.gamma=0.0",),
+              frontier="paths"),
+        Sweep("jbond_swap", "J-BOND (γ=0) with hard anchor swaps", "jbond", "algo.swap_period", (20, 50),
+              fixed=("algo.gamma=0.0",), knob_label="swap_period", frontier="paths"),
+    ),
+    seeds=(0, 1, 2),
+    budget="a few GPU-hours on one GPU (not measured)",
+    jobs=1,
+    resumable=True,
+    kl_budgets=(1.0, 2.0, 4.0, 8.0),
+)
+
+SUITES: dict[str, Suite] = {s.name: s for s in (EXACT, QUICK, FULL)}
+
+
+def get_suite(name: str) -> Suite:
+    """The suite called ``name``; a :class:`UserError` naming the known ones otherwise."""
+    if name not in SUITES:
+        raise UserError(f"unknown suite {name!r}; known: {', '.join(SUITES)}")
+    return SUITES[name]
+
+
+__all__ = ["EXACT", "FULL", "QUICK", "SUITES", "Point", "Suite", "Sweep", "expand", "format_value", "get_suite"]
