@@ -5,6 +5,7 @@ Commands:
     prepare  build the offline defaults (gold reward model, converted SmolLM2) once
     list     the registered algorithms, presets and tasks
     profile  seconds per step split by phase, and peak memory, for each objective
+    bench    run a benchmark suite and render docs/benchmarks/<suite>.md:  rlhf-zoo bench suite=exact
 
 Bad input ends with a one-line error on stderr and exit code 2, before any model loads where
 possible; Ctrl-C saves a checkpoint and exits with code 130.
@@ -25,6 +26,9 @@ commands:
   list      show algorithms, presets and tasks
   profile   seconds per step (generate / reward / log-probs / update) and peak memory per objective:
             rlhf-zoo profile task=sentiment train.batch_prompts=16 model.max_new_tokens=24 [algos=a,b steps=2]
+  bench     run a suite's unfinished points, then render docs/benchmarks/<suite>.md and its plots:
+            rlhf-zoo bench suite=exact|quick|full [out=bench_runs] [seeds=0,1] [only=TAG,..] [jobs=N]
+                           [render_only=true] [docs=docs/benchmarks] [key=value for every run ...]
 """
 
 SUMMARY_KEYS = (
@@ -81,7 +85,13 @@ def cmd_profile(args: list[str]) -> int:
     return profile_main(args)
 
 
-COMMANDS = {"train": cmd_train, "list": cmd_list, "prepare": cmd_prepare, "profile": cmd_profile}
+def cmd_bench(args: list[str]) -> int:
+    from rlhf_zoo.bench.command import main as bench_main
+
+    return bench_main(args)
+
+
+COMMANDS = {"train": cmd_train, "list": cmd_list, "prepare": cmd_prepare, "profile": cmd_profile, "bench": cmd_bench}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -147,8 +147,11 @@ class Evaluator:
         return out
 
     def _exact_extras(self, policy: Policy, probs: Tensor) -> dict[str, float]:
+        # float64: π_BoN for large n and π*_β for small β put mass ~1e-40 on some completions, which
+        # float32 rounds to 0 and turns finite KLs into inf.
         oracle = self.task.oracle
-        ref = oracle.probs(policy, "ref")
+        ref = oracle.probs(policy, "ref").double()
+        probs = probs.double()
         out: dict[str, float] = {}
         targets = self.algo.exact_targets()
         if "bon_n" in targets:
@@ -156,14 +159,14 @@ class Evaluator:
             out["kl/to_bon"] = float(categorical_kl(probs, bon).mean())
             out["kl/from_bon"] = float(categorical_kl(bon, probs).mean())
             out["bon/kl_ref"] = float(categorical_kl(bon, ref).mean())
-            out["bon/reward_proxy"] = float((bon * oracle.proxy).sum(-1).mean())
+            out["bon/reward_proxy"] = float((bon * oracle.proxy.double()).sum(-1).mean())
         if "optimal_beta" in targets:
             opt = oracle.optimal(ref, float(targets["optimal_beta"]))
             out["kl/to_optimal"] = float(categorical_kl(probs, opt).mean())
             out["optimal/kl_ref"] = float(categorical_kl(opt, ref).mean())
-            out["optimal/reward_proxy"] = float((opt * oracle.proxy).sum(-1).mean())
+            out["optimal/reward_proxy"] = float((opt * oracle.proxy.double()).sum(-1).mean())
         kl = float(categorical_kl(probs, ref).mean())
-        reward = float((probs * oracle.proxy).sum(-1).mean())
+        reward = float((probs * oracle.proxy.double()).sum(-1).mean())
         out["frontier/reward_at_kl"] = frontier_reward_at(oracle, ref, kl)
         out["frontier/gap"] = out["frontier/reward_at_kl"] - reward
         return out

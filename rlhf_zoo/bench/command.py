@@ -73,17 +73,28 @@ def main(args: list[str]) -> int:
         if jobs is not None and jobs < 1:
             raise UserError("bench: jobs must be >= 1")
         only = [t.strip() for t in own["only"].split(",") if t.strip()] if "only" in own else None
-        report = run_suite(
-            suite,
-            out,
-            seeds=_ints("seeds", own["seeds"]) if "seeds" in own else None,
-            extra=extra,
-            only=only,
-            jobs=jobs,
-            progress=_bool("progress", own.get("progress", "true")),
-            command=command,
-            keep_checkpoints=_bool("keep_checkpoints", own.get("keep_checkpoints", "false")),
-        )
+        from rlhf_zoo.train import Interrupted
+
+        try:
+            report = run_suite(
+                suite,
+                out,
+                seeds=_ints("seeds", own["seeds"]) if "seeds" in own else None,
+                extra=extra,
+                only=only,
+                jobs=jobs,
+                progress=_bool("progress", own.get("progress", "true")),
+                command=command,
+                keep_checkpoints=_bool("keep_checkpoints", own.get("keep_checkpoints", "false")),
+            )
+        except (Interrupted, KeyboardInterrupt):
+            how = "the interrupted run resumes from its checkpoint" if suite.resumable else "unfinished runs are redone"
+            print(
+                f"rlhf-zoo: bench {suite.name} interrupted; run the same command again to continue (finished "
+                f"points are kept, {how})",
+                file=sys.stderr,
+            )
+            return 130
         print(
             f"bench {suite.name}: {len(report.ran)} point(s) run ({len(report.resumed)} resumed, "
             f"{len(report.redone)} redone), {len(report.skipped)} already finished, "

@@ -87,8 +87,9 @@ class Group:
 
     def paths(self, *keys: str) -> list[list[tuple[float, ...]]]:
         """Per seed, the training path [(step, keys...)] from the metrics lines."""
-        return [[(float(m["step"]), *(_num(m.get(k)) for k in keys)) for m in r.get("metrics", [])]
-                for r in self.records]
+        return [
+            [(float(m["step"]), *(_num(m.get(k)) for k in keys)) for m in r.get("metrics", [])] for r in self.records
+        ]
 
     def mean_path(self, *keys: str) -> list[tuple[float, ...]]:
         """The seed-mean path [(step, mean of each key)] over the evaluation steps all seeds share."""
@@ -121,8 +122,15 @@ def group_records(records: list[dict[str, Any]]) -> dict[str, dict[Any, Group]]:
             tag, value = m["sweep"], m["value"]
             g = groups[tag].get(value)
             if g is None:
-                g = Group(tag, m.get("objective", tag), m.get("knob", ""), m.get("knob_label", m.get("knob", "")),
-                          value, m.get("frontier", "sweep"), int(m.get("order", 0)))
+                g = Group(
+                    tag,
+                    m.get("objective", tag),
+                    m.get("knob", ""),
+                    m.get("knob_label", m.get("knob", "")),
+                    value,
+                    m.get("frontier", "sweep"),
+                    int(m.get("order", 0)),
+                )
                 groups[tag][value] = g
             orders[tag] = g.order
             g.by_seed[int(rec["seed"])] = rec

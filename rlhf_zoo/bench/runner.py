@@ -142,24 +142,28 @@ def exact_reference(args: list[str] | tuple[str, ...]) -> dict[str, Any]:
     for i in range(121):
         beta = 10 ** (1.5 - 3.5 * i / 120)  # 31.6 … 0.01
         opt = oracle.optimal(ref, beta)
-        frontier.append({
-            "beta": beta,
-            "kl": float(categorical_kl(opt, ref).mean()),
-            "reward_proxy": float((opt * proxy).sum(-1).mean()),
-            "reward_gold": float((opt * gold).sum(-1).mean()),
-        })
+        frontier.append(
+            {
+                "beta": beta,
+                "kl": float(categorical_kl(opt, ref).mean()),
+                "reward_proxy": float((opt * proxy).sum(-1).mean()),
+                "reward_gold": float((opt * gold).sum(-1).mean()),
+            }
+        )
     p_le, _ = exact_quantiles(proxy, proxy, ref)  # [P, M]: p_≤ of every completion against π_ref
     bon = []
     for n in (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64):
         b = oracle.bon(ref, n)
-        bon.append({
-            "n": n,
-            "kl": float(categorical_kl(b, ref).mean()),
-            "kl_bound": bon_kl_bound(n),
-            "reward_proxy": float((b * proxy).sum(-1).mean()),
-            "reward_gold": float((b * gold).sum(-1).mean()),
-            "log_quantile": float((b * torch.log(p_le)).sum(-1).mean()),
-        })
+        bon.append(
+            {
+                "n": n,
+                "kl": float(categorical_kl(b, ref).mean()),
+                "kl_bound": bon_kl_bound(n),
+                "reward_proxy": float((b * proxy).sum(-1).mean()),
+                "reward_gold": float((b * gold).sum(-1).mean()),
+                "log_quantile": float((b * torch.log(p_le)).sum(-1).mean()),
+            }
+        )
     return {"frontier": frontier, "best_of_n": bon, "kl_estimator": "exact"}
 
 
@@ -233,8 +237,9 @@ def run_suite(
     return report
 
 
-def _run_parallel(todo: list[tuple[Point, bool]], out: Path, jobs: int, command: str, keep: bool,
-                  report: BenchReport, bar: Any) -> None:
+def _run_parallel(
+    todo: list[tuple[Point, bool]], out: Path, jobs: int, command: str, keep: bool, report: BenchReport, bar: Any
+) -> None:
     pool = ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"), initializer=_worker_init)
     pending: dict[Future, Point] = {}
     try:
@@ -265,26 +270,30 @@ def _bar(enabled: bool, total: int, initial: int, name: str) -> Any:
     return tqdm(total=total, initial=initial, unit="point", desc=f"bench {name}", dynamic_ncols=True)
 
 
-def _write_bench(suite_dir: Path, suite: Suite, report: BenchReport, command: str, jobs: int, started: str,
-                 points: list[Point]) -> None:
+def _write_bench(
+    suite_dir: Path, suite: Suite, report: BenchReport, command: str, jobs: int, started: str, points: list[Point]
+) -> None:
     from rlhf_zoo.runlog import git_commit, hardware
 
-    write_json_atomic(suite_dir / BENCH, {
-        "suite": suite.name,
-        "command": command,
-        "started": started,
-        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "wall_s": round(report.wall_s, 2),
-        "jobs": jobs,
-        "points": report.points,
-        "ran": len(report.ran),
-        "skipped": len(report.skipped),
-        "resumed": len(report.resumed),
-        "seeds": sorted({p.seed for p in points}),
-        "git_commit": git_commit(),
-        "hardware": hardware(),
-        "complete": len(report.ran) + len(report.skipped) == report.points,
-    })
+    write_json_atomic(
+        suite_dir / BENCH,
+        {
+            "suite": suite.name,
+            "command": command,
+            "started": started,
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "wall_s": round(report.wall_s, 2),
+            "jobs": jobs,
+            "points": report.points,
+            "ran": len(report.ran),
+            "skipped": len(report.skipped),
+            "resumed": len(report.resumed),
+            "seeds": sorted({p.seed for p in points}),
+            "git_commit": git_commit(),
+            "hardware": hardware(),
+            "complete": len(report.ran) + len(report.skipped) == report.points,
+        },
+    )
 
 
 __all__ = ["BenchReport", "exact_reference", "plan", "point_dir", "run_point", "run_suite", "validate_points"]

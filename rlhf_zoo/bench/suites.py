@@ -156,8 +156,12 @@ def _canonical(args: list[str]) -> tuple[tuple[str, str], ...]:
     return tuple(sorted(out.items()))
 
 
-def expand(suite: Suite, seeds: list[int] | tuple[int, ...] | None = None, extra: list[str] | None = None,
-           only: list[str] | None = None) -> list[Point]:
+def expand(
+    suite: Suite,
+    seeds: list[int] | tuple[int, ...] | None = None,
+    extra: list[str] | None = None,
+    only: list[str] | None = None,
+) -> list[Point]:
     """The suite's points, seed-major (every configuration of seed s before seed s + 1).
 
     Args:
@@ -176,8 +180,9 @@ def expand(suite: Suite, seeds: list[int] | tuple[int, ...] | None = None, extra
     if only:
         unknown = sorted(set(only) - {s.tag for s in sweeps})
         if unknown:
-            raise UserError(f"suite {suite.name} has no sweep {', '.join(unknown)}; known: "
-                            f"{', '.join(s.tag for s in sweeps)}")
+            raise UserError(
+                f"suite {suite.name} has no sweep {', '.join(unknown)}; known: {', '.join(s.tag for s in sweeps)}"
+            )
         sweeps = [s for s in sweeps if s.tag in only]
     points: list[Point] = []
     for seed in seeds:
@@ -216,7 +221,7 @@ def expand(suite: Suite, seeds: list[int] | tuple[int, ...] | None = None, extra
 # The suites
 # -------------------------------------------------------------------------------------------------
 
-BETAS_RL = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)
+BETAS_RL = (0.001, 0.01, 0.03, 0.1, 0.3, 1.0)
 
 EXACT = Suite(
     name="exact",
@@ -227,25 +232,81 @@ EXACT = Suite(
         "drives sampling). Every objective trains for the same number of steps with the testbed's "
         "default learning rate (0.1, cosine) and batch; each knob that trades reward for KL is swept."
     ),
-    task_args=("task=exact", "threads=1", "train.steps=300", "train.eval_every=25", "train.progress=false"),
+    task_args=("task=exact", "threads=1", "train.steps=300", "train.eval_every=15", "train.progress=false"),
     sweeps=(
         Sweep("best_of_n", "Best-of-N", "best_of_n", "algo.n", (1, 2, 4, 8, 16, 32)),
-        Sweep("reinforce", "REINFORCE (2 samples, leave-one-out)", "reinforce", "algo.beta", BETAS_RL,
-              fixed=("algo.samples=2", "algo.baseline=loo"), knob_label="beta_RL"),
-        Sweep("ppo_lite", "PPO-lite (4 samples, loo, 2 epochs × 2 minibatches)", "ppo_lite", "algo.beta",
-              (0.01, 0.1, 0.3, 1.0), knob_label="beta_RL"),
-        Sweep("bond", "BOND (Jeffreys β=0.5)", "bond", "algo.n", (2, 4, 8, 16),
-              fixed=("algo.beta=0.5", "train.batch_prompts=32")),
-        Sweep("bond_beta", "BOND n=4 over Jeffreys β", "bond", "algo.beta", (0.0, 0.5, 1.0),
-              fixed=("algo.n=4", "train.batch_prompts=32"), frontier="none"),
-        Sweep("iterative", "iterative BOND (n=2)", "iterative_bond", "algo.anchor_period", (25, 50, 100),
-              fixed=("train.batch_prompts=32",), knob_label="swap_period", frontier="paths"),
-        Sweep("jbond_gamma", "J-BOND (EMA η=0.02) over γ", "jbond", "algo.gamma", (0.0, 0.5, 1.0, 2.0),
-              fixed=("algo.eta=0.02",), frontier="paths"),
-        Sweep("jbond_eta", "J-BOND (γ=0) over EMA η", "jbond", "algo.eta", (0.005, 0.02, 0.05, 0.2),
-              fixed=("algo.gamma=0.0",), frontier="sweep"),
-        Sweep("jbond_swap", "J-BOND (γ=0) with hard anchor swaps", "jbond", "algo.swap_period", (20, 50),
-              fixed=("algo.gamma=0.0",), knob_label="swap_period", frontier="paths"),
+        Sweep(
+            "reinforce",
+            "REINFORCE (2 samples, leave-one-out)",
+            "reinforce",
+            "algo.beta",
+            BETAS_RL,
+            fixed=("algo.samples=2", "algo.baseline=loo"),
+            knob_label="beta_RL",
+        ),
+        Sweep(
+            "ppo_lite",
+            "PPO-lite (4 samples, loo, 2 epochs × 2 minibatches)",
+            "ppo_lite",
+            "algo.beta",
+            (0.1, 0.3, 1.0),
+            knob_label="beta_RL",
+        ),
+        Sweep(
+            "bond",
+            "BOND (Jeffreys β=0.5, 4 samples, exact quantiles)",
+            "bond",
+            "algo.n",
+            (2, 4, 8, 16),
+            fixed=("algo.beta=0.5", "train.batch_prompts=32"),
+        ),
+        Sweep(
+            "bond_beta",
+            "BOND n=4 over Jeffreys β",
+            "bond",
+            "algo.beta",
+            (0.0, 0.5, 1.0),
+            fixed=("algo.n=4", "train.batch_prompts=32"),
+            frontier="none",
+        ),
+        Sweep(
+            "iterative",
+            "iterative BOND (n=2)",
+            "iterative_bond",
+            "algo.anchor_period",
+            (50, 100),
+            fixed=("train.batch_prompts=32",),
+            knob_label="swap_period",
+            frontier="paths",
+        ),
+        Sweep(
+            "jbond_gamma",
+            "J-BOND (EMA η=0.02) over γ",
+            "jbond",
+            "algo.gamma",
+            (0.0, 0.5, 1.0, 2.0),
+            fixed=("algo.eta=0.02",),
+            frontier="paths",
+        ),
+        Sweep(
+            "jbond_eta",
+            "J-BOND (γ=0) over EMA η",
+            "jbond",
+            "algo.eta",
+            (0.02, 0.05, 0.2),
+            fixed=("algo.gamma=0.0",),
+            frontier="sweep",
+        ),
+        Sweep(
+            "jbond_swap",
+            "J-BOND (γ=0) with hard anchor swaps",
+            "jbond",
+            "algo.swap_period",
+            (20, 50),
+            fixed=("algo.gamma=0.0",),
+            knob_label="swap_period",
+            frontier="paths",
+        ),
     ),
     seeds=(0, 1, 2, 3, 4),
     budget="under 5 minutes on 2 CPU cores (2 processes, 1 thread each)",
@@ -259,38 +320,103 @@ QUICK = Suite(
     description=(
         "Movie-review continuation (`task=sentiment`) with the offline SmolLM2-135M and LoRA adapters: "
         "proxy reward VADER, gold reward the MiniLM regressor of human ratings. Every objective at its "
-        "default plus the smallest sweep that still separates them, 1 seed, 24 steps of 8 prompts on a "
-        "32-prompt training pool (so BOND's cached reference samples are reused), 24 new tokens. KLs are "
-        "estimates on sampled completions (exact-token estimator; Best-of-N: the quantile estimate)."
+        "default plus the smallest sweep that still separates them, 1 seed, 16 steps of 8 prompts on a "
+        "32-prompt training pool (so BOND's k = 8 cached reference samples per prompt are reused), 16 new "
+        "tokens, the task's learning rate; anchors move on the short run's time scale (swaps every 4 steps, "
+        "EMA η = 0.25 beside the default 0.02). KLs are estimates on sampled completions (exact-token "
+        "estimator; Best-of-N: the quantile estimate), evaluated on 16 held-out prompts × 2 samples."
     ),
     task_args=(
-        "task=sentiment", "model.name=smollm2-135m", "model.finetune=lora", "model.max_new_tokens=24",
-        "task.max_train_prompts=32", "train.steps=24", "train.batch_prompts=8", "train.eval_every=8",
-        "train.eval_prompts=32", "train.eval_samples=2", "train.eval_ref_samples=8", "train.checkpoint_every=4",
+        "task=sentiment",
+        "model.name=smollm2-135m",
+        "model.finetune=lora",
+        "model.max_new_tokens=16",
+        "task.max_train_prompts=32",
+        "train.steps=16",
+        "train.batch_prompts=8",
+        "train.eval_every=8",
+        "train.eval_prompts=16",
+        "train.eval_samples=2",
+        "train.eval_ref_samples=4",
+        "train.checkpoint_every=4",
         "train.progress=false",
     ),
     sweeps=(
         Sweep("best_of_n", "Best-of-N", "best_of_n", "algo.n", (2, 8)),
-        Sweep("reinforce", "REINFORCE (2 samples, leave-one-out)", "reinforce", "algo.beta", (0.01, 0.1),
-              fixed=("algo.samples=2", "algo.baseline=loo"), knob_label="beta_RL"),
+        Sweep(
+            "reinforce",
+            "REINFORCE (2 samples, leave-one-out)",
+            "reinforce",
+            "algo.beta",
+            (0.01, 0.1),
+            fixed=("algo.samples=2", "algo.baseline=loo"),
+            knob_label="beta_RL",
+        ),
         Sweep("ppo_lite", "PPO-lite (default)", "ppo_lite", "algo.beta", (0.05,), knob_label="beta_RL"),
-        Sweep("bond", "BOND (Jeffreys β=0.5, k=8 cached samples)", "bond", "algo.n", (2, 4),
-              fixed=("algo.beta=0.5", "algo.k=8")),
-        Sweep("bond_beta", "BOND n=4 over Jeffreys β", "bond", "algo.beta", (0.0, 0.5, 1.0),
-              fixed=("algo.n=4", "algo.k=8"), frontier="none"),
-        Sweep("iterative", "iterative BOND (n=2)", "iterative_bond", "algo.anchor_period", (8,),
-              fixed=("algo.k=8",), knob_label="swap_period", frontier="paths"),
-        Sweep("jbond_gamma", "J-BOND (EMA η=0.02) over γ", "jbond", "algo.gamma", (0.0, 1.0), frontier="paths"),
-        Sweep("jbond_eta", "J-BOND (γ=0) over EMA η", "jbond", "algo.eta", (0.125,), fixed=("algo.gamma=0.0",),
-              frontier="paths"),
-        Sweep("jbond_swap", "J-BOND (γ=0) with hard anchor swaps", "jbond", "algo.swap_period", (8,),
-              fixed=("algo.gamma=0.0",), knob_label="swap_period", frontier="paths"),
+        Sweep(
+            "bond",
+            "BOND (Jeffreys β=0.5, k=8 cached samples)",
+            "bond",
+            "algo.n",
+            (2, 4),
+            fixed=("algo.beta=0.5", "algo.k=8"),
+        ),
+        Sweep(
+            "bond_beta",
+            "BOND n=4 over Jeffreys β",
+            "bond",
+            "algo.beta",
+            (0.0, 0.5, 1.0),
+            fixed=("algo.n=4", "algo.k=8"),
+            frontier="none",
+        ),
+        Sweep(
+            "iterative",
+            "iterative BOND (n=2)",
+            "iterative_bond",
+            "algo.anchor_period",
+            (4,),
+            fixed=("algo.k=8",),
+            knob_label="swap_period",
+            frontier="paths",
+        ),
+        Sweep(
+            "jbond_gamma",
+            "J-BOND (EMA η=0.02) over γ",
+            "jbond",
+            "algo.gamma",
+            (0.0, 1.0),
+            fixed=("algo.eta=0.02",),
+            frontier="paths",
+        ),
+        Sweep(
+            "jbond_eta",
+            "J-BOND (γ=0) over EMA η",
+            "jbond",
+            "algo.eta",
+            (0.25,),
+            fixed=("algo.gamma=0.0",),
+            frontier="paths",
+        ),
+        Sweep(
+            "jbond_swap",
+            "J-BOND (γ=0) with hard anchor swaps",
+            "jbond",
+            "algo.swap_period",
+            (4,),
+            fixed=("algo.gamma=0.0",),
+            knob_label="swap_period",
+            frontier="paths",
+        ),
     ),
     seeds=(0,),
-    budget="under 30 minutes on 2 CPU cores (estimate; 1 process)",
+    budget=(
+        "about 30 minutes on 2 quiet CPU cores, 1 process (an estimate from `rlhf-zoo profile`: 6.5 s per "
+        "REINFORCE step and 8.7 s per J-BOND step at 8 prompts × 24 tokens; not measured end to end)"
+    ),
     jobs=1,
     resumable=True,
-    kl_budgets=(0.5, 1.0, 2.0, 4.0),
+    kl_budgets=(0.1, 0.25, 0.5, 1.0, 2.0),
 )
 
 FULL = Suite(
@@ -301,34 +427,89 @@ FULL = Suite(
         "larger evaluations, 3 seeds and the full β_RL sweep of the paper."
     ),
     task_args=(
-        "task=sentiment", "model.name=smollm2-135m", "model.finetune=full", "model.max_new_tokens=32",
-        "device=cuda", "train.steps=400", "train.batch_prompts=64", "train.lr=1e-5",
-        "train.warmup_steps=20", "train.eval_every=50", "train.eval_prompts=256", "train.eval_samples=4",
-        "train.eval_ref_samples=32", "train.checkpoint_every=50", "train.progress=false",
+        "task=sentiment",
+        "model.name=smollm2-135m",
+        "model.finetune=full",
+        "model.max_new_tokens=32",
+        "device=cuda",
+        "train.steps=400",
+        "train.batch_prompts=64",
+        "train.lr=1e-5",
+        "train.warmup_steps=20",
+        "train.eval_every=50",
+        "train.eval_prompts=256",
+        "train.eval_samples=4",
+        "train.eval_ref_samples=32",
+        "train.checkpoint_every=50",
+        "train.progress=false",
     ),
     sweeps=(
         Sweep("best_of_n", "Best-of-N", "best_of_n", "algo.n", (1, 2, 4, 8, 16, 32)),
-        Sweep("reinforce", "REINFORCE (2 samples, leave-one-out)", "reinforce", "algo.beta", (0.001, 0.01, 0.1, 1.0),
-              fixed=("algo.samples=2", "algo.baseline=loo"), knob_label="beta_RL"),
-        Sweep("ppo_lite", "PPO-lite (4 samples, loo)", "ppo_lite", "algo.beta", (0.01, 0.05, 0.1),
-              knob_label="beta_RL"),
+        Sweep(
+            "reinforce",
+            "REINFORCE (2 samples, leave-one-out)",
+            "reinforce",
+            "algo.beta",
+            (0.001, 0.01, 0.1, 1.0),
+            fixed=("algo.samples=2", "algo.baseline=loo"),
+            knob_label="beta_RL",
+        ),
+        Sweep(
+            "ppo_lite", "PPO-lite (4 samples, loo)", "ppo_lite", "algo.beta", (0.01, 0.05, 0.1), knob_label="beta_RL"
+        ),
         Sweep("bond", "BOND (Jeffreys β=0.5)", "bond", "algo.n", (2, 4, 8, 16), fixed=("algo.beta=0.5",)),
-        Sweep("bond_beta", "BOND n=4 over Jeffreys β", "bond", "algo.beta", (0.0, 0.5, 1.0), fixed=("algo.n=4",),
-              frontier="none"),
-        Sweep("iterative", "iterative BOND (n=2)", "iterative_bond", "algo.anchor_period", (50, 100),
-              knob_label="swap_period", frontier="paths"),
-        Sweep("jbond_gamma", "J-BOND (EMA η=0.02) over γ", "jbond", "algo.gamma", (0.0, 0.5, 1.0, 2.0),
-              fixed=("algo.eta=0.02",), frontier="paths"),
-        Sweep("jbond_eta", "J-BOND (γ=0) over EMA η", "jbond", "algo.eta", (0.02, 0.05), fixed=("algo.gamma=0.0",),
-              frontier="paths"),
-        Sweep("jbond_swap", "J-BOND (γ=0) with hard anchor swaps", "jbond", "algo.swap_period", (20, 50),
-              fixed=("algo.gamma=0.0",), knob_label="swap_period", frontier="paths"),
+        Sweep(
+            "bond_beta",
+            "BOND n=4 over Jeffreys β",
+            "bond",
+            "algo.beta",
+            (0.0, 0.5, 1.0),
+            fixed=("algo.n=4",),
+            frontier="none",
+        ),
+        Sweep(
+            "iterative",
+            "iterative BOND (n=2)",
+            "iterative_bond",
+            "algo.anchor_period",
+            (50, 100),
+            knob_label="swap_period",
+            frontier="paths",
+        ),
+        Sweep(
+            "jbond_gamma",
+            "J-BOND (EMA η=0.02) over γ",
+            "jbond",
+            "algo.gamma",
+            (0.0, 0.5, 1.0, 2.0),
+            fixed=("algo.eta=0.02",),
+            frontier="paths",
+        ),
+        Sweep(
+            "jbond_eta",
+            "J-BOND (γ=0) over EMA η",
+            "jbond",
+            "algo.eta",
+            (0.02, 0.05),
+            fixed=("algo.gamma=0.0",),
+            frontier="paths",
+        ),
+        Sweep(
+            "jbond_swap",
+            "J-BOND (γ=0) with hard anchor swaps",
+            "jbond",
+            "algo.swap_period",
+            (20, 50),
+            fixed=("algo.gamma=0.0",),
+            knob_label="swap_period",
+            frontier="paths",
+        ),
     ),
     seeds=(0, 1, 2),
-    budget="a few GPU-hours on one GPU (not measured)",
+    budget="roughly 10 GPU-hours on one GPU (a guess: not measured, no GPU was available when it was defined)",
     jobs=1,
     resumable=True,
-    kl_budgets=(1.0, 2.0, 4.0, 8.0),
+    kl_budgets=(0.5, 1.0, 2.0, 4.0, 8.0),
 )
 
 SUITES: dict[str, Suite] = {s.name: s for s in (EXACT, QUICK, FULL)}

@@ -130,9 +130,13 @@ def claim_a(groups: Groups, exact: bool) -> Check:
     if any(v is None for v in g.values()):
         return Check(NOT_RUN, "needs BOND n=4 at Jeffreys β = 0, 0.5 and 1 (sweep bond_beta)")
     if exact:
-        divs = {"KL(π‖π_BoN)": lambda grp: grp.finals("kl/to_bon"), "KL(π_BoN‖π)": lambda grp: grp.finals("kl/from_bon")}
+        divs = {
+            "KL(π‖π_BoN)": lambda grp: grp.finals("kl/to_bon"),
+            "KL(π_BoN‖π)": lambda grp: grp.finals("kl/from_bon"),
+        }
         note = ""
     else:
+
         def backward(grp: Group) -> list[float]:
             out = []
             for r in grp.records:
@@ -176,9 +180,12 @@ def claim_b(groups: Groups, exact: bool) -> Check:
         data[f"iterative_{period}"] = mean_ci(late)[0]
         parts.append(f"iterative (swap every {period}) {_ci(late)}")
     sat = "saturates" if saturated else "does not saturate"
-    return Check(REPRODUCED if ok else NOT_REPRODUCED,
-                 ", ".join(parts) + f"; fixed n=2 {sat} (< {SATURATION:.0%} of its gain in the second half) "
-                 f"({_significance_note(flags)})", data)
+    return Check(
+        REPRODUCED if ok else NOT_REPRODUCED,
+        ", ".join(parts) + f"; fixed n=2 {sat} (< {SATURATION:.0%} of its gain in the second half) "
+        f"({_significance_note(flags)})",
+        data,
+    )
 
 
 def _pairs(groups: Groups) -> list[tuple[float, Group, float, Group]]:
@@ -198,8 +205,10 @@ def _pairs(groups: Groups) -> list[tuple[float, Group, float, Group]]:
 def claim_c1(groups: Groups, exact: bool) -> Check:
     pairs = _pairs(groups)
     if not pairs:
-        return Check(NOT_RUN, "needs J-BOND with an EMA rate η (sweep jbond_eta) and hard swaps every M ≈ 1/η steps "
-                              "(sweep jbond_swap)")
+        return Check(
+            NOT_RUN,
+            "needs J-BOND with an EMA rate η (sweep jbond_eta) and hard swaps every M ≈ 1/η steps (sweep jbond_swap)",
+        )
     ok, flags, parts, data = True, [], [], {}
     for eta, ema, m, swap in pairs:
         k_star = min(min(ema.finals("kl/exact")), min(swap.finals("kl/exact")))
@@ -213,8 +222,10 @@ def claim_c1(groups: Groups, exact: bool) -> Check:
         flags.append(sig)
         ok = ok and d > 0 and sig is not False
         data[f"{eta}/{int(m)}"] = d
-        parts.append(f"η={eta:g} vs swap every {int(m)}: reward at KL {k_star:.2f}: EMA {_ci(r_ema)}, swaps {_ci(r_swap)} "
-                     f"(final KL {_ci(ema.finals('kl/exact'))} vs {_ci(swap.finals('kl/exact'))})")
+        parts.append(
+            f"η={eta:g} vs swap every {int(m)}: reward at KL {k_star:.2f}: EMA {_ci(r_ema)}, swaps {_ci(r_swap)} "
+            f"(final KL {_ci(ema.finals('kl/exact'))} vs {_ci(swap.finals('kl/exact'))})"
+        )
     return Check(REPRODUCED if ok else NOT_REPRODUCED, "; ".join(parts) + f" ({_significance_note(flags)})", data)
 
 
@@ -229,10 +240,13 @@ def claim_c2(groups: Groups, exact: bool) -> Check:
     lower, sig, _ = _lower(finals[order[-1]], finals[order[0]])
     ok = decreasing and lower and sig is not False
     text = ", ".join(f"γ={float(g):g}: {_ci(finals[g])}" for g in order)
-    return Check(REPRODUCED if ok else NOT_REPRODUCED,
-                 f"final KL(π‖π_ref) {text}; {'decreasing' if decreasing else 'not decreasing'} in γ "
-                 f"({_significance_note([sig])} between γ={float(order[0]):g} and γ={float(order[-1]):g})",
-                 {"kl": dict(zip(order, means, strict=True))})
+    ends = f"γ={float(order[0]):g} vs γ={float(order[-1]):g}"
+    note = "no confidence interval" if sig is None else ("significant" if sig else "not significant")
+    return Check(
+        REPRODUCED if ok else NOT_REPRODUCED,
+        f"final KL(π‖π_ref) {text}; {'decreasing' if decreasing else 'not decreasing'} in γ ({ends}: {note} at 95 %)",
+        {"kl": dict(zip(order, means, strict=True))},
+    )
 
 
 def claim_d(groups: Groups, exact: bool) -> Check:
@@ -266,8 +280,10 @@ def claim_d(groups: Groups, exact: bool) -> Check:
         above = min(diffs) >= -CURVE_TOLERANCE
         ok = ok and above
         data[beta] = (min(diffs), sum(diffs) / len(diffs))
-        parts.append(f"β_RL={beta:g}: J-BOND − REINFORCE over KL ≤ {k_max:.2f}: mean {sum(diffs) / len(diffs):+.3f}, "
-                     f"min {min(diffs):+.3f} ({'above' if above else 'not above'})")
+        parts.append(
+            f"β_RL={beta:g}: J-BOND − REINFORCE over KL ≤ {k_max:.2f}: mean {sum(diffs) / len(diffs):+.3f}, "
+            f"min {min(diffs):+.3f} ({'above' if above else 'not above'})"
+        )
     if not data and not parts:
         return Check(NOT_RUN, f"REINFORCE not run at β_RL ∈ {{{', '.join(missing)}}}")
     text = "; ".join(parts) + (f"; β_RL ∈ {{{', '.join(missing)}}} not run" if missing else "")
@@ -291,9 +307,12 @@ def claim_e1(groups: Groups, exact: bool) -> Check:
         data[n] = dev
         parts.append(f"n={n}: {_f(m)} vs {-1 / n:.3f} ({dev:+.3f})")
     how = "exact p_≤" if exact else "p̂_≤ against the evaluation's reference samples"
-    return Check(REPRODUCED if ok else NOT_REPRODUCED,
-                 "; ".join(parts) + f" ({how}; tolerance ±{LOG_QUANTILE_TOLERANCE}: a discrete reward makes p_≤ ≥ U, "
-                 "so E[log p_≤] > −1/n)", data)
+    return Check(
+        REPRODUCED if ok else NOT_REPRODUCED,
+        "; ".join(parts) + f" ({how}; tolerance ±{LOG_QUANTILE_TOLERANCE}: a discrete reward makes p_≤ ≥ U, "
+        "so E[log p_≤] > −1/n)",
+        data,
+    )
 
 
 def claim_e2(groups: Groups, exact: bool) -> Check:
@@ -312,15 +331,32 @@ def claim_e2(groups: Groups, exact: bool) -> Check:
 
 
 CLAIMS: tuple[Claim, ...] = (
-    Claim("a", "Jeffreys β=0.5 lowers both KL(π‖π_BoN) and KL(π_BoN‖π) relative to β=0 and β=1 (equal steps)",
-          "final KL(π‖π_BoN), KL(π_BoN‖π) of BOND n=4", claim_a),
-    Claim("b", "iterative BOND keeps improving where fixed-n BOND saturates",
-          "proxy-reward gain over the second half of training", claim_b),
-    Claim("c1", "J-BOND's EMA anchor gives the same reward at lower KL than hard swaps",
-          "proxy reward at matched KL(π‖π_ref), EMA η vs swap period ≈ 1/η", claim_c1),
+    Claim(
+        "a",
+        "Jeffreys β=0.5 lowers both KL(π‖π_BoN) and KL(π_BoN‖π) relative to β=0 and β=1 (equal steps)",
+        "final KL(π‖π_BoN), KL(π_BoN‖π) of BOND n=4",
+        claim_a,
+    ),
+    Claim(
+        "b",
+        "iterative BOND keeps improving where fixed-n BOND saturates",
+        "proxy-reward gain over the second half of training",
+        claim_b,
+    ),
+    Claim(
+        "c1",
+        "J-BOND's EMA anchor gives the same reward at lower KL than hard swaps",
+        "proxy reward at matched KL(π‖π_ref), EMA η vs swap period ≈ 1/η",
+        claim_c1,
+    ),
     Claim("c2", "larger γ slows J-BOND's KL growth", "final KL(π‖π_ref) over γ", claim_c2),
-    Claim("d", "J-BOND's reward-vs-KL curve lies above REINFORCE (2 samples, leave-one-out) at every "
-               "β_RL ∈ {0.001, 0.01, 0.1, 1}", "proxy reward at matched KL along training", claim_d),
+    Claim(
+        "d",
+        "J-BOND's reward-vs-KL curve lies above REINFORCE (2 samples, leave-one-out) at every "
+        "β_RL ∈ {0.001, 0.01, 0.1, 1}",
+        "proxy reward at matched KL along training",
+        claim_d,
+    ),
     Claim("e1", "Best-of-N: E[log p_≤] under π_BoN is −1/n", "quantile/log_mean vs −1/n", claim_e1),
     Claim("e2", "Best-of-N: its KL estimate stays below log n − (n−1)/n", "bon/kl_estimate vs bon/kl_bound", claim_e2),
 )

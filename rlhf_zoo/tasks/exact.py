@@ -100,10 +100,11 @@ class ExactOracle:
 
     # -- distributions ------------------------------------------------------------------------
     def probs(self, policy: Policy, role: Role = "policy") -> Tensor:
-        """π_role(y | x) for every completion: [P, M] (no gradient)."""
+        """π_role(y | x) for every completion: [P, M] in float64 (no gradient), so that tiny
+        probabilities do not round to 0 and turn a finite KL into inf."""
         with torch.no_grad():
             lp = policy.logprobs(self.rollout, role=role)
-            seq = masked_sum(lp, self.rollout.response_mask)
+            seq = masked_sum(lp.double(), self.rollout.response_mask)
         return seq.exp().view(len(self.prompts), self.num_completions)
 
     def bon(self, base_probs: Tensor, n: int) -> Tensor:

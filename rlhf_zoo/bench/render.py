@@ -1,0 +1,368 @@
+"""Render a suite's page from its records only: ``docs/benchmarks/<suite>.md`` and PNGs in ``<suite>/``.
+
+Inputs (all under ``<out>/<suite>/``, see :mod:`rlhf_zoo.bench.records`): every ``record.json``,
+``bench.json`` (the last bench invocation, for its wall time) and, on an exact suite, ``oracle.json``
+(the optimal frontier and Best-of-N over n). No run directory is opened and nothing is recomputed.
+
+The page has: a provenance header (command, git commit, date, hardware, seeds, wall time); the
+verdicts on the BOND paper's claims (:mod:`rlhf_zoo.bench.verdicts`) for this and the other suites
+whose records exist; reward at matched KL budgets (proxy and gold) for every objective; one table
+per objective and knob value (proxy and gold reward, KL with its estimator, gold win rate, length,
+cost); and the plots: reward against KL with every training path, the Best-of-N curve and (exact)
+the optimal frontier and the gap to it; gold against KL and against proxy (over-optimisation); the
+claims. Every number is a mean ± the half-width of a 95 % Student-t interval over seeds.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from tabulate import tabulate
+
+from rlhf_zoo.bench.records import BENCH, ORACLE, Group, group_records, load_records, read_json
+from rlhf_zoo.bench.stats import fmt_ci, interp_path, interp_sorted, mean_ci
+from rlhf_zoo.bench.verdicts import CLAIMS, check_all, is_exact
+from rlhf_zoo.errors import UserError
+
+VERDICT_SUITES = ("exact", "quick", "full")
+
+KL_ESTIMATORS = {
+    "exact": "exact, by enumeration (Best-of-N: KL(π_BoN‖π_ref), exact)",
+    "exact_token": "exact-token estimator Σ_t KL(π(·|x,y<t) ‖ π_ref(·|x,y<t)) on sampled completions",
+    "bon_quantile": "Best-of-N: the quantile estimate E[(n−1)·log p̂_≤ + log B̂] against the evaluation's "
+    "reference samples",
+}
+
+# (summary key, column header, digits); extras appear only where some record has them.
+MAIN_COLUMNS = (
+    ("reward/proxy", "proxy reward", 3),
+    ("reward/gold", "gold reward", 3),
+    ("kl/exact", "KL(π‖π_ref)", 3),
+    ("win_rate/gold", "gold win rate", 3),
+    ("length/mean", "length", 2),
+    ("cost/samples_per_output", "samples/output", 0),
+    ("cost/tokens", "gen. tokens", 0),
+    ("cost/reward_calls", "reward calls", 0),
+    ("wall_s", "wall s", 1),
+)
+EXTRA_COLUMNS = (
+    ("kl/to_bon", "KL(π‖π_BoN)", 3),
+    ("kl/from_bon", "KL(π_BoN‖π)", 3),
+    ("kl/to_optimal", "KL(π‖π*_β)", 3),
+    ("frontier/gap", "gap to frontier", 3),
+    ("quantile/log_mean", "E log p_≤", 3),
+    ("bon/kl_bound", "KL bound", 3),
+)
+
+
+# -- small helpers ----------------------------------------------------------------------------------
+def _value(rec: dict[str, Any], key: str) -> float:
+    v = rec.get("wall_s") if key == "wall_s" else rec.get("summary", {}).get(key)
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else math.nan
+
+
+def _cell(values: list[float], digits: int) -> str:
+    m, h, _ = mean_ci(values)
+    if digits == 0 and math.isfinite(m) and abs(m) < 10_000:
+        return f"{m:.0f}" + ("" if h is None else f" ± {h:.0f}")
+    return fmt_ci(m, h, digits)
+
+
+def _fmt_value(v: Any) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def _short_commit(c: str) -> str:
+    dirty = c.endswith("-dirty")
+    base = c.removesuffix("-dirty")
+    return (base[:10] if len(base) >= 10 else base) + ("-dirty" if dirty else "")
+
+
+def provenance(records: list[dict[str, Any]], bench: dict[str, Any] | None) -> dict[str, str]:
+    """Command, commit(s), dates, hardware, seeds and versions of a suite's records."""
+    metas = [r.get("meta", {}) for r in records]
+    commands = Counter(r.get("bench_command", "") for r in records)
+    command = (bench or {}).get("command") or (commands.most_common(1)[0][0] if commands else "")
+    commits = sorted({_short_commit(str(m.get("git_commit", "unknown"))) for m in metas})
+    starts = sorted(str(m["started"])[:10] for m in metas if m.get("started"))
+    ends = sorted(str(r["finished"])[:10] for r in records if r.get("finished"))
+    days = sorted({*starts, *ends})
+    date = days[0] if len(days) == 1 else (f"{days[0]} … {days[-1]}" if days else "unknown")
+    hardware = sorted({str(m.get("hardware", "unknown")) for m in metas})
+    seeds = sorted({int(r["seed"]) for r in records})
+    versions = Counter(", ".join(f"{k} {v}" for k, v in sorted(m.get("versions", {}).items())) for m in metas)
+    return {
+        "command": command or "unknown",
+        "commit": ", ".join(commits),
+        "date": date,
+        "hardware": "; ".join(hardware),
+        "seeds": ", ".join(map(str, seeds)),
+        "versions": versions.most_common(1)[0][0] if versions else "unknown",
+    }
+
+
+def _prov_line(p: dict[str, str]) -> str:
+    return f"*`{p['command']}` · commit `{p['commit']}` · {p['date']} · {p['hardware']} · seeds {p['seeds']}*"
+
+
+def _estimators(records: list[dict[str, Any]]) -> list[str]:
+    return sorted({str(r.get("summary", {}).get("kl/estimator", "")) for r in records} - {""})
+
+
+# -- tables -------------------------------------------------------------------------------------------
+def objective_table(groups: dict[Any, Group]) -> str:
+    """One row per knob value: every main column and the extras some record has, mean ± 95 % CI."""
+    any_group = next(iter(groups.values()))
+    recs = [r for g in groups.values() for r in g.records]
+    cols = [c for c in MAIN_COLUMNS if any(math.isfinite(_value(r, c[0])) for r in recs)]
+    cols += [c for c in EXTRA_COLUMNS if any(c[0] in r.get("summary", {}) for r in recs)]
+    est = _estimators(recs)
+    headers = [any_group.knob_label, "seeds"] + [
+        f"{h} [{'/'.join(est)}]" if key == "kl/exact" and est else h for key, h, _ in cols
+    ]
+    rows = []
+    for value, g in groups.items():
+        cells = [_cell([_value(r, k) for r in g.records], d) for k, _, d in cols]
+        rows.append([_fmt_value(value), len(g.records), *cells])
+    return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
+
+
+def frontier_table(
+    groups: dict[str, dict[Any, Group]], budgets: list[float], oracle: dict[str, Any], ykey: str = "reward/proxy"
+) -> str | None:
+    """Reward (``ykey``) of each objective at matched KL budgets: mean ± CI over the seeds whose curve
+    reaches the budget (a curve is the final points over a sweep's knob, or a run's training path)."""
+    rows = []
+    if oracle.get("frontier"):
+        xs = [f["kl"] for f in oracle["frontier"]]
+        ys = [f["reward_proxy" if ykey == "reward/proxy" else "reward_gold"] for f in oracle["frontier"]]
+        name = "optimal π*_β (oracle)" if ykey == "reward/proxy" else "π*_β of the proxy (oracle)"
+        rows.append([name, "exact"] + [_f(interp_sorted(xs, ys, b)) for b in budgets])
+    for vals in groups.values():
+        first = next(iter(vals.values()))
+        if first.frontier == "sweep" and len(vals) >= 2:
+            seeds = sorted({s for g in vals.values() for s in g.by_seed})
+            per_seed = []
+            for s in seeds:
+                pts = [
+                    (_value(g.by_seed[s], "kl/exact"), _value(g.by_seed[s], ykey))
+                    for g in vals.values()
+                    if s in g.by_seed
+                ]
+                per_seed.append([interp_sorted([p[0] for p in pts], [p[1] for p in pts], b) for b in budgets])
+            rows.append([first.objective, f"sweep over {first.knob_label}"] + _seed_cells(per_seed, len(budgets)))
+        elif first.frontier == "paths":
+            for value, g in vals.items():
+                per_seed = []
+                for path in g.paths("kl/exact", ykey):
+                    per_seed.append([interp_path([p[1] for p in path], [p[2] for p in path], b) for b in budgets])
+                rows.append(
+                    [f"{first.objective}, {first.knob_label}={_fmt_value(value)}", "training path"]
+                    + _seed_cells(per_seed, len(budgets))
+                )
+    if not rows:
+        return None
+    headers = ["objective", "curve"] + [f"KL = {b:g}" for b in budgets]
+    return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
+
+
+def _f(x: float | None) -> str:
+    return "—" if x is None or not math.isfinite(x) else f"{x:.3f}"
+
+
+def _seed_cells(per_seed: list[list[float | None]], k: int) -> list[str]:
+    out = []
+    n = len(per_seed)
+    for j in range(k):
+        vals = [row[j] for row in per_seed if row[j] is not None]
+        if not vals:
+            out.append("—")
+            continue
+        m, h, c = mean_ci(vals)
+        out.append(fmt_ci(m, h) + ("" if c == n else f" ({c}/{n})"))
+    return out
+
+
+def verdict_table(out: Path, current: str, current_records: list[dict[str, Any]]) -> str:
+    """One row per claim and suite (exact, quick, and full when it has records): verdict, metric, numbers.
+    A suite without records says "not run"."""
+    suites = [s for s in VERDICT_SUITES if s != "full" or (out / s).is_dir()]
+    if current not in suites:
+        suites.append(current)
+    checks = {}
+    for s in suites:
+        recs = current_records if s == current else load_records(out / s)
+        checks[s] = check_all(group_records(recs) if recs else None, is_exact(recs))
+        if not recs:
+            for chk in checks[s]:
+                chk.numbers = f"no records under {out / s}: `rlhf-zoo bench suite={s}`"
+    rows = []
+    for i, c in enumerate(CLAIMS):
+        for j, s in enumerate(suites):
+            chk = checks[s][i]
+            claim = f"**({c.key})** {c.statement}" if j == 0 else ""
+            metric = c.metric if j == 0 else ""
+            status = f"**{chk.status}**" if chk.status != "not run" else chk.status
+            rows.append([claim, metric, s, status, chk.numbers])
+    return tabulate(
+        rows, headers=["claim", "metric", "suite", "verdict", "numbers"], tablefmt="github", disable_numparse=True
+    )
+
+
+def _budgets(suite: str, records: list[dict[str, Any]]) -> list[float]:
+    from rlhf_zoo.bench.suites import SUITES
+
+    if suite in SUITES:
+        return list(SUITES[suite].kl_budgets)
+    kls = sorted(_value(r, "kl/exact") for r in records if math.isfinite(_value(r, "kl/exact")))
+    if not kls:
+        return []
+    return sorted({round(kls[int(q * (len(kls) - 1))], 2) for q in (0.25, 0.5, 0.75)})
+
+
+# -- the page -----------------------------------------------------------------------------------------
+def render_suite(suite: str, out: str | Path, docs: str | Path = "docs/benchmarks") -> Path:
+    """Write ``<docs>/<suite>.md`` and its PNGs from the records under ``<out>/<suite>/``; returns the page."""
+    from rlhf_zoo.bench import plots
+
+    out, docs = Path(out), Path(docs)
+    suite_dir = out / suite
+    records = load_records(suite_dir)
+    if not records:
+        raise UserError(f"no finished points under {suite_dir}: run `rlhf-zoo bench suite={suite}` first")
+    groups = group_records(records)
+    bench = read_json(suite_dir / BENCH)
+    oracle = read_json(suite_dir / ORACLE) or {}
+    exact = is_exact(records)
+    prov = provenance(records, bench)
+    fig_dir = docs / suite
+    figures = plots.make_all(groups, oracle, exact, fig_dir)
+    rel = {name: f"{suite}/{path.name}" for name, path in figures.items()}
+
+    lines: list[str] = []
+    add = lines.append
+    add(f"# Benchmark `{suite}`: reward against KL for every objective")
+    add("")
+    add(
+        f"Generated by `rlhf-zoo bench suite={suite}` from the run records (finished points are never recomputed); "
+        f"`rlhf-zoo bench suite={suite} render_only=true` redraws this page from the records alone. "
+        "Do not edit by hand."
+    )
+    add("")
+    description = _description(suite)
+    if description:
+        add(description)
+        add("")
+    n_configs = len({tuple(a for a in r.get("args", []) if not a.startswith("seed=")) for r in records})
+    seeds = sorted({int(r["seed"]) for r in records})
+    run_sum = sum(_value(r, "wall_s") for r in records if math.isfinite(_value(r, "wall_s")))
+    if bench:
+        wall = (
+            f"last bench: {bench.get('wall_s', float('nan')):.0f} s wall for {bench.get('ran')} of "
+            f"{bench.get('points')} points in {bench.get('jobs')} process(es)"
+            + ("" if bench.get("ran") == bench.get("points") else " (the others were already finished)")
+            + f"; sum of run times {run_sum:.0f} s"
+        )
+    else:
+        wall = f"sum of run times {run_sum:.0f} s"
+    est = _estimators(records)
+    header = [
+        ["command", f"`{prov['command']}`"],
+        ["git commit", f"`{prov['commit']}`"],
+        ["date", prov["date"]],
+        ["hardware", prov["hardware"]],
+        ["seeds", prov["seeds"]],
+        ["runs", f"{len(records)} ({n_configs} configurations × {len(seeds)} seed(s))"],
+        ["wall time", wall],
+        ["versions", prov["versions"]],
+        ["KL(π‖π_ref)", "; ".join(KL_ESTIMATORS.get(e, e) for e in est) + "; nats per sequence, never clamped"],
+    ]
+    add(tabulate(header, headers=["", ""], tablefmt="github", disable_numparse=True))
+    add("")
+    add(
+        "Every number is the mean over seeds ± the half-width of the two-sided 95 % Student-t confidence interval "
+        "(no interval with one seed). Rewards and KL are those of the last evaluation; costs are the training's "
+        "(generated completions' tokens and reward-model calls; Best-of-N is not trained and costs n samples and n "
+        "reward calls per output)."
+    )
+    add("")
+    add("## The BOND paper's claims")
+    add("")
+    add(_prov_line(prov))
+    add("")
+    add(verdict_table(out, suite, records))
+    add("")
+    add(
+        "Exact suites check exact quantities; the language-model suites check estimates from their records. "
+        "A difference counts only when its 95 % Welch interval over seeds excludes 0."
+    )
+    add("")
+    budgets = _budgets(suite, records)
+    add("## Reward at matched KL")
+    add("")
+    add(
+        "Each objective's curve (the final points over its knob, or a run's training path) interpolated at a few "
+        "KL(π‖π_ref) budgets; — where a curve does not reach the budget, (k/n) where only k of n seeds do."
+    )
+    add("")
+    for ykey, title in (("reward/proxy", "Proxy reward"), ("reward/gold", "Gold reward")):
+        if not any(ykey in r.get("summary", {}) for r in records):
+            continue
+        table = frontier_table(groups, budgets, oracle, ykey)
+        if table:
+            add(f"**{title}** at KL(π‖π_ref) =")
+            add("")
+            add(_prov_line(prov))
+            add("")
+            add(table)
+            add("")
+    for name, title in (("reward_vs_kl", "Proxy reward against KL"), ("frontier_gap", "Gap to the optimal frontier")):
+        if name in rel:
+            add(f"![{title}]({rel[name]})")
+            add("")
+    add(
+        "In *reward_vs_kl*, lines are seed-mean training paths (one per knob value), markers the final points with "
+        "95 % intervals, the dashed grey curve Best-of-N over n"
+        + (" and the black curve the optimal frontier (π*_β over β)." if exact else ".")
+    )
+    add("")
+    if "overoptimisation" in rel:
+        add("## Over-optimisation: gold against KL and against proxy")
+        add("")
+        add(f"![Gold reward against KL and against proxy reward]({rel['overoptimisation']})")
+        add("")
+    add("## Every objective")
+    add("")
+    for tag, vals in groups.items():
+        first = next(iter(vals.values()))
+        add(f"### {first.objective} (`{tag}`, over {first.knob_label})")
+        add("")
+        add(_prov_line(prov))
+        add("")
+        add(objective_table(vals))
+        add("")
+    if "claims" in rel:
+        add("## The claims, plotted")
+        add("")
+        add(f"![The claims]({rel['claims']})")
+        add("")
+    docs.mkdir(parents=True, exist_ok=True)
+    page = docs / f"{suite}.md"
+    tmp = page.with_name(f".{page.name}.{os.getpid()}.tmp")
+    tmp.write_text("\n".join(lines).rstrip() + "\n")
+    os.replace(tmp, page)
+    return page
+
+
+def _description(suite: str) -> str:
+    from rlhf_zoo.bench.suites import SUITES
+
+    s = SUITES.get(suite)
+    return f"{s.description} Budget: {s.budget}." if s else ""
+
+
+__all__ = ["frontier_table", "objective_table", "provenance", "render_suite", "verdict_table"]

@@ -1,0 +1,171 @@
+"""The renderer: a markdown page with the provenance header, the tables and the plots, from records only."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from rlhf_zoo.bench.records import write_json_atomic
+from rlhf_zoo.bench.render import render_suite
+from rlhf_zoo.errors import UserError
+from tests.bench.helpers import synth_record, write_records
+
+SEEDS = (0, 1, 2)
+
+
+def _path(kl: float, reward: float, gold: float, seed: int) -> list[dict[str, float]]:
+    return [
+        {
+            "step": 10 * i,
+            "kl/exact": kl * i / 3,
+            "reward/proxy": reward * i / 3 + 0.01 * seed,
+            "reward/gold": gold * i / 3,
+            "win_rate/gold": 0.5 + 0.1 * i,
+        }
+        for i in range(4)
+    ]
+
+
+def _rows(text: str) -> list[list[str]]:
+    """Every markdown table row as its stripped cells."""
+    return [
+        [c.strip() for c in line.strip().strip("|").split("|")]
+        for line in text.splitlines()
+        if line.startswith("|") and not line.startswith("|--")
+    ]
+
+
+def _records() -> list[dict]:
+    recs = []
+    for s in SEEDS:
+        for order, (tag, knob, frontier, points) in enumerate(
+            [
+                ("best_of_n", "algo.n", "sweep", {2: (0.19, 0.6), 4: (0.63, 1.1)}),
+                (
+                    "reinforce",
+                    "algo.beta",
+                    "sweep",
+                    {0.001: (3.0, 2.0), 0.01: (2.5, 1.9), 0.1: (1.5, 1.5), 1.0: (0.5, 1.0)},
+                ),
+                ("jbond_gamma", "algo.gamma", "paths", {0.0: (2.0, 1.9), 1.0: (1.0, 1.3)}),
+            ]
+        ):
+            for value, (kl, reward) in points.items():
+                final = {
+                    "kl/exact": kl,
+                    "reward/proxy": reward + 0.1 * s,
+                    "reward/gold": 0.8 * reward,
+                    "win_rate/gold": 0.7,
+                    "length/mean": 3.5,
+                    "frontier/gap": 0.1,
+                    "quantile/log_mean": -1 / value if tag == "best_of_n" else -0.3,
+                }
+                recs.append(
+                    synth_record(
+                        tag,
+                        value,
+                        s,
+                        final,
+                        knob=knob,
+                        frontier=frontier,
+                        order=order,
+                        path=_path(kl, reward + 0.1 * s, 0.8 * reward, s),
+                    )
+                )
+    return recs
+
+
+def test_page_from_synthetic_records(tmp_path):
+    out, docs = tmp_path / "runs", tmp_path / "docs"
+    write_records(out / "exact", _records())
+    write_json_atomic(
+        out / "exact" / "bench.json",
+        {"command": "rlhf-zoo bench suite=exact", "wall_s": 123.4, "ran": 24, "points": 24, "jobs": 2},
+    )
+    write_json_atomic(
+        out / "exact" / "oracle.json",
+        {
+            "frontier": [
+                {"beta": 1 / (k + 1), "kl": 0.5 * k, "reward_proxy": 0.7 * k, "reward_gold": 0.5 * k} for k in range(8)
+            ],
+            "best_of_n": [
+                {
+                    "n": n,
+                    "kl": 0.2 * n,
+                    "kl_bound": 0.25 * n,
+                    "reward_proxy": 0.3 * n,
+                    "reward_gold": 0.2 * n,
+                    "log_quantile": -1 / n,
+                }
+                for n in (1, 2, 4)
+            ],
+        },
+    )
+    page = render_suite("exact", out, docs)
+    text = page.read_text()
+    # the header: command, commit, date, hardware, seeds, wall time
+    for needle in (
+        "`rlhf-zoo bench suite=exact`",
+        "0123456789",
+        "2026-01-02",
+        "CPU (testbox, 2 cores, 1 threads)",
+        "123 s wall for 24 of 24 points in 2 process(es)",
+        "exact, by enumeration",
+    ):
+        assert needle in text, needle
+    # a provenance line above every table
+    assert text.count("*`rlhf-zoo bench suite=exact` · commit `0123456789` · 2026-01-02") >= 5
+    # per-objective table: mean ± 95 % t interval over 3 seeds (t = 4.303, s = 0.1 → ± 0.248)
+    rows = _rows(text)
+    assert ["0.1", "3", "1.600 ± 0.248"] in [r[:3] for r in rows]
+    assert "proxy reward" in text and "gold reward" in text and "gold win rate" in text and "gen. tokens" in text
+    assert "KL(π‖π_ref) [exact]" in text
+    # the frontier table: the oracle at KL = 1 is 1.4 (linear), REINFORCE's sweep at KL = 1 is 1.25 + 0.1·seed
+    assert ["seeds", "0, 1, 2"] in rows
+    assert ["optimal π*_β (oracle)", "exact", "0.350", "0.700", "1.400", "2.800", "4.200"] in rows
+    proxy_table = text.split("**Proxy reward**")[1].split("**Gold reward**")[0]
+    row = next(r for r in _rows(proxy_table) if r[0] == "objective reinforce")
+    assert row[1:] == ["sweep over beta", "—", "1.100 ± 0.248", "1.350 ± 0.248", "1.800 ± 0.248", "2.100 ± 0.248"]
+    assert "training path" in text
+    # the verdicts: exact has records, quick says not run
+    verdicts = _rows(text.split("## The BOND paper's claims")[1].split("## Reward at matched KL")[0])
+    assert verdicts[0] == ["claim", "metric", "suite", "verdict", "numbers"]
+    assert [r[2] for r in verdicts[1:]] == ["exact", "quick"] * 7
+    assert all(r[3] == "not run" for r in verdicts[1:] if r[2] == "quick")
+    claim_d = next(i for i, r in enumerate(verdicts) if r[0].startswith("**(d)**"))
+    # J-BOND's path (slope 0.95) lies above REINFORCE at β_RL = 0.001 (slope 0.67), below it at β_RL = 1 (slope 2)
+    assert verdicts[claim_d][3] == "**not reproduced**"
+    assert "β_RL=0.001: J-BOND − REINFORCE" in verdicts[claim_d][4] and "(not above)" in verdicts[claim_d][4]
+    # plots, referenced and small
+    for name in ("reward_vs_kl", "frontier_gap", "overoptimisation", "claims"):
+        png = docs / "exact" / f"{name}.png"
+        assert png.is_file() and png.stat().st_size < 200_000, name
+        assert f"(exact/{name}.png)" in text
+
+
+def test_language_model_page_and_missing_records(tmp_path):
+    out, docs = tmp_path / "runs", tmp_path / "docs"
+    recs = [
+        synth_record("reinforce", b, 0, {"kl/exact": k, "reward/proxy": r}, suite="quick", estimator="exact_token")
+        for b, k, r in ((0.01, 2.0, 0.5), (0.1, 1.0, 0.3))
+    ]
+    write_records(out / "quick", recs)
+    text = render_suite("quick", out, docs).read_text()
+    assert "exact-token estimator" in text and "(no interval with one seed)" in text
+    assert "gold reward" not in text.split("## Every objective")[1]  # no gold: no column
+    assert "overoptimisation.png" not in text and not (docs / "quick" / "frontier_gap.png").exists()
+    assert [r[3] for r in _rows(text) if len(r) == 5 and r[2] == "exact"] == ["not run"] * 7
+    with pytest.raises(UserError, match="no finished points"):
+        render_suite("full", out, docs)
+
+
+def test_render_ignores_unfinished_points(tmp_path):
+    out = tmp_path / "runs"
+    write_records(out / "exact", [synth_record("reinforce", 0.1, 0, {"kl/exact": 1.0, "reward/proxy": 1.0})])
+    half = out / "exact" / "reinforce-1.0-s0"
+    half.mkdir()
+    (half / "metrics.jsonl").write_text(json.dumps({"step": 0, "kl/exact": 9.0}) + "\n")
+    text = render_suite("exact", out, tmp_path / "docs").read_text()
+    assert ["runs", "1 (1 configurations × 1 seed(s))"] in _rows(text)
+    assert "9.000" not in text

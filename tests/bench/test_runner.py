@@ -1,0 +1,135 @@
+"""The runner: finished points are never recomputed, unfinished ones are redone, records are atomic."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+import rlhf_zoo.bench.runner as runner
+from rlhf_zoo.bench.records import read_record, write_json_atomic
+from rlhf_zoo.bench.runner import plan, point_dir, run_suite
+from rlhf_zoo.bench.suites import expand
+
+
+def _snapshot(suite_dir: Path) -> dict[str, str]:
+    return {p.parent.name: p.read_text() for p in sorted(suite_dir.glob("*/record.json"))}
+
+
+def test_runs_every_point_then_never_again(tiny_exact_suite, tmp_path, monkeypatch):
+    report = run_suite(tiny_exact_suite, tmp_path, progress=False, command="rlhf-zoo bench suite=tinyexact")
+    points = expand(tiny_exact_suite)
+    assert len(report.ran) == len(points) == 6 and not report.skipped
+    suite_dir = tmp_path / "tinyexact"
+    for p in points:
+        rec = read_record(point_dir(tmp_path, p))
+        assert rec is not None and rec["args"] == list(p.args) and rec["seed"] == p.seed
+        assert rec["summary"]["steps"] == (5 if "algo=reinforce" in p.args else 0)
+        assert [m["step"] for m in rec["metrics"]][0] == 0
+        assert rec["meta"]["git_commit"] and rec["meta"]["hardware"]
+        assert rec["bench_command"] == "rlhf-zoo bench suite=tinyexact"
+        assert not (point_dir(tmp_path, p) / "checkpoint").exists()  # removed once the record is written
+    assert json.loads((suite_dir / "bench.json").read_text())["ran"] == 6
+    assert json.loads((suite_dir / "oracle.json").read_text())["frontier"]
+    before = _snapshot(suite_dir)
+
+    calls = []
+    monkeypatch.setattr(runner, "run_point", lambda *a, **k: calls.append(a))
+    again = run_suite(tiny_exact_suite, tmp_path, progress=False)
+    assert calls == [] and again.ran == [] and len(again.skipped) == 6
+    assert _snapshot(suite_dir) == before
+
+
+def test_unfinished_point_is_deleted_and_redone(tiny_exact_suite, tmp_path):
+    run_suite(tiny_exact_suite, tmp_path, progress=False, seeds=[0])
+    victim = expand(tiny_exact_suite, seeds=[0])[0]
+    d = point_dir(tmp_path, victim)
+    (d / "record.json").unlink()  # as if the run had been killed before it finished
+    (d / "half-written.tmp").write_text("junk")
+    assert plan(victim, d, resumable=False) == "redo"
+    report = run_suite(tiny_exact_suite, tmp_path, progress=False, seeds=[0])
+    assert report.ran == [victim.id] == report.redone
+    assert not (d / "half-written.tmp").exists() and read_record(d) is not None
+
+
+def test_stale_record_is_redone_when_the_point_changed(tiny_exact_suite, tmp_path):
+    run_suite(tiny_exact_suite, tmp_path, progress=False, seeds=[0], only=["best_of_n"])
+    report = run_suite(
+        tiny_exact_suite, tmp_path, progress=False, seeds=[0], only=["best_of_n"], extra=["train.eval_prompts=2"]
+    )
+    assert report.redone == report.ran == ["best_of_n-n2-s0"]
+    rec = read_record(tmp_path / "tinyexact" / "best_of_n-n2-s0")
+    assert "train.eval_prompts=2" in rec["args"]
+
+
+def test_failed_run_leaves_no_record(tiny_exact_suite, tmp_path, monkeypatch):
+    import rlhf_zoo.train as train
+
+    def boom(cfg, argv=None):
+        Path(cfg.run_dir, "metrics.jsonl").write_text('{"step": 0}\n')
+        raise RuntimeError("reward model died")
+
+    monkeypatch.setattr(train, "run", boom)
+    with pytest.raises(RuntimeError, match="reward model died"):
+        run_suite(tiny_exact_suite, tmp_path, progress=False, seeds=[0], only=["best_of_n"])
+    d = tmp_path / "tinyexact" / "best_of_n-n2-s0"
+    assert d.is_dir() and not (d / "record.json").exists()
+    assert plan(expand(tiny_exact_suite, seeds=[0], only=["best_of_n"])[0], d, resumable=False) == "redo"
+
+
+def test_resumable_suite_resumes_from_a_checkpoint(tiny_exact_suite, tmp_path):
+    p = expand(tiny_exact_suite, seeds=[0])[0]
+    d = point_dir(tmp_path, p)
+    d.mkdir(parents=True)
+    write_json_atomic(d / "point.json", {"id": p.id, "args": list(p.args)})
+    assert plan(p, d, resumable=True) == "redo"  # no checkpoint yet: start over
+    (d / "checkpoint").mkdir()
+    (d / "checkpoint" / "state.pt").write_bytes(b"x")
+    assert plan(p, d, resumable=True) == "resume"
+    assert plan(p, d, resumable=False) == "redo"
+    write_json_atomic(d / "point.json", {"id": p.id, "args": ["something", "else"]})
+    assert plan(p, d, resumable=True) == "redo"  # a checkpoint of another configuration
+
+
+def test_record_write_is_atomic(tmp_path, monkeypatch):
+    path = tmp_path / "p" / "record.json"
+    write_json_atomic(path, {"format": 1, "v": 1})
+    assert json.loads(path.read_text()) == {"format": 1, "v": 1}
+
+    def crash(src, dst):
+        raise OSError("power cut")
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(OSError):
+        write_json_atomic(path, {"format": 1, "v": 2})
+    monkeypatch.undo()
+    assert json.loads(path.read_text()) == {"format": 1, "v": 1}  # the old record, whole
+    fresh = tmp_path / "q" / "record.json"
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(OSError):
+        write_json_atomic(fresh, {"format": 1})
+    monkeypatch.undo()
+    assert not fresh.exists() and read_record(fresh.parent) is None  # no record: the point is unfinished
+
+
+def test_two_worker_processes(tiny_exact_suite, tmp_path):
+    report = run_suite(tiny_exact_suite, tmp_path, progress=False, seeds=[0], only=["reinforce"], jobs=2)
+    assert sorted(report.ran) == ["reinforce-beta0.1-s0", "reinforce-beta1.0-s0"]
+    assert json.loads((tmp_path / "tinyexact" / "bench.json").read_text())["jobs"] == 2
+
+
+def test_bench_command_line(tmp_path, capsys):
+    from rlhf_zoo.cli import main
+
+    out, docs = tmp_path / "runs", tmp_path / "docs"
+    args = ["bench", "suite=exact", f"out={out}", f"docs={docs}", "seeds=0", "only=best_of_n", "progress=false"]
+    assert main([*args, "render=false"]) == 0
+    assert not docs.exists() and len(list((out / "exact").glob("*/record.json"))) == 6
+    assert main(["bench", "suite=exact", f"out={out}", f"docs={docs}", "render_only=true"]) == 0
+    assert (docs / "exact.md").is_file() and (docs / "exact" / "reward_vs_kl.png").is_file()
+    assert main(["bench", "suite=nope"]) == 2
+    assert main(["bench", f"out={out}"]) == 2
+    assert main(["bench", "suite=exact", f"out={out}", "only=best_of_n", "algo.nonsense=1"]) == 2
+    assert "error" in capsys.readouterr().err

@@ -1,0 +1,60 @@
+"""Confidence intervals and interpolation on known numbers."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from rlhf_zoo.bench.stats import diff_ci, fmt_ci, interp_path, interp_sorted, mean_ci, t_critical
+
+# Two-sided 95 % Student-t critical values (standard tables).
+TABLE = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 9: 2.262, 10: 2.228, 20: 2.086, 30: 2.042}
+
+
+@pytest.mark.parametrize("df,expected", sorted(TABLE.items()))
+def test_t_critical_matches_tables(df, expected):
+    assert t_critical(df) == pytest.approx(expected, abs=5e-4)
+
+
+def test_t_critical_matches_scipy_when_available():
+    stats = pytest.importorskip("scipy.stats")
+    for df in (1, 2, 3, 6, 7, 15, 41, 100):
+        for level in (0.9, 0.95, 0.99):
+            assert t_critical(df, level) == pytest.approx(stats.t.ppf(0.5 + level / 2, df), rel=1e-9)
+
+
+def test_mean_ci_known_numbers():
+    m, h, n = mean_ci([1.0, 2.0, 3.0, 4.0, 5.0])  # s = sqrt(2.5), n = 5, t = 2.7764
+    assert (m, n) == (3.0, 5)
+    assert h == pytest.approx(2.7764451 * math.sqrt(2.5) / math.sqrt(5), rel=1e-6)
+    assert mean_ci([2.0, 2.0, 2.0])[1] == 0.0
+    assert mean_ci([4.0]) == (4.0, None, 1)
+    m, h, n = mean_ci([None, float("nan"), 1.0, 3.0])
+    assert (m, n) == (2.0, 2) and h == pytest.approx(12.7062 * math.sqrt(2) / math.sqrt(2), rel=1e-4)
+    assert mean_ci([1.0, float("inf")])[0] == math.inf
+    assert math.isnan(mean_ci([])[0])
+
+
+def test_diff_ci_welch():
+    d, h = diff_ci([1.0, 2.0, 3.0], [1.0, 2.0, 3.0])
+    assert d == 0.0 and h > 0
+    d, h = diff_ci([10.0, 10.1, 9.9], [1.0, 1.1, 0.9])
+    assert d == pytest.approx(9.0) and h < 1
+    assert diff_ci([1.0], [2.0, 3.0]) == (-1.5, None)
+
+
+def test_interpolation():
+    assert interp_sorted([2.0, 0.0, 1.0], [20.0, 0.0, 10.0], 1.5) == pytest.approx(15.0)
+    assert interp_sorted([0.0, 1.0], [0.0, 1.0], 1.5) is None
+    # a path that goes out to 2 and comes back: the first crossing counts
+    assert interp_path([0.0, 2.0, 1.0], [0.0, 4.0, 100.0], 1.0) == pytest.approx(2.0)
+    assert interp_path([0.0, 1.0], [0.0, 1.0], 3.0) is None
+
+
+def test_format():
+    assert fmt_ci(1.23456, 0.0123) == "1.235 ± 0.012"
+    assert fmt_ci(1.0, None) == "1.000"
+    assert fmt_ci(float("nan"), None) == "—"
+    assert fmt_ci(float("inf"), None) == "∞"
+    assert fmt_ci(123456.0, 10.0) == "123,456 ± 10"

@@ -1,0 +1,81 @@
+"""Suite definitions expand to the right points."""
+
+from __future__ import annotations
+
+import pytest
+
+from rlhf_zoo.bench.runner import validate_points
+from rlhf_zoo.bench.suites import EXACT, FULL, QUICK, SUITES, Suite, Sweep, expand, get_suite
+from rlhf_zoo.errors import UserError
+
+CLAIM_TAGS = {"best_of_n", "reinforce", "bond", "bond_beta", "iterative", "jbond_gamma", "jbond_eta", "jbond_swap"}
+
+
+def _configs(suite: Suite) -> int:
+    """Distinct configurations: the values of every sweep, less the ones two sweeps share."""
+    return len({tuple(sorted(p.args[:-1])) for p in expand(suite, seeds=[0])})
+
+
+def test_exact_suite_points():
+    points = expand(EXACT)
+    assert len(points) == _configs(EXACT) * len(EXACT.seeds) == 31 * 5
+    assert len({p.id for p in points}) == len(points)
+    # seed-major: all configurations of seed 0 come first
+    assert [p.seed for p in points[:31]] == [0] * 31 and points[31].seed == 1
+    for p in points:
+        assert p.args[-1] == f"seed={p.seed}"
+        assert "task=exact" in p.args and "threads=1" in p.args
+    # the paper's REINFORCE: 2 samples, leave-one-out, at every paper beta
+    rf = [p for p in points if p.memberships[0]["sweep"] == "reinforce" and p.seed == 0]
+    assert {m["value"] for p in rf for m in p.memberships} >= {0.001, 0.01, 0.1, 1.0}
+    assert all("algo.samples=2" in p.args and "algo.baseline=loo" in p.args for p in rf)
+    bon = [p for p in points if p.memberships[0]["sweep"] == "best_of_n" and p.seed == 0]
+    assert [p.memberships[0]["value"] for p in bon] == [1, 2, 4, 8, 16, 32]
+    bond = [p.memberships[0]["value"] for p in points if p.memberships[0]["sweep"] == "bond" and p.seed == 0]
+    assert bond == [2, 4, 8, 16]
+
+
+def test_shared_configuration_runs_once_and_belongs_to_both_sweeps():
+    points = expand(EXACT, seeds=[3])
+    shared = [p for p in points if len(p.memberships) > 1]
+    tags = sorted(tuple(sorted(m["sweep"] for m in p.memberships)) for p in shared)
+    assert tags == [("bond", "bond_beta"), ("jbond_eta", "jbond_gamma")]
+    bond4 = next(p for p in shared if p.memberships[0]["sweep"] == "bond")
+    assert {(m["sweep"], m["value"]) for m in bond4.memberships} == {("bond", 4), ("bond_beta", 0.5)}
+
+
+def test_every_suite_holds_the_sweeps_the_claims_need():
+    for suite in SUITES.values():
+        assert CLAIM_TAGS <= {s.tag for s in suite.sweeps}, suite.name
+    assert QUICK.resumable and FULL.resumable and not EXACT.resumable
+    assert any("model.finetune=full" == a for a in FULL.task_args)
+    assert any("model.name=smollm2-135m" == a for a in QUICK.task_args)
+    assert len(FULL.seeds) == 3 and len(QUICK.seeds) == 1 and len(EXACT.seeds) == 5
+
+
+def test_every_point_of_every_suite_is_a_valid_config():
+    for suite in SUITES.values():
+        validate_points(expand(suite, seeds=[0]))  # raises ConfigError on an unknown key or a bad value
+
+
+def test_seeds_extra_and_only():
+    pts = expand(EXACT, seeds=[7, 8], extra=["train.steps=5"], only=["bond_beta"])
+    assert [p.seed for p in pts] == [7, 7, 7, 8, 8, 8]
+    assert all(p.args[-2] == "train.steps=5" for p in pts)
+    assert [p.id for p in pts[:3]] == ["bond_beta-beta0.0-s7", "bond_beta-beta0.5-s7", "bond_beta-beta1.0-s7"]
+    with pytest.raises(UserError, match="no sweep"):
+        expand(EXACT, only=["nope"])
+    for bad in ("seed=3", "run_dir=x", "algo=bond"):
+        with pytest.raises(UserError, match="cannot override"):
+            expand(EXACT, extra=[bad])
+    with pytest.raises(UserError, match="unknown suite"):
+        get_suite("nope")
+
+
+def test_sweep_validation():
+    with pytest.raises(ValueError):
+        Sweep("Bad Tag", "x", "bond", "algo.n", (2,))
+    with pytest.raises(ValueError):
+        Sweep("ok", "x", "bond", "algo.n", ())
+    s = Sweep("ok", "x", "bond", "algo.beta", (0.5,), fixed=("algo.n=4",))
+    assert s.args(0.5) == ["algo=bond", "algo.n=4", "algo.beta=0.5"]
