@@ -17,7 +17,8 @@ def test_oracle_probs_sum_to_one_and_match_sampling(exact_task):
     policy = exact_task.build_policy(0)
     oracle = exact_task.oracle
     probs = oracle.probs(policy, "ref")
-    assert torch.allclose(probs.sum(-1), torch.ones(4), atol=1e-5)
+    assert probs.dtype == torch.float64
+    assert torch.allclose(probs.sum(-1), torch.ones(4, dtype=torch.float64), atol=1e-5)
     g = torch.Generator().manual_seed(0)
     n = 20000
     roll = policy.sample(["x1"], n, role="ref", generator=g)
@@ -75,4 +76,4 @@ def test_weighted_rollout_expectations(exact_task):
     roll = oracle.weighted_rollout(probs)
     assert abs(float(roll.weights.sum()) - 1.0) < 1e-5
     lp = masked_sum(policy.logprobs(roll, role="ref"), roll.response_mask)
-    assert torch.allclose(lp.exp().view(4, -1), probs, atol=1e-6)
+    assert torch.allclose(lp.exp().view(4, -1).double(), probs, atol=1e-6)
