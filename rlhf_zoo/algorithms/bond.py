@@ -39,7 +39,13 @@ import torch
 from torch import Tensor
 
 from rlhf_zoo.algorithms.base import Algorithm, Batch, Needs
-from rlhf_zoo.algorithms.common import check_baseline, check_choice, grouped_advantages, mean_metric, sft_loss
+from rlhf_zoo.algorithms.common import (
+    add_forward_term,
+    check_baseline,
+    check_choice,
+    grouped_advantages,
+    mean_metric,
+)
 from rlhf_zoo.functional.best_of_n import bon_B
 from rlhf_zoo.functional.rewards import bond_return
 from rlhf_zoo.functional.surrogate import score_function_loss
@@ -124,11 +130,7 @@ class Bond(Algorithm):
             "bond/log_quantile": mean_metric(log_q, batch.weights),
             "train/return": mean_metric(returns, batch.weights),
         }
-        total = c.beta * backward
-        if c.beta < 1.0:
-            forward = sft_loss(batch)
-            total = total + (1.0 - c.beta) * forward
-            metrics["loss/sft"] = forward.detach()
+        total = add_forward_term(c.beta * backward, c.beta, batch, metrics)
         return total, metrics
 
     def after_step(self, policy, step: int) -> None:

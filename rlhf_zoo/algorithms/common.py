@@ -66,5 +66,15 @@ def sft_loss(batch: Batch) -> Tensor:
     return -masked_sum(batch.target_logp, batch.target_mask).mean()
 
 
+def add_forward_term(total: Tensor, beta: float, batch: Batch, metrics: dict[str, Tensor]) -> Tensor:
+    """total + (1 − β)·[−log π(target)], the forward (mode-covering) term of BOND's and J-BOND's
+    Jeffreys objective; nothing to add at β = 1 (vBoN), so no target is needed then."""
+    if beta >= 1.0:
+        return total
+    forward = sft_loss(batch)
+    metrics["loss/sft"] = forward.detach()
+    return total + (1.0 - beta) * forward
+
+
 def mean_metric(x: Tensor, weights: Tensor | None = None) -> Tensor:
     return expect(x.detach().to(torch.float32), None if weights is None else weights.to(torch.float32))

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from torch import Tensor
 
 from rlhf_zoo.algorithms.base import Algorithm, Batch, Needs
-from rlhf_zoo.algorithms.common import check_baseline, grouped_advantages, mean_metric, sft_loss
+from rlhf_zoo.algorithms.common import add_forward_term, check_baseline, grouped_advantages, mean_metric
 from rlhf_zoo.functional.rewards import jbond_reward
 from rlhf_zoo.functional.surrogate import score_function_loss
 
@@ -96,11 +96,7 @@ class JBond(Algorithm):
             "jbond/kl_anchor_k1": mean_metric(log_ratio, batch.weights),
             "train/return": mean_metric(returns, batch.weights),
         }
-        total = pg
-        if c.beta < 1.0:
-            forward = sft_loss(batch)
-            total = total + (1.0 - c.beta) * forward
-            metrics["loss/sft"] = forward.detach()
+        total = add_forward_term(pg, c.beta, batch, metrics)
         return total, metrics
 
     def after_step(self, policy, step: int) -> None:

@@ -8,7 +8,7 @@ import pytest
 
 from rlhf_zoo.cli import main
 from rlhf_zoo.config import ConfigError, load_config
-from rlhf_zoo.train import Trainer, build
+from tests.resume_helpers import interrupted_then_resumed, metrics_rows
 
 
 def _cli(capsys, *args):
@@ -129,33 +129,8 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path, algo):
     ]
     if algo == "iterative_bond":
         common.append("algo.anchor_period=5")
-    full = load_config([*common, f"run_dir={tmp_path}/full"])
-    Trainer(full, *build(full)).fit()
-
-    part = load_config([*common, f"run_dir={tmp_path}/part"])
-    trainer = Trainer(part, *build(part))
-    original = trainer.train_step
-    calls = {"n": 0}
-
-    def interrupting_step():
-        if calls["n"] == 7:
-            raise KeyboardInterrupt
-        calls["n"] += 1
-        return original()
-
-    trainer.train_step = interrupting_step
-    from rlhf_zoo.train import Interrupted
-
-    with pytest.raises(Interrupted):
-        trainer.fit()
-    resumed = load_config([*common, f"run_dir={tmp_path}/part", "resume=true"])
-    Trainer(resumed, *build(resumed)).fit()
-
-    def strip(path):
-        rows = [json.loads(x) for x in path.read_text().splitlines()]
-        return [{k: v for k, v in r.items() if not k.startswith("time/")} for r in rows]
-
-    assert strip(tmp_path / "part" / "metrics.jsonl") == strip(tmp_path / "full" / "metrics.jsonl")
+    full, part = interrupted_then_resumed(common, tmp_path, stop_after=7)
+    assert metrics_rows(part / "metrics.jsonl") == metrics_rows(full / "metrics.jsonl")
     a = json.loads((tmp_path / "part" / "summary.json").read_text())
     b = json.loads((tmp_path / "full" / "summary.json").read_text())
     assert a["kl/exact"] == b["kl/exact"] and a["reward/proxy"] == b["reward/proxy"]

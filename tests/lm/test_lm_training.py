@@ -8,7 +8,8 @@ import torch
 from rlhf_zoo.cli import main
 from rlhf_zoo.config import load_config
 from rlhf_zoo.rewards.base import CallableReward
-from rlhf_zoo.train import Interrupted, Trainer, build
+from rlhf_zoo.train import Trainer, build
+from tests.resume_helpers import interrupted_then_resumed, metrics_rows
 
 ALGOS = ["best_of_n", "reinforce", "ppo_lite", "bond", "jbond", "iterative_bond", "rloo", "grpo"]
 
@@ -85,30 +86,8 @@ def test_gold_reward_and_win_rate_are_measured(lm_args):
 
 def test_resumed_lm_run_equals_uninterrupted_run(lm_args, tmp_path):
     common = ["algo=jbond", *[a for a in lm_args if not a.startswith("run_dir")], "train.steps=4", "train.eval_every=2"]
-    full = load_config([*common, f"run_dir={tmp_path}/full"])
-    Trainer(full, *build(full)).fit()
-    part = load_config([*common, f"run_dir={tmp_path}/part"])
-    trainer = Trainer(part, *build(part))
-    original, calls = trainer.train_step, {"n": 0}
-
-    def interrupting_step():
-        if calls["n"] == 3:
-            raise KeyboardInterrupt
-        calls["n"] += 1
-        return original()
-
-    trainer.train_step = interrupting_step
-    with pytest.raises(Interrupted):
-        trainer.fit()
-    resumed = load_config([*common, f"run_dir={tmp_path}/part", "resume=true"])
-    Trainer(resumed, *build(resumed)).fit()
-
-    def rows(path):
-        return [
-            {k: v for k, v in json.loads(x).items() if not k.startswith("time/")} for x in path.read_text().splitlines()
-        ]
-
-    assert rows(tmp_path / "part" / "metrics.jsonl") == rows(tmp_path / "full" / "metrics.jsonl")
+    full, part = interrupted_then_resumed(common, tmp_path, stop_after=3)
+    assert metrics_rows(part / "metrics.jsonl") == metrics_rows(full / "metrics.jsonl")
 
 
 def _err(capsys, *args):
