@@ -66,6 +66,27 @@ def sft_loss(batch: Batch) -> Tensor:
     return -masked_sum(batch.target_logp, batch.target_mask).mean()
 
 
+def check_kl_regularised(c) -> None:
+    """Checks shared by the KL-regularised RL objectives (REINFORCE, PPO-lite): a config with
+    ``samples``, ``beta``, ``baseline``, ``kl_in`` and ``kl_estimator``."""
+    if c.samples < 1:
+        raise ValueError("samples must be >= 1")
+    if c.beta < 0:
+        raise ValueError("beta must be >= 0")
+    check_baseline(c.baseline, c.samples)
+    check_choice("kl_in", c.kl_in, KL_IN)
+    check_choice("kl_estimator", c.kl_estimator, KL_LOSS_ESTIMATORS)
+
+
+def add_kl_loss(total: Tensor, batch: Batch, c, metrics: dict[str, Tensor]) -> Tensor:
+    """total + β·E[KL estimate] when the config puts the KL in the loss (``kl_in=loss``); else total."""
+    if c.kl_in != "loss":
+        return total
+    kl = kl_loss(batch, c.kl_estimator)
+    metrics["loss/kl"] = kl.detach()
+    return total + c.beta * kl
+
+
 def add_forward_term(total: Tensor, beta: float, batch: Batch, metrics: dict[str, Tensor]) -> Tensor:
     """total + (1 − β)·[−log π(target)], the forward (mode-covering) term of BOND's and J-BOND's
     Jeffreys objective; nothing to add at β = 1 (vBoN), so no target is needed then."""

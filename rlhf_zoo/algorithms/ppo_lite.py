@@ -25,12 +25,9 @@ from torch import Tensor
 
 from rlhf_zoo.algorithms.base import Algorithm, Batch, Needs
 from rlhf_zoo.algorithms.common import (
-    KL_IN,
-    KL_LOSS_ESTIMATORS,
-    check_baseline,
-    check_choice,
+    add_kl_loss,
+    check_kl_regularised,
     grouped_advantages,
-    kl_loss,
     kl_penalised_returns,
     mean_metric,
 )
@@ -67,13 +64,11 @@ class PPOLite(Algorithm):
 
     def validate(self) -> None:
         c = self.cfg
-        if c.samples < 1 or c.epochs < 1 or c.minibatches < 1:
-            raise ValueError("samples, epochs and minibatches must be >= 1")
-        if c.clip_eps <= 0 or c.beta < 0:
-            raise ValueError("clip_eps must be > 0 and beta >= 0")
-        check_baseline(c.baseline, c.samples)
-        check_choice("kl_in", c.kl_in, KL_IN)
-        check_choice("kl_estimator", c.kl_estimator, KL_LOSS_ESTIMATORS)
+        check_kl_regularised(c)
+        if c.epochs < 1 or c.minibatches < 1:
+            raise ValueError("epochs and minibatches must be >= 1")
+        if c.clip_eps <= 0:
+            raise ValueError("clip_eps must be > 0")
 
     def needs(self) -> Needs:
         c = self.cfg
@@ -92,17 +87,12 @@ class PPOLite(Algorithm):
         pg, clip_frac = clipped_surrogate_loss(
             batch.logp, batch.old_logp, adv, batch.response_mask, c.clip_eps, batch.weights
         )
-        total = pg
         metrics = {
             "loss/pg": pg.detach(),
             "train/return": mean_metric(returns, batch.weights),
             "ppo/clip_fraction": clip_frac,
         }
-        if c.kl_in == "loss":
-            kl = kl_loss(batch, c.kl_estimator)
-            total = total + c.beta * kl
-            metrics["loss/kl"] = kl.detach()
-        return total, metrics
+        return add_kl_loss(pg, batch, c, metrics), metrics
 
     def exact_targets(self) -> dict[str, float]:
         if self.cfg.kl_in == "reward" and self.cfg.beta > 0:

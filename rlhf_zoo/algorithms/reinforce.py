@@ -26,12 +26,9 @@ from torch import Tensor
 
 from rlhf_zoo.algorithms.base import Algorithm, Batch, Needs
 from rlhf_zoo.algorithms.common import (
-    KL_IN,
-    KL_LOSS_ESTIMATORS,
-    check_baseline,
-    check_choice,
+    add_kl_loss,
+    check_kl_regularised,
     grouped_advantages,
-    kl_loss,
     kl_penalised_returns,
     mean_metric,
 )
@@ -62,14 +59,7 @@ class Reinforce(Algorithm):
     Config = ReinforceConfig
 
     def validate(self) -> None:
-        c = self.cfg
-        if c.samples < 1:
-            raise ValueError("samples must be >= 1")
-        if c.beta < 0:
-            raise ValueError("beta must be >= 0")
-        check_baseline(c.baseline, c.samples)
-        check_choice("kl_in", c.kl_in, KL_IN)
-        check_choice("kl_estimator", c.kl_estimator, KL_LOSS_ESTIMATORS)
+        check_kl_regularised(self.cfg)
 
     def needs(self) -> Needs:
         c = self.cfg
@@ -84,13 +74,8 @@ class Reinforce(Algorithm):
         returns = kl_penalised_returns(batch, c.beta, c.kl_in)
         adv = grouped_advantages(returns, batch.group_size, c.baseline)
         pg = score_function_loss(batch.seq("logp"), adv, batch.weights)
-        total = pg
         metrics = {"loss/pg": pg.detach(), "train/return": mean_metric(returns, batch.weights)}
-        if c.kl_in == "loss":
-            kl = kl_loss(batch, c.kl_estimator)
-            total = total + c.beta * kl
-            metrics["loss/kl"] = kl.detach()
-        return total, metrics
+        return add_kl_loss(pg, batch, c, metrics), metrics
 
     def exact_targets(self) -> dict[str, float]:
         if self.cfg.kl_in == "reward" and self.cfg.beta > 0:
