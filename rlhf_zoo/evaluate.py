@@ -73,13 +73,12 @@ class Evaluator:
         self.bon_n = getattr(algo.cfg, "n", None) if algo.name == "best_of_n" else None
 
     # -- what is evaluated ------------------------------------------------------------------------
-    def _reference(self, policy: Policy) -> tuple[Tensor, Tensor | None, Tensor]:
+    def _reference(self, policy: Policy, ref_probs: Tensor | None) -> tuple[Tensor, Tensor | None, Tensor]:
         """Reference rewards [B, R] (proxy, gold) and their weights; exact probabilities on the testbed."""
         oracle = self.task.oracle
         if oracle is not None:
-            ref = oracle.probs(policy, "ref")
             gold = oracle.gold if self.task.gold is not None else None
-            return oracle.proxy, gold, ref
+            return oracle.proxy, gold, ref_probs
         if self._ref is None:
             roll = sample(policy, self.prompts, self.ref_samples, "ref", self.generator, self.costs)
             b = len(self.prompts)
@@ -88,12 +87,11 @@ class Evaluator:
             self._ref = (proxy, gold, torch.full_like(proxy, 1.0 / self.ref_samples))
         return self._ref
 
-    def _rollout(self, policy: Policy) -> tuple[Rollout, Tensor | None]:
+    def _rollout(self, policy: Policy, ref_probs: Tensor | None) -> tuple[Rollout, Tensor | None]:
         """The evaluated completions and, on the testbed, the exact distribution [P, M] they carry."""
         oracle = self.task.oracle
         if oracle is not None:
-            ref = oracle.probs(policy, "ref")
-            probs = oracle.bon(ref, self.bon_n) if self.bon_n else oracle.probs(policy, "policy")
+            probs = oracle.bon(ref_probs, self.bon_n) if self.bon_n else oracle.probs(policy, "policy")
             return oracle.weighted_rollout(probs), probs
         if self.bon_n:
             out = best_of_n_outputs(
@@ -105,13 +103,14 @@ class Evaluator:
     # -- the measurement ----------------------------------------------------------------------------
     @torch.no_grad()
     def __call__(self, policy: Policy) -> dict[str, float]:
-        rollout, probs = self._rollout(policy)
+        exact = self.task.oracle is not None
+        ref_probs = self.task.oracle.probs(policy, "ref") if exact else None  # [P, M], float64
+        rollout, probs = self._rollout(policy, ref_probs)
         w = rollout.weights
-        ref_proxy, ref_gold, ref_w = self._reference(policy)
+        ref_proxy, ref_gold, ref_w = self._reference(policy, ref_probs)
         group = torch.arange(rollout.num_groups).repeat_interleave(rollout.group_size)
         proxy = score(self.task, rollout, self.costs)
         out: dict[str, float] = {"reward/proxy": _mean(proxy, w)}
-        exact = self.task.oracle is not None
         rp, rw = ref_proxy[group].to(proxy.dtype), ref_w[group].to(proxy.dtype)
         if exact:
             p_le, p_lt = exact_quantiles(proxy[:, None], rp, rw)
@@ -143,15 +142,14 @@ class Evaluator:
             out["cost/samples_per_output"] = 1.0
         out["length/mean"] = _mean(rollout.response_mask.sum(-1), w)
         if exact:
-            out.update(self._exact_extras(policy, probs))
+            out.update(self._exact_extras(ref_probs, probs))
         return out
 
-    def _exact_extras(self, policy: Policy, probs: Tensor) -> dict[str, float]:
+    def _exact_extras(self, ref: Tensor, probs: Tensor) -> dict[str, float]:
         # float64: π_BoN for large n and π*_β for small β put mass ~1e-40 on some completions, which
         # float32 rounds to 0 and turns finite KLs into inf.
         oracle = self.task.oracle
-        ref = oracle.probs(policy, "ref").double()
-        probs = probs.double()
+        ref, probs = ref.double(), probs.double()
         out: dict[str, float] = {}
         targets = self.algo.exact_targets()
         if "bon_n" in targets:

@@ -10,13 +10,17 @@ import os
 from pathlib import Path
 
 
-def cache_dir(*parts: str) -> Path:
+def cache_root() -> Path:
+    """The cache folder, without creating it."""
     root = os.environ.get("RLHF_ZOO_CACHE")
     if root:
-        base = Path(root)
-    else:
-        xdg = os.environ.get("XDG_CACHE_HOME")
-        base = Path(xdg) / "rlhf_zoo" if xdg else Path.home() / ".cache" / "rlhf_zoo"
-    path = base.joinpath(*parts)
+        return Path(root)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return Path(xdg) / "rlhf_zoo" if xdg else Path.home() / ".cache" / "rlhf_zoo"
+
+
+def cache_dir(*parts: str) -> Path:
+    """A folder under :func:`cache_root`, created if missing."""
+    path = cache_root().joinpath(*parts)
     path.mkdir(parents=True, exist_ok=True)
     return path

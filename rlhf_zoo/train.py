@@ -124,7 +124,6 @@ class Trainer:
             "costs": self.costs,
             "eval_costs": self.evaluator.costs,
             "eval_reference": self.evaluator._ref,
-            "anchor_version": self.policy.anchor_version,
             "train_acc": dict(self.train_acc),
             "elapsed": self.elapsed,
         }
@@ -151,7 +150,6 @@ class Trainer:
         self.costs = s["costs"]
         self.evaluator.costs = s["eval_costs"]
         self.evaluator._ref = s["eval_reference"]
-        self.policy._anchor_version = s["anchor_version"]
         self.train_acc = defaultdict(list, s["train_acc"])
         self.elapsed = s["elapsed"]
         self.log.truncate_metrics(self.step)

@@ -179,9 +179,14 @@ class TabularPolicy(nn.Module):
         return self._anchor_version
 
     def state_dict(self, *args, **kwargs):  # noqa: D102 - nn.Module signature
-        return {"logits": self.logits.detach().clone(), "anchor_logits": self.anchor_logits.clone()}
+        return {
+            "logits": self.logits.detach().clone(),
+            "anchor_logits": self.anchor_logits.clone(),
+            "meta.anchor_version": torch.tensor(self._anchor_version, dtype=torch.long),
+        }
 
     def load_state_dict(self, state, strict: bool = True):  # noqa: D102
         with torch.no_grad():
             self.logits.copy_(state["logits"])
             self.anchor_logits.copy_(state["anchor_logits"])
+        self._anchor_version = int(state["meta.anchor_version"])

@@ -77,3 +77,15 @@ def test_weighted_rollout_expectations(exact_task):
     assert abs(float(roll.weights.sum()) - 1.0) < 1e-5
     lp = masked_sum(policy.logprobs(roll, role="ref"), roll.response_mask)
     assert torch.allclose(lp.exp().view(4, -1).double(), probs, atol=1e-6)
+
+
+def test_state_dict_round_trip_keeps_weights_and_anchor_version(exact_task):
+    policy = exact_task.build_policy(0)
+    with torch.no_grad():
+        policy.logits.add_(1.0)
+    policy.update_anchor(0.5)
+    policy.update_anchor(0.5)
+    fresh = exact_task.build_policy(0)
+    fresh.load_state_dict(policy.state_dict())
+    assert fresh.anchor_version == 2
+    assert torch.equal(fresh.logits, policy.logits) and torch.equal(fresh.anchor_logits, policy.anchor_logits)

@@ -35,42 +35,27 @@ def test_every_objective_trains_on_a_language_model(algo, lm_args, tmp_path):
     assert [json.loads(x)["step"] for x in lines] == ([0, 3] if algorithm.trainable else [0])
 
 
-def test_bond_reference_completions_are_drawn_once_per_prompt(lm_args):
+def _train_bond_on_4_prompts(lm_args, *extra):
+    """BOND for 4 steps on a pool of 4 training prompts (each prompt seen every step)."""
     cfg = load_config(
-        [
-            "algo=bond",
-            "algo.k=3",
-            "algo.samples=2",
-            *lm_args,
-            "train.steps=4",
-            "task.max_train_prompts=4",
-            "train.eval_every=100",
-        ]
+        ["algo=bond", *extra, *lm_args, "train.steps=4", "task.max_train_prompts=4", "train.eval_every=100"]
     )
     algorithm, task, policy = build(cfg)
     trainer = Trainer(cfg, algorithm, task, policy)
     trainer.fit()
     assert len(task.train_prompts) == 4
+    return trainer, policy
+
+
+def test_bond_reference_completions_are_drawn_once_per_prompt(lm_args):
+    trainer, _ = _train_bond_on_4_prompts(lm_args, "algo.k=3", "algo.samples=2")
     assert len(trainer.cache.entries) == 4  # one entry per prompt, never regenerated
     # 4 steps × 4 prompts × 2 policy samples, plus 4 prompts × 3 cached reference samples once.
     assert trainer.costs.completions == 4 * 4 * 2 + 4 * 3
 
 
 def test_iterative_bond_regenerates_its_cache_after_a_swap(lm_args):
-    cfg = load_config(
-        [
-            "algo=bond",
-            "algo.anchor_period=2",
-            "algo.k=2",
-            *lm_args,
-            "train.steps=4",
-            "task.max_train_prompts=4",
-            "train.eval_every=100",
-        ]
-    )
-    algorithm, task, policy = build(cfg)
-    trainer = Trainer(cfg, algorithm, task, policy)
-    trainer.fit()
+    trainer, policy = _train_bond_on_4_prompts(lm_args, "algo.anchor_period=2", "algo.k=2")
     # anchor versions: 1 (start), 2 (after step 2), 3 (after step 4); samples for versions 1 and 2.
     assert policy.anchor_version == 3
     assert trainer.costs.completions == 4 * 4 * 2 + 2 * 4 * 2

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
 import random
 import subprocess
 import tarfile
@@ -24,6 +23,7 @@ from rlhf_zoo.data.hutto import (
     text_key,
 )
 from rlhf_zoo.errors import UserError
+from rlhf_zoo.paths import cache_root
 
 FIXTURE = (
     "1\t2.26666666667\tThe Rock is destined to be the new ''Conan''.\r\n"
@@ -218,13 +218,7 @@ def test_prompt_texts_disjoint_after_cut() -> None:
 
 def _real_cache() -> Path | None:
     """The user's real data cache (module import time, before the cache fixture isolates)."""
-    env = os.environ.get("RLHF_ZOO_CACHE")
-    if env:
-        base = Path(env)
-    else:
-        xdg = os.environ.get("XDG_CACHE_HOME")
-        base = Path(xdg) / "rlhf_zoo" if xdg else Path.home() / ".cache" / "rlhf_zoo"
-    path = base / "data" / hutto.CACHE_FILE
+    path = cache_root() / "data" / hutto.CACHE_FILE
     return path if path.is_file() else None
 
 
