@@ -16,6 +16,11 @@ runs over *every* completion weighted by its probability, so the same estimators
 expectations, and the oracle adds ``kl/to_bon``, ``kl/from_bon``, ``bon/kl_ref`` (BOND and
 Best-of-N), ``kl/to_optimal`` (KL-regularised RL) and ``frontier/gap`` (the optimal frontier's
 reward at the policy's KL minus the policy's reward: ≥ 0 up to noise).
+
+Sampled evaluations draw, for the held-out prompt at position i, from generators keyed by (seed, i,
+the evaluation's step) (:mod:`rlhf_zoo.rng`; the reference completions from one keyed by i alone, drawn
+once). With several processes each evaluates its share of the held-out prompts, and the averaged
+metrics equal one process's.
 """
 
 from __future__ import annotations
@@ -30,7 +35,9 @@ from rlhf_zoo.functional.best_of_n import bon_kl_bound, bon_log_ratio
 from rlhf_zoo.functional.kl import categorical_kl, k1, k3
 from rlhf_zoo.functional.quantile import exact_quantiles, quantile_estimate, quantile_estimate_strict
 from rlhf_zoo.policies.base import Policy, Rollout
+from rlhf_zoo.rng import Streams
 from rlhf_zoo.rollout import Costs, best_of_n_outputs, sample, score
+from rlhf_zoo.shard import Shard, local_rows, positions
 from rlhf_zoo.tasks.base import Task
 
 
@@ -46,10 +53,10 @@ class Evaluator:
         task: the task (prompts, rewards, optional oracle).
         algo: the algorithm (Best-of-N is evaluated as sampling; others as π itself).
         num_prompts: held-out prompts used (the first ones of ``task.eval_prompts``).
-        prompts: this process's share of them, when several processes evaluate (overrides num_prompts).
         samples: completions per prompt from the evaluated policy.
         ref_samples: reference completions per prompt (drawn once, cached) for win rate and quantiles.
-        generator: sampling generator (the tabular policy uses it; language models use torch's RNG).
+        seed: keys the sampling generators (the run's seed).
+        shard: with several processes, each evaluates its share ``prompts[rank::world]`` (equal shares).
     """
 
     def __init__(
@@ -59,15 +66,17 @@ class Evaluator:
         num_prompts: int,
         samples: int,
         ref_samples: int,
-        generator=None,
-        prompts: list[str] | None = None,
+        seed: int = 0,
+        shard: Shard | None = None,
     ):
         self.task = task
         self.algo = algo
-        self.prompts = prompts if prompts is not None else task.eval_prompts[:num_prompts]
+        self.shard = shard
+        self.positions = positions(len(task.eval_prompts[:num_prompts]), shard)
+        self.prompts = [task.eval_prompts[i] for i in self.positions]
         self.samples = samples
         self.ref_samples = ref_samples
-        self.generator = generator
+        self.seed = seed
         self.costs = Costs()
         self._ref: tuple[Tensor, Tensor | None, Tensor] | None = None  # proxy, gold, weights [B, R]
         self.bon_n = getattr(algo.cfg, "n", None) if algo.name == "best_of_n" else None
@@ -80,32 +89,47 @@ class Evaluator:
             gold = oracle.gold if self.task.gold is not None else None
             return oracle.proxy, gold, ref_probs
         if self._ref is None:
-            roll = sample(policy, self.prompts, self.ref_samples, "ref", self.generator, self.costs)
+            gens = Streams(self.seed, 0).per_prompt("eval/ref", self.positions)
+            roll = sample(policy, self.prompts, self.ref_samples, "ref", gens, self.costs)
             b = len(self.prompts)
             proxy = score(self.task, roll, self.costs).view(b, -1)
             gold = score(self.task, roll, self.costs, gold=True).view(b, -1) if self.task.gold else None
             self._ref = (proxy, gold, torch.full_like(proxy, 1.0 / self.ref_samples))
         return self._ref
 
-    def _rollout(self, policy: Policy, ref_probs: Tensor | None) -> tuple[Rollout, Tensor | None]:
+    def _rollout(self, policy: Policy, ref_probs: Tensor | None, round: int) -> tuple[Rollout, Tensor | None]:
         """The evaluated completions and, on the testbed, the exact distribution [P, M] they carry."""
         oracle = self.task.oracle
         if oracle is not None:
             probs = oracle.bon(ref_probs, self.bon_n) if self.bon_n else oracle.probs(policy, "policy")
             return oracle.weighted_rollout(probs), probs
+        streams = Streams(self.seed, round)
         if self.bon_n:
+            gens = streams.per_prompt("eval/bon", self.positions)
             out = best_of_n_outputs(
-                policy, self.task, self.prompts, self.bon_n, self.samples, generator=self.generator, costs=self.costs
+                policy, self.task, self.prompts, self.bon_n, self.samples, generator=gens, costs=self.costs
             )
             return out, None
-        return sample(policy, self.prompts, self.samples, "policy", self.generator, self.costs), None
+        gens = streams.per_prompt("eval/policy", self.positions)
+        return sample(policy, self.prompts, self.samples, "policy", gens, self.costs), None
+
+    # -- checkpoints --------------------------------------------------------------------------------
+    def reference_state(self) -> tuple[Tensor, Tensor | None, Tensor] | None:
+        """The cached reference rewards of *all* held-out prompts (gathered from every process)."""
+        if self._ref is None or self.shard is None:
+            return self._ref
+        return tuple(None if x is None else self.shard.gather(x) for x in self._ref)
+
+    def load_reference(self, state: tuple[Tensor, Tensor | None, Tensor] | None) -> None:
+        self._ref = None if state is None else tuple(None if x is None else local_rows(x, self.shard) for x in state)
 
     # -- the measurement ----------------------------------------------------------------------------
     @torch.no_grad()
-    def __call__(self, policy: Policy) -> dict[str, float]:
+    def __call__(self, policy: Policy, round: int = 0) -> dict[str, float]:
+        """The metrics of ``policy``; ``round`` (the training step) keys the evaluation's samples."""
         exact = self.task.oracle is not None
         ref_probs = self.task.oracle.probs(policy, "ref") if exact else None  # [P, M], float64
-        rollout, probs = self._rollout(policy, ref_probs)
+        rollout, probs = self._rollout(policy, ref_probs, round)
         w = rollout.weights
         ref_proxy, ref_gold, ref_w = self._reference(policy, ref_probs)
         group = torch.arange(rollout.num_groups).repeat_interleave(rollout.group_size)

@@ -10,6 +10,10 @@ One step is two stages:
 
 :class:`BaseCache` keeps k base completions per prompt with their proxy rewards, drawn once per
 (prompt, base role, anchor version) and reused for quantiles and targets (ALGORITHMS.md §3).
+
+Randomness: every draw for the prompt at global batch position i uses generators keyed by (seed, draw
+name, step, i) (:mod:`rlhf_zoo.rng`), and with several processes each collects its share of the
+global batch (:mod:`rlhf_zoo.shard`), so a step collects the same data on any number of processes.
 """
 
 from __future__ import annotations
@@ -26,8 +30,10 @@ from torch import Tensor
 from rlhf_zoo.algorithms.base import Batch, Needs
 from rlhf_zoo.functional.best_of_n import best_of_n_select
 from rlhf_zoo.functional.quantile import quantile_estimate, quantile_estimate_strict
-from rlhf_zoo.policies.base import Policy, Role, Rollout, concat_rollouts
+from rlhf_zoo.policies.base import Generators, Policy, Role, Rollout, concat_rollouts
 from rlhf_zoo.rewards.base import checked_score
+from rlhf_zoo.rng import Streams
+from rlhf_zoo.shard import Shard, local_items, positions
 from rlhf_zoo.tasks.base import Task
 
 
@@ -73,7 +79,9 @@ def score(task: Task, rollout: Rollout, costs: Costs | None = None, gold: bool =
         return checked_score(reward, rollout.prompts, rollout.texts)
 
 
-def sample(policy: Policy, prompts: list[str], n: int, role: Role, generator, costs: Costs | None) -> Rollout:
+def sample(
+    policy: Policy, prompts: list[str], n: int, role: Role, generator: Generators, costs: Costs | None
+) -> Rollout:
     with costs.timed("generate") if costs is not None else nullcontext():
         rollout = policy.sample(prompts, n, role=role, generator=generator)
     if costs is not None:
@@ -87,27 +95,49 @@ def _timed(costs: Costs | None, phase: str):
 
 @dataclass
 class BaseCache:
-    """k base completions per prompt and their proxy rewards, drawn once per anchor version."""
+    """k base completions per prompt and their proxy rewards, drawn once per anchor version.
+
+    A prompt's entry is drawn from a generator keyed by (seed, prompt, role, anchor version), whichever
+    step first needs it. With several processes, the missing prompts of a step are split among them and
+    the new entries exchanged, so every process holds the whole cache, the same as one process would,
+    and each entry is drawn (and paid for) once.
+    """
 
     k: int
     entries: dict[tuple[str, str, int], tuple[Rollout, Tensor]] = field(default_factory=dict)
 
     def get(
-        self, policy: Policy, role: Role, prompts: list[str], task: Task, generator, costs: Costs | None
+        self,
+        policy: Policy,
+        role: Role,
+        prompts: list[str],
+        task: Task,
+        streams: Streams,
+        costs: Costs | None,
+        shard: Shard | None = None,
     ) -> list[tuple[Rollout, Tensor]]:
+        """The entries of this process's share of ``prompts`` (the step's global batch)."""
         version = policy.anchor_version if role == "anchor" else 0
         if role == "anchor":  # samples of an older anchor are never used again
             stale = [key for key in self.entries if key[1] == "anchor" and key[2] != version]
             for key in stale:
                 del self.entries[key]
         missing = list(dict.fromkeys(p for p in prompts if (p, role, version) not in self.entries))
-        if missing:
-            fresh = sample(policy, missing, self.k, role, generator, costs)
+        mine = local_items(missing, shard)
+        new: dict[tuple[str, str, int], tuple[Rollout, Tensor]] = {}
+        if mine:
+            gens = [streams.keyed("cache", role, version, p) for p in mine]
+            fresh = sample(policy, mine, self.k, role, gens, costs)
             rewards = score(task, fresh, costs)
-            for i, p in enumerate(missing):
+            for i, p in enumerate(mine):
                 rows = list(range(i * self.k, (i + 1) * self.k))
-                self.entries[(p, role, version)] = (fresh.select(rows), rewards[rows])
-        return [self.entries[(p, role, version)] for p in prompts]
+                new[(p, role, version)] = (fresh.select(rows), rewards[rows])
+        if shard is not None and shard.world > 1 and missing:
+            for part in shard.gather_objects({key: (r.to("cpu"), w) for key, (r, w) in new.items()}):
+                self.entries.update({key: (r.to(policy.device), w) for key, (r, w) in part.items()})
+        else:
+            self.entries.update(new)
+        return [self.entries[(p, role, version)] for p in local_items(prompts, shard)]
 
     def state(self) -> dict[str, Any]:
         return {"k": self.k, "entries": self.entries}
@@ -119,7 +149,8 @@ class BaseCache:
 
 @dataclass
 class StepData:
-    """Everything collected for one step, without gradient. Rows are prompt-major."""
+    """Everything collected for one step, without gradient: this process's share of the step's prompts
+    (all of them in one process). Rows are prompt-major."""
 
     prompts: list[str]
     rollout: Rollout
@@ -133,8 +164,9 @@ class StepData:
     target: Rollout | None = None
 
 
-def _best_rows(rewards: Tensor, generator) -> list[int]:
-    """Flat row index of the best completion of each group of a [B, m] reward matrix."""
+def _best_rows(rewards: Tensor, generator: Generators) -> list[int]:
+    """Flat row index of the best completion of each group of a [B, m] reward matrix (ties broken with
+    ``generator``: one, or one per group)."""
     idx = best_of_n_select(rewards, generator=generator)
     m = rewards.shape[1]
     return [i * m + int(j) for i, j in enumerate(idx)]
@@ -147,13 +179,22 @@ def collect(
     task: Task,
     prompts: list[str],
     *,
+    streams: Streams,
     cache: BaseCache | None,
-    generator: torch.Generator | None,
     costs: Costs | None = None,
+    shard: Shard | None = None,
 ) -> StepData:
-    """Stage 1 of a step: everything the algorithm's loss reads except log π with gradient."""
-    rollout = sample(policy, prompts, needs.samples, "policy", generator, costs)
-    data = StepData(prompts=prompts, rollout=rollout, rewards=score(task, rollout, costs))
+    """Stage 1 of a step: everything the algorithm's loss reads except log π with gradient.
+
+    ``prompts`` is the step's global batch; with a ``shard`` this process collects only its share
+    ``prompts[rank::world]``. The prompt at global position i draws from ``streams`` keyed by i, one
+    stream per kind of draw (``policy``, ``base``, ``target``), so its data is the same whichever
+    process collects it and whatever else is in the batch.
+    """
+    pos = positions(len(prompts), shard)
+    mine = [prompts[i] for i in pos]
+    rollout = sample(policy, mine, needs.samples, "policy", streams.per_prompt("policy", pos), costs)
+    data = StepData(prompts=mine, rollout=rollout, rewards=score(task, rollout, costs))
     with _timed(costs, "logprobs"):
         if needs.full_logprobs:
             data.ref_full_logprobs = policy.logprobs(rollout, role="ref", full=True)
@@ -166,14 +207,14 @@ def collect(
 
     fresh = None
     if needs.base_samples:
-        fresh = sample(policy, prompts, needs.base_samples, needs.base, generator, costs)
-        data.base_rewards = score(task, fresh, costs).view(len(prompts), needs.base_samples)
+        fresh = sample(policy, mine, needs.base_samples, needs.base, streams.per_prompt("base", pos), costs)
+        data.base_rewards = score(task, fresh, costs).view(len(mine), needs.base_samples)
 
     cached = None
     if needs.quantiles == "mc" or needs.target == "cache":
         if cache is None:
             raise ValueError("this algorithm needs a base cache")
-        cached = cache.get(policy, needs.base, prompts, task, generator, costs)
+        cached = cache.get(policy, needs.base, prompts, task, streams, costs, shard)
 
     if needs.quantiles == "exact":
         if task.oracle is None:
@@ -185,34 +226,52 @@ def collect(
     elif needs.quantiles == "mc":
         ref_rewards = torch.stack([r for _, r in cached])  # [B, k]
         g = needs.samples
-        own = data.rewards.view(len(prompts), g)
+        own = data.rewards.view(len(mine), g)
         data.quantiles = quantile_estimate(own, ref_rewards).reshape(-1)
         data.quantiles_lt = quantile_estimate_strict(own, ref_rewards).reshape(-1)
 
     if needs.target == "fresh":
-        data.target = fresh.select(_best_rows(data.base_rewards, generator), group_size=1)
+        data.target = fresh.select(_best_rows(data.base_rewards, streams.per_prompt("target", pos)), group_size=1)
     elif needs.target == "cache":
         picks = []
-        for roll, rew in cached:
-            draw = torch.randint(0, len(roll), (needs.target_n,), generator=generator)
-            best = int(draw[int(best_of_n_select(rew[draw][None], generator=generator)[0])])
+        for (roll, rew), gen in zip(cached, streams.per_prompt("target", pos), strict=True):
+            draw = torch.randint(0, len(roll), (needs.target_n,), generator=gen)
+            best = int(draw[int(best_of_n_select(rew[draw][None], generator=gen)[0])])
             picks.append(roll.select([best], group_size=1))
         data.target = concat_rollouts(picks)
     return data
 
 
 def best_of_n_outputs(
-    policy: Policy, task: Task, prompts: list[str], n: int, per_prompt: int, *, generator, costs: Costs | None
+    policy: Policy,
+    task: Task,
+    prompts: list[str],
+    n: int,
+    per_prompt: int,
+    *,
+    generator: Generators,
+    costs: Costs | None,
 ) -> Rollout:
     """Best-of-N sampling (ALGORITHMS.md §7): ``per_prompt`` outputs per prompt, each the best of n
-    reference samples by the proxy reward (ties broken uniformly). Costs n samples and n reward calls."""
+    reference samples by the proxy reward (ties broken uniformly). Costs n samples and n reward calls.
+    With one generator per prompt, prompt i's tie-breaks use a generator seeded from generator i before
+    its candidates are drawn (a generator's state after sampling may depend on the batch)."""
+    ties = generator
+    if generator is not None and not isinstance(generator, torch.Generator):
+        own = [torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,), generator=g))) for g in generator]
+        ties = [g for g in own for _ in range(per_prompt)]  # a prompt's groups draw in turn from its generator
     cands = sample(policy, prompts, n * per_prompt, "ref", generator, costs)
     rewards = score(task, cands, costs).view(-1, n)
-    return cands.select(_best_rows(rewards, generator), group_size=per_prompt)
+    return cands.select(_best_rows(rewards, ties), group_size=per_prompt)
 
 
-def make_batch(needs: Needs, policy: Policy, data: StepData, groups: list[int] | None = None) -> Batch:
-    """Stage 2: a :class:`Batch` for the given prompt groups (all when None), log π with gradient."""
+def make_batch(
+    needs: Needs, policy: Policy, data: StepData, groups: list[int] | None = None, shard: Shard | None = None
+) -> Batch:
+    """Stage 2: a :class:`Batch` for the given prompt groups (all when None), log π with gradient.
+
+    ``shard``: how the global (mini)batch is split across processes, for losses that need batch-level
+    statistics; every process must pass as many groups, its share of one global minibatch."""
     g = data.rollout.group_size
     all_groups = groups is None or len(groups) == data.rollout.num_groups
     rows = None if all_groups else torch.tensor([i * g + j for i in groups for j in range(g)])
@@ -251,4 +310,5 @@ def make_batch(needs: Needs, policy: Policy, data: StepData, groups: list[int] |
         target_logp=target_logp,
         target_mask=target_mask,
         weights=rollout.weights,
+        shard=shard,
     )

@@ -2,23 +2,33 @@
 
 One process (the default): the device is ``cpu``/``cuda`` and nothing is wrapped. Several processes
 (``accelerate launch --num_processes N`` or ``torchrun``): each process takes its share of every
-step's prompts (``prompts[rank::world]``), samples with its own RNG stream, and after each backward
-pass the trainable gradients are averaged across processes with ``accelerator.reduce`` before the
+step's prompts (``prompts[rank::world]``, see :mod:`rlhf_zoo.shard`) and, after each backward pass,
+the trainable gradients are averaged across processes with ``accelerator.reduce`` before the
 optimiser step, so every process applies the same update and holds the same weights. Gradients are
 reduced explicitly rather than through a DDP wrapper because one step runs several forward passes
-(completions and forward-term targets) before one backward pass. Evaluation metrics are averaged
-across processes and cost counters summed; only the main process writes the run directory.
+(completions and forward-term targets) before one backward pass.
+
+With the same global batch, N processes give the result of one (up to float rounding): every draw
+uses per-prompt generators keyed by the prompt's global position (:mod:`rlhf_zoo.rng`), every process
+holds an equal share so the mean of the processes' mean losses is the global mean loss, batch-level
+statistics (batch-mean baselines) are computed on the gathered global batch, the base cache is shared,
+and metrics are averaged across processes (cost counters summed). Only the main process writes.
+
+Only data parallelism with full replicas is implemented: the model is never passed to
+``accelerator.prepare``. So an accelerate config that selects FSDP, DeepSpeed, Megatron-LM, a
+parallelism config, mixed precision or a dynamo backend is refused with a one-line error
+(:func:`check_launch_config`) rather than silently ignored (docs/scaling.md).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
-from typing import Any, TypeVar
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
 
-T = TypeVar("T")
+from rlhf_zoo.shard import interleave
 
 
 def resolve_device(device: str) -> torch.device:
@@ -49,10 +59,49 @@ def launched_world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
+# What `accelerate launch` exports for settings this runtime does not implement.
+UNSUPPORTED_LAUNCH = {
+    "ACCELERATE_USE_FSDP": "FSDP (distributed_type: FSDP)",
+    "ACCELERATE_USE_DEEPSPEED": "DeepSpeed (distributed_type: DEEPSPEED)",
+    "ACCELERATE_USE_MEGATRON_LM": "Megatron-LM (distributed_type: MEGATRON_LM)",
+    "ACCELERATE_USE_PARALLELISM_CONFIG": "a parallelism_config (tensor/context parallelism)",
+}
+
+
+def _flag(value: str | None) -> bool:
+    return (value or "").strip().lower() in ("1", "true", "yes", "y", "t", "on")
+
+
+def check_launch_config(env: Mapping[str, str] | None = None) -> None:
+    """Refuse the accelerate settings that rlhf_zoo would otherwise silently ignore (one-line UserError)."""
+    from rlhf_zoo.errors import UserError
+
+    env = os.environ if env is None else env
+    for var, what in UNSUPPORTED_LAUNCH.items():
+        if _flag(env.get(var)):
+            raise UserError(
+                f"the accelerate config selects {what}, which rlhf_zoo does not implement (it would train full "
+                "replicas with plain data parallelism): use distributed_type: MULTI_GPU (docs/scaling.md)"
+            )
+    precision = (env.get("ACCELERATE_MIXED_PRECISION") or "no").strip().lower()
+    if precision != "no":
+        raise UserError(
+            f"the accelerate config sets mixed_precision: {precision}, which rlhf_zoo does not apply: set "
+            "mixed_precision: 'no' and choose the model's precision with model.dtype (docs/scaling.md)"
+        )
+    dynamo = (env.get("ACCELERATE_DYNAMO_BACKEND") or "no").strip().lower()
+    if dynamo != "no":
+        raise UserError(
+            f"the accelerate config sets dynamo_backend: {dynamo}, which rlhf_zoo does not apply: "
+            "remove dynamo_config (docs/scaling.md)"
+        )
+
+
 class Runtime:
     """The process's place in the (possibly 1-process) group, and the collective operations."""
 
     def __init__(self, device: str = "auto", log_with: str = "none", project_dir: str | None = None):
+        check_launch_config()
         self.accelerator = None
         self.log_with = log_with
         if launched_world_size() > 1 or log_with != "none":
@@ -79,9 +128,21 @@ class Runtime:
     def distributed(self) -> bool:
         return self.world > 1
 
-    def shard(self, items: Sequence[T]) -> list[T]:
-        """This process's share of a list (all of it in one process)."""
-        return list(items[self.rank :: self.world]) if self.distributed else list(items)
+    # -- the Shard protocol (rlhf_zoo.shard) --------------------------------------------------------
+    def gather(self, x: torch.Tensor) -> torch.Tensor:
+        """This process's rows → the global rows in global order (every process holds as many rows)."""
+        if not self.distributed:
+            return x
+        out = self.accelerator.gather(x.detach().to(self.device).contiguous())
+        return interleave(out, self.world).to(x.device)
+
+    def gather_objects(self, obj: Any) -> list[Any]:
+        """One picklable object per process, by rank (CPU tensors only: NCCL cannot pickle others)."""
+        if not self.distributed:
+            return [obj]
+        from accelerate.utils import gather_object
+
+        return gather_object([obj])
 
     def average_gradients(self, params: Sequence[torch.nn.Parameter]) -> None:
         if not self.distributed:
@@ -98,7 +159,8 @@ class Runtime:
             offset += n
 
     def mean_metrics(self, metrics: dict[str, Any]) -> dict[str, Any]:
-        """Average the numeric metrics across processes (equal shards); strings pass through."""
+        """Average the numeric metrics across processes; strings pass through. Every metric is a mean
+        over a process's equal share of prompts, so the mean over processes is the global mean."""
         if not self.distributed:
             return metrics
         keys = sorted(k for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool))

@@ -5,9 +5,12 @@ log-probs, quantiles, targets: whatever the algorithm's ``Needs`` declare) → f
 minibatch, :func:`rlhf_zoo.rollout.make_batch` (log π with gradient) → ``algo.loss`` → optimiser
 step → ``algo.after_step`` (anchor updates) → held-out evaluation every ``train.eval_every`` steps.
 
-Interruptions lose nothing: a checkpoint (weights, optimiser, scheduler, RNG states, the base cache,
-costs) is written every ``train.checkpoint_every`` steps, at the end, and on Ctrl-C; ``resume=true``
-continues from it, and on CPU a resumed run's metrics equal an uninterrupted run's.
+Interruptions lose nothing: a checkpoint (weights, optimiser, scheduler, torch's RNG states, the base
+cache, costs) is written every ``train.checkpoint_every`` steps, at the end, and on Ctrl-C;
+``resume=true`` continues from it, and on CPU a resumed run's metrics equal an uninterrupted run's.
+Sampling needs no generator state: every draw comes from a generator keyed by (seed, step, the
+prompt's position in the step's global batch) (:mod:`rlhf_zoo.rng`), which is also what makes N
+processes give the result of one with the same global batch (``train.batch_prompts``).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from rlhf_zoo.config import algo_config, as_dataclass, to_yaml
 from rlhf_zoo.errors import UserError
 from rlhf_zoo.evaluate import Evaluator
 from rlhf_zoo.policies.base import Policy
+from rlhf_zoo.rng import Streams
 from rlhf_zoo.rollout import BaseCache, Costs, collect, make_batch
 from rlhf_zoo.runlog import RunLog, provenance
 from rlhf_zoo.runtime import Runtime
@@ -51,6 +55,28 @@ def prompts_for_step(prompts: list[str], step: int, batch: int, seed: int) -> li
         perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
         out.append(prompts[int(perm[pos])])
     return out
+
+
+def minibatches(num_groups: int, k: int) -> list[list[int]]:
+    """k contiguous blocks of prompt groups (sizes differ by at most one). Contiguous, so that with
+    several processes (global group g on process g % world) each process's blocks of its equal share
+    make up the same global blocks as one process's."""
+    return [list(range(i * num_groups // k, (i + 1) * num_groups // k)) for i in range(k)]
+
+
+def check_equal_shares(world: int, batch_prompts: int, minibatches: int, eval_prompts: int | None) -> None:
+    """Several processes give one process's result only if each holds an equal share of every step's
+    prompts, of every minibatch, and of the held-out prompts (None: evaluation is not split)."""
+    if world == 1:
+        return
+    k = min(minibatches, batch_prompts)
+    if batch_prompts % (world * k):
+        what = f"{world} processes" + (f" × {k} minibatches" if k > 1 else "")
+        raise UserError(f"train.batch_prompts={batch_prompts} does not split evenly over {what}")
+    if eval_prompts is not None and eval_prompts % world:
+        raise UserError(
+            f"{eval_prompts} evaluation prompts (train.eval_prompts) do not split evenly over {world} processes"
+        )
 
 
 def lr_lambda(schedule: str, warmup: int, total: int):
@@ -84,8 +110,9 @@ class Trainer:
         self.needs = algo.needs()
         self.log = RunLog(cfg.run_dir)
         self.argv = argv
-        self.gen = torch.Generator().manual_seed(cfg.seed + 104729 * self.rt.rank)
-        self.eval_gen = torch.Generator().manual_seed(cfg.seed + 7919 + 104729 * self.rt.rank)
+        self.shard = self.rt if self.rt.distributed else None
+        eval_split = None if task.oracle is not None else len(task.eval_prompts[: self.t.eval_prompts])
+        check_equal_shares(self.rt.world, self.t.batch_prompts, self.needs.minibatches, eval_split)
         self.cache = BaseCache(self.needs.cache_size) if self.needs.cache_size else None
         self.costs = Costs()
         self.evaluator = Evaluator(
@@ -94,8 +121,8 @@ class Trainer:
             self.t.eval_prompts,
             self.t.eval_samples,
             self.t.eval_ref_samples,
-            generator=self.eval_gen,
-            prompts=self.rt.shard(task.eval_prompts[: self.t.eval_prompts]),
+            seed=cfg.seed,
+            shard=self.shard,
         )
         params = policy.trainable_parameters() if algo.trainable else []
         self.opt = torch.optim.AdamW(params, lr=self.t.lr, weight_decay=self.t.weight_decay) if params else None
@@ -112,25 +139,37 @@ class Trainer:
 
     # -- state -------------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
+        """The checkpoint's training state. Called in every process: what processes hold separately (cost
+        counters, the held-out reference rewards) is gathered; everything else is the same everywhere."""
         return {
             "step": self.step,
             "optimizer": self.opt.state_dict() if self.opt else None,
             "scheduler": self.sched.state_dict() if self.sched else None,
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-            "generator": self.gen.get_state(),
-            "eval_generator": self.eval_gen.get_state(),
             "cache": self.cache.state() if self.cache else None,
-            "costs": self.costs,
-            "eval_costs": self.evaluator.costs,
-            "eval_reference": self.evaluator._ref,
+            "costs": self._summed(self.costs),
+            "eval_costs": self._summed(self.evaluator.costs),
+            "eval_reference": self.evaluator.reference_state(),
             "train_acc": dict(self.train_acc),
             "elapsed": self.elapsed,
         }
 
+    def _summed(self, costs: Costs) -> Costs:
+        """The counters summed over processes (this process's timings)."""
+        total = self.rt.sum_ints(
+            {"completions": costs.completions, "tokens": costs.tokens, "calls": costs.reward_calls}
+        )
+        return Costs(total["completions"], total["tokens"], total["calls"], dict(costs.seconds))
+
+    def _own_share(self, costs: Costs) -> Costs:
+        """Restored counters: the main process carries the checkpoint's totals, the others start at 0."""
+        return costs if self.rt.is_main else Costs(seconds=dict(costs.seconds))
+
     def save(self) -> None:
+        state = self.state()
         if self.rt.is_main:  # every process holds the same weights
-            self.log.save_checkpoint(self.policy.state_dict(), self.state())
+            self.log.save_checkpoint(self.policy.state_dict(), state)
         self.rt.barrier()
 
     def restore(self) -> None:
@@ -143,32 +182,38 @@ class Trainer:
         torch.set_rng_state(s["torch_rng"])
         if s["cuda_rng"] is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(s["cuda_rng"])
-        self.gen.set_state(s["generator"])
-        self.eval_gen.set_state(s["eval_generator"])
         if self.cache and s["cache"]:
             self.cache.load(s["cache"])
-        self.costs = s["costs"]
-        self.evaluator.costs = s["eval_costs"]
-        self.evaluator._ref = s["eval_reference"]
+        self.costs = self._own_share(s["costs"])
+        self.evaluator.costs = self._own_share(s["eval_costs"])
+        self.evaluator.load_reference(s["eval_reference"])
         self.train_acc = defaultdict(list, s["train_acc"])
         self.elapsed = s["elapsed"]
         self.log.truncate_metrics(self.step)
 
     # -- the loop ----------------------------------------------------------------------------------
     def train_step(self) -> dict[str, float]:
-        prompts = self.rt.shard(
-            prompts_for_step(self.task.train_prompts, self.step, self.t.batch_prompts, self.cfg.seed)
-        )
+        """One step on this process's share of the step's prompts; returns metrics averaged over processes."""
+        prompts = prompts_for_step(self.task.train_prompts, self.step, self.t.batch_prompts, self.cfg.seed)
         data = collect(
-            self.needs, self.policy, self.task, prompts, cache=self.cache, generator=self.gen, costs=self.costs
+            self.needs,
+            self.policy,
+            self.task,
+            prompts,
+            streams=Streams(self.cfg.seed, self.step),
+            cache=self.cache,
+            costs=self.costs,
+            shard=self.shard,
         )
         metrics: dict[str, list[float]] = defaultdict(list)
-        groups = list(range(len(prompts)))
-        k = min(self.needs.minibatches, len(groups))
+        k = min(self.needs.minibatches, len(prompts))
+        blocks = minibatches(len(data.prompts), k) if k > 1 else [None]
         for _ in range(self.needs.epochs):
-            for mb in (groups[i::k] for i in range(k)) if k > 1 else [None]:
-                with self.costs.timed("logprobs"):
-                    batch = make_batch(self.needs, self.policy, data, mb)
+            for mb in blocks:
+                # The policy's forward pass with gradient belongs to the update; "logprobs" is the
+                # no-gradient scoring of stage 1 (reference, anchor, quantiles).
+                with self.costs.timed("update"):
+                    batch = make_batch(self.needs, self.policy, data, mb, shard=self.shard)
                 loss, m = self.algo.loss(batch)
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"non-finite loss {loss.item()} at step {self.step + 1}")
@@ -187,18 +232,18 @@ class Trainer:
         self.step += 1
         self.algo.after_step(self.policy, self.step)
         metrics["train/reward_proxy"].append(float(data.rewards.mean()))
-        return {key: sum(v) / len(v) for key, v in metrics.items()}
+        return self.rt.mean_metrics({key: sum(v) / len(v) for key, v in metrics.items()})
 
     def evaluate(self) -> dict[str, Any]:
         was_training = getattr(self.policy, "training", False)
         if hasattr(self.policy, "eval"):
             self.policy.eval()
-        metrics = self.evaluator(self.policy)
+        metrics = self.evaluator(self.policy, round=self.step)
         if was_training:
             self.policy.train()
         train = {key: sum(v) / len(v) for key, v in self.train_acc.items() if v}
         self.train_acc.clear()
-        record = self.rt.mean_metrics({**metrics, **train})
+        record = {**self.rt.mean_metrics(metrics), **train}  # train metrics: already averaged per step
         record.update(self.rt.sum_ints(self.costs.as_dict()))
         record["time/elapsed_s"] = round(self.elapsed, 3)
         if self.rt.is_main:
@@ -322,7 +367,6 @@ def build(cfg: DictConfig, runtime: Runtime | None = None) -> tuple[Algorithm, T
     algo = get_algorithm(cfg.algo.name)(algo_config(cfg))
     task = build_task(as_dataclass(cfg, "task"), as_dataclass(cfg, "model"), device=str(rt.device))
     policy = task.build_policy(cfg.seed)  # identical initial weights in every process
-    torch.manual_seed(cfg.seed + 104729 * rt.rank)  # each process samples its own completions
     return algo, task, policy
 
 

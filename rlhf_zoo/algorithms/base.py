@@ -14,6 +14,7 @@ from typing import Any, ClassVar, Literal
 from torch import Tensor
 
 from rlhf_zoo.functional.kl import masked_sum
+from rlhf_zoo.shard import Shard
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,9 @@ class Batch:
         target_logp / target_mask: [B, T'] per-token log π (with gradient) of the forward-term
             target of each prompt, and its mask.
         weights: [N] expectation weights (enumeration on the testbed), None = sample mean.
+        shard: when several processes each hold an equal share of the global batch, how it is split;
+            losses that need a batch-level statistic (a batch-mean baseline) compute it on the gathered
+            global batch (:func:`rlhf_zoo.algorithms.common.grouped_advantages`). None = one process.
     """
 
     group_size: int
@@ -92,6 +96,7 @@ class Batch:
     target_logp: Tensor | None = None
     target_mask: Tensor | None = None
     weights: Tensor | None = None
+    shard: Shard | None = None
 
     @property
     def num_groups(self) -> int:

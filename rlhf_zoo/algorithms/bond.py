@@ -123,7 +123,7 @@ class Bond(Algorithm):
             batch.require("quantiles_lt")
             log_b = torch.log(bon_B(batch.quantiles, batch.quantiles_lt, c.n))
         returns = bond_return(log_q, batch.seq("old_logp"), base_seq, c.n, log_b)
-        adv = grouped_advantages(returns, batch.group_size, c.baseline)
+        adv = grouped_advantages(returns, batch.group_size, c.baseline, batch.shard)
         backward = score_function_loss(batch.seq("logp"), adv, batch.weights)
         metrics = {
             "loss/pg": backward.detach(),

@@ -10,6 +10,7 @@ from torch import Tensor
 from rlhf_zoo.algorithms.base import Batch
 from rlhf_zoo.functional.advantages import BASELINES, advantages
 from rlhf_zoo.functional.kl import exact_token_kl, k3, masked_sum
+from rlhf_zoo.shard import Shard, local_rows
 
 KL_IN = ("reward", "loss")
 KL_LOSS_ESTIMATORS = ("k3", "exact")
@@ -26,9 +27,19 @@ def check_baseline(baseline: str, samples: int) -> None:
         raise ValueError("baseline=group_norm needs samples >= 2")
 
 
-def grouped_advantages(returns: Tensor, group_size: int, baseline: str) -> Tensor:
-    """Advantages of [N] returns grouped by prompt (prompt-major rows): [N]."""
-    return advantages(returns.view(-1, group_size), baseline).reshape(-1)
+def grouped_advantages(returns: Tensor, group_size: int, baseline: str, shard: Shard | None = None) -> Tensor:
+    """Advantages of [N] returns grouped by prompt (prompt-major rows): [N].
+
+    The ``mean`` baseline, and ``loo`` with one sample per prompt, average over the whole batch: with a
+    ``shard`` (several processes) they are computed on the gathered global batch, in its global order,
+    so that each process gets the advantages one process would compute for its rows.
+    """
+    grouped = returns.view(-1, group_size)
+    batch_level = baseline == "mean" or (baseline == "loo" and group_size == 1)
+    if shard is None or shard.world == 1 or not batch_level:
+        return advantages(grouped, baseline).reshape(-1)
+    everything = advantages(shard.gather(grouped.detach()), baseline)
+    return local_rows(everything, shard).reshape(-1)
 
 
 def expect(x: Tensor, weights: Tensor | None) -> Tensor:

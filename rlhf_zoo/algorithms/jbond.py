@@ -87,7 +87,7 @@ class JBond(Algorithm):
         r_j = jbond_reward(batch.rewards, anchor_rewards)
         log_ratio = batch.seq("old_logp") - batch.seq("anchor_logp")
         returns = r_j - log_ratio
-        adv = grouped_advantages(returns, batch.group_size, c.baseline)
+        adv = grouped_advantages(returns, batch.group_size, c.baseline, batch.shard)
         coef = c.beta * adv - c.gamma * log_ratio
         pg = score_function_loss(batch.seq("logp"), coef, batch.weights)
         metrics = {

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 from torch import Tensor
 
 from rlhf_zoo.algorithms.base import Algorithm, Batch, Needs
@@ -32,6 +33,7 @@ from rlhf_zoo.algorithms.common import (
     mean_metric,
 )
 from rlhf_zoo.functional.surrogate import clipped_surrogate_loss
+from rlhf_zoo.shard import Shard
 
 
 @dataclass(frozen=True)
@@ -83,10 +85,12 @@ class PPOLite(Algorithm):
     def loss(self, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
         c = self.cfg
         returns = kl_penalised_returns(batch, c.beta, c.kl_in)
-        adv = grouped_advantages(returns, batch.group_size, c.baseline)
+        adv = grouped_advantages(returns, batch.group_size, c.baseline, batch.shard)
         pg, clip_frac = clipped_surrogate_loss(
             batch.logp, batch.old_logp, adv, batch.response_mask, c.clip_eps, batch.weights
         )
+        if batch.shard is not None and batch.shard.world > 1:
+            clip_frac = _global_fraction(clip_frac, batch.response_mask, batch.shard)
         metrics = {
             "loss/pg": pg.detach(),
             "train/return": mean_metric(returns, batch.weights),
@@ -98,3 +102,13 @@ class PPOLite(Algorithm):
         if self.cfg.kl_in == "reward" and self.cfg.beta > 0:
             return {"optimal_beta": self.cfg.beta}
         return {}
+
+
+def _global_fraction(local: Tensor, response_mask: Tensor, shard: Shard) -> Tensor:
+    """The clipped fraction of the global minibatch's tokens from each process's fraction: its clipped
+    count is recovered exactly (fraction × tokens, rounded: both are integers below 2^24), and the
+    counts are summed over processes, so the result equals one process's fraction bit for bit."""
+    tokens = response_mask.sum().clamp_min(1).to(local.dtype)
+    counts = torch.stack([(local * tokens).round(), tokens])[None]
+    clipped, total = shard.gather(counts).sum(0)
+    return clipped / total

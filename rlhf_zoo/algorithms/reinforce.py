@@ -72,7 +72,7 @@ class Reinforce(Algorithm):
     def loss(self, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
         c = self.cfg
         returns = kl_penalised_returns(batch, c.beta, c.kl_in)
-        adv = grouped_advantages(returns, batch.group_size, c.baseline)
+        adv = grouped_advantages(returns, batch.group_size, c.baseline, batch.shard)
         pg = score_function_loss(batch.seq("logp"), adv, batch.weights)
         metrics = {"loss/pg": pg.detach(), "train/return": mean_metric(returns, batch.weights)}
         return add_kl_loss(pg, batch, c, metrics), metrics

@@ -241,7 +241,7 @@ EXACT = Suite(
             "reinforce",
             "algo.beta",
             BETAS_RL,
-            fixed=("algo.samples=2", "algo.baseline=loo"),
+            fixed=("algo.samples=2", "algo.baseline=loo", "train.batch_prompts=32"),
             knob_label="beta_RL",
         ),
         Sweep(
@@ -250,6 +250,7 @@ EXACT = Suite(
             "ppo_lite",
             "algo.beta",
             (0.1, 0.3, 1.0),
+            fixed=("train.batch_prompts=32",),
             knob_label="beta_RL",
         ),
         Sweep(

@@ -15,6 +15,7 @@ sum is used instead of the ratio so that nothing divides by a vanishing differen
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -74,17 +75,25 @@ def bon_log_ratio(p_le: Tensor, p_lt: Tensor, n: int) -> Tensor:
     return (n - 1) * torch.log(p_le) + torch.log(bon_B(p_le, p_lt, n))
 
 
-def best_of_n_select(rewards: Tensor, generator: torch.Generator | None = None) -> Tensor:
+def best_of_n_select(rewards: Tensor, generator: torch.Generator | Sequence[torch.Generator] | None = None) -> Tensor:
     """Index of the best of N candidates along the last dim, ties broken uniformly at random.
 
     Args:
         rewards: [..., N] rewards of N candidates.
-        generator: optional torch.Generator for the tie-breaking noise.
+        generator: optional torch.Generator for the tie-breaking noise, or, for rewards [B, N], one
+            generator per row (row i's noise is then drawn from generator i alone).
     Returns:
         [...] long indices into the last dimension.
     """
     best = rewards.max(-1, keepdim=True).values
     is_best = rewards == best
-    noise = torch.rand(rewards.shape, generator=generator, device=rewards.device if generator is None else None)
+    if generator is None or isinstance(generator, torch.Generator):
+        noise = torch.rand(rewards.shape, generator=generator, device=rewards.device if generator is None else None)
+    else:
+        gens = list(generator)
+        if rewards.dim() != 2 or len(gens) != rewards.shape[0]:
+            raise ValueError(f"one generator per row needs rewards [B, N] with B = {len(gens)}")
+        rows = [torch.rand(rewards.shape[1], generator=g) for g in gens]
+        noise = torch.stack(rows) if rows else torch.zeros(rewards.shape)
     noise = noise.to(rewards.device)
     return torch.where(is_best, noise, torch.full_like(noise, -1.0)).argmax(-1)

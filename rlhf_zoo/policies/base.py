@@ -23,6 +23,7 @@ from torch import Tensor
 
 Role = Literal["policy", "ref", "anchor"]
 ROLES: tuple[str, ...] = ("policy", "ref", "anchor")
+Generators = torch.Generator | Sequence[torch.Generator] | None
 
 
 @dataclass(frozen=True)
@@ -142,10 +143,16 @@ class Policy(Protocol):
 
     device: torch.device
 
-    def sample(
-        self, prompts: Sequence[Any], n: int, *, role: Role = "policy", generator: torch.Generator | None = None
-    ) -> Rollout:
-        """n completions for each prompt (prompt-major), without gradient."""
+    def sample(self, prompts: Sequence[Any], n: int, *, role: Role = "policy", generator: Generators = None) -> Rollout:
+        """n completions for each prompt (prompt-major), without gradient.
+
+        ``generator`` is one ``torch.Generator`` for the whole call (None: torch's global RNG), or a
+        sequence of generators, one per prompt: prompt i's n completions are then drawn from generator i
+        alone, and are the same whichever other prompts share the call. The state the generators are
+        left in is unspecified (a batched ``generate`` may draw for as many steps as the longest row),
+        so callers take any further draw from other generators. The training loop and the evaluation
+        always pass one generator per prompt (:mod:`rlhf_zoo.rng`).
+        """
         ...
 
     def logprobs(self, rollout: Rollout, *, role: Role = "policy", full: bool = False) -> Tensor:
@@ -175,6 +182,16 @@ class Policy(Protocol):
         ...
 
     def load_state_dict(self, state: dict[str, Tensor]) -> None: ...
+
+
+def per_prompt_generators(generator: Generators, num_prompts: int) -> list[torch.Generator] | None:
+    """The per-prompt generators of a ``sample`` call, or None when one generator (or None) drives it."""
+    if generator is None or isinstance(generator, torch.Generator):
+        return None
+    gens = list(generator)
+    if len(gens) != num_prompts or not all(isinstance(g, torch.Generator) for g in gens):
+        raise ValueError(f"expected one torch.Generator per prompt ({num_prompts}), got {len(gens)} items")
+    return gens
 
 
 def check_role(role: str) -> None:

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from rlhf_zoo.functional.ema import ema_
 from rlhf_zoo.functional.kl import exact_token_kl
-from rlhf_zoo.policies.base import Role, Rollout, check_role
+from rlhf_zoo.policies.base import Generators, Role, Rollout, check_role, per_prompt_generators
 
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
 
@@ -78,6 +78,17 @@ class PrefixTree:
         return ids, mask
 
 
+def _inverse_cdf(logp: Tensor, u: Tensor) -> Tensor:
+    """The token of each row [N, V] whose CDF interval holds u·total (u ∈ [0, 1), float64), row by row.
+
+    Scaling u by the row's total keeps the result in range when rounding leaves the total below 1,
+    and ``right=True`` never picks a token of probability 0 (its CDF step is empty); the clamp only
+    guards against u·total rounding up to the total."""
+    cdf = logp.double().exp().cumsum(-1)
+    tok = torch.searchsorted(cdf, (u * cdf[:, -1])[:, None], right=True).squeeze(-1)
+    return tok.clamp_max(logp.shape[-1] - 1)
+
+
 class TabularPolicy(nn.Module):
     """π, π_ref and π_anchor as logit tables of shape [num_prompts, num_prefixes, vocab_size]."""
 
@@ -110,14 +121,21 @@ class TabularPolicy(nn.Module):
             raise ValueError(f"unknown prompt {e.args[0]!r} for this tabular policy") from None
 
     @torch.no_grad()
-    def sample(
-        self, prompts: Sequence[str], n: int, *, role: Role = "policy", generator: torch.Generator | None = None
-    ) -> Rollout:
+    def sample(self, prompts: Sequence[str], n: int, *, role: Role = "policy", generator: Generators = None) -> Rollout:
+        """n completions per prompt. With one generator (or None), each position draws all rows with
+        ``torch.multinomial``. With one generator per prompt, prompt i's n×max_len uniforms come from
+        generator i and each token is the inverse CDF of its row's distribution at its uniform, so a
+        prompt's completions do not depend on the other prompts of the call."""
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n}")
         table = self._table(role).detach()
         x = self._prompt_ids(prompts).repeat_interleave(n)
         rows, length, eos = x.shape[0], self.tree.max_len, self.tree.eos
+        gens = per_prompt_generators(generator, len(prompts))
+        uniforms = None
+        if gens is not None:
+            draws = [torch.rand(n, length, generator=g, dtype=torch.float64) for g in gens]
+            uniforms = torch.cat(draws) if draws else torch.zeros(0, length, dtype=torch.float64)
         ids = torch.full((rows, length), eos, dtype=torch.long)
         mask = torch.zeros(rows, length)
         logp = torch.zeros(rows, length, dtype=table.dtype)
@@ -125,7 +143,10 @@ class TabularPolicy(nn.Module):
         done = torch.zeros(rows, dtype=torch.bool)
         for t in range(length):
             lp = torch.log_softmax(table[x, prefix], dim=-1)
-            tok = torch.multinomial(lp.exp(), 1, generator=generator).squeeze(-1)
+            if uniforms is None:
+                tok = torch.multinomial(lp.exp(), 1, generator=generator).squeeze(-1)
+            else:
+                tok = _inverse_cdf(lp, uniforms[:, t])
             active = ~done
             ids[:, t] = torch.where(active, tok, ids[:, t])
             mask[:, t] = active.to(mask.dtype)

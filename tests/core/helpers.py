@@ -8,6 +8,7 @@ import torch
 
 from rlhf_zoo.algorithms.base import Batch
 from rlhf_zoo.functional.kl import masked_sum
+from rlhf_zoo.rng import Streams
 from rlhf_zoo.rollout import BaseCache, collect, make_batch
 
 
@@ -16,9 +17,7 @@ def sampled_batch(algo, task, policy, prompts=None, seed=0):
     if needs.anchor:
         policy.update_anchor(1.0)
     cache = BaseCache(needs.cache_size) if needs.cache_size else None
-    data = collect(
-        needs, policy, task, prompts or task.train_prompts, cache=cache, generator=torch.Generator().manual_seed(seed)
-    )
+    data = collect(needs, policy, task, prompts or task.train_prompts, streams=Streams(seed, 0), cache=cache)
     return make_batch(needs, policy, data)
 
 

@@ -138,8 +138,14 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path, algo):
 
 def test_metrics_also_go_to_tensorboard(tmp_path, capsys):
     code, _, err = _cli(
-        capsys, "train", "algo=reinforce", f"run_dir={tmp_path}/tb", "train.steps=4", "train.eval_every=2",
-        "train.progress=false", "train.log_with=tensorboard",
+        capsys,
+        "train",
+        "algo=reinforce",
+        f"run_dir={tmp_path}/tb",
+        "train.steps=4",
+        "train.eval_every=2",
+        "train.progress=false",
+        "train.log_with=tensorboard",
     )
     assert code == 0, err
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -154,3 +160,31 @@ def test_metrics_also_go_to_tensorboard(tmp_path, capsys):
 def test_unknown_tracker_is_rejected(tmp_path, capsys):
     code, _, err = _cli(capsys, "train", "algo=bond", f"run_dir={tmp_path}/x", "train.log_with=mlflowz")
     assert code == 2 and "log_with" in err
+
+
+@pytest.mark.parametrize(
+    ("var", "value", "what"),
+    [
+        ("ACCELERATE_USE_FSDP", "true", "FSDP"),
+        ("ACCELERATE_USE_DEEPSPEED", "true", "DeepSpeed"),
+        ("ACCELERATE_USE_MEGATRON_LM", "true", "Megatron-LM"),
+        ("ACCELERATE_USE_PARALLELISM_CONFIG", "true", "parallelism_config"),
+        ("ACCELERATE_MIXED_PRECISION", "bf16", "mixed_precision: bf16"),
+        ("ACCELERATE_DYNAMO_BACKEND", "INDUCTOR", "dynamo_backend: inductor"),
+    ],
+)
+def test_accelerate_settings_that_are_not_implemented_are_refused(monkeypatch, tmp_path, capsys, var, value, what):
+    """What `accelerate launch` exports for FSDP, DeepSpeed, ... ends the run in one line (exit 2),
+    in one process too, instead of being silently ignored."""
+    monkeypatch.setenv(var, value)
+    code, _, err = _cli(capsys, "train", "algo=reinforce", "task=exact", f"run_dir={tmp_path}/r", "train.steps=2")
+    assert code == 2 and what in err and "docs/scaling.md" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "r").exists()
+
+
+def test_accelerate_defaults_are_accepted():
+    from rlhf_zoo.runtime import check_launch_config
+
+    check_launch_config({"ACCELERATE_USE_FSDP": "false", "ACCELERATE_MIXED_PRECISION": "no"})
+    check_launch_config({"ACCELERATE_DYNAMO_BACKEND": "NO", "ACCELERATE_USE_DEEPSPEED": "False"})
+    check_launch_config({})

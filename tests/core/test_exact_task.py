@@ -1,9 +1,11 @@
 """The testbed's oracle against brute force and against sampling."""
 
+import pytest
 import torch
 
 from rlhf_zoo.functional.kl import masked_sum
 from rlhf_zoo.policies.tabular import PrefixTree
+from rlhf_zoo.rng import Streams
 
 
 def test_completion_count_and_decoding_are_injective():
@@ -38,6 +40,43 @@ def test_sample_logp_equals_logprobs_and_mask_stops_at_eos(exact_task):
         length = int(mask.sum())
         assert (mask[:length] == 1).all() and (mask[length:] == 0).all()
         assert eos not in ids[: length - 1].tolist()  # only the last kept token may be EOS
+
+
+def test_per_prompt_generators_make_a_prompts_samples_independent_of_its_batch(exact_task):
+    """Prompt i's completions come from generator i alone: the same whether it is sampled alone, first
+    or last, next to other prompts or to itself; and they follow π (checked against the oracle)."""
+    policy = exact_task.build_policy(0)
+    with torch.no_grad():  # move π away from uniform-ish π_ref so that rows differ per prompt
+        policy.logits.add_(torch.randn(policy.logits.shape, generator=torch.Generator().manual_seed(4)))
+    prompts = ["x0", "x1", "x2", "x3", "x1"]
+
+    def gen(i):
+        return Streams(7, 0).per_prompt("policy", [i])[0]
+
+    batched = policy.sample(prompts, 6, generator=[gen(i) for i in range(len(prompts))])
+    assert batched.texts[6:12] != batched.texts[24:30]  # x1 twice, two generators: different draws
+    for i, p in enumerate(prompts):
+        alone = policy.sample([p], 6, generator=[gen(i)])
+        rows = slice(6 * i, 6 * i + 6)
+        assert alone.texts == batched.texts[rows]
+        assert torch.equal(alone.completion_ids, batched.completion_ids[rows])
+        assert torch.equal(alone.sample_logp, batched.sample_logp[rows])
+    reordered = policy.sample(prompts[::-1], 6, generator=[gen(i) for i in reversed(range(len(prompts)))])
+    assert reordered.texts[:6] == batched.texts[24:30]
+    assert torch.equal(
+        policy.logprobs(batched)[batched.response_mask.bool()], batched.sample_logp[batched.response_mask.bool()]
+    )
+    n = 4000
+    roll = policy.sample(["x2"] * n, 5, generator=Streams(1, 0).per_prompt("policy", range(n)))
+    _, cols = exact_task.oracle.columns(roll)
+    freq = torch.bincount(cols, minlength=exact_task.oracle.num_completions).double() / len(cols)
+    assert (freq - exact_task.oracle.probs(policy, "policy")[2]).abs().max() < 0.015
+
+
+def test_one_generator_per_prompt_is_required(exact_task):
+    policy = exact_task.build_policy(0)
+    with pytest.raises(ValueError, match="one torch.Generator per prompt"):
+        policy.sample(["x0", "x1"], 2, generator=[torch.Generator()])
 
 
 def test_exact_quantiles_match_brute_force(exact_task):

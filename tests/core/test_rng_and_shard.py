@@ -1,0 +1,101 @@
+"""Keyed random streams and the strided split of a global batch (the pieces behind N processes = 1)."""
+
+import pytest
+import torch
+
+from rlhf_zoo.algorithms.common import grouped_advantages
+from rlhf_zoo.functional.advantages import advantages
+from rlhf_zoo.functional.best_of_n import best_of_n_select
+from rlhf_zoo.rng import Streams, derive_seed, keyed_generator
+from rlhf_zoo.shard import interleave, local_items, local_rows, positions
+
+
+def test_derived_seeds_are_stable_and_keys_do_not_collide():
+    # Pinned: changing the mix silently changes every run's samples.
+    assert derive_seed(0, "policy", 0, 0) == 5023930410479894728
+    assert derive_seed(0, "ab", "c") != derive_seed(0, "a", "bc")
+    assert derive_seed(1) != derive_seed("1")
+    seeds = {derive_seed(0, "policy", step, i) for step in range(50) for i in range(50)}
+    assert len(seeds) == 2500 and all(0 <= s < 2**63 for s in seeds)
+    with pytest.raises(TypeError):
+        derive_seed(0, 1.5)
+
+
+def test_streams_are_stateless_and_keyed_by_global_position():
+    a = Streams(3, 7).per_prompt("policy", [0, 2])
+    b = Streams(3, 7).per_prompt("policy", [2])
+    assert torch.equal(torch.rand(4, generator=a[1]), torch.rand(4, generator=b[0]))
+    fresh = Streams(3, 7).per_prompt("policy", [2])[0]
+    assert torch.equal(torch.rand(4, generator=fresh), torch.rand(4, generator=keyed_generator(3, "policy", 7, 2)))
+    assert not torch.equal(torch.rand(4, generator=a[0]), torch.rand(4, generator=keyed_generator(3, "base", 7, 0)))
+    assert not torch.equal(
+        torch.rand(4, generator=Streams(3, 7).per_prompt("policy", [0])[0]),
+        torch.rand(4, generator=Streams(3, 8).per_prompt("policy", [0])[0]),
+    )
+
+
+class SimulatedShard:
+    """Process ``rank`` of ``world`` over a known global tensor: gather checks it is handed this
+    process's rows and returns the global rows, as the real all-gather does."""
+
+    def __init__(self, rank, world, everything):
+        self.rank, self.world, self.everything = rank, world, everything
+
+    def gather(self, x):
+        assert torch.equal(x, self.everything[self.rank :: self.world])
+        return self.everything
+
+    def gather_objects(self, obj):
+        raise AssertionError("not used here")
+
+
+def test_strided_split_and_interleave_invert_each_other():
+    x = torch.arange(12.0).view(6, 2)
+    parts = [local_rows(x, SimulatedShard(r, 3, x)) for r in range(3)]
+    assert torch.equal(interleave(torch.cat(parts), 3), x)
+    assert [positions(6, SimulatedShard(r, 2, x)) for r in range(2)] == [[0, 2, 4], [1, 3, 5]]
+    assert local_items(list("abcdef"), SimulatedShard(1, 2, x)) == ["b", "d", "f"]
+
+
+@pytest.mark.parametrize(("baseline", "g"), [("mean", 2), ("loo", 1), ("mean", 1), ("loo", 2), ("group_norm", 2)])
+def test_batch_level_baselines_use_the_global_batch(baseline, g):
+    returns = torch.randn(8 * g, generator=torch.Generator().manual_seed(0))
+    expected = advantages(returns.view(8, g), baseline).reshape(8, g)
+    for rank in range(2):
+        shard = SimulatedShard(rank, 2, returns.view(8, g))
+        mine = returns.view(8, g)[rank::2].reshape(-1)
+        got = grouped_advantages(mine, g, baseline, shard).view(4, g)
+        assert torch.equal(got, expected[rank::2])
+
+
+def test_best_of_n_select_with_one_generator_per_row():
+    rewards = torch.tensor([[1.0, 1.0, 0.0, 1.0], [0.0, 2.0, 2.0, 1.0], [3.0, 0.0, 0.0, 0.0]])
+
+    def gens():
+        return [keyed_generator(5, i) for i in range(3)]
+
+    both = best_of_n_select(rewards, gens())
+    for i in range(3):
+        alone = best_of_n_select(rewards[i : i + 1], [gens()[i]])
+        assert int(alone[0]) == int(both[i])
+    assert int(both[2]) == 0 and int(both[1]) in (1, 2) and int(both[0]) in (0, 1, 3)
+    with pytest.raises(ValueError, match="one generator per row"):
+        best_of_n_select(rewards, gens()[:2])
+
+
+def test_unequal_shares_are_refused_and_minibatches_are_contiguous():
+    from rlhf_zoo.errors import UserError
+    from rlhf_zoo.train import check_equal_shares, minibatches
+
+    check_equal_shares(1, 5, 2, 3)  # one process: anything goes
+    check_equal_shares(2, 8, 2, 4)
+    with pytest.raises(UserError, match="batch_prompts=6 does not split evenly over 2 processes"):
+        check_equal_shares(2, 6, 2, None)
+    with pytest.raises(UserError, match="batch_prompts=5"):
+        check_equal_shares(2, 5, 1, None)
+    with pytest.raises(UserError, match="3 evaluation prompts"):
+        check_equal_shares(2, 4, 1, 3)
+    assert minibatches(5, 2) == [[0, 1], [2, 3, 4]]
+    # process r of 2 holds global groups r, r+2, ...: the processes' i-th blocks make up global block i
+    for i, block in enumerate(minibatches(8, 2)):
+        assert sorted(2 * j + r for r in range(2) for j in minibatches(4, 2)[i]) == block

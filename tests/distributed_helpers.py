@@ -1,0 +1,78 @@
+"""Launch a real process group on CPU (gloo, through accelerate) and compare its runs with one process."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from rlhf_zoo.config import load_config
+from rlhf_zoo.train import Interrupted, Trainer, build
+
+WORKER = Path(__file__).with_name("ddp_worker.py")
+
+
+def torchrun(runs: list[list[str]], nproc: int = 2, timeout: int = 600) -> str:
+    """Run every override list of ``runs`` in one ``nproc``-process group; returns stdout."""
+    args: list[str] = []
+    for i, run in enumerate(runs):
+        args += (["--"] if i else []) + [*run, "device=cpu"]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    out = subprocess.run([*cmd, str(WORKER), *args], capture_output=True, text=True, timeout=timeout, env=env)
+    assert out.returncode == 0, out.stderr[-4000:]
+    return out.stdout
+
+
+def one_process(args: list[str]) -> dict[str, torch.Tensor]:
+    """Train ``args`` in this process; returns the policy's final state dict."""
+    cfg = load_config([*args, "device=cpu"])
+    algo, task, policy = build(cfg)
+    Trainer(cfg, algo, task, policy).fit()
+    return {k: v.detach().cpu() for k, v in policy.state_dict().items()}
+
+
+def interrupted_one_process(args: list[str], stop_after: int) -> None:
+    """Train ``args`` in this process and stop it with Ctrl-C after ``stop_after`` steps (a checkpoint
+    is saved), for a run that another number of processes resumes."""
+    cfg = load_config([*args, "device=cpu"])
+    trainer = Trainer(cfg, *build(cfg))
+    original, calls = trainer.train_step, {"n": 0}
+
+    def interrupting_step():
+        if calls["n"] == stop_after:
+            raise KeyboardInterrupt
+        calls["n"] += 1
+        return original()
+
+    trainer.train_step = interrupting_step
+    with pytest.raises(Interrupted):
+        trainer.fit()
+
+
+def records(run_dir: Path) -> list[dict]:
+    """metrics.jsonl plus summary.json, without wall-clock fields and the process count."""
+    rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    rows.append(json.loads((run_dir / "summary.json").read_text()))
+    return [{k: v for k, v in r.items() if not k.startswith("time/") and k != "processes"} for r in rows]
+
+
+def assert_records_close(one: list[dict], many: list[dict], atol: float) -> None:
+    """Same keys, equal strings and integers, floats within ``atol``."""
+    assert len(one) == len(many)
+    for a, b in zip(one, many, strict=True):
+        assert sorted(a) == sorted(b)
+        for k in a:
+            if isinstance(a[k], float) or isinstance(b[k], float):
+                assert math.isclose(a[k], b[k], rel_tol=0.0, abs_tol=atol), (k, a[k], b[k])
+            else:
+                assert a[k] == b[k], (k, a[k], b[k])
+
+
+def max_abs_diff(one: dict[str, torch.Tensor], many: dict[str, torch.Tensor]) -> float:
+    assert sorted(one) == sorted(many)
+    return max(float((one[k].double() - many[k].double()).abs().max()) for k in one if one[k].numel())
