@@ -1,49 +1,148 @@
-"""``rlhf-zoo profile``: seconds per step split into generate / reward / log-probs / update, and peak
-memory, for each objective on the same model, prompts, batch and generation length.
+"""``rlhf-zoo profile``: seconds per step split into generate / reward / log-probs / update,
+completions per second, peak memory and the model FLOP utilisation of the update, for each
+objective on the same model, prompts, batch and generation length.
 
     rlhf-zoo profile task=sentiment train.batch_prompts=16 model.max_new_tokens=24 steps=2
-    rlhf-zoo profile algos=jbond,reinforce out=profile.json task=sentiment model.name=tiny
+    rlhf-zoo profile algos=jbond,reinforce,sft out=profile.json task=sentiment model.name=tiny
 
 Each objective runs in its own process (so peak memory is its own): ``warmup`` untimed steps, then
 ``steps`` timed ones through the real training loop (:meth:`rlhf_zoo.train.Trainer.train_step`),
-no evaluation. Best-of-N is not trained: its "step" is what it costs to produce the batch's outputs
-(N reference samples per prompt and their rewards). Peak memory is the process's peak resident set
-(CPU) or ``torch.cuda.max_memory_allocated`` (GPU).
+no evaluation. The phases:
+
+- ``generate``: sampling (policy, and reference or anchor samples where the objective draws them);
+- ``reward``: proxy reward calls;
+- ``logprobs``: no-gradient scoring (reference / anchor log-probs, quantiles);
+- ``update``: the policy's forward pass with gradient, the backward pass and the optimiser step.
+
+Best-of-N is not trained: its "step" is what it costs to produce the batch's outputs (N reference
+samples per prompt and their rewards). ``sft`` is not an objective but the memory baseline of
+"plain fine-tuning": the policy samples the batch and takes one supervised step on it, with no
+reference, anchor or quantiles. Peak memory is the process's peak resident set (CPU) or
+``torch.cuda.max_memory_allocated`` (GPU).
+
+MFU of the update = FLOPs of the update (counted by ``torch.utils.flop_counter`` on the warm-up
+steps) / update seconds / peak FLOP/s. The peak is the datasheet dense figure for known GPUs, and
+on CPU a measured large matmul in the run's dtype and thread count (so a CPU MFU says how close
+the update comes to what this machine's matmul achieves, not to a vendor figure).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import resource
 import subprocess
 import sys
 import time
+from typing import Any
 
 import torch
 
 PHASES = ("generate", "reward", "logprobs", "update")
 DEFAULT_ALGOS = ("best_of_n", "reinforce", "ppo_lite", "bond", "jbond")
+OWN_KEYS = ("algos", "steps", "warmup", "out")
+SFT = "sft"
+
+# Dense datasheet peaks (FLOP/s) by device-name fragment and weight dtype.
+GPU_PEAKS = {
+    "H100": {"bfloat16": 989e12, "float16": 989e12, "float32": 67e12},
+    "H200": {"bfloat16": 989e12, "float16": 989e12, "float32": 67e12},
+    "A100": {"bfloat16": 312e12, "float16": 312e12, "float32": 19.5e12},
+}
 
 
-def _split(args: list[str]) -> tuple[dict[str, str], list[str]]:
+def split_args(args: list[str]) -> tuple[dict[str, str], list[str]]:
     own, rest = {}, []
     for a in args:
         key = a.split("=", 1)[0]
-        if key in ("algos", "steps", "warmup", "out"):
+        if key in OWN_KEYS:
             own[key] = a.split("=", 1)[1]
         else:
             rest.append(a)
     return own, rest
 
 
-def worker(args: list[str]) -> dict:
+def peak_flops(device: torch.device, dtype: torch.dtype) -> tuple[float, str]:
+    """(FLOP/s, where the figure comes from) for MFU."""
+    name = {torch.bfloat16: "bfloat16", torch.float16: "float16"}.get(dtype, "float32")
+    if device.type == "cuda":
+        gpu = torch.cuda.get_device_name(device)
+        for key, peaks in GPU_PEAKS.items():
+            if key in gpu:
+                return peaks[name], f"{gpu} datasheet dense {name}"
+        return float("nan"), f"{gpu}: no datasheet peak known"
+    n = 1024
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    a @ b
+    reps, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < 1.0:
+        a @ b
+        reps += 1
+    rate = 2 * n**3 * reps / (time.perf_counter() - t0)
+    return rate, f"measured {n}x{n} {name} matmul, {torch.get_num_threads()} threads"
+
+
+class _CountUpdateFlops:
+    """Wraps ``Costs.timed`` so that the ``update`` phase runs under a FLOP counter."""
+
+    def __init__(self, costs):
+        from torch.utils.flop_counter import FlopCounterMode
+
+        self.costs, self.flops, self.calls = costs, 0, 0
+        self._mode_cls, self._orig = FlopCounterMode, costs.timed
+
+    @contextlib.contextmanager
+    def timed(self, phase: str):
+        with self._orig(phase):
+            if phase != "update":
+                yield
+                return
+            mode = self._mode_cls(display=False)
+            with mode:
+                yield
+            self.flops += mode.get_total_flops()
+
+    def __enter__(self):
+        self.costs.timed = self.timed
+        return self
+
+    def __exit__(self, *exc):
+        self.costs.timed = self._orig
+
+
+def _generators(seed: int, step: int, name: str, prompts: list[str]) -> list[torch.Generator]:
+    from rlhf_zoo.rng import Streams
+
+    return Streams(seed, step).per_prompt(name, range(len(prompts)))
+
+
+def _sft_step(trainer, prompts: list[str], step: int) -> None:
+    """Plain fine-tuning: sample the batch from π, one supervised step on it (memory baseline)."""
+    from rlhf_zoo.rollout import sample
+
+    policy, costs = trainer.policy, trainer.costs
+    gens = _generators(trainer.cfg.seed, step, "policy", prompts)
+    with torch.no_grad():
+        rollout = sample(policy, prompts, trainer.needs.samples, "policy", gens, costs)
+    with costs.timed("update"):
+        logp = policy.logprobs(rollout, role="policy")
+        loss = -(logp * rollout.response_mask).sum() / rollout.response_mask.sum()
+        trainer.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        trainer.opt.step()
+
+
+def worker(args: list[str]) -> dict[str, Any]:
     """Profile one objective in this process; returns the figures."""
     from rlhf_zoo.config import load_config
     from rlhf_zoo.rollout import best_of_n_outputs
     from rlhf_zoo.runtime import Runtime
     from rlhf_zoo.train import Trainer, build, prompts_for_step
 
-    own, rest = _split(args)
+    own, rest = split_args(args)
+    sft = any(a == f"algo={SFT}" for a in rest)
+    if sft:
+        rest = [a for a in rest if a != f"algo={SFT}"] + ["algo=reinforce"]
     steps, warmup = int(own.get("steps", 2)), int(own.get("warmup", 1))
     cfg = load_config([*rest, "train.progress=false", "run_dir=/tmp/rlhf_zoo_profile_unused"])
     rt = Runtime(cfg.device)
@@ -51,87 +150,101 @@ def worker(args: list[str]) -> dict:
     algo, task, policy = build(cfg, rt)
     load_s = time.perf_counter() - t0
     trainer = Trainer(cfg, algo, task, policy, runtime=rt)
-    if trainer.needs.anchor:
+    if trainer.needs.anchor and not sft:
         policy.update_anchor(1.0)
     if rt.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
 
     def one_step(i: int) -> None:
-        if algo.trainable:
+        prompts = prompts_for_step(task.train_prompts, i, cfg.train.batch_prompts, cfg.seed)
+        if sft:
+            _sft_step(trainer, prompts, i)
+        elif algo.trainable:
             trainer.train_step()
         else:
-            prompts = prompts_for_step(task.train_prompts, i, cfg.train.batch_prompts, cfg.seed)
-            best_of_n_outputs(policy, task, prompts, algo.cfg.n, 1, generator=trainer.gen, costs=trainer.costs)
+            gens = _generators(cfg.seed, i, "bon", prompts)
+            best_of_n_outputs(policy, task, prompts, algo.cfg.n, 1, generator=gens, costs=trainer.costs)
 
-    for i in range(warmup):
-        one_step(i)
+    with _CountUpdateFlops(trainer.costs) as counter:
+        for i in range(warmup):
+            one_step(i)
+    update_flops = counter.flops / max(1, warmup)
     trainer.costs.seconds.clear()
     completions0 = trainer.costs.completions
+    if rt.device.type == "cuda":
+        torch.cuda.synchronize()
     t0 = time.perf_counter()
     for i in range(warmup, warmup + steps):
         one_step(i)
+    if rt.device.type == "cuda":
+        torch.cuda.synchronize()
     wall = (time.perf_counter() - t0) / steps
     sec = {p: trainer.costs.seconds.get(p, 0.0) / steps for p in PHASES}
+    completions = (trainer.costs.completions - completions0) / steps
     outputs = cfg.train.batch_prompts * (getattr(algo.cfg, "samples", 1) if algo.trainable else 1)
     if rt.device.type == "cuda":
         peak_gb = torch.cuda.max_memory_allocated() / 2**30
     else:
         peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+    dtype = getattr(getattr(policy, "model", None), "dtype", torch.float32)
+    peak, peak_source = peak_flops(rt.device, dtype)
+    update_rate = update_flops / sec["update"] if sec["update"] > 0 and update_flops else 0.0
     return {
-        "algo": cfg.algo.name,
+        "algo": SFT if sft else cfg.algo.name,
         "step_s": wall,
         **{f"{p}_s": v for p, v in sec.items()},
         "other_s": max(0.0, wall - sum(sec.values())),
-        "completions_per_step": (trainer.costs.completions - completions0) / steps,
+        "completions_per_step": completions,
         "policy_outputs_per_s": outputs / wall,
-        "completions_per_s": (trainer.costs.completions - completions0) / steps / wall,
+        "completions_per_s": completions / wall,
+        "generate_share": sec["generate"] / wall,
         "peak_memory_gb": peak_gb,
+        "update_flops": update_flops,
+        "update_flops_per_s": update_rate,
+        "mfu_update": update_rate / peak if update_rate else 0.0,
+        "peak_flops": peak,
+        "peak_flops_source": peak_source,
         "load_s": load_s,
         "device": str(rt.device),
+        "dtype": str(dtype).replace("torch.", ""),
         "threads": torch.get_num_threads(),
     }
 
 
-def main(args: list[str]) -> int:
-    from tabulate import tabulate
+def run_in_subprocess(module: str, args: list[str]) -> dict[str, Any]:
+    """Run ``python -m module args`` and parse the JSON on its last stdout line."""
+    out = subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(f"{module} {' '.join(args)} failed:\n{out.stderr[-3000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
-    from rlhf_zoo.config import load_config
-    from rlhf_zoo.runlog import hardware
 
-    own, rest = _split(args)
-    algos = own.get("algos", ",".join(DEFAULT_ALGOS)).split(",")
-    for a in algos:  # validate every configuration before spending minutes on the first
-        load_config([f"algo={a}", *rest])
+def profile_rows(algos: list[str], rest: list[str], steps: int, warmup: int) -> list[dict[str, Any]]:
     rows = []
     for a in algos:
-        cmd = [
-            sys.executable,
-            "-m",
-            "rlhf_zoo.profile",
-            f"algo={a}",
-            *rest,
-            f"steps={own.get('steps', 2)}",
-            f"warmup={own.get('warmup', 1)}",
-        ]
-        out = subprocess.run(cmd, capture_output=True, text=True)
-        if out.returncode != 0:
-            print(out.stderr[-2000:], file=sys.stderr)
-            return out.returncode
-        rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+        rows.append(run_in_subprocess("rlhf_zoo.profile", [f"algo={a}", *rest, f"steps={steps}", f"warmup={warmup}"]))
         print(f"{a}: {rows[-1]['step_s']:.2f} s/step", file=sys.stderr)
-    headers = [
-        "algo",
-        "s/step",
-        "generate",
-        "reward",
-        "log-probs",
-        "update",
-        "other",
-        "completions/step",
-        "completions/s",
-        "peak GB",
-    ]
-    table = [
+    return rows
+
+
+HEADERS = [
+    "objective",
+    "s/step",
+    "generate",
+    "reward",
+    "log-probs",
+    "update",
+    "other",
+    "completions/step",
+    "completions/s",
+    "generate share",
+    "update MFU",
+    "peak GB",
+]
+
+
+def table_rows(rows: list[dict[str, Any]]) -> list[list[str]]:
+    return [
         [
             r["algo"],
             f"{r['step_s']:.2f}",
@@ -141,14 +254,39 @@ def main(args: list[str]) -> int:
             f"{r['update_s']:.2f}",
             f"{r['other_s']:.2f}",
             f"{r['completions_per_step']:.0f}",
-            f"{r['completions_per_s']:.1f}",
+            f"{r['completions_per_s']:.2f}",
+            f"{r.get('generate_share', r['generate_s'] / r['step_s']):.0%}",
+            f"{r['mfu_update']:.1%}" if r.get("mfu_update") else "-",
             f"{r['peak_memory_gb']:.2f}",
         ]
         for r in rows
     ]
+
+
+def validate(algos: list[str], rest: list[str]) -> None:
+    from rlhf_zoo.config import load_config
+
+    for a in algos:  # every configuration before spending minutes on the first
+        load_config([f"algo={'reinforce' if a == SFT else a}", *rest])
+
+
+def main(args: list[str]) -> int:
+    from tabulate import tabulate
+
+    from rlhf_zoo.runlog import hardware
+
+    own, rest = split_args(args)
+    algos = own.get("algos", ",".join(DEFAULT_ALGOS)).split(",")
+    validate(algos, rest)
+    try:
+        rows = profile_rows(algos, rest, int(own.get("steps", 2)), int(own.get("warmup", 1)))
+    except RuntimeError as e:
+        print(e, file=sys.stderr)
+        return 1
     print(f"hardware: {hardware()}; torch threads: {rows[0]['threads']}; device: {rows[0]['device']}")
+    print(f"MFU peak: {rows[0]['peak_flops'] / 1e9:.0f} GFLOP/s ({rows[0]['peak_flops_source']})")
     print("command: rlhf-zoo profile " + " ".join(args))
-    print(tabulate(table, headers=headers, tablefmt="github"))
+    print(tabulate(table_rows(rows), headers=HEADERS, tablefmt="github"))
     if "out" in own:
         with open(own["out"], "w") as f:
             json.dump({"hardware": hardware(), "args": args, "rows": rows}, f, indent=2)

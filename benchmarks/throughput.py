@@ -1,0 +1,108 @@
+"""Throughput of every objective, side by side with Hugging Face TRL's ``RLOOTrainer`` in the same run.
+
+    python benchmarks/throughput.py                       # SmolLM2 + LoRA, 16 prompts x 2, 24 tokens
+    python benchmarks/throughput.py md=docs/benchmarks/throughput.md out=throughput.json
+    python benchmarks/throughput.py algos=reinforce trl=true device=cuda model.finetune=full model.dtype=bfloat16
+
+Per objective (each in its own process, see ``rlhf_zoo/profile.py``): completions per second,
+seconds per step split into generate / reward / log-probs / update, the share of time in
+generation, the update's model FLOP utilisation and peak memory; then TRL's RLOO (the version
+pinned in constraints.txt) on the same model, prompts, reward, batch, generation length, LoRA
+settings, optimiser and hardware (``rlhf_zoo/bench/trl_reference.py``), and the ratio of our
+``reinforce`` (k = 2, leave-one-out: the same algorithm) to TRL in completions per second.
+
+Arguments are ``key=value``: ``algos=`` (comma list; ``sft`` adds the plain fine-tuning memory
+baseline), ``steps=`` timed steps and ``warmup=`` untimed ones per objective, ``trl=true|false``,
+``out=`` a JSON file, ``md=`` a Markdown page; everything else is a config override for both.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+
+from tabulate import tabulate
+
+from rlhf_zoo.profile import HEADERS, profile_rows, run_in_subprocess, split_args, table_rows, validate
+from rlhf_zoo.runlog import hardware
+
+DEFAULTS = [
+    "task=sentiment",
+    "task.gold=null",
+    "train.batch_prompts=16",
+    "model.max_new_tokens=24",
+    "train.warmup_steps=0",
+    "train.lr_schedule=constant",
+]
+DEFAULT_ALGOS = "best_of_n,reinforce,ppo_lite,bond,jbond,sft"
+
+
+def _commit() -> str:
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True)
+        return sha + ("+dirty" if dirty.stdout.strip() else "")
+    except OSError:
+        return "unknown"
+
+
+def main(argv: list[str]) -> int:
+    own_keys = ("trl", "md")
+    own = {a.split("=", 1)[0]: a.split("=", 1)[1] for a in argv if a.split("=", 1)[0] in own_keys}
+    args = [a for a in argv if a.split("=", 1)[0] not in own_keys]
+    prof_own, overrides = split_args(args)
+    given = {a.split("=", 1)[0] for a in overrides}
+    rest = [d for d in DEFAULTS if d.split("=", 1)[0] not in given] + overrides
+    algos = prof_own.get("algos", DEFAULT_ALGOS).split(",")
+    steps, warmup = int(prof_own.get("steps", 3)), int(prof_own.get("warmup", 1))
+    validate(algos, rest)
+    t0 = time.time()
+    rows = profile_rows(algos, rest, steps, warmup)
+    trl_row = None
+    if own.get("trl", "true").lower() in ("1", "true", "yes"):
+        trl_row = run_in_subprocess("rlhf_zoo.bench.trl_reference", [*rest, f"steps={steps}", f"warmup={warmup}"])
+        print(f"TRL RLOO: {trl_row['step_s']:.2f} s/step", file=sys.stderr)
+    wall = time.time() - t0
+
+    ours = next((r for r in rows if r["algo"] == "reinforce"), None)
+    ratio = ours["completions_per_s"] / trl_row["completions_per_s"] if ours and trl_row else None
+    lines = [
+        f"- hardware: {hardware()}; device: {rows[0]['device']}; dtype: {rows[0]['dtype']}; "
+        f"torch threads: {rows[0]['threads']}",
+        f"- command: `python benchmarks/throughput.py {' '.join(argv)}`",
+        f"- settings: {' '.join(rest)}; {warmup} warm-up + {steps} timed steps per objective",
+        f"- commit: {_commit()}; date: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}; "
+        f"wall time {wall / 60:.1f} min",
+        f"- MFU peak: {rows[0]['peak_flops'] / 1e9:,.0f} GFLOP/s ({rows[0]['peak_flops_source']})",
+    ]
+    table = table_rows(rows + ([trl_row] if trl_row else []))
+    verdict = []
+    if ratio is not None:
+        verdict = [
+            f"**reinforce (k=2, leave-one-out) / TRL RLOO (k=2): {ratio:.2f}x completions per second** "
+            f"({ours['completions_per_s']:.2f} vs {trl_row['completions_per_s']:.2f}; goal: >= 1.5x)."
+        ]
+    sft = next((r for r in rows if r["algo"] == "sft"), None)
+    jbond = next((r for r in rows if r["algo"] == "jbond"), None)
+    if sft and jbond:
+        verdict.append(
+            f"J-BOND peak memory / plain fine-tuning ({sft['algo']}) peak memory: "
+            f"{jbond['peak_memory_gb'] / sft['peak_memory_gb']:.2f}x "
+            f"({jbond['peak_memory_gb']:.2f} GB vs {sft['peak_memory_gb']:.2f} GB; goal with LoRA: <= 1.3x)."
+        )
+    text = "\n".join(lines) + "\n\n" + tabulate(table, headers=HEADERS, tablefmt="github") + "\n\n" + "\n".join(verdict)
+    print(text)
+    if "out" in prof_own:
+        with open(prof_own["out"], "w") as f:
+            json.dump({"argv": argv, "settings": rest, "rows": rows, "trl": trl_row, "ratio": ratio}, f, indent=2)
+    if "md" in own:
+        with open(own["md"], "a") as f:
+            f.write(f"\n## {rows[0]['device']} ({hardware()})\n\n{text}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
