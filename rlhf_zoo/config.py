@@ -52,6 +52,8 @@ class TrainConfig:
     checkpoint_every: save a checkpoint every K steps (0 = only at the end and on interrupt).
     progress: show a progress bar.
     log_with: also send metrics to ``tensorboard`` or ``wandb`` through accelerate's trackers (``none``).
+    fsdp: with several processes, shard the language-model policy with FSDP2 instead of holding full
+        replicas (as an accelerate config with ``distributed_type: FSDP`` does; docs/scaling.md).
     """
 
     steps: int = 200
@@ -68,6 +70,7 @@ class TrainConfig:
     checkpoint_every: int = 0
     progress: bool = True
     log_with: str = "none"
+    fsdp: bool = False
 
 
 @dataclass

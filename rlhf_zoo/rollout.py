@@ -132,6 +132,10 @@ class BaseCache:
             for i, p in enumerate(mine):
                 rows = list(range(i * self.k, (i + 1) * self.k))
                 new[(p, role, version)] = (fresh.select(rows), rewards[rows])
+        elif missing and getattr(policy, "sharded", False):
+            # Sharded (FSDP) weights are gathered by every forward, a collective: a process with no
+            # prompt of its own still takes part, with one completion that it discards.
+            policy.sample(missing[:1], 1, role=role, generator=torch.Generator().manual_seed(0))
         if shard is not None and shard.world > 1 and missing:
             for part in shard.gather_objects({key: (r.to("cpu"), w) for key, (r, w) in new.items()}):
                 self.entries.update({key: (r.to(policy.device), w) for key, (r, w) in part.items()})

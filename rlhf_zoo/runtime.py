@@ -14,10 +14,13 @@ holds an equal share so the mean of the processes' mean losses is the global mea
 statistics (batch-mean baselines) are computed on the gathered global batch, the base cache is shared,
 and metrics are averaged across processes (cost counters summed). Only the main process writes.
 
-Only data parallelism with full replicas is implemented: the model is never passed to
-``accelerator.prepare``. So an accelerate config that selects FSDP, DeepSpeed, Megatron-LM, a
-parallelism config, mixed precision or a dynamo backend is refused with a one-line error
-(:func:`check_launch_config`) rather than silently ignored (docs/scaling.md).
+The model is never passed to ``accelerator.prepare``. Besides full replicas, the language-model
+policy can be sharded with FSDP2 (:mod:`rlhf_zoo.fsdp`: ``train.fsdp=true``, or an accelerate config
+with ``distributed_type: FSDP`` and ``fsdp_version: 2``, whose settings :attr:`Runtime.fsdp` holds);
+its sharded gradients are reduce-scattered by FSDP in backward, and :meth:`Runtime.average_gradients`
+skips them. An accelerate config that selects DeepSpeed, Megatron-LM, a parallelism config, mixed
+precision, a dynamo backend or an FSDP setting that is not implemented is refused with a one-line
+error (:func:`check_launch_config`) rather than silently ignored (docs/scaling.md).
 """
 
 from __future__ import annotations
@@ -61,7 +64,6 @@ def launched_world_size() -> int:
 
 # What `accelerate launch` exports for settings this runtime does not implement.
 UNSUPPORTED_LAUNCH = {
-    "ACCELERATE_USE_FSDP": "FSDP (distributed_type: FSDP)",
     "ACCELERATE_USE_DEEPSPEED": "DeepSpeed (distributed_type: DEEPSPEED)",
     "ACCELERATE_USE_MEGATRON_LM": "Megatron-LM (distributed_type: MEGATRON_LM)",
     "ACCELERATE_USE_PARALLELISM_CONFIG": "a parallelism_config (tensor/context parallelism)",
@@ -81,7 +83,7 @@ def check_launch_config(env: Mapping[str, str] | None = None) -> None:
         if _flag(env.get(var)):
             raise UserError(
                 f"the accelerate config selects {what}, which rlhf_zoo does not implement (it would train full "
-                "replicas with plain data parallelism): use distributed_type: MULTI_GPU (docs/scaling.md)"
+                "replicas with plain data parallelism): use distributed_type: MULTI_GPU or FSDP (docs/scaling.md)"
             )
     precision = (env.get("ACCELERATE_MIXED_PRECISION") or "no").strip().lower()
     if precision != "no":
@@ -95,6 +97,9 @@ def check_launch_config(env: Mapping[str, str] | None = None) -> None:
             f"the accelerate config sets dynamo_backend: {dynamo}, which rlhf_zoo does not apply: "
             "remove dynamo_config (docs/scaling.md)"
         )
+    from rlhf_zoo.fsdp import launch_settings
+
+    launch_settings(env)  # refuses the FSDP settings that are not implemented
 
 
 class Runtime:
@@ -102,6 +107,10 @@ class Runtime:
 
     def __init__(self, device: str = "auto", log_with: str = "none", project_dir: str | None = None):
         check_launch_config()
+        from rlhf_zoo.fsdp import launch_settings
+
+        # FSDP asked for by the accelerate config (None: not); train.fsdp asks for it too (Trainer).
+        self.fsdp = launch_settings()
         self.accelerator = None
         self.log_with = log_with
         if launched_world_size() > 1 or log_with != "none":
@@ -147,7 +156,10 @@ class Runtime:
     def average_gradients(self, params: Sequence[torch.nn.Parameter]) -> None:
         if not self.distributed:
             return
-        grads = [p.grad for p in params if p.grad is not None]
+        from rlhf_zoo.fsdp import is_sharded
+
+        # Sharded (FSDP) gradients were already reduce-scattered (averaged) in backward.
+        grads = [p.grad for p in params if p.grad is not None and not is_sharded(p.grad)]
         if not grads:
             return
         flat = torch.cat([g.reshape(-1) for g in grads])
@@ -157,6 +169,12 @@ class Runtime:
             n = g.numel()
             g.copy_(flat[offset : offset + n].view_as(g))
             offset += n
+
+    def device_mesh(self):
+        """A 1-D device mesh over every process (for FSDP)."""
+        from rlhf_zoo.fsdp import device_mesh
+
+        return device_mesh(self.device)
 
     def mean_metrics(self, metrics: dict[str, Any]) -> dict[str, Any]:
         """Average the numeric metrics across processes; strings pass through. Every metric is a mean

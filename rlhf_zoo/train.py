@@ -124,6 +124,7 @@ class Trainer:
             seed=cfg.seed,
             shard=self.shard,
         )
+        self.sharded = self._shard_policy()
         params = policy.trainable_parameters() if algo.trainable else []
         self.opt = torch.optim.AdamW(params, lr=self.t.lr, weight_decay=self.t.weight_decay) if params else None
         self.sched = (
@@ -137,13 +138,30 @@ class Trainer:
         self.elapsed = 0.0
         self.train_acc: dict[str, list[float]] = defaultdict(list)
 
+    def _shard_policy(self) -> bool:
+        """Shard the policy with FSDP2 if the launch (``distributed_type: FSDP``) or ``train.fsdp`` asks
+        for it and there are several processes (one process has nothing to shard with); True if sharded."""
+        from rlhf_zoo.fsdp import FSDPSettings
+
+        settings = self.rt.fsdp or (FSDPSettings() if self.t.fsdp else None)
+        if settings is None or not self.rt.distributed:
+            return False
+        if not hasattr(self.policy, "shard"):
+            raise UserError(
+                f"FSDP shards the language-model policy; task={self.task.name} has none to shard: "
+                "drop train.fsdp / use distributed_type: MULTI_GPU (docs/scaling.md)"
+            )
+        n = self.needs
+        self.policy.shard(settings, self.rt.device_mesh(), anchor=n.anchor or n.anchor_logp or n.base == "anchor")
+        return True
+
     # -- state -------------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
         """The checkpoint's training state. Called in every process: what processes hold separately (cost
         counters, the held-out reference rewards) is gathered; everything else is the same everywhere."""
         return {
             "step": self.step,
-            "optimizer": self.opt.state_dict() if self.opt else None,
+            "optimizer": self._optimizer_state() if self.opt else None,
             "scheduler": self.sched.state_dict() if self.sched else None,
             "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
@@ -154,6 +172,13 @@ class Trainer:
             "train_acc": dict(self.train_acc),
             "elapsed": self.elapsed,
         }
+
+    def _optimizer_state(self) -> dict[str, Any]:
+        if not self.sharded:
+            return self.opt.state_dict()
+        from rlhf_zoo.fsdp import full_optimizer_state
+
+        return full_optimizer_state(self.opt.state_dict())  # the layout of an unsharded run's state
 
     def _summed(self, costs: Costs) -> Costs:
         """The counters summed over processes (this process's timings)."""
@@ -168,8 +193,10 @@ class Trainer:
 
     def save(self) -> None:
         state = self.state()
-        if self.rt.is_main:  # every process holds the same weights
-            self.log.save_checkpoint(self.policy.state_dict(), state)
+        # Every process holds the same weights; sharded ones are gathered by every process.
+        weights = self.policy.state_dict() if self.rt.is_main or self.sharded else None
+        if self.rt.is_main:
+            self.log.save_checkpoint(weights, state)
         self.rt.barrier()
 
     def restore(self) -> None:
@@ -178,6 +205,10 @@ class Trainer:
         self.step = s["step"]
         if self.opt and s["optimizer"]:
             self.opt.load_state_dict(s["optimizer"])
+            if self.sharded:
+                from rlhf_zoo.fsdp import shard_optimizer_state
+
+                shard_optimizer_state(self.opt)
             self.sched.load_state_dict(s["scheduler"])
         torch.set_rng_state(s["torch_rng"])
         if s["cuda_rng"] is not None and torch.cuda.is_available():
@@ -189,7 +220,8 @@ class Trainer:
         self.evaluator.load_reference(s["eval_reference"])
         self.train_acc = defaultdict(list, s["train_acc"])
         self.elapsed = s["elapsed"]
-        self.log.truncate_metrics(self.step)
+        if self.rt.is_main:  # one writer: processes racing on the same temporary file could fail
+            self.log.truncate_metrics(self.step)
 
     # -- the loop ----------------------------------------------------------------------------------
     def train_step(self) -> dict[str, float]:
@@ -223,6 +255,10 @@ class Trainer:
                     self.rt.average_gradients(self.policy.trainable_parameters())
                     if self.t.grad_clip > 0:
                         norm = torch.nn.utils.clip_grad_norm_(self.policy.trainable_parameters(), self.t.grad_clip)
+                        if self.sharded:
+                            from rlhf_zoo.fsdp import full
+
+                            norm = full(norm)  # a DTensor over sharded gradients
                         metrics["train/grad_norm"].append(float(norm))
                     self.opt.step()
                 metrics["loss/total"].append(float(loss.detach()))
@@ -270,7 +306,8 @@ class Trainer:
         self.rt.barrier()  # every process has checked the run directory before anything is written
         if self.rt.is_main:
             self.log.write_config(to_yaml(cfg))
-            self.log.write_meta({**provenance(self.argv), "processes": self.rt.world})
+            sharded = {"sharded": "fsdp2"} if self.sharded else {}
+            self.log.write_meta({**provenance(self.argv), "processes": self.rt.world, **sharded})
         self.rt.start_trackers(f"{self.algo.name}-{self.task.name}", _flat_config(cfg))
         steps = self.t.steps if self.algo.trainable else 0
         last = None

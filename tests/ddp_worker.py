@@ -4,16 +4,36 @@ python -m torch.distributed.run --nproc_per_node 2 tests/ddp_worker.py key=value
 
 Each ``--``-separated group of overrides is one run (one process group for all of them, so several
 short runs share one launch); each process writes ``<run_dir>/weights_rank<r>.pt`` (its policy's
-state dict: trainable and anchor weights).
+state dict: trainable and anchor weights), and for a policy sharded with FSDP
+``<run_dir>/shards_rank<r>.json``, how many values of the model's weights the process holds.
+Two options that are not config keys: ``worker.stop_after=N`` stops that run like Ctrl-C after N
+steps (every process takes part in saving the checkpoint) and writes no weights, for a later run of
+the group to resume; ``worker.reshard_after_forward=false`` shards that run as an accelerate config
+with ``fsdp_reshard_after_forward: false`` would.
 """
 
+import json
 import sys
+from pathlib import Path
 
 import torch
 
 from rlhf_zoo.config import load_config
+from rlhf_zoo.fsdp import FSDPSettings
 from rlhf_zoo.runtime import Runtime
-from rlhf_zoo.train import Trainer, build
+from rlhf_zoo.train import Interrupted, Trainer, build
+
+
+def stop_after(trainer: Trainer, steps: int) -> None:
+    original = trainer.train_step
+
+    def step():
+        if trainer.step == steps:
+            raise KeyboardInterrupt
+        return original()
+
+    trainer.train_step = step
+
 
 torch.set_num_threads(1)
 runs: list[list[str]] = [[]]
@@ -23,11 +43,32 @@ for arg in sys.argv[1:]:
     else:
         runs[-1].append(arg)
 rt = None
+launched = None
 for args in runs:
-    cfg = load_config(args)
-    rt = rt or Runtime(cfg.device)
+    stop = [int(a.split("=", 1)[1]) for a in args if a.startswith("worker.stop_after=")]
+    cfg = load_config([a for a in args if not a.startswith("worker.")])
+    if rt is None:
+        rt = Runtime(cfg.device)
+        launched = rt.fsdp
+    keep_gathered = "worker.reshard_after_forward=false" in args
+    rt.fsdp = FSDPSettings(reshard_after_forward=False) if keep_gathered else launched
     algo, task, policy = build(cfg, rt)
-    Trainer(cfg, algo, task, policy, runtime=rt).fit()
+    trainer = Trainer(cfg, algo, task, policy, runtime=rt)
+    if stop:
+        stop_after(trainer, stop[0])
+        try:
+            trainer.fit()
+        except Interrupted:
+            continue
+        raise SystemExit(f"{cfg.run_dir}: worker.stop_after={stop[0]} did not stop the run")
+    trainer.fit()
     weights = {k: v.detach().cpu() for k, v in policy.state_dict().items()}
     torch.save(weights, f"{cfg.run_dir}/weights_rank{rt.rank}.pt")
+    if getattr(policy, "sharded", False):
+        from rlhf_zoo.fsdp import local
+
+        policy.reshard()  # with reshard_after_forward=false the modules may still hold gathered copies
+        params = list(policy.model.parameters())
+        held = {"local": sum(local(p).numel() for p in params), "whole": sum(p.numel() for p in params)}
+        Path(f"{cfg.run_dir}/shards_rank{rt.rank}.json").write_text(json.dumps(held))
 print(f"rank {rt.rank} of {rt.world} on {rt.accelerator.distributed_type if rt.accelerator else 'single'}")

@@ -15,6 +15,9 @@ The three roles share weights wherever they can:
 - **Full fine-tuning**: π = the model; π_ref = a frozen copy made at construction; π_anchor = one
   more frozen copy, made on first use. At most three copies of the weights.
 
+With several processes the weights can be sharded with FSDP2 (:meth:`HFPolicy.shard`; the roles,
+sampling, the anchor's EMA and checkpoints then work on the shards; docs/scaling.md).
+
 The anchor is created equal to π by :meth:`HFPolicy.init_anchor`, by the first
 :meth:`HFPolicy.update_anchor`, or by the first use of the ``"anchor"`` role, whichever comes
 first. Algorithms that need an anchor (BOND, J-BOND) should call ``init_anchor()`` before the
@@ -278,6 +281,9 @@ class HFPolicy:
             (n, p) for n, p in self.model.named_parameters() if p.requires_grad
         ]
         self._forward_module: nn.Module = self.model
+        # FSDP2 (see shard()): the fully_shard units, and the anchor's (name → parameter) fixed at sharding.
+        self._fsdp_units: list[nn.Module] = []
+        self._sharded_anchor: dict[str, nn.Parameter] | None = None
         self.training = True
         self.train(True)
 
@@ -486,12 +492,16 @@ class HFPolicy:
             **self._cache_options(),
         )
         sampler = _Sampler(self.cfg.temperature, self.cfg.top_p, _uniform_source(generator, len(prompts), n))
+        # Sharded weights are gathered by every forward, a collective: every process must run as many
+        # forwards, so a process whose completions have all ended keeps stepping until all have.
+        synced = {"synced_gpus": True} if self.sharded else {}
         with self._role(role) as module, _eval_mode(module):
             sequences = module.generate(
                 input_ids=prompt_ids,
                 attention_mask=prompt_mask,
                 generation_config=gen_cfg,
                 logits_processor=LogitsProcessorList([sampler]),
+                **synced,
             )
         completion = sequences[:, prompt_ids.shape[1] :]
         sample_logp = sampler.finish(completion)
@@ -518,7 +528,7 @@ class HFPolicy:
         opts: dict[str, Any] = {}
         if self.cfg.generation_cache == "static":
             opts["cache_implementation"] = "static"
-        if self.cfg.compile_generation == "off":
+        if self.cfg.compile_generation == "off" or self.sharded:
             opts["disable_compile"] = True
         elif self.cfg.compile_generation == "on":
             from transformers import CompileConfig
@@ -654,7 +664,7 @@ class HFPolicy:
         if not self._has_anchor:
             return []
         if self._lora:
-            params = dict(self.model.named_parameters())
+            params = self._sharded_anchor if self._sharded_anchor is not None else dict(self.model.named_parameters())
             pairs = []
             for name, p in self._trainable:
                 # PEFT names adapter weights "...lora_A.<adapter>.weight".
@@ -664,29 +674,53 @@ class HFPolicy:
                 pairs.append((name, params[anchor_name], p))
             return pairs
         assert self._anchor_model is not None
-        anchor_params = dict(self._anchor_model.named_parameters())
+        anchor_params = (
+            self._sharded_anchor if self._sharded_anchor is not None else dict(self._anchor_model.named_parameters())
+        )
         return [(name, anchor_params[name], p) for name, p in self._trainable]
 
     def _ensure_anchor(self) -> bool:
         """Create the anchor equal to π if it does not exist yet; True if it was created."""
         if self._has_anchor:
             return False
-        if self._lora:
-            lora = copy.deepcopy(self.model.peft_config[_POLICY_ADAPTER])
-            # The new adapter's random init is overwritten below; fork the RNG so that creating
-            # the anchor does not shift the caller's sampling stream.
-            with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
-                self.model.add_adapter(_ANCHOR_ADAPTER, lora)
-            # add_adapter leaves "default" active; make sure only π's weights are trainable.
-            self.model.set_adapter(_POLICY_ADAPTER)
-        else:
+        if self.sharded and not self._anchor_built():
+            raise UserError(
+                "this sharded (FSDP) policy was built without an anchor, and one cannot be added to sharded weights"
+            )
+        if self._lora and not self._anchor_built():
+            self._add_anchor_adapter()
+        elif not self._lora and self._anchor_model is None:
             self._anchor_model = self._frozen_copy(self.model)
         self._has_anchor = True
-        pairs = self._anchor_pairs()
-        ema_([a for _, a, _ in pairs], [p for _, _, p in pairs], 1.0)
-        for _, a, _ in pairs:
+        self._ema(self._anchor_pairs(), 1.0)
+        for _, a, _ in self._anchor_pairs():
             a.requires_grad_(False)
         return True
+
+    def _anchor_built(self) -> bool:
+        """The anchor's weights exist (they may exist before the anchor is in use: a sharded policy
+        builds them before sharding)."""
+        return _ANCHOR_ADAPTER in self.model.peft_config if self._lora else self._anchor_model is not None
+
+    def _add_anchor_adapter(self) -> None:
+        lora = copy.deepcopy(self.model.peft_config[_POLICY_ADAPTER])
+        # The new adapter's random init is overwritten when the anchor is set to π; fork the RNG so
+        # that creating the anchor does not shift the caller's sampling stream.
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            self.model.add_adapter(_ANCHOR_ADAPTER, lora)
+        # add_adapter leaves "default" active; make sure only π's weights are trainable.
+        self.model.set_adapter(_POLICY_ADAPTER)
+
+    def _ema(self, pairs: list[tuple[str, Tensor, Tensor]], eta: float) -> None:
+        """The EMA over (anchor, policy) pairs; on sharded weights, elementwise on the local shards
+        (an anchor weight and its policy weight are sharded alike)."""
+        if self.sharded:
+            from rlhf_zoo.fsdp import local
+
+            ema_([local(a) for _, a, _ in pairs], [local(p) for _, _, p in pairs], eta)
+            self.reshard()  # no unit may keep serving a gathered copy of the old anchor
+        else:
+            ema_([a for _, a, _ in pairs], [p for _, _, p in pairs], eta)
 
     def init_anchor(self) -> None:
         """Create π_anchor = π (call before training BOND/J-BOND). If the anchor already exists,
@@ -703,12 +737,14 @@ class HFPolicy:
         if not 0.0 <= eta <= 1.0:
             raise ValueError(f"eta must lie in [0, 1], got {eta}")
         self._ensure_anchor()
-        pairs = self._anchor_pairs()
-        ema_([a for _, a, _ in pairs], [p for _, _, p in pairs], eta)
+        self._ema(self._anchor_pairs(), eta)
         self._anchor_version += 1
 
     def _drop_anchor(self) -> None:
         if not self._has_anchor:
+            return
+        if self.sharded:  # sharded weights stay; the anchor is only out of use
+            self._has_anchor = False
             return
         if self._lora:
             self.model.delete_adapter(_ANCHOR_ADAPTER)
@@ -725,6 +761,59 @@ class HFPolicy:
     def num_parameters(self, trainable_only: bool = False) -> int:
         params = self.trainable_parameters() if trainable_only else list(self.model.parameters())
         return sum(p.numel() for p in params)
+
+    @property
+    def sharded(self) -> bool:
+        """True once :meth:`shard` has sharded the weights over the processes (FSDP2)."""
+        return bool(self._fsdp_units)
+
+    def shard(self, settings: Any, mesh: Any, anchor: bool) -> None:
+        """Shard the weights over the processes of ``mesh`` with FSDP2 (:mod:`rlhf_zoo.fsdp`); call once,
+        before the optimiser is built (the trainable parameters become DTensors).
+
+        ``anchor``: build the anchor's weights now (a LoRA adapter, or a frozen copy for full
+        fine-tuning), since none can be added to sharded weights later; it comes into use (= π) at
+        :meth:`init_anchor` / the first :meth:`update_anchor`, as without sharding. Units: every
+        transformer block and the causal LM around them; with LoRA the base model holding both adapters
+        (the PEFT wrapper only dispatches to it, and ``generate`` calls the causal LM's forward), with
+        full fine-tuning the trainable model, the frozen reference and the anchor copy, each a model of
+        its own. Parameter names do not change, so checkpoints hold the same keys as unsharded ones.
+        """
+        from rlhf_zoo.fsdp import shard_model
+
+        if self.sharded:
+            raise RuntimeError("the policy is already sharded")
+        if self.cfg.compile_generation == "on":
+            raise UserError("model.compile_generation=on is not supported with FSDP (generation is never compiled)")
+        if anchor and not self._anchor_built():
+            if self._lora:
+                self._add_anchor_adapter()
+            else:
+                self._anchor_model = self._frozen_copy(self.model)
+        names = [n for n, _ in self._trainable]
+        if self._lora:
+            models = [self.model.get_base_model()]
+        else:
+            models = [m for m in (self.model, self._ref_model, self._anchor_model) if m is not None]
+        units: list[nn.Module] = []
+        for m in models:
+            units += shard_model(m, settings, mesh)
+        self._fsdp_units = units
+        self._trainable = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
+        if [n for n, _ in self._trainable] != names:
+            raise RuntimeError("sharding changed the trainable parameters")
+        # Fixed now, while every unit holds its shards (a unit's modules hold gathered copies between
+        # its forward and its resharding).
+        if self._anchor_built():
+            anchor_model = self.model if self._lora else self._anchor_model
+            self._sharded_anchor = dict(anchor_model.named_parameters())
+        self._forward_module = self.model
+
+    def reshard(self) -> None:
+        """Free every gathered (unsharded) copy of the weights, so the next forward gathers the current
+        shards (needed after the shards change outside an optimiser step: anchor updates, loading)."""
+        for unit in self._fsdp_units:
+            unit.reshard()
 
     def set_forward_module(self, module: nn.Module) -> None:
         """Use ``module`` (e.g. ``accelerator.prepare(policy.model)``) for the policy role's
@@ -747,6 +836,15 @@ class HFPolicy:
         """π's trainable weights (``policy.<name>``), the anchor's (``anchor.<name>``, if it
         exists) and ``meta.anchor_version``: detached contiguous CPU tensors with no shared
         storage, ready for ``safetensors.torch.save_file``. The frozen base is not included."""
+        if self.sharded:
+            from rlhf_zoo.fsdp import full
+
+            # Whole tensors, gathered one weight at a time in every process (a collective each).
+            out = {f"policy.{n}": full(p.detach()).to("cpu", copy=True).contiguous() for n, p in self._trainable}
+            for name, a, _ in self._anchor_pairs():
+                out[f"anchor.{name}"] = full(a.detach()).to("cpu", copy=True).contiguous()
+            out["meta.anchor_version"] = torch.tensor(self._anchor_version, dtype=torch.long)
+            return out
         out = {f"policy.{n}": p.detach().to("cpu", copy=True).contiguous() for n, p in self._trainable}
         for name, a, _ in self._anchor_pairs():
             out[f"anchor.{name}"] = a.detach().to("cpu", copy=True).contiguous()
@@ -770,6 +868,18 @@ class HFPolicy:
                 f"missing {missing[:3]}{'...' if len(missing) > 3 else ''}, "
                 f"unexpected {unexpected[:3]}{'...' if len(unexpected) > 3 else ''}"
             )
+        if self.sharded:
+            from rlhf_zoo.fsdp import local, local_shard_of
+
+            # Whole tensors in every process: each keeps its own shard, no communication.
+            self.reshard()
+            with torch.no_grad():
+                for name, p in self._trainable:
+                    local(p).copy_(local_shard_of(p, state[f"policy.{name}"]))
+                for name, a, _ in self._anchor_pairs():
+                    local(a).copy_(local_shard_of(a, state[f"anchor.{name}"]))
+            self._anchor_version = int(state["meta.anchor_version"])
+            return
         with torch.no_grad():
             for name, p in self._trainable:
                 p.copy_(state[f"policy.{name}"])

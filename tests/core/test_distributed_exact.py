@@ -113,20 +113,20 @@ def test_shipped_accelerate_configs_are_valid_data_parallel_configs():
         assert str(cfg.distributed_type) in ("MULTI_GPU", "DistributedType.MULTI_GPU"), name
         assert cfg.num_machines == machines and cfg.num_processes % machines == 0
         assert str(cfg.mixed_precision) in ("no", "PrecisionType.NO") and not cfg.fsdp_config
-    assert sorted(p.name for p in CONFIGS.glob("*.yaml")) == ["multi_gpu.yaml", "multi_node.yaml"]
+    cfg = load_config_from_file(str(CONFIGS / "fsdp.yaml"))
+    assert str(cfg.distributed_type) in ("FSDP", "DistributedType.FSDP")
+    assert cfg.fsdp_config["fsdp_version"] == 2 and str(cfg.mixed_precision) in ("no", "PrecisionType.NO")
+    assert sorted(p.name for p in CONFIGS.glob("*.yaml")) == ["fsdp.yaml", "multi_gpu.yaml", "multi_node.yaml"]
 
 
 @pytest.mark.slow
-def test_an_fsdp_config_is_refused_in_one_line(tmp_path):
-    """FSDP is not implemented (the model is never sharded): a launch that selects it fails in every
-    process with the one-line error instead of silently training full replicas."""
-    config = tmp_path / "fsdp.yaml"
-    config.write_text(
-        "compute_environment: LOCAL_MACHINE\ndistributed_type: FSDP\nfsdp_config:\n  fsdp_version: 2\n"
-        "num_machines: 1\nmachine_rank: 0\nnum_processes: 2\nmixed_precision: 'no'\nuse_cpu: false\n"
-    )
-    out = _accelerate_launch(config, [*COMMON, "algo=jbond", "device=cpu", f"run_dir={tmp_path / 'run'}"])
+def test_an_fsdp_config_on_the_tabular_task_is_refused_in_one_line(tmp_path):
+    """FSDP shards the language-model policy only: a launch that selects it on the exact testbed fails in
+    every process with the one-line error instead of silently training full replicas (the FSDP runs of
+    the language model: tests/lm/test_fsdp.py)."""
+    run = tmp_path / "run"
+    out = _accelerate_launch(CONFIGS / "fsdp.yaml", [*COMMON, "algo=jbond", "device=cpu", f"run_dir={run}"])
     assert out.returncode != 0
     errors = [line for line in out.stderr.splitlines() if line.startswith("rlhf-zoo: error:")]
     assert len(errors) == 2 and all("FSDP" in line and "docs/scaling.md" in line for line in errors), out.stderr[-3000:]
-    assert not (tmp_path / "run" / "metrics.jsonl").exists()
+    assert not (run / "metrics.jsonl").exists()
