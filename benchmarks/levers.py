@@ -15,6 +15,8 @@ Levers (``only=`` picks some, comma-separated):
 - ``reward``: the MiniLM reward scoring a batch in one call (after) against one call per text.
 - ``sampler``: generation drawing tokens by an inverse CDF inside a logits processor (after)
   against ``generate``'s own ``torch.multinomial`` sampling (before), same model and batch.
+- ``share``: rows that continue the same prompt (k samples per prompt) run the prompt once, in
+  sampling and in scoring with gradient (after), against every row running its prompt (before).
 - ``static``: a static KV cache, and with ``compile=true`` torch.compile of the decoding step (CUDA
   graphs on a GPU), against the default dynamic cache (compile time reported separately).
 - ``bf16``: bfloat16 weights against float32, for generation and for the update.
@@ -118,6 +120,21 @@ class Bench:
         rows = len(self.prompts) * self.samples
         note = f"{rows} x {self.tokens} tokens"
         self.row("sampler", "generate(do_sample) multinomial", "inverse-CDF processor", b, a, "s", note)
+
+    def share(self) -> None:
+        plain = self.build(share_prompts=False)
+
+        def step(pol):
+            roll = pol.sample(self.prompts, self.samples, generator=self.gens())
+            with torch.no_grad():
+                pol.logprobs(roll, role="ref")
+            (pol.logprobs(roll) * roll.response_mask).sum().backward()
+            for q in pol.trainable_parameters():
+                q.grad = None
+
+        b = timed(lambda: step(plain), self.reps, self.sync)
+        a = timed(lambda: step(self.policy), self.reps, self.sync)
+        self.row("share", "every row runs its prompt", "one prompt pass per prompt", b, a, "s", "sample+ref+fwd/bwd")
 
     def static(self) -> None:
         a_pol = self.build(generation_cache="static")
@@ -242,7 +259,7 @@ class Bench:
         self.row("bf16 update", "float32", "bfloat16", upd["float32"], upd["bfloat16"], "s", "forward + backward")
 
 
-LEVERS = ("cache", "ref", "anchor", "tokenise", "reward", "sampler", "static", "bf16")
+LEVERS = ("cache", "ref", "anchor", "tokenise", "reward", "sampler", "share", "static", "bf16")
 
 
 def main(argv: list[str]) -> int:

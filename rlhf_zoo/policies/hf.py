@@ -97,6 +97,9 @@ class HFPolicyConfig:
             :meth:`HFPolicy.token_kl` (bounds activation and [rows, T, V] memory).
         generation_cache: ``"dynamic"`` (a KV cache that grows each step; the default) or
             ``"static"`` (preallocated to prompt + ``max_new_tokens``, fixed shapes).
+        share_prompts: rows that continue the same prompt (k samples per prompt) run the prompt
+            once, in sampling (one prefill) and in scoring (one prompt pass whose keys and values
+            the rows share, gradients included); ``False`` runs every row in full.
         compile_generation: ``"auto"`` (transformers compiles the decoding step when the cache is
             static and the device is a GPU: ``torch.compile`` with CUDA graphs), ``"on"`` (also on
             CPU; needs ``generation_cache="static"`` and a C++ compiler) or ``"off"``.
@@ -117,6 +120,7 @@ class HFPolicyConfig:
     logprob_batch_size: int = 16
     generation_cache: str = "dynamic"
     compile_generation: str = "auto"
+    share_prompts: bool = True
 
     def __post_init__(self) -> None:
         # Config systems hand sequences over as lists; keep the dataclass hashable and frozen.
@@ -467,9 +471,9 @@ class HFPolicy:
         from transformers import GenerationConfig, LogitsProcessorList
 
         prompts = list(prompts) if not isinstance(prompts, str) else prompts
-        prompt_ids, prompt_mask = self.encode_prompts(prompts)
-        prompt_ids = prompt_ids.repeat_interleave(n, dim=0)
-        prompt_mask = prompt_mask.repeat_interleave(n, dim=0)
+        unique_ids, unique_mask = self.encode_prompts(prompts)
+        prompt_ids = unique_ids.repeat_interleave(n, dim=0)
+        prompt_mask = unique_mask.repeat_interleave(n, dim=0)
         # Greedy over the sampler's one-hot scores (see _Sampler). Every option that changes
         # logits is set explicitly: unset ones would be filled from the model's defaults.
         gen_cfg = GenerationConfig(
@@ -496,12 +500,16 @@ class HFPolicy:
         # forwards, so a process whose completions have all ended keeps stepping until all have.
         synced = {"synced_gpus": True} if self.sharded else {}
         with self._role(role) as module, _eval_mode(module):
+            extra: dict[str, Any] = {}
+            if n > 1 and self.cfg.share_prompts and self.cfg.generation_cache == "dynamic" and unique_ids.shape[1] > 1:
+                extra["past_key_values"] = self._prefill(module, unique_ids, unique_mask, n)
             sequences = module.generate(
                 input_ids=prompt_ids,
                 attention_mask=prompt_mask,
                 generation_config=gen_cfg,
                 logits_processor=LogitsProcessorList([sampler]),
                 **synced,
+                **extra,
             )
         completion = sequences[:, prompt_ids.shape[1] :]
         sample_logp = sampler.finish(completion)
@@ -522,6 +530,18 @@ class HFPolicy:
             texts=texts,
             group_size=int(n),
         )
+
+    def _prefill(self, module: nn.Module, ids: Tensor, mask: Tensor, n: int) -> Any:
+        """The KV cache of every prompt but its last token, computed once per prompt and repeated for
+        its n rows; ``generate`` then starts from the last prompt token (prefix caching)."""
+        positions = (mask.cumsum(-1) - 1).clamp_min(0)
+        kwargs: dict[str, Any] = {"logits_to_keep": 1} if self._keeps_logits else {}
+        out = module(
+            input_ids=ids[:, :-1], attention_mask=mask[:, :-1], position_ids=positions[:, :-1], use_cache=True, **kwargs
+        )
+        cache = out.past_key_values
+        cache.batch_repeat_interleave(n)
+        return cache
 
     def _cache_options(self) -> dict[str, Any]:
         """Generation-config entries for the KV cache and compilation settings."""
@@ -572,18 +592,25 @@ class HFPolicy:
         p0 = int(real_cols.long().argmax()) if bool(real_cols.any()) else 0
         used = response_mask.bool().any(0)
         t = int(used.nonzero().max()) + 1 if bool(used.any()) else 1
-        input_ids = torch.cat([prompt_ids[:, p0:], completion_ids[:, :t]], dim=1)
-        attention = torch.cat([prompt_mask[:, p0:], response_mask[:, :t]], dim=1).long()
+        prompt_ids, prompt_mask = prompt_ids[:, p0:], prompt_mask[:, p0:].long()
+        attention = torch.cat([prompt_mask, response_mask[:, :t].long()], dim=1)
         # Left padding shifts each row's first real token off position 0; positions count real
         # tokens only, as generate does. Absolute position embeddings depend on this; RoPE is
         # shift-invariant, so for Llama-style models it only matters up to rounding.
         position_ids = (attention.cumsum(-1) - 1).clamp_min(0)
-        kwargs: dict[str, Any] = {"use_cache": False}
-        if self._keeps_logits:
-            kwargs["logits_to_keep"] = t + 1  # only the positions that predict completion tokens
-        out = module(input_ids=input_ids, attention_mask=attention, position_ids=position_ids, **kwargs)
-        # Position (last prompt token + j) predicts completion token j.
-        logits = out.logits[:, -(t + 1) : -1].float()
+        wrapped = module is self._forward_module and module is not self.model  # e.g. DDP: one forward per backward
+        groups = None if wrapped else self._prompt_groups(prompt_ids, prompt_mask)
+        if groups is not None:
+            completion = completion_ids[:, :t]
+            logits = self._shared_prompt_logits(module, prompt_ids, attention, position_ids, completion, *groups)
+        else:
+            input_ids = torch.cat([prompt_ids, completion_ids[:, :t]], dim=1)
+            kwargs: dict[str, Any] = {"use_cache": False}
+            if self._keeps_logits:
+                kwargs["logits_to_keep"] = t + 1  # only the positions that predict completion tokens
+            out = module(input_ids=input_ids, attention_mask=attention, position_ids=position_ids, **kwargs)
+            # Position (last prompt token + j) predicts completion token j.
+            logits = out.logits[:, -(t + 1) : -1].float()
         if temperature != 1.0:
             logits = logits / temperature
         if not full:
@@ -591,6 +618,57 @@ class HFPolicy:
             chosen = logits.gather(-1, completion_ids[:, :t, None]).squeeze(-1)
             return F.pad(chosen - torch.logsumexp(logits, dim=-1), (0, t_full - t))
         return F.pad(torch.log_softmax(logits, dim=-1), (0, 0, 0, t_full - t))
+
+    def _prompt_groups(self, prompt_ids: Tensor, prompt_mask: Tensor) -> tuple[Tensor, Tensor] | None:
+        """(first row of each run of identical consecutive prompts [G], each row's run [n]), or None
+        when sharing is off or no prompt repeats (then one plain forward is cheapest)."""
+        if not self.cfg.share_prompts or prompt_ids.shape[0] < 2 or prompt_ids.shape[1] < 2:
+            return None
+        same = (prompt_ids[1:] == prompt_ids[:-1]).all(1) & (prompt_mask[1:] == prompt_mask[:-1]).all(1)
+        if not bool(same.any()):
+            return None
+        starts = torch.cat([torch.ones(1, dtype=torch.bool, device=same.device), ~same])
+        return starts.nonzero().squeeze(1), starts.long().cumsum(0) - 1
+
+    def _shared_prompt_logits(
+        self,
+        module: nn.Module,
+        prompt_ids: Tensor,
+        attention: Tensor,
+        position_ids: Tensor,
+        completion_ids: Tensor,
+        firsts: Tensor,
+        run: Tensor,
+    ) -> Tensor:
+        """[n, t, V] logits predicting ``completion_ids`` with each distinct prompt run once.
+
+        Rows that continue the same prompt (k samples per prompt) share its forward pass: the
+        prompt's keys and values are computed for the first row of each run and indexed out to the
+        others (an index, so gradients flow back to the shared pass), then the completions run
+        against that cache. Saves (k − 1)/k of the prompt tokens' compute, forward and backward.
+        """
+        p, t = prompt_ids.shape[1], completion_ids.shape[1]
+        kwargs: dict[str, Any] = {"logits_to_keep": 1} if self._keeps_logits else {}
+        head = module(
+            input_ids=prompt_ids[firsts],
+            attention_mask=attention[firsts, :p],
+            position_ids=position_ids[firsts, :p],
+            use_cache=True,
+            **kwargs,
+        )
+        cache = head.past_key_values
+        cache.batch_select_indices(run)
+        first_logit = head.logits[:, -1:].float()[run]  # the last prompt position predicts token 0
+        if t == 1:
+            return first_logit
+        tail = module(
+            input_ids=completion_ids[:, : t - 1],
+            attention_mask=attention[:, : p + t - 1],
+            position_ids=position_ids[:, p : p + t - 1],
+            past_key_values=cache,
+            use_cache=True,
+        )
+        return torch.cat([first_logit, tail.logits.float()], dim=1)
 
     def _rows(self, rollout: Rollout, start: int, stop: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         d = self.device

@@ -541,3 +541,23 @@ def test_compiled_static_cache_generation_matches_dynamic():
     assert counters["stats"]["unique_graphs"] > graphs  # the decoding step really was compiled
     assert a.texts == b.texts
     assert masked_max_diff(a.sample_logp, b.sample_logp, a.response_mask) < 1e-4
+
+
+@pytest.mark.parametrize("finetune", FINETUNES)
+def test_shared_prompt_passes_equal_full_passes_in_value_and_gradient(finetune):
+    """k rows per prompt run the prompt once (sampling prefill and scoring): the same completions,
+    log-probs and gradients as running every row in full."""
+    shared, plain = make(finetune), make(finetune, share_prompts=False)
+    a, b = sample(shared, n=3, seed=9), sample(plain, n=3, seed=9)
+    assert a.texts == b.texts
+    assert masked_max_diff(a.sample_logp, b.sample_logp, a.response_mask) < 1e-5
+    grads = []
+    for pol in (shared, plain):
+        lp = pol.logprobs(a)
+        (lp * a.response_mask).sum().backward()
+        grads.append([p.grad.clone() for p in pol.trainable_parameters()])
+        with torch.no_grad():
+            assert masked_max_diff(pol.logprobs(a, role="ref"), a.sample_logp, a.response_mask) < 1e-4
+    assert masked_max_diff(shared.logprobs(a).detach(), plain.logprobs(a).detach(), a.response_mask) < 1e-5
+    assert max(float((x - y).abs().max()) for x, y in zip(*grads, strict=True)) < 1e-4
+    assert any(float(g.abs().max()) > 0 for g in grads[0])
