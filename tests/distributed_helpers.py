@@ -7,11 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import torch
 
 from rlhf_zoo.config import load_config
-from rlhf_zoo.train import Interrupted, Trainer, build
+from rlhf_zoo.train import Trainer, build
+from tests.resume_helpers import interrupt_after
 
 WORKER = Path(__file__).with_name("ddp_worker.py")
 
@@ -40,18 +40,7 @@ def interrupted_one_process(args: list[str], stop_after: int) -> None:
     """Train ``args`` in this process and stop it with Ctrl-C after ``stop_after`` steps (a checkpoint
     is saved), for a run that another number of processes resumes."""
     cfg = load_config([*args, "device=cpu"])
-    trainer = Trainer(cfg, *build(cfg))
-    original, calls = trainer.train_step, {"n": 0}
-
-    def interrupting_step():
-        if calls["n"] == stop_after:
-            raise KeyboardInterrupt
-        calls["n"] += 1
-        return original()
-
-    trainer.train_step = interrupting_step
-    with pytest.raises(Interrupted):
-        trainer.fit()
+    interrupt_after(Trainer(cfg, *build(cfg)), stop_after)
 
 
 def records(run_dir: Path) -> list[dict]:

@@ -15,13 +15,8 @@ def metrics_rows(path):
     ]
 
 
-def interrupted_then_resumed(common: list[str], tmp_path, stop_after: int):
-    """Run ``common`` uninterrupted into tmp_path/full, and interrupted after ``stop_after`` steps then
-    resumed into tmp_path/part; returns the two run directories."""
-    full = load_config([*common, f"run_dir={tmp_path}/full"])
-    Trainer(full, *build(full)).fit()
-    part = load_config([*common, f"run_dir={tmp_path}/part"])
-    trainer = Trainer(part, *build(part))
+def interrupt_after(trainer: Trainer, stop_after: int) -> None:
+    """Run ``trainer.fit()`` and press Ctrl-C after ``stop_after`` steps (a checkpoint is saved)."""
     original, calls = trainer.train_step, {"n": 0}
 
     def interrupting_step():
@@ -33,6 +28,15 @@ def interrupted_then_resumed(common: list[str], tmp_path, stop_after: int):
     trainer.train_step = interrupting_step
     with pytest.raises(Interrupted):
         trainer.fit()
+
+
+def interrupted_then_resumed(common: list[str], tmp_path, stop_after: int):
+    """Run ``common`` uninterrupted into tmp_path/full, and interrupted after ``stop_after`` steps then
+    resumed into tmp_path/part; returns the two run directories."""
+    full = load_config([*common, f"run_dir={tmp_path}/full"])
+    Trainer(full, *build(full)).fit()
+    part = load_config([*common, f"run_dir={tmp_path}/part"])
+    interrupt_after(Trainer(part, *build(part)), stop_after)
     resumed = load_config([*common, f"run_dir={tmp_path}/part", "resume=true"])
     Trainer(resumed, *build(resumed)).fit()
     return tmp_path / "full", tmp_path / "part"
