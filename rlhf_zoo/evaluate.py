@@ -157,9 +157,9 @@ class Evaluator:
             out["bon/kl_estimate"] = out["kl/exact"]
             out["cost/samples_per_output"] = float(n)
         else:
-            lp = policy.logprobs(rollout, role="policy")
-            ref_lp = policy.logprobs(rollout, role="ref")
-            out["kl/exact"] = _mean(policy.token_kl(rollout, "policy", "ref"), w)
+            # One pair of forward passes gives the exact-token KL and the per-token log-probs.
+            kl, lp, ref_lp = policy.token_kl(rollout, "policy", "ref", with_logprobs=True)
+            out["kl/exact"] = _mean(kl, w)
             out["kl/k1"] = _mean(k1(lp, ref_lp, rollout.response_mask), w)
             out["kl/k3"] = _mean(k3(lp, ref_lp, rollout.response_mask), w)
             out["kl/estimator"] = "exact" if exact else "exact_token"

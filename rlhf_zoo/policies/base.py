@@ -164,6 +164,14 @@ class Policy(Protocol):
         """
         ...
 
+    def token_kl(
+        self, rollout: Rollout, p_role: Role = "policy", q_role: Role = "ref", *, with_logprobs: bool = False
+    ) -> Tensor | tuple[Tensor, Tensor, Tensor]:
+        """Exact-token KL Σ_t KL(p(·|x,y<t) ‖ q(·|x,y<t)) per row: [N] (ALGORITHMS.md §1). With
+        ``with_logprobs``, also both roles' per-token log-probs of the completion tokens ([N, T] each)
+        from the same passes."""
+        ...
+
     def trainable_parameters(self) -> list[torch.nn.Parameter]:
         """The parameters the optimiser updates (LoRA adapters, or all weights)."""
         ...

@@ -704,16 +704,20 @@ class HFPolicy:
         return torch.cat(outs, dim=0)
 
     @torch.no_grad()
-    def token_kl(self, rollout: Rollout, p_role: Role = "policy", q_role: Role = "ref") -> Tensor:
+    def token_kl(
+        self, rollout: Rollout, p_role: Role = "policy", q_role: Role = "ref", *, with_logprobs: bool = False
+    ) -> Tensor | tuple[Tensor, Tensor, Tensor]:
         """Exact-token KL Σ_t KL(p(·|x,y<t) ‖ q(·|x,y<t)) per row, [N] (ALGORITHMS.md §1).
 
         The reported KL of every table. Computed with :func:`~rlhf_zoo.functional.kl.
         exact_token_kl` one micro-batch at a time, so [N, T, V] is never held for the whole
         batch. No gradient; the policy runs in eval mode (a measurement, no dropout).
+        ``with_logprobs=True`` also returns both roles' per-token log-probs of the completion
+        tokens ([N, T] each), taken from the same forward passes (for the k1 / k3 estimates).
         """
         check_role(p_role)
         check_role(q_role)
-        out = []
+        kls, lps, lqs = [], [], []
         step = self.cfg.logprob_batch_size
         with _eval_mode(self.model):
             for start in range(0, len(rollout), step):
@@ -722,9 +726,15 @@ class HFPolicy:
                     lp = self._chunk_logprobs(m, self.cfg.temperature, *rows, full=True)
                 with self._role(q_role) as m:
                     lq = self._chunk_logprobs(m, self.cfg.temperature, *rows, full=True)
-                out.append(exact_token_kl(lp, lq, rows[3]))
+                kls.append(exact_token_kl(lp, lq, rows[3]))
+                if with_logprobs:
+                    ids = rows[2].clamp(0, lp.shape[-1] - 1)[..., None]
+                    lps.append(lp.gather(-1, ids).squeeze(-1))
+                    lqs.append(lq.gather(-1, ids).squeeze(-1))
                 del lp, lq
-        return torch.cat(out)
+        if with_logprobs:
+            return torch.cat(kls), torch.cat(lps), torch.cat(lqs)
+        return torch.cat(kls)
 
     # ------------------------------------------------------------------ anchor
 

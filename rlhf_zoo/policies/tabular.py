@@ -179,13 +179,18 @@ class TabularPolicy(nn.Module):
             return lp.gather(-1, rollout.completion_ids.clamp(0, self.tree.vocab_size - 1)[..., None]).squeeze(-1)
 
     @torch.no_grad()
-    def token_kl(self, rollout: Rollout, p_role: Role = "policy", q_role: Role = "ref") -> Tensor:
-        """Exact-token KL(π_p ‖ π_q) summed over each completion's visited prefixes: [N]."""
-        return exact_token_kl(
-            self.logprobs(rollout, role=p_role, full=True),
-            self.logprobs(rollout, role=q_role, full=True),
-            rollout.response_mask,
-        )
+    def token_kl(
+        self, rollout: Rollout, p_role: Role = "policy", q_role: Role = "ref", *, with_logprobs: bool = False
+    ) -> Tensor | tuple[Tensor, Tensor, Tensor]:
+        """Exact-token KL(π_p ‖ π_q) summed over each completion's visited prefixes: [N]; with
+        ``with_logprobs`` also both roles' per-token log-probs of the completion tokens ([N, T])."""
+        lp = self.logprobs(rollout, role=p_role, full=True)
+        lq = self.logprobs(rollout, role=q_role, full=True)
+        kl = exact_token_kl(lp, lq, rollout.response_mask)
+        if not with_logprobs:
+            return kl
+        ids = rollout.completion_ids.clamp(0, self.tree.vocab_size - 1)[..., None]
+        return kl, lp.gather(-1, ids).squeeze(-1), lq.gather(-1, ids).squeeze(-1)
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [self.logits]

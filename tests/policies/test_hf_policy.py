@@ -561,3 +561,16 @@ def test_shared_prompt_passes_equal_full_passes_in_value_and_gradient(finetune):
     assert masked_max_diff(shared.logprobs(a).detach(), plain.logprobs(a).detach(), a.response_mask) < 1e-5
     assert max(float((x - y).abs().max()) for x, y in zip(*grads, strict=True)) < 1e-4
     assert any(float(g.abs().max()) > 0 for g in grads[0])
+
+
+def test_token_kl_with_logprobs_returns_the_scoring_log_probs():
+    """The evaluator takes k1 / k3 from token_kl's own passes: they must equal logprobs()."""
+    pol = make()
+    r = sample(pol, n=2, seed=1)
+    train_step(pol, r)  # π ≠ π_ref, so the two roles differ
+    with torch.no_grad():
+        kl, lp, lq = pol.token_kl(r, "policy", "ref", with_logprobs=True)
+        assert torch.allclose(kl, pol.token_kl(r, "policy", "ref"))
+        assert masked_max_diff(lp, pol.logprobs(r), r.response_mask) < 1e-5
+        assert masked_max_diff(lq, pol.logprobs(r, role="ref"), r.response_mask) < 1e-5
+        assert masked_max_diff(lp, lq, r.response_mask) > 1e-3
