@@ -28,6 +28,7 @@ table header names it.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import statistics
 import sys
 import time
@@ -80,9 +81,7 @@ class Bench:
         self.prompts = PROMPTS * int(opts.get("repeat", 1))
         self.sync = self.device.startswith("cuda")
         self.cfg = HFPolicyConfig(name=self.model, max_new_tokens=self.tokens, dtype=self.dtype)
-        self.build = lambda **kw: build_hf_policy(
-            HFPolicyConfig(**{**self.cfg.__dict__, **kw}), device=self.device, seed=0
-        )
+        self.build = lambda **kw: build_hf_policy(dataclasses.replace(self.cfg, **kw), device=self.device, seed=0)
         self.policy = self.build()
         self.rows: list[list[str]] = []
 

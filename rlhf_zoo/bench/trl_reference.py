@@ -20,20 +20,11 @@ from __future__ import annotations
 import resource
 import tempfile
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from rlhf_zoo.errors import MissingPackageError, UserError
-
-
-@dataclass
-class _Timer:
-    seconds: dict[str, float]
-
-    def add(self, phase: str, dt: float) -> None:
-        self.seconds[phase] = self.seconds.get(phase, 0.0) + dt
 
 
 def trl_settings(cfg: Any) -> dict[str, Any]:
@@ -115,7 +106,10 @@ def run_trl_rloo(cfg: Any, steps: int, warmup: int = 0, task: Any = None, policy
         task_type="CAUSAL_LM",
     )
     reward = task.proxy
-    timer = _Timer({})
+    seconds: dict[str, float] = {}  # phase -> seconds summed over the timed steps
+
+    def add(phase: str, t0: float) -> None:
+        seconds[phase] = seconds.get(phase, 0.0) + time.perf_counter() - t0
 
     def proxy_reward(prompts: list[str], completions: list[str], **_: Any) -> list[float]:
         return checked_score(reward, list(prompts), list(completions)).tolist()
@@ -128,21 +122,21 @@ def run_trl_rloo(cfg: Any, steps: int, warmup: int = 0, task: Any = None, policy
             try:
                 return super()._generate_single_turn(*args, **kwargs)
             finally:
-                timer.add("generate", time.perf_counter() - t0)
+                add("generate", t0)
 
         def _calculate_rewards(self, *args, **kwargs):
             t0 = time.perf_counter()
             try:
                 return super()._calculate_rewards(*args, **kwargs)
             finally:
-                timer.add("reward", time.perf_counter() - t0)
+                add("reward", t0)
 
         def _generate_and_score_completions(self, *args, **kwargs):
             t0 = time.perf_counter()
             try:
                 return super()._generate_and_score_completions(*args, **kwargs)
             finally:
-                timer.add("rollout", time.perf_counter() - t0)
+                add("rollout", t0)
 
     step_times: list[float] = []
 
@@ -150,7 +144,7 @@ def run_trl_rloo(cfg: Any, steps: int, warmup: int = 0, task: Any = None, policy
         def on_step_begin(self, args, state, control, **kwargs):
             self.t0 = time.perf_counter()
             if state.global_step == warmup:
-                timer.seconds.clear()
+                seconds.clear()
 
         def on_step_end(self, args, state, control, **kwargs):
             step_times.append(time.perf_counter() - self.t0)
@@ -194,7 +188,7 @@ def run_trl_rloo(cfg: Any, steps: int, warmup: int = 0, task: Any = None, policy
                 raise RuntimeError(f"TRL's adapter does not match ours: {result}")
     timed = step_times[warmup:]
     wall = sum(timed) / len(timed)
-    per = {k: v / len(timed) for k, v in timer.seconds.items()}
+    per = {k: v / len(timed) for k, v in seconds.items()}
     generate, reward_s = per.get("generate", 0.0), per.get("reward", 0.0)
     logprobs = max(0.0, per.get("rollout", 0.0) - generate - reward_s)
     update = max(0.0, wall - per.get("rollout", 0.0))
