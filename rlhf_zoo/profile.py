@@ -181,7 +181,6 @@ def worker(args: list[str]) -> dict[str, Any]:
     wall = (time.perf_counter() - t0) / steps
     sec = {p: trainer.costs.seconds.get(p, 0.0) / steps for p in PHASES}
     completions = (trainer.costs.completions - completions0) / steps
-    outputs = cfg.train.batch_prompts * (getattr(algo.cfg, "samples", 1) if algo.trainable else 1)
     if rt.device.type == "cuda":
         peak_gb = torch.cuda.max_memory_allocated() / 2**30
     else:
@@ -195,7 +194,6 @@ def worker(args: list[str]) -> dict[str, Any]:
         **{f"{p}_s": v for p, v in sec.items()},
         "other_s": max(0.0, wall - sum(sec.values())),
         "completions_per_step": completions,
-        "policy_outputs_per_s": outputs / wall,
         "completions_per_s": completions / wall,
         "generate_share": sec["generate"] / wall,
         "peak_memory_gb": peak_gb,

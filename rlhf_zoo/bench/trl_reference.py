@@ -206,7 +206,6 @@ def run_trl_rloo(cfg: Any, steps: int, warmup: int = 0, task: Any = None, policy
         "update_s": update,
         "other_s": 0.0,
         "completions_per_step": completions,
-        "policy_outputs_per_s": completions / wall,
         "completions_per_s": completions / wall,
         "generate_share": generate / wall,
         "peak_memory_gb": peak_gb,
