@@ -32,7 +32,7 @@ from torch import Tensor
 
 from rlhf_zoo.algorithms.base import Algorithm
 from rlhf_zoo.functional.best_of_n import bon_kl_bound, bon_log_ratio
-from rlhf_zoo.functional.kl import categorical_kl, k1, k3
+from rlhf_zoo.functional.kl import categorical_kl, expectation, k1, k3
 from rlhf_zoo.functional.quantile import exact_quantiles, quantile_estimate, quantile_estimate_strict
 from rlhf_zoo.policies.base import Policy, Rollout
 from rlhf_zoo.rng import Streams
@@ -42,8 +42,8 @@ from rlhf_zoo.tasks.base import Task
 
 
 def _mean(x: Tensor, w: Tensor | None) -> float:
-    x = x.detach().to(torch.float64)
-    return float(x.mean() if w is None else (w.to(torch.float64) * x).sum())
+    """E[x] in float64 as a Python float (sample mean, or weighted under the testbed's enumeration)."""
+    return float(expectation(x.detach().to(torch.float64), None if w is None else w.to(torch.float64)))
 
 
 class Evaluator:

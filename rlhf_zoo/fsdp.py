@@ -28,6 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from rlhf_zoo.errors import UserError
+from rlhf_zoo.io import truthy
 
 
 @dataclass(frozen=True)
@@ -38,10 +39,6 @@ class FSDPSettings:
 
     reshard_after_forward: bool = True
     wrap_classes: tuple[str, ...] = ()
-
-
-def _flag(value: str | None) -> bool:
-    return (value or "").strip().lower() in ("1", "true", "yes", "y", "t", "on")
 
 
 def _refuse(what: str) -> UserError:
@@ -56,7 +53,7 @@ def launch_settings(env: Mapping[str, str] | None = None) -> FSDPSettings | None
     policy, sharded state dicts.
     """
     env = os.environ if env is None else env
-    if not _flag(env.get("ACCELERATE_USE_FSDP")):
+    if not truthy(env.get("ACCELERATE_USE_FSDP")):
         return None
     version = (env.get("FSDP_VERSION") or "1").strip()
     if version != "2":
@@ -70,7 +67,7 @@ def launch_settings(env: Mapping[str, str] | None = None) -> FSDPSettings | None
         ("FSDP_ACTIVATION_CHECKPOINTING_OFFLOAD", "fsdp_activation_checkpointing_offload: true"),
         ("FSDP_CPU_RAM_EFFICIENT_LOADING", "fsdp_cpu_ram_efficient_loading: true"),
     ]:
-        if _flag(env.get(var)):
+        if truthy(env.get(var)):
             raise _refuse(what)
     if env.get("FSDP_IGNORED_MODULES"):
         raise _refuse("fsdp_ignored_modules")

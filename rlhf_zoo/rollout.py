@@ -29,6 +29,7 @@ from torch import Tensor
 
 from rlhf_zoo.algorithms.base import Batch, Needs
 from rlhf_zoo.functional.best_of_n import best_of_n_select
+from rlhf_zoo.functional.kl import chosen_logprobs
 from rlhf_zoo.functional.quantile import quantile_estimate, quantile_estimate_strict
 from rlhf_zoo.policies.base import Generators, Policy, Role, Rollout, concat_rollouts
 from rlhf_zoo.rewards.base import checked_score
@@ -202,8 +203,7 @@ def collect(
     with _timed(costs, "logprobs"):
         if needs.full_logprobs:
             data.ref_full_logprobs = policy.logprobs(rollout, role="ref", full=True)
-            ids = rollout.completion_ids.clamp(0, data.ref_full_logprobs.shape[-1] - 1)
-            data.ref_logp = data.ref_full_logprobs.gather(-1, ids[..., None]).squeeze(-1)
+            data.ref_logp = chosen_logprobs(data.ref_full_logprobs, rollout.completion_ids)
         elif needs.ref_logp:
             data.ref_logp = policy.logprobs(rollout, role="ref")
         if needs.anchor_logp:
@@ -288,8 +288,7 @@ def make_batch(
     rollout = data.rollout if rows is None else data.rollout.groups(groups)
     full = policy.logprobs(rollout, role="policy", full=True) if needs.full_logprobs else None
     if full is not None:
-        ids = rollout.completion_ids.clamp(0, full.shape[-1] - 1)
-        logp = full.gather(-1, ids[..., None]).squeeze(-1)
+        logp = chosen_logprobs(full, rollout.completion_ids)
     else:
         logp = policy.logprobs(rollout, role="policy")
     target_logp = target_mask = None

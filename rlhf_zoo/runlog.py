@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import shutil
 import subprocess
 import sys
 import time
@@ -25,11 +24,7 @@ from typing import Any
 
 import torch
 
-
-def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+from rlhf_zoo.io import atomic_dir, atomic_write_text
 
 
 def git_commit(cwd: Path | None = None) -> str:
@@ -97,20 +92,10 @@ class RunLog:
     def save_checkpoint(self, weights: dict[str, torch.Tensor], state: dict[str, Any]) -> None:
         from safetensors.torch import save_file
 
-        tmp = self.dir / "checkpoint.tmp"
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        tmp.mkdir()
-        save_file({k: v.detach().contiguous().cpu() for k, v in weights.items()}, str(tmp / "weights.safetensors"))
-        torch.save(state, tmp / "state.pt")
-        old = self.dir / "checkpoint.old"
-        if self.ckpt_dir.exists():
-            if old.exists():
-                shutil.rmtree(old)
-            os.replace(self.ckpt_dir, old)
-        os.replace(tmp, self.ckpt_dir)
-        if old.exists():
-            shutil.rmtree(old)
+        with atomic_dir(self.ckpt_dir) as tmp:
+            weights = {k: v.detach().contiguous().cpu() for k, v in weights.items()}
+            save_file(weights, str(tmp / "weights.safetensors"))
+            torch.save(state, tmp / "state.pt")
 
     def has_checkpoint(self) -> bool:
         return (self.ckpt_dir / "state.pt").is_file()

@@ -31,6 +31,7 @@ from typing import Any
 
 import torch
 
+from rlhf_zoo.io import truthy
 from rlhf_zoo.shard import interleave
 
 
@@ -70,17 +71,13 @@ UNSUPPORTED_LAUNCH = {
 }
 
 
-def _flag(value: str | None) -> bool:
-    return (value or "").strip().lower() in ("1", "true", "yes", "y", "t", "on")
-
-
 def check_launch_config(env: Mapping[str, str] | None = None) -> None:
     """Refuse the accelerate settings that rlhf_zoo would otherwise silently ignore (one-line UserError)."""
     from rlhf_zoo.errors import UserError
 
     env = os.environ if env is None else env
     for var, what in UNSUPPORTED_LAUNCH.items():
-        if _flag(env.get(var)):
+        if truthy(env.get(var)):
             raise UserError(
                 f"the accelerate config selects {what}, which rlhf_zoo does not implement (it would train full "
                 "replicas with plain data parallelism): use distributed_type: MULTI_GPU or FSDP (docs/scaling.md)"

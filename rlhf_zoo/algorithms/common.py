@@ -9,7 +9,7 @@ from torch import Tensor
 
 from rlhf_zoo.algorithms.base import Batch
 from rlhf_zoo.functional.advantages import BASELINES, advantages
-from rlhf_zoo.functional.kl import exact_token_kl, k3, masked_sum
+from rlhf_zoo.functional.kl import exact_token_kl, expectation, k3, masked_sum
 from rlhf_zoo.shard import Shard, local_rows
 
 KL_IN = ("reward", "loss")
@@ -42,11 +42,6 @@ def grouped_advantages(returns: Tensor, group_size: int, baseline: str, shard: S
     return local_rows(everything, shard).reshape(-1)
 
 
-def expect(x: Tensor, weights: Tensor | None) -> Tensor:
-    """Sample mean, or the weighted sum under enumeration weights."""
-    return x.mean() if weights is None else (weights.detach() * x).sum()
-
-
 def kl_penalised_returns(batch: Batch, beta: float, kl_in: Literal["reward", "loss"]) -> Tensor:
     """R = r − β·(log π(y) − log π_ref(y)) with the sampling-time log π (KL in the reward, no
     gradient), or R = r when the KL goes in the loss. [N]."""
@@ -68,7 +63,7 @@ def kl_loss(batch: Batch, estimator: Literal["k3", "exact"]) -> Tensor:
     else:
         batch.require("full_logprobs", "ref_full_logprobs")
         per_seq = exact_token_kl(batch.full_logprobs, batch.ref_full_logprobs, batch.response_mask)
-    return expect(per_seq, batch.weights)
+    return expectation(per_seq, batch.weights)
 
 
 def sft_loss(batch: Batch) -> Tensor:
@@ -109,4 +104,4 @@ def add_forward_term(total: Tensor, beta: float, batch: Batch, metrics: dict[str
 
 
 def mean_metric(x: Tensor, weights: Tensor | None = None) -> Tensor:
-    return expect(x.detach().to(torch.float32), None if weights is None else weights.to(torch.float32))
+    return expectation(x.detach().to(torch.float32), None if weights is None else weights.to(torch.float32))

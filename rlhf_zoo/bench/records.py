@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from rlhf_zoo.io import atomic_write_json
 
 RECORD = "record.json"
 BENCH = "bench.json"
@@ -28,14 +29,8 @@ FORMAT = 1
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:
-    """Write JSON to ``path`` via a temporary file, fsync and rename: readers see all or nothing."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with tmp.open("w") as f:
-        f.write(json.dumps(obj, indent=1, sort_keys=True, default=str) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    """Write JSON to ``path`` atomically: readers see all or nothing."""
+    atomic_write_json(path, obj, indent=1)
 
 
 def read_json(path: Path) -> Any | None:

@@ -16,7 +16,6 @@ claims. Every number is a mean ± the half-width of a 95 % Student-t interval ov
 from __future__ import annotations
 
 import math
-import os
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from rlhf_zoo.bench.records import BENCH, ORACLE, Group, group_records, load_rec
 from rlhf_zoo.bench.stats import fmt_ci, interp_path, interp_sorted, mean_ci
 from rlhf_zoo.bench.verdicts import CLAIMS, check_all, is_exact
 from rlhf_zoo.errors import UserError
+from rlhf_zoo.io import atomic_write_text
 
 VERDICT_SUITES = ("exact", "quick", "full")
 
@@ -350,12 +350,7 @@ def render_suite(suite: str, out: str | Path, docs: str | Path = "docs/benchmark
         add("")
         add(f"![The claims]({rel['claims']})")
         add("")
-    docs.mkdir(parents=True, exist_ok=True)
-    page = docs / f"{suite}.md"
-    tmp = page.with_name(f".{page.name}.{os.getpid()}.tmp")
-    tmp.write_text("\n".join(lines).rstrip() + "\n")
-    os.replace(tmp, page)
-    return page
+    return atomic_write_text(docs / f"{suite}.md", "\n".join(lines).rstrip() + "\n")
 
 
 def _description(suite: str) -> str:

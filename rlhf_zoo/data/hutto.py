@@ -66,6 +66,7 @@ from pathlib import Path
 from typing import Literal
 
 from rlhf_zoo.errors import UserError
+from rlhf_zoo.io import atomic_write_jsonl
 from rlhf_zoo.paths import cache_dir
 
 SDIST_REQUIREMENT = "vaderSentiment==3.3.2"
@@ -292,24 +293,8 @@ def cache_path() -> Path:
     return cache_dir("data") / CACHE_FILE
 
 
-def umask_mode(mode: int) -> int:
-    """``mode`` with the process umask applied (mkstemp/mkdtemp create private 0600/0700 ones)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return mode & ~mask
-
-
 def _write_jsonl_atomic(path: Path, records: Iterable[Record]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            for r in records:
-                f.write(json.dumps(asdict(r), ensure_ascii=False) + "\n")
-        os.chmod(tmp, umask_mode(0o666))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic_write_jsonl(path, (asdict(r) for r in records), sort_keys=False)
 
 
 def _read_jsonl(path: Path) -> list[Record]:

@@ -40,6 +40,23 @@ def masked_mean(x: Tensor, mask: Tensor, dim: int | None = None) -> Tensor:
     return x.sum(dim) / m.sum(dim).clamp_min(1)
 
 
+def expectation(x: Tensor, weights: Tensor | None = None) -> Tensor:
+    """E[x] over the rows of ``x`` [N]: the sample mean, or Σ w·x under expectation weights [N] (the
+    testbed enumerates completions with weights π(y) instead of sampling). The weights carry no
+    gradient: they are the distribution the expectation is taken under, not a function of π here."""
+    if weights is None:
+        return x.mean()
+    if weights.shape != x.shape:
+        raise ValueError(f"weights {tuple(weights.shape)} vs values {tuple(x.shape)}")
+    return (weights.detach() * x).sum()
+
+
+def chosen_logprobs(logprobs: Tensor, ids: Tensor) -> Tensor:
+    """The log-prob of each chosen token from full-vocabulary log-probs: [..., V] and ids [...] → [...].
+    Padding ids outside [0, V) are clamped (their positions are masked by the caller)."""
+    return logprobs.gather(-1, ids.clamp(0, logprobs.shape[-1] - 1)[..., None]).squeeze(-1)
+
+
 def sequence_logp(token_logp: Tensor, response_mask: Tensor) -> Tensor:
     """log π(y) = Σ_t log π(y_t | x, y<t) over the completion's tokens. [N, T] → [N]."""
     return masked_sum(token_logp, response_mask)
@@ -80,8 +97,7 @@ def exact_token_kl(logprobs: Tensor, ref_logprobs: Tensor, response_mask: Tensor
     """
     if logprobs.shape != ref_logprobs.shape or logprobs.shape[:-1] != response_mask.shape:
         raise ValueError(
-            f"shape mismatch: {tuple(logprobs.shape)}, {tuple(ref_logprobs.shape)}, "
-            f"mask {tuple(response_mask.shape)}"
+            f"shape mismatch: {tuple(logprobs.shape)}, {tuple(ref_logprobs.shape)}, mask {tuple(response_mask.shape)}"
         )
     p = logprobs.exp()
     per_pos = torch.where(p > 0, p * (logprobs - ref_logprobs), torch.zeros_like(p)).sum(-1)

@@ -22,15 +22,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from rlhf_zoo.functional.kl import expectation as _expect
 from rlhf_zoo.functional.kl import masked_sum
-
-
-def _expect(x: Tensor, weights: Tensor | None) -> Tensor:
-    if weights is None:
-        return x.mean()
-    if weights.shape != x.shape:
-        raise ValueError(f"weights {tuple(weights.shape)} vs values {tuple(x.shape)}")
-    return (weights.detach() * x).sum()
 
 
 def score_function_loss(seq_logp: Tensor, adv: Tensor, weights: Tensor | None = None) -> Tensor:

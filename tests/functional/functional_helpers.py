@@ -127,9 +127,7 @@ def all_completions(n_regular: int, max_len: int) -> list[tuple[int, ...]]:
 
 def all_prefixes(n_regular: int, max_len: int) -> list[tuple[int, ...]]:
     """Every prefix at which the model emits a token: EOS-free, length 0..max_len−1."""
-    return [
-        p for length in range(max_len) for p in itertools.product(range(n_regular), repeat=length)
-    ]
+    return [p for length in range(max_len) for p in itertools.product(range(n_regular), repeat=length)]
 
 
 def enumerate_tabular_lm(

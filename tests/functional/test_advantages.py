@@ -34,9 +34,7 @@ def test_loo_advantages_sum_to_zero_per_group(r):
     assert float(a.sum(-1).abs().max()) <= 10 * _tol(r)
     # and equal k/(k−1)·(R − group mean)
     k = r.shape[-1]
-    torch.testing.assert_close(
-        a, k / (k - 1) * (r - r.mean(-1, keepdim=True)), rtol=1e-9, atol=10 * _tol(r)
-    )
+    torch.testing.assert_close(a, k / (k - 1) * (r - r.mean(-1, keepdim=True)), rtol=1e-9, atol=10 * _tol(r))
 
 
 @FAST
@@ -44,14 +42,10 @@ def test_loo_advantages_sum_to_zero_per_group(r):
 def test_invariant_to_a_constant_shift(r, c):
     # (a lone return, B = k = 1, has no other return to compare with: its loo baseline is 0)
     for kind in ("loo", "mean") if r.numel() > 1 else ("mean",):
-        torch.testing.assert_close(
-            advantages(r + c, kind), advantages(r, kind), rtol=0, atol=20 * _tol(r + c)
-        )
+        torch.testing.assert_close(advantages(r + c, kind), advantages(r, kind), rtol=0, atol=20 * _tol(r + c))
     if r.shape[-1] >= 2:
         assume(float(r.std(-1).min()) > 1e-3)
-        torch.testing.assert_close(
-            advantages(r + c, "group_norm"), advantages(r, "group_norm"), rtol=1e-7, atol=1e-7
-        )
+        torch.testing.assert_close(advantages(r + c, "group_norm"), advantages(r, "group_norm"), rtol=1e-7, atol=1e-7)
 
 
 @FAST
@@ -78,9 +72,7 @@ def test_loo_baseline_of_i_does_not_depend_on_R_i(r, data):
 def test_loo_baseline_is_mean_of_the_others(r):
     b, k = r.shape
     expected = [[(sum(row) - row[j]) / (k - 1) for j in range(k)] for row in r.tolist()]
-    torch.testing.assert_close(
-        leave_one_out_baseline(r), t64(expected), rtol=1e-12, atol=10 * _tol(r)
-    )
+    torch.testing.assert_close(leave_one_out_baseline(r), t64(expected), rtol=1e-12, atol=10 * _tol(r))
 
 
 @FAST
@@ -103,9 +95,7 @@ def test_group_norm_zero_mean_unit_std(r):
     assume(float(r.std(-1, unbiased=True).min()) > 1e-3)
     a = advantages(r, "group_norm", eps=0.0)
     torch.testing.assert_close(a.mean(-1), torch.zeros(r.shape[0], dtype=F64), rtol=0, atol=1e-10)
-    torch.testing.assert_close(
-        a.std(-1, unbiased=True), torch.ones(r.shape[0], dtype=F64), rtol=1e-10, atol=0
-    )
+    torch.testing.assert_close(a.std(-1, unbiased=True), torch.ones(r.shape[0], dtype=F64), rtol=1e-10, atol=0)
     # with the default eps the std is std/(std + eps), just below 1
     a_eps = advantages(r, "group_norm")
     s = a_eps.std(-1, unbiased=True)

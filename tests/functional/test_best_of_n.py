@@ -94,9 +94,7 @@ def test_equals_theorem1_form(case):
             continue
         b = sum((p_lt / p_le) ** (i - 1) for i in range(1, n + 1))
         expected.append(p * p_le ** (n - 1) * b)
-    torch.testing.assert_close(
-        bon_probs(t64(probs), t64(rewards), n), t64(expected), rtol=1e-12, atol=1e-14
-    )
+    torch.testing.assert_close(bon_probs(t64(probs), t64(rewards), n), t64(expected), rtol=1e-12, atol=1e-14)
 
 
 @FAST
@@ -137,9 +135,7 @@ def test_equals_brute_force_enumeration_with_ties(case):
     """Enumerate all K^N draw tuples; ties among maximal draw positions broken uniformly."""
     probs, rewards, n = case
     expected = brute_force_bon(probs, rewards, n)
-    torch.testing.assert_close(
-        bon_probs(t64(probs), t64(rewards), n), t64(expected), rtol=1e-12, atol=1e-14
-    )
+    torch.testing.assert_close(bon_probs(t64(probs), t64(rewards), n), t64(expected), rtol=1e-12, atol=1e-14)
 
 
 @FAST
@@ -156,9 +152,7 @@ def test_B_lies_in_1_to_n(case):
 
 @FAST
 @given(
-    st.lists(
-        st.tuples(st.floats(0, 1, width=64), st.floats(0, 1, width=64)), min_size=1, max_size=8
-    ),
+    st.lists(st.tuples(st.floats(0, 1, width=64), st.floats(0, 1, width=64)), min_size=1, max_size=8),
     st.integers(1, 8),
 )
 def test_B_in_range_for_arbitrary_quantiles(pairs, n):
@@ -183,9 +177,7 @@ def test_composition(case, m):
 def test_best_of_2_twice_is_best_of_4(case):
     probs, rewards, _ = case
     p, r = t64(probs), t64(rewards)
-    torch.testing.assert_close(
-        bon_probs(bon_probs(p, r, 2), r, 2), bon_probs(p, r, 4), rtol=1e-10, atol=1e-13
-    )
+    torch.testing.assert_close(bon_probs(bon_probs(p, r, 2), r, 2), bon_probs(p, r, 4), rtol=1e-10, atol=1e-13)
 
 
 @FAST
@@ -209,9 +201,7 @@ def test_log_ratio_is_log_bon_over_ref_and_averages_to_kl(case):
     support = p > 0
     lr = bon_log_ratio(p_le, p_lt, n)[support]
     torch.testing.assert_close(lr, out[support].log() - p[support].log(), rtol=1e-10, atol=1e-10)
-    torch.testing.assert_close(
-        (out[support] * lr).sum(), categorical_kl(out, p), rtol=1e-9, atol=1e-12
-    )
+    torch.testing.assert_close((out[support] * lr).sum(), categorical_kl(out, p), rtol=1e-9, atol=1e-12)
 
 
 def test_worked_example():

@@ -75,9 +75,7 @@ def test_eta_outside_unit_interval_raises(eta):
 
 def test_ema_inplace_length_mismatch_raises():
     with pytest.raises(ValueError):
-        ema_(
-            [torch.zeros(2, dtype=F64)], [torch.zeros(2, dtype=F64), torch.zeros(2, dtype=F64)], 0.5
-        )
+        ema_([torch.zeros(2, dtype=F64)], [torch.zeros(2, dtype=F64), torch.zeros(2, dtype=F64)], 0.5)
 
 
 # --------------------------------------------------------------------------- J-BOND reward
@@ -99,9 +97,7 @@ def test_jbond_reward_is_penalty_exactly_on_strict_losses(m, data):
 
 
 def test_jbond_reward_ties_are_not_penalised():
-    out = jbond_reward(
-        t64([1.0, 1.0, 0.5, 2.0]), t64([[1.0, 1.0], [1.0, 3.0], [1.0, 3.0], [1.0, 3.0]])
-    )
+    out = jbond_reward(t64([1.0, 1.0, 0.5, 2.0]), t64([[1.0, 1.0], [1.0, 3.0], [1.0, 3.0], [1.0, 3.0]]))
     assert out.tolist() == [0.0, 0.0, -LOG16, 0.0]
 
 
@@ -165,9 +161,7 @@ def test_bond_return_formula(m, n, data):
     out = bond_return(lq, logp, ref_logp, n)
     torch.testing.assert_close(out, (n - 1) * lq - (logp - ref_logp), rtol=1e-13, atol=1e-12)
     # (N−1)·[log p_≤ − β_BOND·(log π − log π_ref)], β_BOND = 1/(N−1)
-    torch.testing.assert_close(
-        out, (n - 1) * (lq - (logp - ref_logp) / (n - 1)), rtol=1e-10, atol=1e-10
-    )
+    torch.testing.assert_close(out, (n - 1) * (lq - (logp - ref_logp) / (n - 1)), rtol=1e-10, atol=1e-10)
 
 
 @pytest.mark.parametrize("n", [1, 0, -3])

@@ -107,9 +107,7 @@ def test_masked_positions_never_matter(batch, data):
     off3 = off.unsqueeze(-1)
     assert torch.equal(
         exact_token_kl(torch.where(off3, junk_rows, lp), torch.where(off3, -junk_rows, rlp), mask),
-        exact_token_kl(
-            torch.where(off3, lp[..., :1] * 0, lp), torch.where(off3, rlp[..., :1] * 0, rlp), mask
-        ),
+        exact_token_kl(torch.where(off3, lp[..., :1] * 0, lp), torch.where(off3, rlp[..., :1] * 0, rlp), mask),
     )
 
 
@@ -153,9 +151,7 @@ def test_estimators_are_unbiased_by_enumeration(seed, scale):
 
 def test_enumeration_with_identical_models_gives_zero():
     e = enumerate_tabular_lm(3, 1.0)
-    assert torch.equal(
-        exact_token_kl(e.logprobs, e.logprobs, e.mask), torch.zeros(len(e.seqs), dtype=F64)
-    )
+    assert torch.equal(exact_token_kl(e.logprobs, e.logprobs, e.mask), torch.zeros(len(e.seqs), dtype=F64))
     assert torch.equal(k3(e.logp, e.logp, e.mask), torch.zeros(len(e.seqs), dtype=F64))
 
 
@@ -190,8 +186,6 @@ def test_shape_mismatch_raises():
     with pytest.raises(ValueError):
         k3(a, a, torch.ones(3, 2, dtype=F64))
     with pytest.raises(ValueError):
-        exact_token_kl(
-            torch.zeros(2, 3, 4, dtype=F64), torch.zeros(2, 3, 4, dtype=F64), torch.ones(2, 4)
-        )
+        exact_token_kl(torch.zeros(2, 3, 4, dtype=F64), torch.zeros(2, 3, 4, dtype=F64), torch.ones(2, 4))
     with pytest.raises(ValueError):
         categorical_kl(torch.ones(3, dtype=F64) / 3, torch.ones(2, dtype=F64) / 2)

@@ -74,18 +74,14 @@ def test_p_le_of_the_maximum_is_one(case):
     p_le, p_lt = exact_quantiles(t64([top, top + 1.0]), t64(ref_rewards), t64(probs))
     torch.testing.assert_close(p_le, t64([1.0, 1.0]), rtol=0, atol=1e-12)
     torch.testing.assert_close(p_lt[1], t64(1.0), rtol=0, atol=1e-12)
-    p_le_min, p_lt_min = exact_quantiles(
-        t64([min(ref_rewards) - 1.0]), t64(ref_rewards), t64(probs)
-    )
+    p_le_min, p_lt_min = exact_quantiles(t64([min(ref_rewards) - 1.0]), t64(ref_rewards), t64(probs))
     assert float(p_le_min) == 0.0 and float(p_lt_min) == 0.0
 
 
 @FAST
 @given(st.integers(1, 3), st.integers(1, 5), st.integers(1, 6), st.data())
 def test_exact_quantiles_batched(b, m, k, data):
-    queries = [
-        data.draw(st.lists(st.integers(0, 3).map(float), min_size=m, max_size=m)) for _ in range(b)
-    ]
+    queries = [data.draw(st.lists(st.integers(0, 3).map(float), min_size=m, max_size=m)) for _ in range(b)]
     refs = [data.draw(tied_rewards(k)) for _ in range(b)]
     probs = [data.draw(prob_vectors(k)) for _ in range(b)]
     p_le, p_lt = exact_quantiles(t64(queries), t64(refs), t64(probs))

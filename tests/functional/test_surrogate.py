@@ -42,9 +42,7 @@ def policy_batches(draw):
 def token_logp(theta: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
     """[T, V] logits shared by all sequences → [N, T] log π(y_t) of the sampled tokens."""
     lp = torch.log_softmax(theta, -1)  # [T, V]
-    return (
-        lp.unsqueeze(0).expand(tokens.shape[0], -1, -1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
-    )
+    return lp.unsqueeze(0).expand(tokens.shape[0], -1, -1).gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
 
 
 def expected_score_gradient(theta, tokens, mask, adv, weights):
@@ -116,19 +114,11 @@ def ratio_batches(draw, binding: bool):
     for s in signs:
         up = (s > 0) == binding
         ratios.append(draw(st.lists(high if up else low, min_size=t, max_size=t)))
-    logp = t64(
-        draw(
-            st.lists(st.lists(st.floats(-6.0, 0.0), min_size=t, max_size=t), min_size=n, max_size=n)
-        )
-    )
+    logp = t64(draw(st.lists(st.lists(st.floats(-6.0, 0.0), min_size=t, max_size=t), min_size=n, max_size=n)))
     old_logp = logp - t64(ratios).log()
     lengths = draw(st.lists(st.integers(1, t), min_size=n, max_size=n))
     mask = t64([[1.0 if j < length else 0.0 for j in range(t)] for length in lengths])
-    weights = (
-        t64(draw(st.lists(st.floats(0.0, 1.0), min_size=n, max_size=n)))
-        if draw(st.booleans())
-        else None
-    )
+    weights = t64(draw(st.lists(st.floats(0.0, 1.0), min_size=n, max_size=n))) if draw(st.booleans()) else None
     return logp, old_logp, adv, mask, eps, weights
 
 
@@ -198,13 +188,7 @@ def test_shape_errors():
     with pytest.raises(ValueError):
         clipped_surrogate_loss(z, z, torch.zeros(3, dtype=F64), torch.ones_like(z))
     with pytest.raises(ValueError):
-        clipped_surrogate_loss(
-            z, torch.zeros(2, 4, dtype=F64), torch.zeros(2, dtype=F64), torch.ones_like(z)
-        )
+        clipped_surrogate_loss(z, torch.zeros(2, 4, dtype=F64), torch.zeros(2, dtype=F64), torch.ones_like(z))
     with pytest.raises(ValueError):
-        score_function_loss(
-            torch.zeros(2, dtype=F64), torch.zeros(2, dtype=F64), torch.ones(3, dtype=F64)
-        )
-    assert math.isfinite(
-        float(score_function_loss(torch.zeros(2, dtype=F64), torch.ones(2, dtype=F64)))
-    )
+        score_function_loss(torch.zeros(2, dtype=F64), torch.zeros(2, dtype=F64), torch.ones(3, dtype=F64))
+    assert math.isfinite(float(score_function_loss(torch.zeros(2, dtype=F64), torch.ones(2, dtype=F64))))

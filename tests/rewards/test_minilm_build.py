@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 import torch
 
-from rlhf_zoo.data.hutto import Record, umask_mode
+from rlhf_zoo.data.hutto import Record
 from rlhf_zoo.errors import UserError
+from rlhf_zoo.io import umask_mode
 
 pytest.importorskip("transformers")
 

@@ -1,0 +1,101 @@
+"""Atomic file writes, and the reading of boolean flags (environment variables, ``key=true``).
+
+Every file rlhf_zoo writes for later reading (run logs, checkpoints, bench records and pages, the
+cached data and models) goes through :func:`atomic_write_text` or :func:`atomic_dir`: the content is
+written under a temporary name in the same directory, flushed to disk, then renamed over the
+target, so a reader (or a run killed half-way) sees the old file or the new one, never a torn one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+TRUE = ("1", "true", "yes", "y", "t", "on")
+FALSE = ("0", "false", "no", "n", "f", "off", "")
+
+
+def truthy(value: str | None) -> bool:
+    """An environment flag: true for 1/true/yes/y/t/on (any case), false otherwise (unset included)."""
+    return (value or "").strip().lower() in TRUE
+
+
+def parse_bool(value: str) -> bool:
+    """A ``key=value`` boolean: true/1/yes/on or false/0/no/off; ValueError otherwise."""
+    low = value.strip().lower()
+    if low in TRUE:
+        return True
+    if low in FALSE and low:
+        return False
+    raise ValueError(f"expected true or false, got {value!r}")
+
+
+def umask_mode(mode: int) -> int:
+    """``mode`` with the process umask applied (mkstemp/mkdtemp create private 0600/0700 ones)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mode & ~mask
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """Write ``text`` to ``path`` (parents created) through a temporary file, fsync and rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, umask_mode(0o666))
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def atomic_write_json(path: str | Path, obj: Any, indent: int | None = 2) -> Path:
+    """``obj`` as JSON (sorted keys, non-JSON values as ``str``), written atomically."""
+    return atomic_write_text(path, json.dumps(obj, indent=indent, sort_keys=True, default=str) + "\n")
+
+
+def atomic_write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]], sort_keys: bool = True) -> Path:
+    """One JSON object a line, written atomically."""
+    text = "".join(json.dumps(r, sort_keys=sort_keys, ensure_ascii=False) + "\n" for r in rows)
+    return atomic_write_text(path, text)
+
+
+@contextmanager
+def atomic_dir(target: str | Path, replace: bool = True) -> Iterator[Path]:
+    """Build a directory in a temporary sibling, then rename it to ``target`` on success.
+
+    Yields the temporary directory to fill. On an exception it is removed and ``target`` is left as
+    it was. With ``replace`` an existing ``target`` is swapped out (renamed aside, then deleted);
+    without it, a ``target`` that appeared meanwhile (another process won the race) is kept and the
+    new one discarded.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+    try:
+        yield tmp
+        os.chmod(tmp, umask_mode(0o777))
+        if target.exists():
+            if not replace:
+                return
+            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+            os.replace(target, old / target.name)
+            os.replace(tmp, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
