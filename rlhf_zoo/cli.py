@@ -8,7 +8,8 @@ Commands:
     bench    run a benchmark suite and render docs/benchmarks/<suite>.md:  rlhf-zoo bench suite=exact
 
 Bad input ends with a one-line error on stderr and exit code 2, before any model loads where
-possible; Ctrl-C saves a checkpoint and exits with code 130.
+possible; Ctrl-C (SIGINT) or SIGTERM finishes the step, saves a checkpoint and exits with code 130
+or 143 (:mod:`rlhf_zoo.signals`).
 """
 
 from __future__ import annotations
@@ -109,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         return COMMANDS[cmd](rest)
     except Interrupted as e:
         print(f"rlhf-zoo: {e}", file=sys.stderr)
-        return 130
+        return e.exit_code
     except UserError as e:
         print(f"rlhf-zoo: error: {e}", file=sys.stderr)
         return 2

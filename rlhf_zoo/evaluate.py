@@ -4,18 +4,19 @@ Every objective is evaluated by the same code on the same held-out prompts:
 
 - ``reward/proxy``, ``reward/gold``: mean rewards of completions of the evaluated policy;
 - ``kl/exact``: KL(π ‖ π_ref) in nats per sequence by the exact-token estimator (ALGORITHMS.md §1),
-  with ``kl/k1`` and ``kl/k3`` beside it; for Best-of-N, which has no per-token distribution,
-  ``kl/exact`` is the quantile estimate E_BoN[(N−1)·log p̂_≤ + log B̂] (``kl/estimator`` says which),
-  and ``bon/kl_bound`` is log N − (N−1)/N;
+  with ``kl/k1`` and ``kl/k3`` beside it; for Best-of-N sampling, which has no per-token
+  distribution, ``kl/exact`` is the quantile estimate E_BoN[(N−1)·log p̂_≤ + log B̂] (exact on the
+  testbed; ``kl/estimator`` says which) and ``bon/kl_bound`` is log N − (N−1)/N;
 - ``win_rate/gold``: P(gold(y) > gold(y_ref)) + ½·P(=) against reference completions;
 - ``quantile/log_mean``: mean log p_≤ of the completions' proxy rewards against the reference;
 - ``length/mean``: completion tokens (EOS included).
 
 On a task with an exact oracle (``task=exact``) the completions are not sampled: the evaluation
 runs over *every* completion weighted by its probability, so the same estimators return exact
-expectations, and the oracle adds ``kl/to_bon``, ``kl/from_bon``, ``bon/kl_ref`` (BOND and
-Best-of-N), ``kl/to_optimal`` (KL-regularised RL) and ``frontier/gap`` (the optimal frontier's
-reward at the policy's KL minus the policy's reward: ≥ 0 up to noise).
+expectations, and the oracle adds the distances to the algorithm's exact targets
+(:meth:`rlhf_zoo.tasks.oracle.ExactOracle.distances`): ``kl/to_bon``, ``kl/from_bon``, ``bon/kl_ref``
+(BOND and Best-of-N), ``kl/to_optimal`` (KL-regularised RL) and ``frontier/gap`` (the optimal
+frontier's reward at the policy's KL minus the policy's reward: ≥ 0).
 
 Sampled evaluations draw, for the held-out prompt at position i, from generators keyed by (seed, i,
 the evaluation's step) (:mod:`rlhf_zoo.rng`; the reference completions from one keyed by i alone, drawn
@@ -25,14 +26,12 @@ metrics equal one process's.
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor
 
 from rlhf_zoo.algorithms.base import Algorithm
 from rlhf_zoo.functional.best_of_n import bon_kl_bound, bon_log_ratio
-from rlhf_zoo.functional.kl import categorical_kl, expectation, k1, k3
+from rlhf_zoo.functional.kl import expectation, k1, k3
 from rlhf_zoo.functional.quantile import exact_quantiles, quantile_estimate, quantile_estimate_strict
 from rlhf_zoo.policies.base import Policy, Rollout
 from rlhf_zoo.rng import Streams
@@ -51,7 +50,8 @@ class Evaluator:
 
     Args:
         task: the task (prompts, rewards, optional oracle).
-        algo: the algorithm (Best-of-N is evaluated as sampling; others as π itself).
+        algo: the algorithm: evaluated as π itself, or as Best-of-n sampling from π_ref when it is that
+            (:meth:`~rlhf_zoo.algorithms.base.Algorithm.best_of_n_sampling`); its exact targets.
         num_prompts: held-out prompts used (the first ones of ``task.eval_prompts``).
         samples: completions per prompt from the evaluated policy.
         ref_samples: reference completions per prompt (drawn once, cached) for win rate and quantiles.
@@ -79,7 +79,7 @@ class Evaluator:
         self.seed = seed
         self.costs = Costs()
         self._ref: tuple[Tensor, Tensor | None, Tensor] | None = None  # proxy, gold, weights [B, R]
-        self.bon_n = getattr(algo.cfg, "n", None) if algo.name == "best_of_n" else None
+        self.bon_n = algo.best_of_n_sampling()
 
     # -- what is evaluated ------------------------------------------------------------------------
     def _reference(self, policy: Policy, ref_probs: Tensor | None) -> tuple[Tensor, Tensor | None, Tensor]:
@@ -151,10 +151,8 @@ class Evaluator:
             n = self.bon_n
             log_ratio = bon_log_ratio(p_le, p_lt, n)
             out["kl/exact"] = _mean(log_ratio, w)
-            out["kl/k1"] = out["kl/exact"]
             out["kl/estimator"] = "exact" if exact else "bon_quantile"
             out["bon/kl_bound"] = bon_kl_bound(n)
-            out["bon/kl_estimate"] = out["kl/exact"]
             out["cost/samples_per_output"] = float(n)
         else:
             # One pair of forward passes gives the exact-token KL and the per-token log-probs.
@@ -166,46 +164,5 @@ class Evaluator:
             out["cost/samples_per_output"] = 1.0
         out["length/mean"] = _mean(rollout.response_mask.sum(-1), w)
         if exact:
-            out.update(self._exact_extras(ref_probs, probs))
+            out.update(self.task.oracle.distances(ref_probs, probs, self.algo.exact_targets()))
         return out
-
-    def _exact_extras(self, ref: Tensor, probs: Tensor) -> dict[str, float]:
-        # float64: π_BoN for large n and π*_β for small β put mass ~1e-40 on some completions, which
-        # float32 rounds to 0 and turns finite KLs into inf.
-        oracle = self.task.oracle
-        ref, probs = ref.double(), probs.double()
-        out: dict[str, float] = {}
-        targets = self.algo.exact_targets()
-        if "bon_n" in targets:
-            bon = oracle.bon(ref, int(targets["bon_n"]))
-            out["kl/to_bon"] = float(categorical_kl(probs, bon).mean())
-            out["kl/from_bon"] = float(categorical_kl(bon, probs).mean())
-            out["bon/kl_ref"] = float(categorical_kl(bon, ref).mean())
-            out["bon/reward_proxy"] = float((bon * oracle.proxy.double()).sum(-1).mean())
-        if "optimal_beta" in targets:
-            opt = oracle.optimal(ref, float(targets["optimal_beta"]))
-            out["kl/to_optimal"] = float(categorical_kl(probs, opt).mean())
-            out["optimal/kl_ref"] = float(categorical_kl(opt, ref).mean())
-            out["optimal/reward_proxy"] = float((opt * oracle.proxy.double()).sum(-1).mean())
-        kl = float(categorical_kl(probs, ref).mean())
-        reward = float((probs * oracle.proxy.double()).sum(-1).mean())
-        out["frontier/reward_at_kl"] = frontier_reward_at(oracle, ref, kl)
-        out["frontier/gap"] = out["frontier/reward_at_kl"] - reward
-        return out
-
-
-def frontier_reward_at(oracle, ref: Tensor, kl: float, iters: int = 60) -> float:
-    """The optimal frontier's proxy reward at average KL ``kl``: E_{π*_β}[r] with β solving
-    KL(π*_β ‖ π_ref) = kl (bisection on log β; KL decreases as β grows)."""
-    if kl <= 0:
-        return float((ref * oracle.proxy).sum(-1).mean())
-    lo, hi = math.log(1e-4), math.log(1e4)
-    for _ in range(iters):
-        mid = 0.5 * (lo + hi)
-        opt = oracle.optimal(ref.to(torch.float64), math.exp(mid))
-        if float(categorical_kl(opt, ref.to(torch.float64)).mean()) > kl:
-            lo = mid
-        else:
-            hi = mid
-    opt = oracle.optimal(ref.to(torch.float64), math.exp(0.5 * (lo + hi)))
-    return float((opt * oracle.proxy.to(torch.float64)).sum(-1).mean())

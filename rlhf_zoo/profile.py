@@ -82,32 +82,21 @@ def peak_flops(device: torch.device, dtype: torch.dtype) -> tuple[float, str]:
     return rate, f"measured {n}x{n} {name} matmul, {torch.get_num_threads()} threads"
 
 
-class _CountUpdateFlops:
-    """Wraps ``Costs.timed`` so that the ``update`` phase runs under a FLOP counter."""
+class UpdateFlops:
+    """Counts the FLOPs of every ``update`` phase (``torch.utils.flop_counter``), as a probe of the
+    trainer's :class:`~rlhf_zoo.rollout.Costs` (``costs.probe("update", counter.probe)``)."""
 
-    def __init__(self, costs):
-        from torch.utils.flop_counter import FlopCounterMode
-
-        self.costs, self.flops, self.calls = costs, 0, 0
-        self._mode_cls, self._orig = FlopCounterMode, costs.timed
+    def __init__(self) -> None:
+        self.flops = 0
 
     @contextlib.contextmanager
-    def timed(self, phase: str):
-        with self._orig(phase):
-            if phase != "update":
-                yield
-                return
-            mode = self._mode_cls(display=False)
-            with mode:
-                yield
-            self.flops += mode.get_total_flops()
+    def probe(self):
+        from torch.utils.flop_counter import FlopCounterMode
 
-    def __enter__(self):
-        self.costs.timed = self.timed
-        return self
-
-    def __exit__(self, *exc):
-        self.costs.timed = self._orig
+        mode = FlopCounterMode(display=False)
+        with mode:
+            yield
+        self.flops += mode.get_total_flops()
 
 
 def _generators(seed: int, step: int, name: str, prompts: list[str]) -> list[torch.Generator]:
@@ -165,9 +154,11 @@ def worker(args: list[str]) -> dict[str, Any]:
             gens = _generators(cfg.seed, i, "bon", prompts)
             best_of_n_outputs(policy, task, prompts, algo.cfg.n, 1, generator=gens, costs=trainer.costs)
 
-    with _CountUpdateFlops(trainer.costs) as counter:
-        for i in range(warmup):
-            one_step(i)
+    counter = UpdateFlops()
+    trainer.costs.probe("update", counter.probe)
+    for i in range(warmup):
+        one_step(i)
+    trainer.costs.probe("update", None)
     update_flops = counter.flops / max(1, warmup)
     trainer.costs.seconds.clear()
     completions0 = trainer.costs.completions

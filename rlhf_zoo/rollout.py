@@ -19,8 +19,8 @@ global batch (:mod:`rlhf_zoo.shard`), so a step collects the same data on any nu
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +37,8 @@ from rlhf_zoo.rng import Streams
 from rlhf_zoo.shard import Shard, local_items, positions
 from rlhf_zoo.tasks.base import Task
 
+Probe = Callable[[], AbstractContextManager[Any]]
+
 
 @dataclass
 class Costs:
@@ -47,14 +49,29 @@ class Costs:
     tokens: int = 0
     reward_calls: int = 0
     seconds: dict[str, float] = field(default_factory=dict)
+    probes: dict[str, Probe] = field(default_factory=dict, repr=False, compare=False)
 
     @contextmanager
     def timed(self, phase: str) -> Iterator[None]:
+        """Time the block as ``phase``; a probe registered for the phase (:meth:`probe`) runs around it."""
         t0 = time.perf_counter()
         try:
-            yield
+            with self.probes[phase]() if phase in self.probes else nullcontext():
+                yield
         finally:
             self.seconds[phase] = self.seconds.get(phase, 0.0) + time.perf_counter() - t0
+
+    def probe(self, phase: str, make: Probe | None) -> None:
+        """Run every ``phase`` block inside a fresh ``make()`` context (e.g. a FLOP counter for
+        ``update``: ``rlhf-zoo profile``); None removes it."""
+        if make is None:
+            self.probes.pop(phase, None)
+        else:
+            self.probes[phase] = make
+
+    def copy(self) -> Costs:
+        """The counters and timings as they are now (no probes)."""
+        return Costs(self.completions, self.tokens, self.reward_calls, dict(self.seconds))
 
     def sampled(self, rollout: Rollout) -> None:
         self.completions += len(rollout)

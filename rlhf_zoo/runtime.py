@@ -106,8 +106,9 @@ class Runtime:
         check_launch_config()
         from rlhf_zoo.fsdp import launch_settings
 
-        # FSDP asked for by the accelerate config (None: not); train.fsdp asks for it too (Trainer).
+        # FSDP asked for by the accelerate config (None: not); train.fsdp asks for it too (prepare_policy).
         self.fsdp = launch_settings()
+        self.sharded = False  # set by prepare_policy
         self.accelerator = None
         self.log_with = log_with
         if launched_world_size() > 1 or log_with != "none":
@@ -172,6 +173,62 @@ class Runtime:
         from rlhf_zoo.fsdp import device_mesh
 
         return device_mesh(self.device)
+
+    # -- the policy's weights and the optimiser, plain or sharded -------------------------------------
+    def prepare_policy(self, policy: Any, fsdp: bool, anchor: bool, task: str) -> bool:
+        """Shard the policy with FSDP2 if the launch (``distributed_type: FSDP``) or ``fsdp``
+        (``train.fsdp``) asks for it and there are several processes (one process has nothing to shard
+        with). ``anchor``: the policy will keep an anchor copy (it cannot be added once sharded).
+        Returns whether the policy is sharded (also :attr:`sharded`)."""
+        from rlhf_zoo.fsdp import FSDPSettings
+
+        settings = self.fsdp or (FSDPSettings() if fsdp else None)
+        if settings is None or not self.distributed:
+            return False
+        if not hasattr(policy, "shard"):
+            from rlhf_zoo.errors import UserError
+
+            raise UserError(
+                f"FSDP shards the language-model policy; task={task} has none to shard: "
+                "drop train.fsdp / use distributed_type: MULTI_GPU (docs/scaling.md)"
+            )
+        policy.shard(settings, self.device_mesh(), anchor=anchor)
+        self.sharded = True
+        return True
+
+    def clip_grad_norm(self, params: Sequence[torch.nn.Parameter], max_norm: float) -> float:
+        """Clip the gradients' global norm to ``max_norm``; returns the norm before clipping (over the
+        whole model: sharded gradients' norm is a DTensor, made whole)."""
+        norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+        if self.sharded:
+            from rlhf_zoo.fsdp import full
+
+            norm = full(norm)
+        return float(norm)
+
+    def optimizer_state(self, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+        """``optimizer.state_dict()``, in the unsharded layout also when the weights are sharded."""
+        if not self.sharded:
+            return optimizer.state_dict()
+        from rlhf_zoo.fsdp import full_optimizer_state
+
+        return full_optimizer_state(optimizer.state_dict())
+
+    def load_optimizer_state(self, optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
+        """Load an (unsharded-layout) optimiser state, re-sharding it where the weights are sharded."""
+        optimizer.load_state_dict(state)
+        if self.sharded:
+            from rlhf_zoo.fsdp import shard_optimizer_state
+
+            shard_optimizer_state(optimizer)
+
+    def any_process(self, flag: bool) -> bool:
+        """True in every process if ``flag`` is true in any (a stop request must stop them all at the
+        same step, or the others would wait forever in the next collective)."""
+        if not self.distributed:
+            return flag
+        value = torch.tensor([float(flag)], device=self.device)
+        return bool(self.accelerator.reduce(value, reduction="sum").item() > 0)
 
     def mean_metrics(self, metrics: dict[str, Any]) -> dict[str, Any]:
         """Average the numeric metrics across processes; strings pass through. Every metric is a mean

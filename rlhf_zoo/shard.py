@@ -31,22 +31,6 @@ class Shard(Protocol):
         ...
 
 
-class OneProcess:
-    """The trivial split: one process holds everything."""
-
-    rank = 0
-    world = 1
-
-    def gather(self, x: Tensor) -> Tensor:
-        return x
-
-    def gather_objects(self, obj: Any) -> list[Any]:
-        return [obj]
-
-
-ONE_PROCESS = OneProcess()
-
-
 def positions(n: int, shard: Shard | None) -> list[int]:
     """The global positions of this process's share of n items."""
     if shard is None:

@@ -1,13 +1,21 @@
 """The one training loop (DESIGN.md layer 4): the same for every objective and every task.
 
-Per step: draw B prompts → :func:`rlhf_zoo.rollout.collect` (samples, rewards, reference/anchor
-log-probs, quantiles, targets: whatever the algorithm's ``Needs`` declare) → for each epoch and
-minibatch, :func:`rlhf_zoo.rollout.make_batch` (log π with gradient) → ``algo.loss`` → optimiser
-step → ``algo.after_step`` (anchor updates) → held-out evaluation every ``train.eval_every`` steps.
+:meth:`Trainer.fit` runs, per step (:meth:`Trainer.train_step`):
 
-Interruptions lose nothing: a checkpoint (weights, optimiser, scheduler, torch's RNG states, the base
-cache, costs) is written every ``train.checkpoint_every`` steps, at the end, and on Ctrl-C;
-``resume=true`` continues from it, and on CPU a resumed run's metrics equal an uninterrupted run's.
+1. **rollout**: the step's B prompts (:func:`prompts_for_step`), samples from π;
+2. **rewards**: the proxy reward of every sample;
+3. **log-probs**: whatever the algorithm's ``Needs`` declare without gradient (reference / anchor
+   log-probs, quantiles, base samples, forward-term targets) — 1 to 3 are
+   :func:`rlhf_zoo.rollout.collect`;
+4. **loss**: for each epoch and minibatch, log π with gradient (:func:`rlhf_zoo.rollout.make_batch`)
+   and ``algo.loss(batch)``;
+5. **step**: backward, gradient averaging across processes, clipping, the optimiser step;
+6. **hooks**: ``algo.after_step`` (anchor updates);
+7. **evaluation** on held-out prompts every ``train.eval_every`` steps (:mod:`rlhf_zoo.evaluate`);
+8. **checkpoint** every ``train.checkpoint_every`` steps (:mod:`rlhf_zoo.checkpoint`).
+
+Ctrl-C and SIGTERM stop the run at the next step boundary with a checkpoint (:mod:`rlhf_zoo.signals`);
+``resume=true`` continues it, and on CPU a resumed run's metrics equal an uninterrupted run's.
 Sampling needs no generator state: every draw comes from a generator keyed by (seed, step, the
 prompt's position in the step's global batch) (:mod:`rlhf_zoo.rng`), which is also what makes N
 processes give the result of one with the same global batch (``train.batch_prompts``).
@@ -16,6 +24,7 @@ processes give the result of one with the same global batch (``train.batch_promp
 from __future__ import annotations
 
 import math
+import signal
 import time
 from collections import defaultdict
 from typing import Any
@@ -23,6 +32,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
+from rlhf_zoo import checkpoint
 from rlhf_zoo.algorithms.base import Algorithm
 from rlhf_zoo.algorithms.registry import get_algorithm
 from rlhf_zoo.config import algo_config, as_dataclass, to_yaml
@@ -33,16 +43,20 @@ from rlhf_zoo.rng import Streams
 from rlhf_zoo.rollout import BaseCache, Costs, collect, make_batch
 from rlhf_zoo.runlog import RunLog, provenance
 from rlhf_zoo.runtime import Runtime
+from rlhf_zoo.signals import ForcedStop, StopRequests
 from rlhf_zoo.tasks.base import Task
 from rlhf_zoo.tasks.registry import build_task
 
 
 class Interrupted(Exception):
-    """Training stopped by the user after a checkpoint was written."""
+    """Training stopped (Ctrl-C or SIGTERM) after a checkpoint was written; ``exit_code`` is 128 + the
+    signal number (130 for Ctrl-C, 143 for SIGTERM)."""
 
-    def __init__(self, step: int, run_dir: str):
-        super().__init__(f"interrupted at step {step}; checkpoint saved in {run_dir}: add resume=true to continue")
+    def __init__(self, step: int, run_dir: str, signum: int = signal.SIGINT):
+        name = signal.Signals(signum).name
+        super().__init__(f"{name} at step {step}; checkpoint saved in {run_dir}: add resume=true to continue")
         self.step = step
+        self.exit_code = 128 + int(signum)
 
 
 def prompts_for_step(prompts: list[str], step: int, batch: int, seed: int) -> list[str]:
@@ -92,6 +106,8 @@ def lr_lambda(schedule: str, warmup: int, total: int):
 
 
 class Trainer:
+    """One run: the algorithm, the task, the policy, the optimiser, and the loop of :meth:`fit`."""
+
     def __init__(
         self,
         cfg: DictConfig,
@@ -124,106 +140,55 @@ class Trainer:
             seed=cfg.seed,
             shard=self.shard,
         )
-        self.sharded = self._shard_policy()
+        self.sharded = self.rt.prepare_policy(policy, self.t.fsdp, anchor=self.needs.anchor, task=task.name)
         params = policy.trainable_parameters() if algo.trainable else []
         self.opt = torch.optim.AdamW(params, lr=self.t.lr, weight_decay=self.t.weight_decay) if params else None
-        self.sched = (
-            torch.optim.lr_scheduler.LambdaLR(
-                self.opt, lr_lambda(self.t.lr_schedule, self.t.warmup_steps, self.t.steps)
-            )
-            if self.opt
-            else None
-        )
+        schedule = lr_lambda(self.t.lr_schedule, self.t.warmup_steps, self.t.steps)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, schedule) if self.opt else None
         self.step = 0
         self.elapsed = 0.0
         self.train_acc: dict[str, list[float]] = defaultdict(list)
 
-    def _shard_policy(self) -> bool:
-        """Shard the policy with FSDP2 if the launch (``distributed_type: FSDP``) or ``train.fsdp`` asks
-        for it and there are several processes (one process has nothing to shard with); True if sharded."""
-        from rlhf_zoo.fsdp import FSDPSettings
-
-        settings = self.rt.fsdp or (FSDPSettings() if self.t.fsdp else None)
-        if settings is None or not self.rt.distributed:
-            return False
-        if not hasattr(self.policy, "shard"):
-            raise UserError(
-                f"FSDP shards the language-model policy; task={self.task.name} has none to shard: "
-                "drop train.fsdp / use distributed_type: MULTI_GPU (docs/scaling.md)"
-            )
-        n = self.needs
-        self.policy.shard(settings, self.rt.device_mesh(), anchor=n.anchor or n.anchor_logp or n.base == "anchor")
-        return True
-
-    # -- state -------------------------------------------------------------------------------------
-    def state(self) -> dict[str, Any]:
-        """The checkpoint's training state. Called in every process: what processes hold separately (cost
-        counters, the held-out reference rewards) is gathered; everything else is the same everywhere."""
-        return {
-            "step": self.step,
-            "optimizer": self._optimizer_state() if self.opt else None,
-            "scheduler": self.sched.state_dict() if self.sched else None,
-            "torch_rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-            "cache": self.cache.state() if self.cache else None,
-            "costs": self._summed(self.costs),
-            "eval_costs": self._summed(self.evaluator.costs),
-            "eval_reference": self.evaluator.reference_state(),
-            "train_acc": dict(self.train_acc),
-            "elapsed": self.elapsed,
-        }
-
-    def _optimizer_state(self) -> dict[str, Any]:
-        if not self.sharded:
-            return self.opt.state_dict()
-        from rlhf_zoo.fsdp import full_optimizer_state
-
-        return full_optimizer_state(self.opt.state_dict())  # the layout of an unsharded run's state
-
-    def _summed(self, costs: Costs) -> Costs:
-        """The counters summed over processes (this process's timings)."""
-        total = self.rt.sum_ints(
-            {"completions": costs.completions, "tokens": costs.tokens, "calls": costs.reward_calls}
-        )
-        return Costs(total["completions"], total["tokens"], total["calls"], dict(costs.seconds))
-
-    def _own_share(self, costs: Costs) -> Costs:
-        """Restored counters: the main process carries the checkpoint's totals, the others start at 0."""
-        return costs if self.rt.is_main else Costs(seconds=dict(costs.seconds))
-
-    def save(self) -> None:
-        state = self.state()
-        # Every process holds the same weights; sharded ones are gathered by every process.
-        weights = self.policy.state_dict() if self.rt.is_main or self.sharded else None
-        if self.rt.is_main:
-            self.log.save_checkpoint(weights, state)
-        self.rt.barrier()
-
-    def restore(self) -> None:
-        weights, s = self.log.load_checkpoint()
-        self.policy.load_state_dict(weights)
-        self.step = s["step"]
-        if self.opt and s["optimizer"]:
-            self.opt.load_state_dict(s["optimizer"])
-            if self.sharded:
-                from rlhf_zoo.fsdp import shard_optimizer_state
-
-                shard_optimizer_state(self.opt)
-            self.sched.load_state_dict(s["scheduler"])
-        torch.set_rng_state(s["torch_rng"])
-        if s["cuda_rng"] is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(s["cuda_rng"])
-        if self.cache and s["cache"]:
-            self.cache.load(s["cache"])
-        self.costs = self._own_share(s["costs"])
-        self.evaluator.costs = self._own_share(s["eval_costs"])
-        self.evaluator.load_reference(s["eval_reference"])
-        self.train_acc = defaultdict(list, s["train_acc"])
-        self.elapsed = s["elapsed"]
-        if self.rt.is_main:  # one writer: processes racing on the same temporary file could fail
-            self.log.truncate_metrics(self.step)
-
     # -- the loop ----------------------------------------------------------------------------------
+    def fit(self) -> dict[str, Any]:
+        """Train ``train.steps`` steps (Best-of-N: none), evaluating and checkpointing; returns the summary."""
+        self.begin()
+        steps = self.t.steps if self.algo.trainable else 0
+        last = self.evaluate() if self.step == 0 else None
+        bar = _progress(self.t.progress and steps > self.step and self.rt.is_main, steps, self.step, self.algo.name)
+        with StopRequests() as stop:
+            try:
+                while self.step < steps:
+                    started, before = self.step, (self.costs.copy(), self.evaluator.costs.copy())
+                    t0 = time.perf_counter()
+                    m = self.train_step()  # rollout → rewards → log-probs → loss → step → hooks
+                    self.elapsed += time.perf_counter() - t0
+                    for key, v in m.items():
+                        self.train_acc[key].append(v)
+                    _advance(bar, m)
+                    if self.step % self.t.eval_every == 0 or self.step == steps:
+                        last = self.evaluate()
+                    if self.t.checkpoint_every and self.step % self.t.checkpoint_every == 0 and self.step < steps:
+                        self.save()
+                    if self.rt.any_process(stop.requested):
+                        self.save()
+                        raise Interrupted(self.step, self.cfg.run_dir, stop.signum or signal.SIGINT)
+            except KeyboardInterrupt as e:  # raised at a step boundary (not a second signal): resumable
+                if not isinstance(e, ForcedStop):
+                    self.save()
+                raise Interrupted(self.step, self.cfg.run_dir) from None
+            except Exception:
+                # A failing reward or a bad prompt mid-run: keep the last completed step resumable, with
+                # its costs, unless the failed step already changed the weights (the last periodic
+                # checkpoint then stays).
+                if self.algo.trainable and self.step > 0 and not self._mid_step:
+                    self.save(*(() if self.step > started else before))
+                raise
+            finally:
+                if bar is not None:
+                    bar.close()
+        return self.finish(last)
+
     def train_step(self) -> dict[str, float]:
         """One step on this process's share of the step's prompts; returns metrics averaged over processes."""
         prompts = prompts_for_step(self.task.train_prompts, self.step, self.t.batch_prompts, self.cfg.seed)
@@ -241,36 +206,41 @@ class Trainer:
         k = min(self.needs.minibatches, len(prompts))
         blocks = minibatches(len(data.prompts), k) if k > 1 else [None]
         for _ in range(self.needs.epochs):
-            for mb in blocks:
-                # The policy's forward pass with gradient belongs to the update; "logprobs" is the
-                # no-gradient scoring of stage 1 (reference, anchor, quantiles).
+            for groups in blocks:
+                # The forward pass with gradient, the loss, backward and the optimiser step are the
+                # "update" phase; "logprobs" is collect's no-gradient scoring.
                 with self.costs.timed("update"):
-                    batch = make_batch(self.needs, self.policy, data, mb, shard=self.shard)
-                loss, m = self.algo.loss(batch)
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"non-finite loss {loss.item()} at step {self.step + 1}")
-                with self.costs.timed("update"):
-                    self.opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    self.rt.average_gradients(self.policy.trainable_parameters())
-                    if self.t.grad_clip > 0:
-                        norm = torch.nn.utils.clip_grad_norm_(self.policy.trainable_parameters(), self.t.grad_clip)
-                        if self.sharded:
-                            from rlhf_zoo.fsdp import full
-
-                            norm = full(norm)  # a DTensor over sharded gradients
-                        metrics["train/grad_norm"].append(float(norm))
-                    self.opt.step()
+                    batch = make_batch(self.needs, self.policy, data, groups, shard=self.shard)
+                    loss, m = self.algo.loss(batch)
+                    grad_norm = self.optimise(loss)
+                if grad_norm is not None:
+                    metrics["train/grad_norm"].append(grad_norm)
                 metrics["loss/total"].append(float(loss.detach()))
                 for key, v in m.items():
                     metrics[key].append(float(v))
         self.sched.step()
         self.step += 1
         self.algo.after_step(self.policy, self.step)
+        self._mid_step = False
         metrics["train/reward_proxy"].append(float(data.rewards.mean()))
         return self.rt.mean_metrics({key: sum(v) / len(v) for key, v in metrics.items()})
 
+    def optimise(self, loss: torch.Tensor) -> float | None:
+        """Backward, gradients averaged across processes, clipped; one optimiser step. Returns the
+        gradient norm before clipping (None when clipping is off)."""
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"non-finite loss {loss.item()} at step {self.step + 1}")
+        params = self.policy.trainable_parameters()
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.rt.average_gradients(params)
+        norm = self.rt.clip_grad_norm(params, self.t.grad_clip) if self.t.grad_clip > 0 else None
+        self.opt.step()
+        self._mid_step = True  # the weights have left the last completed step's
+        return norm
+
     def evaluate(self) -> dict[str, Any]:
+        """Evaluate on held-out prompts, log one line to ``metrics.jsonl`` (and the trackers); returns it."""
         was_training = getattr(self.policy, "training", False)
         if hasattr(self.policy, "eval"):
             self.policy.eval()
@@ -287,7 +257,18 @@ class Trainer:
         self.rt.track(record, self.step)
         return record
 
-    def fit(self) -> dict[str, Any]:
+    # -- start, end, checkpoints ---------------------------------------------------------------------
+    _mid_step = False
+
+    def save(self, costs: Costs | None = None, eval_costs: Costs | None = None) -> None:
+        checkpoint.save(self, costs, eval_costs)
+
+    def restore(self) -> int:
+        return checkpoint.restore(self)
+
+    def begin(self) -> None:
+        """Resume from the run directory's checkpoint (``resume=true``) or start a fresh run there;
+        write the resolved config and the provenance; start the trackers."""
         cfg = self.cfg
         existing = self.log.read_config()
         if cfg.resume and self.log.has_checkpoint():
@@ -309,41 +290,9 @@ class Trainer:
             sharded = {"sharded": "fsdp2"} if self.sharded else {}
             self.log.write_meta({**provenance(self.argv), "processes": self.rt.world, **sharded})
         self.rt.start_trackers(f"{self.algo.name}-{self.task.name}", _flat_config(cfg))
-        steps = self.t.steps if self.algo.trainable else 0
-        last = None
-        if self.step == 0:
-            last = self.evaluate()
-        bar = _progress(
-            self.t.progress and steps > self.step and self.rt.is_main,
-            total=steps,
-            initial=self.step,
-            desc=f"{self.algo.name}",
-        )
-        try:
-            while self.step < steps:
-                t0 = time.perf_counter()
-                m = self.train_step()
-                self.elapsed += time.perf_counter() - t0
-                for key, v in m.items():
-                    self.train_acc[key].append(v)
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(reward=f"{m['train/reward_proxy']:.3f}", refresh=False)
-                if self.step % self.t.eval_every == 0 or self.step == steps:
-                    last = self.evaluate()
-                if self.t.checkpoint_every and self.step % self.t.checkpoint_every == 0 and self.step < steps:
-                    self.save()
-        except KeyboardInterrupt:
-            self.save()
-            raise Interrupted(self.step, cfg.run_dir) from None
-        except Exception:
-            # A failing reward or a bad prompt mid-run: keep what was done so far resumable.
-            if self.algo.trainable and self.step > 0:
-                self.save()
-            raise
-        finally:
-            if bar is not None:
-                bar.close()
+
+    def finish(self, last: dict[str, Any] | None) -> dict[str, Any]:
+        """The final checkpoint and ``summary.json`` (the last evaluation, costs and times)."""
         if last is None:
             records = self.log.read_metrics()
             last = records[-1] if records else self.evaluate()
@@ -353,8 +302,8 @@ class Trainer:
             "algo": self.algo.name,
             "task": self.task.name,
             "steps": self.step,
-            "seed": cfg.seed,
-            **{k: v for k, v in last.items()},
+            "seed": self.cfg.seed,
+            **last,
             **self.rt.sum_ints(self.costs.as_dict()),
             "eval_cost/completions": self.rt.sum_ints({"n": self.evaluator.costs.completions})["n"],
             "time/train_s": round(self.elapsed, 3),
@@ -387,12 +336,18 @@ def _without_resume(yaml_text: str) -> str:
     return "\n".join(line for line in yaml_text.splitlines() if not line.startswith("resume:"))
 
 
-def _progress(enabled: bool, **kw):
+def _progress(enabled: bool, total: int, initial: int, desc: str):
     if not enabled:
         return None
     from tqdm.auto import tqdm
 
-    return tqdm(unit="step", dynamic_ncols=True, **kw)
+    return tqdm(unit="step", dynamic_ncols=True, total=total, initial=initial, desc=desc)
+
+
+def _advance(bar: Any, metrics: dict[str, float]) -> None:
+    if bar is not None:
+        bar.update(1)
+        bar.set_postfix(reward=f"{metrics['train/reward_proxy']:.3f}", refresh=False)
 
 
 def build(cfg: DictConfig, runtime: Runtime | None = None) -> tuple[Algorithm, Task, Policy]:

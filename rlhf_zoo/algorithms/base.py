@@ -36,7 +36,6 @@ class Needs:
         target: the forward (SFT) target per prompt: ``fresh`` = the best of the fresh base
             samples, ``cache`` = the best of ``target_n`` draws from the cache, ``none``.
         target_n: N, draws from the cache for a ``cache`` target.
-        anchor: the policy keeps an anchor copy (initialised to π before the first step).
         epochs / minibatches: optimisation passes over each rollout batch, and how many
             minibatches (split by prompt) each pass takes.
     """
@@ -51,9 +50,14 @@ class Needs:
     base_samples: int = 0
     target: Literal["none", "fresh", "cache"] = "none"
     target_n: int = 0
-    anchor: bool = False
     epochs: int = 1
     minibatches: int = 1
+
+    @property
+    def anchor(self) -> bool:
+        """The policy keeps an anchor copy π_anchor (= π before the first step): whenever anything is
+        read under the anchor role (its log-probs, or it is the base of quantiles and targets)."""
+        return self.anchor_logp or self.base == "anchor"
 
 
 @dataclass(frozen=True)
@@ -137,6 +141,11 @@ class Algorithm:
 
     def after_step(self, policy: Any, step: int) -> None:
         """Called after every optimiser step (``step`` counts from 1)."""
+
+    def best_of_n_sampling(self) -> int | None:
+        """n when this algorithm *is* Best-of-n sampling from π_ref (evaluated as that sampler, not as
+        π); None for the trained objectives, which are evaluated as π itself."""
+        return None
 
     def exact_targets(self) -> dict[str, float]:
         """What the exact testbed measures this algorithm against: ``bon_n`` and/or ``optimal_beta``."""

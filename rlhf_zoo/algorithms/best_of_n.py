@@ -49,5 +49,8 @@ class BestOfN(Algorithm):
         zero = torch.zeros((), dtype=batch.rewards.dtype)
         return zero, {"bon/n": torch.tensor(float(self.cfg.n))}
 
+    def best_of_n_sampling(self) -> int:
+        return self.cfg.n
+
     def exact_targets(self) -> dict[str, float]:
         return {"bon_n": self.cfg.n}

@@ -110,7 +110,6 @@ class Bond(Algorithm):
             base_samples=c.n if exact else 0,
             target="fresh" if exact else "cache",
             target_n=c.n,
-            anchor=self.iterative,
         )
 
     def loss(self, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:

@@ -77,7 +77,6 @@ class JBond(Algorithm):
             base="anchor",
             base_samples=2,
             target="fresh",
-            anchor=True,
         )
 
     def loss(self, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:

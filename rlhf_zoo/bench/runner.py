@@ -118,53 +118,16 @@ def validate_points(points: list[Point]) -> None:
 
 
 def exact_reference(args: list[str] | tuple[str, ...]) -> dict[str, Any]:
-    """On a task with an oracle: the optimal frontier (π*_β over β) and Best-of-N over n, exactly.
-
-    Returns {"frontier": [{beta, kl, reward_proxy, reward_gold}], "best_of_n": [{n, kl, kl_bound,
-    reward_proxy, reward_gold, log_quantile}], "kl_estimator": "exact"}; empty without an oracle.
-    """
-    import torch
-
+    """On a task with an oracle, its exact reference curves (:meth:`rlhf_zoo.tasks.oracle.ExactOracle.curves`:
+    the optimal frontier and Best-of-N over n); empty without an oracle."""
     from rlhf_zoo.config import as_dataclass, load_config
-    from rlhf_zoo.functional.best_of_n import bon_kl_bound
-    from rlhf_zoo.functional.kl import categorical_kl
-    from rlhf_zoo.functional.quantile import exact_quantiles
     from rlhf_zoo.tasks.registry import build_task, get_task_entry
 
     cfg = load_config([*args, "run_dir=unused"])
     if not get_task_entry(cfg.task.name).has_oracle:
         return {}
     task = build_task(as_dataclass(cfg, "task"), None)
-    oracle = task.oracle
-    ref = oracle.probs(task.build_policy(cfg.seed), "ref").to(torch.float64)
-    proxy, gold = oracle.proxy.to(torch.float64), oracle.gold.to(torch.float64)
-    frontier = []
-    for i in range(121):
-        beta = 10 ** (1.5 - 3.5 * i / 120)  # 31.6 … 0.01
-        opt = oracle.optimal(ref, beta)
-        frontier.append(
-            {
-                "beta": beta,
-                "kl": float(categorical_kl(opt, ref).mean()),
-                "reward_proxy": float((opt * proxy).sum(-1).mean()),
-                "reward_gold": float((opt * gold).sum(-1).mean()),
-            }
-        )
-    p_le, _ = exact_quantiles(proxy, proxy, ref)  # [P, M]: p_≤ of every completion against π_ref
-    bon = []
-    for n in (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64):
-        b = oracle.bon(ref, n)
-        bon.append(
-            {
-                "n": n,
-                "kl": float(categorical_kl(b, ref).mean()),
-                "kl_bound": bon_kl_bound(n),
-                "reward_proxy": float((b * proxy).sum(-1).mean()),
-                "reward_gold": float((b * gold).sum(-1).mean()),
-                "log_quantile": float((b * torch.log(p_le)).sum(-1).mean()),
-            }
-        )
-    return {"frontier": frontier, "best_of_n": bon, "kl_estimator": "exact"}
+    return task.oracle.curves(task.oracle.probs(task.build_policy(cfg.seed), "ref"))
 
 
 def run_suite(

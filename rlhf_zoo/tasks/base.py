@@ -5,13 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from rlhf_zoo.policies.base import Policy
 from rlhf_zoo.rewards.base import RewardModel
-
-if TYPE_CHECKING:
-    from rlhf_zoo.tasks.exact import ExactOracle
+from rlhf_zoo.tasks.oracle import ExactOracle
 
 
 @dataclass

@@ -1,0 +1,101 @@
+"""What a checkpoint holds, and how a run saves and restores it.
+
+A checkpoint is ``run_dir/checkpoint/`` (:meth:`rlhf_zoo.runlog.RunLog.save_checkpoint`, written
+atomically): the trainable and anchor weights (``weights.safetensors``) and the training state
+(``state.pt``):
+
+==================  ==============================================================================
+``step``            optimiser steps completed
+``optimizer``       AdamW's state (with FSDP: in the unsharded layout, so checkpoints move between
+                    sharded and plain runs)
+``scheduler``       the learning-rate schedule's position
+``torch_rng``       torch's global CPU generator (and ``cuda_rng`` on GPUs); sampling does not use
+                    it (its draws are keyed, :mod:`rlhf_zoo.rng`), but anything else drawing from
+                    torch's global generator (dropout, user code) continues as it would have
+``cache``           the base cache: k base completions per prompt and their rewards (§3)
+``costs``           completions, tokens, reward calls of training, summed over processes
+``eval_costs``      the same for evaluation
+``eval_reference``  the held-out reference completions' rewards (drawn once per run)
+``train_acc``       training metrics accumulated since the last evaluation
+``elapsed``         training seconds so far
+==================  ==============================================================================
+
+Every field is restored, so that on CPU a resumed run's ``metrics.jsonl`` and ``summary.json``
+equal an uninterrupted run's. With several processes every process takes part in :func:`save`
+(sharded weights and counters are gathered); only the main process writes.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from rlhf_zoo.rollout import Costs
+
+if TYPE_CHECKING:
+    from rlhf_zoo.train import Trainer
+
+
+def training_state(tr: Trainer, costs: Costs, eval_costs: Costs) -> dict[str, Any]:
+    """The training state of ``tr`` (every process calls this: counters are summed over processes)."""
+    rt = tr.rt
+    return {
+        "step": tr.step,
+        "optimizer": rt.optimizer_state(tr.opt) if tr.opt else None,
+        "scheduler": tr.sched.state_dict() if tr.sched else None,
+        "torch_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+        "cache": tr.cache.state() if tr.cache else None,
+        "costs": _summed(rt, costs),
+        "eval_costs": _summed(rt, eval_costs),
+        "eval_reference": tr.evaluator.reference_state(),
+        "train_acc": dict(tr.train_acc),
+        "elapsed": tr.elapsed,
+    }
+
+
+def save(tr: Trainer, costs: Costs | None = None, eval_costs: Costs | None = None) -> None:
+    """Write ``tr``'s checkpoint. ``costs`` / ``eval_costs``: the counters to record (default: the
+    current ones; a run stopped by an error mid-step passes those of its last completed step)."""
+    state = training_state(tr, costs or tr.costs, eval_costs or tr.evaluator.costs)
+    # Every process holds the same weights; sharded ones are gathered by every process.
+    weights = tr.policy.state_dict() if tr.rt.is_main or tr.rt.sharded else None
+    if tr.rt.is_main:
+        tr.log.save_checkpoint(weights, state)
+    tr.rt.barrier()
+
+
+def restore(tr: Trainer) -> int:
+    """Load the run directory's checkpoint into ``tr``; returns the step it continues from."""
+    weights, s = tr.log.load_checkpoint()
+    tr.policy.load_state_dict(weights)
+    tr.step = s["step"]
+    if tr.opt and s["optimizer"]:
+        tr.rt.load_optimizer_state(tr.opt, s["optimizer"])
+        tr.sched.load_state_dict(s["scheduler"])
+    torch.set_rng_state(s["torch_rng"])
+    if s["cuda_rng"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(s["cuda_rng"])
+    if tr.cache and s["cache"]:
+        tr.cache.load(s["cache"])
+    tr.costs = _own_share(tr.rt, s["costs"])
+    tr.evaluator.costs = _own_share(tr.rt, s["eval_costs"])
+    tr.evaluator.load_reference(s["eval_reference"])
+    tr.train_acc.clear()
+    tr.train_acc.update(s["train_acc"])
+    tr.elapsed = s["elapsed"]
+    if tr.rt.is_main:  # one writer: processes racing on the same temporary file could fail
+        tr.log.truncate_metrics(tr.step)
+    return tr.step
+
+
+def _summed(rt: Any, costs: Costs) -> Costs:
+    """The counters summed over processes (this process's timings)."""
+    total = rt.sum_ints({"completions": costs.completions, "tokens": costs.tokens, "calls": costs.reward_calls})
+    return Costs(total["completions"], total["tokens"], total["calls"], dict(costs.seconds))
+
+
+def _own_share(rt: Any, costs: Costs) -> Costs:
+    """Restored counters: the main process carries the checkpoint's totals, the others start at 0."""
+    return costs if rt.is_main else Costs(seconds=dict(costs.seconds))
