@@ -1,14 +1,14 @@
 """BOND: Best-of-N Distillation (Sessa et al., 2024, arXiv 2407.14622, §3–§4; ALGORITHMS.md §4–§5).
 
 Distil the Best-of-N distribution π_BoN(y) = π_ref(y)·p_≤(y)^(N−1)·B(y) (Theorem 1) into π by
-minimising the Jeffreys divergence (paper eq. 12)
+minimising the Jeffreys divergence (paper eq. 11)
 
     J_β(π ‖ π_BoN) = (1 − β)·KL(π_BoN ‖ π) + β·KL(π ‖ π_BoN).
 
 - Forward term (mode covering): −E_{y~π_BoN}[∇log π(y)]: draw N reference completions, keep the
   best, take a likelihood step on it.
 - Backward term (mode seeking): log π_BoN = log π_ref + (N−1)·log p_≤ + log B, so
-  KL(π ‖ π_BoN) is RL with reward log p_≤ and β_BOND = 1/(N−1) (paper eq. 10–11). The gradient is
+  KL(π ‖ π_BoN) is RL with reward log p_≤ and β_BOND = 1/(N−1) (paper eq. 8). The gradient is
 
       −E_{y~π}[∇log π(y)·((N−1)·log p̂_≤(y) − (log π(y) − log π_ref(y)) − b)],
 

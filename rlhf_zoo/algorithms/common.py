@@ -51,12 +51,17 @@ def kl_penalised_returns(batch: Batch, beta: float, kl_in: Literal["reward", "lo
 
 
 def kl_loss(batch: Batch, estimator: Literal["k3", "exact"]) -> Tensor:
-    """E[KL estimate] with gradient through log π only (the "KL in the loss" option).
+    """E[KL estimate] with gradient through log π only (the "KL in the loss" option, ALGORITHMS.md §1).
 
-    ``k3`` sums ρ_t − 1 − log ρ_t over tokens; ``exact`` sums the full-vocabulary KL at each visited
-    prefix. Both differentiate the per-position KL only: the effect of θ on which prefixes are
-    visited is left out (as in GRPO), so this is *not* the exact gradient of KL(π ‖ π_ref); the
-    KL-in-reward default is.
+    Neither option is the gradient of KL(π ‖ π_ref); only the KL-in-reward default is (REINFORCE with
+    R = r − β·(log π − log π_ref) is the exact gradient of E[r] − β·KL(π ‖ π_ref)):
+
+    - ``k3`` sums ρ_t − 1 − log ρ_t over tokens, ρ_t = π_ref(y_t|·)/π(y_t|·). Its pathwise gradient is
+      Σ_t (1 − ρ_t)·∇log π(y_t|·), whose expectation under y ~ π is ∇KL(π_ref ‖ π): the *reverse*
+      direction (Tang & Munos 2025, arXiv 2506.09477). It pulls π towards covering π_ref's mass.
+    - ``exact`` sums the full-vocabulary KL(π(·|x,y<t) ‖ π_ref(·|x,y<t)) at each visited prefix and
+      differentiates it in place: the right direction per position, but the term that flows through
+      which prefixes are visited (the score function of the prefix) is dropped, as in GRPO.
     """
     if estimator == "k3":
         per_seq = k3(batch.logp, batch.ref_logp, batch.response_mask)

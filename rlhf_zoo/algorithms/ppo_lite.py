@@ -43,7 +43,10 @@ class PPOLiteConfig:
     samples: k, completions per prompt.
     baseline: loo (default) | group_norm (GRPO) | mean | none.
     beta: β_RL, the KL coefficient.
-    kl_in: ``reward`` (default) or ``loss``; kl_estimator: ``k3`` or ``exact`` for ``kl_in=loss``.
+    kl_in: ``reward`` (default: the gradient of E[r] − β·KL(π‖π_ref)) or ``loss`` (β·KL estimate added to
+        the loss and differentiated in place; with k3 that differentiates KL(π_ref‖π) in expectation,
+        see :func:`rlhf_zoo.algorithms.common.kl_loss`).
+    kl_estimator: ``k3`` or ``exact`` (exact-token) for ``kl_in=loss``.
     clip_eps: ε of the clip range.
     epochs: passes over each rollout batch.
     minibatches: minibatches per pass, split by prompt.

@@ -14,8 +14,10 @@ Ahmadian et al. 2024, "Back to Basics"), the BOND paper's REINFORCE baseline wit
 Deviations and choices:
 - The surrogate is written in ratio form, −E[A·π(y)/sg(π(y))], whose value is −E[A]; this makes
   PPO-lite with one epoch equal to REINFORCE in value as well as gradient.
-- ``kl_in=loss`` adds β·E[k3] or β·E[exact-token KL] to the loss instead (gradient through log π
-  only; see :func:`rlhf_zoo.algorithms.common.kl_loss`).
+- ``kl_in=loss`` adds β·E[k3] or β·E[exact-token KL] to the loss instead, differentiated in place.
+  This is not the gradient of the regularised objective: with k3 it differentiates, in expectation,
+  KL(π_ref ‖ π) (the reverse direction), and the exact-token KL drops the term that flows through
+  which prefixes are visited (:func:`rlhf_zoo.algorithms.common.kl_loss`, ALGORITHMS.md §1).
 """
 
 from __future__ import annotations
@@ -42,7 +44,8 @@ class ReinforceConfig:
     samples: k, completions per prompt (k >= 2 with ``baseline=loo`` is RLOO).
     baseline: none | mean | loo | group_norm (ALGORITHMS.md §4).
     beta: β_RL, the KL coefficient (paper sweep: 0.001, 0.01, 0.1, 1).
-    kl_in: ``reward`` (default; exact gradient) or ``loss``.
+    kl_in: ``reward`` (default; the exact gradient of E[r] − β·KL(π‖π_ref)) or ``loss`` (not that
+        gradient: with k3 it differentiates KL(π_ref‖π) in expectation; see ``kl_loss``).
     kl_estimator: for ``kl_in=loss``: ``k3`` or ``exact`` (exact-token).
     """
 

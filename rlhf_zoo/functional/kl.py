@@ -80,6 +80,10 @@ def k3(logp: Tensor, ref_logp: Tensor, response_mask: Tensor, per_token: bool = 
     ρ_t − 1 − log ρ_t, ρ_t = π_ref(y_t|·)/π(y_t|·); each has expectation KL_t under π, so the sum
     is unbiased for the sequence KL. ``per_token=False`` applies the formula once to the
     sequence ratio π_ref(y)/π(y) (also unbiased, higher variance).
+
+    As a *value* it estimates KL(π ‖ π_ref). As a *loss* (differentiated through log π with y ~ π held
+    fixed) its gradient is (1 − ρ)·∇log π, whose expectation is ∇KL(π_ref ‖ π), the reverse direction
+    (ALGORITHMS.md §1; Tang & Munos 2025, arXiv 2506.09477).
     """
     _check_pair(logp, ref_logp, response_mask)
     if per_token:

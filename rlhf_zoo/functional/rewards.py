@@ -1,7 +1,7 @@
 """Rewards that BOND and J-BOND derive from the proxy reward (ALGORITHMS.md §4, §6).
 
 - BOND's backward term is KL-regularised RL with reward r_BOND(y) = log p_≤(y) and coefficient
-  β_BOND = 1/(N−1) (paper eq. 10–11).
+  β_BOND = 1/(N−1) (paper eq. 8).
 - J-BOND (paper §5, eq. 17): r_J(y) = −log 16 if r(y) < min(r(y'_1), r(y'_2)), else 0, with y'_1,
   y'_2 two anchor samples; strict "<", so ties are not penalised. Its mean is
   −log 16·(1 − p_≤)², which matches log p_≤ at p_≤ = ½ and p_≤ = 1.
