@@ -1,0 +1,85 @@
+"""The checkpoint restores every field of the training state (rlhf_zoo/checkpoint.py).
+
+Each field is checked against the trainer that wrote it, so restoring any one of them wrongly (or
+not at all) fails here, including those that the resume-equals-uninterrupted tests cannot see
+(torch's global generator, which keyed sampling does not use).
+"""
+
+import torch
+
+from rlhf_zoo.config import load_config
+from rlhf_zoo.train import Trainer, build
+
+COMMON = ["train.steps=10", "train.eval_every=3", "train.progress=false"]
+BOND = ["algo=bond", "algo.quantiles=mc", "algo.k=4"]
+
+
+def _trainer(run_dir, *extra, algo=BOND):
+    cfg = load_config([*algo, *COMMON, f"run_dir={run_dir}", *extra])
+    return Trainer(cfg, *build(cfg))
+
+
+def _run(tr, steps):
+    tr.begin()
+    tr.evaluate()
+    for _ in range(steps):
+        for key, v in tr.train_step().items():
+            tr.train_acc[key].append(v)
+        tr.elapsed += 0.25
+
+
+def test_every_field_of_the_state_round_trips(tmp_path):
+    a = _trainer(tmp_path / "r")
+    _run(a, 4)  # the last evaluation at step 3: train_acc holds step 4's metrics
+    torch.manual_seed(1234)
+    torch.rand(7)  # move the global generator somewhere a fresh process would not be
+    a.save()
+    expected_rng = torch.rand(3)
+
+    torch.manual_seed(0)  # a new process: another global generator state
+    b = _trainer(tmp_path / "r", "resume=true")
+    assert b.restore() == 4 and b.step == 4
+    assert torch.equal(torch.rand(3), expected_rng)
+    for (name, p), q in zip(a.policy.state_dict().items(), b.policy.state_dict().values(), strict=True):
+        assert torch.equal(p, q), name
+    sa, sb = a.opt.state_dict(), b.opt.state_dict()
+    assert sa["state"].keys() == sb["state"].keys() and sa["state"]
+    for i in sa["state"]:
+        for key in ("exp_avg", "exp_avg_sq", "step"):
+            assert torch.equal(torch.as_tensor(sa["state"][i][key]), torch.as_tensor(sb["state"][i][key]))
+    assert b.sched.state_dict() == a.sched.state_dict() and b.sched.last_epoch == 4
+    assert a.cache.entries.keys() == b.cache.entries.keys() and a.cache.entries
+    for key, (roll, rewards) in a.cache.entries.items():
+        assert torch.equal(b.cache.entries[key][1], rewards)
+        assert torch.equal(b.cache.entries[key][0].completion_ids, roll.completion_ids)
+    assert (b.costs.completions, b.costs.tokens, b.costs.reward_calls) == (
+        a.costs.completions,
+        a.costs.tokens,
+        a.costs.reward_calls,
+    )
+    assert a.costs.completions > 0
+    assert b.evaluator.costs.completions == a.evaluator.costs.completions
+    assert dict(b.train_acc) == dict(a.train_acc) and b.train_acc
+    assert b.elapsed == a.elapsed == 1.0
+
+
+def test_sampled_evaluation_reference_is_restored(tmp_path):
+    """The held-out reference rewards (drawn once per run) come back from the checkpoint rather than
+    being drawn again: a restored evaluator that drew them again would have spent evaluation samples."""
+    from rlhf_zoo.tasks.base import Task
+
+    a = _trainer(tmp_path / "r", algo=["algo=reinforce"])
+    sampled = Task(**{**a.task.__dict__, "oracle": None})  # sample the evaluation instead of enumerating
+    a.evaluator.task = sampled
+    a.evaluator(a.policy, round=0)
+    assert a.evaluator.reference_state() is not None
+    a.save()
+    b = _trainer(tmp_path / "r", "resume=true", algo=["algo=reinforce"])
+    b.evaluator.task = sampled
+    b.restore()
+    spent = b.evaluator.costs.completions
+    for x, y in zip(a.evaluator.reference_state(), b.evaluator.reference_state(), strict=True):
+        assert torch.equal(x, y)
+    b.evaluator(b.policy, round=1)
+    # only the evaluated policy's samples were drawn, not the reference completions again
+    assert b.evaluator.costs.completions - spent == len(b.evaluator.prompts) * b.evaluator.samples

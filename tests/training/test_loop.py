@@ -1,0 +1,151 @@
+"""The training loop's contract beyond the numbers: what a failure, a stop signal and the phases do.
+
+- A failure in a step's rollout keeps the last completed step resumable, and its costs count only
+  completed steps; a failure after the step changed the weights writes no (torn) checkpoint.
+- SIGTERM, as schedulers send it, stops at a step boundary with a checkpoint, exit code 143 and a
+  one-line message naming resume=true; the resumed run's metrics equal an uninterrupted run's.
+- The loss is computed inside the ``update`` phase (so a probe on that phase, as ``profile``'s FLOP
+  counter, sees the forward pass, the loss and the backward pass).
+"""
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from rlhf_zoo.config import load_config
+from rlhf_zoo.rewards.base import RewardError
+from rlhf_zoo.train import Trainer, build
+from tests.resume_helpers import metrics_rows
+
+
+def _trainer(run_dir, *args):
+    cfg = load_config([*args, f"run_dir={run_dir}", "train.progress=false"])
+    return Trainer(cfg, *build(cfg))
+
+
+class FailingReward:
+    """The task's proxy reward, raising from its ``fail_at``-th call on."""
+
+    def __init__(self, inner, fail_at):
+        self.inner, self.calls, self.fail_at, self.name = inner, 0, fail_at, "failing"
+
+    def score(self, prompts, completions):
+        self.calls += 1
+        if self.calls >= self.fail_at:
+            raise RuntimeError("the reward server went away")
+        return self.inner.score(prompts, completions)
+
+
+def test_a_failed_rollout_keeps_the_last_step_and_its_costs(tmp_path):
+    args = ["algo=reinforce", "train.steps=6", "train.eval_every=100", "train.batch_prompts=8"]
+    clean = _trainer(tmp_path / "clean", *args, "train.steps=2")
+    clean.fit()
+    failing = _trainer(tmp_path / "fail", *args)
+    # proxy calls: 1 for the step-0 evaluation (of the enumerated completions), then 1 per step: step 3 fails
+    failing.task.proxy = FailingReward(failing.task.proxy, fail_at=4)
+    with pytest.raises(RewardError, match="went away"):
+        failing.fit()
+    _, state = failing.log.load_checkpoint()
+    assert state["step"] == 2
+    _, done = clean.log.load_checkpoint()
+    assert state["costs"].completions == done["costs"].completions > 0
+    assert state["costs"].reward_calls == done["costs"].reward_calls
+    assert state["costs"].tokens == done["costs"].tokens
+
+
+def test_a_failure_after_the_weights_changed_writes_no_checkpoint(tmp_path):
+    tr = _trainer(tmp_path / "r", "algo=ppo_lite", "train.steps=3", "algo.minibatches=2", "train.batch_prompts=4")
+    loss, calls = tr.algo.loss, {"n": 0}
+
+    def second_minibatch_fails(batch):
+        calls["n"] += 1
+        if calls["n"] == 2:  # step 1's first minibatch has already updated the weights
+            raise RuntimeError("out of memory")
+        return loss(batch)
+
+    tr.algo.loss = second_minibatch_fails
+    with pytest.raises(RuntimeError, match="out of memory"):
+        tr.fit()
+    assert not tr.log.has_checkpoint()
+
+
+def test_the_loss_is_computed_inside_the_update_phase(tmp_path):
+    tr = _trainer(tmp_path / "r", "algo=jbond", "train.steps=1")
+    inside = {"now": False, "loss_calls_inside": 0, "loss_calls": 0}
+
+    @contextlib.contextmanager
+    def probe():
+        inside["now"] = True
+        yield
+        inside["now"] = False
+
+    tr.costs.probe("update", probe)
+    loss = tr.algo.loss
+
+    def watched(batch):
+        inside["loss_calls"] += 1
+        inside["loss_calls_inside"] += inside["now"]
+        return loss(batch)
+
+    tr.algo.loss = watched
+    tr.fit()
+    assert inside["loss_calls"] == inside["loss_calls_inside"] == 1
+
+
+SLOW_TRAIN = Path(__file__).with_name("slow_train.py")
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _train_cmd(run_dir, *extra):
+    return [
+        sys.executable,
+        str(SLOW_TRAIN),
+        "train",
+        "algo=reinforce",
+        "threads=1",
+        "train.steps=40",
+        "train.eval_every=10",
+        "train.progress=false",
+        f"run_dir={run_dir}",
+        *extra,
+    ]
+
+
+def _run(cmd, **env):
+    return subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT), **env})
+
+
+def test_sigterm_checkpoints_and_the_resumed_run_equals_an_uninterrupted_one(tmp_path):
+    # 0.1 s a reward call: the 40 steps take 4 s, so the signal comes while the run is training
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "SLOW_REWARD_S": "0.1"}
+    proc = subprocess.Popen(_train_cmd(tmp_path / "part"), stderr=subprocess.PIPE, text=True, env=env)
+    metrics = tmp_path / "part" / "metrics.jsonl"
+    deadline = time.time() + 120
+    while not metrics.is_file() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before it could be signalled"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    message = err.strip().splitlines()
+    assert len(message) == 1 and "SIGTERM" in message[0] and "resume=true" in message[0], err
+    stopped_at = torch.load(tmp_path / "part" / "checkpoint" / "state.pt", weights_only=False)["step"]
+    assert 0 < stopped_at < 40
+
+    resumed = _run(_train_cmd(tmp_path / "part", "resume=true"))
+    assert resumed.returncode == 0, resumed.stderr
+    full = _run(_train_cmd(tmp_path / "full"))
+    assert full.returncode == 0, full.stderr
+    assert metrics_rows(tmp_path / "part" / "metrics.jsonl") == metrics_rows(tmp_path / "full" / "metrics.jsonl")
+    a = json.loads((tmp_path / "part" / "summary.json").read_text())
+    b = json.loads((tmp_path / "full" / "summary.json").read_text())
+    for key in ("reward/proxy", "kl/exact", "cost/completions", "cost/reward_calls", "steps"):
+        assert a[key] == b[key], key
