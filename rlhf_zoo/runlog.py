@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+from rlhf_zoo.errors import UserError
 from rlhf_zoo.io import atomic_dir, atomic_write_text
 
 
@@ -59,6 +60,19 @@ class RunLog:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.metrics_path = self.dir / "metrics.jsonl"
         self.ckpt_dir = self.dir / "checkpoint"
+
+    def lock(self) -> Any:
+        """Hold ``run_dir/.lock`` for as long as a run writes here (release with ``.release()``); a
+        second run on the same directory is refused with a one-line :class:`UserError`. The lock is
+        the operating system's (``flock``), so a killed run leaves nothing held."""
+        from filelock import FileLock, Timeout
+
+        lock = FileLock(str(self.dir / ".lock"))
+        try:
+            lock.acquire(timeout=0)
+        except Timeout:
+            raise UserError(f"{self.dir} is in use by another run; wait for it or choose another run_dir") from None
+        return lock
 
     def write_config(self, yaml_text: str) -> None:
         atomic_write_text(self.dir / "config.yaml", yaml_text)

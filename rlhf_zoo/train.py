@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 import signal
+import sys
 import time
 from collections import defaultdict
 from typing import Any
@@ -147,12 +148,20 @@ class Trainer:
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, schedule) if self.opt else None
         self.step = 0
         self.elapsed = 0.0
+        self._saved_at = time.monotonic()
         self.train_acc: dict[str, list[float]] = defaultdict(list)
 
     # -- the loop ----------------------------------------------------------------------------------
     def fit(self) -> dict[str, Any]:
         """Train ``train.steps`` steps (Best-of-N: none), evaluating and checkpointing; returns the summary."""
-        self.begin()
+        try:
+            self.begin()
+            return self.finish(self.run_steps())
+        finally:
+            self.end()
+
+    def run_steps(self) -> dict[str, Any] | None:
+        """The steps from the current one to ``train.steps``; returns the last evaluation (None: none ran)."""
         steps = self.t.steps if self.algo.trainable else 0
         last = self.evaluate() if self.step == 0 else None
         bar = _progress(self.t.progress and steps > self.step and self.rt.is_main, steps, self.step, self.algo.name)
@@ -168,7 +177,7 @@ class Trainer:
                     _advance(bar, m)
                     if self.step % self.t.eval_every == 0 or self.step == steps:
                         last = self.evaluate()
-                    if self.t.checkpoint_every and self.step % self.t.checkpoint_every == 0 and self.step < steps:
+                    if self.step < steps and self.checkpoint_due():
                         self.save()
                     if self.rt.any_process(stop.requested):
                         self.save()
@@ -187,7 +196,7 @@ class Trainer:
             finally:
                 if bar is not None:
                     bar.close()
-        return self.finish(last)
+        return last
 
     def train_step(self) -> dict[str, float]:
         """One step on this process's share of the step's prompts; returns metrics averaged over processes."""
@@ -260,22 +269,35 @@ class Trainer:
     # -- start, end, checkpoints ---------------------------------------------------------------------
     _mid_step = False
 
+    def checkpoint_due(self) -> bool:
+        """Every ``train.checkpoint_every`` steps, and when ``train.checkpoint_minutes`` have passed since
+        the last checkpoint (or the start): the most a ``kill -9`` can lose. Decided alike in every process."""
+        every, minutes = self.t.checkpoint_every, self.t.checkpoint_minutes
+        by_steps = bool(every) and self.step % every == 0
+        by_time = minutes > 0 and time.monotonic() - self._saved_at >= 60 * minutes
+        return by_steps or self.rt.any_process(by_time)
+
     def save(self, costs: Costs | None = None, eval_costs: Costs | None = None) -> None:
         checkpoint.save(self, costs, eval_costs)
+        self._saved_at = time.monotonic()
 
     def restore(self) -> int:
         return checkpoint.restore(self)
 
     def begin(self) -> None:
-        """Resume from the run directory's checkpoint (``resume=true``) or start a fresh run there;
-        write the resolved config and the provenance; start the trackers."""
+        """Take the run directory (one run at a time), resume from its checkpoint (``resume=true``) or
+        start a fresh run there; write the resolved config and the provenance; start the trackers."""
         cfg = self.cfg
+        self._lock = self.log.lock() if self.rt.is_main else None
         existing = self.log.read_config()
         if cfg.resume and self.log.has_checkpoint():
             if existing is not None and _without_resume(existing) != _without_resume(to_yaml(cfg)):
                 raise UserError(f"resume=true but {cfg.run_dir}/config.yaml differs from this run's config")
             self.restore()
+            self.say(f"resuming {cfg.run_dir} from step {self.step} (its last checkpoint)")
         else:
+            if cfg.resume:
+                self.say(f"resume=true: no checkpoint in {cfg.run_dir}, so nothing to resume: starting at step 0")
             if self.log.metrics_path.exists() and not cfg.resume:
                 raise UserError(
                     f"{cfg.run_dir} already holds a run: pass resume=true to continue it, or choose another run_dir"
@@ -290,6 +312,17 @@ class Trainer:
             sharded = {"sharded": "fsdp2"} if self.sharded else {}
             self.log.write_meta({**provenance(self.argv), "processes": self.rt.world, **sharded})
         self.rt.start_trackers(f"{self.algo.name}-{self.task.name}", _flat_config(cfg))
+
+    def end(self) -> None:
+        """Release the run directory."""
+        if getattr(self, "_lock", None) is not None:
+            self._lock.release()
+            self._lock = None
+
+    def say(self, message: str) -> None:
+        """One line on stderr from the main process (what the run is doing, not a metric)."""
+        if self.rt.is_main:
+            print(f"rlhf-zoo: {message}", file=sys.stderr, flush=True)
 
     def finish(self, last: dict[str, Any] | None) -> dict[str, Any]:
         """The final checkpoint and ``summary.json`` (the last evaluation, costs and times)."""

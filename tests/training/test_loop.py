@@ -149,3 +149,54 @@ def test_sigterm_checkpoints_and_the_resumed_run_equals_an_uninterrupted_one(tmp
     b = json.loads((tmp_path / "full" / "summary.json").read_text())
     for key in ("reward/proxy", "kl/exact", "cost/completions", "cost/reward_calls", "steps"):
         assert a[key] == b[key], key
+
+
+def test_kill_9_loses_at_most_the_checkpoint_interval(tmp_path):
+    """A SIGKILL (no handler runs) mid-run: the periodic checkpoint survives, ``resume=true`` continues
+    from it, and the finished run equals an uninterrupted one."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "SLOW_REWARD_S": "0.1"}
+    cmd = _train_cmd(tmp_path / "part", "train.checkpoint_every=5")
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env=env)
+    metrics = tmp_path / "part" / "metrics.jsonl"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:  # wait for the step-20 evaluation
+        if metrics.is_file() and any(json.loads(x)["step"] >= 20 for x in metrics.read_text().splitlines()):
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    proc.kill()
+    proc.communicate(timeout=60)
+    stopped_at = torch.load(tmp_path / "part" / "checkpoint" / "state.pt", weights_only=False)["step"]
+    assert 15 <= stopped_at < 40  # at most one checkpoint interval (5 steps) before the step-20 evaluation
+
+    resumed = _run([*cmd, "resume=true"])
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"from step {stopped_at}" in resumed.stderr
+    full = _run(_train_cmd(tmp_path / "full", "train.checkpoint_every=5"))
+    assert full.returncode == 0, full.stderr
+    assert metrics_rows(tmp_path / "part" / "metrics.jsonl") == metrics_rows(tmp_path / "full" / "metrics.jsonl")
+
+
+def test_resume_says_what_it_does(tmp_path, capsys):
+    from rlhf_zoo.cli import main
+
+    args = ["train", "algo=reinforce", "train.steps=4", "train.progress=false", "train.eval_every=2"]
+    assert main([*args, f"run_dir={tmp_path}/typo", "resume=true"]) == 0
+    err = capsys.readouterr().err
+    assert "nothing to resume" in err and "step 0" in err
+    assert main([*args, f"run_dir={tmp_path}/typo", "resume=true", "train.steps=6"]) == 2  # another config
+    assert "differs" in capsys.readouterr().err
+
+
+def test_two_runs_on_one_run_dir_are_refused(tmp_path, capsys):
+    from rlhf_zoo.cli import main
+    from rlhf_zoo.runlog import RunLog
+
+    held = RunLog(tmp_path / "r").lock()  # another run holds the directory
+    try:
+        code = main(["train", "algo=reinforce", "train.steps=2", "train.progress=false", f"run_dir={tmp_path}/r"])
+        err = capsys.readouterr().err
+        assert code == 2 and "in use by another run" in err and len(err.strip().splitlines()) == 1
+    finally:
+        held.release()
+    assert main(["train", "algo=reinforce", "train.steps=2", "train.progress=false", f"run_dir={tmp_path}/r"]) == 0
