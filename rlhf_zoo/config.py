@@ -17,6 +17,8 @@ type is rejected here, before any model loads, with a :class:`ConfigError`. Noth
 
 from __future__ import annotations
 
+import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -219,6 +221,21 @@ def validate(cfg: DictConfig) -> None:
         get_algorithm(cfg.algo.name)(algo_config(cfg))
     except ValueError as e:
         raise ConfigError(f"algo: {e}") from None
+    check_writable_dir(cfg.run_dir, "run_dir")
+
+
+def check_writable_dir(path: str | Path, what: str) -> None:
+    """``path`` is a directory this process can create or write into (checked before any work)."""
+    p = Path(path).expanduser()
+    if p.exists() and not p.is_dir():
+        raise ConfigError(f"{what}={path} is a file, not a directory")
+    existing = p
+    while not existing.exists():
+        existing = existing.parent
+    try:  # try it (permission bits do not tell for root, read-only mounts or /proc)
+        os.rmdir(tempfile.mkdtemp(prefix=".rlhf_zoo-probe-", dir=existing))
+    except OSError as e:
+        raise ConfigError(f"{what}={path} cannot be written: {existing}: {e.strerror or e}") from None
 
 
 def to_yaml(cfg: DictConfig) -> str:

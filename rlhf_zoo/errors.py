@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 
+def one_line(e: BaseException) -> str:
+    """An exception as one line: ``Type: first line of its message`` (the type alone when it has none)."""
+    lines = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {lines[0]}" if lines else type(e).__name__
+
+
 class UserError(Exception):
     """Bad input from the user (config, data, missing package): reported in one line, exit code 2."""
 

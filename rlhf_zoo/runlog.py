@@ -57,7 +57,10 @@ def hardware() -> str:
 class RunLog:
     def __init__(self, run_dir: str | Path):
         self.dir = Path(run_dir)
-        self.dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise UserError(f"cannot create the run directory {run_dir}: {e.strerror or e}") from None
         self.metrics_path = self.dir / "metrics.jsonl"
         self.ckpt_dir = self.dir / "checkpoint"
 

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rlhf_zoo.errors import MissingPackageError, UserError
+from rlhf_zoo.errors import MissingPackageError, UserError, one_line
 from rlhf_zoo.tasks.base import Task
 
 
@@ -82,13 +82,17 @@ def load_dataset_prompts(cfg: SentimentTaskConfig) -> tuple[list[str], list[str]
     src = cfg.prompts
     suffix = Path(src).suffix.lower()
     builder = {".json": "json", ".jsonl": "json", ".csv": "csv", ".txt": "text"}.get(suffix)
+    if builder and Path(src).is_file():
+        rows = [line for line in Path(src).read_text(errors="replace").splitlines() if line.strip()]
+        if len(rows) <= (builder == "csv"):
+            raise UserError(f"{src} holds no prompts (it is empty{' but for its header' if rows else ''})")
     try:
         if builder and Path(src).is_file():
             ds = datasets.load_dataset(builder, data_files=src, split="train")
         else:
             ds = datasets.load_dataset(src, split=cfg.prompt_split)
     except Exception as e:  # noqa: BLE001 - any loading failure is the user's source
-        raise UserError(f"cannot load prompts from {src!r}: {type(e).__name__}: {str(e).splitlines()[0]}") from None
+        raise UserError(f"cannot load prompts from {src!r}: {one_line(e)}") from None
     if cfg.prompt_column not in ds.column_names:
         raise UserError(f"{src!r} has no column {cfg.prompt_column!r}; columns: {', '.join(ds.column_names)}")
     seen, train, evals = set(), [], []
