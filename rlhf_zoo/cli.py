@@ -95,15 +95,47 @@ def cmd_bench(args: list[str]) -> int:
 COMMANDS = {"train": cmd_train, "list": cmd_list, "prepare": cmd_prepare, "profile": cmd_profile, "bench": cmd_bench}
 
 
+HELP_FLAGS = ("-h", "--help", "help")
+
+
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    try:
+        return dist_version("rlhf_zoo")
+    except PackageNotFoundError:  # run from a source tree that was not installed
+        return "unknown"
+
+
+def command_usage(cmd: str) -> str:
+    """The usage lines of one command (its block of :data:`USAGE`)."""
+    lines, block = USAGE.splitlines(), []
+    for line in lines:
+        if line.startswith(f"  {cmd} "):
+            block.append(line)
+        elif block and line.startswith("   "):
+            block.append(line)
+        elif block:
+            break
+    return "usage:\n" + "\n".join(block) + "\n\nevery command: rlhf-zoo --help; rlhf-zoo --version"
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help", "help"):
+    if not argv or argv[0] in HELP_FLAGS:
         print(USAGE)
         return 0 if argv else 2
+    if argv[0] in ("--version", "-V"):
+        print(f"rlhf_zoo {version()}")
+        return 0
     cmd, rest = argv[0], argv[1:]
     if cmd not in COMMANDS:
         print(f"rlhf-zoo: unknown command {cmd!r}; known: {', '.join(COMMANDS)}", file=sys.stderr)
         return 2
+    if any(a in HELP_FLAGS[:2] for a in rest):
+        print(command_usage(cmd))
+        return 0
     from rlhf_zoo.train import Interrupted
 
     try:

@@ -17,17 +17,20 @@ type is rejected here, before any model loads, with a :class:`ConfigError`. Noth
 
 from __future__ import annotations
 
+import math
 import os
+import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from rlhf_zoo.algorithms.registry import REGISTRY, get_algorithm
-from rlhf_zoo.errors import UserError
+from rlhf_zoo.errors import UserError, one_line
 from rlhf_zoo.tasks.registry import TASKS, get_task_entry
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
@@ -179,6 +182,8 @@ def load_config(args: list[str], defaults: dict[str, str] | None = None) -> Dict
             OmegaConf.set_readonly(node, False)
     except OmegaConfBaseException as e:
         raise ConfigError(_one_line(e)) from None
+    except yaml.YAMLError as e:  # a value that is not valid YAML (control characters, ...)
+        raise ConfigError(f"cannot read the overrides: {one_line(e)}") from None
     if cfg.algo.name != algo_name or cfg.task.name != task_name:
         raise ConfigError("algo.name and task.name are chosen with algo=NAME and task=NAME")
     if "quantiles" in cfg.algo and cfg.algo.quantiles == "auto":
@@ -200,8 +205,30 @@ def algo_config(cfg: DictConfig) -> Any:
     return OmegaConf.to_object(cfg.algo)
 
 
+DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
+
+
+def _non_finite(node: Any, prefix: str = "") -> str | None:
+    """The first key holding a NaN or infinite number, or None."""
+    for k, v in node.items() if isinstance(node, dict) else ():
+        if isinstance(v, dict):
+            found = _non_finite(v, f"{prefix}{k}.")
+            if found:
+                return found
+        elif isinstance(v, float) and not math.isfinite(v):
+            return f"{prefix}{k}"
+    return None
+
+
 def validate(cfg: DictConfig) -> None:
     """Semantic checks that types alone cannot express; raises ConfigError."""
+    bad = _non_finite(OmegaConf.to_container(cfg))
+    if bad:
+        raise ConfigError(f"{bad} must be a finite number")
+    if not DEVICE.fullmatch(cfg.device):
+        raise ConfigError(f"device={cfg.device!r}: use auto, cpu, cuda or cuda:N")
+    if cfg.threads < 0:
+        raise ConfigError("threads must be >= 0 (0: torch's default)")
     t = cfg.train
     checks = [
         (t.steps >= 0, "train.steps must be >= 0"),
@@ -221,6 +248,12 @@ def validate(cfg: DictConfig) -> None:
         get_algorithm(cfg.algo.name)(algo_config(cfg))
     except ValueError as e:
         raise ConfigError(f"algo: {e}") from None
+    entry = get_task_entry(cfg.task.name)
+    if entry.check is not None:
+        try:
+            entry.check(as_dataclass(cfg, "task"))
+        except ValueError as e:
+            raise ConfigError(f"task: {e}") from None
     check_writable_dir(cfg.run_dir, "run_dir")
 
 

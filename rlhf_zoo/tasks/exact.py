@@ -63,10 +63,29 @@ class TableReward:
             raise ValueError(f"no reward for (prompt, completion) {e.args[0]!r}") from None
 
 
-def build_exact_task(cfg: ExactTaskConfig) -> Task:
-    """The testbed described by ``cfg``: prompts ``x0..x{P-1}``, a tabular π_ref, proxy and gold."""
+MAX_COMPLETIONS = 200_000  # per prompt: every one is enumerated at every evaluation
+
+
+def check_exact_task(cfg: ExactTaskConfig) -> None:
+    """Reject a testbed that cannot be built, or not enumerated in reasonable memory (ValueError)."""
     if cfg.num_prompts < 1:
         raise ValueError("num_prompts must be >= 1")
+    if not 2 <= cfg.vocab_size <= 27:
+        raise ValueError(f"vocab_size must lie in [2, 27] (letters + EOS), got {cfg.vocab_size}")
+    if cfg.max_len < 1:
+        raise ValueError(f"max_len must be >= 1, got {cfg.max_len}")
+    letters = cfg.vocab_size - 1
+    count = sum(letters**t for t in range(cfg.max_len)) + letters**cfg.max_len
+    if count * cfg.num_prompts > MAX_COMPLETIONS:
+        raise ValueError(
+            f"{count} completions per prompt × {cfg.num_prompts} prompts is more than the {MAX_COMPLETIONS} "
+            "that are enumerated exactly: lower vocab_size, max_len or num_prompts"
+        )
+
+
+def build_exact_task(cfg: ExactTaskConfig) -> Task:
+    """The testbed described by ``cfg``: prompts ``x0..x{P-1}``, a tabular π_ref, proxy and gold."""
+    check_exact_task(cfg)
     tree = PrefixTree(cfg.vocab_size, cfg.max_len)
     g = torch.Generator().manual_seed(cfg.seed)
     prompts = [f"x{i}" for i in range(cfg.num_prompts)]

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rlhf_zoo.tasks.base import Task
-from rlhf_zoo.tasks.exact import ExactTaskConfig, build_exact_task
+from rlhf_zoo.tasks.exact import ExactTaskConfig, build_exact_task, check_exact_task
 from rlhf_zoo.tasks.sentiment import SentimentTaskConfig, build_sentiment_task
 
 
@@ -17,10 +17,11 @@ class TaskEntry:
     build: Callable[..., Task]
     has_oracle: bool
     uses_model: bool
+    check: Callable[[Any], None] | None = None  # raises ValueError for a config that cannot be built
 
 
 TASKS: dict[str, TaskEntry] = {
-    "exact": TaskEntry(ExactTaskConfig, build_exact_task, has_oracle=True, uses_model=False),
+    "exact": TaskEntry(ExactTaskConfig, build_exact_task, has_oracle=True, uses_model=False, check=check_exact_task),
     "sentiment": TaskEntry(SentimentTaskConfig, build_sentiment_task, has_oracle=False, uses_model=True),
 }
 
