@@ -372,6 +372,26 @@ def test_state_dict_round_trip_through_safetensors(finetune, tmp_path):
 
 
 @pytest.mark.parametrize("finetune", FINETUNES)
+def test_checkpoint_without_anchor_leaves_it_out_of_use_until_the_next_update(finetune):
+    """Loading a checkpoint saved before any anchor existed takes the anchor out of use (its weights stay
+    allocated); the next update_anchor brings it back equal to π, not to the stale weights it held."""
+    no_anchor = make(finetune).state_dict()
+    pol = make(finetune)
+    r = sample(pol, n=2)
+    train_step(pol, r)
+    pol.update_anchor(1.0)
+    pol.load_state_dict(no_anchor)
+    assert not pol.has_anchor and pol.anchor_version == 0
+    assert not any(k.startswith("anchor.") for k in pol.state_dict())
+    train_step(pol, sample(pol, n=2, seed=1))  # π now differs from the checkpoint and the stale anchor
+    pol.update_anchor(0.3)  # the first update after the load: anchor = π, whatever η
+    assert pol.has_anchor and pol.anchor_version == 1
+    state = pol.state_dict()
+    anchor_keys = [k for k in state if k.startswith("anchor.")]
+    assert anchor_keys and all(torch.equal(state[k], state["policy." + k[len("anchor.") :]]) for k in anchor_keys)
+
+
+@pytest.mark.parametrize("finetune", FINETUNES)
 def test_token_kl_is_exact_token_kl_micro_batched(finetune, monkeypatch):
     pol = make(finetune, logprob_batch_size=4)
     r = sample(pol, n=3)  # 9 rows: micro-batches of 4, 4, 1
