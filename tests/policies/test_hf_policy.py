@@ -8,7 +8,6 @@ import importlib.util
 
 import pytest
 import torch
-from torch import nn
 
 pytest.importorskip("transformers")
 pytest.importorskip("peft")
@@ -238,7 +237,7 @@ def test_micro_batching_does_not_change_logprobs():
 def test_gradients_flow_only_through_the_policy(finetune):
     pol = make(finetune)
     r = sample(pol, n=2)
-    pol.init_anchor()
+    pol.update_anchor(1.0)
     logp = pol.logprobs(r)
     ref = pol.logprobs(r, role="ref")
     anchor = pol.logprobs(r, role="anchor")  # while π's graph is pending (the J-BOND pattern)
@@ -289,8 +288,8 @@ def test_anchor_updates(finetune):
     pol = make(finetune)
     r = sample(pol, n=3)
     assert not pol.has_anchor and pol.anchor_version == 0
-    pol.init_anchor()
-    assert pol.has_anchor and pol.anchor_version == 0
+    pol.update_anchor(1.0)
+    assert pol.has_anchor and pol.anchor_version == 1
     n_trainable = len(pol.trainable_parameters())
     with torch.no_grad():
         anchor0 = pol.logprobs(r, role="anchor")
@@ -302,7 +301,7 @@ def test_anchor_updates(finetune):
         assert torch.equal(pol.logprobs(r, role="anchor"), anchor0)  # the step does not move it
     eta = 0.3
     pol.update_anchor(eta)
-    assert pol.anchor_version == 1
+    assert pol.anchor_version == 2
     new = pol.state_dict()
     moved = 0.0
     for key in (k for k in old if k.startswith("anchor.")):
@@ -314,7 +313,7 @@ def test_anchor_updates(finetune):
     assert len(pol.trainable_parameters()) == n_trainable  # anchor weights are never trained
 
     pol.update_anchor(1.0)
-    assert pol.anchor_version == 2
+    assert pol.anchor_version == 3
     with torch.no_grad():
         assert masked_max_diff(pol.logprobs(r, role="anchor"), pol.logprobs(r), r.response_mask) < 1e-6
     with pytest.raises(ValueError):
@@ -373,6 +372,26 @@ def test_state_dict_round_trip_through_safetensors(finetune, tmp_path):
 
 
 @pytest.mark.parametrize("finetune", FINETUNES)
+def test_checkpoint_without_anchor_leaves_it_out_of_use_until_the_next_update(finetune):
+    """Loading a checkpoint saved before any anchor existed takes the anchor out of use (its weights stay
+    allocated); the next update_anchor brings it back equal to π, not to the stale weights it held."""
+    no_anchor = make(finetune).state_dict()
+    pol = make(finetune)
+    r = sample(pol, n=2)
+    train_step(pol, r)
+    pol.update_anchor(1.0)
+    pol.load_state_dict(no_anchor)
+    assert not pol.has_anchor and pol.anchor_version == 0
+    assert not any(k.startswith("anchor.") for k in pol.state_dict())
+    train_step(pol, sample(pol, n=2, seed=1))  # π now differs from the checkpoint and the stale anchor
+    pol.update_anchor(0.3)  # the first update after the load: anchor = π, whatever η
+    assert pol.has_anchor and pol.anchor_version == 1
+    state = pol.state_dict()
+    anchor_keys = [k for k in state if k.startswith("anchor.")]
+    assert anchor_keys and all(torch.equal(state[k], state["policy." + k[len("anchor.") :]]) for k in anchor_keys)
+
+
+@pytest.mark.parametrize("finetune", FINETUNES)
 def test_token_kl_is_exact_token_kl_micro_batched(finetune, monkeypatch):
     pol = make(finetune, logprob_batch_size=4)
     r = sample(pol, n=3)  # 9 rows: micro-batches of 4, 4, 1
@@ -396,7 +415,7 @@ def test_token_kl_is_exact_token_kl_micro_batched(finetune, monkeypatch):
         expected = exact_token_kl(pol.logprobs(r, full=True), pol.logprobs(r, role="ref", full=True), r.response_mask)
     assert torch.allclose(got, expected, atol=1e-5, rtol=1e-5)
     assert (got > 0).all()
-    pol.init_anchor()
+    pol.update_anchor(1.0)
     assert pol.token_kl(r, "policy", "anchor").abs().max() < 1e-6
     assert torch.allclose(pol.token_kl(r, "anchor", "ref"), expected, atol=1e-5, rtol=1e-5)
 
@@ -404,41 +423,21 @@ def test_token_kl_is_exact_token_kl_micro_batched(finetune, monkeypatch):
 # ---------------------------------------------------------------------------------- plumbing
 
 
-def test_forward_module_is_used_for_the_policy_gradient_pass():
-    class Counting(nn.Module):
-        def __init__(self, inner: nn.Module):
-            super().__init__()
-            self.inner = inner
-            self.calls = 0
-            self.seen: list[dict] = []
-
-        def forward(self, **kwargs):
-            self.calls += 1
-            self.seen.append(kwargs)
-            return self.inner(**kwargs)
-
-    pol = make(logprob_batch_size=4)
+def test_scoring_positions_count_real_tokens_only():
+    """Positions count real tokens only, 0, 1, 2, ... from each row's first token (RoPE is
+    shift-invariant, so the log-prob tests cannot see this; absolute position embeddings can)."""
+    pol = make(logprob_batch_size=4, share_prompts=False)
     r = sample(pol, n=2)  # 6 rows: 2 forwards
-    wrapper = Counting(pol.model)
-    pol.set_forward_module(wrapper)
+    seen: list[dict] = []
+    pol.model.register_forward_pre_hook(lambda _m, _a, kwargs: seen.append(kwargs), with_kwargs=True)
     pol.logprobs(r).sum().backward()
-    assert wrapper.calls == 2
-    # Positions count real tokens only (RoPE is shift-invariant, so the log-prob tests cannot
-    # see this; absolute position embeddings can): 0, 1, 2, ... from each row's first token.
-    first_batch = wrapper.seen[0]  # rows of prompts 0 and 1: different lengths
-    mask, pos = first_batch["attention_mask"], first_batch["position_ids"]
+    assert len(seen) == 2
+    mask, pos = seen[0]["attention_mask"], seen[0]["position_ids"]  # rows of prompts 0 and 1: different lengths
     assert (mask[:, 0] == 0).any()
     for m, p in zip(mask, pos, strict=True):
         first = int(m.argmax())
         k = int(m.sum())
         assert p[first : first + k].tolist() == list(range(k))
-    with torch.no_grad():
-        pol.logprobs(r)
-    pol.logprobs(r, role="ref")
-    pol.token_kl(r)
-    assert wrapper.calls == 2
-    pol.eval()
-    assert not wrapper.training and not pol.model.training
 
 
 def test_bfloat16_weights_give_float32_logprobs():
@@ -482,7 +481,7 @@ def test_per_prompt_generators_make_a_prompts_samples_independent_of_its_batch()
         assert alone.texts == together.texts[2 * i : 2 * i + 2]
     other = pol.sample(PROMPTS[:3], 2, generator=gens([21, 22, 23]))
     assert other.texts != together.texts
-    with pytest.raises(ValueError, match="one per prompt"):
+    with pytest.raises(ValueError, match="per prompt"):
         pol.sample(PROMPTS[:3], 2, generator=gens([1, 2]))
 
 
@@ -490,7 +489,7 @@ def test_per_prompt_generators_make_a_prompts_samples_independent_of_its_batch()
 def test_sampler_draws_from_the_tempered_truncated_distribution(top_p):
     """The inverse-CDF sampler's token frequencies match softmax(logits / T), restricted to the
     top-p nucleus and renormalised there; its recorded log-prob is the untruncated one."""
-    from rlhf_zoo.policies.hf import _Sampler
+    from rlhf_zoo.policies.hf.generation import TokenSampler
 
     g = torch.Generator().manual_seed(0)
     logits = torch.tensor([2.0, 1.0, 0.5, 0.0, -1.0, -30.0])
@@ -501,7 +500,7 @@ def test_sampler_draws_from_the_tempered_truncated_distribution(top_p):
         keep = before < top_p
     target = torch.where(keep, probs, 0.0) / torch.where(keep, probs, 0.0).sum()
     rows = 40_000
-    sampler = _Sampler(0.8, top_p, lambda r: torch.rand(r, generator=g, dtype=torch.float64))
+    sampler = TokenSampler(0.8, top_p, lambda r: torch.rand(r, generator=g, dtype=torch.float64))
     scores = sampler(torch.zeros(rows, 1, dtype=torch.long), logits.expand(rows, 6).clone())
     tok = scores.argmax(-1)
     assert bool((scores.isinf().sum(-1) == 5).all())  # one-hot: greedy picks the drawn token

@@ -19,14 +19,8 @@ from rlhf_zoo.io import umask_mode
 
 pytest.importorskip("transformers")
 
-from rlhf_zoo.rewards.minilm import (  # noqa: E402
-    GOLD_NAME,
-    GoldTrainConfig,
-    build_minilm_sentiment,
-    is_built,
-    load_minilm_sentiment,
-    pearson_r,
-)
+from rlhf_zoo.rewards.minilm import GOLD_NAME, is_built, load_minilm_sentiment  # noqa: E402
+from rlhf_zoo.rewards.minilm_build import GoldTrainConfig, build_minilm_sentiment, pearson_r  # noqa: E402
 
 POS, NEG, FILL = ["good", "great", "wonderful", "fun"], ["bad", "awful", "terrible", "boring"], [
     "the", "movie", "film", "was", "plot", "story", "acting", "and", "it",

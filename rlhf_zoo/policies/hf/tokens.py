@@ -1,0 +1,94 @@
+"""Text → token ids for an :class:`~rlhf_zoo.policies.hf.HFPolicy`: the ids that end a completion, and
+prompts tokenised once, checked against the length limit and left padded (:class:`PromptEncoder`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from rlhf_zoo.errors import UserError
+from rlhf_zoo.policies.hf.config import HFPolicyConfig
+
+
+def eos_token_ids(model: nn.Module, tokenizer: Any) -> list[int]:
+    """Every id that ends a completion: the tokenizer's EOS and the checkpoint's generation EOS ids (an
+    instruct model often ends its turn with a token of its own), without repeats."""
+    ids: list[int] = []
+    gen_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    for v in (tokenizer.eos_token_id, gen_eos):
+        if v is None:
+            continue
+        for i in v if isinstance(v, (list, tuple)) else [v]:
+            if int(i) not in ids:
+                ids.append(int(i))
+    if not ids:
+        raise UserError("the tokenizer has no EOS token, so completions could never end")
+    return ids
+
+
+class PromptEncoder:
+    """Prompts → left-padded [B, P] ids and mask, each prompt tokenised once.
+
+    A training run revisits its prompts (policy samples, reference samples for the cache, every
+    evaluation), so :attr:`cache` (prompt → ids) is filled once per prompt; it is bounded by the prompt set.
+    """
+
+    def __init__(self, tokenizer: Any, cfg: HFPolicyConfig, pad_token_id: int, eos_token_ids: list[int]):
+        self.tokenizer = tokenizer
+        self.cfg = cfg
+        self.pad_token_id = pad_token_id
+        self.eos_token_ids = eos_token_ids
+        self.cache: dict[str, list[int]] = {}
+
+    def encode(self, prompts: Sequence[str], device: torch.device) -> tuple[Tensor, Tensor]:
+        """([B, P] ids, [B, P] mask) on ``device``, left padded with the pad id.
+
+        Raises :class:`UserError` for an empty list, a non-string prompt, or a prompt longer than
+        ``max_prompt_tokens`` (silently truncating a prompt would change the task).
+        """
+        if isinstance(prompts, str) or not isinstance(prompts, Sequence):
+            raise UserError(f"prompts must be a list of strings, got {type(prompts).__name__}")
+        if len(prompts) == 0:
+            raise UserError("sample() got an empty list of prompts")
+        rows: list[list[int]] = []
+        limit = self.cfg.max_prompt_tokens
+        for p in prompts:
+            if not isinstance(p, str):
+                raise UserError(f"prompts must be strings, got {type(p).__name__}: {p!r}")
+            ids = self.cache.get(p)
+            if ids is None:
+                ids = self.cache[p] = self._tokenize(p)
+            if len(ids) > limit:
+                shown = p if len(p) <= 80 else p[:77] + "..."
+                raise UserError(
+                    f"prompt {shown!r} has {len(ids)} tokens, more than max_prompt_tokens={limit}; "
+                    "shorten it or raise max_prompt_tokens"
+                )
+            rows.append(ids)
+        width = max(len(r) for r in rows)
+        ids_t = torch.full((len(rows), width), self.pad_token_id, dtype=torch.long)
+        mask_t = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, r in enumerate(rows):
+            ids_t[i, width - len(r) :] = torch.tensor(r, dtype=torch.long)
+            mask_t[i, width - len(r) :] = 1
+        return ids_t.to(device), mask_t.to(device)
+
+    def _tokenize(self, prompt: str) -> list[int]:
+        tok = self.tokenizer
+        if self.cfg.chat_template:
+            if not getattr(tok, "chat_template", None):
+                raise UserError(f"chat_template=True but {self.cfg.name!r} has no chat template")
+            text = tok.apply_chat_template(
+                [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
+            )
+            ids = tok(text, add_special_tokens=False)["input_ids"]  # the template holds them
+        else:
+            ids = tok(prompt)["input_ids"]
+        if not ids:
+            # An empty prompt with a tokenizer that adds no BOS: condition on BOS (or EOS).
+            start = tok.bos_token_id if tok.bos_token_id is not None else self.eos_token_ids[0]
+            ids = [int(start)]
+        return list(ids)
