@@ -8,7 +8,7 @@ import pytest
 
 from rlhf_zoo.cli import main
 from rlhf_zoo.config import ConfigError, load_config
-from tests.resume_helpers import interrupted_then_resumed, metrics_rows
+from tests.runtime.resume_helpers import interrupted_then_resumed, metrics_rows
 
 
 def _cli(capsys, *args):

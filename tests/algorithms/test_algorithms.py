@@ -14,7 +14,7 @@ from rlhf_zoo.algorithms.reinforce import Reinforce, ReinforceConfig
 from rlhf_zoo.functional.best_of_n import bon_probs
 from rlhf_zoo.functional.kl import categorical_kl
 from rlhf_zoo.functional.quantile import exact_quantiles
-from tests.core.helpers import clone_batch, enumerated_batch, sampled_batch
+from tests.algorithms.helpers import clone_batch, enumerated_batch, sampled_batch
 
 EXPECTED = {"best_of_n", "reinforce", "ppo_lite", "bond", "jbond"}
 
