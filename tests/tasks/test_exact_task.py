@@ -3,7 +3,6 @@
 import pytest
 import torch
 
-from rlhf_zoo.functional.kl import masked_sum
 from rlhf_zoo.policies.tabular import PrefixTree
 from rlhf_zoo.rng import Streams
 from tests.tasks import brute_force as bf
@@ -133,14 +132,18 @@ def test_optimal_policy_moves_from_the_reference_to_the_best_completion_as_beta_
         exact_task.oracle.optimal(ref, 0.0)
 
 
-def test_weighted_rollout_expectations(exact_task):
-    policy = exact_task.build_policy(0)
+def test_weighted_rollout_sums_are_expectations_over_prompts_and_completions(exact_task):
+    """A weighted sum over the enumeration's rows is E_x E_{y~π}[f(x, y)]: here f is the proxy reward
+    read through the reward model from each row's (prompt, text), and π is from the brute force."""
+    policy = bf.perturbed(exact_task, seed=1)
     oracle = exact_task.oracle
-    probs = oracle.probs(policy, "ref")
+    probs = bf.completion_probs(policy)
     roll = oracle.weighted_rollout(probs)
-    assert abs(float(roll.weights.sum()) - 1.0) < 1e-5
-    lp = masked_sum(policy.logprobs(roll, role="ref"), roll.response_mask)
-    assert torch.allclose(lp.exp().view(4, -1).double(), probs, atol=1e-6)
+    assert abs(float(roll.weights.sum()) - 1.0) < 1e-6
+    proxy = exact_task.proxy.score(roll.prompts, roll.texts).double()
+    table = bf.reward_table(exact_task.proxy, exact_task.train_prompts, policy)
+    assert float((roll.weights.double() * proxy).sum()) == pytest.approx(float((probs * table).sum(-1).mean()))
+    assert torch.allclose(roll.weights.double(), probs.reshape(-1) / len(exact_task.train_prompts))
 
 
 def test_state_dict_round_trip_keeps_weights_and_anchor_version(exact_task):
