@@ -191,3 +191,23 @@ def test_two_processes_each_evaluate_half_and_average_to_one(sampled_task):
     for key, value in one.items():
         if isinstance(value, float):
             assert (parts[0][key] + parts[1][key]) / 2 == pytest.approx(value, rel=1e-6, abs=1e-9), key
+
+
+def test_a_one_process_reference_state_loads_into_each_process_share(sampled_task):
+    """A checkpoint of one process holds every prompt's reference rewards; a process of two that loads
+    it keeps its own prompts' rows and evaluates as if it had drawn them itself."""
+    policy = bf.perturbed(sampled_task, seed=5)
+
+    def evaluator(shard=None):
+        return Evaluator(sampled_task, Reinforce(), num_prompts=4, samples=3, ref_samples=5, seed=9, shard=shard)
+
+    one = evaluator()
+    one(policy, round=0)
+    state = one.reference_state()
+    for rank in range(2):
+        expected = evaluator(HalfOf(rank))(policy, round=2)
+        loaded = evaluator(HalfOf(rank))
+        loaded.load_reference(state)
+        recording = RecordingPolicy(policy)
+        assert loaded(recording, round=2) == expected
+        assert not recording.of("ref")
