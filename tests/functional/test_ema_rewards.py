@@ -128,8 +128,7 @@ def test_jbond_mean_is_log16_over_3_when_policy_is_anchor():
     g = torch.Generator().manual_seed(0)
     samples = torch.rand(200_000, 3, generator=g, dtype=F64)  # one policy and two anchor rewards
     out = jbond_reward(samples[:, 0], samples[:, 1:])
-    assert abs(float(out.mean()) - (-LOG16 / 3)) < 0.01
-    assert -LOG16 / 3 == pytest.approx(-0.924, abs=5e-4)
+    assert abs(float(out.mean()) - (-0.924)) < 0.01  # ALGORITHMS.md §6.2: −log 16 / 3 ≈ −0.924
 
 
 @pytest.mark.parametrize("p", [0.1, 0.5, 0.8])
@@ -141,9 +140,15 @@ def test_jbond_mean_matches_quantile_formula(p):
     assert abs(float(out.mean()) - (-LOG16 * (1 - p) ** 2)) < 0.01
 
 
-def test_jbond_matches_log_quantile_at_half_and_one():
-    for p in (0.5, 1.0):
-        assert -LOG16 * (1 - p) ** 2 == pytest.approx(math.log(p), abs=1e-15)
+@pytest.mark.parametrize(("values", "probs", "p_le"), [([0.0, 2.0], [0.5, 0.5], 0.5), ([0.0, 0.5], [0.3, 0.7], 1.0)])
+def test_jbond_mean_reward_matches_log_quantile_at_half_and_one(values, probs, p_le):
+    """A policy reward r = 1 with P(anchor ≤ r) = ½ or 1: the mean J-BOND reward over both anchor draws
+    equals log p_≤ (ALGORITHMS.md §6.2: −log 16·(1 − p_≤)² meets log p_≤ there)."""
+    pairs = [(i, j) for i in range(len(values)) for j in range(len(values))]
+    anchors = t64([[values[i], values[j]] for i, j in pairs])
+    weights = t64([probs[i] * probs[j] for i, j in pairs])
+    mean = float((weights * jbond_reward(torch.ones(len(pairs), dtype=F64), anchors)).sum())
+    assert mean == pytest.approx(math.log(p_le), abs=1e-12)
 
 
 # --------------------------------------------------------------------------- BOND return

@@ -15,7 +15,7 @@ import torch
 from rlhf_zoo.rng import Streams
 from rlhf_zoo.rollout import BaseCache
 from rlhf_zoo.runlog import RunLog
-from tests.distributed_helpers import (
+from tests.runtime.distributed_helpers import (
     assert_records_close,
     interrupted_one_process,
     max_abs_diff,

@@ -9,7 +9,7 @@ from rlhf_zoo.cli import main
 from rlhf_zoo.config import load_config
 from rlhf_zoo.rewards.base import CallableReward
 from rlhf_zoo.train import Trainer, build
-from tests.resume_helpers import interrupted_then_resumed, metrics_rows
+from tests.runtime.resume_helpers import interrupted_then_resumed, metrics_rows
 
 ALGOS = ["best_of_n", "reinforce", "ppo_lite", "bond", "jbond", "iterative_bond", "rloo", "grpo"]
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.distributed_helpers import (
+from tests.runtime.distributed_helpers import (
     assert_records_close,
     interrupted_one_process,
     max_abs_diff,

@@ -1,6 +1,6 @@
 """Run trainings in every process of a group, saving each process's final weights.
 
-python -m torch.distributed.run --nproc_per_node 2 tests/ddp_worker.py key=value ... [-- key=value ...]
+python -m torch.distributed.run --nproc_per_node 2 tests/runtime/ddp_worker.py key=value ... [-- key=value ...]
 
 Each ``--``-separated group of overrides is one run (one process group for all of them, so several
 short runs share one launch); each process writes ``<run_dir>/weights_rank<r>.pt`` (its policy's

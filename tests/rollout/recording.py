@@ -1,0 +1,37 @@
+"""A policy wrapper that records what was sampled, so a test can recompute a metric from the very
+completions the code under test saw, with log-probs it obtains itself."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from rlhf_zoo.policies.base import Rollout
+
+
+@dataclass
+class Call:
+    prompts: list[Any]
+    n: int
+    role: str
+    rollout: Rollout
+
+
+class RecordingPolicy:
+    """Delegates everything to ``policy``; ``calls`` lists every ``sample`` call in order."""
+
+    def __init__(self, policy):
+        self.policy = policy
+        self.calls: list[Call] = []
+
+    def sample(self, prompts, n, *, role="policy", generator=None) -> Rollout:
+        rollout = self.policy.sample(prompts, n, role=role, generator=generator)
+        self.calls.append(Call(list(prompts), n, role, rollout))
+        return rollout
+
+    def __getattr__(self, name):
+        return getattr(self.policy, name)
+
+    def of(self, role: str, n: int | None = None) -> list[Call]:
+        """The recorded calls of one role (and, if given, n completions per prompt)."""
+        return [c for c in self.calls if c.role == role and (n is None or c.n == n)]

@@ -1,0 +1,77 @@
+"""Launch settings: what `accelerate launch` exports is read, and what is not implemented is refused."""
+
+import pytest
+
+
+@pytest.mark.parametrize(
+    ("var", "value", "what"),
+    [
+        # without FSDP_VERSION=2, accelerate's default is FSDP1, which is not implemented
+        ("ACCELERATE_USE_FSDP", "true", "FSDP version 1"),
+        ("ACCELERATE_USE_DEEPSPEED", "true", "DeepSpeed"),
+        ("ACCELERATE_USE_MEGATRON_LM", "true", "Megatron-LM"),
+        ("ACCELERATE_USE_PARALLELISM_CONFIG", "true", "parallelism_config"),
+        ("ACCELERATE_MIXED_PRECISION", "bf16", "mixed_precision: bf16"),
+        ("ACCELERATE_DYNAMO_BACKEND", "INDUCTOR", "dynamo_backend: inductor"),
+    ],
+)
+def test_accelerate_settings_that_are_not_implemented_are_refused(monkeypatch, tmp_path, cli, var, value, what):
+    """What `accelerate launch` exports for FSDP, DeepSpeed, ... ends the run in one line (exit 2),
+    in one process too, instead of being silently ignored."""
+    monkeypatch.setenv(var, value)
+    code, _, err = cli("train", "algo=reinforce", "task=exact", f"run_dir={tmp_path}/r", "train.steps=2")
+    assert code == 2 and what in err and "docs/scaling.md" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "r").exists()
+
+
+def test_accelerate_defaults_are_accepted():
+    from rlhf_zoo.runtime import check_launch_config
+
+    check_launch_config({"ACCELERATE_USE_FSDP": "false", "ACCELERATE_MIXED_PRECISION": "no"})
+    check_launch_config({"ACCELERATE_DYNAMO_BACKEND": "NO", "ACCELERATE_USE_DEEPSPEED": "False"})
+    check_launch_config({})
+
+
+def test_fsdp2_launch_settings_are_read_and_unimplemented_ones_refused():
+    from rlhf_zoo.errors import UserError
+    from rlhf_zoo.fsdp import FSDPSettings, launch_settings
+    from rlhf_zoo.runtime import check_launch_config
+
+    # what `accelerate launch` (accelerate 1.15) exports for configs/accelerate/fsdp.yaml
+    env = {
+        "ACCELERATE_DYNAMO_BACKEND": "NO",
+        "ACCELERATE_MIXED_PRECISION": "no",
+        "ACCELERATE_USE_FSDP": "true",
+        "FSDP_ACTIVATION_CHECKPOINTING": "false",
+        "FSDP_ACTIVATION_CHECKPOINTING_OFFLOAD": "false",
+        "FSDP_AUTO_WRAP_POLICY": "TRANSFORMER_BASED_WRAP",
+        "FSDP_CPU_RAM_EFFICIENT_LOADING": "false",
+        "FSDP_FORWARD_PREFETCH": "false",
+        "FSDP_MIN_NUM_PARAMS": "100000000",
+        "FSDP_OFFLOAD_PARAMS": "false",
+        "FSDP_RESHARD_AFTER_FORWARD": "true",
+        "FSDP_SHARDING_STRATEGY": "FULL_SHARD",
+        "FSDP_STATE_DICT_TYPE": "FULL_STATE_DICT",
+        "FSDP_SYNC_MODULE_STATES": "true",
+        "FSDP_USE_ORIG_PARAMS": "true",
+        "FSDP_VERSION": "2",
+    }
+    check_launch_config(env)
+    assert launch_settings(env) == FSDPSettings(reshard_after_forward=True, wrap_classes=())
+    assert launch_settings({}) is None and launch_settings({"ACCELERATE_USE_FSDP": "false"}) is None
+    custom = {**env, "FSDP_RESHARD_AFTER_FORWARD": "false", "FSDP_TRANSFORMER_CLS_TO_WRAP": "LlamaDecoderLayer"}
+    assert launch_settings(custom) == FSDPSettings(reshard_after_forward=False, wrap_classes=("LlamaDecoderLayer",))
+    for var, value, what in [
+        ("FSDP_VERSION", "1", "FSDP version 1"),
+        ("FSDP_OFFLOAD_PARAMS", "true", "fsdp_offload_params"),
+        ("FSDP_ACTIVATION_CHECKPOINTING", "true", "fsdp_activation_checkpointing"),
+        ("FSDP_CPU_RAM_EFFICIENT_LOADING", "true", "fsdp_cpu_ram_efficient_loading"),
+        ("FSDP_IGNORED_MODULES", "lm_head", "fsdp_ignored_modules"),
+        ("FSDP_AUTO_WRAP_POLICY", "SIZE_BASED_WRAP", "SIZE_BASED_WRAP"),
+        ("FSDP_STATE_DICT_TYPE", "SHARDED_STATE_DICT", "SHARDED_STATE_DICT"),
+        ("FSDP_RESHARD_AFTER_FORWARD", "full_shard", "fsdp_reshard_after_forward"),
+        ("ACCELERATE_MIXED_PRECISION", "bf16", "mixed_precision"),
+    ]:
+        with pytest.raises(UserError, match="docs/scaling.md") as e:
+            check_launch_config({**env, var: value})
+        assert what in str(e.value) and "\n" not in str(e.value)

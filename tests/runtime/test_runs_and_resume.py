@@ -1,0 +1,86 @@
+"""Run directories (config, metrics, summary, trackers), no overwriting, and interruption/resume."""
+
+import json
+
+import pytest
+
+from tests.runtime.resume_helpers import interrupted_then_resumed, metrics_rows
+
+
+def test_train_writes_config_metrics_and_summary(tmp_path, cli):
+    run_dir = tmp_path / "run"
+    code, out, _ = cli(
+        "train",
+        "algo=bond",
+        "task=exact",
+        "seed=1",
+        f"run_dir={run_dir}",
+        "train.steps=20",
+        "train.eval_every=10",
+        "train.progress=false",
+    )
+    assert code == 0
+    assert (run_dir / "config.yaml").is_file() and (run_dir / "meta.json").is_file()
+    lines = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in lines] == [0, 10, 20]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    for key in ("algo", "task", "steps", "reward/proxy", "kl/exact", "kl/to_bon", "kl/from_bon", "bon/kl_ref"):
+        assert key in summary, key
+    assert summary["algo"] == "bond" and summary["steps"] == 20
+    assert "seed: 1" in (run_dir / "config.yaml").read_text()
+
+
+def test_reinforce_summary_has_kl_to_optimal(tmp_path, cli):
+    code, _, _ = cli("train", "algo=reinforce", f"run_dir={tmp_path}/r", "train.steps=5", "train.progress=false")
+    assert code == 0
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert "kl/to_optimal" in summary and summary["kl/to_optimal"] >= 0
+
+
+def test_existing_run_dir_is_not_overwritten(tmp_path, cli):
+    args = ["train", "algo=best_of_n", f"run_dir={tmp_path}/b", "train.progress=false"]
+    assert cli(*args)[0] == 0
+    before = (tmp_path / "b" / "metrics.jsonl").read_text()
+    code, _, err = cli(*args)
+    assert code == 2 and "resume=true" in err
+    assert (tmp_path / "b" / "metrics.jsonl").read_text() == before
+
+
+@pytest.mark.parametrize("algo", ["bond", "jbond", "ppo_lite", "iterative_bond"])
+def test_resumed_run_equals_uninterrupted_run(tmp_path, algo):
+    """Interrupt after 7 steps (Ctrl-C), resume: the metrics file equals an uninterrupted run's."""
+    common = [
+        f"algo={algo}",
+        "train.steps=12",
+        "train.eval_every=4",
+        "train.progress=false",
+        "seed=3",
+        "algo.quantiles=mc" if algo in ("bond", "iterative_bond") else "train.checkpoint_every=0",
+    ]
+    if algo == "iterative_bond":
+        common.append("algo.anchor_period=5")
+    full, part = interrupted_then_resumed(common, tmp_path, stop_after=7)
+    assert metrics_rows(part / "metrics.jsonl") == metrics_rows(full / "metrics.jsonl")
+    a = json.loads((tmp_path / "part" / "summary.json").read_text())
+    b = json.loads((tmp_path / "full" / "summary.json").read_text())
+    assert a["kl/exact"] == b["kl/exact"] and a["reward/proxy"] == b["reward/proxy"]
+
+
+def test_metrics_also_go_to_tensorboard(tmp_path, cli):
+    code, _, err = cli(
+        "train",
+        "algo=reinforce",
+        f"run_dir={tmp_path}/tb",
+        "train.steps=4",
+        "train.eval_every=2",
+        "train.progress=false",
+        "train.log_with=tensorboard",
+    )
+    assert code == 0, err
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = list((tmp_path / "tb").rglob("events.out.tfevents.*"))
+    assert events
+    acc = EventAccumulator(str(events[0].parent))
+    acc.Reload()
+    assert [e.step for e in acc.Scalars("kl/exact")] == [0, 2, 4]
