@@ -149,53 +149,55 @@ class Trainer:
         self.step = 0
         self.elapsed = 0.0
         self._saved_at = time.monotonic()
+        self.stop = StopRequests()  # active while fit runs
         self.train_acc: dict[str, list[float]] = defaultdict(list)
 
     # -- the loop ----------------------------------------------------------------------------------
     def fit(self) -> dict[str, Any]:
         """Train ``train.steps`` steps (Best-of-N: none), evaluating and checkpointing; returns the summary."""
-        try:
-            self.begin()
-            return self.finish(self.run_steps())
-        finally:
-            self.end()
+        # A stop signal from here on ends the run at a step boundary, with a checkpoint.
+        with StopRequests() as self.stop:
+            try:
+                self.begin()
+                return self.finish(self.run_steps())
+            finally:
+                self.end()
 
     def run_steps(self) -> dict[str, Any] | None:
         """The steps from the current one to ``train.steps``; returns the last evaluation (None: none ran)."""
         steps = self.t.steps if self.algo.trainable else 0
         last = self.evaluate() if self.step == 0 else None
         bar = _progress(self.t.progress and steps > self.step and self.rt.is_main, steps, self.step, self.algo.name)
-        with StopRequests() as stop:
-            try:
-                while self.step < steps:
-                    started, before = self.step, (self.costs.copy(), self.evaluator.costs.copy())
-                    t0 = time.perf_counter()
-                    m = self.train_step()  # rollout → rewards → log-probs → loss → step → hooks
-                    self.elapsed += time.perf_counter() - t0
-                    for key, v in m.items():
-                        self.train_acc[key].append(v)
-                    _advance(bar, m)
-                    if self.step % self.t.eval_every == 0 or self.step == steps:
-                        last = self.evaluate()
-                    if self.step < steps and self.checkpoint_due():
-                        self.save()
-                    if self.rt.any_process(stop.requested):
-                        self.save()
-                        raise Interrupted(self.step, self.cfg.run_dir, stop.signum or signal.SIGINT)
-            except KeyboardInterrupt as e:  # raised at a step boundary (not a second signal): resumable
-                if not isinstance(e, ForcedStop):
+        try:
+            while self.step < steps:
+                started, before = self.step, (self.costs.copy(), self.evaluator.costs.copy())
+                t0 = time.perf_counter()
+                m = self.train_step()  # rollout → rewards → log-probs → loss → step → hooks
+                self.elapsed += time.perf_counter() - t0
+                for key, v in m.items():
+                    self.train_acc[key].append(v)
+                _advance(bar, m)
+                if self.step % self.t.eval_every == 0 or self.step == steps:
+                    last = self.evaluate()
+                if self.step < steps and self.checkpoint_due():
                     self.save()
-                raise Interrupted(self.step, self.cfg.run_dir) from None
-            except Exception:
-                # A failing reward or a bad prompt mid-run: keep the last completed step resumable, with
-                # its costs, unless the failed step already changed the weights (the last periodic
-                # checkpoint then stays).
-                if self.algo.trainable and self.step > 0 and not self._mid_step:
-                    self.save(*(() if self.step > started else before))
-                raise
-            finally:
-                if bar is not None:
-                    bar.close()
+                if self.rt.any_process(self.stop.requested):
+                    self.save()
+                    raise Interrupted(self.step, self.cfg.run_dir, self.stop.signum or signal.SIGINT)
+        except KeyboardInterrupt as e:  # raised at a step boundary (not a second signal): resumable
+            if not isinstance(e, ForcedStop):
+                self.save()
+            raise Interrupted(self.step, self.cfg.run_dir) from None
+        except Exception:
+            # A failing reward or a bad prompt mid-run: keep the last completed step resumable, with
+            # its costs, unless the failed step already changed the weights (the last periodic
+            # checkpoint then stays).
+            if self.algo.trainable and self.step > 0 and not self._mid_step:
+                self.save(*(() if self.step > started else before))
+            raise
+        finally:
+            if bar is not None:
+                bar.close()
         return last
 
     def train_step(self) -> dict[str, float]:

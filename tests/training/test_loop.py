@@ -23,7 +23,7 @@ import torch
 from rlhf_zoo.config import load_config
 from rlhf_zoo.rewards.base import RewardError
 from rlhf_zoo.train import Trainer, build
-from tests.resume_helpers import metrics_rows
+from tests.runtime.resume_helpers import metrics_rows
 
 
 def _trainer(run_dir, *args):
