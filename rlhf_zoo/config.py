@@ -254,6 +254,10 @@ def validate(cfg: DictConfig) -> None:
             entry.check(as_dataclass(cfg, "task"))
         except ValueError as e:
             raise ConfigError(f"task: {e}") from None
+    if cfg.get("model") is not None:
+        from rlhf_zoo.policies.models import check_model_source
+
+        check_model_source(cfg.model.name)
     check_writable_dir(cfg.run_dir, "run_dir")
 
 

@@ -1,0 +1,43 @@
+"""Settings that can be checked without loading a model fail first, in one line (exit 2): an unusable
+policy before the gold reward model is built, a hub id without a network within seconds."""
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from rlhf_zoo import cli
+
+
+def test_a_missing_policy_path_fails_before_any_model_is_built(monkeypatch, tmp_path, capsys):
+    import rlhf_zoo.rewards.minilm_build as build
+    import rlhf_zoo.tasks.registry as registry
+
+    monkeypatch.setenv("RLHF_ZOO_CACHE", str(tmp_path / "cache"))  # no gold model built here
+    monkeypatch.setattr(build, "build_minilm_sentiment", lambda *a, **k: pytest.fail("the gold model was built"))
+    monkeypatch.setattr(registry, "build_task", lambda *a, **k: pytest.fail("the task was built"))
+    code = cli.main(["train", "algo=reinforce", "task=sentiment", "model.name=/no/such/model", f"run_dir={tmp_path}/r"])
+    err = capsys.readouterr().err
+    assert code == 2 and "model.name=/no/such/model" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_directory_without_a_model_is_refused(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    code = cli.main(["train", "algo=reinforce", "task=sentiment", f"model.name={tmp_path}/empty", "run_dir=x"])
+    assert code == 2 and "config.json" in capsys.readouterr().err
+
+
+def test_a_hub_id_without_a_network_fails_within_seconds(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
+    env.update(HF_ENDPOINT="http://127.0.0.1:9", HF_HOME=str(tmp_path / "hf"))  # nothing listens on port 9
+    cmd = [sys.executable, "-m", "rlhf_zoo", "train", "algo=reinforce", "task=sentiment", "model.name=someone/some-lm"]
+    t0 = time.monotonic()
+    out = subprocess.run([*cmd, f"run_dir={tmp_path}/r"], capture_output=True, text=True, env=env, timeout=120)
+    took = time.monotonic() - t0
+    assert out.returncode == 2, out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "someone/some-lm" in lines[0] and "HF_HUB_OFFLINE=1" in lines[0]
+    assert took < 30  # python start-up included; transformers' own retries take about a minute
+    assert not (tmp_path / "r").exists()
