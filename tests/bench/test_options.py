@@ -78,9 +78,11 @@ def test_bench_and_profile_keep_their_option_names_and_defaults():
         ("profile", ["algos=reinforce", "oops"], "profile: expected key=value"),
     ],
 )
-def test_command_line_reports_a_bad_option_in_one_line_with_exit_2(capsys, command, args, needle):
+def test_command_line_reports_a_bad_option_in_one_line_with_exit_2(capsys, tmp_path, command, args, needle):
     from rlhf_zoo.cli import main
 
-    assert main([command, *args]) == 2
+    # were the bad option accepted, bench fails fast on the unknown sweep (never runs a suite)
+    guard = [f"out={tmp_path}", "only=nope"] if command == "bench" else []
+    assert main([command, *args, *guard]) == 2
     err = capsys.readouterr().err
     assert needle in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
