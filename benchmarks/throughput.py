@@ -8,7 +8,7 @@ Per objective (each in its own process, see ``rlhf_zoo/profile.py``): completion
 seconds per step split into generate / reward / log-probs / update, the share of time in
 generation, the update's model FLOP utilisation and peak memory; then TRL's RLOO (the version
 pinned in constraints.txt) on the same model, prompts, reward, batch, generation length, LoRA
-settings, optimiser and hardware (``rlhf_zoo/bench/trl_reference.py``), and the ratio of our
+settings, optimiser and hardware (``benchmarks/trl_reference.py``), and the ratio of our
 ``reinforce`` (k = 2, leave-one-out: the same algorithm) to TRL in completions per second.
 
 Arguments are ``key=value``: ``algos=`` (comma list; ``sft`` adds the plain fine-tuning memory
@@ -24,6 +24,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 
 from tabulate import tabulate
 
@@ -31,6 +32,7 @@ from rlhf_zoo.options import split_options
 from rlhf_zoo.profile import HEADERS, profile_rows, run_in_subprocess, table_rows, validate
 from rlhf_zoo.runlog import hardware
 
+TRL_REFERENCE = str(Path(__file__).with_name("trl_reference.py"))  # run as a script: its own process
 DEFAULTS = [
     "task=sentiment",
     "task.gold=null",
@@ -81,7 +83,7 @@ def main(argv: list[str]) -> int:
     rows = profile_rows(opts.algos, rest, steps, warmup)
     trl_row = None
     if opts.trl:
-        trl_row = run_in_subprocess("rlhf_zoo.bench.trl_reference", [*rest, f"steps={steps}", f"warmup={warmup}"])
+        trl_row = run_in_subprocess(TRL_REFERENCE, [*rest, f"steps={steps}", f"warmup={warmup}"])
         print(f"TRL RLOO: {trl_row['step_s']:.2f} s/step", file=sys.stderr)
     wall = time.time() - t0
 
