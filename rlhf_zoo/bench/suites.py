@@ -10,7 +10,7 @@ list of ``key=value`` overrides for ``rlhf-zoo train`` plus a label. Two sweeps 
 same configuration (e.g. BOND n = 4, β = 0.5 in both the n sweep and the β sweep) share one point,
 which is run once and belongs to both.
 
-The sweep *tags* are stable names that the claims (:mod:`rlhf_zoo.bench.verdicts`) look up, so every
+The sweep *tags* are stable names that the claims (:mod:`rlhf_zoo.bench.claims`) look up, so every
 suite uses the same ones; a sweep's ``claims`` names the claims that read it.
 """
 
