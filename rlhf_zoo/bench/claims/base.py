@@ -22,7 +22,7 @@ NOT_REPRODUCED = "not reproduced"
 NOT_RUN = "not run"
 
 Groups = dict[str, dict[Any, Group]]
-Path = list[tuple[float, ...]]  # a seed-mean training path: (step, KL(π‖π_ref), reward) per evaluation
+TrainingPath = list[tuple[float, ...]]  # a seed-mean training path: (step, KL(π‖π_ref), reward) per evaluation
 
 
 @dataclass(frozen=True)
@@ -157,7 +157,7 @@ def significance_note(flags: list[bool | None]) -> str:
     return "all differences significant (95 % Welch CI)" if all(flags) else "some differences not significant at 95 %"
 
 
-def at(path: Path, k: float) -> float:
+def at(path: TrainingPath, k: float) -> float:
     """The reward (column 2) where a (step, KL, reward) path first reaches KL ``k``; NaN if never."""
     y = interp_path([p[1] for p in path], [p[2] for p in path], k)
     return math.nan if y is None else y
@@ -173,7 +173,7 @@ def draw_band(ax: Any, band: Band, colour: Any, label: str) -> None:
     ax.fill_between(band.steps, lo, hi, color=colour, alpha=0.15, lw=0)
 
 
-def draw_path(ax: Any, path: Path, style: str = "-", **kw: Any) -> None:
+def draw_path(ax: Any, path: TrainingPath, style: str = "-", **kw: Any) -> None:
     """A seed-mean training path in the (KL, reward) plane."""
     ax.plot([p[1] for p in path], [p[2] for p in path], style, **kw)
 
@@ -187,7 +187,7 @@ __all__ = [
     "Claim",
     "Estimate",
     "Groups",
-    "Path",
+    "TrainingPath",
     "at",
     "draw_band",
     "draw_path",

@@ -20,7 +20,7 @@ from rlhf_zoo.bench.claims.base import (
     Claim,
     Estimate,
     Groups,
-    Path,
+    TrainingPath,
     at,
     draw_path,
     significance_note,
@@ -53,8 +53,8 @@ class Pair:
     diff: float
     ema_final_kl: Estimate
     swap_final_kl: Estimate
-    ema_path: Path
-    swap_path: Path
+    ema_path: TrainingPath
+    swap_path: TrainingPath
 
 
 @dataclass(frozen=True)

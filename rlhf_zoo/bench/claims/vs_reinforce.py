@@ -19,7 +19,7 @@ from rlhf_zoo.bench.claims.base import (
     Check,
     Claim,
     Groups,
-    Path,
+    TrainingPath,
     at,
     draw_path,
     find,
@@ -40,7 +40,7 @@ class Comparison:
         min_diff, mean_diff: J-BOND − REINFORCE reward over that range (None: no common range).
     """
 
-    path: Path
+    path: TrainingPath
     kl_max: float
     min_diff: float | None
     mean_diff: float | None
@@ -50,7 +50,7 @@ class Comparison:
 class Evidence:
     """J-BOND's seed-mean training path, and β_RL → :class:`Comparison` for each β_RL that was run."""
 
-    jbond_path: Path
+    jbond_path: TrainingPath
     reinforce: dict[float, Comparison]
 
 
