@@ -33,9 +33,12 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+
+from rlhf_zoo.options import split_options
 
 PROMPTS = [
     "This movie was really quite",
@@ -67,18 +70,50 @@ def param_bytes(module: torch.nn.Module) -> int:
     return sum(p.numel() * p.element_size() for p in module.parameters())
 
 
+LEVERS = ("cache", "ref", "anchor", "tokenise", "reward", "sampler", "share", "static", "bf16")
+
+
+@dataclass
+class LeversOptions:
+    """This script's options (it takes no config overrides).
+
+    Attributes:
+        only: the levers to measure (default: all of :data:`LEVERS`).
+        model: the policy's model name or path.
+        device: where it runs.
+        dtype: its weights' dtype.
+        reps: timed repetitions (the median is reported) after one warm-up.
+        tokens: new tokens per completion.
+        samples: completions per prompt.
+        repeat: the batch is the built-in prompts repeated this many times.
+        compile: the ``static`` lever also times torch.compile of the decoding step.
+        threads: torch CPU threads (none: torch's default).
+    """
+
+    only: list[str] = field(default_factory=lambda: list(LEVERS))
+    model: str = "smollm2-135m"
+    device: str = "cpu"
+    dtype: str = "float32"
+    reps: int = 3
+    tokens: int = 24
+    samples: int = 2
+    repeat: int = 1
+    compile: bool = False
+    threads: int | None = None
+
+
 class Bench:
-    def __init__(self, opts: dict[str, str]):
+    def __init__(self, opts: LeversOptions):
         from rlhf_zoo.policies.hf import HFPolicyConfig, build_hf_policy
 
         self.opts = opts
-        self.model = opts.get("model", "smollm2-135m")
-        self.device = opts.get("device", "cpu")
-        self.dtype = opts.get("dtype", "float32")
-        self.reps = int(opts.get("reps", 3))
-        self.tokens = int(opts.get("tokens", 24))
-        self.samples = int(opts.get("samples", 2))
-        self.prompts = PROMPTS * int(opts.get("repeat", 1))
+        self.model = opts.model
+        self.device = opts.device
+        self.dtype = opts.dtype
+        self.reps = opts.reps
+        self.tokens = opts.tokens
+        self.samples = opts.samples
+        self.prompts = PROMPTS * opts.repeat
         self.sync = self.device.startswith("cuda")
         self.cfg = HFPolicyConfig(name=self.model, max_new_tokens=self.tokens, dtype=self.dtype)
         self.build = lambda **kw: build_hf_policy(dataclasses.replace(self.cfg, **kw), device=self.device, seed=0)
@@ -140,7 +175,7 @@ class Bench:
         b = timed(lambda: self.policy.sample(self.prompts, self.samples, generator=self.gens()), self.reps, self.sync)
         a = timed(lambda: a_pol.sample(self.prompts, self.samples, generator=self.gens()), self.reps, self.sync)
         self.row("static", "dynamic KV cache", "static KV cache", b, a, "s")
-        if self.opts.get("compile", "false") == "true":
+        if self.opts.compile:
             c_pol = self.build(generation_cache="static", compile_generation="on")
             t0 = time.perf_counter()
             c_pol.sample(self.prompts, self.samples, generator=self.gens())
@@ -258,18 +293,18 @@ class Bench:
         self.row("bf16 update", "float32", "bfloat16", upd["float32"], upd["bfloat16"], "s", "forward + backward")
 
 
-LEVERS = ("cache", "ref", "anchor", "tokenise", "reward", "sampler", "share", "static", "bf16")
-
-
 def main(argv: list[str]) -> int:
     from tabulate import tabulate
 
     from rlhf_zoo.runlog import hardware
 
-    opts = {a.split("=", 1)[0]: a.split("=", 1)[1] for a in argv}
-    if "threads" in opts:
-        torch.set_num_threads(int(opts["threads"]))
-    only = opts.get("only", ",".join(LEVERS)).split(",")
+    opts, rest = split_options(argv, LeversOptions, "levers")
+    if rest:
+        print(f"levers takes no config overrides: {' '.join(rest)}", file=sys.stderr)
+        return 2
+    if opts.threads is not None:
+        torch.set_num_threads(opts.threads)
+    only = opts.only
     unknown = [x for x in only if x not in LEVERS]
     if unknown:
         print(f"unknown lever(s) {unknown}; known: {', '.join(LEVERS)}", file=sys.stderr)

@@ -8,7 +8,7 @@ Per objective (each in its own process, see ``rlhf_zoo/profile.py``): completion
 seconds per step split into generate / reward / log-probs / update, the share of time in
 generation, the update's model FLOP utilisation and peak memory; then TRL's RLOO (the version
 pinned in constraints.txt) on the same model, prompts, reward, batch, generation length, LoRA
-settings, optimiser and hardware (``rlhf_zoo/bench/trl_reference.py``), and the ratio of our
+settings, optimiser and hardware (``benchmarks/trl_reference.py``), and the ratio of our
 ``reinforce`` (k = 2, leave-one-out: the same algorithm) to TRL in completions per second.
 
 Arguments are ``key=value``: ``algos=`` (comma list; ``sft`` adds the plain fine-tuning memory
@@ -22,13 +22,17 @@ import json
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 
 from tabulate import tabulate
 
-from rlhf_zoo.profile import HEADERS, profile_rows, run_in_subprocess, split_args, table_rows, validate
+from rlhf_zoo.options import split_options
+from rlhf_zoo.profile import HEADERS, profile_rows, run_in_subprocess, table_rows, validate
 from rlhf_zoo.runlog import hardware
 
+TRL_REFERENCE = str(Path(__file__).with_name("trl_reference.py"))  # run as a script: its own process
 DEFAULTS = [
     "task=sentiment",
     "task.gold=null",
@@ -37,7 +41,27 @@ DEFAULTS = [
     "train.warmup_steps=0",
     "train.lr_schedule=constant",
 ]
-DEFAULT_ALGOS = "best_of_n,reinforce,ppo_lite,bond,jbond,sft"
+
+
+@dataclass
+class ThroughputOptions:
+    """This script's own options (every other ``key=value`` is a config override for every run).
+
+    Attributes:
+        algos: the objectives (``sft``: the plain fine-tuning memory baseline).
+        steps: timed steps per objective (and for TRL).
+        warmup: untimed steps before them.
+        trl: also time TRL's ``RLOOTrainer``.
+        out: a JSON file for the figures.
+        md: a Markdown page to append the section to.
+    """
+
+    algos: list[str] = field(default_factory=lambda: ["best_of_n", "reinforce", "ppo_lite", "bond", "jbond", "sft"])
+    steps: int = 3
+    warmup: int = 1
+    trl: bool = True
+    out: str | None = None
+    md: str | None = None
 
 
 def _commit() -> str:
@@ -50,20 +74,16 @@ def _commit() -> str:
 
 
 def main(argv: list[str]) -> int:
-    own_keys = ("trl", "md")
-    own = {a.split("=", 1)[0]: a.split("=", 1)[1] for a in argv if a.split("=", 1)[0] in own_keys}
-    args = [a for a in argv if a.split("=", 1)[0] not in own_keys]
-    prof_own, overrides = split_args(args)
+    opts, overrides = split_options(argv, ThroughputOptions, "throughput")
     given = {a.split("=", 1)[0] for a in overrides}
     rest = [d for d in DEFAULTS if d.split("=", 1)[0] not in given] + overrides
-    algos = prof_own.get("algos", DEFAULT_ALGOS).split(",")
-    steps, warmup = int(prof_own.get("steps", 3)), int(prof_own.get("warmup", 1))
-    validate(algos, rest)
+    steps, warmup = opts.steps, opts.warmup
+    validate(opts.algos, rest)
     t0 = time.time()
-    rows = profile_rows(algos, rest, steps, warmup)
+    rows = profile_rows(opts.algos, rest, steps, warmup)
     trl_row = None
-    if own.get("trl", "true").lower() in ("1", "true", "yes"):
-        trl_row = run_in_subprocess("rlhf_zoo.bench.trl_reference", [*rest, f"steps={steps}", f"warmup={warmup}"])
+    if opts.trl:
+        trl_row = run_in_subprocess(TRL_REFERENCE, [*rest, f"steps={steps}", f"warmup={warmup}"])
         print(f"TRL RLOO: {trl_row['step_s']:.2f} s/step", file=sys.stderr)
     wall = time.time() - t0
 
@@ -95,11 +115,11 @@ def main(argv: list[str]) -> int:
         )
     text = "\n".join(lines) + "\n\n" + tabulate(table, headers=HEADERS, tablefmt="github") + "\n\n" + "\n".join(verdict)
     print(text)
-    if "out" in prof_own:
-        with open(prof_own["out"], "w") as f:
+    if opts.out is not None:
+        with open(opts.out, "w") as f:
             json.dump({"argv": argv, "settings": rest, "rows": rows, "trl": trl_row, "ratio": ratio}, f, indent=2)
-    if "md" in own:
-        with open(own["md"], "a") as f:
+    if opts.md is not None:
+        with open(opts.md, "a") as f:
             f.write(f"\n## {rows[0]['device']} ({hardware()})\n\n{text}\n")
     return 0
 

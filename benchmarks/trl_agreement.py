@@ -20,6 +20,9 @@ import statistics
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
+
+from rlhf_zoo.options import split_options
 
 DEFAULTS = [
     "task=sentiment",
@@ -37,6 +40,21 @@ DEFAULTS = [
     "train.eval_ref_samples=2",
 ]
 METRICS = ("reward/proxy", "kl/exact", "kl/k1")
+
+
+@dataclass
+class AgreementOptions:
+    """This script's own options (every other ``key=value`` is a config override for both sides).
+
+    Attributes:
+        seeds: one run of each side per seed.
+        steps: training steps of each run.
+        out: a JSON file for the figures.
+    """
+
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    steps: int = 30
+    out: str | None = None
 
 
 def worker(side: str, steps: int, overrides: list[str]) -> dict[str, float]:
@@ -57,7 +75,7 @@ def worker(side: str, steps: int, overrides: list[str]) -> dict[str, float]:
         for _ in range(steps):
             trainer.train_step()
     elif side == "trl":
-        from rlhf_zoo.bench.trl_reference import run_trl_rloo
+        from trl_reference import run_trl_rloo  # benchmarks/trl_reference.py, beside this script
 
         run_trl_rloo(cfg, steps=steps, warmup=0, task=task, policy_out=policy)
     train_s = time.perf_counter() - t0
@@ -78,12 +96,10 @@ def main(argv: list[str]) -> int:
     from rlhf_zoo.bench.stats import diff_ci
     from rlhf_zoo.runlog import hardware
 
-    own = {a.split("=", 1)[0]: a.split("=", 1)[1] for a in argv if a.split("=", 1)[0] in ("seeds", "steps", "out")}
-    overrides = [a for a in argv if a.split("=", 1)[0] not in ("seeds", "steps", "out")]
+    opts, overrides = split_options(argv, AgreementOptions, "trl_agreement")
     given = {a.split("=", 1)[0] for a in overrides}
     rest = [d for d in DEFAULTS if d.split("=", 1)[0] not in given] + overrides
-    seeds = [int(s) for s in own.get("seeds", "0,1,2").split(",")]
-    steps = int(own.get("steps", 30))
+    seeds, steps = opts.seeds, opts.steps
     t0 = time.time()
 
     def run(side: str, seed: int) -> dict[str, float]:
@@ -131,8 +147,8 @@ def main(argv: list[str]) -> int:
         ]
     )
     print(text)
-    if "out" in own:
-        with open(own["out"], "w") as f:
+    if opts.out is not None:
+        with open(opts.out, "w") as f:
             json.dump({"settings": rest, "steps": steps, "seeds": seeds, "init": init, **results}, f, indent=2)
     return 0
 

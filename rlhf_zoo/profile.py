@@ -34,14 +34,34 @@ import resource
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
+from rlhf_zoo.options import split_options
+
 PHASES = ("generate", "reward", "logprobs", "update")
 DEFAULT_ALGOS = ("best_of_n", "reinforce", "ppo_lite", "bond", "jbond")
-OWN_KEYS = ("algos", "steps", "warmup", "out")
 SFT = "sft"
+
+
+@dataclass
+class ProfileOptions:
+    """The ``profile`` command's own options (every other ``key=value`` is a config override).
+
+    Attributes:
+        algos: the objectives to profile, each in its own process (``sft``: the plain fine-tuning baseline).
+        steps: timed steps per objective.
+        warmup: untimed steps before them (the update's FLOPs are counted on these).
+        out: a JSON file for the figures (none: only the table is printed).
+    """
+
+    algos: list[str] = field(default_factory=lambda: list(DEFAULT_ALGOS))
+    steps: int = 2
+    warmup: int = 1
+    out: str | None = None
+
 
 # Dense datasheet peaks (FLOP/s) by device-name fragment and weight dtype.
 GPU_PEAKS = {
@@ -49,17 +69,6 @@ GPU_PEAKS = {
     "H200": {"bfloat16": 989e12, "float16": 989e12, "float32": 67e12},
     "A100": {"bfloat16": 312e12, "float16": 312e12, "float32": 19.5e12},
 }
-
-
-def split_args(args: list[str]) -> tuple[dict[str, str], list[str]]:
-    own, rest = {}, []
-    for a in args:
-        key = a.split("=", 1)[0]
-        if key in OWN_KEYS:
-            own[key] = a.split("=", 1)[1]
-        else:
-            rest.append(a)
-    return own, rest
 
 
 def peak_flops(device: torch.device, dtype: torch.dtype) -> tuple[float, str]:
@@ -128,11 +137,11 @@ def worker(args: list[str]) -> dict[str, Any]:
     from rlhf_zoo.runtime import Runtime
     from rlhf_zoo.train import Trainer, build, prompts_for_step
 
-    own, rest = split_args(args)
+    opts, rest = split_options(args, ProfileOptions, "profile")
     sft = any(a == f"algo={SFT}" for a in rest)
     if sft:
         rest = [a for a in rest if a != f"algo={SFT}"] + ["algo=reinforce"]
-    steps, warmup = int(own.get("steps", 2)), int(own.get("warmup", 1))
+    steps, warmup = opts.steps, opts.warmup
     cfg = load_config([*rest, "train.progress=false", "run_dir=/tmp/rlhf_zoo_profile_unused"])
     rt = Runtime(cfg.device)
     t0 = time.perf_counter()
@@ -200,11 +209,13 @@ def worker(args: list[str]) -> dict[str, Any]:
     }
 
 
-def run_in_subprocess(module: str, args: list[str]) -> dict[str, Any]:
-    """Run ``python -m module args`` and parse the JSON on its last stdout line."""
-    out = subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True)
+def run_in_subprocess(target: str, args: list[str]) -> dict[str, Any]:
+    """Run ``python -m target args`` (``python target args`` when ``target`` is a ``.py`` file) and
+    parse the JSON on its last stdout line."""
+    how = [target] if target.endswith(".py") else ["-m", target]
+    out = subprocess.run([sys.executable, *how, *args], capture_output=True, text=True)
     if out.returncode != 0:
-        raise RuntimeError(f"{module} {' '.join(args)} failed:\n{out.stderr[-3000:]}")
+        raise RuntimeError(f"{target} {' '.join(args)} failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -264,11 +275,10 @@ def main(args: list[str]) -> int:
 
     from rlhf_zoo.runlog import hardware
 
-    own, rest = split_args(args)
-    algos = own.get("algos", ",".join(DEFAULT_ALGOS)).split(",")
-    validate(algos, rest)
+    opts, rest = split_options(args, ProfileOptions, "profile")
+    validate(opts.algos, rest)
     try:
-        rows = profile_rows(algos, rest, int(own.get("steps", 2)), int(own.get("warmup", 1)))
+        rows = profile_rows(opts.algos, rest, opts.steps, opts.warmup)
     except RuntimeError as e:
         print(e, file=sys.stderr)
         return 1
@@ -276,8 +286,8 @@ def main(args: list[str]) -> int:
     print(f"MFU peak: {rows[0]['peak_flops'] / 1e9:.0f} GFLOP/s ({rows[0]['peak_flops_source']})")
     print("command: rlhf-zoo profile " + " ".join(args))
     print(tabulate(table_rows(rows), headers=HEADERS, tablefmt="github"))
-    if "out" in own:
-        with open(own["out"], "w") as f:
+    if opts.out is not None:
+        with open(opts.out, "w") as f:
             json.dump({"hardware": hardware(), "args": args, "rows": rows}, f, indent=2)
     return 0
 

@@ -4,9 +4,10 @@ that turns run records into ``docs/benchmarks/<suite>.md`` with tables, plots an
     rlhf-zoo bench suite=exact                    # run what is not finished yet, then render
     rlhf-zoo bench suite=exact render_only=true   # render from the records only
 
-Modules: :mod:`~rlhf_zoo.bench.suites` (the suites as data), :mod:`~rlhf_zoo.bench.runner` (runs points
-into ``<out>/<suite>/<point-id>/`` and writes each point's ``record.json`` when it finished),
-:mod:`~rlhf_zoo.bench.records` (the record format), :mod:`~rlhf_zoo.bench.stats` (t intervals,
-interpolation), :mod:`~rlhf_zoo.bench.render` and :mod:`~rlhf_zoo.bench.plots` (the page and its PNGs),
-:mod:`~rlhf_zoo.bench.verdicts` (the claims), :mod:`~rlhf_zoo.bench.command` (the CLI command).
+Modules: :mod:`~rlhf_zoo.bench.suites` (the sweeps, declared once, and the suites that pick their
+values), :mod:`~rlhf_zoo.bench.runner` (runs points into ``<out>/<suite>/<point-id>/`` and writes each
+point's ``record.json`` when it finished), :mod:`~rlhf_zoo.bench.records` (the record format),
+:mod:`~rlhf_zoo.bench.stats` (t intervals, interpolation), :mod:`~rlhf_zoo.bench.claims` (the paper's
+claims, each with its check and its plot panel), :mod:`~rlhf_zoo.bench.render` and
+:mod:`~rlhf_zoo.bench.plots` (the page and its PNGs), :mod:`~rlhf_zoo.bench.command` (the CLI command).
 """

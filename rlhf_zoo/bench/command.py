@@ -5,55 +5,56 @@
     rlhf-zoo bench suite=quick seeds=0,1 only=bond_beta,jbond_gamma
     rlhf-zoo bench suite=quick model.name=tiny task.prompts=p.jsonl task.gold=null out=/tmp/b docs=/tmp/d
 
-Bench options: ``suite`` (required), ``out`` (records and runs, default ``bench_runs``), ``seeds``
-(comma list, replaces the suite's), ``only`` (comma list of sweep tags), ``jobs`` (parallel
-processes, default the suite's), ``docs`` (where pages go, default ``docs/benchmarks``),
-``render_only``, ``render`` (render after running, default true), ``keep_checkpoints``, ``progress``.
-Every other ``key=value`` is a training override appended to every point (it becomes part of each
-point's arguments, so records made without it are redone).
+The bench options are the fields of :class:`BenchOptions` (``suite`` is required). Every other
+``key=value`` is a training override appended to every point (it becomes part of each point's
+arguments, so records made without it are redone).
 """
 
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from rlhf_zoo.errors import UserError
-
-OPTIONS = ("suite", "out", "seeds", "only", "jobs", "docs", "render_only", "render", "keep_checkpoints", "progress")
-
-
-def _bool(key: str, v: str) -> bool:
-    low = v.strip().lower()
-    if low in ("true", "1", "yes", "on"):
-        return True
-    if low in ("false", "0", "no", "off"):
-        return False
-    raise UserError(f"bench: {key} must be true or false, got {v!r}")
+from rlhf_zoo.options import split_options
 
 
-def _ints(key: str, v: str) -> list[int]:
-    try:
-        return [int(x) for x in v.split(",") if x.strip()]
-    except ValueError:
-        raise UserError(f"bench: {key} must be a comma-separated list of integers, got {v!r}") from None
+@dataclass
+class BenchOptions:
+    """The ``bench`` command's own options (every other ``key=value`` is a training override).
+
+    Attributes:
+        suite: the suite to run and render: exact, quick or full (required).
+        out: where the runs and their records go (``<out>/<suite>/<point-id>/``).
+        seeds: replaces the suite's seeds (comma list).
+        only: run only these sweep tags (comma list).
+        jobs: parallel processes (default: the suite's).
+        docs: where the page and its plots go.
+        render_only: only render the page, from the records.
+        render: render the page after running.
+        keep_checkpoints: keep each finished run's checkpoint.
+        progress: show a progress bar over the points.
+    """
+
+    suite: str = ""
+    out: str = "bench_runs"
+    seeds: list[int] | None = None
+    only: list[str] | None = None
+    jobs: int | None = None
+    docs: str = "docs/benchmarks"
+    render_only: bool = False
+    render: bool = True
+    keep_checkpoints: bool = False
+    progress: bool = True
 
 
-def parse(args: list[str]) -> tuple[dict[str, str], list[str]]:
+def parse(args: list[str]) -> tuple[BenchOptions, list[str]]:
     """(bench options, training overrides for every point)."""
-    own: dict[str, str] = {}
-    extra: list[str] = []
-    for a in args:
-        if "=" not in a or a.startswith("="):
-            raise UserError(f"bench: expected key=value, got {a!r}")
-        key = a.split("=", 1)[0].strip()
-        if key in OPTIONS:
-            own[key] = a.split("=", 1)[1]
-        else:
-            extra.append(a)
-    if "suite" not in own:
+    opts, extra = split_options(args, BenchOptions, "bench")
+    if not opts.suite:
         raise UserError("bench: name a suite: rlhf-zoo bench suite=NAME (exact, quick, full)")
-    return own, extra
+    return opts, extra
 
 
 def main(args: list[str]) -> int:
@@ -62,30 +63,26 @@ def main(args: list[str]) -> int:
     from rlhf_zoo.bench.runner import run_suite
     from rlhf_zoo.bench.suites import get_suite
 
-    own, extra = parse(args)
-    suite = get_suite(own["suite"])
-    out = Path(own.get("out", "bench_runs"))
-    docs = Path(own.get("docs", "docs/benchmarks"))
-    render_only = _bool("render_only", own.get("render_only", "false"))
+    opts, extra = parse(args)
+    suite = get_suite(opts.suite)
+    out, docs = Path(opts.out), Path(opts.docs)
     command = " ".join(["rlhf-zoo", "bench", *args])
-    if not render_only:
-        jobs = _ints("jobs", own["jobs"])[0] if "jobs" in own else None
-        if jobs is not None and jobs < 1:
+    if not opts.render_only:
+        if opts.jobs is not None and opts.jobs < 1:
             raise UserError("bench: jobs must be >= 1")
-        only = [t.strip() for t in own["only"].split(",") if t.strip()] if "only" in own else None
         from rlhf_zoo.train import Interrupted
 
         try:
             report = run_suite(
                 suite,
                 out,
-                seeds=_ints("seeds", own["seeds"]) if "seeds" in own else None,
+                seeds=opts.seeds,
                 extra=extra,
-                only=only,
-                jobs=jobs,
-                progress=_bool("progress", own.get("progress", "true")),
+                only=opts.only,
+                jobs=opts.jobs,
+                progress=opts.progress,
                 command=command,
-                keep_checkpoints=_bool("keep_checkpoints", own.get("keep_checkpoints", "false")),
+                keep_checkpoints=opts.keep_checkpoints,
             )
         except (Interrupted, KeyboardInterrupt):
             how = "the interrupted run resumes from its checkpoint" if suite.resumable else "unfinished runs are redone"
@@ -103,10 +100,10 @@ def main(args: list[str]) -> int:
         )
     elif extra:
         raise UserError(f"bench: render_only=true takes no training overrides: {' '.join(extra)}")
-    if render_only or _bool("render", own.get("render", "true")):
+    if opts.render_only or opts.render:
         page = render_suite(suite.name, out, docs)
         print(f"wrote {page}")
     return 0
 
 
-__all__ = ["OPTIONS", "main", "parse"]
+__all__ = ["BenchOptions", "main", "parse"]

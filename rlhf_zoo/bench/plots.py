@@ -4,7 +4,10 @@
   with 95 % intervals, the Best-of-N curve over n and, on an exact suite, the optimal frontier.
 - ``frontier_gap.png`` (exact suites): each final point's gap to the optimal frontier at its KL.
 - ``overoptimisation.png``: gold reward against KL and against proxy reward.
-- ``claims.png``: one panel per claim of :mod:`rlhf_zoo.bench.verdicts`.
+
+The claims figure (``claims.png``) is :func:`rlhf_zoo.bench.claims.figure`: each claim draws its own
+panel with the helpers here (:func:`pyplot`, :func:`save`, :func:`legend`, :func:`colours`,
+:func:`shades`).
 """
 
 from __future__ import annotations
@@ -15,13 +18,13 @@ from typing import Any
 
 from rlhf_zoo.bench.records import Group
 from rlhf_zoo.bench.stats import mean_ci
-from rlhf_zoo.bench.verdicts import PAPER_BETAS_RL, find
 
 Groups = dict[str, dict[Any, Group]]
 DPI = 80
 
 
-def _plt() -> Any:
+def pyplot() -> Any:
+    """matplotlib.pyplot on the Agg backend, with the benchmark pages' font sizes."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -36,20 +39,30 @@ def _ci(values: list[float]) -> tuple[float, float]:
     return m, (0.0 if h is None or not math.isfinite(h) else h)
 
 
-def _legend(ax: Any, *args: Any, **kw: Any) -> None:
+def colours(i: int) -> Any:
+    """The i-th colour of matplotlib's ``tab10`` cycle."""
+    return pyplot().get_cmap("tab10")(i)
+
+
+def shades(x: float) -> Any:
+    """A colour of the ``viridis`` map, ``x`` in [0, 1] (for an ordered knob)."""
+    return pyplot().get_cmap("viridis")(x)
+
+
+def legend(ax: Any, *args: Any, **kw: Any) -> None:
     """A legend only where something is labelled (no warning on an empty panel)."""
     if ax.get_legend_handles_labels()[0]:
         ax.legend(*args, **kw)
 
 
-def _save(fig: Any, path: Path) -> Path:
+def save(fig: Any, path: Path) -> Path:
     """Save as a palette PNG (256 colours: a third of the size of matplotlib's RGBA PNG, same look)."""
     import io
 
     path.parent.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight", facecolor="white")
-    _plt().close(fig)
+    pyplot().close(fig)
     try:
         from PIL import Image  # matplotlib's own dependency
     except ImportError:  # pragma: no cover - matplotlib always brings Pillow
@@ -116,7 +129,7 @@ def _references(
 
 
 def reward_vs_kl(groups: Groups, oracle: dict[str, Any], path: Path) -> Path:
-    plt = _plt()
+    plt = pyplot()
     tags = [t for t in groups if t != "best_of_n"]
     panels = 1 + len(tags)
     ncols = 3 if panels > 4 else 2
@@ -140,14 +153,14 @@ def reward_vs_kl(groups: Groups, oracle: dict[str, Any], path: Path) -> Path:
             lw=0.9,
         )
     ax.set_title("final points of every objective")
-    _legend(ax, loc="lower right", fontsize=6)
+    legend(ax, loc="lower right", fontsize=6)
     for ax, tag in zip(flat[1:], tags, strict=False):
         vals = groups[tag]
         first = next(iter(vals.values()))
         _references(ax, groups, oracle, xmax)
-        colours = plt.get_cmap("viridis")
+        viridis = plt.get_cmap("viridis")
         for j, (value, g) in enumerate(vals.items()):
-            c = colours(0.9 * j / max(1, len(vals) - 1))
+            c = viridis(0.9 * j / max(1, len(vals) - 1))
             mp = g.mean_path("kl/exact", "reward/proxy")
             ax.plot([p[1] for p in mp], [p[2] for p in mp], color=c, lw=1.0, alpha=0.9)
             x, xe, y, ye = _final_xy(g)
@@ -163,7 +176,7 @@ def reward_vs_kl(groups: Groups, oracle: dict[str, Any], path: Path) -> Path:
                 label=f"{first.knob_label}={_fmt(value)}",
             )
         ax.set_title(first.objective)
-        _legend(ax, loc="lower right", fontsize=6)
+        legend(ax, loc="lower right", fontsize=6)
     for ax in flat[:panels]:
         ax.set_xlim(0, xmax)
         ax.set_xlabel("KL(π‖π_ref) [nats]")
@@ -172,7 +185,7 @@ def reward_vs_kl(groups: Groups, oracle: dict[str, Any], path: Path) -> Path:
     for ax in flat[panels:]:
         ax.axis("off")
     fig.tight_layout()
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def frontier_gap(groups: Groups, path: Path) -> Path | None:
@@ -180,7 +193,7 @@ def frontier_gap(groups: Groups, path: Path) -> Path | None:
         "frontier/gap" in r.get("summary", {}) for vals in groups.values() for g in vals.values() for r in g.records
     ):
         return None
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4))
     cmap = plt.get_cmap("tab10")
     for i, (_tag, vals) in enumerate(groups.items()):
@@ -202,9 +215,9 @@ def frontier_gap(groups: Groups, path: Path) -> Path | None:
     ax.set_ylabel("optimal reward at this KL − reward")
     ax.set_title("gap to the optimal reward-vs-KL frontier (final points)")
     ax.grid(alpha=0.3)
-    _legend(ax, fontsize=6, loc="upper left")
+    legend(ax, fontsize=6, loc="upper left")
     fig.tight_layout()
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def overoptimisation(groups: Groups, oracle: dict[str, Any], path: Path) -> Path | None:
@@ -212,7 +225,7 @@ def overoptimisation(groups: Groups, oracle: dict[str, Any], path: Path) -> Path
         "reward/gold" in r.get("summary", {}) for vals in groups.values() for g in vals.values() for r in g.records
     ):
         return None
-    plt = _plt()
+    plt = pyplot()
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
     xmax = _xmax(groups)
     cmap = plt.get_cmap("tab10")
@@ -248,110 +261,13 @@ def overoptimisation(groups: Groups, oracle: dict[str, Any], path: Path) -> Path
     right.set(xlabel="proxy reward", ylabel="gold reward", title="gold against proxy (paths over training)")
     for ax in (left, right):
         ax.grid(alpha=0.3)
-    _legend(left, fontsize=6, loc="lower right")
+    legend(left, fontsize=6, loc="lower right")
     fig.tight_layout()
-    return _save(fig, path)
+    return save(fig, path)
 
 
-def _band(ax: Any, g: Group, key: str, colour: Any, label: str, style: str = "-") -> None:
-    per_seed = [{p[0]: p[1] for p in path} for path in g.paths(key)]
-    steps = sorted(set.intersection(*(set(d) for d in per_seed))) if per_seed else []
-    ms = [_ci([d[s] for d in per_seed]) for s in steps]
-    ax.plot(steps, [m for m, _ in ms], style, color=colour, label=label)
-    ax.fill_between(steps, [m - h for m, h in ms], [m + h for m, h in ms], color=colour, alpha=0.15, lw=0)
-
-
-def claims(groups: Groups, exact: bool, path: Path) -> Path:
-    plt = _plt()
-    fig, axes = plt.subplots(2, 4, figsize=(17, 7.4))
-    (a, b, c1, c2), (d, e1, e2, spare) = axes
-    cmap = plt.get_cmap("tab10")
-    # (a) Jeffreys β
-    betas = [(x, find(groups, "bond_beta", x)) for x in (0.0, 0.5, 1.0)]
-    if all(g is not None for _, g in betas):
-        keys: tuple[tuple[str, str], ...] = (("kl/exact", "KL(π‖π_ref)"),)
-        if exact:
-            keys = (("kl/to_bon", "KL(π‖π_BoN)"), ("kl/from_bon", "KL(π_BoN‖π)"))
-        for j, (x, g) in enumerate(betas):
-            ms = [_ci([v for v in g.finals(k) if math.isfinite(v)]) for k, _ in keys]
-            a.bar(
-                [i + 0.27 * (j - 1) for i in range(len(keys))],
-                [m for m, _ in ms],
-                0.25,
-                yerr=[h for _, h in ms],
-                capsize=2,
-                color=cmap(j),
-                label=f"β={x:g}",
-            )
-        a.set_xticks(range(len(keys)), [lab for _, lab in keys])
-        _legend(a)
-    a.set_title("(a) BOND n=4: Jeffreys β" + ("" if exact else " (KL to π_BoN not measured)"))
-    # (b) iterative vs fixed
-    fixed = find(groups, "bond", 2)
-    if fixed is not None:
-        _band(b, fixed, "reward/proxy", "black", "BOND n=2 (fixed)")
-    for j, (period, g) in enumerate(groups.get("iterative", {}).items()):
-        _band(b, g, "reward/proxy", cmap(j + 1), f"iterative, swap every {period}")
-    b.set(title="(b) iterative vs fixed-n BOND", xlabel="step", ylabel="proxy reward")
-    _legend(b)
-    # (c1) EMA vs hard swaps: a swap period M shares the colour of the EMA rate η closest to 1/M
-    etas = list(groups.get("jbond_eta", {}))
-    for j, eta in enumerate(etas):
-        mp = groups["jbond_eta"][eta].mean_path("kl/exact", "reward/proxy")
-        c1.plot([p[1] for p in mp], [p[2] for p in mp], "-", color=cmap(j), label=f"EMA η={_fmt(eta)}")
-    for k, (m, swap) in enumerate(groups.get("jbond_swap", {}).items()):
-        j = min(range(len(etas)), key=lambda i: abs(math.log(float(etas[i]) * float(m)))) if etas else len(etas) + k
-        mp = swap.mean_path("kl/exact", "reward/proxy")
-        c1.plot([p[1] for p in mp], [p[2] for p in mp], "--", color=cmap(j), label=f"hard swap every {m}")
-    c1.set(title="(c) J-BOND: EMA anchor vs hard swaps", xlabel="KL(π‖π_ref)", ylabel="proxy reward")
-    _legend(c1)
-    # (c2) γ
-    for j, (gamma, g) in enumerate(groups.get("jbond_gamma", {}).items()):
-        _band(
-            c2,
-            g,
-            "kl/exact",
-            plt.get_cmap("viridis")(0.9 * j / max(1, len(groups["jbond_gamma"]) - 1)),
-            f"γ={_fmt(gamma)}",
-        )
-    c2.set(title="(c) J-BOND: KL growth over γ", xlabel="step", ylabel="KL(π‖π_ref)")
-    _legend(c2)
-    # (d) J-BOND vs REINFORCE
-    jb = find(groups, "jbond_gamma", 0.0)
-    if jb is not None:
-        mp = jb.mean_path("kl/exact", "reward/proxy")
-        d.plot([p[1] for p in mp], [p[2] for p in mp], color="black", lw=2, label="J-BOND (γ=0, η=0.02)")
-    for j, beta in enumerate(PAPER_BETAS_RL):
-        g = find(groups, "reinforce", beta)
-        if g is not None:
-            mp = g.mean_path("kl/exact", "reward/proxy")
-            d.plot([p[1] for p in mp], [p[2] for p in mp], color=cmap(j + 1), label=f"REINFORCE β_RL={beta:g}")
-    d.set(title="(d) J-BOND vs REINFORCE (training paths)", xlabel="KL(π‖π_ref)", ylabel="proxy reward")
-    _legend(d)
-    # (e) Best-of-N
-    bon = sorted((int(n), g) for n, g in groups.get("best_of_n", {}).items())
-    if bon:
-        ns = [n for n, _ in bon]
-        e1.plot(ns, [_ci(g.finals("quantile/log_mean"))[0] for _, g in bon], "o-", label="measured E[log p_≤]")
-        fine = [2 ** (k / 4) for k in range(0, 4 * int(math.log2(max(ns))) + 1)]
-        e1.plot(fine, [-1 / n for n in fine], "--", color="black", label="−1/n (continuous reward)")
-        label = "KL (exact)" if exact else "KL estimate"
-        e2.plot(ns, [_ci(g.finals("kl/exact"))[0] for _, g in bon], "o-", label=label)
-        e2.plot(fine, [math.log(n) - (n - 1) / n for n in fine], "--", color="black", label="log n − (n−1)/n")
-        for ax in (e1, e2):
-            ax.set_xscale("log", base=2)
-            _legend(ax)
-    e1.set(title="(e) Best-of-N: E[log p_≤] under π_BoN", xlabel="n", ylabel="E[log p_≤]")
-    e2.set(title="(e) Best-of-N: KL(π_BoN‖π_ref) and its bound", xlabel="n", ylabel="nats")
-    spare.axis("off")
-    for ax in (a, b, c1, c2, d, e1, e2):
-        ax.grid(alpha=0.3)
-    fig.tight_layout()
-    return _save(fig, path)
-
-
-def make_all(groups: Groups, oracle: dict[str, Any], exact: bool, fig_dir: Path) -> dict[str, Path]:
-    """Draw every plot that the records support into ``fig_dir``; returns name → path."""
+def make_all(groups: Groups, oracle: dict[str, Any], fig_dir: Path) -> dict[str, Path]:
+    """Draw every plot that the records support into ``fig_dir`` (not the claims figure); returns name → path."""
     out: dict[str, Path] = {"reward_vs_kl": reward_vs_kl(groups, oracle, fig_dir / "reward_vs_kl.png")}
     gap = frontier_gap(groups, fig_dir / "frontier_gap.png")
     if gap is not None:
@@ -359,8 +275,17 @@ def make_all(groups: Groups, oracle: dict[str, Any], exact: bool, fig_dir: Path)
     over = overoptimisation(groups, oracle, fig_dir / "overoptimisation.png")
     if over is not None:
         out["overoptimisation"] = over
-    out["claims"] = claims(groups, exact, fig_dir / "claims.png")
     return out
 
 
-__all__ = ["claims", "frontier_gap", "make_all", "overoptimisation", "reward_vs_kl"]
+__all__ = [
+    "colours",
+    "frontier_gap",
+    "legend",
+    "make_all",
+    "overoptimisation",
+    "pyplot",
+    "reward_vs_kl",
+    "save",
+    "shades",
+]

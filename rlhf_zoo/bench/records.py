@@ -133,6 +133,11 @@ def group_records(records: list[dict[str, Any]]) -> dict[str, dict[Any, Group]]:
     return {t: dict(sorted(groups[t].items(), key=lambda kv: _sort_key(kv[0]))) for t in ordered}
 
 
+def is_exact(records: list[dict[str, Any]]) -> bool:
+    """Whether records come from a task with an exact oracle (their KL estimator is ``exact``)."""
+    return any(r.get("summary", {}).get("kl/estimator") == "exact" for r in records)
+
+
 def _sort_key(v: Any) -> tuple[int, float | str]:
     return (0, float(v)) if isinstance(v, (int, float)) else (1, str(v))
 
@@ -144,6 +149,7 @@ __all__ = [
     "RECORD",
     "Group",
     "group_records",
+    "is_exact",
     "load_records",
     "read_json",
     "read_record",

@@ -5,7 +5,7 @@ Inputs (all under ``<out>/<suite>/``, see :mod:`rlhf_zoo.bench.records`): every 
 (the optimal frontier and Best-of-N over n). No run directory is opened and nothing is recomputed.
 
 The page has: a provenance header (command, git commit, date, hardware, seeds, wall time); the
-verdicts on the BOND paper's claims (:mod:`rlhf_zoo.bench.verdicts`) for this and the other suites
+verdicts on the BOND paper's claims (:mod:`rlhf_zoo.bench.claims`) for this and the other suites
 whose records exist; reward at matched KL budgets (proxy and gold) for every objective; one table
 per objective and knob value (proxy and gold reward, KL with its estimator, gold win rate, length,
 cost); and the plots: reward against KL with every training path, the Best-of-N curve and (exact)
@@ -17,14 +17,16 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from tabulate import tabulate
 
-from rlhf_zoo.bench.records import BENCH, ORACLE, Group, group_records, load_records, read_json
+from rlhf_zoo.bench import claims, plots
+from rlhf_zoo.bench.claims import CLAIMS, NOT_RUN, Check, check_all
+from rlhf_zoo.bench.records import BENCH, ORACLE, Group, group_records, is_exact, load_records, read_json
 from rlhf_zoo.bench.stats import fmt_ci, interp_path, interp_sorted, mean_ci
-from rlhf_zoo.bench.verdicts import CLAIMS, check_all, is_exact
 from rlhf_zoo.errors import UserError
 from rlhf_zoo.io import atomic_write_text
 
@@ -187,26 +189,30 @@ def _seed_cells(per_seed: list[list[float | None]], k: int) -> list[str]:
     return out
 
 
-def verdict_table(out: Path, current: str, current_records: list[dict[str, Any]]) -> str:
+def verdict_table(out: Path, current: str, current_checks: dict[str, Check]) -> str:
     """One row per claim and suite (exact, quick, and full when it has records): verdict, metric, numbers.
-    A suite without records says "not run"."""
+    The current suite's checks are given; the others are checked from their records under ``out``, and a
+    suite without records says "not run"."""
     suites = [s for s in VERDICT_SUITES if s != "full" or (out / s).is_dir()]
     if current not in suites:
         suites.append(current)
     checks = {}
     for s in suites:
-        recs = current_records if s == current else load_records(out / s)
+        if s == current:
+            checks[s] = current_checks
+            continue
+        recs = load_records(out / s)
         checks[s] = check_all(group_records(recs) if recs else None, is_exact(recs))
         if not recs:
-            for chk in checks[s]:
-                chk.numbers = f"no records under {out / s}: `rlhf-zoo bench suite={s}`"
+            note = f"no records under {out / s}: `rlhf-zoo bench suite={s}`"
+            checks[s] = {k: replace(chk, numbers=note) for k, chk in checks[s].items()}
     rows = []
-    for i, c in enumerate(CLAIMS):
+    for c in CLAIMS:
         for j, s in enumerate(suites):
-            chk = checks[s][i]
+            chk = checks[s][c.key]
             claim = f"**({c.key})** {c.statement}" if j == 0 else ""
             metric = c.metric if j == 0 else ""
-            status = f"**{chk.status}**" if chk.status != "not run" else chk.status
+            status = f"**{chk.status}**" if chk.status != NOT_RUN else chk.status
             rows.append([claim, metric, s, status, chk.numbers])
     return tabulate(
         rows, headers=["claim", "metric", "suite", "verdict", "numbers"], tablefmt="github", disable_numparse=True
@@ -227,8 +233,6 @@ def _budgets(suite: str, records: list[dict[str, Any]]) -> list[float]:
 # -- the page -----------------------------------------------------------------------------------------
 def render_suite(suite: str, out: str | Path, docs: str | Path = "docs/benchmarks") -> Path:
     """Write ``<docs>/<suite>.md`` and its PNGs from the records under ``<out>/<suite>/``; returns the page."""
-    from rlhf_zoo.bench import plots
-
     out, docs = Path(out), Path(docs)
     suite_dir = out / suite
     records = load_records(suite_dir)
@@ -238,9 +242,11 @@ def render_suite(suite: str, out: str | Path, docs: str | Path = "docs/benchmark
     bench = read_json(suite_dir / BENCH)
     oracle = read_json(suite_dir / ORACLE) or {}
     exact = is_exact(records)
+    checks = check_all(groups, exact)
     prov = provenance(records, bench)
     fig_dir = docs / suite
-    figures = plots.make_all(groups, oracle, exact, fig_dir)
+    figures = plots.make_all(groups, oracle, fig_dir)
+    figures["claims"] = claims.figure(checks, fig_dir / "claims.png")
     rel = {name: f"{suite}/{path.name}" for name, path in figures.items()}
 
     lines: list[str] = []
@@ -294,7 +300,7 @@ def render_suite(suite: str, out: str | Path, docs: str | Path = "docs/benchmark
     add("")
     add(_prov_line(prov))
     add("")
-    add(verdict_table(out, suite, records))
+    add(verdict_table(out, suite, checks))
     add("")
     add(
         "Exact suites check exact quantities; the language-model suites check estimates from their records. "

@@ -1,33 +1,24 @@
 """Benchmark suites as data: which objectives, which knob sweeps, which seeds, which budget.
 
-A :class:`Suite` is a list of :class:`Sweep` s; a sweep is one objective (an ``algo=`` name or preset
-plus fixed overrides) with one knob swept over a few values. :func:`expand` turns a suite into
-:class:`Point` s, one per (sweep, value, seed): each is a list of ``key=value`` overrides for
-``rlhf-zoo train`` plus a label. Two sweeps that produce the same configuration (e.g. BOND n = 4,
-β = 0.5 in both the n sweep and the β sweep) share one point, which is run once and belongs to both.
+A :class:`Sweep` is one objective (an ``algo=`` name or preset plus fixed overrides) with one knob
+swept. Each sweep's *shape* (its tag, objective, algorithm, knob, fixed overrides, frontier mode and
+the paper claims it serves) is declared once, below (:data:`SWEEPS`); a :class:`Suite` picks the
+values of each (``REINFORCE.over(0.01, 0.1)``), its task and training budget, the overrides it gives
+an algorithm wherever it appears (``algo_args``: a batch size, a number of cached samples) and its
+seeds. :func:`expand` turns a suite into :class:`Point` s, one per (sweep, value, seed): each is a
+list of ``key=value`` overrides for ``rlhf-zoo train`` plus a label. Two sweeps that produce the
+same configuration (e.g. BOND n = 4, β = 0.5 in both the n sweep and the β sweep) share one point,
+which is run once and belongs to both.
 
-The sweep *tags* are stable names that :mod:`rlhf_zoo.bench.verdicts` looks up to test the BOND
-paper's claims, so every suite uses the same ones:
-
-=============  ====================================================================================
-tag            role
-=============  ====================================================================================
-best_of_n      Best-of-N sampling over n (its reward-vs-KL curve; claim (e))
-reinforce      REINFORCE, 2 samples, leave-one-out baseline, over β_RL (claim (d))
-ppo_lite       PPO-lite over β_RL
-bond           BOND (Jeffreys β = 0.5) over n (n = 2 is the fixed-n reference of claim (b))
-bond_beta      BOND n = 4 over the Jeffreys β ∈ {0, 0.5, 1} (claim (a))
-iterative      iterative BOND (n = 2) over the anchor swap period (claim (b))
-jbond_gamma    J-BOND (EMA anchor) over γ; γ = 0 is the default J-BOND (claims (c), (d))
-jbond_eta      J-BOND over the EMA rate η (claim (c): each swap period M is paired with η ≈ 1/M)
-jbond_swap     J-BOND with hard anchor swaps over the swap period (claim (c))
-=============  ====================================================================================
+The sweep *tags* are stable names that the claims (:mod:`rlhf_zoo.bench.claims`) look up, so every
+suite uses the same ones; a sweep's ``claims`` names the claims that read it.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from rlhf_zoo.errors import UserError
@@ -35,45 +26,52 @@ from rlhf_zoo.errors import UserError
 
 @dataclass(frozen=True)
 class Sweep:
-    """One objective with one knob swept.
+    """One objective with one knob swept: its shape, declared once, and (in a suite) the knob's values.
 
     Attributes:
-        tag: stable name of the sweep (see the module docstring); also the prefix of point ids.
+        tag: stable name of the sweep (the claims look it up); also the prefix of point ids.
         objective: display name, e.g. ``"REINFORCE (2 samples, leave-one-out)"``.
         algo: the ``algo=`` value: a registered algorithm or a preset of ``configs/algo/``.
         knob: the dotted key swept, e.g. ``"algo.beta"``.
-        values: the knob's values.
-        fixed: overrides shared by every point of the sweep (after the suite's, before the knob).
+        values: the knob's values (empty in a shape; a suite picks them with :meth:`over`).
+        fixed: overrides shared by every point of the sweep (after the suite's task arguments, before
+            the suite's ``algo_args`` and the knob).
         knob_label: how tables name the knob (default: the key's last part).
         frontier: how the frontier table reads this objective: ``"sweep"`` (one curve through the
             final points over the knob's values), ``"paths"`` (one curve per value: its training
             path) or ``"none"``.
+        claims: the keys of the paper claims that read this sweep (documentation, checked by a test).
     """
 
     tag: str
     objective: str
     algo: str
     knob: str
-    values: tuple[Any, ...]
+    values: tuple[Any, ...] = ()
     fixed: tuple[str, ...] = ()
     knob_label: str = ""
     frontier: str = "sweep"
+    claims: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"[a-z0-9_]+", self.tag):
             raise ValueError(f"sweep tag must be lower-case letters, digits and _: {self.tag!r}")
         if self.frontier not in ("sweep", "paths", "none"):
             raise ValueError(f"frontier must be sweep, paths or none, got {self.frontier!r}")
-        if not self.values:
-            raise ValueError(f"sweep {self.tag} has no values")
+
+    def over(self, *values: Any, objective: str | None = None, frontier: str | None = None) -> Sweep:
+        """This sweep at ``values``; a suite may rename the objective (to say what its settings are)
+        or read the frontier differently."""
+        return replace(self, values=values, objective=objective or self.objective, frontier=frontier or self.frontier)
 
     @property
     def label(self) -> str:
         return self.knob_label or self.knob.rsplit(".", 1)[-1]
 
-    def args(self, value: Any) -> list[str]:
-        """The sweep's own overrides for one value (no suite arguments, no seed)."""
-        return [f"algo={self.algo}", *self.fixed, f"{self.knob}={format_value(value)}"]
+    def args(self, value: Any, settings: tuple[str, ...] = ()) -> list[str]:
+        """The sweep's own overrides for one value, with a suite's ``settings`` for its algorithm after
+        the fixed ones (no suite task arguments, no seed)."""
+        return [f"algo={self.algo}", *self.fixed, *settings, f"{self.knob}={format_value(value)}"]
 
 
 @dataclass(frozen=True)
@@ -84,7 +82,7 @@ class Suite:
         name: the suite's name (``rlhf-zoo bench suite=NAME``).
         description: one paragraph for the rendered page.
         task_args: overrides shared by every point (task, model, training budget, threads).
-        sweeps: the objectives and their knob sweeps.
+        sweeps: the objectives and their knob sweeps (each with its values).
         seeds: the default seeds (``seeds=`` on the command line replaces them).
         budget: the intended wall-clock budget, in words.
         jobs: points run in parallel processes (1 = in this process).
@@ -92,6 +90,8 @@ class Suite:
             instead of being deleted and redone (language-model suites, where a run is minutes).
         kl_budgets: KL(π‖π_ref) values (nats) at which the frontier table compares objectives.
         exact: the task has an exact oracle (exact KLs, the optimal frontier).
+        algo_args: overrides this suite gives an algorithm (an ``algo=`` value) in every sweep of it,
+            after the sweep's fixed ones (e.g. a larger batch on the testbed).
     """
 
     name: str
@@ -104,6 +104,15 @@ class Suite:
     resumable: bool = False
     kl_budgets: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0)
     exact: bool = False
+    algo_args: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        tags = [s.tag for s in self.sweeps]
+        if len(set(tags)) != len(tags):
+            raise ValueError(f"suite {self.name}: a sweep tag appears twice: {tags}")
+        for s in self.sweeps:
+            if not s.values:
+                raise ValueError(f"suite {self.name}: sweep {s.tag} has no values")
 
     def sweep(self, tag: str) -> Sweep:
         for s in self.sweeps:
@@ -191,7 +200,8 @@ def expand(
             if sweep not in sweeps:
                 continue
             for value in sweep.values:
-                args = [*suite.task_args, *sweep.args(value), *extra, f"seed={seed}"]
+                settings = tuple(suite.algo_args.get(sweep.algo, ()))
+                args = [*suite.task_args, *sweep.args(value, settings), *extra, f"seed={seed}"]
                 member = {
                     "sweep": sweep.tag,
                     "objective": sweep.objective,
@@ -218,7 +228,84 @@ def expand(
 
 
 # -------------------------------------------------------------------------------------------------
-# The suites
+# The sweeps, declared once: what each varies and which claim it serves. A suite picks the values.
+# -------------------------------------------------------------------------------------------------
+
+BEST_OF_N = Sweep("best_of_n", "Best-of-N", "best_of_n", "algo.n", claims=("e1", "e2"))
+REINFORCE = Sweep(
+    "reinforce",
+    "REINFORCE (2 samples, leave-one-out)",
+    "reinforce",
+    "algo.beta",
+    fixed=("algo.samples=2", "algo.baseline=loo"),
+    knob_label="beta_RL",
+    claims=("d",),
+)
+PPO_LITE = Sweep("ppo_lite", "PPO-lite (4 samples, loo)", "ppo_lite", "algo.beta", knob_label="beta_RL")
+# n = 2 is the fixed-n reference of claim (b)
+BOND = Sweep("bond", "BOND (Jeffreys β=0.5)", "bond", "algo.n", fixed=("algo.beta=0.5",), claims=("b",))
+BOND_BETA = Sweep(
+    "bond_beta",
+    "BOND n=4 over Jeffreys β",
+    "bond",
+    "algo.beta",
+    fixed=("algo.n=4",),
+    frontier="none",
+    claims=("a",),
+)
+ITERATIVE = Sweep(
+    "iterative",
+    "iterative BOND (n=2)",
+    "iterative_bond",
+    "algo.anchor_period",
+    knob_label="swap_period",
+    frontier="paths",
+    claims=("b",),
+)
+# γ = 0 is the default J-BOND of claim (d)
+JBOND_GAMMA = Sweep(
+    "jbond_gamma",
+    "J-BOND (EMA η=0.02) over γ",
+    "jbond",
+    "algo.gamma",
+    fixed=("algo.eta=0.02",),
+    frontier="paths",
+    claims=("c2", "d"),
+)
+# claim (c1) pairs each swap period M of jbond_swap with the EMA rate η ≈ 1/M of jbond_eta
+JBOND_ETA = Sweep(
+    "jbond_eta",
+    "J-BOND (γ=0) over EMA η",
+    "jbond",
+    "algo.eta",
+    fixed=("algo.gamma=0.0",),
+    frontier="paths",
+    claims=("c1",),
+)
+JBOND_SWAP = Sweep(
+    "jbond_swap",
+    "J-BOND (γ=0) with hard anchor swaps",
+    "jbond",
+    "algo.swap_period",
+    fixed=("algo.gamma=0.0",),
+    knob_label="swap_period",
+    frontier="paths",
+    claims=("c1",),
+)
+SWEEPS: tuple[Sweep, ...] = (
+    BEST_OF_N,
+    REINFORCE,
+    PPO_LITE,
+    BOND,
+    BOND_BETA,
+    ITERATIVE,
+    JBOND_GAMMA,
+    JBOND_ETA,
+    JBOND_SWAP,
+)
+
+# -------------------------------------------------------------------------------------------------
+# The suites: values, budget, seeds
 # -------------------------------------------------------------------------------------------------
 
 BETAS_RL = (0.001, 0.01, 0.03, 0.1, 0.3, 1.0)
@@ -233,81 +320,17 @@ EXACT = Suite(
         "default learning rate (0.1, cosine) and batch; each knob that trades reward for KL is swept."
     ),
     task_args=("task=exact", "threads=1", "train.steps=300", "train.eval_every=15", "train.progress=false"),
+    algo_args={algo: ("train.batch_prompts=32",) for algo in ("reinforce", "ppo_lite", "bond", "iterative_bond")},
     sweeps=(
-        Sweep("best_of_n", "Best-of-N", "best_of_n", "algo.n", (1, 2, 4, 8, 16, 32)),
-        Sweep(
-            "reinforce",
-            "REINFORCE (2 samples, leave-one-out)",
-            "reinforce",
-            "algo.beta",
-            BETAS_RL,
-            fixed=("algo.samples=2", "algo.baseline=loo", "train.batch_prompts=32"),
-            knob_label="beta_RL",
-        ),
-        Sweep(
-            "ppo_lite",
-            "PPO-lite (4 samples, loo, 2 epochs × 2 minibatches)",
-            "ppo_lite",
-            "algo.beta",
-            (0.1, 0.3, 1.0),
-            fixed=("train.batch_prompts=32",),
-            knob_label="beta_RL",
-        ),
-        Sweep(
-            "bond",
-            "BOND (Jeffreys β=0.5, 4 samples, exact quantiles)",
-            "bond",
-            "algo.n",
-            (2, 4, 8, 16),
-            fixed=("algo.beta=0.5", "train.batch_prompts=32"),
-        ),
-        Sweep(
-            "bond_beta",
-            "BOND n=4 over Jeffreys β",
-            "bond",
-            "algo.beta",
-            (0.0, 0.5, 1.0),
-            fixed=("algo.n=4", "train.batch_prompts=32"),
-            frontier="none",
-        ),
-        Sweep(
-            "iterative",
-            "iterative BOND (n=2)",
-            "iterative_bond",
-            "algo.anchor_period",
-            (50, 100),
-            fixed=("train.batch_prompts=32",),
-            knob_label="swap_period",
-            frontier="paths",
-        ),
-        Sweep(
-            "jbond_gamma",
-            "J-BOND (EMA η=0.02) over γ",
-            "jbond",
-            "algo.gamma",
-            (0.0, 0.5, 1.0, 2.0),
-            fixed=("algo.eta=0.02",),
-            frontier="paths",
-        ),
-        Sweep(
-            "jbond_eta",
-            "J-BOND (γ=0) over EMA η",
-            "jbond",
-            "algo.eta",
-            (0.02, 0.05, 0.2),
-            fixed=("algo.gamma=0.0",),
-            frontier="sweep",
-        ),
-        Sweep(
-            "jbond_swap",
-            "J-BOND (γ=0) with hard anchor swaps",
-            "jbond",
-            "algo.swap_period",
-            (20, 50),
-            fixed=("algo.gamma=0.0",),
-            knob_label="swap_period",
-            frontier="paths",
-        ),
+        BEST_OF_N.over(1, 2, 4, 8, 16, 32),
+        REINFORCE.over(*BETAS_RL),
+        PPO_LITE.over(0.1, 0.3, 1.0, objective="PPO-lite (4 samples, loo, 2 epochs × 2 minibatches)"),
+        BOND.over(2, 4, 8, 16, objective="BOND (Jeffreys β=0.5, 4 samples, exact quantiles)"),
+        BOND_BETA.over(0.0, 0.5, 1.0),
+        ITERATIVE.over(50, 100),
+        JBOND_GAMMA.over(0.0, 0.5, 1.0, 2.0),
+        JBOND_ETA.over(0.02, 0.05, 0.2, frontier="sweep"),
+        JBOND_SWAP.over(20, 50),
     ),
     seeds=(0, 1, 2, 3, 4),
     budget="under 5 minutes on 2 CPU cores (2 processes, 1 thread each)",
@@ -342,73 +365,17 @@ QUICK = Suite(
         "train.checkpoint_every=4",
         "train.progress=false",
     ),
+    algo_args={"bond": ("algo.k=8",), "iterative_bond": ("algo.k=8",)},
     sweeps=(
-        Sweep("best_of_n", "Best-of-N", "best_of_n", "algo.n", (2, 8)),
-        Sweep(
-            "reinforce",
-            "REINFORCE (2 samples, leave-one-out)",
-            "reinforce",
-            "algo.beta",
-            (0.01, 0.1),
-            fixed=("algo.samples=2", "algo.baseline=loo"),
-            knob_label="beta_RL",
-        ),
-        Sweep("ppo_lite", "PPO-lite (default)", "ppo_lite", "algo.beta", (0.05,), knob_label="beta_RL"),
-        Sweep(
-            "bond",
-            "BOND (Jeffreys β=0.5, k=8 cached samples)",
-            "bond",
-            "algo.n",
-            (2, 4),
-            fixed=("algo.beta=0.5", "algo.k=8"),
-        ),
-        Sweep(
-            "bond_beta",
-            "BOND n=4 over Jeffreys β",
-            "bond",
-            "algo.beta",
-            (0.0, 0.5, 1.0),
-            fixed=("algo.n=4", "algo.k=8"),
-            frontier="none",
-        ),
-        Sweep(
-            "iterative",
-            "iterative BOND (n=2)",
-            "iterative_bond",
-            "algo.anchor_period",
-            (4,),
-            fixed=("algo.k=8",),
-            knob_label="swap_period",
-            frontier="paths",
-        ),
-        Sweep(
-            "jbond_gamma",
-            "J-BOND (EMA η=0.02) over γ",
-            "jbond",
-            "algo.gamma",
-            (0.0, 1.0),
-            fixed=("algo.eta=0.02",),
-            frontier="paths",
-        ),
-        Sweep(
-            "jbond_eta",
-            "J-BOND (γ=0) over EMA η",
-            "jbond",
-            "algo.eta",
-            (0.25,),
-            fixed=("algo.gamma=0.0",),
-            frontier="paths",
-        ),
-        Sweep(
-            "jbond_swap",
-            "J-BOND (γ=0) with hard anchor swaps",
-            "jbond",
-            "algo.swap_period",
-            (4,),
-            fixed=("algo.gamma=0.0",),
-            knob_label="swap_period",
-            frontier="paths",
-        ),
+        BEST_OF_N.over(2, 8),
+        REINFORCE.over(0.01, 0.1),
+        PPO_LITE.over(0.05, objective="PPO-lite (default)"),
+        BOND.over(2, 4, objective="BOND (Jeffreys β=0.5, k=8 cached samples)"),
+        BOND_BETA.over(0.0, 0.5, 1.0),
+        ITERATIVE.over(4),
+        JBOND_GAMMA.over(0.0, 1.0),
+        JBOND_ETA.over(0.25),
+        JBOND_SWAP.over(4),
     ),
     seeds=(0,),
     budget=(
@@ -445,66 +412,15 @@ FULL = Suite(
         "train.progress=false",
     ),
     sweeps=(
-        Sweep("best_of_n", "Best-of-N", "best_of_n", "algo.n", (1, 2, 4, 8, 16, 32)),
-        Sweep(
-            "reinforce",
-            "REINFORCE (2 samples, leave-one-out)",
-            "reinforce",
-            "algo.beta",
-            (0.001, 0.01, 0.1, 1.0),
-            fixed=("algo.samples=2", "algo.baseline=loo"),
-            knob_label="beta_RL",
-        ),
-        Sweep(
-            "ppo_lite", "PPO-lite (4 samples, loo)", "ppo_lite", "algo.beta", (0.01, 0.05, 0.1), knob_label="beta_RL"
-        ),
-        Sweep("bond", "BOND (Jeffreys β=0.5)", "bond", "algo.n", (2, 4, 8, 16), fixed=("algo.beta=0.5",)),
-        Sweep(
-            "bond_beta",
-            "BOND n=4 over Jeffreys β",
-            "bond",
-            "algo.beta",
-            (0.0, 0.5, 1.0),
-            fixed=("algo.n=4",),
-            frontier="none",
-        ),
-        Sweep(
-            "iterative",
-            "iterative BOND (n=2)",
-            "iterative_bond",
-            "algo.anchor_period",
-            (50, 100),
-            knob_label="swap_period",
-            frontier="paths",
-        ),
-        Sweep(
-            "jbond_gamma",
-            "J-BOND (EMA η=0.02) over γ",
-            "jbond",
-            "algo.gamma",
-            (0.0, 0.5, 1.0, 2.0),
-            fixed=("algo.eta=0.02",),
-            frontier="paths",
-        ),
-        Sweep(
-            "jbond_eta",
-            "J-BOND (γ=0) over EMA η",
-            "jbond",
-            "algo.eta",
-            (0.02, 0.05),
-            fixed=("algo.gamma=0.0",),
-            frontier="paths",
-        ),
-        Sweep(
-            "jbond_swap",
-            "J-BOND (γ=0) with hard anchor swaps",
-            "jbond",
-            "algo.swap_period",
-            (20, 50),
-            fixed=("algo.gamma=0.0",),
-            knob_label="swap_period",
-            frontier="paths",
-        ),
+        BEST_OF_N.over(1, 2, 4, 8, 16, 32),
+        REINFORCE.over(0.001, 0.01, 0.1, 1.0),
+        PPO_LITE.over(0.01, 0.05, 0.1),
+        BOND.over(2, 4, 8, 16),
+        BOND_BETA.over(0.0, 0.5, 1.0),
+        ITERATIVE.over(50, 100),
+        JBOND_GAMMA.over(0.0, 0.5, 1.0, 2.0),
+        JBOND_ETA.over(0.02, 0.05),
+        JBOND_SWAP.over(20, 50),
     ),
     seeds=(0, 1, 2),
     budget="roughly 10 GPU-hours on one GPU (a guess: not measured, no GPU was available when it was defined)",
@@ -523,4 +439,16 @@ def get_suite(name: str) -> Suite:
     return SUITES[name]
 
 
-__all__ = ["EXACT", "FULL", "QUICK", "SUITES", "Point", "Suite", "Sweep", "expand", "format_value", "get_suite"]
+__all__ = [
+    "EXACT",
+    "FULL",
+    "QUICK",
+    "SUITES",
+    "SWEEPS",
+    "Point",
+    "Suite",
+    "Sweep",
+    "expand",
+    "format_value",
+    "get_suite",
+]

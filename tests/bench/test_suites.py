@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from rlhf_zoo.bench.runner import validate_points
-from rlhf_zoo.bench.suites import EXACT, FULL, QUICK, SUITES, Suite, Sweep, expand, get_suite
+from rlhf_zoo.bench.suites import BOND, EXACT, FULL, QUICK, SUITES, SWEEPS, Suite, Sweep, expand, get_suite
 from rlhf_zoo.errors import UserError
 
 CLAIM_TAGS = {"best_of_n", "reinforce", "bond", "bond_beta", "iterative", "jbond_gamma", "jbond_eta", "jbond_swap"}
@@ -75,7 +75,47 @@ def test_seeds_extra_and_only():
 def test_sweep_validation():
     with pytest.raises(ValueError):
         Sweep("Bad Tag", "x", "bond", "algo.n", (2,))
-    with pytest.raises(ValueError):
-        Sweep("ok", "x", "bond", "algo.n", ())
     s = Sweep("ok", "x", "bond", "algo.beta", (0.5,), fixed=("algo.n=4",))
     assert s.args(0.5) == ["algo=bond", "algo.n=4", "algo.beta=0.5"]
+    assert s.args(0.5, ("algo.k=8",)) == ["algo=bond", "algo.n=4", "algo.k=8", "algo.beta=0.5"]
+    shape = Sweep("ok", "x", "bond", "algo.n")
+    with pytest.raises(ValueError, match="no values"):
+        Suite("s", "d", (), (shape,), (0,), "b")
+    with pytest.raises(ValueError, match="twice"):
+        Suite("s", "d", (), (shape.over(2), shape.over(4)), (0,), "b")
+
+
+def test_every_suite_uses_the_declared_sweep_shapes():
+    """A suite chooses values (and may rename an objective or read the frontier differently); the
+    algorithm, knob, fixed overrides and label are the shape's."""
+    shapes = {s.tag: s for s in SWEEPS}
+    for suite in SUITES.values():
+        for sweep in suite.sweeps:
+            shape = shapes[sweep.tag]
+            same = ("algo", "knob", "fixed", "knob_label", "claims")
+            assert all(getattr(sweep, k) == getattr(shape, k) for k in same), (suite.name, sweep.tag)
+
+
+def test_suites_sharing_a_shape_add_their_own_settings_after_its_fixed_ones():
+    def first(suite: Suite, tag: str) -> list[str]:
+        p = next(p for p in expand(suite, seeds=[0]) if p.memberships[0]["sweep"] == tag)
+        return list(p.args[len(suite.task_args) : -1])
+
+    assert first(EXACT, "bond") == ["algo=bond", "algo.beta=0.5", "train.batch_prompts=32", "algo.n=2"]
+    assert first(QUICK, "bond") == ["algo=bond", "algo.beta=0.5", "algo.k=8", "algo.n=2"]
+    assert first(FULL, "bond") == ["algo=bond", "algo.beta=0.5", "algo.n=2"]
+    assert first(QUICK, "iterative") == ["algo=iterative_bond", "algo.k=8", "algo.anchor_period=4"]
+    assert first(EXACT, "reinforce") == [
+        "algo=reinforce",
+        "algo.samples=2",
+        "algo.baseline=loo",
+        "train.batch_prompts=32",
+        "algo.beta=0.001",
+    ]
+    assert first(EXACT, "jbond_gamma") == ["algo=jbond", "algo.eta=0.02", "algo.gamma=0.0"]  # no suite settings
+    assert [p.id for p in expand(QUICK, seeds=[0]) if p.memberships[0]["sweep"] == "bond"] == [
+        "bond-n2-s0",
+        "bond-n4-s0",
+    ]
+    assert EXACT.sweep("bond").objective != BOND.objective == FULL.sweep("bond").objective
+    assert EXACT.sweep("jbond_eta").frontier == "sweep" and QUICK.sweep("jbond_eta").frontier == "paths"

@@ -5,7 +5,8 @@ import torch
 
 pytest.importorskip("trl")
 
-from rlhf_zoo.bench.trl_reference import run_trl_rloo, trl_settings  # noqa: E402
+# benchmark-only code: it lives in benchmarks/ (importable from the repository root), not in the package
+from benchmarks.trl_reference import run_trl_rloo, trl_settings  # noqa: E402
 from rlhf_zoo.config import load_config  # noqa: E402
 from rlhf_zoo.errors import UserError  # noqa: E402
 from rlhf_zoo.rewards.base import CallableReward  # noqa: E402

@@ -1,8 +1,11 @@
 """Hugging Face TRL's ``RLOOTrainer`` on exactly our model, prompts, reward and batch: the
 reference point of ``benchmarks/throughput.py`` and ``benchmarks/trl_agreement.py``.
 
-TRL is pip-installed at the version pinned in ``constraints.txt`` (the ``dev`` extra) and used
-as a library: nothing of it is copied here. Our ``reinforce`` with ``samples=2, baseline=loo,
+    python benchmarks/trl_reference.py steps=2 warmup=1 task=sentiment train.batch_prompts=16
+
+Benchmark-only code: it lives beside the scripts that use it, not in the installed package. TRL
+is pip-installed at the version pinned in ``constraints.txt`` (the ``dev`` extra) and used as a
+library: nothing of it is copied here. Our ``reinforce`` with ``samples=2, baseline=loo,
 kl_in=reward`` is the same algorithm as TRL's RLOO with ``num_generations=2`` (Ahmadian et al.
 2024, "Back to Basics"): the sequence-level k1 KL penalty β·(log π − log π_ref) subtracted from
 the reward, the leave-one-out baseline, no advantage normalisation, one policy-gradient step per
@@ -20,11 +23,26 @@ from __future__ import annotations
 import resource
 import tempfile
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from rlhf_zoo.errors import MissingPackageError, UserError
+from rlhf_zoo.options import split_options
+
+
+@dataclass
+class TrlOptions:
+    """This script's own options (every other ``key=value`` is a config override; ``algo`` is reinforce).
+
+    Attributes:
+        steps: timed steps.
+        warmup: untimed steps before them.
+    """
+
+    steps: int = 2
+    warmup: int = 1
 
 
 def trl_settings(cfg: Any) -> dict[str, Any]:
@@ -228,14 +246,14 @@ def _eos_ids(model: Any, tokenizer: Any) -> list[int]:
 
 
 def main(args: list[str]) -> dict[str, Any]:
-    """``python -m rlhf_zoo.bench.trl_reference steps=S warmup=W <config overrides>``: time TRL's
-    RLOO in this process (its own peak memory) and return the figures."""
+    """``python benchmarks/trl_reference.py steps=S warmup=W <config overrides>``: time TRL's RLOO
+    in this process (its own peak memory) and return the figures."""
     from rlhf_zoo.config import load_config
 
-    own = {a.split("=", 1)[0]: a.split("=", 1)[1] for a in args if a.split("=", 1)[0] in ("steps", "warmup")}
-    rest = [a for a in args if a.split("=", 1)[0] not in ("steps", "warmup", "algo")]
+    opts, rest = split_options(args, TrlOptions, "trl_reference")
+    rest = [a for a in rest if a.split("=", 1)[0].strip() != "algo"]
     cfg = load_config(["algo=reinforce", *rest])
-    return run_trl_rloo(cfg, steps=int(own.get("steps", 2)), warmup=int(own.get("warmup", 1)))
+    return run_trl_rloo(cfg, steps=opts.steps, warmup=opts.warmup)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,357 @@
+"""The claims' verdicts on synthetic records: reproduced when the numbers say so, not otherwise; and
+their plot panels, drawn from the verdicts' evidence."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import fields, is_dataclass, replace
+
+import numpy as np
+import pytest
+
+from rlhf_zoo.bench.claims import CLAIMS, NOT_REPRODUCED, NOT_RUN, REPRODUCED, check_all
+from rlhf_zoo.bench.claims.base import Estimate
+from rlhf_zoo.bench.claims.best_of_n import KlBound, LogQuantile
+from rlhf_zoo.bench.claims.ema_anchor import EmaAnchor
+from rlhf_zoo.bench.claims.gamma import GammaSlowsKl
+from rlhf_zoo.bench.claims.iterative import IterativeBond
+from rlhf_zoo.bench.claims.jeffreys import Jeffreys
+from rlhf_zoo.bench.claims.vs_reinforce import JBondAboveReinforce
+from rlhf_zoo.bench.records import group_records
+from rlhf_zoo.bench.suites import SWEEPS
+from tests.bench.helpers import synth_record
+
+claim_a = Jeffreys().check
+claim_b = IterativeBond().check
+claim_c1 = EmaAnchor().check
+claim_c2 = GammaSlowsKl().check
+claim_d = JBondAboveReinforce().check
+claim_e1 = LogQuantile().check
+claim_e2 = KlBound().check
+
+SEEDS = range(4)
+NOISE = (-0.002, 0.001, 0.0, 0.001)  # small, seed-dependent
+
+
+def _jeffreys(to_bon: dict[float, float], from_bon: dict[float, float], noise=NOISE, estimator="exact"):
+    return group_records(
+        [
+            synth_record(
+                "bond_beta",
+                b,
+                s,
+                {
+                    "kl/to_bon": to_bon[b] + noise[s],
+                    "kl/from_bon": from_bon[b] + noise[s],
+                    "kl/exact": 0.6,
+                    "quantile/log_mean": -0.2,
+                },
+                estimator=estimator,
+                args=["algo=bond", "algo.n=4", f"algo.beta={b}"],
+            )
+            for b in (0.0, 0.5, 1.0)
+            for s in SEEDS
+        ]
+    )
+
+
+def test_a_jeffreys():
+    good = _jeffreys({0.0: 0.05, 0.5: 0.02, 1.0: 0.04}, {0.0: 0.04, 0.5: 0.02, 1.0: 0.05})
+    chk = claim_a(good, exact=True)
+    assert chk.status == REPRODUCED, chk.numbers
+    assert chk.data.divergences["KL(π‖π_BoN)"][0.5].mean == sum(0.02 + NOISE[s] for s in SEEDS) / len(SEEDS)
+    # β = 1 is better on the backward KL: not reproduced
+    assert (
+        claim_a(_jeffreys({0.0: 0.05, 0.5: 0.02, 1.0: 0.01}, {0.0: 0.04, 0.5: 0.02, 1.0: 0.05}), True).status
+        == NOT_REPRODUCED
+    )
+    # the right direction but far inside the noise: not reproduced
+    noisy = _jeffreys(
+        {0.0: 0.021, 0.5: 0.02, 1.0: 0.021}, {0.0: 0.021, 0.5: 0.02, 1.0: 0.021}, noise=(-0.02, 0.02, -0.01, 0.01)
+    )
+    assert claim_a(noisy, exact=True).status == NOT_REPRODUCED
+    assert claim_a(group_records([]), exact=True).status == NOT_RUN
+
+
+def test_a_estimate_without_an_oracle_uses_the_backward_kl_only():
+    g = _jeffreys({0.0: 0.05, 0.5: 0.02, 1.0: 0.04}, {0.0: 0.04, 0.5: 0.02, 1.0: 0.05}, estimator="exact_token")
+    chk = claim_a(g, exact=False)
+    assert "not measurable" in chk.numbers and list(chk.data.divergences) == ["KL(π‖π_BoN) estimate"]
+    # identical kl/exact and quantiles at every β: the estimates tie, so β = 0.5 is not lower
+    assert chk.status == NOT_REPRODUCED
+    expected = 0.6 - 3 * (-0.2) - math.log(4)
+    assert math.isclose(chk.data.divergences["KL(π‖π_BoN) estimate"][0.5].mean, expected)
+
+
+def _reward_path(values: list[float], noise: float = 0.0) -> list[dict[str, float]]:
+    return [{"step": 10 * i, "reward/proxy": v + noise, "kl/exact": 0.1 * i} for i, v in enumerate(values)]
+
+
+def test_b_iterative_vs_fixed():
+    fixed = [0.0, 0.6, 0.65, 0.66, 0.66]
+    improving = [0.0, 0.6, 0.9, 1.3, 1.6]
+    recs = [
+        synth_record("bond", 2, s, {"reward/proxy": fixed[-1]}, knob="algo.n", path=_reward_path(fixed, NOISE[s]))
+        for s in SEEDS
+    ]
+    recs += [
+        synth_record(
+            "iterative",
+            50,
+            s,
+            {"reward/proxy": improving[-1]},
+            knob="algo.anchor_period",
+            path=_reward_path(improving, NOISE[s]),
+        )
+        for s in SEEDS
+    ]
+    chk = claim_b(group_records(recs), exact=True)
+    assert chk.status == REPRODUCED, chk.numbers
+    assert math.isclose(chk.data.iterative_late[50].mean, 1.6 - 0.9, abs_tol=1e-9)
+    # iterative that saturates too: not reproduced
+    recs2 = [r for r in recs if r["memberships"][0]["sweep"] == "bond"]
+    recs2 += [
+        synth_record("iterative", 50, s, {}, knob="algo.anchor_period", path=_reward_path(fixed, NOISE[s]))
+        for s in SEEDS
+    ]
+    assert claim_b(group_records(recs2), exact=True).status == NOT_REPRODUCED
+
+
+def _kl_reward_path(kls: list[float], slope: float, noise: float = 0.0) -> list[dict[str, float]]:
+    return [{"step": 10 * i, "kl/exact": k, "reward/proxy": slope * k + noise} for i, k in enumerate(kls)]
+
+
+def test_c1_ema_vs_swaps():
+    kls = [0.0, 0.5, 1.0, 1.5, 2.0]
+
+    def recs(ema_slope: float, swap_slope: float):
+        out = [
+            synth_record(
+                "jbond_eta", 0.02, s, {"kl/exact": 2.0}, knob="algo.eta", path=_kl_reward_path(kls, ema_slope, NOISE[s])
+            )
+            for s in SEEDS
+        ]
+        out += [
+            synth_record(
+                "jbond_swap",
+                50,
+                s,
+                {"kl/exact": 2.0},
+                knob="algo.swap_period",
+                path=_kl_reward_path(kls, swap_slope, NOISE[s]),
+            )
+            for s in SEEDS
+        ]
+        out += [
+            synth_record(
+                "jbond_swap",
+                7,
+                s,
+                {"kl/exact": 2.0},
+                knob="algo.swap_period",  # no η ≈ 1/7: unpaired
+                path=_kl_reward_path(kls, 0.0),
+            )
+            for s in SEEDS
+        ]
+        return group_records(out)
+
+    good = claim_c1(recs(1.0, 0.8), exact=True)
+    assert good.status == REPRODUCED, good.numbers
+    assert [(p.eta, p.period) for p in good.data.pairs] == [(0.02, 50)]
+    assert claim_c1(recs(0.8, 1.0), exact=True).status == NOT_REPRODUCED
+    only_swaps = group_records([synth_record("jbond_swap", 50, 0, {"kl/exact": 1.0})])
+    assert claim_c1(only_swaps, exact=True).status == NOT_RUN
+
+
+def test_c2_gamma_slows_kl():
+    def recs(kl_by_gamma):
+        return group_records(
+            [
+                synth_record("jbond_gamma", g, s, {"kl/exact": k + NOISE[s]}, knob="algo.gamma")
+                for g, k in kl_by_gamma.items()
+                for s in SEEDS
+            ]
+        )
+
+    assert claim_c2(recs({0.0: 2.0, 0.5: 1.5, 1.0: 1.0, 2.0: 0.6}), True).status == REPRODUCED
+    assert claim_c2(recs({0.0: 2.0, 0.5: 1.5, 1.0: 1.6, 2.0: 0.6}), True).status == NOT_REPRODUCED
+
+
+def test_d_jbond_above_reinforce():
+    kls = [0.0, 0.5, 1.0, 1.5, 2.0]
+
+    def recs(rf_slope_at_1: float, betas=(0.001, 0.01, 0.1, 1.0)):
+        out = [
+            synth_record(
+                "jbond_gamma", 0.0, s, {"kl/exact": 2.0}, knob="algo.gamma", path=_kl_reward_path(kls, 1.0, NOISE[s])
+            )
+            for s in SEEDS
+        ]
+        for b in betas:
+            slope = rf_slope_at_1 if b == 1.0 else 0.7
+            out += [
+                synth_record("reinforce", b, s, {"kl/exact": 2.0}, path=_kl_reward_path(kls, slope, NOISE[s]))
+                for s in SEEDS
+            ]
+        return group_records(out)
+
+    assert claim_d(recs(0.9), exact=True).status == REPRODUCED
+    below = claim_d(recs(1.2), exact=True)
+    assert below.status == NOT_REPRODUCED
+    assert below.data.reinforce[1.0].min_diff < 0 and below.data.reinforce[0.1].min_diff > 0
+    partial = claim_d(recs(0.9, betas=(0.01, 0.1)), exact=False)
+    assert partial.status == REPRODUCED and "0.001, 1} not run" in partial.numbers
+
+
+def _bon(log_mean_dev: float, kl_over_bound: float):
+    recs = []
+    for n in (1, 2, 4, 8):
+        bound = math.log(n) - (n - 1) / n
+        recs.append(
+            synth_record(
+                "best_of_n",
+                n,
+                0,
+                {"quantile/log_mean": -1 / n + log_mean_dev, "kl/exact": bound - 0.01 + kl_over_bound},
+                knob="algo.n",
+            )
+        )
+    return group_records(recs)
+
+
+def test_e_best_of_n():
+    assert claim_e1(_bon(0.03, 0.0), True).status == REPRODUCED
+    assert claim_e1(_bon(0.2, 0.0), True).status == NOT_REPRODUCED
+    assert claim_e2(_bon(0.0, 0.0), True).status == REPRODUCED
+    over = claim_e2(_bon(0.0, 0.05), True)
+    assert over.status == NOT_REPRODUCED and "> " in over.numbers
+    assert set(claim_e1(_bon(0.0, 0.0), True).data.log_mean) == {2, 4, 8}  # n = 1 is not part of the claim
+
+
+def test_no_records_means_not_run():
+    checks = check_all(None, exact=False)
+    assert list(checks) == [c.key for c in CLAIMS] and {c.status for c in checks.values()} == {NOT_RUN}
+
+
+# -- the plot panels ----------------------------------------------------------------------------------
+SHIFT = 100.0
+
+
+def _every_claim_records() -> list[dict]:
+    """A small synthetic suite on which every claim has a verdict (none is "not run")."""
+    kls = [0.0, 0.5, 1.0, 1.5, 2.0]
+    recs = []
+    for s in SEEDS:
+        for b, (to, frm) in {0.0: (0.05, 0.04), 0.5: (0.02, 0.02), 1.0: (0.04, 0.05)}.items():
+            final = {"kl/to_bon": to + NOISE[s], "kl/from_bon": frm + NOISE[s]}
+            recs.append(synth_record("bond_beta", b, s, final, args=["algo=bond", "algo.n=4", f"algo.beta={b}"]))
+        fixed, improving = [0.0, 0.6, 0.65, 0.66, 0.66], [0.0, 0.6, 0.9, 1.3, 1.6]
+        recs.append(synth_record("bond", 2, s, {}, knob="algo.n", path=_reward_path(fixed, NOISE[s])))
+        recs.append(
+            synth_record("iterative", 50, s, {}, knob="algo.anchor_period", path=_reward_path(improving, NOISE[s]))
+        )
+        recs.append(
+            synth_record(
+                "jbond_eta", 0.02, s, {"kl/exact": 2.0}, knob="algo.eta", path=_kl_reward_path(kls, 1.0, NOISE[s])
+            )
+        )
+        recs.append(
+            synth_record(
+                "jbond_swap",
+                50,
+                s,
+                {"kl/exact": 2.0},
+                knob="algo.swap_period",
+                path=_kl_reward_path(kls, 0.8, NOISE[s]),
+            )
+        )
+        for g, scale in {0.0: 1.0, 1.0: 0.5}.items():
+            path = _kl_reward_path([k * scale for k in kls], 1.0, NOISE[s])
+            final = {"kl/exact": 2.0 * scale + NOISE[s]}
+            recs.append(synth_record("jbond_gamma", g, s, final, knob="algo.gamma", path=path))
+        for beta in (0.001, 0.01, 0.1, 1.0):
+            recs.append(synth_record("reinforce", beta, s, {"kl/exact": 2.0}, path=_kl_reward_path(kls, 0.7, NOISE[s])))
+    for n in (2, 4, 8):
+        bound = math.log(n) - (n - 1) / n
+        final = {"quantile/log_mean": -1 / n + 0.01, "kl/exact": bound - 0.01}
+        recs.append(synth_record("best_of_n", n, 0, final, knob="algo.n"))
+    return recs
+
+
+def _shifted(x):
+    """The evidence with every plotted quantity moved up by SHIFT: each estimate's mean and each
+    training path's reward (column 2); steps, KLs and values stay."""
+    if isinstance(x, Estimate):
+        return replace(x, mean=x.mean + SHIFT)
+    if is_dataclass(x):
+        return replace(x, **{f.name: _shifted(getattr(x, f.name)) for f in fields(x)})
+    if isinstance(x, dict):
+        return {k: _shifted(v) for k, v in x.items()}
+    if isinstance(x, list):  # a path: [(step, KL, reward), ...]
+        return [(*p[:2], p[2] + SHIFT, *p[3:]) for p in x]
+    if isinstance(x, tuple):
+        return tuple(_shifted(v) for v in x)
+    return x
+
+
+THEORY_CURVES = {"e1": 1, "e2": 1}  # −1/n; log n − (n−1)/n: drawn from n alone
+
+
+def _plotted(claim, check) -> list[np.ndarray]:
+    """The y values of every artist the claim's panel draws (lines, markers, bars, bands), in order."""
+    from rlhf_zoo.bench.plots import pyplot
+
+    plt = pyplot()
+    fig, ax = plt.subplots()
+    claim.plot(ax, check)
+    ys = [np.asarray(line.get_ydata(), dtype=float) for line in ax.lines]
+    ys += [np.asarray([p.get_height()]) for p in ax.patches]
+    ys += [np.concatenate([path.vertices[:, 1] for path in c.get_paths()]) for c in ax.collections]
+    plt.close(fig)
+    return ys
+
+
+@pytest.mark.parametrize("claim", CLAIMS, ids=[c.key for c in CLAIMS])
+def test_each_panel_draws_its_verdicts_evidence(claim):
+    """Move the check's numbers and every artist of the panel moves with them, except the theory
+    curves: the panel draws the verdict's evidence, not numbers of its own."""
+    check = claim.check(group_records(_every_claim_records()), exact=True)
+    assert check.status == REPRODUCED, (claim.key, check.numbers)
+    before = _plotted(claim, check)
+    after = _plotted(claim, replace(check, data=_shifted(check.data)))
+    assert before and len(after) == len(before)
+    moved = [np.allclose(a, b + SHIFT, equal_nan=True) for a, b in zip(after, before, strict=True)]
+    fixed = [np.allclose(a, b, equal_nan=True) for a, b in zip(after, before, strict=True)]
+    assert all(m or f for m, f in zip(moved, fixed, strict=True)), f"({claim.key}): an artist moved partly"
+    assert sum(fixed) == THEORY_CURVES.get(claim.key, 0), f"({claim.key}): drawn from numbers not its evidence's"
+
+
+def test_jeffreys_panel_bars_are_the_verdicts_means():
+    from rlhf_zoo.bench.plots import pyplot
+
+    claim = Jeffreys()
+    check = claim.check(group_records(_every_claim_records()), exact=True)
+    fig, ax = pyplot().subplots()
+    claim.plot(ax, check)
+    heights = [p.get_height() for p in ax.patches]
+    pyplot().close(fig)
+    ev = check.data.divergences
+    assert heights == [ev[name][b].mean for b in (0.0, 0.5, 1.0) for name in ("KL(π‖π_BoN)", "KL(π_BoN‖π)")]
+
+
+def test_a_claim_not_run_draws_an_empty_titled_panel():
+    from rlhf_zoo.bench.plots import pyplot
+
+    for claim, check in zip(CLAIMS, check_all(None, exact=True).values(), strict=True):
+        fig, ax = pyplot().subplots()
+        claim.plot(ax, check)
+        assert not ax.lines and not ax.patches and ax.get_title().startswith(f"({claim.key})")
+        pyplot().close(fig)
+
+
+def test_claims_and_sweeps_name_each_other():
+    """The sweeps a claim reads are the sweeps that say they serve it (suites.SWEEPS)."""
+    for claim in CLAIMS:
+        serving = {s.tag for s in SWEEPS if claim.key in s.claims}
+        assert serving == set(claim.sweeps), claim.key
+    assert {k for s in SWEEPS for k in s.claims} == {c.key for c in CLAIMS}
