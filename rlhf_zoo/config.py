@@ -119,13 +119,14 @@ def _presets(kind: str) -> list[str]:
 
 
 def parse_overrides(args: list[str]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for a in args:
-        if "=" not in a or a.startswith("="):
-            raise ConfigError(f"expected key=value, got {a!r}")
-        k, v = a.split("=", 1)
-        out[k.strip()] = v
-    return out
+    """``key=value`` command-line overrides (the later of a repeated key wins), parsed like every
+    command's options (:func:`rlhf_zoo.options.pairs`)."""
+    from rlhf_zoo.options import pairs
+
+    try:
+        return dict(pairs(args, "train"))
+    except UserError as e:
+        raise ConfigError(str(e)) from None
 
 
 def load_config(args: list[str], defaults: dict[str, str] | None = None) -> DictConfig:

@@ -67,6 +67,17 @@ def _kind(tp: Any) -> str:
     return _KINDS.get(_unwrap(tp), f"a {getattr(_unwrap(tp), '__name__', tp)}")
 
 
+def pairs(args: list[str], command: str) -> list[tuple[str, str]]:
+    """``key=value`` arguments as (key, value) pairs; one line naming ``command`` for anything else."""
+    out = []
+    for a in args:
+        key, eq, value = a.partition("=")
+        if not eq or not key.strip():
+            raise UserError(f"{command}: expected key=value, got {a!r}")
+        out.append((key.strip(), value))
+    return out
+
+
 def split_options(args: list[str], options: type[T], command: str) -> tuple[T, list[str]]:
     """(the command's options, the other ``key=value`` arguments in their order).
 
@@ -84,11 +95,7 @@ def split_options(args: list[str], options: type[T], command: str) -> tuple[T, l
     given: dict[str, Any] = {}
     raw: dict[str, str] = {}
     rest: list[str] = []
-    for a in args:
-        key, eq, value = a.partition("=")
-        key = key.strip()
-        if not eq or not key:
-            raise UserError(f"{command}: expected key=value, got {a!r}")
+    for a, (key, value) in zip(args, pairs(args, command), strict=True):
         if key not in names:
             rest.append(a)
             continue
@@ -112,4 +119,4 @@ def split_options(args: list[str], options: type[T], command: str) -> tuple[T, l
     return OmegaConf.to_object(OmegaConf.merge(schema, given)), rest  # type: ignore[return-value]
 
 
-__all__ = ["split_options"]
+__all__ = ["pairs", "split_options"]

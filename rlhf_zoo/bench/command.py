@@ -20,6 +20,10 @@ from rlhf_zoo.errors import UserError
 from rlhf_zoo.options import split_options
 
 
+DEFAULT_OUT = "bench_runs"
+DEFAULT_DOCS = "docs/benchmarks"
+
+
 @dataclass
 class BenchOptions:
     """The ``bench`` command's own options (every other ``key=value`` is a training override).
@@ -30,7 +34,8 @@ class BenchOptions:
         seeds: replaces the suite's seeds (comma list).
         only: run only these sweep tags (comma list).
         jobs: parallel processes (default: the suite's).
-        docs: where the page and its plots go.
+        docs: where the page and its plots go (default: ``docs/benchmarks`` when ``out`` is the default,
+            else ``out`` itself: the bench never writes where it was not pointed).
         render_only: only render the page, from the records.
         render: render the page after running.
         keep_checkpoints: keep each finished run's checkpoint.
@@ -38,11 +43,11 @@ class BenchOptions:
     """
 
     suite: str = ""
-    out: str = "bench_runs"
+    out: str = DEFAULT_OUT
     seeds: list[int] | None = None
     only: list[str] | None = None
     jobs: int | None = None
-    docs: str = "docs/benchmarks"
+    docs: str | None = None
     render_only: bool = False
     render: bool = True
     keep_checkpoints: bool = False
@@ -65,7 +70,8 @@ def main(args: list[str]) -> int:
 
     opts, extra = parse(args)
     suite = get_suite(opts.suite)
-    out, docs = Path(opts.out), Path(opts.docs)
+    out = Path(opts.out)
+    docs = Path(opts.docs if opts.docs is not None else DEFAULT_DOCS if opts.out == DEFAULT_OUT else opts.out)
     command = " ".join(["rlhf-zoo", "bench", *args])
     if not opts.render_only:
         if opts.jobs is not None and opts.jobs < 1:

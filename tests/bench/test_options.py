@@ -54,7 +54,7 @@ def test_bench_and_profile_keep_their_option_names_and_defaults():
     assert opts == BenchOptions(suite="quick", seeds=[0, 1], only=["bond", "jbond_eta"], jobs=2)
     assert (opts.out, opts.docs, opts.render, opts.render_only, opts.progress) == (
         "bench_runs",
-        "docs/benchmarks",
+        None,  # resolved by main: docs/benchmarks with the default out, else out itself
         True,
         False,
         True,
@@ -86,3 +86,16 @@ def test_command_line_reports_a_bad_option_in_one_line_with_exit_2(capsys, tmp_p
     assert main([command, *args, *guard]) == 2
     err = capsys.readouterr().err
     assert needle in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_the_bench_writes_only_where_it_is_pointed(tmp_path, monkeypatch, capsys):
+    """With ``out=`` and no ``docs=``, the page goes under ``out``: a bench run from the repository
+    root must not overwrite the committed pages in ./docs/benchmarks."""
+    from rlhf_zoo.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    args = ["bench", "suite=exact", f"out={tmp_path}/elsewhere", "only=best_of_n", "seeds=0", "jobs=1"]
+    assert main([*args, "progress=false"]) == 0, capsys.readouterr().err
+    assert (tmp_path / "elsewhere" / "exact.md").is_file()
+    assert not (tmp_path / "docs").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["elsewhere"]
