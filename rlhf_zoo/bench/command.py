@@ -19,7 +19,6 @@ from pathlib import Path
 from rlhf_zoo.errors import UserError
 from rlhf_zoo.options import split_options
 
-
 DEFAULT_OUT = "bench_runs"
 DEFAULT_DOCS = "docs/benchmarks"
 
