@@ -97,3 +97,64 @@ def best_of_n_select(rewards: Tensor, generator: torch.Generator | Sequence[torc
         noise = torch.stack(rows) if rows else torch.zeros(rewards.shape)
     noise = noise.to(rewards.device)
     return torch.where(is_best, noise, torch.full_like(noise, -1.0)).argmax(-1)
+
+
+def bon_pool_weights(m: int, n: int, dtype: torch.dtype = torch.float64) -> Tensor:
+    """Weights of the ranks of a pool of m samples in the Best-of-n estimate (ALGORITHMS.md §7).
+
+    w_i = C(i−1, n−1) / C(m, n), i = 1..m (rank 1 the lowest reward): the probability that the best of
+    n draws *without replacement* from the pool is the sample ranked i (Nakano et al. 2021, App. I;
+    Gao et al. 2022). [m], summing to 1; zero below rank n.
+    """
+    _check_n(n)
+    if n > m:
+        raise ValueError(f"Best-of-{n} needs a pool of at least {n} samples, got {m}")
+    i = torch.arange(1, m + 1, dtype=torch.float64)
+    log_w = torch.full((m,), -math.inf, dtype=torch.float64)
+    ok = i >= n
+    # log C(i−1, n−1) − log C(m, n), in log space so that m = 64 does not overflow
+    log_w[ok] = (torch.lgamma(i[ok]) - math.lgamma(n) - torch.lgamma(i[ok] - n + 1)) - (
+        math.lgamma(m + 1) - math.lgamma(n + 1) - math.lgamma(m - n + 1)
+    )
+    return log_w.exp().to(dtype)
+
+
+def bon_pool_mean(rewards: Tensor, values: Tensor, n: int) -> Tensor:
+    """E[value of the Best-of-n] from one pool of m samples per prompt, for any n ≤ m (ALGORITHMS.md §7).
+
+    Args:
+        rewards: [..., m] the proxy rewards that select (the pool of one prompt per row).
+        values: [..., m] what is averaged: the gold reward, the proxy reward itself, the length.
+        n: draws per Best-of-n output.
+    Returns:
+        [...] Σ_i w_i · v_(i) with :func:`bon_pool_weights`, the samples sorted by reward and tied
+        rewards sharing their tie group's mean value (uniform tie-breaking). Unbiased for Best-of-n of
+        the distribution the pool was drawn from: the mean of the best of n draws without replacement
+        from an i.i.d. pool is distributed as the best of n i.i.d. draws.
+    """
+    if rewards.shape != values.shape:
+        raise ValueError(f"rewards {tuple(rewards.shape)} vs values {tuple(values.shape)}")
+    m = rewards.shape[-1]
+    w = bon_pool_weights(m, n, torch.float64).to(rewards.device)
+    order = torch.sort(rewards, dim=-1, stable=True).indices
+    r = rewards.gather(-1, order).to(torch.float64)
+    v = values.gather(-1, order).to(torch.float64)
+    tie = r[..., :, None] == r[..., None, :]  # [..., m, m]: same reward
+    v_shared = (tie.to(torch.float64) * v[..., None, :]).sum(-1) / tie.sum(-1)  # each its group's mean
+    return (w * v_shared).sum(-1)
+
+
+def bon_pool_kl(rewards: Tensor, n: int) -> Tensor:
+    """KL(π_BoN ‖ π_ref) estimated from one pool of m reference samples per prompt: [..., m] → [...].
+
+    The plug-in value: the exact KL of Best-of-n of the pool's empirical distribution (each sample
+    1/m; equal rewards tie) to that distribution. It is a KL between discrete distributions, so it
+    never exceeds the bound log n − (n−1)/n (ALGORITHMS.md §2), which it approaches as the pool grows
+    for a continuous reward; with few samples or ties it is lower. Unlike averaging (n−1)·log p̂_≤ +
+    log B̂ with p̂ from a few reference samples, its bias is downward, never above the bound.
+    """
+    _check_n(n)
+    m = rewards.shape[-1]
+    base = torch.full(rewards.shape, 1.0 / m, dtype=torch.float64, device=rewards.device)
+    q = bon_probs(base, rewards.to(torch.float64), n)
+    return torch.where(q > 0, q * torch.log(q * m), torch.zeros_like(q)).sum(-1)

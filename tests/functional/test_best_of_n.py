@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from itertools import combinations, product
 
 import pytest
 import torch
@@ -15,6 +16,9 @@ from rlhf_zoo.functional.best_of_n import (
     bon_closed_form,
     bon_kl_bound,
     bon_log_ratio,
+    bon_pool_kl,
+    bon_pool_mean,
+    bon_pool_weights,
     bon_probs,
 )
 from rlhf_zoo.functional.kl import categorical_kl
@@ -272,3 +276,69 @@ def test_select_breaks_ties_uniformly():
     idx2 = best_of_n_select(rewards.reshape(2, rows // 2, 6), generator=g)
     assert idx2.shape == (2, rows // 2)
     assert set(idx2.unique().tolist()) == {1, 2, 4}
+
+
+# -- Best-of-n from one pool (ALGORITHMS.md §7) ------------------------------------------------------
+
+
+def _best_of_subsets(rewards, values, n):
+    """The mean value of the best of every n-subset of the pool (ties: the tied members' mean value)."""
+    total, count = 0.0, 0
+    for subset in combinations(range(len(rewards)), n):
+        top = max(rewards[i] for i in subset)
+        winners = [values[i] for i in subset if rewards[i] == top]
+        total += sum(winners) / len(winners)
+        count += 1
+    return total / count
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    m=st.integers(1, 7),
+    data=st.data(),
+)
+def test_pool_estimate_is_the_mean_best_of_every_subset(m, data):
+    rewards = data.draw(st.lists(st.integers(0, 3), min_size=m, max_size=m))  # small ints: many ties
+    values = data.draw(st.lists(st.floats(-5, 5), min_size=m, max_size=m))
+    n = data.draw(st.integers(1, m))
+    got = bon_pool_mean(torch.tensor(rewards, dtype=F64)[None], torch.tensor(values, dtype=F64)[None], n)
+    assert float(got[0]) == pytest.approx(_best_of_subsets(rewards, values, n), abs=1e-9)
+
+
+def test_pool_weights_sum_to_one_and_end_at_the_extremes():
+    for m, n in [(1, 1), (5, 1), (5, 5), (64, 7), (64, 64)]:
+        w = bon_pool_weights(m, n)
+        assert float(w.sum()) == pytest.approx(1.0, abs=1e-12)
+    assert torch.allclose(bon_pool_weights(6, 1), torch.full((6,), 1 / 6, dtype=F64))
+    assert torch.allclose(bon_pool_weights(6, 6), torch.tensor([0, 0, 0, 0, 0, 1.0], dtype=F64), atol=1e-12)
+    with pytest.raises(ValueError):
+        bon_pool_weights(3, 4)
+
+
+def test_pool_estimate_is_unbiased_for_best_of_n_of_the_sampling_distribution():
+    """Every ordered pool of m i.i.d. draws from a small discrete π_ref, weighted by its probability:
+    the expected estimate equals E_{π_BoN}[value] exactly (with a tie between two outcomes)."""
+    probs = torch.tensor([0.5, 0.2, 0.2, 0.1], dtype=F64)
+    reward = torch.tensor([0.0, 1.0, 1.0, 2.0], dtype=F64)  # outcomes 1 and 2 tie
+    value = torch.tensor([3.0, -1.0, 4.0, 0.5], dtype=F64)
+    m = 4
+    for n in (1, 2, 3, 4):
+        expected = float((bon_probs(probs, reward, n) * value).sum())
+        total = 0.0
+        for pool in product(range(4), repeat=m):
+            p = float(torch.prod(probs[list(pool)]))
+            total += p * float(bon_pool_mean(reward[list(pool)][None], value[list(pool)][None], n)[0])
+        assert total == pytest.approx(expected, abs=1e-12), n
+
+
+def test_pool_kl_stays_below_the_bound_and_approaches_it():
+    g = torch.Generator().manual_seed(0)
+    for n in (2, 4, 8, 16):
+        bound = math.log(n) - (n - 1) / n
+        few = bon_pool_kl(torch.randn(200, 16, generator=g, dtype=F64), n)
+        many = bon_pool_kl(torch.randn(4, 4096, generator=g, dtype=F64), n)
+        tied = bon_pool_kl(torch.randint(0, 3, (200, 16), generator=g).to(F64), n)
+        assert float(few.max()) <= bound + 1e-12 and float(tied.max()) <= bound + 1e-12
+        assert float(tied.mean()) < float(few.mean())  # ties lower it
+        assert float(many.mean()) == pytest.approx(bound, abs=0.01 + 0.002 * n)
+    assert torch.allclose(bon_pool_kl(torch.randn(3, 8, generator=g, dtype=F64), 1), torch.zeros(3, dtype=F64))
