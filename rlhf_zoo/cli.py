@@ -30,6 +30,8 @@ commands:
   bench     run a suite's unfinished points, then render docs/benchmarks/<suite>.md and its plots:
             rlhf-zoo bench suite=exact|quick|full [out=bench_runs] [seeds=0,1] [only=TAG,..] [jobs=N]
                            [render_only=true] [docs=docs/benchmarks] [key=value for every run ...]
+  compare   finished runs side by side, mean ± 95 % interval over seeds, as Markdown (and CSV and plots):
+            rlhf-zoo compare RUN_DIR_OR_FOLDER ... [out=DIR]
 """
 
 SUMMARY_KEYS = (
@@ -92,7 +94,20 @@ def cmd_bench(args: list[str]) -> int:
     return bench_main(args)
 
 
-COMMANDS = {"train": cmd_train, "list": cmd_list, "prepare": cmd_prepare, "profile": cmd_profile, "bench": cmd_bench}
+def cmd_compare(args: list[str]) -> int:
+    from rlhf_zoo.compare import main as compare_main
+
+    return compare_main(args)
+
+
+COMMANDS = {
+    "train": cmd_train,
+    "list": cmd_list,
+    "prepare": cmd_prepare,
+    "profile": cmd_profile,
+    "bench": cmd_bench,
+    "compare": cmd_compare,
+}
 
 
 HELP_FLAGS = ("-h", "--help", "help")

@@ -1,0 +1,52 @@
+"""``rlhf-zoo compare``: finished runs side by side, seeds pooled, through the command line."""
+
+import csv
+import json
+
+import pytest
+
+from rlhf_zoo.cli import main
+
+COMMON = ["task=exact", "train.steps=6", "train.eval_every=3", "train.progress=false"]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("runs")
+    for name, args in {
+        "a0": ["algo=jbond", "seed=0"],
+        "a1": ["algo=jbond", "seed=1"],
+        "g0": ["algo=jbond", "seed=0", "algo.gamma=1.0"],
+        "r0": ["algo=reinforce", "seed=0"],
+    }.items():
+        assert main(["train", *args, *COMMON, f"run_dir={root}/{name}"]) == 0
+    return root
+
+
+def _summary(path, key):
+    return json.loads((path / "summary.json").read_text())[key]
+
+
+def test_compare_pools_seeds_and_names_what_differs(runs, tmp_path, capsys):
+    capsys.readouterr()
+    assert main(["compare", str(runs), f"out={tmp_path}/cmp"]) == 0
+    printed = capsys.readouterr().out
+    rows = {r["configuration"]: r for r in csv.DictReader((tmp_path / "cmp" / "compare.csv").open())}
+    assert set(rows) == {"jbond algo.gamma=0.0", "jbond algo.gamma=1.0", "reinforce"}
+    pooled = rows["jbond algo.gamma=0.0"]
+    assert pooled["seeds"] == "2"
+    expected = (_summary(runs / "a0", "kl/exact") + _summary(runs / "a1", "kl/exact")) / 2
+    assert float(pooled["kl/exact mean"]) == pytest.approx(expected, rel=1e-12)
+    assert float(pooled["kl/exact ci95"]) > 0  # two seeds that differ
+    single = rows["reinforce"]
+    assert float(single["reward/proxy mean"]) == pytest.approx(_summary(runs / "r0", "reward/proxy"), rel=1e-12)
+    assert single["reward/proxy ci95"] == ""  # one seed: no interval
+    assert "| jbond algo.gamma=1.0" in printed
+    for png in ("reward_vs_kl.png", "gold_vs_proxy.png"):
+        assert (tmp_path / "cmp" / png).stat().st_size > 0
+
+
+def test_compare_without_runs_is_one_line(tmp_path, capsys):
+    assert main(["compare", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "no finished run" in err and len(err.strip().splitlines()) == 1
