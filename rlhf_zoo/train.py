@@ -45,7 +45,7 @@ from rlhf_zoo.rollout import BaseCache, Costs, collect, make_batch
 from rlhf_zoo.runlog import RunLog, provenance
 from rlhf_zoo.runtime import Runtime
 from rlhf_zoo.signals import ForcedStop, StopRequests
-from rlhf_zoo.tasks.base import Task
+from rlhf_zoo.tasks.base import Task, prompt_report
 from rlhf_zoo.tasks.registry import build_task
 
 
@@ -309,10 +309,12 @@ class Trainer:
             if self.needs.anchor:
                 self.policy.update_anchor(1.0)  # π_anchor starts at π (= π_ref)
         self.rt.barrier()  # every process has checked the run directory before anything is written
+        prompts, line = prompt_report(self.task, self.t.eval_prompts)
+        self.say(line)
         if self.rt.is_main:
             self.log.write_config(to_yaml(cfg))
             sharded = {"sharded": "fsdp2"} if self.sharded else {}
-            self.log.write_meta({**provenance(self.argv), "processes": self.rt.world, **sharded})
+            self.log.write_meta({**provenance(self.argv), "processes": self.rt.world, "prompts": prompts, **sharded})
         self.rt.start_trackers(f"{self.algo.name}-{self.task.name}", _flat_config(cfg))
 
     def end(self) -> None:
