@@ -310,7 +310,8 @@ class Trainer:
                 self.policy.update_anchor(1.0)  # π_anchor starts at π (= π_ref)
         self.rt.barrier()  # every process has checked the run directory before anything is written
         prompts, line = prompt_report(self.task, self.t.eval_prompts)
-        self.say(line)
+        if line:
+            self.say(line)
         if self.rt.is_main:
             self.log.write_config(to_yaml(cfg))
             sharded = {"sharded": "fsdp2"} if self.sharded else {}

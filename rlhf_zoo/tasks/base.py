@@ -43,14 +43,16 @@ def prompt_report(task: Task, eval_prompts: int) -> tuple[dict[str, Any], str]:
 
     An evaluation uses the first ``eval_prompts`` (``train.eval_prompts``) held-out prompts; when fewer
     exist it uses them all and the line is a warning, never a silent shrink. On a task with an exact oracle
-    every prompt is evaluated, exactly.
+    every prompt is evaluated, exactly, and the line is empty (nothing to report).
     """
     held_out = len(task.eval_prompts)
     used = held_out if task.oracle is not None else min(held_out, eval_prompts)
     record = {"train": len(task.train_prompts), "eval": used, "eval_held_out": held_out, "source": task.prompt_source}
+    if task.oracle is not None:
+        return record, ""
     source = f" ({task.prompt_source})" if task.prompt_source else ""
     line = f"prompts: {record['train']} for training, {used} for evaluation{source}"
-    if task.oracle is None and held_out < eval_prompts:
+    if held_out < eval_prompts:
         plural = "s" if held_out != 1 else ""
         line = (
             f"warning: {line}; only {held_out} held-out prompt{plural}, fewer than train.eval_prompts={eval_prompts}: "
