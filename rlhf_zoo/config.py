@@ -274,7 +274,7 @@ def compose(args: list[str], defaults: dict[str, str] | None = None, need_algo: 
         raise ConfigError("algo.name and task.name are chosen with algo=NAME and task=NAME")
     if algo_name and "quantiles" in cfg.algo and cfg.algo.quantiles == "auto":
         cfg.algo.quantiles = "exact" if entry.has_oracle else "mc"
-    if not cfg.run_dir:
+    if not cfg.run_dir and algo_choice is not None:
         cfg.run_dir = f"runs/{algo_choice}-{task_name}-s{cfg.seed}"
     return cfg
 

@@ -2,7 +2,7 @@
 
     run_dir/
       config.yaml      the resolved config (what was actually run)
-      meta.json        command, git commit, versions, hardware, start time
+      meta.json        command, git commit, versions (rlhf_zoo's included), hardware, start time, prompt counts
       metrics.jsonl    one JSON line per evaluation: {"step": s, "reward/proxy": ..., ...}
       summary.json     the last evaluation plus algo, task, steps, costs and wall time
       checkpoint/      weights.safetensors + state.pt (optimizer, RNG, caches, step)
@@ -126,7 +126,9 @@ class RunLog:
 
 
 def provenance(argv: list[str] | None = None) -> dict[str, Any]:
-    versions = {"python": platform.python_version(), "torch": torch.__version__}
+    from rlhf_zoo.cli import version
+
+    versions = {"rlhf_zoo": version(), "python": platform.python_version(), "torch": torch.__version__}
     for mod in ("transformers", "peft", "accelerate"):
         m = sys.modules.get(mod)
         if m is not None:
