@@ -58,11 +58,15 @@ class TrainConfig:
     eval_prompts: held-out prompts per evaluation.
     eval_samples: completions per held-out prompt.
     eval_ref_samples: reference completions per held-out prompt (win rate, quantiles).
+    save_samples: held-out prompts per evaluation whose completions, with their proxy and gold rewards, go to
+        ``samples.jsonl`` (0 = off); on the testbed the ``eval_samples`` most probable completions of each.
     checkpoint_every: save a checkpoint every K steps (0: not by steps), besides the end and a stop signal.
     checkpoint_minutes: also save one when this many minutes have passed since the last (0: not by time).
         Together they bound what a ``kill -9`` loses; checkpoints are written atomically.
     progress: show a progress bar.
-    log_with: also send metrics to ``tensorboard`` or ``wandb`` through accelerate's trackers (``none``).
+    log_with: also send metrics to ``tensorboard`` or ``wandb`` through accelerate's trackers (``none``):
+        training metrics every step, evaluation metrics at each evaluation; TensorBoard writes under
+        ``run_dir/<algo>-<task>/``.
     fsdp: with several processes, shard the language-model policy with FSDP2 instead of holding full
         replicas (as an accelerate config with ``distributed_type: FSDP`` does; docs/scaling.md).
     """
@@ -78,6 +82,7 @@ class TrainConfig:
     eval_prompts: int = 64
     eval_samples: int = 4
     eval_ref_samples: int = 8
+    save_samples: int = 8
     checkpoint_every: int = 100
     checkpoint_minutes: float = 10.0
     progress: bool = True
@@ -323,6 +328,7 @@ def validate(cfg: DictConfig) -> None:
         (t.eval_every >= 1, "train.eval_every must be >= 1"),
         (t.eval_prompts >= 1 and t.eval_samples >= 1 and t.eval_ref_samples >= 1, "train.eval_* must be >= 1"),
         (t.checkpoint_every >= 0, "train.checkpoint_every must be >= 0"),
+        (t.save_samples >= 0, "train.save_samples must be >= 0 (0: off)"),
         (t.checkpoint_minutes >= 0, "train.checkpoint_minutes must be >= 0"),
         (t.log_with in ("none", "tensorboard", "wandb"), "train.log_with must be none, tensorboard or wandb"),
     ]
