@@ -3,7 +3,8 @@
 Commands:
     train    train one algorithm on one task:  rlhf-zoo train algo=bond task=exact seed=0
     prepare  build the offline defaults (gold reward model, converted SmolLM2) once
-    list     the registered algorithms, presets and tasks
+    list     the registered algorithms, presets, tasks and rewards
+    fields   every setting with its default and doc:  rlhf-zoo fields algo=bond
     profile  seconds per step split by phase, and peak memory, for each objective
     bench    run a benchmark suite and render docs/benchmarks/<suite>.md:  rlhf-zoo bench suite=exact
 
@@ -23,8 +24,11 @@ USAGE = """usage: rlhf-zoo COMMAND [key=value ...]
 
 commands:
   train     rlhf-zoo train algo=NAME task=NAME seed=S run_dir=PATH [algo.beta=0.5 train.steps=200 ...]
+            rlhf-zoo train config=exp.yaml [key=value ...]   (an experiment file; the command line wins)
   prepare   build the offline defaults once (gold reward model, converted SmolLM2)
-  list      show algorithms, presets and tasks
+  list      show algorithms, presets, tasks and rewards
+  fields    every setting with its default and one-line doc:
+            rlhf-zoo fields algo=NAME | task=NAME | model | train | run  [task=NAME config=FILE ...]
   profile   seconds per step (generate / reward / log-probs / update) and peak memory per objective:
             rlhf-zoo profile task=sentiment train.batch_prompts=16 model.max_new_tokens=24 [algos=a,b steps=2]
   bench     run a suite's unfinished points, then render docs/benchmarks/<suite>.md and its plots:
@@ -72,6 +76,17 @@ def cmd_list(args: list[str]) -> int:
     print("algorithms:", ", ".join(known_algorithms()))
     print("presets:   ", ", ".join(_presets("algo")))
     print("tasks:     ", ", ".join(sorted(TASKS)))
+    from rlhf_zoo.rewards.registry import known_rewards
+
+    print("rewards:   ", ", ".join(known_rewards()))
+    print("settings:   rlhf-zoo fields algo=NAME | task=NAME | model | train | run")
+    return 0
+
+
+def cmd_fields(args: list[str]) -> int:
+    from rlhf_zoo.fields import describe
+
+    print(describe(args))
     return 0
 
 
@@ -103,6 +118,7 @@ def cmd_compare(args: list[str]) -> int:
 COMMANDS = {
     "train": cmd_train,
     "list": cmd_list,
+    "fields": cmd_fields,
     "prepare": cmd_prepare,
     "profile": cmd_profile,
     "bench": cmd_bench,

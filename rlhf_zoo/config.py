@@ -1,6 +1,8 @@
-"""Configuration: dataclass defaults, YAML presets in ``configs/``, dotted command-line overrides.
+"""Configuration: dataclass defaults, YAML presets in ``configs/``, an experiment file, dotted
+command-line overrides.
 
     rlhf-zoo train algo=bond task=exact seed=3 algo.beta=0.5 train.steps=200
+    rlhf-zoo train config=exp.yaml seed=4
 
 Resolution order (later wins):
 
@@ -9,7 +11,9 @@ Resolution order (later wins):
 3. ``configs/task/<task>/<algo name>.yaml`` if present (per-task tuned defaults of one algorithm);
 4. ``configs/algo/<algo>.yaml`` when ``algo`` names a preset rather than a registered algorithm
    (a preset sets ``name:`` to a registered algorithm plus overrides, e.g. ``rloo``, ``vbon``);
-5. the dotted overrides of the command line.
+5. the experiment file of ``config=FILE.yaml`` (:func:`read_experiment`): the command line's keys in
+   YAML, nested or dotted, so a run's saved ``config.yaml`` is one too;
+6. the dotted overrides of the command line.
 
 Everything goes through OmegaConf structured configs, so an unknown key or a value of the wrong
 type is rejected here, before any model loads, with a :class:`ConfigError`. Nothing is ``eval``'d.
@@ -54,11 +58,15 @@ class TrainConfig:
     eval_prompts: held-out prompts per evaluation.
     eval_samples: completions per held-out prompt.
     eval_ref_samples: reference completions per held-out prompt (win rate, quantiles).
+    save_samples: held-out prompts per evaluation whose completions, with their proxy and gold rewards, go to
+        ``samples.jsonl`` (0 = off); on the testbed the ``eval_samples`` most probable completions of each.
     checkpoint_every: save a checkpoint every K steps (0: not by steps), besides the end and a stop signal.
     checkpoint_minutes: also save one when this many minutes have passed since the last (0: not by time).
         Together they bound what a ``kill -9`` loses; checkpoints are written atomically.
     progress: show a progress bar.
-    log_with: also send metrics to ``tensorboard`` or ``wandb`` through accelerate's trackers (``none``).
+    log_with: also send metrics to ``tensorboard`` or ``wandb`` through accelerate's trackers (``none``):
+        training metrics every step, evaluation metrics at each evaluation; TensorBoard writes under
+        ``run_dir/<algo>-<task>/``.
     fsdp: with several processes, shard the language-model policy with FSDP2 instead of holding full
         replicas (as an accelerate config with ``distributed_type: FSDP`` does; docs/scaling.md).
     """
@@ -74,6 +82,7 @@ class TrainConfig:
     eval_prompts: int = 64
     eval_samples: int = 4
     eval_ref_samples: int = 8
+    save_samples: int = 8
     checkpoint_every: int = 100
     checkpoint_minutes: float = 10.0
     progress: bool = True
@@ -129,12 +138,89 @@ def parse_overrides(args: list[str]) -> dict[str, str]:
         raise ConfigError(str(e)) from None
 
 
+CHOICES = ("algo", "task")  # keys whose value picks a dataclass (a name) rather than setting a field
+
+
+def read_experiment(path: str) -> tuple[dict[str, str], dict[str, Any]]:
+    """An experiment file → (choices, settings): ``{"algo": NAME, "task": NAME}`` (those given) and the
+    other settings as a nested dict.
+
+    The file holds the command line's keys as YAML, nested or dotted (both spellings may be mixed)::
+
+        algo: bond              # an algorithm or a preset, as algo=bond
+        task: sentiment
+        seed: 3
+        algo.beta: 0.5          # as algo.beta=0.5
+        train:                  # as train.steps=100 train.eval_every=20
+          steps: 100
+          eval_every: 20
+
+    ``algo`` and ``task`` may also be mappings with a ``name`` (``algo: {name: bond, beta: 0.5}``), the
+    layout of a run's saved ``config.yaml``, so that file re-runs as it is. Raises ConfigError.
+    """
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise ConfigError(f"config={path}: no such file")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        raise ConfigError(f"config={path}: cannot read it: {one_line(e)}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config={path} must hold a mapping of keys to values (as key=value on the command line)")
+    flat: dict[str, Any] = {}
+
+    def walk(prefix: str, node: dict[Any, Any]) -> None:
+        for k, v in node.items():
+            key = f"{prefix}{k}"
+            if isinstance(v, dict) and v:
+                walk(f"{key}.", v)
+            elif key in flat:
+                raise ConfigError(f"config={path} sets {key} twice")
+            else:
+                flat[key] = v
+
+    walk("", data)
+    choices: dict[str, str] = {}
+    for c in CHOICES:
+        name = flat.pop(c, None) if c in flat else flat.pop(f"{c}.name", None)
+        if name is not None:
+            choices[c] = str(name)
+    if "config" in flat:
+        raise ConfigError(f"config={path} names another config file; experiment files do not nest")
+    settings: dict[str, Any] = {}
+    for key, v in flat.items():
+        node = settings
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"config={path}: {key} lies under a key that holds a value")
+        node[leaf] = v
+    return choices, settings
+
+
 def load_config(args: list[str], defaults: dict[str, str] | None = None) -> DictConfig:
-    """Build and validate a run's config from ``key=value`` arguments. Raises ConfigError."""
+    """Build and validate a run's config from ``key=value`` arguments (``config=FILE.yaml`` among them
+    reads an experiment file first). Raises ConfigError."""
+    cfg = compose(args, defaults)
+    validate(cfg)
+    return cfg
+
+
+def compose(args: list[str], defaults: dict[str, str] | None = None, need_algo: bool = True) -> DictConfig:
+    """The merged config of ``args`` (resolution order in the module docstring), checked against the
+    schema (unknown keys, wrong types) but not yet by :func:`validate`. ``need_algo=False`` (``rlhf-zoo
+    fields``) allows no ``algo``: the algorithm section is then left empty."""
     over = {**(defaults or {}), **parse_overrides(args)}
-    task_name = over.pop("task", "exact")
-    algo_choice = over.pop("algo", None)
-    if algo_choice is None:
+    choices: dict[str, str] = {}
+    settings: dict[str, Any] = {}
+    if "config" in over:
+        choices, settings = read_experiment(over.pop("config"))
+    task_name = over.pop("task", choices.get("task", "exact"))
+    algo_choice = over.pop("algo", choices.get("algo"))
+    if algo_choice is None and need_algo:
         raise ConfigError(
             f"name an algorithm: algo=NAME with NAME one of {', '.join(sorted(REGISTRY))} "
             f"or a preset ({', '.join(_presets('algo'))})"
@@ -144,7 +230,9 @@ def load_config(args: list[str], defaults: dict[str, str] | None = None) -> Dict
     entry = get_task_entry(task_name)
 
     preset = None
-    if algo_choice in REGISTRY:
+    if algo_choice is None:
+        algo_name = None
+    elif algo_choice in REGISTRY:
         algo_name = algo_choice
     elif (CONFIG_DIR / "algo" / f"{algo_choice}.yaml").is_file():
         preset = _yaml(CONFIG_DIR / "algo" / f"{algo_choice}.yaml")
@@ -156,7 +244,7 @@ def load_config(args: list[str], defaults: dict[str, str] | None = None) -> Dict
             f"unknown algorithm {algo_choice!r}; known: {', '.join(sorted(REGISTRY))}; "
             f"presets: {', '.join(_presets('algo'))}"
         )
-    algo_cls = get_algorithm(algo_name)
+    algo_default = get_algorithm(algo_name).Config() if algo_name else None
 
     model_default = None
     if entry.uses_model:
@@ -164,7 +252,7 @@ def load_config(args: list[str], defaults: dict[str, str] | None = None) -> Dict
 
         model_default = HFPolicyConfig()
     try:
-        schema = OmegaConf.structured(RunConfig(algo=algo_cls.Config(), task=entry.config(), model=model_default))
+        schema = OmegaConf.structured(RunConfig(algo=algo_default, task=entry.config(), model=model_default))
         if not entry.uses_model:
             schema = OmegaConf.masked_copy(schema, [k for k in schema if k != "model"])
             OmegaConf.set_struct(schema, True)
@@ -173,25 +261,27 @@ def load_config(args: list[str], defaults: dict[str, str] | None = None) -> Dict
         if task_yaml.is_file():
             layers.append(_yaml(task_yaml))
         tuned = CONFIG_DIR / "task" / task_name / f"{algo_name}.yaml"
-        if tuned.is_file():
+        if algo_name and tuned.is_file():
             layers.append(_yaml(tuned))
         if preset is not None:
             layers.append(OmegaConf.create({"algo": preset}))
+        if settings:
+            layers.append(OmegaConf.create(settings))
         layers.append(OmegaConf.from_dotlist([f"{k}={v}" for k, v in over.items()]))
         cfg = OmegaConf.merge(schema, *layers)
         for node in (cfg, cfg.algo, cfg.task):  # frozen dataclasses make nodes read-only
-            OmegaConf.set_readonly(node, False)
+            if node is not None:
+                OmegaConf.set_readonly(node, False)
     except OmegaConfBaseException as e:
         raise ConfigError(_one_line(e)) from None
     except yaml.YAMLError as e:  # a value that is not valid YAML (control characters, ...)
         raise ConfigError(f"cannot read the overrides: {one_line(e)}") from None
-    if cfg.algo.name != algo_name or cfg.task.name != task_name:
+    if (algo_name and cfg.algo.name != algo_name) or cfg.task.name != task_name:
         raise ConfigError("algo.name and task.name are chosen with algo=NAME and task=NAME")
-    if "quantiles" in cfg.algo and cfg.algo.quantiles == "auto":
+    if algo_name and "quantiles" in cfg.algo and cfg.algo.quantiles == "auto":
         cfg.algo.quantiles = "exact" if entry.has_oracle else "mc"
-    if not cfg.run_dir:
+    if not cfg.run_dir and algo_choice is not None:
         cfg.run_dir = f"runs/{algo_choice}-{task_name}-s{cfg.seed}"
-    validate(cfg)
     return cfg
 
 
@@ -239,6 +329,7 @@ def validate(cfg: DictConfig) -> None:
         (t.eval_every >= 1, "train.eval_every must be >= 1"),
         (t.eval_prompts >= 1 and t.eval_samples >= 1 and t.eval_ref_samples >= 1, "train.eval_* must be >= 1"),
         (t.checkpoint_every >= 0, "train.checkpoint_every must be >= 0"),
+        (t.save_samples >= 0, "train.save_samples must be >= 0 (0: off)"),
         (t.checkpoint_minutes >= 0, "train.checkpoint_minutes must be >= 0"),
         (t.log_with in ("none", "tensorboard", "wandb"), "train.log_with must be none, tensorboard or wandb"),
     ]

@@ -80,6 +80,7 @@ class Evaluator:
         self.costs = Costs()
         self._ref: tuple[Tensor, Tensor | None, Tensor] | None = None  # proxy, gold, weights [B, R]
         self.bon_n = algo.best_of_n_sampling()
+        self.last: tuple[Rollout, Tensor, Tensor | None] | None = None  # the last call's completions and rewards
 
     # -- what is evaluated ------------------------------------------------------------------------
     def _reference(self, policy: Policy, ref_probs: Tensor | None) -> tuple[Tensor, Tensor | None, Tensor]:
@@ -142,6 +143,7 @@ class Evaluator:
         else:
             p_le, p_lt = quantile_estimate(proxy[:, None], rp)[:, 0], quantile_estimate_strict(proxy[:, None], rp)[:, 0]
         out["quantile/log_mean"] = _mean(torch.log(p_le), w)
+        gold = None
         if self.task.gold is not None:
             gold = score(self.task, rollout, self.costs, gold=True)
             g_le, g_lt = exact_quantiles(gold[:, None], ref_gold[group].to(gold.dtype), rw)
@@ -163,6 +165,7 @@ class Evaluator:
             out["kl/estimator"] = "exact" if exact else "exact_token"
             out["cost/samples_per_output"] = 1.0
         out["length/mean"] = _mean(rollout.response_mask.sum(-1), w)
+        self.last = (rollout, proxy, gold)  # what the run saves to samples.jsonl
         if exact:
             out.update(self.task.oracle.distances(ref_probs, probs, self.algo.exact_targets()))
         return out

@@ -2,13 +2,15 @@
 
     run_dir/
       config.yaml      the resolved config (what was actually run)
-      meta.json        command, git commit, versions, hardware, start time
+      meta.json        command, git commit, versions (rlhf_zoo's included), hardware, start time, prompt counts
       metrics.jsonl    one JSON line per evaluation: {"step": s, "reward/proxy": ..., ...}
+      samples.jsonl    one JSON line per saved completion of an evaluation (train.save_samples prompts):
+                       {"step", "prompt", "completion", "sample", "reward/proxy", "reward/gold", "prob"}
       summary.json     the last evaluation plus algo, task, steps, costs and wall time
       checkpoint/      weights.safetensors + state.pt (optimizer, RNG, caches, step)
 
 Files are written atomically (temporary name, then rename), so an interrupted run never leaves a
-half-written file; a resumed run truncates ``metrics.jsonl`` to its checkpoint's step.
+half-written file; a resumed run truncates ``metrics.jsonl`` and ``samples.jsonl`` to its checkpoint's step.
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ class RunLog:
         except OSError as e:
             raise UserError(f"cannot create the run directory {run_dir}: {e.strerror or e}") from None
         self.metrics_path = self.dir / "metrics.jsonl"
+        self.samples_path = self.dir / "samples.jsonl"
         self.ckpt_dir = self.dir / "checkpoint"
 
     def lock(self) -> Any:
@@ -88,19 +91,26 @@ class RunLog:
         atomic_write_text(self.dir / "meta.json", json.dumps(meta, indent=2, sort_keys=True) + "\n")
 
     def log(self, step: int, metrics: dict[str, Any]) -> None:
-        with self.metrics_path.open("a") as f:
-            f.write(json.dumps({"step": step, **metrics}, sort_keys=True) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        _append(self.metrics_path, [{"step": step, **metrics}])
+
+    def log_samples(self, step: int, rows: list[dict[str, Any]]) -> None:
+        """Append one evaluation's saved completions (:func:`sample_rows`) to ``samples.jsonl``."""
+        _append(self.samples_path, [{"step": step, **r} for r in rows], sort_keys=False)
 
     def read_metrics(self) -> list[dict[str, Any]]:
-        if not self.metrics_path.is_file():
-            return []
-        return [json.loads(line) for line in self.metrics_path.read_text().splitlines() if line.strip()]
+        return _read(self.metrics_path)
+
+    def read_samples(self) -> list[dict[str, Any]]:
+        return _read(self.samples_path)
 
     def truncate_metrics(self, max_step: int) -> None:
-        kept = [m for m in self.read_metrics() if m["step"] <= max_step]
-        atomic_write_text(self.metrics_path, "".join(json.dumps(m, sort_keys=True) + "\n" for m in kept))
+        """Keep the lines of ``metrics.jsonl`` and ``samples.jsonl`` up to ``max_step`` (-1: none), so that a
+        resumed run appends to what its checkpoint had written."""
+        for path in (self.metrics_path, self.samples_path):
+            if path == self.metrics_path or path.is_file():
+                kept = [m for m in _read(path) if m["step"] <= max_step]
+                sort = path == self.metrics_path  # samples keep their written key order
+                atomic_write_text(path, "".join(json.dumps(m, sort_keys=sort) + "\n" for m in kept))
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         atomic_write_text(self.dir / "summary.json", json.dumps(summary, indent=2, sort_keys=True) + "\n")
@@ -125,8 +135,56 @@ class RunLog:
         return weights, state
 
 
+def _append(path: Path, rows: list[dict[str, Any]], sort_keys: bool = True) -> None:
+    with path.open("a") as f:
+        f.write("".join(json.dumps(r, sort_keys=sort_keys) + "\n" for r in rows))
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _read(path: Path) -> list[dict[str, Any]]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def sample_rows(
+    rollout: Any, proxy: torch.Tensor, gold: torch.Tensor | None, positions: list[int], prompts: int, per_prompt: int
+) -> list[dict[str, Any]]:
+    """The rows of ``samples.jsonl`` for one evaluation: the completions of the held-out prompts at global
+    positions below ``prompts`` (``positions[g]`` is group g's), with their proxy and gold rewards.
+
+    A sampled evaluation saves every completion of those prompts. On the testbed the evaluated "samples"
+    are every completion weighted by its exact probability; the ``per_prompt`` most probable ones of each
+    prompt are saved, with ``prob``. Rows carry ``position`` (for ordering rows gathered from several
+    processes; dropped when written) and ``sample`` (the completion's index in its prompt's group).
+    """
+    g = rollout.group_size
+    rows: list[dict[str, Any]] = []
+    for group, pos in enumerate(positions[: rollout.num_groups]):
+        if pos >= prompts:
+            continue
+        idx = list(range(group * g, (group + 1) * g))
+        probs = None
+        if rollout.weights is not None:  # exact: P(y | x) = weight × number of prompts
+            probs = rollout.weights[idx].double() * rollout.num_groups
+            order = torch.argsort(probs, descending=True, stable=True)[:per_prompt].tolist()
+            idx = [idx[j] for j in order]
+        for j, i in enumerate(idx):
+            row = {"position": pos, "sample": j, "prompt": rollout.prompts[i], "completion": rollout.texts[i]}
+            row["reward/proxy"] = float(proxy[i])
+            if gold is not None:
+                row["reward/gold"] = float(gold[i])
+            if probs is not None:
+                row["prob"] = float(probs[order[j]])
+            rows.append(row)
+    return rows
+
+
 def provenance(argv: list[str] | None = None) -> dict[str, Any]:
-    versions = {"python": platform.python_version(), "torch": torch.__version__}
+    from rlhf_zoo.cli import version
+
+    versions = {"rlhf_zoo": version(), "python": platform.python_version(), "torch": torch.__version__}
     for mod in ("transformers", "peft", "accelerate"):
         m = sys.modules.get(mod)
         if m is not None:

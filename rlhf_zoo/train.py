@@ -42,10 +42,10 @@ from rlhf_zoo.evaluate import Evaluator
 from rlhf_zoo.policies.base import Policy
 from rlhf_zoo.rng import Streams
 from rlhf_zoo.rollout import BaseCache, Costs, collect, make_batch
-from rlhf_zoo.runlog import RunLog, provenance
+from rlhf_zoo.runlog import RunLog, provenance, sample_rows
 from rlhf_zoo.runtime import Runtime
 from rlhf_zoo.signals import ForcedStop, StopRequests
-from rlhf_zoo.tasks.base import Task
+from rlhf_zoo.tasks.base import Task, prompt_report
 from rlhf_zoo.tasks.registry import build_task
 
 
@@ -176,6 +176,7 @@ class Trainer:
                 self.elapsed += time.perf_counter() - t0
                 for key, v in m.items():
                     self.train_acc[key].append(v)
+                self.rt.track(m, self.step)  # TensorBoard / W&B: training metrics every step
                 _advance(bar, m)
                 if self.step % self.t.eval_every == 0 or self.step == steps:
                     last = self.evaluate()
@@ -265,8 +266,22 @@ class Trainer:
         record["time/elapsed_s"] = round(self.elapsed, 3)
         if self.rt.is_main:
             self.log.log(self.step, record)
-        self.rt.track(record, self.step)
+        self.save_samples()
+        self.rt.track({k: v for k, v in record.items() if k not in train}, self.step)  # train/*: tracked per step
         return record
+
+    def save_samples(self) -> None:
+        """The evaluation's first ``train.save_samples`` held-out prompts with their completions and rewards
+        → ``samples.jsonl`` (gathered from every process, in prompt order)."""
+        if not self.t.save_samples or self.evaluator.last is None:
+            return
+        rollout, proxy, gold = self.evaluator.last
+        pos = list(range(rollout.num_groups)) if self.task.oracle is not None else self.evaluator.positions
+        rows = sample_rows(rollout, proxy, gold, pos, self.t.save_samples, self.t.eval_samples)
+        gathered = {(r["position"], r["sample"]): r for part in self.rt.gather_objects(rows) for r in part}
+        if self.rt.is_main:
+            ordered = [gathered[k] for k in sorted(gathered)]
+            self.log.log_samples(self.step, [{k: v for k, v in r.items() if k != "position"} for r in ordered])
 
     # -- start, end, checkpoints ---------------------------------------------------------------------
     _mid_step = False
@@ -309,10 +324,13 @@ class Trainer:
             if self.needs.anchor:
                 self.policy.update_anchor(1.0)  # π_anchor starts at π (= π_ref)
         self.rt.barrier()  # every process has checked the run directory before anything is written
+        prompts, line = prompt_report(self.task, self.t.eval_prompts)
+        if line:
+            self.say(line)
         if self.rt.is_main:
             self.log.write_config(to_yaml(cfg))
             sharded = {"sharded": "fsdp2"} if self.sharded else {}
-            self.log.write_meta({**provenance(self.argv), "processes": self.rt.world, **sharded})
+            self.log.write_meta({**provenance(self.argv), "processes": self.rt.world, "prompts": prompts, **sharded})
         self.rt.start_trackers(f"{self.algo.name}-{self.task.name}", _flat_config(cfg))
 
     def end(self) -> None:

@@ -57,6 +57,7 @@ one. Overall I would give it three stars out of five, and I would watch it again
 """
 
 _TINY_SPECIALS = ("<pad>", "<s>", "</s>")  # ids 0, 1, 2
+TINY_CONTEXT = 1024  # the tiny model's positions (max_position_embeddings)
 
 
 def torch_dtype(name: str) -> torch.dtype:
@@ -142,7 +143,7 @@ def build_tiny_model(
         num_hidden_layers=num_layers,
         num_attention_heads=4,
         num_key_value_heads=2,
-        max_position_embeddings=1024,
+        max_position_embeddings=TINY_CONTEXT,
         initializer_range=init_std,
         tie_word_embeddings=False,
         pad_token_id=tokenizer.pad_token_id,
@@ -292,3 +293,36 @@ def load_model_and_tokenizer(
     else:
         model, tokenizer = load_pretrained(name, dt)
     return model.to(dt), tokenizer
+
+
+def context_length(model_config: Any, tokenizer: Any = None) -> int | None:
+    """The most tokens (prompt + completion) the model takes: its ``max_position_embeddings`` (or
+    ``n_positions`` / ``max_sequence_length``), lowered to the tokenizer's ``model_max_length`` when that
+    is set to a real limit. None when neither says."""
+    limits = [getattr(model_config, k, None) for k in ("max_position_embeddings", "n_positions", "max_sequence_length")]
+    limits.append(getattr(tokenizer, "model_max_length", None))
+    real = [int(v) for v in limits if isinstance(v, int) and 0 < v < 10**7]  # tokenizers say 1e30 for "none"
+    return min(real) if real else None
+
+
+def tokenizer_and_context(name: str) -> tuple[PreTrainedTokenizerBase, int | None] | None:
+    """The tokenizer and :func:`context_length` of the model ``name``, read without loading its weights
+    (local config and tokenizer files only, no download), or None when that is not possible yet: SmolLM2
+    before its first conversion, a hub id not in the local cache, a name this function does not know.
+    The caller then checks after loading the model."""
+    if name == TINY:
+        return build_tiny_tokenizer(), TINY_CONTEXT
+    path = smollm2_cache_path() if name == SMOLLM2 else Path(name).expanduser()
+    if name == SMOLLM2 and not (path / "config.json").is_file():
+        return None
+    if importlib.util.find_spec("transformers") is None:
+        return None
+    from transformers import AutoConfig, AutoTokenizer
+
+    source = str(path) if path.exists() else name
+    try:  # local files only: a hub id not yet downloaded is checked after its load instead
+        config = AutoConfig.from_pretrained(source, local_files_only=True)
+        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
+    except Exception:  # noqa: BLE001 - the weights' load names what is wrong
+        return None
+    return tokenizer, context_length(config, tokenizer)

@@ -30,14 +30,17 @@ class RewardModel(Protocol):
 
 
 class CallableReward:
-    """Wraps a Python callable ``f(prompts, completions) -> sequence of floats``."""
+    """Wraps a Python callable ``f(prompts, completions) -> sequence of floats`` (a list, a numpy array or a
+    tensor; given two lists of strings)."""
 
     def __init__(self, fn: Callable[[Sequence[str], Sequence[str]], Sequence[float] | Tensor], name: str | None = None):
         self.fn = fn
         self.name = name or getattr(fn, "__name__", "callable")
 
     def score(self, prompts: Sequence[str], completions: Sequence[str]) -> Tensor:
-        out = self.fn(prompts, completions)
+        out = self.fn(list(prompts), list(completions))
+        if isinstance(out, Tensor):
+            out = out.detach()
         return torch.as_tensor(out, dtype=torch.float32).reshape(-1).cpu()
 
 

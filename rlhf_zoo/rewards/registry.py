@@ -1,8 +1,10 @@
 """Reward models by name: ``build_reward("vader")``, ``build_reward("minilm_sentiment")``,
-``build_reward("hf:<model id or local path>", label=...)``.
+``build_reward("hf:<model id or local path>", label=...)``, ``build_reward("py:my_rewards.py:score")``.
 
 One explicit table of names; keyword arguments go to the implementation's constructor and are
 checked against its signature first, so a misspelt option is a one-line ``UserError``.
+:func:`check_reward_spec` checks a name without building the reward (a ``py:`` function is imported
+and its signature checked), so that a config is rejected before any model loads.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 
 from rlhf_zoo.errors import UserError
 from rlhf_zoo.rewards.base import RewardModel
+from rlhf_zoo.rewards.python import PY_PREFIX
 
 HF_PREFIX = "hf:"
 
@@ -57,7 +60,7 @@ REWARDS: dict[str, Callable[..., RewardModel]] = {
 
 def known_rewards() -> list[str]:
     """The names :func:`build_reward` accepts."""
-    return [*REWARDS, f"{HF_PREFIX}<model id or path>"]
+    return [*REWARDS, f"{HF_PREFIX}<model id or path>", f"{PY_PREFIX}<file.py or module>:<function>"]
 
 
 def _check_kwargs(name: str, target: Callable[..., Any], kw: dict[str, Any], skip: int) -> None:
@@ -70,15 +73,38 @@ def _check_kwargs(name: str, target: Callable[..., Any], kw: dict[str, Any], ski
         )
 
 
+def check_reward_spec(name_or_spec: str) -> None:
+    """Raise ``UserError`` unless :func:`build_reward` knows ``name_or_spec``; loads nothing heavy (a
+    ``py:`` function's file or module is imported, once per process, and its signature checked)."""
+    spec = str(name_or_spec).strip()
+    if spec.startswith(HF_PREFIX):
+        if not spec[len(HF_PREFIX) :].strip():
+            raise UserError(f"reward {spec!r} names no model: use hf:<model id or local path>")
+    elif spec.startswith(PY_PREFIX):
+        from rlhf_zoo.rewards.python import load_python_function
+
+        load_python_function(spec)
+    elif spec not in REWARDS:
+        raise UserError(f"unknown reward {spec!r}: known rewards are {', '.join(known_rewards())}")
+
+
 def build_reward(name_or_spec: str, **kw: Any) -> RewardModel:
     """The reward model named ``name_or_spec``, built with options ``kw``.
 
     ``"vader"`` -> :class:`~rlhf_zoo.rewards.vader.VaderReward` (proxy of the sentiment task);
     ``"minilm_sentiment"`` -> :func:`~rlhf_zoo.rewards.minilm.load_minilm_sentiment` (gold);
-    ``"hf:<id or path>"`` -> :class:`~rlhf_zoo.rewards.hf.HFSequenceReward`. An unknown name
-    or option raises ``UserError`` listing what is known.
+    ``"hf:<id or path>"`` -> :class:`~rlhf_zoo.rewards.hf.HFSequenceReward`;
+    ``"py:<file.py or module>:<function>"`` -> the function ``f(prompts, completions)`` as a
+    :class:`~rlhf_zoo.rewards.base.CallableReward` (:mod:`rlhf_zoo.rewards.python`; no options).
+    An unknown name or option raises ``UserError`` listing what is known.
     """
     spec = str(name_or_spec).strip()
+    if spec.startswith(PY_PREFIX):
+        if kw:
+            raise UserError(f"reward {spec!r} takes no options (got {', '.join(map(repr, sorted(kw)))})")
+        from rlhf_zoo.rewards.python import python_reward
+
+        return python_reward(spec)
     if spec.startswith(HF_PREFIX):
         target = spec[len(HF_PREFIX) :].strip()
         if not target:

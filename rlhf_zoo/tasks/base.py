@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from rlhf_zoo.policies.base import Policy
 from rlhf_zoo.rewards.base import RewardModel
@@ -23,6 +24,7 @@ class Task:
         gold: the reward that is only measured (None: not measured).
         build_policy: makes the policy with its reference (and anchor) roles, given a seed.
         oracle: on the exact testbed, enumerates every completion so that quantities are exact.
+        prompt_source: where the prompts come from, in words (the run's log line and ``meta.json``).
     """
 
     name: str
@@ -32,3 +34,30 @@ class Task:
     gold: RewardModel | None
     build_policy: Callable[[int], Policy]
     oracle: ExactOracle | None = None
+    prompt_source: str = ""
+
+
+def prompt_report(task: Task, eval_prompts: int) -> tuple[dict[str, Any], str]:
+    """How many prompts a run trains and evaluates on, as a record for ``meta.json`` (``train``, ``eval``:
+    used per evaluation, ``eval_held_out``: all held-out prompts, ``source``) and one line for stderr.
+
+    An evaluation uses the first ``eval_prompts`` (``train.eval_prompts``) held-out prompts; when fewer
+    exist it uses them all and the line is a warning, never a silent shrink. On a task with an exact oracle
+    every prompt is evaluated, exactly, and the line is empty (nothing to report).
+    """
+    held_out = len(task.eval_prompts)
+    used = held_out if task.oracle is not None else min(held_out, eval_prompts)
+    record = {"train": len(task.train_prompts), "eval": used, "eval_held_out": held_out, "source": task.prompt_source}
+    if task.oracle is not None:
+        return record, ""
+    source = f" ({task.prompt_source})" if task.prompt_source else ""
+    line = f"prompts: {record['train']} for training, {used} for evaluation{source}"
+    if held_out < eval_prompts:
+        plural = "s" if held_out != 1 else ""
+        line = (
+            f"warning: {line}; only {held_out} held-out prompt{plural}, fewer than train.eval_prompts={eval_prompts}: "
+            "each evaluation uses these (give more with task.eval_prompts=FILE, or lower train.eval_prompts)"
+        )
+    elif used < held_out:
+        line += f"; each evaluation uses {used} of the {held_out} held out (train.eval_prompts={eval_prompts})"
+    return record, line

@@ -108,4 +108,5 @@ def build_exact_task(cfg: ExactTaskConfig) -> Task:
         gold=TableReward("exact_gold", table(gold)),
         build_policy=lambda seed: TabularPolicy(prompts, tree, ref_logits),
         oracle=oracle,
+        prompt_source="the testbed's; evaluation is exact over every prompt",
     )

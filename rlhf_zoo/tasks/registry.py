@@ -8,7 +8,7 @@ from typing import Any
 
 from rlhf_zoo.tasks.base import Task
 from rlhf_zoo.tasks.exact import ExactTaskConfig, build_exact_task, check_exact_task
-from rlhf_zoo.tasks.sentiment import SentimentTaskConfig, build_sentiment_task
+from rlhf_zoo.tasks.sentiment import SentimentTaskConfig, build_sentiment_task, check_sentiment_task
 
 
 @dataclass(frozen=True)
@@ -22,7 +22,9 @@ class TaskEntry:
 
 TASKS: dict[str, TaskEntry] = {
     "exact": TaskEntry(ExactTaskConfig, build_exact_task, has_oracle=True, uses_model=False, check=check_exact_task),
-    "sentiment": TaskEntry(SentimentTaskConfig, build_sentiment_task, has_oracle=False, uses_model=True),
+    "sentiment": TaskEntry(
+        SentimentTaskConfig, build_sentiment_task, has_oracle=False, uses_model=True, check=check_sentiment_task
+    ),
 }
 
 

@@ -17,10 +17,18 @@ continuation task of Ziegler et al. 2019).
 
 Prompts do **not** go through the chat template (``model.chat_template=false``): the task is a
 text continuation, and a chat wrapper would make an instruct model answer the review instead of
-continuing it. ``task.prompts`` may name any ``datasets`` source instead of the packaged snippets
-(a hub id for users with a network, or a local ``json``/``csv``/``text`` file); its
-``prompt_column`` is cut to ``prompt_words`` words and split into train and eval by a hash of the
-text.
+continuing it.
+
+Your own prompts: ``task.prompts`` may name any ``datasets`` source instead of the packaged snippets
+(a local ``.json``/``.jsonl``/``.csv``/``.txt`` file, a local directory, or a hub id for users with a
+network). Its ``prompt_column`` texts are used **whole, as given** (duplicates included; empty texts
+skipped): the six-word cut belongs to the packaged prompts only (``prompt_words`` unset means 6 for
+``hutto`` and whole texts for a user's source; ``prompt_words=0`` whole texts everywhere; N > 0 the
+first N words everywhere, duplicates then dropped). ``task.eval_prompts`` names a separate evaluation
+source (used whole, no split); without it a user's source is split into train and held-out
+evaluation prompts by a hash of each text (``eval_fraction``). Prompts that do not fit the model
+(more than ``model.max_prompt_tokens`` tokens, or a ``max_prompt_tokens + max_new_tokens`` beyond the
+model's context) are an error naming the limit, raised before any weights load.
 """
 
 from __future__ import annotations
@@ -33,29 +41,38 @@ from typing import Any
 from rlhf_zoo.errors import MissingPackageError, UserError, one_line
 from rlhf_zoo.tasks.base import Task
 
+HUTTO = "hutto"
+HUTTO_WORDS = 6  # the packaged prompts are review openings: the first six words of a snippet
+
 
 @dataclass(frozen=True)
 class SentimentTaskConfig:
     """Attributes:
     name: always ``sentiment``.
     prompts: ``hutto`` (the packaged movie-review snippets) or a ``datasets`` source: a hub id, a
-        local directory, or a local ``.json``/``.jsonl``/``.csv``/``.txt`` file.
-    prompt_split: the dataset split to read (``datasets`` sources).
-    prompt_column: the text column (``datasets`` sources).
-    prompt_words: each prompt is the first ``prompt_words`` words of a text.
-    eval_fraction: share of a ``datasets`` source held out for evaluation (hashed by text).
-    max_train_prompts: 0 = all.
-    proxy: the optimised reward (a name for :func:`rlhf_zoo.rewards.registry.build_reward`).
-    gold: the evaluated reward, or null to skip it.
+        local directory, or a local ``.json``/``.jsonl``/``.csv``/``.txt`` file (used whole, as given).
+    eval_prompts: a separate evaluation source (same formats and column; used whole, no hash split),
+        or null: held-out prompts come from ``prompts`` (the packaged eval split, or a hash split).
+    prompt_split: the dataset split to read (hub ``datasets`` sources).
+    prompt_column: the text column (``datasets`` sources; a ``.txt`` file's column is ``text``).
+    prompt_words: null: the first 6 words of the packaged prompts, whole texts of a user's source;
+        0: whole texts; N > 0: the first N words of every text (duplicates then dropped).
+    eval_fraction: share of a user's ``prompts`` held out for evaluation (hashed by text) when no
+        ``eval_prompts`` source is given.
+    max_train_prompts: keep only the first N training prompts (0 = all).
+    proxy: the optimised reward: ``vader``, ``minilm_sentiment``, ``hf:<model id or path>`` or a
+        Python function ``py:<file.py or module>:<function>`` (rlhf_zoo/rewards/python.py).
+    gold: the evaluated reward (same forms), or null to skip it.
     build_gold: build a missing ``minilm_sentiment`` on first use (else fail naming ``rlhf-zoo prepare``).
     reward_device: device of neural reward models (``auto``: the policy's device).
     """
 
     name: str = "sentiment"
-    prompts: str = "hutto"
+    prompts: str = HUTTO
+    eval_prompts: str | None = None
     prompt_split: str = "train"
     prompt_column: str = "text"
-    prompt_words: int = 6
+    prompt_words: int | None = None
     eval_fraction: float = 0.1
     max_train_prompts: int = 0
     proxy: str = "vader"
@@ -64,30 +81,70 @@ class SentimentTaskConfig:
     reward_device: str = "auto"
 
 
+def check_sentiment_task(cfg: SentimentTaskConfig) -> None:
+    """Reject settings that cannot work, before anything loads (ValueError; UserError for a reward)."""
+    from rlhf_zoo.rewards.registry import check_reward_spec
+
+    if cfg.prompt_words is not None and cfg.prompt_words < 0:
+        raise ValueError(f"prompt_words must be >= 0 (0: whole texts) or null, got {cfg.prompt_words}")
+    if cfg.eval_prompts is None and cfg.prompts != HUTTO and not 0 < cfg.eval_fraction < 1:
+        raise ValueError(f"eval_fraction must lie in (0, 1), got {cfg.eval_fraction}")
+    if cfg.max_train_prompts < 0:
+        raise ValueError("max_train_prompts must be >= 0 (0: all)")
+    if not str(cfg.prompts).strip() or (cfg.eval_prompts is not None and not str(cfg.eval_prompts).strip()):
+        raise ValueError("prompts and eval_prompts name a source (a file, directory or hub id)")
+    for key in ("proxy", "gold"):
+        spec = getattr(cfg, key)
+        if spec is None and key == "gold":
+            continue
+        try:
+            check_reward_spec(str(spec))
+        except UserError as e:
+            raise UserError(f"task.{key}: {e}") from None
+
+
+def prompt_words(cfg: SentimentTaskConfig, source: str) -> int:
+    """Words kept of each text of ``source`` (0: the whole text)."""
+    if cfg.prompt_words is not None:
+        return cfg.prompt_words
+    return HUTTO_WORDS if source == HUTTO else 0
+
+
 def _hash_unit(text: str) -> float:
     return int(hashlib.sha256(text.encode()).hexdigest()[:12], 16) / 16**12
 
 
-def _first_words(text: str, n: int) -> str:
-    return " ".join(str(text).split()[:n])
+def as_prompts(texts: list[Any], words: int) -> list[str]:
+    """Texts → prompts: whole and as given (``words=0``; empty texts skipped), or the first ``words``
+    words of each (duplicates dropped, the first kept: cutting makes them)."""
+    if words == 0:
+        return [str(t) for t in texts if t is not None and str(t).strip()]
+    seen: dict[str, None] = {}
+    for t in texts:
+        p = " ".join(str(t).split()[:words]) if t is not None else ""
+        if p:
+            seen.setdefault(p)
+    return list(seen)
 
 
-def load_dataset_prompts(cfg: SentimentTaskConfig) -> tuple[list[str], list[str]]:
-    """Train and eval prompts from any ``datasets`` source (split by a hash of each prompt)."""
+def read_texts(src: str, cfg: SentimentTaskConfig, what: str) -> list[Any]:
+    """The ``prompt_column`` of a ``datasets`` source: a local file (by suffix), a directory or a hub id."""
     try:
         import datasets
     except ImportError:
-        raise MissingPackageError("datasets", "task.prompts from a datasets source") from None
+        raise MissingPackageError("datasets", f"{what} from a datasets source") from None
     datasets.disable_progress_bars()  # a prompt file loads in a blink; keep stderr for errors
-    src = cfg.prompts
     suffix = Path(src).suffix.lower()
     builder = {".json": "json", ".jsonl": "json", ".csv": "csv", ".txt": "text"}.get(suffix)
-    if builder and Path(src).is_file():
+    local = builder is not None and Path(src).is_file()
+    if builder and not local and not Path(src).exists():
+        raise UserError(f"{what}={src}: no such file")
+    if local:
         rows = [line for line in Path(src).read_text(errors="replace").splitlines() if line.strip()]
         if len(rows) <= (builder == "csv"):
             raise UserError(f"{src} holds no prompts (it is empty{' but for its header' if rows else ''})")
     try:
-        if builder and Path(src).is_file():
+        if local:
             ds = datasets.load_dataset(builder, data_files=src, split="train")
         else:
             ds = datasets.load_dataset(src, split=cfg.prompt_split)
@@ -95,48 +152,123 @@ def load_dataset_prompts(cfg: SentimentTaskConfig) -> tuple[list[str], list[str]
         raise UserError(f"cannot load prompts from {src!r}: {one_line(e)}") from None
     if cfg.prompt_column not in ds.column_names:
         raise UserError(f"{src!r} has no column {cfg.prompt_column!r}; columns: {', '.join(ds.column_names)}")
-    seen, train, evals = set(), [], []
-    for text in ds[cfg.prompt_column]:
-        p = _first_words(text, cfg.prompt_words)
-        if not p or p in seen:
-            continue
-        seen.add(p)
+    return list(ds[cfg.prompt_column])
+
+
+def load_dataset_prompts(cfg: SentimentTaskConfig) -> tuple[list[str], list[str]]:
+    """Train and eval prompts of a user's source, split by a hash of each prompt (the same text always
+    lands on the same side)."""
+    prompts = as_prompts(read_texts(cfg.prompts, cfg, "task.prompts"), prompt_words(cfg, cfg.prompts))
+    train, evals = [], []
+    for p in prompts:
         (evals if _hash_unit(p) < cfg.eval_fraction else train).append(p)
     return train, evals
 
 
-def build_sentiment_task(cfg: SentimentTaskConfig, model_cfg: Any, device: str = "cpu") -> Task:
-    """Prompts, rewards and the policy builder of the sentiment task (see the module docstring)."""
-    from rlhf_zoo.rewards.registry import build_reward
-
-    if cfg.prompt_words < 1:
-        raise UserError("task.prompt_words must be >= 1")
-    if cfg.prompts == "hutto":
+def load_prompts(cfg: SentimentTaskConfig) -> tuple[list[str], list[str], str]:
+    """(train prompts, held-out eval prompts, where they came from in words)."""
+    words = prompt_words(cfg, cfg.prompts)
+    cut = f", first {words} words" if words else ""
+    if cfg.prompts == HUTTO:
         from rlhf_zoo.data.hutto import prompt_texts
 
-        train = prompt_texts("train", n_words=cfg.prompt_words)
-        evals = prompt_texts("eval", n_words=cfg.prompt_words)
+        train = prompt_texts("train", n_words=words or None)
+        evals = [] if cfg.eval_prompts else prompt_texts("eval", n_words=words or None)
+        source = f"the packaged movie-review snippets{cut}"
+    elif cfg.eval_prompts:
+        train = as_prompts(read_texts(cfg.prompts, cfg, "task.prompts"), words)
+        source = f"{cfg.prompts}{cut}"
     else:
         train, evals = load_dataset_prompts(cfg)
-    if cfg.max_train_prompts > 0:
+        source = f"{cfg.prompts}{cut}, split by a hash of the text with task.eval_fraction={cfg.eval_fraction}"
+    if cfg.eval_prompts:
+        eval_words = prompt_words(cfg, cfg.eval_prompts)
+        evals = as_prompts(read_texts(cfg.eval_prompts, cfg, "task.eval_prompts"), eval_words)
+        source += f"; evaluation: {cfg.eval_prompts}" + (f", first {eval_words} words" if eval_words else "")
+    if cfg.max_train_prompts > 0 and len(train) > cfg.max_train_prompts:
         train = train[: cfg.max_train_prompts]
+        source += f"; the first {cfg.max_train_prompts} for training (task.max_train_prompts)"
+    return train, evals, source
+
+
+def check_prompts_fit(prompts: list[str], model_cfg: Any, tokenizer: Any, context: int | None) -> None:
+    """Every prompt fits: at most ``model.max_prompt_tokens`` tokens, and prompt + completion within the
+    model's ``context`` (its positions). Raises UserError naming the limit; never truncates."""
+    from rlhf_zoo.policies.hf.tokens import PromptEncoder
+
+    new, room = model_cfg.max_new_tokens, model_cfg.max_prompt_tokens
+    if context is not None and room + new > context:
+        raise UserError(
+            f"model.max_prompt_tokens={room} + model.max_new_tokens={new} = {room + new} tokens, more than the "
+            f"{context} positions of {model_cfg.name!r}: lower model.max_prompt_tokens to at most {context - new}"
+        )
+    eos = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else 0
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
+    encoder = PromptEncoder(tokenizer, model_cfg, pad, [int(eos)])
+    counts = [encoder.token_count(p) for p in prompts]
+    over = [i for i, n in enumerate(counts) if n > room]
+    if not over:
+        return
+    i = max(over, key=lambda j: counts[j])
+    shown = prompts[i] if len(prompts[i]) <= 60 else prompts[i][:57] + "..."
+    if context is None or counts[i] + new <= context:
+        fix = f"shorten it or raise model.max_prompt_tokens to {counts[i]}"
+    else:
+        fix = f"shorten it: {model_cfg.name!r} holds {context} positions, {context - new} prompt tokens with {new} new"
+    several = f"{len(over)} of {len(prompts)} prompts are longer than" if len(over) > 1 else "a prompt is longer than"
+    raise UserError(f"{several} model.max_prompt_tokens={room} tokens: {shown!r} has {counts[i]}; {fix}")
+
+
+def _check_prompts_before_loading(prompts: list[str], model_cfg: Any) -> bool:
+    """:func:`check_prompts_fit` with the model's tokenizer and config files only; False when those cannot be
+    read without loading the model (it is then checked after loading)."""
+    from rlhf_zoo.policies.models import tokenizer_and_context
+
+    found = tokenizer_and_context(model_cfg.name)
+    if found is None:
+        return False
+    check_prompts_fit(prompts, model_cfg, *found)
+    return True
+
+
+def build_sentiment_task(cfg: SentimentTaskConfig, model_cfg: Any, device: str = "cpu") -> Task:
+    """Prompts, rewards and the policy builder of the sentiment task (see the module docstring).
+
+    Order: prompts, then whether they fit the model (its tokenizer and config files, no weights), then the
+    rewards (the gold model may need building), then, on demand, the policy."""
+    from rlhf_zoo.rewards.registry import build_reward
+
+    train, evals, source = load_prompts(cfg)
     if not train:
         raise UserError(f"the prompt set {cfg.prompts!r} gives no training prompts")
     if not evals:
-        raise UserError(f"the prompt set {cfg.prompts!r} gives no held-out evaluation prompts")
+        where = cfg.eval_prompts or cfg.prompts
+        hint = "" if cfg.eval_prompts else ": name an evaluation file (task.eval_prompts=FILE) or raise eval_fraction"
+        raise UserError(f"the prompt set {where!r} gives no held-out evaluation prompts{hint}")
+    checked = model_cfg is None or _check_prompts_before_loading(train + evals, model_cfg)
     reward_device = device if cfg.reward_device == "auto" else cfg.reward_device
     proxy = _reward(build_reward, cfg.proxy, reward_device, build_if_missing=cfg.build_gold)
     gold = _reward(build_reward, cfg.gold, reward_device, build_if_missing=cfg.build_gold) if cfg.gold else None
 
     def build_policy(seed: int):
         from rlhf_zoo.policies.hf import build_hf_policy
+        from rlhf_zoo.policies.models import context_length
 
         policy = build_hf_policy(model_cfg, device=device, seed=seed)
-        policy.encode_prompts(train + evals)  # a prompt over the length limit fails here, before training
+        if not checked:
+            context = context_length(policy.model.config, policy.tokenizer)
+            check_prompts_fit(train + evals, model_cfg, policy.tokenizer, context)
+        policy.encode_prompts(train + evals)  # tokenised once, here, before training
         return policy
 
     return Task(
-        name="sentiment", train_prompts=train, eval_prompts=evals, proxy=proxy, gold=gold, build_policy=build_policy
+        name="sentiment",
+        train_prompts=train,
+        eval_prompts=evals,
+        proxy=proxy,
+        gold=gold,
+        build_policy=build_policy,
+        prompt_source=source,
     )
 
 

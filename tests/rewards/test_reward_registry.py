@@ -9,7 +9,12 @@ from rlhf_zoo.rewards import RewardModel, build_reward, known_rewards
 
 
 def test_known_names() -> None:
-    assert known_rewards() == ["vader", "minilm_sentiment", "hf:<model id or path>"]
+    assert known_rewards() == [
+        "vader",
+        "minilm_sentiment",
+        "hf:<model id or path>",
+        "py:<file.py or module>:<function>",
+    ]
 
 
 def test_unknown_name_lists_known() -> None:

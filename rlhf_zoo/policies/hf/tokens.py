@@ -76,6 +76,13 @@ class PromptEncoder:
             mask_t[i, width - len(r) :] = 1
         return ids_t.to(device), mask_t.to(device)
 
+    def token_count(self, prompt: str) -> int:
+        """How many tokens ``prompt`` takes as it will be encoded (chat template included); tokenised once."""
+        ids = self.cache.get(prompt)
+        if ids is None:
+            ids = self.cache[prompt] = self._tokenize(prompt)
+        return len(ids)
+
     def _tokenize(self, prompt: str) -> list[int]:
         tok = self.tokenizer
         if self.cfg.chat_template:

@@ -1,0 +1,128 @@
+"""Rewards written as Python functions, named on the command line: ``py:FILE_OR_MODULE:NAME``.
+
+    task.proxy=py:my_rewards.py:score        a file, loaded by path (relative to the current directory)
+    task.gold=py:my_package.rewards:score    a module, imported by name (the current directory is searched too)
+
+``NAME`` is a function ``score(prompts, completions)`` of two lists of strings (the prompts and the
+completions, one pair per row) that returns one float per completion: a list, a numpy array or a
+tensor. What it returns goes through :func:`rlhf_zoo.rewards.base.checked_score` like every reward's,
+so a wrong length, a NaN or an exception raised inside it stops the run with one line.
+
+:func:`load_python_function` is called when the config is validated (before any model loads), so a
+missing file or module, a missing function or one that cannot take two arguments is a one-line
+:class:`~rlhf_zoo.errors.UserError` there. A file is executed once per process (its module is cached by
+path), so validation and the run share one module object.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from rlhf_zoo.errors import UserError, one_line
+from rlhf_zoo.rewards.base import CallableReward
+
+PY_PREFIX = "py:"
+USAGE = "use py:FILE.py:FUNCTION or py:MODULE:FUNCTION"
+
+_FILES: dict[Path, ModuleType] = {}  # resolved path -> module (one execution per process)
+
+
+def parse_spec(spec: str) -> tuple[str, str]:
+    """``"py:SOURCE:NAME"`` -> ``(SOURCE, NAME)``; the last ``:`` separates the function's name, so a
+    source may hold colons (a Windows drive). Raises UserError."""
+    body = spec[len(PY_PREFIX) :] if spec.startswith(PY_PREFIX) else spec
+    source, sep, name = body.rpartition(":")
+    if not sep or not source.strip() or not name.strip():
+        raise UserError(f"reward {spec!r} names no function: {USAGE}")
+    name = name.strip()
+    if not name.isidentifier():
+        raise UserError(f"reward {spec!r}: {name!r} is not a Python name: {USAGE}")
+    return source.strip(), name
+
+
+def _is_file(source: str) -> bool:
+    return source.endswith(".py") or "/" in source or "\\" in source
+
+
+def _load_file(source: str, spec: str) -> ModuleType:
+    path = Path(source).expanduser().resolve()
+    if path in _FILES:
+        return _FILES[path]
+    if not path.is_file():
+        raise UserError(f"reward {spec!r}: no such file {source} (looked at {path})")
+    mod_name = f"rlhf_zoo_user_reward_{abs(hash(path)):x}"
+    module_spec = importlib.util.spec_from_file_location(mod_name, path)
+    if module_spec is None or module_spec.loader is None:
+        raise UserError(f"reward {spec!r}: {source} cannot be loaded as Python")
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[mod_name] = module  # dataclasses and pickling look a module up by name
+    try:
+        module_spec.loader.exec_module(module)
+    except Exception as e:  # noqa: BLE001 - any failure of the user's file is one line
+        del sys.modules[mod_name]
+        raise UserError(f"reward {spec!r}: importing {source} failed: {one_line(e)}") from None
+    _FILES[path] = module
+    return module
+
+
+def _import_module(source: str, spec: str) -> ModuleType:
+    added = str(Path.cwd()) not in sys.path and "" not in sys.path
+    if added:  # `rlhf-zoo` (the console script) does not search the current directory; `python -m` does
+        sys.path.append(str(Path.cwd()))
+    try:
+        return importlib.import_module(source)
+    except ModuleNotFoundError as e:
+        if e.name and source.startswith(e.name):
+            raise UserError(f"reward {spec!r}: no module named {e.name!r} ({USAGE})") from None
+        raise UserError(f"reward {spec!r}: importing {source} failed: {one_line(e)}") from None
+    except Exception as e:  # noqa: BLE001 - any failure of the user's module is one line
+        raise UserError(f"reward {spec!r}: importing {source} failed: {one_line(e)}") from None
+    finally:
+        if added:
+            sys.path.remove(str(Path.cwd()))
+
+
+def _functions(module: ModuleType) -> list[str]:
+    own = [n for n, v in vars(module).items() if inspect.isfunction(v) and v.__module__ == module.__name__]
+    return sorted(n for n in own if not n.startswith("_"))
+
+
+def _check_signature(fn: Callable[..., Any], spec: str) -> None:
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return  # a builtin or C function without a signature: checked when it is called
+    try:
+        sig.bind(["prompt"], ["completion"])
+    except TypeError:
+        raise UserError(
+            f"reward {spec!r}: {getattr(fn, '__name__', 'it')}{sig} cannot be called as f(prompts, completions) "
+            "(two lists of strings, one float per completion)"
+        ) from None
+
+
+def load_python_function(spec: str) -> Callable[..., Any]:
+    """The function that ``spec`` (``py:SOURCE:NAME``) names, checked to take ``(prompts, completions)``."""
+    source, name = parse_spec(spec)
+    module = _load_file(source, spec) if _is_file(source) else _import_module(source, spec)
+    fn = getattr(module, name, None)
+    if fn is None:
+        known = _functions(module)
+        listed = f"its functions: {', '.join(known)}" if known else "it defines no public function"
+        raise UserError(f"reward {spec!r}: {source} has no {name!r} ({listed})")
+    if not callable(fn):
+        raise UserError(f"reward {spec!r}: {source}.{name} is a {type(fn).__name__}, not a function")
+    _check_signature(fn, spec)
+    return fn
+
+
+def python_reward(spec: str) -> CallableReward:
+    """The reward model of ``spec``: the function wrapped as a :class:`CallableReward` named ``spec``."""
+    return CallableReward(load_python_function(spec), name=spec)

@@ -1,0 +1,75 @@
+"""``config=FILE.yaml``: an experiment file with the command line's keys, composed with overrides."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+
+def _resolved(run_dir):
+    return yaml.safe_load((run_dir / "config.yaml").read_text())
+
+
+def _write(path, text):
+    path.write_text(text)
+    return path
+
+
+def test_a_file_sets_what_the_command_line_would_and_the_command_line_wins(cli, tmp_path):
+    exp = _write(
+        tmp_path / "exp.yaml",
+        "algo: bond\nseed: 3\nalgo.beta: 0.25\ntrain:\n  steps: 2\n  eval_every: 1\n  progress: false\n",
+    )
+    code, _, err = cli("train", f"config={exp}", "train.eval_every=2", f"run_dir={tmp_path}/a")
+    assert code == 0, err
+    cfg = _resolved(tmp_path / "a")
+    assert cfg["algo"]["name"] == "bond" and cfg["task"]["name"] == "exact"
+    assert (cfg["seed"], cfg["algo"]["beta"], cfg["train"]["steps"]) == (3, 0.25, 2)
+    assert cfg["train"]["eval_every"] == 2  # the command line over the file
+    assert cfg["algo"]["samples"] == 4  # the task's tuned default for bond (configs/task/exact/bond.yaml) still applies
+    # algo= on the command line picks another algorithm; the file's algo.* settings then apply to it.
+    code, _, err = cli("train", f"config={exp}", "algo=jbond", "train.steps=0", f"run_dir={tmp_path}/j")
+    assert code == 0, err
+    assert _resolved(tmp_path / "j")["algo"] == {**_resolved(tmp_path / "j")["algo"], "name": "jbond", "beta": 0.25}
+    code, _, err = cli("train", f"config={exp}", "algo=best_of_n", f"run_dir={tmp_path}/b")
+    assert code == 2 and "beta" in err and "BestOfNConfig" in err  # a field Best-of-N does not have
+
+
+def test_nested_algo_mapping_and_a_preset(cli, tmp_path):
+    exp = _write(tmp_path / "exp.yaml", "algo: {name: rloo, samples: 8}\ntrain: {steps: 0, progress: false}\n")
+    code, _, err = cli("train", f"config={exp}", f"run_dir={tmp_path}/a")
+    assert code == 0, err
+    algo = _resolved(tmp_path / "a")["algo"]
+    assert (algo["name"], algo["baseline"], algo["samples"]) == ("reinforce", "loo", 8)
+
+
+def test_a_saved_config_reruns_as_it_is(cli, tmp_path):
+    code, _, err = cli("train", "algo=jbond", "algo.gamma=1.0", "train.steps=2", "train.eval_every=1",
+                       "train.progress=false", f"run_dir={tmp_path}/a")  # fmt: skip
+    assert code == 0, err
+    code, _, err = cli("train", f"config={tmp_path}/a/config.yaml", f"run_dir={tmp_path}/b")
+    assert code == 0, err
+    first, second = _resolved(tmp_path / "a"), _resolved(tmp_path / "b")
+    assert {**first, "run_dir": None} == {**second, "run_dir": None}
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        (None, "no such file"),
+        ("- algo\n- bond\n", "mapping"),
+        ("algo: [bond\n", "cannot read"),
+        ("algo: bond\ntrain.stepz: 3\n", "stepz"),
+        ("algo: bond\nalgo.beta: 0.5\nalgo: {beta: 0.1}\n", "twice"),
+        ("algo: bond\nconfig: other.yaml\n", "do not nest"),
+        ("task: exact\n", "name an algorithm"),
+        ("algo: dpo\n", "unknown algorithm 'dpo'"),
+    ],
+)
+def test_a_bad_file_is_one_line_before_any_work(cli, tmp_path, text, needle):
+    exp = tmp_path / "exp.yaml"
+    if text is not None:
+        exp.write_text(text)
+    code, _, err = cli("train", f"config={exp}", f"run_dir={tmp_path}/run")
+    assert code == 2 and needle in err, err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "run").exists()

@@ -1,0 +1,115 @@
+"""``rlhf-zoo fields``: every setting with its default and doc, read from the config dataclasses."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, fields
+
+import pytest
+
+from rlhf_zoo.algorithms.registry import REGISTRY
+from rlhf_zoo.config import RunConfig, TrainConfig
+from rlhf_zoo.fields import field_docs, undocumented
+from rlhf_zoo.policies.hf.config import HFPolicyConfig
+from rlhf_zoo.tasks.registry import TASKS
+
+CONFIGS = [
+    *(cls.Config for cls in REGISTRY.values()),
+    *(entry.config for entry in TASKS.values()),
+    HFPolicyConfig,
+    TrainConfig,
+    RunConfig,
+]
+
+
+@pytest.mark.parametrize("cls", CONFIGS, ids=lambda c: c.__name__)
+def test_every_field_of_every_config_has_a_doc_line(cls):
+    assert not undocumented(cls), f"{cls.__name__}: no line in its Attributes: section for {undocumented(cls)}"
+
+
+@dataclass
+class _Flush:
+    """Attributes:
+    alpha: first line
+        and its continuation.
+    beta: one line.
+    """
+
+    alpha: int = 1
+    beta: str = "b"
+    gamma: float = 0.0
+
+
+@dataclass
+class _Indented:
+    """A summary.
+
+    Attributes:
+        alpha: one.
+        beta: two,
+            continued.
+
+    Notes after the section are not fields.
+    """
+
+    alpha: int = 1
+    beta: int = 2
+
+
+def test_the_attributes_section_is_parsed_in_both_layouts():
+    assert field_docs(_Flush) == {"alpha": "first line and its continuation.", "beta": "one line."}
+    assert undocumented(_Flush) == ["gamma"]
+    assert field_docs(_Indented) == {"alpha": "one.", "beta": "two, continued."}
+
+
+def test_fields_of_an_algorithm_show_each_default_and_doc(cli):
+    code, out, err = cli("fields", "algo=bond")
+    assert code == 0, err
+    docs = field_docs(REGISTRY["bond"].Config)
+    lines = out.splitlines()
+    assert "rlhf_zoo/algorithms/bond.py" in lines[0]
+    for f in fields(REGISTRY["bond"].Config):
+        if f.name == "name":
+            continue
+        row = next(line for line in lines if line.strip().startswith(f"algo.{f.name}="))
+        assert docs[f.name].split()[0].strip("`") in row
+    assert any(line.strip().startswith("algo.beta=0.5 ") for line in lines)
+    # configs/task/exact/bond.yaml sets samples=4 on the default task: shown with the dataclass default
+    assert any("algo.samples=4" in line and "[BondConfig default: 2]" in line for line in lines)
+
+
+def test_fields_follow_the_task_a_preset_and_a_config_file(cli, tmp_path):
+    code, out, _ = cli("fields", "train", "task=sentiment")
+    assert code == 0 and "train.steps=50 " in out and "[TrainConfig default: 200]" in out
+    code, out, _ = cli("fields", "algo=rloo")
+    assert code == 0 and "ReinforceConfig" in out and "algo.samples=4 " in out
+    exp = tmp_path / "exp.yaml"
+    exp.write_text("algo: jbond\nalgo.gamma: 2.0\n")
+    code, out, _ = cli("fields", f"config={exp}", "algo=jbond")
+    assert code == 0 and "algo.gamma=2.0 " in out
+    code, out, _ = cli("fields", "model")
+    assert code == 0 and "model.max_prompt_tokens=64 " in out and "HFPolicyConfig" in out
+    code, out, _ = cli("fields", "run")
+    assert code == 0 and all(f"{k}=" in out for k in ("seed", "run_dir", "resume", "device", "threads", "config"))
+    code, out, _ = cli("fields")
+    assert code == 0 and "algo=NAME" in out and "bond" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [(["bogus"], "unknown section"), (["algo=nope"], "unknown algorithm"), (["algo"], "name the algorithm"),
+     (["model", "task=exact"], "no language model"), (["train", "train.stepz=1"], "stepz")],
+)  # fmt: skip
+def test_bad_fields_requests_are_one_line(cli, args, needle):
+    code, out, err = cli("fields", *args)
+    assert code == 2 and needle in err and len(err.strip().splitlines()) == 1 and not out
+
+
+def test_meta_json_records_the_package_version(cli, tmp_path):
+    from rlhf_zoo.cli import version
+
+    code, _, err = cli("train", "algo=bond", "train.steps=0", f"run_dir={tmp_path}/r")
+    assert code == 0, err
+    meta = json.loads((tmp_path / "r" / "meta.json").read_text())
+    assert meta["versions"]["rlhf_zoo"] == version() and version() != "unknown"
+    assert meta["prompts"] == {**meta["prompts"], "train": 4, "eval": 4}

@@ -1,0 +1,107 @@
+"""Rewards named as Python functions on the command line: ``task.proxy=py:FILE_OR_MODULE:NAME``."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.conftest import write_jsonl
+
+pytest.importorskip("transformers")
+
+REWARDS = """
+import numpy as np
+import torch
+
+
+def constant(prompts, completions):
+    assert isinstance(prompts, list) and isinstance(completions, list)
+    return np.full(len(completions), 0.25)
+
+
+def as_tensor(prompts, completions):
+    return torch.tensor([0.75] * len(completions), requires_grad=True)
+
+
+def as_list(prompts, completions):
+    return [float(len(p) > 0) for p in prompts]
+
+
+def one_argument(completions):
+    return [0.0] * len(completions)
+
+
+def nan(prompts, completions):
+    return [float("nan")] * len(completions)
+
+
+NOT_A_FUNCTION = 3
+"""
+
+
+@pytest.fixture
+def rewards_file(tmp_path):
+    path = tmp_path / "my_rewards.py"
+    path.write_text(REWARDS)
+    return path
+
+
+@pytest.fixture
+def lm(tiny_lm, tmp_path):
+    return [*tiny_lm, f"task.prompts={write_jsonl(tmp_path / 'p.jsonl', [f'prompt {i}' for i in range(12)])}",
+            "task.eval_fraction=0.5"]  # fmt: skip
+
+
+def _summary(tmp_path):
+    return json.loads((tmp_path / "run" / "summary.json").read_text())
+
+
+@pytest.mark.parametrize(("fn", "value"), [("constant", 0.25), ("as_tensor", 0.75), ("as_list", 1.0)])
+def test_a_function_in_a_file_is_the_proxy(cli, lm, tmp_path, rewards_file, fn, value):
+    code, _, err = cli("train", "algo=reinforce", *lm, f"task.proxy=py:{rewards_file}:{fn}")
+    assert code == 0, err
+    assert _summary(tmp_path)["reward/proxy"] == pytest.approx(value)
+
+
+def test_a_module_by_name_is_the_gold_reward(cli, lm, tmp_path, rewards_file, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the module is found in the current directory, as a user would run it
+    monkeypatch.delitem(__import__("sys").modules, "my_rewards", raising=False)
+    rewards = ["task.gold=py:my_rewards:as_list", "task.proxy=py:my_rewards.py:constant"]
+    code, _, err = cli("train", "algo=reinforce", *lm, *rewards)
+    assert code == 0, err
+    summary = _summary(tmp_path)
+    assert summary["reward/gold"] == 1.0 and summary["reward/proxy"] == 0.25 and summary["win_rate/gold"] == 0.5
+
+
+@pytest.mark.parametrize(
+    ("spec", "needle"),
+    [
+        ("py:{dir}/nowhere.py:score", "no such file"),
+        ("py:no_such_module_xyz:score", "no module named 'no_such_module_xyz'"),
+        ("py:{file}:scor", "has no 'scor' (its functions: as_list, as_tensor, constant, nan, one_argument)"),
+        ("py:{file}:one_argument", "cannot be called as f(prompts, completions)"),
+        ("py:{file}:NOT_A_FUNCTION", "not a function"),
+        ("py:{file}", "names no function"),
+        ("py:{broken}:score", "importing"),
+        ("mymodule:fn", "unknown reward"),
+    ],
+)
+def test_a_bad_reference_is_one_line_before_any_model_loads(cli, lm, tmp_path, rewards_file, monkeypatch, spec, needle):
+    import rlhf_zoo.policies.models as models
+
+    monkeypatch.setattr(models, "load_model_and_tokenizer", lambda *a, **k: pytest.fail("a model was loaded"))
+    broken = tmp_path / "broken.py"
+    broken.write_text("def score(prompts, completions)\n    return 1\n")
+    spec = spec.format(dir=tmp_path, file=rewards_file, broken=broken)
+    for key in ("task.proxy", "task.gold"):
+        code, _, err = cli("train", "algo=reinforce", *lm, f"{key}={spec}")
+        assert code == 2 and needle in err and key in err, err
+        assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+        assert not (tmp_path / "run").exists()  # rejected with the config, before any work
+
+
+def test_a_non_finite_score_stops_with_one_line(cli, lm, rewards_file):
+    code, _, err = cli("train", "algo=reinforce", *lm, f"task.proxy=py:{rewards_file}:nan")
+    errors = [x for x in err.splitlines() if "error" in x]
+    assert code == 2 and len(errors) == 1 and "returned nan" in errors[0] and "Traceback" not in err, err

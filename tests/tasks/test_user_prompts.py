@@ -1,0 +1,109 @@
+"""A user's prompts through the command line: used whole, an evaluation file, counts printed and
+recorded, a too-small evaluation set visible, prompts that do not fit the model refused before loading."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.conftest import write_jsonl
+
+pytest.importorskip("transformers")
+pytest.importorskip("vaderSentiment")
+
+LONG = "I watched this film last night with my whole family and we all agreed that it was far too long"
+TEXTS = [LONG, "The acting was", "The acting was", "", *[f"review number {i} says the plot is thin" for i in range(16)]]
+
+
+def _meta(tmp_path):
+    return json.loads((tmp_path / "run" / "meta.json").read_text())
+
+
+def test_own_prompts_are_used_whole_and_counted(cli, tiny_lm, tmp_path):
+    prompts = write_jsonl(tmp_path / "p.jsonl", TEXTS)
+    code, _, err = cli("train", "algo=reinforce", *tiny_lm, f"task.prompts={prompts}", "task.eval_fraction=0.5")
+    assert code == 0, err
+    counts = _meta(tmp_path)["prompts"]
+    # 20 lines: the empty one skipped, the duplicate kept (as given), nothing cut or merged.
+    assert counts["train"] + counts["eval_held_out"] == 19
+    assert counts["eval"] == min(2, counts["eval_held_out"])
+    line = [x for x in err.splitlines() if "prompts:" in x]
+    assert len(line) == 1 and f"{counts['train']} for training" in line[0]
+
+    from rlhf_zoo.config import as_dataclass, load_config
+    from rlhf_zoo.tasks.sentiment import load_prompts
+
+    cfg = load_config(["algo=bond", *tiny_lm, f"task.prompts={prompts}"])
+    train, evals, _ = load_prompts(as_dataclass(cfg, "task"))
+    assert LONG in train + evals  # whole, not its first six words
+    assert (train + evals).count("The acting was") == 2
+
+
+def test_prompt_words_cuts_every_source_when_set(cli, tiny_lm, tmp_path):
+    prompts = write_jsonl(tmp_path / "p.jsonl", TEXTS)
+    evals = write_jsonl(tmp_path / "e.jsonl", ["one two three", "one two four", "five six"])
+    files = [f"task.prompts={prompts}", f"task.eval_prompts={evals}"]
+    code, _, err = cli("train", "algo=reinforce", *tiny_lm, *files, "task.prompt_words=2")
+    assert code == 0, err
+    counts = _meta(tmp_path)["prompts"]
+    assert (counts["train"], counts["eval_held_out"]) == (3, 2)  # "I watched", "The acting", "review number"
+    code, _, err = cli("train", "algo=reinforce", *tiny_lm, *files, "task.prompt_words=-1")
+    assert code == 2 and "prompt_words" in err and len(err.strip().splitlines()) == 1
+
+
+def test_separate_evaluation_file_replaces_the_hash_split(cli, tiny_lm, tmp_path):
+    prompts = write_jsonl(tmp_path / "p.jsonl", TEXTS)
+    evals = tmp_path / "eval.txt"
+    evals.write_text("a first evaluation prompt\na second one\na third one\n")
+    code, _, err = cli("train", "algo=reinforce", *tiny_lm, f"task.prompts={prompts}", f"task.eval_prompts={evals}")
+    assert code == 0, err
+    counts = _meta(tmp_path)["prompts"]
+    assert counts == {**counts, "train": 19, "eval": 2, "eval_held_out": 3}
+    assert "3 held out" in err and str(evals) in counts["source"]
+
+
+def test_too_few_held_out_prompts_is_a_visible_warning(cli, tiny_lm, tmp_path):
+    prompts = write_jsonl(tmp_path / "p.jsonl", TEXTS)
+    evals = write_jsonl(tmp_path / "e.jsonl", ["only one evaluation prompt"])
+    files = [f"task.prompts={prompts}", f"task.eval_prompts={evals}"]
+    code, _, err = cli("train", "algo=reinforce", *tiny_lm, *files, "train.eval_prompts=8")
+    assert code == 0, err
+    assert "warning" in err and "fewer than train.eval_prompts=8" in err
+    assert _meta(tmp_path)["prompts"]["eval"] == 1
+
+
+@pytest.fixture
+def no_weights(monkeypatch):
+    """Fail the test if a model's weights are loaded."""
+    import rlhf_zoo.policies.models as models
+
+    def refuse(*a, **kw):
+        raise AssertionError("weights loaded before the prompts were checked")
+
+    monkeypatch.setattr(models, "load_model_and_tokenizer", refuse)
+
+
+def test_a_prompt_longer_than_the_limit_is_refused_before_weights_load(cli, tiny_lm, tmp_path, no_weights):
+    prompts = write_jsonl(tmp_path / "p.jsonl", [" ".join(["word"] * 10_800), *TEXTS])
+    code, _, err = cli("train", "algo=reinforce", *tiny_lm, f"task.prompts={prompts}")
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "max_prompt_tokens=64" in err and "1024 positions" in err  # it could not fit even if raised
+    code, _, err = cli("train", "algo=reinforce", *tiny_lm, f"task.prompts={prompts}", "model.max_prompt_tokens=2000")
+    assert code == 2 and "1024 positions" in err and "at most 1018" in err
+
+
+def test_a_prompt_over_max_prompt_tokens_names_the_setting(cli, tiny_lm, tmp_path, no_weights):
+    prompts = write_jsonl(tmp_path / "p.jsonl", TEXTS)
+    code, _, err = cli("train", "algo=reinforce", *tiny_lm, f"task.prompts={prompts}", "model.max_prompt_tokens=6")
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "max_prompt_tokens=6" in err and "raise model.max_prompt_tokens" in err
+
+
+def test_a_model_whose_files_cannot_be_read_first_is_checked_after_loading(cli, tiny_lm, tmp_path, monkeypatch):
+    import rlhf_zoo.policies.models as models
+
+    monkeypatch.setattr(models, "tokenizer_and_context", lambda name: None)
+    prompts = write_jsonl(tmp_path / "p.jsonl", TEXTS)
+    code, _, err = cli("train", "algo=reinforce", *tiny_lm, f"task.prompts={prompts}", "model.max_prompt_tokens=2000")
+    assert code == 2 and "1024 positions" in err and len(err.strip().splitlines()) == 1, err
