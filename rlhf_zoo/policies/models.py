@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import copy
 import importlib.util
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 from rlhf_zoo.errors import MissingPackageError, UserError
+from rlhf_zoo.hub import check_hub_model, is_local_path
 from rlhf_zoo.io import atomic_dir
 from rlhf_zoo.paths import cache_dir
 
@@ -210,35 +210,6 @@ def convert_smollm2(target: Path | None = None) -> Path:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
     return target
-
-
-def is_local_path(name: str) -> bool:
-    """``name`` means a directory on this machine rather than a hub id (``owner/name`` or ``name``)."""
-    return Path(name).expanduser().exists() or name.startswith(("/", ".", "~")) or name.count("/") > 1
-
-
-def check_hub_model(name: str, what: str = "model.name", timeout: float = 5.0) -> None:
-    """A hub id must be in the local cache or the hub must answer within ``timeout`` seconds; otherwise
-    one line that says how to work offline (instead of transformers' minute of retries later)."""
-    from huggingface_hub import model_info, try_to_load_from_cache
-
-    if isinstance(try_to_load_from_cache(name, "config.json"), str):
-        return  # cached: loads without a network
-    offline_hint = (
-        "work offline with a local directory, a packaged model ('tiny', 'smollm2-135m', ...) or a copy "
-        "already in the Hugging Face cache (HF_HUB_OFFLINE=1)"
-    )
-    from rlhf_zoo.io import truthy
-
-    if truthy(os.environ.get("HF_HUB_OFFLINE")):
-        raise UserError(
-            f"{what}={name} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set: {offline_hint}"
-        )
-    try:
-        model_info(name, timeout=timeout)
-    except Exception as e:  # noqa: BLE001 - no network, unknown repo, gated repo: all say "cannot use it"
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise UserError(f"{what}={name}: the model hub cannot provide it ({first[:160]}): {offline_hint}") from None
 
 
 def check_model_source(name: str) -> None:

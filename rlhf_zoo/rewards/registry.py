@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from rlhf_zoo.errors import UserError
@@ -78,8 +79,16 @@ def check_reward_spec(name_or_spec: str) -> None:
     ``py:`` function's file or module is imported, once per process, and its signature checked)."""
     spec = str(name_or_spec).strip()
     if spec.startswith(HF_PREFIX):
-        if not spec[len(HF_PREFIX) :].strip():
+        target = spec[len(HF_PREFIX) :].strip()
+        if not target:
             raise UserError(f"reward {spec!r} names no model: use hf:<model id or local path>")
+        from rlhf_zoo.hub import check_hub_model, is_local_path
+
+        if is_local_path(target):
+            if not Path(target).expanduser().is_dir():
+                raise UserError(f"reward {spec!r}: no such directory {target}")
+        else:
+            check_hub_model(target, what=f"reward {spec!r}")
     elif spec.startswith(PY_PREFIX):
         from rlhf_zoo.rewards.python import load_python_function
 

@@ -13,11 +13,11 @@ from rlhf_zoo import cli
 
 def test_a_missing_policy_path_fails_before_any_model_is_built(monkeypatch, tmp_path, capsys):
     import rlhf_zoo.rewards.minilm_build as build
-    import rlhf_zoo.tasks.registry as registry
+    import rlhf_zoo.train as train  # imported before patching, so that nothing keeps the stand-in
 
     monkeypatch.setenv("RLHF_ZOO_CACHE", str(tmp_path / "cache"))  # no gold model built here
     monkeypatch.setattr(build, "build_minilm_sentiment", lambda *a, **k: pytest.fail("the gold model was built"))
-    monkeypatch.setattr(registry, "build_task", lambda *a, **k: pytest.fail("the task was built"))
+    monkeypatch.setattr(train, "build_task", lambda *a, **k: pytest.fail("the task was built"))
     code = cli.main(["train", "algo=reinforce", "task=sentiment", "model.name=/no/such/model", f"run_dir={tmp_path}/r"])
     err = capsys.readouterr().err
     assert code == 2 and "model.name=/no/such/model" in err and len(err.strip().splitlines()) == 1
@@ -41,3 +41,16 @@ def test_a_hub_id_without_a_network_fails_within_seconds(tmp_path):
     assert len(lines) == 1 and "someone/some-lm" in lines[0] and "HF_HUB_OFFLINE=1" in lines[0]
     assert took < 30  # python start-up included; transformers' own retries take about a minute
     assert not (tmp_path / "r").exists()
+
+
+def test_a_hub_reward_without_a_network_fails_within_seconds(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_OFFLINE"}
+    env.update(HF_ENDPOINT="http://127.0.0.1:9", HF_HOME=str(tmp_path / "hf"))
+    cmd = [sys.executable, "-m", "rlhf_zoo", "train", "algo=reinforce", "task=sentiment", "model.name=tiny"]
+    t0 = time.monotonic()
+    out = subprocess.run(
+        [*cmd, "task.gold=hf:someone/some-rm", f"run_dir={tmp_path}/r"], capture_output=True, text=True, env=env
+    )
+    assert out.returncode == 2 and time.monotonic() - t0 < 30, out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "hf:someone/some-rm" in lines[0] and "HF_HUB_OFFLINE=1" in lines[0]

@@ -1,0 +1,41 @@
+"""What can be known about a Hugging Face hub id or a local model folder without loading it.
+
+A hub id that is neither cached nor reachable would otherwise fail only when its weights load, after
+transformers' retries (about a minute), and after whatever was built before it; these checks run with
+the config and fail in seconds, in one line that says how to work offline.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from rlhf_zoo.errors import UserError
+from rlhf_zoo.io import truthy
+
+
+def is_local_path(name: str) -> bool:
+    """``name`` means a directory on this machine rather than a hub id (``owner/name`` or ``name``)."""
+    return Path(name).expanduser().exists() or name.startswith(("/", ".", "~")) or name.count("/") > 1
+
+
+def check_hub_model(name: str, what: str | None = None, timeout: float = 5.0) -> None:
+    """A hub id must be in the local cache or the hub must answer within ``timeout`` seconds; otherwise
+    one line that says how to work offline (instead of transformers' minute of retries later).
+    ``what`` names the setting in the message (default ``model.name=<name>``)."""
+    what = what or f"model.name={name}"
+    from huggingface_hub import model_info, try_to_load_from_cache
+
+    if isinstance(try_to_load_from_cache(name, "config.json"), str):
+        return  # cached: loads without a network
+    offline_hint = (
+        "work offline with a local directory, a packaged model ('tiny', 'smollm2-135m', ...) or a copy "
+        "already in the Hugging Face cache (HF_HUB_OFFLINE=1)"
+    )
+    if truthy(os.environ.get("HF_HUB_OFFLINE")):
+        raise UserError(f"{what} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set: {offline_hint}")
+    try:
+        model_info(name, timeout=timeout)
+    except Exception as e:  # noqa: BLE001 - no network, unknown repo, gated repo: all say "cannot use it"
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise UserError(f"{what}: the model hub cannot provide it ({first[:160]}): {offline_hint}") from None
