@@ -2,7 +2,7 @@
 
 Commands:
     train    train one algorithm on one task:  rlhf-zoo train algo=bond task=exact seed=0
-    prepare  build the offline defaults (gold reward model, converted SmolLM2) once
+    prepare  build the offline defaults (gold reward model, converted SmolLM2, zoo-lm) once
     list     the registered algorithms, presets and tasks
     profile  seconds per step split by phase, and peak memory, for each objective
     bench    run a benchmark suite and render docs/benchmarks/<suite>.md:  rlhf-zoo bench suite=exact
@@ -23,7 +23,7 @@ USAGE = """usage: rlhf-zoo COMMAND [key=value ...]
 
 commands:
   train     rlhf-zoo train algo=NAME task=NAME seed=S run_dir=PATH [algo.beta=0.5 train.steps=200 ...]
-  prepare   build the offline defaults once (gold reward model, converted SmolLM2)
+  prepare   build the offline defaults once (gold reward model, converted SmolLM2, zoo-lm)
   list      show algorithms, presets and tasks
   profile   seconds per step (generate / reward / log-probs / update) and peak memory per objective:
             rlhf-zoo profile task=sentiment train.batch_prompts=16 model.max_new_tokens=24 [algos=a,b steps=2]
