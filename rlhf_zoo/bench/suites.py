@@ -92,6 +92,10 @@ class Suite:
         exact: the task has an exact oracle (exact KLs, the optimal frontier).
         algo_args: overrides this suite gives an algorithm (an ``algo=`` value) in every sweep of it,
             after the sweep's fixed ones (e.g. a larger batch on the testbed).
+        bon_pool: M > 0: the ``best_of_n`` sweep is one *pool* point per seed, M reference samples per
+            held-out prompt from which every n ≤ M is read (:mod:`rlhf_zoo.evaluate_pool`); its values
+            are the n that tables show. 0: one trained-style evaluation per n (the exact suite, whose
+            oracle gives exact curves anyway).
     """
 
     name: str
@@ -105,6 +109,7 @@ class Suite:
     kl_budgets: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0)
     exact: bool = False
     algo_args: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    bon_pool: int = 0
 
     def __post_init__(self) -> None:
         tags = [s.tag for s in self.sweeps]
@@ -113,6 +118,8 @@ class Suite:
         for s in self.sweeps:
             if not s.values:
                 raise ValueError(f"suite {self.name}: sweep {s.tag} has no values")
+            if self.bon_pool and s.tag == "best_of_n" and max(s.values) > self.bon_pool:
+                raise ValueError(f"suite {self.name}: Best-of-n up to {max(s.values)} needs bon_pool ≥ that")
 
     def sweep(self, tag: str) -> Sweep:
         for s in self.sweeps:
@@ -132,7 +139,9 @@ class Point:
         seed: the run seed.
         args: every override, in order: suite, sweep, extra (command line), seed.
         memberships: one dict per sweep the point belongs to: sweep tag, objective, knob, knob
-            label, value, frontier mode and the sweep's position in the suite.
+            label, value, frontier mode and the sweep's position in the suite; a pool point's also
+            holds ``pool`` (M) and ``values`` (the n its record expands into).
+        pool: M > 0 for a Best-of-N pool point (evaluated, not trained: :mod:`rlhf_zoo.evaluate_pool`).
     """
 
     suite: str
@@ -141,6 +150,7 @@ class Point:
     seed: int
     args: tuple[str, ...]
     memberships: tuple[dict[str, Any], ...] = field(default_factory=tuple)
+    pool: int = 0
 
 
 def format_value(v: Any) -> str:
@@ -199,6 +209,9 @@ def expand(
         for order, sweep in enumerate(suite.sweeps):
             if sweep not in sweeps:
                 continue
+            if suite.bon_pool and sweep.tag == "best_of_n":
+                points.append(_pool_point(suite, sweep, order, extra, seed))
+                continue
             for value in sweep.values:
                 settings = tuple(suite.algo_args.get(sweep.algo, ()))
                 args = [*suite.task_args, *sweep.args(value, settings), *extra, f"seed={seed}"]
@@ -225,6 +238,25 @@ def expand(
     if len(set(ids)) != len(ids):
         raise ValueError(f"suite {suite.name}: duplicate point ids")
     return points
+
+
+def _pool_point(suite: Suite, sweep: Sweep, order: int, extra: list[str], seed: int) -> Point:
+    """One seed's Best-of-N pool: M reference samples per held-out prompt, every n read from them."""
+    m = suite.bon_pool
+    args = [*suite.task_args, f"algo={sweep.algo}", *sweep.fixed, *extra, f"seed={seed}"]
+    member = {
+        "sweep": sweep.tag,
+        "objective": sweep.objective,
+        "knob": sweep.knob,
+        "knob_label": sweep.label,
+        "value": m,
+        "values": list(sweep.values),
+        "pool": m,
+        "frontier": sweep.frontier,
+        "order": order,
+    }
+    label = f"{sweep.objective} from a pool of {m} reference samples per prompt, seed {seed}"
+    return Point(suite.name, f"{sweep.tag}-pool{m}-s{seed}", label, seed, tuple(args), (member,), pool=m)
 
 
 # -------------------------------------------------------------------------------------------------
