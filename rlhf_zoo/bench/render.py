@@ -136,6 +136,18 @@ def objective_table(groups: dict[Any, Group]) -> str:
     return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
 
 
+def final_table(groups: dict[str, dict[Any, Group]]) -> str:
+    """Reward against KL, one row per objective and knob value: the final evaluation's KL(π‖π_ref),
+    proxy and gold reward, mean ± 95 % CI over seeds (what ``rlhf-zoo bench`` prints at the end)."""
+    rows = []
+    for vals in groups.values():
+        for value, g in vals.items():
+            cells = [_cell([_value(r, k) for r in g.records], 3) for k in ("kl/exact", "reward/proxy", "reward/gold")]
+            rows.append([g.objective, f"{g.knob_label}={_fmt_value(value)}", len(g.records), *cells])
+    headers = ["objective", "knob", "seeds", "KL(π‖π_ref)", "proxy reward", "gold reward"]
+    return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
+
+
 def frontier_table(
     groups: dict[str, dict[Any, Group]], budgets: list[float], oracle: dict[str, Any], ykey: str = "reward/proxy"
 ) -> str | None:
@@ -369,4 +381,4 @@ def _description(suite: str) -> str:
     return f"{s.description} Budget: {s.budget}." if s else ""
 
 
-__all__ = ["frontier_table", "objective_table", "provenance", "render_suite", "verdict_table"]
+__all__ = ["final_table", "frontier_table", "objective_table", "provenance", "render_suite", "verdict_table"]

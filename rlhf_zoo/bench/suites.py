@@ -371,52 +371,81 @@ EXACT = Suite(
     exact=True,
 )
 
+# The language-model suites on zoo-lm (rlhf_zoo.policies.zoo_lm): full fine-tuning (the model is small
+# enough that it costs about what LoRA does and moves further per step), 24 new tokens, a constant
+# learning rate after a short warm-up, and Best-of-N read from one pool of reference samples per
+# held-out prompt (rlhf_zoo.evaluate_pool).
+ZOO_LM_ARGS = (
+    "task=sentiment",
+    "model.name=zoo-lm",
+    "model.finetune=full",
+    "model.max_new_tokens=24",
+    "train.lr=1e-3",
+    "train.lr_schedule=constant",
+    "train.warmup_steps=5",
+    "train.batch_prompts=8",
+    "train.eval_prompts=32",
+    "train.eval_samples=2",
+    "train.eval_ref_samples=8",
+    "train.checkpoint_minutes=2",
+    "train.progress=false",
+)
+
 QUICK = Suite(
     name="quick",
     description=(
-        "Movie-review continuation (`task=sentiment`) with the offline SmolLM2-135M and LoRA adapters: "
-        "proxy reward VADER, gold reward the MiniLM regressor of human ratings. Every objective at its "
-        "default plus the smallest sweep that still separates them, 1 seed, 16 steps of 8 prompts on a "
-        "32-prompt training pool (so BOND's k = 8 cached reference samples per prompt are reused), 16 new "
-        "tokens, the task's learning rate; anchors move on the short run's time scale (swaps every 4 steps, "
-        "EMA η = 0.25 beside the default 0.02). KLs are estimates on sampled completions (exact-token "
-        "estimator; Best-of-N: the quantile estimate), evaluated on 16 held-out prompts × 2 samples."
+        "Movie-review continuation (`task=sentiment`) with `zoo-lm` (a 5 M-parameter Llama pretrained here on "
+        "human-written text, `rlhf-zoo prepare`), fully fine-tuned: proxy reward VADER, gold reward the MiniLM "
+        "regressor of human ratings. Every objective with its trade-off knob at three values, 3 seeds, 120 steps "
+        "of 8 prompts, 24 new tokens, learning rate 1e-3; anchors move on the run's time scale (swaps every "
+        "10–40 steps, EMA η paired as ≈ 1/M). KLs are exact-token estimates on sampled completions, evaluated on "
+        "32 held-out prompts × 2 samples every 20 steps. Best-of-N is read for every n = 1…64 from one pool of "
+        "64 reference samples per held-out prompt and seed (the order-statistic estimator, ALGORITHMS.md §7)."
     ),
-    task_args=(
-        "task=sentiment",
-        "model.name=smollm2-135m",
-        "model.finetune=lora",
-        "model.max_new_tokens=16",
-        "task.max_train_prompts=32",
-        "train.steps=16",
-        "train.batch_prompts=8",
-        "train.eval_every=8",
-        "train.eval_prompts=16",
-        "train.eval_samples=2",
-        "train.eval_ref_samples=4",
-        "train.checkpoint_every=4",
-        "train.progress=false",
-    ),
-    algo_args={"bond": ("algo.k=8",), "iterative_bond": ("algo.k=8",)},
+    task_args=(*ZOO_LM_ARGS, "train.steps=120", "train.eval_every=20"),
+    algo_args={"bond": ("algo.k=16",), "iterative_bond": ("algo.k=16",)},
     sweeps=(
-        BEST_OF_N.over(2, 8),
-        REINFORCE.over(0.01, 0.1),
-        PPO_LITE.over(0.05, objective="PPO-lite (default)"),
-        BOND.over(2, 4, objective="BOND (Jeffreys β=0.5, k=8 cached samples)"),
+        BEST_OF_N.over(1, 2, 4, 8, 16, 32, 64),
+        REINFORCE.over(0.003, 0.03, 0.3),
+        PPO_LITE.over(0.01, 0.05, 0.2, objective="PPO-lite (4 samples, loo, 1 epoch)"),
+        BOND.over(2, 8, 32, objective="BOND (Jeffreys β=0.5, k=16 cached samples)"),
         BOND_BETA.over(0.0, 0.5, 1.0),
-        ITERATIVE.over(4),
-        JBOND_GAMMA.over(0.0, 1.0),
-        JBOND_ETA.over(0.25),
-        JBOND_SWAP.over(4),
+        ITERATIVE.over(10, 20, 40),
+        JBOND_GAMMA.over(0.0, 0.5, 1.0),
+        JBOND_ETA.over(0.02, 0.05, 0.1, frontier="sweep"),
+        JBOND_SWAP.over(10, 20, 50),
+    ),
+    seeds=(0, 1, 2),
+    budget="at most 40 minutes on 2 CPU cores, 2 processes (an estimate from pilots: see docs/benchmarks/quick.md)",
+    jobs=2,
+    resumable=True,
+    kl_budgets=(0.25, 0.5, 1.0, 2.0),
+    bon_pool=64,
+)
+
+DEMO = Suite(
+    name="demo",
+    description=(
+        "The five objectives side by side on `zoo-lm` (the first command of the README, `make run`): "
+        "movie-review continuation, proxy reward VADER, gold reward the MiniLM regressor of human ratings, "
+        "one seed, 60 steps of 8 prompts, full fine-tuning. Best-of-N over n = 1…32 from one pool of 32 "
+        "reference samples per held-out prompt. A demonstration, not evidence: `quick` has the seeds."
+    ),
+    task_args=(*ZOO_LM_ARGS, "train.steps=60", "train.eval_every=20", "train.eval_prompts=16"),
+    algo_args={"bond": ("algo.k=8",)},
+    sweeps=(
+        BEST_OF_N.over(1, 2, 4, 8, 16, 32),
+        REINFORCE.over(0.01, 0.1),
+        PPO_LITE.over(0.05, objective="PPO-lite (4 samples, loo)"),
+        BOND.over(4, 16, objective="BOND (Jeffreys β=0.5, k=8 cached samples)"),
+        JBOND_GAMMA.over(0.0, objective="J-BOND (EMA η=0.02)"),
     ),
     seeds=(0,),
-    budget=(
-        "about 30 minutes on 2 CPU cores, 1 process (measured: 30 min 32 s for the 14 points on 2026-11-22, "
-        "with other work sharing the machine for a few minutes)"
-    ),
+    budget="about 5 minutes on 2 CPU cores once `rlhf-zoo prepare` has built the models",
     jobs=1,
     resumable=True,
-    kl_budgets=(0.1, 0.25, 0.5, 1.0, 2.0),
+    kl_budgets=(0.25, 0.5, 1.0, 2.0),
+    bon_pool=32,
 )
 
 FULL = Suite(
@@ -444,7 +473,7 @@ FULL = Suite(
         "train.progress=false",
     ),
     sweeps=(
-        BEST_OF_N.over(1, 2, 4, 8, 16, 32),
+        BEST_OF_N.over(1, 2, 4, 8, 16, 32, 64),
         REINFORCE.over(0.001, 0.01, 0.1, 1.0),
         PPO_LITE.over(0.01, 0.05, 0.1),
         BOND.over(2, 4, 8, 16),
@@ -459,9 +488,10 @@ FULL = Suite(
     jobs=1,
     resumable=True,
     kl_budgets=(0.5, 1.0, 2.0, 4.0, 8.0),
+    bon_pool=64,
 )
 
-SUITES: dict[str, Suite] = {s.name: s for s in (EXACT, QUICK, FULL)}
+SUITES: dict[str, Suite] = {s.name: s for s in (EXACT, QUICK, FULL, DEMO)}
 
 
 def get_suite(name: str) -> Suite:
@@ -472,11 +502,13 @@ def get_suite(name: str) -> Suite:
 
 
 __all__ = [
+    "DEMO",
     "EXACT",
     "FULL",
     "QUICK",
     "SUITES",
     "SWEEPS",
+    "ZOO_LM_ARGS",
     "Point",
     "Suite",
     "Sweep",
