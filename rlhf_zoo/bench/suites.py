@@ -416,7 +416,10 @@ QUICK = Suite(
         JBOND_SWAP.over(10, 20, 50),
     ),
     seeds=(0, 1, 2),
-    budget="at most 40 minutes on 2 CPU cores, 2 processes (an estimate from pilots: see docs/benchmarks/quick.md)",
+    budget=(
+        "target: at most 40 minutes on 2 CPU cores, 2 processes; not yet measured (the steps, batch and learning "
+        "rate are a first choice, to be set from pilots on the final zoo-lm)"
+    ),
     jobs=2,
     resumable=True,
     kl_budgets=(0.25, 0.5, 1.0, 2.0),
@@ -441,7 +444,7 @@ DEMO = Suite(
         JBOND_GAMMA.over(0.0, objective="J-BOND (EMA η=0.02)"),
     ),
     seeds=(0,),
-    budget="about 5 minutes on 2 CPU cores once `rlhf-zoo prepare` has built the models",
+    budget=("target: at most 6 minutes on 2 CPU cores once `rlhf-zoo prepare` has built the models; not yet measured"),
     jobs=1,
     resumable=True,
     kl_budgets=(0.25, 0.5, 1.0, 2.0),
