@@ -18,9 +18,11 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 test: install
 	$(PY) -m pytest
 
+# The five objectives on zoo-lm: builds the offline models once, then runs (or resumes) the demo suite,
+# prints reward against KL and writes runs/bench/demo.md with its plot runs/bench/demo/reward_vs_kl.png.
 run: install
 	$(VENV)/bin/rlhf-zoo prepare
-	$(VENV)/bin/rlhf-zoo train algo=jbond task=sentiment resume=true
+	$(VENV)/bin/rlhf-zoo bench suite=demo out=runs/bench
 
 convergence: install
 	$(PY) benchmarks/convergence.py

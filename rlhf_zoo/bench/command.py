@@ -2,6 +2,7 @@
 
     rlhf-zoo bench suite=exact                       # run (or resume) and render docs/benchmarks/exact.md
     rlhf-zoo bench suite=exact render_only=true      # only render, from the records
+    rlhf-zoo bench suite=demo out=runs/bench          # the five objectives on zoo-lm (make run)
     rlhf-zoo bench suite=quick seeds=0,1 only=bond_beta,jbond_gamma
     rlhf-zoo bench suite=quick model.name=tiny task.prompts=p.jsonl task.gold=null out=/tmp/b docs=/tmp/d
 
@@ -28,7 +29,7 @@ class BenchOptions:
     """The ``bench`` command's own options (every other ``key=value`` is a training override).
 
     Attributes:
-        suite: the suite to run and render: exact, quick or full (required).
+        suite: the suite to run and render: exact, quick, full or demo (required).
         out: where the runs and their records go (``<out>/<suite>/<point-id>/``).
         seeds: replaces the suite's seeds (comma list).
         only: run only these sweep tags (comma list).
@@ -57,7 +58,7 @@ def parse(args: list[str]) -> tuple[BenchOptions, list[str]]:
     """(bench options, training overrides for every point)."""
     opts, extra = split_options(args, BenchOptions, "bench")
     if not opts.suite:
-        raise UserError("bench: name a suite: rlhf-zoo bench suite=NAME (exact, quick, full)")
+        raise UserError("bench: name a suite: rlhf-zoo bench suite=NAME (exact, quick, full, demo)")
     return opts, extra
 
 
@@ -107,8 +108,19 @@ def main(args: list[str]) -> int:
         raise UserError(f"bench: render_only=true takes no training overrides: {' '.join(extra)}")
     if opts.render_only or opts.render:
         page = render_suite(suite.name, out, docs)
-        print(f"wrote {page}")
+        print(final_summary(suite.name, out))
+        print(f"wrote {page} and its plots in {page.parent / suite.name}")
     return 0
 
 
-__all__ = ["BenchOptions", "main", "parse"]
+def final_summary(suite: str, out: Path) -> str:
+    """Reward against KL for every finished point of ``suite`` (the table the command prints)."""
+    from rlhf_zoo.bench.records import group_records, load_records
+    from rlhf_zoo.bench.render import final_table
+
+    return f"bench {suite}: reward against KL(π‖π_ref) at the last evaluation\n" + final_table(
+        group_records(load_records(out / suite))
+    )
+
+
+__all__ = ["BenchOptions", "final_summary", "main", "parse"]

@@ -9,6 +9,11 @@ A record holds everything the tables and plots need, so rendering never opens a 
     {"format": 1, "suite", "id", "label", "seed", "args", "memberships": [{sweep, objective, knob,
      knob_label, value, frontier, order}, ...], "bench_command", "meta" (the run's meta.json),
      "summary" (summary.json), "metrics" (every line of metrics.jsonl), "wall_s", "finished"}
+
+A Best-of-N *pool* point (:mod:`rlhf_zoo.evaluate_pool`) has no training: its record holds
+``"pool": {"pool_size", "prompts", "kl/estimator", "curve": {n: metrics}}`` (every n ≤ M), and
+:func:`load_records` reads it as one record per n its membership lists (``values``), each with that
+n's metrics as its summary, so tables, plots and claims read it like any Best-of-N evaluation.
 """
 
 from __future__ import annotations
@@ -55,7 +60,36 @@ def load_records(suite_dir: Path) -> list[dict[str, Any]]:
     for d in sorted(p for p in suite_dir.iterdir() if p.is_dir()):
         rec = read_record(d)
         if rec is not None:
-            out.append(rec)
+            out.extend(expand_pool(rec))
+    return out
+
+
+def expand_pool(rec: dict[str, Any]) -> list[dict[str, Any]]:
+    """A pool record as one record per n of its membership's ``values`` (any other record: itself).
+
+    Each has that n's metrics as ``summary`` (``kl/estimator`` = ``bon_pool``) and the membership's
+    ``value`` = n; the pool's wall time is counted once (on the first n)."""
+    pool = rec.get("pool")
+    if not isinstance(pool, dict):
+        return [rec]
+    curve = pool.get("curve", {})
+    out = []
+    for m in rec.get("memberships", []):
+        for i, n in enumerate(m.get("values") or sorted(int(k) for k in curve)):
+            row = curve.get(str(n))
+            if row is None:
+                continue
+            summary = {k: v for k, v in row.items() if v is not None}
+            summary["kl/estimator"] = pool.get("kl/estimator", "bon_pool")
+            out.append(
+                {
+                    **rec,
+                    "id": f"{rec['id']}-n{n}",
+                    "summary": summary,
+                    "memberships": [{**m, "value": n}],
+                    "wall_s": rec.get("wall_s") if i == 0 else None,
+                }
+            )
     return out
 
 
@@ -148,6 +182,7 @@ __all__ = [
     "ORACLE",
     "RECORD",
     "Group",
+    "expand_pool",
     "group_records",
     "is_exact",
     "load_records",

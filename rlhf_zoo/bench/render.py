@@ -37,6 +37,9 @@ KL_ESTIMATORS = {
     "exact_token": "exact-token estimator Σ_t KL(π(·|x,y<t) ‖ π_ref(·|x,y<t)) on sampled completions",
     "bon_quantile": "Best-of-N: the quantile estimate E[(n−1)·log p̂_≤ + log B̂] against the evaluation's "
     "reference samples",
+    "bon_pool": "Best-of-N: every n from one pool of M reference samples per held-out prompt (order-statistic "
+    "estimator, ALGORITHMS.md §7); its KL is the plug-in KL of Best-of-n of the pool, never above the bound "
+    "log n − (n−1)/n shown beside it",
 }
 
 # (summary key, column header, digits); extras appear only where some record has them.
@@ -130,6 +133,18 @@ def objective_table(groups: dict[Any, Group]) -> str:
     for value, g in groups.items():
         cells = [_cell([_value(r, k) for r in g.records], d) for k, _, d in cols]
         rows.append([_fmt_value(value), len(g.records), *cells])
+    return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
+
+
+def final_table(groups: dict[str, dict[Any, Group]]) -> str:
+    """Reward against KL, one row per objective and knob value: the final evaluation's KL(π‖π_ref),
+    proxy and gold reward, mean ± 95 % CI over seeds (what ``rlhf-zoo bench`` prints at the end)."""
+    rows = []
+    for vals in groups.values():
+        for value, g in vals.items():
+            cells = [_cell([_value(r, k) for r in g.records], 3) for k in ("kl/exact", "reward/proxy", "reward/gold")]
+            rows.append([g.objective, f"{g.knob_label}={_fmt_value(value)}", len(g.records), *cells])
+    headers = ["objective", "knob", "seeds", "KL(π‖π_ref)", "proxy reward", "gold reward"]
     return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
 
 
@@ -366,4 +381,4 @@ def _description(suite: str) -> str:
     return f"{s.description} Budget: {s.budget}." if s else ""
 
 
-__all__ = ["frontier_table", "objective_table", "provenance", "render_suite", "verdict_table"]
+__all__ = ["final_table", "frontier_table", "objective_table", "provenance", "render_suite", "verdict_table"]

@@ -70,6 +70,8 @@ def run_point(point: Point, run_dir: str, resume: bool, bench_command: str, keep
     from rlhf_zoo.config import load_config
     from rlhf_zoo.train import run
 
+    if point.pool:
+        return run_pool_point(point, run_dir, bench_command)
     d = Path(run_dir)
     d.mkdir(parents=True, exist_ok=True)
     write_json_atomic(d / STARTED, {"id": point.id, "args": list(point.args)})
@@ -98,6 +100,51 @@ def run_point(point: Point, run_dir: str, resume: bool, bench_command: str, keep
     write_json_atomic(d / RECORD, record)
     if not keep_checkpoints:
         shutil.rmtree(d / "checkpoint", ignore_errors=True)
+    return record
+
+
+def run_pool_point(point: Point, run_dir: str, bench_command: str) -> dict[str, Any]:
+    """Draw and score one seed's Best-of-N pool (:mod:`rlhf_zoo.evaluate_pool`) on the held-out prompts
+    the trained points are evaluated on, and write its record (the whole curve n = 1…M)."""
+    from rlhf_zoo.config import load_config
+    from rlhf_zoo.evaluate_pool import draw_pool, pool_curve, pool_summary
+    from rlhf_zoo.rollout import Costs
+    from rlhf_zoo.runlog import git_commit, hardware
+    from rlhf_zoo.train import build
+
+    d = Path(run_dir)
+    d.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(d / STARTED, {"id": point.id, "args": list(point.args)})
+    cfg = load_config([*point.args, f"run_dir={d}"])
+    t0 = time.perf_counter()
+    _, task, policy = build(cfg)
+    costs = Costs()
+    num_prompts = int(cfg.train.eval_prompts)
+    pool = draw_pool(task, policy, num_prompts, point.pool, int(cfg.seed), costs=costs)
+    summary = pool_summary(pool_curve(pool), point.pool, len(pool["proxy"]))
+    wall = time.perf_counter() - t0
+    record = {
+        "format": FORMAT,
+        "suite": point.suite,
+        "id": point.id,
+        "label": point.label,
+        "seed": point.seed,
+        "args": list(point.args),
+        "memberships": [dict(m) for m in point.memberships],
+        "bench_command": bench_command,
+        "meta": {
+            "git_commit": git_commit(),
+            "hardware": hardware(),
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        },
+        "summary": {"kl/estimator": "bon_pool"},
+        "pool": summary,
+        "metrics": [],
+        "wall_s": round(wall, 3),
+        "resumed": False,
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    write_json_atomic(d / RECORD, record)
     return record
 
 
@@ -259,4 +306,13 @@ def _write_bench(
     )
 
 
-__all__ = ["BenchReport", "exact_reference", "plan", "point_dir", "run_point", "run_suite", "validate_points"]
+__all__ = [
+    "BenchReport",
+    "exact_reference",
+    "plan",
+    "point_dir",
+    "run_point",
+    "run_pool_point",
+    "run_suite",
+    "validate_points",
+]

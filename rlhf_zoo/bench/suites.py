@@ -92,6 +92,10 @@ class Suite:
         exact: the task has an exact oracle (exact KLs, the optimal frontier).
         algo_args: overrides this suite gives an algorithm (an ``algo=`` value) in every sweep of it,
             after the sweep's fixed ones (e.g. a larger batch on the testbed).
+        bon_pool: M > 0: the ``best_of_n`` sweep is one *pool* point per seed, M reference samples per
+            held-out prompt from which every n ≤ M is read (:mod:`rlhf_zoo.evaluate_pool`); its values
+            are the n that tables show. 0: one trained-style evaluation per n (the exact suite, whose
+            oracle gives exact curves anyway).
     """
 
     name: str
@@ -105,6 +109,7 @@ class Suite:
     kl_budgets: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0)
     exact: bool = False
     algo_args: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    bon_pool: int = 0
 
     def __post_init__(self) -> None:
         tags = [s.tag for s in self.sweeps]
@@ -113,6 +118,8 @@ class Suite:
         for s in self.sweeps:
             if not s.values:
                 raise ValueError(f"suite {self.name}: sweep {s.tag} has no values")
+            if self.bon_pool and s.tag == "best_of_n" and max(s.values) > self.bon_pool:
+                raise ValueError(f"suite {self.name}: Best-of-n up to {max(s.values)} needs bon_pool ≥ that")
 
     def sweep(self, tag: str) -> Sweep:
         for s in self.sweeps:
@@ -132,7 +139,9 @@ class Point:
         seed: the run seed.
         args: every override, in order: suite, sweep, extra (command line), seed.
         memberships: one dict per sweep the point belongs to: sweep tag, objective, knob, knob
-            label, value, frontier mode and the sweep's position in the suite.
+            label, value, frontier mode and the sweep's position in the suite; a pool point's also
+            holds ``pool`` (M) and ``values`` (the n its record expands into).
+        pool: M > 0 for a Best-of-N pool point (evaluated, not trained: :mod:`rlhf_zoo.evaluate_pool`).
     """
 
     suite: str
@@ -141,6 +150,7 @@ class Point:
     seed: int
     args: tuple[str, ...]
     memberships: tuple[dict[str, Any], ...] = field(default_factory=tuple)
+    pool: int = 0
 
 
 def format_value(v: Any) -> str:
@@ -199,6 +209,9 @@ def expand(
         for order, sweep in enumerate(suite.sweeps):
             if sweep not in sweeps:
                 continue
+            if suite.bon_pool and sweep.tag == "best_of_n":
+                points.append(_pool_point(suite, sweep, order, extra, seed))
+                continue
             for value in sweep.values:
                 settings = tuple(suite.algo_args.get(sweep.algo, ()))
                 args = [*suite.task_args, *sweep.args(value, settings), *extra, f"seed={seed}"]
@@ -225,6 +238,25 @@ def expand(
     if len(set(ids)) != len(ids):
         raise ValueError(f"suite {suite.name}: duplicate point ids")
     return points
+
+
+def _pool_point(suite: Suite, sweep: Sweep, order: int, extra: list[str], seed: int) -> Point:
+    """One seed's Best-of-N pool: M reference samples per held-out prompt, every n read from them."""
+    m = suite.bon_pool
+    args = [*suite.task_args, f"algo={sweep.algo}", *sweep.fixed, *extra, f"seed={seed}"]
+    member = {
+        "sweep": sweep.tag,
+        "objective": sweep.objective,
+        "knob": sweep.knob,
+        "knob_label": sweep.label,
+        "value": m,
+        "values": list(sweep.values),
+        "pool": m,
+        "frontier": sweep.frontier,
+        "order": order,
+    }
+    label = f"{sweep.objective} from a pool of {m} reference samples per prompt, seed {seed}"
+    return Point(suite.name, f"{sweep.tag}-pool{m}-s{seed}", label, seed, tuple(args), (member,), pool=m)
 
 
 # -------------------------------------------------------------------------------------------------
@@ -339,52 +371,84 @@ EXACT = Suite(
     exact=True,
 )
 
+# The language-model suites on zoo-lm (rlhf_zoo.policies.zoo_lm): full fine-tuning (the model is small
+# enough that it costs about what LoRA does and moves further per step), 24 new tokens, a constant
+# learning rate after a short warm-up, and Best-of-N read from one pool of reference samples per
+# held-out prompt (rlhf_zoo.evaluate_pool).
+ZOO_LM_ARGS = (
+    "task=sentiment",
+    "model.name=zoo-lm",
+    "model.finetune=full",
+    "model.max_new_tokens=24",
+    "train.lr=1e-3",
+    "train.lr_schedule=constant",
+    "train.warmup_steps=5",
+    "train.batch_prompts=8",
+    "train.eval_prompts=32",
+    "train.eval_samples=2",
+    "train.eval_ref_samples=8",
+    "train.checkpoint_minutes=2",
+    "train.progress=false",
+)
+
 QUICK = Suite(
     name="quick",
     description=(
-        "Movie-review continuation (`task=sentiment`) with the offline SmolLM2-135M and LoRA adapters: "
-        "proxy reward VADER, gold reward the MiniLM regressor of human ratings. Every objective at its "
-        "default plus the smallest sweep that still separates them, 1 seed, 16 steps of 8 prompts on a "
-        "32-prompt training pool (so BOND's k = 8 cached reference samples per prompt are reused), 16 new "
-        "tokens, the task's learning rate; anchors move on the short run's time scale (swaps every 4 steps, "
-        "EMA η = 0.25 beside the default 0.02). KLs are estimates on sampled completions (exact-token "
-        "estimator; Best-of-N: the quantile estimate), evaluated on 16 held-out prompts × 2 samples."
+        "Movie-review continuation (`task=sentiment`) with `zoo-lm` (a 5 M-parameter Llama pretrained here on "
+        "human-written text, `rlhf-zoo prepare`), fully fine-tuned: proxy reward VADER, gold reward the MiniLM "
+        "regressor of human ratings. Every objective with its trade-off knob at three values, 3 seeds, 120 steps "
+        "of 8 prompts, 24 new tokens, learning rate 1e-3; anchors move on the run's time scale (swaps every "
+        "10–40 steps, EMA η paired as ≈ 1/M). KLs are exact-token estimates on sampled completions, evaluated on "
+        "32 held-out prompts × 2 samples every 20 steps. Best-of-N is read for every n = 1…64 from one pool of "
+        "64 reference samples per held-out prompt and seed (the order-statistic estimator, ALGORITHMS.md §7)."
     ),
-    task_args=(
-        "task=sentiment",
-        "model.name=smollm2-135m",
-        "model.finetune=lora",
-        "model.max_new_tokens=16",
-        "task.max_train_prompts=32",
-        "train.steps=16",
-        "train.batch_prompts=8",
-        "train.eval_every=8",
-        "train.eval_prompts=16",
-        "train.eval_samples=2",
-        "train.eval_ref_samples=4",
-        "train.checkpoint_every=4",
-        "train.progress=false",
-    ),
-    algo_args={"bond": ("algo.k=8",), "iterative_bond": ("algo.k=8",)},
+    task_args=(*ZOO_LM_ARGS, "train.steps=120", "train.eval_every=20"),
+    algo_args={"bond": ("algo.k=16",), "iterative_bond": ("algo.k=16",)},
     sweeps=(
-        BEST_OF_N.over(2, 8),
-        REINFORCE.over(0.01, 0.1),
-        PPO_LITE.over(0.05, objective="PPO-lite (default)"),
-        BOND.over(2, 4, objective="BOND (Jeffreys β=0.5, k=8 cached samples)"),
+        BEST_OF_N.over(1, 2, 4, 8, 16, 32, 64),
+        REINFORCE.over(0.003, 0.03, 0.3),
+        PPO_LITE.over(0.01, 0.05, 0.2, objective="PPO-lite (4 samples, loo, 1 epoch)"),
+        BOND.over(2, 8, 32, objective="BOND (Jeffreys β=0.5, k=16 cached samples)"),
         BOND_BETA.over(0.0, 0.5, 1.0),
-        ITERATIVE.over(4),
-        JBOND_GAMMA.over(0.0, 1.0),
-        JBOND_ETA.over(0.25),
-        JBOND_SWAP.over(4),
+        ITERATIVE.over(10, 20, 40),
+        JBOND_GAMMA.over(0.0, 0.5, 1.0),
+        JBOND_ETA.over(0.02, 0.05, 0.1, frontier="sweep"),
+        JBOND_SWAP.over(10, 20, 50),
+    ),
+    seeds=(0, 1, 2),
+    budget=(
+        "target: at most 40 minutes on 2 CPU cores, 2 processes; not yet measured (the steps, batch and learning "
+        "rate are a first choice, to be set from pilots on the final zoo-lm)"
+    ),
+    jobs=2,
+    resumable=True,
+    kl_budgets=(0.25, 0.5, 1.0, 2.0),
+    bon_pool=64,
+)
+
+DEMO = Suite(
+    name="demo",
+    description=(
+        "The five objectives side by side on `zoo-lm` (the first command of the README, `make run`): "
+        "movie-review continuation, proxy reward VADER, gold reward the MiniLM regressor of human ratings, "
+        "one seed, 60 steps of 8 prompts, full fine-tuning. Best-of-N over n = 1…32 from one pool of 32 "
+        "reference samples per held-out prompt. A demonstration, not evidence: `quick` has the seeds."
+    ),
+    task_args=(*ZOO_LM_ARGS, "train.steps=60", "train.eval_every=20", "train.eval_prompts=16"),
+    algo_args={"bond": ("algo.k=8",)},
+    sweeps=(
+        BEST_OF_N.over(1, 2, 4, 8, 16, 32),
+        REINFORCE.over(0.01, 0.1),
+        PPO_LITE.over(0.05, objective="PPO-lite (4 samples, loo)"),
+        BOND.over(4, 16, objective="BOND (Jeffreys β=0.5, k=8 cached samples)"),
+        JBOND_GAMMA.over(0.0, objective="J-BOND (EMA η=0.02)"),
     ),
     seeds=(0,),
-    budget=(
-        "about 30 minutes on 2 CPU cores, 1 process (measured: 30 min 32 s for the 14 points on 2026-11-22, "
-        "with other work sharing the machine for a few minutes)"
-    ),
+    budget=("target: at most 6 minutes on 2 CPU cores once `rlhf-zoo prepare` has built the models; not yet measured"),
     jobs=1,
     resumable=True,
-    kl_budgets=(0.1, 0.25, 0.5, 1.0, 2.0),
+    kl_budgets=(0.25, 0.5, 1.0, 2.0),
+    bon_pool=32,
 )
 
 FULL = Suite(
@@ -412,7 +476,7 @@ FULL = Suite(
         "train.progress=false",
     ),
     sweeps=(
-        BEST_OF_N.over(1, 2, 4, 8, 16, 32),
+        BEST_OF_N.over(1, 2, 4, 8, 16, 32, 64),
         REINFORCE.over(0.001, 0.01, 0.1, 1.0),
         PPO_LITE.over(0.01, 0.05, 0.1),
         BOND.over(2, 4, 8, 16),
@@ -427,9 +491,10 @@ FULL = Suite(
     jobs=1,
     resumable=True,
     kl_budgets=(0.5, 1.0, 2.0, 4.0, 8.0),
+    bon_pool=64,
 )
 
-SUITES: dict[str, Suite] = {s.name: s for s in (EXACT, QUICK, FULL)}
+SUITES: dict[str, Suite] = {s.name: s for s in (EXACT, QUICK, FULL, DEMO)}
 
 
 def get_suite(name: str) -> Suite:
@@ -440,11 +505,13 @@ def get_suite(name: str) -> Suite:
 
 
 __all__ = [
+    "DEMO",
     "EXACT",
     "FULL",
     "QUICK",
     "SUITES",
     "SWEEPS",
+    "ZOO_LM_ARGS",
     "Point",
     "Suite",
     "Sweep",

@@ -37,9 +37,11 @@ def test_quick_suite_runs_resumes_and_renders_on_the_tiny_model(prompts_file, tm
 
     extra = _tiny(prompts_file)
     points = expand(QUICK, seeds=[0], extra=extra, only=["reinforce"])
-    assert [p.id for p in points] == ["reinforce-beta_RL0.01-s0", "reinforce-beta_RL0.1-s0"]
+    assert [p.id for p in points] == [f"reinforce-beta_RL{v!r}-s0" for v in QUICK.sweep("reinforce").values]
+    assert len(points) >= 3  # every knob at three values or more
     assert all("task=sentiment" in p.args and p.args[-2] == "threads=1" for p in points)
 
+    # (jobs=1: the patched trainer must run in this process; quick itself runs 2 worker processes)
     # Ctrl-C during the first point's second step: the trainer checkpoints step 1, no record is written.
     original = train.Trainer.train_step
 
@@ -50,13 +52,13 @@ def test_quick_suite_runs_resumes_and_renders_on_the_tiny_model(prompts_file, tm
 
     monkeypatch.setattr(train.Trainer, "train_step", interrupted)
     with pytest.raises(train.Interrupted):
-        run_suite(QUICK, tmp_path, seeds=[0], extra=extra, only=["reinforce"], progress=False)
+        run_suite(QUICK, tmp_path, seeds=[0], extra=extra, only=["reinforce"], progress=False, jobs=1)
     monkeypatch.undo()
     first = point_dir(tmp_path, points[0])
     assert read_record(first) is None and (first / "checkpoint" / "state.pt").is_file()
     assert plan(points[0], first, QUICK.resumable) == "resume"
 
-    report = run_suite(QUICK, tmp_path, seeds=[0], extra=extra, only=["reinforce"], progress=False)
+    report = run_suite(QUICK, tmp_path, seeds=[0], extra=extra, only=["reinforce"], progress=False, jobs=1)
     assert report.resumed == [points[0].id] and sorted(report.ran) == sorted(p.id for p in points)
     rec = read_record(first)
     assert rec["resumed"] is True and rec["summary"]["steps"] == 2

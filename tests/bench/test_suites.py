@@ -45,12 +45,15 @@ def test_shared_configuration_runs_once_and_belongs_to_both_sweeps():
 
 
 def test_every_suite_holds_the_sweeps_the_claims_need():
-    for suite in SUITES.values():
+    for suite in (EXACT, QUICK, FULL):  # demo shows the five objectives and judges no claim
         assert CLAIM_TAGS <= {s.tag for s in suite.sweeps}, suite.name
     assert QUICK.resumable and FULL.resumable and not EXACT.resumable
     assert any("model.finetune=full" == a for a in FULL.task_args)
-    assert any("model.name=smollm2-135m" == a for a in QUICK.task_args)
-    assert len(FULL.seeds) == 3 and len(QUICK.seeds) == 1 and len(EXACT.seeds) == 5
+    assert any("model.name=zoo-lm" == a for a in QUICK.task_args)
+    assert len(FULL.seeds) == 3 and len(QUICK.seeds) == 3 and len(EXACT.seeds) == 5
+    # every trained objective with its knob at three values or more; Best-of-N n = 1…64 from one pool
+    assert all(len(s.values) >= 3 for s in QUICK.sweeps)
+    assert QUICK.bon_pool == 64 and max(QUICK.sweep("best_of_n").values) == 64
 
 
 def test_every_point_of_every_suite_is_a_valid_config():
@@ -102,9 +105,9 @@ def test_suites_sharing_a_shape_add_their_own_settings_after_its_fixed_ones():
         return list(p.args[len(suite.task_args) : -1])
 
     assert first(EXACT, "bond") == ["algo=bond", "algo.beta=0.5", "train.batch_prompts=32", "algo.n=2"]
-    assert first(QUICK, "bond") == ["algo=bond", "algo.beta=0.5", "algo.k=8", "algo.n=2"]
+    assert first(QUICK, "bond") == ["algo=bond", "algo.beta=0.5", "algo.k=16", "algo.n=2"]
     assert first(FULL, "bond") == ["algo=bond", "algo.beta=0.5", "algo.n=2"]
-    assert first(QUICK, "iterative") == ["algo=iterative_bond", "algo.k=8", "algo.anchor_period=4"]
+    assert first(QUICK, "iterative") == ["algo=iterative_bond", "algo.k=16", "algo.anchor_period=10"]
     assert first(EXACT, "reinforce") == [
         "algo=reinforce",
         "algo.samples=2",
@@ -115,7 +118,8 @@ def test_suites_sharing_a_shape_add_their_own_settings_after_its_fixed_ones():
     assert first(EXACT, "jbond_gamma") == ["algo=jbond", "algo.eta=0.02", "algo.gamma=0.0"]  # no suite settings
     assert [p.id for p in expand(QUICK, seeds=[0]) if p.memberships[0]["sweep"] == "bond"] == [
         "bond-n2-s0",
-        "bond-n4-s0",
+        "bond-n8-s0",
+        "bond-n32-s0",
     ]
     assert EXACT.sweep("bond").objective != BOND.objective == FULL.sweep("bond").objective
-    assert EXACT.sweep("jbond_eta").frontier == "sweep" and QUICK.sweep("jbond_eta").frontier == "paths"
+    assert EXACT.sweep("jbond_eta").frontier == "sweep" and QUICK.sweep("jbond_eta").frontier == "sweep"

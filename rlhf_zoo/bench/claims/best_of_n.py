@@ -23,6 +23,11 @@ def _bon(groups: Groups) -> list[tuple[int, Group]]:
     return [(int(n), g) for n, g in groups.get("best_of_n", {}).items() if int(n) >= 2]
 
 
+def _from_pool(bon: list[tuple[int, Group]]) -> bool:
+    """Whether the Best-of-N evaluations come from one pool per seed (:mod:`rlhf_zoo.evaluate_pool`)."""
+    return any(r.get("summary", {}).get("kl/estimator") == "bon_pool" for _, g in bon for r in g.records)
+
+
 def kl_bound(n: float) -> float:
     """The bound log n − (n−1)/n on KL(π_BoN‖π_ref)."""
     return math.log(n) - (n - 1) / n
@@ -59,7 +64,12 @@ class LogQuantile(Claim):
             ok = ok and abs(dev) <= LOG_QUANTILE_TOLERANCE
             measured[n] = est
             parts.append(f"n={n}: {fmt(est.mean)} vs {-1 / n:.3f} ({dev:+.3f})")
-        how = "exact p_≤" if exact else "p̂_≤ against the evaluation's reference samples"
+        if exact:
+            how = "exact p_≤"
+        elif _from_pool(bon):
+            how = "p̂_≤ within a pool of reference samples per prompt, every n from the pool"
+        else:
+            how = "p̂_≤ against the evaluation's reference samples"
         return Check(
             REPRODUCED if ok else NOT_REPRODUCED,
             "; ".join(parts) + f" ({how}; tolerance ±{LOG_QUANTILE_TOLERANCE}: a discrete reward makes p_≤ ≥ U, "
@@ -104,7 +114,12 @@ class KlBound(Claim):
             ok = ok and below
             measured[n] = kl
             parts.append(f"n={n}: {fmt(est)} {'≤' if below else '>'} {bound:.3f}")
-        what = "exact KL(π_BoN‖π_ref)" if exact else "quantile estimate E[(n−1)·log p̂_≤ + log B̂]"
+        if exact:
+            what = "exact KL(π_BoN‖π_ref)"
+        elif _from_pool(bon):
+            what = "plug-in KL of Best-of-n of a pool of reference samples per prompt"
+        else:
+            what = "quantile estimate E[(n−1)·log p̂_≤ + log B̂]"
         return Check(
             REPRODUCED if ok else NOT_REPRODUCED,
             "; ".join(parts) + f" ({what} vs bound)",

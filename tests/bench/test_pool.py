@@ -1,0 +1,144 @@
+"""Best-of-N from one pool in the bench: one pool point per seed, its record read as one Best-of-N
+evaluation per n, and the page, plots and claims (e1, e2) reading it."""
+
+from __future__ import annotations
+
+import pytest
+
+from rlhf_zoo.bench.claims import check_all
+from rlhf_zoo.bench.records import FORMAT, expand_pool, group_records, load_records, read_record
+from rlhf_zoo.bench.render import render_suite
+from rlhf_zoo.bench.runner import point_dir, run_suite
+from rlhf_zoo.bench.suites import BEST_OF_N, REINFORCE, Suite, expand
+from rlhf_zoo.evaluate_pool import pool_curve, pool_summary
+from tests.bench.helpers import META, synth_record, write_records
+from tests.evaluation.test_evaluate_pool import _pool
+
+
+def _suite(**kw) -> Suite:
+    return Suite(
+        name=kw.pop("name", "poolsuite"),
+        description="test",
+        task_args=("task=sentiment",),
+        sweeps=(BEST_OF_N.over(1, 2, 4, 8), REINFORCE.over(0.1)),
+        seeds=(0, 1),
+        budget="seconds",
+        bon_pool=kw.pop("bon_pool", 8),
+        **kw,
+    )
+
+
+def test_a_pool_suite_has_one_best_of_n_point_per_seed():
+    points = expand(_suite())
+    pools = [p for p in points if p.pool]
+    assert [p.id for p in pools] == ["best_of_n-pool8-s0", "best_of_n-pool8-s1"]
+    (m,) = pools[0].memberships
+    assert m["values"] == [1, 2, 4, 8] and m["pool"] == 8 and m["sweep"] == "best_of_n"
+    assert "algo=best_of_n" in pools[0].args and not any(a.startswith("algo.n=") for a in pools[0].args)
+    assert sum(1 for p in points if not p.pool) == 2  # the trained points are unchanged
+    with pytest.raises(ValueError, match="bon_pool"):
+        _suite(bon_pool=4)  # n = 8 cannot come from a pool of 4
+
+
+def _pool_record(seed: int, m: int = 8, values=(1, 2, 4, 8)) -> dict:
+    return {
+        "format": FORMAT,
+        "suite": "poolsuite",
+        "id": f"best_of_n-pool{m}-s{seed}",
+        "label": "pool",
+        "seed": seed,
+        "args": ["algo=best_of_n", f"seed={seed}"],
+        "memberships": [
+            {
+                "sweep": "best_of_n",
+                "objective": "Best-of-N",
+                "knob": "algo.n",
+                "knob_label": "n",
+                "value": m,
+                "values": list(values),
+                "pool": m,
+                "frontier": "sweep",
+                "order": 0,
+            }
+        ],
+        "bench_command": "rlhf-zoo bench suite=poolsuite",
+        "meta": META,
+        "summary": {"kl/estimator": "bon_pool"},
+        "pool": pool_summary(pool_curve(_pool(m=m, seed=seed)), m, 5),
+        "metrics": [],
+        "wall_s": 3.0,
+        "finished": "2026-01-02T03:09:00+0000",
+    }
+
+
+def test_a_pool_record_reads_as_one_best_of_n_evaluation_per_n():
+    rec = _pool_record(0)
+    got = expand_pool(rec)
+    assert [r["memberships"][0]["value"] for r in got] == [1, 2, 4, 8]
+    curve = rec["pool"]["curve"]
+    for r in got:
+        n = r["memberships"][0]["value"]
+        assert r["summary"]["reward/gold"] == curve[str(n)]["reward/gold"]
+        assert r["summary"]["kl/estimator"] == "bon_pool"
+    assert [r["wall_s"] for r in got] == [3.0, None, None, None]  # the pool's time, counted once
+    plain = synth_record("reinforce", 0.1, 0, {"reward/proxy": 0.1, "kl/exact": 0.2})
+    assert expand_pool(plain) == [plain]
+
+
+def test_the_page_and_the_claims_read_the_pool(tmp_path):
+    recs = [_pool_record(s) for s in (0, 1, 2)]
+    recs += [
+        synth_record("reinforce", 0.1, s, {"reward/proxy": 0.3, "reward/gold": 0.2, "kl/exact": 1.0}, order=1)
+        for s in (0, 1, 2)
+    ]
+    suite_dir = tmp_path / "poolsuite"
+    write_records(suite_dir, recs)
+    groups = group_records(load_records(suite_dir))
+    assert sorted(groups["best_of_n"]) == [1, 2, 4, 8] and len(groups["best_of_n"][8].records) == 3
+    checks = check_all(groups, exact=False)
+    assert checks["e2"].status == "reproduced" and "pool" in checks["e2"].numbers
+    assert "pool" in checks["e1"].numbers and checks["e1"].status != "not run"
+    text = render_suite("poolsuite", tmp_path, tmp_path / "docs").read_text()
+    assert "one pool of M reference samples" in text
+    assert (tmp_path / "docs" / "poolsuite" / "reward_vs_kl.png").is_file()
+    bon_rows = [line for line in text.splitlines() if line.startswith("| 8 ") or line.startswith("| 2 ")]
+    assert bon_rows, "the Best-of-N table has a row per n"
+
+
+def test_the_runner_draws_the_pool_on_the_tiny_model_and_never_redraws_it(prompts_file, tmp_path, monkeypatch):
+    pytest.importorskip("transformers")
+    pytest.importorskip("peft")
+    pytest.importorskip("vaderSentiment")
+    import rlhf_zoo.bench.runner as runner
+
+    suite = Suite(
+        name="tinypool",
+        description="test",
+        task_args=(
+            "task=sentiment",
+            "model.name=tiny",
+            f"task.prompts={prompts_file}",
+            "task.gold=null",
+            "task.eval_fraction=0.25",
+            "model.max_new_tokens=5",
+            "train.eval_prompts=3",
+            "threads=1",
+        ),
+        sweeps=(BEST_OF_N.over(1, 2, 4),),
+        seeds=(0,),
+        budget="seconds",
+        bon_pool=4,
+    )
+    report = run_suite(suite, tmp_path, progress=False)
+    (p,) = expand(suite)
+    assert report.ran == [p.id]
+    rec = read_record(point_dir(tmp_path, p))
+    assert rec["pool"]["pool_size"] == 4 and rec["pool"]["prompts"] == 3
+    assert sorted(rec["pool"]["curve"], key=int) == ["1", "2", "3", "4"]
+    for row in rec["pool"]["curve"].values():
+        assert row["kl/exact"] <= row["bon/kl_bound"] + 1e-12
+    calls = []
+    monkeypatch.setattr(runner, "run_pool_point", lambda *a, **k: calls.append(a))
+    assert run_suite(suite, tmp_path, progress=False).skipped == [p.id] and calls == []
+    text = render_suite("tinypool", tmp_path, tmp_path / "docs").read_text()
+    assert "Best-of-N" in text

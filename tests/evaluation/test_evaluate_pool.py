@@ -1,0 +1,93 @@
+"""Best-of-n for every n from one pool (rlhf_zoo.evaluate_pool): the curve is ``bon_pool_mean`` of the
+scored pool, n = 1 is the pool mean, the KL never exceeds its bound, and the pool is keyed by prompt."""
+
+import math
+
+import pytest
+import torch
+
+from rlhf_zoo.evaluate_pool import draw_pool, pool_curve, pool_summary
+from rlhf_zoo.functional.best_of_n import bon_kl_bound, bon_pool_kl, bon_pool_mean
+
+
+def _pool(p: int = 5, m: int = 12, seed: int = 0) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    proxy = torch.randint(0, 4, (p, m), generator=g).to(torch.float64) / 4  # many ties, as VADER gives
+    proxy[0] = torch.rand(m, generator=g, dtype=torch.float64)  # one continuous row
+    gold = proxy + 0.3 * torch.randn(p, m, generator=g, dtype=torch.float64)
+    length = torch.randint(1, 20, (p, m), generator=g).to(torch.float64)
+    return {"proxy": proxy, "gold": gold, "length": length}
+
+
+def test_curve_is_bon_pool_mean_of_the_scored_pool_for_every_n():
+    pool = _pool()
+    m = pool["proxy"].shape[-1]
+    curve = pool_curve(pool)
+    assert sorted(curve) == list(range(1, m + 1))
+    for n, row in curve.items():
+        for key, what in (("reward/proxy", "proxy"), ("reward/gold", "gold"), ("length/mean", "length")):
+            want = float(bon_pool_mean(pool["proxy"], pool[what], n).mean())
+            assert row[key] == pytest.approx(want, abs=1e-12), (n, key)
+        assert row["kl/exact"] == pytest.approx(float(bon_pool_kl(pool["proxy"], n).mean()), abs=1e-12)
+        assert row["bon/kl_bound"] == pytest.approx(math.log(n) - (n - 1) / n)
+        assert row["cost/samples_per_output"] == n
+
+
+def test_n_equal_one_is_the_pool_mean_and_a_coin_flip_against_the_pool():
+    pool = _pool()
+    row = pool_curve(pool, [1])[1]
+    assert row["reward/proxy"] == pytest.approx(float(pool["proxy"].mean()), abs=1e-12)
+    assert row["reward/gold"] == pytest.approx(float(pool["gold"].mean()), abs=1e-12)
+    assert row["length/mean"] == pytest.approx(float(pool["length"].mean()), abs=1e-12)
+    assert row["kl/exact"] == pytest.approx(0.0, abs=1e-12)
+    assert row["win_rate/gold"] == pytest.approx(0.5, abs=1e-12)
+
+
+def test_kl_estimate_never_exceeds_the_bound_and_is_strictly_below_with_ties():
+    pool = _pool(m=16)
+    for n, row in pool_curve(pool).items():
+        assert row["kl/exact"] <= row["bon/kl_bound"] + 1e-12, n
+    tied = {k: v[1:] for k, v in pool.items()}  # the rows with ties only
+    assert pool_curve(tied, [8])[8]["kl/exact"] < bon_kl_bound(8) - 0.05
+
+
+def test_curve_rises_with_n_and_the_largest_n_takes_the_pool_maximum():
+    pool = _pool()
+    curve = pool_curve(pool)
+    m = max(curve)
+    proxy = [curve[n]["reward/proxy"] for n in sorted(curve)]
+    assert all(b >= a - 1e-12 for a, b in zip(proxy, proxy[1:], strict=False))
+    assert curve[m]["reward/proxy"] == pytest.approx(float(pool["proxy"].max(-1).values.mean()))
+    log_q = [curve[n]["quantile/log_mean"] for n in sorted(curve)]
+    assert log_q[-1] == pytest.approx(0.0) and all(b >= a - 1e-12 for a, b in zip(log_q, log_q[1:], strict=False))
+
+
+def test_summary_holds_the_whole_curve_as_json():
+    s = pool_summary(pool_curve(_pool(m=4)), 4, 5)
+    assert s["pool_size"] == 4 and s["kl/estimator"] == "bon_pool" and sorted(s["curve"]) == ["1", "2", "3", "4"]
+
+
+def test_draw_pool_is_keyed_by_prompt_not_by_batching():
+    pytest.importorskip("transformers")
+    pytest.importorskip("peft")
+    from rlhf_zoo.policies.hf import HFPolicyConfig, build_hf_policy
+    from rlhf_zoo.rewards.base import CallableReward
+    from rlhf_zoo.tasks.base import Task
+
+    pol = build_hf_policy(HFPolicyConfig(max_new_tokens=5), seed=0)
+    prompts = ["The movie was", "I did not expect", "Great", "A slow film"]
+    task = Task(
+        name="lm",
+        train_prompts=prompts,
+        eval_prompts=prompts,
+        proxy=CallableReward(lambda ps, ts: [len(t) / 10 for t in ts], "length"),
+        gold=CallableReward(lambda ps, ts: [t.count("e") for t in ts], "e_count"),
+        build_policy=lambda seed: pol,
+    )
+    a = draw_pool(task, pol, 3, 6, seed=1, chunk=3)
+    b = draw_pool(task, pol, 3, 6, seed=1, chunk=1)
+    assert a["proxy"].shape == (3, 6) and set(a) == {"proxy", "gold", "length"}
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    c = draw_pool(task, pol, 3, 6, seed=2, chunk=3)
+    assert not torch.equal(a["proxy"], c["proxy"])

@@ -1,0 +1,233 @@
+"""``zoo-lm``: the build pipeline on a tiny shape and synthetic text (seconds), its cache, the
+exclusion of the sentiment task's evaluation texts, and its selection by ``model.name``.
+
+The real build (Hutto & Gilbert texts + the gensim wheel's prose, 5 M parameters) runs in
+``rlhf-zoo prepare``; nothing here touches the network or the user's cache.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import re
+import subprocess
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+
+from rlhf_zoo.data.hutto import Record, prompt_texts, split_hutto
+from rlhf_zoo.errors import UserError
+
+pytest.importorskip("transformers")
+pytest.importorskip("tokenizers")
+
+from rlhf_zoo.data import gensim_text  # noqa: E402
+from rlhf_zoo.policies import zoo_lm  # noqa: E402
+from rlhf_zoo.policies.zoo_lm import ZooLMConfig, build_zoo_lm, load_corpus, read_meta  # noqa: E402
+
+WORDS = (
+    "the a film movie story plot acting cast director script scene music ending hero villain "
+    "is was feels seems becomes remains never always rarely often quite very too so "
+    "funny sad warm cold clever dull bright dark honest silly tender brutal gentle loud "
+    "and but or yet because while although when if then still even just only also"
+).split()
+SOURCES = ("movie_reviews", "tweets", "product_reviews", "nytimes")
+# A tiny shape; the split arguments stay the defaults, so the held-out snippets are the task's own.
+TINY = ZooLMConfig(
+    vocab_size=400, hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64, max_positions=64,
+    seq_len=32, batch_size=4, steps=3, warmup_steps=1, max_train_chars=20_000, n_samples=2, sample_tokens=4,
+)  # fmt: skip
+
+
+def _sentence(rng: random.Random, n: int) -> str:
+    words = [rng.choice(WORDS) for _ in range(n)]
+    return " ".join(words).capitalize() + rng.choice([".", "!", ", really."])
+
+
+def base_records() -> list[Record]:
+    """4,100 unique synthetic texts: enough for the default split (500 eval prompts, 3,000 held out)."""
+    rng = random.Random(0)
+    counts = {"movie_reviews": 1500, "tweets": 900, "product_reviews": 800, "nytimes": 900}
+    return [
+        Record(src, str(i), float(rng.randint(-4, 4)), _sentence(rng, rng.randint(9, 16)))
+        for src, n in counts.items()
+        for i in range(n)
+    ]
+
+
+@pytest.fixture(scope="module")
+def data() -> dict:
+    """Synthetic Hutto records and gensim files, each hiding copies of evaluation snippets in other
+    sources and spellings (a tweet quoting one, a lower-cased tokenised news line, and an upper-case one)."""
+    records = base_records()
+    eval_snippets = [r.text for r in split_hutto(records).prompt_eval]
+    quote = f"omg just read this: “{eval_snippets[0]}” so true"
+    records.append(Record("tweets", "quote", 1.0, quote))
+    assert [r.text for r in split_hutto(records).prompt_eval] == eval_snippets  # the quote moved nothing
+    tokenised = re.sub(r"([.,!])", r" \1 ", eval_snippets[1].lower())
+    rng = random.Random(1)
+    news = [_sentence(rng, 30) for _ in range(40)] + [f"Critics wrote that {tokenised} and left it there."]
+    wiki = [_sentence(rng, 40) + "[1]" for _ in range(5)] + [eval_snippets[2].upper()]
+    files = {
+        "lee_background.cor": "\n".join(news) + "\n",
+        "lee.cor": "\n".join(_sentence(rng, 20) for _ in range(5)) + "\n",
+        "para2para_text1.txt": "\n".join(wiki) + "\n",
+        "para2para_text2.txt": _sentence(rng, 50) + "\n",
+    }
+    return {"records": records, "gensim": files, "eval_snippets": eval_snippets}
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("RLHF_ZOO_CACHE", str(cache))
+    monkeypatch.delenv("RLHF_ZOO_HUTTO_SDIST", raising=False)
+    monkeypatch.delenv(gensim_text.ENV_VAR, raising=False)
+    return cache
+
+
+def _build(data: dict, path: Path, config: ZooLMConfig = TINY, **kw) -> Path:
+    return build_zoo_lm(
+        path=path, config=config, records=data["records"], gensim_files=data["gensim"], progress=False, **kw
+    )
+
+
+def _norm(text: str) -> str:
+    """An independent normalisation: lower case, every run of non-alphanumerics one space."""
+    return " " + " ".join(re.sub(r"[^0-9a-z]+", " ", text.lower()).split()) + " "
+
+
+def test_build_loads_with_auto_classes_and_records_meta(data: dict, tmp_path: Path) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
+
+    path = _build(data, tmp_path / "lm")
+    tok = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(path)
+    assert isinstance(model, LlamaForCausalLM)
+    vocab = model.config.vocab_size
+    assert vocab == len(tok) <= TINY.vocab_size
+    ids = {"pad": tok.pad_token_id, "bos": tok.bos_token_id, "eos": tok.eos_token_id}
+    assert len(set(ids.values())) == 3 and all(0 <= i < vocab for i in ids.values())
+    assert (model.config.pad_token_id, model.config.bos_token_id, model.config.eos_token_id) == tuple(ids.values())
+    assert model.generation_config.eos_token_id == tok.eos_token_id
+    assert tok.padding_side == "left"
+    for text in ["The film was warm, and the ending honest.", "Café – naïve 😀 <b>&amp;</b>\ttabs", "x"]:
+        enc = tok(text)["input_ids"]
+        assert enc[0] == tok.bos_token_id and all(0 <= i < vocab for i in enc)
+        assert tok.decode(enc, skip_special_tokens=True) == text  # byte-level: every text round-trips
+    meta = read_meta(path)
+    assert math.isfinite(meta["heldout_perplexity"]) and 1.0 < meta["heldout_perplexity"] < 2 * vocab
+    assert math.isfinite(meta["sentiment_eval_perplexity"]) and meta["sentiment_eval_perplexity"] > 1.0
+    sources = {s["source"] for s in meta["sources"]}
+    assert {"hutto/movie_reviews", "hutto/tweets", "gensim/lee_background.cor"} <= sources
+    assert meta["config"]["steps"] == TINY.steps and meta["steps"] == TINY.steps
+    assert meta["n_parameters"] == sum(p.numel() for p in model.parameters())
+    assert {"text", "tokenizer", "train", "evaluate", "total"} <= set(meta["seconds"])
+    assert {"torch", "transformers", "tokenizers"} <= set(meta["versions"])
+    assert len(meta["samples"]) == TINY.n_samples and all(len(s) == 2 for s in meta["samples"])
+
+
+def test_second_build_is_a_cache_hit(data: dict, tmp_path: Path) -> None:
+    steps: list[int] = []
+    path = _build(data, tmp_path / "lm", on_step=steps.append)
+    assert steps == [1, 2, 3]
+    stamp = (path / "meta.json").stat().st_mtime_ns
+    assert _build(data, tmp_path / "lm", on_step=steps.append) == path
+    assert steps == [1, 2, 3] and (path / "meta.json").stat().st_mtime_ns == stamp
+    _build(data, tmp_path / "lm", on_step=steps.append, force=True)
+    assert steps == [1, 2, 3] * 2
+
+
+def test_interrupted_build_leaves_nothing(data: dict, tmp_path: Path) -> None:
+    def stop(step: int) -> None:
+        if step == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _build(data, tmp_path / "lm", on_step=stop)
+    assert [p.name for p in tmp_path.iterdir() if p.name != "cache"] == []  # no model, no temporary folder
+
+
+def test_eval_texts_never_reach_the_training_text(data: dict, tmp_path: Path) -> None:
+    """No evaluation prompt of ``task=sentiment`` (its own ``prompt_texts``) nor any evaluation
+    snippet appears, in any casing or tokenisation, in the text the model and tokenizer train on."""
+    full = ZooLMConfig(**{**TINY.__dict__, "max_train_chars": 0})  # all of the training text
+    corpus, eval_snippets = load_corpus(full, data["records"], data["gensim"])
+    assert eval_snippets == data["eval_snippets"]
+    task_prompts = prompt_texts("eval", n_words=6, records=data["records"])  # what task=sentiment evaluates on
+    assert len(task_prompts) == 500
+    text = "".join(_norm(d.text) for d in corpus.train + corpus.val)
+    leaked = [p for p in task_prompts + eval_snippets if _norm(p) in text]
+    assert not leaked, f"{len(leaked)} eval texts in the training text, e.g. {leaked[:2]}"
+    # the hidden copies were found in every source they were put in
+    assert corpus.excluded.get("hutto/tweets", 0) >= 1
+    assert corpus.excluded.get("gensim/lee_background.cor", 0) >= 1
+    assert corpus.excluded.get("gensim/para2para_text1.txt", 0) >= 1
+    assert corpus.excluded.get("hutto/movie_reviews", 0) >= 500
+    # the built model trained on exactly this text
+    meta = read_meta(_build(data, tmp_path / "lm", config=full))
+    assert meta["corpus"]["train_sha256"] == zoo_lm.corpus_sha256([d.text for d in corpus.train])
+
+
+def test_model_name_resolves_through_the_policy_path(data: dict) -> None:
+    """``model.name=zoo-lm`` loads the cached model via ``load_model_and_tokenizer`` into an HFPolicy."""
+    pytest.importorskip("peft")
+    from rlhf_zoo.policies.hf import HFPolicyConfig, build_hf_policy
+    from rlhf_zoo.policies.models import ZOO_LM, load_model_and_tokenizer
+
+    with pytest.raises(UserError, match="rlhf-zoo prepare"):
+        zoo_lm.ensure_zoo_lm(build_if_missing=False)
+    path = _build(data, zoo_lm.zoo_lm_path())  # a tiny model where the default one lives
+    model, tok = load_model_and_tokenizer(ZOO_LM)
+    assert model.config.vocab_size == len(tok) == read_meta(path)["vocab_size"]
+    for finetune in ("lora", "full"):
+        pol = build_hf_policy(HFPolicyConfig(name=ZOO_LM, finetune=finetune, max_new_tokens=4), seed=0)
+        r = pol.sample(["The film was", "A quiet story"], 2, generator=torch.Generator().manual_seed(0))
+        assert r.completion_ids.shape[0] == 4
+        with torch.no_grad():
+            lp = pol.logprobs(r)
+        assert float(((lp - r.sample_logp) * r.response_mask).abs().max()) < 1e-4
+
+
+def test_custom_text_needs_an_explicit_path(data: dict) -> None:
+    with pytest.raises(ValueError, match="explicit path"):
+        build_zoo_lm(config=TINY, records=data["records"], progress=False)
+    with pytest.raises(UserError, match="subset"):
+        ZooLMConfig(sources=("hutto", "wikipedia"))
+
+
+def _fake_wheel(path: Path) -> Path:
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr(gensim_text.DATA_DIR + "lee_background.cor", "First article.\n\nSecond  article.\n")
+        zf.writestr(gensim_text.DATA_DIR + "lee.cor", "A \xa33,000 tracker.\n".encode("latin-1"))
+        zf.writestr(gensim_text.DATA_DIR + "para2para_text1.txt", "New York is a state.[1] It is big.\n")
+        zf.writestr(gensim_text.DATA_DIR + "para2para_text2.txt", "Berlin is a city.\n")
+        zf.writestr("gensim/__init__.py", "")
+    return path
+
+
+def test_gensim_texts_from_a_wheel_then_from_the_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    wheel = _fake_wheel(tmp_path / "gensim-4.4.0-cp311-cp311-manylinux_2_28_x86_64.whl")
+    monkeypatch.setenv(gensim_text.ENV_VAR, str(tmp_path))  # a folder holding the wheel
+    files = gensim_text.load_gensim_texts()
+    docs = gensim_text.documents(files)
+    assert docs["lee_background.cor"] == ["First article.", "Second article."]
+    assert docs["lee.cor"] == ["A £3,000 tracker."]  # Latin-1 decoded
+    assert docs["para2para_text1.txt"] == ["New York is a state. It is big."]  # footnote mark dropped
+    wheel.unlink()
+    monkeypatch.delenv(gensim_text.ENV_VAR)
+    assert gensim_text.load_gensim_texts() == files  # read from the cache, no download
+
+
+def test_gensim_download_failure_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    def offline(cmd, **kw):
+        assert gensim_text.REQUIREMENT in cmd and "--no-deps" in cmd
+        return subprocess.CompletedProcess(cmd, 1, "", "ERROR: No matching distribution found for gensim==4.4.0\n")
+
+    monkeypatch.setattr(gensim_text.subprocess, "run", offline)
+    with pytest.raises(
+        UserError, match=r"could not download gensim==4\.4\.0.*No matching distribution.*RLHF_ZOO_GENSIM"
+    ):
+        gensim_text.load_gensim_texts()
