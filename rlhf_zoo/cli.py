@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import sys
 
+from rlhf_zoo import version
 from rlhf_zoo.errors import UserError
 
 USAGE = """usage: rlhf-zoo COMMAND [key=value ...]
@@ -127,16 +128,6 @@ COMMANDS = {
 
 
 HELP_FLAGS = ("-h", "--help", "help")
-
-
-def version() -> str:
-    from importlib.metadata import PackageNotFoundError
-    from importlib.metadata import version as dist_version
-
-    try:
-        return dist_version("rlhf_zoo")
-    except PackageNotFoundError:  # run from a source tree that was not installed
-        return "unknown"
 
 
 def command_usage(cmd: str) -> str:

@@ -182,7 +182,7 @@ def sample_rows(
 
 
 def provenance(argv: list[str] | None = None) -> dict[str, Any]:
-    from rlhf_zoo.cli import version
+    from rlhf_zoo import version
 
     versions = {"rlhf_zoo": version(), "python": platform.python_version(), "torch": torch.__version__}
     for mod in ("transformers", "peft", "accelerate"):
