@@ -50,14 +50,14 @@ def records(run_dir: Path) -> list[dict]:
     return [{k: v for k, v in r.items() if not k.startswith("time/") and k != "processes"} for r in rows]
 
 
-def assert_records_close(one: list[dict], many: list[dict], atol: float) -> None:
-    """Same keys, equal strings and integers, floats within ``atol``."""
+def assert_records_close(one: list[dict], many: list[dict], atol: float, rtol: float = 0.0) -> None:
+    """Same keys, equal strings and integers, floats within ``atol`` (or ``rtol`` of their size)."""
     assert len(one) == len(many)
     for a, b in zip(one, many, strict=True):
         assert sorted(a) == sorted(b)
         for k in a:
             if isinstance(a[k], float) or isinstance(b[k], float):
-                assert math.isclose(a[k], b[k], rel_tol=0.0, abs_tol=atol), (k, a[k], b[k])
+                assert math.isclose(a[k], b[k], rel_tol=rtol, abs_tol=atol), (k, a[k], b[k])
             else:
                 assert a[k] == b[k], (k, a[k], b[k])
 
