@@ -100,3 +100,28 @@ def test_training_metrics_reach_tensorboard_every_step(cli, tmp_path):
     steps = {tag: [e.step for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
     assert steps["train/reward_proxy"] == [1, 2, 3, 4] and steps["loss/pg"] == [1, 2, 3, 4]
     assert steps["kl/exact"] == [0, 2, 4] and steps["reward/proxy"] == [0, 2, 4]
+
+
+@pytest.mark.slow
+def test_two_processes_save_the_samples_of_one(tiny_lm, tmp_path):
+    """Each process evaluates its share of the held-out prompts (positions r, r + 2, ...); the saved rows are
+    gathered into one process's order. On the testbed every process holds the whole enumeration: once.
+    (The language model is compared before training: after an update, weights that agree to float rounding
+    can draw another token where a uniform falls on a boundary.)"""
+    from tests.runtime.distributed_helpers import one_process, torchrun
+
+    prompts = write_jsonl(tmp_path / "p.jsonl", [f"train prompt {i}" for i in range(4)])
+    evals = write_jsonl(tmp_path / "e.jsonl", [f"held-out prompt {i}" for i in range(4)])
+    lm = [a for a in tiny_lm if not a.startswith("run_dir")]
+    lm += [f"task.prompts={prompts}", f"task.eval_prompts={evals}", "train.eval_prompts=4", "train.save_samples=3"]
+    exact = ["algo=bond", "train.steps=2", "train.eval_every=2", "train.progress=false", "train.save_samples=3"]
+    runs = {"lm": ["algo=reinforce", *lm], "exact": exact}
+    torchrun([[*args, f"run_dir={tmp_path / 'two' / name}"] for name, args in runs.items()])
+    for name, args in runs.items():
+        one_process([*args, f"run_dir={tmp_path / 'one' / name}"])
+        one, two = _samples(tmp_path / "one" / name), _samples(tmp_path / "two" / name)
+        assert [(r["step"], r["prompt"], r["sample"], r["completion"]) for r in two] == [
+            (r["step"], r["prompt"], r["sample"], r["completion"]) for r in one
+        ]
+        assert [r["reward/proxy"] for r in two] == pytest.approx([r["reward/proxy"] for r in one], abs=1e-5)
+        assert len(one) == (1 * 3 * 2 if name == "lm" else 2 * 3 * 4)  # evaluations × 3 prompts × eval_samples

@@ -24,6 +24,7 @@ def lm_args(prompts_file, tmp_path):
         "task=sentiment",
         "model.name=tiny",
         f"task.prompts={prompts_file}",
+        "task.prompt_words=6",  # the prompts these tests were tuned on (a user's file is used whole by default)
         "task.gold=null",
         "task.eval_fraction=0.25",
         "model.max_new_tokens=8",

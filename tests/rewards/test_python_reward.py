@@ -105,3 +105,11 @@ def test_a_non_finite_score_stops_with_one_line(cli, lm, rewards_file):
     code, _, err = cli("train", "algo=reinforce", *lm, f"task.proxy=py:{rewards_file}:nan")
     errors = [x for x in err.splitlines() if "error" in x]
     assert code == 2 and len(errors) == 1 and "returned nan" in errors[0] and "Traceback" not in err, err
+
+
+def test_a_tensor_with_gradient_is_scored_as_a_constant(rewards_file):
+    from rlhf_zoo.rewards import build_reward, checked_score
+
+    reward = build_reward(f"py:{rewards_file}:as_tensor")
+    scores = checked_score(reward, ["p", "q"], ["a", "b"])
+    assert scores.tolist() == [0.75, 0.75] and not scores.requires_grad
