@@ -81,7 +81,8 @@ def test_fsdp_two_processes_equal_unsharded_training(lm_args, tmp_path):
 
     # Full fine-tuning: sharded = full replicas on the same 2 processes (measured: weights within 1.2e-7,
     # metrics within 2e-6, but the gradient norm, about 35, once 2.3e-5 apart: float32 rounding of a sum over
-    # every weight's gradient, summed in another order by the sharded norm; hence a relative 1e-6 besides). Against one process both layouts differ by up to about lr = 1e-3 in a few
+    # every weight's gradient, summed in another order by the sharded norm; hence a relative 1e-6 besides).
+    # Against one process both layouts differ by up to about lr = 1e-3 in a few
     # embedding entries: Adam normalises gradients that are ~0 in one layout and rounding noise in the
     # other, a property of data parallelism with full fine-tuning, not of sharding.
     full_replicas = torch.load(d["full_replicas"] / "weights_rank0.pt")
