@@ -47,7 +47,8 @@ class BenchOptions:
             else ``out`` itself: the bench never writes where it was not pointed).
         records: where each finished point's record goes and is looked for, ``<records>/<suite>/<point-id>.json``
             (default: ``<docs>/records``).
-        render_only: only render the page, from the records.
+        render_only: only render the page, from the records (``seeds``, ``only`` and the overrides then
+            only say which points are planned: the page counts how many of them have records).
         render: render the page after running.
         keep_checkpoints: keep each finished run's checkpoint.
         progress: show a progress bar over the points.
@@ -71,6 +72,8 @@ def parse(args: list[str]) -> tuple[BenchOptions, list[str]]:
     opts, extra = split_options(args, BenchOptions, "bench")
     if not opts.suite:
         raise UserError("bench: name a suite: rlhf-zoo bench suite=NAME (exact, quick, full, demo)")
+    if opts.records is not None and not opts.records.strip():
+        raise UserError("bench: records= must name a folder")
     return opts, extra
 
 
@@ -126,8 +129,6 @@ def main(args: list[str]) -> int:
                 "records to run them again)",
                 file=sys.stderr,
             )
-    elif extra:
-        raise UserError(f"bench: render_only=true takes no training overrides: {' '.join(extra)}")
     if opts.render_only or opts.render:
         page = render_suite(suite.name, out, docs, records, expand(suite, opts.seeds, extra, opts.only))
         print(final_summary(suite.name, out, records))

@@ -251,8 +251,11 @@ def suite_records(suite: str, out: Path, records: Path | None) -> list[dict[str,
 
 
 def write_oracle(records: Path, suite: str, oracle: dict[str, Any]) -> None:
-    """The oracle's curves, rounded, beside the suite's records."""
-    atomic_write_text(Path(records) / suite / ORACLE, dumps_record(_round(oracle)))
+    """The oracle's curves, rounded, beside the suite's records (not rewritten when they are the same)."""
+    path = Path(records) / suite / ORACLE
+    text = dumps_record(_round(oracle))
+    if not path.is_file() or path.read_text(encoding="utf-8") != text:
+        atomic_write_text(path, text)
 
 
 def read_oracle(suite: str, out: Path, records: Path | None) -> dict[str, Any]:
