@@ -20,7 +20,9 @@ alike); the hash is SHA-256 over ``path NUL dump`` of every module in path order
 digits.
 
 **Commit.** :func:`git_state` is the commit checked out where the package's code lies and whether
-tracked files differ from it (``None`` for both outside a git checkout).
+tracked files outside ``docs/`` differ from it (``None`` for both outside a git checkout): a bench
+that rendered its page, or a piece of a suite whose records are not committed yet, leaves the next
+piece's records clean.
 """
 
 from __future__ import annotations
@@ -111,7 +113,8 @@ def current_code_version() -> str:
 def git_state(cwd: Path = PACKAGE) -> tuple[str | None, bool | None]:
     """(commit, dirty) of the git checkout holding ``cwd``; ``(None, None)`` outside git.
 
-    Dirty means a tracked file differs from the commit (new, untracked files do not count)."""
+    Dirty means a tracked file outside ``docs/`` differs from the commit: new, untracked files do not
+    count, nor do the pages and records that the bench itself writes under ``docs/``."""
 
     def git(*args: str) -> str | None:
         try:
@@ -123,7 +126,7 @@ def git_state(cwd: Path = PACKAGE) -> tuple[str | None, bool | None]:
     commit = git("rev-parse", "HEAD")
     if not commit:
         return None, None
-    status = git("status", "--porcelain", "--untracked-files=no")
+    status = git("status", "--porcelain", "--untracked-files=no", "--", ":(top)", ":(top,exclude)docs")
     return commit, (None if status is None else bool(status))
 
 

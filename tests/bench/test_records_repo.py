@@ -243,14 +243,18 @@ def test_git_state_in_a_repository_and_outside(tmp_path):
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"]
     subprocess.run([*git, "init", "-q"], cwd=tmp_path, check=True)
     (tmp_path / "m.py").write_text("x = 1\n")
-    subprocess.run([*git, "add", "m.py"], cwd=tmp_path, check=True)
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "page.md").write_text("a page\n")
+    subprocess.run([*git, "add", "m.py", "docs/page.md"], cwd=tmp_path, check=True)
     subprocess.run([*git, "commit", "-qm", "m"], cwd=tmp_path, check=True)
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=tmp_path, capture_output=True, text=True).stdout.strip()
     assert version.git_state(tmp_path) == (head, False)
     (tmp_path / "new.py").write_text("")  # untracked: not dirty
+    (tmp_path / "docs" / "page.md").write_text("the page, rendered again\n")  # what the bench writes
     assert version.git_state(tmp_path) == (head, False)
+    assert version.git_state(tmp_path / "docs") == (head, False)
     (tmp_path / "m.py").write_text("x = 2\n")
-    assert version.git_state(tmp_path) == (head, True)
+    assert version.git_state(tmp_path) == version.git_state(tmp_path / "docs") == (head, True)
 
 
 SOURCE = '''"""A module."""
