@@ -2,6 +2,8 @@
 
     rlhf-zoo bench suite=exact                       # run (or resume) and render docs/benchmarks/exact.md
     rlhf-zoo bench suite=exact render_only=true      # only render, from the records
+    rlhf-zoo bench suite=exact seeds=0,1             # run in pieces: the records accumulate in
+    rlhf-zoo bench suite=exact seeds=2,3,4           #   docs/benchmarks/records/exact/ (commit them)
     rlhf-zoo bench suite=demo out=runs/bench          # the five objectives on zoo-lm (make run)
     rlhf-zoo bench suite=quick seeds=0,1 only=bond_beta,jbond_gamma
     rlhf-zoo bench suite=quick model.name=tiny task.prompts=p.jsonl task.gold=null out=/tmp/b docs=/tmp/d
@@ -9,6 +11,13 @@
 The bench options are the fields of :class:`BenchOptions` (``suite`` is required). Every other
 ``key=value`` is a training override appended to every point (it becomes part of each point's
 arguments, so records made without it are redone).
+
+Where things go: the runs under ``out`` (default ``bench_runs/``, not in git); the page under ``docs``
+(default ``docs/benchmarks`` when ``out`` is the default, else ``out`` itself); the records, one small
+JSON file per finished point (:mod:`rlhf_zoo.bench.records`), under ``records`` (default
+``<docs>/records``, so ``docs/benchmarks/records/<suite>/`` in the repository for a default bench):
+a point with a record there is never run again, and the page is rendered from whatever records are
+there.
 """
 
 from __future__ import annotations
@@ -36,7 +45,10 @@ class BenchOptions:
         jobs: parallel processes (default: the suite's).
         docs: where the page and its plots go (default: ``docs/benchmarks`` when ``out`` is the default,
             else ``out`` itself: the bench never writes where it was not pointed).
-        render_only: only render the page, from the records.
+        records: where each finished point's record goes and is looked for, ``<records>/<suite>/<point-id>.json``
+            (default: ``<docs>/records``).
+        render_only: only render the page, from the records (``seeds``, ``only`` and the overrides then
+            only say which points are planned: the page counts how many of them have records).
         render: render the page after running.
         keep_checkpoints: keep each finished run's checkpoint.
         progress: show a progress bar over the points.
@@ -48,6 +60,7 @@ class BenchOptions:
     only: list[str] | None = None
     jobs: int | None = None
     docs: str | None = None
+    records: str | None = None
     render_only: bool = False
     render: bool = True
     keep_checkpoints: bool = False
@@ -59,6 +72,8 @@ def parse(args: list[str]) -> tuple[BenchOptions, list[str]]:
     opts, extra = split_options(args, BenchOptions, "bench")
     if not opts.suite:
         raise UserError("bench: name a suite: rlhf-zoo bench suite=NAME (exact, quick, full, demo)")
+    if opts.records is not None and not opts.records.strip():
+        raise UserError("bench: records= must name a folder")
     return opts, extra
 
 
@@ -66,12 +81,13 @@ def main(args: list[str]) -> int:
     """The ``bench`` command; returns the exit code."""
     from rlhf_zoo.bench.render import render_suite
     from rlhf_zoo.bench.runner import run_suite
-    from rlhf_zoo.bench.suites import get_suite
+    from rlhf_zoo.bench.suites import expand, get_suite
 
     opts, extra = parse(args)
     suite = get_suite(opts.suite)
     out = Path(opts.out)
     docs = Path(opts.docs if opts.docs is not None else DEFAULT_DOCS if opts.out == DEFAULT_OUT else opts.out)
+    records = Path(opts.records) if opts.records is not None else docs / "records"
     command = " ".join(["rlhf-zoo", "bench", *args])
     if not opts.render_only:
         if opts.jobs is not None and opts.jobs < 1:
@@ -89,6 +105,7 @@ def main(args: list[str]) -> int:
                 progress=opts.progress,
                 command=command,
                 keep_checkpoints=opts.keep_checkpoints,
+                records=records,
             )
         except (Interrupted, KeyboardInterrupt):
             how = "the interrupted run resumes from its checkpoint" if suite.resumable else "unfinished runs are redone"
@@ -101,25 +118,31 @@ def main(args: list[str]) -> int:
         print(
             f"bench {suite.name}: {len(report.ran)} point(s) run ({len(report.resumed)} resumed, "
             f"{len(report.redone)} redone), {len(report.skipped)} already finished, "
-            f"{report.wall_s:.1f} s; records in {out / suite.name}",
+            f"{report.wall_s:.1f} s; records in {records / suite.name}"
+            + (f" ({len(report.backfilled)} copied from {out / suite.name})" if report.backfilled else ""),
             file=sys.stderr,
         )
-    elif extra:
-        raise UserError(f"bench: render_only=true takes no training overrides: {' '.join(extra)}")
+        for version, n in sorted(report.other_code.items()):
+            print(
+                f"bench {suite.name}: {n} finished point(s) have records of code version {version}, not this "
+                f"code's {report.code_version}; the page pools no sweep value across code versions (delete those "
+                "records to run them again)",
+                file=sys.stderr,
+            )
     if opts.render_only or opts.render:
-        page = render_suite(suite.name, out, docs)
-        print(final_summary(suite.name, out))
+        page = render_suite(suite.name, out, docs, records, expand(suite, opts.seeds, extra, opts.only))
+        print(final_summary(suite.name, out, records))
         print(f"wrote {page} and its plots in {page.parent / suite.name}")
     return 0
 
 
-def final_summary(suite: str, out: Path) -> str:
+def final_summary(suite: str, out: Path, records: Path | None = None) -> str:
     """Reward against KL for every finished point of ``suite`` (the table the command prints)."""
-    from rlhf_zoo.bench.records import group_records, load_records
-    from rlhf_zoo.bench.render import final_table
+    from rlhf_zoo.bench.records import group_records
+    from rlhf_zoo.bench.render import final_table, load_suite
 
     return f"bench {suite}: reward against KL(π‖π_ref) at the last evaluation\n" + final_table(
-        group_records(load_records(out / suite))
+        group_records(load_suite(suite, out, records)[1])
     )
 
 

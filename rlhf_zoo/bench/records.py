@@ -1,19 +1,42 @@
-"""Benchmark records: what a finished point leaves behind, and how the renderer reads them back.
+"""Benchmark records: what a finished point leaves behind, where, and how the renderer reads them back.
 
-    <out>/<suite>/<point-id>/record.json   one finished point (written last, atomically)
+    <out>/<suite>/<point-id>/record.json   one finished point, in full (written last, atomically)
     <out>/<suite>/bench.json               the last bench invocation (command, wall time, points run)
     <out>/<suite>/oracle.json              exact suites: the optimal frontier and Best-of-N over n
+    <records>/<suite>/<point-id>.json      the same point, compact, in the repository (a few KB)
+    <records>/<suite>/oracle.json          exact suites: the oracle's curves, rounded
 
-A record holds everything the tables and plots need, so rendering never opens a run directory:
+``<records>`` is ``docs/benchmarks/records`` by default (``records=`` on the bench command line; see
+:mod:`rlhf_zoo.bench.command`): the records are committed, so a suite can be run in pieces, on several
+machines and at several times, and its page rendered from whatever records are there. A point with a
+record (in ``<records>`` or under ``<out>``) whose arguments are the point's is never run again.
 
-    {"format": 1, "suite", "id", "label", "seed", "args", "memberships": [{sweep, objective, knob,
-     knob_label, value, frontier, order}, ...], "bench_command", "meta" (the run's meta.json),
-     "summary" (summary.json), "metrics" (every line of metrics.jsonl), "wall_s", "finished"}
+A record holds everything the tables, plots and claims need, so rendering never opens a run directory:
+
+    {"format": 2, "suite", "id", "label", "seed", "args", "memberships": [{sweep, objective, knob,
+     knob_label, value, frontier, order}, ...], "settings", "code_version", "git_commit", "git_dirty",
+     "package_version", "bench_command", "meta" (the run's meta.json), "summary" (summary.json),
+     "metrics" (every line of metrics.jsonl), "wall_s", "resumed", "finished"}
+
+What makes records comparable (:func:`check_comparable`): ``code_version``, the hash of the code that
+decides the numbers (:mod:`rlhf_zoo.bench.version`), and ``settings``, the run's resolved configuration
+as dotted keys without what cannot change the numbers or differs by design (:data:`UNSETTLED`: the
+seed, the run directory, the device, threads, progress bars, checkpoint cadence). ``git_commit``
+(``git_dirty``: tracked files differed from it; both None outside git) and ``package_version`` say
+which code wrote the record; the page names the commits behind its points.
+
+The *compact* record in ``<records>`` (:func:`compact`) has the same keys, with every float rounded to
+6 significant digits (NaN and infinities as null), and, instead of ``metrics``, ``curves``: the
+evaluation steps' curve metrics (:data:`CURVE_KEYS`) as columns, ``{"step": [...], key: [...]}``.
+:func:`read_point_record` turns it back into ``metrics`` lines, so a record reads the same from
+either place. A record of format 1 (written before records carried a code version) still loads, with
+code version ``unknown`` and its arguments as its settings.
 
 A Best-of-N *pool* point (:mod:`rlhf_zoo.evaluate_pool`) has no training: its record holds
-``"pool": {"pool_size", "prompts", "kl/estimator", "curve": {n: metrics}}`` (every n ≤ M), and
-:func:`load_records` reads it as one record per n its membership lists (``values``), each with that
-n's metrics as its summary, so tables, plots and claims read it like any Best-of-N evaluation.
+``"pool": {"pool_size", "prompts", "kl/estimator", "curve": {n: metrics}}`` (every n ≤ M; compact: the
+curve as columns with an ``"n"`` column), and :func:`expand_pool` reads it as one record per n its
+membership lists (``values``), each with that n's metrics as its summary, so tables, plots and claims
+read it like any Best-of-N evaluation.
 """
 
 from __future__ import annotations
@@ -25,12 +48,29 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rlhf_zoo.io import atomic_write_json
+from rlhf_zoo.errors import UserError
+from rlhf_zoo.io import atomic_write_json, atomic_write_text
 
 RECORD = "record.json"
 BENCH = "bench.json"
 ORACLE = "oracle.json"
-FORMAT = 1
+FORMAT = 2
+FORMATS = (1, 2)  # the formats this version reads
+DIGITS = 6  # significant digits of a compact record's floats
+# metrics of the evaluation steps that a compact record keeps (the curves the plots and claims draw)
+CURVE_KEYS = ("reward/", "win_rate/", "length/", "frontier/", "quantile/", "kl/exact", "kl/to_", "kl/from_", "bon/")
+# configuration keys that are not a record's settings: they cannot change its numbers, or differ by design
+UNSETTLED = (
+    "seed",
+    "run_dir",
+    "resume",
+    "device",
+    "threads",
+    "train.progress",
+    "train.log_with",
+    "train.checkpoint_every",
+    "train.checkpoint_minutes",
+)
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:
@@ -47,21 +87,248 @@ def read_json(path: Path) -> Any | None:
 
 
 def read_record(point_dir: Path) -> dict[str, Any] | None:
-    """A point's record, or None if the point has not finished (no record, or a broken one)."""
+    """A point's record in its run directory, or None if the point has not finished (no record, or a broken one)."""
     rec = read_json(point_dir / RECORD)
-    return rec if isinstance(rec, dict) and rec.get("format") == FORMAT else None
+    return rec if isinstance(rec, dict) and rec.get("format") in FORMATS else None
 
 
 def load_records(suite_dir: Path) -> list[dict[str, Any]]:
-    """Every finished point's record under ``<out>/<suite>/``, in directory-name order."""
+    """Every finished point's record under ``<out>/<suite>/``, in directory-name order, pools expanded."""
+    return [x for rec in out_records(suite_dir).values() for x in expand_pool(rec)]
+
+
+def out_records(suite_dir: Path) -> dict[str, dict[str, Any]]:
+    """point id → record, for every finished point under ``<out>/<suite>/``."""
     if not suite_dir.is_dir():
-        return []
-    out = []
+        return {}
+    out = {}
     for d in sorted(p for p in suite_dir.iterdir() if p.is_dir()):
         rec = read_record(d)
         if rec is not None:
-            out.extend(expand_pool(rec))
+            out[str(rec.get("id", d.name))] = rec
     return out
+
+
+# -- the compact records of the repository ------------------------------------------------------------
+def settings_of(config: Any) -> dict[str, Any]:
+    """A resolved configuration (an OmegaConf config or a nested dict) as a record's ``settings``:
+    dotted keys → values, without the :data:`UNSETTLED` keys."""
+    from omegaconf import DictConfig, OmegaConf
+
+    tree = OmegaConf.to_container(config, resolve=True) if isinstance(config, DictConfig) else config
+    flat: dict[str, Any] = {}
+
+    def walk(prefix: str, node: Any) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(f"{prefix}{k}.", v)
+        else:
+            flat[prefix[:-1]] = node
+
+    walk("", tree)
+    return {k: flat[k] for k in sorted(flat) if k not in UNSETTLED}
+
+
+def _round(v: Any) -> Any:
+    if isinstance(v, float):
+        return float(f"{v:.{DIGITS}g}") if math.isfinite(v) else None
+    if isinstance(v, dict):
+        return {k: _round(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_round(x) for x in v]
+    return v
+
+
+def _columns(rows: list[dict[str, Any]], index: str, keep: Any) -> dict[str, list[Any]]:
+    keys = sorted({k for r in rows for k, v in r.items() if k != index and keep(k, v)})
+    cols: dict[str, list[Any]] = {index: [r.get(index) for r in rows]}
+    for k in keys:
+        cols[k] = [r.get(k) for r in rows]
+    return cols
+
+
+def _rows(cols: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    n = max((len(v) for v in cols.values()), default=0)
+    return [{k: v[i] for k, v in cols.items() if i < len(v) and v[i] is not None} for i in range(n)]
+
+
+def _curve_key(key: str, value: Any) -> bool:
+    num = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return num and key.startswith(CURVE_KEYS)
+
+
+def compact(rec: dict[str, Any]) -> dict[str, Any]:
+    """The record as the repository keeps it (module docstring): rounded, the curves as columns."""
+    out = {k: v for k, v in rec.items() if k not in ("metrics", "pool")}
+    out["curves"] = _columns(rec.get("metrics", []), "step", _curve_key)
+    pool = rec.get("pool")
+    if isinstance(pool, dict):
+        curve = pool.get("curve", {})
+        rows = [{"n": int(n), **curve[n]} for n in sorted(curve, key=int)]
+        rest = {k: v for k, v in pool.items() if k != "curve"}
+        out["pool"] = {**rest, "curve": _columns(rows, "n", lambda k, v: True)}
+    return _round(out)
+
+
+def uncompact(rec: dict[str, Any]) -> dict[str, Any]:
+    """A compact record read back as a full one (``metrics`` lines, the pool's curve by n)."""
+    if "curves" not in rec:
+        return rec
+    out = {k: v for k, v in rec.items() if k != "curves"}
+    out["metrics"] = _rows(rec["curves"])
+    pool = rec.get("pool")
+    if isinstance(pool, dict) and isinstance(pool.get("curve"), dict) and "n" in pool["curve"]:
+        rows = _rows(pool["curve"])
+        curve = {str(r.pop("n")): r for r in rows}
+        out["pool"] = {**pool, "curve": curve}
+    return out
+
+
+def dumps_record(rec: dict[str, Any]) -> str:
+    """JSON with one line per key down to the second level and compact values below (diffs stay readable)."""
+
+    def dump(v: Any, depth: int) -> str:
+        if isinstance(v, dict) and v and depth < 2:
+            pad = " " * (depth + 1)
+            items = [f"{pad}{json.dumps(k)}: {dump(v[k], depth + 1)}" for k in sorted(v)]
+            return "{\n" + ",\n".join(items) + "\n" + " " * depth + "}"
+        return json.dumps(v, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+    return dump(rec, 0) + "\n"
+
+
+def record_path(records: Path, suite: str, point_id: str) -> Path:
+    return Path(records) / suite / f"{point_id}.json"
+
+
+def write_point_record(records: Path, rec: dict[str, Any]) -> Path:
+    """Write ``rec`` compact to ``<records>/<suite>/<id>.json``, atomically."""
+    return atomic_write_text(record_path(records, rec["suite"], rec["id"]), dumps_record(compact(rec)))
+
+
+def read_point_record(path: Path) -> dict[str, Any] | None:
+    """The record in ``path`` (compact or not), read back as a full one; None when there is no file.
+
+    A file that is not a record this version reads (broken JSON, e.g. merge-conflict markers, or
+    another format) is a :class:`UserError` naming it."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise UserError(f"cannot read the record {path}: {e}") from None
+    try:
+        rec = json.loads(text)
+    except ValueError as e:
+        raise UserError(f"the record {path} is not valid JSON ({e}); restore it from git or delete it") from None
+    if not isinstance(rec, dict) or rec.get("format") not in FORMATS:
+        fmt = rec.get("format") if isinstance(rec, dict) else None
+        raise UserError(f"the record {path} has format {fmt!r}; this rlhf_zoo reads formats {FORMATS}")
+    return uncompact(rec)
+
+
+def repo_records(suite_records: Path) -> dict[str, dict[str, Any]]:
+    """point id → record, for every ``<id>.json`` in ``<records>/<suite>/`` (not the oracle's file)."""
+    if not suite_records.is_dir():
+        return {}
+    out = {}
+    for path in sorted(suite_records.glob("*.json")):
+        if path.name == ORACLE:
+            continue
+        rec = read_point_record(path)
+        if rec is not None:
+            out[str(rec.get("id", path.stem))] = rec
+    return out
+
+
+def suite_records(suite: str, out: Path, records: Path | None) -> list[dict[str, Any]]:
+    """A suite's records, pools not expanded: those in ``<records>/<suite>/`` and those under
+    ``<out>/<suite>/`` whose point has none there (a point's record in the records folder wins)."""
+    found = out_records(Path(out) / suite)
+    if records is not None:
+        found.update(repo_records(Path(records) / suite))
+    return [found[k] for k in sorted(found)]
+
+
+def write_oracle(records: Path, suite: str, oracle: dict[str, Any]) -> None:
+    """The oracle's curves, rounded, beside the suite's records (not rewritten when they are the same)."""
+    path = Path(records) / suite / ORACLE
+    text = dumps_record(_round(oracle))
+    if not path.is_file() or path.read_text(encoding="utf-8") != text:
+        atomic_write_text(path, text)
+
+
+def read_oracle(suite: str, out: Path, records: Path | None) -> dict[str, Any]:
+    """The suite's oracle curves (the records folder's, else the run folder's), or {}."""
+    for base in ([Path(records)] if records is not None else []) + [Path(out)]:
+        oracle = read_json(base / suite / ORACLE)
+        if isinstance(oracle, dict) and oracle:
+            return oracle
+    return {}
+
+
+# -- comparability ----------------------------------------------------------------------------------------
+def code_version_of(rec: dict[str, Any]) -> str:
+    """The record's code version (``unknown`` for records of format 1)."""
+    from rlhf_zoo.bench.version import UNKNOWN
+
+    return str(rec.get("code_version") or UNKNOWN)
+
+
+def record_settings(rec: dict[str, Any]) -> dict[str, Any]:
+    """The record's settings; for a format-1 record, its arguments (``key → value``, the seed left out)."""
+    if isinstance(rec.get("settings"), dict):
+        return rec["settings"]
+    args: dict[str, Any] = {}
+    for a in rec.get("args", []):
+        k, _, v = str(a).partition("=")
+        args[k.strip()] = v
+    return {k: args[k] for k in sorted(args) if k not in UNSETTLED}
+
+
+def commit_of(rec: dict[str, Any]) -> str:
+    """The record's git commit, short, with ``-dirty`` when tracked files differed; ``unknown`` outside git."""
+    commit = rec.get("git_commit")
+    dirty = rec.get("git_dirty")
+    if commit is None and "git_dirty" not in rec:  # format 1: the run's meta.json
+        meta = str(rec.get("meta", {}).get("git_commit") or "unknown")
+        dirty = meta.endswith("-dirty")
+        commit = None if meta.removesuffix("-dirty") in ("", "unknown") else meta.removesuffix("-dirty")
+    if not commit:
+        return "unknown"
+    return str(commit)[:10] + ("-dirty" if dirty else "")
+
+
+def _setting_diff(a: dict[str, Any], b: dict[str, Any]) -> str:
+    keys = sorted(k for k in set(a) | set(b) if a.get(k, "<unset>") != b.get(k, "<unset>"))
+    shown = ", ".join(f"{k}={a.get(k, '<unset>')} vs {b.get(k, '<unset>')}" for k in keys[:3])
+    return shown + (f" (and {len(keys) - 3} more)" if len(keys) > 3 else "")
+
+
+def check_comparable(records: list[dict[str, Any]], suite: str) -> None:
+    """Refuse (a one-line :class:`UserError`) to pool records that are not comparable: the seeds of one
+    sweep value (and the records of one point) must share a code version and settings."""
+    by_point: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for rec in records:
+        for m in rec.get("memberships", []):
+            by_point[(m["sweep"], f"{m.get('knob_label') or m.get('knob', '')}={m.get('value')}")].append(rec)
+    for (tag, point), recs in by_point.items():
+        first = recs[0]
+        for rec in recs[1:]:
+            va, vb = code_version_of(first), code_version_of(rec)
+            where = f"{suite}: cannot pool the records of {tag} {point}"
+            ids = f"{first.get('id')} (seed {first.get('seed')}) and {rec.get('id')} (seed {rec.get('seed')})"
+            if va != vb:
+                raise UserError(
+                    f"{where}: {ids} come from code versions {va} and {vb} (commits {commit_of(first)} and "
+                    f"{commit_of(rec)}); delete the records of one version and run the bench again"
+                )
+            sa, sb = record_settings(first), record_settings(rec)
+            if sa != sb:
+                raise UserError(
+                    f"{where}: {ids} have different settings ({_setting_diff(sa, sb)}); delete the records of "
+                    "one setting and run the bench again"
+                )
 
 
 def expand_pool(rec: dict[str, Any]) -> list[dict[str, Any]]:
@@ -178,15 +445,34 @@ def _sort_key(v: Any) -> tuple[int, float | str]:
 
 __all__ = [
     "BENCH",
+    "CURVE_KEYS",
     "FORMAT",
+    "FORMATS",
     "ORACLE",
     "RECORD",
+    "UNSETTLED",
     "Group",
+    "check_comparable",
+    "code_version_of",
+    "commit_of",
+    "compact",
+    "dumps_record",
     "expand_pool",
     "group_records",
     "is_exact",
     "load_records",
+    "out_records",
     "read_json",
+    "read_oracle",
+    "read_point_record",
     "read_record",
+    "record_path",
+    "record_settings",
+    "repo_records",
+    "settings_of",
+    "suite_records",
+    "uncompact",
     "write_json_atomic",
+    "write_oracle",
+    "write_point_record",
 ]

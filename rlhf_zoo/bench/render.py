@@ -1,10 +1,16 @@
 """Render a suite's page from its records only: ``docs/benchmarks/<suite>.md`` and PNGs in ``<suite>/``.
 
-Inputs (all under ``<out>/<suite>/``, see :mod:`rlhf_zoo.bench.records`): every ``record.json``,
-``bench.json`` (the last bench invocation, for its wall time) and, on an exact suite, ``oracle.json``
-(the optimal frontier and Best-of-N over n). No run directory is opened and nothing is recomputed.
+Inputs (see :mod:`rlhf_zoo.bench.records`): every record in the records folder
+(``<records>/<suite>/*.json``) and under ``<out>/<suite>/*/record.json`` (the records folder's wins
+for a point in both), ``bench.json`` (the last bench invocation under ``out``, for its wall time) and,
+on an exact suite, ``oracle.json`` (the optimal frontier and Best-of-N over n). No run directory is
+opened and nothing is recomputed. Records that are not comparable (:func:`check_comparable`: the
+seeds of one sweep value from different code versions, or with different settings) are refused with
+one line that names the point and the two versions.
 
-The page has: a provenance header (command, git commit, date, hardware, seeds, wall time); the
+The page has: a provenance header (command, the commits behind the records and how many points each
+wrote, the code version, date, hardware, seeds, how many of the planned points have records, wall
+time), a commit column in the tables when the records come from more than one commit; the
 verdicts on the BOND paper's claims (:mod:`rlhf_zoo.bench.claims`) for this and the other suites
 whose records exist; reward at matched KL budgets (proxy and gold) for every objective; one table
 per objective and knob value (proxy and gold reward, KL with its estimator, gold win rate, length,
@@ -25,8 +31,21 @@ from tabulate import tabulate
 
 from rlhf_zoo.bench import claims, plots
 from rlhf_zoo.bench.claims import CLAIMS, NOT_RUN, Check, check_all
-from rlhf_zoo.bench.records import BENCH, ORACLE, Group, group_records, is_exact, load_records, read_json
+from rlhf_zoo.bench.records import (
+    BENCH,
+    Group,
+    check_comparable,
+    code_version_of,
+    commit_of,
+    expand_pool,
+    group_records,
+    is_exact,
+    read_json,
+    read_oracle,
+    suite_records,
+)
 from rlhf_zoo.bench.stats import fmt_ci, interp_path, interp_sorted, mean_ci
+from rlhf_zoo.bench.suites import Point
 from rlhf_zoo.errors import UserError
 from rlhf_zoo.io import atomic_write_text
 
@@ -81,18 +100,24 @@ def _fmt_value(v: Any) -> str:
     return f"{v:g}" if isinstance(v, float) else str(v)
 
 
-def _short_commit(c: str) -> str:
-    dirty = c.endswith("-dirty")
-    base = c.removesuffix("-dirty")
-    return (base[:10] if len(base) >= 10 else base) + ("-dirty" if dirty else "")
+def _counted(counts: Counter, noun: str = "point") -> str:
+    """``a (40 points), b (12 points)``, most first; ``a (all 52 points)`` for one."""
+    if len(counts) == 1:
+        ((k, n),) = counts.items()
+        return f"{k} (all {n} {noun}s)" if n > 1 else f"{k} (1 {noun})"
+    return ", ".join(
+        f"{k} ({n} {noun}{'s' if n > 1 else ''})" for k, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    )
 
 
 def provenance(records: list[dict[str, Any]], bench: dict[str, Any] | None) -> dict[str, str]:
-    """Command, commit(s), dates, hardware, seeds and versions of a suite's records."""
+    """Command, commit(s), code version(s), dates, hardware, seeds and versions of a suite's records
+    (one per point: pools not expanded)."""
     metas = [r.get("meta", {}) for r in records]
     commands = Counter(r.get("bench_command", "") for r in records)
     command = (bench or {}).get("command") or (commands.most_common(1)[0][0] if commands else "")
-    commits = sorted({_short_commit(str(m.get("git_commit", "unknown"))) for m in metas})
+    by_commit = Counter(commit_of(r) for r in records)
+    commits = [c for c, _ in sorted(by_commit.items(), key=lambda kv: (-kv[1], kv[0]))]
     starts = sorted(str(m["started"])[:10] for m in metas if m.get("started"))
     ends = sorted(str(r["finished"])[:10] for r in records if r.get("finished"))
     days = sorted({*starts, *ends})
@@ -103,6 +128,8 @@ def provenance(records: list[dict[str, Any]], bench: dict[str, Any] | None) -> d
     return {
         "command": command or "unknown",
         "commit": ", ".join(commits),
+        "commits": "records from commit " + _counted(by_commit),
+        "code": _counted(Counter(code_version_of(r) for r in records)),
         "date": date,
         "hardware": "; ".join(hardware),
         "seeds": ", ".join(map(str, seeds)),
@@ -119,8 +146,9 @@ def _estimators(records: list[dict[str, Any]]) -> list[str]:
 
 
 # -- tables -------------------------------------------------------------------------------------------
-def objective_table(groups: dict[Any, Group]) -> str:
-    """One row per knob value: every main column and the extras some record has, mean ± 95 % CI."""
+def objective_table(groups: dict[Any, Group], commits: bool = False) -> str:
+    """One row per knob value: every main column and the extras some record has, mean ± 95 % CI;
+    with ``commits``, the commits that wrote each row's records."""
     any_group = next(iter(groups.values()))
     recs = [r for g in groups.values() for r in g.records]
     cols = [c for c in MAIN_COLUMNS if any(math.isfinite(_value(r, c[0])) for r in recs)]
@@ -133,6 +161,10 @@ def objective_table(groups: dict[Any, Group]) -> str:
     for value, g in groups.items():
         cells = [_cell([_value(r, k) for r in g.records], d) for k, _, d in cols]
         rows.append([_fmt_value(value), len(g.records), *cells])
+        if commits:
+            rows[-1].append(", ".join(sorted({commit_of(r) for r in g.records})))
+    if commits:
+        headers.append("commit")
     return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
 
 
@@ -204,11 +236,20 @@ def _seed_cells(per_seed: list[list[float | None]], k: int) -> list[str]:
     return out
 
 
-def verdict_table(out: Path, current: str, current_checks: dict[str, Check]) -> str:
+def load_suite(suite: str, out: Path, records: Path | None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(one record per point, the same with pools expanded) of ``suite``, from the records folder and
+    ``out``; a :class:`UserError` when they are not comparable."""
+    raw = suite_records(suite, out, records)
+    check_comparable(raw, suite)
+    return raw, [x for r in raw for x in expand_pool(r)]
+
+
+def verdict_table(out: Path, current: str, current_checks: dict[str, Check], records: Path | None = None) -> str:
     """One row per claim and suite (exact, quick, and full when it has records): verdict, metric, numbers.
-    The current suite's checks are given; the others are checked from their records under ``out``, and a
-    suite without records says "not run"."""
-    suites = [s for s in VERDICT_SUITES if s != "full" or (out / s).is_dir()]
+    The current suite's checks are given; the others are checked from their records (in ``records`` and
+    under ``out``), and a suite without records says "not run"."""
+    places = [out] + ([records] if records is not None else [])
+    suites = [s for s in VERDICT_SUITES if s != "full" or any((p / s).is_dir() for p in places)]
     if current not in suites:
         suites.append(current)
     checks = {}
@@ -216,10 +257,11 @@ def verdict_table(out: Path, current: str, current_checks: dict[str, Check]) -> 
         if s == current:
             checks[s] = current_checks
             continue
-        recs = load_records(out / s)
+        _, recs = load_suite(s, out, records)
         checks[s] = check_all(group_records(recs) if recs else None, is_exact(recs))
         if not recs:
-            note = f"no records under {out / s}: `rlhf-zoo bench suite={s}`"
+            where = " or ".join(str(p / s) for p in places)
+            note = f"no records under {where}: `rlhf-zoo bench suite={s}`"
             checks[s] = {k: replace(chk, numbers=note) for k, chk in checks[s].items()}
     rows = []
     for c in CLAIMS:
@@ -246,19 +288,45 @@ def _budgets(suite: str, records: list[dict[str, Any]]) -> list[float]:
 
 
 # -- the page -----------------------------------------------------------------------------------------
-def render_suite(suite: str, out: str | Path, docs: str | Path = "docs/benchmarks") -> Path:
-    """Write ``<docs>/<suite>.md`` and its PNGs from the records under ``<out>/<suite>/``; returns the page."""
+def planned_count(raw: list[dict[str, Any]], planned: list[Point]) -> str:
+    """How many of the planned points have a record with the point's arguments, and how many others there are."""
+    by_id = {r.get("id"): r for r in raw}
+    have = {p.id for p in planned if list(by_id.get(p.id, {}).get("args", [])) == list(p.args)}
+    text = f"{len(have)} of the {len(planned)} planned points have records"
+    others = len(raw) - len(have)
+    if others:
+        text += f", and {others} other record(s) (other seeds, sweeps or settings) are shown"
+    return text
+
+
+def render_suite(
+    suite: str,
+    out: str | Path,
+    docs: str | Path = "docs/benchmarks",
+    records: str | Path | None = None,
+    planned: list[Point] | None = None,
+) -> Path:
+    """Write ``<docs>/<suite>.md`` and its PNGs from the suite's records (in ``records``, the records
+    folder, and under ``<out>/<suite>/``); returns the page. ``planned``: the points the suite plans
+    (default: the built-in suite's, if ``suite`` is one), counted against the records on the page."""
+    from rlhf_zoo.bench.suites import SUITES, expand
+
     out, docs = Path(out), Path(docs)
+    rec_dir = Path(records) if records is not None else None
     suite_dir = out / suite
-    records = load_records(suite_dir)
-    if not records:
-        raise UserError(f"no finished points under {suite_dir}: run `rlhf-zoo bench suite={suite}` first")
-    groups = group_records(records)
+    raw, recs = load_suite(suite, out, rec_dir)
+    if not recs:
+        where = suite_dir if rec_dir is None else f"{rec_dir / suite} or {suite_dir}"
+        raise UserError(f"no finished points under {where}: run `rlhf-zoo bench suite={suite}` first")
+    if planned is None and suite in SUITES:
+        planned = expand(SUITES[suite])
+    groups = group_records(recs)
     bench = read_json(suite_dir / BENCH)
-    oracle = read_json(suite_dir / ORACLE) or {}
-    exact = is_exact(records)
+    oracle = read_oracle(suite, out, rec_dir)
+    exact = is_exact(recs)
     checks = check_all(groups, exact)
-    prov = provenance(records, bench)
+    prov = provenance(raw, bench)
+    several_commits = len({commit_of(r) for r in raw}) > 1
     fig_dir = docs / suite
     figures = plots.make_all(groups, oracle, fig_dir)
     figures["claims"] = claims.figure(checks, fig_dir / "claims.png")
@@ -269,7 +337,9 @@ def render_suite(suite: str, out: str | Path, docs: str | Path = "docs/benchmark
     add(f"# Benchmark `{suite}`: reward against KL for every objective")
     add("")
     add(
-        f"Generated by `rlhf-zoo bench suite={suite}` from the run records (finished points are never recomputed); "
+        f"Generated by `rlhf-zoo bench suite={suite}` from the records"
+        + (f" in `{rec_dir / suite}/`" if rec_dir is not None else "")
+        + " (finished points are never recomputed, so a suite can be run in pieces, on several machines); "
         f"`rlhf-zoo bench suite={suite} render_only=true` redraws this page from the records alone. "
         "Do not edit by hand."
     )
@@ -278,9 +348,9 @@ def render_suite(suite: str, out: str | Path, docs: str | Path = "docs/benchmark
     if description:
         add(description)
         add("")
-    n_configs = len({tuple(a for a in r.get("args", []) if not a.startswith("seed=")) for r in records})
-    seeds = sorted({int(r["seed"]) for r in records})
-    run_sum = sum(_value(r, "wall_s") for r in records if math.isfinite(_value(r, "wall_s")))
+    n_configs = len({tuple(a for a in r.get("args", []) if not a.startswith("seed=")) for r in recs})
+    seeds = sorted({int(r["seed"]) for r in recs})
+    run_sum = sum(_value(r, "wall_s") for r in recs if math.isfinite(_value(r, "wall_s")))
     if bench:
         wall = (
             f"last bench: {bench.get('wall_s', float('nan')):.0f} s wall for {bench.get('ran')} of "
@@ -290,14 +360,16 @@ def render_suite(suite: str, out: str | Path, docs: str | Path = "docs/benchmark
         )
     else:
         wall = f"sum of run times {run_sum:.0f} s"
-    est = _estimators(records)
+    est = _estimators(recs)
     header = [
         ["command", f"`{prov['command']}`"],
-        ["git commit", f"`{prov['commit']}`"],
+        ["git commit", prov["commits"]],
+        ["code version", f"{prov['code']}: a hash of the sampling, objective and evaluation code"],
         ["date", prov["date"]],
         ["hardware", prov["hardware"]],
         ["seeds", prov["seeds"]],
-        ["runs", f"{len(records)} ({n_configs} configurations × {len(seeds)} seed(s))"],
+        ["runs", f"{len(recs)} ({n_configs} configurations × {len(seeds)} seed(s))"],
+        *([["points", planned_count(raw, planned)]] if planned else []),
         ["wall time", wall],
         ["versions", prov["versions"]],
         ["KL(π‖π_ref)", "; ".join(KL_ESTIMATORS.get(e, e) for e in est) + "; nats per sequence, never clamped"],
@@ -315,14 +387,14 @@ def render_suite(suite: str, out: str | Path, docs: str | Path = "docs/benchmark
     add("")
     add(_prov_line(prov))
     add("")
-    add(verdict_table(out, suite, checks))
+    add(verdict_table(out, suite, checks, rec_dir))
     add("")
     add(
         "Exact suites check exact quantities; the language-model suites check estimates from their records. "
         "A difference counts only when its 95 % Welch interval over seeds excludes 0."
     )
     add("")
-    budgets = _budgets(suite, records)
+    budgets = _budgets(suite, recs)
     add("## Reward at matched KL")
     add("")
     add(
@@ -331,7 +403,7 @@ def render_suite(suite: str, out: str | Path, docs: str | Path = "docs/benchmark
     )
     add("")
     for ykey, title in (("reward/proxy", "Proxy reward"), ("reward/gold", "Gold reward")):
-        if not any(ykey in r.get("summary", {}) for r in records):
+        if not any(ykey in r.get("summary", {}) for r in recs):
             continue
         table = frontier_table(groups, budgets, oracle, ykey)
         if table:
@@ -364,7 +436,7 @@ def render_suite(suite: str, out: str | Path, docs: str | Path = "docs/benchmark
         add("")
         add(_prov_line(prov))
         add("")
-        add(objective_table(vals))
+        add(objective_table(vals, several_commits))
         add("")
     if "claims" in rel:
         add("## The claims, plotted")
@@ -381,4 +453,13 @@ def _description(suite: str) -> str:
     return f"{s.description} Budget: {s.budget}." if s else ""
 
 
-__all__ = ["final_table", "frontier_table", "objective_table", "provenance", "render_suite", "verdict_table"]
+__all__ = [
+    "final_table",
+    "frontier_table",
+    "load_suite",
+    "objective_table",
+    "planned_count",
+    "provenance",
+    "render_suite",
+    "verdict_table",
+]

@@ -1,11 +1,21 @@
 """Run a suite's points, each into ``<out>/<suite>/<point-id>/``, never recomputing a finished one.
 
-A point is *finished* when its ``record.json`` exists: the record is written atomically, and only
-after the run returned, so an interrupted bench resumes where it stopped by running the same command
-again. A point directory without a record is an unfinished run: it is deleted and redone, except in
-a *resumable* suite (the language-model ones), where a run that left a checkpoint continues from it
-with ``resume=true``. A record whose arguments differ from the point's (the suite definition or the
-extra overrides changed) is stale: the point is redone.
+A point is *finished* when it has a record whose arguments are the point's: in the records folder
+(``<records>/<suite>/<point-id>.json``, committed to the repository, see
+:mod:`rlhf_zoo.bench.records`) or in its run directory (``record.json``). A finished point is never
+run again, whatever code version made its record (the renderer refuses to pool records of different
+code versions; :attr:`BenchReport.other_code` counts them so the command can say so). Records are
+written atomically, and only after the run returned: first in the run directory, then, compact, in
+the records folder; a point whose record is only in its run directory is copied to the records
+folder (*backfilled*) instead of being run. So an interrupted bench resumes where it stopped by
+running the same command again, and a suite can be run in pieces (seeds, sweeps, machines) that
+share one records folder. A point directory without a record is an unfinished run: it is deleted and
+redone, except in a *resumable* suite (the language-model ones), where a run that left a checkpoint
+continues from it with ``resume=true``. A record whose arguments differ from the point's (the suite
+definition or the extra overrides changed) is stale: the point is redone and its records replaced.
+
+Every record carries the :func:`rlhf_zoo.bench.version.stamp` of the bench that ran it (code
+version, git commit and dirty flag, package version) and its settings (the resolved configuration).
 
 Points run in this process (``jobs=1``) or in ``jobs`` worker processes (spawned, so that each
 starts with a clean torch; workers ignore Ctrl-C, and the bench waits for the runs in flight).
@@ -23,7 +33,21 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
-from rlhf_zoo.bench.records import BENCH, FORMAT, ORACLE, RECORD, read_json, read_record, write_json_atomic
+from rlhf_zoo.bench.records import (
+    BENCH,
+    FORMAT,
+    ORACLE,
+    RECORD,
+    code_version_of,
+    read_json,
+    read_point_record,
+    read_record,
+    record_path,
+    settings_of,
+    write_json_atomic,
+    write_oracle,
+    write_point_record,
+)
 from rlhf_zoo.bench.suites import Point, Suite, expand
 
 STARTED = "point.json"  # written when a point starts: its arguments, to decide whether it may resume
@@ -40,6 +64,10 @@ class BenchReport:
     ran: list[str] = field(default_factory=list)
     redone: list[str] = field(default_factory=list)
     resumed: list[str] = field(default_factory=list)
+    backfilled: list[str] = field(default_factory=list)
+    records: Path | None = None
+    code_version: str = ""
+    other_code: dict[str, int] = field(default_factory=dict)
     wall_s: float = 0.0
 
 
@@ -47,8 +75,12 @@ def point_dir(out: Path, point: Point) -> Path:
     return Path(out) / point.suite / point.id
 
 
-def plan(point: Point, d: Path, resumable: bool) -> str:
-    """What to do with a point: ``done`` (record matches), ``new``, ``resume`` or ``redo``."""
+def plan(point: Point, d: Path, resumable: bool, stored: dict[str, Any] | None = None) -> str:
+    """What to do with a point: ``done`` (a record matches), ``new``, ``resume`` or ``redo``.
+
+    ``stored`` is the point's record in the records folder, if any: it is looked at first."""
+    if stored is not None and list(stored.get("args", [])) == list(point.args):
+        return "done"
     if not d.exists():
         return "new"
     rec = read_record(d)
@@ -61,35 +93,64 @@ def plan(point: Point, d: Path, resumable: bool) -> str:
     return "redo"
 
 
-def run_point(point: Point, run_dir: str, resume: bool, bench_command: str, keep_checkpoints: bool) -> dict[str, Any]:
-    """Train one point into ``run_dir`` and write its record; returns the record.
+def _head(point: Point, cfg: Any, bench_command: str, stamp: dict[str, Any] | None) -> dict[str, Any]:
+    """The keys every record starts with: the point, its settings and the bench's stamp."""
+    from rlhf_zoo.bench.version import stamp as current_stamp
 
-    Runs in a worker process or in the caller's. The record is written last, atomically: a point
-    whose record exists finished, and one without did not.
-    """
-    from rlhf_zoo.config import load_config
-    from rlhf_zoo.train import run
-
-    if point.pool:
-        return run_pool_point(point, run_dir, bench_command)
-    d = Path(run_dir)
-    d.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(d / STARTED, {"id": point.id, "args": list(point.args)})
-    args = [*point.args, f"run_dir={d}"]
-    cfg = load_config([*args, f"resume={'true' if resume else 'false'}"])
-    t0 = time.perf_counter()
-    summary = run(cfg, argv=["rlhf-zoo", "train", *args])
-    wall = time.perf_counter() - t0
-    metrics = [json.loads(line) for line in (d / "metrics.jsonl").read_text().splitlines() if line.strip()]
-    record = {
+    return {
         "format": FORMAT,
         "suite": point.suite,
         "id": point.id,
         "label": point.label,
         "seed": point.seed,
         "args": list(point.args),
+        "settings": settings_of(cfg),
         "memberships": [dict(m) for m in point.memberships],
+        **(stamp if stamp is not None else current_stamp()),
         "bench_command": bench_command,
+    }
+
+
+def _finish(d: Path, record: dict[str, Any], records: str | None) -> None:
+    """Write the record in the run directory, then (compact) in the records folder."""
+    write_json_atomic(d / RECORD, record)
+    if records is not None:
+        write_point_record(Path(records), record)
+
+
+def run_point(
+    point: Point,
+    run_dir: str,
+    resume: bool,
+    bench_command: str,
+    keep_checkpoints: bool,
+    records: str | None = None,
+    stamp: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Train one point into ``run_dir`` and write its record (also into ``records``, compact, when given);
+    returns the record.
+
+    Runs in a worker process or in the caller's. The record is written last, atomically: a point
+    whose record exists finished, and one without did not. ``stamp``: the bench's
+    :func:`rlhf_zoo.bench.version.stamp` (computed here when None).
+    """
+    from rlhf_zoo.config import load_config
+    from rlhf_zoo.train import run
+
+    if point.pool:
+        return run_pool_point(point, run_dir, bench_command, records, stamp)
+    d = Path(run_dir)
+    d.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(d / STARTED, {"id": point.id, "args": list(point.args)})
+    args = [*point.args, f"run_dir={d}"]
+    cfg = load_config([*args, f"resume={'true' if resume else 'false'}"])
+    head = _head(point, cfg, bench_command, stamp)
+    t0 = time.perf_counter()
+    summary = run(cfg, argv=["rlhf-zoo", "train", *args])
+    wall = time.perf_counter() - t0
+    metrics = [json.loads(line) for line in (d / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    record = {
+        **head,
         "meta": read_json(d / "meta.json") or {},
         "summary": summary,
         "metrics": metrics,
@@ -97,13 +158,15 @@ def run_point(point: Point, run_dir: str, resume: bool, bench_command: str, keep
         "resumed": resume,
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    write_json_atomic(d / RECORD, record)
+    _finish(d, record, records)
     if not keep_checkpoints:
         shutil.rmtree(d / "checkpoint", ignore_errors=True)
     return record
 
 
-def run_pool_point(point: Point, run_dir: str, bench_command: str) -> dict[str, Any]:
+def run_pool_point(
+    point: Point, run_dir: str, bench_command: str, records: str | None = None, stamp: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Draw and score one seed's Best-of-N pool (:mod:`rlhf_zoo.evaluate_pool`) on the held-out prompts
     the trained points are evaluated on, and write its record (the whole curve n = 1…M)."""
     from rlhf_zoo.config import load_config
@@ -116,6 +179,7 @@ def run_pool_point(point: Point, run_dir: str, bench_command: str) -> dict[str, 
     d.mkdir(parents=True, exist_ok=True)
     write_json_atomic(d / STARTED, {"id": point.id, "args": list(point.args)})
     cfg = load_config([*point.args, f"run_dir={d}"])
+    head = _head(point, cfg, bench_command, stamp)
     t0 = time.perf_counter()
     _, task, policy = build(cfg)
     costs = Costs()
@@ -124,14 +188,7 @@ def run_pool_point(point: Point, run_dir: str, bench_command: str) -> dict[str, 
     summary = pool_summary(pool_curve(pool), point.pool, len(pool["proxy"]))
     wall = time.perf_counter() - t0
     record = {
-        "format": FORMAT,
-        "suite": point.suite,
-        "id": point.id,
-        "label": point.label,
-        "seed": point.seed,
-        "args": list(point.args),
-        "memberships": [dict(m) for m in point.memberships],
-        "bench_command": bench_command,
+        **head,
         "meta": {
             "git_commit": git_commit(),
             "hardware": hardware(),
@@ -144,7 +201,7 @@ def run_pool_point(point: Point, run_dir: str, bench_command: str) -> dict[str, 
         "resumed": False,
         "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    write_json_atomic(d / RECORD, record)
+    _finish(d, record, records)
     return record
 
 
@@ -189,6 +246,7 @@ def run_suite(
     command: str = "",
     keep_checkpoints: bool = False,
     validate: bool = True,
+    records: str | Path | None = None,
 ) -> BenchReport:
     """Run every unfinished point of ``suite`` into ``<out>/<suite>/``; returns what was done.
 
@@ -200,44 +258,67 @@ def run_suite(
         keep_checkpoints: keep each finished run's ``checkpoint/`` (deleted by default: records
             and metrics are what the tables need, and full fine-tuning checkpoints are large).
         validate: build every configuration first, so a bad override fails before any run.
+        records: the records folder (``<records>/<suite>/<point-id>.json``): a point with a record
+            there is finished, and every finished point's record is written there too. None: the
+            run directories' records only.
     """
+    from rlhf_zoo.bench.version import stamp as current_stamp
+
     out = Path(out)
+    records = Path(records) if records is not None else None
     points = expand(suite, seeds, extra, only)
     if validate:
         validate_points(points)
     suite_dir = out / suite.name
     suite_dir.mkdir(parents=True, exist_ok=True)
-    report = BenchReport(suite.name, out, len(points))
+    stamp = current_stamp()
+    report = BenchReport(suite.name, out, len(points), records=records, code_version=str(stamp["code_version"]))
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     t0 = time.perf_counter()
     if suite.exact:
-        write_json_atomic(suite_dir / ORACLE, exact_reference(points[0].args))
+        oracle = exact_reference(points[0].args)
+        write_json_atomic(suite_dir / ORACLE, oracle)
+        if records is not None:
+            write_oracle(records, suite.name, oracle)
     todo: list[tuple[Point, bool]] = []
+    other_code: dict[str, int] = {}
     for p in points:
         d = point_dir(out, p)
-        action = plan(p, d, suite.resumable)
+        stored = read_point_record(record_path(records, suite.name, p.id)) if records is not None else None
+        action = plan(p, d, suite.resumable, stored)
         if action == "done":
             report.skipped.append(p.id)
+            done = stored if stored is not None and list(stored.get("args", [])) == list(p.args) else read_record(d)
+            if done is not None and done is not stored and records is not None:
+                write_point_record(records, done)  # finished in its run directory only: copy it over
+                report.backfilled.append(p.id)
+            version = code_version_of(done or {})
+            if version != report.code_version:
+                other_code[version] = other_code.get(version, 0) + 1
             continue
         if action == "redo":
             shutil.rmtree(d)
             report.redone.append(p.id)
         elif action == "resume":
             report.resumed.append(p.id)
+        elif stored is not None:  # new here, and its record in the records folder is stale
+            report.redone.append(p.id)
         todo.append((p, action == "resume"))
+    report.other_code = other_code
     jobs = max(1, min(jobs or suite.jobs, len(todo) or 1))
     bar = _bar(progress, len(points), len(report.skipped), suite.name)
+    rec_dir = str(records) if records is not None else None
     try:
         if jobs == 1:
             for p, resume in todo:
                 if bar is not None:
                     bar.set_postfix_str(p.id, refresh=True)
-                run_point(p, str(point_dir(out, p)), resume, command, keep_checkpoints)
+                run_point(p, str(point_dir(out, p)), resume, command, keep_checkpoints, rec_dir, stamp)
                 report.ran.append(p.id)
                 if bar is not None:
                     bar.update(1)
         else:
-            _run_parallel(todo, out, jobs, command, keep_checkpoints, report, bar)
+            _run_parallel(todo, out, jobs, command, keep_checkpoints, report, bar, rec_dir, stamp)
     finally:
         if bar is not None:
             bar.close()
@@ -248,13 +329,22 @@ def run_suite(
 
 
 def _run_parallel(
-    todo: list[tuple[Point, bool]], out: Path, jobs: int, command: str, keep: bool, report: BenchReport, bar: Any
+    todo: list[tuple[Point, bool]],
+    out: Path,
+    jobs: int,
+    command: str,
+    keep: bool,
+    report: BenchReport,
+    bar: Any,
+    records: str | None,
+    stamp: dict[str, Any],
 ) -> None:
     pool = ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"), initializer=_worker_init)
     pending: dict[Future, Point] = {}
     try:
         for p, resume in todo:
-            pending[pool.submit(run_point, p, str(point_dir(out, p)), resume, command, keep)] = p
+            f = pool.submit(run_point, p, str(point_dir(out, p)), resume, command, keep, records, stamp)
+            pending[f] = p
         while pending:
             done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
             for f in done:

@@ -142,3 +142,18 @@ def test_the_runner_draws_the_pool_on_the_tiny_model_and_never_redraws_it(prompt
     assert run_suite(suite, tmp_path, progress=False).skipped == [p.id] and calls == []
     text = render_suite("tinypool", tmp_path, tmp_path / "docs").read_text()
     assert "Best-of-N" in text
+
+
+def test_a_pool_record_in_the_records_folder_reads_as_the_full_one(tmp_path):
+    from rlhf_zoo.bench.records import read_point_record, write_point_record
+
+    rec = _pool_record(0, m=16, values=(1, 2, 4, 16))
+    path = write_point_record(tmp_path, rec)
+    assert path == tmp_path / "poolsuite" / "best_of_n-pool16-s0.json" and path.stat().st_size < 5000
+    back = read_point_record(path)
+    assert sorted(back["pool"]["curve"], key=int) == [str(n) for n in range(1, 17)]  # every n ≤ M is kept
+    for mine, theirs in zip(expand_pool(back), expand_pool(rec), strict=True):
+        assert mine["id"] == theirs["id"] and mine["memberships"] == theirs["memberships"]
+        assert mine["summary"].keys() == theirs["summary"].keys()
+        for k, v in theirs["summary"].items():
+            assert mine["summary"][k] == (pytest.approx(v, rel=1e-5) if isinstance(v, float) else v), k

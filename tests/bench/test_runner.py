@@ -126,7 +126,9 @@ def test_bench_command_line(tmp_path, capsys):
     out, docs = tmp_path / "runs", tmp_path / "docs"
     args = ["bench", "suite=exact", f"out={out}", f"docs={docs}", "seeds=0", "only=best_of_n", "progress=false"]
     assert main([*args, "render=false"]) == 0
-    assert not docs.exists() and len(list((out / "exact").glob("*/record.json"))) == 6
+    assert len(list((out / "exact").glob("*/record.json"))) == 6
+    assert sorted(p.name for p in docs.iterdir()) == ["records"]  # the records, not the page
+    assert len(list((docs / "records" / "exact").glob("best_of_n-*.json"))) == 6
     assert main(["bench", "suite=exact", f"out={out}", f"docs={docs}", "render_only=true"]) == 0
     assert (docs / "exact.md").is_file() and (docs / "exact" / "reward_vs_kl.png").is_file()
     assert main(["bench", "suite=nope"]) == 2

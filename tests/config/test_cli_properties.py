@@ -81,7 +81,18 @@ def test_train_never_ends_in_a_traceback(monkeypatch, tmp_path, capsys, algo, ov
     _no_traceback(capsys, cli.main(args))
 
 
-BENCH_KEYS = ["suite", "seeds", "only", "jobs", "render_only", "render", "keep_checkpoints", "progress", "docs"]
+BENCH_KEYS = [
+    "suite",
+    "seeds",
+    "only",
+    "jobs",
+    "render_only",
+    "render",
+    "keep_checkpoints",
+    "progress",
+    "docs",
+    "records",
+]
 
 
 @settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -1,0 +1,308 @@
+"""Records that accumulate in the repository: a suite run in pieces renders what one run renders,
+finished points are never recomputed, and records that are not comparable are refused."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+import rlhf_zoo.bench.runner as runner
+import rlhf_zoo.bench.version as version
+from rlhf_zoo.bench.records import (
+    FORMAT,
+    compact,
+    dumps_record,
+    read_point_record,
+    repo_records,
+    uncompact,
+    write_json_atomic,
+)
+from rlhf_zoo.bench.suites import EXACT, expand
+from rlhf_zoo.cli import main
+from tests.bench.helpers import synth_record
+
+# the exact suite, two sweeps, a handful of steps: a point takes a fraction of a second
+TINY = ["suite=exact", "only=reinforce,best_of_n", "train.steps=4", "train.eval_every=2", "jobs=1", "progress=false"]
+N_POINTS = len(expand(EXACT, seeds=[0], only=["reinforce", "best_of_n"]))  # per seed
+
+
+def bench(*args: str) -> int:
+    return main(["bench", *TINY, *args])
+
+
+def _tables(page: str) -> list[list[list[str]]]:
+    """The page's numbers: every markdown table after the verdicts, without the wall-time column and
+    the provenance lines (commands and paths differ between runs)."""
+    body = page[page.index("## Reward at matched KL") :]
+    tables, current = [], []
+    for line in body.splitlines() + [""]:
+        if line.startswith("|"):
+            if not line.startswith("|--"):
+                current.append([c.strip() for c in line.strip().strip("|").split("|")])
+        elif current:
+            wall = current[0].index("wall s") if "wall s" in current[0] else None
+            tables.append([[c for i, c in enumerate(row) if i != wall] for row in current])
+            current = []
+    return tables
+
+
+def _snapshot(folder: Path) -> dict[str, tuple[str, int]]:
+    return {p.name: (p.read_text(), p.stat().st_mtime_ns) for p in sorted(folder.glob("*.json"))}
+
+
+def test_a_suite_run_in_pieces_renders_what_one_run_renders(tmp_path, capsys):
+    # one piece: both seeds in one bench
+    whole = tmp_path / "whole"
+    assert bench(f"out={whole}/runs", f"docs={whole}/docs", "seeds=0,1") == 0
+    # two pieces: one seed each, on "two machines" (two run folders) that share one records folder
+    shared = tmp_path / "repo" / "records"
+    assert bench(f"out={tmp_path}/machine_a", f"docs={tmp_path}/a", f"records={shared}", "seeds=0") == 0
+    page_a = (tmp_path / "a" / "exact.md").read_text()
+    assert f"| {N_POINTS} of the {N_POINTS} planned points have records " in page_a
+    assert bench(f"out={tmp_path}/machine_b", f"docs={tmp_path}/b", f"records={shared}", "seeds=1") == 0
+    capsys.readouterr()
+    # the page, rendered from the shared records alone (no run folder), counts the planned points
+    docs = tmp_path / "repo" / "docs"
+    assert bench(f"out={tmp_path}/fresh", f"docs={docs}", f"records={shared}", "seeds=0,1", "render_only=true") == 0
+    page = (docs / "exact.md").read_text()
+    assert f"{2 * N_POINTS} of the {2 * N_POINTS} planned points have records" in page
+    whole_page = (whole / "docs" / "exact.md").read_text()
+    assert _tables(page) == _tables(whole_page) and len(_tables(page)) >= 4
+    # the records themselves agree, number for number
+    for name, rec in repo_records(shared / "exact").items():
+        other = read_point_record(whole / "docs" / "records" / "exact" / f"{name}.json")
+
+        def results(r):
+            return {k: v for k, v in r["summary"].items() if not k.startswith("time/")}  # timings differ
+
+        assert results(rec) == results(other) and rec["metrics"] == other["metrics"], name
+    # a plan larger than what ran: the page says how much is there
+    assert bench(f"out={tmp_path}/fresh", f"docs={docs}", f"records={shared}", "seeds=0,1,2", "render_only=true") == 0
+    assert f"{2 * N_POINTS} of the {3 * N_POINTS} planned points have records" in (docs / "exact.md").read_text()
+
+
+def test_a_second_run_recomputes_nothing_even_without_its_run_folders(tmp_path, capsys, monkeypatch):
+    records = tmp_path / "records"
+    args = [f"out={tmp_path}/runs", f"docs={tmp_path}/docs", f"records={records}", "seeds=0"]
+    assert bench(*args) == 0
+    before = _snapshot(records / "exact")
+    assert len(before) == N_POINTS + 1  # and the oracle's curves
+    capsys.readouterr()
+
+    calls = []
+    monkeypatch.setattr(runner, "run_point", lambda *a, **k: calls.append(a))
+    assert bench(*args) == 0
+    assert f"0 point(s) run (0 resumed, 0 redone), {N_POINTS} already finished" in capsys.readouterr().err
+    shutil.rmtree(tmp_path / "runs")  # another machine: only the committed records
+    assert bench(*args) == 0
+    assert f"0 point(s) run (0 resumed, 0 redone), {N_POINTS} already finished" in capsys.readouterr().err
+    assert calls == [] and _snapshot(records / "exact") == before  # not even rewritten
+
+
+def test_records_are_small_and_read_back_as_written(tmp_path):
+    records = tmp_path / "records"
+    assert bench(f"out={tmp_path}/runs", f"docs={tmp_path}/docs", f"records={records}", "seeds=0", "render=false") == 0
+    for path in sorted((records / "exact").glob("*-s0.json")):
+        rec = read_point_record(path)
+        full = json.loads((tmp_path / "runs" / "exact" / path.stem / "record.json").read_text())
+        assert path.stat().st_size < 6000, path.name
+        assert rec["args"] == full["args"] and rec["code_version"] == version.current_code_version()
+        assert rec["settings"]["train.steps"] == 4 and "seed" not in rec["settings"]
+        steps = [0, 2, 4] if path.name.startswith("reinforce") else [0]  # Best-of-N is evaluated once
+        assert [m["step"] for m in rec["metrics"]] == [m["step"] for m in full["metrics"]] == steps
+        for mine, theirs in zip(rec["metrics"], full["metrics"], strict=True):
+            assert mine["reward/proxy"] == pytest.approx(theirs["reward/proxy"], rel=1e-5)
+            assert "loss/total" not in mine  # training logs stay in the run folder
+        assert rec["summary"]["kl/exact"] == pytest.approx(full["summary"]["kl/exact"], rel=1e-5, abs=1e-12)
+    # compact → text → back is the identity on a compact record
+    rec = json.loads((tmp_path / "runs" / "exact" / "reinforce-beta_RL0.01-s0" / "record.json").read_text())
+    small = compact(rec)
+    assert compact(uncompact(json.loads(dumps_record(small)))) == small
+
+
+def test_a_point_finished_in_its_run_folder_is_copied_not_run(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "runs"
+    # runs made with records in another folder, then a new records folder: copied, not recomputed
+    assert bench(f"out={out}", f"docs={tmp_path}/docs", f"records={tmp_path}/old", "seeds=0", "render=false") == 0
+    calls = []
+    monkeypatch.setattr(runner, "run_point", lambda *a, **k: calls.append(a))
+    new = tmp_path / "new"
+    assert bench(f"out={out}", f"docs={tmp_path}/docs", f"records={new}", "seeds=0", "render=false") == 0
+    assert calls == [] and f"({N_POINTS} copied from {out / 'exact'})" in capsys.readouterr().err
+    assert sorted(p.name for p in (new / "exact").glob("*-s0.json")) == sorted(
+        p.name for p in (tmp_path / "old" / "exact").glob("*-s0.json")
+    )
+
+
+def test_a_stale_record_in_the_records_folder_is_redone_and_replaced(tmp_path, capsys):
+    records = tmp_path / "records"
+    args = [f"out={tmp_path}/runs", f"docs={tmp_path}/docs", f"records={records}", "seeds=0", "render=false"]
+    assert bench(*args, "only=best_of_n") == 0
+    capsys.readouterr()
+    assert main(["bench", *TINY, *args, "only=best_of_n", "train.eval_prompts=2"]) == 0
+    assert "6 point(s) run (0 resumed, 6 redone)" in capsys.readouterr().err
+    for path in (records / "exact").glob("best_of_n-*.json"):
+        assert "train.eval_prompts=2" in read_point_record(path)["args"]
+
+
+def _one_line_error(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    return err
+
+
+def test_records_of_another_code_version_are_not_pooled(tmp_path, capsys):
+    records = tmp_path / "records"
+    args = [f"out={tmp_path}/runs", f"docs={tmp_path}/docs", f"records={records}", "seeds=0,1"]
+    assert bench(*args, "render=false") == 0
+    assert bench(*args, "render_only=true") == 0
+    path = records / "exact" / "reinforce-beta_RL0.1-s1.json"
+    rec = json.loads(path.read_text())
+    rec["code_version"] = "0123456789ab"
+    path.write_text(dumps_record(rec))
+    capsys.readouterr()
+    assert bench(*args, "render_only=true") == 2
+    err = _one_line_error(capsys)
+    mine = version.current_code_version()
+    assert "reinforce beta_RL=0.1" in err and "0123456789ab" in err and mine in err, err
+    # and the runner never recomputes it, but says that its code version is not this code's
+    assert bench(*args, "render=false") == 0
+    err = capsys.readouterr().err
+    assert "1 finished point(s) have records of code version 0123456789ab" in err and "0 point(s) run" in err
+
+
+def test_records_with_other_settings_are_not_pooled(tmp_path, capsys):
+    records = tmp_path / "records"
+    base = [f"out={tmp_path}/runs", f"docs={tmp_path}/docs", f"records={records}", "only=best_of_n", "render=false"]
+    assert bench(*base, "seeds=0") == 0
+    assert bench(*base, "seeds=1", "train.eval_prompts=2") == 0  # another setting for seed 1
+    capsys.readouterr()
+    assert bench(*base[:-1], "seeds=0,1", "render_only=true") == 2
+    err = _one_line_error(capsys)
+    assert "best_of_n n=1: best_of_n-n1-s0 (seed 0) and best_of_n-n1-s1 (seed 1)" in err, err
+    assert "train.eval_prompts=4 vs 2" in err, err
+
+
+def test_a_broken_record_is_named_in_one_line(tmp_path, capsys):
+    records = tmp_path / "records"
+    (records / "exact").mkdir(parents=True)
+    (records / "exact" / "best_of_n-n2-s0.json").write_text('{\n<<<<<<< HEAD\n "format": 2\n}\n')
+    assert bench(f"out={tmp_path}/runs", f"docs={tmp_path}/docs", f"records={records}", "seeds=0") == 2
+    err = _one_line_error(capsys)
+    assert "best_of_n-n2-s0.json is not valid JSON" in err
+
+
+def test_old_records_still_load_as_code_version_unknown(tmp_path, capsys):
+    out = tmp_path / "runs"
+    old = []
+    for seed in (0, 1):
+        rec = synth_record("reinforce", 0.1, seed, {"kl/exact": 1.0, "reward/proxy": 1.0 + seed})
+        rec["format"] = 1
+        rec["id"] = f"reinforce-beta0.1-s{seed}"
+        old.append(rec)
+        write_json_atomic(out / "exact" / rec["id"] / "record.json", rec)
+    assert main(["bench", "suite=exact", f"out={out}", f"docs={tmp_path}/docs", "render_only=true"]) == 0
+    page = (tmp_path / "docs" / "exact.md").read_text()
+    assert "| unknown (all 2 points): a hash" in page and "records from commit 0123456789 (all 2 points)" in page
+    # a new record beside them, in the same sweep value: refused, naming both versions
+    new = {**old[1], "format": FORMAT, "id": "reinforce-beta0.1-s2", "seed": 2, "code_version": "abcdefabcdef"}
+    write_json_atomic(out / "exact" / new["id"] / "record.json", new)
+    capsys.readouterr()
+    assert main(["bench", "suite=exact", f"out={out}", f"docs={tmp_path}/docs", "render_only=true"]) == 2
+    err = _one_line_error(capsys)
+    assert "code versions unknown and abcdefabcdef" in err
+
+
+def test_the_page_names_the_commits_behind_the_points(tmp_path, capsys, monkeypatch):
+    records = tmp_path / "records"
+    args = [f"out={tmp_path}/runs", f"docs={tmp_path}/docs", f"records={records}", "only=best_of_n"]
+    monkeypatch.setattr(version, "git_state", lambda cwd=None: ("a" * 40, False))
+    assert bench(*args, "seeds=0,1", "render=false") == 0
+    monkeypatch.setattr(version, "git_state", lambda cwd=None: ("b" * 40, True))
+    assert bench(*args, "seeds=2") == 0
+    page = (tmp_path / "docs" / "exact.md").read_text()
+    assert "records from commit aaaaaaaaaa (12 points), bbbbbbbbbb-dirty (6 points)" in page
+    rows = [line for line in page.splitlines() if line.startswith("| 2 ")]  # Best-of-N, n = 2
+    assert rows and rows[0].rstrip(" |").endswith("aaaaaaaaaa, bbbbbbbbbb-dirty")
+    rec = read_point_record(records / "exact" / "best_of_n-n2-s2.json")
+    assert (rec["git_commit"], rec["git_dirty"], rec["package_version"]) == (
+        "b" * 40,
+        True,
+        version.stamp()["package_version"],
+    )
+
+
+def test_git_state_in_a_repository_and_outside(tmp_path):
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    assert version.git_state(tmp_path) == (None, None)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"]
+    subprocess.run([*git, "init", "-q"], cwd=tmp_path, check=True)
+    (tmp_path / "m.py").write_text("x = 1\n")
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "page.md").write_text("a page\n")
+    subprocess.run([*git, "add", "m.py", "docs/page.md"], cwd=tmp_path, check=True)
+    subprocess.run([*git, "commit", "-qm", "m"], cwd=tmp_path, check=True)
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=tmp_path, capture_output=True, text=True).stdout.strip()
+    assert version.git_state(tmp_path) == (head, False)
+    (tmp_path / "new.py").write_text("")  # untracked: not dirty
+    (tmp_path / "docs" / "page.md").write_text("the page, rendered again\n")  # what the bench writes
+    assert version.git_state(tmp_path) == (head, False)
+    assert version.git_state(tmp_path / "docs") == (head, False)
+    (tmp_path / "m.py").write_text("x = 2\n")
+    assert version.git_state(tmp_path) == version.git_state(tmp_path / "docs") == (head, True)
+
+
+SOURCE = '''"""A module."""
+
+
+def loss(x, beta=0.5):
+    """The loss."""
+    return -(x * beta).mean()  # a comment
+'''
+
+
+def test_the_code_version_follows_the_code_not_its_comments():
+    same = [
+        SOURCE.replace("# a comment", "# another comment"),
+        SOURCE.replace('"""The loss."""', '"""The loss, documented at length.\n\n    More words."""'),
+        SOURCE.replace('"""A module."""', ""),
+        SOURCE.replace("return -(x * beta).mean()", "return -(\n        x * beta\n    ).mean()"),
+    ]
+    changed = [
+        SOURCE.replace("beta=0.5", "beta=0.25"),
+        SOURCE.replace("-(x * beta)", "(x * beta)"),
+        SOURCE.replace(".mean()", ".sum()"),
+        SOURCE.replace("def loss", "def objective"),
+    ]
+    base = version.hash_sources([("algorithms/m.py", SOURCE)])
+    assert len(base) == 12 and int(base, 16) >= 0
+    for text in same:
+        assert version.hash_sources([("algorithms/m.py", text)]) == base, text
+    for text in changed:
+        assert version.hash_sources([("algorithms/m.py", text)]) != base, text
+    assert version.hash_sources([("algorithms/other.py", SOURCE)]) != base  # where the code lives counts
+
+
+def test_the_code_version_of_a_copy_of_the_package(tmp_path):
+    names = {p.relative_to(version.PACKAGE).as_posix() for p in version.code_files()}
+    assert {"policies/sampling.py", "rollout.py", "algorithms/jbond.py", "functional/kl.py", "evaluate.py"} <= names
+    assert "train.py" not in names and "bench/version.py" not in names
+    root = tmp_path / "rlhf_zoo"
+    for name in names:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(version.PACKAGE / name, root / name)
+    assert version.code_version(root) == version.code_version() == version.current_code_version()
+    jbond = root / "algorithms" / "jbond.py"
+    text = jbond.read_text()
+    jbond.write_text("# a new comment\n" + text.replace('"""', '"""Reworded. ', 1))
+    assert version.code_version(root) == version.current_code_version()
+    jbond.write_text(text + "\n\ndef _extra(x):\n    return x + 1\n")
+    assert version.code_version(root) != version.current_code_version()
+    (root / "train.py").write_text("anything = 1\n")  # not a module that decides the numbers
+    jbond.write_text(text)
+    assert version.code_version(root) == version.current_code_version()
