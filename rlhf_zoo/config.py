@@ -15,6 +15,9 @@ Resolution order (later wins):
    YAML, nested or dotted, so a run's saved ``config.yaml`` is one too;
 6. the dotted overrides of the command line.
 
+A comma list on a key (``seed=0,1,2``) or a ``sweep:`` mapping in the experiment file (:func:`read_sweep`)
+asks for a sweep: :mod:`rlhf_zoo.sweep` turns it into single-run overrides before they come here.
+
 Everything goes through OmegaConf structured configs, so an unknown key or a value of the wrong
 type is rejected here, before any model loads, with a :class:`ConfigError`. Nothing is ``eval``'d.
 """

@@ -161,3 +161,19 @@ def test_brackets_and_quotes_keep_a_comma_inside_one_value():
     cfg = load_config([*point.args, "task.proxy=vader", f"run_dir={Path('unused')}"])
     assert list(cfg.model.lora_target_modules) == ["q_proj", "v_proj"]
     assert plan_sweep(["algo=bond", "task.proxy='py:a,b.py:f'"]) is None  # a quoted comma: one run, not a sweep
+
+
+def test_the_example_sweep_file_plans_its_12_points():
+    from rlhf_zoo.bench.suites import expand
+
+    example = Path(__file__).resolve().parents[2] / "examples" / "sweep.yaml"
+    plan = plan_sweep([f"config={example}"])
+    assert plan is not None and plan.folder == Path("runs/sweep-example")
+    points = expand(plan.suite)
+    assert len(points) == 12 and {p.seed for p in points} == {0, 1, 2}
+    assert {
+        (a, b) for p in points for a in p.args for b in p.args if a.startswith("algo=") and b.startswith("algo.beta=")
+    } == {(f"algo={x}", f"algo.beta={y}") for x in ("bond", "jbond") for y in ("0.1", "0.5")}
+    assert all("train.steps=200" in p.args and "task=exact" in p.args for p in points)
+    plan = plan_sweep([f"config={example}", "algo=bond", "seed=0,1", "out=elsewhere"])  # the command line wins
+    assert plan.folder == Path("elsewhere") and len(expand(plan.suite)) == 4
