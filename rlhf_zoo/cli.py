@@ -2,11 +2,13 @@
 
 Commands:
     train    train one algorithm on one task:  rlhf-zoo train algo=bond task=exact seed=0
+             or sweep (:mod:`rlhf_zoo.sweep`):    rlhf-zoo train algo=bond,jbond seed=0,1 out=runs/sw
     prepare  build the offline defaults (gold reward model, converted SmolLM2, zoo-lm) once
     list     the registered algorithms, presets, tasks and rewards
     fields   every setting with its default and doc:  rlhf-zoo fields algo=bond
     profile  seconds per step split by phase, and peak memory, for each objective
     bench    run a benchmark suite and render docs/benchmarks/<suite>.md:  rlhf-zoo bench suite=exact
+             (or a suite file of your own: rlhf-zoo bench suite=examples/suite.yaml out=runs/bench)
 
 Bad input ends with a one-line error on stderr and exit code 2, before any model loads where
 possible; Ctrl-C (SIGINT) or SIGTERM finishes the step, saves a checkpoint and exits with code 130
@@ -26,6 +28,8 @@ USAGE = """usage: rlhf-zoo COMMAND [key=value ...]
 commands:
   train     rlhf-zoo train algo=NAME task=NAME seed=S run_dir=PATH [algo.beta=0.5 train.steps=200 ...]
             rlhf-zoo train config=exp.yaml [key=value ...]   (an experiment file; the command line wins)
+            rlhf-zoo train algo=bond,jbond seed=0,1,2 algo.beta=0.1,0.5 [out=DIR]   (a sweep: every combination;
+                           [a,b] is one list value, 'a,b' one string; or a sweep: mapping in the config file)
   prepare   build the offline defaults once (gold reward model, converted SmolLM2, zoo-lm)
   list      show algorithms, presets, tasks and rewards
   fields    every setting with its default and one-line doc:
@@ -33,7 +37,7 @@ commands:
   profile   seconds per step (generate / reward / log-probs / update) and peak memory per objective:
             rlhf-zoo profile task=sentiment train.batch_prompts=16 model.max_new_tokens=24 [algos=a,b steps=2]
   bench     run a suite's unfinished points, then render docs/benchmarks/<suite>.md and its plots:
-            rlhf-zoo bench suite=exact|quick|full [out=bench_runs] [seeds=0,1] [only=TAG,..] [jobs=N]
+            rlhf-zoo bench suite=exact|quick|full|FILE.yaml [out=bench_runs] [seeds=0,1] [only=TAG,..] [jobs=N]
                            [render_only=true] [docs=docs/benchmarks] [key=value for every run ...]
   compare   finished runs side by side, mean ± 95 % interval over seeds, as Markdown (and CSV and plots):
             rlhf-zoo compare RUN_DIR_OR_FOLDER ... [out=DIR]
@@ -59,7 +63,11 @@ def _print_summary(summary: dict) -> None:
 
 def cmd_train(args: list[str]) -> int:
     from rlhf_zoo.config import load_config
+    from rlhf_zoo.sweep import plan_sweep, run
 
+    sweep = plan_sweep(args)
+    if sweep is not None:  # a key with several values: every combination, through the bench's runner
+        return run(sweep)
     cfg = load_config(args)
     from rlhf_zoo.train import run
 

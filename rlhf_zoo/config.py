@@ -15,6 +15,9 @@ Resolution order (later wins):
    YAML, nested or dotted, so a run's saved ``config.yaml`` is one too;
 6. the dotted overrides of the command line.
 
+A comma list on a key (``seed=0,1,2``) or a ``sweep:`` mapping in the experiment file (:func:`read_sweep`)
+asks for a sweep: :mod:`rlhf_zoo.sweep` turns it into single-run overrides before they come here.
+
 Everything goes through OmegaConf structured configs, so an unknown key or a value of the wrong
 type is rejected here, before any model loads, with a :class:`ConfigError`. Nothing is ``eval``'d.
 """
@@ -141,6 +144,39 @@ def parse_overrides(args: list[str]) -> dict[str, str]:
 CHOICES = ("algo", "task")  # keys whose value picks a dataclass (a name) rather than setting a field
 
 
+SWEEP = "sweep"  # an experiment file's mapping of key -> list of values (rlhf_zoo.sweep)
+
+
+def _read_mapping(path: str) -> dict[Any, Any]:
+    """The YAML mapping in an experiment file; raises ConfigError."""
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise ConfigError(f"config={path}: no such file")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        raise ConfigError(f"config={path}: cannot read it: {one_line(e)}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config={path} must hold a mapping of keys to values (as key=value on the command line)")
+    return data
+
+
+def flatten(node: dict[Any, Any], where: str, prefix: str = "") -> dict[str, Any]:
+    """A nested mapping as dotted keys (``{train: {steps: 5}}`` → ``{"train.steps": 5}``; keys may already
+    be dotted); lists and scalars are leaves. ``where`` names the file in the error for a key set twice."""
+    flat: dict[str, Any] = {}
+    for k, v in node.items():
+        key = f"{prefix}{k}"
+        items = flatten(v, where, f"{key}.").items() if isinstance(v, dict) and v else [(key, v)]
+        for kk, vv in items:
+            if kk in flat:
+                raise ConfigError(f"{where} sets {kk} twice")
+            flat[kk] = vv
+    return flat
+
+
 def read_experiment(path: str) -> tuple[dict[str, str], dict[str, Any]]:
     """An experiment file → (choices, settings): ``{"algo": NAME, "task": NAME}`` (those given) and the
     other settings as a nested dict.
@@ -156,32 +192,12 @@ def read_experiment(path: str) -> tuple[dict[str, str], dict[str, Any]]:
           eval_every: 20
 
     ``algo`` and ``task`` may also be mappings with a ``name`` (``algo: {name: bond, beta: 0.5}``), the
-    layout of a run's saved ``config.yaml``, so that file re-runs as it is. Raises ConfigError.
+    layout of a run's saved ``config.yaml``, so that file re-runs as it is. A ``sweep:`` mapping (key →
+    list of values) is not a setting: :func:`read_sweep` reads it. Raises ConfigError.
     """
-    p = Path(path).expanduser()
-    if not p.is_file():
-        raise ConfigError(f"config={path}: no such file")
-    try:
-        data = yaml.safe_load(p.read_text())
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
-        raise ConfigError(f"config={path}: cannot read it: {one_line(e)}") from None
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"config={path} must hold a mapping of keys to values (as key=value on the command line)")
-    flat: dict[str, Any] = {}
-
-    def walk(prefix: str, node: dict[Any, Any]) -> None:
-        for k, v in node.items():
-            key = f"{prefix}{k}"
-            if isinstance(v, dict) and v:
-                walk(f"{key}.", v)
-            elif key in flat:
-                raise ConfigError(f"config={path} sets {key} twice")
-            else:
-                flat[key] = v
-
-    walk("", data)
+    data = _read_mapping(path)
+    data.pop(SWEEP, None)
+    flat = flatten(data, f"config={path}")
     choices: dict[str, str] = {}
     for c in CHOICES:
         name = flat.pop(c, None) if c in flat else flat.pop(f"{c}.name", None)
@@ -199,6 +215,27 @@ def read_experiment(path: str) -> tuple[dict[str, str], dict[str, Any]]:
                 raise ConfigError(f"config={path}: {key} lies under a key that holds a value")
         node[leaf] = v
     return choices, settings
+
+
+def read_sweep(path: str) -> dict[str, list[Any]]:
+    """An experiment file's ``sweep:`` mapping as dotted key → its values (empty without one)::
+
+        sweep:
+          seed: [0, 1, 2]
+          algo: [bond, jbond]
+          algo.beta: [0.1, 0.5]     # dotted or nested (train: {steps: [100, 200]}), as the settings
+
+    Raises ConfigError when a key's values are not a non-empty list."""
+    node = _read_mapping(path).get(SWEEP)
+    if node is None:
+        return {}
+    if not isinstance(node, dict):
+        raise ConfigError(f"config={path}: sweep must be a mapping of keys to lists of values")
+    out = flatten(node, f"config={path}: sweep")
+    for key, values in out.items():
+        if not isinstance(values, list) or not values:
+            raise ConfigError(f"config={path}: sweep.{key} must be a non-empty list of values, got {values!r}")
+    return out
 
 
 def load_config(args: list[str], defaults: dict[str, str] | None = None) -> DictConfig:
@@ -376,4 +413,14 @@ def as_dataclass(cfg: DictConfig, key: str) -> Any:
     return None if node is None else OmegaConf.to_object(node)
 
 
-__all__ = ["ConfigError", "RunConfig", "TrainConfig", "load_config", "algo_config", "to_yaml"]
+__all__ = [
+    "ConfigError",
+    "RunConfig",
+    "TrainConfig",
+    "algo_config",
+    "flatten",
+    "load_config",
+    "read_experiment",
+    "read_sweep",
+    "to_yaml",
+]

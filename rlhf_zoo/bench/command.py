@@ -7,6 +7,7 @@
     rlhf-zoo bench suite=demo out=runs/bench          # the five objectives on zoo-lm (make run)
     rlhf-zoo bench suite=quick seeds=0,1 only=bond_beta,jbond_gamma
     rlhf-zoo bench suite=quick model.name=tiny task.prompts=p.jsonl task.gold=null out=/tmp/b docs=/tmp/d
+    rlhf-zoo bench suite=examples/suite.yaml out=runs/bench   # your own suite (rlhf_zoo.bench.suite_file)
 
 The bench options are the fields of :class:`BenchOptions` (``suite`` is required). Every other
 ``key=value`` is a training override appended to every point (it becomes part of each point's
@@ -38,13 +39,13 @@ class BenchOptions:
     """The ``bench`` command's own options (every other ``key=value`` is a training override).
 
     Attributes:
-        suite: the suite to run and render: exact, quick, full or demo (required).
+        suite: the suite to run and render: exact, quick, full, demo or a suite file FILE.yaml (required).
         out: where the runs and their records go (``<out>/<suite>/<point-id>/``).
         seeds: replaces the suite's seeds (comma list).
         only: run only these sweep tags (comma list).
         jobs: parallel processes (default: the suite's).
-        docs: where the page and its plots go (default: ``docs/benchmarks`` when ``out`` is the default,
-            else ``out`` itself: the bench never writes where it was not pointed).
+        docs: where the page and its plots go (default: ``docs/benchmarks`` for a built-in suite when ``out``
+            is the default, else ``out`` itself: the bench never writes where it was not pointed).
         records: where each finished point's record goes and is looked for, ``<records>/<suite>/<point-id>.json``
             (default: ``<docs>/records``).
         render_only: only render the page, from the records (``seeds``, ``only`` and the overrides then
@@ -71,7 +72,7 @@ def parse(args: list[str]) -> tuple[BenchOptions, list[str]]:
     """(bench options, training overrides for every point)."""
     opts, extra = split_options(args, BenchOptions, "bench")
     if not opts.suite:
-        raise UserError("bench: name a suite: rlhf-zoo bench suite=NAME (exact, quick, full, demo)")
+        raise UserError("bench: name a suite: rlhf-zoo bench suite=NAME (exact, quick, full, demo) or suite=FILE.yaml")
     if opts.records is not None and not opts.records.strip():
         raise UserError("bench: records= must name a folder")
     return opts, extra
@@ -81,19 +82,24 @@ def main(args: list[str]) -> int:
     """The ``bench`` command; returns the exit code."""
     from rlhf_zoo.bench.render import render_suite
     from rlhf_zoo.bench.runner import run_suite
-    from rlhf_zoo.bench.suites import expand, get_suite
+    from rlhf_zoo.bench.suites import SUITES, expand, get_suite
 
     opts, extra = parse(args)
     suite = get_suite(opts.suite)
     out = Path(opts.out)
-    docs = Path(opts.docs if opts.docs is not None else DEFAULT_DOCS if opts.out == DEFAULT_OUT else opts.out)
+    in_docs = opts.out == DEFAULT_OUT and opts.suite in SUITES  # a user's suite file: its page beside its records
+    docs = Path(opts.docs if opts.docs is not None else DEFAULT_DOCS if in_docs else opts.out)
     records = Path(opts.records) if opts.records is not None else docs / "records"
     command = " ".join(["rlhf-zoo", "bench", *args])
     if not opts.render_only:
         if opts.jobs is not None and opts.jobs < 1:
             raise UserError("bench: jobs must be >= 1")
+        from rlhf_zoo.bench.suite_file import is_suite_file, validate_suite_file
         from rlhf_zoo.train import Interrupted
 
+        from_file = is_suite_file(opts.suite)
+        if from_file:
+            validate_suite_file(suite, opts.suite, seeds=opts.seeds, extra=extra, only=opts.only)
         try:
             report = run_suite(
                 suite,
@@ -106,6 +112,7 @@ def main(args: list[str]) -> int:
                 command=command,
                 keep_checkpoints=opts.keep_checkpoints,
                 records=records,
+                validate=not from_file,
             )
         except (Interrupted, KeyboardInterrupt):
             how = "the interrupted run resumes from its checkpoint" if suite.resumable else "unfinished runs are redone"
@@ -130,7 +137,7 @@ def main(args: list[str]) -> int:
                 file=sys.stderr,
             )
     if opts.render_only or opts.render:
-        page = render_suite(suite.name, out, docs, records, expand(suite, opts.seeds, extra, opts.only))
+        page = render_suite(suite.name, out, docs, records, expand(suite, opts.seeds, extra, opts.only), spec=suite)
         print(final_summary(suite.name, out, records))
         print(f"wrote {page} and its plots in {page.parent / suite.name}")
     return 0

@@ -16,6 +16,7 @@ suite uses the same ones; a sweep's ``claims`` names the claims that read it.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -32,7 +33,8 @@ class Sweep:
         tag: stable name of the sweep (the claims look it up); also the prefix of point ids.
         objective: display name, e.g. ``"REINFORCE (2 samples, leave-one-out)"``.
         algo: the ``algo=`` value: a registered algorithm or a preset of ``configs/algo/``.
-        knob: the dotted key swept, e.g. ``"algo.beta"``.
+        knob: the dotted key swept, e.g. ``"algo.beta"``; ``""``: none (one configuration, ``values`` =
+            ``("",)``: a command-line sweep over seeds or algorithms only, :mod:`rlhf_zoo.sweep`).
         values: the knob's values (empty in a shape; a suite picks them with :meth:`over`).
         fixed: overrides shared by every point of the sweep (after the suite's task arguments, before
             the suite's ``algo_args`` and the knob).
@@ -71,7 +73,12 @@ class Sweep:
     def args(self, value: Any, settings: tuple[str, ...] = ()) -> list[str]:
         """The sweep's own overrides for one value, with a suite's ``settings`` for its algorithm after
         the fixed ones (no suite task arguments, no seed)."""
-        return [f"algo={self.algo}", *self.fixed, *settings, f"{self.knob}={format_value(value)}"]
+        knob = [f"{self.knob}={format_value(value)}"] if self.knob else []
+        return [f"algo={self.algo}", *self.fixed, *settings, *knob]
+
+    def setting(self, value: Any) -> str:
+        """How a point's label names its value, e.g. ``beta_RL=0.1`` (empty without a knob)."""
+        return f"{self.label}={format_value(value)}" if self.knob else ""
 
 
 @dataclass(frozen=True)
@@ -154,11 +161,16 @@ class Point:
 
 
 def format_value(v: Any) -> str:
-    """A knob value as written on the command line (floats without trailing noise)."""
+    """A value (from Python or YAML) as written on the command line: floats without trailing noise,
+    ``null``, and lists and mappings in YAML's flow style (``["q_proj", "v_proj"]``)."""
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, float):
         return repr(v)
+    if v is None:
+        return "null"
+    if isinstance(v, (list, tuple, dict)):
+        return json.dumps(list(v) if isinstance(v, tuple) else v)
     return str(v)
 
 
@@ -232,7 +244,7 @@ def expand(
                     continue
                 by_identity[ident] = len(points)
                 pid = _slug(f"{sweep.tag}-{sweep.label}{format_value(value)}-s{seed}")
-                label = f"{sweep.objective} {sweep.label}={format_value(value)}, seed {seed}"
+                label = f"{sweep.objective} {sweep.setting(value)}".rstrip() + f", seed {seed}"
                 points.append(Point(suite.name, pid, label, seed, tuple(args), (member,)))
     ids = [p.id for p in points]
     if len(set(ids)) != len(ids):
@@ -498,9 +510,14 @@ SUITES: dict[str, Suite] = {s.name: s for s in (EXACT, QUICK, FULL, DEMO)}
 
 
 def get_suite(name: str) -> Suite:
-    """The suite called ``name``; a :class:`UserError` naming the known ones otherwise."""
+    """The suite called ``name``, or the one in the YAML file ``name`` (:mod:`rlhf_zoo.bench.suite_file`);
+    a :class:`UserError` naming the known ones otherwise."""
+    from rlhf_zoo.bench.suite_file import is_suite_file, load_suite_file
+
+    if is_suite_file(name):
+        return load_suite_file(name)
     if name not in SUITES:
-        raise UserError(f"unknown suite {name!r}; known: {', '.join(SUITES)}")
+        raise UserError(f"unknown suite {name!r}; known: {', '.join(SUITES)}, or a suite file FILE.yaml")
     return SUITES[name]
 
 

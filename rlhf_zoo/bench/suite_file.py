@@ -1,0 +1,186 @@
+"""A user's own suite, from YAML: ``rlhf-zoo bench suite=my_suite.yaml`` (example: ``examples/suite.yaml``).
+
+The file holds a :class:`~rlhf_zoo.bench.suites.Suite`'s fields, its sweeps as a list of
+:class:`~rlhf_zoo.bench.suites.Sweep` fields; overrides are mappings of keys (dotted or nested) to
+values, as in an experiment file::
+
+    name: mini                  # the records' folder <out>/<name>/ and the page <name>.md (default: the file's stem)
+    description: BOND against REINFORCE on the exact testbed.
+    budget: about a minute on one core
+    task_args: {task: exact, threads: 1, train.steps: 60, train.eval_every: 20, train.progress: false}
+    seeds: [0, 1]
+    kl_budgets: [0.25, 0.5, 1.0]        # also: jobs, resumable, bon_pool, algo_args: {ALGO: {key: value}}
+    sweeps:
+      - tag: reinforce                   # [a-z0-9_]; the built-in tags (best_of_n, bond, ...) feed the paper's claims
+        algo: reinforce
+        knob: algo.beta
+        values: [0.1, 1.0]
+        fixed: {algo.samples: 2}         # also: objective (default: the tag), knob_label, frontier
+
+Whether the suite is *exact* (the oracle's frontier on its page) follows from its task. The page is
+rendered as the built-in ones are (:func:`~rlhf_zoo.bench.render.render_suite`); a paper claim
+whose sweeps the suite lacks is "not run". A sweep that reuses a built-in sweep's tag must keep its
+algorithm and knob, since the claims read it as that sweep. Every problem with the file (unknown
+keys, wrong types, missing values, an unknown algorithm or task) is one error line naming the file.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from rlhf_zoo.bench.suites import SUITES, SWEEPS, Suite, Sweep, format_value
+from rlhf_zoo.errors import UserError, one_line
+
+
+@dataclass
+class SweepSpec:
+    """One entry of ``sweeps:`` (the fields of :class:`~rlhf_zoo.bench.suites.Sweep`)."""
+
+    tag: str = MISSING
+    algo: str = MISSING
+    knob: str = MISSING
+    values: list[Any] = MISSING
+    objective: str = ""
+    fixed: dict[str, Any] = field(default_factory=dict)
+    knob_label: str = ""
+    frontier: str = "sweep"
+
+
+@dataclass
+class SuiteSpec:
+    """A suite file (the fields of :class:`~rlhf_zoo.bench.suites.Suite`; ``exact`` follows from the task)."""
+
+    sweeps: list[SweepSpec] = MISSING
+    name: str = ""
+    description: str = ""
+    budget: str = ""
+    task_args: dict[str, Any] = field(default_factory=dict)
+    algo_args: dict[str, Any] = field(default_factory=dict)
+    seeds: list[int] = field(default_factory=lambda: [0])
+    jobs: int = 1
+    resumable: bool = False
+    kl_budgets: list[float] = field(default_factory=lambda: [0.25, 0.5, 1.0, 2.0])
+    bon_pool: int = 0
+
+
+def is_suite_file(name: str) -> bool:
+    return name.endswith((".yaml", ".yml"))
+
+
+def overrides(mapping: dict[str, Any], where: str) -> tuple[str, ...]:
+    """A mapping of (dotted or nested) keys to values as ``key=value`` overrides."""
+    from rlhf_zoo.config import flatten
+
+    return tuple(f"{k}={format_value(v)}" for k, v in flatten(mapping, where).items())
+
+
+def load_suite_file(path: str) -> Suite:
+    """The :class:`Suite` in the YAML file ``path``; a one-line :class:`UserError` naming it otherwise."""
+    from rlhf_zoo.config import ConfigError, _one_line
+
+    where = f"suite file {path}"
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise UserError(f"{where}: no such file")
+    try:
+        data = OmegaConf.load(p)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        raise UserError(f"{where}: cannot read it: {one_line(e)}") from None
+    if not isinstance(data, DictConfig):
+        raise UserError(f"{where} must hold a mapping of a suite's fields (sweeps:, seeds:, ...)")
+    try:
+        spec = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(SuiteSpec), data))
+    except (OmegaConfBaseException, ValueError) as e:
+        raise UserError(f"{where}: {_one_line(e)}") from None
+    assert isinstance(spec, SuiteSpec)
+    name = spec.name or p.stem
+    if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+        raise UserError(f"{where}: name must be letters, digits, '_', '.' or '-' (it names a folder): {name!r}")
+    if name in SUITES:
+        raise UserError(f"{where}: {name!r} is a built-in suite's name; choose another")
+    for algo, settings in spec.algo_args.items():
+        if not isinstance(settings, dict):
+            raise UserError(f"{where}: algo_args.{algo} must be a mapping of keys to values")
+    try:
+        task_args = overrides(spec.task_args, where)
+        sweeps = tuple(_sweep(s, where) for s in spec.sweeps)
+        algo_args = {a: overrides(v, where) for a, v in spec.algo_args.items()}
+        suite = Suite(
+            name=name,
+            description=spec.description,
+            task_args=task_args,
+            sweeps=sweeps,
+            seeds=tuple(spec.seeds),
+            budget=spec.budget or "not stated",
+            jobs=spec.jobs,
+            resumable=spec.resumable,
+            kl_budgets=tuple(spec.kl_budgets),
+            exact=_task_has_oracle(task_args, where),
+            algo_args=algo_args,
+            bon_pool=spec.bon_pool,
+        )
+    except (ValueError, ConfigError) as e:
+        raise UserError(f"{where}: {e}") from None
+    for algo in spec.algo_args:
+        if algo not in {s.algo for s in sweeps}:
+            raise UserError(f"{where}: algo_args names {algo!r}, which no sweep runs")
+    if not suite.seeds or suite.jobs < 1 or suite.bon_pool < 0:
+        raise UserError(f"{where}: needs at least one seed, jobs >= 1 and bon_pool >= 0")
+    return suite
+
+
+def validate_suite_file(suite: Suite, path: str, **expand_args: Any) -> None:
+    """Build every configuration of the suite's points (as the runner does before running), so that a bad
+    key or value in the file is an error line that names the file."""
+    from rlhf_zoo.bench.runner import validate_points
+    from rlhf_zoo.bench.suites import expand
+    from rlhf_zoo.config import ConfigError
+
+    points = expand(suite, **expand_args)
+    try:
+        validate_points(points)
+    except ConfigError as e:
+        raise UserError(f"suite file {path}: {e}") from None
+
+
+def _sweep(s: SweepSpec, where: str) -> Sweep:
+    from rlhf_zoo.algorithms.registry import REGISTRY
+    from rlhf_zoo.config import _presets
+
+    if s.algo not in REGISTRY and s.algo not in _presets("algo"):
+        known = ", ".join(sorted(REGISTRY)) + "; presets: " + ", ".join(_presets("algo"))
+        raise ValueError(f"sweep {s.tag}: unknown algorithm {s.algo!r}; known: {known}")
+    shape = next((b for b in SWEEPS if b.tag == s.tag), None)
+    if shape is not None and (shape.algo, shape.knob) != (s.algo, s.knob):
+        raise ValueError(
+            f"sweep tag {s.tag!r} is the built-in sweep the paper's claims read (algo {shape.algo}, knob "
+            f"{shape.knob}): keep those or choose another tag"
+        )
+    if not s.knob:
+        raise ValueError(f"sweep {s.tag}: knob is empty (name the swept key, e.g. algo.beta)")
+    values = tuple(s.values)
+    return Sweep(
+        s.tag, s.objective or s.tag, s.algo, s.knob, values, overrides(s.fixed, where), s.knob_label, s.frontier
+    )
+
+
+def _task_has_oracle(task_args: tuple[str, ...], where: str) -> bool:
+    from rlhf_zoo.tasks.registry import TASKS
+
+    task = "exact"  # the default task (rlhf_zoo.config.compose)
+    for a in task_args:
+        k, _, v = a.partition("=")
+        task = v if k == "task" else task
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; known: {', '.join(sorted(TASKS))}")
+    return TASKS[task].has_oracle
+
+
+__all__ = ["SuiteSpec", "SweepSpec", "is_suite_file", "load_suite_file", "overrides", "validate_suite_file"]

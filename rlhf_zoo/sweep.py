@@ -1,0 +1,198 @@
+"""Sweeps of ``rlhf-zoo train``: every combination of some keys' values, run by the bench's runner.
+
+    rlhf-zoo train task=exact algo=bond,jbond seed=0,1,2 algo.beta=0.1,0.5 out=runs/my_sweep
+    rlhf-zoo train config=sweep.yaml seed=0,1        # the file's ``sweep:`` mapping, key -> list of values
+
+A value with a comma at its top level is a list of values to sweep: any key but ``config``, ``out``,
+``run_dir`` and ``resume``. Brackets and quotes protect commas, as in YAML: ``[q_proj,v_proj]`` is one
+list value (``model.lora_target_modules=[q_proj],[q_proj,v_proj]`` sweeps two), ``'my,file.jsonl'``
+one string. An experiment file (``config=FILE.yaml``, :func:`rlhf_zoo.config.read_sweep`) may hold a
+``sweep:`` mapping; a key given on the command line replaces the file's sweep of it (a single value
+stops sweeping it). An empty item, an item listed twice or a non-integer seed is one error line.
+
+The grid becomes a :class:`~rlhf_zoo.bench.suites.Suite` (:func:`grid_suite`): one sweep per algorithm
+and combination of the other swept keys but the last, which is the sweep's knob; the swept seeds are
+the suite's seeds. :func:`~rlhf_zoo.bench.runner.run_suite` then builds every configuration first
+(an unknown algorithm or key fails before anything runs), runs the points with a progress bar into
+``<folder>/<point-id>/`` (each a run directory with a ``record.json``), never recomputes a finished
+point, and continues an interrupted one from its checkpoint. At the end the table of
+``rlhf-zoo compare <folder>`` is printed.
+
+The folder is ``out=`` (or ``run_dir=``, or the file's ``run_dir``); by default
+``runs/<algos>-<task>-sweep-<digest>``, beside a single run's ``runs/<algo>-<task>-s<seed>``, where
+the digest covers the fixed settings and the swept keys but not their values, so that the same
+command, or one with more seeds or values, continues in the same folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rlhf_zoo.bench.suites import Suite, Sweep, format_value
+from rlhf_zoo.config import ConfigError, flatten, parse_overrides, read_experiment, read_sweep
+
+FOLDER_KEYS = ("out", "run_dir")
+NOT_SWEPT = ("config", *FOLDER_KEYS, "resume")
+
+
+def split_values(key: str, value: str) -> list[str]:
+    """``value`` split at its top-level commas (not inside ``[]``, ``{}`` or a quoted item); one
+    item when it has none. Raises ConfigError on an empty item or one listed twice."""
+    items, depth, quote, start = [], 0, "", 0
+    for i, ch in enumerate(value):
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in "'\"" and not value[start:i].strip():
+            quote = ch
+        elif ch in "[{":
+            depth += 1
+        elif ch in "]}":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            items.append(value[start:i].strip())
+            start = i + 1
+    items.append(value[start:].strip())
+    if len(items) > 1:
+        if "" in items:
+            raise ConfigError(f"{key}={value}: an empty item in the list (quote a value with a comma: {key}='a,b')")
+        twice = sorted({x for x in items if items.count(x) > 1})
+        if twice:
+            raise ConfigError(f"{key}={value} lists {twice[0]} twice")
+    return items
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    """A sweep, ready to run: its folder and the suite of its points."""
+
+    folder: Path
+    suite: Suite
+    command: str
+
+
+def plan_sweep(args: list[str]) -> SweepPlan | None:
+    """The sweep that ``rlhf-zoo train ARGS`` asks for, or None for a single run. Raises ConfigError."""
+    over = parse_overrides(args)
+    grid = {k: v for k, v in ((k, split_values(k, v)) for k, v in over.items()) if len(v) > 1}
+    _check_keys(grid)
+    choices: dict[str, str] = {}
+    settings: dict[str, Any] = {}
+    if "config" in over:
+        choices, settings = read_experiment(over["config"])
+        file_sweep = read_sweep(over["config"])
+        settings = flatten(settings, f"config={over['config']}")
+        grid = {**{k: [format_value(v) for v in vs] for k, vs in file_sweep.items() if k not in over}, **grid}
+    if not grid:
+        return None
+    _check_keys(grid)
+    if "resume" in over:
+        raise ConfigError("a sweep continues by itself where it stopped: run the same command again, without resume=")
+    if "out" in over and "run_dir" in over:
+        raise ConfigError("name the sweep's folder once: out=DIR (or run_dir=DIR)")
+    fixed: dict[str, str] = {k: format_value(v) for k, v in settings.items() if k not in NOT_SWEPT}
+    if "task" in choices:
+        fixed = {"task": choices["task"], **fixed}
+    fixed.update((k, v) for k, v in over.items() if k not in NOT_SWEPT)
+    for k in grid:
+        fixed.pop(k, None)
+    algo = fixed.pop("algo", choices.get("algo"))
+    algos = grid.pop("algo", [algo] if algo else [])
+    if not algos:
+        raise ConfigError("name an algorithm: algo=NAME, or algo=A,B to sweep over several")
+    seed_values = grid.pop("seed", [fixed.pop("seed", "0")])
+    try:
+        seeds = tuple(int(s) for s in seed_values)
+    except ValueError:
+        raise ConfigError(f"seeds must be integers, got {','.join(seed_values)}") from None
+    base = [f"{k}={v}" for k, v in fixed.items()]
+    folder = Path(
+        over.get("out") or over.get("run_dir") or settings.get("run_dir") or default_folder(algos, base, grid)
+    )
+    suite = grid_suite(folder.expanduser().resolve().name, base, algos, grid, seeds)
+    return SweepPlan(folder, suite, " ".join(["rlhf-zoo", "train", *args]))
+
+
+def _check_keys(grid: dict[str, list[str]]) -> None:
+    swept = sorted(set(grid) & set(NOT_SWEPT))
+    if swept:
+        raise ConfigError(f"{swept[0]} cannot be swept (one value: {swept[0]}=VALUE)")
+
+
+def default_folder(algos: list[str], base: list[str], grid: dict[str, list[str]]) -> str:
+    """``runs/<algos>-<task>-sweep-<digest>``: the digest of the fixed settings and the swept keys."""
+    task = next((a.split("=", 1)[1] for a in reversed(base) if a.startswith("task=")), "exact")
+    digest = hashlib.sha1(json.dumps([sorted(base), sorted(grid), sorted(algos)]).encode()).hexdigest()[:6]
+    return f"runs/{'+'.join(algos)}-{task}-sweep-{digest}"
+
+
+def _tag(algo: str, fixed: tuple[str, ...]) -> str:
+    words = [algo, *(f"{k.rsplit('.', 1)[-1]}{v}" for k, _, v in (a.partition("=") for a in fixed))]
+    return re.sub(r"[^a-z0-9]+", "_", " ".join(words).lower()).strip("_") or "sweep"
+
+
+def grid_suite(
+    name: str, base: list[str], algos: list[str], grid: dict[str, list[str]], seeds: tuple[int, ...]
+) -> Suite:
+    """The grid as a suite: one sweep per algorithm and combination of the swept keys but the last (the
+    knob), each point's arguments ``base``, then the sweep's, then ``seed=``; runs progress-bar free."""
+    keys = list(grid)
+    outer, knob = keys[:-1], (keys[-1] if keys else "")
+    sweeps, tags = [], set()
+    for algo in algos:
+        for combo in itertools.product(*(grid[k] for k in outer)):
+            fixed = tuple(f"{k}={v}" for k, v in zip(outer, combo, strict=True))
+            tag = _tag(algo, fixed)
+            while tag in tags:
+                tag += "_"
+            tags.add(tag)
+            values = tuple(grid[knob]) if knob else ("",)
+            sweeps.append(Sweep(tag, " ".join([algo, *fixed]), algo, knob, values, fixed=fixed))
+    return Suite(
+        name=name,
+        description="a sweep of rlhf-zoo train",
+        task_args=("train.progress=false", *base),
+        sweeps=tuple(sweeps),
+        seeds=seeds,
+        budget="",
+        resumable=True,
+    )
+
+
+def run(plan: SweepPlan) -> int:
+    """Run the sweep's unfinished points, then print the compare table of its folder; the exit code."""
+    from rlhf_zoo.bench.runner import run_suite, validate_points
+    from rlhf_zoo.bench.suites import expand
+    from rlhf_zoo.compare import main as compare
+    from rlhf_zoo.config import check_writable_dir
+    from rlhf_zoo.train import Interrupted
+
+    check_writable_dir(plan.folder, "out")
+    points = expand(plan.suite)
+    validate_points(points)  # every configuration builds: a bad value fails before anything runs
+    print(f"sweep: {len(points)} runs in {plan.folder}", file=sys.stderr)
+    where = plan.folder.expanduser().resolve()
+    try:
+        report = run_suite(plan.suite, where.parent, command=plan.command, validate=False)
+    except (Interrupted, KeyboardInterrupt):
+        print(
+            f"rlhf-zoo: sweep interrupted; run the same command again to continue (finished runs are kept, "
+            f"the interrupted one resumes from its checkpoint): {plan.folder}",
+            file=sys.stderr,
+        )
+        return 130
+    print(
+        f"sweep: {len(report.ran)} run(s) ({len(report.resumed)} resumed, {len(report.redone)} redone), "
+        f"{len(report.skipped)} already finished, {report.wall_s:.1f} s; in {plan.folder}",
+        file=sys.stderr,
+    )
+    return compare([str(plan.folder)])
+
+
+__all__ = ["SweepPlan", "default_folder", "grid_suite", "plan_sweep", "run", "split_values"]

@@ -1,0 +1,90 @@
+"""``rlhf-zoo bench suite=FILE.yaml``: a user's own suite, run and rendered like the built-in ones."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from rlhf_zoo.bench.suite_file import load_suite_file
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "suite.yaml"
+
+
+def _rows(page: str) -> list[list[str]]:
+    return [[c.strip() for c in line.split("|")[1:-1]] for line in page.splitlines() if line.startswith("|")]
+
+
+def _cells(page: str, first: str) -> list[str]:
+    """The cells of the page's first table row that starts with ``first``."""
+    return next(cells for cells in _rows(page) if cells[0] == first)
+
+
+def test_the_example_suite_runs_renders_and_is_not_recomputed(cli, tmp_path):
+    suite = load_suite_file(str(EXAMPLE))
+    assert suite.name == "mini" and suite.exact and [s.tag for s in suite.sweeps] == ["best_of_n", "reinforce", "bond"]
+    out = tmp_path / "runs"
+    args = ("bench", f"suite={EXAMPLE}", f"out={out}", "seeds=0", "train.steps=6", "train.eval_every=3")
+    code, printed, err = cli(*args)
+    assert code == 0, err
+    records = {p.parent.name: json.loads(p.read_text()) for p in (out / "mini").glob("*/record.json")}
+    assert sorted(records) == sorted(
+        ["best_of_n-n1-s0", "best_of_n-n2-s0", "best_of_n-n4-s0", "best_of_n-n8-s0", "reinforce-beta_RL0.1-s0",
+         "reinforce-beta_RL1.0-s0", "bond-n2-s0", "bond-n4-s0"]
+    )  # fmt: skip
+    rec = records["reinforce-beta_RL0.1-s0"]
+    assert {"task=exact", "algo.samples=2", "algo.baseline=loo", "algo.beta=0.1", "train.steps=6"} <= set(rec["args"])
+    assert rec["summary"]["steps"] == 6 and (out / "mini" / "oracle.json").is_file()
+
+    page = (out / "mini.md").read_text()  # beside the records: a user's suite never writes into docs/
+    assert page.startswith("# Benchmark `mini`") and "60 steps of 32 prompts" in page  # the file's description
+    assert "| runs        | 8 (8 configurations × 1 seed(s))" in page and "KL = 0.25" in page and "KL = 2" not in page
+    summary = json.loads((out / "mini" / "reinforce-beta_RL0.1-s0" / "summary.json").read_text())
+    row = _cells(page, "0.1")  # REINFORCE's table: knob, seeds, proxy reward, gold reward, KL, ...
+    assert row[1:3] == ["1", f"{summary['reward/proxy']:.3f}"]
+    # the claims: (a)…(d) need sweeps this suite lacks and say so; (e1), (e2) read its Best-of-N sweep
+    verdicts = [cells[3] for cells in _rows(page) if len(cells) == 5 and cells[2] == "mini"]
+    assert verdicts == ["not run"] * 5 + ["**reproduced**"] * 2
+    for png in ("reward_vs_kl", "overoptimisation", "claims"):
+        assert (out / "mini" / f"{png}.png").stat().st_size > 1000
+    assert "Best-of-N" in printed and "beta_RL=0.1" in printed
+
+    before = {p: p.stat().st_mtime_ns for p in (out / "mini").glob("*/record.json")}
+    code, _, err = cli(*args)
+    assert code == 0 and "0 point(s) run (0 resumed, 0 redone), 8 already finished" in err
+    assert {p: p.stat().st_mtime_ns for p in (out / "mini").glob("*/record.json")} == before
+
+
+SWEEP = "sweeps:\n  - {tag: r, algo: reinforce, knob: algo.beta, values: [0.1]}\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        (None, "no such file"),
+        ("- a\n", "mapping"),
+        ("sweeps: [\n", "cannot read"),
+        ("", "missing mandatory value: sweeps"),
+        ("foo: 1\n" + SWEEP, "Key 'foo' not in 'SuiteSpec'"),
+        ("sweeps:\n  - {tag: r, algo: reinforce, knob: algo.beta, values: [1], extra: 2}\n", "'extra'"),
+        ("sweeps:\n  - {tag: r, algo: dpo, knob: algo.beta, values: [0.1]}\n", "unknown algorithm 'dpo'"),
+        ("sweeps:\n  - {tag: r, algo: reinforce, knob: algo.beta}\n", "sweeps[0].values"),
+        ("sweeps:\n  - {tag: r, algo: reinforce, knob: algo.beta, values: []}\n", "no values"),
+        ("seeds: [a]\n" + SWEEP, "seeds[0]"),
+        ("jobs: many\n" + SWEEP, "jobs"),
+        ("sweeps:\n  - {tag: Big, algo: reinforce, knob: algo.beta, values: [1]}\n", "lower-case"),
+        ("sweeps:\n  - {tag: bond, algo: bond, knob: algo.beta, values: [1]}\n", "claims read"),
+        ("name: exact\n" + SWEEP, "built-in suite"),
+        ("task_args: {task: nope}\n" + SWEEP, "unknown task 'nope'"),
+        ("algo_args: {bond: {algo.k: 4}}\n" + SWEEP, "no sweep runs"),
+        ("sweeps:\n  - {tag: r, algo: reinforce, knob: algo.bogus, values: [0.1]}\n", "bogus"),
+    ],
+)
+def test_a_bad_suite_file_is_one_line_naming_it(cli, tmp_path, text, needle):
+    path = tmp_path / "my.yaml"
+    if text is not None:
+        path.write_text(text)
+    code, out, err = cli("bench", f"suite={path}", f"out={tmp_path}/runs", "progress=false")
+    assert code == 2 and needle in err and f"suite file {path}" in err, err
+    assert len(err.strip().splitlines()) == 1 and not out and not (tmp_path / "runs").exists()

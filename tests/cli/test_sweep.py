@@ -1,0 +1,179 @@
+"""Sweeps of ``rlhf-zoo train``: a comma list on any key (or a ``sweep:`` mapping in an experiment file) runs
+every combination through the bench's runner, resumably, and prints the compare table of its folder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from rlhf_zoo.config import load_config
+from rlhf_zoo.sweep import plan_sweep, split_values
+
+FAST = ("task=exact", "threads=1", "train.steps=4", "train.eval_every=2")
+
+
+def _runs(folder: Path) -> dict[str, dict]:
+    """Point id → its resolved config.yaml, for every finished point (one with a record)."""
+    return {d.name: yaml.safe_load((d / "config.yaml").read_text()) for d in sorted(folder.iterdir())
+            if (d / "record.json").is_file()}  # fmt: skip
+
+
+def _mtimes(folder: Path) -> dict[str, int]:
+    return {p.parent.name: p.stat().st_mtime_ns for p in folder.glob("*/record.json")}
+
+
+def test_a_2x2_grid_runs_4_points_once_and_prints_the_compare_table(cli, tmp_path):
+    out = tmp_path / "sw"
+    args = ("train", *FAST, "algo=bond,jbond", "algo.beta=0.1,0.5", f"out={out}")
+    code, table, err = cli(*args)
+    assert code == 0, err
+    runs = _runs(out)
+    assert sorted(runs) == ["bond-beta0.1-s0", "bond-beta0.5-s0", "jbond-beta0.1-s0", "jbond-beta0.5-s0"]
+    assert sorted((c["algo"]["name"], c["algo"]["beta"]) for c in runs.values()) == [
+        ("bond", 0.1), ("bond", 0.5), ("jbond", 0.1), ("jbond", 0.5)]  # fmt: skip
+    assert all(c["train"]["steps"] == 4 and c["seed"] == 0 and c["run_dir"] == str(out / d) for d, c in runs.items())
+    assert "4 run(s) (0 resumed, 0 redone), 0 already finished" in err
+
+    # the printed table is `rlhf-zoo compare` on the folder, with the runs' own numbers
+    code, compared, _ = cli("compare", str(out))
+    assert code == 0 and compared == table
+    header, _, *lines = ([c.strip() for c in line.split("|")[1:-1]] for line in table.splitlines())
+    rows = {cells[0]: dict(zip(header, cells, strict=True)) for cells in lines}
+    assert sorted(rows) == ["bond algo.beta=0.1", "bond algo.beta=0.5", "jbond algo.beta=0.1", "jbond algo.beta=0.5"]
+    summary = json.loads((out / "jbond-beta0.5-s0" / "summary.json").read_text())
+    assert float(rows["jbond algo.beta=0.5"]["reward/proxy"]) == round(summary["reward/proxy"], 3)
+
+    before = _mtimes(out)
+    code, again, err = cli(*args)
+    assert code == 0 and again == table
+    assert "0 run(s) (0 resumed, 0 redone), 4 already finished" in err
+    assert _mtimes(out) == before  # no record rewritten: nothing recomputed
+
+
+def test_an_interrupted_point_resumes_and_ends_as_an_uninterrupted_one(cli, tmp_path, monkeypatch):
+    import rlhf_zoo.train as train
+
+    args = ("train", *FAST, "algo=reinforce", "seed=0,1")
+    original = train.Trainer.train_step
+
+    def ctrl_c_at_step_2(self):
+        if self.step == 2:
+            raise KeyboardInterrupt
+        return original(self)
+
+    monkeypatch.setattr(train.Trainer, "train_step", ctrl_c_at_step_2)
+    code, _, err = cli(*args, f"out={tmp_path}/a")
+    assert code == 130 and "run the same command again" in err
+    first = tmp_path / "a" / "reinforce-s0"
+    assert (first / "checkpoint" / "state.pt").is_file() and not (first / "record.json").exists()
+    assert not (tmp_path / "a" / "reinforce-s1").exists()
+    monkeypatch.undo()
+
+    code, _, err = cli(*args, f"out={tmp_path}/a")
+    assert code == 0 and "2 run(s) (1 resumed, 0 redone), 0 already finished" in err
+    record = json.loads((first / "record.json").read_text())
+    assert record["resumed"] is True and [m["step"] for m in record["metrics"]] == [0, 2, 4]
+    code, _, err = cli(*args, f"out={tmp_path}/b")  # the same sweep, never interrupted
+    assert code == 0, err
+    resumed, whole = (
+        json.loads((d / "reinforce-s0" / "summary.json").read_text()) for d in (tmp_path / "a", tmp_path / "b")
+    )
+    assert (resumed["reward/proxy"], resumed["kl/exact"]) == (whole["reward/proxy"], whole["kl/exact"])
+
+
+def test_without_out_the_folder_is_printed_and_more_seeds_continue_in_it(cli, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = cli("train", *FAST, "algo=bond", "seed=0,1")
+    assert code == 0, err
+    folder = err.split("sweep: 2 runs in ")[1].split()[0]
+    assert folder.startswith("runs/bond-exact-sweep-") and sorted(_runs(tmp_path / folder)) == ["bond-s0", "bond-s1"]
+    code, _, err = cli("train", *FAST, "algo=bond", "seed=0,1,2")
+    assert code == 0 and f"sweep: 3 runs in {folder}" in err and "1 run(s)" in err and "2 already finished" in err
+    code, _, err = cli("train", *FAST, "algo=bond", "seed=0,1", "train.steps=2")  # other settings: another folder
+    assert code == 0 and folder not in err
+
+
+def test_a_sweep_file_composes_with_the_command_line(cli, tmp_path):
+    exp = tmp_path / "sweep.yaml"
+    exp.write_text(
+        "algo: bond\ntask: exact\nthreads: 1\ntrain: {steps: 2, eval_every: 1}\n"
+        "sweep:\n  seed: [0, 1]\n  algo: {n: [2, 4]}\n"
+    )
+    code, _, err = cli("train", f"config={exp}", f"out={tmp_path}/f")
+    assert code == 0, err
+    runs = _runs(tmp_path / "f")
+    assert sorted((c["algo"]["n"], c["seed"]) for c in runs.values()) == [(2, 0), (2, 1), (4, 0), (4, 1)]
+    assert all(c["algo"]["name"] == "bond" and c["train"]["steps"] == 2 for c in runs.values())
+    # a single value on the command line stops sweeping that key; a list there replaces the file's
+    code, _, err = cli("train", f"config={exp}", "algo.n=3", "seed=5,6", "algo=bond,jbond", "algo.n=3",
+                       f"out={tmp_path}/g")  # fmt: skip
+    assert code == 2 and "JBondConfig" in err  # jbond has no n: refused before anything runs
+    assert not (tmp_path / "g").exists()
+    code, _, err = cli("train", f"config={exp}", "algo.n=3", "seed=5,6", f"out={tmp_path}/g")
+    assert code == 0, err
+    assert sorted((c["algo"]["n"], c["seed"]) for c in _runs(tmp_path / "g").values()) == [(3, 5), (3, 6)]
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["algo=bond,dpo"], "unknown algorithm 'dpo'"),
+        (["algo=bond,"], "empty item"),
+        (["algo=bond", "seed=0,,1"], "empty item"),
+        (["algo=bond", "seed=0,x"], "integers"),
+        (["algo=bond", "seed=0,0"], "lists 0 twice"),
+        (["algo=bond", "seed=0,1", "run_dir=a,b"], "run_dir cannot be swept"),
+        (["algo=bond", "seed=0,1", "resume=true"], "without resume"),
+        (["algo=bond", "algo.bogus=1,2"], "bogus"),
+        (["algo=bond,jbond", "algo.n=2,4"], "JBondConfig"),
+        (["algo=bond", "algo.beta=0.5,x"], "algo.beta"),
+        (["seed=0,1"], "name an algorithm"),
+        (["SWEEPFILE"], "sweep.seed must be a non-empty list"),
+    ],
+)
+def test_a_bad_sweep_is_one_line_before_anything_runs(cli, tmp_path, args, needle):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("algo: bond\nsweep: {seed: 3, algo.n: [2, 4]}\n")
+    args = [f"config={bad}" if a == "SWEEPFILE" else a for a in args]
+    code, out, err = cli("train", *FAST, *args, f"out={tmp_path}/sw")
+    assert code == 2 and needle in err, err
+    assert len(err.strip().splitlines()) == 1 and not out and not (tmp_path / "sw").exists()
+
+
+def test_brackets_and_quotes_keep_a_comma_inside_one_value():
+    assert split_values("k", "0.1,0.5") == ["0.1", "0.5"]
+    assert split_values("k", "[q_proj,v_proj]") == ["[q_proj,v_proj]"]
+    assert split_values("k", "[q_proj],[q_proj,v_proj]") == ["[q_proj]", "[q_proj,v_proj]"]
+    assert split_values("k", "'my,file.jsonl'") == ["'my,file.jsonl'"]
+    assert split_values("k", "'a,b',\"c,d\",e") == ["'a,b'", '"c,d"', "e"]
+    assert split_values("k", "it's,x") == ["it's", "x"]  # a quote inside a word opens nothing
+    # through the config: each item is read as the command line reads one value
+    plan = plan_sweep(["algo=bond", "task=sentiment", "model.name=tiny", "task.gold=null", "threads=1",
+                       "model.lora_target_modules=[q_proj],[q_proj,v_proj]", "task.proxy='py:a,b.py:f'"])  # fmt: skip
+    assert plan is not None and len(plan.suite.sweeps[0].values) == 2
+    from rlhf_zoo.bench.suites import expand
+
+    point = expand(plan.suite)[1]
+    assert "model.lora_target_modules=[q_proj,v_proj]" in point.args
+    cfg = load_config([*point.args, "task.proxy=vader", f"run_dir={Path('unused')}"])
+    assert list(cfg.model.lora_target_modules) == ["q_proj", "v_proj"]
+    assert plan_sweep(["algo=bond", "task.proxy='py:a,b.py:f'"]) is None  # a quoted comma: one run, not a sweep
+
+
+def test_the_example_sweep_file_plans_its_12_points():
+    from rlhf_zoo.bench.suites import expand
+
+    example = Path(__file__).resolve().parents[2] / "examples" / "sweep.yaml"
+    plan = plan_sweep([f"config={example}"])
+    assert plan is not None and plan.folder == Path("runs/sweep-example")
+    points = expand(plan.suite)
+    assert len(points) == 12 and {p.seed for p in points} == {0, 1, 2}
+    assert {
+        (a, b) for p in points for a in p.args for b in p.args if a.startswith("algo=") and b.startswith("algo.beta=")
+    } == {(f"algo={x}", f"algo.beta={y}") for x in ("bond", "jbond") for y in ("0.1", "0.5")}
+    assert all("train.steps=200" in p.args and "task=exact" in p.args for p in points)
+    plan = plan_sweep([f"config={example}", "algo=bond", "seed=0,1", "out=elsewhere"])  # the command line wins
+    assert plan.folder == Path("elsewhere") and len(expand(plan.suite)) == 4
