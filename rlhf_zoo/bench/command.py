@@ -29,7 +29,7 @@ class BenchOptions:
     """The ``bench`` command's own options (every other ``key=value`` is a training override).
 
     Attributes:
-        suite: the suite to run and render: exact, quick, full or demo (required).
+        suite: the suite to run and render: exact, quick, full, demo or gpu-check (required).
         out: where the runs and their records go (``<out>/<suite>/<point-id>/``).
         seeds: replaces the suite's seeds (comma list).
         only: run only these sweep tags (comma list).
@@ -58,7 +58,7 @@ def parse(args: list[str]) -> tuple[BenchOptions, list[str]]:
     """(bench options, training overrides for every point)."""
     opts, extra = split_options(args, BenchOptions, "bench")
     if not opts.suite:
-        raise UserError("bench: name a suite: rlhf-zoo bench suite=NAME (exact, quick, full, demo)")
+        raise UserError("bench: name a suite: rlhf-zoo bench suite=NAME (exact, quick, full, demo, gpu-check)")
     return opts, extra
 
 
