@@ -76,7 +76,7 @@ def measured(rows_dir: str | None, name: str, key: dict, measure) -> dict:
         kept = json.loads(path.read_text())
         if kept.get("key") == key:
             print(f"{name}: kept from {path}", file=sys.stderr)
-            return kept["row"]
+            return {**kept["row"], "kept": True}
     row = measure()
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -113,6 +113,7 @@ def main(argv: list[str]) -> int:
         trl_row = measured(opts.rows, "trl", {**key, "algo": "trl"}, lambda: run_in_subprocess(TRL_REFERENCE, trl_args))
         print(f"TRL RLOO: {trl_row['step_s']:.2f} s/step", file=sys.stderr)
     wall = time.time() - t0
+    kept = sum(1 for r in [*rows, trl_row] if r and r.get("kept"))
 
     ours = next((r for r in rows if r["algo"] == "reinforce"), None)
     ratio = ours["completions_per_s"] / trl_row["completions_per_s"] if ours and trl_row else None
@@ -122,7 +123,7 @@ def main(argv: list[str]) -> int:
         f"- command: `python benchmarks/throughput.py {' '.join(argv)}`",
         f"- settings: {' '.join(rest)}; {warmup} warm-up + {steps} timed steps per objective",
         f"- commit: {_commit()}; date: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}; "
-        f"wall time {wall / 60:.1f} min",
+        f"wall time {wall / 60:.1f} min" + (f" ({kept} row(s) kept from an earlier run, not counted)" if kept else ""),
         f"- MFU peak: {rows[0]['peak_flops'] / 1e9:,.0f} GFLOP/s ({rows[0]['peak_flops_source']})",
     ]
     table = table_rows(rows + ([trl_row] if trl_row else []))

@@ -96,15 +96,17 @@ def last_value(args: list[str], key: str) -> str | None:
 
 
 class Log:
-    """Prints a line and appends it to ``run.log`` in ``out``."""
+    """Prints a line and appends it to ``run.log`` in ``out``, each with the seconds since the start."""
 
     def __init__(self, path: Path):
         path.parent.mkdir(parents=True, exist_ok=True)
         self.f = open(path, "a", encoding="utf-8")
         self.lock = threading.Lock()
+        self.t0 = time.monotonic()
 
     def __call__(self, line: str) -> None:
         with self.lock:
+            line = f"[{time.monotonic() - self.t0:6.1f} s] {line}"
             print(line, flush=True)
             self.f.write(line + "\n")
             self.f.flush()
@@ -129,11 +131,14 @@ def _signal(pgid: int, sig: int) -> None:
         pass
 
 
-def bounded(cmd: list[str], env: dict[str, str], deadline: float, grace: float, log: Log, name: str) -> Any:
+def bounded(
+    cmd: list[str], env: dict[str, str], deadline: float, grace: float, log: Log, name: str, min_s: float = 10
+) -> Any:
     """Run ``cmd`` (its own process group, output into ``log``) until ``deadline`` less ``grace``; then SIGTERM
-    to the group and, ``grace`` seconds later, SIGKILL. Returns the exit code, or :data:`STOPPED`."""
+    to the group and, ``grace`` seconds later, SIGKILL. Not started when less than ``grace + min_s`` seconds
+    are left. Returns the exit code, or :data:`STOPPED`."""
     left = deadline - time.monotonic()
-    if left < grace + 10:
+    if left < grace + min_s:
         log(f"run: {name}: no time left in this slice")
         return STOPPED
     log(f"run: {name}: {' '.join(cmd)}")
@@ -213,19 +218,29 @@ def _suite_status(suite: str, bench_args: list[str], runs: Path) -> tuple[int, i
     return done, len(points)
 
 
-def _section(section: Path, settings: str) -> str:
+def _section(section: Path, versions: dict[str, Any], command: str) -> str:
     """The "## GPU" section of docs/benchmarks/throughput.md from the throughput script's section."""
     body = section.read_text().strip().splitlines()
-    heading = body[0].lstrip("#").strip() if body and body[0].startswith("## ") else "GPU"
+    if body and body[0].startswith("## "):
+        body = body[1:]
+    libs = ", ".join(f"{k} {v}" for k, v in versions.items() if k != "gpu" and v)
     lines = [
         "## GPU",
         "",
-        f"{heading}. Measured by `bash benchmarks/gpu/run.sh` (docs/gpu.md): {settings}. The first table of",
-        "this page, on a GPU; figures from different machines are not comparable.",
+        f"Measured by `{command}` (docs/gpu.md) on {versions.get('gpu') or 'no GPU'} with {libs}: the first",
+        "table of this page on a GPU, SmolLM2-135M fully fine-tuned in bfloat16 unless the settings below say",
+        "otherwise. Figures from different machines are not comparable.",
         "",
-        *body[1:],
+        *body,
     ]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _stale(page: Path, suite_dir: Path) -> bool:
+    """Whether the page is missing or older than one of the records it is drawn from."""
+    if not page.is_file():
+        return True
+    return any(r.stat().st_mtime > page.stat().st_mtime for r in suite_dir.glob("*/record.json"))
 
 
 def _pack(out: Path, stage: Path, suite: str, section_text: str | None, status: dict, log: Log) -> None:
@@ -325,16 +340,23 @@ def main(argv: list[str]) -> int:
             log(f"run: throughput: complete in {tjson}")
         status["throughput"] = "complete" if tjson.is_file() else "not finished"
         if tsection.is_file():
-            section_text = _section(tsection, " ".join(t for t in tput if not t.startswith(("steps=", "warmup="))))
+            command = " ".join(["bash benchmarks/gpu/run.sh", *argv])
+            section_text = _section(tsection, status["versions"], command)
 
     runs = stage / "bench_runs"
-    bench = [f"suite={suite}", f"out={runs}", f"docs={stage / 'docs'}", "progress=false", "render=false", *bench_args]
-    rc = bounded([sys.executable, "-m", "rlhf_zoo", "bench", *bench], env, deadline, grace, log, f"bench {suite}")
-    if rc not in (0, STOPPED, 130, 143):
-        status["failed"].append(f"bench {suite}")
     finished, total = _suite_status(suite, bench_args, runs)
+    if finished < total:
+        log(f"run: bench {suite}: {finished} of {total} points finished before this slice")
+        bench = [f"suite={suite}", f"out={runs}", f"docs={stage / 'docs'}", "progress=false", "render=false"]
+        cmd = [sys.executable, "-m", "rlhf_zoo", "bench", *bench, *bench_args]
+        rc = bounded(cmd, env, deadline, grace, log, f"bench {suite}")
+        if rc not in (0, STOPPED, 130, 143):
+            status["failed"].append(f"bench {suite}")
+        finished, total = _suite_status(suite, bench_args, runs)
+    else:
+        log(f"run: bench {suite}: all {total} points finished")
     status["points"] = {"finished": finished, "total": total}
-    if finished:
+    if finished and _stale(stage / "docs" / f"{suite}.md", runs / suite):
         render = [sys.executable, "-m", "rlhf_zoo", "bench", f"suite={suite}", f"out={runs}", f"docs={stage / 'docs'}"]
         rc = bounded([*render, "render_only=true"], env, t0 + budget, 5, log, "render")
         if rc != 0:
@@ -350,7 +372,7 @@ def main(argv: list[str]) -> int:
     if not complete:
         log(f"run: {what}; run the same command again to continue")
         return 3
-    log(f"run: {what}: complete")
+    log(f"run: {what}; complete")
     return 0
 
 
