@@ -39,7 +39,7 @@ CACHE_ITEMS = ("rewards/minilm_sentiment", "data/hutto_icwsm2014.v1.jsonl")
 PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64")
 DEFAULTS = {
     "out": "gpu_stage",
-    "piece_mib": "56",
+    "piece_mib": "60",
     "wheels": ",".join(WHEELS),
     "wheel_dir": "",
     "cache": "",

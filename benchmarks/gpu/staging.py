@@ -1,8 +1,9 @@
 """The staging format shared by ``stage`` (here) and ``unstage`` (on the GPU machine): standard library only,
 since it runs on a bare machine before any wheel is installed.
 
-A staging is one uncompressed tar stream of ``wheels/<file>.whl`` and ``cache/<path>`` (files of the rlhf_zoo
-cache: the gold reward, the prompt data), cut into numbered pieces of at most ``piece_bytes`` bytes::
+A staging is one tar stream of ``wheels/<file>.whl`` and ``cache/<path>`` (files of the rlhf_zoo cache: the gold
+reward, the prompt data), gzip-compressed at level 1 (about 8 % off float32 weights and the GGUF, enough to save a
+piece, at little CPU cost), cut into numbered pieces of at most ``piece_bytes`` bytes::
 
     gpu_stage/piece-01/piece-01.bin   the first piece_bytes bytes of the stream
     gpu_stage/piece-01/manifest.json  the whole staging's manifest (the same in every piece folder)
@@ -15,6 +16,7 @@ of both lists, so pieces of two stagings are never mixed.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import os
@@ -27,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-FORMAT = 1
+FORMAT = 2  # 2: the stream is gzip-compressed
 MANIFEST = "manifest.json"
 READY = "READY"  # in the stage folder: the id of the staging that is joined, checked and installed
 CHUNK = 1 << 20
@@ -117,7 +119,8 @@ def write_staging(files: list[tuple[str, Path]], folder: Path, piece_bytes: int)
     manifest, also written into every piece folder."""
     entries = [{"path": name, "bytes": src.stat().st_size, "sha256": sha256_file(src)} for name, src in files]
     writer = PieceWriter(folder, piece_bytes)
-    with tarfile.open(fileobj=writer, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+    zipped = gzip.GzipFile(fileobj=writer, mode="wb", compresslevel=1, mtime=0)
+    with tarfile.open(fileobj=zipped, mode="w|", format=tarfile.PAX_FORMAT) as tar:
         for name, src in files:
             info = tar.gettarinfo(str(src), arcname=name)
             info.uid = info.gid = 0
@@ -125,6 +128,7 @@ def write_staging(files: list[tuple[str, Path]], folder: Path, piece_bytes: int)
             info.mode = 0o644
             with open(src, "rb") as f:
                 tar.addfile(info, f)
+    zipped.close()
     writer.close()
     pieces = [{"name": p.parent.name, "bytes": p.stat().st_size, "sha256": sha256_file(p)} for p in writer.pieces]
     manifest = {
@@ -291,7 +295,7 @@ def _finish(manifest: dict[str, Any], stage: Path, site: Path, python: str, log)
     files.mkdir()
     paths = [stage / "pieces" / f"{p['name']}.bin" for p in manifest["pieces"]]
     log(f"unstage: all {len(paths)} pieces here; unpacking {len(manifest['files'])} files")
-    with tarfile.open(fileobj=_Joined(paths), mode="r|") as tar:
+    with tarfile.open(fileobj=gzip.GzipFile(fileobj=_Joined(paths), mode="rb"), mode="r|") as tar:
         tar.extractall(files, filter="data")
     bad = [f["path"] for f in manifest["files"] if not _same(files / f["path"], f["sha256"])]
     if bad:
