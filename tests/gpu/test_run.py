@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.gpu import collect, stage
-from benchmarks.gpu.run import SIZES, STOPPED, Log, bounded
+from benchmarks.gpu.run import SIZES, STOPPED, Log, _seed_records, bounded
 from rlhf_zoo.bench.suites import FULL, GPU_CHECK, QUICK, expand
 from tests.gpu.helpers import carry, make_cache, make_wheel
 
@@ -130,6 +130,22 @@ def test_run_sh_stages_runs_both_parts_continues_and_collects(tmp_path):
     assert (docs / "gpu-check.md").read_text() == (out / "gpu-check.md").read_text()
     assert (docs / "gpu-check" / "reward_vs_kl.png").is_file() and (repo / "gpu_stage" / "records.tar.gz").is_file()
     assert len(list((repo / "bench_runs" / "gpu-check").glob("*/record.json"))) == len(points)
+
+    # a fresh machine given that pack starts from the finished records (and keeps what it has)
+    fresh = tmp_path / "fresh"
+    (fresh / "bench_runs" / "gpu-check" / lost.id).mkdir(parents=True)
+    (fresh / "bench_runs" / "gpu-check" / lost.id / "record.json").write_text("newer")
+    _seed_records(repo / "gpu_stage" / "records.tar.gz", fresh, Log(tmp_path / "seed.log"))
+    assert {k: v for k, v in _records(fresh).items() if k != lost.id} == {
+        k: v for k, v in _records(where).items() if k != lost.id
+    }
+    assert _records(fresh)[lost.id] == "newer" and (fresh / "throughput" / "rows" / "trl.json").is_file()
+
+
+def test_bad_arguments_are_one_line_and_exit_2(tmp_path):
+    for args, said in ((["size=huge"], "size must be full or check"), (["nope=1"], "unknown argument 'nope=1'")):
+        done = _run(args, tmp_path / "out")
+        assert done.returncode == 2 and said in done.stderr and len(done.stderr.strip().splitlines()) == 1
 
 
 def test_replace_section_keeps_the_others():
