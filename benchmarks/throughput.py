@@ -13,7 +13,9 @@ settings, optimiser and hardware (``benchmarks/trl_reference.py``), and the rati
 
 Arguments are ``key=value``: ``algos=`` (comma list; ``sft`` adds the plain fine-tuning memory
 baseline), ``steps=`` timed steps and ``warmup=`` untimed ones per objective, ``trl=true|false``,
-``out=`` a JSON file, ``md=`` a Markdown page; everything else is a config override for both.
+``out=`` a JSON file, ``md=`` a Markdown page, ``rows=`` a folder that keeps each finished row (an
+objective's or TRL's) so that a run stopped part-way continues where it stopped; everything else is a
+config override for both.
 """
 
 from __future__ import annotations
@@ -54,6 +56,8 @@ class ThroughputOptions:
         trl: also time TRL's ``RLOOTrainer``.
         out: a JSON file for the figures.
         md: a Markdown page to append the section to.
+        rows: a folder keeping each finished row as ``<algo>.json`` (``trl.json`` for TRL) with the settings
+            it was measured with; a row already there with the same settings is reused, not measured again.
     """
 
     algos: list[str] = field(default_factory=lambda: ["best_of_n", "reinforce", "ppo_lite", "bond", "jbond", "sft"])
@@ -62,6 +66,24 @@ class ThroughputOptions:
     trl: bool = True
     out: str | None = None
     md: str | None = None
+    rows: str | None = None
+
+
+def measured(rows_dir: str | None, name: str, key: dict, measure) -> dict:
+    """``measure()``'s row, or the one kept in ``rows_dir/<name>.json`` when it was measured with ``key``."""
+    path = Path(rows_dir) / f"{name}.json" if rows_dir else None
+    if path is not None and path.is_file():
+        kept = json.loads(path.read_text())
+        if kept.get("key") == key:
+            print(f"{name}: kept from {path}", file=sys.stderr)
+            return {**kept["row"], "kept": True}
+    row = measure()
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"key": key, "row": row}, indent=1))
+        tmp.replace(path)
+    return row
 
 
 def _commit() -> str:
@@ -80,12 +102,18 @@ def main(argv: list[str]) -> int:
     steps, warmup = opts.steps, opts.warmup
     validate(opts.algos, rest)
     t0 = time.time()
-    rows = profile_rows(opts.algos, rest, steps, warmup)
+    key = {"settings": rest, "steps": steps, "warmup": warmup}
+    rows = [
+        measured(opts.rows, a, {**key, "algo": a}, lambda a=a: profile_rows([a], rest, steps, warmup)[0])
+        for a in opts.algos
+    ]
     trl_row = None
     if opts.trl:
-        trl_row = run_in_subprocess(TRL_REFERENCE, [*rest, f"steps={steps}", f"warmup={warmup}"])
+        trl_args = [*rest, f"steps={steps}", f"warmup={warmup}"]
+        trl_row = measured(opts.rows, "trl", {**key, "algo": "trl"}, lambda: run_in_subprocess(TRL_REFERENCE, trl_args))
         print(f"TRL RLOO: {trl_row['step_s']:.2f} s/step", file=sys.stderr)
     wall = time.time() - t0
+    kept = sum(1 for r in [*rows, trl_row] if r and r.get("kept"))
 
     ours = next((r for r in rows if r["algo"] == "reinforce"), None)
     ratio = ours["completions_per_s"] / trl_row["completions_per_s"] if ours and trl_row else None
@@ -95,7 +123,7 @@ def main(argv: list[str]) -> int:
         f"- command: `python benchmarks/throughput.py {' '.join(argv)}`",
         f"- settings: {' '.join(rest)}; {warmup} warm-up + {steps} timed steps per objective",
         f"- commit: {_commit()}; date: {datetime.now(timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}; "
-        f"wall time {wall / 60:.1f} min",
+        f"wall time {wall / 60:.1f} min" + (f" ({kept} row(s) kept from an earlier run, not counted)" if kept else ""),
         f"- MFU peak: {rows[0]['peak_flops'] / 1e9:,.0f} GFLOP/s ({rows[0]['peak_flops_source']})",
     ]
     table = table_rows(rows + ([trl_row] if trl_row else []))

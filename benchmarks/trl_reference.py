@@ -79,8 +79,9 @@ def run_trl_rloo(cfg: Any, steps: int, warmup: int = 0, task: Any = None, policy
     """Train TRL's RLOO for ``warmup + steps`` steps on the task and model of ``cfg``; time the last
     ``steps``. Returns the figures of :func:`rlhf_zoo.profile.worker` (same keys).
 
-    If ``policy_out`` (one of our :class:`~rlhf_zoo.policies.hf.HFPolicy`, LoRA) is given, TRL's
-    trained adapter weights are loaded into it, so our evaluator can score TRL's policy.
+    With ``model.finetune=full`` TRL trains every weight (no ``peft_config``); with LoRA, the same adapter
+    settings as ours. If ``policy_out`` (one of our :class:`~rlhf_zoo.policies.hf.HFPolicy`, LoRA) is given,
+    TRL's trained adapter weights are loaded into it, so our evaluator can score TRL's policy.
     """
     try:
         import trl
@@ -96,8 +97,9 @@ def run_trl_rloo(cfg: Any, steps: int, warmup: int = 0, task: Any = None, policy
     from rlhf_zoo.tasks.registry import build_task
     from rlhf_zoo.train import prompts_for_step
 
-    if cfg.model.finetune != "lora":
-        raise UserError("the TRL RLOO reference is set up for model.finetune=lora")
+    full = cfg.model.finetune == "full"  # TRL trains every weight (and keeps a frozen copy as its reference)
+    if full and policy_out is not None:
+        raise UserError("TRL's trained weights load into our policy only with model.finetune=lora")
     settings = trl_settings(cfg)
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
@@ -168,6 +170,10 @@ def run_trl_rloo(cfg: Any, steps: int, warmup: int = 0, task: Any = None, policy
             step_times.append(time.perf_counter() - self.t0)
 
     with tempfile.TemporaryDirectory() as out_dir:
+        if full and not getattr(model.config, "_name_or_path", ""):
+            # TRL loads its frozen reference from the policy's path: give a model built in code (tiny) one
+            model.save_pretrained(f"{out_dir}/policy")
+            model.config._name_or_path = f"{out_dir}/policy"
         args = trl.RLOOConfig(
             output_dir=out_dir,
             max_steps=total,
@@ -189,7 +195,7 @@ def run_trl_rloo(cfg: Any, steps: int, warmup: int = 0, task: Any = None, policy
             args=args,
             train_dataset=dataset,
             processing_class=tokenizer,
-            peft_config=lora,
+            peft_config=None if full else lora,
             callbacks=[StepClock()],
         )
         device = trainer.accelerator.device

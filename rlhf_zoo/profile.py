@@ -63,12 +63,35 @@ class ProfileOptions:
     out: str | None = None
 
 
-# Dense datasheet peaks (FLOP/s) by device-name fragment and weight dtype.
+# Dense datasheet peaks (FLOP/s) by device-name fragment and weight dtype; the most specific fragment
+# that the device name contains wins (``"H100 PCIe"`` before ``"H100"``). NVIDIA's datasheets print
+# tensor-core figures "with sparsity": the dense figure is half of it. Sources: the NVIDIA H100 Tensor Core
+# GPU datasheet (SXM: bf16 1,979 with sparsity, fp32 67 TFLOPS; PCIe: 1,513 and 51; NVL: 1,671 and 60), the
+# NVIDIA H200 Tensor Core GPU datasheet (SXM: 1,979 and 67; NVL: 1,671 and 60), the NVIDIA A100 datasheet
+# (bf16 312 dense, fp32 19.5). ``nvidia-smi`` names the SXM parts plainly ("NVIDIA H100 80GB HBM3",
+# "NVIDIA H200").
 GPU_PEAKS = {
+    "H100 PCIe": {"bfloat16": 756e12, "float16": 756e12, "float32": 51e12},
+    "H100 NVL": {"bfloat16": 835e12, "float16": 835e12, "float32": 60e12},
     "H100": {"bfloat16": 989e12, "float16": 989e12, "float32": 67e12},
+    "H200 NVL": {"bfloat16": 835e12, "float16": 835e12, "float32": 60e12},
     "H200": {"bfloat16": 989e12, "float16": 989e12, "float32": 67e12},
     "A100": {"bfloat16": 312e12, "float16": 312e12, "float32": 19.5e12},
 }
+GPU_PEAK_SOURCES = {
+    "H100": "NVIDIA H100 Tensor Core GPU datasheet",
+    "H200": "NVIDIA H200 Tensor Core GPU datasheet",
+    "A100": "NVIDIA A100 Tensor Core GPU datasheet",
+}
+
+
+def datasheet_peak(gpu: str, dtype_name: str) -> tuple[float, str] | None:
+    """(dense FLOP/s, source) for the GPU called ``gpu`` in ``dtype_name``, or None when it is not listed."""
+    for key in sorted(GPU_PEAKS, key=len, reverse=True):
+        if key in gpu:
+            source = GPU_PEAK_SOURCES[key.split()[0]]
+            return GPU_PEAKS[key][dtype_name], f"{gpu}: {source}, dense {dtype_name} ({key})"
+    return None
 
 
 def peak_flops(device: torch.device, dtype: torch.dtype) -> tuple[float, str]:
@@ -76,10 +99,7 @@ def peak_flops(device: torch.device, dtype: torch.dtype) -> tuple[float, str]:
     name = {torch.bfloat16: "bfloat16", torch.float16: "float16"}.get(dtype, "float32")
     if device.type == "cuda":
         gpu = torch.cuda.get_device_name(device)
-        for key, peaks in GPU_PEAKS.items():
-            if key in gpu:
-                return peaks[name], f"{gpu} datasheet dense {name}"
-        return float("nan"), f"{gpu}: no datasheet peak known"
+        return datasheet_peak(gpu, name) or (float("nan"), f"{gpu}: no datasheet peak known")
     n = 1024
     a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
     a @ b

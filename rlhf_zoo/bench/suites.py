@@ -463,50 +463,98 @@ DEMO = Suite(
     bon_pool=32,
 )
 
+# The GPU suites on SmolLM2-135M-Instruct, fully fine-tuned (benchmarks/gpu/run.py runs them, with the
+# throughput page, in slices of at most 10 minutes; docs/gpu.md). Weights stay float32: with bfloat16
+# weights AdamW at these learning rates changes almost nothing (an update of 1e-5 is below half the
+# spacing of bfloat16 numbers near a weight of 0.04; 92 % of such weights were unchanged after 10 steps at
+# lr 1e-5, measured here), and on a GPU this model is bound by kernel launches, not by arithmetic, so float32
+# costs little. The throughput page times bfloat16 (speed only).
+SMOLLM2_FULL_ARGS = (
+    "task=sentiment",
+    "model.name=smollm2-135m",
+    "model.finetune=full",
+    "model.dtype=float32",
+    "model.max_new_tokens=32",
+    "device=cuda",
+    "threads=2",
+    "train.batch_prompts=32",
+    "train.lr=2e-5",
+    "train.lr_schedule=constant",
+    "train.warmup_steps=5",
+    "train.eval_samples=2",
+    "train.eval_ref_samples=8",
+    "train.checkpoint_every=0",
+    "train.checkpoint_minutes=3",
+    "train.progress=false",
+)
+
 FULL = Suite(
     name="full",
     description=(
-        "The `quick` comparison at GPU scale: SmolLM2-135M with full fine-tuning, 64 prompts per step, "
-        "400 steps over the whole training pool, k = 16 cached reference samples (the paper's value), "
-        "larger evaluations, 3 seeds and the full β_RL sweep of the paper."
+        "The `quick` comparison at GPU scale: SmolLM2-135M-Instruct, fully fine-tuned (float32 weights), on "
+        "movie-review continuation (`task=sentiment`: proxy reward VADER, gold reward the MiniLM regressor of "
+        "human ratings), 80 steps of 32 prompts, 32 new tokens, learning rate 2e-5 (constant after 5 warm-up "
+        "steps), k = 16 cached reference samples for BOND, 3 seeds. Evaluated on 128 held-out prompts × 2 "
+        "samples every 40 steps; Best-of-N for every n = 1…64 from one pool of 64 reference samples per "
+        "held-out prompt and seed. Every claim's sweep at the fewest values that test it (PPO-lite, which no "
+        "claim reads, is left to the throughput page)."
     ),
-    task_args=(
-        "task=sentiment",
-        "model.name=smollm2-135m",
-        "model.finetune=full",
-        "model.max_new_tokens=32",
-        "device=cuda",
-        "train.steps=400",
-        "train.batch_prompts=64",
-        "train.lr=1e-5",
-        "train.warmup_steps=20",
-        "train.eval_every=50",
-        "train.eval_prompts=256",
-        "train.eval_samples=4",
-        "train.eval_ref_samples=32",
-        "train.checkpoint_every=50",
-        "train.progress=false",
-    ),
+    task_args=(*SMOLLM2_FULL_ARGS, "train.steps=80", "train.eval_every=40", "train.eval_prompts=128"),
+    algo_args={"bond": ("algo.k=16",), "iterative_bond": ("algo.k=16",)},
     sweeps=(
         BEST_OF_N.over(1, 2, 4, 8, 16, 32, 64),
-        REINFORCE.over(0.001, 0.01, 0.1, 1.0),
-        PPO_LITE.over(0.01, 0.05, 0.1),
-        BOND.over(2, 4, 8, 16),
+        REINFORCE.over(0.01, 0.1, 1.0),
+        BOND.over(2, 4, 16, objective="BOND (Jeffreys β=0.5, k=16 cached samples)"),
         BOND_BETA.over(0.0, 0.5, 1.0),
-        ITERATIVE.over(50, 100),
-        JBOND_GAMMA.over(0.0, 0.5, 1.0, 2.0),
-        JBOND_ETA.over(0.02, 0.05),
-        JBOND_SWAP.over(20, 50),
+        ITERATIVE.over(20),
+        JBOND_GAMMA.over(0.0, 1.0),
+        JBOND_ETA.over(0.02, frontier="sweep"),
+        JBOND_SWAP.over(50),
     ),
     seeds=(0, 1, 2),
-    budget="roughly 10 GPU-hours on one GPU (a guess: not measured, no GPU was available when it was defined)",
-    jobs=1,
+    budget=(
+        "about 40 minutes on one H100, by estimate (not yet measured): 12 trained points and 1 pool per seed, 3 "
+        "seeds, 4 processes sharing the GPU. A SmolLM2-135M step is bound by kernel launches: about 25 ms per "
+        "new token in eager generation whatever the batch (30 layers), so one sampling call of 32 tokens is "
+        "about 0.9 s, and the update of 32 × 2 sequences about 0.2 s. REINFORCE (one sampling call per step): "
+        "80 × 1.1 s + 3 evaluations × 4 s + 10 s loading ≈ 110 s; BOND, iterative BOND and J-BOND (two sampling "
+        "calls: policy and reference or anchor samples) 80 × 2.0 s + 22 s ≈ 180 s; the pool ≈ 30 s. Per seed "
+        "3 × 110 + 9 × 180 + 30 ≈ 2,000 s, 6,000 s for 3 seeds, ≈ 36 minutes at 2.8× from 4 processes (launch-"
+        "bound work interleaves on one GPU), plus ≈ 3 minutes of throughput page and ≈ 1 of staging"
+    ),
+    jobs=4,
     resumable=True,
-    kl_budgets=(0.5, 1.0, 2.0, 4.0, 8.0),
+    kl_budgets=(0.5, 1.0, 2.0, 4.0),
     bon_pool=64,
 )
 
-SUITES: dict[str, Suite] = {s.name: s for s in (EXACT, QUICK, FULL, DEMO)}
+GPU_CHECK = Suite(
+    name="gpu-check",
+    description=(
+        "A check of the GPU path in a few minutes, not evidence: `full`'s settings with 20 steps, one seed, "
+        "64 held-out prompts, and one point of REINFORCE, BOND, J-BOND and the Best-of-N pool."
+    ),
+    task_args=(*SMOLLM2_FULL_ARGS, "train.steps=20", "train.eval_every=10", "train.eval_prompts=64"),
+    algo_args={"bond": ("algo.k=16",)},
+    sweeps=(
+        BEST_OF_N.over(1, 2, 4, 8, 16),
+        REINFORCE.over(0.1),
+        BOND.over(4, objective="BOND (Jeffreys β=0.5, k=16 cached samples)"),
+        JBOND_GAMMA.over(0.0),
+    ),
+    seeds=(0,),
+    budget=(
+        "about 1.5 minutes on one H100 by the arithmetic of `full` (20 steps: REINFORCE ≈ 40 s, BOND and J-BOND "
+        "≈ 60 s each, the pool ≈ 20 s, in 4 processes); with the throughput page and the staging about 8 "
+        "minutes of a session's device time"
+    ),
+    jobs=4,
+    resumable=True,
+    kl_budgets=(0.25, 0.5, 1.0),
+    bon_pool=16,
+)
+
+SUITES: dict[str, Suite] = {s.name: s for s in (EXACT, QUICK, FULL, DEMO, GPU_CHECK)}
 
 
 def get_suite(name: str) -> Suite:
@@ -525,7 +573,9 @@ __all__ = [
     "DEMO",
     "EXACT",
     "FULL",
+    "GPU_CHECK",
     "QUICK",
+    "SMOLLM2_FULL_ARGS",
     "SUITES",
     "SWEEPS",
     "ZOO_LM_ARGS",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from rlhf_zoo.bench.runner import validate_points
-from rlhf_zoo.bench.suites import BOND, EXACT, FULL, QUICK, SUITES, SWEEPS, Suite, Sweep, expand, get_suite
+from rlhf_zoo.bench.suites import BOND, BOND_BETA, EXACT, FULL, QUICK, SUITES, SWEEPS, Suite, Sweep, expand, get_suite
 from rlhf_zoo.errors import UserError
 
 CLAIM_TAGS = {"best_of_n", "reinforce", "bond", "bond_beta", "iterative", "jbond_gamma", "jbond_eta", "jbond_swap"}
@@ -106,7 +106,7 @@ def test_suites_sharing_a_shape_add_their_own_settings_after_its_fixed_ones():
 
     assert first(EXACT, "bond") == ["algo=bond", "algo.beta=0.5", "train.batch_prompts=32", "algo.n=2"]
     assert first(QUICK, "bond") == ["algo=bond", "algo.beta=0.5", "algo.k=16", "algo.n=2"]
-    assert first(FULL, "bond") == ["algo=bond", "algo.beta=0.5", "algo.n=2"]
+    assert first(FULL, "bond") == ["algo=bond", "algo.beta=0.5", "algo.k=16", "algo.n=2"]
     assert first(QUICK, "iterative") == ["algo=iterative_bond", "algo.k=16", "algo.anchor_period=10"]
     assert first(EXACT, "reinforce") == [
         "algo=reinforce",
@@ -121,5 +121,6 @@ def test_suites_sharing_a_shape_add_their_own_settings_after_its_fixed_ones():
         "bond-n8-s0",
         "bond-n32-s0",
     ]
-    assert EXACT.sweep("bond").objective != BOND.objective == FULL.sweep("bond").objective
+    assert EXACT.sweep("bond").objective != BOND.objective == BOND.over(2).objective
+    assert FULL.sweep("bond_beta").objective == BOND_BETA.objective
     assert EXACT.sweep("jbond_eta").frontier == "sweep" and QUICK.sweep("jbond_eta").frontier == "sweep"

