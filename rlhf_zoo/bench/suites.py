@@ -408,30 +408,37 @@ QUICK = Suite(
     description=(
         "Movie-review continuation (`task=sentiment`) with `zoo-lm` (a 5 M-parameter Llama pretrained here on "
         "human-written text, `rlhf-zoo prepare`), fully fine-tuned: proxy reward VADER, gold reward the MiniLM "
-        "regressor of human ratings. Every objective with its trade-off knob at three values, 3 seeds, 120 steps "
-        "of 8 prompts, 24 new tokens, learning rate 1e-3; anchors move on the run's time scale (swaps every "
-        "10–40 steps, EMA η paired as ≈ 1/M). KLs are exact-token estimates on sampled completions, evaluated on "
-        "32 held-out prompts × 2 samples every 20 steps. Best-of-N is read for every n = 1…64 from one pool of "
-        "64 reference samples per held-out prompt and seed (the order-statistic estimator, ALGORITHMS.md §7)."
+        "regressor of human ratings. Every objective with its trade-off knob at three values (iterative BOND's "
+        "swap period and J-BOND's swap schedule at two), 3 seeds, 60 steps of 8 prompts, 24 new tokens. "
+        "Learning rate 1e-4 for REINFORCE and PPO-lite and 3e-4 for BOND, iterative BOND and J-BOND (constant "
+        "after 5 warm-up steps; from pilots: at 1e-3 REINFORCE with β = 0.003 passed KL 40 in 20 steps, at 1e-4 "
+        "it reached KL 1.4 in 40; the distillation objectives move more slowly). KLs are exact-token estimates on "
+        "sampled completions, evaluated on 32 held-out prompts × 2 samples every 20 steps. Best-of-N is read for "
+        "every n = 1…64 from one pool of 64 reference samples per held-out prompt and seed (the order-statistic "
+        "estimator, ALGORITHMS.md §7). Points shared by two sweeps (BOND n = 4 at β = 0.5; J-BOND γ = 0 at η = "
+        "0.02) run once."
     ),
-    task_args=(*ZOO_LM_ARGS, "train.steps=120", "train.eval_every=20"),
-    algo_args={"bond": ("algo.k=16",), "iterative_bond": ("algo.k=16",)},
+    task_args=(*ZOO_LM_ARGS, "train.steps=60", "train.eval_every=20"),
+    algo_args={
+        "reinforce": ("train.lr=1e-4",),
+        "ppo_lite": ("train.lr=1e-4",),
+        "bond": ("algo.k=16", "train.lr=3e-4"),
+        "iterative_bond": ("algo.k=16", "train.lr=3e-4"),
+        "jbond": ("train.lr=3e-4",),
+    },
     sweeps=(
         BEST_OF_N.over(1, 2, 4, 8, 16, 32, 64),
         REINFORCE.over(0.003, 0.03, 0.3),
-        PPO_LITE.over(0.01, 0.05, 0.2, objective="PPO-lite (4 samples, loo, 1 epoch)"),
-        BOND.over(2, 8, 32, objective="BOND (Jeffreys β=0.5, k=16 cached samples)"),
+        PPO_LITE.over(0.003, 0.03, 0.3, objective="PPO-lite (4 samples, loo, 1 epoch)"),
+        BOND.over(2, 4, 16, objective="BOND (Jeffreys β=0.5, k=16 cached samples)"),
         BOND_BETA.over(0.0, 0.5, 1.0),
-        ITERATIVE.over(10, 20, 40),
+        ITERATIVE.over(10, 20),
         JBOND_GAMMA.over(0.0, 0.5, 1.0),
         JBOND_ETA.over(0.02, 0.05, 0.1, frontier="sweep"),
-        JBOND_SWAP.over(10, 20, 50),
+        JBOND_SWAP.over(10, 20),
     ),
     seeds=(0, 1, 2),
-    budget=(
-        "target: at most 40 minutes on 2 CPU cores, 2 processes; not yet measured (the steps, batch and learning "
-        "rate are a first choice, to be set from pilots on the final zoo-lm)"
-    ),
+    budget="target: at most 40 minutes on 2 CPU cores, 2 processes (the measured time is in the provenance below)",
     jobs=2,
     resumable=True,
     kl_budgets=(0.25, 0.5, 1.0, 2.0),
@@ -443,21 +450,27 @@ DEMO = Suite(
     description=(
         "The five objectives side by side on `zoo-lm` (the first command of the README, `make run`): "
         "movie-review continuation, proxy reward VADER, gold reward the MiniLM regressor of human ratings, "
-        "one seed, 60 steps of 8 prompts, full fine-tuning. Best-of-N over n = 1…32 from one pool of 32 "
-        "reference samples per held-out prompt. A demonstration, not evidence: `quick` has the seeds."
+        "one seed, 60 steps of 8 prompts, full fine-tuning at `quick`'s learning rates. Best-of-N over "
+        "n = 1…32 from one pool of 32 reference samples per held-out prompt. A demonstration, not evidence: "
+        "`quick` has the seeds."
     ),
     task_args=(*ZOO_LM_ARGS, "train.steps=60", "train.eval_every=20", "train.eval_prompts=16"),
-    algo_args={"bond": ("algo.k=8",)},
+    algo_args={
+        "reinforce": ("train.lr=1e-4",),
+        "ppo_lite": ("train.lr=1e-4",),
+        "bond": ("algo.k=8", "train.lr=3e-4"),
+        "jbond": ("train.lr=3e-4",),
+    },
     sweeps=(
         BEST_OF_N.over(1, 2, 4, 8, 16, 32),
-        REINFORCE.over(0.01, 0.1),
-        PPO_LITE.over(0.05, objective="PPO-lite (4 samples, loo)"),
+        REINFORCE.over(0.003, 0.03),
+        PPO_LITE.over(0.03, objective="PPO-lite (4 samples, loo)"),
         BOND.over(4, 16, objective="BOND (Jeffreys β=0.5, k=8 cached samples)"),
         JBOND_GAMMA.over(0.0, objective="J-BOND (EMA η=0.02)"),
     ),
     seeds=(0,),
-    budget=("target: at most 6 minutes on 2 CPU cores once `rlhf-zoo prepare` has built the models; not yet measured"),
-    jobs=1,
+    budget="target: at most 6 minutes on 2 CPU cores once `rlhf-zoo prepare` has built the models",
+    jobs=2,
     resumable=True,
     kl_budgets=(0.25, 0.5, 1.0, 2.0),
     bon_pool=32,
@@ -554,7 +567,53 @@ GPU_CHECK = Suite(
     bon_pool=16,
 )
 
-SUITES: dict[str, Suite] = {s.name: s for s in (EXACT, QUICK, FULL, DEMO, GPU_CHECK)}
+# The same verdicts on SmolLM2-135M-Instruct with LoRA on 2 CPU cores (hours: run it in pieces; its records
+# accumulate in docs/benchmarks/records/lm/, and a finished point is never run again).
+LM = Suite(
+    name="lm",
+    description=(
+        "Claims (c2) and (d) and the Best-of-N curve on SmolLM2-135M-Instruct with LoRA (r = 8, every linear layer "
+        "of each block) on movie-review continuation (`task=sentiment`: proxy reward VADER, gold reward the MiniLM "
+        "regressor of human ratings): J-BOND against REINFORCE (2 samples, leave-one-out) over β_RL, J-BOND over "
+        "γ, and Best-of-N for every n = 1…32 from one pool of 32 reference samples per held-out prompt, 3 seeds. "
+        "80 steps of 8 prompts, 24 new tokens, learning rate 5e-4 (constant after 5 warm-up steps), evaluated on "
+        "32 held-out prompts × 2 samples every 20 steps."
+    ),
+    task_args=(
+        "task=sentiment",
+        "model.name=smollm2-135m",
+        "model.finetune=lora",
+        "model.max_new_tokens=24",
+        "train.lr=5e-4",
+        "train.lr_schedule=constant",
+        "train.warmup_steps=5",
+        "train.batch_prompts=8",
+        "train.steps=80",
+        "train.eval_every=20",
+        "train.eval_prompts=32",
+        "train.eval_samples=2",
+        "train.eval_ref_samples=8",
+        "train.checkpoint_minutes=5",
+        "train.progress=false",
+    ),
+    sweeps=(
+        BEST_OF_N.over(1, 2, 4, 8, 16, 32),
+        REINFORCE.over(0.01, 0.03, 0.1),
+        JBOND_GAMMA.over(0.0, 0.5, 1.0),
+    ),
+    seeds=(0, 1, 2),
+    budget=(
+        "about 5 hours on 2 CPU cores by estimate (a SmolLM2 + LoRA step of 8 prompts is about 5 s for REINFORCE "
+        "and 9 s for J-BOND, which also samples its anchor: 80 steps + 4 evaluations ≈ 8 and 14 minutes per point; "
+        "6 points and a pool per seed); meant to be run in pieces (`seeds=0`, `only=jbond_gamma`) and continued"
+    ),
+    jobs=1,
+    resumable=True,
+    kl_budgets=(0.1, 0.25, 0.5, 1.0),
+    bon_pool=32,
+)
+
+SUITES: dict[str, Suite] = {s.name: s for s in (EXACT, QUICK, LM, FULL, DEMO, GPU_CHECK)}
 
 
 def get_suite(name: str) -> Suite:
@@ -574,6 +633,7 @@ __all__ = [
     "EXACT",
     "FULL",
     "GPU_CHECK",
+    "LM",
     "QUICK",
     "SMOLLM2_FULL_ARGS",
     "SUITES",
