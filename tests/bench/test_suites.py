@@ -51,8 +51,12 @@ def test_every_suite_holds_the_sweeps_the_claims_need():
     assert any("model.finetune=full" == a for a in FULL.task_args)
     assert any("model.name=zoo-lm" == a for a in QUICK.task_args)
     assert len(FULL.seeds) == 3 and len(QUICK.seeds) == 3 and len(EXACT.seeds) == 5
-    # every trained objective with its knob at three values or more; Best-of-N n = 1…64 from one pool
-    assert all(len(s.values) >= 3 for s in QUICK.sweeps)
+    # every objective with its knob at three values or more (the swap schedules of iterative BOND and
+    # J-BOND, which only the claims read, at two); Best-of-N n = 1…64 from one pool
+    assert all(len(s.values) >= (2 if s.tag in ("iterative", "jbond_swap") else 3) for s in QUICK.sweeps)
+    assert {s.algo for s in QUICK.sweeps if len(s.values) >= 3} == {"best_of_n", "reinforce", "ppo_lite", "bond", "jbond"}
+    # claim c1 pairs each swap period M with the EMA rate η = 1/M
+    assert {1 / m for m in QUICK.sweep("jbond_swap").values} <= set(QUICK.sweep("jbond_eta").values)
     assert QUICK.bon_pool == 64 and max(QUICK.sweep("best_of_n").values) == 64
 
 
@@ -105,9 +109,9 @@ def test_suites_sharing_a_shape_add_their_own_settings_after_its_fixed_ones():
         return list(p.args[len(suite.task_args) : -1])
 
     assert first(EXACT, "bond") == ["algo=bond", "algo.beta=0.5", "train.batch_prompts=32", "algo.n=2"]
-    assert first(QUICK, "bond") == ["algo=bond", "algo.beta=0.5", "algo.k=16", "algo.n=2"]
+    assert first(QUICK, "bond") == ["algo=bond", "algo.beta=0.5", "algo.k=16", "train.lr=3e-4", "algo.n=2"]
     assert first(FULL, "bond") == ["algo=bond", "algo.beta=0.5", "algo.k=16", "algo.n=2"]
-    assert first(QUICK, "iterative") == ["algo=iterative_bond", "algo.k=16", "algo.anchor_period=10"]
+    assert first(QUICK, "iterative") == ["algo=iterative_bond", "algo.k=16", "train.lr=3e-4", "algo.anchor_period=10"]
     assert first(EXACT, "reinforce") == [
         "algo=reinforce",
         "algo.samples=2",
@@ -118,9 +122,20 @@ def test_suites_sharing_a_shape_add_their_own_settings_after_its_fixed_ones():
     assert first(EXACT, "jbond_gamma") == ["algo=jbond", "algo.eta=0.02", "algo.gamma=0.0"]  # no suite settings
     assert [p.id for p in expand(QUICK, seeds=[0]) if p.memberships[0]["sweep"] == "bond"] == [
         "bond-n2-s0",
-        "bond-n8-s0",
-        "bond-n32-s0",
+        "bond-n4-s0",
+        "bond-n16-s0",
     ]
     assert EXACT.sweep("bond").objective != BOND.objective == BOND.over(2).objective
     assert FULL.sweep("bond_beta").objective == BOND_BETA.objective
     assert EXACT.sweep("jbond_eta").frontier == "sweep" and QUICK.sweep("jbond_eta").frontier == "sweep"
+
+
+def test_lm_suite_is_claims_c2_and_d_on_smollm2_with_lora():
+    from rlhf_zoo.bench.suites import LM
+
+    assert "model.name=smollm2-135m" in LM.task_args and "model.finetune=lora" in LM.task_args
+    assert {s.tag for s in LM.sweeps} == {"best_of_n", "reinforce", "jbond_gamma"}
+    assert len(LM.seeds) >= 3 and LM.resumable and LM.bon_pool == max(LM.sweep("best_of_n").values)
+    assert len(LM.sweep("reinforce").values) >= 3 and 0.0 in LM.sweep("jbond_gamma").values
+    ids = [p.id for p in expand(LM, seeds=[0])]
+    assert ids[0] == "best_of_n-pool32-s0" and len(ids) == 1 + 3 + 3
