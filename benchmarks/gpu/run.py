@@ -214,7 +214,10 @@ def _suite_status(suite: str, bench_args: list[str], runs: Path) -> tuple[int, i
 
     opts, extra = parse([f"suite={suite}", *bench_args])
     points = expand(get_suite(suite), opts.seeds, extra, opts.only)
-    done = sum(plan(p, point_dir(runs, p), False) == "done" for p in points)
+    # a point is finished with its full record in its run folder or its compact one in the records folder
+    # (the bench's records=, here <stage>/records/<suite>/<point-id>.json)
+    records = runs.parent / "records" / suite
+    done = sum(plan(p, point_dir(runs, p), False) == "done" or (records / f"{p.id}.json").is_file() for p in points)
     return done, len(points)
 
 
@@ -240,7 +243,8 @@ def _stale(page: Path, suite_dir: Path) -> bool:
     """Whether the page is missing or older than one of the records it is drawn from."""
     if not page.is_file():
         return True
-    return any(r.stat().st_mtime > page.stat().st_mtime for r in suite_dir.glob("*/record.json"))
+    records = [*suite_dir.glob("*/record.json"), *(suite_dir.parent.parent / "records" / suite_dir.name).glob("*.json")]
+    return any(r.stat().st_mtime > page.stat().st_mtime for r in records)
 
 
 def _pack(out: Path, stage: Path, suite: str, section_text: str | None, status: dict, log: Log) -> None:
@@ -257,7 +261,8 @@ def _pack(out: Path, stage: Path, suite: str, section_text: str | None, status: 
             tar.add(out / "throughput-gpu.md", arcname="throughput-gpu.md")
     with tarfile.open(out / "records.tar.gz", "w:gz") as tar:
         suite_dir = runs / suite
-        for path in sorted(suite_dir.glob("*.json")) + sorted(suite_dir.glob("*/record.json")):
+        compact = sorted((stage / "records" / suite).glob("*.json"))
+        for path in sorted(suite_dir.glob("*.json")) + sorted(suite_dir.glob("*/record.json")) + compact:
             tar.add(path, arcname=str(path.relative_to(stage)))
         for path in sorted(tput.rglob("*.json")) if tput.is_dir() else []:
             tar.add(path, arcname=str(path.relative_to(stage)))
@@ -347,7 +352,7 @@ def main(argv: list[str]) -> int:
     finished, total = _suite_status(suite, bench_args, runs)
     if finished < total:
         log(f"run: bench {suite}: {finished} of {total} points finished before this slice")
-        bench = [f"suite={suite}", f"out={runs}", f"docs={stage / 'docs'}", "progress=false", "render=false"]
+        bench = [f"suite={suite}", f"out={runs}", f"docs={stage / 'docs'}", f"records={stage / 'records'}", "progress=false", "render=false"]
         cmd = [sys.executable, "-m", "rlhf_zoo", "bench", *bench, *bench_args]
         rc = bounded(cmd, env, deadline, grace, log, f"bench {suite}")
         if rc not in (0, STOPPED, 130, 143):
@@ -357,7 +362,9 @@ def main(argv: list[str]) -> int:
         log(f"run: bench {suite}: all {total} points finished")
     status["points"] = {"finished": finished, "total": total}
     if finished and _stale(stage / "docs" / f"{suite}.md", runs / suite):
-        render = [sys.executable, "-m", "rlhf_zoo", "bench", f"suite={suite}", f"out={runs}", f"docs={stage / 'docs'}"]
+        render = [
+            sys.executable, "-m", "rlhf_zoo", "bench", f"suite={suite}", f"out={runs}", f"docs={stage / 'docs'}", f"records={stage / 'records'}"
+        ]  # fmt: skip
         rc = bounded([*render, "render_only=true"], env, t0 + budget, 5, log, "render")
         if rc != 0:
             status["failed"].append("render")

@@ -99,6 +99,7 @@ def test_run_sh_stages_runs_both_parts_continues_and_collects(tmp_path):
     records = _records(where)
     lost = next(p for p in points if p.id.startswith("reinforce"))
     (where / "bench_runs" / "gpu-check" / lost.id / "record.json").unlink()
+    (where / "records" / "gpu-check" / f"{lost.id}.json").unlink()  # and its compact copy (records=)
     (where / "throughput" / "throughput.json").unlink()
     kept = {p.name: p.read_text() for p in (where / "throughput" / "rows").iterdir()}
     done = _run(args, out)
