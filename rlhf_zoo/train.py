@@ -357,19 +357,13 @@ class Trainer:
 
 
 def _flat_config(cfg: DictConfig) -> dict[str, Any]:
+    """The configuration as dotted keys for the trackers (scalars as they are, anything else as text)."""
     from omegaconf import OmegaConf
 
-    flat: dict[str, Any] = {}
+    from rlhf_zoo.config import flatten
 
-    def walk(prefix: str, node: Any) -> None:
-        if isinstance(node, dict):
-            for k, v in node.items():
-                walk(f"{prefix}{k}.", v)
-        else:
-            flat[prefix[:-1]] = node if isinstance(node, (int, float, str, bool)) else str(node)
-
-    walk("", OmegaConf.to_container(cfg))
-    return flat
+    flat = flatten(OmegaConf.to_container(cfg), "the configuration")
+    return {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in flat.items()}
 
 
 def _without_resume(yaml_text: str) -> str:

@@ -115,17 +115,10 @@ def settings_of(config: Any) -> dict[str, Any]:
     dotted keys → values, without the :data:`UNSETTLED` keys."""
     from omegaconf import DictConfig, OmegaConf
 
+    from rlhf_zoo.config import flatten
+
     tree = OmegaConf.to_container(config, resolve=True) if isinstance(config, DictConfig) else config
-    flat: dict[str, Any] = {}
-
-    def walk(prefix: str, node: Any) -> None:
-        if isinstance(node, dict):
-            for k, v in node.items():
-                walk(f"{prefix}{k}.", v)
-        else:
-            flat[prefix[:-1]] = node
-
-    walk("", tree)
+    flat = flatten(tree, "the resolved configuration")
     return {k: flat[k] for k in sorted(flat) if k not in UNSETTLED}
 
 
