@@ -54,7 +54,8 @@ def test_every_suite_holds_the_sweeps_the_claims_need():
     # every objective with its knob at three values or more (the swap schedules of iterative BOND and
     # J-BOND, which only the claims read, at two); Best-of-N n = 1…64 from one pool
     assert all(len(s.values) >= (2 if s.tag in ("iterative", "jbond_swap") else 3) for s in QUICK.sweeps)
-    assert {s.algo for s in QUICK.sweeps if len(s.values) >= 3} == {"best_of_n", "reinforce", "ppo_lite", "bond", "jbond"}
+    five = {"best_of_n", "reinforce", "ppo_lite", "bond", "jbond"}
+    assert {s.algo for s in QUICK.sweeps if len(s.values) >= 3} == five
     # claim c1 pairs each swap period M with the EMA rate η = 1/M
     assert {1 / m for m in QUICK.sweep("jbond_swap").values} <= set(QUICK.sweep("jbond_eta").values)
     assert QUICK.bon_pool == 64 and max(QUICK.sweep("best_of_n").values) == 64
