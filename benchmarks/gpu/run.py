@@ -349,10 +349,11 @@ def main(argv: list[str]) -> int:
             section_text = _section(tsection, status["versions"], command)
 
     runs = stage / "bench_runs"
+    where = [f"out={runs}", f"docs={stage / 'docs'}", f"records={stage / 'records'}"]  # runs, page, compact records
     finished, total = _suite_status(suite, bench_args, runs)
     if finished < total:
         log(f"run: bench {suite}: {finished} of {total} points finished before this slice")
-        bench = [f"suite={suite}", f"out={runs}", f"docs={stage / 'docs'}", f"records={stage / 'records'}", "progress=false", "render=false"]
+        bench = [f"suite={suite}", *where, "progress=false", "render=false"]
         cmd = [sys.executable, "-m", "rlhf_zoo", "bench", *bench, *bench_args]
         rc = bounded(cmd, env, deadline, grace, log, f"bench {suite}")
         if rc not in (0, STOPPED, 130, 143):
@@ -362,9 +363,7 @@ def main(argv: list[str]) -> int:
         log(f"run: bench {suite}: all {total} points finished")
     status["points"] = {"finished": finished, "total": total}
     if finished and _stale(stage / "docs" / f"{suite}.md", runs / suite):
-        render = [
-            sys.executable, "-m", "rlhf_zoo", "bench", f"suite={suite}", f"out={runs}", f"docs={stage / 'docs'}", f"records={stage / 'records'}"
-        ]  # fmt: skip
+        render = [sys.executable, "-m", "rlhf_zoo", "bench", f"suite={suite}", *where]
         rc = bounded([*render, "render_only=true"], env, t0 + budget, 5, log, "render")
         if rc != 0:
             status["failed"].append("render")

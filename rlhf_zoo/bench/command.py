@@ -39,7 +39,8 @@ class BenchOptions:
     """The ``bench`` command's own options (every other ``key=value`` is a training override).
 
     Attributes:
-        suite: the suite to run and render: exact, quick, lm, full, demo, gpu-check or a suite file FILE.yaml (required).
+        suite: the suite to run and render: exact, quick, lm, full, demo, gpu-check or a suite file FILE.yaml
+            (required).
         out: where the runs and their records go (``<out>/<suite>/<point-id>/``).
         seeds: replaces the suite's seeds (comma list).
         only: run only these sweep tags (comma list).
@@ -72,7 +73,10 @@ def parse(args: list[str]) -> tuple[BenchOptions, list[str]]:
     """(bench options, training overrides for every point)."""
     opts, extra = split_options(args, BenchOptions, "bench")
     if not opts.suite:
-        raise UserError("bench: name a suite: rlhf-zoo bench suite=NAME (exact, quick, lm, full, demo, gpu-check) or suite=FILE.yaml")
+        raise UserError(
+            "bench: name a suite: rlhf-zoo bench suite=NAME (exact, quick, lm, full, demo, gpu-check) "
+            "or suite=FILE.yaml"
+        )
     if opts.records is not None and not opts.records.strip():
         raise UserError("bench: records= must name a folder")
     return opts, extra
