@@ -110,9 +110,9 @@ def test_suites_sharing_a_shape_add_their_own_settings_after_its_fixed_ones():
         return list(p.args[len(suite.task_args) : -1])
 
     assert first(EXACT, "bond") == ["algo=bond", "algo.beta=0.5", "train.batch_prompts=32", "algo.n=2"]
-    assert first(QUICK, "bond") == ["algo=bond", "algo.beta=0.5", "algo.k=16", "train.lr=3e-4", "algo.n=2"]
+    assert first(QUICK, "bond") == ["algo=bond", "algo.beta=0.5", "algo.k=8", "train.lr=3e-4", "algo.n=2"]
     assert first(FULL, "bond") == ["algo=bond", "algo.beta=0.5", "algo.k=16", "algo.n=2"]
-    assert first(QUICK, "iterative") == ["algo=iterative_bond", "algo.k=16", "train.lr=3e-4", "algo.anchor_period=10"]
+    assert first(QUICK, "iterative") == ["algo=iterative_bond", "algo.k=8", "train.lr=3e-4", "algo.anchor_period=10"]
     assert first(EXACT, "reinforce") == [
         "algo=reinforce",
         "algo.samples=2",
