@@ -201,6 +201,32 @@ def test_d_jbond_above_reinforce():
     assert below.data.reinforce[1.0].min_diff < 0 and below.data.reinforce[0.1].min_diff > 0
     partial = claim_d(recs(0.9, betas=(0.01, 0.1)), exact=False)
     assert partial.status == REPRODUCED and "0.001, 1} not run" in partial.numbers
+    # a suite's own β_RL values are judged too (the paper's are only named as not run)
+    own = claim_d(recs(0.9, betas=(0.003, 0.03, 0.3)), exact=False)
+    assert own.status == REPRODUCED and set(own.data.reinforce) == {0.003, 0.03, 0.3}
+    assert "β_RL=0.003" in own.numbers and "0.001, 0.01, 0.1, 1} not run" in own.numbers
+
+
+def test_d_needs_the_per_seed_interval_above_zero():
+    """Seed means above REINFORCE everywhere, but two of four seeds below it: the paired 95 % interval
+    includes 0, so the claim is not reproduced; the same seeds all above it reproduce it."""
+    kls = [0.0, 0.5, 1.0, 1.5, 2.0]
+
+    def recs(offsets):
+        out = [
+            synth_record("jbond_gamma", 0.0, s, {"kl/exact": 2.0}, knob="algo.gamma", path=_kl_reward_path(kls, 1.0, o))
+            for s, o in zip(SEEDS, offsets, strict=True)
+        ]
+        out += [synth_record("reinforce", 0.1, s, {"kl/exact": 2.0}, path=_kl_reward_path(kls, 1.0)) for s in SEEDS]
+        return group_records(out)
+
+    mixed = claim_d(recs((0.3, -0.2, 0.3, -0.2)), exact=False)
+    pair = mixed.data.reinforce[0.1].paired
+    assert mixed.status == NOT_REPRODUCED and pair.values == pytest.approx((0.3, -0.2, 0.3, -0.2))
+    assert pair.mean == pytest.approx(0.05) and pair.mean - pair.half < 0 < mixed.data.reinforce[0.1].min_diff
+    assert "interval not above 0" in mixed.numbers
+    steady = claim_d(recs((0.3, 0.2, 0.25, 0.3)), exact=False)
+    assert steady.status == REPRODUCED and "interval above 0" in steady.numbers
 
 
 def _bon(log_mean_dev: float, kl_over_bound: float):

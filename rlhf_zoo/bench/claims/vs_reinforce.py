@@ -1,9 +1,15 @@
-"""(d) J-BOND's reward-vs-KL curve lies above REINFORCE's at every β_RL of the paper.
+"""(d) J-BOND's reward-vs-KL curve lies above REINFORCE's at every β_RL (Sessa et al. 2024, Fig. 6).
 
 The default J-BOND (sweep ``jbond_gamma``, γ = 0) against REINFORCE with 2 samples and the
-leave-one-out baseline (sweep ``reinforce``) at each β_RL ∈ {0.001, 0.01, 0.1, 1}: along the two
-seed-mean training paths, at 20 KL(π‖π_ref) values spread over the range both reach, J-BOND's proxy
-reward may fall below REINFORCE's by at most :data:`CURVE_TOLERANCE` anywhere.
+leave-one-out baseline (sweep ``reinforce``) at each β_RL the suite ran (the paper's are
+{0.001, 0.01, 0.1, 1}; a suite on another model picks its own, since the KL a β_RL allows depends on
+the model and the budget). At 20 KL(π‖π_ref) values spread over the range both seed-mean training
+paths reach:
+
+- along the seed-mean paths, J-BOND's proxy reward may fall below REINFORCE's by at most
+  :data:`CURVE_TOLERANCE` anywhere;
+- per seed (J-BOND's and REINFORCE's runs of the same seed paired), the mean reward difference over
+  those KL values; with two or more seeds, the 95 % Student-t interval of its mean must lie above 0.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from rlhf_zoo.bench.claims.base import (
     REPRODUCED,
     Check,
     Claim,
+    Estimate,
     Groups,
     TrainingPath,
     at,
@@ -25,6 +32,7 @@ from rlhf_zoo.bench.claims.base import (
     find,
 )
 from rlhf_zoo.bench.plots import colours, legend
+from rlhf_zoo.bench.records import Group
 
 PAPER_BETAS_RL = (0.001, 0.01, 0.1, 1.0)
 CURVE_TOLERANCE = 0.01  # J-BOND may fall below REINFORCE by at most this much reward anywhere
@@ -38,12 +46,15 @@ class Comparison:
         path: REINFORCE's seed-mean training path (step, KL, reward).
         kl_max: the end of the KL range both paths reach.
         min_diff, mean_diff: J-BOND − REINFORCE reward over that range (None: no common range).
+        paired: over the seeds both ran, each seed's mean J-BOND − REINFORCE reward over that range
+            (None: no seed with a common range).
     """
 
     path: TrainingPath
     kl_max: float
     min_diff: float | None
     mean_diff: float | None
+    paired: Estimate | None = None
 
 
 @dataclass(frozen=True)
@@ -54,11 +65,46 @@ class Evidence:
     reinforce: dict[float, Comparison]
 
 
+def grid(kl_max: float) -> list[float]:
+    """The 20 KL values at which the curves are compared: from 0.145 to 1 times ``kl_max``."""
+    return [kl_max * (0.1 + 0.9 * i / 20) for i in range(1, 21)]
+
+
+def differences(a: TrainingPath, b: TrainingPath, kl_max: float) -> list[float]:
+    """a's reward − b's at each KL value of :func:`grid` that both paths reach."""
+    return [x - y for k in grid(kl_max) if math.isfinite(x := at(a, k)) and math.isfinite(y := at(b, k))]
+
+
+def mean_diff(a: TrainingPath, b: TrainingPath, kl_max: float) -> float:
+    """Mean of :func:`differences` (NaN where the paths share no KL value)."""
+    diffs = differences(a, b, kl_max)
+    return sum(diffs) / len(diffs) if diffs else math.nan
+
+
+def paired(jbond: Group, reinforce: Group, kl_max: float) -> Estimate | None:
+    """Per seed both groups ran, :func:`mean_diff` of its two training paths; their mean and 95 % interval."""
+    diffs = []
+    for s in sorted(set(jbond.by_seed) & set(reinforce.by_seed)):
+        j, r = (_path(g.by_seed[s]) for g in (jbond, reinforce))
+        if math.isfinite(d := mean_diff(j, r, kl_max)):
+            diffs.append(d)
+    return Estimate.of(diffs) if diffs else None
+
+
+def _path(record: dict[str, Any]) -> TrainingPath:
+    out = []
+    for m in record.get("metrics", []):
+        kl, reward = m.get("kl/exact"), m.get("reward/proxy")
+        if isinstance(kl, (int, float)) and isinstance(reward, (int, float)):
+            out.append((float(m["step"]), float(kl), float(reward)))
+    return out
+
+
 class JBondAboveReinforce(Claim):
     key = "d"
     statement = (
         "J-BOND's reward-vs-KL curve lies above REINFORCE (2 samples, leave-one-out) at every "
-        "β_RL ∈ {0.001, 0.01, 0.1, 1}"
+        "β_RL (the paper's: 0.001, 0.01, 0.1, 1)"
     )
     metric = "proxy reward at matched KL along training"
     sweeps = ("jbond_gamma", "reinforce")
@@ -72,44 +118,61 @@ class JBondAboveReinforce(Claim):
         j_path = jb.mean_path("kl/exact", "reward/proxy")
         if not j_path:
             return Check(NOT_RUN, "J-BOND records have no metrics")
-        ok, parts, missing, compared = True, [], [], {}
-        for beta in PAPER_BETAS_RL:
+        ok, parts, compared = True, [], {}
+        betas = sorted(float(b) for b in groups["reinforce"])
+        missing = [f"{b:g}" for b in PAPER_BETAS_RL if not any(math.isclose(b, x) for x in betas)]
+        for beta in betas:
             rf = find(groups, "reinforce", beta)
             r_path = rf.mean_path("kl/exact", "reward/proxy") if rf is not None else []
-            if not r_path:
-                missing.append(f"{beta:g}")
+            if rf is None or not r_path:
                 continue
             k_max = min(max(p[1] for p in j_path), max(p[1] for p in r_path))
-            diffs = []
-            for i in range(1, 21):
-                k = k_max * (0.1 + 0.9 * i / 20)
-                a, b = at(j_path, k), at(r_path, k)
-                if math.isfinite(a) and math.isfinite(b):
-                    diffs.append(a - b)
+            diffs = differences(j_path, r_path, k_max)
             if not diffs:
                 ok = False
                 compared[beta] = Comparison(r_path, k_max, None, None)
                 parts.append(f"β_RL={beta:g}: no common KL range")
                 continue
+            pair = paired(jb, rf, k_max)
+            sig = None if pair is None or pair.half is None else pair.mean - pair.half > 0
             above = min(diffs) >= -CURVE_TOLERANCE
-            ok = ok and above
-            compared[beta] = Comparison(r_path, k_max, min(diffs), sum(diffs) / len(diffs))
+            ok = ok and above and sig is not False
+            compared[beta] = Comparison(r_path, k_max, min(diffs), sum(diffs) / len(diffs), pair)
+            per_seed = (
+                "no paired seeds"
+                if pair is None
+                else f"per seed {pair.text()} ({len(pair.values)} seeds; "
+                + ("no interval" if sig is None else "interval above 0" if sig else "interval not above 0")
+                + ")"
+            )
             parts.append(
                 f"β_RL={beta:g}: J-BOND − REINFORCE over KL ≤ {k_max:.2f}: mean {sum(diffs) / len(diffs):+.3f}, "
-                f"min {min(diffs):+.3f} ({'above' if above else 'not above'})"
+                f"min {min(diffs):+.3f} ({'above' if above else 'not above'}), {per_seed}"
             )
         if not compared:
-            return Check(NOT_RUN, f"REINFORCE not run at β_RL ∈ {{{', '.join(missing)}}}")
-        text = "; ".join(parts) + (f"; β_RL ∈ {{{', '.join(missing)}}} not run" if missing else "")
-        text += f" (reward at matched KL on seed-mean training paths; tolerance {CURVE_TOLERANCE})"
+            return Check(NOT_RUN, "REINFORCE (sweep reinforce) has no metrics")
+        text = "; ".join(parts) + (f"; the paper's β_RL ∈ {{{', '.join(missing)}}} not run" if missing else "")
+        text += (
+            f" (reward at matched KL on seed-mean training paths, tolerance {CURVE_TOLERANCE}; per seed: the mean "
+            "difference over the same KL values, 95 % interval over seeds)"
+        )
         return Check(REPRODUCED if ok else NOT_REPRODUCED, text, Evidence(j_path, compared))
 
     def draw(self, ax: Any, evidence: Evidence) -> None:
         draw_path(ax, evidence.jbond_path, color="black", lw=2, label="J-BOND (γ=0, η=0.02)")
-        for j, beta in enumerate(PAPER_BETAS_RL):  # a β_RL keeps its colour whichever others ran
-            if beta in evidence.reinforce:
-                draw_path(ax, evidence.reinforce[beta].path, color=colours(j + 1), label=f"REINFORCE β_RL={beta:g}")
+        for j, beta in enumerate(sorted(evidence.reinforce)):
+            draw_path(ax, evidence.reinforce[beta].path, color=colours(j + 1), label=f"REINFORCE β_RL={beta:g}")
         legend(ax)
 
 
-__all__ = ["CURVE_TOLERANCE", "PAPER_BETAS_RL", "Comparison", "Evidence", "JBondAboveReinforce"]
+__all__ = [
+    "CURVE_TOLERANCE",
+    "PAPER_BETAS_RL",
+    "Comparison",
+    "Evidence",
+    "JBondAboveReinforce",
+    "differences",
+    "grid",
+    "mean_diff",
+    "paired",
+]
