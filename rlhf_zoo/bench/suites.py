@@ -592,13 +592,14 @@ LM = Suite(
         "regressor of human ratings): J-BOND against REINFORCE (2 samples, leave-one-out) over β_RL, J-BOND over "
         "γ, and Best-of-N for every n = 1…32 from one pool of 32 reference samples per held-out prompt, 3 seeds. "
         "80 steps of 8 prompts, 24 new tokens, learning rate 5e-4 (constant after 5 warm-up steps), evaluated on "
-        "32 held-out prompts × 2 samples every 20 steps."
+        "32 held-out prompts × 2 samples every 20 steps; 2 processes of one torch thread each."
     ),
     task_args=(
         "task=sentiment",
         "model.name=smollm2-135m",
         "model.finetune=lora",
         "model.max_new_tokens=24",
+        "threads=1",
         "train.lr=5e-4",
         "train.lr_schedule=constant",
         "train.warmup_steps=5",
@@ -622,7 +623,7 @@ LM = Suite(
         "and 9 s for J-BOND, which also samples its anchor: 80 steps + 4 evaluations ≈ 8 and 14 minutes per point; "
         "6 points and a pool per seed); meant to be run in pieces (`seeds=0`, `only=jbond_gamma`) and continued"
     ),
-    jobs=1,
+    jobs=2,
     resumable=True,
     kl_budgets=(0.1, 0.25, 0.5, 1.0),
     bon_pool=32,
