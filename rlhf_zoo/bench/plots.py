@@ -105,6 +105,15 @@ def _xmax(groups: Groups) -> float:
     return 1.08 * max(xs) if xs else 1.0
 
 
+def _panel_xmax(vals: dict[Any, Group]) -> float:
+    """The KL range of one objective's panel: its training paths and its final points' intervals (a shared
+    range would squash every panel to the widest objective's, e.g. PPO-lite's KL of 30 beside J-BOND's 3)."""
+    xs = [p[1] for g in vals.values() for path in g.paths("kl/exact") for p in path]
+    xs += [x + xe for x, xe, _, _ in (_final_xy(g) for g in vals.values())]
+    xs = [x for x in xs if math.isfinite(x)]
+    return 1.08 * max(xs) if xs else 1.0
+
+
 def _references(
     ax: Any, groups: Groups, oracle: dict[str, Any], xmax: float, ykey: str = "reward/proxy", bon: bool = True
 ) -> None:
@@ -154,10 +163,12 @@ def reward_vs_kl(groups: Groups, oracle: dict[str, Any], path: Path) -> Path:
         )
     ax.set_title("final points of every objective")
     legend(ax, loc="lower right", fontsize=6)
+    limits = [xmax]
     for ax, tag in zip(flat[1:], tags, strict=False):
         vals = groups[tag]
         first = next(iter(vals.values()))
-        _references(ax, groups, oracle, xmax)
+        limits.append(_panel_xmax(vals))
+        _references(ax, groups, oracle, limits[-1])
         viridis = plt.get_cmap("viridis")
         for j, (value, g) in enumerate(vals.items()):
             c = viridis(0.9 * j / max(1, len(vals) - 1))
@@ -177,8 +188,8 @@ def reward_vs_kl(groups: Groups, oracle: dict[str, Any], path: Path) -> Path:
             )
         ax.set_title(first.objective)
         legend(ax, loc="lower right", fontsize=6)
-    for ax in flat[:panels]:
-        ax.set_xlim(0, xmax)
+    for ax, limit in zip(flat[:panels], limits, strict=True):
+        ax.set_xlim(0, limit)
         ax.set_xlabel("KL(π‖π_ref) [nats]")
         ax.set_ylabel("proxy reward")
         ax.grid(alpha=0.3)

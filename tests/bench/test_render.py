@@ -169,3 +169,24 @@ def test_render_ignores_unfinished_points(tmp_path):
     text = render_suite("exact", out, tmp_path / "docs").read_text()
     assert ["runs", "1 (1 configurations × 1 seed(s))"] in _rows(text)
     assert "9.000" not in text
+
+
+def test_each_objective_panel_spans_its_own_kl_range(tmp_path, monkeypatch):
+    """An objective that runs to KL 30 widens the overview panel but not another objective's panel,
+    whose range is its own paths and final intervals (times 1.08)."""
+    from rlhf_zoo.bench import plots
+    from rlhf_zoo.bench.records import group_records
+    from tests.bench.helpers import synth_record
+
+    def record(tag, knob, kl_end):
+        final = {"kl/exact": kl_end, "reward/proxy": 0.5}
+        path = [{"step": 0, "kl/exact": 0.0, "reward/proxy": 0.1}, {"step": 10, **final}]
+        return synth_record(tag, 0.01, 0, final, path=path, knob=knob)
+
+    recs = [record("ppo_lite", "algo.beta", 30.0), record("jbond_gamma", "algo.gamma", 3.0)]
+    saved = {}
+    monkeypatch.setattr(plots, "save", lambda fig, p: saved.setdefault("fig", fig) and p)
+    plots.reward_vs_kl(group_records(recs), {}, tmp_path / "r.png")
+    limits = {ax.get_title(): ax.get_xlim() for ax in saved["fig"].axes if ax.get_title()}
+    assert limits.pop("final points of every objective") == pytest.approx((0, 1.08 * 30.0))
+    assert sorted(limits.values()) == [pytest.approx((0, 1.08 * 3.0)), pytest.approx((0, 1.08 * 30.0))]
