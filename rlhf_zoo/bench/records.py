@@ -60,6 +60,7 @@ DIGITS = 6  # significant digits of a compact record's floats
 # metrics of the evaluation steps that a compact record keeps (the curves the plots and claims draw)
 CURVE_KEYS = ("reward/", "win_rate/", "length/", "frontier/", "quantile/", "kl/exact", "kl/to_", "kl/from_", "bon/")
 # configuration keys that are not a record's settings: they cannot change its numbers, or differ by design
+# (the thread count changes floating-point rounding, so a run's samples, but not what they are drawn from)
 UNSETTLED = (
     "seed",
     "run_dir",
