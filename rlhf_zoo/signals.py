@@ -5,15 +5,73 @@ run to stop: the step in progress finishes (so the weights, optimiser and counte
 completed step), a checkpoint is written, and the command exits with 128 + the signal number
 (130 for SIGINT, 143 for SIGTERM) and a one-line message naming ``resume=true``. A second signal
 while the step finishes stops at once, without a checkpoint (the last periodic one remains).
+
+A bench's worker processes (:mod:`rlhf_zoo.bench.runner`) call :func:`repeats_force` with False: the
+bench forwards its own stop to them, and a scheduler may signal every process of a job as well, so a
+worker that hears twice still finishes its step and writes its checkpoint. Forcing is then the
+bench's business (a second stop of the bench kills its workers).
+
+Outside training, :func:`stop_signals_raise` makes SIGTERM raise :class:`StopSignal` (a
+``KeyboardInterrupt``, as Ctrl-C raises one), so a command that waits on other processes can
+clean up for either signal.
 """
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
+from collections.abc import Iterator
 from types import FrameType, TracebackType
+from typing import Any
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+_repeats_force = True  # a second signal during a step stops at once (False in bench workers)
+
+
+def repeats_force(flag: bool) -> None:
+    """Whether a second stop signal during a step stops at once without a checkpoint (the default)."""
+    global _repeats_force
+    _repeats_force = flag
+
+
+class StopSignal(KeyboardInterrupt):
+    """SIGTERM (or SIGINT) received where :func:`stop_signals_raise` is active; ``signum`` says which."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+    def __reduce__(self) -> tuple[Any, ...]:  # rebuilt from its signal number (a bench worker returns it)
+        return (type(self), (self.signum,))
+
+
+def stop_exit_code(e: BaseException) -> int:
+    """A stopped command's exit status: 128 + the signal number (130 for Ctrl-C, 143 for SIGTERM), read
+    from a :class:`StopSignal` or from an ``exit_code`` it carries (``rlhf_zoo.train.Interrupted``)."""
+    if isinstance(e, StopSignal):
+        return 128 + int(e.signum)
+    return int(getattr(e, "exit_code", 128 + int(signal.SIGINT)))
+
+
+@contextlib.contextmanager
+def stop_signals_raise() -> Iterator[None]:
+    """Within it, SIGINT and SIGTERM raise :class:`StopSignal` in the main thread (elsewhere it does
+    nothing); the previous handlers come back on exit."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def _raise(signum: int, frame: FrameType | None) -> None:
+        raise StopSignal(signum)
+
+    previous = {s: signal.signal(s, _raise) for s in SIGNALS}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 class ForcedStop(KeyboardInterrupt):
@@ -34,9 +92,10 @@ class StopRequests:
         return self.signum is not None
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
-        if self.signum is not None:
+        if self.signum is None:
+            self.signum = signum
+        elif _repeats_force:
             raise ForcedStop(f"{signal.Signals(signum).name} again: stopped without a checkpoint")
-        self.signum = signum
 
     def __enter__(self) -> StopRequests:
         if threading.current_thread() is threading.main_thread():

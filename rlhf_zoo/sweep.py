@@ -171,6 +171,7 @@ def run(plan: SweepPlan) -> int:
     from rlhf_zoo.bench.suites import expand
     from rlhf_zoo.compare import main as compare
     from rlhf_zoo.config import check_writable_dir
+    from rlhf_zoo.signals import stop_exit_code
     from rlhf_zoo.train import Interrupted
 
     check_writable_dir(plan.folder, "out")
@@ -180,13 +181,13 @@ def run(plan: SweepPlan) -> int:
     where = plan.folder.expanduser().resolve()
     try:
         report = run_suite(plan.suite, where.parent, command=plan.command, validate=False)
-    except (Interrupted, KeyboardInterrupt):
+    except (Interrupted, KeyboardInterrupt) as e:
         print(
             f"rlhf-zoo: sweep interrupted; run the same command again to continue (finished runs are kept, "
-            f"the interrupted one resumes from its checkpoint): {plan.folder}",
+            f"interrupted ones resume from their checkpoints): {plan.folder}",
             file=sys.stderr,
         )
-        return 130
+        return stop_exit_code(e)
     print(
         f"sweep: {len(report.ran)} run(s) ({len(report.resumed)} resumed, {len(report.redone)} redone), "
         f"{len(report.skipped)} already finished, {report.wall_s:.1f} s; in {plan.folder}",

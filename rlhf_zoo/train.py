@@ -57,7 +57,12 @@ class Interrupted(Exception):
         name = signal.Signals(signum).name
         super().__init__(f"{name} at step {step}; checkpoint saved in {run_dir}: add resume=true to continue")
         self.step = step
+        self.run_dir = run_dir
+        self.signum = int(signum)
         self.exit_code = 128 + int(signum)
+
+    def __reduce__(self) -> tuple[Any, ...]:  # rebuilt from its arguments (a bench worker returns it)
+        return (type(self), (self.step, self.run_dir, self.signum))
 
 
 def prompts_for_step(prompts: list[str], step: int, batch: int, seed: int) -> list[str]:

@@ -99,6 +99,7 @@ def main(args: list[str]) -> int:
         if opts.jobs is not None and opts.jobs < 1:
             raise UserError("bench: jobs must be >= 1")
         from rlhf_zoo.bench.suite_file import is_suite_file, validate_suite_file
+        from rlhf_zoo.signals import stop_exit_code
         from rlhf_zoo.train import Interrupted
 
         from_file = is_suite_file(opts.suite)
@@ -118,14 +119,14 @@ def main(args: list[str]) -> int:
                 records=records,
                 validate=not from_file,
             )
-        except (Interrupted, KeyboardInterrupt):
-            how = "the interrupted run resumes from its checkpoint" if suite.resumable else "unfinished runs are redone"
+        except (Interrupted, KeyboardInterrupt) as e:
+            how = "interrupted runs resume from their checkpoints" if suite.resumable else "unfinished runs are redone"
             print(
                 f"rlhf-zoo: bench {suite.name} interrupted; run the same command again to continue (finished "
                 f"points are kept, {how})",
                 file=sys.stderr,
             )
-            return 130
+            return stop_exit_code(e)
         print(
             f"bench {suite.name}: {len(report.ran)} point(s) run ({len(report.resumed)} resumed, "
             f"{len(report.redone)} redone), {len(report.skipped)} already finished, "

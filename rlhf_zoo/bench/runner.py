@@ -18,12 +18,19 @@ Every record carries the :func:`rlhf_zoo.bench.version.stamp` of the bench that 
 version, git commit and dirty flag, package version) and its settings (the resolved configuration).
 
 Points run in this process (``jobs=1``) or in ``jobs`` worker processes (spawned, so that each
-starts with a clean torch; workers ignore Ctrl-C, and the bench waits for the runs in flight).
+starts with a clean torch). Stopping a parallel bench (Ctrl-C, or SIGTERM to the bench process or to
+its process group) stops its workers' runs at their next step boundary with a checkpoint: the bench
+forwards one SIGTERM to each worker and waits; a worker that hears the signal twice (from the
+terminal or the scheduler and from the bench) still writes its checkpoint
+(:func:`rlhf_zoo.signals.repeats_force`), an idle one starts no further point, and a second stop of
+the bench kills the workers, whose last periodic checkpoints remain.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import shutil
 import signal
 import time
@@ -205,8 +212,62 @@ def run_pool_point(
     return record
 
 
+# A worker's stop state. The bench signals every worker; an idle one only remembers the stop, a busy one
+# stops its run (inside training at the next step, with a checkpoint; before or after it at once), and a
+# worker that has stopped starts no further point (the executor may have queued one for it already).
+_worker_busy = False
+_worker_stopped: int | None = None
+
+
 def _worker_init() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's: it lets runs in flight finish
+    """A worker stays in its bench's process group (a terminal's Ctrl-C, or a scheduler's signal to the
+    group, reaches it as well as the bench's forwarded SIGTERM): SIGINT is ignored outside training,
+    SIGTERM handled by :func:`_worker_stop`, and a repeated signal during a training step does not skip
+    the checkpoint."""
+    from rlhf_zoo.signals import repeats_force
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _worker_stop)
+    repeats_force(False)
+
+
+def _worker_stop(signum: int, frame: Any) -> None:
+    """SIGTERM in a worker outside training (training has its own handler, rlhf_zoo.signals.StopRequests).
+    Never kills an idle worker: one killed inside the executor's queue would leave its lock held and
+    the other workers blocked for ever."""
+    from rlhf_zoo.signals import StopSignal
+
+    global _worker_stopped
+    if _worker_stopped is None:
+        _worker_stopped = signum
+    if _worker_busy:
+        raise StopSignal(signum)
+
+
+def _run_point_in_worker(*args: Any) -> dict[str, Any]:
+    """:func:`run_point` in a worker process, unless the worker was told to stop."""
+    from rlhf_zoo.signals import StopSignal
+    from rlhf_zoo.train import Interrupted
+
+    global _worker_busy, _worker_stopped
+    if _worker_stopped is not None:
+        raise StopSignal(_worker_stopped)
+    _worker_busy = True
+    try:
+        return run_point(*args)
+    except (StopSignal, Interrupted) as e:  # stopped before, after or inside training
+        _worker_stopped = e.signum
+        raise
+    finally:
+        _worker_busy = False
+
+
+def _signal_workers(pool: ProcessPoolExecutor, signum: int) -> None:
+    """Send ``signum`` to every live worker of ``pool`` (the executor keeps no public list of them)."""
+    for proc in list((getattr(pool, "_processes", None) or {}).values()):
+        if proc.is_alive() and proc.pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signum)
 
 
 def validate_points(points: list[Point]) -> None:
@@ -339,27 +400,56 @@ def _run_parallel(
     records: str | None,
     stamp: dict[str, Any],
 ) -> None:
+    from rlhf_zoo.signals import stop_signals_raise
+
     pool = ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"), initializer=_worker_init)
     pending: dict[Future, Point] = {}
     try:
-        for p, resume in todo:
-            f = pool.submit(run_point, p, str(point_dir(out, p)), resume, command, keep, records, stamp)
-            pending[f] = p
-        while pending:
-            done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
-            for f in done:
-                p = pending.pop(f)
-                f.result()  # re-raises a failed run's exception
-                report.ran.append(p.id)
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix_str(p.id, refresh=False)
-    except BaseException:
+        with stop_signals_raise():
+            _submit_and_wait(pool, pending, todo, out, command, keep, report, bar, records, stamp)
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the runs in flight stop at a step with a checkpoint
         for f in pending:
             f.cancel()
-        pool.shutdown(wait=True, cancel_futures=True)  # runs in flight finish and keep their records
+        _signal_workers(pool, signal.SIGTERM)
+        try:
+            with stop_signals_raise():
+                pool.shutdown(wait=True, cancel_futures=True)
+        except KeyboardInterrupt:  # a second stop: no more waiting
+            _signal_workers(pool, signal.SIGKILL if hasattr(signal, "SIGKILL") else signal.SIGTERM)
+            pool.shutdown(wait=False, cancel_futures=True)  # a killed worker may hold a queue's lock
+        raise
+    except BaseException:  # a failed run: the others in flight finish and keep their records
+        for f in pending:
+            f.cancel()
+        pool.shutdown(wait=True, cancel_futures=True)
         raise
     pool.shutdown(wait=True)
+
+
+def _submit_and_wait(
+    pool: ProcessPoolExecutor,
+    pending: dict[Future, Point],
+    todo: list[tuple[Point, bool]],
+    out: Path,
+    command: str,
+    keep: bool,
+    report: BenchReport,
+    bar: Any,
+    records: str | None,
+    stamp: dict[str, Any],
+) -> None:
+    for p, resume in todo:
+        f = pool.submit(_run_point_in_worker, p, str(point_dir(out, p)), resume, command, keep, records, stamp)
+        pending[f] = p
+    while pending:
+        done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
+        for f in done:
+            p = pending.pop(f)
+            f.result()  # re-raises a failed run's exception
+            report.ran.append(p.id)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix_str(p.id, refresh=False)
 
 
 def _bar(enabled: bool, total: int, initial: int, name: str) -> Any:

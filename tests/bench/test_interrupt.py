@@ -1,0 +1,105 @@
+"""Stopping a parallel bench: its workers' runs stop at a step with a checkpoint, and the same command
+continues them (``rlhf_zoo.bench.runner``, ``rlhf_zoo.signals``)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from rlhf_zoo import signals
+
+ROOT = Path(__file__).resolve().parents[2]
+SLOW_TRAIN = ROOT / "tests" / "training" / "slow_train.py"
+
+SUITE = """\
+name: stoppable
+description: two REINFORCE runs on the testbed, in two processes
+budget: seconds
+task_args:
+  task: exact
+  threads: 1
+  train: {steps: 80, eval_every: 40, batch_prompts: 8, progress: false, checkpoint_every: 1000}
+seeds: [0]
+jobs: 2
+resumable: true
+sweeps:
+  - tag: reinforce
+    objective: REINFORCE
+    algo: reinforce
+    knob: algo.beta
+    values: [0.1, 1.0]
+"""
+
+
+def test_a_worker_that_hears_twice_still_checkpoints():
+    """In a bench worker (repeats_force(False)) a second signal during a step keeps the stop request;
+    by default it forces a stop without a checkpoint."""
+    try:
+        signals.repeats_force(False)
+        with signals.StopRequests() as stop:
+            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.01)  # the handlers run here
+        assert stop.signum == signal.SIGTERM
+    finally:
+        signals.repeats_force(True)
+    with pytest.raises(signals.ForcedStop), signals.StopRequests():
+        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.01)
+
+
+def test_stop_signals_raise_names_the_signal_and_its_exit_code():
+    with pytest.raises(signals.StopSignal) as caught, signals.stop_signals_raise():
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.01)
+    assert caught.value.signum == signal.SIGTERM and signals.stop_exit_code(caught.value) == 143
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the previous handler is back
+
+
+@pytest.mark.parametrize(
+    ("how", "code"),
+    [("SIGTERM to the bench process", 143), ("Ctrl-C: SIGINT to the terminal's process group", 130)],
+)
+def test_a_stopped_parallel_bench_checkpoints_its_runs_and_the_same_command_continues(tmp_path, how, code):
+    suite = tmp_path / "stoppable.yaml"
+    suite.write_text(SUITE)
+    out = tmp_path / "runs"
+    cmd = [sys.executable, str(SLOW_TRAIN), "bench", f"suite={suite}", f"out={out}", "progress=false"]
+    # 0.1 s a reward call: each run trains for at least 8 s, so both are mid-run when the signal comes
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "SLOW_REWARD_S": "0.1"}
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
+    run_dirs = [out / "stoppable" / "reinforce-beta0.1-s0", out / "stoppable" / "reinforce-beta1.0-s0"]
+    deadline = time.time() + 180
+    while time.time() < deadline and proc.poll() is None:  # both runs past their step-0 evaluation
+        if all((d / "metrics.jsonl").is_file() for d in run_dirs):
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the bench ended before it could be stopped"
+    time.sleep(0.5)
+    if how.startswith("SIGTERM"):
+        proc.send_signal(signal.SIGTERM)
+    else:
+        os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == code, err
+    assert "run the same command again to continue" in err
+    for d in run_dirs:
+        assert not (d / "record.json").exists()  # stopped, not finished
+        step = torch.load(d / "checkpoint" / "state.pt", weights_only=False)["step"]
+        assert 0 < step < 80, (d.name, step)
+
+    again = subprocess.run(cmd, capture_output=True, text=True, env={**env, "SLOW_REWARD_S": "0"})
+    assert again.returncode == 0, again.stderr
+    assert "2 point(s) run (2 resumed, 0 redone)" in again.stderr
+    for d in run_dirs:
+        record = json.loads((d / "record.json").read_text())
+        assert record["resumed"] is True and record["summary"]["steps"] == 80
