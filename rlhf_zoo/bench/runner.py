@@ -406,7 +406,18 @@ def _run_parallel(
     pending: dict[Future, Point] = {}
     try:
         with stop_signals_raise():
-            _submit_and_wait(pool, pending, todo, out, command, keep, report, bar, records, stamp)
+            for p, resume in todo:
+                f = pool.submit(_run_point_in_worker, p, str(point_dir(out, p)), resume, command, keep, records, stamp)
+                pending[f] = p
+            while pending:
+                done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
+                for f in done:
+                    p = pending.pop(f)
+                    f.result()  # re-raises a failed run's exception
+                    report.ran.append(p.id)
+                    if bar is not None:
+                        bar.update(1)
+                        bar.set_postfix_str(p.id, refresh=False)
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the runs in flight stop at a step with a checkpoint
         for f in pending:
             f.cancel()
@@ -424,32 +435,6 @@ def _run_parallel(
         pool.shutdown(wait=True, cancel_futures=True)
         raise
     pool.shutdown(wait=True)
-
-
-def _submit_and_wait(
-    pool: ProcessPoolExecutor,
-    pending: dict[Future, Point],
-    todo: list[tuple[Point, bool]],
-    out: Path,
-    command: str,
-    keep: bool,
-    report: BenchReport,
-    bar: Any,
-    records: str | None,
-    stamp: dict[str, Any],
-) -> None:
-    for p, resume in todo:
-        f = pool.submit(_run_point_in_worker, p, str(point_dir(out, p)), resume, command, keep, records, stamp)
-        pending[f] = p
-    while pending:
-        done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
-        for f in done:
-            p = pending.pop(f)
-            f.result()  # re-raises a failed run's exception
-            report.ran.append(p.id)
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix_str(p.id, refresh=False)
 
 
 def _bar(enabled: bool, total: int, initial: int, name: str) -> Any:
