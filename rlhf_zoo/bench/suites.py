@@ -625,9 +625,10 @@ LM = Suite(
     algo_args={"jbond": ("train.lr=2e-3",)},
     seeds=(0, 1, 2),
     budget=(
-        "about an hour per seed on 2 CPU cores: seed 0 ran its 7 points in 3749 s with 2 processes (the pool "
-        "157 s, REINFORCE 970-1060 s and J-BOND 1260-1300 s per point, each process on one core); 3 hours for "
-        "3 seeds, meant to be run in pieces (`seeds=1`, `only=jbond_gamma`) and continued"
+        "about 70 minutes per seed on 2 CPU cores with 2 processes of one core each (measured 2026-12-04: the "
+        "pool 145-157 s, REINFORCE 970-1580 s and J-BOND at 2e-3 1400-1950 s per point; 11 points of seeds 0 "
+        "and 1 in 7767 s, with tests running beside them part of the time); meant to be run in pieces "
+        "(`seeds=2`, `only=jbond_gamma`) and continued"
     ),
     jobs=2,
     resumable=True,
