@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import FrameType, TracebackType
 from typing import Any
 
@@ -48,30 +48,34 @@ class StopSignal(KeyboardInterrupt):
 
 
 def stop_exit_code(e: BaseException) -> int:
-    """A stopped command's exit status: 128 + the signal number (130 for Ctrl-C, 143 for SIGTERM), read
-    from a :class:`StopSignal` or from an ``exit_code`` it carries (``rlhf_zoo.train.Interrupted``)."""
-    if isinstance(e, StopSignal):
-        return 128 + int(e.signum)
-    return int(getattr(e, "exit_code", 128 + int(signal.SIGINT)))
+    """A stopped command's exit status: 128 + the signal number (130 for Ctrl-C, 143 for SIGTERM), from
+    the ``signum`` that :class:`StopSignal` and ``rlhf_zoo.train.Interrupted`` carry (SIGINT for a plain
+    ``KeyboardInterrupt``)."""
+    return 128 + int(getattr(e, "signum", signal.SIGINT))
 
 
 @contextlib.contextmanager
-def stop_signals_raise() -> Iterator[None]:
-    """Within it, SIGINT and SIGTERM raise :class:`StopSignal` in the main thread (elsewhere it does
-    nothing); the previous handlers come back on exit."""
+def handling(handler: Callable[[int, FrameType | None], Any]) -> Iterator[None]:
+    """Within it, ``handler`` receives SIGINT and SIGTERM; the previous handlers come back on exit.
+    Outside the main thread (where Python cannot install handlers) it does nothing."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-
-    def _raise(signum: int, frame: FrameType | None) -> None:
-        raise StopSignal(signum)
-
-    previous = {s: signal.signal(s, _raise) for s in SIGNALS}
+    previous = {s: signal.signal(s, handler) for s in SIGNALS}
     try:
         yield
     finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def _raise(signum: int, frame: FrameType | None) -> None:
+    raise StopSignal(signum)
+
+
+def stop_signals_raise() -> contextlib.AbstractContextManager[None]:
+    """Within it, SIGINT and SIGTERM raise :class:`StopSignal` (in the main thread)."""
+    return handling(_raise)
 
 
 class ForcedStop(KeyboardInterrupt):
@@ -85,7 +89,7 @@ class StopRequests:
 
     def __init__(self) -> None:
         self.signum: int | None = None
-        self._previous: dict[int, object] = {}
+        self._handling = handling(self._handle)
 
     @property
     def requested(self) -> bool:
@@ -98,14 +102,10 @@ class StopRequests:
             raise ForcedStop(f"{signal.Signals(signum).name} again: stopped without a checkpoint")
 
     def __enter__(self) -> StopRequests:
-        if threading.current_thread() is threading.main_thread():
-            for s in SIGNALS:
-                self._previous[s] = signal.signal(s, self._handle)
+        self._handling.__enter__()
         return self
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        for s, handler in self._previous.items():
-            signal.signal(s, handler)
-        self._previous.clear()
+        self._handling.__exit__(exc_type, exc, tb)

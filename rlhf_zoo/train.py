@@ -59,7 +59,10 @@ class Interrupted(Exception):
         self.step = step
         self.run_dir = run_dir
         self.signum = int(signum)
-        self.exit_code = 128 + int(signum)
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
 
     def __reduce__(self) -> tuple[Any, ...]:  # rebuilt from its arguments (a bench worker returns it)
         return (type(self), (self.step, self.run_dir, self.signum))

@@ -418,21 +418,17 @@ def _run_parallel(
                     if bar is not None:
                         bar.update(1)
                         bar.set_postfix_str(p.id, refresh=False)
-    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the runs in flight stop at a step with a checkpoint
+    except BaseException as e:
         for f in pending:
             f.cancel()
-        _signal_workers(pool, signal.SIGTERM)
-        try:
+        if isinstance(e, KeyboardInterrupt):  # Ctrl-C or SIGTERM: runs in flight stop at a step, checkpointed
+            _signal_workers(pool, signal.SIGTERM)
+        try:  # after a failed run, the others in flight finish and keep their records
             with stop_signals_raise():
                 pool.shutdown(wait=True, cancel_futures=True)
-        except KeyboardInterrupt:  # a second stop: no more waiting
+        except KeyboardInterrupt:  # a (second) stop: no more waiting
             _signal_workers(pool, signal.SIGKILL if hasattr(signal, "SIGKILL") else signal.SIGTERM)
             pool.shutdown(wait=False, cancel_futures=True)  # a killed worker may hold a queue's lock
-        raise
-    except BaseException:  # a failed run: the others in flight finish and keep their records
-        for f in pending:
-            f.cancel()
-        pool.shutdown(wait=True, cancel_futures=True)
         raise
     pool.shutdown(wait=True)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -39,7 +40,7 @@ sweeps:
 """
 
 
-def test_a_worker_that_hears_twice_still_checkpoints():
+def test_a_worker_that_hears_twice_keeps_its_stop_request():
     """In a bench worker (repeats_force(False)) a second signal during a step keeps the stop request;
     by default it forces a stop without a checkpoint."""
     try:
@@ -58,11 +59,23 @@ def test_a_worker_that_hears_twice_still_checkpoints():
 
 
 def test_stop_signals_raise_names_the_signal_and_its_exit_code():
+    before = signal.getsignal(signal.SIGTERM)
     with pytest.raises(signals.StopSignal) as caught, signals.stop_signals_raise():
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(0.01)
     assert caught.value.signum == signal.SIGTERM and signals.stop_exit_code(caught.value) == 143
-    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the previous handler is back
+    assert signal.getsignal(signal.SIGTERM) is before  # the previous handler is back
+    assert signals.stop_exit_code(KeyboardInterrupt()) == 130
+
+
+def test_a_stop_survives_the_trip_from_a_worker():
+    """A worker returns its stop to the bench by pickling: the signal, and so the exit code, survive."""
+    from rlhf_zoo.train import Interrupted
+
+    for e in (signals.StopSignal(signal.SIGTERM), Interrupted(7, "runs/x", signal.SIGTERM)):
+        back = pickle.loads(pickle.dumps(e))
+        assert type(back) is type(e) and back.signum == signal.SIGTERM and signals.stop_exit_code(back) == 143
+    assert pickle.loads(pickle.dumps(Interrupted(7, "runs/x", signal.SIGTERM))).step == 7
 
 
 @pytest.mark.parametrize(
