@@ -27,17 +27,37 @@ equal an uninterrupted run's. With several processes every process takes part in
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 
 from rlhf_zoo.rollout import Costs
 
 if TYPE_CHECKING:
-    from rlhf_zoo.train import Trainer
+    from rlhf_zoo.evaluate import Evaluator
+    from rlhf_zoo.policies.base import Policy
+    from rlhf_zoo.rollout import BaseCache
+    from rlhf_zoo.runlog import RunLog
+    from rlhf_zoo.runtime import Runtime
 
 
-def training_state(tr: Trainer, costs: Costs, eval_costs: Costs) -> dict[str, Any]:
+class Run(Protocol):
+    """What a checkpoint reads and restores of a run (:class:`rlhf_zoo.train.Trainer`)."""
+
+    step: int
+    elapsed: float
+    policy: Policy
+    opt: torch.optim.Optimizer | None
+    sched: torch.optim.lr_scheduler.LRScheduler | None
+    cache: BaseCache | None
+    costs: Costs
+    evaluator: Evaluator
+    train_acc: dict[str, list[float]]
+    rt: Runtime
+    log: RunLog
+
+
+def training_state(tr: Run, costs: Costs, eval_costs: Costs) -> dict[str, Any]:
     """The training state of ``tr`` (every process calls this: counters are summed over processes)."""
     rt = tr.rt
     return {
@@ -55,7 +75,7 @@ def training_state(tr: Trainer, costs: Costs, eval_costs: Costs) -> dict[str, An
     }
 
 
-def save(tr: Trainer, costs: Costs | None = None, eval_costs: Costs | None = None) -> None:
+def save(tr: Run, costs: Costs | None = None, eval_costs: Costs | None = None) -> None:
     """Write ``tr``'s checkpoint. ``costs`` / ``eval_costs``: the counters to record (default: the
     current ones; a run stopped by an error mid-step passes those of its last completed step)."""
     state = training_state(tr, costs or tr.costs, eval_costs or tr.evaluator.costs)
@@ -66,7 +86,7 @@ def save(tr: Trainer, costs: Costs | None = None, eval_costs: Costs | None = Non
     tr.rt.barrier()
 
 
-def restore(tr: Trainer) -> int:
+def restore(tr: Run) -> int:
     """Load the run directory's checkpoint into ``tr``; returns the step it continues from."""
     weights, s = tr.log.load_checkpoint()
     tr.policy.load_state_dict(weights)

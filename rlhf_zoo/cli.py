@@ -79,11 +79,11 @@ def cmd_train(args: list[str]) -> int:
 
 def cmd_list(args: list[str]) -> int:
     from rlhf_zoo.algorithms.registry import known_algorithms
-    from rlhf_zoo.config import _presets
+    from rlhf_zoo.config import presets
     from rlhf_zoo.tasks.registry import TASKS
 
     print("algorithms:", ", ".join(known_algorithms()))
-    print("presets:   ", ", ".join(_presets("algo")))
+    print("presets:   ", ", ".join(presets("algo")))
     print("tasks:     ", ", ".join(sorted(TASKS)))
     from rlhf_zoo.rewards.registry import known_rewards
 

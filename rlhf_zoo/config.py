@@ -125,7 +125,8 @@ def _yaml(path: Path) -> DictConfig:
         raise ConfigError(f"cannot read {path}: {e}") from None
 
 
-def _presets(kind: str) -> list[str]:
+def presets(kind: str) -> list[str]:
+    """The names of the packaged preset files of ``kind`` (``algo``, ``task``, ...), sorted."""
     d = CONFIG_DIR / kind
     return sorted(p.stem for p in d.glob("*.yaml")) if d.is_dir() else []
 
@@ -260,7 +261,7 @@ def compose(args: list[str], defaults: dict[str, str] | None = None, need_algo: 
     if algo_choice is None and need_algo:
         raise ConfigError(
             f"name an algorithm: algo=NAME with NAME one of {', '.join(sorted(REGISTRY))} "
-            f"or a preset ({', '.join(_presets('algo'))})"
+            f"or a preset ({', '.join(presets('algo'))})"
         )
     if task_name not in TASKS:
         raise ConfigError(f"unknown task {task_name!r}; known: {', '.join(sorted(TASKS))}")
@@ -279,7 +280,7 @@ def compose(args: list[str], defaults: dict[str, str] | None = None, need_algo: 
     else:
         raise ConfigError(
             f"unknown algorithm {algo_choice!r}; known: {', '.join(sorted(REGISTRY))}; "
-            f"presets: {', '.join(_presets('algo'))}"
+            f"presets: {', '.join(presets('algo'))}"
         )
     algo_default = get_algorithm(algo_name).Config() if algo_name else None
 
@@ -310,7 +311,7 @@ def compose(args: list[str], defaults: dict[str, str] | None = None, need_algo: 
             if node is not None:
                 OmegaConf.set_readonly(node, False)
     except OmegaConfBaseException as e:
-        raise ConfigError(_one_line(e)) from None
+        raise ConfigError(config_error_line(e)) from None
     except yaml.YAMLError as e:  # a value that is not valid YAML (control characters, ...)
         raise ConfigError(f"cannot read the overrides: {one_line(e)}") from None
     if (algo_name and cfg.algo.name != algo_name) or cfg.task.name != task_name:
@@ -322,7 +323,8 @@ def compose(args: list[str], defaults: dict[str, str] | None = None, need_algo: 
     return cfg
 
 
-def _one_line(e: Exception) -> str:
+def config_error_line(e: Exception) -> str:
+    """An OmegaConf error as one line, with the offending key when the message lacks it."""
     msg = str(e).strip().splitlines()
     head = msg[0] if msg else type(e).__name__
     key = getattr(e, "full_key", None)
@@ -418,8 +420,10 @@ __all__ = [
     "RunConfig",
     "TrainConfig",
     "algo_config",
+    "config_error_line",
     "flatten",
     "load_config",
+    "presets",
     "read_experiment",
     "read_sweep",
     "to_yaml",

@@ -142,14 +142,14 @@ def _format(title: str, rows: list[tuple[str, str, str]]) -> str:
 
 def overview() -> str:
     from rlhf_zoo.algorithms.registry import known_algorithms
-    from rlhf_zoo.config import _presets
+    from rlhf_zoo.config import presets
     from rlhf_zoo.tasks.registry import TASKS
 
     return "\n".join(
         [
             "usage: rlhf-zoo fields SECTION ... [key=value ...]",
             f"  algo=NAME   an algorithm's settings: {', '.join(known_algorithms())}",
-            f"              or a preset's: {', '.join(_presets('algo'))}",
+            f"              or a preset's: {', '.join(presets('algo'))}",
             f"  task=NAME   a task's settings: {', '.join(sorted(TASKS))}",
             "  model       the language model's settings (tasks with a model)",
             "  train       training settings (train.*)",

@@ -22,15 +22,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
 from rlhf_zoo.errors import UserError
 from rlhf_zoo.io import atomic_dir, atomic_write_text
-
-if TYPE_CHECKING:
-    from rlhf_zoo.train import Trainer
 
 
 def git_commit(cwd: Path | None = None) -> str:
@@ -182,22 +179,6 @@ def sample_rows(
                 row["prob"] = float(probs[order[j]])
             rows.append(row)
     return rows
-
-
-def save_samples(tr: Trainer) -> None:
-    """After an evaluation: its first ``train.save_samples`` held-out prompts with their completions and
-    rewards (:func:`sample_rows` of what the evaluator scored) → ``samples.jsonl``, gathered from every
-    process in prompt order (every process calls this; on the testbed each holds the whole enumeration)."""
-    t = tr.cfg.train
-    if not t.save_samples or tr.evaluator.last is None:
-        return
-    rollout, proxy, gold = tr.evaluator.last
-    positions = list(range(rollout.num_groups)) if tr.task.oracle is not None else tr.evaluator.positions
-    rows = sample_rows(rollout, proxy, gold, positions, t.save_samples, t.eval_samples)
-    gathered = {(r["position"], r["sample"]): r for part in tr.rt.gather_objects(rows) for r in part}
-    if tr.rt.is_main:
-        ordered = [gathered[k] for k in sorted(gathered)]
-        tr.log.log_samples(tr.step, [{k: v for k, v in r.items() if k != "position"} for r in ordered])
 
 
 def provenance(argv: list[str] | None = None) -> dict[str, Any]:

@@ -42,7 +42,7 @@ from rlhf_zoo.evaluate import Evaluator
 from rlhf_zoo.policies.base import Policy
 from rlhf_zoo.rng import Streams
 from rlhf_zoo.rollout import BaseCache, Costs, collect, make_batch
-from rlhf_zoo.runlog import RunLog, provenance, save_samples
+from rlhf_zoo.runlog import RunLog, provenance, sample_rows
 from rlhf_zoo.runtime import Runtime
 from rlhf_zoo.signals import ForcedStop, StopRequests
 from rlhf_zoo.tasks.base import Task, prompt_report
@@ -274,9 +274,25 @@ class Trainer:
         record["time/elapsed_s"] = round(self.elapsed, 3)
         if self.rt.is_main:
             self.log.log(self.step, record)
-        save_samples(self)
+        self.save_samples()
         self.rt.track({k: v for k, v in record.items() if k not in train}, self.step)  # train/*: tracked per step
         return record
+
+    def save_samples(self) -> None:
+        """After an evaluation: its first ``train.save_samples`` held-out prompts with their completions and
+        rewards (:func:`~rlhf_zoo.runlog.sample_rows` of what the evaluator scored) → ``samples.jsonl``,
+        gathered from every process in prompt order (every process calls this; on the testbed each holds
+        the whole enumeration)."""
+        t, ev = self.t, self.evaluator
+        if not t.save_samples or ev.last is None:
+            return
+        rollout, proxy, gold = ev.last
+        positions = list(range(rollout.num_groups)) if self.task.oracle is not None else ev.positions
+        rows = sample_rows(rollout, proxy, gold, positions, t.save_samples, t.eval_samples)
+        gathered = {(r["position"], r["sample"]): r for part in self.rt.gather_objects(rows) for r in part}
+        if self.rt.is_main:
+            ordered = [gathered[k] for k in sorted(gathered)]
+            self.log.log_samples(self.step, [{k: v for k, v in r.items() if k != "position"} for r in ordered])
 
     # -- start, end, checkpoints ---------------------------------------------------------------------
     _mid_step = False

@@ -210,7 +210,8 @@ def _suite_status(suite: str, bench_args: list[str], runs: Path) -> tuple[int, i
     """(finished points, points) of the suite with these bench arguments."""
     from rlhf_zoo.bench.command import parse
     from rlhf_zoo.bench.runner import plan, point_dir
-    from rlhf_zoo.bench.suites import expand, get_suite
+    from rlhf_zoo.bench.suite_file import get_suite
+    from rlhf_zoo.bench.suites import expand
 
     opts, extra = parse([f"suite={suite}", *bench_args])
     points = expand(get_suite(suite), opts.seeds, extra, opts.only)
@@ -314,7 +315,7 @@ def main(argv: list[str]) -> int:
     status["versions"] = json.loads(env_file.read_text()) if env_file.is_file() else {}
     log(f"run: versions {status['versions']}")
 
-    from rlhf_zoo.bench.suites import get_suite
+    from rlhf_zoo.bench.suite_file import get_suite
 
     tput = merge(merge(THROUGHPUT_ARGS, size["throughput"]), tput_args)
     models = {last_value([*get_suite(suite).task_args, *bench_args], "model.name")}

@@ -86,7 +86,8 @@ def main(args: list[str]) -> int:
     """The ``bench`` command; returns the exit code."""
     from rlhf_zoo.bench.render import render_suite
     from rlhf_zoo.bench.runner import run_suite
-    from rlhf_zoo.bench.suites import SUITES, expand, get_suite
+    from rlhf_zoo.bench.suite_file import get_suite
+    from rlhf_zoo.bench.suites import SUITES, expand
 
     opts, extra = parse(args)
     suite = get_suite(opts.suite)

@@ -35,7 +35,7 @@ import yaml
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from rlhf_zoo.bench.suites import SUITES, SWEEPS, Suite, Sweep, format_value
+from rlhf_zoo.bench.suites import SUITES, SWEEPS, Suite, Sweep, expand, format_value
 from rlhf_zoo.errors import UserError, one_line
 
 
@@ -74,6 +74,16 @@ def is_suite_file(name: str) -> bool:
     return name.endswith((".yaml", ".yml"))
 
 
+def get_suite(name: str) -> Suite:
+    """The built-in suite called ``name``, or the one in the YAML file ``name``; a :class:`UserError`
+    naming the known ones otherwise."""
+    if is_suite_file(name):
+        return load_suite_file(name)
+    if name not in SUITES:
+        raise UserError(f"unknown suite {name!r}; known: {', '.join(SUITES)}, or a suite file FILE.yaml")
+    return SUITES[name]
+
+
 def overrides(mapping: dict[str, Any], where: str) -> tuple[str, ...]:
     """A mapping of (dotted or nested) keys to values as ``key=value`` overrides."""
     from rlhf_zoo.config import flatten
@@ -83,7 +93,7 @@ def overrides(mapping: dict[str, Any], where: str) -> tuple[str, ...]:
 
 def load_suite_file(path: str) -> Suite:
     """The :class:`Suite` in the YAML file ``path``; a one-line :class:`UserError` naming it otherwise."""
-    from rlhf_zoo.config import ConfigError, _one_line
+    from rlhf_zoo.config import ConfigError, config_error_line
 
     where = f"suite file {path}"
     p = Path(path).expanduser()
@@ -98,7 +108,7 @@ def load_suite_file(path: str) -> Suite:
     try:
         spec = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(SuiteSpec), data))
     except (OmegaConfBaseException, ValueError) as e:
-        raise UserError(f"{where}: {_one_line(e)}") from None
+        raise UserError(f"{where}: {config_error_line(e)}") from None
     assert isinstance(spec, SuiteSpec)
     name = spec.name or p.stem
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
@@ -140,7 +150,6 @@ def validate_suite_file(suite: Suite, path: str, **expand_args: Any) -> None:
     """Build every configuration of the suite's points (as the runner does before running), so that a bad
     key or value in the file is an error line that names the file."""
     from rlhf_zoo.bench.runner import validate_points
-    from rlhf_zoo.bench.suites import expand
     from rlhf_zoo.config import ConfigError
 
     points = expand(suite, **expand_args)
@@ -152,10 +161,10 @@ def validate_suite_file(suite: Suite, path: str, **expand_args: Any) -> None:
 
 def _sweep(s: SweepSpec, where: str) -> Sweep:
     from rlhf_zoo.algorithms.registry import REGISTRY
-    from rlhf_zoo.config import _presets
+    from rlhf_zoo.config import presets
 
-    if s.algo not in REGISTRY and s.algo not in _presets("algo"):
-        known = ", ".join(sorted(REGISTRY)) + "; presets: " + ", ".join(_presets("algo"))
+    if s.algo not in REGISTRY and s.algo not in presets("algo"):
+        known = ", ".join(sorted(REGISTRY)) + "; presets: " + ", ".join(presets("algo"))
         raise ValueError(f"sweep {s.tag}: unknown algorithm {s.algo!r}; known: {known}")
     shape = next((b for b in SWEEPS if b.tag == s.tag), None)
     if shape is not None and (shape.algo, shape.knob) != (s.algo, s.knob):
@@ -183,4 +192,12 @@ def _task_has_oracle(task_args: tuple[str, ...], where: str) -> bool:
     return TASKS[task].has_oracle
 
 
-__all__ = ["SuiteSpec", "SweepSpec", "is_suite_file", "load_suite_file", "overrides", "validate_suite_file"]
+__all__ = [
+    "SuiteSpec",
+    "SweepSpec",
+    "get_suite",
+    "is_suite_file",
+    "load_suite_file",
+    "overrides",
+    "validate_suite_file",
+]

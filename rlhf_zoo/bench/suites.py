@@ -639,18 +639,6 @@ LM = Suite(
 SUITES: dict[str, Suite] = {s.name: s for s in (EXACT, QUICK, LM, FULL, DEMO, GPU_CHECK)}
 
 
-def get_suite(name: str) -> Suite:
-    """The suite called ``name``, or the one in the YAML file ``name`` (:mod:`rlhf_zoo.bench.suite_file`);
-    a :class:`UserError` naming the known ones otherwise."""
-    from rlhf_zoo.bench.suite_file import is_suite_file, load_suite_file
-
-    if is_suite_file(name):
-        return load_suite_file(name)
-    if name not in SUITES:
-        raise UserError(f"unknown suite {name!r}; known: {', '.join(SUITES)}, or a suite file FILE.yaml")
-    return SUITES[name]
-
-
 __all__ = [
     "DEMO",
     "EXACT",
@@ -667,5 +655,4 @@ __all__ = [
     "Sweep",
     "expand",
     "format_value",
-    "get_suite",
 ]

@@ -11,7 +11,8 @@ about [-4, 4] (negative = negative sentiment; not clipped). Pearson r against th
 Files: a standard Hugging Face model folder (``save_pretrained`` of the model and tokenizer)
 plus ``meta.json`` in ``cache_dir("rewards", "minilm_sentiment")``. ``meta.json`` is written
 last and the folder is built under a temporary name and renamed into place, so a folder with
-``meta.json`` is always complete.
+``meta.json`` is always complete. The builder owns these names and the location (``GOLD_NAME``,
+``default_path``, ``is_built``, ``read_meta``); this module re-exports them.
 
 The reward reads the completion alone by default (``text="completion"``), like ``vader``;
 ``text="prompt+completion"`` scores the whole review instead.
@@ -19,7 +20,6 @@ The reward reads the completion alone by default (``text="completion"``), like `
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -27,30 +27,12 @@ from typing import Any
 import torch
 
 from rlhf_zoo.errors import UserError
-from rlhf_zoo.paths import cache_dir
+from rlhf_zoo.rewards import minilm_build
 from rlhf_zoo.rewards._text import TextMode
 from rlhf_zoo.rewards.hf import HFSequenceReward
+from rlhf_zoo.rewards.minilm_build import GOLD_NAME, default_path, is_built, read_meta
 
-GOLD_NAME = "minilm_sentiment"
-META_FILE = "meta.json"
 PREPARE_COMMAND = "rlhf-zoo prepare"
-
-
-def default_path() -> Path:
-    """``cache_dir("rewards") / "minilm_sentiment"`` (the folder itself is not created)."""
-    return cache_dir("rewards") / GOLD_NAME
-
-
-def is_built(path: str | os.PathLike[str] | None = None) -> bool:
-    """Whether a complete model (one with ``meta.json``) is at ``path`` (default location)."""
-    return (Path(path) if path is not None else default_path()).joinpath(META_FILE).is_file()
-
-
-def read_meta(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
-    """The ``meta.json`` of a built model."""
-    p = (Path(path) if path is not None else default_path()) / META_FILE
-    with open(p, encoding="utf-8") as f:
-        return json.load(f)
 
 
 class MiniLMSentimentReward(HFSequenceReward):
@@ -82,11 +64,20 @@ def load_minilm_sentiment(
                 f"the gold reward {GOLD_NAME!r} is not built yet (no model in {p}): "
                 f"run `{PREPARE_COMMAND}` once (about 10 minutes on CPU)"
             )
-        from rlhf_zoo.rewards.minilm_build import build_minilm_sentiment
-
-        build_minilm_sentiment(path=path, progress=progress)
+        minilm_build.build_minilm_sentiment(path=path, progress=progress)
     reward = MiniLMSentimentReward(
         p, device=device, batch_size=batch_size, max_length=max_length, text=text, name=GOLD_NAME
     )
     reward.meta = read_meta(p)
     return reward
+
+
+__all__ = [
+    "GOLD_NAME",
+    "PREPARE_COMMAND",
+    "MiniLMSentimentReward",
+    "default_path",
+    "is_built",
+    "load_minilm_sentiment",
+    "read_meta",
+]

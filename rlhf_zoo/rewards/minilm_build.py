@@ -34,8 +34,28 @@ import torch
 
 from rlhf_zoo.errors import MissingPackageError, UserError
 from rlhf_zoo.io import atomic_dir, umask_mode
+from rlhf_zoo.paths import cache_dir
 from rlhf_zoo.rewards.hf import default_device, quiet_transformers
-from rlhf_zoo.rewards.minilm import GOLD_NAME, META_FILE, default_path, is_built
+
+GOLD_NAME = "minilm_sentiment"
+META_FILE = "meta.json"
+
+
+def default_path() -> Path:
+    """``cache_dir("rewards") / "minilm_sentiment"`` (the folder itself is not created)."""
+    return cache_dir("rewards") / GOLD_NAME
+
+
+def is_built(path: str | os.PathLike[str] | None = None) -> bool:
+    """Whether a complete model (one with ``meta.json``) is at ``path`` (default location)."""
+    return (Path(path) if path is not None else default_path()).joinpath(META_FILE).is_file()
+
+
+def read_meta(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    """The ``meta.json`` of a built model."""
+    p = (Path(path) if path is not None else default_path()) / META_FILE
+    with open(p, encoding="utf-8") as f:
+        return json.load(f)
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from rlhf_zoo.bench.runner import validate_points
-from rlhf_zoo.bench.suites import BOND, BOND_BETA, EXACT, FULL, QUICK, SUITES, SWEEPS, Suite, Sweep, expand, get_suite
+from rlhf_zoo.bench.suite_file import get_suite
+from rlhf_zoo.bench.suites import BOND, BOND_BETA, EXACT, FULL, QUICK, SUITES, SWEEPS, Suite, Sweep, expand
 from rlhf_zoo.errors import UserError
 
 CLAIM_TAGS = {"best_of_n", "reinforce", "bond", "bond_beta", "iterative", "jbond_gamma", "jbond_eta", "jbond_swap"}

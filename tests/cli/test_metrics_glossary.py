@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from rlhf_zoo.algorithms.registry import known_algorithms
-from rlhf_zoo.config import _presets
+from rlhf_zoo.config import presets
 
 ROOT = Path(__file__).resolve().parents[2]
 GLOSSARY = ROOT / "docs" / "metrics.md"
@@ -29,7 +29,7 @@ def written(tmp_path_factory) -> dict[str, set[str]]:
     from rlhf_zoo.cli import main
 
     out: dict[str, set[str]] = {}
-    for algo in [*known_algorithms(), *_presets("algo")]:
+    for algo in [*known_algorithms(), *presets("algo")]:
         run_dir = tmp_path_factory.mktemp(algo) / "run"
         args = ["train", f"algo={algo}", "train.steps=2", "train.eval_every=1", "train.grad_clip=1.0",
                 "train.progress=false", f"run_dir={run_dir}"]  # fmt: skip
