@@ -625,10 +625,10 @@ LM = Suite(
     algo_args={"jbond": ("train.lr=2e-3",)},
     seeds=(0, 1, 2),
     budget=(
-        "about 70 minutes per seed on 2 CPU cores with 2 processes of one core each (measured 2026-12-04: the "
-        "pool 145-157 s, REINFORCE 970-1580 s and J-BOND at 2e-3 1400-1950 s per point; 11 points of seeds 0 "
-        "and 1 in 7767 s, with tests running beside them part of the time); meant to be run in pieces "
-        "(`seeds=2`, `only=jbond_gamma`) and continued"
+        "about an hour per seed on 2 CPU cores with 2 processes of one core each (measured 2026-12-04: seed 2's "
+        "7 points in 3679 s on a quiet machine, the pool 144 s, REINFORCE 981-1020 s and J-BOND at 2e-3 "
+        "1251-1282 s per point; 11 points of seeds 0 and 1 in 7767 s, with tests running beside them part of "
+        "the time); meant to be run in pieces (`seeds=2`, `only=jbond_gamma`) and continued"
     ),
     jobs=2,
     resumable=True,
