@@ -16,7 +16,7 @@ from rlhf_zoo.bench.claims.ema_anchor import EmaAnchor
 from rlhf_zoo.bench.claims.gamma import GammaSlowsKl
 from rlhf_zoo.bench.claims.iterative import IterativeBond
 from rlhf_zoo.bench.claims.jeffreys import Jeffreys
-from rlhf_zoo.bench.claims.vs_reinforce import JBondAboveReinforce
+from rlhf_zoo.bench.claims.vs_reinforce import JBondAboveReinforce, grid
 from rlhf_zoo.bench.records import group_records
 from rlhf_zoo.bench.suites import SWEEPS
 from tests.bench.helpers import synth_record
@@ -227,6 +227,63 @@ def test_d_needs_the_per_seed_interval_above_zero():
     assert "interval not above 0" in mixed.numbers
     steady = claim_d(recs((0.3, 0.2, 0.25, 0.3)), exact=False)
     assert steady.status == REPRODUCED and "interval above 0" in steady.numbers
+    # mean 0.15, half-width 3.182 · 0.1732 / 2 = 0.276: the interval reaches below 0 (though not by half of it)
+    close = claim_d(recs((0.3, 0.0, 0.3, 0.0)), exact=False)
+    assert close.data.reinforce[0.1].paired.mean == pytest.approx(0.15)
+    assert close.status == NOT_REPRODUCED and "interval not above 0" in close.numbers
+
+
+def _path(kls: list[float], rewards: list[float]) -> list[dict[str, float]]:
+    pairs = zip(kls, rewards, strict=True)
+    return [{"step": 10 * i, "kl/exact": k, "reward/proxy": r} for i, (k, r) in enumerate(pairs)]
+
+
+def test_d_compares_over_the_kl_range_both_paths_reach():
+    """J-BOND reaches KL 2, REINFORCE only KL 1 and only from KL 0.5: the grid spans 0.145…1 (0.045 apart),
+    and the 8 grid values below 0.5 are skipped. J-BOND's reward is 1.2·k up to 0.5, then 0.6 + 1.4·(k − 0.5);
+    REINFORCE's is k, so the difference is 0.4·k − 0.1 at the 12 values 0.505, 0.55, …, 1.0
+    (Σk = 9.03): mean (0.4 · 9.03 − 1.2) / 12 = 0.201, minimum 0.102 at 0.505."""
+    jb = _path([0.0, 0.5, 1.0, 1.5, 2.0], [0.0, 0.6, 1.3, 2.0, 2.7])
+    rf = _path([0.5, 1.0], [0.5, 1.0])
+    records = [synth_record("jbond_gamma", 0.0, s, {"kl/exact": 2.0}, knob="algo.gamma", path=jb) for s in range(3)]
+    records += [synth_record("reinforce", 0.1, s, {"kl/exact": 1.0}, path=rf) for s in range(3)]
+    comp = claim_d(group_records(records), exact=False).data.reinforce[0.1]
+    assert comp.kl_max == 1.0
+    assert comp.mean_diff == pytest.approx(0.201) and comp.min_diff == pytest.approx(0.102)
+    assert comp.paired.values == pytest.approx((0.201,) * 3) and comp.paired.half == 0.0
+    assert grid(1.0)[0] == pytest.approx(0.145) and grid(1.0)[-1] == pytest.approx(1.0) and len(grid(1.0)) == 20
+
+
+def test_d_pairs_each_seed_with_its_own_reinforce_run():
+    """REINFORCE's seeds differ by up to 0.3 in reward; J-BOND is its own seed's REINFORCE + 0.1: paired, every
+    seed's difference is exactly 0.1 (against the seed-mean REINFORCE path they would spread)."""
+    kls = [0.0, 0.5, 1.0, 1.5, 2.0]
+    offsets = (0.0, 0.3, -0.2, 0.1)
+    records = []
+    for s, o in zip(SEEDS, offsets, strict=True):
+        jb = _kl_reward_path(kls, 1.0, o + 0.1)
+        records.append(synth_record("jbond_gamma", 0.0, s, {"kl/exact": 2.0}, knob="algo.gamma", path=jb))
+        records.append(synth_record("reinforce", 0.1, s, {"kl/exact": 2.0}, path=_kl_reward_path(kls, 1.0, o)))
+    pair = claim_d(group_records(records), exact=False).data.reinforce[0.1].paired
+    assert pair.values == pytest.approx((0.1,) * 4) and pair.half == pytest.approx(0.0, abs=1e-12)
+
+
+@pytest.mark.parametrize("dip,status", [(-0.005, REPRODUCED), (-0.02, NOT_REPRODUCED)])
+def test_d_allows_the_seed_mean_path_a_dip_within_the_tolerance(dip, status):
+    """J-BOND lies 0.1 above REINFORCE except at KL 1, where it dips by ``dip`` (the grid value nearest is
+    1.01, where the dip is ``dip`` + (0.1 − dip)/50); the per-seed interval is well above 0 either way."""
+    kls = [0.0, 0.5, 1.0, 1.5, 2.0]
+    gap = [0.1, 0.1, dip, 0.1, 0.1]
+    records = []
+    for s in SEEDS:
+        jb = _path(kls, [k + g + NOISE[s] for k, g in zip(kls, gap, strict=True)])
+        records.append(synth_record("jbond_gamma", 0.0, s, {"kl/exact": 2.0}, knob="algo.gamma", path=jb))
+        records.append(synth_record("reinforce", 0.1, s, {"kl/exact": 2.0}, path=_kl_reward_path(kls, 1.0)))
+    chk = claim_d(group_records(records), exact=False)
+    comp = chk.data.reinforce[0.1]
+    assert comp.min_diff == pytest.approx(dip + (0.1 - dip) / 50 + sum(NOISE) / 4, abs=1e-9)
+    assert comp.paired.mean - comp.paired.half > 0
+    assert chk.status == status
 
 
 def _bon(log_mean_dev: float, kl_over_bound: float):

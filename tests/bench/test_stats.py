@@ -44,6 +44,26 @@ def test_diff_ci_welch():
     assert diff_ci([1.0], [2.0, 3.0]) == (-1.5, None)
 
 
+def test_diff_ci_welch_unequal_sizes_by_hand():
+    """Welch's interval with unequal sizes and variances, worked by hand: se² = s_a²/n_a + s_b²/n_b and
+    Welch-Satterthwaite degrees of freedom, rounded down (conservative)."""
+    # a: mean 3, s² = 2.5, s²/n = 0.5; b: mean 13, s² = 13, s²/n = 13/3;
+    # dof = (0.5 + 13/3)² / (0.5²/4 + (13/3)²/2) = 2.47 → 2
+    d, h = diff_ci([1.0, 2.0, 3.0, 4.0, 5.0], [10.0, 12.0, 17.0])
+    assert d == -10.0 and h == pytest.approx(4.302653 * math.sqrt(0.5 + 13 / 3), rel=1e-6)
+    # the first sample dominates: s_a²/n_a = 100/3, s_b²/n_b = 3.5/6;
+    # dof = (100/3 + 7/12)² / ((100/3)²/2 + (7/12)²/5) = 2.07 → 2 (its n_a − 1 = 2 matters here)
+    d, h = diff_ci([0.0, 10.0, 20.0], [1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
+    assert d == pytest.approx(6.5) and h == pytest.approx(4.302653 * math.sqrt(100 / 3 + 7 / 12), rel=1e-6)
+
+
+def test_interpolation_reads_the_right_end_of_each_segment():
+    assert interp_sorted([0.0, 2.0], [0.0, 4.0], 0.5) == pytest.approx(1.0)
+    assert interp_path([0.0, 2.0], [0.0, 4.0], 0.5) == pytest.approx(1.0)
+    assert interp_path([0.0, 2.0, 1.0], [0.0, 4.0, 100.0], 1.5) == pytest.approx(3.0)
+    assert interp_path([2.0, 0.0], [4.0, 0.0], 0.5) == pytest.approx(1.0)  # a path going down in KL
+
+
 def test_interpolation():
     assert interp_sorted([2.0, 0.0, 1.0], [20.0, 0.0, 10.0], 1.5) == pytest.approx(15.0)
     assert interp_sorted([0.0, 1.0], [0.0, 1.0], 1.5) is None

@@ -43,6 +43,21 @@ def test_n_equal_one_is_the_pool_mean_and_a_coin_flip_against_the_pool():
     assert row["win_rate/gold"] == pytest.approx(0.5, abs=1e-12)
 
 
+def test_win_rate_counts_a_gold_tie_as_half_a_win():
+    """Gold 1, 1, 2, 3 in one pool: against the other three, the two 1s win ½/3 each (one tie), the 2 wins
+    2/3 and the 3 wins 3/3; Best-of-1 averages them to exactly ½, Best-of-4 takes the top proxy."""
+    pool = {
+        "proxy": torch.tensor([[0.1, 0.2, 0.3, 0.4]], dtype=torch.float64),
+        "gold": torch.tensor([[1.0, 1.0, 2.0, 3.0]], dtype=torch.float64),
+        "length": torch.ones(1, 4, dtype=torch.float64),
+    }
+    curve = pool_curve(pool, [1, 4])
+    assert curve[1]["win_rate/gold"] == pytest.approx(0.5, abs=1e-12)
+    assert curve[4]["win_rate/gold"] == pytest.approx(1.0, abs=1e-12)
+    pool["proxy"] = torch.tensor([[0.4, 0.1, 0.2, 0.3]], dtype=torch.float64)  # a gold-tied sample is the best
+    assert pool_curve(pool, [4])[4]["win_rate/gold"] == pytest.approx(1 / 6, abs=1e-12)
+
+
 def test_kl_estimate_never_exceeds_the_bound_and_is_strictly_below_with_ties():
     pool = _pool(m=16)
     for n, row in pool_curve(pool).items():

@@ -179,6 +179,22 @@ def test_categorical_kl_zero_mass_conventions():
     assert float(categorical_kl(t64([0.5, 0.5]), t64([0.0, 1.0]))) == math.inf
 
 
+def test_exact_token_kl_where_the_policy_gives_a_token_no_mass():
+    """0·log 0 = 0: a token π cannot emit (log-prob −inf, as under a masked vocabulary) adds nothing,
+    whatever π_ref gives it."""
+    mask = torch.ones(1, 1, dtype=F64)
+    lp = torch.log(t64([0.5, 0.5, 0.0])).view(1, 1, 3)
+    ref = torch.log(t64([0.25, 0.25, 0.5])).view(1, 1, 3)
+    assert float(exact_token_kl(lp, ref, mask)) == pytest.approx(math.log(2.0))
+    assert float(exact_token_kl(lp, lp.clone(), mask)) == 0.0  # both −inf there
+
+
+def test_masked_mean_divides_by_the_set_entries():
+    x = t64([[2.0, 9.0], [4.0, 6.0]])
+    assert float(masked_mean(x, t64([[1.0, 0.0], [1.0, 0.0]]))) == 3.0
+    torch.testing.assert_close(masked_mean(x, t64([[1.0, 0.0], [1.0, 1.0]]), dim=-1), t64([2.0, 5.0]))
+
+
 def test_shape_mismatch_raises():
     a = torch.zeros(2, 3, dtype=F64)
     with pytest.raises(ValueError):
