@@ -14,7 +14,7 @@ from rlhf_zoo.bench.claims.base import Estimate
 from rlhf_zoo.bench.claims.best_of_n import KlBound, LogQuantile
 from rlhf_zoo.bench.claims.ema_anchor import EmaAnchor
 from rlhf_zoo.bench.claims.gamma import GammaSlowsKl
-from rlhf_zoo.bench.claims.iterative import IterativeBond
+from rlhf_zoo.bench.claims.iterative import IterativeBond, late_gain
 from rlhf_zoo.bench.claims.jeffreys import Jeffreys
 from rlhf_zoo.bench.claims.vs_reinforce import JBondAboveReinforce, grid
 from rlhf_zoo.bench.records import group_records
@@ -117,6 +117,27 @@ def test_b_iterative_vs_fixed():
     assert claim_b(group_records(recs2), exact=True).status == NOT_REPRODUCED
 
 
+def test_b_edge_cases():
+    """One seed (no interval): iterative BOND doing worse than fixed n = 2 is not reproduced; a fixed-n run
+    whose reward falls has not saturated; the second half is measured from the evaluation nearest the middle
+    (steps 0, 10, 20, 30: step 20 on a tie with 10)."""
+    fixed = [0.0, 0.6, 0.65, 0.66, 0.66]
+    recs = [synth_record("bond", 2, 0, {}, knob="algo.n", path=_reward_path(fixed))]
+    worse = recs + [synth_record("iterative", 50, 0, {}, knob="algo.anchor_period", path=_reward_path(fixed, -0.1))]
+    worse[-1]["metrics"][-1]["reward/proxy"] = 0.5  # its second-half gain: 0.5 − 0.55 < fixed's 0.01
+    assert claim_b(group_records(worse), exact=True).status == NOT_REPRODUCED
+    falling = [0.0, -0.2, -0.3, -0.4, -0.5]
+    recs = [synth_record("bond", 2, s, {}, knob="algo.n", path=_reward_path(falling, NOISE[s])) for s in SEEDS]
+    recs += [
+        synth_record("iterative", 50, s, {}, knob="algo.anchor_period", path=_reward_path([0, 0.6, 0.9, 1.3, 1.6]))
+        for s in SEEDS
+    ]
+    chk = claim_b(group_records(recs), exact=True)
+    assert chk.status == NOT_REPRODUCED and not chk.data.saturated
+    rec = synth_record("bond", 2, 0, {}, knob="algo.n", path=_reward_path([0.0, 1.0, 3.0, 7.0]))
+    assert late_gain(rec) == (7.0 - 3.0, 7.0)
+
+
 def _kl_reward_path(kls: list[float], slope: float, noise: float = 0.0) -> list[dict[str, float]]:
     return [{"step": 10 * i, "kl/exact": k, "reward/proxy": slope * k + noise} for i, k in enumerate(kls)]
 
@@ -163,6 +184,28 @@ def test_c1_ema_vs_swaps():
     assert claim_c1(only_swaps, exact=True).status == NOT_RUN
 
 
+def test_c1_compares_at_the_kl_both_reach_and_needs_the_right_direction_with_one_seed():
+    """EMA ends at KL 1.5, swaps at 2.0: rewards are read at 1.5. With one seed (no interval), swaps doing
+    better is not reproduced."""
+    ema = _kl_reward_path([0.0, 0.5, 1.0, 1.5], 1.0)
+    swap = _kl_reward_path([0.0, 0.5, 1.0, 1.5, 2.0], 0.8)
+    records = [
+        synth_record("jbond_eta", 0.02, 0, {"kl/exact": 1.5}, knob="algo.eta", path=ema),
+        synth_record("jbond_swap", 50, 0, {"kl/exact": 2.0}, knob="algo.swap_period", path=swap),
+    ]
+    chk = claim_c1(group_records(records), exact=True)
+    assert chk.data.pairs[0].kl == 1.5 and chk.status == REPRODUCED
+    records[1] = synth_record(
+        "jbond_swap",
+        50,
+        0,
+        {"kl/exact": 2.0},
+        knob="algo.swap_period",
+        path=_kl_reward_path([0.0, 0.5, 1.0, 1.5, 2.0], 1.2),
+    )
+    assert claim_c1(group_records(records), exact=True).status == NOT_REPRODUCED
+
+
 def test_c2_gamma_slows_kl():
     def recs(kl_by_gamma):
         return group_records(
@@ -175,6 +218,19 @@ def test_c2_gamma_slows_kl():
 
     assert claim_c2(recs({0.0: 2.0, 0.5: 1.5, 1.0: 1.0, 2.0: 0.6}), True).status == REPRODUCED
     assert claim_c2(recs({0.0: 2.0, 0.5: 1.5, 1.0: 1.6, 2.0: 0.6}), True).status == NOT_REPRODUCED
+    # a tie between two γ is not a decrease
+    assert claim_c2(recs({0.0: 2.0, 0.5: 1.5, 1.0: 1.5, 2.0: 0.6}), True).status == NOT_REPRODUCED
+
+
+def test_c2_significance_is_judged_between_the_smallest_and_the_largest_gamma():
+    """The two largest γ barely differ (inside their noise), the ends clearly do: reproduced."""
+    noise = (-0.02, 0.02, -0.01, 0.01)
+    records = [
+        synth_record("jbond_gamma", g, s, {"kl/exact": k + noise[s]}, knob="algo.gamma")
+        for g, k in {0.0: 2.0, 0.5: 1.0, 1.0: 0.605, 2.0: 0.6}.items()
+        for s in SEEDS
+    ]
+    assert claim_c2(group_records(records), True).status == REPRODUCED
 
 
 def test_d_jbond_above_reinforce():
@@ -305,6 +361,8 @@ def _bon(log_mean_dev: float, kl_over_bound: float):
 def test_e_best_of_n():
     assert claim_e1(_bon(0.03, 0.0), True).status == REPRODUCED
     assert claim_e1(_bon(0.2, 0.0), True).status == NOT_REPRODUCED
+    assert claim_e1(_bon(-0.2, 0.0), True).status == NOT_REPRODUCED  # below −1/n by as much: not reproduced
+    assert claim_e2(_bon(0.0, 0.0101), True).status == NOT_REPRODUCED  # 1e-4 above the bound is above it
     assert claim_e2(_bon(0.0, 0.0), True).status == REPRODUCED
     over = claim_e2(_bon(0.0, 0.05), True)
     assert over.status == NOT_REPRODUCED and "> " in over.numbers

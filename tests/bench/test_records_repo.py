@@ -16,6 +16,7 @@ from rlhf_zoo.bench.records import (
     FORMAT,
     compact,
     dumps_record,
+    group_records,
     read_point_record,
     repo_records,
     uncompact,
@@ -122,6 +123,40 @@ def test_records_are_small_and_read_back_as_written(tmp_path):
     rec = json.loads((tmp_path / "runs" / "exact" / "reinforce-beta_RL0.01-s0" / "record.json").read_text())
     small = compact(rec)
     assert compact(uncompact(json.loads(dumps_record(small)))) == small
+
+
+def test_compact_rounds_drops_non_finite_and_keeps_sparse_curves_sparse():
+    """A metric some evaluations lack comes back absent there (not null); a non-number or a key outside the
+    curves stays out of them; ±inf and NaN become null (JSON has no such numbers)."""
+    rec = {
+        "id": "p",
+        "summary": {"kl/exact": float("inf"), "reward/proxy": 0.123456789, "x": float("nan")},
+        "metrics": [
+            {"step": 0, "reward/proxy": 0.1, "kl/exact": 0.0, "bon/flag": True, "loss/total": 3.0},
+            {"step": 10, "reward/proxy": 0.2, "reward/gold": 0.5},
+        ],
+    }
+    small = compact(rec)
+    assert set(small["curves"]) == {"step", "reward/proxy", "reward/gold", "kl/exact"}
+    assert small["summary"] == {"kl/exact": None, "reward/proxy": 0.123457, "x": None}
+    assert json.loads(dumps_record(small))["summary"]["kl/exact"] is None
+    assert uncompact(small)["metrics"] == [
+        {"step": 0, "reward/proxy": 0.1, "kl/exact": 0.0},
+        {"step": 10, "reward/proxy": 0.2, "reward/gold": 0.5},
+    ]
+
+
+def test_a_seed_missing_a_value_does_not_blank_the_seed_mean_path():
+    records = [
+        synth_record(
+            "reinforce", 0.1, 0, {}, path=[{"step": 0, "reward/proxy": 1.0}, {"step": 10, "reward/proxy": 3.0}]
+        ),
+        synth_record(
+            "reinforce", 0.1, 1, {}, path=[{"step": 0, "reward/proxy": float("nan")}, {"step": 10, "reward/proxy": 5.0}]
+        ),
+    ]
+    group = group_records(records)["reinforce"][0.1]
+    assert group.mean_path("reward/proxy") == [(0.0, 1.0), (10.0, 4.0)]
 
 
 def test_a_point_finished_in_its_run_folder_is_copied_not_run(tmp_path, capsys, monkeypatch):
