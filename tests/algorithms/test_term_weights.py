@@ -1,0 +1,231 @@
+"""Each term's weight in the losses, checked against values worked out by hand from ALGORITHMS.md.
+
+Tiny hand-made batches: rows are prompt-major, T = 3 positions of which the last is padding (a junk
+value that the mask must drop). The score-function surrogate is written in ratio form, so its value
+is −mean(A) and its gradient with respect to a row's sequence log-prob is −A_i/N, whatever log π is:
+both are compared with the hand-computed per-row coefficient A_i. β = 0.25 and γ = 0.5 are chosen so
+that β, 1 − β and 1 all differ; log π ≠ old log π everywhere, as on a later PPO epoch.
+"""
+
+import math
+
+import pytest
+import torch
+
+from rlhf_zoo.algorithms.base import Batch
+from rlhf_zoo.algorithms.bond import Bond, BondConfig
+from rlhf_zoo.algorithms.jbond import JBond, JBondConfig
+from rlhf_zoo.algorithms.reinforce import Reinforce, ReinforceConfig
+from tests.algorithms.helpers import sampled_batch
+
+LOG2 = math.log(2.0)
+JUNK = 7.0  # value at the padded position: never part of a sequence sum
+
+
+def _tok(sums, grad=False):
+    """Per-token [N, 3] tensor whose masked row sums are ``sums`` (two halves, then padding)."""
+    s = torch.tensor(sums, dtype=torch.float64)[:, None]
+    t = torch.cat([s / 2, s / 2, torch.full_like(s, JUNK)], dim=1)
+    return t.requires_grad_(grad)
+
+
+def _mask(n):
+    return torch.tensor([[1.0, 1.0, 0.0]] * n, dtype=torch.float64)
+
+
+def _row_grad(logp):
+    """d loss / d(sequence log-prob) of each row: every unmasked token of a row carries it."""
+    g = logp.grad
+    assert torch.equal(g[:, 0], g[:, 1]) and torch.all(g[:, 2] == 0)
+    return g[:, 0]
+
+
+def _close(actual, expected):
+    torch.testing.assert_close(
+        torch.as_tensor(actual, dtype=torch.float64), torch.as_tensor(expected, dtype=torch.float64)
+    )
+
+
+# Shared rows: B = 2 prompts × 2 samples. Sequence-level sums:
+OLD = [-1.0, -2.0, -1.0, -3.0]  # log π at sampling time
+NOW = [-0.5, -3.0, -2.0, -1.0]  # log π now (≠ OLD)
+REF = [-1.5, -1.0, -2.0, -2.0]  # log π_ref (or log π_anchor)
+# OLD − REF = [0.5, −1, 1, −1];  NOW − REF = [1, −2, 0, 1]
+
+
+@pytest.mark.parametrize("baseline", ["none", "loo"])
+def test_reinforce_kl_in_reward_uses_sampling_time_logp(baseline):
+    """§7: R = r − β·(Σ old log π − Σ log π_ref) at β = 0.25, by hand; loss = −mean(A), ∂loss/∂log π_i = −A_i/N."""
+    algo = Reinforce(ReinforceConfig(samples=2, baseline=baseline, beta=0.25, kl_in="reward"))
+    logp = _tok(NOW, grad=True)
+    batch = Batch(
+        group_size=2,
+        response_mask=_mask(4),
+        logp=logp,
+        old_logp=_tok(OLD),
+        rewards=torch.tensor([1.0, 0.0, 2.0, -1.0], dtype=torch.float64),
+        ref_logp=_tok(REF),
+    )
+    # R = [1 − 0.25·0.5, 0 + 0.25·1, 2 − 0.25·1, −1 + 0.25·1] = [0.875, 0.25, 1.75, −0.75]
+    returns = [0.875, 0.25, 1.75, -0.75]
+    # none: A = R; loo with 2 samples: A = R_i − R_other = [0.625, −0.625, 2.5, −2.5]
+    adv = returns if baseline == "none" else [0.625, -0.625, 2.5, -2.5]
+    loss, metrics = algo.loss(batch)
+    _close(metrics["train/return"], 2.125 / 4)  # mean R
+    _close(loss, -sum(adv) / 4)
+    loss.backward()
+    _close(_row_grad(logp), [-a / 4 for a in adv])
+
+
+def test_reinforce_kl_in_loss_adds_beta_times_k3():
+    """§1: kl_in=loss, β = 0.3: loss = −mean(r) + 0.3·mean Σ_t k3, k3 = ρ − 1 − log ρ, ρ = π_ref/π per token."""
+    algo = Reinforce(ReinforceConfig(samples=2, baseline="none", beta=0.3, kl_in="loss", kl_estimator="k3"))
+    ref = torch.tensor([[-1.0, -2.0, 0.0], [-1.5, -0.5, 0.0]], dtype=torch.float64)
+    # row 0: log π − log π_ref = log 2 per token (ρ = 1/2); row 1: −log 2 (ρ = 2); padding: junk
+    shift = torch.tensor([[LOG2, LOG2, JUNK], [-LOG2, -LOG2, JUNK]], dtype=torch.float64)
+    logp = (ref + shift).requires_grad_(True)
+    batch = Batch(
+        group_size=2,
+        response_mask=_mask(2),
+        logp=logp,
+        old_logp=(ref + 0.5).detach(),
+        rewards=torch.tensor([1.0, 0.0], dtype=torch.float64),
+        ref_logp=ref,
+    )
+    # k3 row 0: 2·(1/2 − 1 + log 2) = 2 log 2 − 1; row 1: 2·(2 − 1 − log 2) = 2 − 2 log 2; mean = 0.5
+    loss, metrics = algo.loss(batch)
+    _close(metrics["loss/kl"], 0.5)
+    _close(metrics["loss/pg"], -0.5)  # −mean(r), R = r with the KL in the loss
+    _close(loss, -0.5 + 0.3 * 0.5)
+    loss.backward()
+    # ∂/∂log π_t: −r_i/N from the surrogate, + β·(1 − ρ_t)/N from k3
+    expected = torch.tensor([[-0.5 + 0.3 * 0.5 / 2] * 2 + [0.0], [0.0 + 0.3 * (1 - 2) / 2] * 2 + [0.0]])
+    _close(logp.grad, expected)
+
+
+def test_reinforce_targets_the_optimal_policy_only_with_kl_in_reward():
+    """§7/§8: π*_β ∝ π_ref·exp(r/β) is the fixed point only of the KL-in-reward gradient (and needs β > 0)."""
+    assert Reinforce(ReinforceConfig(beta=0.3, kl_in="reward")).exact_targets() == {"optimal_beta": 0.3}
+    assert Reinforce(ReinforceConfig(beta=0.3, kl_in="loss")).exact_targets() == {}
+    assert Reinforce(ReinforceConfig(beta=0.3, kl_in="loss", kl_estimator="exact")).exact_targets() == {}
+    assert Reinforce(ReinforceConfig(beta=0.0, kl_in="reward")).exact_targets() == {}
+
+
+def test_bond_jeffreys_weights_backward_by_beta_and_forward_by_one_minus_beta():
+    """§4 at β = 0.25, N = 4: loss = β·backward + (1 − β)·forward, each term by hand."""
+    algo = Bond(BondConfig(n=4, beta=0.25, samples=2, baseline="none", quantiles="mc", k=3))
+    logp = _tok(NOW, grad=True)
+    target = _tok([-2.0, -4.0], grad=True)  # Σ log π(best-of-N target) per prompt
+    batch = Batch(
+        group_size=2,
+        response_mask=_mask(4),
+        logp=logp,
+        old_logp=_tok(OLD),
+        rewards=torch.zeros(4, dtype=torch.float64),
+        ref_logp=_tok(REF),
+        quantiles=torch.tensor([0.5, 1.0, 0.25, 1.0], dtype=torch.float64),
+        target_logp=target,
+        target_mask=_mask(2),
+    )
+    # R = (N−1)·log p_≤ − (Σ old − Σ ref) = [−3 log 2 − 0.5, 0 + 1, −6 log 2 − 1, 0 + 1]
+    returns = [-3 * LOG2 - 0.5, 1.0, -6 * LOG2 - 1.0, 1.0]
+    backward = -sum(returns) / 4  # baseline none: −mean(R)
+    forward = (2.0 + 4.0) / 2  # −mean over prompts of Σ log π(target)
+    loss, metrics = algo.loss(batch)
+    _close(metrics["train/return"], sum(returns) / 4)
+    _close(metrics["loss/pg"], backward)
+    _close(metrics["loss/sft"], forward)
+    _close(loss, 0.25 * backward + 0.75 * forward)
+    loss.backward()
+    _close(_row_grad(logp), [-0.25 * r / 4 for r in returns])
+    _close(_row_grad(target), [-0.75 / 2] * 2)  # (1 − β)·(−1/B) per target token
+
+
+def test_jbond_loss_by_hand():
+    """§6 at β = 0.25, γ = 0.5: r_J per prompt's own anchors, R = r_J − log ratio, coef = β·R − γ·log ratio."""
+    algo = JBond(JBondConfig(beta=0.25, gamma=0.5, samples=2, baseline="none"))
+    logp = _tok(NOW, grad=True)
+    target = _tok([-2.0, -4.0], grad=True)
+    anchor = [-1.5, -2.5, -2.0, -2.0]
+    batch = Batch(
+        group_size=2,
+        response_mask=_mask(4),
+        logp=logp,
+        old_logp=_tok(OLD),
+        rewards=torch.tensor([-1.0, 2.0, 6.0, 7.0], dtype=torch.float64),
+        anchor_logp=_tok(anchor),
+        base_rewards=torch.tensor([[0.0, 1.0], [5.0, 8.0]], dtype=torch.float64),  # min 0 and min 5
+        target_logp=target,
+        target_mask=_mask(2),
+    )
+    big = math.log(16.0)
+    # only row 0 (−1 < 0) loses; row 1 (2 ≥ 0) would lose against prompt 1's anchors (2 < 5)
+    r_j = [-big, 0.0, 0.0, 0.0]
+    log_ratio = [0.5, 0.5, 1.0, -1.0]  # Σ old − Σ anchor
+    returns = [r - lr for r, lr in zip(r_j, log_ratio, strict=True)]  # [−log 16 − 0.5, −0.5, −1, 1]
+    coef = [0.25 * R - 0.5 * lr for R, lr in zip(returns, log_ratio, strict=True)]  # baseline none: A = R
+    forward = (2.0 + 4.0) / 2
+    loss, metrics = algo.loss(batch)
+    _close(metrics["jbond/reward"], -big / 4)
+    _close(metrics["jbond/kl_anchor_k1"], 1.0 / 4)
+    _close(metrics["train/return"], sum(returns) / 4)
+    _close(metrics["loss/pg"], -sum(coef) / 4)
+    _close(loss, -sum(coef) / 4 + 0.75 * forward)
+    loss.backward()
+    _close(_row_grad(logp), [-c / 4 for c in coef])
+    _close(_row_grad(target), [-0.75 / 2] * 2)
+
+
+class _ToyPolicy:
+    """θ and θ_anchor as scalars; update_anchor is the documented θ_anchor ← (1 − η)·θ_anchor + η·θ."""
+
+    def __init__(self):
+        self.theta, self.anchor = 0.0, 0.0
+
+    def update_anchor(self, eta):
+        self.anchor = (1.0 - eta) * self.anchor + eta * self.theta
+
+
+def test_jbond_anchor_ema_moves_by_eta():
+    """§6.5, η = 0.25: anchor 0 → 0.75·0 + 0.25·1 = 0.25 → 0.75·0.25 + 0.25·2 = 0.6875."""
+    algo, policy = JBond(JBondConfig(eta=0.25)), _ToyPolicy()
+    policy.theta = 1.0
+    algo.after_step(policy, 1)
+    assert policy.anchor == pytest.approx(0.25)
+    policy.theta = 2.0
+    algo.after_step(policy, 2)
+    assert policy.anchor == pytest.approx(0.6875)
+
+
+def _anchors_over_steps(algo, steps=7):
+    """The anchor after each step 1..steps (train.py calls after_step with the step count from 1),
+    with θ = the step number, so a hard swap after step s sets the anchor to s."""
+    policy, seen = _ToyPolicy(), []
+    for step in range(1, steps + 1):
+        policy.theta = float(step)
+        algo.after_step(policy, step)
+        seen.append(policy.anchor)
+    return seen
+
+
+def test_jbond_hard_swap_every_m_steps():
+    """swap_period M = 3: the anchor is swapped after steps 3 and 6 (every M optimiser steps)."""
+    assert _anchors_over_steps(JBond(JBondConfig(swap_period=3))) == [0, 0, 3, 3, 3, 6, 6]
+
+
+def test_iterative_bond_swaps_every_m_steps():
+    """§5, M = 3: π_anchor = π_ref until the swap after step 3, then π after steps 3 and 6."""
+    algo = Bond(BondConfig(quantiles="mc", anchor_period=3))
+    assert _anchors_over_steps(algo) == [0, 0, 3, 3, 3, 6, 6]
+    assert _anchors_over_steps(Bond(BondConfig(quantiles="mc"))) == [0] * 7  # plain BOND: no anchor moves
+
+
+def test_bond_mc_quantiles_use_k_cached_base_samples(exact_task):
+    """§3: p̂_≤ = (1 + #{r_i ≤ r})/(k + 1) against k = 3 cached samples: every value is a multiple of 1/4."""
+    k = 3
+    algo = Bond(BondConfig(quantiles="mc", k=k, samples=2))
+    assert algo.needs().cache_size == k
+    batch = sampled_batch(algo, exact_task, exact_task.build_policy(0))
+    scaled = batch.quantiles * (k + 1)
+    _close(scaled, scaled.round())
+    assert (batch.quantiles < 1).any()  # not all at the top, where every k agrees
