@@ -83,6 +83,24 @@ def test_a_estimate_without_an_oracle_uses_the_backward_kl_only():
     assert math.isclose(chk.data.divergences["KL(π‖π_BoN) estimate"][0.5].mean, expected)
 
 
+def test_a_estimate_reads_each_records_n():
+    """A suite of its own may run BOND at n = 8: KL(π‖π_BoN) ≈ 0.6 − 7·(−0.2) − log 8 there."""
+    records = [
+        synth_record(
+            "bond_beta",
+            b,
+            s,
+            {"kl/exact": 0.6, "quantile/log_mean": -0.2},
+            estimator="exact_token",
+            args=["algo=bond", "algo.n=8", f"algo.beta={b}"],
+        )
+        for b in (0.0, 0.5, 1.0)
+        for s in SEEDS
+    ]
+    chk = claim_a(group_records(records), exact=False)
+    assert math.isclose(chk.data.divergences["KL(π‖π_BoN) estimate"][0.5].mean, 0.6 + 7 * 0.2 - math.log(8))
+
+
 def _reward_path(values: list[float], noise: float = 0.0) -> list[dict[str, float]]:
     return [{"step": 10 * i, "reward/proxy": v + noise, "kl/exact": 0.1 * i} for i, v in enumerate(values)]
 
