@@ -89,7 +89,7 @@ class StopRequests:
 
     def __init__(self) -> None:
         self.signum: int | None = None
-        self._handling = handling(self._handle)
+        self._handling: contextlib.AbstractContextManager[None] | None = None
 
     @property
     def requested(self) -> bool:
@@ -102,10 +102,13 @@ class StopRequests:
             raise ForcedStop(f"{signal.Signals(signum).name} again: stopped without a checkpoint")
 
     def __enter__(self) -> StopRequests:
+        self._handling = handling(self._handle)  # a fresh one each time: a generator context enters once
         self._handling.__enter__()
         return self
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self._handling.__exit__(exc_type, exc, tb)
+        if self._handling is not None:
+            self._handling.__exit__(exc_type, exc, tb)
+            self._handling = None

@@ -40,6 +40,15 @@ sweeps:
 """
 
 
+def test_stop_requests_restore_the_handlers_and_can_be_entered_again():
+    before = signal.getsignal(signal.SIGTERM)
+    stop = signals.StopRequests()
+    for _ in range(2):
+        with stop:
+            assert signal.getsignal(signal.SIGTERM) == stop._handle
+        assert signal.getsignal(signal.SIGTERM) == before
+
+
 def test_a_worker_that_hears_twice_keeps_its_stop_request():
     """In a bench worker (repeats_force(False)) a second signal during a step keeps the stop request;
     by default it forces a stop without a checkpoint."""

@@ -137,7 +137,8 @@ class JBondAboveReinforce(Claim):
             sig = None if pair is None or pair.half is None else pair.mean - pair.half > 0
             above = min(diffs) >= -CURVE_TOLERANCE
             ok = ok and above and sig is not False
-            compared[beta] = Comparison(r_path, k_max, min(diffs), sum(diffs) / len(diffs), pair)
+            avg = sum(diffs) / len(diffs)
+            compared[beta] = Comparison(r_path, k_max, min(diffs), avg, pair)
             per_seed = (
                 "no paired seeds"
                 if pair is None
@@ -146,7 +147,7 @@ class JBondAboveReinforce(Claim):
                 + ")"
             )
             parts.append(
-                f"β_RL={beta:g}: J-BOND − REINFORCE over KL ≤ {k_max:.2f}: mean {sum(diffs) / len(diffs):+.3f}, "
+                f"β_RL={beta:g}: J-BOND − REINFORCE over KL ≤ {k_max:.2f}: mean {avg:+.3f}, "
                 f"min {min(diffs):+.3f} ({'above' if above else 'not above'}), {per_seed}"
             )
         if not compared:
