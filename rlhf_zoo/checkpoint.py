@@ -6,6 +6,8 @@ atomically): the trainable and anchor weights (``weights.safetensors``) and the 
 
 ==================  ==============================================================================
 ``step``            optimiser steps completed
+``evaluated_step``  the step of the last evaluation written to ``metrics.jsonl`` (a resumed run first
+                    redoes its step's evaluation if a failure interrupted it)
 ``optimizer``       AdamW's state (with FSDP: in the unsharded layout, so checkpoints move between
                     sharded and plain runs)
 ``scheduler``       the learning-rate schedule's position
@@ -45,6 +47,7 @@ class Run(Protocol):
     """What a checkpoint reads and restores of a run (:class:`rlhf_zoo.train.Trainer`)."""
 
     step: int
+    evaluated_step: int | None
     elapsed: float
     policy: Policy
     opt: torch.optim.Optimizer | None
@@ -57,28 +60,28 @@ class Run(Protocol):
     log: RunLog
 
 
-def training_state(tr: Run, costs: Costs, eval_costs: Costs) -> dict[str, Any]:
+def training_state(tr: Run) -> dict[str, Any]:
     """The training state of ``tr`` (every process calls this: counters are summed over processes)."""
     rt = tr.rt
     return {
         "step": tr.step,
+        "evaluated_step": tr.evaluated_step,
         "optimizer": rt.optimizer_state(tr.opt) if tr.opt else None,
         "scheduler": tr.sched.state_dict() if tr.sched else None,
         "torch_rng": torch.get_rng_state(),
         "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
         "cache": tr.cache.state() if tr.cache else None,
-        "costs": _summed(rt, costs),
-        "eval_costs": _summed(rt, eval_costs),
+        "costs": _summed(rt, tr.costs),
+        "eval_costs": _summed(rt, tr.evaluator.costs),
         "eval_reference": tr.evaluator.reference_state(),
         "train_acc": dict(tr.train_acc),
         "elapsed": tr.elapsed,
     }
 
 
-def save(tr: Run, costs: Costs | None = None, eval_costs: Costs | None = None) -> None:
-    """Write ``tr``'s checkpoint. ``costs`` / ``eval_costs``: the counters to record (default: the
-    current ones; a run stopped by an error mid-step passes those of its last completed step)."""
-    state = training_state(tr, costs or tr.costs, eval_costs or tr.evaluator.costs)
+def save(tr: Run) -> None:
+    """Write ``tr``'s checkpoint."""
+    state = training_state(tr)
     # Every process holds the same weights; sharded ones are gathered by every process.
     weights = tr.policy.state_dict() if tr.rt.is_main or tr.rt.sharded else None
     if tr.rt.is_main:
@@ -91,6 +94,7 @@ def restore(tr: Run) -> int:
     weights, s = tr.log.load_checkpoint()
     tr.policy.load_state_dict(weights)
     tr.step = s["step"]
+    tr.evaluated_step = s.get("evaluated_step", tr.step)  # older checkpoints: written after their evaluation
     if tr.opt and s["optimizer"]:
         tr.rt.load_optimizer_state(tr.opt, s["optimizer"])
         tr.sched.load_state_dict(s["scheduler"])

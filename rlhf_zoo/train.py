@@ -28,6 +28,9 @@ import signal
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import fields
 from typing import Any
 
 import torch
@@ -155,6 +158,7 @@ class Trainer:
         schedule = lr_lambda(self.t.lr_schedule, self.t.warmup_steps, self.t.steps)
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, schedule) if self.opt else None
         self.step = 0
+        self.evaluated_step: int | None = None  # the step of the last evaluation in metrics.jsonl
         self.elapsed = 0.0
         self._saved_at = time.monotonic()
         self.stop = StopRequests()  # active while fit runs
@@ -174,11 +178,11 @@ class Trainer:
     def run_steps(self) -> dict[str, Any] | None:
         """The steps from the current one to ``train.steps``; returns the last evaluation (None: none ran)."""
         steps = self.t.steps if self.algo.trainable else 0
-        last = self.evaluate() if self.step == 0 else None
+        # Step 0's evaluation, or one that a failure interrupted before the run was resumed
+        last = self.evaluate() if self.eval_due(self.step) and self.evaluated_step != self.step else None
         bar = _progress(self.t.progress and steps > self.step and self.rt.is_main, steps, self.step, self.algo.name)
         try:
             while self.step < steps:
-                started, before = self.step, (self.costs.copy(), self.evaluator.costs.copy())
                 t0 = time.perf_counter()
                 m = self.train_step()  # rollout → rewards → log-probs → loss → step → hooks
                 self.elapsed += time.perf_counter() - t0
@@ -186,23 +190,23 @@ class Trainer:
                     self.train_acc[key].append(v)
                 self.rt.track(m, self.step)  # TensorBoard / W&B: training metrics every step
                 _advance(bar, m)
-                if self.step % self.t.eval_every == 0 or self.step == steps:
+                if self.eval_due(self.step):
                     last = self.evaluate()
                 if self.step < steps and self.checkpoint_due():
                     self.save()
                 if self.rt.any_process(self.stop.requested):
                     self.save()
                     raise Interrupted(self.step, self.cfg.run_dir, self.stop.signum or signal.SIGINT)
-        except KeyboardInterrupt as e:  # raised at a step boundary (not a second signal): resumable
-            if not isinstance(e, ForcedStop):
+        except KeyboardInterrupt as e:  # not a second signal (ForcedStop): resumable
+            if not isinstance(e, ForcedStop) and not self._mid_step:
                 self.save()
             raise Interrupted(self.step, self.cfg.run_dir) from None
         except Exception:
-            # A failing reward or a bad prompt mid-run: keep the last completed step resumable, with
-            # its costs, unless the failed step already changed the weights (the last periodic
-            # checkpoint then stays).
+            # A failing reward or a bad prompt mid-run: keep the last completed step resumable (the
+            # failed step or evaluation has put back its counters, :meth:`_undone_on_failure`), unless
+            # the failed step already changed the weights (the last periodic checkpoint then stays).
             if self.algo.trainable and self.step > 0 and not self._mid_step:
-                self.save(*(() if self.step > started else before))
+                self.save()
             raise
         finally:
             if bar is not None:
@@ -211,6 +215,10 @@ class Trainer:
 
     def train_step(self) -> dict[str, float]:
         """One step on this process's share of the step's prompts; returns metrics averaged over processes."""
+        with self._undone_on_failure(self.costs, self.cache):
+            return self._train_step()
+
+    def _train_step(self) -> dict[str, float]:
         prompts = prompts_for_step(self.task.train_prompts, self.step, self.t.batch_prompts, self.cfg.seed)
         data = collect(
             self.needs,
@@ -264,7 +272,8 @@ class Trainer:
         was_training = getattr(self.policy, "training", False)
         if hasattr(self.policy, "eval"):
             self.policy.eval()
-        metrics = self.evaluator(self.policy, round=self.step)
+        with self._undone_on_failure(self.evaluator.costs):
+            metrics = self.evaluator(self.policy, round=self.step)
         if was_training:
             self.policy.train()
         train = {key: sum(v) / len(v) for key, v in self.train_acc.items() if v}
@@ -274,6 +283,7 @@ class Trainer:
         record["time/elapsed_s"] = round(self.elapsed, 3)
         if self.rt.is_main:
             self.log.log(self.step, record)
+        self.evaluated_step = self.step
         self.save_samples()
         self.rt.track({k: v for k, v in record.items() if k not in train}, self.step)  # train/*: tracked per step
         return record
@@ -294,6 +304,27 @@ class Trainer:
             ordered = [gathered[k] for k in sorted(gathered)]
             self.log.log_samples(self.step, [{k: v for k, v in r.items() if k != "position"} for r in ordered])
 
+    def eval_due(self, step: int) -> bool:
+        """Whether ``step`` ends with an evaluation: the start, every ``train.eval_every`` steps, the last."""
+        return step == 0 or step % self.t.eval_every == 0 or step == self.t.steps
+
+    @contextmanager
+    def _undone_on_failure(self, costs: Costs, cache: BaseCache | None = None) -> Iterator[None]:
+        """If the block fails before the weights change, ``costs`` (and the base cache's entries) are put
+        back as they were, so that a checkpoint written after the failure holds the last completed step's
+        and the resumed run pays for the failed work once, as an uninterrupted run does."""
+        counters, entries = costs.copy(), dict(cache.entries) if cache else None
+        try:
+            yield
+        except BaseException:
+            if not self._mid_step:
+                for f in fields(Costs):  # counters and timings; the probes stay
+                    if f.name != "probes":
+                        setattr(costs, f.name, getattr(counters, f.name))
+                if cache:
+                    cache.entries = entries
+            raise
+
     # -- start, end, checkpoints ---------------------------------------------------------------------
     _mid_step = False
 
@@ -305,8 +336,8 @@ class Trainer:
         by_time = minutes > 0 and time.monotonic() - self._saved_at >= 60 * minutes
         return by_steps or self.rt.any_process(by_time)
 
-    def save(self, costs: Costs | None = None, eval_costs: Costs | None = None) -> None:
-        checkpoint.save(self, costs, eval_costs)
+    def save(self) -> None:
+        checkpoint.save(self)
         self._saved_at = time.monotonic()
 
     def restore(self) -> int:

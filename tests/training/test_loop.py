@@ -1,7 +1,9 @@
 """The training loop's contract beyond the numbers: what a failure, a stop signal and the phases do.
 
-- A failure in a step's rollout keeps the last completed step resumable, and its costs count only
-  completed steps; a failure after the step changed the weights writes no (torn) checkpoint.
+- A failure in a step's rollout keeps the last completed step resumable, and its costs (and base cache)
+  hold only completed steps'; a failed evaluation is redone when the run resumes, so the resumed run's
+  metrics and summary equal an uninterrupted run's; a failure after the step changed the weights writes
+  no (torn) checkpoint.
 - SIGTERM, as schedulers send it, stops at a step boundary with a checkpoint, exit code 143 and a
   one-line message naming resume=true; the resumed run's metrics equal an uninterrupted run's.
 - The loss is computed inside the ``update`` phase (so a probe on that phase, as ``profile``'s FLOP
@@ -200,3 +202,58 @@ def test_two_runs_on_one_run_dir_are_refused(tmp_path, capsys):
     finally:
         held.release()
     assert main(["train", "algo=reinforce", "train.steps=2", "train.progress=false", f"run_dir={tmp_path}/r"]) == 0
+
+
+class FailsOnce(FailingReward):
+    """The task's proxy reward, raising on its ``fail_at``-th call only (a transient fault)."""
+
+    def score(self, prompts, completions):
+        self.calls += 1
+        if self.calls == self.fail_at:
+            raise RuntimeError("the reward server went away")
+        return self.inner.score(prompts, completions)
+
+
+# proxy calls with steps=4, eval_every=2: evaluation 0 (1), step 1 (2), step 2 (3), evaluation 2 (4),
+# step 3 (5), step 4 (6), evaluation 4 (7)
+@pytest.mark.parametrize("fail_at", [4, 7], ids=["a middle evaluation", "the final evaluation"])
+def test_a_failed_evaluation_is_redone_when_the_run_resumes(tmp_path, fail_at):
+    args = ["algo=reinforce", "train.steps=4", "train.eval_every=2", "train.batch_prompts=4"]
+    clean = _trainer(tmp_path / "clean", *args)
+    clean_summary = clean.fit()
+    failing = _trainer(tmp_path / "fail", *args)
+    failing.task.proxy = FailsOnce(failing.task.proxy, fail_at=fail_at)
+    with pytest.raises(RewardError, match="went away"):
+        failing.fit()
+    resumed = _trainer(tmp_path / "fail", *args, "resume=true")
+    summary = resumed.fit()
+    assert metrics_rows(tmp_path / "fail" / "metrics.jsonl") == metrics_rows(tmp_path / "clean" / "metrics.jsonl")
+    untimed = lambda s: {k: v for k, v in s.items() if not k.startswith("time/")}  # noqa: E731
+    assert untimed(summary) == untimed(clean_summary)
+
+
+def test_a_failure_after_the_base_cache_filled_leaves_it_to_the_resumed_step(tmp_path):
+    # Iterative BOND with Monte-Carlo quantiles draws k samples per prompt of each new anchor (after
+    # the swap at step 2) into its cache during step 3's rollout; a loss that then fails before the
+    # weights change must not leave them (unpaid) in the checkpoint
+    args = ["algo=bond", "algo.quantiles=mc", "algo.k=4", "algo.anchor_period=2", "train.steps=4"]
+    args += ["train.eval_every=100", "train.batch_prompts=4"]
+    clean = _trainer(tmp_path / "clean", *args)
+    clean_summary = clean.fit()
+    failing = _trainer(tmp_path / "fail", *args)
+    loss, calls = failing.algo.loss, {"n": 0}
+
+    def third_step_fails(batch):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise RuntimeError("out of memory")
+        return loss(batch)
+
+    failing.algo.loss = third_step_fails
+    with pytest.raises(RuntimeError, match="out of memory"):
+        failing.fit()
+    assert failing.log.load_checkpoint()[1]["step"] == 2
+    summary = _trainer(tmp_path / "fail", *args, "resume=true").fit()
+    costs = [k for k in clean_summary if k.startswith(("cost/", "eval_cost/"))]
+    assert costs and {k: summary[k] for k in costs} == {k: clean_summary[k] for k in costs}
+    assert metrics_rows(tmp_path / "fail" / "metrics.jsonl") == metrics_rows(tmp_path / "clean" / "metrics.jsonl")
