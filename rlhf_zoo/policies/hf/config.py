@@ -76,8 +76,10 @@ class HFPolicyConfig:
     share_prompts: bool = True
 
     def __post_init__(self) -> None:
-        # Config systems hand sequences over as lists; keep the dataclass hashable and frozen.
-        object.__setattr__(self, "lora_target_modules", tuple(self.lora_target_modules))
+        # Config systems hand sequences over as lists; keep the dataclass hashable and frozen. One name given
+        # as a string (PEFT accepts "all-linear") is one module, not tuple()'s letters of it.
+        targets = self.lora_target_modules
+        object.__setattr__(self, "lora_target_modules", (targets,) if isinstance(targets, str) else tuple(targets))
         if self.finetune not in ("lora", "full"):
             raise UserError(f"finetune must be 'lora' or 'full', got {self.finetune!r}")
         if self.dtype not in ("float32", "bfloat16", "float16"):

@@ -21,7 +21,14 @@ from rlhf_zoo.policies.hf import generation
 from rlhf_zoo.policies.hf.config import HFPolicyConfig
 from rlhf_zoo.policies.hf.scoring import chunk_logprobs
 from rlhf_zoo.policies.hf.tokens import PromptEncoder, eos_token_ids
-from rlhf_zoo.policies.hf.weights import Anchor, attach_lora, checkpoint_state, frozen_copy, load_checkpoint_state
+from rlhf_zoo.policies.hf.weights import (
+    Anchor,
+    attach_lora,
+    check_checkpoint_state,
+    checkpoint_state,
+    frozen_copy,
+    load_checkpoint_state,
+)
 from rlhf_zoo.policies.sampling import uniform_source
 
 
@@ -379,13 +386,17 @@ class HFPolicy:
         return checkpoint_state(self._trainable, self._anchor)
 
     def load_state_dict(self, state: dict[str, Tensor]) -> None:
-        """Restore what :meth:`state_dict` saved (strict: every key must match)."""
-        if any(k.startswith("anchor.") for k in state):
+        """Restore what :meth:`state_dict` saved (strict: every key and every shape must match; a refused
+        checkpoint is a :class:`UserError` and leaves the policy, its anchor included, as it was)."""
+        label = f"{self.cfg.name!r}, {self.cfg.finetune}"
+        with_anchor = any(k.startswith("anchor.") for k in state)
+        check_checkpoint_state(state, self._trainable, with_anchor, label)  # before anything changes
+        if with_anchor:
             self._ensure_anchor()
         else:
             self._anchor.in_use = False  # its weights (if built) stay, out of use
         self.reshard()
-        load_checkpoint_state(state, self._trainable, self._anchor, f"{self.cfg.name!r}, {self.cfg.finetune}")
+        load_checkpoint_state(state, self._trainable, self._anchor, label)
 
     def __repr__(self) -> str:
         return (

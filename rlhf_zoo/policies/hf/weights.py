@@ -173,14 +173,15 @@ def checkpoint_state(trainable: list[tuple[str, nn.Parameter]], anchor: Anchor) 
     return out
 
 
-def load_checkpoint_state(
-    state: dict[str, Tensor], trainable: list[tuple[str, nn.Parameter]], anchor: Anchor, label: str
+def check_checkpoint_state(
+    state: dict[str, Tensor], trainable: list[tuple[str, nn.Parameter]], with_anchor: bool, label: str
 ) -> None:
-    """Copy :func:`checkpoint_state`'s whole tensors into π's and the anchor's weights (the anchor must be in
-    use exactly when ``state`` holds it). Each process keeps its own shard, with no communication.
-    Strict: a missing or unexpected key is a :class:`UserError` naming the policy (``label``)."""
+    """Raise a :class:`UserError` naming the policy (``label``) unless ``state`` holds exactly the keys of
+    :func:`checkpoint_state` (the anchor's when ``with_anchor``), each tensor of its weight's whole shape.
+    Changes nothing, so a refused checkpoint leaves the policy as it was."""
     expected = {f"policy.{n}" for n, _ in trainable} | {"meta.anchor_version"}
-    expected |= {f"anchor.{n}" for n, _, _ in anchor.pairs}
+    if with_anchor:
+        expected |= {f"anchor.{n}" for n, _ in trainable}
     missing, unexpected = sorted(expected - state.keys()), sorted(state.keys() - expected)
     if missing or unexpected:
         raise UserError(
@@ -188,6 +189,29 @@ def load_checkpoint_state(
             f"missing {missing[:3]}{'...' if len(missing) > 3 else ''}, "
             f"unexpected {unexpected[:3]}{'...' if len(unexpected) > 3 else ''}"
         )
+    # copy_ would broadcast a [1, d] tensor into an [r, d] weight without a word (a rank-1 LoRA checkpoint
+    # into a rank-r policy); a sharded weight's .shape is its whole shape, as the checkpoint stores it.
+    wrong = [
+        f"{prefix}.{n}: {tuple(state[f'{prefix}.{n}'].shape)} vs {tuple(p.shape)}"
+        for n, p in trainable
+        for prefix in (("policy", "anchor") if with_anchor else ("policy",))
+        if tuple(state[f"{prefix}.{n}"].shape) != tuple(p.shape)
+    ]
+    if wrong:
+        raise UserError(
+            f"checkpoint does not match this policy ({label}): tensor shape differs for "
+            f"{wrong[:3]}{'...' if len(wrong) > 3 else ''}"
+        )
+
+
+def load_checkpoint_state(
+    state: dict[str, Tensor], trainable: list[tuple[str, nn.Parameter]], anchor: Anchor, label: str
+) -> None:
+    """Copy :func:`checkpoint_state`'s whole tensors into π's and the anchor's weights (the anchor must be in
+    use exactly when ``state`` holds it). Each process keeps its own shard, with no communication.
+    Strict: a missing or unexpected key, or a tensor of another shape, is a :class:`UserError` naming the
+    policy (``label``), raised before any weight changes (:func:`check_checkpoint_state`)."""
+    check_checkpoint_state(state, trainable, anchor.in_use, label)
     with torch.no_grad():
         for name, p in trainable:
             local(p).copy_(local_shard_of(p, state[f"policy.{name}"]))

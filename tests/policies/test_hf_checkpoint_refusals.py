@@ -1,0 +1,73 @@
+"""HFPolicy.load_state_dict checks a checkpoint fully (keys *and* shapes) before it changes anything,
+and refuses a checkpoint whose tensors do not fit instead of broadcasting them; one LoRA target module
+given as a string is that module."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+pytest.importorskip("transformers")
+pytest.importorskip("peft")
+
+from rlhf_zoo.errors import UserError  # noqa: E402
+from rlhf_zoo.policies.hf import HFPolicyConfig, build_hf_policy  # noqa: E402
+
+PROMPTS = ["The movie was", "Great"]
+
+
+def _nudge(pol, scale: float) -> None:
+    with torch.no_grad():
+        for i, p in enumerate(pol.trainable_parameters()):
+            p.add_(scale * (i + 1) / 100)
+
+
+def test_a_checkpoint_of_another_lora_rank_is_refused_not_broadcast():
+    """A rank-1 adapter's A [1, d] and B [d, 1] broadcast silently into a rank-8 policy's [8, d] / [d, 8]."""
+    small = build_hf_policy(HFPolicyConfig(lora_r=1), seed=0)
+    _nudge(small, 1.0)
+    big = build_hf_policy(HFPolicyConfig(lora_r=8), seed=0)
+    with pytest.raises(UserError, match="shape"):
+        big.load_state_dict(small.state_dict())
+
+
+def test_a_checkpoint_that_does_not_fit_is_a_user_error_naming_the_policy():
+    a = build_hf_policy(HFPolicyConfig(lora_r=8), seed=0)
+    b = build_hf_policy(HFPolicyConfig(lora_r=16), seed=0)
+    with pytest.raises(UserError, match="does not match this policy"):
+        b.load_state_dict(a.state_dict())
+
+
+@pytest.mark.parametrize("finetune", ["lora", "full"])
+def test_a_refused_checkpoint_leaves_the_policy_and_its_anchor_as_they_were(finetune):
+    """A load that fails validation must not take the anchor out of use (the next update would then
+    silently reset it to π) nor bring one into use."""
+    pol = build_hf_policy(HFPolicyConfig(finetune=finetune), seed=0)
+    pol.update_anchor(1.0)
+    _nudge(pol, 1.0)
+    pol.update_anchor(0.5)
+    before = pol.state_dict()
+    bad = {k: v for k, v in before.items() if not k.startswith("anchor.")}
+    bad.pop(next(k for k in bad if k.startswith("policy.")))  # a broken checkpoint without an anchor
+    with pytest.raises(UserError, match="missing"):
+        pol.load_state_dict(bad)
+    assert pol.has_anchor and pol.anchor_version == 2
+    after = pol.state_dict()
+    assert after.keys() == before.keys() and all(torch.equal(after[k], before[k]) for k in before)
+
+    fresh = build_hf_policy(HFPolicyConfig(finetune=finetune), seed=0)  # no anchor yet
+    broken = dict(before)
+    broken.pop(next(k for k in broken if k.startswith("policy.")))  # broken, with an anchor
+    with pytest.raises(UserError, match="missing"):
+        fresh.load_state_dict(broken)
+    assert not fresh.has_anchor and fresh.anchor_version == 0
+
+
+def test_one_target_module_given_as_a_string_is_one_module_not_its_letters():
+    """PEFT takes a string for target_modules ("all-linear"); tuple("all-linear") is ten one-letter names,
+    and the build then fails telling the user to set lora_target_modules to ['all-linear'], what they did."""
+    cfg = HFPolicyConfig(lora_target_modules="all-linear")
+    assert cfg.lora_target_modules == ("all-linear",)
+    assert HFPolicyConfig(lora_target_modules="q_proj").lora_target_modules == ("q_proj",)
+    pol = build_hf_policy(cfg, seed=0)
+    assert len(pol.trainable_parameters()) > 0
