@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shlex
 import subprocess
 import sys
 import time
@@ -190,7 +191,7 @@ def provenance(argv: list[str] | None = None) -> dict[str, Any]:
         if m is not None:
             versions[mod] = getattr(m, "__version__", "?")
     return {
-        "command": " ".join(argv if argv is not None else sys.argv),
+        "command": shlex.join(argv if argv is not None else sys.argv),  # quoted as a shell reads it back
         "git_commit": git_commit(),
         "hardware": hardware(),
         "versions": versions,

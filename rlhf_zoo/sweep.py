@@ -35,6 +35,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from omegaconf import OmegaConf
+
 from rlhf_zoo.bench.suites import Suite, Sweep, format_value
 from rlhf_zoo.config import ConfigError, flatten, parse_overrides, read_experiment, read_sweep
 
@@ -88,7 +90,12 @@ def plan_sweep(args: list[str]) -> SweepPlan | None:
         choices, settings = read_experiment(over["config"])
         file_sweep = read_sweep(over["config"])
         settings = flatten(settings, f"config={over['config']}")
-        grid = {**{k: [format_value(v) for v in vs] for k, vs in file_sweep.items() if k not in over}, **grid}
+        for k, vs in file_sweep.items():
+            items = [format_value(v) for v in vs]
+            twice = sorted({x for x in items if items.count(x) > 1})
+            if twice:
+                raise ConfigError(f"config={over['config']}: sweep.{k} lists {twice[0]} twice")
+        grid = {**{k: [_arg(v) for v in vs] for k, vs in file_sweep.items() if k not in over}, **grid}
     if not grid:
         return None
     _check_keys(grid)
@@ -96,7 +103,7 @@ def plan_sweep(args: list[str]) -> SweepPlan | None:
         raise ConfigError("a sweep continues by itself where it stopped: run the same command again, without resume=")
     if "out" in over and "run_dir" in over:
         raise ConfigError("name the sweep's folder once: out=DIR (or run_dir=DIR)")
-    fixed: dict[str, str] = {k: format_value(v) for k, v in settings.items() if k not in NOT_SWEPT}
+    fixed: dict[str, str] = {k: _arg(v) for k, v in settings.items() if k not in NOT_SWEPT}
     if "task" in choices:
         fixed = {"task": choices["task"], **fixed}
     fixed.update((k, v) for k, v in over.items() if k not in NOT_SWEPT)
@@ -111,12 +118,35 @@ def plan_sweep(args: list[str]) -> SweepPlan | None:
         seeds = tuple(int(s) for s in seed_values)
     except ValueError:
         raise ConfigError(f"seeds must be integers, got {','.join(seed_values)}") from None
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"seeds {','.join(seed_values)} name one seed twice")
     base = [f"{k}={v}" for k, v in fixed.items()]
     folder = Path(
         over.get("out") or over.get("run_dir") or settings.get("run_dir") or default_folder(algos, base, grid)
     )
     suite = grid_suite(folder.expanduser().resolve().name, base, algos, grid, seeds)
     return SweepPlan(folder, suite, " ".join(["rlhf-zoo", "train", *args]))
+
+
+def _arg(v: Any) -> str:
+    """A file's value as a ``key=VALUE`` argument that reads back as the same value: :func:`format_value`,
+    with a string quoted when the command line's YAML would read it otherwise (``yes``, ``a #b``, ``a: b``)."""
+    text = format_value(v)
+    if not isinstance(v, str):
+        return text
+    try:
+        back = OmegaConf.from_dotlist([f"k={text}"]).k
+    except Exception:  # noqa: BLE001 - a value YAML cannot read at all: quote it
+        return json.dumps(v)
+    if back == v:
+        return text
+    if isinstance(back, (int, float)) and not isinstance(back, bool):  # 1e-4: a number either way
+        try:
+            if float(v) == float(back):
+                return text
+        except ValueError:
+            pass
+    return json.dumps(v)
 
 
 def _check_keys(grid: dict[str, list[str]]) -> None:

@@ -34,6 +34,7 @@ model's context) are an error naming the limit, raised before any weights load.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,7 @@ from rlhf_zoo.tasks.base import Task
 
 HUTTO = "hutto"
 HUTTO_WORDS = 6  # the packaged prompts are review openings: the first six words of a snippet
+DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")  # as the run's device= (rlhf_zoo.config.DEVICE)
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,8 @@ def check_sentiment_task(cfg: SentimentTaskConfig) -> None:
         raise ValueError(f"eval_fraction must lie in (0, 1), got {cfg.eval_fraction}")
     if cfg.max_train_prompts < 0:
         raise ValueError("max_train_prompts must be >= 0 (0: all)")
+    if not DEVICE.fullmatch(cfg.reward_device):
+        raise ValueError(f"reward_device={cfg.reward_device!r}: use auto, cpu, cuda or cuda:N")
     if not str(cfg.prompts).strip() or (cfg.eval_prompts is not None and not str(cfg.eval_prompts).strip()):
         raise ValueError("prompts and eval_prompts name a source (a file, directory or hub id)")
     for key in ("proxy", "gold"):
@@ -145,14 +149,24 @@ def read_texts(src: str, cfg: SentimentTaskConfig, what: str) -> list[Any]:
             raise UserError(f"{src} holds no prompts (it is empty{' but for its header' if rows else ''})")
     try:
         if local:
-            ds = datasets.load_dataset(builder, data_files=src, split="train")
+            # a CSV's cells are text as written: no "NA"/"null"/"" read as missing, no "007" read as 7.0
+            csv = {"keep_default_na": False, "converters": {cfg.prompt_column: str}} if builder == "csv" else {}
+            ds = datasets.load_dataset(builder, data_files=src, split="train", **csv)
         else:
             ds = datasets.load_dataset(src, split=cfg.prompt_split)
     except Exception as e:  # noqa: BLE001 - any loading failure is the user's source
         raise UserError(f"cannot load prompts from {src!r}: {one_line(e)}") from None
     if cfg.prompt_column not in ds.column_names:
         raise UserError(f"{src!r} has no column {cfg.prompt_column!r}; columns: {', '.join(ds.column_names)}")
-    return list(ds[cfg.prompt_column])
+    texts = list(ds[cfg.prompt_column])
+    for i, t in enumerate(texts):  # a list (chat messages), a number, ...: never its Python repr as a prompt
+        if t is not None and not isinstance(t, str):
+            shown = repr(t) if len(repr(t)) <= 60 else repr(t)[:57] + "..."
+            raise UserError(
+                f"{what}={src}: column {cfg.prompt_column!r} holds {type(t).__name__} values, not text "
+                f"(row {i + 1}: {shown}); name a text column with task.prompt_column"
+            )
+    return texts
 
 
 def load_dataset_prompts(cfg: SentimentTaskConfig) -> tuple[list[str], list[str]]:
@@ -238,6 +252,12 @@ def build_sentiment_task(cfg: SentimentTaskConfig, model_cfg: Any, device: str =
     rewards (the gold model may need building), then, on demand, the policy."""
     from rlhf_zoo.rewards.registry import build_reward
 
+    reward_device = device if cfg.reward_device == "auto" else cfg.reward_device
+    if reward_device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise UserError(f"task.reward_device={cfg.reward_device} but no CUDA device is available: use cpu or auto")
     train, evals, source = load_prompts(cfg)
     if not train:
         raise UserError(f"the prompt set {cfg.prompts!r} gives no training prompts")
@@ -246,7 +266,6 @@ def build_sentiment_task(cfg: SentimentTaskConfig, model_cfg: Any, device: str =
         hint = "" if cfg.eval_prompts else ": name an evaluation file (task.eval_prompts=FILE) or raise eval_fraction"
         raise UserError(f"the prompt set {where!r} gives no held-out evaluation prompts{hint}")
     checked = model_cfg is None or _check_prompts_before_loading(train + evals, model_cfg)
-    reward_device = device if cfg.reward_device == "auto" else cfg.reward_device
     proxy = _reward(build_reward, cfg.proxy, reward_device, build_if_missing=cfg.build_gold)
     gold = _reward(build_reward, cfg.gold, reward_device, build_if_missing=cfg.build_gold) if cfg.gold else None
 
