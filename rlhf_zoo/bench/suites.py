@@ -246,9 +246,14 @@ def expand(
                 pid = _slug(f"{sweep.tag}-{sweep.label}{format_value(value)}-s{seed}")
                 label = f"{sweep.objective} {sweep.setting(value)}".rstrip() + f", seed {seed}"
                 points.append(Point(suite.name, pid, label, seed, tuple(args), (member,)))
-    ids = [p.id for p in points]
-    if len(set(ids)) != len(ids):
-        raise ValueError(f"suite {suite.name}: duplicate point ids")
+    first: dict[str, Point] = {}
+    for p in points:  # an id names the point's run folder and record: values that differ only in punctuation
+        other = first.setdefault(p.id, p)
+        if other is not p:
+            raise UserError(
+                f"suite {suite.name}: {other.label!r} and {p.label!r} would share the run folder {p.id!r} "
+                "(their values differ only in punctuation): rename one"
+            )
     return points
 
 

@@ -13,7 +13,7 @@ from typing import Protocol, runtime_checkable
 import torch
 from torch import Tensor
 
-from rlhf_zoo.errors import UserError
+from rlhf_zoo.errors import UserError, one_line
 
 
 class RewardError(UserError):
@@ -38,14 +38,32 @@ class CallableReward:
         self.name = name or getattr(fn, "__name__", "callable")
 
     def score(self, prompts: Sequence[str], completions: Sequence[str]) -> Tensor:
-        out = self.fn(list(prompts), list(completions))
-        if isinstance(out, Tensor):
-            out = out.detach()
-        return torch.as_tensor(out, dtype=torch.float32).reshape(-1).cpu()
+        return as_scores(self.fn(list(prompts), list(completions)), self.name, len(completions))
+
+
+def as_scores(out: object, name: str, n: int) -> Tensor:
+    """A reward's result as [n] float32 on CPU: one real number per text, as a sequence, an array or a
+    tensor of shape [n] (or [n, 1], a regressor's column). Anything else (another shape, which
+    flattening would silently re-pair with the texts, complex or non-numeric values) is a one-line
+    :class:`RewardError`."""
+    try:
+        t = torch.as_tensor(out.detach() if isinstance(out, Tensor) else out)
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise RewardError(f"reward {name!r} returned {type(out).__name__}, not numbers ({one_line(e)})") from None
+    if t.is_complex():
+        raise RewardError(f"reward {name!r} returned {t.dtype} scores: one real number per text")
+    if t.dim() == 2 and t.shape[1] == 1:
+        t = t[:, 0]
+    if t.dim() != 1:
+        raise RewardError(f"reward {name!r} returned scores of shape {tuple(t.shape)} for {n} texts: use [{n}]")
+    if t.shape[0] != n:
+        raise RewardError(f"reward {name!r} returned {t.shape[0]} scores for {n} texts")
+    return t.to(torch.float32).cpu()
 
 
 def checked_score(reward: RewardModel, prompts: Sequence[str], completions: Sequence[str]) -> Tensor:
-    """``reward.score`` with its contract enforced: right length, finite, float32 on CPU."""
+    """``reward.score`` with its contract enforced: one finite score per text (:func:`as_scores`), float32 on
+    CPU."""
     if len(prompts) != len(completions):
         raise ValueError(f"{len(prompts)} prompts for {len(completions)} completions")
     try:
@@ -53,10 +71,8 @@ def checked_score(reward: RewardModel, prompts: Sequence[str], completions: Sequ
     except RewardError:
         raise
     except Exception as e:  # noqa: BLE001 - any failure of user code becomes one clear error
-        raise RewardError(f"reward {reward.name!r} raised {type(e).__name__}: {e}") from e
-    out = torch.as_tensor(out, dtype=torch.float32).reshape(-1).cpu()
-    if out.shape[0] != len(completions):
-        raise RewardError(f"reward {reward.name!r} returned {out.shape[0]} scores for {len(completions)} texts")
+        raise RewardError(f"reward {reward.name!r} raised {one_line(e)}") from e
+    out = as_scores(out, reward.name, len(completions))
     bad = ~torch.isfinite(out)
     if bad.any():
         i = int(bad.nonzero()[0, 0])

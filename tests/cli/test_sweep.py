@@ -143,6 +143,14 @@ def test_a_bad_sweep_is_one_line_before_anything_runs(cli, tmp_path, args, needl
     assert len(err.strip().splitlines()) == 1 and not out and not (tmp_path / "sw").exists()
 
 
+def test_values_that_would_share_a_run_folder_are_one_line(cli, tmp_path):
+    code, out, err = cli(
+        "train", "algo=bond", "task=sentiment", "task.prompts=a/b.jsonl,a-b.jsonl", f"out={tmp_path}/sw"
+    )
+    assert code == 2 and "would share the run folder 'bond-promptsa-b.jsonl-s0'" in err, err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "sw").exists()
+
+
 def test_brackets_and_quotes_keep_a_comma_inside_one_value():
     assert split_values("k", "0.1,0.5") == ["0.1", "0.5"]
     assert split_values("k", "[q_proj,v_proj]") == ["[q_proj,v_proj]"]

@@ -40,3 +40,26 @@ def test_wrong_lengths() -> None:
         checked_score(CallableReward(lambda ps, cs: [1.0, 2.0], name="short"), P, C)
     with pytest.raises(ValueError, match="2 prompts for 3"):
         checked_score(CallableReward(lambda ps, cs: [1.0] * 3), P[:2], C)
+
+
+@pytest.mark.parametrize(
+    "returned, needle",
+    [
+        ([[1.0, 2.0], [3.0, 4.0]], r"shape \(2, 2\) for 4 texts"),  # flattened, it would re-pair rows and texts
+        (torch.ones(4, 2), r"shape \(4, 2\)"),
+        ([1 + 2j, 0j, 1j, 2j], "complex"),
+        (1.0, r"shape \(\) for 4 texts"),
+        ([{"score": 1.0}] * 4, "returned list, not numbers"),
+    ],
+    ids=["2x2", "4x2", "complex", "scalar", "dicts"],
+)
+def test_a_reward_result_that_is_not_one_real_number_per_text_is_refused(returned, needle):
+    reward = CallableReward(lambda p, c: returned, name="odd")
+    with pytest.raises(RewardError, match=needle) as info:
+        checked_score(reward, ["p"] * 4, ["a", "b", "c", "d"])
+    assert "\n" not in str(info.value)
+
+
+def test_a_column_of_scores_is_one_score_per_text():
+    reward = CallableReward(lambda p, c: torch.arange(3.0)[:, None], name="column")
+    assert torch.equal(checked_score(reward, ["p"] * 3, ["a", "b", "c"]), torch.arange(3.0))
