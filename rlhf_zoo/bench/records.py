@@ -113,14 +113,15 @@ def out_records(suite_dir: Path) -> dict[str, dict[str, Any]]:
 # -- the compact records of the repository ------------------------------------------------------------
 def settings_of(config: Any) -> dict[str, Any]:
     """A resolved configuration (an OmegaConf config or a nested dict) as a record's ``settings``:
-    dotted keys → values, without the :data:`UNSETTLED` keys."""
+    dotted keys → values, without the :data:`UNSETTLED` keys and without empty mappings (``task.proxy_options``
+    left at ``{}`` is no setting, so records written before such a key existed compare equal)."""
     from omegaconf import DictConfig, OmegaConf
 
     from rlhf_zoo.config import flatten
 
     tree = OmegaConf.to_container(config, resolve=True) if isinstance(config, DictConfig) else config
     flat = flatten(tree, "the resolved configuration")
-    return {k: flat[k] for k in sorted(flat) if k not in UNSETTLED}
+    return {k: flat[k] for k in sorted(flat) if k not in UNSETTLED and flat[k] != {}}
 
 
 def _round(v: Any) -> Any:

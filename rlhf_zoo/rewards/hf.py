@@ -151,8 +151,7 @@ class HFSequenceReward:
             names = [config.id2label[i] for i in range(n)] if config.id2label else list(range(n))
             raise UserError(
                 f"{self.source!r} has {n} labels {names}: pass label=... (and optionally "
-                f"negative_label=...) to choose the score; hf: on the command line takes no options, so name "
-                f"a py:FILE.py:FUNCTION reward that scores with HFSequenceReward(..., label=...)"
+                f"negative_label=...) to choose the score (in a run: task.proxy_options.label=..., or gold_options)"
             )
 
     def _encode(self, prompts: Sequence[str], completions: Sequence[str]) -> dict[str, Tensor]:

@@ -10,9 +10,11 @@ and its signature checked), so that a config is rejected before any model loads.
 from __future__ import annotations
 
 import inspect
+import types
+import typing
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from rlhf_zoo.errors import UserError
 from rlhf_zoo.rewards.base import RewardModel
@@ -72,12 +74,54 @@ def _check_kwargs(name: str, target: Callable[..., Any], kw: dict[str, Any], ski
         raise UserError(
             f"reward {name!r} has no option {', '.join(map(repr, bad))}; its options: {', '.join(allowed) or 'none'}"
         )
+    hints = typing.get_type_hints(target.__init__ if inspect.isclass(target) else target)
+    for key, value in kw.items():
+        if key in hints and not _accepts(hints[key], value):
+            tp = hints[key]
+            shown = " | ".join(map(repr, typing.get_args(tp))) if typing.get_origin(tp) is Literal else tp
+            raise UserError(f"reward {name!r}: option {key}={value!r} is not {getattr(shown, '__name__', shown)}")
 
 
-def check_reward_spec(name_or_spec: str) -> None:
-    """Raise ``UserError`` unless :func:`build_reward` knows ``name_or_spec``; loads nothing heavy (a
-    ``py:`` function's file or module is imported, once per process, and its signature checked)."""
+def _accepts(tp: Any, value: Any) -> bool:
+    """Whether ``value`` (as a config file or the command line gives it) fits the annotation ``tp``."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return any(_accepts(t, value) for t in typing.get_args(tp))
+    if origin is Literal:
+        return value in typing.get_args(tp)
+    if tp is Any:
+        return True
+    if tp is type(None):
+        return value is None
+    if tp in (int, float) and isinstance(value, bool):
+        return False
+    if tp is float:
+        return isinstance(value, (int, float))
+    cls = origin or tp
+    return isinstance(value, cls) if isinstance(cls, type) else True
+
+
+# Options that a task sets itself (task.reward_device, task.build_gold), never a user's reward options.
+TASK_SET = ("device", "build_if_missing")
+
+
+def check_reward_spec(name_or_spec: str, options: dict[str, Any] | None = None) -> None:
+    """Raise ``UserError`` unless :func:`build_reward` knows ``name_or_spec`` and takes ``options`` (keyword
+    arguments of its class, checked against its signature; :data:`TASK_SET` ones are the task's); loads
+    nothing heavy (a ``py:`` function's file or module is imported, once per process, and its signature
+    checked)."""
     spec = str(name_or_spec).strip()
+    options = options or {}
+    reserved = sorted(set(options) & set(TASK_SET))
+    if reserved:
+        raise UserError(
+            f"reward {spec!r}: option {reserved[0]!r} is set by the task (task.reward_device, task.build_gold)"
+        )
+    if options and spec.startswith(PY_PREFIX):
+        raise UserError(f"reward {spec!r} takes no options (got {', '.join(map(repr, sorted(options)))})")
+    if options and (spec.startswith(HF_PREFIX) or spec in REWARDS):
+        name = "hf" if spec.startswith(HF_PREFIX) else spec
+        _check_kwargs(spec, _signature_target(name), options, skip=1 if name == "hf" else 0)
     if spec.startswith(HF_PREFIX):
         target = spec[len(HF_PREFIX) :].strip()
         if not target:

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +65,12 @@ class SentimentTaskConfig:
     proxy: the optimised reward: ``vader``, ``minilm_sentiment``, ``hf:<model id or path>`` or a
         Python function ``py:<file.py or module>:<function>`` (rlhf_zoo/rewards/python.py).
     gold: the evaluated reward (same forms), or null to skip it.
+    proxy_options: options of the proxy reward, the keyword arguments of its class, e.g. for ``hf:``
+        ``text`` (``completion``, ``prompt+completion`` or ``pair``: what the reward model reads),
+        ``label`` / ``negative_label`` (which logits score), ``batch_size``, ``max_length``; for
+        ``vader`` ``text``. Checked against the class's signature before anything loads; ``py:``
+        rewards take none; the device is ``reward_device``'s and the gold build ``build_gold``'s.
+    gold_options: the same for the gold reward.
     build_gold: build a missing ``minilm_sentiment`` on first use (else fail naming ``rlhf-zoo prepare``).
     reward_device: device of neural reward models (``auto``: the policy's device).
     """
@@ -79,6 +85,8 @@ class SentimentTaskConfig:
     max_train_prompts: int = 0
     proxy: str = "vader"
     gold: str | None = "minilm_sentiment"
+    proxy_options: dict[str, Any] = field(default_factory=dict)
+    gold_options: dict[str, Any] = field(default_factory=dict)
     build_gold: bool = True
     reward_device: str = "auto"
 
@@ -100,9 +108,11 @@ def check_sentiment_task(cfg: SentimentTaskConfig) -> None:
     for key in ("proxy", "gold"):
         spec = getattr(cfg, key)
         if spec is None and key == "gold":
+            if cfg.gold_options:
+                raise UserError("task.gold_options: there is no gold reward (task.gold=null)")
             continue
         try:
-            check_reward_spec(str(spec))
+            check_reward_spec(str(spec), dict(getattr(cfg, f"{key}_options")))
         except UserError as e:
             raise UserError(f"task.{key}: {e}") from None
 
@@ -266,8 +276,10 @@ def build_sentiment_task(cfg: SentimentTaskConfig, model_cfg: Any, device: str =
         hint = "" if cfg.eval_prompts else ": name an evaluation file (task.eval_prompts=FILE) or raise eval_fraction"
         raise UserError(f"the prompt set {where!r} gives no held-out evaluation prompts{hint}")
     checked = model_cfg is None or _check_prompts_before_loading(train + evals, model_cfg)
-    proxy = _reward(build_reward, cfg.proxy, reward_device, build_if_missing=cfg.build_gold)
-    gold = _reward(build_reward, cfg.gold, reward_device, build_if_missing=cfg.build_gold) if cfg.gold else None
+    proxy = _reward(build_reward, cfg.proxy, cfg.proxy_options, reward_device, build_if_missing=cfg.build_gold)
+    gold = None
+    if cfg.gold:
+        gold = _reward(build_reward, cfg.gold, cfg.gold_options, reward_device, build_if_missing=cfg.build_gold)
 
     def build_policy(seed: int):
         from rlhf_zoo.policies.hf import build_hf_policy
@@ -291,10 +303,10 @@ def build_sentiment_task(cfg: SentimentTaskConfig, model_cfg: Any, device: str =
     )
 
 
-def _reward(build_reward, name: str, device: str, build_if_missing: bool):
-    kw: dict[str, Any] = {}
+def _reward(build_reward, name: str, options: dict[str, Any], device: str, build_if_missing: bool):
+    kw: dict[str, Any] = dict(options)
     if name == "minilm_sentiment":
-        kw = {"build_if_missing": build_if_missing, "device": device}
+        kw.update(build_if_missing=build_if_missing, device=device)
     elif name.startswith("hf:"):
-        kw = {"device": device}
+        kw.update(device=device)
     return build_reward(name, **kw)
