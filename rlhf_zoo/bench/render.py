@@ -355,7 +355,8 @@ def render_suite(
     if description:
         add(description)
         add("")
-    n_configs = len({tuple(a for a in r.get("args", []) if not a.startswith("seed=")) for r in recs})
+    # runs are the records as written (a Best-of-N pool is one run, read as one record per n)
+    n_configs = len({tuple(a for a in r.get("args", []) if not a.startswith("seed=")) for r in raw})
     seeds = sorted({int(r["seed"]) for r in recs})
     run_sum = sum(_value(r, "wall_s") for r in recs if math.isfinite(_value(r, "wall_s")))
     if bench:
@@ -375,7 +376,7 @@ def render_suite(
         ["date", prov["date"]],
         ["hardware", prov["hardware"]],
         ["seeds", prov["seeds"]],
-        ["runs", f"{len(recs)} ({n_configs} configurations × {len(seeds)} seed(s))"],
+        ["runs", f"{len(raw)} ({n_configs} configurations × {len(seeds)} seed(s))"],
         *([["points", planned_count(raw, planned)]] if planned else []),
         ["wall time", wall],
         ["versions", prov["versions"]],

@@ -3,6 +3,8 @@ evaluation per n, and the page, plots and claims (e1, e2) reading it."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from rlhf_zoo.bench.claims import check_all
@@ -100,6 +102,7 @@ def test_the_page_and_the_claims_read_the_pool(tmp_path):
     assert "pool" in checks["e1"].numbers and checks["e1"].status != "not run"
     text = render_suite("poolsuite", tmp_path, tmp_path / "docs").read_text()
     assert "one pool of M reference samples" in text
+    assert re.search(r"\| runs +\| 6 \(2 configurations × 3 seed\(s\)\)", text)  # a pool is one run, not one per n
     assert (tmp_path / "docs" / "poolsuite" / "reward_vs_kl.png").is_file()
     bon_rows = [line for line in text.splitlines() if line.startswith("| 8 ") or line.startswith("| 2 ")]
     assert bon_rows, "the Best-of-N table has a row per n"
