@@ -7,7 +7,9 @@ text (``num_labels`` values), the score is
 - ``z[0]`` for a regressor (``num_labels == 1``), e.g. the gold ``minilm_sentiment`` model;
 - ``z[label]`` when ``label`` is given, or ``z[label] - z[negative_label]`` when both are
   (for a softmax classifier that difference is ``log p(label) - log p(negative_label)``);
-- ``z[1] - z[0]`` for a two-label classifier when no label is given (log-odds of label 1);
+- ``z[1] - z[0]`` for a two-label classifier when no label is given (log-odds of label 1), unless its
+  labels are named positive-then-negative (label 0 ``pos…``, label 1 ``neg…``): then a ``UserError``
+  asking for ``label``, since that default would reward the negative label;
 - for more labels without ``label``: a ``UserError`` asking for one.
 
 Labels may be indices or names from the model's ``config.label2id`` (case-insensitive).
@@ -147,6 +149,13 @@ class HFSequenceReward:
             self.label, self.negative_label = 0, None
         elif n == 2:
             self.label, self.negative_label = 1, 0
+            names = [str((config.id2label or {}).get(i, "")).lower() for i in (0, 1)]
+            if names[0].startswith("pos") and names[1].startswith("neg"):  # logit 1 − logit 0 would reward "negative"
+                raise UserError(
+                    f"{self.source!r} names label 0 {config.id2label[0]!r} and label 1 {config.id2label[1]!r}: the "
+                    f"default score logit 1 − logit 0 would reward the second; pass label=... (in a run: "
+                    f"task.proxy_options.label=..., or gold_options)"
+                )
         else:
             names = [config.id2label[i] for i in range(n)] if config.id2label else list(range(n))
             raise UserError(

@@ -85,6 +85,17 @@ def test_label_choice(tiny_classifier: Path, tiny_binary: Path) -> None:
     torch.testing.assert_close(s, zb[:, 1] - zb[:, 0], atol=1e-5, rtol=1e-5)
 
 
+def test_a_two_label_classifier_named_positive_first_needs_a_label(tmp_path: Path) -> None:
+    from tests.rewards.conftest import _tiny_bert
+
+    flipped = _tiny_bert(tmp_path / "flipped", 2, {0: "POSITIVE", 1: "NEGATIVE"})
+    with pytest.raises(UserError, match="would reward the second"):
+        HFSequenceReward(flipped, device="cpu")
+    z = _logits(flipped, TEXTS)
+    chosen = HFSequenceReward(flipped, device="cpu", label="positive", negative_label="negative")
+    torch.testing.assert_close(chosen.score(PROMPTS, TEXTS), z[:, 0] - z[:, 1], atol=1e-5, rtol=1e-5)
+
+
 def test_missing_model_is_user_error(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="does not exist"):
         HFSequenceReward(tmp_path / "nowhere")
