@@ -124,13 +124,15 @@ def settings_of(config: Any) -> dict[str, Any]:
     return {k: flat[k] for k in sorted(flat) if k not in UNSETTLED and flat[k] != {}}
 
 
-def _round(v: Any) -> Any:
+def rounded(v: Any) -> Any:
+    """``v`` with every float, in nested dicts and lists too, rounded as a compact record stores it (NaN and
+    infinities as None)."""
     if isinstance(v, float):
         return float(f"{v:.{DIGITS}g}") if math.isfinite(v) else None
     if isinstance(v, dict):
-        return {k: _round(x) for k, x in v.items()}
+        return {k: rounded(x) for k, x in v.items()}
     if isinstance(v, (list, tuple)):
-        return [_round(x) for x in v]
+        return [rounded(x) for x in v]
     return v
 
 
@@ -162,7 +164,7 @@ def compact(rec: dict[str, Any]) -> dict[str, Any]:
         rows = [{"n": int(n), **curve[n]} for n in sorted(curve, key=int)]
         rest = {k: v for k, v in pool.items() if k != "curve"}
         out["pool"] = {**rest, "curve": _columns(rows, "n", lambda k, v: True)}
-    return _round(out)
+    return rounded(out)
 
 
 def uncompact(rec: dict[str, Any]) -> dict[str, Any]:
@@ -248,7 +250,7 @@ def suite_records(suite: str, out: Path, records: Path | None) -> list[dict[str,
 def write_oracle(records: Path, suite: str, oracle: dict[str, Any]) -> None:
     """The oracle's curves, rounded, beside the suite's records (not rewritten when they are the same)."""
     path = Path(records) / suite / ORACLE
-    text = dumps_record(_round(oracle))
+    text = dumps_record(rounded(oracle))
     if not path.is_file() or path.read_text(encoding="utf-8") != text:
         atomic_write_text(path, text)
 
@@ -464,6 +466,7 @@ __all__ = [
     "record_path",
     "record_settings",
     "repo_records",
+    "rounded",
     "settings_of",
     "suite_records",
     "uncompact",

@@ -50,6 +50,7 @@ from rlhf_zoo.bench.records import (
     read_point_record,
     read_record,
     record_path,
+    rounded,
     settings_of,
     write_json_atomic,
     write_oracle,
@@ -100,6 +101,16 @@ def plan(point: Point, d: Path, resumable: bool, stored: dict[str, Any] | None =
     return "redo"
 
 
+def _memberships_changed(rec: dict[str, Any], point: Point) -> bool:
+    """Whether a finished point's record names other sweeps (or other objectives, labels, orders) than the
+    point does now: a piece run with ``only=``, or a suite that gained a sweep sharing the point."""
+
+    def norm(ms: Any) -> Any:
+        return rounded(json.loads(json.dumps(list(ms))))
+
+    return norm(rec.get("memberships", [])) != norm(point.memberships)
+
+
 def _head(point: Point, cfg: Any, bench_command: str, stamp: dict[str, Any] | None) -> dict[str, Any]:
     """The keys every record starts with: the point, its settings and the bench's stamp."""
     from rlhf_zoo.bench.version import stamp as current_stamp
@@ -148,13 +159,21 @@ def run_point(
         return run_pool_point(point, run_dir, bench_command, records, stamp)
     d = Path(run_dir)
     d.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(d / STARTED, {"id": point.id, "args": list(point.args)})
+    before = read_json(d / STARTED) if resume else None  # a resumed run's wall time includes its earlier parts
+    earlier = float(before.get("wall_s", 0.0)) if isinstance(before, dict) else 0.0
+    started = {"id": point.id, "args": list(point.args), "wall_s": earlier}
+    write_json_atomic(d / STARTED, started)
     args = [*point.args, f"run_dir={d}"]
     cfg = load_config([*args, f"resume={'true' if resume else 'false'}"])
     head = _head(point, cfg, bench_command, stamp)
     t0 = time.perf_counter()
-    summary = run(cfg, argv=["rlhf-zoo", "train", *args])
-    wall = time.perf_counter() - t0
+    try:
+        summary = run(cfg, argv=["rlhf-zoo", "train", *args])
+    except BaseException:  # stopped (or failed): what it ran counts if it resumes
+        with contextlib.suppress(OSError):
+            write_json_atomic(d / STARTED, {**started, "wall_s": round(earlier + time.perf_counter() - t0, 3)})
+        raise
+    wall = earlier + time.perf_counter() - t0
     metrics = [json.loads(line) for line in (d / "metrics.jsonl").read_text().splitlines() if line.strip()]
     record = {
         **head,
@@ -350,6 +369,15 @@ def run_suite(
         if action == "done":
             report.skipped.append(p.id)
             done = stored if stored is not None and list(stored.get("args", [])) == list(p.args) else read_record(d)
+            if done is not None and _memberships_changed(done, p):  # the sweeps that read it changed, not its run
+                members = [dict(m) for m in p.memberships]
+                if (run := read_record(d)) is not None and list(run.get("args", [])) == list(p.args):
+                    write_json_atomic(d / RECORD, {**run, "memberships": members})
+                from_records = done is stored
+                done = {**done, "memberships": members}
+                if from_records and records is not None:
+                    write_point_record(records, done)
+                    stored = done
             if done is not None and done is not stored and records is not None:
                 write_point_record(records, done)  # finished in its run directory only: copy it over
                 report.backfilled.append(p.id)

@@ -200,7 +200,7 @@ def expand(
         extra: overrides appended to every point (they win over the suite's and the sweep's).
         only: keep only these sweep tags.
     """
-    seeds = tuple(suite.seeds if seeds is None else seeds)
+    seeds = tuple(dict.fromkeys(suite.seeds if seeds is None else seeds))  # a seed given twice is one seed
     if not seeds:
         raise UserError("no seeds to run")
     extra = list(extra or [])
@@ -218,10 +218,12 @@ def expand(
     points: list[Point] = []
     for seed in seeds:
         by_identity: dict[tuple[tuple[str, str], ...], int] = {}
+        # every sweep, then the selected ones' points: a point shared with an unselected sweep keeps its id and
+        # its memberships (so ``only=`` neither reruns it under another id nor records it as one sweep's only)
         for order, sweep in enumerate(suite.sweeps):
-            if sweep not in sweeps:
-                continue
             if suite.bon_pool and sweep.tag == "best_of_n":
+                if sweep not in sweeps:
+                    continue
                 points.append(_pool_point(suite, sweep, order, extra, seed))
                 continue
             for value in sweep.values:
@@ -246,6 +248,8 @@ def expand(
                 pid = _slug(f"{sweep.tag}-{sweep.label}{format_value(value)}-s{seed}")
                 label = f"{sweep.objective} {sweep.setting(value)}".rstrip() + f", seed {seed}"
                 points.append(Point(suite.name, pid, label, seed, tuple(args), (member,)))
+    selected = {s.tag for s in sweeps}
+    points = [p for p in points if any(m["sweep"] in selected for m in p.memberships)]
     first: dict[str, Point] = {}
     for p in points:  # an id names the point's run folder and record: values that differ only in punctuation
         other = first.setdefault(p.id, p)

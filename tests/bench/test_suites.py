@@ -71,7 +71,11 @@ def test_seeds_extra_and_only():
     pts = expand(EXACT, seeds=[7, 8], extra=["train.steps=5"], only=["bond_beta"])
     assert [p.seed for p in pts] == [7, 7, 7, 8, 8, 8]
     assert all(p.args[-2] == "train.steps=5" for p in pts)
-    assert [p.id for p in pts[:3]] == ["bond_beta-beta0.0-s7", "bond_beta-beta0.5-s7", "bond_beta-beta1.0-s7"]
+    # BOND n=4 at β=0.5 is the bond sweep's point too: the same id (and both memberships) as in the whole suite
+    assert [p.id for p in pts[:3]] == ["bond-n4-s7", "bond_beta-beta0.0-s7", "bond_beta-beta1.0-s7"]
+    assert [m["sweep"] for m in pts[0].memberships] == ["bond", "bond_beta"]
+    whole = {p.id: p for p in expand(EXACT, seeds=[7, 8], extra=["train.steps=5"])}
+    assert all(whole[p.id] == p for p in pts)
     with pytest.raises(UserError, match="no sweep"):
         expand(EXACT, only=["nope"])
     for bad in ("seed=3", "run_dir=x", "algo=bond"):
