@@ -4,6 +4,8 @@ resumed point's wall time counts its interrupted part."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 import rlhf_zoo.bench.runner as runner
@@ -13,17 +15,9 @@ from rlhf_zoo.bench.suites import BOND, BOND_BETA, Suite
 
 
 @pytest.fixture
-def shared_suite() -> Suite:
+def shared_suite(tiny_exact_suite) -> Suite:
     # BOND n=4 at beta=0.5 is in both sweeps: one point
-    return Suite(
-        name="shared",
-        description="test",
-        task_args=("task=exact", "threads=1", "train.steps=2", "train.eval_every=2", "train.progress=false"),
-        sweeps=(BOND.over(4), BOND_BETA.over(0.5)),
-        seeds=(0,),
-        budget="seconds",
-        exact=True,
-    )
+    return replace(tiny_exact_suite, name="shared", sweeps=(BOND.over(4), BOND_BETA.over(0.5)), seeds=(0,))
 
 
 def test_a_piece_run_with_only_then_the_whole_suite_keeps_every_sweep_on_the_page(shared_suite, tmp_path):
