@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +37,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from rlhf_zoo.algorithms.registry import REGISTRY, get_algorithm
 from rlhf_zoo.errors import UserError, one_line
+from rlhf_zoo.runtime import DEVICE
 from rlhf_zoo.tasks.registry import TASKS, get_task_entry
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
@@ -333,9 +333,6 @@ def config_error_line(e: Exception) -> str:
 
 def algo_config(cfg: DictConfig) -> Any:
     return OmegaConf.to_object(cfg.algo)
-
-
-DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")
 
 
 def _non_finite(node: Any, prefix: str = "") -> str | None:

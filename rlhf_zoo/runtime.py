@@ -26,6 +26,7 @@ error (:func:`check_launch_config`) rather than silently ignored (docs/scaling.m
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -34,14 +35,17 @@ import torch
 from rlhf_zoo.io import truthy
 from rlhf_zoo.shard import interleave
 
+DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")  # what device= (and task.reward_device=) may name
 
-def resolve_device(device: str) -> torch.device:
+
+def resolve_device(device: str, key: str = "device") -> torch.device:
+    """``device`` (``auto``: CUDA if there is one) as a torch device; ``key`` names the setting in the error."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
         from rlhf_zoo.errors import UserError
 
-        raise UserError(f"device={device} but no CUDA device is available: use device=cpu")
+        raise UserError(f"{key}={device} but no CUDA device is available: use {key}=cpu")
     return torch.device(device)
 
 

@@ -118,8 +118,6 @@ def plan_sweep(args: list[str]) -> SweepPlan | None:
         seeds = tuple(int(s) for s in seed_values)
     except ValueError:
         raise ConfigError(f"seeds must be integers, got {','.join(seed_values)}") from None
-    if len(set(seeds)) != len(seeds):
-        raise ConfigError(f"seeds {','.join(seed_values)} name one seed twice")
     base = [f"{k}={v}" for k, v in fixed.items()]
     folder = Path(
         over.get("out") or over.get("run_dir") or settings.get("run_dir") or default_folder(algos, base, grid)

@@ -200,9 +200,12 @@ def expand(
         extra: overrides appended to every point (they win over the suite's and the sweep's).
         only: keep only these sweep tags.
     """
-    seeds = tuple(dict.fromkeys(suite.seeds if seeds is None else seeds))  # a seed given twice is one seed
+    seeds = tuple(suite.seeds if seeds is None else seeds)
     if not seeds:
         raise UserError("no seeds to run")
+    twice = [s for i, s in enumerate(seeds) if s in seeds[:i]]
+    if twice:  # as a sweep refuses a value listed twice
+        raise UserError(f"seeds {','.join(map(str, seeds))} name seed {twice[0]} twice")
     extra = list(extra or [])
     for a in extra:
         if "=" not in a or a.split("=", 1)[0].strip() in ("seed", "run_dir", "resume", "algo"):

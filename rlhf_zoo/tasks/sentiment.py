@@ -34,17 +34,16 @@ model's context) are an error naming the limit, raised before any weights load.
 from __future__ import annotations
 
 import hashlib
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rlhf_zoo.errors import MissingPackageError, UserError, one_line
+from rlhf_zoo.runtime import DEVICE, resolve_device
 from rlhf_zoo.tasks.base import Task
 
 HUTTO = "hutto"
 HUTTO_WORDS = 6  # the packaged prompts are review openings: the first six words of a snippet
-DEVICE = re.compile(r"auto|cpu|mps|cuda(:\d+)?")  # as the run's device= (rlhf_zoo.config.DEVICE)
 
 
 @dataclass(frozen=True)
@@ -263,11 +262,8 @@ def build_sentiment_task(cfg: SentimentTaskConfig, model_cfg: Any, device: str =
     from rlhf_zoo.rewards.registry import build_reward
 
     reward_device = device if cfg.reward_device == "auto" else cfg.reward_device
-    if reward_device.startswith("cuda"):
-        import torch
-
-        if not torch.cuda.is_available():
-            raise UserError(f"task.reward_device={cfg.reward_device} but no CUDA device is available: use cpu or auto")
+    if cfg.reward_device != "auto":
+        resolve_device(cfg.reward_device, key="task.reward_device")  # a one-line error before anything loads
     train, evals, source = load_prompts(cfg)
     if not train:
         raise UserError(f"the prompt set {cfg.prompts!r} gives no training prompts")
