@@ -20,22 +20,45 @@ def is_local_path(name: str) -> bool:
 
 
 def check_hub_model(name: str, what: str | None = None, timeout: float = 5.0) -> None:
-    """A hub id must be in the local cache or the hub must answer within ``timeout`` seconds; otherwise
-    one line that says how to work offline (instead of transformers' minute of retries later).
+    """A hub model id must be in the local cache or the hub must answer within ``timeout`` seconds;
+    otherwise one line that says how to work offline (instead of transformers' minute of retries later).
     ``what`` names the setting in the message (default ``model.name=<name>``)."""
-    what = what or f"model.name={name}"
-    from huggingface_hub import model_info, try_to_load_from_cache
+    from huggingface_hub import try_to_load_from_cache
 
     if isinstance(try_to_load_from_cache(name, "config.json"), str):
         return  # cached: loads without a network
+    _check_reachable(name, what or f"model.name={name}", "model", timeout)
+
+
+def check_hub_dataset(name: str, what: str, timeout: float = 5.0) -> None:
+    """The same for a hub dataset id (prompts): cached by the hub or by ``datasets``, or reachable;
+    otherwise one line instead of ``datasets``' retries (about 20 s of warnings) after the models load."""
+    from datasets import config as datasets_config
+    from huggingface_hub import constants
+
+    hub_copy = Path(constants.HF_HUB_CACHE) / f"datasets--{name.replace('/', '--')}"
+    prepared = Path(datasets_config.HF_DATASETS_CACHE) / name.replace("/", "___")
+    if hub_copy.is_dir() or prepared.is_dir():
+        return
+    _check_reachable(name, what, "dataset", timeout)
+
+
+def _check_reachable(name: str, what: str, kind: str, timeout: float) -> None:
+    from huggingface_hub import dataset_info, model_info
+
     offline_hint = (
         "work offline with a local directory, a packaged model ('tiny', 'smollm2-135m', ...) or a copy "
         "already in the Hugging Face cache (HF_HUB_OFFLINE=1)"
+        if kind == "model"
+        else "work offline with a local file or directory of prompts, or a copy already in the Hugging Face "
+        "cache (HF_HUB_OFFLINE=1)"
     )
-    if truthy(os.environ.get("HF_HUB_OFFLINE")):
-        raise UserError(f"{what} is not in the local Hugging Face cache and HF_HUB_OFFLINE is set: {offline_hint}")
+    offline = ("HF_HUB_OFFLINE",) if kind == "model" else ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
+    for variable in offline:
+        if truthy(os.environ.get(variable)):
+            raise UserError(f"{what} is not in the local Hugging Face cache and {variable} is set: {offline_hint}")
     try:
-        model_info(name, timeout=timeout)
+        (model_info if kind == "model" else dataset_info)(name, timeout=timeout)
     except Exception as e:  # noqa: BLE001 - no network, unknown repo, gated repo: all say "cannot use it"
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise UserError(f"{what}: the model hub cannot provide it ({first[:160]}): {offline_hint}") from None
+        raise UserError(f"{what}: the Hugging Face hub cannot provide it ({first[:160]}): {offline_hint}") from None

@@ -104,6 +104,9 @@ def check_sentiment_task(cfg: SentimentTaskConfig) -> None:
         raise ValueError(f"reward_device={cfg.reward_device!r}: use auto, cpu, cuda or cuda:N")
     if not str(cfg.prompts).strip() or (cfg.eval_prompts is not None and not str(cfg.eval_prompts).strip()):
         raise ValueError("prompts and eval_prompts name a source (a file, directory or hub id)")
+    check_prompt_source(str(cfg.prompts), "task.prompts")
+    if cfg.eval_prompts is not None:
+        check_prompt_source(str(cfg.eval_prompts), "task.eval_prompts")
     for key in ("proxy", "gold"):
         spec = getattr(cfg, key)
         if spec is None and key == "gold":
@@ -114,6 +117,23 @@ def check_sentiment_task(cfg: SentimentTaskConfig) -> None:
             check_reward_spec(str(spec), dict(getattr(cfg, f"{key}_options")))
         except UserError as e:
             raise UserError(f"task.{key}: {e}") from None
+
+
+_BUILDERS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".txt": "text"}
+
+
+def check_prompt_source(src: str, what: str) -> None:
+    """A prompt source that cannot load fails in one line before any model loads: a file or directory
+    that is not there, a hub dataset that is neither cached nor reachable."""
+    from rlhf_zoo.hub import check_hub_dataset, is_local_path
+
+    if src == HUTTO:
+        return
+    if Path(src).suffix.lower() in _BUILDERS or is_local_path(src):
+        if not Path(src).expanduser().exists():
+            raise UserError(f"{what}={src}: no such file or directory")
+        return
+    check_hub_dataset(src, what=f"{what}={src}")
 
 
 def prompt_words(cfg: SentimentTaskConfig, source: str) -> int:
@@ -148,10 +168,8 @@ def read_texts(src: str, cfg: SentimentTaskConfig, what: str) -> list[Any]:
         raise MissingPackageError("datasets", f"{what} from a datasets source") from None
     datasets.disable_progress_bars()  # a prompt file loads in a blink; keep stderr for errors
     suffix = Path(src).suffix.lower()
-    builder = {".json": "json", ".jsonl": "json", ".csv": "csv", ".txt": "text"}.get(suffix)
+    builder = _BUILDERS.get(suffix)
     local = builder is not None and Path(src).is_file()
-    if builder and not local and not Path(src).exists():
-        raise UserError(f"{what}={src}: no such file")
     if local:
         rows = [line for line in Path(src).read_text(errors="replace").splitlines() if line.strip()]
         if len(rows) <= (builder == "csv"):

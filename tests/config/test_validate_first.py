@@ -54,3 +54,49 @@ def test_a_hub_reward_without_a_network_fails_within_seconds(tmp_path):
     assert out.returncode == 2 and time.monotonic() - t0 < 30, out.stderr
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and "hf:someone/some-rm" in lines[0] and "HF_HUB_OFFLINE=1" in lines[0]
+
+
+def test_hub_prompts_without_a_network_fail_within_seconds_before_any_model_loads(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")}
+    env.update(HF_ENDPOINT="http://127.0.0.1:9", HF_HOME=str(tmp_path / "hf"))
+    cmd = [sys.executable, "-m", "rlhf_zoo", "train", "algo=reinforce", "task=sentiment", "model.name=tiny"]
+    t0 = time.monotonic()
+    out = subprocess.run(
+        [*cmd, "task.prompts=someone/some-prompts", f"run_dir={tmp_path}/r"], capture_output=True, text=True, env=env
+    )
+    assert out.returncode == 2 and time.monotonic() - t0 < 30, out.stderr
+    lines = out.stderr.strip().splitlines()  # no retry warnings, no "Loading weights" bar before it
+    assert len(lines) == 1 and "task.prompts=someone/some-prompts" in lines[0] and "HF_HUB_OFFLINE=1" in lines[0]
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("offline", ["HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"])
+def test_a_hub_dataset_is_accepted_offline_only_when_a_copy_is_cached(monkeypatch, tmp_path, offline):
+    import datasets.config
+    import huggingface_hub
+    import huggingface_hub.constants
+
+    from rlhf_zoo.errors import UserError
+    from rlhf_zoo.hub import check_hub_dataset
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "datasets")
+    monkeypatch.setattr(huggingface_hub, "dataset_info", lambda *a, **k: pytest.fail("asked the hub"))
+    monkeypatch.setenv(offline, "1")
+    with pytest.raises(UserError, match=f"task.prompts=a/b is not in the local .* {offline} is set"):
+        check_hub_dataset("a/b", "task.prompts=a/b")
+    (tmp_path / "hub" / "datasets--a--b").mkdir(parents=True)  # downloaded by the hub client
+    check_hub_dataset("a/b", "task.prompts=a/b")
+    (tmp_path / "datasets" / "c___d").mkdir(parents=True)  # prepared by datasets
+    check_hub_dataset("c/d", "task.prompts=c/d")
+
+
+def test_missing_prompt_files_fail_before_any_model_loads(monkeypatch, tmp_path, capsys):
+    import rlhf_zoo.train as train
+
+    monkeypatch.setattr(train, "build_task", lambda *a, **k: pytest.fail("the task was built"))
+    for setting in (f"task.prompts={tmp_path}/nowhere.jsonl", f"task.eval_prompts={tmp_path}/no/dir"):
+        args = ["train", "algo=reinforce", "task=sentiment", "model.name=tiny", setting, f"run_dir={tmp_path}/r"]
+        code = cli.main(args)
+        err = capsys.readouterr().err
+        assert code == 2 and f"{setting}: no such file or directory" in err and len(err.strip().splitlines()) == 1
