@@ -204,8 +204,10 @@ class Trainer:
         except Exception:
             # A failing reward or a bad prompt mid-run: keep the last completed step resumable (the
             # failed step or evaluation has put back its counters, :meth:`_undone_on_failure`), unless
-            # the failed step already changed the weights (the last periodic checkpoint then stays).
-            if self.algo.trainable and self.step > 0 and not self._mid_step:
+            # the failed step already changed the weights (the last periodic checkpoint then stays). Not
+            # with several processes: the failure may be this process's alone while the others wait in
+            # their next collective, so a checkpoint (a collective of every process) would not match it.
+            if self.algo.trainable and self.step > 0 and not self._mid_step and not self.rt.distributed:
                 self.save()
             raise
         finally:

@@ -8,7 +8,9 @@ state dict: trainable and anchor weights), and for a policy sharded with FSDP
 ``<run_dir>/shards_rank<r>.json``, how many values of the model's weights the process holds.
 Two options that are not config keys: ``worker.stop_after=N`` stops that run like Ctrl-C after N
 steps (every process takes part in saving the checkpoint) and writes no weights, for a later run of
-the group to resume; ``worker.reshard_after_forward=false`` shards that run as an accelerate config
+the group to resume; ``worker.fail_at=N``: the last process's proxy reward fails (a one-line
+``RewardError``) in step N while the others go on, as a reward that fails on one prompt would;
+``worker.reshard_after_forward=false`` shards that run as an accelerate config
 with ``fsdp_reshard_after_forward: false`` would.
 """
 
@@ -35,6 +37,19 @@ def stop_after(trainer: Trainer, steps: int) -> None:
     trainer.train_step = step
 
 
+def fail_at(trainer: Trainer, step: int) -> None:
+    from rlhf_zoo.rewards.base import RewardError
+
+    proxy, original = trainer.task.proxy, trainer.task.proxy.score
+
+    def score(prompts, completions):
+        if trainer.rt.rank == trainer.rt.world - 1 and trainer.step == step:
+            raise RewardError(f"worker.fail_at={step}: the proxy reward failed in process {trainer.rt.rank}")
+        return original(prompts, completions)
+
+    proxy.score = score
+
+
 torch.set_num_threads(1)
 runs: list[list[str]] = [[]]
 for arg in sys.argv[1:]:
@@ -54,6 +69,9 @@ for args in runs:
     rt.fsdp = FSDPSettings(reshard_after_forward=False) if keep_gathered else launched
     algo, task, policy = build(cfg, rt)
     trainer = Trainer(cfg, algo, task, policy, runtime=rt)
+    fail = [int(a.split("=", 1)[1]) for a in args if a.startswith("worker.fail_at=")]
+    if fail:
+        fail_at(trainer, fail[0])
     if stop:
         stop_after(trainer, stop[0])
         try:

@@ -3,6 +3,7 @@
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -18,14 +19,35 @@ WORKER = Path(__file__).with_name("ddp_worker.py")
 
 def torchrun(runs: list[list[str]], nproc: int = 2, timeout: int = 600) -> str:
     """Run every override list of ``runs`` in one ``nproc``-process group; returns stdout."""
+    out = launch(runs, nproc, timeout)
+    assert out.returncode == 0, out.stderr[-4000:]
+    return out.stdout
+
+
+def launch(runs: list[list[str]], nproc: int = 2, timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run every override list of ``runs`` in one ``nproc``-process group, whatever its exit code. A group
+    still running after ``timeout`` seconds (processes waiting for each other) is killed whole and fails
+    the test."""
     args: list[str] = []
     for i, run in enumerate(runs):
         args += (["--"] if i else []) + [*run, "device=cpu"]
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    out = subprocess.run([*cmd, str(WORKER), *args], capture_output=True, text=True, timeout=timeout, env=env)
-    assert out.returncode == 0, out.stderr[-4000:]
-    return out.stdout
+    proc = subprocess.Popen(
+        [*cmd, str(WORKER), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        start_new_session=True,
+    )
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # the launcher and its workers
+        _, stderr = proc.communicate()
+        raise AssertionError(f"the process group still ran after {timeout} s:\n{stderr[-4000:]}") from None
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
 
 
 def one_process(args: list[str]) -> dict[str, torch.Tensor]:

@@ -18,6 +18,7 @@ import torch
 from tests.runtime.distributed_helpers import (
     assert_records_close,
     interrupted_one_process,
+    launch,
     max_abs_diff,
     one_process,
     records,
@@ -83,6 +84,20 @@ def test_a_one_process_checkpoint_resumes_on_two_processes(two_process_runs):
         max_abs_diff(torch.load(uninterrupted / "weights_rank0.pt"), torch.load(resumed / "weights_rank0.pt")) <= 1e-6
     )
     assert_records_close(records(uninterrupted), records(resumed), atol=1e-6)
+
+
+@pytest.mark.slow
+def test_a_failure_in_one_process_ends_the_group_with_its_error(tmp_path):
+    """The proxy reward fails in the last process only (step 3 of 6; checkpoints every 2 steps) while the
+    other process goes on to its next collective: the failing process must not start a checkpoint, a
+    collective the others are not in (gloo aborts on the mismatch, NCCL waits), but end with its own
+    error; the periodic checkpoint of step 2 stays."""
+    run = tmp_path / "run"
+    args = [*COMMON, *RUNS["reinforce"], "train.checkpoint_every=2", "worker.fail_at=3", f"run_dir={run}"]
+    out = launch([args], timeout=300)
+    assert out.returncode != 0
+    assert "RewardError: worker.fail_at=3: the proxy reward failed in process 1" in out.stderr, out.stderr[-4000:]
+    assert torch.load(run / "checkpoint" / "state.pt", weights_only=False)["step"] == 2
 
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "accelerate"
