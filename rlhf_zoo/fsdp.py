@@ -92,6 +92,15 @@ def device_mesh(device: torch.device):
     return init_device_mesh(device.type, (dist.get_world_size(),))
 
 
+def any_process(flag: bool, device: torch.device) -> bool:
+    """True in every process if ``flag`` is true in any (a collective of the default process group)."""
+    import torch.distributed as dist
+
+    value = torch.tensor([int(flag)], device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
+
+
 def shard_model(model: nn.Module, settings: FSDPSettings, mesh: Any) -> list[nn.Module]:
     """``fully_shard`` every block of ``model`` whose class is a wrap class, then ``model`` itself;
     returns the sharded modules (the root last)."""

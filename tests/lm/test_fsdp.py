@@ -12,12 +12,15 @@ from pathlib import Path
 import pytest
 import torch
 
+from rlhf_zoo.config import load_config
 from rlhf_zoo.rng import Streams
 from rlhf_zoo.rollout import BaseCache
 from rlhf_zoo.runlog import RunLog
+from rlhf_zoo.train import build, prompts_for_step
 from tests.runtime.distributed_helpers import (
     assert_records_close,
     interrupted_one_process,
+    launch,
     max_abs_diff,
     one_process,
     records,
@@ -101,6 +104,33 @@ def test_fsdp_two_processes_equal_unsharded_training(lm_args, tmp_path):
     ]
     assert shapes[0] == shapes[1]
     assert all(type(v) is torch.Tensor for s in sharded_state["optimizer"]["state"].values() for v in s.values())
+
+
+@pytest.mark.slow
+def test_fsdp_base_cache_step_that_leaves_a_process_no_prompt_runs_in_lockstep(lm_args, tmp_path):
+    """BOND's base cache on sharded weights, in a step whose one missing prompt is drawn by process 0 (k
+    samples) while process 1, with none of its own, runs a discarded 1-sample generation: both must run as
+    many forwards (each gathers the sharded weights), or they wait for each other for ever. The run ends as
+    one unsharded process's does."""
+    common = [a for a in lm_args if not a.startswith("run_dir")]
+    common += ["train.steps=4", "train.batch_prompts=6", "train.eval_every=4", *BOND]
+    cfg = load_config([*common, "device=cpu", f"run_dir={tmp_path / 'probe'}"])
+    prompts = build(cfg)[1].train_prompts
+    seen, missing = set(), []
+    for step in range(4):
+        batch = prompts_for_step(prompts, step, 6, cfg.seed)
+        missing.append(len({p for p in batch if p not in seen}))
+        seen.update(batch)
+    assert missing[-1] == 1  # the last step's one new prompt falls to one of the 2 processes
+    run = tmp_path / "fsdp"
+    out = launch([[*common, "train.fsdp=true", f"run_dir={run}"]], timeout=300)
+    assert out.returncode == 0, out.stderr[-4000:]
+    _sharded(run)
+    w0 = torch.load(run / "weights_rank0.pt")
+    assert max_abs_diff(w0, torch.load(run / "weights_rank1.pt")) == 0
+    one = one_process([*common, f"run_dir={tmp_path / 'one'}"])
+    assert max_abs_diff(one, w0) <= 1e-4
+    assert_records_close(records(tmp_path / "one"), records(run), atol=1e-4)
 
 
 @pytest.mark.slow

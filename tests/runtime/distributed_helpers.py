@@ -3,10 +3,10 @@
 import json
 import math
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
+from subprocess import PIPE
 
 import torch
 
@@ -26,26 +26,24 @@ def torchrun(runs: list[list[str]], nproc: int = 2, timeout: int = 600) -> str:
 
 def launch(runs: list[list[str]], nproc: int = 2, timeout: int = 600) -> subprocess.CompletedProcess:
     """Run every override list of ``runs`` in one ``nproc``-process group, whatever its exit code. A group
-    still running after ``timeout`` seconds (processes waiting for each other) is killed whole and fails
-    the test."""
+    still running after ``timeout`` seconds (processes waiting for each other) is stopped and fails the
+    test."""
     args: list[str] = []
     for i, run in enumerate(runs):
         args += (["--"] if i else []) + [*run, "device=cpu"]
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(
-        [*cmd, str(WORKER), *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        start_new_session=True,
-    )
+    proc = subprocess.Popen([*cmd, str(WORKER), *args], stdout=PIPE, stderr=PIPE, text=True, env=env)
     try:
         stdout, stderr = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)  # the launcher and its workers
-        _, stderr = proc.communicate()
+        # The launcher stops its workers (each in a session of its own) on SIGTERM: SIGKILL after 30 s.
+        proc.terminate()
+        try:
+            _, stderr = proc.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            stderr = "(the launcher did not stop; killed)"
         raise AssertionError(f"the process group still ran after {timeout} s:\n{stderr[-4000:]}") from None
     return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
 

@@ -165,9 +165,16 @@ class HFPolicy:
         # Sharded weights are gathered by every forward, a collective: every process must run as many
         # forwards, so a process whose completions have all ended keeps stepping until all have.
         synced = {"synced_gpus": True} if self.sharded else {}
+        shared = n > 1 and self.cfg.share_prompts and self.cfg.generation_cache == "dynamic"
+        if self.sharded:
+            # The shared prompt pass is a forward of its own: run it in every process if any runs it, so that
+            # a process drawing one discarded sample (the base cache) keeps step with one drawing k.
+            from rlhf_zoo.fsdp import any_process
+
+            shared = any_process(shared, self.device)
         with self._role(role) as module, eval_mode(module):
             extra: dict[str, Any] = {}
-            if n > 1 and self.cfg.share_prompts and self.cfg.generation_cache == "dynamic" and unique_ids.shape[1] > 1:
+            if shared and unique_ids.shape[1] > 1:
                 extra["past_key_values"] = generation.prefill(module, unique_ids, unique_mask, n, self._keeps_logits)
             sequences = module.generate(
                 input_ids=prompt_ids,
