@@ -124,9 +124,11 @@ class Runtime:
                 _check_tracker(log_with)
                 kw = {"log_with": log_with, "project_dir": project_dir}
             self.accelerator = Accelerator(cpu=dev.type == "cpu", **kw)
-            self.device = self.accelerator.device
             self.rank = self.accelerator.process_index
             self.world = self.accelerator.num_processes
+            # Several processes: each its own (local rank's) device. One process (trackers only): the device
+            # named, which accelerate's (the default GPU for any cuda:N) is not.
+            self.device = self.accelerator.device if self.world > 1 else dev
         else:
             self.device = resolve_device(device)
             self.rank, self.world = 0, 1

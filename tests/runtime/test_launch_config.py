@@ -75,3 +75,28 @@ def test_fsdp2_launch_settings_are_read_and_unimplemented_ones_refused():
         with pytest.raises(UserError, match="docs/scaling.md") as e:
             check_launch_config({**env, var: value})
         assert what in str(e.value) and "\n" not in str(e.value)
+
+
+DEVICE_PROBE = """
+import sys
+from unittest import mock
+
+with mock.patch("torch.cuda.is_available", return_value=True), mock.patch("torch.cuda.device_count", return_value=2):
+    from rlhf_zoo.runtime import Runtime
+
+    print(Runtime("cuda:1", log_with=sys.argv[1], project_dir=sys.argv[2]).device)
+"""
+
+
+@pytest.mark.parametrize("log_with", ["none", "tensorboard"])
+def test_one_process_trains_on_the_named_device_with_or_without_trackers(tmp_path, log_with):
+    """device=cuda:1 in one process is cuda:1 also when a tracker is on (which makes the runtime build an
+    accelerate Accelerator, whose own device is the default GPU). Two GPUs are faked in a process of its own
+    (nothing runs on them), so that accelerate's process-wide state stays out of this one."""
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-c", DEVICE_PROBE, log_with, str(tmp_path)]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip().splitlines()[-1] == "cuda:1"
