@@ -343,7 +343,16 @@ def run_suite(
             run directories' records only.
     """
     from rlhf_zoo.bench.version import stamp as current_stamp
+    from rlhf_zoo.runtime import launched_world_size
 
+    if (world := launched_world_size()) > 1:  # every process would plan, run and write every point
+        from rlhf_zoo.errors import UserError
+
+        raise UserError(
+            f"a sweep or a bench runs in one process (its points one after another, or in jobs= workers), not "
+            f"under a launch of {world} processes: launch each run by itself (accelerate launch -m rlhf_zoo train "
+            "...) or run the sweep without the launcher"
+        )
     out = Path(out)
     records = Path(records) if records is not None else None
     points = expand(suite, seeds, extra, only)

@@ -100,6 +100,22 @@ def test_a_failure_in_one_process_ends_the_group_with_its_error(tmp_path):
     assert torch.load(run / "checkpoint" / "state.pt", weights_only=False)["step"] == 2
 
 
+@pytest.mark.slow
+def test_a_sweep_under_a_multi_process_launch_is_refused_in_one_line(tmp_path):
+    """A sweep (train with a list of values) runs its points through the bench's runner, which plans and
+    writes them as the only process: under a 2-process launch each process planned and wrote every point, and
+    one could see the other's just-started run as stale and delete its directory. Refused in every process."""
+    out_dir = tmp_path / "sweep"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "rlhf_zoo"]
+    args = ["train", *COMMON, "algo=reinforce,jbond", "train.steps=2", "device=cpu", f"out={out_dir}"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    out = subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=300, env=env)
+    assert out.returncode != 0
+    message = "rlhf-zoo: error: a sweep or a bench runs in one process"
+    assert out.stderr.count(message) == 2, out.stderr[-3000:]
+    assert not list(out_dir.glob("*/metrics.jsonl"))
+
+
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "accelerate"
 
 
