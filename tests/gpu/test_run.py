@@ -87,6 +87,10 @@ def test_run_sh_stages_runs_both_parts_continues_and_collects(tmp_path):
     assert "model.finetune=full" in section and "reinforce (k=2, leave-one-out) / TRL RLOO (k=2):" in section
     page = (out / "gpu-check.md").read_text()
     assert "# Benchmark `gpu-check`" in page and "REINFORCE (2 samples, leave-one-out)" in page
+    # its claims table reads the other suites from the records committed in the repository, as a page drawn
+    # here does (a page drawn only from the machine's records said "not run" for exact and quick)
+    assert {"exact", "quick"} <= {p.name for p in (ROOT / "docs" / "benchmarks" / "records").iterdir()}
+    assert "no records under" not in page and "| exact " in page and "| quick " in page
     with tarfile.open(out / "records.tar.gz") as tar:
         packed = {m.name for m in tar.getmembers()}
     assert {f"bench_runs/gpu-check/{p.id}/record.json" for p in points} <= packed
