@@ -225,16 +225,18 @@ def _committed_records(stage: Path, suite: str, log: Log) -> None:
 def _suite_status(suite: str, bench_args: list[str], runs: Path) -> tuple[int, int]:
     """(finished points, points) of the suite with these bench arguments."""
     from rlhf_zoo.bench.command import parse
+    from rlhf_zoo.bench.records import read_point_record, record_path
     from rlhf_zoo.bench.runner import plan, point_dir
     from rlhf_zoo.bench.suite_file import get_suite
     from rlhf_zoo.bench.suites import expand
 
     opts, extra = parse([f"suite={suite}", *bench_args])
     points = expand(get_suite(suite), opts.seeds, extra, opts.only)
-    # a point is finished with its full record in its run folder or its compact one in the records folder
-    # (the bench's records=, here <stage>/records/<suite>/<point-id>.json)
-    records = runs.parent / "records" / suite
-    done = sum(plan(p, point_dir(runs, p), False) == "done" or (records / f"{p.id}.json").is_file() for p in points)
+    # a point is finished, as the bench decides, with a record of its arguments: its compact one in the records
+    # folder (the bench's records=, here <stage>/records/<suite>/<point-id>.json) or its full one in its run folder
+    records = runs.parent / "records"
+    stored = {p.id: read_point_record(record_path(records, suite, p.id)) for p in points}
+    done = sum(plan(p, point_dir(runs, p), False, stored[p.id]) == "done" for p in points)
     return done, len(points)
 
 

@@ -202,3 +202,17 @@ def test_full_is_sized_for_about_40_gpu_minutes_and_check_for_a_short_session():
     assert 10 <= len(trained) <= 14
     assert len(GPU_CHECK.seeds) == 1 and steps["gpu-check"] < steps["full"] and len(expand(GPU_CHECK)) <= 4
     assert GPU_CHECK.resumable and "device=cuda" in GPU_CHECK.task_args
+
+
+def test_a_point_counts_as_finished_only_with_a_record_of_its_settings(tmp_path):
+    """As the bench decides (a record of other settings is redone), so that a slice is not called complete
+    and the bench skipped while its records were made with other bench.* overrides."""
+    from benchmarks.gpu.run import _suite_status
+    from rlhf_zoo.bench.records import FORMAT, write_point_record
+
+    runs, records = tmp_path / "bench_runs", tmp_path / "records"
+    points = expand(GPU_CHECK, extra=["train.steps=5"])  # records of a slice run with bench.train.steps=5
+    for p in points:
+        write_point_record(records, {"format": FORMAT, "suite": p.suite, "id": p.id, "args": list(p.args)})
+    assert _suite_status(GPU_CHECK.name, [], runs) == (0, len(points))
+    assert _suite_status(GPU_CHECK.name, ["train.steps=5"], runs) == (len(points), len(points))
