@@ -157,6 +157,10 @@ def bounded(
     reader.start()
     try:
         proc.wait(timeout=left - grace)
+        while _alive(proc.pid):  # workers of a finished parent, within the same time
+            if time.monotonic() >= deadline - grace:
+                raise subprocess.TimeoutExpired(cmd, left - grace)
+            time.sleep(0.2)
     except subprocess.TimeoutExpired:
         log(f"run: {name}: time is up for this slice: SIGTERM (runs in flight finish their step and checkpoint)")
         _signal(proc.pid, signal.SIGTERM)
@@ -167,8 +171,6 @@ def bounded(
         proc.wait()
         reader.join(timeout=5)
         return STOPPED
-    while _alive(proc.pid):  # workers of a finished parent
-        time.sleep(0.2)
     reader.join(timeout=5)
     return proc.returncode
 

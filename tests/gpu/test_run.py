@@ -216,3 +216,17 @@ def test_a_point_counts_as_finished_only_with_a_record_of_its_settings(tmp_path)
         write_point_record(records, {"format": FORMAT, "suite": p.suite, "id": p.id, "args": list(p.args)})
     assert _suite_status(GPU_CHECK.name, [], runs) == (0, len(points))
     assert _suite_status(GPU_CHECK.name, ["train.steps=5"], runs) == (len(points), len(points))
+
+
+LEAVER = """
+import subprocess, sys
+subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])  # a worker left running in the group
+"""
+
+
+def test_a_step_whose_parent_exits_before_its_workers_is_still_bounded(tmp_path):
+    log = Log(tmp_path / "out" / "run.log")
+    t0 = time.monotonic()
+    rc = bounded([sys.executable, "-c", LEAVER], dict(os.environ), t0 + 6, 1, log, "t", min_s=0)
+    assert rc == STOPPED and time.monotonic() - t0 < 12
+    assert "time is up for this slice" in (tmp_path / "out" / "run.log").read_text()
