@@ -10,7 +10,8 @@ kl_in=reward`` is the same algorithm as TRL's RLOO with ``num_generations=2`` (A
 2024, "Back to Basics"): the sequence-level k1 KL penalty β·(log π − log π_ref) subtracted from
 the reward, the leave-one-out baseline, no advantage normalisation, one policy-gradient step per
 batch (so PPO's ratio is 1 and its clipping is inert), the loss averaged over sequences, AdamW
-with gradient-norm clipping and a constant learning rate. :func:`trl_settings` maps one of our
+with gradient-norm clipping and a constant learning rate, no gradient checkpointing (TRL's
+configs turn it on by default). :func:`trl_settings` maps one of our
 configs onto TRL's and refuses configs that would not be the same algorithm.
 
 Differences that remain, by design of each library (they change cost, not the algorithm):
@@ -71,6 +72,7 @@ def trl_settings(cfg: Any) -> dict[str, Any]:
         warmup_steps=int(t.warmup_steps),
         weight_decay=float(t.weight_decay),
         max_grad_norm=float(t.grad_clip) if t.grad_clip > 0 else 0.0,
+        gradient_checkpointing=False,  # TRL's default is on; ours never recomputes activations
         seed=int(cfg.seed),
     )
 

@@ -14,7 +14,8 @@ Each invocation, from the repository root:
    finished row kept in ``<stage>/throughput/rows`` so that a stopped page continues;
 4. the suite (``rlhf-zoo bench``), whose finished points are never recomputed and whose interrupted runs
    resume from their checkpoints;
-5. renders the suite's page from the records there are, and writes into ``out`` (``$OUT`` on the device):
+5. renders the suite's page from the records there are (its claims table's other suites from the records
+   committed in docs/benchmarks/records), and writes into ``out`` (``$OUT`` on the device):
    ``<suite>.md``, ``throughput-gpu.md`` (the "## GPU" section of docs/benchmarks/throughput.md),
    ``docs.tar.gz`` (both pages and the plots, as docs/benchmarks/ holds them), ``records.tar.gz`` (every
    record, the throughput rows), ``status.json`` and ``run.log``.
@@ -36,6 +37,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -48,6 +50,7 @@ from typing import Any
 from benchmarks.gpu.staging import StagingError, parse_kv, unstage
 
 ROOT = Path(__file__).resolve().parents[2]
+COMMITTED = ROOT / "docs" / "benchmarks" / "records"  # the records committed in the repository, by suite
 SIZES = {
     "full": {"suite": "full", "throughput": ["steps=3", "warmup=1"]},
     "check": {"suite": "gpu-check", "throughput": ["steps=2", "warmup=1"]},
@@ -154,6 +157,10 @@ def bounded(
     reader.start()
     try:
         proc.wait(timeout=left - grace)
+        while _alive(proc.pid):  # workers of a finished parent, within the same time
+            if time.monotonic() >= deadline - grace:
+                raise subprocess.TimeoutExpired(cmd, left - grace)
+            time.sleep(0.2)
     except subprocess.TimeoutExpired:
         log(f"run: {name}: time is up for this slice: SIGTERM (runs in flight finish their step and checkpoint)")
         _signal(proc.pid, signal.SIGTERM)
@@ -164,8 +171,6 @@ def bounded(
         proc.wait()
         reader.join(timeout=5)
         return STOPPED
-    while _alive(proc.pid):  # workers of a finished parent
-        time.sleep(0.2)
     reader.join(timeout=5)
     return proc.returncode
 
@@ -206,19 +211,34 @@ def _seed_records(pack: Path, stage: Path, log: Log) -> None:
     log(f"run: {added} file(s) of {pack} added to {stage} (the records finished on an earlier machine)")
 
 
+def _committed_records(stage: Path, suite: str, log: Log) -> None:
+    """The other suites' records committed in the repository, copied beside this suite's in ``<stage>/records``,
+    so that the page's claims table reads them as a page drawn in the repository does."""
+    copied = 0
+    for src in sorted(COMMITTED.glob("*/*.json")) if COMMITTED.is_dir() else []:
+        if src.parent.name != suite:
+            dest = stage / "records" / src.parent.name / src.name
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, dest)
+            copied += 1
+    log(f"run: {copied} committed record(s) of the other suites in {stage / 'records'} (for the claims table)")
+
+
 def _suite_status(suite: str, bench_args: list[str], runs: Path) -> tuple[int, int]:
     """(finished points, points) of the suite with these bench arguments."""
     from rlhf_zoo.bench.command import parse
+    from rlhf_zoo.bench.records import read_point_record, record_path
     from rlhf_zoo.bench.runner import plan, point_dir
     from rlhf_zoo.bench.suite_file import get_suite
     from rlhf_zoo.bench.suites import expand
 
     opts, extra = parse([f"suite={suite}", *bench_args])
     points = expand(get_suite(suite), opts.seeds, extra, opts.only)
-    # a point is finished with its full record in its run folder or its compact one in the records folder
-    # (the bench's records=, here <stage>/records/<suite>/<point-id>.json)
-    records = runs.parent / "records" / suite
-    done = sum(plan(p, point_dir(runs, p), False) == "done" or (records / f"{p.id}.json").is_file() for p in points)
+    # a point is finished, as the bench decides, with a record of its arguments: its compact one in the records
+    # folder (the bench's records=, here <stage>/records/<suite>/<point-id>.json) or its full one in its run folder
+    records = runs.parent / "records"
+    stored = {p.id: read_point_record(record_path(records, suite, p.id)) for p in points}
+    done = sum(plan(p, point_dir(runs, p), False, stored[p.id]) == "done" for p in points)
     return done, len(points)
 
 
@@ -364,6 +384,7 @@ def main(argv: list[str]) -> int:
         log(f"run: bench {suite}: all {total} points finished")
     status["points"] = {"finished": finished, "total": total}
     if finished and _stale(stage / "docs" / f"{suite}.md", runs / suite):
+        _committed_records(stage, suite, log)
         render = [sys.executable, "-m", "rlhf_zoo", "bench", f"suite={suite}", *where]
         rc = bounded([*render, "render_only=true"], env, t0 + budget, 5, log, "render")
         if rc != 0:

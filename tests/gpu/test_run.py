@@ -87,6 +87,10 @@ def test_run_sh_stages_runs_both_parts_continues_and_collects(tmp_path):
     assert "model.finetune=full" in section and "reinforce (k=2, leave-one-out) / TRL RLOO (k=2):" in section
     page = (out / "gpu-check.md").read_text()
     assert "# Benchmark `gpu-check`" in page and "REINFORCE (2 samples, leave-one-out)" in page
+    # its claims table reads the other suites from the records committed in the repository, as a page drawn
+    # here does (a page drawn only from the machine's records said "not run" for exact and quick)
+    assert {"exact", "quick"} <= {p.name for p in (ROOT / "docs" / "benchmarks" / "records").iterdir()}
+    assert "no records under" not in page and "| exact " in page and "| quick " in page
     with tarfile.open(out / "records.tar.gz") as tar:
         packed = {m.name for m in tar.getmembers()}
     assert {f"bench_runs/gpu-check/{p.id}/record.json" for p in points} <= packed
@@ -198,3 +202,31 @@ def test_full_is_sized_for_about_40_gpu_minutes_and_check_for_a_short_session():
     assert 10 <= len(trained) <= 14
     assert len(GPU_CHECK.seeds) == 1 and steps["gpu-check"] < steps["full"] and len(expand(GPU_CHECK)) <= 4
     assert GPU_CHECK.resumable and "device=cuda" in GPU_CHECK.task_args
+
+
+def test_a_point_counts_as_finished_only_with_a_record_of_its_settings(tmp_path):
+    """As the bench decides (a record of other settings is redone), so that a slice is not called complete
+    and the bench skipped while its records were made with other bench.* overrides."""
+    from benchmarks.gpu.run import _suite_status
+    from rlhf_zoo.bench.records import FORMAT, write_point_record
+
+    runs, records = tmp_path / "bench_runs", tmp_path / "records"
+    points = expand(GPU_CHECK, extra=["train.steps=5"])  # records of a slice run with bench.train.steps=5
+    for p in points:
+        write_point_record(records, {"format": FORMAT, "suite": p.suite, "id": p.id, "args": list(p.args)})
+    assert _suite_status(GPU_CHECK.name, [], runs) == (0, len(points))
+    assert _suite_status(GPU_CHECK.name, ["train.steps=5"], runs) == (len(points), len(points))
+
+
+LEAVER = """
+import subprocess, sys
+subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])  # a worker left running in the group
+"""
+
+
+def test_a_step_whose_parent_exits_before_its_workers_is_still_bounded(tmp_path):
+    log = Log(tmp_path / "out" / "run.log")
+    t0 = time.monotonic()
+    rc = bounded([sys.executable, "-c", LEAVER], dict(os.environ), t0 + 6, 1, log, "t", min_s=0)
+    assert rc == STOPPED and time.monotonic() - t0 < 12
+    assert "time is up for this slice" in (tmp_path / "out" / "run.log").read_text()

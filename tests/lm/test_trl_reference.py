@@ -35,3 +35,32 @@ def test_trl_trains_our_task_and_its_adapter_loads_into_our_policy(lm_args):
     # TRL's two updates moved its LoRA B matrices off zero, and ours now hold them.
     moved = [not torch.equal(a, b) for a, b in zip(before, policy.trainable_parameters(), strict=True)]
     assert any(moved)
+
+
+def test_trl_trains_without_recomputing_activations_as_ours_does(lm_args, monkeypatch):
+    """TRL's configs turn gradient checkpointing on by default; our trainer never does. Left on, TRL's update
+    redoes every layer's forward pass in the backward pass (slower, less memory), so the throughput page would
+    not compare the same work."""
+    import rlhf_zoo.policies.models as models
+
+    seen = []  # per forward pass with gradient: whether a layer of the model would recompute its activations
+    load = models.load_model_and_tokenizer
+
+    def watched(*args, **kwargs):
+        model, tokenizer = load(*args, **kwargs)
+
+        def hook(module, inputs):
+            if torch.is_grad_enabled() and module.training:
+                seen.append(any(getattr(m, "gradient_checkpointing", False) for m in module.modules()))
+
+        model.register_forward_pre_hook(hook)
+        return model, tokenizer
+
+    monkeypatch.setattr(models, "load_model_and_tokenizer", watched)
+    for finetune in ("full", "lora"):
+        seen.clear()
+        cfg = load_config(["algo=reinforce", "train.lr_schedule=constant", f"model.finetune={finetune}", *lm_args])
+        _, task, policy = build(cfg)
+        assert not any(getattr(m, "gradient_checkpointing", False) for m in policy.model.modules())  # ours
+        run_trl_rloo(cfg, steps=1, warmup=0, task=task)
+        assert seen and not any(seen), f"TRL ({finetune}) trained with gradient checkpointing on"
