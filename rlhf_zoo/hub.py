@@ -25,8 +25,14 @@ def check_hub_model(name: str, what: str | None = None, timeout: float = 5.0) ->
     ``what`` names the setting in the message (default ``model.name=<name>``)."""
     what = what or f"model.name={name}"
     from huggingface_hub import model_info, try_to_load_from_cache
+    from huggingface_hub.errors import HFValidationError
 
-    if isinstance(try_to_load_from_cache(name, "config.json"), str):
+    try:
+        cached = try_to_load_from_cache(name, "config.json")
+    except HFValidationError as e:  # a space, a colon, "..": neither a directory here nor a hub id
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise UserError(f"{what}: no such directory, and not a hub id ({first[:160]})") from None
+    if isinstance(cached, str):
         return  # cached: loads without a network
     offline_hint = (
         "work offline with a local directory, a packaged model ('tiny', 'smollm2-135m', ...) or a copy "

@@ -54,3 +54,19 @@ def test_a_hub_reward_without_a_network_fails_within_seconds(tmp_path):
     assert out.returncode == 2 and time.monotonic() - t0 < 30, out.stderr
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and "hf:someone/some-rm" in lines[0] and "HF_HUB_OFFLINE=1" in lines[0]
+
+
+@pytest.mark.parametrize(
+    "arg",
+    ["model.name=smollm2 135m", "model.name=someone/some-lm:v2", "task.gold=hf:my reward model"],
+)
+def test_a_name_that_is_no_hub_id_is_one_line(arg, tmp_path, capsys):
+    """A mistyped name that is neither a directory nor a well-formed hub id (a space, a colon) is refused in
+    one line naming the setting, not with huggingface_hub's validation traceback."""
+    args = ["train", "algo=reinforce", "task=sentiment", "model.name=tiny", arg, f"run_dir={tmp_path}/r"]
+    code = cli.main(args)
+    err = capsys.readouterr().err
+    value = arg.partition("=")[2]
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert value in err
+    assert not (tmp_path / "r").exists()
