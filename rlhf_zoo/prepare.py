@@ -11,7 +11,18 @@ and returns at once.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
+
+
+@dataclass
+class PrepareOptions:
+    """Attributes:
+    force: rebuild the gold reward model and ``zoo-lm`` even where they are built (the data cache and the
+        converted SmolLM2 are kept).
+    """
+
+    force: bool = False
 
 
 def prepare(progress: bool = True, force: bool = False) -> dict[str, Any]:
