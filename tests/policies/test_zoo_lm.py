@@ -231,3 +231,16 @@ def test_gensim_download_failure_is_one_clear_error(monkeypatch: pytest.MonkeyPa
         UserError, match=r"could not download gensim==4\.4\.0.*No matching distribution.*RLHF_ZOO_GENSIM"
     ):
         gensim_text.load_gensim_texts()
+
+
+def test_a_model_built_with_other_settings_is_not_taken_for_this_one(data: dict, tmp_path: Path) -> None:
+    """At an explicit path, a model of another config is not returned as if it were this one's."""
+    path = _build(data, tmp_path / "lm")
+    other = ZooLMConfig(**{**TINY.__dict__, "lr": TINY.lr / 2})
+    steps: list[int] = []
+    with pytest.raises(UserError, match="lr"):
+        _build(data, tmp_path / "lm", config=other, on_step=steps.append)
+    assert steps == [] and read_meta(path)["config"]["lr"] == TINY.lr
+    _build(data, tmp_path / "lm", config=other, on_step=steps.append, force=True)
+    assert steps == [1, 2, 3] and read_meta(path)["config"]["lr"] == other.lr
+    assert _build(data, tmp_path / "lm", config=other) == path  # the same settings: a cache hit
