@@ -31,6 +31,7 @@ commands:
             rlhf-zoo train algo=bond,jbond seed=0,1,2 algo.beta=0.1,0.5 [out=DIR]   (a sweep: every combination;
                            [a,b] is one list value, 'a,b' one string; or a sweep: mapping in the config file)
   prepare   build the offline defaults once (gold reward model, converted SmolLM2, zoo-lm)
+            rlhf-zoo prepare [force=true]   (rebuild the gold reward model and zoo-lm)
   list      show algorithms, presets, tasks and rewards
   fields    every setting with its default and one-line doc:
             rlhf-zoo fields algo=NAME | task=NAME | model | train | run  [task=NAME config=FILE ...]
@@ -100,9 +101,13 @@ def cmd_fields(args: list[str]) -> int:
 
 
 def cmd_prepare(args: list[str]) -> int:
-    from rlhf_zoo.prepare import prepare
+    from rlhf_zoo.options import split_options
+    from rlhf_zoo.prepare import PrepareOptions, prepare
 
-    prepare()
+    opts, unknown = split_options(args, PrepareOptions, "prepare")
+    if unknown:
+        raise UserError(f"prepare: unknown option {unknown[0].partition('=')[0]!r}; known: force=true|false")
+    prepare(force=opts.force)
     return 0
 
 

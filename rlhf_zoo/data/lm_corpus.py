@@ -14,8 +14,9 @@ The sentiment task's held-out prompts are the first ``prompt_words`` (6) words o
 ``prompt_eval`` snippets of :func:`rlhf_zoo.data.hutto.split_hutto`. A document is dropped, whatever
 its source, if its words contain the first ``prompt_words`` words of any of those snippets as a
 contiguous run. Words are compared after case folding, with every non-alphanumeric character
-treated as a space (``"It's a"`` = ``"it 's a"`` = ``"IT'S, A"``), so a differently tokenised or
-cased copy is caught too. Since every snippet begins with its prompt, this removes the snippets
+treated as a space (``"It's a"`` = ``"it 's a"`` = ``"IT'S, A"``), and HTML entities read as the
+characters they stand for (the documents are unescaped), so a differently tokenised, cased or escaped
+copy is caught too. Since every snippet begins with its prompt, this removes the snippets
 themselves, any text that quotes one, and any text that happens to contain an evaluation prompt
 (a handful of other snippets that open with the same words). The tokenizer is trained after the
 exclusion, so it has not seen these texts either.
@@ -65,8 +66,8 @@ class EvalGuard:
             raise ValueError(f"prompt_words must be >= 1, got {prompt_words}")
         self.prompt_words = prompt_words
         self.grams: set[tuple[str, ...]] = set()
-        for t in eval_texts:
-            g = norm_words(prompt_prefix(t, prompt_words))
+        for t in eval_texts:  # unescaped as the documents are (hutto_docs): "S&amp;M" is "S&M" there
+            g = norm_words(html.unescape(prompt_prefix(t, prompt_words)))
             if g:
                 self.grams.add(g)
         self._by_first: dict[str, list[tuple[str, ...]]] = {}

@@ -430,7 +430,8 @@ def build_zoo_lm(
 ) -> Path:
     """Build ``zoo-lm`` once (a few minutes on 2 CPU cores) and return its folder.
 
-    Returns at once when a complete model is already at ``path`` and ``force`` is False.
+    Returns at once when a complete model of ``config`` is already at ``path`` and ``force`` is False (one
+    of another config there is refused in one line rather than returned).
     Otherwise: gather the text (:func:`load_corpus`), train the tokenizer, pretrain the model,
     measure perplexity, sample a few continuations, and write model, tokenizer and ``meta.json``
     into a temporary sibling folder renamed to ``path`` only when complete.
@@ -450,6 +451,13 @@ def build_zoo_lm(
         raise ValueError("a build from given records or gensim_files needs an explicit path=...")
     out = Path(path) if path is not None else zoo_lm_path(cfg)
     if is_built(out) and not force:
+        built, asked = read_meta(out).get("config", {}), json.loads(json.dumps(asdict(cfg)))
+        diff = [f"{k}={built.get(k)!r} (asked {v!r})" for k, v in asked.items() if built.get(k) != v]
+        if diff:
+            raise UserError(
+                f"{out} holds a {ZOO_LM} model built with other settings ({', '.join(diff)}): "
+                f"rebuild it with force=True or choose another path"
+            )
         return out
     if out.exists() and not is_built(out) and (not out.is_dir() or any(out.iterdir())):
         raise UserError(f"{out} exists but holds no {ZOO_LM} model (no {META_FILE}): remove it or choose another path")

@@ -266,6 +266,17 @@ def _train(
     return metrics
 
 
+def _check_settings(out: Path, cfg: GoldTrainConfig) -> None:
+    """A built model at ``out`` is one of ``cfg``: else one line naming the settings that differ."""
+    built, asked = read_meta(out).get("config", {}), json.loads(json.dumps(asdict(cfg)))
+    diff = [f"{k}={built.get(k)!r} (asked {v!r})" for k, v in asked.items() if built.get(k) != v]
+    if diff:
+        raise UserError(
+            f"{out} holds a {GOLD_NAME} model built with other settings ({', '.join(diff)}): "
+            f"rebuild it with force=True (rlhf-zoo prepare force=true) or choose another path"
+        )
+
+
 def build_minilm_sentiment(
     force: bool = False,
     progress: bool = True,
@@ -281,7 +292,8 @@ def build_minilm_sentiment(
 ) -> Path:
     """Build the gold reward model once (about 5-10 minutes on 2 CPU cores); its folder.
 
-    Returns at once if a complete model is already at ``path`` and ``force`` is False.
+    Returns at once if a complete model is already at ``path`` and ``force`` is False (one built with
+    another ``config`` is refused in one line rather than returned).
     Otherwise: load the Hutto & Gilbert data (:func:`rlhf_zoo.data.hutto.load_hutto`), split it
     (``split_hutto`` with the config's ``split_seed``, ``n_heldout``, ...), fine-tune (see the
     module docstring), measure Pearson r on ``gold_heldout``, and write the model, its
@@ -310,6 +322,7 @@ def build_minilm_sentiment(
         )
     out = Path(path) if path is not None else default_path()
     if is_built(out) and not force:
+        _check_settings(out, cfg)
         return out
     if out.exists() and not is_built(out) and (not out.is_dir() or any(out.iterdir())):
         raise UserError(

@@ -100,3 +100,19 @@ def test_missing_prompt_files_fail_before_any_model_loads(monkeypatch, tmp_path,
         code = cli.main(args)
         err = capsys.readouterr().err
         assert code == 2 and f"{setting}: no such file or directory" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "arg",
+    ["model.name=smollm2 135m", "model.name=someone/some-lm:v2", "task.gold=hf:my reward model"],
+)
+def test_a_name_that_is_no_hub_id_is_one_line(arg, tmp_path, capsys):
+    """A mistyped name that is neither a directory nor a well-formed hub id (a space, a colon) is refused in
+    one line naming the setting, not with huggingface_hub's validation traceback."""
+    args = ["train", "algo=reinforce", "task=sentiment", "model.name=tiny", arg, f"run_dir={tmp_path}/r"]
+    code = cli.main(args)
+    err = capsys.readouterr().err
+    value = arg.partition("=")[2]
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert value in err
+    assert not (tmp_path / "r").exists()

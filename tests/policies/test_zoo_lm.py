@@ -231,3 +231,29 @@ def test_gensim_download_failure_is_one_clear_error(monkeypatch: pytest.MonkeyPa
         UserError, match=r"could not download gensim==4\.4\.0.*No matching distribution.*RLHF_ZOO_GENSIM"
     ):
         gensim_text.load_gensim_texts()
+
+
+def test_a_model_built_with_other_settings_is_not_taken_for_this_one(data: dict, tmp_path: Path) -> None:
+    """At an explicit path, a model of another config is not returned as if it were this one's."""
+    path = _build(data, tmp_path / "lm")
+    other = ZooLMConfig(**{**TINY.__dict__, "lr": TINY.lr / 2})
+    steps: list[int] = []
+    with pytest.raises(UserError, match="lr"):
+        _build(data, tmp_path / "lm", config=other, on_step=steps.append)
+    assert steps == [] and read_meta(path)["config"]["lr"] == TINY.lr
+    _build(data, tmp_path / "lm", config=other, on_step=steps.append, force=True)
+    assert steps == [1, 2, 3] and read_meta(path)["config"]["lr"] == other.lr
+    assert _build(data, tmp_path / "lm", config=other) == path  # the same settings: a cache hit
+
+
+def test_an_eval_snippet_with_an_html_entity_is_kept_out() -> None:
+    """The Hutto texts carry HTML entities (``Lilo &amp; Stitch``; 22 movie-review snippets do) and enter the
+    training text unescaped: such an evaluation snippet is still found, whichever spelling it comes in."""
+    from rlhf_zoo.data.lm_corpus import Doc, EvalGuard, build_corpus, hutto_docs
+
+    snippets = ["Makes S&amp;M seem very romantic, and Gyllenhaal is a delight.", "Lilo &amp; Stitch is a warm film."]
+    records = [Record("movie_reviews", str(i), 1.0, t) for i, t in enumerate(snippets)]
+    other = [Doc("gensim/lee.cor", "An unrelated line of news."), Doc("hutto/tweets", "Lilo & Stitch is a warm film!!")]
+    corpus = build_corpus(hutto_docs(records) + other, EvalGuard(snippets, 6), val_fraction=0.5)
+    assert [d.text for d in corpus.train + corpus.val] == ["An unrelated line of news."]
+    assert corpus.excluded == {"hutto/movie_reviews": 2, "hutto/tweets": 1}

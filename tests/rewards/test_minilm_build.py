@@ -108,3 +108,20 @@ def test_guards(tmp_path: Path, tiny_regressor: Path) -> None:
     assert (foreign / "notes.txt").read_text() == "keep me"
     with pytest.raises(UserError, match="rlhf-zoo prepare"):
         load_minilm_sentiment(build_if_missing=False)
+
+
+def test_a_model_built_with_other_settings_is_not_taken_for_this_one(tmp_path: Path, tiny_regressor: Path) -> None:
+    """A cache hit must be a model of the settings asked for: another config at the same place is refused in
+    one line (the old model kept), and ``force=True`` rebuilds it with the new settings."""
+    out = tmp_path / "gold"
+    small = dict(max_train=64, max_heldout=20)
+    first = GoldTrainConfig(batch_size=64, max_length=8, **SPLIT)
+    kw = _kw(tiny_regressor)
+    build_minilm_sentiment(path=out, **small, **(kw | {"config": first}))
+    other = GoldTrainConfig(batch_size=32, max_length=8, **SPLIT)
+    steps: list[int] = []
+    with pytest.raises(UserError, match="batch_size"):
+        build_minilm_sentiment(path=out, on_step=steps.append, **small, **(kw | {"config": other}))
+    assert steps == [] and json.loads((out / "meta.json").read_text())["config"]["batch_size"] == 64
+    build_minilm_sentiment(path=out, force=True, on_step=steps.append, **small, **(kw | {"config": other}))
+    assert steps == [1, 2] and json.loads((out / "meta.json").read_text())["config"]["batch_size"] == 32

@@ -1,0 +1,69 @@
+"""``rlhf-zoo prepare``: what the command line asks is what gets built (the builders are stand-ins here)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rlhf_zoo import cli
+
+
+@pytest.fixture
+def builders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, bool]]:
+    """Stand-ins for the data, SmolLM2, zoo-lm and gold builders, recording (what, force) per call."""
+    import rlhf_zoo.data.hutto as hutto
+    import rlhf_zoo.policies.models as models
+    import rlhf_zoo.policies.zoo_lm as zoo_lm
+    import rlhf_zoo.rewards.minilm as minilm
+    import rlhf_zoo.rewards.minilm_build as minilm_build
+
+    calls: list[tuple[str, bool]] = []
+    smollm2 = tmp_path / "smollm2"
+    smollm2.mkdir()
+    (smollm2 / "config.json").write_text("{}")  # already converted
+
+    def convert(target: Path | None = None) -> Path:
+        calls.append(("smollm2", False))
+        return smollm2
+
+    def build_lm(force: bool = False, progress: bool = True, **kw) -> Path:
+        calls.append(("zoo-lm", force))
+        return tmp_path / "lm"
+
+    def build_gold(force: bool = False, progress: bool = True, **kw) -> Path:
+        calls.append(("gold", force))
+        return tmp_path / "gold"
+
+    monkeypatch.setattr(hutto, "load_hutto", lambda **kw: [])
+    monkeypatch.setattr(hutto, "cache_path", lambda: tmp_path / "hutto.jsonl")
+    monkeypatch.setattr(models, "convert_smollm2", convert)
+    monkeypatch.setattr(models, "smollm2_cache_path", lambda: smollm2)
+    monkeypatch.setattr(zoo_lm, "build_zoo_lm", build_lm)
+    lm_meta = {"heldout_perplexity": 9.0, "n_parameters": 1, "seconds": {"total": 1.0}}
+    monkeypatch.setattr(zoo_lm, "read_meta", lambda path=None: lm_meta)
+    monkeypatch.setattr(minilm_build, "build_minilm_sentiment", build_gold)
+    gold_meta = {"pearson_r": 0.8, "n_heldout": 1, "n_train": 1, "train_seconds": 1.0}
+    monkeypatch.setattr(minilm, "read_meta", lambda path=None: gold_meta)
+    return calls
+
+
+def test_prepare_force_rebuilds(builders: list[tuple[str, bool]], capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["prepare", "force=true"]) == 0
+    assert ("zoo-lm", True) in builders and ("gold", True) in builders
+    assert "converting" not in capsys.readouterr().out  # SmolLM2 was already converted: nothing is redone
+
+
+def test_prepare_plain_builds_what_is_missing(builders: list[tuple[str, bool]]) -> None:
+    assert cli.main(["prepare"]) == 0
+    assert ("zoo-lm", False) in builders and ("gold", False) in builders
+
+
+@pytest.mark.parametrize("arg", ["forse=true", "force", "force=maybe"])
+def test_prepare_refuses_what_it_does_not_know(
+    arg: str, builders: list[tuple[str, bool]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli.main(["prepare", arg]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "prepare" in err
+    assert builders == []  # nothing was built
