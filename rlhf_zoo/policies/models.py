@@ -288,13 +288,18 @@ def context_length(model_config: Any, tokenizer: Any = None) -> int | None:
 def tokenizer_and_context(name: str) -> tuple[PreTrainedTokenizerBase, int | None] | None:
     """The tokenizer and :func:`context_length` of the model ``name``, read without loading its weights
     (local config and tokenizer files only, no download), or None when that is not possible yet: SmolLM2
-    before its first conversion, a hub id not in the local cache, a name this function does not know.
-    The caller then checks after loading the model."""
+    before its first conversion, zoo-lm before its build, a hub id not in the local cache, a name this
+    function does not know. The caller then checks after loading the model."""
     if name == TINY:
         return build_tiny_tokenizer(), TINY_CONTEXT
-    path = smollm2_cache_path() if name == SMOLLM2 else Path(name).expanduser()
-    if name == SMOLLM2 and not (path / "config.json").is_file():
-        return None
+    if name == ZOO_LM:
+        from rlhf_zoo.policies import zoo_lm
+
+        path = zoo_lm.zoo_lm_path()
+    else:
+        path = smollm2_cache_path() if name == SMOLLM2 else Path(name).expanduser()
+    if name in (SMOLLM2, ZOO_LM) and not (path / "config.json").is_file():
+        return None  # not built yet: checked after the build
     if importlib.util.find_spec("transformers") is None:
         return None
     from transformers import AutoConfig, AutoTokenizer

@@ -191,6 +191,19 @@ def test_model_name_resolves_through_the_policy_path(data: dict) -> None:
         assert float(((lp - r.sample_logp) * r.response_mask).abs().max()) < 1e-4
 
 
+def test_prompts_are_checked_against_the_built_model_before_it_loads(data: dict, tmp_path, monkeypatch) -> None:
+    """The early prompt-length check reads zoo-lm's tokenizer and positions from its build in the cache
+    (None before the build), not from a folder named ``zoo-lm`` in the working directory."""
+    from rlhf_zoo.policies.models import ZOO_LM, tokenizer_and_context
+
+    monkeypatch.chdir(tmp_path)
+    assert tokenizer_and_context(ZOO_LM) is None  # not built: checked after the build
+    path = _build(data, zoo_lm.zoo_lm_path())
+    found = tokenizer_and_context(ZOO_LM)
+    assert found is not None and found[1] == TINY.max_positions
+    assert len(found[0]) == read_meta(path)["vocab_size"]  # the built tokenizer, not another model's
+
+
 def test_custom_text_needs_an_explicit_path(data: dict) -> None:
     with pytest.raises(ValueError, match="explicit path"):
         build_zoo_lm(config=TINY, records=data["records"], progress=False)
