@@ -6,6 +6,8 @@ From the folder that holds ``docs.tar.gz`` and ``records.tar.gz`` (:mod:`benchma
 
 - the suite's page and plots go into ``docs`` (``docs/benchmarks/<suite>.md`` and ``<suite>/``);
 - ``throughput-gpu.md`` replaces the ``## GPU`` section of ``docs/benchmarks/throughput.md``;
+- the suite's compact records go into ``docs/benchmarks/records/<suite>/``, to be committed beside the other
+  suites' (the page can then be redrawn from the repository alone, and other suites' pages list its points);
 - the records pack is copied to ``gpu_stage/records.tar.gz``, where the next GPU run finds it (a fresh
   machine then continues instead of starting over), and unpacked under ``runs`` (``bench_runs/``), so that
   ``rlhf-zoo bench suite=full render_only=true`` redraws the page here.
@@ -56,10 +58,15 @@ def collect(src: Path, o: dict[str, str]) -> list[Path]:
     shutil.copyfile(records, pieces / "records.tar.gz")
     written.append(pieces / "records.tar.gz")
     with tarfile.open(records) as tar:
-        kept = [m for m in tar.getmembers() if m.name.startswith("bench_runs/")]
+        members = tar.getmembers()
+        kept = [m for m in members if m.name.startswith("bench_runs/")]
         for m in kept:
             m.name = m.name.removeprefix("bench_runs/")
         tar.extractall(runs, members=kept, filter="data")
+        # the compact records (records/<suite>/<point>.json) beside the other suites', to be committed
+        compact = [m for m in members if m.isfile() and m.name.startswith("records/")]
+        tar.extractall(docs, members=compact, filter="data")
+        written += [docs / m.name for m in compact]
     written.append(runs)
     return written
 
@@ -74,7 +81,7 @@ def main(argv: list[str]) -> int:
     except StagingError as e:
         print(e, file=sys.stderr)
         return 2
-    print("collect: review with `git diff docs/`, then commit the page, its plots and the throughput section")
+    print("collect: review with `git diff docs/`, then commit the page, its plots, its records and the throughput")
     return 0
 
 

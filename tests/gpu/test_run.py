@@ -135,6 +135,10 @@ def test_run_sh_stages_runs_both_parts_continues_and_collects(tmp_path):
     assert (docs / "gpu-check.md").read_text() == (out / "gpu-check.md").read_text()
     assert (docs / "gpu-check" / "reward_vs_kl.png").is_file() and (repo / "gpu_stage" / "records.tar.gz").is_file()
     assert len(list((repo / "bench_runs" / "gpu-check").glob("*/record.json"))) == len(points)
+    # the compact records beside the committed ones, as the machine wrote them
+    collected = {p.stem: p.read_text() for p in (docs / "records" / "gpu-check").glob("*.json")}
+    assert collected == {p.stem: p.read_text() for p in (where / "records" / "gpu-check").glob("*.json")}
+    assert len(collected) == len(points)
 
     # a fresh machine given that pack starts from the finished records (and keeps what it has)
     fresh = tmp_path / "fresh"
