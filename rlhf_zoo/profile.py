@@ -148,6 +148,8 @@ def _sft_step(trainer, prompts: list[str], step: int) -> None:
         trainer.opt.zero_grad(set_to_none=True)
         loss.backward()
         trainer.opt.step()
+        if loss.is_cuda:  # the objectives' updates wait for the GPU (gradient clipping reads a norm); so must this
+            torch.cuda.synchronize()
 
 
 def worker(args: list[str]) -> dict[str, Any]:
