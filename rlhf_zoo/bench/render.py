@@ -117,8 +117,13 @@ def provenance(records: list[dict[str, Any]], bench: dict[str, Any] | None) -> d
     """Command, commit(s), code version(s), dates, hardware, seeds and versions of a suite's records
     (one per point: pools not expanded)."""
     metas = [r.get("meta", {}) for r in records]
-    commands = Counter(r.get("bench_command", "") for r in records)
-    command = (bench or {}).get("command") or (commands.most_common(1)[0][0] if commands else "")
+    commands = Counter(r.get("bench_command", "") or "unknown" for r in records)
+    if len(commands) <= 1:  # the one command behind the records (or, with none yet, the run drawing the page)
+        command = command_line = f"`{next(iter(commands), None) or (bench or {}).get('command') or 'unknown'}`"
+    else:  # a suite run in pieces: every command, with the points each finished
+        by_count = sorted(commands.items(), key=lambda kv: (-kv[1], kv[0]))
+        command = ", ".join(f"`{c}` ({n} point{'s' if n > 1 else ''})" for c, n in by_count)
+        command_line = f"{len(commands)} bench commands (in the header)"
     by_commit = Counter(commit_of(r) for r in records)
     commits = [c for c, _ in sorted(by_commit.items(), key=lambda kv: (-kv[1], kv[0]))]
     starts = sorted(str(m["started"])[:10] for m in metas if m.get("started"))
@@ -129,7 +134,8 @@ def provenance(records: list[dict[str, Any]], bench: dict[str, Any] | None) -> d
     seeds = sorted({int(r["seed"]) for r in records})
     versions = Counter(", ".join(f"{k} {v}" for k, v in sorted(m.get("versions", {}).items())) for m in metas)
     return {
-        "command": command or "unknown",
+        "command": command,
+        "command_line": command_line,
         "commit": ", ".join(commits),
         "commits": "records from commit " + _counted(by_commit),
         "code": _counted(Counter(code_version_of(r) for r in records)),
@@ -141,7 +147,7 @@ def provenance(records: list[dict[str, Any]], bench: dict[str, Any] | None) -> d
 
 
 def _prov_line(p: dict[str, str]) -> str:
-    return f"*`{p['command']}` · commit `{p['commit']}` · {p['date']} · {p['hardware']} · seeds {p['seeds']}*"
+    return f"*{p['command_line']} · commit `{p['commit']}` · {p['date']} · {p['hardware']} · seeds {p['seeds']}*"
 
 
 def _estimators(records: list[dict[str, Any]]) -> list[str]:
@@ -370,7 +376,7 @@ def render_suite(
         wall = f"sum of run times {run_sum:.0f} s"
     est = _estimators(recs)
     header = [
-        ["command", f"`{prov['command']}`"],
+        ["command", prov["command"]],
         ["git commit", prov["commits"]],
         ["code version", f"{prov['code']}: a hash of the sampling, objective and evaluation code"],
         ["date", prov["date"]],

@@ -190,3 +190,20 @@ def test_each_objective_panel_spans_its_own_kl_range(tmp_path, monkeypatch):
     limits = {ax.get_title(): ax.get_xlim() for ax in saved["fig"].axes if ax.get_title()}
     assert limits.pop("final points of every objective") == pytest.approx((0, 1.08 * 30.0))
     assert sorted(limits.values()) == [pytest.approx((0, 1.08 * 3.0)), pytest.approx((0, 1.08 * 30.0))]
+
+
+def test_a_suite_run_in_pieces_names_every_command_behind_its_records(tmp_path):
+    """Records finished by several bench commands (a suite run in pieces): the header lists each with the
+    points it finished, and no table's provenance line passes one piece's command off as the whole."""
+    out, docs = tmp_path / "runs", tmp_path / "docs"
+    recs = _records()
+    for r in recs:
+        r["bench_command"] = f"rlhf-zoo bench suite=exact seeds={r['seed']}"
+    write_records(out / "exact", recs)
+    write_json_atomic(out / "exact" / "bench.json", {"command": "rlhf-zoo bench suite=exact seeds=2", "wall_s": 9.0})
+    text = render_suite("exact", out, docs).read_text()
+    per_seed = len(recs) // len(SEEDS)
+    listed = ", ".join(f"`rlhf-zoo bench suite=exact seeds={s}` ({per_seed} points)" for s in sorted(SEEDS))
+    assert ["command", listed] in _rows(text)
+    assert text.count(f"*{len(SEEDS)} bench commands (in the header) · commit") >= 5
+    assert "*`rlhf-zoo bench suite=exact seeds=2` ·" not in text
