@@ -99,3 +99,25 @@ def atomic_dir(target: str | Path, replace: bool = True) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextmanager
+def build_lock(target: str | Path, what: str) -> Iterator[None]:
+    """Held while the artefact at ``target`` is built (a lock file beside it, the operating system's
+    ``flock``: a killed build leaves nothing held). A second process that wants the same artefact, say the
+    other worker of ``bench jobs=2``, waits here for the first's build and then finds it built, instead of
+    building it beside it for minutes and swapping its folder. The caller checks again once it holds it."""
+    from filelock import FileLock, Timeout
+
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(target.parent / f".{target.name}.build.lock"))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        print(f"waiting for another process's build of {what} ...", flush=True)
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()

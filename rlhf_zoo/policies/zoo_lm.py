@@ -53,7 +53,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from rlhf_zoo.errors import UserError
-from rlhf_zoo.io import atomic_dir, atomic_write_json, umask_mode
+from rlhf_zoo.io import atomic_dir, atomic_write_json, build_lock, umask_mode
 from rlhf_zoo.paths import cache_dir
 
 if TYPE_CHECKING:
@@ -561,8 +561,11 @@ def ensure_zoo_lm(build_if_missing: bool = True, progress: bool = True) -> Path:
         return path
     if not build_if_missing:
         raise UserError(f"{ZOO_LM} is not built yet (no model in {path}): run `rlhf-zoo prepare` once")
-    print(f"{ZOO_LM} is not built yet: building it now (a few minutes on 2 CPU cores, once) ...")
-    return build_zoo_lm(progress=progress)
+    with build_lock(path, ZOO_LM):
+        if is_built(path):  # another process built it while this one waited
+            return path
+        print(f"{ZOO_LM} is not built yet: building it now (a few minutes on 2 CPU cores, once) ...")
+        return build_zoo_lm(progress=progress)
 
 
 if __name__ == "__main__":  # python -m rlhf_zoo.policies.zoo_lm [force]: build only this model

@@ -27,6 +27,7 @@ from typing import Any
 import torch
 
 from rlhf_zoo.errors import UserError
+from rlhf_zoo.io import build_lock
 from rlhf_zoo.rewards import minilm_build
 from rlhf_zoo.rewards._text import TextMode
 from rlhf_zoo.rewards.hf import HFSequenceReward
@@ -64,7 +65,9 @@ def load_minilm_sentiment(
                 f"the gold reward {GOLD_NAME!r} is not built yet (no model in {p}): "
                 f"run `{PREPARE_COMMAND}` once (about 10 minutes on CPU)"
             )
-        minilm_build.build_minilm_sentiment(path=path, progress=progress)
+        with build_lock(p, GOLD_NAME):
+            if not is_built(p):  # else another process built it while this one waited
+                minilm_build.build_minilm_sentiment(path=path, progress=progress)
     reward = MiniLMSentimentReward(
         p, device=device, batch_size=batch_size, max_length=max_length, text=text, name=GOLD_NAME
     )

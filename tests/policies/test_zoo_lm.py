@@ -270,3 +270,29 @@ def test_an_eval_snippet_with_an_html_entity_is_kept_out() -> None:
     corpus = build_corpus(hutto_docs(records) + other, EvalGuard(snippets, 6), val_fraction=0.5)
     assert [d.text for d in corpus.train + corpus.val] == ["An unrelated line of news."]
     assert corpus.excluded == {"hutto/movie_reviews": 2, "hutto/tweets": 1}
+
+
+def test_two_workers_wanting_zoo_lm_build_it_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two workers (bench jobs=2) that both find zoo-lm missing: the second waits for the first's build
+    and uses it, instead of building it again beside it and swapping its folder."""
+    import threading
+    import time
+
+    builds: list[int] = []
+
+    def slow_build(progress: bool = True) -> Path:
+        builds.append(1)
+        time.sleep(0.5)  # long enough for the other worker to arrive while this one builds
+        path = zoo_lm.zoo_lm_path()
+        path.mkdir(parents=True)
+        (path / zoo_lm.META_FILE).write_text("{}")
+        return path
+
+    monkeypatch.setattr(zoo_lm, "build_zoo_lm", slow_build)
+    found: list[Path] = []
+    workers = [threading.Thread(target=lambda: found.append(zoo_lm.ensure_zoo_lm(progress=False))) for _ in range(2)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(timeout=30)
+    assert len(builds) == 1 and found == [zoo_lm.zoo_lm_path()] * 2

@@ -125,3 +125,35 @@ def test_a_model_built_with_other_settings_is_not_taken_for_this_one(tmp_path: P
     assert steps == [] and json.loads((out / "meta.json").read_text())["config"]["batch_size"] == 64
     build_minilm_sentiment(path=out, force=True, on_step=steps.append, **small, **(kw | {"config": other}))
     assert steps == [1, 2] and json.loads((out / "meta.json").read_text())["config"]["batch_size"] == 32
+
+
+def test_two_workers_wanting_the_gold_model_build_it_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two workers (bench jobs=2) that both find the gold model missing: the second waits for the first's
+    build and loads it, instead of building it again beside it."""
+    import threading
+    import time
+
+    from rlhf_zoo.rewards import minilm
+
+    builds: list[int] = []
+
+    def slow_build(path=None, progress: bool = True) -> Path:
+        builds.append(1)
+        time.sleep(0.5)
+        Path(path).mkdir(parents=True)
+        (Path(path) / "meta.json").write_text("{}")
+        return Path(path)
+
+    monkeypatch.setattr(minilm.minilm_build, "build_minilm_sentiment", slow_build)
+    monkeypatch.setattr(minilm, "MiniLMSentimentReward", lambda p, **kw: type("Loaded", (), {"path": p})())
+    out = tmp_path / "gold"
+    loaded: list[Path] = []
+    workers = [
+        threading.Thread(target=lambda: loaded.append(load_minilm_sentiment(path=out, progress=False).path))
+        for _ in range(2)
+    ]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(timeout=30)
+    assert len(builds) == 1 and loaded == [out, out]
