@@ -14,8 +14,11 @@ import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
+
+from rlhf_zoo.errors import UserError
 
 TRUE = ("1", "true", "yes", "y", "t", "on")
 FALSE = ("0", "false", "no", "n", "f", "off", "")
@@ -121,3 +124,13 @@ def build_lock(target: str | Path, what: str) -> Iterator[None]:
         yield
     finally:
         lock.release()
+
+
+def check_built_settings(out: Path, built: dict[str, Any], asked: Any, name: str, rebuild: str) -> None:
+    """A model built at ``out`` with the settings ``built`` (its meta.json's ``config``) is one of the
+    dataclass ``asked``: else one line naming the settings that differ, then ``rebuild`` (what to do)."""
+    wanted = json.loads(json.dumps(asdict(asked)))  # as meta.json holds them (tuples as lists)
+    diff = [f"{k}={built.get(k)!r} (asked {v!r})" for k, v in wanted.items() if built.get(k) != v]
+    if diff:
+        settings = ", ".join(diff)
+        raise UserError(f"{out} holds a {name} model built with other settings ({settings}): {rebuild}")

@@ -53,7 +53,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from rlhf_zoo.errors import UserError
-from rlhf_zoo.io import atomic_dir, atomic_write_json, build_lock, umask_mode
+from rlhf_zoo.io import atomic_dir, atomic_write_json, build_lock, check_built_settings, umask_mode
 from rlhf_zoo.paths import cache_dir
 
 if TYPE_CHECKING:
@@ -451,13 +451,8 @@ def build_zoo_lm(
         raise ValueError("a build from given records or gensim_files needs an explicit path=...")
     out = Path(path) if path is not None else zoo_lm_path(cfg)
     if is_built(out) and not force:
-        built, asked = read_meta(out).get("config", {}), json.loads(json.dumps(asdict(cfg)))
-        diff = [f"{k}={built.get(k)!r} (asked {v!r})" for k, v in asked.items() if built.get(k) != v]
-        if diff:
-            raise UserError(
-                f"{out} holds a {ZOO_LM} model built with other settings ({', '.join(diff)}): "
-                f"rebuild it with force=True or choose another path"
-            )
+        rebuild = "rebuild it with force=True or choose another path"
+        check_built_settings(out, read_meta(out).get("config", {}), cfg, ZOO_LM, rebuild)
         return out
     if out.exists() and not is_built(out) and (not out.is_dir() or any(out.iterdir())):
         raise UserError(f"{out} exists but holds no {ZOO_LM} model (no {META_FILE}): remove it or choose another path")

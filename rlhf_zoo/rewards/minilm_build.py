@@ -33,7 +33,7 @@ from typing import Any
 import torch
 
 from rlhf_zoo.errors import MissingPackageError, UserError
-from rlhf_zoo.io import atomic_dir, umask_mode
+from rlhf_zoo.io import atomic_dir, check_built_settings, umask_mode
 from rlhf_zoo.paths import cache_dir
 from rlhf_zoo.rewards.hf import default_device, quiet_transformers
 
@@ -266,17 +266,6 @@ def _train(
     return metrics
 
 
-def _check_settings(out: Path, cfg: GoldTrainConfig) -> None:
-    """A built model at ``out`` is one of ``cfg``: else one line naming the settings that differ."""
-    built, asked = read_meta(out).get("config", {}), json.loads(json.dumps(asdict(cfg)))
-    diff = [f"{k}={built.get(k)!r} (asked {v!r})" for k, v in asked.items() if built.get(k) != v]
-    if diff:
-        raise UserError(
-            f"{out} holds a {GOLD_NAME} model built with other settings ({', '.join(diff)}): "
-            f"rebuild it with force=True (rlhf-zoo prepare force=true) or choose another path"
-        )
-
-
 def build_minilm_sentiment(
     force: bool = False,
     progress: bool = True,
@@ -322,7 +311,8 @@ def build_minilm_sentiment(
         )
     out = Path(path) if path is not None else default_path()
     if is_built(out) and not force:
-        _check_settings(out, cfg)
+        rebuild = "rebuild it with force=True (rlhf-zoo prepare force=true) or choose another path"
+        check_built_settings(out, read_meta(out).get("config", {}), cfg, GOLD_NAME, rebuild)
         return out
     if out.exists() and not is_built(out) and (not out.is_dir() or any(out.iterdir())):
         raise UserError(
