@@ -73,8 +73,11 @@ def cmd_train(args: list[str]) -> int:
     from rlhf_zoo.train import run
 
     summary = run(cfg, argv=["rlhf-zoo", "train", *args])
-    _print_summary(summary)
-    print(f"run directory: {cfg.run_dir}")
+    from rlhf_zoo.runtime import launched_rank
+
+    if launched_rank() == 0:  # under a launch every process returns the same summary: print it once
+        _print_summary(summary)
+        print(f"run directory: {cfg.run_dir}")
     return 0
 
 

@@ -67,6 +67,11 @@ def launched_world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
+def launched_rank() -> int:
+    """This process's rank under a launcher (``RANK``, as torchrun and accelerate set it); 0 otherwise."""
+    return int(os.environ.get("RANK", "0"))
+
+
 # What `accelerate launch` exports for settings this runtime does not implement.
 UNSUPPORTED_LAUNCH = {
     "ACCELERATE_USE_DEEPSPEED": "DeepSpeed (distributed_type: DEEPSPEED)",

@@ -133,6 +133,7 @@ def test_shipped_multi_gpu_config_launches_the_same_two_process_run(two_process_
     out = _accelerate_launch(CONFIGS / "multi_gpu.yaml", [*COMMON, *RUNS["reinforce"], "device=cpu", f"run_dir={run}"])
     assert out.returncode == 0, out.stderr[-3000:]
     assert json.loads((run / "summary.json").read_text())["processes"] == 2
+    assert out.stdout.count(f"run directory: {run}") == 1  # the summary printed once, not once per process
     assert_records_close(records(two_process_runs / "reinforce"), records(run), atol=0.0)
 
 
