@@ -91,7 +91,7 @@ def save(tr: Run) -> None:
 
 def restore(tr: Run) -> int:
     """Load the run directory's checkpoint into ``tr``; returns the step it continues from."""
-    weights, s = tr.log.load_checkpoint()
+    weights, s = tr.log.load_checkpoint(tr.rt.device)
     tr.policy.load_state_dict(weights)
     tr.step = s["step"]
     tr.evaluated_step = s.get("evaluated_step", tr.step)  # older checkpoints: written after their evaluation

@@ -128,12 +128,27 @@ class RunLog:
     def has_checkpoint(self) -> bool:
         return (self.ckpt_dir / "state.pt").is_file()
 
-    def load_checkpoint(self) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    def load_checkpoint(self, device: torch.device | None = None) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        """The checkpoint's weights (on the CPU) and training state, whose GPU tensors (the base cache, the
+        reference rewards) go to ``device`` when it is a GPU and to the CPU otherwise: not to the GPU that
+        saved them, which is another process's (rank 0's) or, on a machine without one, none."""
         from safetensors.torch import load_file
 
         weights = load_file(str(self.ckpt_dir / "weights.safetensors"))
-        state = torch.load(self.ckpt_dir / "state.pt", weights_only=False)
+        state = torch.load(self.ckpt_dir / "state.pt", weights_only=False, map_location=_onto(device))
         return weights, state
+
+
+def _onto(device: torch.device | None):
+    """A ``torch.load`` map_location: a storage saved on a GPU goes to ``device`` if that is a GPU, else
+    stays on the CPU; one saved on the CPU stays there (the RNG states must)."""
+
+    def place(storage: Any, location: str) -> Any:
+        if location.startswith("cuda") and device is not None and device.type == "cuda":
+            return storage.cuda(device.index if device.index is not None else torch.cuda.current_device())
+        return storage
+
+    return place
 
 
 def _append(path: Path, rows: list[dict[str, Any]], sort_keys: bool = True) -> None:

@@ -84,3 +84,23 @@ def test_metrics_also_go_to_tensorboard(tmp_path, cli):
     acc = EventAccumulator(str(events[0].parent))
     acc.Reload()
     assert [e.step for e in acc.Scalars("kl/exact")] == [0, 2, 4]
+
+
+def test_a_checkpoint_saved_on_a_gpu_resumes_on_the_cpu(tmp_path, monkeypatch):
+    """The training state's GPU tensors (base cache, reference rewards) load onto the run's device, not onto
+    the GPU that saved them: on a machine without one (or in a process whose GPU is another) they would not
+    load. The RNG state, saved on the CPU, stays there. GPU storage is simulated by its saved location tag."""
+    import torch
+
+    from rlhf_zoo.runlog import RunLog
+
+    cache, rng = torch.arange(3.0), torch.get_rng_state()
+    on_gpu = {cache.untyped_storage().data_ptr()}
+    tag = torch.serialization.location_tag
+    with monkeypatch.context() as m:
+        m.setattr(torch.serialization, "location_tag", lambda s: "cuda:0" if s.data_ptr() in on_gpu else tag(s))
+        RunLog(str(tmp_path / "run")).save_checkpoint({"w": torch.ones(2)}, {"cache": cache, "torch_rng": rng})
+    weights, state = RunLog(str(tmp_path / "run")).load_checkpoint(torch.device("cpu"))
+    assert torch.equal(state["cache"], cache) and state["cache"].device.type == "cpu"
+    torch.set_rng_state(state["torch_rng"])  # a CPU ByteTensor, as set_rng_state needs
+    assert torch.equal(weights["w"], torch.ones(2))
