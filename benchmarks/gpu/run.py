@@ -14,8 +14,9 @@ Each invocation, from the repository root:
    finished row kept in ``<stage>/throughput/rows`` so that a stopped page continues;
 4. the suite (``rlhf-zoo bench``), whose finished points are never recomputed and whose interrupted runs
    resume from their checkpoints;
-5. renders the suite's page from the records there are (its claims table's other suites from the records
-   committed in docs/benchmarks/records), and writes into ``out`` (``$OUT`` on the device):
+5. renders the suite's page from the records there are (with those committed in docs/benchmarks/records:
+   the suite's own count as finished before step 4, the other suites' feed its claims table), and writes
+   into ``out`` (``$OUT`` on the device):
    ``<suite>.md``, ``throughput-gpu.md`` (the "## GPU" section of docs/benchmarks/throughput.md),
    ``docs.tar.gz`` (both pages and the plots, as docs/benchmarks/ holds them), ``records.tar.gz`` (every
    record, the throughput rows), ``status.json`` and ``run.log``.
@@ -211,17 +212,19 @@ def _seed_records(pack: Path, stage: Path, log: Log) -> None:
     log(f"run: {added} file(s) of {pack} added to {stage} (the records finished on an earlier machine)")
 
 
-def _committed_records(stage: Path, suite: str, log: Log) -> None:
-    """The other suites' records committed in the repository, copied beside this suite's in ``<stage>/records``,
-    so that the page's claims table reads them as a page drawn in the repository does."""
+def _committed_records(stage: Path, log: Log) -> None:
+    """The records committed in the repository (docs/benchmarks/records, by suite), copied into
+    ``<stage>/records`` where the machine has none of that name: the suite's own count as finished (a fresh
+    machine continues from what earlier GPU sessions committed, pack or no pack), and the other suites' feed
+    the page's claims table as on a page drawn in the repository."""
     copied = 0
     for src in sorted(COMMITTED.glob("*/*.json")) if COMMITTED.is_dir() else []:
-        if src.parent.name != suite:
-            dest = stage / "records" / src.parent.name / src.name
+        dest = stage / "records" / src.parent.name / src.name
+        if not dest.exists():
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(src, dest)
             copied += 1
-    log(f"run: {copied} committed record(s) of the other suites in {stage / 'records'} (for the claims table)")
+    log(f"run: {copied} committed record(s) added to {stage / 'records'}")
 
 
 def _suite_status(suite: str, bench_args: list[str], runs: Path) -> tuple[int, int]:
@@ -371,6 +374,7 @@ def main(argv: list[str]) -> int:
 
     runs = stage / "bench_runs"
     where = [f"out={runs}", f"docs={stage / 'docs'}", f"records={stage / 'records'}"]  # runs, page, compact records
+    _committed_records(stage, log)
     finished, total = _suite_status(suite, bench_args, runs)
     if finished < total:
         log(f"run: bench {suite}: {finished} of {total} points finished before this slice")
@@ -384,7 +388,6 @@ def main(argv: list[str]) -> int:
         log(f"run: bench {suite}: all {total} points finished")
     status["points"] = {"finished": finished, "total": total}
     if finished and _stale(stage / "docs" / f"{suite}.md", runs / suite):
-        _committed_records(stage, suite, log)
         render = [sys.executable, "-m", "rlhf_zoo", "bench", f"suite={suite}", *where]
         rc = bounded([*render, "render_only=true"], env, t0 + budget, 5, log, "render")
         if rc != 0:

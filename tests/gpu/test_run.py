@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.gpu import collect, stage
+from benchmarks.gpu import run as gpu_run
 from benchmarks.gpu.run import SIZES, STOPPED, Log, _seed_records, bounded
 from rlhf_zoo.bench.suites import FULL, GPU_CHECK, QUICK, expand
 from tests.gpu.helpers import carry, make_cache, make_wheel
@@ -45,7 +46,7 @@ def _records(stage_dir: Path) -> dict[str, str]:
     return {p.parent.name: p.read_text() for p in (stage_dir / "bench_runs" / "gpu-check").glob("*/record.json")}
 
 
-def test_run_sh_stages_runs_both_parts_continues_and_collects(tmp_path):
+def test_run_sh_stages_runs_both_parts_continues_and_collects(tmp_path, monkeypatch):
     cache = make_cache(tmp_path / "cache")
     make_wheel(tmp_path / "wheels")
     staged = tmp_path / "repo" / "gpu_stage"
@@ -139,6 +140,13 @@ def test_run_sh_stages_runs_both_parts_continues_and_collects(tmp_path):
     collected = {p.stem: p.read_text() for p in (docs / "records" / "gpu-check").glob("*.json")}
     assert collected == {p.stem: p.read_text() for p in (where / "records" / "gpu-check").glob("*.json")}
     assert len(collected) == len(points)
+
+    # once committed, those records alone (no pack carried) make a fresh machine's suite finished
+    bare = tmp_path / "bare"
+    monkeypatch.setattr(gpu_run, "COMMITTED", docs / "records")
+    gpu_run._committed_records(bare, Log(tmp_path / "bare.log"))
+    settings = [a.removeprefix("bench.") for a in bench]
+    assert gpu_run._suite_status("gpu-check", settings, bare / "bench_runs") == (len(points), len(points))
 
     # a fresh machine given that pack starts from the finished records (and keeps what it has)
     fresh = tmp_path / "fresh"
