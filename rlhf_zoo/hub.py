@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from rlhf_zoo.errors import UserError
 from rlhf_zoo.io import truthy
@@ -24,7 +25,7 @@ def check_hub_model(name: str, what: str | None = None, timeout: float = 5.0) ->
     otherwise one line that says how to work offline (instead of transformers' minute of retries later).
     ``what`` names the setting in the message (default ``model.name=<name>``)."""
     what = what or f"model.name={name}"
-    from huggingface_hub import try_to_load_from_cache
+    from huggingface_hub import model_info, try_to_load_from_cache
     from huggingface_hub.errors import HFValidationError
 
     try:
@@ -34,38 +35,33 @@ def check_hub_model(name: str, what: str | None = None, timeout: float = 5.0) ->
         raise UserError(f"{what}: no such directory, and not a hub id ({first[:160]})") from None
     if isinstance(cached, str):
         return  # cached: loads without a network
-    _check_reachable(name, what, "model", timeout)
+    hint = "a local directory, a packaged model ('tiny', 'smollm2-135m', ...)"
+    _check_reachable(name, what, model_info, ("HF_HUB_OFFLINE",), hint, timeout)
 
 
 def check_hub_dataset(name: str, what: str, timeout: float = 5.0) -> None:
     """The same for a hub dataset id (prompts): cached by the hub or by ``datasets``, or reachable;
     otherwise one line instead of ``datasets``' retries (about 20 s of warnings) after the models load."""
     from datasets import config as datasets_config
-    from huggingface_hub import constants
+    from huggingface_hub import constants, dataset_info
 
     hub_copy = Path(constants.HF_HUB_CACHE) / f"datasets--{name.replace('/', '--')}"
     prepared = Path(datasets_config.HF_DATASETS_CACHE) / name.replace("/", "___")
     if hub_copy.is_dir() or prepared.is_dir():
         return
-    _check_reachable(name, what, "dataset", timeout)
+    hint = "a local file or directory of prompts"
+    _check_reachable(name, what, dataset_info, ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"), hint, timeout)
 
 
-def _check_reachable(name: str, what: str, kind: str, timeout: float) -> None:
-    from huggingface_hub import dataset_info, model_info
-
-    offline_hint = (
-        "work offline with a local directory, a packaged model ('tiny', 'smollm2-135m', ...) or a copy "
-        "already in the Hugging Face cache (HF_HUB_OFFLINE=1)"
-        if kind == "model"
-        else "work offline with a local file or directory of prompts, or a copy already in the Hugging Face "
-        "cache (HF_HUB_OFFLINE=1)"
-    )
-    offline = ("HF_HUB_OFFLINE",) if kind == "model" else ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
+def _check_reachable(name: str, what: str, info: Any, offline: tuple[str, ...], local: str, timeout: float) -> None:
+    """Not cached: refused at once if one of the ``offline`` variables is set, else the hub must answer
+    ``info(name)`` within ``timeout`` seconds; the error names ``local``, what to use instead."""
+    offline_hint = f"work offline with {local} or a copy already in the Hugging Face cache (HF_HUB_OFFLINE=1)"
     for variable in offline:
         if truthy(os.environ.get(variable)):
             raise UserError(f"{what} is not in the local Hugging Face cache and {variable} is set: {offline_hint}")
     try:
-        (model_info if kind == "model" else dataset_info)(name, timeout=timeout)
+        info(name, timeout=timeout)
     except Exception as e:  # noqa: BLE001 - no network, unknown repo, gated repo: all say "cannot use it"
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise UserError(f"{what}: the Hugging Face hub cannot provide it ({first[:160]}): {offline_hint}") from None

@@ -32,7 +32,7 @@ from rlhf_zoo.errors import MissingPackageError, UserError
 from rlhf_zoo.hub import check_hub_model, is_local_path
 from rlhf_zoo.io import atomic_dir
 from rlhf_zoo.paths import cache_dir
-from rlhf_zoo.policies.zoo_lm import ZOO_LM
+from rlhf_zoo.policies.zoo_lm import ZOO_LM, zoo_lm_path
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -292,14 +292,10 @@ def tokenizer_and_context(name: str) -> tuple[PreTrainedTokenizerBase, int | Non
     function does not know. The caller then checks after loading the model."""
     if name == TINY:
         return build_tiny_tokenizer(), TINY_CONTEXT
-    if name == ZOO_LM:
-        from rlhf_zoo.policies import zoo_lm
-
-        path = zoo_lm.zoo_lm_path()
-    else:
-        path = smollm2_cache_path() if name == SMOLLM2 else Path(name).expanduser()
-    if name in (SMOLLM2, ZOO_LM) and not (path / "config.json").is_file():
-        return None  # not built yet: checked after the build
+    built_here = {SMOLLM2: smollm2_cache_path, ZOO_LM: zoo_lm_path}.get(name)
+    path = built_here() if built_here else Path(name).expanduser()
+    if built_here and not (path / "config.json").is_file():
+        return None  # not converted or built yet: checked after that
     if importlib.util.find_spec("transformers") is None:
         return None
     from transformers import AutoConfig, AutoTokenizer
