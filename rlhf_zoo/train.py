@@ -130,7 +130,7 @@ class Trainer:
         runtime: Runtime | None = None,
     ):
         self.cfg = cfg
-        self.rt = runtime or Runtime("cpu")
+        self.rt = runtime or runtime_for(cfg)
         self.algo = algo
         self.task = task
         self.policy = policy
@@ -453,8 +453,13 @@ def build(cfg: DictConfig, runtime: Runtime | None = None) -> tuple[Algorithm, T
     return algo, task, policy
 
 
+def runtime_for(cfg: DictConfig) -> Runtime:
+    """The runtime a config asks for: its ``device`` and its tracker (``train.log_with``)."""
+    return Runtime(cfg.device, log_with=cfg.train.log_with, project_dir=cfg.run_dir)
+
+
 def run(cfg: DictConfig, argv: list[str] | None = None) -> dict[str, Any]:
     """Train (or, for Best-of-N, only evaluate) one configuration; returns the summary."""
-    rt = Runtime(cfg.device, log_with=cfg.train.log_with, project_dir=cfg.run_dir)
+    rt = runtime_for(cfg)
     algo, task, policy = build(cfg, rt)
     return Trainer(cfg, algo, task, policy, argv=argv, runtime=rt).fit()

@@ -86,6 +86,23 @@ def test_metrics_also_go_to_tensorboard(tmp_path, cli):
     assert [e.step for e in acc.Scalars("kl/exact")] == [0, 2, 4]
 
 
+def test_the_python_api_takes_the_configs_runtime(tmp_path):
+    """``Trainer(cfg, *build(cfg))`` without ``runtime=`` runs as ``rlhf-zoo train`` would: on ``cfg.device``
+    and with ``cfg.train.log_with``'s tracker (it used a plain CPU runtime, so the tracker never saw a metric)."""
+    from rlhf_zoo.config import load_config
+    from rlhf_zoo.train import Trainer, build
+
+    run_dir = tmp_path / "api"
+    cfg = load_config(
+        ["algo=reinforce", f"run_dir={run_dir}", "train.steps=2", "train.eval_every=2", "train.progress=false"]
+        + ["train.log_with=tensorboard"]
+    )
+    trainer = Trainer(cfg, *build(cfg))
+    assert trainer.rt.log_with == "tensorboard" and str(trainer.rt.device) == "cpu"
+    trainer.fit()
+    assert list(run_dir.rglob("events.out.tfevents.*"))
+
+
 def test_a_checkpoint_saved_on_a_gpu_resumes_on_the_cpu(tmp_path, monkeypatch):
     """The training state's GPU tensors (base cache, reference rewards) load onto the run's device, not onto
     the GPU that saved them: on a machine without one (or in a process whose GPU is another) they would not
