@@ -141,12 +141,25 @@ def test_run_sh_stages_runs_both_parts_continues_and_collects(tmp_path, monkeypa
     assert collected == {p.stem: p.read_text() for p in (where / "records" / "gpu-check").glob("*.json")}
     assert len(collected) == len(points)
 
-    # once committed, those records alone (no pack carried) make a fresh machine's suite finished
+    # once committed, those records alone (no pack carried) make a fresh machine's suite finished: the command
+    # on a bare stage (run in this process, so that the committed folder can be this test's) runs no bench
     bare = tmp_path / "bare"
     monkeypatch.setattr(gpu_run, "COMMITTED", docs / "records")
-    gpu_run._committed_records(bare, Log(tmp_path / "bare.log"))
-    settings = [a.removeprefix("bench.") for a in bench]
-    assert gpu_run._suite_status("gpu-check", settings, bare / "bench_runs") == (len(points), len(points))
+    monkeypatch.setattr(sys, "path", list(sys.path))  # main puts the installed site first
+    monkeypatch.setenv("RLHF_ZOO_CACHE", "restored after the test")  # main points it at the stage's cache
+    carry(staged, tmp_path / "bare-call", pieces)  # the staging pieces only, no records pack
+    fresh = [a for a in args if not a.startswith(("pieces=", "stage=", "site=", "throughput."))]
+    fresh += [
+        f"pieces={tmp_path / 'bare-call'}",
+        f"stage={bare}",
+        f"site={tmp_path / 'bare-site'}",
+        f"out={tmp_path / 'bare-out'}",
+        "throughput=false",
+    ]
+    assert gpu_run.main(fresh) == 0
+    said = (tmp_path / "bare-out" / "run.log").read_text()
+    assert f"all {len(points)} points finished" in said and "before this slice" not in said
+    assert json.loads((tmp_path / "bare-out" / "status.json").read_text())["complete"]
 
     # a fresh machine given that pack starts from the finished records (and keeps what it has)
     fresh = tmp_path / "fresh"
