@@ -11,9 +11,11 @@ atomically): the trainable and anchor weights (``weights.safetensors``) and the 
 ``optimizer``       AdamW's state (with FSDP: in the unsharded layout, so checkpoints move between
                     sharded and plain runs)
 ``scheduler``       the learning-rate schedule's position
-``torch_rng``       torch's global CPU generator (and ``cuda_rng`` on GPUs); sampling does not use
-                    it (its draws are keyed, :mod:`rlhf_zoo.rng`), but anything else drawing from
-                    torch's global generator (dropout, user code) continues as it would have
+``torch_rng``       torch's global CPU generator (and ``cuda_rng``, the generator of the run's GPU);
+                    sampling does not use them (its draws are keyed, :mod:`rlhf_zoo.rng`), but
+                    anything else drawing from them (dropout, user code) continues as it would have.
+                    Both are the main process's: every process seeds them alike and draws as much
+                    (equal shares), so each process's own GPU holds the same state as the main one's
 ``cache``           the base cache: k base completions per prompt and their rewards (§3)
 ``costs``           completions, tokens, reward calls of training, summed over processes
 ``eval_costs``      the same for evaluation
@@ -69,7 +71,7 @@ def training_state(tr: Run) -> dict[str, Any]:
         "optimizer": rt.optimizer_state(tr.opt) if tr.opt else None,
         "scheduler": tr.sched.state_dict() if tr.sched else None,
         "torch_rng": torch.get_rng_state(),
-        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+        "cuda_rng": torch.cuda.get_rng_state(rt.device) if rt.device.type == "cuda" else None,
         "cache": tr.cache.state() if tr.cache else None,
         "costs": _summed(rt, tr.costs),
         "eval_costs": _summed(rt, tr.evaluator.costs),
@@ -99,8 +101,7 @@ def restore(tr: Run) -> int:
         tr.rt.load_optimizer_state(tr.opt, s["optimizer"])
         tr.sched.load_state_dict(s["scheduler"])
     torch.set_rng_state(s["torch_rng"])
-    if s["cuda_rng"] is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(s["cuda_rng"])
+    _restore_cuda_rng(s["cuda_rng"], tr.rt.device)
     if tr.cache and s["cache"]:
         tr.cache.load(s["cache"])
     tr.costs = _own_share(tr.rt, s["costs"])
@@ -112,6 +113,19 @@ def restore(tr: Run) -> int:
     if tr.rt.is_main:  # one writer: processes racing on the same temporary file could fail
         tr.log.truncate_metrics(tr.step)
     return tr.step
+
+
+def _restore_cuda_rng(state: Any, device: torch.device) -> None:
+    """The saved GPU generator onto this process's GPU (``cuda:r`` for rank r), not every visible GPU's state
+    as the main process saw them (rank 1's ``cuda:1`` got the main process's untouched copy of it). A run
+    resumed on the CPU has no GPU generator to restore. Older checkpoints hold that list of every GPU's state;
+    it is restored as it was before."""
+    if state is None or device.type != "cuda":
+        return
+    if isinstance(state, list):
+        torch.cuda.set_rng_state_all(state)
+    else:
+        torch.cuda.set_rng_state(state, device)
 
 
 def _summed(rt: Any, costs: Costs) -> Costs:

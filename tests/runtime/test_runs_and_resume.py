@@ -121,3 +121,31 @@ def test_a_checkpoint_saved_on_a_gpu_resumes_on_the_cpu(tmp_path, monkeypatch):
     assert torch.equal(state["cache"], cache) and state["cache"].device.type == "cpu"
     torch.set_rng_state(state["torch_rng"])  # a CPU ByteTensor, as set_rng_state needs
     assert torch.equal(weights["w"], torch.ones(2))
+
+
+def test_the_gpu_generator_saved_and_restored_is_the_process_own(tmp_path, monkeypatch):
+    """A checkpoint holds the generator of the run's own GPU and a resumed process restores it onto its own GPU
+    (it held every visible GPU's state as the main process saw them, so rank 1's cuda:1 was reset to the main
+    process's untouched copy). No GPU here: torch.cuda's generator calls are stand-ins that record the device."""
+    import torch
+
+    from rlhf_zoo.checkpoint import _restore_cuda_rng, training_state
+    from rlhf_zoo.config import load_config
+    from rlhf_zoo.train import Trainer, build
+
+    read, written = [], []
+    state = torch.tensor([7, 1], dtype=torch.uint8)
+    monkeypatch.setattr(torch.cuda, "get_rng_state", lambda device="cuda": read.append(torch.device(device)) or state)
+    monkeypatch.setattr(torch.cuda, "get_rng_state_all", lambda: [torch.zeros(2, dtype=torch.uint8)] * 2)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda s, device="cuda": written.append((s, torch.device(device))))
+    monkeypatch.setattr(torch.cuda, "set_rng_state_all", lambda states: written.append(("all", len(states))))
+    cfg = load_config(["algo=reinforce", f"run_dir={tmp_path / 'r'}", "train.steps=1", "train.progress=false"])
+    trainer = Trainer(cfg, *build(cfg))
+    trainer.rt.device = torch.device("cuda", 1)  # as the process of rank 1 sees its device
+    saved = training_state(trainer)["cuda_rng"]
+    assert read == [torch.device("cuda", 1)] and saved is state
+    _restore_cuda_rng(saved, torch.device("cuda", 1))
+    _restore_cuda_rng(saved, torch.device("cpu"))  # resumed on the CPU: no GPU generator to set
+    _restore_cuda_rng([state, state], torch.device("cuda", 0))  # an older checkpoint: every GPU's, as before
+    assert written == [(state, torch.device("cuda", 1)), ("all", 2)]
