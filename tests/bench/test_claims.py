@@ -101,6 +101,28 @@ def test_a_estimate_reads_each_records_n():
     assert math.isclose(chk.data.divergences["KL(π‖π_BoN) estimate"][0.5].mean, 0.6 + 7 * 0.2 - math.log(8))
 
 
+def test_a_estimate_takes_a_record_whose_metric_is_nan():
+    """A compact record stores a NaN metric as null: that seed drops out of the estimate (no TypeError on
+    None), and the other seeds still decide the verdict."""
+    records = [
+        synth_record(
+            "bond_beta",
+            b,
+            s,
+            {"kl/exact": {0.0: 0.9, 0.5: 0.6, 1.0: 0.9}[b] + NOISE[s], "quantile/log_mean": -0.2},
+            estimator="exact_token",
+            args=["algo=bond", "algo.n=4", f"algo.beta={b}"],
+        )
+        for b in (0.0, 0.5, 1.0)
+        for s in SEEDS
+    ]
+    records[0]["summary"]["kl/exact"] = None  # β = 0, seed 0, read back from its compact record
+    chk = claim_a(group_records(records), exact=False)
+    est = chk.data.divergences["KL(π‖π_BoN) estimate"]
+    assert math.isnan(est[0.0].values[0]) and len([v for v in est[0.0].values if math.isfinite(v)]) == 3
+    assert chk.status == REPRODUCED, chk.numbers
+
+
 def _reward_path(values: list[float], noise: float = 0.0) -> list[dict[str, float]]:
     return [{"step": 10 * i, "reward/proxy": v + noise, "kl/exact": 0.1 * i} for i, v in enumerate(values)]
 
