@@ -246,6 +246,26 @@ def test_c1_compares_at_the_kl_both_reach_and_needs_the_right_direction_with_one
     assert claim_c1(group_records(records), exact=True).status == NOT_REPRODUCED
 
 
+@pytest.mark.parametrize("nan_seed", [0, 1, 2])
+def test_c1_a_nan_final_kl_is_left_out_whichever_seed_has_it(nan_seed):
+    """One EMA seed's final KL is NaN (null in its compact record): the matched KL is the smallest finite
+    final KL (2.0), whichever seed it is; Python's min() with a NaN first would make it NaN, and every
+    reward "at KL nan" unreadable."""
+    kls = [0.0, 0.5, 1.0, 1.5, 2.0]
+    records = []
+    for s in range(3):
+        ema = _kl_reward_path(kls, 1.0, NOISE[s])
+        if s == nan_seed:
+            del ema[-1]["kl/exact"]
+        final = {"kl/exact": None if s == nan_seed else 2.0}
+        records.append(synth_record("jbond_eta", 0.02, s, final, knob="algo.eta", path=ema))
+        swap = _kl_reward_path(kls, 0.8, NOISE[s])
+        records.append(synth_record("jbond_swap", 50, s, {"kl/exact": 2.0}, knob="algo.swap_period", path=swap))
+    chk = claim_c1(group_records(records), exact=True)
+    assert chk.data.pairs[0].kl == 2.0, chk.numbers
+    assert chk.status == REPRODUCED, chk.numbers
+
+
 def test_c2_gamma_slows_kl():
     def recs(kl_by_gamma):
         return group_records(
@@ -380,6 +400,22 @@ def test_d_allows_the_seed_mean_path_a_dip_within_the_tolerance(dip, status):
     assert comp.min_diff == pytest.approx(dip + (0.1 - dip) / 50 + sum(NOISE) / 4, abs=1e-9)
     assert comp.paired.mean - comp.paired.half > 0
     assert chk.status == status
+
+
+def test_d_a_first_evaluation_without_kl_does_not_hide_the_common_range():
+    """Every seed's first evaluation lacks KL (its seed-mean KL is NaN): the KL range both paths reach is
+    read from the finite KL values (2.0), not max() of a list that starts with NaN (NaN: "no common KL
+    range", not reproduced)."""
+    kls = [0.0, 0.5, 1.0, 1.5, 2.0]
+    records = []
+    for s in SEEDS:
+        jb = _kl_reward_path(kls, 1.0, 0.1 + NOISE[s])
+        del jb[0]["kl/exact"]
+        records.append(synth_record("jbond_gamma", 0.0, s, {"kl/exact": 2.0}, knob="algo.gamma", path=jb))
+        records.append(synth_record("reinforce", 0.1, s, {"kl/exact": 2.0}, path=_kl_reward_path(kls, 1.0)))
+    chk = claim_d(group_records(records), exact=False)
+    assert chk.data.reinforce[0.1].kl_max == 2.0, chk.numbers
+    assert chk.status == REPRODUCED, chk.numbers
 
 
 def _bon(log_mean_dev: float, kl_over_bound: float):

@@ -33,6 +33,7 @@ from rlhf_zoo.bench.claims.base import (
 )
 from rlhf_zoo.bench.plots import colours, legend
 from rlhf_zoo.bench.records import Group
+from rlhf_zoo.bench.stats import finite
 
 PAPER_BETAS_RL = (0.001, 0.01, 0.1, 1.0)
 CURVE_TOLERANCE = 0.01  # J-BOND may fall below REINFORCE by at most this much reward anywhere
@@ -91,6 +92,12 @@ def paired(jbond: Group, reinforce: Group, kl_max: float) -> Estimate | None:
     return Estimate.of(diffs) if diffs else None
 
 
+def _kl_reached(path: TrainingPath) -> float:
+    """The largest finite KL on a path (NaN if none): a plain max() returns NaN when the first is NaN."""
+    kls = finite(p[1] for p in path)
+    return max(kls) if kls else math.nan
+
+
 def _path(record: dict[str, Any]) -> TrainingPath:
     out = []
     for m in record.get("metrics", []):
@@ -126,8 +133,8 @@ class JBondAboveReinforce(Claim):
             r_path = rf.mean_path("kl/exact", "reward/proxy") if rf is not None else []
             if rf is None or not r_path:
                 continue
-            k_max = min(max(p[1] for p in j_path), max(p[1] for p in r_path))
-            diffs = differences(j_path, r_path, k_max)
+            k_max = min(_kl_reached(j_path), _kl_reached(r_path))
+            diffs = differences(j_path, r_path, k_max) if math.isfinite(k_max) else []
             if not diffs:
                 ok = False
                 compared[beta] = Comparison(r_path, k_max, None, None)
