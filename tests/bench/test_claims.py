@@ -418,6 +418,25 @@ def test_d_a_first_evaluation_without_kl_does_not_hide_the_common_range():
     assert chk.status == REPRODUCED, chk.numbers
 
 
+def test_d_says_when_a_seeds_paths_stop_short_of_the_compared_kl_values():
+    """J-BOND's seed 0 reaches only KL 1, the others KL 2: the seed-mean paths compare at the 20 KL values
+    up to 1.75, but seed 0's per-seed mean is over the 10 of them up to 1 (1.75 · (0.1 + 0.045 i) ≤ 1 for
+    i ≤ 10). The text must not claim every seed's mean is over the same KL values."""
+    records = []
+    for s in SEEDS:
+        kls = [0.0, 0.25, 0.5, 0.75, 1.0] if s == 0 else [0.0, 0.5, 1.0, 1.5, 2.0]
+        jb = _kl_reward_path(kls, 1.0, 0.1 + NOISE[s])
+        records.append(synth_record("jbond_gamma", 0.0, s, {"kl/exact": kls[-1]}, knob="algo.gamma", path=jb))
+        rf = _kl_reward_path([0.0, 0.5, 1.0, 1.5, 2.0], 1.0)
+        records.append(synth_record("reinforce", 0.1, s, {"kl/exact": 2.0}, path=rf))
+    chk = claim_d(group_records(records), exact=False)
+    comp = chk.data.reinforce[0.1]
+    assert comp.kl_max == pytest.approx(1.75)
+    assert comp.reached == (10, 20, 20, 20)
+    assert "a seed's paths reach 10–20 of these 20 KL values" in chk.numbers
+    assert "the mean difference over the same KL values" not in chk.numbers
+
+
 def _bon(log_mean_dev: float, kl_over_bound: float):
     recs = []
     for n in (1, 2, 4, 8):
