@@ -7,7 +7,8 @@ Each argument is a run directory (one holding ``summary.json``) or a folder sear
 whose resolved configs differ only in ``seed`` (and ``run_dir``, ``resume``) are one configuration;
 each configuration is named by its algorithm and the settings in which it differs from the others
 compared. The table gives every configuration's common metrics as mean ± 95 % Student-t interval over
-its seeds (:func:`rlhf_zoo.bench.stats.mean_ci`), printed as Markdown; with ``out=DIR`` it is also
+its seeds (:func:`rlhf_zoo.bench.stats.mean_ci`; two runs of one configuration with the same seed, such
+as a run and its copy, are refused rather than counted as two seeds), printed as Markdown; with ``out=DIR`` it is also
 written there as ``compare.md`` and ``compare.csv`` (mean and half-width columns), with the
 reward-vs-KL and gold-vs-proxy plots of the bench pages (:mod:`rlhf_zoo.bench.plots`), drawn from the
 runs' ``metrics.jsonl`` paths.
@@ -114,6 +115,21 @@ def _member(r: dict[str, Any], algo: str, setting: str) -> None:
     ]  # fmt: skip
 
 
+def _one_run_per_seed(by_label: dict[str, list[dict[str, Any]]]) -> None:
+    """Refuse two runs of one configuration with the same seed (e.g. a run and its copy): they are one
+    seed's result twice, so pooling them would count it twice, pull the mean towards it and narrow the
+    interval (and the plots, which keep one record per seed, would disagree with the table)."""
+    for label, runs in by_label.items():
+        seen: dict[int, str] = {}
+        for r in runs:
+            other = seen.setdefault(r["seed"], r["run_dir"])
+            if other != r["run_dir"]:
+                raise UserError(
+                    f"compare: {other} and {r['run_dir']} are both {label}, seed {r['seed']}: one seed would count "
+                    "twice; name only one of them"
+                )
+
+
 def table(records: list[dict[str, Any]]) -> tuple[list[str], list[list[str]], list[list[Any]]]:
     """(headers, Markdown rows, CSV rows): one row per configuration, seeds pooled."""
     from rlhf_zoo.bench.stats import fmt_ci, mean_ci
@@ -121,6 +137,7 @@ def table(records: list[dict[str, Any]]) -> tuple[list[str], list[list[str]], li
     by_label: dict[str, list[dict[str, Any]]] = {}
     for r in records:
         by_label.setdefault(r["label"], []).append(r)
+    _one_run_per_seed(by_label)
     columns = [c for c in COLUMNS if any(c in r["summary"] for r in records)]
     headers = ["configuration", "seeds", "steps", *columns]
     md, rows = [], []

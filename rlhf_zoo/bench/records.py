@@ -304,12 +304,19 @@ def _setting_diff(a: dict[str, Any], b: dict[str, Any]) -> str:
 
 def check_comparable(records: list[dict[str, Any]], suite: str) -> None:
     """Refuse (a one-line :class:`UserError`) to pool records that are not comparable: the seeds of one
-    sweep value (and the records of one point) must share a code version and settings."""
-    by_point: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    sweep value (and the records of one point) must share a code version and settings.
+
+    The records are keyed as :func:`group_records` pools them, by sweep and value (so 2 and 2.0, one
+    group there, are checked together here), and named by the first one's knob and value."""
+    by_point: dict[tuple[str, Any], list[dict[str, Any]]] = defaultdict(list)
+    names: dict[tuple[str, Any], str] = {}
     for rec in records:
         for m in rec.get("memberships", []):
-            by_point[(m["sweep"], f"{m.get('knob_label') or m.get('knob', '')}={m.get('value')}")].append(rec)
-    for (tag, point), recs in by_point.items():
+            key = (m["sweep"], m.get("value"))
+            by_point[key].append(rec)
+            names.setdefault(key, f"{m.get('knob_label') or m.get('knob', '')}={m.get('value')}")
+    for (tag, value), recs in by_point.items():
+        point = names[(tag, value)]
         first = recs[0]
         for rec in recs[1:]:
             va, vb = code_version_of(first), code_version_of(rec)

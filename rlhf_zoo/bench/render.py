@@ -405,7 +405,10 @@ def render_suite(
     add("")
     add(
         "Exact suites check exact quantities; the language-model suites check estimates from their records. "
-        "A difference counts only when its 95 % Welch interval over seeds excludes 0."
+        "A difference between two groups of runs counts only when its 95 % Welch interval over seeds excludes 0; "
+        "(d) pairs each seed's J-BOND and REINFORCE runs and needs the 95 % Student-t interval of the per-seed "
+        "differences above 0 (and the seed-mean paths within its tolerance); (e1) and (e2) compare seed means "
+        "with the theory. With one seed there is no interval and the direction of the means decides."
     )
     add("")
     budgets = _budgets(suite, recs, spec)

@@ -101,6 +101,28 @@ def test_a_estimate_reads_each_records_n():
     assert math.isclose(chk.data.divergences["KL(π‖π_BoN) estimate"][0.5].mean, 0.6 + 7 * 0.2 - math.log(8))
 
 
+def test_a_estimate_takes_a_record_whose_metric_is_nan():
+    """A compact record stores a NaN metric as null: that seed drops out of the estimate (no TypeError on
+    None), and the other seeds still decide the verdict."""
+    records = [
+        synth_record(
+            "bond_beta",
+            b,
+            s,
+            {"kl/exact": {0.0: 0.9, 0.5: 0.6, 1.0: 0.9}[b] + NOISE[s], "quantile/log_mean": -0.2},
+            estimator="exact_token",
+            args=["algo=bond", "algo.n=4", f"algo.beta={b}"],
+        )
+        for b in (0.0, 0.5, 1.0)
+        for s in SEEDS
+    ]
+    records[0]["summary"]["kl/exact"] = None  # β = 0, seed 0, read back from its compact record
+    chk = claim_a(group_records(records), exact=False)
+    est = chk.data.divergences["KL(π‖π_BoN) estimate"]
+    assert math.isnan(est[0.0].values[0]) and len([v for v in est[0.0].values if math.isfinite(v)]) == 3
+    assert chk.status == REPRODUCED, chk.numbers
+
+
 def _reward_path(values: list[float], noise: float = 0.0) -> list[dict[str, float]]:
     return [{"step": 10 * i, "reward/proxy": v + noise, "kl/exact": 0.1 * i} for i, v in enumerate(values)]
 
@@ -222,6 +244,26 @@ def test_c1_compares_at_the_kl_both_reach_and_needs_the_right_direction_with_one
         path=_kl_reward_path([0.0, 0.5, 1.0, 1.5, 2.0], 1.2),
     )
     assert claim_c1(group_records(records), exact=True).status == NOT_REPRODUCED
+
+
+@pytest.mark.parametrize("nan_seed", [0, 1, 2])
+def test_c1_a_nan_final_kl_is_left_out_whichever_seed_has_it(nan_seed):
+    """One EMA seed's final KL is NaN (null in its compact record): the matched KL is the smallest finite
+    final KL (2.0), whichever seed it is; Python's min() with a NaN first would make it NaN, and every
+    reward "at KL nan" unreadable."""
+    kls = [0.0, 0.5, 1.0, 1.5, 2.0]
+    records = []
+    for s in range(3):
+        ema = _kl_reward_path(kls, 1.0, NOISE[s])
+        if s == nan_seed:
+            del ema[-1]["kl/exact"]
+        final = {"kl/exact": None if s == nan_seed else 2.0}
+        records.append(synth_record("jbond_eta", 0.02, s, final, knob="algo.eta", path=ema))
+        swap = _kl_reward_path(kls, 0.8, NOISE[s])
+        records.append(synth_record("jbond_swap", 50, s, {"kl/exact": 2.0}, knob="algo.swap_period", path=swap))
+    chk = claim_c1(group_records(records), exact=True)
+    assert chk.data.pairs[0].kl == 2.0, chk.numbers
+    assert chk.status == REPRODUCED, chk.numbers
 
 
 def test_c2_gamma_slows_kl():
@@ -358,6 +400,41 @@ def test_d_allows_the_seed_mean_path_a_dip_within_the_tolerance(dip, status):
     assert comp.min_diff == pytest.approx(dip + (0.1 - dip) / 50 + sum(NOISE) / 4, abs=1e-9)
     assert comp.paired.mean - comp.paired.half > 0
     assert chk.status == status
+
+
+def test_d_a_first_evaluation_without_kl_does_not_hide_the_common_range():
+    """Every seed's first evaluation lacks KL (its seed-mean KL is NaN): the KL range both paths reach is
+    read from the finite KL values (2.0), not max() of a list that starts with NaN (NaN: "no common KL
+    range", not reproduced)."""
+    kls = [0.0, 0.5, 1.0, 1.5, 2.0]
+    records = []
+    for s in SEEDS:
+        jb = _kl_reward_path(kls, 1.0, 0.1 + NOISE[s])
+        del jb[0]["kl/exact"]
+        records.append(synth_record("jbond_gamma", 0.0, s, {"kl/exact": 2.0}, knob="algo.gamma", path=jb))
+        records.append(synth_record("reinforce", 0.1, s, {"kl/exact": 2.0}, path=_kl_reward_path(kls, 1.0)))
+    chk = claim_d(group_records(records), exact=False)
+    assert chk.data.reinforce[0.1].kl_max == 2.0, chk.numbers
+    assert chk.status == REPRODUCED, chk.numbers
+
+
+def test_d_says_when_a_seeds_paths_stop_short_of_the_compared_kl_values():
+    """J-BOND's seed 0 reaches only KL 1, the others KL 2: the seed-mean paths compare at the 20 KL values
+    up to 1.75, but seed 0's per-seed mean is over the 10 of them up to 1 (1.75 · (0.1 + 0.045 i) ≤ 1 for
+    i ≤ 10). The text must not claim every seed's mean is over the same KL values."""
+    records = []
+    for s in SEEDS:
+        kls = [0.0, 0.25, 0.5, 0.75, 1.0] if s == 0 else [0.0, 0.5, 1.0, 1.5, 2.0]
+        jb = _kl_reward_path(kls, 1.0, 0.1 + NOISE[s])
+        records.append(synth_record("jbond_gamma", 0.0, s, {"kl/exact": kls[-1]}, knob="algo.gamma", path=jb))
+        rf = _kl_reward_path([0.0, 0.5, 1.0, 1.5, 2.0], 1.0)
+        records.append(synth_record("reinforce", 0.1, s, {"kl/exact": 2.0}, path=rf))
+    chk = claim_d(group_records(records), exact=False)
+    comp = chk.data.reinforce[0.1]
+    assert comp.kl_max == pytest.approx(1.75)
+    assert comp.reached == (10, 20, 20, 20)
+    assert "a seed's paths reach 10–20 of these 20 KL values" in chk.numbers
+    assert "the mean difference over the same KL values" not in chk.numbers
 
 
 def _bon(log_mean_dev: float, kl_over_bound: float):

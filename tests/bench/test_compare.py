@@ -50,3 +50,15 @@ def test_compare_without_runs_is_one_line(tmp_path, capsys):
     assert main(["compare", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "no finished run" in err and len(err.strip().splitlines()) == 1
+
+
+def test_compare_refuses_the_same_seed_of_a_configuration_twice(runs, tmp_path, capsys):
+    """A copy of a run (the same configuration and seed) is not another seed: pooled, seed 0 would count
+    twice and narrow the interval (and the plots, one record per seed, would show another mean)."""
+    import shutil
+
+    shutil.copytree(runs / "a0", tmp_path / "a0-again")
+    capsys.readouterr()
+    assert main(["compare", str(runs), str(tmp_path / "a0-again")]) == 2
+    err = capsys.readouterr().err
+    assert "seed 0" in err and "a0-again" in err and len(err.strip().splitlines()) == 1

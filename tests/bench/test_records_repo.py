@@ -14,6 +14,7 @@ import rlhf_zoo.bench.runner as runner
 import rlhf_zoo.bench.version as version
 from rlhf_zoo.bench.records import (
     FORMAT,
+    check_comparable,
     compact,
     dumps_record,
     group_records,
@@ -24,6 +25,7 @@ from rlhf_zoo.bench.records import (
 )
 from rlhf_zoo.bench.suites import EXACT, expand
 from rlhf_zoo.cli import main
+from rlhf_zoo.errors import UserError
 from tests.bench.helpers import synth_record
 
 # the exact suite, two sweeps, a handful of steps: a point takes a fraction of a second
@@ -208,6 +210,17 @@ def test_records_of_another_code_version_are_not_pooled(tmp_path, capsys):
     assert bench(*args, "render=false") == 0
     err = capsys.readouterr().err
     assert "1 finished point(s) have records of code version 0123456789ab" in err and "0 point(s) run" in err
+
+
+def test_records_of_one_value_written_as_int_and_float_are_checked_together():
+    """A suite file that once said ``n: 2`` and now ``n: 2.0`` writes points the tables and claims pool as one
+    value (2 == 2.0); their code versions must then be compared too, not passed as two points."""
+    a = synth_record("bond", 2, 0, {"kl/exact": 1.0}, knob="algo.n")
+    b = synth_record("bond", 2.0, 1, {"kl/exact": 3.0}, knob="algo.n")
+    a["code_version"], b["code_version"] = "aaaaaaaaaaaa", "bbbbbbbbbbbb"
+    assert list(group_records([a, b])["bond"]) == [2]  # one group: its seeds are pooled
+    with pytest.raises(UserError, match="aaaaaaaaaaaa and bbbbbbbbbbbb"):
+        check_comparable([a, b], "exact")
 
 
 def test_records_with_other_settings_are_not_pooled(tmp_path, capsys):

@@ -137,6 +137,9 @@ def test_page_from_synthetic_records(tmp_path):
     # J-BOND's path (slope 0.95) lies above REINFORCE at β_RL = 0.001 (slope 0.67), below it at β_RL = 1 (slope 2)
     assert verdicts[claim_d][3] == "**not reproduced**"
     assert "β_RL=0.001: J-BOND − REINFORCE" in verdicts[claim_d][4] and "(not above)" in verdicts[claim_d][4]
+    # the rule under the table names the interval each verdict reads: (d)'s is paired, not Welch's
+    rule = text.split("## Reward at matched KL")[0].rsplit("|", 1)[1]
+    assert "Welch" in rule and "Student-t interval of the per-seed differences" in rule
     # plots, referenced and small
     for name in ("reward_vs_kl", "frontier_gap", "overoptimisation", "claims"):
         png = docs / "exact" / f"{name}.png"

@@ -13,9 +13,11 @@ e1     :mod:`.best_of_n`         under π_BoN, E[log p_≤] = −1/n
 e2     :mod:`.best_of_n`         Best-of-N's KL stays below log n − (n−1)/n
 =====  =======================  ============================================================================
 
-Exact suites check exact quantities, the others estimates from their records. A difference counts
-only when its Welch 95 % confidence interval over seeds excludes 0; with one seed there is no
-interval and the direction of the means decides (the text says so). The verdict table
+Exact suites check exact quantities, the others estimates from their records. A difference between
+two groups of runs counts only when its Welch 95 % confidence interval over seeds excludes 0; (d)
+pairs each seed's J-BOND and REINFORCE runs and reads the Student-t interval of the per-seed
+differences; (e1) and (e2) compare seed means with the theory. With one seed there is no interval
+and the direction of the means decides (the text says so). The verdict table
 (:func:`rlhf_zoo.bench.render.verdict_table`) and the claims figure (:func:`figure`) iterate over
 :data:`CLAIMS`; to add a claim, write its module and list it there.
 """

@@ -27,7 +27,7 @@ from rlhf_zoo.bench.claims.base import (
 )
 from rlhf_zoo.bench.plots import colours, legend
 from rlhf_zoo.bench.records import Group
-from rlhf_zoo.bench.stats import diff_ci
+from rlhf_zoo.bench.stats import diff_ci, finite
 
 PAIRING = 1.5  # η pairs with M when η·M lies within a factor 1.5 of 1
 
@@ -94,7 +94,14 @@ class EmaAnchor(Claim):
             )
         ok, flags, parts, found = True, [], [], []
         for eta, ema, m, swap in matched:
-            k_star = min(min(ema.finals("kl/exact")), min(swap.finals("kl/exact")))
+            # finite values only: min() over a list that starts with NaN returns NaN (a seed's NaN final KL
+            # would otherwise make the matched KL NaN or not, depending on which seed has it)
+            finals = finite([*ema.finals("kl/exact"), *swap.finals("kl/exact")])
+            if not finals:
+                ok = False
+                parts.append(f"η={eta:g} vs swap every {int(m)}: no finite final KL")
+                continue
+            k_star = min(finals)
             r_ema = Estimate.of(at(path, k_star) for path in ema.paths("kl/exact", "reward/proxy"))
             r_swap = Estimate.of(at(path, k_star) for path in swap.paths("kl/exact", "reward/proxy"))
             d, h = diff_ci(r_ema.values, r_swap.values)

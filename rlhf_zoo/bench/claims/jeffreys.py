@@ -50,12 +50,15 @@ def _arg(rec: dict[str, Any], key: str, default: str) -> str:
 
 
 def _backward_estimate(grp: Group) -> list[float]:
-    """Per seed, KL(π‖π_BoN) ≈ KL(π‖π_ref) − (n−1)·E_π[log p̂_≤] − log n."""
+    """Per seed, KL(π‖π_BoN) ≈ KL(π‖π_ref) − (n−1)·E_π[log p̂_≤] − log n.
+
+    The metrics are read with :meth:`Group.finals` (NaN where missing): a compact record stores a NaN
+    metric as null, and that seed's estimate is then NaN (left out of the mean), not a TypeError."""
     out = []
-    for r in grp.records:
+    kls, log_means = grp.finals("kl/exact"), grp.finals("quantile/log_mean")
+    for r, kl, log_mean in zip(grp.records, kls, log_means, strict=True):
         n = float(_arg(r, "algo.n", "4") or 4)
-        s = r.get("summary", {})
-        out.append(s.get("kl/exact", math.nan) - (n - 1) * s.get("quantile/log_mean", math.nan) - math.log(n))
+        out.append(kl - (n - 1) * log_mean - math.log(n))
     return out
 
 

@@ -9,7 +9,9 @@ paths reach:
 - along the seed-mean paths, J-BOND's proxy reward may fall below REINFORCE's by at most
   :data:`CURVE_TOLERANCE` anywhere;
 - per seed (J-BOND's and REINFORCE's runs of the same seed paired), the mean reward difference over
-  those KL values; with two or more seeds, the 95 % Student-t interval of its mean must lie above 0.
+  those KL values that the seed's own two paths reach (a seed's paths may stop short of the seed-mean
+  range: the text then says how many each reaches); with two or more seeds, the 95 % Student-t interval
+  of its mean must lie above 0.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from rlhf_zoo.bench.claims.base import (
 )
 from rlhf_zoo.bench.plots import colours, legend
 from rlhf_zoo.bench.records import Group
+from rlhf_zoo.bench.stats import finite
 
 PAPER_BETAS_RL = (0.001, 0.01, 0.1, 1.0)
 CURVE_TOLERANCE = 0.01  # J-BOND may fall below REINFORCE by at most this much reward anywhere
@@ -48,6 +51,8 @@ class Comparison:
         min_diff, mean_diff: J-BOND − REINFORCE reward over that range (None: no common range).
         paired: over the seeds both ran, each seed's mean J-BOND − REINFORCE reward over that range
             (None: no seed with a common range).
+        reached: per paired seed, how many of the KL values of :func:`grid` its two paths both reach
+            (the values its mean in ``paired`` is taken over).
     """
 
     path: TrainingPath
@@ -55,6 +60,7 @@ class Comparison:
     min_diff: float | None
     mean_diff: float | None
     paired: Estimate | None = None
+    reached: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -81,14 +87,32 @@ def mean_diff(a: TrainingPath, b: TrainingPath, kl_max: float) -> float:
     return sum(diffs) / len(diffs) if diffs else math.nan
 
 
-def paired(jbond: Group, reinforce: Group, kl_max: float) -> Estimate | None:
-    """Per seed both groups ran, :func:`mean_diff` of its two training paths; their mean and 95 % interval."""
-    diffs = []
+def seed_differences(jbond: Group, reinforce: Group, kl_max: float) -> list[list[float]]:
+    """Per seed both groups ran (and whose paths share a KL value of :func:`grid`), :func:`differences`
+    of its two training paths."""
+    out = []
     for s in sorted(set(jbond.by_seed) & set(reinforce.by_seed)):
         j, r = (_path(g.by_seed[s]) for g in (jbond, reinforce))
-        if math.isfinite(d := mean_diff(j, r, kl_max)):
-            diffs.append(d)
+        if diffs := differences(j, r, kl_max):
+            out.append(diffs)
+    return out
+
+
+def paired(jbond: Group, reinforce: Group, kl_max: float) -> Estimate | None:
+    """Per seed both groups ran, :func:`mean_diff` of its two training paths; their mean and 95 % interval."""
+    diffs = [sum(d) / len(d) for d in seed_differences(jbond, reinforce, kl_max)]
     return Estimate.of(diffs) if diffs else None
+
+
+def _span(counts: tuple[int, ...]) -> str:
+    """``12–20`` (or ``12`` when every seed reaches as many)."""
+    return f"{min(counts)}" if min(counts) == max(counts) else f"{min(counts)}–{max(counts)}"
+
+
+def _kl_reached(path: TrainingPath) -> float:
+    """The largest finite KL on a path (NaN if none): a plain max() returns NaN when the first is NaN."""
+    kls = finite(p[1] for p in path)
+    return max(kls) if kls else math.nan
 
 
 def _path(record: dict[str, Any]) -> TrainingPath:
@@ -126,24 +150,32 @@ class JBondAboveReinforce(Claim):
             r_path = rf.mean_path("kl/exact", "reward/proxy") if rf is not None else []
             if rf is None or not r_path:
                 continue
-            k_max = min(max(p[1] for p in j_path), max(p[1] for p in r_path))
-            diffs = differences(j_path, r_path, k_max)
+            k_max = min(_kl_reached(j_path), _kl_reached(r_path))
+            diffs = differences(j_path, r_path, k_max) if math.isfinite(k_max) else []
             if not diffs:
                 ok = False
                 compared[beta] = Comparison(r_path, k_max, None, None)
                 parts.append(f"β_RL={beta:g}: no common KL range")
                 continue
             pair = paired(jb, rf, k_max)
+            reached = tuple(len(d) for d in seed_differences(jb, rf, k_max))
             sig = None if pair is None or pair.half is None else pair.mean - pair.half > 0
             above = min(diffs) >= -CURVE_TOLERANCE
             ok = ok and above and sig is not False
             avg = sum(diffs) / len(diffs)
-            compared[beta] = Comparison(r_path, k_max, min(diffs), avg, pair)
+            compared[beta] = Comparison(r_path, k_max, min(diffs), avg, pair, reached)
+            # a seed's mean is over the KL values its own paths reach: say so when that is not all of them
+            short = (
+                ""
+                if min(reached, default=len(diffs)) >= len(diffs)
+                else f"; a seed's paths reach {_span(reached)} of these {len(diffs)} KL values"
+            )
             per_seed = (
                 "no paired seeds"
                 if pair is None
                 else f"per seed {pair.text()} ({len(pair.values)} seeds; "
                 + ("no interval" if sig is None else "interval above 0" if sig else "interval not above 0")
+                + short
                 + ")"
             )
             parts.append(
@@ -155,7 +187,7 @@ class JBondAboveReinforce(Claim):
         text = "; ".join(parts) + (f"; the paper's β_RL ∈ {{{', '.join(missing)}}} not run" if missing else "")
         text += (
             f" (reward at matched KL on seed-mean training paths, tolerance {CURVE_TOLERANCE}; per seed: the mean "
-            "difference over the same KL values, 95 % interval over seeds)"
+            "difference over those of the same KL values that the seed's two paths reach, 95 % interval over seeds)"
         )
         return Check(REPRODUCED if ok else NOT_REPRODUCED, text, Evidence(j_path, compared))
 
@@ -176,4 +208,5 @@ __all__ = [
     "grid",
     "mean_diff",
     "paired",
+    "seed_differences",
 ]
