@@ -178,6 +178,25 @@ def test_b_edge_cases():
     assert late_gain(rec) == (7.0 - 3.0, 7.0)
 
 
+def test_b_a_fixed_n_run_that_never_learned_has_not_saturated():
+    """BOND n = 2 whose total gain is not above 0 (noise around its start, as on the quick suite: 0.004 in
+    total) learned nothing to saturate at: the claim is not reproduced by an iterative run that gains, and the
+    numbers say that it did not learn rather than that it saturates."""
+    flat = [0.0, 0.01, 0.005, 0.0, 0.0]
+    recs = []
+    for s, end in zip(SEEDS, (0.05, -0.04, 0.01, -0.02), strict=True):
+        path = _reward_path(flat)
+        path[-1]["reward/proxy"] = end
+        recs.append(synth_record("bond", 2, s, {}, knob="algo.n", path=path))
+    recs += [
+        synth_record("iterative", 50, s, {}, knob="algo.anchor_period", path=_reward_path([0, 0.6, 0.9, 1.3, 1.6]))
+        for s in SEEDS
+    ]
+    chk = claim_b(group_records(recs), exact=False)
+    assert chk.status == NOT_REPRODUCED and not chk.data.saturated
+    assert "fixed n=2 does not learn" in chk.numbers and "saturates" not in chk.numbers
+
+
 def _kl_reward_path(kls: list[float], slope: float, noise: float = 0.0) -> list[dict[str, float]]:
     return [{"step": 10 * i, "kl/exact": k, "reward/proxy": slope * k + noise} for i, k in enumerate(kls)]
 

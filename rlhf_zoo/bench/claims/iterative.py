@@ -2,7 +2,8 @@
 
 The proxy-reward gain over the second half of training (from the evaluation nearest the middle to
 the last one), per seed: fixed-n BOND n = 2 (sweep ``bond``) must saturate (its second-half gain is
-under :data:`SATURATION` of its total gain), and iterative BOND at every swap period (sweep
+under :data:`SATURATION` of its total gain, and its total gain above 0, by its 95 % interval where there is
+one: a run that learned nothing has nothing to saturate at), and iterative BOND at every swap period (sweep
 ``iterative``) must gain more than it over the second half, significantly where there is an interval.
 """
 
@@ -27,7 +28,7 @@ from rlhf_zoo.bench.claims.base import (
     significance_note,
 )
 from rlhf_zoo.bench.plots import colours, legend
-from rlhf_zoo.bench.stats import diff_ci, mean_ci
+from rlhf_zoo.bench.stats import diff_ci
 
 SATURATION = 0.1  # fixed-n BOND saturates if its second-half gain is < 10 % of its total gain
 KEY = "reward/proxy"
@@ -77,8 +78,10 @@ class IterativeBond(Claim):
         if fixed is None or not iters:
             return Check(NOT_RUN, "needs BOND n=2 (sweep bond) and iterative BOND (sweep iterative)")
         fixed_late = Estimate.of(late_gain(r)[0] for r in fixed.records)
-        m_late, m_total = fixed_late.mean, mean_ci([late_gain(r)[1] for r in fixed.records])[0]
-        saturated = math.isfinite(m_late) and m_total > 0 and m_late < SATURATION * m_total
+        total = Estimate.of(late_gain(r)[1] for r in fixed.records)
+        m_late, m_total = fixed_late.mean, total.mean
+        learned = m_total > 0 and (total.half is None or m_total > total.half)
+        saturated = math.isfinite(m_late) and learned and m_late < SATURATION * m_total
         parts = [f"second-half gain of proxy reward: BOND n=2 {fixed_late.text()} (of {fmt(m_total)} in total)"]
         ok, flags, late_by_period = saturated, [], {}
         for period, grp in iters.items():
@@ -89,7 +92,11 @@ class IterativeBond(Claim):
             ok = ok and d > 0 and sig is not False
             late_by_period[period] = late
             parts.append(f"iterative (swap every {period}) {late.text()}")
-        sat = "saturates" if saturated else "does not saturate"
+        if learned:
+            verb = "saturates" if saturated else "does not saturate"
+            sat = f"{verb} (< {SATURATION:.0%} of its gain in the second half)"
+        else:
+            sat = "does not learn (its total gain is not above 0), so it cannot saturate"
         evidence = Evidence(
             fixed_late,
             m_total,
@@ -100,8 +107,7 @@ class IterativeBond(Claim):
         )
         return Check(
             REPRODUCED if ok else NOT_REPRODUCED,
-            ", ".join(parts) + f"; fixed n=2 {sat} (< {SATURATION:.0%} of its gain in the second half) "
-            f"({significance_note(flags)})",
+            ", ".join(parts) + f"; fixed n=2 {sat} ({significance_note(flags)})",
             evidence,
         )
 
