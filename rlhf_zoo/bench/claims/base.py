@@ -153,7 +153,7 @@ def lower(a: Iterable[float], b: Iterable[float]) -> tuple[bool, bool | None]:
 
 def significance_note(flags: list[bool | None]) -> str:
     if any(f is None for f in flags):
-        return "one seed or identical values: no confidence interval, means compared"
+        return "one seed: no confidence interval, means compared"
     return "all differences significant (95 % Welch CI)" if all(flags) else "some differences not significant at 95 %"
 
 
