@@ -304,7 +304,8 @@ def _setting_diff(a: dict[str, Any], b: dict[str, Any]) -> str:
 
 def check_comparable(records: list[dict[str, Any]], suite: str) -> None:
     """Refuse (a one-line :class:`UserError`) to pool records that are not comparable: the seeds of one
-    sweep value (and the records of one point) must share a code version and settings.
+    sweep value (and the records of one point) must share a code version and settings, and hold each seed once
+    (a group keeps one record per seed: a second would be dropped while the page counted it).
 
     The records are keyed as :func:`group_records` pools them, by sweep and value (so 2 and 2.0, one
     group there, are checked together here), and named by the first one's knob and value."""
@@ -318,6 +319,14 @@ def check_comparable(records: list[dict[str, Any]], suite: str) -> None:
     for (tag, value), recs in by_point.items():
         point = names[(tag, value)]
         first = recs[0]
+        seen: dict[int, Any] = {}
+        for rec in recs:
+            other = seen.setdefault(int(rec.get("seed", 0)), rec.get("id"))
+            if other != rec.get("id"):
+                raise UserError(
+                    f"{suite}: cannot pool the records of {tag} {point}: {other} and {rec.get('id')} are both seed "
+                    f"{rec.get('seed')}; delete one of them and render again"
+                )
         for rec in recs[1:]:
             va, vb = code_version_of(first), code_version_of(rec)
             where = f"{suite}: cannot pool the records of {tag} {point}"

@@ -223,6 +223,19 @@ def test_records_of_one_value_written_as_int_and_float_are_checked_together():
         check_comparable([a, b], "exact")
 
 
+def test_two_records_of_one_value_and_seed_are_refused():
+    """A group keeps one record per seed: two points of one sweep value with the same seed (say, records kept
+    from a suite file that named the point otherwise) are refused, not one silently dropped from the means
+    while the page counts both."""
+    a = synth_record("bond", 2, 0, {"kl/exact": 1.0}, knob="algo.n")
+    b = synth_record("bond", 2, 0, {"kl/exact": 3.0}, knob="algo.n")
+    b["id"] = "bond-n2-renamed-s0"
+    assert len(group_records([a, b])["bond"][2].by_seed) == 1
+    with pytest.raises(UserError, match="are both seed 0"):
+        check_comparable([a, b], "exact")
+    check_comparable([a, a], "exact")  # one point met twice (its run folder and its compact record) is one
+
+
 def test_records_with_other_settings_are_not_pooled(tmp_path, capsys):
     records = tmp_path / "records"
     base = [f"out={tmp_path}/runs", f"docs={tmp_path}/docs", f"records={records}", "only=best_of_n", "render=false"]
