@@ -11,9 +11,12 @@ import math
 import pytest
 import torch
 
+from rlhf_zoo.algorithms.base import Needs
 from rlhf_zoo.algorithms.best_of_n import BestOfN, BestOfNConfig
 from rlhf_zoo.algorithms.reinforce import Reinforce
 from rlhf_zoo.evaluate import Evaluator
+from rlhf_zoo.rng import Streams
+from rlhf_zoo.rollout import collect
 from tests.rollout.recording import RecordingPolicy
 from tests.tasks import brute_force as bf
 
@@ -211,3 +214,25 @@ def test_a_one_process_reference_state_loads_into_each_process_share(sampled_tas
         recording = RecordingPolicy(policy)
         assert loaded(recording, round=2) == expected
         assert not recording.of("ref")
+
+
+def test_evaluation_draws_neither_the_reference_completions_nor_the_training_samples(sampled_task):
+    """At π = π_ref (step 0) the policy, the reference and training sample one distribution, so draws that
+    shared a random stream would be the very same completions: the evaluated completions would be the
+    reference completions they are compared with (win rate, quantiles), or the samples the next training
+    step learns from. On the sampled testbed (training and held-out prompts are the same list), the
+    evaluation of round s, its reference completions and the training step s's samples of the same prompts
+    at the same positions must be different draws."""
+    policy = RecordingPolicy(sampled_task.build_policy(0))
+    prompts = sampled_task.eval_prompts[:4]
+    assert sampled_task.train_prompts[:4] == prompts
+    k, seed = 6, 3
+    for step in (0, 2):
+        policy.calls.clear()
+        Evaluator(sampled_task, Reinforce(), num_prompts=4, samples=k, ref_samples=k, seed=seed)(policy, round=step)
+        collect(Needs(samples=k), policy, sampled_task, prompts, streams=Streams(seed, step), cache=None)
+        (evaluated, trained), (reference,) = policy.of("policy"), policy.of("ref")
+        texts = [c.rollout.texts for c in (evaluated, reference, trained)]
+        assert texts[0] != texts[1], "the evaluated completions are the reference completions"
+        assert texts[0] != texts[2], "the evaluated completions are the training step's samples"
+        assert texts[1] != texts[2], "the reference completions are the training step's samples"
