@@ -1,6 +1,7 @@
 """Best-of-n for every n from one pool (rlhf_zoo.evaluate_pool): the curve is ``bon_pool_mean`` of the
 scored pool, n = 1 is the pool mean, the KL never exceeds its bound, and the pool is keyed by prompt."""
 
+import dataclasses
 import math
 from itertools import product
 
@@ -9,6 +10,8 @@ import torch
 
 from rlhf_zoo.evaluate_pool import draw_pool, pool_curve, pool_summary
 from rlhf_zoo.functional.best_of_n import bon_kl_bound, bon_pool_kl, bon_pool_mean
+from tests.rollout.recording import RecordingPolicy
+from tests.tasks import brute_force as bf
 
 
 def _pool(p: int = 5, m: int = 12, seed: int = 0) -> dict[str, torch.Tensor]:
@@ -148,3 +151,20 @@ def test_pool_win_rate_is_unbiased_for_best_of_n_against_an_independent_referenc
         scored = {"proxy": proxy[idx][None], "gold": gold[idx][None], "length": torch.ones(1, m, dtype=torch.float64)}
         total += float(torch.prod(probs[idx])) * pool_curve(scored, [n])[n]["win_rate/gold"]
     assert total == pytest.approx(expected, abs=1e-9)
+
+
+def test_draw_pool_samples_the_reference_on_the_held_out_prompts(exact_task):
+    """The pool is M completions of π_ref (Best-of-N draws from the reference, whatever π has become) for
+    each of the first ``num_prompts`` *held-out* prompts, in their order, and its columns are those
+    completions' proxy, gold and length. A testbed whose held-out prompts differ from its training prompts,
+    and a π moved away from π_ref, tell each apart."""
+    task = dataclasses.replace(exact_task, oracle=None, eval_prompts=["x3", "x1", "x2"])
+    policy = RecordingPolicy(bf.perturbed(task, seed=7))
+    pool = draw_pool(task, policy, 2, 5, seed=4, chunk=1)
+    assert [(c.prompts, c.n, c.role) for c in policy.calls] == [(["x3"], 5, "ref"), (["x1"], 5, "ref")]
+    rolls = [c.rollout for c in policy.calls]
+    proxy = torch.stack([task.proxy.score(r.prompts, r.texts) for r in rolls]).double()
+    gold = torch.stack([task.gold.score(r.prompts, r.texts) for r in rolls]).double()
+    lengths = torch.stack([r.response_mask.sum(-1) for r in rolls]).double()
+    assert torch.equal(pool["proxy"], proxy) and torch.equal(pool["gold"], gold)
+    assert torch.equal(pool["length"], lengths)
