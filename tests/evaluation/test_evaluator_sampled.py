@@ -17,6 +17,7 @@ from rlhf_zoo.algorithms.reinforce import Reinforce
 from rlhf_zoo.evaluate import Evaluator
 from rlhf_zoo.rng import Streams
 from rlhf_zoo.rollout import collect
+from rlhf_zoo.shard import interleave
 from tests.rollout.recording import RecordingPolicy
 from tests.tasks import brute_force as bf
 
@@ -214,6 +215,40 @@ def test_a_one_process_reference_state_loads_into_each_process_share(sampled_tas
         recording = RecordingPolicy(policy)
         assert loaded(recording, round=2) == expected
         assert not recording.of("ref")
+
+
+class PairOf(HalfOf):
+    """Process ``rank`` of 2 whose ``gather`` returns what a process group's would: the tensor in the same
+    place of each process's reference state, concatenated by rank and put in global (strided) order."""
+
+    def __init__(self, rank, processes):
+        super().__init__(rank)
+        self.processes = processes  # the two evaluators, by rank
+
+    def gather(self, x):
+        (i,) = [i for i, t in enumerate(self.processes[self.rank]._ref) if t is x]
+        return interleave(torch.cat([p._ref[i] for p in self.processes]), self.world)
+
+
+def test_two_processes_save_every_prompts_reference_in_one_process_order(sampled_task):
+    """A checkpoint of two processes holds the reference rewards of *all* held-out prompts in global order,
+    the very state one process saves, so that a run resumes on any number of processes."""
+    policy = bf.perturbed(sampled_task, seed=5)
+
+    def evaluator(shard=None):
+        return Evaluator(sampled_task, Reinforce(), num_prompts=4, samples=3, ref_samples=5, seed=9, shard=shard)
+
+    one = evaluator()
+    one(policy, round=0)
+    processes = []
+    processes.extend(evaluator(PairOf(rank, processes)) for rank in range(2))
+    for p in processes:
+        p(policy, round=0)
+    for rank in range(2):
+        state = processes[rank].reference_state()
+        assert state[0].shape == (4, 5)
+        for got, want in zip(state, one.reference_state(), strict=True):
+            assert torch.equal(got, want)
 
 
 def test_evaluation_draws_neither_the_reference_completions_nor_the_training_samples(sampled_task):
