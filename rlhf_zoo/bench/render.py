@@ -58,7 +58,7 @@ KL_ESTIMATORS = {
     "exact": "exact, by enumeration (Best-of-N: KL(π_BoN‖π_ref), exact)",
     "exact_token": "exact-token estimator Σ_t KL(π(·|x,y<t) ‖ π_ref(·|x,y<t)) on sampled completions",
     "bon_quantile": "Best-of-N: the quantile estimate E[(n−1)·log p̂_≤ + log B̂] against the evaluation's "
-    "reference samples",
+    "reference samples; biased upward (above the bound log n − (n−1)/n for a continuous reward)",
     "bon_pool": "Best-of-N: every n from one pool of M reference samples per held-out prompt (order-statistic "
     "estimator, ALGORITHMS.md §7); its KL is the plug-in KL of Best-of-n of the pool, never above the bound "
     "log n − (n−1)/n shown beside it",

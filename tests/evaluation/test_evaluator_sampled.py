@@ -11,9 +11,15 @@ import math
 import pytest
 import torch
 
+from rlhf_zoo.algorithms.base import Needs
 from rlhf_zoo.algorithms.best_of_n import BestOfN, BestOfNConfig
 from rlhf_zoo.algorithms.reinforce import Reinforce
 from rlhf_zoo.evaluate import Evaluator
+from rlhf_zoo.functional.best_of_n import bon_kl_bound, bon_log_ratio
+from rlhf_zoo.functional.quantile import quantile_estimate, quantile_estimate_strict
+from rlhf_zoo.rng import Streams
+from rlhf_zoo.rollout import collect
+from rlhf_zoo.shard import interleave
 from tests.rollout.recording import RecordingPolicy
 from tests.tasks import brute_force as bf
 
@@ -211,3 +217,78 @@ def test_a_one_process_reference_state_loads_into_each_process_share(sampled_tas
         recording = RecordingPolicy(policy)
         assert loaded(recording, round=2) == expected
         assert not recording.of("ref")
+
+
+class PairOf(HalfOf):
+    """Process ``rank`` of 2 whose ``gather`` returns what a process group's would: the tensor in the same
+    place of each process's reference state, concatenated by rank and put in global (strided) order."""
+
+    def __init__(self, rank, processes):
+        super().__init__(rank)
+        self.processes = processes  # the two evaluators, by rank
+
+    def gather(self, x):
+        (i,) = [i for i, t in enumerate(self.processes[self.rank]._ref) if t is x]
+        return interleave(torch.cat([p._ref[i] for p in self.processes]), self.world)
+
+
+def test_two_processes_save_every_prompts_reference_in_one_process_order(sampled_task):
+    """A checkpoint of two processes holds the reference rewards of *all* held-out prompts in global order,
+    the very state one process saves, so that a run resumes on any number of processes."""
+    policy = bf.perturbed(sampled_task, seed=5)
+
+    def evaluator(shard=None):
+        return Evaluator(sampled_task, Reinforce(), num_prompts=4, samples=3, ref_samples=5, seed=9, shard=shard)
+
+    one = evaluator()
+    one(policy, round=0)
+    processes = []
+    processes.extend(evaluator(PairOf(rank, processes)) for rank in range(2))
+    for p in processes:
+        p(policy, round=0)
+    for rank in range(2):
+        state = processes[rank].reference_state()
+        assert state[0].shape == (4, 5)
+        for got, want in zip(state, one.reference_state(), strict=True):
+            assert torch.equal(got, want)
+
+
+def test_evaluation_draws_neither_the_reference_completions_nor_the_training_samples(sampled_task):
+    """At π = π_ref (step 0) the policy, the reference and training sample one distribution, so draws that
+    shared a random stream would be the very same completions: the evaluated completions would be the
+    reference completions they are compared with (win rate, quantiles), or the samples the next training
+    step learns from. On the sampled testbed (training and held-out prompts are the same list), the
+    evaluation of round s, its reference completions and the training step s's samples of the same prompts
+    at the same positions must be different draws."""
+    policy = RecordingPolicy(sampled_task.build_policy(0))
+    prompts = sampled_task.eval_prompts[:4]
+    assert sampled_task.train_prompts[:4] == prompts
+    k, seed = 6, 3
+    for step in (0, 2):
+        policy.calls.clear()
+        Evaluator(sampled_task, Reinforce(), num_prompts=4, samples=k, ref_samples=k, seed=seed)(policy, round=step)
+        collect(Needs(samples=k), policy, sampled_task, prompts, streams=Streams(seed, step), cache=None)
+        (evaluated, trained), (reference,) = policy.of("policy"), policy.of("ref")
+        texts = [c.rollout.texts for c in (evaluated, reference, trained)]
+        assert texts[0] != texts[1], "the evaluated completions are the reference completions"
+        assert texts[0] != texts[2], "the evaluated completions are the training step's samples"
+        assert texts[1] != texts[2], "the reference completions are the training step's samples"
+
+
+@pytest.mark.parametrize("n, k", [(4, 8), (8, 8)])
+def test_best_of_n_quantile_kl_estimate_lies_above_the_bound_for_a_continuous_reward(n, k):
+    """What docs/metrics.md must say of a sampled ``best_of_n`` evaluation's ``kl/exact``
+    (``kl/estimator`` = ``bon_quantile``): with a continuous reward the true KL(π_BoN ‖ π_ref) *is*
+    the bound log N − (N−1)/N, but the estimate from k reference rewards, E[(N−1)·log p̂_≤ + log B̂] with
+    the evaluator's p̂ (``quantile_estimate``, ``quantile_estimate_strict``), averages above it (about
+    0.06 nats at N = 4 or 8 and k = 8, still 0.015 at N = 16, k = 32), so it reads as a KL beyond what Best-of-N can
+    reach. Monte-Carlo over 40 000 Best-of-N outputs, each against its own k reference rewards."""
+    g = torch.Generator().manual_seed(0)
+    draws = 40_000
+    best = torch.randn(draws, n, generator=g, dtype=torch.float64).max(-1).values  # Best-of-N outputs
+    ref = torch.randn(draws, k, generator=g, dtype=torch.float64)  # their reference rewards
+    p_le = quantile_estimate(best[:, None], ref)[:, 0]
+    p_lt = quantile_estimate_strict(best[:, None], ref)[:, 0]
+    estimate = bon_log_ratio(p_le, p_lt, n)
+    mean, se = float(estimate.mean()), float(estimate.std()) / math.sqrt(draws)
+    assert mean > bon_kl_bound(n) + 4 * se
