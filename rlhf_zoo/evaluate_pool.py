@@ -15,9 +15,17 @@ like any other Best-of-N evaluation):
   pool's empirical distribution (``kl/estimator`` = ``bon_pool``): never above ``bon/kl_bound`` =
   log n − (n−1)/n, the analytic value for a continuous reward and a bound where ties occur (VADER
   gives many texts the same score);
-- ``quantile/log_mean``: E[log p̂_≤] with p̂_≤(y_i) = #{j : r_j ≤ r_i}/M within the pool;
-- ``win_rate/gold``: P(gold(y) > gold(y')) + ½·P(=) against the *other* members of the pool
-  (leave-one-out, so n = 1 gives ½);
+- ``quantile/log_mean``: E[log p̂_≤] of the Best-of-n, with p̂_≤ measured as the evaluator measures it
+  (:func:`~rlhf_zoo.functional.quantile.quantile_estimate`) against the M − n pool members that are *not*
+  among its n draws: independent of them, as the evaluator's reference samples are independent of the
+  output. For the sample ranked i it is (1 + c_i − n)/(M − n + 1), c_i = #{j : r_j ≤ r_i}, since every one of
+  the n draws has a reward ≤ the best's (tied rewards share c_i). Counting the n − 1 draws it beat as
+  references would put p̂_≤ ≥ n/M (0 at n = M);
+- ``win_rate/gold``: P(gold(y) > gold(y')) + ½·P(=) of the Best-of-n y against y' ~ π_ref independent of it:
+  for each member j, the Best-of-n of the other M − 1 against j, averaged over j (so n = 1 gives ½). Against
+  every other member it would count the n − 1 draws the best beat on the proxy, which a proxy correlated
+  with the gold makes likely losers: biased upward;
+- both are NaN at n = M (no member outside the draws is left to compare with);
 - ``cost/samples_per_output``: n.
 
 The held-out prompts are the evaluator's (the first ``num_prompts`` of ``task.eval_prompts``), so the
@@ -79,28 +87,43 @@ def pool_curve(pool: dict[str, Tensor], ns: list[int] | None = None) -> dict[int
     proxy = pool["proxy"]
     m = proxy.shape[-1]
     gold = pool.get("gold")
-    log_q = torch.log((proxy.unsqueeze(-2) <= proxy.unsqueeze(-1)).sum(-1).to(torch.float64) / m)
-    win = None
-    if gold is not None and m >= 2:
-        gt = (gold.unsqueeze(-2) < gold.unsqueeze(-1)).sum(-1).to(torch.float64)
-        eq = (gold.unsqueeze(-2) == gold.unsqueeze(-1)).sum(-1).to(torch.float64) - 1.0  # not itself
-        win = (gt + 0.5 * eq) / (m - 1)
+    at_most = (proxy.unsqueeze(-2) <= proxy.unsqueeze(-1)).sum(-1).to(torch.float64)  # c_i
     curve: dict[int, dict[str, float]] = {}
     for n in ns or range(1, m + 1):
         row = {
             "reward/proxy": _avg(bon_pool_mean(proxy, proxy, n)),
             "kl/exact": _avg(bon_pool_kl(proxy, n)),
             "bon/kl_bound": bon_kl_bound(n),
-            "quantile/log_mean": _avg(bon_pool_mean(proxy, log_q, n)),
+            "quantile/log_mean": _avg(bon_pool_mean(proxy, _held_out_log_quantile(at_most, n), n))
+            if n < m
+            else math.nan,
             "length/mean": _avg(bon_pool_mean(proxy, pool["length"], n)),
             "cost/samples_per_output": float(n),
         }
         if gold is not None:
             row["reward/gold"] = _avg(bon_pool_mean(proxy, gold, n))
-        if win is not None:
-            row["win_rate/gold"] = _avg(bon_pool_mean(proxy, win, n))
+            row["win_rate/gold"] = _avg(_held_out_win_rate(proxy, gold, n)) if n < m else math.nan
         curve[int(n)] = row
     return curve
+
+
+def _held_out_log_quantile(at_most: Tensor, n: int) -> Tensor:
+    """log p̂_≤ = log((1 + c_i − n)/(M − n + 1)) of each member as the Best-of-n, from c_i = #{j : r_j ≤ r_i}
+    ([P, M]). A member with c_i < n is never the best of n draws (weight 0 in the pool estimate); its value is
+    clamped to stay finite, as 0 · (−inf) would make the average NaN."""
+    m = at_most.shape[-1]
+    return torch.log((1 + at_most - n).clamp_min(1.0) / (m - n + 1))
+
+
+def _held_out_win_rate(proxy: Tensor, gold: Tensor, n: int) -> Tensor:
+    """[P, M] scores → [P]: for each member j, the Best-of-n of the other M − 1 members' gold win rate against
+    j (ties ½), averaged over j (n < M)."""
+    m = proxy.shape[-1]
+    others = torch.tensor([[i for i in range(m) if i != j] for j in range(m)], device=proxy.device)  # [M, M−1]
+    beats = (gold.unsqueeze(-2) > gold.unsqueeze(-1)).to(torch.float64)  # [P, j, i]: gold_i > gold_j
+    beats += 0.5 * (gold.unsqueeze(-2) == gold.unsqueeze(-1)).to(torch.float64)
+    rest = others.expand(proxy.shape[0], m, m - 1)
+    return bon_pool_mean(proxy[:, others], beats.gather(-1, rest), n).mean(-1)
 
 
 def _avg(x: Tensor) -> float:

@@ -483,6 +483,16 @@ def test_e_best_of_n():
     assert set(claim_e1(_bon(0.0, 0.0), True).data.log_mean) == {2, 4, 8}  # n = 1 is not part of the claim
 
 
+def test_e1_leaves_out_an_n_the_pool_cannot_measure():
+    """A pool has no member outside the draws of its largest n, whose E[log p̂_≤] is stored as null: that n is
+    "not measured" and the others decide, instead of a NaN deviation failing the claim."""
+    groups = _bon(0.03, 0.0)
+    for rec in groups["best_of_n"][8].records:
+        rec["summary"]["quantile/log_mean"] = None
+    chk = claim_e1(groups, False)
+    assert chk.status == REPRODUCED and "n=8: not measured" in chk.numbers
+
+
 def test_no_records_means_not_run():
     checks = check_all(None, exact=False)
     assert list(checks) == [c.key for c in CLAIMS] and {c.status for c in checks.values()} == {NOT_RUN}

@@ -48,18 +48,21 @@ def test_n_equal_one_is_the_pool_mean_and_a_coin_flip_against_the_pool():
 
 
 def test_win_rate_counts_a_gold_tie_as_half_a_win():
-    """Gold 1, 1, 2, 3 in one pool: against the other three, the two 1s win ½/3 each (one tie), the 2 wins
-    2/3 and the 3 wins 3/3; Best-of-1 averages them to exactly ½, Best-of-4 takes the top proxy."""
+    """Gold 1, 1, 2, 3 in one pool: Best-of-1 is exactly ½; Best-of-3 against each left-out member j is the top
+    proxy among the other three: it beats the 1s and the 2 with the 3, and loses to the 3 with the 2 (3/4).
+    When a gold-1 sample has the top proxy, it ties with the other 1 (½) and loses to 2 and 3 (3/8). At n = M
+    no member is left out: NaN."""
     pool = {
         "proxy": torch.tensor([[0.1, 0.2, 0.3, 0.4]], dtype=torch.float64),
         "gold": torch.tensor([[1.0, 1.0, 2.0, 3.0]], dtype=torch.float64),
         "length": torch.ones(1, 4, dtype=torch.float64),
     }
-    curve = pool_curve(pool, [1, 4])
+    curve = pool_curve(pool, [1, 3, 4])
     assert curve[1]["win_rate/gold"] == pytest.approx(0.5, abs=1e-12)
-    assert curve[4]["win_rate/gold"] == pytest.approx(1.0, abs=1e-12)
+    assert curve[3]["win_rate/gold"] == pytest.approx(3 / 4, abs=1e-12)
+    assert math.isnan(curve[4]["win_rate/gold"]) and math.isnan(curve[4]["quantile/log_mean"])
     pool["proxy"] = torch.tensor([[0.4, 0.1, 0.2, 0.3]], dtype=torch.float64)  # a gold-tied sample is the best
-    assert pool_curve(pool, [4])[4]["win_rate/gold"] == pytest.approx(1 / 6, abs=1e-12)
+    assert pool_curve(pool, [3])[3]["win_rate/gold"] == pytest.approx(3 / 8, abs=1e-12)
 
 
 def test_kl_estimate_never_exceeds_the_bound_and_is_strictly_below_with_ties():
@@ -78,7 +81,7 @@ def test_curve_rises_with_n_and_the_largest_n_takes_the_pool_maximum():
     assert all(b >= a - 1e-12 for a, b in zip(proxy, proxy[1:], strict=False))
     assert curve[m]["reward/proxy"] == pytest.approx(float(pool["proxy"].max(-1).values.mean()))
     log_q = [curve[n]["quantile/log_mean"] for n in sorted(curve)]
-    assert log_q[-1] == pytest.approx(0.0) and all(b >= a - 1e-12 for a, b in zip(log_q, log_q[1:], strict=False))
+    assert math.isnan(log_q[-1]) and all(v <= 0 for v in log_q[:-1])  # at n = M no member is left to compare
 
 
 def test_summary_holds_the_whole_curve_as_json():
@@ -128,18 +131,13 @@ def _best_of_n_win_rate(probs, proxy, gold, n):
     return total
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="FAULT in hashed rlhf_zoo/evaluate_pool.py: the pool's win rate compares the Best-of-n with every "
-    "other pool member, including the n − 1 it beat on the proxy, so it is biased upward for n ≥ 2",
-)
 @pytest.mark.parametrize("n", [2, 3])
 def test_pool_win_rate_is_unbiased_for_best_of_n_against_an_independent_reference(n):
-    """FAULT (hashed module, xfail): ``win_rate/gold`` is documented (docs/metrics.md) as P(gold(y) >
-    gold(y_ref)) + ½·P(=) with y_ref ~ π_ref independent of y. Averaged over every ordered pool of m
-    i.i.d. draws from a small discrete π_ref (weighted by its probability), the pool's estimate must equal
-    that probability for Best-of-n, as its reward and length estimates do. It does not: the leave-one-out
-    comparison includes the losers of the Best-of-n draw (0.677 instead of 0.630 at n = 2)."""
+    """``win_rate/gold`` is documented (docs/metrics.md) as P(gold(y) > gold(y_ref)) + ½·P(=) with y_ref ~ π_ref
+    independent of y. Averaged over every ordered pool of m i.i.d. draws from a small discrete π_ref (weighted
+    by its probability), the pool's estimate equals that probability for Best-of-n, as its reward and length
+    estimates do. Comparing with every other member, the Best-of-n's beaten draws included, gave 0.677
+    instead of 0.630 at n = 2."""
     probs = torch.tensor([0.5, 0.2, 0.2, 0.1], dtype=torch.float64)
     proxy = torch.tensor([0.0, 1.0, 1.0, 2.0], dtype=torch.float64)  # outcomes 1 and 2 tie on the proxy
     gold = torch.tensor([0.0, 1.0, 2.0, 2.0], dtype=torch.float64)  # outcomes 2 and 3 tie on the gold
@@ -168,3 +166,36 @@ def test_draw_pool_samples_the_reference_on_the_held_out_prompts(exact_task):
     lengths = torch.stack([r.response_mask.sum(-1) for r in rolls]).double()
     assert torch.equal(pool["proxy"], proxy) and torch.equal(pool["gold"], gold)
     assert torch.equal(pool["length"], lengths)
+
+
+def _best_of_n_log_quantile(probs, proxy, n, k):
+    """E[log p̂_≤(Y)], Y the Best-of-n of n i.i.d. draws from ``probs`` and p̂_≤ = (1 + #{refs ≤ r(Y)})/(k + 1)
+    from k independent reference draws (the evaluator's ``quantile_estimate``): by enumerating every n-tuple of
+    draws and every k-tuple of references."""
+    total = 0.0
+    for draws in product(range(len(probs)), repeat=n):
+        p_draws = math.prod(float(probs[i]) for i in draws)
+        top = max(float(proxy[i]) for i in draws)
+        for refs in product(range(len(probs)), repeat=k):
+            p_refs = math.prod(float(probs[i]) for i in refs)
+            below = sum(float(proxy[i]) <= top for i in refs)
+            total += p_draws * p_refs * math.log((1 + below) / (k + 1))
+    return total
+
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_pool_log_quantile_is_that_of_best_of_n_against_the_members_outside_its_draws(n):
+    """``quantile/log_mean`` of the pool at n, averaged over every ordered pool of m i.i.d. draws from a small
+    discrete π_ref with tied proxy rewards, equals E[log p̂_≤] of a Best-of-n output scored against m − n
+    independent reference samples, as the evaluator scores a sampled Best-of-N output. Counting the draws it
+    beat as references gave p̂_≤ ≥ n/m (0 at n = m)."""
+    probs = torch.tensor([0.5, 0.3, 0.2], dtype=torch.float64)
+    proxy = torch.tensor([0.0, 1.0, 1.0], dtype=torch.float64)  # outcomes 1 and 2 tie
+    m = 4
+    expected = _best_of_n_log_quantile(probs, proxy, n, m - n)
+    total = 0.0
+    for pool in product(range(len(probs)), repeat=m):
+        idx = list(pool)
+        scored = {"proxy": proxy[idx][None], "length": torch.ones(1, m, dtype=torch.float64)}
+        total += float(torch.prod(probs[idx])) * pool_curve(scored, [n])[n]["quantile/log_mean"]
+    assert total == pytest.approx(expected, abs=1e-9)

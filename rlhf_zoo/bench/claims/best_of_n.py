@@ -60,6 +60,9 @@ class LogQuantile(Claim):
         parts, ok, measured = [], True, {}
         for n, g in bon:
             est = Estimate.of(g.finals("quantile/log_mean"))
+            if not math.isfinite(est.mean):  # a pool's n = M: no member outside the draws to compare with
+                parts.append(f"n={n}: not measured")
+                continue
             dev = est.mean + 1.0 / n
             ok = ok and abs(dev) <= LOG_QUANTILE_TOLERANCE
             measured[n] = est
@@ -67,7 +70,10 @@ class LogQuantile(Claim):
         if exact:
             how = "exact p_≤"
         elif _from_pool(bon):
-            how = "p̂_≤ within a pool of reference samples per prompt, every n from the pool"
+            how = (
+                "p̂_≤ of each Best-of-n against the members of a pool of reference samples per prompt outside its "
+                "n draws, every n below the pool's size from the pool"
+            )
         else:
             how = "p̂_≤ against the evaluation's reference samples"
         return Check(
