@@ -389,10 +389,14 @@ class Trainer:
             print(f"rlhf-zoo: {message}", file=sys.stderr, flush=True)
 
     def finish(self, last: dict[str, Any] | None) -> dict[str, Any]:
-        """The final checkpoint and ``summary.json`` (the last evaluation, costs and times)."""
+        """The final checkpoint and ``summary.json`` (the last evaluation, costs and times).
+
+        ``last`` is None when no evaluation ran here (a run resumed after its last step): the last line of
+        ``metrics.jsonl`` is then that evaluation, less its ``step`` key, which :meth:`evaluate` returns
+        without (the summary has ``steps``), so that the summary equals an uninterrupted run's."""
         if last is None:
             records = self.log.read_metrics()
-            last = records[-1] if records else self.evaluate()
+            last = {k: v for k, v in records[-1].items() if k != "step"} if records else self.evaluate()
         if self.algo.trainable:
             self.save()
         summary = {

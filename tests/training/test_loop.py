@@ -24,7 +24,7 @@ import torch
 
 from rlhf_zoo.config import load_config
 from rlhf_zoo.rewards.base import RewardError
-from rlhf_zoo.train import Trainer, build
+from rlhf_zoo.train import Interrupted, Trainer, build
 from tests.runtime.resume_helpers import metrics_rows
 
 
@@ -257,3 +257,27 @@ def test_a_failure_after_the_base_cache_filled_leaves_it_to_the_resumed_step(tmp
     costs = [k for k in clean_summary if k.startswith(("cost/", "eval_cost/"))]
     assert costs and {k: summary[k] for k in costs} == {k: clean_summary[k] for k in costs}
     assert metrics_rows(tmp_path / "fail" / "metrics.jsonl") == metrics_rows(tmp_path / "clean" / "metrics.jsonl")
+
+
+def test_a_run_stopped_after_its_last_step_resumes_to_the_same_summary(tmp_path):
+    """SIGTERM during the last step: the run stops with a checkpoint at ``train.steps``, and the resumed
+    run only writes the summary, from the last line of metrics.jsonl. That summary must equal an
+    uninterrupted run's (it carried the line's ``step`` key besides ``steps``)."""
+    args = ["algo=reinforce", "train.steps=4", "train.eval_every=2", "threads=1"]
+    clean_summary = _trainer(tmp_path / "clean", *args).fit()
+    stopped = _trainer(tmp_path / "part", *args)
+    step = stopped.train_step
+
+    def signalled_in_the_last_step():
+        metrics = step()
+        if stopped.step == 4:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return metrics
+
+    stopped.train_step = signalled_in_the_last_step
+    with pytest.raises(Interrupted):
+        stopped.fit()
+    summary = _trainer(tmp_path / "part", *args, "resume=true").fit()
+    written = json.loads((tmp_path / "part" / "summary.json").read_text())
+    untimed = lambda s: {k: v for k, v in s.items() if not k.startswith("time/")}  # noqa: E731
+    assert untimed(summary) == untimed(written) == untimed(clean_summary)
