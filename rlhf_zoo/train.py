@@ -54,21 +54,46 @@ from rlhf_zoo.tasks.registry import build_task
 
 class Interrupted(Exception):
     """Training stopped (Ctrl-C or SIGTERM) after a checkpoint was written; ``exit_code`` is 128 + the
-    signal number (130 for Ctrl-C, 143 for SIGTERM)."""
+    signal number (130 for Ctrl-C, 143 for SIGTERM).
 
-    def __init__(self, step: int, run_dir: str, signum: int = signal.SIGINT):
+    ``forced``: a second signal stopped it before that checkpoint was written (:class:`ForcedStop`); the
+    message then names the checkpoint the run directory still holds (``last_checkpoint``, the step of the
+    last one this run wrote or resumed from; None: none), since resuming continues from that one."""
+
+    def __init__(
+        self,
+        step: int,
+        run_dir: str,
+        signum: int = signal.SIGINT,
+        forced: bool = False,
+        last_checkpoint: int | None = None,
+    ):
         name = signal.Signals(signum).name
-        super().__init__(f"{name} at step {step}; checkpoint saved in {run_dir}: add resume=true to continue")
+        if not forced:
+            message = f"{name} at step {step}; checkpoint saved in {run_dir}: add resume=true to continue"
+        elif last_checkpoint is None:
+            message = (
+                f"{name} again at step {step}: stopped without a checkpoint, and {run_dir} holds none yet: "
+                "add resume=true to start it over"
+            )
+        else:
+            message = (
+                f"{name} again at step {step}: stopped without a checkpoint; {run_dir} holds the one of step "
+                f"{last_checkpoint}: add resume=true to continue from it"
+            )
+        super().__init__(message)
         self.step = step
         self.run_dir = run_dir
         self.signum = int(signum)
+        self.forced = forced
+        self.last_checkpoint = last_checkpoint
 
     @property
     def exit_code(self) -> int:
         return 128 + self.signum
 
     def __reduce__(self) -> tuple[Any, ...]:  # rebuilt from its arguments (a bench worker returns it)
-        return (type(self), (self.step, self.run_dir, self.signum))
+        return (type(self), (self.step, self.run_dir, self.signum, self.forced, self.last_checkpoint))
 
 
 def prompts_for_step(prompts: list[str], step: int, batch: int, seed: int) -> list[str]:
@@ -198,9 +223,11 @@ class Trainer:
                     self.save()
                     raise Interrupted(self.step, self.cfg.run_dir, self.stop.signum or signal.SIGINT)
         except KeyboardInterrupt as e:  # not a second signal (ForcedStop): resumable
-            if not isinstance(e, ForcedStop) and not self._mid_step:
-                self.save()
-            raise Interrupted(self.step, self.cfg.run_dir) from None
+            signum = getattr(e, "signum", None) or self.stop.signum or signal.SIGINT
+            if isinstance(e, ForcedStop) or self._mid_step:  # no checkpoint: say which one remains
+                raise Interrupted(self.step, self.cfg.run_dir, signum, True, self.saved_step) from None
+            self.save()
+            raise Interrupted(self.step, self.cfg.run_dir, signum) from None
         except Exception:
             # A failing reward or a bad prompt mid-run: keep the last completed step resumable (the
             # failed step or evaluation has put back its counters, :meth:`_undone_on_failure`), unless
@@ -338,12 +365,16 @@ class Trainer:
         by_time = minutes > 0 and time.monotonic() - self._saved_at >= 60 * minutes
         return by_steps or self.rt.any_process(by_time)
 
+    saved_step: int | None = None  # the step of the checkpoint in the run directory (None: none yet)
+
     def save(self) -> None:
         checkpoint.save(self)
         self._saved_at = time.monotonic()
+        self.saved_step = self.step
 
     def restore(self) -> int:
-        return checkpoint.restore(self)
+        self.saved_step = checkpoint.restore(self)
+        return self.saved_step
 
     def begin(self) -> None:
         """Take the run directory (one run at a time), resume from its checkpoint (``resume=true``) or

@@ -281,3 +281,33 @@ def test_a_run_stopped_after_its_last_step_resumes_to_the_same_summary(tmp_path)
     written = json.loads((tmp_path / "part" / "summary.json").read_text())
     untimed = lambda s: {k: v for k, v in s.items() if not k.startswith("time/")}  # noqa: E731
     assert untimed(summary) == untimed(written) == untimed(clean_summary)
+
+
+@pytest.mark.parametrize(("every", "last"), [(2, 2), (0, None)], ids=["a periodic checkpoint", "no checkpoint yet"])
+def test_a_second_signal_says_no_checkpoint_was_written_and_which_one_remains(tmp_path, every, last):
+    """SIGTERM twice during a step stops without a checkpoint (:mod:`rlhf_zoo.signals`). The message and
+    the exit code must say so: it claimed "SIGINT at step 3; checkpoint saved" with exit code 130 while
+    the run directory held step 2's checkpoint, or none at all (found with ``kill -TERM`` twice)."""
+    args = ["algo=reinforce", "train.steps=8", "train.eval_every=4", "threads=1", f"train.checkpoint_every={every}"]
+    tr = _trainer(tmp_path / "r", *args)
+    step = tr.train_step
+
+    def signalled_twice():
+        metrics = step()
+        if tr.step == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), signal.SIGTERM)
+        return metrics
+
+    tr.train_step = signalled_twice
+    with pytest.raises(Interrupted) as stopped:
+        tr.fit()
+    message = str(stopped.value)
+    assert stopped.value.exit_code == 143 and message.startswith("SIGTERM"), message
+    assert "without a checkpoint" in message and "checkpoint saved" not in message, message
+    state = tmp_path / "r" / "checkpoint" / "state.pt"
+    if last is None:
+        assert not state.exists() and "none" in message, message
+    else:
+        assert torch.load(state, weights_only=False)["step"] == last and f"step {last}" in message, message
+    assert "resume=true" in message
