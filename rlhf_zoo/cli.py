@@ -17,6 +17,7 @@ or 143 (:mod:`rlhf_zoo.signals`).
 
 from __future__ import annotations
 
+import errno
 import json
 import sys
 
@@ -144,6 +145,8 @@ COMMANDS = {
 
 
 HELP_FLAGS = ("-h", "--help", "help")
+# A full disk, a quota, a read-only file system: the user's to fix, so one line, not a traceback.
+UNWRITABLE = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
 
 
 def command_usage(cmd: str) -> str:
@@ -188,6 +191,11 @@ def main(argv: list[str] | None = None) -> int:
         return e.exit_code
     except UserError as e:
         print(f"rlhf-zoo: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        if e.errno not in UNWRITABLE:
+            raise
+        print(f"rlhf-zoo: error: cannot write {e.filename or 'a file'} ({e.strerror})", file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:
         print(f"rlhf-zoo: interrupted ({'SIGTERM' if stop_exit_code(e) == 143 else 'SIGINT'})", file=sys.stderr)

@@ -45,7 +45,7 @@ from rlhf_zoo.evaluate import Evaluator
 from rlhf_zoo.policies.base import Policy
 from rlhf_zoo.rng import Streams
 from rlhf_zoo.rollout import BaseCache, Costs, collect, make_batch
-from rlhf_zoo.runlog import RunLog, provenance, sample_rows
+from rlhf_zoo.runlog import RunLog, WriteError, provenance, sample_rows
 from rlhf_zoo.runtime import Runtime
 from rlhf_zoo.signals import ForcedStop, StopRequests
 from rlhf_zoo.tasks.base import Task, prompt_report
@@ -228,13 +228,15 @@ class Trainer:
                 raise Interrupted(self.step, self.cfg.run_dir, signum, True, self.saved_step) from None
             self.save()
             raise Interrupted(self.step, self.cfg.run_dir, signum) from None
-        except Exception:
+        except Exception as e:
             # A failing reward or a bad prompt mid-run: keep the last completed step resumable (the
             # failed step or evaluation has put back its counters, :meth:`_undone_on_failure`), unless
             # the failed step already changed the weights (the last periodic checkpoint then stays). Not
             # with several processes: the failure may be this process's alone while the others wait in
             # their next collective, so a checkpoint (a collective of every process) would not match it.
-            if self.algo.trainable and self.step > 0 and not self._mid_step and not self.rt.distributed:
+            # Nor after a failed write to the run directory (a full disk): a checkpoint would fail alike.
+            resumable = self.algo.trainable and self.step > 0 and not self._mid_step and not self.rt.distributed
+            if resumable and not isinstance(e, WriteError):
                 self.save()
             raise
         finally:

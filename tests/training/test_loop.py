@@ -311,3 +311,66 @@ def test_a_second_signal_says_no_checkpoint_was_written_and_which_one_remains(tm
     else:
         assert torch.load(state, weights_only=False)["step"] == last and f"step {last}" in message, message
     assert "resume=true" in message
+
+
+class _FullDisk:
+    """An appended file on a disk that fills: ``write`` writes half the text, then raises ENOSPC."""
+
+    def __init__(self, f):
+        self.f = f
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.f.close()
+
+    def write(self, text):
+        import errno
+
+        self.f.write(text[: len(text) // 2])
+        self.f.flush()
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+
+@pytest.mark.parametrize("where", ["checkpoint", "metrics"])
+def test_a_full_disk_is_one_line(tmp_path, capsys, monkeypatch, where):
+    """The disk fills during a periodic checkpoint (torch.save) or an appended line: one error line, exit
+    code 2, and no torn line left. A full tmpfs printed four chained tracebacks (the failed checkpoint,
+    then the failure path's second attempt at one), or one OSError traceback and half a line, which then
+    stopped ``resume=true`` with a JSONDecodeError."""
+    from pathlib import Path
+
+    from rlhf_zoo.cli import main
+
+    if where == "checkpoint":
+        save, calls = torch.save, []
+
+        def fails_the_second_time(*args, **kwargs):
+            calls.append(1)
+            if len(calls) >= 2:
+                raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 0")
+            return save(*args, **kwargs)
+
+        monkeypatch.setattr(torch, "save", fails_the_second_time)
+    else:
+        opened, appends = Path.open, []
+
+        def full_at_the_third_append(self, mode="r", *args, **kwargs):
+            f = opened(self, mode, *args, **kwargs)
+            if mode == "a":
+                appends.append(self)
+                if len(appends) >= 3:
+                    return _FullDisk(f)
+            return f
+
+        monkeypatch.setattr(Path, "open", full_at_the_third_append)
+    args = ["train", "algo=reinforce", "train.steps=6", "train.eval_every=2", "train.checkpoint_every=2"]
+    code = main([*args, "train.progress=false", "threads=1", f"run_dir={tmp_path}/r"])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "rlhf-zoo: error: cannot write" in err and str(tmp_path / "r") in err, err
+    monkeypatch.undo()
+    for name in ("metrics.jsonl", "samples.jsonl"):
+        text = (tmp_path / "r" / name).read_text()
+        assert text.endswith("\n") and all(json.loads(line) for line in text.splitlines()), name
