@@ -147,6 +147,20 @@ class RunLog:
             kept = "the previous checkpoint is kept" if self.has_checkpoint() else "no checkpoint was written"
             raise _cannot_write(self.ckpt_dir, e, kept) from None
 
+    def clear_interrupted_writes(self) -> None:
+        """What a checkpoint write killed half-way (``kill -9``, a lost node) left, as
+        :func:`rlhf_zoo.io.atomic_dir` names it: its temporary folder ``.checkpoint.tmp-*`` (as large as a
+        checkpoint, and a new one each time) is deleted; a previous checkpoint set aside under
+        ``.checkpoint.old-*/`` for the swap, with the new one not yet in place, is put back. Called by the
+        run that holds the directory's lock, before it looks for a checkpoint."""
+        name = self.ckpt_dir.name
+        for old in sorted(self.dir.glob(f".{name}.old-*")):
+            if not self.ckpt_dir.exists() and (old / name / "state.pt").is_file():
+                os.replace(old / name, self.ckpt_dir)
+            shutil.rmtree(old, ignore_errors=True)
+        for tmp in self.dir.glob(f".{name}.tmp-*"):
+            shutil.rmtree(tmp, ignore_errors=True)
+
     def has_checkpoint(self) -> bool:
         return (self.ckpt_dir / "state.pt").is_file()
 

@@ -383,6 +383,9 @@ class Trainer:
         start a fresh run there; write the resolved config and the provenance; start the trackers."""
         cfg = self.cfg
         self._lock = self.log.lock() if self.rt.is_main else None
+        if self.rt.is_main:
+            self.log.clear_interrupted_writes()
+        self.rt.barrier()  # the checkpoint is in place before any process looks for it
         existing = self.log.read_config()
         if cfg.resume and self.log.has_checkpoint():
             if existing is not None and _without_resume(existing) != _without_resume(to_yaml(cfg)):
