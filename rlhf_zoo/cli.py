@@ -17,6 +17,7 @@ or 143 (:mod:`rlhf_zoo.signals`).
 
 from __future__ import annotations
 
+import errno
 import json
 import sys
 
@@ -144,6 +145,8 @@ COMMANDS = {
 
 
 HELP_FLAGS = ("-h", "--help", "help")
+# A full disk, a quota, a read-only file system: the user's to fix, so one line, not a traceback.
+UNWRITABLE = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
 
 
 def command_usage(cmd: str) -> str:
@@ -174,19 +177,29 @@ def main(argv: list[str] | None = None) -> int:
     if any(a in HELP_FLAGS[:2] for a in rest):
         print(command_usage(cmd))
         return 0
+    from rlhf_zoo.signals import stop_exit_code, stop_signals_raise
     from rlhf_zoo.train import Interrupted
 
     try:
-        return COMMANDS[cmd](rest)
+        # SIGTERM outside training (a model loading, between a sweep's points, a bench rendering) stops the
+        # command as Ctrl-C does, so that its own message (how to continue) is printed and what it was
+        # building is cleaned up; the default action would kill it silently. Training has its own handler.
+        with stop_signals_raise():
+            return COMMANDS[cmd](rest)
     except Interrupted as e:
         print(f"rlhf-zoo: {e}", file=sys.stderr)
         return e.exit_code
     except UserError as e:
         print(f"rlhf-zoo: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("rlhf-zoo: interrupted", file=sys.stderr)
-        return 130
+    except OSError as e:
+        if e.errno not in UNWRITABLE:
+            raise
+        print(f"rlhf-zoo: error: cannot write {e.filename or 'a file'} ({e.strerror})", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as e:
+        print(f"rlhf-zoo: interrupted ({'SIGTERM' if stop_exit_code(e) == 143 else 'SIGINT'})", file=sys.stderr)
+        return stop_exit_code(e)
 
 
 if __name__ == "__main__":

@@ -58,6 +58,10 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
             os.fsync(f.fileno())
         os.chmod(tmp, umask_mode(0o666))
         os.replace(tmp, path)
+    except OSError as e:
+        if e.filename is None:  # a failed write names no file (a full disk): name the one being written
+            raise OSError(e.errno, e.strerror, str(path)) from None
+        raise
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

@@ -19,6 +19,7 @@ import json
 import os
 import platform
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -29,6 +30,22 @@ import torch
 
 from rlhf_zoo.errors import UserError
 from rlhf_zoo.io import atomic_dir, atomic_write_text
+
+
+class WriteError(UserError):
+    """The run directory cannot be written (a full disk, a quota, a read-only file system): one line
+    naming the file. What was written before stays; the training loop does not try a checkpoint after it
+    (it would fail alike, and print a second error chained to the first)."""
+
+
+def _cannot_write(what: Path, e: BaseException, kept: str) -> WriteError:
+    reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e).strip().splitlines()[-1]
+    try:
+        left = shutil.disk_usage(what.parent).free
+        free = f"; {left / 2**20:.1f} MiB free there" if left >= 2**20 else f"; {left // 1024} KiB free there"
+    except OSError:
+        free = ""
+    return WriteError(f"cannot write {what} ({reason}{free}): {kept}")
 
 
 def git_commit(cwd: Path | None = None) -> str:
@@ -118,12 +135,31 @@ class RunLog:
 
     # -- checkpoints -------------------------------------------------------------------------------
     def save_checkpoint(self, weights: dict[str, torch.Tensor], state: dict[str, Any]) -> None:
+        from safetensors import SafetensorError
         from safetensors.torch import save_file
 
-        with atomic_dir(self.ckpt_dir) as tmp:
-            weights = {k: v.detach().contiguous().cpu() for k, v in weights.items()}
-            save_file(weights, str(tmp / "weights.safetensors"))
-            torch.save(state, tmp / "state.pt")
+        try:
+            with atomic_dir(self.ckpt_dir) as tmp:
+                weights = {k: v.detach().contiguous().cpu() for k, v in weights.items()}
+                save_file(weights, str(tmp / "weights.safetensors"))
+                torch.save(state, tmp / "state.pt")
+        except (OSError, RuntimeError, SafetensorError) as e:  # torch.save: a full disk is a RuntimeError
+            kept = "the previous checkpoint is kept" if self.has_checkpoint() else "no checkpoint was written"
+            raise _cannot_write(self.ckpt_dir, e, kept) from None
+
+    def clear_interrupted_writes(self) -> None:
+        """What a checkpoint write killed half-way (``kill -9``, a lost node) left, as
+        :func:`rlhf_zoo.io.atomic_dir` names it: its temporary folder ``.checkpoint.tmp-*`` (as large as a
+        checkpoint, and a new one each time) is deleted; a previous checkpoint set aside under
+        ``.checkpoint.old-*/`` for the swap, with the new one not yet in place, is put back. Called by the
+        run that holds the directory's lock, before it looks for a checkpoint."""
+        name = self.ckpt_dir.name
+        for old in sorted(self.dir.glob(f".{name}.old-*")):
+            if not self.ckpt_dir.exists() and (old / name / "state.pt").is_file():
+                os.replace(old / name, self.ckpt_dir)
+            shutil.rmtree(old, ignore_errors=True)
+        for tmp in self.dir.glob(f".{name}.tmp-*"):
+            shutil.rmtree(tmp, ignore_errors=True)
 
     def has_checkpoint(self) -> bool:
         return (self.ckpt_dir / "state.pt").is_file()
@@ -152,10 +188,20 @@ def _onto(device: torch.device | None):
 
 
 def _append(path: Path, rows: list[dict[str, Any]], sort_keys: bool = True) -> None:
-    with path.open("a") as f:
-        f.write("".join(json.dumps(r, sort_keys=sort_keys) + "\n" for r in rows))
-        f.flush()
-        os.fsync(f.fileno())
+    """Append the rows, one JSON line each. A failed write (a full disk writes part of it) is cut back to
+    the lines before it, so that no torn line stops a later read (the resumed run's)."""
+    size = path.stat().st_size if path.is_file() else 0
+    try:
+        with path.open("a") as f:
+            f.write("".join(json.dumps(r, sort_keys=sort_keys) + "\n" for r in rows))
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:
+        try:
+            os.truncate(path, size)
+        except OSError:
+            pass
+        raise _cannot_write(path, e, "the lines before it are kept") from None
 
 
 def _read(path: Path) -> list[dict[str, Any]]:

@@ -79,7 +79,12 @@ def stop_signals_raise() -> contextlib.AbstractContextManager[None]:
 
 
 class ForcedStop(KeyboardInterrupt):
-    """A second stop signal arrived before the step in progress finished: stop without a checkpoint."""
+    """A second stop signal arrived before the step in progress finished: stop without a checkpoint.
+    ``signum`` is that signal's (the exit status is 128 + it, as for the first)."""
+
+    def __init__(self, signum: int):
+        super().__init__(f"{signal.Signals(signum).name} again: stopped without a checkpoint")
+        self.signum = signum
 
 
 class StopRequests:
@@ -99,7 +104,7 @@ class StopRequests:
         if self.signum is None:
             self.signum = signum
         elif _repeats_force:
-            raise ForcedStop(f"{signal.Signals(signum).name} again: stopped without a checkpoint")
+            raise ForcedStop(signum)
 
     def __enter__(self) -> StopRequests:
         self._handling = handling(self._handle)  # a fresh one each time: a generator context enters once

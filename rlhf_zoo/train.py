@@ -45,7 +45,7 @@ from rlhf_zoo.evaluate import Evaluator
 from rlhf_zoo.policies.base import Policy
 from rlhf_zoo.rng import Streams
 from rlhf_zoo.rollout import BaseCache, Costs, collect, make_batch
-from rlhf_zoo.runlog import RunLog, provenance, sample_rows
+from rlhf_zoo.runlog import RunLog, WriteError, provenance, sample_rows
 from rlhf_zoo.runtime import Runtime
 from rlhf_zoo.signals import ForcedStop, StopRequests
 from rlhf_zoo.tasks.base import Task, prompt_report
@@ -54,21 +54,46 @@ from rlhf_zoo.tasks.registry import build_task
 
 class Interrupted(Exception):
     """Training stopped (Ctrl-C or SIGTERM) after a checkpoint was written; ``exit_code`` is 128 + the
-    signal number (130 for Ctrl-C, 143 for SIGTERM)."""
+    signal number (130 for Ctrl-C, 143 for SIGTERM).
 
-    def __init__(self, step: int, run_dir: str, signum: int = signal.SIGINT):
+    ``forced``: a second signal stopped it before that checkpoint was written (:class:`ForcedStop`); the
+    message then names the checkpoint the run directory still holds (``last_checkpoint``, the step of the
+    last one this run wrote or resumed from; None: none), since resuming continues from that one."""
+
+    def __init__(
+        self,
+        step: int,
+        run_dir: str,
+        signum: int = signal.SIGINT,
+        forced: bool = False,
+        last_checkpoint: int | None = None,
+    ):
         name = signal.Signals(signum).name
-        super().__init__(f"{name} at step {step}; checkpoint saved in {run_dir}: add resume=true to continue")
+        if not forced:
+            message = f"{name} at step {step}; checkpoint saved in {run_dir}: add resume=true to continue"
+        elif last_checkpoint is None:
+            message = (
+                f"{name} again at step {step}: stopped without a checkpoint, and {run_dir} holds none yet: "
+                "add resume=true to start it over"
+            )
+        else:
+            message = (
+                f"{name} again at step {step}: stopped without a checkpoint; {run_dir} holds the one of step "
+                f"{last_checkpoint}: add resume=true to continue from it"
+            )
+        super().__init__(message)
         self.step = step
         self.run_dir = run_dir
         self.signum = int(signum)
+        self.forced = forced
+        self.last_checkpoint = last_checkpoint
 
     @property
     def exit_code(self) -> int:
         return 128 + self.signum
 
     def __reduce__(self) -> tuple[Any, ...]:  # rebuilt from its arguments (a bench worker returns it)
-        return (type(self), (self.step, self.run_dir, self.signum))
+        return (type(self), (self.step, self.run_dir, self.signum, self.forced, self.last_checkpoint))
 
 
 def prompts_for_step(prompts: list[str], step: int, batch: int, seed: int) -> list[str]:
@@ -198,16 +223,20 @@ class Trainer:
                     self.save()
                     raise Interrupted(self.step, self.cfg.run_dir, self.stop.signum or signal.SIGINT)
         except KeyboardInterrupt as e:  # not a second signal (ForcedStop): resumable
-            if not isinstance(e, ForcedStop) and not self._mid_step:
-                self.save()
-            raise Interrupted(self.step, self.cfg.run_dir) from None
-        except Exception:
+            signum = getattr(e, "signum", None) or self.stop.signum or signal.SIGINT
+            if isinstance(e, ForcedStop) or self._mid_step:  # no checkpoint: say which one remains
+                raise Interrupted(self.step, self.cfg.run_dir, signum, True, self.saved_step) from None
+            self.save()
+            raise Interrupted(self.step, self.cfg.run_dir, signum) from None
+        except Exception as e:
             # A failing reward or a bad prompt mid-run: keep the last completed step resumable (the
             # failed step or evaluation has put back its counters, :meth:`_undone_on_failure`), unless
             # the failed step already changed the weights (the last periodic checkpoint then stays). Not
             # with several processes: the failure may be this process's alone while the others wait in
             # their next collective, so a checkpoint (a collective of every process) would not match it.
-            if self.algo.trainable and self.step > 0 and not self._mid_step and not self.rt.distributed:
+            # Nor after a failed write to the run directory (a full disk): a checkpoint would fail alike.
+            resumable = self.algo.trainable and self.step > 0 and not self._mid_step and not self.rt.distributed
+            if resumable and not isinstance(e, WriteError):
                 self.save()
             raise
         finally:
@@ -338,18 +367,25 @@ class Trainer:
         by_time = minutes > 0 and time.monotonic() - self._saved_at >= 60 * minutes
         return by_steps or self.rt.any_process(by_time)
 
+    saved_step: int | None = None  # the step of the checkpoint in the run directory (None: none yet)
+
     def save(self) -> None:
         checkpoint.save(self)
         self._saved_at = time.monotonic()
+        self.saved_step = self.step
 
     def restore(self) -> int:
-        return checkpoint.restore(self)
+        self.saved_step = checkpoint.restore(self)
+        return self.saved_step
 
     def begin(self) -> None:
         """Take the run directory (one run at a time), resume from its checkpoint (``resume=true``) or
         start a fresh run there; write the resolved config and the provenance; start the trackers."""
         cfg = self.cfg
         self._lock = self.log.lock() if self.rt.is_main else None
+        if self.rt.is_main:
+            self.log.clear_interrupted_writes()
+        self.rt.barrier()  # the checkpoint is in place before any process looks for it
         existing = self.log.read_config()
         if cfg.resume and self.log.has_checkpoint():
             if existing is not None and _without_resume(existing) != _without_resume(to_yaml(cfg)):
@@ -389,10 +425,14 @@ class Trainer:
             print(f"rlhf-zoo: {message}", file=sys.stderr, flush=True)
 
     def finish(self, last: dict[str, Any] | None) -> dict[str, Any]:
-        """The final checkpoint and ``summary.json`` (the last evaluation, costs and times)."""
+        """The final checkpoint and ``summary.json`` (the last evaluation, costs and times).
+
+        ``last`` is None when no evaluation ran here (a run resumed after its last step): the last line of
+        ``metrics.jsonl`` is then that evaluation, less its ``step`` key, which :meth:`evaluate` returns
+        without (the summary has ``steps``), so that the summary equals an uninterrupted run's."""
         if last is None:
             records = self.log.read_metrics()
-            last = records[-1] if records else self.evaluate()
+            last = {k: v for k, v in records[-1].items() if k != "step"} if records else self.evaluate()
         if self.algo.trainable:
             self.save()
         summary = {

@@ -101,6 +101,23 @@ def plan(point: Point, d: Path, resumable: bool, stored: dict[str, Any] | None =
     return "redo"
 
 
+def _check_not_running(d: Path) -> None:
+    """Refuse (a one-line :class:`UserError`) a point directory that a run holds now (its ``.lock``,
+    :meth:`rlhf_zoo.runlog.RunLog.lock`): the same bench or sweep started twice on one folder. Without a
+    record it looks unfinished, but deleting it to redo the point, or resuming it beside the running one,
+    would mix two runs' files (the running one's record would end up with part of its metrics)."""
+    from rlhf_zoo.errors import UserError
+    from rlhf_zoo.runlog import RunLog
+
+    try:
+        RunLog(d).lock().release()
+    except UserError:
+        raise UserError(
+            f"{d} is in use by another run (this bench or sweep, started twice?): wait for it to finish, or "
+            "choose another out="
+        ) from None
+
+
 def _memberships_changed(rec: dict[str, Any], point: Point) -> bool:
     """Whether a finished point's record names other sweeps (or other objectives, labels, orders) than the
     point does now: a piece run with ``only=``, or a suite that gained a sweep sharing the point."""
@@ -394,6 +411,8 @@ def run_suite(
             if version != report.code_version:
                 other_code[version] = other_code.get(version, 0) + 1
             continue
+        if action in ("redo", "resume"):
+            _check_not_running(d)
         if action == "redo":
             shutil.rmtree(d)
             report.redone.append(p.id)

@@ -54,6 +54,29 @@ def test_unfinished_point_is_deleted_and_redone(tiny_exact_suite, tmp_path):
     assert not (d / "half-written.tmp").exists() and read_record(d) is not None
 
 
+def test_a_point_another_bench_is_running_is_neither_deleted_nor_run(tiny_exact_suite, tmp_path):
+    """The same sweep or bench started twice on one folder: the second must not delete (as unfinished)
+    the run directory the first is writing, nor run the point into it beside the first. Found by
+    starting a sweep twice: the second deleted the first's running point, whose record then held one
+    metrics line."""
+    from rlhf_zoo.errors import UserError
+    from rlhf_zoo.runlog import RunLog
+
+    running = expand(tiny_exact_suite, seeds=[0])[0]
+    d = point_dir(tmp_path, running)
+    write_json_atomic(d / "point.json", {"id": running.id, "args": list(running.args), "wall_s": 0.0})
+    (d / "metrics.jsonl").write_text('{"step": 0}\n')
+    held = RunLog(d).lock()  # the first bench's run of this point
+    try:
+        with pytest.raises(UserError, match="in use by another run"):
+            run_suite(tiny_exact_suite, tmp_path, progress=False, seeds=[0])
+        assert (d / "metrics.jsonl").read_text() == '{"step": 0}\n' and read_record(d) is None
+    finally:
+        held.release()
+    report = run_suite(tiny_exact_suite, tmp_path, progress=False, seeds=[0])  # once it has stopped: redone
+    assert running.id in report.redone and read_record(d) is not None
+
+
 def test_stale_record_is_redone_when_the_point_changed(tiny_exact_suite, tmp_path):
     run_suite(tiny_exact_suite, tmp_path, progress=False, seeds=[0], only=["best_of_n"])
     report = run_suite(

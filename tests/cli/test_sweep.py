@@ -185,3 +185,31 @@ def test_the_example_sweep_file_plans_its_12_points():
     assert all("train.steps=200" in p.args and "task=exact" in p.args for p in points)
     plan = plan_sweep([f"config={example}", "algo=bond", "seed=0,1", "out=elsewhere"])  # the command line wins
     assert plan.folder == Path("elsewhere") and len(expand(plan.suite)) == 4
+
+
+def test_sigterm_between_points_says_how_to_continue(tmp_path):
+    """SIGTERM to a sweep outside a run's training (here while a point's model loads; also between
+    points, or while a bench renders): the command must end as for Ctrl-C, with the line that
+    says to run it again and exit code 143. It was killed by the default action, silently (found with
+    ``kill -TERM`` right after a sweep's first point finished)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    mark = tmp_path / "builds"
+    cmd = [sys.executable, str(root / "tests" / "training" / "slow_train.py"), "train", "algo=reinforce", "threads=1"]
+    cmd += ["train.steps=2", "train.eval_every=2", "seed=0,1", f"out={tmp_path / 'sweep'}"]
+    env = {**os.environ, "PYTHONPATH": str(root), "SLOW_BUILD_S": "60", "BUILD_MARK": str(mark)}
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None and not mark.is_file():
+        time.sleep(0.05)
+    assert proc.poll() is None, "the sweep ended before it could be signalled"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert "run the same command again to continue" in err, err

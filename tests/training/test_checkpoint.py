@@ -83,3 +83,29 @@ def test_sampled_evaluation_reference_is_restored(tmp_path):
     b.evaluator(b.policy, round=1)
     # only the evaluated policy's samples were drawn, not the reference completions again
     assert b.evaluator.costs.completions - spent == len(b.evaluator.prompts) * b.evaluator.samples
+
+
+def test_a_checkpoint_write_cut_short_leaves_nothing_behind_and_loses_no_checkpoint(tmp_path, capsys):
+    """``kill -9`` during a checkpoint write leaves its temporary folder (``.checkpoint.tmp-*``, as large
+    as a checkpoint; found after killing a zoo-lm run mid-write, and still there once the resumed run
+    finished); one between the two renames of the swap leaves the previous checkpoint only under
+    ``.checkpoint.old-*/``. The resumed run removes the first and continues from the second."""
+    import shutil
+
+    args = ["algo=reinforce", "train.steps=4", "train.eval_every=2", "train.checkpoint_every=2", "threads=1"]
+    tr = _trainer(tmp_path / "r", *args, algo=[])
+    _run(tr, 2)
+    tr.save()
+    tr.end()
+    d = tmp_path / "r"
+    (d / ".checkpoint.tmp-killed").mkdir()
+    (d / ".checkpoint.tmp-killed" / ".tmpXYZ").write_bytes(b"\0" * 1000)
+    (d / ".checkpoint.old-killed").mkdir()
+    shutil.move(d / "checkpoint", d / ".checkpoint.old-killed" / "checkpoint")
+
+    resumed = _trainer(d, *args, "resume=true", algo=[])
+    resumed.fit()
+    assert "resuming" in capsys.readouterr().err  # from step 2, not over from step 0
+    assert resumed.saved_step == 4 and sorted(p.name for p in d.glob(".checkpoint*")) == []
+    assert [m["step"] for m in resumed.log.read_metrics()] == [0, 2, 4]
+    assert torch.load(d / "checkpoint" / "state.pt", weights_only=False)["step"] == 4

@@ -24,7 +24,7 @@ import torch
 
 from rlhf_zoo.config import load_config
 from rlhf_zoo.rewards.base import RewardError
-from rlhf_zoo.train import Trainer, build
+from rlhf_zoo.train import Interrupted, Trainer, build
 from tests.runtime.resume_helpers import metrics_rows
 
 
@@ -257,3 +257,120 @@ def test_a_failure_after_the_base_cache_filled_leaves_it_to_the_resumed_step(tmp
     costs = [k for k in clean_summary if k.startswith(("cost/", "eval_cost/"))]
     assert costs and {k: summary[k] for k in costs} == {k: clean_summary[k] for k in costs}
     assert metrics_rows(tmp_path / "fail" / "metrics.jsonl") == metrics_rows(tmp_path / "clean" / "metrics.jsonl")
+
+
+def test_a_run_stopped_after_its_last_step_resumes_to_the_same_summary(tmp_path):
+    """SIGTERM during the last step: the run stops with a checkpoint at ``train.steps``, and the resumed
+    run only writes the summary, from the last line of metrics.jsonl. That summary must equal an
+    uninterrupted run's (it carried the line's ``step`` key besides ``steps``)."""
+    args = ["algo=reinforce", "train.steps=4", "train.eval_every=2", "threads=1"]
+    clean_summary = _trainer(tmp_path / "clean", *args).fit()
+    stopped = _trainer(tmp_path / "part", *args)
+    step = stopped.train_step
+
+    def signalled_in_the_last_step():
+        metrics = step()
+        if stopped.step == 4:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return metrics
+
+    stopped.train_step = signalled_in_the_last_step
+    with pytest.raises(Interrupted):
+        stopped.fit()
+    summary = _trainer(tmp_path / "part", *args, "resume=true").fit()
+    written = json.loads((tmp_path / "part" / "summary.json").read_text())
+    untimed = lambda s: {k: v for k, v in s.items() if not k.startswith("time/")}  # noqa: E731
+    assert untimed(summary) == untimed(written) == untimed(clean_summary)
+
+
+@pytest.mark.parametrize(("every", "last"), [(2, 2), (0, None)], ids=["a periodic checkpoint", "no checkpoint yet"])
+def test_a_second_signal_says_no_checkpoint_was_written_and_which_one_remains(tmp_path, every, last):
+    """SIGTERM twice during a step stops without a checkpoint (:mod:`rlhf_zoo.signals`). The message and
+    the exit code must say so: it claimed "SIGINT at step 3; checkpoint saved" with exit code 130 while
+    the run directory held step 2's checkpoint, or none at all (found with ``kill -TERM`` twice)."""
+    args = ["algo=reinforce", "train.steps=8", "train.eval_every=4", "threads=1", f"train.checkpoint_every={every}"]
+    tr = _trainer(tmp_path / "r", *args)
+    step = tr.train_step
+
+    def signalled_twice():
+        metrics = step()
+        if tr.step == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), signal.SIGTERM)
+        return metrics
+
+    tr.train_step = signalled_twice
+    with pytest.raises(Interrupted) as stopped:
+        tr.fit()
+    message = str(stopped.value)
+    assert stopped.value.exit_code == 143 and message.startswith("SIGTERM"), message
+    assert "without a checkpoint" in message and "checkpoint saved" not in message, message
+    state = tmp_path / "r" / "checkpoint" / "state.pt"
+    if last is None:
+        assert not state.exists() and "none" in message, message
+    else:
+        assert torch.load(state, weights_only=False)["step"] == last and f"step {last}" in message, message
+    assert "resume=true" in message
+
+
+class _FullDisk:
+    """An appended file on a disk that fills: ``write`` writes half the text, then raises ENOSPC."""
+
+    def __init__(self, f):
+        self.f = f
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.f.close()
+
+    def write(self, text):
+        import errno
+
+        self.f.write(text[: len(text) // 2])
+        self.f.flush()
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+
+@pytest.mark.parametrize("where", ["checkpoint", "metrics"])
+def test_a_full_disk_is_one_line(tmp_path, capsys, monkeypatch, where):
+    """The disk fills during a periodic checkpoint (torch.save) or an appended line: one error line, exit
+    code 2, and no torn line left. A full tmpfs printed four chained tracebacks (the failed checkpoint,
+    then the failure path's second attempt at one), or one OSError traceback and half a line, which then
+    stopped ``resume=true`` with a JSONDecodeError."""
+    from pathlib import Path
+
+    from rlhf_zoo.cli import main
+
+    if where == "checkpoint":
+        save, calls = torch.save, []
+
+        def fails_the_second_time(*args, **kwargs):
+            calls.append(1)
+            if len(calls) >= 2:
+                raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 0")
+            return save(*args, **kwargs)
+
+        monkeypatch.setattr(torch, "save", fails_the_second_time)
+    else:
+        opened, appends = Path.open, []
+
+        def full_at_the_third_append(self, mode="r", *args, **kwargs):
+            f = opened(self, mode, *args, **kwargs)
+            if mode == "a":
+                appends.append(self)
+                if len(appends) >= 3:
+                    return _FullDisk(f)
+            return f
+
+        monkeypatch.setattr(Path, "open", full_at_the_third_append)
+    args = ["train", "algo=reinforce", "train.steps=6", "train.eval_every=2", "train.checkpoint_every=2"]
+    code = main([*args, "train.progress=false", "threads=1", f"run_dir={tmp_path}/r"])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "rlhf-zoo: error: cannot write" in err and str(tmp_path / "r") in err, err
+    monkeypatch.undo()
+    for name in ("metrics.jsonl", "samples.jsonl"):
+        text = (tmp_path / "r" / name).read_text()
+        assert text.endswith("\n") and all(json.loads(line) for line in text.splitlines()), name
