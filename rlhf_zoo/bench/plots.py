@@ -56,21 +56,25 @@ def legend(ax: Any, *args: Any, **kw: Any) -> None:
 
 
 def save(fig: Any, path: Path) -> Path:
-    """Save as a palette PNG (256 colours: a third of the size of matplotlib's RGBA PNG, same look)."""
+    """Save as a palette PNG (256 colours: a third of the size of matplotlib's RGBA PNG, same look), written
+    atomically: a render stopped half-way leaves the previous plot, not a truncated one."""
     import io
 
-    path.parent.mkdir(parents=True, exist_ok=True)
+    from rlhf_zoo.io import atomic_write_bytes
+
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight", facecolor="white")
     pyplot().close(fig)
     try:
         from PIL import Image  # matplotlib's own dependency
     except ImportError:  # pragma: no cover - matplotlib always brings Pillow
-        path.write_bytes(buf.getvalue())
+        atomic_write_bytes(path, buf.getvalue())
         return path
     buf.seek(0)
+    out = io.BytesIO()
     with Image.open(buf) as img:
-        img.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(path, optimize=True)
+        img.convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(out, format="png", optimize=True)
+    atomic_write_bytes(path, out.getvalue())
     return path
 
 

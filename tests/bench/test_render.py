@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -210,3 +211,31 @@ def test_a_suite_run_in_pieces_names_every_command_behind_its_records(tmp_path):
     assert ["command", listed] in _rows(text)
     assert text.count(f"*{len(SEEDS)} bench commands (in the header) · commit") >= 5
     assert "*`rlhf-zoo bench suite=exact seeds=2` ·" not in text
+
+
+def test_a_plot_stopped_while_written_leaves_the_previous_one(tmp_path, monkeypatch):
+    """A plot is written through a temporary file: a render stopped while it writes one (here the PNG encoder
+    fails after its first bytes) leaves the previous plot whole and no temporary file, not a truncated PNG."""
+    from PIL import Image
+
+    from rlhf_zoo.bench.plots import pyplot, save
+
+    path = tmp_path / "reward_vs_kl.png"
+    fig, _ = pyplot().subplots()
+    save(fig, path)
+    before = path.read_bytes()
+    assert before.startswith(b"\x89PNG")
+
+    original = Image.Image.save
+
+    def stopped(self, fp, *args, **kwargs):
+        if self.mode != "P":  # matplotlib's own PNG, not yet the palette one written out
+            return original(self, fp, *args, **kwargs)
+        (open(fp, "wb") if isinstance(fp, (str, Path)) else fp).write(b"\x89PN")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Image.Image, "save", stopped)
+    fig, _ = pyplot().subplots()
+    with pytest.raises(KeyboardInterrupt):
+        save(fig, path)
+    assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == [path.name]
