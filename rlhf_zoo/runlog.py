@@ -175,6 +175,16 @@ class RunLog:
         return weights, state
 
 
+def checkpoint_to_resume(run_dir: str | Path) -> bool:
+    """Whether ``run_dir`` holds a checkpoint to resume from: in place, or set aside by a checkpoint swap that a
+    kill cut short (:meth:`RunLog.clear_interrupted_writes` puts it back when the run starts). Creates
+    nothing."""
+    d = Path(run_dir)
+    return (d / "checkpoint" / "state.pt").is_file() or any(
+        (old / "checkpoint" / "state.pt").is_file() for old in d.glob(".checkpoint.old-*")
+    )
+
+
 def _onto(device: torch.device | None):
     """A ``torch.load`` map_location: a storage saved on a GPU goes to ``device`` if that is a GPU, else
     stays on the CPU; one saved on the CPU stays there (the RNG states must)."""

@@ -57,6 +57,7 @@ from rlhf_zoo.bench.records import (
     write_point_record,
 )
 from rlhf_zoo.bench.suites import Point, Suite, expand
+from rlhf_zoo.runlog import checkpoint_to_resume
 
 STARTED = "point.json"  # written when a point starts: its arguments, to decide whether it may resume
 
@@ -96,7 +97,7 @@ def plan(point: Point, d: Path, resumable: bool, stored: dict[str, Any] | None =
         return "done" if list(rec.get("args", [])) == list(point.args) else "redo"
     started = read_json(d / STARTED)
     same = isinstance(started, dict) and started.get("args") == list(point.args)
-    if resumable and same and (d / "checkpoint" / "state.pt").is_file():
+    if resumable and same and checkpoint_to_resume(d):
         return "resume"
     return "redo"
 

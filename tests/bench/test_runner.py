@@ -112,6 +112,12 @@ def test_resumable_suite_resumes_from_a_checkpoint(tiny_exact_suite, tmp_path):
     (d / "checkpoint" / "state.pt").write_bytes(b"x")
     assert plan(p, d, resumable=True) == "resume"
     assert plan(p, d, resumable=False) == "redo"
+    # a checkpoint swap cut short by a kill: the checkpoint set aside is resumed from (the run puts it back),
+    # not deleted with the point's folder by a redo
+    aside = d / ".checkpoint.old-x1y2"
+    aside.mkdir()
+    (d / "checkpoint").rename(aside / "checkpoint")
+    assert plan(p, d, resumable=True) == "resume"
     write_json_atomic(d / "point.json", {"id": p.id, "args": ["something", "else"]})
     assert plan(p, d, resumable=True) == "redo"  # a checkpoint of another configuration
 
