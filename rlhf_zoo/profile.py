@@ -29,6 +29,7 @@ the update comes to what this machine's matmul achieves, not to a vendor figure)
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import resource
 import subprocess
@@ -172,6 +173,11 @@ def worker(args: list[str]) -> dict[str, Any]:
     trainer = Trainer(cfg, algo, task, policy, runtime=rt)
     if trainer.needs.anchor and not sft:
         policy.update_anchor(1.0)
+    if sft and getattr(policy, "_ref_model", None) is not None:
+        # Built as reinforce, a full-fine-tuning policy holds a frozen reference copy (HFPolicy); plain
+        # fine-tuning has none, and the baseline's peak memory must not count one.
+        policy._ref_model = None
+        gc.collect()
     if rt.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
 
