@@ -56,6 +56,9 @@ def trl_settings(cfg: Any) -> dict[str, Any]:
         raise UserError("the TRL RLOO reference is set up for train.lr_schedule=constant")
     if m.top_p != 1.0:
         raise UserError("the TRL RLOO reference is set up for model.top_p=1")
+    if m.chat_template:
+        # ours would wrap each prompt in the chat template, TRL tokenises the same strings bare
+        raise UserError("the TRL RLOO reference is set up for model.chat_template=false (TRL gets plain prompts)")
     return dict(
         num_generations=int(a.samples),
         per_device_train_batch_size=int(t.batch_prompts) * int(a.samples),
