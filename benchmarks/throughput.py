@@ -30,9 +30,15 @@ from pathlib import Path
 
 from tabulate import tabulate
 
+from rlhf_zoo.errors import UserError
 from rlhf_zoo.options import split_options
 from rlhf_zoo.profile import HEADERS, profile_rows, run_in_subprocess, table_rows, validate
 from rlhf_zoo.runlog import hardware
+
+try:  # run as a script, benchmarks/ is on sys.path; imported (the tests), the repository root is
+    from trl_reference import reference_config
+except ImportError:
+    from benchmarks.trl_reference import reference_config
 
 TRL_REFERENCE = str(Path(__file__).with_name("trl_reference.py"))  # run as a script: its own process
 DEFAULTS = [
@@ -101,6 +107,8 @@ def main(argv: list[str]) -> int:
     rest = [d for d in DEFAULTS if d.split("=", 1)[0] not in given] + overrides
     steps, warmup = opts.steps, opts.warmup
     validate(opts.algos, rest)
+    if opts.trl:
+        reference_config(rest)  # TRL runs last: a config its RLOO cannot match fails now, not after every objective
     t0 = time.time()
     key = {"settings": rest, "steps": steps, "warmup": warmup}
     rows = [
@@ -153,4 +161,8 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except UserError as e:
+        print(f"throughput: {e}", file=sys.stderr)
+        sys.exit(2)
