@@ -107,8 +107,8 @@ def main(argv: list[str]) -> int:
     rest = [d for d in DEFAULTS if d.split("=", 1)[0] not in given] + overrides
     steps, warmup = opts.steps, opts.warmup
     validate(opts.algos, rest)
-    if opts.trl:
-        reference_config(rest)  # TRL runs last: a config its RLOO cannot match fails now, not after every objective
+    # TRL runs last: a config its RLOO cannot match fails now, not after every objective. k: both sides' samples.
+    k = int(reference_config(rest).algo.samples) if opts.trl else None
     t0 = time.time()
     key = {"settings": rest, "steps": steps, "warmup": warmup}
     rows = [
@@ -138,7 +138,7 @@ def main(argv: list[str]) -> int:
     verdict = []
     if ratio is not None:
         verdict = [
-            f"**reinforce (k=2, leave-one-out) / TRL RLOO (k=2): {ratio:.2f}x completions per second** "
+            f"**reinforce (k={k}, leave-one-out) / TRL RLOO (k={k}): {ratio:.2f}x completions per second** "
             f"({ours['completions_per_s']:.2f} vs {trl_row['completions_per_s']:.2f}; goal: >= 1.5x)."
         ]
     sft = next((r for r in rows if r["algo"] == "sft"), None)

@@ -30,3 +30,15 @@ def test_agreement_refuses_bad_arguments_before_training(bad, monkeypatch):
     with pytest.raises(UserError):
         agreement.main(["model.name=tiny", "steps=1", *bad])
     assert not ran
+
+
+def test_throughput_verdict_names_the_k_both_sides_ran(monkeypatch, capsys):
+    """``algo.samples=4`` runs our reinforce and TRL's RLOO with k = 4: the ratio's line must not say k=2."""
+    keys = ["step_s", "generate_s", "reward_s", "logprobs_s", "update_s", "other_s", "completions_per_step"]
+    row = {k: 1.0 for k in keys} | {"completions_per_s": 2.0, "peak_memory_gb": 1.0, "mfu_update": 0.5}
+    row |= {"device": "cpu", "dtype": "float32", "threads": 1, "peak_flops": 1e9, "peak_flops_source": "test"}
+    monkeypatch.setattr(throughput, "profile_rows", lambda algos, *a: [{**row, "algo": algos[0]}])
+    monkeypatch.setattr(throughput, "run_in_subprocess", lambda *a: {**row, "algo": "trl", "completions_per_s": 1.0})
+    assert throughput.main(["algos=reinforce", "model.name=tiny", "algo.samples=4"]) == 0
+    verdict = [line for line in capsys.readouterr().out.splitlines() if "TRL RLOO" in line]
+    assert verdict and "k=4" in verdict[0] and "k=2" not in verdict[0], verdict
