@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import statistics
 import sys
 import time
@@ -68,6 +69,12 @@ def timed(fn: Callable[[], Any], reps: int, sync: bool) -> float:
 
 def param_bytes(module: torch.nn.Module) -> int:
     return sum(p.numel() * p.element_size() for p in module.parameters())
+
+
+def base_bytes(module: torch.nn.Module) -> int:
+    """The bytes of ``module``'s base weights, leaving out every LoRA adapter's (what a full copy of the model
+    without adapters holds)."""
+    return sum(p.numel() * p.element_size() for n, p in module.named_parameters() if "lora_" not in n)
 
 
 LEVERS = ("cache", "ref", "anchor", "tokenise", "reward", "sampler", "share", "static", "bf16")
@@ -120,6 +127,13 @@ class Bench:
         self.policy = self.build()
         self.rows: list[list[str]] = []
 
+    @functools.cached_property
+    def plain(self):
+        """The policy with prompt sharing off: "before" of ``share``, and both sides of the levers whose other
+        side cannot share a prompt pass (``generate``'s own sampling, a static cache), so that their figures
+        do not include ``share``'s speed-up."""
+        return self.build(share_prompts=False)
+
     def gens(self, seed: int = 0) -> list[torch.Generator]:
         return [torch.Generator().manual_seed(seed * 1000 + i) for i in range(len(self.prompts))]
 
@@ -132,7 +146,7 @@ class Bench:
     def sampler(self) -> None:
         from transformers import GenerationConfig
 
-        pol = self.policy
+        pol = self.plain  # generate(do_sample) runs every row's prompt: so must the inverse-CDF side
         ids, mask = pol.encode_prompts(self.prompts)
         ids, mask = ids.repeat_interleave(self.samples, 0), mask.repeat_interleave(self.samples, 0)
         cfg = GenerationConfig(
@@ -156,7 +170,7 @@ class Bench:
         self.row("sampler", "generate(do_sample) multinomial", "inverse-CDF processor", b, a, "s", note)
 
     def share(self) -> None:
-        plain = self.build(share_prompts=False)
+        plain = self.plain
 
         def step(pol):
             roll = pol.sample(self.prompts, self.samples, generator=self.gens())
@@ -171,8 +185,9 @@ class Bench:
         self.row("share", "every row runs its prompt", "one prompt pass per prompt", b, a, "s", "sample+ref+fwd/bwd")
 
     def static(self) -> None:
+        # A static cache runs every row's prompt (no shared prefill): the dynamic-cache side does too.
         a_pol = self.build(generation_cache="static")
-        b = timed(lambda: self.policy.sample(self.prompts, self.samples, generator=self.gens()), self.reps, self.sync)
+        b = timed(lambda: self.plain.sample(self.prompts, self.samples, generator=self.gens()), self.reps, self.sync)
         a = timed(lambda: a_pol.sample(self.prompts, self.samples, generator=self.gens()), self.reps, self.sync)
         self.row("static", "dynamic KV cache", "static KV cache", b, a, "s")
         if self.opts.compile:
@@ -198,9 +213,9 @@ class Bench:
     def ref(self) -> None:
         pol = self.policy
         roll = pol.sample(self.prompts, self.samples, generator=self.gens())
-        base = pol.model.get_base_model()
-        with pol.model.disable_adapter():
-            frozen = copy.deepcopy(base).eval().requires_grad_(False)
+        # The full-fine-tuning reference: a frozen copy of the base model, its LoRA layers removed (a copy of
+        # get_base_model() keeps them, so its forward pass would still go through PEFT's dispatch)
+        frozen = copy.deepcopy(pol.model).unload().eval().requires_grad_(False)
         copy_bytes = param_bytes(frozen)
 
         def with_copy():
@@ -221,7 +236,7 @@ class Bench:
         pol = self.policy
         pol.update_anchor(1.0)
         adapter = sum(p.numel() * p.element_size() for n, p in pol.model.named_parameters() if ".anchor." in n)
-        full = param_bytes(pol.model.get_base_model())  # a third full model would hold all of these
+        full = base_bytes(pol.model)  # a third full model holds the base weights (not the adapters)
         full_mib, adapter_mib = full / 2**20, adapter / 2**20
         self.row("anchor memory", "third full copy", "second LoRA adapter", full_mib, adapter_mib, "MiB", "weights")
 
@@ -270,7 +285,9 @@ class Bench:
         self.row("cache", f"draw k={algo.cfg.k} per prompt", "cached", cold, warm, "s", f"BOND step, {n} prompts")
 
     def bf16(self) -> None:
-        other = "bfloat16" if self.dtype == "float32" else "float32"
+        # bfloat16 against the run's dtype (float32 or float16); from bfloat16 weights, against float32
+        other = "float32" if self.dtype == "bfloat16" else "bfloat16"
+        before, after = (other, self.dtype) if self.dtype == "bfloat16" else (self.dtype, other)
         pol_b = self.build(dtype=other)
         pols = {self.dtype: self.policy, other: pol_b}
         gen = {
@@ -289,8 +306,8 @@ class Bench:
         with torch.no_grad():
             diff = (self.policy.logprobs(roll) - pol_b.logprobs(roll)).abs().mul(roll.response_mask).max()
         note = f"max |Δ log p| {float(diff):.3f}"
-        self.row("bf16 generate", "float32", "bfloat16", gen["float32"], gen["bfloat16"], "s", note)
-        self.row("bf16 update", "float32", "bfloat16", upd["float32"], upd["bfloat16"], "s", "forward + backward")
+        self.row("bf16 generate", before, after, gen[before], gen[after], "s", note)
+        self.row("bf16 update", before, after, upd[before], upd[after], "s", "forward + backward")
 
 
 def main(argv: list[str]) -> int:

@@ -30,9 +30,15 @@ from pathlib import Path
 
 from tabulate import tabulate
 
+from rlhf_zoo.errors import UserError
 from rlhf_zoo.options import split_options
 from rlhf_zoo.profile import HEADERS, profile_rows, run_in_subprocess, table_rows, validate
 from rlhf_zoo.runlog import hardware
+
+try:  # run as a script, benchmarks/ is on sys.path; imported (the tests), the repository root is
+    from trl_reference import reference_config
+except ImportError:
+    from benchmarks.trl_reference import reference_config
 
 TRL_REFERENCE = str(Path(__file__).with_name("trl_reference.py"))  # run as a script: its own process
 DEFAULTS = [
@@ -101,6 +107,8 @@ def main(argv: list[str]) -> int:
     rest = [d for d in DEFAULTS if d.split("=", 1)[0] not in given] + overrides
     steps, warmup = opts.steps, opts.warmup
     validate(opts.algos, rest)
+    # TRL runs last: a config its RLOO cannot match fails now, not after every objective. k: both sides' samples.
+    k = int(reference_config(rest).algo.samples) if opts.trl else None
     t0 = time.time()
     key = {"settings": rest, "steps": steps, "warmup": warmup}
     rows = [
@@ -130,7 +138,7 @@ def main(argv: list[str]) -> int:
     verdict = []
     if ratio is not None:
         verdict = [
-            f"**reinforce (k=2, leave-one-out) / TRL RLOO (k=2): {ratio:.2f}x completions per second** "
+            f"**reinforce (k={k}, leave-one-out) / TRL RLOO (k={k}): {ratio:.2f}x completions per second** "
             f"({ours['completions_per_s']:.2f} vs {trl_row['completions_per_s']:.2f}; goal: >= 1.5x)."
         ]
     sft = next((r for r in rows if r["algo"] == "sft"), None)
@@ -153,4 +161,8 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except UserError as e:
+        print(f"throughput: {e}", file=sys.stderr)
+        sys.exit(2)

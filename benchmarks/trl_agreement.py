@@ -22,7 +22,13 @@ import sys
 import time
 from dataclasses import dataclass, field
 
+from rlhf_zoo.errors import UserError
 from rlhf_zoo.options import split_options
+
+try:  # run as a script, benchmarks/ is on sys.path; imported (the tests), the repository root is
+    from trl_reference import reference_config, run_trl_rloo
+except ImportError:
+    from benchmarks.trl_reference import reference_config, run_trl_rloo
 
 DEFAULTS = [
     "task=sentiment",
@@ -75,8 +81,6 @@ def worker(side: str, steps: int, overrides: list[str]) -> dict[str, float]:
         for _ in range(steps):
             trainer.train_step()
     elif side == "trl":
-        from trl_reference import run_trl_rloo  # benchmarks/trl_reference.py, beside this script
-
         run_trl_rloo(cfg, steps=steps, warmup=0, task=task, policy_out=policy)
     train_s = time.perf_counter() - t0
     policy.eval()
@@ -100,6 +104,11 @@ def main(argv: list[str]) -> int:
     given = {a.split("=", 1)[0] for a in overrides}
     rest = [d for d in DEFAULTS if d.split("=", 1)[0] not in given] + overrides
     seeds, steps = opts.seeds, opts.steps
+    # Checked before the first run: each would otherwise fail only once every run before it had finished.
+    if len(seeds) < 2:
+        raise UserError(f"trl_agreement: needs 2 seeds or more (each side's sd, the Welch interval), got {seeds}")
+    if reference_config(rest).model.finetune != "lora":
+        raise UserError("trl_agreement: TRL's trained weights load into our policy only with model.finetune=lora")
     t0 = time.time()
 
     def run(side: str, seed: int) -> dict[str, float]:
@@ -157,4 +166,8 @@ if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "worker":
         print(json.dumps(worker(sys.argv[2], int(sys.argv[3]), sys.argv[4:])))
     else:
-        sys.exit(main(sys.argv[1:]))
+        try:
+            sys.exit(main(sys.argv[1:]))
+        except UserError as e:
+            print(e, file=sys.stderr)
+            sys.exit(2)

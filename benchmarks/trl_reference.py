@@ -56,6 +56,9 @@ def trl_settings(cfg: Any) -> dict[str, Any]:
         raise UserError("the TRL RLOO reference is set up for train.lr_schedule=constant")
     if m.top_p != 1.0:
         raise UserError("the TRL RLOO reference is set up for model.top_p=1")
+    if m.chat_template:
+        # ours would wrap each prompt in the chat template, TRL tokenises the same strings bare
+        raise UserError("the TRL RLOO reference is set up for model.chat_template=false (TRL gets plain prompts)")
     return dict(
         num_generations=int(a.samples),
         per_device_train_batch_size=int(t.batch_prompts) * int(a.samples),
@@ -253,15 +256,23 @@ def _eos_ids(model: Any, tokenizer: Any) -> list[int]:
     return list(HFPolicy._collect_eos_ids(model, tokenizer))
 
 
+def reference_config(overrides: list[str]) -> Any:
+    """Our run config for the TRL reference: ``algo=reinforce`` with ``overrides`` (an ``algo=`` among them
+    dropped), checked by :func:`trl_settings`, so that a script calling it before its own runs fails at once
+    on a config TRL's RLOO cannot match rather than once those runs are done."""
+    from rlhf_zoo.config import load_config
+
+    rest = [a for a in overrides if a.split("=", 1)[0].strip() != "algo"]
+    cfg = load_config(["algo=reinforce", *rest])
+    trl_settings(cfg)
+    return cfg
+
+
 def main(args: list[str]) -> dict[str, Any]:
     """``python benchmarks/trl_reference.py steps=S warmup=W <config overrides>``: time TRL's RLOO
     in this process (its own peak memory) and return the figures."""
-    from rlhf_zoo.config import load_config
-
     opts, rest = split_options(args, TrlOptions, "trl_reference")
-    rest = [a for a in rest if a.split("=", 1)[0].strip() != "algo"]
-    cfg = load_config(["algo=reinforce", *rest])
-    return run_trl_rloo(cfg, steps=opts.steps, warmup=opts.warmup)
+    return run_trl_rloo(reference_config(rest), steps=opts.steps, warmup=opts.warmup)
 
 
 if __name__ == "__main__":

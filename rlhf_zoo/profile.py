@@ -29,6 +29,7 @@ the update comes to what this machine's matmul achieves, not to a vendor figure)
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import resource
 import subprocess
@@ -128,6 +129,26 @@ class UpdateFlops:
         self.flops += mode.get_total_flops()
 
 
+def register_probes(costs: Any, device: torch.device, counter: UpdateFlops | None) -> None:
+    """Set the probes around the phases of ``costs`` (a :class:`~rlhf_zoo.rollout.Costs`): ``counter``, if given,
+    counts the update's FLOPs; on a GPU every phase also waits for the device before its clock stops. CUDA runs
+    kernels asynchronously, so a phase timed to its last launch would leave its unfinished work to whichever
+    later phase first waits (the reference pass's to the update, the optimiser step's to the next generation)."""
+    for phase in PHASES:
+        inner = counter.probe if counter is not None and phase == "update" else None
+        costs.probe(phase, _synced(inner, device) if device.type == "cuda" else inner)
+
+
+def _synced(inner: Any, device: torch.device) -> Any:
+    @contextlib.contextmanager
+    def probe():
+        with inner() if inner is not None else contextlib.nullcontext():
+            yield
+        torch.cuda.synchronize(device)
+
+    return probe
+
+
 def _generators(seed: int, step: int, name: str, prompts: list[str]) -> list[torch.Generator]:
     from rlhf_zoo.rng import Streams
 
@@ -147,9 +168,7 @@ def _sft_step(trainer, prompts: list[str], step: int) -> None:
         loss = -(logp * rollout.response_mask).sum() / rollout.response_mask.sum()
         trainer.opt.zero_grad(set_to_none=True)
         loss.backward()
-        trainer.opt.step()
-        if loss.is_cuda:  # the objectives' updates wait for the GPU (gradient clipping reads a norm); so must this
-            torch.cuda.synchronize()
+        trainer.opt.step()  # on a GPU the update's probe waits for it (register_probes)
 
 
 def worker(args: list[str]) -> dict[str, Any]:
@@ -172,6 +191,11 @@ def worker(args: list[str]) -> dict[str, Any]:
     trainer = Trainer(cfg, algo, task, policy, runtime=rt)
     if trainer.needs.anchor and not sft:
         policy.update_anchor(1.0)
+    if sft and getattr(policy, "_ref_model", None) is not None:
+        # Built as reinforce, a full-fine-tuning policy holds a frozen reference copy (HFPolicy); plain
+        # fine-tuning has none, and the baseline's peak memory must not count one.
+        policy._ref_model = None
+        gc.collect()
     if rt.device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
 
@@ -186,10 +210,10 @@ def worker(args: list[str]) -> dict[str, Any]:
             best_of_n_outputs(policy, task, prompts, algo.cfg.n, 1, generator=gens, costs=trainer.costs)
 
     counter = UpdateFlops()
-    trainer.costs.probe("update", counter.probe)
+    register_probes(trainer.costs, rt.device, counter)
     for i in range(warmup):
         one_step(i)
-    trainer.costs.probe("update", None)
+    register_probes(trainer.costs, rt.device, None)
     update_flops = counter.flops / max(1, warmup)
     trainer.costs.seconds.clear()
     completions0 = trainer.costs.completions

@@ -21,3 +21,17 @@ def test_every_objective_meets_its_exact_target(tmp_path):
         assert outcome, label
         failed = [d for d, ok in outcome if not ok]
         assert not failed, (label, failed)
+
+
+def test_the_script_refuses_arguments_it_would_ignore(monkeypatch, capsys):
+    """It takes no options: ``python benchmarks/convergence.py seed=1`` trained seed 0 and printed its table
+    as if the argument had been applied."""
+    import sys
+
+    import benchmarks.convergence as convergence
+
+    trained = []
+    monkeypatch.setattr(convergence, "train_exact", lambda *a, **k: trained.append(a) or pytest.fail("trained"))
+    monkeypatch.setattr(sys, "argv", ["benchmarks/convergence.py", "seed=1"])
+    assert convergence.main() == 2
+    assert not trained and "seed=1" in capsys.readouterr().err

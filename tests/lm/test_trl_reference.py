@@ -64,3 +64,11 @@ def test_trl_trains_without_recomputing_activations_as_ours_does(lm_args, monkey
         assert not any(getattr(m, "gradient_checkpointing", False) for m in policy.model.modules())  # ours
         run_trl_rloo(cfg, steps=1, warmup=0, task=task)
         assert seen and not any(seen), f"TRL ({finetune}) trained with gradient checkpointing on"
+
+
+def test_settings_refuse_a_chat_template_that_trl_would_not_apply(lm_args):
+    """With model.chat_template=true our policy wraps each prompt in the chat template; TRL gets the prompts
+    as plain strings and tokenises them bare, so the two would not sample from the same prompts."""
+    cfg = load_config(["algo=reinforce", "train.lr_schedule=constant", "model.chat_template=true", *lm_args])
+    with pytest.raises(UserError, match="chat_template"):
+        trl_settings(cfg)

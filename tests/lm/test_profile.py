@@ -1,0 +1,57 @@
+"""``rlhf-zoo profile``'s figures (rlhf_zoo/profile.py): what each row measures."""
+
+import pytest
+
+from rlhf_zoo import profile
+from tests.lm.test_memory import _weight_copies
+
+
+@pytest.mark.parametrize("finetune", ["full", "lora"])
+def test_sft_baseline_holds_one_copy_of_the_weights(finetune, lm_args, monkeypatch):
+    """``sft`` is the memory baseline "plain fine-tuning": no reference, anchor or quantiles. It is built as
+    ``reinforce``, whose full-fine-tuning policy keeps a frozen reference copy; the baseline must not hold it,
+    or its peak memory (and J-BOND's ratio to it) counts a copy of the weights plain fine-tuning never has."""
+    seen = []
+    real = profile._sft_step
+
+    def counted(trainer, prompts, step):
+        real(trainer, prompts, step)
+        shape = trainer.policy.model.get_input_embeddings().weight.shape
+        per_model = len({p.data_ptr() for p in trainer.policy.model.parameters() if p.shape == shape})
+        seen.append(_weight_copies(trainer, shape) / per_model)
+
+    monkeypatch.setattr(profile, "_sft_step", counted)
+    args = [a for a in lm_args if not a.startswith(("run_dir", "train.steps"))]
+    row = profile.worker(["algo=sft", *args, f"model.finetune={finetune}", "steps=1", "warmup=1"])
+    assert row["algo"] == "sft" and row["completions_per_step"] == 2 * 4
+    assert seen == [1, 1]
+
+
+def test_on_a_gpu_every_phase_waits_for_its_kernels_before_its_clock_stops(monkeypatch):
+    """CUDA runs kernels asynchronously: a phase's clock stopped at the last launch leaves its unfinished work
+    to whichever later phase first waits for the device (the reference pass's to the update, the optimiser
+    step's to the next generation). The probes the worker registers on a GPU wait inside every phase."""
+    import time
+
+    import torch
+
+    from rlhf_zoo.rollout import Costs
+
+    waits = []
+
+    def synchronize(device=None):  # stands for the kernels still running when the phase's code returns
+        time.sleep(0.05)
+        waits.append(device)
+
+    monkeypatch.setattr(torch.cuda, "synchronize", synchronize)
+    costs, counter = Costs(), profile.UpdateFlops()
+    profile.register_probes(costs, torch.device("cuda:0"), counter)
+    for phase in profile.PHASES:
+        with costs.timed(phase):
+            torch.ones(4, 4) @ torch.ones(4, 4)
+        assert costs.seconds[phase] >= 0.05, phase
+    assert counter.flops == 2 * 4**3 and len(waits) == len(profile.PHASES)  # the update's matmul only
+    profile.register_probes(costs, torch.device("cpu"), None)  # on a CPU: no waiting, no counting
+    with costs.timed("update"):
+        torch.ones(4, 4) @ torch.ones(4, 4)
+    assert len(waits) == len(profile.PHASES) and counter.flops == 2 * 4**3
