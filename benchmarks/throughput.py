@@ -147,7 +147,7 @@ def main(argv: list[str]) -> int:
         verdict.append(
             f"J-BOND peak memory / plain fine-tuning ({sft['algo']}) peak memory: "
             f"{jbond['peak_memory_gb'] / sft['peak_memory_gb']:.2f}x "
-            f"({jbond['peak_memory_gb']:.2f} GB vs {sft['peak_memory_gb']:.2f} GB; goal with LoRA: <= 1.3x)."
+            f"({jbond['peak_memory_gb']:.2f} GiB vs {sft['peak_memory_gb']:.2f} GiB; goal with LoRA: <= 1.3x)."
         )
     text = "\n".join(lines) + "\n\n" + tabulate(table, headers=HEADERS, tablefmt="github") + "\n\n" + "\n".join(verdict)
     print(text)

@@ -285,7 +285,7 @@ HEADERS = [
     "completions/s",
     "generate share",
     "update MFU",
-    "peak GB",
+    "peak GiB",
 ]
 
 

@@ -140,5 +140,5 @@ def test_profile_prints_a_phase_split_per_objective(lm_args, capsys):
     args = [a for a in lm_args if not a.startswith(("run_dir", "train.steps"))]
     assert profile_main(["algos=jbond,best_of_n", "steps=1", "warmup=0", *args]) == 0
     out = capsys.readouterr().out
-    for word in ("generate", "reward", "log-probs", "update", "peak GB", "jbond", "best_of_n"):
+    for word in ("generate", "reward", "log-probs", "update", "peak GiB", "jbond", "best_of_n"):
         assert word in out
