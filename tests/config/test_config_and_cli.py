@@ -19,6 +19,11 @@ from rlhf_zoo.config import ConfigError, load_config
         (["algo=bond", "train.stepz=3"], "stepz"),
         (["algo=bond", "algo.n=1"], "n >= 2"),
         (["algo=bond", "train.lr=-1"], "train.lr"),
+        # a negative weight decay was a traceback from torch's AdamW after the task and policy were built;
+        # a negative warm-up or clipping norm ran with a schedule or clipping nobody asked for
+        (["algo=bond", "train.weight_decay=-0.1"], "train.weight_decay"),
+        (["algo=bond", "train.warmup_steps=-2"], "train.warmup_steps"),
+        (["algo=bond", "train.grad_clip=-1"], "train.grad_clip"),
         (["algo=bond", "oops"], "key=value"),
     ],
 )
