@@ -5,8 +5,9 @@
 
 Each argument is a run directory (one holding ``summary.json``) or a folder searched for them. Runs
 whose resolved configs differ only in ``seed`` (and ``run_dir``, ``resume``) are one configuration;
-each configuration is named by its algorithm and the settings in which it differs from the others
-compared. The table gives every configuration's common metrics as mean ± 95 % Student-t interval over
+each configuration is named by its algorithm, its task when the runs of that algorithm span several,
+and the settings in which it differs from the others of that algorithm and task. The table gives
+every configuration's common metrics as mean ± 95 % Student-t interval over
 its seeds (:func:`rlhf_zoo.bench.stats.mean_ci`; two runs of one configuration with the same seed, such
 as a run and its copy, are refused rather than counted as two seeds), printed as Markdown; with ``out=DIR`` it is also
 written there as ``compare.md`` and ``compare.csv`` (mean and half-width columns), with the
@@ -93,17 +94,22 @@ def load_run(run_dir: Path) -> dict[str, Any]:
 
 def label_runs(records: list[dict[str, Any]]) -> None:
     """Give each record its configuration's name and membership (for grouping and the plots): the
-    algorithm plus the settings in which its runs differ from the other runs of the same algorithm."""
-    by_algo: dict[str, list[dict[str, Any]]] = {}
+    algorithm, its task when its runs span several (each task's config has keys the others lack), plus
+    the settings in which its runs differ from the other runs of the same algorithm on the same task."""
+    by_algo: dict[str, dict[str, list[dict[str, Any]]]] = {}
     for r in records:
-        by_algo.setdefault(str(r["config"].get("algo.name", r["summary"].get("algo", "?"))), []).append(r)
-    for algo, runs in by_algo.items():
-        keys = sorted({k for r in runs for k in r["config"]} - set(IGNORED))
-        differing = [k for k in keys if len({repr(r["config"].get(k)) for r in runs}) > 1]
-        for r in runs:
-            setting = " ".join(f"{k}={r['config'].get(k)}" for k in differing)
-            r["label"] = f"{algo} {setting}" if setting else algo
-            _member(r, algo, setting or "default")
+        algo = str(r["config"].get("algo.name", r["summary"].get("algo", "?")))
+        task = str(r["config"].get("task.name", r["summary"].get("task", "?")))
+        by_algo.setdefault(algo, {}).setdefault(task, []).append(r)
+    for algo, by_task in by_algo.items():
+        for task, runs in by_task.items():
+            keys = sorted({k for r in runs for k in r["config"]} - set(IGNORED))
+            differing = [k for k in keys if len({repr(r["config"].get(k)) for r in runs}) > 1]
+            for r in runs:
+                words = [f"task={task}"] if len(by_task) > 1 else []
+                setting = " ".join(words + [f"{k}={r['config'].get(k)}" for k in differing])
+                r["label"] = f"{algo} {setting}" if setting else algo
+                _member(r, algo, setting or "default")
 
 
 def _member(r: dict[str, Any], algo: str, setting: str) -> None:

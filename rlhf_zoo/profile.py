@@ -40,6 +40,7 @@ from typing import Any
 
 import torch
 
+from rlhf_zoo.errors import UserError
 from rlhf_zoo.options import split_options
 
 PHASES = ("generate", "reward", "logprobs", "update")
@@ -322,6 +323,9 @@ def main(args: list[str]) -> int:
     from rlhf_zoo.runlog import hardware
 
     opts, rest = split_options(args, ProfileOptions, "profile")
+    if opts.steps < 1 or opts.warmup < 0:
+        what = "steps must be >= 1" if opts.steps < 1 else "warmup must be >= 0"
+        raise UserError(f"profile: {what} (steps={opts.steps}, warmup={opts.warmup})")
     validate(opts.algos, rest)
     try:
         rows = profile_rows(opts.algos, rest, opts.steps, opts.warmup)

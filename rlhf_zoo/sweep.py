@@ -8,7 +8,9 @@ A value with a comma at its top level is a list of values to sweep: any key but 
 list value (``model.lora_target_modules=[q_proj],[q_proj,v_proj]`` sweeps two), ``'my,file.jsonl'``
 one string. An experiment file (``config=FILE.yaml``, :func:`rlhf_zoo.config.read_sweep`) may hold a
 ``sweep:`` mapping; a key given on the command line replaces the file's sweep of it (a single value
-stops sweeping it). An empty item, an item listed twice or a non-integer seed is one error line.
+stops sweeping it; with every key pinned, the file still runs its one point in the sweep's folder, never
+a single run in the folder itself). An empty item, an item listed twice or a non-integer seed is one
+error line.
 
 The grid becomes a :class:`~rlhf_zoo.bench.suites.Suite` (:func:`grid_suite`): one sweep per algorithm
 and combination of the other swept keys but the last, which is the sweep's knob; the swept seeds are
@@ -86,6 +88,7 @@ def plan_sweep(args: list[str]) -> SweepPlan | None:
     _check_keys(grid)
     choices: dict[str, str] = {}
     settings: dict[str, Any] = {}
+    file_sweep: dict[str, list[Any]] = {}
     if "config" in over:
         choices, settings = read_experiment(over["config"])
         file_sweep = read_sweep(over["config"])
@@ -96,7 +99,9 @@ def plan_sweep(args: list[str]) -> SweepPlan | None:
             if twice:
                 raise ConfigError(f"config={over['config']}: sweep.{k} lists {twice[0]} twice")
         grid = {**{k: [_arg(v) for v in vs] for k, vs in file_sweep.items() if k not in over}, **grid}
-    if not grid:
+    if not grid and not file_sweep:  # a sweep file stays a sweep (of one point) with every key pinned
+        if "out" in over:
+            raise ConfigError("out=DIR names a sweep's folder (a key with several values); one run's is run_dir=DIR")
         return None
     _check_keys(grid)
     if "resume" in over:

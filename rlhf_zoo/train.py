@@ -389,7 +389,11 @@ class Trainer:
         existing = self.log.read_config()
         if cfg.resume and self.log.has_checkpoint():
             if existing is not None and _without_resume(existing) != _without_resume(to_yaml(cfg)):
-                raise UserError(f"resume=true but {cfg.run_dir}/config.yaml differs from this run's config")
+                raise UserError(
+                    f"resume=true but {cfg.run_dir}/config.yaml differs from this run's config "
+                    f"({_config_difference(existing, to_yaml(cfg))}): resume it with its own settings "
+                    f"(rlhf-zoo train config={cfg.run_dir}/config.yaml resume=true), or choose another run_dir"
+                )
             self.restore()
             self.say(f"resuming {cfg.run_dir} from step {self.step} (its last checkpoint)")
         else:
@@ -465,6 +469,21 @@ def _flat_config(cfg: DictConfig) -> dict[str, Any]:
 
 def _without_resume(yaml_text: str) -> str:
     return "\n".join(line for line in yaml_text.splitlines() if not line.startswith("resume:"))
+
+
+def _config_difference(saved: str, now: str, shown: int = 3) -> str:
+    """The first settings in which two resolved configs (YAML) differ, as ``key: saved → now``."""
+    import yaml
+
+    def flat(node: Any, prefix: str = "") -> dict[str, Any]:
+        if not isinstance(node, dict):
+            return {prefix[:-1]: node}
+        return {k: v for key, sub in node.items() for k, v in flat(sub, f"{prefix}{key}.").items()}
+
+    a, b = flat(yaml.safe_load(saved) or {}), flat(yaml.safe_load(now) or {})
+    keys = [k for k in sorted(set(a) | set(b)) if k != "resume" and a.get(k) != b.get(k)]
+    text = ", ".join(f"{k}: {a.get(k)} → {b.get(k)}" for k in keys[:shown])
+    return text + (f" and {len(keys) - shown} more" if len(keys) > shown else "")
 
 
 def _progress(enabled: bool, total: int, initial: int, desc: str):

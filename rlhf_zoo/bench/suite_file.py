@@ -148,7 +148,8 @@ def load_suite_file(path: str) -> Suite:
 
 def validate_suite_file(suite: Suite, path: str, **expand_args: Any) -> None:
     """Build every configuration of the suite's points (as the runner does before running), so that a bad
-    key or value in the file is an error line that names the file."""
+    key or value in the file is an error line that names the file, and one that only the command line's
+    overrides (``expand_args["extra"]``) bring is an error line that names the command line."""
     from rlhf_zoo.bench.runner import validate_points
     from rlhf_zoo.config import ConfigError
 
@@ -156,6 +157,13 @@ def validate_suite_file(suite: Suite, path: str, **expand_args: Any) -> None:
     try:
         validate_points(points)
     except ConfigError as e:
+        if expand_args.get("extra"):
+            try:  # the file's points alone: do they build?
+                validate_points(expand(suite, **{**expand_args, "extra": None}))
+            except ConfigError:
+                pass
+            else:
+                raise UserError(f"bench: an override on the command line: {e}") from None
         raise UserError(f"suite file {path}: {e}") from None
 
 

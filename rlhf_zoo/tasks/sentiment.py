@@ -182,6 +182,10 @@ def read_texts(src: str, cfg: SentimentTaskConfig, what: str) -> list[Any]:
         else:
             ds = datasets.load_dataset(src, split=cfg.prompt_split)
     except Exception as e:  # noqa: BLE001 - any loading failure is the user's source
+        # datasets wraps a file it cannot parse in "An error occurred while generating the dataset": the
+        # reason (e.g. a JSON parse error and its row) is the exception it wraps
+        if type(e).__name__ == "DatasetGenerationError" and (e.__cause__ or e.__context__) is not None:
+            e = e.__cause__ or e.__context__
         raise UserError(f"cannot load prompts from {src!r}: {one_line(e)}") from None
     if cfg.prompt_column not in ds.column_names:
         raise UserError(f"{src!r} has no column {cfg.prompt_column!r}; columns: {', '.join(ds.column_names)}")

@@ -62,3 +62,36 @@ def test_compare_refuses_the_same_seed_of_a_configuration_twice(runs, tmp_path, 
     assert main(["compare", str(runs), str(tmp_path / "a0-again")]) == 2
     err = capsys.readouterr().err
     assert "seed 0" in err and "a0-again" in err and len(err.strip().splitlines()) == 1
+
+
+def test_runs_of_several_tasks_are_named_by_their_task_not_by_every_key_one_task_lacks(tmp_path):
+    """``rlhf-zoo compare runs/`` over the README's runs (task=exact and task=sentiment ones): each
+    configuration was named by every key in which it differed from the other runs of its algorithm, a key
+    that one task's config lacks counting as ``None``, so an exact run's row read
+    ``bond ... model.chat_template=None model.compile_generation=None ...`` (every model.* key, every
+    sentiment task key) and a sentiment run's listed every model.* value: rows thousands of characters
+    wide. A configuration is now named by its task (when the runs span several) and the settings in which
+    it differs from the runs of its algorithm on that task."""
+    from omegaconf import OmegaConf
+
+    from rlhf_zoo.compare import _flat, label_runs
+    from rlhf_zoo.config import load_config
+
+    def record(*args):
+        cfg = load_config(["algo=bond", *args, f"run_dir={tmp_path}/r"])
+        return {"config": _flat(OmegaConf.to_container(cfg)), "summary": {"algo": "bond"}, "seed": 0}
+
+    lm = ["task=sentiment", "model.name=tiny", "task.gold=null"]
+    records = [record("task=exact", "algo.beta=0.1"), record("task=exact", "algo.beta=0.5"),
+               record(*lm), record(*lm, "model.lora_r=4")]  # fmt: skip
+    label_runs(records)
+    assert [r["label"] for r in records] == [
+        "bond task=exact algo.beta=0.1",
+        "bond task=exact algo.beta=0.5",
+        "bond task=sentiment model.lora_r=8",
+        "bond task=sentiment model.lora_r=4",
+    ]
+    # one task: named as before, by what differs
+    exact = [record("task=exact", "algo.beta=0.1"), record("task=exact", "algo.beta=0.5")]
+    label_runs(exact)
+    assert [r["label"] for r in exact] == ["bond algo.beta=0.1", "bond algo.beta=0.5"]

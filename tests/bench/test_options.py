@@ -76,6 +76,9 @@ def test_bench_and_profile_keep_their_option_names_and_defaults():
         ("bench", ["suite=exact", "oops"], "bench: expected key=value"),
         ("profile", ["algos=reinforce", "steps=x"], "profile: steps must be an integer"),
         ("profile", ["algos=reinforce", "oops"], "profile: expected key=value"),
+        # steps=0 ended in a ZeroDivisionError traceback from the worker that times the steps
+        ("profile", ["algos=reinforce", "task=exact", "steps=0"], "profile: steps must be >= 1"),
+        ("profile", ["algos=reinforce", "task=exact", "warmup=-1"], "profile: warmup must be >= 0"),
     ],
 )
 def test_command_line_reports_a_bad_option_in_one_line_with_exit_2(capsys, tmp_path, command, args, needle):

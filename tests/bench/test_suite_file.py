@@ -90,3 +90,18 @@ def test_a_bad_suite_file_is_one_line_naming_it(cli, tmp_path, text, needle):
     code, out, err = cli("bench", f"suite={path}", f"out={tmp_path}/runs", "progress=false")
     assert code == 2 and needle in err and f"suite file {path}" in err, err
     assert len(err.strip().splitlines()) == 1 and not out and not (tmp_path / "runs").exists()
+
+
+def test_a_bad_override_on_the_command_line_is_not_blamed_on_the_suite_file(cli, tmp_path):
+    """``rlhf-zoo bench suite=FILE.yaml train.stps=3``: the typo is the command line's, and the file is fine.
+    The error said "suite file FILE.yaml: Key 'stps' not in 'TrainConfig'", sending the user to a file that
+    holds no such key."""
+    path = tmp_path / "my.yaml"
+    path.write_text(SWEEP)
+    code, out, err = cli("bench", f"suite={path}", "train.stps=3", f"out={tmp_path}/runs", "progress=false")
+    assert code == 2 and "stps" in err and "command line" in err and "suite file" not in err, err
+    assert len(err.strip().splitlines()) == 1 and not out and not (tmp_path / "runs").exists()
+    # a bad key in the file is still the file's, with or without (good) overrides on the command line
+    path.write_text("sweeps:\n  - {tag: r, algo: reinforce, knob: algo.bogus, values: [0.1]}\n")
+    code, _, err = cli("bench", f"suite={path}", "train.steps=3", f"out={tmp_path}/runs", "progress=false")
+    assert code == 2 and "bogus" in err and f"suite file {path}" in err, err

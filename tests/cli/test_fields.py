@@ -113,3 +113,24 @@ def test_meta_json_records_the_package_version(cli, tmp_path):
     meta = json.loads((tmp_path / "r" / "meta.json").read_text())
     assert meta["versions"]["rlhf_zoo"] == version() and version() != "unknown"
     assert meta["prompts"] == {**meta["prompts"], "train": 4, "eval": 4}
+
+
+def test_the_defaults_the_readme_states_are_the_configs():
+    """The README states some defaults in prose (checkpoint every 100 steps and 10 minutes, 8 saved
+    samples' prompts); architecture.md says LoRA dropout defaults to 0. Each must be the dataclass's."""
+    import re
+    from pathlib import Path
+
+    from rlhf_zoo.config import TrainConfig
+    from rlhf_zoo.policies.hf.config import HFPolicyConfig
+
+    root = Path(__file__).resolve().parents[2]
+    readme = " ".join((root / "README.md").read_text().split())
+    arch = " ".join((root / "docs" / "architecture.md").read_text().split())
+    t = TrainConfig()
+    found = re.search(r"`train\.checkpoint_every` steps \((\d+)\) and `train\.checkpoint_minutes` \((\d+)\)", readme)
+    assert found and (int(found[1]), float(found[2])) == (t.checkpoint_every, t.checkpoint_minutes)
+    found = re.search(r"`train\.save_samples` = (\d+)", readme)
+    assert found and int(found[1]) == t.save_samples
+    found = re.search(r"`model\.lora_dropout` defaults to ([\d.]+)", arch)
+    assert found and float(found[1]) == HFPolicyConfig().lora_dropout

@@ -213,3 +213,28 @@ def test_sigterm_between_points_says_how_to_continue(tmp_path):
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 143, err
     assert "run the same command again to continue" in err, err
+
+
+def test_a_sweep_file_with_every_key_pinned_runs_its_one_point_in_the_sweep_folder(cli, tmp_path):
+    """``rlhf-zoo train config=examples/sweep.yaml algo=bond algo.beta=0.1 seed=0``: a single value stops
+    sweeping a key, so nothing was left to sweep and the command became a plain run whose run_dir was the
+    file's ``run_dir``, the sweep's folder: its run files landed beside the points, and from then on
+    ``rlhf-zoo compare FOLDER`` (and the sweep's own table) took the folder for one run and hid every point."""
+    exp = tmp_path / "sweep.yaml"
+    folder = tmp_path / "sw"
+    exp.write_text(f"task: exact\nthreads: 1\nrun_dir: {folder}\ntrain: {{steps: 2, eval_every: 1}}\n"
+                   "sweep:\n  algo: [bond, jbond]\n  seed: [0, 1]\n")  # fmt: skip
+    code, _, err = cli("train", f"config={exp}", "algo=bond", "seed=0,1")
+    assert code == 0, err
+    code, _, err = cli("train", f"config={exp}", "algo=jbond", "seed=1")
+    assert code == 0, err
+    assert not (folder / "summary.json").exists()  # no run in the folder itself
+    assert sorted(_runs(folder)) == ["bond-s0", "bond-s1", "jbond-s1"]
+    code, table, _ = cli("compare", str(folder))
+    assert code == 0 and "| bond " in table and "| jbond " in table
+
+
+def test_out_on_a_single_run_says_it_names_a_sweep_folder(cli, tmp_path):
+    code, out, err = cli("train", *FAST, "algo=bond", f"out={tmp_path}/x")
+    assert code == 2 and "run_dir=" in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "x").exists()

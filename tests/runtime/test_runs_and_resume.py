@@ -149,3 +149,18 @@ def test_the_gpu_generator_saved_and_restored_is_the_process_own(tmp_path, monke
     _restore_cuda_rng(saved, torch.device("cpu"))  # resumed on the CPU: no GPU generator to set
     _restore_cuda_rng([state, state], torch.device("cuda", 0))  # an older checkpoint: every GPU's, as before
     assert written == [(state, torch.device("cuda", 1)), ("all", 2)]
+
+
+def test_resume_with_other_settings_names_what_differs_and_how_to_resume(tmp_path, cli):
+    """``rlhf-zoo train ... resume=true`` with a setting changed (here the natural try to train longer) said
+    only "config.yaml differs from this run's config": not which setting, nor how to continue the run."""
+    run_dir = tmp_path / "r"
+    args = ["algo=reinforce", "task=exact", "threads=1", "train.progress=false", f"run_dir={run_dir}"]
+    code, _, err = cli("train", *args, "train.steps=2", "train.eval_every=1")
+    assert code == 0, err
+    code, _, err = cli("train", *args, "train.steps=4", "train.eval_every=1", "resume=true")
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "train.steps" in err and "2" in err and "4" in err, err
+    assert f"config={run_dir}/config.yaml resume=true" in err, err
+    code, _, err = cli("train", f"config={run_dir}/config.yaml", "resume=true")  # as the message says
+    assert code == 0, err
