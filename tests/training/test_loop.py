@@ -259,22 +259,28 @@ def test_a_failure_after_the_base_cache_filled_leaves_it_to_the_resumed_step(tmp
     assert metrics_rows(tmp_path / "fail" / "metrics.jsonl") == metrics_rows(tmp_path / "clean" / "metrics.jsonl")
 
 
+def _sigterm_in_step(trainer, at_step: int, times: int):
+    """``trainer`` whose step that ends at ``at_step`` sends this process SIGTERM ``times`` times."""
+    step = trainer.train_step
+
+    def signalled():
+        metrics = step()
+        if trainer.step == at_step:
+            for _ in range(times):
+                os.kill(os.getpid(), signal.SIGTERM)
+        return metrics
+
+    trainer.train_step = signalled
+    return trainer
+
+
 def test_a_run_stopped_after_its_last_step_resumes_to_the_same_summary(tmp_path):
     """SIGTERM during the last step: the run stops with a checkpoint at ``train.steps``, and the resumed
     run only writes the summary, from the last line of metrics.jsonl. That summary must equal an
     uninterrupted run's (it carried the line's ``step`` key besides ``steps``)."""
     args = ["algo=reinforce", "train.steps=4", "train.eval_every=2", "threads=1"]
     clean_summary = _trainer(tmp_path / "clean", *args).fit()
-    stopped = _trainer(tmp_path / "part", *args)
-    step = stopped.train_step
-
-    def signalled_in_the_last_step():
-        metrics = step()
-        if stopped.step == 4:
-            os.kill(os.getpid(), signal.SIGTERM)
-        return metrics
-
-    stopped.train_step = signalled_in_the_last_step
+    stopped = _sigterm_in_step(_trainer(tmp_path / "part", *args), 4, times=1)
     with pytest.raises(Interrupted):
         stopped.fit()
     summary = _trainer(tmp_path / "part", *args, "resume=true").fit()
@@ -289,17 +295,7 @@ def test_a_second_signal_says_no_checkpoint_was_written_and_which_one_remains(tm
     the exit code must say so: it claimed "SIGINT at step 3; checkpoint saved" with exit code 130 while
     the run directory held step 2's checkpoint, or none at all (found with ``kill -TERM`` twice)."""
     args = ["algo=reinforce", "train.steps=8", "train.eval_every=4", "threads=1", f"train.checkpoint_every={every}"]
-    tr = _trainer(tmp_path / "r", *args)
-    step = tr.train_step
-
-    def signalled_twice():
-        metrics = step()
-        if tr.step == 3:
-            os.kill(os.getpid(), signal.SIGTERM)
-            os.kill(os.getpid(), signal.SIGTERM)
-        return metrics
-
-    tr.train_step = signalled_twice
+    tr = _sigterm_in_step(_trainer(tmp_path / "r", *args), 3, times=2)
     with pytest.raises(Interrupted) as stopped:
         tr.fit()
     message = str(stopped.value)
