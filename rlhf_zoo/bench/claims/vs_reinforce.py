@@ -81,12 +81,6 @@ def differences(a: TrainingPath, b: TrainingPath, kl_max: float) -> list[float]:
     return [x - y for k in grid(kl_max) if math.isfinite(x := at(a, k)) and math.isfinite(y := at(b, k))]
 
 
-def mean_diff(a: TrainingPath, b: TrainingPath, kl_max: float) -> float:
-    """Mean of :func:`differences` (NaN where the paths share no KL value)."""
-    diffs = differences(a, b, kl_max)
-    return sum(diffs) / len(diffs) if diffs else math.nan
-
-
 def seed_differences(jbond: Group, reinforce: Group, kl_max: float) -> list[list[float]]:
     """Per seed both groups ran (and whose paths share a KL value of :func:`grid`), :func:`differences`
     of its two training paths."""
@@ -98,10 +92,10 @@ def seed_differences(jbond: Group, reinforce: Group, kl_max: float) -> list[list
     return out
 
 
-def paired(jbond: Group, reinforce: Group, kl_max: float) -> Estimate | None:
-    """Per seed both groups ran, :func:`mean_diff` of its two training paths; their mean and 95 % interval."""
-    diffs = [sum(d) / len(d) for d in seed_differences(jbond, reinforce, kl_max)]
-    return Estimate.of(diffs) if diffs else None
+def paired(per_seed: list[list[float]]) -> Estimate | None:
+    """Each seed's mean of its :func:`seed_differences`; their mean and 95 % interval (None: no seed)."""
+    means = [sum(d) / len(d) for d in per_seed]
+    return Estimate.of(means) if means else None
 
 
 def _span(counts: tuple[int, ...]) -> str:
@@ -157,8 +151,8 @@ class JBondAboveReinforce(Claim):
                 compared[beta] = Comparison(r_path, k_max, None, None)
                 parts.append(f"β_RL={beta:g}: no common KL range")
                 continue
-            pair = paired(jb, rf, k_max)
-            reached = tuple(len(d) for d in seed_differences(jb, rf, k_max))
+            seed_diffs = seed_differences(jb, rf, k_max)
+            pair, reached = paired(seed_diffs), tuple(len(d) for d in seed_diffs)
             sig = None if pair is None or pair.half is None else pair.mean - pair.half > 0
             above = min(diffs) >= -CURVE_TOLERANCE
             ok = ok and above and sig is not False
@@ -206,7 +200,6 @@ __all__ = [
     "JBondAboveReinforce",
     "differences",
     "grid",
-    "mean_diff",
     "paired",
     "seed_differences",
 ]
