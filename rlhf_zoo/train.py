@@ -153,8 +153,13 @@ class Trainer:
         policy: Policy,
         argv: list[str] | None = None,
         runtime: Runtime | None = None,
+        held_lock: Any = None,
     ):
+        """``held_lock``: the run directory's lock (:meth:`RunLog.lock`), taken by the caller before it
+        loaded the model (a bench point does, so that nothing deletes the directory while it loads); the
+        caller releases it. None: :meth:`begin` takes it and :meth:`end` releases it."""
         self.cfg = cfg
+        self._held_lock = held_lock
         self.rt = runtime or runtime_for(cfg)
         self.algo = algo
         self.task = task
@@ -382,7 +387,7 @@ class Trainer:
         """Take the run directory (one run at a time), resume from its checkpoint (``resume=true``) or
         start a fresh run there; write the resolved config and the provenance; start the trackers."""
         cfg = self.cfg
-        self._lock = self.log.lock() if self.rt.is_main else None
+        self._lock = self.log.lock() if self.rt.is_main and self._held_lock is None else None
         if self.rt.is_main:
             self.log.clear_interrupted_writes()
         self.rt.barrier()  # the checkpoint is in place before any process looks for it
@@ -517,8 +522,9 @@ def runtime_for(cfg: DictConfig) -> Runtime:
     return Runtime(cfg.device, log_with=cfg.train.log_with, project_dir=cfg.run_dir)
 
 
-def run(cfg: DictConfig, argv: list[str] | None = None) -> dict[str, Any]:
-    """Train (or, for Best-of-N, only evaluate) one configuration; returns the summary."""
+def run(cfg: DictConfig, argv: list[str] | None = None, held_lock: Any = None) -> dict[str, Any]:
+    """Train (or, for Best-of-N, only evaluate) one configuration; returns the summary. ``held_lock``:
+    see :class:`Trainer`."""
     rt = runtime_for(cfg)
     algo, task, policy = build(cfg, rt)
-    return Trainer(cfg, algo, task, policy, argv=argv, runtime=rt).fit()
+    return Trainer(cfg, algo, task, policy, argv=argv, runtime=rt, held_lock=held_lock).fit()

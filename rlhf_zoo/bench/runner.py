@@ -57,7 +57,7 @@ from rlhf_zoo.bench.records import (
     write_point_record,
 )
 from rlhf_zoo.bench.suites import Point, Suite, expand
-from rlhf_zoo.runlog import checkpoint_to_resume
+from rlhf_zoo.runlog import RunLog, checkpoint_to_resume
 
 STARTED = "point.json"  # written when a point starts: its arguments, to decide whether it may resume
 
@@ -108,7 +108,6 @@ def _check_not_running(d: Path) -> None:
     record it looks unfinished, but deleting it to redo the point, or resuming it beside the running one,
     would mix two runs' files (the running one's record would end up with part of its metrics)."""
     from rlhf_zoo.errors import UserError
-    from rlhf_zoo.runlog import RunLog
 
     try:
         RunLog(d).lock().release()
@@ -170,13 +169,30 @@ def run_point(
     whose record exists finished, and one without did not. ``stamp``: the bench's
     :func:`rlhf_zoo.bench.version.stamp` (computed here when None).
     """
-    from rlhf_zoo.config import load_config
-    from rlhf_zoo.train import run
-
     if point.pool:
         return run_pool_point(point, run_dir, bench_command, records, stamp)
     d = Path(run_dir)
     d.mkdir(parents=True, exist_ok=True)
+    lock = RunLog(d).lock()  # from before the model loads: a second bench must not take the folder for stale
+    try:
+        return _train_point(point, d, resume, bench_command, keep_checkpoints, records, stamp, lock)
+    finally:
+        lock.release()
+
+
+def _train_point(
+    point: Point,
+    d: Path,
+    resume: bool,
+    bench_command: str,
+    keep_checkpoints: bool,
+    records: str | None,
+    stamp: dict[str, Any] | None,
+    lock: Any,
+) -> dict[str, Any]:
+    from rlhf_zoo.config import load_config
+    from rlhf_zoo.train import run
+
     before = read_json(d / STARTED) if resume else None  # a resumed run's wall time includes its earlier parts
     earlier = float(before.get("wall_s", 0.0)) if isinstance(before, dict) else 0.0
     started = {"id": point.id, "args": list(point.args), "wall_s": earlier}
@@ -186,7 +202,7 @@ def run_point(
     head = _head(point, cfg, bench_command, stamp)
     t0 = time.perf_counter()
     try:
-        summary = run(cfg, argv=["rlhf-zoo", "train", *args])
+        summary = run(cfg, argv=["rlhf-zoo", "train", *args], held_lock=lock)
     except BaseException:  # stopped (or failed): what it ran counts if it resumes
         with contextlib.suppress(OSError):
             write_json_atomic(d / STARTED, {**started, "wall_s": round(earlier + time.perf_counter() - t0, 3)})
@@ -213,14 +229,24 @@ def run_pool_point(
 ) -> dict[str, Any]:
     """Draw and score one seed's Best-of-N pool (:mod:`rlhf_zoo.evaluate_pool`) on the held-out prompts
     the trained points are evaluated on, and write its record (the whole curve n = 1…M)."""
+    d = Path(run_dir)
+    d.mkdir(parents=True, exist_ok=True)
+    lock = RunLog(d).lock()
+    try:
+        return _draw_pool_point(point, d, bench_command, records, stamp)
+    finally:
+        lock.release()
+
+
+def _draw_pool_point(
+    point: Point, d: Path, bench_command: str, records: str | None, stamp: dict[str, Any] | None
+) -> dict[str, Any]:
     from rlhf_zoo.config import load_config
     from rlhf_zoo.evaluate_pool import draw_pool, pool_curve, pool_summary
     from rlhf_zoo.rollout import Costs
     from rlhf_zoo.runlog import git_commit, hardware
     from rlhf_zoo.train import build
 
-    d = Path(run_dir)
-    d.mkdir(parents=True, exist_ok=True)
     write_json_atomic(d / STARTED, {"id": point.id, "args": list(point.args)})
     cfg = load_config([*point.args, f"run_dir={d}"])
     head = _head(point, cfg, bench_command, stamp)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -77,6 +78,40 @@ def test_a_point_another_bench_is_running_is_neither_deleted_nor_run(tiny_exact_
     assert running.id in report.redone and read_record(d) is not None
 
 
+class _Loading(Exception):
+    """Stops a point while it loads its model."""
+
+
+@pytest.mark.parametrize("pool", [False, True], ids=["trained", "pool"])
+def test_a_point_holds_its_directory_while_its_model_loads(tiny_exact_suite, tmp_path, monkeypatch, pool):
+    """The lock was taken only by the training loop, after the model had loaded: a second bench started
+    in those seconds saw an unfinished point nobody held and deleted its directory to redo it. The pool
+    point (which never reaches the training loop) was never held at all."""
+    import rlhf_zoo.train
+    from rlhf_zoo.errors import UserError
+    from rlhf_zoo.runlog import RunLog
+
+    point = expand(tiny_exact_suite, seeds=[0])[0]
+    if pool:
+        point = dataclasses.replace(point, pool=4)
+    d = point_dir(tmp_path, point)
+    held: list[bool] = []
+
+    def loading(cfg, runtime=None):
+        try:
+            RunLog(d).lock().release()
+            held.append(False)
+        except UserError:
+            held.append(True)
+        raise _Loading
+
+    monkeypatch.setattr(rlhf_zoo.train, "build", loading)
+    with pytest.raises(_Loading):
+        runner.run_point(point, str(d), False, "", False)
+    assert held == [True]
+    RunLog(d).lock().release()  # released once the point has stopped
+
+
 def test_stale_record_is_redone_when_the_point_changed(tiny_exact_suite, tmp_path):
     run_suite(tiny_exact_suite, tmp_path, progress=False, seeds=[0], only=["best_of_n"])
     report = run_suite(
@@ -90,7 +125,7 @@ def test_stale_record_is_redone_when_the_point_changed(tiny_exact_suite, tmp_pat
 def test_failed_run_leaves_no_record(tiny_exact_suite, tmp_path, monkeypatch):
     import rlhf_zoo.train as train
 
-    def boom(cfg, argv=None):
+    def boom(cfg, argv=None, held_lock=None):
         Path(cfg.run_dir, "metrics.jsonl").write_text('{"step": 0}\n')
         raise RuntimeError("reward model died")
 
