@@ -20,8 +20,9 @@ samples per prompt and their rewards). ``sft`` is not an objective but the memor
 reference, anchor or quantiles. Peak memory is the process's peak resident set (CPU) or
 ``torch.cuda.max_memory_allocated`` (GPU).
 
-MFU of the update = FLOPs of the update (counted by ``torch.utils.flop_counter`` on the warm-up
-steps) / update seconds / peak FLOP/s. The peak is the datasheet dense figure for known GPUs, and
+MFU of the update = FLOPs of the timed updates (counted by ``torch.utils.flop_counter`` on the
+warm-up steps, scaled by the token positions the timed updates ran on: :class:`UpdateFlops`) / their
+seconds / peak FLOP/s. The peak is the datasheet dense figure for known GPUs, and
 on CPU a measured large matmul in the run's dtype and thread count (so a CPU MFU says how close
 the update comes to what this machine's matmul achieves, not to a vendor figure).
 """
@@ -114,20 +115,72 @@ def peak_flops(device: torch.device, dtype: torch.dtype) -> tuple[float, str]:
 
 
 class UpdateFlops:
-    """Counts the FLOPs of every ``update`` phase (``torch.utils.flop_counter``), as a probe of the
-    trainer's :class:`~rlhf_zoo.rollout.Costs` (``costs.probe("update", counter.probe)``)."""
+    """The FLOPs of the ``update`` phases, as a probe of the trainer's :class:`~rlhf_zoo.rollout.Costs`
+    (``costs.probe("update", counter.probe)``).
 
-    def __init__(self) -> None:
-        self.flops = 0
+    ``torch.utils.flop_counter`` slows what it counts, so it counts only while :attr:`counting` (the
+    warm-up steps). Every update, counted or timed, also adds the token positions its forward passes run
+    on (rows × length of each call of ``model``, read by a forward pre-hook), so the timed updates'
+    FLOPs are :meth:`flops_of_timed`: the counted FLOPs per position times the timed positions. The
+    FLOPs of a transformer's matmuls are proportional to the positions; taking the warm-up's FLOPs per
+    *step* instead would be off by the difference in completion lengths between warm-up and timed steps.
+    Without a ``model`` (the tabular testbed) it falls back to the counted FLOPs per step.
+    """
+
+    def __init__(self, model: torch.nn.Module | None = None) -> None:
+        self.flops = 0  # counted
+        self.counted_updates = 0
+        self.counted_positions = 0
+        self.timed_updates = 0
+        self.timed_positions = 0
+        self.counting = True
+        self._in_update = False
+        self._hook = model.register_forward_pre_hook(self._seen, with_kwargs=True) if model is not None else None
+
+    def _seen(self, module: Any, args: tuple, kwargs: dict) -> None:
+        if not self._in_update:
+            return
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        if not isinstance(ids, torch.Tensor):
+            embeds = kwargs.get("inputs_embeds")
+            ids = embeds[..., 0] if isinstance(embeds, torch.Tensor) else None
+        if ids is None:
+            return
+        if self.counting:
+            self.counted_positions += ids.numel()
+        else:
+            self.timed_positions += ids.numel()
 
     @contextlib.contextmanager
     def probe(self):
         from torch.utils.flop_counter import FlopCounterMode
 
-        mode = FlopCounterMode(display=False)
-        with mode:
-            yield
-        self.flops += mode.get_total_flops()
+        self._in_update = True
+        try:
+            if self.counting:
+                mode = FlopCounterMode(display=False)
+                with mode:
+                    yield
+                self.flops += mode.get_total_flops()
+                self.counted_updates += 1
+            else:
+                yield
+                self.timed_updates += 1
+        finally:
+            self._in_update = False
+
+    def flops_of_timed(self) -> float:
+        """The timed updates' FLOPs in all (0 when none were counted)."""
+        if not self.flops:
+            return 0.0
+        if self.counted_positions and self.timed_positions:
+            return self.flops / self.counted_positions * self.timed_positions
+        return self.flops / max(1, self.counted_updates) * self.timed_updates
+
+    def close(self) -> None:
+        if self._hook is not None:
+            self._hook.remove()
+            self._hook = None
 
 
 def register_probes(costs: Any, device: torch.device, counter: UpdateFlops | None) -> None:
@@ -210,12 +263,12 @@ def worker(args: list[str]) -> dict[str, Any]:
             gens = _generators(cfg.seed, i, "bon", prompts)
             best_of_n_outputs(policy, task, prompts, algo.cfg.n, 1, generator=gens, costs=trainer.costs)
 
-    counter = UpdateFlops()
+    model = getattr(policy, "model", None)
+    counter = UpdateFlops(model if isinstance(model, torch.nn.Module) else None)
     register_probes(trainer.costs, rt.device, counter)
     for i in range(warmup):
         one_step(i)
-    register_probes(trainer.costs, rt.device, None)
-    update_flops = counter.flops / max(1, warmup)
+    counter.counting = False  # the timed updates only add their positions
     trainer.costs.seconds.clear()
     completions0 = trainer.costs.completions
     if rt.device.type == "cuda":
@@ -226,6 +279,8 @@ def worker(args: list[str]) -> dict[str, Any]:
     if rt.device.type == "cuda":
         torch.cuda.synchronize()
     wall = (time.perf_counter() - t0) / steps
+    counter.close()
+    update_flops = counter.flops_of_timed() / steps
     sec = {p: trainer.costs.seconds.get(p, 0.0) / steps for p in PHASES}
     completions = (trainer.costs.completions - completions0) / steps
     if rt.device.type == "cuda":

@@ -55,3 +55,37 @@ def test_on_a_gpu_every_phase_waits_for_its_kernels_before_its_clock_stops(monke
     with costs.timed("update"):
         torch.ones(4, 4) @ torch.ones(4, 4)
     assert len(waits) == len(profile.PHASES) and counter.flops == 2 * 4**3
+
+
+def test_the_timed_updates_flops_follow_their_own_lengths_not_the_warm_ups():
+    """The counter runs on the warm-up updates only (it slows what it counts). The timed updates' FLOPs were
+    the warm-up's per step, so an MFU whose timed completions ran longer (or shorter) than the warm-up's was
+    off by that ratio; they are now the counted FLOPs per token position times the timed positions."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from rlhf_zoo.rollout import Costs
+
+    model = torch.nn.Sequential(torch.nn.Embedding(16, 8), torch.nn.Linear(8, 16))
+
+    def update(length: int) -> None:
+        model(torch.zeros(3, length, dtype=torch.long)).sum().backward()
+
+    costs, counter = Costs(), profile.UpdateFlops(model)
+    profile.register_probes(costs, torch.device("cpu"), counter)
+    with costs.timed("update"):
+        update(5)  # warm-up: counted
+    counter.counting = False
+    for length in (9, 13):  # timed, longer completions
+        with costs.timed("generate"):
+            model(torch.zeros(3, 40, dtype=torch.long))  # not an update: not counted
+        with costs.timed("update"):
+            update(length)
+    counter.close()
+    exact = 0
+    for length in (9, 13):
+        with FlopCounterMode(display=False) as mode:
+            update(length)
+        exact += mode.get_total_flops()
+    assert counter.flops_of_timed() == pytest.approx(exact)
+    assert counter.flops_of_timed() != pytest.approx(2 * counter.flops)  # what the warm-up's per step gives
