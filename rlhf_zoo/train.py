@@ -501,8 +501,9 @@ def _progress(enabled: bool, total: int, initial: int, desc: str):
 
 def _advance(bar: Any, metrics: dict[str, float]) -> None:
     if bar is not None:
-        bar.update(1)
+        # The postfix first: update() draws the line, which then shows this step's reward.
         bar.set_postfix(reward=f"{metrics['train/reward_proxy']:.3f}", refresh=False)
+        bar.update(1)
 
 
 def build(cfg: DictConfig, runtime: Runtime | None = None) -> tuple[Algorithm, Task, Policy]:

@@ -370,3 +370,21 @@ def test_a_full_disk_is_one_line(tmp_path, capsys, monkeypatch, where):
     for name in ("metrics.jsonl", "samples.jsonl"):
         text = (tmp_path / "r" / name).read_text()
         assert text.endswith("\n") and all(json.loads(line) for line in text.splitlines()), name
+
+
+def test_the_progress_bar_shows_the_reward_of_the_step_it_counts() -> None:
+    """The bar's line after step k carries step k's reward (it showed step k-1's: the postfix was set
+    after the update had already drawn the line)."""
+    import io
+
+    from tqdm import tqdm
+
+    from rlhf_zoo.train import _advance
+
+    out = io.StringIO()
+    bar = tqdm(total=3, file=out, mininterval=0, miniters=1)
+    for reward in (0.125, 0.5, 0.875):
+        _advance(bar, {"train/reward_proxy": reward})
+        line = out.getvalue().rsplit("\r", 1)[-1]
+        assert f"reward={reward:.3f}" in line, line
+    bar.close()
