@@ -26,7 +26,9 @@ keys, wrong types, missing values, an unknown algorithm or task) is one error li
 
 from __future__ import annotations
 
+import dataclasses
 import re
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -105,6 +107,7 @@ def load_suite_file(path: str) -> Suite:
         raise UserError(f"{where}: cannot read it: {one_line(e)}") from None
     if not isinstance(data, DictConfig):
         raise UserError(f"{where} must hold a mapping of a suite's fields (sweeps:, seeds:, ...)")
+    check_shapes(OmegaConf.to_container(data), SuiteSpec, where)
     try:
         spec = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(SuiteSpec), data))
     except (OmegaConfBaseException, ValueError) as e:
@@ -144,6 +147,29 @@ def load_suite_file(path: str) -> Suite:
     if not suite.seeds or suite.jobs < 1 or suite.bon_pool < 0:
         raise UserError(f"{where}: needs at least one seed, jobs >= 1 and bon_pool >= 0")
     return suite
+
+
+def check_shapes(node: dict[Any, Any], spec: type, where: str, prefix: str = "") -> None:
+    """A list where ``spec`` wants a mapping or the reverse (OmegaConf's merge raises a bare TypeError for
+    it), or a list or mapping among a list's single values (which it lets through), as one line naming the
+    key; the other type errors are left to the merge, which names the key too."""
+    hints = typing.get_type_hints(spec)
+    for key, value in node.items():
+        if key not in hints or value is None:  # an unknown key, a null: the merge says what is wrong
+            continue
+        name, origin = f"{prefix}{key}", typing.get_origin(hints[key])
+        if origin is dict and not isinstance(value, dict):
+            raise UserError(f"{where}: {name} must be a mapping of keys to values, got {value!r}")
+        if origin is not list:
+            continue
+        if not isinstance(value, list):
+            raise UserError(f"{where}: {name} must be a list, got {value!r}")
+        (item,) = typing.get_args(hints[key])
+        for i, v in enumerate(value):
+            if dataclasses.is_dataclass(item) and isinstance(v, dict):
+                check_shapes(v, item, where, f"{name}[{i}].")
+            elif item in (int, float, str, bool) and isinstance(v, (list, dict)):
+                raise UserError(f"{where}: {name}[{i}] must be a single value, got {v!r}")
 
 
 def validate_suite_file(suite: Suite, path: str, **expand_args: Any) -> None:

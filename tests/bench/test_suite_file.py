@@ -105,3 +105,28 @@ def test_a_bad_override_on_the_command_line_is_not_blamed_on_the_suite_file(cli,
     path.write_text("sweeps:\n  - {tag: r, algo: reinforce, knob: algo.bogus, values: [0.1]}\n")
     code, _, err = cli("bench", f"suite={path}", "train.steps=3", f"out={tmp_path}/runs", "progress=false")
     assert code == 2 and "bogus" in err and f"suite file {path}" in err, err
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("task_args: [task, exact]\n" + SWEEP, "task_args must be a mapping"),
+        ("algo_args: [1]\n" + SWEEP, "algo_args must be a mapping"),
+        ("kl_budgets: {a: 1}\n" + SWEEP, "kl_budgets must be a list"),
+        ("seeds: [[0]]\n" + SWEEP, "seeds[0] must be a single value"),
+        ("sweeps: {a: 1}\n", "sweeps must be a list"),
+        ("sweeps:\n  - {tag: r, algo: reinforce, knob: algo.beta, values: [0.1], fixed: [1, 2]}\n",
+         "sweeps[0].fixed must be a mapping"),
+        ("sweeps:\n  - {tag: r, algo: reinforce, knob: algo.beta, values: {a: 1}}\n",
+         "sweeps[0].values must be a list"),
+    ],
+)  # fmt: skip
+def test_a_suite_file_value_of_the_wrong_kind_is_one_line_naming_its_key(cli, tmp_path, text, needle):
+    """A list where the suite wants a mapping (or the reverse) ended in OmegaConf's traceback "TypeError:
+    Cannot merge incompatible container types", naming neither the file nor the key; a list inside the list of
+    seeds was taken as a seed."""
+    path = tmp_path / "my.yaml"
+    path.write_text(text)
+    code, out, err = cli("bench", f"suite={path}", f"out={tmp_path}/runs", "progress=false")
+    assert code == 2 and needle in err and f"suite file {path}" in err, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err and not out, err
