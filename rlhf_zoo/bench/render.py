@@ -42,6 +42,7 @@ from rlhf_zoo.bench.records import (
     is_exact,
     read_json,
     read_oracle,
+    same_run,
     suite_records,
 )
 from rlhf_zoo.bench.stats import fmt_ci, interp_path, interp_sorted, mean_ci
@@ -299,9 +300,10 @@ def _budgets(suite: str, records: list[dict[str, Any]], spec: Suite | None = Non
 
 # -- the page -----------------------------------------------------------------------------------------
 def planned_count(raw: list[dict[str, Any]], planned: list[Point]) -> str:
-    """How many of the planned points have a record with the point's arguments, and how many others there are."""
+    """How many of the planned points have a record of the point's run (:func:`~rlhf_zoo.bench.records.same_run`),
+    and how many others there are."""
     by_id = {r.get("id"): r for r in raw}
-    have = {p.id for p in planned if list(by_id.get(p.id, {}).get("args", [])) == list(p.args)}
+    have = {p.id for p in planned if p.id in by_id and same_run(by_id[p.id].get("args", []), p.args)}
     text = f"{len(have)} of the {len(planned)} planned points have records"
     others = len(raw) - len(have)
     if others:
