@@ -7,7 +7,7 @@ Each argument is a run directory (one holding ``summary.json``) or a folder sear
 whose resolved configs differ only in ``seed`` (and ``run_dir``, ``resume``) are one configuration;
 each configuration is named by its algorithm, its task when the runs of that algorithm span several,
 and the settings in which it differs from the others of that algorithm and task. The table gives
-every configuration's common metrics as mean ± 95 % Student-t interval over
+every configuration's number of seeds (distinct) and its common metrics as mean ± 95 % Student-t interval over
 its seeds (:func:`rlhf_zoo.bench.stats.mean_ci`; two runs of one configuration with the same seed, such
 as a run and its copy, are refused rather than counted as two seeds), printed as Markdown; with ``out=DIR`` it is also
 written there as ``compare.md`` and ``compare.csv`` (mean and half-width columns), with the
@@ -137,7 +137,8 @@ def _one_run_per_seed(by_label: dict[str, list[dict[str, Any]]]) -> None:
 
 
 def table(records: list[dict[str, Any]]) -> tuple[list[str], list[list[str]], list[list[Any]]]:
-    """(headers, Markdown rows, CSV rows): one row per configuration, seeds pooled."""
+    """(headers, Markdown rows, CSV rows): one row per configuration, seeds pooled; its ``seeds`` column is the
+    number of distinct seeds (which seeds: the run list of ``compare.md``)."""
     from rlhf_zoo.bench.stats import fmt_ci, mean_ci
 
     by_label: dict[str, list[dict[str, Any]]] = {}
@@ -148,15 +149,15 @@ def table(records: list[dict[str, Any]]) -> tuple[list[str], list[list[str]], li
     headers = ["configuration", "seeds", "steps", *columns]
     md, rows = [], []
     for label, runs in by_label.items():
-        seeds = sorted(r["seed"] for r in runs)
+        seeds = len({r["seed"] for r in runs})  # distinct (a seed twice is refused above, but count seeds, not runs)
         steps = sorted({r["summary"].get("steps") for r in runs}, key=str)
         cells, values = [], []
         for c in columns:
             m, h, n = mean_ci([r["summary"].get(c) for r in runs])
             cells.append(fmt_ci(m, h) if n else "—")
             values += [m if n else "", h if h is not None else ""]
-        md.append([label, ",".join(map(str, seeds)), "/".join(map(str, steps)), *cells])
-        rows.append([label, len(seeds), "/".join(map(str, steps)), *values])
+        md.append([label, str(seeds), "/".join(map(str, steps)), *cells])
+        rows.append([label, seeds, "/".join(map(str, steps)), *values])
     return headers, md, rows
 
 
