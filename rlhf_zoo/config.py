@@ -37,6 +37,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from rlhf_zoo.algorithms.registry import REGISTRY, get_algorithm
 from rlhf_zoo.errors import UserError, one_line
+from rlhf_zoo.io import yaml_problem
 from rlhf_zoo.runtime import DEVICE
 from rlhf_zoo.tasks.registry import TASKS, get_task_entry
 
@@ -154,7 +155,11 @@ def _read_mapping(path: str) -> dict[Any, Any]:
     if not p.is_file():
         raise ConfigError(f"config={path}: no such file")
     try:
-        data = yaml.safe_load(p.read_text())
+        text = p.read_text()
+        problem = yaml_problem(text)
+        if problem:
+            raise ConfigError(f"config={path}: {problem}")
+        data = yaml.safe_load(text)
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
         raise ConfigError(f"config={path}: cannot read it: {one_line(e)}") from None
     if data is None:
@@ -194,7 +199,8 @@ def read_experiment(path: str) -> tuple[dict[str, str], dict[str, Any]]:
 
     ``algo`` and ``task`` may also be mappings with a ``name`` (``algo: {name: bond, beta: 0.5}``), the
     layout of a run's saved ``config.yaml``, so that file re-runs as it is. A ``sweep:`` mapping (key →
-    list of values) is not a setting: :func:`read_sweep` reads it. Raises ConfigError.
+    list of values) is not a setting: :func:`read_sweep` reads it. A key written twice in one mapping (YAML
+    would keep the last) is an error naming it and its lines. Raises ConfigError.
     """
     data = _read_mapping(path)
     data.pop(SWEEP, None)

@@ -21,7 +21,7 @@ Whether the suite is *exact* (the oracle's frontier on its page) follows from it
 rendered as the built-in ones are (:func:`~rlhf_zoo.bench.render.render_suite`); a paper claim
 whose sweeps the suite lacks is "not run". A sweep that reuses a built-in sweep's tag must keep its
 algorithm and knob, since the claims read it as that sweep. Every problem with the file (unknown
-keys, wrong types, missing values, an unknown algorithm or task) is one error line naming the file.
+keys, a key written twice, wrong types, missing values, an unknown algorithm or task) is one error line naming the file.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from rlhf_zoo.bench.suites import SUITES, SWEEPS, Suite, Sweep, expand, format_value
 from rlhf_zoo.errors import UserError, one_line
+from rlhf_zoo.io import yaml_problem
 
 
 @dataclass
@@ -102,6 +103,9 @@ def load_suite_file(path: str) -> Suite:
     if not p.is_file():
         raise UserError(f"{where}: no such file")
     try:
+        problem = yaml_problem(p.read_text())
+        if problem:
+            raise UserError(f"{where}: {problem}")
         data = OmegaConf.load(p)
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
         raise UserError(f"{where}: cannot read it: {one_line(e)}") from None

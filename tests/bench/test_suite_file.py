@@ -130,3 +130,12 @@ def test_a_suite_file_value_of_the_wrong_kind_is_one_line_naming_its_key(cli, tm
     code, out, err = cli("bench", f"suite={path}", f"out={tmp_path}/runs", "progress=false")
     assert code == 2 and needle in err and f"suite file {path}" in err, err
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err and not out, err
+
+
+def test_a_key_twice_in_a_suite_file_is_one_line_naming_it_and_its_line(cli, tmp_path):
+    """It said "cannot read it: ConstructorError: while constructing a mapping", naming neither key nor line."""
+    path = tmp_path / "my.yaml"
+    path.write_text("seeds: [0]\n" + SWEEP + "seeds: [1]\n")
+    code, out, err = cli("bench", f"suite={path}", f"out={tmp_path}/runs", "progress=false")
+    assert code == 2 and f"suite file {path}" in err and "key 'seeds' appears twice (line 4; first at line 1)" in err
+    assert len(err.strip().splitlines()) == 1 and not out, err
