@@ -79,15 +79,18 @@ def _flat(node: Any, prefix: str = "") -> dict[str, Any]:
 
 def load_run(run_dir: Path) -> dict[str, Any]:
     """A finished run as a bench-style record (summary, metrics path, flat resolved config)."""
+    import yaml
     from omegaconf import OmegaConf
+
+    from rlhf_zoo.io import yaml_error
 
     try:
         summary = json.loads((run_dir / "summary.json").read_text())
         config = _flat(OmegaConf.to_container(OmegaConf.load(run_dir / "config.yaml")))
         lines = (run_dir / "metrics.jsonl").read_text().splitlines() if (run_dir / "metrics.jsonl").is_file() else []
         metrics = [json.loads(x) for x in lines if x.strip()]
-    except (OSError, ValueError) as e:
-        raise UserError(f"compare: cannot read the run in {run_dir}: {e}") from None
+    except (OSError, ValueError, yaml.YAMLError) as e:
+        raise UserError(f"compare: cannot read the run in {run_dir}: {yaml_error(e)}") from None
     return {"run_dir": str(run_dir), "seed": int(config.get("seed", 0)), "config": config, "summary": summary,
             "metrics": metrics}  # fmt: skip
 

@@ -37,7 +37,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from rlhf_zoo.algorithms.registry import REGISTRY, get_algorithm
 from rlhf_zoo.errors import UserError, one_line
-from rlhf_zoo.io import yaml_problem
+from rlhf_zoo.io import yaml_error, yaml_problem
 from rlhf_zoo.runtime import DEVICE
 from rlhf_zoo.tasks.registry import TASKS, get_task_entry
 
@@ -122,8 +122,8 @@ class RunConfig:
 def _yaml(path: Path) -> DictConfig:
     try:
         return OmegaConf.load(path)
-    except (OmegaConfBaseException, OSError, ValueError) as e:
-        raise ConfigError(f"cannot read {path}: {e}") from None
+    except (OmegaConfBaseException, OSError, ValueError, yaml.YAMLError) as e:
+        raise ConfigError(f"cannot read {path}: {yaml_error(e)}") from None
 
 
 def presets(kind: str) -> list[str]:
@@ -161,7 +161,7 @@ def _read_mapping(path: str) -> dict[Any, Any]:
             raise ConfigError(f"config={path}: {problem}")
         data = yaml.safe_load(text)
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
-        raise ConfigError(f"config={path}: cannot read it: {one_line(e)}") from None
+        raise ConfigError(f"config={path}: cannot read it: {yaml_error(e)}") from None
     if data is None:
         data = {}
     if not isinstance(data, dict):

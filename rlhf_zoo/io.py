@@ -1,5 +1,6 @@
 """Atomic file writes, the reading of boolean flags (environment variables, ``key=true``), and the check
-of a user's YAML file (:func:`yaml_problem`: a key given twice).
+of a user's YAML file (:func:`yaml_problem`: a key given twice; :func:`yaml_error`: a syntax error as one
+line with its line and column).
 
 Every file rlhf_zoo writes for later reading (run logs, checkpoints, bench records and pages, the
 cached data and models) goes through :func:`atomic_write_text` or :func:`atomic_dir`: the content is
@@ -38,6 +39,21 @@ def parse_bool(value: str) -> bool:
     if low in FALSE and low:
         return False
     raise ValueError(f"expected true or false, got {value!r}")
+
+
+def yaml_error(e: BaseException) -> str:
+    """A YAML loader's error as one line with what is wrong and where: ``YAML syntax error at line 3, column 5:
+    expected ',' or '}', but got ':' (while parsing a flow mapping started at line 2)``."""
+    mark = getattr(e, "problem_mark", None)
+    problem = getattr(e, "problem", None)
+    if mark is None or not problem:
+        lines = str(e).strip().splitlines()
+        return f"{type(e).__name__}: {lines[0]}" if lines else type(e).__name__
+    text = f"YAML syntax error at line {mark.line + 1}, column {mark.column + 1}: {problem}"
+    context, where = getattr(e, "context", None), getattr(e, "context_mark", None)
+    if context:
+        text += f" ({context}" + (f" started at line {where.line + 1})" if where is not None else ")")
+    return text
 
 
 def yaml_problem(text: str) -> str | None:

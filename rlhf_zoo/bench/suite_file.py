@@ -38,8 +38,8 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from rlhf_zoo.bench.suites import SUITES, SWEEPS, Suite, Sweep, expand, format_value
-from rlhf_zoo.errors import UserError, one_line
-from rlhf_zoo.io import yaml_problem
+from rlhf_zoo.errors import UserError
+from rlhf_zoo.io import yaml_error, yaml_problem
 
 
 @dataclass
@@ -108,7 +108,7 @@ def load_suite_file(path: str) -> Suite:
             raise UserError(f"{where}: {problem}")
         data = OmegaConf.load(p)
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
-        raise UserError(f"{where}: cannot read it: {one_line(e)}") from None
+        raise UserError(f"{where}: cannot read it: {yaml_error(e)}") from None
     if not isinstance(data, DictConfig):
         raise UserError(f"{where} must hold a mapping of a suite's fields (sweeps:, seeds:, ...)")
     check_shapes(OmegaConf.to_container(data), SuiteSpec, where)

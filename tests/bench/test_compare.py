@@ -107,3 +107,13 @@ def test_the_seeds_column_counts_the_distinct_seeds():
 
     headers, md, rows = table([record(0, "a"), record(1, "b"), record(5, "c")])
     assert headers[1] == "seeds" and md[0][1] == "3" and rows[0][1] == 3
+
+
+def test_a_run_whose_config_yaml_does_not_parse_is_one_line(tmp_path, capsys):
+    run = tmp_path / "r"
+    run.mkdir()
+    (run / "summary.json").write_text("{}")
+    (run / "config.yaml").write_text("seed: 0\ntrain: {steps: 1\nalgo: x\n")
+    assert main(["compare", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert "YAML syntax error at line 3" in err and str(run) in err and len(err.strip().splitlines()) == 1, err

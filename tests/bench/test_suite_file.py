@@ -139,3 +139,12 @@ def test_a_key_twice_in_a_suite_file_is_one_line_naming_it_and_its_line(cli, tmp
     code, out, err = cli("bench", f"suite={path}", f"out={tmp_path}/runs", "progress=false")
     assert code == 2 and f"suite file {path}" in err and "key 'seeds' appears twice (line 4; first at line 1)" in err
     assert len(err.strip().splitlines()) == 1 and not out, err
+
+
+def test_a_yaml_syntax_error_in_a_suite_file_says_what_and_where(cli, tmp_path):
+    path = tmp_path / "my.yaml"
+    path.write_text("seeds: [0\n" + SWEEP)
+    code, out, err = cli("bench", f"suite={path}", f"out={tmp_path}/runs", "progress=false")
+    needle = "YAML syntax error at line 2, column 7: expected ',' or ']', but got ':' (while parsing a flow sequence"
+    assert code == 2 and f"suite file {path}" in err and needle in err, err
+    assert len(err.strip().splitlines()) == 1 and not out, err
