@@ -25,6 +25,7 @@ there.
 
 from __future__ import annotations
 
+import shlex
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -145,7 +146,10 @@ def main(args: list[str]) -> int:
                 file=sys.stderr,
             )
     if opts.render_only or opts.render:
-        page = render_suite(suite.name, out, docs, records, expand(suite, opts.seeds, extra, opts.only), spec=suite)
+        # without records, the error repeats this command without render_only=: the one that makes them
+        run = shlex.join(["rlhf-zoo", "bench", *(a for a in args if a.partition("=")[0].strip() != "render_only")])
+        planned = expand(suite, opts.seeds, extra, opts.only)
+        page = render_suite(suite.name, out, docs, records, planned, spec=suite, run_command=run)
         print(final_summary(suite.name, out, records))
         print(f"wrote {page} and its plots in {page.parent / suite.name}")
     return 0

@@ -318,11 +318,14 @@ def render_suite(
     records: str | Path | None = None,
     planned: list[Point] | None = None,
     spec: Suite | None = None,
+    run_command: str | None = None,
 ) -> Path:
     """Write ``<docs>/<suite>.md`` and its PNGs from the suite's records (in ``records``, the records
     folder, and under ``<out>/<suite>/``); returns the page. ``planned``: the points the suite plans
     (default: the built-in suite's, if ``suite`` is one), counted against the records on the page.
-    ``spec``: the suite's definition (its description and KL budgets) when it is not a built-in one."""
+    ``spec``: the suite's definition (its description and KL budgets) when it is not a built-in one.
+    ``run_command``: the command that would make the records, which the error without any names (default:
+    ``rlhf-zoo bench suite=<suite>``)."""
     from rlhf_zoo.bench.suites import SUITES, expand
 
     out, docs = Path(out), Path(docs)
@@ -331,7 +334,8 @@ def render_suite(
     raw, recs = load_suite(suite, out, rec_dir)
     if not recs:
         where = suite_dir if rec_dir is None else f"{rec_dir / suite} or {suite_dir}"
-        raise UserError(f"no finished points under {where}: run `rlhf-zoo bench suite={suite}` first")
+        run = run_command or f"rlhf-zoo bench suite={suite}"
+        raise UserError(f"no finished points under {where}: run `{run}` first")
     if planned is None and suite in SUITES:
         planned = expand(SUITES[suite])
     groups = group_records(recs)

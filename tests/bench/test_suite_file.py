@@ -148,3 +148,15 @@ def test_a_yaml_syntax_error_in_a_suite_file_says_what_and_where(cli, tmp_path):
     needle = "YAML syntax error at line 2, column 7: expected ',' or ']', but got ':' (while parsing a flow sequence"
     assert code == 2 and f"suite file {path}" in err and needle in err, err
     assert len(err.strip().splitlines()) == 1 and not out, err
+
+
+def test_render_only_without_records_repeats_the_command_that_makes_them(cli, tmp_path):
+    """It said "run `rlhf-zoo bench suite=my` first": the suite's name, not its file, and without the out= and
+    seeds= the records were asked under, so the command it gave made other records (or none: no suite 'my')."""
+    path = tmp_path / "my.yaml"
+    path.write_text(SWEEP)
+    code, out, err = cli(
+        "bench", f"suite={path}", "render_only=true", f"out={tmp_path}/runs", "seeds=3", "progress=false"
+    )
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"run `rlhf-zoo bench suite={path} out={tmp_path}/runs seeds=3 progress=false` first" in err, err
