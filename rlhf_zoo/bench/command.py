@@ -80,6 +80,8 @@ def parse(args: list[str]) -> tuple[BenchOptions, list[str]]:
             "bench: name a suite: rlhf-zoo bench suite=NAME (exact, quick, lm, full, demo, gpu-check) "
             "or suite=FILE.yaml"
         )
+    if opts.jobs is not None and opts.jobs < 1:
+        raise UserError(f"bench: jobs must be >= 1, got {opts.jobs}")
     if opts.records is not None and not opts.records.strip():
         raise UserError("bench: records= must name a folder")
     return opts, extra
@@ -100,8 +102,6 @@ def main(args: list[str]) -> int:
     records = Path(opts.records) if opts.records is not None else docs / "records"
     command = " ".join(["rlhf-zoo", "bench", *args])
     if not opts.render_only:
-        if opts.jobs is not None and opts.jobs < 1:
-            raise UserError("bench: jobs must be >= 1")
         from rlhf_zoo.bench.suite_file import is_suite_file, validate_suite_file
         from rlhf_zoo.signals import stop_exit_code
         from rlhf_zoo.train import Interrupted

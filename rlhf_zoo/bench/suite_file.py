@@ -27,6 +27,7 @@ keys, a key written twice, wrong types, missing values, an unknown algorithm or 
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import typing
 from dataclasses import dataclass, field
@@ -122,6 +123,7 @@ def load_suite_file(path: str) -> Suite:
         raise UserError(f"{where}: name must be letters, digits, '_', '.' or '-' (it names a folder): {name!r}")
     if name in SUITES:
         raise UserError(f"{where}: {name!r} is a built-in suite's name; choose another")
+    _check_counts(spec, where)
     for algo, settings in spec.algo_args.items():
         if not isinstance(settings, dict):
             raise UserError(f"{where}: algo_args.{algo} must be a mapping of keys to values")
@@ -148,9 +150,23 @@ def load_suite_file(path: str) -> Suite:
     for algo in spec.algo_args:
         if algo not in {s.algo for s in sweeps}:
             raise UserError(f"{where}: algo_args names {algo!r}, which no sweep runs")
-    if not suite.seeds or suite.jobs < 1 or suite.bon_pool < 0:
-        raise UserError(f"{where}: needs at least one seed, jobs >= 1 and bon_pool >= 0")
     return suite
+
+
+def _check_counts(spec: SuiteSpec, where: str) -> None:
+    """The suite's seeds (at least one, each once), jobs, pool size and KL budgets; one line per problem."""
+    if not spec.seeds:
+        raise UserError(f"{where}: seeds must list at least one seed")
+    twice = next((s for i, s in enumerate(spec.seeds) if s in spec.seeds[:i]), None)
+    if twice is not None:
+        raise UserError(f"{where}: seeds lists seed {twice} twice")
+    if spec.jobs < 1:
+        raise UserError(f"{where}: jobs must be >= 1, got {spec.jobs}")
+    if spec.bon_pool < 0:
+        raise UserError(f"{where}: bon_pool must be >= 0 (0: no pool), got {spec.bon_pool}")
+    bad = next((k for k in spec.kl_budgets if not (k > 0 and math.isfinite(k))), None)
+    if bad is not None:
+        raise UserError(f"{where}: kl_budgets must be > 0, got {float(bad)}")
 
 
 def check_shapes(node: dict[Any, Any], spec: type, where: str, prefix: str = "") -> None:

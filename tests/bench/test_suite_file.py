@@ -160,3 +160,29 @@ def test_render_only_without_records_repeats_the_command_that_makes_them(cli, tm
     )
     assert code == 2 and len(err.strip().splitlines()) == 1, err
     assert f"run `rlhf-zoo bench suite={path} out={tmp_path}/runs seeds=3 progress=false` first" in err, err
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("jobs: 0\n" + SWEEP, "jobs must be >= 1, got 0"),
+        ("bon_pool: -1\n" + SWEEP, "bon_pool must be >= 0 (0: no pool), got -1"),
+        ("seeds: []\n" + SWEEP, "seeds must list at least one seed"),
+        ("seeds: [0, 1, 0]\n" + SWEEP, "seeds lists seed 0 twice"),
+        ("kl_budgets: [0.5, 0]\n" + SWEEP, "kl_budgets must be > 0, got 0.0"),
+        ("kl_budgets: [-1]\n" + SWEEP, "kl_budgets must be > 0, got -1.0"),
+    ],
+)
+def test_a_bad_count_in_a_suite_file_is_one_line_naming_its_key(cli, tmp_path, text, needle):
+    """jobs: 0 and bon_pool: -1 said "needs at least one seed, jobs >= 1 and bon_pool >= 0" (which one?), a seed
+    listed twice was refused later without the file's name, and a KL budget <= 0 was taken."""
+    path = tmp_path / "my.yaml"
+    path.write_text(text)
+    code, out, err = cli("bench", f"suite={path}", f"out={tmp_path}/runs", "render_only=true")
+    assert code == 2 and f"suite file {path}: {needle}" in err, err
+    assert len(err.strip().splitlines()) == 1 and not out, err
+
+
+def test_jobs_0_on_the_command_line_is_refused_even_with_render_only(cli, tmp_path):
+    code, out, err = cli("bench", "suite=exact", "jobs=0", "render_only=true", f"out={tmp_path}/runs")
+    assert code == 2 and "bench: jobs must be >= 1, got 0" in err and len(err.strip().splitlines()) == 1, err
