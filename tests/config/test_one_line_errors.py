@@ -76,3 +76,19 @@ def test_a_model_setting_on_a_task_without_a_model_is_refused(tmp_path, capsys, 
     code = cli.main(["train", "algo=bond", "task=exact", arg, f"run_dir={tmp_path}/r"])
     err = _one_line(capsys, code)
     assert "task exact has no language model" in err and arg.split("=")[0] in err, err
+
+
+@pytest.mark.parametrize(
+    ("args", "shown"),
+    [
+        (["compare", "no\nsuch"], "compare: no\\nsuch is not a run directory"),
+        (["train", "algo=bond", "task=exact", "train.stepz\x1b[31m=3"], "stepz\\x1b"),
+        (["bench", "suite=exact", "render_only=true", "docs=d\rX"], "d\\rX"),
+    ],
+)
+def test_control_characters_of_a_user_value_are_escaped_in_the_error_line(tmp_path, capsys, monkeypatch, args, shown):
+    """A newline in a user's value split the error line in two, and an escape character reached the terminal."""
+    monkeypatch.chdir(tmp_path)
+    code = cli.main(args)
+    err = _one_line(capsys, code)
+    assert shown in err and "\x1b" not in err and "\r" not in err, repr(err)
