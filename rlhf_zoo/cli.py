@@ -22,7 +22,7 @@ import json
 import sys
 
 from rlhf_zoo import version
-from rlhf_zoo.errors import UserError
+from rlhf_zoo.errors import UserError, printable
 
 USAGE = """usage: rlhf-zoo COMMAND [key=value ...]
 
@@ -187,15 +187,16 @@ def main(argv: list[str] | None = None) -> int:
         with stop_signals_raise():
             return COMMANDS[cmd](rest)
     except Interrupted as e:
-        print(f"rlhf-zoo: {e}", file=sys.stderr)
+        print(f"rlhf-zoo: {printable(str(e))}", file=sys.stderr)
         return e.exit_code
-    except UserError as e:
-        print(f"rlhf-zoo: error: {e}", file=sys.stderr)
+    except UserError as e:  # one line whatever the user's values hold (a newline, an escape character)
+        print(f"rlhf-zoo: error: {printable(str(e))}", file=sys.stderr)
         return 2
     except OSError as e:
         if e.errno not in UNWRITABLE:
             raise
-        print(f"rlhf-zoo: error: cannot write {e.filename or 'a file'} ({e.strerror})", file=sys.stderr)
+        what = printable(str(e.filename or "a file"))
+        print(f"rlhf-zoo: error: cannot write {what} ({e.strerror})", file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:
         print(f"rlhf-zoo: interrupted ({'SIGTERM' if stop_exit_code(e) == 143 else 'SIGINT'})", file=sys.stderr)

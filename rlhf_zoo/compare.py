@@ -7,7 +7,7 @@ Each argument is a run directory (one holding ``summary.json``) or a folder sear
 whose resolved configs differ only in ``seed`` (and ``run_dir``, ``resume``) are one configuration;
 each configuration is named by its algorithm, its task when the runs of that algorithm span several,
 and the settings in which it differs from the others of that algorithm and task. The table gives
-every configuration's common metrics as mean ± 95 % Student-t interval over
+every configuration's number of seeds (distinct) and its common metrics as mean ± 95 % Student-t interval over
 its seeds (:func:`rlhf_zoo.bench.stats.mean_ci`; two runs of one configuration with the same seed, such
 as a run and its copy, are refused rather than counted as two seeds), printed as Markdown; with ``out=DIR`` it is also
 written there as ``compare.md`` and ``compare.csv`` (mean and half-width columns), with the
@@ -79,15 +79,18 @@ def _flat(node: Any, prefix: str = "") -> dict[str, Any]:
 
 def load_run(run_dir: Path) -> dict[str, Any]:
     """A finished run as a bench-style record (summary, metrics path, flat resolved config)."""
+    import yaml
     from omegaconf import OmegaConf
+
+    from rlhf_zoo.io import yaml_error
 
     try:
         summary = json.loads((run_dir / "summary.json").read_text())
         config = _flat(OmegaConf.to_container(OmegaConf.load(run_dir / "config.yaml")))
         lines = (run_dir / "metrics.jsonl").read_text().splitlines() if (run_dir / "metrics.jsonl").is_file() else []
         metrics = [json.loads(x) for x in lines if x.strip()]
-    except (OSError, ValueError) as e:
-        raise UserError(f"compare: cannot read the run in {run_dir}: {e}") from None
+    except (OSError, ValueError, yaml.YAMLError) as e:
+        raise UserError(f"compare: cannot read the run in {run_dir}: {yaml_error(e)}") from None
     return {"run_dir": str(run_dir), "seed": int(config.get("seed", 0)), "config": config, "summary": summary,
             "metrics": metrics}  # fmt: skip
 
@@ -137,7 +140,8 @@ def _one_run_per_seed(by_label: dict[str, list[dict[str, Any]]]) -> None:
 
 
 def table(records: list[dict[str, Any]]) -> tuple[list[str], list[list[str]], list[list[Any]]]:
-    """(headers, Markdown rows, CSV rows): one row per configuration, seeds pooled."""
+    """(headers, Markdown rows, CSV rows): one row per configuration, seeds pooled; its ``seeds`` column is the
+    number of distinct seeds (which seeds: the run list of ``compare.md``)."""
     from rlhf_zoo.bench.stats import fmt_ci, mean_ci
 
     by_label: dict[str, list[dict[str, Any]]] = {}
@@ -148,15 +152,15 @@ def table(records: list[dict[str, Any]]) -> tuple[list[str], list[list[str]], li
     headers = ["configuration", "seeds", "steps", *columns]
     md, rows = [], []
     for label, runs in by_label.items():
-        seeds = sorted(r["seed"] for r in runs)
+        seeds = len({r["seed"] for r in runs})  # distinct (a seed twice is refused above, but count seeds, not runs)
         steps = sorted({r["summary"].get("steps") for r in runs}, key=str)
         cells, values = [], []
         for c in columns:
             m, h, n = mean_ci([r["summary"].get(c) for r in runs])
             cells.append(fmt_ci(m, h) if n else "—")
             values += [m if n else "", h if h is not None else ""]
-        md.append([label, ",".join(map(str, seeds)), "/".join(map(str, steps)), *cells])
-        rows.append([label, len(seeds), "/".join(map(str, steps)), *values])
+        md.append([label, str(seeds), "/".join(map(str, steps)), *cells])
+        rows.append([label, seeds, "/".join(map(str, steps)), *values])
     return headers, md, rows
 
 

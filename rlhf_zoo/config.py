@@ -37,6 +37,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from rlhf_zoo.algorithms.registry import REGISTRY, get_algorithm
 from rlhf_zoo.errors import UserError, one_line
+from rlhf_zoo.io import yaml_error, yaml_problem
 from rlhf_zoo.runtime import DEVICE
 from rlhf_zoo.tasks.registry import TASKS, get_task_entry
 
@@ -121,8 +122,8 @@ class RunConfig:
 def _yaml(path: Path) -> DictConfig:
     try:
         return OmegaConf.load(path)
-    except (OmegaConfBaseException, OSError, ValueError) as e:
-        raise ConfigError(f"cannot read {path}: {e}") from None
+    except (OmegaConfBaseException, OSError, ValueError, yaml.YAMLError) as e:
+        raise ConfigError(f"cannot read {path}: {yaml_error(e)}") from None
 
 
 def presets(kind: str) -> list[str]:
@@ -154,9 +155,13 @@ def _read_mapping(path: str) -> dict[Any, Any]:
     if not p.is_file():
         raise ConfigError(f"config={path}: no such file")
     try:
-        data = yaml.safe_load(p.read_text())
+        text = p.read_text()
+        problem = yaml_problem(text)
+        if problem:
+            raise ConfigError(f"config={path}: {problem}")
+        data = yaml.safe_load(text)
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
-        raise ConfigError(f"config={path}: cannot read it: {one_line(e)}") from None
+        raise ConfigError(f"config={path}: cannot read it: {yaml_error(e)}") from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -194,7 +199,8 @@ def read_experiment(path: str) -> tuple[dict[str, str], dict[str, Any]]:
 
     ``algo`` and ``task`` may also be mappings with a ``name`` (``algo: {name: bond, beta: 0.5}``), the
     layout of a run's saved ``config.yaml``, so that file re-runs as it is. A ``sweep:`` mapping (key →
-    list of values) is not a setting: :func:`read_sweep` reads it. Raises ConfigError.
+    list of values) is not a setting: :func:`read_sweep` reads it. A key written twice in one mapping (YAML
+    would keep the last) is an error naming it and its lines. Raises ConfigError.
     """
     data = _read_mapping(path)
     data.pop(SWEEP, None)
@@ -254,8 +260,9 @@ def compose(args: list[str], defaults: dict[str, str] | None = None, need_algo: 
     over = {**(defaults or {}), **parse_overrides(args)}
     choices: dict[str, str] = {}
     settings: dict[str, Any] = {}
-    if "config" in over:
-        choices, settings = read_experiment(over.pop("config"))
+    config_file = over.pop("config", None)
+    if config_file is not None:
+        choices, settings = read_experiment(config_file)
     task_name = over.pop("task", choices.get("task", "exact"))
     algo_choice = over.pop("algo", choices.get("algo"))
     if algo_choice is None and need_algo:
@@ -294,6 +301,9 @@ def compose(args: list[str], defaults: dict[str, str] | None = None, need_algo: 
         if not entry.uses_model:
             schema = OmegaConf.masked_copy(schema, [k for k in schema if k != "model"])
             OmegaConf.set_struct(schema, True)
+        if settings:
+            check_top_level(settings, schema, task_name, f"config={config_file}: ")
+        check_top_level(over, schema, task_name)
         layers: list[Any] = []
         task_yaml = CONFIG_DIR / "task" / f"{task_name}.yaml"
         if task_yaml.is_file():
@@ -321,6 +331,27 @@ def compose(args: list[str], defaults: dict[str, str] | None = None, need_algo: 
     if not cfg.run_dir and algo_choice is not None:
         cfg.run_dir = f"runs/{algo_choice}-{task_name}-s{cfg.seed}"
     return cfg
+
+
+def check_top_level(keys: Any, schema: DictConfig, task_name: str, where: str = "") -> None:
+    """Refuse a key whose first part is no top-level key of ``schema``, suggesting the dotted keys whose last
+    part is the key's (``steps`` → ``train.steps``), and a ``model.*`` key on a task without a model; raises
+    ConfigError (OmegaConf says only "Key 'steps' is not in struct")."""
+    for key in keys:
+        top = key.split(".", 1)[0]
+        if top in schema:
+            continue
+        if top == "model":
+            with_model = ", ".join(sorted(n for n, e in TASKS.items() if e.uses_model))
+            raise ConfigError(
+                f"{where}task {task_name} has no language model: {key} does not apply "
+                f"(model.* settings are for tasks with one: {with_model})"
+            )
+        last = key.rsplit(".", 1)[-1]
+        known = flatten(OmegaConf.to_container(schema), "the schema")
+        near = [k for k in known if "." in k and k.rsplit(".", 1)[-1] == last]
+        hint = f"did you mean {' or '.join(near)}?" if near else f"the top-level keys are {', '.join(schema)}"
+        raise ConfigError(f"{where}unknown key {key!r}; {hint}")
 
 
 def config_error_line(e: Exception) -> str:

@@ -2,6 +2,22 @@
 
 from __future__ import annotations
 
+import unicodedata
+
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def printable(text: str) -> str:
+    """``text`` with its control characters and line separators escaped (``\\n``, ``\\x1b``), so that a user's
+    value inside a message can neither break its one line nor drive the terminal."""
+
+    def escape(c: str) -> str:
+        if unicodedata.category(c) not in ("Cc", "Zl", "Zp"):
+            return c
+        return _ESCAPES.get(c) or (f"\\x{ord(c):02x}" if ord(c) < 256 else f"\\u{ord(c):04x}")
+
+    return "".join(map(escape, text))
+
 
 def one_line(e: BaseException) -> str:
     """An exception as one line: ``Type: first line of its message`` (the type alone when it has none)."""

@@ -1,4 +1,6 @@
-"""Atomic file writes, and the reading of boolean flags (environment variables, ``key=true``).
+"""Atomic file writes, the reading of boolean flags (environment variables, ``key=true``), and the check
+of a user's YAML file (:func:`yaml_problem`: a key given twice; :func:`yaml_error`: a syntax error as one
+line with its line and column).
 
 Every file rlhf_zoo writes for later reading (run logs, checkpoints, bench records and pages, the
 cached data and models) goes through :func:`atomic_write_text` or :func:`atomic_dir`: the content is
@@ -37,6 +39,50 @@ def parse_bool(value: str) -> bool:
     if low in FALSE and low:
         return False
     raise ValueError(f"expected true or false, got {value!r}")
+
+
+def yaml_error(e: BaseException) -> str:
+    """A YAML loader's error as one line with what is wrong and where: ``YAML syntax error at line 3, column 5:
+    expected ',' or '}', but got ':' (while parsing a flow mapping started at line 2)``."""
+    mark = getattr(e, "problem_mark", None)
+    problem = getattr(e, "problem", None)
+    if mark is None or not problem:
+        lines = str(e).strip().splitlines()
+        return f"{type(e).__name__}: {lines[0]}" if lines else type(e).__name__
+    text = f"YAML syntax error at line {mark.line + 1}, column {mark.column + 1}: {problem}"
+    context, where = getattr(e, "context", None), getattr(e, "context_mark", None)
+    if context:
+        text += f" ({context}" + (f" started at line {where.line + 1})" if where is not None else ")")
+    return text
+
+
+def yaml_problem(text: str) -> str | None:
+    """What is wrong with the YAML ``text`` beyond what a loader refuses, in one line, or None: a key that a
+    mapping holds twice (a loader keeps the last one silently), named by its dotted path and its lines."""
+    import yaml
+
+    def walk(node: Any, path: str) -> str | None:
+        if isinstance(node, yaml.MappingNode):
+            first: dict[str, int] = {}
+            for k, v in node.value:
+                if isinstance(k, yaml.ScalarNode):
+                    key, line = f"{path}{k.value}", k.start_mark.line + 1
+                    if k.value in first:
+                        return f"key {key!r} appears twice (line {line}; first at line {first[k.value]})"
+                    first[k.value] = line
+                    found = walk(v, f"{key}.")
+                else:
+                    found = walk(v, path)
+                if found:
+                    return found
+        elif isinstance(node, yaml.SequenceNode):
+            for i, v in enumerate(node.value):
+                found = walk(v, f"{path.removesuffix('.')}[{i}].")
+                if found:
+                    return found
+        return None
+
+    return walk(yaml.compose(text, Loader=yaml.SafeLoader), "")
 
 
 def umask_mode(mode: int) -> int:

@@ -14,7 +14,9 @@ error line.
 
 The grid becomes a :class:`~rlhf_zoo.bench.suites.Suite` (:func:`grid_suite`): one sweep per algorithm
 and combination of the other swept keys but the last, which is the sweep's knob; the swept seeds are
-the suite's seeds. :func:`~rlhf_zoo.bench.runner.run_suite` then builds every configuration first
+the suite's seeds. The swept keys are sorted first, so the order in which they are written (on the
+command line or in the file) changes neither the points nor their ids: the knob is the alphabetically
+last key. :func:`~rlhf_zoo.bench.runner.run_suite` then builds every configuration first
 (an unknown algorithm or key fails before anything runs), runs the points with a progress bar into
 ``<folder>/<point-id>/`` (each a run directory with a ``record.json``), never recomputes a finished
 point, and continues an interrupted one from its checkpoint. At the end the table of
@@ -118,6 +120,7 @@ def plan_sweep(args: list[str]) -> SweepPlan | None:
     algos = grid.pop("algo", [algo] if algo else [])
     if not algos:
         raise ConfigError("name an algorithm: algo=NAME, or algo=A,B to sweep over several")
+    grid = dict(sorted(grid.items()))  # the order the keys were written in must not change the points' ids
     seed_values = grid.pop("seed", [fixed.pop("seed", "0")])
     try:
         seeds = tuple(int(s) for s in seed_values)

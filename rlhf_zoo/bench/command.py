@@ -11,7 +11,9 @@
 
 The bench options are the fields of :class:`BenchOptions` (``suite`` is required). Every other
 ``key=value`` is a training override appended to every point (it becomes part of each point's
-arguments, so records made without it are redone).
+arguments, so records made without it are redone, unless it cannot change the results: argument
+order, ``train.progress``, ``train.log_with``, ``train.checkpoint_every`` and ``train.checkpoint_minutes``,
+:data:`rlhf_zoo.bench.records.NO_EFFECT`).
 
 Where things go: the runs under ``out`` (default ``bench_runs/``, not in git); the page under ``docs``
 (default ``docs/benchmarks`` when ``out`` is the default, else ``out`` itself); the records, one small
@@ -23,6 +25,7 @@ there.
 
 from __future__ import annotations
 
+import shlex
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,6 +80,8 @@ def parse(args: list[str]) -> tuple[BenchOptions, list[str]]:
             "bench: name a suite: rlhf-zoo bench suite=NAME (exact, quick, lm, full, demo, gpu-check) "
             "or suite=FILE.yaml"
         )
+    if opts.jobs is not None and opts.jobs < 1:
+        raise UserError(f"bench: jobs must be >= 1, got {opts.jobs}")
     if opts.records is not None and not opts.records.strip():
         raise UserError("bench: records= must name a folder")
     return opts, extra
@@ -97,8 +102,6 @@ def main(args: list[str]) -> int:
     records = Path(opts.records) if opts.records is not None else docs / "records"
     command = " ".join(["rlhf-zoo", "bench", *args])
     if not opts.render_only:
-        if opts.jobs is not None and opts.jobs < 1:
-            raise UserError("bench: jobs must be >= 1")
         from rlhf_zoo.bench.suite_file import is_suite_file, validate_suite_file
         from rlhf_zoo.signals import stop_exit_code
         from rlhf_zoo.train import Interrupted
@@ -143,7 +146,10 @@ def main(args: list[str]) -> int:
                 file=sys.stderr,
             )
     if opts.render_only or opts.render:
-        page = render_suite(suite.name, out, docs, records, expand(suite, opts.seeds, extra, opts.only), spec=suite)
+        # without records, the error repeats this command without render_only=: the one that makes them
+        run = shlex.join(["rlhf-zoo", "bench", *(a for a in args if a.partition("=")[0].strip() != "render_only")])
+        planned = expand(suite, opts.seeds, extra, opts.only)
+        page = render_suite(suite.name, out, docs, records, planned, spec=suite, run_command=run)
         print(final_summary(suite.name, out, records))
         print(f"wrote {page} and its plots in {page.parent / suite.name}")
     return 0

@@ -9,7 +9,9 @@
 ``<records>`` is ``docs/benchmarks/records`` by default (``records=`` on the bench command line; see
 :mod:`rlhf_zoo.bench.command`): the records are committed, so a suite can be run in pieces, on several
 machines and at several times, and its page rendered from whatever records are there. A point with a
-record (in ``<records>`` or under ``<out>``) whose arguments are the point's is never run again.
+record (in ``<records>`` or under ``<out>``) whose arguments make the point's run is never run again: the
+same arguments in any order, but for the settings that cannot change its results (:data:`NO_EFFECT`:
+progress bar, trackers, checkpoint cadence; :func:`same_run`).
 
 A record holds everything the tables, plots and claims need, so rendering never opens a run directory:
 
@@ -59,19 +61,17 @@ FORMATS = (1, 2)  # the formats this version reads
 DIGITS = 6  # significant digits of a compact record's floats
 # metrics of the evaluation steps that a compact record keeps (the curves the plots and claims draw)
 CURVE_KEYS = ("reward/", "win_rate/", "length/", "frontier/", "quantile/", "kl/exact", "kl/to_", "kl/from_", "bon/")
-# configuration keys that are not a record's settings: they cannot change its numbers, or differ by design
-# (the thread count changes floating-point rounding, so a run's samples, but not what they are drawn from)
-UNSETTLED = (
-    "seed",
-    "run_dir",
-    "resume",
-    "device",
-    "threads",
+# settings that cannot change a run's results (a progress bar, trackers, checkpoint cadence): a point whose
+# record differs from it only in these, or in the order of its arguments, is finished (:func:`same_run`)
+NO_EFFECT = (
     "train.progress",
     "train.log_with",
     "train.checkpoint_every",
     "train.checkpoint_minutes",
 )
+# configuration keys that are not a record's settings: they cannot change its numbers, or differ by design
+# (the thread count changes floating-point rounding, so a run's samples, but not what they are drawn from)
+UNSETTLED = ("seed", "run_dir", "resume", "device", "threads", *NO_EFFECT)
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:
@@ -108,6 +108,22 @@ def out_records(suite_dir: Path) -> dict[str, dict[str, Any]]:
         if rec is not None:
             out[str(rec.get("id", d.name))] = rec
     return out
+
+
+def run_identity(args: Any) -> dict[str, str]:
+    """A point's ``key=value`` arguments as what decides its results: key → value (the later of a repeated key
+    wins, so the order of different keys does not matter), without the :data:`NO_EFFECT` keys."""
+    out: dict[str, str] = {}
+    for a in args:
+        k, _, v = str(a).partition("=")
+        out[k.strip()] = v
+    return {k: out[k] for k in sorted(out) if k not in NO_EFFECT}
+
+
+def same_run(a: Any, b: Any) -> bool:
+    """Whether two points' arguments make the same run: equal but for their order and the :data:`NO_EFFECT`
+    settings. A finished point whose record's arguments are the same run as the point's is not run again."""
+    return run_identity(a) == run_identity(b)
 
 
 # -- the compact records of the repository ------------------------------------------------------------
@@ -461,6 +477,7 @@ __all__ = [
     "CURVE_KEYS",
     "FORMAT",
     "FORMATS",
+    "NO_EFFECT",
     "ORACLE",
     "RECORD",
     "UNSETTLED",
@@ -483,6 +500,8 @@ __all__ = [
     "record_settings",
     "repo_records",
     "rounded",
+    "run_identity",
+    "same_run",
     "settings_of",
     "suite_records",
     "uncompact",

@@ -42,6 +42,7 @@ from rlhf_zoo.bench.records import (
     is_exact,
     read_json,
     read_oracle,
+    same_run,
     suite_records,
 )
 from rlhf_zoo.bench.stats import fmt_ci, interp_path, interp_sorted, mean_ci
@@ -299,9 +300,10 @@ def _budgets(suite: str, records: list[dict[str, Any]], spec: Suite | None = Non
 
 # -- the page -----------------------------------------------------------------------------------------
 def planned_count(raw: list[dict[str, Any]], planned: list[Point]) -> str:
-    """How many of the planned points have a record with the point's arguments, and how many others there are."""
+    """How many of the planned points have a record of the point's run (:func:`~rlhf_zoo.bench.records.same_run`),
+    and how many others there are."""
     by_id = {r.get("id"): r for r in raw}
-    have = {p.id for p in planned if list(by_id.get(p.id, {}).get("args", [])) == list(p.args)}
+    have = {p.id for p in planned if p.id in by_id and same_run(by_id[p.id].get("args", []), p.args)}
     text = f"{len(have)} of the {len(planned)} planned points have records"
     others = len(raw) - len(have)
     if others:
@@ -316,11 +318,14 @@ def render_suite(
     records: str | Path | None = None,
     planned: list[Point] | None = None,
     spec: Suite | None = None,
+    run_command: str | None = None,
 ) -> Path:
     """Write ``<docs>/<suite>.md`` and its PNGs from the suite's records (in ``records``, the records
     folder, and under ``<out>/<suite>/``); returns the page. ``planned``: the points the suite plans
     (default: the built-in suite's, if ``suite`` is one), counted against the records on the page.
-    ``spec``: the suite's definition (its description and KL budgets) when it is not a built-in one."""
+    ``spec``: the suite's definition (its description and KL budgets) when it is not a built-in one.
+    ``run_command``: the command that would make the records, which the error without any names (default:
+    ``rlhf-zoo bench suite=<suite>``)."""
     from rlhf_zoo.bench.suites import SUITES, expand
 
     out, docs = Path(out), Path(docs)
@@ -329,7 +334,8 @@ def render_suite(
     raw, recs = load_suite(suite, out, rec_dir)
     if not recs:
         where = suite_dir if rec_dir is None else f"{rec_dir / suite} or {suite_dir}"
-        raise UserError(f"no finished points under {where}: run `rlhf-zoo bench suite={suite}` first")
+        run = run_command or f"rlhf-zoo bench suite={suite}"
+        raise UserError(f"no finished points under {where}: run `{run}` first")
     if planned is None and suite in SUITES:
         planned = expand(SUITES[suite])
     groups = group_records(recs)

@@ -1,6 +1,8 @@
 """Run a suite's points, each into ``<out>/<suite>/<point-id>/``, never recomputing a finished one.
 
-A point is *finished* when it has a record whose arguments are the point's: in the records folder
+A point is *finished* when it has a record whose arguments make the point's run (the same arguments, in
+any order, but for the settings that cannot change its results: :data:`~rlhf_zoo.bench.records.NO_EFFECT`,
+:func:`~rlhf_zoo.bench.records.same_run`): in the records folder
 (``<records>/<suite>/<point-id>.json``, committed to the repository, see
 :mod:`rlhf_zoo.bench.records`) or in its run directory (``record.json``). A finished point is never
 run again, whatever code version made its record (the renderer refuses to pool records of different
@@ -11,7 +13,7 @@ folder (*backfilled*) instead of being run. So an interrupted bench resumes wher
 running the same command again, and a suite can be run in pieces (seeds, sweeps, machines) that
 share one records folder. A point directory without a record is an unfinished run: it is deleted and
 redone, except in a *resumable* suite (the language-model ones), where a run that left a checkpoint
-continues from it with ``resume=true``. A record whose arguments differ from the point's (the suite
+continues from it with ``resume=true``. A record whose arguments make another run (the suite
 definition or the extra overrides changed) is stale: the point is redone and its records replaced.
 
 Every record carries the :func:`rlhf_zoo.bench.version.stamp` of the bench that ran it (code
@@ -51,6 +53,7 @@ from rlhf_zoo.bench.records import (
     read_record,
     record_path,
     rounded,
+    same_run,
     settings_of,
     write_json_atomic,
     write_oracle,
@@ -87,14 +90,16 @@ def point_dir(out: Path, point: Point) -> Path:
 def plan(point: Point, d: Path, resumable: bool, stored: dict[str, Any] | None = None) -> str:
     """What to do with a point: ``done`` (a record matches), ``new``, ``resume`` or ``redo``.
 
-    ``stored`` is the point's record in the records folder, if any: it is looked at first."""
-    if stored is not None and list(stored.get("args", [])) == list(point.args):
+    ``stored`` is the point's record in the records folder, if any: it is looked at first. A record matches
+    when its arguments make the same run as the point's (:func:`~rlhf_zoo.bench.records.same_run`: in any
+    order, whatever the settings without effect on the results); a resumed run's must be the point's own."""
+    if stored is not None and same_run(stored.get("args", []), point.args):
         return "done"
     if not d.exists():
         return "new"
     rec = read_record(d)
     if rec is not None:
-        return "done" if list(rec.get("args", [])) == list(point.args) else "redo"
+        return "done" if same_run(rec.get("args", []), point.args) else "redo"
     started = read_json(d / STARTED)
     same = isinstance(started, dict) and started.get("args") == list(point.args)
     if resumable and same and checkpoint_to_resume(d):
@@ -421,10 +426,10 @@ def run_suite(
         action = plan(p, d, suite.resumable, stored)
         if action == "done":
             report.skipped.append(p.id)
-            done = stored if stored is not None and list(stored.get("args", [])) == list(p.args) else read_record(d)
+            done = stored if stored is not None and same_run(stored.get("args", []), p.args) else read_record(d)
             if done is not None and _memberships_changed(done, p):  # the sweeps that read it changed, not its run
                 members = [dict(m) for m in p.memberships]
-                if (run := read_record(d)) is not None and list(run.get("args", [])) == list(p.args):
+                if (run := read_record(d)) is not None and same_run(run.get("args", []), p.args):
                     write_json_atomic(d / RECORD, {**run, "memberships": members})
                 from_records = done is stored
                 done = {**done, "memberships": members}

@@ -21,12 +21,15 @@ Whether the suite is *exact* (the oracle's frontier on its page) follows from it
 rendered as the built-in ones are (:func:`~rlhf_zoo.bench.render.render_suite`); a paper claim
 whose sweeps the suite lacks is "not run". A sweep that reuses a built-in sweep's tag must keep its
 algorithm and knob, since the claims read it as that sweep. Every problem with the file (unknown
-keys, wrong types, missing values, an unknown algorithm or task) is one error line naming the file.
+keys, a key written twice, wrong types, missing values, an unknown algorithm or task) is one error line naming the file.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import re
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,7 +39,8 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from rlhf_zoo.bench.suites import SUITES, SWEEPS, Suite, Sweep, expand, format_value
-from rlhf_zoo.errors import UserError, one_line
+from rlhf_zoo.errors import UserError
+from rlhf_zoo.io import yaml_error, yaml_problem
 
 
 @dataclass
@@ -100,11 +104,15 @@ def load_suite_file(path: str) -> Suite:
     if not p.is_file():
         raise UserError(f"{where}: no such file")
     try:
+        problem = yaml_problem(p.read_text())
+        if problem:
+            raise UserError(f"{where}: {problem}")
         data = OmegaConf.load(p)
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
-        raise UserError(f"{where}: cannot read it: {one_line(e)}") from None
+        raise UserError(f"{where}: cannot read it: {yaml_error(e)}") from None
     if not isinstance(data, DictConfig):
         raise UserError(f"{where} must hold a mapping of a suite's fields (sweeps:, seeds:, ...)")
+    check_shapes(OmegaConf.to_container(data), SuiteSpec, where)
     try:
         spec = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(SuiteSpec), data))
     except (OmegaConfBaseException, ValueError) as e:
@@ -115,6 +123,7 @@ def load_suite_file(path: str) -> Suite:
         raise UserError(f"{where}: name must be letters, digits, '_', '.' or '-' (it names a folder): {name!r}")
     if name in SUITES:
         raise UserError(f"{where}: {name!r} is a built-in suite's name; choose another")
+    _check_counts(spec, where)
     for algo, settings in spec.algo_args.items():
         if not isinstance(settings, dict):
             raise UserError(f"{where}: algo_args.{algo} must be a mapping of keys to values")
@@ -141,9 +150,46 @@ def load_suite_file(path: str) -> Suite:
     for algo in spec.algo_args:
         if algo not in {s.algo for s in sweeps}:
             raise UserError(f"{where}: algo_args names {algo!r}, which no sweep runs")
-    if not suite.seeds or suite.jobs < 1 or suite.bon_pool < 0:
-        raise UserError(f"{where}: needs at least one seed, jobs >= 1 and bon_pool >= 0")
     return suite
+
+
+def _check_counts(spec: SuiteSpec, where: str) -> None:
+    """The suite's seeds (at least one, each once), jobs, pool size and KL budgets; one line per problem."""
+    if not spec.seeds:
+        raise UserError(f"{where}: seeds must list at least one seed")
+    twice = next((s for i, s in enumerate(spec.seeds) if s in spec.seeds[:i]), None)
+    if twice is not None:
+        raise UserError(f"{where}: seeds lists seed {twice} twice")
+    if spec.jobs < 1:
+        raise UserError(f"{where}: jobs must be >= 1, got {spec.jobs}")
+    if spec.bon_pool < 0:
+        raise UserError(f"{where}: bon_pool must be >= 0 (0: no pool), got {spec.bon_pool}")
+    bad = next((k for k in spec.kl_budgets if not (k > 0 and math.isfinite(k))), None)
+    if bad is not None:
+        raise UserError(f"{where}: kl_budgets must be > 0, got {float(bad)}")
+
+
+def check_shapes(node: dict[Any, Any], spec: type, where: str, prefix: str = "") -> None:
+    """A list where ``spec`` wants a mapping or the reverse (OmegaConf's merge raises a bare TypeError for
+    it), or a list or mapping among a list's single values (which it lets through), as one line naming the
+    key; the other type errors are left to the merge, which names the key too."""
+    hints = typing.get_type_hints(spec)
+    for key, value in node.items():
+        if key not in hints or value is None:  # an unknown key, a null: the merge says what is wrong
+            continue
+        name, origin = f"{prefix}{key}", typing.get_origin(hints[key])
+        if origin is dict and not isinstance(value, dict):
+            raise UserError(f"{where}: {name} must be a mapping of keys to values, got {value!r}")
+        if origin is not list:
+            continue
+        if not isinstance(value, list):
+            raise UserError(f"{where}: {name} must be a list, got {value!r}")
+        (item,) = typing.get_args(hints[key])
+        for i, v in enumerate(value):
+            if dataclasses.is_dataclass(item) and isinstance(v, dict):
+                check_shapes(v, item, where, f"{name}[{i}].")
+            elif item in (int, float, str, bool) and isinstance(v, (list, dict)):
+                raise UserError(f"{where}: {name}[{i}] must be a single value, got {v!r}")
 
 
 def validate_suite_file(suite: Suite, path: str, **expand_args: Any) -> None:

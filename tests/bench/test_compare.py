@@ -95,3 +95,25 @@ def test_runs_of_several_tasks_are_named_by_their_task_not_by_every_key_one_task
     exact = [record("task=exact", "algo.beta=0.1"), record("task=exact", "algo.beta=0.5")]
     label_runs(exact)
     assert [r["label"] for r in exact] == ["bond algo.beta=0.1", "bond algo.beta=0.5"]
+
+
+def test_the_seeds_column_counts_the_distinct_seeds():
+    """The Markdown table's ``seeds`` column listed the seeds (``0,1,5``) while the CSV's counted the runs:
+    both count the distinct seeds pooled in the row."""
+    from rlhf_zoo.compare import table
+
+    def record(seed, run_dir):
+        return {"label": "bond", "seed": seed, "run_dir": run_dir, "summary": {"steps": 6, "reward/proxy": 1.0}}
+
+    headers, md, rows = table([record(0, "a"), record(1, "b"), record(5, "c")])
+    assert headers[1] == "seeds" and md[0][1] == "3" and rows[0][1] == 3
+
+
+def test_a_run_whose_config_yaml_does_not_parse_is_one_line(tmp_path, capsys):
+    run = tmp_path / "r"
+    run.mkdir()
+    (run / "summary.json").write_text("{}")
+    (run / "config.yaml").write_text("seed: 0\ntrain: {steps: 1\nalgo: x\n")
+    assert main(["compare", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert "YAML syntax error at line 3" in err and str(run) in err and len(err.strip().splitlines()) == 1, err

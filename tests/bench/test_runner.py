@@ -199,3 +199,33 @@ def test_bench_command_line(tmp_path, capsys):
     assert main(["bench", f"out={out}"]) == 2
     assert main(["bench", "suite=exact", f"out={out}", "only=best_of_n", "algo.nonsense=1"]) == 2
     assert "error" in capsys.readouterr().err
+
+
+def test_a_rerun_that_differs_only_in_settings_without_effect_redoes_nothing(tiny_exact_suite, tmp_path, monkeypatch):
+    """Adding ``train.checkpoint_every=7`` to a bench (or reordering a suite's arguments, or dropping
+    ``train.progress=false``) changed every point's arguments, so every finished point was redone, and the
+    page counted none of them among the planned points: none of these can change a run's numbers."""
+    from rlhf_zoo.bench.records import NO_EFFECT, same_run
+    from rlhf_zoo.bench.render import planned_count
+
+    assert {"train.progress", "train.log_with", "train.checkpoint_every", "train.checkpoint_minutes"} <= set(NO_EFFECT)
+    assert same_run(["a=1", "b=2", "train.progress=false"], ["b=2", "a=1", "train.log_with=none"])
+    assert not same_run(["a=1", "b=2"], ["a=1", "b=3"]) and not same_run(["a=1", "a=2"], ["a=2", "a=1"])
+
+    records = tmp_path / "records"
+    first = run_suite(tiny_exact_suite, tmp_path, progress=False, seeds=[0], records=records)
+    assert len(first.ran) == 3
+    task_args = tuple(a for a in reversed(tiny_exact_suite.task_args) if not a.startswith("train.progress="))
+    reordered = dataclasses.replace(tiny_exact_suite, task_args=task_args)
+    extra = ["train.checkpoint_every=7", "train.checkpoint_minutes=0", "train.log_with=none"]
+    calls = []
+    monkeypatch.setattr(runner, "run_point", lambda *a, **k: calls.append(a))
+    for folder in (records, None):  # the records folder's record, or only the run directory's
+        again = run_suite(reordered, tmp_path, progress=False, seeds=[0], extra=extra, records=folder)
+        assert calls == [] and again.ran == [] and again.redone == [] and len(again.skipped) == 3
+    planned = expand(reordered, seeds=[0], extra=extra)
+    raw = [read_record(point_dir(tmp_path, p)) for p in expand(tiny_exact_suite, seeds=[0])]
+    assert planned_count(raw, planned) == "3 of the 3 planned points have records"
+    # a setting that does change the numbers still redoes them
+    changed = run_suite(reordered, tmp_path, progress=False, seeds=[0], extra=["train.lr=0.5"], records=records)
+    assert len(changed.redone) == 3

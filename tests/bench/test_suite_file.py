@@ -105,3 +105,84 @@ def test_a_bad_override_on_the_command_line_is_not_blamed_on_the_suite_file(cli,
     path.write_text("sweeps:\n  - {tag: r, algo: reinforce, knob: algo.bogus, values: [0.1]}\n")
     code, _, err = cli("bench", f"suite={path}", "train.steps=3", f"out={tmp_path}/runs", "progress=false")
     assert code == 2 and "bogus" in err and f"suite file {path}" in err, err
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("task_args: [task, exact]\n" + SWEEP, "task_args must be a mapping"),
+        ("algo_args: [1]\n" + SWEEP, "algo_args must be a mapping"),
+        ("kl_budgets: {a: 1}\n" + SWEEP, "kl_budgets must be a list"),
+        ("seeds: [[0]]\n" + SWEEP, "seeds[0] must be a single value"),
+        ("sweeps: {a: 1}\n", "sweeps must be a list"),
+        ("sweeps:\n  - {tag: r, algo: reinforce, knob: algo.beta, values: [0.1], fixed: [1, 2]}\n",
+         "sweeps[0].fixed must be a mapping"),
+        ("sweeps:\n  - {tag: r, algo: reinforce, knob: algo.beta, values: {a: 1}}\n",
+         "sweeps[0].values must be a list"),
+    ],
+)  # fmt: skip
+def test_a_suite_file_value_of_the_wrong_kind_is_one_line_naming_its_key(cli, tmp_path, text, needle):
+    """A list where the suite wants a mapping (or the reverse) ended in OmegaConf's traceback "TypeError:
+    Cannot merge incompatible container types", naming neither the file nor the key; a list inside the list of
+    seeds was taken as a seed."""
+    path = tmp_path / "my.yaml"
+    path.write_text(text)
+    code, out, err = cli("bench", f"suite={path}", f"out={tmp_path}/runs", "progress=false")
+    assert code == 2 and needle in err and f"suite file {path}" in err, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err and not out, err
+
+
+def test_a_key_twice_in_a_suite_file_is_one_line_naming_it_and_its_line(cli, tmp_path):
+    """It said "cannot read it: ConstructorError: while constructing a mapping", naming neither key nor line."""
+    path = tmp_path / "my.yaml"
+    path.write_text("seeds: [0]\n" + SWEEP + "seeds: [1]\n")
+    code, out, err = cli("bench", f"suite={path}", f"out={tmp_path}/runs", "progress=false")
+    assert code == 2 and f"suite file {path}" in err and "key 'seeds' appears twice (line 4; first at line 1)" in err
+    assert len(err.strip().splitlines()) == 1 and not out, err
+
+
+def test_a_yaml_syntax_error_in_a_suite_file_says_what_and_where(cli, tmp_path):
+    path = tmp_path / "my.yaml"
+    path.write_text("seeds: [0\n" + SWEEP)
+    code, out, err = cli("bench", f"suite={path}", f"out={tmp_path}/runs", "progress=false")
+    needle = "YAML syntax error at line 2, column 7: expected ',' or ']', but got ':' (while parsing a flow sequence"
+    assert code == 2 and f"suite file {path}" in err and needle in err, err
+    assert len(err.strip().splitlines()) == 1 and not out, err
+
+
+def test_render_only_without_records_repeats_the_command_that_makes_them(cli, tmp_path):
+    """It said "run `rlhf-zoo bench suite=my` first": the suite's name, not its file, and without the out= and
+    seeds= the records were asked under, so the command it gave made other records (or none: no suite 'my')."""
+    path = tmp_path / "my.yaml"
+    path.write_text(SWEEP)
+    code, out, err = cli(
+        "bench", f"suite={path}", "render_only=true", f"out={tmp_path}/runs", "seeds=3", "progress=false"
+    )
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"run `rlhf-zoo bench suite={path} out={tmp_path}/runs seeds=3 progress=false` first" in err, err
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("jobs: 0\n" + SWEEP, "jobs must be >= 1, got 0"),
+        ("bon_pool: -1\n" + SWEEP, "bon_pool must be >= 0 (0: no pool), got -1"),
+        ("seeds: []\n" + SWEEP, "seeds must list at least one seed"),
+        ("seeds: [0, 1, 0]\n" + SWEEP, "seeds lists seed 0 twice"),
+        ("kl_budgets: [0.5, 0]\n" + SWEEP, "kl_budgets must be > 0, got 0.0"),
+        ("kl_budgets: [-1]\n" + SWEEP, "kl_budgets must be > 0, got -1.0"),
+    ],
+)
+def test_a_bad_count_in_a_suite_file_is_one_line_naming_its_key(cli, tmp_path, text, needle):
+    """jobs: 0 and bon_pool: -1 said "needs at least one seed, jobs >= 1 and bon_pool >= 0" (which one?), a seed
+    listed twice was refused later without the file's name, and a KL budget <= 0 was taken."""
+    path = tmp_path / "my.yaml"
+    path.write_text(text)
+    code, out, err = cli("bench", f"suite={path}", f"out={tmp_path}/runs", "render_only=true")
+    assert code == 2 and f"suite file {path}: {needle}" in err, err
+    assert len(err.strip().splitlines()) == 1 and not out, err
+
+
+def test_jobs_0_on_the_command_line_is_refused_even_with_render_only(cli, tmp_path):
+    code, out, err = cli("bench", "suite=exact", "jobs=0", "render_only=true", f"out={tmp_path}/runs")
+    assert code == 2 and "bench: jobs must be >= 1, got 0" in err and len(err.strip().splitlines()) == 1, err

@@ -238,3 +238,16 @@ def test_out_on_a_single_run_says_it_names_a_sweep_folder(cli, tmp_path):
     code, out, err = cli("train", *FAST, "algo=bond", f"out={tmp_path}/x")
     assert code == 2 and "run_dir=" in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "x").exists()
+
+
+def test_the_order_of_the_swept_keys_does_not_change_the_points():
+    """``algo.beta=0.1,0.5 algo.n=2,4`` and ``algo.n=2,4 algo.beta=0.1,0.5`` are one grid: the last key written
+    was the knob, so the two orders gave the points other ids (and a rerun in the other order redid them all in
+    the same folder). The swept keys are sorted: the knob is the alphabetically last."""
+    from rlhf_zoo.bench.suites import expand
+
+    a = plan_sweep(["algo=bond", *FAST, "algo.beta=0.1,0.5", "algo.n=2,4", "out=sw"])
+    b = plan_sweep(["algo=bond", *FAST, "algo.n=2,4", "algo.beta=0.1,0.5", "out=sw"])
+    pa, pb = expand(a.suite), expand(b.suite)
+    assert [p.id for p in pa] == [p.id for p in pb] and [p.args for p in pa] == [p.args for p in pb]
+    assert {s.knob for s in a.suite.sweeps} == {"algo.n"} and pa[0].id == "bond_beta0_1-n2-s0"

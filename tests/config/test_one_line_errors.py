@@ -44,3 +44,51 @@ def test_a_prompt_file_that_does_not_parse_says_why(tmp_path, capsys):
     assert code == 2, err
     line = next(x for x in err.splitlines() if x.startswith("rlhf-zoo: error:"))
     assert "broken.jsonl" in line and "JSON parse error" in line, err
+
+
+@pytest.mark.parametrize(
+    ("arg", "needle"),
+    [
+        ("steps=10", "unknown key 'steps'; did you mean train.steps?"),
+        ("beta=0.5", "unknown key 'beta'; did you mean algo.beta?"),
+        ("lr=1e-3", "unknown key 'lr'; did you mean train.lr?"),
+        ("trian.steps=3", "unknown key 'trian.steps'; did you mean train.steps?"),
+        ("nothing_like_it=1", "unknown key 'nothing_like_it'; the top-level keys are"),
+    ],
+)
+def test_an_unknown_top_level_key_suggests_the_dotted_key(tmp_path, capsys, arg, needle):
+    """``steps=10`` said only "Key 'steps' is not in struct"; the key the user meant is train.steps."""
+    code = cli.main(["train", "algo=bond", "task=exact", arg, f"run_dir={tmp_path}/r"])
+    assert needle in _one_line(capsys, code)
+
+
+def test_an_unknown_top_level_key_in_an_experiment_file_names_the_file(tmp_path, capsys):
+    path = tmp_path / "exp.yaml"
+    path.write_text("task: exact\nsteps: 10\n")
+    code = cli.main(["train", "algo=bond", f"config={path}", f"run_dir={tmp_path}/r"])
+    err = _one_line(capsys, code)
+    assert f"config={path}" in err and "unknown key 'steps'; did you mean train.steps?" in err, err
+
+
+@pytest.mark.parametrize("arg", ["model.name=tiny", "model.lora_r=4", "model=tiny"])
+def test_a_model_setting_on_a_task_without_a_model_is_refused(tmp_path, capsys, arg):
+    """``model.*`` on the testbed said "Key 'model' is not in struct", as if model were no key at all."""
+    code = cli.main(["train", "algo=bond", "task=exact", arg, f"run_dir={tmp_path}/r"])
+    err = _one_line(capsys, code)
+    assert "task exact has no language model" in err and arg.split("=")[0] in err, err
+
+
+@pytest.mark.parametrize(
+    ("args", "shown"),
+    [
+        (["compare", "no\nsuch"], "compare: no\\nsuch is not a run directory"),
+        (["train", "algo=bond", "task=exact", "train.stepz\x1b[31m=3"], "stepz\\x1b"),
+        (["bench", "suite=exact", "render_only=true", "docs=d\rX"], "d\\rX"),
+    ],
+)
+def test_control_characters_of_a_user_value_are_escaped_in_the_error_line(tmp_path, capsys, monkeypatch, args, shown):
+    """A newline in a user's value split the error line in two, and an escape character reached the terminal."""
+    monkeypatch.chdir(tmp_path)
+    code = cli.main(args)
+    err = _one_line(capsys, code)
+    assert shown in err and "\x1b" not in err and "\r" not in err, repr(err)
