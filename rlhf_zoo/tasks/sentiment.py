@@ -26,9 +26,9 @@ skipped): the six-word cut belongs to the packaged prompts only (``prompt_words`
 ``hutto`` and whole texts for a user's source; ``prompt_words=0`` whole texts everywhere; N > 0 the
 first N words everywhere, duplicates then dropped). ``task.eval_prompts`` names a separate evaluation
 source (used whole, no split); without it a user's source is split into train and held-out
-evaluation prompts by a hash of each text (``eval_fraction``). Prompts that do not fit the model
-(more than ``model.max_prompt_tokens`` tokens, or a ``max_prompt_tokens + max_new_tokens`` beyond the
-model's context) are an error naming the limit, raised before any weights load.
+evaluation prompts by a hash of each text (``eval_fraction``, refused where nothing is split). Prompts
+that do not fit the model (more than ``model.max_prompt_tokens`` tokens, or a ``max_prompt_tokens +
+max_new_tokens`` beyond the model's context) are an error naming the limit, raised before any weights load.
 """
 
 from __future__ import annotations
@@ -59,7 +59,8 @@ class SentimentTaskConfig:
     prompt_words: null: the first 6 words of the packaged prompts, whole texts of a user's source;
         0: whole texts; N > 0: the first N words of every text (duplicates then dropped).
     eval_fraction: share of a user's ``prompts`` held out for evaluation (hashed by text) when no
-        ``eval_prompts`` source is given.
+        ``eval_prompts`` source is given; another value than the default is refused with ``eval_prompts``
+        or the packaged prompts, where nothing is split.
     max_train_prompts: keep only the first N training prompts (0 = all).
     proxy: the optimised reward: ``vader``, ``minilm_sentiment``, ``hf:<model id or path>`` or a
         Python function ``py:<file.py or module>:<function>`` (rlhf_zoo/rewards/python.py).
@@ -100,6 +101,13 @@ def check_sentiment_task(cfg: SentimentTaskConfig) -> None:
         raise ValueError(f"eval_fraction must lie in (0, 1), got {cfg.eval_fraction}")
     if cfg.max_train_prompts < 0:
         raise ValueError("max_train_prompts must be >= 0 (0: all)")
+    if _changed(cfg, "eval_fraction") and (cfg.eval_prompts is not None or cfg.prompts == HUTTO):
+        why = (
+            f"the evaluation prompts come from task.eval_prompts={cfg.eval_prompts}, not a hash split of task.prompts"
+            if cfg.eval_prompts is not None
+            else "the packaged prompts (task.prompts=hutto) have their own held-out evaluation prompts"
+        )
+        raise UserError(f"task.eval_fraction={cfg.eval_fraction} has no meaning here: {why}; remove it")
     if not DEVICE.fullmatch(cfg.reward_device):
         raise ValueError(f"reward_device={cfg.reward_device!r}: use auto, cpu, cuda or cuda:N")
     if not str(cfg.prompts).strip() or (cfg.eval_prompts is not None and not str(cfg.eval_prompts).strip()):
@@ -117,6 +125,11 @@ def check_sentiment_task(cfg: SentimentTaskConfig) -> None:
             check_reward_spec(str(spec), dict(getattr(cfg, f"{key}_options")))
         except UserError as e:
             raise UserError(f"task.{key}: {e}") from None
+
+
+def _changed(cfg: SentimentTaskConfig, key: str) -> bool:
+    """Whether ``key`` differs from its default (a default value is never refused: a resolved config holds it)."""
+    return getattr(cfg, key) != SentimentTaskConfig.__dataclass_fields__[key].default
 
 
 _BUILDERS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".txt": "text"}
