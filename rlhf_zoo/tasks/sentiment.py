@@ -54,7 +54,8 @@ class SentimentTaskConfig:
         local directory, or a local ``.json``/``.jsonl``/``.csv``/``.txt`` file (used whole, as given).
     eval_prompts: a separate evaluation source (same formats and column; used whole, no hash split),
         or null: held-out prompts come from ``prompts`` (the packaged eval split, or a hash split).
-    prompt_split: the dataset split to read (hub ``datasets`` sources).
+    prompt_split: the split to read of a dataset directory or hub id; another value than the default is
+        refused when no source has splits (files, the packaged prompts).
     prompt_column: the text column (``datasets`` sources; a ``.txt`` file's column is ``text``).
     prompt_words: null: the first 6 words of the packaged prompts, whole texts of a user's source;
         0: whole texts; N > 0: the first N words of every text (duplicates then dropped).
@@ -115,6 +116,15 @@ def check_sentiment_task(cfg: SentimentTaskConfig) -> None:
     check_prompt_source(str(cfg.prompts), "task.prompts")
     if cfg.eval_prompts is not None:
         check_prompt_source(str(cfg.eval_prompts), "task.eval_prompts")
+    sources = {"prompts": str(cfg.prompts), "eval_prompts": cfg.eval_prompts}
+    sources = {key: str(src) for key, src in sources.items() if src is not None}
+    if _changed(cfg, "prompt_split") and not any(_has_splits(src) for src in sources.values()):
+        kinds = {key: "the packaged prompts" if src == HUTTO else "a file" for key, src in sources.items()}
+        what = " and ".join(f"task.{key}={src} is {kinds[key]}" for key, src in sources.items())
+        raise UserError(
+            f"task.prompt_split={cfg.prompt_split} has no meaning here, without splits to choose from ({what}; it "
+            "chooses the split of a dataset directory or hub id): remove it"
+        )
     for key in ("proxy", "gold"):
         spec = getattr(cfg, key)
         if spec is None and key == "gold":
@@ -147,6 +157,11 @@ def check_prompt_source(src: str, what: str) -> None:
             raise UserError(f"{what}={src}: no such file or directory")
         return
     check_hub_dataset(src, what=f"{what}={src}")
+
+
+def _has_splits(src: str) -> bool:
+    """Whether ``src`` is read by split (``prompt_split``): a directory or hub id; not a file nor ``hutto``."""
+    return src != HUTTO and Path(src).suffix.lower() not in _BUILDERS and not Path(src).expanduser().is_file()
 
 
 def prompt_words(cfg: SentimentTaskConfig, source: str) -> int:

@@ -43,3 +43,34 @@ def test_eval_fraction_without_a_hash_split_is_refused(cli, tiny_lm, tmp_path, n
         given.append(f"task.eval_prompts={write_jsonl(tmp_path / 'e.jsonl', PROMPTS[:4])}")
     line = _refused(cli, tmp_path, *tiny_lm, *given, "task.eval_fraction=0.3")
     assert "task.eval_fraction=0.3" in line and ("task.eval_prompts" if given else "packaged") in line
+
+
+# -- task.prompt_split ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("sources", ["file", "packaged", "file and eval file"])
+def test_prompt_split_without_a_dataset_that_has_splits_is_refused(cli, tiny_lm, tmp_path, no_weights, sources):
+    given = {
+        "file": [f"task.prompts={write_jsonl(tmp_path / 'p.jsonl', PROMPTS)}"],
+        "packaged": [],
+        "file and eval file": [
+            f"task.prompts={write_jsonl(tmp_path / 'p.jsonl', PROMPTS)}",
+            f"task.eval_prompts={write_jsonl(tmp_path / 'e.jsonl', PROMPTS[:4])}",
+        ],
+    }[sources]
+    line = _refused(cli, tmp_path, *tiny_lm, *given, "task.prompt_split=test")
+    assert "task.prompt_split=test" in line
+
+
+def test_prompt_split_chooses_the_split_of_a_directory(tmp_path):
+    from rlhf_zoo.config import load_config, validate
+    from rlhf_zoo.tasks.sentiment import SentimentTaskConfig, load_prompts
+
+    folder = tmp_path / "reviews"
+    folder.mkdir()
+    write_jsonl(folder / "train.jsonl", PROMPTS)
+    write_jsonl(folder / "test.jsonl", [f"a test review {i}" for i in range(10)])
+    args = ["algo=bond", "task=sentiment", "task.gold=null", f"run_dir={tmp_path}/run"]
+    validate(load_config([*args, f"task.prompts={folder}", "task.prompt_split=test"]))  # accepted
+    train, evals, _ = load_prompts(SentimentTaskConfig(prompts=str(folder), prompt_split="test", eval_fraction=0.5))
+    assert sorted(train + evals) == sorted(f"a test review {i}" for i in range(10))
