@@ -145,6 +145,28 @@ def _changed(cfg: SentimentTaskConfig, key: str) -> bool:
 _BUILDERS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".txt": "text"}
 
 
+# data files that are not read as prompts: refused by name, there or not, never looked up on the hub
+_OTHER_FORMATS = {
+    *(".tsv", ".tab", ".parquet", ".arrow", ".feather", ".orc", ".avro", ".xlsx", ".xls", ".ods", ".xml"),
+    *(".html", ".htm", ".yaml", ".yml", ".md", ".pkl", ".pickle", ".npy", ".npz", ".pt", ".db", ".sqlite"),
+    *(".gz", ".bz2", ".xz", ".zst", ".zip", ".tar", ".tgz", ".lance"),
+}
+
+
+def check_prompt_format(src: str, what: str) -> None:
+    """A prompt file is ``.json``, ``.jsonl``, ``.csv`` or ``.txt``: another file here, or a name that ends
+    like a data file of another format (``.tsv``, ``.parquet``, ...), is refused in one line (UserError)."""
+    suffix = Path(src).suffix.lower()
+    if suffix in _BUILDERS:
+        return
+    if suffix in _OTHER_FORMATS or Path(src).expanduser().is_file():
+        kind = f"{suffix} files are" if suffix else "a file without a suffix is"
+        raise UserError(
+            f"{what}={src}: {kind} not read as prompts: use a .jsonl, .json, .csv or .txt file "
+            "(or a dataset directory or hub id)"
+        )
+
+
 def check_prompt_source(src: str, what: str) -> None:
     """A prompt source that cannot load fails in one line before any model loads: a file or directory
     that is not there, a hub dataset that is neither cached nor reachable."""
@@ -152,6 +174,7 @@ def check_prompt_source(src: str, what: str) -> None:
 
     if src == HUTTO:
         return
+    check_prompt_format(src, what)
     if Path(src).suffix.lower() in _BUILDERS or is_local_path(src):
         if not Path(src).expanduser().exists():
             raise UserError(f"{what}={src}: no such file or directory")
@@ -195,6 +218,7 @@ def read_texts(src: str, cfg: SentimentTaskConfig, what: str) -> list[Any]:
     except ImportError:
         raise MissingPackageError("datasets", f"{what} from a datasets source") from None
     datasets.disable_progress_bars()  # a prompt file loads in a blink; keep stderr for errors
+    check_prompt_format(src, what)
     suffix = Path(src).suffix.lower()
     builder = _BUILDERS.get(suffix)
     local = builder is not None and Path(src).is_file()

@@ -74,3 +74,25 @@ def test_prompt_split_chooses_the_split_of_a_directory(tmp_path):
     validate(load_config([*args, f"task.prompts={folder}", "task.prompt_split=test"]))  # accepted
     train, evals, _ = load_prompts(SentimentTaskConfig(prompts=str(folder), prompt_split="test", eval_fraction=0.5))
     assert sorted(train + evals) == sorted(f"a test review {i}" for i in range(10))
+
+
+# -- prompt file formats ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("name", "exists"), [("p.tsv", True), ("p.parquet", True), ("p.parquet", False)])
+@pytest.mark.parametrize("key", ["prompts", "eval_prompts"])
+def test_an_unsupported_prompt_file_is_refused_with_the_config(tmp_path, monkeypatch, name, exists, key):
+    import rlhf_zoo.hub as hub
+    from rlhf_zoo.config import load_config, validate
+    from rlhf_zoo.errors import UserError
+
+    monkeypatch.setattr(hub, "check_hub_dataset", lambda *a, **k: pytest.fail("looked up on the hub"))
+    monkeypatch.chdir(tmp_path)
+    if exists:
+        (tmp_path / name).write_text("text\tlabel\na review\t1\n")
+    given = {"prompts": write_jsonl(tmp_path / "p.jsonl", PROMPTS), key: name}
+    args = ["algo=bond", "task=sentiment", "task.gold=null", f"run_dir={tmp_path}/run"]
+    with pytest.raises(UserError) as info:
+        validate(load_config([*args, *(f"task.{k}={v}" for k, v in given.items())]))
+    line = str(info.value)
+    assert f"task.{key}={name}" in line and ".jsonl" in line and "\n" not in line
