@@ -25,6 +25,7 @@ class Task:
         build_policy: makes the policy with its reference (and anchor) roles, given a seed.
         oracle: on the exact testbed, enumerates every completion so that quantities are exact.
         prompt_source: where the prompts come from, in words (the run's log line and ``meta.json``).
+        rows_skipped: rows of a user's prompt sources that hold no text, skipped (``meta.json``).
     """
 
     name: str
@@ -35,11 +36,13 @@ class Task:
     build_policy: Callable[[int], Policy]
     oracle: ExactOracle | None = None
     prompt_source: str = ""
+    rows_skipped: int = 0
 
 
 def prompt_report(task: Task, eval_prompts: int) -> tuple[dict[str, Any], str]:
     """How many prompts a run trains and evaluates on, as a record for ``meta.json`` (``train``, ``eval``:
-    used per evaluation, ``eval_held_out``: all held-out prompts, ``source``) and one line for stderr.
+    used per evaluation, ``eval_held_out``: all held-out prompts, ``source``, ``rows_skipped``: rows of a
+    user's prompt sources without text) and one line for stderr (the source says which rows were skipped).
 
     An evaluation uses the first ``eval_prompts`` (``train.eval_prompts``) held-out prompts; when fewer
     exist it uses them all and the line is a warning, never a silent shrink. On a task with an exact oracle
@@ -48,6 +51,7 @@ def prompt_report(task: Task, eval_prompts: int) -> tuple[dict[str, Any], str]:
     held_out = len(task.eval_prompts)
     used = held_out if task.oracle is not None else min(held_out, eval_prompts)
     record = {"train": len(task.train_prompts), "eval": used, "eval_held_out": held_out, "source": task.prompt_source}
+    record["rows_skipped"] = task.rows_skipped
     if task.oracle is not None:
         return record, ""
     source = f" ({task.prompt_source})" if task.prompt_source else ""

@@ -21,10 +21,11 @@ continuing it.
 
 Your own prompts: ``task.prompts`` may name any ``datasets`` source instead of the packaged snippets
 (a local ``.json``/``.jsonl``/``.csv``/``.txt`` file, a local directory, or a hub id for users with a
-network). Its ``prompt_column`` texts are used **whole, as given** (duplicates included; empty texts
-skipped): the six-word cut belongs to the packaged prompts only (``prompt_words`` unset means 6 for
-``hutto`` and whole texts for a user's source; ``prompt_words=0`` whole texts everywhere; N > 0 the
-first N words everywhere, duplicates then dropped). ``task.eval_prompts`` names a separate evaluation
+network). Its ``prompt_column`` texts are used **whole, as given** (duplicates included; rows without
+text skipped, and counted on the run's prompts line and in ``meta.json``): the six-word cut belongs to
+the packaged prompts only (``prompt_words`` unset means 6 for ``hutto`` and whole texts for a user's
+source; ``prompt_words=0`` whole texts everywhere; N > 0 the first N words everywhere, duplicates then
+dropped). ``task.eval_prompts`` names a separate evaluation
 source (used whole, no split); without it a user's source is split into train and held-out
 evaluation prompts by a hash of each text (``eval_fraction``, refused where nothing is split). Prompts
 that do not fit the model (more than ``model.max_prompt_tokens`` tokens, or a ``max_prompt_tokens +
@@ -252,40 +253,64 @@ def read_texts(src: str, cfg: SentimentTaskConfig, what: str) -> list[Any]:
     return texts
 
 
-def load_dataset_prompts(cfg: SentimentTaskConfig) -> tuple[list[str], list[str]]:
+def hash_split(prompts: list[str], fraction: float) -> tuple[list[str], list[str]]:
     """Train and eval prompts of a user's source, split by a hash of each prompt (the same text always
     lands on the same side)."""
-    prompts = as_prompts(read_texts(cfg.prompts, cfg, "task.prompts"), prompt_words(cfg, cfg.prompts))
     train, evals = [], []
     for p in prompts:
-        (evals if _hash_unit(p) < cfg.eval_fraction else train).append(p)
+        (evals if _hash_unit(p) < fraction else train).append(p)
     return train, evals
 
 
-def load_prompts(cfg: SentimentTaskConfig) -> tuple[list[str], list[str], str]:
-    """(train prompts, held-out eval prompts, where they came from in words)."""
+@dataclass
+class PromptSets:
+    """What :func:`load_prompt_sets` read: ``rows_skipped`` counts the rows of a user's sources without text."""
+
+    train: list[str]
+    evals: list[str]
+    source: str
+    rows_skipped: int = 0
+
+
+def load_prompt_sets(cfg: SentimentTaskConfig) -> PromptSets:
+    """Train prompts, held-out eval prompts, where they came from in words (with the rows of a user's source
+    that hold no text, counted: ``p.jsonl (2 of 6 rows skipped: no text)``) and that count."""
+    skipped = 0
+
+    def read(src: str, what: str, words: int) -> tuple[list[str], str]:
+        nonlocal skipped
+        texts = read_texts(src, cfg, what)
+        blank = sum(1 for t in texts if t is None or not str(t).strip())
+        skipped += blank
+        note = f" ({blank} of {len(texts)} rows skipped: no text)" if blank else ""
+        return as_prompts(texts, words), f"{src}{note}" + (f", first {words} words" if words else "")
+
     words = prompt_words(cfg, cfg.prompts)
-    cut = f", first {words} words" if words else ""
     if cfg.prompts == HUTTO:
         from rlhf_zoo.data.hutto import prompt_texts
 
         train = prompt_texts("train", n_words=words or None)
         evals = [] if cfg.eval_prompts else prompt_texts("eval", n_words=words or None)
-        source = f"the packaged movie-review snippets{cut}"
+        source = "the packaged movie-review snippets" + (f", first {words} words" if words else "")
     elif cfg.eval_prompts:
-        train = as_prompts(read_texts(cfg.prompts, cfg, "task.prompts"), words)
-        source = f"{cfg.prompts}{cut}"
+        train, source = read(cfg.prompts, "task.prompts", words)
     else:
-        train, evals = load_dataset_prompts(cfg)
-        source = f"{cfg.prompts}{cut}, split by a hash of the text with task.eval_fraction={cfg.eval_fraction}"
+        prompts, source = read(cfg.prompts, "task.prompts", words)
+        train, evals = hash_split(prompts, cfg.eval_fraction)
+        source += f", split by a hash of the text with task.eval_fraction={cfg.eval_fraction}"
     if cfg.eval_prompts:
-        eval_words = prompt_words(cfg, cfg.eval_prompts)
-        evals = as_prompts(read_texts(cfg.eval_prompts, cfg, "task.eval_prompts"), eval_words)
-        source += f"; evaluation: {cfg.eval_prompts}" + (f", first {eval_words} words" if eval_words else "")
+        evals, where = read(cfg.eval_prompts, "task.eval_prompts", prompt_words(cfg, cfg.eval_prompts))
+        source += f"; evaluation: {where}"
     if cfg.max_train_prompts > 0 and len(train) > cfg.max_train_prompts:
         train = train[: cfg.max_train_prompts]
         source += f"; the first {cfg.max_train_prompts} for training (task.max_train_prompts)"
-    return train, evals, source
+    return PromptSets(train, evals, source, skipped)
+
+
+def load_prompts(cfg: SentimentTaskConfig) -> tuple[list[str], list[str], str]:
+    """(train prompts, held-out eval prompts, where they came from in words): :func:`load_prompt_sets`."""
+    sets = load_prompt_sets(cfg)
+    return sets.train, sets.evals, sets.source
 
 
 def check_prompts_fit(prompts: list[str], model_cfg: Any, tokenizer: Any, context: int | None) -> None:
@@ -338,7 +363,8 @@ def build_sentiment_task(cfg: SentimentTaskConfig, model_cfg: Any, device: str =
     reward_device = device if cfg.reward_device == "auto" else cfg.reward_device
     if cfg.reward_device != "auto":
         resolve_device(cfg.reward_device, key="task.reward_device")  # a one-line error before anything loads
-    train, evals, source = load_prompts(cfg)
+    sets = load_prompt_sets(cfg)
+    train, evals = sets.train, sets.evals
     if not train:
         raise UserError(f"the prompt set {cfg.prompts!r} gives no training prompts")
     if not evals:
@@ -369,7 +395,8 @@ def build_sentiment_task(cfg: SentimentTaskConfig, model_cfg: Any, device: str =
         proxy=proxy,
         gold=gold,
         build_policy=build_policy,
-        prompt_source=source,
+        prompt_source=sets.source,
+        rows_skipped=sets.rows_skipped,
     )
 
 
