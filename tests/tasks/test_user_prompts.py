@@ -123,3 +123,18 @@ def test_rows_without_text_are_counted_in_the_line_and_meta(cli, tiny_lm, tmp_pa
                        str(tmp_path / "run2"))  # fmt: skip
     assert code == 0, err
     assert json.loads((tmp_path / "run2" / "meta.json").read_text())["prompts"]["rows_skipped"] == 2
+
+
+def test_evaluation_prompts_that_are_also_training_prompts_are_a_warning(cli, tiny_lm, tmp_path):
+    prompts = write_jsonl(tmp_path / "p.jsonl", TEXTS)
+    evals = write_jsonl(tmp_path / "e.jsonl", ["The acting was", TEXTS[5], "a prompt of its own"])
+    code, _, err = cli("train", "algo=reinforce", *tiny_lm, f"task.prompts={prompts}", f"task.eval_prompts={evals}")
+    assert code == 0, err
+    warning = [x for x in err.splitlines() if "also training prompts" in x]
+    assert len(warning) == 1 and "warning" in warning[0] and "2 of the 3 held-out" in warning[0], err
+    assert _meta(tmp_path)["prompts"]["eval_in_train"] == 2
+    # apart (a hash split never overlaps): no warning, and the count is 0
+    split = [f"task.prompts={prompts}", "task.eval_fraction=0.5", f"run_dir={tmp_path}/run2"]
+    code, _, err = cli("train", "algo=reinforce", *tiny_lm, *split)
+    assert code == 0 and "also training prompts" not in err, err
+    assert json.loads((tmp_path / "run2" / "meta.json").read_text())["prompts"]["eval_in_train"] == 0
