@@ -54,7 +54,8 @@ class SentimentTaskConfig:
     prompts: ``hutto`` (the packaged movie-review snippets) or a ``datasets`` source: a hub id, a
         local directory, or a local ``.json``/``.jsonl``/``.csv``/``.txt`` file (used whole, as given).
     eval_prompts: a separate evaluation source (same formats and column; used whole, no hash split),
-        or null: held-out prompts come from ``prompts`` (the packaged eval split, or a hash split).
+        ``hutto`` (the packaged held-out snippets, e.g. beside a user's ``prompts``), or null: held-out
+        prompts come from ``prompts`` (the packaged eval split, or a hash split).
     prompt_split: the split to read of a dataset directory or hub id; another value than the default is
         refused when no source has splits (files, the packaged prompts).
     prompt_column: the text column (``datasets`` sources; a ``.txt`` file's column is ``text``).
@@ -298,7 +299,14 @@ def load_prompt_sets(cfg: SentimentTaskConfig) -> PromptSets:
         prompts, source = read(cfg.prompts, "task.prompts", words)
         train, evals = hash_split(prompts, cfg.eval_fraction)
         source += f", split by a hash of the text with task.eval_fraction={cfg.eval_fraction}"
-    if cfg.eval_prompts:
+    if cfg.eval_prompts == HUTTO:  # the packaged held-out snippets beside a user's training prompts
+        from rlhf_zoo.data.hutto import prompt_texts
+
+        eval_words = prompt_words(cfg, HUTTO)
+        evals = prompt_texts("eval", n_words=eval_words or None)
+        source += "; evaluation: the packaged held-out movie-review snippets"
+        source += f", first {eval_words} words" if eval_words else ""
+    elif cfg.eval_prompts:
         evals, where = read(cfg.eval_prompts, "task.eval_prompts", prompt_words(cfg, cfg.eval_prompts))
         source += f"; evaluation: {where}"
     if cfg.max_train_prompts > 0 and len(train) > cfg.max_train_prompts:

@@ -96,3 +96,23 @@ def test_an_unsupported_prompt_file_is_refused_with_the_config(tmp_path, monkeyp
         validate(load_config([*args, *(f"task.{k}={v}" for k, v in given.items())]))
     line = str(info.value)
     assert f"task.{key}={name}" in line and ".jsonl" in line and "\n" not in line
+
+
+# -- the packaged prompts as the evaluation set -----------------------------------------------------------
+
+
+def test_packaged_evaluation_prompts_beside_a_prompt_file(tmp_path, monkeypatch):
+    import rlhf_zoo.data.hutto as hutto
+    from rlhf_zoo.tasks.sentiment import SentimentTaskConfig, load_prompts
+
+    asked = []
+
+    def packaged(split, n_words=None, **kw):
+        asked.append((split, n_words))
+        return [f"packaged {split} snippet {i}" for i in range(5)]
+
+    monkeypatch.setattr(hutto, "prompt_texts", packaged)
+    path = write_jsonl(tmp_path / "p.jsonl", PROMPTS)
+    train, evals, source = load_prompts(SentimentTaskConfig(prompts=str(path), eval_prompts="hutto"))
+    assert sorted(train) == sorted(PROMPTS) and asked == [("eval", 6)]
+    assert evals == [f"packaged eval snippet {i}" for i in range(5)] and "packaged" in source
