@@ -58,7 +58,8 @@ class SentimentTaskConfig:
         prompts come from ``prompts`` (the packaged eval split, or a hash split).
     prompt_split: the split to read of a dataset directory or hub id; another value than the default is
         refused when no source has splits (files, the packaged prompts).
-    prompt_column: the text column (``datasets`` sources; a ``.txt`` file's column is ``text``).
+    prompt_column: the text column (``datasets`` sources; a ``.txt`` file's column is ``text``); another
+        value than the default is refused when every source is the packaged prompts.
     prompt_words: null: the first 6 words of the packaged prompts, whole texts of a user's source;
         0: whole texts; N > 0: the first N words of every text (duplicates then dropped).
     eval_fraction: share of a user's ``prompts`` held out for evaluation (hashed by text) when no
@@ -118,6 +119,12 @@ def check_sentiment_task(cfg: SentimentTaskConfig) -> None:
     check_prompt_source(str(cfg.prompts), "task.prompts")
     if cfg.eval_prompts is not None:
         check_prompt_source(str(cfg.eval_prompts), "task.eval_prompts")
+    if _changed(cfg, "prompt_column") and cfg.prompts == HUTTO and cfg.eval_prompts in (None, HUTTO):
+        raise UserError(
+            f"task.prompt_column={cfg.prompt_column} has no meaning here: the packaged prompts (task.prompts=hutto) "
+            "have no columns; it names the text column of your own prompts (task.prompts or task.eval_prompts): "
+            "remove it"
+        )
     sources = {"prompts": str(cfg.prompts), "eval_prompts": cfg.eval_prompts}
     sources = {key: str(src) for key, src in sources.items() if src is not None}
     if _changed(cfg, "prompt_split") and not any(_has_splits(src) for src in sources.values()):

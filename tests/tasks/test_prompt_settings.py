@@ -116,3 +116,21 @@ def test_packaged_evaluation_prompts_beside_a_prompt_file(tmp_path, monkeypatch)
     train, evals, source = load_prompts(SentimentTaskConfig(prompts=str(path), eval_prompts="hutto"))
     assert sorted(train) == sorted(PROMPTS) and asked == [("eval", 6)]
     assert evals == [f"packaged eval snippet {i}" for i in range(5)] and "packaged" in source
+
+
+# -- task.prompt_column -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("evals", [None, "hutto"])
+def test_prompt_column_with_only_the_packaged_prompts_is_refused(cli, tiny_lm, tmp_path, no_weights, evals):
+    given = [f"task.eval_prompts={evals}"] if evals else []
+    line = _refused(cli, tmp_path, *tiny_lm, *given, "task.prompt_column=review")
+    assert "task.prompt_column=review" in line and "packaged" in line
+
+
+def test_prompt_column_names_the_column_of_an_evaluation_file_beside_packaged_prompts(tmp_path):
+    from rlhf_zoo.config import load_config, validate
+
+    evals = write_jsonl(tmp_path / "e.jsonl", PROMPTS, column="review")
+    args = ["algo=bond", "task=sentiment", "task.gold=null", f"run_dir={tmp_path}/run"]
+    validate(load_config([*args, f"task.eval_prompts={evals}", "task.prompt_column=review"]))  # accepted
