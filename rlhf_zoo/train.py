@@ -413,8 +413,8 @@ class Trainer:
             if self.needs.anchor:
                 self.policy.update_anchor(1.0)  # π_anchor starts at π (= π_ref)
         self.rt.barrier()  # every process has checked the run directory before anything is written
-        prompts, line = prompt_report(self.task, self.t.eval_prompts)
-        if line:
+        prompts, lines = prompt_report(self.task, self.t.eval_prompts)
+        for line in lines:
             self.say(line)
         if self.rt.is_main:
             self.log.write_config(to_yaml(cfg))

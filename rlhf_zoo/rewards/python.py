@@ -11,7 +11,8 @@ so a wrong length, a NaN or an exception raised inside it stops the run with one
 :func:`load_python_function` is called when the config is validated (before any model loads), so a
 missing file or module, a missing function or one that cannot take two arguments is a one-line
 :class:`~rlhf_zoo.errors.UserError` there. A file is executed once per process (its module is cached by
-path), so validation and the run share one module object.
+path), so validation and the run share one module object. A file may import modules that sit beside it
+(``from helpers import f``), as when it is run with ``python``: its folder is searched.
 """
 
 from __future__ import annotations
@@ -63,11 +64,19 @@ def _load_file(source: str, spec: str) -> ModuleType:
         raise UserError(f"reward {spec!r}: {source} cannot be loaded as Python")
     module = importlib.util.module_from_spec(module_spec)
     sys.modules[mod_name] = module  # dataclasses and pickling look a module up by name
+    # the file imports modules beside it as `python file.py` would: its folder is searched first while it
+    # runs, then last (for imports inside its functions), so it never shadows an installed package later
+    folder = str(path.parent)
+    sys.path.insert(0, folder)
     try:
         module_spec.loader.exec_module(module)
     except Exception as e:  # noqa: BLE001 - any failure of the user's file is one line
         del sys.modules[mod_name]
         raise UserError(f"reward {spec!r}: importing {source} failed: {one_line(e)}") from None
+    finally:
+        sys.path.remove(folder)
+        if folder not in sys.path:
+            sys.path.append(folder)
     _FILES[path] = module
     return module
 

@@ -21,14 +21,15 @@ continuing it.
 
 Your own prompts: ``task.prompts`` may name any ``datasets`` source instead of the packaged snippets
 (a local ``.json``/``.jsonl``/``.csv``/``.txt`` file, a local directory, or a hub id for users with a
-network). Its ``prompt_column`` texts are used **whole, as given** (duplicates included; empty texts
-skipped): the six-word cut belongs to the packaged prompts only (``prompt_words`` unset means 6 for
-``hutto`` and whole texts for a user's source; ``prompt_words=0`` whole texts everywhere; N > 0 the
-first N words everywhere, duplicates then dropped). ``task.eval_prompts`` names a separate evaluation
+network). Its ``prompt_column`` texts are used **whole, as given** (duplicates included; rows without
+text skipped, and counted on the run's prompts line and in ``meta.json``): the six-word cut belongs to
+the packaged prompts only (``prompt_words`` unset means 6 for ``hutto`` and whole texts for a user's
+source; ``prompt_words=0`` whole texts everywhere; N > 0 the first N words everywhere, duplicates then
+dropped). ``task.eval_prompts`` names a separate evaluation
 source (used whole, no split); without it a user's source is split into train and held-out
-evaluation prompts by a hash of each text (``eval_fraction``). Prompts that do not fit the model
-(more than ``model.max_prompt_tokens`` tokens, or a ``max_prompt_tokens + max_new_tokens`` beyond the
-model's context) are an error naming the limit, raised before any weights load.
+evaluation prompts by a hash of each text (``eval_fraction``, refused where nothing is split). Prompts
+that do not fit the model (more than ``model.max_prompt_tokens`` tokens, or a ``max_prompt_tokens +
+max_new_tokens`` beyond the model's context) are an error naming the limit, raised before any weights load.
 """
 
 from __future__ import annotations
@@ -53,13 +54,17 @@ class SentimentTaskConfig:
     prompts: ``hutto`` (the packaged movie-review snippets) or a ``datasets`` source: a hub id, a
         local directory, or a local ``.json``/``.jsonl``/``.csv``/``.txt`` file (used whole, as given).
     eval_prompts: a separate evaluation source (same formats and column; used whole, no hash split),
-        or null: held-out prompts come from ``prompts`` (the packaged eval split, or a hash split).
-    prompt_split: the dataset split to read (hub ``datasets`` sources).
-    prompt_column: the text column (``datasets`` sources; a ``.txt`` file's column is ``text``).
+        ``hutto`` (the packaged held-out snippets, e.g. beside a user's ``prompts``), or null: held-out
+        prompts come from ``prompts`` (the packaged eval split, or a hash split).
+    prompt_split: the split to read of a dataset directory or hub id; another value than the default is
+        refused when no source has splits (files, the packaged prompts).
+    prompt_column: the text column (``datasets`` sources; a ``.txt`` file's column is ``text``); another
+        value than the default is refused when every source is the packaged prompts.
     prompt_words: null: the first 6 words of the packaged prompts, whole texts of a user's source;
         0: whole texts; N > 0: the first N words of every text (duplicates then dropped).
     eval_fraction: share of a user's ``prompts`` held out for evaluation (hashed by text) when no
-        ``eval_prompts`` source is given.
+        ``eval_prompts`` source is given; another value than the default is refused with ``eval_prompts``
+        or the packaged prompts, where nothing is split.
     max_train_prompts: keep only the first N training prompts (0 = all).
     proxy: the optimised reward: ``vader``, ``minilm_sentiment``, ``hf:<model id or path>`` or a
         Python function ``py:<file.py or module>:<function>`` (rlhf_zoo/rewards/python.py).
@@ -100,6 +105,13 @@ def check_sentiment_task(cfg: SentimentTaskConfig) -> None:
         raise ValueError(f"eval_fraction must lie in (0, 1), got {cfg.eval_fraction}")
     if cfg.max_train_prompts < 0:
         raise ValueError("max_train_prompts must be >= 0 (0: all)")
+    if _changed(cfg, "eval_fraction") and (cfg.eval_prompts is not None or cfg.prompts == HUTTO):
+        why = (
+            f"the evaluation prompts come from task.eval_prompts={cfg.eval_prompts}, not a hash split of task.prompts"
+            if cfg.eval_prompts is not None
+            else "the packaged prompts (task.prompts=hutto) have their own held-out evaluation prompts"
+        )
+        raise UserError(f"task.eval_fraction={cfg.eval_fraction} has no meaning here: {why}; remove it")
     if not DEVICE.fullmatch(cfg.reward_device):
         raise ValueError(f"reward_device={cfg.reward_device!r}: use auto, cpu, cuda or cuda:N")
     if not str(cfg.prompts).strip() or (cfg.eval_prompts is not None and not str(cfg.eval_prompts).strip()):
@@ -107,6 +119,21 @@ def check_sentiment_task(cfg: SentimentTaskConfig) -> None:
     check_prompt_source(str(cfg.prompts), "task.prompts")
     if cfg.eval_prompts is not None:
         check_prompt_source(str(cfg.eval_prompts), "task.eval_prompts")
+    if _changed(cfg, "prompt_column") and cfg.prompts == HUTTO and cfg.eval_prompts in (None, HUTTO):
+        raise UserError(
+            f"task.prompt_column={cfg.prompt_column} has no meaning here: the packaged prompts (task.prompts=hutto) "
+            "have no columns; it names the text column of your own prompts (task.prompts or task.eval_prompts): "
+            "remove it"
+        )
+    sources = {"prompts": str(cfg.prompts), "eval_prompts": cfg.eval_prompts}
+    sources = {key: str(src) for key, src in sources.items() if src is not None}
+    if _changed(cfg, "prompt_split") and not any(_has_splits(src) for src in sources.values()):
+        kinds = {key: "the packaged prompts" if src == HUTTO else "a file" for key, src in sources.items()}
+        what = " and ".join(f"task.{key}={src} is {kinds[key]}" for key, src in sources.items())
+        raise UserError(
+            f"task.prompt_split={cfg.prompt_split} has no meaning here, without splits to choose from ({what}; it "
+            "chooses the split of a dataset directory or hub id): remove it"
+        )
     for key in ("proxy", "gold"):
         spec = getattr(cfg, key)
         if spec is None and key == "gold":
@@ -119,7 +146,34 @@ def check_sentiment_task(cfg: SentimentTaskConfig) -> None:
             raise UserError(f"task.{key}: {e}") from None
 
 
+def _changed(cfg: SentimentTaskConfig, key: str) -> bool:
+    """Whether ``key`` differs from its default (a default value is never refused: a resolved config holds it)."""
+    return getattr(cfg, key) != SentimentTaskConfig.__dataclass_fields__[key].default
+
+
 _BUILDERS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".txt": "text"}
+
+
+# data files that are not read as prompts: refused by name, there or not, never looked up on the hub
+_OTHER_FORMATS = {
+    *(".tsv", ".tab", ".parquet", ".arrow", ".feather", ".orc", ".avro", ".xlsx", ".xls", ".ods", ".xml"),
+    *(".html", ".htm", ".yaml", ".yml", ".md", ".pkl", ".pickle", ".npy", ".npz", ".pt", ".db", ".sqlite"),
+    *(".gz", ".bz2", ".xz", ".zst", ".zip", ".tar", ".tgz", ".lance"),
+}
+
+
+def check_prompt_format(src: str, what: str) -> None:
+    """A prompt file is ``.json``, ``.jsonl``, ``.csv`` or ``.txt``: another file here, or a name that ends
+    like a data file of another format (``.tsv``, ``.parquet``, ...), is refused in one line (UserError)."""
+    suffix = Path(src).suffix.lower()
+    if suffix in _BUILDERS:
+        return
+    if suffix in _OTHER_FORMATS or Path(src).expanduser().is_file():
+        kind = f"{suffix} files are" if suffix else "a file without a suffix is"
+        raise UserError(
+            f"{what}={src}: {kind} not read as prompts: use a .jsonl, .json, .csv or .txt file "
+            "(or a dataset directory or hub id)"
+        )
 
 
 def check_prompt_source(src: str, what: str) -> None:
@@ -129,11 +183,17 @@ def check_prompt_source(src: str, what: str) -> None:
 
     if src == HUTTO:
         return
+    check_prompt_format(src, what)
     if Path(src).suffix.lower() in _BUILDERS or is_local_path(src):
         if not Path(src).expanduser().exists():
             raise UserError(f"{what}={src}: no such file or directory")
         return
     check_hub_dataset(src, what=f"{what}={src}")
+
+
+def _has_splits(src: str) -> bool:
+    """Whether ``src`` is read by split (``prompt_split``): a directory or hub id; not a file nor ``hutto``."""
+    return src != HUTTO and Path(src).suffix.lower() not in _BUILDERS and not Path(src).expanduser().is_file()
 
 
 def prompt_words(cfg: SentimentTaskConfig, source: str) -> int:
@@ -167,6 +227,7 @@ def read_texts(src: str, cfg: SentimentTaskConfig, what: str) -> list[Any]:
     except ImportError:
         raise MissingPackageError("datasets", f"{what} from a datasets source") from None
     datasets.disable_progress_bars()  # a prompt file loads in a blink; keep stderr for errors
+    check_prompt_format(src, what)
     suffix = Path(src).suffix.lower()
     builder = _BUILDERS.get(suffix)
     local = builder is not None and Path(src).is_file()
@@ -200,40 +261,71 @@ def read_texts(src: str, cfg: SentimentTaskConfig, what: str) -> list[Any]:
     return texts
 
 
-def load_dataset_prompts(cfg: SentimentTaskConfig) -> tuple[list[str], list[str]]:
+def hash_split(prompts: list[str], fraction: float) -> tuple[list[str], list[str]]:
     """Train and eval prompts of a user's source, split by a hash of each prompt (the same text always
     lands on the same side)."""
-    prompts = as_prompts(read_texts(cfg.prompts, cfg, "task.prompts"), prompt_words(cfg, cfg.prompts))
     train, evals = [], []
     for p in prompts:
-        (evals if _hash_unit(p) < cfg.eval_fraction else train).append(p)
+        (evals if _hash_unit(p) < fraction else train).append(p)
     return train, evals
 
 
-def load_prompts(cfg: SentimentTaskConfig) -> tuple[list[str], list[str], str]:
-    """(train prompts, held-out eval prompts, where they came from in words)."""
+@dataclass
+class PromptSets:
+    """What :func:`load_prompt_sets` read: ``rows_skipped`` counts the rows of a user's sources without text."""
+
+    train: list[str]
+    evals: list[str]
+    source: str
+    rows_skipped: int = 0
+
+
+def load_prompt_sets(cfg: SentimentTaskConfig) -> PromptSets:
+    """Train prompts, held-out eval prompts, where they came from in words (with the rows of a user's source
+    that hold no text, counted: ``p.jsonl (2 of 6 rows skipped: no text)``) and that count."""
+    skipped = 0
+
+    def read(src: str, what: str, words: int) -> tuple[list[str], str]:
+        nonlocal skipped
+        texts = read_texts(src, cfg, what)
+        blank = sum(1 for t in texts if t is None or not str(t).strip())
+        skipped += blank
+        note = f" ({blank} of {len(texts)} rows skipped: no text)" if blank else ""
+        return as_prompts(texts, words), f"{src}{note}" + (f", first {words} words" if words else "")
+
     words = prompt_words(cfg, cfg.prompts)
-    cut = f", first {words} words" if words else ""
     if cfg.prompts == HUTTO:
         from rlhf_zoo.data.hutto import prompt_texts
 
         train = prompt_texts("train", n_words=words or None)
         evals = [] if cfg.eval_prompts else prompt_texts("eval", n_words=words or None)
-        source = f"the packaged movie-review snippets{cut}"
+        source = "the packaged movie-review snippets" + (f", first {words} words" if words else "")
     elif cfg.eval_prompts:
-        train = as_prompts(read_texts(cfg.prompts, cfg, "task.prompts"), words)
-        source = f"{cfg.prompts}{cut}"
+        train, source = read(cfg.prompts, "task.prompts", words)
     else:
-        train, evals = load_dataset_prompts(cfg)
-        source = f"{cfg.prompts}{cut}, split by a hash of the text with task.eval_fraction={cfg.eval_fraction}"
-    if cfg.eval_prompts:
-        eval_words = prompt_words(cfg, cfg.eval_prompts)
-        evals = as_prompts(read_texts(cfg.eval_prompts, cfg, "task.eval_prompts"), eval_words)
-        source += f"; evaluation: {cfg.eval_prompts}" + (f", first {eval_words} words" if eval_words else "")
+        prompts, source = read(cfg.prompts, "task.prompts", words)
+        train, evals = hash_split(prompts, cfg.eval_fraction)
+        source += f", split by a hash of the text with task.eval_fraction={cfg.eval_fraction}"
+    if cfg.eval_prompts == HUTTO:  # the packaged held-out snippets beside a user's training prompts
+        from rlhf_zoo.data.hutto import prompt_texts
+
+        eval_words = prompt_words(cfg, HUTTO)
+        evals = prompt_texts("eval", n_words=eval_words or None)
+        source += "; evaluation: the packaged held-out movie-review snippets"
+        source += f", first {eval_words} words" if eval_words else ""
+    elif cfg.eval_prompts:
+        evals, where = read(cfg.eval_prompts, "task.eval_prompts", prompt_words(cfg, cfg.eval_prompts))
+        source += f"; evaluation: {where}"
     if cfg.max_train_prompts > 0 and len(train) > cfg.max_train_prompts:
         train = train[: cfg.max_train_prompts]
         source += f"; the first {cfg.max_train_prompts} for training (task.max_train_prompts)"
-    return train, evals, source
+    return PromptSets(train, evals, source, skipped)
+
+
+def load_prompts(cfg: SentimentTaskConfig) -> tuple[list[str], list[str], str]:
+    """(train prompts, held-out eval prompts, where they came from in words): :func:`load_prompt_sets`."""
+    sets = load_prompt_sets(cfg)
+    return sets.train, sets.evals, sets.source
 
 
 def check_prompts_fit(prompts: list[str], model_cfg: Any, tokenizer: Any, context: int | None) -> None:
@@ -286,7 +378,8 @@ def build_sentiment_task(cfg: SentimentTaskConfig, model_cfg: Any, device: str =
     reward_device = device if cfg.reward_device == "auto" else cfg.reward_device
     if cfg.reward_device != "auto":
         resolve_device(cfg.reward_device, key="task.reward_device")  # a one-line error before anything loads
-    train, evals, source = load_prompts(cfg)
+    sets = load_prompt_sets(cfg)
+    train, evals = sets.train, sets.evals
     if not train:
         raise UserError(f"the prompt set {cfg.prompts!r} gives no training prompts")
     if not evals:
@@ -317,7 +410,8 @@ def build_sentiment_task(cfg: SentimentTaskConfig, model_cfg: Any, device: str =
         proxy=proxy,
         gold=gold,
         build_policy=build_policy,
-        prompt_source=source,
+        prompt_source=sets.source,
+        rows_skipped=sets.rows_skipped,
     )
 
 

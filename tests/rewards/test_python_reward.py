@@ -113,3 +113,24 @@ def test_a_tensor_with_gradient_is_scored_as_a_constant(rewards_file):
     reward = build_reward(f"py:{rewards_file}:as_tensor")
     scores = checked_score(reward, ["p", "q"], ["a", "b"])
     assert scores.tolist() == [0.75, 0.75] and not scores.requires_grad
+
+
+def test_a_reward_file_imports_a_helper_beside_it(tmp_path, monkeypatch):
+    import sys
+
+    from rlhf_zoo.rewards import build_reward, checked_score
+
+    folder = tmp_path / "my_rewards_folder"
+    folder.mkdir()
+    (folder / "zoo_test_reward_helper.py").write_text("def bonus(completion):\n    return 0.5 * len(completion)\n")
+    (folder / "reward.py").write_text(
+        "from zoo_test_reward_helper import bonus\n\n\n"
+        "def score(prompts, completions):\n    return [bonus(c) for c in completions]\n"
+    )
+    monkeypatch.chdir(tmp_path)  # run from elsewhere: the helper is found beside the file, not in the cwd
+    monkeypatch.delitem(sys.modules, "zoo_test_reward_helper", raising=False)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    first = sys.path[0]
+    reward = build_reward(f"py:{folder / 'reward.py'}:score")
+    assert checked_score(reward, ["p", "q"], ["ab", "abcd"]).tolist() == [1.0, 2.0]
+    assert sys.path[0] == first  # the folder does not shadow installed packages afterwards

@@ -107,3 +107,34 @@ def test_a_model_whose_files_cannot_be_read_first_is_checked_after_loading(cli, 
     prompts = write_jsonl(tmp_path / "p.jsonl", TEXTS)
     code, _, err = cli("train", "algo=reinforce", *tiny_lm, f"task.prompts={prompts}", "model.max_prompt_tokens=2000")
     assert code == 2 and "1024 positions" in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_rows_without_text_are_counted_in_the_line_and_meta(cli, tiny_lm, tmp_path):
+    prompts = write_jsonl(tmp_path / "p.jsonl", [*TEXTS[4:], "", None])  # 16 texts, 2 rows without
+    evals = write_jsonl(tmp_path / "e.jsonl", ["one evaluation prompt", "   ", "another one"])
+    files = [f"task.prompts={prompts}", f"task.eval_prompts={evals}"]
+    code, _, err = cli("train", "algo=reinforce", *tiny_lm, *files)
+    assert code == 0, err
+    line = [x for x in err.splitlines() if "prompts:" in x]
+    assert len(line) == 1 and "2 of 18 rows skipped" in line[0] and "1 of 3 rows skipped" in line[0], err
+    counts = _meta(tmp_path)["prompts"]
+    assert (counts["train"], counts["eval_held_out"], counts["rows_skipped"]) == (16, 2, 3)
+    code, _, err = cli("train", "algo=reinforce", *tiny_lm, *files[:1], "task.eval_fraction=0.5", "run_dir=" +
+                       str(tmp_path / "run2"))  # fmt: skip
+    assert code == 0, err
+    assert json.loads((tmp_path / "run2" / "meta.json").read_text())["prompts"]["rows_skipped"] == 2
+
+
+def test_evaluation_prompts_that_are_also_training_prompts_are_a_warning(cli, tiny_lm, tmp_path):
+    prompts = write_jsonl(tmp_path / "p.jsonl", TEXTS)
+    evals = write_jsonl(tmp_path / "e.jsonl", ["The acting was", TEXTS[5], "a prompt of its own"])
+    code, _, err = cli("train", "algo=reinforce", *tiny_lm, f"task.prompts={prompts}", f"task.eval_prompts={evals}")
+    assert code == 0, err
+    warning = [x for x in err.splitlines() if "also training prompts" in x]
+    assert len(warning) == 1 and "warning" in warning[0] and "2 of the 3 held-out" in warning[0], err
+    assert _meta(tmp_path)["prompts"]["eval_in_train"] == 2
+    # apart (a hash split never overlaps): no warning, and the count is 0
+    split = [f"task.prompts={prompts}", "task.eval_fraction=0.5", f"run_dir={tmp_path}/run2"]
+    code, _, err = cli("train", "algo=reinforce", *tiny_lm, *split)
+    assert code == 0 and "also training prompts" not in err, err
+    assert json.loads((tmp_path / "run2" / "meta.json").read_text())["prompts"]["eval_in_train"] == 0
