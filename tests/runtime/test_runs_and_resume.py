@@ -143,10 +143,10 @@ def test_the_gpu_generator_saved_and_restored_is_the_process_own(tmp_path, monke
     cfg = load_config(["algo=reinforce", f"run_dir={tmp_path / 'r'}", "train.steps=1", "train.progress=false"])
     trainer = Trainer(cfg, *build(cfg))
     trainer.rt.device = torch.device("cuda", 1)  # as the process of rank 1 sees its device
-    saved = training_state(trainer)["cuda_rng"]
-    assert read == [torch.device("cuda", 1)] and saved is state
-    _restore_cuda_rng(saved, torch.device("cuda", 1))
-    _restore_cuda_rng(saved, torch.device("cpu"))  # resumed on the CPU: no GPU generator to set
+    saved = training_state(trainer)["cuda_rng"]  # by rank: one process here
+    assert read == [torch.device("cuda", 1)] and list(saved) == [0] and saved[0] is state
+    _restore_cuda_rng(saved[0], torch.device("cuda", 1))
+    _restore_cuda_rng(saved[0], torch.device("cpu"))  # resumed on the CPU: no GPU generator to set
     _restore_cuda_rng([state, state], torch.device("cuda", 0))  # an older checkpoint: every GPU's, as before
     assert written == [(state, torch.device("cuda", 1)), ("all", 2)]
 
