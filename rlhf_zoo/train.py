@@ -266,11 +266,14 @@ class Trainer:
             costs=self.costs,
             shard=self.shard,
         )
-        metrics: dict[str, list[float]] = defaultdict(list)
+        # Each metric: its minibatches' values weighted by their size (prompts), a mean over the step's prompts
+        # also when the minibatches are unequal (one process, a batch that does not split evenly).
+        metrics: dict[str, list[tuple[float, int]]] = defaultdict(list)
         k = min(self.needs.minibatches, len(prompts))
         blocks = minibatches(len(data.prompts), k) if k > 1 else [None]
         for _ in range(self.needs.epochs):
             for groups in blocks:
+                size = len(groups) if groups is not None else 1
                 # The forward pass with gradient, the loss, backward and the optimiser step are the
                 # "update" phase; "logprobs" is collect's no-gradient scoring.
                 with self.costs.timed("update"):
@@ -278,16 +281,16 @@ class Trainer:
                     loss, m = self.algo.loss(batch)
                     grad_norm = self.optimise(loss)
                 if grad_norm is not None:
-                    metrics["train/grad_norm"].append(grad_norm)
-                metrics["loss/total"].append(float(loss.detach()))
+                    metrics["train/grad_norm"].append((grad_norm, size))
+                metrics["loss/total"].append((float(loss.detach()), size))
                 for key, v in m.items():
-                    metrics[key].append(float(v))
+                    metrics[key].append((float(v), size))
         self.sched.step()
         self.step += 1
         self.algo.after_step(self.policy, self.step)
         self._mid_step = False
-        metrics["train/reward_proxy"].append(float(data.rewards.mean()))
-        return self.rt.mean_metrics({key: sum(v) / len(v) for key, v in metrics.items()})
+        metrics["train/reward_proxy"].append((float(data.rewards.mean()), 1))
+        return self.rt.mean_metrics({key: _weighted_mean(v) for key, v in metrics.items()})
 
     def optimise(self, loss: torch.Tensor) -> float | None:
         """Backward, gradients averaged across processes, clipped; one optimiser step. Returns the
@@ -460,6 +463,11 @@ class Trainer:
             self.log.write_summary(summary)
         self.rt.end_trackers()
         return summary
+
+
+def _weighted_mean(values: list[tuple[float, int]]) -> float:
+    """The mean of (value, weight) pairs weighted by their weights."""
+    return sum(v * w for v, w in values) / sum(w for _, w in values)
 
 
 def _flat_config(cfg: DictConfig) -> dict[str, Any]:
