@@ -388,14 +388,16 @@ class Trainer:
 
     def begin(self) -> None:
         """Take the run directory (one run at a time), resume from its checkpoint (``resume=true``) or
-        start a fresh run there; write the resolved config and the provenance; start the trackers."""
+        start a fresh run there; write the resolved config and the provenance (``meta.json``: a resumed run
+        keeps the first start's and appends its own to ``resumes``); start the trackers."""
         cfg = self.cfg
         self._lock = self.log.lock() if self.rt.is_main and self._held_lock is None else None
         if self.rt.is_main:
             self.log.clear_interrupted_writes()
         self.rt.barrier()  # the checkpoint is in place before any process looks for it
         existing = self.log.read_config()
-        if cfg.resume and self.log.has_checkpoint():
+        resumed = cfg.resume and self.log.has_checkpoint()
+        if resumed:
             if existing is not None and _without_resume(existing) != _without_resume(to_yaml(cfg)):
                 raise UserError(
                     f"resume=true but {cfg.run_dir}/config.yaml differs from this run's config "
@@ -422,7 +424,13 @@ class Trainer:
         if self.rt.is_main:
             self.log.write_config(to_yaml(cfg))
             sharded = {"sharded": "fsdp2"} if self.sharded else {}
-            self.log.write_meta({**provenance(self.argv), "processes": self.rt.world, "prompts": prompts, **sharded})
+            this = {**provenance(self.argv), "processes": self.rt.world, **sharded}
+            first = self.log.read_meta() if resumed else None
+            if first:  # the first start's provenance stays; this start is recorded beside it
+                resumes = [*first.get("resumes", []), {**this, "step": self.step}]
+                self.log.write_meta({**first, "resumes": resumes})
+            else:
+                self.log.write_meta({**this, "prompts": prompts})
         self.rt.start_trackers(f"{self.algo.name}-{self.task.name}", _flat_config(cfg))
 
     def end(self) -> None:
