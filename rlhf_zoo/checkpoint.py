@@ -11,11 +11,13 @@ atomically): the trainable and anchor weights (``weights.safetensors``) and the 
 ``optimizer``       AdamW's state (with FSDP: in the unsharded layout, so checkpoints move between
                     sharded and plain runs)
 ``scheduler``       the learning-rate schedule's position
-``torch_rng``       torch's global CPU generator (and ``cuda_rng``, the generator of the run's GPU);
-                    sampling does not use them (its draws are keyed, :mod:`rlhf_zoo.rng`), but
-                    anything else drawing from them (dropout, user code) continues as it would have.
-                    Both are the main process's: every process seeds them alike and draws as much
-                    (equal shares), so each process's own GPU holds the same state as the main one's
+``torch_rng``       torch's global CPU generator of every process, by rank (and ``cuda_rng``, the
+                    generator of each process's own GPU, by rank); sampling does not use them (its
+                    draws are keyed, :mod:`rlhf_zoo.rng`), but anything else drawing from them
+                    (dropout, user code) continues as it would have. Every process seeds them alike,
+                    but their draws drift apart (dropout on shares of other shapes), so each resumed
+                    process restores its own rank's; a rank the checkpoint lacks (it was written by
+                    fewer processes) takes rank 0's
 ``cache``           the base cache: k base completions per prompt and their rewards (§3)
 ``costs``           completions, tokens, reward calls of training, summed over processes
 ``eval_costs``      the same for evaluation
@@ -70,8 +72,8 @@ def training_state(tr: Run) -> dict[str, Any]:
         "evaluated_step": tr.evaluated_step,
         "optimizer": rt.optimizer_state(tr.opt) if tr.opt else None,
         "scheduler": tr.sched.state_dict() if tr.sched else None,
-        "torch_rng": torch.get_rng_state(),
-        "cuda_rng": torch.cuda.get_rng_state(rt.device) if rt.device.type == "cuda" else None,
+        "torch_rng": _by_rank(rt, torch.get_rng_state()),
+        "cuda_rng": _by_rank(rt, torch.cuda.get_rng_state(rt.device)) if rt.device.type == "cuda" else None,
         "cache": tr.cache.state() if tr.cache else None,
         "costs": _summed(rt, tr.costs),
         "eval_costs": _summed(rt, tr.evaluator.costs),
@@ -100,8 +102,8 @@ def restore(tr: Run) -> int:
     if tr.opt and s["optimizer"]:
         tr.rt.load_optimizer_state(tr.opt, s["optimizer"])
         tr.sched.load_state_dict(s["scheduler"])
-    torch.set_rng_state(s["torch_rng"])
-    _restore_cuda_rng(s["cuda_rng"], tr.rt.device)
+    torch.set_rng_state(_own_rng(s["torch_rng"], tr.rt.rank))
+    _restore_cuda_rng(_own_rng(s["cuda_rng"], tr.rt.rank), tr.rt.device)
     if tr.cache and s["cache"]:
         tr.cache.load(s["cache"])
     tr.costs = _own_share(tr.rt, s["costs"])
@@ -113,6 +115,20 @@ def restore(tr: Run) -> int:
     if tr.rt.is_main:  # one writer: processes racing on the same temporary file could fail
         tr.log.truncate_metrics(tr.step)
     return tr.step
+
+
+def _by_rank(rt: Any, state: torch.Tensor) -> dict[int, torch.Tensor]:
+    """A generator state of every process, by rank (every process calls this; the states are CPU tensors)."""
+    return dict(enumerate(rt.gather_objects(state)))
+
+
+def _own_rng(states: Any, rank: int) -> Any:
+    """This process's generator state of a checkpoint's ``{rank: state}``: its own rank's, or rank 0's where the
+    checkpoint has none for it (written by fewer processes). Older checkpoints hold the main process's state
+    alone (for the GPU: a list of every GPU's), which every process takes, as before."""
+    if isinstance(states, dict):
+        return states.get(rank, states[0])
+    return states
 
 
 def _restore_cuda_rng(state: Any, device: torch.device) -> None:

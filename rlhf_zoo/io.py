@@ -10,6 +10,7 @@ target, so a reader (or a run killed half-way) sees the old file or the new one,
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -135,9 +136,10 @@ def atomic_dir(target: str | Path, replace: bool = True) -> Iterator[Path]:
     """Build a directory in a temporary sibling, then rename it to ``target`` on success.
 
     Yields the temporary directory to fill. On an exception it is removed and ``target`` is left as
-    it was. With ``replace`` an existing ``target`` is swapped out (renamed aside, then deleted);
-    without it, a ``target`` that appeared meanwhile (another process won the race) is kept and the
-    new one discarded.
+    it was. Before the rename every file and folder in it is flushed to disk (fsync), and after it the
+    parent folder, so that a power loss never leaves ``target`` naming empty or torn files. With
+    ``replace`` an existing ``target`` is swapped out (renamed aside, then deleted); without it, a
+    ``target`` that appeared meanwhile (another process won the race) is kept and the new one discarded.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -145,18 +147,44 @@ def atomic_dir(target: str | Path, replace: bool = True) -> Iterator[Path]:
     try:
         yield tmp
         os.chmod(tmp, umask_mode(0o777))
+        _fsync_tree(tmp)
         if target.exists():
             if not replace:
                 return
             old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
             os.replace(target, old / target.name)
             os.replace(tmp, target)
+            _fsync(target.parent, directory=True)
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, target)
+            _fsync(target.parent, directory=True)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _fsync(path: Path, directory: bool = False) -> None:
+    """Flush ``path`` (a file, or a folder's entries) to disk. A file system that cannot sync a folder
+    (EINVAL) is let be."""
+    fd = os.open(path, os.O_RDONLY | (getattr(os, "O_DIRECTORY", 0) if directory else 0))
+    try:
+        os.fsync(fd)
+    except OSError as e:
+        if not (directory and e.errno in (errno.EINVAL, errno.ENOTSUP, errno.EBADF)):
+            raise
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(root: Path) -> None:
+    """Every file and folder under ``root`` (itself included) flushed to disk; links are left alone."""
+    for folder, _dirs, files in os.walk(root, topdown=False):
+        for name in files:
+            path = Path(folder) / name
+            if not path.is_symlink():
+                _fsync(path)
+        _fsync(Path(folder), directory=True)
 
 
 @contextmanager

@@ -375,6 +375,7 @@ def validate(algos: list[str], rest: list[str]) -> None:
 def main(args: list[str]) -> int:
     from tabulate import tabulate
 
+    from rlhf_zoo.io import atomic_write_json
     from rlhf_zoo.runlog import hardware
 
     opts, rest = split_options(args, ProfileOptions, "profile")
@@ -392,8 +393,7 @@ def main(args: list[str]) -> int:
     print("command: rlhf-zoo profile " + " ".join(args))
     print(tabulate(table_rows(rows), headers=HEADERS, tablefmt="github"))
     if opts.out is not None:
-        with open(opts.out, "w") as f:
-            json.dump({"hardware": hardware(), "args": args, "rows": rows}, f, indent=2)
+        atomic_write_json(opts.out, {"hardware": hardware(), "args": args, "rows": rows})
     return 0
 
 

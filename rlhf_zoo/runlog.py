@@ -3,6 +3,8 @@
     run_dir/
       config.yaml      the resolved config (what was actually run)
       meta.json        command, git commit, versions (rlhf_zoo's included), hardware, start time, prompt counts
+                       of the run's first start; each resume appends its own (command, commit, versions,
+                       hardware, start time, processes, the step it resumed from) to "resumes"
       metrics.jsonl    one JSON line per evaluation: {"step": s, "reward/proxy": ..., ...}
       samples.jsonl    one JSON line per saved completion of an evaluation (train.save_samples prompts):
                        {"step", "prompt", "completion", "sample", "reward/proxy", "reward/gold", "prob"}
@@ -107,6 +109,15 @@ class RunLog:
 
     def write_meta(self, meta: dict[str, Any]) -> None:
         atomic_write_text(self.dir / "meta.json", json.dumps(meta, indent=2, sort_keys=True) + "\n")
+
+    def read_meta(self) -> dict[str, Any] | None:
+        """``meta.json`` (None: none, or not a JSON object)."""
+        p = self.dir / "meta.json"
+        try:
+            meta = json.loads(p.read_text()) if p.is_file() else None
+        except ValueError:
+            return None
+        return meta if isinstance(meta, dict) else None
 
     def log(self, step: int, metrics: dict[str, Any]) -> None:
         _append(self.metrics_path, [{"step": step, **metrics}])

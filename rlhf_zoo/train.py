@@ -266,11 +266,14 @@ class Trainer:
             costs=self.costs,
             shard=self.shard,
         )
-        metrics: dict[str, list[float]] = defaultdict(list)
+        # Each metric: its minibatches' values weighted by their size (prompts), a mean over the step's prompts
+        # also when the minibatches are unequal (one process, a batch that does not split evenly).
+        metrics: dict[str, list[tuple[float, int]]] = defaultdict(list)
         k = min(self.needs.minibatches, len(prompts))
         blocks = minibatches(len(data.prompts), k) if k > 1 else [None]
         for _ in range(self.needs.epochs):
             for groups in blocks:
+                size = len(groups) if groups is not None else 1
                 # The forward pass with gradient, the loss, backward and the optimiser step are the
                 # "update" phase; "logprobs" is collect's no-gradient scoring.
                 with self.costs.timed("update"):
@@ -278,16 +281,16 @@ class Trainer:
                     loss, m = self.algo.loss(batch)
                     grad_norm = self.optimise(loss)
                 if grad_norm is not None:
-                    metrics["train/grad_norm"].append(grad_norm)
-                metrics["loss/total"].append(float(loss.detach()))
+                    metrics["train/grad_norm"].append((grad_norm, size))
+                metrics["loss/total"].append((float(loss.detach()), size))
                 for key, v in m.items():
-                    metrics[key].append(float(v))
+                    metrics[key].append((float(v), size))
         self.sched.step()
         self.step += 1
         self.algo.after_step(self.policy, self.step)
         self._mid_step = False
-        metrics["train/reward_proxy"].append(float(data.rewards.mean()))
-        return self.rt.mean_metrics({key: sum(v) / len(v) for key, v in metrics.items()})
+        metrics["train/reward_proxy"].append((float(data.rewards.mean()), 1))
+        return self.rt.mean_metrics({key: _weighted_mean(v) for key, v in metrics.items()})
 
     def optimise(self, loss: torch.Tensor) -> float | None:
         """Backward, gradients averaged across processes, clipped; one optimiser step. Returns the
@@ -385,14 +388,16 @@ class Trainer:
 
     def begin(self) -> None:
         """Take the run directory (one run at a time), resume from its checkpoint (``resume=true``) or
-        start a fresh run there; write the resolved config and the provenance; start the trackers."""
+        start a fresh run there; write the resolved config and the provenance (``meta.json``: a resumed run
+        keeps the first start's and appends its own to ``resumes``); start the trackers."""
         cfg = self.cfg
         self._lock = self.log.lock() if self.rt.is_main and self._held_lock is None else None
         if self.rt.is_main:
             self.log.clear_interrupted_writes()
         self.rt.barrier()  # the checkpoint is in place before any process looks for it
         existing = self.log.read_config()
-        if cfg.resume and self.log.has_checkpoint():
+        resumed = cfg.resume and self.log.has_checkpoint()
+        if resumed:
             if existing is not None and _without_resume(existing) != _without_resume(to_yaml(cfg)):
                 raise UserError(
                     f"resume=true but {cfg.run_dir}/config.yaml differs from this run's config "
@@ -419,7 +424,13 @@ class Trainer:
         if self.rt.is_main:
             self.log.write_config(to_yaml(cfg))
             sharded = {"sharded": "fsdp2"} if self.sharded else {}
-            self.log.write_meta({**provenance(self.argv), "processes": self.rt.world, "prompts": prompts, **sharded})
+            this = {**provenance(self.argv), "processes": self.rt.world, **sharded}
+            first = self.log.read_meta() if resumed else None
+            if first:  # the first start's provenance stays; this start is recorded beside it
+                resumes = [*first.get("resumes", []), {**this, "step": self.step}]
+                self.log.write_meta({**first, "resumes": resumes})
+            else:
+                self.log.write_meta({**this, "prompts": prompts})
         self.rt.start_trackers(f"{self.algo.name}-{self.task.name}", _flat_config(cfg))
 
     def end(self) -> None:
@@ -460,6 +471,11 @@ class Trainer:
             self.log.write_summary(summary)
         self.rt.end_trackers()
         return summary
+
+
+def _weighted_mean(values: list[tuple[float, int]]) -> float:
+    """The mean of (value, weight) pairs weighted by their weights."""
+    return sum(v * w for v, w in values) / sum(w for _, w in values)
 
 
 def _flat_config(cfg: DictConfig) -> dict[str, Any]:

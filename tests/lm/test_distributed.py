@@ -55,3 +55,27 @@ def test_two_processes_equal_one_process_on_a_language_model(lm_args, tmp_path):
     assert json.loads((two["jbond"] / "summary.json").read_text())["cost/completions"] == 3 * 4 * (1 + 2)
     assert max_abs_diff(one["jbond"], torch.load(tmp_path / "resumed" / "weights_rank0.pt")) <= 1e-4
     assert_records_close(records(tmp_path / "one" / "jbond"), records(tmp_path / "resumed"), atol=1e-4)
+
+
+@pytest.mark.slow
+def test_with_dropout_a_two_process_run_resumes_as_it_would_have_run(lm_args, tmp_path):
+    """LoRA dropout draws from each process's global generator, and the two processes' generators do not
+    stay alike (their shares differ in shape). The checkpoint holds every process's generator by rank and
+    each resumed process takes its own: it held the main process's only, so the resumed rank 1 dropped
+    other units than the uninterrupted one and the weights went apart."""
+    common = [a for a in lm_args if not a.startswith("run_dir")]
+    common += ["algo=jbond", "model.lora_dropout=0.3", "train.steps=3", "train.eval_every=1"]
+    full, part = tmp_path / "full", tmp_path / "part"
+    torchrun(
+        [
+            [*common, f"run_dir={full}"],
+            [*common, f"run_dir={part}", "worker.stop_after=2"],
+            [*common, f"run_dir={part}", "resume=true"],
+        ]
+    )
+    for rank in (0, 1):
+        w_full, w_part = torch.load(full / f"weights_rank{rank}.pt"), torch.load(part / f"weights_rank{rank}.pt")
+        assert max_abs_diff(w_full, w_part) == 0.0, rank
+    assert records(full) == records(part)
+    state = torch.load(part / "checkpoint" / "state.pt", weights_only=False)
+    assert sorted(state["torch_rng"]) == [0, 1]  # every process's generator, by rank

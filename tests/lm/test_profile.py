@@ -89,3 +89,33 @@ def test_the_timed_updates_flops_follow_their_own_lengths_not_the_warm_ups():
         exact += mode.get_total_flops()
     assert counter.flops_of_timed() == pytest.approx(exact)
     assert counter.flops_of_timed() != pytest.approx(2 * counter.flops)  # what the warm-up's per step gives
+
+
+def test_profile_out_is_written_atomically(tmp_path, monkeypatch, capsys):
+    """``profile out=FILE`` writes through a temporary file renamed into place, as every other output: a
+    failing write (a full disk, here at the flush) leaves the previous FILE whole. It opened FILE itself, so
+    such a write truncated the previous figures to a torn file."""
+    import errno
+    import json
+    import os
+
+    import pytest
+
+    keys = ["step_s", "generate_s", "reward_s", "logprobs_s", "update_s", "other_s", "completions_per_step"]
+    row = {k: 1.0 for k in keys} | {"completions_per_s": 2.0, "peak_memory_gb": 1.0, "mfu_update": 0.5}
+    row |= {"algo": "reinforce", "device": "cpu", "threads": 1, "peak_flops": 1e9, "peak_flops_source": "test"}
+    monkeypatch.setattr(profile, "profile_rows", lambda *a: [row])
+    out = tmp_path / "profile.json"
+    assert profile.main(["algos=reinforce", f"out={out}"]) == 0
+    assert json.loads(out.read_text())["rows"] == [row]
+    before = out.read_text()
+
+    def full_disk(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", full_disk)
+    monkeypatch.setattr(profile, "profile_rows", lambda *a: [row | {"step_s": 2.0}])
+    with pytest.raises(OSError):
+        profile.main(["algos=reinforce", f"out={out}"])
+    assert out.read_text() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["profile.json"]  # no temporary file left

@@ -143,10 +143,10 @@ def test_the_gpu_generator_saved_and_restored_is_the_process_own(tmp_path, monke
     cfg = load_config(["algo=reinforce", f"run_dir={tmp_path / 'r'}", "train.steps=1", "train.progress=false"])
     trainer = Trainer(cfg, *build(cfg))
     trainer.rt.device = torch.device("cuda", 1)  # as the process of rank 1 sees its device
-    saved = training_state(trainer)["cuda_rng"]
-    assert read == [torch.device("cuda", 1)] and saved is state
-    _restore_cuda_rng(saved, torch.device("cuda", 1))
-    _restore_cuda_rng(saved, torch.device("cpu"))  # resumed on the CPU: no GPU generator to set
+    saved = training_state(trainer)["cuda_rng"]  # by rank: one process here
+    assert read == [torch.device("cuda", 1)] and list(saved) == [0] and saved[0] is state
+    _restore_cuda_rng(saved[0], torch.device("cuda", 1))
+    _restore_cuda_rng(saved[0], torch.device("cpu"))  # resumed on the CPU: no GPU generator to set
     _restore_cuda_rng([state, state], torch.device("cuda", 0))  # an older checkpoint: every GPU's, as before
     assert written == [(state, torch.device("cuda", 1)), ("all", 2)]
 
@@ -164,3 +164,32 @@ def test_resume_with_other_settings_names_what_differs_and_how_to_resume(tmp_pat
     assert f"config={run_dir}/config.yaml resume=true" in err, err
     code, _, err = cli("train", f"config={run_dir}/config.yaml", "resume=true")  # as the message says
     assert code == 0, err
+
+
+def test_a_resume_keeps_the_first_start_provenance_in_meta_json_and_records_itself(tmp_path):
+    """meta.json is the provenance of the run's first start (command, commit, versions, hardware, start
+    time), which a resumed run rewrote with its own; each resume now appends its own provenance and the step
+    it resumed from to ``resumes``."""
+    from rlhf_zoo.config import load_config
+    from rlhf_zoo.train import Trainer, build
+    from tests.runtime.resume_helpers import interrupt_after
+
+    common = ["algo=reinforce", "train.steps=4", "train.eval_every=2", "train.progress=false", f"run_dir={tmp_path}"]
+    cfg = load_config(common)
+    interrupt_after(Trainer(cfg, *build(cfg), argv=["rlhf-zoo", "train", "first"]), 1)
+    first = json.loads((tmp_path / "meta.json").read_text())
+    assert first["command"] == "rlhf-zoo train first" and "resumes" not in first
+    for argv, stop_after in ((["rlhf-zoo", "train", "second"], 1), (["rlhf-zoo", "train", "third"], None)):
+        cfg = load_config([*common, "resume=true"])
+        trainer = Trainer(cfg, *build(cfg), argv=argv)
+        if stop_after is None:
+            trainer.fit()
+        else:
+            interrupt_after(trainer, stop_after)
+    meta = json.loads((tmp_path / "meta.json").read_text())
+    assert {k: v for k, v in meta.items() if k != "resumes"} == first
+    assert [(r["command"], r["step"], r["processes"]) for r in meta["resumes"]] == [
+        ("rlhf-zoo train second", 1, 1),
+        ("rlhf-zoo train third", 2, 1),
+    ]
+    assert {"started", "git_commit", "versions", "hardware"} <= set(meta["resumes"][0])

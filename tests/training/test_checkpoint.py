@@ -5,9 +5,13 @@ not at all) fails here, including those that the resume-equals-uninterrupted tes
 (torch's global generator, which keyed sampling does not use).
 """
 
+import os
+
+import pytest
 import torch
 
 from rlhf_zoo.config import load_config
+from rlhf_zoo.io import atomic_dir
 from rlhf_zoo.train import Trainer, build
 
 COMMON = ["train.steps=10", "train.eval_every=3", "train.progress=false"]
@@ -109,3 +113,37 @@ def test_a_checkpoint_write_cut_short_leaves_nothing_behind_and_loses_no_checkpo
     assert resumed.saved_step == 4 and sorted(p.name for p in d.glob(".checkpoint*")) == []
     assert [m["step"] for m in resumed.log.read_metrics()] == [0, 2, 4]
     assert torch.load(d / "checkpoint" / "state.pt", weights_only=False)["step"] == 4
+
+
+@pytest.mark.parametrize("existing", [False, True])
+def test_atomic_dir_syncs_its_files_and_folders_before_the_rename(tmp_path, monkeypatch, existing):
+    """A checkpoint folder is renamed into place only once its files and folders are on disk (fsync): else a
+    power loss after the rename can leave the new name holding empty or torn files. ``existing``: a previous
+    checkpoint is swapped out."""
+    events = []
+    fsync, replace = os.fsync, os.replace
+
+    def recorded_fsync(fd):
+        events.append(("fsync", os.fstat(fd).st_ino))
+        fsync(fd)
+
+    def recorded_replace(src, dst):
+        events.append(("replace", str(dst)))
+        replace(src, dst)
+
+    target = tmp_path / "checkpoint"
+    if existing:
+        target.mkdir()
+        (target / "old.bin").write_bytes(b"old")
+    monkeypatch.setattr(os, "fsync", recorded_fsync)
+    monkeypatch.setattr(os, "replace", recorded_replace)
+    with atomic_dir(target) as tmp:
+        (tmp / "weights.bin").write_bytes(b"w" * 100)
+        (tmp / "sub").mkdir()
+        (tmp / "sub" / "state.bin").write_bytes(b"s")
+    into_place = events.index(("replace", str(target)))
+    synced = {ino for kind, ino in events[:into_place] if kind == "fsync"}
+    written = [target, target / "weights.bin", target / "sub", target / "sub" / "state.bin"]
+    assert {p.stat().st_ino for p in written} <= synced
+    assert ("fsync", tmp_path.stat().st_ino) in events[into_place:]  # the rename itself made durable
+    assert sorted(p.name for p in target.iterdir()) == ["sub", "weights.bin"]

@@ -102,6 +102,29 @@ def test_the_loss_is_computed_inside_the_update_phase(tmp_path):
     assert inside["loss_calls"] == inside["loss_calls_inside"] == 1
 
 
+def test_a_step_weights_its_minibatches_metrics_by_their_size(tmp_path):
+    """PPO-lite splits 3 prompts into minibatches of 1 and 2 prompts: the step's metrics are means over its
+    prompts, so each minibatch's value counts by its size (a plain mean of the minibatches gave the one
+    prompt of the first as much weight as the two of the second)."""
+    tr = _trainer(tmp_path / "r", "algo=ppo_lite", "algo.epochs=1", "algo.minibatches=2", "train.batch_prompts=3")
+    loss, seen = tr.algo.loss, []
+
+    def sized(batch):
+        total, m = loss(batch)
+        size = batch.rewards.shape[0] // batch.group_size  # prompts in the minibatch
+        seen.append((size, float(total.detach()), float(m["loss/pg"])))
+        return total, {**m, "test/size": size}
+
+    tr.algo.loss = sized
+    tr.begin()
+    m = tr.train_step()
+    tr.end()
+    assert [size for size, _, _ in seen] == [1, 2]
+    assert m["test/size"] == pytest.approx(5 / 3)
+    assert m["loss/total"] == pytest.approx(sum(n * v for n, v, _ in seen) / 3, rel=1e-12)
+    assert m["loss/pg"] == pytest.approx(sum(n * v for n, _, v in seen) / 3, rel=1e-12)
+
+
 SLOW_TRAIN = Path(__file__).with_name("slow_train.py")
 ROOT = Path(__file__).resolve().parents[2]
 
