@@ -127,11 +127,13 @@ def provenance(records: list[dict[str, Any]], bench: dict[str, Any] | None) -> d
         command_line = f"{len(commands)} bench commands (in the header)"
     by_commit = Counter(commit_of(r) for r in records)
     commits = [c for c, _ in sorted(by_commit.items(), key=lambda kv: (-kv[1], kv[0]))]
-    starts = sorted(str(m["started"])[:10] for m in metas if m.get("started"))
+    # every start of every point: the first (meta.json's own fields) and each resume (its "resumes")
+    runs = [s for m in metas for s in (m, *m.get("resumes", []))]
+    starts = sorted(str(m["started"])[:10] for m in runs if m.get("started"))
     ends = sorted(str(r["finished"])[:10] for r in records if r.get("finished"))
     days = sorted({*starts, *ends})
     date = days[0] if len(days) == 1 else (f"{days[0]} … {days[-1]}" if days else "unknown")
-    hardware = sorted({str(m.get("hardware", "unknown")) for m in metas})
+    hardware = sorted({str(m.get("hardware", "unknown")) for m in runs})
     seeds = sorted({int(r["seed"]) for r in records})
     versions = Counter(", ".join(f"{k} {v}" for k, v in sorted(m.get("versions", {}).items())) for m in metas)
     return {

@@ -213,6 +213,22 @@ def test_a_suite_run_in_pieces_names_every_command_behind_its_records(tmp_path):
     assert "*`rlhf-zoo bench suite=exact seeds=2` ·" not in text
 
 
+def test_a_point_resumed_elsewhere_names_both_machines_and_days(tmp_path):
+    """A point resumed on another machine on a later day (its meta.json keeps the first start and lists
+    the resume under ``resumes``): the header's hardware and dates name both starts, not the first only."""
+    out, docs = tmp_path / "runs", tmp_path / "docs"
+    recs = _records()
+    recs[0]["meta"] = {
+        **recs[0]["meta"],
+        "resumes": [{"hardware": "GPU (NVIDIA H100, 1 device)", "started": "2026-01-05T00:00:00+0000", "step": 4}],
+    }
+    write_records(out / "exact", recs)
+    rows = _rows(render_suite("exact", out, docs).read_text())
+    hardware = next(r[1] for r in rows if r[0] == "hardware")
+    assert "CPU (testbox, 2 cores, 1 threads)" in hardware and "GPU (NVIDIA H100, 1 device)" in hardware
+    assert next(r[1] for r in rows if r[0] == "date") == "2026-01-02 … 2026-01-05"
+
+
 def test_a_plot_stopped_while_written_leaves_the_previous_one(tmp_path, monkeypatch):
     """A plot is written through a temporary file: a render stopped while it writes one (here the PNG encoder
     fails after its first bytes) leaves the previous plot whole and no temporary file, not a truncated PNG."""
