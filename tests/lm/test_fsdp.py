@@ -34,8 +34,10 @@ BOND = ["algo=bond", "algo.k=4"]  # Monte-Carlo quantiles against the base cache
 
 
 def _sharded(run: Path) -> None:
-    """The run was sharded: each of the 2 processes held about half of the model's weight values."""
-    assert json.loads((run / "meta.json").read_text())["sharded"] == "fsdp2"
+    """The run was sharded (its last start, a resume's being in meta.json's ``resumes``): each of the 2
+    processes held about half of the model's weight values."""
+    meta = json.loads((run / "meta.json").read_text())
+    assert (meta.get("resumes") or [meta])[-1]["sharded"] == "fsdp2"
     held = [json.loads((run / f"shards_rank{r}.json").read_text()) for r in (0, 1)]
     assert held[0]["whole"] == held[1]["whole"] == held[0]["local"] + held[1]["local"]
     assert all(h["local"] < 0.6 * h["whole"] for h in held)
