@@ -78,31 +78,20 @@ def test_a_bad_file_is_one_line_before_any_work(cli, tmp_path, text, needle):
 @pytest.mark.parametrize(
     ("text", "needle"),
     [
+        # a repeated key: YAML keeps the last, so ``seed: 1`` then ``seed: 2`` ran seed 2, silently
         ("task: exact\nseed: 1\nseed: 2\n", "key 'seed' appears twice (line 3; first at line 2)"),
         ("task: exact\ntrain:\n  steps: 1\n  eval_every: 1\n  steps: 2\n",
          "key 'train.steps' appears twice (line 5; first at line 3)"),
         ("task: exact\nsweep:\n  seed: [0, 1]\n  seed: [2]\n", "key 'sweep.seed' appears twice (line 4"),
-    ],
-)  # fmt: skip
-def test_a_key_twice_in_an_experiment_file_is_one_line_naming_it_and_its_line(cli, tmp_path, text, needle):
-    """YAML keeps the last of a repeated key: ``seed: 1`` then ``seed: 2`` ran seed 2, silently."""
-    exp = _write(tmp_path / "exp.yaml", text)
-    code, out, err = cli("train", "algo=bond", f"config={exp}", f"run_dir={tmp_path}/a")
-    assert code == 2 and needle in err and f"config={exp}" in err, err
-    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "a").exists()
-
-
-@pytest.mark.parametrize(
-    ("text", "needle"),
-    [
+        # a syntax error: it said only "cannot read it: ParserError: while parsing a flow mapping"
         ("task: exact\ntrain: {steps: 1\nseed: 2\n",
          "YAML syntax error at line 3, column 5: expected ',' or '}', but got ':' (while parsing a flow mapping "
          "started at line 2)"),
         ("task: exact\n  seed: 2\n", "YAML syntax error at line 2, column 7: mapping values are not allowed here"),
     ],
 )  # fmt: skip
-def test_a_yaml_syntax_error_in_an_experiment_file_says_what_and_where(cli, tmp_path, text, needle):
-    """It said only "cannot read it: ParserError: while parsing a flow mapping": neither the problem nor its line."""
+def test_an_experiment_file_that_does_not_read_is_one_line_naming_the_problem_and_its_line(cli, tmp_path, text, needle):
+    """A key written twice or a YAML syntax error: one error line that says what and where, nothing run."""
     exp = _write(tmp_path / "exp.yaml", text)
     code, out, err = cli("train", "algo=bond", f"config={exp}", f"run_dir={tmp_path}/a")
     assert code == 2 and needle in err and f"config={exp}" in err, err
