@@ -167,17 +167,29 @@ class Runtime:
             return
         from rlhf_zoo.fsdp import is_sharded
 
-        # Sharded (FSDP) gradients were already reduce-scattered (averaged) in backward.
-        grads = [p.grad for p in params if p.grad is not None and not is_sharded(p.grad)]
-        if not grads:
+        # Sharded (FSDP) gradients were already reduce-scattered (averaged) in backward. The rest go into one
+        # all-reduce of the same size on every process: a gradient that is None here (its parameter unused in
+        # this process's forward) counts as zeros, and one flag per parameter says which processes had one, so
+        # that a parameter with no gradient on any process keeps none.
+        kept = [p for p in params if not is_sharded(p)]
+        if not kept:
             return
-        flat = torch.cat([g.reshape(-1) for g in grads])
-        flat = self.accelerator.reduce(flat, reduction="mean")
+        dtype = next((p.grad.dtype for p in kept if p.grad is not None), kept[0].dtype)
+        parts = [
+            (p.grad if p.grad is not None else torch.zeros_like(p, dtype=dtype)).reshape(-1).to(dtype) for p in kept
+        ]
+        flags = torch.tensor([float(p.grad is not None) for p in kept], dtype=dtype, device=parts[0].device)
+        flat = self.accelerator.reduce(torch.cat([*parts, flags]), reduction="mean")
+        had = flat[-len(kept) :] > 0
         offset = 0
-        for g in grads:
-            n = g.numel()
-            g.copy_(flat[offset : offset + n].view_as(g))
+        for i, p in enumerate(kept):
+            n = p.numel()
+            avg = flat[offset : offset + n].view_as(p)
             offset += n
+            if p.grad is not None:
+                p.grad.copy_(avg)
+            elif had[i]:
+                p.grad = avg.to(p.dtype).clone()
 
     def device_mesh(self):
         """A 1-D device mesh over every process (for FSDP)."""

@@ -54,12 +54,18 @@ def load_minilm_sentiment(
 ) -> MiniLMSentimentReward:
     """The gold reward ``minilm_sentiment`` (score = predicted human rating, about [-4, 4]).
 
-    If the model is not built yet: build it when ``build_if_missing`` (minutes; see
-    :mod:`rlhf_zoo.rewards.minilm_build`), else raise ``UserError`` naming ``rlhf-zoo prepare``.
+    If the model is not built yet at the default location: build it there when ``build_if_missing``
+    (minutes; see :mod:`rlhf_zoo.rewards.minilm_build`), else raise ``UserError`` naming ``rlhf-zoo prepare``.
+    A ``path`` given that holds no model is never built: a one-line ``UserError`` naming it.
     ``max_length`` for scoring (128) is above the training one (64) so that prompt + completion fit.
     """
-    p = Path(path) if path is not None else default_path()
+    p = Path(path).expanduser() if path is not None else default_path()
     if not is_built(p):
+        if path is not None and p != default_path():
+            raise UserError(
+                f"the gold reward {GOLD_NAME!r}: no model in {p} (no such built model; check the path, "
+                f"or leave the path out to use the one `{PREPARE_COMMAND}` builds)"
+            )
         if not build_if_missing:
             raise UserError(
                 f"the gold reward {GOLD_NAME!r} is not built yet (no model in {p}): "
@@ -67,7 +73,7 @@ def load_minilm_sentiment(
             )
         with build_lock(p, GOLD_NAME):
             if not is_built(p):  # else another process built it while this one waited
-                minilm_build.build_minilm_sentiment(path=path, progress=progress)
+                minilm_build.build_minilm_sentiment(path=p, progress=progress)
     reward = MiniLMSentimentReward(
         p, device=device, batch_size=batch_size, max_length=max_length, text=text, name=GOLD_NAME
     )

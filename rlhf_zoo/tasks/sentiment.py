@@ -13,7 +13,8 @@ continuation task of Ziegler et al. 2019).
   ratings (Pearson r ≈ 0.8 on held-out ratings), predicting the mean human rating in about [−4, 4].
   ``task.gold=null`` skips it; a missing gold model is built on first use (about 10 minutes on
   2 CPU cores, with a progress bar) unless ``task.build_gold=false``, in which case the error
-  names ``rlhf-zoo prepare``.
+  names ``rlhf-zoo prepare``. Only the default location is built: ``task.gold_options.path=DIR``
+  that holds no built model is a one-line error naming it.
 
 Prompts do **not** go through the chat template (``model.chat_template=false``): the task is a
 text continuation, and a chat wrapper would make an instruct model answer the review instead of
@@ -75,7 +76,8 @@ class SentimentTaskConfig:
         ``vader`` ``text``. Checked against the class's signature before anything loads; ``py:``
         rewards take none; the device is ``reward_device``'s and the gold build ``build_gold``'s.
     gold_options: the same for the gold reward.
-    build_gold: build a missing ``minilm_sentiment`` on first use (else fail naming ``rlhf-zoo prepare``).
+    build_gold: build a missing ``minilm_sentiment`` on first use at its default location (else fail naming
+        ``rlhf-zoo prepare``); a ``gold_options.path`` without a model is always refused.
     reward_device: device of neural reward models (``auto``: the policy's device).
     """
 

@@ -147,13 +147,29 @@ def test_two_workers_wanting_the_gold_model_build_it_once(tmp_path: Path, monkey
     monkeypatch.setattr(minilm.minilm_build, "build_minilm_sentiment", slow_build)
     monkeypatch.setattr(minilm, "MiniLMSentimentReward", lambda p, **kw: type("Loaded", (), {"path": p})())
     out = tmp_path / "gold"
+    monkeypatch.setattr(minilm, "default_path", lambda: out)
     loaded: list[Path] = []
     workers = [
-        threading.Thread(target=lambda: loaded.append(load_minilm_sentiment(path=out, progress=False).path))
-        for _ in range(2)
+        threading.Thread(target=lambda: loaded.append(load_minilm_sentiment(progress=False).path)) for _ in range(2)
     ]
     for w in workers:
         w.start()
     for w in workers:
         w.join(timeout=30)
     assert len(builds) == 1 and loaded == [out, out]
+
+
+@pytest.mark.parametrize("build_if_missing", [True, False])
+def test_a_given_gold_path_without_a_model_is_refused_not_built(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, build_if_missing: bool
+) -> None:
+    """Only the default location is built on demand: a path the user gave (task.gold_options.path=...,
+    perhaps mistyped) that holds no model is a one-line error naming it, not a 10-minute build there."""
+    from rlhf_zoo.rewards import minilm
+
+    builds: list[dict] = []
+    monkeypatch.setattr(minilm.minilm_build, "build_minilm_sentiment", lambda **kw: builds.append(kw))
+    missing = tmp_path / "no_such_gold"
+    with pytest.raises(UserError, match="no_such_gold") as e:
+        load_minilm_sentiment(build_if_missing, path=missing, progress=False)
+    assert builds == [] and not missing.exists() and "\n" not in str(e.value)
