@@ -253,6 +253,16 @@ class Runtime:
         value = torch.tensor([float(flag)], device=self.device)
         return bool(self.accelerator.reduce(value, reduction="sum").item() > 0)
 
+    def any_signal(self, signum: int | None) -> int | None:
+        """The stop signal of any process, in every process (None: none received one): a scheduler may
+        signal one process only, and every process must stop at the same step and name that signal (the
+        higher number where processes received different ones)."""
+        if not self.distributed:
+            return signum
+        value = torch.tensor([float(signum or 0)], device=self.device)
+        received = int(self.accelerator.reduce(value, reduction="max").item())
+        return received or None
+
     def mean_metrics(self, metrics: dict[str, Any]) -> dict[str, Any]:
         """Average the numeric metrics across processes; strings pass through. Every metric is a mean
         over a process's equal share of prompts, so the mean over processes is the global mean."""

@@ -224,9 +224,9 @@ class Trainer:
                     last = self.evaluate()
                 if self.step < steps and self.checkpoint_due():
                     self.save()
-                if self.rt.any_process(self.stop.requested):
+                if (signum := self.rt.any_signal(self.stop.signum)) is not None:  # this process's or another's
                     self.save()
-                    raise Interrupted(self.step, self.cfg.run_dir, self.stop.signum or signal.SIGINT)
+                    raise Interrupted(self.step, self.cfg.run_dir, signum)
         except KeyboardInterrupt as e:  # not a second signal (ForcedStop): resumable
             signum = getattr(e, "signum", None) or self.stop.signum or signal.SIGINT
             if isinstance(e, ForcedStop) or self._mid_step:  # no checkpoint: say which one remains

@@ -10,11 +10,15 @@ Two options that are not config keys: ``worker.stop_after=N`` stops that run lik
 steps (every process takes part in saving the checkpoint) and writes no weights, for a later run of
 the group to resume; ``worker.fail_at=N``: the last process's proxy reward fails (a one-line
 ``RewardError``) in step N while the others go on, as a reward that fails on one prompt would;
-``worker.reshard_after_forward=false`` shards that run as an accelerate config
+``worker.sigterm_at=N``: the first process alone sends itself SIGTERM as step N begins (as a scheduler
+may signal one process), and each process writes the exit code its ``Interrupted`` carries to
+``<run_dir>/stopped_rank<r>.txt``; ``worker.reshard_after_forward=false`` shards that run as an accelerate config
 with ``fsdp_reshard_after_forward: false`` would.
 """
 
 import json
+import os
+import signal
 import sys
 from pathlib import Path
 
@@ -35,6 +39,17 @@ def stop_after(trainer: Trainer, steps: int) -> None:
         return original()
 
     trainer.train_step = step
+
+
+def sigterm_at(trainer: Trainer, step: int) -> None:
+    original = trainer.train_step
+
+    def signalled_step():
+        if trainer.step == step and trainer.rt.rank == 0:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return original()
+
+    trainer.train_step = signalled_step
 
 
 def fail_at(trainer: Trainer, step: int) -> None:
@@ -72,6 +87,14 @@ for args in runs:
     fail = [int(a.split("=", 1)[1]) for a in args if a.startswith("worker.fail_at=")]
     if fail:
         fail_at(trainer, fail[0])
+    term = [int(a.split("=", 1)[1]) for a in args if a.startswith("worker.sigterm_at=")]
+    if term:
+        sigterm_at(trainer, term[0])
+        try:
+            trainer.fit()
+        except Interrupted as e:
+            Path(f"{cfg.run_dir}/stopped_rank{rt.rank}.txt").write_text(str(e.exit_code))
+            continue
     if stop:
         stop_after(trainer, stop[0])
         try:

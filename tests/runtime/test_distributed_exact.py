@@ -101,6 +101,17 @@ def test_a_failure_in_one_process_ends_the_group_with_its_error(tmp_path):
 
 
 @pytest.mark.slow
+def test_a_sigterm_to_one_process_is_named_sigterm_by_every_process(tmp_path):
+    """A scheduler may signal one process of a job: every process stops at the same step and names the
+    signal that one received (exit 143), not Ctrl-C's (130), which the others named for want of their own."""
+    run = tmp_path / "run"
+    out = launch([[*COMMON, *RUNS["reinforce"], "worker.sigterm_at=2", f"run_dir={run}"]], timeout=300)
+    assert out.returncode == 0, out.stderr[-4000:]
+    assert [(run / f"stopped_rank{r}.txt").read_text() for r in (0, 1)] == ["143", "143"]
+    assert torch.load(run / "checkpoint" / "state.pt", weights_only=False)["step"] == 3
+
+
+@pytest.mark.slow
 def test_a_sweep_under_a_multi_process_launch_is_refused_in_one_line(tmp_path):
     """A sweep (train with a list of values) runs its points through the bench's runner, which plans and
     writes them as the only process: under a 2-process launch each process planned and wrote every point, and
