@@ -87,6 +87,11 @@ def cmd_list(args: list[str]) -> int:
     from rlhf_zoo.config import presets
     from rlhf_zoo.tasks.registry import TASKS
 
+    if args:
+        raise UserError(
+            f"list: takes no argument, got {args[0]!r}; `rlhf-zoo list` shows the algorithms, presets, tasks and "
+            "rewards, `rlhf-zoo fields algo=NAME | task=NAME | model | train | run` the settings"
+        )
     print("algorithms:", ", ".join(known_algorithms()))
     print("presets:   ", ", ".join(presets("algo")))
     print("tasks:     ", ", ".join(sorted(TASKS)))

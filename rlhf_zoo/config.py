@@ -24,6 +24,7 @@ type is rejected here, before any model loads, with a :class:`ConfigError`. Noth
 
 from __future__ import annotations
 
+import difflib
 import math
 import os
 import tempfile
@@ -335,11 +336,22 @@ def compose(args: list[str], defaults: dict[str, str] | None = None, need_algo: 
 
 def check_top_level(keys: Any, schema: DictConfig, task_name: str, where: str = "") -> None:
     """Refuse a key whose first part is no top-level key of ``schema``, suggesting the dotted keys whose last
-    part is the key's (``steps`` → ``train.steps``), and a ``model.*`` key on a task without a model; raises
+    part is the key's (``steps`` → ``train.steps``), a ``section.key`` that its section lacks, suggesting the
+    close names (``train.stepz`` → ``train.steps``), and a ``model.*`` key on a task without a model; raises
     ConfigError (OmegaConf says only "Key 'steps' is not in struct")."""
     for key in keys:
         top = key.split(".", 1)[0]
         if top in schema:
+            rest = key.partition(".")[2]
+            node = schema[top]
+            if rest and "." not in rest and isinstance(node, DictConfig) and rest not in node:
+                near = difflib.get_close_matches(rest, [str(k) for k in node], n=2)
+                hint = " or ".join(f"{top}.{k}" for k in near)
+                show = {"algo": f"algo={node.get('name')}", "task": f"task={task_name}"}.get(top, top)
+                raise ConfigError(
+                    f"{where}unknown key {key!r}; "
+                    + (f"did you mean {hint}?" if near else f"`rlhf-zoo fields {show}` lists its keys")
+                )
             continue
         if top == "model":
             with_model = ", ".join(sorted(n for n, e in TASKS.items() if e.uses_model))

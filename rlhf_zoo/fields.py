@@ -171,6 +171,8 @@ def describe(args: list[str]) -> str:
     if unknown:
         raise ConfigError(f"fields: unknown section {unknown[0]!r}; sections: algo=NAME, task=NAME, model, train, run")
     if not words and "algo" not in over and "task" not in over:
+        if over:  # no section to show, but the keys are still checked: an unknown one is refused
+            compose([f"{k}={v}" for k, v in over.items()], need_algo=False)
         return overview()
     wanted = [s for s in SECTIONS if s in words or s in over]
     if "algo" in words or ("task" in words and "task" not in over):

@@ -75,6 +75,10 @@ class BenchOptions:
 def parse(args: list[str]) -> tuple[BenchOptions, list[str]]:
     """(bench options, training overrides for every point)."""
     opts, extra = split_options(args, BenchOptions, "bench")
+    for a in extra:  # seed= would be a training override; the bench's option is seeds=
+        key, _, value = a.partition("=")
+        if key.strip() == "seed":
+            raise UserError(f"bench: seed= is not a bench option (each point has its own); did you mean seeds={value}?")
     if not opts.suite:
         raise UserError(
             "bench: name a suite: rlhf-zoo bench suite=NAME (exact, quick, lm, full, demo, gpu-check) "

@@ -217,6 +217,16 @@ def convert_smollm2(target: Path | None = None) -> Path:
     return target
 
 
+# The files a tokenizer loads from (fast, SentencePiece, BPE, WordPiece); a folder with none of them has none.
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json + merges.txt", "vocab.txt", "spiece.model")
+
+
+def _is_tokenizer_file(filename: str) -> bool:
+    return filename.startswith(("tokenizer.", "vocab.", "merges.", "spiece.", "sentencepiece")) and not (
+        filename == "tokenizer_config.json"
+    )
+
+
 def check_model_source(name: str) -> None:
     """Everything about ``model.name`` that can be checked without loading the model (one-line UserError):
     a packaged model's package is installed, a local path holds a model, a hub id is reachable."""
@@ -231,6 +241,11 @@ def check_model_source(name: str) -> None:
             raise UserError(f"model.name={name}: no such directory")
         if not (path / "config.json").is_file():
             raise UserError(f"model.name={name}: {path} holds no Hugging Face model (no config.json)")
+        if not any(_is_tokenizer_file(f.name) for f in path.iterdir()):
+            raise UserError(
+                f"model.name={name}: {path} holds no tokenizer (none of {', '.join(TOKENIZER_FILES)}); "
+                "save one beside the model (tokenizer.save_pretrained)"
+            )
         return
     check_hub_model(name)
 

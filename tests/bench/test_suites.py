@@ -145,3 +145,11 @@ def test_lm_suite_is_claims_c2_and_d_on_smollm2_with_lora():
     assert len(LM.sweep("reinforce").values) >= 3 and 0.0 in LM.sweep("jbond_gamma").values
     ids = [p.id for p in expand(LM, seeds=[0])]
     assert ids[0] == "best_of_n-pool32-s0" and len(ids) == 1 + 3 + 3
+
+
+@pytest.mark.parametrize(("arg", "hint"), [("seed=3", "did you mean seeds=3?"), ("seed=0,1", "seeds=0,1?")])
+def test_bench_refuses_seed_and_hints_seeds(cli, tmp_path, arg, hint):
+    """``rlhf-zoo bench suite=exact seed=3`` said only "cannot override 'seed=3' for every point"."""
+    code, out, err = cli("bench", "suite=exact", arg, f"out={tmp_path}/o", f"docs={tmp_path}/d", "progress=false")
+    assert code == 2 and hint in err and len(err.strip().splitlines()) == 1 and not out, err
+    assert not (tmp_path / "o").exists()

@@ -134,3 +134,14 @@ def test_the_defaults_the_readme_states_are_the_configs():
     assert found and int(found[1]) == t.save_samples
     found = re.search(r"`model\.lora_dropout` defaults to ([\d.]+)", arch)
     assert found and float(found[1]) == HFPolicyConfig().lora_dropout
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [(["train.bogus=3"], "unknown key 'train.bogus'"), (["bogus=3"], "unknown key 'bogus'"),
+     (["train.stepz=3"], "did you mean train.steps?"), (["train", "train.stepz=1"], "did you mean train.steps?")],
+)  # fmt: skip
+def test_an_unknown_key_without_a_section_is_refused_not_ignored(cli, args, needle):
+    """``rlhf-zoo fields train.bogus=3`` printed the overview and exited 0, as if the key were fine."""
+    code, out, err = cli("fields", *args)
+    assert code == 2 and needle in err and len(err.strip().splitlines()) == 1 and not out, err

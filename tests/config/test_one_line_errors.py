@@ -92,3 +92,13 @@ def test_control_characters_of_a_user_value_are_escaped_in_the_error_line(tmp_pa
     code = cli.main(args)
     err = _one_line(capsys, code)
     assert shown in err and "\x1b" not in err and "\r" not in err, repr(err)
+
+
+def test_list_refuses_an_argument_in_one_line(capsys):
+    """``rlhf-zoo list x`` printed every list and exited 0; list takes no argument."""
+    from rlhf_zoo import cli
+
+    code = cli.main(["list", "x"])
+    out, err = capsys.readouterr()
+    assert code == 2 and not out and len(err.strip().splitlines()) == 1, err
+    assert "'x'" in err and "algorithms, presets, tasks and rewards" in err

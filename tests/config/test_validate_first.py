@@ -92,3 +92,17 @@ def test_a_name_that_is_no_hub_id_is_one_line(arg, tmp_path, capsys):
     assert code == 2 and len(err.strip().splitlines()) == 1, err
     assert value in err
     assert not (tmp_path / "r").exists()
+
+
+def test_a_model_folder_without_a_tokenizer_is_refused_in_one_line(monkeypatch, tmp_path, capsys):
+    """A folder with a config.json but no tokenizer files failed after the task was built, with
+    "Couldn't instantiate the backend tokenizer from one of: ...": now one line, before anything loads."""
+    import rlhf_zoo.train as train
+
+    monkeypatch.setattr(train, "build_task", lambda *a, **k: pytest.fail("the task was built"))
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "config.json").write_text('{"model_type": "llama"}')
+    code = cli.main(["train", "algo=reinforce", "task=sentiment", f"model.name={tmp_path}/m", f"run_dir={tmp_path}/r"])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "no tokenizer" in err and "tokenizer.json" in err and f"{tmp_path}/m" in err
