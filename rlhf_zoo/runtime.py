@@ -174,7 +174,9 @@ class Runtime:
         kept = [p for p in params if not is_sharded(p)]
         if not kept:
             return
-        dtype = next((p.grad.dtype for p in kept if p.grad is not None), kept[0].dtype)
+        dtype = kept[0].dtype  # the widest of the gradients' dtypes (float32 beside bfloat16: float32)
+        for p in kept:
+            dtype = torch.promote_types(dtype, p.grad.dtype if p.grad is not None else p.dtype)
         parts = [
             (p.grad if p.grad is not None else torch.zeros_like(p, dtype=dtype)).reshape(-1).to(dtype) for p in kept
         ]
