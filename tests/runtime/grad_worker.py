@@ -1,6 +1,9 @@
-"""One process of the 2-process group of test_average_gradients: gradients that are None on some processes."""
+"""One process of the 2-process group of test_average_gradients: gradients that are None on some processes.
+Writes ``<folder>/rank<r>.json`` (the folder is the one argument)."""
 
 import json
+import sys
+from pathlib import Path
 
 import torch
 
@@ -20,4 +23,5 @@ for p in (a, b, c):
 b.grad = torch.full((2,), 4.0) if rt.rank == 0 else None
 rt.average_gradients([a, b, c])
 second = [None if p.grad is None else p.grad.tolist() for p in (a, b, c)]
-print(json.dumps({"rank": rt.rank, "first": first, "second": second}), flush=True)
+# one file per process (two processes printing at once can run their lines together)
+Path(sys.argv[1], f"rank{rt.rank}.json").write_text(json.dumps({"rank": rt.rank, "first": first, "second": second}))
