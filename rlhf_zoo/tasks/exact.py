@@ -75,10 +75,15 @@ def check_exact_task(cfg: ExactTaskConfig) -> None:
     if cfg.max_len < 1:
         raise ValueError(f"max_len must be >= 1, got {cfg.max_len}")
     letters = cfg.vocab_size - 1
-    count = sum(letters**t for t in range(cfg.max_len)) + letters**cfg.max_len
+    count, at_least = 0, ""  # Σ_{t<L} (V−1)^t + (V−1)^L, summed until it is too many (a huge L never ends)
+    for t in range(cfg.max_len + 1):
+        count += letters**t
+        if count * cfg.num_prompts > MAX_COMPLETIONS:
+            at_least = "at least " if t < cfg.max_len else ""
+            break
     if count * cfg.num_prompts > MAX_COMPLETIONS:
         raise ValueError(
-            f"{count} completions per prompt × {cfg.num_prompts} prompts is more than the {MAX_COMPLETIONS} "
+            f"{at_least}{count} completions per prompt × {cfg.num_prompts} prompts is more than the {MAX_COMPLETIONS} "
             "that are enumerated exactly: lower vocab_size, max_len or num_prompts"
         )
 

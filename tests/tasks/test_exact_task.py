@@ -156,3 +156,13 @@ def test_state_dict_round_trip_keeps_weights_and_anchor_version(exact_task):
     fresh.load_state_dict(policy.state_dict())
     assert fresh.anchor_version == 2
     assert torch.equal(fresh.logits, policy.logits) and torch.equal(fresh.anchor_logits, policy.anchor_logits)
+
+
+def test_a_huge_max_len_is_refused_at_once() -> None:
+    """``task.max_len=1000000000000`` is refused as too many completions to enumerate, at once: the count
+    summed (V−1)^t over every t < L first, which for such an L never ended (the check hung the command)."""
+    from rlhf_zoo.tasks.exact import ExactTaskConfig, check_exact_task
+
+    for vocab_size in (2, 3, 27):
+        with pytest.raises(ValueError, match="that are enumerated exactly"):
+            check_exact_task(ExactTaskConfig(vocab_size=vocab_size, max_len=10**12))
