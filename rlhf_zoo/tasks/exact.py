@@ -64,6 +64,9 @@ class TableReward:
 
 
 MAX_COMPLETIONS = 200_000  # per prompt: every one is enumerated at every evaluation
+# the exact evaluation compares each completion of a prompt with every other (its quantiles under π_ref):
+# P·M² float64 values per tensor; 4.3e7 (4 prompts, vocab_size 4, max_len 7) peaked at 1.2 GB in one run
+MAX_PAIRS = 50_000_000
 
 
 def check_exact_task(cfg: ExactTaskConfig) -> None:
@@ -85,6 +88,12 @@ def check_exact_task(cfg: ExactTaskConfig) -> None:
         raise ValueError(
             f"{at_least}{count} completions per prompt × {cfg.num_prompts} prompts is more than the {MAX_COMPLETIONS} "
             "that are enumerated exactly: lower vocab_size, max_len or num_prompts"
+        )
+    if count * count * cfg.num_prompts > MAX_PAIRS:
+        raise ValueError(
+            f"{count} completions per prompt × {cfg.num_prompts} prompts: the exact evaluation compares every "
+            f"completion of a prompt with every other, {count * count * cfg.num_prompts} pairs, more than the "
+            f"{MAX_PAIRS} it holds in memory: lower vocab_size, max_len or num_prompts"
         )
 
 

@@ -166,3 +166,13 @@ def test_a_huge_max_len_is_refused_at_once() -> None:
     for vocab_size in (2, 3, 27):
         with pytest.raises(ValueError, match="that are enumerated exactly"):
             check_exact_task(ExactTaskConfig(vocab_size=vocab_size, max_len=10**12))
+
+
+def test_a_testbed_too_large_for_the_exact_evaluation_is_refused() -> None:
+    """max_len=9 (29 524 completions per prompt, 4 prompts) passed the completion count and then asked
+    for 28 GB in the first evaluation, which compares every completion of a prompt with every other."""
+    from rlhf_zoo.tasks.exact import ExactTaskConfig, check_exact_task
+
+    with pytest.raises(ValueError, match="compares every completion of a prompt with every other"):
+        check_exact_task(ExactTaskConfig(max_len=9))
+    check_exact_task(ExactTaskConfig(max_len=7))  # 3 280 per prompt: 4.3e7 pairs, 1.2 GB, still allowed
