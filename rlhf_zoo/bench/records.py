@@ -110,14 +110,20 @@ def out_records(suite_dir: Path) -> dict[str, dict[str, Any]]:
     return out
 
 
-def run_identity(args: Any) -> dict[str, str]:
-    """A point's ``key=value`` arguments as what decides its results: key → value (the later of a repeated key
-    wins, so the order of different keys does not matter), without the :data:`NO_EFFECT` keys."""
+def _by_key(args: Any, leave_out: tuple[str, ...]) -> dict[str, str]:
+    """``key=value`` arguments as key → value, sorted by key (the later of a repeated key wins), without
+    ``leave_out``."""
     out: dict[str, str] = {}
     for a in args:
         k, _, v = str(a).partition("=")
         out[k.strip()] = v
-    return {k: out[k] for k in sorted(out) if k not in NO_EFFECT}
+    return {k: out[k] for k in sorted(out) if k not in leave_out}
+
+
+def run_identity(args: Any) -> dict[str, str]:
+    """A point's ``key=value`` arguments as what decides its results: key → value (the later of a repeated key
+    wins, so the order of different keys does not matter), without the :data:`NO_EFFECT` keys."""
+    return _by_key(args, NO_EFFECT)
 
 
 def same_run(a: Any, b: Any) -> bool:
@@ -292,11 +298,7 @@ def record_settings(rec: dict[str, Any]) -> dict[str, Any]:
     """The record's settings; for a format-1 record, its arguments (``key → value``, the seed left out)."""
     if isinstance(rec.get("settings"), dict):
         return rec["settings"]
-    args: dict[str, Any] = {}
-    for a in rec.get("args", []):
-        k, _, v = str(a).partition("=")
-        args[k.strip()] = v
-    return {k: args[k] for k in sorted(args) if k not in UNSETTLED}
+    return _by_key(rec.get("args", []), UNSETTLED)
 
 
 def commit_of(rec: dict[str, Any]) -> str:
