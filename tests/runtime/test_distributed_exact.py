@@ -123,10 +123,9 @@ def test_a_sweep_under_a_multi_process_launch_is_refused_in_one_line(tmp_path):
     out = subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=300, env=env)
     assert out.returncode != 0
     message = "rlhf-zoo: error: a sweep or a bench runs in one process"
-    # torchrun stops the other process once one has failed: on a busy machine it may be stopped (SIGTERM)
-    # before it gets to its own refusal
-    refused = out.stderr.count(message) + out.stderr.count("rlhf-zoo: interrupted (SIGTERM)")
-    assert out.stderr.count(message) >= 1 and refused == 2, out.stderr[-3000:]
+    # Every process refuses, but torchrun stops the others once one has failed: on a busy machine they may be
+    # stopped (SIGTERM, silently while still importing) before they print their own refusal.
+    assert out.stderr.count(message) >= 1, out.stderr[-3000:]
     assert not list(out_dir.glob("*/metrics.jsonl"))
 
 
