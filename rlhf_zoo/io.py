@@ -42,6 +42,14 @@ def parse_bool(value: str) -> bool:
     raise ValueError(f"expected true or false, got {value!r}")
 
 
+def read_json(path: Path) -> Any | None:
+    """The JSON in ``path``, or None when it is missing or unreadable."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
 def yaml_error(e: BaseException) -> str:
     """A YAML loader's error as one line with what is wrong and where: ``YAML syntax error at line 3, column 5:
     expected ',' or '}', but got ':' (while parsing a flow mapping started at line 2)``."""

@@ -31,7 +31,7 @@ from typing import Any
 import torch
 
 from rlhf_zoo.errors import UserError
-from rlhf_zoo.io import atomic_dir, atomic_write_text
+from rlhf_zoo.io import atomic_dir, atomic_write_text, read_json
 
 
 class WriteError(UserError):
@@ -112,11 +112,7 @@ class RunLog:
 
     def read_meta(self) -> dict[str, Any] | None:
         """``meta.json`` (None: none, or not a JSON object)."""
-        p = self.dir / "meta.json"
-        try:
-            meta = json.loads(p.read_text()) if p.is_file() else None
-        except ValueError:
-            return None
+        meta = read_json(self.dir / "meta.json")
         return meta if isinstance(meta, dict) else None
 
     def log(self, step: int, metrics: dict[str, Any]) -> None:

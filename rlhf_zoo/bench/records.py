@@ -51,7 +51,7 @@ from pathlib import Path
 from typing import Any
 
 from rlhf_zoo.errors import UserError
-from rlhf_zoo.io import atomic_write_json, atomic_write_text
+from rlhf_zoo.io import atomic_write_json, atomic_write_text, read_json
 
 RECORD = "record.json"
 BENCH = "bench.json"
@@ -77,14 +77,6 @@ UNSETTLED = ("seed", "run_dir", "resume", "device", "threads", *NO_EFFECT)
 def write_json_atomic(path: Path, obj: Any) -> None:
     """Write JSON to ``path`` atomically: readers see all or nothing."""
     atomic_write_json(path, obj, indent=1)
-
-
-def read_json(path: Path) -> Any | None:
-    """The JSON in ``path``, or None when it is missing or unreadable."""
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
 
 
 def read_record(point_dir: Path) -> dict[str, Any] | None:
