@@ -324,12 +324,6 @@ def load_prompt_sets(cfg: SentimentTaskConfig) -> PromptSets:
     return PromptSets(train, evals, source, skipped)
 
 
-def load_prompts(cfg: SentimentTaskConfig) -> tuple[list[str], list[str], str]:
-    """(train prompts, held-out eval prompts, where they came from in words): :func:`load_prompt_sets`."""
-    sets = load_prompt_sets(cfg)
-    return sets.train, sets.evals, sets.source
-
-
 def check_prompts_fit(prompts: list[str], model_cfg: Any, tokenizer: Any, context: int | None) -> None:
     """Every prompt fits: at most ``model.max_prompt_tokens`` tokens, and prompt + completion within the
     model's ``context`` (its positions). Raises UserError naming the limit; never truncates."""

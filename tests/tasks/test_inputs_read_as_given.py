@@ -63,26 +63,28 @@ def test_a_reward_that_raises_a_multiline_message_is_one_line():
 
 def test_a_prompt_column_of_chat_messages_is_refused_not_stringified(tmp_path):
     from rlhf_zoo.errors import UserError
-    from rlhf_zoo.tasks.sentiment import SentimentTaskConfig, load_prompts
+    from rlhf_zoo.tasks.sentiment import SentimentTaskConfig, load_prompt_sets
 
     path = tmp_path / "chat.jsonl"
     rows = [{"text": [{"role": "user", "content": f"continue review {i}"}]} for i in range(20)]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     with pytest.raises(UserError, match="holds list values, not text"):
-        load_prompts(SentimentTaskConfig(prompts=str(path)))
+        load_prompt_sets(SentimentTaskConfig(prompts=str(path)))
 
 
 def test_csv_prompts_are_read_as_the_text_written(tmp_path):
-    from rlhf_zoo.tasks.sentiment import SentimentTaskConfig, load_prompts
+    from rlhf_zoo.tasks.sentiment import SentimentTaskConfig, load_prompt_sets
 
     texts = ["NA", "null", "None", "nan", "007", "1.50", *PROMPTS]
     path = tmp_path / "p.csv"
     path.write_text("text\n" + "".join(f"{t}\n" for t in texts))
-    train, evals, _ = load_prompts(SentimentTaskConfig(prompts=str(path), eval_fraction=0.5))
+    sets = load_prompt_sets(SentimentTaskConfig(prompts=str(path), eval_fraction=0.5))
+    train, evals, _ = sets.train, sets.evals, sets.source
     assert sorted(train + evals) == sorted(texts)
     numbers = tmp_path / "n.csv"
     numbers.write_text("text\n007\n1.50\n2\n")
-    train, evals, _ = load_prompts(SentimentTaskConfig(prompts=str(numbers), eval_fraction=0.5))
+    sets = load_prompt_sets(SentimentTaskConfig(prompts=str(numbers), eval_fraction=0.5))
+    train, evals, _ = sets.train, sets.evals, sets.source
     assert sorted(train + evals) == ["007", "1.50", "2"]
 
 

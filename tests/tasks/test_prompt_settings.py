@@ -64,7 +64,7 @@ def test_prompt_split_without_a_dataset_that_has_splits_is_refused(cli, tiny_lm,
 
 def test_prompt_split_chooses_the_split_of_a_directory(tmp_path):
     from rlhf_zoo.config import load_config, validate
-    from rlhf_zoo.tasks.sentiment import SentimentTaskConfig, load_prompts
+    from rlhf_zoo.tasks.sentiment import SentimentTaskConfig, load_prompt_sets
 
     folder = tmp_path / "reviews"
     folder.mkdir()
@@ -72,7 +72,8 @@ def test_prompt_split_chooses_the_split_of_a_directory(tmp_path):
     write_jsonl(folder / "test.jsonl", [f"a test review {i}" for i in range(10)])
     args = ["algo=bond", "task=sentiment", "task.gold=null", f"run_dir={tmp_path}/run"]
     validate(load_config([*args, f"task.prompts={folder}", "task.prompt_split=test"]))  # accepted
-    train, evals, _ = load_prompts(SentimentTaskConfig(prompts=str(folder), prompt_split="test", eval_fraction=0.5))
+    sets = load_prompt_sets(SentimentTaskConfig(prompts=str(folder), prompt_split="test", eval_fraction=0.5))
+    train, evals, _ = sets.train, sets.evals, sets.source
     assert sorted(train + evals) == sorted(f"a test review {i}" for i in range(10))
 
 
@@ -103,7 +104,7 @@ def test_an_unsupported_prompt_file_is_refused_with_the_config(tmp_path, monkeyp
 
 def test_packaged_evaluation_prompts_beside_a_prompt_file(tmp_path, monkeypatch):
     import rlhf_zoo.data.hutto as hutto
-    from rlhf_zoo.tasks.sentiment import SentimentTaskConfig, load_prompts
+    from rlhf_zoo.tasks.sentiment import SentimentTaskConfig, load_prompt_sets
 
     asked = []
 
@@ -113,7 +114,8 @@ def test_packaged_evaluation_prompts_beside_a_prompt_file(tmp_path, monkeypatch)
 
     monkeypatch.setattr(hutto, "prompt_texts", packaged)
     path = write_jsonl(tmp_path / "p.jsonl", PROMPTS)
-    train, evals, source = load_prompts(SentimentTaskConfig(prompts=str(path), eval_prompts="hutto"))
+    sets = load_prompt_sets(SentimentTaskConfig(prompts=str(path), eval_prompts="hutto"))
+    train, evals, source = sets.train, sets.evals, sets.source
     assert sorted(train) == sorted(PROMPTS) and asked == [("eval", 6)]
     assert evals == [f"packaged eval snippet {i}" for i in range(5)] and "packaged" in source
 

@@ -32,10 +32,11 @@ def test_own_prompts_are_used_whole_and_counted(cli, tiny_lm, tmp_path):
     assert len(line) == 1 and f"{counts['train']} for training" in line[0]
 
     from rlhf_zoo.config import as_dataclass, load_config
-    from rlhf_zoo.tasks.sentiment import load_prompts
+    from rlhf_zoo.tasks.sentiment import load_prompt_sets
 
     cfg = load_config(["algo=bond", *tiny_lm, f"task.prompts={prompts}"])
-    train, evals, _ = load_prompts(as_dataclass(cfg, "task"))
+    sets = load_prompt_sets(as_dataclass(cfg, "task"))
+    train, evals, _ = sets.train, sets.evals, sets.source
     assert LONG in train + evals  # whole, not its first six words
     assert (train + evals).count("The acting was") == 2
 
