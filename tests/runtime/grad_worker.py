@@ -25,3 +25,7 @@ rt.average_gradients([a, b, c])
 second = [None if p.grad is None else p.grad.tolist() for p in (a, b, c)]
 # one file per process (two processes printing at once can run their lines together)
 Path(sys.argv[1], f"rank{rt.rank}.json").write_text(json.dumps({"rank": rt.rank, "first": first, "second": second}))
+# both processes done before either exits, then the group closed (a process that leaves while gloo's
+# threads still serve the group can abort with "terminate called without an active exception")
+rt.barrier()
+torch.distributed.destroy_process_group()
