@@ -95,6 +95,16 @@ class TrainConfig:
     fsdp: bool = False
 
 
+# settings that cannot change a run's results (a progress bar, trackers, checkpoint cadence): a run may resume
+# with other values of these, and a bench point whose record differs from it only in these is finished
+NO_EFFECT = (
+    "train.progress",
+    "train.log_with",
+    "train.checkpoint_every",
+    "train.checkpoint_minutes",
+)
+
+
 @dataclass
 class RunConfig:
     """Attributes:

@@ -39,7 +39,7 @@ from omegaconf import DictConfig
 from rlhf_zoo import checkpoint
 from rlhf_zoo.algorithms.base import Algorithm
 from rlhf_zoo.algorithms.registry import get_algorithm
-from rlhf_zoo.config import algo_config, as_dataclass, to_yaml
+from rlhf_zoo.config import NO_EFFECT, algo_config, as_dataclass, to_yaml
 from rlhf_zoo.errors import UserError
 from rlhf_zoo.evaluate import Evaluator
 from rlhf_zoo.policies.base import Policy
@@ -398,10 +398,10 @@ class Trainer:
         existing = self.log.read_config()
         resumed = cfg.resume and self.log.has_checkpoint()
         if resumed:
-            if existing is not None and _without_resume(existing) != _without_resume(to_yaml(cfg)):
+            if existing is not None and (differences := _config_difference(existing, to_yaml(cfg))):
                 raise UserError(
                     f"resume=true but {cfg.run_dir}/config.yaml differs from this run's config "
-                    f"({_config_difference(existing, to_yaml(cfg))}): resume it with its own settings "
+                    f"({differences}): resume it with its own settings "
                     f"(rlhf-zoo train config={cfg.run_dir}/config.yaml resume=true), or choose another run_dir"
                 )
             self.restore()
@@ -488,12 +488,10 @@ def _flat_config(cfg: DictConfig) -> dict[str, Any]:
     return {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in flat.items()}
 
 
-def _without_resume(yaml_text: str) -> str:
-    return "\n".join(line for line in yaml_text.splitlines() if not line.startswith("resume:"))
-
-
 def _config_difference(saved: str, now: str, shown: int = 3) -> str:
-    """The first settings in which two resolved configs (YAML) differ, as ``key: saved → now``."""
+    """The first settings in which two resolved configs (YAML) differ, as ``key: saved → now`` ("": none), but
+    for ``resume`` and the settings without effect on the results (:data:`rlhf_zoo.config.NO_EFFECT`: a run
+    may resume without its progress bar, or with another checkpoint cadence)."""
     import yaml
 
     def flat(node: Any, prefix: str = "") -> dict[str, Any]:
@@ -502,7 +500,7 @@ def _config_difference(saved: str, now: str, shown: int = 3) -> str:
         return {k: v for key, sub in node.items() for k, v in flat(sub, f"{prefix}{key}.").items()}
 
     a, b = flat(yaml.safe_load(saved) or {}), flat(yaml.safe_load(now) or {})
-    keys = [k for k in sorted(set(a) | set(b)) if k != "resume" and a.get(k) != b.get(k)]
+    keys = [k for k in sorted(set(a) | set(b)) if k not in ("resume", *NO_EFFECT) and a.get(k) != b.get(k)]
     text = ", ".join(f"{k}: {a.get(k)} → {b.get(k)}" for k in keys[:shown])
     return text + (f" and {len(keys) - shown} more" if len(keys) > shown else "")
 

@@ -13,7 +13,7 @@ The bench options are the fields of :class:`BenchOptions` (``suite`` is required
 ``key=value`` is a training override appended to every point (it becomes part of each point's
 arguments, so records made without it are redone, unless it cannot change the results: argument
 order, ``train.progress``, ``train.log_with``, ``train.checkpoint_every`` and ``train.checkpoint_minutes``,
-:data:`rlhf_zoo.bench.records.NO_EFFECT`).
+:data:`rlhf_zoo.config.NO_EFFECT`).
 
 Where things go: the runs under ``out`` (default ``bench_runs/``, not in git); the page under ``docs``
 (default ``docs/benchmarks`` when ``out`` is the default, else ``out`` itself); the records, one small

@@ -10,7 +10,7 @@
 :mod:`rlhf_zoo.bench.command`): the records are committed, so a suite can be run in pieces, on several
 machines and at several times, and its page rendered from whatever records are there. A point with a
 record (in ``<records>`` or under ``<out>``) whose arguments make the point's run is never run again: the
-same arguments in any order, but for the settings that cannot change its results (:data:`NO_EFFECT`:
+same arguments in any order, but for the settings that cannot change its results (:data:`rlhf_zoo.config.NO_EFFECT`:
 progress bar, trackers, checkpoint cadence; :func:`same_run`).
 
 A record holds everything the tables, plots and claims need, so rendering never opens a run directory:
@@ -50,6 +50,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rlhf_zoo.config import NO_EFFECT  # a point whose record differs from it only in these is finished
 from rlhf_zoo.errors import UserError
 from rlhf_zoo.io import atomic_write_json, atomic_write_text, read_json
 
@@ -61,14 +62,6 @@ FORMATS = (1, 2)  # the formats this version reads
 DIGITS = 6  # significant digits of a compact record's floats
 # metrics of the evaluation steps that a compact record keeps (the curves the plots and claims draw)
 CURVE_KEYS = ("reward/", "win_rate/", "length/", "frontier/", "quantile/", "kl/exact", "kl/to_", "kl/from_", "bon/")
-# settings that cannot change a run's results (a progress bar, trackers, checkpoint cadence): a point whose
-# record differs from it only in these, or in the order of its arguments, is finished (:func:`same_run`)
-NO_EFFECT = (
-    "train.progress",
-    "train.log_with",
-    "train.checkpoint_every",
-    "train.checkpoint_minutes",
-)
 # configuration keys that are not a record's settings: they cannot change its numbers, or differ by design
 # (the thread count changes floating-point rounding, so a run's samples, but not what they are drawn from)
 UNSETTLED = ("seed", "run_dir", "resume", "device", "threads", *NO_EFFECT)

@@ -1,7 +1,7 @@
 """Run a suite's points, each into ``<out>/<suite>/<point-id>/``, never recomputing a finished one.
 
 A point is *finished* when it has a record whose arguments make the point's run (the same arguments, in
-any order, but for the settings that cannot change its results: :data:`~rlhf_zoo.bench.records.NO_EFFECT`,
+any order, but for the settings that cannot change its results: :data:`~rlhf_zoo.config.NO_EFFECT`,
 :func:`~rlhf_zoo.bench.records.same_run`): in the records folder
 (``<records>/<suite>/<point-id>.json``, committed to the repository, see
 :mod:`rlhf_zoo.bench.records`) or in its run directory (``record.json``). A finished point is never
@@ -92,7 +92,7 @@ def plan(point: Point, d: Path, resumable: bool, stored: dict[str, Any] | None =
 
     ``stored`` is the point's record in the records folder, if any: it is looked at first. A record matches
     when its arguments make the same run as the point's (:func:`~rlhf_zoo.bench.records.same_run`: in any
-    order, whatever the settings without effect on the results); a resumed run's must be the point's own."""
+    order, whatever the settings without effect on the results); so must a checkpoint's to be resumed from."""
     if stored is not None and same_run(stored.get("args", []), point.args):
         return "done"
     if not d.exists():
@@ -101,7 +101,7 @@ def plan(point: Point, d: Path, resumable: bool, stored: dict[str, Any] | None =
     if rec is not None:
         return "done" if same_run(rec.get("args", []), point.args) else "redo"
     started = read_json(d / STARTED)
-    same = isinstance(started, dict) and started.get("args") == list(point.args)
+    same = isinstance(started, dict) and same_run(started.get("args", []), point.args)
     if resumable and same and checkpoint_to_resume(d):
         return "resume"
     return "redo"

@@ -153,6 +153,10 @@ def test_resumable_suite_resumes_from_a_checkpoint(tiny_exact_suite, tmp_path):
     aside.mkdir()
     (d / "checkpoint").rename(aside / "checkpoint")
     assert plan(p, d, resumable=True) == "resume"
+    # started with its arguments in another order, or with settings without effect on the results: the same run
+    for args in (list(reversed(p.args)), [*p.args, "train.checkpoint_every=3", "train.progress=true"]):
+        write_json_atomic(d / "point.json", {"id": p.id, "args": args})
+        assert plan(p, d, resumable=True) == "resume", args
     write_json_atomic(d / "point.json", {"id": p.id, "args": ["something", "else"]})
     assert plan(p, d, resumable=True) == "redo"  # a checkpoint of another configuration
 

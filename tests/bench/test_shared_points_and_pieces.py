@@ -56,7 +56,15 @@ def test_a_seed_given_twice_is_one_line_not_a_punctuation_clash(cli, tmp_path):
     assert not (tmp_path / "runs" / "exact").exists()
 
 
-def test_a_resumed_points_wall_time_counts_its_interrupted_part(tiny_exact_suite, tmp_path, monkeypatch):
+@pytest.fixture(params=[(), ("train.checkpoint_every=2", "train.progress=true")], ids=["same", "no_effect"])
+def again_extra(request) -> list[str]:
+    """The resuming bench's extra settings: none, or settings without effect on the results (the first bench
+    had none). With these the point was deleted and redone: its point.json's arguments had to equal the
+    point's, and ``resume=true`` refused a config.yaml that differed in any setting."""
+    return list(request.param)
+
+
+def test_a_resumed_points_wall_time_counts_its_interrupted_part(tiny_exact_suite, tmp_path, monkeypatch, again_extra):
     import os
     import signal
     import time
@@ -84,8 +92,9 @@ def test_a_resumed_points_wall_time_counts_its_interrupted_part(tiny_exact_suite
     suite = replace(suite, sweeps=(replace(suite.sweeps[0], values=(0.1,)),))
     with pytest.raises((train.Interrupted, KeyboardInterrupt)):
         run_suite(suite, tmp_path, progress=False, **only)
-    report = run_suite(suite, tmp_path, progress=False, **only)
-    assert report.resumed == ["reinforce-beta0.1-s0"]
+    report = run_suite(suite, tmp_path, progress=False, extra=again_extra, **only)
+    assert report.resumed == ["reinforce-beta0.1-s0"] and report.redone == []
     rec = read_record(tmp_path / "tinyexact" / "reinforce-beta0.1-s0")
+    assert set(again_extra) <= set(rec["args"])  # the resuming bench's own arguments
     assert rec["summary"]["time/train_s"] >= 2.9  # the run trained 3 s in all
     assert rec["wall_s"] >= rec["summary"]["time/train_s"], rec["wall_s"]

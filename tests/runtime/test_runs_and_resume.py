@@ -166,6 +166,24 @@ def test_resume_with_other_settings_names_what_differs_and_how_to_resume(tmp_pat
     assert code == 0, err
 
 
+def test_a_run_resumes_with_other_settings_that_cannot_change_its_results(tmp_path, cli):
+    """A run stopped and resumed without its progress bar (a preempted job restarted in a batch queue), or
+    with another checkpoint cadence, was refused: config.yaml differed. None of config.NO_EFFECT changes the
+    run's numbers, so it resumes, and its config.yaml holds the settings it now runs with."""
+    import yaml
+
+    run_dir = tmp_path / "r"
+    args = ["algo=reinforce", "task=exact", "threads=1", "train.eval_every=1", f"run_dir={run_dir}"]
+    code, _, err = cli("train", *args, "train.steps=2", "train.progress=true", "train.checkpoint_every=1")
+    assert code == 0, err
+    later = ["train.progress=false", "train.checkpoint_every=5", "train.checkpoint_minutes=0", "train.log_with=none"]
+    code, out, err = cli("train", *args, "train.steps=2", *later, "resume=true")
+    assert code == 0, err
+    assert "resuming" in out + err, out + err
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text())["train"]
+    assert (saved["progress"], saved["checkpoint_every"], saved["checkpoint_minutes"]) == (False, 5, 0)
+
+
 def test_a_resume_keeps_the_first_start_provenance_in_meta_json_and_records_itself(tmp_path):
     """meta.json is the provenance of the run's first start (command, commit, versions, hardware, start
     time), which a resumed run rewrote with its own; each resume now appends its own provenance and the step
