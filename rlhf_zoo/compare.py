@@ -20,6 +20,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,16 +51,42 @@ class CompareOptions:
     out: str | None = None
 
 
+UNFINISHED = "no summary.json: still running, or stopped before its end; resume=true finishes it"
+
+
+def _started_run(d: Path) -> bool:
+    """Whether ``d`` is a run directory that a run has written into (finished or not)."""
+    return (d / "metrics.jsonl").is_file() or ((d / "config.yaml").is_file() and (d / "meta.json").is_file())
+
+
+def _some(paths: list[Path], shown: int = 3) -> str:
+    text = ", ".join(map(str, paths[:shown]))
+    return text + (f" and {len(paths) - shown} more" if len(paths) > shown else "")
+
+
 def find_runs(paths: list[str]) -> list[Path]:
-    """The run directories named or found below ``paths`` (a run directory holds ``summary.json``)."""
+    """The run directories named or found below ``paths`` (a run directory holds ``summary.json``). The
+    unfinished runs below a folder (a run directory without ``summary.json``) are left out, and said so on
+    stderr; one named on its own is refused."""
     runs: list[Path] = []
     for p in map(Path, paths):
         if (p / "summary.json").is_file():
             runs.append(p)
+        elif _started_run(p):
+            raise UserError(f"compare: {p} is a run that has not finished ({UNFINISHED})")
         elif p.is_dir():
             found = sorted(s.parent for s in p.rglob("summary.json"))
+            below = {m.parent for name in ("metrics.jsonl", "config.yaml") for m in p.rglob(name)}
+            unfinished = sorted(d for d in below - set(found) if _started_run(d))
             if not found:
-                raise UserError(f"compare: no finished run (summary.json) below {p}")
+                more = f"; {len(unfinished)} unfinished ({UNFINISHED}): {_some(unfinished)}" if unfinished else ""
+                raise UserError(f"compare: no finished run (summary.json) below {p}{more}")
+            if unfinished:
+                print(
+                    f"compare: left out {len(unfinished)} unfinished run(s) below {p} ({UNFINISHED}): "
+                    f"{_some(unfinished)}",
+                    file=sys.stderr,
+                )
             runs.extend(found)
         else:
             raise UserError(f"compare: {p} is not a run directory or a folder of runs")

@@ -117,3 +117,27 @@ def test_a_run_whose_config_yaml_does_not_parse_is_one_line(tmp_path, capsys):
     assert main(["compare", str(run)]) == 2
     err = capsys.readouterr().err
     assert "YAML syntax error at line 3" in err and str(run) in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_an_unfinished_run_below_a_folder_is_left_out_aloud(runs, tmp_path, capsys):
+    """A run still running, or killed (no ``summary.json``, a torn last line in ``metrics.jsonl``), below a
+    folder was left out of the table without a word: the table read as if the folder held one run."""
+    import shutil
+
+    shutil.copytree(runs / "a0", tmp_path / "done")
+    shutil.copytree(runs / "r0", tmp_path / "killed")
+    (tmp_path / "killed" / "summary.json").unlink()
+    metrics = tmp_path / "killed" / "metrics.jsonl"
+    metrics.write_text(metrics.read_text()[:-20])
+    capsys.readouterr()
+    assert main(["compare", str(tmp_path)]) == 0
+    out = capsys.readouterr()
+    assert "| jbond" in out.out and "reinforce" not in out.out
+    assert "left out 1 unfinished run" in out.err and str(tmp_path / "killed") in out.err
+    # named on its own, or the only run below a folder: one line that says why
+    shutil.rmtree(tmp_path / "done")
+    for path in (tmp_path / "killed", tmp_path):
+        assert main(["compare", str(path)]) == 2
+        err = capsys.readouterr().err
+        assert "not finished" in err or "1 unfinished" in err
+        assert str(tmp_path / "killed") in err and len(err.strip().splitlines()) == 1, err
