@@ -105,21 +105,42 @@ def _flat(node: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def load_run(run_dir: Path) -> dict[str, Any]:
-    """A finished run as a bench-style record (summary, metrics path, flat resolved config)."""
+    """A finished run as a bench-style record (summary, metrics path, flat resolved config). A file that does
+    not parse, or that parses into something a run does not write (``summary.json`` not a JSON object,
+    ``config.yaml`` without an integer ``seed`` and an ``algo.name``, a ``metrics.jsonl`` line not a JSON object),
+    is refused in one line naming it."""
     import yaml
     from omegaconf import OmegaConf
 
     from rlhf_zoo.io import yaml_error
 
+    def bad(name: str, why: str) -> UserError:
+        return UserError(f"compare: cannot read the run in {run_dir}: {name} {why}")
+
+    name = "summary.json"
     try:
-        summary = json.loads((run_dir / "summary.json").read_text())
-        config = _flat(OmegaConf.to_container(OmegaConf.load(run_dir / "config.yaml")))
-        lines = (run_dir / "metrics.jsonl").read_text().splitlines() if (run_dir / "metrics.jsonl").is_file() else []
-        metrics = [json.loads(x) for x in lines if x.strip()]
+        summary = json.loads((run_dir / name).read_text())
+        name = "config.yaml"
+        tree = OmegaConf.to_container(OmegaConf.load(run_dir / name))
+        name = "metrics.jsonl"
+        lines = (run_dir / name).read_text().splitlines() if (run_dir / name).is_file() else []
+        metrics = []
+        for i, line in enumerate(lines, 1):
+            name = f"metrics.jsonl line {i}"
+            if line.strip():
+                metrics.append(json.loads(line))
     except (OSError, ValueError, yaml.YAMLError) as e:
-        raise UserError(f"compare: cannot read the run in {run_dir}: {yaml_error(e)}") from None
-    return {"run_dir": str(run_dir), "seed": int(config.get("seed", 0)), "config": config, "summary": summary,
-            "metrics": metrics}  # fmt: skip
+        raise bad(name, f"does not parse: {yaml_error(e)}") from None
+    if not isinstance(summary, dict):
+        raise bad("summary.json", f"is a JSON {type(summary).__name__}, not a run's summary (an object)")
+    config = _flat(tree) if isinstance(tree, dict) else {}
+    seed = config.get("seed")
+    if not isinstance(seed, int) or isinstance(seed, bool) or not config.get("algo.name"):
+        raise bad("config.yaml", "is not a run's resolved config (it needs an integer seed and an algo.name)")
+    for i, m in enumerate(metrics, 1):
+        if not isinstance(m, dict):
+            raise bad("metrics.jsonl", f"holds a JSON {type(m).__name__} in its line {i}, not an evaluation")
+    return {"run_dir": str(run_dir), "seed": seed, "config": config, "summary": summary, "metrics": metrics}
 
 
 def label_runs(records: list[dict[str, Any]]) -> None:

@@ -141,3 +141,29 @@ def test_an_unfinished_run_below_a_folder_is_left_out_aloud(runs, tmp_path, caps
         err = capsys.readouterr().err
         assert "not finished" in err or "1 unfinished" in err
         assert str(tmp_path / "killed") in err and len(err.strip().splitlines()) == 1, err
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "said"),
+    [
+        ("summary.json", "[1, 2]", "summary.json is a JSON list"),
+        ("config.yaml", "", "config.yaml is not a run's resolved config"),  # was: seed 0, every key None
+        ("config.yaml", "[1, 2]", "config.yaml is not a run's resolved config"),
+        ("config.yaml", "seed: [1]\nalgo: {name: bond}\n", "config.yaml is not a run's resolved config"),
+        ("metrics.jsonl", '{"step": 0}\n[1, 2]\n', "metrics.jsonl holds a JSON list in its line 2"),
+        ("metrics.jsonl", '{"step": 0}\n{"step": 6, "rew', "metrics.jsonl line 2 does not parse"),
+    ],
+)
+def test_a_run_file_that_is_not_what_a_run_writes_is_one_line(runs, tmp_path, capsys, name, text, said):
+    """A summary.json that parses into a list, a metrics.jsonl line that does, a config.yaml with no seed (or
+    not an integer one): each ended in a traceback (``'list' object has no attribute 'get'``), or, an empty
+    config.yaml, was read as seed 0 with every setting None."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(runs / "a0", run)
+    (run / name).write_text(text)
+    capsys.readouterr()
+    assert main(["compare", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert said in err and str(run) in err and len(err.strip().splitlines()) == 1, err
