@@ -140,6 +140,18 @@ def load_run(run_dir: Path) -> dict[str, Any]:
     for i, m in enumerate(metrics, 1):
         if not isinstance(m, dict):
             raise bad("metrics.jsonl", f"holds a JSON {type(m).__name__} in its line {i}, not an evaluation")
+    # A run started over in its directory (resume=true without a checkpoint) rewrites config.yaml at once and
+    # summary.json only at its end: until then the summary is another run's.
+    asked = {"algo": config["algo.name"], "task": config.get("task.name"), "seed": seed}
+    stale = [f"{k} {summary[k]!r}, config.yaml {v!r}" for k, v in asked.items() if k in summary and summary[k] != v]
+    if summary.get("steps", 0) not in (0, config.get("train.steps", summary.get("steps"))):
+        stale.append(f"steps {summary['steps']!r}, config.yaml train.steps {config['train.steps']!r}")
+    if stale:
+        raise bad(
+            "summary.json",
+            f"is not the run of its config.yaml ({'; '.join(stale)}): a run started over there has not finished "
+            f"({UNFINISHED})",
+        )
     return {"run_dir": str(run_dir), "seed": seed, "config": config, "summary": summary, "metrics": metrics}
 
 

@@ -167,3 +167,21 @@ def test_a_run_file_that_is_not_what_a_run_writes_is_one_line(runs, tmp_path, ca
     assert main(["compare", str(run)]) == 2
     err = capsys.readouterr().err
     assert said in err and str(run) in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_a_run_started_over_in_a_finished_runs_directory_is_not_read_as_finished(runs, tmp_path, capsys):
+    """``rlhf-zoo train ... run_dir=DONE resume=true`` with no checkpoint there (a sweep's runs keep none)
+    starts over at step 0: it rewrites config.yaml at once, summary.json only at its end. Compared while it
+    ran, or after it was stopped, the directory read as a finished run of the new config with the old run's
+    numbers (a ``reinforce`` row holding jbond's rewards)."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(runs / "a0", run)  # jbond, seed 0, 6 steps
+    config = (runs / "r0" / "config.yaml").read_text().replace("steps: 6", "steps: 600")
+    (run / "config.yaml").write_text(config)  # reinforce: what the new run writes first
+    capsys.readouterr()
+    assert main(["compare", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert "summary.json is not the run of its config.yaml" in err and "'jbond', config.yaml 'reinforce'" in err
+    assert "train.steps 600" in err and len(err.strip().splitlines()) == 1, err
