@@ -185,3 +185,16 @@ def test_a_run_started_over_in_a_finished_runs_directory_is_not_read_as_finished
     err = capsys.readouterr().err
     assert "summary.json is not the run of its config.yaml" in err and "'jbond', config.yaml 'reinforce'" in err
     assert "train.steps 600" in err and len(err.strip().splitlines()) == 1, err
+
+
+@pytest.mark.parametrize("out", ["afile", "afile/sub"])
+def test_an_out_that_is_a_file_is_one_line_before_the_table(runs, tmp_path, capsys, out):
+    """``out=`` naming a file (or a folder below one) printed the table, then a traceback
+    (``FileExistsError``, ``NotADirectoryError``) from writing compare.csv."""
+    (tmp_path / "afile").write_text("mine\n")
+    capsys.readouterr()
+    assert main(["compare", str(runs), f"out={tmp_path}/{out}"]) == 2
+    printed = capsys.readouterr()
+    assert printed.out == "" and f"out={tmp_path}/{out}" in printed.err
+    assert len(printed.err.strip().splitlines()) == 1, printed.err
+    assert (tmp_path / "afile").read_text() == "mine\n"
