@@ -20,6 +20,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -216,9 +217,24 @@ def table(records: list[dict[str, Any]]) -> tuple[list[str], list[list[str]], li
         steps = sorted({r["summary"].get("steps") for r in runs}, key=str)
         cells, values = [], []
         for c in columns:
-            m, h, n = mean_ci([r["summary"].get(c) for r in runs])
-            cells.append(fmt_ci(m, h) if n else "—")
-            values += [m if n else "", h if h is not None else ""]
+            got = [r["summary"].get(c) for r in runs]
+            m, h, n = mean_ci(got)
+            if all(v is None for v in got):  # not a metric of this configuration
+                cells.append("—")
+                values += ["", ""]
+                continue
+            if n < len(runs):  # a seed diverged (NaN) or lacks it: a mean of the others would pass for all
+                lacking = [r for r in runs if mean_ci([r["summary"].get(c)])[2] == 0]
+                if n:
+                    print(
+                        f"compare: {label}: {c} is NaN or missing in seed(s) "
+                        f"{', '.join(str(r['seed']) for r in lacking)} ({_some([Path(r['run_dir']) for r in lacking])})"
+                        f" of {len(runs)}: its mean is NaN",
+                        file=sys.stderr,
+                    )
+                m, h = math.nan, None
+            cells.append("NaN" if math.isnan(m) else fmt_ci(m, h))
+            values += [m, "" if h is None else h]
         md.append([label, str(seeds), "/".join(map(str, steps)), *cells])
         rows.append([label, seeds, "/".join(map(str, steps)), *values])
     return headers, md, rows

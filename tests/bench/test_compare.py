@@ -198,3 +198,30 @@ def test_an_out_that_is_a_file_is_one_line_before_the_table(runs, tmp_path, caps
     assert printed.out == "" and f"out={tmp_path}/{out}" in printed.err
     assert len(printed.err.strip().splitlines()) == 1, printed.err
     assert (tmp_path / "afile").read_text() == "mine\n"
+
+
+def test_a_seed_whose_metric_is_nan_or_missing_makes_the_mean_nan_aloud(capsys):
+    """A diverged seed (``reward/proxy: NaN``) or one without the metric was dropped from the mean: the row
+    read ``seeds 2`` with the other seed's value as the mean, no interval, and no word of it."""
+    import math
+
+    from rlhf_zoo.compare import table
+
+    def record(seed, **summary):
+        return {"label": "bond", "seed": seed, "run_dir": f"runs/bond-s{seed}", "summary": {"steps": 6, **summary}}
+
+    runs = [record(0, **{"reward/proxy": 0.5, "reward/gold": 0.2, "kl/exact": 0.1}),
+            record(1, **{"reward/proxy": math.nan, "kl/exact": 0.3})]  # fmt: skip
+    runs.append({**record(2, **{"reward/proxy": math.nan}), "label": "jbond"})  # its only seed diverged
+    capsys.readouterr()
+    headers, md, rows = table(runs)
+    cells = {h: (md[0][i], rows[0][2 * i - 3], md[1][i]) for i, h in enumerate(headers) if i >= 3}  # CSV: mean, ci
+    assert cells["reward/proxy"][0] == "NaN" and math.isnan(cells["reward/proxy"][1])
+    assert cells["reward/gold"][0] == "NaN" and math.isnan(cells["reward/gold"][1])
+    assert cells["kl/exact"][0] == "0.200 ± 1.271"  # both seeds: pooled as before
+    assert cells["reward/proxy"][2] == "NaN" and cells["reward/gold"][2] == "—"  # jbond: NaN, not "no such metric"
+    err = capsys.readouterr().err.splitlines()
+    assert err == [
+        "compare: bond: reward/proxy is NaN or missing in seed(s) 1 (runs/bond-s1) of 2: its mean is NaN",
+        "compare: bond: reward/gold is NaN or missing in seed(s) 1 (runs/bond-s1) of 2: its mean is NaN",
+    ]
