@@ -273,6 +273,7 @@ def main(args: list[str]) -> int:
         atomic_write_text(out / "compare.md", f"{text}\n\nMean ± 95 % interval over seeds. Runs:\n\n{runs}\n")
         groups = group_records(records)
         reward_vs_kl(groups, {}, out / "reward_vs_kl.png")
-        overoptimisation(groups, {}, out / "gold_vs_proxy.png")
+        if overoptimisation(groups, {}, out / "gold_vs_proxy.png") is None:  # no gold reward: no plot
+            (out / "gold_vs_proxy.png").unlink(missing_ok=True)  # nor one of an earlier compare into out
         print(f"wrote {out / 'compare.md'}, {out / 'compare.csv'} and the plots in {out}")
     return 0

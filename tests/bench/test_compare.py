@@ -225,3 +225,21 @@ def test_a_seed_whose_metric_is_nan_or_missing_makes_the_mean_nan_aloud(capsys):
         "compare: bond: reward/proxy is NaN or missing in seed(s) 1 (runs/bond-s1) of 2: its mean is NaN",
         "compare: bond: reward/gold is NaN or missing in seed(s) 1 (runs/bond-s1) of 2: its mean is NaN",
     ]
+
+
+def test_comparing_again_into_one_out_leaves_no_plot_of_the_runs_before(runs, tmp_path, capsys):
+    """Runs without a gold reward draw no gold-vs-proxy plot: compared into an ``out=`` that an earlier compare
+    had written, its gold_vs_proxy.png (of other runs) stayed beside the new table, as if it were theirs."""
+    import shutil
+
+    assert main(["compare", str(runs), f"out={tmp_path}/cmp"]) == 0
+    assert (tmp_path / "cmp" / "gold_vs_proxy.png").is_file()
+    run = tmp_path / "no-gold"
+    shutil.copytree(runs / "r0", run)
+    summary = json.loads((run / "summary.json").read_text())
+    (run / "summary.json").write_text(json.dumps({k: v for k, v in summary.items() if "gold" not in k}))
+    capsys.readouterr()
+    assert main(["compare", str(run), f"out={tmp_path}/cmp"]) == 0
+    assert not (tmp_path / "cmp" / "gold_vs_proxy.png").exists()
+    assert (tmp_path / "cmp" / "reward_vs_kl.png").is_file()
+    assert "no-gold" in (tmp_path / "cmp" / "compare.md").read_text()
