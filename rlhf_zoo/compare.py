@@ -93,7 +93,10 @@ def find_runs(paths: list[str]) -> list[Path]:
             raise UserError(f"compare: {p} is not a run directory or a folder of runs")
     if not runs:
         raise UserError("compare: name at least one run directory: rlhf-zoo compare RUN_DIR...")
-    return list(dict.fromkeys(runs))
+    unique: dict[Path, Path] = {}  # one run named twice (a folder and a run in it, a link): one run, not two
+    for r in runs:
+        unique.setdefault(r.resolve(), r)
+    return list(unique.values())
 
 
 def _flat(node: Any, prefix: str = "") -> dict[str, Any]:

@@ -243,3 +243,15 @@ def test_comparing_again_into_one_out_leaves_no_plot_of_the_runs_before(runs, tm
     assert not (tmp_path / "cmp" / "gold_vs_proxy.png").exists()
     assert (tmp_path / "cmp" / "reward_vs_kl.png").is_file()
     assert "no-gold" in (tmp_path / "cmp" / "compare.md").read_text()
+
+
+def test_one_run_named_twice_by_two_spellings_is_one_run(runs, tmp_path, monkeypatch, capsys):
+    """``rlhf-zoo compare runs /abs/path/runs/a0`` (or a link to the folder) named one run directory twice,
+    spelled differently: refused as two runs of one seed ("name only one of them"), though it was one."""
+    (tmp_path / "link").symlink_to(runs)
+    monkeypatch.chdir(runs.parent)
+    capsys.readouterr()
+    assert main(["compare", runs.name, str(runs / "a0"), str(tmp_path / "link"), f"out={tmp_path}/cmp"]) == 0
+    rows = {r["configuration"]: r for r in csv.DictReader((tmp_path / "cmp" / "compare.csv").open())}
+    assert rows["jbond algo.gamma=0.0"]["seeds"] == "2" and rows["reinforce"]["seeds"] == "1"
+    assert (tmp_path / "cmp" / "compare.md").read_text().count("a0`") == 1
