@@ -20,6 +20,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,22 +52,51 @@ class CompareOptions:
     out: str | None = None
 
 
+UNFINISHED = "no summary.json: still running, or stopped before its end; resume=true finishes it"
+
+
+def _started_run(d: Path) -> bool:
+    """Whether ``d`` is a run directory that a run has written into (finished or not)."""
+    return (d / "metrics.jsonl").is_file() or ((d / "config.yaml").is_file() and (d / "meta.json").is_file())
+
+
+def _some(paths: list[Path], shown: int = 3) -> str:
+    text = ", ".join(map(str, paths[:shown]))
+    return text + (f" and {len(paths) - shown} more" if len(paths) > shown else "")
+
+
 def find_runs(paths: list[str]) -> list[Path]:
-    """The run directories named or found below ``paths`` (a run directory holds ``summary.json``)."""
+    """The run directories named or found below ``paths`` (a run directory holds ``summary.json``). The
+    unfinished runs below a folder (a run directory without ``summary.json``) are left out, and said so on
+    stderr; one named on its own is refused."""
     runs: list[Path] = []
     for p in map(Path, paths):
         if (p / "summary.json").is_file():
             runs.append(p)
+        elif _started_run(p):
+            raise UserError(f"compare: {p} is a run that has not finished ({UNFINISHED})")
         elif p.is_dir():
             found = sorted(s.parent for s in p.rglob("summary.json"))
+            below = {m.parent for name in ("metrics.jsonl", "config.yaml") for m in p.rglob(name)}
+            unfinished = sorted(d for d in below - set(found) if _started_run(d))
             if not found:
-                raise UserError(f"compare: no finished run (summary.json) below {p}")
+                more = f"; {len(unfinished)} unfinished ({UNFINISHED}): {_some(unfinished)}" if unfinished else ""
+                raise UserError(f"compare: no finished run (summary.json) below {p}{more}")
+            if unfinished:
+                print(
+                    f"compare: left out {len(unfinished)} unfinished run(s) below {p} ({UNFINISHED}): "
+                    f"{_some(unfinished)}",
+                    file=sys.stderr,
+                )
             runs.extend(found)
         else:
             raise UserError(f"compare: {p} is not a run directory or a folder of runs")
     if not runs:
         raise UserError("compare: name at least one run directory: rlhf-zoo compare RUN_DIR...")
-    return list(dict.fromkeys(runs))
+    unique: dict[Path, Path] = {}  # one run named twice (a folder and a run in it, a link): one run, not two
+    for r in runs:
+        unique.setdefault(r.resolve(), r)
+    return list(unique.values())
 
 
 def _flat(node: Any, prefix: str = "") -> dict[str, Any]:
@@ -78,21 +109,54 @@ def _flat(node: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def load_run(run_dir: Path) -> dict[str, Any]:
-    """A finished run as a bench-style record (summary, metrics path, flat resolved config)."""
+    """A finished run as a bench-style record (summary, metrics path, flat resolved config). A file that does
+    not parse, or that parses into something a run does not write (``summary.json`` not a JSON object,
+    ``config.yaml`` without an integer ``seed`` and an ``algo.name``, a ``metrics.jsonl`` line not a JSON object),
+    is refused in one line naming it."""
     import yaml
     from omegaconf import OmegaConf
 
     from rlhf_zoo.io import yaml_error
 
+    def bad(name: str, why: str) -> UserError:
+        return UserError(f"compare: cannot read the run in {run_dir}: {name} {why}")
+
+    name = "summary.json"
     try:
-        summary = json.loads((run_dir / "summary.json").read_text())
-        config = _flat(OmegaConf.to_container(OmegaConf.load(run_dir / "config.yaml")))
-        lines = (run_dir / "metrics.jsonl").read_text().splitlines() if (run_dir / "metrics.jsonl").is_file() else []
-        metrics = [json.loads(x) for x in lines if x.strip()]
+        summary = json.loads((run_dir / name).read_text())
+        name = "config.yaml"
+        tree = OmegaConf.to_container(OmegaConf.load(run_dir / name))
+        name = "metrics.jsonl"
+        lines = (run_dir / name).read_text().splitlines() if (run_dir / name).is_file() else []
+        metrics = []
+        for i, line in enumerate(lines, 1):
+            name = f"metrics.jsonl line {i}"
+            if line.strip():
+                metrics.append(json.loads(line))
     except (OSError, ValueError, yaml.YAMLError) as e:
-        raise UserError(f"compare: cannot read the run in {run_dir}: {yaml_error(e)}") from None
-    return {"run_dir": str(run_dir), "seed": int(config.get("seed", 0)), "config": config, "summary": summary,
-            "metrics": metrics}  # fmt: skip
+        raise bad(name, f"does not parse: {yaml_error(e)}") from None
+    if not isinstance(summary, dict):
+        raise bad("summary.json", f"is a JSON {type(summary).__name__}, not a run's summary (an object)")
+    config = _flat(tree) if isinstance(tree, dict) else {}
+    seed = config.get("seed")
+    if not isinstance(seed, int) or isinstance(seed, bool) or not config.get("algo.name"):
+        raise bad("config.yaml", "is not a run's resolved config (it needs an integer seed and an algo.name)")
+    for i, m in enumerate(metrics, 1):
+        if not isinstance(m, dict):
+            raise bad("metrics.jsonl", f"holds a JSON {type(m).__name__} in its line {i}, not an evaluation")
+    # A run started over in its directory (resume=true without a checkpoint) rewrites config.yaml at once and
+    # summary.json only at its end: until then the summary is another run's.
+    asked = {"algo": config["algo.name"], "task": config.get("task.name"), "seed": seed}
+    stale = [f"{k} {summary[k]!r}, config.yaml {v!r}" for k, v in asked.items() if k in summary and summary[k] != v]
+    if summary.get("steps", 0) not in (0, config.get("train.steps", summary.get("steps"))):
+        stale.append(f"steps {summary['steps']!r}, config.yaml train.steps {config['train.steps']!r}")
+    if stale:
+        raise bad(
+            "summary.json",
+            f"is not the run of its config.yaml ({'; '.join(stale)}): a run started over there has not finished "
+            f"({UNFINISHED})",
+        )
+    return {"run_dir": str(run_dir), "seed": seed, "config": config, "summary": summary, "metrics": metrics}
 
 
 def label_runs(records: list[dict[str, Any]]) -> None:
@@ -156,9 +220,24 @@ def table(records: list[dict[str, Any]]) -> tuple[list[str], list[list[str]], li
         steps = sorted({r["summary"].get("steps") for r in runs}, key=str)
         cells, values = [], []
         for c in columns:
-            m, h, n = mean_ci([r["summary"].get(c) for r in runs])
-            cells.append(fmt_ci(m, h) if n else "—")
-            values += [m if n else "", h if h is not None else ""]
+            got = [r["summary"].get(c) for r in runs]
+            m, h, n = mean_ci(got)
+            if all(v is None for v in got):  # not a metric of this configuration
+                cells.append("—")
+                values += ["", ""]
+                continue
+            if n < len(runs):  # a seed diverged (NaN) or lacks it: a mean of the others would pass for all
+                lacking = [r for r in runs if mean_ci([r["summary"].get(c)])[2] == 0]
+                if n:
+                    print(
+                        f"compare: {label}: {c} is NaN or missing in seed(s) "
+                        f"{', '.join(str(r['seed']) for r in lacking)} ({_some([Path(r['run_dir']) for r in lacking])})"
+                        f" of {len(runs)}: its mean is NaN",
+                        file=sys.stderr,
+                    )
+                m, h = math.nan, None
+            cells.append("NaN" if math.isnan(m) else fmt_ci(m, h))
+            values += [m, "" if h is None else h]
         md.append([label, str(seeds), "/".join(map(str, steps)), *cells])
         rows.append([label, seeds, "/".join(map(str, steps)), *values])
     return headers, md, rows
@@ -172,6 +251,10 @@ def main(args: list[str]) -> int:
     opts, paths = split_options([a for a in args if "=" in a], CompareOptions, "compare")
     if paths:
         raise UserError(f"compare: unknown option {paths[0]!r} (options: out=DIR)")
+    if opts.out:
+        from rlhf_zoo.config import check_writable_dir
+
+        check_writable_dir(opts.out, "out")  # before the table: not a traceback after it
     records = [load_run(p) for p in find_runs([a for a in args if "=" not in a])]
     label_runs(records)
     headers, md, rows = table(records)
@@ -193,6 +276,7 @@ def main(args: list[str]) -> int:
         atomic_write_text(out / "compare.md", f"{text}\n\nMean ± 95 % interval over seeds. Runs:\n\n{runs}\n")
         groups = group_records(records)
         reward_vs_kl(groups, {}, out / "reward_vs_kl.png")
-        overoptimisation(groups, {}, out / "gold_vs_proxy.png")
+        if overoptimisation(groups, {}, out / "gold_vs_proxy.png") is None:  # no gold reward: no plot
+            (out / "gold_vs_proxy.png").unlink(missing_ok=True)  # nor one of an earlier compare into out
         print(f"wrote {out / 'compare.md'}, {out / 'compare.csv'} and the plots in {out}")
     return 0

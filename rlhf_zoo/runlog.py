@@ -140,6 +140,11 @@ class RunLog:
     def write_summary(self, summary: dict[str, Any]) -> None:
         atomic_write_text(self.dir / "summary.json", json.dumps(summary, indent=2, sort_keys=True) + "\n")
 
+    def remove_summary(self) -> None:
+        """Delete ``summary.json``: a run starting over here writes its own at its end, and until then the
+        directory must not read as the run before, finished (``rlhf-zoo compare`` finds runs by it)."""
+        (self.dir / "summary.json").unlink(missing_ok=True)
+
     # -- checkpoints -------------------------------------------------------------------------------
     def save_checkpoint(self, weights: dict[str, torch.Tensor], state: dict[str, Any]) -> None:
         from safetensors import SafetensorError

@@ -415,6 +415,7 @@ class Trainer:
                 )
             if cfg.resume and self.rt.is_main:
                 self.log.truncate_metrics(-1)  # nothing to resume: start over from a clean log
+                self.log.remove_summary()  # the run before's
             if self.needs.anchor:
                 self.policy.update_anchor(1.0)  # π_anchor starts at π (= π_ref)
         self.rt.barrier()  # every process has checked the run directory before anything is written

@@ -117,3 +117,141 @@ def test_a_run_whose_config_yaml_does_not_parse_is_one_line(tmp_path, capsys):
     assert main(["compare", str(run)]) == 2
     err = capsys.readouterr().err
     assert "YAML syntax error at line 3" in err and str(run) in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_an_unfinished_run_below_a_folder_is_left_out_aloud(runs, tmp_path, capsys):
+    """A run still running, or killed (no ``summary.json``, a torn last line in ``metrics.jsonl``), below a
+    folder was left out of the table without a word: the table read as if the folder held one run."""
+    import shutil
+
+    shutil.copytree(runs / "a0", tmp_path / "done")
+    shutil.copytree(runs / "r0", tmp_path / "killed")
+    (tmp_path / "killed" / "summary.json").unlink()
+    metrics = tmp_path / "killed" / "metrics.jsonl"
+    metrics.write_text(metrics.read_text()[:-20])
+    capsys.readouterr()
+    assert main(["compare", str(tmp_path)]) == 0
+    out = capsys.readouterr()
+    assert "| jbond" in out.out and "reinforce" not in out.out
+    assert "left out 1 unfinished run" in out.err and str(tmp_path / "killed") in out.err
+    # named on its own, or the only run below a folder: one line that says why
+    shutil.rmtree(tmp_path / "done")
+    for path in (tmp_path / "killed", tmp_path):
+        assert main(["compare", str(path)]) == 2
+        err = capsys.readouterr().err
+        assert "not finished" in err or "1 unfinished" in err
+        assert str(tmp_path / "killed") in err and len(err.strip().splitlines()) == 1, err
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "said"),
+    [
+        ("summary.json", "[1, 2]", "summary.json is a JSON list"),
+        ("config.yaml", "", "config.yaml is not a run's resolved config"),  # was: seed 0, every key None
+        ("config.yaml", "[1, 2]", "config.yaml is not a run's resolved config"),
+        ("config.yaml", "seed: [1]\nalgo: {name: bond}\n", "config.yaml is not a run's resolved config"),
+        ("metrics.jsonl", '{"step": 0}\n[1, 2]\n', "metrics.jsonl holds a JSON list in its line 2"),
+        ("metrics.jsonl", '{"step": 0}\n{"step": 6, "rew', "metrics.jsonl line 2 does not parse"),
+    ],
+)
+def test_a_run_file_that_is_not_what_a_run_writes_is_one_line(runs, tmp_path, capsys, name, text, said):
+    """A summary.json that parses into a list, a metrics.jsonl line that does, a config.yaml with no seed (or
+    not an integer one): each ended in a traceback (``'list' object has no attribute 'get'``), or, an empty
+    config.yaml, was read as seed 0 with every setting None."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(runs / "a0", run)
+    (run / name).write_text(text)
+    capsys.readouterr()
+    assert main(["compare", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert said in err and str(run) in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_a_run_started_over_in_a_finished_runs_directory_is_not_read_as_finished(runs, tmp_path, capsys):
+    """``rlhf-zoo train ... run_dir=DONE resume=true`` with no checkpoint there (a sweep's runs keep none)
+    starts over at step 0: it rewrites config.yaml at once, summary.json only at its end. Compared while it
+    ran, or after it was stopped, the directory read as a finished run of the new config with the old run's
+    numbers (a ``reinforce`` row holding jbond's rewards)."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(runs / "a0", run)  # jbond, seed 0, 6 steps
+    config = (runs / "r0" / "config.yaml").read_text().replace("steps: 6", "steps: 600")
+    (run / "config.yaml").write_text(config)  # reinforce: what the new run writes first
+    capsys.readouterr()
+    assert main(["compare", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert "summary.json is not the run of its config.yaml" in err and "'jbond', config.yaml 'reinforce'" in err
+    assert "train.steps 600" in err and len(err.strip().splitlines()) == 1, err
+
+
+@pytest.mark.parametrize("out", ["afile", "afile/sub"])
+def test_an_out_that_is_a_file_is_one_line_before_the_table(runs, tmp_path, capsys, out):
+    """``out=`` naming a file (or a folder below one) printed the table, then a traceback
+    (``FileExistsError``, ``NotADirectoryError``) from writing compare.csv."""
+    (tmp_path / "afile").write_text("mine\n")
+    capsys.readouterr()
+    assert main(["compare", str(runs), f"out={tmp_path}/{out}"]) == 2
+    printed = capsys.readouterr()
+    assert printed.out == "" and f"out={tmp_path}/{out}" in printed.err
+    assert len(printed.err.strip().splitlines()) == 1, printed.err
+    assert (tmp_path / "afile").read_text() == "mine\n"
+
+
+def test_a_seed_whose_metric_is_nan_or_missing_makes_the_mean_nan_aloud(capsys):
+    """A diverged seed (``reward/proxy: NaN``) or one without the metric was dropped from the mean: the row
+    read ``seeds 2`` with the other seed's value as the mean, no interval, and no word of it."""
+    import math
+
+    from rlhf_zoo.compare import table
+
+    def record(seed, **summary):
+        return {"label": "bond", "seed": seed, "run_dir": f"runs/bond-s{seed}", "summary": {"steps": 6, **summary}}
+
+    runs = [record(0, **{"reward/proxy": 0.5, "reward/gold": 0.2, "kl/exact": 0.1}),
+            record(1, **{"reward/proxy": math.nan, "kl/exact": 0.3})]  # fmt: skip
+    runs.append({**record(2, **{"reward/proxy": math.nan}), "label": "jbond"})  # its only seed diverged
+    capsys.readouterr()
+    headers, md, rows = table(runs)
+    cells = {h: (md[0][i], rows[0][2 * i - 3], md[1][i]) for i, h in enumerate(headers) if i >= 3}  # CSV: mean, ci
+    assert cells["reward/proxy"][0] == "NaN" and math.isnan(cells["reward/proxy"][1])
+    assert cells["reward/gold"][0] == "NaN" and math.isnan(cells["reward/gold"][1])
+    assert cells["kl/exact"][0] == "0.200 ± 1.271"  # both seeds: pooled as before
+    assert cells["reward/proxy"][2] == "NaN" and cells["reward/gold"][2] == "—"  # jbond: NaN, not "no such metric"
+    err = capsys.readouterr().err.splitlines()
+    assert err == [
+        "compare: bond: reward/proxy is NaN or missing in seed(s) 1 (runs/bond-s1) of 2: its mean is NaN",
+        "compare: bond: reward/gold is NaN or missing in seed(s) 1 (runs/bond-s1) of 2: its mean is NaN",
+    ]
+
+
+def test_comparing_again_into_one_out_leaves_no_plot_of_the_runs_before(runs, tmp_path, capsys):
+    """Runs without a gold reward draw no gold-vs-proxy plot: compared into an ``out=`` that an earlier compare
+    had written, its gold_vs_proxy.png (of other runs) stayed beside the new table, as if it were theirs."""
+    import shutil
+
+    assert main(["compare", str(runs), f"out={tmp_path}/cmp"]) == 0
+    assert (tmp_path / "cmp" / "gold_vs_proxy.png").is_file()
+    run = tmp_path / "no-gold"
+    shutil.copytree(runs / "r0", run)
+    summary = json.loads((run / "summary.json").read_text())
+    (run / "summary.json").write_text(json.dumps({k: v for k, v in summary.items() if "gold" not in k}))
+    capsys.readouterr()
+    assert main(["compare", str(run), f"out={tmp_path}/cmp"]) == 0
+    assert not (tmp_path / "cmp" / "gold_vs_proxy.png").exists()
+    assert (tmp_path / "cmp" / "reward_vs_kl.png").is_file()
+    assert "no-gold" in (tmp_path / "cmp" / "compare.md").read_text()
+
+
+def test_one_run_named_twice_by_two_spellings_is_one_run(runs, tmp_path, monkeypatch, capsys):
+    """``rlhf-zoo compare runs /abs/path/runs/a0`` (or a link to the folder) named one run directory twice,
+    spelled differently: refused as two runs of one seed ("name only one of them"), though it was one."""
+    (tmp_path / "link").symlink_to(runs)
+    monkeypatch.chdir(runs.parent)
+    capsys.readouterr()
+    assert main(["compare", runs.name, str(runs / "a0"), str(tmp_path / "link"), f"out={tmp_path}/cmp"]) == 0
+    rows = {r["configuration"]: r for r in csv.DictReader((tmp_path / "cmp" / "compare.csv").open())}
+    assert rows["jbond algo.gamma=0.0"]["seeds"] == "2" and rows["reinforce"]["seeds"] == "1"
+    assert (tmp_path / "cmp" / "compare.md").read_text().count("a0`") == 1

@@ -213,6 +213,24 @@ def test_resume_says_what_it_does(tmp_path, capsys):
     assert "differs" in capsys.readouterr().err
 
 
+def test_a_run_started_over_takes_away_the_summary_of_the_run_before(tmp_path):
+    """resume=true with no checkpoint in a finished run's directory (a sweep's runs keep none) starts over at
+    step 0, with a config of its own: the run before's summary.json stayed until the new run finished, so one
+    that failed or was stopped on the way left a directory that read as finished (``rlhf-zoo compare``), with
+    the new config and the old run's numbers."""
+    import shutil
+
+    args = ["algo=reinforce", "train.steps=4", "train.eval_every=2", "train.batch_prompts=4"]
+    _trainer(tmp_path / "r", *args).fit()
+    shutil.rmtree(tmp_path / "r" / "checkpoint")
+    again = _trainer(tmp_path / "r", *args, "seed=1", "resume=true")
+    again.task.proxy = FailingReward(again.task.proxy, fail_at=3)  # evaluation 0, step 1, step 2 fails
+    with pytest.raises(RewardError, match="went away"):
+        again.fit()
+    assert not (tmp_path / "r" / "summary.json").exists()
+    assert "seed: 1" in (tmp_path / "r" / "config.yaml").read_text()
+
+
 def test_two_runs_on_one_run_dir_are_refused(tmp_path, capsys):
     from rlhf_zoo.cli import main
     from rlhf_zoo.runlog import RunLog
