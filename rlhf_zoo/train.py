@@ -397,13 +397,15 @@ class Trainer:
         self.rt.barrier()  # the checkpoint is in place before any process looks for it
         existing = self.log.read_config()
         resumed = cfg.resume and self.log.has_checkpoint()
+        # With a checkpoint or without (a finished sweep's runs keep none), resume=true continues the run of
+        # the directory's config.yaml: it never starts another run over that one's.
+        if cfg.resume and existing is not None and (differences := _config_difference(existing, to_yaml(cfg))):
+            raise UserError(
+                f"resume=true but {cfg.run_dir}/config.yaml differs from this run's config "
+                f"({differences}): resume it with its own settings "
+                f"(rlhf-zoo train config={cfg.run_dir}/config.yaml resume=true), or choose another run_dir"
+            )
         if resumed:
-            if existing is not None and (differences := _config_difference(existing, to_yaml(cfg))):
-                raise UserError(
-                    f"resume=true but {cfg.run_dir}/config.yaml differs from this run's config "
-                    f"({differences}): resume it with its own settings "
-                    f"(rlhf-zoo train config={cfg.run_dir}/config.yaml resume=true), or choose another run_dir"
-                )
             self.restore()
             self.say(f"resuming {cfg.run_dir} from step {self.step} (its last checkpoint)")
         else:

@@ -215,20 +215,27 @@ def test_resume_says_what_it_does(tmp_path, capsys):
 
 def test_a_run_started_over_takes_away_the_summary_of_the_run_before(tmp_path):
     """resume=true with no checkpoint in a finished run's directory (a sweep's runs keep none) starts over at
-    step 0, with a config of its own: the run before's summary.json stayed until the new run finished, so one
-    that failed or was stopped on the way left a directory that read as finished (``rlhf-zoo compare``), with
-    the new config and the old run's numbers."""
+    step 0: the run before's summary.json stayed until the new run finished, so one that failed or was stopped
+    on the way left a directory that read as finished (``rlhf-zoo compare``) beside a cut metrics.jsonl. And
+    with a config of its own (``algo=...``, ``seed=1``) it started over too, so the directory held the new config
+    and the old run's numbers: without a checkpoint as with one, resume=true refuses another config."""
     import shutil
+
+    from rlhf_zoo.errors import UserError
 
     args = ["algo=reinforce", "train.steps=4", "train.eval_every=2", "train.batch_prompts=4"]
     _trainer(tmp_path / "r", *args).fit()
     shutil.rmtree(tmp_path / "r" / "checkpoint")
-    again = _trainer(tmp_path / "r", *args, "seed=1", "resume=true")
+    config = (tmp_path / "r" / "config.yaml").read_text()
+    for other in ("seed=1", "algo=bond"):
+        with pytest.raises(UserError, match=f"differs from this run's config \\({other.split('=')[0]}"):
+            _trainer(tmp_path / "r", *args, other, "resume=true").fit()
+        assert (tmp_path / "r" / "config.yaml").read_text() == config and (tmp_path / "r" / "summary.json").exists()
+    again = _trainer(tmp_path / "r", *args, "resume=true")
     again.task.proxy = FailingReward(again.task.proxy, fail_at=3)  # evaluation 0, step 1, step 2 fails
     with pytest.raises(RewardError, match="went away"):
         again.fit()
     assert not (tmp_path / "r" / "summary.json").exists()
-    assert "seed: 1" in (tmp_path / "r" / "config.yaml").read_text()
 
 
 def test_two_runs_on_one_run_dir_are_refused(tmp_path, capsys):
