@@ -27,6 +27,7 @@ from __future__ import annotations
 import difflib
 import math
 import os
+import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -377,10 +378,16 @@ def check_top_level(keys: Any, schema: DictConfig, task_name: str, where: str = 
 
 
 def config_error_line(e: Exception) -> str:
-    """An OmegaConf error as one line, with the offending key when the message lacks it."""
+    """An OmegaConf error as one line, with the offending key when the message lacks it. An empty value
+    (``seed=``: an unset shell variable, or a YAML null) is said as such, not as OmegaConf's "Incompatible
+    value 'None'"."""
     msg = str(e).strip().splitlines()
     head = msg[0] if msg else type(e).__name__
     key = getattr(e, "full_key", None)
+    empty = re.match(r"Incompatible value 'None' for field of type '(\w+)'", head)
+    if empty and key:
+        kind = {"int": "an integer", "float": "a number", "bool": "true or false"}.get(empty[1], "a value")
+        return f"{key} is empty ({key}= or a YAML null): give it {kind}, or leave it out"
     return f"{head} (key: {key})" if key and key not in head else head
 
 

@@ -108,6 +108,8 @@ def split_options(args: list[str], options: type[T], command: str) -> tuple[T, l
                 given[key] = parse_bool(value)
             except ValueError:
                 raise UserError(f"{command}: {key} must be {_kind(hints[key])}, got {value!r}") from None
+        elif not value.strip():  # out= with an unset shell variable: not silently the default, nor here
+            raise UserError(f"{command}: {key} is empty ({key}=): give it a value, or leave it out")
         else:
             given[key] = value
     schema = OmegaConf.structured(options)

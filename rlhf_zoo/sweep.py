@@ -110,6 +110,9 @@ def plan_sweep(args: list[str]) -> SweepPlan | None:
         raise ConfigError("a sweep continues by itself where it stopped: run the same command again, without resume=")
     if "out" in over and "run_dir" in over:
         raise ConfigError("name the sweep's folder once: out=DIR (or run_dir=DIR)")
+    for key in FOLDER_KEYS:  # out= with an unset shell variable: not silently the default folder
+        if key in over and not over[key].strip():
+            raise ConfigError(f"{key} is empty ({key}=): give it a folder, or leave it out")
     fixed: dict[str, str] = {k: _arg(v) for k, v in settings.items() if k not in NOT_SWEPT}
     if "task" in choices:
         fixed = {"task": choices["task"], **fixed}

@@ -102,3 +102,27 @@ def test_list_refuses_an_argument_in_one_line(capsys):
     out, err = capsys.readouterr()
     assert code == 2 and not out and len(err.strip().splitlines()) == 1, err
     assert "'x'" in err and "algorithms, presets, tasks and rewards" in err
+
+
+@pytest.mark.parametrize(
+    ("args", "shown"),
+    [
+        (["compare", "runs", "out="], "compare: out is empty (out=)"),
+        (["bench", "suite=exact", "out="], "bench: out is empty (out=)"),
+        (["train", "algo=bond", "task=exact", "seed=0,1", "out="], "out is empty (out=)"),
+        (["train", "algo=bond", "task=exact", "seed=0,1", "run_dir="], "run_dir is empty (run_dir=)"),
+        (["train", "algo=bond", "task=exact", "run_dir="], "run_dir is empty"),
+        (["train", "algo=bond", "task=exact", "seed="], "seed is empty (seed= or a YAML null): give it an integer"),
+        (["train", "config=exp.yaml"], "train.steps is empty (train.steps= or a YAML null): give it an integer"),
+    ],
+)
+def test_an_empty_value_is_said_empty_not_taken_for_the_default(tmp_path, capsys, monkeypatch, args, shown):
+    """``out=$DIR`` with DIR unset: compare printed its table and wrote nothing, bench wrote into the current
+    folder, a sweep into its default folder; ``seed=`` or a YAML null said "Incompatible value 'None' for field
+    of type 'int'"."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "exp.yaml").write_text("algo: bond\ntask: exact\ntrain:\n  steps:\n")
+    code = cli.main(args)
+    err = _one_line(capsys, code)
+    assert shown in err and "Incompatible" not in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["exp.yaml"]  # nothing written
