@@ -94,10 +94,14 @@ def _value(rec: dict[str, Any], key: str) -> float:
 
 
 def _cell(values: list[float], digits: int) -> str:
-    m, h, _ = mean_ci(values)
+    """Mean ± 95 % interval of a group's values, with ``(k/n)`` where only k of its n seeds have a finite one
+    (a diverged seed, a metric some records lack): the mean is then those k seeds', not the row's n."""
+    m, h, c = mean_ci(values)
     if digits == 0 and math.isfinite(m) and abs(m) < 10_000:
-        return f"{m:.0f}" + ("" if h is None else f" ± {h:.0f}")
-    return fmt_ci(m, h, digits)
+        text = f"{m:.0f}" + ("" if h is None else f" ± {h:.0f}")
+    else:
+        text = fmt_ci(m, h, digits)
+    return text + (f" ({c}/{len(values)})" if 0 < c < len(values) else "")
 
 
 def _fmt_value(v: Any) -> str:

@@ -148,6 +148,21 @@ def test_page_from_synthetic_records(tmp_path):
         assert f"(exact/{name}.png)" in text
 
 
+def test_a_seed_whose_metric_is_nan_or_missing_is_counted_beside_the_mean(tmp_path):
+    """A diverged seed (NaN) or a record without the metric was left out of a cell's mean silently, under a
+    row whose seeds column counts every seed: the cell now says how many seeds its mean is over."""
+    recs = _records()
+    diverged = next(r for r in recs if r["id"].startswith("reinforce-0.1-") and r["seed"] == 2)
+    diverged["summary"]["reward/proxy"] = float("nan")
+    lacking = next(r for r in recs if r["id"].startswith("reinforce-0.1-") and r["seed"] == 1)
+    del lacking["summary"]["reward/gold"]
+    write_records(tmp_path / "runs" / "exact", recs)
+    rows = _rows(render_suite("exact", tmp_path / "runs", tmp_path / "docs").read_text())
+    # proxy of seeds 0 and 1: 1.5 and 1.6 (t = 12.71, s = 0.0707 → ± 0.635); gold of seeds 0 and 2: 1.2
+    assert ["0.1", "3", "1.550 ± 0.635 (2/3)", "1.200 ± 0.000 (2/3)", "1.500 ± 0.000"] in [r[:5] for r in rows]
+    assert ["0.01", "3", "2.000 ± 0.248", "1.520 ± 0.000", "2.500 ± 0.000"] in [r[:5] for r in rows]  # whole
+
+
 def test_language_model_page_and_missing_records(tmp_path):
     out, docs = tmp_path / "runs", tmp_path / "docs"
     recs = [
