@@ -102,3 +102,11 @@ def test_list_refuses_an_argument_in_one_line(capsys):
     out, err = capsys.readouterr()
     assert code == 2 and not out and len(err.strip().splitlines()) == 1, err
     assert "'x'" in err and "algorithms, presets, tasks and rewards" in err
+
+
+def test_an_unknown_command_is_an_error_line(capsys):
+    """``rlhf-zoo trian`` printed "rlhf-zoo: unknown command ...", without the ``error:`` of every other
+    user error."""
+    code = cli.main(["trian", "algo=bond"])
+    err = _one_line(capsys, code)
+    assert err.startswith("rlhf-zoo: error: unknown command 'trian'; known: train,"), err
