@@ -172,6 +172,10 @@ def main(args: list[str]) -> int:
     opts, paths = split_options([a for a in args if "=" in a], CompareOptions, "compare")
     if paths:
         raise UserError(f"compare: unknown option {paths[0]!r} (options: out=DIR)")
+    if opts.out:
+        from rlhf_zoo.config import check_writable_dir
+
+        check_writable_dir(opts.out, "out")
     records = [load_run(p) for p in find_runs([a for a in args if "=" not in a])]
     label_runs(records)
     headers, md, rows = table(records)

@@ -117,3 +117,17 @@ def test_a_run_whose_config_yaml_does_not_parse_is_one_line(tmp_path, capsys):
     assert main(["compare", str(run)]) == 2
     err = capsys.readouterr().err
     assert "YAML syntax error at line 3" in err and str(run) in err and len(err.strip().splitlines()) == 1, err
+
+
+@pytest.mark.parametrize("where", ["/proc/no/such/dir", "file"])
+def test_compare_to_an_unwritable_out_is_one_line(runs, tmp_path, capsys, where):
+    """``out=`` that cannot be written (a file, /proc) ended in a FileExistsError / FileNotFoundError traceback
+    after the table was printed."""
+    if where == "file":
+        where = tmp_path / "a_file"
+        where.write_text("x")
+    capsys.readouterr()
+    assert main(["compare", str(runs / "a0"), f"out={where}"]) == 2
+    out, err = capsys.readouterr()
+    assert err.startswith("rlhf-zoo: error: out=") and len(err.strip().splitlines()) == 1, err
+    assert "Traceback" not in err and not out
