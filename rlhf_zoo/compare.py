@@ -4,7 +4,9 @@
     rlhf-zoo compare bench_runs/quick out=cmp        # every finished run below a folder (a sweep, a bench)
 
 Each argument is a run directory (one holding ``summary.json``) or a folder searched for them. Runs
-whose resolved configs differ only in ``seed`` (and ``run_dir``, ``resume``) are one configuration;
+whose resolved configs differ only in ``seed`` (and ``run_dir``, ``resume`` and the settings that cannot
+change a run's numbers, :data:`rlhf_zoo.bench.records.NO_EFFECT`: progress bar, trackers, checkpoint
+cadence) are one configuration;
 each configuration is named by its algorithm, its task when the runs of that algorithm span several,
 and the settings in which it differs from the others of that algorithm and task. The table gives
 every configuration's number of seeds (distinct) and its common metrics as mean ± 95 % Student-t interval over
@@ -24,9 +26,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rlhf_zoo.bench.records import NO_EFFECT
 from rlhf_zoo.errors import UserError
 
-IGNORED = ("seed", "run_dir", "resume")
+IGNORED = ("seed", "run_dir", "resume", *NO_EFFECT)
 COLUMNS = (
     "reward/proxy",
     "reward/gold",

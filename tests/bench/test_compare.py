@@ -131,3 +131,16 @@ def test_compare_to_an_unwritable_out_is_one_line(runs, tmp_path, capsys, where)
     out, err = capsys.readouterr()
     assert err.startswith("rlhf-zoo: error: out=") and len(err.strip().splitlines()) == 1, err
     assert "Traceback" not in err and not out
+
+
+def test_settings_that_cannot_change_the_results_do_not_split_a_configuration(tmp_path, capsys):
+    """Two seeds of one configuration, one run with ``train.progress=false`` (as a sweep's points are), were
+    two configurations "train.progress=False" and "train.progress=True" of one seed each: the progress bar,
+    the trackers and the checkpoint cadence cannot change a run's numbers (``records.NO_EFFECT``)."""
+    args = ["train", "algo=reinforce", "task=exact", "train.steps=2", "train.eval_every=2"]
+    assert main([*args, "seed=0", "train.progress=false", f"run_dir={tmp_path}/s0"]) == 0
+    assert main([*args, "seed=1", "train.checkpoint_every=1", f"run_dir={tmp_path}/s1"]) == 0
+    capsys.readouterr()
+    assert main(["compare", str(tmp_path), f"out={tmp_path}/cmp"]) == 0
+    rows = list(csv.DictReader((tmp_path / "cmp" / "compare.csv").open()))
+    assert [(r["configuration"], r["seeds"]) for r in rows] == [("reinforce", "2")]
