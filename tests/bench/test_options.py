@@ -129,3 +129,17 @@ def test_a_bench_folder_that_cannot_be_written_is_one_line_before_any_work(capsy
     """Each ended in a FileNotFoundError / FileExistsError traceback."""
     bench = ["bench", "suite=exact", "only=best_of_n", "seeds=0", "progress=false"]
     _refused_before_any_work(capsys, tmp_path, [*bench, *args], needle)
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        # after every objective had been profiled: a FileNotFoundError / IsADirectoryError traceback
+        (["algos=reinforce", "out=/proc/no/p.json"], "profile: out=/proc/no/p.json: "),
+        (["algos=reinforce", "out={tmp}"], "profile: out={tmp} is a directory"),
+        # no objective: an IndexError traceback after an empty table
+        (["algos="], "profile: algos= names no objective"),
+    ],
+)
+def test_a_profile_without_objectives_or_a_writable_out_is_one_line_before_any_work(capsys, tmp_path, args, needle):
+    _refused_before_any_work(capsys, tmp_path, ["profile", "task=exact", *args], needle)
