@@ -154,7 +154,7 @@ def _read_mapping(path: str) -> dict[Any, Any]:
     """The YAML mapping in an experiment file; raises ConfigError."""
     p = Path(path).expanduser()
     if not p.is_file():
-        raise ConfigError(f"config={path}: no such file")
+        raise ConfigError(f"config={path}: {'is a directory, not a YAML file' if p.is_dir() else 'no such file'}")
     try:
         text = p.read_text()
         problem = yaml_problem(text)

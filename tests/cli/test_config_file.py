@@ -75,6 +75,13 @@ def test_a_bad_file_is_one_line_before_any_work(cli, tmp_path, text, needle):
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "run").exists()
 
 
+def test_an_experiment_file_that_is_a_directory_is_said_to_be_one(cli, tmp_path):
+    """``config=DIR`` said "no such file" of a path that is there."""
+    (tmp_path / "exp.yaml").mkdir()
+    code, _, err = cli("train", f"config={tmp_path}/exp.yaml", f"run_dir={tmp_path}/run")
+    assert code == 2 and f"config={tmp_path}/exp.yaml: is a directory, not a YAML file" in err, err
+
+
 @pytest.mark.parametrize(
     ("text", "needle"),
     [
