@@ -40,6 +40,7 @@ COLUMNS = (
     "frontier/gap",
     "cost/completions",
 )
+COUNTS = ("cost/completions",)  # whole numbers: no decimals below 10,000 either
 
 
 @dataclass(frozen=True)
@@ -160,7 +161,7 @@ def table(records: list[dict[str, Any]]) -> tuple[list[str], list[list[str]], li
         cells, values = [], []
         for c in columns:
             m, h, n = mean_ci([r["summary"].get(c) for r in runs])
-            cells.append(fmt_ci(m, h) if n else "—")
+            cells.append(fmt_ci(m, h, digits=0 if c in COUNTS else 3) if n else "—")
             values += [m if n else "", h if h is not None else ""]
         md.append([label, str(seeds), "/".join(map(str, steps)), *cells])
         rows.append([label, seeds, "/".join(map(str, steps)), *values])

@@ -144,3 +144,13 @@ def test_settings_that_cannot_change_the_results_do_not_split_a_configuration(tm
     assert main(["compare", str(tmp_path), f"out={tmp_path}/cmp"]) == 0
     rows = list(csv.DictReader((tmp_path / "cmp" / "compare.csv").open()))
     assert [(r["configuration"], r["seeds"]) for r in rows] == [("reinforce", "2")]
+
+
+def test_a_count_column_is_printed_as_a_whole_number(runs, capsys):
+    """cost/completions printed "4800.000 ± 0.000" below 10,000 and "25,600 ± 0" above, in one column."""
+    capsys.readouterr()
+    assert main(["compare", str(runs)]) == 0
+    lines = [x for x in capsys.readouterr().out.splitlines() if x.startswith("| jbond algo.gamma=0.0")]
+    cell = lines[0].rstrip(" |").rsplit("|", 1)[-1].strip()
+    (count,) = {_summary(runs / r, "cost/completions") for r in ("a0", "a1")}  # the same for both seeds
+    assert count < 10_000 and cell == f"{count:,.0f} ± 0", cell
