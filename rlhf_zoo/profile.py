@@ -366,17 +366,17 @@ def table_rows(rows: list[dict[str, Any]]) -> list[list[str]]:
     ]
 
 
-def check_output_file(out: str) -> None:
-    """``out=`` names a file this process can write (not a directory); raises UserError."""
+def check_output_file(out: str, command: str = "profile", key: str = "out", kind: str = "JSON") -> None:
+    """``key=out`` names a file this process can write (not a directory); raises UserError."""
     from rlhf_zoo.config import ConfigError, check_writable_dir
 
     path = Path(out).expanduser()
     if path.is_dir():
-        raise UserError(f"profile: out={out} is a directory: name a JSON file")
+        raise UserError(f"{command}: {key}={out} is a directory: name a {kind} file")
     try:
         check_writable_dir(path.parent, "its folder")
     except ConfigError as e:
-        raise UserError(f"profile: out={out}: {e}") from None
+        raise UserError(f"{command}: {key}={out}: {e}") from None
 
 
 def validate(algos: list[str], rest: list[str]) -> None:

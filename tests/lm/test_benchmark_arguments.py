@@ -42,3 +42,24 @@ def test_throughput_verdict_names_the_k_both_sides_ran(monkeypatch, capsys):
     assert throughput.main(["algos=reinforce", "model.name=tiny", "algo.samples=4"]) == 0
     verdict = [line for line in capsys.readouterr().out.splitlines() if "TRL RLOO" in line]
     assert verdict and "k=4" in verdict[0] and "k=2" not in verdict[0], verdict
+
+
+@pytest.mark.parametrize(
+    ("bad", "needle"),
+    [
+        # each was written (or failed: a traceback) only after every objective and TRL had been measured
+        (["out=/proc/no/t.json"], "throughput: out=/proc/no/t.json: "),
+        (["md={tmp}"], "throughput: md={tmp} is a directory"),
+        (["rows={tmp}/f"], "rows={tmp}/f is a file"),
+        # an IndexError traceback after an empty table
+        (["algos=", "trl=false"], "throughput: algos= names no objective"),
+    ],
+)
+def test_throughput_refuses_an_output_it_cannot_write_before_measuring(bad, needle, monkeypatch, tmp_path):
+    measured = []
+    monkeypatch.setattr(throughput, "profile_rows", lambda *a, **k: measured.append(a) or [{}])
+    monkeypatch.setattr(throughput, "run_in_subprocess", lambda *a, **k: measured.append(a) or {})
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(UserError) as e:
+        throughput.main(["algos=reinforce", "model.name=tiny", *(b.replace("{tmp}", str(tmp_path)) for b in bad)])
+    assert needle.replace("{tmp}", str(tmp_path)) in str(e.value) and not measured
