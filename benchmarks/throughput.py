@@ -172,6 +172,6 @@ def main(argv: list[str]) -> int:
 if __name__ == "__main__":
     try:
         sys.exit(main(sys.argv[1:]))
-    except UserError as e:
-        print(f"throughput: {e}", file=sys.stderr)
+    except UserError as e:  # the options' own errors already say "throughput: "
+        print(str(e) if str(e).startswith("throughput: ") else f"throughput: {e}", file=sys.stderr)
         sys.exit(2)

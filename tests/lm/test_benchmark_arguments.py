@@ -63,3 +63,17 @@ def test_throughput_refuses_an_output_it_cannot_write_before_measuring(bad, need
     with pytest.raises(UserError) as e:
         throughput.main(["algos=reinforce", "model.name=tiny", *(b.replace("{tmp}", str(tmp_path)) for b in bad)])
     assert needle.replace("{tmp}", str(tmp_path)) in str(e.value) and not measured
+
+
+def test_throughput_names_itself_once_in_an_error_line():
+    """``steps=x`` printed "throughput: throughput: steps must be an integer"."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    script = [sys.executable, str(root / "benchmarks" / "throughput.py"), "steps=x"]
+    done = subprocess.run(script, capture_output=True, text=True, env=env)
+    assert done.returncode == 2 and done.stderr == "throughput: steps must be an integer, got 'x'\n", done.stderr
