@@ -32,6 +32,16 @@ def test_agreement_refuses_bad_arguments_before_training(bad, monkeypatch):
     assert not ran
 
 
+@pytest.mark.parametrize("out", ["/proc/no/a.json", "{tmp}"])
+def test_agreement_refuses_an_out_it_cannot_write_before_training(out, monkeypatch, tmp_path):
+    """The JSON file was opened only after every run of both sides: a traceback then, the figures lost."""
+    ran = []
+    monkeypatch.setattr(agreement.subprocess, "run", lambda *a, **k: ran.append(a))
+    with pytest.raises(UserError, match="trl_agreement: out="):
+        agreement.main(["model.name=tiny", "steps=1", f"out={out.replace('{tmp}', str(tmp_path))}"])
+    assert not ran
+
+
 def test_throughput_verdict_names_the_k_both_sides_ran(monkeypatch, capsys):
     """``algo.samples=4`` runs our reinforce and TRL's RLOO with k = 4: the ratio's line must not say k=2."""
     keys = ["step_s", "generate_s", "reward_s", "logprobs_s", "update_s", "other_s", "completions_per_step"]
