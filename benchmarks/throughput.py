@@ -30,9 +30,10 @@ from pathlib import Path
 
 from tabulate import tabulate
 
+from rlhf_zoo.config import check_writable_dir
 from rlhf_zoo.errors import UserError
 from rlhf_zoo.options import split_options
-from rlhf_zoo.profile import HEADERS, profile_rows, run_in_subprocess, table_rows, validate
+from rlhf_zoo.profile import HEADERS, check_output_file, profile_rows, run_in_subprocess, table_rows, validate
 from rlhf_zoo.runlog import hardware
 
 try:  # run as a script, benchmarks/ is on sys.path; imported (the tests), the repository root is
@@ -106,6 +107,14 @@ def main(argv: list[str]) -> int:
     given = {a.split("=", 1)[0] for a in overrides}
     rest = [d for d in DEFAULTS if d.split("=", 1)[0] not in given] + overrides
     steps, warmup = opts.steps, opts.warmup
+    if not opts.algos:
+        raise UserError("throughput: algos= names no objective; leave it out for every objective")
+    # written after every objective and TRL have been measured: checked before the first
+    for key, path, kind in (("out", opts.out, "JSON"), ("md", opts.md, "Markdown")):
+        if path is not None:
+            check_output_file(path, "throughput", key, kind)
+    if opts.rows is not None:
+        check_writable_dir(opts.rows, "rows")
     validate(opts.algos, rest)
     # TRL runs last: a config its RLOO cannot match fails now, not after every objective. k: both sides' samples.
     k = int(reference_config(rest).algo.samples) if opts.trl else None
@@ -163,6 +172,6 @@ def main(argv: list[str]) -> int:
 if __name__ == "__main__":
     try:
         sys.exit(main(sys.argv[1:]))
-    except UserError as e:
-        print(f"throughput: {e}", file=sys.stderr)
+    except UserError as e:  # the options' own errors already say "throughput: "
+        print(str(e) if str(e).startswith("throughput: ") else f"throughput: {e}", file=sys.stderr)
         sys.exit(2)

@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     cmd, rest = argv[0], argv[1:]
     if cmd not in COMMANDS:
-        print(f"rlhf-zoo: unknown command {cmd!r}; known: {', '.join(COMMANDS)}", file=sys.stderr)
+        print(f"rlhf-zoo: error: unknown command {cmd!r}; known: {', '.join(COMMANDS)}", file=sys.stderr)
         return 2
     if any(a in HELP_FLAGS[:2] for a in rest):
         print(command_usage(cmd))

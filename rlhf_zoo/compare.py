@@ -4,7 +4,9 @@
     rlhf-zoo compare bench_runs/quick out=cmp        # every finished run below a folder (a sweep, a bench)
 
 Each argument is a run directory (one holding ``summary.json``) or a folder searched for them. Runs
-whose resolved configs differ only in ``seed`` (and ``run_dir``, ``resume``) are one configuration;
+whose resolved configs differ only in ``seed`` (and ``run_dir``, ``resume`` and the settings that cannot
+change a run's numbers, :data:`rlhf_zoo.bench.records.NO_EFFECT`: progress bar, trackers, checkpoint
+cadence) are one configuration;
 each configuration is named by its algorithm, its task when the runs of that algorithm span several,
 and the settings in which it differs from the others of that algorithm and task. The table gives
 every configuration's number of seeds (distinct) and its common metrics as mean ± 95 % Student-t interval over
@@ -26,9 +28,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rlhf_zoo.bench.records import NO_EFFECT
 from rlhf_zoo.errors import UserError
 
-IGNORED = ("seed", "run_dir", "resume")
+IGNORED = ("seed", "run_dir", "resume", *NO_EFFECT)
 COLUMNS = (
     "reward/proxy",
     "reward/gold",
@@ -39,6 +42,7 @@ COLUMNS = (
     "frontier/gap",
     "cost/completions",
 )
+COUNTS = ("cost/completions",)  # whole numbers: no decimals below 10,000 either
 
 
 @dataclass(frozen=True)
@@ -236,7 +240,7 @@ def table(records: list[dict[str, Any]]) -> tuple[list[str], list[list[str]], li
                         file=sys.stderr,
                     )
                 m, h = math.nan, None
-            cells.append("NaN" if math.isnan(m) else fmt_ci(m, h))
+            cells.append("NaN" if math.isnan(m) else fmt_ci(m, h, digits=0 if c in COUNTS else 3))
             values += [m, "" if h is None else h]
         md.append([label, str(seeds), "/".join(map(str, steps)), *cells])
         rows.append([label, seeds, "/".join(map(str, steps)), *values])

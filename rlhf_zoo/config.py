@@ -165,7 +165,7 @@ def _read_mapping(path: str) -> dict[Any, Any]:
     """The YAML mapping in an experiment file; raises ConfigError."""
     p = Path(path).expanduser()
     if not p.is_file():
-        raise ConfigError(f"config={path}: no such file")
+        raise ConfigError(f"config={path}: {'is a directory, not a YAML file' if p.is_dir() else 'no such file'}")
     try:
         text = p.read_text()
         problem = yaml_problem(text)
@@ -314,7 +314,7 @@ def compose(args: list[str], defaults: dict[str, str] | None = None, need_algo: 
             schema = OmegaConf.masked_copy(schema, [k for k in schema if k != "model"])
             OmegaConf.set_struct(schema, True)
         if settings:
-            check_top_level(settings, schema, task_name, f"config={config_file}: ")
+            check_top_level(flatten(settings, f"config={config_file}"), schema, task_name, f"config={config_file}: ")
         check_top_level(over, schema, task_name)
         layers: list[Any] = []
         task_yaml = CONFIG_DIR / "task" / f"{task_name}.yaml"
@@ -325,10 +325,13 @@ def compose(args: list[str], defaults: dict[str, str] | None = None, need_algo: 
             layers.append(_yaml(tuned))
         if preset is not None:
             layers.append(OmegaConf.create({"algo": preset}))
-        if settings:
-            layers.append(OmegaConf.create(settings))
-        layers.append(OmegaConf.from_dotlist([f"{k}={v}" for k, v in over.items()]))
         cfg = OmegaConf.merge(schema, *layers)
+        if settings:
+            try:  # a wrong type in the file names the file
+                cfg = OmegaConf.merge(cfg, OmegaConf.create(settings))
+            except OmegaConfBaseException as e:
+                raise ConfigError(f"config={config_file}: {config_error_line(e)}") from None
+        cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([f"{k}={v}" for k, v in over.items()]))
         for node in (cfg, cfg.algo, cfg.task):  # frozen dataclasses make nodes read-only
             if node is not None:
                 OmegaConf.set_readonly(node, False)

@@ -97,6 +97,7 @@ def main(args: list[str]) -> int:
     from rlhf_zoo.bench.runner import run_suite
     from rlhf_zoo.bench.suite_file import get_suite
     from rlhf_zoo.bench.suites import SUITES, expand
+    from rlhf_zoo.config import check_writable_dir
 
     opts, extra = parse(args)
     suite = get_suite(opts.suite)
@@ -105,6 +106,15 @@ def main(args: list[str]) -> int:
     docs = Path(opts.docs if opts.docs is not None else DEFAULT_DOCS if in_docs else opts.out)
     records = Path(opts.records) if opts.records is not None else docs / "records"
     command = " ".join(["rlhf-zoo", "bench", *args])
+    # before any point runs (the page is written after them all); render_only only reads out and records
+    # (docs and records default to folders below out: name out first when it is the one that fails)
+    for what, path, written in [
+        ("out", out, not opts.render_only),
+        ("docs", docs, opts.render_only or opts.render),
+        ("records", records, not opts.render_only),
+    ]:
+        if written:
+            check_writable_dir(path, what)
     if not opts.render_only:
         from rlhf_zoo.bench.suite_file import is_suite_file, validate_suite_file
         from rlhf_zoo.signals import stop_exit_code

@@ -102,7 +102,7 @@ def load_suite_file(path: str) -> Suite:
     where = f"suite file {path}"
     p = Path(path).expanduser()
     if not p.is_file():
-        raise UserError(f"{where}: no such file")
+        raise UserError(f"{where}: {'is a directory, not a YAML file' if p.is_dir() else 'no such file'}")
     try:
         problem = yaml_problem(p.read_text())
         if problem:

@@ -1,8 +1,9 @@
 """Hugging Face sequence classifiers and regressors as rewards, by model id or local path.
 
 The model is loaded with ``AutoModelForSequenceClassification`` and its own tokenizer, put in
-eval mode, and run without gradients in batches. With ``z`` the model's output logits for one
-text (``num_labels`` values), the score is
+eval mode, and run without gradients in batches; a checkpoint without the head's weights (a base
+encoder, a causal LM), whose head transformers would initialise at random, is refused. With ``z``
+the model's output logits for one text (``num_labels`` values), the score is
 
 - ``z[0]`` for a regressor (``num_labels == 1``), e.g. the gold ``minilm_sentiment`` model;
 - ``z[label]`` when ``label`` is given, or ``z[label] - z[negative_label]`` when both are
@@ -118,7 +119,9 @@ class HFSequenceReward:
         src = str(local) if local.exists() else self.source
         try:
             with quiet_transformers():  # model first: a hub failure then costs one retry cycle
-                self.model = AutoModelForSequenceClassification.from_pretrained(src, dtype=torch.float32)
+                self.model, loaded = AutoModelForSequenceClassification.from_pretrained(
+                    src, dtype=torch.float32, output_loading_info=True
+                )
                 self.tokenizer = AutoTokenizer.from_pretrained(src)
         except (OSError, ValueError) as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
@@ -127,6 +130,13 @@ class HFSequenceReward:
                 f"access pass a local directory that holds the model and its tokenizer "
                 f"(HF_HUB_OFFLINE=1 makes hub look-ups fail at once)"
             ) from e
+        missing = sorted(loaded.get("missing_keys") or ())
+        if missing:  # a head transformers initialised at random: its scores would be noise
+            raise UserError(
+                f"{self.source!r} has no trained classification head ({', '.join(missing[:4])}"
+                f"{', ...' if len(missing) > 4 else ''} not in the checkpoint): it is not a sequence classifier "
+                f"or reward model (a base or causal LM?); an hf: reward needs one"
+            )
         self.model.to(self.device).eval()
         self.model.requires_grad_(False)
         if self.tokenizer.pad_token is None:  # e.g. GPT-2 style classifiers

@@ -255,3 +255,40 @@ def test_one_run_named_twice_by_two_spellings_is_one_run(runs, tmp_path, monkeyp
     rows = {r["configuration"]: r for r in csv.DictReader((tmp_path / "cmp" / "compare.csv").open())}
     assert rows["jbond algo.gamma=0.0"]["seeds"] == "2" and rows["reinforce"]["seeds"] == "1"
     assert (tmp_path / "cmp" / "compare.md").read_text().count("a0`") == 1
+
+
+@pytest.mark.parametrize("where", ["/proc/no/such/dir", "file"])
+def test_compare_to_an_unwritable_out_is_one_line(runs, tmp_path, capsys, where):
+    """``out=`` that cannot be written (a file, /proc) ended in a FileExistsError / FileNotFoundError traceback
+    after the table was printed."""
+    if where == "file":
+        where = tmp_path / "a_file"
+        where.write_text("x")
+    capsys.readouterr()
+    assert main(["compare", str(runs / "a0"), f"out={where}"]) == 2
+    out, err = capsys.readouterr()
+    assert err.startswith("rlhf-zoo: error: out=") and len(err.strip().splitlines()) == 1, err
+    assert "Traceback" not in err and not out
+
+
+def test_settings_that_cannot_change_the_results_do_not_split_a_configuration(tmp_path, capsys):
+    """Two seeds of one configuration, one run with ``train.progress=false`` (as a sweep's points are), were
+    two configurations "train.progress=False" and "train.progress=True" of one seed each: the progress bar,
+    the trackers and the checkpoint cadence cannot change a run's numbers (``records.NO_EFFECT``)."""
+    args = ["train", "algo=reinforce", "task=exact", "train.steps=2", "train.eval_every=2"]
+    assert main([*args, "seed=0", "train.progress=false", f"run_dir={tmp_path}/s0"]) == 0
+    assert main([*args, "seed=1", "train.checkpoint_every=1", f"run_dir={tmp_path}/s1"]) == 0
+    capsys.readouterr()
+    assert main(["compare", str(tmp_path), f"out={tmp_path}/cmp"]) == 0
+    rows = list(csv.DictReader((tmp_path / "cmp" / "compare.csv").open()))
+    assert [(r["configuration"], r["seeds"]) for r in rows] == [("reinforce", "2")]
+
+
+def test_a_count_column_is_printed_as_a_whole_number(runs, capsys):
+    """cost/completions printed "4800.000 ± 0.000" below 10,000 and "25,600 ± 0" above, in one column."""
+    capsys.readouterr()
+    assert main(["compare", str(runs)]) == 0
+    lines = [x for x in capsys.readouterr().out.splitlines() if x.startswith("| jbond algo.gamma=0.0")]
+    cell = lines[0].rstrip(" |").rsplit("|", 1)[-1].strip()
+    (count,) = {_summary(runs / r, "cost/completions") for r in ("a0", "a1")}  # the same for both seeds
+    assert count < 10_000 and cell == f"{count:,.0f} ± 0", cell

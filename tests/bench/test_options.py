@@ -102,3 +102,44 @@ def test_the_bench_writes_only_where_it_is_pointed(tmp_path, monkeypatch, capsys
     assert (tmp_path / "elsewhere" / "exact.md").is_file()
     assert not (tmp_path / "docs").exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["elsewhere"]
+
+
+def _refused_before_any_work(capsys, tmp_path, args, needle):
+    from rlhf_zoo.cli import main
+
+    (tmp_path / "f").write_text("x")
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert needle.replace("{tmp}", str(tmp_path)) in err, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert not (tmp_path / "o").exists(), "nothing is run"
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["out=/proc/no/such"], "out=/proc/no/such"),
+        (["out={tmp}/f"], "out={tmp}/f is a file"),
+        (["out={tmp}/o", "docs=/proc/no"], "docs=/proc/no"),  # this one after running every point
+        (["out={tmp}/o", "records={tmp}/f"], "records={tmp}/f is a file"),
+    ],
+)
+def test_a_bench_folder_that_cannot_be_written_is_one_line_before_any_work(capsys, tmp_path, args, needle):
+    """Each ended in a FileNotFoundError / FileExistsError traceback."""
+    bench = ["bench", "suite=exact", "only=best_of_n", "seeds=0", "progress=false"]
+    _refused_before_any_work(capsys, tmp_path, [*bench, *args], needle)
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        # after every objective had been profiled: a FileNotFoundError / IsADirectoryError traceback
+        (["algos=reinforce", "out=/proc/no/p.json"], "profile: out=/proc/no/p.json: "),
+        (["algos=reinforce", "out={tmp}"], "profile: out={tmp} is a directory"),
+        # no objective: an IndexError traceback after an empty table
+        (["algos="], "profile: algos= names no objective"),
+    ],
+)
+def test_a_profile_without_objectives_or_a_writable_out_is_one_line_before_any_work(capsys, tmp_path, args, needle):
+    _refused_before_any_work(capsys, tmp_path, ["profile", "task=exact", *args], needle)

@@ -92,6 +92,13 @@ def test_a_bad_suite_file_is_one_line_naming_it(cli, tmp_path, text, needle):
     assert len(err.strip().splitlines()) == 1 and not out and not (tmp_path / "runs").exists()
 
 
+def test_a_suite_file_that_is_a_directory_is_said_to_be_one(cli, tmp_path):
+    """``suite=runs.yaml`` naming a directory said "no such file" of a path that is there."""
+    (tmp_path / "my.yaml").mkdir()
+    code, _, err = cli("bench", f"suite={tmp_path}/my.yaml", f"out={tmp_path}/runs", "progress=false")
+    assert code == 2 and f"suite file {tmp_path}/my.yaml: is a directory, not a YAML file" in err, err
+
+
 def test_a_bad_override_on_the_command_line_is_not_blamed_on_the_suite_file(cli, tmp_path):
     """``rlhf-zoo bench suite=FILE.yaml train.stps=3``: the typo is the command line's, and the file is fine.
     The error said "suite file FILE.yaml: Key 'stps' not in 'TrainConfig'", sending the user to a file that

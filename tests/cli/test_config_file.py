@@ -32,7 +32,7 @@ def test_a_file_sets_what_the_command_line_would_and_the_command_line_wins(cli, 
     assert code == 0, err
     assert _resolved(tmp_path / "j")["algo"] == {**_resolved(tmp_path / "j")["algo"], "name": "jbond", "beta": 0.25}
     code, _, err = cli("train", f"config={exp}", "algo=best_of_n", f"run_dir={tmp_path}/b")
-    assert code == 2 and "beta" in err and "BestOfNConfig" in err  # a field Best-of-N does not have
+    assert code == 2 and "unknown key 'algo.beta'" in err and "fields algo=best_of_n" in err  # Best-of-N has none
 
 
 def test_nested_algo_mapping_and_a_preset(cli, tmp_path):
@@ -72,6 +72,33 @@ def test_a_bad_file_is_one_line_before_any_work(cli, tmp_path, text, needle):
         exp.write_text(text)
     code, _, err = cli("train", f"config={exp}", f"run_dir={tmp_path}/run")
     assert code == 2 and needle in err, err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "run").exists()
+
+
+def test_an_experiment_file_that_is_a_directory_is_said_to_be_one(cli, tmp_path):
+    """``config=DIR`` said "no such file" of a path that is there."""
+    (tmp_path / "exp.yaml").mkdir()
+    code, _, err = cli("train", f"config={tmp_path}/exp.yaml", f"run_dir={tmp_path}/run")
+    assert code == 2 and f"config={tmp_path}/exp.yaml: is a directory, not a YAML file" in err, err
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        # said OmegaConf's "Key 'stps' not in 'TrainConfig'. Did you mean: 'steps'? (key: train.stps)", without
+        # the file, where the command line's train.stps=3 names the key meant
+        ("algo: bond\ntask: exact\ntrain: {stps: 3}\n", "unknown key 'train.stps'; did you mean train.steps?"),
+        ("algo: {name: bond, bta: 0.5}\ntask: exact\n", "unknown key 'algo.bta'; did you mean algo.beta?"),
+        ("algo: bond\ntask: exact\nalgo.bta: 0.5\n", "unknown key 'algo.bta'; did you mean algo.beta?"),
+        # a wrong type did not name the file either
+        ("algo: bond\ntask: exact\ntrain: {steps: ten}\n", "'ten' of type 'str' could not be converted to Integer"),
+    ],
+)
+def test_a_bad_key_or_value_in_a_section_of_the_file_names_the_file(cli, tmp_path, text, needle):
+    exp = tmp_path / "exp.yaml"
+    exp.write_text(text)
+    code, _, err = cli("train", f"config={exp}", "train.steps=2", f"run_dir={tmp_path}/run")
+    assert code == 2 and err.startswith(f"rlhf-zoo: error: config={exp}: ") and needle in err, err
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "run").exists()
 
 

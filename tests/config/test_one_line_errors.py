@@ -126,3 +126,11 @@ def test_an_empty_value_is_said_empty_not_taken_for_the_default(tmp_path, capsys
     err = _one_line(capsys, code)
     assert shown in err and "Incompatible" not in err, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["exp.yaml"]  # nothing written
+
+
+def test_an_unknown_command_is_an_error_line(capsys):
+    """``rlhf-zoo trian`` printed "rlhf-zoo: unknown command ...", without the ``error:`` of every other
+    user error."""
+    code = cli.main(["trian", "algo=bond"])
+    err = _one_line(capsys, code)
+    assert err.startswith("rlhf-zoo: error: unknown command 'trian'; known: train,"), err

@@ -104,6 +104,19 @@ def test_missing_model_is_user_error(tmp_path: Path) -> None:
         HFSequenceReward(tmp_path / "empty")
 
 
+def test_a_model_without_a_trained_head_is_refused(tmp_path: Path) -> None:
+    """A checkpoint with no sequence-classification head (a base encoder, a causal LM such as zoo-lm)
+    loaded with a randomly initialised head, so its reward was noise, silently (the load report is quiet)."""
+    from transformers import BertModel
+
+    from tests.rewards.conftest import _tiny_bert
+
+    path = _tiny_bert(tmp_path / "base", 2)
+    BertModel.from_pretrained(path).save_pretrained(path)  # the encoder alone, no classifier weights
+    with pytest.raises(UserError, match=r"has no trained classification head \(classifier\.bias, classifier\.weight"):
+        HFSequenceReward(path, device="cpu")
+
+
 def test_registry_hf_spec(tiny_regressor: Path) -> None:
     r = build_reward(f"hf:{tiny_regressor}", device="cpu", batch_size=4)
     assert isinstance(r, HFSequenceReward) and r.batch_size == 4
