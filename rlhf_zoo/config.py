@@ -440,8 +440,9 @@ def validate(cfg: DictConfig) -> None:
             raise ConfigError(msg)
     try:
         get_algorithm(cfg.algo.name)(algo_config(cfg))
-    except ValueError as e:
-        raise ConfigError(f"algo: {e}") from None
+    except ValueError as e:  # "beta must lie in [0, 1]": named as the command line writes it, algo.beta
+        name = re.split(r"[ =]", str(e), maxsplit=1)[0]
+        raise ConfigError(f"algo.{e}" if name in cfg.algo else f"algo: {e}") from None
     entry = get_task_entry(cfg.task.name)
     if entry.check is not None:
         try:
@@ -474,8 +475,19 @@ def to_yaml(cfg: DictConfig) -> str:
 
 
 def as_dataclass(cfg: DictConfig, key: str) -> Any:
+    """The section ``key`` of a config as its dataclass (None: no such section). A value that the dataclass
+    refuses (its ``__post_init__``: "dtype must be ...") is one line naming the key as the command line writes
+    it (``model.dtype``)."""
     node = cfg.get(key)
-    return None if node is None else OmegaConf.to_object(node)
+    if node is None:
+        return None
+    try:
+        return OmegaConf.to_object(node)
+    except UserError as e:
+        name = str(e).split(" ", 1)[0]
+        if isinstance(node, DictConfig) and name in node:
+            raise ConfigError(f"{key}.{e}") from None
+        raise
 
 
 __all__ = [

@@ -134,3 +134,22 @@ def test_an_unknown_command_is_an_error_line(capsys):
     code = cli.main(["trian", "algo=bond"])
     err = _one_line(capsys, code)
     assert err.startswith("rlhf-zoo: error: unknown command 'trian'; known: train,"), err
+
+
+@pytest.mark.parametrize(
+    ("args", "shown"),
+    [
+        (["algo=bond", "task=sentiment", "model.dtype=float8"], "model.dtype must be float32, bfloat16 or float16"),
+        (["algo=bond", "task=sentiment", "model.top_p=2"], "model.top_p must lie in (0, 1]"),
+        (["algo=bond", "task=exact", "algo.beta=-1"], "algo.beta must lie in [0, 1]"),
+        (["algo=reinforce", "task=exact", "algo.baseline=group_norm", "algo.samples=1"], "algo.baseline=group_norm"),
+        (["algo=bond", "task=exact", "algo.n=1"], "algo: bond needs n >= 2"),
+    ],
+)
+def test_a_refused_value_names_its_key_with_its_section(tmp_path, capsys, args, shown):
+    """``model.dtype=float8`` said "dtype must be ...", ``algo.beta=-1`` "algo: beta must ...": not the key the
+    user wrote, as every other error line does."""
+    code = cli.main(["train", *args, f"run_dir={tmp_path}/r"])
+    err = _one_line(capsys, code)
+    assert f"rlhf-zoo: error: {shown}" in err, err
+    assert not (tmp_path / "r").exists()
