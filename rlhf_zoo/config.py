@@ -376,6 +376,13 @@ def check_top_level(keys: Any, schema: DictConfig, task_name: str, where: str = 
         last = key.rsplit(".", 1)[-1]
         known = flatten(OmegaConf.to_container(schema), "the schema")
         near = [k for k in known if "." in k and k.rsplit(".", 1)[-1] == last]
+        if not near:  # a slip of the pen: sed → seed, stepz → train.steps
+            near = difflib.get_close_matches(key, [str(k) for k in schema if "." not in str(k)], n=2)
+            by_last: dict[str, list[str]] = {}
+            for k in known:
+                by_last.setdefault(k.rsplit(".", 1)[-1], []).append(k)
+            near += [k for m in difflib.get_close_matches(last, list(by_last), n=2) for k in by_last[m]][:2]
+            near = list(dict.fromkeys(near))
         hint = f"did you mean {' or '.join(near)}?" if near else f"the top-level keys are {', '.join(schema)}"
         raise ConfigError(f"{where}unknown key {key!r}; {hint}")
 

@@ -54,6 +54,11 @@ def test_a_prompt_file_that_does_not_parse_says_why(tmp_path, capsys):
         ("lr=1e-3", "unknown key 'lr'; did you mean train.lr?"),
         ("trian.steps=3", "unknown key 'trian.steps'; did you mean train.steps?"),
         ("nothing_like_it=1", "unknown key 'nothing_like_it'; the top-level keys are"),
+        # misspelt: these listed the top-level keys, not the one meant
+        ("sed=1,2", "unknown key 'sed'; did you mean seed"),
+        ("threds=1", "unknown key 'threds'; did you mean threads?"),
+        ("stepz=10", "unknown key 'stepz'; did you mean train.steps?"),
+        ("evalevery=5", "unknown key 'evalevery'; did you mean train.eval_every?"),
     ],
 )
 def test_an_unknown_top_level_key_suggests_the_dotted_key(tmp_path, capsys, arg, needle):
