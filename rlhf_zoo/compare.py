@@ -5,7 +5,7 @@
 
 Each argument is a run directory (one holding ``summary.json``) or a folder searched for them. Runs
 whose resolved configs differ only in ``seed`` (and ``run_dir``, ``resume`` and the settings that cannot
-change a run's numbers, :data:`rlhf_zoo.bench.records.NO_EFFECT`: progress bar, trackers, checkpoint
+change a run's numbers, :data:`rlhf_zoo.config.NO_EFFECT`: progress bar, trackers, checkpoint
 cadence) are one configuration;
 each configuration is named by its algorithm, its task when the runs of that algorithm span several,
 and the settings in which it differs from the others of that algorithm and task. The table gives
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rlhf_zoo.bench.records import NO_EFFECT
+from rlhf_zoo.config import NO_EFFECT
 from rlhf_zoo.errors import UserError
 
 IGNORED = ("seed", "run_dir", "resume", *NO_EFFECT)
