@@ -205,6 +205,7 @@ def convert_smollm2(target: Path | None = None) -> Path:
     src_dir, name = str(gguf.parent), gguf.name
     tokenizer = AutoTokenizer.from_pretrained(src_dir, gguf_file=name)
     quantised = AutoModelForCausalLM.from_pretrained(src_dir, gguf_file=name, dtype=torch.float32)
+    special_tokens_as_config(tokenizer, quantised.config)
     config = copy.deepcopy(quantised.config)
     if hasattr(config, "quantization_config"):
         del config.quantization_config
@@ -215,6 +216,17 @@ def convert_smollm2(target: Path | None = None) -> Path:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
     return target
+
+
+def special_tokens_as_config(tokenizer: PreTrainedTokenizerBase, config: Any) -> None:
+    """Set the tokenizer's beginning, end-of-text and padding tokens to the ids of the model's config, where it
+    has them. Read from SmolLM2's GGUF file, transformers 5.23 gives ``<|im_end|>`` (id 2) as the end of text and
+    the padding, as the file and the config say; 5.17 (the GPU image's) gave ``<|im_start|>`` (id 1) and no
+    padding, so a copy converted there stopped completions on other tokens and padded with another."""
+    for role in ("bos", "eos", "pad"):
+        token_id = getattr(config, f"{role}_token_id", None)
+        if isinstance(token_id, int) and not isinstance(token_id, bool):
+            setattr(tokenizer, f"{role}_token", tokenizer.convert_ids_to_tokens(token_id))
 
 
 # The files a tokenizer loads from (fast, SentencePiece, BPE, WordPiece); a folder with none of them has none.
@@ -281,6 +293,7 @@ def load_model_and_tokenizer(
     elif name == SMOLLM2:
         path = convert_smollm2()
         model, tokenizer = load_pretrained(str(path), dt)
+        special_tokens_as_config(tokenizer, model.config)  # a copy converted by transformers 5.17 lacks them
     elif name == ZOO_LM:
         from rlhf_zoo.policies.zoo_lm import ensure_zoo_lm
 
