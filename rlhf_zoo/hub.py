@@ -7,7 +7,9 @@ the config and fail in seconds, in one line that says how to work offline.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -65,3 +67,20 @@ def _check_reachable(name: str, what: str, info: Any, offline: tuple[str, ...], 
     except Exception as e:  # noqa: BLE001 - no network, unknown repo, gated repo: all say "cannot use it"
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise UserError(f"{what}: the Hugging Face hub cannot provide it ({first[:160]}): {offline_hint}") from None
+
+
+@contextlib.contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """Silence transformers' load reports and "Loading weights" bars for the duration."""
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+        if bars:
+            hf_logging.enable_progress_bar()

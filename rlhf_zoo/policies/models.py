@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from rlhf_zoo.errors import MissingPackageError, UserError
-from rlhf_zoo.hub import check_hub_model, is_local_path
+from rlhf_zoo.hub import check_hub_model, is_local_path, quiet_transformers
 from rlhf_zoo.io import atomic_dir
 from rlhf_zoo.paths import cache_dir
 from rlhf_zoo.policies.zoo_lm import ZOO_LM, zoo_lm_path
@@ -268,13 +268,21 @@ def load_pretrained(name: str, dtype: torch.dtype) -> tuple[PreTrainedModel, Pre
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(name)
-        model = AutoModelForCausalLM.from_pretrained(name, dtype=dtype)
+        with quiet_transformers():  # its load report is replaced by the check below
+            model, loaded = AutoModelForCausalLM.from_pretrained(name, dtype=dtype, output_loading_info=True)
     except Exception as e:  # noqa: BLE001 - hub, file and format errors all mean "cannot load"
         first_line = (str(e).splitlines() or [""])[0]
         raise UserError(
             f"cannot load the causal LM {name!r} ({type(e).__name__}: {first_line}); "
             f"pass a local directory, a hub id reachable from this machine, {TINY!r}, {SMOLLM2!r} or {ZOO_LM!r}"
         ) from e
+    missing = sorted(loaded.get("missing_keys") or ())
+    if missing:  # weights transformers started at random: an encoder or classifier, not a causal LM
+        raise UserError(
+            f"model.name={name}: {len(missing)} weight(s) of a causal language model are not in its checkpoint "
+            f"({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''}): it is no causal LM (an encoder, a "
+            "classifier?), and transformers would start them at random"
+        )
     return model, tokenizer
 
 

@@ -24,9 +24,8 @@ the scores do not depend on ``batch_size`` beyond float rounding.
 
 from __future__ import annotations
 
-import contextlib
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -34,26 +33,10 @@ import torch
 from torch import Tensor
 
 from rlhf_zoo.errors import MissingPackageError, UserError
+from rlhf_zoo.hub import quiet_transformers
 from rlhf_zoo.rewards._text import check_text_mode, reward_texts
 
 HFTextMode = Literal["completion", "prompt+completion", "pair"]
-
-
-@contextlib.contextmanager
-def quiet_transformers() -> Iterator[None]:
-    """Silence transformers' load reports and "Loading weights" bars for the duration."""
-    from transformers.utils import logging as hf_logging
-
-    level = hf_logging.get_verbosity()
-    bars = hf_logging.is_progress_bar_enabled()
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        hf_logging.set_verbosity(level)
-        if bars:
-            hf_logging.enable_progress_bar()
 
 
 def default_device() -> torch.device:

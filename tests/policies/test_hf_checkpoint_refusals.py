@@ -71,3 +71,26 @@ def test_one_target_module_given_as_a_string_is_one_module_not_its_letters():
     assert HFPolicyConfig(lora_target_modules="q_proj").lora_target_modules == ("q_proj",)
     pol = build_hf_policy(cfg, seed=0)
     assert len(pol.trainable_parameters()) > 0
+
+
+def test_a_model_folder_that_is_no_causal_lm_is_refused_in_one_line(tmp_path, cli, capsys):
+    """``model.name=`` a BERT regressor's folder (the gold reward's, say) printed transformers' load report of
+    six randomly started head weights, then "the tokenizer has no EOS token": not what was wrong."""
+    import torch
+
+    from rlhf_zoo.policies import models
+    from tests.rewards.conftest import _tiny_bert
+
+    encoder = _tiny_bert(tmp_path / "bert", 1)
+    capsys.readouterr()
+    short = ["model.max_prompt_tokens=40", "model.max_new_tokens=8"]  # within its 64 positions
+    args = ["algo=reinforce", "task=sentiment", f"model.name={encoder}", *short, f"run_dir={tmp_path}/r"]
+    code, _, err = cli("train", *args)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "it is no causal LM" in err and "cls.predictions" in err, err
+    causal = tmp_path / "causal"  # a causal LM's folder loads, with nothing missing
+    tokenizer = models.build_tiny_tokenizer()
+    models.build_tiny_model(tokenizer).save_pretrained(causal)
+    tokenizer.save_pretrained(causal)
+    model, _ = models.load_pretrained(str(causal), torch.float32)
+    assert model.config.model_type == "llama"
