@@ -292,3 +292,34 @@ def test_best_of_n_quantile_kl_estimate_lies_above_the_bound_for_a_continuous_re
     estimate = bon_log_ratio(p_le, p_lt, n)
     mean, se = float(estimate.mean()), float(estimate.std()) / math.sqrt(draws)
     assert mean > bon_kl_bound(n) + 4 * se
+
+
+class UniformsPolicy(RecordingPolicy):
+    """Records, for each ``sample`` call, the uniforms its per-prompt generators hold next (read from copies)."""
+
+    def __init__(self, policy):
+        super().__init__(policy)
+        self.uniforms: list[torch.Tensor] = []
+
+    def sample(self, prompts, n, *, role="policy", generator=None):
+        ahead = []
+        for g in generator:
+            copy = torch.Generator()
+            copy.set_state(g.get_state())
+            ahead.append(torch.rand(n * 8, generator=copy, dtype=torch.float64))  # ≥ n × max_len
+        self.uniforms.append(torch.cat(ahead))
+        return super().sample(prompts, n, role=role, generator=generator)
+
+
+def test_best_of_n_candidates_do_not_reuse_the_reference_completions_random_numbers(sampled_task):
+    """Best-of-N samples its candidates from π_ref, as the held-out reference completions are. Candidates drawn
+    from the reference's generators (the same keys at round 0; the tie-break seed drawn first only shifts them)
+    are near-copies of the reference completions they are compared with, biasing quantiles, the KL estimate
+    and the win rate. The random numbers the candidates' draw starts from must be none of the reference's."""
+    n, outputs, k = 2, 3, 6
+    for round in (0, 2):
+        policy = UniformsPolicy(sampled_task.build_policy(0))
+        algo = BestOfN(BestOfNConfig(n=n))
+        Evaluator(sampled_task, algo, num_prompts=4, samples=outputs, ref_samples=k, seed=5)(policy, round=round)
+        reference, candidates = policy.uniforms
+        assert not torch.isin(candidates, reference).any(), f"round {round}"
