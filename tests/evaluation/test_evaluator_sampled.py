@@ -20,7 +20,7 @@ from rlhf_zoo.functional.quantile import quantile_estimate, quantile_estimate_st
 from rlhf_zoo.rng import Streams
 from rlhf_zoo.rollout import collect
 from rlhf_zoo.shard import interleave
-from tests.rollout.recording import RecordingPolicy
+from tests.rollout.recording import RecordingPolicy, UniformsPolicy
 from tests.tasks import brute_force as bf
 
 
@@ -292,23 +292,6 @@ def test_best_of_n_quantile_kl_estimate_lies_above_the_bound_for_a_continuous_re
     estimate = bon_log_ratio(p_le, p_lt, n)
     mean, se = float(estimate.mean()), float(estimate.std()) / math.sqrt(draws)
     assert mean > bon_kl_bound(n) + 4 * se
-
-
-class UniformsPolicy(RecordingPolicy):
-    """Records, for each ``sample`` call, the uniforms its per-prompt generators hold next (read from copies)."""
-
-    def __init__(self, policy):
-        super().__init__(policy)
-        self.uniforms: list[torch.Tensor] = []
-
-    def sample(self, prompts, n, *, role="policy", generator=None):
-        ahead = []
-        for g in generator:
-            copy = torch.Generator()
-            copy.set_state(g.get_state())
-            ahead.append(torch.rand(n * 8, generator=copy, dtype=torch.float64))  # ≥ n × max_len
-        self.uniforms.append(torch.cat(ahead))
-        return super().sample(prompts, n, role=role, generator=generator)
 
 
 def test_best_of_n_candidates_do_not_reuse_the_reference_completions_random_numbers(sampled_task):

@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import torch
+
 from rlhf_zoo.policies.base import Rollout
 
 
@@ -35,3 +37,23 @@ class RecordingPolicy:
     def of(self, role: str, n: int | None = None) -> list[Call]:
         """The recorded calls of one role (and, if given, n completions per prompt)."""
         return [c for c in self.calls if c.role == role and (n is None or c.n == n)]
+
+
+class UniformsPolicy(RecordingPolicy):
+    """A :class:`RecordingPolicy` that also records, for each ``sample`` call given one generator per prompt, the
+    uniforms those generators hold next (read from copies, so sampling is unchanged): ``uniforms[i]`` for
+    ``calls[i]``. Two draws whose records share values drew from one random stream."""
+
+    def __init__(self, policy, window: int = 8):
+        super().__init__(policy)
+        self.window = window  # uniforms per completion: at least the testbed's max_len
+        self.uniforms: list[torch.Tensor] = []
+
+    def sample(self, prompts, n, *, role="policy", generator=None) -> Rollout:
+        ahead = []
+        for g in generator:
+            copy = torch.Generator()
+            copy.set_state(g.get_state())
+            ahead.append(torch.rand(n * self.window, generator=copy, dtype=torch.float64))
+        self.uniforms.append(torch.cat(ahead))
+        return super().sample(prompts, n, role=role, generator=generator)

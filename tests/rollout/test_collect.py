@@ -10,7 +10,7 @@ from rlhf_zoo.algorithms.base import Needs
 from rlhf_zoo.rng import Streams
 from rlhf_zoo.rollout import BaseCache, Costs, collect
 from rlhf_zoo.tasks.exact import ExactTaskConfig, build_exact_task
-from tests.rollout.recording import RecordingPolicy
+from tests.rollout.recording import RecordingPolicy, UniformsPolicy
 from tests.tasks import brute_force as bf
 
 
@@ -200,3 +200,19 @@ def test_quantiles_need_an_oracle_or_a_cache(exact_task):
         step(Needs(quantiles="exact"), policy, dataclasses.replace(exact_task, oracle=None))
     with pytest.raises(ValueError, match="needs a base cache"):
         step(Needs(quantiles="mc", cache_size=4), policy, exact_task)
+
+
+@pytest.mark.parametrize("step_", [0, 3])
+def test_each_kind_of_draw_uses_its_own_random_numbers(exact_task, step_):
+    """The policy's samples, the fresh base samples (whose best is the forward target) and the cached base
+    samples of a step are independent draws. A base draw keyed like the policy's would, where base and policy
+    coincide (π = π_ref at step 0, or base = anchor just after an anchor update), make the fresh base samples
+    the policy's own samples, so the target would be the best of the very completions being scored. No two
+    draws of one step may start from the same random numbers."""
+    policy = UniformsPolicy(exact_task.build_policy(0))
+    needs = Needs(samples=4, quantiles="mc", cache_size=4, base_samples=4, target="fresh")
+    step(needs, policy, exact_task, step=step_, cache=BaseCache(4))
+    assert len(policy.uniforms) == 3  # policy, base, cache
+    for a in range(3):
+        for b in range(a + 1, 3):
+            assert not torch.isin(policy.uniforms[a], policy.uniforms[b]).any(), (a, b)
