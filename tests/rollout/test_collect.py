@@ -1,6 +1,7 @@
 """Stage 1 of a step, ``collect``: each field of StepData against what the policy and the task say
 independently (the log-probs of each role, the rewards, the exact and the cached quantiles, the targets)."""
 
+import contextlib
 import dataclasses
 
 import pytest
@@ -216,3 +217,30 @@ def test_each_kind_of_draw_uses_its_own_random_numbers(exact_task, step_):
     for a in range(3):
         for b in range(a + 1, 3):
             assert not torch.isin(policy.uniforms[a], policy.uniforms[b]).any(), (a, b)
+
+
+def test_timings_add_up_every_block_of_a_phase_and_run_its_probe_around_each(monkeypatch):
+    """``cost/…`` timings (``time/<phase>_s`` in the summary, ``rlhf-zoo profile``'s per-step seconds) are
+    totals over every block of a phase: a phase timed twice per step (``logprobs``, ``reward``) that kept only
+    its last block's seconds would under-report. Timed with a fake clock: blocks of 1 s and 2 s of ``reward``
+    and one of 4 s of ``generate`` give 3 s and 4 s; a probe enters and exits around each block of its phase."""
+    import rlhf_zoo.rollout as rollout_module
+
+    clock = iter([0.0, 1.0, 10.0, 12.0, 20.0, 24.0])
+    monkeypatch.setattr(rollout_module.time, "perf_counter", lambda: next(clock))
+    events = []
+
+    @contextlib.contextmanager
+    def probe():
+        events.append("enter")
+        yield
+        events.append("exit")
+
+    costs = Costs()
+    costs.probe("reward", probe)
+    for phase in ("reward", "reward", "generate"):
+        with costs.timed(phase):
+            pass
+    assert costs.seconds == {"reward": 3.0, "generate": 4.0}
+    assert events == ["enter", "exit", "enter", "exit"]
+    assert costs.copy().seconds == costs.seconds and costs.copy().seconds is not costs.seconds
