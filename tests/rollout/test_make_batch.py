@@ -51,6 +51,10 @@ def test_fields_equal_the_policys_own_log_probs_and_the_collected_data(exact_tas
     assert torch.allclose(batch.ref_logp[mask], policy.logprobs(roll, role="ref")[mask])
     assert torch.allclose(batch.anchor_logp[mask], policy.logprobs(roll, role="anchor")[mask])
     assert torch.equal(batch.rewards, exact_task.proxy.score(roll.prompts, roll.texts))
+    # the collected quantiles reach the loss as they are: p̂_≤ and p̂_< (apart where rewards tie), base rewards
+    assert (data.quantiles_lt < data.quantiles).any() and (data.quantiles_lt <= data.quantiles).all()
+    for name in ("quantiles", "quantiles_lt", "base_rewards"):
+        assert torch.equal(getattr(batch, name), getattr(data, name)), name
     target_logp = policy.logprobs(data.target)
     assert torch.allclose(batch.target_logp, target_logp) and batch.target_logp.requires_grad
     assert torch.equal(batch.target_mask, data.target.response_mask)
