@@ -65,6 +65,34 @@ def test_every_field_of_the_state_round_trips(tmp_path):
     assert b.evaluator.costs.completions == a.evaluator.costs.completions
     assert dict(b.train_acc) == dict(a.train_acc) and b.train_acc
     assert b.elapsed == a.elapsed == 1.0
+    assert b.evaluated_step == a.evaluated_step == 0
+    # the phase timings (``time/<phase>_s`` of the summary) continue from the checkpoint's, not from 0
+    assert b.costs.seconds == a.costs.seconds and {"generate", "reward"} <= set(a.costs.seconds)
+    assert b.evaluator.costs.seconds == a.evaluator.costs.seconds and a.evaluator.costs.seconds
+    assert b.evaluator.costs.as_dict() == a.evaluator.costs.as_dict()
+
+
+def test_a_restored_run_drops_the_log_lines_written_after_its_checkpoint(tmp_path):
+    """A run killed after an evaluation that no checkpoint followed has that evaluation's lines in
+    ``metrics.jsonl`` and ``samples.jsonl``; the resumed run continues from the checkpoint's step and writes
+    them again. Restoring must cut both files back to the checkpoint's step, or the step's lines appear twice
+    (and the first from a run whose later state was lost)."""
+    a = _trainer(tmp_path / "r", algo=["algo=reinforce"])
+    a.begin()
+    a.evaluate()
+    for _ in range(2):
+        a.train_step()
+    a.evaluate()
+    a.save()  # step 2
+    a.train_step()
+    a.evaluate()  # step 3, then killed: no checkpoint
+    assert [m["step"] for m in a.log.read_metrics()] == [0, 2, 3]
+    assert {r["step"] for r in a.log.read_samples()} == {0, 2, 3}
+
+    b = _trainer(tmp_path / "r", "resume=true", algo=["algo=reinforce"])
+    assert b.restore() == 2
+    assert [m["step"] for m in b.log.read_metrics()] == [0, 2]
+    assert {r["step"] for r in b.log.read_samples()} == {0, 2}
 
 
 def test_sampled_evaluation_reference_is_restored(tmp_path):
