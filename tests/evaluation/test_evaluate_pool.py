@@ -10,6 +10,7 @@ import torch
 
 from rlhf_zoo.evaluate_pool import draw_pool, pool_curve, pool_summary
 from rlhf_zoo.functional.best_of_n import bon_kl_bound, bon_pool_kl, bon_pool_mean
+from rlhf_zoo.rollout import Costs
 from tests.rollout.recording import RecordingPolicy
 from tests.tasks import brute_force as bf
 
@@ -166,6 +167,17 @@ def test_draw_pool_samples_the_reference_on_the_held_out_prompts(exact_task):
     lengths = torch.stack([r.response_mask.sum(-1) for r in rolls]).double()
     assert torch.equal(pool["proxy"], proxy) and torch.equal(pool["gold"], gold)
     assert torch.equal(pool["length"], lengths)
+
+
+def test_draw_pool_pays_each_completion_and_reward_call_once(exact_task):
+    """``draw_pool(costs=...)`` counts what the pool spent as the evaluator counts its samples: M completions
+    per prompt with their tokens, and a proxy and a gold reward call for each."""
+    task = dataclasses.replace(exact_task, oracle=None)
+    policy = RecordingPolicy(task.build_policy(0))
+    costs = Costs()
+    draw_pool(task, policy, 3, 4, seed=1, chunk=2, costs=costs)
+    assert costs.completions == 3 * 4 and costs.reward_calls == 2 * 3 * 4
+    assert costs.tokens == sum(int(c.rollout.response_mask.sum()) for c in policy.calls) > 0
 
 
 def _best_of_n_log_quantile(probs, proxy, n, k):
