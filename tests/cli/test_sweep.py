@@ -251,3 +251,31 @@ def test_the_order_of_the_swept_keys_does_not_change_the_points():
     pa, pb = expand(a.suite), expand(b.suite)
     assert [p.id for p in pa] == [p.id for p in pb] and [p.args for p in pa] == [p.args for p in pb]
     assert {s.knob for s in a.suite.sweeps} == {"algo.n"} and pa[0].id == "bond_beta0_1-n2-s0"
+
+
+@pytest.mark.parametrize(
+    ("body", "args", "needle"),
+    [
+        ("algo: bond\nsweep: {sed: [1, 2]}\n", [], "unknown key 'sed'"),
+        ("algo: bond\nalgo.bta: 3\nsweep: {algo.beta: [0.1, 0.5]}\n", [], "unknown key 'algo.bta'"),
+        ("algo: bond\nsweep: {algo.beta: [abc, 0.5]}\n", [], "'abc'"),
+        ("sweep: {algo.beta: [0.1, 7.0]}\n", ["algo=bond"], "algo.beta must lie in [0, 1]"),
+    ],
+)
+def test_a_bad_key_or_value_of_a_sweep_file_is_one_line_naming_the_file(cli, tmp_path, body, args, needle):
+    exp = tmp_path / "exp.yaml"
+    exp.write_text(body)
+    code, out, err = cli("train", *FAST, f"config={exp}", *args, f"out={tmp_path}/sw")
+    assert code == 2 and f"config={exp}: " in err and needle in err, err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "sw").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [(["algo=bond", "train.stepz=3"], "unknown key 'train.stepz'"), (["algo=bond,dpo"], "unknown algorithm 'dpo'")],
+)
+def test_a_bad_key_on_the_command_line_of_a_sweep_file_does_not_name_the_file(cli, tmp_path, args, needle):
+    exp = tmp_path / "exp.yaml"
+    exp.write_text("sweep: {algo.beta: [0.1, 0.5]}\n")
+    code, out, err = cli("train", *FAST, f"config={exp}", *args, f"out={tmp_path}/sw")
+    assert code == 2 and needle in err and "exp.yaml" not in err, err
