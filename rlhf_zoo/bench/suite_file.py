@@ -154,7 +154,10 @@ def load_suite_file(path: str) -> Suite:
 
 
 def _check_counts(spec: SuiteSpec, where: str) -> None:
-    """The suite's seeds (at least one, each once), jobs, pool size and KL budgets; one line per problem."""
+    """The suite's sweeps (at least one), seeds (at least one, each once), jobs, pool size and KL budgets; one
+    line per problem."""
+    if not spec.sweeps:
+        raise UserError(f"{where}: sweeps must list at least one sweep (tag, algo, knob, values)")
     if not spec.seeds:
         raise UserError(f"{where}: seeds must list at least one seed")
     twice = next((s for i, s in enumerate(spec.seeds) if s in spec.seeds[:i]), None)

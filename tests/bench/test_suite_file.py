@@ -174,6 +174,7 @@ def test_render_only_without_records_repeats_the_command_that_makes_them(cli, tm
     [
         ("jobs: 0\n" + SWEEP, "jobs must be >= 1, got 0"),
         ("bon_pool: -1\n" + SWEEP, "bon_pool must be >= 0 (0: no pool), got -1"),
+        ("sweeps: []\n", "sweeps must list at least one sweep"),
         ("seeds: []\n" + SWEEP, "seeds must list at least one seed"),
         ("seeds: [0, 1, 0]\n" + SWEEP, "seeds lists seed 0 twice"),
         ("kl_budgets: [0.5, 0]\n" + SWEEP, "kl_budgets must be > 0, got 0.0"),
@@ -182,7 +183,8 @@ def test_render_only_without_records_repeats_the_command_that_makes_them(cli, tm
 )
 def test_a_bad_count_in_a_suite_file_is_one_line_naming_its_key(cli, tmp_path, text, needle):
     """jobs: 0 and bon_pool: -1 said "needs at least one seed, jobs >= 1 and bon_pool >= 0" (which one?), a seed
-    listed twice was refused later without the file's name, and a KL budget <= 0 was taken."""
+    listed twice was refused later without the file's name, a KL budget <= 0 was taken, and an empty list of
+    sweeps ended in a traceback (IndexError) after the task's oracle was asked for the first point."""
     path = tmp_path / "my.yaml"
     path.write_text(text)
     code, out, err = cli("bench", f"suite={path}", f"out={tmp_path}/runs", "render_only=true")
