@@ -195,3 +195,28 @@ def test_a_bad_count_in_a_suite_file_is_one_line_naming_its_key(cli, tmp_path, t
 def test_jobs_0_on_the_command_line_is_refused_even_with_render_only(cli, tmp_path):
     code, out, err = cli("bench", "suite=exact", "jobs=0", "render_only=true", f"out={tmp_path}/runs")
     assert code == 2 and "bench: jobs must be >= 1, got 0" in err and len(err.strip().splitlines()) == 1, err
+
+
+@pytest.mark.parametrize(
+    ("sweep", "task_args", "needle"),
+    [
+        ("knob: seed, values: [1, 2]", "{}", "sweep r: knob seed: a suite cannot set it"),
+        ("knob: algo, values: [bond, jbond]", "{}", "sweep r: knob algo: a suite cannot set it"),
+        ("knob: run_dir, values: [a, b]", "{}", "sweep r: knob run_dir: a suite cannot set it"),
+        ("knob: algo.beta, values: [0.1], fixed: {seed: 5}", "{}", "sweep r: fixed seed: a suite cannot set it"),
+        ("knob: algo.beta, values: [0.1]", "{seed: 3}", "task_args seed: a suite cannot set it"),
+        ("knob: algo.beta, values: [0.1]", "{algo: bond}", "task_args algo: a suite cannot set it"),
+        ("knob: algo.beta, values: [0.1]", "{resume: true}", "task_args resume: a suite cannot set it"),
+        ("knob: algo.beta, values: [0.1]", "{config: exp.yaml}", "task_args config: a suite cannot set it"),
+    ],
+)
+def test_a_key_the_bench_sets_itself_is_refused_in_a_suite_file(cli, tmp_path, sweep, task_args, needle):
+    """Each point's own seed=, algo=, run_dir= and resume= come after the file's, so the file's were silently
+    ignored: a knob of seed ran one point for all its values, a fixed seed ran the suite's seeds, task_args'
+    algo ran the sweep's; a config= file's content is no part of a point's arguments, so editing it redid
+    nothing."""
+    path = tmp_path / "my.yaml"
+    path.write_text(f"task_args: {task_args}\nsweeps:\n  - {{tag: r, algo: reinforce, {sweep}}}\n")
+    code, out, err = cli("bench", f"suite={path}", f"out={tmp_path}/runs", "progress=false")
+    assert code == 2 and f"suite file {path}: {needle}" in err, err
+    assert len(err.strip().splitlines()) == 1 and not out and not (tmp_path / "runs").exists(), err
