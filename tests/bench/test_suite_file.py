@@ -220,3 +220,44 @@ def test_a_key_the_bench_sets_itself_is_refused_in_a_suite_file(cli, tmp_path, s
     code, out, err = cli("bench", f"suite={path}", f"out={tmp_path}/runs", "progress=false")
     assert code == 2 and f"suite file {path}: {needle}" in err, err
     assert len(err.strip().splitlines()) == 1 and not out and not (tmp_path / "runs").exists(), err
+
+
+def _edit_run(cli, tmp_path, path, text):
+    """Write the suite file, run it; (stderr, the ids of its records, the mtimes of its runs' metrics)."""
+    path.write_text(text)
+    out = tmp_path / "runs"
+    code, _, err = cli("bench", f"suite={path}", f"out={out}", "progress=false")
+    assert code == 0, err
+    ids = sorted(p.stem for p in (out / "records" / "my").glob("*-s*.json"))
+    mtimes = {p.parent.name: p.stat().st_mtime_ns for p in (out / "my").glob("*/metrics.jsonl")}
+    return err, ids, mtimes
+
+
+FAST_SUITE = "task_args: {task: exact, threads: 1, train.steps: 2, train.eval_every: 1, train.progress: false}\n"
+
+
+def test_a_new_knob_label_keeps_the_finished_points_under_their_new_ids(cli, tmp_path):
+    """A point's id holds its knob's label: a new knob_label ran every point again under new ids, and the page
+    then refused to render ("cannot pool the records of r b=0.1: r-b0.1-s0 and r-beta0.1-s0 are both seed 0")."""
+    path = tmp_path / "my.yaml"
+    sweep = "sweeps:\n  - {tag: r, algo: reinforce, knob: algo.beta, values: [0.1, 0.5]%s}\n"
+    _, ids, before = _edit_run(cli, tmp_path, path, FAST_SUITE + sweep % "")
+    assert ids == ["r-beta0.1-s0", "r-beta0.5-s0"]
+    err, ids, after = _edit_run(cli, tmp_path, path, FAST_SUITE + sweep % ", knob_label: b")
+    assert "0 point(s) run" in err and "2 already finished (2 kept under a new id)" in err, err
+    assert ids == ["r-b0.1-s0", "r-b0.5-s0"] and sorted(after) == ids
+    assert sorted(after.values()) == sorted(before.values())  # moved, not run again
+    page = (tmp_path / "runs" / "my.md").read_text()
+    assert _cells(page, "0.1")[:2] == ["0.1", "1"] and _cells(page, "r")[1] == "sweep over b"
+
+
+def test_a_value_rewritten_as_another_number_is_redone_and_replaces_its_record(cli, tmp_path):
+    """values: [1] → [1.0] is another argument (algo.beta=1.0) under another id, but the same place on the
+    page: both records stayed, and the page refused to render (two records of seed 0 for beta=1)."""
+    path = tmp_path / "my.yaml"
+    sweep = "sweeps:\n  - {tag: r, algo: reinforce, knob: algo.beta, values: [%s]}\n"
+    _edit_run(cli, tmp_path, path, FAST_SUITE + sweep % "1")
+    err, ids, _ = _edit_run(cli, tmp_path, path, FAST_SUITE + sweep % "1.0")
+    assert "1 point(s) run (0 resumed, 1 redone)" in err, err
+    assert ids == ["r-beta1.0-s0"] and [p.name for p in (tmp_path / "runs" / "my").glob("r-*")] == ["r-beta1.0-s0"]
+    assert "1 of the 1 planned points have records" in (tmp_path / "runs" / "my.md").read_text()
