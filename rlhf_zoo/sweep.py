@@ -96,6 +96,10 @@ def plan_sweep(args: list[str]) -> SweepPlan | None:
         choices, settings = read_experiment(over["config"])
         file_sweep = read_sweep(over["config"])
         settings = flatten(settings, f"config={over['config']}")
+        swept = sorted(set(file_sweep) & set(NOT_SWEPT))  # config: the command line's config= would drop it
+        if swept:
+            key = swept[0]
+            raise ConfigError(f"config={over['config']}: sweep.{key} cannot be swept (one value: {key}: VALUE)")
         for k, vs in file_sweep.items():
             items = [format_value(v) for v in vs]
             twice = sorted({x for x in items if items.count(x) > 1})

@@ -279,3 +279,14 @@ def test_a_bad_key_on_the_command_line_of_a_sweep_file_does_not_name_the_file(cl
     exp.write_text("sweep: {algo.beta: [0.1, 0.5]}\n")
     code, out, err = cli("train", *FAST, f"config={exp}", *args, f"out={tmp_path}/sw")
     assert code == 2 and needle in err and "exp.yaml" not in err, err
+
+
+@pytest.mark.parametrize("key", ["config", "out", "run_dir", "resume"])
+def test_a_key_that_cannot_be_swept_in_a_sweep_file_is_one_line_naming_the_file(cli, tmp_path, key):
+    """``sweep: {config: [a.yaml, b.yaml]}`` was dropped without a word (the command line's config= counted as
+    a value that stops sweeping it) and one point ran; ``out`` was refused without the file's name."""
+    exp = tmp_path / "exp.yaml"
+    exp.write_text(f"algo: bond\nsweep: {{{key}: [a, b], algo.beta: [0.1, 0.5]}}\n")
+    code, out, err = cli("train", *FAST, f"config={exp}", f"out={tmp_path}/sw")
+    assert code == 2 and f"config={exp}: sweep.{key} cannot be swept" in err, err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "sw").exists()
