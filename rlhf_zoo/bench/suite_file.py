@@ -197,6 +197,9 @@ def _check_counts(spec: SuiteSpec, where: str) -> None:
     bad = next((k for k in spec.kl_budgets if not (k > 0 and math.isfinite(k))), None)
     if bad is not None:
         raise UserError(f"{where}: kl_budgets must be > 0, got {float(bad)}")
+    twice = next((k for i, k in enumerate(spec.kl_budgets) if k in spec.kl_budgets[:i]), None)
+    if twice is not None:  # a second column of the same numbers
+        raise UserError(f"{where}: kl_budgets lists {float(twice)} twice")
 
 
 def check_shapes(node: dict[Any, Any], spec: type, where: str, prefix: str = "") -> None:
@@ -259,6 +262,10 @@ def _sweep(s: SweepSpec, where: str) -> Sweep:
     if not s.knob:
         raise ValueError(f"sweep {s.tag}: knob is empty (name the swept key, e.g. algo.beta)")
     values = tuple(s.values)
+    items = [format_value(v) for v in values]
+    twice = next((x for i, x in enumerate(items) if x in items[:i]), None)
+    if twice is not None:  # as a sweep of rlhf-zoo train refuses it
+        raise ValueError(f"sweep {s.tag}: values lists {twice} twice")
     return Sweep(
         s.tag, s.objective or s.tag, s.algo, s.knob, values, overrides(s.fixed, where), s.knob_label, s.frontier
     )

@@ -179,12 +179,19 @@ def test_render_only_without_records_repeats_the_command_that_makes_them(cli, tm
         ("seeds: [0, 1, 0]\n" + SWEEP, "seeds lists seed 0 twice"),
         ("kl_budgets: [0.5, 0]\n" + SWEEP, "kl_budgets must be > 0, got 0.0"),
         ("kl_budgets: [-1]\n" + SWEEP, "kl_budgets must be > 0, got -1.0"),
+        ("kl_budgets: [0.5, 1, 0.5]\n" + SWEEP, "kl_budgets lists 0.5 twice"),
+        (
+            "sweeps:\n  - {tag: r, algo: reinforce, knob: algo.beta, values: [0.1, 0.5, 0.1]}\n",
+            "sweep r: values lists 0.1 twice",
+        ),
     ],
 )
 def test_a_bad_count_in_a_suite_file_is_one_line_naming_its_key(cli, tmp_path, text, needle):
     """jobs: 0 and bon_pool: -1 said "needs at least one seed, jobs >= 1 and bon_pool >= 0" (which one?), a seed
     listed twice was refused later without the file's name, a KL budget <= 0 was taken, and an empty list of
-    sweeps ended in a traceback (IndexError) after the task's oracle was asked for the first point."""
+    sweeps ended in a traceback (IndexError) after the task's oracle was asked for the first point; a KL budget
+    listed twice made two columns of the same numbers, and a value listed twice was taken (a sweep of rlhf-zoo
+    train refuses it)."""
     path = tmp_path / "my.yaml"
     path.write_text(text)
     code, out, err = cli("bench", f"suite={path}", f"out={tmp_path}/runs", "render_only=true")
