@@ -96,6 +96,9 @@ def plan_sweep(args: list[str]) -> SweepPlan | None:
         choices, settings = read_experiment(over["config"])
         file_sweep = read_sweep(over["config"])
         settings = flatten(settings, f"config={over['config']}")
+        if "out" in settings:  # no run's key (a single run refuses it): not silently the default folder
+            where = f"config={over['config']}"
+            raise ConfigError(f"{where}: unknown key 'out'; a sweep file names its folder with run_dir:")
         swept = sorted(set(file_sweep) & set(NOT_SWEPT))  # config: the command line's config= would drop it
         if swept:
             key = swept[0]

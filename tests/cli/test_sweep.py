@@ -290,3 +290,14 @@ def test_a_key_that_cannot_be_swept_in_a_sweep_file_is_one_line_naming_the_file(
     code, out, err = cli("train", *FAST, f"config={exp}", f"out={tmp_path}/sw")
     assert code == 2 and f"config={exp}: sweep.{key} cannot be swept" in err, err
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "sw").exists()
+
+
+def test_out_in_a_sweep_file_is_refused_naming_the_file(cli, tmp_path, monkeypatch):
+    """A file's ``out:`` (the command line's name for the folder) was dropped without a word: the sweep ran in
+    the default folder under runs/ (a single run refuses it as an unknown key)."""
+    exp = tmp_path / "exp.yaml"
+    exp.write_text(f"algo: bond\nout: {tmp_path}/mine\nsweep: {{algo.beta: [0.1, 0.5]}}\n")
+    monkeypatch.chdir(tmp_path)
+    code, out, err = cli("train", *FAST, f"config={exp}")
+    assert code == 2 and f"config={exp}: unknown key 'out'; a sweep file names its folder with run_dir:" in err, err
+    assert len(err.strip().splitlines()) == 1 and not Path("runs").exists()
