@@ -10,7 +10,7 @@ one string. An experiment file (``config=FILE.yaml``, :func:`rlhf_zoo.config.rea
 ``sweep:`` mapping; a key given on the command line replaces the file's sweep of it (a single value
 stops sweeping it; with every key pinned, the file still runs its one point in the sweep's folder, never
 a single run in the folder itself). An empty item, an item listed twice or a non-integer seed is one
-error line.
+error line; so is a bad key or value, naming the experiment file when it is the file's.
 
 The grid becomes a :class:`~rlhf_zoo.bench.suites.Suite` (:func:`grid_suite`): one sweep per algorithm
 and combination of the other swept keys but the last, which is the sweep's knob; the swept seeds are
@@ -81,6 +81,7 @@ class SweepPlan:
     folder: Path
     suite: Suite
     command: str
+    args: tuple[str, ...] = ()
 
 
 def plan_sweep(args: list[str]) -> SweepPlan | None:
@@ -95,6 +96,13 @@ def plan_sweep(args: list[str]) -> SweepPlan | None:
         choices, settings = read_experiment(over["config"])
         file_sweep = read_sweep(over["config"])
         settings = flatten(settings, f"config={over['config']}")
+        if "out" in settings:  # no run's key (a single run refuses it): not silently the default folder
+            where = f"config={over['config']}"
+            raise ConfigError(f"{where}: unknown key 'out'; a sweep file names its folder with run_dir:")
+        swept = sorted(set(file_sweep) & set(NOT_SWEPT))  # config: the command line's config= would drop it
+        if swept:
+            key = swept[0]
+            raise ConfigError(f"config={over['config']}: sweep.{key} cannot be swept (one value: {key}: VALUE)")
         for k, vs in file_sweep.items():
             items = [format_value(v) for v in vs]
             twice = sorted({x for x in items if items.count(x) > 1})
@@ -134,7 +142,7 @@ def plan_sweep(args: list[str]) -> SweepPlan | None:
         over.get("out") or over.get("run_dir") or settings.get("run_dir") or default_folder(algos, base, grid)
     )
     suite = grid_suite(folder.expanduser().resolve().name, base, algos, grid, seeds)
-    return SweepPlan(folder, suite, " ".join(["rlhf-zoo", "train", *args]))
+    return SweepPlan(folder, suite, " ".join(["rlhf-zoo", "train", *args]), tuple(args))
 
 
 def _arg(v: Any) -> str:
@@ -204,6 +212,35 @@ def grid_suite(
     )
 
 
+def _naming_the_file(plan: SweepPlan, e: ConfigError) -> ConfigError:
+    """A configuration error of a sweep's points, naming its experiment file when the file's points alone
+    (its settings and ``sweep:``, with the command line's ``algo=`` and ``task=`` where the file has none)
+    fail too, as a single run's error for a key or value of the file does; else as it is."""
+    from rlhf_zoo.algorithms.registry import REGISTRY
+    from rlhf_zoo.bench.runner import validate_points
+    from rlhf_zoo.bench.suites import expand
+    from rlhf_zoo.config import presets
+    from rlhf_zoo.tasks.registry import TASKS
+
+    over = parse_overrides(list(plan.args))
+    if "config" not in over:
+        return e
+    path = over["config"]
+    choices, _ = read_experiment(path)
+    file_keys = {*choices, *read_sweep(path)}
+    lent = {k: over[k] for k in ("algo", "task") if k in over and k not in file_keys}
+    known = {"algo": {*REGISTRY, *presets("algo")}, "task": set(TASKS)}
+    if any(v not in known[k] for k, vs in lent.items() for v in split_values(k, vs)):
+        return e  # the command line's algorithm or task is unknown: its own error
+    try:
+        alone = plan_sweep([f"config={path}", *(f"{k}={v}" for k, v in lent.items())])
+        if alone is not None:
+            validate_points(expand(alone.suite))
+    except ConfigError as in_file:
+        return ConfigError(f"config={path}: {in_file}")
+    return e
+
+
 def run(plan: SweepPlan) -> int:
     """Run the sweep's unfinished points, then print the compare table of its folder; the exit code."""
     from rlhf_zoo.bench.runner import run_suite, validate_points
@@ -215,7 +252,10 @@ def run(plan: SweepPlan) -> int:
 
     check_writable_dir(plan.folder, "out")
     points = expand(plan.suite)
-    validate_points(points)  # every configuration builds: a bad value fails before anything runs
+    try:  # every configuration builds: a bad value fails before anything runs
+        validate_points(points)
+    except ConfigError as e:
+        raise _naming_the_file(plan, e) from None
     print(f"sweep: {len(points)} runs in {plan.folder}", file=sys.stderr)
     where = plan.folder.expanduser().resolve()
     try:

@@ -147,8 +147,9 @@ def main(args: list[str]) -> int:
             return stop_exit_code(e)
         print(
             f"bench {suite.name}: {len(report.ran)} point(s) run ({len(report.resumed)} resumed, "
-            f"{len(report.redone)} redone), {len(report.skipped)} already finished, "
-            f"{report.wall_s:.1f} s; records in {records / suite.name}"
+            f"{len(report.redone)} redone), {len(report.skipped)} already finished"
+            + (f" ({len(report.renamed)} kept under a new id)" if report.renamed else "")
+            + f", {report.wall_s:.1f} s; records in {records / suite.name}"
             + (f" ({len(report.backfilled)} copied from {out / suite.name})" if report.backfilled else ""),
             file=sys.stderr,
         )

@@ -14,7 +14,10 @@ running the same command again, and a suite can be run in pieces (seeds, sweeps,
 share one records folder. A point directory without a record is an unfinished run: it is deleted and
 redone, except in a *resumable* suite (the language-model ones), where a run that left a checkpoint
 continues from it with ``resume=true``. A record whose arguments make another run (the suite
-definition or the extra overrides changed) is stale: the point is redone and its records replaced.
+definition or the extra overrides changed) is stale: the point is redone and its records replaced. So is
+a record under another id in the point's place on the page (its sweep, value and seed: the id holds the
+knob's label and the value as written, ``1`` or ``1.0``), which would otherwise stay beside the point's and
+make the page refuse to pool them; when it is the same run it is kept, moved to the point's id.
 
 Every record carries the :func:`rlhf_zoo.bench.version.stamp` of the bench that ran it (code
 version, git commit and dirty flag, package version) and its settings (the resolved configuration).
@@ -55,6 +58,7 @@ from rlhf_zoo.bench.records import (
     rounded,
     same_run,
     settings_of,
+    suite_records,
     write_json_atomic,
     write_oracle,
     write_point_record,
@@ -77,14 +81,55 @@ class BenchReport:
     redone: list[str] = field(default_factory=list)
     resumed: list[str] = field(default_factory=list)
     backfilled: list[str] = field(default_factory=list)
+    renamed: list[str] = field(default_factory=list)
     records: Path | None = None
     code_version: str = ""
     other_code: dict[str, int] = field(default_factory=dict)
     wall_s: float = 0.0
 
 
-def point_dir(out: Path, point: Point) -> Path:
+def point_dir(out: Path, point: Point | dict[str, Any]) -> Path:
+    """A point's run directory (of a :class:`Point`, or of a record: its ``suite`` and ``id``)."""
+    if isinstance(point, dict):
+        return Path(out) / str(point["suite"]) / str(point["id"])
     return Path(out) / point.suite / point.id
+
+
+def _slots(memberships: Any, seed: Any) -> list[tuple[str, Any, int]]:
+    """The (sweep, value, seed) places on the page that a point's memberships fill (values as the page keys
+    them: 1 and 1.0 are one)."""
+    out = []
+    for m in memberships:
+        value = m.get("value")
+        out.append((str(m.get("sweep")), tuple(value) if isinstance(value, list) else value, int(seed or 0)))
+    return out
+
+
+def _slot_holders(
+    suite: str, out: Path, records: Path | None, planned: set[str]
+) -> dict[tuple[str, Any, int], dict[str, Any]]:
+    """(sweep, value, seed) → the finished record there whose id no planned point has: one that an edit of the
+    suite renamed (another ``knob_label``, ``1.0`` for ``1``) or superseded."""
+    holders: dict[tuple[str, Any, int], dict[str, Any]] = {}
+    for rec in suite_records(suite, out, records):
+        if rec.get("id") not in planned and "suite" in rec:
+            for k in _slots(rec.get("memberships", []), rec.get("seed")):
+                holders.setdefault(k, rec)
+    return holders
+
+
+def _rename(old: dict[str, Any], point: Point, out: Path, records: Path | None) -> None:
+    """Keep the finished record ``old`` (the same run as ``point``) as the point's: its run directory and its
+    record in the records folder move to the point's id."""
+    renamed = {"id": point.id, "label": point.label, "memberships": [dict(m) for m in point.memberships]}
+    src, dst = point_dir(out, old), point_dir(out, point)
+    run = read_record(src)
+    if run is not None:
+        src.rename(dst)
+        write_json_atomic(dst / RECORD, {**run, **renamed})
+    if records is not None:
+        write_point_record(records, {**old, **renamed})
+        record_path(records, point.suite, str(old["id"])).unlink(missing_ok=True)
 
 
 def plan(point: Point, d: Path, resumable: bool, stored: dict[str, Any] | None = None) -> str:
@@ -420,10 +465,28 @@ def run_suite(
             write_oracle(records, suite.name, oracle)
     todo: list[tuple[Point, bool]] = []
     other_code: dict[str, int] = {}
+    holders = _slot_holders(suite.name, out, records, {p.id for p in points})
     for p in points:
         d = point_dir(out, p)
         stored = read_point_record(record_path(records, suite.name, p.id)) if records is not None else None
         action = plan(p, d, suite.resumable, stored)
+        old = next((holders[k] for k in _slots(p.memberships, p.seed) if k in holders), None)
+        if old is not None:  # the point's sweep value and seed, recorded under another id
+            for k in _slots(old.get("memberships", []), old.get("seed")):
+                holders.pop(k, None)
+            if point_dir(out, old).is_dir():
+                _check_not_running(point_dir(out, old))
+            if action == "new" and same_run(old.get("args", []), p.args):
+                _rename(old, p, out, records)  # another knob_label or tag spelling: the same run, not run again
+                report.renamed.append(p.id)
+                stored = read_point_record(record_path(records, suite.name, p.id)) if records is not None else None
+                action = plan(p, d, suite.resumable, stored)
+            else:  # superseded: its place on the page is this point's (two records of one seed cannot be pooled)
+                shutil.rmtree(point_dir(out, old), ignore_errors=True)
+                if records is not None:
+                    record_path(records, suite.name, str(old["id"])).unlink(missing_ok=True)
+                if action == "new":
+                    report.redone.append(p.id)
         if action == "done":
             report.skipped.append(p.id)
             done = stored if stored is not None and same_run(stored.get("args", []), p.args) else read_record(d)

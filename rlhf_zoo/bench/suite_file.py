@@ -21,7 +21,8 @@ Whether the suite is *exact* (the oracle's frontier on its page) follows from it
 rendered as the built-in ones are (:func:`~rlhf_zoo.bench.render.render_suite`); a paper claim
 whose sweeps the suite lacks is "not run". A sweep that reuses a built-in sweep's tag must keep its
 algorithm and knob, since the claims read it as that sweep. Every problem with the file (unknown
-keys, a key written twice, wrong types, missing values, an unknown algorithm or task) is one error line naming the file.
+keys, a key written twice, wrong types, missing values, an unknown algorithm or task, a key that the bench sets
+itself: ``seed``, ``algo``, ``run_dir``, ``resume``, ``config``) is one error line naming the file.
 """
 
 from __future__ import annotations
@@ -150,11 +151,40 @@ def load_suite_file(path: str) -> Suite:
     for algo in spec.algo_args:
         if algo not in {s.algo for s in sweeps}:
             raise UserError(f"{where}: algo_args names {algo!r}, which no sweep runs")
+    _check_bench_keys(suite, where)
     return suite
 
 
+# keys a suite file may not set: the bench gives every point its own (a point's later seed=, algo=, run_dir= or
+# resume= wins, so the file's would be silently ignored), or whose settings no point's arguments would hold
+BENCH_KEYS = {
+    "seed": "the bench sets each point's seed: list the seeds in seeds:",
+    "algo": "each sweep's algo: names its algorithm",
+    "run_dir": "the bench runs each point in its own folder under out=",
+    "resume": "the bench resumes or redoes an unfinished point by itself",
+    "config": "a point is redone when its arguments change, not when a file's content does: write the file's keys "
+    "in task_args:",
+}
+
+
+def _check_bench_keys(suite: Suite, where: str) -> None:
+    """Refuse a :data:`BENCH_KEYS` key in task_args, algo_args, a sweep's fixed overrides or as its knob."""
+    places = [("task_args", suite.task_args)]
+    places += [(f"algo_args.{algo}", args) for algo, args in suite.algo_args.items()]
+    places += [(f"sweep {s.tag}: fixed", s.fixed) for s in suite.sweeps]
+    places += [(f"sweep {s.tag}: knob", (s.knob,)) for s in suite.sweeps]
+    for place, args in places:
+        for a in args:
+            key = a.partition("=")[0].strip()
+            if key in BENCH_KEYS:
+                raise UserError(f"{where}: {place} {key}: a suite cannot set it ({BENCH_KEYS[key]})")
+
+
 def _check_counts(spec: SuiteSpec, where: str) -> None:
-    """The suite's seeds (at least one, each once), jobs, pool size and KL budgets; one line per problem."""
+    """The suite's sweeps (at least one), seeds (at least one, each once), jobs, pool size and KL budgets; one
+    line per problem."""
+    if not spec.sweeps:
+        raise UserError(f"{where}: sweeps must list at least one sweep (tag, algo, knob, values)")
     if not spec.seeds:
         raise UserError(f"{where}: seeds must list at least one seed")
     twice = next((s for i, s in enumerate(spec.seeds) if s in spec.seeds[:i]), None)
@@ -167,6 +197,9 @@ def _check_counts(spec: SuiteSpec, where: str) -> None:
     bad = next((k for k in spec.kl_budgets if not (k > 0 and math.isfinite(k))), None)
     if bad is not None:
         raise UserError(f"{where}: kl_budgets must be > 0, got {float(bad)}")
+    twice = next((k for i, k in enumerate(spec.kl_budgets) if k in spec.kl_budgets[:i]), None)
+    if twice is not None:  # a second column of the same numbers
+        raise UserError(f"{where}: kl_budgets lists {float(twice)} twice")
 
 
 def check_shapes(node: dict[Any, Any], spec: type, where: str, prefix: str = "") -> None:
@@ -229,6 +262,10 @@ def _sweep(s: SweepSpec, where: str) -> Sweep:
     if not s.knob:
         raise ValueError(f"sweep {s.tag}: knob is empty (name the swept key, e.g. algo.beta)")
     values = tuple(s.values)
+    items = [format_value(v) for v in values]
+    twice = next((x for i, x in enumerate(items) if x in items[:i]), None)
+    if twice is not None:  # as a sweep of rlhf-zoo train refuses it
+        raise ValueError(f"sweep {s.tag}: values lists {twice} twice")
     return Sweep(
         s.tag, s.objective or s.tag, s.algo, s.knob, values, overrides(s.fixed, where), s.knob_label, s.frontier
     )

@@ -174,15 +174,24 @@ def test_render_only_without_records_repeats_the_command_that_makes_them(cli, tm
     [
         ("jobs: 0\n" + SWEEP, "jobs must be >= 1, got 0"),
         ("bon_pool: -1\n" + SWEEP, "bon_pool must be >= 0 (0: no pool), got -1"),
+        ("sweeps: []\n", "sweeps must list at least one sweep"),
         ("seeds: []\n" + SWEEP, "seeds must list at least one seed"),
         ("seeds: [0, 1, 0]\n" + SWEEP, "seeds lists seed 0 twice"),
         ("kl_budgets: [0.5, 0]\n" + SWEEP, "kl_budgets must be > 0, got 0.0"),
         ("kl_budgets: [-1]\n" + SWEEP, "kl_budgets must be > 0, got -1.0"),
+        ("kl_budgets: [0.5, 1, 0.5]\n" + SWEEP, "kl_budgets lists 0.5 twice"),
+        (
+            "sweeps:\n  - {tag: r, algo: reinforce, knob: algo.beta, values: [0.1, 0.5, 0.1]}\n",
+            "sweep r: values lists 0.1 twice",
+        ),
     ],
 )
 def test_a_bad_count_in_a_suite_file_is_one_line_naming_its_key(cli, tmp_path, text, needle):
     """jobs: 0 and bon_pool: -1 said "needs at least one seed, jobs >= 1 and bon_pool >= 0" (which one?), a seed
-    listed twice was refused later without the file's name, and a KL budget <= 0 was taken."""
+    listed twice was refused later without the file's name, a KL budget <= 0 was taken, and an empty list of
+    sweeps ended in a traceback (IndexError) after the task's oracle was asked for the first point; a KL budget
+    listed twice made two columns of the same numbers, and a value listed twice was taken (a sweep of rlhf-zoo
+    train refuses it)."""
     path = tmp_path / "my.yaml"
     path.write_text(text)
     code, out, err = cli("bench", f"suite={path}", f"out={tmp_path}/runs", "render_only=true")
@@ -193,3 +202,69 @@ def test_a_bad_count_in_a_suite_file_is_one_line_naming_its_key(cli, tmp_path, t
 def test_jobs_0_on_the_command_line_is_refused_even_with_render_only(cli, tmp_path):
     code, out, err = cli("bench", "suite=exact", "jobs=0", "render_only=true", f"out={tmp_path}/runs")
     assert code == 2 and "bench: jobs must be >= 1, got 0" in err and len(err.strip().splitlines()) == 1, err
+
+
+@pytest.mark.parametrize(
+    ("sweep", "task_args", "needle"),
+    [
+        ("knob: seed, values: [1, 2]", "{}", "sweep r: knob seed: a suite cannot set it"),
+        ("knob: algo, values: [bond, jbond]", "{}", "sweep r: knob algo: a suite cannot set it"),
+        ("knob: run_dir, values: [a, b]", "{}", "sweep r: knob run_dir: a suite cannot set it"),
+        ("knob: algo.beta, values: [0.1], fixed: {seed: 5}", "{}", "sweep r: fixed seed: a suite cannot set it"),
+        ("knob: algo.beta, values: [0.1]", "{seed: 3}", "task_args seed: a suite cannot set it"),
+        ("knob: algo.beta, values: [0.1]", "{algo: bond}", "task_args algo: a suite cannot set it"),
+        ("knob: algo.beta, values: [0.1]", "{resume: true}", "task_args resume: a suite cannot set it"),
+        ("knob: algo.beta, values: [0.1]", "{config: exp.yaml}", "task_args config: a suite cannot set it"),
+    ],
+)
+def test_a_key_the_bench_sets_itself_is_refused_in_a_suite_file(cli, tmp_path, sweep, task_args, needle):
+    """Each point's own seed=, algo=, run_dir= and resume= come after the file's, so the file's were silently
+    ignored: a knob of seed ran one point for all its values, a fixed seed ran the suite's seeds, task_args'
+    algo ran the sweep's; a config= file's content is no part of a point's arguments, so editing it redid
+    nothing."""
+    path = tmp_path / "my.yaml"
+    path.write_text(f"task_args: {task_args}\nsweeps:\n  - {{tag: r, algo: reinforce, {sweep}}}\n")
+    code, out, err = cli("bench", f"suite={path}", f"out={tmp_path}/runs", "progress=false")
+    assert code == 2 and f"suite file {path}: {needle}" in err, err
+    assert len(err.strip().splitlines()) == 1 and not out and not (tmp_path / "runs").exists(), err
+
+
+def _edit_run(cli, tmp_path, path, text):
+    """Write the suite file, run it; (stderr, the ids of its records, the mtimes of its runs' metrics)."""
+    path.write_text(text)
+    out = tmp_path / "runs"
+    code, _, err = cli("bench", f"suite={path}", f"out={out}", "progress=false")
+    assert code == 0, err
+    ids = sorted(p.stem for p in (out / "records" / "my").glob("*-s*.json"))
+    mtimes = {p.parent.name: p.stat().st_mtime_ns for p in (out / "my").glob("*/metrics.jsonl")}
+    return err, ids, mtimes
+
+
+FAST_SUITE = "task_args: {task: exact, threads: 1, train.steps: 2, train.eval_every: 1, train.progress: false}\n"
+
+
+def test_a_new_knob_label_keeps_the_finished_points_under_their_new_ids(cli, tmp_path):
+    """A point's id holds its knob's label: a new knob_label ran every point again under new ids, and the page
+    then refused to render ("cannot pool the records of r b=0.1: r-b0.1-s0 and r-beta0.1-s0 are both seed 0")."""
+    path = tmp_path / "my.yaml"
+    sweep = "sweeps:\n  - {tag: r, algo: reinforce, knob: algo.beta, values: [0.1, 0.5]%s}\n"
+    _, ids, before = _edit_run(cli, tmp_path, path, FAST_SUITE + sweep % "")
+    assert ids == ["r-beta0.1-s0", "r-beta0.5-s0"]
+    err, ids, after = _edit_run(cli, tmp_path, path, FAST_SUITE + sweep % ", knob_label: b")
+    assert "0 point(s) run" in err and "2 already finished (2 kept under a new id)" in err, err
+    assert ids == ["r-b0.1-s0", "r-b0.5-s0"] and sorted(after) == ids
+    assert sorted(after.values()) == sorted(before.values())  # moved, not run again
+    page = (tmp_path / "runs" / "my.md").read_text()
+    assert _cells(page, "0.1")[:2] == ["0.1", "1"] and _cells(page, "r")[1] == "sweep over b"
+
+
+def test_a_value_rewritten_as_another_number_is_redone_and_replaces_its_record(cli, tmp_path):
+    """values: [1] → [1.0] is another argument (algo.beta=1.0) under another id, but the same place on the
+    page: both records stayed, and the page refused to render (two records of seed 0 for beta=1)."""
+    path = tmp_path / "my.yaml"
+    sweep = "sweeps:\n  - {tag: r, algo: reinforce, knob: algo.beta, values: [%s]}\n"
+    _edit_run(cli, tmp_path, path, FAST_SUITE + sweep % "1")
+    err, ids, _ = _edit_run(cli, tmp_path, path, FAST_SUITE + sweep % "1.0")
+    assert "1 point(s) run (0 resumed, 1 redone)" in err, err
+    assert ids == ["r-beta1.0-s0"] and [p.name for p in (tmp_path / "runs" / "my").glob("r-*")] == ["r-beta1.0-s0"]
+    assert "1 of the 1 planned points have records" in (tmp_path / "runs" / "my.md").read_text()

@@ -251,3 +251,53 @@ def test_the_order_of_the_swept_keys_does_not_change_the_points():
     pa, pb = expand(a.suite), expand(b.suite)
     assert [p.id for p in pa] == [p.id for p in pb] and [p.args for p in pa] == [p.args for p in pb]
     assert {s.knob for s in a.suite.sweeps} == {"algo.n"} and pa[0].id == "bond_beta0_1-n2-s0"
+
+
+@pytest.mark.parametrize(
+    ("body", "args", "needle"),
+    [
+        ("algo: bond\nsweep: {sed: [1, 2]}\n", [], "unknown key 'sed'"),
+        ("algo: bond\nalgo.bta: 3\nsweep: {algo.beta: [0.1, 0.5]}\n", [], "unknown key 'algo.bta'"),
+        ("algo: bond\nsweep: {algo.beta: [abc, 0.5]}\n", [], "'abc'"),
+        ("sweep: {algo.beta: [0.1, 7.0]}\n", ["algo=bond"], "algo.beta must lie in [0, 1]"),
+    ],
+)
+def test_a_bad_key_or_value_of_a_sweep_file_is_one_line_naming_the_file(cli, tmp_path, body, args, needle):
+    exp = tmp_path / "exp.yaml"
+    exp.write_text(body)
+    code, out, err = cli("train", *FAST, f"config={exp}", *args, f"out={tmp_path}/sw")
+    assert code == 2 and f"config={exp}: " in err and needle in err, err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "sw").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [(["algo=bond", "train.stepz=3"], "unknown key 'train.stepz'"), (["algo=bond,dpo"], "unknown algorithm 'dpo'")],
+)
+def test_a_bad_key_on_the_command_line_of_a_sweep_file_does_not_name_the_file(cli, tmp_path, args, needle):
+    exp = tmp_path / "exp.yaml"
+    exp.write_text("sweep: {algo.beta: [0.1, 0.5]}\n")
+    code, out, err = cli("train", *FAST, f"config={exp}", *args, f"out={tmp_path}/sw")
+    assert code == 2 and needle in err and "exp.yaml" not in err, err
+
+
+@pytest.mark.parametrize("key", ["config", "out", "run_dir", "resume"])
+def test_a_key_that_cannot_be_swept_in_a_sweep_file_is_one_line_naming_the_file(cli, tmp_path, key):
+    """``sweep: {config: [a.yaml, b.yaml]}`` was dropped without a word (the command line's config= counted as
+    a value that stops sweeping it) and one point ran; ``out`` was refused without the file's name."""
+    exp = tmp_path / "exp.yaml"
+    exp.write_text(f"algo: bond\nsweep: {{{key}: [a, b], algo.beta: [0.1, 0.5]}}\n")
+    code, out, err = cli("train", *FAST, f"config={exp}", f"out={tmp_path}/sw")
+    assert code == 2 and f"config={exp}: sweep.{key} cannot be swept" in err, err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "sw").exists()
+
+
+def test_out_in_a_sweep_file_is_refused_naming_the_file(cli, tmp_path, monkeypatch):
+    """A file's ``out:`` (the command line's name for the folder) was dropped without a word: the sweep ran in
+    the default folder under runs/ (a single run refuses it as an unknown key)."""
+    exp = tmp_path / "exp.yaml"
+    exp.write_text(f"algo: bond\nout: {tmp_path}/mine\nsweep: {{algo.beta: [0.1, 0.5]}}\n")
+    monkeypatch.chdir(tmp_path)
+    code, out, err = cli("train", *FAST, f"config={exp}")
+    assert code == 2 and f"config={exp}: unknown key 'out'; a sweep file names its folder with run_dir:" in err, err
+    assert len(err.strip().splitlines()) == 1 and not Path("runs").exists()
