@@ -41,7 +41,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from rlhf_zoo.bench.suites import Suite, Sweep, format_value
+from rlhf_zoo.bench.suites import Suite, Sweep, first_repeated, format_value
 from rlhf_zoo.config import ConfigError, flatten, parse_overrides, read_experiment, read_sweep
 
 FOLDER_KEYS = ("out", "run_dir")
@@ -68,9 +68,9 @@ def split_values(key: str, value: str) -> list[str]:
     if len(items) > 1:
         if "" in items:
             raise ConfigError(f"{key}={value}: an empty item in the list (quote a value with a comma: {key}='a,b')")
-        twice = sorted({x for x in items if items.count(x) > 1})
-        if twice:
-            raise ConfigError(f"{key}={value} lists {twice[0]} twice")
+        twice = first_repeated(items)
+        if twice is not None:
+            raise ConfigError(f"{key}={value} lists {twice} twice")
     return items
 
 
@@ -105,9 +105,9 @@ def plan_sweep(args: list[str]) -> SweepPlan | None:
             raise ConfigError(f"config={over['config']}: sweep.{key} cannot be swept (one value: {key}: VALUE)")
         for k, vs in file_sweep.items():
             items = [format_value(v) for v in vs]
-            twice = sorted({x for x in items if items.count(x) > 1})
-            if twice:
-                raise ConfigError(f"config={over['config']}: sweep.{k} lists {twice[0]} twice")
+            twice = first_repeated(items)
+            if twice is not None:
+                raise ConfigError(f"config={over['config']}: sweep.{k} lists {twice} twice")
         grid = {**{k: [_arg(v) for v in vs] for k, vs in file_sweep.items() if k not in over}, **grid}
     if not grid and not file_sweep:  # a sweep file stays a sweep (of one point) with every key pinned
         if "out" in over:

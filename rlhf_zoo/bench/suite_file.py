@@ -39,7 +39,7 @@ import yaml
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from rlhf_zoo.bench.suites import SUITES, SWEEPS, Suite, Sweep, expand, format_value
+from rlhf_zoo.bench.suites import SUITES, SWEEPS, Suite, Sweep, expand, first_repeated, format_value
 from rlhf_zoo.errors import UserError
 from rlhf_zoo.io import yaml_error, yaml_problem
 
@@ -187,7 +187,7 @@ def _check_counts(spec: SuiteSpec, where: str) -> None:
         raise UserError(f"{where}: sweeps must list at least one sweep (tag, algo, knob, values)")
     if not spec.seeds:
         raise UserError(f"{where}: seeds must list at least one seed")
-    twice = next((s for i, s in enumerate(spec.seeds) if s in spec.seeds[:i]), None)
+    twice = first_repeated(spec.seeds)
     if twice is not None:
         raise UserError(f"{where}: seeds lists seed {twice} twice")
     if spec.jobs < 1:
@@ -197,7 +197,7 @@ def _check_counts(spec: SuiteSpec, where: str) -> None:
     bad = next((k for k in spec.kl_budgets if not (k > 0 and math.isfinite(k))), None)
     if bad is not None:
         raise UserError(f"{where}: kl_budgets must be > 0, got {float(bad)}")
-    twice = next((k for i, k in enumerate(spec.kl_budgets) if k in spec.kl_budgets[:i]), None)
+    twice = first_repeated(spec.kl_budgets)
     if twice is not None:  # a second column of the same numbers
         raise UserError(f"{where}: kl_budgets lists {float(twice)} twice")
 
@@ -263,7 +263,7 @@ def _sweep(s: SweepSpec, where: str) -> Sweep:
         raise ValueError(f"sweep {s.tag}: knob is empty (name the swept key, e.g. algo.beta)")
     values = tuple(s.values)
     items = [format_value(v) for v in values]
-    twice = next((x for i, x in enumerate(items) if x in items[:i]), None)
+    twice = first_repeated(items)
     if twice is not None:  # as a sweep of rlhf-zoo train refuses it
         raise ValueError(f"sweep {s.tag}: values lists {twice} twice")
     return Sweep(

@@ -160,6 +160,17 @@ class Point:
     pool: int = 0
 
 
+def first_repeated(items: Any) -> Any | None:
+    """The first item that an earlier one equals (None: each item once): a seed, budget or swept value listed
+    twice is refused by the bench, the suite files and the sweeps alike."""
+    seen: list[Any] = []
+    for x in items:
+        if x in seen:
+            return x
+        seen.append(x)
+    return None
+
+
 def format_value(v: Any) -> str:
     """A value (from Python or YAML) as written on the command line: floats without trailing noise,
     ``null``, and lists and mappings in YAML's flow style (``["q_proj", "v_proj"]``)."""
