@@ -30,10 +30,10 @@ from pathlib import Path
 
 from tabulate import tabulate
 
-from rlhf_zoo.config import check_writable_dir
+from rlhf_zoo.config import check_writable_dir, check_writable_file
 from rlhf_zoo.errors import UserError
 from rlhf_zoo.options import split_options
-from rlhf_zoo.profile import HEADERS, check_output_file, profile_rows, run_in_subprocess, table_rows, validate
+from rlhf_zoo.profile import HEADERS, profile_rows, run_in_subprocess, table_rows, validate
 from rlhf_zoo.runlog import hardware
 
 try:  # run as a script, benchmarks/ is on sys.path; imported (the tests), the repository root is
@@ -112,7 +112,7 @@ def main(argv: list[str]) -> int:
     # written after every objective and TRL have been measured: checked before the first
     for key, path, kind in (("out", opts.out, "JSON"), ("md", opts.md, "Markdown")):
         if path is not None:
-            check_output_file(path, "throughput", key, kind)
+            check_writable_file(path, "throughput", key, kind)
     if opts.rows is not None:
         check_writable_dir(opts.rows, "rows")
     validate(opts.algos, rest)

@@ -98,7 +98,7 @@ def main(argv: list[str]) -> int:
     from tabulate import tabulate
 
     from rlhf_zoo.bench.stats import diff_ci
-    from rlhf_zoo.profile import check_output_file
+    from rlhf_zoo.config import check_writable_file
     from rlhf_zoo.runlog import hardware
 
     opts, overrides = split_options(argv, AgreementOptions, "trl_agreement")
@@ -111,7 +111,7 @@ def main(argv: list[str]) -> int:
     if reference_config(rest).model.finetune != "lora":
         raise UserError("trl_agreement: TRL's trained weights load into our policy only with model.finetune=lora")
     if opts.out is not None:
-        check_output_file(opts.out, "trl_agreement")
+        check_writable_file(opts.out, "trl_agreement")
     t0 = time.time()
 
     def run(side: str, seed: int) -> dict[str, float]:

@@ -447,9 +447,8 @@ def validate(cfg: DictConfig) -> None:
             raise ConfigError(msg)
     try:
         get_algorithm(cfg.algo.name)(algo_config(cfg))
-    except ValueError as e:  # "beta must lie in [0, 1]": named as the command line writes it, algo.beta
-        name = re.split(r"[ =]", str(e), maxsplit=1)[0]
-        raise ConfigError(f"algo.{e}" if name in cfg.algo else f"algo: {e}") from None
+    except ValueError as e:
+        raise ConfigError(_in_section("algo", cfg.algo, e) or f"algo: {e}") from None
     entry = get_task_entry(cfg.task.name)
     if entry.check is not None:
         try:
@@ -477,6 +476,18 @@ def check_writable_dir(path: str | Path, what: str) -> None:
         raise ConfigError(f"{what}={path} cannot be written: {existing}: {e.strerror or e}") from None
 
 
+def check_writable_file(out: str, command: str, key: str = "out", kind: str = "JSON") -> None:
+    """``key=out`` names a file this process can write (not a directory; checked before any work): one
+    UserError line naming ``command``."""
+    path = Path(out).expanduser()
+    if path.is_dir():
+        raise UserError(f"{command}: {key}={out} is a directory: name a {kind} file")
+    try:
+        check_writable_dir(path.parent, "its folder")
+    except ConfigError as e:
+        raise UserError(f"{command}: {key}={out}: {e}") from None
+
+
 def to_yaml(cfg: DictConfig) -> str:
     return OmegaConf.to_yaml(cfg)
 
@@ -491,10 +502,17 @@ def as_dataclass(cfg: DictConfig, key: str) -> Any:
     try:
         return OmegaConf.to_object(node)
     except UserError as e:
-        name = str(e).split(" ", 1)[0]
-        if isinstance(node, DictConfig) and name in node:
-            raise ConfigError(f"{key}.{e}") from None
-        raise
+        named = _in_section(key, node, e)
+        if named is None:  # a message of its own (naming its file, say)
+            raise
+        raise ConfigError(named) from None
+
+
+def _in_section(key: str, node: Any, e: Exception) -> str | None:
+    """A section's refusal that starts with one of its keys ("beta must lie in [0, 1]", "baseline=group_norm
+    needs ...") naming that key as the command line writes it (``algo.beta``); None when it starts with none."""
+    name = re.split(r"[ =]", str(e), maxsplit=1)[0]
+    return f"{key}.{e}" if isinstance(node, DictConfig) and name in node else None
 
 
 __all__ = [

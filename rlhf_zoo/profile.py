@@ -37,7 +37,6 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -366,19 +365,6 @@ def table_rows(rows: list[dict[str, Any]]) -> list[list[str]]:
     ]
 
 
-def check_output_file(out: str, command: str = "profile", key: str = "out", kind: str = "JSON") -> None:
-    """``key=out`` names a file this process can write (not a directory); raises UserError."""
-    from rlhf_zoo.config import ConfigError, check_writable_dir
-
-    path = Path(out).expanduser()
-    if path.is_dir():
-        raise UserError(f"{command}: {key}={out} is a directory: name a {kind} file")
-    try:
-        check_writable_dir(path.parent, "its folder")
-    except ConfigError as e:
-        raise UserError(f"{command}: {key}={out}: {e}") from None
-
-
 def validate(algos: list[str], rest: list[str]) -> None:
     from rlhf_zoo.config import load_config
 
@@ -399,7 +385,9 @@ def main(args: list[str]) -> int:
     if not opts.algos:
         raise UserError(f"profile: algos= names no objective; e.g. algos={','.join(DEFAULT_ALGOS)} (the default)")
     if opts.out is not None:  # written after every objective has run: checked before the first
-        check_output_file(opts.out)
+        from rlhf_zoo.config import check_writable_file
+
+        check_writable_file(opts.out, "profile", "out", "JSON")
     validate(opts.algos, rest)
     try:
         rows = profile_rows(opts.algos, rest, opts.steps, opts.warmup)
