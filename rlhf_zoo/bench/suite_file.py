@@ -141,7 +141,7 @@ def load_suite_file(path: str) -> Suite:
             budget=spec.budget or "not stated",
             jobs=spec.jobs,
             resumable=spec.resumable,
-            kl_budgets=tuple(spec.kl_budgets),
+            kl_budgets=tuple(sorted(spec.kl_budgets)),  # the columns in increasing KL, as written or not
             exact=_task_has_oracle(task_args, where),
             algo_args=algo_args,
             bon_pool=spec.bon_pool,

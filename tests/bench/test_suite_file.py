@@ -268,3 +268,10 @@ def test_a_value_rewritten_as_another_number_is_redone_and_replaces_its_record(c
     assert "1 point(s) run (0 resumed, 1 redone)" in err, err
     assert ids == ["r-beta1.0-s0"] and [p.name for p in (tmp_path / "runs" / "my").glob("r-*")] == ["r-beta1.0-s0"]
     assert "1 of the 1 planned points have records" in (tmp_path / "runs" / "my.md").read_text()
+
+
+def test_kl_budgets_are_columns_in_increasing_kl_whatever_order_they_are_written_in(tmp_path):
+    """``kl_budgets: [1.0, 0.25, 0.5]`` made the matched-KL tables' columns KL = 1, 0.25, 0.5."""
+    path = tmp_path / "my.yaml"
+    path.write_text("kl_budgets: [1.0, 0.25, 0.5]\n" + SWEEP)
+    assert load_suite_file(str(path)).kl_budgets == (0.25, 0.5, 1.0)
