@@ -315,7 +315,7 @@ def _draw_pool_point(
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         },
         "summary": {"kl/estimator": "bon_pool"},
-        "pool": summary,
+        "pool": {**summary, "costs": _pool_costs(costs)},
         "metrics": [],
         "wall_s": round(wall, 3),
         "resumed": False,
@@ -323,6 +323,18 @@ def _draw_pool_point(
     }
     _finish(d, record, records)
     return record
+
+
+def _pool_costs(costs: Any) -> dict[str, Any]:
+    """What drawing and scoring the pool spent (every n is read from it): completions, generated tokens,
+    reward calls (proxy and gold) and seconds per phase."""
+    seconds = {k: round(v, 3) for k, v in sorted(costs.seconds.items())}
+    return {
+        "completions": costs.completions,
+        "tokens": costs.tokens,
+        "reward_calls": costs.reward_calls,
+        "seconds": seconds,
+    }
 
 
 # A worker's stop state. The bench signals every worker; an idle one only remembers the stop, a busy one
