@@ -211,3 +211,28 @@ def test_a_resume_keeps_the_first_start_provenance_in_meta_json_and_records_itse
         ("rlhf-zoo train third", 2, 1),
     ]
     assert {"started", "git_commit", "versions", "hardware"} <= set(meta["resumes"][0])
+
+
+@pytest.mark.parametrize(("rank", "expected"), [(1, 1), (0, 0), (2, 0)])
+def test_a_resumed_process_takes_its_own_ranks_cpu_generator(tmp_path, rank, expected):
+    """The checkpoint holds every process's CPU generator by rank; a resumed process restores its own rank's, and
+    a rank the checkpoint lacks (written by fewer processes) rank 0's. Before, only a 56 s two-process run with
+    LoRA dropout (tests/lm/test_distributed.py) failed when rank 1 took rank 0's. Two processes are simulated by
+    the saved states and the resumed trainer's rank."""
+    import torch
+
+    from rlhf_zoo.checkpoint import restore, save
+    from rlhf_zoo.config import load_config
+    from rlhf_zoo.train import Trainer, build
+
+    cfg = load_config(["algo=reinforce", f"run_dir={tmp_path / 'r'}", "train.steps=1", "train.progress=false"])
+    trainer = Trainer(cfg, *build(cfg))
+    save(trainer)
+    path = tmp_path / "r" / "checkpoint" / "state.pt"
+    state = torch.load(path, weights_only=False)
+    states = {r: torch.Generator().manual_seed(100 + r).get_state() for r in (0, 1)}
+    state["torch_rng"] = states
+    torch.save(state, path)
+    trainer.rt.rank = rank
+    restore(trainer)
+    assert torch.equal(torch.get_rng_state(), states[expected])
