@@ -266,10 +266,12 @@ def load_pretrained(name: str, dtype: torch.dtype) -> tuple[PreTrainedModel, Pre
     """``from_pretrained`` for a hub id or a local path, with one clear error when it fails."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    local = Path(name).expanduser()  # ~/my-model: transformers would read the ~ as part of a hub id
+    source = str(local) if local.exists() else name
     try:
-        tokenizer = AutoTokenizer.from_pretrained(name)
+        tokenizer = AutoTokenizer.from_pretrained(source)
         with quiet_transformers():  # its load report is replaced by the check below
-            model, loaded = AutoModelForCausalLM.from_pretrained(name, dtype=dtype, output_loading_info=True)
+            model, loaded = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, output_loading_info=True)
     except Exception as e:  # noqa: BLE001 - hub, file and format errors all mean "cannot load"
         first_line = (str(e).splitlines() or [""])[0]
         raise UserError(

@@ -88,6 +88,38 @@ def test_csv_prompts_are_read_as_the_text_written(tmp_path):
     assert sorted(train + evals) == ["007", "1.50", "2"]
 
 
+@pytest.mark.parametrize("prompts", ["p.jsonl", "pdir"])
+def test_paths_under_the_home_folder_are_read_as_the_shell_would_not_expand_them(
+    cli, tiny_lm, tmp_path, monkeypatch, prompts
+):
+    """The shell leaves the ~ of ``task.prompts=~/p.jsonl`` as it is (``task.prompts`` is no variable name), and
+    an experiment file's YAML too. The checks expanded it, the loaders did not: prompts (a file or a dataset
+    folder) and ``model.name`` went to the hub as ids ("Repo id must use alphanumeric chars")."""
+    from rlhf_zoo.policies import models
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("HOME", str(home))
+    tokenizer = models.build_tiny_tokenizer()
+    models.build_tiny_model(tokenizer).save_pretrained(home / "model")
+    tokenizer.save_pretrained(home / "model")
+    (home / "pdir").mkdir()
+    write_jsonl(home / "pdir" / "train.jsonl", PROMPTS)
+    write_jsonl(home / "p.jsonl", PROMPTS)
+    (home / "e.txt").write_text("".join(f"held out {i}\n" for i in range(3)))
+    (home / "r.py").write_text("def score(prompts, completions):\n    return [1.0 for _ in completions]\n")
+    args = [a for a in tiny_lm if a != "model.name=tiny"]
+    args += [
+        "model.name=~/model",
+        f"task.prompts=~/{prompts}",
+        "task.eval_prompts=~/e.txt",
+        "task.proxy=py:~/r.py:score",
+    ]
+    code, _, err = cli("train", "algo=reinforce", *args)
+    assert code == 0, err
+    meta = json.loads((tmp_path / "run" / "meta.json").read_text())
+    assert meta["prompts"]["train"] == len(PROMPTS) and meta["prompts"]["eval_held_out"] == 3, meta["prompts"]
+
+
 # -- sweep files ------------------------------------------------------------------------------------------
 
 
