@@ -228,3 +228,49 @@ def test_ppo_lite_equals_reinforce_with_one_epoch_under_enumeration_weights(exac
     assert torch.allclose(l_r, l_p, atol=1e-10)
     assert torch.allclose(g_r, g_p, atol=1e-10)
     assert g_r.abs().max() > 1e-3
+
+
+def _anchor_on_the_empty_completion(exact_task):
+    """π = π_ref, and π_anchor (numerically) a point mass on the empty completion (EOS first)."""
+    policy = exact_task.build_policy(0)
+    with torch.no_grad():
+        policy.anchor_logits[:, 0, policy.tree.eos] += 60.0
+    return policy
+
+
+def _collect(algo, exact_task, policy, seed=0):
+    from rlhf_zoo.rng import Streams
+    from rlhf_zoo.rollout import BaseCache, collect
+
+    needs = algo.needs()
+    cache = BaseCache(needs.cache_size) if needs.cache_size else None
+    return collect(needs, policy, exact_task, exact_task.train_prompts, streams=Streams(seed, 0), cache=cache)
+
+
+def test_jbond_draws_its_two_samples_and_its_target_from_the_anchor(exact_task):
+    """§6: y'_1, y'_2 ~ π_anchor, and the forward target is the better of them. With π_anchor a point mass
+    on one completion, both samples of every prompt and every target are that completion."""
+    policy = _anchor_on_the_empty_completion(exact_task)
+    data = _collect(JBond(JBondConfig()), exact_task, policy)
+    prompts = exact_task.train_prompts
+    empty = exact_task.proxy.score(prompts, [""] * len(prompts)).to(data.base_rewards.dtype)
+    assert torch.equal(data.base_rewards, empty[:, None].expand(-1, 2))
+    assert data.target.texts == [""] * len(prompts)
+    assert set(data.rollout.texts) != {""}  # π itself is not the anchor
+
+
+@pytest.mark.parametrize("quantiles", ["exact", "mc"])
+def test_iterative_bond_measures_quantiles_and_targets_against_the_anchor(exact_task, quantiles):
+    """§5: after a swap, quantiles and forward targets refer to π_anchor, not π_ref. With π_anchor a point
+    mass on the empty completion e: p_≤(y) = 1[r(e) ≤ r(y)] exactly, and p̂_≤ = (1 + k·1[r(e) ≤ r(y)])/(k + 1)
+    against k cached anchor samples (all e); every forward target is e."""
+    k = 3
+    algo = Bond(BondConfig(quantiles=quantiles, k=k, samples=4, anchor_period=5))
+    policy = _anchor_on_the_empty_completion(exact_task)
+    data = _collect(algo, exact_task, policy)
+    r_e = exact_task.proxy.score(data.rollout.prompts, [""] * len(data.rollout.prompts))
+    above = (data.rewards >= r_e).double()
+    expected = above if quantiles == "exact" else (1 + k * above) / (k + 1)
+    torch.testing.assert_close(data.quantiles.double(), expected, rtol=0, atol=1e-9)
+    assert 0 < float(above.mean()) < 1  # both cases occur
+    assert data.target.texts == [""] * len(exact_task.train_prompts)
