@@ -274,3 +274,53 @@ def test_iterative_bond_measures_quantiles_and_targets_against_the_anchor(exact_
     torch.testing.assert_close(data.quantiles.double(), expected, rtol=0, atol=1e-9)
     assert 0 < float(above.mean()) < 1  # both cases occur
     assert data.target.texts == [""] * len(exact_task.train_prompts)
+
+
+def _best_of_n_target_statistic(exact_task, n: int, quantiles: str):
+    """(the target statistic's mean over 1000 collected targets, its exact mean for Best-of-n, for
+    Best-of-(n − 1)) for BOND's forward targets. ``exact``: fresh π_ref samples, statistic p_≤(target)
+    under π_ref, whose mean under π_BoN is Σ_y (p_≤^n − p_<^n)·p_≤ (§2, distinct rewards per prompt).
+    ``mc``: n draws from k = 2 cached samples, statistic 1[target = the cache's best], whose probability
+    is 1 − (1 − c/k)^n with c cached samples at the top reward."""
+    from rlhf_zoo.rng import Streams
+    from rlhf_zoo.rollout import BaseCache, collect, score
+
+    k = 2
+    algo = Bond(BondConfig(n=n, quantiles=quantiles, k=k, samples=1))
+    policy = exact_task.build_policy(0)
+    prompts = exact_task.train_prompts * 250
+    needs = algo.needs()
+    cache = BaseCache(needs.cache_size) if needs.cache_size else None
+    streams = Streams(0, 0)
+    data = collect(needs, policy, exact_task, prompts, streams=streams, cache=cache)
+    target_r = score(exact_task, data.target).double()
+    row = torch.tensor([exact_task.oracle.prompts.index(p) for p in prompts])
+    if quantiles == "exact":
+        ref = exact_task.oracle.probs(policy, "ref").double()  # [P, M]
+        proxy = exact_task.oracle.proxy.double()
+        p_le = ((proxy[row] <= target_r[:, None]) * ref[row]).sum(-1)
+        exact = []
+        for m in (n, n - 1):
+            per_prompt = []
+            for p, r in zip(ref, proxy, strict=True):
+                assert len(set(r.tolist())) == len(r)  # distinct rewards: the closed form applies
+                order = torch.argsort(r)
+                le = p[order].cumsum(0)
+                lt = le - p[order]
+                per_prompt.append(((le**m - lt**m) * le).sum())
+            exact.append(float(torch.stack(per_prompt)[row].mean()))
+        return float(p_le.mean()), exact[0], exact[1]
+    cached = cache.get(policy, needs.base, prompts, exact_task, streams, None)
+    top = torch.stack([rew.double().max() for _, rew in cached])
+    c = torch.stack([(rew.double() == rew.double().max()).sum() for _, rew in cached]).double()
+    hit = (target_r == top).double()
+    return float(hit.mean()), *(float((1 - (1 - c / k) ** m).mean()) for m in (n, n - 1))
+
+
+@pytest.mark.parametrize("quantiles", ["exact", "mc"])
+def test_bond_forward_target_is_a_best_of_n_draw(exact_task, quantiles):
+    """§4: the forward term draws N base completions (fresh, or from the cache) and keeps the best. The
+    collected targets' statistic matches Best-of-N, and is far from Best-of-(N − 1)."""
+    got, best_of_n, best_of_n_minus_1 = _best_of_n_target_statistic(exact_task, 4, quantiles)
+    assert abs(best_of_n - best_of_n_minus_1) > 0.04
+    assert got == pytest.approx(best_of_n, abs=0.02), (got, best_of_n, best_of_n_minus_1)
