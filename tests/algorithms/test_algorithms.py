@@ -324,3 +324,28 @@ def test_bond_forward_target_is_a_best_of_n_draw(exact_task, quantiles):
     got, best_of_n, best_of_n_minus_1 = _best_of_n_target_statistic(exact_task, 4, quantiles)
     assert abs(best_of_n - best_of_n_minus_1) > 0.04
     assert got == pytest.approx(best_of_n, abs=0.02), (got, best_of_n, best_of_n_minus_1)
+
+
+def test_ppo_lite_runs_epochs_times_minibatches_updates_on_one_rollout_batch(tmp_path):
+    """§7: per rollout batch, several epochs of minibatch updates. epochs = 3, minibatches = 2, 4 prompts:
+    one training step makes 6 updates on minibatches of 2 prompts, all on the batch sampled at its start
+    (log π_old fixed), so from the second update on the ratios π/π_old move away from 1."""
+    from rlhf_zoo.config import load_config
+    from rlhf_zoo.train import Trainer, build
+
+    args = ["algo=ppo_lite", "algo.epochs=3", "algo.minibatches=2", "train.batch_prompts=4"]
+    cfg = load_config([*args, f"run_dir={tmp_path / 'r'}", "train.progress=false"])
+    tr = Trainer(cfg, *build(cfg))
+    loss, seen = tr.algo.loss, []
+
+    def watched(batch):
+        moved = torch.where(batch.response_mask.bool(), batch.logp - batch.old_logp, 0.0)  # padding: junk
+        seen.append((batch.num_groups, float(moved.detach().abs().max())))
+        return loss(batch)
+
+    tr.algo.loss = watched
+    tr.begin()
+    tr.train_step()
+    tr.end()
+    assert [groups for groups, _ in seen] == [2] * 6
+    assert seen[0][1] == 0.0 and seen[-1][1] > 0.0
