@@ -112,6 +112,15 @@ def test_reinforce_targets_the_optimal_policy_only_with_kl_in_reward():
     assert Reinforce(ReinforceConfig(beta=0.0, kl_in="reward")).exact_targets() == {}
 
 
+def test_only_plain_bond_targets_best_of_n_of_the_reference():
+    """§4/§8: plain BOND distils π_BoN of π_ref, which the testbed measures it against. Iterative BOND (§5)
+    distils Best-of-n of a moving anchor (Best-of-n^t of π_ref after t swaps), and J-BOND an EMA anchor's
+    Best-of-2: neither has Best-of-n of π_ref as its target."""
+    assert Bond(BondConfig(n=4, quantiles="mc")).exact_targets() == {"bon_n": 4}
+    assert Bond(BondConfig(n=4, quantiles="mc", anchor_period=3)).exact_targets() == {}
+    assert JBond(JBondConfig()).exact_targets() == {}
+
+
 def test_bond_jeffreys_weights_backward_by_beta_and_forward_by_one_minus_beta():
     """§4 at β = 0.25, N = 4: loss = β·backward + (1 − β)·forward, each term by hand."""
     algo = Bond(BondConfig(n=4, beta=0.25, samples=2, baseline="none", quantiles="mc", k=3))
