@@ -210,3 +210,142 @@ def test_invalid_settings_are_rejected():
     ]:
         with pytest.raises(ValueError):
             bad()
+
+
+def test_ppo_lite_equals_reinforce_with_one_epoch_under_enumeration_weights(exact_task):
+    """§7 and §8: on the testbed the expectation is Σ π(y)·(·) over every completion; PPO-lite's first epoch
+    must still equal REINFORCE in value and gradient, i.e. weigh its surrogate by the same weights."""
+    policy = exact_task.build_policy(0).double()
+    with torch.no_grad():
+        policy.logits.add_(0.5 * torch.randn(policy.logits.shape, generator=torch.Generator().manual_seed(8)))
+    batch, _ = enumerated_batch(exact_task, policy)
+    r_cfg = ReinforceConfig(samples=batch.group_size, baseline="mean", beta=0.3)
+    p_cfg = PPOLiteConfig(samples=batch.group_size, baseline="mean", beta=0.3, epochs=1, minibatches=1)
+    l_r, _ = Reinforce(r_cfg).loss(batch)
+    (g_r,) = torch.autograd.grad(l_r, policy.logits, retain_graph=True)
+    l_p, _ = PPOLite(p_cfg).loss(batch)
+    (g_p,) = torch.autograd.grad(l_p, policy.logits)
+    assert torch.allclose(l_r, l_p, atol=1e-10)
+    assert torch.allclose(g_r, g_p, atol=1e-10)
+    assert g_r.abs().max() > 1e-3
+
+
+def _anchor_on_the_empty_completion(exact_task):
+    """π = π_ref, and π_anchor (numerically) a point mass on the empty completion (EOS first)."""
+    policy = exact_task.build_policy(0)
+    with torch.no_grad():
+        policy.anchor_logits[:, 0, policy.tree.eos] += 60.0
+    return policy
+
+
+def _collect(algo, exact_task, policy, seed=0):
+    from rlhf_zoo.rng import Streams
+    from rlhf_zoo.rollout import BaseCache, collect
+
+    needs = algo.needs()
+    cache = BaseCache(needs.cache_size) if needs.cache_size else None
+    return collect(needs, policy, exact_task, exact_task.train_prompts, streams=Streams(seed, 0), cache=cache)
+
+
+def test_jbond_draws_its_two_samples_and_its_target_from_the_anchor(exact_task):
+    """§6: y'_1, y'_2 ~ π_anchor, and the forward target is the better of them. With π_anchor a point mass
+    on one completion, both samples of every prompt and every target are that completion."""
+    policy = _anchor_on_the_empty_completion(exact_task)
+    data = _collect(JBond(JBondConfig()), exact_task, policy)
+    prompts = exact_task.train_prompts
+    empty = exact_task.proxy.score(prompts, [""] * len(prompts)).to(data.base_rewards.dtype)
+    assert torch.equal(data.base_rewards, empty[:, None].expand(-1, 2))
+    assert data.target.texts == [""] * len(prompts)
+    assert set(data.rollout.texts) != {""}  # π itself is not the anchor
+
+
+@pytest.mark.parametrize("quantiles", ["exact", "mc"])
+def test_iterative_bond_measures_quantiles_and_targets_against_the_anchor(exact_task, quantiles):
+    """§5: after a swap, quantiles and forward targets refer to π_anchor, not π_ref. With π_anchor a point
+    mass on the empty completion e: p_≤(y) = 1[r(e) ≤ r(y)] exactly, and p̂_≤ = (1 + k·1[r(e) ≤ r(y)])/(k + 1)
+    against k cached anchor samples (all e); every forward target is e."""
+    k = 3
+    algo = Bond(BondConfig(quantiles=quantiles, k=k, samples=4, anchor_period=5))
+    policy = _anchor_on_the_empty_completion(exact_task)
+    data = _collect(algo, exact_task, policy)
+    r_e = exact_task.proxy.score(data.rollout.prompts, [""] * len(data.rollout.prompts))
+    above = (data.rewards >= r_e).double()
+    expected = above if quantiles == "exact" else (1 + k * above) / (k + 1)
+    torch.testing.assert_close(data.quantiles.double(), expected, rtol=0, atol=1e-9)
+    assert 0 < float(above.mean()) < 1  # both cases occur
+    assert data.target.texts == [""] * len(exact_task.train_prompts)
+
+
+def _best_of_n_target_statistic(exact_task, n: int, quantiles: str):
+    """(the target statistic's mean over 1000 collected targets, its exact mean for Best-of-n, for
+    Best-of-(n − 1)) for BOND's forward targets. ``exact``: fresh π_ref samples, statistic p_≤(target)
+    under π_ref, whose mean under π_BoN is Σ_y (p_≤^n − p_<^n)·p_≤ (§2, distinct rewards per prompt).
+    ``mc``: n draws from k = 2 cached samples, statistic 1[target = the cache's best], whose probability
+    is 1 − (1 − c/k)^n with c cached samples at the top reward."""
+    from rlhf_zoo.rng import Streams
+    from rlhf_zoo.rollout import BaseCache, collect, score
+
+    k = 2
+    algo = Bond(BondConfig(n=n, quantiles=quantiles, k=k, samples=1))
+    policy = exact_task.build_policy(0)
+    prompts = exact_task.train_prompts * 250
+    needs = algo.needs()
+    cache = BaseCache(needs.cache_size) if needs.cache_size else None
+    streams = Streams(0, 0)
+    data = collect(needs, policy, exact_task, prompts, streams=streams, cache=cache)
+    target_r = score(exact_task, data.target).double()
+    row = torch.tensor([exact_task.oracle.prompts.index(p) for p in prompts])
+    if quantiles == "exact":
+        ref = exact_task.oracle.probs(policy, "ref").double()  # [P, M]
+        proxy = exact_task.oracle.proxy.double()
+        p_le = ((proxy[row] <= target_r[:, None]) * ref[row]).sum(-1)
+        exact = []
+        for m in (n, n - 1):
+            per_prompt = []
+            for p, r in zip(ref, proxy, strict=True):
+                assert len(set(r.tolist())) == len(r)  # distinct rewards: the closed form applies
+                order = torch.argsort(r)
+                le = p[order].cumsum(0)
+                lt = le - p[order]
+                per_prompt.append(((le**m - lt**m) * le).sum())
+            exact.append(float(torch.stack(per_prompt)[row].mean()))
+        return float(p_le.mean()), exact[0], exact[1]
+    cached = cache.get(policy, needs.base, prompts, exact_task, streams, None)
+    top = torch.stack([rew.double().max() for _, rew in cached])
+    c = torch.stack([(rew.double() == rew.double().max()).sum() for _, rew in cached]).double()
+    hit = (target_r == top).double()
+    return float(hit.mean()), *(float((1 - (1 - c / k) ** m).mean()) for m in (n, n - 1))
+
+
+@pytest.mark.parametrize("quantiles", ["exact", "mc"])
+def test_bond_forward_target_is_a_best_of_n_draw(exact_task, quantiles):
+    """§4: the forward term draws N base completions (fresh, or from the cache) and keeps the best. The
+    collected targets' statistic matches Best-of-N, and is far from Best-of-(N − 1)."""
+    got, best_of_n, best_of_n_minus_1 = _best_of_n_target_statistic(exact_task, 4, quantiles)
+    assert abs(best_of_n - best_of_n_minus_1) > 0.04
+    assert got == pytest.approx(best_of_n, abs=0.02), (got, best_of_n, best_of_n_minus_1)
+
+
+def test_ppo_lite_runs_epochs_times_minibatches_updates_on_one_rollout_batch(tmp_path):
+    """§7: per rollout batch, several epochs of minibatch updates. epochs = 3, minibatches = 2, 4 prompts:
+    one training step makes 6 updates on minibatches of 2 prompts, all on the batch sampled at its start
+    (log π_old fixed), so from the second update on the ratios π/π_old move away from 1."""
+    from rlhf_zoo.config import load_config
+    from rlhf_zoo.train import Trainer, build
+
+    args = ["algo=ppo_lite", "algo.epochs=3", "algo.minibatches=2", "train.batch_prompts=4"]
+    cfg = load_config([*args, f"run_dir={tmp_path / 'r'}", "train.progress=false"])
+    tr = Trainer(cfg, *build(cfg))
+    loss, seen = tr.algo.loss, []
+
+    def watched(batch):
+        moved = torch.where(batch.response_mask.bool(), batch.logp - batch.old_logp, 0.0)  # padding: junk
+        seen.append((batch.num_groups, float(moved.detach().abs().max())))
+        return loss(batch)
+
+    tr.algo.loss = watched
+    tr.begin()
+    tr.train_step()
+    tr.end()
+    assert [groups for groups, _ in seen] == [2] * 6
+    assert seen[0][1] == 0.0 and seen[-1][1] > 0.0

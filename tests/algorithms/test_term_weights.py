@@ -15,6 +15,7 @@ import torch
 from rlhf_zoo.algorithms.base import Batch
 from rlhf_zoo.algorithms.bond import Bond, BondConfig
 from rlhf_zoo.algorithms.jbond import JBond, JBondConfig
+from rlhf_zoo.algorithms.ppo_lite import PPOLite, PPOLiteConfig
 from rlhf_zoo.algorithms.reinforce import Reinforce, ReinforceConfig
 from tests.algorithms.helpers import sampled_batch
 
@@ -109,6 +110,15 @@ def test_reinforce_targets_the_optimal_policy_only_with_kl_in_reward():
     assert Reinforce(ReinforceConfig(beta=0.3, kl_in="loss")).exact_targets() == {}
     assert Reinforce(ReinforceConfig(beta=0.3, kl_in="loss", kl_estimator="exact")).exact_targets() == {}
     assert Reinforce(ReinforceConfig(beta=0.0, kl_in="reward")).exact_targets() == {}
+
+
+def test_only_plain_bond_targets_best_of_n_of_the_reference():
+    """§4/§8: plain BOND distils π_BoN of π_ref, which the testbed measures it against. Iterative BOND (§5)
+    distils Best-of-n of a moving anchor (Best-of-n^t of π_ref after t swaps), and J-BOND an EMA anchor's
+    Best-of-2: neither has Best-of-n of π_ref as its target."""
+    assert Bond(BondConfig(n=4, quantiles="mc")).exact_targets() == {"bon_n": 4}
+    assert Bond(BondConfig(n=4, quantiles="mc", anchor_period=3)).exact_targets() == {}
+    assert JBond(JBondConfig()).exact_targets() == {}
 
 
 def test_bond_jeffreys_weights_backward_by_beta_and_forward_by_one_minus_beta():
@@ -229,3 +239,111 @@ def test_bond_mc_quantiles_use_k_cached_base_samples(exact_task):
     scaled = batch.quantiles * (k + 1)
     _close(scaled, scaled.round())
     assert (batch.quantiles < 1).any()  # not all at the top, where every k agrees
+
+
+def test_reinforce_kl_in_loss_and_return_metric_are_expectations_under_the_weights():
+    """§8: on the testbed the weights replace sampling, so every mean is Σ w·(·). The batch of
+    test_reinforce_kl_in_loss_adds_beta_times_k3 with w = (1/4, 3/4): E[k3] = ¼(2 log 2 − 1) + ¾(2 − 2 log 2)."""
+    algo = Reinforce(ReinforceConfig(samples=2, baseline="none", beta=0.3, kl_in="loss", kl_estimator="k3"))
+    ref = torch.tensor([[-1.0, -2.0, 0.0], [-1.5, -0.5, 0.0]], dtype=torch.float64)
+    shift = torch.tensor([[LOG2, LOG2, JUNK], [-LOG2, -LOG2, JUNK]], dtype=torch.float64)  # ρ = 1/2, then 2
+    logp = (ref + shift).requires_grad_(True)
+    batch = Batch(
+        group_size=2,
+        response_mask=_mask(2),
+        logp=logp,
+        old_logp=(ref + 0.5).detach(),
+        rewards=torch.tensor([1.0, 0.0], dtype=torch.float64),
+        ref_logp=ref,
+        weights=torch.tensor([0.25, 0.75], dtype=torch.float64),
+    )
+    kl = 0.25 * (2 * LOG2 - 1) + 0.75 * (2 - 2 * LOG2)  # = 1.25 − log 2
+    loss, metrics = algo.loss(batch)
+    _close(metrics["loss/kl"], kl)
+    _close(metrics["loss/pg"], -0.25)  # −Σ w·r
+    _close(metrics["train/return"], 0.25)  # Σ w·R, R = r
+    _close(loss, -0.25 + 0.3 * kl)
+    loss.backward()
+    # ∂/∂log π_t: −w_i·r_i from the surrogate, + β·w_i·(1 − ρ_t) from k3
+    expected = torch.tensor([[-0.25 + 0.3 * 0.25 * 0.5] * 2 + [0.0], [0.3 * 0.75 * (1 - 2)] * 2 + [0.0]])
+    _close(logp.grad, expected)
+
+
+def test_reinforce_exact_kl_in_loss_is_kl_of_pi_to_ref_per_visited_prefix():
+    """§1: the exact-token estimator is Σ_t KL(π(·|prefix) ‖ π_ref(·|prefix)), in that direction. Row 0: at
+    both positions π = (½, ½), π_ref = (¼, ¾): KL = ½ log 2 + ½ log(2/3) each (the reverse direction,
+    ¼ log ½ + ¾ log(3/2), differs); row 1: π = π_ref, KL 0. Padding rows hold junk."""
+    algo = Reinforce(ReinforceConfig(samples=2, baseline="none", beta=0.3, kl_in="loss", kl_estimator="exact"))
+    half = torch.log(torch.tensor([0.5, 0.5], dtype=torch.float64))
+    skew = torch.log(torch.tensor([0.25, 0.75], dtype=torch.float64))
+    junk = torch.tensor([JUNK, -JUNK], dtype=torch.float64)
+    full = torch.stack([torch.stack([half, half, junk]), torch.stack([skew, skew, junk])]).requires_grad_(True)
+    ref_full = torch.stack([torch.stack([skew, skew, -junk]), torch.stack([skew, skew, -junk])])
+    ids = torch.tensor([[0, 1, 0], [1, 1, 0]])
+    logp = full.gather(-1, ids[..., None]).squeeze(-1)
+    batch = Batch(
+        group_size=2,
+        response_mask=_mask(2),
+        logp=logp,
+        old_logp=logp.detach(),
+        rewards=torch.tensor([1.0, 0.0], dtype=torch.float64),
+        ref_logp=ref_full.gather(-1, ids[..., None]).squeeze(-1),
+        full_logprobs=full,
+        ref_full_logprobs=ref_full,
+    )
+    per_position = 0.5 * LOG2 + 0.5 * math.log(2 / 3)
+    kl = (2 * per_position + 0.0) / 2
+    loss, metrics = algo.loss(batch)
+    _close(metrics["loss/kl"], kl)
+    _close(loss, -0.5 + 0.3 * kl)
+
+
+def test_jbond_leave_one_out_baseline_by_hand():
+    """§6.3: b is the mean return of the prompt's other samples. The batch of test_jbond_loss_by_hand with
+    baseline=loo, two samples per prompt: A_i = R_i − R_other."""
+    algo = JBond(JBondConfig(beta=0.25, gamma=0.5, samples=2, baseline="loo"))
+    logp = _tok(NOW, grad=True)
+    batch = Batch(
+        group_size=2,
+        response_mask=_mask(4),
+        logp=logp,
+        old_logp=_tok(OLD),
+        rewards=torch.tensor([-1.0, 2.0, 6.0, 7.0], dtype=torch.float64),
+        anchor_logp=_tok([-1.5, -2.5, -2.0, -2.0]),
+        base_rewards=torch.tensor([[0.0, 1.0], [5.0, 8.0]], dtype=torch.float64),
+        target_logp=_tok([-2.0, -4.0], grad=True),
+        target_mask=_mask(2),
+    )
+    big = math.log(16.0)
+    log_ratio = [0.5, 0.5, 1.0, -1.0]
+    returns = [-big - 0.5, -0.5, -1.0, 1.0]
+    adv = [returns[0] - returns[1], returns[1] - returns[0], returns[2] - returns[3], returns[3] - returns[2]]
+    coef = [0.25 * a - 0.5 * lr for a, lr in zip(adv, log_ratio, strict=True)]
+    loss, metrics = algo.loss(batch)
+    _close(metrics["loss/pg"], -sum(coef) / 4)
+    loss.backward()
+    _close(_row_grad(logp), [-c / 4 for c in coef])
+
+
+@pytest.mark.parametrize(("eps", "clipped"), [(0.05, True), (0.2, False)])
+def test_ppo_lite_clips_at_its_own_epsilon(eps, clipped):
+    """§7: every token ratio is 1.1 and every A > 0 (β = 0, no baseline: A = r). With ε = 0.05 the clip binds:
+    S = A + 2·0.05·A and no gradient; with ε = 0.2 it does not: S = A + 2·0.1·A, ∂L/∂log π_t = −A·1.1/N."""
+    algo = PPOLite(PPOLiteConfig(samples=2, baseline="none", beta=0.0, clip_eps=eps, epochs=2, minibatches=1))
+    logp = _tok(NOW, grad=True)
+    rewards = torch.tensor([1.0, 2.0, 3.0, 4.0], dtype=torch.float64)
+    batch = Batch(
+        group_size=2,
+        response_mask=_mask(4),
+        logp=logp,
+        old_logp=logp.detach() - math.log(1.1),
+        rewards=rewards,
+        ref_logp=_tok(REF),
+    )
+    loss, metrics = algo.loss(batch)
+    gain = 2 * (eps if clipped else 0.1)
+    _close(loss, -(1 + gain) * rewards.mean())
+    _close(metrics["ppo/clip_fraction"], 1.0 if clipped else 0.0)
+    loss.backward()
+    expected = torch.zeros(4, dtype=torch.float64) if clipped else -rewards * 1.1 / 4
+    _close(_row_grad(logp), expected)

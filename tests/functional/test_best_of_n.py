@@ -278,6 +278,22 @@ def test_select_breaks_ties_uniformly():
     assert set(idx2.unique().tolist()) == {1, 2, 4}
 
 
+def test_select_with_one_generator_per_row_uses_row_i_generator_alone():
+    """Per-row generators: row i's tie-break depends on generator i alone, so each row's pick equals the
+    pick of that row by itself with a fresh copy of its generator, whatever rows sit around it."""
+    rewards = torch.zeros(5, 8, dtype=F64)  # every row one tie of 8: the pick is decided by the noise alone
+    rewards[:, ::2] = 1.0  # ... or among the 4 maxima
+    seeds = [11, 23, 5, 42, 7]
+    together = best_of_n_select(rewards, generator=[torch.Generator().manual_seed(s) for s in seeds])
+    alone = [
+        int(best_of_n_select(rewards[i : i + 1], generator=[torch.Generator().manual_seed(s)])[0])
+        for i, s in enumerate(seeds)
+    ]
+    assert together.tolist() == alone
+    assert all(j % 2 == 0 for j in alone)
+    assert len(set(alone)) > 1  # the seeds do differ, so a mix-up of generators would show
+
+
 # -- Best-of-n from one pool (ALGORITHMS.md §7) ------------------------------------------------------
 
 

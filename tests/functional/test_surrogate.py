@@ -181,6 +181,37 @@ def test_clipped_value_matches_formula(n, t, eps, data):
     assert float(clip_fraction) == pytest.approx(clipped / tokens, abs=1e-12)
 
 
+@settings(max_examples=25, deadline=None)  # every example tests all four stop-gradients
+@given(policy_batches(), st.floats(0.02, 0.1), st.sampled_from([-1.0, 1.0]))
+def test_advantages_and_weights_are_constants_of_the_surrogates(batch, shift, sign):
+    """The sg[·] of ALGORITHMS.md §4 and §6.4: the advantage (which holds log π(y) through the KL term) and
+    the expectation weights (π(y) itself on the testbed) are constants of the surrogate. Computing them
+    from θ, with the same values, must change neither the loss nor its gradient. Off-policy ratios
+    (ρ = e^{∓shift}, inside the clip range) so that the per-token terms (ρ_t − 1)·A do not vanish."""
+    theta, tokens, mask, adv, weights = batch
+    if weights is None:
+        weights = torch.full_like(adv, 1.0 / adv.shape[0])
+
+    def losses(track: bool):
+        th = theta.clone().requires_grad_(True)
+        logp = token_logp(th, tokens)
+        seq = masked_sum(logp, mask)
+        live = seq - seq.detach()  # value 0, gradient ∇log π(y)
+        a = adv + live if track else adv
+        w = weights * live.exp() if track else weights
+        sf = score_function_loss(seq, a, w)
+        clipped, _ = clipped_surrogate_loss(logp, logp.detach() + sign * shift, a, mask, 0.3, w)
+        out = []
+        for loss in (sf, clipped):
+            (g,) = torch.autograd.grad(loss, th, retain_graph=True)
+            out.append((loss.detach(), g))
+        return out
+
+    for (v_held, g_held), (v_live, g_live) in zip(losses(False), losses(True), strict=True):
+        torch.testing.assert_close(v_live, v_held, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(g_live, g_held, rtol=1e-10, atol=1e-12)
+
+
 def test_shape_errors():
     z = torch.zeros(2, 3, dtype=F64)
     with pytest.raises(ValueError):
