@@ -36,6 +36,13 @@ def test_mean_ci_known_numbers():
     assert math.isnan(mean_ci([])[0])
 
 
+def test_diff_ci_of_seeds_that_agree_exactly_has_an_interval_of_width_zero():
+    """Three seeds each, no spread: the standard error is 0, so the interval is [d, d] (any difference is
+    significant), not "no interval" (which the claims read as one seed, the means compared)."""
+    assert diff_ci([1.0, 1.0, 1.0], [2.0, 2.0, 2.0]) == (-1.0, 0.0)
+    assert diff_ci([3.0, 3.0], [3.0, 3.0]) == (0.0, 0.0)
+
+
 def test_diff_ci_welch():
     d, h = diff_ci([1.0, 2.0, 3.0], [1.0, 2.0, 3.0])
     assert d == 0.0 and h > 0
