@@ -76,7 +76,9 @@ def mean_ci(values: Iterable[float | None], level: float = 0.95) -> tuple[float,
     values = list(values)
     infinite = [v for v in values if isinstance(v, float) and math.isinf(v)]
     if infinite:
-        return (math.inf if all(v > 0 for v in infinite) else math.nan), None, len(finite(values)) + len(infinite)
+        signs = {math.copysign(1.0, v) for v in infinite}  # +inf and −inf together: no mean
+        mean = math.nan if len(signs) > 1 else math.copysign(math.inf, signs.pop())
+        return mean, None, len(finite(values)) + len(infinite)
     xs = finite(values)
     n = len(xs)
     if n == 0:

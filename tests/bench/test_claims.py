@@ -498,6 +498,165 @@ def test_no_records_means_not_run():
     assert list(checks) == [c.key for c in CLAIMS] and {c.status for c in checks.values()} == {NOT_RUN}
 
 
+def test_a_reads_the_forward_kl_from_its_own_column():
+    """KL(π‖π_BoN) favours β = 0.5 but KL(π_BoN‖π) favours β = 1: not reproduced, and the evidence's
+    KL(π_BoN‖π) means are the records' ``kl/from_bon``, not ``kl/to_bon``."""
+    from_bon = {0.0: 0.04, 0.5: 0.03, 1.0: 0.01}
+    chk = claim_a(_jeffreys({0.0: 0.05, 0.5: 0.02, 1.0: 0.04}, from_bon), exact=True)
+    assert chk.status == NOT_REPRODUCED, chk.numbers
+    means = {b: e.mean for b, e in chk.data.divergences["KL(π_BoN‖π)"].items()}
+    assert means == pytest.approx({b: v + sum(NOISE) / len(NOISE) for b, v in from_bon.items()})
+
+
+def test_a_with_one_seed_a_tie_is_not_lower():
+    """One seed (no interval, the means decide): β = 0.5 equal to β = 0 is not lower than it."""
+    recs = _jeffreys({0.0: 0.02, 0.5: 0.02, 1.0: 0.04}, {0.0: 0.02, 0.5: 0.02, 1.0: 0.05}, noise=(0.0,) * 4)
+    one_seed = group_records([r for g in recs.values() for grp in g.values() for r in grp.records if r["seed"] == 0])
+    chk = claim_a(one_seed, exact=True)
+    assert chk.status == NOT_REPRODUCED and "one seed" in chk.numbers, chk.numbers
+
+
+def test_a_says_when_only_some_differences_are_significant():
+    """β = 0.5 is clearly below β = 0 but within the noise of β = 1 (KL(π‖π_BoN) 0.020 vs 0.021, seeds ±0.02):
+    the text must not say that all differences are significant."""
+    noise = (-0.02, 0.02, -0.01, 0.01)
+    recs = _jeffreys({0.0: 0.5, 0.5: 0.02, 1.0: 0.021}, {0.0: 0.5, 0.5: 0.02, 1.0: 0.5}, noise=noise)
+    chk = claim_a(recs, exact=True)
+    assert chk.status == NOT_REPRODUCED
+    assert "some differences not significant at 95 %" in chk.numbers and "all differences" not in chk.numbers
+
+
+def test_a_estimate_reads_the_last_n_a_record_names():
+    """``algo.n=8 ... algo.n=4``: the run was BOND n = 4 (a later override wins), so the estimate is
+    0.6 − 3·(−0.2) − log 4."""
+    records = [
+        synth_record(
+            "bond_beta",
+            b,
+            s,
+            {"kl/exact": 0.6, "quantile/log_mean": -0.2},
+            estimator="exact_token",
+            args=["algo=bond", "algo.n=8", f"algo.beta={b}", "algo.n=4"],
+        )
+        for b in (0.0, 0.5, 1.0)
+        for s in SEEDS
+    ]
+    chk = claim_a(group_records(records), exact=False)
+    assert math.isclose(chk.data.divergences["KL(π‖π_BoN) estimate"][0.5].mean, 0.6 + 3 * 0.2 - math.log(4))
+
+
+@pytest.mark.parametrize(
+    "path,saturated",
+    [
+        ([0.0, 8.0, 10.0], False),  # 20 % of its gain in the second half: still learning
+        ([0.0, 9.0, 10.0], False),  # exactly 10 %: not under it
+        ([0.0, 9.5, 10.0], True),  # 5 %
+    ],
+)
+def test_b_fixed_n_saturates_only_under_a_tenth_of_its_gain_in_the_second_half(path, saturated):
+    recs = [synth_record("bond", 2, s, {}, knob="algo.n", path=_reward_path(path)) for s in SEEDS]
+    recs += [
+        synth_record("iterative", 50, s, {}, knob="algo.anchor_period", path=_reward_path([0.0, 1.0, 30.0]))
+        for s in SEEDS
+    ]
+    chk = claim_b(group_records(recs), exact=True)
+    assert chk.data.saturated is saturated and chk.data.fixed_total == 10.0
+    assert chk.status == (REPRODUCED if saturated else NOT_REPRODUCED), chk.numbers
+    assert ("fixed n=2 saturates" if saturated else "fixed n=2 does not saturate") in chk.numbers
+
+
+def test_b_gains_are_read_at_the_last_evaluation_not_the_best():
+    """Reward 0, 2, 5, 9, 6 at steps 0…40: the middle is step 20 (5), the last evaluation 6, so the
+    second-half gain is 1 and the total 6 (the peak of 9 is not where training ended)."""
+    rec = synth_record("bond", 2, 0, {}, knob="algo.n", path=_reward_path([0.0, 2.0, 5.0, 9.0, 6.0]))
+    assert late_gain(rec) == (1.0, 6.0)
+
+
+def test_b_with_one_seed_an_equal_second_half_gain_is_not_more():
+    fixed = [0.0, 0.6, 0.65, 0.66, 0.66]
+    recs = [synth_record("bond", 2, 0, {}, knob="algo.n", path=_reward_path(fixed))]
+    recs.append(synth_record("iterative", 50, 0, {}, knob="algo.anchor_period", path=_reward_path(fixed)))
+    chk = claim_b(group_records(recs), exact=True)
+    assert chk.data.saturated and chk.status == NOT_REPRODUCED, chk.numbers
+
+
+def test_c1_pairs_eta_with_a_swap_period_only_within_a_factor_1_5_of_1_over_eta():
+    """η = 0.05 is 1/20: it pairs with a swap every 14 (η·M = 0.7, a factor 1.43) but not every 10 (a factor 2)."""
+    kls = [0.0, 0.5, 1.0, 1.5, 2.0]
+
+    def recs(period):
+        out = [
+            synth_record("jbond_eta", 0.05, s, {"kl/exact": 2.0}, knob="algo.eta", path=_kl_reward_path(kls, 1.0))
+            for s in SEEDS
+        ]
+        out += [
+            synth_record(
+                "jbond_swap", period, s, {"kl/exact": 2.0}, knob="algo.swap_period", path=_kl_reward_path(kls, 0.8)
+            )
+            for s in SEEDS
+        ]
+        return group_records(out)
+
+    assert claim_c1(recs(10), exact=True).status == NOT_RUN
+    paired = claim_c1(recs(14), exact=True)
+    assert [(p.eta, p.period) for p in paired.data.pairs] == [(0.05, 14)]
+
+
+def test_c1_with_one_seed_an_equal_reward_is_not_higher():
+    kls = [0.0, 0.5, 1.0, 1.5, 2.0]
+    records = [
+        synth_record("jbond_eta", 0.02, 0, {"kl/exact": 2.0}, knob="algo.eta", path=_kl_reward_path(kls, 1.0)),
+        synth_record("jbond_swap", 50, 0, {"kl/exact": 2.0}, knob="algo.swap_period", path=_kl_reward_path(kls, 1.0)),
+    ]
+    assert claim_c1(group_records(records), exact=True).status == NOT_REPRODUCED
+
+
+def test_c1_names_each_anchors_own_final_kl():
+    """EMA ends at KL 1.5, swaps at 2.0: the text and the evidence give each its own final KL."""
+    ema = _kl_reward_path([0.0, 0.5, 1.0, 1.5], 1.0)
+    swap = _kl_reward_path([0.0, 0.5, 1.0, 1.5, 2.0], 0.8)
+    records = [
+        synth_record("jbond_eta", 0.02, 0, {"kl/exact": 1.5}, knob="algo.eta", path=ema),
+        synth_record("jbond_swap", 50, 0, {"kl/exact": 2.0}, knob="algo.swap_period", path=swap),
+    ]
+    chk = claim_c1(group_records(records), exact=True)
+    pair = chk.data.pairs[0]
+    assert (pair.ema_final_kl.mean, pair.swap_final_kl.mean) == (1.5, 2.0)
+    assert "(final KL 1.500 vs 2.000)" in chk.numbers
+
+
+def test_c2_orders_gamma_by_value_not_by_its_text():
+    """γ = 0.5, 2, 10 with final KL 2, 1, 0.5: decreasing in γ (as text, "10" sorts before "2")."""
+    records = [
+        synth_record("jbond_gamma", g, s, {"kl/exact": k + NOISE[s]}, knob="algo.gamma")
+        for g, k in {0.5: 2.0, 2.0: 1.0, 10.0: 0.5}.items()
+        for s in SEEDS
+    ]
+    chk = claim_c2(group_records(records), True)
+    assert chk.status == REPRODUCED and chk.data.decreasing, chk.numbers
+    assert list(chk.data.final_kl) == [0.5, 2.0, 10.0]
+
+
+def test_c2_needs_the_ends_significantly_apart():
+    """Seed means decrease in γ, but the largest γ's KL is within the noise of the smallest's: not reproduced."""
+    noise = (-0.3, 0.3, -0.2, 0.2)
+    records = [
+        synth_record("jbond_gamma", g, s, {"kl/exact": k + noise[s]}, knob="algo.gamma")
+        for g, k in {0.0: 2.0, 1.0: 1.95, 2.0: 1.9}.items()
+        for s in SEEDS
+    ]
+    chk = claim_c2(group_records(records), True)
+    assert chk.data.decreasing and chk.status == NOT_REPRODUCED, chk.numbers
+    assert "not significant at 95 %" in chk.numbers
+
+
+def test_e2_a_kl_at_the_bound_is_not_above_it():
+    """Best-of-N's KL equals log n − (n−1)/n for a continuous reward: a KL at the bound stays within it."""
+    recs = [synth_record("best_of_n", n, 0, {"kl/exact": math.log(n) - (n - 1) / n}, knob="algo.n") for n in (2, 4, 8)]
+    chk = claim_e2(group_records(recs), True)
+    assert chk.status == REPRODUCED and ">" not in chk.numbers, chk.numbers
+
+
 # -- the plot panels ----------------------------------------------------------------------------------
 SHIFT = 100.0
 

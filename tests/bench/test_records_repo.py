@@ -367,3 +367,19 @@ def test_the_code_version_of_a_copy_of_the_package(tmp_path):
     (root / "train.py").write_text("anything = 1\n")  # not a module that decides the numbers
     jbond.write_text(text)
     assert version.code_version(root) == version.current_code_version()
+
+
+def test_groups_are_in_numeric_order_of_their_knob_values():
+    """Best-of-N at n = 1, 2, 4, 16, 32: the table rows and the curves run in n, not in the text order
+    1, 16, 2, 32, 4."""
+    records = [synth_record("best_of_n", n, 0, {"kl/exact": 0.1 * n}, knob="algo.n") for n in (32, 2, 16, 1, 4)]
+    assert list(group_records(records)["best_of_n"]) == [1, 2, 4, 16, 32]
+
+
+def test_the_seed_mean_path_keeps_the_steps_every_seed_evaluated():
+    """Seed 0 was evaluated at steps 0, 5, 10, seed 1 at 0 and 10: the mean path is over steps 0 and 10."""
+    records = [
+        synth_record("reinforce", 0.1, 0, {}, path=[{"step": s, "reward/proxy": float(s)} for s in (0, 5, 10)]),
+        synth_record("reinforce", 0.1, 1, {}, path=[{"step": s, "reward/proxy": 2.0 * s} for s in (0, 10)]),
+    ]
+    assert group_records(records)["reinforce"][0.1].mean_path("reward/proxy") == [(0.0, 0.0), (10.0, 15.0)]

@@ -270,3 +270,177 @@ def test_a_plot_stopped_while_written_leaves_the_previous_one(tmp_path, monkeypa
     with pytest.raises(KeyboardInterrupt):
         save(fig, path)
     assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == [path.name]
+
+
+def test_each_column_and_matched_kl_table_reads_its_own_metric(tmp_path):
+    """Under each header its own metric: KL(π‖π_BoN) is ``kl/to_bon`` and KL(π_BoN‖π) ``kl/from_bon``; the gold
+    table at matched KL reads the gold reward, of a sweep's final points and of the oracle; a sweep of two knob
+    values is a curve; a budget only some seeds' curves reach says how many."""
+    out, docs = tmp_path / "runs", tmp_path / "docs"
+    recs = _records()
+    for r in recs:
+        if r["id"].startswith("best_of_n"):
+            r["summary"].update({"kl/to_bon": 0.03, "kl/from_bon": 0.07})
+    # seed 2's REINFORCE sweep ends at KL 2.5 (its β_RL = 0.001 point moves from KL 3 to 2): KL = 3 is reached by 2 of 3
+    short = next(r for r in recs if r["id"] == "reinforce-0.001-s2")
+    short["summary"]["kl/exact"] = 2.0
+    write_records(out / "exact", recs)
+    oracle = {"frontier": [{"kl": 0.5 * k, "reward_proxy": 0.7 * k, "reward_gold": 0.5 * k} for k in range(8)]}
+    write_json_atomic(out / "exact" / "oracle.json", oracle)
+    text = render_suite("exact", out, docs).read_text()
+
+    bon = _rows(text.split("(`best_of_n`, over n)")[1].split("###")[0])
+    cols = dict(zip(bon[0], bon[1], strict=True))
+    assert (cols["KL(π‖π_BoN)"], cols["KL(π_BoN‖π)"]) == ("0.030 ± 0.000", "0.070 ± 0.000")
+
+    def at_budget(title: str, name: str, budget: str) -> str:
+        header, *rows = _rows(text.split(f"**{title}**")[1].split("![")[0].split("**")[0])
+        return dict(zip(header, next(r for r in rows if r[0] == name), strict=True))[budget]
+
+    # REINFORCE's gold is 0.8 × its proxy without the seed's shift: final points (0.5, 0.8) and (1.5, 1.2)
+    assert at_budget("Gold reward", "objective reinforce", "KL = 1") == "1.000 ± 0.000"
+    assert at_budget("Gold reward", "π*_β of the proxy (oracle)", "KL = 1") == "1.000"  # gold 0.5·k at KL 0.5·k
+    assert at_budget("Proxy reward", "optimal π*_β (oracle)", "KL = 1") == "1.400"
+    # Best-of-N n = 2, 4 at KL 0.19, 0.63, proxy 0.6, 1.1 (+ 0.1 per seed): at KL 0.25, 0.6 + 0.5·0.06/0.44 + 0.1
+    assert at_budget("Proxy reward", "objective best_of_n", "KL = 0.25") == "0.768 ± 0.248"
+    # KL = 3 is seed 0's and 1's β_RL = 0.001 point: proxy 2.0 and 2.1 (t = 12.706 for 1 degree of freedom)
+    assert at_budget("Proxy reward", "objective reinforce", "KL = 3") == "2.050 ± 0.635 (2/3)"
+
+
+def test_the_verdicts_of_another_suite_read_its_records_as_estimates(tmp_path):
+    """The exact page's verdict rows for quick check quick's records as a task without an oracle: its claim (a)
+    reads the KL(π‖π_BoN) estimate, not the exact divergences the quick records do not have."""
+    out, docs = tmp_path / "runs", tmp_path / "docs"
+    write_records(out / "exact", _records())
+    quick = [
+        synth_record(
+            "bond_beta",
+            b,
+            s,
+            {"kl/exact": 0.6, "quantile/log_mean": -0.2},
+            suite="quick",
+            estimator="exact_token",
+            args=["algo=bond", "algo.n=4", f"algo.beta={b}", f"seed={s}"],
+        )
+        for b in (0.0, 0.5, 1.0)
+        for s in SEEDS
+    ]
+    write_records(out / "quick", quick)
+    text = render_suite("exact", out, docs).read_text()
+    verdicts = _rows(text.split("## The BOND paper's claims")[1].split("## Reward at matched KL")[0])
+    first = next(i for i, r in enumerate(verdicts) if r[0].startswith("**(a)**"))
+    row_a = next(r for r in verdicts[first:] if r[2] == "quick")
+    assert "KL(π‖π_BoN) estimate: β=0 -0.186 ± 0.000" in row_a[4] and "not measurable" in row_a[4]
+
+
+def test_a_training_paths_gold_at_matched_kl_is_its_gold_reward(tmp_path):
+    """J-BOND γ = 0's path reaches KL 2 with gold 0.8·1.9 at its end, linearly: gold 0.76 at KL 1 (every seed)."""
+    out, docs = tmp_path / "runs", tmp_path / "docs"
+    write_records(out / "exact", _records())
+    text = render_suite("exact", out, docs).read_text()
+    header, *rows = _rows(text.split("**Gold reward**")[1].split("![")[0])
+    row = dict(zip(header, next(r for r in rows if r[0] == "objective jbond_gamma, gamma=0"), strict=True))
+    assert row["curve"] == "training path" and row["KL = 1"] == "0.760 ± 0.000"
+
+
+def test_the_final_table_puts_each_reward_under_its_name():
+    from rlhf_zoo.bench.records import group_records
+    from rlhf_zoo.bench.render import final_table
+
+    recs = [
+        synth_record("reinforce", 0.1, s, {"kl/exact": 1.0 + s, "reward/proxy": 2.0, "reward/gold": 0.5}) for s in SEEDS
+    ]
+    header, row = _rows(final_table(group_records(recs)))
+    cells = dict(zip(header, row, strict=True))
+    # KL 1, 2, 3: mean 2, s = 1, t = 4.303 for 2 degrees of freedom
+    assert cells["KL(π‖π_ref)"] == f"2.000 ± {4.302653 / 3**0.5:.3f}"
+    assert (cells["proxy reward"], cells["gold reward"]) == ("2.000 ± 0.000", "0.500 ± 0.000")
+
+
+def test_a_record_at_a_planned_points_id_but_of_another_run_is_not_counted_as_planned(tiny_exact_suite):
+    """Only a record of the point's own run (its arguments, but for settings without effect) is the planned
+    point's; one left at its id by another setting (``train.lr=0.5``) is another record."""
+    from rlhf_zoo.bench.render import planned_count
+    from rlhf_zoo.bench.suites import expand
+
+    planned = expand(tiny_exact_suite, seeds=[0])
+    raw = [{"id": p.id, "args": [*p.args, "train.progress=true"]} for p in planned]
+    assert planned_count(raw, planned) == f"{len(planned)} of the {len(planned)} planned points have records"
+    raw[0]["args"] = [*planned[0].args, "train.lr=0.5"]
+    assert planned_count(raw, planned) == (
+        f"{len(planned) - 1} of the {len(planned)} planned points have records, and 1 other record(s) "
+        "(other seeds, sweeps or settings) are shown"
+    )
+
+
+def _drawn(monkeypatch, draw, *args):
+    """The figure a plot function draws (not saved)."""
+    from rlhf_zoo.bench import plots
+
+    saved = {}
+    monkeypatch.setattr(plots, "save", lambda fig, p: saved.setdefault("fig", fig) and p)
+    draw(*args)
+    return saved["fig"]
+
+
+def _same(line, xs, ys) -> bool:
+    """Whether a drawn line goes through exactly the points (xs, ys)."""
+    import numpy as np
+
+    x, y = np.asarray(line.get_xdata(), dtype=float), np.asarray(line.get_ydata(), dtype=float)
+    return x.shape == y.shape == (len(xs),) and np.allclose(x, xs) and np.allclose(y, ys)
+
+
+def _finals(recs, tag, key):
+    """Per knob value (in the order of the sweep's values), the seed mean of a final metric, by hand."""
+    values = sorted({r["memberships"][0]["value"] for r in recs if r["memberships"][0]["sweep"] == tag})
+    return [
+        sum(
+            r["summary"][key] for r in recs if r["memberships"][0]["sweep"] == tag and r["memberships"][0]["value"] == v
+        )
+        / len(SEEDS)
+        for v in values
+    ]
+
+
+def test_the_plots_draw_each_metric_where_their_axes_say(tmp_path, monkeypatch):
+    """reward_vs_kl: final points at (final KL(π‖π_ref), final proxy) and seed-mean paths of the proxy;
+    frontier_gap: the gap with its 95 % interval; overoptimisation: gold against KL and against proxy."""
+    import numpy as np
+
+    from rlhf_zoo.bench import plots
+    from rlhf_zoo.bench.records import group_records
+
+    recs = _records()
+    for r in recs:
+        r["summary"]["frontier/gap"] = 0.1 + 0.01 * r["seed"]  # s = 0.01 over 3 seeds
+    groups = group_records(recs)
+    kl, proxy, gold = (_finals(recs, "reinforce", k) for k in ("kl/exact", "reward/proxy", "reward/gold"))
+
+    fig = _drawn(monkeypatch, plots.reward_vs_kl, groups, {}, tmp_path / "r.png")
+    assert "objective best_of_n" not in [ax.get_title() for ax in fig.axes]  # drawn as the Best-of-N curve
+    overview = next(ax for ax in fig.axes if ax.get_title() == "final points of every objective")
+    line = next(ln for ln in overview.lines if ln.get_label() == "objective reinforce")
+    assert np.allclose(line.get_xdata(), kl) and np.allclose(line.get_ydata(), proxy)
+    panel = next(ax for ax in fig.axes if ax.get_title() == "objective jbond_gamma")
+    # γ = 0's seed-mean path: KL 2·i/3, proxy (1.9 + 0.1·seed)·i/3 + 0.01·seed over seeds 0, 1, 2
+    assert any(_same(ln, [2.0 * i / 3 for i in range(4)], [2.0 * i / 3 + 0.01 for i in range(4)]) for ln in panel.lines)
+
+    fig = _drawn(monkeypatch, plots.frontier_gap, groups, tmp_path / "g.png")
+    ax = fig.axes[0]
+    bars = next(c for c in ax.containers if c.get_label() == "objective reinforce")
+    assert np.allclose(bars.lines[0].get_ydata(), 0.11)
+    half = 4.302653 * 0.01 / 3**0.5  # t for 2 degrees of freedom · s / √n
+    (segments,) = [b.get_segments() for b in bars.lines[2]]
+    assert np.allclose([s[1][1] - s[0][1] for s in segments], 2 * half)
+
+    fig = _drawn(monkeypatch, plots.overoptimisation, groups, {}, tmp_path / "o.png")
+    left, right = fig.axes
+    finals_left = next(ln for ln in left.lines if ln.get_label() == "objective reinforce")
+    assert np.allclose(finals_left.get_xdata(), kl) and np.allclose(finals_left.get_ydata(), gold)
+    finals_right = next(ln for ln in right.lines if ln.get_label() == "objective reinforce")
+    assert np.allclose(finals_right.get_xdata(), proxy) and np.allclose(finals_right.get_ydata(), gold)
+    # the paths on the right: gold against proxy along training (J-BOND γ = 0: gold 0.8·1.9·i/3)
+    assert any(
+        _same(ln, [2.0 * i / 3 + 0.01 for i in range(4)], [0.8 * 1.9 * i / 3 for i in range(4)]) for ln in right.lines
+    )

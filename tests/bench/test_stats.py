@@ -36,6 +36,23 @@ def test_mean_ci_known_numbers():
     assert math.isnan(mean_ci([])[0])
 
 
+def test_mean_ci_of_infinite_values_keeps_their_sign():
+    """An infinite value makes the mean infinite with its sign, −∞ as well as +∞ (a page shows "−∞", not the
+    "—" of a NaN mean); +∞ and −∞ together have no mean."""
+    inf = float("inf")
+    assert mean_ci([-inf, 1.0, 2.0]) == (-inf, None, 3)
+    assert mean_ci([inf, 1.0]) == (inf, None, 2)
+    assert math.isnan(mean_ci([inf, -inf, 1.0])[0])
+    assert fmt_ci(*mean_ci([-inf, 1.0])[:2]) == "−∞"
+
+
+def test_diff_ci_of_seeds_that_agree_exactly_has_an_interval_of_width_zero():
+    """Three seeds each, no spread: the standard error is 0, so the interval is [d, d] (any difference is
+    significant), not "no interval" (which the claims read as one seed, the means compared)."""
+    assert diff_ci([1.0, 1.0, 1.0], [2.0, 2.0, 2.0]) == (-1.0, 0.0)
+    assert diff_ci([3.0, 3.0], [3.0, 3.0]) == (0.0, 0.0)
+
+
 def test_diff_ci_welch():
     d, h = diff_ci([1.0, 2.0, 3.0], [1.0, 2.0, 3.0])
     assert d == 0.0 and h > 0
