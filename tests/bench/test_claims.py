@@ -779,3 +779,24 @@ def test_claims_and_sweeps_name_each_other():
         serving = {s.tag for s in SWEEPS if claim.key in s.claims}
         assert serving == set(claim.sweeps), claim.key
     assert {k for s in SWEEPS for k in s.claims} == {c.key for c in CLAIMS}
+
+
+def test_a_estimate_reads_the_resolved_n_of_a_record_whose_arguments_do_not_name_it():
+    """BOND n = 8 from an experiment file (``config=exp.yaml``): the arguments hold no ``algo.n=``, the record's
+    settings (the resolved configuration) do. The estimate took BOND's default 4: 0.6 − 3·(−0.2) − log 4
+    instead of 0.6 − 7·(−0.2) − log 8."""
+    records = []
+    for b in (0.0, 0.5, 1.0):
+        for s in SEEDS:
+            rec = synth_record(
+                "bond_beta",
+                b,
+                s,
+                {"kl/exact": 0.6, "quantile/log_mean": -0.2},
+                estimator="exact_token",
+                args=["config=exp.yaml", f"algo.beta={b}"],
+            )
+            rec["settings"] = {"algo.name": "bond", "algo.n": 8, "algo.beta": b}
+            records.append(rec)
+    chk = claim_a(group_records(records), exact=False)
+    assert math.isclose(chk.data.divergences["KL(π‖π_BoN) estimate"][0.5].mean, 0.6 + 7 * 0.2 - math.log(8))

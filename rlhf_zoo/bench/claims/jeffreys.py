@@ -26,9 +26,10 @@ from rlhf_zoo.bench.claims.base import (
     significance_note,
 )
 from rlhf_zoo.bench.plots import colours, legend
-from rlhf_zoo.bench.records import Group
+from rlhf_zoo.bench.records import Group, record_settings
 
 BETAS = (0.0, 0.5, 1.0)
+BOND_N = 4  # BOND's default algo.n: the n of a format-1 record (its arguments only) that does not name one
 TO_BON, FROM_BON = "KL(π‖π_BoN)", "KL(π_BoN‖π)"
 
 
@@ -39,16 +40,6 @@ class Evidence:
     divergences: dict[str, dict[float, Estimate]]
 
 
-def _arg(rec: dict[str, Any], key: str, default: str) -> str:
-    """The last ``key=value`` override of a record's arguments."""
-    out = default
-    for a in rec.get("args", []):
-        k, _, v = a.partition("=")
-        if k.strip() == key:
-            out = v
-    return out
-
-
 def _backward_estimate(grp: Group) -> list[float]:
     """Per seed, KL(π‖π_BoN) ≈ KL(π‖π_ref) − (n−1)·E_π[log p̂_≤] − log n.
 
@@ -57,7 +48,7 @@ def _backward_estimate(grp: Group) -> list[float]:
     out = []
     kls, log_means = grp.finals("kl/exact"), grp.finals("quantile/log_mean")
     for r, kl, log_mean in zip(grp.records, kls, log_means, strict=True):
-        n = float(_arg(r, "algo.n", "4") or 4)
+        n = float(record_settings(r).get("algo.n") or BOND_N)  # the resolved n: a preset's or a file's too
         out.append(kl - (n - 1) * log_mean - math.log(n))
     return out
 
