@@ -275,6 +275,7 @@ def provenance(argv: list[str] | None = None) -> dict[str, Any]:
             versions[mod] = getattr(m, "__version__", "?")
     return {
         "command": shlex.join(argv if argv is not None else sys.argv),  # quoted as a shell reads it back
+        "cwd": os.getcwd(),  # the folder that config.yaml's relative paths (prompts, rewards, models) start from
         "git_commit": git_commit(),
         "hardware": hardware(),
         "versions": versions,

@@ -236,3 +236,18 @@ def test_a_resumed_process_takes_its_own_ranks_cpu_generator(tmp_path, rank, exp
     trainer.rt.rank = rank
     restore(trainer)
     assert torch.equal(torch.get_rng_state(), states[expected])
+
+
+def test_meta_json_names_the_folder_that_config_yamls_relative_paths_start_from(tmp_path, cli, monkeypatch):
+    """config.yaml keeps paths as written (``run_dir=run``, ``task.prompts=p.jsonl``): re-running it from another
+    folder needs the one they were relative to, which nothing recorded."""
+    import yaml
+
+    (tmp_path / "here").mkdir()
+    monkeypatch.chdir(tmp_path / "here")
+    args = ("train", "algo=reinforce", "task=exact", "run_dir=run", "train.steps=1", "train.progress=false")
+    code, _, err = cli(*args)
+    assert code == 0, err
+    run = tmp_path / "here" / "run"
+    assert yaml.safe_load((run / "config.yaml").read_text())["run_dir"] == "run"
+    assert json.loads((run / "meta.json").read_text())["cwd"] == str(tmp_path / "here")
