@@ -436,3 +436,48 @@ def test_the_progress_bar_shows_the_reward_of_the_step_it_counts() -> None:
         line = out.getvalue().rsplit("\r", 1)[-1]
         assert f"reward={reward:.3f}" in line, line
     bar.close()
+
+
+def _recorded(trainer, method: str) -> list:
+    """``trainer.<method>`` wrapped to record ``trainer.step`` at each call (the step it completed)."""
+    original, calls = getattr(trainer, method), []
+
+    def recording(*args, **kwargs):
+        calls.append(trainer.step)
+        return original(*args, **kwargs)
+
+    setattr(trainer, method, recording)
+    return calls
+
+
+def test_a_checkpoint_is_written_every_checkpoint_every_steps_and_at_the_end(tmp_path):
+    """5 steps with ``train.checkpoint_every=2``: checkpoints after steps 2 and 4, and the final one at 5 (a
+    mutant that skipped the one before the last step lost that step to a kill)."""
+    args = ["algo=reinforce", "train.steps=5", "train.checkpoint_every=2", "train.checkpoint_minutes=0"]
+    tr = _trainer(tmp_path / "r", *args)
+    saves = _recorded(tr, "save")
+    tr.fit()
+    assert saves == [2, 4, 5]
+
+
+def test_a_checkpoint_is_written_when_checkpoint_minutes_have_passed_since_the_last(tmp_path, monkeypatch):
+    """``train.checkpoint_minutes=1`` with steps of 31 s (a fake clock): 62 s have passed after steps 2 and 4,
+    so checkpoints then, and at the end. Caught: minutes read as hours (a kill lost up to 60 times the
+    interval), and the clock not restarted by a checkpoint (one after every later step)."""
+    from types import SimpleNamespace
+
+    clock = {"now": 1000.0}
+    fake = SimpleNamespace(monotonic=lambda: clock["now"], perf_counter=time.perf_counter)
+    monkeypatch.setattr("rlhf_zoo.train.time", fake)
+    args = ["algo=reinforce", "train.steps=5", "train.checkpoint_every=0", "train.checkpoint_minutes=1"]
+    tr = _trainer(tmp_path / "r", *args)
+    step = tr.train_step
+
+    def slow_step():
+        clock["now"] += 31.0
+        return step()
+
+    tr.train_step = slow_step
+    saves = _recorded(tr, "save")
+    tr.fit()
+    assert saves == [2, 4, 5]
