@@ -481,3 +481,21 @@ def test_a_checkpoint_is_written_when_checkpoint_minutes_have_passed_since_the_l
     saves = _recorded(tr, "save")
     tr.fit()
     assert saves == [2, 4, 5]
+
+
+def test_a_sigterm_mid_run_checkpoints_that_step_and_the_resumed_run_equals_an_uninterrupted_one(tmp_path):
+    """In-process and fast (the subprocess test above is the end-to-end one): without periodic checkpoints,
+    SIGTERM during step 3 stops after it with step 3's checkpoint (a stop that did not save lost the run),
+    written once: the failure path wrote it a second time (Interrupted is an Exception), doubling the time a
+    preempted job needs to stop."""
+    args = ["algo=reinforce", "train.steps=6", "train.eval_every=2", "train.checkpoint_every=0"]
+    _trainer(tmp_path / "full", *args).fit()
+    tr = _sigterm_in_step(_trainer(tmp_path / "part", *args), 3, times=1)
+    saves = _recorded(tr, "save")
+    with pytest.raises(Interrupted) as stopped:
+        tr.fit()
+    assert stopped.value.exit_code == 143 and not stopped.value.forced
+    assert saves == [3]
+    assert tr.log.load_checkpoint()[1]["step"] == 3
+    _trainer(tmp_path / "part", *args, "resume=true").fit()
+    assert metrics_rows(tmp_path / "part" / "metrics.jsonl") == metrics_rows(tmp_path / "full" / "metrics.jsonl")
