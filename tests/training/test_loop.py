@@ -499,3 +499,31 @@ def test_a_sigterm_mid_run_checkpoints_that_step_and_the_resumed_run_equals_an_u
     assert tr.log.load_checkpoint()[1]["step"] == 3
     _trainer(tmp_path / "part", *args, "resume=true").fit()
     assert metrics_rows(tmp_path / "part" / "metrics.jsonl") == metrics_rows(tmp_path / "full" / "metrics.jsonl")
+
+
+@pytest.mark.parametrize("error", [RuntimeError, KeyboardInterrupt], ids=["a failure", "a KeyboardInterrupt"])
+def test_an_interruption_between_two_updates_of_a_later_step_keeps_the_last_checkpoint(tmp_path, error):
+    """PPO-lite updates the weights 4 times a step (2 epochs × 2 minibatches). An error or a KeyboardInterrupt
+    raised from step 2's second loss, after its first update, must not checkpoint those half-updated weights
+    as step 1 (the test above it fails in step 1, where no checkpoint is written anyway): step 1's periodic
+    checkpoint stays, and the resumed run equals an uninterrupted one."""
+    args = ["algo=ppo_lite", "train.steps=4", "train.eval_every=2", "train.checkpoint_every=1"]
+    args += ["algo.epochs=2", "algo.minibatches=2", "train.batch_prompts=4"]
+    _trainer(tmp_path / "full", *args).fit()
+    tr = _trainer(tmp_path / "part", *args)
+    loss, calls = tr.algo.loss, {"n": 0}
+
+    def sixth_loss_fails(batch):
+        calls["n"] += 1
+        if calls["n"] == 6:
+            raise error("out of memory")
+        return loss(batch)
+
+    tr.algo.loss = sixth_loss_fails
+    with pytest.raises(Interrupted if error is KeyboardInterrupt else RuntimeError) as stopped:
+        tr.fit()
+    if error is KeyboardInterrupt:
+        assert stopped.value.forced and stopped.value.last_checkpoint == 1, str(stopped.value)
+    assert tr.log.load_checkpoint()[1]["step"] == 1
+    _trainer(tmp_path / "part", *args, "resume=true").fit()
+    assert metrics_rows(tmp_path / "part" / "metrics.jsonl") == metrics_rows(tmp_path / "full" / "metrics.jsonl")
