@@ -527,3 +527,24 @@ def test_an_interruption_between_two_updates_of_a_later_step_keeps_the_last_chec
     assert tr.log.load_checkpoint()[1]["step"] == 1
     _trainer(tmp_path / "part", *args, "resume=true").fit()
     assert metrics_rows(tmp_path / "part" / "metrics.jsonl") == metrics_rows(tmp_path / "full" / "metrics.jsonl")
+
+
+def test_each_evaluation_line_holds_the_mean_training_metrics_of_the_steps_since_the_one_before(tmp_path):
+    """The ``train/*`` and loss metrics of an evaluation line average the steps since the previous evaluation
+    (not every step so far, and not none), as the steps returned them."""
+    tr = _trainer(tmp_path / "r", "algo=reinforce", "train.steps=6", "train.eval_every=2")
+    step, per_step = tr.train_step, {}
+
+    def recorded():
+        m = step()
+        per_step[tr.step] = m
+        return m
+
+    tr.train_step = recorded
+    tr.fit()
+    lines = tr.log.read_metrics()
+    assert [line["step"] for line in lines] == [0, 2, 4, 6]
+    for before, line in zip(lines, lines[1:], strict=False):
+        steps = range(before["step"] + 1, line["step"] + 1)
+        for key in ("train/reward_proxy", "loss/total"):
+            assert line[key] == pytest.approx(sum(per_step[s][key] for s in steps) / len(steps), rel=1e-12), key
