@@ -548,3 +548,22 @@ def test_each_evaluation_line_holds_the_mean_training_metrics_of_the_steps_since
         steps = range(before["step"] + 1, line["step"] + 1)
         for key in ("train/reward_proxy", "loss/total"):
             assert line[key] == pytest.approx(sum(per_step[s][key] for s in steps) / len(steps), rel=1e-12), key
+
+
+def test_the_optimiser_steps_with_gradients_clipped_to_grad_clip(tmp_path):
+    """``train.grad_clip`` bounds the norm of the gradients the optimiser applies; ``train/grad_norm`` is the
+    norm before clipping. A tiny bound makes every step clip."""
+    clip = 1e-4
+    tr = _trainer(tmp_path / "r", "algo=reinforce", "train.steps=3", f"train.grad_clip={clip}")
+    tr.begin()
+    applied = []
+
+    def measured(opt, args, kwargs):
+        grads = [p.grad for p in tr.policy.trainable_parameters() if p.grad is not None]
+        applied.append(float(torch.linalg.vector_norm(torch.cat([g.reshape(-1) for g in grads]))))
+
+    tr.opt.register_step_pre_hook(measured)
+    norms = [tr.train_step()["train/grad_norm"] for _ in range(3)]
+    tr.end()
+    assert all(n > 100 * clip for n in norms), norms
+    assert applied == pytest.approx([clip] * 3, rel=1e-3)
