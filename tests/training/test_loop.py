@@ -567,3 +567,41 @@ def test_the_optimiser_steps_with_gradients_clipped_to_grad_clip(tmp_path):
     tr.end()
     assert all(n > 100 * clip for n in norms), norms
     assert applied == pytest.approx([clip] * 3, rel=1e-3)
+
+
+@pytest.mark.parametrize("schedule", ["linear", "cosine"])
+def test_the_learning_rate_warms_up_then_decays_to_zero_at_the_last_step_and_resumes_where_it_was(tmp_path, schedule):
+    """``train.warmup_steps=2`` then ``train.lr_schedule`` decaying to 0 at ``train.steps=10``: the warm-up
+    rises in equal steps to ``train.lr`` (its first step already learns), linear decay falls by equal steps
+    to reach 0 one step after the last, cosine falls as half a cosine period (symmetric about its middle, half
+    the rate there); a run interrupted after step 5 resumes with the rates of an uninterrupted run."""
+    from tests.runtime.resume_helpers import interrupt_after
+
+    lr, warmup, steps = 0.01, 2, 10
+    args = ["algo=reinforce", f"train.steps={steps}", f"train.lr={lr}", f"train.lr_schedule={schedule}"]
+    args += [f"train.warmup_steps={warmup}", "train.eval_every=5"]
+
+    def rates(tr):
+        seen = []
+        tr.opt.register_step_pre_hook(lambda opt, args, kwargs: seen.append(opt.param_groups[0]["lr"]))
+        return seen
+
+    full = _trainer(tmp_path / "full", *args)
+    lrs = rates(full)
+    full.fit()
+    assert len(lrs) == steps
+    assert lrs[:warmup] == pytest.approx([lr * (i + 1) / warmup for i in range(warmup)])
+    decay = lrs[warmup:]  # n = 8 rates from lr towards 0
+    n = len(decay)
+    assert decay[0] == pytest.approx(lr)
+    if schedule == "linear":
+        assert [a - b for a, b in zip(decay, [*decay[1:], 0.0], strict=True)] == pytest.approx([lr / n] * n)
+    else:
+        assert decay[n // 2] == pytest.approx(lr / 2)
+        assert [decay[j] + decay[n - j] for j in range(1, n)] == pytest.approx([lr] * (n - 1))
+    part = _trainer(tmp_path / "part", *args)
+    interrupt_after(part, 5)
+    resumed = _trainer(tmp_path / "part", *args, "resume=true")
+    later = rates(resumed)
+    resumed.fit()
+    assert later == pytest.approx(lrs[5:], rel=1e-12)
