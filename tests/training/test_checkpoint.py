@@ -175,3 +175,66 @@ def test_atomic_dir_syncs_its_files_and_folders_before_the_rename(tmp_path, monk
     assert {p.stat().st_ino for p in written} <= synced
     assert ("fsync", tmp_path.stat().st_ino) in events[into_place:]  # the rename itself made durable
     assert sorted(p.name for p in target.iterdir()) == ["sub", "weights.bin"]
+
+
+def test_a_checkpoint_write_that_fails_keeps_the_previous_checkpoint_whole(tmp_path, monkeypatch):
+    """The disk fills while step 4's checkpoint is written (torch.save of its state fails after its weights
+    were written): the run directory still holds step 2's checkpoint, its weights with its state, not step 4's
+    weights beside step 2's state (a checkpoint written in place would be)."""
+    from rlhf_zoo.runlog import WriteError
+
+    tr = _trainer(tmp_path / "r", "algo=reinforce", "train.checkpoint_every=0", algo=[])
+    _run(tr, 2)
+    tr.save()
+    at_2 = {k: v.clone() for k, v in tr.policy.state_dict().items()}
+    for _ in range(2):
+        tr.train_step()
+
+    def full_disk(*args, **kwargs):
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 0")
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(WriteError, match="previous checkpoint is kept"):
+        tr.save()
+    monkeypatch.undo()
+    tr.end()
+    weights, state = tr.log.load_checkpoint()
+    assert state["step"] == 2
+    assert weights.keys() == at_2.keys() and all(torch.equal(weights[k], at_2[k]) for k in at_2)
+
+
+def test_a_file_written_atomically_is_replaced_not_rewritten_in_place(tmp_path):
+    """``atomic_write_text`` puts a new file in place by a rename: a reader that opened the old one reads it
+    whole, never the new text over it (or a half-written one, had the writer been killed)."""
+    from rlhf_zoo.io import atomic_write_text
+
+    path = tmp_path / "metrics.jsonl"
+    atomic_write_text(path, "old\n" * 100)
+    with path.open() as reader:
+        atomic_write_text(path, "new\n")
+        assert reader.read() == "old\n" * 100
+    assert path.read_text() == "new\n"
+
+
+def test_atomic_write_text_syncs_the_file_before_the_rename(tmp_path, monkeypatch):
+    """As a checkpoint folder: the new file's bytes are on disk before its name replaces the old one, else a
+    power loss after the rename can leave config.yaml or summary.json empty."""
+    from rlhf_zoo.io import atomic_write_text
+
+    events = []
+    fsync, replace = os.fsync, os.replace
+
+    def recorded_fsync(fd):
+        events.append(("fsync", os.fstat(fd).st_ino))
+        fsync(fd)
+
+    def recorded_replace(src, dst):
+        events.append(("replace", os.stat(src).st_ino))
+        replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", recorded_fsync)
+    monkeypatch.setattr(os, "replace", recorded_replace)
+    path = atomic_write_text(tmp_path / "summary.json", "{}\n")
+    inode = path.stat().st_ino
+    assert ("replace", inode) in events
+    assert ("fsync", inode) in events[: events.index(("replace", inode))]
