@@ -238,3 +238,58 @@ def test_atomic_write_text_syncs_the_file_before_the_rename(tmp_path, monkeypatc
     inode = path.stat().st_ino
     assert ("replace", inode) in events
     assert ("fsync", inode) in events[: events.index(("replace", inode))]
+
+
+def test_atomic_dir_leaves_the_target_as_it_was_on_an_error_and_without_replace(tmp_path):
+    """A build that fails leaves the target as it was and no temporary folder; with ``replace=False`` a target
+    that another process put in place first is kept (the new one is discarded, leaving nothing behind)."""
+    target = tmp_path / "model"
+    target.mkdir()
+    (target / "a.bin").write_bytes(b"old")
+    with pytest.raises(RuntimeError, match="killed"), atomic_dir(target) as tmp:
+        (tmp / "a.bin").write_bytes(b"new")
+        raise RuntimeError("killed")
+    with atomic_dir(target, replace=False) as tmp:
+        (tmp / "a.bin").write_bytes(b"new")
+    assert (target / "a.bin").read_bytes() == b"old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+def test_a_checkpoint_swap_cut_between_its_renames_leaves_the_previous_one_to_resume(tmp_path, monkeypatch):
+    """A kill after the previous checkpoint was renamed aside and before the new one took its name: the run
+    directory counts as resumable (``checkpoint_to_resume``, which the bench's runner asks), and the next run
+    puts the previous checkpoint back whole."""
+    from rlhf_zoo.runlog import RunLog, checkpoint_to_resume
+
+    log = RunLog(tmp_path / "r")
+    log.save_checkpoint({"w": torch.zeros(2)}, {"step": 2})
+    assert checkpoint_to_resume(tmp_path / "r")
+    replace, calls = os.replace, []
+
+    def killed_at_the_second_rename(src, dst):
+        calls.append(dst)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # the kill
+        replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", killed_at_the_second_rename)
+    with pytest.raises(KeyboardInterrupt):
+        log.save_checkpoint({"w": torch.ones(2)}, {"step": 4})
+    monkeypatch.undo()
+    assert not log.has_checkpoint() and checkpoint_to_resume(tmp_path / "r")
+    log.clear_interrupted_writes()
+    weights, state = log.load_checkpoint()
+    assert state["step"] == 2 and torch.equal(weights["w"], torch.zeros(2))
+
+
+def test_files_written_atomically_get_the_umask_mode_not_a_private_one(tmp_path):
+    """A temporary file is created private (0600); the file put in place has the mode a plain write gives it
+    (0644 under umask 022), so that others can read a run's config.yaml and metrics."""
+    from rlhf_zoo.io import atomic_write_text
+
+    mask = os.umask(0o022)
+    try:
+        path = atomic_write_text(tmp_path / "config.yaml", "seed: 0\n")
+    finally:
+        os.umask(mask)
+    assert path.stat().st_mode & 0o777 == 0o644
