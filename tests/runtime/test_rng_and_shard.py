@@ -113,3 +113,13 @@ def test_the_steps_prompts_cover_every_prompt_once_an_epoch_in_a_new_order_each_
     assert len({tuple(e) for e in epochs}) == 6
     assert prompts_for_step(prompts, 9, 3, seed=5) == drawn[27:30]
     assert prompts_for_step(prompts, 9, 3, seed=6) != drawn[27:30]
+
+
+def test_draws_of_different_names_differ_and_a_keyed_draw_does_not_depend_on_the_step():
+    """The policy's and the base samples' generators of one prompt and step are different streams (else the
+    base samples would repeat the policy's); a base-cache draw keyed by the prompt is the same at any step."""
+    s = Streams(3, 7)
+    policy, base = s.per_prompt("policy", [0])[0], s.per_prompt("base", [0])[0]
+    assert not torch.equal(torch.rand(4, generator=policy), torch.rand(4, generator=base))
+    at_7, at_9 = Streams(3, 7).keyed("base", 1, "a prompt"), Streams(3, 9).keyed("base", 1, "a prompt")
+    assert torch.equal(torch.rand(4, generator=at_7), torch.rand(4, generator=at_9))
