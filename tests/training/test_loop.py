@@ -605,3 +605,17 @@ def test_the_learning_rate_warms_up_then_decays_to_zero_at_the_last_step_and_res
     later = rates(resumed)
     resumed.fit()
     assert later == pytest.approx(lrs[5:], rel=1e-12)
+
+
+def test_the_signal_handlers_of_before_the_run_come_back_after_it(tmp_path):
+    """While a run trains, SIGINT and SIGTERM only ask it to stop; once it has ended (finished or failed), the
+    handlers from before are back: Ctrl-C in the program that ran it (a sweep between points, a notebook)
+    must interrupt again, not be swallowed."""
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    _trainer(tmp_path / "done", "algo=reinforce", "train.steps=2").fit()
+    assert {s: signal.getsignal(s) for s in before} == before
+    failing = _trainer(tmp_path / "failed", "algo=reinforce", "train.steps=4")
+    failing.task.proxy = FailingReward(failing.task.proxy, fail_at=3)
+    with pytest.raises(RewardError):
+        failing.fit()
+    assert {s: signal.getsignal(s) for s in before} == before
