@@ -233,6 +233,8 @@ class Trainer:
                 raise Interrupted(self.step, self.cfg.run_dir, signum, True, self.saved_step) from None
             self.save()
             raise Interrupted(self.step, self.cfg.run_dir, signum) from None
+        except Interrupted:  # a stop signal's: its checkpoint is written (not again as a failure's below)
+            raise
         except Exception as e:
             # A failing reward or a bad prompt mid-run: keep the last completed step resumable (the
             # failed step or evaluation has put back its counters, :meth:`_undone_on_failure`), unless

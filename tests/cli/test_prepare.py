@@ -60,7 +60,7 @@ def test_prepare_plain_builds_what_is_missing(builders: list[tuple[str, bool]]) 
     assert ("zoo-lm", False) in builders and ("gold", False) in builders
 
 
-@pytest.mark.parametrize("arg", ["forse=true", "force", "force=maybe"])
+@pytest.mark.parametrize("arg", ["forse=true", "force", "force=maybe", "force="])
 def test_prepare_refuses_what_it_does_not_know(
     arg: str, builders: list[tuple[str, bool]], capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -95,3 +95,28 @@ def test_prepare_waits_for_a_build_in_progress(builders: list[tuple[str, bool]])
     other.join()
     done = builders.index(("other build done", False))
     assert done < builders.index(("zoo-lm", False)) and done < builders.index(("gold", False))
+
+
+def test_prepare_waits_for_the_gold_models_build_alone(builders: list[tuple[str, bool]]) -> None:
+    """Another process building only the gold model (its build lock alone held): ``prepare`` builds zoo-lm,
+    but waits for that build before its own of the gold model."""
+    import threading
+    import time
+
+    from rlhf_zoo.io import build_lock
+    from rlhf_zoo.rewards.minilm import GOLD_NAME, default_path
+
+    holding = threading.Event()
+
+    def other_build() -> None:
+        with build_lock(default_path(), GOLD_NAME):
+            holding.set()
+            time.sleep(0.5)
+            builders.append(("other build done", False))
+
+    other = threading.Thread(target=other_build)
+    other.start()
+    holding.wait()
+    assert cli.main(["prepare"]) == 0
+    other.join()
+    assert builders.index(("other build done", False)) < builders.index(("gold", False))

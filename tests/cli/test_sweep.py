@@ -307,3 +307,29 @@ def test_out_in_a_sweep_file_is_refused_naming_the_file(cli, tmp_path, monkeypat
     code, out, err = cli("train", *FAST, f"config={exp}")
     assert code == 2 and f"config={exp}: unknown key 'out'; a sweep file names its folder with run_dir:" in err, err
     assert len(err.strip().splitlines()) == 1 and not Path("runs").exists()
+
+
+def test_a_grid_has_every_combination_once_and_the_command_line_wins_over_the_file(tmp_path):
+    """3 algorithms × 2 values × 3 values × 2 seeds: 36 points, each combination once. More values of a swept
+    key continue in the same default folder. A setting of the file given again on the command line takes the
+    command line's value, as in a single run."""
+    import itertools
+
+    from rlhf_zoo.bench.suites import expand
+
+    args = ["algo=bond,jbond,reinforce", "task=exact", "train.lr=1e-3,2e-3", "train.batch_prompts=4,8,16"]
+    plan = plan_sweep([*args, "seed=0,1"])
+    points = expand(plan.suite)
+
+    def value(p, key):
+        return next(a.split("=", 1)[1] for a in p.args if a.startswith(f"{key}="))
+
+    got = sorted((value(p, "algo"), value(p, "train.lr"), value(p, "train.batch_prompts"), p.seed) for p in points)
+    grid = itertools.product(["bond", "jbond", "reinforce"], ["1e-3", "2e-3"], ["4", "8", "16"], [0, 1])
+    assert got == sorted(grid)
+    more = plan_sweep([*args[:-2], "train.lr=1e-3,2e-3,3e-3", args[-1], "seed=0,1,2"])
+    assert more.folder == plan.folder
+    exp = tmp_path / "sweep.yaml"
+    exp.write_text("algo: bond\ntask: exact\ntrain: {steps: 200}\nsweep:\n  seed: [0, 1]\n")
+    points = expand(plan_sweep([f"config={exp}", "train.steps=5"]).suite)
+    assert all("train.steps=5" in p.args and "train.steps=200" not in p.args for p in points)

@@ -15,6 +15,7 @@ from rlhf_zoo.train import Trainer, build
 from tests.runtime.resume_helpers import interrupt_after
 
 WORKER = Path(__file__).with_name("ddp_worker.py")
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def torchrun(runs: list[list[str]], nproc: int = 2, timeout: int = 600) -> str:
@@ -32,7 +33,13 @@ def launch(runs: list[list[str]], nproc: int = 2, timeout: int = 600) -> subproc
     for i, run in enumerate(runs):
         args += (["--"] if i else []) + [*run, "device=cpu"]
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc)]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # The worker is a script: without the repository on its path it imports whichever rlhf_zoo is installed (the
+    # main checkout's, for a worktree), not the code under test.
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
     proc = subprocess.Popen([*cmd, str(WORKER), *args], stdout=PIPE, stderr=PIPE, text=True, env=env)
     try:
         stdout, stderr = proc.communicate(timeout=timeout)

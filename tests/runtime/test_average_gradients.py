@@ -8,12 +8,18 @@ import sys
 from pathlib import Path
 
 WORKER = Path(__file__).with_name("grad_worker.py")
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_a_gradient_missing_on_one_process_is_averaged_as_zeros(tmp_path: Path) -> None:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(WORKER)]
     cmd.append(str(tmp_path))
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    # the repository first on the worker script's path: else it imports the installed rlhf_zoo, not this one
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
     # A mismatched collective fails or hangs: a group still running after the timeout fails the test.
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=180)
     assert out.returncode == 0, out.stderr[-4000:]

@@ -10,6 +10,7 @@ import pytest
         ("ACCELERATE_USE_FSDP", "true", "FSDP version 1"),
         ("ACCELERATE_USE_DEEPSPEED", "true", "DeepSpeed"),
         ("ACCELERATE_USE_MEGATRON_LM", "true", "Megatron-LM"),
+        ("ACCELERATE_USE_MEGATRON_LM", "YES", "Megatron-LM"),  # a flag in any case
         ("ACCELERATE_USE_PARALLELISM_CONFIG", "true", "parallelism_config"),
         ("ACCELERATE_MIXED_PRECISION", "bf16", "mixed_precision: bf16"),
         ("ACCELERATE_DYNAMO_BACKEND", "INDUCTOR", "dynamo_backend: inductor"),

@@ -99,3 +99,27 @@ def test_unequal_shares_are_refused_and_minibatches_are_contiguous():
     # process r of 2 holds global groups r, r+2, ...: the processes' i-th blocks make up global block i
     for i, block in enumerate(minibatches(8, 2)):
         assert sorted(2 * j + r for r in range(2) for j in minibatches(4, 2)[i]) == block
+
+
+def test_the_steps_prompts_cover_every_prompt_once_an_epoch_in_a_new_order_each_epoch():
+    """Steps of 3 prompts over 7 prompts: every consecutive 7 draws (an epoch) hold each prompt once, the
+    epochs come in different orders, and any step's prompts are the same when asked again (a resumed run)."""
+    from rlhf_zoo.train import prompts_for_step
+
+    prompts = [f"p{i}" for i in range(7)]
+    drawn = [p for step in range(14) for p in prompts_for_step(prompts, step, 3, seed=5)]  # 6 epochs
+    epochs = [drawn[i : i + 7] for i in range(0, 42, 7)]
+    assert all(sorted(e) == prompts for e in epochs)
+    assert len({tuple(e) for e in epochs}) == 6
+    assert prompts_for_step(prompts, 9, 3, seed=5) == drawn[27:30]
+    assert prompts_for_step(prompts, 9, 3, seed=6) != drawn[27:30]
+
+
+def test_draws_of_different_names_differ_and_a_keyed_draw_does_not_depend_on_the_step():
+    """The policy's and the base samples' generators of one prompt and step are different streams (else the
+    base samples would repeat the policy's); a base-cache draw keyed by the prompt is the same at any step."""
+    s = Streams(3, 7)
+    policy, base = s.per_prompt("policy", [0])[0], s.per_prompt("base", [0])[0]
+    assert not torch.equal(torch.rand(4, generator=policy), torch.rand(4, generator=base))
+    at_7, at_9 = Streams(3, 7).keyed("base", 1, "a prompt"), Streams(3, 9).keyed("base", 1, "a prompt")
+    assert torch.equal(torch.rand(4, generator=at_7), torch.rand(4, generator=at_9))

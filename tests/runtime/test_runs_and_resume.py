@@ -251,3 +251,56 @@ def test_meta_json_names_the_folder_that_config_yamls_relative_paths_start_from(
     run = tmp_path / "here" / "run"
     assert yaml.safe_load((run / "config.yaml").read_text())["run_dir"] == "run"
     assert json.loads((run / "meta.json").read_text())["cwd"] == str(tmp_path / "here")
+
+
+def test_the_last_step_is_evaluated_when_it_is_not_a_multiple_of_eval_every(tmp_path, cli):
+    """Evaluations at step 0, every ``train.eval_every`` steps, and the last step: with 5 steps and
+    ``eval_every=2``, at 0, 2, 4 and 5, and the summary is step 5's evaluation (not step 4's)."""
+    run_dir = tmp_path / "r"
+    args = ["train", "algo=reinforce", f"run_dir={run_dir}", "train.steps=5", "train.eval_every=2"]
+    assert cli(*args, "train.progress=false")[0] == 0
+    lines = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in lines] == [0, 2, 4, 5]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["steps"] == 5 and summary["kl/exact"] == lines[-1]["kl/exact"] != lines[-2]["kl/exact"]
+
+
+def test_a_run_started_over_without_a_checkpoint_writes_the_metrics_of_a_fresh_run(tmp_path):
+    """resume=true in a directory with metrics.jsonl but no checkpoint (a finished sweep's run, a run killed
+    before its first checkpoint) starts over at step 0: its metrics.jsonl must be the fresh run's, not the
+    old lines followed by the new ones."""
+    import shutil
+
+    from rlhf_zoo.config import load_config
+    from rlhf_zoo.train import Trainer, build
+
+    args = ["algo=reinforce", "train.steps=4", "train.eval_every=2", "train.progress=false", f"run_dir={tmp_path}/r"]
+    cfg = load_config(args)
+    Trainer(cfg, *build(cfg)).fit()
+    fresh = metrics_rows(tmp_path / "r" / "metrics.jsonl")
+    shutil.rmtree(tmp_path / "r" / "checkpoint")
+    cfg = load_config([*args, "resume=true"])
+    Trainer(cfg, *build(cfg)).fit()
+    assert metrics_rows(tmp_path / "r" / "metrics.jsonl") == fresh
+
+
+def test_iterative_bond_swaps_its_anchor_after_every_anchor_period_steps(tmp_path):
+    """``algo.anchor_period=3``: π_anchor becomes π after steps 3 and 6 (steps count from 1), and stays
+    behind it after the others."""
+    import torch
+
+    from rlhf_zoo.config import load_config
+    from rlhf_zoo.train import Trainer, build
+
+    cfg = load_config(
+        ["algo=iterative_bond", "algo.anchor_period=3", "train.steps=6", "train.progress=false"]
+        + [f"run_dir={tmp_path}/r"]
+    )
+    tr = Trainer(cfg, *build(cfg))
+    tr.begin()
+    swapped = []
+    for _ in range(6):
+        tr.train_step()
+        swapped.append(torch.equal(tr.policy.anchor_logits, tr.policy.logits.detach()))
+    tr.end()
+    assert swapped == [False, False, True, False, False, True]

@@ -175,3 +175,121 @@ def test_atomic_dir_syncs_its_files_and_folders_before_the_rename(tmp_path, monk
     assert {p.stat().st_ino for p in written} <= synced
     assert ("fsync", tmp_path.stat().st_ino) in events[into_place:]  # the rename itself made durable
     assert sorted(p.name for p in target.iterdir()) == ["sub", "weights.bin"]
+
+
+def test_a_checkpoint_write_that_fails_keeps_the_previous_checkpoint_whole(tmp_path, monkeypatch):
+    """The disk fills while step 4's checkpoint is written (torch.save of its state fails after its weights
+    were written): the run directory still holds step 2's checkpoint, its weights with its state, not step 4's
+    weights beside step 2's state (a checkpoint written in place would be)."""
+    from rlhf_zoo.runlog import WriteError
+
+    tr = _trainer(tmp_path / "r", "algo=reinforce", "train.checkpoint_every=0", algo=[])
+    _run(tr, 2)
+    tr.save()
+    at_2 = {k: v.clone() for k, v in tr.policy.state_dict().items()}
+    for _ in range(2):
+        tr.train_step()
+
+    def full_disk(*args, **kwargs):
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 0")
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(WriteError, match="previous checkpoint is kept"):
+        tr.save()
+    monkeypatch.undo()
+    tr.end()
+    weights, state = tr.log.load_checkpoint()
+    assert state["step"] == 2
+    assert weights.keys() == at_2.keys() and all(torch.equal(weights[k], at_2[k]) for k in at_2)
+
+
+def test_a_file_written_atomically_is_replaced_not_rewritten_in_place(tmp_path):
+    """``atomic_write_text`` puts a new file in place by a rename: a reader that opened the old one reads it
+    whole, never the new text over it (or a half-written one, had the writer been killed)."""
+    from rlhf_zoo.io import atomic_write_text
+
+    path = tmp_path / "metrics.jsonl"
+    atomic_write_text(path, "old\n" * 100)
+    with path.open() as reader:
+        atomic_write_text(path, "new\n")
+        assert reader.read() == "old\n" * 100
+    assert path.read_text() == "new\n"
+
+
+def test_atomic_write_text_syncs_the_file_before_the_rename(tmp_path, monkeypatch):
+    """As a checkpoint folder: the new file's bytes are on disk before its name replaces the old one, else a
+    power loss after the rename can leave config.yaml or summary.json empty."""
+    from rlhf_zoo.io import atomic_write_text
+
+    events = []
+    fsync, replace = os.fsync, os.replace
+
+    def recorded_fsync(fd):
+        events.append(("fsync", os.fstat(fd).st_ino))
+        fsync(fd)
+
+    def recorded_replace(src, dst):
+        events.append(("replace", os.stat(src).st_ino))
+        replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", recorded_fsync)
+    monkeypatch.setattr(os, "replace", recorded_replace)
+    path = atomic_write_text(tmp_path / "summary.json", "{}\n")
+    inode = path.stat().st_ino
+    assert ("replace", inode) in events
+    assert ("fsync", inode) in events[: events.index(("replace", inode))]
+
+
+def test_atomic_dir_leaves_the_target_as_it_was_on_an_error_and_without_replace(tmp_path):
+    """A build that fails leaves the target as it was and no temporary folder; with ``replace=False`` a target
+    that another process put in place first is kept (the new one is discarded, leaving nothing behind)."""
+    target = tmp_path / "model"
+    target.mkdir()
+    (target / "a.bin").write_bytes(b"old")
+    with pytest.raises(RuntimeError, match="killed"), atomic_dir(target) as tmp:
+        (tmp / "a.bin").write_bytes(b"new")
+        raise RuntimeError("killed")
+    with atomic_dir(target, replace=False) as tmp:
+        (tmp / "a.bin").write_bytes(b"new")
+    assert (target / "a.bin").read_bytes() == b"old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+def test_a_checkpoint_swap_cut_between_its_renames_leaves_the_previous_one_to_resume(tmp_path, monkeypatch):
+    """A kill after the previous checkpoint was renamed aside and before the new one took its name: the run
+    directory counts as resumable (``checkpoint_to_resume``, which the bench's runner asks), and the next run
+    puts the previous checkpoint back whole."""
+    from rlhf_zoo.runlog import RunLog, checkpoint_to_resume
+
+    log = RunLog(tmp_path / "r")
+    log.save_checkpoint({"w": torch.zeros(2)}, {"step": 2})
+    assert checkpoint_to_resume(tmp_path / "r")
+    replace, calls = os.replace, []
+
+    def killed_at_the_second_rename(src, dst):
+        calls.append(dst)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # the kill
+        replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", killed_at_the_second_rename)
+    with pytest.raises(KeyboardInterrupt):
+        log.save_checkpoint({"w": torch.ones(2)}, {"step": 4})
+    monkeypatch.undo()
+    assert not log.has_checkpoint() and checkpoint_to_resume(tmp_path / "r")
+    log.clear_interrupted_writes()
+    weights, state = log.load_checkpoint()
+    assert state["step"] == 2 and torch.equal(weights["w"], torch.zeros(2))
+
+
+def test_files_written_atomically_get_the_umask_mode_not_a_private_one(tmp_path):
+    """A temporary file is created private (0600); the file put in place has the mode a plain write gives it
+    (0644 under umask 022), so that others can read a run's config.yaml and metrics."""
+    from rlhf_zoo.io import atomic_write_text
+
+    mask = os.umask(0o022)
+    try:
+        path = atomic_write_text(tmp_path / "config.yaml", "seed: 0\n")
+    finally:
+        os.umask(mask)
+    assert path.stat().st_mode & 0o777 == 0o644

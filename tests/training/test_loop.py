@@ -436,3 +436,186 @@ def test_the_progress_bar_shows_the_reward_of_the_step_it_counts() -> None:
         line = out.getvalue().rsplit("\r", 1)[-1]
         assert f"reward={reward:.3f}" in line, line
     bar.close()
+
+
+def _recorded(trainer, method: str) -> list:
+    """``trainer.<method>`` wrapped to record ``trainer.step`` at each call (the step it completed)."""
+    original, calls = getattr(trainer, method), []
+
+    def recording(*args, **kwargs):
+        calls.append(trainer.step)
+        return original(*args, **kwargs)
+
+    setattr(trainer, method, recording)
+    return calls
+
+
+def test_a_checkpoint_is_written_every_checkpoint_every_steps_and_at_the_end(tmp_path):
+    """5 steps with ``train.checkpoint_every=2``: checkpoints after steps 2 and 4, and the final one at 5 (a
+    mutant that skipped the one before the last step lost that step to a kill)."""
+    args = ["algo=reinforce", "train.steps=5", "train.checkpoint_every=2", "train.checkpoint_minutes=0"]
+    tr = _trainer(tmp_path / "r", *args)
+    saves = _recorded(tr, "save")
+    tr.fit()
+    assert saves == [2, 4, 5]
+
+
+def test_a_checkpoint_is_written_when_checkpoint_minutes_have_passed_since_the_last(tmp_path, monkeypatch):
+    """``train.checkpoint_minutes=1`` with steps of 31 s (a fake clock): 62 s have passed after steps 2 and 4,
+    so checkpoints then, and at the end. Caught: minutes read as hours (a kill lost up to 60 times the
+    interval), and the clock not restarted by a checkpoint (one after every later step)."""
+    from types import SimpleNamespace
+
+    clock = {"now": 1000.0}
+    fake = SimpleNamespace(monotonic=lambda: clock["now"], perf_counter=time.perf_counter)
+    monkeypatch.setattr("rlhf_zoo.train.time", fake)
+    args = ["algo=reinforce", "train.steps=5", "train.checkpoint_every=0", "train.checkpoint_minutes=1"]
+    tr = _trainer(tmp_path / "r", *args)
+    step = tr.train_step
+
+    def slow_step():
+        clock["now"] += 31.0
+        return step()
+
+    tr.train_step = slow_step
+    saves = _recorded(tr, "save")
+    tr.fit()
+    assert saves == [2, 4, 5]
+
+
+def test_a_sigterm_mid_run_checkpoints_that_step_and_the_resumed_run_equals_an_uninterrupted_one(tmp_path):
+    """In-process and fast (the subprocess test above is the end-to-end one): without periodic checkpoints,
+    SIGTERM during step 3 stops after it with step 3's checkpoint (a stop that did not save lost the run),
+    written once: the failure path wrote it a second time (Interrupted is an Exception), doubling the time a
+    preempted job needs to stop."""
+    args = ["algo=reinforce", "train.steps=6", "train.eval_every=2", "train.checkpoint_every=0"]
+    _trainer(tmp_path / "full", *args).fit()
+    tr = _sigterm_in_step(_trainer(tmp_path / "part", *args), 3, times=1)
+    saves = _recorded(tr, "save")
+    with pytest.raises(Interrupted) as stopped:
+        tr.fit()
+    assert stopped.value.exit_code == 143 and not stopped.value.forced
+    assert saves == [3]
+    assert tr.log.load_checkpoint()[1]["step"] == 3
+    _trainer(tmp_path / "part", *args, "resume=true").fit()
+    assert metrics_rows(tmp_path / "part" / "metrics.jsonl") == metrics_rows(tmp_path / "full" / "metrics.jsonl")
+
+
+@pytest.mark.parametrize("error", [RuntimeError, KeyboardInterrupt], ids=["a failure", "a KeyboardInterrupt"])
+def test_an_interruption_between_two_updates_of_a_later_step_keeps_the_last_checkpoint(tmp_path, error):
+    """PPO-lite updates the weights 4 times a step (2 epochs × 2 minibatches). An error or a KeyboardInterrupt
+    raised from step 2's second loss, after its first update, must not checkpoint those half-updated weights
+    as step 1 (the test above it fails in step 1, where no checkpoint is written anyway): step 1's periodic
+    checkpoint stays, and the resumed run equals an uninterrupted one."""
+    args = ["algo=ppo_lite", "train.steps=4", "train.eval_every=2", "train.checkpoint_every=1"]
+    args += ["algo.epochs=2", "algo.minibatches=2", "train.batch_prompts=4"]
+    _trainer(tmp_path / "full", *args).fit()
+    tr = _trainer(tmp_path / "part", *args)
+    loss, calls = tr.algo.loss, {"n": 0}
+
+    def sixth_loss_fails(batch):
+        calls["n"] += 1
+        if calls["n"] == 6:
+            raise error("out of memory")
+        return loss(batch)
+
+    tr.algo.loss = sixth_loss_fails
+    with pytest.raises(Interrupted if error is KeyboardInterrupt else RuntimeError) as stopped:
+        tr.fit()
+    if error is KeyboardInterrupt:
+        assert stopped.value.forced and stopped.value.last_checkpoint == 1, str(stopped.value)
+    assert tr.log.load_checkpoint()[1]["step"] == 1
+    _trainer(tmp_path / "part", *args, "resume=true").fit()
+    assert metrics_rows(tmp_path / "part" / "metrics.jsonl") == metrics_rows(tmp_path / "full" / "metrics.jsonl")
+
+
+def test_each_evaluation_line_holds_the_mean_training_metrics_of_the_steps_since_the_one_before(tmp_path):
+    """The ``train/*`` and loss metrics of an evaluation line average the steps since the previous evaluation
+    (not every step so far, and not none), as the steps returned them."""
+    tr = _trainer(tmp_path / "r", "algo=reinforce", "train.steps=6", "train.eval_every=2")
+    step, per_step = tr.train_step, {}
+
+    def recorded():
+        m = step()
+        per_step[tr.step] = m
+        return m
+
+    tr.train_step = recorded
+    tr.fit()
+    lines = tr.log.read_metrics()
+    assert [line["step"] for line in lines] == [0, 2, 4, 6]
+    for before, line in zip(lines, lines[1:], strict=False):
+        steps = range(before["step"] + 1, line["step"] + 1)
+        for key in ("train/reward_proxy", "loss/total"):
+            assert line[key] == pytest.approx(sum(per_step[s][key] for s in steps) / len(steps), rel=1e-12), key
+
+
+def test_the_optimiser_steps_with_gradients_clipped_to_grad_clip(tmp_path):
+    """``train.grad_clip`` bounds the norm of the gradients the optimiser applies; ``train/grad_norm`` is the
+    norm before clipping. A tiny bound makes every step clip."""
+    clip = 1e-4
+    tr = _trainer(tmp_path / "r", "algo=reinforce", "train.steps=3", f"train.grad_clip={clip}")
+    tr.begin()
+    applied = []
+
+    def measured(opt, args, kwargs):
+        grads = [p.grad for p in tr.policy.trainable_parameters() if p.grad is not None]
+        applied.append(float(torch.linalg.vector_norm(torch.cat([g.reshape(-1) for g in grads]))))
+
+    tr.opt.register_step_pre_hook(measured)
+    norms = [tr.train_step()["train/grad_norm"] for _ in range(3)]
+    tr.end()
+    assert all(n > 100 * clip for n in norms), norms
+    assert applied == pytest.approx([clip] * 3, rel=1e-3)
+
+
+@pytest.mark.parametrize("schedule", ["linear", "cosine"])
+def test_the_learning_rate_warms_up_then_decays_to_zero_at_the_last_step_and_resumes_where_it_was(tmp_path, schedule):
+    """``train.warmup_steps=2`` then ``train.lr_schedule`` decaying to 0 at ``train.steps=10``: the warm-up
+    rises in equal steps to ``train.lr`` (its first step already learns), linear decay falls by equal steps
+    to reach 0 one step after the last, cosine falls as half a cosine period (symmetric about its middle, half
+    the rate there); a run interrupted after step 5 resumes with the rates of an uninterrupted run."""
+    from tests.runtime.resume_helpers import interrupt_after
+
+    lr, warmup, steps = 0.01, 2, 10
+    args = ["algo=reinforce", f"train.steps={steps}", f"train.lr={lr}", f"train.lr_schedule={schedule}"]
+    args += [f"train.warmup_steps={warmup}", "train.eval_every=5"]
+
+    def rates(tr):
+        seen = []
+        tr.opt.register_step_pre_hook(lambda opt, args, kwargs: seen.append(opt.param_groups[0]["lr"]))
+        return seen
+
+    full = _trainer(tmp_path / "full", *args)
+    lrs = rates(full)
+    full.fit()
+    assert len(lrs) == steps
+    assert lrs[:warmup] == pytest.approx([lr * (i + 1) / warmup for i in range(warmup)])
+    decay = lrs[warmup:]  # n = 8 rates from lr towards 0
+    n = len(decay)
+    assert decay[0] == pytest.approx(lr)
+    if schedule == "linear":
+        assert [a - b for a, b in zip(decay, [*decay[1:], 0.0], strict=True)] == pytest.approx([lr / n] * n)
+    else:
+        assert decay[n // 2] == pytest.approx(lr / 2)
+        assert [decay[j] + decay[n - j] for j in range(1, n)] == pytest.approx([lr] * (n - 1))
+    part = _trainer(tmp_path / "part", *args)
+    interrupt_after(part, 5)
+    resumed = _trainer(tmp_path / "part", *args, "resume=true")
+    later = rates(resumed)
+    resumed.fit()
+    assert later == pytest.approx(lrs[5:], rel=1e-12)
+
+
+def test_the_signal_handlers_of_before_the_run_come_back_after_it(tmp_path):
+    """While a run trains, SIGINT and SIGTERM only ask it to stop; once it has ended (finished or failed), the
+    handlers from before are back: Ctrl-C in the program that ran it (a sweep between points, a notebook)
+    must interrupt again, not be swallowed."""
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    _trainer(tmp_path / "done", "algo=reinforce", "train.steps=2").fit()
+    assert {s: signal.getsignal(s) for s in before} == before
+    failing = _trainer(tmp_path / "failed", "algo=reinforce", "train.steps=4")
+    failing.task.proxy = FailingReward(failing.task.proxy, fail_at=3)
+    with pytest.raises(RewardError):
+        failing.fit()
+    assert {s: signal.getsignal(s) for s in before} == before
