@@ -78,11 +78,11 @@ def test_reinforce_kl_in_reward_uses_sampling_time_logp(baseline):
     _close(_row_grad(logp), [-a / 4 for a in adv])
 
 
-def test_reinforce_kl_in_loss_adds_beta_times_k3():
-    """§1: kl_in=loss, β = 0.3: loss = −mean(r) + 0.3·mean Σ_t k3, k3 = ρ − 1 − log ρ, ρ = π_ref/π per token."""
+def _k3_batch(weights: torch.Tensor | None = None) -> tuple[Reinforce, torch.Tensor, Batch]:
+    """REINFORCE with β = 0.3 and k3 in the loss, and a batch of two completions of one prompt with rewards 1, 0:
+    row 0's log π − log π_ref is log 2 per token (ρ = π_ref/π = 1/2), row 1's −log 2 (ρ = 2); padding is junk."""
     algo = Reinforce(ReinforceConfig(samples=2, baseline="none", beta=0.3, kl_in="loss", kl_estimator="k3"))
     ref = torch.tensor([[-1.0, -2.0, 0.0], [-1.5, -0.5, 0.0]], dtype=torch.float64)
-    # row 0: log π − log π_ref = log 2 per token (ρ = 1/2); row 1: −log 2 (ρ = 2); padding: junk
     shift = torch.tensor([[LOG2, LOG2, JUNK], [-LOG2, -LOG2, JUNK]], dtype=torch.float64)
     logp = (ref + shift).requires_grad_(True)
     batch = Batch(
@@ -92,7 +92,14 @@ def test_reinforce_kl_in_loss_adds_beta_times_k3():
         old_logp=(ref + 0.5).detach(),
         rewards=torch.tensor([1.0, 0.0], dtype=torch.float64),
         ref_logp=ref,
+        weights=weights,
     )
+    return algo, logp, batch
+
+
+def test_reinforce_kl_in_loss_adds_beta_times_k3():
+    """§1: kl_in=loss, β = 0.3: loss = −mean(r) + 0.3·mean Σ_t k3, k3 = ρ − 1 − log ρ, ρ = π_ref/π per token."""
+    algo, logp, batch = _k3_batch()
     # k3 row 0: 2·(1/2 − 1 + log 2) = 2 log 2 − 1; row 1: 2·(2 − 1 − log 2) = 2 − 2 log 2; mean = 0.5
     loss, metrics = algo.loss(batch)
     _close(metrics["loss/kl"], 0.5)
@@ -244,19 +251,7 @@ def test_bond_mc_quantiles_use_k_cached_base_samples(exact_task):
 def test_reinforce_kl_in_loss_and_return_metric_are_expectations_under_the_weights():
     """§8: on the testbed the weights replace sampling, so every mean is Σ w·(·). The batch of
     test_reinforce_kl_in_loss_adds_beta_times_k3 with w = (1/4, 3/4): E[k3] = ¼(2 log 2 − 1) + ¾(2 − 2 log 2)."""
-    algo = Reinforce(ReinforceConfig(samples=2, baseline="none", beta=0.3, kl_in="loss", kl_estimator="k3"))
-    ref = torch.tensor([[-1.0, -2.0, 0.0], [-1.5, -0.5, 0.0]], dtype=torch.float64)
-    shift = torch.tensor([[LOG2, LOG2, JUNK], [-LOG2, -LOG2, JUNK]], dtype=torch.float64)  # ρ = 1/2, then 2
-    logp = (ref + shift).requires_grad_(True)
-    batch = Batch(
-        group_size=2,
-        response_mask=_mask(2),
-        logp=logp,
-        old_logp=(ref + 0.5).detach(),
-        rewards=torch.tensor([1.0, 0.0], dtype=torch.float64),
-        ref_logp=ref,
-        weights=torch.tensor([0.25, 0.75], dtype=torch.float64),
-    )
+    algo, logp, batch = _k3_batch(weights=torch.tensor([0.25, 0.75], dtype=torch.float64))
     kl = 0.25 * (2 * LOG2 - 1) + 0.75 * (2 - 2 * LOG2)  # = 1.25 − log 2
     loss, metrics = algo.loss(batch)
     _close(metrics["loss/kl"], kl)

@@ -70,11 +70,12 @@ def test_prepare_refuses_what_it_does_not_know(
     assert builders == []  # nothing was built
 
 
-def test_prepare_waits_for_a_build_in_progress(builders: list[tuple[str, bool]]) -> None:
-    """While another process builds zoo-lm and the gold model (a bench worker that found them missing holds
-    their build locks), ``prepare`` waits for that build instead of starting its own beside it."""
+def _prepare_beside_another_build(builders: list[tuple[str, bool]], zoo_lm: bool) -> int:
+    """``rlhf-zoo prepare`` while another process (a thread here) holds the gold model's build lock, and zoo-lm's
+    too if ``zoo_lm``, for half a second; the index in ``builders`` at which that other build ended."""
     import threading
     import time
+    from contextlib import ExitStack
 
     from rlhf_zoo.io import build_lock
     from rlhf_zoo.policies.zoo_lm import ZOO_LM, zoo_lm_path
@@ -83,7 +84,10 @@ def test_prepare_waits_for_a_build_in_progress(builders: list[tuple[str, bool]])
     holding = threading.Event()
 
     def other_build() -> None:
-        with build_lock(zoo_lm_path(), ZOO_LM), build_lock(default_path(), GOLD_NAME):
+        with ExitStack() as locks:
+            if zoo_lm:
+                locks.enter_context(build_lock(zoo_lm_path(), ZOO_LM))
+            locks.enter_context(build_lock(default_path(), GOLD_NAME))
             holding.set()
             time.sleep(0.5)
             builders.append(("other build done", False))
@@ -93,30 +97,17 @@ def test_prepare_waits_for_a_build_in_progress(builders: list[tuple[str, bool]])
     holding.wait()
     assert cli.main(["prepare"]) == 0
     other.join()
-    done = builders.index(("other build done", False))
+    return builders.index(("other build done", False))
+
+
+def test_prepare_waits_for_a_build_in_progress(builders: list[tuple[str, bool]]) -> None:
+    """While another process builds zoo-lm and the gold model (a bench worker that found them missing holds
+    their build locks), ``prepare`` waits for that build instead of starting its own beside it."""
+    done = _prepare_beside_another_build(builders, zoo_lm=True)
     assert done < builders.index(("zoo-lm", False)) and done < builders.index(("gold", False))
 
 
 def test_prepare_waits_for_the_gold_models_build_alone(builders: list[tuple[str, bool]]) -> None:
     """Another process building only the gold model (its build lock alone held): ``prepare`` builds zoo-lm,
     but waits for that build before its own of the gold model."""
-    import threading
-    import time
-
-    from rlhf_zoo.io import build_lock
-    from rlhf_zoo.rewards.minilm import GOLD_NAME, default_path
-
-    holding = threading.Event()
-
-    def other_build() -> None:
-        with build_lock(default_path(), GOLD_NAME):
-            holding.set()
-            time.sleep(0.5)
-            builders.append(("other build done", False))
-
-    other = threading.Thread(target=other_build)
-    other.start()
-    holding.wait()
-    assert cli.main(["prepare"]) == 0
-    other.join()
-    assert builders.index(("other build done", False)) < builders.index(("gold", False))
+    assert _prepare_beside_another_build(builders, zoo_lm=False) < builders.index(("gold", False))
