@@ -573,3 +573,31 @@ def test_token_kl_with_logprobs_returns_the_scoring_log_probs():
         assert masked_max_diff(lp, pol.logprobs(r), r.response_mask) < 1e-5
         assert masked_max_diff(lq, pol.logprobs(r, role="ref"), r.response_mask) < 1e-5
         assert masked_max_diff(lp, lq, r.response_mask) > 1e-3
+
+
+def test_cut_at_eos_keeps_tokens_up_to_the_first_eos_of_any_eos_id():
+    """Hand-made rows: the mask ends at the first EOS (of any EOS id), later EOS ids are cut, a row without
+    EOS keeps all; also when the pad id is itself an EOS id (a tokenizer without a pad token)."""
+    from rlhf_zoo.policies.hf.generation import cut_at_eos
+
+    eos = torch.tensor([2, 5])
+    rows = torch.tensor([[7, 2, 8, 5, 9], [7, 8, 5, 2, 2], [7, 8, 9, 9, 9], [2, 7, 7, 7, 7]])
+    ids, mask = cut_at_eos(rows, eos, pad_token_id=0)
+    assert mask.tolist() == [[1, 1, 0, 0, 0], [1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [1, 0, 0, 0, 0]]
+    assert ids.tolist() == [[7, 2, 0, 0, 0], [7, 8, 5, 0, 0], [7, 8, 9, 9, 9], [2, 0, 0, 0, 0]]
+    # pad = EOS: generate fills the rest of an ended row with EOS ids
+    ids, mask = cut_at_eos(torch.tensor([[7, 8, 2, 2, 2], [7, 7, 7, 7, 7]]), eos, pad_token_id=2)
+    assert mask.tolist() == [[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]]
+    assert ids.tolist() == [[7, 8, 2, 2, 2], [7, 7, 7, 7, 7]]
+
+
+def test_completions_run_to_exactly_max_new_tokens():
+    """The length cap is max_new_tokens itself: a row without EOS holds exactly that many tokens."""
+    pol = make(max_new_tokens=3)
+    r = sample(pol, n=16, seed=2)
+    lengths = r.response_mask.sum(1)
+    eos = torch.tensor(pol.eos_token_ids)
+    capped = [i for i in range(len(r)) if not torch.isin(r.completion_ids[i, : int(lengths[i])], eos).any()]
+    assert capped, "no completion ran to the cap"
+    assert r.completion_ids.shape[1] == 3
+    assert all(int(lengths[i]) == 3 for i in capped)
