@@ -601,3 +601,12 @@ def test_completions_run_to_exactly_max_new_tokens():
     assert capped, "no completion ran to the cap"
     assert r.completion_ids.shape[1] == 3
     assert all(int(lengths[i]) == 3 for i in capped)
+
+
+def test_a_prompt_of_exactly_max_prompt_tokens_is_accepted():
+    prompt = PROMPTS[1]
+    k = len(build_hf_policy(HFPolicyConfig()).tokenizer(prompt)["input_ids"])
+    r = make(max_prompt_tokens=k).sample([prompt], 1, generator=torch.Generator().manual_seed(0))
+    assert int(r.prompt_mask.sum()) == k
+    with pytest.raises(UserError, match=f"max_prompt_tokens={k - 1}"):
+        make(max_prompt_tokens=k - 1).sample([prompt], 1)
