@@ -610,3 +610,17 @@ def test_a_prompt_of_exactly_max_prompt_tokens_is_accepted():
     assert int(r.prompt_mask.sum()) == k
     with pytest.raises(UserError, match=f"max_prompt_tokens={k - 1}"):
         make(max_prompt_tokens=k - 1).sample([prompt], 1)
+
+
+def test_context_length_is_the_tightest_real_limit():
+    """A model's context is the smallest real limit its config and tokenizer state: a tokenizer that takes 512
+    tokens bounds a model with 2048 positions; a tokenizer's 'no limit' (1e30) does not count."""
+    from types import SimpleNamespace
+
+    from rlhf_zoo.policies.models import context_length
+
+    config = SimpleNamespace(max_position_embeddings=2048)
+    assert context_length(config, SimpleNamespace(model_max_length=512)) == 512
+    assert context_length(config, SimpleNamespace(model_max_length=int(1e30))) == 2048
+    assert context_length(SimpleNamespace(n_positions=1024), SimpleNamespace(model_max_length=4096)) == 1024
+    assert context_length(SimpleNamespace(), None) is None
