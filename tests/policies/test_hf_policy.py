@@ -624,3 +624,23 @@ def test_context_length_is_the_tightest_real_limit():
     assert context_length(config, SimpleNamespace(model_max_length=int(1e30))) == 2048
     assert context_length(SimpleNamespace(n_positions=1024), SimpleNamespace(model_max_length=4096)) == 1024
     assert context_length(SimpleNamespace(), None) is None
+
+
+def test_prompts_of_equal_length_that_differ_in_one_token_are_scored_each_with_its_own():
+    """Shared prompt passes group only rows whose whole prompt is the same: two prompts of the same length that
+    share their first tokens (BOS included) but not their last keep their own log-probs, each equal to a plain
+    forward of that row alone."""
+    pol = make()
+    prompts = ["The movie was slow", "The movie was good"]
+    lens = {len(pol.tokenizer(p)["input_ids"]) for p in prompts}
+    assert len(lens) == 1  # same length: no padding tells them apart
+    r = sample(pol, prompts=prompts, n=2, seed=3)
+    with torch.no_grad():
+        batched = pol.logprobs(r)
+        for i in range(len(r)):
+            p = r.prompt_ids[i]
+            k = int(r.response_mask[i].sum())
+            c = r.completion_ids[i, :k]
+            logits = pol.model(input_ids=torch.cat([p, c])[None]).logits[0].float()
+            alone = torch.log_softmax(logits[len(p) - 1 : -1], -1).gather(-1, c[:, None]).squeeze(-1)
+            assert (batched[i, :k] - alone).abs().max() < 1e-5, i
