@@ -644,3 +644,21 @@ def test_prompts_of_equal_length_that_differ_in_one_token_are_scored_each_with_i
             logits = pol.model(input_ids=torch.cat([p, c])[None]).logits[0].float()
             alone = torch.log_softmax(logits[len(p) - 1 : -1], -1).gather(-1, c[:, None]).squeeze(-1)
             assert (batched[i, :k] - alone).abs().max() < 1e-5, i
+
+
+def test_eos_ids_are_the_tokenizers_and_the_generation_configs():
+    """An instruct checkpoint often ends its turn with a token of its own, named in its generation config:
+    completions end on either, each id once; no EOS anywhere is a UserError."""
+    from types import SimpleNamespace
+
+    from rlhf_zoo.policies.hf.tokens import eos_token_ids
+
+    def model(gen_eos):
+        return SimpleNamespace(generation_config=SimpleNamespace(eos_token_id=gen_eos))
+
+    assert eos_token_ids(model([2, 7]), SimpleNamespace(eos_token_id=2)) == [2, 7]
+    assert eos_token_ids(model(7), SimpleNamespace(eos_token_id=2)) == [2, 7]
+    assert eos_token_ids(model(None), SimpleNamespace(eos_token_id=2)) == [2]
+    assert eos_token_ids(model((9,)), SimpleNamespace(eos_token_id=None)) == [9]
+    with pytest.raises(UserError, match="no EOS"):
+        eos_token_ids(model(None), SimpleNamespace(eos_token_id=None))
