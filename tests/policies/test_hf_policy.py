@@ -662,3 +662,37 @@ def test_eos_ids_are_the_tokenizers_and_the_generation_configs():
     assert eos_token_ids(model((9,)), SimpleNamespace(eos_token_id=None)) == [9]
     with pytest.raises(UserError, match="no EOS"):
         eos_token_ids(model(None), SimpleNamespace(eos_token_id=None))
+
+
+def test_frozen_roles_run_without_dropout_in_training_mode():
+    """With LoRA dropout, π's training-mode passes are noisy, but the reference and the anchor are measured
+    without dropout whatever the mode: twice the same, and equal to π's own dropout-free (eval) log-probs
+    when the anchor was just set to π."""
+    pol = make(lora_dropout=0.5)
+    r = sample(pol, n=2)
+    train_step(pol, r)  # LoRA's B leaves 0, so the dropout on its branch changes π's output
+    pol.update_anchor(1.0)
+    pol.train()
+    with torch.no_grad():
+        noisy = [pol.logprobs(r) for _ in range(2)]
+        assert masked_max_diff(*noisy, r.response_mask) > 1e-4  # dropout really is on for π
+        anchor = [pol.logprobs(r, role="anchor") for _ in range(2)]
+        pol.eval()
+        clean = pol.logprobs(r)
+    assert torch.equal(*anchor)
+    assert masked_max_diff(anchor[0], clean, r.response_mask) < 1e-6
+
+
+def test_token_kl_measures_the_policy_without_dropout_in_training_mode():
+    """token_kl is a measurement: in training mode with LoRA dropout it equals the eval-mode value, twice alike."""
+    pol = make(lora_dropout=0.5)
+    r = sample(pol, n=2)
+    train_step(pol, r)
+    pol.eval()
+    clean = pol.token_kl(r)
+    pol.train()
+    assert pol.training and pol.model.training
+    measured = [pol.token_kl(r) for _ in range(2)]
+    assert pol.model.training  # left in training mode
+    assert torch.allclose(measured[0], clean, atol=1e-6) and torch.equal(*measured)
+    assert (clean > 1e-3).any()
