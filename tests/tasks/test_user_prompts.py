@@ -139,3 +139,19 @@ def test_evaluation_prompts_that_are_also_training_prompts_are_a_warning(cli, ti
     code, _, err = cli("train", "algo=reinforce", *tiny_lm, *split)
     assert code == 0 and "also training prompts" not in err, err
     assert json.loads((tmp_path / "run2" / "meta.json").read_text())["prompts"]["eval_in_train"] == 0
+
+
+def test_the_hash_split_holds_out_about_eval_fraction_and_is_stable():
+    """hash_split: about eval_fraction of the texts are held out (binomial bounds), the same text always lands on
+    the same side, a larger fraction only adds held-out texts, and no text is lost or reordered."""
+    from rlhf_zoo.tasks.sentiment import hash_split
+
+    texts = [f"user prompt number {i}, a review of film {i % 37}" for i in range(1000)]
+    train, evals = hash_split(texts, 0.1)
+    assert 60 <= len(evals) <= 140  # mean 100, sd 9.5
+    assert sorted(train + evals) == sorted(texts) and not set(train) & set(evals)
+    assert train == [t for t in texts if t not in set(evals)]  # order kept
+    _, wider = hash_split(texts, 0.3)
+    assert set(evals) < set(wider) and 220 <= len(wider) <= 380
+    again_train, again_evals = hash_split(list(reversed(texts)) + evals[:5], 0.1)
+    assert set(again_evals) == set(evals) and again_evals.count(evals[0]) == 2  # by text: duplicates together
