@@ -155,3 +155,13 @@ def test_the_hash_split_holds_out_about_eval_fraction_and_is_stable():
     assert set(evals) < set(wider) and 220 <= len(wider) <= 380
     again_train, again_evals = hash_split(list(reversed(texts)) + evals[:5], 0.1)
     assert set(again_evals) == set(evals) and again_evals.count(evals[0]) == 2  # by text: duplicates together
+
+
+def test_max_train_prompts_keeps_the_first_training_prompts(tmp_path):
+    from rlhf_zoo.tasks.sentiment import SentimentTaskConfig, load_prompt_sets
+
+    texts = [f"training prompt {i} of the file" for i in range(8)]
+    prompts = write_jsonl(tmp_path / "p.jsonl", texts)
+    evals = write_jsonl(tmp_path / "e.jsonl", ["an evaluation prompt"])
+    sets = load_prompt_sets(SentimentTaskConfig(prompts=str(prompts), eval_prompts=str(evals), max_train_prompts=3))
+    assert sets.train == texts[:3] and sets.evals == ["an evaluation prompt"]
