@@ -165,3 +165,20 @@ def test_max_train_prompts_keeps_the_first_training_prompts(tmp_path):
     evals = write_jsonl(tmp_path / "e.jsonl", ["an evaluation prompt"])
     sets = load_prompt_sets(SentimentTaskConfig(prompts=str(prompts), eval_prompts=str(evals), max_train_prompts=3))
     assert sets.train == texts[:3] and sets.evals == ["an evaluation prompt"]
+
+
+def test_the_packaged_prompts_train_on_the_train_split_and_evaluate_on_the_eval_split(monkeypatch):
+    import rlhf_zoo.data.hutto as hutto
+    from rlhf_zoo.tasks.sentiment import SentimentTaskConfig, load_prompt_sets
+
+    asked = []
+
+    def packaged(split, n_words=None, **kw):
+        asked.append((split, n_words))
+        return [f"packaged {split} snippet {i}" for i in range(5)]
+
+    monkeypatch.setattr(hutto, "prompt_texts", packaged)
+    sets = load_prompt_sets(SentimentTaskConfig())
+    assert sets.train == [f"packaged train snippet {i}" for i in range(5)]
+    assert sets.evals == [f"packaged eval snippet {i}" for i in range(5)]
+    assert sorted(asked) == [("eval", 6), ("train", 6)]
