@@ -182,3 +182,26 @@ def test_the_packaged_prompts_train_on_the_train_split_and_evaluate_on_the_eval_
     assert sets.train == [f"packaged train snippet {i}" for i in range(5)]
     assert sets.evals == [f"packaged eval snippet {i}" for i in range(5)]
     assert sorted(asked) == [("eval", 6), ("train", 6)]
+
+
+def test_prompts_that_exactly_fill_the_limits_are_accepted():
+    """check_prompts_fit refuses only what is over a limit: a prompt of exactly max_prompt_tokens tokens, and
+    max_prompt_tokens + max_new_tokens equal to the context, fit."""
+    from types import SimpleNamespace
+
+    from rlhf_zoo.errors import UserError
+    from rlhf_zoo.policies.models import build_tiny_tokenizer
+    from rlhf_zoo.tasks.sentiment import check_prompts_fit
+
+    tok = build_tiny_tokenizer()
+    prompt = "I did not expect the ending of this long film"
+    k = len(tok(prompt)["input_ids"])
+
+    def cfg(room, new=6):
+        return SimpleNamespace(name="tiny", max_prompt_tokens=room, max_new_tokens=new, chat_template=False)
+
+    check_prompts_fit([prompt], cfg(k), tok, context=k + 6)
+    with pytest.raises(UserError, match=f"max_prompt_tokens={k - 1}"):
+        check_prompts_fit([prompt], cfg(k - 1), tok, context=None)
+    with pytest.raises(UserError, match="positions"):
+        check_prompts_fit([prompt], cfg(k), tok, context=k + 5)
