@@ -696,3 +696,25 @@ def test_token_kl_measures_the_policy_without_dropout_in_training_mode():
     assert pol.model.training  # left in training mode
     assert torch.allclose(measured[0], clean, atol=1e-6) and torch.equal(*measured)
     assert (clean > 1e-3).any()
+
+
+def test_an_empty_prompt_conditions_on_bos_or_else_eos():
+    """A tokenizer that adds no special tokens gives an empty prompt no ids: the encoder conditions on BOS, and
+    on the first EOS id only when there is no BOS."""
+    from rlhf_zoo.policies.hf.tokens import PromptEncoder
+
+    class NoSpecials:  # tokenises "" to nothing, as a tokenizer without a BOS post-processor does
+        def __init__(self, bos):
+            self.bos_token_id = bos
+
+        def __call__(self, text, **kw):
+            return {"input_ids": [ord(ch) for ch in text]}
+
+    def encode(bos, prompts):
+        enc = PromptEncoder(NoSpecials(bos), HFPolicyConfig(), pad_token_id=0, eos_token_ids=[2, 9])
+        return enc.encode(prompts, torch.device("cpu"))
+
+    ids, mask = encode(1, ["", "ab"])
+    assert ids.tolist() == [[0, 1], [97, 98]] and mask.tolist() == [[0, 1], [1, 1]]
+    ids, _ = encode(None, [""])
+    assert ids.tolist() == [[2]]
