@@ -18,6 +18,7 @@ from rlhf_zoo.data.hutto import (
     Record,
     load_hutto,
     parse_ground_truth,
+    prompt_prefix,
     prompt_texts,
     split_hutto,
     text_key,
@@ -254,3 +255,8 @@ def test_prompt_texts_eval_are_unseen_by_the_gold_data_and_train_are_gold_train_
     assert tr and {text_key(t) for t in tr} <= _keys(s.gold_train)
     movie = {text_key(r.text) for r in recs if r.source == "movie_reviews"}
     assert {text_key(t) for t in ev + tr} <= movie
+
+
+def test_prompt_prefix_counts_words_across_any_whitespace() -> None:
+    assert prompt_prefix("a  good\tfilm,\n truly  great", 3) == "a good film,"
+    assert prompt_prefix("short", 6) == "short"
