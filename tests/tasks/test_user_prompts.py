@@ -205,3 +205,28 @@ def test_prompts_that_exactly_fill_the_limits_are_accepted():
         check_prompts_fit([prompt], cfg(k - 1), tok, context=None)
     with pytest.raises(UserError, match="positions"):
         check_prompts_fit([prompt], cfg(k), tok, context=k + 5)
+
+
+def test_a_prompt_file_suffix_is_read_whatever_its_case(tmp_path):
+    from rlhf_zoo.tasks.sentiment import SentimentTaskConfig, load_prompt_sets
+
+    texts = [f"an upper-case file's prompt {i}" for i in range(4)]
+    prompts = write_jsonl(tmp_path / "P.JSONL", texts)
+    evals = write_jsonl(tmp_path / "E.JsonL", ["an evaluation prompt"])
+    sets = load_prompt_sets(SentimentTaskConfig(prompts=str(prompts), eval_prompts=str(evals)))
+    assert sets.train == texts and sets.evals == ["an evaluation prompt"]
+
+
+@pytest.mark.parametrize("name", ["minilm_sentiment", "hf:some/classifier"])
+def test_neural_rewards_run_on_the_tasks_reward_device(name):
+    """The gold MiniLM and an hf: reward get the task's device (and MiniLM the task's build_gold); vader none."""
+    from rlhf_zoo.tasks.sentiment import _reward
+
+    seen = []
+    _reward(lambda n, **kw: seen.append((n, kw)), name, {"batch_size": 4}, "cuda:1", build_if_missing=False)
+    expected = {"batch_size": 4, "device": "cuda:1"}
+    if name == "minilm_sentiment":
+        expected["build_if_missing"] = False
+    assert seen == [(name, expected)]
+    _reward(lambda n, **kw: seen.append((n, kw)), "vader", {}, "cuda:1", build_if_missing=True)
+    assert seen[-1] == ("vader", {})
