@@ -573,3 +573,148 @@ def test_token_kl_with_logprobs_returns_the_scoring_log_probs():
         assert masked_max_diff(lp, pol.logprobs(r), r.response_mask) < 1e-5
         assert masked_max_diff(lq, pol.logprobs(r, role="ref"), r.response_mask) < 1e-5
         assert masked_max_diff(lp, lq, r.response_mask) > 1e-3
+
+
+def test_cut_at_eos_keeps_tokens_up_to_the_first_eos_of_any_eos_id():
+    """Hand-made rows: the mask ends at the first EOS (of any EOS id), later EOS ids are cut, a row without
+    EOS keeps all; also when the pad id is itself an EOS id (a tokenizer without a pad token)."""
+    from rlhf_zoo.policies.hf.generation import cut_at_eos
+
+    eos = torch.tensor([2, 5])
+    rows = torch.tensor([[7, 2, 8, 5, 9], [7, 8, 5, 2, 2], [7, 8, 9, 9, 9], [2, 7, 7, 7, 7]])
+    ids, mask = cut_at_eos(rows, eos, pad_token_id=0)
+    assert mask.tolist() == [[1, 1, 0, 0, 0], [1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [1, 0, 0, 0, 0]]
+    assert ids.tolist() == [[7, 2, 0, 0, 0], [7, 8, 5, 0, 0], [7, 8, 9, 9, 9], [2, 0, 0, 0, 0]]
+    # pad = EOS: generate fills the rest of an ended row with EOS ids
+    ids, mask = cut_at_eos(torch.tensor([[7, 8, 2, 2, 2], [7, 7, 7, 7, 7]]), eos, pad_token_id=2)
+    assert mask.tolist() == [[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]]
+    assert ids.tolist() == [[7, 8, 2, 2, 2], [7, 7, 7, 7, 7]]
+
+
+def test_completions_run_to_exactly_max_new_tokens():
+    """The length cap is max_new_tokens itself: a row without EOS holds exactly that many tokens."""
+    pol = make(max_new_tokens=3)
+    r = sample(pol, n=16, seed=2)
+    lengths = r.response_mask.sum(1)
+    eos = torch.tensor(pol.eos_token_ids)
+    capped = [i for i in range(len(r)) if not torch.isin(r.completion_ids[i, : int(lengths[i])], eos).any()]
+    assert capped, "no completion ran to the cap"
+    assert r.completion_ids.shape[1] == 3
+    assert all(int(lengths[i]) == 3 for i in capped)
+
+
+def test_a_prompt_of_exactly_max_prompt_tokens_is_accepted():
+    prompt = PROMPTS[1]
+    k = len(build_hf_policy(HFPolicyConfig()).tokenizer(prompt)["input_ids"])
+    r = make(max_prompt_tokens=k).sample([prompt], 1, generator=torch.Generator().manual_seed(0))
+    assert int(r.prompt_mask.sum()) == k
+    with pytest.raises(UserError, match=f"max_prompt_tokens={k - 1}"):
+        make(max_prompt_tokens=k - 1).sample([prompt], 1)
+
+
+def test_context_length_is_the_tightest_real_limit():
+    """A model's context is the smallest real limit its config and tokenizer state: a tokenizer that takes 512
+    tokens bounds a model with 2048 positions; a tokenizer's 'no limit' (1e30) does not count."""
+    from types import SimpleNamespace
+
+    from rlhf_zoo.policies.models import context_length
+
+    config = SimpleNamespace(max_position_embeddings=2048)
+    assert context_length(config, SimpleNamespace(model_max_length=512)) == 512
+    assert context_length(config, SimpleNamespace(model_max_length=int(1e30))) == 2048
+    assert context_length(SimpleNamespace(n_positions=1024), SimpleNamespace(model_max_length=4096)) == 1024
+    assert context_length(SimpleNamespace(), None) is None
+
+
+def test_prompts_of_equal_length_that_differ_in_one_token_are_scored_each_with_its_own():
+    """Shared prompt passes group only rows whose whole prompt is the same: two prompts of the same length that
+    share their first tokens (BOS included) but not their last keep their own log-probs, each equal to a plain
+    forward of that row alone."""
+    pol = make()
+    prompts = ["The movie was slow", "The movie was good"]
+    lens = {len(pol.tokenizer(p)["input_ids"]) for p in prompts}
+    assert len(lens) == 1  # same length: no padding tells them apart
+    r = sample(pol, prompts=prompts, n=2, seed=3)
+    with torch.no_grad():
+        batched = pol.logprobs(r)
+        for i in range(len(r)):
+            p = r.prompt_ids[i]
+            k = int(r.response_mask[i].sum())
+            c = r.completion_ids[i, :k]
+            logits = pol.model(input_ids=torch.cat([p, c])[None]).logits[0].float()
+            alone = torch.log_softmax(logits[len(p) - 1 : -1], -1).gather(-1, c[:, None]).squeeze(-1)
+            assert (batched[i, :k] - alone).abs().max() < 1e-5, i
+
+
+def test_eos_ids_are_the_tokenizers_and_the_generation_configs():
+    """An instruct checkpoint often ends its turn with a token of its own, named in its generation config:
+    completions end on either, each id once; no EOS anywhere is a UserError."""
+    from types import SimpleNamespace
+
+    from rlhf_zoo.policies.hf.tokens import eos_token_ids
+
+    def model(gen_eos):
+        return SimpleNamespace(generation_config=SimpleNamespace(eos_token_id=gen_eos))
+
+    assert eos_token_ids(model([2, 7]), SimpleNamespace(eos_token_id=2)) == [2, 7]
+    assert eos_token_ids(model(7), SimpleNamespace(eos_token_id=2)) == [2, 7]
+    assert eos_token_ids(model(None), SimpleNamespace(eos_token_id=2)) == [2]
+    assert eos_token_ids(model((9,)), SimpleNamespace(eos_token_id=None)) == [9]
+    with pytest.raises(UserError, match="no EOS"):
+        eos_token_ids(model(None), SimpleNamespace(eos_token_id=None))
+
+
+def test_frozen_roles_run_without_dropout_in_training_mode():
+    """With LoRA dropout, π's training-mode passes are noisy, but the reference and the anchor are measured
+    without dropout whatever the mode: twice the same, and equal to π's own dropout-free (eval) log-probs
+    when the anchor was just set to π."""
+    pol = make(lora_dropout=0.5)
+    r = sample(pol, n=2)
+    train_step(pol, r)  # LoRA's B leaves 0, so the dropout on its branch changes π's output
+    pol.update_anchor(1.0)
+    pol.train()
+    with torch.no_grad():
+        noisy = [pol.logprobs(r) for _ in range(2)]
+        assert masked_max_diff(*noisy, r.response_mask) > 1e-4  # dropout really is on for π
+        anchor = [pol.logprobs(r, role="anchor") for _ in range(2)]
+        pol.eval()
+        clean = pol.logprobs(r)
+    assert torch.equal(*anchor)
+    assert masked_max_diff(anchor[0], clean, r.response_mask) < 1e-6
+
+
+def test_token_kl_measures_the_policy_without_dropout_in_training_mode():
+    """token_kl is a measurement: in training mode with LoRA dropout it equals the eval-mode value, twice alike."""
+    pol = make(lora_dropout=0.5)
+    r = sample(pol, n=2)
+    train_step(pol, r)
+    pol.eval()
+    clean = pol.token_kl(r)
+    pol.train()
+    assert pol.training and pol.model.training
+    measured = [pol.token_kl(r) for _ in range(2)]
+    assert pol.model.training  # left in training mode
+    assert torch.allclose(measured[0], clean, atol=1e-6) and torch.equal(*measured)
+    assert (clean > 1e-3).any()
+
+
+def test_an_empty_prompt_conditions_on_bos_or_else_eos():
+    """A tokenizer that adds no special tokens gives an empty prompt no ids: the encoder conditions on BOS, and
+    on the first EOS id only when there is no BOS."""
+    from rlhf_zoo.policies.hf.tokens import PromptEncoder
+
+    class NoSpecials:  # tokenises "" to nothing, as a tokenizer without a BOS post-processor does
+        def __init__(self, bos):
+            self.bos_token_id = bos
+
+        def __call__(self, text, **kw):
+            return {"input_ids": [ord(ch) for ch in text]}
+
+    def encode(bos, prompts):
+        enc = PromptEncoder(NoSpecials(bos), HFPolicyConfig(), pad_token_id=0, eos_token_ids=[2, 9])
+        return enc.encode(prompts, torch.device("cpu"))
+
+    ids, mask = encode(1, ["", "ab"])
+    assert ids.tolist() == [[0, 1], [97, 98]] and mask.tolist() == [[0, 1], [1, 1]]
+    ids, _ = encode(None, [""])
+    assert ids.tolist() == [[2]]

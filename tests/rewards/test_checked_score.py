@@ -63,3 +63,9 @@ def test_a_reward_result_that_is_not_one_real_number_per_text_is_refused(returne
 def test_a_column_of_scores_is_one_score_per_text():
     reward = CallableReward(lambda p, c: torch.arange(3.0)[:, None], name="column")
     assert torch.equal(checked_score(reward, ["p"] * 3, ["a", "b", "c"]), torch.arange(3.0))
+
+
+def test_more_scores_than_texts_are_refused():
+    """One score too many would be re-paired with the texts downstream: refused, like one too few."""
+    with pytest.raises(RewardError, match="4 scores for 3"):
+        checked_score(CallableReward(lambda ps, cs: [1.0, 2.0, 3.0, 4.0], name="long"), P, C)

@@ -121,3 +121,19 @@ def test_registry_hf_spec(tiny_regressor: Path) -> None:
     r = build_reward(f"hf:{tiny_regressor}", device="cpu", batch_size=4)
     assert isinstance(r, HFSequenceReward) and r.batch_size == 4
     assert r.name == f"hf:{tiny_regressor}"
+
+
+def test_pair_mode_reads_the_prompt_first_and_the_completion_second(tiny_regressor: Path) -> None:
+    """text=pair: the tokenizer's (text, text_pair) is (prompt, completion), the order a reward model trained on
+    (question, answer) pairs expects."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_regressor)
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_regressor).eval()
+    with torch.no_grad():
+        pairs = list(zip(PROMPTS, TEXTS, strict=True))
+        expected = torch.cat([model(**tok(p, t, return_tensors="pt")).logits[:, 0] for p, t in pairs])
+        swapped = torch.cat([model(**tok(t, p, return_tensors="pt")).logits[:, 0] for p, t in pairs])
+    assert not torch.allclose(expected, swapped, atol=1e-4)  # the order matters to this model
+    got = HFSequenceReward(tiny_regressor, device="cpu", text="pair", batch_size=3).score(PROMPTS, TEXTS)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)

@@ -18,6 +18,7 @@ from rlhf_zoo.data.hutto import (
     Record,
     load_hutto,
     parse_ground_truth,
+    prompt_prefix,
     prompt_texts,
     split_hutto,
     text_key,
@@ -240,3 +241,22 @@ def test_real_data_counts_and_split() -> None:
         "prompt_eval": 500,
     }
     assert not _keys(s.prompt_eval) & (_keys(s.gold_train) | _keys(s.gold_heldout))
+
+
+def test_prompt_texts_eval_are_unseen_by_the_gold_data_and_train_are_gold_train_snippets() -> None:
+    """The eval prompts are texts no gold record holds (by normalised text), the train prompts texts of the
+    gold model's training data: the two splits are not interchangeable."""
+    recs = synthetic(600, 5, n_words=(8, 10))
+    kw = dict(records=recs, seed=0, n_heldout=50, n_eval_prompts=30)
+    s = split_hutto(recs, seed=0, n_heldout=50, n_eval_prompts=30)
+    gold = _keys(s.gold_train) | _keys(s.gold_heldout)
+    ev, tr = prompt_texts("eval", **kw), prompt_texts("train", **kw)
+    assert len(ev) == 30 and not {text_key(t) for t in ev} & gold
+    assert tr and {text_key(t) for t in tr} <= _keys(s.gold_train)
+    movie = {text_key(r.text) for r in recs if r.source == "movie_reviews"}
+    assert {text_key(t) for t in ev + tr} <= movie
+
+
+def test_prompt_prefix_counts_words_across_any_whitespace() -> None:
+    assert prompt_prefix("a  good\tfilm,\n truly  great", 3) == "a good film,"
+    assert prompt_prefix("short", 6) == "short"

@@ -134,3 +134,14 @@ def test_a_reward_file_imports_a_helper_beside_it(tmp_path, monkeypatch):
     reward = build_reward(f"py:{folder / 'reward.py'}:score")
     assert checked_score(reward, ["p", "q"], ["ab", "abcd"]).tolist() == [1.0, 2.0]
     assert sys.path[0] == first  # the folder does not shadow installed packages afterwards
+
+
+def test_the_last_colon_names_the_function_so_a_source_may_hold_colons():
+    from rlhf_zoo.errors import UserError
+    from rlhf_zoo.rewards.python import parse_spec
+
+    assert parse_spec("py:my_rewards.py:score") == ("my_rewards.py", "score")
+    assert parse_spec("py:C:/work/my_rewards.py:score") == ("C:/work/my_rewards.py", "score")
+    assert parse_spec("py:pkg.rewards:score") == ("pkg.rewards", "score")
+    with pytest.raises(UserError, match="names no function"):
+        parse_spec("py:my_rewards.py")

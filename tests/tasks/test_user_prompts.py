@@ -139,3 +139,94 @@ def test_evaluation_prompts_that_are_also_training_prompts_are_a_warning(cli, ti
     code, _, err = cli("train", "algo=reinforce", *tiny_lm, *split)
     assert code == 0 and "also training prompts" not in err, err
     assert json.loads((tmp_path / "run2" / "meta.json").read_text())["prompts"]["eval_in_train"] == 0
+
+
+def test_the_hash_split_holds_out_about_eval_fraction_and_is_stable():
+    """hash_split: about eval_fraction of the texts are held out (binomial bounds), the same text always lands on
+    the same side, a larger fraction only adds held-out texts, and no text is lost or reordered."""
+    from rlhf_zoo.tasks.sentiment import hash_split
+
+    texts = [f"user prompt number {i}, a review of film {i % 37}" for i in range(1000)]
+    train, evals = hash_split(texts, 0.1)
+    assert 60 <= len(evals) <= 140  # mean 100, sd 9.5
+    assert sorted(train + evals) == sorted(texts) and not set(train) & set(evals)
+    assert train == [t for t in texts if t not in set(evals)]  # order kept
+    _, wider = hash_split(texts, 0.3)
+    assert set(evals) < set(wider) and 220 <= len(wider) <= 380
+    again_train, again_evals = hash_split(list(reversed(texts)) + evals[:5], 0.1)
+    assert set(again_evals) == set(evals) and again_evals.count(evals[0]) == 2  # by text: duplicates together
+
+
+def test_max_train_prompts_keeps_the_first_training_prompts(tmp_path):
+    from rlhf_zoo.tasks.sentiment import SentimentTaskConfig, load_prompt_sets
+
+    texts = [f"training prompt {i} of the file" for i in range(8)]
+    prompts = write_jsonl(tmp_path / "p.jsonl", texts)
+    evals = write_jsonl(tmp_path / "e.jsonl", ["an evaluation prompt"])
+    sets = load_prompt_sets(SentimentTaskConfig(prompts=str(prompts), eval_prompts=str(evals), max_train_prompts=3))
+    assert sets.train == texts[:3] and sets.evals == ["an evaluation prompt"]
+
+
+def test_the_packaged_prompts_train_on_the_train_split_and_evaluate_on_the_eval_split(monkeypatch):
+    import rlhf_zoo.data.hutto as hutto
+    from rlhf_zoo.tasks.sentiment import SentimentTaskConfig, load_prompt_sets
+
+    asked = []
+
+    def packaged(split, n_words=None, **kw):
+        asked.append((split, n_words))
+        return [f"packaged {split} snippet {i}" for i in range(5)]
+
+    monkeypatch.setattr(hutto, "prompt_texts", packaged)
+    sets = load_prompt_sets(SentimentTaskConfig())
+    assert sets.train == [f"packaged train snippet {i}" for i in range(5)]
+    assert sets.evals == [f"packaged eval snippet {i}" for i in range(5)]
+    assert sorted(asked) == [("eval", 6), ("train", 6)]
+
+
+def test_prompts_that_exactly_fill_the_limits_are_accepted():
+    """check_prompts_fit refuses only what is over a limit: a prompt of exactly max_prompt_tokens tokens, and
+    max_prompt_tokens + max_new_tokens equal to the context, fit."""
+    from types import SimpleNamespace
+
+    from rlhf_zoo.errors import UserError
+    from rlhf_zoo.policies.models import build_tiny_tokenizer
+    from rlhf_zoo.tasks.sentiment import check_prompts_fit
+
+    tok = build_tiny_tokenizer()
+    prompt = "I did not expect the ending of this long film"
+    k = len(tok(prompt)["input_ids"])
+
+    def cfg(room, new=6):
+        return SimpleNamespace(name="tiny", max_prompt_tokens=room, max_new_tokens=new, chat_template=False)
+
+    check_prompts_fit([prompt], cfg(k), tok, context=k + 6)
+    with pytest.raises(UserError, match=f"max_prompt_tokens={k - 1}"):
+        check_prompts_fit([prompt], cfg(k - 1), tok, context=None)
+    with pytest.raises(UserError, match="positions"):
+        check_prompts_fit([prompt], cfg(k), tok, context=k + 5)
+
+
+def test_a_prompt_file_suffix_is_read_whatever_its_case(tmp_path):
+    from rlhf_zoo.tasks.sentiment import SentimentTaskConfig, load_prompt_sets
+
+    texts = [f"an upper-case file's prompt {i}" for i in range(4)]
+    prompts = write_jsonl(tmp_path / "P.JSONL", texts)
+    evals = write_jsonl(tmp_path / "E.JsonL", ["an evaluation prompt"])
+    sets = load_prompt_sets(SentimentTaskConfig(prompts=str(prompts), eval_prompts=str(evals)))
+    assert sets.train == texts and sets.evals == ["an evaluation prompt"]
+
+
+@pytest.mark.parametrize("name", ["minilm_sentiment", "hf:some/classifier"])
+def test_neural_rewards_run_on_the_tasks_reward_device(name):
+    """The gold MiniLM and an hf: reward get the task's device (and MiniLM the task's build_gold); vader none."""
+    from rlhf_zoo.tasks.sentiment import _reward
+
+    seen = []
+    _reward(lambda n, **kw: seen.append((n, kw)), name, {"batch_size": 4}, "cuda:1", build_if_missing=False)
+    expected = {"batch_size": 4, "device": "cuda:1"}
+    if name == "minilm_sentiment":
+        expected["build_if_missing"] = False
+    assert seen == [(name, expected)]
+    _reward(lambda n, **kw: seen.append((n, kw)), "vader", {}, "cuda:1", build_if_missing=True)
+    assert seen[-1] == ("vader", {})
