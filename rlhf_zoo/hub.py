@@ -22,6 +22,14 @@ def is_local_path(name: str) -> bool:
     return Path(name).expanduser().exists() or name.startswith(("/", ".", "~")) or name.count("/") > 1
 
 
+def local_or_hub(name: str) -> str:
+    """What to hand ``from_pretrained`` or ``load_dataset`` for ``name``: its path on this machine with ``~``
+    expanded (the shell leaves the ``~`` of ``model.name=~/m`` as it is, and a loader would read it as part of a
+    hub id) when that path exists, else ``name`` as written (a hub id)."""
+    local = Path(name).expanduser()
+    return str(local) if local.exists() else name
+
+
 def check_hub_model(name: str, what: str | None = None, timeout: float = 5.0) -> None:
     """A hub model id must be in the local cache or the hub must answer within ``timeout`` seconds;
     otherwise one line that says how to work offline (instead of transformers' minute of retries later).

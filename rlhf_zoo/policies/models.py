@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from rlhf_zoo.errors import MissingPackageError, UserError
-from rlhf_zoo.hub import check_hub_model, is_local_path, quiet_transformers
+from rlhf_zoo.hub import check_hub_model, is_local_path, local_or_hub, quiet_transformers
 from rlhf_zoo.io import atomic_dir
 from rlhf_zoo.paths import cache_dir
 from rlhf_zoo.policies.zoo_lm import ZOO_LM, zoo_lm_path
@@ -266,8 +266,7 @@ def load_pretrained(name: str, dtype: torch.dtype) -> tuple[PreTrainedModel, Pre
     """``from_pretrained`` for a hub id or a local path, with one clear error when it fails."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    local = Path(name).expanduser()  # ~/my-model: transformers would read the ~ as part of a hub id
-    source = str(local) if local.exists() else name
+    source = local_or_hub(name)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
         with quiet_transformers():  # its load report is replaced by the check below
@@ -331,14 +330,13 @@ def tokenizer_and_context(name: str) -> tuple[PreTrainedTokenizerBase, int | Non
     if name == TINY:
         return build_tiny_tokenizer(), TINY_CONTEXT
     built_here = {SMOLLM2: smollm2_cache_path, ZOO_LM: zoo_lm_path}.get(name)
-    path = built_here() if built_here else Path(name).expanduser()
-    if built_here and not (path / "config.json").is_file():
+    source = str(built_here()) if built_here else local_or_hub(name)
+    if built_here and not (Path(source) / "config.json").is_file():
         return None  # not converted or built yet: checked after that
     if importlib.util.find_spec("transformers") is None:
         return None
     from transformers import AutoConfig, AutoTokenizer
 
-    source = str(path) if path.exists() else name
     try:  # local files only: a hub id not yet downloaded is checked after its load instead
         config = AutoConfig.from_pretrained(source, local_files_only=True)
         tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)

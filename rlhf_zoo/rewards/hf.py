@@ -33,7 +33,7 @@ import torch
 from torch import Tensor
 
 from rlhf_zoo.errors import MissingPackageError, UserError
-from rlhf_zoo.hub import quiet_transformers
+from rlhf_zoo.hub import local_or_hub, quiet_transformers
 from rlhf_zoo.rewards._text import check_text_mode, reward_texts
 
 HFTextMode = Literal["completion", "prompt+completion", "pair"]
@@ -99,7 +99,7 @@ class HFSequenceReward:
         local = Path(self.source).expanduser()
         if not local.exists() and (local.is_absolute() or self.source.startswith((".", "~"))):
             raise UserError(f"reward model folder {self.source!r} does not exist")
-        src = str(local) if local.exists() else self.source
+        src = local_or_hub(self.source)
         try:
             with quiet_transformers():  # model first: a hub failure then costs one retry cycle
                 self.model, loaded = AutoModelForSequenceClassification.from_pretrained(

@@ -228,23 +228,25 @@ def read_texts(src: str, cfg: SentimentTaskConfig, what: str) -> list[Any]:
         import datasets
     except ImportError:
         raise MissingPackageError("datasets", f"{what} from a datasets source") from None
+    from rlhf_zoo.hub import local_or_hub
+
     datasets.disable_progress_bars()  # a prompt file loads in a blink; keep stderr for errors
     check_prompt_format(src, what)
     suffix = Path(src).suffix.lower()
     builder = _BUILDERS.get(suffix)
-    path = Path(src).expanduser()  # ~/p.jsonl: the shell leaves a ~ after task.prompts= as it is
-    local = builder is not None and path.is_file()
+    source = local_or_hub(src)  # ~/p.jsonl: the shell leaves a ~ after task.prompts= as it is
+    local = builder is not None and Path(source).is_file()
     if local:
-        rows = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
+        rows = [line for line in Path(source).read_text(errors="replace").splitlines() if line.strip()]
         if len(rows) <= (builder == "csv"):
             raise UserError(f"{src} holds no prompts (it is empty{' but for its header' if rows else ''})")
     try:
         if local:
             # a CSV's cells are text as written: no "NA"/"null"/"" read as missing, no "007" read as 7.0
             csv = {"keep_default_na": False, "converters": {cfg.prompt_column: str}} if builder == "csv" else {}
-            ds = datasets.load_dataset(builder, data_files=str(path), split="train", **csv)
+            ds = datasets.load_dataset(builder, data_files=source, split="train", **csv)
         else:
-            ds = datasets.load_dataset(str(path) if path.is_dir() else src, split=cfg.prompt_split)
+            ds = datasets.load_dataset(source, split=cfg.prompt_split)
     except Exception as e:  # noqa: BLE001 - any loading failure is the user's source
         # datasets wraps a file it cannot parse in "An error occurred while generating the dataset": the
         # reason (e.g. a JSON parse error and its row) is the exception it wraps
