@@ -37,9 +37,9 @@ code version ``unknown`` and its arguments as its settings.
 A Best-of-N *pool* point (:mod:`rlhf_zoo.evaluate_pool`) has no training: its record holds
 ``"pool": {"pool_size", "prompts", "kl/estimator", "costs", "curve": {n: metrics}}`` (every n ≤ M; compact:
 the curve as columns with an ``"n"`` column; ``costs``: the pool's completions, generated tokens, reward calls
-and seconds per phase, absent from records written before 2026-12-06), and :func:`expand_pool` reads it as
-one record per n its membership lists (``values``), each with that n's metrics as its summary, so tables,
-plots and claims read it like any Best-of-N evaluation.
+and seconds per phase, named as in a run's summary, absent from records written before 2026-12-06), and
+:func:`expand_pool` reads it as one record per n its membership lists (``values``), each with that n's metrics
+as its summary, so tables, plots and claims read it like any Best-of-N evaluation.
 """
 
 from __future__ import annotations

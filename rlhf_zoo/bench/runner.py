@@ -326,15 +326,9 @@ def _draw_pool_point(
 
 
 def _pool_costs(costs: Any) -> dict[str, Any]:
-    """What drawing and scoring the pool spent (every n is read from it): completions, generated tokens,
-    reward calls (proxy and gold) and seconds per phase."""
-    seconds = {k: round(v, 3) for k, v in sorted(costs.seconds.items())}
-    return {
-        "completions": costs.completions,
-        "tokens": costs.tokens,
-        "reward_calls": costs.reward_calls,
-        "seconds": seconds,
-    }
+    """What drawing and scoring the pool spent (every n is read from it), under a run summary's names:
+    ``cost/completions``, ``cost/tokens``, ``cost/reward_calls`` (proxy and gold) and ``time/<phase>_s``."""
+    return {**costs.as_dict(), **{f"time/{k}_s": round(v, 3) for k, v in sorted(costs.seconds.items())}}
 
 
 # A worker's stop state. The bench signals every worker; an idle one only remembers the stop, a busy one
