@@ -143,7 +143,7 @@ def test_the_runner_draws_the_pool_on_the_tiny_model_and_never_redraws_it(prompt
     spent = rec["pool"]["costs"]  # 3 prompts × 4 samples, scored once by the proxy (no gold)
     assert spent["cost/completions"] == 12 and spent["cost/reward_calls"] == 12
     assert spent["cost/tokens"] == round(12 * rec["pool"]["curve"]["1"]["length/mean"]) > 0  # Best-of-1: pool mean
-    assert spent["time/generate_s"] > 0 and spent["time/reward_s"] > 0
+    assert spent["time/generate_s"] > 0 and "time/reward_s" in spent  # scoring 12 texts may round to 0.0 s
     calls = []
     monkeypatch.setattr(runner, "run_pool_point", lambda *a, **k: calls.append(a))
     assert run_suite(suite, tmp_path, progress=False).skipped == [p.id] and calls == []
