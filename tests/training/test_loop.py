@@ -33,6 +33,19 @@ def _trainer(run_dir, *args):
     return Trainer(cfg, *build(cfg))
 
 
+def _loss_fails_at(tr, call: int, error: type[BaseException] = RuntimeError) -> None:
+    """Make ``tr``'s ``call``-th loss (1-based, counting every minibatch of every step) raise ``error``."""
+    loss, calls = tr.algo.loss, {"n": 0}
+
+    def failing(batch):
+        calls["n"] += 1
+        if calls["n"] == call:
+            raise error("out of memory")
+        return loss(batch)
+
+    tr.algo.loss = failing
+
+
 class FailingReward:
     """The task's proxy reward, raising from its ``fail_at``-th call on."""
 
@@ -65,15 +78,7 @@ def test_a_failed_rollout_keeps_the_last_step_and_its_costs(tmp_path):
 
 def test_a_failure_after_the_weights_changed_writes_no_checkpoint(tmp_path):
     tr = _trainer(tmp_path / "r", "algo=ppo_lite", "train.steps=3", "algo.minibatches=2", "train.batch_prompts=4")
-    loss, calls = tr.algo.loss, {"n": 0}
-
-    def second_minibatch_fails(batch):
-        calls["n"] += 1
-        if calls["n"] == 2:  # step 1's first minibatch has already updated the weights
-            raise RuntimeError("out of memory")
-        return loss(batch)
-
-    tr.algo.loss = second_minibatch_fails
+    _loss_fails_at(tr, 2)  # step 1's second minibatch: its first has already updated the weights
     with pytest.raises(RuntimeError, match="out of memory"):
         tr.fit()
     assert not tr.log.has_checkpoint()
@@ -289,15 +294,7 @@ def test_a_failure_after_the_base_cache_filled_leaves_it_to_the_resumed_step(tmp
     clean = _trainer(tmp_path / "clean", *args)
     clean_summary = clean.fit()
     failing = _trainer(tmp_path / "fail", *args)
-    loss, calls = failing.algo.loss, {"n": 0}
-
-    def third_step_fails(batch):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise RuntimeError("out of memory")
-        return loss(batch)
-
-    failing.algo.loss = third_step_fails
+    _loss_fails_at(failing, 3)  # step 3's
     with pytest.raises(RuntimeError, match="out of memory"):
         failing.fit()
     assert failing.log.load_checkpoint()[1]["step"] == 2
@@ -511,15 +508,7 @@ def test_an_interruption_between_two_updates_of_a_later_step_keeps_the_last_chec
     args += ["algo.epochs=2", "algo.minibatches=2", "train.batch_prompts=4"]
     _trainer(tmp_path / "full", *args).fit()
     tr = _trainer(tmp_path / "part", *args)
-    loss, calls = tr.algo.loss, {"n": 0}
-
-    def sixth_loss_fails(batch):
-        calls["n"] += 1
-        if calls["n"] == 6:
-            raise error("out of memory")
-        return loss(batch)
-
-    tr.algo.loss = sixth_loss_fails
+    _loss_fails_at(tr, 6, error)  # step 2's second of four
     with pytest.raises(Interrupted if error is KeyboardInterrupt else RuntimeError) as stopped:
         tr.fit()
     if error is KeyboardInterrupt:
