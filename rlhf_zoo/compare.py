@@ -12,7 +12,7 @@ and the settings in which it differs from the others of that algorithm and task.
 every configuration's number of seeds (distinct) and its common metrics as mean ± 95 % Student-t interval over
 its seeds (:func:`rlhf_zoo.bench.stats.mean_ci`; two runs of one configuration with the same seed, such
 as a run and its copy, are refused rather than counted as two seeds), printed as Markdown; with ``out=DIR`` it is also
-written there as ``compare.md`` and ``compare.csv`` (mean and half-width columns), with the
+written there as ``compare.md`` and ``compare.csv`` (mean, half-width and number-of-seeds columns), with the
 reward-vs-KL and gold-vs-proxy plots of the bench pages (:mod:`rlhf_zoo.bench.plots`), drawn from the
 runs' ``metrics.jsonl`` paths.
 """
@@ -22,7 +22,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -209,8 +208,11 @@ def _one_run_per_seed(by_label: dict[str, list[dict[str, Any]]]) -> None:
 
 def table(records: list[dict[str, Any]]) -> tuple[list[str], list[list[str]], list[list[Any]]]:
     """(headers, Markdown rows, CSV rows): one row per configuration, seeds pooled; its ``seeds`` column is the
-    number of distinct seeds (which seeds: the run list of ``compare.md``)."""
-    from rlhf_zoo.bench.stats import fmt_ci, mean_ci
+    number of distinct seeds (which seeds: the run list of ``compare.md``). A metric that some seeds lack or
+    have as NaN (a diverged seed) is the mean of the others, marked ``(k/n)`` as on the bench pages and said on
+    stderr; the CSV gives every metric's k beside its mean and interval. ``NaN`` where no seed has a value,
+    ``—`` where the metric is not one of this configuration's."""
+    from rlhf_zoo.bench.stats import fmt_seeds_ci, mean_ci
 
     by_label: dict[str, list[dict[str, Any]]] = {}
     for r in records:
@@ -225,23 +227,21 @@ def table(records: list[dict[str, Any]]) -> tuple[list[str], list[list[str]], li
         cells, values = [], []
         for c in columns:
             got = [r["summary"].get(c) for r in runs]
-            m, h, n = mean_ci(got)
             if all(v is None for v in got):  # not a metric of this configuration
                 cells.append("—")
-                values += ["", ""]
+                values += ["", "", 0]
                 continue
-            if n < len(runs):  # a seed diverged (NaN) or lacks it: a mean of the others would pass for all
+            m, h, n = mean_ci(got)
+            if 0 < n < len(runs):  # a seed diverged (NaN) or lacks it: the mean is the others', and says so
                 lacking = [r for r in runs if mean_ci([r["summary"].get(c)])[2] == 0]
-                if n:
-                    print(
-                        f"compare: {label}: {c} is NaN or missing in seed(s) "
-                        f"{', '.join(str(r['seed']) for r in lacking)} ({_some([Path(r['run_dir']) for r in lacking])})"
-                        f" of {len(runs)}: its mean is NaN",
-                        file=sys.stderr,
-                    )
-                m, h = math.nan, None
-            cells.append("NaN" if math.isnan(m) else fmt_ci(m, h, digits=0 if c in COUNTS else 3))
-            values += [m, "" if h is None else h]
+                print(
+                    f"compare: {label}: {c} is NaN or missing in seed(s) "
+                    f"{', '.join(str(r['seed']) for r in lacking)} ({_some([Path(r['run_dir']) for r in lacking])})"
+                    f" of {len(runs)}: its mean is over the other {n} ({n}/{len(runs)})",
+                    file=sys.stderr,
+                )
+            cells.append("NaN" if n == 0 else fmt_seeds_ci(got, digits=0 if c in COUNTS else 3))
+            values += [m, "" if h is None else h, n]
         md.append([label, str(seeds), "/".join(map(str, steps)), *cells])
         rows.append([label, seeds, "/".join(map(str, steps)), *values])
     return headers, md, rows
@@ -273,7 +273,7 @@ def main(args: list[str]) -> int:
         buf = io.StringIO()
         writer = csv.writer(buf)
         metric_cols = headers[3:]
-        writer.writerow([*headers[:3], *(f"{c} {part}" for c in metric_cols for part in ("mean", "ci95"))])
+        writer.writerow([*headers[:3], *(f"{c} {part}" for c in metric_cols for part in ("mean", "ci95", "seeds"))])
         writer.writerows(rows)
         atomic_write_text(out / "compare.csv", buf.getvalue())
         runs = "\n".join(f"- `{r['run_dir']}`: {r['label']}, seed {r['seed']}" for r in records)

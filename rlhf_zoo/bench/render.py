@@ -45,7 +45,7 @@ from rlhf_zoo.bench.records import (
     same_run,
     suite_records,
 )
-from rlhf_zoo.bench.stats import fmt_ci, interp_path, interp_sorted, mean_ci
+from rlhf_zoo.bench.stats import fmt_ci, fmt_seeds_ci, interp_path, interp_sorted, mean_ci
 from rlhf_zoo.bench.suites import Point
 from rlhf_zoo.errors import UserError
 from rlhf_zoo.io import atomic_write_text
@@ -91,17 +91,6 @@ EXTRA_COLUMNS = (
 def _value(rec: dict[str, Any], key: str) -> float:
     v = rec.get("wall_s") if key == "wall_s" else rec.get("summary", {}).get(key)
     return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else math.nan
-
-
-def _cell(values: list[float], digits: int) -> str:
-    """Mean ± 95 % interval of a group's values, with ``(k/n)`` where only k of its n seeds have a finite one
-    (a diverged seed, a metric some records lack): the mean is then those k seeds', not the row's n."""
-    m, h, c = mean_ci(values)
-    if digits == 0 and math.isfinite(m) and abs(m) < 10_000:
-        text = f"{m:.0f}" + ("" if h is None else f" ± {h:.0f}")
-    else:
-        text = fmt_ci(m, h, digits)
-    return text + (f" ({c}/{len(values)})" if 0 < c < len(values) else "")
 
 
 def _fmt_value(v: Any) -> str:
@@ -175,7 +164,7 @@ def objective_table(groups: dict[Any, Group], commits: bool = False) -> str:
     ]
     rows = []
     for value, g in groups.items():
-        cells = [_cell([_value(r, k) for r in g.records], d) for k, _, d in cols]
+        cells = [fmt_seeds_ci([_value(r, k) for r in g.records], d) for k, _, d in cols]
         rows.append([_fmt_value(value), len(g.records), *cells])
         if commits:
             rows[-1].append(", ".join(sorted({commit_of(r) for r in g.records})))
@@ -190,7 +179,9 @@ def final_table(groups: dict[str, dict[Any, Group]]) -> str:
     rows = []
     for vals in groups.values():
         for value, g in vals.items():
-            cells = [_cell([_value(r, k) for r in g.records], 3) for k in ("kl/exact", "reward/proxy", "reward/gold")]
+            cells = [
+                fmt_seeds_ci([_value(r, k) for r in g.records], 3) for k in ("kl/exact", "reward/proxy", "reward/gold")
+            ]
             rows.append([g.objective, f"{g.knob_label}={_fmt_value(value)}", len(g.records), *cells])
     headers = ["objective", "knob", "seeds", "KL(π‖π_ref)", "proxy reward", "gold reward"]
     return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)

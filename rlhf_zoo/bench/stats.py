@@ -141,10 +141,19 @@ def fmt_ci(mean: float, half: float | None, digits: int = 3) -> str:
     return f"{mean:.{digits}f}" + ("" if half is None else f" ± {half:.{digits}f}")
 
 
+def fmt_seeds_ci(values: Sequence[float | None], digits: int = 3) -> str:
+    """A table cell over seeds: :func:`fmt_ci` of :func:`mean_ci`, with ``(k/n)`` where only k of the n values
+    are finite (a diverged seed, a metric some runs lack), so that a mean of k seeds does not pass for all n.
+    ``digits=0`` prints whole numbers (counts)."""
+    m, h, k = mean_ci(values)
+    return fmt_ci(m, h, digits) + (f" ({k}/{len(values)})" if 0 < k < len(values) else "")
+
+
 __all__ = [
     "diff_ci",
     "finite",
     "fmt_ci",
+    "fmt_seeds_ci",
     "interp_path",
     "interp_sorted",
     "mean_ci",

@@ -200,9 +200,10 @@ def test_an_out_that_is_a_file_is_one_line_before_the_table(runs, tmp_path, caps
     assert (tmp_path / "afile").read_text() == "mine\n"
 
 
-def test_a_seed_whose_metric_is_nan_or_missing_makes_the_mean_nan_aloud(capsys):
-    """A diverged seed (``reward/proxy: NaN``) or one without the metric was dropped from the mean: the row
-    read ``seeds 2`` with the other seed's value as the mean, no interval, and no word of it."""
+def test_a_seed_whose_metric_is_nan_or_missing_is_left_out_of_the_mean_aloud(capsys):
+    """A diverged seed (``reward/proxy: NaN``) or one without the metric is dropped from the mean, and the cell
+    says so with ``(k/n)`` as the bench pages do (the CSV with its seeds column), and stderr names the seed. It
+    once read ``seeds 2`` with the other seed's value as the mean and no word of it."""
     import math
 
     from rlhf_zoo.compare import table
@@ -211,19 +212,28 @@ def test_a_seed_whose_metric_is_nan_or_missing_makes_the_mean_nan_aloud(capsys):
         return {"label": "bond", "seed": seed, "run_dir": f"runs/bond-s{seed}", "summary": {"steps": 6, **summary}}
 
     runs = [record(0, **{"reward/proxy": 0.5, "reward/gold": 0.2, "kl/exact": 0.1}),
-            record(1, **{"reward/proxy": math.nan, "kl/exact": 0.3})]  # fmt: skip
-    runs.append({**record(2, **{"reward/proxy": math.nan}), "label": "jbond"})  # its only seed diverged
+            record(1, **{"reward/proxy": math.nan, "kl/exact": 0.3}),
+            record(2, **{"reward/proxy": 0.7, "reward/gold": 0.4, "kl/exact": 0.2})]  # fmt: skip
+    runs.append({**record(3, **{"reward/proxy": math.nan}), "label": "jbond"})  # its only seed diverged
     capsys.readouterr()
     headers, md, rows = table(runs)
-    cells = {h: (md[0][i], rows[0][2 * i - 3], md[1][i]) for i, h in enumerate(headers) if i >= 3}  # CSV: mean, ci
-    assert cells["reward/proxy"][0] == "NaN" and math.isnan(cells["reward/proxy"][1])
-    assert cells["reward/gold"][0] == "NaN" and math.isnan(cells["reward/gold"][1])
-    assert cells["kl/exact"][0] == "0.200 ± 1.271"  # both seeds: pooled as before
-    assert cells["reward/proxy"][2] == "NaN" and cells["reward/gold"][2] == "—"  # jbond: NaN, not "no such metric"
+    at = {h: i for i, h in enumerate(headers)}
+    csv_at = {h: 3 * (i - 3) + 3 for h, i in at.items() if i >= 3}  # CSV: mean, ci95, seeds per metric
+    bond, jbond = md[0], md[1]
+    assert bond[at["reward/proxy"]] == "0.600 ± 1.271 (2/3)"  # seeds 0 and 2: mean 0.6, t*_1·s/√2 = 12.706·0.1
+    assert bond[at["reward/gold"]] == "0.300 ± 1.271 (2/3)"
+    mean, half, k = rows[0][csv_at["reward/proxy"] : csv_at["reward/proxy"] + 3]
+    assert (mean, half, k) == (pytest.approx(0.6), pytest.approx(1.2706, abs=1e-4), 2)
+    assert bond[at["kl/exact"]] == "0.200 ± 0.248"  # all three seeds: no mark
+    assert rows[0][csv_at["kl/exact"] + 2] == 3
+    assert jbond[at["reward/proxy"]] == "NaN" and math.isnan(rows[1][csv_at["reward/proxy"]])  # no seed has it
+    assert jbond[at["reward/gold"]] == "—" and rows[1][csv_at["reward/gold"] + 2] == 0  # not a metric of jbond
     err = capsys.readouterr().err.splitlines()
     assert err == [
-        "compare: bond: reward/proxy is NaN or missing in seed(s) 1 (runs/bond-s1) of 2: its mean is NaN",
-        "compare: bond: reward/gold is NaN or missing in seed(s) 1 (runs/bond-s1) of 2: its mean is NaN",
+        "compare: bond: reward/proxy is NaN or missing in seed(s) 1 (runs/bond-s1) of 3: its mean is over the other 2"
+        " (2/3)",
+        "compare: bond: reward/gold is NaN or missing in seed(s) 1 (runs/bond-s1) of 3: its mean is over the other 2"
+        " (2/3)",
     ]
 
 
