@@ -472,11 +472,18 @@ def run_suite(
     todo: list[tuple[Point, bool]] = []
     other_code: dict[str, int] = {}
     holders = _slot_holders(suite.name, out, records, {p.id for p in points})
+    sweeps = {s.tag for s in suite.sweeps}  # all of them, whatever only= runs now
+
+    def _orphan(rec: dict[str, Any]) -> bool:
+        return not sweeps & {str(m.get("sweep")) for m in rec.get("memberships", [])}
+
     for p in points:
         d = point_dir(out, p)
         stored = read_point_record(record_path(records, suite.name, p.id)) if records is not None else None
         action = plan(p, d, suite.resumable, stored)
         old = next((holders[k] for k in _slots(p.memberships, p.seed) if k in holders), None)
+        if old is None and action == "new":  # a renamed tag: the same run, recorded under a sweep the suite lost
+            old = next((h for h in holders.values() if same_run(h.get("args", []), p.args) and _orphan(h)), None)
         if old is not None:  # the point's sweep value and seed, recorded under another id
             for k in _slots(old.get("memberships", []), old.get("seed")):
                 holders.pop(k, None)
