@@ -305,6 +305,13 @@ def planned_count(raw: list[dict[str, Any]], planned: list[Point]) -> str:
     others = len(raw) - len(have)
     if others:
         text += f", and {others} other record(s) (other seeds, sweeps or settings) are shown"
+        sweeps = {m.get("sweep") for p in planned for m in p.memberships}
+        lost = Counter(
+            str(m.get("sweep")) for r in raw for m in r.get("memberships", []) if m.get("sweep") not in sweeps
+        )
+        if lost:
+            named = ", ".join(f"{k} ({n})" for k, n in sorted(lost.items()))
+            text += f"; records of sweeps the suite does not have (a tag dropped?): {named}"
     return text
 
 

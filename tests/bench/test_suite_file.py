@@ -258,6 +258,35 @@ def test_a_new_knob_label_keeps_the_finished_points_under_their_new_ids(cli, tmp
     assert _cells(page, "0.1")[:2] == ["0.1", "1"] and _cells(page, "r")[1] == "sweep over b"
 
 
+def test_a_renamed_tag_keeps_the_finished_points_under_their_new_ids(cli, tmp_path):
+    """A point's id starts with its sweep's tag: renaming the tag ran every point again under new ids, and the
+    old tag's records stayed on the page as a second curve of the same runs."""
+    path = tmp_path / "my.yaml"
+    sweep = "sweeps:\n  - {tag: %s, algo: reinforce, knob: algo.beta, values: [0.1, 0.5]}\n"
+    _, ids, before = _edit_run(cli, tmp_path, path, FAST_SUITE + sweep % "r")
+    err, ids, after = _edit_run(cli, tmp_path, path, FAST_SUITE + sweep % "rl")
+    assert "0 point(s) run" in err and "2 already finished (2 kept under a new id)" in err, err
+    assert ids == ["rl-beta0.1-s0", "rl-beta0.5-s0"] and sorted(after) == ids
+    assert sorted(after.values()) == sorted(before.values())  # moved, not run again
+    page = (tmp_path / "runs" / "my.md").read_text()
+    assert "2 of the 2 planned points have records" in page and "other record" not in page
+    assert _cells(page, "rl")[1] == "sweep over beta" and "| r " not in page
+
+
+def test_the_records_of_a_dropped_sweep_are_named_on_the_page(cli, tmp_path):
+    """A sweep taken out of the suite file leaves its records, which the page still shows (records accumulate):
+    the page said "1 other record(s) (other seeds, sweeps or settings)" without saying which."""
+    path = tmp_path / "my.yaml"
+    sweep = "  - {tag: %s, algo: reinforce, knob: algo.beta, values: [%s]}\n"
+    _edit_run(cli, tmp_path, path, FAST_SUITE + "sweeps:\n" + sweep % ("r", "0.1") + sweep % ("old", "0.7"))
+    _edit_run(cli, tmp_path, path, FAST_SUITE + "sweeps:\n" + sweep % ("r", "0.1"))
+    page = (tmp_path / "runs" / "my.md").read_text()
+    assert (
+        "1 of the 1 planned points have records, and 1 other record(s) (other seeds, sweeps or settings) are shown; "
+        "records of sweeps the suite does not have (a tag dropped?): old (1)"
+    ) in page
+
+
 def test_a_value_rewritten_as_another_number_is_redone_and_replaces_its_record(cli, tmp_path):
     """values: [1] → [1.0] is another argument (algo.beta=1.0) under another id, but the same place on the
     page: both records stayed, and the page refused to render (two records of seed 0 for beta=1)."""
