@@ -261,8 +261,30 @@ def load_config(args: list[str], defaults: dict[str, str] | None = None) -> Dict
     """Build and validate a run's config from ``key=value`` arguments (``config=FILE.yaml`` among them
     reads an experiment file first). Raises ConfigError."""
     cfg = compose(args, defaults)
-    validate(cfg)
+    try:
+        validate(cfg)
+    except UserError as e:
+        hint = _saved_run_hint({**(defaults or {}), **parse_overrides(args)}.get("config"), str(e))
+        if hint:
+            raise ConfigError(f"{e}{hint}") from None
+        raise
     return cfg
+
+
+def _saved_run_hint(config_file: str | None, message: str) -> str:
+    """For a path that is not there, named in a run's saved ``config.yaml`` used as ``config=`` from another
+    folder: where its relative paths start (the ``cwd`` in the ``meta.json`` beside it), else ``""``."""
+    import json
+
+    if config_file is None or "no such" not in message:
+        return ""
+    try:
+        cwd = json.loads((Path(config_file).expanduser().parent / "meta.json").read_text()).get("cwd")
+    except (OSError, ValueError, AttributeError):
+        return ""
+    if not isinstance(cwd, str) or Path(cwd).resolve() == Path.cwd().resolve():
+        return ""
+    return f" (the run that saved {config_file} ran in {cwd}, where its relative paths start: run from there)"
 
 
 def compose(args: list[str], defaults: dict[str, str] | None = None, need_algo: bool = True) -> DictConfig:

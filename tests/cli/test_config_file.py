@@ -53,6 +53,26 @@ def test_a_saved_config_reruns_as_it_is(cli, tmp_path):
     assert {**first, "run_dir": None} == {**second, "run_dir": None}
 
 
+def test_a_saved_config_run_from_another_folder_says_where_its_relative_paths_start(cli, tmp_path, monkeypatch):
+    """A run's config.yaml keeps its paths as written (``task.prompts: p.jsonl``); used as ``config=`` from
+    another folder the file was not found, with no word of the folder the run ran in (meta.json's ``cwd``)."""
+    import json
+
+    run = tmp_path / "there" / "run"
+    run.mkdir(parents=True)
+    _write(tmp_path / "there" / "p.jsonl", '{"text": "a prompt"}\n')
+    _write(run / "config.yaml", "algo: reinforce\ntask: sentiment\ntask.prompts: p.jsonl\n")
+    _write(run / "meta.json", json.dumps({"cwd": str(tmp_path / "there")}))
+    monkeypatch.chdir(tmp_path)
+    code, out, err = cli("train", "config=there/run/config.yaml", f"run_dir={tmp_path}/b")
+    assert code == 2 and not out and len(err.strip().splitlines()) == 1, err
+    assert "task.prompts=p.jsonl: no such file or directory (the run that saved there/run/config.yaml ran in " in err
+    assert f"{tmp_path / 'there'}, where its relative paths start: run from there)" in err
+    (run / "meta.json").unlink()  # a config file that no run saved: the error alone
+    code, _, err = cli("train", "config=there/run/config.yaml", f"run_dir={tmp_path}/b")
+    assert code == 2 and err.strip().endswith("task.prompts=p.jsonl: no such file or directory"), err
+
+
 @pytest.mark.parametrize(
     ("text", "needle"),
     [
