@@ -45,6 +45,7 @@ import sys
 import tarfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -294,6 +295,80 @@ def _pack(out: Path, stage: Path, suite: str, section_text: str | None, status: 
     log(f"run: wrote {', '.join(sorted(p.name for p in out.iterdir()))} in {out}")
 
 
+@dataclass
+class Step:
+    """What every step of one invocation shares: where things are, the time left and what happened."""
+
+    stage: Path
+    env: dict[str, str]
+    deadline: float  # monotonic time at which a step is stopped (the budget less RESERVE_S)
+    grace: float
+    log: Log
+    status: dict[str, Any]
+
+    def run(
+        self,
+        cmd: list[str],
+        what: str,
+        ok: tuple[Any, ...] = (0, STOPPED),
+        deadline: float | None = None,
+        grace: float | None = None,
+    ) -> None:
+        """Run one bounded step; an exit outside ``ok`` (by default: success, or stopped for time to continue
+        in the next slice) is added to ``status["failed"]``."""
+        rc = bounded(cmd, self.env, deadline or self.deadline, grace or self.grace, self.log, what)
+        if rc not in ok:
+            self.status["failed"].append(what)
+
+
+def _versions(step: Step) -> dict[str, Any]:
+    """The versions of the staged packages (asked once, then kept in ``<stage>/versions.json``)."""
+    env_file = step.stage / "versions.json"
+    if not env_file.is_file():
+        done = subprocess.run([sys.executable, "-c", VERSIONS], env=step.env, capture_output=True, text=True, cwd=ROOT)
+        if done.returncode == 0:
+            env_file.write_text(done.stdout)
+    return json.loads(env_file.read_text()) if env_file.is_file() else {}
+
+
+def _throughput(step: Step, tput: list[str], command: str) -> str | None:
+    """Step 3: the throughput page (run again only when its arguments changed); its GPU section, or None."""
+    tdir = step.stage / "throughput"
+    tjson, tsection = tdir / "throughput.json", tdir / "section.md"
+    full_tput = [*tput, f"rows={tdir / 'rows'}", f"out={tjson}", f"md={tsection}"]
+    kept = json.loads(tjson.read_text()) if tjson.is_file() else None
+    if kept is None or kept.get("argv") != full_tput:
+        tjson.unlink(missing_ok=True)
+        tsection.unlink(missing_ok=True)
+        tdir.mkdir(parents=True, exist_ok=True)
+        step.run([sys.executable, "benchmarks/throughput.py", *full_tput], "throughput")
+    else:
+        step.log(f"run: throughput: complete in {tjson}")
+    step.status["throughput"] = "complete" if tjson.is_file() else "not finished"
+    return _section(tsection, step.status["versions"], command) if tsection.is_file() else None
+
+
+def _bench(step: Step, suite: str, bench_args: list[str], render_deadline: float) -> tuple[int, int]:
+    """Steps 4 and 5: the suite's points not yet finished, then its page when records changed; (finished,
+    total)."""
+    runs = step.stage / "bench_runs"
+    where = [f"out={runs}", f"docs={step.stage / 'docs'}", f"records={step.stage / 'records'}"]
+    _committed_records(step.stage, step.log)
+    finished, total = _suite_status(suite, bench_args, runs)
+    if finished < total:
+        step.log(f"run: bench {suite}: {finished} of {total} points finished before this slice")
+        bench = [f"suite={suite}", *where, "progress=false", "render=false"]
+        cmd = [sys.executable, "-m", "rlhf_zoo", "bench", *bench, *bench_args]
+        step.run(cmd, f"bench {suite}", ok=(0, STOPPED, 130, 143))  # 130, 143: stopped by its signal handler
+        finished, total = _suite_status(suite, bench_args, runs)
+    else:
+        step.log(f"run: bench {suite}: all {total} points finished")
+    if finished and _stale(step.stage / "docs" / f"{suite}.md", runs / suite):
+        render = [sys.executable, "-m", "rlhf_zoo", "bench", f"suite={suite}", *where, "render_only=true"]
+        step.run(render, "render", ok=(0,), deadline=render_deadline, grace=5)  # a page cut short is a failure
+    return finished, total
+
+
 def main(argv: list[str]) -> int:
     t0 = time.monotonic()
     own = [a for a in argv if not a.startswith(("bench.", "throughput."))]
@@ -308,13 +383,12 @@ def main(argv: list[str]) -> int:
     except (StagingError, ValueError) as e:
         print(f"run: {e}" if not str(e).startswith("run:") else e, file=sys.stderr)
         return 2
-    deadline = t0 + budget - RESERVE_S
     stage, site, out = Path(o["stage"]), Path(o["site"]), Path(o["out"])
     out.mkdir(parents=True, exist_ok=True)
     log = Log(out / "run.log")
     suite = size["suite"]
     log(f"run: size={o['size']} (suite {suite}), budget {budget:.0f} s, stage {stage}, out {out}")
-    try:
+    try:  # step 1
         staged = unstage(Path(o["pieces"]), stage, site, log=log)
     except StagingError as e:
         log(f"run: {e}")
@@ -328,14 +402,9 @@ def main(argv: list[str]) -> int:
     pack = Path(o["records"]) if o["records"] else Path(o["pieces"]) / "records.tar.gz"
     if pack.is_file():
         _seed_records(pack, stage, log)
-    status: dict[str, Any] = {"size": o["size"], "suite": suite, "failed": []}
-
-    env_file = stage / "versions.json"
-    if not env_file.is_file():
-        done = subprocess.run([sys.executable, "-c", VERSIONS], env=env, capture_output=True, text=True, cwd=ROOT)
-        if done.returncode == 0:
-            env_file.write_text(done.stdout)
-    status["versions"] = json.loads(env_file.read_text()) if env_file.is_file() else {}
+    step = Step(stage, env, t0 + budget - RESERVE_S, grace, log, {"size": o["size"], "suite": suite, "failed": []})
+    status = step.status
+    status["versions"] = _versions(step)
     log(f"run: versions {status['versions']}")
 
     from rlhf_zoo.bench.suite_file import get_suite
@@ -344,54 +413,14 @@ def main(argv: list[str]) -> int:
     models = {last_value([*get_suite(suite).task_args, *bench_args], "model.name")}
     if o["throughput"] == "true":
         models.add(last_value(tput, "model.name"))
-    if SMOLLM2 in models:
+    if SMOLLM2 in models:  # step 2
         code = "from rlhf_zoo.policies.models import convert_smollm2; print(convert_smollm2())"
-        rc = bounded([sys.executable, "-c", code], env, deadline, grace, log, "convert SmolLM2")
-        if rc not in (0, STOPPED):
-            status["failed"].append("convert SmolLM2")
-
-    tdir = stage / "throughput"
-    tjson, tsection = tdir / "throughput.json", tdir / "section.md"
-    full_tput = [*tput, f"rows={tdir / 'rows'}", f"out={tjson}", f"md={tsection}"]
+        step.run([sys.executable, "-c", code], "convert SmolLM2")
     section_text = None
     if o["throughput"] == "true":
-        kept = json.loads(tjson.read_text()) if tjson.is_file() else None
-        if kept is None or kept.get("argv") != full_tput:
-            tjson.unlink(missing_ok=True)
-            tsection.unlink(missing_ok=True)
-            tdir.mkdir(parents=True, exist_ok=True)
-            rc = bounded(
-                [sys.executable, "benchmarks/throughput.py", *full_tput], env, deadline, grace, log, "throughput"
-            )
-            if rc not in (0, STOPPED):
-                status["failed"].append("throughput")
-        else:
-            log(f"run: throughput: complete in {tjson}")
-        status["throughput"] = "complete" if tjson.is_file() else "not finished"
-        if tsection.is_file():
-            command = " ".join(["bash benchmarks/gpu/run.sh", *argv])
-            section_text = _section(tsection, status["versions"], command)
-
-    runs = stage / "bench_runs"
-    where = [f"out={runs}", f"docs={stage / 'docs'}", f"records={stage / 'records'}"]  # runs, page, compact records
-    _committed_records(stage, log)
-    finished, total = _suite_status(suite, bench_args, runs)
-    if finished < total:
-        log(f"run: bench {suite}: {finished} of {total} points finished before this slice")
-        bench = [f"suite={suite}", *where, "progress=false", "render=false"]
-        cmd = [sys.executable, "-m", "rlhf_zoo", "bench", *bench, *bench_args]
-        rc = bounded(cmd, env, deadline, grace, log, f"bench {suite}")
-        if rc not in (0, STOPPED, 130, 143):
-            status["failed"].append(f"bench {suite}")
-        finished, total = _suite_status(suite, bench_args, runs)
-    else:
-        log(f"run: bench {suite}: all {total} points finished")
+        section_text = _throughput(step, tput, " ".join(["bash benchmarks/gpu/run.sh", *argv]))
+    finished, total = _bench(step, suite, bench_args, render_deadline=t0 + budget)
     status["points"] = {"finished": finished, "total": total}
-    if finished and _stale(stage / "docs" / f"{suite}.md", runs / suite):
-        render = [sys.executable, "-m", "rlhf_zoo", "bench", f"suite={suite}", *where]
-        rc = bounded([*render, "render_only=true"], env, t0 + budget, 5, log, "render")
-        if rc != 0:
-            status["failed"].append("render")
     complete = finished == total and status.get("throughput", "complete") == "complete"
     status["complete"] = complete
     status["wall_s"] = round(time.monotonic() - t0, 1)
