@@ -184,6 +184,10 @@ def test_render_only_without_records_repeats_the_command_that_makes_them(cli, tm
             "sweeps:\n  - {tag: r, algo: reinforce, knob: algo.beta, values: [0.1, 0.5, 0.1]}\n",
             "sweep r: values lists 0.1 twice",
         ),
+        (
+            "sweeps:\n  - {tag: r, algo: reinforce, knob: algo.beta, values: [1, 0.5, 1.0]}\n",
+            "sweep r: values lists 1 and 1.0, one value in the tables: keep one",
+        ),
     ],
 )
 def test_a_bad_count_in_a_suite_file_is_one_line_naming_its_key(cli, tmp_path, text, needle):
@@ -191,7 +195,8 @@ def test_a_bad_count_in_a_suite_file_is_one_line_naming_its_key(cli, tmp_path, t
     listed twice was refused later without the file's name, a KL budget <= 0 was taken, and an empty list of
     sweeps ended in a traceback (IndexError) after the task's oracle was asked for the first point; a KL budget
     listed twice made two columns of the same numbers, and a value listed twice was taken (a sweep of rlhf-zoo
-    train refuses it)."""
+    train refuses it); so were 1 and 1.0, two points that the tables pool as one value, whose page then refused
+    the two records of seed 0 (and a bench run again after one was deleted ran it again)."""
     path = tmp_path / "my.yaml"
     path.write_text(text)
     code, out, err = cli("bench", f"suite={path}", f"out={tmp_path}/runs", "render_only=true")
