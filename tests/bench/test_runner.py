@@ -233,3 +233,18 @@ def test_a_rerun_that_differs_only_in_settings_without_effect_redoes_nothing(tin
     # a setting that does change the numbers still redoes them
     changed = run_suite(reordered, tmp_path, progress=False, seeds=[0], extra=["train.lr=0.5"], records=records)
     assert len(changed.redone) == 3
+
+
+def test_a_bad_setting_of_a_later_point_fails_before_any_point_runs(tiny_exact_suite, tmp_path, monkeypatch):
+    """Every configuration is built before the first point runs: a key that only the last sweep's points
+    hold must not let the first sweep's points train (minutes each on a language model) before it fails."""
+    from rlhf_zoo.bench.suites import Sweep
+    from rlhf_zoo.config import ConfigError
+
+    bad = Sweep("bad", "bad", "best_of_n", "algo.n", (2,), fixed=("algo.nonsense=1",))
+    suite = dataclasses.replace(tiny_exact_suite, sweeps=(*tiny_exact_suite.sweeps, bad))
+    calls = []
+    monkeypatch.setattr(runner, "run_point", lambda *a, **k: calls.append(a[0].id))
+    with pytest.raises(ConfigError, match="nonsense"):
+        run_suite(suite, tmp_path, progress=False, seeds=[0])
+    assert calls == [] and not (tmp_path / suite.name).exists()
