@@ -248,3 +248,16 @@ def test_a_bad_setting_of_a_later_point_fails_before_any_point_runs(tiny_exact_s
     with pytest.raises(ConfigError, match="nonsense"):
         run_suite(suite, tmp_path, progress=False, seeds=[0])
     assert calls == [] and not (tmp_path / suite.name).exists()
+
+
+def test_a_run_that_fails_in_a_worker_fails_the_bench_and_the_other_keeps_its_record(tiny_exact_suite, tmp_path):
+    """A point whose run fails in a worker process is the bench's error, not a point counted as run; the point
+    in flight beside it finishes and keeps its record."""
+    from rlhf_zoo.config import ConfigError
+
+    sweep = dataclasses.replace(tiny_exact_suite.sweeps[0], values=(0.1, "oops"))
+    suite = dataclasses.replace(tiny_exact_suite, sweeps=(sweep,))
+    with pytest.raises(ConfigError, match="oops"):
+        run_suite(suite, tmp_path, progress=False, seeds=[0], jobs=2, validate=False)
+    good, bad = expand(suite, seeds=[0])
+    assert read_record(point_dir(tmp_path, good)) is not None and read_record(point_dir(tmp_path, bad)) is None
