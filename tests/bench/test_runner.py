@@ -261,3 +261,25 @@ def test_a_run_that_fails_in_a_worker_fails_the_bench_and_the_other_keeps_its_re
         run_suite(suite, tmp_path, progress=False, seeds=[0], jobs=2, validate=False)
     good, bad = expand(suite, seeds=[0])
     assert read_record(point_dir(tmp_path, good)) is not None and read_record(point_dir(tmp_path, bad)) is None
+
+
+def test_records_of_another_machine_are_counted_by_code_version_and_redone_when_stale(
+    tiny_exact_suite, tmp_path, monkeypatch
+):
+    """Only the records folder holds the points (their run folders are on another machine): the bench counts
+    those of another code version, one by one, and redoes (and counts as redone) those whose run changed."""
+    from rlhf_zoo.bench.records import dumps_record, record_path
+
+    records = tmp_path / "records"
+    run_suite(tiny_exact_suite, tmp_path / "a", progress=False, seeds=[0], records=records)
+    ids = [p.id for p in expand(tiny_exact_suite, seeds=[0])]
+    for pid in ids[:2]:
+        path = record_path(records, tiny_exact_suite.name, pid)
+        path.write_text(dumps_record({**json.loads(path.read_text()), "code_version": "0123456789ab"}))
+    calls = []
+    monkeypatch.setattr(runner, "run_point", lambda *a, **k: calls.append(a[0].id))
+    elsewhere = dict(progress=False, seeds=[0], records=records)
+    again = run_suite(tiny_exact_suite, tmp_path / "b", **elsewhere)
+    assert calls == [] and again.skipped == ids and again.other_code == {"0123456789ab": 2}
+    changed = run_suite(tiny_exact_suite, tmp_path / "b", **elsewhere, extra=["train.lr=0.5"])
+    assert calls == ids == changed.redone == changed.ran and changed.skipped == []
