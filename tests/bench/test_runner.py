@@ -283,3 +283,27 @@ def test_records_of_another_machine_are_counted_by_code_version_and_redone_when_
     assert calls == [] and again.skipped == ids and again.other_code == {"0123456789ab": 2}
     changed = run_suite(tiny_exact_suite, tmp_path / "b", **elsewhere, extra=["train.lr=0.5"])
     assert calls == ids == changed.redone == changed.ran and changed.skipped == []
+
+
+def test_a_copy_of_a_finished_point_under_an_earlier_id_is_deleted_not_moved_onto_it(
+    tiny_exact_suite, tmp_path, monkeypatch
+):
+    """Records merged from two branches, one of them before the sweep's knob_label changed: the point finished
+    under its id and, the same run, under its earlier id. The point's record and run folder are kept as they
+    are, the copy is deleted (the page refuses two records of one seed) and nothing runs."""
+    import shutil
+
+    before = dataclasses.replace(tiny_exact_suite, sweeps=tiny_exact_suite.sweeps[1:])  # Best-of-N, n = 2
+    suite = dataclasses.replace(before, sweeps=(dataclasses.replace(before.sweeps[0], knob_label="size"),))
+    records, name = tmp_path / "records", suite.name
+    run_suite(before, tmp_path / "branch", progress=False, seeds=[0], records=tmp_path / "branch_records")
+    run_suite(suite, tmp_path, progress=False, seeds=[0], records=records)
+    shutil.copytree(tmp_path / "branch" / name / "best_of_n-n2-s0", tmp_path / name / "best_of_n-n2-s0")
+    shutil.copy(tmp_path / "branch_records" / name / "best_of_n-n2-s0.json", records / name)
+    kept = _snapshot(tmp_path / name)["best_of_n-size2-s0"]
+    calls = []
+    monkeypatch.setattr(runner, "run_point", lambda *a, **k: calls.append(a))
+    report = run_suite(suite, tmp_path, progress=False, seeds=[0], records=records)
+    assert calls == [] and report.skipped == ["best_of_n-size2-s0"] and report.renamed == []
+    assert sorted(p.name for p in (records / name).glob("best_of_n-*")) == ["best_of_n-size2-s0.json"]
+    assert _snapshot(tmp_path / name) == {"best_of_n-size2-s0": kept}
