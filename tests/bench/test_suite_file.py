@@ -270,7 +270,7 @@ def test_a_value_rewritten_as_another_number_is_redone_and_replaces_its_record(c
     sweep = "sweeps:\n  - {tag: r, algo: reinforce, knob: algo.beta, values: [%s]}\n"
     _edit_run(cli, tmp_path, path, FAST_SUITE + sweep % "1")
     err, ids, _ = _edit_run(cli, tmp_path, path, FAST_SUITE + sweep % "1.0")
-    assert "1 point(s) run (0 resumed, 1 redone)" in err, err
+    assert "1 point(s) run (0 resumed, 1 redone)" in err and "kept under a new id" not in err, err
     assert ids == ["r-beta1.0-s0"] and [p.name for p in (tmp_path / "runs" / "my").glob("r-*")] == ["r-beta1.0-s0"]
     assert "1 of the 1 planned points have records" in (tmp_path / "runs" / "my.md").read_text()
 
