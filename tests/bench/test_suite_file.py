@@ -81,6 +81,10 @@ SWEEP = "sweeps:\n  - {tag: r, algo: reinforce, knob: algo.beta, values: [0.1]}\
         ("task_args: {task: nope}\n" + SWEEP, "unknown task 'nope'"),
         ("algo_args: {bond: {algo.k: 4}}\n" + SWEEP, "no sweep runs"),
         ("sweeps:\n  - {tag: r, algo: reinforce, knob: algo.bogus, values: [0.1]}\n", "bogus"),
+        ("sweeps:\n  - {tag: r, algo: reinforce, knob: '', values: [0.1]}\n", "sweep r: knob is empty"),
+        ("name: ../mine\n" + SWEEP, "name must be letters, digits, '_', '.' or '-' (it names a folder): '../mine'"),
+        ("algo_args: {reinforce: [1]}\n" + SWEEP, "algo_args.reinforce must be a mapping"),
+        ("algo_args: {reinforce: {seed: 1}}\n" + SWEEP, "algo_args.reinforce seed: a suite cannot set it"),
     ],
 )
 def test_a_bad_suite_file_is_one_line_naming_it(cli, tmp_path, text, needle):
@@ -179,6 +183,8 @@ def test_render_only_without_records_repeats_the_command_that_makes_them(cli, tm
         ("seeds: [0, 1, 0]\n" + SWEEP, "seeds lists seed 0 twice"),
         ("kl_budgets: [0.5, 0]\n" + SWEEP, "kl_budgets must be > 0, got 0.0"),
         ("kl_budgets: [-1]\n" + SWEEP, "kl_budgets must be > 0, got -1.0"),
+        ("kl_budgets: [0.5, .inf]\n" + SWEEP, "kl_budgets must be > 0, got inf"),
+        ("kl_budgets: [.nan]\n" + SWEEP, "kl_budgets must be > 0, got nan"),
         ("kl_budgets: [0.5, 1, 0.5]\n" + SWEEP, "kl_budgets lists 0.5 twice"),
         (
             "sweeps:\n  - {tag: r, algo: reinforce, knob: algo.beta, values: [0.1, 0.5, 0.1]}\n",
