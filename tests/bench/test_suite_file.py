@@ -286,3 +286,29 @@ def test_kl_budgets_are_columns_in_increasing_kl_whatever_order_they_are_written
     path = tmp_path / "my.yaml"
     path.write_text("kl_budgets: [1.0, 0.25, 0.5]\n" + SWEEP)
     assert load_suite_file(str(path)).kl_budgets == (0.25, 0.5, 1.0)
+
+
+def test_a_suite_files_fields_are_the_suites_and_what_it_leaves_out_has_its_default(tmp_path):
+    """Every field the file sets reaches the suite (jobs, resumable, the pool, a sweep's label, frontier, fixed
+    overrides); left out, the name is the file's stem, a sweep's objective its tag, the seeds [0]. Whether the
+    suite is exact follows from its task (the testbed by default). A ``.yml`` file is a suite file too."""
+    from rlhf_zoo.bench.suite_file import get_suite
+
+    path = tmp_path / "my.yml"
+    path.write_text(
+        "description: d\nbudget: b\njobs: 3\nresumable: true\nbon_pool: 4\nseeds: [2, 5]\n"
+        "task_args: {task: sentiment}\nsweeps:\n"
+        "  - {tag: best_of_n, algo: best_of_n, knob: algo.n, values: [1, 4]}\n"
+        "  - {tag: r, algo: reinforce, knob: algo.beta, values: [0.1], knob_label: b, frontier: paths,"
+        " fixed: {algo.samples: 2}}\n"
+    )
+    suite = get_suite(str(path))
+    assert (suite.name, suite.description, suite.budget, suite.seeds) == ("my", "d", "b", (2, 5))
+    assert (suite.jobs, suite.resumable, suite.bon_pool, suite.exact) == (3, True, 4, False)
+    bon, r = suite.sweeps
+    assert (bon.objective, r.objective, r.label, r.frontier) == ("best_of_n", "r", "b", "paths")
+    assert r.fixed == ("algo.samples=2",)
+    path.write_text(SWEEP)
+    suite = get_suite(str(path))
+    assert (suite.seeds, suite.jobs, suite.resumable, suite.bon_pool, suite.exact) == ((0,), 1, False, 0, True)
+    assert suite.budget == "not stated"
