@@ -78,11 +78,22 @@ def test_seeds_extra_and_only():
     assert all(whole[p.id] == p for p in pts)
     with pytest.raises(UserError, match="no sweep"):
         expand(EXACT, only=["nope"])
-    for bad in ("seed=3", "run_dir=x", "algo=bond"):
+    for bad in ("seed=3", "run_dir=x", "algo=bond", "resume=true", "train.steps"):
         with pytest.raises(UserError, match="cannot override"):
             expand(EXACT, extra=[bad])
     with pytest.raises(UserError, match="unknown suite"):
         get_suite("nope")
+
+
+def test_a_key_a_sweep_overrides_again_makes_another_configuration():
+    """The suite's train.lr, overridden by one sweep's fixed train.lr: a configuration is what its arguments
+    resolve to (the later of a repeated key wins), so the two sweeps' points at n = 4 are two runs; a sweep that
+    repeats the suite's own value makes the same run as the sweep without it, one point of both."""
+    fast = Sweep("fast", "x", "bond", "algo.n", (4,), fixed=("train.lr=0.1",))
+    plain = Sweep("plain", "y", "bond", "algo.n", (4,))
+    same = Sweep("same", "z", "bond", "algo.n", (4,), fixed=("train.lr=0.01",))
+    suite = Suite("s", "d", ("task=exact", "train.lr=0.01"), (fast, plain, same), (0,), "b")
+    assert [[m["sweep"] for m in p.memberships] for p in expand(suite)] == [["fast"], ["plain", "same"]]
 
 
 def test_sweep_validation():
