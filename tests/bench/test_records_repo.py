@@ -266,6 +266,22 @@ def test_a_records_settings_leave_out_what_cannot_change_its_numbers():
     assert settings_of(config) == {"task.name": "exact", "train.lr": 0.01, "train.steps": 5}
 
 
+def test_a_knob_whose_values_are_lists_is_grouped_checked_and_shown_as_written():
+    """A suite file sweeping ``model.lora_target_modules: [[q_proj], [q_proj, v_proj]]``: every point ran, then
+    the page ended in a traceback (TypeError: unhashable type: 'list') where it grouped the records by value."""
+    from rlhf_zoo.bench.render import final_table
+
+    values, knob = (["q_proj"], ["q_proj", "v_proj"]), "model.lora_target_modules"
+    recs = [synth_record("lora", v, s, {"kl/exact": 1.0}, knob=knob) for v in values for s in (0, 1)]
+    check_comparable(recs, "mine")
+    groups = group_records(recs)
+    assert {v: sorted(g.by_seed) for v, g in groups["lora"].items()} == {tuple(v): [0, 1] for v in values}
+    assert 'lora_target_modules=["q_proj", "v_proj"]' in final_table(groups)
+    recs[3]["code_version"] = "bbbbbbbbbbbb"
+    with pytest.raises(UserError, match="come from code versions unknown and bbbbbbbbbbbb"):
+        check_comparable(recs, "mine")
+
+
 def test_two_records_of_one_value_and_seed_are_refused():
     """A group keeps one record per seed: two points of one sweep value with the same seed (say, records kept
     from a suite file that named the point otherwise) are refused, not one silently dropped from the means
