@@ -307,3 +307,28 @@ def test_a_copy_of_a_finished_point_under_an_earlier_id_is_deleted_not_moved_ont
     assert calls == [] and report.skipped == ["best_of_n-size2-s0"] and report.renamed == []
     assert sorted(p.name for p in (records / name).glob("best_of_n-*")) == ["best_of_n-size2-s0.json"]
     assert _snapshot(tmp_path / name) == {"best_of_n-size2-s0": kept}
+
+
+def test_a_point_another_bench_is_running_is_not_resumed_beside_it(tiny_exact_suite, tmp_path, monkeypatch):
+    """In a resumable suite the second bench plans to resume (not redo) the point that the first is running
+    from its checkpoint: refused as well, before any point runs (not after running the points planned before
+    it, which the first bench runs too)."""
+    from rlhf_zoo.errors import UserError
+    from rlhf_zoo.runlog import RunLog
+
+    suite = dataclasses.replace(tiny_exact_suite, resumable=True)
+    running = expand(suite, seeds=[0])[-1]
+    d = point_dir(tmp_path, running)
+    write_json_atomic(d / "point.json", {"id": running.id, "args": list(running.args)})
+    (d / "checkpoint").mkdir()
+    (d / "checkpoint" / "state.pt").write_bytes(b"x")
+    assert plan(running, d, resumable=True) == "resume"
+    calls = []
+    monkeypatch.setattr(runner, "run_point", lambda *a, **k: calls.append(a[0].id))
+    held = RunLog(d).lock()
+    try:
+        with pytest.raises(UserError, match="in use by another run"):
+            run_suite(suite, tmp_path, progress=False, seeds=[0])
+    finally:
+        held.release()
+    assert calls == [] and (d / "checkpoint" / "state.pt").read_bytes() == b"x"
