@@ -285,6 +285,13 @@ def test_records_of_another_machine_are_counted_by_code_version_and_redone_when_
     assert calls == ids == changed.redone == changed.ran and changed.skipped == []
 
 
+def _relabelled(suite):
+    """The suite's Best-of-N sweep alone (n = 2), before and after its knob_label became ``size``: the point's id
+    goes from best_of_n-n2-s0 to best_of_n-size2-s0."""
+    before = dataclasses.replace(suite, sweeps=suite.sweeps[1:])
+    return before, dataclasses.replace(before, sweeps=(dataclasses.replace(before.sweeps[0], knob_label="size"),))
+
+
 def test_a_copy_of_a_finished_point_under_an_earlier_id_is_deleted_not_moved_onto_it(
     tiny_exact_suite, tmp_path, monkeypatch
 ):
@@ -293,8 +300,7 @@ def test_a_copy_of_a_finished_point_under_an_earlier_id_is_deleted_not_moved_ont
     are, the copy is deleted (the page refuses two records of one seed) and nothing runs."""
     import shutil
 
-    before = dataclasses.replace(tiny_exact_suite, sweeps=tiny_exact_suite.sweeps[1:])  # Best-of-N, n = 2
-    suite = dataclasses.replace(before, sweeps=(dataclasses.replace(before.sweeps[0], knob_label="size"),))
+    before, suite = _relabelled(tiny_exact_suite)
     records, name = tmp_path / "records", suite.name
     run_suite(before, tmp_path / "branch", progress=False, seeds=[0], records=tmp_path / "branch_records")
     run_suite(suite, tmp_path, progress=False, seeds=[0], records=records)
@@ -332,3 +338,22 @@ def test_a_point_another_bench_is_running_is_not_resumed_beside_it(tiny_exact_su
     finally:
         held.release()
     assert calls == [] and (d / "checkpoint" / "state.pt").read_bytes() == b"x"
+
+
+def test_a_record_under_an_earlier_id_whose_folder_a_run_holds_is_neither_moved_nor_deleted(tiny_exact_suite, tmp_path):
+    """The point's place on the page holds a record under its earlier id (before the knob_label changed) whose
+    run folder another bench is writing (redoing it): the bench refuses, rather than move or delete that folder
+    under the running one."""
+    from rlhf_zoo.errors import UserError
+    from rlhf_zoo.runlog import RunLog
+
+    before, suite = _relabelled(tiny_exact_suite)
+    run_suite(before, tmp_path, progress=False, seeds=[0], records=tmp_path / "records")
+    d = tmp_path / suite.name / "best_of_n-n2-s0"
+    held = RunLog(d).lock()
+    try:
+        with pytest.raises(UserError, match="in use by another run"):
+            run_suite(suite, tmp_path, progress=False, seeds=[0], records=tmp_path / "records")
+    finally:
+        held.release()
+    assert read_record(d) is not None and not (tmp_path / suite.name / "best_of_n-size2-s0").exists()
