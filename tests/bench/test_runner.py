@@ -357,3 +357,17 @@ def test_a_record_under_an_earlier_id_whose_folder_a_run_holds_is_neither_moved_
     finally:
         held.release()
     assert read_record(d) is not None and not (tmp_path / suite.name / "best_of_n-size2-s0").exists()
+
+
+def test_every_record_carries_the_stamp_of_the_bench_that_ran_it(tiny_exact_suite, tmp_path, monkeypatch):
+    """The code a bench runs is the code it loaded when it started: a tracked file edited while it runs (the
+    checkout turns dirty, or moves to another commit) does not change the stamp of its later records."""
+    import itertools
+
+    import rlhf_zoo.bench.version as version
+
+    states = itertools.chain([("a" * 40, False)], itertools.repeat(("b" * 40, True)))
+    monkeypatch.setattr(version, "git_state", lambda cwd=None: next(states))
+    run_suite(tiny_exact_suite, tmp_path, progress=False, seeds=[0], only=["best_of_n"])
+    recs = [read_record(point_dir(tmp_path, p)) for p in expand(tiny_exact_suite, seeds=[0], only=["best_of_n"])]
+    assert [(r["git_commit"], r["git_dirty"]) for r in recs] == [("a" * 40, False)] * len(recs)
