@@ -306,6 +306,16 @@ def _setting_diff(a: dict[str, Any], b: dict[str, Any]) -> str:
     return shown + (f" (and {len(keys) - 3} more)" if len(keys) > 3 else "")
 
 
+def page_value(value: Any) -> Any:
+    """A knob's value as the page keys it: as written (1 and 1.0 are one value), a list (``[q_proj, v_proj]``, read
+    back from JSON) as a tuple, which a table's rows and a group can be keyed by."""
+    if isinstance(value, (list, tuple)):
+        return tuple(page_value(v) for v in value)
+    if isinstance(value, dict):
+        return tuple((k, page_value(v)) for k, v in sorted(value.items()))
+    return value
+
+
 def check_comparable(records: list[dict[str, Any]], suite: str) -> None:
     """Refuse (a one-line :class:`UserError`) to pool records that are not comparable: the seeds of one
     sweep value (and the records of one point) must share a code version and settings, and hold each seed once
@@ -317,7 +327,7 @@ def check_comparable(records: list[dict[str, Any]], suite: str) -> None:
     names: dict[tuple[str, Any], str] = {}
     for rec in records:
         for m in rec.get("memberships", []):
-            key = (m["sweep"], m.get("value"))
+            key = (m["sweep"], page_value(m.get("value")))
             by_point[key].append(rec)
             names.setdefault(key, f"{m.get('knob_label') or m.get('knob', '')}={m.get('value')}")
     for (tag, value), recs in by_point.items():
@@ -432,7 +442,7 @@ def group_records(records: list[dict[str, Any]]) -> dict[str, dict[Any, Group]]:
     orders: dict[str, int] = {}
     for rec in records:
         for m in rec.get("memberships", []):
-            tag, value = m["sweep"], m["value"]
+            tag, value = m["sweep"], page_value(m["value"])
             g = groups[tag].get(value)
             if g is None:
                 g = Group(
@@ -480,6 +490,7 @@ __all__ = [
     "is_exact",
     "load_records",
     "out_records",
+    "page_value",
     "read_json",
     "read_oracle",
     "read_point_record",

@@ -46,7 +46,7 @@ from rlhf_zoo.bench.records import (
     suite_records,
 )
 from rlhf_zoo.bench.stats import fmt_ci, fmt_seeds_ci, interp_path, interp_sorted, mean_ci
-from rlhf_zoo.bench.suites import Point
+from rlhf_zoo.bench.suites import Point, format_value
 from rlhf_zoo.errors import UserError
 from rlhf_zoo.io import atomic_write_text
 
@@ -94,6 +94,8 @@ def _value(rec: dict[str, Any], key: str) -> float:
 
 
 def _fmt_value(v: Any) -> str:
+    if isinstance(v, tuple):  # a list-valued knob, as the page keys it: written as on the command line
+        return format_value(v)
     return f"{v:g}" if isinstance(v, float) else str(v)
 
 

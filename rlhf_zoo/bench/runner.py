@@ -51,6 +51,7 @@ from rlhf_zoo.bench.records import (
     ORACLE,
     RECORD,
     code_version_of,
+    page_value,
     read_json,
     read_point_record,
     read_record,
@@ -100,8 +101,7 @@ def _slots(memberships: Any, seed: Any) -> list[tuple[str, Any, int]]:
     them: 1 and 1.0 are one)."""
     out = []
     for m in memberships:
-        value = m.get("value")
-        out.append((str(m.get("sweep")), tuple(value) if isinstance(value, list) else value, int(seed or 0)))
+        out.append((str(m.get("sweep")), page_value(m.get("value")), int(seed or 0)))
     return out
 
 

@@ -266,6 +266,10 @@ def _sweep(s: SweepSpec, where: str) -> Sweep:
     twice = first_repeated(items)
     if twice is not None:  # as a sweep of rlhf-zoo train refuses it
         raise ValueError(f"sweep {s.tag}: values lists {twice} twice")
+    same = first_repeated(values)  # 1 and 1.0: two points, but one value on the page, which refuses two seed-0 records
+    if same is not None:
+        a, b = [items[i] for i, v in enumerate(values) if v == same][:2]
+        raise ValueError(f"sweep {s.tag}: values lists {a} and {b}, one value in the tables: keep one")
     return Sweep(
         s.tag, s.objective or s.tag, s.algo, s.knob, values, overrides(s.fixed, where), s.knob_label, s.frontier
     )

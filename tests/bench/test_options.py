@@ -143,3 +143,21 @@ def test_a_bench_folder_that_cannot_be_written_is_one_line_before_any_work(capsy
 )
 def test_a_profile_without_objectives_or_a_writable_out_is_one_line_before_any_work(capsys, tmp_path, args, needle):
     _refused_before_any_work(capsys, tmp_path, ["profile", "task=exact", *args], needle)
+
+
+def test_the_bench_options_reach_the_runs(tmp_path, capsys):
+    """``jobs=`` and ``keep_checkpoints=`` on the command line are what the bench runs with, not parsed and
+    dropped."""
+    import json
+
+    from rlhf_zoo.bench.suites import EXACT
+    from rlhf_zoo.cli import main
+
+    out = tmp_path / "runs"
+    args = ["suite=exact", "only=reinforce", "seeds=0", "train.steps=2", "train.eval_every=2", "render=false"]
+    assert main(["bench", *args, f"out={out}", "jobs=1", "keep_checkpoints=true", "progress=false"]) == 0, (
+        capsys.readouterr().err
+    )
+    runs = sorted((out / "exact").glob("reinforce-*"))
+    assert len(runs) >= 2 and all((d / "checkpoint").is_dir() for d in runs)
+    assert json.loads((out / "exact" / "bench.json").read_text())["jobs"] == 1 != EXACT.jobs

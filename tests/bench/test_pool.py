@@ -4,6 +4,7 @@ evaluation per n, and the page, plots and claims (e1, e2) reading it."""
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 import pytest
 
@@ -40,6 +41,15 @@ def test_a_pool_suite_has_one_best_of_n_point_per_seed():
     assert sum(1 for p in points if not p.pool) == 2  # the trained points are unchanged
     with pytest.raises(ValueError, match="bon_pool"):
         _suite(bon_pool=4)  # n = 8 cannot come from a pool of 4
+
+
+def test_a_pool_point_takes_the_sweeps_fixed_overrides_and_the_command_lines():
+    """``bench suite=quick model.name=tiny`` draws the pool from the model the trained points train, and a suite
+    file's Best-of-N sweep with fixed overrides draws it with them: after the task's, before the seed."""
+    suite = _suite()
+    fixed = replace(suite, sweeps=(replace(suite.sweeps[0], fixed=("train.eval_samples=3",)), *suite.sweeps[1:]))
+    (pool,) = [p for p in expand(fixed, seeds=[0], extra=["model.name=tiny"]) if p.pool]
+    assert pool.args == ("task=sentiment", "algo=best_of_n", "train.eval_samples=3", "model.name=tiny", "seed=0")
 
 
 def _pool_record(seed: int, m: int = 8, values=(1, 2, 4, 8)) -> dict:

@@ -15,18 +15,20 @@ import rlhf_zoo.bench.version as version
 from rlhf_zoo.bench.records import (
     FORMAT,
     check_comparable,
+    commit_of,
     compact,
     dumps_record,
     group_records,
     read_point_record,
     repo_records,
+    settings_of,
     uncompact,
     write_json_atomic,
 )
 from rlhf_zoo.bench.suites import EXACT, expand
 from rlhf_zoo.cli import main
 from rlhf_zoo.errors import UserError
-from tests.bench.helpers import synth_record
+from tests.bench.helpers import META, synth_record
 
 # the exact suite, two sweeps, a handful of steps: a point takes a fraction of a second
 TINY = ["suite=exact", "only=reinforce,best_of_n", "train.steps=4", "train.eval_every=2", "jobs=1", "progress=false"]
@@ -223,6 +225,63 @@ def test_records_of_one_value_written_as_int_and_float_are_checked_together():
         check_comparable([a, b], "exact")
 
 
+@pytest.mark.parametrize(
+    ("key", "value", "needle"),
+    [("code_version", "bbbbbbbbbbbb", "code versions aaaaaaaaaaaa and bbbbbbbbbbbb"), ("settings", {}, "settings")],
+)
+def test_the_last_seed_of_a_value_is_checked_against_the_first(key, value, needle):
+    """Three seeds of one value, the third of another code version or other settings: refused, not pooled
+    because the first two agree."""
+    recs = [synth_record("bond", 2, seed, {"kl/exact": 1.0}, knob="algo.n") for seed in (0, 1, 2)]
+    for rec in recs:
+        rec["code_version"], rec["settings"] = "aaaaaaaaaaaa", {"train.steps": 5}
+    recs[2][key] = value
+    with pytest.raises(UserError, match=f"bond-2-s0 \\(seed 0\\) and bond-2-s2 \\(seed 2\\).*{needle}"):
+        check_comparable(recs, "exact")
+
+
+def test_a_records_commit_is_its_own_or_for_format_1_its_runs():
+    """Format 1 kept the commit only in the run's meta.json, with ``-dirty`` appended; a record outside git has
+    none."""
+    old = synth_record("bond", 2, 0, {}, knob="algo.n")
+    assert commit_of(old) == "0123456789"
+    assert commit_of({**old, "meta": {**META, "git_commit": "0123456789abcdef0123-dirty"}}) == "0123456789-dirty"
+    assert commit_of({**old, "meta": {**META, "git_commit": "unknown"}}) == "unknown"
+    assert commit_of({**old, "git_commit": "f" * 40, "git_dirty": False}) == "ffffffffff"
+    assert commit_of({**old, "git_commit": None, "git_dirty": None}) == "unknown"
+
+
+def test_a_records_settings_leave_out_what_cannot_change_its_numbers():
+    """The seed, folders, device, threads and the :data:`NO_EFFECT` keys are no settings, nor is a mapping left
+    empty (a key added since: records written before it compare equal)."""
+    config = {
+        "seed": 3,
+        "run_dir": "runs/x",
+        "resume": True,
+        "device": "cpu",
+        "threads": 2,
+        "task": {"name": "exact", "proxy_options": {}},
+        "train": {"steps": 5, "lr": 0.01, "progress": False, "checkpoint_every": 7},
+    }
+    assert settings_of(config) == {"task.name": "exact", "train.lr": 0.01, "train.steps": 5}
+
+
+def test_a_knob_whose_values_are_lists_is_grouped_checked_and_shown_as_written():
+    """A suite file sweeping ``model.lora_target_modules: [[q_proj], [q_proj, v_proj]]``: every point ran, then
+    the page ended in a traceback (TypeError: unhashable type: 'list') where it grouped the records by value."""
+    from rlhf_zoo.bench.render import final_table
+
+    values, knob = (["q_proj"], ["q_proj", "v_proj"]), "model.lora_target_modules"
+    recs = [synth_record("lora", v, s, {"kl/exact": 1.0}, knob=knob) for v in values for s in (0, 1)]
+    check_comparable(recs, "mine")
+    groups = group_records(recs)
+    assert {v: sorted(g.by_seed) for v, g in groups["lora"].items()} == {tuple(v): [0, 1] for v in values}
+    assert 'lora_target_modules=["q_proj", "v_proj"]' in final_table(groups)
+    recs[3]["code_version"] = "bbbbbbbbbbbb"
+    with pytest.raises(UserError, match="come from code versions unknown and bbbbbbbbbbbb"):
+        check_comparable(recs, "mine")
+
+
 def test_two_records_of_one_value_and_seed_are_refused():
     """A group keeps one record per seed: two points of one sweep value with the same seed (say, records kept
     from a suite file that named the point otherwise) are refused, not one silently dropped from the means
@@ -347,11 +406,15 @@ def test_the_code_version_follows_the_code_not_its_comments():
     for text in changed:
         assert version.hash_sources([("algorithms/m.py", text)]) != base, text
     assert version.hash_sources([("algorithms/other.py", SOURCE)]) != base  # where the code lives counts
+    for code in ("class Loss:\n    {}\n    beta = 0.5\n", "async def loss(x):\n    {}\n    return x\n"):
+        one, other = (code.format(doc) for doc in ('"""A loss."""', '"""The loss, reworded."""'))
+        assert version.hash_sources([("m.py", one)]) == version.hash_sources([("m.py", other)]), code
 
 
 def test_the_code_version_of_a_copy_of_the_package(tmp_path):
     names = {p.relative_to(version.PACKAGE).as_posix() for p in version.code_files()}
-    assert {"policies/sampling.py", "rollout.py", "algorithms/jbond.py", "functional/kl.py", "evaluate.py"} <= names
+    decide = {"policies/sampling.py", "rollout.py", "rng.py", "algorithms/jbond.py", "functional/kl.py", "evaluate.py"}
+    assert decide | {"evaluate_pool.py", "tasks/oracle.py"} <= names
     assert "train.py" not in names and "bench/version.py" not in names
     root = tmp_path / "rlhf_zoo"
     for name in names:

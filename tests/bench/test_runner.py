@@ -233,3 +233,141 @@ def test_a_rerun_that_differs_only_in_settings_without_effect_redoes_nothing(tin
     # a setting that does change the numbers still redoes them
     changed = run_suite(reordered, tmp_path, progress=False, seeds=[0], extra=["train.lr=0.5"], records=records)
     assert len(changed.redone) == 3
+
+
+def test_a_bad_setting_of_a_later_point_fails_before_any_point_runs(tiny_exact_suite, tmp_path, monkeypatch):
+    """Every configuration is built before the first point runs: a key that only the last sweep's points
+    hold must not let the first sweep's points train (minutes each on a language model) before it fails."""
+    from rlhf_zoo.bench.suites import Sweep
+    from rlhf_zoo.config import ConfigError
+
+    bad = Sweep("bad", "bad", "best_of_n", "algo.n", (2,), fixed=("algo.nonsense=1",))
+    suite = dataclasses.replace(tiny_exact_suite, sweeps=(*tiny_exact_suite.sweeps, bad))
+    calls = []
+    monkeypatch.setattr(runner, "run_point", lambda *a, **k: calls.append(a[0].id))
+    with pytest.raises(ConfigError, match="nonsense"):
+        run_suite(suite, tmp_path, progress=False, seeds=[0])
+    assert calls == [] and not (tmp_path / suite.name).exists()
+
+
+def test_a_run_that_fails_in_a_worker_fails_the_bench_and_the_other_keeps_its_record(tiny_exact_suite, tmp_path):
+    """A point whose run fails in a worker process is the bench's error, not a point counted as run; the point
+    in flight beside it finishes and keeps its record."""
+    from rlhf_zoo.config import ConfigError
+
+    sweep = dataclasses.replace(tiny_exact_suite.sweeps[0], values=(0.1, "oops"))
+    suite = dataclasses.replace(tiny_exact_suite, sweeps=(sweep,))
+    with pytest.raises(ConfigError, match="oops"):
+        run_suite(suite, tmp_path, progress=False, seeds=[0], jobs=2, validate=False)
+    good, bad = expand(suite, seeds=[0])
+    assert read_record(point_dir(tmp_path, good)) is not None and read_record(point_dir(tmp_path, bad)) is None
+
+
+def test_records_of_another_machine_are_counted_by_code_version_and_redone_when_stale(
+    tiny_exact_suite, tmp_path, monkeypatch
+):
+    """Only the records folder holds the points (their run folders are on another machine): the bench counts
+    those of another code version, one by one, and redoes (and counts as redone) those whose run changed."""
+    from rlhf_zoo.bench.records import dumps_record, record_path
+
+    records = tmp_path / "records"
+    run_suite(tiny_exact_suite, tmp_path / "a", progress=False, seeds=[0], records=records)
+    ids = [p.id for p in expand(tiny_exact_suite, seeds=[0])]
+    for pid in ids[:2]:
+        path = record_path(records, tiny_exact_suite.name, pid)
+        path.write_text(dumps_record({**json.loads(path.read_text()), "code_version": "0123456789ab"}))
+    calls = []
+    monkeypatch.setattr(runner, "run_point", lambda *a, **k: calls.append(a[0].id))
+    elsewhere = dict(progress=False, seeds=[0], records=records)
+    again = run_suite(tiny_exact_suite, tmp_path / "b", **elsewhere)
+    assert calls == [] and again.skipped == ids and again.other_code == {"0123456789ab": 2}
+    changed = run_suite(tiny_exact_suite, tmp_path / "b", **elsewhere, extra=["train.lr=0.5"])
+    assert calls == ids == changed.redone == changed.ran and changed.skipped == []
+
+
+def _relabelled(suite):
+    """The suite's Best-of-N sweep alone (n = 2), before and after its knob_label became ``size``: the point's id
+    goes from best_of_n-n2-s0 to best_of_n-size2-s0."""
+    before = dataclasses.replace(suite, sweeps=suite.sweeps[1:])
+    return before, dataclasses.replace(before, sweeps=(dataclasses.replace(before.sweeps[0], knob_label="size"),))
+
+
+def test_a_copy_of_a_finished_point_under_an_earlier_id_is_deleted_not_moved_onto_it(
+    tiny_exact_suite, tmp_path, monkeypatch
+):
+    """Records merged from two branches, one of them before the sweep's knob_label changed: the point finished
+    under its id and, the same run, under its earlier id. The point's record and run folder are kept as they
+    are, the copy is deleted (the page refuses two records of one seed) and nothing runs."""
+    import shutil
+
+    before, suite = _relabelled(tiny_exact_suite)
+    records, name = tmp_path / "records", suite.name
+    run_suite(before, tmp_path / "branch", progress=False, seeds=[0], records=tmp_path / "branch_records")
+    run_suite(suite, tmp_path, progress=False, seeds=[0], records=records)
+    shutil.copytree(tmp_path / "branch" / name / "best_of_n-n2-s0", tmp_path / name / "best_of_n-n2-s0")
+    shutil.copy(tmp_path / "branch_records" / name / "best_of_n-n2-s0.json", records / name)
+    kept = _snapshot(tmp_path / name)["best_of_n-size2-s0"]
+    calls = []
+    monkeypatch.setattr(runner, "run_point", lambda *a, **k: calls.append(a))
+    report = run_suite(suite, tmp_path, progress=False, seeds=[0], records=records)
+    assert calls == [] and report.skipped == ["best_of_n-size2-s0"] and report.renamed == []
+    assert sorted(p.name for p in (records / name).glob("best_of_n-*")) == ["best_of_n-size2-s0.json"]
+    assert _snapshot(tmp_path / name) == {"best_of_n-size2-s0": kept}
+
+
+def test_a_point_another_bench_is_running_is_not_resumed_beside_it(tiny_exact_suite, tmp_path, monkeypatch):
+    """In a resumable suite the second bench plans to resume (not redo) the point that the first is running
+    from its checkpoint: refused as well, before any point runs (not after running the points planned before
+    it, which the first bench runs too)."""
+    from rlhf_zoo.errors import UserError
+    from rlhf_zoo.runlog import RunLog
+
+    suite = dataclasses.replace(tiny_exact_suite, resumable=True)
+    running = expand(suite, seeds=[0])[-1]
+    d = point_dir(tmp_path, running)
+    write_json_atomic(d / "point.json", {"id": running.id, "args": list(running.args)})
+    (d / "checkpoint").mkdir()
+    (d / "checkpoint" / "state.pt").write_bytes(b"x")
+    assert plan(running, d, resumable=True) == "resume"
+    calls = []
+    monkeypatch.setattr(runner, "run_point", lambda *a, **k: calls.append(a[0].id))
+    held = RunLog(d).lock()
+    try:
+        with pytest.raises(UserError, match="in use by another run"):
+            run_suite(suite, tmp_path, progress=False, seeds=[0])
+    finally:
+        held.release()
+    assert calls == [] and (d / "checkpoint" / "state.pt").read_bytes() == b"x"
+
+
+def test_a_record_under_an_earlier_id_whose_folder_a_run_holds_is_neither_moved_nor_deleted(tiny_exact_suite, tmp_path):
+    """The point's place on the page holds a record under its earlier id (before the knob_label changed) whose
+    run folder another bench is writing (redoing it): the bench refuses, rather than move or delete that folder
+    under the running one."""
+    from rlhf_zoo.errors import UserError
+    from rlhf_zoo.runlog import RunLog
+
+    before, suite = _relabelled(tiny_exact_suite)
+    run_suite(before, tmp_path, progress=False, seeds=[0], records=tmp_path / "records")
+    d = tmp_path / suite.name / "best_of_n-n2-s0"
+    held = RunLog(d).lock()
+    try:
+        with pytest.raises(UserError, match="in use by another run"):
+            run_suite(suite, tmp_path, progress=False, seeds=[0], records=tmp_path / "records")
+    finally:
+        held.release()
+    assert read_record(d) is not None and not (tmp_path / suite.name / "best_of_n-size2-s0").exists()
+
+
+def test_every_record_carries_the_stamp_of_the_bench_that_ran_it(tiny_exact_suite, tmp_path, monkeypatch):
+    """The code a bench runs is the code it loaded when it started: a tracked file edited while it runs (the
+    checkout turns dirty, or moves to another commit) does not change the stamp of its later records."""
+    import itertools
+
+    import rlhf_zoo.bench.version as version
+
+    states = itertools.chain([("a" * 40, False)], itertools.repeat(("b" * 40, True)))
+    monkeypatch.setattr(version, "git_state", lambda cwd=None: next(states))
+    run_suite(tiny_exact_suite, tmp_path, progress=False, seeds=[0], only=["best_of_n"])
+    recs = [read_record(point_dir(tmp_path, p)) for p in expand(tiny_exact_suite, seeds=[0], only=["best_of_n"])]
+    assert [(r["git_commit"], r["git_dirty"]) for r in recs] == [("a" * 40, False)] * len(recs)

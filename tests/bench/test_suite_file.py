@@ -81,6 +81,10 @@ SWEEP = "sweeps:\n  - {tag: r, algo: reinforce, knob: algo.beta, values: [0.1]}\
         ("task_args: {task: nope}\n" + SWEEP, "unknown task 'nope'"),
         ("algo_args: {bond: {algo.k: 4}}\n" + SWEEP, "no sweep runs"),
         ("sweeps:\n  - {tag: r, algo: reinforce, knob: algo.bogus, values: [0.1]}\n", "bogus"),
+        ("sweeps:\n  - {tag: r, algo: reinforce, knob: '', values: [0.1]}\n", "sweep r: knob is empty"),
+        ("name: ../mine\n" + SWEEP, "name must be letters, digits, '_', '.' or '-' (it names a folder): '../mine'"),
+        ("algo_args: {reinforce: [1]}\n" + SWEEP, "algo_args.reinforce must be a mapping"),
+        ("algo_args: {reinforce: {seed: 1}}\n" + SWEEP, "algo_args.reinforce seed: a suite cannot set it"),
     ],
 )
 def test_a_bad_suite_file_is_one_line_naming_it(cli, tmp_path, text, needle):
@@ -179,10 +183,16 @@ def test_render_only_without_records_repeats_the_command_that_makes_them(cli, tm
         ("seeds: [0, 1, 0]\n" + SWEEP, "seeds lists seed 0 twice"),
         ("kl_budgets: [0.5, 0]\n" + SWEEP, "kl_budgets must be > 0, got 0.0"),
         ("kl_budgets: [-1]\n" + SWEEP, "kl_budgets must be > 0, got -1.0"),
+        ("kl_budgets: [0.5, .inf]\n" + SWEEP, "kl_budgets must be > 0, got inf"),
+        ("kl_budgets: [.nan]\n" + SWEEP, "kl_budgets must be > 0, got nan"),
         ("kl_budgets: [0.5, 1, 0.5]\n" + SWEEP, "kl_budgets lists 0.5 twice"),
         (
             "sweeps:\n  - {tag: r, algo: reinforce, knob: algo.beta, values: [0.1, 0.5, 0.1]}\n",
             "sweep r: values lists 0.1 twice",
+        ),
+        (
+            "sweeps:\n  - {tag: r, algo: reinforce, knob: algo.beta, values: [1, 0.5, 1.0]}\n",
+            "sweep r: values lists 1 and 1.0, one value in the tables: keep one",
         ),
     ],
 )
@@ -191,7 +201,8 @@ def test_a_bad_count_in_a_suite_file_is_one_line_naming_its_key(cli, tmp_path, t
     listed twice was refused later without the file's name, a KL budget <= 0 was taken, and an empty list of
     sweeps ended in a traceback (IndexError) after the task's oracle was asked for the first point; a KL budget
     listed twice made two columns of the same numbers, and a value listed twice was taken (a sweep of rlhf-zoo
-    train refuses it)."""
+    train refuses it); so were 1 and 1.0, two points that the tables pool as one value, whose page then refused
+    the two records of seed 0 (and a bench run again after one was deleted ran it again)."""
     path = tmp_path / "my.yaml"
     path.write_text(text)
     code, out, err = cli("bench", f"suite={path}", f"out={tmp_path}/runs", "render_only=true")
@@ -294,7 +305,7 @@ def test_a_value_rewritten_as_another_number_is_redone_and_replaces_its_record(c
     sweep = "sweeps:\n  - {tag: r, algo: reinforce, knob: algo.beta, values: [%s]}\n"
     _edit_run(cli, tmp_path, path, FAST_SUITE + sweep % "1")
     err, ids, _ = _edit_run(cli, tmp_path, path, FAST_SUITE + sweep % "1.0")
-    assert "1 point(s) run (0 resumed, 1 redone)" in err, err
+    assert "1 point(s) run (0 resumed, 1 redone)" in err and "kept under a new id" not in err, err
     assert ids == ["r-beta1.0-s0"] and [p.name for p in (tmp_path / "runs" / "my").glob("r-*")] == ["r-beta1.0-s0"]
     assert "1 of the 1 planned points have records" in (tmp_path / "runs" / "my.md").read_text()
 
@@ -304,3 +315,29 @@ def test_kl_budgets_are_columns_in_increasing_kl_whatever_order_they_are_written
     path = tmp_path / "my.yaml"
     path.write_text("kl_budgets: [1.0, 0.25, 0.5]\n" + SWEEP)
     assert load_suite_file(str(path)).kl_budgets == (0.25, 0.5, 1.0)
+
+
+def test_a_suite_files_fields_are_the_suites_and_what_it_leaves_out_has_its_default(tmp_path):
+    """Every field the file sets reaches the suite (jobs, resumable, the pool, a sweep's label, frontier, fixed
+    overrides); left out, the name is the file's stem, a sweep's objective its tag, the seeds [0]. Whether the
+    suite is exact follows from its task (the testbed by default). A ``.yml`` file is a suite file too."""
+    from rlhf_zoo.bench.suite_file import get_suite
+
+    path = tmp_path / "my.yml"
+    path.write_text(
+        "description: d\nbudget: b\njobs: 3\nresumable: true\nbon_pool: 4\nseeds: [2, 5]\n"
+        "task_args: {task: sentiment}\nsweeps:\n"
+        "  - {tag: best_of_n, algo: best_of_n, knob: algo.n, values: [1, 4]}\n"
+        "  - {tag: r, algo: reinforce, knob: algo.beta, values: [0.1], knob_label: b, frontier: paths,"
+        " fixed: {algo.samples: 2}}\n"
+    )
+    suite = get_suite(str(path))
+    assert (suite.name, suite.description, suite.budget, suite.seeds) == ("my", "d", "b", (2, 5))
+    assert (suite.jobs, suite.resumable, suite.bon_pool, suite.exact) == (3, True, 4, False)
+    bon, r = suite.sweeps
+    assert (bon.objective, r.objective, r.label, r.frontier) == ("best_of_n", "r", "b", "paths")
+    assert r.fixed == ("algo.samples=2",)
+    path.write_text(SWEEP)
+    suite = get_suite(str(path))
+    assert (suite.seeds, suite.jobs, suite.resumable, suite.bon_pool, suite.exact) == ((0,), 1, False, 0, True)
+    assert suite.budget == "not stated"

@@ -6,7 +6,19 @@ import pytest
 
 from rlhf_zoo.bench.runner import validate_points
 from rlhf_zoo.bench.suite_file import get_suite
-from rlhf_zoo.bench.suites import BOND, BOND_BETA, EXACT, FULL, QUICK, SUITES, SWEEPS, Suite, Sweep, expand
+from rlhf_zoo.bench.suites import (
+    BOND,
+    BOND_BETA,
+    EXACT,
+    FULL,
+    QUICK,
+    SUITES,
+    SWEEPS,
+    Suite,
+    Sweep,
+    expand,
+    format_value,
+)
 from rlhf_zoo.errors import UserError
 
 CLAIM_TAGS = {"best_of_n", "reinforce", "bond", "bond_beta", "iterative", "jbond_gamma", "jbond_eta", "jbond_swap"}
@@ -78,11 +90,40 @@ def test_seeds_extra_and_only():
     assert all(whole[p.id] == p for p in pts)
     with pytest.raises(UserError, match="no sweep"):
         expand(EXACT, only=["nope"])
-    for bad in ("seed=3", "run_dir=x", "algo=bond"):
+    with pytest.raises(UserError, match="no seeds"):
+        expand(EXACT, seeds=[])  # not the suite's seeds
+    for bad in ("seed=3", "run_dir=x", "algo=bond", "resume=true", "train.steps"):
         with pytest.raises(UserError, match="cannot override"):
             expand(EXACT, extra=[bad])
     with pytest.raises(UserError, match="unknown suite"):
         get_suite("nope")
+
+
+def test_a_key_a_sweep_overrides_again_makes_another_configuration():
+    """The suite's train.lr, overridden by one sweep's fixed train.lr: a configuration is what its arguments
+    resolve to (the later of a repeated key wins), so the two sweeps' points at n = 4 are two runs; a sweep that
+    repeats the suite's own value makes the same run as the sweep without it, one point of both."""
+    fast = Sweep("fast", "x", "bond", "algo.n", (4,), fixed=("train.lr=0.1",))
+    plain = Sweep("plain", "y", "bond", "algo.n", (4,))
+    same = Sweep("same", "z", "bond", "algo.n", (4,), fixed=("train.lr=0.01",))
+    suite = Suite("s", "d", ("task=exact", "train.lr=0.01"), (fast, plain, same), (0,), "b")
+    assert [[m["sweep"] for m in p.memberships] for p in expand(suite)] == [["fast"], ["plain", "same"]]
+
+
+def test_a_value_is_written_as_on_the_command_line():
+    """A point's arguments are read back as YAML: ``None`` and ``True`` would be the strings "None" and, in a
+    point's id and arguments, another spelling than the ``null`` and ``true`` that earlier records hold."""
+    assert [format_value(v) for v in (True, False, None, 0.1, 1e-4, 2, "bond")] == [
+        "true",
+        "false",
+        "null",
+        "0.1",
+        "0.0001",
+        "2",
+        "bond",
+    ]
+    assert format_value(("q_proj", "v_proj")) == format_value(["q_proj", "v_proj"]) == '["q_proj", "v_proj"]'
+    assert format_value({"k": 1}) == '{"k": 1}'
 
 
 def test_sweep_validation():
