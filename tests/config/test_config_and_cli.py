@@ -123,3 +123,16 @@ def test_a_command_s_output_file_that_is_a_directory_is_refused(tmp_path):
     with pytest.raises(UserError, match=f"profile: out={tmp_path} is a directory: name a JSON file"):
         check_writable_file(str(tmp_path), "profile")
     check_writable_file(str(tmp_path / "profile.json"), "profile")  # a new file in a writable folder
+
+
+def test_a_run_dir_under_the_home_folder_is_written_where_it_was_checked(tmp_path, monkeypatch, cli):
+    """``run_dir=~/r`` (quoted, or in a YAML file: no shell expands it) was checked as ``$HOME/r`` but the run
+    wrote to a folder named ``~`` in the current directory."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    (tmp_path / "home").mkdir()
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
+    code, out, err = cli("train", "algo=bond", "train.steps=0", "train.progress=false", "run_dir=~/r")
+    assert code == 0, err
+    assert (tmp_path / "home" / "r" / "summary.json").is_file()
+    assert not (tmp_path / "cwd" / "~").exists()
