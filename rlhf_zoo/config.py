@@ -114,7 +114,7 @@ class RunConfig:
     model: the language model's config (tasks that use one; absent otherwise).
     train: :class:`TrainConfig`.
     seed: fixes prompt order, sampling and initialisation.
-    run_dir: output directory (default ``runs/<algo>-<task>-s<seed>``).
+    run_dir: output directory (default ``runs/<algo>-<task>-s<seed>``; ``~`` expanded).
     resume: continue from the run directory's last checkpoint.
     device: auto | cpu | cuda | cuda:N.
     threads: torch CPU threads (0 = torch's default). Tiny tabular work is fastest on 1.
@@ -367,6 +367,8 @@ def compose(args: list[str], defaults: dict[str, str] | None = None, need_algo: 
         cfg.algo.quantiles = "exact" if entry.has_oracle else "mc"
     if not cfg.run_dir and algo_choice is not None:
         cfg.run_dir = f"runs/{algo_choice}-{task_name}-s{cfg.seed}"
+    if cfg.run_dir.startswith("~"):  # quoted, or in a YAML file: no shell expanded it; written where it is checked
+        cfg.run_dir = str(Path(cfg.run_dir).expanduser())
     return cfg
 
 

@@ -84,6 +84,9 @@ def test_a_saved_config_run_from_another_folder_says_where_its_relative_paths_st
         ("algo: bond\nconfig: other.yaml\n", "do not nest"),
         ("task: exact\n", "name an algorithm"),
         ("algo: dpo\n", "unknown algorithm 'dpo'"),
+        # the same key dotted and nested: YAML sees two keys, and the later one won silently
+        ("algo.beta: 0.5\nalgo: {name: bond, beta: 0.1}\n", "sets algo.beta twice"),
+        ("algo: bond\nseed: 1\nseed.x: 2\n", "seed.x lies under a key that holds a value"),
     ],
 )
 def test_a_bad_file_is_one_line_before_any_work(cli, tmp_path, text, needle):
@@ -143,3 +146,18 @@ def test_an_experiment_file_that_does_not_read_is_one_line_naming_the_problem_an
     code, out, err = cli("train", "algo=bond", f"config={exp}", f"run_dir={tmp_path}/a")
     assert code == 2 and needle in err and f"config={exp}" in err, err
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "a").exists()
+
+
+def test_the_command_line_chooses_over_the_file_and_an_empty_file_sets_nothing(tmp_path, monkeypatch):
+    """The command line's task= and algo= win over the file's, as every other key does; an empty file is no
+    settings (not "must hold a mapping"); ``config=~/exp.yaml`` is read from the home folder (a YAML file or a
+    quoted argument keeps the ``~``)."""
+    from rlhf_zoo.config import compose
+
+    exp = _write(tmp_path / "exp.yaml", "algo: jbond\ntask: sentiment\nseed: 4\n")
+    cfg = compose([f"config={exp}", "task=exact", "algo=bond"])
+    assert (cfg.task.name, cfg.algo.name, cfg.seed) == ("exact", "bond", 4)
+    empty = _write(tmp_path / "empty.yaml", "")
+    assert compose([f"config={empty}", "algo=bond"]).seed == 0
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert compose(["config=~/exp.yaml", "task=exact"]).algo.name == "jbond"

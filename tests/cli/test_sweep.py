@@ -132,12 +132,15 @@ def test_a_sweep_file_composes_with_the_command_line(cli, tmp_path):
         (["algo=bond", "algo.beta=0.5,x"], "algo.beta"),
         (["seed=0,1"], "name an algorithm"),
         (["SWEEPFILE"], "sweep.seed must be a non-empty list"),
+        (["EMPTYSWEEP"], "sweep.seed must be a non-empty list"),  # no point to run, not a sweep of none
     ],
 )
 def test_a_bad_sweep_is_one_line_before_anything_runs(cli, tmp_path, args, needle):
     bad = tmp_path / "bad.yaml"
     bad.write_text("algo: bond\nsweep: {seed: 3, algo.n: [2, 4]}\n")
-    args = [f"config={bad}" if a == "SWEEPFILE" else a for a in args]
+    (tmp_path / "empty.yaml").write_text("algo: bond\nsweep: {seed: [], algo.n: [2, 4]}\n")
+    files = {"SWEEPFILE": f"config={bad}", "EMPTYSWEEP": f"config={tmp_path}/empty.yaml"}
+    args = [files.get(a, a) for a in args]
     code, out, err = cli("train", *FAST, *args, f"out={tmp_path}/sw")
     assert code == 2 and needle in err, err
     assert len(err.strip().splitlines()) == 1 and not out and not (tmp_path / "sw").exists()

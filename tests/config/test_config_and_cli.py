@@ -5,8 +5,9 @@ import subprocess
 import sys
 
 import pytest
+from omegaconf import OmegaConf
 
-from rlhf_zoo.config import ConfigError, load_config
+from rlhf_zoo.config import ConfigError, compose, load_config
 
 
 @pytest.mark.parametrize(
@@ -25,6 +26,16 @@ from rlhf_zoo.config import ConfigError, load_config
         (["algo=bond", "train.warmup_steps=-2"], "train.warmup_steps"),
         (["algo=bond", "train.grad_clip=-1"], "train.grad_clip"),
         (["algo=bond", "oops"], "key=value"),
+        # each of these ran into a ZeroDivisionError, an empty batch or a torch error after the task was built
+        (["algo=bond", "train.batch_prompts=0"], "train.batch_prompts"),
+        (["algo=bond", "train.eval_every=0"], "train.eval_every"),
+        (["algo=bond", "train.eval_ref_samples=0"], "train.eval_*"),
+        (["algo=bond", "train.save_samples=-1"], "train.save_samples"),
+        (["algo=bond", "train.checkpoint_every=-1"], "train.checkpoint_every"),
+        (["algo=bond", "train.checkpoint_minutes=-1"], "train.checkpoint_minutes"),
+        (["algo=bond", "threads=-1"], "threads must be >= 0"),
+        (["algo=bond", "train.lr=inf"], "train.lr must be a finite number"),
+        (["algo=bond", "task.name=sentiment"], "task=NAME"),  # a section is chosen by its key, not renamed
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, cli, args, needle):
@@ -49,6 +60,16 @@ def test_presets_are_configs_of_registered_algorithms():
 def test_quantiles_auto_resolves_to_exact_on_the_testbed():
     assert load_config(["algo=bond"]).algo.quantiles == "exact"
     assert load_config(["algo=bond", "algo.quantiles=mc"]).algo.quantiles == "mc"
+    # a task without an oracle has no exact quantiles: Monte-Carlo ones
+    assert compose(["algo=bond", "task=sentiment"]).algo.quantiles == "mc"
+
+
+def test_the_default_run_dir_names_the_algorithm_as_given_the_task_and_the_seed():
+    """Two seeds, or a preset and the algorithm it configures, must not share a run directory (the second run
+    would refuse it, or resume the other)."""
+    assert compose(["algo=bond", "seed=3"]).run_dir == "runs/bond-exact-s3"
+    assert compose(["algo=rloo", "seed=1"]).run_dir == "runs/rloo-exact-s1"
+    assert compose(["algo=bond", "seed=3", "run_dir=elsewhere"]).run_dir == "elsewhere"
 
 
 def test_python_dash_m_entry_point(tmp_path):
@@ -85,3 +106,33 @@ def test_bench_help_names_every_built_in_suite(cli):
     assert code == 0
     listed = out.split("suite=")[1].split()[0].split("|")
     assert listed == [*SUITES, "FILE.yaml"], listed
+
+
+def test_the_documented_zero_values_are_accepted():
+    """0 means "off" (or "torch's default", "no training") for these settings: accepted, not refused as < 1."""
+    zeros = ["train.steps", "train.save_samples", "train.checkpoint_every", "train.checkpoint_minutes",
+             "train.grad_clip", "train.warmup_steps", "train.weight_decay", "threads"]  # fmt: skip
+    cfg = load_config(["algo=bond", *(f"{k}=0" for k in zeros)])
+    assert [OmegaConf.select(cfg, k) for k in zeros] == [0] * len(zeros)
+
+
+def test_a_command_s_output_file_that_is_a_directory_is_refused(tmp_path):
+    from rlhf_zoo.config import check_writable_file
+    from rlhf_zoo.errors import UserError
+
+    with pytest.raises(UserError, match=f"profile: out={tmp_path} is a directory: name a JSON file"):
+        check_writable_file(str(tmp_path), "profile")
+    check_writable_file(str(tmp_path / "profile.json"), "profile")  # a new file in a writable folder
+
+
+def test_a_run_dir_under_the_home_folder_is_written_where_it_was_checked(tmp_path, monkeypatch, cli):
+    """``run_dir=~/r`` (quoted, or in a YAML file: no shell expands it) was checked as ``$HOME/r`` but the run
+    wrote to a folder named ``~`` in the current directory."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    (tmp_path / "home").mkdir()
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
+    code, out, err = cli("train", "algo=bond", "train.steps=0", "train.progress=false", "run_dir=~/r")
+    assert code == 0, err
+    assert (tmp_path / "home" / "r" / "summary.json").is_file()
+    assert not (tmp_path / "cwd" / "~").exists()
