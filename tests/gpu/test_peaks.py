@@ -32,3 +32,24 @@ def test_peak_flops_on_a_cuda_device_reads_the_datasheet_and_says_so_when_unknow
     value, source = profile.peak_flops(torch.device("cuda"), torch.float32)
     assert value != value and "no datasheet peak known" in source
     assert profile.datasheet_peak("Some GPU", "bfloat16") is None
+
+
+def test_the_cpu_peak_is_the_matmuls_flops_over_their_seconds(monkeypatch):
+    """On a CPU the peak is measured: each n×n by n×n matmul does 2·n³ FLOPs (a multiply and an add per term).
+    Under a clock that moves 0.1 s per matmul and at no other time, the rate is one matmul's FLOPs per 0.1 s."""
+    import time
+
+    clock, shapes = [0.0], []
+    matmul = torch.Tensor.__matmul__
+
+    def timed_matmul(a, b):
+        clock[0] += 0.1
+        shapes.append((a.shape[0], a.shape[1], b.shape[1]))
+        return matmul(a, b)
+
+    monkeypatch.setattr(time, "perf_counter", lambda: clock[0])
+    monkeypatch.setattr(torch.Tensor, "__matmul__", timed_matmul)
+    value, source = profile.peak_flops(torch.device("cpu"), torch.float32)
+    assert len(set(shapes)) == 1 and len(shapes) > 2
+    m, k, n = shapes[0]
+    assert value == pytest.approx(2 * m * k * n / 0.1) and "measured" in source and "float32" in source

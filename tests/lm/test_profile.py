@@ -1,5 +1,8 @@
 """``rlhf-zoo profile``'s figures (rlhf_zoo/profile.py): what each row measures."""
 
+import sys
+from pathlib import Path
+
 import pytest
 
 from rlhf_zoo import profile
@@ -24,6 +27,8 @@ def test_sft_baseline_holds_one_copy_of_the_weights(finetune, lm_args, monkeypat
     args = [a for a in lm_args if not a.startswith(("run_dir", "train.steps"))]
     row = profile.worker(["algo=sft", *args, f"model.finetune={finetune}", "steps=1", "warmup=1"])
     assert row["algo"] == "sft" and row["completions_per_step"] == 2 * 4
+    # its supervised step is timed and counted as the update phase
+    assert row["update_s"] > 0 and row["update_flops"] > 0 and row["mfu_update"] > 0
     assert seen == [1, 1]
 
 
@@ -119,3 +124,119 @@ def test_profile_out_is_written_atomically(tmp_path, monkeypatch, capsys):
         profile.main(["algos=reinforce", f"out={out}"])
     assert out.read_text() == before
     assert [p.name for p in tmp_path.iterdir()] == ["profile.json"]  # no temporary file left
+
+
+def test_a_rows_seconds_are_per_timed_step_and_its_rates_and_shares_follow_from_them(monkeypatch):
+    """The worker on the testbed under a clock that moves only when the policy samples (2 s), the proxy scores
+    (1 s), the policy is scored (0.5 s: in ``update`` with gradient, in ``logprobs`` without) or a step's prompts
+    are picked (0.25 s, in no phase): every figure of the row follows from the calls of the timed steps alone,
+    per step (the warm-up's are not in it)."""
+    import time
+
+    import torch
+
+    import rlhf_zoo.train as train_module
+    from rlhf_zoo.policies.tabular import TabularPolicy
+    from rlhf_zoo.tasks.exact import TableReward
+
+    clock, calls = [0.0], []
+
+    def ticking(method, seconds, phase):
+        def call(*args, **kwargs):
+            out = method(*args, **kwargs)
+            clock[0] += seconds
+            calls.append((phase() if callable(phase) else phase, seconds, len(out) if phase == "generate" else 0))
+            return out
+
+        return call
+
+    monkeypatch.setattr(time, "perf_counter", lambda: clock[0])
+    monkeypatch.setattr(TabularPolicy, "sample", ticking(TabularPolicy.sample, 2.0, "generate"))
+    monkeypatch.setattr(TableReward, "score", ticking(TableReward.score, 1.0, "reward"))
+    scored = ticking(TabularPolicy.logprobs, 0.5, lambda: "update" if torch.is_grad_enabled() else "logprobs")
+    monkeypatch.setattr(TabularPolicy, "logprobs", scored)
+    monkeypatch.setattr(train_module, "prompts_for_step", ticking(train_module.prompts_for_step, 0.25, "other"))
+    monkeypatch.setattr(profile, "peak_flops", lambda device, dtype: (1e12, "test"))
+    monkeypatch.setattr(profile.UpdateFlops, "flops_of_timed", lambda self: 6e9)  # of all the timed updates
+    warmup, steps = 1, 2
+    row = profile.worker(
+        ["algo=reinforce", "task=exact", "train.batch_prompts=4", f"steps={steps}", f"warmup={warmup}"]
+    )
+
+    assert len(calls) % (warmup + steps) == 0  # every step makes the same calls
+    timed = calls[len(calls) // (warmup + steps) * warmup :]
+    expected = {p: sum(s for q, s, _ in timed if q == p) / steps for p in (*profile.PHASES, "other")}
+    assert expected["update"] > 0 and expected["logprobs"] > 0 and expected["other"] > 0  # the reference is scored
+    assert {p: row[f"{p}_s"] for p in expected} == pytest.approx(expected)
+    assert row["step_s"] == pytest.approx(sum(expected.values()))
+    completions = sum(n for _, _, n in timed) / steps
+    assert row["completions_per_step"] == completions == 4 * 4  # batch_prompts × REINFORCE's samples
+    assert row["completions_per_s"] == pytest.approx(completions / row["step_s"])
+    assert row["generate_share"] == pytest.approx(expected["generate"] / row["step_s"])
+    assert row["update_flops"] == pytest.approx(6e9 / steps)
+    assert row["update_flops_per_s"] == pytest.approx(6e9 / steps / expected["update"])
+    assert row["mfu_update"] == pytest.approx(row["update_flops_per_s"] / 1e12) and row["peak_flops"] == 1e12
+    if sys.platform == "linux":  # the process's peak resident set, as the kernel reports it, in GiB
+        status = Path("/proc/self/status").read_text().splitlines()
+        peak_kib = next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
+        assert row["peak_memory_gb"] == pytest.approx(peak_kib / 2**20, rel=0.1)
+
+
+def test_without_a_model_the_timed_updates_flops_are_the_counted_ones_per_update():
+    """The tabular testbed has no model to read token positions from: the timed updates then count as many
+    FLOPs each as the counted (warm-up) updates did on average."""
+    import torch
+
+    from rlhf_zoo.rollout import Costs
+
+    costs, counter = Costs(), profile.UpdateFlops()
+    profile.register_probes(costs, torch.device("cpu"), counter)
+    for _ in range(2):  # counted: 2·4³ FLOPs each
+        with costs.timed("update"):
+            torch.ones(4, 4) @ torch.ones(4, 4)
+    counter.counting = False
+    for _ in range(3):
+        with costs.timed("update"):
+            torch.ones(4, 4) @ torch.ones(4, 4)
+    assert counter.flops == 2 * 2 * 4**3 and counter.flops_of_timed() == 3 * 2 * 4**3
+
+
+def test_the_table_puts_each_figure_under_its_own_header():
+    figures = {
+        "step_s": 9.0,
+        "generate_s": 1.0,
+        "reward_s": 0.125,
+        "logprobs_s": 3.0,
+        "update_s": 4.0,
+        "other_s": 0.875,
+    }
+    row = {"algo": "jbond", **figures, "completions_per_step": 32.0, "completions_per_s": 3.5, "generate_share": 0.25}
+    row |= {"mfu_update": 0.125, "peak_memory_gb": 1.5}
+    cells = dict(zip(profile.HEADERS, profile.table_rows([row])[0], strict=True))
+    assert cells == {
+        "objective": "jbond",
+        "s/step": "9.00",
+        "generate": "1.00",
+        "reward": "0.125",
+        "log-probs": "3.00",
+        "update": "4.00",
+        "other": "0.88",
+        "completions/step": "32",
+        "completions/s": "3.50",
+        "generate share": "25%",
+        "update MFU": "12.5%",
+        "peak GiB": "1.50",
+    }
+    assert (
+        dict(zip(profile.HEADERS, profile.table_rows([row | {"mfu_update": 0.0}])[0], strict=True))["update MFU"] == "-"
+    )
+
+
+def test_every_objectives_configuration_is_checked_before_the_first_runs(monkeypatch):
+    from rlhf_zoo.config import ConfigError
+
+    ran = []
+    monkeypatch.setattr(profile, "profile_rows", lambda *a: ran.append(a) or [])
+    with pytest.raises(ConfigError, match="unknown algorithm 'nonexistent'"):
+        profile.main(["algos=reinforce,nonexistent", "task=exact"])
+    assert ran == []

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from rlhf_zoo.data.hutto import Record, prompt_texts, split_hutto
+from rlhf_zoo.data.hutto import Record, prompt_prefix, prompt_texts, split_hutto
 from rlhf_zoo.errors import UserError
 
 pytest.importorskip("transformers")
@@ -127,6 +127,58 @@ def test_build_loads_with_auto_classes_and_records_meta(data: dict, tmp_path: Pa
     assert {"text", "tokenizer", "train", "evaluate", "total"} <= set(meta["seconds"])
     assert {"torch", "transformers", "tokenizers"} <= set(meta["versions"])
     assert len(meta["samples"]) == TINY.n_samples and all(len(s) == 2 for s in meta["samples"])
+    for (prompt, continuation), snippet in zip(meta["samples"], data["eval_snippets"], strict=False):
+        assert prompt == prompt_prefix(snippet, TINY.prompt_words) and not continuation.startswith(prompt)
+
+
+def test_meta_figures_are_those_of_the_saved_model_on_the_held_out_and_evaluation_texts(data: dict, tmp_path: Path):
+    """``meta.json``'s perplexities and token counts, recomputed from the saved model and tokenizer on the
+    corpus's held-out documents and the sentiment task's evaluation snippets (not the training text)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = _build(data, tmp_path / "lm")
+    meta, tok = read_meta(path), AutoTokenizer.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(path)
+    corpus, eval_snippets = load_corpus(TINY, data["records"], data["gensim"])
+    train, val = [d.text for d in corpus.train], [d.text for d in corpus.val]
+    val_blocks = zoo_lm.pack(tok, val, TINY.seq_len)
+    assert meta["heldout_perplexity"] == pytest.approx(zoo_lm.perplexity(model, val_blocks, tok.pad_token_id), abs=2e-3)
+    eval_ppl = zoo_lm.snippet_perplexity(model, tok, eval_snippets)
+    assert meta["sentiment_eval_perplexity"] == pytest.approx(eval_ppl, abs=2e-3)
+    tokens = {
+        part: sum(len(ids) + 1 for ids in tok(texts)["input_ids"]) for part, texts in (("train", train), ("val", val))
+    }
+    assert meta["corpus"]["train_tokens"] == tokens["train"] and meta["corpus"]["val_tokens"] == tokens["val"]
+    assert (meta["corpus"]["train_docs"], meta["corpus"]["val_docs"]) == (len(train), len(val))
+
+
+def test_a_build_without_held_out_text_is_refused(data: dict, tmp_path: Path) -> None:
+    """No held-out document would report a perplexity of exp(0) = 1 over no tokens: refused instead."""
+    with pytest.raises(UserError, match="no training or held-out text"):
+        _build(data, tmp_path / "lm", config=ZooLMConfig(**{**TINY.__dict__, "val_fraction": 1e-12}))
+    assert not (tmp_path / "lm").exists()
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"hidden_size": 30, "num_heads": 4}, "multiple of num_heads"),
+        ({"seq_len": 65, "max_positions": 64}, "exceeds max_positions"),
+        ({"vocab_size": 259}, "vocab_size must exceed"),
+    ],
+)
+def test_a_shape_that_cannot_be_built_is_refused(change: dict, message: str) -> None:
+    with pytest.raises(UserError, match=message):
+        ZooLMConfig(**change)
+
+
+def test_every_setting_gets_its_own_folder_and_fingerprints_tell_documents_apart() -> None:
+    ZooLMConfig(seq_len=64, max_positions=64)  # the largest block that fits is allowed
+    other = {"sources": ("hutto",), "hidden_size": 64, "num_heads": 4}  # each still a valid shape
+    for name, value in TINY.__dict__.items():
+        changed = other[name] if name in other else value + 1
+        assert changed != value and ZooLMConfig(**{**TINY.__dict__, name: changed}).tag() != TINY.tag(), name
+    assert zoo_lm.corpus_sha256(["ab", "c"]) != zoo_lm.corpus_sha256(["a", "bc"])
 
 
 def test_second_build_is_a_cache_hit(data: dict, tmp_path: Path) -> None:

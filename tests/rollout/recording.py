@@ -39,6 +39,13 @@ class RecordingPolicy:
         return [c for c in self.calls if c.role == role and (n is None or c.n == n)]
 
 
+def ahead(generator: torch.Generator, count: int) -> torch.Tensor:
+    """The next ``count`` float64 uniforms of ``generator``, read from a copy (the generator does not move)."""
+    copy = torch.Generator()
+    copy.set_state(generator.get_state())
+    return torch.rand(count, generator=copy, dtype=torch.float64)
+
+
 class UniformsPolicy(RecordingPolicy):
     """A :class:`RecordingPolicy` that also records, for each ``sample`` call given one generator per prompt, the
     uniforms those generators hold next (read from copies, so sampling is unchanged): ``uniforms[i]`` for
@@ -50,10 +57,27 @@ class UniformsPolicy(RecordingPolicy):
         self.uniforms: list[torch.Tensor] = []
 
     def sample(self, prompts, n, *, role="policy", generator=None) -> Rollout:
-        ahead = []
-        for g in generator:
-            copy = torch.Generator()
-            copy.set_state(g.get_state())
-            ahead.append(torch.rand(n * self.window, generator=copy, dtype=torch.float64))
-        self.uniforms.append(torch.cat(ahead))
+        self.uniforms.append(torch.cat([ahead(g, n * self.window) for g in generator]))
         return super().sample(prompts, n, role=role, generator=generator)
+
+
+class LMOrderPolicy(RecordingPolicy):
+    """A :class:`RecordingPolicy` whose per-prompt generators, after sampling, have moved on by one uniform per
+    prompt of the batch, as a language model's do: it draws for every row at each token until the whole batch
+    has stopped, so a generator's state after sampling depends on the other prompts (the samples do not)."""
+
+    def sample(self, prompts, n, *, role="policy", generator=None) -> Rollout:
+        rollout = super().sample(prompts, n, role=role, generator=generator)
+        if isinstance(generator, list):
+            for g in generator:
+                torch.rand(len(prompts), generator=g)
+        return rollout
+
+
+class Flat:
+    """A proxy reward under which every completion ties: every best-of choice is a tie-break."""
+
+    name = "flat"
+
+    def score(self, prompts, completions):
+        return torch.zeros(len(completions))

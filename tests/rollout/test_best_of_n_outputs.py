@@ -1,11 +1,14 @@
 """Best-of-N sampling (ALGORITHMS.md §7): each output is the best by proxy reward of n reference samples
 of its prompt, costs n samples and n reward calls, and follows the exact π_BoN."""
 
+import dataclasses
+
+import pytest
 import torch
 
 from rlhf_zoo.rng import Streams
 from rlhf_zoo.rollout import Costs, best_of_n_outputs
-from tests.rollout.recording import RecordingPolicy
+from tests.rollout.recording import Flat, LMOrderPolicy, RecordingPolicy
 from tests.tasks import brute_force as bf
 
 
@@ -29,10 +32,18 @@ def test_each_output_is_the_best_of_its_own_n_candidates(exact_task, three_roles
     assert costs.completions == 3 * n * per_prompt and costs.reward_calls == 3 * n * per_prompt
 
 
-def test_a_prompts_outputs_do_not_depend_on_its_batch(exact_task, three_roles):
+@pytest.mark.parametrize("tied", [False, True])
+def test_a_prompts_outputs_do_not_depend_on_its_batch(exact_task, three_roles, tied):
+    """Also when every reward ties and sampling moves the generators on by the batch's size (a language
+    model's): the tie-breaks must not come from a generator's state after sampling."""
+    policy, task = (
+        (LMOrderPolicy(three_roles), dataclasses.replace(exact_task, proxy=Flat()))
+        if tied
+        else (three_roles, exact_task)
+    )
     gens = Streams(4, 1).per_prompt
-    batched = best_of_n_outputs(three_roles, exact_task, ["x0", "x2"], 3, 4, generator=gens("b", [0, 1]), costs=None)
-    alone = best_of_n_outputs(three_roles, exact_task, ["x2"], 3, 4, generator=gens("b", [1]), costs=None)
+    batched = best_of_n_outputs(policy, task, ["x0", "x2"], 3, 4, generator=gens("b", [0, 1]), costs=None)
+    alone = best_of_n_outputs(policy, task, ["x2"], 3, 4, generator=gens("b", [1]), costs=None)
     assert alone.texts == batched.texts[4:]
 
 

@@ -11,7 +11,7 @@ from rlhf_zoo.algorithms.base import Needs
 from rlhf_zoo.rng import Streams
 from rlhf_zoo.rollout import BaseCache, Costs, collect
 from rlhf_zoo.tasks.exact import ExactTaskConfig, build_exact_task
-from tests.rollout.recording import RecordingPolicy, UniformsPolicy
+from tests.rollout.recording import Flat, LMOrderPolicy, RecordingPolicy, UniformsPolicy, ahead
 from tests.tasks import brute_force as bf
 
 
@@ -181,12 +181,20 @@ class Half:
         raise AssertionError("not needed")
 
 
-def test_a_prompts_data_depends_on_its_global_position_not_on_who_collects_it(exact_task, three_roles):
+@pytest.mark.parametrize("tied", [False, True])
+def test_a_prompts_data_depends_on_its_global_position_not_on_who_collects_it(exact_task, three_roles, tied):
+    """Also when every reward ties and sampling moves the generators on by the batch's size (a language
+    model's): the target's tie-breaks must then come from the prompt's own ``target`` stream."""
+    policy, task = (
+        (LMOrderPolicy(three_roles), dataclasses.replace(exact_task, proxy=Flat()))
+        if tied
+        else (three_roles, exact_task)
+    )
     needs = Needs(samples=2, ref_logp=True, base_samples=3, target="fresh")
     prompts = ["x0", "x1", "x2", "x3", "x1", "x2"]
-    whole = step(needs, three_roles, exact_task, prompts, step=3)
+    whole = step(needs, policy, task, prompts, step=3)
     for rank in range(2):
-        part = step(needs, three_roles, exact_task, prompts, step=3, shard=Half(rank))
+        part = step(needs, policy, task, prompts, step=3, shard=Half(rank))
         assert part.prompts == prompts[rank::2]
         groups = list(range(rank, len(prompts), 2))
         assert part.rollout.texts == whole.rollout.groups(groups).texts
@@ -204,19 +212,31 @@ def test_quantiles_need_an_oracle_or_a_cache(exact_task):
 
 
 @pytest.mark.parametrize("step_", [0, 3])
-def test_each_kind_of_draw_uses_its_own_random_numbers(exact_task, step_):
+def test_each_kind_of_draw_uses_its_own_random_numbers(exact_task, step_, monkeypatch):
     """The policy's samples, the fresh base samples (whose best is the forward target) and the cached base
     samples of a step are independent draws. A base draw keyed like the policy's would, where base and policy
     coincide (π = π_ref at step 0, or base = anchor just after an anchor update), make the fresh base samples
     the policy's own samples, so the target would be the best of the very completions being scored. No two
-    draws of one step may start from the same random numbers."""
+    draws of one step may start from the same random numbers, nor may the target's tie-breaks reuse a sampling
+    draw's (the first completion's tokens would then decide which tie wins, skewing the target towards it)."""
+    import rlhf_zoo.rollout as rollout_module
+
     policy = UniformsPolicy(exact_task.build_policy(0))
+    select = rollout_module.best_of_n_select
+    ties = []
+
+    def recorded_select(rewards, generator):
+        ties.append(torch.cat([ahead(g, rewards.shape[-1] * policy.window) for g in generator]))
+        return select(rewards, generator=generator)
+
+    monkeypatch.setattr(rollout_module, "best_of_n_select", recorded_select)
     needs = Needs(samples=4, quantiles="mc", cache_size=4, base_samples=4, target="fresh")
     step(needs, policy, exact_task, step=step_, cache=BaseCache(4))
-    assert len(policy.uniforms) == 3  # policy, base, cache
-    for a in range(3):
-        for b in range(a + 1, 3):
-            assert not torch.isin(policy.uniforms[a], policy.uniforms[b]).any(), (a, b)
+    assert len(policy.uniforms) == 3 and len(ties) == 1  # policy, base, cache; the target's tie-breaks
+    draws = policy.uniforms + ties
+    for a in range(4):
+        for b in range(a + 1, 4):
+            assert not torch.isin(draws[a], draws[b]).any(), (a, b)
 
 
 def test_timings_add_up_every_block_of_a_phase_and_run_its_probe_around_each(monkeypatch):

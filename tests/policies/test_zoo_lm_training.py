@@ -1,0 +1,130 @@
+"""The pieces of the ``zoo-lm`` build that produce its numbers (packing, the two perplexities in ``meta.json``,
+the learning-rate schedule, the training loop), each against an independent computation on a bigram model and
+a character tokenizer small enough to follow by hand."""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from rlhf_zoo.policies import zoo_lm
+from rlhf_zoo.policies.zoo_lm import ZooLMConfig
+
+PAD, BOS, EOS = 0, 1, 2
+VOCAB = 3 + 26
+
+
+class CharTokenizer:
+    """``<pad>`` 0, ``<s>`` 1, ``</s>`` 2, then one id per lower-case letter; ``<s>`` opens every text."""
+
+    pad_token_id, bos_token_id, eos_token_id = PAD, BOS, EOS
+
+    def __call__(self, texts, add_special_tokens=True):
+        return {"input_ids": [[BOS] * add_special_tokens + [3 + ord(c) - ord("a") for c in t] for t in texts]}
+
+
+class Bigram(torch.nn.Module):
+    """Next-token logits ``table[current token]``, whatever the attention mask; records what it was called with."""
+
+    def __init__(self, seed: int = 0):
+        super().__init__()
+        self.table = torch.nn.Parameter(torch.randn(VOCAB, VOCAB, generator=torch.Generator().manual_seed(seed)))
+        self.bias = torch.nn.Parameter(torch.zeros(3))  # a vector: no weight decay
+        self.calls: list[dict] = []
+
+    def forward(self, input_ids, attention_mask=None, labels=None):
+        self.calls.append({"input_ids": input_ids.clone(), "labels": None if labels is None else labels.clone()})
+        # the training loss's gradient is the count of each input token (+1 for the bias), whatever the weights
+        loss = self.table[input_ids].sum() + self.bias.sum()
+        return SimpleNamespace(logits=self.table[input_ids], loss=loss)
+
+
+def bigram_nll(model: Bigram, seq: list[int]) -> float:
+    """Σ −log p(next | current) over the consecutive pairs of ``seq``."""
+    logp = torch.log_softmax(model.table.detach().double(), dim=-1)
+    return -sum(float(logp[a, b]) for a, b in zip(seq, seq[1:], strict=False))
+
+
+def test_pack_joins_every_text_between_bos_and_eos_and_pads_only_the_last_block():
+    blocks = zoo_lm.pack(CharTokenizer(), ["ab", "cde", "f"], seq_len=5)
+    a, b, c, d, e, f = range(3, 9)
+    stream = [BOS, a, b, EOS, BOS, c, d, e, EOS, BOS, f, EOS]  # 12 tokens: 3 blocks of 5, 3 pads
+    assert blocks.shape == (3, 5)
+    assert blocks.reshape(-1).tolist() == stream + [PAD] * 3
+
+
+def test_perplexity_is_the_mean_next_token_nll_over_the_real_tokens_of_packed_blocks():
+    model = Bigram()
+    texts = ["thefilmwaswarm", "dull", "abc"]
+    blocks = zoo_lm.pack(CharTokenizer(), texts, seq_len=8)
+    stream = [t for t in blocks.reshape(-1).tolist() if t != PAD]
+    # within a block every token predicts the next; the padding at the end is never a target
+    nll = sum(bigram_nll(model, [t for t in row.tolist() if t != PAD]) for row in blocks)
+    targets = sum(len([t for t in row.tolist() if t != PAD]) - 1 for row in blocks)
+    assert targets == len(stream) - len(blocks) and blocks[-1, -1] == PAD
+    assert zoo_lm.perplexity(model, blocks, PAD, batch_size=2) == pytest.approx(math.exp(nll / targets), rel=1e-5)
+
+
+def test_snippet_perplexity_scores_each_text_on_its_own_up_to_its_eos():
+    model = Bigram()
+    tok = CharTokenizer()
+    texts = ["warmstory", "ok", "sadending"]
+    seqs = [ids + [EOS] for ids in tok(texts)["input_ids"]]  # <s> text </s>, no packing
+    nll = sum(bigram_nll(model, s) for s in seqs)
+    targets = sum(len(s) - 1 for s in seqs)
+    got = zoo_lm.snippet_perplexity(model, tok, texts, batch_size=2)
+    assert got == pytest.approx(math.exp(nll / targets), rel=1e-5)
+
+
+def test_learning_rate_warms_up_linearly_then_decays_by_a_cosine_to_its_floor():
+    cfg = ZooLMConfig(steps=104, warmup_steps=4, min_lr_frac=0.1)
+    factors = [zoo_lm._lr_factor(s, cfg) for s in range(cfg.steps + 1)]
+    assert factors[:5] == pytest.approx([0.25, 0.5, 0.75, 1.0, 1.0])  # no step at rate 0
+    assert factors[54] == pytest.approx(0.55)  # half-way through the decay: half-way to the floor
+    assert factors[-1] == pytest.approx(0.1) and factors[-2] < 0.1 + 1e-3
+    after = factors[cfg.warmup_steps :]
+    assert all(x >= y for x, y in zip(after, after[1:], strict=False))
+
+
+def test_training_steps_see_every_block_once_per_pass_with_fresh_clipped_gradients(monkeypatch):
+    """One run of the loop, recording the optimiser: each step's gradient is its own batch's (clipped to norm 1),
+    at the scheduled rate, with weight decay on matrices only; pads are ignored by the loss; every pass over the
+    blocks sees each once."""
+    steps_seen: list[dict] = []
+
+    class RecordingAdamW(torch.optim.AdamW):
+        def step(self, closure=None):
+            steps_seen.append(
+                {
+                    "lr": [g["lr"] for g in self.param_groups],
+                    "decay": {n: g["weight_decay"] for g in self.param_groups for n in map(id, g["params"])},
+                    "grad": torch.cat([p.grad.reshape(-1).clone() for p in (model.table, model.bias)]),
+                }
+            )
+            return super().step(closure)
+
+    monkeypatch.setattr(torch.optim, "AdamW", RecordingAdamW)
+    cfg = ZooLMConfig(seq_len=4, batch_size=3, steps=4, lr=0.01, warmup_steps=2, weight_decay=0.1, grad_clip=1.0)
+    blocks = torch.tensor([[BOS, 3 + i, 3 + (i * 7) % 26, EOS] for i in range(6)])
+    blocks[-1, -2:] = PAD  # the last block ends in padding
+    model = Bigram()
+    stats = zoo_lm.train_model(model, blocks, cfg, PAD, progress=False)
+
+    assert stats["tokens_seen"] == 4 * 3 * 4 and stats["epochs"] == 2.0
+    assert len(model.calls) == len(steps_seen) == 4
+    seen = [row.tolist() for call in model.calls for row in call["input_ids"]]
+    for half in (seen[:6], seen[6:]):  # 12 rows: two passes over the 6 blocks
+        assert sorted(half) == sorted(blocks.tolist())
+    for call in model.calls:
+        x, y = call["input_ids"], call["labels"]
+        assert (y[x == PAD] == -100).all() and torch.equal(y[x != PAD], x[x != PAD])
+    for k, (call, rec) in enumerate(zip(model.calls, steps_seen, strict=True)):
+        counts = torch.bincount(call["input_ids"].reshape(-1), minlength=VOCAB).float()
+        fresh = torch.cat([counts[:, None].expand(VOCAB, VOCAB).reshape(-1), torch.ones(3)])
+        assert torch.allclose(rec["grad"], fresh / fresh.norm(), atol=1e-5), k  # this batch's only, clipped
+        assert rec["lr"] == pytest.approx([cfg.lr * zoo_lm._lr_factor(k, cfg)] * 2), k
+    decay = steps_seen[0]["decay"]
+    assert decay[id(model.table)] == cfg.weight_decay and decay[id(model.bias)] == 0.0
