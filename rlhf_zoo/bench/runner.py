@@ -414,6 +414,98 @@ def exact_reference(args: list[str] | tuple[str, ...]) -> dict[str, Any]:
     return task.oracle.curves(task.oracle.probs(task.build_policy(cfg.seed), "ref"))
 
 
+class _Planner:
+    """The planning half of :func:`run_suite`: what each point needs (nothing, a run, a resume, a redo), with
+    the records under earlier ids taken over or cleared, and everything said in the report."""
+
+    def __init__(self, suite: Suite, out: Path, records: Path | None, report: BenchReport, points: list[Point]):
+        self.suite, self.out, self.records, self.report, self.points = suite, out, records, report, points
+        self.holders = _slot_holders(suite.name, out, records, {p.id for p in points})
+        self.sweeps = {s.tag for s in suite.sweeps}  # all of them, whatever only= runs now
+
+    def todo(self) -> list[tuple[Point, bool]]:
+        """(point, resume) for every point to run, in the suite's order; ``report`` filled on the way."""
+        todo: list[tuple[Point, bool]] = []
+        other_code: dict[str, int] = {}
+        for p in self.points:
+            d = point_dir(self.out, p)
+            stored = self._stored(p)
+            action = plan(p, d, self.suite.resumable, stored)
+            stored, action = self._take_over(p, d, stored, action)
+            if action == "done":
+                self.report.skipped.append(p.id)
+                version = code_version_of(self._keep(p, d, stored) or {})
+                if version != self.report.code_version:
+                    other_code[version] = other_code.get(version, 0) + 1
+                continue
+            if action in ("redo", "resume"):
+                _check_not_running(d)
+            if action == "redo":
+                shutil.rmtree(d)
+                self.report.redone.append(p.id)
+            elif action == "resume":
+                self.report.resumed.append(p.id)
+            elif stored is not None:  # new here, and its record in the records folder is stale
+                self.report.redone.append(p.id)
+            todo.append((p, action == "resume"))
+        self.report.other_code = other_code
+        return todo
+
+    def _stored(self, p: Point) -> dict[str, Any] | None:
+        """The point's record in the records folder (None: none, or no records folder)."""
+        return read_point_record(record_path(self.records, self.suite.name, p.id)) if self.records is not None else None
+
+    def _orphan(self, rec: dict[str, Any]) -> bool:
+        """Whether no sweep of the suite reads ``rec`` (its tag was renamed or dropped)."""
+        return not self.sweeps & {str(m.get("sweep")) for m in rec.get("memberships", [])}
+
+    def _take_over(
+        self, p: Point, d: Path, stored: dict[str, Any] | None, action: str
+    ) -> tuple[dict[str, Any] | None, str]:
+        """A record of the point's place under another id: kept as the point's when it is the same run (another
+        knob_label, a renamed tag), else deleted. (stored, action) as they are then."""
+        holders = self.holders
+        old = next((holders[k] for k in _slots(p.memberships, p.seed) if k in holders), None)
+        if old is None and action == "new":  # a renamed tag: the same run, recorded under a sweep the suite lost
+            old = next((h for h in holders.values() if same_run(h.get("args", []), p.args) and self._orphan(h)), None)
+        if old is None:
+            return stored, action
+        for k in _slots(old.get("memberships", []), old.get("seed")):
+            holders.pop(k, None)
+        if point_dir(self.out, old).is_dir():
+            _check_not_running(point_dir(self.out, old))
+        if action == "new" and same_run(old.get("args", []), p.args):
+            _rename(old, p, self.out, self.records)  # another knob_label or tag spelling: the same run, not run again
+            self.report.renamed.append(p.id)
+            stored = self._stored(p)
+            return stored, plan(p, d, self.suite.resumable, stored)
+        # superseded: its place on the page is this point's (two records of one seed cannot be pooled)
+        shutil.rmtree(point_dir(self.out, old), ignore_errors=True)
+        if self.records is not None:
+            record_path(self.records, self.suite.name, str(old["id"])).unlink(missing_ok=True)
+        if action == "new":
+            self.report.redone.append(p.id)
+        return stored, action
+
+    def _keep(self, p: Point, d: Path, stored: dict[str, Any] | None) -> dict[str, Any] | None:
+        """A finished point: its record re-labelled when the sweeps that read it changed (not its run), and
+        copied to the records folder when only its run directory has it. Returns the record."""
+        done = stored if stored is not None and same_run(stored.get("args", []), p.args) else read_record(d)
+        if done is not None and _memberships_changed(done, p):
+            members = [dict(m) for m in p.memberships]
+            if (run := read_record(d)) is not None and same_run(run.get("args", []), p.args):
+                write_json_atomic(d / RECORD, {**run, "memberships": members})
+            from_records = done is stored
+            done = {**done, "memberships": members}
+            if from_records and self.records is not None:
+                write_point_record(self.records, done)
+                stored = done
+        if done is not None and done is not stored and self.records is not None:
+            write_point_record(self.records, done)  # finished in its run directory only: copy it over
+            self.report.backfilled.append(p.id)
+        return done
+
+
 def run_suite(
     suite: Suite,
     out: str | Path,
@@ -469,67 +561,7 @@ def run_suite(
         write_json_atomic(suite_dir / ORACLE, oracle)
         if records is not None:
             write_oracle(records, suite.name, oracle)
-    todo: list[tuple[Point, bool]] = []
-    other_code: dict[str, int] = {}
-    holders = _slot_holders(suite.name, out, records, {p.id for p in points})
-    sweeps = {s.tag for s in suite.sweeps}  # all of them, whatever only= runs now
-
-    def _orphan(rec: dict[str, Any]) -> bool:
-        return not sweeps & {str(m.get("sweep")) for m in rec.get("memberships", [])}
-
-    for p in points:
-        d = point_dir(out, p)
-        stored = read_point_record(record_path(records, suite.name, p.id)) if records is not None else None
-        action = plan(p, d, suite.resumable, stored)
-        old = next((holders[k] for k in _slots(p.memberships, p.seed) if k in holders), None)
-        if old is None and action == "new":  # a renamed tag: the same run, recorded under a sweep the suite lost
-            old = next((h for h in holders.values() if same_run(h.get("args", []), p.args) and _orphan(h)), None)
-        if old is not None:  # the point's sweep value and seed, recorded under another id
-            for k in _slots(old.get("memberships", []), old.get("seed")):
-                holders.pop(k, None)
-            if point_dir(out, old).is_dir():
-                _check_not_running(point_dir(out, old))
-            if action == "new" and same_run(old.get("args", []), p.args):
-                _rename(old, p, out, records)  # another knob_label or tag spelling: the same run, not run again
-                report.renamed.append(p.id)
-                stored = read_point_record(record_path(records, suite.name, p.id)) if records is not None else None
-                action = plan(p, d, suite.resumable, stored)
-            else:  # superseded: its place on the page is this point's (two records of one seed cannot be pooled)
-                shutil.rmtree(point_dir(out, old), ignore_errors=True)
-                if records is not None:
-                    record_path(records, suite.name, str(old["id"])).unlink(missing_ok=True)
-                if action == "new":
-                    report.redone.append(p.id)
-        if action == "done":
-            report.skipped.append(p.id)
-            done = stored if stored is not None and same_run(stored.get("args", []), p.args) else read_record(d)
-            if done is not None and _memberships_changed(done, p):  # the sweeps that read it changed, not its run
-                members = [dict(m) for m in p.memberships]
-                if (run := read_record(d)) is not None and same_run(run.get("args", []), p.args):
-                    write_json_atomic(d / RECORD, {**run, "memberships": members})
-                from_records = done is stored
-                done = {**done, "memberships": members}
-                if from_records and records is not None:
-                    write_point_record(records, done)
-                    stored = done
-            if done is not None and done is not stored and records is not None:
-                write_point_record(records, done)  # finished in its run directory only: copy it over
-                report.backfilled.append(p.id)
-            version = code_version_of(done or {})
-            if version != report.code_version:
-                other_code[version] = other_code.get(version, 0) + 1
-            continue
-        if action in ("redo", "resume"):
-            _check_not_running(d)
-        if action == "redo":
-            shutil.rmtree(d)
-            report.redone.append(p.id)
-        elif action == "resume":
-            report.resumed.append(p.id)
-        elif stored is not None:  # new here, and its record in the records folder is stale
-            report.redone.append(p.id)
-        todo.append((p, action == "resume"))
-    report.other_code = other_code
+    todo = _Planner(suite, out, records, report, points).todo()
     jobs = max(1, min(jobs or suite.jobs, len(todo) or 1))
     bar = _bar(progress, len(points), len(report.skipped), suite.name)
     rec_dir = str(records) if records is not None else None
