@@ -8,7 +8,7 @@ import pytest
 
 from rlhf_zoo.bench.command import BenchOptions, parse
 from rlhf_zoo.errors import UserError
-from rlhf_zoo.options import split_options
+from rlhf_zoo.options import pairs, split_options
 from rlhf_zoo.profile import DEFAULT_ALGOS, ProfileOptions
 
 
@@ -29,6 +29,13 @@ def test_own_keys_are_converted_and_the_rest_passes_through_in_order():
     assert rest == ["train.steps=5", "algo=bond"]
     assert split_options([], Opts, "cmd") == (Opts(), [])
     assert split_options(["n=1", "n=4"], Opts, "cmd")[0].n == 4  # the last one wins
+
+
+def test_a_value_keeps_its_spaces_and_a_key_loses_them():
+    """A value is the text the user wrote (a prompt prefix may end with a space); a key is a name."""
+    opts, rest = split_options([" path = p ", "train.steps=5"], Opts, "cmd")
+    assert opts.path == " p " and rest == ["train.steps=5"]
+    assert pairs(["task.prefix=Review: ", " seed =1"], "train") == [("task.prefix", "Review: "), ("seed", "1")]
 
 
 @pytest.mark.parametrize(

@@ -98,6 +98,7 @@ def test_fields_follow_the_task_a_preset_and_a_config_file(cli, tmp_path):
 @pytest.mark.parametrize(
     ("args", "needle"),
     [(["bogus"], "unknown section"), (["algo=nope"], "unknown algorithm"), (["algo"], "name the algorithm"),
+     (["task"], "name the algorithm and the task"),
      (["model", "task=exact"], "no language model"), (["train", "train.stepz=1"], "stepz")],
 )  # fmt: skip
 def test_bad_fields_requests_are_one_line(cli, args, needle):
@@ -145,3 +146,16 @@ def test_an_unknown_key_without_a_section_is_refused_not_ignored(cli, args, need
     """``rlhf-zoo fields train.bogus=3`` printed the overview and exited 0, as if the key were fine."""
     code, out, err = cli("fields", *args)
     assert code == 2 and needle in err and len(err.strip().splitlines()) == 1 and not out, err
+
+
+def test_fields_show_values_as_the_command_line_writes_them(cli):
+    """The title names the algorithm as given (a preset), ``name`` is no row (it is chosen by algo=), booleans
+    and empty strings read back as key=value, docs lose their reST markup; ``task=NAME`` alone shows its task."""
+    code, out, err = cli("fields", "algo=rloo")
+    assert code == 0 and out.startswith("algo=rloo  (rlhf_zoo/algorithms/"), err
+    assert "algo.name=" not in out
+    code, out, _ = cli("fields", "train", "run")
+    assert "train.progress=true " in out and "resume=false " in out and 'run_dir="" ' in out
+    assert "``" not in out and ":class:" not in out and "samples.jsonl" in out
+    code, out, _ = cli("fields", "task=sentiment")
+    assert code == 0 and out.startswith("task=sentiment  (") and "task.proxy=vader " in out

@@ -116,8 +116,40 @@ def test_bench_never_ends_in_a_traceback(monkeypatch, tmp_path, capsys, suite, o
     _no_traceback(capsys, code)
 
 
-@pytest.mark.parametrize("args", [["--help"], ["train", "--help"], ["help"]])
+@pytest.mark.parametrize("args", [["--help"], ["train", "--help"], ["help"], ["train", "algo=bond", "-h"]])
 def test_help_is_not_an_error(capsys, args):
     code = cli.main(args)
     out = capsys.readouterr()
     assert code == 0 and "usage" in out.out.lower(), out
+
+
+def test_no_command_prints_the_usage_and_is_an_error(capsys):
+    code = cli.main([])
+    out = capsys.readouterr()
+    assert code == 2 and out.out.startswith("usage: rlhf-zoo COMMAND"), out
+
+
+@pytest.mark.parametrize("flag", ["--version", "-V"])
+def test_the_version_flags_print_the_version(capsys, flag):
+    code = cli.main([flag])
+    assert code == 0 and capsys.readouterr().out.startswith("rlhf_zoo ")
+
+
+def test_help_after_a_command_is_an_argument_not_a_help_flag(capsys):
+    """Only -h and --help ask a command for its usage; a bare ``help`` after it is the command's argument."""
+    code = cli.main(["list", "help"])
+    out = capsys.readouterr()
+    assert code == 2 and "list: takes no argument, got 'help'" in out.err and not out.out
+
+
+def test_list_names_every_algorithm_preset_task_and_reward(capsys):
+    from rlhf_zoo.algorithms.registry import known_algorithms
+    from rlhf_zoo.config import presets
+    from rlhf_zoo.tasks.registry import TASKS
+
+    assert cli.main(["list"]) == 0
+    lines = dict(line.split(":", 1) for line in capsys.readouterr().out.splitlines())
+    assert lines["algorithms"].strip().split(", ") == known_algorithms()
+    assert lines["presets"].strip().split(", ") == presets("algo") and "rloo" in lines["presets"]
+    assert lines["tasks"].strip().split(", ") == sorted(TASKS)
+    assert "vader" in lines["rewards"] and "py:" in lines["rewards"]

@@ -36,6 +36,7 @@ from rlhf_zoo.config import ConfigError, compose, load_config
         (["algo=bond", "threads=-1"], "threads must be >= 0"),
         (["algo=bond", "train.lr=inf"], "train.lr must be a finite number"),
         (["algo=bond", "task.name=sentiment"], "task=NAME"),  # a section is chosen by its key, not renamed
+        (["algo=bond", "task.vocab_size=40"], "task: vocab_size must lie in [2, 27]"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, cli, args, needle):
@@ -55,6 +56,23 @@ def test_presets_are_configs_of_registered_algorithms():
     assert cfg.algo.anchor_period > 0
     with pytest.raises(ConfigError):
         load_config(["algo=rloo", "algo.name=bond"])
+
+
+def test_a_preset_takes_the_tuned_defaults_of_its_algorithm_and_overrides_them(tmp_path, monkeypatch):
+    """configs/task/exact/reinforce.yaml tunes REINFORCE on the testbed, so a REINFORCE preset starts from it;
+    what the preset sets itself comes after it (resolution order 3 then 4)."""
+    import shutil
+
+    from rlhf_zoo import config
+
+    shutil.copytree(config.CONFIG_DIR, tmp_path / "configs")
+    (tmp_path / "configs" / "algo" / "mine.yaml").write_text("name: reinforce\nbeta: 0.25\n")
+    monkeypatch.setattr(config, "CONFIG_DIR", tmp_path / "configs")
+    tuned = compose(["algo=reinforce"])
+    assert (tuned.algo.beta, tuned.train.batch_prompts) == (0.5, 64)  # the tuned file, not the dataclass defaults
+    cfg = compose(["algo=mine"])
+    assert (cfg.algo.beta, cfg.train.batch_prompts) == (0.25, 64)
+    assert compose(["algo=rloo"]).train.batch_prompts == 64
 
 
 def test_quantiles_auto_resolves_to_exact_on_the_testbed():

@@ -1,5 +1,9 @@
 """Bad input through the command line ends in one line on stderr and exit code 2, never a traceback."""
 
+import errno
+import os
+import signal
+
 import pytest
 
 from rlhf_zoo import cli
@@ -158,3 +162,32 @@ def test_a_refused_value_names_its_key_with_its_section(tmp_path, capsys, args, 
     err = _one_line(capsys, code)
     assert f"rlhf-zoo: error: {shown}" in err, err
     assert not (tmp_path / "r").exists()
+
+
+def _command_raising(monkeypatch, error):
+    def command(args):
+        raise error
+
+    monkeypatch.setitem(cli.COMMANDS, "list", command)
+    return cli.main(["list"])
+
+
+@pytest.mark.parametrize("number", [errno.ENOSPC, errno.EDQUOT, errno.EROFS])
+def test_a_full_or_read_only_disk_is_one_line_naming_the_file(monkeypatch, capsys, number):
+    code = _command_raising(monkeypatch, OSError(number, os.strerror(number), "/data/run/metrics.jsonl"))
+    err = _one_line(capsys, code)
+    assert err.strip() == f"rlhf-zoo: error: cannot write /data/run/metrics.jsonl ({os.strerror(number)})"
+
+
+def test_another_os_error_is_not_said_to_be_a_full_disk(monkeypatch):
+    """A failure the user cannot fix by freeing space (a bug, a vanished device) keeps its traceback."""
+    with pytest.raises(OSError, match="Input/output error"):
+        _command_raising(monkeypatch, OSError(errno.EIO, "Input/output error"))
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_outside_training_ends_the_command_with_its_own_code_and_name(monkeypatch, capsys, signum, code):
+    from rlhf_zoo.signals import StopSignal
+
+    assert _command_raising(monkeypatch, StopSignal(signum)) == code
+    assert capsys.readouterr().err.strip() == f"rlhf-zoo: interrupted ({signal.Signals(signum).name})"

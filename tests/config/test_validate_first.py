@@ -67,6 +67,43 @@ def test_a_hub_dataset_is_accepted_offline_only_when_a_copy_is_cached(monkeypatc
     check_hub_dataset("c/d", "task.prompts=c/d")
 
 
+def test_a_cached_hub_model_is_accepted_offline_and_an_uncached_one_asks_the_hub_in_time(monkeypatch):
+    """A model in the local cache needs no network (HF_HUB_OFFLINE=1 is fine); without it the hub is asked, with
+    the check's timeout, unless an offline variable is *true* (HF_HUB_OFFLINE=0 means online)."""
+    import huggingface_hub
+
+    from rlhf_zoo.hub import check_hub_model
+
+    asked = []
+    monkeypatch.setattr(huggingface_hub, "model_info", lambda name, timeout=None: asked.append((name, timeout)))
+    monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda name, f: "/cache/config.json")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    check_hub_model("a/cached")
+    assert asked == []
+    monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda name, f: None)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    check_hub_model("a/online", timeout=2.5)
+    assert asked == [("a/online", 2.5)]
+
+
+def test_quiet_transformers_puts_back_the_log_level_and_the_progress_bars():
+    from transformers.utils import logging as hf_logging
+
+    from rlhf_zoo.hub import quiet_transformers
+
+    level, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_info()
+    hf_logging.enable_progress_bar()
+    try:
+        with quiet_transformers():
+            assert hf_logging.get_verbosity() == hf_logging.ERROR and not hf_logging.is_progress_bar_enabled()
+        assert hf_logging.get_verbosity() == hf_logging.INFO and hf_logging.is_progress_bar_enabled()
+    finally:
+        hf_logging.set_verbosity(level)
+        if not bars:
+            hf_logging.disable_progress_bar()
+
+
 def test_missing_prompt_files_fail_before_any_model_loads(monkeypatch, tmp_path, capsys):
     import rlhf_zoo.train as train
 

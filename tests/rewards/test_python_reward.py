@@ -123,17 +123,25 @@ def test_a_reward_file_imports_a_helper_beside_it(tmp_path, monkeypatch):
     folder = tmp_path / "my_rewards_folder"
     folder.mkdir()
     (folder / "zoo_test_reward_helper.py").write_text("def bonus(completion):\n    return 0.5 * len(completion)\n")
+    (folder / "zoo_test_late_helper.py").write_text("def bonus(completion):\n    return -1.0\n")
     (folder / "reward.py").write_text(
-        "from zoo_test_reward_helper import bonus\n\n\n"
-        "def score(prompts, completions):\n    return [bonus(c) for c in completions]\n"
+        "from zoo_test_reward_helper import bonus\n\n"
+        f"open({str(tmp_path / 'executed')!r}, 'a').write('once ')\n\n\n"
+        "def score(prompts, completions):\n    return [bonus(c) for c in completions]\n\n\n"
+        "def late(prompts, completions):\n    from zoo_test_late_helper import bonus\n\n"
+        "    return [bonus(c) for c in completions]\n"
     )
     monkeypatch.chdir(tmp_path)  # run from elsewhere: the helper is found beside the file, not in the cwd
-    monkeypatch.delitem(sys.modules, "zoo_test_reward_helper", raising=False)
+    for name in ("zoo_test_reward_helper", "zoo_test_late_helper"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
     monkeypatch.setattr(sys, "path", list(sys.path))
     first = sys.path[0]
     reward = build_reward(f"py:{folder / 'reward.py'}:score")
     assert checked_score(reward, ["p", "q"], ["ab", "abcd"]).tolist() == [1.0, 2.0]
     assert sys.path[0] == first  # the folder does not shadow installed packages afterwards
+    # a function importing a helper when it is called (after the file was loaded) still finds it
+    assert checked_score(build_reward(f"py:{folder / 'reward.py'}:late"), ["p"], ["a"]).tolist() == [-1.0]
+    assert (tmp_path / "executed").read_text() == "once "  # validation and the run share one execution
 
 
 def test_the_last_colon_names_the_function_so_a_source_may_hold_colons():

@@ -47,3 +47,26 @@ def test_vader_by_name() -> None:
 def test_gold_not_built_names_prepare() -> None:
     with pytest.raises(UserError, match="rlhf-zoo prepare"):
         build_reward("minilm_sentiment", build_if_missing=False)
+
+
+def test_a_reward_spec_is_checked_before_anything_loads(tmp_path, monkeypatch) -> None:
+    """What the config's validation refuses (one line, no model loaded) rather than the run, minutes later."""
+    from rlhf_zoo.rewards.registry import check_reward_spec
+
+    for spec, needle in [("hf:", "names no model"), (f"hf:{tmp_path}/nowhere", "no such directory")]:
+        with pytest.raises(UserError, match=needle):
+            check_reward_spec(spec)
+    with pytest.raises(UserError, match=r"option label=\[1\] is not"):
+        check_reward_spec(f"hf:{tmp_path}", {"label": [1]})
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "classifier").mkdir()
+    check_reward_spec("hf:~/classifier")  # a folder under the home folder, ~ as written in a YAML file
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(UserError, match="HF_HUB_OFFLINE is set"):
+        check_reward_spec("hf:nobody-zoo/not-a-cached-model")
+
+
+def test_a_python_reward_is_built_without_options(tmp_path) -> None:
+    (tmp_path / "mine.py").write_text("def score(prompts, completions):\n    return [0.0] * len(completions)\n")
+    with pytest.raises(UserError, match="takes no options"):
+        build_reward(f"py:{tmp_path / 'mine.py'}:score", batch_size=2)

@@ -28,6 +28,12 @@ def test_train_writes_config_metrics_and_summary(tmp_path, cli):
         assert key in summary, key
     assert summary["algo"] == "bond" and summary["steps"] == 20
     assert "seed: 1" in (run_dir / "config.yaml").read_text()
+    # stdout: the summary's headline numbers as JSON, then where the run is
+    printed, _, where = out.rpartition("run directory: ")
+    assert where.strip() == str(run_dir)
+    shown = json.loads(printed)
+    assert {"algo", "task", "steps", "reward/proxy", "reward/gold", "kl/exact", "kl/to_bon"} <= set(shown)
+    assert shown == {k: summary[k] for k in shown}
 
 
 def test_reinforce_summary_has_kl_to_optimal(tmp_path, cli):

@@ -293,3 +293,42 @@ def test_files_written_atomically_get_the_umask_mode_not_a_private_one(tmp_path)
     finally:
         os.umask(mask)
     assert path.stat().st_mode & 0o777 == 0o644
+
+
+class _OfTwoProcesses:
+    """The trainer's runtime seen as rank ``rank`` of two processes that counted alike (a sum doubles)."""
+
+    def __init__(self, rt, rank):
+        self._rt, self.rank = rt, rank
+
+    def __getattr__(self, name):
+        return getattr(self._rt, name)
+
+    @property
+    def is_main(self):
+        return self.rank == 0
+
+    def sum_ints(self, counts):
+        return {k: 2 * v for k, v in counts.items()}
+
+    def gather_objects(self, obj):
+        return [obj, obj]
+
+
+def test_costs_are_summed_over_processes_and_restored_once(tmp_path):
+    """The checkpoint holds the costs of every process; on resume the main process carries that total and the
+    others start at 0, so that the next sum over processes is the total again (not twice it)."""
+    a = _trainer(tmp_path / "r")
+    _run(a, 2)
+    a.rt = _OfTwoProcesses(a.rt, 0)
+    a.save()
+    counts = (a.costs.completions, a.costs.tokens, a.costs.reward_calls)
+    eval_calls = a.evaluator.costs.reward_calls  # the testbed's evaluation enumerates: reward calls, no samples
+    assert min(counts) > 0 and eval_calls > 0
+    for rank, share in ((0, 2), (1, 0)):
+        b = _trainer(tmp_path / "r", "resume=true")
+        b.rt = _OfTwoProcesses(b.rt, rank)
+        assert b.restore() == 2
+        assert (b.costs.completions, b.costs.tokens, b.costs.reward_calls) == tuple(share * c for c in counts)
+        assert b.evaluator.costs.reward_calls == share * eval_calls
+        assert b.costs.seconds == a.costs.seconds  # each process's own timings continue
