@@ -287,6 +287,39 @@ def _saved_run_hint(config_file: str | None, message: str) -> str:
     return f" (the run that saved {config_file} ran in {cwd}, where its relative paths start: run from there)"
 
 
+def _algorithm(choice: str | None) -> tuple[str | None, Any]:
+    """(the algorithm's name, its preset's settings or None) of ``algo=CHOICE``: an algorithm, or a preset of
+    configs/algo/ that names one."""
+    if choice is None or choice in REGISTRY:
+        return choice, None
+    path = CONFIG_DIR / "algo" / f"{choice}.yaml"
+    if not path.is_file():
+        raise ConfigError(
+            f"unknown algorithm {choice!r}; known: {', '.join(sorted(REGISTRY))}; presets: {', '.join(presets('algo'))}"
+        )
+    preset = _yaml(path)
+    name = str(preset.get("name", ""))
+    if name not in REGISTRY:
+        raise ConfigError(f"preset configs/algo/{choice}.yaml names unknown algorithm {name!r}")
+    return name, preset
+
+
+def _layers(task_name: str, algo_name: str | None, preset: Any) -> list[Any]:
+    """The packaged files between the schema's defaults and the user's settings, in order: the task's
+    (configs/task/TASK.yaml), the algorithm's tuned settings on the task (configs/task/TASK/ALGO.yaml), the
+    preset's."""
+    layers: list[Any] = []
+    task_yaml = CONFIG_DIR / "task" / f"{task_name}.yaml"
+    if task_yaml.is_file():
+        layers.append(_yaml(task_yaml))
+    tuned = CONFIG_DIR / "task" / task_name / f"{algo_name}.yaml"
+    if algo_name and tuned.is_file():
+        layers.append(_yaml(tuned))
+    if preset is not None:
+        layers.append(OmegaConf.create({"algo": preset}))
+    return layers
+
+
 def compose(args: list[str], defaults: dict[str, str] | None = None, need_algo: bool = True) -> DictConfig:
     """The merged config of ``args`` (resolution order in the module docstring), checked against the
     schema (unknown keys, wrong types) but not yet by :func:`validate`. ``need_algo=False`` (``rlhf-zoo
@@ -308,21 +341,7 @@ def compose(args: list[str], defaults: dict[str, str] | None = None, need_algo: 
         raise ConfigError(f"unknown task {task_name!r}; known: {', '.join(sorted(TASKS))}")
     entry = get_task_entry(task_name)
 
-    preset = None
-    if algo_choice is None:
-        algo_name = None
-    elif algo_choice in REGISTRY:
-        algo_name = algo_choice
-    elif (CONFIG_DIR / "algo" / f"{algo_choice}.yaml").is_file():
-        preset = _yaml(CONFIG_DIR / "algo" / f"{algo_choice}.yaml")
-        algo_name = str(preset.get("name", ""))
-        if algo_name not in REGISTRY:
-            raise ConfigError(f"preset configs/algo/{algo_choice}.yaml names unknown algorithm {algo_name!r}")
-    else:
-        raise ConfigError(
-            f"unknown algorithm {algo_choice!r}; known: {', '.join(sorted(REGISTRY))}; "
-            f"presets: {', '.join(presets('algo'))}"
-        )
+    algo_name, preset = _algorithm(algo_choice)
     algo_default = get_algorithm(algo_name).Config() if algo_name else None
 
     model_default = None
@@ -338,16 +357,7 @@ def compose(args: list[str], defaults: dict[str, str] | None = None, need_algo: 
         if settings:
             check_top_level(flatten(settings, f"config={config_file}"), schema, task_name, f"config={config_file}: ")
         check_top_level(over, schema, task_name)
-        layers: list[Any] = []
-        task_yaml = CONFIG_DIR / "task" / f"{task_name}.yaml"
-        if task_yaml.is_file():
-            layers.append(_yaml(task_yaml))
-        tuned = CONFIG_DIR / "task" / task_name / f"{algo_name}.yaml"
-        if algo_name and tuned.is_file():
-            layers.append(_yaml(tuned))
-        if preset is not None:
-            layers.append(OmegaConf.create({"algo": preset}))
-        cfg = OmegaConf.merge(schema, *layers)
+        cfg = OmegaConf.merge(schema, *_layers(task_name, algo_name, preset))
         if settings:
             try:  # a wrong type in the file names the file
                 cfg = OmegaConf.merge(cfg, OmegaConf.create(settings))
