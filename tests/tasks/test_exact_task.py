@@ -158,6 +158,35 @@ def test_state_dict_round_trip_keeps_weights_and_anchor_version(exact_task):
     assert torch.equal(fresh.logits, policy.logits) and torch.equal(fresh.anchor_logits, policy.anchor_logits)
 
 
+def test_policies_built_from_one_task_share_no_weights(exact_task):
+    """Every run, seed and objective of a bench builds its policy from the same task: moving one policy's π and
+    its anchor must leave the task's π_ref, and so the next policy's three roles, where they were."""
+    first = exact_task.build_policy(0)
+    ref = first.ref_logits.clone()
+    with torch.no_grad():
+        first.logits.add_(1.0)
+    first.update_anchor(0.5)
+    assert (first.anchor_logits - ref).abs().max() > 0.4 and torch.equal(first.ref_logits, ref)
+    second = exact_task.build_policy(1)
+    for table in (second.logits, second.anchor_logits, second.ref_logits):
+        assert torch.equal(table.detach(), ref)
+
+
+def test_only_the_policys_log_probs_carry_a_gradient_and_only_when_asked(exact_task):
+    policy = exact_task.build_policy(0)
+    roll = policy.sample(exact_task.train_prompts, 2, generator=torch.Generator().manual_seed(0))
+    assert policy.logprobs(roll).requires_grad and policy.logprobs(roll, full=True).requires_grad
+    assert not any(policy.logprobs(roll, role=role).requires_grad for role in ("ref", "anchor"))
+    with torch.no_grad():  # collect and the evaluation score without gradient: no graph is built
+        assert not policy.logprobs(roll).requires_grad
+
+
+@pytest.mark.parametrize(("vocab_size", "max_len"), [(1, 2), (28, 2), (4, 0)])
+def test_a_prefix_tree_needs_a_letter_an_eos_and_a_length(vocab_size, max_len):
+    with pytest.raises(ValueError, match="vocab_size must lie in|max_len must be >= 1"):
+        PrefixTree(vocab_size, max_len)
+
+
 def test_a_huge_max_len_is_refused_at_once() -> None:
     """``task.max_len=1000000000000`` is refused as too many completions to enumerate, at once: the count
     summed (V−1)^t over every t < L first, which for such an L never ended (the check hung the command)."""
