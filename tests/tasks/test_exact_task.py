@@ -179,6 +179,8 @@ def test_only_the_policys_log_probs_carry_a_gradient_and_only_when_asked(exact_t
     assert not any(policy.logprobs(roll, role=role).requires_grad for role in ("ref", "anchor"))
     with torch.no_grad():  # collect and the evaluation score without gradient: no graph is built
         assert not policy.logprobs(roll).requires_grad
+    with pytest.raises(ValueError, match="unknown role 'reference'"):  # not silently some other table
+        policy.logprobs(roll, role="reference")
 
 
 @pytest.mark.parametrize(("vocab_size", "max_len"), [(1, 2), (28, 2), (4, 0)])
