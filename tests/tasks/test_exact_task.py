@@ -1,5 +1,7 @@
 """The testbed's oracle against brute force and against sampling."""
 
+import math
+
 import pytest
 import torch
 
@@ -207,3 +209,33 @@ def test_a_testbed_too_large_for_the_exact_evaluation_is_refused() -> None:
     with pytest.raises(ValueError, match="compares every completion of a prompt with every other"):
         check_exact_task(ExactTaskConfig(max_len=9))
     check_exact_task(ExactTaskConfig(max_len=7))  # 3 280 per prompt: 4.3e7 pairs, 1.2 GB, still allowed
+
+
+def test_the_reference_curves_are_the_optimal_policies_and_best_of_n_written_out(exact_task):
+    """The bench page's reference curves (``oracle.curves``): π*_β ∝ π_ref·exp(r/β) over 121 values of β from
+    10^1.5 down to 0.01, and Best-of-n of π_ref, each point's KL to π_ref, proxy and gold rewards and (for
+    Best-of-n) E[log p_≤] and the log n − (n−1)/n bound, all from brute-force tables."""
+    policy = exact_task.build_policy(0)
+    ref = bf.completion_probs(policy, "ref")
+    proxy = bf.reward_table(exact_task.proxy, exact_task.train_prompts, policy)
+    gold = bf.reward_table(exact_task.gold, exact_task.train_prompts, policy)
+    curves = exact_task.oracle.curves(ref)
+    frontier = curves["frontier"]
+    assert len(frontier) == 121 and curves["kl_estimator"] == "exact"
+    assert frontier[0]["beta"] == pytest.approx(10**1.5) and frontier[-1]["beta"] == pytest.approx(0.01)
+    for point in frontier[::30]:
+        opt = ref * torch.exp(proxy / point["beta"])
+        opt = opt / opt.sum(-1, keepdim=True)
+        assert point["kl"] == pytest.approx(float(bf.kl(opt, ref).mean()), rel=1e-6, abs=1e-12)
+        assert point["reward_proxy"] == pytest.approx(float((opt * proxy).sum(-1).mean()))
+        assert point["reward_gold"] == pytest.approx(float((opt * gold).sum(-1).mean()))
+    p_le = bf.quantiles(ref, proxy)
+    for point in curves["best_of_n"]:
+        n = point["n"]
+        bon = bf.best_of_n(ref, proxy, n)
+        assert point["kl"] == pytest.approx(float(bf.kl(bon, ref).mean()), rel=1e-6, abs=1e-12), n
+        assert point["reward_proxy"] == pytest.approx(float((bon * proxy).sum(-1).mean())), n
+        assert point["reward_gold"] == pytest.approx(float((bon * gold).sum(-1).mean())), n
+        assert point["log_quantile"] == pytest.approx(float((bon * p_le.log()).sum(-1).mean())), n
+        assert point["kl_bound"] == pytest.approx(math.log(n) - (n - 1) / n), n
+    assert [p["n"] for p in curves["best_of_n"]][:2] == [1, 2]
