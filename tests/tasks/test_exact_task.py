@@ -211,6 +211,45 @@ def test_a_testbed_too_large_for_the_exact_evaluation_is_refused() -> None:
     check_exact_task(ExactTaskConfig(max_len=7))  # 3 280 per prompt: 4.3e7 pairs, 1.2 GB, still allowed
 
 
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"num_prompts": 0}, "num_prompts must be >= 1"),
+        ({"vocab_size": 28}, "vocab_size must lie in"),
+        ({"max_len": 0}, "max_len must be >= 1"),
+        # one letter: completions of every length 0..200, so 201 per prompt (the length-200 one without EOS
+        # included), 201 000 in all: one over the limit, while its pairs (4.0e7) would still fit
+        ({"num_prompts": 1000, "vocab_size": 2, "max_len": 200}, "201 completions per prompt"),
+    ],
+)
+def test_a_testbed_that_cannot_be_built_or_enumerated_is_refused(change, message) -> None:
+    from rlhf_zoo.tasks.exact import ExactTaskConfig, check_exact_task
+
+    with pytest.raises(ValueError, match=message):
+        check_exact_task(ExactTaskConfig(**change))
+
+
+def test_the_testbeds_knobs_shape_the_reference_and_the_proxy_as_they_say() -> None:
+    """Same seed, other knobs: ``ref_scale`` scales π_ref's random logits, ``eos_logit`` shifts EOS's alone, and
+    ``proxy_noise`` is the spread of the proxy's Gaussian noise around the gold reward (none: proxy = gold)."""
+    from rlhf_zoo.tasks.exact import ExactTaskConfig, build_exact_task
+
+    def tables(**change):
+        task = build_exact_task(ExactTaskConfig(**change))
+        policy = task.build_policy(0)
+        rewards = [bf.reward_table(r, task.train_prompts, policy) for r in (task.proxy, task.gold)]
+        return policy.ref_logits, *rewards, policy.tree.eos
+
+    base, proxy, gold, eos = tables(eos_logit=0.0)
+    shifted = tables(eos_logit=2.0)[0]
+    assert torch.allclose(shifted[..., eos], base[..., eos] + 2.0) and torch.equal(shifted[..., :eos], base[..., :eos])
+    assert torch.allclose(tables(eos_logit=0.0, ref_scale=3.0)[0], 3.0 * base)
+    noise = (proxy - gold).reshape(-1)
+    assert 0.4 < float(noise.std()) < 0.6 and abs(float(noise.mean())) < 0.1  # proxy_noise = 0.5, 484 draws
+    _, proxy, gold, _ = tables(proxy_noise=0.0)
+    assert torch.equal(proxy, gold)
+
+
 def test_the_reference_curves_are_the_optimal_policies_and_best_of_n_written_out(exact_task):
     """The bench page's reference curves (``oracle.curves``): π*_β ∝ π_ref·exp(r/β) over 121 values of β from
     10^1.5 down to 0.01, and Best-of-n of π_ref, each point's KL to π_ref, proxy and gold rewards and (for
