@@ -50,3 +50,24 @@ def test_tabular_policy_and_lm_sampler_draw_the_same_tokens_from_the_same_genera
     assert len(set(tokens.tolist())) == vocab  # every token drawn: the comparison is not vacuous
     assert torch.equal(tabular.completion_ids[:, 0], tokens)
     assert torch.allclose(tabular.sample_logp[:, 0], sampler.steps[0], atol=1e-6)
+
+
+def test_inverse_cdf_accumulates_in_float64_so_tiny_tokens_after_a_large_one_stay_reachable():
+    """float32 probabilities (a language model's): 1 + 1e-8 rounds to 1 in float32, which would merge the ten
+    1e-8 tokens after the first into its CDF step. In float64, u just below the total reaches the 3rd of them."""
+    probs = torch.tensor([[1.0] + [1e-8] * 10])
+    u = torch.tensor([0.999999925], dtype=torch.float64)  # u · (1 + 1e-7) ≈ 1 + 2.5e-8: past two tiny ones
+    assert inverse_cdf(probs, u).tolist() == [3]
+
+
+def test_one_generator_drives_every_uniform_of_the_call():
+    """With one generator (not one per prompt) the uniforms are that generator's, so a seeded call repeats."""
+    uniforms = uniform_source(torch.Generator().manual_seed(5), num_prompts=2, n=3)(6)
+    assert torch.equal(uniforms, torch.rand(6, generator=torch.Generator().manual_seed(5), dtype=torch.float64))
+
+
+def test_a_process_with_no_prompt_samples_an_empty_rollout():
+    tree = PrefixTree(vocab_size=3, max_len=2)
+    policy = TabularPolicy(["x0"], tree, torch.zeros(1, tree.num_prefixes, 3))
+    empty = policy.sample([], 2, generator=[])
+    assert len(empty) == 0 and empty.completion_ids.shape == (0, 2) and empty.texts == []

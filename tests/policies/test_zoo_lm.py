@@ -263,12 +263,17 @@ def test_custom_text_needs_an_explicit_path(data: dict) -> None:
         ZooLMConfig(sources=("hutto", "wikipedia"))
 
 
-def _fake_wheel(path: Path) -> Path:
+def _fake_wheel(path: Path, lee: str = "A \xa33,000 tracker.\n", skip: str = "") -> Path:
+    files = {
+        "lee_background.cor": "First article.\n\nSecond  article.\n",
+        "lee.cor": lee.encode("latin-1"),
+        "para2para_text1.txt": "New York is a state.[1] It is big.[23]\n",
+        "para2para_text2.txt": "Berlin is a city.\n",
+    }
     with zipfile.ZipFile(path, "w") as zf:
-        zf.writestr(gensim_text.DATA_DIR + "lee_background.cor", "First article.\n\nSecond  article.\n")
-        zf.writestr(gensim_text.DATA_DIR + "lee.cor", "A \xa33,000 tracker.\n".encode("latin-1"))
-        zf.writestr(gensim_text.DATA_DIR + "para2para_text1.txt", "New York is a state.[1] It is big.\n")
-        zf.writestr(gensim_text.DATA_DIR + "para2para_text2.txt", "Berlin is a city.\n")
+        for name, text in files.items():
+            if name != skip:
+                zf.writestr(gensim_text.DATA_DIR + name, text)
         zf.writestr("gensim/__init__.py", "")
     return path
 
@@ -280,16 +285,26 @@ def test_gensim_texts_from_a_wheel_then_from_the_cache(tmp_path: Path, monkeypat
     docs = gensim_text.documents(files)
     assert docs["lee_background.cor"] == ["First article.", "Second article."]
     assert docs["lee.cor"] == ["A £3,000 tracker."]  # Latin-1 decoded
-    assert docs["para2para_text1.txt"] == ["New York is a state. It is big."]  # footnote mark dropped
+    assert docs["para2para_text1.txt"] == ["New York is a state. It is big."]  # footnote marks dropped
     wheel.unlink()
     monkeypatch.delenv(gensim_text.ENV_VAR)
     assert gensim_text.load_gensim_texts() == files  # read from the cache, no download
+    monkeypatch.setenv(gensim_text.ENV_VAR, str(_fake_wheel(tmp_path / wheel.name, lee="Other news.\n")))
+    assert gensim_text.documents(gensim_text.load_gensim_texts(refresh=True))["lee.cor"] == ["Other news."]
+    assert gensim_text.documents(gensim_text.load_gensim_texts())["lee.cor"] == ["Other news."]  # re-cached
+
+
+def test_a_wheel_without_every_text_is_refused(tmp_path: Path) -> None:
+    wheel = _fake_wheel(tmp_path / "gensim-4.4.0-cp311-cp311-manylinux_2_28_x86_64.whl", skip="lee.cor")
+    with pytest.raises(UserError, match=r"lacks lee\.cor"):
+        gensim_text.read_wheel_texts(wheel)
 
 
 def test_gensim_download_failure_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     def offline(cmd, **kw):
         assert gensim_text.REQUIREMENT in cmd and "--no-deps" in cmd
-        return subprocess.CompletedProcess(cmd, 1, "", "ERROR: No matching distribution found for gensim==4.4.0\n")
+        stderr = "WARNING: pip is configured with a proxy\nERROR: No matching distribution found for gensim==4.4.0\n"
+        return subprocess.CompletedProcess(cmd, 1, "", stderr)
 
     monkeypatch.setattr(gensim_text.subprocess, "run", offline)
     with pytest.raises(

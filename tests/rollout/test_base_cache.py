@@ -5,7 +5,7 @@ import torch
 
 from rlhf_zoo.algorithms.base import Needs
 from rlhf_zoo.rng import Streams
-from rlhf_zoo.rollout import BaseCache, Costs, collect
+from rlhf_zoo.rollout import BaseCache, collect
 from tests.rollout.recording import RecordingPolicy, UniformsPolicy
 
 
@@ -82,37 +82,6 @@ def test_a_new_anchors_entries_are_fresh_draws_not_the_old_anchors_random_number
     step(mc("anchor"), policy, exact_task, cache, step=1)
     (old, new) = [u for u, call in zip(policy.uniforms, policy.calls, strict=True) if call.role == "anchor"]
     assert not torch.isin(old, new).any()
-
-
-class Pair:
-    """Process ``rank`` of 2 without a process group: ``gather_objects`` hands over what process 0 gave."""
-
-    world = 2
-
-    def __init__(self, rank, given):
-        self.rank, self.given = rank, given
-
-    def gather_objects(self, obj):
-        if self.rank == 0:
-            self.given.append(obj)
-            return [obj, {}]
-        return [self.given[0], obj]
-
-
-def test_a_sharded_process_with_no_prompt_to_draw_still_takes_part_in_the_forward(exact_task, three_roles):
-    """With sharded (FSDP) weights every forward is a collective: the process that draws none of the missing
-    entries must still sample once (and discard it), or the other process waits for it for ever. It then holds
-    the other's entries, and pays for none."""
-    given = []
-    first = BaseCache(5)
-    first.get(three_roles, "ref", ["x2"], exact_task, Streams(0, 0), None, Pair(0, given))
-    policy = RecordingPolicy(three_roles)
-    policy.sharded = True
-    costs, second = Costs(), BaseCache(5)
-    assert second.get(policy, "ref", ["x2"], exact_task, Streams(0, 0), costs, Pair(1, given)) == []
-    (call,) = policy.calls
-    assert call.prompts == ["x2"] and call.n == 1 and costs.completions == 0
-    assert entry_texts(second) == entry_texts(first) and len(first.entries) == 1
 
 
 def test_reference_entries_survive_anchor_updates(exact_task, three_roles):

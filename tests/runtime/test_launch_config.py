@@ -62,10 +62,15 @@ def test_fsdp2_launch_settings_are_read_and_unimplemented_ones_refused():
     assert launch_settings({}) is None and launch_settings({"ACCELERATE_USE_FSDP": "false"}) is None
     custom = {**env, "FSDP_RESHARD_AFTER_FORWARD": "false", "FSDP_TRANSFORMER_CLS_TO_WRAP": "LlamaDecoderLayer"}
     assert launch_settings(custom) == FSDPSettings(reshard_after_forward=False, wrap_classes=("LlamaDecoderLayer",))
+    # unset: resharded after the forward (least memory); a class list as a user writes it; the policy's case
+    loose = {"ACCELERATE_USE_FSDP": "true", "FSDP_VERSION": "2", "FSDP_AUTO_WRAP_POLICY": "transformer_based_wrap"}
+    loose["FSDP_TRANSFORMER_CLS_TO_WRAP"] = "LlamaDecoderLayer, MistralDecoderLayer,"
+    assert launch_settings(loose) == FSDPSettings(True, ("LlamaDecoderLayer", "MistralDecoderLayer"))
     for var, value, what in [
         ("FSDP_VERSION", "1", "FSDP version 1"),
         ("FSDP_OFFLOAD_PARAMS", "true", "fsdp_offload_params"),
         ("FSDP_ACTIVATION_CHECKPOINTING", "true", "fsdp_activation_checkpointing"),
+        ("FSDP_ACTIVATION_CHECKPOINTING_OFFLOAD", "true", "fsdp_activation_checkpointing_offload"),
         ("FSDP_CPU_RAM_EFFICIENT_LOADING", "true", "fsdp_cpu_ram_efficient_loading"),
         ("FSDP_IGNORED_MODULES", "lm_head", "fsdp_ignored_modules"),
         ("FSDP_AUTO_WRAP_POLICY", "SIZE_BASED_WRAP", "SIZE_BASED_WRAP"),

@@ -1,5 +1,7 @@
 """The testbed's oracle against brute force and against sampling."""
 
+import math
+
 import pytest
 import torch
 
@@ -158,6 +160,37 @@ def test_state_dict_round_trip_keeps_weights_and_anchor_version(exact_task):
     assert torch.equal(fresh.logits, policy.logits) and torch.equal(fresh.anchor_logits, policy.anchor_logits)
 
 
+def test_policies_built_from_one_task_share_no_weights(exact_task):
+    """Every run, seed and objective of a bench builds its policy from the same task: moving one policy's π and
+    its anchor must leave the task's π_ref, and so the next policy's three roles, where they were."""
+    first = exact_task.build_policy(0)
+    ref = first.ref_logits.clone()
+    with torch.no_grad():
+        first.logits.add_(1.0)
+    first.update_anchor(0.5)
+    assert (first.anchor_logits - ref).abs().max() > 0.4 and torch.equal(first.ref_logits, ref)
+    second = exact_task.build_policy(1)
+    for table in (second.logits, second.anchor_logits, second.ref_logits):
+        assert torch.equal(table.detach(), ref)
+
+
+def test_only_the_policys_log_probs_carry_a_gradient_and_only_when_asked(exact_task):
+    policy = exact_task.build_policy(0)
+    roll = policy.sample(exact_task.train_prompts, 2, generator=torch.Generator().manual_seed(0))
+    assert policy.logprobs(roll).requires_grad and policy.logprobs(roll, full=True).requires_grad
+    assert not any(policy.logprobs(roll, role=role).requires_grad for role in ("ref", "anchor"))
+    with torch.no_grad():  # collect and the evaluation score without gradient: no graph is built
+        assert not policy.logprobs(roll).requires_grad
+    with pytest.raises(ValueError, match="unknown role 'reference'"):  # not silently some other table
+        policy.logprobs(roll, role="reference")
+
+
+@pytest.mark.parametrize(("vocab_size", "max_len"), [(1, 2), (28, 2), (4, 0)])
+def test_a_prefix_tree_needs_a_letter_an_eos_and_a_length(vocab_size, max_len):
+    with pytest.raises(ValueError, match="vocab_size must lie in|max_len must be >= 1"):
+        PrefixTree(vocab_size, max_len)
+
+
 def test_a_huge_max_len_is_refused_at_once() -> None:
     """``task.max_len=1000000000000`` is refused as too many completions to enumerate, at once: the count
     summed (V−1)^t over every t < L first, which for such an L never ended (the check hung the command)."""
@@ -176,3 +209,72 @@ def test_a_testbed_too_large_for_the_exact_evaluation_is_refused() -> None:
     with pytest.raises(ValueError, match="compares every completion of a prompt with every other"):
         check_exact_task(ExactTaskConfig(max_len=9))
     check_exact_task(ExactTaskConfig(max_len=7))  # 3 280 per prompt: 4.3e7 pairs, 1.2 GB, still allowed
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"num_prompts": 0}, "num_prompts must be >= 1"),
+        ({"vocab_size": 28}, "vocab_size must lie in"),
+        ({"max_len": 0}, "max_len must be >= 1"),
+        # one letter: completions of every length 0..200, so 201 per prompt (the length-200 one without EOS
+        # included), 201 000 in all: one over the limit, while its pairs (4.0e7) would still fit
+        ({"num_prompts": 1000, "vocab_size": 2, "max_len": 200}, "201 completions per prompt"),
+    ],
+)
+def test_a_testbed_that_cannot_be_built_or_enumerated_is_refused(change, message) -> None:
+    from rlhf_zoo.tasks.exact import ExactTaskConfig, check_exact_task
+
+    with pytest.raises(ValueError, match=message):
+        check_exact_task(ExactTaskConfig(**change))
+
+
+def test_the_testbeds_knobs_shape_the_reference_and_the_proxy_as_they_say() -> None:
+    """Same seed, other knobs: ``ref_scale`` scales π_ref's random logits, ``eos_logit`` shifts EOS's alone, and
+    ``proxy_noise`` is the spread of the proxy's Gaussian noise around the gold reward (none: proxy = gold)."""
+    from rlhf_zoo.tasks.exact import ExactTaskConfig, build_exact_task
+
+    def tables(**change):
+        task = build_exact_task(ExactTaskConfig(**change))
+        policy = task.build_policy(0)
+        rewards = [bf.reward_table(r, task.train_prompts, policy) for r in (task.proxy, task.gold)]
+        return policy.ref_logits, *rewards, policy.tree.eos
+
+    base, proxy, gold, eos = tables(eos_logit=0.0)
+    shifted = tables(eos_logit=2.0)[0]
+    assert torch.allclose(shifted[..., eos], base[..., eos] + 2.0) and torch.equal(shifted[..., :eos], base[..., :eos])
+    assert torch.allclose(tables(eos_logit=0.0, ref_scale=3.0)[0], 3.0 * base)
+    noise = (proxy - gold).reshape(-1)
+    assert 0.4 < float(noise.std()) < 0.6 and abs(float(noise.mean())) < 0.1  # proxy_noise = 0.5, 484 draws
+    _, proxy, gold, _ = tables(proxy_noise=0.0)
+    assert torch.equal(proxy, gold)
+
+
+def test_the_reference_curves_are_the_optimal_policies_and_best_of_n_written_out(exact_task):
+    """The bench page's reference curves (``oracle.curves``): π*_β ∝ π_ref·exp(r/β) over 121 values of β from
+    10^1.5 down to 0.01, and Best-of-n of π_ref, each point's KL to π_ref, proxy and gold rewards and (for
+    Best-of-n) E[log p_≤] and the log n − (n−1)/n bound, all from brute-force tables."""
+    policy = exact_task.build_policy(0)
+    ref = bf.completion_probs(policy, "ref")
+    proxy = bf.reward_table(exact_task.proxy, exact_task.train_prompts, policy)
+    gold = bf.reward_table(exact_task.gold, exact_task.train_prompts, policy)
+    curves = exact_task.oracle.curves(ref)
+    frontier = curves["frontier"]
+    assert len(frontier) == 121 and curves["kl_estimator"] == "exact"
+    assert frontier[0]["beta"] == pytest.approx(10**1.5) and frontier[-1]["beta"] == pytest.approx(0.01)
+    for point in frontier[::30]:
+        opt = ref * torch.exp(proxy / point["beta"])
+        opt = opt / opt.sum(-1, keepdim=True)
+        assert point["kl"] == pytest.approx(float(bf.kl(opt, ref).mean()), rel=1e-6, abs=1e-12)
+        assert point["reward_proxy"] == pytest.approx(float((opt * proxy).sum(-1).mean()))
+        assert point["reward_gold"] == pytest.approx(float((opt * gold).sum(-1).mean()))
+    p_le = bf.quantiles(ref, proxy)
+    for point in curves["best_of_n"]:
+        n = point["n"]
+        bon = bf.best_of_n(ref, proxy, n)
+        assert point["kl"] == pytest.approx(float(bf.kl(bon, ref).mean()), rel=1e-6, abs=1e-12), n
+        assert point["reward_proxy"] == pytest.approx(float((bon * proxy).sum(-1).mean())), n
+        assert point["reward_gold"] == pytest.approx(float((bon * gold).sum(-1).mean())), n
+        assert point["log_quantile"] == pytest.approx(float((bon * p_le.log()).sum(-1).mean())), n
+        assert point["kl_bound"] == pytest.approx(math.log(n) - (n - 1) / n), n
+    assert [p["n"] for p in curves["best_of_n"]][:2] == [1, 2]

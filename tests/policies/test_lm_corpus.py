@@ -1,0 +1,58 @@
+"""zoo-lm's text (rlhf_zoo/data/lm_corpus.py) on hand-made documents: the held-out documents never train, repeats
+and blank documents are dropped, the character cap, the per-source sizes and the evaluation-prompt guard."""
+
+import pytest
+
+from rlhf_zoo.data.lm_corpus import Doc, EvalGuard, build_corpus
+
+NO_EVAL = EvalGuard([], 6)
+
+
+def docs(n, source="hutto/tweets", length=None):
+    """n distinct documents (of ``length`` characters each, if given)."""
+    if length is None:
+        return [Doc(source, f"document number {i} about a film") for i in range(n)]
+    return [Doc(source, f"doc {i:04d}".ljust(length, "x")) for i in range(n)]
+
+
+def test_held_out_documents_never_train_and_every_kept_document_is_in_one_part():
+    corpus = build_corpus(docs(1000), NO_EVAL, val_fraction=0.1, seed=3)
+    train, val = {d.text for d in corpus.train}, {d.text for d in corpus.val}
+    assert not train & val and train | val == {d.text for d in docs(1000)}
+    assert 60 <= len(val) <= 140  # each document held out with probability 0.1
+    with pytest.raises(ValueError, match="val_fraction must be in"):
+        build_corpus(docs(3), NO_EVAL, val_fraction=0.0)
+
+
+def test_repeats_up_to_case_and_spacing_and_blank_documents_are_dropped():
+    texts = ["A warm film.", "a  WARM film.", "Another one.", "   ", "A warm film."]
+    corpus = build_corpus([Doc("gensim/lee.cor", t) for t in texts], NO_EVAL, val_fraction=0.5)
+    kept = sorted(d.text for d in corpus.train + corpus.val)
+    assert kept == ["A warm film.", "Another one."] and corpus.duplicates == 2
+
+
+def test_the_character_cap_keeps_the_fewest_training_documents_that_reach_it():
+    full = build_corpus(docs(50, length=10), NO_EVAL, val_fraction=0.2)
+    capped = build_corpus(docs(50, length=10), NO_EVAL, val_fraction=0.2, max_train_chars=30)
+    assert len(full.train) > 30 and len(full.val) > 3
+    assert capped.train == full.train[:3] and capped.val == full.val  # 3 × 10 characters reach 30 exactly
+    assert build_corpus(docs(50, length=10), NO_EVAL, val_fraction=0.2, max_train_chars=31).train == full.train[:4]
+
+
+def test_sizes_count_documents_and_characters_per_source_and_part():
+    texts = {"hutto/tweets": ["ab", "cde"], "gensim/lee.cor": ["fghij"]}
+    corpus = build_corpus([Doc(s, t) for s, ts in texts.items() for t in ts], NO_EVAL, val_fraction=0.01)
+    assert corpus.val == []  # (none of these three is held out at 1 %)
+    assert corpus.sizes() == {
+        "gensim/lee.cor": {"train_docs": 1, "train_chars": 5, "val_docs": 0, "val_chars": 0},
+        "hutto/tweets": {"train_docs": 2, "train_chars": 5, "val_docs": 0, "val_chars": 0},
+    }
+
+
+def test_the_guard_finds_a_whole_prompt_in_any_spelling_and_nothing_less():
+    guard = EvalGuard(["One two three four five six and the rest of the snippet"], 6)
+    assert guard.hits("he said: ONE, two... three_four five six!")  # case, punctuation and '_' ignored
+    assert not guard.hits("one two three four five seven")  # five of its six words are not the prompt
+    assert not guard.hits("one two three four five")
+    with pytest.raises(ValueError, match="prompt_words must be >= 1"):
+        EvalGuard(["a b"], 0)
