@@ -19,6 +19,7 @@ from rlhf_zoo.bench.records import (
     compact,
     dumps_record,
     group_records,
+    read_oracle,
     read_point_record,
     repo_records,
     settings_of,
@@ -314,6 +315,27 @@ def test_a_broken_record_is_named_in_one_line(tmp_path, capsys):
     assert bench(f"out={tmp_path}/runs", f"docs={tmp_path}/docs", f"records={records}", "seeds=0") == 2
     err = _one_line_error(capsys)
     assert "best_of_n-n2-s0.json is not valid JSON" in err
+
+
+@pytest.mark.parametrize(("text", "needle"), [('{"format": 99, "id": "x"}', "format 99"), ("[2]", "format None")])
+def test_a_record_of_a_format_this_version_does_not_read_is_refused_not_read(tmp_path, text, needle):
+    """A record written by a later rlhf_zoo (or a file that holds no record) in the records folder: refused,
+    naming it, rather than taken for a finished point of a layout this version does not know."""
+    path = tmp_path / "records" / "exact" / "best_of_n-n2-s0.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(text)
+    with pytest.raises(UserError, match=f"the record {path} has {needle}; this rlhf_zoo reads formats"):
+        read_point_record(path)
+
+
+def test_the_oracle_is_the_records_folders_else_the_run_folders(tmp_path):
+    """The page's oracle curves come from the records folder, as its points do; the run folder's only where the
+    records folder has none (a bench run without one)."""
+    out, records = tmp_path / "runs", tmp_path / "records"
+    write_json_atomic(out / "exact" / "oracle.json", {"frontier": [{"kl": 2.0}]})
+    assert read_oracle("exact", out, records) == read_oracle("exact", out, None) == {"frontier": [{"kl": 2.0}]}
+    write_json_atomic(records / "exact" / "oracle.json", {"frontier": [{"kl": 1.0}]})
+    assert read_oracle("exact", out, records) == {"frontier": [{"kl": 1.0}]}
 
 
 def test_old_records_still_load_as_code_version_unknown(tmp_path, capsys):

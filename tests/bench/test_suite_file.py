@@ -341,3 +341,14 @@ def test_a_suite_files_fields_are_the_suites_and_what_it_leaves_out_has_its_defa
     suite = get_suite(str(path))
     assert (suite.seeds, suite.jobs, suite.resumable, suite.bon_pool, suite.exact) == ((0,), 1, False, 0, True)
     assert suite.budget == "not stated"
+
+
+def test_a_suite_file_run_with_the_default_out_keeps_its_page_beside_its_records(cli, tmp_path, monkeypatch):
+    """Run from the repository root without out=, a user's suite writes its runs, records and page under
+    ./bench_runs, never into the committed docs/benchmarks of the built-in suites."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "my.yaml").write_text(FAST_SUITE + SWEEP)
+    code, _, err = cli("bench", "suite=my.yaml", "progress=false")
+    assert code == 0, err
+    assert (tmp_path / "bench_runs" / "my.md").is_file() and (tmp_path / "bench_runs" / "records" / "my").is_dir()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bench_runs", "my.yaml"]
