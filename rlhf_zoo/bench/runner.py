@@ -98,11 +98,19 @@ def point_dir(out: Path, point: Point | dict[str, Any]) -> Path:
 
 def _slots(memberships: Any, seed: Any) -> list[tuple[str, Any, int]]:
     """The (sweep, value, seed) places on the page that a point's memberships fill (values as the page keys
-    them: 1 and 1.0 are one)."""
+    them: 1 and 1.0 are one); a Best-of-N pool fills one per n read from it."""
     out = []
     for m in memberships:
-        out.append((str(m.get("sweep")), page_value(m.get("value")), int(seed or 0)))
+        values = m.get("values") if m.get("pool") else [m.get("value")]
+        out += [(str(m.get("sweep")), page_value(v), int(seed or 0)) for v in values or []]
     return out
+
+
+def _same_run_as(rec: dict[str, Any], point: Point) -> bool:
+    """Whether the record ``rec`` is of ``point``'s run: the same arguments and, as a pool's arguments do not
+    hold its size M, the same M (0 for trained points)."""
+    pool = next((m.get("pool") for m in rec.get("memberships", []) if m.get("pool")), 0)
+    return same_run(rec.get("args", []), point.args) and pool == point.pool
 
 
 def _slot_holders(
@@ -467,14 +475,14 @@ class _Planner:
         holders = self.holders
         old = next((holders[k] for k in _slots(p.memberships, p.seed) if k in holders), None)
         if old is None and action == "new":  # a renamed tag: the same run, recorded under a sweep the suite lost
-            old = next((h for h in holders.values() if same_run(h.get("args", []), p.args) and self._orphan(h)), None)
+            old = next((h for h in holders.values() if _same_run_as(h, p) and self._orphan(h)), None)
         if old is None:
             return stored, action
         for k in _slots(old.get("memberships", []), old.get("seed")):
             holders.pop(k, None)
         if point_dir(self.out, old).is_dir():
             _check_not_running(point_dir(self.out, old))
-        if action == "new" and same_run(old.get("args", []), p.args):
+        if action == "new" and _same_run_as(old, p):
             _rename(old, p, self.out, self.records)  # another knob_label or tag spelling: the same run, not run again
             self.report.renamed.append(p.id)
             stored = self._stored(p)

@@ -174,3 +174,21 @@ def test_a_pool_record_in_the_records_folder_reads_as_the_full_one(tmp_path):
         assert mine["summary"].keys() == theirs["summary"].keys()
         for k, v in theirs["summary"].items():
             assert mine["summary"][k] == (pytest.approx(v, rel=1e-5) if isinstance(v, float) else v), k
+
+
+def test_a_larger_pool_replaces_the_smaller_pools_record_of_its_seed(tmp_path, monkeypatch):
+    """``bon_pool`` 4 → 8: the pool of 4 (``best_of_n-pool4-s0``) stayed beside the new one, both read as
+    Best-of-1, 2 and 4 of seed 0, and the page refused ("... are both seed 0"). A pool's arguments do not hold
+    its size, so the old pool must not pass for the new one's run either: it is replaced, and the new one drawn."""
+    import rlhf_zoo.bench.runner as runner
+    from rlhf_zoo.bench.records import record_path, write_point_record
+
+    records = tmp_path / "records"
+    suite = replace(_suite(bon_pool=8), sweeps=(BEST_OF_N.over(1, 2, 4, 8),), seeds=(0,))
+    (point,) = expand(suite)
+    write_point_record(records, {**_pool_record(0, m=4, values=(1, 2, 4)), "args": list(point.args)})
+    drawn = []
+    monkeypatch.setattr(runner, "run_pool_point", lambda p, *a, **k: drawn.append(p.id))
+    report = run_suite(suite, tmp_path, progress=False, validate=False, records=records)
+    assert drawn == [point.id] == ["best_of_n-pool8-s0"] and report.redone == [point.id] and report.renamed == []
+    assert not record_path(records, "poolsuite", "best_of_n-pool4-s0").exists()
