@@ -9,8 +9,9 @@ list value (``model.lora_target_modules=[q_proj],[q_proj,v_proj]`` sweeps two), 
 one string. An experiment file (``config=FILE.yaml``, :func:`rlhf_zoo.config.read_sweep`) may hold a
 ``sweep:`` mapping; a key given on the command line replaces the file's sweep of it (a single value
 stops sweeping it; with every key pinned, the file still runs its one point in the sweep's folder, never
-a single run in the folder itself). An empty item, an item listed twice or a non-integer seed is one
-error line; so is a bad key or value, naming the experiment file when it is the file's.
+a single run in the folder itself). An empty item, an item listed twice (or one value written twice: 1 and
+1.0) or a non-integer seed is one error line; so is a bad key or value, naming the experiment file when it is
+the file's.
 
 The grid becomes a :class:`~rlhf_zoo.bench.suites.Suite` (:func:`grid_suite`): one sweep per algorithm
 and combination of the other swept keys but the last, which is the sweep's knob; the swept seeds are
@@ -71,7 +72,26 @@ def split_values(key: str, value: str) -> list[str]:
         twice = first_repeated(items)
         if twice is not None:
             raise ConfigError(f"{key}={value} lists {twice} twice")
+        _one_value_twice(items, [_read(i) for i in items], f"{key}={value}")
     return items
+
+
+def _read(item: str) -> Any:
+    """A command-line item as the config reads it (``1.0`` and ``1e0`` a float, ``[a, b]`` a list)."""
+    try:
+        node = OmegaConf.from_dotlist([f"k={item}"]).k
+    except Exception:  # noqa: BLE001 - not YAML the config reads: the item as written
+        return item
+    return OmegaConf.to_container(node) if OmegaConf.is_config(node) else node
+
+
+def _one_value_twice(written: list[str], values: list[Any], where: str) -> None:
+    """Refuse two items that are one value (``1`` and ``1.0``): both ran, into two folders, as one configuration,
+    and the sweep's closing table refused them as one seed counted twice."""
+    same = first_repeated(values)
+    if same is not None:
+        a, b = [written[i] for i, v in enumerate(values) if v == same][:2]
+        raise ConfigError(f"{where} lists {a} and {b}, one value: keep one")
 
 
 @dataclass(frozen=True)
@@ -108,6 +128,7 @@ def plan_sweep(args: list[str]) -> SweepPlan | None:
             twice = first_repeated(items)
             if twice is not None:
                 raise ConfigError(f"config={over['config']}: sweep.{k} lists {twice} twice")
+            _one_value_twice(items, list(vs), f"config={over['config']}: sweep.{k}")
         grid = {**{k: [_arg(v) for v in vs] for k, vs in file_sweep.items() if k not in over}, **grid}
     if not grid and not file_sweep:  # a sweep file stays a sweep (of one point) with every key pinned
         if "out" in over:

@@ -125,6 +125,9 @@ def test_a_sweep_file_composes_with_the_command_line(cli, tmp_path):
         (["algo=bond", "seed=0,,1"], "empty item"),
         (["algo=bond", "seed=0,x"], "integers"),
         (["algo=bond", "seed=0,0"], "lists 0 twice"),
+        (["algo=bond", "algo.beta=1,1.0"], "algo.beta=1,1.0 lists 1 and 1.0, one value: keep one"),  # both ran
+        (["algo=bond", "algo.beta=0.1,1e-1"], "lists 0.1 and 1e-1, one value"),
+        (["BETAFILE"], "sweep.algo.beta lists 1 and 1.0, one value: keep one"),
         (["algo=bond", "seed=0,1", "run_dir=a,b"], "run_dir cannot be swept"),
         (["algo=bond", "seed=0,1", "resume=true"], "without resume"),
         (["algo=bond", "algo.bogus=1,2"], "bogus"),
@@ -139,7 +142,12 @@ def test_a_bad_sweep_is_one_line_before_anything_runs(cli, tmp_path, args, needl
     bad = tmp_path / "bad.yaml"
     bad.write_text("algo: bond\nsweep: {seed: 3, algo.n: [2, 4]}\n")
     (tmp_path / "empty.yaml").write_text("algo: bond\nsweep: {seed: [], algo.n: [2, 4]}\n")
-    files = {"SWEEPFILE": f"config={bad}", "EMPTYSWEEP": f"config={tmp_path}/empty.yaml"}
+    (tmp_path / "beta.yaml").write_text("algo: bond\nsweep: {algo.beta: [1, 1.0]}\n")
+    files = {
+        "SWEEPFILE": f"config={bad}",
+        "EMPTYSWEEP": f"config={tmp_path}/empty.yaml",
+        "BETAFILE": f"config={tmp_path}/beta.yaml",
+    }
     args = [files.get(a, a) for a in args]
     code, out, err = cli("train", *FAST, *args, f"out={tmp_path}/sw")
     assert code == 2 and needle in err, err
