@@ -74,9 +74,17 @@ def write_json_atomic(path: Path, obj: Any) -> None:
 
 
 def read_record(point_dir: Path) -> dict[str, Any] | None:
-    """A point's record in its run directory, or None if the point has not finished (no record, or a broken one)."""
+    """A point's record in its run directory, or None if the point has not finished (no record, or a broken one).
+    A record of a format this version does not read (a newer rlhf_zoo's) is a :class:`UserError` naming it, as in
+    the records folder: taken for unfinished, the bench would delete it to run the point again."""
     rec = read_json(point_dir / RECORD)
-    return rec if isinstance(rec, dict) and rec.get("format") in FORMATS else None
+    if not isinstance(rec, dict) or "format" not in rec:
+        return None
+    if rec["format"] not in FORMATS:
+        raise UserError(
+            f"the record {point_dir / RECORD} has format {rec['format']!r}; this rlhf_zoo reads formats {FORMATS}"
+        )
+    return rec
 
 
 def load_records(suite_dir: Path) -> list[dict[str, Any]]:

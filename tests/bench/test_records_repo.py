@@ -328,6 +328,19 @@ def test_a_record_of_a_format_this_version_does_not_read_is_refused_not_read(tmp
         read_point_record(path)
 
 
+def test_a_run_folders_record_of_a_later_format_is_refused_and_kept(tmp_path, capsys):
+    """A run folder whose record a later rlhf_zoo wrote (format 99) read as an unfinished point: the bench deleted
+    the folder and ran the point again. It is refused in one line naming it, as in the records folder, and kept."""
+    (point,) = expand(EXACT, seeds=[0], only=["best_of_n"])[:1]
+    d = runner.point_dir(tmp_path / "runs", point)
+    d.mkdir(parents=True)
+    write_json_atomic(d / "record.json", {"format": 99, "id": point.id})
+    assert bench(f"out={tmp_path}/runs", f"docs={tmp_path}/docs", "seeds=0", "only=best_of_n") == 2
+    err = _one_line_error(capsys)
+    assert f"the record {d / 'record.json'} has format 99; this rlhf_zoo reads formats" in err, err
+    assert json.loads((d / "record.json").read_text())["format"] == 99
+
+
 def test_the_oracle_is_the_records_folders_else_the_run_folders(tmp_path):
     """The page's oracle curves come from the records folder, as its points do; the run folder's only where the
     records folder has none (a bench run without one)."""
