@@ -322,7 +322,8 @@ def sample_continuations(model: Any, tokenizer: Any, prompts: Sequence[str], max
 
 
 def _lr_factor(step: int, config: ZooLMConfig) -> float:
-    """Linear warm-up to 1, then cosine decay to ``min_lr_frac`` at the last step."""
+    """Linear warm-up to 1, then cosine decay towards ``min_lr_frac``, which step ``steps`` (one past the last
+    step, 0-based) would reach: the last step's factor is a little above it."""
     if step < config.warmup_steps:
         return (step + 1) / config.warmup_steps
     frac = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
