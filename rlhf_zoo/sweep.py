@@ -42,7 +42,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from rlhf_zoo.bench.suites import Suite, Sweep, first_repeated, format_value
+from rlhf_zoo.bench.suites import Suite, Sweep, first_repeated, format_value, one_value_twice
 from rlhf_zoo.config import ConfigError, flatten, parse_overrides, read_experiment, read_sweep
 
 FOLDER_KEYS = ("out", "run_dir")
@@ -86,12 +86,11 @@ def _read(item: str) -> Any:
 
 
 def _one_value_twice(written: list[str], values: list[Any], where: str) -> None:
-    """Refuse two items that are one value (``1`` and ``1.0``): both ran, into two folders, as one configuration,
-    and the sweep's closing table refused them as one seed counted twice."""
-    same = first_repeated(values)
+    """Refuse two items that are one value (:func:`~rlhf_zoo.bench.suites.one_value_twice`): both ran, into two
+    folders, as one configuration, and the sweep's closing table refused them as one seed counted twice."""
+    same = one_value_twice(written, values)
     if same is not None:
-        a, b = [written[i] for i, v in enumerate(values) if v == same][:2]
-        raise ConfigError(f"{where} lists {a} and {b}, one value: keep one")
+        raise ConfigError(f"{where} lists {same[0]} and {same[1]}, one value: keep one")
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,7 @@ import yaml
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from rlhf_zoo.bench.suites import SUITES, SWEEPS, Suite, Sweep, expand, first_repeated, format_value
+from rlhf_zoo.bench.suites import SUITES, SWEEPS, Suite, Sweep, expand, first_repeated, format_value, one_value_twice
 from rlhf_zoo.errors import UserError
 from rlhf_zoo.io import yaml_error, yaml_problem
 
@@ -266,10 +266,9 @@ def _sweep(s: SweepSpec, where: str) -> Sweep:
     twice = first_repeated(items)
     if twice is not None:  # as a sweep of rlhf-zoo train refuses it
         raise ValueError(f"sweep {s.tag}: values lists {twice} twice")
-    same = first_repeated(values)  # 1 and 1.0: two points, but one value on the page, which refuses two seed-0 records
+    same = one_value_twice(items, values)
     if same is not None:
-        a, b = [items[i] for i, v in enumerate(values) if v == same][:2]
-        raise ValueError(f"sweep {s.tag}: values lists {a} and {b}, one value in the tables: keep one")
+        raise ValueError(f"sweep {s.tag}: values lists {same[0]} and {same[1]}, one value in the tables: keep one")
     return Sweep(
         s.tag, s.objective or s.tag, s.algo, s.knob, values, overrides(s.fixed, where), s.knob_label, s.frontier
     )

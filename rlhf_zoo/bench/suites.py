@@ -171,6 +171,17 @@ def first_repeated(items: Any) -> Any | None:
     return None
 
 
+def one_value_twice(written: list[str], values: list[Any]) -> tuple[str, str] | None:
+    """The first two items, written differently, that are one value (``1`` and ``1.0``), or None: two points
+    and two run folders, but one place on the page (and one configuration to ``compare``), which then refuses
+    their two records of one seed. The suite files and the sweeps refuse them alike."""
+    same = first_repeated(values)
+    if same is None:
+        return None
+    a, b = [written[i] for i, v in enumerate(values) if v == same][:2]
+    return a, b
+
+
 def format_value(v: Any) -> str:
     """A value (from Python or YAML) as written on the command line: floats without trailing noise,
     ``null``, and lists and mappings in YAML's flow style (``["q_proj", "v_proj"]``)."""
@@ -669,14 +680,15 @@ __all__ = [
     "FULL",
     "GPU_CHECK",
     "LM",
+    "Point",
     "QUICK",
     "SMOLLM2_FULL_ARGS",
     "SUITES",
     "SWEEPS",
-    "ZOO_LM_ARGS",
-    "Point",
     "Suite",
     "Sweep",
+    "ZOO_LM_ARGS",
     "expand",
     "format_value",
+    "one_value_twice",
 ]
