@@ -25,6 +25,7 @@ type is rejected here, before any model loads, with a :class:`ConfigError`. Noth
 from __future__ import annotations
 
 import difflib
+import json
 import math
 import os
 import re
@@ -274,8 +275,6 @@ def load_config(args: list[str], defaults: dict[str, str] | None = None) -> Dict
 def _saved_run_hint(config_file: str | None, message: str) -> str:
     """For a path that is not there, named in a run's saved ``config.yaml`` used as ``config=`` from another
     folder: where its relative paths start (the ``cwd`` in the ``meta.json`` beside it), else ``""``."""
-    import json
-
     if config_file is None or "no such" not in message:
         return ""
     try:
