@@ -128,7 +128,7 @@ def test_paths_under_the_home_folder_are_read_as_the_shell_would_not_expand_them
     [
         ("  seed: [0, 0]\n", [], "twice"),
         ("  algo.beta: [0.1, 0.1]\n", [], "twice"),
-        ("  algo.beta: [0.1, 0.5]\n", ["seed=1,01"], "twice"),
+        ("  algo.beta: [0.1, 0.5]\n", ["seed=1,01"], "seed=1,01 lists 1 and 01, one value"),
     ],
 )
 def test_a_repeated_sweep_value_is_one_line(cli, tmp_path, sweep, args, needle):
