@@ -255,3 +255,124 @@ def test_a_step_whose_parent_exits_before_its_workers_is_still_bounded(tmp_path)
     rc = bounded([sys.executable, "-c", LEAVER], dict(os.environ), t0 + 6, 1, log, "t", min_s=0)
     assert rc == STOPPED and time.monotonic() - t0 < 12
     assert "time is up for this slice" in (tmp_path / "out" / "run.log").read_text()
+
+
+DEAF = """
+import signal, subprocess, sys, time
+from pathlib import Path
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+if len(sys.argv) > 1:
+    Path(sys.argv[1]).write_text(str(subprocess.Popen([sys.executable, __file__]).pid))
+time.sleep(60)
+"""
+
+
+def test_a_group_that_ignores_sigterm_is_killed_by_the_deadline(tmp_path):
+    """SIGTERM at the deadline less grace, SIGKILL to the whole group at the deadline: the step returns then,
+    and no worker outlives it."""
+    script, pid_file = tmp_path / "deaf.py", tmp_path / "worker.pid"
+    script.write_text(DEAF)
+    log = Log(tmp_path / "out" / "run.log")
+    deadline = time.monotonic() + 5
+    rc = bounded([sys.executable, str(script), str(pid_file)], dict(os.environ), deadline, 2, log, "t", min_s=0)
+    assert rc == STOPPED and time.monotonic() < deadline + 1.5
+    worker = Path(f"/proc/{pid_file.read_text()}/stat")
+    for _ in range(20):  # reaped by init, or a zombie until then
+        if not worker.exists() or worker.read_text().rsplit(")", 1)[1].split()[0] == "Z":
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError("the worker outlived its step")
+
+
+def _step(tmp_path: Path) -> gpu_run.Step:
+    """A step with a long deadline (the tests replace ``bounded``: nothing is run)."""
+    status = {"failed": [], "versions": {}}
+    return gpu_run.Step(tmp_path / "stage", {}, time.monotonic() + 100, 5, Log(tmp_path / "run.log"), status)
+
+
+def test_the_page_is_measured_again_only_when_its_arguments_change(tmp_path, monkeypatch):
+    ran = []
+    monkeypatch.setattr(gpu_run, "bounded", lambda cmd, *a, **k: ran.append(cmd) or 0)
+    step = _step(tmp_path)
+    tdir = tmp_path / "stage" / "throughput"
+    tdir.mkdir(parents=True)
+    args = ["steps=2", f"rows={tdir / 'rows'}", f"out={tdir / 'throughput.json'}", f"md={tdir / 'section.md'}"]
+    (tdir / "throughput.json").write_text(json.dumps({"argv": args}))
+    (tdir / "section.md").write_text("## cuda\n\nrows\n")
+    assert gpu_run._throughput(step, ["steps=2"], "cmd") is not None and not ran
+    assert step.status["throughput"] == "complete"
+    assert gpu_run._throughput(step, ["steps=3"], "cmd") is None  # other settings: the old page is no answer
+    assert len(ran) == 1 and "steps=3" in ran[0] and step.status["throughput"] == "not finished"
+
+
+@pytest.mark.parametrize(("rc", "failed"), [(0, []), (STOPPED, []), (143, []), (130, []), (1, ["bench gpu-check"])])
+def test_a_bench_stopped_by_its_signal_handler_is_no_failure(rc, failed, tmp_path, monkeypatch):
+    ran = []
+    monkeypatch.setattr(gpu_run, "bounded", lambda cmd, *a, **k: ran.append(cmd) or rc)
+    monkeypatch.setattr(gpu_run, "COMMITTED", tmp_path / "none")
+    monkeypatch.setattr(gpu_run, "_suite_status", lambda *a: (0, 2))
+    step = _step(tmp_path)
+    assert gpu_run._bench(step, "gpu-check", [], time.monotonic() + 100) == (0, 2)
+    assert step.status["failed"] == failed and len(ran) == 1  # nothing finished: no page rendered
+
+
+def test_a_page_is_stale_when_missing_or_older_than_a_record(tmp_path):
+    page, suite_dir = tmp_path / "docs" / "s.md", tmp_path / "stage" / "bench_runs" / "s"
+    run_record, compact = suite_dir / "p1" / "record.json", tmp_path / "stage" / "records" / "s" / "p2.json"
+    for p in (run_record, compact):
+        p.parent.mkdir(parents=True)
+        p.write_text("{}")
+        os.utime(p, (1000, 1000))
+    assert gpu_run._stale(page, suite_dir)
+    page.parent.mkdir()
+    page.write_text("page")
+    os.utime(page, (2000, 2000))
+    assert not gpu_run._stale(page, suite_dir)
+    for p in (run_record, compact):
+        os.utime(p, (3000, 3000))
+        assert gpu_run._stale(page, suite_dir)
+        os.utime(p, (1000, 1000))
+
+
+@pytest.mark.parametrize(
+    ("points", "tput", "failed", "argv", "code"),
+    [
+        ((2, 2), "complete", [], [], 0),
+        ((1, 2), "complete", [], [], 3),  # more to run
+        ((2, 2), "not finished", [], [], 3),
+        ((2, 2), None, [], ["throughput=false"], 0),  # no page asked for
+        ((1, 2), "not finished", ["render"], [], 1),  # a failure before more to run
+    ],
+)
+def test_the_exit_code_says_complete_more_to_run_or_failed(points, tput, failed, argv, code, tmp_path, monkeypatch):
+    from benchmarks.gpu.staging import Unstaged
+
+    seen = {}
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.setenv("RLHF_ZOO_CACHE", "restored after the test")
+    monkeypatch.setattr(gpu_run, "unstage", lambda *a, **k: Unstaged({"id": "x", "pieces": []}, ready=True))
+    monkeypatch.setattr(gpu_run, "_versions", lambda step: {})
+
+    def throughput(step, *a):
+        seen["throughput"] = step.deadline
+        step.status["throughput"] = tput
+        return None
+
+    def bench(step, suite, bench_args, render_deadline):
+        seen["bench"], seen["render"] = step.deadline, render_deadline
+        step.status["failed"] += failed
+        return points
+
+    monkeypatch.setattr(gpu_run, "_throughput", throughput)
+    monkeypatch.setattr(gpu_run, "_bench", bench)
+    t0 = time.monotonic()
+    out = tmp_path / "out"
+    assert gpu_run.main(["size=check", "budget=300", f"stage={tmp_path}", f"out={out}", *argv]) == code
+    status = json.loads((out / "status.json").read_text())
+    assert status["complete"] == (code == 0) and status["points"] == dict(
+        zip(("finished", "total"), points, strict=True)
+    )
+    # the steps stop in time to leave the render and the packing their reserve; the render, the budget's end
+    assert seen["bench"] <= t0 + 300 - gpu_run.RESERVE_S + 1 and seen["render"] <= time.monotonic() + 300
+    assert seen["render"] > seen["bench"] and ("throughput" in seen) == (tput is not None)

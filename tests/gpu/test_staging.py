@@ -4,13 +4,15 @@ asked, every file back byte for byte, wheels installed, a missing or damaged pie
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
 import pytest
 
 from benchmarks.gpu import stage, unstage
-from benchmarks.gpu.staging import MANIFEST, READY, sha256_file
+from benchmarks.gpu.staging import MANIFEST, READY, StagingError, sha256_file, write_staging
+from benchmarks.gpu.staging import unstage as join
 from tests.gpu.helpers import carry, make_cache, make_wheel
 
 
@@ -145,3 +147,71 @@ def test_pieces_by_default_fit_beside_the_working_tree(tmp_path, monkeypatch, ca
     assert stage.main([f"out={tmp_path / 'b'}", *args]) == 2
     err = capsys.readouterr().err
     assert "leaves no room for a piece" in err and len(err.strip().splitlines()) == 1
+
+
+def _staging(folder: Path, payload: bytes, piece_bytes: int = 1000) -> dict:
+    """A staging of one cache file holding ``payload`` (no wheel: nothing to install), in ``folder``."""
+    src = folder.parent / f"{folder.name}.src"
+    src.write_bytes(payload)
+    return write_staging([("cache/data/x.bin", src)], folder, piece_bytes)
+
+
+def test_a_new_staging_replaces_the_one_joined_before(tmp_path):
+    """Staged again (a changed cache file, the same piece sizes): the pieces joined from the old staging are
+    not taken for the new one's, whose file comes out; the old staging's file is gone."""
+    where, said = tmp_path / "stage", []
+    old, new = os.urandom(4500), os.urandom(4500)  # incompressible: the pieces of both are 1000 bytes
+    for i, payload in enumerate((old, new)):
+        m = _staging(tmp_path / f"staged{i}", payload)
+        status = join(tmp_path / f"staged{i}", where, tmp_path / "site", log=said.append)
+        assert status.ready and status.joined == [p["name"] for p in m["pieces"]]
+        assert (where / "cache" / "data" / "x.bin").read_bytes() == payload
+    assert [p.name for p in (tmp_path / "staged0").iterdir()] == [p.name for p in (tmp_path / "staged1").iterdir()]
+    assert any(f"a new staging ({m['id']}) replaces" in line for line in said)
+
+
+def test_a_piece_of_another_format_or_of_no_name_in_the_manifest_is_refused(tmp_path):
+    _staging(tmp_path / "staged", os.urandom(2500))
+    call = tmp_path / "call"
+    carry(tmp_path / "staged", call, ["piece-01"])
+    m = json.loads((call / "piece-01" / MANIFEST).read_text())
+    (call / "piece-01" / MANIFEST).write_text(json.dumps({**m, "format": 1}))
+    with pytest.raises(StagingError, match="staging format 1 is not"):
+        join(call, tmp_path / "stage", tmp_path / "site", log=lambda _: None)
+    carry(tmp_path / "staged", call, ["piece-01"])
+    (call / "piece-01").rename(call / "piece-09")
+    (call / "piece-09" / "piece-01.bin").rename(call / "piece-09" / "piece-09.bin")
+    with pytest.raises(StagingError, match=r"piece-09.bin is not a piece of staging"):
+        join(call, tmp_path / "stage", tmp_path / "site", log=lambda _: None)
+    assert not (tmp_path / "stage" / "pieces" / "piece-09.bin").exists()
+
+
+def test_wheels_pip_cannot_install_are_one_error_and_the_next_call_installs_them(tmp_path):
+    src = tmp_path / "x.bin"
+    src.write_bytes(b"x")
+    wheel = make_wheel(tmp_path / "wheels")
+    write_staging([(f"wheels/{wheel.name}", wheel), ("cache/x.bin", src)], tmp_path / "staged", 1 << 20)
+    where, site = tmp_path / "stage", tmp_path / "site"
+    with pytest.raises(StagingError, match=f"pip could not install the staged wheels into {site}"):
+        join(tmp_path / "staged", where, site, python="/bin/false", log=lambda _: None)
+    assert not (where / READY).exists()
+    assert join(tmp_path / "staged", where, site, log=lambda _: None).ready
+    assert (site / "gpustagetest" / "__init__.py").read_text() == "VALUE = 42\n"
+    assert f'PYTHONPATH="{site}:' in (where / "env.sh").read_text()
+
+
+def test_staging_again_removes_the_earlier_pieces(tmp_path):
+    """Fewer pieces the second time: no piece folder of the first staging is left to be carried by mistake."""
+    cache = tmp_path / "cache"
+    (cache / "data").mkdir(parents=True)
+    (cache / "data" / "p.jsonl").write_bytes(os.urandom(300 * 1024))
+    make_wheel(tmp_path / "wheels")
+    out = tmp_path / "gpu_stage"
+    args = [f"out={out}", f"wheel_dir={tmp_path / 'wheels'}", f"cache={cache}", "cache_items=data/p.jsonl"]
+    assert stage.main([*args, "piece_mib=0.0625"]) == 0
+    assert len(list(out.glob("piece-*"))) >= 5
+    assert stage.main([*args, "piece_mib=0.25"]) == 0
+    m = json.loads((out / "piece-01" / MANIFEST).read_text())
+    assert sorted(p.name for p in out.iterdir()) == [p["name"] for p in m["pieces"]] == ["piece-01", "piece-02"]
+    # by default no piece is larger than MAX_PIECE_MIB, however small the working tree
+    assert stage.auto_piece_bytes(0) <= stage.MAX_PIECE_MIB * 2**20
