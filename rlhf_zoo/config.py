@@ -47,6 +47,9 @@ from rlhf_zoo.tasks.registry import TASKS, get_task_entry
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
 
+MAX_THREADS = 4096  # CPU threads: more than any machine has cores, far below where torch overflows
+
+
 class ConfigError(UserError):
     """An invalid configuration (unknown key, wrong type, bad value)."""
 
@@ -118,7 +121,7 @@ class RunConfig:
     run_dir: output directory (default ``runs/<algo>-<task>-s<seed>``; ``~`` expanded).
     resume: continue from the run directory's last checkpoint.
     device: auto | cpu | cuda | cuda:N.
-    threads: torch CPU threads (0 = torch's default). Tiny tabular work is fastest on 1.
+    threads: torch CPU threads (0 = torch's default; at most 4096). Tiny tabular work is fastest on 1.
     """
 
     algo: Any = None
@@ -457,8 +460,8 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"{bad} must be a finite number")
     if not DEVICE.fullmatch(cfg.device):
         raise ConfigError(f"device={cfg.device!r}: use auto, cpu, cuda or cuda:N")
-    if cfg.threads < 0:
-        raise ConfigError("threads must be >= 0 (0: torch's default)")
+    if not 0 <= cfg.threads <= MAX_THREADS:  # torch.set_num_threads overflows past 2**31 - 1
+        raise ConfigError(f"threads must be >= 0 (0: torch's default) and <= {MAX_THREADS}, got {cfg.threads}")
     t = cfg.train
     checks = [
         (t.steps >= 0, "train.steps must be >= 0"),
