@@ -117,7 +117,7 @@ class RunConfig:
     task: the task's config (its dataclass, chosen by name).
     model: the language model's config (tasks that use one; absent otherwise).
     train: :class:`TrainConfig`.
-    seed: fixes prompt order, sampling and initialisation.
+    seed: fixes prompt order, sampling and initialisation (|seed| < 2**32).
     run_dir: output directory (default ``runs/<algo>-<task>-s<seed>``; ``~`` expanded).
     resume: continue from the run directory's last checkpoint.
     device: auto | cpu | cuda | cuda:N.
@@ -460,6 +460,8 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"{bad} must be a finite number")
     if not DEVICE.fullmatch(cfg.device):
         raise ConfigError(f"device={cfg.device!r}: use auto, cpu, cuda or cuda:N")
+    if abs(cfg.seed) >= 2**32:  # the seed is mixed into torch seeds (prompt order: seed · 1,000,003 + epoch)
+        raise ConfigError(f"seed must lie between -4294967295 and 4294967295, got {cfg.seed}")
     if not 0 <= cfg.threads <= MAX_THREADS:  # torch.set_num_threads overflows past 2**31 - 1
         raise ConfigError(f"threads must be >= 0 (0: torch's default) and <= {MAX_THREADS}, got {cfg.threads}")
     t = cfg.train
