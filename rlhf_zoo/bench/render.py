@@ -45,7 +45,7 @@ from rlhf_zoo.bench.records import (
     same_run,
     suite_records,
 )
-from rlhf_zoo.bench.stats import fmt_ci, fmt_seeds_ci, interp_path, interp_sorted, mean_ci
+from rlhf_zoo.bench.stats import fmt_seeds_ci, interp_path, interp_sorted
 from rlhf_zoo.bench.suites import Point, format_value
 from rlhf_zoo.errors import UserError
 from rlhf_zoo.io import atomic_write_text
@@ -233,16 +233,8 @@ def _f(x: float | None) -> str:
 
 
 def _seed_cells(per_seed: list[list[float | None]], k: int) -> list[str]:
-    out = []
-    n = len(per_seed)
-    for j in range(k):
-        vals = [row[j] for row in per_seed if row[j] is not None]
-        if not vals:
-            out.append("—")
-            continue
-        m, h, c = mean_ci(vals)
-        out.append(fmt_ci(m, h) + ("" if c == n else f" ({c}/{n})"))
-    return out
+    """The k budget columns over seeds (None: a seed's curve does not reach the budget), marked ``(k/n)``."""
+    return [fmt_seeds_ci([row[j] for row in per_seed]) for j in range(k)]
 
 
 def load_suite(suite: str, out: Path, records: Path | None) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
