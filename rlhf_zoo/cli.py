@@ -182,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     if any(a in HELP_FLAGS[:2] for a in rest):
         print(command_usage(cmd))
         return 0
+    from rlhf_zoo.runtime import end_process_group
     from rlhf_zoo.signals import stop_exit_code, stop_signals_raise
     from rlhf_zoo.train import Interrupted
 
@@ -190,8 +191,11 @@ def main(argv: list[str] | None = None) -> int:
         # command as Ctrl-C does, so that its own message (how to continue) is printed and what it was
         # building is cleaned up; the default action would kill it silently. Training has its own handler.
         with stop_signals_raise():
-            return COMMANDS[cmd](rest)
+            code = COMMANDS[cmd](rest)
+        end_process_group()  # under a launch: every process finished the command
+        return code
     except Interrupted as e:
+        end_process_group()  # every process stopped at the same step and saved the checkpoint together
         print(f"rlhf-zoo: {printable(str(e))}", file=sys.stderr)
         return e.exit_code
     except UserError as e:  # one line whatever the user's values hold (a newline, an escape character)

@@ -108,6 +108,22 @@ def check_launch_config(env: Mapping[str, str] | None = None) -> None:
     launch_settings(env)  # refuses the FSDP settings that are not implemented
 
 
+def end_process_group() -> None:
+    """Destroy the default process group, if a launch made one; a no-op otherwise.
+
+    Every process calls it at the end of a command that all of them finished (or stopped at the same step).
+    Left to the interpreter's exit, gloo's worker threads may be torn down after Python's and the process
+    then aborts with ``terminate called without an active exception`` (exit -6) although its work is done;
+    NCCL warns that the group was not destroyed. Not called after an error: the other processes may still be
+    in a collective, which destroying the group would wait for.
+    """
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()  # no process tears its side down while another still finishes its last collective
+        dist.destroy_process_group()
+
+
 class Runtime:
     """The process's place in the (possibly 1-process) group, and the collective operations."""
 
@@ -296,8 +312,11 @@ class Runtime:
             self.accelerator.log(numeric, step=step)
 
     def end_trackers(self) -> None:
+        """Finish the trackers (their files flushed). The process group is left as it is: it belongs to the
+        command, which may run more than one training (:func:`end_process_group`)."""
         if self.log_with != "none":
-            self.accelerator.end_training()
+            for tracker in self.accelerator.trackers:
+                tracker.finish()
 
     def barrier(self) -> None:
         if self.distributed:

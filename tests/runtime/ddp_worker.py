@@ -26,7 +26,7 @@ import torch
 
 from rlhf_zoo.config import load_config
 from rlhf_zoo.fsdp import FSDPSettings
-from rlhf_zoo.runtime import Runtime
+from rlhf_zoo.runtime import Runtime, end_process_group
 from rlhf_zoo.train import Interrupted, Trainer, build
 
 
@@ -113,3 +113,4 @@ for args in runs:
         held = {"local": sum(local(p).numel() for p in params), "whole": sum(p.numel() for p in params)}
         Path(f"{cfg.run_dir}/shards_rank{rt.rank}.json").write_text(json.dumps(held))
 print(f"rank {rt.rank} of {rt.world} on {rt.accelerator.distributed_type if rt.accelerator else 'single'}")
+end_process_group()  # as the command does: a group left to the exit can abort a finished process

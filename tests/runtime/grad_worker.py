@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from rlhf_zoo.runtime import Runtime
+from rlhf_zoo.runtime import Runtime, end_process_group
 
 rt = Runtime(device="cpu")
 assert rt.world == 2
@@ -25,7 +25,4 @@ rt.average_gradients([a, b, c])
 second = [None if p.grad is None else p.grad.tolist() for p in (a, b, c)]
 # one file per process (two processes printing at once can run their lines together)
 Path(sys.argv[1], f"rank{rt.rank}.json").write_text(json.dumps({"rank": rt.rank, "first": first, "second": second}))
-# both processes done before either exits, then the group closed (a process that leaves while gloo's
-# threads still serve the group can abort with "terminate called without an active exception")
-rt.barrier()
-torch.distributed.destroy_process_group()
+end_process_group()  # as the command does: a group left to the exit can abort a finished process

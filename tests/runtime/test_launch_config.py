@@ -106,3 +106,53 @@ def test_one_process_trains_on_the_named_device_with_or_without_trackers(tmp_pat
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.strip().splitlines()[-1] == "cuda:1"
+
+
+@pytest.fixture
+def process_group(tmp_path):
+    """A real one-process gloo group in this process, as a launch makes; destroyed afterwards if still there."""
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path}/store", rank=0, world_size=1)
+    yield dist
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def test_a_command_every_process_finished_destroys_the_process_group(process_group, tmp_path, cli):
+    """Left to the interpreter's exit, a gloo group can abort a finished process (`terminate called without an
+    active exception`, exit -6): the command destroys it, with or without a tracker."""
+    code, _, err = cli("train", "algo=reinforce", "task=exact", f"run_dir={tmp_path}/r", "train.steps=2")
+    assert code == 0, err
+    assert not process_group.is_initialized()
+
+
+def test_a_stop_every_process_took_part_in_destroys_the_process_group(process_group, tmp_path, cli, monkeypatch):
+    from rlhf_zoo.train import Trainer
+
+    def ctrl_c(self):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Trainer, "train_step", ctrl_c)
+    code, _, err = cli("train", "algo=reinforce", "task=exact", f"run_dir={tmp_path}/r", "train.steps=2")
+    assert code == 130 and "resume=true" in err, err
+    assert not process_group.is_initialized()
+
+
+def test_an_error_leaves_the_process_group_to_the_launcher(process_group, tmp_path, cli):
+    """After an error the other processes may be in a collective, which destroying the group would wait for."""
+    code, _, err = cli("train", "algo=reinforce", "task=exact", f"run_dir={tmp_path}/r", "train.steps=-1")
+    assert code == 2 and "train.steps" in err, err
+    assert process_group.is_initialized()
+
+
+def test_finishing_the_trackers_keeps_the_process_group(process_group, tmp_path):
+    """A tracker's end is the training's, not the command's: the group stays for the command's next training."""
+    from rlhf_zoo.runtime import Runtime
+
+    rt = Runtime("cpu", log_with="tensorboard", project_dir=str(tmp_path))
+    rt.start_trackers("run", {"seed": 0})
+    rt.track({"reward": 1.0}, step=0)
+    rt.end_trackers()
+    assert process_group.is_initialized()
+    assert list(tmp_path.rglob("events.out.tfevents.*"))
