@@ -34,7 +34,8 @@ def replace_section(page: str, heading: str, section: str) -> str:
     pattern = re.compile(rf"^{re.escape(heading)}\n.*?(?=^## |\Z)", re.M | re.S)
     if pattern.search(page):
         return pattern.sub(lambda _: section.rstrip() + "\n\n", page, count=1).rstrip() + "\n"
-    return page.rstrip() + "\n\n" + section.rstrip() + "\n"
+    before = page.rstrip() + "\n\n" if page.strip() else ""  # a page of its own: no blank lines above it
+    return before + section.rstrip() + "\n"
 
 
 def collect(src: Path, o: dict[str, str]) -> list[Path]:

@@ -96,6 +96,15 @@ def test_collect_without_a_throughput_page_leaves_the_page_alone(tmp_path):
     assert repo / "docs" / "throughput.md" not in written and (repo / "docs" / "gpu-check.md") in written
 
 
+def test_collect_starts_the_throughput_page_when_there_is_none(tmp_path):
+    """A page started by collect began with two blank lines (the empty page, stripped, then a separator)."""
+    src = _sent_back(tmp_path / "files")
+    repo = tmp_path / "repo"  # no docs folder yet: the packs' extraction makes it
+    written = collect.collect(src, _where(repo))
+    assert (repo / "docs" / "throughput.md").read_text() == SECTION
+    assert repo / "docs" / "throughput.md" in written
+
+
 @pytest.mark.parametrize("missing", ["docs.tar.gz", "records.tar.gz"])
 def test_collect_names_the_pack_that_is_missing_and_writes_nothing(missing, tmp_path, capsys):
     src = _sent_back(tmp_path / "files")
@@ -160,3 +169,8 @@ def test_replace_section_keeps_backslashes_in_the_section_as_written():
 def test_replace_section_does_not_take_a_longer_heading_for_its_own():
     page = "# T\n\n## GPU notes\n\nkeep\n"
     assert collect.replace_section(page, "## GPU", "## GPU\n\nnew\n") == page + "\n## GPU\n\nnew\n"
+
+
+@pytest.mark.parametrize("empty", ["", "\n", "  \n\n"])
+def test_replace_section_on_an_empty_page_is_the_section_alone(empty):
+    assert collect.replace_section(empty, "## GPU", "## GPU\n\nnew\n\n") == "## GPU\n\nnew\n"
