@@ -10,6 +10,7 @@ from types import SimpleNamespace
 import pytest
 
 import benchmarks.throughput as throughput
+from rlhf_zoo.errors import UserError
 
 BASE = {
     "step_s": 2.0,
@@ -31,6 +32,7 @@ FIGURES = {
     "best_of_n": (9.0, 4.0),
     "reinforce": (3.0, 1.5),
     "ppo_lite": (2.5, 1.7),
+    "bond": (1.2, 2.2),
     "jbond": (1.0, 2.6),
     "sft": (8.0, 2.0),
 }
@@ -250,3 +252,36 @@ def test_measured_stopped_while_writing_leaves_the_earlier_row_whole(tmp_path, m
     monkeypatch.undo()
     assert (rows / "reinforce.json").read_text() == before
     assert throughput.measured(str(rows), "reinforce", KEY, lambda: {"x": 3}) == {"x": 1, "kept": True}
+
+
+def test_by_default_every_objective_and_trl_on_the_documented_settings(fakes, capsys):
+    """The docstring's default: SmolLM2 + LoRA, 16 prompts x 2 (reinforce's own k), 24 new tokens, sentiment
+    with no gold model, a constant learning rate without warm-up; 1 warm-up + 3 timed steps per objective."""
+    assert throughput.main([]) == 0
+    rest = [
+        "task=sentiment",
+        "task.gold=null",
+        "train.batch_prompts=16",
+        "model.max_new_tokens=24",
+        "train.warmup_steps=0",
+        "train.lr_schedule=constant",
+    ]
+    names = ["best_of_n", "reinforce", "ppo_lite", "bond", "jbond", "sft"]
+    assert fakes.profiled == [([a], rest, 3, 1) for a in names]
+    assert fakes.trl == [(throughput.TRL_REFERENCE, [*rest, "steps=3", "warmup=1"])]
+
+
+def test_an_objective_the_config_refuses_fails_before_any_is_measured(fakes):
+    with pytest.raises(UserError, match="unknown algorithm 'nope'"):
+        throughput.main(["algos=reinforce,nope", "model.name=tiny", "trl=false"])
+    assert not fakes.profiled and not fakes.trl
+
+
+def test_without_trl_a_config_trl_cannot_match_is_no_error(monkeypatch, capsys):
+    """``trl=false``: TRL's own limits (its RLOO has no cosine schedule) do not stop our objectives."""
+    row = {**BASE, "algo": "reinforce", "completions_per_s": 3.0, "peak_memory_gb": 1.5}
+    monkeypatch.setattr(throughput, "profile_rows", lambda algos, *a: [dict(row)])
+    monkeypatch.setattr(throughput, "run_in_subprocess", lambda *a: pytest.fail("TRL measured with trl=false"))
+    argv = ["algos=reinforce", "model.name=tiny", "trl=false", "train.lr_schedule=cosine"]
+    assert throughput.main(argv) == 0
+    assert "train.lr_schedule=cosine" in capsys.readouterr().out
