@@ -174,3 +174,19 @@ def test_replace_section_does_not_take_a_longer_heading_for_its_own():
 @pytest.mark.parametrize("empty", ["", "\n", "  \n\n"])
 def test_replace_section_on_an_empty_page_is_the_section_alone(empty):
     assert collect.replace_section(empty, "## GPU", "## GPU\n\nnew\n\n") == "## GPU\n\nnew\n"
+
+
+def test_replace_section_takes_its_heading_as_text_not_a_pattern():
+    """A heading with brackets or a dot is the heading itself (as a pattern ``(H100)`` is a group)."""
+    page = "# T\n\n## GPU (H100)\n\nold\n\n## GPU H100\n\nother\n"
+    new = collect.replace_section(page, "## GPU (H100)", "## GPU (H100)\n\nnew\n")
+    assert new == "# T\n\n## GPU (H100)\n\nnew\n\n## GPU H100\n\nother\n"
+
+
+def test_collect_makes_the_pieces_folder_with_its_parents(tmp_path):
+    src = _sent_back(tmp_path / "files")
+    repo = tmp_path / "repo"
+    where = {**_where(repo), "pieces": str(tmp_path / "elsewhere" / "stage" / "gpu_stage")}
+    collect.collect(src, where)
+    copied = tmp_path / "elsewhere" / "stage" / "gpu_stage" / "records.tar.gz"
+    assert copied.read_bytes() == (src / "records.tar.gz").read_bytes()

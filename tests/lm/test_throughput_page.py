@@ -183,11 +183,13 @@ def test_rows_kept_from_an_earlier_run_are_reused_and_counted(fakes, capsys, tmp
     assert f"trl: kept from {rows / 'trl.json'}" in captured.err
     assert "1.50x completions per second" in captured.out  # the kept rows' figures
 
-    # other settings: nothing kept
-    fakes.clock = iter([0.0, 30.0])
-    assert throughput.main([*argv, "steps=5"]) == 0
-    assert "kept from an earlier run" not in capsys.readouterr().out
-    assert len(fakes.profiled) == 5 and len(fakes.trl) == 2
+    # other steps, then other warm-up steps, then other settings (one change at a time): nothing kept
+    for i, other in enumerate(("steps=5", "warmup=0", "model.max_new_tokens=8"), start=1):
+        argv.append(other)
+        fakes.clock = iter([0.0, 30.0])
+        assert throughput.main(argv) == 0
+        assert "kept from an earlier run" not in capsys.readouterr().out
+        assert len(fakes.profiled) == 3 + 2 * i and len(fakes.trl) == 1 + i
 
 
 def test_one_kept_row_is_counted_once(fakes, capsys, tmp_path):
