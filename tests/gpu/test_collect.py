@@ -80,8 +80,8 @@ def test_collect_puts_each_file_where_the_repository_keeps_it(tmp_path):
         docs / "gpu-check.md",
         docs / "gpu-check" / "reward_vs_kl.png",
         docs / "throughput.md",
-        pieces / "records.tar.gz",
         docs / "records" / "gpu-check" / "p1.json",
+        pieces / "records.tar.gz",
         runs,
     ]
 
@@ -190,3 +190,57 @@ def test_collect_makes_the_pieces_folder_with_its_parents(tmp_path):
     collect.collect(src, where)
     copied = tmp_path / "elsewhere" / "stage" / "gpu_stage" / "records.tar.gz"
     assert copied.read_bytes() == (src / "records.tar.gz").read_bytes()
+
+
+def _main(src: Path, repo: Path) -> int:
+    return collect.main([str(src), *(f"{k}={v}" for k, v in _where(repo).items())])
+
+
+@pytest.mark.parametrize(
+    ("pack", "name"),
+    [
+        ("docs.tar.gz", "../escape.md"),
+        ("records.tar.gz", "bench_runs/../../escape.md"),
+        ("records.tar.gz", "records/../../escape.md"),
+    ],
+)
+def test_collect_refuses_a_pack_member_outside_its_folder_in_one_line(pack, name, tmp_path, capsys):
+    """A pack is unpacked with tarfile's ``data`` filter: a member naming a path outside the folder is refused
+    (it was a tarfile traceback), and nothing is written there."""
+    src = _sent_back(tmp_path / "files")
+    if pack == "docs.tar.gz":
+        _pack(src / pack, {"gpu-check.md": "page", name: "outside"})
+    else:
+        _pack(src / pack, {"bench_runs/gpu-check/p1/record.json": "{}", name: "outside"})
+    repo = tmp_path / "work" / "repo"
+    assert _main(src, repo) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"collect: {src / pack} cannot be unpacked") and len(err.strip().splitlines()) == 1, err
+    assert not list(tmp_path.rglob("escape.md"))
+
+
+@pytest.mark.parametrize("pack", ["docs.tar.gz", "records.tar.gz"])
+@pytest.mark.parametrize("cut", [0.5, 0.0])
+def test_collect_names_a_damaged_pack_in_one_line(pack, cut, tmp_path, capsys):
+    """A pack cut short (a copy that did not come back whole) or not a pack at all: one line naming it, exit 2
+    (it was an EOFError or ReadError traceback)."""
+    src = _sent_back(tmp_path / "files")
+    data = (src / pack).read_bytes()
+    (src / pack).write_bytes(data[: int(len(data) * cut)] if cut else b"not a tar file")
+    assert _main(src, tmp_path / "repo") == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"collect: {src / pack} cannot be unpacked") and len(err.strip().splitlines()) == 1, err
+
+
+def test_a_damaged_records_pack_does_not_replace_the_kept_one(tmp_path):
+    """The next GPU run continues from ``gpu_stage/records.tar.gz``: a pack that cannot be unpacked (cut short
+    here) was copied over it before unpacking failed."""
+    src = _sent_back(tmp_path / "files")
+    repo = tmp_path / "repo"
+    kept = repo / "gpu_stage" / "records.tar.gz"
+    kept.parent.mkdir(parents=True)
+    kept.write_bytes(b"the pack of the last run")
+    data = (src / "records.tar.gz").read_bytes()
+    (src / "records.tar.gz").write_bytes(data[: len(data) // 2])
+    assert _main(src, repo) == 2
+    assert kept.read_bytes() == b"the pack of the last run"
