@@ -12,7 +12,8 @@ From the folder that holds ``docs.tar.gz`` and ``records.tar.gz`` (:mod:`benchma
   machine then continues instead of starting over), and unpacked under ``runs`` (``bench_runs/``), so that
   ``rlhf-zoo bench suite=full render_only=true`` redraws the page here.
 
-Options: ``docs``, ``runs``, ``pieces``. Errors are one line, exit 2.
+Options: ``docs``, ``runs``, ``pieces``. Errors (a pack missing, damaged, or with a member outside its folder)
+are one line, exit 2.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ import re
 import shutil
 import sys
 import tarfile
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from benchmarks.gpu.staging import StagingError, parse_kv
@@ -34,7 +38,20 @@ def replace_section(page: str, heading: str, section: str) -> str:
     pattern = re.compile(rf"^{re.escape(heading)}\n.*?(?=^## |\Z)", re.M | re.S)
     if pattern.search(page):
         return pattern.sub(lambda _: section.rstrip() + "\n\n", page, count=1).rstrip() + "\n"
-    return page.rstrip() + "\n\n" + section.rstrip() + "\n"
+    before = page.rstrip() + "\n\n" if page.strip() else ""  # a page of its own: no blank lines above it
+    return before + section.rstrip() + "\n"
+
+
+@contextmanager
+def _unpacking(pack: Path) -> Iterator[tarfile.TarFile]:
+    """``pack`` open for reading; damaged (cut short, not a tar file) or holding a member that would land outside
+    the folder it is unpacked in (tarfile's ``data`` filter): one :class:`StagingError` line naming it."""
+    try:
+        with tarfile.open(pack) as tar:
+            yield tar
+    except (tarfile.TarError, EOFError, zlib.error) as e:
+        why = str(e).splitlines()[0].rstrip(":") if str(e).strip() else type(e).__name__
+        raise StagingError(f"collect: {pack} cannot be unpacked ({why}): fetch the GPU run's files again") from None
 
 
 def collect(src: Path, o: dict[str, str]) -> list[Path]:
@@ -44,7 +61,7 @@ def collect(src: Path, o: dict[str, str]) -> list[Path]:
         if not p.is_file():
             raise StagingError(f"collect: no {p.name} in {src}: give the folder the GPU run's files came back in")
     written = []
-    with tarfile.open(pages) as tar:
+    with _unpacking(pages) as tar:
         members = tar.getmembers()
         section = next((m for m in members if m.name == "throughput-gpu.md"), None)
         tar.extractall(docs, members=[m for m in members if m is not section], filter="data")
@@ -54,10 +71,7 @@ def collect(src: Path, o: dict[str, str]) -> list[Path]:
             page = docs / "throughput.md"
             page.write_text(replace_section(page.read_text() if page.is_file() else "", "## GPU", text))
             written.append(page)
-    pieces.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(records, pieces / "records.tar.gz")
-    written.append(pieces / "records.tar.gz")
-    with tarfile.open(records) as tar:
+    with _unpacking(records) as tar:
         members = tar.getmembers()
         kept = [m for m in members if m.name.startswith("bench_runs/")]
         for m in kept:
@@ -67,6 +81,10 @@ def collect(src: Path, o: dict[str, str]) -> list[Path]:
         compact = [m for m in members if m.isfile() and m.name.startswith("records/")]
         tar.extractall(docs, members=compact, filter="data")
         written += [docs / m.name for m in compact]
+    # only a pack that unpacked whole replaces the one the next GPU run continues from
+    pieces.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(records, pieces / "records.tar.gz")
+    written.append(pieces / "records.tar.gz")
     written.append(runs)
     return written
 
