@@ -80,6 +80,21 @@ def test_committed_records_go_by_suite_under_the_stage_without_replacing_the_mac
     assert "run: 2 committed record(s)" in (tmp_path / "run.log").read_text()
 
 
+def test_the_gpu_section_replaces_the_scripts_heading_and_names_the_gpu_and_the_libraries(tmp_path):
+    section = tmp_path / "section.md"
+    section.write_text("\n## cuda (NVIDIA H100)\n\n| objective | rate |\n| a | 1 |\n")  # as throughput.py writes it
+    versions = {"torch": "2.11.0", "trl": None, "peft": "0.21.0", "gpu": "NVIDIA H100"}
+    assert gpu_run._section(section, versions, "bash benchmarks/gpu/run.sh size=check") == (
+        "## GPU\n\n"
+        "Measured by `bash benchmarks/gpu/run.sh size=check` (docs/gpu.md) on NVIDIA H100 with torch 2.11.0, "
+        "peft 0.21.0: the first\n"
+        "table of this page on a GPU, SmolLM2-135M fully fine-tuned in bfloat16 unless the settings below say\n"
+        "otherwise. Figures from different machines are not comparable.\n\n"
+        "| objective | rate |\n| a | 1 |\n"
+    )
+    assert " on no GPU with torch 2.11.0:" in gpu_run._section(section, {"torch": "2.11.0", "gpu": None}, "c")
+
+
 def test_the_packs_hold_the_page_its_plots_the_section_the_records_and_the_rows(tmp_path):
     stage, out = tmp_path / "stage", tmp_path / "out"
     files = {
