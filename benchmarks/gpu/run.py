@@ -251,6 +251,8 @@ def _section(section: Path, versions: dict[str, Any], command: str) -> str:
     body = section.read_text().strip().splitlines()
     if body and body[0].startswith("## "):
         body = body[1:]
+    while body and not body[0].strip():  # the blank lines under that heading: the one below is enough
+        body = body[1:]
     libs = ", ".join(f"{k} {v}" for k, v in versions.items() if k != "gpu" and v)
     lines = [
         "## GPU",

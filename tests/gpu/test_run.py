@@ -353,6 +353,8 @@ def test_the_exit_code_says_complete_more_to_run_or_failed(points, tput, failed,
     monkeypatch.setenv("RLHF_ZOO_CACHE", "restored after the test")
     monkeypatch.setattr(gpu_run, "unstage", lambda *a, **k: Unstaged({"id": "x", "pieces": []}, ready=True))
     monkeypatch.setattr(gpu_run, "_versions", lambda step: {})
+    ran = []  # the SmolLM2 conversion (the suite's model) is not run: it took 30 s here
+    monkeypatch.setattr(gpu_run, "bounded", lambda cmd, *a, **k: ran.append(cmd) or 0)
 
     def throughput(step, *a):
         seen["throughput"] = step.deadline
@@ -376,3 +378,4 @@ def test_the_exit_code_says_complete_more_to_run_or_failed(points, tput, failed,
     # the steps stop in time to leave the render and the packing their reserve; the render, the budget's end
     assert seen["bench"] <= t0 + 300 - gpu_run.RESERVE_S + 1 and seen["render"] <= time.monotonic() + 300
     assert seen["render"] > seen["bench"] and ("throughput" in seen) == (tput is not None)
+    assert len(ran) == 1 and "convert_smollm2" in ran[0][-1]
