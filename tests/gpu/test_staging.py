@@ -215,3 +215,30 @@ def test_staging_again_removes_the_earlier_pieces(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == [p["name"] for p in m["pieces"]] == ["piece-01", "piece-02"]
     # by default no piece is larger than MAX_PIECE_MIB, however small the working tree
     assert stage.auto_piece_bytes(0) <= stage.MAX_PIECE_MIB * 2**20
+
+
+def test_download_stages_the_pinned_version_only_though_the_folder_holds_an_older_one(tmp_path, monkeypatch):
+    """The wheel folder is reused between stagings: a wheel of an earlier pin left there is not staged beside
+    the pinned one (the GPU machine would install whichever pip picks), and a wheel pip did not fetch is named."""
+    import subprocess
+
+    dest = tmp_path / "wheels"
+    dest.mkdir()
+    for name in (
+        "trl-1.15.0-py3-none-any.whl",
+        "trl-1.16.0-py3-none-any.whl",
+        "vaderSentiment-3.3.2-py2.py3-none-any.whl",
+    ):
+        (dest / name).write_bytes(b"")
+    asked = []
+
+    def pip(cmd, **kw):
+        asked.append(cmd)
+        return subprocess.CompletedProcess(cmd, 0, "", "")
+
+    monkeypatch.setattr(stage.subprocess, "run", pip)
+    got = stage.download(["trl==1.16.0", "vaderSentiment==3.3.2"], dest)
+    assert [w.name for w in got] == ["trl-1.16.0-py3-none-any.whl", "vaderSentiment-3.3.2-py2.py3-none-any.whl"]
+    assert asked[0][-2:] == ["trl==1.16.0", "vaderSentiment==3.3.2"] and "--python-version" in asked[0]
+    with pytest.raises(stage.UserError, match=r"stage: no wheel for trl in "):
+        stage.download(["trl==1.17.0", "vaderSentiment==3.3.2"], dest)
