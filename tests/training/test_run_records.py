@@ -8,6 +8,8 @@ import os
 import time
 from types import SimpleNamespace
 
+import pytest
+
 from rlhf_zoo.config import load_config
 from rlhf_zoo.runlog import RunLog
 from rlhf_zoo.train import Trainer, _config_difference, build
@@ -146,6 +148,36 @@ def test_a_checkpoint_due_at_the_last_step_is_written_once(tmp_path):
     saves = _recorded(tr, "save")
     tr.fit()
     assert saves == [2, 4]
+
+
+def test_a_stop_signal_at_a_periodic_checkpoint_writes_that_checkpoint_once(tmp_path):
+    """SIGTERM during step 2 of a run with ``train.checkpoint_every=2``: the run stops after step 2 with step
+    2's checkpoint, written once (it was written again for the stop, doubling the time a preempted job needs
+    to stop), and the resumed run equals an uninterrupted one."""
+    import signal
+
+    from rlhf_zoo.train import Interrupted
+    from tests.runtime.resume_helpers import metrics_rows
+
+    args = [*RUN, "train.steps=6", "train.checkpoint_every=2", "train.checkpoint_minutes=0"]
+    _trainer(tmp_path / "full", *args).fit()
+    tr = _trainer(tmp_path / "part", *args)
+    step = tr.train_step
+
+    def signalled():
+        metrics = step()
+        if tr.step == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return metrics
+
+    tr.train_step = signalled
+    saves = _recorded(tr, "save")
+    with pytest.raises(Interrupted) as stopped:
+        tr.fit()
+    assert stopped.value.exit_code == 143 and saves == [2]
+    assert tr.log.load_checkpoint()[1]["step"] == 2
+    _trainer(tmp_path / "part", *args, "resume=true").fit()
+    assert metrics_rows(tmp_path / "part" / "metrics.jsonl") == metrics_rows(tmp_path / "full" / "metrics.jsonl")
 
 
 def test_a_resumed_run_replaces_its_files_by_a_rename_not_in_place(tmp_path):
