@@ -222,10 +222,12 @@ class Trainer:
                 _advance(bar, m)
                 if self.eval_due(self.step):
                     last = self.evaluate()
-                if self.step < steps and self.checkpoint_due():
+                saved = self.step < steps and self.checkpoint_due()
+                if saved:
                     self.save()
                 if (signum := self.rt.any_signal(self.stop.signum)) is not None:  # this process's or another's
-                    self.save()
+                    if not saved:  # a periodic checkpoint of this step is the stop's: not written twice
+                        self.save()
                     raise Interrupted(self.step, self.cfg.run_dir, signum)
         except KeyboardInterrupt as e:  # not a second signal (ForcedStop): resumable
             signum = getattr(e, "signum", None) or self.stop.signum or signal.SIGINT
