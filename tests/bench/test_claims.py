@@ -1000,3 +1000,20 @@ def test_d_a_curve_below_by_exactly_the_tolerance_is_within_it():
     chk = claim_d(group_records(recs), exact=False)
     assert chk.data.reinforce[0.1].min_diff == -0.01
     assert "min -0.010 (above)" in chk.numbers and chk.status == REPRODUCED, chk.numbers
+
+
+def test_c1_and_b_do_not_call_a_significant_difference_against_the_claim_not_significant():
+    """Swaps beat the EMA anchor (reward 2.0 against 1.6 at KL 2, seeds within 0.003), and fixed n = 2 gains more
+    than iterative BOND in the second half (0.01 against −0.09, every seed): both differences lie far outside their
+    95 % intervals. The verdicts are "not reproduced"; the notes must not say "not significant"."""
+    c1 = claim_c1(group_records(_c1_records(0.02, 50, 0.8, 1.0)), exact=True)
+    assert c1.status == NOT_REPRODUCED and "all differences significant" in c1.numbers, c1.numbers
+    fixed = [0.0, 0.6, 0.65, 0.66, 0.66]
+    recs = [synth_record("bond", 2, s, {}, knob="algo.n", path=_reward_path(fixed, NOISE[s])) for s in SEEDS]
+    falling = [0.0, 0.6, 0.65, 0.66, 0.56]
+    recs += [
+        synth_record("iterative", 50, s, {}, knob="algo.anchor_period", path=_reward_path(falling, NOISE[s]))
+        for s in SEEDS
+    ]
+    b = claim_b(group_records(recs), exact=True)
+    assert b.status == NOT_REPRODUCED and "all differences significant" in b.numbers, b.numbers
