@@ -1017,3 +1017,47 @@ def test_c1_and_b_do_not_call_a_significant_difference_against_the_claim_not_sig
     ]
     b = claim_b(group_records(recs), exact=True)
     assert b.status == NOT_REPRODUCED and "all differences significant" in b.numbers, b.numbers
+
+
+def test_c1_matched_kl_is_the_smaller_final_kl_when_the_swaps_stop_first():
+    """Swaps end at KL 1.5, the EMA anchor at 2.0: rewards are read at 1.5 (at 2.0 the swaps have none)."""
+    ema = _kl_reward_path([0.0, 0.5, 1.0, 1.5, 2.0], 1.0)
+    swap = _kl_reward_path([0.0, 0.5, 1.0, 1.5], 0.8)
+    records = [
+        synth_record("jbond_eta", 0.02, 0, {"kl/exact": 2.0}, knob="algo.eta", path=ema),
+        synth_record("jbond_swap", 50, 0, {"kl/exact": 1.5}, knob="algo.swap_period", path=swap),
+    ]
+    chk = claim_c1(group_records(records), exact=True)
+    pair = chk.data.pairs[0]
+    assert pair.kl == 1.5 and (pair.ema.mean, pair.swap.mean) == pytest.approx((1.5, 1.2))
+    assert chk.status == REPRODUCED, chk.numbers
+
+
+def test_b_one_evaluation_has_no_second_half_and_a_zero_total_gain_is_no_learning():
+    """A run evaluated once has no gain (NaN, not 0). One seed of BOND n = 2 that climbs to 0.5 and falls back to
+    its start gained 0 in total: it did not learn, so it did not saturate, however much it lost in its second
+    half; an improving iterative BOND does not reproduce the claim against it."""
+    once = synth_record("bond", 2, 0, {}, knob="algo.n", path=_reward_path([0.3]))
+    assert all(math.isnan(x) for x in late_gain(once))
+    recs = [synth_record("bond", 2, 0, {}, knob="algo.n", path=_reward_path([0.0, 0.5, 0.0]))]
+    recs.append(synth_record("iterative", 50, 0, {}, knob="algo.anchor_period", path=_reward_path([0.0, 1.0, 2.0])))
+    chk = claim_b(group_records(recs), exact=True)
+    assert chk.data.fixed_total == 0.0 and not chk.data.saturated
+    assert chk.status == NOT_REPRODUCED and "does not learn" in chk.numbers, chk.numbers
+
+
+def test_d_two_seeds_have_an_interval_and_a_wide_one_is_not_above_zero():
+    """Two seeds, J-BOND 0.3 and −0.2 above REINFORCE: mean 0.05, s = 0.354, half-width 12.706·0.354/√2 = 3.18;
+    the interval includes 0 (two seeds are not "no interval"), so not reproduced. Every seed reaches every KL
+    value compared, and the text does not say otherwise."""
+    kls = [0.0, 0.5, 1.0, 1.5, 2.0]
+    recs = [
+        synth_record("jbond_gamma", 0.0, s, {"kl/exact": 2.0}, knob="algo.gamma", path=_kl_reward_path(kls, 1.0, o))
+        for s, o in ((0, 0.3), (1, -0.2))
+    ]
+    recs += [synth_record("reinforce", 0.1, s, {"kl/exact": 2.0}, path=_kl_reward_path(kls, 1.0)) for s in (0, 1)]
+    chk = claim_d(group_records(recs), exact=False)
+    pair = chk.data.reinforce[0.1].paired
+    assert pair.mean == pytest.approx(0.05) and pair.half == pytest.approx(12.7062 * 0.5 / math.sqrt(2) / math.sqrt(2))
+    assert chk.status == NOT_REPRODUCED and "interval not above 0" in chk.numbers, chk.numbers
+    assert "a seed's paths reach" not in chk.numbers

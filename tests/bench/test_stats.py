@@ -117,3 +117,10 @@ def test_an_infinite_seed_counts_among_the_seeds_and_a_missing_one_does_not():
     inf = float("inf")
     assert mean_ci([inf, None, 1.0]) == (inf, None, 2)
     assert fmt_seeds_ci([inf, None, 1.0]) == "∞ (2/3)"
+
+
+def test_diff_ci_with_an_empty_side_has_no_difference():
+    """No finite value on one side (every seed diverged): no difference and no interval, not a division by zero."""
+    for a, b in (([], [1.0, 2.0]), ([1.0, 2.0], [None, float("nan")])):
+        d, h = diff_ci(a, b)
+        assert math.isnan(d) and h is None
