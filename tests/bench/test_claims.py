@@ -797,7 +797,7 @@ def test_lower_a_tie_without_spread_is_neither_lower_nor_significant():
     assert lower([1.0, 1.0], [1.0, 1.0]) == (False, False)
     assert lower([1.0], [2.0]) == (True, None)  # one seed each: the means decide, no interval
     inf = float("inf")
-    assert lower([inf], [inf]) == (False, None)  # both arms at +∞: neither is lower
+    assert lower([inf], [inf]) == (False, False)  # both arms at +∞: neither is lower
 
 
 def test_significance_note_says_one_seed_whenever_some_difference_has_no_interval():
@@ -1061,3 +1061,16 @@ def test_d_two_seeds_have_an_interval_and_a_wide_one_is_not_above_zero():
     assert pair.mean == pytest.approx(0.05) and pair.half == pytest.approx(12.7062 * 0.5 / math.sqrt(2) / math.sqrt(2))
     assert chk.status == NOT_REPRODUCED and "interval not above 0" in chk.numbers, chk.numbers
     assert "a seed's paths reach" not in chk.numbers
+
+
+def test_a_seed_at_infinite_kl_is_not_left_out_of_a_verdict():
+    """β = 0.5's fourth seed diverged to KL(π‖π_BoN) = +∞ (a fresh record keeps it; mean_ci makes the mean +∞ and
+    the row shows ∞): β = 0.5 is not lower than β = 0 and β = 1, so not reproduced. Comparing the three finite
+    seeds alone called it significantly lower."""
+    inf = float("inf")
+    assert lower([0.02, 0.02, 0.02, inf], [0.05] * 4) == (False, False)
+    assert lower([0.05] * 4, [0.02, inf]) == (True, False)  # lower, but no finite interval to call it significant
+    recs = _jeffreys({0.0: 0.05, 0.5: 0.02, 1.0: 0.04}, {0.0: 0.04, 0.5: 0.02, 1.0: 0.05})
+    recs["bond_beta"][0.5].records[3]["summary"]["kl/to_bon"] = inf
+    chk = claim_a(recs, exact=True)
+    assert "β=0.5 ∞" in chk.numbers and chk.status == NOT_REPRODUCED, chk.numbers
