@@ -1074,3 +1074,14 @@ def test_a_seed_at_infinite_kl_is_not_left_out_of_a_verdict():
     recs["bond_beta"][0.5].records[3]["summary"]["kl/to_bon"] = inf
     chk = claim_a(recs, exact=True)
     assert "β=0.5 ∞" in chk.numbers and chk.status == NOT_REPRODUCED, chk.numbers
+
+
+def test_e1_an_infinite_mean_is_measured_not_missing():
+    """n = 4's E[log p̂_≤] is −∞ (a Best-of-4 sample below every reference sample: p̂_≤ = 0, kept by a fresh
+    record): that is a measurement infinitely far below −1/4, not an n the pool cannot measure, so not
+    reproduced."""
+    groups = _bon(0.0, 0.0)
+    groups["best_of_n"][4].records[0]["summary"]["quantile/log_mean"] = -float("inf")
+    chk = claim_e1(groups, True)
+    assert "n=4: not measured" not in chk.numbers and "n=4: −∞" in chk.numbers, chk.numbers
+    assert chk.status == NOT_REPRODUCED and 4 in chk.data.log_mean
