@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from rlhf_zoo.bench.claims import CLAIMS, NOT_REPRODUCED, NOT_RUN, REPRODUCED, check_all
-from rlhf_zoo.bench.claims.base import Estimate
+from rlhf_zoo.bench.claims.base import Estimate, lower, significance_note
 from rlhf_zoo.bench.claims.best_of_n import KlBound, LogQuantile
 from rlhf_zoo.bench.claims.ema_anchor import EmaAnchor
 from rlhf_zoo.bench.claims.gamma import GammaSlowsKl
@@ -789,3 +789,299 @@ def test_a_estimate_reads_the_resolved_n_of_a_record_whose_arguments_do_not_name
             records.append(rec)
     chk = claim_a(group_records(records), exact=False)
     assert math.isclose(chk.data.divergences["KL(π‖π_BoN) estimate"][0.5].mean, 0.6 + 7 * 0.2 - math.log(8))
+
+
+# -- verdicts on cases the mutation tests found unpinned ------------------------------------------------
+def test_lower_a_tie_without_spread_is_neither_lower_nor_significant():
+    """Equal seeds on both sides: the difference 0 lies on its interval [0, 0], which does not exclude 0."""
+    assert lower([1.0, 1.0], [1.0, 1.0]) == (False, False)
+    assert lower([1.0], [2.0]) == (True, None)  # one seed each: the means decide, no interval
+    inf = float("inf")
+    assert lower([inf], [inf]) == (False, False)  # both arms at +∞: neither is lower
+
+
+def test_significance_note_says_one_seed_whenever_some_difference_has_no_interval():
+    assert significance_note([None, True]).startswith("one seed")
+    assert significance_note([True, True]).startswith("all differences significant")
+    assert significance_note([True, False]).startswith("some differences not significant")
+
+
+def test_e1_allows_a_deviation_of_0_05_from_minus_1_over_n_and_no_more():
+    assert claim_e1(_bon(0.04, 0.0), True).status == REPRODUCED
+    assert claim_e1(_bon(0.07, 0.0), True).status == NOT_REPRODUCED
+
+
+def test_e1_and_e2_hold_at_every_n_not_only_the_last():
+    """n = 2 alone is off (E[log p_≤] = −0.3 against −0.5; KL above the bound), n = 4 and 8 are fine."""
+    recs = []
+    for n in (2, 4, 8):
+        bound = math.log(n) - (n - 1) / n
+        off = n == 2
+        final = {"quantile/log_mean": -1 / n + (0.2 if off else 0.0), "kl/exact": bound + (0.05 if off else -0.01)}
+        recs.append(synth_record("best_of_n", n, 0, final, knob="algo.n"))
+    e1 = claim_e1(group_records(recs), True)
+    assert e1.status == NOT_REPRODUCED and "n=2: -0.300 vs -0.500 (+0.200)" in e1.numbers, e1.numbers
+    e2 = claim_e2(group_records(recs), True)
+    assert e2.status == NOT_REPRODUCED and f"n=2: {math.log(2) - 0.5 + 0.05:.3f} > 0.193" in e2.numbers, e2.numbers
+
+
+def _c1_records(eta: float, period: int, ema_slope: float, swap_slope: float, seeds=SEEDS, final_kl=2.0):
+    kls = [0.0, 0.5, 1.0, 1.5, 2.0]
+    out = [
+        synth_record(
+            "jbond_eta", eta, s, {"kl/exact": final_kl}, knob="algo.eta", path=_kl_reward_path(kls, ema_slope, NOISE[s])
+        )
+        for s in seeds
+    ]
+    out += [
+        synth_record(
+            "jbond_swap",
+            period,
+            s,
+            {"kl/exact": final_kl},
+            knob="algo.swap_period",
+            path=_kl_reward_path(kls, swap_slope, NOISE[s]),
+        )
+        for s in seeds
+    ]
+    return out
+
+
+def test_c1_a_pair_without_a_finite_final_kl_is_not_reproduced():
+    chk = claim_c1(group_records(_c1_records(0.02, 50, 1.0, 0.8, final_kl=None)), exact=True)
+    assert chk.status == NOT_REPRODUCED and "no finite final KL" in chk.numbers, chk.numbers
+
+
+def test_c1_pairs_no_eta_beyond_a_factor_1_5():
+    """η = 0.05 and a swap every 13: η·M = 0.65, a factor 1/0.65 = 1.54 from 1: unpaired, so not run."""
+    assert claim_c1(group_records(_c1_records(0.05, 13, 1.0, 0.8)), exact=True).status == NOT_RUN
+
+
+def test_c1_pairs_a_swap_period_with_the_closest_eta():
+    """η = 0.025 (η·M = 1.25) and η = 0.02 (η·M = 1) both lie within a factor 1.5 of a swap every 50: 0.02 pairs."""
+    recs = _c1_records(0.025, 50, 1.0, 0.8) + [r for r in _c1_records(0.02, 50, 1.0, 0.8) if "jbond_eta" in r["id"]]
+    chk = claim_c1(group_records(recs), exact=True)
+    assert [(p.eta, p.period) for p in chk.data.pairs] == [(0.02, 50)]
+
+
+def test_c1_every_pair_must_favour_the_ema_anchor():
+    """Swaps every 10 beat η = 0.1 (the first pair, whether by value or by appearance); η = 0.02 beats swaps every
+    50: one pair against the claim, not reproduced."""
+    recs = _c1_records(0.1, 10, 0.8, 1.0) + _c1_records(0.02, 50, 1.0, 0.8)
+    chk = claim_c1(group_records(recs), exact=True)
+    assert len(chk.data.pairs) == 2 and chk.status == NOT_REPRODUCED, chk.numbers
+
+
+def test_one_seed_in_the_right_direction_reproduces_each_claim_with_the_means_compared():
+    """With one seed there is no interval: the direction of the means decides (and the text says so), for (a),
+    (b), (c2) and (d) alike."""
+    jeff = _jeffreys({0.0: 0.05, 0.5: 0.02, 1.0: 0.04}, {0.0: 0.04, 0.5: 0.02, 1.0: 0.05}, noise=(0.0,) * 4)
+    one = group_records([r for g in jeff.values() for grp in g.values() for r in grp.records if r["seed"] == 0])
+    a = claim_a(one, exact=True)
+    assert a.status == REPRODUCED and "one seed" in a.numbers, a.numbers
+
+    fixed, improving = [0.0, 0.6, 0.65, 0.66, 0.66], [0.0, 0.6, 0.9, 1.3, 1.6]
+    recs = [synth_record("bond", 2, 0, {}, knob="algo.n", path=_reward_path(fixed))]
+    recs.append(synth_record("iterative", 50, 0, {}, knob="algo.anchor_period", path=_reward_path(improving)))
+    b = claim_b(group_records(recs), exact=True)
+    assert b.status == REPRODUCED and "one seed" in b.numbers, b.numbers
+
+    gam = [synth_record("jbond_gamma", g, 0, {"kl/exact": k}, knob="algo.gamma") for g, k in ((0.0, 2.0), (1.0, 1.0))]
+    c2 = claim_c2(group_records(gam), True)
+    assert c2.status == REPRODUCED and "no confidence interval" in c2.numbers, c2.numbers
+
+    kls = [0.0, 0.5, 1.0, 1.5, 2.0]
+    d_recs = [
+        synth_record("jbond_gamma", 0.0, 0, {"kl/exact": 2.0}, knob="algo.gamma", path=_kl_reward_path(kls, 1.0, 0.1)),
+        synth_record("reinforce", 0.1, 0, {"kl/exact": 2.0}, path=_kl_reward_path(kls, 1.0)),
+    ]
+    d = claim_d(group_records(d_recs), exact=False)
+    assert d.status == REPRODUCED and "no interval" in d.numbers, d.numbers
+
+
+def test_b_every_swap_period_must_gain_more_than_fixed_n():
+    """Iterative BOND swapping every 10 saturates like fixed n = 2, every 50 keeps improving: not reproduced."""
+    fixed, improving = [0.0, 0.6, 0.65, 0.66, 0.66], [0.0, 0.6, 0.9, 1.3, 1.6]
+    recs = [synth_record("bond", 2, s, {}, knob="algo.n", path=_reward_path(fixed, NOISE[s])) for s in SEEDS]
+    for period, path in ((10, fixed), (50, improving)):
+        recs += [
+            synth_record("iterative", period, s, {}, knob="algo.anchor_period", path=_reward_path(path, NOISE[s]))
+            for s in SEEDS
+        ]
+    chk = claim_b(group_records(recs), exact=True)
+    assert chk.data.saturated and chk.status == NOT_REPRODUCED, chk.numbers
+
+
+def test_b_a_larger_mean_gain_inside_the_noise_is_not_more():
+    """Fixed n = 2 gains 0.01 in its second half (every seed); iterative BOND 0.31, −0.27, 0.31, −0.27 (mean
+    0.02): higher in the mean, but its Welch interval (half-width ≈ 3.18·0.335/2 ≈ 0.53) includes 0."""
+    fixed = [0.0, 0.6, 0.65, 0.66, 0.66]
+    recs = [synth_record("bond", 2, s, {}, knob="algo.n", path=_reward_path(fixed, NOISE[s])) for s in SEEDS]
+    for s, o in zip(SEEDS, (0.3, -0.28, 0.3, -0.28), strict=True):
+        path = _reward_path(fixed)
+        path[-1]["reward/proxy"] += o
+        recs.append(synth_record("iterative", 50, s, {}, knob="algo.anchor_period", path=path))
+    chk = claim_b(group_records(recs), exact=True)
+    assert chk.data.saturated and chk.data.iterative_late[50].mean == pytest.approx(0.02)
+    assert chk.status == NOT_REPRODUCED and "some differences not significant" in chk.numbers, chk.numbers
+
+
+def test_a_estimate_takes_bonds_default_n_when_no_record_names_one():
+    """Arguments without ``algo.n`` and no settings: BOND's default n = 4, so 0.6 − 3·(−0.2) − log 4."""
+    records = [
+        synth_record(
+            "bond_beta",
+            b,
+            s,
+            {"kl/exact": 0.6, "quantile/log_mean": -0.2},
+            estimator="exact_token",
+            args=["algo=bond", f"algo.beta={b}"],
+        )
+        for b in (0.0, 0.5, 1.0)
+        for s in SEEDS
+    ]
+    chk = claim_a(group_records(records), exact=False)
+    assert math.isclose(chk.data.divergences["KL(π‖π_BoN) estimate"][0.5].mean, 0.6 + 3 * 0.2 - math.log(4))
+
+
+def test_d_pairs_only_the_seeds_both_ran():
+    """J-BOND ran seeds 0–3, REINFORCE 0–2: three paired seeds, each 0.1 above."""
+    kls = [0.0, 0.5, 1.0, 1.5, 2.0]
+    recs = [
+        synth_record("jbond_gamma", 0.0, s, {"kl/exact": 2.0}, knob="algo.gamma", path=_kl_reward_path(kls, 1.0, 0.1))
+        for s in SEEDS
+    ]
+    recs += [synth_record("reinforce", 0.1, s, {"kl/exact": 2.0}, path=_kl_reward_path(kls, 1.0)) for s in range(3)]
+    chk = claim_d(group_records(recs), exact=False)
+    assert chk.data.reinforce[0.1].paired.values == pytest.approx((0.1,) * 3) and chk.status == REPRODUCED
+
+
+def test_d_every_beta_rl_counts_not_only_the_last():
+    """REINFORCE at β_RL = 0.001 lies above J-BOND (slope 1.2 against 1), at 0.1 below: not reproduced."""
+    kls = [0.0, 0.5, 1.0, 1.5, 2.0]
+    recs = [
+        synth_record(
+            "jbond_gamma", 0.0, s, {"kl/exact": 2.0}, knob="algo.gamma", path=_kl_reward_path(kls, 1.0, NOISE[s])
+        )
+        for s in SEEDS
+    ]
+    for beta, slope in ((0.001, 1.2), (0.1, 0.7)):
+        recs += [
+            synth_record("reinforce", beta, s, {"kl/exact": 2.0}, path=_kl_reward_path(kls, slope, NOISE[s]))
+            for s in SEEDS
+        ]
+    chk = claim_d(group_records(recs), exact=False)
+    assert chk.data.reinforce[0.1].min_diff > 0 > chk.data.reinforce[0.001].min_diff
+    assert chk.status == NOT_REPRODUCED, chk.numbers
+
+
+def test_d_a_beta_rl_with_no_common_kl_range_is_not_reproduced():
+    """REINFORCE's evaluations have KL but no proxy reward: there is no KL value where both curves have a reward,
+    so β_RL = 0.1 cannot be compared, and the claim, which is about every β_RL run, is not reproduced."""
+    kls = [0.0, 0.5, 1.0, 1.5, 2.0]
+    recs = [
+        synth_record("jbond_gamma", 0.0, s, {"kl/exact": 2.0}, knob="algo.gamma", path=_kl_reward_path(kls, 1.0, 0.1))
+        for s in SEEDS
+    ]
+    no_reward = [{"step": 10 * i, "kl/exact": k} for i, k in enumerate(kls)]
+    recs += [synth_record("reinforce", 0.1, s, {"kl/exact": 2.0}, path=no_reward) for s in SEEDS]
+    chk = claim_d(group_records(recs), exact=False)
+    assert "β_RL=0.1: no common KL range" in chk.numbers and chk.status == NOT_REPRODUCED, chk.numbers
+
+
+def test_d_a_curve_below_by_exactly_the_tolerance_is_within_it():
+    """ "J-BOND may fall below REINFORCE by at most 0.01": one seed, J-BOND's reward 0 and REINFORCE's 0.01 at every
+    KL (exactly −0.01 apart) is within the tolerance; with no interval the curves decide."""
+    kls = [0.0, 1.0, 2.0]
+    recs = [
+        synth_record("jbond_gamma", 0.0, 0, {"kl/exact": 2.0}, knob="algo.gamma", path=_kl_reward_path(kls, 0.0)),
+        synth_record("reinforce", 0.1, 0, {"kl/exact": 2.0}, path=_kl_reward_path(kls, 0.0, 0.01)),
+    ]
+    chk = claim_d(group_records(recs), exact=False)
+    assert chk.data.reinforce[0.1].min_diff == -0.01
+    assert "min -0.010 (above)" in chk.numbers and chk.status == REPRODUCED, chk.numbers
+
+
+def test_c1_and_b_do_not_call_a_significant_difference_against_the_claim_not_significant():
+    """Swaps beat the EMA anchor (reward 2.0 against 1.6 at KL 2, seeds within 0.003), and fixed n = 2 gains more
+    than iterative BOND in the second half (0.01 against −0.09, every seed): both differences lie far outside their
+    95 % intervals. The verdicts are "not reproduced"; the notes must not say "not significant"."""
+    c1 = claim_c1(group_records(_c1_records(0.02, 50, 0.8, 1.0)), exact=True)
+    assert c1.status == NOT_REPRODUCED and "all differences significant" in c1.numbers, c1.numbers
+    fixed = [0.0, 0.6, 0.65, 0.66, 0.66]
+    recs = [synth_record("bond", 2, s, {}, knob="algo.n", path=_reward_path(fixed, NOISE[s])) for s in SEEDS]
+    falling = [0.0, 0.6, 0.65, 0.66, 0.56]
+    recs += [
+        synth_record("iterative", 50, s, {}, knob="algo.anchor_period", path=_reward_path(falling, NOISE[s]))
+        for s in SEEDS
+    ]
+    b = claim_b(group_records(recs), exact=True)
+    assert b.status == NOT_REPRODUCED and "all differences significant" in b.numbers, b.numbers
+
+
+def test_c1_matched_kl_is_the_smaller_final_kl_when_the_swaps_stop_first():
+    """Swaps end at KL 1.5, the EMA anchor at 2.0: rewards are read at 1.5 (at 2.0 the swaps have none)."""
+    ema = _kl_reward_path([0.0, 0.5, 1.0, 1.5, 2.0], 1.0)
+    swap = _kl_reward_path([0.0, 0.5, 1.0, 1.5], 0.8)
+    records = [
+        synth_record("jbond_eta", 0.02, 0, {"kl/exact": 2.0}, knob="algo.eta", path=ema),
+        synth_record("jbond_swap", 50, 0, {"kl/exact": 1.5}, knob="algo.swap_period", path=swap),
+    ]
+    chk = claim_c1(group_records(records), exact=True)
+    pair = chk.data.pairs[0]
+    assert pair.kl == 1.5 and (pair.ema.mean, pair.swap.mean) == pytest.approx((1.5, 1.2))
+    assert chk.status == REPRODUCED, chk.numbers
+
+
+def test_b_one_evaluation_has_no_second_half_and_a_zero_total_gain_is_no_learning():
+    """A run evaluated once has no gain (NaN, not 0). One seed of BOND n = 2 that climbs to 0.5 and falls back to
+    its start gained 0 in total: it did not learn, so it did not saturate, however much it lost in its second
+    half; an improving iterative BOND does not reproduce the claim against it."""
+    once = synth_record("bond", 2, 0, {}, knob="algo.n", path=_reward_path([0.3]))
+    assert all(math.isnan(x) for x in late_gain(once))
+    recs = [synth_record("bond", 2, 0, {}, knob="algo.n", path=_reward_path([0.0, 0.5, 0.0]))]
+    recs.append(synth_record("iterative", 50, 0, {}, knob="algo.anchor_period", path=_reward_path([0.0, 1.0, 2.0])))
+    chk = claim_b(group_records(recs), exact=True)
+    assert chk.data.fixed_total == 0.0 and not chk.data.saturated
+    assert chk.status == NOT_REPRODUCED and "does not learn" in chk.numbers, chk.numbers
+
+
+def test_d_two_seeds_have_an_interval_and_a_wide_one_is_not_above_zero():
+    """Two seeds, J-BOND 0.3 and −0.2 above REINFORCE: mean 0.05, s = 0.354, half-width 12.706·0.354/√2 = 3.18;
+    the interval includes 0 (two seeds are not "no interval"), so not reproduced. Every seed reaches every KL
+    value compared, and the text does not say otherwise."""
+    kls = [0.0, 0.5, 1.0, 1.5, 2.0]
+    recs = [
+        synth_record("jbond_gamma", 0.0, s, {"kl/exact": 2.0}, knob="algo.gamma", path=_kl_reward_path(kls, 1.0, o))
+        for s, o in ((0, 0.3), (1, -0.2))
+    ]
+    recs += [synth_record("reinforce", 0.1, s, {"kl/exact": 2.0}, path=_kl_reward_path(kls, 1.0)) for s in (0, 1)]
+    chk = claim_d(group_records(recs), exact=False)
+    pair = chk.data.reinforce[0.1].paired
+    assert pair.mean == pytest.approx(0.05) and pair.half == pytest.approx(12.7062 * 0.5 / math.sqrt(2) / math.sqrt(2))
+    assert chk.status == NOT_REPRODUCED and "interval not above 0" in chk.numbers, chk.numbers
+    assert "a seed's paths reach" not in chk.numbers
+
+
+def test_a_seed_at_infinite_kl_is_not_left_out_of_a_verdict():
+    """β = 0.5's fourth seed diverged to KL(π‖π_BoN) = +∞ (a fresh record keeps it; mean_ci makes the mean +∞ and
+    the row shows ∞): β = 0.5 is not lower than β = 0 and β = 1, so not reproduced. Comparing the three finite
+    seeds alone called it significantly lower."""
+    inf = float("inf")
+    assert lower([0.02, 0.02, 0.02, inf], [0.05] * 4) == (False, False)
+    assert lower([0.05] * 4, [0.02, inf]) == (True, False)  # lower, but no finite interval to call it significant
+    recs = _jeffreys({0.0: 0.05, 0.5: 0.02, 1.0: 0.04}, {0.0: 0.04, 0.5: 0.02, 1.0: 0.05})
+    recs["bond_beta"][0.5].records[3]["summary"]["kl/to_bon"] = inf
+    chk = claim_a(recs, exact=True)
+    assert "β=0.5 ∞" in chk.numbers and chk.status == NOT_REPRODUCED, chk.numbers
+
+
+def test_e1_an_infinite_mean_is_measured_not_missing():
+    """n = 4's E[log p̂_≤] is −∞ (a Best-of-4 sample below every reference sample: p̂_≤ = 0, kept by a fresh
+    record): that is a measurement infinitely far below −1/4, not an n the pool cannot measure, so not
+    reproduced."""
+    groups = _bon(0.0, 0.0)
+    groups["best_of_n"][4].records[0]["summary"]["quantile/log_mean"] = -float("inf")
+    chk = claim_e1(groups, True)
+    assert "n=4: not measured" not in chk.numbers and "n=4: −∞" in chk.numbers, chk.numbers
+    assert chk.status == NOT_REPRODUCED and 4 in chk.data.log_mean

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from rlhf_zoo.bench.stats import diff_ci, fmt_ci, interp_path, interp_sorted, mean_ci, t_critical
+from rlhf_zoo.bench.stats import diff_ci, finite, fmt_ci, fmt_seeds_ci, interp_path, interp_sorted, mean_ci, t_critical
 
 # Two-sided 95 % Student-t critical values (standard tables).
 TABLE = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 9: 2.262, 10: 2.228, 20: 2.086, 30: 2.042}
@@ -95,3 +95,32 @@ def test_format():
     assert fmt_ci(float("nan"), None) == "—"
     assert fmt_ci(float("inf"), None) == "∞"
     assert fmt_ci(123456.0, 10.0) == "123,456 ± 10"
+
+
+def test_finite_drops_none_nan_infinities_bools_and_text():
+    """A flag stored as a metric (True) is no number of seeds' worth: only real finite numbers are kept."""
+    assert finite([True, None, float("nan"), float("inf"), -float("inf"), "1", 2, 2.5, False]) == [2.0, 2.5]
+
+
+def test_fmt_seeds_ci_says_over_how_many_of_the_seeds_the_mean_is():
+    """By hand: 1 and 3 (a seed missing): mean 2, s = √2, t*_1 = 12.706, half-width 12.706·√2/√2 = 12.706;
+    1, 2, 3: s = 1, t*_2 = 4.303, half-width 4.303/√3 = 2.484 (all seeds: no count)."""
+    assert fmt_seeds_ci([1.0, None, 3.0]) == "2.000 ± 12.706 (2/3)"
+    assert fmt_seeds_ci([1.0, float("nan"), 3.0, None]) == "2.000 ± 12.706 (2/4)"
+    assert fmt_seeds_ci([1.0, 2.0, 3.0]) == "2.000 ± 2.484"
+    assert fmt_seeds_ci([None, float("nan")]) == "—"  # no seed at all: nothing to count
+    assert fmt_seeds_ci([3.0, 5.0, None], digits=0) == "4 ± 13 (2/3)"
+
+
+def test_an_infinite_seed_counts_among_the_seeds_and_a_missing_one_does_not():
+    """+∞ in one seed, another missing: the mean is +∞ over 2 of the 3 values, and the cell says so."""
+    inf = float("inf")
+    assert mean_ci([inf, None, 1.0]) == (inf, None, 2)
+    assert fmt_seeds_ci([inf, None, 1.0]) == "∞ (2/3)"
+
+
+def test_diff_ci_with_an_empty_side_has_no_difference():
+    """No finite value on one side (every seed diverged): no difference and no interval, not a division by zero."""
+    for a, b in (([], [1.0, 2.0]), ([1.0, 2.0], [None, float("nan")])):
+        d, h = diff_ci(a, b)
+        assert math.isnan(d) and h is None

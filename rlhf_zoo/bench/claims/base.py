@@ -143,11 +143,18 @@ def fmt_value(v: Any) -> str:
 
 
 def lower(a: Iterable[float], b: Iterable[float]) -> tuple[bool, bool | None]:
-    """(mean(a) < mean(b), whether the difference is significant; None: no interval)."""
+    """(mean(a) < mean(b), whether the difference is significant; None: no interval).
+
+    An infinite value (a diverged seed) makes its side's mean infinite (:func:`mean_ci`): the means decide the
+    direction, and no interval is finite, so the difference is not significant (Welch's interval of the finite
+    values alone would leave that seed out of the verdict while the row shows ∞)."""
     a, b = list(a), list(b)
+    ma, mb = mean_ci(a)[0], mean_ci(b)[0]
+    if math.isinf(ma) or math.isinf(mb):
+        return ma < mb, False
     d, h = diff_ci(a, b)
     if not math.isfinite(d):
-        return mean_ci(a)[0] < mean_ci(b)[0], None
+        return ma < mb, None
     return d < 0, (None if h is None else abs(d) > h)
 
 

@@ -60,7 +60,7 @@ class LogQuantile(Claim):
         parts, ok, measured = [], True, {}
         for n, g in bon:
             est = Estimate.of(g.finals("quantile/log_mean"))
-            if not math.isfinite(est.mean):  # a pool's n = M: no member outside the draws to compare with
+            if math.isnan(est.mean):  # a pool's n = M: no member outside the draws to compare with (−∞ is measured)
                 parts.append(f"n={n}: not measured")
                 continue
             dev = est.mean + 1.0 / n

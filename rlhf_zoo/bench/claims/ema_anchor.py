@@ -105,7 +105,7 @@ class EmaAnchor(Claim):
             r_ema = Estimate.of(at(path, k_star) for path in ema.paths("kl/exact", "reward/proxy"))
             r_swap = Estimate.of(at(path, k_star) for path in swap.paths("kl/exact", "reward/proxy"))
             d, h = diff_ci(r_ema.values, r_swap.values)
-            sig = None if h is None else d > h
+            sig = None if h is None else abs(d) > h  # significant either way; the verdict needs d > 0 too
             flags.append(sig)
             ok = ok and d > 0 and sig is not False
             kl_ema, kl_swap = Estimate.of(ema.finals("kl/exact")), Estimate.of(swap.finals("kl/exact"))

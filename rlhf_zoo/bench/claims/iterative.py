@@ -87,7 +87,7 @@ class IterativeBond(Claim):
         for period, grp in iters.items():
             late = Estimate.of(late_gain(r)[0] for r in grp.records)
             d, h = diff_ci(late.values, fixed_late.values)
-            sig = None if h is None else d > h
+            sig = None if h is None else abs(d) > h  # significant either way; the verdict needs d > 0 too
             flags.append(sig)
             ok = ok and d > 0 and sig is not False
             late_by_period[period] = late
