@@ -195,7 +195,8 @@ def main(argv: list[str] | None = None) -> int:
         end_process_group()  # under a launch: every process finished the command
         return code
     except Interrupted as e:
-        end_process_group()  # every process stopped at the same step and saved the checkpoint together
+        if not e.forced:  # every process stopped at the same step and saved the checkpoint together
+            end_process_group()  # (a second signal stops its own process at once: the others are elsewhere)
         print(f"rlhf-zoo: {printable(str(e))}", file=sys.stderr)
         return e.exit_code
     except UserError as e:  # one line whatever the user's values hold (a newline, an escape character)

@@ -156,3 +156,20 @@ def test_finishing_the_trackers_keeps_the_process_group(process_group, tmp_path)
     rt.end_trackers()
     assert process_group.is_initialized()
     assert list(tmp_path.rglob("events.out.tfevents.*"))
+
+
+def test_a_forced_stop_leaves_the_process_group_to_the_launcher(process_group, tmp_path, cli, monkeypatch):
+    """A second signal stops its own process at once, mid-step: the others may be in another collective, which a
+    barrier would be matched against."""
+    import signal
+
+    from rlhf_zoo.signals import ForcedStop
+    from rlhf_zoo.train import Trainer
+
+    def second_ctrl_c(self):
+        raise ForcedStop(signal.SIGINT)
+
+    monkeypatch.setattr(Trainer, "train_step", second_ctrl_c)
+    code, _, err = cli("train", "algo=reinforce", "task=exact", f"run_dir={tmp_path}/r", "train.steps=2")
+    assert code == 130 and "again at step 0" in err, err
+    assert process_group.is_initialized()
