@@ -26,6 +26,7 @@ from rlhf_zoo.config import load_config
 from rlhf_zoo.rewards.base import RewardError
 from rlhf_zoo.train import Interrupted, Trainer, build
 from tests.runtime.resume_helpers import metrics_rows
+from tests.training.helpers import recorded
 
 
 def _trainer(run_dir, *args):
@@ -435,24 +436,12 @@ def test_the_progress_bar_shows_the_reward_of_the_step_it_counts() -> None:
     bar.close()
 
 
-def _recorded(trainer, method: str) -> list:
-    """``trainer.<method>`` wrapped to record ``trainer.step`` at each call (the step it completed)."""
-    original, calls = getattr(trainer, method), []
-
-    def recording(*args, **kwargs):
-        calls.append(trainer.step)
-        return original(*args, **kwargs)
-
-    setattr(trainer, method, recording)
-    return calls
-
-
 def test_a_checkpoint_is_written_every_checkpoint_every_steps_and_at_the_end(tmp_path):
     """5 steps with ``train.checkpoint_every=2``: checkpoints after steps 2 and 4, and the final one at 5 (a
     mutant that skipped the one before the last step lost that step to a kill)."""
     args = ["algo=reinforce", "train.steps=5", "train.checkpoint_every=2", "train.checkpoint_minutes=0"]
     tr = _trainer(tmp_path / "r", *args)
-    saves = _recorded(tr, "save")
+    saves = recorded(tr, "save")
     tr.fit()
     assert saves == [2, 4, 5]
 
@@ -475,7 +464,7 @@ def test_a_checkpoint_is_written_when_checkpoint_minutes_have_passed_since_the_l
         return step()
 
     tr.train_step = slow_step
-    saves = _recorded(tr, "save")
+    saves = recorded(tr, "save")
     tr.fit()
     assert saves == [2, 4, 5]
 
@@ -488,7 +477,7 @@ def test_a_sigterm_mid_run_checkpoints_that_step_and_the_resumed_run_equals_an_u
     args = ["algo=reinforce", "train.steps=6", "train.eval_every=2", "train.checkpoint_every=0"]
     _trainer(tmp_path / "full", *args).fit()
     tr = _sigterm_in_step(_trainer(tmp_path / "part", *args), 3, times=1)
-    saves = _recorded(tr, "save")
+    saves = recorded(tr, "save")
     with pytest.raises(Interrupted) as stopped:
         tr.fit()
     assert stopped.value.exit_code == 143 and not stopped.value.forced

@@ -14,6 +14,7 @@ from rlhf_zoo.config import load_config
 from rlhf_zoo.runlog import RunLog
 from rlhf_zoo.train import Trainer, _config_difference, build
 from tests.runtime.resume_helpers import interrupt_after
+from tests.training.helpers import recorded
 
 # REINFORCE on the testbed: 2 prompts a step, 4 samples each: 8 completions and 8 reward calls a step.
 RUN = ["algo=reinforce", "algo.samples=4", "train.batch_prompts=2", "train.steps=4", "train.eval_every=2", "threads=1"]
@@ -22,18 +23,6 @@ RUN = ["algo=reinforce", "algo.samples=4", "train.batch_prompts=2", "train.steps
 def _trainer(run_dir, *args, progress=False):
     cfg = load_config([*args, f"run_dir={run_dir}", f"train.progress={str(progress).lower()}"])
     return Trainer(cfg, *build(cfg))
-
-
-def _recorded(trainer, method: str) -> list:
-    """``trainer.<method>`` wrapped to record ``trainer.step`` at each call."""
-    original, calls = getattr(trainer, method), []
-
-    def recording(*args, **kwargs):
-        calls.append(trainer.step)
-        return original(*args, **kwargs)
-
-    setattr(trainer, method, recording)
-    return calls
 
 
 def test_each_evaluation_line_and_the_summary_hold_the_costs_spent_so_far(tmp_path):
@@ -145,7 +134,7 @@ def test_a_checkpoint_due_at_the_last_step_is_written_once(tmp_path):
     """4 steps with ``train.checkpoint_every=2``: checkpoints after steps 2 and 4; the final checkpoint is
     step 4's, not written a second time as a periodic one."""
     tr = _trainer(tmp_path / "r", *RUN, "train.checkpoint_every=2", "train.checkpoint_minutes=0")
-    saves = _recorded(tr, "save")
+    saves = recorded(tr, "save")
     tr.fit()
     assert saves == [2, 4]
 
@@ -171,7 +160,7 @@ def test_a_stop_signal_at_a_periodic_checkpoint_writes_that_checkpoint_once(tmp_
         return metrics
 
     tr.train_step = signalled
-    saves = _recorded(tr, "save")
+    saves = recorded(tr, "save")
     with pytest.raises(Interrupted) as stopped:
         tr.fit()
     assert stopped.value.exit_code == 143 and saves == [2]
