@@ -76,3 +76,44 @@ def test_the_points_train_without_a_progress_bar_of_their_own():
     plan = plan_sweep(["algo=bond", "task=exact", "seed=0,1"])
     for point in expand(plan.suite):
         assert load_config([*point.args, f"seed={point.seed}", "run_dir=unused"]).train.progress is False
+
+
+def test_a_list_of_experiment_files_is_refused_before_any_is_read():
+    """``config=a.yaml,b.yaml`` is not a sweep of two files (and not a file named ``a.yaml,b.yaml``)."""
+    with pytest.raises(ConfigError, match="config cannot be swept"):
+        plan_sweep(["config=a.yaml,b.yaml", "algo=bond"])
+
+
+def test_a_file_string_yaml_cannot_read_reaches_the_points_as_that_string(tmp_path):
+    from omegaconf import OmegaConf
+
+    exp = tmp_path / "sweep.yaml"
+    exp.write_text("algo: bond\ntask: sentiment\nsweep:\n  task.prompts: ['[x.jsonl', 'y: z.jsonl']\n")
+    args = [a for p in expand(plan_sweep([f"config={exp}"]).suite) for a in p.args if a.startswith("task.prompts=")]
+    assert sorted(OmegaConf.from_dotlist([a]).task.prompts for a in args) == ["[x.jsonl", "y: z.jsonl"]
+
+
+FAST = ("task=exact", "threads=1", "train.steps=2", "train.eval_every=2")
+
+
+def test_a_folder_that_is_a_file_is_one_line_before_anything_runs(cli, tmp_path):
+    (tmp_path / "taken").write_text("")
+    code, out, err = cli("train", *FAST, "algo=bond", "seed=0,1", f"out={tmp_path}/taken")
+    assert code == 2 and "is a file, not a directory" in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_out_dot_runs_the_points_in_the_current_folder(cli, tmp_path, monkeypatch):
+    here = tmp_path / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    code, _, err = cli("train", *FAST, "algo=bond", "seed=0,1", "out=.")
+    assert code == 0, err
+    assert sorted(p.parent.name for p in here.glob("*/record.json")) == ["bond-s0", "bond-s1"]
+
+
+def test_a_command_line_algorithm_that_the_files_keys_do_not_fit_is_not_blamed_on_the_file(cli, tmp_path):
+    """The file's own points (bond, whose ``n`` it sweeps) build: the error is the command line's ``algo=jbond``."""
+    exp = tmp_path / "exp.yaml"
+    exp.write_text("algo: bond\nsweep: {algo.n: [2, 4]}\n")
+    code, _, err = cli("train", *FAST, f"config={exp}", "algo=jbond", f"out={tmp_path}/sw")
+    assert code == 2 and "algo.n" in err and "exp.yaml" not in err, err
