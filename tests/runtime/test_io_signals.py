@@ -8,6 +8,7 @@ import os
 import signal
 import stat
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -148,3 +149,42 @@ def test_stop_handling_outside_the_main_thread_does_nothing():
     t.start()
     t.join()
     assert errors == [] and signal.getsignal(signal.SIGTERM) is before
+
+
+def test_the_handlers_of_before_come_back_not_the_defaults():
+    """A program that installed its own SIGINT and SIGTERM handlers (a notebook, a scheduler's wrapper) gets
+    them back once a run or a stop-aware wait ends."""
+    calls = []
+
+    def mine(signum, frame):
+        calls.append(signum)
+
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        for s in before:
+            signal.signal(s, mine)
+        with signals.StopRequests():
+            pass
+        with signals.stop_signals_raise():
+            pass
+        assert all(signal.getsignal(s) is mine for s in before)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.01)
+        assert calls == [signal.SIGTERM]
+    finally:
+        for s, h in before.items():
+            signal.signal(s, h)
+
+
+def test_the_temporary_file_is_written_beside_the_target(tmp_path, monkeypatch):
+    """In the same folder, so that the rename stays on one file system (across two it fails, EXDEV)."""
+    renamed = []
+    replace = os.replace
+
+    def recorded(src, dst):
+        renamed.append((Path(src).parent, Path(dst)))
+        replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", recorded)
+    io.atomic_write_text(tmp_path / "sub" / "config.yaml", "seed: 0\n")
+    assert renamed == [(tmp_path / "sub", tmp_path / "sub" / "config.yaml")]
