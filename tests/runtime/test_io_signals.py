@@ -1,0 +1,190 @@
+"""The file helpers and flags of :mod:`rlhf_zoo.io` and the stop signals of :mod:`rlhf_zoo.signals`, each alone."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import signal
+import stat
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from rlhf_zoo import io, signals
+from rlhf_zoo.errors import UserError
+
+
+@pytest.mark.parametrize("word", ["1", "true", "TRUE", "Yes", " yes ", "y", "T", "on", "ON\n"])
+def test_truthy_words(word):
+    assert io.truthy(word) is True
+
+
+@pytest.mark.parametrize("word", [None, "", "0", "false", "no", "off", "n", "2", "nope", "yess", "enabled"])
+def test_words_that_are_not_truthy(word):
+    assert io.truthy(word) is False
+
+
+@pytest.mark.parametrize(
+    ("word", "value"),
+    [("true", True), (" On ", True), ("YES", True), ("1", True), ("y", True),
+     ("false", False), ("OFF", False), ("no", False), ("0", False), (" f ", False)],
+)  # fmt: skip
+def test_parse_bool_reads_both_ways(word, value):
+    assert io.parse_bool(word) is value
+
+
+@pytest.mark.parametrize("word", ["", "  ", "maybe", "2", "none"])
+def test_parse_bool_refuses_what_is_neither(word):
+    with pytest.raises(ValueError, match="expected true or false"):
+        io.parse_bool(word)
+
+
+def test_read_json_is_none_for_a_missing_or_torn_file(tmp_path):
+    assert io.read_json(tmp_path / "missing.json") is None
+    (tmp_path / "torn.json").write_text('{"step": 4, "metr')
+    assert io.read_json(tmp_path / "torn.json") is None
+    (tmp_path / "ok.json").write_text('{"step": 4}')
+    assert io.read_json(tmp_path / "ok.json") == {"step": 4}
+
+
+def test_json_writers_keep_text_as_written_and_stringify_the_rest(tmp_path):
+    path = io.atomic_write_jsonl(tmp_path / "samples.jsonl", [{"b": 1, "a": "café ☕"}, {"a": "x"}])
+    assert path.read_bytes() == '{"a": "café ☕", "b": 1}\n{"a": "x"}\n'.encode()
+    path = io.atomic_write_json(tmp_path / "meta.json", {"dir": Path("runs/x")}, indent=None)
+    assert json.loads(path.read_text()) == {"dir": "runs/x"}
+
+
+def test_a_failed_write_names_the_file_keeps_the_old_one_and_leaves_no_temporary(tmp_path, monkeypatch):
+    target = tmp_path / "summary.json"
+    target.write_text("old\n")
+
+    def full_disk(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full_disk)
+    with pytest.raises(OSError) as caught:
+        io.atomic_write_text(target, "new\n")
+    assert caught.value.errno == errno.ENOSPC and caught.value.filename == str(target)
+    assert target.read_text() == "old\n" and sorted(p.name for p in tmp_path.iterdir()) == ["summary.json"]
+
+
+def test_a_replaced_folder_leaves_nothing_beside_it(tmp_path):
+    target = tmp_path / "checkpoint"
+    for text in ("first", "second"):
+        with io.atomic_dir(target) as tmp:
+            (tmp / "state.txt").write_text(text)
+    assert (target / "state.txt").read_text() == "second"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint"]
+    assert stat.S_IMODE(target.stat().st_mode) == io.umask_mode(0o777)
+
+
+def test_a_file_system_that_cannot_sync_a_folder_still_gets_the_folder(tmp_path, monkeypatch):
+    """Some file systems refuse fsync on a directory (EINVAL): the folder is still put in place."""
+    fsync = os.fsync
+
+    def no_folder_sync(fd):
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "Invalid argument")
+        fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", no_folder_sync)
+    with io.atomic_dir(tmp_path / "model") as tmp:
+        (tmp / "w.bin").write_bytes(b"w")
+    assert (tmp_path / "model" / "w.bin").read_bytes() == b"w"
+
+
+def test_umask_mode_takes_the_masked_bits_away():
+    mask = os.umask(0o027)
+    try:
+        assert io.umask_mode(0o666) == 0o640 and io.umask_mode(0o777) == 0o750
+    finally:
+        os.umask(mask)
+
+
+def test_a_key_twice_inside_a_list_is_named_by_its_path():
+    text = "steps: 3\nsweeps:\n  - tag: a\n    knob: x\n  - tag: b\n    tag: c\n"
+    assert io.yaml_problem(text) == "key 'sweeps[1].tag' appears twice (line 6; first at line 5)"
+    assert io.yaml_problem("a: {b: 1, c: 2}\n") is None
+
+
+def test_a_yaml_syntax_error_counts_lines_and_columns_from_1():
+    import yaml
+
+    with pytest.raises(yaml.YAMLError) as caught:
+        yaml.safe_load("a: 1\n  b: 2\n")
+    assert io.yaml_error(caught.value).startswith("YAML syntax error at line 2, column 4: ")
+
+
+@dataclass
+class _Built:
+    layers: int = 2
+    sizes: tuple[int, ...] = (4, 8)
+
+
+def test_built_settings_compare_as_meta_json_holds_them():
+    io.check_built_settings(Path("m"), {"layers": 2, "sizes": [4, 8]}, _Built(), "toy", "rebuild it")
+    with pytest.raises(UserError, match=r"layers=3 \(asked 2\)") as caught:
+        io.check_built_settings(Path("m"), {"layers": 3, "sizes": [4, 8]}, _Built(), "toy", "rebuild it")
+    assert "sizes" not in str(caught.value) and str(caught.value).endswith("rebuild it")
+
+
+def test_stop_handling_outside_the_main_thread_does_nothing():
+    """Python installs signal handlers in the main thread only: elsewhere the context managers are no-ops
+    (a run in a notebook's worker thread), not a ValueError."""
+    before = signal.getsignal(signal.SIGTERM)
+    errors = []
+
+    def body():
+        try:
+            with signals.StopRequests() as stop, signals.stop_signals_raise():
+                assert not stop.requested
+        except BaseException as e:  # noqa: BLE001 - reported to the main thread
+            errors.append(e)
+
+    t = threading.Thread(target=body)
+    t.start()
+    t.join()
+    assert errors == [] and signal.getsignal(signal.SIGTERM) is before
+
+
+def test_the_handlers_of_before_come_back_not_the_defaults():
+    """A program that installed its own SIGINT and SIGTERM handlers (a notebook, a scheduler's wrapper) gets
+    them back once a run or a stop-aware wait ends."""
+    calls = []
+
+    def mine(signum, frame):
+        calls.append(signum)
+
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        for s in before:
+            signal.signal(s, mine)
+        with signals.StopRequests():
+            pass
+        with signals.stop_signals_raise():
+            pass
+        assert all(signal.getsignal(s) is mine for s in before)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.01)
+        assert calls == [signal.SIGTERM]
+    finally:
+        for s, h in before.items():
+            signal.signal(s, h)
+
+
+def test_the_temporary_file_is_written_beside_the_target(tmp_path, monkeypatch):
+    """In the same folder, so that the rename stays on one file system (across two it fails, EXDEV)."""
+    renamed = []
+    replace = os.replace
+
+    def recorded(src, dst):
+        renamed.append((Path(src).parent, Path(dst)))
+        replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", recorded)
+    io.atomic_write_text(tmp_path / "sub" / "config.yaml", "seed: 0\n")
+    assert renamed == [(tmp_path / "sub", tmp_path / "sub" / "config.yaml")]
