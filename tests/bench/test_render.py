@@ -575,3 +575,31 @@ def test_render_refuses_seeds_of_one_point_from_two_code_versions(tmp_path):
     with pytest.raises(UserError, match="cannot pool the records of reinforce beta=0.1: .* code versions"):
         render_suite("exact", out, tmp_path / "docs")
     assert not (tmp_path / "docs" / "exact.md").exists()
+
+
+def test_a_training_path_is_read_where_it_first_reaches_a_budget(tmp_path):
+    """A path that overshoots (KL 0, 2, 1, 3 with proxy 0, 2, 5, 6) reaches KL 1 first between its first two
+    evaluations, at proxy 1: not 5, where it comes back to KL 1 later (nor a curve sorted by KL)."""
+    out = tmp_path / "runs"
+    path = [
+        {"step": 10 * i, "kl/exact": kl, "reward/proxy": r}
+        for i, (kl, r) in enumerate([(0, 0), (2, 2), (1, 5), (3, 6)])
+    ]
+    rec = synth_record(
+        "jbond_gamma", 0.0, 0, {"kl/exact": 3.0, "reward/proxy": 6.0}, knob="algo.gamma", frontier="paths", path=path
+    )
+    write_records(out / "exact", [rec])
+    text = render_suite("exact", out, tmp_path / "docs").read_text()
+    header, *rows = _rows(text.split("**Proxy reward**")[1].split("![")[0])
+    row = dict(zip(header, next(r for r in rows if r[0] == "objective jbond_gamma, gamma=0"), strict=True))
+    assert (row["curve"], row["KL = 1"], row["KL = 2"]) == ("training path", "1.000", "2.000")
+
+
+def test_the_command_is_the_records_not_the_last_bench_invocations(tmp_path):
+    """Records made by ``rlhf-zoo bench suite=exact`` and the page redrawn with ``render_only=true`` (the last
+    invocation, in bench.json): the header names the command that made the records."""
+    out = tmp_path / "runs"
+    write_records(out / "exact", _records())
+    write_json_atomic(out / "exact" / "bench.json", {"command": "rlhf-zoo bench suite=exact render_only=true"})
+    text = render_suite("exact", out, tmp_path / "docs").read_text()
+    assert _header(text)["command"] == "`rlhf-zoo bench suite=exact`"
