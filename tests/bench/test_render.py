@@ -603,3 +603,15 @@ def test_the_command_is_the_records_not_the_last_bench_invocations(tmp_path):
     write_json_atomic(out / "exact" / "bench.json", {"command": "rlhf-zoo bench suite=exact render_only=true"})
     text = render_suite("exact", out, tmp_path / "docs").read_text()
     assert _header(text)["command"] == "`rlhf-zoo bench suite=exact`"
+
+
+def test_each_claim_is_stated_once_above_its_suites_rows(tmp_path):
+    """The verdict table: a claim's statement and metric on its first suite's row (exact), blank on the next (quick)."""
+    from rlhf_zoo.bench.claims import CLAIMS
+
+    out = tmp_path / "runs"
+    write_records(out / "exact", _records())
+    text = render_suite("exact", out, tmp_path / "docs").read_text()
+    _, *verdicts = _rows(text.split("## The BOND paper's claims")[1].split("## Reward at matched KL")[0])
+    assert [(bool(r[0]), bool(r[1])) for r in verdicts] == [(True, True), (False, False)] * len(CLAIMS)
+    assert all(r[0].startswith(f"**({c.key})**") for r, c in zip(verdicts[::2], CLAIMS, strict=True))
