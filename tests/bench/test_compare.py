@@ -302,3 +302,45 @@ def test_a_count_column_is_printed_as_a_whole_number(runs, capsys):
     cell = lines[0].rstrip(" |").rsplit("|", 1)[-1].strip()
     (count,) = {_summary(runs / r, "cost/completions") for r in ("a0", "a1")}  # the same for both seeds
     assert count < 10_000 and cell == f"{count:,.0f} ± 0", cell
+
+
+def test_a_configuration_is_named_by_every_setting_in_which_it_differs():
+    """Runs of one algorithm that differ in two settings: each configuration's name gives both, so that two
+    configurations sharing one of the values are two rows, not one row pooling the seeds of both."""
+    from rlhf_zoo.compare import label_runs, table
+
+    def record(seed, beta, lr):
+        config = {"algo.name": "bond", "task.name": "exact", "seed": seed, "algo.beta": beta, "train.lr": lr}
+        return {"config": config, "summary": {"steps": 6}, "seed": seed, "run_dir": f"r{seed}"}
+
+    records = [record(0, 0.1, 0.5), record(1, 0.1, 0.05), record(2, 0.5, 0.5)]
+    label_runs(records)
+    assert [r["label"] for r in records] == [
+        "bond algo.beta=0.1 train.lr=0.5",
+        "bond algo.beta=0.1 train.lr=0.05",
+        "bond algo.beta=0.5 train.lr=0.5",
+    ]
+    _, md, _ = table(records)
+    assert [(row[0], row[1]) for row in md] == [(r["label"], "1") for r in records]
+
+
+def test_compare_md_lists_every_run_with_its_configuration_and_seed(runs, tmp_path, capsys):
+    """compare.md ends with the runs behind the table: each run directory once, its configuration and seed."""
+    capsys.readouterr()
+    assert main(["compare", str(runs), f"out={tmp_path}/cmp"]) == 0
+    listed = (tmp_path / "cmp" / "compare.md").read_text().split("Runs:\n\n")[1].splitlines()
+    assert listed == [
+        f"- `{runs / 'a0'}`: jbond algo.gamma=0.0, seed 0",
+        f"- `{runs / 'a1'}`: jbond algo.gamma=0.0, seed 1",
+        f"- `{runs / 'g0'}`: jbond algo.gamma=1.0, seed 0",
+        f"- `{runs / 'r0'}`: reinforce, seed 0",
+    ]
+
+
+def test_a_misspelt_option_is_refused_not_ignored(runs, tmp_path, capsys):
+    """``oot=cmp`` for ``out=cmp``: one line naming it and exit 2, not the table printed and nothing written."""
+    capsys.readouterr()
+    assert main(["compare", str(runs), f"oot={tmp_path}/cmp"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and f"unknown option 'oot={tmp_path}/cmp'" in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "cmp").exists()

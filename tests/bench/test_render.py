@@ -444,3 +444,174 @@ def test_the_plots_draw_each_metric_where_their_axes_say(tmp_path, monkeypatch):
     assert any(
         _same(ln, [2.0 * i / 3 + 0.01 for i in range(4)], [0.8 * 1.9 * i / 3 for i in range(4)]) for ln in right.lines
     )
+
+
+def _header(text: str) -> dict[str, str]:
+    """The page's provenance header (the table above the claims) as name → value."""
+    return {r[0]: r[1] for r in _rows(text.split("## The BOND paper's claims")[0]) if len(r) == 2}
+
+
+def test_the_header_counts_runs_configurations_and_time(tmp_path):
+    """24 records of 8 configurations (2 + 4 + 2 knob values) × 3 seeds, 1.5 s each: the runs line, the commit line
+    of one commit, the wall time of a bench that ran only some points, and the date of one day."""
+    out, docs = tmp_path / "runs", tmp_path / "docs"
+    write_records(out / "exact", _records())
+    bench = {"command": "rlhf-zoo bench suite=exact", "wall_s": 123.4, "ran": 10, "points": 24, "jobs": 2}
+    write_json_atomic(out / "exact" / "bench.json", bench)
+    header = _header(render_suite("exact", out, docs).read_text())
+    assert header["runs"] == "24 (8 configurations × 3 seed(s))"
+    assert header["git commit"] == "records from commit 0123456789 (all 24 points)"
+    assert header["wall time"] == (
+        "last bench: 123 s wall for 10 of 24 points in 2 process(es) (the others were already finished); "
+        "sum of run times 36 s"
+    )
+    assert (header["date"], header["seeds"]) == ("2026-01-02", "0, 1, 2")
+    write_json_atomic(out / "exact" / "bench.json", {**bench, "ran": 24})
+    header = _header(render_suite("exact", out, docs).read_text())
+    assert header["wall time"] == "last bench: 123 s wall for 24 of 24 points in 2 process(es); sum of run times 36 s"
+
+
+def test_the_date_spans_the_day_a_point_finished(tmp_path):
+    """A point started on 2026-01-02 and finished on 2026-01-04: the page's dates run to the 4th."""
+    out, docs = tmp_path / "runs", tmp_path / "docs"
+    recs = _records()
+    recs[0]["finished"] = "2026-01-04T00:10:00+0000"
+    write_records(out / "exact", recs)
+    assert _header(render_suite("exact", out, docs).read_text())["date"] == "2026-01-02 … 2026-01-04"
+
+
+def test_an_objective_table_has_a_row_per_knob_value_in_order(tmp_path):
+    """REINFORCE's table: β_RL ascending (1.0 written as 1), three seeds, length with 2 decimals, wall time with 1,
+    and no commit column when every record comes from one commit."""
+    out, docs = tmp_path / "runs", tmp_path / "docs"
+    write_records(out / "exact", _records())
+    text = render_suite("exact", out, docs).read_text()
+    header, *rows = _rows(text.split("(`reinforce`, over beta)")[1].split("###")[0])
+    assert "commit" not in header
+    cells = [dict(zip(header, r, strict=True)) for r in rows]
+    assert [(c["beta"], c["seeds"]) for c in cells] == [("0.001", "3"), ("0.01", "3"), ("0.1", "3"), ("1", "3")]
+    # proxy 2.0, 1.9, 1.5, 1.0 plus 0.1 per seed: s = 0.1, t = 4.303 for 2 degrees of freedom → ± 0.248
+    assert [c["proxy reward"] for c in cells] == ["2.100 ± 0.248", "2.000 ± 0.248", "1.600 ± 0.248", "1.100 ± 0.248"]
+    assert (cells[0]["length"], cells[0]["wall s"]) == ("3.50 ± 0.00", "1.5 ± 0.0")
+
+
+def test_records_of_several_commits_are_counted_and_named_per_row(tmp_path):
+    """J-BOND's 6 records from another commit than the other 18: the header counts each commit's points (most
+    first), every provenance line names both, and each objective table's commit column its own rows' commits."""
+    out, docs = tmp_path / "runs", tmp_path / "docs"
+    recs = _records()
+    for r in recs:
+        if r["id"].startswith("jbond_gamma"):
+            r["meta"] = {**r["meta"], "git_commit": "fedcba9876543210fedc"}
+    write_records(out / "exact", recs)
+    text = render_suite("exact", out, docs).read_text()
+    assert _header(text)["git commit"] == "records from commit 0123456789 (18 points), fedcba9876 (6 points)"
+    assert text.count("· commit `0123456789, fedcba9876` ·") >= 5
+    for tag, knob, commit in (("reinforce", "beta", "0123456789"), ("jbond_gamma", "gamma", "fedcba9876")):
+        header, *rows = _rows(text.split(f"(`{tag}`, over {knob})")[1].split("###")[0])
+        assert header[-1] == "commit" and [r[-1] for r in rows] == [commit] * len(rows), tag
+
+
+def test_a_column_some_seeds_lack_stays_with_its_count(tmp_path):
+    """REINFORCE β_RL = 0.1's seed 1 without ``frontier/gap``: the gap column stays, its cell over the other two."""
+    out, docs = tmp_path / "runs", tmp_path / "docs"
+    recs = _records()
+    del next(r for r in recs if r["id"] == "reinforce-0.1-s1")["summary"]["frontier/gap"]
+    write_records(out / "exact", recs)
+    text = render_suite("exact", out, docs).read_text()
+    header, *rows = _rows(text.split("(`reinforce`, over beta)")[1].split("###")[0])
+    cells = {r[0]: dict(zip(header, r, strict=True)) for r in rows}
+    assert (cells["0.1"]["gap to frontier"], cells["1"]["gap to frontier"]) == ("0.100 ± 0.000 (2/3)", "0.100 ± 0.000")
+
+
+def test_a_suite_without_budgets_is_matched_at_quantiles_of_its_kl(tmp_path):
+    """A suite that is not a built-in one (no KL budgets): the budgets are its final KLs' quartiles, to 2 decimals.
+    KL 0.123, 0.456, 0.789: the 1st quartile is 0.123 → 0.12, the median and 3rd quartile 0.456 → 0.46."""
+    out, docs = tmp_path / "runs", tmp_path / "docs"
+    recs = [
+        synth_record("reinforce", b, 0, {"kl/exact": kl, "reward/proxy": r}, suite="mine")
+        for b, kl, r in ((1.0, 0.123, 1.0), (0.1, 0.456, 2.0), (0.01, 0.789, 3.0))
+    ]
+    write_records(out / "mine", recs)
+    text = render_suite("mine", out, docs).read_text()
+    header, *rows = _rows(text.split("**Proxy reward**")[1].split("![")[0])
+    assert header == ["objective", "curve", "KL = 0.12", "KL = 0.46"]
+    # 0.12 is below the sweep's first point; at 0.46: 2 + (0.46 − 0.456) / (0.789 − 0.456) = 2.012 (one seed)
+    assert ["objective reinforce", "sweep over beta", "—", "2.012"] in rows
+
+
+def test_records_of_a_sweep_the_suite_does_not_have_are_named(tiny_exact_suite):
+    """A record of a sweep the suite no longer has (``old_tag``) beside every planned point's: counted as another
+    record and named with its sweep; the planned sweeps' records are not."""
+    from rlhf_zoo.bench.render import planned_count
+    from rlhf_zoo.bench.suites import expand
+
+    planned = expand(tiny_exact_suite, seeds=[0])
+    raw = [{"id": p.id, "args": p.args, "memberships": list(p.memberships)} for p in planned]
+    raw.append({"id": "old-s0", "args": ["algo=bond", "seed=0"], "memberships": [{"sweep": "old_tag", "value": 1}]})
+    assert planned_count(raw, planned) == (
+        f"{len(planned)} of the {len(planned)} planned points have records, and 1 other record(s) (other seeds, "
+        "sweeps or settings) are shown; records of sweeps the suite does not have (a tag dropped?): old_tag (1)"
+    )
+
+
+def test_the_final_table_counts_each_rows_seeds():
+    """Two knob values, three seeds of one and two of the other: each row's seeds column is its own count."""
+    from rlhf_zoo.bench.records import group_records
+    from rlhf_zoo.bench.render import final_table
+
+    recs = [synth_record("reinforce", b, s, {"kl/exact": 1.0, "reward/proxy": 2.0}) for b in (0.1, 1.0) for s in SEEDS]
+    recs = [r for r in recs if r["id"] != "reinforce-1.0-s2"]
+    header, *rows = _rows(final_table(group_records(recs)))
+    assert [(r[1], r[2]) for r in rows] == [("beta=0.1", "3"), ("beta=1", "2")]
+
+
+def test_render_refuses_seeds_of_one_point_from_two_code_versions(tmp_path):
+    """Seed 2 of REINFORCE β_RL = 0.1 from another code version than seeds 0 and 1: no page pooling them."""
+    out = tmp_path / "runs"
+    recs = _records()
+    next(r for r in recs if r["id"] == "reinforce-0.1-s2")["code_version"] = "bbbbbbbbbbbb"
+    write_records(out / "exact", recs)
+    with pytest.raises(UserError, match="cannot pool the records of reinforce beta=0.1: .* code versions"):
+        render_suite("exact", out, tmp_path / "docs")
+    assert not (tmp_path / "docs" / "exact.md").exists()
+
+
+def test_a_training_path_is_read_where_it_first_reaches_a_budget(tmp_path):
+    """A path that overshoots (KL 0, 2, 1, 3 with proxy 0, 2, 5, 6) reaches KL 1 first between its first two
+    evaluations, at proxy 1: not 5, where it comes back to KL 1 later (nor a curve sorted by KL)."""
+    out = tmp_path / "runs"
+    path = [
+        {"step": 10 * i, "kl/exact": kl, "reward/proxy": r}
+        for i, (kl, r) in enumerate([(0, 0), (2, 2), (1, 5), (3, 6)])
+    ]
+    rec = synth_record(
+        "jbond_gamma", 0.0, 0, {"kl/exact": 3.0, "reward/proxy": 6.0}, knob="algo.gamma", frontier="paths", path=path
+    )
+    write_records(out / "exact", [rec])
+    text = render_suite("exact", out, tmp_path / "docs").read_text()
+    header, *rows = _rows(text.split("**Proxy reward**")[1].split("![")[0])
+    row = dict(zip(header, next(r for r in rows if r[0] == "objective jbond_gamma, gamma=0"), strict=True))
+    assert (row["curve"], row["KL = 1"], row["KL = 2"]) == ("training path", "1.000", "2.000")
+
+
+def test_the_command_is_the_records_not_the_last_bench_invocations(tmp_path):
+    """Records made by ``rlhf-zoo bench suite=exact`` and the page redrawn with ``render_only=true`` (the last
+    invocation, in bench.json): the header names the command that made the records."""
+    out = tmp_path / "runs"
+    write_records(out / "exact", _records())
+    write_json_atomic(out / "exact" / "bench.json", {"command": "rlhf-zoo bench suite=exact render_only=true"})
+    text = render_suite("exact", out, tmp_path / "docs").read_text()
+    assert _header(text)["command"] == "`rlhf-zoo bench suite=exact`"
+
+
+def test_each_claim_is_stated_once_above_its_suites_rows(tmp_path):
+    """The verdict table: a claim's statement and metric on its first suite's row (exact), blank on the next (quick)."""
+    from rlhf_zoo.bench.claims import CLAIMS
+
+    out = tmp_path / "runs"
+    write_records(out / "exact", _records())
+    text = render_suite("exact", out, tmp_path / "docs").read_text()
+    _, *verdicts = _rows(text.split("## The BOND paper's claims")[1].split("## Reward at matched KL")[0])
+    assert [(bool(r[0]), bool(r[1])) for r in verdicts] == [(True, True), (False, False)] * len(CLAIMS)
+    assert all(r[0].startswith(f"**({c.key})**") for r, c in zip(verdicts[::2], CLAIMS, strict=True))
