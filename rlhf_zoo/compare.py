@@ -247,19 +247,26 @@ def table(records: list[dict[str, Any]]) -> tuple[list[str], list[list[str]], li
     return headers, md, rows
 
 
+def _is_option(arg: str) -> bool:
+    """``key=value`` is an option, unless it names a folder: one whose path has a ``/`` before the ``=``
+    (``runs/beta=0.1``) or one that exists (a sweep's ``beta=0.1`` in the current folder)."""
+    key, eq, _ = arg.partition("=")
+    return bool(eq) and "/" not in key and not Path(arg).is_dir()
+
+
 def main(args: list[str]) -> int:
     from tabulate import tabulate
 
     from rlhf_zoo.options import split_options
 
-    opts, paths = split_options([a for a in args if "=" in a], CompareOptions, "compare")
+    opts, paths = split_options([a for a in args if _is_option(a)], CompareOptions, "compare")
     if paths:
         raise UserError(f"compare: unknown option {paths[0]!r} (options: out=DIR)")
     if opts.out:
         from rlhf_zoo.config import check_writable_dir
 
         check_writable_dir(opts.out, "out")  # before the table: not a traceback after it
-    records = [load_run(p) for p in find_runs([a for a in args if "=" not in a])]
+    records = [load_run(p) for p in find_runs([a for a in args if not _is_option(a)])]
     label_runs(records)
     headers, md, rows = table(records)
     text = tabulate(md, headers=headers, tablefmt="github")

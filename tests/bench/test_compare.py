@@ -344,3 +344,19 @@ def test_a_misspelt_option_is_refused_not_ignored(runs, tmp_path, capsys):
     out, err = capsys.readouterr()
     assert out == "" and f"unknown option 'oot={tmp_path}/cmp'" in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "cmp").exists()
+
+
+def test_a_run_folder_with_an_equals_sign_in_its_name_is_a_run_not_an_option(runs, tmp_path, capsys, monkeypatch):
+    """Folders named after a setting (``beta=0.1``) are runs, given with a path (``sweep/beta=0.1``) or from the
+    folder that holds them; ``out=`` stays an option."""
+    import shutil
+
+    shutil.copytree(runs / "r0", tmp_path / "sweep" / "beta=0.1")
+    shutil.copytree(runs / "a0", tmp_path / "sweep" / "gamma=0")
+    capsys.readouterr()
+    assert main(["compare", f"{tmp_path}/sweep/beta=0.1", f"{tmp_path}/sweep/gamma=0", f"out={tmp_path}/cmp"]) == 0
+    rows = {r["configuration"]: r for r in csv.DictReader((tmp_path / "cmp" / "compare.csv").open())}
+    assert set(rows) == {"jbond", "reinforce"}
+    monkeypatch.chdir(tmp_path / "sweep")
+    assert main(["compare", "beta=0.1"]) == 0
+    assert "| reinforce" in capsys.readouterr().out
