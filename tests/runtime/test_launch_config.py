@@ -121,7 +121,7 @@ def process_group(tmp_path):
 
 def test_a_command_every_process_finished_destroys_the_process_group(process_group, tmp_path, cli):
     """Left to the interpreter's exit, a gloo group can abort a finished process (`terminate called without an
-    active exception`, exit -6): the command destroys it, with or without a tracker."""
+    active exception`, exit -6): the command destroys it."""
     code, _, err = cli("train", "algo=reinforce", "task=exact", f"run_dir={tmp_path}/r", "train.steps=2")
     assert code == 0, err
     assert not process_group.is_initialized()
