@@ -112,5 +112,6 @@ for args in runs:
         params = list(policy.model.parameters())
         held = {"local": sum(local(p).numel() for p in params), "whole": sum(p.numel() for p in params)}
         Path(f"{cfg.run_dir}/shards_rank{rt.rank}.json").write_text(json.dumps(held))
-print(f"rank {rt.rank} of {rt.world} on {rt.accelerator.distributed_type if rt.accelerator else 'single'}")
+# flushed: the launcher's check that every process got here must not depend on how the process ends
+print(f"rank {rt.rank} of {rt.world} on {rt.accelerator.distributed_type if rt.accelerator else 'single'}", flush=True)
 end_process_group()  # as the command does: a group left to the exit can abort a finished process
