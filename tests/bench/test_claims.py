@@ -857,6 +857,15 @@ def test_c1_pairs_no_eta_beyond_a_factor_1_5():
     assert claim_c1(group_records(_c1_records(0.05, 13, 1.0, 0.8)), exact=True).status == NOT_RUN
 
 
+def test_c1_pairs_an_eta_exactly_a_factor_1_5_from_the_swap_period():
+    """A factor of exactly 1.5, on either side, counts as within it: η·M = 0.03·50 = 1.5 and (1/75)·50 = 1/1.5
+    pair; η·M = 0.031·50 = 1.55 does not."""
+    for eta in (0.03, 1 / 75):
+        chk = claim_c1(group_records(_c1_records(eta, 50, 1.0, 0.8)), exact=True)
+        assert [(p.eta, p.period) for p in chk.data.pairs] == [(eta, 50)], eta
+    assert claim_c1(group_records(_c1_records(0.031, 50, 1.0, 0.8)), exact=True).status == NOT_RUN
+
+
 def test_c1_pairs_a_swap_period_with_the_closest_eta():
     """η = 0.025 (η·M = 1.25) and η = 0.02 (η·M = 1) both lie within a factor 1.5 of a swap every 50: 0.02 pairs."""
     recs = _c1_records(0.025, 50, 1.0, 0.8) + [r for r in _c1_records(0.02, 50, 1.0, 0.8) if "jbond_eta" in r["id"]]

@@ -1,7 +1,7 @@
 """(c1) J-BOND's EMA anchor gives the same reward at lower KL than hard anchor swaps.
 
 Each swap period M of sweep ``jbond_swap`` is paired with the EMA rate η of sweep ``jbond_eta``
-closest to 1/M (within a factor 1.5; an unpaired one is left out). For each pair, the proxy reward
+closest to 1/M (within a factor 1.5, 1.5 itself included; an unpaired one is left out). For each pair, the proxy reward
 where each seed's training path first reaches the matched KL (the smallest final KL(π‖π_ref) of the
 two) must be higher with the EMA anchor, significantly where there is an interval.
 """
@@ -29,7 +29,7 @@ from rlhf_zoo.bench.plots import colours, legend
 from rlhf_zoo.bench.records import Group
 from rlhf_zoo.bench.stats import diff_ci, finite
 
-PAIRING = 1.5  # η pairs with M when η·M lies within a factor 1.5 of 1
+PAIRING = 1.5  # η pairs with M when η·M lies within a factor 1.5 of 1, the bound included
 
 
 @dataclass(frozen=True)
@@ -69,7 +69,8 @@ def pairs(groups: Groups) -> list[tuple[float, Group, float, Group]]:
         best = None
         for eta, ema in groups.get("jbond_eta", {}).items():
             dist = abs(math.log(float(eta) * float(m)))
-            if dist < math.log(PAIRING) and (best is None or dist < best[0]):
+            # the bound included, with room for rounding: 0.03·50 and 1/75·50 lie exactly a factor 1.5 from 1
+            if dist <= math.log(PAIRING) + 1e-9 and (best is None or dist < best[0]):
                 best = (dist, float(eta), ema)
         if best is not None:
             out.append((best[1], best[2], float(m), swap))
