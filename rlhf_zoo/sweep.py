@@ -31,6 +31,7 @@ command, or one with more seeds or values, continues in the same folder.
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import itertools
 import json
@@ -213,16 +214,20 @@ def grid_suite(
     knob), each point's arguments ``base``, then the sweep's, then ``seed=``; runs progress-bar free."""
     keys = list(grid)
     outer, knob = keys[:-1], (keys[-1] if keys else "")
-    sweeps, tags = [], set()
-    for algo in algos:
-        for combo in itertools.product(*(grid[k] for k in outer)):
-            fixed = tuple(f"{k}={v}" for k, v in zip(outer, combo, strict=True))
-            tag = _tag(algo, fixed)
-            while tag in tags:
-                tag += "_"
-            tags.add(tag)
-            values = tuple(grid[knob]) if knob else ("",)
-            sweeps.append(Sweep(tag, " ".join([algo, *fixed]), algo, knob, values, fixed=fixed))
+    combos = [
+        (algo, tuple(f"{k}={v}" for k, v in zip(outer, combo, strict=True)))
+        for algo in algos
+        for combo in itertools.product(*(grid[k] for k in outer))
+    ]
+    shared = collections.Counter(_tag(algo, fixed) for algo, fixed in combos)
+    sweeps = []
+    for algo, fixed in combos:
+        tag = _tag(algo, fixed)
+        if shared[tag] > 1:  # values that differ only in case or punctuation: told apart by their own digest,
+            # not by their order on the command line (the tag names the runs' folders and records)
+            tag += "_" + hashlib.sha1(json.dumps([algo, *fixed]).encode()).hexdigest()[:6]
+        values = tuple(grid[knob]) if knob else ("",)
+        sweeps.append(Sweep(tag, " ".join([algo, *fixed]), algo, knob, values, fixed=fixed))
     return Suite(
         name=name,
         description="a sweep of rlhf-zoo train",

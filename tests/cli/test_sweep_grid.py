@@ -24,6 +24,19 @@ def test_outer_values_that_slug_alike_still_get_a_point_each():
     assert got == [("a-b.jsonl", "1e-3"), ("a-b.jsonl", "2e-3"), ("a/b.jsonl", "1e-3"), ("a/b.jsonl", "2e-3")]
 
 
+def test_outer_values_that_slug_alike_keep_their_points_ids_whatever_their_order():
+    """The ids name the runs' folders and records: written in the other order, ``a/b.jsonl`` and ``a-b.jsonl``
+    must each keep the ids they had, or a continued sweep would redo finished points."""
+
+    def ids(values: str) -> dict[tuple[str, str], str]:
+        plan = plan_sweep(["algo=bond", "task=sentiment", f"task.prompts={values}", "train.lr=1e-3,2e-3"])
+        return {(_value(p, "task.prompts"), _value(p, "train.lr")): p.id for p in expand(plan.suite)}
+
+    first = ids("a/b.jsonl,a-b.jsonl")
+    assert len(set(first.values())) == 4
+    assert ids("a-b.jsonl,a/b.jsonl") == first
+
+
 @pytest.mark.parametrize("seeds", ["0,1.5", "2.5,3"])
 def test_a_fractional_seed_is_refused_not_rounded(seeds):
     with pytest.raises(ConfigError, match="seeds must be integers"):
