@@ -355,8 +355,8 @@ def test_unreadable_cache_is_a_user_error_and_refresh_rereads(tmp_path: Path, mo
     hutto.cache_path().write_text('{"source": "tweets", "id": "1"\n')
     with pytest.raises(UserError, match="unreadable"):
         load_hutto()
-    hutto.cache_path().write_text('{"source": "tweets", "id": "1", "rating": 0.0, "text": "stale"}\n')
-    assert [r.text for r in load_hutto()] == ["stale"]
+    hutto.cache_path().write_text('{"source": "tweets", "id": "1", "rating": 0.0, "text": "stale"}\n\n')
+    assert [r.text for r in load_hutto()] == ["stale"]  # (a blank line is no record)
     assert len(load_hutto(refresh=True)) == 12
     assert len(load_hutto()) == 12  # the refreshed records replaced the stale cache
 
@@ -475,3 +475,12 @@ def test_prompt_texts_passes_its_split_arguments_on() -> None:
     assert any(len(r.text.split()) == 8 for r in recs if r.source == "movie_reviews")  # (so 9 excludes some)
     with pytest.raises(UserError, match="n_words"):
         prompt_texts("eval", n_words=0, **kw)
+
+
+def test_prompt_texts_without_n_words_are_the_texts_as_given() -> None:
+    """Uncut prompts are the data's texts unchanged: their inner spacing is kept (only a cut rejoins words)."""
+    recs = [Record("movie_reviews", str(i), 0.0, f"a  film\tnumber {i} with  odd spacing") for i in range(60)]
+    kw = dict(records=recs, n_heldout=10, n_eval_prompts=10, min_prompt_words=4)
+    texts = prompt_texts("eval", **kw) + prompt_texts("train", **kw)
+    assert len(texts) == 50 and all("  film\tnumber" in t for t in texts)
+    assert all(t.startswith("a film number ") for t in prompt_texts("eval", n_words=6, **kw))
