@@ -260,3 +260,227 @@ def test_prompt_texts_eval_are_unseen_by_the_gold_data_and_train_are_gold_train_
 def test_prompt_prefix_counts_words_across_any_whitespace() -> None:
     assert prompt_prefix("a  good\tfilm,\n truly  great", 3) == "a good film,"
     assert prompt_prefix("short", 6) == "short"
+
+
+# ------------------------------------------------------------------ parsing: the edges of the format
+
+
+def test_parse_bom_padded_ids_blank_lines_and_rating_bounds() -> None:
+    """A UTF-8 BOM is not part of the first id, ids are stripped, a line of spaces and tabs is blank, and the
+    rating bounds -4 and +4 are themselves valid (the scale is closed)."""
+    raw = "\ufeff 7 \t4\tTop marks\r\n \t \r\n8\t-4\tBottom marks\r\n".encode()
+    recs = parse_ground_truth(raw, "tweets")
+    assert [(r.id, r.rating, r.text) for r in recs] == [("7", 4.0, "Top marks"), ("8", -4.0, "Bottom marks")]
+
+
+def test_parse_splits_on_line_ends_only() -> None:
+    """Characters that ``str.splitlines`` would also break on (vertical tab, file separator, U+2028) stay
+    inside the text: only ``\\n`` and ``\\r\\n`` end a record."""
+    body = "one\x0btwo\x1cthree\u2028four"
+    recs = parse_ground_truth(f"1\t0.5\t{body}\r\n2\t1\tnext\n", "tweets")
+    assert [(r.id, r.text) for r in recs] == [("1", body), ("2", "next")]
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ("1\t1\ta\r\n\r\n3\t-4.5\tb\r\n", "tweets line 3: rating -4.5 outside"),  # counted from 1, blanks too
+        ("1\t1\ta\r\n\t1.0\tno id\r\n", "tweets line 2: empty id"),
+    ],
+)
+def test_parse_errors_name_the_line(raw: str, message: str) -> None:
+    """The error names the 1-based line of the file (blank lines counted), so the user can find it."""
+    with pytest.raises(ValueError, match=message):
+        parse_ground_truth(raw, "tweets")
+
+
+def test_text_key_folds_case_and_collapses_any_whitespace() -> None:
+    assert text_key("  The\tFILM  was\r\n GOOD ") == "the film was good"
+
+
+# ------------------------------------------------------------------ where the files are read from
+
+
+def test_folder_holding_the_sdist_and_extracted_files_first(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A folder holding only the downloaded sdist is read through it; a GroundTruth file extracted beside it
+    takes precedence over the tarball's copy of that source."""
+    folder = tmp_path / "dl"
+    folder.mkdir()
+    _fake_sdist(folder)
+    files = hutto.read_ground_truth(folder)
+    assert sorted(files) == sorted(hutto.SOURCES.values())
+    assert files["tweets"].startswith(b"0\t-4\ttweets text number 0")
+    (folder / "tweets_GroundTruth.txt").write_bytes(b"9\t1.5\tmy own copy\r\n")
+    files = hutto.read_ground_truth(folder)
+    assert files["tweets"] == b"9\t1.5\tmy own copy\r\n"
+    assert files["nytimes"].startswith(b"0\t-4\tnytEditorialSnippets text")  # the others still from the sdist
+
+
+def test_only_one_level_of_nested_tarballs_is_searched(tmp_path: Path) -> None:
+    """The sdist is searched one tarball deep (its hutto_ICWSM_2014.tar.gz), not further."""
+    inner = _tar_bytes({k: v.encode() for k, v in _ground_truth_files().items()})
+    middle = _tar_bytes({"x/hutto_ICWSM_2014.tar.gz": inner})
+    outer = tmp_path / "outer.tar.gz"
+    outer.write_bytes(_tar_bytes({"y/hutto_ICWSM_2014.tar.gz": middle}))
+    with pytest.raises(UserError, match="lacks"):
+        hutto.read_ground_truth(outer)
+    assert len(hutto.read_ground_truth(_write(tmp_path / "middle.tar.gz", middle))) == 4  # one level: found
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+def test_unusable_sources_are_one_line_user_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file that is no tarball, and a GroundTruth file with a bad line, are user errors (not tracebacks)."""
+    not_tar = _write(tmp_path / "vaderSentiment-3.3.2.tar.gz", b"this is not a tarball")
+    with pytest.raises(UserError, match="not a readable tarball"):
+        hutto.read_ground_truth(not_tar)
+    folder = tmp_path / "bad"
+    for name, text in _ground_truth_files(2).items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(text)
+    (folder / "hutto_ICWSM_2014" / "tweets_GroundTruth.txt").write_text("0\t1\tok\r\n1\t9\ttoo high\r\n")
+    monkeypatch.setenv(hutto.ENV_VAR, str(folder))
+    with pytest.raises(UserError, match="malformed Hutto & Gilbert data: tweets line 2"):
+        load_hutto()
+    assert not hutto.cache_path().exists()
+
+
+def test_unreadable_cache_is_a_user_error_and_refresh_rereads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A damaged cache names itself; ``refresh=True`` ignores the cache and parses the source again."""
+    monkeypatch.setenv(hutto.ENV_VAR, str(_fake_sdist(tmp_path)))
+    assert len(load_hutto()) == 12
+    hutto.cache_path().write_text('{"source": "tweets", "id": "1"\n')
+    with pytest.raises(UserError, match="unreadable"):
+        load_hutto()
+    hutto.cache_path().write_text('{"source": "tweets", "id": "1", "rating": 0.0, "text": "stale"}\n\n')
+    assert [r.text for r in load_hutto()] == ["stale"]  # (a blank line is no record)
+    assert len(load_hutto(refresh=True)) == 12
+    assert len(load_hutto()) == 12  # the refreshed records replaced the stale cache
+
+
+def test_download_into_a_temporary_folder(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Without the override, pip downloads the sdist into a temporary folder (``-d DIR``) that is read and
+    removed; the records are cached."""
+    seen: list[Path] = []
+
+    def fake_run(cmd: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
+        dest = Path(cmd[cmd.index("-d") + 1])
+        seen.append(dest)
+        _fake_sdist(dest)
+        return subprocess.CompletedProcess(cmd, 0, "Saved ./vaderSentiment-3.3.2.tar.gz\n", "")
+
+    monkeypatch.setattr(hutto.subprocess, "run", fake_run)
+    assert len(load_hutto()) == 12 and hutto.cache_path().is_file()
+    assert len(seen) == 1 and not seen[0].exists()
+
+
+@pytest.mark.parametrize(
+    ("code", "stderr", "files", "message"),
+    [
+        (2, "Looking in indexes\nWARNING: retrying\nERROR: network is unreachable\n", False, "network is unreachable"),
+        (1, "", False, "exit code 1"),
+        (0, "", False, "left no vaderSentiment sdist"),
+    ],
+)
+def test_failed_download_says_why(
+    monkeypatch: pytest.MonkeyPatch, code: int, stderr: str, files: bool, message: str
+) -> None:
+    """Any non-zero exit is a failure reported by pip's last line (or the exit code); a 'successful' download
+    that left no sdist is one too."""
+
+    def fake_run(cmd: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
+        return subprocess.CompletedProcess(cmd, code, "", stderr)
+
+    monkeypatch.setattr(hutto.subprocess, "run", fake_run)
+    with pytest.raises(UserError, match=message) as info:
+        load_hutto()
+    assert "\n" not in str(info.value) and "retrying" not in str(info.value)
+
+
+# ------------------------------------------------------------------ split: sizes, bounds and arguments
+
+
+def _four_sources() -> list[Record]:
+    """1,130 distinct texts of at least 4 words: 500 movie reviews, 200 tweets, 180 product reviews, 250 nytimes."""
+    return [
+        Record(src, str(i), 0.0, f"{src} unique text {i} " + "word " * (i % 7))
+        for src, n in zip(SOURCES, (500, 200, 180, 250), strict=True)
+        for i in range(n)
+    ]
+
+
+def test_split_sizes_and_quotas_by_hand() -> None:
+    """With 30 eval prompts taken from the 500 movie reviews, 1,100 records remain (470/200/180/250); 100
+    held-out ones are 42.73/18.18/16.36/22.73 of them: floors 42+18+16+22 = 98, and the two left go to the
+    largest remainders, movie_reviews and nytimes (equal, .727 each). Every movie review has >= 4 words, so the
+    train prompts are the 470 - 43 movie reviews not held out."""
+    s = split_hutto(_four_sources(), seed=2, n_heldout=100, n_eval_prompts=30, min_prompt_words=4)
+    assert s.seed == 2
+    assert {src: sum(r.source == src for r in s.gold_heldout) for src in SOURCES} == {
+        "movie_reviews": 43,
+        "tweets": 18,
+        "product_reviews": 16,
+        "nytimes": 23,
+    }
+    assert s.sizes() == {"gold_train": 1000, "gold_heldout": 100, "prompt_train": 427, "prompt_eval": 30}
+
+
+@pytest.mark.parametrize(
+    ("sizes", "total", "expected"),
+    [
+        ({"x": 7, "y": 7, "z": 7}, 5, {"x": 2, "y": 2, "z": 1}),  # 5/3 each: floors 1, two left, ties by name
+        ({"c": 1, "b": 1, "a": 1}, 2, {"a": 1, "b": 1, "c": 0}),  # ties by name, not by the order given
+        ({"x": 5, "y": 3, "z": 2}, 4, {"x": 2, "y": 1, "z": 1}),  # 2, 1.2, 0.8: the one left goes to z (.8)
+    ],
+)
+def test_quotas_largest_remainder(sizes: dict[str, int], total: int, expected: dict[str, int]) -> None:
+    assert hutto._quotas(sizes, total) == expected
+
+
+def test_min_prompt_words_is_inclusive() -> None:
+    """A movie review of exactly ``min_prompt_words`` words is a prompt (">= min_prompt_words")."""
+    recs = [Record("movie_reviews", str(i), 0.0, f"film {i} was fine") for i in range(40)]
+    recs += [Record("tweets", str(i), 0.0, f"tweet {i}") for i in range(40)]
+    s = split_hutto(recs, n_heldout=10, n_eval_prompts=10, min_prompt_words=4)
+    assert len(s.prompt_eval) == 10 and len(s.prompt_train) > 0
+    with pytest.raises(ValueError, match="eval prompts"):
+        split_hutto(recs, n_heldout=10, n_eval_prompts=10, min_prompt_words=5)
+
+
+def test_split_refuses_a_heldout_part_that_leaves_nothing_to_train() -> None:
+    """1,100 records remain after the 30 eval prompts: holding out all 1,100 would leave no training data."""
+    with pytest.raises(ValueError, match="1100 records left for 1100"):
+        split_hutto(_four_sources(), n_heldout=1100, n_eval_prompts=30, min_prompt_words=4)
+    assert len(split_hutto(_four_sources(), n_heldout=1099, n_eval_prompts=30, min_prompt_words=4).gold_train) >= 1
+
+
+def test_split_refuses_duplicate_source_ids() -> None:
+    recs = _four_sources()
+    with pytest.raises(ValueError, match="duplicate"):
+        split_hutto([*recs, Record("tweets", "3", 1.0, "another text entirely")], n_heldout=100, n_eval_prompts=30)
+
+
+def test_prompt_texts_passes_its_split_arguments_on() -> None:
+    """``seed`` and ``min_prompt_words`` reach the split: another seed picks other eval prompts, and no prompt
+    is shorter than the minimum asked for."""
+    recs = synthetic(600, 3, n_words=(8, 10))
+    kw = dict(records=recs, n_heldout=50, n_eval_prompts=30)
+    ev0, ev1 = prompt_texts("eval", seed=0, **kw), prompt_texts("eval", seed=1, **kw)
+    assert set(ev0) != set(ev1)
+    long_only = prompt_texts("eval", min_prompt_words=9, **kw) + prompt_texts("train", min_prompt_words=9, **kw)
+    assert long_only and all(len(t.split()) >= 9 for t in long_only)
+    assert any(len(r.text.split()) == 8 for r in recs if r.source == "movie_reviews")  # (so 9 excludes some)
+    with pytest.raises(UserError, match="n_words"):
+        prompt_texts("eval", n_words=0, **kw)
+
+
+def test_prompt_texts_without_n_words_are_the_texts_as_given() -> None:
+    """Uncut prompts are the data's texts unchanged: their inner spacing is kept (only a cut rejoins words)."""
+    recs = [Record("movie_reviews", str(i), 0.0, f"a  film\tnumber {i} with  odd spacing") for i in range(60)]
+    kw = dict(records=recs, n_heldout=10, n_eval_prompts=10, min_prompt_words=4)
+    texts = prompt_texts("eval", **kw) + prompt_texts("train", **kw)
+    assert len(texts) == 50 and all("  film\tnumber" in t for t in texts)
+    assert all(t.startswith("a film number ") for t in prompt_texts("eval", n_words=6, **kw))
