@@ -369,3 +369,26 @@ def test_load_checkpoint_state_checks_on_its_own_before_copying_anything():
         load_checkpoint_state(state, pol._trainable, pol._anchor, "test")
     after = checkpoint_state(pol._trainable, pol._anchor)
     assert all(torch.equal(after[k], before[k]) for k in before)
+
+
+def test_a_tokenizer_with_neither_pad_nor_eos_pads_with_the_checkpoints_eos_or_is_a_user_error():
+    """Padding falls back to an EOS id, the tokenizer's or else the checkpoint's generation config's; with no EOS
+    anywhere the policy refuses in words (completions could never end), not with int(None)'s TypeError."""
+    from rlhf_zoo.policies import models
+    from rlhf_zoo.policies.hf import HFPolicy
+
+    tokenizer = models.build_tiny_tokenizer()
+    model = models.build_tiny_model(tokenizer, seed=0)
+    tokenizer.pad_token = tokenizer.eos_token = None
+    model.generation_config.eos_token_id = 2
+    pol = HFPolicy(model, tokenizer, HFPolicyConfig(max_new_tokens=4))
+    assert pol.eos_token_ids == [2] and pol.pad_token_id == 2
+    r = pol.sample(PROMPTS, 2, generator=torch.Generator().manual_seed(0))
+    assert (r.prompt_ids[r.prompt_mask == 0] == 2).all()
+
+    tokenizer = models.build_tiny_tokenizer()
+    model = models.build_tiny_model(tokenizer, seed=0)
+    tokenizer.pad_token = tokenizer.eos_token = None
+    model.generation_config.eos_token_id = None
+    with pytest.raises(UserError, match="no EOS"):
+        HFPolicy(model, tokenizer, HFPolicyConfig())
