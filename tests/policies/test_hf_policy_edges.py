@@ -341,19 +341,6 @@ def test_token_count_is_the_length_encode_gives_chat_template_included_tokenised
     assert calls == [tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False)]
 
 
-def test_a_full_fine_tuning_anchor_copied_while_the_policy_holds_gradients_holds_none():
-    """The anchor's frozen copy is made from π whenever it is first needed, possibly between a backward and the
-    optimiser's zero_grad: the copy keeps no gradient (one more set of weights' worth of memory otherwise)."""
-    pol = make("full", max_new_tokens=4)
-    r = pol.sample(PROMPTS, 2, generator=torch.Generator().manual_seed(0))
-    pol.logprobs(r).sum().backward()
-    assert all(p.grad is not None for p in pol.trainable_parameters())
-    pol.update_anchor(1.0)
-    anchor = pol._anchor.model
-    assert anchor is not pol.model
-    assert all(p.grad is None and not p.requires_grad for p in anchor.parameters())
-
-
 def test_load_checkpoint_state_checks_on_its_own_before_copying_anything():
     """The module-level loader is strict by itself, not only behind HFPolicy.load_state_dict: a tensor of another
     shape is refused and no weight changes."""
