@@ -379,3 +379,62 @@ def test_a_tokenizer_with_neither_pad_nor_eos_pads_with_the_checkpoints_eos_or_i
     model.generation_config.eos_token_id = None
     with pytest.raises(UserError, match="no EOS"):
         HFPolicy(model, tokenizer, HFPolicyConfig())
+
+
+def test_a_training_policy_samples_without_dropout():
+    """Sampling always runs in eval mode: with LoRA dropout in training mode, the sampling log-probs are the
+    dropout-free ones (eval-mode scoring), and the policy is left in training mode."""
+    pol = make(lora_dropout=0.5, max_new_tokens=6)
+    _nudge(pol, 1.0)  # LoRA's B leaves 0, so dropout on its branch changes the output
+    assert pol.training and pol.model.training  # a new policy trains
+    r = pol.sample(PROMPTS, 3, generator=torch.Generator().manual_seed(0))
+    assert pol.model.training
+    with torch.no_grad():
+        noisy = pol.logprobs(r)
+        pol.eval()
+        clean = pol.logprobs(r)
+    assert masked_max_diff(noisy, clean, r.response_mask) > 1e-3  # dropout really is on in training mode
+    assert masked_max_diff(r.sample_logp, clean, r.response_mask) < 1e-5
+
+
+def test_repr_names_the_model_the_trainable_share_and_the_anchor_version():
+    """What a log line shows of a policy: its name, fine-tuning, device, trainable/total weights and anchor."""
+    pol = make()
+    trainable = sum(p.numel() for p in pol.trainable_parameters())
+    total = sum(p.numel() for p in pol.model.parameters())
+    assert (
+        repr(pol)
+        == f"HFPolicy(name='tiny', finetune='lora', device=cpu, trainable={trainable:,}/{total:,}, anchor=none)"
+    )
+    pol.update_anchor(1.0)
+    pol.update_anchor(0.5)
+    assert repr(pol).endswith("anchor=v2)")
+
+
+def test_a_sharded_policy_built_without_an_anchor_refuses_to_add_one():
+    """No weights can be added to FSDP-sharded ones: the anchor must be built at shard(anchor=True), and asking a
+    policy sharded without one for an anchor is a UserError saying so (here a stand-in unit marks it sharded)."""
+    pol = make()
+
+    class Unit:
+        def reshard(self):
+            pass
+
+    pol._fsdp_units = [Unit()]
+    assert pol.sharded
+    with pytest.raises(UserError, match="without an anchor"):
+        pol.update_anchor(1.0)
+    assert not pol.has_anchor and pol.anchor_version == 0
+
+
+def test_prompts_must_be_an_ordered_list_of_strings():
+    """Rows follow the prompts' order, so an unordered set (or a bare string, a sequence of letters) is refused in
+    words rather than encoded in whatever order iteration gives."""
+    pol = make()
+    for bad in ({"The movie was", "Great"}, "Great", 3):
+        with pytest.raises(UserError, match="list of strings"):
+            pol.encode_prompts(bad)
+    with pytest.raises(UserError, match="must be strings"):
+        pol.encode_prompts(["ok", 3])
+    ids, mask = pol.encode_prompts(("Great", "The movie was"))  # any ordered sequence will do
+    assert ids.shape[0] == 2 and int(mask[0].sum()) < int(mask[1].sum())
