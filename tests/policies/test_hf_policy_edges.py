@@ -438,3 +438,40 @@ def test_prompts_must_be_an_ordered_list_of_strings():
         pol.encode_prompts(["ok", 3])
     ids, mask = pol.encode_prompts(("Great", "The movie was"))  # any ordered sequence will do
     assert ids.shape[0] == 2 and int(mask[0].sum()) < int(mask[1].sum())
+
+
+def test_generation_stops_once_every_row_has_ended_on_any_eos_id():
+    """An instruct checkpoint's own end-of-turn id ends a completion as EOS does, in generate too: the rollout is
+    as wide as its longest completion, not run on until every row draws the tokenizer's EOS."""
+    from rlhf_zoo.policies import models
+    from rlhf_zoo.policies.hf import HFPolicy
+
+    cfg = HFPolicyConfig(max_new_tokens=40)
+    gens = lambda: [torch.Generator().manual_seed(i) for i in range(2)]  # noqa: E731
+    first = build_hf_policy(cfg, seed=0).sample(PROMPTS, 4, generator=gens())
+    drawn = first.completion_ids[first.response_mask.bool() & (first.completion_ids != 2)]
+    turn_end = int(drawn.mode().values)  # the token the model draws most: make it the end-of-turn id
+    assert turn_end != 2
+    tokenizer = models.build_tiny_tokenizer()
+    model = models.build_tiny_model(tokenizer, seed=0)
+    model.generation_config.eos_token_id = [2, turn_end]
+    torch.manual_seed(0)
+    pol = HFPolicy(model, tokenizer, cfg)
+    assert pol.eos_token_ids == [2, turn_end]
+    r = pol.sample(PROMPTS, 4, generator=gens())
+    lengths = r.response_mask.sum(1)
+    ends = r.completion_ids.gather(1, (lengths - 1)[:, None]).squeeze(1)
+    assert (ends == turn_end).any() and r.completion_ids.shape[1] == int(lengths.max())
+    assert int(lengths.max()) < first.completion_ids.shape[1]  # not vacuous: EOS alone runs on longer
+
+
+def test_a_policy_wrapping_a_model_loaded_in_eval_mode_starts_in_training_mode():
+    """from_pretrained hands models over in eval mode; the policy starts training (LoRA dropout on) as it says."""
+    from rlhf_zoo.policies import models
+    from rlhf_zoo.policies.hf import HFPolicy
+
+    tokenizer = models.build_tiny_tokenizer()
+    model = models.build_tiny_model(tokenizer, seed=0).eval()
+    pol = HFPolicy(model, tokenizer, HFPolicyConfig(lora_dropout=0.1))
+    assert pol.training and pol.model.training
+    assert all(m.training for m in pol.model.modules())
