@@ -73,11 +73,12 @@ class HFPolicy:
         self.cfg = cfg or HFPolicyConfig()
         self.device = torch.device(device)
         self.tokenizer = tokenizer
+        self.eos_token_ids: list[int] = eos_token_ids(model, tokenizer)  # a UserError when there is none
         if tokenizer.pad_token_id is None:
-            # Many causal LMs have no pad token; EOS is safe because masks, not ids, mark padding.
-            tokenizer.pad_token = tokenizer.eos_token
+            # Many causal LMs have no pad token; EOS is safe because masks, not ids, mark padding. The tokenizer's
+            # EOS comes first; a tokenizer without one pads with the checkpoint's generation EOS.
+            tokenizer.pad_token = tokenizer.convert_ids_to_tokens(self.eos_token_ids[0])
         self.pad_token_id: int = int(tokenizer.pad_token_id)
-        self.eos_token_ids: list[int] = eos_token_ids(model, tokenizer)
         self._eos = torch.tensor(self.eos_token_ids, device=self.device)
         self._prompts = PromptEncoder(tokenizer, self.cfg, self.pad_token_id, self.eos_token_ids)
         model.generation_config = generation.neutral_generation_config(tokenizer, self.eos_token_ids, self.pad_token_id)
