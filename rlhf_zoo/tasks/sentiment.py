@@ -415,9 +415,10 @@ def build_sentiment_task(cfg: SentimentTaskConfig, model_cfg: Any, device: str =
 
 
 def _reward(build_reward, name: str, options: dict[str, Any], device: str, build_if_missing: bool):
+    spec = name.strip()  # as build_reward reads it: a quoted YAML value " minilm_sentiment" keeps its spaces
     kw: dict[str, Any] = dict(options)
-    if name == "minilm_sentiment":
+    if spec == "minilm_sentiment":
         kw.update(build_if_missing=build_if_missing, device=device)
-    elif name.startswith("hf:"):
+    elif spec.startswith("hf:"):
         kw.update(device=device)
-    return build_reward(name, **kw)
+    return build_reward(spec, **kw)

@@ -1,0 +1,311 @@
+"""The sentiment task's pieces called directly: settings refused or accepted at their bounds, the prompts and the
+words kept of each source, the source line, the rewards and devices the task wires in, and prompts that do not
+fit the model."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+
+from rlhf_zoo.errors import UserError
+from rlhf_zoo.tasks.sentiment import (
+    SentimentTaskConfig,
+    _hash_unit,
+    build_sentiment_task,
+    check_sentiment_task,
+    load_prompt_sets,
+)
+from tests.conftest import write_jsonl
+
+pytest.importorskip("transformers")
+pytest.importorskip("vaderSentiment")
+
+PROMPTS = [f"review number {i} says the plot is thin" for i in range(20)]
+LONG = " ".join(["word"] * 40)
+
+
+@pytest.fixture
+def packaged(monkeypatch):
+    """The packaged snippets replaced by five per split; records (split, n_words) asked."""
+    import rlhf_zoo.data.hutto as hutto
+
+    asked = []
+
+    def texts(split, n_words=None, **kw):
+        asked.append((split, n_words))
+        return [f"packaged {split} snippet {i} of the movie reviews" for i in range(5)]
+
+    monkeypatch.setattr(hutto, "prompt_texts", texts)
+    return asked
+
+
+@pytest.fixture
+def files(tmp_path):
+    """A prompt file and an evaluation file of whole texts longer than six words."""
+    evals = [f"an evaluation prompt of eight words, number {i}" for i in range(3)]
+    return str(write_jsonl(tmp_path / "p.jsonl", PROMPTS)), str(write_jsonl(tmp_path / "e.jsonl", evals)), evals
+
+
+# -- settings at their bounds -----------------------------------------------------------------------------
+
+
+def test_settings_at_their_bounds(files) -> None:
+    """prompt_words=0 (whole texts) passes, -1 does not; eval_fraction must lie strictly inside (0, 1);
+    max_train_prompts=-1 is refused; a blank source is refused."""
+    prompts, evals, _ = files
+    own = SentimentTaskConfig(prompts=prompts, gold=None)
+    check_sentiment_task(replace(own, prompt_words=0))
+    check_sentiment_task(replace(own, eval_fraction=0.999))
+    for bad in ({"prompt_words": -1}, {"eval_fraction": 0.0}, {"eval_fraction": 1.0}, {"max_train_prompts": -1}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            check_sentiment_task(replace(own, **bad))
+    for blank in ({"prompts": "  "}, {"eval_prompts": ""}):
+        with pytest.raises(ValueError, match="name a source"):
+            check_sentiment_task(replace(own, **blank))
+    # beside an evaluation file, eval_fraction has no meaning at all, in range or not
+    with pytest.raises(UserError, match="no meaning here"):
+        check_sentiment_task(replace(own, eval_prompts=evals, eval_fraction=1.5))
+
+
+def test_a_missing_evaluation_file_is_refused_by_the_check(files, tmp_path) -> None:
+    prompts, _, _ = files
+    missing = str(tmp_path / "nowhere.jsonl")
+    with pytest.raises(UserError, match=f"task.eval_prompts={missing}: no such file"):
+        check_sentiment_task(SentimentTaskConfig(prompts=prompts, eval_prompts=missing, gold=None))
+
+
+@pytest.mark.parametrize("name", ["prompts.foo", "prompts"])
+def test_a_file_of_another_kind_is_refused_by_the_check(tmp_path, monkeypatch, name) -> None:
+    """A file there, with a suffix that is no prompt format (or none), is refused as a file, not taken for a
+    dataset folder or hub id."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / name).write_text("a review\n")
+    with pytest.raises(UserError, match="not read as prompts"):
+        check_sentiment_task(SentimentTaskConfig(prompts=name, gold=None))
+
+
+def test_prompt_split_with_a_dataset_folder_beside_an_evaluation_file_is_accepted(tmp_path, files) -> None:
+    """One source with splits is enough for prompt_split to mean something."""
+    _, evals, _ = files
+    folder = tmp_path / "reviews"
+    folder.mkdir()
+    write_jsonl(folder / "test.jsonl", PROMPTS)
+    cfg = SentimentTaskConfig(prompts=str(folder), eval_prompts=evals, prompt_split="test", gold=None)
+    check_sentiment_task(cfg)
+    assert sorted(load_prompt_sets(cfg).train) == sorted(PROMPTS)
+
+
+# -- prompts and their words ------------------------------------------------------------------------------
+
+
+def test_prompt_words_zero_gives_the_whole_packaged_snippets(packaged) -> None:
+    load_prompt_sets(SentimentTaskConfig(prompt_words=0))
+    assert sorted(packaged) == [("eval", None), ("train", None)]
+
+
+def test_an_evaluation_file_beside_the_packaged_prompts_is_read_whole(packaged, files) -> None:
+    """The six-word cut is the packaged prompts' own: an evaluation file beside them keeps its whole texts."""
+    _, evals_path, evals = files
+    sets = load_prompt_sets(SentimentTaskConfig(eval_prompts=evals_path))
+    assert sets.evals == evals and packaged == [("train", 6)]
+    assert sets.train == [f"packaged train snippet {i} of the movie reviews" for i in range(5)]
+
+
+def test_the_source_line_says_where_each_set_came_from(packaged, files, tmp_path) -> None:
+    prompts, evals, _ = files
+    cases = [
+        ({}, "the packaged movie-review snippets, first 6 words"),
+        (
+            {"prompts": prompts, "eval_fraction": 0.5},
+            f"{prompts}, split by a hash of the text with task.eval_fraction=0.5",
+        ),
+        ({"prompts": prompts, "eval_prompts": evals}, f"{prompts}; evaluation: {evals}"),
+        (
+            {"prompts": prompts, "eval_prompts": "hutto"},
+            f"{prompts}; evaluation: the packaged held-out movie-review snippets, first 6 words",
+        ),
+        (
+            {"prompts": prompts, "eval_prompts": evals, "prompt_words": 3, "max_train_prompts": 2},
+            f"{prompts}, first 3 words; evaluation: {evals}, first 3 words; "
+            "the first 2 for training (task.max_train_prompts)",
+        ),
+    ]
+    for given, source in cases:
+        assert load_prompt_sets(SentimentTaskConfig(**given)).source == source, given
+    # exactly max_train_prompts training prompts: nothing is left out, and the line does not say so
+    sets = load_prompt_sets(SentimentTaskConfig(prompts=prompts, eval_prompts=evals, max_train_prompts=20))
+    assert len(sets.train) == 20 and sets.source == f"{prompts}; evaluation: {evals}"
+
+
+def test_a_csv_file_with_only_its_header_holds_no_prompts(tmp_path) -> None:
+    path = tmp_path / "p.csv"
+    path.write_text("text\n")
+    with pytest.raises(UserError, match="holds no prompts \\(it is empty but for its header\\)"):
+        load_prompt_sets(SentimentTaskConfig(prompts=str(path)))
+    path.write_text("text\na review\n")  # one row: read (then too few to split, which is another matter)
+    assert load_prompt_sets(SentimentTaskConfig(prompts=str(path), eval_fraction=0.5)).source.startswith(str(path))
+
+
+def test_a_missing_column_and_a_column_of_numbers_are_named(tmp_path) -> None:
+    path = write_jsonl(tmp_path / "p.jsonl", PROMPTS, column="review")
+    with pytest.raises(UserError, match="has no column 'text'; columns: review"):
+        load_prompt_sets(SentimentTaskConfig(prompts=str(path)))
+    path = tmp_path / "n.jsonl"
+    rows = [{"text": None}, {"text": 5}, {"text": 6}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(UserError, match=r"holds int values, not text \(row 2: 5\)"):
+        load_prompt_sets(SentimentTaskConfig(prompts=str(path)))
+    rows = [{"text": list(range(40))}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(UserError, match=r"\(row 1: \[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16\.\.\.\)"):
+        load_prompt_sets(SentimentTaskConfig(prompts=str(path)))
+
+
+# -- what build_sentiment_task wires in -------------------------------------------------------------------
+
+
+@pytest.fixture
+def built(monkeypatch):
+    """build_reward replaced by a recorder: returns the list of (name, options) it was called with."""
+    import rlhf_zoo.rewards.registry as registry
+
+    calls = []
+
+    def record(name, **kw):
+        calls.append((name, kw))
+        return name
+
+    monkeypatch.setattr(registry, "build_reward", record)
+    return calls
+
+
+def test_the_task_builds_the_proxy_and_gold_with_their_own_options(built, files) -> None:
+    prompts, evals, _ = files
+    cfg = SentimentTaskConfig(
+        prompts=prompts,
+        eval_prompts=evals,
+        proxy="hf:some/proxy",
+        proxy_options={"label": 1},
+        gold_options={"batch_size": 4},
+        build_gold=False,
+    )
+    task = build_sentiment_task(cfg, None, device="cuda:1")
+    assert built == [
+        ("hf:some/proxy", {"label": 1, "device": "cuda:1"}),
+        ("minilm_sentiment", {"batch_size": 4, "build_if_missing": False, "device": "cuda:1"}),
+    ]
+    assert (task.proxy, task.gold) == ("hf:some/proxy", "minilm_sentiment")
+    assert task.train_prompts == PROMPTS and task.prompt_source == f"{prompts}; evaluation: {evals}"
+    built.clear()
+    task = build_sentiment_task(replace(cfg, gold=None, gold_options={}, reward_device="cpu"), None, device="cuda:1")
+    assert built == [("hf:some/proxy", {"label": 1, "device": "cpu"})] and task.gold is None
+
+
+def test_a_cuda_reward_device_without_cuda_is_refused_before_the_prompts_load(built, packaged, monkeypatch) -> None:
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(UserError, match="task.reward_device=cuda:0 but no CUDA device"):
+        build_sentiment_task(SentimentTaskConfig(reward_device="cuda:0", gold=None), None)
+    assert packaged == [] and built == []
+
+
+def test_no_training_or_no_evaluation_prompts_is_an_error(built, tmp_path) -> None:
+    # a text whose hash lies below 0.99: held out, none left to train on
+    prompts = [p for p in PROMPTS if _hash_unit(p) < 0.99]
+    one = str(write_jsonl(tmp_path / "one.jsonl", prompts[:1]))
+    with pytest.raises(UserError, match="gives no training prompts"):
+        build_sentiment_task(SentimentTaskConfig(prompts=one, eval_fraction=0.99, gold=None), None)
+    many = str(write_jsonl(tmp_path / "p.jsonl", PROMPTS))
+    blank = str(write_jsonl(tmp_path / "blank.jsonl", ["", " "]))
+    with pytest.raises(UserError, match=f"'{blank}' gives no held-out evaluation prompts$"):
+        build_sentiment_task(SentimentTaskConfig(prompts=many, eval_prompts=blank, gold=None), None)
+    kept = [p for p in PROMPTS if _hash_unit(p) >= 0.01]
+    few = str(write_jsonl(tmp_path / "few.jsonl", kept))
+    with pytest.raises(UserError, match="no held-out evaluation prompts: name an evaluation file"):
+        build_sentiment_task(SentimentTaskConfig(prompts=few, eval_fraction=0.01, gold=None), None)
+    assert built == []
+
+
+# -- prompts that do not fit the model --------------------------------------------------------------------
+
+
+def _model(**kw):
+    from rlhf_zoo.policies.hf import HFPolicyConfig
+
+    return HFPolicyConfig(name="tiny", max_new_tokens=6, **kw)
+
+
+def test_an_evaluation_prompt_over_the_limit_is_refused_before_any_weights_load(built, files, tmp_path) -> None:
+    prompts, _, _ = files
+    evals = str(write_jsonl(tmp_path / "long.jsonl", ["a short one", LONG]))
+    cfg = SentimentTaskConfig(prompts=prompts, eval_prompts=evals, gold=None)
+    with pytest.raises(UserError, match="a prompt is longer than model.max_prompt_tokens=64 tokens: 'word word"):
+        build_sentiment_task(cfg, _model())
+    assert built == []  # before the rewards, too
+
+
+def test_an_evaluation_prompt_over_the_limit_is_refused_after_loading_when_not_before(monkeypatch, files, tmp_path):
+    """A model whose tokenizer cannot be read first: its evaluation prompts are checked once it is loaded, with
+    the same one-line error naming the setting."""
+    import rlhf_zoo.policies.models as models
+
+    monkeypatch.setattr(models, "tokenizer_and_context", lambda name: None)
+    prompts, _, _ = files
+    evals = str(write_jsonl(tmp_path / "long.jsonl", ["a short one", LONG]))
+    task = build_sentiment_task(SentimentTaskConfig(prompts=prompts, eval_prompts=evals, gold=None), _model())
+    with pytest.raises(UserError, match="a prompt is longer than model.max_prompt_tokens=64"):
+        task.build_policy(0)
+
+
+def test_the_error_names_the_longest_prompt_and_how_many_are_over(monkeypatch) -> None:
+    """Of several prompts over the limit, the longest is shown with its count; one that would fit the context
+    asks to raise the limit to its count, one that would not says how many prompt tokens the context holds."""
+    from types import SimpleNamespace
+
+    from rlhf_zoo.policies.models import build_tiny_tokenizer
+    from rlhf_zoo.tasks.sentiment import check_prompts_fit
+
+    tok = build_tiny_tokenizer()
+    short, mid, longest = "a film", "the film was good and long", "the film was good and long and then it ended"
+    n = {p: len(tok(p)["input_ids"]) for p in (short, mid, longest)}
+    assert n[short] < n[mid] < n[longest]
+    cfg = SimpleNamespace(name="tiny", max_prompt_tokens=n[short], max_new_tokens=2, chat_template=False)
+    with pytest.raises(UserError) as info:
+        check_prompts_fit([short, mid, longest, short], cfg, tok, context=None)
+    assert str(info.value) == (
+        f"2 of 4 prompts are longer than model.max_prompt_tokens={n[short]} tokens: {longest!r} has {n[longest]}; "
+        f"shorten it or raise model.max_prompt_tokens to {n[longest]}"
+    )
+    # exactly filling the context with the new tokens: raising the limit would do
+    with pytest.raises(UserError, match=f"a prompt is longer .* raise model.max_prompt_tokens to {n[mid]}$"):
+        check_prompts_fit([mid], cfg, tok, context=n[mid] + 2)
+    with pytest.raises(UserError, match=f"holds {n[mid] + 1} positions, {n[mid] - 1} prompt tokens with 2 new$"):
+        check_prompts_fit([mid], cfg, tok, context=n[mid] + 1)
+
+
+def test_a_proxy_named_minilm_sentiment_takes_build_gold_too(built, files) -> None:
+    """``task.build_gold=false`` holds for the MiniLM model wherever it is used, the proxy included."""
+    prompts, evals, _ = files
+    cfg = SentimentTaskConfig(
+        prompts=prompts, eval_prompts=evals, proxy="minilm_sentiment", gold=None, build_gold=False
+    )
+    build_sentiment_task(cfg, None, device="cpu")
+    assert built == [("minilm_sentiment", {"build_if_missing": False, "device": "cpu"})]
+
+
+def test_a_reward_name_with_spaces_around_it_gets_the_tasks_device_and_build_setting() -> None:
+    """build_reward reads `` minilm_sentiment`` (a quoted YAML value keeps its spaces) as ``minilm_sentiment``, so
+    the task must too: the reward got neither the task's device nor ``build_gold``, and was built on first use
+    with ``task.build_gold=false``, on the default device instead of ``task.reward_device``."""
+    from rlhf_zoo.tasks.sentiment import _reward
+
+    seen = []
+    for name in (" minilm_sentiment ", " hf:some/classifier"):
+        _reward(lambda n, **kw: seen.append((n, kw)), name, {}, "cuda:1", build_if_missing=False)
+    assert seen == [
+        ("minilm_sentiment", {"build_if_missing": False, "device": "cuda:1"}),
+        ("hf:some/classifier", {"device": "cuda:1"}),
+    ]
