@@ -13,16 +13,10 @@ from rlhf_zoo.errors import UserError
 pytest.importorskip("transformers")
 
 from rlhf_zoo.rewards.hf import HFSequenceReward, default_device  # noqa: E402
+from tests.rewards.test_hf_reward import PROMPTS as ALL_PROMPTS  # noqa: E402
+from tests.rewards.test_hf_reward import TEXTS as ALL_TEXTS  # noqa: E402
 
-TEXTS = [
-    "the movie was good",
-    "bad",
-    "i hated this boring film !",
-    "wonderful acting and a great story , i loved it",
-    "ok",
-    "the plot was not fun but the acting was fine",
-]
-PROMPTS = ["the film", "a", "it", "this", "so", "the"]
+TEXTS, PROMPTS = ALL_TEXTS[:6], ALL_PROMPTS[:6]
 
 
 def _logits(path: Path, texts: list[str], **tok_kw) -> torch.Tensor:
