@@ -105,6 +105,21 @@ def _accepts(tp: Any, value: Any) -> bool:
 TASK_SET = ("device", "build_if_missing")
 
 
+def task_set_options(name_or_spec: str, device: str, build_if_missing: bool) -> dict[str, Any]:
+    """The :data:`TASK_SET` options that the reward :func:`build_reward` builds for ``name_or_spec`` takes (by
+    its signature): ``device`` for ``hf:`` and ``minilm_sentiment``, ``build_if_missing`` for the latter."""
+    spec = str(name_or_spec).strip()
+    if spec.startswith(HF_PREFIX):
+        target = _signature_target("hf")
+    elif spec in REWARDS:
+        target = _signature_target(spec)
+    else:  # py: functions take no options; an unknown name is build_reward's error
+        return {}
+    params = inspect.signature(target).parameters
+    given = {"device": device, "build_if_missing": build_if_missing}
+    return {k: v for k, v in given.items() if k in params}
+
+
 def check_reward_spec(name_or_spec: str, options: dict[str, Any] | None = None) -> None:
     """Raise ``UserError`` unless :func:`build_reward` knows ``name_or_spec`` and takes ``options`` (keyword
     arguments of its class, checked against its signature; :data:`TASK_SET` ones are the task's); loads

@@ -372,8 +372,6 @@ def build_sentiment_task(cfg: SentimentTaskConfig, model_cfg: Any, device: str =
 
     Order: prompts, then whether they fit the model (its tokenizer and config files, no weights), then the
     rewards (the gold model may need building), then, on demand, the policy."""
-    from rlhf_zoo.rewards.registry import build_reward
-
     reward_device = device if cfg.reward_device == "auto" else cfg.reward_device
     if cfg.reward_device != "auto":
         resolve_device(cfg.reward_device, key="task.reward_device")  # a one-line error before anything loads
@@ -386,10 +384,10 @@ def build_sentiment_task(cfg: SentimentTaskConfig, model_cfg: Any, device: str =
         hint = "" if cfg.eval_prompts else ": name an evaluation file (task.eval_prompts=FILE) or raise eval_fraction"
         raise UserError(f"the prompt set {where!r} gives no held-out evaluation prompts{hint}")
     checked = model_cfg is None or _check_prompts_before_loading(train + evals, model_cfg)
-    proxy = _reward(build_reward, cfg.proxy, cfg.proxy_options, reward_device, build_if_missing=cfg.build_gold)
+    proxy = _reward(cfg.proxy, cfg.proxy_options, reward_device, build_if_missing=cfg.build_gold)
     gold = None
     if cfg.gold:
-        gold = _reward(build_reward, cfg.gold, cfg.gold_options, reward_device, build_if_missing=cfg.build_gold)
+        gold = _reward(cfg.gold, cfg.gold_options, reward_device, build_if_missing=cfg.build_gold)
 
     def build_policy(seed: int):
         from rlhf_zoo.policies.hf import build_hf_policy
@@ -414,11 +412,7 @@ def build_sentiment_task(cfg: SentimentTaskConfig, model_cfg: Any, device: str =
     )
 
 
-def _reward(build_reward, name: str, options: dict[str, Any], device: str, build_if_missing: bool):
-    spec = name.strip()  # as build_reward reads it: a quoted YAML value " minilm_sentiment" keeps its spaces
-    kw: dict[str, Any] = dict(options)
-    if spec == "minilm_sentiment":
-        kw.update(build_if_missing=build_if_missing, device=device)
-    elif spec.startswith("hf:"):
-        kw.update(device=device)
-    return build_reward(spec, **kw)
+def _reward(name: str, options: dict[str, Any], device: str, build_if_missing: bool):
+    from rlhf_zoo.rewards.registry import build_reward, task_set_options
+
+    return build_reward(name, **options, **task_set_options(name, device, build_if_missing))

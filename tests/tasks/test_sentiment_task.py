@@ -294,18 +294,3 @@ def test_a_proxy_named_minilm_sentiment_takes_build_gold_too(built, files) -> No
     )
     build_sentiment_task(cfg, None, device="cpu")
     assert built == [("minilm_sentiment", {"build_if_missing": False, "device": "cpu"})]
-
-
-def test_a_reward_name_with_spaces_around_it_gets_the_tasks_device_and_build_setting() -> None:
-    """build_reward reads `` minilm_sentiment`` (a quoted YAML value keeps its spaces) as ``minilm_sentiment``, so
-    the task must too: the reward got neither the task's device nor ``build_gold``, and was built on first use
-    with ``task.build_gold=false``, on the default device instead of ``task.reward_device``."""
-    from rlhf_zoo.tasks.sentiment import _reward
-
-    seen = []
-    for name in (" minilm_sentiment ", " hf:some/classifier"):
-        _reward(lambda n, **kw: seen.append((n, kw)), name, {}, "cuda:1", build_if_missing=False)
-    assert seen == [
-        ("minilm_sentiment", {"build_if_missing": False, "device": "cuda:1"}),
-        ("hf:some/classifier", {"device": "cuda:1"}),
-    ]

@@ -217,16 +217,20 @@ def test_a_prompt_file_suffix_is_read_whatever_its_case(tmp_path):
     assert sets.train == texts and sets.evals == ["an evaluation prompt"]
 
 
-@pytest.mark.parametrize("name", ["minilm_sentiment", "hf:some/classifier"])
-def test_neural_rewards_run_on_the_tasks_reward_device(name):
-    """The gold MiniLM and an hf: reward get the task's device (and MiniLM the task's build_gold); vader none."""
+@pytest.mark.parametrize("name", ["minilm_sentiment", "hf:some/classifier", " minilm_sentiment ", " hf:a/b"])
+def test_neural_rewards_run_on_the_tasks_reward_device(name, monkeypatch):
+    """The gold MiniLM and an hf: reward get the task's device (and MiniLM the task's build_gold), whatever spaces
+    surround the name (build_reward strips them); vader and a py: function get neither."""
+    from rlhf_zoo.rewards import registry
     from rlhf_zoo.tasks.sentiment import _reward
 
     seen = []
-    _reward(lambda n, **kw: seen.append((n, kw)), name, {"batch_size": 4}, "cuda:1", build_if_missing=False)
+    monkeypatch.setattr(registry, "build_reward", lambda n, **kw: seen.append((n, kw)))
+    _reward(name, {"batch_size": 4}, "cuda:1", build_if_missing=False)
     expected = {"batch_size": 4, "device": "cuda:1"}
-    if name == "minilm_sentiment":
+    if "minilm_sentiment" in name:
         expected["build_if_missing"] = False
     assert seen == [(name, expected)]
-    _reward(lambda n, **kw: seen.append((n, kw)), "vader", {}, "cuda:1", build_if_missing=True)
-    assert seen[-1] == ("vader", {})
+    for other in ("vader", "py:rewards.py:score"):
+        _reward(other, {}, "cuda:1", build_if_missing=True)
+        assert seen[-1] == (other, {})
