@@ -13,29 +13,8 @@ from rlhf_zoo.rewards import build_reward, checked_score
 pytest.importorskip("transformers")
 
 from rlhf_zoo.rewards.hf import HFSequenceReward  # noqa: E402
-
-TEXTS = [
-    "the movie was good",
-    "bad",
-    "i hated this boring film !",
-    "wonderful acting and a great story , i loved it",
-    "ok",
-    "the plot was not fun but the acting was fine",
-    "awful awful awful",
-    "this film is a movie",
-    "so good",
-    "too long and too boring",
-]
-PROMPTS = ["the film", "a", "it", "this", "so", "the", "i", "it is", "the story", "but"]
-
-
-def _logits(path: Path, texts: list[str]) -> torch.Tensor:
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(path)
-    model = AutoModelForSequenceClassification.from_pretrained(path).eval()
-    with torch.no_grad():
-        return torch.cat([model(**tok([t], return_tensors="pt")).logits for t in texts])
+from tests.rewards.helpers import PROMPTS, TEXTS  # noqa: E402
+from tests.rewards.helpers import logits as _logits  # noqa: E402
 
 
 def test_regressor_shape_and_value(tiny_regressor: Path) -> None:

@@ -13,20 +13,11 @@ from rlhf_zoo.errors import UserError
 pytest.importorskip("transformers")
 
 from rlhf_zoo.rewards.hf import HFSequenceReward, default_device  # noqa: E402
-from tests.rewards.test_hf_reward import PROMPTS as ALL_PROMPTS  # noqa: E402
-from tests.rewards.test_hf_reward import TEXTS as ALL_TEXTS  # noqa: E402
+from tests.rewards.helpers import PROMPTS as ALL_PROMPTS  # noqa: E402
+from tests.rewards.helpers import TEXTS as ALL_TEXTS  # noqa: E402
+from tests.rewards.helpers import logits as _logits  # noqa: E402
 
 TEXTS, PROMPTS = ALL_TEXTS[:6], ALL_PROMPTS[:6]
-
-
-def _logits(path: Path, texts: list[str], **tok_kw) -> torch.Tensor:
-    """The model's logits for each text alone (no padding), tokenized with ``tok_kw``."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(path)
-    model = AutoModelForSequenceClassification.from_pretrained(path, dtype=torch.float32).eval()
-    with torch.no_grad():
-        return torch.cat([model(**tok([t], return_tensors="pt", **tok_kw)).logits for t in texts])
 
 
 def _spread(path: Path) -> Path:
