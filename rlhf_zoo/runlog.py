@@ -265,7 +265,9 @@ def sample_rows(
     return rows
 
 
-def provenance(argv: list[str] | None = None) -> dict[str, Any]:
+def package_versions() -> dict[str, str]:
+    """The versions of rlhf_zoo, Python, torch and of the optional libraries this process has loaded
+    (transformers, peft, accelerate: a run on the exact task loads none of them)."""
     from rlhf_zoo import version
 
     versions = {"rlhf_zoo": version(), "python": platform.python_version(), "torch": torch.__version__}
@@ -273,6 +275,11 @@ def provenance(argv: list[str] | None = None) -> dict[str, Any]:
         m = sys.modules.get(mod)
         if m is not None:
             versions[mod] = getattr(m, "__version__", "?")
+    return versions
+
+
+def provenance(argv: list[str] | None = None) -> dict[str, Any]:
+    versions = package_versions()
     return {
         "command": shlex.join(argv if argv is not None else sys.argv),  # quoted as a shell reads it back
         "cwd": os.getcwd(),  # the folder that config.yaml's relative paths (prompts, rewards, models) start from

@@ -130,7 +130,6 @@ def provenance(records: list[dict[str, Any]], bench: dict[str, Any] | None) -> d
     date = days[0] if len(days) == 1 else (f"{days[0]} … {days[-1]}" if days else "unknown")
     hardware = sorted({str(m.get("hardware", "unknown")) for m in runs})
     seeds = sorted({int(r["seed"]) for r in records})
-    versions = Counter(", ".join(f"{k} {v}" for k, v in sorted(m.get("versions", {}).items())) for m in metas)
     return {
         "command": command,
         "command_line": command_line,
@@ -140,8 +139,23 @@ def provenance(records: list[dict[str, Any]], bench: dict[str, Any] | None) -> d
         "date": date,
         "hardware": "; ".join(hardware),
         "seeds": ", ".join(map(str, seeds)),
-        "versions": versions.most_common(1)[0][0] if versions else "unknown",
+        "versions": _versions(metas),
     }
+
+
+def _versions(metas: list[dict[str, Any]]) -> str:
+    """Every package's version, ``torch 2.13.0``; where the points differ, each version with its points
+    (``torch 2.13.0+cpu (30 points), 2.13.0+cu126 (5 points)``, packages then parted by ``;``), a package
+    that some points did not load counted as ``not loaded``; and the points that recorded no versions."""
+    known = [m["versions"] for m in metas if isinstance(m.get("versions"), dict) and m["versions"]]
+    if not known:
+        return "unknown"
+    packages = sorted({k for v in known for k in v})
+    parts = [(p, Counter(str(v.get(p, "not loaded")) for v in known)) for p in packages]
+    mixed = any(len(c) > 1 for _, c in parts)
+    text = ("; " if mixed else ", ").join(f"{p} {_counted(c) if len(c) > 1 else next(iter(c))}" for p, c in parts)
+    missing = len(metas) - len(known)
+    return text + (f"; not recorded for {missing} point{'s' if missing > 1 else ''}" if missing else "")
 
 
 def _prov_line(p: dict[str, str]) -> str:

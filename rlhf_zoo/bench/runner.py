@@ -302,12 +302,13 @@ def _draw_pool_point(
     from rlhf_zoo.config import load_config
     from rlhf_zoo.evaluate_pool import draw_pool, pool_curve, pool_summary
     from rlhf_zoo.rollout import Costs
-    from rlhf_zoo.runlog import git_commit, hardware
+    from rlhf_zoo.runlog import git_commit, hardware, package_versions
     from rlhf_zoo.train import build
 
     write_json_atomic(d / STARTED, {"id": point.id, "args": list(point.args)})
     cfg = load_config([*point.args, f"run_dir={d}"])
     head = _head(point, cfg, bench_command, stamp)
+    started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     t0 = time.perf_counter()
     _, task, policy = build(cfg)
     costs = Costs()
@@ -320,7 +321,8 @@ def _draw_pool_point(
         "meta": {
             "git_commit": git_commit(),
             "hardware": hardware(),
-            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "versions": package_versions(),  # after build: the libraries the policy and rewards loaded
+            "started": started,
         },
         "summary": {"kl/estimator": "bon_pool"},
         "pool": {**summary, "costs": _pool_costs(costs)},

@@ -154,6 +154,12 @@ def test_the_runner_draws_the_pool_on_the_tiny_model_and_never_redraws_it(prompt
     assert spent["cost/completions"] == 12 and spent["cost/reward_calls"] == 12
     assert spent["cost/tokens"] == round(12 * rec["pool"]["curve"]["1"]["length/mean"]) > 0  # Best-of-1: pool mean
     assert spent["time/generate_s"] > 0 and "time/reward_s" in spent  # scoring 12 texts may round to 0.0 s
+    # the pool's meta names the libraries that drew it (the page's versions row)
+    import torch
+    import transformers
+
+    versions = rec["meta"]["versions"]
+    assert versions["torch"] == torch.__version__ and versions["transformers"] == transformers.__version__
     calls = []
     monkeypatch.setattr(runner, "run_pool_point", lambda *a, **k: calls.append(a))
     assert run_suite(suite, tmp_path, progress=False).skipped == [p.id] and calls == []

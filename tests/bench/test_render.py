@@ -244,6 +244,32 @@ def test_a_point_resumed_elsewhere_names_both_machines_and_days(tmp_path):
     assert next(r[1] for r in rows if r[0] == "date") == "2026-01-02 … 2026-01-05"
 
 
+def test_the_versions_row_names_every_version_the_points_ran_with(tmp_path):
+    """Points run with different library versions (a CPU and a GPU build of torch, a run that loaded no
+    transformers, a record that kept no versions): the header names each version with its points, not the
+    most common set alone; with one version set it is that set, as before."""
+    out, docs = tmp_path / "runs", tmp_path / "docs"
+    recs = _records()
+    assert len(recs) > 3
+    cpu = {"python": "3.11.7", "torch": "2.13.0+cpu", "transformers": "5.23.0"}
+    for r in recs:
+        r["meta"] = {**r["meta"], "versions": cpu}
+    write_records(out / "exact", recs)
+    rows = _rows(render_suite("exact", out, docs).read_text())
+    assert ["versions", "python 3.11.7, torch 2.13.0+cpu, transformers 5.23.0"] in rows
+
+    recs[0]["meta"]["versions"] = {"python": "3.11.7", "torch": "2.13.0+cu126"}
+    recs[1]["meta"] = {k: v for k, v in recs[1]["meta"].items() if k != "versions"}
+    write_records(out / "exact", recs)
+    rows = _rows(render_suite("exact", out, docs).read_text())
+    n = len(recs) - 2  # the points with the CPU set
+    assert [
+        "versions",
+        f"python 3.11.7; torch 2.13.0+cpu ({n} points), 2.13.0+cu126 (1 point); "
+        f"transformers 5.23.0 ({n} points), not loaded (1 point); not recorded for 1 point",
+    ] in rows
+
+
 def test_a_plot_stopped_while_written_leaves_the_previous_one(tmp_path, monkeypatch):
     """A plot is written through a temporary file: a render stopped while it writes one (here the PNG encoder
     fails after its first bytes) leaves the previous plot whole and no temporary file, not a truncated PNG."""
