@@ -130,10 +130,11 @@ class RunLog:
 
     def truncate_metrics(self, max_step: int) -> None:
         """Keep the lines of ``metrics.jsonl`` and ``samples.jsonl`` up to ``max_step`` (-1: none), so that a
-        resumed run appends to what its checkpoint had written."""
+        resumed run appends to what its checkpoint had written. A last line that is not whole (an append cut
+        short by a ``kill -9`` or a power loss) goes too: every line before the checkpoint was synced before it."""
         for path in (self.metrics_path, self.samples_path):
             if path == self.metrics_path or path.is_file():
-                kept = [m for m in _read(path) if m["step"] <= max_step]
+                kept = [m for m in _read(path, torn_tail=True) if m["step"] <= max_step]
                 sort = path == self.metrics_path  # samples keep their written key order
                 atomic_write_text(path, "".join(json.dumps(m, sort_keys=sort) + "\n" for m in kept))
 
@@ -226,10 +227,20 @@ def _append(path: Path, rows: list[dict[str, Any]], sort_keys: bool = True) -> N
         raise _cannot_write(path, e, "the lines before it are kept") from None
 
 
-def _read(path: Path) -> list[dict[str, Any]]:
+def _read(path: Path, torn_tail: bool = False) -> list[dict[str, Any]]:
+    """The rows of a JSON-lines file. ``torn_tail``: a last line that is not whole JSON (what an append that a kill
+    or a power loss cut short leaves) is left out, instead of failing the read."""
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    lines = [line for line in path.read_text(errors="replace" if torn_tail else "strict").splitlines() if line.strip()]
+    rows = []
+    for i, line in enumerate(lines):
+        try:
+            rows.append(json.loads(line))
+        except ValueError:
+            if not (torn_tail and i == len(lines) - 1):
+                raise
+    return rows
 
 
 def sample_rows(
