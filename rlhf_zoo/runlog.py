@@ -164,8 +164,13 @@ class RunLog:
         """What a checkpoint write killed half-way (``kill -9``, a lost node) left, as
         :func:`rlhf_zoo.io.atomic_dir` names it: its temporary folder ``.checkpoint.tmp-*`` (as large as a
         checkpoint, and a new one each time) is deleted; a previous checkpoint set aside under
-        ``.checkpoint.old-*/`` for the swap, with the new one not yet in place, is put back. Called by the
-        run that holds the directory's lock, before it looks for a checkpoint."""
+        ``.checkpoint.old-*/`` for the swap, with the new one not yet in place, is put back. So are the temporary
+        files that :func:`rlhf_zoo.io.atomic_write_text` was writing of the run's own files (``.meta.json.*.tmp``,
+        ``.samples.jsonl.*.tmp`` of a log cut back by a resume: a new one at each kill). Called by the run that
+        holds the directory's lock, before it looks for a checkpoint."""
+        for file in ("config.yaml", "meta.json", "summary.json", self.metrics_path.name, self.samples_path.name):
+            for tmp in self.dir.glob(f".{file}.*.tmp"):
+                tmp.unlink(missing_ok=True)
         name = self.ckpt_dir.name
         for old in sorted(self.dir.glob(f".{name}.old-*")):
             if not self.ckpt_dir.exists() and (old / name / "state.pt").is_file():

@@ -173,6 +173,24 @@ def test_a_checkpoint_write_cut_short_leaves_nothing_behind_and_loses_no_checkpo
     assert torch.load(d / "checkpoint" / "state.pt", weights_only=False)["step"] == 4
 
 
+def test_the_temporary_files_of_writes_cut_short_are_removed_when_the_run_resumes(tmp_path):
+    """``kill -9`` during an atomic write of a run file (``config.yaml``, ``meta.json``, ``summary.json``, or a
+    log cut back by a resume) leaves its temporary file, a new one at each kill; the next run of the directory
+    removes them, and only them. Found by killing runs at every ``os.replace``."""
+    args = ["algo=reinforce", "train.steps=4", "train.eval_every=2", "train.checkpoint_every=2", "threads=1"]
+    tr = _trainer(tmp_path / "r", *args, algo=[])
+    _run(tr, 2)
+    tr.save()
+    tr.end()
+    d = tmp_path / "r"
+    left = [".meta.json.k1ll3d.tmp", ".config.yaml.a.tmp", ".summary.json.b.tmp", ".metrics.jsonl.c.tmp"]
+    for name in [*left, ".samples.jsonl.d.tmp"]:
+        (d / name).write_text("half")
+    (d / ".mine.json.e.tmp").write_text("a user's")
+    _trainer(d, *args, "resume=true", algo=[]).fit()
+    assert sorted(p.name for p in d.glob(".*.tmp")) == [".mine.json.e.tmp"]
+
+
 @pytest.mark.parametrize("existing", [False, True])
 def test_atomic_dir_syncs_its_files_and_folders_before_the_rename(tmp_path, monkeypatch, existing):
     """A checkpoint folder is renamed into place only once its files and folders are on disk (fsync): else a
