@@ -130,10 +130,11 @@ class RunLog:
 
     def truncate_metrics(self, max_step: int) -> None:
         """Keep the lines of ``metrics.jsonl`` and ``samples.jsonl`` up to ``max_step`` (-1: none), so that a
-        resumed run appends to what its checkpoint had written."""
+        resumed run appends to what its checkpoint had written. A last line that is not whole (an append cut
+        short by a ``kill -9`` or a power loss) goes too: every line before the checkpoint was synced before it."""
         for path in (self.metrics_path, self.samples_path):
             if path == self.metrics_path or path.is_file():
-                kept = [m for m in _read(path) if m["step"] <= max_step]
+                kept = [m for m in _read(path, torn_tail=True) if m["step"] <= max_step]
                 sort = path == self.metrics_path  # samples keep their written key order
                 atomic_write_text(path, "".join(json.dumps(m, sort_keys=sort) + "\n" for m in kept))
 
@@ -163,8 +164,13 @@ class RunLog:
         """What a checkpoint write killed half-way (``kill -9``, a lost node) left, as
         :func:`rlhf_zoo.io.atomic_dir` names it: its temporary folder ``.checkpoint.tmp-*`` (as large as a
         checkpoint, and a new one each time) is deleted; a previous checkpoint set aside under
-        ``.checkpoint.old-*/`` for the swap, with the new one not yet in place, is put back. Called by the
-        run that holds the directory's lock, before it looks for a checkpoint."""
+        ``.checkpoint.old-*/`` for the swap, with the new one not yet in place, is put back. So are the temporary
+        files that :func:`rlhf_zoo.io.atomic_write_text` was writing of the run's own files (``.meta.json.*.tmp``,
+        ``.samples.jsonl.*.tmp`` of a log cut back by a resume: a new one at each kill). Called by the run that
+        holds the directory's lock, before it looks for a checkpoint."""
+        for file in ("config.yaml", "meta.json", "summary.json", self.metrics_path.name, self.samples_path.name):
+            for tmp in self.dir.glob(f".{file}.*.tmp"):
+                tmp.unlink(missing_ok=True)
         name = self.ckpt_dir.name
         for old in sorted(self.dir.glob(f".{name}.old-*")):
             if not self.ckpt_dir.exists() and (old / name / "state.pt").is_file():
@@ -226,10 +232,20 @@ def _append(path: Path, rows: list[dict[str, Any]], sort_keys: bool = True) -> N
         raise _cannot_write(path, e, "the lines before it are kept") from None
 
 
-def _read(path: Path) -> list[dict[str, Any]]:
+def _read(path: Path, torn_tail: bool = False) -> list[dict[str, Any]]:
+    """The rows of a JSON-lines file. ``torn_tail``: a last line that is not whole JSON (what an append that a kill
+    or a power loss cut short leaves) is left out, instead of failing the read."""
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    lines = [line for line in path.read_text(errors="replace" if torn_tail else "strict").splitlines() if line.strip()]
+    rows = []
+    for i, line in enumerate(lines):
+        try:
+            rows.append(json.loads(line))
+        except ValueError:
+            if not (torn_tail and i == len(lines) - 1):
+                raise
+    return rows
 
 
 def sample_rows(

@@ -497,8 +497,10 @@ def _flat_config(cfg: DictConfig) -> dict[str, Any]:
 
 def _config_difference(saved: str, now: str, shown: int = 3) -> str:
     """The first settings in which two resolved configs (YAML) differ, as ``key: saved → now`` ("": none), but
-    for ``resume`` and the settings without effect on the results (:data:`rlhf_zoo.config.NO_EFFECT`: a run
-    may resume without its progress bar, or with another checkpoint cadence)."""
+    for ``resume``, the settings without effect on the results (:data:`rlhf_zoo.config.NO_EFFECT`: a run
+    may resume without its progress bar, or with another checkpoint cadence) and ``run_dir``: the saved config
+    is the one in the run directory being resumed, whichever way its path is written (``runs/x/``, ``./runs/x``,
+    an absolute path, from another folder) or wherever the directory was moved."""
     import yaml
 
     def flat(node: Any, prefix: str = "") -> dict[str, Any]:
@@ -507,7 +509,7 @@ def _config_difference(saved: str, now: str, shown: int = 3) -> str:
         return {k: v for key, sub in node.items() for k, v in flat(sub, f"{prefix}{key}.").items()}
 
     a, b = flat(yaml.safe_load(saved) or {}), flat(yaml.safe_load(now) or {})
-    keys = [k for k in sorted(set(a) | set(b)) if k not in ("resume", *NO_EFFECT) and a.get(k) != b.get(k)]
+    keys = [k for k in sorted(set(a) | set(b)) if k not in ("resume", "run_dir", *NO_EFFECT) and a.get(k) != b.get(k)]
     text = ", ".join(f"{k}: {a.get(k)} → {b.get(k)}" for k in keys[:shown])
     return text + (f" and {len(keys) - shown} more" if len(keys) > shown else "")
 

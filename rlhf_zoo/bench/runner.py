@@ -176,6 +176,18 @@ def _check_not_running(d: Path) -> None:
         ) from None
 
 
+def _drop_finished_checkpoint(point: Point, d: Path) -> None:
+    """Delete the checkpoint of a point that finished in ``d`` (its run directory holds its record), as
+    :func:`_train_point` does after the record: a kill between the two (or during the deletion) left it, whole
+    or in part, and a finished point is never run again to delete it."""
+    if (
+        (d / "checkpoint").exists()
+        and (rec := read_record(d)) is not None
+        and same_run(rec.get("args", []), point.args)
+    ):
+        shutil.rmtree(d / "checkpoint", ignore_errors=True)
+
+
 def _memberships_changed(rec: dict[str, Any], point: Point) -> bool:
     """Whether a finished point's record names other sweeps (or other objectives, labels, orders) than the
     point does now: a piece run with ``only=``, or a suite that gained a sweep sharing the point."""
@@ -428,8 +440,17 @@ class _Planner:
     """The planning half of :func:`run_suite`: what each point needs (nothing, a run, a resume, a redo), with
     the records under earlier ids taken over or cleared, and everything said in the report."""
 
-    def __init__(self, suite: Suite, out: Path, records: Path | None, report: BenchReport, points: list[Point]):
+    def __init__(
+        self,
+        suite: Suite,
+        out: Path,
+        records: Path | None,
+        report: BenchReport,
+        points: list[Point],
+        keep_checkpoints: bool = True,
+    ):
         self.suite, self.out, self.records, self.report, self.points = suite, out, records, report, points
+        self.keep_checkpoints = keep_checkpoints
         self.holders = _slot_holders(suite.name, out, records, {p.id for p in points})
         self.sweeps = {s.tag for s in suite.sweeps}  # all of them, whatever only= runs now
 
@@ -447,6 +468,8 @@ class _Planner:
                 version = code_version_of(self._keep(p, d, stored) or {})
                 if version != self.report.code_version:
                     other_code[version] = other_code.get(version, 0) + 1
+                if not self.keep_checkpoints:
+                    _drop_finished_checkpoint(p, d)
                 continue
             if action in ("redo", "resume"):
                 _check_not_running(d)
@@ -571,7 +594,7 @@ def run_suite(
         write_json_atomic(suite_dir / ORACLE, oracle)
         if records is not None:
             write_oracle(records, suite.name, oracle)
-    todo = _Planner(suite, out, records, report, points).todo()
+    todo = _Planner(suite, out, records, report, points, keep_checkpoints).todo()
     jobs = max(1, min(jobs or suite.jobs, len(todo) or 1))
     bar = _bar(progress, len(points), len(report.skipped), suite.name)
     rec_dir = str(records) if records is not None else None

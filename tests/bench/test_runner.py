@@ -161,6 +161,35 @@ def test_resumable_suite_resumes_from_a_checkpoint(tiny_exact_suite, tmp_path):
     assert plan(p, d, resumable=True) == "redo"  # a checkpoint of another configuration
 
 
+def test_a_checkpoint_left_by_a_kill_after_the_record_is_deleted_by_the_next_run(
+    tiny_exact_suite, tmp_path, monkeypatch
+):
+    """A point killed between its record and the deletion of its checkpoint is finished: the next run of the
+    bench does not run it again, and deletes the checkpoint that it would otherwise keep for ever. Found by
+    killing a sweep at every call of the runner's functions."""
+    rmtree = runner.shutil.rmtree
+
+    def killed_at_the_checkpoint(path, *a, **k):
+        if Path(path).name == "checkpoint":
+            raise KeyboardInterrupt  # kill -9 after the record, before the checkpoint goes
+        rmtree(path, *a, **k)
+
+    monkeypatch.setattr(runner.shutil, "rmtree", killed_at_the_checkpoint)
+    with pytest.raises(KeyboardInterrupt):
+        run_suite(tiny_exact_suite, tmp_path, progress=False, seeds=[0], only=["reinforce"])
+    monkeypatch.undo()
+    p = expand(tiny_exact_suite, seeds=[0], only=["reinforce"])[0]
+    d = point_dir(tmp_path, p)
+    assert read_record(d) is not None and (d / "checkpoint" / "state.pt").is_file()
+    report = run_suite(tiny_exact_suite, tmp_path, progress=False, seeds=[0], only=["reinforce"])
+    assert report.skipped == [p.id] and report.ran == [expand(tiny_exact_suite, seeds=[0], only=["reinforce"])[1].id]
+    assert not (d / "checkpoint").exists() and read_record(d) is not None
+    # kept with keep_checkpoints
+    (d / "checkpoint").mkdir()
+    run_suite(tiny_exact_suite, tmp_path, progress=False, seeds=[0], only=["reinforce"], keep_checkpoints=True)
+    assert (d / "checkpoint").is_dir()
+
+
 def test_record_write_is_atomic(tmp_path, monkeypatch):
     path = tmp_path / "p" / "record.json"
     write_json_atomic(path, {"format": 1, "v": 1})

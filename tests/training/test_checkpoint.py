@@ -95,6 +95,36 @@ def test_a_restored_run_drops_the_log_lines_written_after_its_checkpoint(tmp_pat
     assert {r["step"] for r in b.log.read_samples()} == {0, 2}
 
 
+@pytest.mark.parametrize("fresh", [False, True], ids=["from-checkpoint", "no-checkpoint"])
+def test_a_log_line_torn_by_a_kill_is_dropped_when_the_run_resumes(tmp_path, fresh):
+    """A ``kill -9`` (or a power loss) during an evaluation's append to ``metrics.jsonl`` or ``samples.jsonl``
+    leaves a part of its line at the end. The resumed run cuts both files back to its checkpoint's step (or,
+    without a checkpoint, to nothing) and continues: it must not fail on that line, for ever. Found by
+    killing runs at their appends."""
+    a = _trainer(tmp_path / "r", algo=["algo=reinforce"])
+    _run(a, 3)
+    a.evaluate()
+    if not fresh:
+        a.save()  # step 3
+    for _ in range(3):
+        a.train_step()
+    for path in (a.log.metrics_path, a.log.samples_path):  # step 6's lines, killed half-way
+        with path.open("a") as f:
+            f.write('{"step": 6, "reward/pro')
+    a.end()
+    b = _trainer(tmp_path / "r", "resume=true", algo=["algo=reinforce"])
+    b.fit()
+    whole = _trainer(tmp_path / "u", algo=["algo=reinforce"])
+    whole.fit()
+
+    def untimed(rows):
+        return [{k: v for k, v in r.items() if not k.startswith("time/")} for r in rows]
+
+    assert [m["step"] for m in b.log.read_metrics()] == [0, 3, 6, 9, 10]
+    assert untimed(b.log.read_metrics()) == untimed(whole.log.read_metrics())
+    assert b.log.read_samples() == whole.log.read_samples()
+
+
 def test_sampled_evaluation_reference_is_restored(tmp_path):
     """The held-out reference rewards (drawn once per run) come back from the checkpoint rather than
     being drawn again: a restored evaluator that drew them again would have spent evaluation samples."""
@@ -141,6 +171,24 @@ def test_a_checkpoint_write_cut_short_leaves_nothing_behind_and_loses_no_checkpo
     assert resumed.saved_step == 4 and sorted(p.name for p in d.glob(".checkpoint*")) == []
     assert [m["step"] for m in resumed.log.read_metrics()] == [0, 2, 4]
     assert torch.load(d / "checkpoint" / "state.pt", weights_only=False)["step"] == 4
+
+
+def test_the_temporary_files_of_writes_cut_short_are_removed_when_the_run_resumes(tmp_path):
+    """``kill -9`` during an atomic write of a run file (``config.yaml``, ``meta.json``, ``summary.json``, or a
+    log cut back by a resume) leaves its temporary file, a new one at each kill; the next run of the directory
+    removes them, and only them. Found by killing runs at every ``os.replace``."""
+    args = ["algo=reinforce", "train.steps=4", "train.eval_every=2", "train.checkpoint_every=2", "threads=1"]
+    tr = _trainer(tmp_path / "r", *args, algo=[])
+    _run(tr, 2)
+    tr.save()
+    tr.end()
+    d = tmp_path / "r"
+    left = [".meta.json.k1ll3d.tmp", ".config.yaml.a.tmp", ".summary.json.b.tmp", ".metrics.jsonl.c.tmp"]
+    for name in [*left, ".samples.jsonl.d.tmp"]:
+        (d / name).write_text("half")
+    (d / ".mine.json.e.tmp").write_text("a user's")
+    _trainer(d, *args, "resume=true", algo=[]).fit()
+    assert sorted(p.name for p in d.glob(".*.tmp")) == [".mine.json.e.tmp"]
 
 
 @pytest.mark.parametrize("existing", [False, True])

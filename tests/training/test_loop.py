@@ -219,6 +219,30 @@ def test_resume_says_what_it_does(tmp_path, capsys):
     assert "differs" in capsys.readouterr().err
 
 
+def test_a_run_resumes_whichever_way_its_run_dir_is_written(tmp_path, monkeypatch):
+    """resume=true continues the run of the directory it names: with a trailing slash (a shell's completion
+    adds one), as a relative or an absolute path, or after the directory moved. Each was refused, the saved
+    config's run_dir text differing from the command line's. Found by resuming killed runs."""
+    args = ["algo=reinforce", "train.steps=4", "train.eval_every=2", "train.batch_prompts=4"]
+    stopped = _trainer(tmp_path / "r", *args)
+    _loss_fails_at(stopped, 3, KeyboardInterrupt)  # stopped at step 2, with a checkpoint
+    with pytest.raises(Interrupted):
+        stopped.fit()
+    monkeypatch.chdir(tmp_path)
+    for spelling in (f"{tmp_path}/r/", "r", "./r/"):
+        again = _trainer(spelling, *args, "resume=true")
+        again.begin()  # not refused
+        assert again.step == 2
+        again.end()
+    (tmp_path / "r").rename(tmp_path / "moved")
+    resumed = _trainer("moved", *args, "resume=true")
+    resumed.fit()
+    assert resumed.saved_step == 4
+    whole = _trainer(tmp_path / "whole", *args)
+    whole.fit()
+    assert metrics_rows(tmp_path / "moved" / "metrics.jsonl") == metrics_rows(tmp_path / "whole" / "metrics.jsonl")
+
+
 def test_a_run_started_over_takes_away_the_summary_of_the_run_before(tmp_path):
     """resume=true with no checkpoint in a finished run's directory (a sweep's runs keep none) starts over at
     step 0: the run before's summary.json stayed until the new run finished, so one that failed or was stopped
