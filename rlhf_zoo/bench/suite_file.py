@@ -122,6 +122,8 @@ def load_suite_file(path: str) -> Suite:
     name = spec.name or p.stem
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
         raise UserError(f"{where}: name must be letters, digits, '_', '.' or '-' (it names a folder): {name!r}")
+    if not name.strip("."):  # "." or "..": out= itself or its parent would be the suite's folder
+        raise UserError(f"{where}: name must hold a letter, digit, '_' or '-' (it names a folder under out): {name!r}")
     if name in SUITES:
         raise UserError(f"{where}: {name!r} is a built-in suite's name; choose another")
     _check_counts(spec, where)
@@ -183,6 +185,8 @@ def _check_bench_keys(suite: Suite, where: str) -> None:
 def _check_counts(spec: SuiteSpec, where: str) -> None:
     """The suite's sweeps (at least one), seeds (at least one, each once), jobs, pool size and KL budgets; one
     line per problem."""
+    from rlhf_zoo.config import INT64
+
     if not spec.sweeps:
         raise UserError(f"{where}: sweeps must list at least one sweep (tag, algo, knob, values)")
     if not spec.seeds:
@@ -194,6 +198,8 @@ def _check_counts(spec: SuiteSpec, where: str) -> None:
         raise UserError(f"{where}: jobs must be >= 1, got {spec.jobs}")
     if spec.bon_pool < 0:
         raise UserError(f"{where}: bon_pool must be >= 0 (0: no pool), got {spec.bon_pool}")
+    if spec.bon_pool >= INT64:  # torch's overflow traceback when the pool was drawn
+        raise UserError(f"{where}: bon_pool must be < 2**63 (reference samples per prompt), got {spec.bon_pool}")
     bad = next((k for k in spec.kl_budgets if not (k > 0 and math.isfinite(k))), None)
     if bad is not None:
         raise UserError(f"{where}: kl_budgets must be > 0, got {float(bad)}")

@@ -83,6 +83,9 @@ SWEEP = "sweeps:\n  - {tag: r, algo: reinforce, knob: algo.beta, values: [0.1]}\
         ("sweeps:\n  - {tag: r, algo: reinforce, knob: algo.bogus, values: [0.1]}\n", "bogus"),
         ("sweeps:\n  - {tag: r, algo: reinforce, knob: '', values: [0.1]}\n", "sweep r: knob is empty"),
         ("name: ../mine\n" + SWEEP, "name must be letters, digits, '_', '.' or '-' (it names a folder): '../mine'"),
+        # "." and ".." passed: the suite's records, page and runs went into out= itself or its parent
+        ("name: '..'\n" + SWEEP, "name must hold a letter, digit, '_' or '-' (it names a folder under out): '..'"),
+        ("name: '.'\n" + SWEEP, "name must hold a letter, digit, '_' or '-' (it names a folder under out): '.'"),
         ("algo_args: {reinforce: [1]}\n" + SWEEP, "algo_args.reinforce must be a mapping"),
         ("algo_args: {reinforce: {seed: 1}}\n" + SWEEP, "algo_args.reinforce seed: a suite cannot set it"),
     ],
@@ -178,6 +181,10 @@ def test_render_only_without_records_repeats_the_command_that_makes_them(cli, tm
     [
         ("jobs: 0\n" + SWEEP, "jobs must be >= 1, got 0"),
         ("bon_pool: -1\n" + SWEEP, "bon_pool must be >= 0 (0: no pool), got -1"),
+        (
+            "bon_pool: 99999999999999999999\n" + SWEEP,
+            "bon_pool must be < 2**63 (reference samples per prompt), got 9999",
+        ),
         ("sweeps: []\n", "sweeps must list at least one sweep"),
         ("seeds: []\n" + SWEEP, "seeds must list at least one seed"),
         ("seeds: [0, 1, 0]\n" + SWEEP, "seeds lists seed 0 twice"),
