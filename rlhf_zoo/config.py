@@ -167,6 +167,8 @@ SWEEP = "sweep"  # an experiment file's mapping of key -> list of values (rlhf_z
 
 def _read_mapping(path: str) -> dict[Any, Any]:
     """The YAML mapping in an experiment file; raises ConfigError."""
+    if not path.strip():  # config= with an unset shell variable: Path("") is the current folder, "a directory"
+        raise ConfigError("config is empty (config=): give it an experiment file FILE.yaml, or leave it out")
     p = Path(path).expanduser()
     if not p.is_file():
         raise ConfigError(f"config={path}: {'is a directory, not a YAML file' if p.is_dir() else 'no such file'}")

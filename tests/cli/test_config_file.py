@@ -105,6 +105,15 @@ def test_an_experiment_file_that_is_a_directory_is_said_to_be_one(cli, tmp_path)
     assert code == 2 and f"config={tmp_path}/exp.yaml: is a directory, not a YAML file" in err, err
 
 
+@pytest.mark.parametrize("extra", [[], ["seed=0,1"]])
+def test_an_empty_config_is_said_to_be_empty(cli, tmp_path, extra):
+    """``config=`` (an unset shell variable) said "config=: is a directory, not a YAML file" (Path("") is the
+    current folder)."""
+    code, _, err = cli("train", "algo=bond", "config=", *extra, f"run_dir={tmp_path}/run")
+    assert code == 2 and "config is empty (config=): give it an experiment file FILE.yaml" in err, err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "run").exists()
+
+
 @pytest.mark.parametrize(
     ("text", "needle"),
     [
