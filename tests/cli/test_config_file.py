@@ -87,6 +87,8 @@ def test_a_saved_config_run_from_another_folder_says_where_its_relative_paths_st
         # the same key dotted and nested: YAML sees two keys, and the later one won silently
         ("algo.beta: 0.5\nalgo: {name: bond, beta: 0.1}\n", "sets algo.beta twice"),
         ("algo: bond\nseed: 1\nseed.x: 2\n", "seed.x lies under a key that holds a value"),
+        # an alias inside what it names was a RecursionError traceback
+        ("algo: bond\ntrain: &t {steps: *t}\n", "train.steps holds itself (an alias inside what it names, line 2)"),
     ],
 )
 def test_a_bad_file_is_one_line_before_any_work(cli, tmp_path, text, needle):
