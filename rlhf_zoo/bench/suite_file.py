@@ -267,6 +267,9 @@ def _sweep(s: SweepSpec, where: str) -> Sweep:
         )
     if not s.knob:
         raise ValueError(f"sweep {s.tag}: knob is empty (name the swept key, e.g. algo.beta)")
+    fixed = overrides(s.fixed, where)
+    if any(a.partition("=")[0].strip() == s.knob.strip() for a in fixed):  # the point's knob=value came after: lost
+        raise ValueError(f"sweep {s.tag}: fixed sets {s.knob.strip()}, the sweep's knob (its values set it): remove it")
     values = tuple(s.values)
     items = [format_value(v) for v in values]
     twice = first_repeated(items)
@@ -275,9 +278,7 @@ def _sweep(s: SweepSpec, where: str) -> Sweep:
     same = one_value_twice(items, values)
     if same is not None:
         raise ValueError(f"sweep {s.tag}: values lists {same[0]} and {same[1]}, one value in the tables: keep one")
-    return Sweep(
-        s.tag, s.objective or s.tag, s.algo, s.knob, values, overrides(s.fixed, where), s.knob_label, s.frontier
-    )
+    return Sweep(s.tag, s.objective or s.tag, s.algo, s.knob, values, fixed, s.knob_label, s.frontier)
 
 
 def _task_has_oracle(task_args: tuple[str, ...], where: str) -> bool:

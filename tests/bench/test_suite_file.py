@@ -87,6 +87,11 @@ SWEEP = "sweeps:\n  - {tag: r, algo: reinforce, knob: algo.beta, values: [0.1]}\
         ("name: '..'\n" + SWEEP, "name must hold a letter, digit, '_' or '-' (it names a folder under out): '..'"),
         ("name: '.'\n" + SWEEP, "name must hold a letter, digit, '_' or '-' (it names a folder under out): '.'"),
         ("algo_args: {reinforce: [1]}\n" + SWEEP, "algo_args.reinforce must be a mapping"),
+        # the point's own knob=value came after the fixed one: algo.beta: 0.3 was dropped without a word
+        (
+            "sweeps:\n  - {tag: r, algo: reinforce, knob: algo.beta, values: [0.1], fixed: {algo.beta: 0.3}}\n",
+            "sweep r: fixed sets algo.beta, the sweep's knob (its values set it): remove it",
+        ),
         ("algo_args: {reinforce: {seed: 1}}\n" + SWEEP, "algo_args.reinforce seed: a suite cannot set it"),
     ],
 )
