@@ -234,7 +234,8 @@ def check_shapes(node: dict[Any, Any], spec: type, where: str, prefix: str = "")
 def validate_suite_file(suite: Suite, path: str, **expand_args: Any) -> None:
     """Build every configuration of the suite's points (as the runner does before running), so that a bad
     key or value in the file is an error line that names the file, and one that only the command line's
-    overrides (``expand_args["extra"]``) bring is an error line that names the command line."""
+    overrides or seeds (``expand_args["extra"]``, ``["seeds"]``) bring is an error line that names the command
+    line."""
     from rlhf_zoo.bench.runner import validate_points
     from rlhf_zoo.config import ConfigError
 
@@ -242,9 +243,9 @@ def validate_suite_file(suite: Suite, path: str, **expand_args: Any) -> None:
     try:
         validate_points(points)
     except ConfigError as e:
-        if expand_args.get("extra"):
-            try:  # the file's points alone: do they build?
-                validate_points(expand(suite, **{**expand_args, "extra": None}))
+        if expand_args.get("extra") or expand_args.get("seeds"):
+            try:  # the file's points alone (its seeds, no overrides): do they build?
+                validate_points(expand(suite, **{**expand_args, "extra": None, "seeds": None}))
             except ConfigError:
                 pass
             else:

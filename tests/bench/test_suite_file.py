@@ -104,6 +104,16 @@ def test_a_bad_suite_file_is_one_line_naming_it(cli, tmp_path, text, needle):
     assert len(err.strip().splitlines()) == 1 and not out and not (tmp_path / "runs").exists()
 
 
+def test_a_bad_seed_on_the_command_line_is_not_blamed_on_the_suite_file(cli, tmp_path):
+    """``seeds=99999999999999999999`` said "suite file FILE.yaml: seed must lie between ...": the file has no
+    such seed."""
+    path = tmp_path / "my.yaml"
+    path.write_text(SWEEP)
+    code, out, err = cli("bench", f"suite={path}", "seeds=99999999999999999999", f"out={tmp_path}/runs")
+    assert code == 2 and "bench: an override on the command line: seed must lie between" in err, err
+    assert "suite file" not in err and len(err.strip().splitlines()) == 1 and not (tmp_path / "runs").exists()
+
+
 def test_a_suite_file_that_is_a_directory_is_said_to_be_one(cli, tmp_path):
     """``suite=runs.yaml`` naming a directory said "no such file" of a path that is there."""
     (tmp_path / "my.yaml").mkdir()
