@@ -147,6 +147,13 @@ def load_run(run_dir: Path) -> dict[str, Any]:
     for i, m in enumerate(metrics, 1):
         if not isinstance(m, dict):
             raise bad("metrics.jsonl", f"holds a JSON {type(m).__name__} in its line {i}, not an evaluation")
+        step = m.get("step")
+        if not isinstance(step, int) or isinstance(step, bool):  # the plots' x axis (was float('x'): a traceback)
+            raise bad("metrics.jsonl", f"line {i} has step {step!r}, not an integer: not an evaluation")
+    for key in COLUMNS:  # the table's numbers: a string or 10**400 was a NaN in the table or an OverflowError
+        if key in summary and not _number(summary[key]):
+            shown = repr(summary[key]) if len(repr(summary[key])) <= 40 else repr(summary[key])[:37] + "..."
+            raise bad("summary.json", f"holds {shown} for {key}, not a number (or null)")
     # A run started over in its directory (resume=true without a checkpoint) rewrites config.yaml at once and
     # summary.json only at its end: until then the summary is another run's.
     asked = {"algo": config["algo.name"], "task": config.get("task.name"), "seed": seed}
@@ -160,6 +167,20 @@ def load_run(run_dir: Path) -> dict[str, Any]:
             f"({UNFINISHED})",
         )
     return {"run_dir": str(run_dir), "seed": seed, "config": config, "summary": summary, "metrics": metrics}
+
+
+def _number(v: Any) -> bool:
+    """Whether ``v`` is a metric's value as a run writes it: null or a real number a float holds (NaN and inf
+    included: a diverged seed)."""
+    if v is None:
+        return True
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return False
+    try:
+        float(v)
+    except OverflowError:
+        return False
+    return True
 
 
 def label_runs(records: list[dict[str, Any]]) -> None:

@@ -167,6 +167,8 @@ SWEEP = "sweep"  # an experiment file's mapping of key -> list of values (rlhf_z
 
 def _read_mapping(path: str) -> dict[Any, Any]:
     """The YAML mapping in an experiment file; raises ConfigError."""
+    if not path.strip():  # config= with an unset shell variable: Path("") is the current folder, "a directory"
+        raise ConfigError("config is empty (config=): give it an experiment file FILE.yaml, or leave it out")
     p = Path(path).expanduser()
     if not p.is_file():
         raise ConfigError(f"config={path}: {'is a directory, not a YAML file' if p.is_dir() else 'no such file'}")
@@ -441,21 +443,31 @@ def algo_config(cfg: DictConfig) -> Any:
     return OmegaConf.to_object(cfg.algo)
 
 
-def _non_finite(node: Any, prefix: str = "") -> str | None:
-    """The first key holding a NaN or infinite number, or None."""
+INT64 = 2**63  # torch's integers: a setting beyond them overflowed deep inside a run ("int too big to convert")
+
+
+def _non_finite(node: Any, prefix: str = "", bad: Any = None) -> str | None:
+    """The first key holding a NaN or infinite number (or, with ``bad``, a value for which ``bad`` holds), or
+    None."""
+    bad = bad or (lambda v: isinstance(v, float) and not math.isfinite(v))
     for k, v in node.items() if isinstance(node, dict) else ():
         if isinstance(v, dict):
-            found = _non_finite(v, f"{prefix}{k}.")
+            found = _non_finite(v, f"{prefix}{k}.", bad)
             if found:
                 return found
-        elif isinstance(v, float) and not math.isfinite(v):
+        elif bad(v):
             return f"{prefix}{k}"
     return None
 
 
+def _too_large(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and not -INT64 < v < INT64
+
+
 def validate(cfg: DictConfig) -> None:
     """Semantic checks that types alone cannot express; raises ConfigError."""
-    bad = _non_finite(OmegaConf.to_container(cfg))
+    tree = OmegaConf.to_container(cfg)
+    bad = _non_finite(tree)
     if bad:
         raise ConfigError(f"{bad} must be a finite number")
     if not DEVICE.fullmatch(cfg.device):
@@ -493,6 +505,12 @@ def validate(cfg: DictConfig) -> None:
             entry.check(as_dataclass(cfg, "task"))
         except ValueError as e:
             raise ConfigError(f"task: {e}") from None
+    big = _non_finite(tree, bad=_too_large)  # after the settings' own bounds, which say more (n >= 2)
+    if big:
+        raise ConfigError(
+            f"{big}={OmegaConf.select(cfg, big)} is out of range: an integer setting must lie between -(2**63 - 1) "
+            "and 2**63 - 1"
+        )
     if cfg.get("model") is not None:
         from rlhf_zoo.policies.models import check_model_source
 

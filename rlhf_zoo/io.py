@@ -67,10 +67,23 @@ def yaml_error(e: BaseException) -> str:
 
 def yaml_problem(text: str) -> str | None:
     """What is wrong with the YAML ``text`` beyond what a loader refuses, in one line, or None: a key that a
-    mapping holds twice (a loader keeps the last one silently), named by its dotted path and its lines."""
+    mapping holds twice (a loader keeps the last one silently), named by its dotted path and its lines; an alias
+    inside the mapping or list it names (``a: &x [*x]``: a structure that holds itself)."""
     import yaml
 
+    inside: set[int] = set()  # the nodes being walked: an alias back to one of them is a cycle
+
     def walk(node: Any, path: str) -> str | None:
+        if id(node) in inside:
+            where = path.removesuffix(".") or "the file"
+            return f"{where} holds itself (an alias inside what it names, line {node.start_mark.line + 1})"
+        inside.add(id(node))
+        try:
+            return walk_node(node, path)
+        finally:
+            inside.discard(id(node))
+
+    def walk_node(node: Any, path: str) -> str | None:
         if isinstance(node, yaml.MappingNode):
             first: dict[str, int] = {}
             for k, v in node.value:

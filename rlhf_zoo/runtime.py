@@ -46,6 +46,10 @@ def resolve_device(device: str, key: str = "device") -> torch.device:
         from rlhf_zoo.errors import UserError
 
         raise UserError(f"{key}={device} but no CUDA device is available: use {key}=cpu")
+    if device == "mps" and not torch.backends.mps.is_available():  # was torch's RuntimeError once a tensor moved
+        from rlhf_zoo.errors import UserError
+
+        raise UserError(f"{key}=mps but no MPS device (Apple GPU) is available: use {key}=cpu")
     return torch.device(device)
 
 

@@ -119,6 +119,10 @@ def plan_sweep(args: list[str]) -> SweepPlan | None:
         if "out" in settings:  # no run's key (a single run refuses it): not silently the default folder
             where = f"config={over['config']}"
             raise ConfigError(f"{where}: unknown key 'out'; a sweep file names its folder with run_dir:")
+        if isinstance(settings.get("run_dir"), list):  # as a single run refuses it; a number is a folder's name
+            raise ConfigError(f"config={over['config']}: run_dir must be one folder, got {settings['run_dir']!r}")
+        if settings.get("run_dir") is not None:
+            settings["run_dir"] = str(settings["run_dir"])  # run_dir: 2026 was Path(2026), a TypeError traceback
         swept = sorted(set(file_sweep) & set(NOT_SWEPT))  # config: the command line's config= would drop it
         if swept:
             key = swept[0]

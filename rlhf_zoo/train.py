@@ -52,6 +52,11 @@ from rlhf_zoo.tasks.base import Task, prompt_report
 from rlhf_zoo.tasks.registry import build_task
 
 
+class Diverged(UserError):
+    """The loss became NaN or infinite (a learning rate far too large, most often): one error line naming the step,
+    not a FloatingPointError traceback, for a run as for a sweep's point."""
+
+
 class Interrupted(Exception):
     """Training stopped (Ctrl-C or SIGTERM) after a checkpoint was written; ``exit_code`` is 128 + the
     signal number (130 for Ctrl-C, 143 for SIGTERM).
@@ -300,7 +305,10 @@ class Trainer:
         """Backward, gradients averaged across processes, clipped; one optimiser step. Returns the
         gradient norm before clipping (None when clipping is off)."""
         if not torch.isfinite(loss):
-            raise FloatingPointError(f"non-finite loss {loss.item()} at step {self.step + 1}")
+            raise Diverged(
+                f"training diverged: the loss is {loss.item()} at step {self.step + 1} (train.lr={self.t.lr}): "
+                "a smaller train.lr usually helps"
+            )
         params = self.policy.trainable_parameters()
         self.opt.zero_grad(set_to_none=True)
         loss.backward()

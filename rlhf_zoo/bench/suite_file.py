@@ -122,6 +122,8 @@ def load_suite_file(path: str) -> Suite:
     name = spec.name or p.stem
     if not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
         raise UserError(f"{where}: name must be letters, digits, '_', '.' or '-' (it names a folder): {name!r}")
+    if not name.strip("."):  # "." or "..": out= itself or its parent would be the suite's folder
+        raise UserError(f"{where}: name must hold a letter, digit, '_' or '-' (it names a folder under out): {name!r}")
     if name in SUITES:
         raise UserError(f"{where}: {name!r} is a built-in suite's name; choose another")
     _check_counts(spec, where)
@@ -183,6 +185,8 @@ def _check_bench_keys(suite: Suite, where: str) -> None:
 def _check_counts(spec: SuiteSpec, where: str) -> None:
     """The suite's sweeps (at least one), seeds (at least one, each once), jobs, pool size and KL budgets; one
     line per problem."""
+    from rlhf_zoo.config import INT64
+
     if not spec.sweeps:
         raise UserError(f"{where}: sweeps must list at least one sweep (tag, algo, knob, values)")
     if not spec.seeds:
@@ -194,6 +198,8 @@ def _check_counts(spec: SuiteSpec, where: str) -> None:
         raise UserError(f"{where}: jobs must be >= 1, got {spec.jobs}")
     if spec.bon_pool < 0:
         raise UserError(f"{where}: bon_pool must be >= 0 (0: no pool), got {spec.bon_pool}")
+    if spec.bon_pool >= INT64:  # torch's overflow traceback when the pool was drawn
+        raise UserError(f"{where}: bon_pool must be < 2**63 (reference samples per prompt), got {spec.bon_pool}")
     bad = next((k for k in spec.kl_budgets if not (k > 0 and math.isfinite(k))), None)
     if bad is not None:
         raise UserError(f"{where}: kl_budgets must be > 0, got {float(bad)}")
@@ -228,7 +234,8 @@ def check_shapes(node: dict[Any, Any], spec: type, where: str, prefix: str = "")
 def validate_suite_file(suite: Suite, path: str, **expand_args: Any) -> None:
     """Build every configuration of the suite's points (as the runner does before running), so that a bad
     key or value in the file is an error line that names the file, and one that only the command line's
-    overrides (``expand_args["extra"]``) bring is an error line that names the command line."""
+    overrides or seeds (``expand_args["extra"]``, ``["seeds"]``) bring is an error line that names the command
+    line."""
     from rlhf_zoo.bench.runner import validate_points
     from rlhf_zoo.config import ConfigError
 
@@ -236,9 +243,9 @@ def validate_suite_file(suite: Suite, path: str, **expand_args: Any) -> None:
     try:
         validate_points(points)
     except ConfigError as e:
-        if expand_args.get("extra"):
-            try:  # the file's points alone: do they build?
-                validate_points(expand(suite, **{**expand_args, "extra": None}))
+        if expand_args.get("extra") or expand_args.get("seeds"):
+            try:  # the file's points alone (its seeds, no overrides): do they build?
+                validate_points(expand(suite, **{**expand_args, "extra": None, "seeds": None}))
             except ConfigError:
                 pass
             else:
@@ -261,6 +268,9 @@ def _sweep(s: SweepSpec, where: str) -> Sweep:
         )
     if not s.knob:
         raise ValueError(f"sweep {s.tag}: knob is empty (name the swept key, e.g. algo.beta)")
+    fixed = overrides(s.fixed, where)
+    if any(a.partition("=")[0].strip() == s.knob.strip() for a in fixed):  # the point's knob=value came after: lost
+        raise ValueError(f"sweep {s.tag}: fixed sets {s.knob.strip()}, the sweep's knob (its values set it): remove it")
     values = tuple(s.values)
     items = [format_value(v) for v in values]
     twice = first_repeated(items)
@@ -269,9 +279,7 @@ def _sweep(s: SweepSpec, where: str) -> Sweep:
     same = one_value_twice(items, values)
     if same is not None:
         raise ValueError(f"sweep {s.tag}: values lists {same[0]} and {same[1]}, one value in the tables: keep one")
-    return Sweep(
-        s.tag, s.objective or s.tag, s.algo, s.knob, values, overrides(s.fixed, where), s.knob_label, s.frontier
-    )
+    return Sweep(s.tag, s.objective or s.tag, s.algo, s.knob, values, fixed, s.knob_label, s.frontier)
 
 
 def _task_has_oracle(task_args: tuple[str, ...], where: str) -> bool:

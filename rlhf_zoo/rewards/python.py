@@ -70,6 +70,9 @@ def _load_file(source: str, spec: str) -> ModuleType:
     sys.path.insert(0, folder)
     try:
         module_spec.loader.exec_module(module)
+    except SystemExit as e:  # a script's sys.exit() or argparse at its top level: not rlhf-zoo's exit
+        del sys.modules[mod_name]
+        raise UserError(_exited(spec, source, e)) from None
     except Exception as e:  # noqa: BLE001 - any failure of the user's file is one line
         del sys.modules[mod_name]
         raise UserError(f"reward {spec!r}: importing {source} failed: {one_line(e)}") from None
@@ -79,6 +82,15 @@ def _load_file(source: str, spec: str) -> ModuleType:
             sys.path.append(folder)
     _FILES[path] = module
     return module
+
+
+def _exited(spec: str, source: str, e: SystemExit) -> str:
+    """The error for a file or module that exits while it is imported (``sys.exit()``, ``argparse`` at its top
+    level), which would otherwise end rlhf-zoo silently or with the script's own usage message."""
+    return (
+        f"reward {spec!r}: importing {source} exited (SystemExit: {e.code}): its top-level code runs on import; "
+        'put the script\'s part under `if __name__ == "__main__":`'
+    )
 
 
 def _import_module(source: str, spec: str) -> ModuleType:
@@ -91,6 +103,8 @@ def _import_module(source: str, spec: str) -> ModuleType:
         if e.name and source.startswith(e.name):
             raise UserError(f"reward {spec!r}: no module named {e.name!r} ({USAGE})") from None
         raise UserError(f"reward {spec!r}: importing {source} failed: {one_line(e)}") from None
+    except SystemExit as e:
+        raise UserError(_exited(spec, source, e)) from None
     except Exception as e:  # noqa: BLE001 - any failure of the user's module is one line
         raise UserError(f"reward {spec!r}: importing {source} failed: {one_line(e)}") from None
     finally:

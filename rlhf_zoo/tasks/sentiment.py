@@ -237,14 +237,24 @@ def read_texts(src: str, cfg: SentimentTaskConfig, what: str) -> list[Any]:
     source = local_or_hub(src)  # ~/p.jsonl: the shell leaves a ~ after task.prompts= as it is
     local = builder is not None and Path(source).is_file()
     if local:
-        rows = [line for line in Path(source).read_text(errors="replace").splitlines() if line.strip()]
+        data = Path(source).read_bytes()
+        try:  # UTF-8 (with or without a byte-order mark): pyarrow's JSON reader lets other bytes through, to fail
+            # on the first prompt read (a UnicodeDecodeError traceback)
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError as e:
+            raise UserError(
+                f"{what}={src} is not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start}): save it as UTF-8"
+            ) from None
+        rows = [line for line in text.splitlines() if line.strip()]
         if len(rows) <= (builder == "csv"):
             raise UserError(f"{src} holds no prompts (it is empty{' but for its header' if rows else ''})")
     try:
         if local:
             # a CSV's cells are text as written: no "NA"/"null"/"" read as missing, no "007" read as 7.0
             csv = {"keep_default_na": False, "converters": {cfg.prompt_column: str}} if builder == "csv" else {}
-            ds = datasets.load_dataset(builder, data_files=source, split="train", **csv)
+            # a text file's byte-order mark (Windows editors write one) is not the first prompt's first character
+            bom = {"encoding": "utf-8-sig"} if builder in ("text", "csv") else {}
+            ds = datasets.load_dataset(builder, data_files=source, split="train", **csv, **bom)
         else:
             ds = datasets.load_dataset(source, split=cfg.prompt_split)
     except Exception as e:  # noqa: BLE001 - any loading failure is the user's source

@@ -152,6 +152,15 @@ def test_an_unfinished_run_below_a_folder_is_left_out_aloud(runs, tmp_path, caps
         ("config.yaml", "seed: [1]\nalgo: {name: bond}\n", "config.yaml is not a run's resolved config"),
         ("metrics.jsonl", '{"step": 0}\n[1, 2]\n', "metrics.jsonl holds a JSON list in its line 2"),
         ("metrics.jsonl", '{"step": 0}\n{"step": 6, "rew', "metrics.jsonl line 2 does not parse"),
+        # a string metric was a silent NaN in the table, a 400-digit one an OverflowError traceback, and a step
+        # that is not a number a ValueError traceback when the plots were drawn (out=)
+        ("summary.json", '{"reward/proxy": "0.5"}', "summary.json holds '0.5' for reward/proxy, not a number"),
+        (
+            "summary.json",
+            '{"kl/exact": 1' + "0" * 400 + "}",
+            "summary.json holds 1000000000000000000000000000000000000...",
+        ),
+        ("metrics.jsonl", '{"step": 0}\n{"step": "6"}\n', "metrics.jsonl line 2 has step '6', not an integer"),
     ],
 )
 def test_a_run_file_that_is_not_what_a_run_writes_is_one_line(runs, tmp_path, capsys, name, text, said):

@@ -83,7 +83,15 @@ SWEEP = "sweeps:\n  - {tag: r, algo: reinforce, knob: algo.beta, values: [0.1]}\
         ("sweeps:\n  - {tag: r, algo: reinforce, knob: algo.bogus, values: [0.1]}\n", "bogus"),
         ("sweeps:\n  - {tag: r, algo: reinforce, knob: '', values: [0.1]}\n", "sweep r: knob is empty"),
         ("name: ../mine\n" + SWEEP, "name must be letters, digits, '_', '.' or '-' (it names a folder): '../mine'"),
+        # "." and ".." passed: the suite's records, page and runs went into out= itself or its parent
+        ("name: '..'\n" + SWEEP, "name must hold a letter, digit, '_' or '-' (it names a folder under out): '..'"),
+        ("name: '.'\n" + SWEEP, "name must hold a letter, digit, '_' or '-' (it names a folder under out): '.'"),
         ("algo_args: {reinforce: [1]}\n" + SWEEP, "algo_args.reinforce must be a mapping"),
+        # the point's own knob=value came after the fixed one: algo.beta: 0.3 was dropped without a word
+        (
+            "sweeps:\n  - {tag: r, algo: reinforce, knob: algo.beta, values: [0.1], fixed: {algo.beta: 0.3}}\n",
+            "sweep r: fixed sets algo.beta, the sweep's knob (its values set it): remove it",
+        ),
         ("algo_args: {reinforce: {seed: 1}}\n" + SWEEP, "algo_args.reinforce seed: a suite cannot set it"),
     ],
 )
@@ -94,6 +102,16 @@ def test_a_bad_suite_file_is_one_line_naming_it(cli, tmp_path, text, needle):
     code, out, err = cli("bench", f"suite={path}", f"out={tmp_path}/runs", "progress=false")
     assert code == 2 and needle in err and f"suite file {path}" in err, err
     assert len(err.strip().splitlines()) == 1 and not out and not (tmp_path / "runs").exists()
+
+
+def test_a_bad_seed_on_the_command_line_is_not_blamed_on_the_suite_file(cli, tmp_path):
+    """``seeds=99999999999999999999`` said "suite file FILE.yaml: seed must lie between ...": the file has no
+    such seed."""
+    path = tmp_path / "my.yaml"
+    path.write_text(SWEEP)
+    code, out, err = cli("bench", f"suite={path}", "seeds=99999999999999999999", f"out={tmp_path}/runs")
+    assert code == 2 and "bench: an override on the command line: seed must lie between" in err, err
+    assert "suite file" not in err and len(err.strip().splitlines()) == 1 and not (tmp_path / "runs").exists()
 
 
 def test_a_suite_file_that_is_a_directory_is_said_to_be_one(cli, tmp_path):
@@ -178,6 +196,10 @@ def test_render_only_without_records_repeats_the_command_that_makes_them(cli, tm
     [
         ("jobs: 0\n" + SWEEP, "jobs must be >= 1, got 0"),
         ("bon_pool: -1\n" + SWEEP, "bon_pool must be >= 0 (0: no pool), got -1"),
+        (
+            "bon_pool: 99999999999999999999\n" + SWEEP,
+            "bon_pool must be < 2**63 (reference samples per prompt), got 9999",
+        ),
         ("sweeps: []\n", "sweeps must list at least one sweep"),
         ("seeds: []\n" + SWEEP, "seeds must list at least one seed"),
         ("seeds: [0, 1, 0]\n" + SWEEP, "seeds lists seed 0 twice"),

@@ -87,6 +87,8 @@ def test_a_saved_config_run_from_another_folder_says_where_its_relative_paths_st
         # the same key dotted and nested: YAML sees two keys, and the later one won silently
         ("algo.beta: 0.5\nalgo: {name: bond, beta: 0.1}\n", "sets algo.beta twice"),
         ("algo: bond\nseed: 1\nseed.x: 2\n", "seed.x lies under a key that holds a value"),
+        # an alias inside what it names was a RecursionError traceback
+        ("algo: bond\ntrain: &t {steps: *t}\n", "train.steps holds itself (an alias inside what it names, line 2)"),
     ],
 )
 def test_a_bad_file_is_one_line_before_any_work(cli, tmp_path, text, needle):
@@ -103,6 +105,15 @@ def test_an_experiment_file_that_is_a_directory_is_said_to_be_one(cli, tmp_path)
     (tmp_path / "exp.yaml").mkdir()
     code, _, err = cli("train", f"config={tmp_path}/exp.yaml", f"run_dir={tmp_path}/run")
     assert code == 2 and f"config={tmp_path}/exp.yaml: is a directory, not a YAML file" in err, err
+
+
+@pytest.mark.parametrize("extra", [[], ["seed=0,1"]])
+def test_an_empty_config_is_said_to_be_empty(cli, tmp_path, extra):
+    """``config=`` (an unset shell variable) said "config=: is a directory, not a YAML file" (Path("") is the
+    current folder)."""
+    code, _, err = cli("train", "algo=bond", "config=", *extra, f"run_dir={tmp_path}/run")
+    assert code == 2 and "config is empty (config=): give it an experiment file FILE.yaml" in err, err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "run").exists()
 
 
 @pytest.mark.parametrize(

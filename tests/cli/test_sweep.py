@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rlhf_zoo.config import load_config
+from rlhf_zoo.config import ConfigError, load_config
 from rlhf_zoo.sweep import plan_sweep, split_values
 
 FAST = ("task=exact", "threads=1", "train.steps=4", "train.eval_every=2")
@@ -318,6 +318,18 @@ def test_out_in_a_sweep_file_is_refused_naming_the_file(cli, tmp_path, monkeypat
     code, out, err = cli("train", *FAST, f"config={exp}")
     assert code == 2 and f"config={exp}: unknown key 'out'; a sweep file names its folder with run_dir:" in err, err
     assert len(err.strip().splitlines()) == 1 and not Path("runs").exists()
+
+
+def test_a_sweep_files_run_dir_that_yaml_reads_as_a_number_is_the_folders_name(tmp_path, monkeypatch):
+    """``run_dir: 2026`` (a single run takes it as the folder "2026") was Path(2026), a TypeError traceback; a list
+    is refused as a single run refuses it."""
+    monkeypatch.chdir(tmp_path)
+    exp = tmp_path / "exp.yaml"
+    exp.write_text("algo: bond\ntask: exact\nrun_dir: 2026\nsweep: {algo.beta: [0.1, 0.5]}\n")
+    assert plan_sweep([f"config={exp}"]).folder == Path("2026")
+    exp.write_text("algo: bond\ntask: exact\nrun_dir: [a, b]\nsweep: {algo.beta: [0.1, 0.5]}\n")
+    with pytest.raises(ConfigError, match=r"config=.*exp.yaml: run_dir must be one folder, got \['a', 'b'\]"):
+        plan_sweep([f"config={exp}"])
 
 
 def test_a_grid_has_every_combination_once_and_the_command_line_wins_over_the_file(tmp_path):

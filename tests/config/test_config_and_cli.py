@@ -35,6 +35,11 @@ from rlhf_zoo.config import ConfigError, compose, load_config
         (["algo=bond", "train.checkpoint_minutes=-1"], "train.checkpoint_minutes"),
         (["algo=bond", "threads=-1"], "threads must be >= 0"),
         (["algo=bond", "seed=9223372036854775807"], "seed must lie between -4294967295 and 4294967295, got 9223"),
+        # an integer beyond torch's 64 bits ran until it overflowed inside the loop, a traceback after the run
+        # directory was written
+        (["algo=best_of_n", "algo.n=100000000000000000000"], "algo.n=100000000000000000000 is out of range"),
+        (["algo=reinforce", "algo.samples=100000000000000000000"], "algo.samples=100000000000000000000 is out of"),
+        (["algo=bond", "task.seed=99999999999999999999"], "task.seed=99999999999999999999 is out of range"),
         (["algo=bond", "threads=2147483648"], "threads must be >= 0 (0: torch's default) and <= 4096, got 2147483648"),
         (["algo=bond", "train.lr=inf"], "train.lr must be a finite number"),
         (["algo=bond", "task.name=sentiment"], "task=NAME"),  # a section is chosen by its key, not renamed

@@ -101,6 +101,22 @@ def test_a_bad_reference_is_one_line_before_any_model_loads(cli, lm, tmp_path, r
         assert not (tmp_path / "run").exists()  # rejected with the config, before any work
 
 
+@pytest.mark.parametrize("source", ["file", "module"])
+def test_a_reward_that_exits_on_import_is_one_line(cli, lm, tmp_path, monkeypatch, source):
+    # a script with sys.exit(main()) (or argparse) at its top level: it ended rlhf-zoo with the script's exit code
+    # and no word, or with the script's own usage message
+    (tmp_path / "zoo_test_exiting_reward.py").write_text(
+        "import sys\n\n\ndef score(prompts, completions):\n    return [0.0] * len(completions)\n\n\nsys.exit(3)\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delitem(__import__("sys").modules, "zoo_test_exiting_reward", raising=False)
+    spec = "py:zoo_test_exiting_reward" + (".py" if source == "file" else "") + ":score"
+    code, _, err = cli("train", "algo=reinforce", *lm, f"task.proxy={spec}")
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "task.proxy" in err and "exited (SystemExit: 3)" in err and "__main__" in err, err
+    assert not (tmp_path / "run").exists()
+
+
 def test_a_non_finite_score_stops_with_one_line(cli, lm, rewards_file):
     code, _, err = cli("train", "algo=reinforce", *lm, f"task.proxy=py:{rewards_file}:nan")
     errors = [x for x in err.splitlines() if "error" in x]

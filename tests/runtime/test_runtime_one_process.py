@@ -47,6 +47,17 @@ def test_a_named_gpu_is_taken_as_named_and_refused_in_one_line_without_cuda(monk
     assert "device=cuda but" in str(pytest.raises(UserError, resolve_device, "cuda").value)
 
 
+def test_mps_without_an_apple_gpu_is_refused_in_one_line(monkeypatch):
+    """device=mps on a machine without one ran until the policy's first tensor moved there: torch's RuntimeError
+    "PyTorch is not linked with support for mps devices", a traceback after the run directory was written."""
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    with pytest.raises(UserError) as e:
+        resolve_device("mps")
+    assert str(e.value) == "device=mps but no MPS device (Apple GPU) is available: use device=cpu"
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    assert resolve_device("mps") == torch.device("mps")
+
+
 @pytest.mark.parametrize("name", ["auto", "cpu", "mps", "cuda", "cuda:0", "cuda:12"])
 def test_the_device_names_a_setting_may_give(name):
     assert DEVICE.fullmatch(name)

@@ -234,3 +234,37 @@ def test_neural_rewards_run_on_the_tasks_reward_device(name, monkeypatch):
     for other in ("vader", "py:rewards.py:score"):
         _reward(other, {}, "cuda:1", build_if_missing=True)
         assert seen[-1] == (other, {})
+
+
+@pytest.mark.parametrize("suffix", ["jsonl", "txt", "csv"])
+def test_a_prompt_file_that_is_not_utf8_is_one_line_naming_it(tmp_path, suffix):
+    # Latin-1 (a file saved by an older Windows editor): pyarrow read the JSON lines and failed on the first prompt
+    # taken out, a UnicodeDecodeError traceback
+    from rlhf_zoo.errors import UserError
+    from rlhf_zoo.tasks.sentiment import SentimentTaskConfig, load_prompt_sets
+
+    lines = {"jsonl": '{"text": "caf\xe9 au lait"}\n', "txt": "caf\xe9 au lait\n", "csv": "text\ncaf\xe9 au lait\n"}
+    prompts = tmp_path / f"p.{suffix}"
+    prompts.write_bytes(lines[suffix].encode("latin-1"))
+    evals = write_jsonl(tmp_path / "e.jsonl", ["an evaluation prompt"])
+    with pytest.raises(UserError, match=f"task.prompts={prompts} is not UTF-8 text \\(byte 0xe9 at offset"):
+        load_prompt_sets(SentimentTaskConfig(prompts=str(prompts), eval_prompts=str(evals)))
+
+
+@pytest.mark.parametrize("suffix", ["txt", "csv", "jsonl"])
+def test_a_byte_order_mark_is_not_part_of_the_first_prompt(tmp_path, suffix):
+    # Notepad writes one: a .txt file's first prompt began with an invisible U+FEFF
+    from rlhf_zoo.tasks.sentiment import SentimentTaskConfig, load_prompt_sets
+
+    texts = ["the first review opening", "the second one"]
+    body = {
+        "txt": "\n".join(texts),
+        "csv": "\n".join(["text", *texts]),
+        "jsonl": write_jsonl(tmp_path / "x.jsonl", texts),
+    }
+    content = body[suffix] if suffix != "jsonl" else body[suffix].read_text()
+    prompts = tmp_path / f"p.{suffix}"
+    prompts.write_bytes(b"\xef\xbb\xbf" + content.encode())
+    evals = write_jsonl(tmp_path / "e.jsonl", ["an evaluation prompt"])
+    sets = load_prompt_sets(SentimentTaskConfig(prompts=str(prompts), eval_prompts=str(evals)))
+    assert sets.train == texts

@@ -621,3 +621,15 @@ def test_the_signal_handlers_of_before_the_run_come_back_after_it(tmp_path):
     with pytest.raises(RewardError):
         failing.fit()
     assert {s: signal.getsignal(s) for s in before} == before
+
+
+def test_a_diverged_loss_is_one_error_line_naming_the_step(tmp_path, capsys):
+    """train.lr=1e308 makes the loss NaN at step 2: it was a FloatingPointError traceback, for a single run and for
+    a sweep's point (which ended the sweep with it)."""
+    from rlhf_zoo.cli import main
+
+    run = ["algo=bond", "task=exact", "train.lr=1e308", "train.steps=3", "train.progress=false"]
+    assert main(["train", *run, f"run_dir={tmp_path}/run"]) == 2
+    err = capsys.readouterr().err
+    assert "training diverged: the loss is nan at step 2 (train.lr=1e+308)" in err, err
+    assert len(err.strip().splitlines()) == 1, err
