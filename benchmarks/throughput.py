@@ -107,8 +107,6 @@ def main(argv: list[str]) -> int:
     given = {a.split("=", 1)[0] for a in overrides}
     rest = [d for d in DEFAULTS if d.split("=", 1)[0] not in given] + overrides
     steps, warmup = opts.steps, opts.warmup
-    if not opts.algos:
-        raise UserError("throughput: algos= names no objective; leave it out for every objective")
     # written after every objective and TRL have been measured: checked before the first
     for key, path, kind in (("out", opts.out, "JSON"), ("md", opts.md, "Markdown")):
         if path is not None:

@@ -103,6 +103,8 @@ def split_options(args: list[str], options: type[T], command: str) -> tuple[T, l
         item = _item_type(hints[key])
         if item is not None:
             given[key] = [x.strip() for x in value.split(",") if x.strip()]
+            if not given[key]:  # only=, or seeds= with an unset shell variable: not silently every sweep or seed
+                raise UserError(f"{command}: {key} lists nothing ({key}={value}): give it values, or leave it out")
         elif _unwrap(hints[key]) is bool:
             try:
                 given[key] = parse_bool(value)

@@ -382,8 +382,6 @@ def main(args: list[str]) -> int:
     if opts.steps < 1 or opts.warmup < 0:
         what = "steps must be >= 1" if opts.steps < 1 else "warmup must be >= 0"
         raise UserError(f"profile: {what} (steps={opts.steps}, warmup={opts.warmup})")
-    if not opts.algos:
-        raise UserError(f"profile: algos= names no objective; e.g. algos={','.join(DEFAULT_ALGOS)} (the default)")
     if opts.out is not None:  # written after every objective has run: checked before the first
         from rlhf_zoo.config import check_writable_file
 

@@ -57,7 +57,9 @@ def _load_file(source: str, spec: str) -> ModuleType:
     if path in _FILES:
         return _FILES[path]
     if not path.is_file():
-        raise UserError(f"reward {spec!r}: no such file {source} (looked at {path})")
+        what = "a directory, not a Python file" if path.is_dir() else "not a regular file"
+        why = f"{source} is {what}" if path.exists() else f"no such file {source}"
+        raise UserError(f"reward {spec!r}: {why} (looked at {path})")
     mod_name = f"rlhf_zoo_user_reward_{abs(hash(path)):x}"
     module_spec = importlib.util.spec_from_file_location(mod_name, path)
     if module_spec is None or module_spec.loader is None:

@@ -48,6 +48,8 @@ def test_a_value_keeps_its_spaces_and_a_key_loses_them():
         ("seeds=0,x", "cmd: seeds must be a comma-separated list of integers, got '0,x'"),
         ("oops", "cmd: expected key=value, got 'oops'"),
         ("=3", "cmd: expected key=value"),
+        ("seeds=", "cmd: seeds lists nothing (seeds=)"),  # an unset shell variable: not the default seeds
+        ("names=,", "cmd: names lists nothing (names=,)"),  # not the default names
     ],
 )
 def test_a_bad_value_or_a_missing_equals_is_one_line_naming_command_and_key(arg, needle):
@@ -81,6 +83,7 @@ def test_bench_and_profile_keep_their_option_names_and_defaults():
         ("bench", ["suite=exact", "render_only=maybe"], "bench: render_only must be true or false"),
         ("bench", ["suite=exact", "seeds=0,x"], "bench: seeds must be a comma-separated list of integers"),
         ("bench", ["suite=exact", "oops"], "bench: expected key=value"),
+        ("bench", ["suite=exact", "only=,"], "bench: only lists nothing"),  # it ran every sweep
         ("profile", ["algos=reinforce", "steps=x"], "profile: steps must be an integer"),
         ("profile", ["algos=reinforce", "oops"], "profile: expected key=value"),
         # steps=0 ended in a ZeroDivisionError traceback from the worker that times the steps
@@ -145,7 +148,7 @@ def test_a_bench_folder_that_cannot_be_written_is_one_line_before_any_work(capsy
         (["algos=reinforce", "out=/proc/no/p.json"], "profile: out=/proc/no/p.json: "),
         (["algos=reinforce", "out={tmp}"], "profile: out={tmp} is a directory"),
         # no objective: an IndexError traceback after an empty table
-        (["algos="], "profile: algos= names no objective"),
+        (["algos="], "profile: algos lists nothing (algos=)"),
     ],
 )
 def test_a_profile_without_objectives_or_a_writable_out_is_one_line_before_any_work(capsys, tmp_path, args, needle):

@@ -62,7 +62,7 @@ def test_throughput_verdict_names_the_k_both_sides_ran(monkeypatch, capsys):
         (["md={tmp}"], "throughput: md={tmp} is a directory"),
         (["rows={tmp}/f"], "rows={tmp}/f is a file"),
         # an IndexError traceback after an empty table
-        (["algos=", "trl=false"], "throughput: algos= names no objective"),
+        (["algos=", "trl=false"], "throughput: algos lists nothing (algos=)"),
     ],
 )
 def test_throughput_refuses_an_output_it_cannot_write_before_measuring(bad, needle, monkeypatch, tmp_path):

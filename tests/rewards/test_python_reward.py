@@ -78,6 +78,8 @@ def test_a_module_by_name_is_the_gold_reward(cli, lm, tmp_path, rewards_file, mo
     ("spec", "needle"),
     [
         ("py:{dir}/nowhere.py:score", "no such file"),
+        ("py:{dir}:score", "is a directory, not a Python file"),
+        ("py:/dev/null:score", "/dev/null is not a regular file"),
         ("py:no_such_module_xyz:score", "no module named 'no_such_module_xyz'"),
         ("py:{file}:scor", "has no 'scor' (its functions: as_list, as_tensor, constant, nan, one_argument)"),
         ("py:{file}:one_argument", "cannot be called as f(prompts, completions)"),
