@@ -147,6 +147,18 @@ def test_sampled_evaluation_reference_is_restored(tmp_path):
     assert b.evaluator.costs.completions - spent == len(b.evaluator.prompts) * b.evaluator.samples
 
 
+STOPPED_AT_2 = ["algo=reinforce", "train.steps=4", "train.eval_every=2", "train.checkpoint_every=2", "threads=1"]
+
+
+def _stopped_at_step_2(d):
+    """A 4-step run (``STOPPED_AT_2``) stopped after step 2 with its checkpoint: a directory to resume."""
+    tr = _trainer(d, *STOPPED_AT_2, algo=[])
+    _run(tr, 2)
+    tr.save()
+    tr.end()
+    return d
+
+
 def test_a_checkpoint_write_cut_short_leaves_nothing_behind_and_loses_no_checkpoint(tmp_path, capsys):
     """``kill -9`` during a checkpoint write leaves its temporary folder (``.checkpoint.tmp-*``, as large
     as a checkpoint; found after killing a zoo-lm run mid-write, and still there once the resumed run
@@ -154,12 +166,8 @@ def test_a_checkpoint_write_cut_short_leaves_nothing_behind_and_loses_no_checkpo
     ``.checkpoint.old-*/``. The resumed run removes the first and continues from the second."""
     import shutil
 
-    args = ["algo=reinforce", "train.steps=4", "train.eval_every=2", "train.checkpoint_every=2", "threads=1"]
-    tr = _trainer(tmp_path / "r", *args, algo=[])
-    _run(tr, 2)
-    tr.save()
-    tr.end()
-    d = tmp_path / "r"
+    args = STOPPED_AT_2
+    d = _stopped_at_step_2(tmp_path / "r")
     (d / ".checkpoint.tmp-killed").mkdir()
     (d / ".checkpoint.tmp-killed" / ".tmpXYZ").write_bytes(b"\0" * 1000)
     (d / ".checkpoint.old-killed").mkdir()
@@ -177,12 +185,8 @@ def test_the_temporary_files_of_writes_cut_short_are_removed_when_the_run_resume
     """``kill -9`` during an atomic write of a run file (``config.yaml``, ``meta.json``, ``summary.json``, or a
     log cut back by a resume) leaves its temporary file, a new one at each kill; the next run of the directory
     removes them, and only them. Found by killing runs at every ``os.replace``."""
-    args = ["algo=reinforce", "train.steps=4", "train.eval_every=2", "train.checkpoint_every=2", "threads=1"]
-    tr = _trainer(tmp_path / "r", *args, algo=[])
-    _run(tr, 2)
-    tr.save()
-    tr.end()
-    d = tmp_path / "r"
+    args = STOPPED_AT_2
+    d = _stopped_at_step_2(tmp_path / "r")
     left = [".meta.json.k1ll3d.tmp", ".config.yaml.a.tmp", ".summary.json.b.tmp", ".metrics.jsonl.c.tmp"]
     for name in [*left, ".samples.jsonl.d.tmp"]:
         (d / name).write_text("half")
