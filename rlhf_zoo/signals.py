@@ -9,7 +9,9 @@ while the step finishes stops at once, without a checkpoint (the last periodic o
 A bench's worker processes (:mod:`rlhf_zoo.bench.runner`) call :func:`repeats_force` with False: the
 bench forwards its own stop to them, and a scheduler may signal every process of a job as well, so a
 worker that hears twice still finishes its step and writes its checkpoint. Forcing is then the
-bench's business (a second stop of the bench kills its workers).
+bench's business (a second stop of the bench kills its workers). So does a process under torchrun (or
+``accelerate launch``, which runs it): the launcher passes its stop on to every worker, which a scheduler
+(Slurm's ``scancel``, a preemption) may signal as well, and kills its workers itself 30 s after its stop.
 
 Outside training, :func:`stop_signals_raise` makes SIGTERM raise :class:`StopSignal` (a
 ``KeyboardInterrupt``, as Ctrl-C raises one), so a command that waits on other processes can
@@ -19,6 +21,7 @@ clean up for either signal.
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import threading
 from collections.abc import Callable, Iterator
@@ -34,6 +37,13 @@ def repeats_force(flag: bool) -> None:
     """Whether a second stop signal during a step stops at once without a checkpoint (the default)."""
     global _repeats_force
     _repeats_force = flag
+
+
+def _forced_by_repeats() -> bool:
+    """Whether a second stop signal forces a stop: not in a bench worker, nor under torchrun, whose launcher
+    (``TORCHELASTIC_RUN_ID`` in its workers' environment) passes on the stop that a scheduler may also send
+    to every worker: a worker hears it twice."""
+    return _repeats_force and "TORCHELASTIC_RUN_ID" not in os.environ
 
 
 class StopSignal(KeyboardInterrupt):
@@ -103,7 +113,7 @@ class StopRequests:
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self.signum is None:
             self.signum = signum
-        elif _repeats_force:
+        elif _forced_by_repeats():
             raise ForcedStop(signum)
 
     def __enter__(self) -> StopRequests:

@@ -188,3 +188,15 @@ def test_the_temporary_file_is_written_beside_the_target(tmp_path, monkeypatch):
     monkeypatch.setattr(os, "replace", recorded)
     io.atomic_write_text(tmp_path / "sub" / "config.yaml", "seed: 0\n")
     assert renamed == [(tmp_path / "sub", tmp_path / "sub" / "config.yaml")]
+
+
+def test_a_process_under_torchrun_that_hears_twice_keeps_its_stop_request(monkeypatch):
+    """torchrun (and accelerate launch) passes its stop on to every worker, and a scheduler (Slurm's scancel, a
+    preemption) may signal each worker as well: a worker that hears the stop twice must still finish its step
+    and write its checkpoint, not stop without one (the launcher kills its workers itself, 30 s later)."""
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "none")
+    with signals.StopRequests() as stop:
+        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.01)  # the handlers run here
+    assert stop.signum == signal.SIGTERM
