@@ -152,7 +152,8 @@ def load_run(run_dir: Path) -> dict[str, Any]:
             raise bad("metrics.jsonl", f"line {i} has step {step!r}, not an integer: not an evaluation")
     for key in COLUMNS:  # the table's numbers: a string or 10**400 was a NaN in the table or an OverflowError
         if key in summary and not _number(summary[key]):
-            shown = repr(summary[key]) if len(repr(summary[key])) <= 40 else repr(summary[key])[:37] + "..."
+            shown = repr(summary[key])
+            shown = shown if len(shown) <= 40 else shown[:37] + "..."
             raise bad("summary.json", f"holds {shown} for {key}, not a number (or null)")
     # A run started over in its directory (resume=true without a checkpoint) rewrites config.yaml at once and
     # summary.json only at its end: until then the summary is another run's.

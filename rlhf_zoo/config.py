@@ -30,6 +30,7 @@ import math
 import os
 import re
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -446,18 +447,17 @@ def algo_config(cfg: DictConfig) -> Any:
 INT64 = 2**63  # torch's integers: a setting beyond them overflowed deep inside a run ("int too big to convert")
 
 
-def _non_finite(node: Any, prefix: str = "", bad: Any = None) -> str | None:
-    """The first key holding a NaN or infinite number (or, with ``bad``, a value for which ``bad`` holds), or
-    None."""
-    bad = bad or (lambda v: isinstance(v, float) and not math.isfinite(v))
+def _first_key(node: Any, bad: Callable[[Any], bool], prefix: str = "") -> str | None:
+    """The dotted key of the first value in a nested mapping for which ``bad`` holds, or None."""
     for k, v in node.items() if isinstance(node, dict) else ():
-        if isinstance(v, dict):
-            found = _non_finite(v, f"{prefix}{k}.", bad)
-            if found:
-                return found
-        elif bad(v):
-            return f"{prefix}{k}"
+        found = _first_key(v, bad, f"{prefix}{k}.") if isinstance(v, dict) else (f"{prefix}{k}" if bad(v) else None)
+        if found:
+            return found
     return None
+
+
+def _non_finite(v: Any) -> bool:
+    return isinstance(v, float) and not math.isfinite(v)
 
 
 def _too_large(v: Any) -> bool:
@@ -467,7 +467,7 @@ def _too_large(v: Any) -> bool:
 def validate(cfg: DictConfig) -> None:
     """Semantic checks that types alone cannot express; raises ConfigError."""
     tree = OmegaConf.to_container(cfg)
-    bad = _non_finite(tree)
+    bad = _first_key(tree, _non_finite)
     if bad:
         raise ConfigError(f"{bad} must be a finite number")
     if not DEVICE.fullmatch(cfg.device):
@@ -505,7 +505,7 @@ def validate(cfg: DictConfig) -> None:
             entry.check(as_dataclass(cfg, "task"))
         except ValueError as e:
             raise ConfigError(f"task: {e}") from None
-    big = _non_finite(tree, bad=_too_large)  # after the settings' own bounds, which say more (n >= 2)
+    big = _first_key(tree, _too_large)  # after the settings' own bounds, which say more (n >= 2)
     if big:
         raise ConfigError(
             f"{big}={OmegaConf.select(cfg, big)} is out of range: an integer setting must lie between -(2**63 - 1) "

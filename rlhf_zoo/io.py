@@ -11,6 +11,7 @@ target, so a reader (or a run killed half-way) sees the old file or the new one,
 from __future__ import annotations
 
 import errno
+import glob
 import json
 import os
 import shutil
@@ -123,7 +124,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     """Write ``data`` to ``path`` (parents created) through a temporary file, fsync and rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)  # see temp_files_of
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -139,6 +140,13 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+def temp_files_of(path: str | Path) -> list[Path]:
+    """The temporary files that :func:`atomic_write_bytes` writes of ``path`` and that a ``kill -9`` before the
+    rename left beside it (``.NAME.*.tmp``)."""
+    path = Path(path)
+    return sorted(path.parent.glob(f".{glob.escape(path.name)}.*.tmp"))
 
 
 def atomic_write_json(path: str | Path, obj: Any, indent: int | None = 2) -> Path:

@@ -31,7 +31,7 @@ from typing import Any
 import torch
 
 from rlhf_zoo.errors import UserError
-from rlhf_zoo.io import atomic_dir, atomic_write_text, read_json
+from rlhf_zoo.io import atomic_dir, atomic_write_text, read_json, temp_files_of
 
 
 class WriteError(UserError):
@@ -169,7 +169,7 @@ class RunLog:
         ``.samples.jsonl.*.tmp`` of a log cut back by a resume: a new one at each kill). Called by the run that
         holds the directory's lock, before it looks for a checkpoint."""
         for file in ("config.yaml", "meta.json", "summary.json", self.metrics_path.name, self.samples_path.name):
-            for tmp in self.dir.glob(f".{file}.*.tmp"):
+            for tmp in temp_files_of(self.dir / file):
                 tmp.unlink(missing_ok=True)
         name = self.ckpt_dir.name
         for old in sorted(self.dir.glob(f".{name}.old-*")):
