@@ -39,6 +39,10 @@ def masked_max_diff(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> flo
         ({"temperature": -0.5}, "temperature"),
         ({"top_p": 1.5}, "top_p"),
         ({"top_p": 0.0}, "top_p"),
+        ({"lora_alpha": 0.0}, "lora_alpha"),
+        ({"lora_alpha": -16.0}, "lora_alpha"),
+        ({"lora_alpha": float("nan")}, "lora_alpha"),
+        ({"lora_alpha": float("inf")}, "lora_alpha"),
         ({"lora_dropout": 1.0}, "lora_dropout"),
         ({"lora_dropout": -0.1}, "lora_dropout"),
         ({"lora_target_modules": ()}, "lora_target_modules"),
@@ -58,6 +62,12 @@ def test_the_edges_of_each_range_are_accepted():
     cfg = HFPolicyConfig(top_p=1.0, lora_dropout=0.0, lora_r=1, max_prompt_tokens=1, temperature=1e-3)
     assert (cfg.top_p, cfg.lora_dropout, cfg.lora_r) == (1.0, 0.0, 1)
     assert HFPolicyConfig(generation_cache="static", compile_generation="on").compile_generation == "on"
+
+
+@pytest.mark.parametrize(("given", "means"), [(True, "on"), ("True", "on"), (False, "off"), ("False", "off")])
+def test_compile_generation_read_as_a_boolean_means_on_or_off(given, means):
+    """YAML reads ``on``/``off`` as booleans, and a str field receives them as "True"/"False"."""
+    assert HFPolicyConfig(generation_cache="static", compile_generation=given).compile_generation == means
 
 
 # ---------------------------------------------------------------------------------- generation config
@@ -183,6 +193,16 @@ def test_lora_targets_missing_from_the_architecture_are_a_user_error():
     """A module name the model does not have (another architecture's) is the user's setting to fix, named so."""
     with pytest.raises(UserError, match="lora_target_modules"):
         make(lora_target_modules=("c_attn",))
+
+
+def test_one_lora_target_missing_beside_others_that_exist_is_a_user_error_naming_it():
+    """PEFT skips a target that matches nothing when another one matches; a misspelt name must not
+    silently train fewer weights than asked."""
+    with pytest.raises(UserError, match=r"lora_target_modules: nope names no module"):
+        make(lora_target_modules=("q_proj", "nope"))
+    pol = make(lora_target_modules=("q_proj", "v_proj"))
+    adapted = {n.split(".")[-4] for n, p in pol.model.named_parameters() if p.requires_grad and "lora_A" in n}
+    assert adapted == {"q_proj", "v_proj"}
 
 
 # ---------------------------------------------------------------------------------- one-token edges and grouping

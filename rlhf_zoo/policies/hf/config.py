@@ -32,7 +32,7 @@ class HFPolicyConfig:
         finetune: ``"lora"`` (adapters through PEFT; reference = adapters off) or ``"full"``
             (all weights trained; reference = a frozen copy).
         lora_r: LoRA rank r.
-        lora_alpha: LoRA scaling numerator α (the update is scaled by α / r).
+        lora_alpha: LoRA scaling numerator α > 0 (the update is scaled by α / r).
         lora_dropout: dropout on the LoRA branch input (training mode only).
         lora_target_modules: module names that get adapters; ``("all-linear",)`` means every
             linear layer except the output layer (PEFT's shortcut, any architecture).
@@ -55,7 +55,8 @@ class HFPolicyConfig:
             the rows share, gradients included); ``False`` runs every row in full.
         compile_generation: ``"auto"`` (transformers compiles the decoding step when the cache is
             static and the device is a GPU: ``torch.compile`` with CUDA graphs), ``"on"`` (also on
-            CPU; needs ``generation_cache="static"`` and a C++ compiler) or ``"off"``.
+            CPU; needs ``generation_cache="static"`` and a C++ compiler) or ``"off"``; booleans (YAML's
+            ``on``/``off``) mean ``"on"``/``"off"``.
     """
 
     name: str = "tiny"
@@ -91,12 +92,18 @@ class HFPolicyConfig:
             raise UserError(f"temperature must be > 0, got {self.temperature}")
         if not 0 < self.top_p <= 1:
             raise UserError(f"top_p must lie in (0, 1], got {self.top_p}")
+        if not 0 < self.lora_alpha < float("inf"):
+            raise UserError(f"lora_alpha must be > 0 and finite, got {self.lora_alpha}")
         if not 0 <= self.lora_dropout < 1:
             raise UserError(f"lora_dropout must lie in [0, 1), got {self.lora_dropout}")
         if not self.lora_target_modules:
             raise UserError("lora_target_modules is empty")
         if self.generation_cache not in ("dynamic", "static"):
             raise UserError(f"generation_cache must be 'dynamic' or 'static', got {self.generation_cache!r}")
+        # YAML (and so a command line's `model.compile_generation=on`) reads on/off as booleans, which a str
+        # field receives as "True"/"False"; they mean on and off.
+        switch = {True: "on", False: "off", "True": "on", "False": "off"}
+        object.__setattr__(self, "compile_generation", switch.get(self.compile_generation, self.compile_generation))
         if self.compile_generation not in ("auto", "on", "off"):
             raise UserError(f"compile_generation must be auto, on or off, got {self.compile_generation!r}")
         if self.compile_generation == "on" and self.generation_cache != "static":

@@ -44,6 +44,16 @@ def attach_lora(model: nn.Module, cfg: HFPolicyConfig) -> nn.Module:
     targets: Any = list(cfg.lora_target_modules)
     if targets == ["all-linear"]:
         targets = "all-linear"
+    else:
+        # PEFT adapts a module whose name is a target or ends with "." + a target, and ignores a target that
+        # matches nothing as long as another one matches: a misspelt name would silently train fewer weights.
+        names = [name for name, _ in model.named_modules()]
+        missing = [t for t in targets if not any(n == t or n.endswith("." + t) for n in names)]
+        if missing:
+            raise UserError(
+                f"lora_target_modules: {', '.join(missing)} names no module of {cfg.name!r}; use this "
+                "architecture's linear module names (e.g. q_proj, v_proj for Llama), or ['all-linear']"
+            )
     lora = LoraConfig(
         r=cfg.lora_r,
         lora_alpha=cfg.lora_alpha,
