@@ -43,13 +43,15 @@ class CallableReward:
 
 def as_scores(out: object, name: str, n: int) -> Tensor:
     """A reward's result as [n] float32 on CPU: one real number per text, as a sequence, an array or a
-    tensor of shape [n] (or [n, 1], a regressor's column). Anything else (another shape, which
+    tensor of shape [n] (or [n, 1], a regressor's column), dense or sparse. Anything else (another shape, which
     flattening would silently re-pair with the texts, complex or non-numeric values) is a one-line
     :class:`RewardError`."""
     try:
         t = torch.as_tensor(out.detach() if isinstance(out, Tensor) else out)
     except (TypeError, ValueError, RuntimeError) as e:
         raise RewardError(f"reward {name!r} returned {type(out).__name__}, not numbers ({one_line(e)})") from None
+    if t.layout != torch.strided:  # a sparse result (a classifier's thresholded output) holds the same numbers
+        t = t.to_dense()
     if t.is_complex():
         raise RewardError(f"reward {name!r} returned {t.dtype} scores: one real number per text")
     if t.dim() == 2 and t.shape[1] == 1:

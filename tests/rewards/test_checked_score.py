@@ -69,3 +69,11 @@ def test_more_scores_than_texts_are_refused():
     """One score too many would be re-paired with the texts downstream: refused, like one too few."""
     with pytest.raises(RewardError, match="4 scores for 3"):
         checked_score(CallableReward(lambda ps, cs: [1.0, 2.0, 3.0, 4.0], name="long"), P, C)
+
+
+@pytest.mark.parametrize(
+    "dense", [torch.tensor([1.5, 0.0, -2.0]), torch.tensor([[1.5], [0.0], [-2.0]])], ids=["row", "column"]
+)
+def test_sparse_scores_are_the_same_scores_as_dense_ones(dense):
+    reward = CallableReward(lambda p, c: dense.to_sparse(), name="sparse")
+    assert torch.equal(checked_score(reward, ["p"] * 3, ["a", "b", "c"]), dense.flatten())
