@@ -9,6 +9,8 @@ Commands:
     profile  seconds per step split by phase, and peak memory, for each objective
     bench    run a benchmark suite and render docs/benchmarks/<suite>.md:  rlhf-zoo bench suite=exact
              (or a suite file of your own: rlhf-zoo bench suite=examples/suite.yaml out=runs/bench)
+    compare  finished runs side by side:           rlhf-zoo compare runs/ out=cmp
+    export   a trained LM policy as a Hugging Face model folder:  rlhf-zoo export RUN_DIR out=DIR
 
 Bad input ends with a one-line error on stderr and exit code 2, before any model loads where
 possible; Ctrl-C (SIGINT) or SIGTERM finishes the step, saves a checkpoint and exits with code 130
@@ -43,6 +45,8 @@ commands:
                            [jobs=N] [render_only=true] [docs=docs/benchmarks] [key=value for every run ...]
   compare   finished runs side by side, mean ± 95 % interval over seeds, as Markdown (and CSV and plots):
             rlhf-zoo compare RUN_DIR_OR_FOLDER ... [out=DIR]
+  export    a language-model run's policy (LoRA merged) as a Hugging Face model folder:
+            rlhf-zoo export RUN_DIR out=DIR [force=true]
 """
 
 SUMMARY_KEYS = (
@@ -132,6 +136,12 @@ def cmd_bench(args: list[str]) -> int:
     return bench_main(args)
 
 
+def cmd_export(args: list[str]) -> int:
+    from rlhf_zoo.export import main as export_main
+
+    return export_main(args)
+
+
 def cmd_compare(args: list[str]) -> int:
     from rlhf_zoo.compare import main as compare_main
 
@@ -146,6 +156,7 @@ COMMANDS = {
     "profile": cmd_profile,
     "bench": cmd_bench,
     "compare": cmd_compare,
+    "export": cmd_export,
 }
 
 

@@ -1,0 +1,112 @@
+"""``rlhf-zoo export RUN_DIR out=DIR``: a trained language-model policy as a Hugging Face model folder.
+
+The folder holds π at the run's checkpoint (the last one: the end of a finished run, or where an
+interrupted one stopped) as a plain causal LM: with LoRA the policy's adapter is merged into the base
+weights (W + (α / r)·B·A, Hu et al. 2021, arXiv 2106.09685, Eq. 3) and the anchor's adapter, if any, is
+dropped, so that ``AutoModelForCausalLM.from_pretrained(DIR)`` needs neither PEFT nor rlhf_zoo. Beside
+the weights and the tokenizer, ``rlhf_zoo_export.json`` says which run and which step they come from.
+
+The testbed's tabular policy (``task=exact``) has no model to export.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rlhf_zoo.errors import UserError
+
+EXPORT_META = "rlhf_zoo_export.json"
+
+
+@dataclass
+class ExportOptions:
+    """Options of ``rlhf-zoo export RUN_DIR``.
+
+    Attributes:
+        out: the model folder to write (created; its parent folders too).
+        force: replace ``out`` if it already holds files.
+    """
+
+    out: str = ""
+    force: bool = False
+
+
+def _run_dir(args: list[str]) -> Path:
+    runs = [a for a in args if "=" not in a]
+    if len(runs) != 1:
+        raise UserError(f"export: name one run directory, got {len(runs)}: rlhf-zoo export RUN_DIR out=DIR")
+    run = Path(runs[0]).expanduser()
+    if not (run / "config.yaml").is_file():
+        raise UserError(f"export: {runs[0]} is not a run directory (no config.yaml in it)")
+    return run
+
+
+def export(run_dir: str | Path, out: str | Path, force: bool = False) -> dict[str, Any]:
+    """Write the policy of ``run_dir``'s checkpoint to ``out`` (see the module's docstring); returns what
+    ``rlhf_zoo_export.json`` holds. Raises :class:`UserError` for a run without a checkpoint or without a
+    language model, and for an ``out`` that holds files (unless ``force``)."""
+    import torch
+
+    from rlhf_zoo import version
+    from rlhf_zoo.config import as_dataclass, check_writable_dir, load_config
+    from rlhf_zoo.io import atomic_dir, atomic_write_json, umask_mode
+    from rlhf_zoo.policies.hf import build_hf_policy
+    from rlhf_zoo.runlog import RunLog
+    from rlhf_zoo.tasks.registry import get_task_entry
+
+    run_dir, out = Path(run_dir), Path(out).expanduser()
+    cfg = load_config([f"config={run_dir / 'config.yaml'}"])
+    if not get_task_entry(cfg.task.name).uses_model:
+        raise UserError(f"export: {run_dir} ran task={cfg.task.name}, whose tabular policy is not a language model")
+    log = RunLog(run_dir)
+    if not log.has_checkpoint():
+        raise UserError(
+            f"export: {run_dir} has no checkpoint (a bench deletes a finished point's unless keep_checkpoints=true)"
+        )
+    check_writable_dir(out, "out")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise UserError(f"export: out={out} already holds files: name another folder, or add force=true")
+    model_cfg = as_dataclass(cfg, "model")
+    policy = build_hf_policy(model_cfg, device="cpu", seed=cfg.seed)
+    weights, state = log.load_checkpoint(torch.device("cpu"))
+    policy.load_state_dict(weights)
+    model = policy.model
+    if model_cfg.finetune == "lora":
+        model = model.merge_and_unload(adapter_names=["default"])  # the anchor's adapter goes with the rest
+    meta = {
+        "run_dir": str(run_dir.resolve()),
+        "step": int(state["step"]),
+        "steps": int(cfg.train.steps),
+        "algo": cfg.algo.name,
+        "task": cfg.task.name,
+        "model": model_cfg.name,
+        "finetune": model_cfg.finetune,
+        "seed": int(cfg.seed),
+        "rlhf_zoo": version(),
+    }
+    with atomic_dir(out) as tmp:
+        model.save_pretrained(tmp)
+        policy.tokenizer.save_pretrained(tmp)
+        atomic_write_json(tmp / EXPORT_META, meta)
+        for file in tmp.iterdir():  # safetensors writes its file private (0600); a model folder is to share
+            file.chmod(umask_mode(0o666))
+    return meta
+
+
+def main(args: list[str]) -> int:
+    from rlhf_zoo.options import split_options
+
+    run = _run_dir(args)
+    opts, unknown = split_options([a for a in args if "=" in a], ExportOptions, "export")
+    if unknown:
+        raise UserError(f"export: unknown option {unknown[0].partition('=')[0]!r}; known: out=DIR, force=true|false")
+    if not opts.out:
+        raise UserError("export: name the model folder to write: out=DIR")
+    meta = export(run, opts.out, opts.force)
+    print(
+        f"exported {meta['model']} ({meta['finetune']}) of {run} at step {meta['step']} of {meta['steps']} to "
+        f"{opts.out}: load it with AutoModelForCausalLM.from_pretrained({str(opts.out)!r})"
+    )
+    return 0
