@@ -52,6 +52,7 @@ class Run(Protocol):
 
     step: int
     evaluated_step: int | None
+    saved_step: int | None  # the step of the checkpoint in the run directory (None: none yet)
     elapsed: float
     policy: Policy
     opt: torch.optim.Optimizer | None
@@ -84,13 +85,15 @@ def training_state(tr: Run) -> dict[str, Any]:
 
 
 def save(tr: Run) -> None:
-    """Write ``tr``'s checkpoint."""
+    """Write ``tr``'s checkpoint; ``tr.saved_step`` then names it."""
     state = training_state(tr)
     # Every process holds the same weights; sharded ones are gathered by every process.
     weights = tr.policy.state_dict() if tr.rt.is_main or tr.rt.sharded else None
     if tr.rt.is_main:
         tr.log.save_checkpoint(weights, state)
+        tr.saved_step = tr.step  # in place: named also if another process is lost before the barrier below
     tr.rt.barrier()
+    tr.saved_step = tr.step
 
 
 def restore(tr: Run) -> int:

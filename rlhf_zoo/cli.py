@@ -14,7 +14,9 @@ Commands:
 
 Bad input ends with a one-line error on stderr and exit code 2, before any model loads where
 possible; Ctrl-C (SIGINT) or SIGTERM finishes the step, saves a checkpoint and exits with code 130
-or 143 (:mod:`rlhf_zoo.signals`).
+or 143 (:mod:`rlhf_zoo.signals`). Under a launch of several processes, a process whose collective fails
+because another process is gone (killed by the OOM killer, say) ends with one line naming the checkpoint
+that ``resume=true`` continues from, and exit code 1 (:class:`rlhf_zoo.train.LostProcess`).
 """
 
 from __future__ import annotations
@@ -193,9 +195,9 @@ def main(argv: list[str] | None = None) -> int:
     if any(a in HELP_FLAGS[:2] for a in rest):
         print(command_usage(cmd))
         return 0
-    from rlhf_zoo.runtime import end_process_group
+    from rlhf_zoo.runtime import communication_failure, end_process_group
     from rlhf_zoo.signals import stop_exit_code, stop_signals_raise
-    from rlhf_zoo.train import Interrupted
+    from rlhf_zoo.train import Interrupted, LostProcess
 
     try:
         # SIGTERM outside training (a model loading, between a sweep's points, a bench rendering) stops the
@@ -222,6 +224,19 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as e:
         print(f"rlhf-zoo: interrupted ({'SIGTERM' if stop_exit_code(e) == 143 else 'SIGINT'})", file=sys.stderr)
         return stop_exit_code(e)
+    except LostProcess as e:  # not a traceback of gloo's: which process, and the checkpoint to resume from
+        print(f"rlhf-zoo: error: {printable(str(e))}", file=sys.stderr)
+        return e.exit_code
+    except Exception as e:  # the same outside training (the command's last barrier); any other error: its traceback
+        if (cause := communication_failure(e)) is None:
+            raise
+        print(
+            "rlhf-zoo: error: another process of this run stopped (killed, out of memory?, or failed with its own "
+            f"error above), so this one stops too ({printable(cause)}); a training run continues from its last "
+            "checkpoint with resume=true",
+            file=sys.stderr,
+        )
+        return 1
 
 
 if __name__ == "__main__":

@@ -112,6 +112,35 @@ def check_launch_config(env: Mapping[str, str] | None = None) -> None:
     launch_settings(env)  # refuses the FSDP settings that are not implemented
 
 
+# gloo's transport errors (``gloo::IoException``), which a collective raises as a plain RuntimeError prefixed by
+# their source file: the connection to another process closed or reset (it is gone), or no answer within the
+# group's timeout. gloo's assertions ("[enforce fail at .../gloo/transport/tcp/pair.cc:446] ...", a collective
+# that differs between the processes among them) are bugs, and do not match.
+_GLOO_IO = re.compile(
+    r"\[(?!enforce fail)[^\]\n]*gloo/transport/[^\]\n]*\] "
+    r"((?:Connection closed by peer|Socket closed|Socket unexpectedly closed|Read error|Read timeout"
+    r"|Write timeout|writev|Timed out waiting)[^\n]*)"
+)
+# torch's own (NCCL's failures and timeouts, the rendezvous store's lost connection or timeouts); their base
+# class, DistError, is not one (it is raised for misuse too).
+_DIST_ERRORS = ("DistBackendError", "DistNetworkError", "DistStoreError")
+
+
+def communication_failure(e: BaseException) -> str | None:
+    """If ``e`` is a collective's failure to reach another process of the group (gone: killed, out of memory, or
+    failed with its own error; or not answering within the group's timeout), what it says, in short
+    (``Connection closed by peer [127.0.0.1]:9644``); None for any other error, which keeps its traceback."""
+    import torch.distributed as dist
+
+    if dist.is_available() and isinstance(e, tuple(getattr(dist, n) for n in _DIST_ERRORS if hasattr(dist, n))):
+        from rlhf_zoo.errors import one_line
+
+        return one_line(e)
+    if type(e) is RuntimeError and (m := _GLOO_IO.search(str(e))):
+        return m.group(1).split(". ")[0]  # without gloo's advice ("This is typically caused by ... GLHF!")
+    return None
+
+
 def end_process_group() -> None:
     """Destroy the default process group, if a launch made one; a no-op otherwise.
 

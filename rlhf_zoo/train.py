@@ -45,8 +45,8 @@ from rlhf_zoo.evaluate import Evaluator
 from rlhf_zoo.policies.base import Policy
 from rlhf_zoo.rng import Streams
 from rlhf_zoo.rollout import BaseCache, Costs, collect, make_batch
-from rlhf_zoo.runlog import RunLog, WriteError, provenance, sample_rows
-from rlhf_zoo.runtime import Runtime
+from rlhf_zoo.runlog import RunLog, WriteError, checkpoint_to_resume, provenance, sample_rows
+from rlhf_zoo.runtime import Runtime, communication_failure
 from rlhf_zoo.signals import ForcedStop, StopRequests
 from rlhf_zoo.tasks.base import Task, prompt_report
 from rlhf_zoo.tasks.registry import build_task
@@ -99,6 +99,52 @@ class Interrupted(Exception):
 
     def __reduce__(self) -> tuple[Any, ...]:  # rebuilt from its arguments (a bench worker returns it)
         return (type(self), (self.step, self.run_dir, self.signum, self.forced, self.last_checkpoint))
+
+
+class LostProcess(Exception):
+    """Another process of a multi-process run stopped (killed, by the OOM killer or ``kill -9``; or failed with its
+    own error), so this process's next collective failed (``cause``: what it said, in short,
+    :func:`rlhf_zoo.runtime.communication_failure`). No checkpoint is written (one is a collective the lost
+    process cannot join): the message names the one the run directory holds (``last_checkpoint``: the step of
+    the last one this run wrote or resumed from; None: none, unless ``checkpointed`` says that the run directory
+    holds one whose step this process does not know).
+
+    ``rank`` and ``world``: this process's place in the group; with 2 processes the lost one is the other."""
+
+    def __init__(
+        self,
+        step: int,
+        run_dir: str,
+        cause: str,
+        last_checkpoint: int | None = None,
+        rank: int = 0,
+        world: int = 2,
+        checkpointed: bool = False,
+    ):
+        other = f"the other process of this run (rank {1 - rank})" if world == 2 else "another process of this run"
+        if last_checkpoint is not None:
+            resume = f"{run_dir} holds the checkpoint of step {last_checkpoint}: add resume=true to continue from it"
+        elif checkpointed:
+            resume = f"{run_dir} holds a checkpoint: add resume=true to continue from it"
+        else:
+            resume = f"{run_dir} holds no checkpoint yet: add resume=true to start it over"
+        super().__init__(
+            f"{other} stopped at step {step} (killed, out of memory?, or failed with its own error above), so "
+            f"this one (rank {rank}) stops too ({cause}); {resume}"
+        )
+        self.step = step
+        self.run_dir = run_dir
+        self.cause = cause
+        self.last_checkpoint = last_checkpoint
+        self.rank = rank
+        self.world = world
+        self.checkpointed = checkpointed
+
+    exit_code = 1
+
+    def __reduce__(self) -> tuple[Any, ...]:  # rebuilt from its arguments, as Interrupted
+        args = (self.step, self.run_dir, self.cause, self.last_checkpoint, self.rank, self.world, self.checkpointed)
+        return (type(self), args)
 
 
 def prompts_for_step(prompts: list[str], step: int, batch: int, seed: int) -> list[str]:
@@ -207,6 +253,13 @@ class Trainer:
             try:
                 self.begin()
                 return self.finish(self.run_steps())
+            except Exception as e:  # another process gone: one line naming the checkpoint to resume from
+                if (cause := communication_failure(e)) is None:
+                    raise
+                checkpointed = self.saved_step is None and bool(self.cfg.resume) and checkpoint_to_resume(self.log.dir)
+                raise LostProcess(
+                    self.step, self.cfg.run_dir, cause, self.saved_step, self.rt.rank, self.rt.world, checkpointed
+                ) from e
             finally:
                 self.end()
 
@@ -390,9 +443,8 @@ class Trainer:
     saved_step: int | None = None  # the step of the checkpoint in the run directory (None: none yet)
 
     def save(self) -> None:
-        checkpoint.save(self)
+        checkpoint.save(self)  # sets saved_step
         self._saved_at = time.monotonic()
-        self.saved_step = self.step
 
     def restore(self) -> int:
         self.saved_step = checkpoint.restore(self)

@@ -1,6 +1,7 @@
 """A real 2-process group on CPU (gloo, through accelerate) on the tiny language model: identical
 weights in both processes, gathered metrics, the result of one process with the same global batch,
-and a 1-process checkpoint resumed by 2 processes."""
+a 1-process checkpoint resumed by 2 processes, and a process killed mid-run: the other ends with one line
+naming the checkpoint that resume=true continues from."""
 
 import json
 
@@ -79,3 +80,56 @@ def test_with_dropout_a_two_process_run_resumes_as_it_would_have_run(lm_args, tm
     assert records(full) == records(part)
     state = torch.load(part / "checkpoint" / "state.pt", weights_only=False)
     assert sorted(state["torch_rng"]) == [0, 1]  # every process's generator, by rank
+
+
+# A proxy reward that kills its own process (SIGKILL, as the OOM killer does) in the process of rank
+# $KILL_RANK once $KILL_ONCE_EXISTS exists (the run's first checkpoint): in the step after it, every time.
+KILLING_REWARD = """
+import os, signal
+
+def score(prompts, completions):
+    if os.environ.get("RANK") == os.environ.get("KILL_RANK") and os.path.exists(os.environ["KILL_ONCE_EXISTS"]):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return [float(len(c.split())) for c in completions]
+"""
+
+
+@pytest.mark.slow
+def test_a_killed_process_leaves_the_other_one_line_naming_the_checkpoint_to_resume_from(lm_args, tmp_path):
+    """Rank 0 (the process that writes the run directory) is killed in step 3, after the checkpoint of step 2:
+    the other process's next collective fails. It printed gloo's traceback ("RuntimeError: [.../pair.cc:553]
+    Connection closed by peer ... GLHF!"); it ends with one line naming the lost process and the checkpoint,
+    and the run resumed with resume=true finishes."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.runtime.distributed_helpers import ROOT
+
+    reward = tmp_path / "killing_reward.py"
+    reward.write_text(KILLING_REWARD)
+    run = tmp_path / "run"
+    args = [a for a in lm_args if not a.startswith("run_dir")]
+    args += ["algo=reinforce", "train.steps=6", "train.checkpoint_every=2", f"task.proxy=py:{reward}:score"]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "rlhf_zoo"]
+    cmd += ["train", *args, "device=cpu", f"run_dir={run}"]
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
+    kill = {"KILL_RANK": "0", "KILL_ONCE_EXISTS": str(run / "checkpoint" / "state.pt")}
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**env, **kill})
+    assert out.returncode != 0
+    line = (
+        "rlhf-zoo: error: the other process of this run (rank 0) stopped at step 2 (killed, out of memory?, or failed "
+        "with its own error above), so this one (rank 1) stops too ("
+    )
+    assert out.stderr.count(line) == 1, out.stderr[-4000:]
+    assert f"{run} holds the checkpoint of step 2: add resume=true to continue from it\n" in out.stderr
+    assert "GLHF" not in out.stderr and "[rank1]" not in out.stderr, out.stderr[-4000:]  # no traceback of gloo's
+    assert torch.load(run / "checkpoint" / "state.pt", weights_only=False)["step"] == 2
+    resumed = subprocess.run([*cmd, "resume=true"], capture_output=True, text=True, timeout=300, env=env)
+    assert resumed.returncode == 0, resumed.stderr[-4000:]
+    assert f"resuming {run} from step 2" in resumed.stderr
+    assert json.loads((run / "summary.json").read_text())["steps"] == 6
