@@ -50,14 +50,16 @@ def export(run_dir: str | Path, out: str | Path, force: bool = False) -> dict[st
     import torch
 
     from rlhf_zoo import version
-    from rlhf_zoo.config import as_dataclass, check_writable_dir, load_config
+    from rlhf_zoo.config import as_dataclass, check_writable_dir, compose
     from rlhf_zoo.io import atomic_dir, atomic_write_json, umask_mode
     from rlhf_zoo.policies.hf import build_hf_policy
     from rlhf_zoo.runlog import RunLog
     from rlhf_zoo.tasks.registry import get_task_entry
 
     run_dir, out = Path(run_dir), Path(out).expanduser()
-    cfg = load_config([f"config={run_dir / 'config.yaml'}"])
+    # Composed, not validated as a run to start: its prompt file or gold reward may be gone since, and only the
+    # model's settings (validated by HFPolicyConfig) and the checkpoint make the policy.
+    cfg = compose([f"config={run_dir / 'config.yaml'}"])
     if not get_task_entry(cfg.task.name).uses_model:
         raise UserError(f"export: {run_dir} ran task={cfg.task.name}, whose tabular policy is not a language model")
     log = RunLog(run_dir)

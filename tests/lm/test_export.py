@@ -60,6 +60,18 @@ def test_the_exported_folder_is_the_trained_policy_without_peft_or_the_anchor(cl
     assert (meta["algo"], meta["step"], meta["finetune"], meta["model"]) == (algo, 3, finetune, "tiny")
 
 
+def test_a_run_whose_prompt_file_is_gone_still_exports(cli, lm_args, prompts_file, tmp_path):
+    """The policy is the model's settings and the checkpoint; a run's prompts are not needed any more."""
+    moved = tmp_path / "prompts.jsonl"
+    moved.write_text(prompts_file.read_text())
+    args = [a if not a.startswith("task.prompts=") else f"task.prompts={moved}" for a in lm_args]
+    run_dir = _train(cli, args, "algo=reinforce", "train.steps=1")
+    moved.unlink()
+    code, _, err = cli("export", run_dir, f"out={tmp_path / 'm'}")
+    assert code == 0, err
+    assert (tmp_path / "m" / "model.safetensors").is_file()
+
+
 def test_a_folder_that_holds_files_is_replaced_only_with_force(cli, lm_args, tmp_path):
     run_dir = _train(cli, lm_args, "algo=reinforce", "train.steps=1")
     out = tmp_path / "m"
