@@ -16,7 +16,8 @@ Bad input ends with a one-line error on stderr and exit code 2, before any model
 possible; Ctrl-C (SIGINT) or SIGTERM finishes the step, saves a checkpoint and exits with code 130
 or 143 (:mod:`rlhf_zoo.signals`). Under a launch of several processes, a process whose collective fails
 because another process is gone (killed by the OOM killer, say) ends with one line naming the checkpoint
-that ``resume=true`` continues from, and exit code 1 (:class:`rlhf_zoo.train.LostProcess`).
+that ``resume=true`` continues from, and exit code 1 (:class:`rlhf_zoo.train.LostProcess`). A failed
+allocation (``algo.n`` or a batch too large for the memory) is one line too, with exit code 1.
 """
 
 from __future__ import annotations
@@ -195,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     if any(a in HELP_FLAGS[:2] for a in rest):
         print(command_usage(cmd))
         return 0
-    from rlhf_zoo.runtime import communication_failure, end_process_group
+    from rlhf_zoo.runtime import communication_failure, end_process_group, out_of_memory
     from rlhf_zoo.signals import stop_exit_code, stop_signals_raise
     from rlhf_zoo.train import Interrupted, LostProcess
 
@@ -228,6 +229,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"rlhf-zoo: error: {printable(str(e))}", file=sys.stderr)
         return e.exit_code
     except Exception as e:  # the same outside training (the command's last barrier); any other error: its traceback
+        if (asked := out_of_memory(e)) is not None:  # too large a batch or algo.n: what to lower, not a traceback
+            print(
+                f"rlhf-zoo: error: out of memory ({asked}): lower the batch's size (train.batch_prompts, samples per "
+                "prompt such as algo.n or algo.samples, model.max_new_tokens, model.logprob_batch_size)",
+                file=sys.stderr,
+            )
+            return 1
         if (cause := communication_failure(e)) is None:
             raise
         print(

@@ -141,6 +141,29 @@ def communication_failure(e: BaseException) -> str | None:
     return None
 
 
+_CPU_OOM = re.compile(r"can't allocate memory: you tried to allocate (\d+) bytes")
+_GPU_OOM = re.compile(r"Tried to allocate ([\d.]+ [KMGTP]?i?B)")
+
+
+def out_of_memory(e: BaseException) -> str | None:
+    """If ``e`` is a failed allocation (torch's CPU allocator, an accelerator's ``torch.OutOfMemoryError``,
+    Python's ``MemoryError``), what was asked for, in short (``the CPU allocator was asked for 4.7 TiB at
+    once``); None for any other error, which keeps its traceback."""
+    if isinstance(e, torch.OutOfMemoryError):
+        m = _GPU_OOM.search(str(e))
+        return f"the GPU was asked for {m.group(1)} more" if m else "on the GPU"
+    if type(e) is RuntimeError and (m := _CPU_OOM.search(str(e))):
+        size, unit = float(m.group(1)), "bytes"
+        for bigger in ("KiB", "MiB", "GiB", "TiB", "PiB"):
+            if size < 1024:
+                break
+            size, unit = size / 1024, bigger
+        return f"the CPU allocator was asked for {size:.1f} {unit} at once"
+    if isinstance(e, MemoryError):
+        return "Python's MemoryError"
+    return None
+
+
 def end_process_group() -> None:
     """Destroy the default process group, if a launch made one; a no-op otherwise.
 

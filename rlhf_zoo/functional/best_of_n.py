@@ -29,11 +29,16 @@ def _check_n(n: int) -> None:
 
 
 def bon_B(p_le: Tensor, p_lt: Tensor, n: int) -> Tensor:
-    """B(y) = Σ_{i=1..n} (p_</p_≤)^(i−1) ∈ [1, n] (Theorem 1); 1 where p_≤ = 0."""
+    """B(y) = Σ_{i=1..n} (p_</p_≤)^(i−1) ∈ [1, n] (Theorem 1); 1 where p_≤ = 0.
+
+    Summed in closed form, (1 − rⁿ) / (1 − r) for the ratio r = p_</p_≤ < 1 and n where r = 1, so time and
+    memory do not grow with n; as expm1(n·log r) / expm1(log r), which keeps full precision where r is close
+    to 1 (there 1 − rⁿ cancels). Clamped to [1, n], the range of the sum, against the last bit of rounding."""
     _check_n(n)
     ratio = torch.where(p_le > 0, p_lt / torch.where(p_le > 0, p_le, torch.ones_like(p_le)), torch.zeros_like(p_le))
-    powers = torch.stack([ratio**i for i in range(n)], dim=0)
-    return powers.sum(0)
+    log_r = torch.log(ratio)  # −inf where r = 0: expm1 gives −1 / −1 = 1
+    geometric = torch.expm1(n * log_r) / torch.expm1(log_r)
+    return torch.where(ratio < 1, geometric, torch.full_like(ratio, n)).clamp(1, n)
 
 
 def bon_probs(ref_probs: Tensor, rewards: Tensor, n: int) -> Tensor:

@@ -167,6 +167,22 @@ def test_B_in_range_for_arbitrary_quantiles(pairs, n):
 
 
 @FAST
+@given(st.lists(st.floats(0, 1, width=64), min_size=1, max_size=8), st.integers(1, 200))
+def test_B_is_the_sum_of_its_powers(ratios, n):
+    """The closed form equals Σ_{i<n} rⁱ summed term by term (in float64, exactly rational for r = k/2^m too)."""
+    r = t64(ratios)
+    summed = torch.stack([r**i for i in range(n)]).sum(0)
+    torch.testing.assert_close(bon_B(torch.ones_like(r), r, n), summed, rtol=1e-12, atol=0)
+
+
+def test_B_of_a_huge_n_costs_no_memory_and_tends_to_1_over_1_minus_r():
+    """Σ_{i<n} rⁱ → 1 / (1 − r) as n grows; a term-by-term sum of n = 10^10 powers would need 80 GB."""
+    r = t64([0.0, 0.5, 0.9, 1 - 1e-6])
+    b = bon_B(torch.ones_like(r), r, 10**10)  # r^n < e^-10^4 for each: the tail is far below rounding
+    torch.testing.assert_close(b, 1 / (1 - r), rtol=1e-9, atol=0)
+
+
+@FAST
 @given(bon_cases(max_n=3), st.integers(1, 3))
 def test_composition(case, m):
     """Best-of-a applied to Best-of-b of π_ref is Best-of-(a·b); in particular BoN2∘BoN2 = BoN4."""
