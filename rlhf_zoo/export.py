@@ -3,8 +3,9 @@
 The folder holds π at the run's checkpoint (the last one: the end of a finished run, or where an
 interrupted one stopped) as a plain causal LM: with LoRA the policy's adapter is merged into the base
 weights (W₀ + BA of Hu et al. 2021, arXiv 2106.09685, Eq. 3, BA scaled by α / r as in their §4.1) and
-the anchor's adapter, if any, is dropped, so that ``AutoModelForCausalLM.from_pretrained(DIR)`` needs neither PEFT nor rlhf_zoo. Beside
-the weights and the tokenizer, ``rlhf_zoo_export.json`` says which run and which step they come from.
+the anchor's adapter, if any, is dropped, so that ``AutoModelForCausalLM.from_pretrained(DIR)`` needs
+neither PEFT nor rlhf_zoo. Beside the weights and the tokenizer, ``rlhf_zoo_export.json`` says which run
+and which step they come from.
 
 The testbed's tabular policy (``task=exact``) has no model to export.
 """
