@@ -47,7 +47,8 @@ def _run_dir(args: list[str]) -> Path:
 def export(run_dir: str | Path, out: str | Path, force: bool = False) -> dict[str, Any]:
     """Write the policy of ``run_dir``'s checkpoint to ``out`` (see the module's docstring); returns what
     ``rlhf_zoo_export.json`` holds. Raises :class:`UserError` for a run without a checkpoint or without a
-    language model, and for an ``out`` that holds files (unless ``force``)."""
+    language model, for an ``out`` that holds files (unless ``force``), and for one that is the run, holds it or lies
+    in its checkpoint (whatever ``force`` says)."""
     import torch
 
     from rlhf_zoo import version
@@ -69,6 +70,9 @@ def export(run_dir: str | Path, out: str | Path, force: bool = False) -> dict[st
             f"export: {run_dir} has no checkpoint (a bench deletes a finished point's unless keep_checkpoints=true)"
         )
     check_writable_dir(out, "out")
+    where, run = out.resolve(), run_dir.resolve()
+    if where == run or where in run.parents or where.is_relative_to(log.ckpt_dir.resolve()):
+        raise UserError(f"export: out={out} would replace the run {run_dir} or its checkpoint: name another folder")
     if out.is_dir() and any(out.iterdir()) and not force:
         raise UserError(f"export: out={out} already holds files: name another folder, or add force=true")
     model_cfg = as_dataclass(cfg, "model")

@@ -107,3 +107,13 @@ def test_bad_exports_are_one_line_each(cli, lm_args, tmp_path):
         assert (code, err.count("\n")) == (2, 1), (args, err)
         assert needle in err, (args, err)
     assert not (tmp_path / "m").exists()
+
+
+def test_out_never_replaces_the_run_or_its_checkpoint(cli, lm_args, tmp_path):
+    """force=true replaces a folder: not the run being exported, a folder holding it, or its checkpoint."""
+    run_dir = _train(cli, lm_args, "algo=reinforce", "train.steps=1")
+    for out in (run_dir, tmp_path, f"{run_dir}/checkpoint", f"{run_dir}/checkpoint/../."):
+        code, _, err = cli("export", run_dir, f"out={out}", "force=true")
+        assert (code, err.count("\n")) == (2, 1), (out, err)
+        assert "would replace the run" in err, (out, err)
+    assert (tmp_path / "run" / "config.yaml").is_file() and RunLog(run_dir).has_checkpoint()
