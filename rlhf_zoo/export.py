@@ -67,7 +67,8 @@ def export(run_dir: str | Path, out: str | Path, force: bool = False) -> dict[st
     log = RunLog(run_dir)
     if not log.has_checkpoint():
         raise UserError(
-            f"export: {run_dir} has no checkpoint (a bench deletes a finished point's unless keep_checkpoints=true)"
+            f"export: {run_dir} has no checkpoint (a sweep deletes its finished points', and so does rlhf-zoo bench "
+            "unless keep_checkpoints=true)"
         )
     check_writable_dir(out, "out")
     where, run = out.resolve(), run_dir.resolve()

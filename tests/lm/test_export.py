@@ -117,3 +117,13 @@ def test_out_never_replaces_the_run_or_its_checkpoint(cli, lm_args, tmp_path):
         assert (code, err.count("\n")) == (2, 1), (out, err)
         assert "would replace the run" in err, (out, err)
     assert (tmp_path / "run" / "config.yaml").is_file() and RunLog(run_dir).has_checkpoint()
+
+
+def test_a_sweep_point_without_its_checkpoint_says_what_deleted_it(cli, lm_args, tmp_path):
+    """A sweep deletes its finished points' checkpoints and has no keep_checkpoints: not an option to suggest."""
+    code, _, err = cli("train", *lm_args, "algo=reinforce", "train.steps=1", "seed=0,1")
+    assert code == 0, err
+    point = next((tmp_path / "run").glob("*-s0"))
+    code, _, err = cli("export", str(point), f"out={tmp_path / 'm'}")
+    assert (code, err.count("\n")) == (2, 1), err
+    assert "has no checkpoint" in err and "a sweep" in err and "rlhf-zoo bench" in err, err
