@@ -53,6 +53,7 @@ def export(run_dir: str | Path, out: str | Path, force: bool = False) -> dict[st
 
     from rlhf_zoo import version
     from rlhf_zoo.config import as_dataclass, check_writable_dir, compose
+    from rlhf_zoo.hub import quiet_transformers
     from rlhf_zoo.io import atomic_dir, atomic_write_json, umask_mode
     from rlhf_zoo.policies.hf import build_hf_policy
     from rlhf_zoo.runlog import RunLog
@@ -95,8 +96,9 @@ def export(run_dir: str | Path, out: str | Path, force: bool = False) -> dict[st
         "rlhf_zoo": version(),
     }
     with atomic_dir(out) as tmp:
-        model.save_pretrained(tmp)
-        policy.tokenizer.save_pretrained(tmp)
+        with quiet_transformers():  # its "Writing model shards" bar
+            model.save_pretrained(tmp)
+            policy.tokenizer.save_pretrained(tmp)
         atomic_write_json(tmp / EXPORT_META, meta)
         for file in tmp.iterdir():  # safetensors writes its file private (0600); a model folder is to share
             file.chmod(umask_mode(0o666))
