@@ -114,9 +114,10 @@ def main(args: list[str]) -> int:
         raise UserError(f"export: unknown option {unknown[0].partition('=')[0]!r}; known: out=DIR, force=true|false")
     if not opts.out:
         raise UserError("export: name the model folder to write: out=DIR")
-    meta = export(run, opts.out, opts.force)
+    out = Path(opts.out).expanduser()  # the folder written, as from_pretrained must be given it (no ~)
+    meta = export(run, out, opts.force)
     print(
         f"exported {meta['model']} ({meta['finetune']}) of {run} at step {meta['step']} of {meta['steps']} to "
-        f"{opts.out}: load it with AutoModelForCausalLM.from_pretrained({str(opts.out)!r})"
+        f"{out}: load it with AutoModelForCausalLM.from_pretrained({str(out)!r})"
     )
     return 0

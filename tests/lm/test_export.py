@@ -127,3 +127,13 @@ def test_a_sweep_point_without_its_checkpoint_says_what_deleted_it(cli, lm_args,
     code, _, err = cli("export", str(point), f"out={tmp_path / 'm'}")
     assert (code, err.count("\n")) == (2, 1), err
     assert "has no checkpoint" in err and "a sweep" in err and "rlhf-zoo bench" in err, err
+
+
+def test_the_printed_load_line_names_the_folder_written(cli, lm_args, tmp_path, monkeypatch):
+    """out=~/m is written to $HOME/m; the line to copy names that folder (from_pretrained reads '~/m' as a hub id)."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    run_dir = _train(cli, lm_args, "algo=reinforce", "train.steps=1")
+    code, said, err = cli("export", run_dir, "out=~/m")
+    assert code == 0, err
+    assert f"from_pretrained({str(tmp_path / 'm')!r})" in said, said
+    assert (tmp_path / "m" / "config.json").is_file()
