@@ -62,7 +62,10 @@ def export(run_dir: str | Path, out: str | Path, force: bool = False) -> dict[st
     run_dir, out = Path(run_dir), Path(out).expanduser()
     # Composed, not validated as a run to start: its prompt file or gold reward may be gone since, and only the
     # model's settings (validated by HFPolicyConfig) and the checkpoint make the policy.
-    cfg = compose([f"config={run_dir / 'config.yaml'}"])
+    try:
+        cfg = compose([f"config={run_dir / 'config.yaml'}"])
+    except UserError as e:  # its own advice (algo=NAME, a key to fix) is not export's options
+        raise UserError(f"export: {run_dir / 'config.yaml'} is not a run's configuration: {e}") from None
     if not get_task_entry(cfg.task.name).uses_model:
         raise UserError(f"export: {run_dir} ran task={cfg.task.name}, whose tabular policy is not a language model")
     log = RunLog(run_dir)

@@ -93,8 +93,12 @@ def test_bad_exports_are_one_line_each(cli, lm_args, tmp_path):
     assert code == 0, err
     lm_run = _train(cli, lm_args, "algo=reinforce", "train.steps=1")
     (RunLog(lm_run).dir / "checkpoint" / "state.pt").unlink()
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "config.yaml").write_text("foo: 1\n")  # not a run's: its error must not ask export for algo=NAME
     out = f"out={tmp_path / 'm'}"
     cases = [
+        ((str(foreign), out), f"{foreign / 'config.yaml'} is not a run's configuration"),
         ((str(exact_run), out), "task=exact"),
         ((lm_run, out), "has no checkpoint"),
         ((str(tmp_path), out), "is not a run directory"),
