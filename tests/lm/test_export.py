@@ -141,3 +141,17 @@ def test_the_printed_load_line_names_the_folder_written(cli, lm_args, tmp_path, 
     assert code == 0, err
     assert f"from_pretrained({str(tmp_path / 'm')!r})" in said, said
     assert (tmp_path / "m" / "config.json").is_file()
+
+
+def test_an_interrupted_run_exports_the_step_it_stopped_at(cli, lm_args, tmp_path):
+    """Its checkpoint's step, not train.steps: the folder is π where the run stopped."""
+    from rlhf_zoo.config import load_config
+    from rlhf_zoo.train import Trainer, build
+    from tests.runtime.resume_helpers import interrupt_after
+
+    cfg = load_config([*lm_args, "algo=reinforce"])
+    interrupt_after(Trainer(cfg, *build(cfg)), stop_after=1)
+    code, said, err = cli("export", cfg.run_dir, f"out={tmp_path / 'm'}")
+    assert code == 0, err
+    assert "at step 1 of 3" in said, said
+    assert json.loads((tmp_path / "m" / "rlhf_zoo_export.json").read_text())["step"] == 1
