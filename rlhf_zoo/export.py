@@ -46,12 +46,13 @@ def _run_dir(args: list[str]) -> Path:
 
 def export(run_dir: str | Path, out: str | Path, force: bool = False) -> dict[str, Any]:
     """Write the policy of ``run_dir``'s checkpoint to ``out`` (see the module's docstring); returns what
-    ``rlhf_zoo_export.json`` holds. Raises :class:`UserError` for a run without a checkpoint or without a
-    language model, for an ``out`` that holds files (unless ``force``), and for one that is the run, holds it or lies
+    ``rlhf_zoo_export.json`` holds. Raises :class:`UserError` for a run without a checkpoint, a trained policy or
+    a language model, for an ``out`` that holds files (unless ``force``), and for one that is the run, holds it or lies
     in its checkpoint (whatever ``force`` says)."""
     import torch
 
     from rlhf_zoo import version
+    from rlhf_zoo.algorithms.registry import get_algorithm
     from rlhf_zoo.config import as_dataclass, check_writable_dir, compose
     from rlhf_zoo.hub import quiet_transformers
     from rlhf_zoo.io import atomic_dir, atomic_write_json, umask_mode
@@ -68,6 +69,11 @@ def export(run_dir: str | Path, out: str | Path, force: bool = False) -> dict[st
         raise UserError(f"export: {run_dir / 'config.yaml'} is not a run's configuration: {e}") from None
     if not get_task_entry(cfg.task.name).uses_model:
         raise UserError(f"export: {run_dir} ran task={cfg.task.name}, whose tabular policy is not a language model")
+    if not get_algorithm(cfg.algo.name).trainable:
+        raise UserError(
+            f"export: {run_dir} ran algo={cfg.algo.name}, which trains no policy: it samples the reference model "
+            f"(model.name={cfg.model.name})"
+        )
     log = RunLog(run_dir)
     if not log.has_checkpoint():
         raise UserError(

@@ -91,6 +91,8 @@ def test_bad_exports_are_one_line_each(cli, lm_args, tmp_path):
         "train", "algo=reinforce", "task=exact", "train.steps=1", "train.progress=false", f"run_dir={exact_run}"
     )
     assert code == 0, err
+    bon_args = [a if not a.startswith("run_dir=") else f"run_dir={tmp_path / 'bon'}" for a in lm_args]
+    bon_run = _train(cli, bon_args, "algo=best_of_n", "train.steps=1")
     lm_run = _train(cli, lm_args, "algo=reinforce", "train.steps=1")
     (RunLog(lm_run).dir / "checkpoint" / "state.pt").unlink()
     foreign = tmp_path / "foreign"
@@ -101,6 +103,7 @@ def test_bad_exports_are_one_line_each(cli, lm_args, tmp_path):
         ((str(foreign), out), f"{foreign / 'config.yaml'} is not a run's configuration"),
         ((str(exact_run), out), "task=exact"),
         ((lm_run, out), "has no checkpoint"),
+        ((bon_run, out), "ran algo=best_of_n, which trains no policy"),  # not "a sweep deletes its checkpoints"
         ((str(tmp_path), out), "is not a run directory"),
         ((lm_run,), "out=DIR"),
         ((lm_run, str(exact_run), out), "name one run directory, got 2"),
