@@ -53,6 +53,7 @@ def export(run_dir: str | Path, out: str | Path, force: bool = False) -> dict[st
 
     from rlhf_zoo import version
     from rlhf_zoo.algorithms.registry import get_algorithm
+    from rlhf_zoo.bench.runner import STARTED
     from rlhf_zoo.config import as_dataclass, check_writable_dir, compose
     from rlhf_zoo.hub import quiet_transformers
     from rlhf_zoo.io import atomic_dir, atomic_write_json, umask_mode
@@ -76,10 +77,11 @@ def export(run_dir: str | Path, out: str | Path, force: bool = False) -> dict[st
         )
     log = RunLog(run_dir)
     if not log.has_checkpoint():
-        raise UserError(
-            f"export: {run_dir} has no checkpoint (a sweep deletes its finished points', and so does rlhf-zoo bench "
-            "unless keep_checkpoints=true)"
-        )
+        if (run_dir / STARTED).is_file():  # a sweep's or a bench's point
+            why = "a sweep deletes its finished points', and so does rlhf-zoo bench unless keep_checkpoints=true"
+        else:  # killed (or still running) before its first
+            why = "none written yet: a run writes one every train.checkpoint_every steps, at its end and when stopped"
+        raise UserError(f"export: {run_dir} has no checkpoint ({why})")
     check_writable_dir(out, "out")
     where, run = out.resolve(), run_dir.resolve()
     if where == run or where in run.parents or where.is_relative_to(log.ckpt_dir.resolve()):

@@ -102,7 +102,7 @@ def test_bad_exports_are_one_line_each(cli, lm_args, tmp_path):
     cases = [
         ((str(foreign), out), f"{foreign / 'config.yaml'} is not a run's configuration"),
         ((str(exact_run), out), "task=exact"),
-        ((lm_run, out), "has no checkpoint"),
+        ((lm_run, out), "has no checkpoint (none written yet"),  # not a sweep's point
         ((bon_run, out), "ran algo=best_of_n, which trains no policy"),  # not "a sweep deletes its checkpoints"
         ((str(tmp_path), out), "is not a run directory"),
         ((lm_run,), "out=DIR"),
