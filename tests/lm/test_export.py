@@ -158,3 +158,17 @@ def test_an_interrupted_run_exports_the_step_it_stopped_at(cli, lm_args, tmp_pat
     assert code == 0, err
     assert "at step 1 of 3" in said, said
     assert json.loads((tmp_path / "m" / "rlhf_zoo_export.json").read_text())["step"] == 1
+
+
+def test_the_folder_samples_the_policy_at_its_temperature_without_a_top_k(cli, lm_args, tmp_path):
+    """π is softmax(logits / τ) over the whole vocabulary, nucleus top_p: generate(do_sample=True) on the
+    folder must draw from it, not from transformers' defaults (τ = 1 and the 50 likeliest tokens)."""
+    run_dir = _train(cli, lm_args, "algo=reinforce", "train.steps=1", "model.temperature=0.7")
+    code, _, err = cli("export", run_dir, f"out={tmp_path / 'm'}")
+    assert code == 0, err
+    exported = AutoModelForCausalLM.from_pretrained(tmp_path / "m")
+    gen = exported.generation_config
+    assert (gen.do_sample, gen.temperature, gen.top_p) == (True, 0.7, 1.0)
+    torch.manual_seed(0)
+    first = exported.generate(IDS[:, :3].repeat(2000, 1), max_new_tokens=1)[:, 3]
+    assert len(set(first.tolist())) > 50  # the tiny model's 512 tokens are nearly uniform: far more than 50 drawn
