@@ -4,8 +4,10 @@ The folder holds π at the run's checkpoint (the last one: the end of a finished
 interrupted one stopped) as a plain causal LM: with LoRA the policy's adapter is merged into the base
 weights (W₀ + BA of Hu et al. 2021, arXiv 2106.09685, Eq. 3, BA scaled by α / r as in their §4.1) and
 the anchor's adapter, if any, is dropped, so that ``AutoModelForCausalLM.from_pretrained(DIR)`` needs
-neither PEFT nor rlhf_zoo. Beside the weights and the tokenizer, ``rlhf_zoo_export.json`` says which run
-and which step they come from.
+neither PEFT nor rlhf_zoo. Its ``generation_config`` samples π: ``do_sample`` at the run's temperature and
+top_p over the whole vocabulary (transformers would otherwise keep the 50 likeliest tokens); greedy decoding
+is ``do_sample=False``. Beside the weights and the tokenizer, ``rlhf_zoo_export.json`` says which run and
+which step they come from.
 
 The testbed's tabular policy (``task=exact``) has no model to export.
 """
@@ -46,12 +48,16 @@ def _run_dir(args: list[str]) -> Path:
 
 def export(run_dir: str | Path, out: str | Path, force: bool = False) -> dict[str, Any]:
     """Write the policy of ``run_dir``'s checkpoint to ``out`` (see the module's docstring); returns what
-    ``rlhf_zoo_export.json`` holds. Raises :class:`UserError` for a run without a checkpoint or without a
-    language model, and for an ``out`` that holds files (unless ``force``)."""
+    ``rlhf_zoo_export.json`` holds. Raises :class:`UserError` for a run without a checkpoint, a trained policy or
+    a language model, for an ``out`` that holds files (unless ``force``), and for one that is the run, holds it or lies
+    in its checkpoint (whatever ``force`` says)."""
     import torch
 
     from rlhf_zoo import version
+    from rlhf_zoo.algorithms.registry import get_algorithm
+    from rlhf_zoo.bench.runner import STARTED
     from rlhf_zoo.config import as_dataclass, check_writable_dir, compose
+    from rlhf_zoo.hub import quiet_transformers
     from rlhf_zoo.io import atomic_dir, atomic_write_json, umask_mode
     from rlhf_zoo.policies.hf import build_hf_policy
     from rlhf_zoo.runlog import RunLog
@@ -60,15 +66,28 @@ def export(run_dir: str | Path, out: str | Path, force: bool = False) -> dict[st
     run_dir, out = Path(run_dir), Path(out).expanduser()
     # Composed, not validated as a run to start: its prompt file or gold reward may be gone since, and only the
     # model's settings (validated by HFPolicyConfig) and the checkpoint make the policy.
-    cfg = compose([f"config={run_dir / 'config.yaml'}"])
+    try:
+        cfg = compose([f"config={run_dir / 'config.yaml'}"])
+    except UserError as e:  # its own advice (algo=NAME, a key to fix) is not export's options
+        raise UserError(f"export: {run_dir / 'config.yaml'} is not a run's configuration: {e}") from None
     if not get_task_entry(cfg.task.name).uses_model:
         raise UserError(f"export: {run_dir} ran task={cfg.task.name}, whose tabular policy is not a language model")
+    if not get_algorithm(cfg.algo.name).trainable:
+        raise UserError(
+            f"export: {run_dir} ran algo={cfg.algo.name}, which trains no policy: it samples the reference model "
+            f"(model.name={cfg.model.name})"
+        )
     log = RunLog(run_dir)
     if not log.has_checkpoint():
-        raise UserError(
-            f"export: {run_dir} has no checkpoint (a bench deletes a finished point's unless keep_checkpoints=true)"
-        )
+        if (run_dir / STARTED).is_file():  # a sweep's or a bench's point
+            why = "a sweep deletes its finished points', and so does rlhf-zoo bench unless keep_checkpoints=true"
+        else:  # killed (or still running) before its first
+            why = "none written yet: a run writes one every train.checkpoint_every steps, at its end and when stopped"
+        raise UserError(f"export: {run_dir} has no checkpoint ({why})")
     check_writable_dir(out, "out")
+    where, run = out.resolve(), run_dir.resolve()
+    if where == run or where in run.parents or where.is_relative_to(log.ckpt_dir.resolve()):
+        raise UserError(f"export: out={out} would replace the run {run_dir} or its checkpoint: name another folder")
     if out.is_dir() and any(out.iterdir()) and not force:
         raise UserError(f"export: out={out} already holds files: name another folder, or add force=true")
     model_cfg = as_dataclass(cfg, "model")
@@ -78,6 +97,8 @@ def export(run_dir: str | Path, out: str | Path, force: bool = False) -> dict[st
     model = policy.model
     if model_cfg.finetune == "lora":
         model = model.merge_and_unload(adapter_names=["default"])  # the anchor's adapter goes with the rest
+    # generate() samples π: softmax(logits / τ), nucleus top_p, the whole vocabulary (not transformers' top_k=50)
+    model.generation_config.update(do_sample=True, temperature=model_cfg.temperature, top_p=model_cfg.top_p, top_k=0)
     meta = {
         "run_dir": str(run_dir.resolve()),
         "step": int(state["step"]),
@@ -90,8 +111,9 @@ def export(run_dir: str | Path, out: str | Path, force: bool = False) -> dict[st
         "rlhf_zoo": version(),
     }
     with atomic_dir(out) as tmp:
-        model.save_pretrained(tmp)
-        policy.tokenizer.save_pretrained(tmp)
+        with quiet_transformers():  # its "Writing model shards" bar
+            model.save_pretrained(tmp)
+            policy.tokenizer.save_pretrained(tmp)
         atomic_write_json(tmp / EXPORT_META, meta)
         for file in tmp.iterdir():  # safetensors writes its file private (0600); a model folder is to share
             file.chmod(umask_mode(0o666))
@@ -107,9 +129,10 @@ def main(args: list[str]) -> int:
         raise UserError(f"export: unknown option {unknown[0].partition('=')[0]!r}; known: out=DIR, force=true|false")
     if not opts.out:
         raise UserError("export: name the model folder to write: out=DIR")
-    meta = export(run, opts.out, opts.force)
+    out = Path(opts.out).expanduser()  # the folder written, as from_pretrained must be given it (no ~)
+    meta = export(run, out, opts.force)
     print(
         f"exported {meta['model']} ({meta['finetune']}) of {run} at step {meta['step']} of {meta['steps']} to "
-        f"{opts.out}: load it with AutoModelForCausalLM.from_pretrained({str(opts.out)!r})"
+        f"{out}: load it with AutoModelForCausalLM.from_pretrained({str(out)!r})"
     )
     return 0

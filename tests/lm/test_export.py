@@ -39,7 +39,7 @@ def test_the_exported_folder_is_the_trained_policy_without_peft_or_the_anchor(cl
     run_dir = _train(cli, lm_args, f"algo={algo}", f"model.finetune={finetune}", "train.lr=3e-2")
     out = tmp_path / "exported"
     code, said, err = cli("export", run_dir, f"out={out}")
-    assert code == 0, err
+    assert (code, err) == (0, ""), err  # transformers' "Writing model shards" bar silenced, as for every model built
     assert f"at step 3 of 3 to {out}" in said
 
     exported = AutoModelForCausalLM.from_pretrained(out)
@@ -91,12 +91,19 @@ def test_bad_exports_are_one_line_each(cli, lm_args, tmp_path):
         "train", "algo=reinforce", "task=exact", "train.steps=1", "train.progress=false", f"run_dir={exact_run}"
     )
     assert code == 0, err
+    bon_args = [a if not a.startswith("run_dir=") else f"run_dir={tmp_path / 'bon'}" for a in lm_args]
+    bon_run = _train(cli, bon_args, "algo=best_of_n", "train.steps=1")
     lm_run = _train(cli, lm_args, "algo=reinforce", "train.steps=1")
     (RunLog(lm_run).dir / "checkpoint" / "state.pt").unlink()
+    foreign = tmp_path / "foreign"
+    foreign.mkdir()
+    (foreign / "config.yaml").write_text("foo: 1\n")  # not a run's: its error must not ask export for algo=NAME
     out = f"out={tmp_path / 'm'}"
     cases = [
+        ((str(foreign), out), f"{foreign / 'config.yaml'} is not a run's configuration"),
         ((str(exact_run), out), "task=exact"),
-        ((lm_run, out), "has no checkpoint"),
+        ((lm_run, out), "has no checkpoint (none written yet"),  # not a sweep's point
+        ((bon_run, out), "ran algo=best_of_n, which trains no policy"),  # not "a sweep deletes its checkpoints"
         ((str(tmp_path), out), "is not a run directory"),
         ((lm_run,), "out=DIR"),
         ((lm_run, str(exact_run), out), "name one run directory, got 2"),
@@ -107,3 +114,61 @@ def test_bad_exports_are_one_line_each(cli, lm_args, tmp_path):
         assert (code, err.count("\n")) == (2, 1), (args, err)
         assert needle in err, (args, err)
     assert not (tmp_path / "m").exists()
+
+
+def test_out_never_replaces_the_run_or_its_checkpoint(cli, lm_args, tmp_path):
+    """force=true replaces a folder: not the run being exported, a folder holding it, or its checkpoint."""
+    run_dir = _train(cli, lm_args, "algo=reinforce", "train.steps=1")
+    for out in (run_dir, tmp_path, f"{run_dir}/checkpoint", f"{run_dir}/checkpoint/../."):
+        code, _, err = cli("export", run_dir, f"out={out}", "force=true")
+        assert (code, err.count("\n")) == (2, 1), (out, err)
+        assert "would replace the run" in err, (out, err)
+    assert (tmp_path / "run" / "config.yaml").is_file() and RunLog(run_dir).has_checkpoint()
+
+
+def test_a_sweep_point_without_its_checkpoint_says_what_deleted_it(cli, lm_args, tmp_path):
+    """A sweep deletes its finished points' checkpoints and has no keep_checkpoints: not an option to suggest."""
+    code, _, err = cli("train", *lm_args, "algo=reinforce", "train.steps=1", "seed=0,1")
+    assert code == 0, err
+    point = next((tmp_path / "run").glob("*-s0"))
+    code, _, err = cli("export", str(point), f"out={tmp_path / 'm'}")
+    assert (code, err.count("\n")) == (2, 1), err
+    assert "has no checkpoint" in err and "a sweep" in err and "rlhf-zoo bench" in err, err
+
+
+def test_the_printed_load_line_names_the_folder_written(cli, lm_args, tmp_path, monkeypatch):
+    """out=~/m is written to $HOME/m; the line to copy names that folder (from_pretrained reads '~/m' as a hub id)."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    run_dir = _train(cli, lm_args, "algo=reinforce", "train.steps=1")
+    code, said, err = cli("export", run_dir, "out=~/m")
+    assert code == 0, err
+    assert f"from_pretrained({str(tmp_path / 'm')!r})" in said, said
+    assert (tmp_path / "m" / "config.json").is_file()
+
+
+def test_an_interrupted_run_exports_the_step_it_stopped_at(cli, lm_args, tmp_path):
+    """Its checkpoint's step, not train.steps: the folder is π where the run stopped."""
+    from rlhf_zoo.config import load_config
+    from rlhf_zoo.train import Trainer, build
+    from tests.runtime.resume_helpers import interrupt_after
+
+    cfg = load_config([*lm_args, "algo=reinforce"])
+    interrupt_after(Trainer(cfg, *build(cfg)), stop_after=1)
+    code, said, err = cli("export", cfg.run_dir, f"out={tmp_path / 'm'}")
+    assert code == 0, err
+    assert "at step 1 of 3" in said, said
+    assert json.loads((tmp_path / "m" / "rlhf_zoo_export.json").read_text())["step"] == 1
+
+
+def test_the_folder_samples_the_policy_at_its_temperature_without_a_top_k(cli, lm_args, tmp_path):
+    """π is softmax(logits / τ) over the whole vocabulary, nucleus top_p: generate(do_sample=True) on the
+    folder must draw from it, not from transformers' defaults (τ = 1 and the 50 likeliest tokens)."""
+    run_dir = _train(cli, lm_args, "algo=reinforce", "train.steps=1", "model.temperature=0.7")
+    code, _, err = cli("export", run_dir, f"out={tmp_path / 'm'}")
+    assert code == 0, err
+    exported = AutoModelForCausalLM.from_pretrained(tmp_path / "m")
+    gen = exported.generation_config
+    assert (gen.do_sample, gen.temperature, gen.top_p) == (True, 0.7, 1.0)
+    torch.manual_seed(0)
+    first = exported.generate(IDS[:, :3].repeat(2000, 1), max_new_tokens=1)[:, 3]
+    assert len(set(first.tolist())) > 50  # the tiny model's 512 tokens are nearly uniform: far more than 50 drawn
