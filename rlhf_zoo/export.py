@@ -122,7 +122,10 @@ def export(run_dir: str | Path, out: str | Path, force: bool = False) -> dict[st
 
 def main(args: list[str]) -> int:
     from rlhf_zoo.options import split_options
+    from rlhf_zoo.runtime import launched_world_size
 
+    if (world := launched_world_size()) > 1:  # every process would write the same folder
+        raise UserError(f"export runs in one process, not under a launch of {world}: run it without the launcher")
     run = _run_dir(args)
     opts, unknown = split_options([a for a in args if "=" in a], ExportOptions, "export")
     if unknown:

@@ -172,3 +172,12 @@ def test_the_folder_samples_the_policy_at_its_temperature_without_a_top_k(cli, l
     torch.manual_seed(0)
     first = exported.generate(IDS[:, :3].repeat(2000, 1), max_new_tokens=1)[:, 3]
     assert len(set(first.tolist())) > 50  # the tiny model's 512 tokens are nearly uniform: far more than 50 drawn
+
+
+def test_an_export_under_a_launch_of_several_processes_is_refused(cli, lm_args, tmp_path, monkeypatch):
+    """Every process of a torchrun or accelerate launch would write (and swap in) the same folder."""
+    run_dir = _train(cli, lm_args, "algo=reinforce", "train.steps=1")
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    code, _, err = cli("export", run_dir, f"out={tmp_path / 'm'}")
+    assert (code, err.count("\n")) == (2, 1) and "not under a launch of 2" in err, err
+    assert not (tmp_path / "m").exists()
