@@ -5,9 +5,10 @@ interrupted one stopped) as a plain causal LM: with LoRA the policy's adapter is
 weights (W₀ + BA of Hu et al. 2021, arXiv 2106.09685, Eq. 3, BA scaled by α / r as in their §4.1) and
 the anchor's adapter, if any, is dropped, so that ``AutoModelForCausalLM.from_pretrained(DIR)`` needs
 neither PEFT nor rlhf_zoo. Its ``generation_config`` samples π: ``do_sample`` at the run's temperature and
-top_p over the whole vocabulary (transformers would otherwise keep the 50 likeliest tokens); greedy decoding
-is ``do_sample=False``. Beside the weights and the tokenizer, ``rlhf_zoo_export.json`` says which run and
-which step they come from.
+top_p over the whole vocabulary (transformers would otherwise keep the 50 likeliest tokens), up to the run's
+``max_new_tokens``; greedy decoding is ``do_sample=False``. Beside the weights and the tokenizer,
+``rlhf_zoo_export.json`` says which run and which step they come from, and whether its prompts went through
+the chat template (``chat_template``).
 
 The testbed's tabular policy (``task=exact``) has no model to export.
 """
@@ -98,7 +99,14 @@ def export(run_dir: str | Path, out: str | Path, force: bool = False) -> dict[st
     if model_cfg.finetune == "lora":
         model = model.merge_and_unload(adapter_names=["default"])  # the anchor's adapter goes with the rest
     # generate() samples π: softmax(logits / τ), nucleus top_p, the whole vocabulary (not transformers' top_k=50)
-    model.generation_config.update(do_sample=True, temperature=model_cfg.temperature, top_p=model_cfg.top_p, top_k=0)
+    # and, by default, as many new tokens as the run's completions had (transformers' default: 20 in all)
+    model.generation_config.update(
+        do_sample=True,
+        temperature=model_cfg.temperature,
+        top_p=model_cfg.top_p,
+        top_k=0,
+        max_new_tokens=model_cfg.max_new_tokens,
+    )
     meta = {
         "run_dir": str(run_dir.resolve()),
         "step": int(state["step"]),
@@ -107,6 +115,7 @@ def export(run_dir: str | Path, out: str | Path, force: bool = False) -> dict[st
         "task": cfg.task.name,
         "model": model_cfg.name,
         "finetune": model_cfg.finetune,
+        "chat_template": model_cfg.chat_template,  # the run's prompts were one user turn of the tokenizer's template
         "seed": int(cfg.seed),
         "rlhf_zoo": version(),
     }

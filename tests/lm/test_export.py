@@ -168,7 +168,8 @@ def test_the_folder_samples_the_policy_at_its_temperature_without_a_top_k(cli, l
     assert code == 0, err
     exported = AutoModelForCausalLM.from_pretrained(tmp_path / "m")
     gen = exported.generation_config
-    assert (gen.do_sample, gen.temperature, gen.top_p) == (True, 0.7, 1.0)
+    assert (gen.do_sample, gen.temperature, gen.top_p, gen.max_new_tokens) == (True, 0.7, 1.0, 8)
+    assert json.loads((tmp_path / "m" / "rlhf_zoo_export.json").read_text())["chat_template"] is False
     torch.manual_seed(0)
     first = exported.generate(IDS[:, :3].repeat(2000, 1), max_new_tokens=1)[:, 3]
     assert len(set(first.tolist())) > 50  # the tiny model's 512 tokens are nearly uniform: far more than 50 drawn
