@@ -500,6 +500,11 @@ def validate(cfg: DictConfig) -> None:
     except ValueError as e:
         raise ConfigError(_in_section("algo", cfg.algo, e) or f"algo: {e}") from None
     entry = get_task_entry(cfg.task.name)
+    if cfg.algo.get("quantiles") == "exact" and not entry.has_oracle:  # else a traceback after step 0's evaluation
+        raise ConfigError(
+            f"algo.quantiles=exact needs a task with an exact oracle (task=exact); task={cfg.task.name} has none: "
+            "use algo.quantiles=mc (or auto)"
+        )
     if entry.check is not None:
         try:
             entry.check(as_dataclass(cfg, "task"))

@@ -44,6 +44,8 @@ from rlhf_zoo.config import ConfigError, compose, load_config
         (["algo=bond", "train.lr=inf"], "train.lr must be a finite number"),
         (["algo=bond", "task.name=sentiment"], "task=NAME"),  # a section is chosen by its key, not renamed
         (["algo=bond", "task.vocab_size=40"], "task: vocab_size must lie in [2, 27]"),
+        # a task without an oracle has no exact quantiles: a ValueError traceback after step 0's evaluation
+        (["algo=bond", "task=sentiment", "model.name=tiny", "algo.quantiles=exact"], "algo.quantiles=exact needs"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, cli, args, needle):
