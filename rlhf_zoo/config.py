@@ -484,6 +484,11 @@ def validate(cfg: DictConfig) -> None:
         (t.lr_schedule in ("constant", "linear", "cosine"), "train.lr_schedule must be constant, linear or cosine"),
         (t.warmup_steps >= 0, "train.warmup_steps must be >= 0"),
         (t.weight_decay >= 0, "train.weight_decay must be >= 0"),
+        (
+            t.lr * t.weight_decay < 1,  # AdamW scales the weights by 1 - lr * weight_decay each step
+            f"train.weight_decay={t.weight_decay} with train.lr={t.lr} decays the weights past zero each step "
+            "(AdamW multiplies them by 1 - lr * weight_decay): lr * weight_decay must be < 1",
+        ),
         (t.grad_clip >= 0, "train.grad_clip must be >= 0 (0: off)"),
         (t.eval_every >= 1, "train.eval_every must be >= 1"),
         (t.eval_prompts >= 1 and t.eval_samples >= 1 and t.eval_ref_samples >= 1, "train.eval_* must be >= 1"),
