@@ -311,11 +311,18 @@ def worker(args: list[str]) -> dict[str, Any]:
     }
 
 
+ERROR_LINE = "rlhf-zoo: error: "
+
+
 def run_in_subprocess(target: str, args: list[str]) -> dict[str, Any]:
     """Run ``python -m target args`` (``python target args`` when ``target`` is a ``.py`` file) and
-    parse the JSON on its last stdout line."""
+    parse the JSON on its last stdout line. A process that ends with exit code 2 after an error line (bad
+    input, :func:`_worker_main`) raises that line's :class:`UserError`."""
     how = [target] if target.endswith(".py") else ["-m", target]
     out = subprocess.run([sys.executable, *how, *args], capture_output=True, text=True)
+    errors = [line for line in out.stderr.splitlines() if line.startswith(ERROR_LINE)]
+    if out.returncode == 2 and errors:  # the user's input, as the process said it (:func:`_worker_main`)
+        raise UserError(errors[-1][len(ERROR_LINE) :])
     if out.returncode != 0:
         raise RuntimeError(f"{target} {' '.join(args)} failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -401,5 +408,19 @@ def main(args: list[str]) -> int:
     return 0
 
 
+def _worker_main(args: list[str]) -> int:
+    """One objective's process: its figures as JSON on stdout; bad input found only now (a prompt too long, a
+    reward model's label) as one error line on stderr and exit code 2, as ``rlhf-zoo`` says it."""
+    from rlhf_zoo.errors import printable
+
+    try:
+        row = worker(args)
+    except UserError as e:
+        print(f"{ERROR_LINE}{printable(str(e))}", file=sys.stderr)
+        return 2
+    print(json.dumps(row))
+    return 0
+
+
 if __name__ == "__main__":
-    print(json.dumps(worker(sys.argv[1:])))
+    raise SystemExit(_worker_main(sys.argv[1:]))

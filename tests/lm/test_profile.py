@@ -240,3 +240,18 @@ def test_every_objectives_configuration_is_checked_before_the_first_runs(monkeyp
     with pytest.raises(ConfigError, match="unknown algorithm 'nonexistent'"):
         profile.main(["algos=reinforce,nonexistent", "task=exact"])
     assert ran == []
+
+
+def test_a_user_error_in_an_objectives_process_is_one_line(lm_args, capsys):
+    """What only loading finds (here a prompt longer than ``model.max_prompt_tokens``, seen once the task reads
+    its prompts) stops the objective's process: ``profile`` printed that process's whole traceback; it is now
+    the command's one error line and exit code 2, as ``train`` gives."""
+    from rlhf_zoo import cli
+
+    args = [a for a in lm_args if not a.startswith(("run_dir", "train.steps"))]
+    code = cli.main(["profile", "algos=reinforce", *args, "model.max_prompt_tokens=2", "steps=1", "warmup=0"])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert err.startswith("rlhf-zoo: error: ") and "model.max_prompt_tokens=2" in err, err
+
