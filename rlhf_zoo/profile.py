@@ -386,6 +386,9 @@ def main(args: list[str]) -> int:
     from rlhf_zoo.runlog import hardware
 
     opts, rest = split_options(args, ProfileOptions, "profile")
+    chosen = [a for a in rest if a.partition("=")[0] == "algo"]
+    if chosen:  # it would follow each objective's own algo= and win: every row would profile it
+        raise UserError(f"profile: {chosen[-1]} does not apply: choose the objectives with algos=a,b")
     if opts.steps < 1 or opts.warmup < 0:
         what = "steps must be >= 1" if opts.steps < 1 else "warmup must be >= 0"
         raise UserError(f"profile: {what} (steps={opts.steps}, warmup={opts.warmup})")

@@ -255,3 +255,14 @@ def test_a_user_error_in_an_objectives_process_is_one_line(lm_args, capsys):
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
     assert err.startswith("rlhf-zoo: error: ") and "model.max_prompt_tokens=2" in err, err
 
+
+def test_algo_is_refused_beside_algos(monkeypatch):
+    """``algo=bond`` came after each objective's own ``algo=`` and won: every row profiled bond, under the
+    objectives ``algos`` named (all five by default)."""
+    from rlhf_zoo.errors import UserError
+
+    ran = []
+    monkeypatch.setattr(profile, "profile_rows", lambda *a: ran.append(a) or [])
+    with pytest.raises(UserError, match="algos="):
+        profile.main(["algos=reinforce", "algo=bond", "task=exact"])
+    assert ran == []
