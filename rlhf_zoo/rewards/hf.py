@@ -138,6 +138,11 @@ class HFSequenceReward:
         if label is not None:
             self.label: int | None = _label_index(label, config)
             self.negative_label = None if negative_label is None else _label_index(negative_label, config)
+            if self.negative_label == self.label:  # z[i] - z[i]: every score 0
+                raise UserError(
+                    f"label={label!r} and negative_label={negative_label!r} name the same logit ({self.label}): "
+                    "every score would be 0; name two different labels, or leave negative_label out"
+                )
         elif n == 1:
             self.label, self.negative_label = 0, None
         elif n == 2:

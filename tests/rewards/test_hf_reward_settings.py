@@ -87,6 +87,14 @@ def test_a_negative_label_without_a_label_is_refused(tiny_binary: Path) -> None:
         HFSequenceReward(tiny_binary, device="cpu", negative_label=1)
 
 
+@pytest.mark.parametrize(("label", "negative_label"), [(1, 1), ("POS", 2), (-1, "2"), ("neu", "NEU")])
+def test_a_label_scored_against_itself_is_refused(classifier: Path, label, negative_label) -> None:
+    """``label`` and ``negative_label`` naming the same logit, by index or by name, made every score
+    ``z[i] - z[i] = 0``: a constant reward that trained nothing, silently."""
+    with pytest.raises(UserError, match="the same logit"):
+        HFSequenceReward(classifier, device="cpu", label=label, negative_label=negative_label)
+
+
 @pytest.mark.parametrize("option", [{"batch_size": 0}, {"max_length": 0}])
 def test_a_batch_size_or_max_length_below_one_is_refused(regressor: Path, option) -> None:
     with pytest.raises(UserError, match=">= 1"):
