@@ -130,6 +130,14 @@ class HFSequenceReward:
             self.model.config.pad_token_id = self.tokenizer.pad_token_id
         limit = getattr(self.tokenizer, "model_max_length", None)
         self.max_length = int(min(max_length, limit)) if isinstance(limit, int) and limit > 0 else max_length
+        # the tokenizer cannot cut below its special tokens: it would read every text whole, or those tokens alone
+        special = self.tokenizer.num_special_tokens_to_add(pair=self.text == "pair")
+        if self.max_length <= special:
+            raise UserError(
+                f"max_length={self.max_length} leaves no room for text: the tokenizer of {self.source!r} adds "
+                f"{special} special tokens to each{' pair' if self.text == 'pair' else ''}; use max_length >= "
+                f"{special + 1}"
+            )
 
         config = self.model.config
         n = int(config.num_labels)

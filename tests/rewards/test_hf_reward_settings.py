@@ -160,6 +160,18 @@ def test_texts_are_cut_to_max_length_tokens_on_the_right(regressor: Path) -> Non
     assert not torch.allclose(got[3], whole[3], atol=1e-4)  # 11 words: it was cut
 
 
+@pytest.mark.parametrize(("text", "special"), [("completion", 2), ("pair", 3)])
+def test_a_max_length_that_leaves_no_room_for_text_is_refused(regressor: Path, text, special) -> None:
+    """The tokenizer adds [CLS] and [SEP] (and a second [SEP] for a pair): ``max_length=2`` read those alone,
+    the same score for every text, and ``max_length=1``, shorter than them, was silently not applied at all
+    (the tokenizer cannot truncate below them): every text read whole. One more token reads some text."""
+    for max_length in range(1, special + 1):
+        with pytest.raises(UserError, match=f"max_length={max_length} leaves no room"):
+            HFSequenceReward(regressor, device="cpu", max_length=max_length, text=text)
+    scores = HFSequenceReward(regressor, device="cpu", max_length=special + 1, text=text).score(PROMPTS, TEXTS)
+    assert scores.unique().numel() > 1  # a token of text each: they differ
+
+
 def test_max_length_is_capped_by_the_tokenizers_limit(tmp_path: Path, regressor: Path) -> None:
     """A tokenizer whose ``model_max_length`` is 6 reads at most 6 tokens, whatever ``max_length`` asks."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
