@@ -394,10 +394,10 @@ def build_sentiment_task(cfg: SentimentTaskConfig, model_cfg: Any, device: str =
         hint = "" if cfg.eval_prompts else ": name an evaluation file (task.eval_prompts=FILE) or raise eval_fraction"
         raise UserError(f"the prompt set {where!r} gives no held-out evaluation prompts{hint}")
     checked = model_cfg is None or _check_prompts_before_loading(train + evals, model_cfg)
-    proxy = _reward(cfg.proxy, cfg.proxy_options, reward_device, build_if_missing=cfg.build_gold)
+    proxy = _reward(cfg.proxy, cfg.proxy_options, reward_device, build_if_missing=cfg.build_gold, key="proxy")
     gold = None
     if cfg.gold:
-        gold = _reward(cfg.gold, cfg.gold_options, reward_device, build_if_missing=cfg.build_gold)
+        gold = _reward(cfg.gold, cfg.gold_options, reward_device, build_if_missing=cfg.build_gold, key="gold")
 
     def build_policy(seed: int):
         from rlhf_zoo.policies.hf import build_hf_policy
@@ -422,7 +422,13 @@ def build_sentiment_task(cfg: SentimentTaskConfig, model_cfg: Any, device: str =
     )
 
 
-def _reward(name: str, options: dict[str, Any], device: str, build_if_missing: bool):
+def _reward(name: str, options: dict[str, Any], device: str, build_if_missing: bool, key: str = "proxy"):
+    """The reward of ``task.<key>``; what only loading it refuses (a label out of range) names that setting."""
     from rlhf_zoo.rewards.registry import build_reward, task_set_options
 
-    return build_reward(name, **options, **task_set_options(name, device, build_if_missing))
+    try:
+        return build_reward(name, **options, **task_set_options(name, device, build_if_missing))
+    except MissingPackageError:
+        raise
+    except UserError as e:
+        raise UserError(f"task.{key}: {e}") from None

@@ -203,6 +203,24 @@ def test_the_task_builds_the_proxy_and_gold_with_their_own_options(built, files)
     assert built == [("hf:some/proxy", {"label": 1, "device": "cpu"})] and task.gold is None
 
 
+@pytest.mark.parametrize("key", ["proxy", "gold"])
+def test_a_reward_that_refuses_its_options_while_it_loads_names_its_setting(files, monkeypatch, key) -> None:
+    """What only loading the reward model finds (a label out of range, a max_length with no room for text)
+    said "label index 3 out of range for a model with 1 labels": neither which reward nor which setting."""
+    import rlhf_zoo.rewards.registry as registry
+
+    def build(name, **kw):
+        if name == getattr(cfg, key):
+            raise UserError("label index 3 out of range for a model with 1 labels")
+        return name
+
+    monkeypatch.setattr(registry, "build_reward", build)
+    prompts, evals, _ = files
+    cfg = SentimentTaskConfig(prompts=prompts, eval_prompts=evals, proxy="hf:some/proxy", gold="hf:some/gold")
+    with pytest.raises(UserError, match=rf"^task\.{key}: label index 3 out of range for a model with 1 labels$"):
+        build_sentiment_task(cfg, None)
+
+
 def test_a_cuda_reward_device_without_cuda_is_refused_before_the_prompts_load(built, packaged, monkeypatch) -> None:
     import torch
 
