@@ -67,7 +67,7 @@ class HFSequenceReward:
             back as float32 on CPU.
         batch_size: texts per forward pass.
         max_length: maximum tokens per text (longer texts are truncated on the right); capped
-            by the tokenizer's ``model_max_length``.
+            by the tokenizer's ``model_max_length`` and the model's ``max_position_embeddings``.
         text: ``"completion"``, ``"prompt+completion"`` or ``"pair"`` (see module docstring).
         label / negative_label: which logit(s) make the score (see module docstring).
         name: the reward's name in metrics; default ``"hf:<model_name_or_path>"``.
@@ -128,8 +128,13 @@ class HFSequenceReward:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         if getattr(self.model.config, "pad_token_id", None) is None:
             self.model.config.pad_token_id = self.tokenizer.pad_token_id
-        limit = getattr(self.tokenizer, "model_max_length", None)
-        self.max_length = int(min(max_length, limit)) if isinstance(limit, int) and limit > 0 else max_length
+        # the tokenizer's limit, and the model's positions (a tokenizer saved without model_max_length has none:
+        # a longer text then failed inside the model, mid-run)
+        limits = [
+            getattr(self.tokenizer, "model_max_length", None),
+            getattr(self.model.config, "max_position_embeddings", None),
+        ]
+        self.max_length = int(min([max_length, *(n for n in limits if isinstance(n, int) and n > 0)]))
         # the tokenizer cannot cut below its special tokens: it would read every text whole, or those tokens alone
         special = self.tokenizer.num_special_tokens_to_add(pair=self.text == "pair")
         if self.max_length <= special:

@@ -185,6 +185,17 @@ def test_max_length_is_capped_by_the_tokenizers_limit(tmp_path: Path, regressor:
     torch.testing.assert_close(r.score(PROMPTS, TEXTS), cut, atol=1e-5, rtol=1e-5)
 
 
+def test_max_length_is_capped_by_the_models_positions(regressor: Path) -> None:
+    """The tiny BERT's tokenizer sets no ``model_max_length`` (as many a reward model's does not) and its model
+    has 64 positions: a longer text, a prompt and its completion, failed mid-run ("The size of tensor a (82)
+    must match the size of tensor b (64)"); it is read as its first 64 tokens, as a tokenizer's limit is."""
+    r = HFSequenceReward(regressor, device="cpu", max_length=512)
+    assert r.max_length == 64
+    long = " ".join(["wonderful", "boring"] * 50)
+    cut = _logits(regressor, [long], truncation=True, max_length=64)[:, 0]
+    torch.testing.assert_close(r.score(["the film"], [long]), cut, atol=1e-5, rtol=1e-5)
+
+
 def _no_pad_classifier(path: Path, eos: bool = True) -> Path:
     """A tiny Llama regressor whose tokenizer has no pad token (as GPT-2 style reward models), nor a
     ``pad_token_id`` in its config."""
