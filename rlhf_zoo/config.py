@@ -437,6 +437,13 @@ def config_error_line(e: Exception) -> str:
     if empty and key:
         kind = {"int": "an integer", "float": "a number", "bool": "true or false"}.get(empty[1], "a value")
         return f"{key} is empty ({key}= or a YAML null): give it {kind}, or leave it out"
+    # task.proxy=hf:$MODEL with MODEL unset: YAML reads "hf:" as the mapping {hf: null}
+    node = re.match(r"Cannot convert '(Dict|List)Config' to string: '(.*)'$", head)
+    if node and key:
+        kind, why = ("mapping", "a ':' at its end or before a space") if node[1] == "Dict" else ("list", "[...]")
+        return (
+            f"{key} takes a text, but its value reads as a YAML {kind} ({node[2]}; {why} makes one): write it as text"
+        )
     return f"{head} (key: {key})" if key and key not in head else head
 
 
