@@ -78,7 +78,8 @@ class SentimentTaskConfig:
     gold_options: the same for the gold reward.
     build_gold: build a missing ``minilm_sentiment`` on first use at its default location (else fail naming
         ``rlhf-zoo prepare``); a ``gold_options.path`` without a model is always refused.
-    reward_device: device of neural reward models (``auto``: the policy's device).
+    reward_device: device of neural reward models (``auto``: the policy's device); another value than the
+        default is refused when neither reward is one (``vader``, ``py:``).
     """
 
     name: str = "sentiment"
@@ -99,7 +100,7 @@ class SentimentTaskConfig:
 
 def check_sentiment_task(cfg: SentimentTaskConfig) -> None:
     """Reject settings that cannot work, before anything loads (ValueError; UserError for a reward)."""
-    from rlhf_zoo.rewards.registry import check_reward_spec
+    from rlhf_zoo.rewards.registry import check_reward_spec, task_set_options
 
     if cfg.prompt_words is not None and cfg.prompt_words < 0:
         raise ValueError(f"prompt_words must be >= 0 (0: whole texts) or null, got {cfg.prompt_words}")
@@ -146,6 +147,12 @@ def check_sentiment_task(cfg: SentimentTaskConfig) -> None:
             check_reward_spec(str(spec), dict(getattr(cfg, f"{key}_options")))
         except UserError as e:
             raise UserError(f"task.{key}: {e}") from None
+    models = [spec for spec in (cfg.proxy, cfg.gold) if spec is not None and task_set_options(str(spec), "", True)]
+    if _changed(cfg, "reward_device") and not models:
+        raise UserError(
+            f"task.reward_device={cfg.reward_device} has no meaning here: no reward runs a model (task.proxy="
+            f"{cfg.proxy}, task.gold={cfg.gold or 'null'}; it places hf: and minilm_sentiment rewards): remove it"
+        )
 
 
 def _changed(cfg: SentimentTaskConfig, key: str) -> bool:

@@ -69,6 +69,20 @@ def test_settings_at_their_bounds(files) -> None:
         check_sentiment_task(replace(own, eval_prompts=evals, eval_fraction=1.5))
 
 
+@pytest.mark.parametrize(("proxy", "gold"), [("vader", None), ("vader", "vader"), ("py:rewards.py:score", None)])
+def test_a_reward_device_without_a_reward_model_is_refused(proxy, gold, monkeypatch) -> None:
+    """``task.reward_device`` places the hf: and minilm_sentiment rewards; with neither (VADER, a Python function)
+    it was taken and ignored. The default is never refused, and a gold MiniLM gives it a meaning."""
+    from rlhf_zoo.rewards import registry
+
+    monkeypatch.setattr(registry, "check_reward_spec", lambda *a: None)  # the py: file need not exist here
+    cfg = SentimentTaskConfig(proxy=proxy, gold=gold)
+    check_sentiment_task(cfg)
+    with pytest.raises(UserError, match="task.reward_device=cpu has no meaning here"):
+        check_sentiment_task(replace(cfg, reward_device="cpu"))
+    check_sentiment_task(replace(cfg, reward_device="cpu", gold="minilm_sentiment"))
+
+
 def test_a_missing_evaluation_file_is_refused_by_the_check(files, tmp_path) -> None:
     prompts, _, _ = files
     missing = str(tmp_path / "nowhere.jsonl")
