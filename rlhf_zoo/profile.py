@@ -45,6 +45,9 @@ from rlhf_zoo.errors import UserError
 from rlhf_zoo.options import split_options
 
 PHASES = ("generate", "reward", "logprobs", "update")
+# the run directory of the config an objective's process builds: nothing is written there (no evaluation, no
+# checkpoint), but a config names one, which is checked writable: not the default under the current folder
+UNUSED_RUN_DIR = "/tmp/rlhf_zoo_profile_unused"
 DEFAULT_ALGOS = ("best_of_n", "reinforce", "ppo_lite", "bond", "jbond")
 SFT = "sft"
 
@@ -237,7 +240,7 @@ def worker(args: list[str]) -> dict[str, Any]:
     if sft:
         rest = [a for a in rest if a != f"algo={SFT}"] + ["algo=reinforce"]
     steps, warmup = opts.steps, opts.warmup
-    cfg = load_config([*rest, "train.progress=false", "run_dir=/tmp/rlhf_zoo_profile_unused"])
+    cfg = load_config([*rest, "train.progress=false", f"run_dir={UNUSED_RUN_DIR}"])
     rt = Runtime(cfg.device)
     t0 = time.perf_counter()
     algo, task, policy = build(cfg, rt)
@@ -375,8 +378,8 @@ def table_rows(rows: list[dict[str, Any]]) -> list[list[str]]:
 def validate(algos: list[str], rest: list[str]) -> None:
     from rlhf_zoo.config import load_config
 
-    for a in algos:  # every configuration before spending minutes on the first
-        load_config([f"algo={'reinforce' if a == SFT else a}", *rest])
+    for a in algos:  # every configuration before spending minutes on the first, with the worker's run_dir
+        load_config([f"algo={'reinforce' if a == SFT else a}", *rest, f"run_dir={UNUSED_RUN_DIR}"])
 
 
 def main(args: list[str]) -> int:

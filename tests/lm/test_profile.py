@@ -266,3 +266,17 @@ def test_algo_is_refused_beside_algos(monkeypatch):
     with pytest.raises(UserError, match="algos="):
         profile.main(["algos=reinforce", "algo=bond", "task=exact"])
     assert ran == []
+
+
+def test_the_run_dir_profile_never_writes_is_not_checked(tmp_path, monkeypatch, capsys):
+    """``profile`` writes no run directory, but checked the default one (``runs/<algo>-<task>-s<seed>`` under the
+    current folder) as train would: in a folder that cannot hold it, profile refused to run, blaming a run_dir
+    the user never set."""
+    keys = ["step_s", "generate_s", "reward_s", "logprobs_s", "update_s", "other_s", "completions_per_step"]
+    row = {k: 1.0 for k in keys} | {"completions_per_s": 2.0, "peak_memory_gb": 1.0, "mfu_update": 0.5}
+    row |= {"algo": "reinforce", "device": "cpu", "threads": 1, "peak_flops": 1e9, "peak_flops_source": "test"}
+    monkeypatch.setattr(profile, "profile_rows", lambda *a: [row])
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").write_text("a file where the default run directories would go")
+    assert profile.main(["algos=reinforce", "task=exact"]) == 0
+    assert "reinforce" in capsys.readouterr().out
