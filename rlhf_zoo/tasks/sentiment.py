@@ -77,7 +77,8 @@ class SentimentTaskConfig:
         rewards take none; the device is ``reward_device``'s and the gold build ``build_gold``'s.
     gold_options: the same for the gold reward.
     build_gold: build a missing ``minilm_sentiment`` on first use at its default location (else fail naming
-        ``rlhf-zoo prepare``); a ``gold_options.path`` without a model is always refused.
+        ``rlhf-zoo prepare``); a ``gold_options.path`` without a model is always refused. Another value than the
+        default is refused when neither reward is ``minilm_sentiment``.
     reward_device: device of neural reward models (``auto``: the policy's device); another value than the
         default is refused when neither reward is one (``vader``, ``py:``).
     """
@@ -147,11 +148,17 @@ def check_sentiment_task(cfg: SentimentTaskConfig) -> None:
             check_reward_spec(str(spec), dict(getattr(cfg, f"{key}_options")))
         except UserError as e:
             raise UserError(f"task.{key}: {e}") from None
-    models = [spec for spec in (cfg.proxy, cfg.gold) if spec is not None and task_set_options(str(spec), "", True)]
-    if _changed(cfg, "reward_device") and not models:
+    taken = [set(task_set_options(str(spec), "", True)) for spec in (cfg.proxy, cfg.gold) if spec is not None]
+    rewards = f"task.proxy={cfg.proxy}, task.gold={cfg.gold or 'null'}"
+    if _changed(cfg, "reward_device") and not any("device" in t for t in taken):
         raise UserError(
-            f"task.reward_device={cfg.reward_device} has no meaning here: no reward runs a model (task.proxy="
-            f"{cfg.proxy}, task.gold={cfg.gold or 'null'}; it places hf: and minilm_sentiment rewards): remove it"
+            f"task.reward_device={cfg.reward_device} has no meaning here: no reward runs a model ({rewards}; it "
+            "places hf: and minilm_sentiment rewards): remove it"
+        )
+    if _changed(cfg, "build_gold") and not any("build_if_missing" in t for t in taken):
+        raise UserError(
+            f"task.build_gold={str(cfg.build_gold).lower()} has no meaning here: no reward is minilm_sentiment "
+            f"({rewards}; it says whether that model is built on first use): remove it"
         )
 
 

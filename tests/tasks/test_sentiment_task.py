@@ -83,6 +83,21 @@ def test_a_reward_device_without_a_reward_model_is_refused(proxy, gold, monkeypa
     check_sentiment_task(replace(cfg, reward_device="cpu", gold="minilm_sentiment"))
 
 
+@pytest.mark.parametrize(("proxy", "gold"), [("vader", None), ("vader", "vader"), ("hf:some/classifier", None)])
+def test_build_gold_without_the_minilm_reward_is_refused(proxy, gold, monkeypatch) -> None:
+    """``task.build_gold=false`` says whether minilm_sentiment is built on first use; with no such reward it was
+    taken and ignored. The default is never refused; a MiniLM proxy or gold gives it a meaning."""
+    from rlhf_zoo.rewards import registry
+
+    monkeypatch.setattr(registry, "check_reward_spec", lambda *a: None)  # the hub id is not looked up here
+    cfg = SentimentTaskConfig(proxy=proxy, gold=gold)
+    check_sentiment_task(cfg)
+    with pytest.raises(UserError, match="task.build_gold=false has no meaning here"):
+        check_sentiment_task(replace(cfg, build_gold=False))
+    check_sentiment_task(replace(cfg, build_gold=False, gold="minilm_sentiment"))
+    check_sentiment_task(replace(cfg, build_gold=False, proxy="minilm_sentiment"))
+
+
 def test_a_missing_evaluation_file_is_refused_by_the_check(files, tmp_path) -> None:
     prompts, _, _ = files
     missing = str(tmp_path / "nowhere.jsonl")
