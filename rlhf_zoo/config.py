@@ -437,6 +437,13 @@ def config_error_line(e: Exception) -> str:
     if empty and key:
         kind = {"int": "an integer", "float": "a number", "bool": "true or false"}.get(empty[1], "a value")
         return f"{key} is empty ({key}= or a YAML null): give it {kind}, or leave it out"
+    # task.proxy=hf:$MODEL with MODEL unset: YAML reads "hf:" as the mapping {hf: null}
+    node = re.match(r"Cannot convert '(Dict|List)Config' to string: '(.*)'$", head)
+    if node and key:
+        kind, why = ("mapping", "a ':' at its end or before a space") if node[1] == "Dict" else ("list", "[...]")
+        return (
+            f"{key} takes a text, but its value reads as a YAML {kind} ({node[2]}; {why} makes one): write it as text"
+        )
     return f"{head} (key: {key})" if key and key not in head else head
 
 
@@ -484,6 +491,11 @@ def validate(cfg: DictConfig) -> None:
         (t.lr_schedule in ("constant", "linear", "cosine"), "train.lr_schedule must be constant, linear or cosine"),
         (t.warmup_steps >= 0, "train.warmup_steps must be >= 0"),
         (t.weight_decay >= 0, "train.weight_decay must be >= 0"),
+        (
+            t.lr * t.weight_decay < 1,  # AdamW scales the weights by 1 - lr * weight_decay each step
+            f"train.weight_decay={t.weight_decay} with train.lr={t.lr} decays the weights past zero each step "
+            "(AdamW multiplies them by 1 - lr * weight_decay): lr * weight_decay must be < 1",
+        ),
         (t.grad_clip >= 0, "train.grad_clip must be >= 0 (0: off)"),
         (t.eval_every >= 1, "train.eval_every must be >= 1"),
         (t.eval_prompts >= 1 and t.eval_samples >= 1 and t.eval_ref_samples >= 1, "train.eval_* must be >= 1"),
@@ -500,6 +512,11 @@ def validate(cfg: DictConfig) -> None:
     except ValueError as e:
         raise ConfigError(_in_section("algo", cfg.algo, e) or f"algo: {e}") from None
     entry = get_task_entry(cfg.task.name)
+    if cfg.algo.get("quantiles") == "exact" and not entry.has_oracle:  # else a traceback after step 0's evaluation
+        raise ConfigError(
+            f"algo.quantiles=exact needs a task with an exact oracle (task=exact); task={cfg.task.name} has none: "
+            "use algo.quantiles=mc (or auto)"
+        )
     if entry.check is not None:
         try:
             entry.check(as_dataclass(cfg, "task"))

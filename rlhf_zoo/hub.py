@@ -30,10 +30,11 @@ def local_or_hub(name: str) -> str:
     return str(local) if local.exists() else name
 
 
-def check_hub_model(name: str, what: str | None = None, timeout: float = 5.0) -> None:
+def check_hub_model(name: str, what: str | None = None, timeout: float = 5.0, local: str | None = None) -> None:
     """A hub model id must be in the local cache or the hub must answer within ``timeout`` seconds;
     otherwise one line that says how to work offline (instead of transformers' minute of retries later).
-    ``what`` names the setting in the message (default ``model.name=<name>``)."""
+    ``what`` names the setting in the message (default ``model.name=<name>``), ``local`` what to use offline
+    instead (default: a local directory or a packaged language model)."""
     what = what or f"model.name={name}"
     from huggingface_hub import model_info, try_to_load_from_cache
     from huggingface_hub.errors import HFValidationError
@@ -45,7 +46,7 @@ def check_hub_model(name: str, what: str | None = None, timeout: float = 5.0) ->
         raise UserError(f"{what}: no such directory, and not a hub id ({first[:160]})") from None
     if isinstance(cached, str):
         return  # cached: loads without a network
-    hint = "a local directory, a packaged model ('tiny', 'smollm2-135m', ...)"
+    hint = local or "a local directory, a packaged model ('tiny', 'smollm2-135m', ...)"
     _check_reachable(name, what, model_info, ("HF_HUB_OFFLINE",), hint, timeout)
 
 

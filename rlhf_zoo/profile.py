@@ -45,6 +45,9 @@ from rlhf_zoo.errors import UserError
 from rlhf_zoo.options import split_options
 
 PHASES = ("generate", "reward", "logprobs", "update")
+# the run directory of the config an objective's process builds: nothing is written there (no evaluation, no
+# checkpoint), but a config names one, which is checked writable: not the default under the current folder
+UNUSED_RUN_DIR = "/tmp/rlhf_zoo_profile_unused"
 DEFAULT_ALGOS = ("best_of_n", "reinforce", "ppo_lite", "bond", "jbond")
 SFT = "sft"
 
@@ -237,7 +240,7 @@ def worker(args: list[str]) -> dict[str, Any]:
     if sft:
         rest = [a for a in rest if a != f"algo={SFT}"] + ["algo=reinforce"]
     steps, warmup = opts.steps, opts.warmup
-    cfg = load_config([*rest, "train.progress=false", "run_dir=/tmp/rlhf_zoo_profile_unused"])
+    cfg = load_config([*rest, "train.progress=false", f"run_dir={UNUSED_RUN_DIR}"])
     rt = Runtime(cfg.device)
     t0 = time.perf_counter()
     algo, task, policy = build(cfg, rt)
@@ -311,11 +314,18 @@ def worker(args: list[str]) -> dict[str, Any]:
     }
 
 
+ERROR_LINE = "rlhf-zoo: error: "
+
+
 def run_in_subprocess(target: str, args: list[str]) -> dict[str, Any]:
     """Run ``python -m target args`` (``python target args`` when ``target`` is a ``.py`` file) and
-    parse the JSON on its last stdout line."""
+    parse the JSON on its last stdout line. A process that ends with exit code 2 after an error line (bad
+    input, :func:`_worker_main`) raises that line's :class:`UserError`."""
     how = [target] if target.endswith(".py") else ["-m", target]
     out = subprocess.run([sys.executable, *how, *args], capture_output=True, text=True)
+    errors = [line for line in out.stderr.splitlines() if line.startswith(ERROR_LINE)]
+    if out.returncode == 2 and errors:  # the user's input, as the process said it (:func:`_worker_main`)
+        raise UserError(errors[-1][len(ERROR_LINE) :])
     if out.returncode != 0:
         raise RuntimeError(f"{target} {' '.join(args)} failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -368,8 +378,8 @@ def table_rows(rows: list[dict[str, Any]]) -> list[list[str]]:
 def validate(algos: list[str], rest: list[str]) -> None:
     from rlhf_zoo.config import load_config
 
-    for a in algos:  # every configuration before spending minutes on the first
-        load_config([f"algo={'reinforce' if a == SFT else a}", *rest])
+    for a in algos:  # every configuration before spending minutes on the first, with the worker's run_dir
+        load_config([f"algo={'reinforce' if a == SFT else a}", *rest, f"run_dir={UNUSED_RUN_DIR}"])
 
 
 def main(args: list[str]) -> int:
@@ -379,6 +389,9 @@ def main(args: list[str]) -> int:
     from rlhf_zoo.runlog import hardware
 
     opts, rest = split_options(args, ProfileOptions, "profile")
+    chosen = [a for a in rest if a.partition("=")[0] == "algo"]
+    if chosen:  # it would follow each objective's own algo= and win: every row would profile it
+        raise UserError(f"profile: {chosen[-1]} does not apply: choose the objectives with algos=a,b")
     if opts.steps < 1 or opts.warmup < 0:
         what = "steps must be >= 1" if opts.steps < 1 else "warmup must be >= 0"
         raise UserError(f"profile: {what} (steps={opts.steps}, warmup={opts.warmup})")
@@ -401,5 +414,19 @@ def main(args: list[str]) -> int:
     return 0
 
 
+def _worker_main(args: list[str]) -> int:
+    """One objective's process: its figures as JSON on stdout; bad input found only now (a prompt too long, a
+    reward model's label) as one error line on stderr and exit code 2, as ``rlhf-zoo`` says it."""
+    from rlhf_zoo.errors import printable
+
+    try:
+        row = worker(args)
+    except UserError as e:
+        print(f"{ERROR_LINE}{printable(str(e))}", file=sys.stderr)
+        return 2
+    print(json.dumps(row))
+    return 0
+
+
 if __name__ == "__main__":
-    print(json.dumps(worker(sys.argv[1:])))
+    raise SystemExit(_worker_main(sys.argv[1:]))

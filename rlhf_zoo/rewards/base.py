@@ -38,16 +38,18 @@ class CallableReward:
         self.name = name or getattr(fn, "__name__", "callable")
 
     def score(self, prompts: Sequence[str], completions: Sequence[str]) -> Tensor:
-        return as_scores(self.fn(list(prompts), list(completions)), self.name, len(completions))
+        return as_scores(self.fn(list(prompts), list(completions)), self.name, len(completions), completions)
 
 
-def as_scores(out: object, name: str, n: int) -> Tensor:
+def as_scores(out: object, name: str, n: int, texts: Sequence[str] | None = None) -> Tensor:
     """A reward's result as [n] float32 on CPU: one real number per text, as a sequence, an array or a
-    tensor of shape [n] (or [n, 1], a regressor's column), dense or sparse. Anything else (another shape, which
-    flattening would silently re-pair with the texts, complex or non-numeric values) is a one-line
-    :class:`RewardError`."""
+    tensor of shape [n] (or [n, 1], a regressor's column), dense or sparse. Anything else (another shape,
+    which flattening would silently re-pair with the texts, complex or non-numeric values, a finite number
+    beyond float32's range, which the cast would make inf) is a one-line :class:`RewardError`."""
     try:
         t = torch.as_tensor(out.detach() if isinstance(out, Tensor) else out)
+        if not isinstance(out, Tensor) and t.dtype == torch.float32 and not bool(t.isfinite().all()):
+            t = torch.as_tensor(out, dtype=torch.float64)  # Python floats: what was returned, before the cast
     except (TypeError, ValueError, RuntimeError) as e:
         raise RewardError(f"reward {name!r} returned {type(out).__name__}, not numbers ({one_line(e)})") from None
     if t.layout != torch.strided:  # a sparse result (a classifier's thresholded output) holds the same numbers
@@ -60,6 +62,14 @@ def as_scores(out: object, name: str, n: int) -> Tensor:
         raise RewardError(f"reward {name!r} returned scores of shape {tuple(t.shape)} for {n} texts: use [{n}]")
     if t.shape[0] != n:
         raise RewardError(f"reward {name!r} returned {t.shape[0]} scores for {n} texts")
+    over = t.isfinite() & (t.abs() > torch.finfo(torch.float32).max) if t.dtype == torch.float64 else None
+    if over is not None and over.any():
+        i = int(over.nonzero()[0, 0])
+        where = f"completion {texts[i]!r}" if texts is not None else f"text {i + 1} of {n}"
+        raise RewardError(
+            f"reward {name!r} returned {t[i].item()!r} for {where}, beyond float32's range (about ±3.4e38): "
+            "scale the scores down"
+        )
     return t.to(torch.float32).cpu()
 
 
@@ -74,7 +84,7 @@ def checked_score(reward: RewardModel, prompts: Sequence[str], completions: Sequ
         raise
     except Exception as e:  # noqa: BLE001 - any failure of user code becomes one clear error
         raise RewardError(f"reward {reward.name!r} raised {one_line(e)}") from e
-    out = as_scores(out, reward.name, len(completions))
+    out = as_scores(out, reward.name, len(completions), completions)
     bad = ~torch.isfinite(out)
     if bad.any():
         i = int(bad.nonzero()[0, 0])

@@ -67,7 +67,7 @@ class HFSequenceReward:
             back as float32 on CPU.
         batch_size: texts per forward pass.
         max_length: maximum tokens per text (longer texts are truncated on the right); capped
-            by the tokenizer's ``model_max_length``.
+            by the tokenizer's ``model_max_length`` and the model's ``max_position_embeddings``.
         text: ``"completion"``, ``"prompt+completion"`` or ``"pair"`` (see module docstring).
         label / negative_label: which logit(s) make the score (see module docstring).
         name: the reward's name in metrics; default ``"hf:<model_name_or_path>"``.
@@ -128,8 +128,21 @@ class HFSequenceReward:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         if getattr(self.model.config, "pad_token_id", None) is None:
             self.model.config.pad_token_id = self.tokenizer.pad_token_id
-        limit = getattr(self.tokenizer, "model_max_length", None)
-        self.max_length = int(min(max_length, limit)) if isinstance(limit, int) and limit > 0 else max_length
+        # the tokenizer's limit, and the model's positions (a tokenizer saved without model_max_length has none:
+        # a longer text then failed inside the model, mid-run)
+        limits = [
+            getattr(self.tokenizer, "model_max_length", None),
+            getattr(self.model.config, "max_position_embeddings", None),
+        ]
+        self.max_length = int(min([max_length, *(n for n in limits if isinstance(n, int) and n > 0)]))
+        # the tokenizer cannot cut below its special tokens: it would read every text whole, or those tokens alone
+        special = self.tokenizer.num_special_tokens_to_add(pair=self.text == "pair")
+        if self.max_length <= special:
+            raise UserError(
+                f"max_length={self.max_length} leaves no room for text: the tokenizer of {self.source!r} adds "
+                f"{special} special tokens to each{' pair' if self.text == 'pair' else ''}; use max_length >= "
+                f"{special + 1}"
+            )
 
         config = self.model.config
         n = int(config.num_labels)
@@ -138,6 +151,11 @@ class HFSequenceReward:
         if label is not None:
             self.label: int | None = _label_index(label, config)
             self.negative_label = None if negative_label is None else _label_index(negative_label, config)
+            if self.negative_label == self.label:  # z[i] - z[i]: every score 0
+                raise UserError(
+                    f"label={label!r} and negative_label={negative_label!r} name the same logit ({self.label}): "
+                    "every score would be 0; name two different labels, or leave negative_label out"
+                )
         elif n == 1:
             self.label, self.negative_label = 0, None
         elif n == 2:

@@ -147,7 +147,8 @@ def check_reward_spec(name_or_spec: str, options: dict[str, Any] | None = None) 
             if not Path(target).expanduser().is_dir():
                 raise UserError(f"reward {spec!r}: no such directory {target}")
         else:
-            check_hub_model(target, what=f"reward {spec!r}")
+            # the packaged models are language models, not the sequence classifiers an hf: reward reads
+            check_hub_model(target, what=f"reward {spec!r}", local="a local directory of a sequence classifier")
     elif spec.startswith(PY_PREFIX):
         from rlhf_zoo.rewards.python import load_python_function
 

@@ -77,8 +77,10 @@ class SentimentTaskConfig:
         rewards take none; the device is ``reward_device``'s and the gold build ``build_gold``'s.
     gold_options: the same for the gold reward.
     build_gold: build a missing ``minilm_sentiment`` on first use at its default location (else fail naming
-        ``rlhf-zoo prepare``); a ``gold_options.path`` without a model is always refused.
-    reward_device: device of neural reward models (``auto``: the policy's device).
+        ``rlhf-zoo prepare``); a ``gold_options.path`` without a model is always refused. Another value than the
+        default is refused when neither reward is ``minilm_sentiment``.
+    reward_device: device of neural reward models (``auto``: the policy's device); another value than the
+        default is refused when neither reward is one (``vader``, ``py:``).
     """
 
     name: str = "sentiment"
@@ -99,7 +101,7 @@ class SentimentTaskConfig:
 
 def check_sentiment_task(cfg: SentimentTaskConfig) -> None:
     """Reject settings that cannot work, before anything loads (ValueError; UserError for a reward)."""
-    from rlhf_zoo.rewards.registry import check_reward_spec
+    from rlhf_zoo.rewards.registry import check_reward_spec, task_set_options
 
     if cfg.prompt_words is not None and cfg.prompt_words < 0:
         raise ValueError(f"prompt_words must be >= 0 (0: whole texts) or null, got {cfg.prompt_words}")
@@ -146,6 +148,18 @@ def check_sentiment_task(cfg: SentimentTaskConfig) -> None:
             check_reward_spec(str(spec), dict(getattr(cfg, f"{key}_options")))
         except UserError as e:
             raise UserError(f"task.{key}: {e}") from None
+    taken = [set(task_set_options(str(spec), "", True)) for spec in (cfg.proxy, cfg.gold) if spec is not None]
+    rewards = f"task.proxy={cfg.proxy}, task.gold={cfg.gold or 'null'}"
+    if _changed(cfg, "reward_device") and not any("device" in t for t in taken):
+        raise UserError(
+            f"task.reward_device={cfg.reward_device} has no meaning here: no reward runs a model ({rewards}; it "
+            "places hf: and minilm_sentiment rewards): remove it"
+        )
+    if _changed(cfg, "build_gold") and not any("build_if_missing" in t for t in taken):
+        raise UserError(
+            f"task.build_gold={str(cfg.build_gold).lower()} has no meaning here: no reward is minilm_sentiment "
+            f"({rewards}; it says whether that model is built on first use): remove it"
+        )
 
 
 def _changed(cfg: SentimentTaskConfig, key: str) -> bool:
@@ -394,10 +408,10 @@ def build_sentiment_task(cfg: SentimentTaskConfig, model_cfg: Any, device: str =
         hint = "" if cfg.eval_prompts else ": name an evaluation file (task.eval_prompts=FILE) or raise eval_fraction"
         raise UserError(f"the prompt set {where!r} gives no held-out evaluation prompts{hint}")
     checked = model_cfg is None or _check_prompts_before_loading(train + evals, model_cfg)
-    proxy = _reward(cfg.proxy, cfg.proxy_options, reward_device, build_if_missing=cfg.build_gold)
+    proxy = _reward(cfg.proxy, cfg.proxy_options, reward_device, build_if_missing=cfg.build_gold, key="proxy")
     gold = None
     if cfg.gold:
-        gold = _reward(cfg.gold, cfg.gold_options, reward_device, build_if_missing=cfg.build_gold)
+        gold = _reward(cfg.gold, cfg.gold_options, reward_device, build_if_missing=cfg.build_gold, key="gold")
 
     def build_policy(seed: int):
         from rlhf_zoo.policies.hf import build_hf_policy
@@ -422,7 +436,13 @@ def build_sentiment_task(cfg: SentimentTaskConfig, model_cfg: Any, device: str =
     )
 
 
-def _reward(name: str, options: dict[str, Any], device: str, build_if_missing: bool):
+def _reward(name: str, options: dict[str, Any], device: str, build_if_missing: bool, key: str = "proxy"):
+    """The reward of ``task.<key>``; what only loading it refuses (a label out of range) names that setting."""
     from rlhf_zoo.rewards.registry import build_reward, task_set_options
 
-    return build_reward(name, **options, **task_set_options(name, device, build_if_missing))
+    try:
+        return build_reward(name, **options, **task_set_options(name, device, build_if_missing))
+    except MissingPackageError:
+        raise
+    except UserError as e:
+        raise UserError(f"task.{key}: {e}") from None

@@ -24,6 +24,9 @@ from rlhf_zoo.config import ConfigError, compose, load_config
         # a negative warm-up or clipping norm ran with a schedule or clipping nobody asked for
         (["algo=bond", "train.weight_decay=-0.1"], "train.weight_decay"),
         (["algo=bond", "train.warmup_steps=-2"], "train.warmup_steps"),
+        # AdamW multiplies the weights by 1 - lr * weight_decay each step: at 1 or more they flip sign and grow
+        # until the loss is NaN, and the error then blamed train.lr
+        (["algo=bond", "train.lr=0.01", "train.weight_decay=100"], "train.weight_decay"),
         (["algo=bond", "train.grad_clip=-1"], "train.grad_clip"),
         (["algo=bond", "oops"], "key=value"),
         # each of these ran into a ZeroDivisionError, an empty batch or a torch error after the task was built
@@ -44,6 +47,8 @@ from rlhf_zoo.config import ConfigError, compose, load_config
         (["algo=bond", "train.lr=inf"], "train.lr must be a finite number"),
         (["algo=bond", "task.name=sentiment"], "task=NAME"),  # a section is chosen by its key, not renamed
         (["algo=bond", "task.vocab_size=40"], "task: vocab_size must lie in [2, 27]"),
+        # a task without an oracle has no exact quantiles: a ValueError traceback after step 0's evaluation
+        (["algo=bond", "task=sentiment", "model.name=tiny", "algo.quantiles=exact"], "algo.quantiles=exact needs"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(tmp_path, cli, args, needle):

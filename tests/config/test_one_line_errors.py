@@ -164,6 +164,27 @@ def test_a_refused_value_names_its_key_with_its_section(tmp_path, capsys, args, 
     assert not (tmp_path / "r").exists()
 
 
+@pytest.mark.parametrize(
+    ("arg", "shown"),
+    [
+        (
+            "task.proxy=hf:",
+            "task.proxy takes a text, but its value reads as a YAML mapping ({'hf': None}; a ':' at its end",
+        ),
+        ("task.gold=hf: x", "task.gold takes a text, but its value reads as a YAML mapping ({'hf': 'x'}"),
+        (
+            "task.proxy=[vader]",
+            "task.proxy takes a text, but its value reads as a YAML list (['vader']; [...] makes one)",
+        ),
+    ],
+)
+def test_a_text_setting_that_reads_as_yaml_says_so(tmp_path, capsys, arg, shown):
+    """``task.proxy=hf:$MODEL`` with MODEL unset said "Cannot convert 'DictConfig' to string: '{'hf': None}'"."""
+    code = cli.main(["train", "algo=reinforce", "task=sentiment", "model.name=tiny", arg, f"run_dir={tmp_path}/r"])
+    err = _one_line(capsys, code)
+    assert shown in err and "Cannot convert" not in err, err
+
+
 def _command_raising(monkeypatch, error):
     def command(args):
         raise error

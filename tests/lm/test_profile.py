@@ -240,3 +240,43 @@ def test_every_objectives_configuration_is_checked_before_the_first_runs(monkeyp
     with pytest.raises(ConfigError, match="unknown algorithm 'nonexistent'"):
         profile.main(["algos=reinforce,nonexistent", "task=exact"])
     assert ran == []
+
+
+def test_a_user_error_in_an_objectives_process_is_one_line(lm_args, capsys):
+    """What only loading finds (here a prompt longer than ``model.max_prompt_tokens``, seen once the task reads
+    its prompts) stops the objective's process: ``profile`` printed that process's whole traceback; it is now
+    the command's one error line and exit code 2, as ``train`` gives."""
+    from rlhf_zoo import cli
+
+    args = [a for a in lm_args if not a.startswith(("run_dir", "train.steps"))]
+    code = cli.main(["profile", "algos=reinforce", *args, "model.max_prompt_tokens=2", "steps=1", "warmup=0"])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err, err
+    assert err.startswith("rlhf-zoo: error: ") and "model.max_prompt_tokens=2" in err, err
+
+
+def test_algo_is_refused_beside_algos(monkeypatch):
+    """``algo=bond`` came after each objective's own ``algo=`` and won: every row profiled bond, under the
+    objectives ``algos`` named (all five by default)."""
+    from rlhf_zoo.errors import UserError
+
+    ran = []
+    monkeypatch.setattr(profile, "profile_rows", lambda *a: ran.append(a) or [])
+    with pytest.raises(UserError, match="algos="):
+        profile.main(["algos=reinforce", "algo=bond", "task=exact"])
+    assert ran == []
+
+
+def test_the_run_dir_profile_never_writes_is_not_checked(tmp_path, monkeypatch, capsys):
+    """``profile`` writes no run directory, but checked the default one (``runs/<algo>-<task>-s<seed>`` under the
+    current folder) as train would: in a folder that cannot hold it, profile refused to run, blaming a run_dir
+    the user never set."""
+    keys = ["step_s", "generate_s", "reward_s", "logprobs_s", "update_s", "other_s", "completions_per_step"]
+    row = {k: 1.0 for k in keys} | {"completions_per_s": 2.0, "peak_memory_gb": 1.0, "mfu_update": 0.5}
+    row |= {"algo": "reinforce", "device": "cpu", "threads": 1, "peak_flops": 1e9, "peak_flops_source": "test"}
+    monkeypatch.setattr(profile, "profile_rows", lambda *a: [row])
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs").write_text("a file where the default run directories would go")
+    assert profile.main(["algos=reinforce", "task=exact"]) == 0
+    assert "reinforce" in capsys.readouterr().out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 
 import pytest
@@ -24,6 +25,18 @@ def test_non_finite_names_the_completion(bad: float) -> None:
     r = CallableReward(lambda ps, cs: [0.0, bad, 1.0], name="flaky")
     with pytest.raises(RewardError, match="'flaky'.*'broken'.*1 of 3"):
         checked_score(r, P, C)
+
+
+@pytest.mark.parametrize("big", [1e39, -1e300])
+def test_a_finite_score_beyond_float32_is_said_as_returned(big: float) -> None:
+    """A score finite as returned but beyond float32 (about ±3.4e38) turned inf in the cast: the error said the
+    reward "returned inf", which it had not."""
+    r = CallableReward(lambda ps, cs: [0.0, big, 1.0], name="huge")
+    with pytest.raises(
+        RewardError, match=rf"'huge' returned {re.escape(repr(big))} for completion 'broken'.*float32"
+    ) as e:
+        checked_score(r, P, C)
+    assert "inf" not in str(e.value)
 
 
 def test_exception_becomes_reward_error() -> None:

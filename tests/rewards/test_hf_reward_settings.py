@@ -87,6 +87,14 @@ def test_a_negative_label_without_a_label_is_refused(tiny_binary: Path) -> None:
         HFSequenceReward(tiny_binary, device="cpu", negative_label=1)
 
 
+@pytest.mark.parametrize(("label", "negative_label"), [(1, 1), ("POS", 2), (-1, "2"), ("neu", "NEU")])
+def test_a_label_scored_against_itself_is_refused(classifier: Path, label, negative_label) -> None:
+    """``label`` and ``negative_label`` naming the same logit, by index or by name, made every score
+    ``z[i] - z[i] = 0``: a constant reward that trained nothing, silently."""
+    with pytest.raises(UserError, match="the same logit"):
+        HFSequenceReward(classifier, device="cpu", label=label, negative_label=negative_label)
+
+
 @pytest.mark.parametrize("option", [{"batch_size": 0}, {"max_length": 0}])
 def test_a_batch_size_or_max_length_below_one_is_refused(regressor: Path, option) -> None:
     with pytest.raises(UserError, match=">= 1"):
@@ -152,6 +160,18 @@ def test_texts_are_cut_to_max_length_tokens_on_the_right(regressor: Path) -> Non
     assert not torch.allclose(got[3], whole[3], atol=1e-4)  # 11 words: it was cut
 
 
+@pytest.mark.parametrize(("text", "special"), [("completion", 2), ("pair", 3)])
+def test_a_max_length_that_leaves_no_room_for_text_is_refused(regressor: Path, text, special) -> None:
+    """The tokenizer adds [CLS] and [SEP] (and a second [SEP] for a pair): ``max_length=2`` read those alone,
+    the same score for every text, and ``max_length=1``, shorter than them, was silently not applied at all
+    (the tokenizer cannot truncate below them): every text read whole. One more token reads some text."""
+    for max_length in range(1, special + 1):
+        with pytest.raises(UserError, match=f"max_length={max_length} leaves no room"):
+            HFSequenceReward(regressor, device="cpu", max_length=max_length, text=text)
+    scores = HFSequenceReward(regressor, device="cpu", max_length=special + 1, text=text).score(PROMPTS, TEXTS)
+    assert scores.unique().numel() > 1  # a token of text each: they differ
+
+
 def test_max_length_is_capped_by_the_tokenizers_limit(tmp_path: Path, regressor: Path) -> None:
     """A tokenizer whose ``model_max_length`` is 6 reads at most 6 tokens, whatever ``max_length`` asks."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -163,6 +183,17 @@ def test_max_length_is_capped_by_the_tokenizers_limit(tmp_path: Path, regressor:
     assert r.max_length == 6
     cut = _logits(path, TEXTS, truncation=True, max_length=6)[:, 0]
     torch.testing.assert_close(r.score(PROMPTS, TEXTS), cut, atol=1e-5, rtol=1e-5)
+
+
+def test_max_length_is_capped_by_the_models_positions(regressor: Path) -> None:
+    """The tiny BERT's tokenizer sets no ``model_max_length`` (as many a reward model's does not) and its model
+    has 64 positions: a longer text, a prompt and its completion, failed mid-run ("The size of tensor a (82)
+    must match the size of tensor b (64)"); it is read as its first 64 tokens, as a tokenizer's limit is."""
+    r = HFSequenceReward(regressor, device="cpu", max_length=512)
+    assert r.max_length == 64
+    long = " ".join(["wonderful", "boring"] * 50)
+    cut = _logits(regressor, [long], truncation=True, max_length=64)[:, 0]
+    torch.testing.assert_close(r.score(["the film"], [long]), cut, atol=1e-5, rtol=1e-5)
 
 
 def _no_pad_classifier(path: Path, eos: bool = True) -> Path:

@@ -66,6 +66,17 @@ def test_a_reward_spec_is_checked_before_anything_loads(tmp_path, monkeypatch) -
         check_reward_spec("hf:nobody-zoo/not-a-cached-model")
 
 
+def test_an_uncached_reward_model_is_not_offered_the_packaged_language_models(monkeypatch) -> None:
+    """The offline hint of an hf: reward named "a packaged model ('tiny', 'smollm2-135m', ...)": those are
+    causal LMs, which an hf: reward refuses (no classification head), and hf:tiny is looked up on the hub."""
+    from rlhf_zoo.rewards.registry import check_reward_spec
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(UserError, match="HF_HUB_OFFLINE is set") as e:
+        check_reward_spec("hf:nobody-zoo/not-a-cached-model")
+    assert "tiny" not in str(e.value) and "sequence classifier" in str(e.value)
+
+
 def test_a_python_reward_is_built_without_options(tmp_path) -> None:
     (tmp_path / "mine.py").write_text("def score(prompts, completions):\n    return [0.0] * len(completions)\n")
     with pytest.raises(UserError, match="takes no options"):

@@ -40,7 +40,9 @@ def test_reward_device_cuda_without_cuda_is_one_line(cli, tiny_lm, tmp_path):
     if torch.cuda.is_available():
         pytest.skip("needs a machine without CUDA")
     prompts = write_jsonl(tmp_path / "p.jsonl", PROMPTS)
-    code, _, err = cli("train", "algo=reinforce", *tiny_lm, f"task.prompts={prompts}", "task.reward_device=cuda")
+    # a gold MiniLM, which the reward device places (not built here: the device is refused before it loads)
+    gold = ["task.gold=minilm_sentiment", "task.build_gold=false"]
+    code, _, err = cli("train", "algo=reinforce", *tiny_lm, *gold, f"task.prompts={prompts}", "task.reward_device=cuda")
     assert "task.reward_device=cuda" in _one_line_error(code, err)
 
 

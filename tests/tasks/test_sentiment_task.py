@@ -69,6 +69,35 @@ def test_settings_at_their_bounds(files) -> None:
         check_sentiment_task(replace(own, eval_prompts=evals, eval_fraction=1.5))
 
 
+@pytest.mark.parametrize(("proxy", "gold"), [("vader", None), ("vader", "vader"), ("py:rewards.py:score", None)])
+def test_a_reward_device_without_a_reward_model_is_refused(proxy, gold, monkeypatch) -> None:
+    """``task.reward_device`` places the hf: and minilm_sentiment rewards; with neither (VADER, a Python function)
+    it was taken and ignored. The default is never refused, and a gold MiniLM gives it a meaning."""
+    from rlhf_zoo.rewards import registry
+
+    monkeypatch.setattr(registry, "check_reward_spec", lambda *a: None)  # the py: file need not exist here
+    cfg = SentimentTaskConfig(proxy=proxy, gold=gold)
+    check_sentiment_task(cfg)
+    with pytest.raises(UserError, match="task.reward_device=cpu has no meaning here"):
+        check_sentiment_task(replace(cfg, reward_device="cpu"))
+    check_sentiment_task(replace(cfg, reward_device="cpu", gold="minilm_sentiment"))
+
+
+@pytest.mark.parametrize(("proxy", "gold"), [("vader", None), ("vader", "vader"), ("hf:some/classifier", None)])
+def test_build_gold_without_the_minilm_reward_is_refused(proxy, gold, monkeypatch) -> None:
+    """``task.build_gold=false`` says whether minilm_sentiment is built on first use; with no such reward it was
+    taken and ignored. The default is never refused; a MiniLM proxy or gold gives it a meaning."""
+    from rlhf_zoo.rewards import registry
+
+    monkeypatch.setattr(registry, "check_reward_spec", lambda *a: None)  # the hub id is not looked up here
+    cfg = SentimentTaskConfig(proxy=proxy, gold=gold)
+    check_sentiment_task(cfg)
+    with pytest.raises(UserError, match="task.build_gold=false has no meaning here"):
+        check_sentiment_task(replace(cfg, build_gold=False))
+    check_sentiment_task(replace(cfg, build_gold=False, gold="minilm_sentiment"))
+    check_sentiment_task(replace(cfg, build_gold=False, proxy="minilm_sentiment"))
+
+
 def test_a_missing_evaluation_file_is_refused_by_the_check(files, tmp_path) -> None:
     prompts, _, _ = files
     missing = str(tmp_path / "nowhere.jsonl")
@@ -201,6 +230,24 @@ def test_the_task_builds_the_proxy_and_gold_with_their_own_options(built, files)
     built.clear()
     task = build_sentiment_task(replace(cfg, gold=None, gold_options={}, reward_device="cpu"), None, device="cuda:1")
     assert built == [("hf:some/proxy", {"label": 1, "device": "cpu"})] and task.gold is None
+
+
+@pytest.mark.parametrize("key", ["proxy", "gold"])
+def test_a_reward_that_refuses_its_options_while_it_loads_names_its_setting(files, monkeypatch, key) -> None:
+    """What only loading the reward model finds (a label out of range, a max_length with no room for text)
+    said "label index 3 out of range for a model with 1 labels": neither which reward nor which setting."""
+    import rlhf_zoo.rewards.registry as registry
+
+    def build(name, **kw):
+        if name == getattr(cfg, key):
+            raise UserError("label index 3 out of range for a model with 1 labels")
+        return name
+
+    monkeypatch.setattr(registry, "build_reward", build)
+    prompts, evals, _ = files
+    cfg = SentimentTaskConfig(prompts=prompts, eval_prompts=evals, proxy="hf:some/proxy", gold="hf:some/gold")
+    with pytest.raises(UserError, match=rf"^task\.{key}: label index 3 out of range for a model with 1 labels$"):
+        build_sentiment_task(cfg, None)
 
 
 def test_a_cuda_reward_device_without_cuda_is_refused_before_the_prompts_load(built, packaged, monkeypatch) -> None:
