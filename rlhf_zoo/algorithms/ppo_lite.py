@@ -41,7 +41,9 @@ class PPOLiteConfig:
     """Attributes:
     name: registry name.
     samples: k, completions per prompt.
-    baseline: loo (default) | group_norm (GRPO) | mean | none.
+    baseline: loo (default) | group_norm (GRPO) | mean | none. ``loo`` and ``group_norm`` are per prompt;
+        ``mean`` (and ``loo`` with ``samples=1``) averages over the rows of the minibatch being updated,
+        which is the step's batch only with ``minibatches=1``.
     beta: β_RL, the KL coefficient.
     kl_in: ``reward`` (default: the gradient of E[r] − β·KL(π‖π_ref)) or ``loss`` (β·KL estimate added to
         the loss and differentiated in place; with k3 that differentiates KL(π_ref‖π) in expectation,
