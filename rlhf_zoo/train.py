@@ -488,6 +488,8 @@ class Trainer:
         prompts, lines = prompt_report(self.task, self.t.eval_prompts)
         for line in lines:
             self.say(line)
+        for line in self.algo.unused_settings():
+            self.say(f"warning: {line}")
         if self.rt.is_main:
             self.log.write_config(to_yaml(cfg))
             sharded = {"sharded": "fsdp2"} if self.sharded else {}

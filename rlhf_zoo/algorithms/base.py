@@ -150,3 +150,8 @@ class Algorithm:
     def exact_targets(self) -> dict[str, float]:
         """What the exact testbed measures this algorithm against: ``bon_n`` and/or ``optimal_beta``."""
         return {}
+
+    def unused_settings(self) -> list[str]:
+        """Settings given a value other than their default that have no effect beside the others (each a
+        line for a warning: the key, its value and why; :func:`rlhf_zoo.algorithms.common.set_but_unused`)."""
+        return []

@@ -45,6 +45,7 @@ from rlhf_zoo.algorithms.common import (
     check_choice,
     grouped_advantages,
     mean_metric,
+    set_but_unused,
 )
 from rlhf_zoo.functional.best_of_n import bon_B
 from rlhf_zoo.functional.rewards import bond_return
@@ -131,6 +132,11 @@ class Bond(Algorithm):
         }
         total = add_forward_term(c.beta * backward, c.beta, batch, metrics)
         return total, metrics
+
+    def unused_settings(self) -> list[str]:
+        if self.cfg.quantiles != "exact":
+            return []
+        return set_but_unused(self.cfg, "k", "with algo.quantiles=exact: no base completions are kept to estimate p_≤")
 
     def after_step(self, policy, step: int) -> None:
         if self.iterative and step % self.cfg.anchor_period == 0:

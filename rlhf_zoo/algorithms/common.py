@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import dataclasses
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
@@ -75,6 +76,22 @@ def sft_loss(batch: Batch) -> Tensor:
     """−mean log π(target) over prompts: a likelihood step on the forward-term targets [B, T']."""
     batch.require("target_logp", "target_mask")
     return -masked_sum(batch.target_logp, batch.target_mask).mean()
+
+
+def set_but_unused(c: Any, name: str, why: str) -> list[str]:
+    """``[f"algo.{name}=VALUE has no effect {why}"]`` when config ``c`` sets ``name`` away from its default,
+    else ``[]`` (a default that goes unused says nothing)."""
+    default = next(f.default for f in dataclasses.fields(c) if f.name == name)
+    value = getattr(c, name)
+    return [f"algo.{name}={value} has no effect {why}"] if value != default else []
+
+
+def kl_estimator_unused(c: Any) -> list[str]:
+    """REINFORCE's and PPO-lite's ``kl_estimator`` only picks the estimate that ``kl_in=loss`` adds to the loss."""
+    if c.kl_in != "reward":
+        return []
+    why = "with algo.kl_in=reward: the penalty in the reward is log π_old(y) − log π_ref(y) of each sample"
+    return set_but_unused(c, "kl_estimator", why)
 
 
 def check_kl_regularised(c) -> None:

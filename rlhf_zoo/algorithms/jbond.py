@@ -28,7 +28,13 @@ from dataclasses import dataclass
 from torch import Tensor
 
 from rlhf_zoo.algorithms.base import Algorithm, Batch, Needs
-from rlhf_zoo.algorithms.common import add_forward_term, check_baseline, grouped_advantages, mean_metric
+from rlhf_zoo.algorithms.common import (
+    add_forward_term,
+    check_baseline,
+    grouped_advantages,
+    mean_metric,
+    set_but_unused,
+)
 from rlhf_zoo.functional.rewards import jbond_reward
 from rlhf_zoo.functional.surrogate import score_function_loss
 
@@ -97,6 +103,17 @@ class JBond(Algorithm):
         }
         total = add_forward_term(pg, c.beta, batch, metrics)
         return total, metrics
+
+    def unused_settings(self) -> list[str]:
+        c = self.cfg
+        if c.swap_period == 0:
+            return []
+        return set_but_unused(
+            c,
+            "eta",
+            f"with algo.swap_period={c.swap_period}: the anchor is set to π every "
+            f"{c.swap_period} steps, not moved towards it by η",
+        )
 
     def after_step(self, policy, step: int) -> None:
         if self.cfg.swap_period > 0:

@@ -31,6 +31,7 @@ from rlhf_zoo.algorithms.common import (
     add_kl_loss,
     check_kl_regularised,
     grouped_advantages,
+    kl_estimator_unused,
     kl_penalised_returns,
     mean_metric,
 )
@@ -79,6 +80,9 @@ class Reinforce(Algorithm):
         pg = score_function_loss(batch.seq("logp"), adv, batch.weights)
         metrics = {"loss/pg": pg.detach(), "train/return": mean_metric(returns, batch.weights)}
         return add_kl_loss(pg, batch, c, metrics), metrics
+
+    def unused_settings(self) -> list[str]:
+        return kl_estimator_unused(self.cfg)
 
     def exact_targets(self) -> dict[str, float]:
         if self.cfg.kl_in == "reward" and self.cfg.beta > 0:

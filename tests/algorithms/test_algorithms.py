@@ -349,3 +349,53 @@ def test_ppo_lite_runs_epochs_times_minibatches_updates_on_one_rollout_batch(tmp
     tr.end()
     assert [groups for groups, _ in seen] == [2] * 6
     assert seen[0][1] == 0.0 and seen[-1][1] > 0.0
+
+
+@pytest.mark.parametrize(
+    ("algo", "unused"),
+    [
+        (JBond(JBondConfig(swap_period=5, eta=0.1)), "algo.eta=0.1 has no effect with algo.swap_period=5"),
+        (JBond(JBondConfig(eta=0.1)), None),  # the EMA: η moves the anchor
+        (Bond(BondConfig(quantiles="exact", k=4)), "algo.k=4 has no effect with algo.quantiles=exact"),
+        (Bond(BondConfig(quantiles="mc", k=4)), None),  # k samples estimate p_≤
+        (Reinforce(ReinforceConfig(kl_estimator="exact")), "algo.kl_estimator=exact has no effect"),
+        (Reinforce(ReinforceConfig(kl_in="loss", kl_estimator="exact")), None),  # the estimate in the loss
+        (PPOLite(PPOLiteConfig(kl_estimator="exact")), "algo.kl_estimator=exact has no effect"),
+        (PPOLite(PPOLiteConfig(kl_in="loss", kl_estimator="exact")), None),
+    ],
+    ids=[
+        "jbond-swap-eta",
+        "jbond-ema-eta",
+        "bond-exact-k",
+        "bond-mc-k",
+        "rf-reward",
+        "rf-loss",
+        "ppo-reward",
+        "ppo-loss",
+    ],
+)
+def test_a_setting_given_where_it_has_no_effect_is_named_once(algo, unused):
+    """A value the other settings make inert (it changes no number) is one warning line naming it; where it is
+    used, nothing is said."""
+    lines = algo.unused_settings()
+    if unused is None:
+        assert lines == []
+    else:
+        assert len(lines) == 1 and lines[0].startswith(unused)
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_defaults_leave_nothing_unused(name):
+    """The defaults (and a default that goes unused, as k under exact quantiles) say nothing."""
+    cls = get_algorithm(name)
+    cfg = cls.Config(quantiles="exact") if name == "bond" else cls.Config()
+    assert cls(cfg).unused_settings() == []
+
+
+def test_a_run_warns_of_a_setting_that_has_no_effect(cli, tmp_path):
+    code, _, err = cli(
+        "train", "algo=jbond", "task=exact", "algo.swap_period=5", "algo.eta=0.1", "train.steps=1",
+        "train.progress=false", f"run_dir={tmp_path / 'r'}",
+    )  # fmt: skip
+    assert code == 0, err
+    assert "rlhf-zoo: warning: algo.eta=0.1 has no effect with algo.swap_period=5" in err
