@@ -56,7 +56,7 @@ def export(run_dir: str | Path, out: str | Path, force: bool = False) -> dict[st
 
     from rlhf_zoo import version
     from rlhf_zoo.algorithms.registry import get_algorithm
-    from rlhf_zoo.bench.runner import STARTED
+    from rlhf_zoo.bench.records import STARTED
     from rlhf_zoo.config import as_dataclass, check_writable_dir, compose
     from rlhf_zoo.hub import quiet_transformers
     from rlhf_zoo.io import atomic_dir, atomic_write_json, umask_mode

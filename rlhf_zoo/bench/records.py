@@ -1,5 +1,6 @@
 """Benchmark records: what a finished point leaves behind, where, and how the renderer reads them back.
 
+    <out>/<suite>/<point-id>/point.json    a point's arguments, written when it starts (to decide whether it may resume)
     <out>/<suite>/<point-id>/record.json   one finished point, in full (written last, atomically)
     <out>/<suite>/bench.json               the last bench invocation (command, wall time, points run)
     <out>/<suite>/oracle.json              exact suites: the optimal frontier and Best-of-N over n
@@ -56,6 +57,7 @@ from rlhf_zoo.errors import UserError
 from rlhf_zoo.io import atomic_write_json, atomic_write_text, read_json
 
 RECORD = "record.json"
+STARTED = "point.json"  # written when a point starts: its arguments, to decide whether it may resume
 BENCH = "bench.json"
 ORACLE = "oracle.json"
 FORMAT = 2
@@ -486,6 +488,7 @@ __all__ = [
     "NO_EFFECT",
     "ORACLE",
     "RECORD",
+    "STARTED",
     "UNSETTLED",
     "Group",
     "check_comparable",

@@ -50,6 +50,7 @@ from rlhf_zoo.bench.records import (
     FORMAT,
     ORACLE,
     RECORD,
+    STARTED,
     code_version_of,
     page_value,
     read_json,
@@ -66,8 +67,6 @@ from rlhf_zoo.bench.records import (
 )
 from rlhf_zoo.bench.suites import Point, Suite, expand
 from rlhf_zoo.runlog import RunLog, checkpoint_to_resume
-
-STARTED = "point.json"  # written when a point starts: its arguments, to decide whether it may resume
 
 
 @dataclass
