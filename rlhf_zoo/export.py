@@ -47,6 +47,16 @@ def _run_dir(args: list[str]) -> Path:
     return run
 
 
+def _no_checkpoint(run_dir: Path) -> UserError:
+    from rlhf_zoo.bench.records import STARTED
+
+    if (run_dir / STARTED).is_file():  # a sweep's or a bench's point
+        why = "a sweep deletes its finished points', and so does rlhf-zoo bench unless keep_checkpoints=true"
+    else:  # killed (or still running) before its first
+        why = "none written yet: a run writes one every train.checkpoint_every steps, at its end and when stopped"
+    return UserError(f"export: {run_dir} has no checkpoint ({why})")
+
+
 def export(run_dir: str | Path, out: str | Path, force: bool = False) -> dict[str, Any]:
     """Write the policy of ``run_dir``'s checkpoint to ``out`` (see the module's docstring); returns what
     ``rlhf_zoo_export.json`` holds. Raises :class:`UserError` for a run without a checkpoint, a trained policy or
@@ -56,12 +66,11 @@ def export(run_dir: str | Path, out: str | Path, force: bool = False) -> dict[st
 
     from rlhf_zoo import version
     from rlhf_zoo.algorithms.registry import get_algorithm
-    from rlhf_zoo.bench.records import STARTED
     from rlhf_zoo.config import as_dataclass, check_writable_dir, compose
     from rlhf_zoo.hub import quiet_transformers
     from rlhf_zoo.io import atomic_dir, atomic_write_json, umask_mode
     from rlhf_zoo.policies.hf import build_hf_policy
-    from rlhf_zoo.runlog import RunLog
+    from rlhf_zoo.runlog import RunLog, checkpoint_to_resume
     from rlhf_zoo.tasks.registry import get_task_entry
 
     run_dir, out = Path(run_dir), Path(out).expanduser()
@@ -79,12 +88,8 @@ def export(run_dir: str | Path, out: str | Path, force: bool = False) -> dict[st
             f"(model.name={cfg.model.name})"
         )
     log = RunLog(run_dir)
-    if not log.has_checkpoint():
-        if (run_dir / STARTED).is_file():  # a sweep's or a bench's point
-            why = "a sweep deletes its finished points', and so does rlhf-zoo bench unless keep_checkpoints=true"
-        else:  # killed (or still running) before its first
-            why = "none written yet: a run writes one every train.checkpoint_every steps, at its end and when stopped"
-        raise UserError(f"export: {run_dir} has no checkpoint ({why})")
+    if not checkpoint_to_resume(run_dir):  # in place, or set aside by a swap that a kill cut short
+        raise _no_checkpoint(run_dir)
     check_writable_dir(out, "out")
     where, run = out.resolve(), run_dir.resolve()
     if where == run or where in run.parents or where.is_relative_to(log.ckpt_dir.resolve()):
@@ -93,7 +98,10 @@ def export(run_dir: str | Path, out: str | Path, force: bool = False) -> dict[st
         raise UserError(f"export: out={out} already holds files: name another folder, or add force=true")
     model_cfg = as_dataclass(cfg, "model")
     policy = build_hf_policy(model_cfg, device="cpu", seed=cfg.seed)
-    weights, state = log.load_checkpoint(torch.device("cpu"))
+    loaded = log.read_checkpoint(torch.device("cpu"))  # both files of one checkpoint, though a run saves meanwhile
+    if loaded is None:  # gone since the look above (a sweep deleting its finished point's)
+        raise _no_checkpoint(run_dir)
+    weights, state = loaded
     policy.load_state_dict(weights)
     model = policy.model
     if model_cfg.finetune == "lora":

@@ -185,12 +185,77 @@ class RunLog:
     def load_checkpoint(self, device: torch.device | None = None) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
         """The checkpoint's weights (on the CPU) and training state, whose GPU tensors (the base cache, the
         reference rewards) go to ``device`` when it is a GPU and to the CPU otherwise: not to the GPU that
-        saved them, which is another process's (rank 0's) or, on a machine without one, none."""
-        from safetensors.torch import load_file
+        saved them, which is another process's (rank 0's) or, on a machine without one, none. Raises
+        FileNotFoundError where there is none (see :meth:`read_checkpoint`)."""
+        loaded = self.read_checkpoint(device)
+        if loaded is None:
+            raise FileNotFoundError(f"no checkpoint in {self.dir}")
+        return loaded
 
-        weights = load_file(str(self.ckpt_dir / "weights.safetensors"))
-        state = torch.load(self.ckpt_dir / "state.pt", weights_only=False, map_location=_onto(device))
+    def read_checkpoint(
+        self, device: torch.device | None = None
+    ) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
+        """As :meth:`load_checkpoint`, also for a reader that does not hold the directory's lock while a run
+        may be writing (``rlhf-zoo export``): both files come from one checkpoint, though the run replaces it
+        meanwhile (both are opened in the same folder before either is read, and :func:`rlhf_zoo.io.atomic_dir`
+        never changes a folder once in place), and a previous checkpoint set aside by a swap (under way, or cut
+        short by a kill) is read where it lies. None: no checkpoint."""
+        from safetensors.torch import load, load_file
+
+        files = self._open_checkpoint()
+        if files is None:
+            return None
+        with os.fdopen(files[0], "rb") as w, os.fdopen(files[1], "rb") as s:
+            by_fd = Path(f"/dev/fd/{w.fileno()}")  # the opened file, mapped rather than read whole (Linux, macOS)
+            weights = load_file(str(by_fd)) if by_fd.exists() else load(w.read())
+            state = torch.load(s, weights_only=False, map_location=_onto(device))
         return weights, state
+
+    def _open_checkpoint(self, tries: int = 5) -> tuple[int, int] | None:
+        """Descriptors of a checkpoint's ``weights.safetensors`` and ``state.pt``, opened in the same folder:
+        ``checkpoint/``, else the newest one set aside as ``.checkpoint.old-*/checkpoint/``. A folder swapped
+        out or deleted between the look and the opening is looked for again (``tries`` rounds)."""
+        name = self.ckpt_dir.name
+        for _ in range(tries):
+            aside = sorted(self.dir.glob(f".{name}.old-*"), key=_mtime, reverse=True)
+            places = [self.ckpt_dir, *(old / name for old in aside)]
+            if not any((p / "state.pt").is_file() for p in places):
+                return None
+            for place in places:
+                try:
+                    return _open_both(place, "weights.safetensors", "state.pt")
+                except (FileNotFoundError, NotADirectoryError):  # swapped out, or being deleted
+                    continue
+        return None
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:
+        return 0.0
+
+
+def _open_both(folder: Path, first: str, second: str) -> tuple[int, int]:
+    """Read-only descriptors of two files of ``folder``, both opened through one descriptor of the folder, so
+    that a rename of the folder between the two openings cannot give them from different folders."""
+    if os.open not in os.supports_dir_fd:  # no openat (Windows): by path
+        a = os.open(folder / first, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+        try:
+            return a, os.open(folder / second, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+        except BaseException:
+            os.close(a)
+            raise
+    d = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        a = os.open(first, os.O_RDONLY, dir_fd=d)
+        try:
+            return a, os.open(second, os.O_RDONLY, dir_fd=d)
+        except BaseException:
+            os.close(a)
+            raise
+    finally:
+        os.close(d)
 
 
 def checkpoint_to_resume(run_dir: str | Path) -> bool:

@@ -136,6 +136,19 @@ def test_a_sweep_point_without_its_checkpoint_says_what_deleted_it(cli, lm_args,
     assert "has no checkpoint" in err and "a sweep" in err and "rlhf-zoo bench" in err, err
 
 
+def test_a_checkpoint_set_aside_by_a_kill_mid_swap_is_exported(cli, lm_args, tmp_path):
+    """A run killed between the two renames of a checkpoint swap has its checkpoint under
+    ``.checkpoint.old-*/`` until ``resume=true`` puts it back; export reads it there (it said "no checkpoint")."""
+    run_dir = _train(cli, lm_args, "algo=reinforce", "train.steps=1")
+    aside = RunLog(run_dir).dir / ".checkpoint.old-x1"
+    aside.mkdir()
+    (RunLog(run_dir).dir / "checkpoint").rename(aside / "checkpoint")
+    code, said, err = cli("export", run_dir, f"out={tmp_path / 'm'}")
+    assert code == 0, err
+    assert "at step 1 of 1" in said and (tmp_path / "m" / "model.safetensors").is_file()
+    assert (aside / "checkpoint" / "state.pt").is_file()  # read where it lies: putting it back is the run's
+
+
 def test_the_printed_load_line_names_the_folder_written(cli, lm_args, tmp_path, monkeypatch):
     """out=~/m is written to $HOME/m; the line to copy names that folder (from_pretrained reads '~/m' as a hub id)."""
     monkeypatch.setenv("HOME", str(tmp_path))

@@ -334,6 +334,50 @@ def test_a_checkpoint_swap_cut_between_its_renames_leaves_the_previous_one_to_re
     assert state["step"] == 2 and torch.equal(weights["w"], torch.zeros(2))
 
 
+def test_a_checkpoint_set_aside_mid_swap_is_read_where_it_lies(tmp_path, monkeypatch):
+    """A reader without the run's lock (``rlhf-zoo export``) that looks between the swap's two renames, or after
+    a kill there, reads the checkpoint set aside, not "no checkpoint" (it used to fail: no ``checkpoint/``)."""
+    from rlhf_zoo.runlog import RunLog
+
+    log = RunLog(tmp_path / "r")
+    log.save_checkpoint({"w": torch.zeros(2)}, {"step": 2})
+    replace, seen = os.replace, []
+
+    def read_between_the_renames(src, dst):
+        replace(src, dst)
+        if ".checkpoint.old-" in str(dst):  # the previous one set aside, the new one not yet in place
+            seen.append(log.read_checkpoint())
+
+    monkeypatch.setattr(os, "replace", read_between_the_renames)
+    log.save_checkpoint({"w": torch.ones(2)}, {"step": 4})
+    monkeypatch.undo()
+    weights, state = seen[0]
+    assert state["step"] == 2 and torch.equal(weights["w"], torch.zeros(2))
+    assert log.read_checkpoint()[1]["step"] == 4
+    assert RunLog(tmp_path / "empty").read_checkpoint() is None
+
+
+def test_weights_and_state_come_from_one_checkpoint_though_a_run_saves_between_the_reads(tmp_path, monkeypatch):
+    """A run writing its next checkpoint while another process reads the last: the state read after the weights
+    is that of the same checkpoint (by path, it was the next one's: step 4 beside step 2's weights)."""
+    import safetensors.torch
+
+    from rlhf_zoo.runlog import RunLog
+
+    log = RunLog(tmp_path / "r")
+    log.save_checkpoint({"w": torch.zeros(2)}, {"step": 2})
+    load_file = safetensors.torch.load_file
+
+    def then_the_run_saves(*args, **kwargs):
+        weights = load_file(*args, **kwargs)
+        log.save_checkpoint({"w": torch.ones(2)}, {"step": 4})
+        return weights
+
+    monkeypatch.setattr(safetensors.torch, "load_file", then_the_run_saves)
+    weights, state = log.read_checkpoint()
+    assert state["step"] == 2 and torch.equal(weights["w"], torch.zeros(2))
+
+
 def test_files_written_atomically_get_the_umask_mode_not_a_private_one(tmp_path):
     """A temporary file is created private (0600); the file put in place has the mode a plain write gives it
     (0644 under umask 022), so that others can read a run's config.yaml and metrics."""
