@@ -166,6 +166,19 @@ def minibatches(num_groups: int, k: int) -> list[list[int]]:
     return [list(range(i * num_groups // k, (i + 1) * num_groups // k)) for i in range(k)]
 
 
+def fewer_minibatches(algo: Any, batch_prompts: int) -> list[str]:
+    """A warning line when ``algo.minibatches``, set away from its default, is more than a step's prompts: a
+    minibatch is split by prompt, so each pass takes ``batch_prompts`` minibatches of one prompt."""
+    k = algo.needs().minibatches
+    default = {f.name: f.default for f in fields(algo.cfg)}.get("minibatches", k)
+    if k <= batch_prompts or k == default:  # the default (PPO-lite's 2) with one prompt a step says nothing
+        return []
+    return [
+        f"algo.minibatches={k} is more than train.batch_prompts={batch_prompts}: a minibatch is split by prompt, "
+        f"so each pass takes {batch_prompts} minibatch{'es' if batch_prompts > 1 else ''} of one prompt"
+    ]
+
+
 def check_equal_shares(world: int, batch_prompts: int, minibatches: int, eval_prompts: int | None) -> None:
     """Several processes give one process's result only if each holds an equal share of every step's
     prompts, of every minibatch, and of the held-out prompts (None: evaluation is not split)."""
@@ -488,7 +501,7 @@ class Trainer:
         prompts, lines = prompt_report(self.task, self.t.eval_prompts)
         for line in lines:
             self.say(line)
-        for line in self.algo.unused_settings():
+        for line in [*self.algo.unused_settings(), *fewer_minibatches(self.algo, self.t.batch_prompts)]:
             self.say(f"warning: {line}")
         if self.rt.is_main:
             self.log.write_config(to_yaml(cfg))

@@ -52,7 +52,8 @@ class PPOLiteConfig:
     kl_estimator: ``k3`` or ``exact`` (exact-token) for ``kl_in=loss``.
     clip_eps: ε of the clip range.
     epochs: passes over each rollout batch.
-    minibatches: minibatches per pass, split by prompt.
+    minibatches: minibatches per pass, split by prompt: at most ``train.batch_prompts`` (a value set above
+        it takes one prompt per minibatch, and the run says so in a warning line).
     """
 
     name: str = "ppo_lite"

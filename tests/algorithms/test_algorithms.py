@@ -399,3 +399,32 @@ def test_a_run_warns_of_a_setting_that_has_no_effect(cli, tmp_path):
     )  # fmt: skip
     assert code == 0, err
     assert "rlhf-zoo: warning: algo.eta=0.1 has no effect with algo.swap_period=5" in err
+
+
+@pytest.mark.parametrize(
+    ("minibatches", "batch_prompts", "warned"),
+    [(8, 4, True), (4, 4, False), (2, 1, False), (3, 1, True)],
+    ids=["more", "equal", "default-2-of-1", "set-3-of-1"],
+)
+def test_more_minibatches_than_prompts_is_a_warning_unless_the_default(minibatches, batch_prompts, warned):
+    """A minibatch is split by prompt: PPO-lite's minibatches above the step's prompts take one prompt each.
+    Set by the user, that is said; the default (2) under a one-prompt batch is not."""
+    from rlhf_zoo.train import fewer_minibatches
+
+    lines = fewer_minibatches(PPOLite(PPOLiteConfig(minibatches=minibatches)), batch_prompts)
+    if warned:
+        assert lines == [
+            f"algo.minibatches={minibatches} is more than train.batch_prompts={batch_prompts}: a minibatch is split "
+            f"by prompt, so each pass takes {batch_prompts} minibatch{'es' if batch_prompts > 1 else ''} of one prompt"
+        ]
+    else:
+        assert lines == []
+
+
+def test_a_run_with_more_minibatches_than_prompts_warns(cli, tmp_path):
+    code, _, err = cli(
+        "train", "algo=ppo_lite", "task=exact", "algo.minibatches=8", "train.batch_prompts=4", "train.steps=1",
+        "train.progress=false", f"run_dir={tmp_path / 'r'}",
+    )  # fmt: skip
+    assert code == 0, err
+    assert "rlhf-zoo: warning: algo.minibatches=8 is more than train.batch_prompts=4" in err
