@@ -7,7 +7,7 @@ objective on the same model, prompts, batch and generation length.
 
 Each objective runs in its own process (so peak memory is its own): ``warmup`` untimed steps, then
 ``steps`` timed ones through the real training loop (:meth:`rlhf_zoo.train.Trainer.train_step`),
-no evaluation. The phases:
+no evaluation; on a terminal one bar counts every objective's steps as they go. The phases:
 
 - ``generate``: sampling (policy, and reference or anchor samples where the objective draws them);
 - ``reward``: proxy reward calls;
@@ -35,7 +35,9 @@ import json
 import resource
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -271,6 +273,7 @@ def worker(args: list[str]) -> dict[str, Any]:
     register_probes(trainer.costs, rt.device, counter)
     for i in range(warmup):
         one_step(i)
+        _progress(i + 1, warmup + steps)
     counter.counting = False  # the timed updates only add their positions
     trainer.costs.seconds.clear()
     completions0 = trainer.costs.completions
@@ -279,6 +282,7 @@ def worker(args: list[str]) -> dict[str, Any]:
     t0 = time.perf_counter()
     for i in range(warmup, warmup + steps):
         one_step(i)
+        _progress(i + 1, warmup + steps)
     if rt.device.type == "cuda":
         torch.cuda.synchronize()
     wall = (time.perf_counter() - t0) / steps
@@ -315,27 +319,59 @@ def worker(args: list[str]) -> dict[str, Any]:
 
 
 ERROR_LINE = "rlhf-zoo: error: "
+PROGRESS_LINE = "rlhf-zoo-progress: "  # an objective's process after each step: "done/total" (read, not shown)
 
 
-def run_in_subprocess(target: str, args: list[str]) -> dict[str, Any]:
+def run_in_subprocess(target: str, args: list[str], on_progress: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Run ``python -m target args`` (``python target args`` when ``target`` is a ``.py`` file) and
     parse the JSON on its last stdout line. A process that ends with exit code 2 after an error line (bad
-    input, :func:`_worker_main`) raises that line's :class:`UserError`."""
+    input, :func:`_worker_main`) raises that line's :class:`UserError`. ``on_progress`` receives the steps done
+    of each progress line the process writes on stderr (:data:`PROGRESS_LINE`), as it writes it."""
     how = [target] if target.endswith(".py") else ["-m", target]
-    out = subprocess.run([sys.executable, *how, *args], capture_output=True, text=True)
-    errors = [line for line in out.stderr.splitlines() if line.startswith(ERROR_LINE)]
-    if out.returncode == 2 and errors:  # the user's input, as the process said it (:func:`_worker_main`)
+    proc = subprocess.Popen([sys.executable, *how, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    said: list[str] = []
+
+    def read_stderr() -> None:
+        for line in proc.stderr:
+            if line.startswith(PROGRESS_LINE):
+                if on_progress is not None:
+                    on_progress(int(line[len(PROGRESS_LINE) :].partition("/")[0]))
+            else:
+                said.append(line)
+
+    reader = threading.Thread(target=read_stderr, daemon=True)
+    reader.start()
+    try:
+        stdout = proc.stdout.read()
+        proc.wait()
+    finally:
+        if proc.poll() is None:  # interrupted here (Ctrl-C): the process goes too
+            proc.kill()
+            proc.wait()
+        reader.join()
+    stderr = "".join(said)
+    errors = [line for line in stderr.splitlines() if line.startswith(ERROR_LINE)]
+    if proc.returncode == 2 and errors:  # the user's input, as the process said it (:func:`_worker_main`)
         raise UserError(errors[-1][len(ERROR_LINE) :])
-    if out.returncode != 0:
-        raise RuntimeError(f"{target} {' '.join(args)} failed:\n{out.stderr[-3000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    if proc.returncode != 0:
+        raise RuntimeError(f"{target} {' '.join(args)} failed:\n{stderr[-3000:]}")
+    return json.loads(stdout.strip().splitlines()[-1])
 
 
 def profile_rows(algos: list[str], rest: list[str], steps: int, warmup: int) -> list[dict[str, Any]]:
+    """Each objective's row, profiled in its own process, under one bar over every objective's steps (on a
+    terminal)."""
+    from tqdm.auto import tqdm
+
     rows = []
-    for a in algos:
-        rows.append(run_in_subprocess("rlhf_zoo.profile", [f"algo={a}", *rest, f"steps={steps}", f"warmup={warmup}"]))
-        print(f"{a}: {rows[-1]['step_s']:.2f} s/step", file=sys.stderr)
+    per = warmup + steps
+    with tqdm(total=len(algos) * per, unit="step", desc="profile", disable=None, dynamic_ncols=True) as bar:
+        for i, a in enumerate(algos):
+            bar.set_postfix_str(a)
+            args = [f"algo={a}", *rest, f"steps={steps}", f"warmup={warmup}"]
+            rows.append(run_in_subprocess("rlhf_zoo.profile", args, lambda n, i=i: bar.update(i * per + n - bar.n)))
+            bar.update((i + 1) * per - bar.n)
+            tqdm.write(f"{a}: {rows[-1]['step_s']:.2f} s/step", file=sys.stderr)
     return rows
 
 
@@ -412,6 +448,12 @@ def main(args: list[str]) -> int:
     if opts.out is not None:
         atomic_write_json(opts.out, {"hardware": hardware(), "args": args, "rows": rows})
     return 0
+
+
+def _progress(done: int, total: int) -> None:
+    """A progress line for the parent's bar (:func:`run_in_subprocess` reads it; the step's own clock stops first:
+    on a GPU the timed loop synchronises once, after its last step, so this costs no waiting)."""
+    print(f"{PROGRESS_LINE}{done}/{total}", file=sys.stderr, flush=True)
 
 
 def _worker_main(args: list[str]) -> int:

@@ -280,3 +280,30 @@ def test_the_run_dir_profile_never_writes_is_not_checked(tmp_path, monkeypatch, 
     (tmp_path / "runs").write_text("a file where the default run directories would go")
     assert profile.main(["algos=reinforce", "task=exact"]) == 0
     assert "reinforce" in capsys.readouterr().out
+
+
+def test_an_objectives_process_reports_each_step_as_it_goes_and_only_to_the_bar():
+    """``profile_rows``'s bar moves with each warm-up and timed step of each objective's process (it stood still
+    for minutes per objective); the progress lines are read, not kept with what the process said."""
+    ticks = []
+    row = profile.run_in_subprocess(
+        "rlhf_zoo.profile", ["algo=reinforce", "task=exact", "steps=2", "warmup=1"], on_progress=ticks.append
+    )
+    assert ticks == [1, 2, 3]
+    assert row["algo"] == "reinforce" and row["completions_per_step"] > 0
+
+
+def test_progress_lines_stay_out_of_a_failed_process_s_message(tmp_path):
+    """A process that fails after some steps: its message is what it said, without the progress lines."""
+    script = tmp_path / "fails.py"
+    script.write_text(
+        "import sys\n"
+        f"print({profile.PROGRESS_LINE!r} + '1/2', file=sys.stderr)\n"
+        "print('boom', file=sys.stderr)\n"
+        "sys.exit(3)\n"
+    )
+    ticks = []
+    with pytest.raises(RuntimeError) as e:
+        profile.run_in_subprocess(str(script), [], on_progress=ticks.append)
+    assert ticks == [1]
+    assert "boom" in str(e.value) and profile.PROGRESS_LINE not in str(e.value)
