@@ -159,3 +159,12 @@ def test_fields_show_values_as_the_command_line_writes_them(cli):
     assert "``" not in out and ":class:" not in out and "samples.jsonl" in out
     code, out, _ = cli("fields", "task=sentiment")
     assert code == 0 and out.startswith("task=sentiment  (") and "task.proxy=vader " in out
+
+
+def test_the_doc_of_model_name_names_every_packaged_model():
+    # `rlhf-zoo fields model` is where a user looks for the values of model.name: zoo-lm was missing there
+    from rlhf_zoo.policies.models import SMOLLM2, TINY
+    from rlhf_zoo.policies.zoo_lm import ZOO_LM
+
+    doc = field_docs(HFPolicyConfig)["name"]
+    assert [m for m in (TINY, SMOLLM2, ZOO_LM) if f'"{m}"' not in doc] == []
