@@ -190,3 +190,13 @@ def test_a_command_s_usage_names_every_option_it_takes(cli, command, options):
     fields = dataclasses.fields(getattr(importlib.import_module(module), name))
     missing = [f.name for f in fields if f"{f.name}=" not in out]
     assert missing == []
+
+
+def test_train_fsdp_on_a_task_without_a_language_model_is_refused(tmp_path, cli):
+    """docs/scaling.md refuses FSDP on the exact testbed; in one process ``train.fsdp=true`` was taken and
+    ignored there (it was refused only once several processes had built the task)."""
+    code, _, err = cli("train", "algo=bond", "task=exact", "train.fsdp=true", f"run_dir={tmp_path}/r")
+    assert code == 2
+    assert "train.fsdp=true shards a language-model policy; task=exact has none" in err
+    assert not (tmp_path / "r").exists()
+    assert load_config(["algo=bond", "task=sentiment", "train.fsdp=true", "model.name=tiny"]).train.fsdp is True
