@@ -33,6 +33,7 @@ USAGE = """usage: rlhf-zoo COMMAND [key=value ...]
 
 commands:
   train     rlhf-zoo train algo=NAME task=NAME seed=S run_dir=PATH [algo.beta=0.5 train.steps=200 ...]
+            rlhf-zoo train ... run_dir=PATH resume=true   (continue from its last checkpoint, with its own settings)
             rlhf-zoo train config=exp.yaml [key=value ...]   (an experiment file; the command line wins)
             rlhf-zoo train algo=bond,jbond seed=0,1,2 algo.beta=0.1,0.5 [out=DIR]   (a sweep: every combination;
                            [a,b] is one list value, 'a,b' one string; or a sweep: mapping in the config file)
