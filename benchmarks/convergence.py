@@ -1,6 +1,6 @@
 """Convergence of every objective on the exactly solvable testbed, against exact targets.
 
-    python benchmarks/convergence.py            # prints the table (about a minute on 2 cores)
+    python benchmarks/convergence.py            # prints the table (a few minutes on 2 cores: 197 s on 2026-12-06)
 
 Each row trains one configuration with the testbed's default settings (``configs/task/exact.yaml``)
 and checks the exact quantities of ALGORITHMS.md §8 against the targets of the core issue:

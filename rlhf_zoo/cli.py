@@ -33,6 +33,7 @@ USAGE = """usage: rlhf-zoo COMMAND [key=value ...]
 
 commands:
   train     rlhf-zoo train algo=NAME task=NAME seed=S run_dir=PATH [algo.beta=0.5 train.steps=200 ...]
+            rlhf-zoo train ... run_dir=PATH resume=true   (continue from its last checkpoint, with its own settings)
             rlhf-zoo train config=exp.yaml [key=value ...]   (an experiment file; the command line wins)
             rlhf-zoo train algo=bond,jbond seed=0,1,2 algo.beta=0.1,0.5 [out=DIR]   (a sweep: every combination;
                            [a,b] is one list value, 'a,b' one string; or a sweep: mapping in the config file)
@@ -42,11 +43,12 @@ commands:
   fields    every setting with its default and one-line doc:
             rlhf-zoo fields algo=NAME | task=NAME | model | train | run  [task=NAME config=FILE ...]
   profile   seconds per step (generate / reward / log-probs / update) and peak memory per objective:
-            rlhf-zoo profile task=sentiment train.batch_prompts=16 model.max_new_tokens=24 [algos=a,b steps=2]
+            rlhf-zoo profile task=sentiment train.batch_prompts=16 model.max_new_tokens=24 [algos=a,b,sft steps=2]
+                           [warmup=1] [out=FILE.json]   (each objective in its own process; sft: the baseline)
   bench     run a suite's unfinished points, then render docs/benchmarks/<suite>.md and its plots:
             rlhf-zoo bench suite=exact|quick|lm|full|demo|gpu-check|FILE.yaml [out=bench_runs] [seeds=0,1] [only=TAG,..]
-                           [jobs=N] [render_only=true] [docs=docs/benchmarks] [keep_checkpoints=true]
-                           [key=value for every run ...]
+                           [jobs=N] [render_only=true] [render=false] [docs=docs/benchmarks] [records=DIR]
+                           [keep_checkpoints=true] [progress=false] [key=value for every run ...]
   compare   finished runs side by side, mean ± 95 % interval over seeds, as Markdown (and CSV and plots):
             rlhf-zoo compare RUN_DIR_OR_FOLDER ... [out=DIR]
   export    a language-model run's policy (LoRA merged) as a Hugging Face model folder:

@@ -79,7 +79,8 @@ class TrainConfig:
         training metrics every step, evaluation metrics at each evaluation; TensorBoard writes under
         ``run_dir/<algo>-<task>/``.
     fsdp: with several processes, shard the language-model policy with FSDP2 instead of holding full
-        replicas (as an accelerate config with ``distributed_type: FSDP`` does; docs/scaling.md).
+        replicas (as an accelerate config with ``distributed_type: FSDP`` does; docs/scaling.md); refused on a
+        task without a language model.
     """
 
     steps: int = 200
@@ -512,6 +513,12 @@ def validate(cfg: DictConfig) -> None:
     except ValueError as e:
         raise ConfigError(_in_section("algo", cfg.algo, e) or f"algo: {e}") from None
     entry = get_task_entry(cfg.task.name)
+    if t.fsdp and not entry.uses_model:  # as a model.* key is: set and taken, it would shard nothing
+        with_model = ", ".join(sorted(n for n, e in TASKS.items() if e.uses_model))
+        raise ConfigError(
+            f"train.fsdp=true shards a language-model policy; task={cfg.task.name} has none (tasks with one: "
+            f"{with_model})"
+        )
     if cfg.algo.get("quantiles") == "exact" and not entry.has_oracle:  # else a traceback after step 0's evaluation
         raise ConfigError(
             f"algo.quantiles=exact needs a task with an exact oracle (task=exact); task={cfg.task.name} has none: "

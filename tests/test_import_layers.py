@@ -80,3 +80,66 @@ def test_a_circle_is_found_however_the_import_is_written(tmp_path, back):
     assert sorted(set(circle(pkg))) == ["pkg.a", "pkg.b"]
     (pkg / "b.py").write_text("y = 2\n")
     assert circle(pkg) is None
+
+
+# docs/architecture.md, "Layers": the modules beside layer 1, which import none of the layers
+BESIDE = {
+    "rlhf_zoo",
+    "rlhf_zoo.errors",
+    "rlhf_zoo.io",
+    "rlhf_zoo.options",
+    "rlhf_zoo.signals",
+    "rlhf_zoo.rng",
+    "rlhf_zoo.shard",
+    "rlhf_zoo.paths",
+    "rlhf_zoo.hub",
+    "rlhf_zoo.fsdp",
+    "rlhf_zoo.runtime",
+}
+LAYER_OF_PACKAGE = {"functional": 1, "algorithms": 2, "policies": 3, "rewards": 3, "tasks": 3, "data": 3, "bench": 5}
+# the command modules of layer 4 also use the bench's runner, records, statistics and plots
+COMMANDS = {"rlhf_zoo.cli", "rlhf_zoo.sweep", "rlhf_zoo.compare", "rlhf_zoo.export"}
+
+
+def layer(module: str) -> int:
+    if module in BESIDE:
+        return 0
+    parts = module.split(".")
+    return LAYER_OF_PACKAGE.get(parts[1], 4) if len(parts) > 1 else 4
+
+
+def allowed(module: str, dep: str) -> bool:
+    """Whether ``module`` may import ``dep``: a layer imports its own and those above it (lower numbers) and the
+    modules beside layer 1, which import only each other; the commands also import the bench."""
+    lm, ld = layer(module), layer(dep)
+    if lm == 0:
+        return ld == 0
+    return ld <= lm or (module in COMMANDS and ld == 5)
+
+
+def layer_breaches(graph: dict[str, set[str]]) -> list[str]:
+    return sorted(
+        f"{module} (layer {layer(module)}) imports {dep} (layer {layer(dep)})"
+        for module, deps in graph.items()
+        for dep in deps
+        if not allowed(module, dep)
+    )
+
+
+def test_each_layer_imports_only_the_layers_above_it_as_documented():
+    assert layer_breaches(import_graph(ROOT)) == []
+
+
+def test_a_module_that_imports_a_lower_layer_is_a_breach():
+    graph = {
+        "rlhf_zoo.functional.kl": {"rlhf_zoo.policies.base", "rlhf_zoo.errors"},
+        "rlhf_zoo.errors": {"rlhf_zoo.train"},
+        "rlhf_zoo.train": {"rlhf_zoo.bench.records", "rlhf_zoo.rollout", "rlhf_zoo.tasks.base"},
+        "rlhf_zoo.sweep": {"rlhf_zoo.bench.runner"},
+        "rlhf_zoo.tasks.sentiment": {"rlhf_zoo.runtime", "rlhf_zoo.rewards.base"},
+    }
+    assert layer_breaches(graph) == [
+        "rlhf_zoo.errors (layer 0) imports rlhf_zoo.train (layer 4)",
+        "rlhf_zoo.functional.kl (layer 1) imports rlhf_zoo.policies.base (layer 3)",
+        "rlhf_zoo.train (layer 4) imports rlhf_zoo.bench.records (layer 5)",
+    ]

@@ -54,3 +54,11 @@ def test_every_key_in_the_glossary_is_written_by_some_run(written):
 
 def test_the_readme_links_the_glossary():
     assert "(docs/metrics.md)" in (ROOT / "README.md").read_text()
+
+
+def test_the_oracle_s_distances_come_from_the_runs_the_glossary_names(written):
+    """kl/to_bon: BOND without anchor swaps and Best-of-N (not iterative BOND, which the page said too);
+    kl/to_optimal: REINFORCE and PPO-lite with kl_in=reward and β > 0 (not grpo, whose KL is in the loss)."""
+    assert sorted(a for a, keys in written.items() if "kl/to_bon" in keys) == ["best_of_n", "bon_sft", "bond", "vbon"]
+    assert sorted(a for a, keys in written.items() if "kl/to_optimal" in keys) == ["ppo_lite", "reinforce", "rloo"]
+    assert all("frontier/gap" in keys for keys in written.values())

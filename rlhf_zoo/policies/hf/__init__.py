@@ -1,7 +1,7 @@
 """Hugging Face causal language models as rlhf_zoo policies (DESIGN.md layer 3).
 
 :class:`HFPolicy` implements the :class:`~rlhf_zoo.policies.base.Policy` protocol on any
-``AutoModelForCausalLM``: the offline ``"tiny"`` and ``"smollm2-135m"`` models of
+``AutoModelForCausalLM``: the offline ``"tiny"``, ``"smollm2-135m"`` and ``"zoo-lm"`` models of
 :mod:`rlhf_zoo.policies.models`, or any hub id / local path. One module per job:
 
 - ``config.py``: :class:`HFPolicyConfig`, every setting documented and validated;

