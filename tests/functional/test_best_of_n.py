@@ -374,3 +374,26 @@ def test_pool_kl_stays_below_the_bound_and_approaches_it():
         assert float(tied.mean()) < float(few.mean())  # ties lower it
         assert float(many.mean()) == pytest.approx(bound, abs=0.01 + 0.002 * n)
     assert torch.allclose(bon_pool_kl(torch.randn(3, 8, generator=g, dtype=F64), 1), torch.zeros(3, dtype=F64))
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_a_distribution_off_by_float32_rounding_stays_a_distribution_for_a_huge_n(seed):
+    """The testbed's oracle works in float64 on the policy's float32 probabilities, which sum to 1 only to
+    float32's last bits; where they summed above 1, the best outcome's p_≤ was above 1 and p_≤^(N−1) grew
+    without bound (N = 10⁷: the task's win rate read 1.7, N = 10¹⁰: inf). Best-of-N of a huge N keeps the mass
+    it was given (1 to float32's rounding) and follows the closed form p_≤ᴺ − p_<ᴺ of the normalised reference."""
+    g = torch.Generator().manual_seed(seed)
+    probs = torch.softmax(torch.randn(64, generator=g) * 3, dim=-1).double()
+    rewards = torch.randn(64, generator=g, dtype=F64)
+    mass = float(probs.sum())  # 1 ± 1e-7
+    order = rewards.argsort()
+    cdf = torch.empty_like(probs)
+    cdf[order] = probs[order].cumsum(0) / mass  # P(r' ≤ r) of the normalised reference, independently
+    for n in (10**7, 10**10):
+        out = bon_probs(probs, rewards, n)
+        assert out.isfinite().all() and (out >= 0).all()
+        assert float(out.sum()) == pytest.approx(mass, rel=1e-9, abs=0), (mass - 1, n)
+        closed = mass * (cdf**n - (cdf - probs / mass).clamp(min=0) ** n)  # §2's closed form, no ties
+        torch.testing.assert_close(out, closed, rtol=0, atol=1e-5)
+    p_le, p_lt = exact_quantiles(rewards, rewards, probs)
+    assert float(p_le.max()) == 1.0 and float(p_lt.min()) == 0.0
