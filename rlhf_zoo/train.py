@@ -477,10 +477,10 @@ class Trainer:
         # With a checkpoint or without (a finished sweep's runs keep none), resume=true continues the run of
         # the directory's config.yaml: it never starts another run over that one's.
         if cfg.resume and existing is not None and (differences := _config_difference(existing, to_yaml(cfg))):
+            its = self.log.dir / "config.yaml"  # a path: run_dir=runs/x/ names runs/x/config.yaml, not runs/x//
             raise UserError(
-                f"resume=true but {cfg.run_dir}/config.yaml differs from this run's config "
-                f"({differences}): resume it with its own settings "
-                f"(rlhf-zoo train config={cfg.run_dir}/config.yaml resume=true), or choose another run_dir"
+                f"resume=true but {its} differs from this run's config ({differences}): resume it with its own "
+                f"settings (rlhf-zoo train config={its} resume=true), or choose another run_dir"
             )
         if resumed:
             self.restore()

@@ -170,6 +170,9 @@ def test_resume_with_other_settings_names_what_differs_and_how_to_resume(tmp_pat
     assert f"config={run_dir}/config.yaml resume=true" in err, err
     code, _, err = cli("train", f"config={run_dir}/config.yaml", "resume=true")  # as the message says
     assert code == 0, err
+    slashed = [a if not a.startswith("run_dir=") else f"run_dir={run_dir}/" for a in args]
+    code, _, err = cli("train", *slashed, "train.steps=5", "resume=true")
+    assert code == 2 and f"config={run_dir}/config.yaml resume=true" in err, err  # not r//config.yaml
 
 
 def test_a_run_resumes_with_other_settings_that_cannot_change_its_results(tmp_path, cli):
