@@ -16,6 +16,12 @@ bench's business (a second stop of the bench kills its workers). So does a proce
 Outside training, :func:`stop_signals_raise` makes SIGTERM raise :class:`StopSignal` (a
 ``KeyboardInterrupt``, as Ctrl-C raises one), so a command that waits on other processes can
 clean up for either signal.
+
+torchrun also sends SIGTERM to every process of its launch once one of them has ended (killed, out of
+memory, or failed with its own error): that stop is not the user's. A SIGTERM under torchrun therefore
+notes which of the launch's processes on this machine had already ended when it came
+(:func:`ended_processes`, :attr:`StopSignal.ended`): none when the user stopped the launch (the launcher
+passes its stop on to processes that are all still running), the lost one otherwise.
 """
 
 from __future__ import annotations
@@ -24,7 +30,8 @@ import contextlib
 import os
 import signal
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
 
@@ -47,14 +54,70 @@ def _forced_by_repeats() -> bool:
 
 
 class StopSignal(KeyboardInterrupt):
-    """SIGTERM (or SIGINT) received where :func:`stop_signals_raise` is active; ``signum`` says which."""
+    """SIGTERM (or SIGINT) received where :func:`stop_signals_raise` is active; ``signum`` says which.
 
-    def __init__(self, signum: int):
+    ``ended``: for a SIGTERM under torchrun, the ranks of the launch's processes on this machine that had
+    already ended when it came (:func:`ended_processes`): not empty, the SIGTERM is the launcher's stop after a
+    lost process, not the user's. None: not known (another signal, no launch, not Linux)."""
+
+    def __init__(self, signum: int, ended: list[int] | None = None):
         super().__init__(signal.Signals(signum).name)
         self.signum = signum
+        self.ended = ended
 
-    def __reduce__(self) -> tuple[Any, ...]:  # rebuilt from its signal number (a bench worker returns it)
-        return (type(self), (self.signum,))
+    def __reduce__(self) -> tuple[Any, ...]:  # rebuilt from its arguments (a bench worker returns it)
+        return (type(self), (self.signum, self.ended))
+
+
+def ended_processes(env: Mapping[str, str] | None = None, proc: str = "/proc") -> list[int] | None:
+    """Under torchrun (or ``accelerate launch``, which runs it), the ranks of the other processes of this
+    launch on this machine that have ended and been collected by the launcher; None where that cannot be told
+    (no torchrun, no ``/proc``, a process started through a wrapper such as a shell).
+
+    The launcher (this process's parent) collects a process that ended before it stops the others with SIGTERM,
+    so that one is gone from ``/proc`` when the SIGTERM comes. When the user stops the launch, the launcher
+    passes the stop on to processes that are all running; one that ends at once is a zombie until the
+    launcher collects it, and a rank missing beside a zombie is taken to be that one (not counted). Left open:
+    a process that the launcher collected before this one saw the signal (it ran a long call that Python
+    cannot interrupt): it counts as ended."""
+    env = os.environ if env is None else env
+    try:
+        rank, local, local_world = int(env["RANK"]), int(env["LOCAL_RANK"]), int(env["LOCAL_WORLD_SIZE"])
+        run_id = env["TORCHELASTIC_RUN_ID"]
+    except (KeyError, ValueError):
+        return None
+    launcher, me = os.getppid(), os.getpid()
+    root = Path(proc)
+    try:
+        if _environ(root / str(launcher)).get("TORCHELASTIC_RUN_ID") == run_id:
+            return None  # the parent is a wrapper that torchrun started (a shell), not the launcher
+        running, zombies = set(), 0
+        for entry in root.iterdir():
+            if not entry.name.isdigit() or int(entry.name) == me:
+                continue
+            try:
+                stat = (entry / "stat").read_text()
+                state, ppid = stat[stat.rindex(")") + 2 :].split()[:2]
+                if int(ppid) != launcher:
+                    continue
+                if state == "Z":
+                    zombies += 1
+                    continue
+                theirs = _environ(entry)
+            except (OSError, ValueError):
+                continue  # gone meanwhile
+            if theirs.get("TORCHELASTIC_RUN_ID") == run_id and theirs.get("RANK", "").isdigit():
+                running.add(int(theirs["RANK"]))
+    except OSError:
+        return None
+    missing = sorted(set(range(rank - local, rank - local + local_world)) - running - {rank})
+    return missing if len(missing) > zombies else []
+
+
+def _environ(process: Path) -> dict[str, str]:
+    """A process's environment as it was started (``/proc/PID/environ``)."""
+    raw = (process / "environ").read_bytes()
+    return dict(item.split("=", 1) for item in raw.decode(errors="replace").split("\0") if "=" in item)
 
 
 def stop_exit_code(e: BaseException) -> int:
@@ -80,7 +143,8 @@ def handling(handler: Callable[[int, FrameType | None], Any]) -> Iterator[None]:
 
 
 def _raise(signum: int, frame: FrameType | None) -> None:
-    raise StopSignal(signum)
+    # Looked at now: a process that ends on the user's stop is soon gone too (and may be collected).
+    raise StopSignal(signum, ended_processes() if signum == signal.SIGTERM else None)
 
 
 def stop_signals_raise() -> contextlib.AbstractContextManager[None]:

@@ -152,3 +152,52 @@ def test_the_command_keeps_the_traceback_of_any_other_error(monkeypatch, tmp_pat
     monkeypatch.setattr(rlhf_zoo.train, "run", fails)
     with pytest.raises(RuntimeError, match="collective mismatch"):
         main(["train", "algo=reinforce", f"run_dir={tmp_path}/r"])
+
+
+def _fake_proc(root, me_env: dict[str, str], launcher_env: dict[str, str], siblings: list[tuple[int, str, dict]]):
+    """A /proc with this process's launcher (its real parent) and its other children: (pid, state, environment)."""
+    import os
+
+    def process(pid: int, ppid: int, state: str, env: dict[str, str]) -> None:
+        d = root / str(pid)
+        d.mkdir()
+        (d / "stat").write_text(f"{pid} (python (x)) {state} {ppid} 1 1 0 -1\n")
+        (d / "environ").write_bytes(b"".join(f"{k}={v}".encode() + b"\0" for k, v in env.items()))
+
+    process(os.getppid(), 1, "S", launcher_env)
+    process(os.getpid(), os.getppid(), "R", me_env)
+    process(999_999_1, 4242, "S", {"TORCHELASTIC_RUN_ID": "r1", "RANK": "3"})  # another launcher's child
+    for pid, state, env in siblings:
+        process(pid, os.getppid(), state, env)
+    return root
+
+
+def _worker(rank: int, run: str = "r1") -> dict[str, str]:
+    return {"TORCHELASTIC_RUN_ID": run, "RANK": str(rank), "LOCAL_RANK": str(rank % 2), "LOCAL_WORLD_SIZE": "2"}
+
+
+@pytest.mark.parametrize(
+    ("siblings", "ended"),
+    [
+        ([(900_001, "S", _worker(1))], []),  # the other one runs: the user's stop
+        ([], [1]),  # the launcher has collected it: it ended before this SIGTERM
+        ([(900_001, "Z", {})], []),  # it ended just now, on the same stop (not collected yet)
+        ([(900_001, "S", _worker(1, run="another"))], [1]),  # a child of another launch does not count
+    ],
+    ids=["running", "collected", "zombie", "another run"],
+)
+def test_a_sigterm_under_torchrun_notes_which_processes_of_the_launch_had_ended(tmp_path, siblings, ended):
+    from rlhf_zoo.signals import ended_processes
+
+    proc = _fake_proc(tmp_path, _worker(0), {"PATH": "/bin"}, siblings)
+    assert ended_processes(_worker(0), proc=str(proc)) == ended
+
+
+def test_which_processes_ended_is_not_told_without_torchrun_or_through_a_wrapper(tmp_path):
+    from rlhf_zoo.signals import ended_processes
+
+    assert ended_processes({"RANK": "0", "WORLD_SIZE": "2"}, proc=str(tmp_path)) is None  # no torchrun
+    assert ended_processes(_worker(0), proc=str(tmp_path / "none")) is None  # no /proc
+    # A shell that torchrun started runs this process: its siblings are not the launch's processes.
+    wrapped = _fake_proc(tmp_path, _worker(0), _worker(0), [])
+    assert ended_processes(_worker(0), proc=str(wrapped)) is None
