@@ -15,9 +15,12 @@ Commands:
 Bad input ends with a one-line error on stderr and exit code 2, before any model loads where
 possible; Ctrl-C (SIGINT) or SIGTERM finishes the step, saves a checkpoint and exits with code 130
 or 143 (:mod:`rlhf_zoo.signals`). Under a launch of several processes, a process whose collective fails
-because another process is gone (killed by the OOM killer, say) ends with one line naming the checkpoint
-that ``resume=true`` continues from, and exit code 1 (:class:`rlhf_zoo.train.LostProcess`). A failed
-allocation (``algo.n`` or a batch too large for the memory) is one line too, with exit code 1.
+because another process is gone (killed by the OOM killer, say), or that torchrun stops with SIGTERM after
+another process ended while the run was starting (loading its model: :attr:`rlhf_zoo.signals.StopSignal.ended`
+tells that SIGTERM from the user's), ends with one line naming the lost process and the checkpoint that
+``resume=true`` continues from (or that the run directory holds none), and exit code 1
+(:class:`rlhf_zoo.train.LostProcess`; torchrun's SIGTERM is ignored while it exits). A failed allocation
+(``algo.n`` or a batch too large for the memory) is one line too, with exit code 1.
 """
 
 from __future__ import annotations
@@ -199,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from rlhf_zoo.runtime import communication_failure, end_process_group, out_of_memory
     from rlhf_zoo.signals import stop_exit_code, stop_signals_raise
-    from rlhf_zoo.train import Interrupted, LostProcess
+    from rlhf_zoo.train import LAUNCHER_STOP, Interrupted, LostProcess
 
     try:
         # SIGTERM outside training (a model loading, between a sweep's points, a bench rendering) stops the
@@ -224,11 +227,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"rlhf-zoo: error: cannot write {what} ({e.strerror})", file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:
+        lost = _lost_before(e)
+        if isinstance(lost, LostProcess):  # torchrun's SIGTERM came while the lost process's error went up
+            return _lost_process_ends(f"rlhf-zoo: error: {printable(str(lost))}", lost.exit_code)
+        if getattr(e, "ended", None) or lost is not None:  # the launcher's stop after a process ended: not the user's
+            return _lost_process_ends(_lost_line(getattr(e, "ended", None) or [], lost or LAUNCHER_STOP), 1)
         print(f"rlhf-zoo: interrupted ({'SIGTERM' if stop_exit_code(e) == 143 else 'SIGINT'})", file=sys.stderr)
         return stop_exit_code(e)
     except LostProcess as e:  # not a traceback of gloo's: which process, and the checkpoint to resume from
-        print(f"rlhf-zoo: error: {printable(str(e))}", file=sys.stderr)
-        return e.exit_code
+        return _lost_process_ends(f"rlhf-zoo: error: {printable(str(e))}", e.exit_code)
     except Exception as e:  # the same outside training (the command's last barrier); any other error: its traceback
         if (asked := out_of_memory(e)) is not None:  # too large a batch or algo.n: what to lower, not a traceback
             print(
@@ -239,13 +246,53 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         if (cause := communication_failure(e)) is None:
             raise
-        print(
-            "rlhf-zoo: error: another process of this run stopped (killed, out of memory?, or failed with its own "
-            f"error above), so this one stops too ({printable(cause)}); a training run continues from its last "
-            "checkpoint with resume=true",
-            file=sys.stderr,
-        )
-        return 1
+        return _lost_process_ends(_lost_line(None, cause), 1)
+
+
+def _lost_line(ended: list[int] | None, cause: str) -> str:
+    """The line of a process that stops because another of its launch is gone, outside a run's training (before
+    the run was set up, or the command's last barrier): no run directory to name."""
+    from rlhf_zoo.runtime import launched_rank, launched_world_size
+    from rlhf_zoo.train import lost_processes
+
+    rank, world = launched_rank(), launched_world_size()
+    who = lost_processes(rank, world, ended) if world > 1 else "another process of this run"
+    this = f"this one (rank {rank})" if world > 1 else "this one"
+    return (
+        f"rlhf-zoo: error: {who} stopped (killed, out of memory?, or failed with its own error above), so {this} "
+        f"stops too ({printable(cause)}); a training run continues from its last checkpoint with resume=true"
+    )
+
+
+def _lost_before(e: BaseException):
+    """What ``e`` (a stop signal) interrupted on its way up: a LostProcess, or a communication failure's cause
+    (str); None if neither. torchrun's SIGTERM after a lost process may come while that error goes up."""
+    from rlhf_zoo.runtime import communication_failure
+    from rlhf_zoo.train import LostProcess
+
+    seen = set()
+    while (e := e.__context__) is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, LostProcess):
+            return e
+        if (cause := communication_failure(e)) is not None:
+            return cause
+    return None
+
+
+def _lost_process_ends(line: str, code: int) -> int:
+    """Print the line of a process that stops because another process of its launch is gone, and return its exit
+    code. Under a launch, stop signals are ignored from here on: torchrun sends SIGTERM to every process once one
+    has ended, and that SIGTERM ended this one while it printed or exited (exit code -15 instead of ``code``)."""
+    import signal
+
+    from rlhf_zoo.runtime import launched_world_size
+
+    if launched_world_size() > 1:
+        for s in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(s, signal.SIG_IGN)
+    print(line, file=sys.stderr, flush=True)
+    return code
 
 
 if __name__ == "__main__":
