@@ -114,6 +114,22 @@ def ended_processes(env: Mapping[str, str] | None = None, proc: str = "/proc") -
     return missing if len(missing) > zombies else []
 
 
+# The cause named when the launcher's SIGTERM, not a collective, told a process that another one had ended.
+LAUNCHER_STOP = "SIGTERM from the launcher, which stops every process once one has ended"
+
+
+def lost_processes(rank: int, world: int, lost: list[int] | None = None) -> str:
+    """Who was lost, as the line says it: with 2 processes the other (its rank), else the ranks in ``lost``
+    (those known to have ended), else "another process"."""
+    if world == 2:
+        return f"the other process of this run (rank {1 - rank})"
+    if lost and len(lost) == 1:
+        return f"another process of this run (rank {lost[0]})"
+    if lost:
+        return f"other processes of this run (ranks {', '.join(map(str, lost))})"
+    return "another process of this run"
+
+
 def _environ(process: Path) -> dict[str, str]:
     """A process's environment as it was started (``/proc/PID/environ``)."""
     raw = (process / "environ").read_bytes()
@@ -164,10 +180,12 @@ class ForcedStop(KeyboardInterrupt):
 class StopRequests:
     """Within ``with StopRequests() as stop:``, SIGINT and SIGTERM set :attr:`signum` instead of
     interrupting; the previous handlers come back on exit. Outside the main thread (where Python
-    cannot install handlers) it does nothing and signals act as before."""
+    cannot install handlers) it does nothing and signals act as before. :attr:`ended`: as
+    :attr:`StopSignal.ended`, for the first signal."""
 
     def __init__(self) -> None:
         self.signum: int | None = None
+        self.ended: list[int] | None = None
         self._handling: contextlib.AbstractContextManager[None] | None = None
 
     @property
@@ -177,6 +195,7 @@ class StopRequests:
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self.signum is None:
             self.signum = signum
+            self.ended = ended_processes() if signum == signal.SIGTERM else None
         elif _forced_by_repeats():
             raise ForcedStop(signum)
 

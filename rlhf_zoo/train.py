@@ -47,7 +47,7 @@ from rlhf_zoo.rng import Streams
 from rlhf_zoo.rollout import BaseCache, Costs, collect, make_batch
 from rlhf_zoo.runlog import RunLog, WriteError, checkpoint_to_resume, provenance, sample_rows
 from rlhf_zoo.runtime import Runtime, communication_failure, launched_rank, launched_world_size
-from rlhf_zoo.signals import ForcedStop, StopRequests
+from rlhf_zoo.signals import LAUNCHER_STOP, ForcedStop, StopRequests, lost_processes
 from rlhf_zoo.tasks.base import Task, prompt_report
 from rlhf_zoo.tasks.registry import build_task
 
@@ -151,22 +151,6 @@ class LostProcess(Exception):
     def __reduce__(self) -> tuple[Any, ...]:  # rebuilt from its arguments, as Interrupted
         args = (self.step, self.run_dir, self.cause, self.last_checkpoint, self.rank, self.world, self.checkpointed)
         return (type(self), (*args, self.lost))
-
-
-# The cause named when the launcher's SIGTERM, not a collective, told a process that another one had ended.
-LAUNCHER_STOP = "SIGTERM from the launcher, which stops every process once one has ended"
-
-
-def lost_processes(rank: int, world: int, lost: list[int] | None = None) -> str:
-    """Who was lost, as the line says it: with 2 processes the other (its rank), else the ranks in ``lost``
-    (those known to have ended), else "another process"."""
-    if world == 2:
-        return f"the other process of this run (rank {1 - rank})"
-    if lost and len(lost) == 1:
-        return f"another process of this run (rank {lost[0]})"
-    if lost:
-        return f"other processes of this run (ranks {', '.join(map(str, lost))})"
-    return "another process of this run"
 
 
 def prompts_for_step(prompts: list[str], step: int, batch: int, seed: int) -> list[str]:

@@ -408,3 +408,54 @@ def test_the_users_stop_of_a_launched_command_stays_interrupted(monkeypatch, cap
     assert main(["train", "algo=reinforce", f"run_dir={tmp_path}/r"]) == 143
     assert capsys.readouterr().err.strip() == "rlhf-zoo: interrupted (SIGTERM)"
     assert signal.getsignal(signal.SIGTERM) != signal.SIG_IGN
+
+
+# This process (a command started as a launch's rank 0, or alone) receives SIGTERM while `rlhf-zoo` imports torch and
+# its training code (a launched process's first seconds); $ENDED: which processes of the launch had ended then.
+STOPPED_WHILE_IMPORTING = """
+import builtins, os, signal, sys
+
+import rlhf_zoo.signals
+from rlhf_zoo.cli import main
+
+rlhf_zoo.signals.ended_processes = lambda: [int(r) for r in os.environ["ENDED"].split(",") if r]
+real_import = builtins.__import__
+
+def importing(name, *args, **kwargs):
+    if name == "rlhf_zoo.train":
+        builtins.__import__ = real_import
+        os.kill(os.getpid(), signal.SIGTERM)
+    return real_import(name, *args, **kwargs)
+
+builtins.__import__ = importing
+sys.exit(main(["train", "algo=reinforce", "train.steps=1", "run_dir=" + os.environ["RUN"]]))
+"""
+
+
+@pytest.mark.parametrize(
+    ("ended", "line", "code"),
+    [
+        ("", "rlhf-zoo: interrupted (SIGTERM)", 143),
+        ("1", "rlhf-zoo: error: the other process of this run (rank 1) stopped (killed, out of memory?", 1),
+    ],
+    ids=["the user's stop", "after a lost process"],
+)
+def test_a_stop_while_the_command_imports_is_told_once_it_has_imported(tmp_path, ended, line, code):
+    """SIGTERM while `rlhf-zoo` imports torch ended the process silently (exit code -15): a launched process whose
+    peer was lost in its first seconds, or the user's stop. It is told, with its exit code, once the import ends
+    (an exception raised inside an import can break it); the command does not run."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.runtime.distributed_helpers import ROOT
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "RUN": str(tmp_path / "r"), "ENDED": ended}
+    if ended:
+        env.update(RANK="0", WORLD_SIZE="2")  # no group is made: the command stops before it would
+    out = subprocess.run(
+        [sys.executable, "-c", STOPPED_WHILE_IMPORTING], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert out.returncode == code and out.stderr.startswith(line), (out.returncode, out.stderr[-3000:])
+    assert len(out.stderr.strip().splitlines()) == 1, out.stderr[-3000:]
+    assert not (tmp_path / "r").exists()
