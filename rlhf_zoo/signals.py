@@ -130,6 +130,54 @@ def lost_processes(rank: int, world: int, lost: list[int] | None = None) -> str:
     return "another process of this run"
 
 
+@contextlib.contextmanager
+def told_if_stuck(describe: Callable[[int, list[int] | None], tuple[str, int]], grace: float = 3.0) -> Iterator[None]:
+    """Within it, a SIGINT or SIGTERM that the main thread's Python handler has not taken ``grace`` seconds after
+    it came (the main thread waits in a call that Python cannot interrupt, such as torch's rendezvous of the
+    process group, which waits for every process to join) ends the process from a watching thread: it prints the
+    line of ``describe(signum, ended)`` (``ended``: as :attr:`StopSignal.ended`, looked at when the signal came)
+    on stderr and exits with its code. Only for a signal that has a Python handler (the signal's wake-up byte, of
+    :func:`signal.set_wakeup_fd`, tells the thread that it came). Outside the main thread it does nothing.
+
+    torchrun stops every process with SIGTERM once one has ended, and kills it 30 s later: a process that waited
+    for the lost one to join was killed then, silently."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    import select
+    import sys
+
+    read, write = os.pipe()
+    os.set_blocking(write, False)
+    previous = signal.set_wakeup_fd(write, warn_on_full_buffer=False)
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            if not select.select([read], [], [], 0.2)[0]:
+                continue
+            came = [s for s in os.read(read, 64) if s in SIGNALS]
+            if not came:
+                continue
+            ended = ended_processes() if came[0] == signal.SIGTERM else None
+            if done.wait(grace):
+                return  # the handler took it: the block ended
+            line, code = describe(came[0], ended)
+            print(line, file=sys.stderr, flush=True)
+            os._exit(code)
+
+    watcher = threading.Thread(target=watch, name="rlhf_zoo-stop-watch", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        done.set()
+        signal.set_wakeup_fd(previous)
+        watcher.join()
+        os.close(read)
+        os.close(write)
+
+
 def _environ(process: Path) -> dict[str, str]:
     """A process's environment as it was started (``/proc/PID/environ``)."""
     raw = (process / "environ").read_bytes()

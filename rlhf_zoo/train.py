@@ -40,14 +40,14 @@ from rlhf_zoo import checkpoint
 from rlhf_zoo.algorithms.base import Algorithm
 from rlhf_zoo.algorithms.registry import get_algorithm
 from rlhf_zoo.config import NO_EFFECT, algo_config, as_dataclass, to_yaml
-from rlhf_zoo.errors import UserError
+from rlhf_zoo.errors import UserError, printable
 from rlhf_zoo.evaluate import Evaluator
 from rlhf_zoo.policies.base import Policy
 from rlhf_zoo.rng import Streams
 from rlhf_zoo.rollout import BaseCache, Costs, collect, make_batch
 from rlhf_zoo.runlog import RunLog, WriteError, checkpoint_to_resume, provenance, sample_rows
 from rlhf_zoo.runtime import Runtime, communication_failure, launched_rank, launched_world_size
-from rlhf_zoo.signals import LAUNCHER_STOP, ForcedStop, StopRequests, lost_processes
+from rlhf_zoo.signals import LAUNCHER_STOP, ForcedStop, StopRequests, lost_processes, told_if_stuck
 from rlhf_zoo.tasks.base import Task, prompt_report
 from rlhf_zoo.tasks.registry import build_task
 
@@ -619,7 +619,11 @@ def run(cfg: DictConfig, argv: list[str] | None = None, held_lock: Any = None) -
     see :class:`Trainer`."""
     rt = None
     try:
-        rt = runtime_for(cfg)
+        if launched_world_size() > 1:  # the rendezvous waits for every process: a lost one never comes
+            with told_if_stuck(lambda signum, ended: _stopped_in_rendezvous(cfg.run_dir, signum, ended)):
+                rt = runtime_for(cfg)
+        else:
+            rt = runtime_for(cfg)
         algo, task, policy = build(cfg, rt)
         trainer = Trainer(cfg, algo, task, policy, argv=argv, runtime=rt, held_lock=held_lock)
     except (Exception, KeyboardInterrupt) as e:  # another process lost while this one still started
@@ -628,6 +632,17 @@ def run(cfg: DictConfig, argv: list[str] | None = None, held_lock: Any = None) -
             raise
         raise lost from e
     return trainer.fit()
+
+
+def _stopped_in_rendezvous(run_dir: str, signum: int, ended: list[int] | None) -> tuple[str, int]:
+    """The line and exit code of a process that a stop signal found waiting for the others to join the process
+    group (:func:`rlhf_zoo.signals.told_if_stuck`): as the command says them (``rlhf_zoo.cli``)."""
+    if not ended:
+        return f"rlhf-zoo: interrupted ({signal.Signals(signum).name})", 128 + signum
+    cause = f"{LAUNCHER_STOP}, while this one waited for it in the process group's rendezvous"
+    world, rank = launched_world_size(), launched_rank()
+    lost = LostProcess(None, run_dir, cause, None, rank, world, checkpoint_to_resume(run_dir), ended)
+    return f"rlhf-zoo: error: {printable(str(lost))}", lost.exit_code
 
 
 def lost_while_starting(e: BaseException, run_dir: str, rt: Runtime | None = None) -> LostProcess | None:

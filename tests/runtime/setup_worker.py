@@ -5,8 +5,9 @@ python -m torch.distributed.run --nproc_per_node 2 tests/runtime/setup_worker.py
 
 Environment: ``SETUP_KILL_RANK``: that rank kills itself (SIGKILL, as the OOM killer does) as it starts building;
 ``SETUP_SLEEP``: every other rank first sleeps that many seconds there (a model that loads slowly), after printing
-``building (rank R)`` on stderr. Each process writes the exit code that ``main`` returns to
-``$SETUP_EXIT_DIR/exit_rank<R>.txt`` (none: the process was ended by a signal's default action).
+``building (rank R)`` on stderr. ``SETUP_KILL_BEFORE_GROUP``: the rank to kill sleeps that many seconds and kills
+itself before it joins the process group instead (the others wait for it there). Each process writes the exit code
+that ``main`` returns to ``$SETUP_EXIT_DIR/exit_rank<R>.txt`` (none: the process ended otherwise).
 """
 
 import os
@@ -30,7 +31,19 @@ def slow_or_lost_build_task(*args, **kwargs):
     return build_task(*args, **kwargs)
 
 
+runtime_for = rlhf_zoo.train.runtime_for
+
+
+def lost_before_the_group(cfg):
+    if str(rank) == os.environ.get("SETUP_KILL_RANK"):
+        time.sleep(float(os.environ["SETUP_KILL_BEFORE_GROUP"]))
+        os.kill(os.getpid(), signal.SIGKILL)
+    return runtime_for(cfg)
+
+
 rlhf_zoo.train.build_task = slow_or_lost_build_task
+if "SETUP_KILL_BEFORE_GROUP" in os.environ:
+    rlhf_zoo.train.runtime_for = lost_before_the_group
 code = main(sys.argv[1:])
 Path(os.environ["SETUP_EXIT_DIR"], f"exit_rank{rank}.txt").write_text(str(code))
 raise SystemExit(code)

@@ -210,6 +210,29 @@ def test_a_process_lost_while_the_run_starts_leaves_the_other_one_line_not_inter
 
 
 @pytest.mark.slow
+def test_a_process_lost_before_it_joins_the_group_leaves_the_waiting_one_a_line(tmp_path):
+    """Rank 1 is killed before it joins the process group, where rank 0 waits for it (in torch's rendezvous, which
+    Python's signal handlers cannot interrupt): rank 0 waited until torchrun killed it 30 s after its SIGTERM,
+    silently. A watching thread ends it soon after that SIGTERM, with the line and exit code 1."""
+    import re
+
+    run = tmp_path / "run"
+    env = {"SETUP_KILL_RANK": "1", "SETUP_KILL_BEFORE_GROUP": "3"}
+    proc, err = _launch_setup_worker([*EXACT, f"run_dir={run}"], tmp_path, env)
+    proc.wait(timeout=120)
+    stderr = err.read_text()
+    line = (
+        "rlhf-zoo: error: the other process of this run (rank 1) stopped while the run was starting (killed, out of "
+        "memory?, or failed with its own error above), so this one (rank 0) stops too (SIGTERM from the launcher, "
+        "which stops every process once one has ended, while this one waited for it in the process group's "
+        f"rendezvous); {run} holds no checkpoint yet: add resume=true to start it over\n"
+    )
+    assert stderr.count(line) == 1 and "interrupted" not in stderr, stderr[-3000:]
+    # torchrun's summary: rank 0 exited with 1, not -9 (SIGKILL, 30 s after its SIGTERM)
+    assert re.search(r"rank +: 0 \(local_rank: 0\)\n +exitcode +: 1 \(pid", stderr), stderr[-3000:]
+
+
+@pytest.mark.slow
 def test_the_users_stop_while_a_launched_run_starts_is_still_interrupted(tmp_path):
     """The user's SIGTERM to the launch while both processes build the task: each says it was interrupted
     (exit code 143), none that another process was lost (the launcher passes the stop on to both, running)."""
