@@ -72,7 +72,8 @@ class StopSignal(KeyboardInterrupt):
 def ended_processes(env: Mapping[str, str] | None = None, proc: str = "/proc") -> list[int] | None:
     """Under torchrun (or ``accelerate launch``, which runs it), the ranks of the other processes of this
     launch on this machine that have ended and been collected by the launcher; None where that cannot be told
-    (no torchrun, no ``/proc``, a process started through a wrapper such as a shell).
+    (no torchrun, no ``/proc`` or one whose processes cannot be read, a process started through a wrapper such as
+    a shell).
 
     The launcher (this process's parent) collects a process that ended before it stops the others with SIGTERM,
     so that one is gone from ``/proc`` when the SIGTERM comes. When the user stops the launch, the launcher
@@ -100,11 +101,11 @@ def ended_processes(env: Mapping[str, str] | None = None, proc: str = "/proc") -
                 state, ppid = stat[stat.rindex(")") + 2 :].split()[:2]
                 if int(ppid) != launcher:
                     continue
-                if state == "Z":
+                if state in "ZX":
                     zombies += 1
                     continue
                 theirs = _environ(entry)
-            except (OSError, ValueError):
+            except (FileNotFoundError, ProcessLookupError, ValueError):
                 continue  # gone meanwhile
             if theirs.get("TORCHELASTIC_RUN_ID") == run_id and theirs.get("RANK", "").isdigit():
                 running.add(int(theirs["RANK"]))

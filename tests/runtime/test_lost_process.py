@@ -482,3 +482,20 @@ def test_a_stop_while_the_command_imports_is_told_once_it_has_imported(tmp_path,
     assert out.returncode == code and out.stderr.startswith(line), (out.returncode, out.stderr[-3000:])
     assert len(out.stderr.strip().splitlines()) == 1, out.stderr[-3000:]
     assert not (tmp_path / "r").exists()
+
+
+def test_which_processes_ended_is_not_told_where_another_process_cannot_be_read(tmp_path, monkeypatch):
+    """A process of the launch whose environment cannot be read (another user's, a stricter /proc) is not taken
+    for an ended one."""
+    from rlhf_zoo import signals
+
+    proc = _fake_proc(tmp_path, _worker(0), {"PATH": "/bin"}, [(900_001, "S", _worker(1))])
+    environ = signals._environ
+
+    def unreadable(process):
+        if process.name == "900001":
+            raise PermissionError(13, "Permission denied")
+        return environ(process)
+
+    monkeypatch.setattr(signals, "_environ", unreadable)
+    assert signals.ended_processes(_worker(0), proc=str(proc)) is None
