@@ -5,9 +5,10 @@ python -m torch.distributed.run --nproc_per_node 2 tests/runtime/setup_worker.py
 
 Environment: ``SETUP_KILL_RANK``: that rank kills itself (SIGKILL, as the OOM killer does) as it starts building;
 ``SETUP_SLEEP``: every other rank first sleeps that many seconds there (a model that loads slowly), after printing
-``building (rank R)`` on stderr. ``SETUP_KILL_BEFORE_GROUP``: the rank to kill sleeps that many seconds and kills
-itself before it joins the process group instead (the others wait for it there). Each process writes the exit code
-that ``main`` returns to ``$SETUP_EXIT_DIR/exit_rank<R>.txt`` (none: the process ended otherwise).
+``building (rank R)`` on stderr. ``SETUP_KILL_BEFORE_GROUP``: the rank to kill kills itself before it joins the
+process group instead, that many seconds after another process went to join it (which then waits for it there).
+Each process writes the exit code that ``main`` returns to ``$SETUP_EXIT_DIR/exit_rank<R>.txt`` (none: the process
+ended otherwise).
 """
 
 import os
@@ -35,9 +36,14 @@ runtime_for = rlhf_zoo.train.runtime_for
 
 
 def lost_before_the_group(cfg):
+    joining = Path(os.environ["SETUP_EXIT_DIR"], "joining")
     if str(rank) == os.environ.get("SETUP_KILL_RANK"):
+        deadline = time.monotonic() + 120
+        while not joining.exists() and time.monotonic() < deadline:  # another process goes to the group first
+            time.sleep(0.05)
         time.sleep(float(os.environ["SETUP_KILL_BEFORE_GROUP"]))
         os.kill(os.getpid(), signal.SIGKILL)
+    joining.touch()
     return runtime_for(cfg)
 
 
