@@ -14,10 +14,14 @@ Commands:
 
 Bad input ends with a one-line error on stderr and exit code 2, before any model loads where
 possible; Ctrl-C (SIGINT) or SIGTERM finishes the step, saves a checkpoint and exits with code 130
-or 143 (:mod:`rlhf_zoo.signals`). Under a launch of several processes, a process whose collective fails
-because another process is gone (killed by the OOM killer, say) ends with one line naming the checkpoint
-that ``resume=true`` continues from, and exit code 1 (:class:`rlhf_zoo.train.LostProcess`). A failed
-allocation (``algo.n`` or a batch too large for the memory) is one line too, with exit code 1.
+or 143 (:mod:`rlhf_zoo.signals`; one that comes while torch is still imported is told once it is). Under
+a launch of several processes, a process whose collective fails because another process is gone (killed
+by the OOM killer, say), or that torchrun stops with SIGTERM after another process ended while the run was
+starting (loading its model: :attr:`rlhf_zoo.signals.StopSignal.ended` tells that SIGTERM from the
+user's), ends with one line naming the lost process and the checkpoint that ``resume=true`` continues
+from (or that the run directory holds none), and exit code 1 (:class:`rlhf_zoo.train.LostProcess`;
+torchrun's SIGTERM is ignored while it exits). A failed allocation (``algo.n`` or a batch too large for
+the memory) is one line too, with exit code 1.
 """
 
 from __future__ import annotations
@@ -199,10 +203,19 @@ def main(argv: list[str] | None = None) -> int:
     if any(a in HELP_FLAGS[:2] for a in rest):
         print(command_usage(cmd))
         return 0
-    from rlhf_zoo.runtime import communication_failure, end_process_group, out_of_memory
-    from rlhf_zoo.signals import stop_exit_code, stop_signals_raise
-    from rlhf_zoo.train import Interrupted, LostProcess
+    from rlhf_zoo.signals import StopRequests, StopSignal, stop_signals_raise
 
+    # A stop while torch loads (a launched process's first seconds) is noted and told once it has loaded; its
+    # default action ended the process silently, and an exception raised inside an import can break it (numpy's
+    # "cannot load module more than once per process") or hang the process's exit. A second Ctrl-C stops at once.
+    try:
+        with StopRequests() as starting:
+            from rlhf_zoo.runtime import communication_failure, end_process_group, out_of_memory
+            from rlhf_zoo.train import Interrupted, LostProcess
+    except KeyboardInterrupt as e:
+        return _stopped(e)
+    if starting.signum is not None:
+        return _stopped(StopSignal(starting.signum, starting.ended))
     try:
         # SIGTERM outside training (a model loading, between a sweep's points, a bench rendering) stops the
         # command as Ctrl-C does, so that its own message (how to continue) is printed and what it was
@@ -226,11 +239,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"rlhf-zoo: error: cannot write {what} ({e.strerror})", file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:
-        print(f"rlhf-zoo: interrupted ({'SIGTERM' if stop_exit_code(e) == 143 else 'SIGINT'})", file=sys.stderr)
-        return stop_exit_code(e)
+        lost = _lost_before(e)
+        if isinstance(lost, LostProcess):  # torchrun's SIGTERM came while the lost process's error went up
+            return _lost_process_ends(f"rlhf-zoo: error: {printable(str(lost))}", lost.exit_code)
+        if lost is not None:
+            return _lost_process_ends(_lost_line(getattr(e, "ended", None), lost), 1)
+        return _stopped(e)
     except LostProcess as e:  # not a traceback of gloo's: which process, and the checkpoint to resume from
-        print(f"rlhf-zoo: error: {printable(str(e))}", file=sys.stderr)
-        return e.exit_code
+        return _lost_process_ends(f"rlhf-zoo: error: {printable(str(e))}", e.exit_code)
     except Exception as e:  # the same outside training (the command's last barrier); any other error: its traceback
         if (asked := out_of_memory(e)) is not None:  # too large a batch or algo.n: what to lower, not a traceback
             print(
@@ -241,13 +257,66 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         if (cause := communication_failure(e)) is None:
             raise
-        print(
-            "rlhf-zoo: error: another process of this run stopped (killed, out of memory?, or failed with its own "
-            f"error above), so this one stops too ({printable(cause)}); a training run continues from its last "
-            "checkpoint with resume=true",
-            file=sys.stderr,
-        )
-        return 1
+        return _lost_process_ends(_lost_line(None, cause), 1)
+
+
+def _stopped(e: KeyboardInterrupt) -> int:
+    """A stop signal's line and exit code (130 for Ctrl-C, 143 for SIGTERM); torchrun's SIGTERM after another
+    process of the launch ended (:attr:`rlhf_zoo.signals.StopSignal.ended`) is not the user's: it is told so,
+    with exit code 1. Imports nothing heavy: it may end a process that was still importing torch."""
+    from rlhf_zoo.signals import LAUNCHER_STOP, stop_exit_code
+
+    if getattr(e, "ended", None):
+        return _lost_process_ends(_lost_line(e.ended, LAUNCHER_STOP), 1)
+    print(f"rlhf-zoo: interrupted ({'SIGTERM' if stop_exit_code(e) == 143 else 'SIGINT'})", file=sys.stderr)
+    return stop_exit_code(e)
+
+
+def _lost_line(ended: list[int] | None, cause: str) -> str:
+    """The line of a process that stops because another of its launch is gone, outside a run's training (before
+    the run was set up, or the command's last barrier): no run directory to name."""
+    import os
+
+    from rlhf_zoo.signals import lost_processes
+
+    # the launch's RANK and WORLD_SIZE, as rlhf_zoo.runtime reads them (not imported: torch may still be loading)
+    rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    who = lost_processes(rank, world, ended) if world > 1 else "another process of this run"
+    this = f"this one (rank {rank})" if world > 1 else "this one"
+    return (
+        f"rlhf-zoo: error: {who} stopped (killed, out of memory?, or failed with its own error above), so {this} "
+        f"stops too ({printable(cause)}); a training run continues from its last checkpoint with resume=true"
+    )
+
+
+def _lost_before(e: BaseException):
+    """What ``e`` (a stop signal) interrupted on its way up: a LostProcess, or a communication failure's cause
+    (str); None if neither. torchrun's SIGTERM after a lost process may come while that error goes up."""
+    from rlhf_zoo.runtime import communication_failure
+    from rlhf_zoo.train import LostProcess
+
+    seen = set()
+    while (e := e.__context__) is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, LostProcess):
+            return e
+        if (cause := communication_failure(e)) is not None:
+            return cause
+    return None
+
+
+def _lost_process_ends(line: str, code: int) -> int:
+    """Print the line of a process that stops because another process of its launch is gone, and return its exit
+    code. Under a launch, stop signals are ignored from here on: torchrun sends SIGTERM to every process once one
+    has ended, and that SIGTERM ended this one while it printed or exited (exit code -15 instead of ``code``)."""
+    import os
+    import signal
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # a launch (rlhf_zoo.runtime.launched_world_size)
+        for s in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(s, signal.SIG_IGN)
+    print(line, file=sys.stderr, flush=True)
+    return code
 
 
 if __name__ == "__main__":

@@ -16,6 +16,12 @@ bench's business (a second stop of the bench kills its workers). So does a proce
 Outside training, :func:`stop_signals_raise` makes SIGTERM raise :class:`StopSignal` (a
 ``KeyboardInterrupt``, as Ctrl-C raises one), so a command that waits on other processes can
 clean up for either signal.
+
+torchrun also sends SIGTERM to every process of its launch once one of them has ended (killed, out of
+memory, or failed with its own error): that stop is not the user's. A SIGTERM under torchrun therefore
+notes which of the launch's processes on this machine had already ended when it came
+(:func:`ended_processes`, :attr:`StopSignal.ended`): none when the user stopped the launch (the launcher
+passes its stop on to processes that are all still running), the lost one otherwise.
 """
 
 from __future__ import annotations
@@ -24,7 +30,8 @@ import contextlib
 import os
 import signal
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
 
@@ -47,14 +54,135 @@ def _forced_by_repeats() -> bool:
 
 
 class StopSignal(KeyboardInterrupt):
-    """SIGTERM (or SIGINT) received where :func:`stop_signals_raise` is active; ``signum`` says which."""
+    """SIGTERM (or SIGINT) received where :func:`stop_signals_raise` is active; ``signum`` says which.
 
-    def __init__(self, signum: int):
+    ``ended``: for a SIGTERM under torchrun, the ranks of the launch's processes on this machine that had
+    already ended when it came (:func:`ended_processes`): not empty, the SIGTERM is the launcher's stop after a
+    lost process, not the user's. None: not known (another signal, no launch, not Linux)."""
+
+    def __init__(self, signum: int, ended: list[int] | None = None):
         super().__init__(signal.Signals(signum).name)
         self.signum = signum
+        self.ended = ended
 
-    def __reduce__(self) -> tuple[Any, ...]:  # rebuilt from its signal number (a bench worker returns it)
-        return (type(self), (self.signum,))
+    def __reduce__(self) -> tuple[Any, ...]:  # rebuilt from its arguments (a bench worker returns it)
+        return (type(self), (self.signum, self.ended))
+
+
+def ended_processes(env: Mapping[str, str] | None = None, proc: str = "/proc") -> list[int] | None:
+    """Under torchrun (or ``accelerate launch``, which runs it), the ranks of the other processes of this
+    launch on this machine that have ended and been collected by the launcher; None where that cannot be told
+    (no torchrun, no ``/proc`` or one whose processes cannot be read, a process started through a wrapper such as
+    a shell).
+
+    The launcher (this process's parent) collects a process that ended before it stops the others with SIGTERM,
+    so that one is gone from ``/proc`` when the SIGTERM comes. When the user stops the launch, the launcher
+    passes the stop on to processes that are all running; one that ends at once is a zombie until the
+    launcher collects it, and a rank missing beside a zombie is taken to be that one (not counted). Left open:
+    a process that the launcher collected before this one saw the signal (it ran a long call that Python
+    cannot interrupt): it counts as ended."""
+    env = os.environ if env is None else env
+    try:
+        rank, local, local_world = int(env["RANK"]), int(env["LOCAL_RANK"]), int(env["LOCAL_WORLD_SIZE"])
+        run_id = env["TORCHELASTIC_RUN_ID"]
+    except (KeyError, ValueError):
+        return None
+    launcher, me = os.getppid(), os.getpid()
+    root = Path(proc)
+    try:
+        if _environ(root / str(launcher)).get("TORCHELASTIC_RUN_ID") == run_id:
+            return None  # the parent is a wrapper that torchrun started (a shell), not the launcher
+        running, zombies = set(), 0
+        for entry in root.iterdir():
+            if not entry.name.isdigit() or int(entry.name) == me:
+                continue
+            try:
+                stat = (entry / "stat").read_text()
+                state, ppid = stat[stat.rindex(")") + 2 :].split()[:2]
+                if int(ppid) != launcher:
+                    continue
+                if state in "ZX":
+                    zombies += 1
+                    continue
+                theirs = _environ(entry)
+            except (FileNotFoundError, ProcessLookupError, ValueError):
+                continue  # gone meanwhile
+            if theirs.get("TORCHELASTIC_RUN_ID") == run_id and theirs.get("RANK", "").isdigit():
+                running.add(int(theirs["RANK"]))
+    except OSError:
+        return None
+    missing = sorted(set(range(rank - local, rank - local + local_world)) - running - {rank})
+    return missing if len(missing) > zombies else []
+
+
+# The cause named when the launcher's SIGTERM, not a collective, told a process that another one had ended.
+LAUNCHER_STOP = "SIGTERM from the launcher, which stops every process once one has ended"
+
+
+def lost_processes(rank: int, world: int, lost: list[int] | None = None) -> str:
+    """Who was lost, as the line says it: with 2 processes the other (its rank), else the ranks in ``lost``
+    (those known to have ended), else "another process"."""
+    if world == 2:
+        return f"the other process of this run (rank {1 - rank})"
+    if lost and len(lost) == 1:
+        return f"another process of this run (rank {lost[0]})"
+    if lost:
+        return f"other processes of this run (ranks {', '.join(map(str, lost))})"
+    return "another process of this run"
+
+
+@contextlib.contextmanager
+def told_if_stuck(describe: Callable[[int, list[int] | None], tuple[str, int]], grace: float = 3.0) -> Iterator[None]:
+    """Within it, a SIGINT or SIGTERM that the main thread's Python handler has not taken ``grace`` seconds after
+    it came (the main thread waits in a call that Python cannot interrupt, such as torch's rendezvous of the
+    process group, which waits for every process to join) ends the process from a watching thread: it prints the
+    line of ``describe(signum, ended)`` (``ended``: as :attr:`StopSignal.ended`, looked at when the signal came)
+    on stderr and exits with its code. Only for a signal that has a Python handler (the signal's wake-up byte, of
+    :func:`signal.set_wakeup_fd`, tells the thread that it came). Outside the main thread it does nothing.
+
+    torchrun stops every process with SIGTERM once one has ended, and kills it 30 s later: a process that waited
+    for the lost one to join was killed then, silently."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    import select
+    import sys
+
+    read, write = os.pipe()
+    os.set_blocking(write, False)
+    previous = signal.set_wakeup_fd(write, warn_on_full_buffer=False)
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            if not select.select([read], [], [], 0.2)[0]:
+                continue
+            came = [s for s in os.read(read, 64) if s in SIGNALS]
+            if not came:
+                continue
+            ended = ended_processes() if came[0] == signal.SIGTERM else None
+            if done.wait(grace):
+                return  # the handler took it: the block ended
+            line, code = describe(came[0], ended)
+            print(line, file=sys.stderr, flush=True)
+            os._exit(code)
+
+    watcher = threading.Thread(target=watch, name="rlhf_zoo-stop-watch", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        done.set()
+        signal.set_wakeup_fd(previous)
+        watcher.join()
+        os.close(read)
+        os.close(write)
+
+
+def _environ(process: Path) -> dict[str, str]:
+    """A process's environment as it was started (``/proc/PID/environ``)."""
+    raw = (process / "environ").read_bytes()
+    return dict(item.split("=", 1) for item in raw.decode(errors="replace").split("\0") if "=" in item)
 
 
 def stop_exit_code(e: BaseException) -> int:
@@ -80,7 +208,8 @@ def handling(handler: Callable[[int, FrameType | None], Any]) -> Iterator[None]:
 
 
 def _raise(signum: int, frame: FrameType | None) -> None:
-    raise StopSignal(signum)
+    # Looked at now: a process that ends on the user's stop is soon gone too (and may be collected).
+    raise StopSignal(signum, ended_processes() if signum == signal.SIGTERM else None)
 
 
 def stop_signals_raise() -> contextlib.AbstractContextManager[None]:
@@ -100,10 +229,12 @@ class ForcedStop(KeyboardInterrupt):
 class StopRequests:
     """Within ``with StopRequests() as stop:``, SIGINT and SIGTERM set :attr:`signum` instead of
     interrupting; the previous handlers come back on exit. Outside the main thread (where Python
-    cannot install handlers) it does nothing and signals act as before."""
+    cannot install handlers) it does nothing and signals act as before. :attr:`ended`: as
+    :attr:`StopSignal.ended`, for the first signal."""
 
     def __init__(self) -> None:
         self.signum: int | None = None
+        self.ended: list[int] | None = None
         self._handling: contextlib.AbstractContextManager[None] | None = None
 
     @property
@@ -113,6 +244,7 @@ class StopRequests:
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self.signum is None:
             self.signum = signum
+            self.ended = ended_processes() if signum == signal.SIGTERM else None
         elif _forced_by_repeats():
             raise ForcedStop(signum)
 

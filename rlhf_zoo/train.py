@@ -40,14 +40,14 @@ from rlhf_zoo import checkpoint
 from rlhf_zoo.algorithms.base import Algorithm
 from rlhf_zoo.algorithms.registry import get_algorithm
 from rlhf_zoo.config import NO_EFFECT, algo_config, as_dataclass, to_yaml
-from rlhf_zoo.errors import UserError
+from rlhf_zoo.errors import UserError, printable
 from rlhf_zoo.evaluate import Evaluator
 from rlhf_zoo.policies.base import Policy
 from rlhf_zoo.rng import Streams
 from rlhf_zoo.rollout import BaseCache, Costs, collect, make_batch
 from rlhf_zoo.runlog import RunLog, WriteError, checkpoint_to_resume, provenance, sample_rows
-from rlhf_zoo.runtime import Runtime, communication_failure
-from rlhf_zoo.signals import ForcedStop, StopRequests
+from rlhf_zoo.runtime import Runtime, communication_failure, launched_rank, launched_world_size
+from rlhf_zoo.signals import LAUNCHER_STOP, ForcedStop, StopRequests, lost_processes, told_if_stuck
 from rlhf_zoo.tasks.base import Task, prompt_report
 from rlhf_zoo.tasks.registry import build_task
 
@@ -104,33 +104,38 @@ class Interrupted(Exception):
 class LostProcess(Exception):
     """Another process of a multi-process run stopped (killed, by the OOM killer or ``kill -9``; or failed with its
     own error), so this process's next collective failed (``cause``: what it said, in short,
-    :func:`rlhf_zoo.runtime.communication_failure`). No checkpoint is written (one is a collective the lost
-    process cannot join): the message names the one the run directory holds (``last_checkpoint``: the step of
-    the last one this run wrote or resumed from; None: none, unless ``checkpointed`` says that the run directory
-    holds one whose step this process does not know).
+    :func:`rlhf_zoo.runtime.communication_failure`), or, while the run was starting, the launcher stopped this
+    process with SIGTERM after the other had ended (torchrun stops every process then). No checkpoint is
+    written (one is a collective the lost process cannot join): the message names the one the run directory
+    holds (``last_checkpoint``: the step of the last one this run wrote or resumed from; None: none, unless
+    ``checkpointed`` says that the run directory holds one whose step this process does not know).
 
-    ``rank`` and ``world``: this process's place in the group; with 2 processes the lost one is the other."""
+    ``step``: the step at which training stopped; None: the run was still starting (building its model, its
+    reward, its process group), before its training loop. ``rank`` and ``world``: this process's place in the
+    group; with 2 processes the lost one is the other. ``lost``: the ranks known to have ended (None: not known).
+    """
 
     def __init__(
         self,
-        step: int,
+        step: int | None,
         run_dir: str,
         cause: str,
         last_checkpoint: int | None = None,
         rank: int = 0,
         world: int = 2,
         checkpointed: bool = False,
+        lost: list[int] | None = None,
     ):
-        other = f"the other process of this run (rank {1 - rank})" if world == 2 else "another process of this run"
         if last_checkpoint is not None:
             resume = f"{run_dir} holds the checkpoint of step {last_checkpoint}: add resume=true to continue from it"
         elif checkpointed:
             resume = f"{run_dir} holds a checkpoint: add resume=true to continue from it"
         else:
             resume = f"{run_dir} holds no checkpoint yet: add resume=true to start it over"
+        when = f"at step {step}" if step is not None else "while the run was starting"
         super().__init__(
-            f"{other} stopped at step {step} (killed, out of memory?, or failed with its own error above), so "
-            f"this one (rank {rank}) stops too ({cause}); {resume}"
+            f"{lost_processes(rank, world, lost)} stopped {when} (killed, out of memory?, or failed with its own "
+            f"error above), so this one (rank {rank}) stops too ({cause}); {resume}"
         )
         self.step = step
         self.run_dir = run_dir
@@ -139,12 +144,13 @@ class LostProcess(Exception):
         self.rank = rank
         self.world = world
         self.checkpointed = checkpointed
+        self.lost = lost
 
     exit_code = 1
 
     def __reduce__(self) -> tuple[Any, ...]:  # rebuilt from its arguments, as Interrupted
         args = (self.step, self.run_dir, self.cause, self.last_checkpoint, self.rank, self.world, self.checkpointed)
-        return (type(self), args)
+        return (type(self), (*args, self.lost))
 
 
 def prompts_for_step(prompts: list[str], step: int, batch: int, seed: int) -> list[str]:
@@ -624,6 +630,44 @@ def runtime_for(cfg: DictConfig) -> Runtime:
 def run(cfg: DictConfig, argv: list[str] | None = None, held_lock: Any = None) -> dict[str, Any]:
     """Train (or, for Best-of-N, only evaluate) one configuration; returns the summary. ``held_lock``:
     see :class:`Trainer`."""
-    rt = runtime_for(cfg)
-    algo, task, policy = build(cfg, rt)
-    return Trainer(cfg, algo, task, policy, argv=argv, runtime=rt, held_lock=held_lock).fit()
+    rt = None
+    try:
+        if launched_world_size() > 1:  # the rendezvous waits for every process: a lost one never comes
+            with told_if_stuck(lambda signum, ended: _stopped_in_rendezvous(cfg.run_dir, signum, ended)):
+                rt = runtime_for(cfg)
+        else:
+            rt = runtime_for(cfg)
+        algo, task, policy = build(cfg, rt)
+        trainer = Trainer(cfg, algo, task, policy, argv=argv, runtime=rt, held_lock=held_lock)
+    except (Exception, KeyboardInterrupt) as e:  # another process lost while this one still started
+        lost = lost_while_starting(e, cfg.run_dir, rt)
+        if lost is None:
+            raise
+        raise lost from e
+    return trainer.fit()
+
+
+def _stopped_in_rendezvous(run_dir: str, signum: int, ended: list[int] | None) -> tuple[str, int]:
+    """The line and exit code of a process that a stop signal found waiting for the others to join the process
+    group (:func:`rlhf_zoo.signals.told_if_stuck`): as the command says them (``rlhf_zoo.cli``)."""
+    if not ended:
+        return f"rlhf-zoo: interrupted ({signal.Signals(signum).name})", 128 + signum
+    cause = f"{LAUNCHER_STOP}, while this one waited for it in the process group's rendezvous"
+    world, rank = launched_world_size(), launched_rank()
+    lost = LostProcess(None, run_dir, cause, None, rank, world, checkpoint_to_resume(run_dir), ended)
+    return f"rlhf-zoo: error: {printable(str(lost))}", lost.exit_code
+
+
+def lost_while_starting(e: BaseException, run_dir: str, rt: Runtime | None = None) -> LostProcess | None:
+    """``e`` as a :class:`LostProcess` (with no step: the run was starting) if it says that another process of a
+    launch is gone: a collective's communication failure (:func:`rlhf_zoo.runtime.communication_failure`), or
+    torchrun's SIGTERM after a process of the launch ended (:attr:`rlhf_zoo.signals.StopSignal.ended`); None for
+    any other error or stop (the user's Ctrl-C or SIGTERM stays "interrupted")."""
+    rank, world = (rt.rank, rt.world) if rt is not None else (launched_rank(), launched_world_size())
+    if world < 2:
+        return None
+    ended = getattr(e, "ended", None) if isinstance(e, KeyboardInterrupt) else None
+    cause = LAUNCHER_STOP if ended else communication_failure(e) if isinstance(e, Exception) else None
+    if cause is None:
+        return None
+    return LostProcess(None, run_dir, cause, None, rank, world, checkpoint_to_resume(run_dir), ended or None)

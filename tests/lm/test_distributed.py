@@ -4,6 +4,7 @@ a 1-process checkpoint resumed by 2 processes, and a process killed mid-run: the
 naming the checkpoint that resume=true continues from."""
 
 import json
+import re
 
 import pytest
 import torch
@@ -128,6 +129,9 @@ def test_a_killed_process_leaves_the_other_one_line_naming_the_checkpoint_to_res
     assert out.stderr.count(line) == 1, out.stderr[-4000:]
     assert f"{run} holds the checkpoint of step 2: add resume=true to continue from it\n" in out.stderr
     assert "GLHF" not in out.stderr and "[rank1]" not in out.stderr, out.stderr[-4000:]  # no traceback of gloo's
+    # torchrun's summary: rank 1 exited with 1 (torchrun's SIGTERM to it, once rank 0 had ended, ended it with -15
+    # while it printed that line or exited)
+    assert re.search(r"rank +: 1 \(local_rank: 1\)\n +exitcode +: 1 \(pid", out.stderr), out.stderr[-4000:]
     assert torch.load(run / "checkpoint" / "state.pt", weights_only=False)["step"] == 2
     resumed = subprocess.run([*cmd, "resume=true"], capture_output=True, text=True, timeout=300, env=env)
     assert resumed.returncode == 0, resumed.stderr[-4000:]

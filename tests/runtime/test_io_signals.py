@@ -200,3 +200,44 @@ def test_a_process_under_torchrun_that_hears_twice_keeps_its_stop_request(monkey
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(0.01)  # the handlers run here
     assert stop.signum == signal.SIGTERM
+
+
+STUCK = """
+import os, signal, sys, time
+from rlhf_zoo.signals import told_if_stuck
+
+signal.signal(signal.SIGTERM, lambda *args: time.sleep(60))  # a handler that does not get to run, as it were
+with told_if_stuck(lambda signum, ended: (f"stuck: {signal.Signals(signum).name} {ended}", 7), grace=0.5):
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(60)
+"""
+
+
+def test_a_stop_that_the_main_thread_does_not_take_ends_the_process_from_the_watch(tmp_path):
+    """The main thread waits in a call that Python cannot interrupt (torch's rendezvous): the watching thread
+    prints the line and exits with the code that ``describe`` gives, soon after the grace."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    started = time.monotonic()
+    out = subprocess.run(
+        [sys.executable, "-c", STUCK],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(root)},
+    )
+    assert (out.returncode, out.stderr) == (7, "stuck: SIGTERM None\n")
+    assert time.monotonic() - started < 30
+
+
+def test_a_stop_that_the_main_thread_takes_is_left_to_it():
+    def describe(signum, ended):
+        raise AssertionError("the watch acted although the handler took the signal")
+
+    with pytest.raises(signals.StopSignal), signals.stop_signals_raise(), signals.told_if_stuck(describe, grace=0.2):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)
+    time.sleep(0.4)  # past the grace: still here
+    assert signal.set_wakeup_fd(-1) == -1  # the wake-up descriptor of before (none) is back
