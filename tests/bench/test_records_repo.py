@@ -4,6 +4,7 @@ finished points are never recomputed, and records that are not comparable are re
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import subprocess
 from pathlib import Path
@@ -162,6 +163,19 @@ def test_a_seed_missing_a_value_does_not_blank_the_seed_mean_path():
     ]
     group = group_records(records)["reinforce"][0.1]
     assert group.mean_path("reward/proxy") == [(0.0, 1.0), (10.0, 4.0)]
+
+
+def test_a_flag_where_a_metric_belongs_is_no_number_in_the_finals_or_the_paths():
+    """``True`` stored under a metric is missing (NaN) in what the claims and the plots read, as the tables and
+    :func:`~rlhf_zoo.bench.stats.finite` read it, not a reward of 1.0 in one place and absent in another."""
+    records = [
+        synth_record("reinforce", 0.1, 0, {"reward/proxy": True}, path=[{"step": 0, "reward/proxy": True}]),
+        synth_record("reinforce", 0.1, 1, {"reward/proxy": 3.0}, path=[{"step": 0, "reward/proxy": 3.0}]),
+    ]
+    group = group_records(records)["reinforce"][0.1]
+    seed0, seed1 = group.finals("reward/proxy")
+    assert math.isnan(seed0) and seed1 == 3.0
+    assert group.mean_path("reward/proxy") == [(0.0, 3.0)]
 
 
 def test_a_point_finished_in_its_run_folder_is_copied_not_run(tmp_path, capsys, monkeypatch):

@@ -74,6 +74,14 @@ def test_diff_ci_welch_unequal_sizes_by_hand():
     assert d == pytest.approx(6.5) and h == pytest.approx(4.302653 * math.sqrt(100 / 3 + 7 / 12), rel=1e-6)
 
 
+def test_diff_ci_welch_degrees_of_freedom_are_rounded_down_not_to_the_nearest():
+    """dof = 2.94 is read as 2 (t* = 4.303), not 3 (t* = 3.182, a 26 % narrower interval). By hand: a = 0, 2, 4:
+    s² = 4, s²/n = 4/3; b = 11, 12, 13: s² = 1, s²/n = 1/3; dof = (5/3)² / ((4/3)²/2 + (1/3)²/2) = 50/17 = 2.94.
+    The examples above have dof 2.47 and 2.07, which rounding and flooring both read as 2."""
+    d, h = diff_ci([0.0, 2.0, 4.0], [11.0, 12.0, 13.0])
+    assert d == -10.0 and h == pytest.approx(4.302653 * math.sqrt(5 / 3), rel=1e-6)
+
+
 def test_interpolation_reads_the_right_end_of_each_segment():
     assert interp_sorted([0.0, 2.0], [0.0, 4.0], 0.5) == pytest.approx(1.0)
     assert interp_path([0.0, 2.0], [0.0, 4.0], 0.5) == pytest.approx(1.0)

@@ -2,6 +2,7 @@
 scored pool, n = 1 is the pool mean, the KL never exceeds its bound, and the pool is keyed by prompt."""
 
 import dataclasses
+import json
 import math
 from itertools import product
 
@@ -88,6 +89,17 @@ def test_curve_rises_with_n_and_the_largest_n_takes_the_pool_maximum():
 def test_summary_holds_the_whole_curve_as_json():
     s = pool_summary(pool_curve(_pool(m=4)), 4, 5)
     assert s["pool_size"] == 4 and s["kl/estimator"] == "bon_pool" and sorted(s["curve"]) == ["1", "2", "3", "4"]
+
+
+def test_summary_stores_what_n_equal_m_cannot_measure_as_null_not_as_a_number():
+    """At n = M no pool member is left out to compare the Best-of-n with: its win rate and log quantile are null
+    in the record (strict JSON), which the tables read as missing, never as a win rate of 0 (or of anything)."""
+    curve = pool_curve(_pool(m=4))
+    s = pool_summary(curve, 4, 5)
+    json.dumps(s, allow_nan=False)
+    assert s["curve"]["4"]["win_rate/gold"] is None and s["curve"]["4"]["quantile/log_mean"] is None
+    assert s["curve"]["4"]["reward/gold"] == curve[4]["reward/gold"]  # what n = M does measure is kept
+    assert s["curve"]["3"] == curve[3]  # every value below M is finite and stored as it is
 
 
 def test_draw_pool_is_keyed_by_prompt_not_by_batching():
