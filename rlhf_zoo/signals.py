@@ -140,6 +140,10 @@ def told_if_stuck(describe: Callable[[int, list[int] | None], tuple[str, int]], 
     on stderr and exits with its code. Only for a signal that has a Python handler (the signal's wake-up byte, of
     :func:`signal.set_wakeup_fd`, tells the thread that it came). Outside the main thread it does nothing.
 
+    A signal is taken once its handler has returned or raised (the handlers in place when the block starts are
+    wrapped to note it): one that the main thread took and that did not end the block (a second signal while the
+    block unwinds from the first, a handler that only notes the stop) is left to it.
+
     torchrun stops every process with SIGTERM once one has ended, and kills it 30 s later: a process that waited
     for the lost one to join was killed then, silently."""
     if threading.current_thread() is not threading.main_thread():
@@ -147,36 +151,74 @@ def told_if_stuck(describe: Callable[[int, list[int] | None], tuple[str, int]], 
         return
     import select
     import sys
+    import time
 
-    read, write = os.pipe()
-    os.set_blocking(write, False)
-    previous = signal.set_wakeup_fd(write, warn_on_full_buffer=False)
+    taken: list[int] = []  # the signals whose handler has run to its end (returned or raised)
     done = threading.Event()
+
+    def taking(handler: Callable[[int, FrameType | None], Any]) -> Callable[[int, FrameType | None], Any]:
+        def take(signum: int, frame: FrameType | None) -> Any:
+            try:
+                return handler(signum, frame)
+            finally:
+                taken.append(signum)
+
+        return take
 
     def watch() -> None:
         while not done.is_set():
+            seen = len(taken)  # before the byte is written: a handler that runs after it counts
             if not select.select([read], [], [], 0.2)[0]:
                 continue
             came = [s for s in os.read(read, 64) if s in SIGNALS]
             if not came:
                 continue
             ended = ended_processes() if came[0] == signal.SIGTERM else None
-            if done.wait(grace):
-                return  # the handler took it: the block ended
-            line, code = describe(came[0], ended)
+            deadline = time.monotonic() + grace
+            while len(taken) == seen and not done.is_set() and time.monotonic() < deadline:
+                done.wait(0.05)
+            if len(taken) > seen or done.is_set():
+                continue  # the main thread took it (or the block ended)
+            try:
+                line, code = describe(came[0], ended)
+            except Exception as e:  # the process must still end: the plain stop's line
+                name = signal.Signals(came[0]).name
+                line, code = f"rlhf-zoo: interrupted ({name}; {type(e).__name__}: {e})", 128 + came[0]
             print(line, file=sys.stderr, flush=True)
             os._exit(code)
 
-    watcher = threading.Thread(target=watch, name="rlhf_zoo-stop-watch", daemon=True)
-    watcher.start()
-    try:
+    read, write = os.pipe()
+    wrapped: dict[int, tuple[Callable[[int, FrameType | None], Any], Callable[[int, FrameType | None], Any]]] = {}
+    previous_fd: int | None = None
+    watcher: threading.Thread | None = None
+    try:  # everything inside: a stop signal may raise at any line, and what was set up is then undone
+        os.set_blocking(write, False)
+        for s in SIGNALS:
+            handler = signal.getsignal(s)
+            if callable(handler):
+                wrapped[s] = (handler, taking(handler))
+                signal.signal(s, wrapped[s][1])
+        previous_fd = signal.set_wakeup_fd(write, warn_on_full_buffer=False)
+        watcher = threading.Thread(target=watch, name="rlhf_zoo-stop-watch", daemon=True)
+        watcher.start()
         yield
     finally:
-        done.set()
-        signal.set_wakeup_fd(previous)
-        watcher.join()
-        os.close(read)
-        os.close(write)
+        try:  # a second signal may raise here too: the watch still ends
+            if previous_fd is not None:  # first: no more wake-up bytes for the watch
+                signal.set_wakeup_fd(previous_fd)
+            for s, (handler, take) in wrapped.items():
+                if signal.getsignal(s) is take:  # not one that the block installed meanwhile
+                    signal.signal(s, handler)
+        finally:
+            done.set()
+            joined = watcher is None
+            if watcher is not None:
+                with contextlib.suppress(RuntimeError):  # not started: a stop raised in start(); it ends on `done`
+                    watcher.join()
+                    joined = True
+            if joined:  # else left open: the watch may still look at them
+                os.close(read)
+                os.close(write)
 
 
 def _environ(process: Path) -> dict[str, str]:
