@@ -203,6 +203,16 @@ def main(argv: list[str] | None = None) -> int:
     if any(a in HELP_FLAGS[:2] for a in rest):
         print(command_usage(cmd))
         return 0
+    from rlhf_zoo.signals import arrivals_noted
+
+    # Under torchrun, which processes of the launch had ended is looked at when a SIGTERM comes, not when the main
+    # thread takes it (after a call that Python cannot interrupt, by when a process that the user's stop ended may
+    # be gone too, and taken for a lost one).
+    with arrivals_noted():
+        return _command(cmd, rest)
+
+
+def _command(cmd: str, rest: list[str]) -> int:
     from rlhf_zoo.signals import StopRequests, StopSignal, stop_signals_raise
 
     # A stop while torch loads (a launched process's first seconds) is noted and told once it has loaded; its

@@ -115,6 +115,78 @@ def ended_processes(env: Mapping[str, str] | None = None, proc: str = "/proc") -
     return missing if len(missing) > zombies else []
 
 
+class _Arrival:
+    """What a watching thread (:func:`arrivals_noted`, :func:`told_if_stuck`) saw when the last SIGTERM came:
+    ``ended`` (:func:`ended_processes`), and ``seen``, counting them; ``used``: the count a handler last took."""
+
+    seen = 0
+    used = 0
+    ended: list[int] | None = None
+
+
+def _noted(ended: list[int] | None) -> list[int] | None:
+    _Arrival.ended = ended
+    _Arrival.seen += 1  # after ended: a handler that sees the count sees its value
+    return ended
+
+
+def _ended_when_it_came() -> list[int] | None:
+    """:func:`ended_processes` for the SIGTERM that a handler takes now: as a watching thread saw it when the signal
+    came, where one did and no handler has used it yet, else as it is now. The handler may run long after the
+    signal: the main thread was in a call that Python cannot interrupt (a model's load, a collective), and a
+    process that ended on the user's stop meanwhile, collected by the launcher, would count as lost."""
+    seen = _Arrival.seen
+    if seen != _Arrival.used:
+        _Arrival.used = seen
+        return _Arrival.ended
+    return ended_processes()
+
+
+@contextlib.contextmanager
+def arrivals_noted() -> Iterator[None]:
+    """Under torchrun, within it, a thread looks at which processes of the launch had ended
+    (:func:`ended_processes`) as soon as a SIGTERM comes, for the handler that takes it (:func:`_ended_when_it_came`),
+    whenever the main thread gets to run it. Only for a signal that has a Python handler (its wake-up byte, of
+    :func:`signal.set_wakeup_fd`, wakes the thread); nothing outside the main thread or without torchrun."""
+    if threading.current_thread() is not threading.main_thread() or "TORCHELASTIC_RUN_ID" not in os.environ:
+        yield
+        return
+    import select
+
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            if select.select([read], [], [], 0.5)[0] and signal.SIGTERM in os.read(read, 64) and not done.is_set():
+                _noted(ended_processes())
+
+    read, write = os.pipe()
+    previous_fd: int | None = None
+    watcher: threading.Thread | None = None
+    try:  # everything inside: a stop signal may raise at any line, and what was set up is then undone
+        os.set_blocking(write, False)
+        previous_fd = signal.set_wakeup_fd(write, warn_on_full_buffer=False)
+        watcher = threading.Thread(target=watch, name="rlhf_zoo-stop-note", daemon=True)
+        watcher.start()
+        yield
+    finally:
+        try:
+            if previous_fd is not None:
+                signal.set_wakeup_fd(previous_fd)
+        finally:
+            done.set()
+            with contextlib.suppress(OSError):
+                os.write(write, b"\0")  # wakes the watch at once
+            joined = watcher is None
+            if watcher is not None:
+                with contextlib.suppress(RuntimeError):  # not started: a stop raised in start(); it ends on `done`
+                    watcher.join()
+                    joined = True
+            if joined:
+                os.close(read)
+                os.close(write)
+
+
 # The cause named when the launcher's SIGTERM, not a collective, told a process that another one had ended.
 LAUNCHER_STOP = "SIGTERM from the launcher, which stops every process once one has ended"
 
@@ -140,6 +212,10 @@ def told_if_stuck(describe: Callable[[int, list[int] | None], tuple[str, int]], 
     on stderr and exits with its code. Only for a signal that has a Python handler (the signal's wake-up byte, of
     :func:`signal.set_wakeup_fd`, tells the thread that it came). Outside the main thread it does nothing.
 
+    A signal is taken once its handler has returned or raised (the handlers in place when the block starts are
+    wrapped to note it): one that the main thread took and that did not end the block (a second signal while the
+    block unwinds from the first, a handler that only notes the stop) is left to it.
+
     torchrun stops every process with SIGTERM once one has ended, and kills it 30 s later: a process that waited
     for the lost one to join was killed then, silently."""
     if threading.current_thread() is not threading.main_thread():
@@ -147,36 +223,74 @@ def told_if_stuck(describe: Callable[[int, list[int] | None], tuple[str, int]], 
         return
     import select
     import sys
+    import time
 
-    read, write = os.pipe()
-    os.set_blocking(write, False)
-    previous = signal.set_wakeup_fd(write, warn_on_full_buffer=False)
+    taken: list[int] = []  # the signals whose handler has run to its end (returned or raised)
     done = threading.Event()
+
+    def taking(handler: Callable[[int, FrameType | None], Any]) -> Callable[[int, FrameType | None], Any]:
+        def take(signum: int, frame: FrameType | None) -> Any:
+            try:
+                return handler(signum, frame)
+            finally:
+                taken.append(signum)
+
+        return take
 
     def watch() -> None:
         while not done.is_set():
+            seen = len(taken)  # before the byte is written: a handler that runs after it counts
             if not select.select([read], [], [], 0.2)[0]:
                 continue
             came = [s for s in os.read(read, 64) if s in SIGNALS]
             if not came:
                 continue
-            ended = ended_processes() if came[0] == signal.SIGTERM else None
-            if done.wait(grace):
-                return  # the handler took it: the block ended
-            line, code = describe(came[0], ended)
+            ended = _noted(ended_processes()) if came[0] == signal.SIGTERM else None
+            deadline = time.monotonic() + grace
+            while len(taken) == seen and not done.is_set() and time.monotonic() < deadline:
+                done.wait(0.05)
+            if len(taken) > seen or done.is_set():
+                continue  # the main thread took it (or the block ended)
+            try:
+                line, code = describe(came[0], ended)
+            except Exception as e:  # the process must still end: the plain stop's line
+                name = signal.Signals(came[0]).name
+                line, code = f"rlhf-zoo: interrupted ({name}; {type(e).__name__}: {e})", 128 + came[0]
             print(line, file=sys.stderr, flush=True)
             os._exit(code)
 
-    watcher = threading.Thread(target=watch, name="rlhf_zoo-stop-watch", daemon=True)
-    watcher.start()
-    try:
+    read, write = os.pipe()
+    wrapped: dict[int, tuple[Callable[[int, FrameType | None], Any], Callable[[int, FrameType | None], Any]]] = {}
+    previous_fd: int | None = None
+    watcher: threading.Thread | None = None
+    try:  # everything inside: a stop signal may raise at any line, and what was set up is then undone
+        os.set_blocking(write, False)
+        for s in SIGNALS:
+            handler = signal.getsignal(s)
+            if callable(handler):
+                wrapped[s] = (handler, taking(handler))
+                signal.signal(s, wrapped[s][1])
+        previous_fd = signal.set_wakeup_fd(write, warn_on_full_buffer=False)
+        watcher = threading.Thread(target=watch, name="rlhf_zoo-stop-watch", daemon=True)
+        watcher.start()
         yield
     finally:
-        done.set()
-        signal.set_wakeup_fd(previous)
-        watcher.join()
-        os.close(read)
-        os.close(write)
+        try:  # a second signal may raise here too: the watch still ends
+            if previous_fd is not None:  # first: no more wake-up bytes for the watch
+                signal.set_wakeup_fd(previous_fd)
+            for s, (handler, take) in wrapped.items():
+                if signal.getsignal(s) is take:  # not one that the block installed meanwhile
+                    signal.signal(s, handler)
+        finally:
+            done.set()
+            joined = watcher is None
+            if watcher is not None:
+                with contextlib.suppress(RuntimeError):  # not started: a stop raised in start(); it ends on `done`
+                    watcher.join()
+                    joined = True
+            if joined:  # else left open: the watch may still look at them
+                os.close(read)
+                os.close(write)
 
 
 def _environ(process: Path) -> dict[str, str]:
@@ -209,7 +323,7 @@ def handling(handler: Callable[[int, FrameType | None], Any]) -> Iterator[None]:
 
 def _raise(signum: int, frame: FrameType | None) -> None:
     # Looked at now: a process that ends on the user's stop is soon gone too (and may be collected).
-    raise StopSignal(signum, ended_processes() if signum == signal.SIGTERM else None)
+    raise StopSignal(signum, _ended_when_it_came() if signum == signal.SIGTERM else None)
 
 
 def stop_signals_raise() -> contextlib.AbstractContextManager[None]:
@@ -244,7 +358,7 @@ class StopRequests:
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self.signum is None:
             self.signum = signum
-            self.ended = ended_processes() if signum == signal.SIGTERM else None
+            self.ended = _ended_when_it_came() if signum == signal.SIGTERM else None
         elif _forced_by_repeats():
             raise ForcedStop(signum)
 

@@ -7,8 +7,10 @@ Environment: ``SETUP_KILL_RANK``: that rank kills itself (SIGKILL, as the OOM ki
 ``SETUP_SLEEP``: every other rank first sleeps that many seconds there (a model that loads slowly), after printing
 ``building (rank R)`` on stderr. ``SETUP_KILL_BEFORE_GROUP``: the rank to kill kills itself before it joins the
 process group instead, that many seconds after another process went to join it (which then waits for it there).
-Each process writes the exit code that ``main`` returns to ``$SETUP_EXIT_DIR/exit_rank<R>.txt`` (none: the process
-ended otherwise).
+``SETUP_BUSY_RANK``: that rank instead spends ``SETUP_BUSY`` seconds there in a call that Python cannot interrupt
+(stop signals blocked in the main thread around libc's ``sleep``, as a model's load or a long tensor operation: the
+signal's handler runs once it returns). Each process writes the exit code that ``main`` returns to
+``$SETUP_EXIT_DIR/exit_rank<R>.txt`` (none: the process ended otherwise).
 """
 
 import os
@@ -28,7 +30,15 @@ def slow_or_lost_build_task(*args, **kwargs):
     if str(rank) == os.environ.get("SETUP_KILL_RANK"):
         os.kill(os.getpid(), signal.SIGKILL)
     print(f"building (rank {rank})", file=sys.stderr, flush=True)
-    time.sleep(float(os.environ.get("SETUP_SLEEP", "0")))
+    if str(rank) == os.environ.get("SETUP_BUSY_RANK"):
+        import ctypes
+
+        stops = {signal.SIGINT, signal.SIGTERM}
+        signal.pthread_sigmask(signal.SIG_BLOCK, stops)
+        ctypes.CDLL(None).sleep(int(os.environ["SETUP_BUSY"]))
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, stops)
+    else:
+        time.sleep(float(os.environ.get("SETUP_SLEEP", "0")))
     return build_task(*args, **kwargs)
 
 

@@ -241,3 +241,111 @@ def test_a_stop_that_the_main_thread_takes_is_left_to_it():
         time.sleep(5)
     time.sleep(0.4)  # past the grace: still here
     assert signal.set_wakeup_fd(-1) == -1  # the wake-up descriptor of before (none) is back
+
+
+def _watch_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "rlhf_zoo-stop-watch"]
+
+
+def test_a_stop_while_the_watch_starts_leaves_no_watch_behind(monkeypatch):
+    """A stop signal raises (StopSignal) at any line, also while the watching thread starts: the wake-up
+    descriptor of before comes back and the thread ends. It stayed the watch's pipe, and the thread went on
+    watching, so that a later signal that the main thread did not take within the grace ended the process with
+    the block's line (that of a process waiting in the rendezvous) long after it had left that block."""
+    start = threading.Thread.start
+
+    def start_then_stopped(thread):
+        start(thread)
+        raise signals.StopSignal(signal.SIGTERM)
+
+    def describe(signum, ended):
+        raise AssertionError("the watch acted outside its block")
+
+    monkeypatch.setattr(threading.Thread, "start", start_then_stopped)
+    with pytest.raises(signals.StopSignal), signals.told_if_stuck(describe, grace=0.1):
+        pass
+    monkeypatch.undo()
+    assert signal.set_wakeup_fd(-1) == -1
+    deadline = time.monotonic() + 5
+    while _watch_threads() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _watch_threads()
+
+
+# The main thread takes the signal (its handler runs to its end), but the block goes on past the grace: a handler
+# that only notes the stop, or a StopSignal whose way out of the block is slow (another signal while it unwinds,
+# a library's clean-up). The watch is for a main thread that cannot take the signal at all.
+TAKEN = """
+import os, signal, sys, time
+from rlhf_zoo.signals import StopRequests, StopSignal, stop_signals_raise, told_if_stuck
+
+describe = lambda signum, ended: ("stuck", 7)
+if sys.argv[1] == "noted":
+    with StopRequests() as stop, told_if_stuck(describe, grace=0.3):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(1.2)
+    print("went on", stop.signum)
+else:
+    try:
+        with stop_signals_raise(), told_if_stuck(describe, grace=0.3):
+            try:
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(5)
+            finally:
+                time.sleep(1.2)
+    except StopSignal as e:
+        print("went on", e.signum)
+"""
+
+
+@pytest.mark.parametrize("how", ["noted", "slow way out"])
+def test_a_stop_that_the_main_thread_took_is_left_to_it_past_the_grace(how):
+    """The watch acted whenever the block had not ended within the grace after the signal, although the main
+    thread's handler had taken it (its own docstring: a signal that the handler has not taken): the process ended
+    with the line of one stuck in the rendezvous (``describe``'s) instead of going on."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run(
+        [sys.executable, "-c", TAKEN, how],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(root)},
+    )
+    assert (out.returncode, out.stdout, out.stderr) == (0, "went on 15\n", "")
+
+
+DESCRIBE_FAILS = """
+import os, signal, time
+from rlhf_zoo.signals import told_if_stuck
+
+def describe(signum, ended):
+    raise PermissionError(13, "Permission denied", "runs/x/checkpoint")
+
+signal.signal(signal.SIGTERM, lambda *args: time.sleep(60))  # a handler that does not get to run, as it were
+with told_if_stuck(describe, grace=0.3):
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(60)
+"""
+
+
+def test_a_watch_whose_line_fails_still_ends_the_stuck_process():
+    """``describe`` raised (its run directory unreadable, say): the watching thread died with a traceback and the
+    process stayed stuck (until torchrun's SIGKILL, 30 s later). It ends with the plain stop's line and code."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    started = time.monotonic()
+    out = subprocess.run(
+        [sys.executable, "-c", DESCRIBE_FAILS],
+        capture_output=True,
+        text=True,
+        timeout=15,
+        env={**os.environ, "PYTHONPATH": str(root)},
+    )
+    assert out.returncode == 143, out.stderr
+    assert out.stderr.startswith("rlhf-zoo: interrupted (SIGTERM;") and "Permission denied" in out.stderr, out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1 and time.monotonic() - started < 10, out.stderr

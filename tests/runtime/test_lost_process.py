@@ -251,6 +251,28 @@ def test_the_users_stop_while_a_launched_run_starts_is_still_interrupted(tmp_pat
     assert [(tmp_path / f"exit_rank{r}.txt").read_text() for r in (0, 1)] == ["143", "143"]
 
 
+@pytest.mark.slow
+def test_the_users_stop_while_a_launched_process_cannot_take_it_is_still_interrupted(tmp_path):
+    """The user's SIGTERM to the launch while rank 0 builds (taking it at once) and rank 1 is in a call that Python
+    cannot interrupt (a model's load) for 4 s: rank 0 ends at once, and torchrun collects it. Rank 1 looked for the
+    ended processes only when its handler ran, found rank 0 gone, and said that rank 0 had stopped (exit code 1);
+    it is looked at when the signal comes, and both say they were interrupted (143)."""
+    import signal
+    import time
+
+    run = tmp_path / "run"
+    env = {"SETUP_SLEEP": "20", "SETUP_BUSY_RANK": "1", "SETUP_BUSY": "4"}
+    proc, err = _launch_setup_worker([*EXACT, f"run_dir={run}"], tmp_path, env)
+    deadline = time.monotonic() + 120
+    while err.read_text().count("building (rank ") < 2 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=120)
+    stderr = err.read_text()
+    assert stderr.count("rlhf-zoo: interrupted (SIGTERM)") == 2 and "stopped while" not in stderr, stderr[-3000:]
+    assert [(tmp_path / f"exit_rank{r}.txt").read_text() for r in (0, 1)] == ["143", "143"]
+
+
 def _fake_proc(root, me_env: dict[str, str], launcher_env: dict[str, str], siblings: list[tuple[int, str, dict]]):
     """A /proc with this process's launcher (its real parent) and its other children: (pid, state, environment)."""
     import os
