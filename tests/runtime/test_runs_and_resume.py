@@ -222,6 +222,27 @@ def test_a_resume_keeps_the_first_start_provenance_in_meta_json_and_records_itse
     assert {"started", "git_commit", "versions", "hardware"} <= set(meta["resumes"][0])
 
 
+def test_a_run_started_over_without_a_checkpoint_writes_its_own_provenance_not_a_resume(tmp_path):
+    """resume=true where no checkpoint is left (a run killed before its first one) starts over at step 0: its
+    meta.json is this start's provenance, as a fresh run's, not the first run's with this start appended to
+    ``resumes`` (that run's metrics are gone; nothing of this run came from it)."""
+    import shutil
+
+    from rlhf_zoo.config import load_config
+    from rlhf_zoo.train import Trainer, build
+    from tests.runtime.resume_helpers import interrupt_after
+
+    common = ["algo=reinforce", "train.steps=2", "train.progress=false", f"run_dir={tmp_path}"]
+    cfg = load_config(common)
+    interrupt_after(Trainer(cfg, *build(cfg), argv=["rlhf-zoo", "train", "first"]), 1)
+    shutil.rmtree(tmp_path / "checkpoint")
+    cfg = load_config([*common, "resume=true"])
+    Trainer(cfg, *build(cfg), argv=["rlhf-zoo", "train", "again"]).fit()
+    meta = json.loads((tmp_path / "meta.json").read_text())
+    assert meta["command"] == "rlhf-zoo train again" and "resumes" not in meta
+    assert "prompts" in meta
+
+
 @pytest.mark.parametrize(("rank", "expected"), [(1, 1), (0, 0), (2, 0)])
 def test_a_resumed_process_takes_its_own_ranks_cpu_generator(tmp_path, rank, expected):
     """The checkpoint holds every process's CPU generator by rank; a resumed process restores its own rank's, and
