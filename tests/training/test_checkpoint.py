@@ -123,6 +123,8 @@ def test_a_log_line_torn_by_a_kill_is_dropped_when_the_run_resumes(tmp_path, fre
     assert [m["step"] for m in b.log.read_metrics()] == [0, 3, 6, 9, 10]
     assert untimed(b.log.read_metrics()) == untimed(whole.log.read_metrics())
     assert b.log.read_samples() == whole.log.read_samples()
+    # the lines kept by the cut are rewritten as they were written: key order too (prompt, completion, rewards)
+    assert b.log.samples_path.read_text() == whole.log.samples_path.read_text()
 
 
 def test_sampled_evaluation_reference_is_restored(tmp_path):
