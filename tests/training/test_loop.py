@@ -635,6 +635,21 @@ def test_the_learning_rate_warms_up_then_decays_to_zero_at_the_last_step_and_res
     assert later == pytest.approx(lrs[5:], rel=1e-12)
 
 
+@pytest.mark.parametrize("warmup", [0, 3])
+def test_the_constant_schedule_keeps_the_learning_rate_after_its_warm_up(tmp_path, warmup):
+    """``train.lr_schedule=constant`` (the sentiment task's) steps at ``train.lr`` from the first step (without
+    warm-up) or from the end of the warm-up to the last step: the decaying schedules' tests passed with a
+    constant schedule that decayed as well."""
+    lr, steps = 0.01, 6
+    args = ["algo=reinforce", f"train.steps={steps}", f"train.lr={lr}", f"train.warmup_steps={warmup}"]
+    args.append("train.lr_schedule=constant")
+    tr = _trainer(tmp_path / "r", *args)
+    seen = []
+    tr.opt.register_step_pre_hook(lambda opt, args, kwargs: seen.append(opt.param_groups[0]["lr"]))
+    tr.fit()
+    assert seen == pytest.approx([lr * (i + 1) / warmup for i in range(warmup)] + [lr] * (steps - warmup))
+
+
 def test_the_signal_handlers_of_before_the_run_come_back_after_it(tmp_path):
     """While a run trains, SIGINT and SIGTERM only ask it to stop; once it has ended (finished or failed), the
     handlers from before are back: Ctrl-C in the program that ran it (a sweep between points, a notebook)
