@@ -153,3 +153,35 @@ def test_each_steps_samples_come_from_the_streams_keyed_by_that_step_and_the_pro
             expected = [keyed_generator(7, name, step, i).get_state() for i in range(3)]
             assert all(torch.equal(a, b) for a, b in zip(states, expected, strict=True)), (name, step)
     tr.end()
+
+
+def test_a_sampled_evaluation_at_each_step_draws_from_the_streams_keyed_by_that_step(tmp_path):
+    """The evaluation after step s samples held-out prompt i from the generator keyed by (seed, "eval/policy", s,
+    i): each evaluation draws new completions. The evaluator's own tests call it with a round; the loop passing
+    round 0 at every step (the same draws at every evaluation) failed no test."""
+    from rlhf_zoo.config import load_config
+    from rlhf_zoo.tasks.base import Task
+    from rlhf_zoo.train import Trainer, build
+
+    cfg = load_config(
+        ["algo=reinforce", "seed=7", "train.eval_prompts=3", "train.progress=false", f"run_dir={tmp_path}"]
+    )
+    tr = Trainer(cfg, *build(cfg))
+    tr.evaluator.task = Task(**{**tr.task.__dict__, "oracle": None})  # sampled, not enumerated
+    sample, drawn = tr.policy.sample, []
+
+    def recorded(prompts, n, role, generator):
+        drawn.append((role, [g.get_state() for g in generator]))
+        return sample(prompts, n, role=role, generator=generator)
+
+    tr.policy.sample = recorded
+    tr.begin()
+    for step in range(3):
+        drawn.clear()
+        tr.evaluate()
+        states = [s for role, s in drawn if role == "policy"]
+        assert len(states) == 1
+        expected = [keyed_generator(7, "eval/policy", step, i).get_state() for i in range(3)]
+        assert all(torch.equal(a, b) for a, b in zip(states[0], expected, strict=True)), step
+        tr.train_step()
+    tr.end()
