@@ -359,6 +359,23 @@ def test_a_checkpoint_set_aside_mid_swap_is_read_where_it_lies(tmp_path, monkeyp
     assert RunLog(tmp_path / "empty").read_checkpoint() is None
 
 
+def test_of_two_checkpoints_set_aside_the_newest_is_read(tmp_path):
+    """With no ``checkpoint/`` (a swap under way) and two set aside (an earlier one that its swap failed to delete),
+    a reader takes the newest one set aside, the later step; reading the older first passed every test."""
+    import shutil
+
+    from rlhf_zoo.runlog import RunLog
+
+    log = RunLog(tmp_path / "r")
+    for step, name, when in ((4, ".checkpoint.old-z", 2000), (2, ".checkpoint.old-a", 1000)):
+        log.save_checkpoint({"w": torch.full((2,), float(step))}, {"step": step})
+        (tmp_path / "r" / name).mkdir()
+        shutil.move(log.ckpt_dir, tmp_path / "r" / name / "checkpoint")
+        os.utime(tmp_path / "r" / name, (when, when))
+    weights, state = log.read_checkpoint()
+    assert state["step"] == 4 and torch.equal(weights["w"], torch.full((2,), 4.0))
+
+
 def test_weights_and_state_come_from_one_checkpoint_though_a_run_saves_between_the_reads(tmp_path, monkeypatch):
     """A run writing its next checkpoint while another process reads the last: the state read after the weights
     is that of the same checkpoint (by path, it was the next one's: step 4 beside step 2's weights)."""
