@@ -447,3 +447,5 @@ def test_costs_are_summed_over_processes_and_restored_once(tmp_path):
         assert (b.costs.completions, b.costs.tokens, b.costs.reward_calls) == tuple(share * c for c in counts)
         assert b.evaluator.costs.reward_calls == share * eval_calls
         assert b.costs.seconds == a.costs.seconds  # each process's own timings continue
+        # every process holds the whole base cache (a process without it would draw its entries again, alone)
+        assert b.cache.entries.keys() == a.cache.entries.keys() and a.cache.entries
