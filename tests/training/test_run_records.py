@@ -52,6 +52,23 @@ def test_the_summary_counts_the_completions_a_sampled_evaluation_drew(tmp_path):
     summary = tr.fit()
     assert summary["eval_cost/completions"] == 80
     assert summary["cost/completions"] == 16
+    # With two processes each counts its share of the completions and the summary sums them: seen from a
+    # runtime whose sums double, as two processes that counted alike (both counts were taken as this one's alone
+    # before, for evaluation, and no test failed).
+    rt = tr.rt
+    tr.rt = SimpleNamespace(
+        sum_ints=lambda counts: {k: 2 * v for k, v in counts.items()},
+        gather_objects=lambda obj: [obj, obj],
+        is_main=True,
+        world=2,
+        sharded=False,
+        barrier=rt.barrier,
+        end_trackers=rt.end_trackers,
+        device=rt.device,
+        optimizer_state=rt.optimizer_state,
+    )
+    both = tr.finish({})
+    assert both["eval_cost/completions"] == 160 and both["cost/completions"] == 32 and both["processes"] == 2
 
 
 def _fake_clocks(monkeypatch, trainer, step_s: float, eval_s: float) -> None:
