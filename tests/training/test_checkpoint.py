@@ -127,6 +127,23 @@ def test_a_log_line_torn_by_a_kill_is_dropped_when_the_run_resumes(tmp_path, fre
     assert b.log.samples_path.read_text() == whole.log.samples_path.read_text()
 
 
+def test_only_a_torn_last_line_is_dropped_when_the_log_is_cut_back(tmp_path):
+    """A kill cuts short only the last append, so only the last line may be torn; a line that is not JSON before
+    others (the file damaged otherwise) stops the cut with an error and leaves the file as it was, rather than
+    losing that evaluation's line without a word (dropping any torn line passed every test)."""
+    from rlhf_zoo.runlog import RunLog
+
+    log = RunLog(tmp_path / "r")
+    text = '{"step": 0}\n{"step": 2, "reward/pro\n{"step": 4}\n'
+    log.metrics_path.write_text(text)
+    with pytest.raises(ValueError):
+        log.truncate_metrics(10)
+    assert log.metrics_path.read_text() == text
+    log.metrics_path.write_text('{"step": 0}\n{"step": 2}\n{"step": 4, "reward/pro')
+    log.truncate_metrics(10)
+    assert [m["step"] for m in log.read_metrics()] == [0, 2]
+
+
 def test_sampled_evaluation_reference_is_restored(tmp_path):
     """The held-out reference rewards (drawn once per run) come back from the checkpoint rather than
     being drawn again: a restored evaluator that drew them again would have spent evaluation samples."""
