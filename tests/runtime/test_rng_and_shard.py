@@ -123,6 +123,15 @@ def test_draws_of_different_names_differ_and_a_keyed_draw_does_not_depend_on_the
     assert not torch.equal(torch.rand(4, generator=policy), torch.rand(4, generator=base))
     at_7, at_9 = Streams(3, 7).keyed("base", 1, "a prompt"), Streams(3, 9).keyed("base", 1, "a prompt")
     assert torch.equal(torch.rand(4, generator=at_7), torch.rand(4, generator=at_9))
+    # ... and on the run's seed: runs of other seeds draw other base caches (keyed without the seed, every seed
+    # drew the same cache and no test failed)
+    at_7 = Streams(3, 7).keyed("base", 1, "a prompt")
+    of_seed_4 = Streams(4, 7).keyed("base", 1, "a prompt")
+    assert not torch.equal(torch.rand(4, generator=at_7), torch.rand(4, generator=of_seed_4))
+    same = Streams(3, 7).keyed("base", 1, "a prompt")
+    assert torch.equal(
+        torch.rand(4, generator=same), torch.rand(4, generator=keyed_generator(3, "base", 1, "a prompt"))
+    )
 
 
 @pytest.mark.parametrize("algo", ["reinforce", "bond"])
