@@ -239,6 +239,29 @@ def test_each_kind_of_draw_uses_its_own_random_numbers(exact_task, step_, monkey
             assert not torch.isin(draws[a], draws[b]).any(), (a, b)
 
 
+@pytest.mark.parametrize("step_", [0, 3])
+def test_a_cache_targets_picks_use_random_numbers_of_their_own(exact_task, step_, monkeypatch):
+    """As above for the target drawn from the cache (BoND with mc quantiles): its draws among the cached samples
+    and its tie-breaks come from a stream of its own, not from the policy's sampling stream (which would make
+    the pick follow the policy's first uniforms) nor the cache's. Keyed as the policy's, no test failed."""
+    policy = UniformsPolicy(exact_task.build_policy(0))
+    per_prompt, streams = Streams.per_prompt, []
+
+    def recorded(self, name, positions):
+        gens = per_prompt(self, name, positions)
+        streams.append(torch.cat([ahead(g, 64) for g in gens]))
+        return gens
+
+    monkeypatch.setattr(Streams, "per_prompt", recorded)
+    needs = Needs(samples=4, quantiles="mc", cache_size=4, target="cache", target_n=4)
+    step(needs, policy, exact_task, step=step_, cache=BaseCache(4))
+    assert len(policy.uniforms) == 2 and len(streams) == 2  # sampled: policy, cache; streams: policy, target
+    draws = [*policy.uniforms, streams[1]]
+    for a in range(3):
+        for b in range(a + 1, 3):
+            assert not torch.isin(draws[a], draws[b]).any(), (a, b)
+
+
 def test_timings_add_up_every_block_of_a_phase_and_run_its_probe_around_each(monkeypatch):
     """``cost/…`` timings (``time/<phase>_s`` in the summary, ``rlhf-zoo profile``'s per-step seconds) are
     totals over every block of a phase: a phase timed twice per step (``logprobs``, ``reward``) that kept only

@@ -123,3 +123,74 @@ def test_draws_of_different_names_differ_and_a_keyed_draw_does_not_depend_on_the
     assert not torch.equal(torch.rand(4, generator=policy), torch.rand(4, generator=base))
     at_7, at_9 = Streams(3, 7).keyed("base", 1, "a prompt"), Streams(3, 9).keyed("base", 1, "a prompt")
     assert torch.equal(torch.rand(4, generator=at_7), torch.rand(4, generator=at_9))
+    # ... and on the run's seed: runs of other seeds draw other base caches (keyed without the seed, every seed
+    # drew the same cache and no test failed)
+    at_7 = Streams(3, 7).keyed("base", 1, "a prompt")
+    of_seed_4 = Streams(4, 7).keyed("base", 1, "a prompt")
+    assert not torch.equal(torch.rand(4, generator=at_7), torch.rand(4, generator=of_seed_4))
+    same = Streams(3, 7).keyed("base", 1, "a prompt")
+    assert torch.equal(
+        torch.rand(4, generator=same), torch.rand(4, generator=keyed_generator(3, "base", 1, "a prompt"))
+    )
+
+
+@pytest.mark.parametrize("algo", ["reinforce", "bond"])
+def test_each_steps_samples_come_from_the_streams_keyed_by_that_step_and_the_prompts_position(tmp_path, algo):
+    """A step draws the completions of the prompt at global position i from the generator keyed by (seed, the
+    draw's name, the step, i) (rlhf_zoo.rng): a new draw each step. Keyed by step 0 at every step, a run drew
+    the same random numbers at every step (the same completions while the policy stays near), and every resume
+    test passed (a resumed run draws alike)."""
+    from rlhf_zoo.config import load_config
+    from rlhf_zoo.train import Trainer, build
+
+    overrides = [f"algo={algo}", "seed=7", "train.batch_prompts=3", "train.progress=false", f"run_dir={tmp_path}"]
+    cfg = load_config(overrides)
+    tr = Trainer(cfg, *build(cfg))
+    sample, drawn = tr.policy.sample, []
+
+    def recorded(prompts, n, role, generator):
+        drawn.append((role, [g.get_state() for g in generator]))
+        return sample(prompts, n, role=role, generator=generator)
+
+    tr.policy.sample = recorded
+    tr.begin()
+    for step in range(2):
+        drawn.clear()
+        tr.train_step()
+        assert [role for role, _ in drawn] == (["policy", "ref"] if algo == "bond" else ["policy"])
+        for name, (_, states) in zip(["policy", "base"], drawn, strict=False):
+            expected = [keyed_generator(7, name, step, i).get_state() for i in range(3)]
+            assert all(torch.equal(a, b) for a, b in zip(states, expected, strict=True)), (name, step)
+    tr.end()
+
+
+def test_a_sampled_evaluation_at_each_step_draws_from_the_streams_keyed_by_that_step(tmp_path):
+    """The evaluation after step s samples held-out prompt i from the generator keyed by (seed, "eval/policy", s,
+    i): each evaluation draws new completions. The evaluator's own tests call it with a round; the loop passing
+    round 0 at every step (the same draws at every evaluation) failed no test."""
+    from rlhf_zoo.config import load_config
+    from rlhf_zoo.tasks.base import Task
+    from rlhf_zoo.train import Trainer, build
+
+    cfg = load_config(
+        ["algo=reinforce", "seed=7", "train.eval_prompts=3", "train.progress=false", f"run_dir={tmp_path}"]
+    )
+    tr = Trainer(cfg, *build(cfg))
+    tr.evaluator.task = Task(**{**tr.task.__dict__, "oracle": None})  # sampled, not enumerated
+    sample, drawn = tr.policy.sample, []
+
+    def recorded(prompts, n, role, generator):
+        drawn.append((role, [g.get_state() for g in generator]))
+        return sample(prompts, n, role=role, generator=generator)
+
+    tr.policy.sample = recorded
+    tr.begin()
+    for step in range(3):
+        drawn.clear()
+        tr.evaluate()
+        states = [s for role, s in drawn if role == "policy"]
+        assert len(states) == 1
+        expected = [keyed_generator(7, "eval/policy", step, i).get_state() for i in range(3)]
+        assert all(torch.equal(a, b) for a, b in zip(states[0], expected, strict=True)), step
+        tr.train_step()
+    tr.end()

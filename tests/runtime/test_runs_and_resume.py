@@ -222,6 +222,27 @@ def test_a_resume_keeps_the_first_start_provenance_in_meta_json_and_records_itse
     assert {"started", "git_commit", "versions", "hardware"} <= set(meta["resumes"][0])
 
 
+def test_a_run_started_over_without_a_checkpoint_writes_its_own_provenance_not_a_resume(tmp_path):
+    """resume=true where no checkpoint is left (a run killed before its first one) starts over at step 0: its
+    meta.json is this start's provenance, as a fresh run's, not the first run's with this start appended to
+    ``resumes`` (that run's metrics are gone; nothing of this run came from it)."""
+    import shutil
+
+    from rlhf_zoo.config import load_config
+    from rlhf_zoo.train import Trainer, build
+    from tests.runtime.resume_helpers import interrupt_after
+
+    common = ["algo=reinforce", "train.steps=2", "train.progress=false", f"run_dir={tmp_path}"]
+    cfg = load_config(common)
+    interrupt_after(Trainer(cfg, *build(cfg), argv=["rlhf-zoo", "train", "first"]), 1)
+    shutil.rmtree(tmp_path / "checkpoint")
+    cfg = load_config([*common, "resume=true"])
+    Trainer(cfg, *build(cfg), argv=["rlhf-zoo", "train", "again"]).fit()
+    meta = json.loads((tmp_path / "meta.json").read_text())
+    assert meta["command"] == "rlhf-zoo train again" and "resumes" not in meta
+    assert "prompts" in meta
+
+
 @pytest.mark.parametrize(("rank", "expected"), [(1, 1), (0, 0), (2, 0)])
 def test_a_resumed_process_takes_its_own_ranks_cpu_generator(tmp_path, rank, expected):
     """The checkpoint holds every process's CPU generator by rank; a resumed process restores its own rank's, and
@@ -245,6 +266,35 @@ def test_a_resumed_process_takes_its_own_ranks_cpu_generator(tmp_path, rank, exp
     trainer.rt.rank = rank
     restore(trainer)
     assert torch.equal(torch.get_rng_state(), states[expected])
+
+
+@pytest.mark.parametrize(("rank", "expected"), [(1, 1), (0, 0), (2, 0)])
+def test_a_resumed_process_takes_its_own_ranks_gpu_generator(tmp_path, monkeypatch, rank, expected):
+    """As the CPU generator: the checkpoint holds each process's GPU generator by rank, and a resumed process sets
+    its own rank's (rank 0's where the checkpoint lacks it) onto its own GPU. Restoring rank 0's in every process
+    gave each process the main one's dropout masks on its GPU, and no test failed. No GPU here: the checkpoint's
+    states are edited in, and torch.cuda.set_rng_state is a stand-in that records what it is given."""
+    import torch
+
+    from rlhf_zoo.checkpoint import restore, save
+    from rlhf_zoo.config import load_config
+    from rlhf_zoo.train import Trainer, build
+
+    cfg = load_config(["algo=reinforce", f"run_dir={tmp_path / 'r'}", "train.steps=1", "train.progress=false"])
+    trainer = Trainer(cfg, *build(cfg))
+    save(trainer)
+    path = tmp_path / "r" / "checkpoint" / "state.pt"
+    state = torch.load(path, weights_only=False)
+    states = {r: torch.tensor([r, 100 + r], dtype=torch.uint8) for r in (0, 1)}
+    state["cuda_rng"] = states
+    torch.save(state, path)
+    written = []
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda s, device="cuda": written.append((s, torch.device(device))))
+    trainer.rt.rank = rank
+    trainer.rt.device = torch.device("cuda", rank)  # as the process of this rank sees its GPU
+    restore(trainer)
+    assert len(written) == 1
+    assert torch.equal(written[0][0], states[expected]) and written[0][1] == torch.device("cuda", rank)
 
 
 def test_meta_json_names_the_folder_that_config_yamls_relative_paths_start_from(tmp_path, cli, monkeypatch):

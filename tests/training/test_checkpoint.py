@@ -123,6 +123,25 @@ def test_a_log_line_torn_by_a_kill_is_dropped_when_the_run_resumes(tmp_path, fre
     assert [m["step"] for m in b.log.read_metrics()] == [0, 3, 6, 9, 10]
     assert untimed(b.log.read_metrics()) == untimed(whole.log.read_metrics())
     assert b.log.read_samples() == whole.log.read_samples()
+    # the lines kept by the cut are rewritten as they were written: key order too (prompt, completion, rewards)
+    assert b.log.samples_path.read_text() == whole.log.samples_path.read_text()
+
+
+def test_only_a_torn_last_line_is_dropped_when_the_log_is_cut_back(tmp_path):
+    """A kill cuts short only the last append, so only the last line may be torn; a line that is not JSON before
+    others (the file damaged otherwise) stops the cut with an error and leaves the file as it was, rather than
+    losing that evaluation's line without a word (dropping any torn line passed every test)."""
+    from rlhf_zoo.runlog import RunLog
+
+    log = RunLog(tmp_path / "r")
+    text = '{"step": 0}\n{"step": 2, "reward/pro\n{"step": 4}\n'
+    log.metrics_path.write_text(text)
+    with pytest.raises(ValueError):
+        log.truncate_metrics(10)
+    assert log.metrics_path.read_text() == text
+    log.metrics_path.write_text('{"step": 0}\n{"step": 2}\n{"step": 4, "reward/pro')
+    log.truncate_metrics(10)
+    assert [m["step"] for m in log.read_metrics()] == [0, 2]
 
 
 def test_sampled_evaluation_reference_is_restored(tmp_path):
@@ -357,6 +376,23 @@ def test_a_checkpoint_set_aside_mid_swap_is_read_where_it_lies(tmp_path, monkeyp
     assert RunLog(tmp_path / "empty").read_checkpoint() is None
 
 
+def test_of_two_checkpoints_set_aside_the_newest_is_read(tmp_path):
+    """With no ``checkpoint/`` (a swap under way) and two set aside (an earlier one that its swap failed to delete),
+    a reader takes the newest one set aside, the later step; reading the older first passed every test."""
+    import shutil
+
+    from rlhf_zoo.runlog import RunLog
+
+    log = RunLog(tmp_path / "r")
+    for step, name, when in ((4, ".checkpoint.old-z", 2000), (2, ".checkpoint.old-a", 1000)):
+        log.save_checkpoint({"w": torch.full((2,), float(step))}, {"step": step})
+        (tmp_path / "r" / name).mkdir()
+        shutil.move(log.ckpt_dir, tmp_path / "r" / name / "checkpoint")
+        os.utime(tmp_path / "r" / name, (when, when))
+    weights, state = log.read_checkpoint()
+    assert state["step"] == 4 and torch.equal(weights["w"], torch.full((2,), 4.0))
+
+
 def test_weights_and_state_come_from_one_checkpoint_though_a_run_saves_between_the_reads(tmp_path, monkeypatch):
     """A run writing its next checkpoint while another process reads the last: the state read after the weights
     is that of the same checkpoint (by path, it was the next one's: step 4 beside step 2's weights)."""
@@ -428,3 +464,5 @@ def test_costs_are_summed_over_processes_and_restored_once(tmp_path):
         assert (b.costs.completions, b.costs.tokens, b.costs.reward_calls) == tuple(share * c for c in counts)
         assert b.evaluator.costs.reward_calls == share * eval_calls
         assert b.costs.seconds == a.costs.seconds  # each process's own timings continue
+        # every process holds the whole base cache (a process without it would draw its entries again, alone)
+        assert b.cache.entries.keys() == a.cache.entries.keys() and a.cache.entries

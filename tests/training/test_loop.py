@@ -131,6 +131,32 @@ def test_a_step_weights_its_minibatches_metrics_by_their_size(tmp_path):
     assert m["loss/pg"] == pytest.approx(sum(n * v for n, _, v in seen) / 3, rel=1e-12)
 
 
+def test_a_steps_gradient_norm_is_its_minibatches_norms_weighted_by_their_size(tmp_path):
+    """``train/grad_norm`` of a step with minibatches of 1 and 2 prompts over 2 epochs is the mean of the 4
+    updates' norms (before clipping) weighted by their prompts, as the step's other metrics; a plain mean of the
+    updates, or the last update's norm, passed every test."""
+    args = ["algo=ppo_lite", "algo.epochs=2", "algo.minibatches=2", "train.batch_prompts=3", "train.grad_clip=1e6"]
+    tr = _trainer(tmp_path / "r", *args)
+    sizes, norms = [], []
+    loss, optimise = tr.algo.loss, tr.optimise
+
+    def sized(batch):
+        sizes.append(batch.rewards.shape[0] // batch.group_size)
+        return loss(batch)
+
+    def measured(total):
+        norm = optimise(total)
+        norms.append(norm)
+        return norm
+
+    tr.algo.loss, tr.optimise = sized, measured
+    tr.begin()
+    m = tr.train_step()
+    tr.end()
+    assert sizes == [1, 2, 1, 2] and len(set(norms)) == 4
+    assert m["train/grad_norm"] == pytest.approx(sum(n * g for n, g in zip(sizes, norms, strict=True)) / 6, rel=1e-12)
+
+
 SLOW_TRAIN = Path(__file__).with_name("slow_train.py")
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -607,6 +633,21 @@ def test_the_learning_rate_warms_up_then_decays_to_zero_at_the_last_step_and_res
     later = rates(resumed)
     resumed.fit()
     assert later == pytest.approx(lrs[5:], rel=1e-12)
+
+
+@pytest.mark.parametrize("warmup", [0, 3])
+def test_the_constant_schedule_keeps_the_learning_rate_after_its_warm_up(tmp_path, warmup):
+    """``train.lr_schedule=constant`` (the sentiment task's) steps at ``train.lr`` from the first step (without
+    warm-up) or from the end of the warm-up to the last step: the decaying schedules' tests passed with a
+    constant schedule that decayed as well."""
+    lr, steps = 0.01, 6
+    args = ["algo=reinforce", f"train.steps={steps}", f"train.lr={lr}", f"train.warmup_steps={warmup}"]
+    args.append("train.lr_schedule=constant")
+    tr = _trainer(tmp_path / "r", *args)
+    seen = []
+    tr.opt.register_step_pre_hook(lambda opt, args, kwargs: seen.append(opt.param_groups[0]["lr"]))
+    tr.fit()
+    assert seen == pytest.approx([lr * (i + 1) / warmup for i in range(warmup)] + [lr] * (steps - warmup))
 
 
 def test_the_signal_handlers_of_before_the_run_come_back_after_it(tmp_path):

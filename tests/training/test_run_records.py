@@ -52,6 +52,23 @@ def test_the_summary_counts_the_completions_a_sampled_evaluation_drew(tmp_path):
     summary = tr.fit()
     assert summary["eval_cost/completions"] == 80
     assert summary["cost/completions"] == 16
+    # With two processes each counts its share of the completions and the summary sums them: seen from a
+    # runtime whose sums double, as two processes that counted alike (both counts were taken as this one's alone
+    # before, for evaluation, and no test failed).
+    rt = tr.rt
+    tr.rt = SimpleNamespace(
+        sum_ints=lambda counts: {k: 2 * v for k, v in counts.items()},
+        gather_objects=lambda obj: [obj, obj],
+        is_main=True,
+        world=2,
+        sharded=False,
+        barrier=rt.barrier,
+        end_trackers=rt.end_trackers,
+        device=rt.device,
+        optimizer_state=rt.optimizer_state,
+    )
+    both = tr.finish({})
+    assert both["eval_cost/completions"] == 160 and both["cost/completions"] == 32 and both["processes"] == 2
 
 
 def _fake_clocks(monkeypatch, trainer, step_s: float, eval_s: float) -> None:
@@ -74,22 +91,23 @@ def _fake_clocks(monkeypatch, trainer, step_s: float, eval_s: float) -> None:
 
 
 def test_the_training_time_adds_up_the_steps_only_and_carries_across_a_resume(tmp_path, monkeypatch):
-    """Steps of 1.5 s and evaluations of 100 s: the lines of steps 0, 2 and 4 show 0, 3 and 6 s of training,
-    and the summary 6 s; a run stopped after 3 steps and resumed shows the same (its 4.5 s carried over)."""
+    """Steps of 1.625 s and evaluations of 100 s: the lines of steps 0, 2 and 4 show 0, 3.25 and 6.5 s of training,
+    and the summary 6.5 s (to the millisecond: not rounded to 6); a run stopped after 3 steps and resumed shows the
+    same (its 4.875 s carried over)."""
     full = _trainer(tmp_path / "full", *RUN)
-    _fake_clocks(monkeypatch, full, 1.5, 100.0)
+    _fake_clocks(monkeypatch, full, 1.625, 100.0)
     summary = full.fit()
-    assert [line["time/elapsed_s"] for line in full.log.read_metrics()] == [0.0, 3.0, 6.0]
-    assert summary["time/train_s"] == 6.0
+    assert [line["time/elapsed_s"] for line in full.log.read_metrics()] == [0.0, 3.25, 6.5]
+    assert summary["time/train_s"] == 6.5
 
     part = _trainer(tmp_path / "part", *RUN)
-    _fake_clocks(monkeypatch, part, 1.5, 100.0)
+    _fake_clocks(monkeypatch, part, 1.625, 100.0)
     interrupt_after(part, 3)
     resumed = _trainer(tmp_path / "part", *RUN, "resume=true")
-    _fake_clocks(monkeypatch, resumed, 1.5, 100.0)
+    _fake_clocks(monkeypatch, resumed, 1.625, 100.0)
     summary = resumed.fit()
-    assert [line["time/elapsed_s"] for line in resumed.log.read_metrics()] == [0.0, 3.0, 6.0]
-    assert summary["time/train_s"] == 6.0
+    assert [line["time/elapsed_s"] for line in resumed.log.read_metrics()] == [0.0, 3.25, 6.5]
+    assert summary["time/train_s"] == 6.5
 
 
 def test_the_summary_holds_the_seconds_of_each_phase_over_the_whole_run(tmp_path, monkeypatch):
