@@ -307,9 +307,13 @@ def _read(path: Path, torn_tail: bool = False) -> list[dict[str, Any]]:
     for i, line in enumerate(lines):
         try:
             rows.append(json.loads(line))
-        except ValueError:
+        except ValueError as e:
             if not (torn_tail and i == len(lines) - 1):
-                raise
+                # damaged otherwise than by a cut-short append: said, not dropped (that evaluation's line would go)
+                raise UserError(
+                    f"{path}: line {i + 1} of {len(lines)} is not JSON ({getattr(e, 'msg', e)}); only the last line "
+                    "may be torn by a kill: repair or delete that line"
+                ) from None
     return rows
 
 

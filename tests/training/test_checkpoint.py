@@ -131,12 +131,13 @@ def test_only_a_torn_last_line_is_dropped_when_the_log_is_cut_back(tmp_path):
     """A kill cuts short only the last append, so only the last line may be torn; a line that is not JSON before
     others (the file damaged otherwise) stops the cut with an error and leaves the file as it was, rather than
     losing that evaluation's line without a word (dropping any torn line passed every test)."""
+    from rlhf_zoo.errors import UserError
     from rlhf_zoo.runlog import RunLog
 
     log = RunLog(tmp_path / "r")
     text = '{"step": 0}\n{"step": 2, "reward/pro\n{"step": 4}\n'
     log.metrics_path.write_text(text)
-    with pytest.raises(ValueError):
+    with pytest.raises(UserError, match=r"metrics.jsonl: line 2 of 3 is not JSON \(Unterminated string"):
         log.truncate_metrics(10)
     assert log.metrics_path.read_text() == text
     log.metrics_path.write_text('{"step": 0}\n{"step": 2}\n{"step": 4, "reward/pro')
