@@ -213,21 +213,21 @@ with told_if_stuck(lambda signum, ended: (f"stuck: {signal.Signals(signum).name}
 """
 
 
-def test_a_stop_that_the_main_thread_does_not_take_ends_the_process_from_the_watch(tmp_path):
-    """The main thread waits in a call that Python cannot interrupt (torch's rendezvous): the watching thread
-    prints the line and exits with the code that ``describe`` gives, soon after the grace."""
+def _python(code: str, *args: str, timeout: float):
+    """``python -c code args`` with this checkout's package importable; its CompletedProcess (text)."""
     import subprocess
     import sys
 
     root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def test_a_stop_that_the_main_thread_does_not_take_ends_the_process_from_the_watch(tmp_path):
+    """The main thread waits in a call that Python cannot interrupt (torch's rendezvous): the watching thread
+    prints the line and exits with the code that ``describe`` gives, soon after the grace."""
     started = time.monotonic()
-    out = subprocess.run(
-        [sys.executable, "-c", STUCK],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, "PYTHONPATH": str(root)},
-    )
+    out = _python(STUCK, timeout=60)
     assert (out.returncode, out.stderr) == (7, "stuck: SIGTERM None\n")
     assert time.monotonic() - started < 30
 
@@ -303,17 +303,7 @@ def test_a_stop_that_the_main_thread_took_is_left_to_it_past_the_grace(how):
     """The watch acted whenever the block had not ended within the grace after the signal, although the main
     thread's handler had taken it (its own docstring: a signal that the handler has not taken): the process ended
     with the line of one stuck in the rendezvous (``describe``'s) instead of going on."""
-    import subprocess
-    import sys
-
-    root = Path(__file__).resolve().parents[2]
-    out = subprocess.run(
-        [sys.executable, "-c", TAKEN, how],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={**os.environ, "PYTHONPATH": str(root)},
-    )
+    out = _python(TAKEN, how, timeout=60)
     assert (out.returncode, out.stdout, out.stderr) == (0, "went on 15\n", "")
 
 
@@ -334,18 +324,8 @@ with told_if_stuck(describe, grace=0.3):
 def test_a_watch_whose_line_fails_still_ends_the_stuck_process():
     """``describe`` raised (its run directory unreadable, say): the watching thread died with a traceback and the
     process stayed stuck (until torchrun's SIGKILL, 30 s later). It ends with the plain stop's line and code."""
-    import subprocess
-    import sys
-
-    root = Path(__file__).resolve().parents[2]
     started = time.monotonic()
-    out = subprocess.run(
-        [sys.executable, "-c", DESCRIBE_FAILS],
-        capture_output=True,
-        text=True,
-        timeout=15,
-        env={**os.environ, "PYTHONPATH": str(root)},
-    )
+    out = _python(DESCRIBE_FAILS, timeout=15)
     assert out.returncode == 143, out.stderr
     assert out.stderr.startswith("rlhf-zoo: interrupted (SIGTERM;") and "Permission denied" in out.stderr, out.stderr
     assert len(out.stderr.strip().splitlines()) == 1 and time.monotonic() - started < 10, out.stderr

@@ -233,36 +233,20 @@ def test_a_process_lost_before_it_joins_the_group_leaves_the_waiting_one_a_line(
 
 
 @pytest.mark.slow
-def test_the_users_stop_while_a_launched_run_starts_is_still_interrupted(tmp_path):
+@pytest.mark.parametrize(
+    "busy", [{}, {"SETUP_BUSY_RANK": "1", "SETUP_BUSY": "4"}], ids=["both-take-it", "rank1-in-a-long-call"]
+)
+def test_the_users_stop_while_a_launched_run_starts_is_still_interrupted(tmp_path, busy):
     """The user's SIGTERM to the launch while both processes build the task: each says it was interrupted
-    (exit code 143), none that another process was lost (the launcher passes the stop on to both, running)."""
+    (exit code 143), none that another process was lost (the launcher passes the stop on to both, running).
+    ``rank1-in-a-long-call``: rank 1 is in a call that Python cannot interrupt (a model's load) for 4 s, while
+    rank 0 ends at once and torchrun collects it. Rank 1 looked for the ended processes only when its handler ran,
+    found rank 0 gone, and said that rank 0 had stopped (exit code 1); it is looked at when the signal comes."""
     import signal
     import time
 
     run = tmp_path / "run"
-    proc, err = _launch_setup_worker([*EXACT, f"run_dir={run}"], tmp_path, {"SETUP_SLEEP": "20"})
-    deadline = time.monotonic() + 120
-    while err.read_text().count("building (rank ") < 2 and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.1)
-    proc.send_signal(signal.SIGTERM)
-    proc.wait(timeout=120)
-    stderr = err.read_text()
-    assert stderr.count("rlhf-zoo: interrupted (SIGTERM)") == 2 and "stopped while" not in stderr, stderr[-3000:]
-    assert [(tmp_path / f"exit_rank{r}.txt").read_text() for r in (0, 1)] == ["143", "143"]
-
-
-@pytest.mark.slow
-def test_the_users_stop_while_a_launched_process_cannot_take_it_is_still_interrupted(tmp_path):
-    """The user's SIGTERM to the launch while rank 0 builds (taking it at once) and rank 1 is in a call that Python
-    cannot interrupt (a model's load) for 4 s: rank 0 ends at once, and torchrun collects it. Rank 1 looked for the
-    ended processes only when its handler ran, found rank 0 gone, and said that rank 0 had stopped (exit code 1);
-    it is looked at when the signal comes, and both say they were interrupted (143)."""
-    import signal
-    import time
-
-    run = tmp_path / "run"
-    env = {"SETUP_SLEEP": "20", "SETUP_BUSY_RANK": "1", "SETUP_BUSY": "4"}
-    proc, err = _launch_setup_worker([*EXACT, f"run_dir={run}"], tmp_path, env)
+    proc, err = _launch_setup_worker([*EXACT, f"run_dir={run}"], tmp_path, {"SETUP_SLEEP": "20", **busy})
     deadline = time.monotonic() + 120
     while err.read_text().count("building (rank ") < 2 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.1)

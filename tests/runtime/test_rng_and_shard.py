@@ -134,6 +134,18 @@ def test_draws_of_different_names_differ_and_a_keyed_draw_does_not_depend_on_the
     )
 
 
+def _record_draws(policy) -> list:
+    """(role, generator states) of each of ``policy``'s sample calls, as they start, appended to the list returned."""
+    sample, drawn = policy.sample, []
+
+    def recorded(prompts, n, role, generator):
+        drawn.append((role, [g.get_state() for g in generator]))
+        return sample(prompts, n, role=role, generator=generator)
+
+    policy.sample = recorded
+    return drawn
+
+
 @pytest.mark.parametrize("algo", ["reinforce", "bond"])
 def test_each_steps_samples_come_from_the_streams_keyed_by_that_step_and_the_prompts_position(tmp_path, algo):
     """A step draws the completions of the prompt at global position i from the generator keyed by (seed, the
@@ -146,13 +158,7 @@ def test_each_steps_samples_come_from_the_streams_keyed_by_that_step_and_the_pro
     overrides = [f"algo={algo}", "seed=7", "train.batch_prompts=3", "train.progress=false", f"run_dir={tmp_path}"]
     cfg = load_config(overrides)
     tr = Trainer(cfg, *build(cfg))
-    sample, drawn = tr.policy.sample, []
-
-    def recorded(prompts, n, role, generator):
-        drawn.append((role, [g.get_state() for g in generator]))
-        return sample(prompts, n, role=role, generator=generator)
-
-    tr.policy.sample = recorded
+    drawn = _record_draws(tr.policy)
     tr.begin()
     for step in range(2):
         drawn.clear()
@@ -177,13 +183,7 @@ def test_a_sampled_evaluation_at_each_step_draws_from_the_streams_keyed_by_that_
     )
     tr = Trainer(cfg, *build(cfg))
     tr.evaluator.task = Task(**{**tr.task.__dict__, "oracle": None})  # sampled, not enumerated
-    sample, drawn = tr.policy.sample, []
-
-    def recorded(prompts, n, role, generator):
-        drawn.append((role, [g.get_state() for g in generator]))
-        return sample(prompts, n, role=role, generator=generator)
-
-    tr.policy.sample = recorded
+    drawn = _record_draws(tr.policy)
     tr.begin()
     for step in range(3):
         drawn.clear()
