@@ -38,6 +38,7 @@ from omegaconf import DictConfig
 
 from rlhf_zoo import checkpoint
 from rlhf_zoo.algorithms.base import Algorithm
+from rlhf_zoo.algorithms.common import set_away_from_default
 from rlhf_zoo.algorithms.registry import get_algorithm
 from rlhf_zoo.config import NO_EFFECT, algo_config, as_dataclass, to_yaml
 from rlhf_zoo.errors import UserError, printable
@@ -176,8 +177,7 @@ def fewer_minibatches(algo: Any, batch_prompts: int) -> list[str]:
     """A warning line when ``algo.minibatches``, set away from its default, is more than a step's prompts: a
     minibatch is split by prompt, so each pass takes ``batch_prompts`` minibatches of one prompt."""
     k = algo.needs().minibatches
-    default = {f.name: f.default for f in fields(algo.cfg)}.get("minibatches", k)
-    if k <= batch_prompts or k == default:  # the default (PPO-lite's 2) with one prompt a step says nothing
+    if k <= batch_prompts or not set_away_from_default(algo.cfg, "minibatches"):  # the default says nothing
         return []
     return [
         f"algo.minibatches={k} is more than train.batch_prompts={batch_prompts}: a minibatch is split by prompt, "

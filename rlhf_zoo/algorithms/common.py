@@ -78,12 +78,16 @@ def sft_loss(batch: Batch) -> Tensor:
     return -masked_sum(batch.target_logp, batch.target_mask).mean()
 
 
+def set_away_from_default(c: Any, name: str) -> bool:
+    """Whether config dataclass ``c`` sets ``name`` away from its default (False where it has no such field)."""
+    default = next((f.default for f in dataclasses.fields(c) if f.name == name), dataclasses.MISSING)
+    return default is not dataclasses.MISSING and getattr(c, name) != default
+
+
 def set_but_unused(c: Any, name: str, why: str) -> list[str]:
     """``[f"algo.{name}=VALUE has no effect {why}"]`` when config ``c`` sets ``name`` away from its default,
     else ``[]`` (a default that goes unused says nothing)."""
-    default = next(f.default for f in dataclasses.fields(c) if f.name == name)
-    value = getattr(c, name)
-    return [f"algo.{name}={value} has no effect {why}"] if value != default else []
+    return [f"algo.{name}={getattr(c, name)} has no effect {why}"] if set_away_from_default(c, name) else []
 
 
 def kl_estimator_unused(c: Any) -> list[str]:
