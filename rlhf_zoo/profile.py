@@ -451,8 +451,8 @@ def main(args: list[str]) -> int:
 
 
 def _progress(done: int, total: int) -> None:
-    """A progress line for the parent's bar (:func:`run_in_subprocess` reads it; the step's own clock stops first:
-    on a GPU the timed loop synchronises once, after its last step, so this costs no waiting)."""
+    """A progress line for the parent's bar (:func:`run_in_subprocess` reads it). Written inside the timed loop: a
+    line to a pipe (microseconds) and no GPU synchronisation (the loop synchronises once, after its last step)."""
     print(f"{PROGRESS_LINE}{done}/{total}", file=sys.stderr, flush=True)
 
 
