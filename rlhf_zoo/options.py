@@ -123,4 +123,15 @@ def split_options(args: list[str], options: type[T], command: str) -> tuple[T, l
     return OmegaConf.to_object(OmegaConf.merge(schema, given)), rest  # type: ignore[return-value]
 
 
-__all__ = ["pairs", "split_options"]
+def set_away_from_default(c: Any, name: str) -> bool:
+    """Whether config dataclass ``c`` sets ``name`` away from its default (False where it has no such field).
+
+    How a check that refuses or warns about an inert setting spares the default: a resolved config
+    holds every default, so only a value the user changed is named (``algo.minibatches``, the
+    sentiment task's ``eval_fraction``, ...).
+    """
+    default = next((f.default for f in dataclasses.fields(c) if f.name == name), dataclasses.MISSING)
+    return default is not dataclasses.MISSING and getattr(c, name) != default
+
+
+__all__ = ["pairs", "set_away_from_default", "split_options"]

@@ -38,11 +38,11 @@ from omegaconf import DictConfig
 
 from rlhf_zoo import checkpoint
 from rlhf_zoo.algorithms.base import Algorithm
-from rlhf_zoo.algorithms.common import set_away_from_default
 from rlhf_zoo.algorithms.registry import get_algorithm
 from rlhf_zoo.config import NO_EFFECT, algo_config, as_dataclass, to_yaml
 from rlhf_zoo.errors import UserError, printable
 from rlhf_zoo.evaluate import Evaluator
+from rlhf_zoo.options import set_away_from_default
 from rlhf_zoo.policies.base import Policy
 from rlhf_zoo.rng import Streams
 from rlhf_zoo.rollout import BaseCache, Costs, collect, make_batch

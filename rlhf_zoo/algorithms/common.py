@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, Literal
 
 import torch
@@ -11,6 +10,7 @@ from torch import Tensor
 from rlhf_zoo.algorithms.base import Batch
 from rlhf_zoo.functional.advantages import BASELINES, advantages
 from rlhf_zoo.functional.kl import exact_token_kl, expectation, k3, masked_sum
+from rlhf_zoo.options import set_away_from_default
 from rlhf_zoo.shard import Shard, local_rows
 
 KL_IN = ("reward", "loss")
@@ -76,12 +76,6 @@ def sft_loss(batch: Batch) -> Tensor:
     """−mean log π(target) over prompts: a likelihood step on the forward-term targets [B, T']."""
     batch.require("target_logp", "target_mask")
     return -masked_sum(batch.target_logp, batch.target_mask).mean()
-
-
-def set_away_from_default(c: Any, name: str) -> bool:
-    """Whether config dataclass ``c`` sets ``name`` away from its default (False where it has no such field)."""
-    default = next((f.default for f in dataclasses.fields(c) if f.name == name), dataclasses.MISSING)
-    return default is not dataclasses.MISSING and getattr(c, name) != default
 
 
 def set_but_unused(c: Any, name: str, why: str) -> list[str]:

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from rlhf_zoo.errors import MissingPackageError, UserError, one_line
+from rlhf_zoo.options import set_away_from_default
 from rlhf_zoo.runtime import DEVICE, resolve_device
 from rlhf_zoo.tasks.base import Task
 
@@ -109,7 +110,7 @@ def check_sentiment_task(cfg: SentimentTaskConfig) -> None:
         raise ValueError(f"eval_fraction must lie in (0, 1), got {cfg.eval_fraction}")
     if cfg.max_train_prompts < 0:
         raise ValueError("max_train_prompts must be >= 0 (0: all)")
-    if _changed(cfg, "eval_fraction") and (cfg.eval_prompts is not None or cfg.prompts == HUTTO):
+    if set_away_from_default(cfg, "eval_fraction") and (cfg.eval_prompts is not None or cfg.prompts == HUTTO):
         why = (
             f"the evaluation prompts come from task.eval_prompts={cfg.eval_prompts}, not a hash split of task.prompts"
             if cfg.eval_prompts is not None
@@ -123,7 +124,7 @@ def check_sentiment_task(cfg: SentimentTaskConfig) -> None:
     check_prompt_source(str(cfg.prompts), "task.prompts")
     if cfg.eval_prompts is not None:
         check_prompt_source(str(cfg.eval_prompts), "task.eval_prompts")
-    if _changed(cfg, "prompt_column") and cfg.prompts == HUTTO and cfg.eval_prompts in (None, HUTTO):
+    if set_away_from_default(cfg, "prompt_column") and cfg.prompts == HUTTO and cfg.eval_prompts in (None, HUTTO):
         raise UserError(
             f"task.prompt_column={cfg.prompt_column} has no meaning here: the packaged prompts (task.prompts=hutto) "
             "have no columns; it names the text column of your own prompts (task.prompts or task.eval_prompts): "
@@ -131,7 +132,7 @@ def check_sentiment_task(cfg: SentimentTaskConfig) -> None:
         )
     sources = {"prompts": str(cfg.prompts), "eval_prompts": cfg.eval_prompts}
     sources = {key: str(src) for key, src in sources.items() if src is not None}
-    if _changed(cfg, "prompt_split") and not any(_has_splits(src) for src in sources.values()):
+    if set_away_from_default(cfg, "prompt_split") and not any(_has_splits(src) for src in sources.values()):
         kinds = {key: "the packaged prompts" if src == HUTTO else "a file" for key, src in sources.items()}
         what = " and ".join(f"task.{key}={src} is {kinds[key]}" for key, src in sources.items())
         raise UserError(
@@ -150,21 +151,16 @@ def check_sentiment_task(cfg: SentimentTaskConfig) -> None:
             raise UserError(f"task.{key}: {e}") from None
     taken = [set(task_set_options(str(spec), "", True)) for spec in (cfg.proxy, cfg.gold) if spec is not None]
     rewards = f"task.proxy={cfg.proxy}, task.gold={cfg.gold or 'null'}"
-    if _changed(cfg, "reward_device") and not any("device" in t for t in taken):
+    if set_away_from_default(cfg, "reward_device") and not any("device" in t for t in taken):
         raise UserError(
             f"task.reward_device={cfg.reward_device} has no meaning here: no reward runs a model ({rewards}; it "
             "places hf: and minilm_sentiment rewards): remove it"
         )
-    if _changed(cfg, "build_gold") and not any("build_if_missing" in t for t in taken):
+    if set_away_from_default(cfg, "build_gold") and not any("build_if_missing" in t for t in taken):
         raise UserError(
             f"task.build_gold={str(cfg.build_gold).lower()} has no meaning here: no reward is minilm_sentiment "
             f"({rewards}; it says whether that model is built on first use): remove it"
         )
-
-
-def _changed(cfg: SentimentTaskConfig, key: str) -> bool:
-    """Whether ``key`` differs from its default (a default value is never refused: a resolved config holds it)."""
-    return getattr(cfg, key) != SentimentTaskConfig.__dataclass_fields__[key].default
 
 
 _BUILDERS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".txt": "text"}

@@ -8,7 +8,7 @@ import pytest
 
 from rlhf_zoo.bench.command import BenchOptions, parse
 from rlhf_zoo.errors import UserError
-from rlhf_zoo.options import pairs, split_options
+from rlhf_zoo.options import pairs, set_away_from_default, split_options
 from rlhf_zoo.profile import DEFAULT_ALGOS, ProfileOptions
 
 
@@ -171,3 +171,15 @@ def test_the_bench_options_reach_the_runs(tmp_path, capsys):
     runs = sorted((out / "exact").glob("reinforce-*"))
     assert len(runs) >= 2 and all((d / "checkpoint").is_dir() for d in runs)
     assert json.loads((out / "exact" / "bench.json").read_text())["jobs"] == 1 != EXACT.jobs
+
+
+def test_a_field_counts_as_set_only_when_its_value_differs_from_its_default():
+    """An equal value given on purpose is the default (a resolved config holds it); no field, or a
+    default built by a factory, is never called set."""
+    assert not set_away_from_default(Opts(), "n")
+    assert not set_away_from_default(Opts(n=1, rate=0.5), "rate")
+    assert set_away_from_default(Opts(n=2), "n")
+    assert not set_away_from_default(Opts(n=2), "rate")
+    assert set_away_from_default(Opts(path=""), "path")  # "" is not None
+    assert not set_away_from_default(Opts(names=["z"]), "names")
+    assert not set_away_from_default(Opts(n=2), "missing")
