@@ -158,11 +158,13 @@ def prompts_for_step(prompts: list[str], step: int, batch: int, seed: int) -> li
     """The B prompts of a step (steps count from 0): consecutive slices of seeded per-epoch
     permutations of the prompt list. Stateless, so a resumed run draws exactly the same prompts."""
     n = len(prompts)
+    perms: dict[int, torch.Tensor] = {}  # one permutation per epoch the step touches (not one per prompt)
     out = []
     for flat in range(step * batch, (step + 1) * batch):
         epoch, pos = divmod(flat, n)
-        perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
-        out.append(prompts[int(perm[pos])])
+        if epoch not in perms:
+            perms[epoch] = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
+        out.append(prompts[int(perms[epoch][pos])])
     return out
 
 

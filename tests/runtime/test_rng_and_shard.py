@@ -115,6 +115,24 @@ def test_the_steps_prompts_cover_every_prompt_once_an_epoch_in_a_new_order_each_
     assert prompts_for_step(prompts, 9, 3, seed=6) != drawn[27:30]
 
 
+def test_a_step_longer_than_an_epoch_draws_the_same_prompts_as_one_prompt_steps():
+    """A step of 10 prompts over 3 spans 4 epochs: its prompts are those that ten steps of one prompt draw, in
+    order, and each epoch's order is the stream the committed records were drawn from (a per-epoch permutation
+    seeded by seed · 1000003 + epoch), so a faster draw changes no record."""
+    from rlhf_zoo.train import prompts_for_step
+
+    prompts = ["a", "b", "c"]
+    for step in (0, 2):
+        singles = [prompts_for_step(prompts, step * 10 + i, 1, seed=4)[0] for i in range(10)]
+        assert prompts_for_step(prompts, step, 10, seed=4) == singles
+    stream = [
+        prompts[int(i)]
+        for epoch in range(4)
+        for i in torch.randperm(3, generator=torch.Generator().manual_seed(4 * 1_000_003 + epoch))
+    ]
+    assert prompts_for_step(prompts, 0, 10, seed=4) == stream[:10]
+
+
 def test_draws_of_different_names_differ_and_a_keyed_draw_does_not_depend_on_the_step():
     """The policy's and the base samples' generators of one prompt and step are different streams (else the
     base samples would repeat the policy's); a base-cache draw keyed by the prompt is the same at any step."""
