@@ -361,7 +361,7 @@ def check_prompts_fit(prompts: list[str], model_cfg: Any, tokenizer: Any, contex
     eos = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else 0
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos
     encoder = PromptEncoder(tokenizer, model_cfg, pad, [int(eos)])
-    counts = [encoder.token_count(p) for p in prompts]
+    counts = encoder.token_counts(prompts)
     over = [i for i, n in enumerate(counts) if n > room]
     if not over:
         return
@@ -417,7 +417,7 @@ def build_sentiment_task(cfg: SentimentTaskConfig, model_cfg: Any, device: str =
         if not checked:
             context = context_length(policy.model.config, policy.tokenizer)
             check_prompts_fit(train + evals, model_cfg, policy.tokenizer, context)
-        policy.encode_prompts(train + evals)  # tokenised once, here, before training
+        policy.tokenize_prompts(train + evals)  # once, here, before training
         return policy
 
     return Task(

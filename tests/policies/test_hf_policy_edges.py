@@ -361,6 +361,53 @@ def test_token_count_is_the_length_encode_gives_chat_template_included_tokenised
     assert calls == [tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False)]
 
 
+@pytest.mark.parametrize("chat_template", [False, True])
+def test_a_prompt_set_is_counted_in_batched_calls_as_one_by_one_and_encoded_from_that_cache(chat_template):
+    """token_counts (the prompt-fit check, and the policy's tokenising of its prompt set before training) gives
+    each prompt the count that counting it alone gives, an empty prompt its BOS, in one tokenizer call per chunk
+    of distinct prompts; encoding those prompts later calls the tokenizer no more."""
+    from rlhf_zoo.policies import models
+    from rlhf_zoo.policies.hf.tokens import PromptEncoder
+
+    tokenizer = models.build_tiny_tokenizer()
+    tokenizer.chat_template = "{% for m in messages %}<s>user: {{ m['content'] }}\n{% endfor %}bot:"
+    calls: list[list[str]] = []
+
+    class Counting:
+        def __getattr__(self, name):
+            return getattr(tokenizer, name)
+
+        def __call__(self, text, **kw):
+            calls.append(text)
+            return tokenizer(text, **kw)
+
+    cfg = HFPolicyConfig(chat_template=chat_template)
+    prompts = ["The movie was", "", "bad", "The movie was", "a long and winding review of a film", "x y", "bad"]
+    alone = PromptEncoder(tokenizer, cfg, pad_token_id=0, eos_token_ids=[2])
+    expected = [alone.token_count(p) for p in prompts]
+    enc = PromptEncoder(Counting(), cfg, pad_token_id=0, eos_token_ids=[2])
+    assert enc.token_counts(prompts, chunk=2) == expected
+    assert [len(c) for c in calls] == [2, 2, 1]  # 5 distinct prompts in chunks of 2
+    assert enc.cache == alone.cache
+    _, mask = enc.encode(prompts, torch.device("cpu"))
+    assert mask.sum(1).tolist() == expected and len(calls) == 3
+
+
+def test_an_empty_prompt_counted_in_a_batch_conditions_on_bos():
+    """A tokenizer that adds no special tokens gives "" no ids in a batched call too: it counts as its BOS."""
+    from rlhf_zoo.policies.hf.tokens import PromptEncoder
+
+    class NoSpecials:
+        bos_token_id = 1
+
+        def __call__(self, text, **kw):
+            codes = [[ord(ch) for ch in t] for t in ([text] if isinstance(text, str) else text)]
+            return {"input_ids": codes[0] if isinstance(text, str) else codes}
+
+    enc = PromptEncoder(NoSpecials(), HFPolicyConfig(), pad_token_id=0, eos_token_ids=[2])
+    assert enc.token_counts(["", "ab"]) == [1, 2] and enc.cache == {"": [1], "ab": [97, 98]}
+
+
 def test_load_checkpoint_state_checks_on_its_own_before_copying_anything():
     """The module-level loader is strict by itself, not only behind HFPolicy.load_state_dict: a tensor of another
     shape is refused and no weight changes."""

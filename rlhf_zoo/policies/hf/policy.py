@@ -130,6 +130,11 @@ class HFPolicy:
         :class:`UserError` for an empty list, a non-string prompt, or one over ``max_prompt_tokens``."""
         return self._prompts.encode(prompts, self.device)
 
+    def tokenize_prompts(self, prompts: Sequence[str]) -> list[int]:
+        """Tokenise every prompt of a set now, in batches, so that sampling finds them cached: their token
+        counts (chat template included). No length check: :meth:`encode_prompts` makes it when a prompt is used."""
+        return self._prompts.token_counts(prompts)
+
     @torch.no_grad()
     def sample(
         self,
