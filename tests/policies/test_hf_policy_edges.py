@@ -5,6 +5,8 @@ passes, and checkpoint shapes and refusals."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import torch
 
@@ -333,15 +335,14 @@ def test_a_too_long_prompt_is_quoted_whole_up_to_80_characters_and_cut_with_dots
     assert repr(long[:77] + "...") in str(err.value) and long[:78] not in str(err.value)
 
 
-def test_token_count_is_the_length_encode_gives_chat_template_included_tokenised_once():
-    """The prompt-fit check counts a prompt as sampling will encode it (the chat template's tokens included), and
-    the tokenizer runs once per prompt however often it is counted and encoded."""
+def _templated_tokenizer_and_its_calls() -> tuple[Any, Any, list[Any]]:
+    """The tiny tokenizer with a chat template, a wrapper of it that records what each call tokenises, and
+    that record."""
     from rlhf_zoo.policies import models
-    from rlhf_zoo.policies.hf.tokens import PromptEncoder
 
     tokenizer = models.build_tiny_tokenizer()
     tokenizer.chat_template = "{% for m in messages %}<s>user: {{ m['content'] }}\n{% endfor %}bot:"
-    calls: list[str] = []
+    calls: list[Any] = []
 
     class Counting:
         def __getattr__(self, name):
@@ -351,7 +352,16 @@ def test_token_count_is_the_length_encode_gives_chat_template_included_tokenised
             calls.append(text)
             return tokenizer(text, **kw)
 
-    enc = PromptEncoder(Counting(), HFPolicyConfig(chat_template=True), pad_token_id=0, eos_token_ids=[2])
+    return tokenizer, Counting(), calls
+
+
+def test_token_count_is_the_length_encode_gives_chat_template_included_tokenised_once():
+    """The prompt-fit check counts a prompt as sampling will encode it (the chat template's tokens included), and
+    the tokenizer runs once per prompt however often it is counted and encoded."""
+    from rlhf_zoo.policies.hf.tokens import PromptEncoder
+
+    tokenizer, counting, calls = _templated_tokenizer_and_its_calls()
+    enc = PromptEncoder(counting, HFPolicyConfig(chat_template=True), pad_token_id=0, eos_token_ids=[2])
     prompt = "The movie was"
     n = enc.token_count(prompt)
     _, mask = enc.encode([prompt, prompt], torch.device("cpu"))
@@ -364,28 +374,16 @@ def test_token_count_is_the_length_encode_gives_chat_template_included_tokenised
 @pytest.mark.parametrize("chat_template", [False, True])
 def test_a_prompt_set_is_counted_in_batched_calls_as_one_by_one_and_encoded_from_that_cache(chat_template):
     """token_counts (the prompt-fit check, and the policy's tokenising of its prompt set before training) gives
-    each prompt the count that counting it alone gives, an empty prompt its BOS, in one tokenizer call per chunk
+    each prompt the count that counting it alone gives (the empty one too), in one tokenizer call per chunk
     of distinct prompts; encoding those prompts later calls the tokenizer no more."""
-    from rlhf_zoo.policies import models
     from rlhf_zoo.policies.hf.tokens import PromptEncoder
 
-    tokenizer = models.build_tiny_tokenizer()
-    tokenizer.chat_template = "{% for m in messages %}<s>user: {{ m['content'] }}\n{% endfor %}bot:"
-    calls: list[list[str]] = []
-
-    class Counting:
-        def __getattr__(self, name):
-            return getattr(tokenizer, name)
-
-        def __call__(self, text, **kw):
-            calls.append(text)
-            return tokenizer(text, **kw)
-
+    tokenizer, counting, calls = _templated_tokenizer_and_its_calls()
     cfg = HFPolicyConfig(chat_template=chat_template)
     prompts = ["The movie was", "", "bad", "The movie was", "a long and winding review of a film", "x y", "bad"]
     alone = PromptEncoder(tokenizer, cfg, pad_token_id=0, eos_token_ids=[2])
     expected = [alone.token_count(p) for p in prompts]
-    enc = PromptEncoder(Counting(), cfg, pad_token_id=0, eos_token_ids=[2])
+    enc = PromptEncoder(counting, cfg, pad_token_id=0, eos_token_ids=[2])
     assert enc.token_counts(prompts, chunk=2) == expected
     assert [len(c) for c in calls] == [2, 2, 1]  # 5 distinct prompts in chunks of 2
     assert enc.cache == alone.cache
