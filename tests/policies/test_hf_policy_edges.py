@@ -495,3 +495,19 @@ def test_a_policy_wrapping_a_model_loaded_in_eval_mode_starts_in_training_mode()
     pol = HFPolicy(model, tokenizer, HFPolicyConfig(lora_dropout=0.1))
     assert pol.training and pol.model.training
     assert all(m.training for m in pol.model.modules())
+
+
+def test_shared_sampling_runs_each_prompt_once_and_generates_from_its_last_token():
+    """With share_prompts, the n samples of a prompt share one prompt pass in sampling too (the prefill): the first
+    forward holds each distinct prompt once, all but its last token, and every later forward is one token per row
+    (``generate`` starts from the last prompt token), so no prompt is run again for each of its n rows."""
+    pol = make(max_new_tokens=4)
+    calls: list[torch.Tensor] = []
+    pol.model.get_base_model().register_forward_pre_hook(
+        lambda _m, _a, kwargs: calls.append(kwargs["input_ids"].clone()), with_kwargs=True
+    )
+    r = pol.sample(PROMPTS, 3, generator=torch.Generator().manual_seed(0))
+    ids, _ = pol.encode_prompts(PROMPTS)
+    assert ids.shape[1] > 2  # prompts of several tokens, so a prompt pass per row would show
+    assert torch.equal(calls[0], ids[:, :-1])
+    assert len(calls) > 1 and [tuple(c.shape) for c in calls[1:]] == [(len(r), 1)] * (len(calls) - 1)
