@@ -1,15 +1,17 @@
 """The testbed's tabular policy (rlhf_zoo/policies/tabular.py): the documented order in which a prompt's
-uniforms drive its tokens, and the per-token log-probs that ``token_kl`` hands back beside the KL."""
+uniforms drive its tokens (and the texts they decode to), one generator's reproducibility, ``token_kl``'s direction
+and the log-probs it hands back beside the KL, and the anchor's moving average."""
 
 import torch
 
-from rlhf_zoo.policies.tabular import PrefixTree, TabularPolicy
+from rlhf_zoo.policies.tabular import LETTERS, PrefixTree, TabularPolicy
 
 
 def test_row_j_step_t_takes_uniform_j_t_of_its_prompts_n_by_max_len_block():
     """Prompt i's n × max_len uniforms are drawn at once, row-major, from generator i (rlhf_zoo/policies/sampling.py):
     completion j's t-th token is the first whose cumulative probability at its prefix exceeds U[j, t] times the total.
-    Re-derived here token by token with plain Python sums over the softmax of the table's row for the prefix."""
+    Re-derived here token by token with plain Python sums over the softmax of the table's row for the prefix; the
+    text a reward reads is the completion's letters, without its EOS."""
     vocab, max_len, n = 3, 3, 6
     tree = PrefixTree(vocab_size=vocab, max_len=max_len)
     prompts = ["p", "q"]
@@ -38,6 +40,7 @@ def test_row_j_step_t_takes_uniform_j_t_of_its_prompts_n_by_max_len_block():
             row = i * n + j
             k = int(roll.response_mask[row].sum())
             assert roll.completion_ids[row, :k].tolist() == tokens, (i, j)
+            assert roll.texts[row] == "".join(LETTERS[v] for v in tokens if v != tree.eos)  # EOS is not text
             lengths.add(k)
     assert len(lengths) > 1  # completions that end early and ones that run to the cap
 
