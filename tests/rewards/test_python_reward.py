@@ -162,6 +162,25 @@ def test_a_reward_file_imports_a_helper_beside_it(tmp_path, monkeypatch):
     assert (tmp_path / "executed").read_text() == "once "  # validation and the run share one execution
 
 
+def test_a_module_beside_the_file_wins_over_an_installed_module_of_the_same_name(tmp_path, monkeypatch):
+    """As under ``python reward.py``, the file's own folder comes first while it is imported: a ``colorsys.py``
+    beside it is the one it imports, not the standard library's."""
+    import sys
+
+    from rlhf_zoo.rewards import build_reward, checked_score
+
+    (tmp_path / "colorsys.py").write_text("SOURCE = 'beside'\n")
+    (tmp_path / "reward.py").write_text(
+        "import colorsys\n\n\n"
+        "def score(prompts, completions):\n"
+        "    return [1.0 if getattr(colorsys, 'SOURCE', '') == 'beside' else 0.0 for _ in completions]\n"
+    )
+    monkeypatch.setitem(sys.modules, "colorsys", None)  # restored (or removed) afterwards
+    monkeypatch.delitem(sys.modules, "colorsys")  # imported afresh, whatever imported it before
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    assert checked_score(build_reward(f"py:{tmp_path / 'reward.py'}:score"), ["p"], ["c"]).tolist() == [1.0]
+
+
 def test_the_last_colon_names_the_function_so_a_source_may_hold_colons():
     from rlhf_zoo.errors import UserError
     from rlhf_zoo.rewards.python import parse_spec
