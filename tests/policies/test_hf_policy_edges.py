@@ -200,6 +200,9 @@ def test_one_lora_target_missing_beside_others_that_exist_is_a_user_error_naming
     silently train fewer weights than asked."""
     with pytest.raises(UserError, match=r"lora_target_modules: nope names no module"):
         make(lora_target_modules=("q_proj", "nope"))
+    # PEFT matches a whole module name or its last dotted part, so a cut-short name matches nothing either
+    with pytest.raises(UserError, match=r"lora_target_modules: q_pro names no module"):
+        make(lora_target_modules=("q_pro", "v_proj"))
     pol = make(lora_target_modules=("q_proj", "v_proj"))
     adapted = {n.split(".")[-4] for n, p in pol.model.named_parameters() if p.requires_grad and "lora_A" in n}
     assert adapted == {"q_proj", "v_proj"}
