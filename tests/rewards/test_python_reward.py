@@ -36,6 +36,10 @@ def nan(prompts, completions):
     return [float("nan")] * len(completions)
 
 
+def _private_helper(completion):
+    return 0.0
+
+
 NOT_A_FUNCTION = 3
 """
 
@@ -83,6 +87,7 @@ def test_a_module_by_name_is_the_gold_reward(cli, lm, tmp_path, rewards_file, mo
         ("py:no_such_module_xyz:score", "no module named 'no_such_module_xyz'"),
         ("py:{file}:scor", "has no 'scor' (its functions: as_list, as_tensor, constant, nan, one_argument)"),
         ("py:{file}:one_argument", "cannot be called as f(prompts, completions)"),
+        ("py:{file}:my score", "'my score' is not a Python name"),
         ("py:{file}:NOT_A_FUNCTION", "not a function"),
         ("py:{file}", "names no function"),
         ("py:{broken}:score", "importing"),
