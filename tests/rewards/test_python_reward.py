@@ -186,6 +186,23 @@ def test_a_module_beside_the_file_wins_over_an_installed_module_of_the_same_name
     assert checked_score(build_reward(f"py:{tmp_path / 'reward.py'}:score"), ["p"], ["c"]).tolist() == [1.0]
 
 
+def test_a_module_that_imports_a_missing_one_is_named_as_failing_not_as_missing(tmp_path, monkeypatch):
+    """``py:MODULE:NAME`` whose module is there but imports one that is not: the error says that importing the
+    module failed and why, not "no module named" the dependency as if the reference itself were wrong."""
+    import sys
+
+    from rlhf_zoo.errors import UserError
+    from rlhf_zoo.rewards.python import load_python_function
+
+    (tmp_path / "zoo_test_needs_dep.py").write_text("import zoo_test_absent_dep\n\n\ndef score(p, c):\n    return []\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.delitem(sys.modules, "zoo_test_needs_dep", raising=False)
+    with pytest.raises(UserError, match="importing zoo_test_needs_dep failed.*zoo_test_absent_dep") as info:
+        load_python_function("py:zoo_test_needs_dep:score")
+    assert "use py:" not in str(info.value)
+
+
 def test_the_last_colon_names_the_function_so_a_source_may_hold_colons():
     from rlhf_zoo.errors import UserError
     from rlhf_zoo.rewards.python import parse_spec
