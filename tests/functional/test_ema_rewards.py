@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from rlhf_zoo.functional.ema import ema, ema_
 from rlhf_zoo.functional.rewards import JBOND_PENALTY, bond_return, jbond_reward
-from tests.functional.functional_helpers import F64, prob_vectors, t64, tied_rewards
+from tests.functional.functional_helpers import F64, brute_force_bon, prob_vectors, py_quantiles, t64, tied_rewards
 
 FAST = settings(max_examples=60, deadline=None)
 
@@ -174,3 +174,23 @@ def test_bond_return_needs_n_at_least_2(n):
     z = torch.zeros(2, dtype=F64)
     with pytest.raises(ValueError):
         bond_return(z, z, z, n)
+
+
+@FAST
+@given(st.integers(2, 4), st.data())
+def test_bond_return_with_log_b_is_log_pi_bon_minus_log_pi(n, data):
+    """With ``log_b`` the return is exactly log π_BoN(y) − log π(y) (ALGORITHMS.md §2: log π_BoN = log π_ref +
+    (N−1)·log p_≤ + log B, B = Σ_{i=1..N} (p_</p_≤)^(i−1)), here against best-of-n by enumeration, with ties."""
+    k = 4
+    ref = data.draw(prob_vectors(k, allow_zero=False))
+    pi = data.draw(prob_vectors(k, allow_zero=False))
+    rewards = data.draw(tied_rewards(k))
+    bon = brute_force_bon(ref, rewards, n)
+    log_q, log_b = [], []
+    for r in rewards:
+        p_le, p_lt = py_quantiles(ref, rewards, r)
+        log_q.append(math.log(p_le))
+        log_b.append(math.log(sum((p_lt / p_le) ** i for i in range(n))))
+    out = bond_return(t64(log_q), t64([math.log(p) for p in pi]), t64([math.log(p) for p in ref]), n, t64(log_b))
+    expected = t64([math.log(b) - math.log(p) for b, p in zip(bon, pi, strict=True)])
+    torch.testing.assert_close(out, expected, rtol=1e-9, atol=1e-9)

@@ -202,6 +202,9 @@ def test_one_lora_target_missing_beside_others_that_exist_is_a_user_error_naming
     silently train fewer weights than asked."""
     with pytest.raises(UserError, match=r"lora_target_modules: nope names no module"):
         make(lora_target_modules=("q_proj", "nope"))
+    # PEFT matches a whole module name or its last dotted part, so a cut-short name matches nothing either
+    with pytest.raises(UserError, match=r"lora_target_modules: q_pro names no module"):
+        make(lora_target_modules=("q_pro", "v_proj"))
     pol = make(lora_target_modules=("q_proj", "v_proj"))
     adapted = {n.split(".")[-4] for n, p in pol.model.named_parameters() if p.requires_grad and "lora_A" in n}
     assert adapted == {"q_proj", "v_proj"}
@@ -540,3 +543,19 @@ def test_a_policy_wrapping_a_model_loaded_in_eval_mode_starts_in_training_mode()
     pol = HFPolicy(model, tokenizer, HFPolicyConfig(lora_dropout=0.1))
     assert pol.training and pol.model.training
     assert all(m.training for m in pol.model.modules())
+
+
+def test_shared_sampling_runs_each_prompt_once_and_generates_from_its_last_token():
+    """With share_prompts, the n samples of a prompt share one prompt pass in sampling too (the prefill): the first
+    forward holds each distinct prompt once, all but its last token, and every later forward is one token per row
+    (``generate`` starts from the last prompt token), so no prompt is run again for each of its n rows."""
+    pol = make(max_new_tokens=4)
+    calls: list[torch.Tensor] = []
+    pol.model.get_base_model().register_forward_pre_hook(
+        lambda _m, _a, kwargs: calls.append(kwargs["input_ids"].clone()), with_kwargs=True
+    )
+    r = pol.sample(PROMPTS, 3, generator=torch.Generator().manual_seed(0))
+    ids, _ = pol.encode_prompts(PROMPTS)
+    assert ids.shape[1] > 2  # prompts of several tokens, so a prompt pass per row would show
+    assert torch.equal(calls[0], ids[:, :-1])
+    assert len(calls) > 1 and [tuple(c.shape) for c in calls[1:]] == [(len(r), 1)] * (len(calls) - 1)

@@ -57,3 +57,14 @@ def test_a_rollout_whose_fields_disagree_is_refused(change):
     fields = rollout([5], [[1, 2], [3, 4], [2, 2]], None).__dict__ | change
     with pytest.raises(ValueError):
         Rollout(**fields)
+
+
+def test_select_takes_rows_in_the_given_order_and_keeps_the_group_size_unless_given():
+    r = rollout(
+        [5], [[1, 2], [3, 4], [2, 2], [4, 1]], [[-1.0, -2.0], [-3.0, -4.0], [-5.0, -6.0], [-7.0, -8.0]], group_size=2
+    )
+    picked = r.select([3, 2])
+    assert picked.completion_ids.tolist() == [[4, 1], [2, 2]] and picked.texts == [r.texts[3], r.texts[2]]
+    assert picked.sample_logp.tolist() == [[-7.0, -8.0], [-5.0, -6.0]]
+    assert picked.group_size == 2  # the last group, reversed: still one group of two
+    assert r.select([0, 2], group_size=1).group_size == 1

@@ -128,3 +128,19 @@ def test_training_steps_see_every_block_once_per_pass_with_fresh_clipped_gradien
         assert rec["lr"] == pytest.approx([cfg.lr * zoo_lm._lr_factor(k, cfg)] * 2), k
     decay = steps_seen[0]["decay"]
     assert decay[id(model.table)] == cfg.weight_decay and decay[id(model.bias)] == 0.0
+
+
+def test_a_pass_that_does_not_fill_the_last_batch_tops_it_up_from_the_next_pass():
+    """5 blocks in batches of 3: every step still trains on 3 blocks (a step of 2 would weigh its blocks more,
+    and ``tokens_seen`` would be off), the 2 left of a pass joined by the first of a fresh order: over the 12
+    rows the first 5 are one whole pass, and each block appears two or three times."""
+    cfg = ZooLMConfig(seq_len=4, batch_size=3, steps=4, lr=0.01, warmup_steps=2)
+    blocks = torch.tensor([[BOS, 3 + i, 4 + i, EOS] for i in range(5)])
+    model = Bigram()
+    stats = zoo_lm.train_model(model, blocks, cfg, PAD, progress=False)
+    assert [len(call["input_ids"]) for call in model.calls] == [3, 3, 3, 3]
+    assert stats["tokens_seen"] == 4 * 3 * 4
+    seen = [tuple(row.tolist()) for call in model.calls for row in call["input_ids"]]
+    assert sorted(set(seen[:5])) == sorted(map(tuple, blocks.tolist()))  # the first pass, whole
+    counts = {b: seen.count(b) for b in map(tuple, blocks.tolist())}
+    assert set(counts.values()) <= {2, 3} and sum(counts.values()) == 12

@@ -90,3 +90,18 @@ def test_more_scores_than_texts_are_refused():
 def test_sparse_scores_are_the_same_scores_as_dense_ones(dense):
     reward = CallableReward(lambda p, c: dense.to_sparse(), name="sparse")
     assert torch.equal(checked_score(reward, ["p"] * 3, ["a", "b", "c"]), dense.flatten())
+
+
+def test_of_several_non_finite_scores_the_first_is_named_with_the_count() -> None:
+    r = CallableReward(lambda ps, cs: [0.0, math.nan, math.inf], name="flaky")
+    with pytest.raises(RewardError, match=r"returned nan for completion 'broken' \(2 of 3 scores not finite\)"):
+        checked_score(r, P, C)
+
+
+def test_a_reward_error_raised_by_the_reward_is_passed_on_as_it_is() -> None:
+    """A reward that checks its own result (``CallableReward`` does) raises a :class:`RewardError` saying what was
+    wrong; ``checked_score`` passes it on rather than reporting it as an exception the reward raised."""
+    r = CallableReward(lambda ps, cs: [1.0], name="short")
+    with pytest.raises(RewardError, match="returned 1 scores for 3 texts") as info:
+        checked_score(r, P, C)
+    assert "raised" not in str(info.value) and info.value.__cause__ is None

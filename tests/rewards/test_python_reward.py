@@ -36,6 +36,10 @@ def nan(prompts, completions):
     return [float("nan")] * len(completions)
 
 
+def _private_helper(completion):
+    return 0.0
+
+
 NOT_A_FUNCTION = 3
 """
 
@@ -83,6 +87,7 @@ def test_a_module_by_name_is_the_gold_reward(cli, lm, tmp_path, rewards_file, mo
         ("py:no_such_module_xyz:score", "no module named 'no_such_module_xyz'"),
         ("py:{file}:scor", "has no 'scor' (its functions: as_list, as_tensor, constant, nan, one_argument)"),
         ("py:{file}:one_argument", "cannot be called as f(prompts, completions)"),
+        ("py:{file}:my score", "'my score' is not a Python name"),
         ("py:{file}:NOT_A_FUNCTION", "not a function"),
         ("py:{file}", "names no function"),
         ("py:{broken}:score", "importing"),
@@ -160,6 +165,42 @@ def test_a_reward_file_imports_a_helper_beside_it(tmp_path, monkeypatch):
     # a function importing a helper when it is called (after the file was loaded) still finds it
     assert checked_score(build_reward(f"py:{folder / 'reward.py'}:late"), ["p"], ["a"]).tolist() == [-1.0]
     assert (tmp_path / "executed").read_text() == "once "  # validation and the run share one execution
+
+
+def test_a_module_beside_the_file_wins_over_an_installed_module_of_the_same_name(tmp_path, monkeypatch):
+    """As under ``python reward.py``, the file's own folder comes first while it is imported: a ``colorsys.py``
+    beside it is the one it imports, not the standard library's."""
+    import sys
+
+    from rlhf_zoo.rewards import build_reward, checked_score
+
+    (tmp_path / "colorsys.py").write_text("SOURCE = 'beside'\n")
+    (tmp_path / "reward.py").write_text(
+        "import colorsys\n\n\n"
+        "def score(prompts, completions):\n"
+        "    return [1.0 if getattr(colorsys, 'SOURCE', '') == 'beside' else 0.0 for _ in completions]\n"
+    )
+    monkeypatch.setitem(sys.modules, "colorsys", None)  # restored (or removed) afterwards
+    monkeypatch.delitem(sys.modules, "colorsys")  # imported afresh, whatever imported it before
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    assert checked_score(build_reward(f"py:{tmp_path / 'reward.py'}:score"), ["p"], ["c"]).tolist() == [1.0]
+
+
+def test_a_module_that_imports_a_missing_one_is_named_as_failing_not_as_missing(tmp_path, monkeypatch):
+    """``py:MODULE:NAME`` whose module is there but imports one that is not: the error says that importing the
+    module failed and why, not "no module named" the dependency as if the reference itself were wrong."""
+    import sys
+
+    from rlhf_zoo.errors import UserError
+    from rlhf_zoo.rewards.python import load_python_function
+
+    (tmp_path / "zoo_test_needs_dep.py").write_text("import zoo_test_absent_dep\n\n\ndef score(p, c):\n    return []\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.delitem(sys.modules, "zoo_test_needs_dep", raising=False)
+    with pytest.raises(UserError, match="importing zoo_test_needs_dep failed.*zoo_test_absent_dep") as info:
+        load_python_function("py:zoo_test_needs_dep:score")
+    assert "use py:" not in str(info.value)
 
 
 def test_the_last_colon_names_the_function_so_a_source_may_hold_colons():

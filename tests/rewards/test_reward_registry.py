@@ -81,3 +81,14 @@ def test_a_python_reward_is_built_without_options(tmp_path) -> None:
     (tmp_path / "mine.py").write_text("def score(prompts, completions):\n    return [0.0] * len(completions)\n")
     with pytest.raises(UserError, match="takes no options"):
         build_reward(f"py:{tmp_path / 'mine.py'}:score", batch_size=2)
+
+
+def test_the_model_of_an_hf_reward_is_named_by_its_spec_not_by_an_option(tmp_path) -> None:
+    """``hf:PATH`` names the model; an option ``model_name_or_path`` would reach the class a second time (a
+    TypeError when the run builds it), so the config's check refuses it as no option of the reward."""
+    from rlhf_zoo.rewards.registry import check_reward_spec
+
+    with pytest.raises(UserError, match="has no option 'model_name_or_path'"):
+        check_reward_spec(f"hf:{tmp_path}", {"model_name_or_path": str(tmp_path)})
+    with pytest.raises(UserError, match="has no option 'model_name_or_path'"):
+        build_reward(f"hf:{tmp_path}", model_name_or_path=str(tmp_path))

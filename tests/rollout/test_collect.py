@@ -9,7 +9,7 @@ import torch
 
 from rlhf_zoo.algorithms.base import Needs
 from rlhf_zoo.rng import Streams
-from rlhf_zoo.rollout import BaseCache, Costs, collect
+from rlhf_zoo.rollout import BaseCache, Costs, collect, score
 from rlhf_zoo.tasks.exact import ExactTaskConfig, build_exact_task
 from tests.rollout.recording import Flat, LMOrderPolicy, RecordingPolicy, UniformsPolicy, ahead
 from tests.tasks import brute_force as bf
@@ -287,3 +287,16 @@ def test_timings_add_up_every_block_of_a_phase_and_run_its_probe_around_each(mon
     assert costs.seconds == {"reward": 3.0, "generate": 4.0}
     assert events == ["enter", "exit", "enter", "exit"]
     assert costs.copy().seconds == costs.seconds and costs.copy().seconds is not costs.seconds
+
+
+def test_score_reads_the_gold_reward_when_asked_and_refuses_a_task_without_one(exact_task):
+    """``score(..., gold=True)`` (what the evaluation reports as gold) is the task's gold reward, not its proxy, and
+    is paid for like the proxy; a task without a gold reward says so."""
+    roll = exact_task.build_policy(0).sample(exact_task.train_prompts, 8, generator=torch.Generator().manual_seed(0))
+    gold = exact_task.gold.score(roll.prompts, roll.texts)
+    assert not torch.equal(gold, exact_task.proxy.score(roll.prompts, roll.texts))  # the two are told apart
+    costs = Costs()
+    assert torch.equal(score(exact_task, roll, costs, gold=True), gold)
+    assert costs.reward_calls == len(roll)
+    with pytest.raises(ValueError, match="no gold reward"):
+        score(dataclasses.replace(exact_task, gold=None), roll, gold=True)
