@@ -72,7 +72,12 @@ class Rollout:
         return len(self) // self.group_size
 
     def select(self, rows: Tensor | Sequence[int], group_size: int | None = None) -> Rollout:
-        """The rollout restricted to ``rows`` (in that order), with a new group size."""
+        """The rollout restricted to ``rows`` (in that order), with a new group size.
+
+        Not for a weighted rollout (an enumeration): its weights define an expectation over all of its rows, and
+        no subset of them defines one (a ValueError), where a silent choice, kept or dropped, would be wrong."""
+        if self.weights is not None:
+            raise ValueError("rows of a weighted rollout (an enumeration) cannot be selected: use it whole")
         idx = torch.as_tensor(rows, dtype=torch.long)
         picked = [int(i) for i in idx]
         out: dict[str, Any] = {}
@@ -85,8 +90,6 @@ class Rollout:
             else:
                 out[f.name] = v
         out["group_size"] = group_size if group_size is not None else self.group_size
-        if out["weights"] is not None and group_size is not None:
-            out["weights"] = None
         return Rollout(**out)
 
     def groups(self, groups: Sequence[int]) -> Rollout:

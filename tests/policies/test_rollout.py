@@ -68,3 +68,12 @@ def test_select_takes_rows_in_the_given_order_and_keeps_the_group_size_unless_gi
     assert picked.sample_logp.tolist() == [[-7.0, -8.0], [-5.0, -6.0]]
     assert picked.group_size == 2  # the last group, reversed: still one group of two
     assert r.select([0, 2], group_size=1).group_size == 1
+
+
+def test_rows_of_a_weighted_rollout_cannot_be_selected_nor_its_groups_taken():
+    """An enumeration's weights define one expectation over all its rows: a subset (a minibatch of its groups, a
+    best-of pick) has no defined weights, so it is refused rather than given the old ones or uniform ones."""
+    r = rollout([5], [[1], [2], [3], [4]], None, weights=torch.tensor([0.1, 0.4, 0.3, 0.2]), group_size=2)
+    for take in (lambda: r.select([0, 1]), lambda: r.select([0], group_size=1), lambda: r.groups([1])):
+        with pytest.raises(ValueError, match="weighted rollout"):
+            take()
