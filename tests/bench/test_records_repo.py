@@ -495,3 +495,16 @@ def test_the_seed_mean_path_keeps_the_steps_every_seed_evaluated():
         synth_record("reinforce", 0.1, 1, {}, path=[{"step": s, "reward/proxy": 2.0 * s} for s in (0, 10)]),
     ]
     assert group_records(records)["reinforce"][0.1].mean_path("reward/proxy") == [(0.0, 0.0), (10.0, 15.0)]
+
+
+def test_a_key_given_twice_makes_the_run_of_its_later_value():
+    """A suite's ``train.steps=300`` and the command line's ``train.steps=5`` make a 5-step run, as the configuration
+    reads them: a record of that run is the point's whatever the suite's value was, and not one of 300 steps."""
+    from rlhf_zoo.bench.records import same_run
+    from rlhf_zoo.config import load_config
+
+    point = ["task=exact", "algo=bond", "train.steps=300", "train.steps=5"]
+    assert load_config([*point, "run_dir=unused"]).train.steps == 5
+    assert same_run(point, ["task=exact", "algo=bond", "train.steps=200", "train.steps=5"])
+    assert same_run(point, ["task=exact", "algo=bond", "train.steps=5"])
+    assert not same_run(point, ["task=exact", "algo=bond", "train.steps=300"])
