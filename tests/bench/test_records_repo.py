@@ -508,3 +508,16 @@ def test_a_key_given_twice_makes_the_run_of_its_later_value():
     assert same_run(point, ["task=exact", "algo=bond", "train.steps=200", "train.steps=5"])
     assert same_run(point, ["task=exact", "algo=bond", "train.steps=5"])
     assert not same_run(point, ["task=exact", "algo=bond", "train.steps=300"])
+
+
+def test_a_format_1_record_in_the_records_folder_still_loads_as_code_version_unknown(tmp_path):
+    """The records folder reads every format this version reads, as the run folders do: a record of format 1 (no
+    code version, no settings) is read back, not refused as a later rlhf_zoo's."""
+    from rlhf_zoo.bench.records import code_version_of, record_settings, write_point_record
+
+    old = {**synth_record("reinforce", 0.1, 3, {"kl/exact": 1.0}), "format": 1}
+    path = write_point_record(tmp_path, old)
+    back = read_point_record(path)
+    assert back["format"] == 1 and back["id"] == old["id"] and code_version_of(back) == "unknown"
+    assert record_settings(back) == {"algo": "reinforce", "algo.beta": "0.1"}  # its arguments, the seed left out
+    assert list(repo_records(tmp_path / "exact")) == [old["id"]]
