@@ -521,3 +521,20 @@ def test_a_format_1_record_in_the_records_folder_still_loads_as_code_version_unk
     assert back["format"] == 1 and back["id"] == old["id"] and code_version_of(back) == "unknown"
     assert record_settings(back) == {"algo": "reinforce", "algo.beta": "0.1"}  # its arguments, the seed left out
     assert list(repo_records(tmp_path / "exact")) == [old["id"]]
+
+
+def test_records_of_two_code_versions_are_refused_naming_the_commits_behind_them():
+    """The refusal says which commits wrote the two records (format 1: the run's meta.json), so that the user knows
+    which records to delete."""
+    a = {**synth_record("bond", 2, 0, {"kl/exact": 1.0}, knob="algo.n"), "code_version": "aaaaaaaaaaaa"}
+    b = synth_record("bond", 2, 1, {"kl/exact": 3.0}, knob="algo.n")
+    b.update(code_version="bbbbbbbbbbbb", git_commit="f" * 40, git_dirty=True)
+    with pytest.raises(UserError, match=r"commits 0123456789 and ffffffffff-dirty"):
+        check_comparable([a, b], "exact")
+
+
+def test_records_with_other_settings_are_refused_naming_three_of_them_and_counting_the_rest():
+    a = {**synth_record("bond", 2, 0, {"kl/exact": 1.0}, knob="algo.n"), "settings": {"a": 1, "b": 1, "c": 1, "d": 1}}
+    b = {**synth_record("bond", 2, 1, {"kl/exact": 1.0}, knob="algo.n"), "settings": {"a": 2, "b": 2, "c": 2}}
+    with pytest.raises(UserError, match=r"different settings \(a=1 vs 2, b=1 vs 2, c=1 vs 2 \(and 1 more\)\)"):
+        check_comparable([a, b], "exact")
