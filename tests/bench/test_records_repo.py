@@ -538,3 +538,26 @@ def test_records_with_other_settings_are_refused_naming_three_of_them_and_counti
     b = {**synth_record("bond", 2, 1, {"kl/exact": 1.0}, knob="algo.n"), "settings": {"a": 2, "b": 2, "c": 2}}
     with pytest.raises(UserError, match=r"different settings \(a=1 vs 2, b=1 vs 2, c=1 vs 2 \(and 1 more\)\)"):
         check_comparable([a, b], "exact")
+
+
+
+def test_sweeps_are_grouped_in_suite_order_not_by_name():
+    """The tables, plots and claims list a suite's sweeps in the order the suite declares them (each membership's
+    ``order``), whatever their tags' alphabetical order or the order the records are read in."""
+    records = [
+        synth_record("alpha", 1, 0, {"kl/exact": 0.1}, order=2),
+        synth_record("zeta", 1, 0, {"kl/exact": 0.1}, order=0),
+        synth_record("mid", 1, 0, {"kl/exact": 0.1}, order=1),
+    ]
+    assert list(group_records(records)) == ["zeta", "mid", "alpha"]
+
+
+def test_a_pool_beside_exact_points_keeps_the_suite_exact():
+    """A suite on the exact testbed with a Best-of-N pool: the pool's records estimate KL from the pool
+    (``bon_pool``), the trained points' are exact; the records still come from a task with an exact oracle."""
+    from rlhf_zoo.bench.records import is_exact
+
+    exact = synth_record("reinforce", 0.1, 0, {"kl/exact": 1.0})
+    pool = synth_record("best_of_n", 2, 0, {"kl/exact": 0.3}, estimator="bon_pool")
+    assert is_exact([pool, exact]) and is_exact([exact, pool])
+    assert not is_exact([pool])
