@@ -561,3 +561,25 @@ def test_a_pool_beside_exact_points_keeps_the_suite_exact():
     pool = synth_record("best_of_n", 2, 0, {"kl/exact": 0.3}, estimator="bon_pool")
     assert is_exact([pool, exact]) and is_exact([exact, pool])
     assert not is_exact([pool])
+
+
+def test_a_record_in_the_records_folder_is_replaced_whole_or_not_at_all(tmp_path, monkeypatch):
+    """A kill while a point's record is written to the records folder (shared by every piece of a suite, committed)
+    leaves the record that was there, whole, and no other file beside it."""
+    import os
+
+    from rlhf_zoo.bench.records import record_path, write_point_record
+
+    old = synth_record("bond", 2, 0, {"kl/exact": 1.0}, knob="algo.n")
+    write_point_record(tmp_path, old)
+    path = record_path(tmp_path, "exact", old["id"])
+    before = path.read_text()
+
+    def killed(src, dst):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "replace", killed)
+    with pytest.raises(KeyboardInterrupt):
+        write_point_record(tmp_path, {**old, "summary": {**old["summary"], "kl/exact": 2.0}})
+    monkeypatch.undo()
+    assert path.read_text() == before and [p.name for p in path.parent.iterdir()] == [path.name]
