@@ -400,3 +400,25 @@ def test_every_record_carries_the_stamp_of_the_bench_that_ran_it(tiny_exact_suit
     run_suite(tiny_exact_suite, tmp_path, progress=False, seeds=[0], only=["best_of_n"])
     recs = [read_record(point_dir(tmp_path, p)) for p in expand(tiny_exact_suite, seeds=[0], only=["best_of_n"])]
     assert [(r["git_commit"], r["git_dirty"]) for r in recs] == [("a" * 40, False)] * len(recs)
+
+
+def test_a_kill_while_the_record_is_copied_to_the_records_folder_costs_no_run(tiny_exact_suite, tmp_path, monkeypatch):
+    """A point's record goes to its run folder first, then to the records folder: a kill between the two leaves the
+    point finished, and the next bench copies its record over instead of running it again."""
+    only = dict(seeds=[0], only=["best_of_n"])
+    (p,) = expand(tiny_exact_suite, **only)
+    records = tmp_path / "records"
+
+    def killed(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "write_point_record", killed)
+    with pytest.raises(KeyboardInterrupt):
+        run_suite(tiny_exact_suite, tmp_path, progress=False, records=records, **only)
+    monkeypatch.undo()
+    assert read_record(point_dir(tmp_path, p)) is not None
+    calls = []
+    monkeypatch.setattr(runner, "run_point", lambda *a, **k: calls.append(a))
+    report = run_suite(tiny_exact_suite, tmp_path, progress=False, records=records, **only)
+    assert calls == [] and report.skipped == report.backfilled == [p.id]
+    assert (records / tiny_exact_suite.name / f"{p.id}.json").is_file()
