@@ -422,3 +422,19 @@ def test_a_kill_while_the_record_is_copied_to_the_records_folder_costs_no_run(ti
     report = run_suite(tiny_exact_suite, tmp_path, progress=False, records=records, **only)
     assert calls == [] and report.skipped == report.backfilled == [p.id]
     assert (records / tiny_exact_suite.name / f"{p.id}.json").is_file()
+
+
+def test_a_stale_record_in_the_records_folder_of_a_point_never_run_here_is_counted_as_redone(
+    tiny_exact_suite, tmp_path
+):
+    """Another machine (no run folder here) finds the point's record in the shared records folder, made with other
+    arguments: the point runs again, is counted as redone, not as new, and its record is replaced."""
+    only = dict(seeds=[0], only=["best_of_n"])
+    (p,) = expand(tiny_exact_suite, **only)
+    records = tmp_path / "records"
+    run_suite(tiny_exact_suite, tmp_path / "machine_a", progress=False, records=records, **only)
+    extra = ["train.eval_prompts=2"]
+    report = run_suite(tiny_exact_suite, tmp_path / "machine_b", progress=False, records=records, extra=extra, **only)
+    assert report.ran == report.redone == [p.id]
+    rec = json.loads((records / tiny_exact_suite.name / f"{p.id}.json").read_text())
+    assert "train.eval_prompts=2" in rec["args"]
