@@ -438,3 +438,30 @@ def test_a_stale_record_in_the_records_folder_of_a_point_never_run_here_is_count
     assert report.ran == report.redone == [p.id]
     rec = json.loads((records / tiny_exact_suite.name / f"{p.id}.json").read_text())
     assert "train.eval_prompts=2" in rec["args"]
+
+
+def test_bench_json_describes_the_last_bench_that_ran_points(tiny_exact_suite, tmp_path, monkeypatch):
+    """``bench.json`` (the page's "last bench" line) is the invocation that ran the points: how many of the planned
+    ones, in how many processes (one point runs in one, whatever ``jobs`` asks for), and whether all are finished; a
+    bench that finds them all finished leaves it as it was."""
+    only = dict(seeds=[0, 1], only=["best_of_n"])
+    path = tmp_path / tiny_exact_suite.name / "bench.json"
+    real = runner.run_point
+
+    def second_fails(point, *a, **k):
+        if point.seed == 1:
+            raise RuntimeError("reward model died")
+        return real(point, *a, **k)
+
+    monkeypatch.setattr(runner, "run_point", second_fails)
+    with pytest.raises(RuntimeError):
+        run_suite(tiny_exact_suite, tmp_path, progress=False, jobs=1, command="first", **only)
+    monkeypatch.undo()
+    first = json.loads(path.read_text())
+    said = {"command": "first", "ran": 1, "points": 2, "seeds": [0, 1], "complete": False}
+    assert {k: first[k] for k in said} == said
+    run_suite(tiny_exact_suite, tmp_path, progress=False, jobs=2, command="second", **only)
+    second = json.loads(path.read_text())
+    assert (second["ran"], second["skipped"], second["jobs"], second["complete"]) == (1, 1, 1, True)
+    again = run_suite(tiny_exact_suite, tmp_path, progress=False, command="again", **only)
+    assert again.ran == [] and json.loads(path.read_text()) == second
