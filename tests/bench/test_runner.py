@@ -465,3 +465,20 @@ def test_bench_json_describes_the_last_bench_that_ran_points(tiny_exact_suite, t
     assert (second["ran"], second["skipped"], second["jobs"], second["complete"]) == (1, 1, 1, True)
     again = run_suite(tiny_exact_suite, tmp_path, progress=False, command="again", **only)
     assert again.ran == [] and json.loads(path.read_text()) == second
+
+
+def test_the_report_counts_the_finished_points_of_another_code_version(tiny_exact_suite, tmp_path):
+    """The bench says how many finished points (never run again) have records of another code version than this
+    code's: none after a bench of this code, one after a record was written by other code."""
+    import rlhf_zoo.bench.version as version
+
+    only = dict(seeds=[0], only=["reinforce"])
+    records = tmp_path / "records"
+    run_suite(tiny_exact_suite, tmp_path, progress=False, records=records, **only)
+    again = run_suite(tiny_exact_suite, tmp_path, progress=False, records=records, **only)
+    assert again.code_version == version.current_code_version() and again.other_code == {}
+    first = expand(tiny_exact_suite, **only)[0]
+    path = records / tiny_exact_suite.name / f"{first.id}.json"
+    path.write_text(path.read_text().replace(version.current_code_version(), "0123456789ab"))
+    later = run_suite(tiny_exact_suite, tmp_path, progress=False, records=records, **only)
+    assert later.ran == [] and later.other_code == {"0123456789ab": 1}
