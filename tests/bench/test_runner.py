@@ -482,3 +482,14 @@ def test_the_report_counts_the_finished_points_of_another_code_version(tiny_exac
     path.write_text(path.read_text().replace(version.current_code_version(), "0123456789ab"))
     later = run_suite(tiny_exact_suite, tmp_path, progress=False, records=records, **only)
     assert later.ran == [] and later.other_code == {"0123456789ab": 1}
+
+
+def test_the_progress_bar_starts_at_the_finished_points(tiny_exact_suite, tmp_path, capsys):
+    """The bar counts the planned points: those already finished are counted from the start, so a bench with
+    nothing left to run shows them all done, not none."""
+    only = dict(seeds=[0], only=["reinforce"])
+    run_suite(tiny_exact_suite, tmp_path, progress=False, **only)
+    capsys.readouterr()
+    run_suite(tiny_exact_suite, tmp_path, progress=True, **only)
+    bar = capsys.readouterr().err
+    assert "2/2" in bar and "0/2" not in bar, bar
