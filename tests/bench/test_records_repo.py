@@ -540,7 +540,6 @@ def test_records_with_other_settings_are_refused_naming_three_of_them_and_counti
         check_comparable([a, b], "exact")
 
 
-
 def test_sweeps_are_grouped_in_suite_order_not_by_name():
     """The tables, plots and claims list a suite's sweeps in the order the suite declares them (each membership's
     ``order``), whatever their tags' alphabetical order or the order the records are read in."""
