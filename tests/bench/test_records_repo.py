@@ -582,3 +582,14 @@ def test_a_record_in_the_records_folder_is_replaced_whole_or_not_at_all(tmp_path
         write_point_record(tmp_path, {**old, "summary": {**old["summary"], "kl/exact": 2.0}})
     monkeypatch.undo()
     assert path.read_text() == before and [p.name for p in path.parent.iterdir()] == [path.name]
+
+
+def test_every_record_holds_the_bench_command_that_made_it_and_the_bench_says_where_the_page_is(tmp_path, capsys):
+    """The page prints the command behind its records, so a reader can run it again: each record holds the whole
+    bench command line, and the bench names the page it wrote."""
+    args = [f"out={tmp_path}/runs", f"docs={tmp_path}/docs", "seeds=0", "only=best_of_n", "train.eval_prompts=2"]
+    assert bench(*args) == 0
+    command = " ".join(["rlhf-zoo", "bench", *TINY, *args])
+    recs = repo_records(tmp_path / "docs" / "records" / "exact")
+    assert len(recs) == 6 and {r["bench_command"] for r in recs.values()} == {command}
+    assert f"wrote {tmp_path / 'docs' / 'exact.md'} and its plots" in capsys.readouterr().out
