@@ -495,3 +495,101 @@ def test_the_seed_mean_path_keeps_the_steps_every_seed_evaluated():
         synth_record("reinforce", 0.1, 1, {}, path=[{"step": s, "reward/proxy": 2.0 * s} for s in (0, 10)]),
     ]
     assert group_records(records)["reinforce"][0.1].mean_path("reward/proxy") == [(0.0, 0.0), (10.0, 15.0)]
+
+
+def test_a_key_given_twice_makes_the_run_of_its_later_value():
+    """A suite's ``train.steps=300`` and the command line's ``train.steps=5`` make a 5-step run, as the configuration
+    reads them: a record of that run is the point's whatever the suite's value was, and not one of 300 steps."""
+    from rlhf_zoo.bench.records import same_run
+    from rlhf_zoo.config import load_config
+
+    point = ["task=exact", "algo=bond", "train.steps=300", "train.steps=5"]
+    assert load_config([*point, "run_dir=unused"]).train.steps == 5
+    assert same_run(point, ["task=exact", "algo=bond", "train.steps=200", "train.steps=5"])
+    assert same_run(point, ["task=exact", "algo=bond", "train.steps=5"])
+    assert not same_run(point, ["task=exact", "algo=bond", "train.steps=300"])
+
+
+def test_a_format_1_record_in_the_records_folder_still_loads_as_code_version_unknown(tmp_path):
+    """The records folder reads every format this version reads, as the run folders do: a record of format 1 (no
+    code version, no settings) is read back, not refused as a later rlhf_zoo's."""
+    from rlhf_zoo.bench.records import code_version_of, record_settings, write_point_record
+
+    old = {**synth_record("reinforce", 0.1, 3, {"kl/exact": 1.0}), "format": 1}
+    path = write_point_record(tmp_path, old)
+    back = read_point_record(path)
+    assert back["format"] == 1 and back["id"] == old["id"] and code_version_of(back) == "unknown"
+    assert record_settings(back) == {"algo": "reinforce", "algo.beta": "0.1"}  # its arguments, the seed left out
+    assert list(repo_records(tmp_path / "exact")) == [old["id"]]
+
+
+def test_records_of_two_code_versions_are_refused_naming_the_commits_behind_them():
+    """The refusal says which commits wrote the two records (format 1: the run's meta.json), so that the user knows
+    which records to delete."""
+    a = {**synth_record("bond", 2, 0, {"kl/exact": 1.0}, knob="algo.n"), "code_version": "aaaaaaaaaaaa"}
+    b = synth_record("bond", 2, 1, {"kl/exact": 3.0}, knob="algo.n")
+    b.update(code_version="bbbbbbbbbbbb", git_commit="f" * 40, git_dirty=True)
+    with pytest.raises(UserError, match=r"commits 0123456789 and ffffffffff-dirty"):
+        check_comparable([a, b], "exact")
+
+
+def test_records_with_other_settings_are_refused_naming_three_of_them_and_counting_the_rest():
+    a = {**synth_record("bond", 2, 0, {"kl/exact": 1.0}, knob="algo.n"), "settings": {"a": 1, "b": 1, "c": 1, "d": 1}}
+    b = {**synth_record("bond", 2, 1, {"kl/exact": 1.0}, knob="algo.n"), "settings": {"a": 2, "b": 2, "c": 2}}
+    with pytest.raises(UserError, match=r"different settings \(a=1 vs 2, b=1 vs 2, c=1 vs 2 \(and 1 more\)\)"):
+        check_comparable([a, b], "exact")
+
+
+def test_sweeps_are_grouped_in_suite_order_not_by_name():
+    """The tables, plots and claims list a suite's sweeps in the order the suite declares them (each membership's
+    ``order``), whatever their tags' alphabetical order or the order the records are read in."""
+    records = [
+        synth_record("alpha", 1, 0, {"kl/exact": 0.1}, order=2),
+        synth_record("zeta", 1, 0, {"kl/exact": 0.1}, order=0),
+        synth_record("mid", 1, 0, {"kl/exact": 0.1}, order=1),
+    ]
+    assert list(group_records(records)) == ["zeta", "mid", "alpha"]
+
+
+def test_a_pool_beside_exact_points_keeps_the_suite_exact():
+    """A suite on the exact testbed with a Best-of-N pool: the pool's records estimate KL from the pool
+    (``bon_pool``), the trained points' are exact; the records still come from a task with an exact oracle."""
+    from rlhf_zoo.bench.records import is_exact
+
+    exact = synth_record("reinforce", 0.1, 0, {"kl/exact": 1.0})
+    pool = synth_record("best_of_n", 2, 0, {"kl/exact": 0.3}, estimator="bon_pool")
+    assert is_exact([pool, exact]) and is_exact([exact, pool])
+    assert not is_exact([pool])
+
+
+def test_a_record_in_the_records_folder_is_replaced_whole_or_not_at_all(tmp_path, monkeypatch):
+    """A kill while a point's record is written to the records folder (shared by every piece of a suite, committed)
+    leaves the record that was there, whole, and no other file beside it."""
+    import os
+
+    from rlhf_zoo.bench.records import record_path, write_point_record
+
+    old = synth_record("bond", 2, 0, {"kl/exact": 1.0}, knob="algo.n")
+    write_point_record(tmp_path, old)
+    path = record_path(tmp_path, "exact", old["id"])
+    before = path.read_text()
+
+    def killed(src, dst):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "replace", killed)
+    with pytest.raises(KeyboardInterrupt):
+        write_point_record(tmp_path, {**old, "summary": {**old["summary"], "kl/exact": 2.0}})
+    monkeypatch.undo()
+    assert path.read_text() == before and [p.name for p in path.parent.iterdir()] == [path.name]
+
+
+def test_every_record_holds_the_bench_command_that_made_it_and_the_bench_says_where_the_page_is(tmp_path, capsys):
+    """The page prints the command behind its records, so a reader can run it again: each record holds the whole
+    bench command line, and the bench names the page it wrote."""
+    args = [f"out={tmp_path}/runs", f"docs={tmp_path}/docs", "seeds=0", "only=best_of_n", "train.eval_prompts=2"]
+    assert bench(*args) == 0
+    command = " ".join(["rlhf-zoo", "bench", *TINY, *args])
+    recs = repo_records(tmp_path / "docs" / "records" / "exact")
+    assert len(recs) == 6 and {r["bench_command"] for r in recs.values()} == {command}
+    assert f"wrote {tmp_path / 'docs' / 'exact.md'} and its plots" in capsys.readouterr().out

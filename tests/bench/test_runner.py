@@ -400,3 +400,96 @@ def test_every_record_carries_the_stamp_of_the_bench_that_ran_it(tiny_exact_suit
     run_suite(tiny_exact_suite, tmp_path, progress=False, seeds=[0], only=["best_of_n"])
     recs = [read_record(point_dir(tmp_path, p)) for p in expand(tiny_exact_suite, seeds=[0], only=["best_of_n"])]
     assert [(r["git_commit"], r["git_dirty"]) for r in recs] == [("a" * 40, False)] * len(recs)
+
+
+def test_a_kill_while_the_record_is_copied_to_the_records_folder_costs_no_run(tiny_exact_suite, tmp_path, monkeypatch):
+    """A point's record goes to its run folder first, then to the records folder: a kill between the two leaves the
+    point finished, and the next bench copies its record over instead of running it again."""
+    only = dict(seeds=[0], only=["best_of_n"])
+    (p,) = expand(tiny_exact_suite, **only)
+    records = tmp_path / "records"
+
+    def killed(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "write_point_record", killed)
+    with pytest.raises(KeyboardInterrupt):
+        run_suite(tiny_exact_suite, tmp_path, progress=False, records=records, **only)
+    monkeypatch.undo()
+    assert read_record(point_dir(tmp_path, p)) is not None
+    calls = []
+    monkeypatch.setattr(runner, "run_point", lambda *a, **k: calls.append(a))
+    report = run_suite(tiny_exact_suite, tmp_path, progress=False, records=records, **only)
+    assert calls == [] and report.skipped == report.backfilled == [p.id]
+    assert (records / tiny_exact_suite.name / f"{p.id}.json").is_file()
+
+
+def test_a_stale_record_in_the_records_folder_of_a_point_never_run_here_is_counted_as_redone(
+    tiny_exact_suite, tmp_path
+):
+    """Another machine (no run folder here) finds the point's record in the shared records folder, made with other
+    arguments: the point runs again, is counted as redone, not as new, and its record is replaced."""
+    only = dict(seeds=[0], only=["best_of_n"])
+    (p,) = expand(tiny_exact_suite, **only)
+    records = tmp_path / "records"
+    run_suite(tiny_exact_suite, tmp_path / "machine_a", progress=False, records=records, **only)
+    extra = ["train.eval_prompts=2"]
+    report = run_suite(tiny_exact_suite, tmp_path / "machine_b", progress=False, records=records, extra=extra, **only)
+    assert report.ran == report.redone == [p.id]
+    rec = json.loads((records / tiny_exact_suite.name / f"{p.id}.json").read_text())
+    assert "train.eval_prompts=2" in rec["args"]
+
+
+def test_bench_json_describes_the_last_bench_that_ran_points(tiny_exact_suite, tmp_path, monkeypatch):
+    """``bench.json`` (the page's "last bench" line) is the invocation that ran the points: how many of the planned
+    ones, in how many processes (one point runs in one, whatever ``jobs`` asks for), and whether all are finished; a
+    bench that finds them all finished leaves it as it was."""
+    only = dict(seeds=[0, 1], only=["best_of_n"])
+    path = tmp_path / tiny_exact_suite.name / "bench.json"
+    real = runner.run_point
+
+    def second_fails(point, *a, **k):
+        if point.seed == 1:
+            raise RuntimeError("reward model died")
+        return real(point, *a, **k)
+
+    monkeypatch.setattr(runner, "run_point", second_fails)
+    with pytest.raises(RuntimeError):
+        run_suite(tiny_exact_suite, tmp_path, progress=False, jobs=1, command="first", **only)
+    monkeypatch.undo()
+    first = json.loads(path.read_text())
+    said = {"command": "first", "ran": 1, "points": 2, "seeds": [0, 1], "complete": False}
+    assert {k: first[k] for k in said} == said
+    run_suite(tiny_exact_suite, tmp_path, progress=False, jobs=2, command="second", **only)
+    second = json.loads(path.read_text())
+    assert (second["ran"], second["skipped"], second["jobs"], second["complete"]) == (1, 1, 1, True)
+    again = run_suite(tiny_exact_suite, tmp_path, progress=False, command="again", **only)
+    assert again.ran == [] and json.loads(path.read_text()) == second
+
+
+def test_the_report_counts_the_finished_points_of_another_code_version(tiny_exact_suite, tmp_path):
+    """The bench says how many finished points (never run again) have records of another code version than this
+    code's: none after a bench of this code, one after a record was written by other code."""
+    import rlhf_zoo.bench.version as version
+
+    only = dict(seeds=[0], only=["reinforce"])
+    records = tmp_path / "records"
+    run_suite(tiny_exact_suite, tmp_path, progress=False, records=records, **only)
+    again = run_suite(tiny_exact_suite, tmp_path, progress=False, records=records, **only)
+    assert again.code_version == version.current_code_version() and again.other_code == {}
+    first = expand(tiny_exact_suite, **only)[0]
+    path = records / tiny_exact_suite.name / f"{first.id}.json"
+    path.write_text(path.read_text().replace(version.current_code_version(), "0123456789ab"))
+    later = run_suite(tiny_exact_suite, tmp_path, progress=False, records=records, **only)
+    assert later.ran == [] and later.other_code == {"0123456789ab": 1}
+
+
+def test_the_progress_bar_starts_at_the_finished_points(tiny_exact_suite, tmp_path, capsys):
+    """The bar counts the planned points: those already finished are counted from the start, so a bench with
+    nothing left to run shows them all done, not none."""
+    only = dict(seeds=[0], only=["reinforce"])
+    run_suite(tiny_exact_suite, tmp_path, progress=False, **only)
+    capsys.readouterr()
+    run_suite(tiny_exact_suite, tmp_path, progress=True, **only)
+    bar = capsys.readouterr().err
+    assert "2/2" in bar and "0/2" not in bar, bar

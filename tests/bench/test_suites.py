@@ -194,3 +194,15 @@ def test_bench_refuses_seed_and_hints_seeds(cli, tmp_path, arg, hint):
     code, out, err = cli("bench", "suite=exact", arg, f"out={tmp_path}/o", f"docs={tmp_path}/d", "progress=false")
     assert code == 2 and hint in err and len(err.strip().splitlines()) == 1 and not out, err
     assert not (tmp_path / "o").exists()
+
+
+def test_each_membership_holds_its_sweeps_place_in_the_suite():
+    """The page lists the sweeps in the suite's order, read from each point's membership: a point shared by two
+    sweeps holds each one's place, and a Best-of-N pool its sweep's place too when it is not the first."""
+    from dataclasses import replace
+
+    pool_second = replace(QUICK, name="pool_second", sweeps=(QUICK.sweeps[1], QUICK.sweeps[0], *QUICK.sweeps[2:]))
+    for suite in (EXACT, QUICK, pool_second):
+        place = {s.tag: i for i, s in enumerate(suite.sweeps)}
+        got = {(m["sweep"], m["order"]) for p in expand(suite, seeds=[0]) for m in p.memberships}
+        assert got == set(place.items()), suite.name

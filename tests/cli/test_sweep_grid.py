@@ -130,3 +130,14 @@ def test_a_command_line_algorithm_that_the_files_keys_do_not_fit_is_not_blamed_o
     exp.write_text("algo: bond\nsweep: {algo.n: [2, 4]}\n")
     code, _, err = cli("train", *FAST, f"config={exp}", "algo=jbond", f"out={tmp_path}/sw")
     assert code == 2 and "algo.n" in err and "exp.yaml" not in err, err
+
+
+def test_every_value_of_the_knob_is_run_for_every_combination_of_the_other_keys():
+    """The knob (the alphabetically last swept key) with three values and another key with two: 2 × 3 points per
+    seed, each combination once, as the grid written on the command line asks."""
+    import itertools
+
+    plan = plan_sweep(["algo=bond", "task=exact", "algo.beta=0.1,0.5", "train.lr=1e-3,2e-3,3e-3", "seed=0,1"])
+    assert {s.knob for s in plan.suite.sweeps} == {"train.lr"}
+    got = sorted((_value(p, "algo.beta"), _value(p, "train.lr"), p.seed) for p in expand(plan.suite))
+    assert got == sorted(itertools.product(["0.1", "0.5"], ["1e-3", "2e-3", "3e-3"], [0, 1]))
