@@ -391,10 +391,24 @@ def compose(args: list[str], defaults: dict[str, str] | None = None, need_algo: 
 def check_top_level(keys: Any, schema: DictConfig, task_name: str, where: str = "") -> None:
     """Refuse a key whose first part is no top-level key of ``schema``, suggesting the dotted keys whose last
     part is the key's (``steps`` → ``train.steps``), a ``section.key`` that its section lacks, suggesting the
-    close names (``train.stepz`` → ``train.steps``), and a ``model.*`` key on a task without a model; raises
-    ConfigError (OmegaConf says only "Key 'steps' is not in struct")."""
+    close names (``train.stepz`` → ``train.steps``), a ``model.*`` key on a task without a model, and one value
+    for a group of settings (``model=tiny``: ``model.name=tiny`` meant); raises ConfigError (OmegaConf says only
+    "Key 'steps' is not in struct")."""
     for key in keys:
         top = key.split(".", 1)[0]
+        value = keys[key] if isinstance(keys, dict) else None
+        if top in schema and isinstance(OmegaConf.select(schema, key, default=None), DictConfig):
+            if not (isinstance(value, dict) or (isinstance(value, str) and value.lstrip().startswith("{"))):
+                # train=5, model=tiny: OmegaConf said "Merge error: int is not a subclass of TrainConfig"
+                node = OmegaConf.select(schema, key)
+                hint = f"`rlhf-zoo fields {key}` lists them" if key in ("train", "model") else ""
+                if "name" in node and isinstance(value, str) and value:
+                    hint = f"did you mean {key}.name={value}?"
+                shown = value if isinstance(value, str) else json.dumps(value)
+                raise ConfigError(
+                    f"{where}{key} is a group of settings, not one value ({shown}): set each as "
+                    f"{key}.KEY=VALUE" + (f" ({hint})" if hint else "")
+                )
         if top in schema:
             rest = key.partition(".")[2]
             node = schema[top]

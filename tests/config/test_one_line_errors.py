@@ -212,3 +212,42 @@ def test_a_signal_outside_training_ends_the_command_with_its_own_code_and_name(m
 
     assert _command_raising(monkeypatch, StopSignal(signum)) == code
     assert capsys.readouterr().err.strip() == f"rlhf-zoo: interrupted ({signal.Signals(signum).name})"
+
+
+@pytest.mark.parametrize(
+    ("args", "shown"),
+    [
+        (
+            ["algo=bond", "task=exact", "train=5"],
+            "train is a group of settings, not one value (5): set each as train.KEY=VALUE "
+            "(`rlhf-zoo fields train` lists them)",
+        ),
+        (["algo=bond", "task=exact", "train=[1]"], "train is a group of settings, not one value ([1])"),
+        (["algo=bond", "task=exact", "train="], "train is a group of settings, not one value ()"),
+        (
+            ["algo=reinforce", "task=sentiment", "model=tiny"],
+            "model is a group of settings, not one value (tiny): set each as model.KEY=VALUE (did you mean "
+            "model.name=tiny?)",
+        ),
+        (
+            ["algo=reinforce", "task=sentiment", "model.name=tiny", "task.proxy_options=5"],
+            "task.proxy_options is a group of settings, not one value (5): set each as task.proxy_options.KEY=VALUE",
+        ),
+    ],
+)
+def test_a_group_of_settings_given_one_value_says_so(tmp_path, capsys, args, shown):
+    """``train=5`` said "Merge error: int is not a subclass of TrainConfig. value: 5", ``model=tiny`` (for
+    model.name=tiny) "Merge error: str is not a subclass of HFPolicyConfig", ``train=`` "field 'train' is not
+    Optional" and ``task.proxy_options=5`` "Cannot assign int to Dict[str, Any]"."""
+    code = cli.main(["train", *args, f"run_dir={tmp_path}/r"])
+    err = _one_line(capsys, code)
+    assert f"rlhf-zoo: error: {shown}" in err, err
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_group_of_settings_given_one_value_in_an_experiment_file_names_the_file(tmp_path, capsys):
+    path = tmp_path / "exp.yaml"
+    path.write_text("algo: bond\ntask: exact\ntrain: 5\n")
+    code = cli.main(["train", f"config={path}", f"run_dir={tmp_path}/r"])
+    err = _one_line(capsys, code)
+    assert f"config={path}: train is a group of settings, not one value (5)" in err, err
