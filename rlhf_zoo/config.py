@@ -542,7 +542,7 @@ def validate(cfg: DictConfig) -> None:
         try:
             entry.check(as_dataclass(cfg, "task"))
         except ValueError as e:
-            raise ConfigError(f"task: {e}") from None
+            raise ConfigError(_in_section("task", cfg.task, e) or f"task: {e}") from None
     big = _first_key(tree, _too_large)  # after the settings' own bounds, which say more (n >= 2)
     if big:
         raise ConfigError(

@@ -405,7 +405,9 @@ def build_sentiment_task(cfg: SentimentTaskConfig, model_cfg: Any, device: str =
         raise UserError(f"the prompt set {cfg.prompts!r} gives no training prompts")
     if not evals:
         where = cfg.eval_prompts or cfg.prompts
-        hint = "" if cfg.eval_prompts else ": name an evaluation file (task.eval_prompts=FILE) or raise eval_fraction"
+        hint = (
+            "" if cfg.eval_prompts else ": name an evaluation file (task.eval_prompts=FILE) or raise task.eval_fraction"
+        )
         raise UserError(f"the prompt set {where!r} gives no held-out evaluation prompts{hint}")
     checked = model_cfg is None or _check_prompts_before_loading(train + evals, model_cfg)
     proxy = _reward(cfg.proxy, cfg.proxy_options, reward_device, build_if_missing=cfg.build_gold, key="proxy")

@@ -153,6 +153,9 @@ def test_an_unknown_command_is_an_error_line(capsys):
         (["algo=bond", "task=exact", "algo.beta=-1"], "algo.beta must lie in [0, 1]"),
         (["algo=reinforce", "task=exact", "algo.baseline=group_norm", "algo.samples=1"], "algo.baseline=group_norm"),
         (["algo=bond", "task=exact", "algo.n=1"], "algo: bond needs n >= 2"),
+        # the task's own refusals said "task: num_prompts must be >= 1"
+        (["algo=bond", "task=exact", "task.num_prompts=0"], "task.num_prompts must be >= 1"),
+        (["algo=bond", "task=exact", "task.vocab_size=99"], "task.vocab_size must lie in [2, 27]"),
     ],
 )
 def test_a_refused_value_names_its_key_with_its_section(tmp_path, capsys, args, shown):
