@@ -31,6 +31,7 @@ from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import fields
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -478,26 +479,14 @@ class Trainer:
         if self.rt.is_main:
             self.log.clear_interrupted_writes()
         self.rt.barrier()  # the checkpoint is in place before any process looks for it
-        existing = self.log.read_config()
         resumed = cfg.resume and self.log.has_checkpoint()
-        # With a checkpoint or without (a finished sweep's runs keep none), resume=true continues the run of
-        # the directory's config.yaml: it never starts another run over that one's.
-        if cfg.resume and existing is not None and (differences := _config_difference(existing, to_yaml(cfg))):
-            its = self.log.dir / "config.yaml"  # a path: run_dir=runs/x/ names runs/x/config.yaml, not runs/x//
-            raise UserError(
-                f"resume=true but {its} differs from this run's config ({differences}): resume it with its own "
-                f"settings (rlhf-zoo train config={its} resume=true), or choose another run_dir"
-            )
+        check_run_dir(cfg)  # again, with the lock held: checked first by run(), before anything was built
         if resumed:
             self.restore()
             self.say(f"resuming {cfg.run_dir} from step {self.step} (its last checkpoint)")
         else:
             if cfg.resume:
                 self.say(f"resume=true: no checkpoint in {cfg.run_dir}, so nothing to resume: starting at step 0")
-            if self.log.metrics_path.exists() and not cfg.resume:
-                raise UserError(
-                    f"{cfg.run_dir} already holds a run: pass resume=true to continue it, or choose another run_dir"
-                )
             if cfg.resume and self.rt.is_main:
                 self.log.truncate_metrics(-1)  # nothing to resume: start over from a clean log
                 self.log.remove_summary()  # the run before's
@@ -576,6 +565,25 @@ def _flat_config(cfg: DictConfig) -> dict[str, Any]:
     return {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in flat.items()}
 
 
+def check_run_dir(cfg: DictConfig) -> None:
+    """Refuse, with a one-line UserError, a run that its ``run_dir`` cannot take: another run's directory
+    without ``resume=true``, or ``resume=true`` with settings that differ from the directory's ``config.yaml``.
+    With a checkpoint or without (a finished sweep's runs keep none), resume=true continues the run of the
+    directory's config.yaml: it never starts another run over that one's. Reads two files, builds nothing."""
+    d = Path(cfg.run_dir)
+    its = d / "config.yaml"  # a path: run_dir=runs/x/ names runs/x/config.yaml, not runs/x//
+    existing = its.read_text() if its.is_file() else None
+    if cfg.resume and existing is not None and (differences := _config_difference(existing, to_yaml(cfg))):
+        raise UserError(
+            f"resume=true but {its} differs from this run's config ({differences}): resume it with its own "
+            f"settings (rlhf-zoo train config={its} resume=true), or choose another run_dir"
+        )
+    if not cfg.resume and (d / "metrics.jsonl").exists():
+        raise UserError(
+            f"{cfg.run_dir} already holds a run: pass resume=true to continue it, or choose another run_dir"
+        )
+
+
 def _config_difference(saved: str, now: str, shown: int = 3) -> str:
     """The first settings in which two resolved configs (YAML) differ, as ``key: saved → now`` ("": none), but
     for ``resume``, the settings without effect on the results (:data:`rlhf_zoo.config.NO_EFFECT`: a run
@@ -630,6 +638,7 @@ def runtime_for(cfg: DictConfig) -> Runtime:
 def run(cfg: DictConfig, argv: list[str] | None = None, held_lock: Any = None) -> dict[str, Any]:
     """Train (or, for Best-of-N, only evaluate) one configuration; returns the summary. ``held_lock``:
     see :class:`Trainer`."""
+    check_run_dir(cfg)  # before a model loads
     rt = None
     try:
         if launched_world_size() > 1:  # the rendezvous waits for every process: a lost one never comes

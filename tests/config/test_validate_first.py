@@ -143,3 +143,26 @@ def test_a_model_folder_without_a_tokenizer_is_refused_in_one_line(monkeypatch, 
     err = capsys.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1, err
     assert "no tokenizer" in err and "tokenizer.json" in err and f"{tmp_path}/m" in err
+
+
+@pytest.mark.parametrize(
+    ("again", "shown"),
+    [
+        ([], "already holds a run: pass resume=true to continue it"),
+        (["resume=true", "algo.beta=0.3"], "differs from this run's config (algo.beta: 0.5 → 0.3)"),
+    ],
+)
+def test_a_run_directory_that_refuses_the_run_does_so_before_anything_is_built(
+    monkeypatch, tmp_path, capsys, again, shown
+):
+    """A second run into a finished run's directory, or a resume with other settings, loaded the policy (a
+    minute for a large model) before saying so."""
+    import rlhf_zoo.train as train
+
+    args = ["train", "algo=bond", "task=exact", "train.steps=1", "train.progress=false", f"run_dir={tmp_path}/r"]
+    assert cli.main(args) == 0
+    capsys.readouterr()
+    monkeypatch.setattr(train, "build", lambda *a, **k: pytest.fail("the run was built"))
+    code = cli.main([*args, *again])
+    err = capsys.readouterr().err
+    assert code == 2 and shown in err and len(err.strip().splitlines()) == 1, err
