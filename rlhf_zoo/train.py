@@ -584,10 +584,14 @@ def check_run_dir(cfg: DictConfig) -> None:
         )
 
 
+CHOSEN = ("algo.name", "task.name")  # algo=NAME, task=NAME
+
+
 def _config_difference(saved: str, now: str, shown: int = 3) -> str:
-    """The first settings in which two resolved configs (YAML) differ, as ``key: saved → now`` ("": none), but
-    for ``resume``, the settings without effect on the results (:data:`rlhf_zoo.config.NO_EFFECT`: a run
-    may resume without its progress bar, or with another checkpoint cadence) and ``run_dir``: the saved config
+    """The first settings in which two resolved configs (YAML) differ, as ``key: saved → now`` ("": none; the
+    algorithm's and the task's names before the rest), but for ``resume``, the settings without effect on the
+    results (:data:`rlhf_zoo.config.NO_EFFECT`: a run may resume without its progress bar, or with another
+    checkpoint cadence) and ``run_dir``: the saved config
     is the one in the run directory being resumed, whichever way its path is written (``runs/x/``, ``./runs/x``,
     an absolute path, from another folder) or wherever the directory was moved."""
     import yaml
@@ -599,6 +603,7 @@ def _config_difference(saved: str, now: str, shown: int = 3) -> str:
 
     a, b = flat(yaml.safe_load(saved) or {}), flat(yaml.safe_load(now) or {})
     keys = [k for k in sorted(set(a) | set(b)) if k not in ("resume", "run_dir", *NO_EFFECT) and a.get(k) != b.get(k)]
+    keys.sort(key=lambda k: k not in CHOSEN)  # another algorithm or task first: it explains the settings after it
     text = ", ".join(f"{k}: {a.get(k)} → {b.get(k)}" for k in keys[:shown])
     return text + (f" and {len(keys) - shown} more" if len(keys) > shown else "")
 
