@@ -68,8 +68,18 @@ SWEEP = "sweeps:\n  - {tag: r, algo: reinforce, knob: algo.beta, values: [0.1]}\
         ("- a\n", "mapping"),
         ("sweeps: [\n", "cannot read"),
         ("", "missing mandatory value: sweeps"),
-        ("foo: 1\n" + SWEEP, "Key 'foo' not in 'SuiteSpec'"),
-        ("sweeps:\n  - {tag: r, algo: reinforce, knob: algo.beta, values: [1], extra: 2}\n", "'extra'"),
+        # said OmegaConf's "Key 'valuess' not in 'SweepSpec'. Did you mean: 'values'?": a class of the code, and
+        # not which sweep
+        ("foo: 1\n" + SWEEP, "unknown key 'foo'; the keys of a suite file are sweeps, name, description,"),
+        ("seed: [1]\n" + SWEEP, "unknown key 'seed'; did you mean seeds?"),
+        (
+            "sweeps:\n  - {tag: r, algo: reinforce, knob: algo.beta, values: [1], extra: 2}\n",
+            "unknown key 'sweeps[0].extra'; the keys of a sweep are tag, algo, knob, values,",
+        ),
+        (
+            SWEEP + "  - {tag: s, algo: reinforce, knob: algo.beta, valuess: [1]}\n",
+            "'sweeps[1].valuess'; did you mean values?",
+        ),
         ("sweeps:\n  - {tag: r, algo: dpo, knob: algo.beta, values: [0.1]}\n", "unknown algorithm 'dpo'"),
         ("sweeps:\n  - {tag: r, algo: reinforce, knob: algo.beta}\n", "sweeps[0].values"),
         ("sweeps:\n  - {tag: r, algo: reinforce, knob: algo.beta, values: []}\n", "no values"),
