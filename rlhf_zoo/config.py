@@ -252,10 +252,16 @@ def read_sweep(path: str) -> dict[str, list[Any]]:
           algo: [bond, jbond]
           algo.beta: [0.1, 0.5]     # dotted or nested (train: {steps: [100, 200]}), as the settings
 
-    Raises ConfigError when a key's values are not a non-empty list."""
-    node = _read_mapping(path).get(SWEEP)
-    if node is None:
+    Raises ConfigError when a key's values are not a non-empty list, and for a ``sweep:`` left empty (which ran
+    one plain run)."""
+    data = _read_mapping(path)
+    if SWEEP not in data:
         return {}
+    node = data[SWEEP]
+    if node is None or node == {}:
+        raise ConfigError(
+            f"config={path}: sweep is empty: give it a key's list of values (seed: [0, 1]), or remove it for one run"
+        )
     if not isinstance(node, dict):
         raise ConfigError(f"config={path}: sweep must be a mapping of keys to lists of values")
     out = flatten(node, f"config={path}: sweep")

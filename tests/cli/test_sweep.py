@@ -309,6 +309,18 @@ def test_a_key_that_cannot_be_swept_in_a_sweep_file_is_one_line_naming_the_file(
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "sw").exists()
 
 
+@pytest.mark.parametrize("sweep", ["sweep:\n", "sweep: {}\n", "sweep:\n  # seed: [0, 1]\n"])
+@pytest.mark.parametrize("folder", ["out", "run_dir"])
+def test_an_empty_sweep_mapping_is_one_line_naming_the_file(cli, tmp_path, sweep, folder):
+    """A ``sweep:`` left empty (its lists commented out) ran one plain run, into run_dir and not a sweep's folder,
+    without a word; with out= it said "out=DIR names a sweep's folder", of a file that names a sweep."""
+    exp = tmp_path / "exp.yaml"
+    exp.write_text(f"algo: bond\n{sweep}")
+    code, out, err = cli("train", *FAST, f"config={exp}", f"{folder}={tmp_path}/sw")
+    assert code == 2 and f"config={exp}: sweep is empty: give it a key's list of values" in err, err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "sw").exists()
+
+
 def test_out_in_a_sweep_file_is_refused_naming_the_file(cli, tmp_path, monkeypatch):
     """A file's ``out:`` (the command line's name for the folder) was dropped without a word: the sweep ran in
     the default folder under runs/ (a single run refuses it as an unknown key)."""
