@@ -325,6 +325,13 @@ class Trainer:
             resumable = self.algo.trainable and self.step > 0 and not self._mid_step and not self.rt.distributed
             if resumable and not isinstance(e, WriteError):
                 self.save()
+                # a failing reward, fixed, continues; a diverged loss needs another train.lr: another run
+                continues = isinstance(e, UserError) and not isinstance(e, Diverged) and len(e.args) == 1
+                if continues and self._held_lock is None:  # not a bench's or sweep's point (the same command goes on)
+                    e.args = (
+                        f"{e}; the run stopped after step {self.step}, whose checkpoint {self.cfg.run_dir} holds: fix "
+                        "that, then add resume=true to continue from it",
+                    )
             raise
         finally:
             if bar is not None:
