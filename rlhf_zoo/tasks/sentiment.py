@@ -268,7 +268,14 @@ def read_texts(src: str, cfg: SentimentTaskConfig, what: str) -> list[Any]:
             csv = {"keep_default_na": False, "converters": {cfg.prompt_column: str}} if builder == "csv" else {}
             # a text file's byte-order mark (Windows editors write one) is not the first prompt's first character
             bom = {"encoding": "utf-8-sig"} if builder in ("text", "csv") else {}
-            ds = datasets.load_dataset(builder, data_files=source, split="train", **csv, **bom)
+            # datasets logs a file it cannot parse ("Failed to load JSON from file ...") before it raises: the
+            # error line below says why, and is the one line
+            level = datasets.logging.get_verbosity()
+            datasets.logging.set_verbosity(datasets.logging.CRITICAL)
+            try:
+                ds = datasets.load_dataset(builder, data_files=source, split="train", **csv, **bom)
+            finally:
+                datasets.logging.set_verbosity(level)
         else:
             ds = datasets.load_dataset(source, split=cfg.prompt_split)
     except Exception as e:  # noqa: BLE001 - any loading failure is the user's source
