@@ -145,6 +145,10 @@ def check_reward_spec(name_or_spec: str, options: dict[str, Any] | None = None) 
 
         if is_local_path(target):
             folder = Path(target).expanduser()
+            if folder.is_file():
+                raise UserError(
+                    f"reward {spec!r}: {folder} is a file, not a model's folder: name the folder that holds it"
+                )
             if not folder.is_dir():
                 raise UserError(f"reward {spec!r}: no such directory {target}")
             if not (folder / "config.json").is_file():  # as model.name's folder: else a hub hint, at load time

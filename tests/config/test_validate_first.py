@@ -23,6 +23,17 @@ def test_a_missing_policy_path_fails_before_any_model_is_built(monkeypatch, tmp_
     assert code == 2 and "model.name=/no/such/model" in err and len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("setting", ["model.name", "task.gold=hf"])
+def test_a_file_named_as_a_model_folder_is_said_to_be_a_file(tmp_path, capsys, setting):
+    """``model.name=model.safetensors`` (or the config.json) said "no such directory" of a file that is there."""
+    (tmp_path / "model.safetensors").write_bytes(b"")
+    value = f"{setting}={tmp_path}/model.safetensors".replace("=hf=", "=hf:")
+    code = cli.main(["train", "algo=reinforce", "task=sentiment", "model.name=tiny", value, f"run_dir={tmp_path}/r"])
+    err = capsys.readouterr().err
+    assert code == 2 and f"{tmp_path}/model.safetensors is a file, not a model's folder: name the folder" in err, err
+    assert len(err.strip().splitlines()) == 1, err
+
+
 def test_a_directory_without_a_model_is_refused(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     code = cli.main(["train", "algo=reinforce", "task=sentiment", f"model.name={tmp_path}/empty", "run_dir=x"])
