@@ -450,7 +450,8 @@ def check_top_level(keys: Any, schema: DictConfig, task_name: str, where: str = 
 def config_error_line(e: Exception) -> str:
     """An OmegaConf error as one line, with the offending key when the message lacks it. An empty value
     (``seed=``: an unset shell variable, or a YAML null) is said as such, not as OmegaConf's "Incompatible
-    value 'None'"."""
+    value 'None'"; so is a missing one, not as "Structured config of type `SuiteSpec` has missing mandatory
+    value"."""
     msg = str(e).strip().splitlines()
     head = msg[0] if msg else type(e).__name__
     key = getattr(e, "full_key", None)
@@ -458,6 +459,8 @@ def config_error_line(e: Exception) -> str:
     if empty and key:
         kind = {"int": "an integer", "float": "a number", "bool": "true or false"}.get(empty[1], "a value")
         return f"{key} is empty ({key}= or a YAML null): give it {kind}, or leave it out"
+    if key and re.match(r"(Structured config of type `\w+` has missing mandatory value|Missing mandatory value)", head):
+        return f"{key} is missing: give it a value"  # a suite file without sweeps:, a sweep without values:
     # task.proxy=hf:$MODEL with MODEL unset: YAML reads "hf:" as the mapping {hf: null}
     node = re.match(r"Cannot convert '(Dict|List)Config' to string: '(.*)'$", head)
     if node and key:

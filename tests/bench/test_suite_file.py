@@ -67,7 +67,8 @@ SWEEP = "sweeps:\n  - {tag: r, algo: reinforce, knob: algo.beta, values: [0.1]}\
         (None, "no such file"),
         ("- a\n", "mapping"),
         ("sweeps: [\n", "cannot read"),
-        ("", "missing mandatory value: sweeps"),
+        # said OmegaConf's "Structured config of type `SuiteSpec` has missing mandatory value: sweeps"
+        ("", "suite file {path}: sweeps is missing: give it a value"),
         # said OmegaConf's "Key 'valuess' not in 'SweepSpec'. Did you mean: 'values'?": a class of the code, and
         # not which sweep
         ("foo: 1\n" + SWEEP, "unknown key 'foo'; the keys of a suite file are sweeps, name, description,"),
@@ -81,7 +82,7 @@ SWEEP = "sweeps:\n  - {tag: r, algo: reinforce, knob: algo.beta, values: [0.1]}\
             "'sweeps[1].valuess'; did you mean values?",
         ),
         ("sweeps:\n  - {tag: r, algo: dpo, knob: algo.beta, values: [0.1]}\n", "unknown algorithm 'dpo'"),
-        ("sweeps:\n  - {tag: r, algo: reinforce, knob: algo.beta}\n", "sweeps[0].values"),
+        ("sweeps:\n  - {tag: r, algo: reinforce, knob: algo.beta}\n", "sweeps[0].values is missing: give it a value"),
         ("sweeps:\n  - {tag: r, algo: reinforce, knob: algo.beta, values: []}\n", "no values"),
         ("seeds: [a]\n" + SWEEP, "seeds[0]"),
         ("jobs: many\n" + SWEEP, "jobs"),
@@ -110,7 +111,7 @@ def test_a_bad_suite_file_is_one_line_naming_it(cli, tmp_path, text, needle):
     if text is not None:
         path.write_text(text)
     code, out, err = cli("bench", f"suite={path}", f"out={tmp_path}/runs", "progress=false")
-    assert code == 2 and needle in err and f"suite file {path}" in err, err
+    assert code == 2 and needle.format(path=path) in err and f"suite file {path}" in err, err
     assert len(err.strip().splitlines()) == 1 and not out and not (tmp_path / "runs").exists()
 
 
