@@ -192,6 +192,17 @@ def check_prompt_format(src: str, what: str) -> None:
         )
 
 
+_DATA_SUFFIXES = {*_BUILDERS, ".tsv", ".parquet", ".arrow"}
+# a dataset repository's other files (README.md's card aside), and save_to_disk's metadata
+_NOT_DATA = ("readme", "license", "licence", "notice", "changelog", "citation", "dataset_info", "dataset_dict", "state")
+
+
+def _is_data_file(f: Path) -> bool:
+    """Whether ``f``, in a prompt folder, is a data file that datasets would read (or leave out for another format)."""
+    name = f.name.lower()
+    return f.suffix.lower() in _DATA_SUFFIXES and not name.startswith((".", *_NOT_DATA)) and f.is_file()
+
+
 def check_prompt_source(src: str, what: str) -> None:
     """A prompt source that cannot load fails in one line before any model loads: a file or directory
     that is not there, a hub dataset that is neither cached nor reachable."""
@@ -201,8 +212,16 @@ def check_prompt_source(src: str, what: str) -> None:
         return
     check_prompt_format(src, what)
     if Path(src).suffix.lower() in _BUILDERS or is_local_path(src):
-        if not Path(src).expanduser().exists():
+        path = Path(src).expanduser()
+        if not path.exists():
             raise UserError(f"{what}={src}: no such file or directory")
+        if path.is_dir():  # datasets reads the files of one format of a folder, and leaves the others out
+            kinds = sorted({f.suffix.lower() for f in path.rglob("*") if _is_data_file(f)})
+            if len({_BUILDERS.get(k, k) for k in kinds}) > 1:  # .json and .jsonl are one format
+                raise UserError(
+                    f"{what}={src} holds prompt files of several formats ({', '.join(kinds)}), of which one would "
+                    "be read: keep one format in the folder, or name a file"
+                )
         return
     check_hub_dataset(src, what=f"{what}={src}")
 
