@@ -461,6 +461,8 @@ def config_error_line(e: Exception) -> str:
         return f"{key} is empty ({key}= or a YAML null): give it {kind}, or leave it out"
     if key and re.match(r"(Structured config of type `\w+` has missing mandatory value|Missing mandatory value)", head):
         return f"{key} is missing: give it a value"  # a suite file without sweeps:, a sweep without values:
+    if key and re.match(r"Invalid value assigned: \w+ is not a .*ListConfig", head):  # lora_target_modules=q_proj
+        return f"{key} takes a list: write it in brackets, {key}=[{getattr(e, 'value', '...')}]"
     # task.proxy=hf:$MODEL with MODEL unset: YAML reads "hf:" as the mapping {hf: null}
     node = re.match(r"Cannot convert '(Dict|List)Config' to string: '(.*)'$", head)
     if node and key:

@@ -187,6 +187,24 @@ def test_a_text_setting_that_reads_as_yaml_says_so(tmp_path, capsys, arg, shown)
     assert shown in err and "Cannot convert" not in err, err
 
 
+@pytest.mark.parametrize(
+    ("arg", "shown"),
+    [
+        (
+            "model.lora_target_modules=q_proj",
+            "model.lora_target_modules takes a list: write it in brackets, model.lora_target_modules=[q_proj]",
+        ),
+        ("model.lora_target_modules=3", "model.lora_target_modules=[3]"),
+    ],
+)
+def test_a_list_setting_given_one_value_says_to_write_a_list(tmp_path, capsys, arg, shown):
+    """``model.lora_target_modules=q_proj`` said "Invalid value assigned: str is not a TupleConfig, ListConfig,
+    list, or tuple"."""
+    code = cli.main(["train", "algo=reinforce", "task=sentiment", "model.name=tiny", arg, f"run_dir={tmp_path}/r"])
+    err = _one_line(capsys, code)
+    assert shown in err and "TupleConfig" not in err, err
+
+
 def _command_raising(monkeypatch, error):
     def command(args):
         raise error
