@@ -147,7 +147,10 @@ def check_sentiment_task(cfg: SentimentTaskConfig) -> None:
         try:
             check_reward_spec(str(spec), dict(getattr(cfg, f"{key}_options")))
         except UserError as e:
-            raise UserError(f"task.{key}: {e}") from None
+            none = key == "gold" and str(spec).strip().lower() in ("none", "false", "no", "off")  # Python's None
+            raise UserError(
+                f"task.{key}: {e}" + ("; to evaluate no gold reward: task.gold=null" if none else "")
+            ) from None
     taken = [set(task_set_options(str(spec), "", True)) for spec in (cfg.proxy, cfg.gold) if spec is not None]
     rewards = f"task.proxy={cfg.proxy}, task.gold={cfg.gold or 'null'}"
     if _changed(cfg, "reward_device") and not any("device" in t for t in taken):

@@ -271,3 +271,11 @@ def test_a_group_of_settings_given_one_value_in_an_experiment_file_names_the_fil
     code = cli.main(["train", f"config={path}", f"run_dir={tmp_path}/r"])
     err = _one_line(capsys, code)
     assert f"config={path}: train is a group of settings, not one value (5)" in err, err
+
+
+@pytest.mark.parametrize("value", ["none", "None", "false"])
+def test_no_gold_written_as_python_would_says_null(tmp_path, capsys, value):
+    """``task.gold=None`` said only "unknown reward 'None': known rewards are ...": not how to have none."""
+    code = cli.main([*LM, f"task.gold={value}", f"run_dir={tmp_path}/r"])
+    err = _one_line(capsys, code)
+    assert err.strip().endswith("; to evaluate no gold reward: task.gold=null"), err
