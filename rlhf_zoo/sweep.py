@@ -168,6 +168,12 @@ def plan_sweep(args: list[str]) -> SweepPlan | None:
     folder = Path(
         over.get("out") or over.get("run_dir") or settings.get("run_dir") or default_folder(algos, base, grid)
     )
+    if (folder.expanduser() / "config.yaml").is_file():  # its points would run inside another run's directory
+        key = next((k for k in FOLDER_KEYS if over.get(k)), "run_dir")
+        raise ConfigError(
+            f"{key}={folder} holds a single run (its config.yaml): a sweep's folder holds a run directory per "
+            "point: name another folder"
+        )
     suite = grid_suite(folder.expanduser().resolve().name, base, algos, grid, seeds)
     return SweepPlan(folder, suite, " ".join(["rlhf-zoo", "train", *args]), tuple(args))
 

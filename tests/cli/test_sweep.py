@@ -321,6 +321,18 @@ def test_an_empty_sweep_mapping_is_one_line_naming_the_file(cli, tmp_path, sweep
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "sw").exists()
 
 
+@pytest.mark.parametrize("folder", ["out", "run_dir"])
+def test_a_sweep_into_a_single_runs_directory_is_refused(cli, tmp_path, folder):
+    """``seed=0,1 out=DIR`` where DIR held a single run ran the sweep's points inside that run's directory, and
+    its closing table showed the single run alone (compare reads a run directory as one run), not the sweep."""
+    code, _, err = cli("train", "algo=bond", *FAST, f"run_dir={tmp_path}/r")
+    assert code == 0, err
+    code, out, err = cli("train", "algo=bond", *FAST, "seed=0,1", f"{folder}={tmp_path}/r")
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"{folder}={tmp_path}/r holds a single run (its config.yaml): a sweep's folder holds a run" in err, err
+    assert sorted(p.name for p in (tmp_path / "r").iterdir() if p.is_dir()) == ["checkpoint"]
+
+
 def test_out_in_a_sweep_file_is_refused_naming_the_file(cli, tmp_path, monkeypatch):
     """A file's ``out:`` (the command line's name for the folder) was dropped without a word: the sweep ran in
     the default folder under runs/ (a single run refuses it as an unknown key)."""
