@@ -573,11 +573,14 @@ def _flat_config(cfg: DictConfig) -> dict[str, Any]:
 
 
 def check_run_dir(cfg: DictConfig) -> None:
-    """Refuse, with a one-line UserError, a run that its ``run_dir`` cannot take: another run's directory
-    without ``resume=true``, or ``resume=true`` with settings that differ from the directory's ``config.yaml``.
-    With a checkpoint or without (a finished sweep's runs keep none), resume=true continues the run of the
-    directory's config.yaml: it never starts another run over that one's. Reads two files, builds nothing."""
+    """Refuse, with a one-line UserError, a run that its ``run_dir`` cannot take: a sweep's or a bench's folder,
+    another run's directory without ``resume=true``, or ``resume=true`` with settings that differ from the
+    directory's ``config.yaml``. With a checkpoint or without (a finished sweep's runs keep none), resume=true
+    continues the run of the directory's config.yaml: it never starts another run over that one's. Reads a few
+    files, builds nothing."""
     d = Path(cfg.run_dir)
+    if (d / "bench.json").is_file():  # rlhf_zoo.bench.records.BENCH: the run would hide the points from compare
+        raise UserError(f"run_dir={cfg.run_dir} is a sweep's or a bench's folder (its bench.json): name another folder")
     its = d / "config.yaml"  # a path: run_dir=runs/x/ names runs/x/config.yaml, not runs/x//
     existing = its.read_text() if its.is_file() else None
     if cfg.resume and existing is not None and (differences := _config_difference(existing, to_yaml(cfg))):

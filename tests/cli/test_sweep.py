@@ -333,6 +333,17 @@ def test_a_sweep_into_a_single_runs_directory_is_refused(cli, tmp_path, folder):
     assert sorted(p.name for p in (tmp_path / "r").iterdir() if p.is_dir()) == ["checkpoint"]
 
 
+def test_a_single_run_into_a_sweeps_folder_is_refused(cli, tmp_path):
+    """``run_dir=`` a sweep's folder wrote a run beside the sweep's points, and ``rlhf-zoo compare`` of the folder
+    then showed that run alone, as if the sweep were gone."""
+    code, _, err = cli("train", "algo=bond", *FAST, "seed=0,1", f"out={tmp_path}/sw")
+    assert code == 0, err
+    code, _, err = cli("train", "algo=bond", *FAST, "seed=2", f"run_dir={tmp_path}/sw")
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"run_dir={tmp_path}/sw is a sweep's or a bench's folder (its bench.json): name another" in err, err
+    assert not (tmp_path / "sw" / "config.yaml").exists()
+
+
 def test_out_in_a_sweep_file_is_refused_naming_the_file(cli, tmp_path, monkeypatch):
     """A file's ``out:`` (the command line's name for the folder) was dropped without a word: the sweep ran in
     the default folder under runs/ (a single run refuses it as an unknown key)."""
