@@ -223,6 +223,8 @@ def read_experiment(path: str) -> tuple[dict[str, str], dict[str, Any]]:
     would keep the last) is an error naming it and its lines. Raises ConfigError.
     """
     data = _read_mapping(path)
+    if "sweeps" in data:  # rlhf_zoo.bench.suite_file's list of sweeps: said "name an algorithm"
+        raise ConfigError(f"config={path} is a suite file (its sweeps:): run it with rlhf-zoo bench suite={path}")
     data.pop(SWEEP, None)
     flat = flatten(data, f"config={path}")
     choices: dict[str, str] = {}

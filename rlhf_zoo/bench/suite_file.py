@@ -114,7 +114,14 @@ def load_suite_file(path: str) -> Suite:
         raise UserError(f"{where}: cannot read it: {yaml_error(e)}") from None
     if not isinstance(data, DictConfig):
         raise UserError(f"{where} must hold a mapping of a suite's fields (sweeps:, seeds:, ...)")
-    check_shapes(OmegaConf.to_container(data), SuiteSpec, where)
+    given = OmegaConf.to_container(data)
+    keys = [k for k in ("algo", "task", "sweep") if k in given]
+    if keys and "sweeps" not in given:  # said "unknown key 'algo'; did you mean algo_args?"
+        raise UserError(
+            f"{where} is an experiment file (its {', '.join(k + ':' for k in keys)}; no sweeps:): run it with "
+            f"rlhf-zoo train config={path}"
+        )
+    check_shapes(given, SuiteSpec, where)
     try:
         spec = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(SuiteSpec), data))
     except (OmegaConfBaseException, ValueError) as e:

@@ -104,6 +104,12 @@ SWEEP = "sweeps:\n  - {tag: r, algo: reinforce, knob: algo.beta, values: [0.1]}\
             "sweep r: fixed sets algo.beta, the sweep's knob (its values set it): remove it",
         ),
         ("algo_args: {reinforce: {seed: 1}}\n" + SWEEP, "algo_args.reinforce seed: a suite cannot set it"),
+        # an experiment file said "unknown key 'algo'; did you mean algo_args?"
+        (
+            "algo: bond\ntask: exact\nsweep: {seed: [0, 1]}\n",
+            "suite file {path} is an experiment file (its algo:, task:, sweep:; no sweeps:): run it with rlhf-zoo "
+            "train config={path}",
+        ),
     ],
 )
 def test_a_bad_suite_file_is_one_line_naming_it(cli, tmp_path, text, needle):

@@ -89,6 +89,8 @@ def test_a_saved_config_run_from_another_folder_says_where_its_relative_paths_st
         ("algo: bond\nseed: 1\nseed.x: 2\n", "seed.x lies under a key that holds a value"),
         # an alias inside what it names was a RecursionError traceback
         ("algo: bond\ntrain: &t {steps: *t}\n", "train.steps holds itself (an alias inside what it names, line 2)"),
+        # a suite file said "name an algorithm: algo=NAME ..."
+        ("sweeps:\n  - {tag: r, algo: bond, knob: algo.beta, values: [0.1]}\n", "is a suite file (its sweeps:): run"),
     ],
 )
 def test_a_bad_file_is_one_line_before_any_work(cli, tmp_path, text, needle):
