@@ -44,6 +44,7 @@ from rlhf_zoo.algorithms.registry import get_algorithm
 from rlhf_zoo.config import NO_EFFECT, algo_config, as_dataclass, to_yaml
 from rlhf_zoo.errors import UserError, printable
 from rlhf_zoo.evaluate import Evaluator
+from rlhf_zoo.io import yaml_error
 from rlhf_zoo.policies.base import Policy
 from rlhf_zoo.rng import Streams
 from rlhf_zoo.rollout import BaseCache, Costs, collect, make_batch
@@ -583,6 +584,15 @@ def check_run_dir(cfg: DictConfig) -> None:
         raise UserError(f"run_dir={cfg.run_dir} is a sweep's or a bench's folder (its bench.json): name another folder")
     its = d / "config.yaml"  # a path: run_dir=runs/x/ names runs/x/config.yaml, not runs/x//
     existing = its.read_text() if its.is_file() else None
+    if cfg.resume and existing is not None:
+        import yaml
+
+        try:
+            yaml.safe_load(existing)
+        except yaml.YAMLError as e:  # hand-edited: a ParserError traceback
+            raise UserError(
+                f"resume=true but {its} does not read as YAML ({yaml_error(e)}): restore it, or choose another run_dir"
+            ) from None
     if cfg.resume and existing is not None and (differences := _config_difference(existing, to_yaml(cfg))):
         raise UserError(
             f"resume=true but {its} differs from this run's config ({differences}): resume it with its own "
