@@ -344,6 +344,23 @@ def test_a_single_run_into_a_sweeps_folder_is_refused(cli, tmp_path):
     assert not (tmp_path / "sw" / "config.yaml").exists()
 
 
+@pytest.mark.parametrize(
+    ("body", "key"),
+    [
+        ("seed: 3\nsweep: {seed: [0, 1]}\n", "seed"),
+        ("algo.beta: 0.3\nsweep: {algo: {beta: [0.1, 0.5]}}\n", "algo.beta"),
+    ],
+)
+def test_a_key_a_sweep_file_both_sets_and_sweeps_is_one_line(cli, tmp_path, body, key):
+    """``seed: 3`` beside ``sweep: {seed: [0, 1]}`` in one file: the 3 was dropped without a word."""
+    exp = tmp_path / "exp.yaml"
+    exp.write_text("algo: bond\n" + body)
+    code, out, err = cli("train", *FAST, f"config={exp}", f"out={tmp_path}/sw")
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"config={exp} sets {key} and sweeps it (sweep.{key}): keep one" in err, err
+    assert not (tmp_path / "sw").exists()
+
+
 def test_out_in_a_sweep_file_is_refused_naming_the_file(cli, tmp_path, monkeypatch):
     """A file's ``out:`` (the command line's name for the folder) was dropped without a word: the sweep ran in
     the default folder under runs/ (a single run refuses it as an unknown key)."""
