@@ -174,3 +174,15 @@ def test_the_command_line_chooses_over_the_file_and_an_empty_file_sets_nothing(t
     assert compose([f"config={empty}", "algo=bond"]).seed == 0
     monkeypatch.setenv("HOME", str(tmp_path))
     assert compose(["config=~/exp.yaml", "task=exact"]).algo.name == "jbond"
+
+
+@pytest.mark.parametrize("command", ["train", "bench"])
+def test_an_experiment_or_suite_file_that_is_not_utf8_says_so(cli, tmp_path, command):
+    """A file saved as Latin-1 said "cannot read it: UnicodeDecodeError: 'utf-8' codec can't decode byte 0xe9 in
+    position 23: invalid continuation byte"; a prompt file in the same case says what to do."""
+    path = tmp_path / "exp.yaml"
+    path.write_bytes(b"algo: bond\ndescription: caf\xe9\n")
+    arg = f"config={path}" if command == "train" else f"suite={path}"
+    code, _, err = cli(command, arg, f"out={tmp_path}/o" if command == "bench" else f"run_dir={tmp_path}/r")
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "cannot read it: not UTF-8 text (byte 0xe9 at offset 27): save it as UTF-8" in err, err
