@@ -223,6 +223,8 @@ def read_experiment(path: str) -> tuple[dict[str, str], dict[str, Any]]:
     would keep the last) is an error naming it and its lines. Raises ConfigError.
     """
     data = _read_mapping(path)
+    if "sweeps" in data:  # rlhf_zoo.bench.suite_file's list of sweeps: said "name an algorithm"
+        raise ConfigError(f"config={path} is a suite file (its sweeps:): run it with rlhf-zoo bench suite={path}")
     data.pop(SWEEP, None)
     flat = flatten(data, f"config={path}")
     choices: dict[str, str] = {}
@@ -252,10 +254,16 @@ def read_sweep(path: str) -> dict[str, list[Any]]:
           algo: [bond, jbond]
           algo.beta: [0.1, 0.5]     # dotted or nested (train: {steps: [100, 200]}), as the settings
 
-    Raises ConfigError when a key's values are not a non-empty list."""
-    node = _read_mapping(path).get(SWEEP)
-    if node is None:
+    Raises ConfigError when a key's values are not a non-empty list, and for a ``sweep:`` left empty (which ran
+    one plain run)."""
+    data = _read_mapping(path)
+    if SWEEP not in data:
         return {}
+    node = data[SWEEP]
+    if node is None or node == {}:
+        raise ConfigError(
+            f"config={path}: sweep is empty: give it a key's list of values (seed: [0, 1]), or remove it for one run"
+        )
     if not isinstance(node, dict):
         raise ConfigError(f"config={path}: sweep must be a mapping of keys to lists of values")
     out = flatten(node, f"config={path}: sweep")
@@ -391,10 +399,24 @@ def compose(args: list[str], defaults: dict[str, str] | None = None, need_algo: 
 def check_top_level(keys: Any, schema: DictConfig, task_name: str, where: str = "") -> None:
     """Refuse a key whose first part is no top-level key of ``schema``, suggesting the dotted keys whose last
     part is the key's (``steps`` → ``train.steps``), a ``section.key`` that its section lacks, suggesting the
-    close names (``train.stepz`` → ``train.steps``), and a ``model.*`` key on a task without a model; raises
-    ConfigError (OmegaConf says only "Key 'steps' is not in struct")."""
+    close names (``train.stepz`` → ``train.steps``), a ``model.*`` key on a task without a model, and one value
+    for a group of settings (``model=tiny``: ``model.name=tiny`` meant); raises ConfigError (OmegaConf says only
+    "Key 'steps' is not in struct")."""
     for key in keys:
         top = key.split(".", 1)[0]
+        value = keys[key] if isinstance(keys, dict) else None
+        if top in schema and isinstance(OmegaConf.select(schema, key, default=None), DictConfig):
+            if not (isinstance(value, dict) or (isinstance(value, str) and value.lstrip().startswith("{"))):
+                # train=5, model=tiny: OmegaConf said "Merge error: int is not a subclass of TrainConfig"
+                node = OmegaConf.select(schema, key)
+                hint = f"`rlhf-zoo fields {key}` lists them" if key in ("train", "model") else ""
+                if "name" in node and isinstance(value, str) and value:
+                    hint = f"did you mean {key}.name={value}?"
+                shown = value if isinstance(value, str) else json.dumps(value)
+                raise ConfigError(
+                    f"{where}{key} is a group of settings, not one value ({shown}): set each as "
+                    f"{key}.KEY=VALUE" + (f" ({hint})" if hint else "")
+                )
         if top in schema:
             rest = key.partition(".")[2]
             node = schema[top]
@@ -430,7 +452,8 @@ def check_top_level(keys: Any, schema: DictConfig, task_name: str, where: str = 
 def config_error_line(e: Exception) -> str:
     """An OmegaConf error as one line, with the offending key when the message lacks it. An empty value
     (``seed=``: an unset shell variable, or a YAML null) is said as such, not as OmegaConf's "Incompatible
-    value 'None'"."""
+    value 'None'"; so is a missing one, not as "Structured config of type `SuiteSpec` has missing mandatory
+    value"."""
     msg = str(e).strip().splitlines()
     head = msg[0] if msg else type(e).__name__
     key = getattr(e, "full_key", None)
@@ -438,6 +461,10 @@ def config_error_line(e: Exception) -> str:
     if empty and key:
         kind = {"int": "an integer", "float": "a number", "bool": "true or false"}.get(empty[1], "a value")
         return f"{key} is empty ({key}= or a YAML null): give it {kind}, or leave it out"
+    if key and re.match(r"(Structured config of type `\w+` has missing mandatory value|Missing mandatory value)", head):
+        return f"{key} is missing: give it a value"  # a suite file without sweeps:, a sweep without values:
+    if key and re.match(r"Invalid value assigned: \w+ is not a .*ListConfig", head):  # lora_target_modules=q_proj
+        return f"{key} takes a list: write it in brackets, {key}=[{getattr(e, 'value', '...')}]"
     # task.proxy=hf:$MODEL with MODEL unset: YAML reads "hf:" as the mapping {hf: null}
     node = re.match(r"Cannot convert '(Dict|List)Config' to string: '(.*)'$", head)
     if node and key:
@@ -528,7 +555,7 @@ def validate(cfg: DictConfig) -> None:
         try:
             entry.check(as_dataclass(cfg, "task"))
         except ValueError as e:
-            raise ConfigError(f"task: {e}") from None
+            raise ConfigError(_in_section("task", cfg.task, e) or f"task: {e}") from None
     big = _first_key(tree, _too_large)  # after the settings' own bounds, which say more (n >= 2)
     if big:
         raise ConfigError(

@@ -54,6 +54,8 @@ def read_json(path: Path) -> Any | None:
 def yaml_error(e: BaseException) -> str:
     """A YAML loader's error as one line with what is wrong and where: ``YAML syntax error at line 3, column 5:
     expected ',' or '}', but got ':' (while parsing a flow mapping started at line 2)``."""
+    if isinstance(e, UnicodeDecodeError):  # a file saved as Latin-1, say: as a prompt file's error says it
+        return f"not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {e.start}): save it as UTF-8"
     mark = getattr(e, "problem_mark", None)
     problem = getattr(e, "problem", None)
     if mark is None or not problem:

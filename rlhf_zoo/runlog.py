@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import platform
 import shlex
 import shutil
@@ -30,7 +31,7 @@ from typing import Any
 
 import torch
 
-from rlhf_zoo.errors import UserError
+from rlhf_zoo.errors import UserError, one_line
 from rlhf_zoo.io import atomic_dir, atomic_write_text, read_json, temp_files_of
 
 
@@ -200,6 +201,7 @@ class RunLog:
         meanwhile (both are opened in the same folder before either is read, and :func:`rlhf_zoo.io.atomic_dir`
         never changes a folder once in place), and a previous checkpoint set aside by a swap (under way, or cut
         short by a kill) is read where it lies. None: no checkpoint."""
+        from safetensors import SafetensorError
         from safetensors.torch import load, load_file
 
         files = self._open_checkpoint()
@@ -207,8 +209,16 @@ class RunLog:
             return None
         with os.fdopen(files[0], "rb") as w, os.fdopen(files[1], "rb") as s:
             by_fd = Path(f"/dev/fd/{w.fileno()}")  # the opened file, mapped rather than read whole (Linux, macOS)
-            weights = load_file(str(by_fd)) if by_fd.exists() else load(w.read())
-            state = torch.load(s, weights_only=False, map_location=_onto(device))
+            file = "weights.safetensors"
+            try:  # a file cut short (a partial copy) was a PytorchStreamReader or SafetensorError traceback
+                weights = load_file(str(by_fd)) if by_fd.exists() else load(w.read())
+                file = "state.pt"
+                state = torch.load(s, weights_only=False, map_location=_onto(device))
+            except (RuntimeError, EOFError, ValueError, pickle.UnpicklingError, SafetensorError) as e:
+                raise UserError(
+                    f"the checkpoint in {self.ckpt_dir} does not load ({file}: {one_line(e)[:160]}): it is damaged "
+                    "(a partial copy?): copy it again, or delete it to start the run over"
+                ) from None
         return weights, state
 
     def _open_checkpoint(self, tries: int = 5) -> tuple[int, int] | None:

@@ -9,9 +9,9 @@ list value (``model.lora_target_modules=[q_proj],[q_proj,v_proj]`` sweeps two), 
 one string. An experiment file (``config=FILE.yaml``, :func:`rlhf_zoo.config.read_sweep`) may hold a
 ``sweep:`` mapping; a key given on the command line replaces the file's sweep of it (a single value
 stops sweeping it; with every key pinned, the file still runs its one point in the sweep's folder, never
-a single run in the folder itself). An empty item, an item listed twice (or one value written twice: 1 and
-1.0) or a non-integer seed is one error line; so is a bad key or value, naming the experiment file when it is
-the file's.
+a single run in the folder itself; a ``sweep:`` left empty, or a key that the file both sets and sweeps, is
+refused). An empty item, an item listed twice (or one value written twice: 1 and 1.0) or a non-integer seed is
+one error line; so is a bad key or value, naming the experiment file when it is the file's.
 
 The grid becomes a :class:`~rlhf_zoo.bench.suites.Suite` (:func:`grid_suite`): one sweep per algorithm
 and combination of the other swept keys but the last, which is the sweep's knob; the swept seeds are
@@ -123,6 +123,9 @@ def plan_sweep(args: list[str]) -> SweepPlan | None:
             raise ConfigError(f"config={over['config']}: run_dir must be one folder, got {settings['run_dir']!r}")
         if settings.get("run_dir") is not None:
             settings["run_dir"] = str(settings["run_dir"])  # run_dir: 2026 was Path(2026), a TypeError traceback
+        both = sorted(set(file_sweep) & ({*settings, *choices} - set(NOT_SWEPT)))  # the sweep dropped the value
+        if both:
+            raise ConfigError(f"config={over['config']} sets {both[0]} and sweeps it (sweep.{both[0]}): keep one")
         swept = sorted(set(file_sweep) & set(NOT_SWEPT))  # config: the command line's config= would drop it
         if swept:
             key = swept[0]
@@ -168,6 +171,12 @@ def plan_sweep(args: list[str]) -> SweepPlan | None:
     folder = Path(
         over.get("out") or over.get("run_dir") or settings.get("run_dir") or default_folder(algos, base, grid)
     )
+    if (folder.expanduser() / "config.yaml").is_file():  # its points would run inside another run's directory
+        key = next((k for k in FOLDER_KEYS if over.get(k)), "run_dir")
+        raise ConfigError(
+            f"{key}={folder} holds a single run (its config.yaml): a sweep's folder holds a run directory per "
+            "point: name another folder"
+        )
     suite = grid_suite(folder.expanduser().resolve().name, base, algos, grid, seeds)
     return SweepPlan(folder, suite, " ".join(["rlhf-zoo", "train", *args]), tuple(args))
 

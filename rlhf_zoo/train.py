@@ -31,6 +31,7 @@ from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import fields
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -42,6 +43,7 @@ from rlhf_zoo.algorithms.registry import get_algorithm
 from rlhf_zoo.config import NO_EFFECT, algo_config, as_dataclass, to_yaml
 from rlhf_zoo.errors import UserError, printable
 from rlhf_zoo.evaluate import Evaluator
+from rlhf_zoo.io import yaml_error
 from rlhf_zoo.options import set_away_from_default
 from rlhf_zoo.policies.base import Policy
 from rlhf_zoo.rng import Streams
@@ -326,6 +328,13 @@ class Trainer:
             resumable = self.algo.trainable and self.step > 0 and not self._mid_step and not self.rt.distributed
             if resumable and not isinstance(e, WriteError):
                 self.save()
+                # a failing reward, fixed, continues; a diverged loss needs another train.lr: another run
+                continues = isinstance(e, UserError) and not isinstance(e, Diverged) and len(e.args) == 1
+                if continues and self._held_lock is None:  # not a bench's or sweep's point (the same command goes on)
+                    e.args = (
+                        f"{e}; the run stopped after step {self.step}, whose checkpoint {self.cfg.run_dir} holds: fix "
+                        "that, then add resume=true to continue from it",
+                    )
             raise
         finally:
             if bar is not None:
@@ -480,26 +489,14 @@ class Trainer:
         if self.rt.is_main:
             self.log.clear_interrupted_writes()
         self.rt.barrier()  # the checkpoint is in place before any process looks for it
-        existing = self.log.read_config()
         resumed = cfg.resume and self.log.has_checkpoint()
-        # With a checkpoint or without (a finished sweep's runs keep none), resume=true continues the run of
-        # the directory's config.yaml: it never starts another run over that one's.
-        if cfg.resume and existing is not None and (differences := _config_difference(existing, to_yaml(cfg))):
-            its = self.log.dir / "config.yaml"  # a path: run_dir=runs/x/ names runs/x/config.yaml, not runs/x//
-            raise UserError(
-                f"resume=true but {its} differs from this run's config ({differences}): resume it with its own "
-                f"settings (rlhf-zoo train config={its} resume=true), or choose another run_dir"
-            )
+        check_run_dir(cfg)  # again, with the lock held: checked first by run(), before anything was built
         if resumed:
             self.restore()
             self.say(f"resuming {cfg.run_dir} from step {self.step} (its last checkpoint)")
         else:
             if cfg.resume:
                 self.say(f"resume=true: no checkpoint in {cfg.run_dir}, so nothing to resume: starting at step 0")
-            if self.log.metrics_path.exists() and not cfg.resume:
-                raise UserError(
-                    f"{cfg.run_dir} already holds a run: pass resume=true to continue it, or choose another run_dir"
-                )
             if cfg.resume and self.rt.is_main:
                 self.log.truncate_metrics(-1)  # nothing to resume: start over from a clean log
                 self.log.remove_summary()  # the run before's
@@ -578,10 +575,45 @@ def _flat_config(cfg: DictConfig) -> dict[str, Any]:
     return {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in flat.items()}
 
 
+def check_run_dir(cfg: DictConfig) -> None:
+    """Refuse, with a one-line UserError, a run that its ``run_dir`` cannot take: a sweep's or a bench's folder,
+    another run's directory without ``resume=true``, or ``resume=true`` with settings that differ from the
+    directory's ``config.yaml``. With a checkpoint or without (a finished sweep's runs keep none), resume=true
+    continues the run of the directory's config.yaml: it never starts another run over that one's. Reads a few
+    files, builds nothing."""
+    d = Path(cfg.run_dir)
+    if (d / "bench.json").is_file():  # rlhf_zoo.bench.records.BENCH: the run would hide the points from compare
+        raise UserError(f"run_dir={cfg.run_dir} is a sweep's or a bench's folder (its bench.json): name another folder")
+    its = d / "config.yaml"  # a path: run_dir=runs/x/ names runs/x/config.yaml, not runs/x//
+    existing = its.read_text() if its.is_file() else None
+    if cfg.resume and existing is not None:
+        import yaml
+
+        try:
+            yaml.safe_load(existing)
+        except yaml.YAMLError as e:  # hand-edited: a ParserError traceback
+            raise UserError(
+                f"resume=true but {its} does not read as YAML ({yaml_error(e)}): restore it, or choose another run_dir"
+            ) from None
+    if cfg.resume and existing is not None and (differences := _config_difference(existing, to_yaml(cfg))):
+        raise UserError(
+            f"resume=true but {its} differs from this run's config ({differences}): resume it with its own "
+            f"settings (rlhf-zoo train config={its} resume=true), or choose another run_dir"
+        )
+    if not cfg.resume and (d / "metrics.jsonl").exists():
+        raise UserError(
+            f"{cfg.run_dir} already holds a run: pass resume=true to continue it, or choose another run_dir"
+        )
+
+
+CHOSEN = ("algo.name", "task.name")  # algo=NAME, task=NAME
+
+
 def _config_difference(saved: str, now: str, shown: int = 3) -> str:
-    """The first settings in which two resolved configs (YAML) differ, as ``key: saved → now`` ("": none), but
-    for ``resume``, the settings without effect on the results (:data:`rlhf_zoo.config.NO_EFFECT`: a run
-    may resume without its progress bar, or with another checkpoint cadence) and ``run_dir``: the saved config
+    """The first settings in which two resolved configs (YAML) differ, as ``key: saved → now`` ("": none; the
+    algorithm's and the task's names before the rest), but for ``resume``, the settings without effect on the
+    results (:data:`rlhf_zoo.config.NO_EFFECT`: a run may resume without its progress bar, or with another
+    checkpoint cadence) and ``run_dir``: the saved config
     is the one in the run directory being resumed, whichever way its path is written (``runs/x/``, ``./runs/x``,
     an absolute path, from another folder) or wherever the directory was moved."""
     import yaml
@@ -593,6 +625,7 @@ def _config_difference(saved: str, now: str, shown: int = 3) -> str:
 
     a, b = flat(yaml.safe_load(saved) or {}), flat(yaml.safe_load(now) or {})
     keys = [k for k in sorted(set(a) | set(b)) if k not in ("resume", "run_dir", *NO_EFFECT) and a.get(k) != b.get(k)]
+    keys.sort(key=lambda k: k not in CHOSEN)  # another algorithm or task first: it explains the settings after it
     text = ", ".join(f"{k}: {a.get(k)} → {b.get(k)}" for k in keys[:shown])
     return text + (f" and {len(keys) - shown} more" if len(keys) > shown else "")
 
@@ -632,6 +665,7 @@ def runtime_for(cfg: DictConfig) -> Runtime:
 def run(cfg: DictConfig, argv: list[str] | None = None, held_lock: Any = None) -> dict[str, Any]:
     """Train (or, for Best-of-N, only evaluate) one configuration; returns the summary. ``held_lock``:
     see :class:`Trainer`."""
+    check_run_dir(cfg)  # before a model loads
     rt = None
     try:
         if launched_world_size() > 1:  # the rendezvous waits for every process: a lost one never comes

@@ -28,6 +28,7 @@ itself: ``seed``, ``algo``, ``run_dir``, ``resume``, ``config``) is one error li
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import re
 import typing
@@ -113,7 +114,14 @@ def load_suite_file(path: str) -> Suite:
         raise UserError(f"{where}: cannot read it: {yaml_error(e)}") from None
     if not isinstance(data, DictConfig):
         raise UserError(f"{where} must hold a mapping of a suite's fields (sweeps:, seeds:, ...)")
-    check_shapes(OmegaConf.to_container(data), SuiteSpec, where)
+    given = OmegaConf.to_container(data)
+    keys = [k for k in ("algo", "task", "sweep") if k in given]
+    if keys and "sweeps" not in given:  # said "unknown key 'algo'; did you mean algo_args?"
+        raise UserError(
+            f"{where} is an experiment file (its {', '.join(k + ':' for k in keys)}; no sweeps:): run it with "
+            f"rlhf-zoo train config={path}"
+        )
+    check_shapes(given, SuiteSpec, where)
     try:
         spec = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(SuiteSpec), data))
     except (OmegaConfBaseException, ValueError) as e:
@@ -209,12 +217,18 @@ def _check_counts(spec: SuiteSpec, where: str) -> None:
 
 
 def check_shapes(node: dict[Any, Any], spec: type, where: str, prefix: str = "") -> None:
-    """A list where ``spec`` wants a mapping or the reverse (OmegaConf's merge raises a bare TypeError for
-    it), or a list or mapping among a list's single values (which it lets through), as one line naming the
-    key; the other type errors are left to the merge, which names the key too."""
+    """An unknown key (with the sweep it is in), a list where ``spec`` wants a mapping or the reverse
+    (OmegaConf's merge raises a bare TypeError for it), or a list or mapping among a list's single values (which
+    it lets through), as one line naming the key; the other type errors are left to the merge, which names the
+    key too."""
     hints = typing.get_type_hints(spec)
     for key, value in node.items():
-        if key not in hints or value is None:  # an unknown key, a null: the merge says what is wrong
+        if key not in hints:  # OmegaConf's "Key 'x' not in 'SweepSpec'" named a class, and not which sweep
+            near = difflib.get_close_matches(str(key), list(hints), n=1)
+            what = "a suite file" if spec is SuiteSpec else "a sweep"
+            hint = f"did you mean {near[0]}?" if near else f"the keys of {what} are {', '.join(hints)}"
+            raise UserError(f"{where}: unknown key '{prefix}{key}'; {hint}")
+        if value is None:  # a null: the merge says what is wrong
             continue
         name, origin = f"{prefix}{key}", typing.get_origin(hints[key])
         if origin is dict and not isinstance(value, dict):

@@ -249,6 +249,8 @@ def check_model_source(name: str) -> None:
         return
     if is_local_path(name):
         path = Path(name).expanduser()
+        if path.is_file():
+            raise UserError(f"model.name={name}: {path} is a file, not a model's folder: name the folder that holds it")
         if not path.is_dir():
             raise UserError(f"model.name={name}: no such directory")
         if not (path / "config.json").is_file():

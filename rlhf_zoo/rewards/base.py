@@ -51,6 +51,14 @@ def as_scores(out: object, name: str, n: int, texts: Sequence[str] | None = None
         if not isinstance(out, Tensor) and t.dtype == torch.float32 and not bool(t.isfinite().all()):
             t = torch.as_tensor(out, dtype=torch.float64)  # Python floats: what was returned, before the cast
     except (TypeError, ValueError, RuntimeError) as e:
+        items = enumerate(out) if isinstance(out, (list, tuple)) else ()
+        bad = next(((i, v) for i, v in items if not isinstance(v, (int, float, list, tuple, Tensor))), None)
+        if bad is not None:  # a string among the scores ("1.0"), a None, a dict: say which
+            i, v = bad
+            raise RewardError(
+                f"reward {name!r} returned a {type(out).__name__} whose item {i + 1} is {type(v).__name__} "
+                f"{repr(v)[:80]}, not a number: return one float per completion"
+            ) from None
         raise RewardError(f"reward {name!r} returned {type(out).__name__}, not numbers ({one_line(e)})") from None
     if t.layout != torch.strided:  # a sparse result (a classifier's thresholded output) holds the same numbers
         t = t.to_dense()

@@ -144,8 +144,15 @@ def check_reward_spec(name_or_spec: str, options: dict[str, Any] | None = None) 
         from rlhf_zoo.hub import check_hub_model, is_local_path
 
         if is_local_path(target):
-            if not Path(target).expanduser().is_dir():
+            folder = Path(target).expanduser()
+            if folder.is_file():
+                raise UserError(
+                    f"reward {spec!r}: {folder} is a file, not a model's folder: name the folder that holds it"
+                )
+            if not folder.is_dir():
                 raise UserError(f"reward {spec!r}: no such directory {target}")
+            if not (folder / "config.json").is_file():  # as model.name's folder: else a hub hint, at load time
+                raise UserError(f"reward {spec!r}: {folder} holds no Hugging Face model (no config.json)")
         else:
             # the packaged models are language models, not the sequence classifiers an hf: reward reads
             check_hub_model(target, what=f"reward {spec!r}", local="a local directory of a sequence classifier")

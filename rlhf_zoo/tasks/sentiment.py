@@ -148,7 +148,10 @@ def check_sentiment_task(cfg: SentimentTaskConfig) -> None:
         try:
             check_reward_spec(str(spec), dict(getattr(cfg, f"{key}_options")))
         except UserError as e:
-            raise UserError(f"task.{key}: {e}") from None
+            none = key == "gold" and str(spec).strip().lower() in ("none", "false", "no", "off")  # Python's None
+            raise UserError(
+                f"task.{key}: {e}" + ("; to evaluate no gold reward: task.gold=null" if none else "")
+            ) from None
     taken = [set(task_set_options(str(spec), "", True)) for spec in (cfg.proxy, cfg.gold) if spec is not None]
     rewards = f"task.proxy={cfg.proxy}, task.gold={cfg.gold or 'null'}"
     if set_away_from_default(cfg, "reward_device") and not any("device" in t for t in taken):
@@ -188,6 +191,17 @@ def check_prompt_format(src: str, what: str) -> None:
         )
 
 
+_DATA_SUFFIXES = {*_BUILDERS, ".tsv", ".parquet", ".arrow"}
+# a dataset repository's other files (README.md's card aside), and save_to_disk's metadata
+_NOT_DATA = ("readme", "license", "licence", "notice", "changelog", "citation", "dataset_info", "dataset_dict", "state")
+
+
+def _is_data_file(f: Path) -> bool:
+    """Whether ``f``, in a prompt folder, is a data file that datasets would read (or leave out for another format)."""
+    name = f.name.lower()
+    return f.suffix.lower() in _DATA_SUFFIXES and not name.startswith((".", *_NOT_DATA)) and f.is_file()
+
+
 def check_prompt_source(src: str, what: str) -> None:
     """A prompt source that cannot load fails in one line before any model loads: a file or directory
     that is not there, a hub dataset that is neither cached nor reachable."""
@@ -197,8 +211,16 @@ def check_prompt_source(src: str, what: str) -> None:
         return
     check_prompt_format(src, what)
     if Path(src).suffix.lower() in _BUILDERS or is_local_path(src):
-        if not Path(src).expanduser().exists():
+        path = Path(src).expanduser()
+        if not path.exists():
             raise UserError(f"{what}={src}: no such file or directory")
+        if path.is_dir():  # datasets reads the files of one format of a folder, and leaves the others out
+            kinds = sorted({f.suffix.lower() for f in path.rglob("*") if _is_data_file(f)})
+            if len({_BUILDERS.get(k, k) for k in kinds}) > 1:  # .json and .jsonl are one format
+                raise UserError(
+                    f"{what}={src} holds prompt files of several formats ({', '.join(kinds)}), of which one would "
+                    "be read: keep one format in the folder, or name a file"
+                )
         return
     check_hub_dataset(src, what=f"{what}={src}")
 
@@ -264,7 +286,14 @@ def read_texts(src: str, cfg: SentimentTaskConfig, what: str) -> list[Any]:
             csv = {"keep_default_na": False, "converters": {cfg.prompt_column: str}} if builder == "csv" else {}
             # a text file's byte-order mark (Windows editors write one) is not the first prompt's first character
             bom = {"encoding": "utf-8-sig"} if builder in ("text", "csv") else {}
-            ds = datasets.load_dataset(builder, data_files=source, split="train", **csv, **bom)
+            # datasets logs a file it cannot parse ("Failed to load JSON from file ...") before it raises: the
+            # error line below says why, and is the one line
+            level = datasets.logging.get_verbosity()
+            datasets.logging.set_verbosity(datasets.logging.CRITICAL)
+            try:
+                ds = datasets.load_dataset(builder, data_files=source, split="train", **csv, **bom)
+            finally:
+                datasets.logging.set_verbosity(level)
         else:
             ds = datasets.load_dataset(source, split=cfg.prompt_split)
     except Exception as e:  # noqa: BLE001 - any loading failure is the user's source
@@ -401,7 +430,9 @@ def build_sentiment_task(cfg: SentimentTaskConfig, model_cfg: Any, device: str =
         raise UserError(f"the prompt set {cfg.prompts!r} gives no training prompts")
     if not evals:
         where = cfg.eval_prompts or cfg.prompts
-        hint = "" if cfg.eval_prompts else ": name an evaluation file (task.eval_prompts=FILE) or raise eval_fraction"
+        hint = (
+            "" if cfg.eval_prompts else ": name an evaluation file (task.eval_prompts=FILE) or raise task.eval_fraction"
+        )
         raise UserError(f"the prompt set {where!r} gives no held-out evaluation prompts{hint}")
     checked = model_cfg is None or _check_prompts_before_loading(train + evals, model_cfg)
     proxy = _reward(cfg.proxy, cfg.proxy_options, reward_device, build_if_missing=cfg.build_gold, key="proxy")

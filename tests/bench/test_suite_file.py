@@ -67,11 +67,22 @@ SWEEP = "sweeps:\n  - {tag: r, algo: reinforce, knob: algo.beta, values: [0.1]}\
         (None, "no such file"),
         ("- a\n", "mapping"),
         ("sweeps: [\n", "cannot read"),
-        ("", "missing mandatory value: sweeps"),
-        ("foo: 1\n" + SWEEP, "Key 'foo' not in 'SuiteSpec'"),
-        ("sweeps:\n  - {tag: r, algo: reinforce, knob: algo.beta, values: [1], extra: 2}\n", "'extra'"),
+        # said OmegaConf's "Structured config of type `SuiteSpec` has missing mandatory value: sweeps"
+        ("", "suite file {path}: sweeps is missing: give it a value"),
+        # said OmegaConf's "Key 'valuess' not in 'SweepSpec'. Did you mean: 'values'?": a class of the code, and
+        # not which sweep
+        ("foo: 1\n" + SWEEP, "unknown key 'foo'; the keys of a suite file are sweeps, name, description,"),
+        ("seed: [1]\n" + SWEEP, "unknown key 'seed'; did you mean seeds?"),
+        (
+            "sweeps:\n  - {tag: r, algo: reinforce, knob: algo.beta, values: [1], extra: 2}\n",
+            "unknown key 'sweeps[0].extra'; the keys of a sweep are tag, algo, knob, values,",
+        ),
+        (
+            SWEEP + "  - {tag: s, algo: reinforce, knob: algo.beta, valuess: [1]}\n",
+            "'sweeps[1].valuess'; did you mean values?",
+        ),
         ("sweeps:\n  - {tag: r, algo: dpo, knob: algo.beta, values: [0.1]}\n", "unknown algorithm 'dpo'"),
-        ("sweeps:\n  - {tag: r, algo: reinforce, knob: algo.beta}\n", "sweeps[0].values"),
+        ("sweeps:\n  - {tag: r, algo: reinforce, knob: algo.beta}\n", "sweeps[0].values is missing: give it a value"),
         ("sweeps:\n  - {tag: r, algo: reinforce, knob: algo.beta, values: []}\n", "no values"),
         ("seeds: [a]\n" + SWEEP, "seeds[0]"),
         ("jobs: many\n" + SWEEP, "jobs"),
@@ -93,6 +104,12 @@ SWEEP = "sweeps:\n  - {tag: r, algo: reinforce, knob: algo.beta, values: [0.1]}\
             "sweep r: fixed sets algo.beta, the sweep's knob (its values set it): remove it",
         ),
         ("algo_args: {reinforce: {seed: 1}}\n" + SWEEP, "algo_args.reinforce seed: a suite cannot set it"),
+        # an experiment file said "unknown key 'algo'; did you mean algo_args?"
+        (
+            "algo: bond\ntask: exact\nsweep: {seed: [0, 1]}\n",
+            "suite file {path} is an experiment file (its algo:, task:, sweep:; no sweeps:): run it with rlhf-zoo "
+            "train config={path}",
+        ),
     ],
 )
 def test_a_bad_suite_file_is_one_line_naming_it(cli, tmp_path, text, needle):
@@ -100,7 +117,7 @@ def test_a_bad_suite_file_is_one_line_naming_it(cli, tmp_path, text, needle):
     if text is not None:
         path.write_text(text)
     code, out, err = cli("bench", f"suite={path}", f"out={tmp_path}/runs", "progress=false")
-    assert code == 2 and needle in err and f"suite file {path}" in err, err
+    assert code == 2 and needle.format(path=path) in err and f"suite file {path}" in err, err
     assert len(err.strip().splitlines()) == 1 and not out and not (tmp_path / "runs").exists()
 
 

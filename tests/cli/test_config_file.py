@@ -89,6 +89,8 @@ def test_a_saved_config_run_from_another_folder_says_where_its_relative_paths_st
         ("algo: bond\nseed: 1\nseed.x: 2\n", "seed.x lies under a key that holds a value"),
         # an alias inside what it names was a RecursionError traceback
         ("algo: bond\ntrain: &t {steps: *t}\n", "train.steps holds itself (an alias inside what it names, line 2)"),
+        # a suite file said "name an algorithm: algo=NAME ..."
+        ("sweeps:\n  - {tag: r, algo: bond, knob: algo.beta, values: [0.1]}\n", "is a suite file (its sweeps:): run"),
     ],
 )
 def test_a_bad_file_is_one_line_before_any_work(cli, tmp_path, text, needle):
@@ -172,3 +174,15 @@ def test_the_command_line_chooses_over_the_file_and_an_empty_file_sets_nothing(t
     assert compose([f"config={empty}", "algo=bond"]).seed == 0
     monkeypatch.setenv("HOME", str(tmp_path))
     assert compose(["config=~/exp.yaml", "task=exact"]).algo.name == "jbond"
+
+
+@pytest.mark.parametrize("command", ["train", "bench"])
+def test_an_experiment_or_suite_file_that_is_not_utf8_says_so(cli, tmp_path, command):
+    """A file saved as Latin-1 said "cannot read it: UnicodeDecodeError: 'utf-8' codec can't decode byte 0xe9 in
+    position 23: invalid continuation byte"; a prompt file in the same case says what to do."""
+    path = tmp_path / "exp.yaml"
+    path.write_bytes(b"algo: bond\ndescription: caf\xe9\n")
+    arg = f"config={path}" if command == "train" else f"suite={path}"
+    code, _, err = cli(command, arg, f"out={tmp_path}/o" if command == "bench" else f"run_dir={tmp_path}/r")
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "cannot read it: not UTF-8 text (byte 0xe9 at offset 27): save it as UTF-8" in err, err

@@ -309,6 +309,58 @@ def test_a_key_that_cannot_be_swept_in_a_sweep_file_is_one_line_naming_the_file(
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "sw").exists()
 
 
+@pytest.mark.parametrize("sweep", ["sweep:\n", "sweep: {}\n", "sweep:\n  # seed: [0, 1]\n"])
+@pytest.mark.parametrize("folder", ["out", "run_dir"])
+def test_an_empty_sweep_mapping_is_one_line_naming_the_file(cli, tmp_path, sweep, folder):
+    """A ``sweep:`` left empty (its lists commented out) ran one plain run, into run_dir and not a sweep's folder,
+    without a word; with out= it said "out=DIR names a sweep's folder", of a file that names a sweep."""
+    exp = tmp_path / "exp.yaml"
+    exp.write_text(f"algo: bond\n{sweep}")
+    code, out, err = cli("train", *FAST, f"config={exp}", f"{folder}={tmp_path}/sw")
+    assert code == 2 and f"config={exp}: sweep is empty: give it a key's list of values" in err, err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "sw").exists()
+
+
+@pytest.mark.parametrize("folder", ["out", "run_dir"])
+def test_a_sweep_into_a_single_runs_directory_is_refused(cli, tmp_path, folder):
+    """``seed=0,1 out=DIR`` where DIR held a single run ran the sweep's points inside that run's directory, and
+    its closing table showed the single run alone (compare reads a run directory as one run), not the sweep."""
+    code, _, err = cli("train", "algo=bond", *FAST, f"run_dir={tmp_path}/r")
+    assert code == 0, err
+    code, out, err = cli("train", "algo=bond", *FAST, "seed=0,1", f"{folder}={tmp_path}/r")
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"{folder}={tmp_path}/r holds a single run (its config.yaml): a sweep's folder holds a run" in err, err
+    assert sorted(p.name for p in (tmp_path / "r").iterdir() if p.is_dir()) == ["checkpoint"]
+
+
+def test_a_single_run_into_a_sweeps_folder_is_refused(cli, tmp_path):
+    """``run_dir=`` a sweep's folder wrote a run beside the sweep's points, and ``rlhf-zoo compare`` of the folder
+    then showed that run alone, as if the sweep were gone."""
+    code, _, err = cli("train", "algo=bond", *FAST, "seed=0,1", f"out={tmp_path}/sw")
+    assert code == 0, err
+    code, _, err = cli("train", "algo=bond", *FAST, "seed=2", f"run_dir={tmp_path}/sw")
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"run_dir={tmp_path}/sw is a sweep's or a bench's folder (its bench.json): name another" in err, err
+    assert not (tmp_path / "sw" / "config.yaml").exists()
+
+
+@pytest.mark.parametrize(
+    ("body", "key"),
+    [
+        ("seed: 3\nsweep: {seed: [0, 1]}\n", "seed"),
+        ("algo.beta: 0.3\nsweep: {algo: {beta: [0.1, 0.5]}}\n", "algo.beta"),
+    ],
+)
+def test_a_key_a_sweep_file_both_sets_and_sweeps_is_one_line(cli, tmp_path, body, key):
+    """``seed: 3`` beside ``sweep: {seed: [0, 1]}`` in one file: the 3 was dropped without a word."""
+    exp = tmp_path / "exp.yaml"
+    exp.write_text("algo: bond\n" + body)
+    code, out, err = cli("train", *FAST, f"config={exp}", f"out={tmp_path}/sw")
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"config={exp} sets {key} and sweeps it (sweep.{key}): keep one" in err, err
+    assert not (tmp_path / "sw").exists()
+
+
 def test_out_in_a_sweep_file_is_refused_naming_the_file(cli, tmp_path, monkeypatch):
     """A file's ``out:`` (the command line's name for the folder) was dropped without a word: the sweep ran in
     the default folder under runs/ (a single run refuses it as an unknown key)."""

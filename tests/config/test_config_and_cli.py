@@ -46,7 +46,7 @@ from rlhf_zoo.config import ConfigError, compose, load_config
         (["algo=bond", "threads=2147483648"], "threads must be >= 0 (0: torch's default) and <= 4096, got 2147483648"),
         (["algo=bond", "train.lr=inf"], "train.lr must be a finite number"),
         (["algo=bond", "task.name=sentiment"], "task=NAME"),  # a section is chosen by its key, not renamed
-        (["algo=bond", "task.vocab_size=40"], "task: vocab_size must lie in [2, 27]"),
+        (["algo=bond", "task.vocab_size=40"], "task.vocab_size must lie in [2, 27]"),
         # a task without an oracle has no exact quantiles: a ValueError traceback after step 0's evaluation
         (["algo=bond", "task=sentiment", "model.name=tiny", "algo.quantiles=exact"], "algo.quantiles=exact needs"),
     ],

@@ -38,16 +38,15 @@ def test_a_run_dir_that_cannot_be_written(tmp_path, capsys, where):
     assert "run_dir" in _one_line(capsys, code)
 
 
-def test_a_prompt_file_that_does_not_parse_says_why(tmp_path, capsys):
+def test_a_prompt_file_that_does_not_parse_says_why(tmp_path, capfd):
     """A JSONL file with a broken line: the error line said only "DatasetGenerationError: An error occurred
-    while generating the dataset"; why (the JSON parse error and its row) was in a log line of datasets."""
+    while generating the dataset"; why (the JSON parse error and its row) was in a log line of datasets, which
+    then came before the error line as a second line ("Failed to load JSON from file ...")."""
     path = tmp_path / "broken.jsonl"
     path.write_text('{"text": "a fine prompt"}\n{bad json\n')
     code = cli.main([*LM, f"task.prompts={path}", f"run_dir={tmp_path}/r"])
-    err = capsys.readouterr().err
-    assert code == 2, err
-    line = next(x for x in err.splitlines() if x.startswith("rlhf-zoo: error:"))
-    assert "broken.jsonl" in line and "JSON parse error" in line, err
+    line = _one_line(capfd, code)  # the file descriptor: datasets' log handler holds the stderr it started with
+    assert line.startswith("rlhf-zoo: error:") and "broken.jsonl" in line and "JSON parse error" in line, line
 
 
 @pytest.mark.parametrize(
@@ -153,6 +152,9 @@ def test_an_unknown_command_is_an_error_line(capsys):
         (["algo=bond", "task=exact", "algo.beta=-1"], "algo.beta must lie in [0, 1]"),
         (["algo=reinforce", "task=exact", "algo.baseline=group_norm", "algo.samples=1"], "algo.baseline=group_norm"),
         (["algo=bond", "task=exact", "algo.n=1"], "algo: bond needs n >= 2"),
+        # the task's own refusals said "task: num_prompts must be >= 1"
+        (["algo=bond", "task=exact", "task.num_prompts=0"], "task.num_prompts must be >= 1"),
+        (["algo=bond", "task=exact", "task.vocab_size=99"], "task.vocab_size must lie in [2, 27]"),
     ],
 )
 def test_a_refused_value_names_its_key_with_its_section(tmp_path, capsys, args, shown):
@@ -185,6 +187,24 @@ def test_a_text_setting_that_reads_as_yaml_says_so(tmp_path, capsys, arg, shown)
     assert shown in err and "Cannot convert" not in err, err
 
 
+@pytest.mark.parametrize(
+    ("arg", "shown"),
+    [
+        (
+            "model.lora_target_modules=q_proj",
+            "model.lora_target_modules takes a list: write it in brackets, model.lora_target_modules=[q_proj]",
+        ),
+        ("model.lora_target_modules=3", "model.lora_target_modules=[3]"),
+    ],
+)
+def test_a_list_setting_given_one_value_says_to_write_a_list(tmp_path, capsys, arg, shown):
+    """``model.lora_target_modules=q_proj`` said "Invalid value assigned: str is not a TupleConfig, ListConfig,
+    list, or tuple"."""
+    code = cli.main(["train", "algo=reinforce", "task=sentiment", "model.name=tiny", arg, f"run_dir={tmp_path}/r"])
+    err = _one_line(capsys, code)
+    assert shown in err and "TupleConfig" not in err, err
+
+
 def _command_raising(monkeypatch, error):
     def command(args):
         raise error
@@ -212,3 +232,50 @@ def test_a_signal_outside_training_ends_the_command_with_its_own_code_and_name(m
 
     assert _command_raising(monkeypatch, StopSignal(signum)) == code
     assert capsys.readouterr().err.strip() == f"rlhf-zoo: interrupted ({signal.Signals(signum).name})"
+
+
+@pytest.mark.parametrize(
+    ("args", "shown"),
+    [
+        (
+            ["algo=bond", "task=exact", "train=5"],
+            "train is a group of settings, not one value (5): set each as train.KEY=VALUE "
+            "(`rlhf-zoo fields train` lists them)",
+        ),
+        (["algo=bond", "task=exact", "train=[1]"], "train is a group of settings, not one value ([1])"),
+        (["algo=bond", "task=exact", "train="], "train is a group of settings, not one value ()"),
+        (
+            ["algo=reinforce", "task=sentiment", "model=tiny"],
+            "model is a group of settings, not one value (tiny): set each as model.KEY=VALUE (did you mean "
+            "model.name=tiny?)",
+        ),
+        (
+            ["algo=reinforce", "task=sentiment", "model.name=tiny", "task.proxy_options=5"],
+            "task.proxy_options is a group of settings, not one value (5): set each as task.proxy_options.KEY=VALUE",
+        ),
+    ],
+)
+def test_a_group_of_settings_given_one_value_says_so(tmp_path, capsys, args, shown):
+    """``train=5`` said "Merge error: int is not a subclass of TrainConfig. value: 5", ``model=tiny`` (for
+    model.name=tiny) "Merge error: str is not a subclass of HFPolicyConfig", ``train=`` "field 'train' is not
+    Optional" and ``task.proxy_options=5`` "Cannot assign int to Dict[str, Any]"."""
+    code = cli.main(["train", *args, f"run_dir={tmp_path}/r"])
+    err = _one_line(capsys, code)
+    assert f"rlhf-zoo: error: {shown}" in err, err
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_group_of_settings_given_one_value_in_an_experiment_file_names_the_file(tmp_path, capsys):
+    path = tmp_path / "exp.yaml"
+    path.write_text("algo: bond\ntask: exact\ntrain: 5\n")
+    code = cli.main(["train", f"config={path}", f"run_dir={tmp_path}/r"])
+    err = _one_line(capsys, code)
+    assert f"config={path}: train is a group of settings, not one value (5)" in err, err
+
+
+@pytest.mark.parametrize("value", ["none", "None", "false"])
+def test_no_gold_written_as_python_would_says_null(tmp_path, capsys, value):
+    """``task.gold=None`` said only "unknown reward 'None': known rewards are ...": not how to have none."""
+    code = cli.main([*LM, f"task.gold={value}", f"run_dir={tmp_path}/r"])
+    err = _one_line(capsys, code)
+    assert err.strip().endswith("; to evaluate no gold reward: task.gold=null"), err

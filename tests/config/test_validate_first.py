@@ -23,6 +23,17 @@ def test_a_missing_policy_path_fails_before_any_model_is_built(monkeypatch, tmp_
     assert code == 2 and "model.name=/no/such/model" in err and len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("setting", ["model.name", "task.gold=hf"])
+def test_a_file_named_as_a_model_folder_is_said_to_be_a_file(tmp_path, capsys, setting):
+    """``model.name=model.safetensors`` (or the config.json) said "no such directory" of a file that is there."""
+    (tmp_path / "model.safetensors").write_bytes(b"")
+    value = f"{setting}={tmp_path}/model.safetensors".replace("=hf=", "=hf:")
+    code = cli.main(["train", "algo=reinforce", "task=sentiment", "model.name=tiny", value, f"run_dir={tmp_path}/r"])
+    err = capsys.readouterr().err
+    assert code == 2 and f"{tmp_path}/model.safetensors is a file, not a model's folder: name the folder" in err, err
+    assert len(err.strip().splitlines()) == 1, err
+
+
 def test_a_directory_without_a_model_is_refused(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     code = cli.main(["train", "algo=reinforce", "task=sentiment", f"model.name={tmp_path}/empty", "run_dir=x"])
@@ -143,3 +154,26 @@ def test_a_model_folder_without_a_tokenizer_is_refused_in_one_line(monkeypatch, 
     err = capsys.readouterr().err
     assert code == 2 and len(err.strip().splitlines()) == 1, err
     assert "no tokenizer" in err and "tokenizer.json" in err and f"{tmp_path}/m" in err
+
+
+@pytest.mark.parametrize(
+    ("again", "shown"),
+    [
+        ([], "already holds a run: pass resume=true to continue it"),
+        (["resume=true", "algo.beta=0.3"], "differs from this run's config (algo.beta: 0.5 → 0.3)"),
+    ],
+)
+def test_a_run_directory_that_refuses_the_run_does_so_before_anything_is_built(
+    monkeypatch, tmp_path, capsys, again, shown
+):
+    """A second run into a finished run's directory, or a resume with other settings, loaded the policy (a
+    minute for a large model) before saying so."""
+    import rlhf_zoo.train as train
+
+    args = ["train", "algo=bond", "task=exact", "train.steps=1", "train.progress=false", f"run_dir={tmp_path}/r"]
+    assert cli.main(args) == 0
+    capsys.readouterr()
+    monkeypatch.setattr(train, "build", lambda *a, **k: pytest.fail("the run was built"))
+    code = cli.main([*args, *again])
+    err = capsys.readouterr().err
+    assert code == 2 and shown in err and len(err.strip().splitlines()) == 1, err

@@ -62,9 +62,14 @@ def test_wrong_lengths() -> None:
         (torch.ones(4, 2), r"shape \(4, 2\)"),
         ([1 + 2j, 0j, 1j, 2j], "complex"),
         (1.0, r"shape \(\) for 4 texts"),
-        ([{"score": 1.0}] * 4, "returned list, not numbers"),
+        # said "returned list, not numbers (RuntimeError: Could not infer dtype of dict)", and of strings
+        # "(ValueError: too many dimensions 'str')": not which item, nor what to return
+        ([{"score": 1.0}] * 4, r"returned a list whose item 1 is dict \{'score': 1.0\}, not a number: return one"),
+        ([0.5, "1.0", 0.0, 0.0], r"returned a list whose item 2 is str '1.0', not a number: return one float per"),
+        ((0.5, None, 0.0, 0.0), r"returned a tuple whose item 2 is NoneType None, not a number"),
+        (None, r"returned NoneType, not numbers"),
     ],
-    ids=["2x2", "4x2", "complex", "scalar", "dicts"],
+    ids=["2x2", "4x2", "complex", "scalar", "dicts", "strings", "none_item", "none"],
 )
 def test_a_reward_result_that_is_not_one_real_number_per_text_is_refused(returned, needle):
     reward = CallableReward(lambda p, c: returned, name="odd")

@@ -60,6 +60,13 @@ def test_a_reward_spec_is_checked_before_anything_loads(tmp_path, monkeypatch) -
         check_reward_spec(f"hf:{tmp_path}", {"label": [1]})
     monkeypatch.setenv("HOME", str(tmp_path))
     (tmp_path / "classifier").mkdir()
+    # a folder without a model said, when the run loaded it, "could not load the reward model ... (Unrecognized
+    # model in ...); without network access pass a local directory": as if the folder were a hub id
+    with pytest.raises(
+        UserError, match=r"hf:~/classifier': .*classifier holds no Hugging Face model \(no config.json\)"
+    ):
+        check_reward_spec("hf:~/classifier")
+    (tmp_path / "classifier" / "config.json").write_text("{}")
     check_reward_spec("hf:~/classifier")  # a folder under the home folder, ~ as written in a YAML file
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(UserError, match="HF_HUB_OFFLINE is set"):

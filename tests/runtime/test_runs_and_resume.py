@@ -175,6 +175,33 @@ def test_resume_with_other_settings_names_what_differs_and_how_to_resume(tmp_pat
     assert code == 2 and f"config={run_dir}/config.yaml resume=true" in err, err  # not r//config.yaml
 
 
+@pytest.mark.parametrize(
+    ("other", "first"),
+    [("algo=ppo_lite", "algo.name: reinforce → ppo_lite"), ("task=sentiment", "task.name: exact → sentiment")],
+)
+def test_resume_with_another_algorithm_names_the_algorithm_first(tmp_path, cli, other, first):
+    """``resume=true algo=jbond`` into a BOND run said "(algo.anchor_period: 0 → None, algo.eta: None → 0.02,
+    algo.gamma: None → 0.0 and 8 more)": the differing algorithm itself was among the 8 not shown; so was the task."""
+    args = ["task=exact", "threads=1", "train.progress=false", "train.steps=1", f"run_dir={tmp_path}/r"]
+    code, _, err = cli("train", "algo=reinforce", *args)
+    assert code == 0, err
+    args = [a for a in args if a != other.replace("sentiment", "exact")]
+    code, _, err = cli("train", "algo=reinforce", *args, other, "resume=true")
+    assert code == 2 and f"differs from this run's config ({first}" in err, err
+
+
+def test_resume_of_a_run_whose_config_yaml_does_not_read_is_one_line(tmp_path, cli):
+    """A hand-edited config.yaml that is not YAML any more was a yaml.parser.ParserError traceback at resume."""
+    args = ["algo=reinforce", "task=exact", "threads=1", "train.progress=false", "train.steps=1", f"run_dir={tmp_path}"]
+    code, _, err = cli("train", *args)
+    assert code == 0, err
+    with open(tmp_path / "config.yaml", "a") as f:
+        f.write("algo: {name: reinforce\n")
+    code, _, err = cli("train", *args, "resume=true")
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"resume=true but {tmp_path}/config.yaml does not read as YAML (YAML syntax error at line" in err, err
+
+
 def test_a_run_resumes_with_other_settings_that_cannot_change_its_results(tmp_path, cli):
     """A run stopped and resumed without its progress bar (a preempted job restarted in a batch queue), or
     with another checkpoint cadence, was refused: config.yaml differed. None of config.NO_EFFECT changes the

@@ -41,6 +41,32 @@ def test_own_prompts_are_used_whole_and_counted(cli, tiny_lm, tmp_path):
     assert (train + evals).count("The acting was") == 2
 
 
+@pytest.mark.parametrize("other", ["b.txt", "sub/b.csv"])
+def test_a_prompt_folder_of_several_file_formats_is_refused(cli, tiny_lm, tmp_path, other):
+    """A folder of a.jsonl and b.txt trained on a.jsonl's prompts alone, without a word: datasets reads the
+    files of one format of a folder and leaves the others out."""
+    folder = tmp_path / "prompts"
+    folder.mkdir()
+    write_jsonl(folder / "a.jsonl", TEXTS)
+    (folder / other).parent.mkdir(exist_ok=True)
+    (folder / other).write_text("text\nthree words here\n")
+    code, _, err = cli("train", "algo=reinforce", *tiny_lm, f"task.prompts={folder}")
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    kinds = ", ".join(sorted([".jsonl", "." + other.rsplit(".", 1)[1]]))
+    assert f"task.prompts={folder} holds prompt files of several formats ({kinds}), of which one would" in err, err
+
+
+def test_a_prompt_folder_with_a_card_and_a_licence_beside_its_data_is_read(cli, tiny_lm, tmp_path):
+    """A dataset repository's README.md and LICENSE.txt are not prompt files of another format."""
+    folder = tmp_path / "prompts"
+    folder.mkdir()
+    write_jsonl(folder / "a.jsonl", TEXTS)
+    (folder / "README.md").write_text("# my prompts\n")
+    (folder / "LICENSE.txt").write_text("CC-BY\n")
+    code, _, err = cli("train", "algo=reinforce", *tiny_lm, f"task.prompts={folder}")
+    assert code == 0, err
+
+
 def test_prompt_words_cuts_every_source_when_set(cli, tiny_lm, tmp_path):
     prompts = write_jsonl(tmp_path / "p.jsonl", TEXTS)
     evals = write_jsonl(tmp_path / "e.jsonl", ["one two three", "one two four", "five six"])

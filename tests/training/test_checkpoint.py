@@ -467,3 +467,17 @@ def test_costs_are_summed_over_processes_and_restored_once(tmp_path):
         assert b.costs.seconds == a.costs.seconds  # each process's own timings continue
         # every process holds the whole base cache (a process without it would draw its entries again, alone)
         assert b.cache.entries.keys() == a.cache.entries.keys() and a.cache.entries
+
+
+@pytest.mark.parametrize("damaged", ["state.pt", "weights.safetensors"])
+def test_a_damaged_checkpoint_is_one_line_at_resume(tmp_path, cli, damaged):
+    """A checkpoint file cut short (a partial copy from another machine) was a PytorchStreamReader traceback."""
+    args = ["algo=bond", "task=exact", "threads=1", "train.progress=false", "train.steps=1", f"run_dir={tmp_path}"]
+    code, _, err = cli("train", *args)
+    assert code == 0, err
+    path = tmp_path / "checkpoint" / damaged
+    path.write_bytes(path.read_bytes()[:100])
+    code, _, err = cli("train", *args, "resume=true")
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"the checkpoint in {tmp_path}/checkpoint does not load ({damaged}:" in err, err
+    assert "it is damaged (a partial copy?): copy it again, or delete it to start the run over" in err, err

@@ -77,6 +77,20 @@ def test_a_failed_rollout_keeps_the_last_step_and_its_costs(tmp_path):
     assert state["costs"].tokens == done["costs"].tokens
 
 
+def test_a_bad_reward_mid_run_says_how_to_continue_from_its_checkpoint(tmp_path, cli):
+    """A reward that failed at step 3 said only "reward 'failing' raised RuntimeError: ...": not that steps 1
+    and 2 were kept in a checkpoint, nor how to continue from it once the reward is fixed (run again, the
+    command said only "already holds a run")."""
+    failing = _trainer(tmp_path / "r", "algo=reinforce", "train.steps=6", "train.eval_every=100")
+    failing.task.proxy = FailingReward(failing.task.proxy, fail_at=4)  # step 3's
+    with pytest.raises(RewardError) as e:
+        failing.fit()
+    assert str(e.value) == (
+        "reward 'failing' raised RuntimeError: the reward server went away; the run stopped after step 2, "
+        f"whose checkpoint {tmp_path / 'r'} holds: fix that, then add resume=true to continue from it"
+    )
+
+
 def test_a_failure_after_the_weights_changed_writes_no_checkpoint(tmp_path):
     tr = _trainer(tmp_path / "r", "algo=ppo_lite", "train.steps=3", "algo.minibatches=2", "train.batch_prompts=4")
     _loss_fails_at(tr, 2)  # step 1's second minibatch: its first has already updated the weights

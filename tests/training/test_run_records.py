@@ -232,9 +232,9 @@ def test_the_progress_bar_of_a_resumed_run_starts_at_its_step(tmp_path, capsys):
 
 
 def test_a_refused_resume_names_the_first_three_settings_that_differ_and_counts_the_rest():
-    """``_config_difference`` of two resolved configs: dotted keys in sorted order, ``saved → now``; a key that
-    one of them lacks counts as a difference; ``resume`` and the settings without effect (a progress bar, the
-    checkpoint cadence, the tracker) do not."""
+    """``_config_difference`` of two resolved configs: dotted keys in sorted order (algo.name and task.name
+    first), ``saved → now``; a key that one of them lacks counts as a difference; ``resume`` and the settings
+    without effect (a progress bar, the checkpoint cadence, the tracker) do not."""
     saved = "seed: 0\nresume: false\ntrain:\n  steps: 2\n  lr: 0.1\n  progress: true\n  checkpoint_every: 1\n"
     same = "seed: 0\nresume: true\ntrain:\n  steps: 2\n  lr: 0.1\n  progress: false\n  checkpoint_every: 5\n"
     assert _config_difference(saved, same) == ""

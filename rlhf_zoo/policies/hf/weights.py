@@ -51,7 +51,7 @@ def attach_lora(model: nn.Module, cfg: HFPolicyConfig) -> nn.Module:
         missing = [t for t in targets if not any(n == t or n.endswith("." + t) for n in names)]
         if missing:
             raise UserError(
-                f"lora_target_modules: {', '.join(missing)} names no module of {cfg.name!r}; use this "
+                f"model.lora_target_modules: {', '.join(missing)} names no module of {cfg.name!r}; use this "
                 "architecture's linear module names (e.g. q_proj, v_proj for Llama), or ['all-linear']"
             )
     lora = LoraConfig(
