@@ -215,6 +215,10 @@ class RunLog:
                 file = "state.pt"
                 state = torch.load(s, weights_only=False, map_location=_onto(device))
             except (RuntimeError, EOFError, ValueError, pickle.UnpicklingError, SafetensorError) as e:
+                # a RuntimeError that is not the reader's (out of memory, a device that is not there) says
+                # nothing of the files: never told to delete a checkpoint for it
+                if isinstance(e, RuntimeError) and "PytorchStreamReader" not in str(e):
+                    raise
                 raise UserError(
                     f"the checkpoint in {self.ckpt_dir} does not load ({file}: {one_line(e)[:160]}): it is damaged "
                     "(a partial copy?): copy it again, or delete it to start the run over"

@@ -481,3 +481,18 @@ def test_a_damaged_checkpoint_is_one_line_at_resume(tmp_path, cli, damaged):
     assert code == 2 and len(err.strip().splitlines()) == 1, err
     assert f"the checkpoint in {tmp_path}/checkpoint does not load ({damaged}:" in err, err
     assert "it is damaged (a partial copy?): copy it again, or delete it to start the run over" in err, err
+
+
+def test_an_error_of_loading_that_is_not_the_files_is_not_called_a_damaged_checkpoint(tmp_path, cli, monkeypatch):
+    """Out of memory while the state loads (a RuntimeError, as a CUDA one is) says nothing of the files: it is
+    reported as out of memory, never turned into advice to delete the checkpoint."""
+    args = ["algo=bond", "task=exact", "threads=1", "train.progress=false", "train.steps=1", f"run_dir={tmp_path}"]
+    code, _, err = cli("train", *args)
+    assert code == 0, err
+
+    def out_of_memory(*a, **kw):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(torch, "load", out_of_memory)
+    code, _, err = cli("train", *args, "resume=true")
+    assert code != 0 and "out of memory" in err and "damaged" not in err, err
