@@ -279,7 +279,8 @@ def read_texts(src: str, cfg: SentimentTaskConfig, what: str) -> list[Any]:
             ) from None
         rows = [line for line in text.splitlines() if line.strip()]
         if len(rows) <= (builder == "csv"):
-            raise UserError(f"{src} holds no prompts (it is empty{' but for its header' if rows else ''})")
+            why = "it is empty but for its header" if rows else "it holds only blank lines" if text else "it is empty"
+            raise UserError(f"{src} holds no prompts ({why})")
     try:
         if local:
             # a CSV's cells are text as written: no "NA"/"null"/"" read as missing, no "007" read as 7.0

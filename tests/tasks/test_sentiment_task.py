@@ -168,11 +168,15 @@ def test_the_source_line_says_where_each_set_came_from(packaged, files, tmp_path
     assert len(sets.train) == 20 and sets.source == f"{prompts}; evaluation: {evals}"
 
 
-def test_a_csv_file_with_only_its_header_holds_no_prompts(tmp_path) -> None:
+def test_a_csv_file_empty_blank_or_with_only_its_header_holds_no_prompts(tmp_path) -> None:
     path = tmp_path / "p.csv"
     path.write_text("text\n")
     with pytest.raises(UserError, match="holds no prompts \\(it is empty but for its header\\)"):
         load_prompt_sets(SentimentTaskConfig(prompts=str(path)))
+    for text, why in [("", "it is empty"), ("\n  \n\t\n", "it holds only blank lines")]:
+        path.write_text(text)
+        with pytest.raises(UserError, match=f"holds no prompts \\({why}\\)"):
+            load_prompt_sets(SentimentTaskConfig(prompts=str(path)))
     path.write_text("text\na review\n")  # one row: read (then too few to split, which is another matter)
     assert load_prompt_sets(SentimentTaskConfig(prompts=str(path), eval_fraction=0.5)).source.startswith(str(path))
 
