@@ -41,7 +41,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from rlhf_zoo.algorithms.registry import REGISTRY, get_algorithm
 from rlhf_zoo.errors import UserError, one_line
-from rlhf_zoo.io import yaml_error, yaml_problem
+from rlhf_zoo.io import parse_bool, yaml_error, yaml_problem
 from rlhf_zoo.runtime import DEVICE
 from rlhf_zoo.tasks.registry import TASKS, get_task_entry
 
@@ -417,6 +417,9 @@ def check_top_level(keys: Any, schema: DictConfig, task_name: str, where: str = 
                     f"{where}{key} is a group of settings, not one value ({shown}): set each as "
                     f"{key}.KEY=VALUE" + (f" ({hint})" if hint else "")
                 )
+        is_bool = top in schema and isinstance(OmegaConf.select(schema, key, default=None), bool)
+        if is_bool and not _reads_as_bool(value):  # OmegaConf takes any integer for one: train.progress=2 was true
+            raise ConfigError(f"{where}{key} is true or false, got {value!r}")
         if top in schema:
             rest = key.partition(".")[2]
             node = schema[top]
@@ -447,6 +450,19 @@ def check_top_level(keys: Any, schema: DictConfig, task_name: str, where: str = 
             near = list(dict.fromkeys(near))
         hint = f"did you mean {' or '.join(near)}?" if near else f"the top-level keys are {', '.join(schema)}"
         raise ConfigError(f"{where}unknown key {key!r}; {hint}")
+
+
+def _reads_as_bool(value: Any) -> bool:
+    """Whether a boolean setting's given value says true or false (None: not known here, left to the merge)."""
+    if value is None or isinstance(value, bool) or (type(value) is int and value in (0, 1)):
+        return True
+    if not isinstance(value, str):
+        return False
+    try:
+        parse_bool(value)
+    except ValueError:
+        return False
+    return True
 
 
 def config_error_line(e: Exception) -> str:

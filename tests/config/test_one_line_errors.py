@@ -279,3 +279,27 @@ def test_no_gold_written_as_python_would_says_null(tmp_path, capsys, value):
     code = cli.main([*LM, f"task.gold={value}", f"run_dir={tmp_path}/r"])
     err = _one_line(capsys, code)
     assert err.strip().endswith("; to evaluate no gold reward: task.gold=null"), err
+
+
+@pytest.mark.parametrize(
+    ("args", "shown"),
+    [
+        (["train.progress=2"], "train.progress is true or false, got '2'"),
+        (["resume=5"], "resume is true or false, got '5'"),
+        (["resume=maybe"], "resume is true or false, got 'maybe'"),
+    ],
+)
+def test_a_boolean_setting_takes_only_true_or_false(tmp_path, capsys, args, shown):
+    """OmegaConf takes any integer for a boolean: train.progress=2 and resume=5 ran as true."""
+    code = cli.main(["train", "algo=bond", "task=exact", "train.steps=1", *args, f"run_dir={tmp_path}/r"])
+    assert shown in _one_line(capsys, code)
+
+
+def test_a_boolean_setting_of_an_experiment_file_takes_only_true_or_false(tmp_path, capsys):
+    exp = tmp_path / "exp.yaml"
+    exp.write_text("algo: bond\ntrain:\n  steps: 1\n  progress: 2\n")
+    code = cli.main(["train", f"config={exp}", f"run_dir={tmp_path}/r"])
+    assert f"config={exp}: train.progress is true or false, got 2" in _one_line(capsys, code)
+    for given in ("yes", "0", "false"):  # what a person writes for one: run as before
+        exp.write_text(f"algo: bond\ntrain:\n  steps: 1\n  progress: {given}\n")
+        assert cli.main(["train", f"config={exp}", f"run_dir={tmp_path}/r{given}"]) == 0
