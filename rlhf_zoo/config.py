@@ -633,9 +633,16 @@ def as_dataclass(cfg: DictConfig, key: str) -> Any:
 
 def _in_section(key: str, node: Any, e: Exception) -> str | None:
     """A section's refusal that starts with one of its keys ("beta must lie in [0, 1]", "baseline=group_norm
-    needs ...") naming that key as the command line writes it (``algo.beta``); None when it starts with none."""
-    name = re.split(r"[ =]", str(e), maxsplit=1)[0]
-    return f"{key}.{e}" if isinstance(node, DictConfig) and name in node else None
+    needs ...") naming that key as the command line writes it (``algo.beta``), and the value refused where the
+    refusal names no other key nor a value (``algo.beta must lie in [0, 1], got 5.0``: in a sweep, which of its
+    values); None when it starts with none."""
+    msg = str(e)
+    name = re.split(r"[ =]", msg, maxsplit=1)[0]
+    if not (isinstance(node, DictConfig) and name in node):
+        return None
+    names_more = set(re.findall(r"\w+", msg)) & {str(k) for k in node if k != name}
+    got = "" if names_more or "got " in msg or msg.startswith(f"{name}=") else f", got {node[name]}"
+    return f"{key}.{msg}{got}"
 
 
 __all__ = [

@@ -84,7 +84,7 @@ class Bond(Algorithm):
     def validate(self) -> None:
         c = self.cfg
         if c.n < 2:
-            raise ValueError("bond needs n >= 2")
+            raise ValueError("n must be >= 2 for BOND")
         if not 0.0 <= c.beta <= 1.0:
             raise ValueError("beta must lie in [0, 1]")
         if c.samples < 1 or c.k < 1 or c.anchor_period < 0:

@@ -270,7 +270,7 @@ def test_the_order_of_the_swept_keys_does_not_change_the_points():
         ("algo: bond\nsweep: {sed: [1, 2]}\n", [], "unknown key 'sed'"),
         ("algo: bond\nalgo.bta: 3\nsweep: {algo.beta: [0.1, 0.5]}\n", [], "unknown key 'algo.bta'"),
         ("algo: bond\nsweep: {algo.beta: [abc, 0.5]}\n", [], "'abc'"),
-        ("sweep: {algo.beta: [0.1, 7.0]}\n", ["algo=bond"], "algo.beta must lie in [0, 1]"),
+        ("sweep: {algo.beta: [0.1, 7.0]}\n", ["algo=bond"], "algo.beta must lie in [0, 1], got 7.0"),
         ("algo: bond\nsweep: {seed: [a, b]}\n", [], "seeds must be integers, got a,b"),
         ("algo: bond\nseed: a\nsweep: {algo.beta: [0.1, 0.5]}\n", [], "seeds must be integers, got a"),
     ],

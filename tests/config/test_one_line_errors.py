@@ -149,9 +149,12 @@ def test_an_unknown_command_is_an_error_line(capsys):
     [
         (["algo=bond", "task=sentiment", "model.dtype=float8"], "model.dtype must be float32, bfloat16 or float16"),
         (["algo=bond", "task=sentiment", "model.top_p=2"], "model.top_p must lie in (0, 1]"),
-        (["algo=bond", "task=exact", "algo.beta=-1"], "algo.beta must lie in [0, 1]"),
+        (["algo=bond", "task=exact", "algo.beta=-1"], "algo.beta must lie in [0, 1], got -1.0"),
+        (["algo=jbond", "task=exact", "algo.gamma=-2"], "algo.gamma must be >= 0, got -2.0"),
+        # a refusal naming other keys does not say one value (which is refused is not known)
+        (["algo=bond", "task=exact", "algo.k=0"], "algo.samples and k must be >= 1, anchor_period >= 0\n"),
         (["algo=reinforce", "task=exact", "algo.baseline=group_norm", "algo.samples=1"], "algo.baseline=group_norm"),
-        (["algo=bond", "task=exact", "algo.n=1"], "algo: bond needs n >= 2"),
+        (["algo=bond", "task=exact", "algo.n=1"], "algo.n must be >= 2 for BOND, got 1"),
         # the task's own refusals said "task: num_prompts must be >= 1"
         (["algo=bond", "task=exact", "task.num_prompts=0"], "task.num_prompts must be >= 1"),
         (["algo=bond", "task=exact", "task.vocab_size=99"], "task.vocab_size must lie in [2, 27]"),
@@ -159,7 +162,7 @@ def test_an_unknown_command_is_an_error_line(capsys):
 )
 def test_a_refused_value_names_its_key_with_its_section(tmp_path, capsys, args, shown):
     """``model.dtype=float8`` said "dtype must be ...", ``algo.beta=-1`` "algo: beta must ...": not the key the
-    user wrote, as every other error line does."""
+    user wrote, as every other error line does; and not the value refused (in a sweep, which of its values)."""
     code = cli.main(["train", *args, f"run_dir={tmp_path}/r"])
     err = _one_line(capsys, code)
     assert f"rlhf-zoo: error: {shown}" in err, err
