@@ -18,7 +18,7 @@ from rlhf_zoo.config import ConfigError, compose, load_config
         (["algo=bond", "algo.bogus=1"], "bogus"),
         (["algo=bond", "algo.n=four"], "algo.n"),
         (["algo=bond", "train.stepz=3"], "stepz"),
-        (["algo=bond", "algo.n=1"], "n >= 2"),
+        (["algo=bond", "algo.n=1"], "algo.n must be >= 2"),
         (["algo=bond", "train.lr=-1"], "train.lr"),
         # a negative weight decay was a traceback from torch's AdamW after the task and policy were built;
         # a negative warm-up or clipping norm ran with a schedule or clipping nobody asked for
