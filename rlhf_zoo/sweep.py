@@ -166,7 +166,8 @@ def plan_sweep(args: list[str]) -> SweepPlan | None:
     except ValueError:
         from_file = "seed" not in over and ("seed" in file_sweep or "seed" in settings)
         where = f"config={over['config']}: " if from_file else ""
-        raise ConfigError(f"{where}seeds must be integers, got {','.join(seed_values)}") from None
+        key = "sweep.seed" if from_file and "seed" in file_sweep else "seed"
+        raise ConfigError(f"{where}{key} takes integers, got {','.join(seed_values)}") from None
     base = [f"{k}={v}" for k, v in fixed.items()]
     folder = Path(
         over.get("out") or over.get("run_dir") or settings.get("run_dir") or default_folder(algos, base, grid)

@@ -271,8 +271,8 @@ def test_the_order_of_the_swept_keys_does_not_change_the_points():
         ("algo: bond\nalgo.bta: 3\nsweep: {algo.beta: [0.1, 0.5]}\n", [], "unknown key 'algo.bta'"),
         ("algo: bond\nsweep: {algo.beta: [abc, 0.5]}\n", [], "'abc'"),
         ("sweep: {algo.beta: [0.1, 7.0]}\n", ["algo=bond"], "algo.beta must lie in [0, 1], got 7.0"),
-        ("algo: bond\nsweep: {seed: [a, b]}\n", [], "seeds must be integers, got a,b"),
-        ("algo: bond\nseed: a\nsweep: {algo.beta: [0.1, 0.5]}\n", [], "seeds must be integers, got a"),
+        ("algo: bond\nsweep: {seed: [a, b]}\n", [], "sweep.seed takes integers, got a,b"),
+        ("algo: bond\nseed: a\nsweep: {algo.beta: [0.1, 0.5]}\n", [], "seed takes integers, got a"),
     ],
 )
 def test_a_bad_key_or_value_of_a_sweep_file_is_one_line_naming_the_file(cli, tmp_path, body, args, needle):
@@ -288,7 +288,7 @@ def test_a_bad_key_or_value_of_a_sweep_file_is_one_line_naming_the_file(cli, tmp
     [
         (["algo=bond", "train.stepz=3"], "unknown key 'train.stepz'"),
         (["algo=bond,dpo"], "unknown algorithm 'dpo'"),
-        (["algo=bond", "seed=a,b"], "seeds must be integers, got a,b"),
+        (["algo=bond", "seed=a,b"], "seed takes integers, got a,b"),
     ],
 )
 def test_a_bad_key_on_the_command_line_of_a_sweep_file_does_not_name_the_file(cli, tmp_path, args, needle):

@@ -39,7 +39,7 @@ def test_outer_values_that_slug_alike_keep_their_points_ids_whatever_their_order
 
 @pytest.mark.parametrize("seeds", ["0,1.5", "2.5,3"])
 def test_a_fractional_seed_is_refused_not_rounded(seeds):
-    with pytest.raises(ConfigError, match="seeds must be integers"):
+    with pytest.raises(ConfigError, match="seed takes integers"):
         plan_sweep(["algo=bond", f"seed={seeds}"])
 
 
