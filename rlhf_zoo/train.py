@@ -585,17 +585,18 @@ def check_run_dir(cfg: DictConfig) -> None:
     if (d / "bench.json").is_file():  # rlhf_zoo.bench.records.BENCH: the run would hide the points from compare
         raise UserError(f"run_dir={cfg.run_dir} is a sweep's or a bench's folder (its bench.json): name another folder")
     its = d / "config.yaml"  # a path: run_dir=runs/x/ names runs/x/config.yaml, not runs/x//
-    existing = its.read_text() if its.is_file() else None
-    if cfg.resume and existing is not None:
+    existing = None  # read by resume=true only, which continues the run it describes
+    if cfg.resume and its.is_file():
         import yaml
 
         try:
+            existing = its.read_text(encoding="utf-8")
             yaml.safe_load(existing)
-        except yaml.YAMLError as e:  # hand-edited: a ParserError traceback
+        except (yaml.YAMLError, UnicodeDecodeError) as e:  # hand-edited: a ParserError traceback
             raise UserError(
                 f"resume=true but {its} does not read as YAML ({yaml_error(e)}): restore it, or choose another run_dir"
             ) from None
-    if cfg.resume and existing is not None and (differences := _config_difference(existing, to_yaml(cfg))):
+    if existing is not None and (differences := _config_difference(existing, to_yaml(cfg))):
         raise UserError(
             f"resume=true but {its} differs from this run's config ({differences}): resume it with its own "
             f"settings (rlhf-zoo train config={its} resume=true), or choose another run_dir"

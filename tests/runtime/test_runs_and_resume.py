@@ -200,6 +200,11 @@ def test_resume_of_a_run_whose_config_yaml_does_not_read_is_one_line(tmp_path, c
     code, _, err = cli("train", *args, "resume=true")
     assert code == 2 and len(err.strip().splitlines()) == 1, err
     assert f"resume=true but {tmp_path}/config.yaml does not read as YAML (YAML syntax error at line" in err, err
+    with open(tmp_path / "config.yaml", "wb") as f:  # saved by an editor in Latin-1: a UnicodeDecodeError traceback
+        f.write(b"algo: {name: r\xe9inforce}\n")
+    code, _, err = cli("train", *args, "resume=true")
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "config.yaml does not read as YAML (not UTF-8 text (byte 0xe9 at offset 14)" in err, err
 
 
 def test_a_run_resumes_with_other_settings_that_cannot_change_its_results(tmp_path, cli):
