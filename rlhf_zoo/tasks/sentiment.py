@@ -281,6 +281,8 @@ def read_texts(src: str, cfg: SentimentTaskConfig, what: str) -> list[Any]:
         if len(rows) <= (builder == "csv"):
             why = "it is empty but for its header" if rows else "it holds only blank lines" if text else "it is empty"
             raise UserError(f"{src} holds no prompts ({why})")
+        if suffix == ".json":  # one string or number: pyarrow said "Column() changed from object to string in row 0"
+            _check_json_holds_rows(text, src, what)
     try:
         if local:
             # a CSV's cells are text as written: no "NA"/"null"/"" read as missing, no "007" read as 7.0
@@ -314,6 +316,27 @@ def read_texts(src: str, cfg: SentimentTaskConfig, what: str) -> list[Any]:
                 f"(row {i + 1}: {shown}); name a text column with task.prompt_column"
             )
     return texts
+
+
+def _check_json_holds_rows(text: str, src: str, what: str) -> None:
+    """A ``.json`` prompt file holds a list (of prompts, or of records) or a mapping (of columns, or a
+    ``data`` field): one string, number or null is refused naming what it holds. Text that is not JSON is left
+    to datasets, whose error names the place."""
+    import json
+
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return
+    if not isinstance(data, (list, dict)):
+        kinds = {type(None): "null", bool: "boolean", str: "string"}
+        kind = kinds.get(type(data), "number")
+        shown = json.dumps(data) if len(json.dumps(data)) <= 40 else json.dumps(data)[:37] + "..."
+        shown = "" if data is None else f" ({shown})"
+        raise UserError(
+            f"{what}={src} holds one JSON {kind}{shown}, not prompts: write a list of them "
+            '(["first prompt", ...]) or of records ([{"text": ...}, ...]), or one prompt per line in a .txt file'
+        )
 
 
 def hash_split(prompts: list[str], fraction: float) -> tuple[list[str], list[str]]:

@@ -29,6 +29,19 @@ def test_a_prompt_file_without_prompts(tmp_path, capsys, name, content, column):
     assert name in _one_line(capsys, code)
 
 
+@pytest.mark.parametrize(
+    ("content", "shown"),
+    [('"one review"', 'one JSON string ("one review")'), ("3.5", "one JSON number (3.5)"), ("null", "one JSON null")],
+)
+def test_a_json_prompt_file_holding_one_value_names_it(tmp_path, capsys, content, shown):
+    """A .json file of one string said pyarrow's "JSON parse error: Column() changed from object to string"."""
+    path = tmp_path / "p.json"
+    path.write_text(content + "\n")
+    code = cli.main([*LM, f"task.prompts={path}", f"run_dir={tmp_path}/r"])
+    err = _one_line(capsys, code)
+    assert f"task.prompts={path} holds {shown}, not prompts: write a list of them" in err, err
+
+
 @pytest.mark.parametrize("where", ["/proc/no/such/dir", "file"])
 def test_a_run_dir_that_cannot_be_written(tmp_path, capsys, where):
     if where == "file":
