@@ -281,8 +281,8 @@ def read_texts(src: str, cfg: SentimentTaskConfig, what: str) -> list[Any]:
         if len(rows) <= (builder == "csv"):
             why = "it is empty but for its header" if rows else "it holds only blank lines" if text else "it is empty"
             raise UserError(f"{src} holds no prompts ({why})")
-        if suffix == ".json":  # one string or number: pyarrow said "Column() changed from object to string in row 0"
-            _check_json_holds_rows(text, src, what)
+        if builder == "json":  # pyarrow said "Column() changed from object to string in row 0"; null crashed it
+            _check_json_holds_rows(text, src, what, lines=suffix == ".jsonl")
     try:
         if local:
             # a CSV's cells are text as written: no "NA"/"null"/"" read as missing, no "007" read as 7.0
@@ -318,25 +318,44 @@ def read_texts(src: str, cfg: SentimentTaskConfig, what: str) -> list[Any]:
     return texts
 
 
-def _check_json_holds_rows(text: str, src: str, what: str) -> None:
+def _check_json_holds_rows(text: str, src: str, what: str, lines: bool) -> None:
     """A ``.json`` prompt file holds a list (of prompts, or of records) or a mapping (of columns, or a
-    ``data`` field): one string, number or null is refused naming what it holds. Text that is not JSON is left
+    ``data`` field), and each line of a ``.jsonl`` file one record: anything else (a string, a number, a null,
+    which crashed datasets with a segmentation fault) is refused naming what and where it is, and so is a
+    ``.jsonl`` line that is not JSON (datasets counts its rows from 0). A ``.json`` file that is not JSON is left
     to datasets, whose error names the place."""
     import json
 
-    try:
-        data = json.loads(text)
-    except ValueError:
+    def kind(value: Any) -> str:
+        name = {type(None): "null", bool: "boolean", str: "string", list: "list"}.get(type(value), "number")
+        shown = json.dumps(value)
+        return name if value is None else f"{name} ({shown if len(shown) <= 40 else shown[:37] + '...'})"
+
+    if not lines:
+        try:
+            data = json.loads(text)
+        except ValueError:
+            return
+        if not isinstance(data, (list, dict)):
+            raise UserError(
+                f"{what}={src} holds one JSON {kind(data)}, not prompts: write a list of them "
+                '(["first prompt", ...]) or of records ([{"text": ...}, ...]), or one prompt per line in a .txt file'
+            )
         return
-    if not isinstance(data, (list, dict)):
-        kinds = {type(None): "null", bool: "boolean", str: "string"}
-        kind = kinds.get(type(data), "number")
-        shown = json.dumps(data) if len(json.dumps(data)) <= 40 else json.dumps(data)[:37] + "..."
-        shown = "" if data is None else f" ({shown})"
-        raise UserError(
-            f"{what}={src} holds one JSON {kind}{shown}, not prompts: write a list of them "
-            '(["first prompt", ...]) or of records ([{"text": ...}, ...]), or one prompt per line in a .txt file'
-        )
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError as e:
+            raise UserError(
+                f"{what}={src}: line {n} is not JSON (JSON parse error: {e.msg}, column {e.colno})"
+            ) from None
+        if not isinstance(row, dict):
+            raise UserError(
+                f"{what}={src}: line {n} holds a JSON {kind(row)}, not a record: write one object per line "
+                '({"text": ...})'
+            )
 
 
 def hash_split(prompts: list[str], fraction: float) -> tuple[list[str], list[str]]:

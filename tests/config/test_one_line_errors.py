@@ -30,16 +30,25 @@ def test_a_prompt_file_without_prompts(tmp_path, capsys, name, content, column):
 
 
 @pytest.mark.parametrize(
-    ("content", "shown"),
-    [('"one review"', 'one JSON string ("one review")'), ("3.5", "one JSON number (3.5)"), ("null", "one JSON null")],
+    ("name", "content", "shown"),
+    [
+        ("p.json", '"one review"', ' holds one JSON string ("one review"), not prompts: write a list of them'),
+        ("p.json", "3.5", " holds one JSON number (3.5), not prompts"),
+        ("p.json", "null", " holds one JSON null, not prompts"),
+        ("p.jsonl", "null", ": line 1 holds a JSON null, not a record: write one object per line"),
+        ("p.jsonl", '{"text": "a b"}\n\n"c d"', ': line 3 holds a JSON string ("c d"), not a record'),
+        ("p.jsonl", '{"text": "a b"}\n[1]', ": line 2 holds a JSON list ([1]), not a record"),
+        ("p.jsonl", '{"text": "a b"}\n{"text": "c', ": line 2 is not JSON (JSON parse error: Unterminated string"),
+    ],
 )
-def test_a_json_prompt_file_holding_one_value_names_it(tmp_path, capsys, content, shown):
-    """A .json file of one string said pyarrow's "JSON parse error: Column() changed from object to string"."""
-    path = tmp_path / "p.json"
+def test_a_json_prompt_file_of_other_values_than_records_names_what_and_where(tmp_path, capfd, name, content, shown):
+    """A .json file of one string, or a .jsonl line that is one, said pyarrow's "JSON parse error: Column() changed
+    from object to string in row 0", with rows counted from 0; and null crashed datasets (a segmentation fault)."""
+    path = tmp_path / name
     path.write_text(content + "\n")
     code = cli.main([*LM, f"task.prompts={path}", f"run_dir={tmp_path}/r"])
-    err = _one_line(capsys, code)
-    assert f"task.prompts={path} holds {shown}, not prompts: write a list of them" in err, err
+    err = _one_line(capfd, code)
+    assert f"task.prompts={path}{shown}" in err, err
 
 
 @pytest.mark.parametrize("where", ["/proc/no/such/dir", "file"])
