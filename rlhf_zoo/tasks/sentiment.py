@@ -336,6 +336,8 @@ def _check_json_holds_rows(text: str, src: str, what: str, lines: bool) -> None:
             data = json.loads(text)
         except ValueError:
             return
+        if data == [] or data == {} or data == [{}]:  # datasets said 'Instruction "train" corresponds to no data!'
+            raise UserError(f"{what}={src} holds no prompts (it holds {json.dumps(data)})")
         if not isinstance(data, (list, dict)):
             raise UserError(
                 f"{what}={src} holds one JSON {kind(data)}, not prompts: write a list of them "

@@ -35,6 +35,8 @@ def test_a_prompt_file_without_prompts(tmp_path, capsys, name, content, column):
         ("p.json", '"one review"', ' holds one JSON string ("one review"), not prompts: write a list of them'),
         ("p.json", "3.5", " holds one JSON number (3.5), not prompts"),
         ("p.json", "null", " holds one JSON null, not prompts"),
+        ("p.json", "[]", " holds no prompts (it holds [])"),  # datasets: 'Instruction "train" corresponds to no data!'
+        ("p.json", "{}", " holds no prompts (it holds {})"),
         ("p.jsonl", "null", ": line 1 holds a JSON null, not a record: write one object per line"),
         ("p.jsonl", '{"text": "a b"}\n\n"c d"', ': line 3 holds a JSON string ("c d"), not a record'),
         ("p.jsonl", '{"text": "a b"}\n[1]', ": line 2 holds a JSON list ([1]), not a record"),
