@@ -584,6 +584,9 @@ def check_run_dir(cfg: DictConfig) -> None:
     d = Path(cfg.run_dir)
     if (d / "bench.json").is_file():  # rlhf_zoo.bench.records.BENCH: the run would hide the points from compare
         raise UserError(f"run_dir={cfg.run_dir} is a sweep's or a bench's folder (its bench.json): name another folder")
+    suite = next((c for c in sorted(d.glob("*/bench.json")) if c.is_file()), None) if d.is_dir() else None
+    if suite is not None:  # a bench's out= folder: the run's files would mix with its pages
+        raise UserError(f"run_dir={cfg.run_dir} holds a bench's suites ({suite.parent.name}/): name another folder")
     its = d / "config.yaml"  # a path: run_dir=runs/x/ names runs/x/config.yaml, not runs/x//
     existing = None  # read by resume=true only, which continues the run it describes
     if cfg.resume and its.is_file():

@@ -342,6 +342,11 @@ def test_a_single_run_into_a_sweeps_folder_is_refused(cli, tmp_path):
     assert code == 2 and len(err.strip().splitlines()) == 1, err
     assert f"run_dir={tmp_path}/sw is a sweep's or a bench's folder (its bench.json): name another" in err, err
     assert not (tmp_path / "sw" / "config.yaml").exists()
+    # the folder above it, a bench's out= (out/SUITE/bench.json beside out/SUITE.md): its pages and the run's files
+    # would mix
+    code, _, err = cli("train", "algo=bond", *FAST, "seed=2", f"run_dir={tmp_path}")
+    assert code == 2 and f"run_dir={tmp_path} holds a bench's suites (sw/): name another folder" in err, err
+    assert not (tmp_path / "config.yaml").exists()
 
 
 @pytest.mark.parametrize(
