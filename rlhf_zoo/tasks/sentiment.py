@@ -421,9 +421,10 @@ def load_prompt_sets(cfg: SentimentTaskConfig) -> PromptSets:
     return PromptSets(train, evals, source, skipped)
 
 
-def check_prompts_fit(prompts: list[str], model_cfg: Any, tokenizer: Any, context: int | None) -> None:
+def check_prompts_fit(prompts: list[str], model_cfg: Any, tokenizer: Any, context: int | None) -> dict[str, list[int]]:
     """Every prompt fits: at most ``model.max_prompt_tokens`` tokens, and prompt + completion within the
-    model's ``context`` (its positions). Raises UserError naming the limit; never truncates."""
+    model's ``context`` (its positions). Raises UserError naming the limit; never truncates. Returns each
+    prompt's ids, which the policy takes rather than tokenising the prompt set again."""
     from rlhf_zoo.policies.hf.tokens import PromptEncoder
 
     new, room = model_cfg.max_new_tokens, model_cfg.max_prompt_tokens
@@ -438,7 +439,7 @@ def check_prompts_fit(prompts: list[str], model_cfg: Any, tokenizer: Any, contex
     counts = encoder.token_counts(prompts)
     over = [i for i, n in enumerate(counts) if n > room]
     if not over:
-        return
+        return encoder.cache
     i = max(over, key=lambda j: counts[j])
     shown = prompts[i] if len(prompts[i]) <= 60 else prompts[i][:57] + "..."
     if context is None or counts[i] + new <= context:
@@ -449,16 +450,14 @@ def check_prompts_fit(prompts: list[str], model_cfg: Any, tokenizer: Any, contex
     raise UserError(f"{several} model.max_prompt_tokens={room} tokens: {shown!r} has {counts[i]}; {fix}")
 
 
-def _check_prompts_before_loading(prompts: list[str], model_cfg: Any) -> bool:
-    """:func:`check_prompts_fit` with the model's tokenizer and config files only; False when those cannot be
-    read without loading the model (it is then checked after loading)."""
+def _check_prompts_before_loading(prompts: list[str], model_cfg: Any) -> dict[str, list[int]] | None:
+    """:func:`check_prompts_fit` with the model's tokenizer and config files only (the files the policy's
+    tokenizer loads too), and its ids; None when those cannot be read without loading the model (it is then
+    checked after loading)."""
     from rlhf_zoo.policies.models import tokenizer_and_context
 
     found = tokenizer_and_context(model_cfg.name)
-    if found is None:
-        return False
-    check_prompts_fit(prompts, model_cfg, *found)
-    return True
+    return None if found is None else check_prompts_fit(prompts, model_cfg, *found)
 
 
 def build_sentiment_task(cfg: SentimentTaskConfig, model_cfg: Any, device: str = "cpu") -> Task:
@@ -479,7 +478,7 @@ def build_sentiment_task(cfg: SentimentTaskConfig, model_cfg: Any, device: str =
             "" if cfg.eval_prompts else ": name an evaluation file (task.eval_prompts=FILE) or raise task.eval_fraction"
         )
         raise UserError(f"the prompt set {where!r} gives no held-out evaluation prompts{hint}")
-    checked = model_cfg is None or _check_prompts_before_loading(train + evals, model_cfg)
+    counted = None if model_cfg is None else _check_prompts_before_loading(train + evals, model_cfg)
     proxy = _reward(cfg.proxy, cfg.proxy_options, reward_device, build_if_missing=cfg.build_gold, key="proxy")
     gold = None
     if cfg.gold:
@@ -490,10 +489,11 @@ def build_sentiment_task(cfg: SentimentTaskConfig, model_cfg: Any, device: str =
         from rlhf_zoo.policies.models import context_length
 
         policy = build_hf_policy(model_cfg, device=device, seed=seed)
-        if not checked:
+        ids = counted
+        if ids is None:
             context = context_length(policy.model.config, policy.tokenizer)
-            check_prompts_fit(train + evals, model_cfg, policy.tokenizer, context)
-        policy.tokenize_prompts(train + evals)  # once, here, before training
+            ids = check_prompts_fit(train + evals, model_cfg, policy.tokenizer, context)
+        policy.tokenize_prompts(train + evals, known=ids)  # once, before training: the check's ids
         return policy
 
     return Task(

@@ -298,6 +298,28 @@ def test_an_evaluation_prompt_over_the_limit_is_refused_before_any_weights_load(
     assert built == []  # before the rewards, too
 
 
+@pytest.mark.parametrize("readable_first", [True, False])
+def test_the_policy_takes_the_fit_checks_ids_and_tokenises_no_prompt_again(monkeypatch, files, readable_first):
+    """The prompt set is tokenised once, by the fit check (before the weights load, or after where the tokenizer
+    cannot be read first), and the policy starts with those ids: the same ids as its own encoder gives."""
+    import rlhf_zoo.policies.models as models
+    from rlhf_zoo.policies.hf.tokens import PromptEncoder
+
+    if not readable_first:
+        monkeypatch.setattr(models, "tokenizer_and_context", lambda name: None)
+    tokenised: list[str] = []
+    texts = PromptEncoder._texts
+    monkeypatch.setattr(PromptEncoder, "_texts", lambda self, ps: (tokenised.extend(ps), texts(self, ps))[1])
+    prompts, evals, _ = files
+    task = build_sentiment_task(SentimentTaskConfig(prompts=prompts, eval_prompts=evals, gold=None), _model())
+    before = len(tokenised)
+    policy = task.build_policy(0)
+    every = task.train_prompts + task.eval_prompts
+    assert sorted(tokenised) == sorted(set(every)) and before == (len(every) if readable_first else 0)
+    fresh = PromptEncoder(policy.tokenizer, policy.cfg, policy.pad_token_id, policy.eos_token_ids)
+    assert [policy._prompts.cache[p] for p in every] == [fresh._tokenize(p) for p in every]
+
+
 def test_an_evaluation_prompt_over_the_limit_is_refused_after_loading_when_not_before(monkeypatch, files, tmp_path):
     """A model whose tokenizer cannot be read first: its evaluation prompts are checked once it is loaded, with
     the same one-line error naming the setting."""

@@ -130,9 +130,13 @@ class HFPolicy:
         :class:`UserError` for an empty list, a non-string prompt, or one over ``max_prompt_tokens``."""
         return self._prompts.encode(prompts, self.device)
 
-    def tokenize_prompts(self, prompts: Sequence[str]) -> list[int]:
+    def tokenize_prompts(self, prompts: Sequence[str], known: dict[str, list[int]] | None = None) -> list[int]:
         """Tokenise every prompt of a set now, in batches, so that sampling finds them cached: their token
-        counts (chat template included). No length check: :meth:`encode_prompts` makes it when a prompt is used."""
+        counts (chat template included). ``known``: ids already made by this model's tokenizer files under this
+        config (the task's prompt-fit check), taken as they are (:meth:`PromptEncoder.adopt`). No length check:
+        :meth:`encode_prompts` makes it when a prompt is used."""
+        if known:
+            self._prompts.adopt(known)
         return self._prompts.token_counts(prompts)
 
     @torch.no_grad()

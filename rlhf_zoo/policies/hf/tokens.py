@@ -95,6 +95,12 @@ class PromptEncoder:
                 self.cache[p] = self._not_empty(ids)
         return [len(self.cache[p]) for p in prompts]
 
+    def adopt(self, ids: dict[str, list[int]]) -> None:
+        """Take prompts' ids made by another encoder of the same tokenizer files and config (the task's
+        prompt-fit check, before the weights load), so that they are not tokenised again; but the empty
+        prompt's, whose id where the tokenizer gives none is an EOS id that this encoder may choose otherwise."""
+        self.cache.update((p, list(v)) for p, v in ids.items() if p)
+
     def _tokenize(self, prompt: str) -> list[int]:
         (text,), special = self._texts([prompt])
         return self._not_empty(self.tokenizer(text, add_special_tokens=special)["input_ids"])
