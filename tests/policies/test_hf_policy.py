@@ -707,8 +707,8 @@ def test_an_empty_prompt_conditions_on_bos_or_else_eos():
         def __init__(self, bos):
             self.bos_token_id = bos
 
-        def __call__(self, text, **kw):
-            return {"input_ids": [ord(ch) for ch in text]}
+        def __call__(self, texts, **kw):  # a batch: every prompt is tokenised in one (PromptEncoder.token_counts)
+            return {"input_ids": [[ord(ch) for ch in text] for text in texts]}
 
     def encode(bos, prompts):
         enc = PromptEncoder(NoSpecials(bos), HFPolicyConfig(), pad_token_id=0, eos_token_ids=[2, 9])

@@ -359,7 +359,7 @@ def _templated_tokenizer_and_its_calls() -> tuple[Any, Any, list[Any]]:
     return tokenizer, Counting(), calls
 
 
-def test_token_count_is_the_length_encode_gives_chat_template_included_tokenised_once():
+def test_a_prompts_count_is_the_length_encode_gives_chat_template_included_tokenised_once():
     """The prompt-fit check counts a prompt as sampling will encode it (the chat template's tokens included), and
     the tokenizer runs once per prompt however often it is counted and encoded."""
     from rlhf_zoo.policies.hf.tokens import PromptEncoder
@@ -367,47 +367,40 @@ def test_token_count_is_the_length_encode_gives_chat_template_included_tokenised
     tokenizer, counting, calls = _templated_tokenizer_and_its_calls()
     enc = PromptEncoder(counting, HFPolicyConfig(chat_template=True), pad_token_id=0, eos_token_ids=[2])
     prompt = "The movie was"
-    n = enc.token_count(prompt)
+    (n,) = enc.token_counts([prompt])
     _, mask = enc.encode([prompt, prompt], torch.device("cpu"))
-    assert enc.token_count(prompt) == n == int(mask[0].sum())
+    assert enc.token_counts([prompt]) == [n] and n == int(mask[0].sum())
     plain = len(tokenizer(prompt)["input_ids"])
     assert n >= plain + 3  # "user:", the newline and "bot:" count too
-    assert calls == [tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False)]
+    assert calls == [[tokenizer.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False)]]
 
 
 @pytest.mark.parametrize("chat_template", [False, True])
-def test_a_prompt_set_is_counted_in_batched_calls_as_one_by_one_and_encoded_from_that_cache(chat_template):
-    """token_counts (the prompt-fit check, and the policy's tokenising of its prompt set before training) gives
-    each prompt the count that counting it alone gives (the empty one too), in one tokenizer call per chunk
+def test_a_prompt_set_is_tokenised_in_batched_calls_as_each_prompt_alone_and_encoded_from_that_cache(chat_template):
+    """token_counts (the prompt-fit check, the policy's tokenising of its prompt set before training, and
+    encode) gives each prompt the ids that the tokenizer gives its text alone, in one tokenizer call per chunk
     of distinct prompts; encoding those prompts later calls the tokenizer no more."""
     from rlhf_zoo.policies.hf.tokens import PromptEncoder
 
     tokenizer, counting, calls = _templated_tokenizer_and_its_calls()
+
+    def alone(prompt):  # the template's text holds its special tokens; a plain prompt gets the tokenizer's
+        if not chat_template:
+            return tokenizer(prompt)["input_ids"]
+        chat = [{"role": "user", "content": prompt}]
+        text = tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
+        return tokenizer(text, add_special_tokens=False)["input_ids"]
+
     cfg = HFPolicyConfig(chat_template=chat_template)
     prompts = ["The movie was", "", "bad", "The movie was", "a long and winding review of a film", "x y", "bad"]
-    alone = PromptEncoder(tokenizer, cfg, pad_token_id=0, eos_token_ids=[2])
-    expected = [alone.token_count(p) for p in prompts]
+    expected = {p: alone(p) for p in prompts}
+    assert all(expected.values())  # the tiny tokenizer's BOS: no empty row (NoSpecials below tests that case)
     enc = PromptEncoder(counting, cfg, pad_token_id=0, eos_token_ids=[2])
-    assert enc.token_counts(prompts, chunk=2) == expected
+    assert enc.token_counts(prompts, chunk=2) == [len(expected[p]) for p in prompts]
     assert [len(c) for c in calls] == [2, 2, 1]  # 5 distinct prompts in chunks of 2
-    assert enc.cache == alone.cache
+    assert enc.cache == expected
     _, mask = enc.encode(prompts, torch.device("cpu"))
-    assert mask.sum(1).tolist() == expected and len(calls) == 3
-
-
-def test_an_empty_prompt_counted_in_a_batch_conditions_on_bos():
-    """A tokenizer that adds no special tokens gives "" no ids in a batched call too: it counts as its BOS."""
-    from rlhf_zoo.policies.hf.tokens import PromptEncoder
-
-    class NoSpecials:
-        bos_token_id = 1
-
-        def __call__(self, text, **kw):
-            codes = [[ord(ch) for ch in t] for t in ([text] if isinstance(text, str) else text)]
-            return {"input_ids": codes[0] if isinstance(text, str) else codes}
-
-    enc = PromptEncoder(NoSpecials(), HFPolicyConfig(), pad_token_id=0, eos_token_ids=[2])
-    assert enc.token_counts(["", "ab"]) == [1, 2] and enc.cache == {"": [1], "ab": [97, 98]}
+    assert mask.sum(1).tolist() == [len(expected[p]) for p in prompts] and len(calls) == 3
 
 
 def test_load_checkpoint_state_checks_on_its_own_before_copying_anything():

@@ -317,7 +317,8 @@ def test_the_policy_takes_the_fit_checks_ids_and_tokenises_no_prompt_again(monke
     every = task.train_prompts + task.eval_prompts
     assert sorted(tokenised) == sorted(set(every)) and before == (len(every) if readable_first else 0)
     fresh = PromptEncoder(policy.tokenizer, policy.cfg, policy.pad_token_id, policy.eos_token_ids)
-    assert [policy._prompts.cache[p] for p in every] == [fresh._tokenize(p) for p in every]
+    fresh.token_counts(every)
+    assert {p: policy._prompts.cache[p] for p in every} == fresh.cache
 
 
 def test_an_evaluation_prompt_over_the_limit_is_refused_after_loading_when_not_before(monkeypatch, files, tmp_path):

@@ -53,14 +53,14 @@ class PromptEncoder:
             raise UserError(f"prompts must be a list of strings, got {type(prompts).__name__}")
         if len(prompts) == 0:
             raise UserError("sample() got an empty list of prompts")
+        bad = next((p for p in prompts if not isinstance(p, str)), None)
+        if bad is not None:
+            raise UserError(f"prompts must be strings, got {type(bad).__name__}: {bad!r}")
+        self.token_counts(prompts)
         rows: list[list[int]] = []
         limit = self.cfg.max_prompt_tokens
         for p in prompts:
-            if not isinstance(p, str):
-                raise UserError(f"prompts must be strings, got {type(p).__name__}: {p!r}")
-            ids = self.cache.get(p)
-            if ids is None:
-                ids = self.cache[p] = self._tokenize(p)
+            ids = self.cache[p]
             if len(ids) > limit:
                 shown = p if len(p) <= 80 else p[:77] + "..."
                 raise UserError(
@@ -76,17 +76,11 @@ class PromptEncoder:
             mask_t[i, width - len(r) :] = 1
         return ids_t.to(device), mask_t.to(device)
 
-    def token_count(self, prompt: str) -> int:
-        """How many tokens ``prompt`` takes as it will be encoded (chat template included); tokenised once."""
-        ids = self.cache.get(prompt)
-        if ids is None:
-            ids = self.cache[prompt] = self._tokenize(prompt)
-        return len(ids)
-
     def token_counts(self, prompts: Sequence[str], chunk: int = 4096) -> list[int]:
-        """:meth:`token_count` of every prompt, those not yet cached tokenised in batched tokenizer calls of
-        ``chunk`` prompts (a file of 100,000 prompts: 25 calls, not 100,000), without the padded tensors of
-        :meth:`encode`, which for a whole prompt set would be as wide as its longest prompt."""
+        """How many tokens each prompt takes as it will be encoded (chat template included), those not yet
+        cached tokenised in batched tokenizer calls of ``chunk`` prompts (a file of 100,000 prompts: 25 calls, not
+        100,000), without the padded tensors of :meth:`encode`, which for a whole prompt set would be as wide as
+        its longest prompt. The one place where prompts are tokenised."""
         todo = [p for p in dict.fromkeys(prompts) if p not in self.cache]
         for i in range(0, len(todo), chunk):
             part = todo[i : i + chunk]
@@ -99,11 +93,7 @@ class PromptEncoder:
         """Take prompts' ids made by another encoder of the same tokenizer files and config (the task's
         prompt-fit check, before the weights load), so that they are not tokenised again; but the empty
         prompt's, whose id where the tokenizer gives none is an EOS id that this encoder may choose otherwise."""
-        self.cache.update((p, list(v)) for p, v in ids.items() if p)
-
-    def _tokenize(self, prompt: str) -> list[int]:
-        (text,), special = self._texts([prompt])
-        return self._not_empty(self.tokenizer(text, add_special_tokens=special)["input_ids"])
+        self.cache.update((p, v) for p, v in ids.items() if p)
 
     def _texts(self, prompts: Sequence[str]) -> tuple[list[str], bool]:
         """The texts to tokenise, and whether the tokenizer adds its special tokens (not where a chat template
