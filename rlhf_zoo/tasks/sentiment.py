@@ -198,8 +198,8 @@ _NOT_DATA = ("readme", "license", "licence", "notice", "changelog", "citation", 
 
 def _is_data_file(f: Path) -> bool:
     """Whether ``f``, in a prompt folder, is a data file that datasets would read (or leave out for another format)."""
-    name = f.name.lower()
-    return f.suffix.lower() in _DATA_SUFFIXES and not name.startswith((".", *_NOT_DATA)) and f.is_file()
+    stem = f.stem.lower()  # README.md, LICENSE.txt: not data; states.txt, notices.jsonl: data
+    return f.suffix.lower() in _DATA_SUFFIXES and not stem.startswith(".") and stem not in _NOT_DATA and f.is_file()
 
 
 def check_prompt_source(src: str, what: str) -> None:

@@ -41,7 +41,7 @@ def test_own_prompts_are_used_whole_and_counted(cli, tiny_lm, tmp_path):
     assert (train + evals).count("The acting was") == 2
 
 
-@pytest.mark.parametrize("other", ["b.txt", "sub/b.csv"])
+@pytest.mark.parametrize("other", ["b.txt", "sub/b.csv", "states.txt"])  # not taken for a dataset's state.json
 def test_a_prompt_folder_of_several_file_formats_is_refused(cli, tiny_lm, tmp_path, other):
     """A folder of a.jsonl and b.txt trained on a.jsonl's prompts alone, without a word: datasets reads the
     files of one format of a folder and leaves the others out."""
