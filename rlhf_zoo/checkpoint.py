@@ -18,7 +18,8 @@ atomically): the trainable and anchor weights (``weights.safetensors``) and the 
                     but their draws drift apart (dropout on shares of other shapes), so each resumed
                     process restores its own rank's; a rank the checkpoint lacks (it was written by
                     fewer processes) takes rank 0's
-``cache``           the base cache: k base completions per prompt and their rewards (§3)
+``cache``           the base cache: k base completions per prompt and their rewards (§3), packed
+                    (:meth:`rlhf_zoo.rollout.BaseCache.state`)
 ``costs``           completions, tokens, reward calls of training, summed over processes
 ``eval_costs``      the same for evaluation
 ``eval_reference``  the held-out reference completions' rewards (drawn once per run)

@@ -119,6 +119,11 @@ class BaseCache:
     step first needs it. With several processes, the missing prompts of a step are split among them and
     the new entries exchanged, so every process holds the whole cache, the same as one process would,
     and each entry is drawn (and paid for) once.
+
+    Entries are kept in CPU memory, whatever the policy's device (a step's entries are moved to it when
+    used): the cache grows with the prompts visited, and the accelerator's memory would grow with it. A
+    checkpoint holds them packed (:meth:`state`): a few flat tensors for all entries rather than six per
+    entry, each prompt's token row once, integers in the narrowest type that holds them.
     """
 
     k: int
@@ -134,7 +139,7 @@ class BaseCache:
         costs: Costs | None,
         shard: Shard | None = None,
     ) -> list[tuple[Rollout, Tensor]]:
-        """The entries of this process's share of ``prompts`` (the step's global batch)."""
+        """The entries of this process's share of ``prompts`` (the step's global batch), on the policy's device."""
         version = policy.anchor_version if role == "anchor" else 0
         if role == "anchor":  # samples of an older anchor are never used again
             stale = [key for key in self.entries if key[1] == "anchor" and key[2] != version]
@@ -146,7 +151,8 @@ class BaseCache:
         if mine:
             gens = [streams.keyed("cache", role, version, p) for p in mine]
             fresh = sample(policy, mine, self.k, role, gens, costs)
-            rewards = score(task, fresh, costs)
+            rewards = score(task, fresh, costs).cpu()
+            fresh = fresh.to("cpu")
             for i, p in enumerate(mine):
                 rows = list(range(i * self.k, (i + 1) * self.k))
                 new[(p, role, version)] = (fresh.select(rows), rewards[rows])
@@ -155,18 +161,102 @@ class BaseCache:
             # prompt of its own still takes part, with one completion that it discards.
             policy.sample(missing[:1], 1, role=role, generator=torch.Generator().manual_seed(0))
         if shard is not None and shard.world > 1 and missing:
-            for part in shard.gather_objects({key: (r.to("cpu"), w) for key, (r, w) in new.items()}):
-                self.entries.update({key: (r.to(policy.device), w) for key, (r, w) in part.items()})
+            for part in shard.gather_objects(new):
+                self.entries.update(part)
         else:
             self.entries.update(new)
-        return [self.entries[(p, role, version)] for p in local_items(prompts, shard)]
+        device = torch.device(policy.device)
+        entries = [self.entries[(p, role, version)] for p in local_items(prompts, shard)]
+        if device.type == "cpu":
+            return entries
+        return [(r.to(device), w.to(device)) for r, w in entries]
 
     def state(self) -> dict[str, Any]:
-        return {"k": self.k, "entries": self.entries}
+        """The entries packed (:func:`_packed`); :meth:`load` reads it, and the older ``entries`` form too."""
+        return {"k": self.k, "packed": _packed(self.entries)}
 
     def load(self, state: dict[str, Any]) -> None:
         self.k = state["k"]
-        self.entries = dict(state["entries"])
+        if "packed" in state:
+            self.entries = _unpacked(state["packed"])
+        else:  # a checkpoint written before entries were packed: one Rollout per entry, maybe on a GPU
+            self.entries = {key: (r.to("cpu"), w.cpu()) for key, (r, w) in state["entries"].items()}
+
+
+_PACKED = ("prompt_ids", "prompt_mask", "completion_ids", "response_mask", "sample_logp")
+
+
+def _narrowest(x: Tensor) -> Tensor:
+    """An integer tensor in the narrowest of uint8, int32 and its own type that holds its values."""
+    if x.is_floating_point() or x.is_complex() or x.numel() == 0:
+        return x
+    lo, hi = int(x.min()), int(x.max())
+    for dtype in (torch.uint8, torch.int32):
+        info = torch.iinfo(dtype)
+        if info.min <= lo and hi <= info.max and x.element_size() > info.bits // 8:
+            return x.to(dtype)
+    return x
+
+
+def _packed(entries: dict[tuple[str, str, int], tuple[Rollout, Tensor]]) -> dict[str, Any]:
+    """Base-cache entries as a few flat tensors (row-major, entry after entry) with each entry's shapes.
+
+    A prompt field whose k rows are one row repeated (always: an entry's rows share a prompt and its
+    padding) is stored once, with 1 as its row count. :func:`_unpacked` gives back equal rollouts: the
+    same values, types, shapes and padding."""
+    rolls = [r for r, _ in entries.values()]
+    if any(r.weights is not None for r in rolls):
+        raise ValueError("base-cache entries are sampled, never weighted")
+    out: dict[str, Any] = {
+        "keys": list(entries),
+        "group_size": [r.group_size for r in rolls],
+        "prompts": [r.prompts for r in rolls],
+        "texts": [r.texts for r in rolls],
+        "rewards": [w.cpu() for _, w in entries.values()],
+    }
+    for name in _PACKED:
+        parts = [getattr(r, name) for r in rolls]
+        if any(t is None for t in parts):
+            if not all(t is None for t in parts):
+                raise ValueError(f"base-cache entries hold {name} for some rows and not for others")
+            out[name] = None
+            continue
+        if name.startswith("prompt_"):
+            parts = [t[:1] if torch.equal(t, t[:1].expand_as(t)) else t for t in parts]
+        parts = [t.cpu() for t in parts]
+        flat = torch.cat([t.reshape(-1) for t in parts]) if parts else torch.zeros(0)
+        out[name] = {
+            "values": _narrowest(flat),
+            "dtype": str(parts[0].dtype).removeprefix("torch.") if parts else "int64",
+            "shapes": [tuple(t.shape) for t in parts],
+        }
+    out["rewards"] = torch.stack(out["rewards"]) if out["rewards"] else torch.zeros(0)
+    return out
+
+
+def _unpacked(packed: dict[str, Any]) -> dict[tuple[str, str, int], tuple[Rollout, Tensor]]:
+    """The entries :func:`_packed` packed."""
+    n = len(packed["keys"])
+    fields_of: dict[str, list[Tensor | None]] = {}
+    for name in _PACKED:
+        spec = packed[name]
+        if spec is None:
+            fields_of[name] = [None] * n
+            continue
+        values = spec["values"].to(getattr(torch, spec["dtype"]))
+        pieces = values.split([a * b for a, b in spec["shapes"]]) if n else []
+        fields_of[name] = [v.view(shape) for v, shape in zip(pieces, spec["shapes"], strict=True)]
+    entries = {}
+    for i, key in enumerate(packed["keys"]):
+        k = packed["group_size"][i]
+        rows = len(packed["texts"][i])
+        got = {name: fields_of[name][i] for name in _PACKED}
+        for name in ("prompt_ids", "prompt_mask"):
+            if got[name].shape[0] != rows:  # stored once: every row a view of it
+                got[name] = got[name].expand(rows, -1)
+        roll = Rollout(prompts=list(packed["prompts"][i]), texts=list(packed["texts"][i]), group_size=k, **got)
+        entries[tuple(key)] = (roll, packed["rewards"][i])
+    return entries
 
 
 @dataclass
