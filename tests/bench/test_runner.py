@@ -493,3 +493,40 @@ def test_the_progress_bar_starts_at_the_finished_points(tiny_exact_suite, tmp_pa
     run_suite(tiny_exact_suite, tmp_path, progress=True, **only)
     bar = capsys.readouterr().err
     assert "2/2" in bar and "0/2" not in bar, bar
+
+
+def _twins(suite):
+    """The suite's Best-of-N sweep (n = 2) and a second sweep, ``twin``, whose point is the same run under another id
+    (it differs only in a setting without effect on the results, so it is a point of its own, not a shared one)."""
+    bon = suite.sweeps[1]
+    twin = dataclasses.replace(bon, tag="twin", fixed=("train.checkpoint_every=7",))
+    return dataclasses.replace(suite, sweeps=(bon, twin))
+
+
+def test_a_record_of_a_sweep_the_suite_still_has_is_not_taken_over_by_another_sweeps_same_run(
+    tiny_exact_suite, tmp_path
+):
+    """Only the record of a sweep the suite lost (a renamed tag) is kept as a new point's: one that a sweep of the
+    suite still reads stays that sweep's, though the new point makes the same run (else ``only=twin`` moved
+    best_of_n's record to the twin's id, and best_of_n's table lost its point)."""
+    suite, records = _twins(tiny_exact_suite), tmp_path / "records"
+    run_suite(suite, tmp_path, progress=False, seeds=[0], only=["best_of_n"], records=records)
+    report = run_suite(suite, tmp_path, progress=False, seeds=[0], only=["twin"], records=records)
+    assert report.ran == ["twin-n2-s0"] and report.renamed == [] and report.redone == []
+    for pid, tag in (("best_of_n-n2-s0", "best_of_n"), ("twin-n2-s0", "twin")):
+        rec = read_record(tmp_path / suite.name / pid)
+        assert rec is not None and [m["sweep"] for m in rec["memberships"]] == [tag]
+        assert (records / suite.name / f"{pid}.json").is_file()
+
+
+def test_a_dropped_sweeps_record_that_is_the_same_run_as_a_finished_point_is_kept(tiny_exact_suite, tmp_path):
+    """A sweep taken out of the suite leaves its records, which the page names (records accumulate), even one that
+    is the same run as a point the suite still has and finished: that point has its own record, and nothing
+    takes the dropped sweep's place (it was deleted as if the finished point superseded it)."""
+    suite, records = _twins(tiny_exact_suite), tmp_path / "records"
+    run_suite(suite, tmp_path, progress=False, seeds=[0], records=records)
+    dropped = dataclasses.replace(suite, sweeps=suite.sweeps[:1])
+    report = run_suite(dropped, tmp_path, progress=False, seeds=[0], records=records)
+    assert report.skipped == ["best_of_n-n2-s0"] and report.ran == report.redone == report.renamed == []
+    assert read_record(tmp_path / suite.name / "twin-n2-s0") is not None
+    assert sorted(p.stem for p in (records / suite.name).glob("*-s0.json")) == ["best_of_n-n2-s0", "twin-n2-s0"]
