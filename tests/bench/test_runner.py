@@ -530,3 +530,22 @@ def test_a_dropped_sweeps_record_that_is_the_same_run_as_a_finished_point_is_kep
     assert report.skipped == ["best_of_n-n2-s0"] and report.ran == report.redone == report.renamed == []
     assert read_record(tmp_path / suite.name / "twin-n2-s0") is not None
     assert sorted(p.stem for p in (records / suite.name).glob("*-s0.json")) == ["best_of_n-n2-s0", "twin-n2-s0"]
+
+
+def test_a_finished_point_keeps_the_checkpoint_of_another_run_in_its_run_folder(tiny_exact_suite, tmp_path):
+    """The point finished in the records folder, and its run folder holds another run of it (a bench with another
+    setting and its own records, ``keep_checkpoints=true``) with that run's checkpoint. A bench that finds the
+    point finished deletes only the checkpoint of the point's own run (one a kill after its record left): the
+    other run's checkpoint, kept on purpose, stays with that run's record."""
+    rf = tiny_exact_suite.sweeps[0]
+    suite = dataclasses.replace(tiny_exact_suite, sweeps=(dataclasses.replace(rf, values=(0.1,)),))
+    mine = dict(progress=False, seeds=[0], records=tmp_path / "records")
+    run_suite(suite, tmp_path, **mine)
+    run_suite(suite, tmp_path, progress=False, seeds=[0], records=tmp_path / "other", extra=["train.lr=0.5"],
+              keep_checkpoints=True)  # fmt: skip
+    d = point_dir(tmp_path, expand(suite, seeds=[0])[0])
+    other = _snapshot(tmp_path / suite.name)
+    assert (d / "checkpoint" / "state.pt").is_file() and "train.lr=0.5" in read_record(d)["args"]
+    report = run_suite(suite, tmp_path, **mine)
+    assert report.skipped == [d.name] and report.ran == []
+    assert (d / "checkpoint" / "state.pt").is_file() and _snapshot(tmp_path / suite.name) == other
