@@ -497,6 +497,43 @@ def test_the_header_counts_runs_configurations_and_time(tmp_path):
     assert header["wall time"] == "last bench: 123 s wall for 24 of 24 points in 2 process(es); sum of run times 36 s"
 
 
+@pytest.mark.parametrize(
+    ("bench", "said"),
+    [
+        # killed before its end (kill -9 after its last record, a power loss), or running now: bench.json as written
+        # when it started; the page gave an earlier bench's wall time, or failed on the nulls
+        (
+            {"started": "2026-01-02T03:04:05+0000", "wall_s": None, "ran": None, "complete": None},
+            "last bench (started 2026-01-02T03:04:05+0000) stopped before its end (killed?) or is running: its wall "
+            "time is not recorded",
+        ),
+        # stopped (Ctrl-C, a failed run) after 4 points, 10 finished before it: not "the others were already finished"
+        (
+            {"wall_s": 123.4, "ran": 4, "complete": False},
+            "last bench: 123 s wall for 4 of 24 points in 2 process(es) (10 already finished; it stopped before the "
+            "others)",
+        ),
+    ],
+)
+def test_the_wall_time_of_a_bench_that_stopped_before_its_end_is_not_told_as_a_finished_ones(
+    tmp_path, monkeypatch, bench, said
+):
+    from rlhf_zoo.bench import claims, plots
+
+    def no_png(fig, path):  # what is asked of is the header: drawing the plots would take seconds
+        plots.pyplot().close(fig)
+        return path
+
+    monkeypatch.setattr(plots, "save", no_png)
+    monkeypatch.setattr(claims, "save", no_png)
+    out = tmp_path / "runs"
+    write_records(out / "exact", _records()[:2])
+    base = {"command": "rlhf-zoo bench suite=exact", "points": 24, "jobs": 2, "skipped": 10}
+    write_json_atomic(out / "exact" / "bench.json", {**base, **bench})
+    header = _header(render_suite("exact", out, tmp_path / "docs").read_text())
+    assert header["wall time"] == f"{said}; sum of run times 3 s"
+
+
 def test_the_date_spans_the_day_a_point_finished(tmp_path):
     """A point started on 2026-01-02 and finished on 2026-01-04: the page's dates run to the 4th."""
     out, docs = tmp_path / "runs", tmp_path / "docs"

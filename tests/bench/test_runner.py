@@ -549,3 +549,33 @@ def test_a_finished_point_keeps_the_checkpoint_of_another_run_in_its_run_folder(
     report = run_suite(suite, tmp_path, **mine)
     assert report.skipped == [d.name] and report.ran == []
     assert (d / "checkpoint" / "state.pt").is_file() and _snapshot(tmp_path / suite.name) == other
+
+
+class _Killed(BaseException):
+    """kill -9: nothing after it runs (no ``except Exception`` catches it)."""
+
+
+def test_a_bench_killed_after_its_last_record_leaves_a_bench_json_that_says_so(tiny_exact_suite, tmp_path, monkeypatch):
+    """A bench killed (kill -9, power loss) after its last point's record and before it wrote bench.json: the rerun
+    finds every point finished and runs nothing, so bench.json stayed an earlier bench's (or none, and nothing
+    marked the folder a bench's), and the page gave that bench's wall time as the last. It says that the last bench,
+    with its command and points, stopped before its end."""
+    path = tmp_path / tiny_exact_suite.name / "bench.json"
+    run_suite(tiny_exact_suite, tmp_path, progress=False, command="first", seeds=[0], only=["best_of_n"])
+    real = runner.write_json_atomic
+
+    def killed_at_the_end(where, obj):
+        if Path(where).name == "bench.json" and obj.get("finished"):
+            raise _Killed
+        real(where, obj)
+
+    monkeypatch.setattr(runner, "write_json_atomic", killed_at_the_end)
+    with pytest.raises(_Killed):
+        run_suite(tiny_exact_suite, tmp_path, progress=False, command="second", seeds=[0, 1], only=["best_of_n"])
+    monkeypatch.undo()
+    again = run_suite(tiny_exact_suite, tmp_path, progress=False, command="third", seeds=[0, 1], only=["best_of_n"])
+    assert again.ran == [] and again.skipped == ["best_of_n-n2-s0", "best_of_n-n2-s1"]
+    bench = json.loads(path.read_text())
+    said = {k: bench[k] for k in ("command", "points", "skipped", "ran", "finished", "wall_s", "complete")}
+    assert said == {"command": "second", "points": 2, "skipped": 1, "ran": None, "finished": None, "wall_s": None,
+                    "complete": None}  # fmt: skip
