@@ -678,3 +678,25 @@ def test_each_claim_is_stated_once_above_its_suites_rows(tmp_path):
     _, *verdicts = _rows(text.split("## The BOND paper's claims")[1].split("## Reward at matched KL")[0])
     assert [(bool(r[0]), bool(r[1])) for r in verdicts] == [(True, True), (False, False)] * len(CLAIMS)
     assert all(r[0].startswith(f"**({c.key})**") for r, c in zip(verdicts[::2], CLAIMS, strict=True))
+
+
+def test_a_suite_without_records_is_not_run_and_says_where_its_records_were_looked_for(tmp_path):
+    """The verdict table beside the exact suite's: quick, without records, says where they were looked for and the
+    command that makes them; full has rows only once it has a folder of records (its hours of GPU are optional)."""
+    from rlhf_zoo.bench.claims import CLAIMS, check_all
+    from rlhf_zoo.bench.records import group_records
+    from rlhf_zoo.bench.render import verdict_table
+
+    out, records = tmp_path / "runs", tmp_path / "records"
+    checks = check_all(group_records(_records()), True)
+
+    def rows() -> list[list[str]]:
+        return _rows(verdict_table(out, "exact", checks, records))[1:]
+
+    note = "no records under {0}/{1} or {2}/{1}: `rlhf-zoo bench suite={1}`"
+    assert [r[2] for r in rows()] == ["exact", "quick"] * len(CLAIMS)
+    for r in rows()[1::2]:
+        assert r[3:] == ["not run", note.format(out, "quick", records)]
+    (records / "full").mkdir(parents=True)
+    assert [r[2] for r in rows()] == ["exact", "quick", "full"] * len(CLAIMS)
+    assert {tuple(r[3:]) for r in rows()[2::3]} == {("not run", note.format(out, "full", records))}

@@ -579,3 +579,15 @@ def test_a_bench_killed_after_its_last_record_leaves_a_bench_json_that_says_so(t
     said = {k: bench[k] for k in ("command", "points", "skipped", "ran", "finished", "wall_s", "complete")}
     assert said == {"command": "second", "points": 2, "skipped": 1, "ran": None, "finished": None, "wall_s": None,
                     "complete": None}  # fmt: skip
+
+
+def test_a_bench_under_a_launch_of_several_processes_is_refused_before_it_writes_anything(
+    tiny_exact_suite, tmp_path, monkeypatch
+):
+    """``accelerate launch`` (WORLD_SIZE=2) of a bench: every process would plan, run and write every point."""
+    from rlhf_zoo.errors import UserError
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(UserError, match="not under a launch of 2 processes"):
+        run_suite(tiny_exact_suite, tmp_path / "out", progress=False, records=tmp_path / "records")
+    assert sorted(tmp_path.iterdir()) == []
