@@ -591,3 +591,24 @@ def test_a_bench_under_a_launch_of_several_processes_is_refused_before_it_writes
     with pytest.raises(UserError, match="not under a launch of 2 processes"):
         run_suite(tiny_exact_suite, tmp_path / "out", progress=False, records=tmp_path / "records")
     assert sorted(tmp_path.iterdir()) == []
+
+
+def test_a_point_renamed_whose_run_folder_is_on_another_machine_is_renamed_in_the_records_folder(
+    tiny_exact_suite, tmp_path, monkeypatch
+):
+    """The sweep's knob_label changed, and the point's record is in the shared records folder only (its run folder
+    is on the machine that ran it): the record is kept under the point's new id, with its new label, and nothing
+    runs or appears in this machine's folder."""
+    from rlhf_zoo.bench.records import read_point_record
+
+    before, suite = _relabelled(tiny_exact_suite)
+    records, name = tmp_path / "records", suite.name
+    run_suite(before, tmp_path / "there", progress=False, seeds=[0], records=records)
+    calls = []
+    monkeypatch.setattr(runner, "run_point", lambda *a, **k: calls.append(a))
+    report = run_suite(suite, tmp_path / "here", progress=False, seeds=[0], records=records)
+    assert calls == [] and report.renamed == report.skipped == ["best_of_n-size2-s0"] and report.redone == []
+    assert sorted(p.stem for p in (records / name).glob("best_of_n-*")) == ["best_of_n-size2-s0"]
+    rec = read_point_record(records / name / "best_of_n-size2-s0.json")
+    assert rec["id"] == "best_of_n-size2-s0" and [m["knob_label"] for m in rec["memberships"]] == ["size"]
+    assert [p.name for p in (tmp_path / "here" / name).iterdir() if p.is_dir()] == []
