@@ -2,7 +2,9 @@
 
     <out>/<suite>/<point-id>/point.json    a point's arguments, written when it starts (to decide whether it may resume)
     <out>/<suite>/<point-id>/record.json   one finished point, in full (written last, atomically)
-    <out>/<suite>/bench.json               the last bench invocation (command, wall time, points run)
+    <out>/<suite>/bench.json               the last bench invocation with points to run (command, wall time, points
+                                           run), written when it starts (its end, wall time and points run null) and
+                                           again when it ends: nulls left mean that it was killed, or is running
     <out>/<suite>/oracle.json              exact suites: the optimal frontier and Best-of-N over n
     <records>/<suite>/<point-id>.json      the same point, compact, in the repository (a few KB)
     <records>/<suite>/oracle.json          exact suites: the oracle's curves, rounded

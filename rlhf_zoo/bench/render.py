@@ -2,7 +2,8 @@
 
 Inputs (see :mod:`rlhf_zoo.bench.records`): every record in the records folder
 (``<records>/<suite>/*.json``) and under ``<out>/<suite>/*/record.json`` (the records folder's wins
-for a point in both), ``bench.json`` (the last bench invocation under ``out``, for its wall time) and,
+for a point in both), ``bench.json`` (the last bench invocation under ``out`` that had points to run, for its wall
+time; one killed before its end says so, and the page with it) and,
 on an exact suite, ``oracle.json`` (the optimal frontier and Best-of-N over n). No run directory is
 opened and nothing is recomputed. Records that are not comparable (:func:`check_comparable`: the
 seeds of one sweep value from different code versions, or with different settings) are refused with
@@ -156,6 +157,27 @@ def _versions(metas: list[dict[str, Any]]) -> str:
     text = ("; " if mixed else ", ").join(f"{p} {_counted(c) if len(c) > 1 else next(iter(c))}" for p, c in parts)
     missing = len(metas) - len(known)
     return text + (f"; not recorded for {missing} point{'s' if missing > 1 else ''}" if missing else "")
+
+
+def _last_bench(bench: Any) -> str:
+    """The header's words on the last bench invocation with points to run (``bench.json``), ``; `` after them;
+    none without one. One whose end is not recorded (its ``wall_s`` null: killed, or running now) is said to be,
+    rather than its numbers left out or an earlier bench's shown; one that stopped before running every point says
+    how many were already finished."""
+    if not isinstance(bench, dict) or not bench:
+        return ""
+    if not isinstance(bench.get("wall_s"), (int, float)):
+        started = f" (started {bench['started']})" if bench.get("started") else ""
+        return f"last bench{started} stopped before its end (killed?) or is running: its wall time is not recorded; "
+    ran, points = bench.get("ran"), bench.get("points")
+    if ran == points:
+        others = ""
+    elif bench.get("complete") is False:  # failed or stopped: some points were not run
+        others = f" ({bench.get('skipped')} already finished; it stopped before the others)"
+    else:
+        others = " (the others were already finished)"
+    jobs = bench.get("jobs")
+    return f"last bench: {bench['wall_s']:.0f} s wall for {ran} of {points} points in {jobs} process(es){others}; "
 
 
 def _prov_line(p: dict[str, str]) -> str:
@@ -383,15 +405,7 @@ def render_suite(
     n_configs = len({tuple(a for a in r.get("args", []) if not a.startswith("seed=")) for r in raw})
     seeds = sorted({int(r["seed"]) for r in recs})
     run_sum = sum(_value(r, "wall_s") for r in recs if math.isfinite(_value(r, "wall_s")))
-    if bench:
-        wall = (
-            f"last bench: {bench.get('wall_s', float('nan')):.0f} s wall for {bench.get('ran')} of "
-            f"{bench.get('points')} points in {bench.get('jobs')} process(es)"
-            + ("" if bench.get("ran") == bench.get("points") else " (the others were already finished)")
-            + f"; sum of run times {run_sum:.0f} s"
-        )
-    else:
-        wall = f"sum of run times {run_sum:.0f} s"
+    wall = _last_bench(bench) + f"sum of run times {run_sum:.0f} s"
     est = _estimators(recs)
     header = [
         ["command", prov["command"]],

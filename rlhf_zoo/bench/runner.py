@@ -595,6 +595,8 @@ def run_suite(
             write_oracle(records, suite.name, oracle)
     todo = _Planner(suite, out, records, report, points, keep_checkpoints).todo()
     jobs = max(1, min(jobs or suite.jobs, len(todo) or 1))
+    if todo:  # before any point runs: a bench killed later (kill -9, power loss) leaves a bench.json that says so
+        _write_bench(suite_dir, suite, report, command, jobs, started, points, ended=False)
     bar = _bar(progress, len(points), len(report.skipped), suite.name)
     rec_dir = str(records) if records is not None else None
     try:
@@ -612,7 +614,7 @@ def run_suite(
         if bar is not None:
             bar.close()
         report.wall_s = time.perf_counter() - t0
-        if report.ran:
+        if todo:
             _write_bench(suite_dir, suite, report, command, jobs, started, points)
     return report
 
@@ -670,8 +672,18 @@ def _bar(enabled: bool, total: int, initial: int, name: str) -> Any:
 
 
 def _write_bench(
-    suite_dir: Path, suite: Suite, report: BenchReport, command: str, jobs: int, started: str, points: list[Point]
+    suite_dir: Path,
+    suite: Suite,
+    report: BenchReport,
+    command: str,
+    jobs: int,
+    started: str,
+    points: list[Point],
+    ended: bool = True,
 ) -> None:
+    """``bench.json``: this bench invocation, which has points to run. Written when it starts (``ended=False``: its
+    end, wall time, points run and completeness null, not yet known) and again when it ends, stopped or not: one
+    that still says null after the bench is gone was killed before its end."""
     from rlhf_zoo.runlog import git_commit, hardware
 
     write_json_atomic(
@@ -680,17 +692,17 @@ def _write_bench(
             "suite": suite.name,
             "command": command,
             "started": started,
-            "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "wall_s": round(report.wall_s, 2),
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z") if ended else None,
+            "wall_s": round(report.wall_s, 2) if ended else None,
             "jobs": jobs,
             "points": report.points,
-            "ran": len(report.ran),
+            "ran": len(report.ran) if ended else None,
             "skipped": len(report.skipped),
             "resumed": len(report.resumed),
             "seeds": sorted({p.seed for p in points}),
             "git_commit": git_commit(),
             "hardware": hardware(),
-            "complete": len(report.ran) + len(report.skipped) == report.points,
+            "complete": len(report.ran) + len(report.skipped) == report.points if ended else None,
         },
     )
 

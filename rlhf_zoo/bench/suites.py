@@ -215,7 +215,8 @@ def expand(
     extra: list[str] | None = None,
     only: list[str] | None = None,
 ) -> list[Point]:
-    """The suite's points, seed-major (every configuration of seed s before seed s + 1).
+    """The suite's points, seed-major: every configuration of one seed (sweeps in the suite's order, each sweep's
+    values as it lists them) before the next seed's, the seeds in the order given (``seeds=2,0`` runs seed 2 first).
 
     Args:
         seeds: replaces the suite's seeds.

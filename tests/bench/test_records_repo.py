@@ -111,8 +111,16 @@ def test_a_second_run_recomputes_nothing_even_without_its_run_folders(tmp_path, 
 
 
 def test_records_are_small_and_read_back_as_written(tmp_path):
+    """A compact record reads back as the run's: its arguments, settings, summary and, at every evaluation, each
+    metric that the page's tables show (their curves over training, which the records keep for the plots and
+    claims: records that lost ``quantile/log_mean`` or any other went unnoticed); the training logs stay in the run
+    folder."""
+    from rlhf_zoo.bench.render import EXTRA_COLUMNS, MAIN_COLUMNS
+
+    shown = [k for k, _, _ in MAIN_COLUMNS + EXTRA_COLUMNS if not k.startswith("cost/") and k != "wall_s"]
     records = tmp_path / "records"
     assert bench(f"out={tmp_path}/runs", f"docs={tmp_path}/docs", f"records={records}", "seeds=0", "render=false") == 0
+    kept = set()
     for path in sorted((records / "exact").glob("*-s0.json")):
         rec = read_point_record(path)
         full = json.loads((tmp_path / "runs" / "exact" / path.stem / "record.json").read_text())
@@ -122,9 +130,15 @@ def test_records_are_small_and_read_back_as_written(tmp_path):
         steps = [0, 2, 4] if path.name.startswith("reinforce") else [0]  # Best-of-N is evaluated once
         assert [m["step"] for m in rec["metrics"]] == [m["step"] for m in full["metrics"]] == steps
         for mine, theirs in zip(rec["metrics"], full["metrics"], strict=True):
-            assert mine["reward/proxy"] == pytest.approx(theirs["reward/proxy"], rel=1e-5)
+            for key in (k for k in shown if k in theirs):
+                if not math.isfinite(theirs[key]):  # JSON has no inf or NaN: left out
+                    assert key not in mine, (path.name, key)
+                else:
+                    assert mine.get(key) == pytest.approx(theirs[key], rel=1e-5, abs=1e-12), (path.name, key)
+                kept.add(key)
             assert "loss/total" not in mine  # training logs stay in the run folder
         assert rec["summary"]["kl/exact"] == pytest.approx(full["summary"]["kl/exact"], rel=1e-5, abs=1e-12)
+    assert kept == set(shown)  # the exact suite's REINFORCE and Best-of-N evaluate every one of them
     # compact → text → back is the identity on a compact record
     rec = json.loads((tmp_path / "runs" / "exact" / "reinforce-beta_RL0.01-s0" / "record.json").read_text())
     small = compact(rec)

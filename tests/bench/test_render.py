@@ -497,6 +497,43 @@ def test_the_header_counts_runs_configurations_and_time(tmp_path):
     assert header["wall time"] == "last bench: 123 s wall for 24 of 24 points in 2 process(es); sum of run times 36 s"
 
 
+@pytest.mark.parametrize(
+    ("bench", "said"),
+    [
+        # killed before its end (kill -9 after its last record, a power loss), or running now: bench.json as written
+        # when it started; the page gave an earlier bench's wall time, or failed on the nulls
+        (
+            {"started": "2026-01-02T03:04:05+0000", "wall_s": None, "ran": None, "complete": None},
+            "last bench (started 2026-01-02T03:04:05+0000) stopped before its end (killed?) or is running: its wall "
+            "time is not recorded",
+        ),
+        # stopped (Ctrl-C, a failed run) after 4 points, 10 finished before it: not "the others were already finished"
+        (
+            {"wall_s": 123.4, "ran": 4, "complete": False},
+            "last bench: 123 s wall for 4 of 24 points in 2 process(es) (10 already finished; it stopped before the "
+            "others)",
+        ),
+    ],
+)
+def test_the_wall_time_of_a_bench_that_stopped_before_its_end_is_not_told_as_a_finished_ones(
+    tmp_path, monkeypatch, bench, said
+):
+    from rlhf_zoo.bench import claims, plots
+
+    def no_png(fig, path):  # what is asked of is the header: drawing the plots would take seconds
+        plots.pyplot().close(fig)
+        return path
+
+    monkeypatch.setattr(plots, "save", no_png)
+    monkeypatch.setattr(claims, "save", no_png)
+    out = tmp_path / "runs"
+    write_records(out / "exact", _records()[:2])
+    base = {"command": "rlhf-zoo bench suite=exact", "points": 24, "jobs": 2, "skipped": 10}
+    write_json_atomic(out / "exact" / "bench.json", {**base, **bench})
+    header = _header(render_suite("exact", out, tmp_path / "docs").read_text())
+    assert header["wall time"] == f"{said}; sum of run times 3 s"
+
+
 def test_the_date_spans_the_day_a_point_finished(tmp_path):
     """A point started on 2026-01-02 and finished on 2026-01-04: the page's dates run to the 4th."""
     out, docs = tmp_path / "runs", tmp_path / "docs"
@@ -641,3 +678,25 @@ def test_each_claim_is_stated_once_above_its_suites_rows(tmp_path):
     _, *verdicts = _rows(text.split("## The BOND paper's claims")[1].split("## Reward at matched KL")[0])
     assert [(bool(r[0]), bool(r[1])) for r in verdicts] == [(True, True), (False, False)] * len(CLAIMS)
     assert all(r[0].startswith(f"**({c.key})**") for r, c in zip(verdicts[::2], CLAIMS, strict=True))
+
+
+def test_a_suite_without_records_is_not_run_and_says_where_its_records_were_looked_for(tmp_path):
+    """The verdict table beside the exact suite's: quick, without records, says where they were looked for and the
+    command that makes them; full has rows only once it has a folder of records (its hours of GPU are optional)."""
+    from rlhf_zoo.bench.claims import CLAIMS, check_all
+    from rlhf_zoo.bench.records import group_records
+    from rlhf_zoo.bench.render import verdict_table
+
+    out, records = tmp_path / "runs", tmp_path / "records"
+    checks = check_all(group_records(_records()), True)
+
+    def rows() -> list[list[str]]:
+        return _rows(verdict_table(out, "exact", checks, records))[1:]
+
+    note = "no records under {0}/{1} or {2}/{1}: `rlhf-zoo bench suite={1}`"
+    assert [r[2] for r in rows()] == ["exact", "quick"] * len(CLAIMS)
+    for r in rows()[1::2]:
+        assert r[3:] == ["not run", note.format(out, "quick", records)]
+    (records / "full").mkdir(parents=True)
+    assert [r[2] for r in rows()] == ["exact", "quick", "full"] * len(CLAIMS)
+    assert {tuple(r[3:]) for r in rows()[2::3]} == {("not run", note.format(out, "full", records))}

@@ -493,3 +493,122 @@ def test_the_progress_bar_starts_at_the_finished_points(tiny_exact_suite, tmp_pa
     run_suite(tiny_exact_suite, tmp_path, progress=True, **only)
     bar = capsys.readouterr().err
     assert "2/2" in bar and "0/2" not in bar, bar
+
+
+def _twins(suite):
+    """The suite's Best-of-N sweep (n = 2) and a second sweep, ``twin``, whose point is the same run under another id
+    (it differs only in a setting without effect on the results, so it is a point of its own, not a shared one)."""
+    bon = suite.sweeps[1]
+    twin = dataclasses.replace(bon, tag="twin", fixed=("train.checkpoint_every=7",))
+    return dataclasses.replace(suite, sweeps=(bon, twin))
+
+
+def test_a_record_of_a_sweep_the_suite_still_has_is_not_taken_over_by_another_sweeps_same_run(
+    tiny_exact_suite, tmp_path
+):
+    """Only the record of a sweep the suite lost (a renamed tag) is kept as a new point's: one that a sweep of the
+    suite still reads stays that sweep's, though the new point makes the same run (else ``only=twin`` moved
+    best_of_n's record to the twin's id, and best_of_n's table lost its point)."""
+    suite, records = _twins(tiny_exact_suite), tmp_path / "records"
+    run_suite(suite, tmp_path, progress=False, seeds=[0], only=["best_of_n"], records=records)
+    report = run_suite(suite, tmp_path, progress=False, seeds=[0], only=["twin"], records=records)
+    assert report.ran == ["twin-n2-s0"] and report.renamed == [] and report.redone == []
+    for pid, tag in (("best_of_n-n2-s0", "best_of_n"), ("twin-n2-s0", "twin")):
+        rec = read_record(tmp_path / suite.name / pid)
+        assert rec is not None and [m["sweep"] for m in rec["memberships"]] == [tag]
+        assert (records / suite.name / f"{pid}.json").is_file()
+
+
+def test_a_dropped_sweeps_record_that_is_the_same_run_as_a_finished_point_is_kept(tiny_exact_suite, tmp_path):
+    """A sweep taken out of the suite leaves its records, which the page names (records accumulate), even one that
+    is the same run as a point the suite still has and finished: that point has its own record, and nothing
+    takes the dropped sweep's place (it was deleted as if the finished point superseded it)."""
+    suite, records = _twins(tiny_exact_suite), tmp_path / "records"
+    run_suite(suite, tmp_path, progress=False, seeds=[0], records=records)
+    dropped = dataclasses.replace(suite, sweeps=suite.sweeps[:1])
+    report = run_suite(dropped, tmp_path, progress=False, seeds=[0], records=records)
+    assert report.skipped == ["best_of_n-n2-s0"] and report.ran == report.redone == report.renamed == []
+    assert read_record(tmp_path / suite.name / "twin-n2-s0") is not None
+    assert sorted(p.stem for p in (records / suite.name).glob("*-s0.json")) == ["best_of_n-n2-s0", "twin-n2-s0"]
+
+
+def test_a_finished_point_keeps_the_checkpoint_of_another_run_in_its_run_folder(tiny_exact_suite, tmp_path):
+    """The point finished in the records folder, and its run folder holds another run of it (a bench with another
+    setting and its own records, ``keep_checkpoints=true``) with that run's checkpoint. A bench that finds the
+    point finished deletes only the checkpoint of the point's own run (one a kill after its record left): the
+    other run's checkpoint, kept on purpose, stays with that run's record."""
+    rf = tiny_exact_suite.sweeps[0]
+    suite = dataclasses.replace(tiny_exact_suite, sweeps=(dataclasses.replace(rf, values=(0.1,)),))
+    mine = dict(progress=False, seeds=[0], records=tmp_path / "records")
+    run_suite(suite, tmp_path, **mine)
+    run_suite(suite, tmp_path, progress=False, seeds=[0], records=tmp_path / "other", extra=["train.lr=0.5"],
+              keep_checkpoints=True)  # fmt: skip
+    d = point_dir(tmp_path, expand(suite, seeds=[0])[0])
+    other = _snapshot(tmp_path / suite.name)
+    assert (d / "checkpoint" / "state.pt").is_file() and "train.lr=0.5" in read_record(d)["args"]
+    report = run_suite(suite, tmp_path, **mine)
+    assert report.skipped == [d.name] and report.ran == []
+    assert (d / "checkpoint" / "state.pt").is_file() and _snapshot(tmp_path / suite.name) == other
+
+
+class _Killed(BaseException):
+    """kill -9: nothing after it runs (no ``except Exception`` catches it)."""
+
+
+def test_a_bench_killed_after_its_last_record_leaves_a_bench_json_that_says_so(tiny_exact_suite, tmp_path, monkeypatch):
+    """A bench killed (kill -9, power loss) after its last point's record and before it wrote bench.json: the rerun
+    finds every point finished and runs nothing, so bench.json stayed an earlier bench's (or none, and nothing
+    marked the folder a bench's), and the page gave that bench's wall time as the last. It says that the last bench,
+    with its command and points, stopped before its end."""
+    path = tmp_path / tiny_exact_suite.name / "bench.json"
+    run_suite(tiny_exact_suite, tmp_path, progress=False, command="first", seeds=[0], only=["best_of_n"])
+    real = runner.write_json_atomic
+
+    def killed_at_the_end(where, obj):
+        if Path(where).name == "bench.json" and obj.get("finished"):
+            raise _Killed
+        real(where, obj)
+
+    monkeypatch.setattr(runner, "write_json_atomic", killed_at_the_end)
+    with pytest.raises(_Killed):
+        run_suite(tiny_exact_suite, tmp_path, progress=False, command="second", seeds=[0, 1], only=["best_of_n"])
+    monkeypatch.undo()
+    again = run_suite(tiny_exact_suite, tmp_path, progress=False, command="third", seeds=[0, 1], only=["best_of_n"])
+    assert again.ran == [] and again.skipped == ["best_of_n-n2-s0", "best_of_n-n2-s1"]
+    bench = json.loads(path.read_text())
+    said = {k: bench[k] for k in ("command", "points", "skipped", "ran", "finished", "wall_s", "complete")}
+    assert said == {"command": "second", "points": 2, "skipped": 1, "ran": None, "finished": None, "wall_s": None,
+                    "complete": None}  # fmt: skip
+
+
+def test_a_bench_under_a_launch_of_several_processes_is_refused_before_it_writes_anything(
+    tiny_exact_suite, tmp_path, monkeypatch
+):
+    """``accelerate launch`` (WORLD_SIZE=2) of a bench: every process would plan, run and write every point."""
+    from rlhf_zoo.errors import UserError
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(UserError, match="not under a launch of 2 processes"):
+        run_suite(tiny_exact_suite, tmp_path / "out", progress=False, records=tmp_path / "records")
+    assert sorted(tmp_path.iterdir()) == []
+
+
+def test_a_point_renamed_whose_run_folder_is_on_another_machine_is_renamed_in_the_records_folder(
+    tiny_exact_suite, tmp_path, monkeypatch
+):
+    """The sweep's knob_label changed, and the point's record is in the shared records folder only (its run folder
+    is on the machine that ran it): the record is kept under the point's new id, with its new label, and nothing
+    runs or appears in this machine's folder."""
+    from rlhf_zoo.bench.records import read_point_record
+
+    before, suite = _relabelled(tiny_exact_suite)
+    records, name = tmp_path / "records", suite.name
+    run_suite(before, tmp_path / "there", progress=False, seeds=[0], records=records)
+    calls = []
+    monkeypatch.setattr(runner, "run_point", lambda *a, **k: calls.append(a))
+    report = run_suite(suite, tmp_path / "here", progress=False, seeds=[0], records=records)
+    assert calls == [] and report.renamed == report.skipped == ["best_of_n-size2-s0"] and report.redone == []
+    assert sorted(p.stem for p in (records / name).glob("best_of_n-*")) == ["best_of_n-size2-s0"]
+    rec = read_point_record(records / name / "best_of_n-size2-s0.json")
+    assert rec["id"] == "best_of_n-size2-s0" and [m["knob_label"] for m in rec["memberships"]] == ["size"]
+    assert [p.name for p in (tmp_path / "here" / name).iterdir() if p.is_dir()] == []

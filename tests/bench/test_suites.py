@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from rlhf_zoo.bench.runner import validate_points
@@ -206,3 +208,13 @@ def test_each_membership_holds_its_sweeps_place_in_the_suite():
         place = {s.tag: i for i, s in enumerate(suite.sweeps)}
         got = {(m["sweep"], m["order"]) for p in expand(suite, seeds=[0]) for m in p.memberships}
         assert got == set(place.items()), suite.name
+
+
+def test_points_are_seed_major_in_the_order_the_seeds_and_values_are_given(tiny_exact_suite):
+    """The runner runs the points in this order (and a progress bar names them in it): every configuration of a
+    seed before the next seed's, the seeds as given and each sweep's values as listed, not sorted."""
+    rf, bon = tiny_exact_suite.sweeps
+    suite = dataclasses.replace(tiny_exact_suite, sweeps=(rf.over(1.0, 0.1), bon), seeds=(3, 1))
+    configs = ["reinforce-beta1.0", "reinforce-beta0.1", "best_of_n-n2"]
+    assert [p.id for p in expand(suite)] == [f"{c}-s{s}" for s in (3, 1) for c in configs]
+    assert [p.id for p in expand(suite, seeds=[0, 2])] == [f"{c}-s{s}" for s in (0, 2) for c in configs]
