@@ -212,6 +212,45 @@ def test_invalid_settings_are_rejected():
             bad()
 
 
+# Each setting just outside its range (ALGORITHMS.md: β ∈ [0, 1] for the Jeffreys weight, β_RL ≥ 0, γ ≥ 0,
+# η ∈ [0, 1], N ≥ 2 for BOND's β_BOND = 1/(N−1), N ≥ 1 draws for Best-of-N, ε > 0), and the edge just inside it.
+OUT_OF_RANGE = [
+    ("bond", "beta", -0.1, 0.0),
+    ("bond", "beta", 1.1, 1.0),
+    ("bond", "n", 1, 2),
+    ("bond", "samples", 0, 1),
+    ("bond", "k", 0, 1),
+    ("bond", "anchor_period", -1, 0),
+    ("bond", "quantiles", "sampled", "mc"),
+    ("jbond", "beta", -0.1, 0.0),
+    ("jbond", "beta", 1.1, 1.0),
+    ("jbond", "gamma", -0.5, 0.0),
+    ("jbond", "eta", -0.1, 0.0),
+    ("jbond", "eta", 1.1, 1.0),
+    ("jbond", "samples", 0, 1),
+    ("jbond", "swap_period", -1, 0),
+    ("reinforce", "beta", -0.1, 0.0),
+    ("reinforce", "samples", 0, 1),
+    ("reinforce", "kl_in", "both", "loss"),
+    ("reinforce", "kl_estimator", "k2", "exact"),
+    ("ppo_lite", "beta", -0.1, 0.0),
+    ("ppo_lite", "clip_eps", 0.0, 1e-3),
+    ("ppo_lite", "epochs", 0, 1),
+    ("ppo_lite", "minibatches", 0, 1),
+    ("ppo_lite", "samples", 0, 1),
+    ("best_of_n", "n", 0, 1),
+]
+
+
+@pytest.mark.parametrize(("name", "field", "bad", "edge"), OUT_OF_RANGE, ids=lambda x: str(x))
+def test_each_setting_is_checked_at_the_edge_of_its_range(name, field, bad, edge):
+    """A value just outside a setting's range is refused on construction; the edge value just inside is taken."""
+    cls = get_algorithm(name)
+    with pytest.raises(ValueError):
+        cls(dataclasses.replace(cls.Config(), **{field: bad}))
+    assert getattr(cls(dataclasses.replace(cls.Config(), **{field: edge})).cfg, field) == edge
+
+
 def test_ppo_lite_equals_reinforce_with_one_epoch_under_enumeration_weights(exact_task):
     """§7 and §8: on the testbed the expectation is Σ π(y)·(·) over every completion; PPO-lite's first epoch
     must still equal REINFORCE in value and gradient, i.e. weigh its surrogate by the same weights."""
