@@ -158,6 +158,46 @@ def test_bond_jeffreys_weights_backward_by_beta_and_forward_by_one_minus_beta():
     _close(_row_grad(target), [-0.75 / 2] * 2)  # (1 − β)·(−1/B) per target token
 
 
+def _bond_batch(**fields):
+    """The rows of test_bond_jeffreys_weights_backward_by_beta_and_forward_by_one_minus_beta (β = 1: no target)."""
+    return Batch(
+        group_size=2,
+        response_mask=_mask(4),
+        logp=_tok(NOW, grad=True),
+        old_logp=_tok(OLD),
+        rewards=torch.zeros(4, dtype=torch.float64),
+        quantiles=torch.tensor([0.5, 1.0, 0.25, 1.0], dtype=torch.float64),
+        **fields,
+    )
+
+
+def test_bond_leave_one_out_baseline_by_hand():
+    """§4: b is the mean return of the prompt's other samples; with two per prompt A_i = R_i − R_other. Returns as
+    in the Jeffreys test: R = (N−1)·log p_≤ − (Σ old − Σ ref) at N = 4."""
+    algo = Bond(BondConfig(n=4, beta=1.0, samples=2, baseline="loo", quantiles="mc"))
+    batch = _bond_batch(ref_logp=_tok(REF))
+    r = [-3 * LOG2 - 0.5, 1.0, -6 * LOG2 - 1.0, 1.0]
+    adv = [r[0] - r[1], r[1] - r[0], r[2] - r[3], r[3] - r[2]]
+    loss, metrics = algo.loss(batch)
+    _close(metrics["train/return"], sum(r) / 4)
+    _close(loss, -sum(adv) / 4)  # 0: leave-one-out advantages sum to zero per prompt
+    loss.backward()
+    _close(_row_grad(batch.logp), [-a / 4 for a in adv])
+
+
+def test_iterative_bond_regularises_towards_the_anchor_not_the_reference():
+    """§5: iterative BOND distils Best-of-n of π_anchor, so the return's KL term is log π − log π_anchor, even on a
+    batch that also carries log π_ref. Anchor sums are REF, reference sums REF − 1 (a shift that a mix-up would
+    show: it changes every return by 1)."""
+    algo = Bond(BondConfig(n=4, beta=1.0, samples=2, baseline="none", quantiles="mc", anchor_period=3))
+    batch = _bond_batch(anchor_logp=_tok(REF), ref_logp=_tok([x - 1.0 for x in REF]))
+    r = [-3 * LOG2 - 0.5, 1.0, -6 * LOG2 - 1.0, 1.0]  # Σ old − Σ anchor = [0.5, −1, 1, −1]
+    loss, metrics = algo.loss(batch)
+    _close(metrics["train/return"], sum(r) / 4)
+    loss.backward()
+    _close(_row_grad(batch.logp), [-x / 4 for x in r])
+
+
 def test_jbond_loss_by_hand():
     """§6 at β = 0.25, γ = 0.5: r_J per prompt's own anchors, R = r_J − log ratio, coef = β·R − γ·log ratio."""
     algo = JBond(JBondConfig(beta=0.25, gamma=0.5, samples=2, baseline="none"))
