@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from rlhf_zoo.algorithms import REGISTRY, get_algorithm
+from rlhf_zoo.algorithms import REGISTRY, Batch, get_algorithm
 from rlhf_zoo.algorithms.bond import Bond, BondConfig
 from rlhf_zoo.algorithms.jbond import JBond, JBondConfig
 from rlhf_zoo.algorithms.ppo_lite import PPOLite, PPOLiteConfig
@@ -249,6 +249,38 @@ def test_each_setting_is_checked_at_the_edge_of_its_range(name, field, bad, edge
     with pytest.raises(ValueError):
         cls(dataclasses.replace(cls.Config(), **{field: bad}))
     assert getattr(cls(dataclasses.replace(cls.Config(), **{field: edge})).cfg, field) == edge
+
+
+def test_a_batch_lacking_a_field_names_it():
+    """A loss that reads a field the batch does not carry (one its Needs did not declare) is a ValueError naming
+    that field, not a TypeError from deep inside the arithmetic."""
+    mask = torch.ones(2, 2)
+    batch = Batch(
+        group_size=2, response_mask=mask, logp=torch.zeros(2, 2), old_logp=torch.zeros(2, 2), rewards=torch.zeros(2)
+    )
+    with pytest.raises(ValueError, match="ref_logp"):
+        batch.seq("ref_logp")
+    with pytest.raises(ValueError, match="quantiles, base_rewards"):
+        batch.require("quantiles", "base_rewards")
+    batch.require("logp", "rewards")  # present: nothing said
+    with pytest.raises(ValueError, match="quantiles"):
+        Bond(BondConfig(quantiles="mc")).loss(batch)
+    with pytest.raises(ValueError, match="base_rewards"):
+        JBond(JBondConfig()).loss(batch)
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_only_ppo_lite_takes_several_updates_per_rollout_batch(name):
+    """§4, §6, §7: the score-function objectives (REINFORCE, BOND, J-BOND) are on-policy, one update per batch
+    of samples from π; only PPO-lite's clipped surrogate runs several epochs of minibatches on one batch."""
+    algo = get_algorithm(name)(get_algorithm(name).Config())
+    needs = algo.needs() if name != "bond" else Bond(BondConfig(quantiles="mc")).needs()
+    if name == "ppo_lite":
+        assert (needs.epochs, needs.minibatches) == (algo.cfg.epochs, algo.cfg.minibatches)
+        other = PPOLite(PPOLiteConfig(epochs=3, minibatches=1)).needs()
+        assert (other.epochs, other.minibatches) == (3, 1)
+    else:
+        assert (needs.epochs, needs.minibatches) == (1, 1)
 
 
 def test_ppo_lite_equals_reinforce_with_one_epoch_under_enumeration_weights(exact_task):
