@@ -269,6 +269,22 @@ def test_a_batch_lacking_a_field_names_it():
         JBond(JBondConfig()).loss(batch)
 
 
+def test_defaults_are_the_settings_algorithms_md_names():
+    """The defaults that ALGORITHMS.md fixes: BOND's J_0.5 with a leave-one-out baseline, k = 16 cached samples for
+    training and log B dropped (§3, §4), plain BOND unless an anchor period is set (§5); J-BOND's β = 0.5, η = 0.02
+    EMA after every step, one policy sample and two anchor samples (§6); REINFORCE's KL in the reward with the
+    paper's k = 2 leave-one-out baseline, PPO-lite's KL in the reward and several epochs (§7)."""
+    bond = BondConfig()
+    assert (bond.beta, bond.baseline, bond.k, bond.log_b, bond.anchor_period) == (0.5, "loo", 16, False, 0)
+    jbond = JBondConfig()
+    assert (jbond.beta, jbond.eta, jbond.swap_period, jbond.samples) == (0.5, 0.02, 0, 1)
+    assert JBond(jbond).needs().base_samples == 2
+    rf = ReinforceConfig()
+    assert (rf.kl_in, rf.samples, rf.baseline) == ("reward", 2, "loo")
+    ppo = PPOLiteConfig()
+    assert ppo.kl_in == "reward" and ppo.epochs >= 2
+
+
 @pytest.mark.parametrize("name", sorted(REGISTRY))
 def test_only_ppo_lite_takes_several_updates_per_rollout_batch(name):
     """§4, §6, §7: the score-function objectives (REINFORCE, BOND, J-BOND) are on-policy, one update per batch
