@@ -25,6 +25,19 @@ def test_registry_holds_exactly_the_five_names():
         assert cls.name == name
 
 
+def test_best_of_n_is_evaluated_as_the_sampler_of_its_own_n():
+    """§7: Best-of-N is not trained; it is evaluated as N draws from π_ref keeping the best, with its own N (and
+    measured on the testbed against π_BoN of that N). The trained objectives are evaluated as π itself."""
+    for n in (1, 3, 16):
+        algo = get_algorithm("best_of_n")(get_algorithm("best_of_n").Config(n=n))
+        assert not algo.trainable
+        assert algo.best_of_n_sampling() == n
+        assert algo.exact_targets() == {"bon_n": n}
+    for name in sorted(REGISTRY.keys() - {"best_of_n"}):
+        algo = get_algorithm(name)()
+        assert algo.trainable and algo.best_of_n_sampling() is None
+
+
 def test_unknown_algorithm_lists_known_names():
     with pytest.raises(KeyError) as e:
         get_algorithm("dpo")

@@ -119,6 +119,25 @@ def test_reinforce_targets_the_optimal_policy_only_with_kl_in_reward():
     assert Reinforce(ReinforceConfig(beta=0.0, kl_in="reward")).exact_targets() == {}
 
 
+def test_ppo_lite_targets_the_optimal_policy_only_with_kl_in_reward():
+    """§7: with one epoch PPO-lite is REINFORCE, so, like it, only the KL-in-reward form (β > 0) has π*_β as its
+    fixed point."""
+    assert PPOLite(PPOLiteConfig(beta=0.3, kl_in="reward")).exact_targets() == {"optimal_beta": 0.3}
+    assert PPOLite(PPOLiteConfig(beta=0.3, kl_in="loss")).exact_targets() == {}
+    assert PPOLite(PPOLiteConfig(beta=0.0, kl_in="reward")).exact_targets() == {}
+
+
+@pytest.mark.parametrize("cls", [Reinforce, PPOLite])
+def test_full_vocabulary_logprobs_are_collected_only_for_the_exact_kl_in_the_loss(cls):
+    """[N, T, V] log-probs of π and π_ref are read by one option alone, the exact-token KL in the loss (§1); k3 in the
+    loss and the KL in the reward need only the chosen tokens' log-probs."""
+    cfg = cls.Config
+    assert cls(cfg(kl_in="loss", kl_estimator="exact")).needs().full_logprobs
+    assert not cls(cfg(kl_in="loss", kl_estimator="k3")).needs().full_logprobs
+    assert not cls(cfg(kl_in="reward", kl_estimator="exact")).needs().full_logprobs
+    assert not cls(cfg(kl_in="reward", kl_estimator="k3")).needs().full_logprobs
+
+
 def test_only_plain_bond_targets_best_of_n_of_the_reference():
     """§4/§8: plain BOND distils π_BoN of π_ref, which the testbed measures it against. Iterative BOND (§5)
     distils Best-of-n of a moving anchor (Best-of-n^t of π_ref after t swaps), and J-BOND an EMA anchor's
