@@ -25,6 +25,30 @@ def test_registry_holds_exactly_the_five_names():
         assert cls.name == name
 
 
+def test_a_duplicate_name_is_an_error_and_the_names_are_listed_sorted():
+    """The registry is an explicit name → class map: two classes under one name would silently keep the last."""
+    from rlhf_zoo.algorithms.registry import _build, known_algorithms
+
+    class Shadow(Bond):
+        name = "reinforce"
+
+    with pytest.raises(ValueError, match="reinforce"):
+        _build([Reinforce, Shadow])
+    assert _build([Reinforce, Bond]) == {"reinforce": Reinforce, "bond": Bond}
+    assert known_algorithms() == sorted(EXPECTED)
+
+
+@pytest.mark.parametrize(
+    ("anchor_logp", "base", "anchor"), [(False, "ref", False), (True, "ref", True), (False, "anchor", True)]
+)
+def test_an_anchor_is_kept_whenever_anything_is_read_under_the_anchor_role(anchor_logp, base, anchor):
+    """§5, §6: π_anchor must exist as soon as its log-probs are read *or* it is the base that quantiles and forward
+    targets are drawn from (a base of ``anchor`` alone, without anchor log-probs, still needs the copy)."""
+    from rlhf_zoo.algorithms import Needs
+
+    assert Needs(anchor_logp=anchor_logp, base=base).anchor is anchor
+
+
 def test_best_of_n_is_evaluated_as_the_sampler_of_its_own_n():
     """§7: Best-of-N is not trained; it is evaluated as N draws from π_ref keeping the best, with its own N (and
     measured on the testbed against π_BoN of that N). The trained objectives are evaluated as π itself."""
