@@ -401,3 +401,61 @@ def test_ppo_lite_clips_at_its_own_epsilon(eps, clipped):
     loss.backward()
     expected = torch.zeros(4, dtype=torch.float64) if clipped else -rewards * 1.1 / 4
     _close(_row_grad(logp), expected)
+
+
+class _TwoThreadShard:
+    """Rank ``rank`` of 2 threads; ``gather`` concatenates both ranks' rows by rank, as an all-gather does."""
+
+    def __init__(self, rank, slots, barrier):
+        self.rank, self.world, self.slots, self.barrier = rank, 2, slots, barrier
+
+    def gather(self, x):
+        self.slots[self.rank] = x
+        self.barrier.wait()
+        out = torch.cat(list(self.slots))
+        self.barrier.wait()
+        return out
+
+    def gather_objects(self, obj):
+        raise AssertionError("not used here")
+
+
+def test_ppo_lite_clip_fraction_over_processes_counts_every_token_once():
+    """§7's clip fraction is over the minibatch's completion tokens. Two prompts, one sample each, A = r > 0, ε = 0.2:
+    prompt 0 has 2 tokens with ratios (1.5, 1), prompt 1 has 6 with (1.5, 1, 1, 1, 1, 1); one token of each is clipped,
+    so 2 of 8 tokens: 1/4, whether one process holds both prompts or each of two processes holds one (its own
+    fraction 1/2 or 1/6: their plain mean, 1/3, would weigh a short completion's tokens more)."""
+    import threading
+
+    mask = torch.tensor([[1.0, 1.0, 0, 0, 0, 0], [1.0] * 6], dtype=torch.float64)
+    old = torch.full((2, 6), -1.0, dtype=torch.float64)
+    logp = old.clone()
+    logp[:, 0] += math.log(1.5)
+    rewards = torch.tensor([1.0, 2.0], dtype=torch.float64)
+    algo = PPOLite(PPOLiteConfig(samples=1, baseline="none", beta=0.0, clip_eps=0.2, epochs=2, minibatches=1))
+
+    def loss_of(rows, shard=None):
+        batch = Batch(
+            group_size=1,
+            response_mask=mask[rows],
+            logp=logp[rows],
+            old_logp=old[rows],
+            rewards=rewards[rows],
+            ref_logp=old[rows],
+            shard=shard,
+        )
+        return algo.loss(batch)[1]["ppo/clip_fraction"]
+
+    _close(loss_of([0, 1]), 0.25)
+    slots, barrier, got = [None, None], threading.Barrier(2, timeout=60), [None, None]
+
+    def rank(r):
+        got[r] = loss_of([r], _TwoThreadShard(r, slots, barrier))
+
+    threads = [threading.Thread(target=rank, args=(r,)) for r in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    _close(got[0], 0.25)
+    _close(got[1], 0.25)
