@@ -252,6 +252,43 @@ def test_jbond_loss_by_hand():
     _close(_row_grad(target), [-0.75 / 2] * 2)
 
 
+def test_jbond_loss_and_metrics_are_expectations_under_the_weights():
+    """§8: with expectation weights w (enumeration on the testbed) every mean over samples is Σ w·(·). The batch of
+    test_jbond_loss_by_hand with w = (0.1, 0.2, 0.3, 0.4); the forward term stays a mean over prompts' targets."""
+    algo = JBond(JBondConfig(beta=0.25, gamma=0.5, samples=2, baseline="none"))
+    w = [0.1, 0.2, 0.3, 0.4]
+    logp = _tok(NOW, grad=True)
+    batch = Batch(
+        group_size=2,
+        response_mask=_mask(4),
+        logp=logp,
+        old_logp=_tok(OLD),
+        rewards=torch.tensor([-1.0, 2.0, 6.0, 7.0], dtype=torch.float64),
+        anchor_logp=_tok([-1.5, -2.5, -2.0, -2.0]),
+        base_rewards=torch.tensor([[0.0, 1.0], [5.0, 8.0]], dtype=torch.float64),
+        target_logp=_tok([-2.0, -4.0], grad=True),
+        target_mask=_mask(2),
+        weights=torch.tensor(w, dtype=torch.float64),
+    )
+    big = math.log(16.0)
+    r_j = [-big, 0.0, 0.0, 0.0]
+    log_ratio = [0.5, 0.5, 1.0, -1.0]
+    returns = [r - lr for r, lr in zip(r_j, log_ratio, strict=True)]
+    coef = [0.25 * R - 0.5 * lr for R, lr in zip(returns, log_ratio, strict=True)]
+
+    def expect(xs):
+        return sum(wi * x for wi, x in zip(w, xs, strict=True))
+
+    loss, metrics = algo.loss(batch)
+    _close(metrics["jbond/reward"], expect(r_j))
+    _close(metrics["jbond/kl_anchor_k1"], expect(log_ratio))
+    _close(metrics["train/return"], expect(returns))
+    _close(metrics["loss/pg"], -expect(coef))
+    _close(loss, -expect(coef) + 0.75 * 3.0)
+    loss.backward()
+    _close(_row_grad(logp), [-wi * c for wi, c in zip(w, coef, strict=True)])
+
+
 class _ToyPolicy:
     """θ and θ_anchor as scalars; update_anchor is the documented θ_anchor ← (1 − η)·θ_anchor + η·θ."""
 
