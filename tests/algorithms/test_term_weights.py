@@ -204,6 +204,26 @@ def test_bond_leave_one_out_baseline_by_hand():
     _close(_row_grad(batch.logp), [-a / 4 for a in adv])
 
 
+def test_bond_loss_and_metrics_are_expectations_under_the_weights():
+    """§8: with expectation weights w every mean over samples is Σ w·(·): the batch of the leave-one-out test with
+    baseline none and w = (0.1, 0.2, 0.3, 0.4)."""
+    algo = Bond(BondConfig(n=4, beta=1.0, samples=2, baseline="none", quantiles="mc"))
+    w = [0.1, 0.2, 0.3, 0.4]
+    batch = _bond_batch(ref_logp=_tok(REF), weights=torch.tensor(w, dtype=torch.float64))
+    log_q = [-LOG2, 0.0, -2 * LOG2, 0.0]
+    r = [-3 * LOG2 - 0.5, 1.0, -6 * LOG2 - 1.0, 1.0]
+
+    def expect(xs):
+        return sum(wi * x for wi, x in zip(w, xs, strict=True))
+
+    loss, metrics = algo.loss(batch)
+    _close(metrics["bond/log_quantile"], expect(log_q))
+    _close(metrics["train/return"], expect(r))
+    _close(loss, -expect(r))
+    loss.backward()
+    _close(_row_grad(batch.logp), [-wi * x for wi, x in zip(w, r, strict=True)])
+
+
 def test_iterative_bond_regularises_towards_the_anchor_not_the_reference():
     """§5: iterative BOND distils Best-of-n of π_anchor, so the return's KL term is log π − log π_anchor, even on a
     batch that also carries log π_ref. Anchor sums are REF, reference sums REF − 1 (a shift that a mix-up would
@@ -414,6 +434,25 @@ def test_jbond_leave_one_out_baseline_by_hand():
     _close(metrics["loss/pg"], -sum(coef) / 4)
     loss.backward()
     _close(_row_grad(logp), [-c / 4 for c in coef])
+
+
+def test_ppo_lite_return_metric_is_an_expectation_under_the_weights():
+    """§8: PPO-lite's train/return is Σ w·R like REINFORCE's: R = r − β·(Σ old − Σ ref) at β = 0.25 (the rows of
+    test_reinforce_kl_in_reward_uses_sampling_time_logp, R = [0.875, 0.25, 1.75, −0.75]), w = (0.1, 0.2, 0.3, 0.4)."""
+    algo = PPOLite(PPOLiteConfig(samples=2, baseline="none", beta=0.25, epochs=1, minibatches=1))
+    batch = Batch(
+        group_size=2,
+        response_mask=_mask(4),
+        logp=_tok(OLD, grad=True),
+        old_logp=_tok(OLD),
+        rewards=torch.tensor([1.0, 0.0, 2.0, -1.0], dtype=torch.float64),
+        ref_logp=_tok(REF),
+        weights=torch.tensor([0.1, 0.2, 0.3, 0.4], dtype=torch.float64),
+    )
+    expected = 0.1 * 0.875 + 0.2 * 0.25 + 0.3 * 1.75 - 0.4 * 0.75
+    loss, metrics = algo.loss(batch)
+    _close(metrics["train/return"], expected)
+    _close(loss, -expected)  # ρ ≡ 1: S = A = R
 
 
 @pytest.mark.parametrize(("eps", "clipped"), [(0.05, True), (0.2, False)])
