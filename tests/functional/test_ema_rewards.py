@@ -73,6 +73,16 @@ def test_eta_outside_unit_interval_raises(eta):
     assert torch.equal(a, torch.zeros(3, dtype=F64))
 
 
+def test_ema_inplace_moves_anchors_that_are_parameters_without_recording_a_graph():
+    """Anchor weights may be parameters (requires_grad, as a model's are): the in-place EMA still applies, and the
+    anchor stays a leaf with no history, so no gradient ever flows into the anchor through it."""
+    anchor = torch.nn.Parameter(torch.zeros(3, dtype=F64))
+    online = torch.nn.Parameter(torch.full((3,), 4.0, dtype=F64))
+    ema_([anchor], [online], 0.25)
+    assert torch.equal(anchor.detach(), torch.ones(3, dtype=F64))  # 0.75·0 + 0.25·4
+    assert anchor.is_leaf and anchor.grad_fn is None
+
+
 def test_ema_inplace_length_mismatch_raises():
     with pytest.raises(ValueError):
         ema_([torch.zeros(2, dtype=F64)], [torch.zeros(2, dtype=F64), torch.zeros(2, dtype=F64)], 0.5)
