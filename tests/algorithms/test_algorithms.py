@@ -326,8 +326,9 @@ def test_defaults_are_the_settings_algorithms_md_names():
 def test_only_ppo_lite_takes_several_updates_per_rollout_batch(name):
     """§4, §6, §7: the score-function objectives (REINFORCE, BOND, J-BOND) are on-policy, one update per batch
     of samples from π; only PPO-lite's clipped surrogate runs several epochs of minibatches on one batch."""
-    algo = get_algorithm(name)(get_algorithm(name).Config())
-    needs = algo.needs() if name != "bond" else Bond(BondConfig(quantiles="mc")).needs()
+    cls = get_algorithm(name)
+    algo = cls(cls.Config(quantiles="mc") if name == "bond" else cls.Config())  # bond: auto is resolved by the task
+    needs = algo.needs()
     if name == "ppo_lite":
         assert (needs.epochs, needs.minibatches) == (algo.cfg.epochs, algo.cfg.minibatches)
         other = PPOLite(PPOLiteConfig(epochs=3, minibatches=1)).needs()
