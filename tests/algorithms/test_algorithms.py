@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from rlhf_zoo.algorithms import REGISTRY, get_algorithm
+from rlhf_zoo.algorithms import REGISTRY, Batch, get_algorithm
 from rlhf_zoo.algorithms.bond import Bond, BondConfig
 from rlhf_zoo.algorithms.jbond import JBond, JBondConfig
 from rlhf_zoo.algorithms.ppo_lite import PPOLite, PPOLiteConfig
@@ -23,6 +23,43 @@ def test_registry_holds_exactly_the_five_names():
     assert set(REGISTRY) == EXPECTED
     for name, cls in REGISTRY.items():
         assert cls.name == name
+
+
+def test_a_duplicate_name_is_an_error_and_the_names_are_listed_sorted():
+    """The registry is an explicit name → class map: two classes under one name would silently keep the last."""
+    from rlhf_zoo.algorithms.registry import _build, known_algorithms
+
+    class Shadow(Bond):
+        name = "reinforce"
+
+    with pytest.raises(ValueError, match="reinforce"):
+        _build([Reinforce, Shadow])
+    assert _build([Reinforce, Bond]) == {"reinforce": Reinforce, "bond": Bond}
+    assert known_algorithms() == sorted(EXPECTED)
+
+
+@pytest.mark.parametrize(
+    ("anchor_logp", "base", "anchor"), [(False, "ref", False), (True, "ref", True), (False, "anchor", True)]
+)
+def test_an_anchor_is_kept_whenever_anything_is_read_under_the_anchor_role(anchor_logp, base, anchor):
+    """§5, §6: π_anchor must exist as soon as its log-probs are read *or* it is the base that quantiles and forward
+    targets are drawn from (a base of ``anchor`` alone, without anchor log-probs, still needs the copy)."""
+    from rlhf_zoo.algorithms import Needs
+
+    assert Needs(anchor_logp=anchor_logp, base=base).anchor is anchor
+
+
+def test_best_of_n_is_evaluated_as_the_sampler_of_its_own_n():
+    """§7: Best-of-N is not trained; it is evaluated as N draws from π_ref keeping the best, with its own N (and
+    measured on the testbed against π_BoN of that N). The trained objectives are evaluated as π itself."""
+    for n in (1, 3, 16):
+        algo = get_algorithm("best_of_n")(get_algorithm("best_of_n").Config(n=n))
+        assert not algo.trainable
+        assert algo.best_of_n_sampling() == n
+        assert algo.exact_targets() == {"bon_n": n}
+    for name in sorted(REGISTRY.keys() - {"best_of_n"}):
+        algo = get_algorithm(name)()
+        assert algo.trainable and algo.best_of_n_sampling() is None
 
 
 def test_unknown_algorithm_lists_known_names():
@@ -210,6 +247,94 @@ def test_invalid_settings_are_rejected():
     ]:
         with pytest.raises(ValueError):
             bad()
+
+
+# Each setting just outside its range (ALGORITHMS.md: β ∈ [0, 1] for the Jeffreys weight, β_RL ≥ 0, γ ≥ 0,
+# η ∈ [0, 1], N ≥ 2 for BOND's β_BOND = 1/(N−1), N ≥ 1 draws for Best-of-N, ε > 0), and the edge just inside it.
+OUT_OF_RANGE = [
+    ("bond", "beta", -0.1, 0.0),
+    ("bond", "beta", 1.1, 1.0),
+    ("bond", "n", 1, 2),
+    ("bond", "samples", 0, 1),
+    ("bond", "k", 0, 1),
+    ("bond", "anchor_period", -1, 0),
+    ("bond", "quantiles", "sampled", "mc"),
+    ("jbond", "beta", -0.1, 0.0),
+    ("jbond", "beta", 1.1, 1.0),
+    ("jbond", "gamma", -0.5, 0.0),
+    ("jbond", "eta", -0.1, 0.0),
+    ("jbond", "eta", 1.1, 1.0),
+    ("jbond", "samples", 0, 1),
+    ("jbond", "swap_period", -1, 0),
+    ("reinforce", "beta", -0.1, 0.0),
+    ("reinforce", "samples", 0, 1),
+    ("reinforce", "kl_in", "both", "loss"),
+    ("reinforce", "kl_estimator", "k2", "exact"),
+    ("ppo_lite", "beta", -0.1, 0.0),
+    ("ppo_lite", "clip_eps", 0.0, 1e-3),
+    ("ppo_lite", "epochs", 0, 1),
+    ("ppo_lite", "minibatches", 0, 1),
+    ("ppo_lite", "samples", 0, 1),
+    ("best_of_n", "n", 0, 1),
+]
+
+
+@pytest.mark.parametrize(("name", "field", "bad", "edge"), OUT_OF_RANGE, ids=lambda x: str(x))
+def test_each_setting_is_checked_at_the_edge_of_its_range(name, field, bad, edge):
+    """A value just outside a setting's range is refused on construction; the edge value just inside is taken."""
+    cls = get_algorithm(name)
+    with pytest.raises(ValueError):
+        cls(dataclasses.replace(cls.Config(), **{field: bad}))
+    assert getattr(cls(dataclasses.replace(cls.Config(), **{field: edge})).cfg, field) == edge
+
+
+def test_a_batch_lacking_a_field_names_it():
+    """A loss that reads a field the batch does not carry (one its Needs did not declare) is a ValueError naming
+    that field, not a TypeError from deep inside the arithmetic."""
+    mask = torch.ones(2, 2)
+    batch = Batch(
+        group_size=2, response_mask=mask, logp=torch.zeros(2, 2), old_logp=torch.zeros(2, 2), rewards=torch.zeros(2)
+    )
+    with pytest.raises(ValueError, match="ref_logp"):
+        batch.seq("ref_logp")
+    with pytest.raises(ValueError, match="quantiles, base_rewards"):
+        batch.require("quantiles", "base_rewards")
+    batch.require("logp", "rewards")  # present: nothing said
+    with pytest.raises(ValueError, match="quantiles"):
+        Bond(BondConfig(quantiles="mc")).loss(batch)
+    with pytest.raises(ValueError, match="base_rewards"):
+        JBond(JBondConfig()).loss(batch)
+
+
+def test_defaults_are_the_settings_algorithms_md_names():
+    """The defaults that ALGORITHMS.md fixes: BOND's J_0.5 with a leave-one-out baseline, k = 16 cached samples for
+    training and log B dropped (§3, §4), plain BOND unless an anchor period is set (§5); J-BOND's β = 0.5, η = 0.02
+    EMA after every step, one policy sample and two anchor samples (§6); REINFORCE's KL in the reward with the
+    paper's k = 2 leave-one-out baseline, PPO-lite's KL in the reward and several epochs (§7)."""
+    bond = BondConfig()
+    assert (bond.beta, bond.baseline, bond.k, bond.log_b, bond.anchor_period) == (0.5, "loo", 16, False, 0)
+    jbond = JBondConfig()
+    assert (jbond.beta, jbond.eta, jbond.swap_period, jbond.samples) == (0.5, 0.02, 0, 1)
+    assert JBond(jbond).needs().base_samples == 2
+    rf = ReinforceConfig()
+    assert (rf.kl_in, rf.samples, rf.baseline) == ("reward", 2, "loo")
+    ppo = PPOLiteConfig()
+    assert ppo.kl_in == "reward" and ppo.epochs >= 2
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_only_ppo_lite_takes_several_updates_per_rollout_batch(name):
+    """§4, §6, §7: the score-function objectives (REINFORCE, BOND, J-BOND) are on-policy, one update per batch
+    of samples from π; only PPO-lite's clipped surrogate runs several epochs of minibatches on one batch."""
+    cls = get_algorithm(name)
+    algo = cls(cls.Config(quantiles="mc") if name == "bond" else cls.Config())  # bond: auto is resolved by the task
+    needs = algo.needs()
+    if name == "ppo_lite":
+        assert (needs.epochs, needs.minibatches) == (algo.cfg.epochs, algo.cfg.minibatches)
+        other = PPOLite(PPOLiteConfig(epochs=3, minibatches=1)).needs()
+        assert (other.epochs, other.minibatches) == (3, 1)
+    else:
+        assert (needs.epochs, needs.minibatches) == (1, 1)
 
 
 def test_ppo_lite_equals_reinforce_with_one_epoch_under_enumeration_weights(exact_task):

@@ -119,6 +119,25 @@ def test_reinforce_targets_the_optimal_policy_only_with_kl_in_reward():
     assert Reinforce(ReinforceConfig(beta=0.0, kl_in="reward")).exact_targets() == {}
 
 
+def test_ppo_lite_targets_the_optimal_policy_only_with_kl_in_reward():
+    """§7: with one epoch PPO-lite is REINFORCE, so, like it, only the KL-in-reward form (β > 0) has π*_β as its
+    fixed point."""
+    assert PPOLite(PPOLiteConfig(beta=0.3, kl_in="reward")).exact_targets() == {"optimal_beta": 0.3}
+    assert PPOLite(PPOLiteConfig(beta=0.3, kl_in="loss")).exact_targets() == {}
+    assert PPOLite(PPOLiteConfig(beta=0.0, kl_in="reward")).exact_targets() == {}
+
+
+@pytest.mark.parametrize("cls", [Reinforce, PPOLite])
+def test_full_vocabulary_logprobs_are_collected_only_for_the_exact_kl_in_the_loss(cls):
+    """[N, T, V] log-probs of π and π_ref are read by one option alone, the exact-token KL in the loss (§1); k3 in the
+    loss and the KL in the reward need only the chosen tokens' log-probs."""
+    cfg = cls.Config
+    assert cls(cfg(kl_in="loss", kl_estimator="exact")).needs().full_logprobs
+    assert not cls(cfg(kl_in="loss", kl_estimator="k3")).needs().full_logprobs
+    assert not cls(cfg(kl_in="reward", kl_estimator="exact")).needs().full_logprobs
+    assert not cls(cfg(kl_in="reward", kl_estimator="k3")).needs().full_logprobs
+
+
 def test_only_plain_bond_targets_best_of_n_of_the_reference():
     """§4/§8: plain BOND distils π_BoN of π_ref, which the testbed measures it against. Iterative BOND (§5)
     distils Best-of-n of a moving anchor (Best-of-n^t of π_ref after t swaps), and J-BOND an EMA anchor's
@@ -158,6 +177,66 @@ def test_bond_jeffreys_weights_backward_by_beta_and_forward_by_one_minus_beta():
     _close(_row_grad(target), [-0.75 / 2] * 2)  # (1 − β)·(−1/B) per target token
 
 
+def _bond_batch(**fields):
+    """The rows of test_bond_jeffreys_weights_backward_by_beta_and_forward_by_one_minus_beta (β = 1: no target)."""
+    return Batch(
+        group_size=2,
+        response_mask=_mask(4),
+        logp=_tok(NOW, grad=True),
+        old_logp=_tok(OLD),
+        rewards=torch.zeros(4, dtype=torch.float64),
+        quantiles=torch.tensor([0.5, 1.0, 0.25, 1.0], dtype=torch.float64),
+        **fields,
+    )
+
+
+def test_bond_leave_one_out_baseline_by_hand():
+    """§4: b is the mean return of the prompt's other samples; with two per prompt A_i = R_i − R_other. Returns as
+    in the Jeffreys test: R = (N−1)·log p_≤ − (Σ old − Σ ref) at N = 4."""
+    algo = Bond(BondConfig(n=4, beta=1.0, samples=2, baseline="loo", quantiles="mc"))
+    batch = _bond_batch(ref_logp=_tok(REF))
+    r = [-3 * LOG2 - 0.5, 1.0, -6 * LOG2 - 1.0, 1.0]
+    adv = [r[0] - r[1], r[1] - r[0], r[2] - r[3], r[3] - r[2]]
+    loss, metrics = algo.loss(batch)
+    _close(metrics["train/return"], sum(r) / 4)
+    _close(loss, -sum(adv) / 4)  # 0: leave-one-out advantages sum to zero per prompt
+    loss.backward()
+    _close(_row_grad(batch.logp), [-a / 4 for a in adv])
+
+
+def test_bond_loss_and_metrics_are_expectations_under_the_weights():
+    """§8: with expectation weights w every mean over samples is Σ w·(·): the batch of the leave-one-out test with
+    baseline none and w = (0.1, 0.2, 0.3, 0.4)."""
+    algo = Bond(BondConfig(n=4, beta=1.0, samples=2, baseline="none", quantiles="mc"))
+    w = [0.1, 0.2, 0.3, 0.4]
+    batch = _bond_batch(ref_logp=_tok(REF), weights=torch.tensor(w, dtype=torch.float64))
+    log_q = [-LOG2, 0.0, -2 * LOG2, 0.0]
+    r = [-3 * LOG2 - 0.5, 1.0, -6 * LOG2 - 1.0, 1.0]
+
+    def expect(xs):
+        return sum(wi * x for wi, x in zip(w, xs, strict=True))
+
+    loss, metrics = algo.loss(batch)
+    _close(metrics["bond/log_quantile"], expect(log_q))
+    _close(metrics["train/return"], expect(r))
+    _close(loss, -expect(r))
+    loss.backward()
+    _close(_row_grad(batch.logp), [-wi * x for wi, x in zip(w, r, strict=True)])
+
+
+def test_iterative_bond_regularises_towards_the_anchor_not_the_reference():
+    """§5: iterative BOND distils Best-of-n of π_anchor, so the return's KL term is log π − log π_anchor, even on a
+    batch that also carries log π_ref. Anchor sums are REF, reference sums REF − 1 (a shift that a mix-up would
+    show: it changes every return by 1)."""
+    algo = Bond(BondConfig(n=4, beta=1.0, samples=2, baseline="none", quantiles="mc", anchor_period=3))
+    batch = _bond_batch(anchor_logp=_tok(REF), ref_logp=_tok([x - 1.0 for x in REF]))
+    r = [-3 * LOG2 - 0.5, 1.0, -6 * LOG2 - 1.0, 1.0]  # Σ old − Σ anchor = [0.5, −1, 1, −1]
+    loss, metrics = algo.loss(batch)
+    _close(metrics["train/return"], sum(r) / 4)
+    loss.backward()
+    _close(_row_grad(batch.logp), [-x / 4 for x in r])
+
+
 def test_jbond_loss_by_hand():
     """§6 at β = 0.25, γ = 0.5: r_J per prompt's own anchors, R = r_J − log ratio, coef = β·R − γ·log ratio."""
     algo = JBond(JBondConfig(beta=0.25, gamma=0.5, samples=2, baseline="none"))
@@ -191,6 +270,43 @@ def test_jbond_loss_by_hand():
     loss.backward()
     _close(_row_grad(logp), [-c / 4 for c in coef])
     _close(_row_grad(target), [-0.75 / 2] * 2)
+
+
+def test_jbond_loss_and_metrics_are_expectations_under_the_weights():
+    """§8: with expectation weights w (enumeration on the testbed) every mean over samples is Σ w·(·). The batch of
+    test_jbond_loss_by_hand with w = (0.1, 0.2, 0.3, 0.4); the forward term stays a mean over prompts' targets."""
+    algo = JBond(JBondConfig(beta=0.25, gamma=0.5, samples=2, baseline="none"))
+    w = [0.1, 0.2, 0.3, 0.4]
+    logp = _tok(NOW, grad=True)
+    batch = Batch(
+        group_size=2,
+        response_mask=_mask(4),
+        logp=logp,
+        old_logp=_tok(OLD),
+        rewards=torch.tensor([-1.0, 2.0, 6.0, 7.0], dtype=torch.float64),
+        anchor_logp=_tok([-1.5, -2.5, -2.0, -2.0]),
+        base_rewards=torch.tensor([[0.0, 1.0], [5.0, 8.0]], dtype=torch.float64),
+        target_logp=_tok([-2.0, -4.0], grad=True),
+        target_mask=_mask(2),
+        weights=torch.tensor(w, dtype=torch.float64),
+    )
+    big = math.log(16.0)
+    r_j = [-big, 0.0, 0.0, 0.0]
+    log_ratio = [0.5, 0.5, 1.0, -1.0]
+    returns = [r - lr for r, lr in zip(r_j, log_ratio, strict=True)]
+    coef = [0.25 * R - 0.5 * lr for R, lr in zip(returns, log_ratio, strict=True)]
+
+    def expect(xs):
+        return sum(wi * x for wi, x in zip(w, xs, strict=True))
+
+    loss, metrics = algo.loss(batch)
+    _close(metrics["jbond/reward"], expect(r_j))
+    _close(metrics["jbond/kl_anchor_k1"], expect(log_ratio))
+    _close(metrics["train/return"], expect(returns))
+    _close(metrics["loss/pg"], -expect(coef))
+    _close(loss, -expect(coef) + 0.75 * 3.0)
+    loss.backward()
+    _close(_row_grad(logp), [-wi * c for wi, c in zip(w, coef, strict=True)])
 
 
 class _ToyPolicy:
@@ -320,6 +436,25 @@ def test_jbond_leave_one_out_baseline_by_hand():
     _close(_row_grad(logp), [-c / 4 for c in coef])
 
 
+def test_ppo_lite_return_metric_is_an_expectation_under_the_weights():
+    """§8: PPO-lite's train/return is Σ w·R like REINFORCE's: R = r − β·(Σ old − Σ ref) at β = 0.25 (the rows of
+    test_reinforce_kl_in_reward_uses_sampling_time_logp, R = [0.875, 0.25, 1.75, −0.75]), w = (0.1, 0.2, 0.3, 0.4)."""
+    algo = PPOLite(PPOLiteConfig(samples=2, baseline="none", beta=0.25, epochs=1, minibatches=1))
+    batch = Batch(
+        group_size=2,
+        response_mask=_mask(4),
+        logp=_tok(OLD, grad=True),
+        old_logp=_tok(OLD),
+        rewards=torch.tensor([1.0, 0.0, 2.0, -1.0], dtype=torch.float64),
+        ref_logp=_tok(REF),
+        weights=torch.tensor([0.1, 0.2, 0.3, 0.4], dtype=torch.float64),
+    )
+    expected = 0.1 * 0.875 + 0.2 * 0.25 + 0.3 * 1.75 - 0.4 * 0.75
+    loss, metrics = algo.loss(batch)
+    _close(metrics["train/return"], expected)
+    _close(loss, -expected)  # ρ ≡ 1: S = A = R
+
+
 @pytest.mark.parametrize(("eps", "clipped"), [(0.05, True), (0.2, False)])
 def test_ppo_lite_clips_at_its_own_epsilon(eps, clipped):
     """§7: every token ratio is 1.1 and every A > 0 (β = 0, no baseline: A = r). With ε = 0.05 the clip binds:
@@ -342,3 +477,61 @@ def test_ppo_lite_clips_at_its_own_epsilon(eps, clipped):
     loss.backward()
     expected = torch.zeros(4, dtype=torch.float64) if clipped else -rewards * 1.1 / 4
     _close(_row_grad(logp), expected)
+
+
+class _TwoThreadShard:
+    """Rank ``rank`` of 2 threads; ``gather`` concatenates both ranks' rows by rank, as an all-gather does."""
+
+    def __init__(self, rank, slots, barrier):
+        self.rank, self.world, self.slots, self.barrier = rank, 2, slots, barrier
+
+    def gather(self, x):
+        self.slots[self.rank] = x
+        self.barrier.wait()
+        out = torch.cat(list(self.slots))
+        self.barrier.wait()
+        return out
+
+    def gather_objects(self, obj):
+        raise AssertionError("not used here")
+
+
+def test_ppo_lite_clip_fraction_over_processes_counts_every_token_once():
+    """§7's clip fraction is over the minibatch's completion tokens. Two prompts, one sample each, A = r > 0, ε = 0.2:
+    prompt 0 has 2 tokens with ratios (1.5, 1), prompt 1 has 6 with (1.5, 1, 1, 1, 1, 1); one token of each is clipped,
+    so 2 of 8 tokens: 1/4, whether one process holds both prompts or each of two processes holds one (its own
+    fraction 1/2 or 1/6: their plain mean, 1/3, would weigh a short completion's tokens more)."""
+    import threading
+
+    mask = torch.tensor([[1.0, 1.0, 0, 0, 0, 0], [1.0] * 6], dtype=torch.float64)
+    old = torch.full((2, 6), -1.0, dtype=torch.float64)
+    logp = old.clone()
+    logp[:, 0] += math.log(1.5)
+    rewards = torch.tensor([1.0, 2.0], dtype=torch.float64)
+    algo = PPOLite(PPOLiteConfig(samples=1, baseline="none", beta=0.0, clip_eps=0.2, epochs=2, minibatches=1))
+
+    def loss_of(rows, shard=None):
+        batch = Batch(
+            group_size=1,
+            response_mask=mask[rows],
+            logp=logp[rows],
+            old_logp=old[rows],
+            rewards=rewards[rows],
+            ref_logp=old[rows],
+            shard=shard,
+        )
+        return algo.loss(batch)[1]["ppo/clip_fraction"]
+
+    _close(loss_of([0, 1]), 0.25)
+    slots, barrier, got = [None, None], threading.Barrier(2, timeout=60), [None, None]
+
+    def rank(r):
+        got[r] = loss_of([r], _TwoThreadShard(r, slots, barrier))
+
+    threads = [threading.Thread(target=rank, args=(r,)) for r in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    _close(got[0], 0.25)
+    _close(got[1], 0.25)

@@ -40,6 +40,16 @@ def test_ema_endpoints(pair):
     assert torch.equal(ema(a, o, 1.0), o)  # η = 1 is a hard swap: exactly the online weights
 
 
+def test_ema_of_mixed_precisions_is_in_the_wider_one():
+    """A float32 anchor and float64 online weights: the result is float64, so η = 1 (a hard swap) returns the online
+    weights exactly, digits beyond float32 included, and η = ½ is the float64 midpoint."""
+    anchor = torch.zeros(2, dtype=torch.float32)
+    online = t64([1.0 + 2**-40, -3.0 - 2**-45])  # not representable in float32
+    swapped = ema(anchor, online, 1.0)
+    assert swapped.dtype == F64 and torch.equal(swapped, online)
+    assert torch.equal(ema(anchor, online, 0.5), online / 2)
+
+
 @FAST
 @given(weight_pairs(), st.floats(0.0, 1.0))
 def test_ema_is_convex_combination(pair, eta):
@@ -71,6 +81,16 @@ def test_eta_outside_unit_interval_raises(eta):
     with pytest.raises(ValueError):
         ema_([a], [o], eta)
     assert torch.equal(a, torch.zeros(3, dtype=F64))
+
+
+def test_ema_inplace_moves_anchors_that_are_parameters_without_recording_a_graph():
+    """Anchor weights may be parameters (requires_grad, as a model's are): the in-place EMA still applies, and the
+    anchor stays a leaf with no history, so no gradient ever flows into the anchor through it."""
+    anchor = torch.nn.Parameter(torch.zeros(3, dtype=F64))
+    online = torch.nn.Parameter(torch.full((3,), 4.0, dtype=F64))
+    ema_([anchor], [online], 0.25)
+    assert torch.equal(anchor.detach(), torch.ones(3, dtype=F64))  # 0.75·0 + 0.25·4
+    assert anchor.is_leaf and anchor.grad_fn is None
 
 
 def test_ema_inplace_length_mismatch_raises():

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from rlhf_zoo.functional.kl import (
     categorical_kl,
+    chosen_logprobs,
     exact_token_kl,
     k1,
     k2,
@@ -187,6 +188,20 @@ def test_exact_token_kl_where_the_policy_gives_a_token_no_mass():
     ref = torch.log(t64([0.25, 0.25, 0.5])).view(1, 1, 3)
     assert float(exact_token_kl(lp, ref, mask)) == pytest.approx(math.log(2.0))
     assert float(exact_token_kl(lp, lp.clone(), mask)) == 0.0  # both −inf there
+
+
+def test_chosen_logprobs_picks_each_token_and_clamps_padding_ids_into_the_vocabulary():
+    """The log-prob of the chosen token, read off full-vocabulary log-probs; a padding id outside [0, V) (−1, or a
+    pad token numbered past the model's V) reads an entry inside the vocabulary instead of failing, and that
+    position is masked by the caller."""
+    lp = torch.log_softmax(torch.arange(12, dtype=F64).view(1, 3, 4), -1)  # [N=1, T=3, V=4]
+    ids = torch.tensor([[2, 4, -1]])  # one real token, then two padding ids out of range
+    out = chosen_logprobs(lp, ids)
+    assert out.shape == (1, 3)
+    assert float(out[0, 0]) == float(lp[0, 0, 2])
+    assert float(out[0, 1]) == float(lp[0, 1, 3])  # V → V − 1
+    assert float(out[0, 2]) == float(lp[0, 2, 0])  # −1 → 0
+    assert float(sequence_logp(out, t64([[1.0, 0.0, 0.0]]))[0]) == float(lp[0, 0, 2])
 
 
 def test_masked_mean_divides_by_the_set_entries():

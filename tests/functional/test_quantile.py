@@ -144,3 +144,13 @@ def test_quantile_estimate_extremes():
     torch.testing.assert_close(est, t64([[1 / 5, 1.0, 3 / 5]]))
     strict = quantile_estimate_strict(t64([[-5.0, 3.0, 1.0]]), ref)
     torch.testing.assert_close(strict, t64([[1 / 5, 4 / 5, 2 / 5]]))
+
+
+def test_exact_quantiles_of_a_reference_without_mass_are_zero_not_nan():
+    """A batched reference row whose probabilities are all 0 (a padded row) has nothing at or below any reward:
+    p_≤ = p_< = 0 there, finite, and the other rows are as if it were absent."""
+    ref_rewards = t64([[0.0, 1.0], [0.0, 1.0]])
+    ref_probs = t64([[0.0, 0.0], [0.25, 0.75]])
+    p_le, p_lt = exact_quantiles(t64([[0.5, 1.0], [0.5, 1.0]]), ref_rewards, ref_probs)
+    assert torch.equal(p_le, t64([[0.0, 0.0], [0.25, 1.0]]))
+    assert torch.equal(p_lt, t64([[0.0, 0.0], [0.25, 0.25]]))
