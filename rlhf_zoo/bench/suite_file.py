@@ -264,7 +264,30 @@ def validate_suite_file(suite: Suite, path: str, **expand_args: Any) -> None:
                 pass
             else:
                 raise UserError(f"bench: an override on the command line: {e}") from None
+        found = _place_of_error(suite)
+        if found is not None:  # "unknown key 'algo.bogus'" said neither the section nor the sweep it is in
+            place, e = found
+            raise UserError(f"suite file {path}: {place}: {e}") from None
         raise UserError(f"suite file {path}: {e}") from None
+
+
+def _place_of_error(suite: Suite) -> tuple[str, Exception] | None:
+    """The first part of the file that fails on its own, and its error: ``task_args``, a sweep's ``fixed``, the
+    ``algo_args`` of its algorithm, or one of its values (each with the task arguments and the sweep's
+    algorithm alone); None when only their combination fails."""
+    from rlhf_zoo.config import ConfigError, load_config
+
+    for s in suite.sweeps:
+        base = [*suite.task_args, f"algo={s.algo}"]
+        parts = [("task_args", ()), (f"sweep {s.tag}: fixed", s.fixed)]
+        parts.append((f"algo_args.{s.algo}", suite.algo_args.get(s.algo, ())))
+        parts += [(f"sweep {s.tag}: {s.knob}={format_value(v)}", (f"{s.knob}={format_value(v)}",)) for v in s.values]
+        for place, args in parts:
+            try:
+                load_config([*base, *args, "run_dir=unused"])
+            except ConfigError as e:
+                return place, e
+    return None
 
 
 def _sweep(s: SweepSpec, where: str) -> Sweep:

@@ -121,6 +121,28 @@ def test_a_bad_suite_file_is_one_line_naming_it(cli, tmp_path, text, needle):
     assert len(err.strip().splitlines()) == 1 and not out and not (tmp_path / "runs").exists()
 
 
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("task_args: {train.stepz: 3}\n" + SWEEP, "task_args: unknown key 'train.stepz'; did you mean train.steps?"),
+        ("algo_args: {reinforce: {algo.bogus: 1}}\n" + SWEEP, "algo_args.reinforce: unknown key 'algo.bogus';"),
+        (
+            "sweeps:\n  - {tag: r, algo: reinforce, knob: algo.beta, values: [0.1], fixed: {algo.nosuch: 2}}\n",
+            "sweep r: fixed: unknown key 'algo.nosuch';",
+        ),
+        ("sweeps:\n  - {tag: r, algo: reinforce, knob: algo.beta, values: [0.1, -5]}\n", "sweep r: algo.beta=-5: "),
+    ],
+)
+def test_a_bad_key_or_value_in_a_suite_file_names_the_section_it_is_in(cli, tmp_path, text, needle):
+    """An unknown key under algo_args or a sweep's fixed said only "suite file FILE: unknown key 'algo.bogus'",
+    not which section nor which sweep or algorithm held it."""
+    path = tmp_path / "my.yaml"
+    path.write_text(text)
+    code, out, err = cli("bench", f"suite={path}", f"out={tmp_path}/runs", "progress=false")
+    assert code == 2 and f"suite file {path}: {needle}" in err, err
+    assert len(err.strip().splitlines()) == 1 and not out and not (tmp_path / "runs").exists(), err
+
+
 def test_a_bad_seed_on_the_command_line_is_not_blamed_on_the_suite_file(cli, tmp_path):
     """``seeds=99999999999999999999`` said "suite file FILE.yaml: seed must lie between ...": the file has no
     such seed."""
