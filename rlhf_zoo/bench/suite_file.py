@@ -251,16 +251,15 @@ def validate_suite_file(suite: Suite, path: str, **expand_args: Any) -> None:
     overrides or seeds (``expand_args["extra"]``, ``["seeds"]``) bring is an error line that names the command
     line."""
     from rlhf_zoo.bench.runner import validate_points
-    from rlhf_zoo.config import ConfigError
 
     points = expand(suite, **expand_args)
     try:
         validate_points(points)
-    except ConfigError as e:
+    except UserError as e:
         if expand_args.get("extra") or expand_args.get("seeds"):
             try:  # the file's points alone (its seeds, no overrides): do they build?
                 validate_points(expand(suite, **{**expand_args, "extra": None, "seeds": None}))
-            except ConfigError:
+            except UserError:
                 pass
             else:
                 raise UserError(f"bench: an override on the command line: {e}") from None
@@ -275,7 +274,7 @@ def _place_of_error(suite: Suite) -> tuple[str, Exception] | None:
     """The first part of the file that fails on its own, and its error: ``task_args``, a sweep's ``fixed``, the
     ``algo_args`` of its algorithm, or one of its values (each with the task arguments and the sweep's
     algorithm alone); None when only their combination fails."""
-    from rlhf_zoo.config import ConfigError, load_config
+    from rlhf_zoo.config import load_config
 
     for s in suite.sweeps:
         base = [*suite.task_args, f"algo={s.algo}"]
@@ -285,7 +284,7 @@ def _place_of_error(suite: Suite) -> tuple[str, Exception] | None:
         for place, args in parts:
             try:
                 load_config([*base, *args, "run_dir=unused"])
-            except ConfigError as e:
+            except UserError as e:
                 return place, e
     return None
 

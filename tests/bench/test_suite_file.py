@@ -143,6 +143,19 @@ def test_a_bad_key_or_value_in_a_suite_file_names_the_section_it_is_in(cli, tmp_
     assert len(err.strip().splitlines()) == 1 and not out and not (tmp_path / "runs").exists(), err
 
 
+def test_a_model_that_is_not_there_names_the_suite_file_or_the_command_line(cli, tmp_path):
+    """``model.name: /no/such/dir`` in a suite file said only "model.name=/no/such/dir: no such directory", not
+    which file (nor, given on the command line, that the file is fine)."""
+    path = tmp_path / "my.yaml"
+    path.write_text(f"task_args: {{task: sentiment, model.name: {tmp_path}/none}}\n" + SWEEP)
+    code, out, err = cli("bench", f"suite={path}", f"out={tmp_path}/runs", "progress=false")
+    assert code == 2 and f"suite file {path}: task_args: model.name={tmp_path}/none: no such directory" in err, err
+    assert len(err.strip().splitlines()) == 1 and not out and not (tmp_path / "runs").exists(), err
+    path.write_text("task_args: {task: sentiment}\n" + SWEEP)
+    code, out, err = cli("bench", f"suite={path}", f"model.name={tmp_path}/none", f"out={tmp_path}/runs")
+    assert code == 2 and "bench: an override on the command line: model.name=" in err, err
+
+
 def test_a_bad_seed_on_the_command_line_is_not_blamed_on_the_suite_file(cli, tmp_path):
     """``seeds=99999999999999999999`` said "suite file FILE.yaml: seed must lie between ...": the file has no
     such seed."""
