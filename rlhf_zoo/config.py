@@ -349,7 +349,7 @@ def compose(args: list[str], defaults: dict[str, str] | None = None, need_algo: 
     if algo_choice is None and need_algo:
         raise ConfigError(
             f"name an algorithm: algo=NAME with NAME one of {', '.join(sorted(REGISTRY))} "
-            f"or a preset ({', '.join(presets('algo'))})"
+            f"or a preset ({', '.join(presets('algo'))})" + _resume_hint(over)
         )
     if task_name not in TASKS:
         raise ConfigError(f"unknown task {task_name!r}; known: {', '.join(sorted(TASKS))}")
@@ -394,6 +394,18 @@ def compose(args: list[str], defaults: dict[str, str] | None = None, need_algo: 
     if cfg.run_dir.startswith("~"):  # quoted, or in a YAML file: no shell expanded it; written where it is checked
         cfg.run_dir = str(Path(cfg.run_dir).expanduser())
     return cfg
+
+
+def _resume_hint(over: dict[str, Any]) -> str:
+    """For ``run_dir=DIR resume=true`` alone (a run's settings are not read from its folder), the command that
+    resumes DIR with the settings it saved; ``""`` otherwise."""
+    run_dir = over.get("run_dir")
+    if "resume" not in over or not isinstance(run_dir, str) or not run_dir.strip():
+        return ""
+    saved = Path(run_dir).expanduser() / "config.yaml"
+    if not saved.is_file():
+        return ""
+    return f"; to resume {run_dir} with the settings it saved: rlhf-zoo train config={saved} resume=true"
 
 
 def check_top_level(keys: Any, schema: DictConfig, task_name: str, where: str = "") -> None:
