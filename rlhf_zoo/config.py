@@ -229,7 +229,14 @@ def read_experiment(path: str) -> tuple[dict[str, str], dict[str, Any]]:
     flat = flatten(data, f"config={path}")
     choices: dict[str, str] = {}
     for c in CHOICES:
-        name = flat.pop(c, None) if c in flat else flat.pop(f"{c}.name", None)
+        key = c if c in flat else f"{c}.name"
+        name = flat.pop(key, None)
+        if isinstance(name, (list, dict)):  # said: unknown algorithm "['reinforce', 'bond']", naming no file
+            several = f" (sweep: {{{c}: [{', '.join(map(str, name))}]}})" if isinstance(name, list) else ""
+            raise ConfigError(
+                f"config={path}: {key} takes one name, got {json.dumps(name)}; to run each of several, list them "
+                f"under sweep:{several}"
+            )
         if name is not None:
             choices[c] = str(name)
     if "config" in flat:
