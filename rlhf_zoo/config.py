@@ -229,6 +229,10 @@ def read_experiment(path: str) -> tuple[dict[str, str], dict[str, Any]]:
     flat = flatten(data, f"config={path}")
     choices: dict[str, str] = {}
     for c in CHOICES:
+        if c in flat and f"{c}.name" in flat:  # said "algo.name and task.name are chosen with ...", naming no file
+            raise ConfigError(
+                f"config={path} names the {c} twice ({c}: {flat[c]} and {c}.name: {flat[f'{c}.name']}): keep one"
+            )
         key = c if c in flat else f"{c}.name"
         name = flat.pop(key, None)
         if isinstance(name, (list, dict)):  # said: unknown algorithm "['reinforce', 'bond']", naming no file

@@ -99,6 +99,9 @@ def test_a_saved_config_run_from_another_folder_says_where_its_relative_paths_st
         ),
         ("algo: {name: [bond]}\n", 'exp.yaml: algo.name takes one name, got ["bond"]'),
         ("algo: bond\ntask: [exact, sentiment]\n", 'exp.yaml: task takes one name, got ["exact", "sentiment"]'),
+        # said "algo.name and task.name are chosen with algo=NAME and task=NAME", naming no file
+        ("algo: bond\nalgo.name: jbond\n", "exp.yaml names the algo twice (algo: bond and algo.name: jbond): keep one"),
+        ("task: exact\ntask.name: sentiment\n", "exp.yaml names the task twice (task: exact and task.name:"),
     ],
 )
 def test_a_bad_file_is_one_line_before_any_work(cli, tmp_path, text, needle):
