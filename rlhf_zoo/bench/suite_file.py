@@ -241,6 +241,9 @@ def check_shapes(node: dict[Any, Any], spec: type, where: str, prefix: str = "")
         for i, v in enumerate(value):
             if dataclasses.is_dataclass(item) and isinstance(v, dict):
                 check_shapes(v, item, where, f"{name}[{i}].")
+            elif dataclasses.is_dataclass(item):  # said "Invalid type assigned: int is not a subclass of SweepSpec"
+                fields = ", ".join(f.name for f in dataclasses.fields(item) if f.default is MISSING)
+                raise UserError(f"{where}: {name}[{i}] must be a mapping of a sweep's keys ({fields}, ...), got {v!r}")
             elif item in (int, float, str, bool) and isinstance(v, (list, dict)):
                 raise UserError(f"{where}: {name}[{i}] must be a single value, got {v!r}")
 

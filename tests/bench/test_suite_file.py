@@ -200,6 +200,10 @@ def test_a_bad_override_on_the_command_line_is_not_blamed_on_the_suite_file(cli,
          "sweeps[0].fixed must be a mapping"),
         ("sweeps:\n  - {tag: r, algo: reinforce, knob: algo.beta, values: {a: 1}}\n",
          "sweeps[0].values must be a list"),
+        # said "Invalid type assigned: int is not a subclass of SweepSpec. value: 5 (key: sweeps[0])"
+        ("sweeps:\n  - 5\n", "sweeps[0] must be a mapping of a sweep's keys (tag, algo, knob, values, ...), got 5"),
+        ("sweeps:\n  - null\n", "sweeps[0] must be a mapping of a sweep's keys"),
+        (SWEEP + "  - [r, reinforce]\n", "sweeps[1] must be a mapping of a sweep's keys"),
     ],
 )  # fmt: skip
 def test_a_suite_file_value_of_the_wrong_kind_is_one_line_naming_its_key(cli, tmp_path, text, needle):
