@@ -91,7 +91,8 @@ def get_suite(name: str) -> Suite:
 
 
 def overrides(mapping: dict[str, Any], where: str) -> tuple[str, ...]:
-    """A mapping of (dotted or nested) keys to values as ``key=value`` overrides."""
+    """A mapping of (dotted or nested) keys to values as ``key=value`` overrides; ``where`` names the mapping in
+    the error for a key set twice (``task_args sets train.steps twice``)."""
     from rlhf_zoo.config import flatten
 
     return tuple(f"{k}={format_value(v)}" for k, v in flatten(mapping, where).items())
@@ -139,9 +140,9 @@ def load_suite_file(path: str) -> Suite:
         if not isinstance(settings, dict):
             raise UserError(f"{where}: algo_args.{algo} must be a mapping of keys to values")
     try:
-        task_args = overrides(spec.task_args, where)
-        sweeps = tuple(_sweep(s, where) for s in spec.sweeps)
-        algo_args = {a: overrides(v, where) for a, v in spec.algo_args.items()}
+        task_args = overrides(spec.task_args, "task_args")  # said "suite file F: suite file F sets KEY twice"
+        sweeps = tuple(_sweep(s) for s in spec.sweeps)
+        algo_args = {a: overrides(v, f"algo_args.{a}") for a, v in spec.algo_args.items()}
         suite = Suite(
             name=name,
             description=spec.description,
@@ -292,7 +293,7 @@ def _place_of_error(suite: Suite) -> tuple[str, Exception] | None:
     return None
 
 
-def _sweep(s: SweepSpec, where: str) -> Sweep:
+def _sweep(s: SweepSpec) -> Sweep:
     from rlhf_zoo.algorithms.registry import REGISTRY
     from rlhf_zoo.config import presets
 
@@ -307,7 +308,7 @@ def _sweep(s: SweepSpec, where: str) -> Sweep:
         )
     if not s.knob:
         raise ValueError(f"sweep {s.tag}: knob is empty (name the swept key, e.g. algo.beta)")
-    fixed = overrides(s.fixed, where)
+    fixed = overrides(s.fixed, f"sweep {s.tag}: fixed")
     if any(a.partition("=")[0].strip() == s.knob.strip() for a in fixed):  # the point's knob=value came after: lost
         raise ValueError(f"sweep {s.tag}: fixed sets {s.knob.strip()}, the sweep's knob (its values set it): remove it")
     values = tuple(s.values)

@@ -104,6 +104,13 @@ SWEEP = "sweeps:\n  - {tag: r, algo: reinforce, knob: algo.beta, values: [0.1]}\
             "sweep r: fixed sets algo.beta, the sweep's knob (its values set it): remove it",
         ),
         ("algo_args: {reinforce: {seed: 1}}\n" + SWEEP, "algo_args.reinforce seed: a suite cannot set it"),
+        # said "suite file F: suite file F sets train.steps twice", naming the file twice and no section
+        ("task_args: {train.steps: 3, train: {steps: 4}}\n" + SWEEP, "{path}: task_args sets train.steps twice"),
+        ("algo_args: {reinforce: {algo.n: 3, algo: {n: 4}}}\n" + SWEEP, "algo_args.reinforce sets algo.n twice"),
+        (
+            "sweeps:\n  - {tag: r, algo: reinforce, knob: algo.beta, values: [1], fixed: {algo.n: 1, algo: {n: 2}}}\n",
+            "{path}: sweep r: fixed sets algo.n twice",
+        ),
         # an experiment file said "unknown key 'algo'; did you mean algo_args?"
         (
             "algo: bond\ntask: exact\nsweep: {seed: [0, 1]}\n",
