@@ -22,7 +22,10 @@ rendered as the built-in ones are (:func:`~rlhf_zoo.bench.render.render_suite`);
 whose sweeps the suite lacks is "not run". A sweep that reuses a built-in sweep's tag must keep its
 algorithm and knob, since the claims read it as that sweep. Every problem with the file (unknown
 keys, a key written twice, wrong types, missing values, an unknown algorithm or task, a key that the bench sets
-itself: ``seed``, ``algo``, ``run_dir``, ``resume``, ``config``) is one error line naming the file.
+itself: ``seed``, ``algo``, ``run_dir``, ``resume``, ``config``; a setting that a later one always replaces: a
+sweep's fixed key that its algorithm's ``algo_args`` set too, an ``algo_args`` key that is the knob of each sweep
+of its algorithm) is one error line naming the file, and the section (``task_args``, ``algo_args.ALGO``, a sweep's
+``fixed`` or value) where the error lies in one.
 """
 
 from __future__ import annotations
@@ -162,6 +165,7 @@ def load_suite_file(path: str) -> Suite:
     for algo in spec.algo_args:
         if algo not in {s.algo for s in sweeps}:
             raise UserError(f"{where}: algo_args names {algo!r}, which no sweep runs")
+    _check_lost_settings(suite, where)
     _check_bench_keys(suite, where)
     return suite
 
@@ -189,6 +193,33 @@ def _check_bench_keys(suite: Suite, where: str) -> None:
             key = a.partition("=")[0].strip()
             if key in BENCH_KEYS:
                 raise UserError(f"{where}: {place} {key}: a suite cannot set it ({BENCH_KEYS[key]})")
+
+
+def _key(arg: str) -> str:
+    return arg.partition("=")[0].strip()
+
+
+def _check_lost_settings(suite: Suite, where: str) -> None:
+    """Refuse a setting that a point's later one always replaces, so that it would be dropped without a word: a
+    sweep's fixed key that its algorithm's algo_args set too (they come after it), and an algo_args key that is
+    the knob of every sweep of that algorithm (its values come last)."""
+    for s in suite.sweeps:
+        args = {_key(a) for a in suite.algo_args.get(s.algo, ())}
+        both = next((k for k in map(_key, s.fixed) if k in args), None)
+        if both is not None:
+            raise UserError(
+                f"{where}: sweep {s.tag}: fixed sets {both}, which algo_args.{s.algo} sets too (and wins, as it "
+                "comes after): keep one"
+            )
+    for algo, settings in suite.algo_args.items():
+        knobs = {s.knob.strip() for s in suite.sweeps if s.algo == algo}
+        lost = next((k for k in map(_key, settings) if knobs == {k}), None)
+        if lost is not None:
+            tags = ", ".join(s.tag for s in suite.sweeps if s.algo == algo)
+            raise UserError(
+                f"{where}: algo_args.{algo} sets {lost}, the knob of its sweeps ({tags}; their values set it): "
+                "remove it"
+            )
 
 
 def _check_counts(spec: SuiteSpec, where: str) -> None:

@@ -104,6 +104,16 @@ SWEEP = "sweeps:\n  - {tag: r, algo: reinforce, knob: algo.beta, values: [0.1]}\
             "sweep r: fixed sets algo.beta, the sweep's knob (its values set it): remove it",
         ),
         ("algo_args: {reinforce: {seed: 1}}\n" + SWEEP, "algo_args.reinforce seed: a suite cannot set it"),
+        # algo_args come after a sweep's fixed settings, and the knob's value after both: dropped without a word
+        (
+            "algo_args: {reinforce: {algo.samples: 4}}\nsweeps:\n  - {tag: r, algo: reinforce, knob: algo.beta, "
+            "values: [0.1], fixed: {algo.samples: 2}}\n",
+            "sweep r: fixed sets algo.samples, which algo_args.reinforce sets too (and wins, as it comes after): keep",
+        ),
+        (
+            "algo_args: {reinforce: {algo.beta: 2}}\n" + SWEEP,
+            "algo_args.reinforce sets algo.beta, the knob of its sweeps (r; their values set it): remove it",
+        ),
         # said "suite file F: suite file F sets train.steps twice", naming the file twice and no section
         ("task_args: {train.steps: 3, train: {steps: 4}}\n" + SWEEP, "{path}: task_args sets train.steps twice"),
         ("algo_args: {reinforce: {algo.n: 3, algo: {n: 4}}}\n" + SWEEP, "algo_args.reinforce sets algo.n twice"),
@@ -161,6 +171,16 @@ def test_a_model_that_is_not_there_names_the_suite_file_or_the_command_line(cli,
     path.write_text("task_args: {task: sentiment}\n" + SWEEP)
     code, out, err = cli("bench", f"suite={path}", f"model.name={tmp_path}/none", f"out={tmp_path}/runs")
     assert code == 2 and "bench: an override on the command line: model.name=" in err, err
+
+
+def test_algo_args_that_set_the_knob_of_only_some_sweeps_of_its_algorithm_are_kept(tmp_path):
+    """The other sweeps of the algorithm take the setting: nothing is dropped for them."""
+    path = tmp_path / "my.yaml"
+    path.write_text(
+        "algo_args: {reinforce: {algo.beta: 2}}\nsweeps:\n  - {tag: r, algo: reinforce, knob: algo.beta, values: [0.1]}"
+        "\n  - {tag: s, algo: reinforce, knob: algo.samples, values: [2]}\n"
+    )
+    assert load_suite_file(str(path)).algo_args == {"reinforce": ("algo.beta=2",)}
 
 
 def test_a_bad_seed_on_the_command_line_is_not_blamed_on_the_suite_file(cli, tmp_path):
