@@ -202,7 +202,8 @@ def _key(arg: str) -> str:
 def _check_lost_settings(suite: Suite, where: str) -> None:
     """Refuse a setting that a point's later one always replaces, so that it would be dropped without a word: a
     sweep's fixed key that its algorithm's algo_args set too (they come after it), and an algo_args key that is
-    the knob of every sweep of that algorithm (its values come last)."""
+    the knob of every sweep of that algorithm (its values come last); and a bon_pool without a best_of_n sweep,
+    which would pool nothing."""
     for s in suite.sweeps:
         args = {_key(a) for a in suite.algo_args.get(s.algo, ())}
         both = next((k for k in map(_key, s.fixed) if k in args), None)
@@ -211,6 +212,11 @@ def _check_lost_settings(suite: Suite, where: str) -> None:
                 f"{where}: sweep {s.tag}: fixed sets {both}, which algo_args.{s.algo} sets too (and wins, as it "
                 "comes after): keep one"
             )
+    if suite.bon_pool and "best_of_n" not in {s.tag for s in suite.sweeps}:  # it pools only that sweep's points
+        raise UserError(
+            f"{where}: bon_pool={suite.bon_pool} pools the points of the sweep tagged best_of_n, and the suite has "
+            "none: add that sweep (algo best_of_n, knob algo.n), or remove bon_pool"
+        )
     for algo, settings in suite.algo_args.items():
         knobs = {s.knob.strip() for s in suite.sweeps if s.algo == algo}
         lost = next((k for k in map(_key, settings) if knobs == {k}), None)

@@ -110,6 +110,7 @@ SWEEP = "sweeps:\n  - {tag: r, algo: reinforce, knob: algo.beta, values: [0.1]}\
             "values: [0.1], fixed: {algo.samples: 2}}\n",
             "sweep r: fixed sets algo.samples, which algo_args.reinforce sets too (and wins, as it comes after): keep",
         ),
+        ("bon_pool: 4\n" + SWEEP, "bon_pool=4 pools the points of the sweep tagged best_of_n, and the suite has none"),
         (
             "algo_args: {reinforce: {algo.beta: 2}}\n" + SWEEP,
             "algo_args.reinforce sets algo.beta, the knob of its sweeps (r; their values set it): remove it",
