@@ -101,6 +101,22 @@ def overrides(mapping: dict[str, Any], where: str) -> tuple[str, ...]:
     return tuple(f"{k}={format_value(v)}" for k, v in flatten(mapping, where).items())
 
 
+def _key_not_text(node: Any, path: str = "") -> str | None:
+    """A key of the suite file that YAML reads as no text (``null:``, ``1:``, ``true:``, a date), named with the
+    mapping that holds it, or None: OmegaConf's load ended in a traceback on a null key, and an integer one said
+    "Key 1 (int) is incompatible with (str)"."""
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+    for k, v in items:
+        if isinstance(node, dict) and not isinstance(k, str):
+            shown = "null" if k is None else str(k).lower() if isinstance(k, bool) else str(k)
+            place = f"{path.removesuffix('.')} has" if path else "the file has"
+            return f"{place} a key that YAML reads as no name ({shown}): write a key's name (quoted, if need be)"
+        found = _key_not_text(v, f"{path}{k}." if isinstance(node, dict) else f"{path.removesuffix('.')}[{k}].")
+        if found:
+            return found
+    return None
+
+
 def load_suite_file(path: str) -> Suite:
     """The :class:`Suite` in the YAML file ``path``; a one-line :class:`UserError` naming it otherwise."""
     from rlhf_zoo.config import ConfigError, config_error_line
@@ -110,7 +126,8 @@ def load_suite_file(path: str) -> Suite:
     if not p.is_file():
         raise UserError(f"{where}: {'is a directory, not a YAML file' if p.is_dir() else 'no such file'}")
     try:
-        problem = yaml_problem(p.read_text())
+        text = p.read_text()
+        problem = yaml_problem(text) or _key_not_text(yaml.safe_load(text))
         if problem:
             raise UserError(f"{where}: {problem}")
         data = OmegaConf.load(p)

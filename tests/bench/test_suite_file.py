@@ -110,6 +110,15 @@ SWEEP = "sweeps:\n  - {tag: r, algo: reinforce, knob: algo.beta, values: [0.1]}\
             "values: [0.1], fixed: {algo.samples: 2}}\n",
             "sweep r: fixed sets algo.samples, which algo_args.reinforce sets too (and wins, as it comes after): keep",
         ),
+        # a null key was OmegaConf's KeyValidationError traceback; an integer one "Key 1 (int) is incompatible with
+        # (str) (key: fixed.1)", naming no sweep
+        ("task_args: {null: 2}\n" + SWEEP, "task_args has a key that YAML reads as no name (null): write a key's"),
+        ("algo_args: {reinforce: {true: 1}}\n" + SWEEP, "algo_args.reinforce has a key that YAML reads as no name"),
+        (
+            "sweeps:\n  - {tag: r, algo: reinforce, knob: algo.beta, values: [0.1], fixed: {1: 2}}\n",
+            "sweeps[0].fixed has a key that YAML reads as no name (1)",
+        ),
+        ("null: 1\n" + SWEEP, "the file has a key that YAML reads as no name (null)"),
         ("bon_pool: 4\n" + SWEEP, "bon_pool=4 pools the points of the sweep tagged best_of_n, and the suite has none"),
         (
             "algo_args: {reinforce: {algo.beta: 2}}\n" + SWEEP,
