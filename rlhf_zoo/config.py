@@ -24,6 +24,7 @@ type is rejected here, before any model loads, with a :class:`ConfigError`. Noth
 
 from __future__ import annotations
 
+import datetime
 import difflib
 import json
 import math
@@ -245,6 +246,11 @@ def read_experiment(path: str) -> tuple[dict[str, str], dict[str, Any]]:
             choices[c] = str(name)
     if "config" in flat:
         raise ConfigError(f"config={path} names another config file; experiment files do not nest")
+    dated = _first_key(flat, lambda v: isinstance(v, datetime.date))  # OmegaConf: "Value 'date' is not a supported
+    if dated:  # primitive type", of a folder named 2026-01-01
+        raise ConfigError(
+            f"config={path}: {dated}: YAML reads {flat[dated]} as a date: quote it ('{flat[dated]}') to give it as text"
+        )
     settings: dict[str, Any] = {}
     for key, v in flat.items():
         node = settings
