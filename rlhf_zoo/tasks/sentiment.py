@@ -306,7 +306,7 @@ def read_texts(src: str, cfg: SentimentTaskConfig, what: str) -> list[Any]:
             e = e.__cause__ or e.__context__
         columns = [getattr(e, a, None) for a in ("table_column_names", "requested_column_names")]
         if type(e).__name__ == "CastError" and all(isinstance(c, list) for c in columns):  # said "Couldn't cast"
-            one, other = (", ".join(map(str, c)) for c in columns)
+            one, other = (", ".join(map(str, c[:6])) + (", ..." if len(c) > 6 else "") for c in columns)
             raise UserError(
                 f"cannot load prompts from {src!r}: its files do not all hold the same columns (one holds {one}, "
                 f"another {other}): give them the same columns, or name one file"

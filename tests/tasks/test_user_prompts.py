@@ -67,6 +67,10 @@ def test_a_prompt_folder_whose_files_hold_other_columns_says_so(cli, tiny_lm, tm
     assert code == 2 and len(err.strip().splitlines()) == 1, err
     assert f"cannot load prompts from '{folder}': its files do not all hold the same columns (one holds " in err, err
     assert "label" in err and "give them the same columns, or name one file" in err, err
+    # a folder of other files (a run directory) names a few of their many columns, not all
+    (folder / "b.jsonl").write_text(json.dumps({f"column_{i}": i for i in range(30)}) + "\n")
+    code, out, err = cli("train", "algo=reinforce", *tiny_lm, f"task.prompts={folder}")
+    assert code == 2 and "column_5, ..., another text" in err and "column_6" not in err, err
 
 
 def test_a_prompt_folder_with_a_card_and_a_licence_beside_its_data_is_read(cli, tiny_lm, tmp_path):
