@@ -136,6 +136,10 @@ def load_run(run_dir: Path) -> dict[str, Any]:
             name = f"metrics.jsonl line {i}"
             if line.strip():
                 metrics.append(json.loads(line))
+    except FileNotFoundError:  # said "config.yaml does not parse: FileNotFoundError: [Errno 2] ..."
+        raise bad(name, "is missing (a finished run's folder holds summary.json and config.yaml)") from None
+    except IsADirectoryError:
+        raise bad(name, "is a directory, not a file") from None
     except (OSError, ValueError, yaml.YAMLError) as e:
         raise bad(name, f"does not parse: {yaml_error(e)}") from None
     if not isinstance(summary, dict):

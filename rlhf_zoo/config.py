@@ -24,6 +24,7 @@ type is rejected here, before any model loads, with a :class:`ConfigError`. Noth
 
 from __future__ import annotations
 
+import datetime
 import difflib
 import json
 import math
@@ -229,11 +230,27 @@ def read_experiment(path: str) -> tuple[dict[str, str], dict[str, Any]]:
     flat = flatten(data, f"config={path}")
     choices: dict[str, str] = {}
     for c in CHOICES:
-        name = flat.pop(c, None) if c in flat else flat.pop(f"{c}.name", None)
+        if c in flat and f"{c}.name" in flat:  # said "algo.name and task.name are chosen with ...", naming no file
+            raise ConfigError(
+                f"config={path} names the {c} twice ({c}: {flat[c]} and {c}.name: {flat[f'{c}.name']}): keep one"
+            )
+        key = c if c in flat else f"{c}.name"
+        name = flat.pop(key, None)
+        if isinstance(name, (list, dict)):  # said: unknown algorithm "['reinforce', 'bond']", naming no file
+            several = f" (sweep: {{{c}: [{', '.join(map(str, name))}]}})" if isinstance(name, list) else ""
+            raise ConfigError(
+                f"config={path}: {key} takes one name, got {json.dumps(name)}; to run each of several, list them "
+                f"under sweep:{several}"
+            )
         if name is not None:
             choices[c] = str(name)
     if "config" in flat:
         raise ConfigError(f"config={path} names another config file; experiment files do not nest")
+    dated = _first_key(flat, lambda v: isinstance(v, datetime.date))  # OmegaConf: "Value 'date' is not a supported
+    if dated:  # primitive type", of a folder named 2026-01-01
+        raise ConfigError(
+            f"config={path}: {dated}: YAML reads {flat[dated]} as a date: quote it ('{flat[dated]}') to give it as text"
+        )
     settings: dict[str, Any] = {}
     for key, v in flat.items():
         node = settings
@@ -349,7 +366,7 @@ def compose(args: list[str], defaults: dict[str, str] | None = None, need_algo: 
     if algo_choice is None and need_algo:
         raise ConfigError(
             f"name an algorithm: algo=NAME with NAME one of {', '.join(sorted(REGISTRY))} "
-            f"or a preset ({', '.join(presets('algo'))})"
+            f"or a preset ({', '.join(presets('algo'))})" + _resume_hint(over)
         )
     if task_name not in TASKS:
         raise ConfigError(f"unknown task {task_name!r}; known: {', '.join(sorted(TASKS))}")
@@ -394,6 +411,18 @@ def compose(args: list[str], defaults: dict[str, str] | None = None, need_algo: 
     if cfg.run_dir.startswith("~"):  # quoted, or in a YAML file: no shell expanded it; written where it is checked
         cfg.run_dir = str(Path(cfg.run_dir).expanduser())
     return cfg
+
+
+def _resume_hint(over: dict[str, Any]) -> str:
+    """For ``run_dir=DIR resume=true`` alone (a run's settings are not read from its folder), the command that
+    resumes DIR with the settings it saved; ``""`` otherwise."""
+    run_dir = over.get("run_dir")
+    if "resume" not in over or not isinstance(run_dir, str) or not run_dir.strip():
+        return ""
+    saved = Path(run_dir).expanduser() / "config.yaml"
+    if not saved.is_file():
+        return ""
+    return f"; to resume {run_dir} with the settings it saved: rlhf-zoo train config={saved} resume=true"
 
 
 def check_top_level(keys: Any, schema: DictConfig, task_name: str, where: str = "") -> None:

@@ -238,10 +238,42 @@ def read_point_record(path: Path) -> dict[str, Any] | None:
         rec = json.loads(text)
     except ValueError as e:
         raise UserError(f"the record {path} is not valid JSON ({e}); restore it from git or delete it") from None
-    if not isinstance(rec, dict) or rec.get("format") not in FORMATS:
-        fmt = rec.get("format") if isinstance(rec, dict) else None
-        raise UserError(f"the record {path} has format {fmt!r}; this rlhf_zoo reads formats {FORMATS}")
+    if not isinstance(rec, dict):  # said "has format None"
+        raise UserError(
+            f"the record {path} holds {_json_kind(rec)}, not a record (an object); restore it from git or delete it"
+        )
+    if rec.get("format") not in FORMATS:
+        raise UserError(f"the record {path} has format {rec.get('format')!r}; this rlhf_zoo reads formats {FORMATS}")
+    damage = _damage(rec)
+    if damage:  # a hand edit or a merge gone wrong: was an AttributeError or ValueError traceback in the tables
+        raise UserError(f"the record {path} is damaged: {damage}; restore it from git or delete it")
     return uncompact(rec)
+
+
+# the top-level fields of a record and their JSON kinds (those it has: a pool record's pool, ...)
+_FIELDS: dict[str, type] = {
+    **{k: str for k in ("id", "suite", "label")},
+    "seed": int,
+    **{k: list for k in ("args", "memberships")},
+    **{k: dict for k in ("summary", "settings", "meta", "curves", "pool")},
+}
+
+
+def _json_kind(v: Any) -> str:
+    if isinstance(v, bool) or v is None:
+        return json.dumps(v)
+    kinds = {dict: "an object", list: "a list", str: "a string", int: "an integer", float: "a number"}
+    return next((name for t, name in kinds.items() if isinstance(v, t)), type(v).__name__)
+
+
+def _damage(rec: dict[str, Any]) -> str | None:
+    """What makes ``rec`` no record (a field of another JSON kind, a membership that is no object), or None."""
+    for key, kind in _FIELDS.items():
+        v = rec.get(key, kind())
+        if not isinstance(v, kind) or isinstance(v, bool):
+            return f"its {key} is {_json_kind(v)}, not {_json_kind(kind())}"
+    bad = [m for m in rec.get("memberships", []) if not isinstance(m, dict)]
+    return f"its memberships hold {_json_kind(bad[0])}, not an object per sweep" if bad else None
 
 
 def repo_records(suite_records: Path) -> dict[str, dict[str, Any]]:

@@ -22,7 +22,10 @@ rendered as the built-in ones are (:func:`~rlhf_zoo.bench.render.render_suite`);
 whose sweeps the suite lacks is "not run". A sweep that reuses a built-in sweep's tag must keep its
 algorithm and knob, since the claims read it as that sweep. Every problem with the file (unknown
 keys, a key written twice, wrong types, missing values, an unknown algorithm or task, a key that the bench sets
-itself: ``seed``, ``algo``, ``run_dir``, ``resume``, ``config``) is one error line naming the file.
+itself: ``seed``, ``algo``, ``run_dir``, ``resume``, ``config``; a setting that a later one always replaces: a
+sweep's fixed key that its algorithm's ``algo_args`` set too, an ``algo_args`` key that is the knob of each sweep
+of its algorithm) is one error line naming the file, and the section (``task_args``, ``algo_args.ALGO``, a sweep's
+``fixed`` or value) where the error lies in one.
 """
 
 from __future__ import annotations
@@ -91,10 +94,27 @@ def get_suite(name: str) -> Suite:
 
 
 def overrides(mapping: dict[str, Any], where: str) -> tuple[str, ...]:
-    """A mapping of (dotted or nested) keys to values as ``key=value`` overrides."""
+    """A mapping of (dotted or nested) keys to values as ``key=value`` overrides; ``where`` names the mapping in
+    the error for a key set twice (``task_args sets train.steps twice``)."""
     from rlhf_zoo.config import flatten
 
     return tuple(f"{k}={format_value(v)}" for k, v in flatten(mapping, where).items())
+
+
+def _key_not_text(node: Any, path: str = "") -> str | None:
+    """A key of the suite file that YAML reads as no text (``null:``, ``1:``, ``true:``, a date), named with the
+    mapping that holds it, or None: OmegaConf's load ended in a traceback on a null key, and an integer one said
+    "Key 1 (int) is incompatible with (str)"."""
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+    for k, v in items:
+        if isinstance(node, dict) and not isinstance(k, str):
+            shown = "null" if k is None else str(k).lower() if isinstance(k, bool) else str(k)
+            place = f"{path.removesuffix('.')} has" if path else "the file has"
+            return f"{place} a key that YAML reads as no name ({shown}): write a key's name (quoted, if need be)"
+        found = _key_not_text(v, f"{path}{k}." if isinstance(node, dict) else f"{path.removesuffix('.')}[{k}].")
+        if found:
+            return found
+    return None
 
 
 def load_suite_file(path: str) -> Suite:
@@ -106,7 +126,8 @@ def load_suite_file(path: str) -> Suite:
     if not p.is_file():
         raise UserError(f"{where}: {'is a directory, not a YAML file' if p.is_dir() else 'no such file'}")
     try:
-        problem = yaml_problem(p.read_text())
+        text = p.read_text()
+        problem = yaml_problem(text) or _key_not_text(yaml.safe_load(text))
         if problem:
             raise UserError(f"{where}: {problem}")
         data = OmegaConf.load(p)
@@ -139,9 +160,9 @@ def load_suite_file(path: str) -> Suite:
         if not isinstance(settings, dict):
             raise UserError(f"{where}: algo_args.{algo} must be a mapping of keys to values")
     try:
-        task_args = overrides(spec.task_args, where)
-        sweeps = tuple(_sweep(s, where) for s in spec.sweeps)
-        algo_args = {a: overrides(v, where) for a, v in spec.algo_args.items()}
+        task_args = overrides(spec.task_args, "task_args")  # said "suite file F: suite file F sets KEY twice"
+        sweeps = tuple(_sweep(s) for s in spec.sweeps)
+        algo_args = {a: overrides(v, f"algo_args.{a}") for a, v in spec.algo_args.items()}
         suite = Suite(
             name=name,
             description=spec.description,
@@ -161,6 +182,7 @@ def load_suite_file(path: str) -> Suite:
     for algo in spec.algo_args:
         if algo not in {s.algo for s in sweeps}:
             raise UserError(f"{where}: algo_args names {algo!r}, which no sweep runs")
+    _check_lost_settings(suite, where)
     _check_bench_keys(suite, where)
     return suite
 
@@ -188,6 +210,39 @@ def _check_bench_keys(suite: Suite, where: str) -> None:
             key = a.partition("=")[0].strip()
             if key in BENCH_KEYS:
                 raise UserError(f"{where}: {place} {key}: a suite cannot set it ({BENCH_KEYS[key]})")
+
+
+def _key(arg: str) -> str:
+    return arg.partition("=")[0].strip()
+
+
+def _check_lost_settings(suite: Suite, where: str) -> None:
+    """Refuse a setting that a point's later one always replaces, so that it would be dropped without a word: a
+    sweep's fixed key that its algorithm's algo_args set too (they come after it), and an algo_args key that is
+    the knob of every sweep of that algorithm (its values come last); and a bon_pool without a best_of_n sweep,
+    which would pool nothing."""
+    for s in suite.sweeps:
+        args = {_key(a) for a in suite.algo_args.get(s.algo, ())}
+        both = next((k for k in map(_key, s.fixed) if k in args), None)
+        if both is not None:
+            raise UserError(
+                f"{where}: sweep {s.tag}: fixed sets {both}, which algo_args.{s.algo} sets too (and wins, as it "
+                "comes after): keep one"
+            )
+    if suite.bon_pool and "best_of_n" not in {s.tag for s in suite.sweeps}:  # it pools only that sweep's points
+        raise UserError(
+            f"{where}: bon_pool={suite.bon_pool} pools the points of the sweep tagged best_of_n, and the suite has "
+            "none: add that sweep (algo best_of_n, knob algo.n), or remove bon_pool"
+        )
+    for algo, settings in suite.algo_args.items():
+        knobs = {s.knob.strip() for s in suite.sweeps if s.algo == algo}
+        lost = next((k for k in map(_key, settings) if knobs == {k}), None)
+        if lost is not None:
+            tags = ", ".join(s.tag for s in suite.sweeps if s.algo == algo)
+            raise UserError(
+                f"{where}: algo_args.{algo} sets {lost}, the knob of its sweeps ({tags}; their values set it): "
+                "remove it"
+            )
 
 
 def _check_counts(spec: SuiteSpec, where: str) -> None:
@@ -241,6 +296,9 @@ def check_shapes(node: dict[Any, Any], spec: type, where: str, prefix: str = "")
         for i, v in enumerate(value):
             if dataclasses.is_dataclass(item) and isinstance(v, dict):
                 check_shapes(v, item, where, f"{name}[{i}].")
+            elif dataclasses.is_dataclass(item):  # said "Invalid type assigned: int is not a subclass of SweepSpec"
+                fields = ", ".join(f.name for f in dataclasses.fields(item) if f.default is MISSING)
+                raise UserError(f"{where}: {name}[{i}] must be a mapping of a sweep's keys ({fields}, ...), got {v!r}")
             elif item in (int, float, str, bool) and isinstance(v, (list, dict)):
                 raise UserError(f"{where}: {name}[{i}] must be a single value, got {v!r}")
 
@@ -251,23 +309,45 @@ def validate_suite_file(suite: Suite, path: str, **expand_args: Any) -> None:
     overrides or seeds (``expand_args["extra"]``, ``["seeds"]``) bring is an error line that names the command
     line."""
     from rlhf_zoo.bench.runner import validate_points
-    from rlhf_zoo.config import ConfigError
 
     points = expand(suite, **expand_args)
     try:
         validate_points(points)
-    except ConfigError as e:
+    except UserError as e:
         if expand_args.get("extra") or expand_args.get("seeds"):
             try:  # the file's points alone (its seeds, no overrides): do they build?
                 validate_points(expand(suite, **{**expand_args, "extra": None, "seeds": None}))
-            except ConfigError:
+            except UserError:
                 pass
             else:
                 raise UserError(f"bench: an override on the command line: {e}") from None
+        found = _place_of_error(suite)
+        if found is not None:  # "unknown key 'algo.bogus'" said neither the section nor the sweep it is in
+            place, e = found
+            raise UserError(f"suite file {path}: {place}: {e}") from None
         raise UserError(f"suite file {path}: {e}") from None
 
 
-def _sweep(s: SweepSpec, where: str) -> Sweep:
+def _place_of_error(suite: Suite) -> tuple[str, Exception] | None:
+    """The first part of the file that fails on its own, and its error: ``task_args``, a sweep's ``fixed``, the
+    ``algo_args`` of its algorithm, or one of its values (each with the task arguments and the sweep's
+    algorithm alone); None when only their combination fails."""
+    from rlhf_zoo.config import load_config
+
+    for s in suite.sweeps:
+        base = [*suite.task_args, f"algo={s.algo}"]
+        parts = [("task_args", ()), (f"sweep {s.tag}: fixed", s.fixed)]
+        parts.append((f"algo_args.{s.algo}", suite.algo_args.get(s.algo, ())))
+        parts += [(f"sweep {s.tag}: {s.knob}={format_value(v)}", (f"{s.knob}={format_value(v)}",)) for v in s.values]
+        for place, args in parts:
+            try:
+                load_config([*base, *args, "run_dir=unused"])
+            except UserError as e:
+                return place, e
+    return None
+
+
+def _sweep(s: SweepSpec) -> Sweep:
     from rlhf_zoo.algorithms.registry import REGISTRY
     from rlhf_zoo.config import presets
 
@@ -282,7 +362,7 @@ def _sweep(s: SweepSpec, where: str) -> Sweep:
         )
     if not s.knob:
         raise ValueError(f"sweep {s.tag}: knob is empty (name the swept key, e.g. algo.beta)")
-    fixed = overrides(s.fixed, where)
+    fixed = overrides(s.fixed, f"sweep {s.tag}: fixed")
     if any(a.partition("=")[0].strip() == s.knob.strip() for a in fixed):  # the point's knob=value came after: lost
         raise ValueError(f"sweep {s.tag}: fixed sets {s.knob.strip()}, the sweep's knob (its values set it): remove it")
     values = tuple(s.values)

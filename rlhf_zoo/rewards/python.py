@@ -20,7 +20,9 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import inspect
+import io
 import sys
+import tokenize
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -77,6 +79,9 @@ def _load_file(source: str, spec: str) -> ModuleType:
         raise UserError(_exited(spec, source, e)) from None
     except Exception as e:  # noqa: BLE001 - any failure of the user's file is one line
         del sys.modules[mod_name]
+        undecodable = _undecodable(path) if isinstance(e, (SyntaxError, ValueError)) else None
+        if undecodable:  # said "SyntaxError: (unicode error) 'utf-8' codec can't decode byte 0xe9 ... end of data"
+            raise UserError(f"reward {spec!r}: {source} is not {undecodable}: {_SAVE_AS_UTF8}") from None
         raise UserError(f"reward {spec!r}: importing {source} failed: {one_line(e)}") from None
     finally:
         sys.path.remove(folder)
@@ -84,6 +89,37 @@ def _load_file(source: str, spec: str) -> ModuleType:
             sys.path.append(folder)
     _FILES[path] = module
     return module
+
+
+_SAVE_AS_UTF8 = "save it as UTF-8, or name its encoding on its first line (# -*- coding: latin-1 -*-)"
+
+
+def _undecodable(path: Path) -> str | None:
+    """What a Python file's bytes are not, where they do not decode in its declared encoding (UTF-8 when it
+    declares none): "UTF-8 text (byte 0xe9 on line 3)", "UTF-8 text (a null byte on line 1)"; None when they
+    decode."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    try:
+        encoding = tokenize.detect_encoding(io.BytesIO(data).readline)[0]
+    except SyntaxError as e:  # its first two lines are no UTF-8 ("invalid or missing encoding declaration")
+        if "unknown encoding" in str(e):  # a coding line naming no codec: Python's own message says it
+            return None
+        encoding = "utf-8"
+    try:
+        data.decode(encoding)
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        name = "UTF-8" if encoding.startswith("utf-8") else encoding
+        return f"{name} text (byte 0x{data[e.start]:02x} on line {line})"
+    except LookupError:
+        return None
+    if b"\0" in data:
+        line = data[: data.index(b"\0")].count(b"\n") + 1
+        return f"UTF-8 text (a null byte on line {line})"
+    return None
 
 
 def _exited(spec: str, source: str, e: SystemExit) -> str:

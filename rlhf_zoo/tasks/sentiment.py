@@ -304,6 +304,13 @@ def read_texts(src: str, cfg: SentimentTaskConfig, what: str) -> list[Any]:
         # reason (e.g. a JSON parse error and its row) is the exception it wraps
         if type(e).__name__ == "DatasetGenerationError" and (e.__cause__ or e.__context__) is not None:
             e = e.__cause__ or e.__context__
+        columns = [getattr(e, a, None) for a in ("table_column_names", "requested_column_names")]
+        if type(e).__name__ == "CastError" and all(isinstance(c, list) for c in columns):  # said "Couldn't cast"
+            one, other = (", ".join(map(str, c[:6])) + (", ..." if len(c) > 6 else "") for c in columns)
+            raise UserError(
+                f"cannot load prompts from {src!r}: its files do not all hold the same columns (one holds {one}, "
+                f"another {other}): give them the same columns, or name one file"
+            ) from None
         raise UserError(f"cannot load prompts from {src!r}: {one_line(e)}") from None
     if cfg.prompt_column not in ds.column_names:
         raise UserError(f"{src!r} has no column {cfg.prompt_column!r}; columns: {', '.join(ds.column_names)}")

@@ -161,6 +161,9 @@ def test_an_unfinished_run_below_a_folder_is_left_out_aloud(runs, tmp_path, caps
             "summary.json holds 1000000000000000000000000000000000000...",
         ),
         ("metrics.jsonl", '{"step": 0}\n{"step": "6"}\n', "metrics.jsonl line 2 has step '6', not an integer"),
+        # said "config.yaml does not parse: FileNotFoundError: [Errno 2] No such file or directory: ..."
+        ("config.yaml", None, "config.yaml is missing (a finished run's folder holds summary.json and config.yaml)"),
+        ("config.yaml", "dir", "config.yaml is a directory, not a file"),
     ],
 )
 def test_a_run_file_that_is_not_what_a_run_writes_is_one_line(runs, tmp_path, capsys, name, text, said):
@@ -171,7 +174,13 @@ def test_a_run_file_that_is_not_what_a_run_writes_is_one_line(runs, tmp_path, ca
 
     run = tmp_path / "run"
     shutil.copytree(runs / "a0", run)
-    (run / name).write_text(text)
+    if text is None:
+        (run / name).unlink()
+    elif text == "dir":
+        (run / name).unlink()
+        (run / name).mkdir()
+    else:
+        (run / name).write_text(text)
     capsys.readouterr()
     assert main(["compare", str(run)]) == 2
     err = capsys.readouterr().err

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -345,15 +346,44 @@ def test_a_broken_record_is_named_in_one_line(tmp_path, capsys):
     assert "best_of_n-n2-s0.json is not valid JSON" in err
 
 
-@pytest.mark.parametrize(("text", "needle"), [('{"format": 99, "id": "x"}', "format 99"), ("[2]", "format None")])
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ('{"format": 99, "id": "x"}', "has format 99; this rlhf_zoo reads formats"),
+        # said "has format None"
+        ("[2]", "holds a list, not a record (an object); restore it from git or delete it"),
+    ],
+)
 def test_a_record_of_a_format_this_version_does_not_read_is_refused_not_read(tmp_path, text, needle):
     """A record written by a later rlhf_zoo (or a file that holds no record) in the records folder: refused,
     naming it, rather than taken for a finished point of a layout this version does not know."""
     path = tmp_path / "records" / "exact" / "best_of_n-n2-s0.json"
     path.parent.mkdir(parents=True)
     path.write_text(text)
-    with pytest.raises(UserError, match=f"the record {path} has {needle}; this rlhf_zoo reads formats"):
+    with pytest.raises(UserError, match=re.escape(f"the record {path} {needle}")):
         read_point_record(path)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "needle"),
+    [
+        ("summary", None, "its summary is null, not an object"),
+        ("curves", 5, "its curves is an integer, not an object"),
+        ("seed", "x", "its seed is a string, not an integer"),
+        ("memberships", [5], "its memberships hold an integer, not an object per sweep"),
+    ],
+)
+def test_a_damaged_record_is_named_in_one_line(tmp_path, capsys, field, value, needle):
+    """A record with a field of another kind (a hand edit, a merge gone wrong) ended the page's rendering in an
+    AttributeError or ValueError traceback."""
+    records = tmp_path / "records"
+    path = records / "exact" / "best_of_n-n2-s0.json"
+    path.parent.mkdir(parents=True)
+    rec = compact(synth_record("best_of_n", 2, 0, {"kl/exact": 1.0}, knob="algo.n"))
+    path.write_text(json.dumps({**rec, field: value}))
+    assert bench(f"out={tmp_path}/runs", f"docs={tmp_path}/docs", f"records={records}", "render_only=true") == 2
+    err = _one_line_error(capsys)
+    assert f"the record {path} is damaged: {needle}; restore it from git or delete it" in err, err
 
 
 def test_a_run_folders_record_of_a_later_format_is_refused_and_kept(tmp_path, capsys):

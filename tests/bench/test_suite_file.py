@@ -104,6 +104,33 @@ SWEEP = "sweeps:\n  - {tag: r, algo: reinforce, knob: algo.beta, values: [0.1]}\
             "sweep r: fixed sets algo.beta, the sweep's knob (its values set it): remove it",
         ),
         ("algo_args: {reinforce: {seed: 1}}\n" + SWEEP, "algo_args.reinforce seed: a suite cannot set it"),
+        # algo_args come after a sweep's fixed settings, and the knob's value after both: dropped without a word
+        (
+            "algo_args: {reinforce: {algo.samples: 4}}\nsweeps:\n  - {tag: r, algo: reinforce, knob: algo.beta, "
+            "values: [0.1], fixed: {algo.samples: 2}}\n",
+            "sweep r: fixed sets algo.samples, which algo_args.reinforce sets too (and wins, as it comes after): keep",
+        ),
+        # a null key was OmegaConf's KeyValidationError traceback; an integer one "Key 1 (int) is incompatible with
+        # (str) (key: fixed.1)", naming no sweep
+        ("task_args: {null: 2}\n" + SWEEP, "task_args has a key that YAML reads as no name (null): write a key's"),
+        ("algo_args: {reinforce: {true: 1}}\n" + SWEEP, "algo_args.reinforce has a key that YAML reads as no name"),
+        (
+            "sweeps:\n  - {tag: r, algo: reinforce, knob: algo.beta, values: [0.1], fixed: {1: 2}}\n",
+            "sweeps[0].fixed has a key that YAML reads as no name (1)",
+        ),
+        ("null: 1\n" + SWEEP, "the file has a key that YAML reads as no name (null)"),
+        ("bon_pool: 4\n" + SWEEP, "bon_pool=4 pools the points of the sweep tagged best_of_n, and the suite has none"),
+        (
+            "algo_args: {reinforce: {algo.beta: 2}}\n" + SWEEP,
+            "algo_args.reinforce sets algo.beta, the knob of its sweeps (r; their values set it): remove it",
+        ),
+        # said "suite file F: suite file F sets train.steps twice", naming the file twice and no section
+        ("task_args: {train.steps: 3, train: {steps: 4}}\n" + SWEEP, "{path}: task_args sets train.steps twice"),
+        ("algo_args: {reinforce: {algo.n: 3, algo: {n: 4}}}\n" + SWEEP, "algo_args.reinforce sets algo.n twice"),
+        (
+            "sweeps:\n  - {tag: r, algo: reinforce, knob: algo.beta, values: [1], fixed: {algo.n: 1, algo: {n: 2}}}\n",
+            "{path}: sweep r: fixed sets algo.n twice",
+        ),
         # an experiment file said "unknown key 'algo'; did you mean algo_args?"
         (
             "algo: bond\ntask: exact\nsweep: {seed: [0, 1]}\n",
@@ -119,6 +146,51 @@ def test_a_bad_suite_file_is_one_line_naming_it(cli, tmp_path, text, needle):
     code, out, err = cli("bench", f"suite={path}", f"out={tmp_path}/runs", "progress=false")
     assert code == 2 and needle.format(path=path) in err and f"suite file {path}" in err, err
     assert len(err.strip().splitlines()) == 1 and not out and not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("task_args: {train.stepz: 3}\n" + SWEEP, "task_args: unknown key 'train.stepz'; did you mean train.steps?"),
+        ("algo_args: {reinforce: {algo.bogus: 1}}\n" + SWEEP, "algo_args.reinforce: unknown key 'algo.bogus';"),
+        (
+            "sweeps:\n  - {tag: r, algo: reinforce, knob: algo.beta, values: [0.1], fixed: {algo.nosuch: 2}}\n",
+            "sweep r: fixed: unknown key 'algo.nosuch';",
+        ),
+        ("sweeps:\n  - {tag: r, algo: reinforce, knob: algo.beta, values: [0.1, -5]}\n", "sweep r: algo.beta=-5: "),
+    ],
+)
+def test_a_bad_key_or_value_in_a_suite_file_names_the_section_it_is_in(cli, tmp_path, text, needle):
+    """An unknown key under algo_args or a sweep's fixed said only "suite file FILE: unknown key 'algo.bogus'",
+    not which section nor which sweep or algorithm held it."""
+    path = tmp_path / "my.yaml"
+    path.write_text(text)
+    code, out, err = cli("bench", f"suite={path}", f"out={tmp_path}/runs", "progress=false")
+    assert code == 2 and f"suite file {path}: {needle}" in err, err
+    assert len(err.strip().splitlines()) == 1 and not out and not (tmp_path / "runs").exists(), err
+
+
+def test_a_model_that_is_not_there_names_the_suite_file_or_the_command_line(cli, tmp_path):
+    """``model.name: /no/such/dir`` in a suite file said only "model.name=/no/such/dir: no such directory", not
+    which file (nor, given on the command line, that the file is fine)."""
+    path = tmp_path / "my.yaml"
+    path.write_text(f"task_args: {{task: sentiment, model.name: {tmp_path}/none}}\n" + SWEEP)
+    code, out, err = cli("bench", f"suite={path}", f"out={tmp_path}/runs", "progress=false")
+    assert code == 2 and f"suite file {path}: task_args: model.name={tmp_path}/none: no such directory" in err, err
+    assert len(err.strip().splitlines()) == 1 and not out and not (tmp_path / "runs").exists(), err
+    path.write_text("task_args: {task: sentiment}\n" + SWEEP)
+    code, out, err = cli("bench", f"suite={path}", f"model.name={tmp_path}/none", f"out={tmp_path}/runs")
+    assert code == 2 and "bench: an override on the command line: model.name=" in err, err
+
+
+def test_algo_args_that_set_the_knob_of_only_some_sweeps_of_its_algorithm_are_kept(tmp_path):
+    """The other sweeps of the algorithm take the setting: nothing is dropped for them."""
+    path = tmp_path / "my.yaml"
+    path.write_text(
+        "algo_args: {reinforce: {algo.beta: 2}}\nsweeps:\n  - {tag: r, algo: reinforce, knob: algo.beta, values: [0.1]}"
+        "\n  - {tag: s, algo: reinforce, knob: algo.samples, values: [2]}\n"
+    )
+    assert load_suite_file(str(path)).algo_args == {"reinforce": ("algo.beta=2",)}
 
 
 def test_a_bad_seed_on_the_command_line_is_not_blamed_on_the_suite_file(cli, tmp_path):
@@ -165,6 +237,10 @@ def test_a_bad_override_on_the_command_line_is_not_blamed_on_the_suite_file(cli,
          "sweeps[0].fixed must be a mapping"),
         ("sweeps:\n  - {tag: r, algo: reinforce, knob: algo.beta, values: {a: 1}}\n",
          "sweeps[0].values must be a list"),
+        # said "Invalid type assigned: int is not a subclass of SweepSpec. value: 5 (key: sweeps[0])"
+        ("sweeps:\n  - 5\n", "sweeps[0] must be a mapping of a sweep's keys (tag, algo, knob, values, ...), got 5"),
+        ("sweeps:\n  - null\n", "sweeps[0] must be a mapping of a sweep's keys"),
+        (SWEEP + "  - [r, reinforce]\n", "sweeps[1] must be a mapping of a sweep's keys"),
     ],
 )  # fmt: skip
 def test_a_suite_file_value_of_the_wrong_kind_is_one_line_naming_its_key(cli, tmp_path, text, needle):

@@ -91,6 +91,20 @@ def test_a_saved_config_run_from_another_folder_says_where_its_relative_paths_st
         ("algo: bond\ntrain: &t {steps: *t}\n", "train.steps holds itself (an alias inside what it names, line 2)"),
         # a suite file said "name an algorithm: algo=NAME ..."
         ("sweeps:\n  - {tag: r, algo: bond, knob: algo.beta, values: [0.1]}\n", "is a suite file (its sweeps:): run"),
+        # a list of algorithms or tasks said: unknown algorithm "['bond', 'jbond']", naming no file
+        (
+            "algo: [bond, jbond]\n",
+            'exp.yaml: algo takes one name, got ["bond", "jbond"]; to run each of several, list them under sweep: '
+            "(sweep: {algo: [bond, jbond]})",
+        ),
+        ("algo: {name: [bond]}\n", 'exp.yaml: algo.name takes one name, got ["bond"]'),
+        ("algo: bond\ntask: [exact, sentiment]\n", 'exp.yaml: task takes one name, got ["exact", "sentiment"]'),
+        # said "algo.name and task.name are chosen with algo=NAME and task=NAME", naming no file
+        ("algo: bond\nalgo.name: jbond\n", "exp.yaml names the algo twice (algo: bond and algo.name: jbond): keep one"),
+        ("task: exact\ntask.name: sentiment\n", "exp.yaml names the task twice (task: exact and task.name:"),
+        # said "Value 'date' is not a supported primitive type (key: run_dir)"
+        ("algo: bond\nrun_dir: 2026-01-01\n", "exp.yaml: run_dir: YAML reads 2026-01-01 as a date: quote it ('2026"),
+        ("algo: bond\ntrain: {steps: 2026-01-01}\n", "exp.yaml: train.steps: YAML reads 2026-01-01 as a date"),
     ],
 )
 def test_a_bad_file_is_one_line_before_any_work(cli, tmp_path, text, needle):

@@ -330,3 +330,17 @@ def test_a_boolean_setting_of_an_experiment_file_takes_only_true_or_false(tmp_pa
     for given in ("yes", "0", "false"):  # what a person writes for one: run as before
         exp.write_text(f"algo: bond\ntrain:\n  steps: 1\n  progress: {given}\n")
         assert cli.main(["train", f"config={exp}", f"run_dir={tmp_path}/r{given}"]) == 0
+
+
+def test_a_resume_without_the_runs_settings_says_how_to_resume_with_them(tmp_path, capsys):
+    """``rlhf-zoo train run_dir=DIR resume=true`` said only "name an algorithm: algo=NAME ...", though the user
+    meant the run in DIR, whose settings it saved."""
+    run = [f"run_dir={tmp_path}/r", "train.steps=1", "train.eval_every=1", "train.progress=false", "threads=1"]
+    assert cli.main(["train", "algo=reinforce", "task=exact", *run]) == 0
+    capsys.readouterr()
+    err = _one_line(capsys, cli.main(["train", f"run_dir={tmp_path}/r", "resume=true"]))
+    assert "name an algorithm" in err, err
+    assert f"to resume {tmp_path}/r with the settings it saved: rlhf-zoo train config={tmp_path}/r/config.yaml" in err
+    # a run directory that holds no run: nothing to point to
+    err = _one_line(capsys, cli.main(["train", f"run_dir={tmp_path}/none", "resume=true"]))
+    assert "name an algorithm" in err and "to resume" not in err, err

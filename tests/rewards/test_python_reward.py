@@ -108,6 +108,37 @@ def test_a_bad_reference_is_one_line_before_any_model_loads(cli, lm, tmp_path, r
         assert not (tmp_path / "run").exists()  # rejected with the config, before any work
 
 
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        (b'LABEL = "caf\xe9"\n', "is not UTF-8 text (byte 0xe9 on line 1): save it as UTF-8, or name its encoding"),
+        (b'\n\n# -*- coding: ascii -*-\nLABEL = "caf\xe9"\n', "is not UTF-8 text (byte 0xe9 on line 4)"),
+        (b'# -*- coding: ascii -*-\nLABEL = "caf\xe9"\n', "is not ascii text (byte 0xe9 on line 2)"),
+        ("def score(prompts, completions):\n    return [0.0]\n".encode("utf-16"), "is not UTF-8 text (byte 0xff on"),
+    ],
+)
+def test_a_reward_file_that_is_not_utf8_is_one_line_saying_so(cli, lm, tmp_path, monkeypatch, text, needle):
+    """A Latin-1 file said "importing FILE failed: SyntaxError: (unicode error) 'utf-8' codec can't decode byte
+    0xe9 in position 3: unexpected end of data", a UTF-16 one "source code string cannot contain null bytes"."""
+    import rlhf_zoo.policies.models as models
+
+    monkeypatch.setattr(models, "load_model_and_tokenizer", lambda *a, **k: pytest.fail("a model was loaded"))
+    path = tmp_path / "latin.py"
+    path.write_bytes(text + b"def score(prompts, completions):\n    return [0.0] * len(completions)\n")
+    code, _, err = cli("train", "algo=reinforce", *lm, f"task.proxy=py:{path}:score")
+    assert code == 2 and f"{path} {needle}" in err and "task.proxy" in err, err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "run").exists(), err
+
+
+def test_a_latin1_byte_in_a_comment_still_loads_as_python_loads_it(tmp_path):
+    """Python's import decodes only what it reads as code: a file it loads is loaded, as before."""
+    from rlhf_zoo.rewards.python import load_python_function
+
+    path = tmp_path / "comment.py"
+    path.write_bytes(b"# caf\xe9\ndef score(prompts, completions):\n    return [0.0] * len(completions)\n")
+    assert load_python_function(f"py:{path}:score")(["a"], ["b"]) == [0.0]
+
+
 @pytest.mark.parametrize("source", ["file", "module"])
 def test_a_reward_that_exits_on_import_is_one_line(cli, lm, tmp_path, monkeypatch, source):
     # a script with sys.exit(main()) (or argparse) at its top level: it ended rlhf-zoo with the script's exit code

@@ -56,6 +56,23 @@ def test_a_prompt_folder_of_several_file_formats_is_refused(cli, tiny_lm, tmp_pa
     assert f"task.prompts={folder} holds prompt files of several formats ({kinds}), of which one would" in err, err
 
 
+def test_a_prompt_folder_whose_files_hold_other_columns_says_so(cli, tiny_lm, tmp_path):
+    """A folder of two JSONL files, one with a column more, said "cannot load prompts from 'DIR': CastError:
+    Couldn't cast"."""
+    folder = tmp_path / "prompts"
+    folder.mkdir()
+    write_jsonl(folder / "a.jsonl", TEXTS)
+    (folder / "b.jsonl").write_text(json.dumps({"text": "three words here", "label": 1}) + "\n")
+    code, _, err = cli("train", "algo=reinforce", *tiny_lm, f"task.prompts={folder}")
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"cannot load prompts from '{folder}': its files do not all hold the same columns (one holds " in err, err
+    assert "label" in err and "give them the same columns, or name one file" in err, err
+    # a folder of other files (a run directory) names a few of their many columns, not all
+    (folder / "b.jsonl").write_text(json.dumps({f"column_{i}": i for i in range(30)}) + "\n")
+    code, out, err = cli("train", "algo=reinforce", *tiny_lm, f"task.prompts={folder}")
+    assert code == 2 and "column_5, ..., another text" in err and "column_6" not in err, err
+
+
 def test_a_prompt_folder_with_a_card_and_a_licence_beside_its_data_is_read(cli, tiny_lm, tmp_path):
     """A dataset repository's README.md and LICENSE.txt are not prompt files of another format."""
     folder = tmp_path / "prompts"
