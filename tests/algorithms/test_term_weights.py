@@ -237,23 +237,28 @@ def test_iterative_bond_regularises_towards_the_anchor_not_the_reference():
     _close(_row_grad(batch.logp), [-x / 4 for x in r])
 
 
+def _jbond_batch(weights=None):
+    """The two-prompt, two-sample J-BOND batch worked by hand below: π's log-probs NOW (with gradient), the target's
+    (with gradient), anchors of log-probs (−1.5, −2.5, −2.0, −2.0) and base rewards whose minima are 0 and 5."""
+    return Batch(
+        group_size=2,
+        response_mask=_mask(4),
+        logp=_tok(NOW, grad=True),
+        old_logp=_tok(OLD),
+        rewards=torch.tensor([-1.0, 2.0, 6.0, 7.0], dtype=torch.float64),
+        anchor_logp=_tok([-1.5, -2.5, -2.0, -2.0]),
+        base_rewards=torch.tensor([[0.0, 1.0], [5.0, 8.0]], dtype=torch.float64),  # min 0 and min 5
+        target_logp=_tok([-2.0, -4.0], grad=True),
+        target_mask=_mask(2),
+        weights=None if weights is None else torch.tensor(weights, dtype=torch.float64),
+    )
+
+
 def test_jbond_loss_by_hand():
     """§6 at β = 0.25, γ = 0.5: r_J per prompt's own anchors, R = r_J − log ratio, coef = β·R − γ·log ratio."""
     algo = JBond(JBondConfig(beta=0.25, gamma=0.5, samples=2, baseline="none"))
-    logp = _tok(NOW, grad=True)
-    target = _tok([-2.0, -4.0], grad=True)
-    anchor = [-1.5, -2.5, -2.0, -2.0]
-    batch = Batch(
-        group_size=2,
-        response_mask=_mask(4),
-        logp=logp,
-        old_logp=_tok(OLD),
-        rewards=torch.tensor([-1.0, 2.0, 6.0, 7.0], dtype=torch.float64),
-        anchor_logp=_tok(anchor),
-        base_rewards=torch.tensor([[0.0, 1.0], [5.0, 8.0]], dtype=torch.float64),  # min 0 and min 5
-        target_logp=target,
-        target_mask=_mask(2),
-    )
+    batch = _jbond_batch()
+    logp, target = batch.logp, batch.target_logp
     big = math.log(16.0)
     # only row 0 (−1 < 0) loses; row 1 (2 ≥ 0) would lose against prompt 1's anchors (2 < 5)
     r_j = [-big, 0.0, 0.0, 0.0]
@@ -277,19 +282,8 @@ def test_jbond_loss_and_metrics_are_expectations_under_the_weights():
     test_jbond_loss_by_hand with w = (0.1, 0.2, 0.3, 0.4); the forward term stays a mean over prompts' targets."""
     algo = JBond(JBondConfig(beta=0.25, gamma=0.5, samples=2, baseline="none"))
     w = [0.1, 0.2, 0.3, 0.4]
-    logp = _tok(NOW, grad=True)
-    batch = Batch(
-        group_size=2,
-        response_mask=_mask(4),
-        logp=logp,
-        old_logp=_tok(OLD),
-        rewards=torch.tensor([-1.0, 2.0, 6.0, 7.0], dtype=torch.float64),
-        anchor_logp=_tok([-1.5, -2.5, -2.0, -2.0]),
-        base_rewards=torch.tensor([[0.0, 1.0], [5.0, 8.0]], dtype=torch.float64),
-        target_logp=_tok([-2.0, -4.0], grad=True),
-        target_mask=_mask(2),
-        weights=torch.tensor(w, dtype=torch.float64),
-    )
+    batch = _jbond_batch(weights=w)
+    logp = batch.logp
     big = math.log(16.0)
     r_j = [-big, 0.0, 0.0, 0.0]
     log_ratio = [0.5, 0.5, 1.0, -1.0]
@@ -413,18 +407,8 @@ def test_jbond_leave_one_out_baseline_by_hand():
     """§6.3: b is the mean return of the prompt's other samples. The batch of test_jbond_loss_by_hand with
     baseline=loo, two samples per prompt: A_i = R_i − R_other."""
     algo = JBond(JBondConfig(beta=0.25, gamma=0.5, samples=2, baseline="loo"))
-    logp = _tok(NOW, grad=True)
-    batch = Batch(
-        group_size=2,
-        response_mask=_mask(4),
-        logp=logp,
-        old_logp=_tok(OLD),
-        rewards=torch.tensor([-1.0, 2.0, 6.0, 7.0], dtype=torch.float64),
-        anchor_logp=_tok([-1.5, -2.5, -2.0, -2.0]),
-        base_rewards=torch.tensor([[0.0, 1.0], [5.0, 8.0]], dtype=torch.float64),
-        target_logp=_tok([-2.0, -4.0], grad=True),
-        target_mask=_mask(2),
-    )
+    batch = _jbond_batch()
+    logp = batch.logp
     big = math.log(16.0)
     log_ratio = [0.5, 0.5, 1.0, -1.0]
     returns = [-big - 0.5, -0.5, -1.0, 1.0]
