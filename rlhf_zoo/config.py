@@ -544,6 +544,38 @@ def _too_large(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool) and not -INT64 < v < INT64
 
 
+PROMPT_BYTES = 16  # a step's prompt list holds 8 bytes a prompt, and the epoch orders it reads at least 8 more
+
+
+def physical_memory() -> int | None:
+    """This machine's memory in bytes (None where the system does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def _check_batch_fits(batch_prompts: int) -> None:
+    """Refuse a batch whose prompts alone (:func:`rlhf_zoo.train.prompts_for_step`: the list of the step's prompts
+    and the per-epoch orders it reads, :data:`PROMPT_BYTES` a prompt at least) exceed the machine's memory: such a
+    run was not refused by an allocator, whose large requests fail with one line, but grew its list until the
+    system killed it (exit 137, nothing said)."""
+    need, have = PROMPT_BYTES * batch_prompts, physical_memory()
+    if have is not None and need > have:
+        raise ConfigError(
+            f"train.batch_prompts={batch_prompts}: a step's prompts alone take at least {_size(need)} (their list "
+            f"and order), more than this machine's {_size(have)} of memory: lower train.batch_prompts"
+        )
+
+
+def _size(n: float) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if n < 1024 or unit == "PiB":
+            break
+        n /= 1024
+    return f"{n:.1f} {unit}"
+
+
 def validate(cfg: DictConfig) -> None:
     """Semantic checks that types alone cannot express; raises ConfigError."""
     tree = OmegaConf.to_container(cfg)
@@ -580,6 +612,7 @@ def validate(cfg: DictConfig) -> None:
     for ok, msg in checks:
         if not ok:
             raise ConfigError(msg)
+    _check_batch_fits(t.batch_prompts)
     try:
         get_algorithm(cfg.algo.name)(algo_config(cfg))
     except ValueError as e:

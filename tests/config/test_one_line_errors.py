@@ -344,3 +344,20 @@ def test_a_resume_without_the_runs_settings_says_how_to_resume_with_them(tmp_pat
     # a run directory that holds no run: nothing to point to
     err = _one_line(capsys, cli.main(["train", f"run_dir={tmp_path}/none", "resume=true"]))
     assert "name an algorithm" in err and "to resume" not in err, err
+
+
+def test_a_batch_whose_prompts_alone_exceed_the_memory_is_refused_before_it_starts(tmp_path, capsys, monkeypatch):
+    """train.batch_prompts=10**12 on the testbed grew the step's prompt list until the system killed the process
+    (exit 137, nothing said). 16 bytes a prompt are the least a step's prompt list and epoch orders take (8 each):
+    on a machine said to hold 1 GiB, 2**26 prompts fit that bound and one more does not."""
+    from rlhf_zoo import config
+
+    monkeypatch.setattr(config, "physical_memory", lambda: 2**30)
+    args = ["train", "algo=reinforce", "task=exact", f"run_dir={tmp_path}/r"]
+    code = cli.main([*args, f"train.batch_prompts={2**26 + 1}"])
+    line = _one_line(capsys, code)
+    assert f"train.batch_prompts={2**26 + 1}: a step's prompts alone take at least 1.0 GiB" in line
+    assert "this machine's 1.0 GiB of memory: lower train.batch_prompts" in line
+    config.validate(config.compose(["algo=reinforce", "task=exact", f"train.batch_prompts={2**26}"]))
+    monkeypatch.setattr(config, "physical_memory", lambda: None)  # a system that does not say: nothing refused
+    config.validate(config.compose(["algo=reinforce", "task=exact", f"train.batch_prompts={2**40}"]))
