@@ -122,6 +122,19 @@ def _undecodable(path: Path) -> str | None:
     return None
 
 
+def _source_file(module: str, e: BaseException) -> str | None:
+    """The file that a failed import of ``module`` did not compile: the error's own, else the module's (a null
+    byte's error names none)."""
+    if getattr(e, "filename", None):
+        return str(e.filename)
+    try:
+        found = importlib.util.find_spec(module)
+    except Exception:  # noqa: BLE001 - a parent that does not import either: no file to name
+        return None
+    origin = found.origin if found is not None else None
+    return origin if origin and origin.endswith(".py") else None
+
+
 def _exited(spec: str, source: str, e: SystemExit) -> str:
     """The error for a file or module that exits while it is imported (``sys.exit()``, ``argparse`` at its top
     level), which would otherwise end rlhf-zoo silently or with the script's own usage message."""
@@ -144,6 +157,12 @@ def _import_module(source: str, spec: str) -> ModuleType:
     except SystemExit as e:
         raise UserError(_exited(spec, source, e)) from None
     except Exception as e:  # noqa: BLE001 - any failure of the user's module is one line
+        where = _source_file(source, e) if isinstance(e, (SyntaxError, ValueError)) else None
+        undecodable = _undecodable(Path(where)) if where else None
+        if undecodable:  # the module (or one it imports) as a file above: the byte and line, not the codec's words
+            raise UserError(
+                f"reward {spec!r}: importing {source}: {where} is not {undecodable}: {_SAVE_AS_UTF8}"
+            ) from None
         raise UserError(f"reward {spec!r}: importing {source} failed: {one_line(e)}") from None
     finally:
         if added:

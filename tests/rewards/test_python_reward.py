@@ -130,6 +130,31 @@ def test_a_reward_file_that_is_not_utf8_is_one_line_saying_so(cli, lm, tmp_path,
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "run").exists(), err
 
 
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        (b'LABEL = "caf\xe9"\n', "is not UTF-8 text (byte 0xe9 on line 1)"),
+        ("def score(prompts, completions):\n    return [0.0]\n".encode("utf-16"), "is not UTF-8 text (byte 0xff on"),
+    ],
+)
+def test_a_reward_module_that_is_not_utf8_is_named_with_its_file(tmp_path, monkeypatch, text, needle):
+    """py:MODULE:NAME as py:FILE:NAME: the UTF-16 module's error ("source code string cannot contain null bytes")
+    names no file, which is looked up."""
+    import sys
+
+    from rlhf_zoo.errors import UserError
+    from rlhf_zoo.rewards.python import load_python_function
+
+    name = f"zoo_test_undecodable_{len(text)}"
+    path = tmp_path / f"{name}.py"
+    path.write_bytes(text + b"def score(prompts, completions):\n    return [0.0] * len(completions)\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delitem(sys.modules, name, raising=False)
+    with pytest.raises(UserError) as e:
+        load_python_function(f"py:{name}:score")
+    assert f"importing {name}: {path} {needle}" in str(e.value) and "save it as UTF-8" in str(e.value)
+
+
 def test_a_latin1_byte_in_a_comment_still_loads_as_python_loads_it(tmp_path):
     """Python's import decodes only what it reads as code: a file it loads is loaded, as before."""
     from rlhf_zoo.rewards.python import load_python_function
