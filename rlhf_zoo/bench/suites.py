@@ -120,8 +120,13 @@ class Suite:
 
     def __post_init__(self) -> None:
         tags = [s.tag for s in self.sweeps]
-        if len(set(tags)) != len(tags):
-            raise ValueError(f"suite {self.name}: a sweep tag appears twice: {tags}")
+        twice = next((j for j, tag in enumerate(tags) if tag in tags[:j]), None)
+        if twice is not None:  # said "a sweep tag appears twice: ['r', 'r', ...]", naming neither sweep
+            first = tags.index(tags[twice])
+            raise ValueError(
+                f"suite {self.name}: sweeps[{twice}] has the tag {tags[twice]!r} of sweeps[{first}]: give each sweep "
+                "its own tag (its records and the page's rows are named by it)"
+            )
         for s in self.sweeps:
             if not s.values:
                 raise ValueError(f"suite {self.name}: sweep {s.tag} has no values")

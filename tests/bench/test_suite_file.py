@@ -121,6 +121,11 @@ SWEEP = "sweeps:\n  - {tag: r, algo: reinforce, knob: algo.beta, values: [0.1]}\
         ("null: 1\n" + SWEEP, "the file has a key that YAML reads as no name (null)"),
         ("bon_pool: 4\n" + SWEEP, "bon_pool=4 pools the points of the sweep tagged best_of_n, and the suite has none"),
         (
+            SWEEP + "  - {tag: b, algo: bond, knob: algo.n, values: [2]}\n  - {tag: r, algo: bond, knob: algo.n, "
+            "values: [4]}\n",
+            "sweeps[2] has the tag 'r' of sweeps[0]: give each sweep its own tag",
+        ),
+        (
             "algo_args: {reinforce: {algo.beta: 2}}\n" + SWEEP,
             "algo_args.reinforce sets algo.beta, the knob of its sweeps (r; their values set it): remove it",
         ),

@@ -137,7 +137,7 @@ def test_sweep_validation():
     shape = Sweep("ok", "x", "bond", "algo.n")
     with pytest.raises(ValueError, match="no values"):
         Suite("s", "d", (), (shape,), (0,), "b")
-    with pytest.raises(ValueError, match="twice"):
+    with pytest.raises(ValueError, match=r"sweeps\[1\] has the tag .ok. of sweeps\[0\]"):
         Suite("s", "d", (), (shape.over(2), shape.over(4)), (0,), "b")
 
 
