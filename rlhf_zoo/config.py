@@ -41,7 +41,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from rlhf_zoo.algorithms.registry import REGISTRY, get_algorithm
-from rlhf_zoo.errors import UserError, one_line
+from rlhf_zoo.errors import UserError, byte_size, one_line
 from rlhf_zoo.io import parse_bool, yaml_error, yaml_problem
 from rlhf_zoo.runtime import DEVICE
 from rlhf_zoo.tasks.registry import TASKS, get_task_entry
@@ -563,17 +563,9 @@ def _check_batch_fits(batch_prompts: int) -> None:
     need, have = PROMPT_BYTES * batch_prompts, physical_memory()
     if have is not None and need > have:
         raise ConfigError(
-            f"train.batch_prompts={batch_prompts}: a step's prompts alone take at least {_size(need)} (their list "
-            f"and order), more than this machine's {_size(have)} of memory: lower train.batch_prompts"
+            f"train.batch_prompts={batch_prompts}: a step's prompts alone take at least {byte_size(need)} (their list "
+            f"and order), more than this machine's {byte_size(have)} of memory: lower train.batch_prompts"
         )
-
-
-def _size(n: float) -> str:
-    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB"):
-        if n < 1024 or unit == "PiB":
-            break
-        n /= 1024
-    return f"{n:.1f} {unit}"
 
 
 def validate(cfg: DictConfig) -> None:

@@ -36,3 +36,12 @@ class MissingPackageError(UserError):
         cmd = install or f"pip install -c constraints.txt {package}"
         super().__init__(f"{purpose} needs the package {package!r}, which is not installed: run `{cmd}`")
         self.package = package
+
+
+def byte_size(n: float) -> str:
+    """``n`` bytes in the largest binary unit below it, one decimal: ``1.5 GiB``, ``512.0 bytes``."""
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024:
+            return f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} PiB"

@@ -32,6 +32,7 @@ from typing import Any
 
 import torch
 
+from rlhf_zoo.errors import byte_size
 from rlhf_zoo.io import truthy
 from rlhf_zoo.shard import interleave
 
@@ -153,12 +154,7 @@ def out_of_memory(e: BaseException) -> str | None:
         m = _GPU_OOM.search(str(e))
         return f"the GPU was asked for {m.group(1)} more" if m else "on the GPU"
     if type(e) is RuntimeError and (m := _CPU_OOM.search(str(e))):
-        size, unit = float(m.group(1)), "bytes"
-        for bigger in ("KiB", "MiB", "GiB", "TiB", "PiB"):
-            if size < 1024:
-                break
-            size, unit = size / 1024, bigger
-        return f"the CPU allocator was asked for {size:.1f} {unit} at once"
+        return f"the CPU allocator was asked for {byte_size(float(m.group(1)))} at once"
     if isinstance(e, MemoryError):
         return "Python's MemoryError"
     return None

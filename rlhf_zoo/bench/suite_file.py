@@ -207,7 +207,7 @@ def _check_bench_keys(suite: Suite, where: str) -> None:
     places += [(f"sweep {s.tag}: knob", (s.knob,)) for s in suite.sweeps]
     for place, args in places:
         for a in args:
-            key = a.partition("=")[0].strip()
+            key = _key(a)
             if key in BENCH_KEYS:
                 raise UserError(f"{where}: {place} {key}: a suite cannot set it ({BENCH_KEYS[key]})")
 
@@ -363,7 +363,7 @@ def _sweep(s: SweepSpec) -> Sweep:
     if not s.knob:
         raise ValueError(f"sweep {s.tag}: knob is empty (name the swept key, e.g. algo.beta)")
     fixed = overrides(s.fixed, f"sweep {s.tag}: fixed")
-    if any(a.partition("=")[0].strip() == s.knob.strip() for a in fixed):  # the point's knob=value came after: lost
+    if any(_key(a) == s.knob.strip() for a in fixed):  # the point's knob=value came after: lost
         raise ValueError(f"sweep {s.tag}: fixed sets {s.knob.strip()}, the sweep's knob (its values set it): remove it")
     values = tuple(s.values)
     items = [format_value(v) for v in values]
