@@ -57,6 +57,75 @@ def _label_index(label: int | str, config: Any) -> int:
     return idx % n
 
 
+def _load(source: str) -> tuple[Any, Any]:
+    """The sequence classifier at ``source`` (a local folder or a hub id) in float32, and its tokenizer;
+    a missing folder, a failed load and a checkpoint without the head's weights are refused in one line."""
+    try:
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    except ImportError as e:
+        raise MissingPackageError("transformers", "a Hugging Face reward model") from e
+    local = Path(source).expanduser()
+    if not local.exists() and (local.is_absolute() or source.startswith((".", "~"))):
+        raise UserError(f"reward model folder {source!r} does not exist")
+    src = local_or_hub(source)
+    try:
+        with quiet_transformers():  # model first: a hub failure then costs one retry cycle
+            model, loaded = AutoModelForSequenceClassification.from_pretrained(
+                src, dtype=torch.float32, output_loading_info=True
+            )
+            tokenizer = AutoTokenizer.from_pretrained(src)
+    except (OSError, ValueError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UserError(
+            f"could not load the reward model {source!r} ({first}); without network "
+            f"access pass a local directory that holds the model and its tokenizer "
+            f"(HF_HUB_OFFLINE=1 makes hub look-ups fail at once)"
+        ) from e
+    missing = sorted(loaded.get("missing_keys") or ())
+    if missing:  # a head transformers initialised at random: its scores would be noise
+        raise UserError(
+            f"{source!r} has no trained classification head ({', '.join(missing[:4])}"
+            f"{', ...' if len(missing) > 4 else ''} not in the checkpoint): it is not a sequence classifier "
+            f"or reward model (a base or causal LM?); an hf: reward needs one"
+        )
+    return model, tokenizer
+
+
+def _score_labels(
+    config: Any, label: int | str | None, negative_label: int | str | None, source: str
+) -> tuple[int, int | None]:
+    """The logit indices of the score, ``z[label] - z[negative_label]`` (None: ``z[label]``), by the
+    rules of the module docstring."""
+    n = int(config.num_labels)
+    if negative_label is not None and label is None:
+        raise UserError("negative_label needs label too (score = logit[label] - logit[negative_label])")
+    if label is not None:
+        index = _label_index(label, config)
+        negative = None if negative_label is None else _label_index(negative_label, config)
+        if negative == index:  # z[i] - z[i]: every score 0
+            raise UserError(
+                f"label={label!r} and negative_label={negative_label!r} name the same logit ({index}): "
+                "every score would be 0; name two different labels, or leave negative_label out"
+            )
+        return index, negative
+    if n == 1:
+        return 0, None
+    if n == 2:
+        names = [str((config.id2label or {}).get(i, "")).lower() for i in (0, 1)]
+        if names[0].startswith("pos") and names[1].startswith("neg"):  # logit 1 − logit 0 would reward "negative"
+            raise UserError(
+                f"{source!r} names label 0 {config.id2label[0]!r} and label 1 {config.id2label[1]!r}: the "
+                f"default score logit 1 − logit 0 would reward the second; pass label=... (in a run: "
+                f"task.proxy_options.label=..., or gold_options)"
+            )
+        return 1, 0
+    names = [config.id2label[i] for i in range(n)] if config.id2label else list(range(n))
+    raise UserError(
+        f"{source!r} has {n} labels {names}: pass label=... (and optionally "
+        f"negative_label=...) to choose the score (in a run: task.proxy_options.label=..., or gold_options)"
+    )
+
+
 class HFSequenceReward:
     """A reward read from a Hugging Face ``AutoModelForSequenceClassification`` model.
 
@@ -85,10 +154,6 @@ class HFSequenceReward:
         negative_label: int | str | None = None,
         name: str | None = None,
     ):
-        try:
-            from transformers import AutoModelForSequenceClassification, AutoTokenizer
-        except ImportError as e:
-            raise MissingPackageError("transformers", "a Hugging Face reward model") from e
         if batch_size < 1 or max_length < 1:
             raise UserError(f"batch_size and max_length must be >= 1, got {batch_size}, {max_length}")
         self.text = check_text_mode(text, ("completion", "prompt+completion", "pair"))
@@ -96,30 +161,7 @@ class HFSequenceReward:
         self.name = name or f"hf:{self.source}"
         self.batch_size = int(batch_size)
         self.device = torch.device(device) if device is not None else default_device()
-        local = Path(self.source).expanduser()
-        if not local.exists() and (local.is_absolute() or self.source.startswith((".", "~"))):
-            raise UserError(f"reward model folder {self.source!r} does not exist")
-        src = local_or_hub(self.source)
-        try:
-            with quiet_transformers():  # model first: a hub failure then costs one retry cycle
-                self.model, loaded = AutoModelForSequenceClassification.from_pretrained(
-                    src, dtype=torch.float32, output_loading_info=True
-                )
-                self.tokenizer = AutoTokenizer.from_pretrained(src)
-        except (OSError, ValueError) as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise UserError(
-                f"could not load the reward model {self.source!r} ({first}); without network "
-                f"access pass a local directory that holds the model and its tokenizer "
-                f"(HF_HUB_OFFLINE=1 makes hub look-ups fail at once)"
-            ) from e
-        missing = sorted(loaded.get("missing_keys") or ())
-        if missing:  # a head transformers initialised at random: its scores would be noise
-            raise UserError(
-                f"{self.source!r} has no trained classification head ({', '.join(missing[:4])}"
-                f"{', ...' if len(missing) > 4 else ''} not in the checkpoint): it is not a sequence classifier "
-                f"or reward model (a base or causal LM?); an hf: reward needs one"
-            )
+        self.model, self.tokenizer = _load(self.source)
         self.model.to(self.device).eval()
         self.model.requires_grad_(False)
         if self.tokenizer.pad_token is None:  # e.g. GPT-2 style classifiers
@@ -128,51 +170,27 @@ class HFSequenceReward:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         if getattr(self.model.config, "pad_token_id", None) is None:
             self.model.config.pad_token_id = self.tokenizer.pad_token_id
-        # the tokenizer's limit, and the model's positions (a tokenizer saved without model_max_length has none:
-        # a longer text then failed inside the model, mid-run)
+        self.max_length = self._usable_length(max_length)
+        self.label, self.negative_label = _score_labels(self.model.config, label, negative_label, self.source)
+
+    def _usable_length(self, max_length: int) -> int:
+        """``max_length`` capped by the tokenizer's limit and the model's positions (a tokenizer saved
+        without ``model_max_length`` has none: a longer text then failed inside the model, mid-run); refused
+        where it leaves no room beside the tokenizer's special tokens, which it cannot cut (it would read
+        every text whole, or those tokens alone)."""
         limits = [
             getattr(self.tokenizer, "model_max_length", None),
             getattr(self.model.config, "max_position_embeddings", None),
         ]
-        self.max_length = int(min([max_length, *(n for n in limits if isinstance(n, int) and n > 0)]))
-        # the tokenizer cannot cut below its special tokens: it would read every text whole, or those tokens alone
+        usable = int(min([max_length, *(n for n in limits if isinstance(n, int) and n > 0)]))
         special = self.tokenizer.num_special_tokens_to_add(pair=self.text == "pair")
-        if self.max_length <= special:
+        if usable <= special:
             raise UserError(
-                f"max_length={self.max_length} leaves no room for text: the tokenizer of {self.source!r} adds "
+                f"max_length={usable} leaves no room for text: the tokenizer of {self.source!r} adds "
                 f"{special} special tokens to each{' pair' if self.text == 'pair' else ''}; use max_length >= "
                 f"{special + 1}"
             )
-
-        config = self.model.config
-        n = int(config.num_labels)
-        if negative_label is not None and label is None:
-            raise UserError("negative_label needs label too (score = logit[label] - logit[negative_label])")
-        if label is not None:
-            self.label: int | None = _label_index(label, config)
-            self.negative_label = None if negative_label is None else _label_index(negative_label, config)
-            if self.negative_label == self.label:  # z[i] - z[i]: every score 0
-                raise UserError(
-                    f"label={label!r} and negative_label={negative_label!r} name the same logit ({self.label}): "
-                    "every score would be 0; name two different labels, or leave negative_label out"
-                )
-        elif n == 1:
-            self.label, self.negative_label = 0, None
-        elif n == 2:
-            self.label, self.negative_label = 1, 0
-            names = [str((config.id2label or {}).get(i, "")).lower() for i in (0, 1)]
-            if names[0].startswith("pos") and names[1].startswith("neg"):  # logit 1 − logit 0 would reward "negative"
-                raise UserError(
-                    f"{self.source!r} names label 0 {config.id2label[0]!r} and label 1 {config.id2label[1]!r}: the "
-                    f"default score logit 1 − logit 0 would reward the second; pass label=... (in a run: "
-                    f"task.proxy_options.label=..., or gold_options)"
-                )
-        else:
-            names = [config.id2label[i] for i in range(n)] if config.id2label else list(range(n))
-            raise UserError(
-                f"{self.source!r} has {n} labels {names}: pass label=... (and optionally "
-                f"negative_label=...) to choose the score (in a run: task.proxy_options.label=..., or gold_options)"
-            )
+        return usable
 
     def _encode(self, prompts: Sequence[str], completions: Sequence[str]) -> dict[str, Tensor]:
         kw: dict[str, Any] = dict(padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
