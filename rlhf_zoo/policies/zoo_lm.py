@@ -419,6 +419,47 @@ def _source_table(config: ZooLMConfig, corpus: Corpus) -> list[dict[str, Any]]:
     return out
 
 
+def _corpus_record(
+    config: ZooLMConfig,
+    corpus: Corpus,
+    tokenizer: Any,
+    train_blocks: torch.Tensor,
+    val_blocks: torch.Tensor,
+    n_eval: int,
+) -> dict[str, Any]:
+    """meta.json's ``corpus``: documents, characters and tokens trained on and held out, what was dropped
+    (duplicates, documents holding one of the ``n_eval`` sentiment evaluation prompts) and the training
+    text's hash."""
+    train_texts = [d.text for d in corpus.train]
+    return {
+        "train_docs": len(train_texts),
+        "train_chars": sum(map(len, train_texts)),
+        "train_tokens": int((train_blocks != tokenizer.pad_token_id).sum()),
+        "val_docs": len(corpus.val),
+        "val_tokens": int((val_blocks != tokenizer.pad_token_id).sum()),
+        "duplicates_dropped": corpus.duplicates,
+        "excluded_eval": corpus.excluded,
+        "exclusion": (
+            f"documents containing the first {config.prompt_words} words of any of the sentiment task's "
+            f"{n_eval} evaluation snippets (case and punctuation ignored) are dropped"
+        ),
+        "train_sha256": corpus_sha256(train_texts),
+    }
+
+
+def _evaluate(
+    model: Any, tokenizer: Any, val_blocks: torch.Tensor, eval_snippets: Sequence[str], config: ZooLMConfig
+) -> tuple[float, float, list]:
+    """The held-out perplexity, the sentiment evaluation snippets' perplexity, and a sampled continuation
+    of the first ``n_samples`` snippets' prompts (their first ``prompt_words`` words)."""
+    from rlhf_zoo.data.hutto import prompt_prefix
+
+    ppl = perplexity(model, val_blocks, tokenizer.pad_token_id)
+    eval_ppl = snippet_perplexity(model, tokenizer, eval_snippets)
+    prompts = [prompt_prefix(t, config.prompt_words) for t in eval_snippets[: config.n_samples]]
+    return ppl, eval_ppl, sample_continuations(model, tokenizer, prompts, config.sample_tokens, config.seed)
+
+
 def build_zoo_lm(
     force: bool = False,
     progress: bool = True,
@@ -488,12 +529,7 @@ def build_zoo_lm(
         stats = train_model(model, train_blocks, cfg, tokenizer.pad_token_id, progress, on_step)
         seconds["train"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        ppl = perplexity(model, val_blocks, tokenizer.pad_token_id)
-        eval_ppl = snippet_perplexity(model, tokenizer, eval_snippets)
-        from rlhf_zoo.data.hutto import prompt_prefix
-
-        prompts = [prompt_prefix(t, cfg.prompt_words) for t in eval_snippets[: cfg.n_samples]]
-        samples = sample_continuations(model, tokenizer, prompts, cfg.sample_tokens, cfg.seed)
+        ppl, eval_ppl, samples = _evaluate(model, tokenizer, val_blocks, eval_snippets, cfg)
         seconds["evaluate"] = time.perf_counter() - t0
 
     with atomic_dir(out) as tmp:
@@ -516,20 +552,7 @@ def build_zoo_lm(
                 "eos": tokenizer.eos_token_id,
             },
             "sources": _source_table(cfg, corpus),
-            "corpus": {
-                "train_docs": len(train_texts),
-                "train_chars": sum(map(len, train_texts)),
-                "train_tokens": int((train_blocks != tokenizer.pad_token_id).sum()),
-                "val_docs": len(val_texts),
-                "val_tokens": int((val_blocks != tokenizer.pad_token_id).sum()),
-                "duplicates_dropped": corpus.duplicates,
-                "excluded_eval": corpus.excluded,
-                "exclusion": (
-                    f"documents containing the first {cfg.prompt_words} words of any of the sentiment task's "
-                    f"{len(eval_snippets)} evaluation snippets (case and punctuation ignored) are dropped"
-                ),
-                "train_sha256": corpus_sha256(train_texts),
-            },
+            "corpus": _corpus_record(cfg, corpus, tokenizer, train_blocks, val_blocks, len(eval_snippets)),
             **stats,
             "samples": samples,
             "sample_settings": f"temperature 1, top_p 1, {cfg.sample_tokens} new tokens, seed {cfg.seed}",
