@@ -21,7 +21,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -121,9 +121,10 @@ class BaseCache:
     and each entry is drawn (and paid for) once.
 
     Entries are kept in CPU memory, whatever the policy's device (a step's entries are moved to it when
-    used): the cache grows with the prompts visited, and the accelerator's memory would grow with it. A
-    checkpoint holds them packed (:meth:`state`): a few flat tensors for all entries rather than six per
-    entry, each prompt's token row once, integers in the narrowest type that holds them.
+    used): the cache grows with the prompts visited, and the accelerator's memory would grow with it. An
+    entry's k rows share one prompt, held once (:func:`_one_prompt_row`). A checkpoint holds them packed
+    (:meth:`state`): a few flat tensors for all entries rather than six per entry, each prompt's token
+    row once, integers in the narrowest type that holds them.
     """
 
     k: int
@@ -155,7 +156,7 @@ class BaseCache:
             fresh = fresh.to("cpu")
             for i, p in enumerate(mine):
                 rows = list(range(i * self.k, (i + 1) * self.k))
-                new[(p, role, version)] = (fresh.select(rows), rewards[rows])
+                new[(p, role, version)] = (_one_prompt_row(fresh.select(rows)), rewards[rows])
         elif missing and getattr(policy, "sharded", False):
             # Sharded (FSDP) weights are gathered by every forward, a collective: a process with no
             # prompt of its own still takes part, with one completion that it discards.
@@ -181,6 +182,18 @@ class BaseCache:
             self.entries = _unpacked(state["packed"])
         else:  # a checkpoint written before entries were packed: one Rollout per entry, maybe on a GPU
             self.entries = {key: (r.to("cpu"), w.cpu()) for key, (r, w) in state["entries"].items()}
+
+
+def _one_prompt_row(roll: Rollout) -> Rollout:
+    """The rollout with its prompt fields held once: every row a view of one row (a base-cache entry's k
+    rows share a prompt and its padding, and held as k copies they took about half of an entry's tensors
+    with a language model's prompts). A rollout whose rows differ is returned as it is."""
+    shared = {}
+    for name in ("prompt_ids", "prompt_mask"):
+        t = getattr(roll, name)
+        if len(t) > 1 and torch.equal(t, t[:1].expand_as(t)):
+            shared[name] = t[:1].clone().expand_as(t)
+    return replace(roll, **shared) if shared else roll
 
 
 _PACKED = ("prompt_ids", "prompt_mask", "completion_ids", "response_mask", "sample_logp")

@@ -194,3 +194,16 @@ def test_entries_stay_in_cpu_memory_and_are_handed_out_on_the_policys_device(exa
     for roll, rewards in cache.entries.values():
         assert rewards.device.type == "cpu"
         assert {t.device.type for t in (roll.prompt_ids, roll.completion_ids, roll.response_mask)} == {"cpu"}
+
+
+def test_an_entrys_prompt_fields_are_held_once_with_the_sampled_values(exact_task, three_roles):
+    """An entry's k rows share one prompt: held as k copies they took about half of an entry's tensors."""
+    k = 6
+    cache = BaseCache(k)
+    cache.get(three_roles, "ref", ["x0", "x1"], exact_task, Streams(0, 0), None)
+    for (prompt, _, _), (roll, _) in cache.entries.items():
+        sampled = three_roles.sample([prompt], k, role="ref", generator=torch.Generator().manual_seed(0))
+        for name in ("prompt_ids", "prompt_mask"):
+            held, want = getattr(roll, name), getattr(sampled, name)
+            assert torch.equal(held, want) and held.dtype == want.dtype, name
+            assert held.untyped_storage().nbytes() == want[0].numel() * want.element_size(), name
