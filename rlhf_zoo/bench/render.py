@@ -110,13 +110,14 @@ def _counted(counts: Counter, noun: str = "point") -> str:
     )
 
 
-def provenance(records: list[dict[str, Any]], bench: dict[str, Any] | None) -> dict[str, str]:
+def provenance(records: list[dict[str, Any]]) -> dict[str, str]:
     """Command, commit(s), code version(s), dates, hardware, seeds and versions of a suite's records
-    (one per point: pools not expanded)."""
+    (one per point: pools not expanded). A record that names no command counts as ``unknown``: the last
+    bench's command (``bench.json``) need not be the one that wrote it."""
     metas = [r.get("meta", {}) for r in records]
     commands = Counter(r.get("bench_command", "") or "unknown" for r in records)
-    if len(commands) <= 1:  # the one command behind the records (or, with none yet, the run drawing the page)
-        command = command_line = f"`{next(iter(commands), None) or (bench or {}).get('command') or 'unknown'}`"
+    if len(commands) <= 1:  # the one command behind the records
+        command = command_line = f"`{next(iter(commands), 'unknown')}`"
     else:  # a suite run in pieces: every command, with the points each finished
         by_count = sorted(commands.items(), key=lambda kv: (-kv[1], kv[0]))
         command = ", ".join(f"`{c}` ({n} point{'s' if n > 1 else ''})" for c, n in by_count)
@@ -375,7 +376,7 @@ def render_suite(
     oracle = read_oracle(suite, out, rec_dir)
     checks = check_all(groups, is_exact(recs))
     bench = read_json(out / suite / BENCH)
-    prov = provenance(raw, bench)
+    prov = provenance(raw)
     figures = plots.make_all(groups, oracle, docs / suite)
     figures["claims"] = claims.figure(checks, docs / suite / "claims.png")
     rel = {name: f"{suite}/{path.name}" for name, path in figures.items()}

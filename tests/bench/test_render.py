@@ -668,6 +668,20 @@ def test_the_command_is_the_records_not_the_last_bench_invocations(tmp_path):
     assert _header(text)["command"] == "`rlhf-zoo bench suite=exact`"
 
 
+def test_records_that_name_no_command_are_told_as_unknown_not_as_the_last_bench_invocations(tmp_path):
+    """Records written without their command (an older record): the last bench's command need not be the
+    one that made them, and the header does not pass it off as theirs."""
+    out = tmp_path / "runs"
+    recs = _records()
+    for r in recs:
+        r.pop("bench_command", None)
+    write_records(out / "exact", recs)
+    write_json_atomic(out / "exact" / "bench.json", {"command": "rlhf-zoo bench suite=exact seeds=7"})
+    text = render_suite("exact", out, tmp_path / "docs").read_text()
+    assert _header(text)["command"] == "`unknown`"
+    assert "seeds=7" not in text
+
+
 def test_each_claim_is_stated_once_above_its_suites_rows(tmp_path):
     """The verdict table: a claim's statement and metric on its first suite's row (exact), blank on the next (quick)."""
     from rlhf_zoo.bench.claims import CLAIMS
