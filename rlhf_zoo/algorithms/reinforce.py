@@ -43,7 +43,7 @@ class ReinforceConfig:
     """Attributes:
     name: registry name.
     samples: k, completions per prompt (k >= 2 with ``baseline=loo`` is RLOO).
-    baseline: none | mean | loo | group_norm (ALGORITHMS.md §4).
+    baseline: none | mean | loo | group_norm (ALGORITHMS.md §4, §7).
     beta: β_RL, the KL coefficient (paper sweep: 0.001, 0.01, 0.1, 1).
     kl_in: ``reward`` (default; the exact gradient of E[r] − β·KL(π‖π_ref)) or ``loss`` (not that
         gradient: with k3 it differentiates KL(π_ref‖π) in expectation; see ``kl_loss``).

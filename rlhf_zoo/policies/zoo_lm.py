@@ -1,8 +1,8 @@
 """``zoo-lm``: a small causal LM pretrained here, offline, on human-written text, for fast CPU suites.
 
-A SmolLM2-135M + LoRA RL step costs about 10 s on 2 CPU cores, too slow for multi-seed suites.
-``zoo-lm`` is a 5 M-parameter model of the same family that writes English-like movie-review
-continuations and takes an RL step an order of magnitude faster. It is an ordinary Hugging Face
+A SmolLM2-135M + LoRA RL step costs 10 to 20 s on 2 CPU cores (docs/benchmarks/throughput.md), too slow
+for multi-seed suites. ``zoo-lm`` is a 5 M-parameter model of the same family that writes English-like
+movie-review continuations and takes an RL step an order of magnitude faster. It is an ordinary Hugging Face
 folder (``LlamaForCausalLM`` + a fast tokenizer), loaded with ``AutoModelForCausalLM`` /
 ``AutoTokenizer.from_pretrained`` like any hub model, so it runs through the same policy, sampling,
 log-prob and KL code (:class:`~rlhf_zoo.policies.hf.HFPolicy`); select it with ``model.name=zoo-lm``.
