@@ -1,7 +1,7 @@
 """A run directory: resolved config, metrics, summary, provenance and checkpoints.
 
     run_dir/
-      config.yaml      the resolved config (what was actually run)
+      config.yaml      the resolved config (what was actually run; resume: false, so that it re-runs the run)
       meta.json        command, git commit, versions (rlhf_zoo's included), hardware, start time, prompt counts
                        of the run's first start; each resume appends its own (command, commit, versions,
                        hardware, start time, processes, the step it resumed from) to "resumes"

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from rlhf_zoo import checkpoint
 from rlhf_zoo.algorithms.base import Algorithm
@@ -509,7 +509,8 @@ class Trainer:
         for line in [*self.algo.unused_settings(), *fewer_minibatches(self.algo, self.t.batch_prompts)]:
             self.say(f"warning: {line}")
         if self.rt.is_main:
-            self.log.write_config(to_yaml(cfg))
+            # resume=false: the file re-runs the run as it is (config=...), and resume=true resumes it
+            self.log.write_config(to_yaml(OmegaConf.merge(cfg, {"resume": False})))
             sharded = {"sharded": "fsdp2"} if self.sharded else {}
             this = {**provenance(self.argv), "processes": self.rt.world, **sharded}
             first = self.log.read_meta() if resumed else None

@@ -53,6 +53,20 @@ def test_a_saved_config_reruns_as_it_is(cli, tmp_path):
     assert {**first, "run_dir": None} == {**second, "run_dir": None}
 
 
+def test_a_resumed_runs_saved_config_reruns_from_the_start_not_as_a_resume(cli, tmp_path):
+    """``resume=true`` is what a start did, not a setting of the run: the config.yaml that a resumed start
+    writes re-runs the run elsewhere from step 0 without a resume's message, and still resumes its own."""
+    args = ["algo=bond", "train.steps=2", "train.progress=false", f"run_dir={tmp_path}/a"]
+    code, _, err = cli("train", *args, "resume=true")  # nothing to resume yet: starts at step 0
+    assert code == 0 and "nothing to resume" in err, err
+    assert _resolved(tmp_path / "a")["resume"] is False
+    code, out, err = cli("train", f"config={tmp_path}/a/config.yaml", f"run_dir={tmp_path}/b")
+    assert code == 0 and "nothing to resume" not in out + err, out + err
+    assert {**_resolved(tmp_path / "a"), "run_dir": None} == {**_resolved(tmp_path / "b"), "run_dir": None}
+    code, _, err = cli("train", f"config={tmp_path}/a/config.yaml", "resume=true")
+    assert code == 0, err
+
+
 def test_a_saved_config_run_from_another_folder_says_where_its_relative_paths_start(cli, tmp_path, monkeypatch):
     """A run's config.yaml keeps its paths as written (``task.prompts: p.jsonl``); used as ``config=`` from
     another folder the file was not found, with no word of the folder the run ran in (meta.json's ``cwd``)."""
