@@ -342,6 +342,22 @@ def test_a_configuration_is_named_by_every_setting_in_which_it_differs():
     assert [(row[0], row[1]) for row in md] == [(r["label"], "1") for r in records]
 
 
+def test_a_setting_only_a_later_run_has_names_its_configuration():
+    """The settings compared are those of every run of the algorithm and task, not only the first run's: a run
+    that sets a key the first run lacks is another configuration, not a second seed of the first."""
+    from rlhf_zoo.compare import label_runs, table
+
+    base = {"algo.name": "bond", "task.name": "exact"}
+    records = [
+        {"config": {**base, "seed": 0}, "summary": {"steps": 6}, "seed": 0, "run_dir": "r0"},
+        {"config": {**base, "seed": 1, "algo.extra": 2}, "summary": {"steps": 6}, "seed": 1, "run_dir": "r1"},
+    ]
+    label_runs(records)
+    assert [r["label"] for r in records] == ["bond algo.extra=None", "bond algo.extra=2"]
+    _, md, _ = table(records)
+    assert [(row[0], row[1]) for row in md] == [("bond algo.extra=None", "1"), ("bond algo.extra=2", "1")]
+
+
 def test_compare_md_lists_every_run_with_its_configuration_and_seed(runs, tmp_path, capsys):
     """compare.md ends with the runs behind the table: each run directory once, its configuration and seed."""
     capsys.readouterr()

@@ -103,6 +103,7 @@ def test_format():
     assert fmt_ci(float("nan"), None) == "—"
     assert fmt_ci(float("inf"), None) == "∞"
     assert fmt_ci(123456.0, 10.0) == "123,456 ± 10"
+    assert fmt_ci(10_000.0, 3.0) == "10,000 ± 3" and fmt_ci(9_999.5, None) == "9999.500"  # whole from 10,000 on
 
 
 def test_finite_drops_none_nan_infinities_bools_and_text():
