@@ -155,6 +155,7 @@ def test_an_unfinished_run_below_a_folder_is_left_out_aloud(runs, tmp_path, caps
         # a string metric was a silent NaN in the table, a 400-digit one an OverflowError traceback, and a step
         # that is not a number a ValueError traceback when the plots were drawn (out=)
         ("summary.json", '{"reward/proxy": "0.5"}', "summary.json holds '0.5' for reward/proxy, not a number"),
+        ("summary.json", '{"reward/gold": true}', "summary.json holds True for reward/gold, not a number"),
         (
             "summary.json",
             '{"kl/exact": 1' + "0" * 400 + "}",
@@ -185,6 +186,22 @@ def test_a_run_file_that_is_not_what_a_run_writes_is_one_line(runs, tmp_path, ca
     assert main(["compare", str(run)]) == 2
     err = capsys.readouterr().err
     assert said in err and str(run) in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_a_folder_is_searched_at_every_depth_for_runs(runs, tmp_path):
+    """A bench's runs lie two folders below its own (bench_runs/quick/<sweep>/<point>): each is found."""
+    import shutil
+
+    from rlhf_zoo.compare import find_runs
+
+    for place in ("quick/jbond/a0", "quick/jbond/a1", "quick/r0"):
+        shutil.copytree(runs / place.rsplit("/", 1)[-1], tmp_path / place)
+    found = find_runs([str(tmp_path / "quick")])
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in found) == [
+        "quick/jbond/a0",
+        "quick/jbond/a1",
+        "quick/r0",
+    ]
 
 
 def test_a_run_started_over_in_a_finished_runs_directory_is_not_read_as_finished(runs, tmp_path, capsys):
