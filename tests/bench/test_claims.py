@@ -1094,3 +1094,19 @@ def test_e1_an_infinite_mean_is_measured_not_missing():
     chk = claim_e1(groups, True)
     assert "n=4: not measured" not in chk.numbers and "n=4: −∞" in chk.numbers, chk.numbers
     assert chk.status == NOT_REPRODUCED and 4 in chk.data.log_mean
+
+
+def test_a_band_keeps_the_steps_every_seed_evaluated():
+    """A seed stopped after step 10 while the other reached 20: the band spans steps 0 and 10, each the mean of
+    both seeds (step 20 has one seed's value only, and is not the seeds' mean)."""
+    from rlhf_zoo.bench.claims.base import Band
+
+    paths = {0: [(0, 0.0), (10, 1.0), (20, 2.0)], 1: [(0, 0.0), (10, 3.0)]}
+    records = [
+        synth_record("bond", 2, s, {"reward/proxy": p[-1][1]}, path=[{"step": t, "reward/proxy": r} for t, r in p])
+        for s, p in paths.items()
+    ]
+    band = Band.of(group_records(records)["bond"][2], "reward/proxy")
+    assert band.steps == (0, 10)
+    assert [e.values for e in band.estimates] == [(0.0, 0.0), (1.0, 3.0)]
+    assert [e.mean for e in band.estimates] == [0.0, 2.0]

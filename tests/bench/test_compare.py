@@ -155,6 +155,7 @@ def test_an_unfinished_run_below_a_folder_is_left_out_aloud(runs, tmp_path, caps
         # a string metric was a silent NaN in the table, a 400-digit one an OverflowError traceback, and a step
         # that is not a number a ValueError traceback when the plots were drawn (out=)
         ("summary.json", '{"reward/proxy": "0.5"}', "summary.json holds '0.5' for reward/proxy, not a number"),
+        ("summary.json", '{"reward/gold": true}', "summary.json holds True for reward/gold, not a number"),
         (
             "summary.json",
             '{"kl/exact": 1' + "0" * 400 + "}",
@@ -185,6 +186,22 @@ def test_a_run_file_that_is_not_what_a_run_writes_is_one_line(runs, tmp_path, ca
     assert main(["compare", str(run)]) == 2
     err = capsys.readouterr().err
     assert said in err and str(run) in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_a_folder_is_searched_at_every_depth_for_runs(runs, tmp_path):
+    """A bench's runs lie two folders below its own (bench_runs/quick/<sweep>/<point>): each is found."""
+    import shutil
+
+    from rlhf_zoo.compare import find_runs
+
+    for place in ("quick/jbond/a0", "quick/jbond/a1", "quick/r0"):
+        shutil.copytree(runs / place.rsplit("/", 1)[-1], tmp_path / place)
+    found = find_runs([str(tmp_path / "quick")])
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in found) == [
+        "quick/jbond/a0",
+        "quick/jbond/a1",
+        "quick/r0",
+    ]
 
 
 def test_a_run_started_over_in_a_finished_runs_directory_is_not_read_as_finished(runs, tmp_path, capsys):
@@ -340,6 +357,22 @@ def test_a_configuration_is_named_by_every_setting_in_which_it_differs():
     ]
     _, md, _ = table(records)
     assert [(row[0], row[1]) for row in md] == [(r["label"], "1") for r in records]
+
+
+def test_a_setting_only_a_later_run_has_names_its_configuration():
+    """The settings compared are those of every run of the algorithm and task, not only the first run's: a run
+    that sets a key the first run lacks is another configuration, not a second seed of the first."""
+    from rlhf_zoo.compare import label_runs, table
+
+    base = {"algo.name": "bond", "task.name": "exact"}
+    records = [
+        {"config": {**base, "seed": 0}, "summary": {"steps": 6}, "seed": 0, "run_dir": "r0"},
+        {"config": {**base, "seed": 1, "algo.extra": 2}, "summary": {"steps": 6}, "seed": 1, "run_dir": "r1"},
+    ]
+    label_runs(records)
+    assert [r["label"] for r in records] == ["bond algo.extra=None", "bond algo.extra=2"]
+    _, md, _ = table(records)
+    assert [(row[0], row[1]) for row in md] == [("bond algo.extra=None", "1"), ("bond algo.extra=2", "1")]
 
 
 def test_compare_md_lists_every_run_with_its_configuration_and_seed(runs, tmp_path, capsys):

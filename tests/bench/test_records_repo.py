@@ -180,6 +180,19 @@ def test_a_seed_missing_a_value_does_not_blank_the_seed_mean_path():
     assert group.mean_path("reward/proxy") == [(0.0, 1.0), (10.0, 4.0)]
 
 
+def test_finals_and_paths_are_in_the_seed_order_of_the_records():
+    """Records read in the order seed 2, 0, 1: a group's finals and paths line up with its records (seeds 0, 1, 2),
+    which the claims zip with them (Jeffreys' estimate reads each record's n beside its finals)."""
+    records = [
+        synth_record("reinforce", 0.1, s, {"reward/proxy": 10.0 + s}, path=[{"step": 0, "reward/proxy": 20.0 + s}])
+        for s in (2, 0, 1)
+    ]
+    group = group_records(records)["reinforce"][0.1]
+    assert [r["seed"] for r in group.records] == [0, 1, 2]
+    assert group.finals("reward/proxy") == [10.0, 11.0, 12.0]
+    assert group.paths("reward/proxy") == [[(0.0, 20.0)], [(0.0, 21.0)], [(0.0, 22.0)]]
+
+
 def test_a_flag_where_a_metric_belongs_is_no_number_in_the_finals_or_the_paths():
     """``True`` stored under a metric is missing (NaN) in what the claims and the plots read, as the tables and
     :func:`~rlhf_zoo.bench.stats.finite` read it, not a reward of 1.0 in one place and absent in another."""

@@ -383,6 +383,23 @@ def test_the_final_table_puts_each_reward_under_its_name():
     assert (cells["proxy reward"], cells["gold reward"]) == ("2.000 ± 0.000", "0.500 ± 0.000")
 
 
+def test_a_sweep_of_one_value_has_no_curve_to_match_at_a_kl_budget():
+    """A curve over a sweep's knob needs two of its values. REINFORCE at β = 0.1 (KL 1, reward 1) and β = 1
+    (KL 2, reward 3) reads reward 2 at KL 1.5; BOND at one n, though its point lies at KL 1.5, is no curve."""
+    from rlhf_zoo.bench.records import group_records
+    from rlhf_zoo.bench.render import frontier_table
+
+    recs = [
+        synth_record("reinforce", beta, s, {"kl/exact": kl, "reward/proxy": reward})
+        for beta, kl, reward in ((0.1, 1.0, 1.0), (1.0, 2.0, 3.0))
+        for s in range(3)
+    ]
+    recs += [synth_record("bond", 4, s, {"kl/exact": 1.5, "reward/proxy": 5.0}, knob="algo.n") for s in range(3)]
+    header, *rows = _rows(frontier_table(group_records(recs), [1.5], {}))
+    assert header == ["objective", "curve", "KL = 1.5"]
+    assert rows == [["objective reinforce", "sweep over beta", "2.000 ± 0.000"]]
+
+
 def test_a_record_at_a_planned_points_id_but_of_another_run_is_not_counted_as_planned(tiny_exact_suite):
     """Only a record of the point's own run (its arguments, but for settings without effect) is the planned
     point's; one left at its id by another setting (``train.lr=0.5``) is another record."""

@@ -97,12 +97,23 @@ def test_interpolation():
     assert interp_path([0.0, 1.0], [0.0, 1.0], 3.0) is None
 
 
+def test_interpolation_reads_a_curves_ends_and_a_path_of_one_point_at_its_own_x():
+    """A budget equal to the first or the last x of a curve lies on it (the sweep's smallest KL is matched), and
+    a path of one evaluation reaches its own KL."""
+    assert interp_sorted([2.0, 1.0], [20.0, 10.0], 1.0) == 10.0
+    assert interp_sorted([2.0, 1.0], [20.0, 10.0], 2.0) == 20.0
+    assert interp_sorted([1.5], [7.0], 1.5) == 7.0
+    assert interp_path([1.5], [7.0], 1.5) == 7.0
+    assert interp_path([1.5], [7.0], 1.0) is None
+
+
 def test_format():
     assert fmt_ci(1.23456, 0.0123) == "1.235 ± 0.012"
     assert fmt_ci(1.0, None) == "1.000"
     assert fmt_ci(float("nan"), None) == "—"
     assert fmt_ci(float("inf"), None) == "∞"
     assert fmt_ci(123456.0, 10.0) == "123,456 ± 10"
+    assert fmt_ci(10_000.0, 3.0) == "10,000 ± 3" and fmt_ci(9_999.5, None) == "9999.500"  # whole from 10,000 on
 
 
 def test_finite_drops_none_nan_infinities_bools_and_text():

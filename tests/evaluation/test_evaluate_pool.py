@@ -223,3 +223,19 @@ def test_pool_log_quantile_is_that_of_best_of_n_against_the_members_outside_its_
         scored = {"proxy": proxy[idx][None], "length": torch.ones(1, m, dtype=torch.float64)}
         total += float(torch.prod(probs[idx])) * pool_curve(scored, [n])[n]["quantile/log_mean"]
     assert total == pytest.approx(expected, abs=1e-9)
+
+
+def test_the_pool_draws_none_of_the_random_numbers_of_the_evaluators_reference_completions(exact_task):
+    """Both are reference samples of the same held-out prompts under the run's seed: sharing a stream, the pool
+    would hold the very completions the trained objectives' win rates and quantiles are measured against."""
+    from rlhf_zoo.algorithms.reinforce import Reinforce
+    from rlhf_zoo.evaluate import Evaluator
+    from tests.rollout.recording import UniformsPolicy
+
+    task = dataclasses.replace(exact_task, oracle=None)
+    policy = UniformsPolicy(task.build_policy(0))
+    Evaluator(task, Reinforce(), num_prompts=2, samples=1, ref_samples=4, seed=5)(policy)
+    reference = policy.uniforms[[c.role for c in policy.calls].index("ref")]
+    draw_pool(task, policy, 2, 4, seed=5, chunk=2)
+    pool = policy.uniforms[-1]
+    assert not torch.isin(pool, reference).any()

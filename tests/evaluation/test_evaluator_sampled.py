@@ -306,3 +306,13 @@ def test_best_of_n_candidates_do_not_reuse_the_reference_completions_random_numb
         Evaluator(sampled_task, algo, num_prompts=4, samples=outputs, ref_samples=k, seed=5)(policy, round=round)
         reference, candidates = policy.uniforms
         assert not torch.isin(candidates, reference).any(), f"round {round}"
+
+
+def test_metrics_are_averaged_in_float64():
+    """Rewards come as float32, whose sum 2²⁴ + 1 rounds to 2²⁴: averaged in float64 the mean of [2²⁴, 1] is
+    2²³ + ½, and under weights (¼, ¾) it is 2²² + ¾."""
+    from rlhf_zoo.evaluate import _mean
+
+    x = torch.tensor([2.0**24, 1.0], dtype=torch.float32)
+    assert _mean(x, None) == 2.0**23 + 0.5
+    assert _mean(x, torch.tensor([0.25, 0.75], dtype=torch.float32)) == 2.0**22 + 0.75

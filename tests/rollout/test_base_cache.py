@@ -207,3 +207,22 @@ def test_an_entrys_prompt_fields_are_held_once_with_the_sampled_values(exact_tas
             held, want = getattr(roll, name), getattr(sampled, name)
             assert torch.equal(held, want) and held.dtype == want.dtype, name
             assert held.untyped_storage().nbytes() == want[0].numel() * want.element_size(), name
+
+
+def test_packed_integers_take_the_narrowest_type_that_holds_them_bounds_included():
+    """uint8 holds 0..255 and int32 −2³¹..2³¹−1: a tensor reaching a bound exactly fits that type."""
+    from rlhf_zoo.rollout import _narrowest
+
+    cases = [
+        ([0, 255], torch.uint8),
+        ([0, 256], torch.int32),
+        ([-1, 3], torch.int32),
+        ([-(2**31), 2**31 - 1], torch.int32),
+        ([0, 2**31], torch.int64),
+    ]
+    for values, dtype in cases:
+        x = torch.tensor(values, dtype=torch.int64)
+        got = _narrowest(x)
+        assert got.dtype == dtype, (values, got.dtype)
+        assert torch.equal(got.to(torch.int64), x)
+    assert _narrowest(torch.tensor([0.5, 300.0])).dtype == torch.float32  # floats are left as they are

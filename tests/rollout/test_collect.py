@@ -159,10 +159,12 @@ def test_costs_count_every_completion_and_reward_call_once(exact_task, three_rol
     policy.calls.clear()
     step(needs, policy, exact_task, step=1, cache=cache, costs=costs)  # the cache is not paid again
     assert costs.completions == b * (2 + 3 + 4) + b * (2 + 4)
+    rescored = policy.calls[0].rollout  # scored again (as an evaluation does): reward calls, no new completion
+    score(exact_task, rescored, costs)
     assert costs.as_dict() == {
-        "cost/completions": costs.completions,
+        "cost/completions": b * (2 + 3 + 4) + b * (2 + 4),
         "cost/tokens": costs.tokens,
-        "cost/reward_calls": costs.reward_calls,
+        "cost/reward_calls": b * (2 + 3 + 4) + b * (2 + 4) + len(rescored),
     }
 
 

@@ -1,6 +1,8 @@
 """Stage 2 of a step, ``make_batch``: log π with gradient on the current policy, everything else as
 collected, and minibatch ``groups`` that select the right rows of every field."""
 
+import dataclasses
+
 import torch
 
 from rlhf_zoo.algorithms.base import Needs
@@ -94,3 +96,29 @@ def test_groups_select_the_rows_of_those_prompts_in_every_field(exact_task, thre
     picked = data.rollout.groups(groups)
     assert picked.prompts == ["x2"] * 3 + ["x0"] * 3
     assert torch.equal(part.rewards, exact_task.proxy.score(picked.prompts, picked.texts))
+
+
+def test_groups_select_the_rows_of_the_full_reference_log_probs(exact_task, three_roles):
+    """The [N, T, V] reference distributions are per row too: groups [2, 0] of 3 samples are rows 6, 7, 8, 0, 1, 2."""
+    needs = Needs(samples=3, ref_logp=True, full_logprobs=True)
+    data = collected(exact_task, three_roles, needs)
+    part = make_batch(needs, three_roles, data, groups=[2, 0])
+    assert torch.equal(part.ref_full_logprobs, data.ref_full_logprobs[torch.tensor([6, 7, 8, 0, 1, 2])])
+
+
+def test_an_enumerations_weights_reach_the_batch(exact_task, three_roles):
+    """A weighted rollout (an enumeration, used whole) hands its weights to the loss's expectations."""
+    data = collected(exact_task, three_roles)
+    weights = torch.arange(1.0, 13.0) / 78.0  # 12 rows (4 prompts × 3), each its own weight, summing to 1
+    data.rollout = data.rollout.with_weights(weights)
+    assert torch.equal(make_batch(NEEDS, three_roles, data).weights, weights)
+
+
+def test_without_sampling_log_probs_old_logp_is_the_current_log_prob_without_gradient(exact_task, three_roles):
+    """A rollout that carries no sampling-time log-probs: π_old is π now, a constant, so that the ratio π/π_old
+    is 1 with the gradient of π (with the gradient through π_old too, the ratio's gradient would be 0)."""
+    data = collected(exact_task, three_roles)
+    data.rollout = dataclasses.replace(data.rollout, sample_logp=None)
+    batch = make_batch(NEEDS, three_roles, data)
+    assert torch.equal(batch.old_logp, batch.logp.detach())
+    assert batch.logp.requires_grad and not batch.old_logp.requires_grad
