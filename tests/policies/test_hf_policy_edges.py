@@ -443,6 +443,22 @@ def test_a_tokenizer_with_neither_pad_nor_eos_pads_with_the_checkpoints_eos_or_i
         HFPolicy(model, tokenizer, HFPolicyConfig())
 
 
+def test_without_a_pad_token_the_tokenizers_eos_pads_even_where_the_checkpoint_names_more_eos_ids():
+    """An instruct checkpoint's generation config may list end-of-turn ids of its own beside the tokenizer's
+    EOS (2 here): padding takes the tokenizer's, whatever order or ids the checkpoint gives."""
+    from rlhf_zoo.policies import models
+    from rlhf_zoo.policies.hf import HFPolicy
+
+    for gen_eos in ([5, 2], [2, 5], 7):
+        tokenizer = models.build_tiny_tokenizer()
+        model = models.build_tiny_model(tokenizer, seed=0)
+        tokenizer.pad_token = None
+        model.generation_config.eos_token_id = gen_eos
+        pol = HFPolicy(model, tokenizer, HFPolicyConfig(max_new_tokens=2))
+        assert tokenizer.eos_token_id == 2 and 2 in pol.eos_token_ids and len(pol.eos_token_ids) == 2
+        assert pol.pad_token_id == 2 and tokenizer.pad_token_id == 2, gen_eos
+
+
 def test_a_training_policy_samples_without_dropout():
     """Sampling always runs in eval mode: with LoRA dropout in training mode, the sampling log-probs are the
     dropout-free ones (eval-mode scoring), and the policy is left in training mode."""
