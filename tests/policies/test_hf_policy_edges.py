@@ -569,3 +569,19 @@ def test_shared_sampling_runs_each_prompt_once_and_generates_from_its_last_token
     assert ids.shape[1] > 2  # prompts of several tokens, so a prompt pass per row would show
     assert torch.equal(calls[0], ids[:, :-1])
     assert len(calls) > 1 and [tuple(c.shape) for c in calls[1:]] == [(len(r), 1)] * (len(calls) - 1)
+
+
+def test_a_frozen_copy_is_a_separate_eval_mode_model_with_no_gradients():
+    """Full fine-tuning's π_ref: equal weights in storage of its own, never trained (no requires_grad, no .grad,
+    eval mode), while the original keeps training."""
+    from rlhf_zoo.policies.hf.weights import frozen_copy
+
+    model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.Dropout(0.5)).train()
+    model(torch.ones(1, 3)).sum().backward()
+    ref = frozen_copy(model)
+    assert not ref.training and not any(m.training for m in ref.modules())
+    for (name, p), (ref_name, q) in zip(model.named_parameters(), ref.named_parameters(), strict=True):
+        assert name == ref_name and torch.equal(p, q) and p.data_ptr() != q.data_ptr()
+        assert not q.requires_grad and q.grad is None
+        assert p.requires_grad and p.grad is not None
+    assert model.training
