@@ -585,3 +585,22 @@ def test_a_frozen_copy_is_a_separate_eval_mode_model_with_no_gradients():
         assert not q.requires_grad and q.grad is None
         assert p.requires_grad and p.grad is not None
     assert model.training
+
+
+def test_wrapping_a_model_drops_its_checkpoints_sampling_defaults():
+    """``generate`` fills unset options from ``model.generation_config``: a checkpoint's repetition penalty,
+    temperature or sampling switch must not survive into it, only its special token ids."""
+    from rlhf_zoo.policies import models
+    from rlhf_zoo.policies.hf import HFPolicy
+
+    tokenizer = models.build_tiny_tokenizer()
+    model = models.build_tiny_model(tokenizer, seed=0)
+    gen = model.generation_config
+    gen.do_sample, gen.temperature, gen.top_p, gen.repetition_penalty, gen.no_repeat_ngram_size = True, 0.3, 0.5, 1.3, 2
+    gen.eos_token_id = [2, 7]
+    pol = HFPolicy(model, tokenizer, HFPolicyConfig(max_new_tokens=2))
+    gen = pol.model.generation_config
+    # unset (None, transformers 5) or the library default that changes nothing
+    assert gen.do_sample in (None, False) and gen.temperature in (None, 1.0) and gen.top_p in (None, 1.0)
+    assert gen.repetition_penalty in (None, 1.0) and gen.no_repeat_ngram_size in (None, 0)
+    assert gen.eos_token_id == [2, 7] and gen.pad_token_id == pol.pad_token_id
