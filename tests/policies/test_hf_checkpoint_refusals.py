@@ -63,6 +63,21 @@ def test_a_refused_checkpoint_leaves_the_policy_and_its_anchor_as_they_were(fine
     assert not fresh.has_anchor and fresh.anchor_version == 0
 
 
+def test_a_checkpoint_with_a_key_this_policy_lacks_is_refused_naming_it_and_changes_nothing():
+    """Every key the policy holds is there, plus one more (a weight of another model, a LoRA target this policy
+    lacks): refused, not loaded with the extra weight silently dropped."""
+    pol = build_hf_policy(HFPolicyConfig(), seed=0)
+    before = {k: v.clone() for k, v in pol.state_dict().items()}
+    other = build_hf_policy(HFPolicyConfig(), seed=1)
+    _nudge(other, 1.0)
+    state = other.state_dict()
+    state["policy.model.extra.lora_A.default.weight"] = torch.zeros(8, 4)
+    with pytest.raises(UserError, match=r"unexpected \['policy\.model\.extra\.lora_A\.default\.weight'\]"):
+        pol.load_state_dict(state)
+    after = pol.state_dict()
+    assert after.keys() == before.keys() and all(torch.equal(after[k], before[k]) for k in before)
+
+
 def test_one_target_module_given_as_a_string_is_one_module_not_its_letters():
     """PEFT takes a string for target_modules ("all-linear"); tuple("all-linear") is ten one-letter names,
     and the build then fails telling the user to set lora_target_modules to ['all-linear'], what they did."""

@@ -718,3 +718,23 @@ def test_an_empty_prompt_conditions_on_bos_or_else_eos():
     assert ids.tolist() == [[0, 1], [97, 98]] and mask.tolist() == [[0, 1], [1, 1]]
     ids, _ = encode(None, [""])
     assert ids.tolist() == [[2]]
+
+
+def test_a_one_token_prompt_keeps_its_token_and_adopted_ids_leave_the_empty_prompt_to_the_encoder():
+    """Only an empty prompt is conditioned on BOS/EOS: a prompt of one token is that token. Ids adopted from
+    another encoder (the task's prompt-fit check) are used as given, except the empty prompt's."""
+    from rlhf_zoo.policies.hf.tokens import PromptEncoder
+
+    class NoSpecials:  # one id per character, no BOS added (as a tokenizer without a BOS post-processor)
+        bos_token_id = None
+
+        def __call__(self, texts, **kw):
+            return {"input_ids": [[ord(ch) for ch in text] for text in texts]}
+
+    enc = PromptEncoder(NoSpecials(), HFPolicyConfig(), pad_token_id=0, eos_token_ids=[2, 9])
+    ids, mask = enc.encode(["a", "bc"], torch.device("cpu"))
+    assert ids.tolist() == [[0, 97], [98, 99]] and mask.tolist() == [[0, 1], [1, 1]]
+    enc = PromptEncoder(NoSpecials(), HFPolicyConfig(), pad_token_id=0, eos_token_ids=[2, 9])
+    enc.adopt({"": [7], "x": [5, 6]})
+    ids, _ = enc.encode(["", "x"], torch.device("cpu"))
+    assert ids.tolist() == [[0, 2], [5, 6]]  # "" → the first EOS (no BOS), "x" → the adopted ids, not [120]

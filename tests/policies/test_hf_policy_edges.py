@@ -443,6 +443,22 @@ def test_a_tokenizer_with_neither_pad_nor_eos_pads_with_the_checkpoints_eos_or_i
         HFPolicy(model, tokenizer, HFPolicyConfig())
 
 
+def test_without_a_pad_token_the_tokenizers_eos_pads_even_where_the_checkpoint_names_more_eos_ids():
+    """An instruct checkpoint's generation config may list end-of-turn ids of its own beside the tokenizer's
+    EOS (2 here): padding takes the tokenizer's, whatever order or ids the checkpoint gives."""
+    from rlhf_zoo.policies import models
+    from rlhf_zoo.policies.hf import HFPolicy
+
+    for gen_eos in ([5, 2], [2, 5], 7):
+        tokenizer = models.build_tiny_tokenizer()
+        model = models.build_tiny_model(tokenizer, seed=0)
+        tokenizer.pad_token = None
+        model.generation_config.eos_token_id = gen_eos
+        pol = HFPolicy(model, tokenizer, HFPolicyConfig(max_new_tokens=2))
+        assert tokenizer.eos_token_id == 2 and 2 in pol.eos_token_ids and len(pol.eos_token_ids) == 2
+        assert pol.pad_token_id == 2 and tokenizer.pad_token_id == 2, gen_eos
+
+
 def test_a_training_policy_samples_without_dropout():
     """Sampling always runs in eval mode: with LoRA dropout in training mode, the sampling log-probs are the
     dropout-free ones (eval-mode scoring), and the policy is left in training mode."""
@@ -553,3 +569,38 @@ def test_shared_sampling_runs_each_prompt_once_and_generates_from_its_last_token
     assert ids.shape[1] > 2  # prompts of several tokens, so a prompt pass per row would show
     assert torch.equal(calls[0], ids[:, :-1])
     assert len(calls) > 1 and [tuple(c.shape) for c in calls[1:]] == [(len(r), 1)] * (len(calls) - 1)
+
+
+def test_a_frozen_copy_is_a_separate_eval_mode_model_with_no_gradients():
+    """Full fine-tuning's π_ref: equal weights in storage of its own, never trained (no requires_grad, no .grad,
+    eval mode), while the original keeps training."""
+    from rlhf_zoo.policies.hf.weights import frozen_copy
+
+    model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.Dropout(0.5)).train()
+    model(torch.ones(1, 3)).sum().backward()
+    ref = frozen_copy(model)
+    assert not ref.training and not any(m.training for m in ref.modules())
+    for (name, p), (ref_name, q) in zip(model.named_parameters(), ref.named_parameters(), strict=True):
+        assert name == ref_name and torch.equal(p, q) and p.data_ptr() != q.data_ptr()
+        assert not q.requires_grad and q.grad is None
+        assert p.requires_grad and p.grad is not None
+    assert model.training
+
+
+def test_wrapping_a_model_drops_its_checkpoints_sampling_defaults():
+    """``generate`` fills unset options from ``model.generation_config``: a checkpoint's repetition penalty,
+    temperature or sampling switch must not survive into it, only its special token ids."""
+    from rlhf_zoo.policies import models
+    from rlhf_zoo.policies.hf import HFPolicy
+
+    tokenizer = models.build_tiny_tokenizer()
+    model = models.build_tiny_model(tokenizer, seed=0)
+    gen = model.generation_config
+    gen.do_sample, gen.temperature, gen.top_p, gen.repetition_penalty, gen.no_repeat_ngram_size = True, 0.3, 0.5, 1.3, 2
+    gen.eos_token_id = [2, 7]
+    pol = HFPolicy(model, tokenizer, HFPolicyConfig(max_new_tokens=2))
+    gen = pol.model.generation_config
+    # unset (None, transformers 5) or the library default that changes nothing
+    assert gen.do_sample in (None, False) and gen.temperature in (None, 1.0) and gen.top_p in (None, 1.0)
+    assert gen.repetition_penalty in (None, 1.0) and gen.no_repeat_ngram_size in (None, 0)
+    assert gen.eos_token_id == [2, 7] and gen.pad_token_id == pol.pad_token_id

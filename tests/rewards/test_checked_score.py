@@ -110,3 +110,9 @@ def test_a_reward_error_raised_by_the_reward_is_passed_on_as_it_is() -> None:
     with pytest.raises(RewardError, match="returned 1 scores for 3 texts") as info:
         checked_score(r, P, C)
     assert "raised" not in str(info.value) and info.value.__cause__ is None
+
+
+def test_of_several_scores_beyond_float32_the_first_is_named() -> None:
+    r = CallableReward(lambda ps, cs: [0.0, -1e39, 1e40], name="huge")
+    with pytest.raises(RewardError, match=r"'huge' returned -1e\+39 for completion 'broken'"):
+        checked_score(r, P, C)

@@ -268,3 +268,26 @@ def test_the_last_colon_names_the_function_so_a_source_may_hold_colons():
     assert parse_spec("py:pkg.rewards:score") == ("pkg.rewards", "score")
     with pytest.raises(UserError, match="names no function"):
         parse_spec("py:my_rewards.py")
+
+
+def test_the_reward_is_named_by_its_spec_in_what_it_reports(rewards_file):
+    """A run's messages and metrics name the reward as it was given, py:FILE:NAME, not just the function."""
+    import re
+
+    from rlhf_zoo.rewards import RewardError, build_reward, checked_score
+
+    spec = f"py:{rewards_file}:nan"
+    reward = build_reward(spec)
+    assert reward.name == spec
+    with pytest.raises(RewardError, match=rf"^reward {re.escape(repr(spec))} returned nan"):
+        checked_score(reward, ["p"], ["a"])
+
+
+def test_a_source_with_a_backslash_is_a_file_path_not_a_module_name(tmp_path, monkeypatch):
+    """A Windows path without ``.py`` (``rewards\\mine``) is looked for as a file, so a missing one says so."""
+    from rlhf_zoo.errors import UserError
+    from rlhf_zoo.rewards.python import load_python_function
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UserError, match=r"no such file rewards\\mine"):
+        load_python_function("py:rewards\\mine:score")

@@ -34,3 +34,29 @@ def test_completion_only_vs_prompt_plus_completion() -> None:
 def test_bad_text_mode() -> None:
     with pytest.raises(UserError, match="prompt\\+completion"):
         VaderReward(text="prompt")  # type: ignore[arg-type]
+
+
+def test_prompt_plus_completion_scores_the_two_strings_run_together() -> None:
+    """A completion continues its prompt (it carries its own leading space): the text scored is the plain
+    concatenation, here a word split across the two ("wonder" + "ful"), never joined with a space."""
+    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+    analyzer = SentimentIntensityAnalyzer()
+    expected = analyzer.polarity_scores("The film was wonderful")["compound"]
+    assert expected > 0.5 and analyzer.polarity_scores("The film was wonder ful")["compound"] < expected
+    got = VaderReward(text="prompt+completion").score(["The film was wonder", "Sad"], ["ful", ""])
+    assert got.tolist() == pytest.approx([expected, analyzer.polarity_scores("Sad")["compound"]])
+
+
+def test_reward_texts_refuses_unequal_lengths_and_unknown_modes_in_every_mode() -> None:
+    """The texts are paired row by row: a prompt list of another length is an error even where only the
+    completions are read, and a mode that is neither of the two is refused, not read as the joined one."""
+    from rlhf_zoo.rewards._text import reward_texts
+
+    assert reward_texts(["p1", "p2"], [" a", " b"], "completion") == [" a", " b"]
+    assert reward_texts(["p1", "p2"], [" a", " b"], "prompt+completion") == ["p1 a", "p2 b"]
+    for mode in ("completion", "prompt+completion"):
+        with pytest.raises(ValueError, match="1 prompts for 2 completions"):
+            reward_texts(["p1"], [" a", " b"], mode)
+    with pytest.raises(UserError, match="unknown reward text mode 'pair'"):
+        reward_texts(["p1"], [" a"], "pair")
