@@ -191,9 +191,14 @@ def _one_prompt_row(roll: Rollout) -> Rollout:
     shared = {}
     for name in ("prompt_ids", "prompt_mask"):
         t = getattr(roll, name)
-        if len(t) > 1 and torch.equal(t, t[:1].expand_as(t)):
+        if len(t) > 1 and _rows_alike(t):
             shared[name] = t[:1].clone().expand_as(t)
     return replace(roll, **shared) if shared else roll
+
+
+def _rows_alike(t: Tensor) -> bool:
+    """Whether every row of ``t`` equals its first."""
+    return torch.equal(t, t[:1].expand_as(t))
 
 
 _PACKED = ("prompt_ids", "prompt_mask", "completion_ids", "response_mask", "sample_logp")
@@ -235,7 +240,7 @@ def _packed(entries: dict[tuple[str, str, int], tuple[Rollout, Tensor]]) -> dict
             out[name] = None
             continue
         if name.startswith("prompt_"):
-            parts = [t[:1] if torch.equal(t, t[:1].expand_as(t)) else t for t in parts]
+            parts = [t[:1] if _rows_alike(t) else t for t in parts]
         parts = [t.cpu() for t in parts]
         flat = torch.cat([t.reshape(-1) for t in parts]) if parts else torch.zeros(0)
         out[name] = {
