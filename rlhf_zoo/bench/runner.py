@@ -52,6 +52,7 @@ from rlhf_zoo.bench.records import (
     RECORD,
     STARTED,
     code_version_of,
+    commit_of,
     page_value,
     read_json,
     read_point_record,
@@ -456,6 +457,7 @@ class _Planner:
     def todo(self) -> list[tuple[Point, bool]]:
         """(point, resume) for every point to run, in the suite's order; ``report`` filled on the way."""
         todo: list[tuple[Point, bool]] = []
+        redo: list[Path] = []  # deleted once every point is planned and the plan is poolable
         other_code: dict[str, int] = {}
         for p in self.points:
             d = point_dir(self.out, p)
@@ -473,7 +475,7 @@ class _Planner:
             if action in ("redo", "resume"):
                 _check_not_running(d)
             if action == "redo":
-                shutil.rmtree(d)
+                redo.append(d)
                 self.report.redone.append(p.id)
             elif action == "resume":
                 self.report.resumed.append(p.id)
@@ -481,7 +483,40 @@ class _Planner:
                 self.report.redone.append(p.id)
             todo.append((p, action == "resume"))
         self.report.other_code = other_code
+        self._check_poolable([p for p, _ in todo])
+        for d in redo:
+            shutil.rmtree(d)
         return todo
+
+    def _check_poolable(self, todo: list[Point]) -> None:
+        """Refuse, before any point runs, to run one whose sweep value keeps other seeds' records of another
+        code version: the page could not pool the new record with them (:func:`~rlhf_zoo.bench.records.
+        check_comparable`), and a suite's piece of hours would be refused only when rendered. Records that
+        the points to run replace (their own ids) do not count."""
+        running = {p.id for p in todo}
+        mine = self.report.code_version
+        kept: dict[tuple[str, Any], list[dict[str, Any]]] = {}
+        for rec in suite_records(self.suite.name, self.out, self.records):
+            if rec.get("id") not in running and code_version_of(rec) != mine:
+                for m in rec.get("memberships", []):
+                    kept.setdefault((m.get("sweep"), page_value(m.get("value"))), []).append(rec)
+        for p in todo:
+            for m in p.memberships:
+                others = kept.get((m.get("sweep"), page_value(m.get("value"))))
+                if not others:
+                    continue
+                from rlhf_zoo.errors import UserError
+
+                seeds = ", ".join(str(s) for s in sorted({int(r.get("seed", 0)) for r in others}))
+                versions = ", ".join(sorted({code_version_of(r) for r in others}))
+                commits = ", ".join(sorted({commit_of(r) for r in others}))
+                raise UserError(
+                    f"bench {self.suite.name}: {p.id} would join the records of {m.get('sweep')} "
+                    f"{m.get('knob_label') or m.get('knob')}={m.get('value')} (seed(s) {seeds}) of code version "
+                    f"{versions} (commit {commits}), not this code's {mine}, and the page pools no sweep value "
+                    "across code versions: run this piece at that commit, or delete those records to run every "
+                    "seed of the value again"
+                )
 
     def _stored(self, p: Point) -> dict[str, Any] | None:
         """The point's record in the records folder (None: none, or no records folder)."""

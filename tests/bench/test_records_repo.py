@@ -257,6 +257,30 @@ def test_records_of_another_code_version_are_not_pooled(tmp_path, capsys):
     assert "1 finished point(s) have records of code version 0123456789ab" in err and "0 point(s) run" in err
 
 
+def test_a_seed_that_would_join_records_of_another_code_version_is_refused_before_anything_runs(tmp_path, capsys):
+    """A suite continued in a later piece (seeds=1) after the code changed: the page could not pool its new
+    records with the first piece's, so the bench says so at once rather than after the runs (hours on an LM)."""
+    records, out = tmp_path / "records", tmp_path / "runs"
+    args = [f"out={out}", f"docs={tmp_path}/docs", f"records={records}", "render=false"]
+    assert bench(*args, "seeds=0") == 0
+    path = records / "exact" / "reinforce-beta_RL0.1-s0.json"
+    rec = json.loads(path.read_text())
+    rec["code_version"] = "0123456789ab"
+    path.write_text(dumps_record(rec))
+    capsys.readouterr()
+    assert bench(*args, "seeds=1") == 2
+    err = _one_line_error(capsys)
+    assert "reinforce-beta_RL0.1-s1 would join the records of reinforce" in err and "(seed(s) 0)" in err, err
+    assert "0123456789ab" in err and version.current_code_version() in err
+    assert not list((out / "exact").glob("*-s1")) and not list((records / "exact").glob("*-s1.json"))
+    # the records of that value run again (deleted) or the other values alone: they pool, and run
+    assert main(["bench", *(a for a in TINY if not a.startswith("only=")), "only=best_of_n", *args, "seeds=1"]) == 0
+    path.unlink()
+    shutil.rmtree(out / "exact" / "reinforce-beta_RL0.1-s0")
+    assert bench(*args, "seeds=0,1") == 0
+    assert json.loads(path.read_text())["code_version"] == version.current_code_version()
+
+
 def test_records_of_one_value_written_as_int_and_float_are_checked_together():
     """A suite file that once said ``n: 2`` and now ``n: 2.0`` writes points the tables and claims pool as one
     value (2 == 2.0); their code versions must then be compared too, not passed as two points."""
