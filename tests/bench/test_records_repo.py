@@ -237,15 +237,18 @@ def _one_line_error(capsys) -> str:
     return err
 
 
+def _set_code_version(path: Path, code_version: str) -> None:
+    """A record in the records folder made to come from another code version."""
+    path.write_text(dumps_record({**json.loads(path.read_text()), "code_version": code_version}))
+
+
 def test_records_of_another_code_version_are_not_pooled(tmp_path, capsys):
     records = tmp_path / "records"
     args = [f"out={tmp_path}/runs", f"docs={tmp_path}/docs", f"records={records}", "seeds=0,1"]
     assert bench(*args, "render=false") == 0
     assert bench(*args, "render_only=true") == 0
     path = records / "exact" / "reinforce-beta_RL0.1-s1.json"
-    rec = json.loads(path.read_text())
-    rec["code_version"] = "0123456789ab"
-    path.write_text(dumps_record(rec))
+    _set_code_version(path, "0123456789ab")
     capsys.readouterr()
     assert bench(*args, "render_only=true") == 2
     err = _one_line_error(capsys)
@@ -264,9 +267,7 @@ def test_a_seed_that_would_join_records_of_another_code_version_is_refused_befor
     args = [f"out={out}", f"docs={tmp_path}/docs", f"records={records}", "render=false"]
     assert bench(*args, "seeds=0") == 0
     path = records / "exact" / "reinforce-beta_RL0.1-s0.json"
-    rec = json.loads(path.read_text())
-    rec["code_version"] = "0123456789ab"
-    path.write_text(dumps_record(rec))
+    _set_code_version(path, "0123456789ab")
     capsys.readouterr()
     assert bench(*args, "seeds=1") == 2
     err = _one_line_error(capsys)
