@@ -489,33 +489,33 @@ class _Planner:
         return todo
 
     def _check_poolable(self, todo: list[Point]) -> None:
-        """Refuse, before any point runs, to run one whose sweep value keeps other seeds' records of another
-        code version: the page could not pool the new record with them (:func:`~rlhf_zoo.bench.records.
-        check_comparable`), and a suite's piece of hours would be refused only when rendered. Records that
-        the points to run replace (their own ids) do not count."""
+        """Refuse, before any point runs, to run one whose places on the page (:func:`_slots`, seeds aside) keep
+        other seeds' records of another code version: the page could not pool the new record with them
+        (:func:`~rlhf_zoo.bench.records.check_comparable`), and a suite's piece of hours would be refused only
+        when rendered. The records are read as the plan left them; those that the points to run replace (their
+        own ids) do not count."""
+        from rlhf_zoo.errors import UserError
+
         running = {p.id for p in todo}
         mine = self.report.code_version
         kept: dict[tuple[str, Any], list[dict[str, Any]]] = {}
         for rec in suite_records(self.suite.name, self.out, self.records):
             if rec.get("id") not in running and code_version_of(rec) != mine:
-                for m in rec.get("memberships", []):
-                    kept.setdefault((m.get("sweep"), page_value(m.get("value"))), []).append(rec)
+                for sweep, value, _ in _slots(rec.get("memberships", []), rec.get("seed")):
+                    kept.setdefault((sweep, value), []).append(rec)
         for p in todo:
-            for m in p.memberships:
-                others = kept.get((m.get("sweep"), page_value(m.get("value"))))
+            for sweep, value, _ in _slots(p.memberships, p.seed):
+                others = kept.get((sweep, value))
                 if not others:
                     continue
-                from rlhf_zoo.errors import UserError
-
                 seeds = ", ".join(str(s) for s in sorted({int(r.get("seed", 0)) for r in others}))
                 versions = ", ".join(sorted({code_version_of(r) for r in others}))
                 commits = ", ".join(sorted({commit_of(r) for r in others}))
                 raise UserError(
-                    f"bench {self.suite.name}: {p.id} would join the records of {m.get('sweep')} "
-                    f"{m.get('knob_label') or m.get('knob')}={m.get('value')} (seed(s) {seeds}) of code version "
-                    f"{versions} (commit {commits}), not this code's {mine}, and the page pools no sweep value "
-                    "across code versions: run this piece at that commit, or delete those records to run every "
-                    "seed of the value again"
+                    f"bench {self.suite.name}: {p.id} would join the records of {sweep} at {value} (seed(s) "
+                    f"{seeds}) of code version {versions} (commit {commits}), not this code's {mine}, and the page "
+                    "pools no sweep value across code versions: run this piece at that commit, or delete those "
+                    "records to run every seed of the value again"
                 )
 
     def _stored(self, p: Point) -> dict[str, Any] | None:

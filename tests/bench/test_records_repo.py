@@ -271,7 +271,7 @@ def test_a_seed_that_would_join_records_of_another_code_version_is_refused_befor
     capsys.readouterr()
     assert bench(*args, "seeds=1") == 2
     err = _one_line_error(capsys)
-    assert "reinforce-beta_RL0.1-s1 would join the records of reinforce" in err and "(seed(s) 0)" in err, err
+    assert "reinforce-beta_RL0.1-s1 would join the records of reinforce at 0.1" in err and "(seed(s) 0)" in err, err
     assert "0123456789ab" in err and version.current_code_version() in err
     assert not list((out / "exact").glob("*-s1")) and not list((records / "exact").glob("*-s1.json"))
     # the records of that value run again (deleted) or the other values alone: they pool, and run
