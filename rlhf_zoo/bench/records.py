@@ -344,7 +344,8 @@ def commit_of(rec: dict[str, Any]) -> str:
     return str(commit)[:10] + ("-dirty" if dirty else "")
 
 
-def _setting_diff(a: dict[str, Any], b: dict[str, Any]) -> str:
+def setting_diff(a: dict[str, Any], b: dict[str, Any]) -> str:
+    """The settings that differ between ``a`` and ``b``, the first three as ``key=a vs b``."""
     keys = sorted(k for k in set(a) | set(b) if a.get(k, "<unset>") != b.get(k, "<unset>"))
     shown = ", ".join(f"{k}={a.get(k, '<unset>')} vs {b.get(k, '<unset>')}" for k in keys[:3])
     return shown + (f" (and {len(keys) - 3} more)" if len(keys) > 3 else "")
@@ -397,7 +398,7 @@ def check_comparable(records: list[dict[str, Any]], suite: str) -> None:
             sa, sb = record_settings(first), record_settings(rec)
             if sa != sb:
                 raise UserError(
-                    f"{where}: {ids} have different settings ({_setting_diff(sa, sb)}); delete the records of "
+                    f"{where}: {ids} have different settings ({setting_diff(sa, sb)}); delete the records of "
                     "one setting and run the bench again"
                 )
 
@@ -546,6 +547,7 @@ __all__ = [
     "rounded",
     "run_identity",
     "same_run",
+    "setting_diff",
     "settings_of",
     "suite_records",
     "uncompact",

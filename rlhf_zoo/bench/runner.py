@@ -58,8 +58,10 @@ from rlhf_zoo.bench.records import (
     read_point_record,
     read_record,
     record_path,
+    record_settings,
     rounded,
     same_run,
+    setting_diff,
     settings_of,
     suite_records,
     write_json_atomic,
@@ -214,6 +216,19 @@ def _head(point: Point, cfg: Any, bench_command: str, stamp: dict[str, Any] | No
         **(stamp if stamp is not None else current_stamp()),
         "bench_command": bench_command,
     }
+
+
+def _as_recorded(settings: dict[str, Any]) -> dict[str, Any]:
+    """Settings as a record read back holds them: through JSON (a tuple is a list) and rounded as a compact
+    record is, so that a point's settings compare equal to those of a record of the same run, full or compact."""
+    return rounded(json.loads(json.dumps(settings)))
+
+
+def _point_settings(point: Point) -> dict[str, Any]:
+    """The settings a run of ``point`` would record (as :func:`_head` does), as read back (:func:`_as_recorded`)."""
+    from rlhf_zoo.config import load_config
+
+    return _as_recorded(settings_of(load_config([*point.args, "run_dir=unused"])))
 
 
 def _finish(d: Path, record: dict[str, Any], records: str | None) -> None:
@@ -490,33 +505,52 @@ class _Planner:
 
     def _check_poolable(self, todo: list[Point]) -> None:
         """Refuse, before any point runs, to run one whose places on the page (:func:`_slots`, seeds aside) keep
-        other seeds' records of another code version: the page could not pool the new record with them
-        (:func:`~rlhf_zoo.bench.records.check_comparable`), and a suite's piece of hours would be refused only
-        when rendered. The records are read as the plan left them; those that the points to run replace (their
-        own ids) do not count."""
-        from rlhf_zoo.errors import UserError
-
+        other seeds' records of another code version or other settings: the page could not pool the new record
+        with them (:func:`~rlhf_zoo.bench.records.check_comparable`), and a suite's piece of hours would be
+        refused only when rendered. A point's settings are those its run would record (:func:`_point_settings`). The
+        records are read as the plan left them; those that the points to run replace (their own ids) do not
+        count."""
         running = {p.id for p in todo}
-        mine = self.report.code_version
         kept: dict[tuple[str, Any], list[dict[str, Any]]] = {}
         for rec in suite_records(self.suite.name, self.out, self.records):
-            if rec.get("id") not in running and code_version_of(rec) != mine:
+            if rec.get("id") not in running:
                 for sweep, value, _ in _slots(rec.get("memberships", []), rec.get("seed")):
                     kept.setdefault((sweep, value), []).append(rec)
+        settings: dict[tuple[str, ...], dict[str, Any]] = {}
         for p in todo:
             for sweep, value, _ in _slots(p.memberships, p.seed):
                 others = kept.get((sweep, value))
-                if not others:
-                    continue
-                seeds = ", ".join(str(s) for s in sorted({int(r.get("seed", 0)) for r in others}))
-                versions = ", ".join(sorted({code_version_of(r) for r in others}))
-                commits = ", ".join(sorted({commit_of(r) for r in others}))
-                raise UserError(
-                    f"bench {self.suite.name}: {p.id} would join the records of {sweep} at {value} (seed(s) "
-                    f"{seeds}) of code version {versions} (commit {commits}), not this code's {mine}, and the page "
-                    "pools no sweep value across code versions: run this piece at that commit, or delete those "
-                    "records to run every seed of the value again"
-                )
+                if others:
+                    self._check_joins(p, f"{sweep} at {value}", others, settings)
+
+    def _check_joins(
+        self, p: Point, where: str, others: list[dict[str, Any]], settings: dict[tuple[str, ...], dict[str, Any]]
+    ) -> None:
+        """Refuse ``p`` if ``others``, the records at one of its places (``where``), are of another code version
+        or other settings than its run's. ``settings``: the points' settings so far, by arguments."""
+        from rlhf_zoo.errors import UserError
+
+        mine = self.report.code_version
+        key = tuple(a for a in p.args if not a.startswith("seed="))
+        if not (older := [r for r in others if code_version_of(r) != mine]):
+            if key not in settings:
+                settings[key] = _point_settings(p)
+            older = [r for r in others if _as_recorded(record_settings(r)) != settings[key]]
+            if not older:
+                return
+            diff = setting_diff(settings[key], _as_recorded(record_settings(older[0])))
+            what = f"of other settings ({diff}; this run's first)"
+            way = "settings: run this piece with theirs"
+        else:
+            versions = ", ".join(sorted({code_version_of(r) for r in older}))
+            commits = ", ".join(sorted({commit_of(r) for r in older}))
+            what = f"of code version {versions} (commit {commits}), not this code's {mine}"
+            way = "code versions: run this piece at that commit"
+        seeds = ", ".join(str(s) for s in sorted({int(r.get("seed", 0)) for r in older}))
+        raise UserError(
+            f"bench {self.suite.name}: {p.id} would join the records of {where} (seed(s) {seeds}) {what}, and the "
+            f"page pools no sweep value across {way}, or delete those records to run every seed of the value again"
+        )
 
     def _stored(self, p: Point) -> dict[str, Any] | None:
         """The point's record in the records folder (None: none, or no records folder)."""

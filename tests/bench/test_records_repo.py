@@ -282,6 +282,23 @@ def test_a_seed_that_would_join_records_of_another_code_version_is_refused_befor
     assert json.loads(path.read_text())["code_version"] == version.current_code_version()
 
 
+def test_a_seed_that_would_join_records_of_other_settings_is_refused_before_anything_runs(tmp_path, capsys):
+    """A later piece (seeds=1) given another override than the first (train.steps): the page could not pool its
+    records with the first piece's, so the bench says so at once, naming the setting, and runs nothing."""
+    records, out = tmp_path / "records", tmp_path / "runs"
+    args = [f"out={out}", f"docs={tmp_path}/docs", f"records={records}", "render=false"]
+    assert bench(*args, "seeds=0") == 0
+    capsys.readouterr()
+    assert bench(*args, "seeds=1", "train.steps=6") == 2
+    err = _one_line_error(capsys)
+    assert "best_of_n-n1-s1 would join the records of best_of_n at 1 (seed(s) 0)" in err, err
+    assert "train.steps=6 vs 4" in err and "settings" in err, err
+    assert not list((out / "exact").glob("*-s1")) and not list((records / "exact").glob("*-s1.json"))
+    # the same settings pool, and run; so do both seeds run again with the new one
+    assert bench(*args, "seeds=1") == 0
+    assert bench(*args, "seeds=0,1", "train.steps=6") == 0
+    assert all("train.steps=6" in read_point_record(p)["args"] for p in (records / "exact").glob("reinforce-*.json"))
+
 def test_records_of_one_value_written_as_int_and_float_are_checked_together():
     """A suite file that once said ``n: 2`` and now ``n: 2.0`` writes points the tables and claims pool as one
     value (2 == 2.0); their code versions must then be compared too, not passed as two points."""
@@ -364,10 +381,15 @@ def test_two_records_of_one_value_and_seed_are_refused():
 
 
 def test_records_with_other_settings_are_not_pooled(tmp_path, capsys):
+    """Seed 1 run elsewhere with another setting and its records copied in (the bench itself refuses to add
+    them: test_a_seed_that_would_join_records_of_other_settings_is_refused_before_anything_runs)."""
     records = tmp_path / "records"
     base = [f"out={tmp_path}/runs", f"docs={tmp_path}/docs", f"records={records}", "only=best_of_n", "render=false"]
     assert bench(*base, "seeds=0") == 0
-    assert bench(*base, "seeds=1", "train.eval_prompts=2") == 0  # another setting for seed 1
+    elsewhere = [f"out={tmp_path}/runs2", f"docs={tmp_path}/docs", f"records={tmp_path}/records2", *base[3:]]
+    assert bench(*elsewhere, "seeds=1", "train.eval_prompts=2") == 0  # another setting for seed 1
+    for path in (tmp_path / "records2" / "exact").glob("*-s1.json"):
+        shutil.copy(path, records / "exact")
     capsys.readouterr()
     assert bench(*base[:-1], "seeds=0,1", "render_only=true") == 2
     err = _one_line_error(capsys)
