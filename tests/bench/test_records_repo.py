@@ -299,6 +299,7 @@ def test_a_seed_that_would_join_records_of_other_settings_is_refused_before_anyt
     assert bench(*args, "seeds=0,1", "train.steps=6") == 0
     assert all("train.steps=6" in read_point_record(p)["args"] for p in (records / "exact").glob("reinforce-*.json"))
 
+
 def test_records_of_one_value_written_as_int_and_float_are_checked_together():
     """A suite file that once said ``n: 2`` and now ``n: 2.0`` writes points the tables and claims pool as one
     value (2 == 2.0); their code versions must then be compared too, not passed as two points."""
