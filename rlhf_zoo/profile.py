@@ -230,92 +230,134 @@ def _sft_step(trainer, prompts: list[str], step: int) -> None:
         trainer.opt.step()  # on a GPU the update's probe waits for it (register_probes)
 
 
-def worker(args: list[str]) -> dict[str, Any]:
-    """Profile one objective in this process; returns the figures."""
-    from rlhf_zoo.config import load_config
-    from rlhf_zoo.rollout import best_of_n_outputs
-    from rlhf_zoo.runtime import Runtime
-    from rlhf_zoo.train import Trainer, build, prompts_for_step
+@dataclass
+class _Subject:
+    """One objective built for profiling in this process: its trainer, and whether it is the plain fine-tuning
+    baseline (``sft``, built as reinforce)."""
 
-    opts, rest = split_options(args, ProfileOptions, "profile")
-    sft = any(a == f"algo={SFT}" for a in rest)
-    if sft:
-        rest = [a for a in rest if a != f"algo={SFT}"] + ["algo=reinforce"]
-    steps, warmup = opts.steps, opts.warmup
-    cfg = load_config([*rest, "train.progress=false", f"run_dir={UNUSED_RUN_DIR}"])
-    rt = Runtime(cfg.device)
-    t0 = time.perf_counter()
-    algo, task, policy = build(cfg, rt)
-    load_s = time.perf_counter() - t0
-    trainer = Trainer(cfg, algo, task, policy, runtime=rt)
-    if trainer.needs.anchor and not sft:
-        policy.update_anchor(1.0)
-    if sft and getattr(policy, "_ref_model", None) is not None:
-        # Built as reinforce, a full-fine-tuning policy holds a frozen reference copy (HFPolicy); plain
-        # fine-tuning has none, and the baseline's peak memory must not count one.
-        policy._ref_model = None
-        gc.collect()
-    if rt.device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats()
+    trainer: Any
+    sft: bool
+    load_s: float  # seconds to build the task and policy (models loaded)
 
-    def one_step(i: int) -> None:
-        prompts = prompts_for_step(task.train_prompts, i, cfg.train.batch_prompts, cfg.seed)
+    @classmethod
+    def build(cls, rest: list[str]) -> _Subject:
+        """The objective that ``rest`` (``algo=...`` and config overrides) names, ready to step: an anchored
+        objective's anchor set to the policy; the baseline without a frozen reference copy; a GPU's peak memory
+        counted from here."""
+        from rlhf_zoo.config import load_config
+        from rlhf_zoo.runtime import Runtime
+        from rlhf_zoo.train import Trainer, build
+
+        sft = any(a == f"algo={SFT}" for a in rest)
         if sft:
+            rest = [a for a in rest if a != f"algo={SFT}"] + ["algo=reinforce"]
+        cfg = load_config([*rest, "train.progress=false", f"run_dir={UNUSED_RUN_DIR}"])
+        rt = Runtime(cfg.device)
+        t0 = time.perf_counter()
+        algo, task, policy = build(cfg, rt)
+        load_s = time.perf_counter() - t0
+        trainer = Trainer(cfg, algo, task, policy, runtime=rt)
+        if trainer.needs.anchor and not sft:
+            policy.update_anchor(1.0)
+        if sft and getattr(policy, "_ref_model", None) is not None:
+            # Built as reinforce, a full-fine-tuning policy holds a frozen reference copy (HFPolicy); plain
+            # fine-tuning has none, and the baseline's peak memory must not count one.
+            policy._ref_model = None
+            gc.collect()
+        if rt.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        return cls(trainer, sft, load_s)
+
+    @property
+    def device(self) -> torch.device:
+        return self.trainer.rt.device
+
+    def step(self, i: int) -> None:
+        """Step ``i``: a training step, the baseline's, or Best-of-N's outputs for the step's prompts."""
+        from rlhf_zoo.rollout import best_of_n_outputs
+        from rlhf_zoo.train import prompts_for_step
+
+        trainer = self.trainer
+        cfg, algo = trainer.cfg, trainer.algo
+        prompts = prompts_for_step(trainer.task.train_prompts, i, cfg.train.batch_prompts, cfg.seed)
+        if self.sft:
             _sft_step(trainer, prompts, i)
         elif algo.trainable:
             trainer.train_step()
         else:
             gens = _generators(cfg.seed, i, "bon", prompts)
-            best_of_n_outputs(policy, task, prompts, algo.cfg.n, 1, generator=gens, costs=trainer.costs)
+            best_of_n_outputs(trainer.policy, trainer.task, prompts, algo.cfg.n, 1, generator=gens, costs=trainer.costs)
 
-    model = getattr(policy, "model", None)
-    counter = UpdateFlops(model if isinstance(model, torch.nn.Module) else None)
-    register_probes(trainer.costs, rt.device, counter)
-    for i in range(warmup):
-        one_step(i)
-        _progress(i + 1, warmup + steps)
-    counter.counting = False  # the timed updates only add their positions
-    trainer.costs.seconds.clear()
-    completions0 = trainer.costs.completions
-    if rt.device.type == "cuda":
-        torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    for i in range(warmup, warmup + steps):
-        one_step(i)
-        _progress(i + 1, warmup + steps)
-    if rt.device.type == "cuda":
-        torch.cuda.synchronize()
-    wall = (time.perf_counter() - t0) / steps
-    counter.close()
-    update_flops = counter.flops_of_timed() / steps
-    sec = {p: trainer.costs.seconds.get(p, 0.0) / steps for p in PHASES}
-    completions = (trainer.costs.completions - completions0) / steps
-    if rt.device.type == "cuda":
-        peak_gb = torch.cuda.max_memory_allocated() / 2**30
-    else:
-        peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
-    dtype = getattr(getattr(policy, "model", None), "dtype", torch.float32)
-    peak, peak_source = peak_flops(rt.device, dtype)
-    update_rate = update_flops / sec["update"] if sec["update"] > 0 and update_flops else 0.0
-    return {
-        "algo": SFT if sft else cfg.algo.name,
-        "step_s": wall,
-        **{f"{p}_s": v for p, v in sec.items()},
-        "other_s": max(0.0, wall - sum(sec.values())),
-        "completions_per_step": completions,
-        "completions_per_s": completions / wall,
-        "generate_share": sec["generate"] / wall,
-        "peak_memory_gb": peak_gb,
-        "update_flops": update_flops,
-        "update_flops_per_s": update_rate,
-        "mfu_update": update_rate / peak if update_rate else 0.0,
-        "peak_flops": peak,
-        "peak_flops_source": peak_source,
-        "load_s": load_s,
-        "device": str(rt.device),
-        "dtype": str(dtype).replace("torch.", ""),
-        "threads": torch.get_num_threads(),
-    }
+    def timed(self, warmup: int, steps: int) -> dict[str, Any]:
+        """``warmup`` untimed steps (the update's FLOPs counted on them), then ``steps`` timed ones: per timed
+        step, the wall seconds (``wall``), each phase's seconds (``sec``), the completions and the update's
+        FLOPs."""
+        costs = self.trainer.costs
+        model = getattr(self.trainer.policy, "model", None)
+        counter = UpdateFlops(model if isinstance(model, torch.nn.Module) else None)
+        register_probes(costs, self.device, counter)
+        for i in range(warmup):
+            self.step(i)
+            _progress(i + 1, warmup + steps)
+        counter.counting = False  # the timed updates only add their positions
+        costs.seconds.clear()
+        completions0 = costs.completions
+        self._sync()
+        t0 = time.perf_counter()
+        for i in range(warmup, warmup + steps):
+            self.step(i)
+            _progress(i + 1, warmup + steps)
+        self._sync()
+        wall = (time.perf_counter() - t0) / steps
+        counter.close()
+        return {
+            "wall": wall,
+            "sec": {p: costs.seconds.get(p, 0.0) / steps for p in PHASES},
+            "completions": (costs.completions - completions0) / steps,
+            "update_flops": counter.flops_of_timed() / steps,
+        }
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+
+    def figures(self, timed: dict[str, Any]) -> dict[str, Any]:
+        """The objective's row of the profile from its :meth:`timed` seconds: the phases' split, completions
+        per second, peak memory and the update's MFU against :func:`peak_flops`."""
+        wall, sec, completions, update_flops = timed["wall"], timed["sec"], timed["completions"], timed["update_flops"]
+        if self.device.type == "cuda":
+            peak_gb = torch.cuda.max_memory_allocated() / 2**30
+        else:
+            peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+        dtype = getattr(getattr(self.trainer.policy, "model", None), "dtype", torch.float32)
+        peak, peak_source = peak_flops(self.device, dtype)
+        update_rate = update_flops / sec["update"] if sec["update"] > 0 and update_flops else 0.0
+        return {
+            "algo": SFT if self.sft else self.trainer.cfg.algo.name,
+            "step_s": wall,
+            **{f"{p}_s": v for p, v in sec.items()},
+            "other_s": max(0.0, wall - sum(sec.values())),
+            "completions_per_step": completions,
+            "completions_per_s": completions / wall,
+            "generate_share": sec["generate"] / wall,
+            "peak_memory_gb": peak_gb,
+            "update_flops": update_flops,
+            "update_flops_per_s": update_rate,
+            "mfu_update": update_rate / peak if update_rate else 0.0,
+            "peak_flops": peak,
+            "peak_flops_source": peak_source,
+            "load_s": self.load_s,
+            "device": str(self.device),
+            "dtype": str(dtype).replace("torch.", ""),
+            "threads": torch.get_num_threads(),
+        }
+
+
+def worker(args: list[str]) -> dict[str, Any]:
+    """Profile one objective in this process; returns the figures."""
+    opts, rest = split_options(args, ProfileOptions, "profile")
+    subject = _Subject.build(rest)
+    return subject.figures(subject.timed(opts.warmup, opts.steps))
 
 
 ERROR_LINE = "rlhf-zoo: error: "
