@@ -636,16 +636,8 @@ def run_suite(
             run directories' records only.
     """
     from rlhf_zoo.bench.version import stamp as current_stamp
-    from rlhf_zoo.runtime import launched_world_size
 
-    if (world := launched_world_size()) > 1:  # every process would plan, run and write every point
-        from rlhf_zoo.errors import UserError
-
-        raise UserError(
-            f"a sweep or a bench runs in one process (its points one after another, or in jobs= workers), not "
-            f"under a launch of {world} processes: launch each run by itself (accelerate launch -m rlhf_zoo train "
-            "...) or run the sweep without the launcher"
-        )
+    _check_not_launched()
     out = Path(out)
     records = Path(records) if records is not None else None
     points = expand(suite, seeds, extra, only)
@@ -670,13 +662,7 @@ def run_suite(
     rec_dir = str(records) if records is not None else None
     try:
         if jobs == 1:
-            for p, resume in todo:
-                if bar is not None:
-                    bar.set_postfix_str(p.id, refresh=True)
-                run_point(p, str(point_dir(out, p)), resume, command, keep_checkpoints, rec_dir, stamp)
-                report.ran.append(p.id)
-                if bar is not None:
-                    bar.update(1)
+            _run_serial(todo, out, command, keep_checkpoints, report, bar, rec_dir, stamp)
         else:
             _run_parallel(todo, out, jobs, command, keep_checkpoints, report, bar, rec_dir, stamp)
     finally:
@@ -686,6 +672,40 @@ def run_suite(
         if todo:
             _write_bench(suite_dir, suite, report, command, jobs, started, points)
     return report
+
+
+def _check_not_launched() -> None:
+    """Refuse to run under a launcher's several processes: every one would plan, run and write every point."""
+    from rlhf_zoo.runtime import launched_world_size
+
+    if (world := launched_world_size()) > 1:
+        from rlhf_zoo.errors import UserError
+
+        raise UserError(
+            f"a sweep or a bench runs in one process (its points one after another, or in jobs= workers), not "
+            f"under a launch of {world} processes: launch each run by itself (accelerate launch -m rlhf_zoo train "
+            "...) or run the sweep without the launcher"
+        )
+
+
+def _run_serial(
+    todo: list[tuple[Point, bool]],
+    out: Path,
+    command: str,
+    keep_checkpoints: bool,
+    report: BenchReport,
+    bar: Any,
+    records: str | None,
+    stamp: dict[str, Any],
+) -> None:
+    """Run the points of ``todo`` one after another in this process (``jobs=1``)."""
+    for p, resume in todo:
+        if bar is not None:
+            bar.set_postfix_str(p.id, refresh=True)
+        run_point(p, str(point_dir(out, p)), resume, command, keep_checkpoints, records, stamp)
+        report.ran.append(p.id)
+        if bar is not None:
+            bar.update(1)
 
 
 def _run_parallel(
