@@ -203,6 +203,9 @@ def lost_processes(rank: int, world: int, lost: list[int] | None = None) -> str:
     return "another process of this run"
 
 
+Handler = Callable[[int, FrameType | None], Any]
+
+
 @contextlib.contextmanager
 def told_if_stuck(describe: Callable[[int, list[int] | None], tuple[str, int]], grace: float = 3.0) -> Iterator[None]:
     """Within it, a SIGINT or SIGTERM that the main thread's Python handler has not taken ``grace`` seconds after
@@ -221,76 +224,97 @@ def told_if_stuck(describe: Callable[[int, list[int] | None], tuple[str, int]], 
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    import select
-    import sys
-    import time
+    watch = _StuckWatch(describe, grace)
+    try:  # everything inside: a stop signal may raise at any line, and what was set up is then undone
+        watch.start()
+        yield
+    finally:
+        watch.stop()
 
-    taken: list[int] = []  # the signals whose handler has run to its end (returned or raised)
-    done = threading.Event()
 
-    def taking(handler: Callable[[int, FrameType | None], Any]) -> Callable[[int, FrameType | None], Any]:
+class _StuckWatch:
+    """The machinery of :func:`told_if_stuck`: the wrapped handlers, the wake-up pipe and the watching thread."""
+
+    def __init__(self, describe: Callable[[int, list[int] | None], tuple[str, int]], grace: float):
+        self.describe, self.grace = describe, grace
+        self.taken: list[int] = []  # the signals whose handler has run to its end (returned or raised)
+        self.done = threading.Event()
+        self.wrapped: dict[int, tuple[Handler, Handler]] = {}  # signal → (its handler, the wrapper in its place)
+        self.previous_fd: int | None = None
+        self.watcher: threading.Thread | None = None
+        self.read, self.write = os.pipe()
+
+    def start(self) -> None:
+        """Wrap the handlers in place, route the signals' wake-up bytes to the pipe and start the watch. A stop
+        signal may raise at any line: :meth:`stop` undoes what was done."""
+        os.set_blocking(self.write, False)
+        for s in SIGNALS:
+            handler = signal.getsignal(s)
+            if callable(handler):
+                self.wrapped[s] = (handler, self._taking(handler))
+                signal.signal(s, self.wrapped[s][1])
+        self.previous_fd = signal.set_wakeup_fd(self.write, warn_on_full_buffer=False)
+        self.watcher = threading.Thread(target=self._watch, name="rlhf_zoo-stop-watch", daemon=True)
+        self.watcher.start()
+
+    def _taking(self, handler: Handler) -> Handler:
         def take(signum: int, frame: FrameType | None) -> Any:
             try:
                 return handler(signum, frame)
             finally:
-                taken.append(signum)
+                self.taken.append(signum)
 
         return take
 
-    def watch() -> None:
-        while not done.is_set():
-            seen = len(taken)  # before the byte is written: a handler that runs after it counts
-            if not select.select([read], [], [], 0.2)[0]:
+    def _watch(self) -> None:
+        import select
+        import time
+
+        while not self.done.is_set():
+            seen = len(self.taken)  # before the byte is written: a handler that runs after it counts
+            if not select.select([self.read], [], [], 0.2)[0]:
                 continue
-            came = [s for s in os.read(read, 64) if s in SIGNALS]
+            came = [s for s in os.read(self.read, 64) if s in SIGNALS]
             if not came:
                 continue
             ended = _noted(ended_processes()) if came[0] == signal.SIGTERM else None
-            deadline = time.monotonic() + grace
-            while len(taken) == seen and not done.is_set() and time.monotonic() < deadline:
-                done.wait(0.05)
-            if len(taken) > seen or done.is_set():
+            deadline = time.monotonic() + self.grace
+            while len(self.taken) == seen and not self.done.is_set() and time.monotonic() < deadline:
+                self.done.wait(0.05)
+            if len(self.taken) > seen or self.done.is_set():
                 continue  # the main thread took it (or the block ended)
-            try:
-                line, code = describe(came[0], ended)
-            except Exception as e:  # the process must still end: the plain stop's line
-                name = signal.Signals(came[0]).name
-                line, code = f"rlhf-zoo: interrupted ({name}; {type(e).__name__}: {e})", 128 + came[0]
-            print(line, file=sys.stderr, flush=True)
-            os._exit(code)
+            self._end(came[0], ended)
 
-    read, write = os.pipe()
-    wrapped: dict[int, tuple[Callable[[int, FrameType | None], Any], Callable[[int, FrameType | None], Any]]] = {}
-    previous_fd: int | None = None
-    watcher: threading.Thread | None = None
-    try:  # everything inside: a stop signal may raise at any line, and what was set up is then undone
-        os.set_blocking(write, False)
-        for s in SIGNALS:
-            handler = signal.getsignal(s)
-            if callable(handler):
-                wrapped[s] = (handler, taking(handler))
-                signal.signal(s, wrapped[s][1])
-        previous_fd = signal.set_wakeup_fd(write, warn_on_full_buffer=False)
-        watcher = threading.Thread(target=watch, name="rlhf_zoo-stop-watch", daemon=True)
-        watcher.start()
-        yield
-    finally:
+    def _end(self, signum: int, ended: list[int] | None) -> None:
+        """End the process with ``describe``'s line and code (the plain stop's if it fails)."""
+        import sys
+
+        try:
+            line, code = self.describe(signum, ended)
+        except Exception as e:  # the process must still end
+            name = signal.Signals(signum).name
+            line, code = f"rlhf-zoo: interrupted ({name}; {type(e).__name__}: {e})", 128 + signum
+        print(line, file=sys.stderr, flush=True)
+        os._exit(code)
+
+    def stop(self) -> None:
+        """Put back the wake-up fd and the handlers, then end the watch and close the pipe."""
         try:  # a second signal may raise here too: the watch still ends
-            if previous_fd is not None:  # first: no more wake-up bytes for the watch
-                signal.set_wakeup_fd(previous_fd)
-            for s, (handler, take) in wrapped.items():
+            if self.previous_fd is not None:  # first: no more wake-up bytes for the watch
+                signal.set_wakeup_fd(self.previous_fd)
+            for s, (handler, take) in self.wrapped.items():
                 if signal.getsignal(s) is take:  # not one that the block installed meanwhile
                     signal.signal(s, handler)
         finally:
-            done.set()
-            joined = watcher is None
-            if watcher is not None:
+            self.done.set()
+            joined = self.watcher is None
+            if self.watcher is not None:
                 with contextlib.suppress(RuntimeError):  # not started: a stop raised in start(); it ends on `done`
-                    watcher.join()
+                    self.watcher.join()
                     joined = True
             if joined:  # else left open: the watch may still look at them
-                os.close(read)
-                os.close(write)
+                os.close(self.read)
+                os.close(self.write)
 
 
 def _environ(process: Path) -> dict[str, str]:

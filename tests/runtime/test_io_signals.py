@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import json
+import contextlib
 import os
 import signal
 import stat
@@ -241,6 +242,19 @@ def test_a_stop_that_the_main_thread_takes_is_left_to_it():
         time.sleep(5)
     time.sleep(0.4)  # past the grace: still here
     assert signal.set_wakeup_fd(-1) == -1  # the wake-up descriptor of before (none) is back
+
+
+def test_the_watch_closes_its_pipe_and_ends_its_thread_when_the_block_ends():
+    """A run enters the block once per launch, a bench's worker once per point: each block's wake-up pipe is
+    closed and its thread gone when it ends, taken signal or none."""
+    fds = set(os.listdir("/proc/self/fd"))
+    for stop in (False, True):
+        with contextlib.suppress(signals.StopSignal), signals.stop_signals_raise():
+            with signals.told_if_stuck(lambda signum, ended: ("stuck", 7), grace=0.2):
+                if stop:
+                    os.kill(os.getpid(), signal.SIGTERM)
+                    time.sleep(5)
+    assert set(os.listdir("/proc/self/fd")) == fds and not _watch_threads()
 
 
 def _watch_threads() -> list[threading.Thread]:
