@@ -29,9 +29,13 @@ import shlex
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rlhf_zoo.errors import UserError
 from rlhf_zoo.options import split_options
+
+if TYPE_CHECKING:
+    from rlhf_zoo.bench.suites import Suite
 
 DEFAULT_OUT = "bench_runs"
 DEFAULT_DOCS = "docs/benchmarks"
@@ -93,10 +97,8 @@ def parse(args: list[str]) -> tuple[BenchOptions, list[str]]:
 
 def main(args: list[str]) -> int:
     """The ``bench`` command; returns the exit code."""
-    from rlhf_zoo.bench.render import render_suite
-    from rlhf_zoo.bench.runner import run_suite
     from rlhf_zoo.bench.suite_file import get_suite
-    from rlhf_zoo.bench.suites import SUITES, expand
+    from rlhf_zoo.bench.suites import SUITES
     from rlhf_zoo.config import check_writable_dir
 
     opts, extra = parse(args)
@@ -105,7 +107,6 @@ def main(args: list[str]) -> int:
     in_docs = opts.out == DEFAULT_OUT and opts.suite in SUITES  # a user's suite file: its page beside its records
     docs = Path(opts.docs if opts.docs is not None else DEFAULT_DOCS if in_docs else opts.out)
     records = Path(opts.records) if opts.records is not None else docs / "records"
-    command = " ".join(["rlhf-zoo", "bench", *args])
     # before any point runs (the page is written after them all); render_only only reads out and records
     # (docs and records default to folders below out: name out first when it is the one that fails)
     for what, path, written in [
@@ -116,58 +117,77 @@ def main(args: list[str]) -> int:
         if written:
             check_writable_dir(path, what)
     if not opts.render_only:
-        from rlhf_zoo.bench.suite_file import is_suite_file, validate_suite_file
-        from rlhf_zoo.signals import stop_exit_code
-        from rlhf_zoo.train import Interrupted
+        code = _run(suite, opts, extra, out, records, " ".join(["rlhf-zoo", "bench", *args]))
+        if code:
+            return code
+    if opts.render_only or opts.render:
+        _render(suite, opts, extra, args, out, docs, records)
+    return 0
 
-        from_file = is_suite_file(opts.suite)
-        if from_file:
-            validate_suite_file(suite, opts.suite, seeds=opts.seeds, extra=extra, only=opts.only)
-        try:
-            report = run_suite(
-                suite,
-                out,
-                seeds=opts.seeds,
-                extra=extra,
-                only=opts.only,
-                jobs=opts.jobs,
-                progress=opts.progress,
-                command=command,
-                keep_checkpoints=opts.keep_checkpoints,
-                records=records,
-                validate=not from_file,
-            )
-        except (Interrupted, KeyboardInterrupt) as e:
-            how = "interrupted runs resume from their checkpoints" if suite.resumable else "unfinished runs are redone"
-            print(
-                f"rlhf-zoo: bench {suite.name} interrupted; run the same command again to continue (finished "
-                f"points are kept, {how})",
-                file=sys.stderr,
-            )
-            return stop_exit_code(e)
+
+def _run(suite: Suite, opts: BenchOptions, extra: list[str], out: Path, records: Path, command: str) -> int:
+    """Run the suite's unfinished points and say what was done; the exit code (0, or a stop's)."""
+    from rlhf_zoo.bench.runner import run_suite
+    from rlhf_zoo.bench.suite_file import is_suite_file, validate_suite_file
+    from rlhf_zoo.signals import stop_exit_code
+    from rlhf_zoo.train import Interrupted
+
+    from_file = is_suite_file(opts.suite)
+    if from_file:
+        validate_suite_file(suite, opts.suite, seeds=opts.seeds, extra=extra, only=opts.only)
+    try:
+        report = run_suite(
+            suite,
+            out,
+            seeds=opts.seeds,
+            extra=extra,
+            only=opts.only,
+            jobs=opts.jobs,
+            progress=opts.progress,
+            command=command,
+            keep_checkpoints=opts.keep_checkpoints,
+            records=records,
+            validate=not from_file,
+        )
+    except (Interrupted, KeyboardInterrupt) as e:
+        how = "interrupted runs resume from their checkpoints" if suite.resumable else "unfinished runs are redone"
         print(
-            f"bench {suite.name}: {len(report.ran)} point(s) run ({len(report.resumed)} resumed, "
-            f"{len(report.redone)} redone), {len(report.skipped)} already finished"
-            + (f" ({len(report.renamed)} kept under a new id)" if report.renamed else "")
-            + f", {report.wall_s:.1f} s; records in {records / suite.name}"
-            + (f" ({len(report.backfilled)} copied from {out / suite.name})" if report.backfilled else ""),
+            f"rlhf-zoo: bench {suite.name} interrupted; run the same command again to continue (finished "
+            f"points are kept, {how})",
             file=sys.stderr,
         )
-        for version, n in sorted(report.other_code.items()):
-            print(
-                f"bench {suite.name}: {n} finished point(s) have records of code version {version}, not this "
-                f"code's {report.code_version}; the page pools no sweep value across code versions (delete those "
-                "records to run them again)",
-                file=sys.stderr,
-            )
-    if opts.render_only or opts.render:
-        # without records, the error repeats this command without render_only=: the one that makes them
-        run = shlex.join(["rlhf-zoo", "bench", *(a for a in args if a.partition("=")[0].strip() != "render_only")])
-        planned = expand(suite, opts.seeds, extra, opts.only)
-        page = render_suite(suite.name, out, docs, records, planned, spec=suite, run_command=run)
-        print(final_summary(suite.name, out, records))
-        print(f"wrote {page} and its plots in {page.parent / suite.name}")
+        return stop_exit_code(e)
+    print(
+        f"bench {suite.name}: {len(report.ran)} point(s) run ({len(report.resumed)} resumed, "
+        f"{len(report.redone)} redone), {len(report.skipped)} already finished"
+        + (f" ({len(report.renamed)} kept under a new id)" if report.renamed else "")
+        + f", {report.wall_s:.1f} s; records in {records / suite.name}"
+        + (f" ({len(report.backfilled)} copied from {out / suite.name})" if report.backfilled else ""),
+        file=sys.stderr,
+    )
+    for version, n in sorted(report.other_code.items()):
+        print(
+            f"bench {suite.name}: {n} finished point(s) have records of code version {version}, not this "
+            f"code's {report.code_version}; the page pools no sweep value across code versions (delete those "
+            "records to run them again)",
+            file=sys.stderr,
+        )
     return 0
+
+
+def _render(
+    suite: Suite, opts: BenchOptions, extra: list[str], args: list[str], out: Path, docs: Path, records: Path
+) -> None:
+    """Write the suite's page and plots from its records, and print the summary table."""
+    from rlhf_zoo.bench.render import render_suite
+    from rlhf_zoo.bench.suites import expand
+
+    # without records, the error repeats this command without render_only=: the one that makes them
+    run = shlex.join(["rlhf-zoo", "bench", *(a for a in args if a.partition("=")[0].strip() != "render_only")])
+    planned = expand(suite, opts.seeds, extra, opts.only)
+    page = render_suite(suite.name, out, docs, records, planned, spec=suite, run_command=run)
+    print(final_summary(suite.name, out, records))
+    print(f"wrote {page} and its plots in {page.parent / suite.name}")
 
 
 def final_summary(suite: str, out: Path, records: Path | None = None) -> str:
