@@ -17,9 +17,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rlhf_zoo.errors import UserError
+
+if TYPE_CHECKING:
+    from rlhf_zoo.policies.hf.config import HFPolicyConfig
+    from rlhf_zoo.runlog import RunLog
 
 EXPORT_META = "rlhf_zoo_export.json"
 
@@ -62,20 +66,43 @@ def export(run_dir: str | Path, out: str | Path, force: bool = False) -> dict[st
     ``rlhf_zoo_export.json`` holds. Raises :class:`UserError` for a run without a checkpoint, a trained policy or
     a language model, for an ``out`` that holds files (unless ``force``), and for one that is the run, holds it or lies
     in its checkpoint (whatever ``force`` says)."""
-    import torch
-
     from rlhf_zoo import version
-    from rlhf_zoo.algorithms.registry import get_algorithm
-    from rlhf_zoo.config import as_dataclass, check_writable_dir, compose
-    from rlhf_zoo.hub import quiet_transformers
-    from rlhf_zoo.io import atomic_dir, atomic_write_json, umask_mode
-    from rlhf_zoo.policies.hf import build_hf_policy
+    from rlhf_zoo.config import as_dataclass
     from rlhf_zoo.runlog import RunLog, checkpoint_to_resume
-    from rlhf_zoo.tasks.registry import get_task_entry
 
     run_dir, out = Path(run_dir), Path(out).expanduser()
-    # Composed, not validated as a run to start: its prompt file or gold reward may be gone since, and only the
-    # model's settings (validated by HFPolicyConfig) and the checkpoint make the policy.
+    cfg = _exportable_config(run_dir)
+    log = RunLog(run_dir)
+    if not checkpoint_to_resume(run_dir):  # in place, or set aside by a swap that a kill cut short
+        raise _no_checkpoint(run_dir)
+    _check_out(out, run_dir, log.ckpt_dir, force)
+    model_cfg = as_dataclass(cfg, "model")
+    model, tokenizer, step = _trained_model(model_cfg, int(cfg.seed), run_dir, log)
+    meta = {
+        "run_dir": str(run_dir.resolve()),
+        "step": step,
+        "steps": int(cfg.train.steps),
+        "algo": cfg.algo.name,
+        "task": cfg.task.name,
+        "model": model_cfg.name,
+        "finetune": model_cfg.finetune,
+        "chat_template": model_cfg.chat_template,  # the run's prompts were one user turn of the tokenizer's template
+        "seed": int(cfg.seed),
+        "rlhf_zoo": version(),
+    }
+    _write(out, model, tokenizer, meta)
+    return meta
+
+
+def _exportable_config(run_dir: Path) -> Any:
+    """The run's configuration, refused (:class:`UserError`) unless it trained a language model's policy.
+
+    Composed, not validated as a run to start: its prompt file or gold reward may be gone since, and only the
+    model's settings (validated by HFPolicyConfig) and the checkpoint make the policy."""
+    from rlhf_zoo.algorithms.registry import get_algorithm
+    from rlhf_zoo.config import compose
+    from rlhf_zoo.tasks.registry import get_task_entry
+
     try:
         cfg = compose([f"config={run_dir / 'config.yaml'}"])
     except UserError as e:  # its own advice (algo=NAME, a key to fix) is not export's options
@@ -87,19 +114,32 @@ def export(run_dir: str | Path, out: str | Path, force: bool = False) -> dict[st
             f"export: {run_dir} ran algo={cfg.algo.name}, which trains no policy: it samples the reference model "
             f"(model.name={cfg.model.name})"
         )
-    log = RunLog(run_dir)
-    if not checkpoint_to_resume(run_dir):  # in place, or set aside by a swap that a kill cut short
-        raise _no_checkpoint(run_dir)
+    return cfg
+
+
+def _check_out(out: Path, run_dir: Path, ckpt_dir: Path, force: bool) -> None:
+    """Refuse an ``out`` that cannot be written, that is the run, holds it or lies in its checkpoint, or that holds
+    files (unless ``force``)."""
+    from rlhf_zoo.config import check_writable_dir
+
     check_writable_dir(out, "out")
     where, run = out.resolve(), run_dir.resolve()
-    if where == run or where in run.parents or where.is_relative_to(log.ckpt_dir.resolve()):
+    if where == run or where in run.parents or where.is_relative_to(ckpt_dir.resolve()):
         raise UserError(f"export: out={out} would replace the run {run_dir} or its checkpoint: name another folder")
     if out.is_dir() and any(out.iterdir()) and not force:
         raise UserError(f"export: out={out} already holds files: name another folder, or add force=true")
-    model_cfg = as_dataclass(cfg, "model")
-    policy = build_hf_policy(model_cfg, device="cpu", seed=cfg.seed)
+
+
+def _trained_model(model_cfg: HFPolicyConfig, seed: int, run_dir: Path, log: RunLog) -> tuple[Any, Any, int]:
+    """(model, tokenizer, step) of the run's checkpoint: a LoRA policy merged into its model, sampling set as the
+    run sampled."""
+    import torch
+
+    from rlhf_zoo.policies.hf import build_hf_policy
+
+    policy = build_hf_policy(model_cfg, device="cpu", seed=seed)
     loaded = log.read_checkpoint(torch.device("cpu"))  # both files of one checkpoint, though a run saves meanwhile
-    if loaded is None:  # gone since the look above (a sweep deleting its finished point's)
+    if loaded is None:  # gone since the look before (a sweep deleting its finished point's)
         raise _no_checkpoint(run_dir)
     weights, state = loaded
     policy.load_state_dict(weights)
@@ -115,26 +155,21 @@ def export(run_dir: str | Path, out: str | Path, force: bool = False) -> dict[st
         top_k=0,
         max_new_tokens=model_cfg.max_new_tokens,
     )
-    meta = {
-        "run_dir": str(run_dir.resolve()),
-        "step": int(state["step"]),
-        "steps": int(cfg.train.steps),
-        "algo": cfg.algo.name,
-        "task": cfg.task.name,
-        "model": model_cfg.name,
-        "finetune": model_cfg.finetune,
-        "chat_template": model_cfg.chat_template,  # the run's prompts were one user turn of the tokenizer's template
-        "seed": int(cfg.seed),
-        "rlhf_zoo": version(),
-    }
+    return model, policy.tokenizer, int(state["step"])
+
+
+def _write(out: Path, model: Any, tokenizer: Any, meta: dict[str, Any]) -> None:
+    """The model, its tokenizer and ``meta`` into ``out`` at once (:func:`rlhf_zoo.io.atomic_dir`), readable by all."""
+    from rlhf_zoo.hub import quiet_transformers
+    from rlhf_zoo.io import atomic_dir, atomic_write_json, umask_mode
+
     with atomic_dir(out) as tmp:
         with quiet_transformers():  # its "Writing model shards" bar
             model.save_pretrained(tmp)
-            policy.tokenizer.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
         atomic_write_json(tmp / EXPORT_META, meta)
         for file in tmp.iterdir():  # safetensors writes its file private (0600); a model folder is to share
             file.chmod(umask_mode(0o666))
-    return meta
 
 
 def main(args: list[str]) -> int:
