@@ -113,42 +113,14 @@ def plan_sweep(args: list[str]) -> SweepPlan | None:
     settings: dict[str, Any] = {}
     file_sweep: dict[str, list[Any]] = {}
     if "config" in over:
-        choices, settings = read_experiment(over["config"])
-        file_sweep = read_sweep(over["config"])
-        settings = flatten(settings, f"config={over['config']}")
-        if "out" in settings:  # no run's key (a single run refuses it): not silently the default folder
-            where = f"config={over['config']}"
-            raise ConfigError(f"{where}: unknown key 'out'; a sweep file names its folder with run_dir:")
-        if isinstance(settings.get("run_dir"), list):  # as a single run refuses it; a number is a folder's name
-            raise ConfigError(f"config={over['config']}: run_dir must be one folder, got {settings['run_dir']!r}")
-        if settings.get("run_dir") is not None:
-            settings["run_dir"] = str(settings["run_dir"])  # run_dir: 2026 was Path(2026), a TypeError traceback
-        both = sorted(set(file_sweep) & ({*settings, *choices} - set(NOT_SWEPT)))  # the sweep dropped the value
-        if both:
-            raise ConfigError(f"config={over['config']} sets {both[0]} and sweeps it (sweep.{both[0]}): keep one")
-        swept = sorted(set(file_sweep) & set(NOT_SWEPT))  # config: the command line's config= would drop it
-        if swept:
-            key = swept[0]
-            raise ConfigError(f"config={over['config']}: sweep.{key} cannot be swept (one value: {key}: VALUE)")
-        for k, vs in file_sweep.items():
-            items = [format_value(v) for v in vs]
-            twice = first_repeated(items)
-            if twice is not None:
-                raise ConfigError(f"config={over['config']}: sweep.{k} lists {twice} twice")
-            _one_value_twice(items, list(vs), f"config={over['config']}: sweep.{k}")
+        choices, settings, file_sweep = _read_sweep_file(over["config"])
         grid = {**{k: [_arg(v) for v in vs] for k, vs in file_sweep.items() if k not in over}, **grid}
     if not grid and not file_sweep:  # a sweep file stays a sweep (of one point) with every key pinned
         if "out" in over:
             raise ConfigError("out=DIR names a sweep's folder (a key with several values); one run's is run_dir=DIR")
         return None
     _check_keys(grid)
-    if "resume" in over:
-        raise ConfigError("a sweep continues by itself where it stopped: run the same command again, without resume=")
-    if "out" in over and "run_dir" in over:
-        raise ConfigError("name the sweep's folder once: out=DIR (or run_dir=DIR)")
-    for key in FOLDER_KEYS:  # out= with an unset shell variable: not silently the default folder
-        if key in over and not over[key].strip():
-            raise ConfigError(f"{key} is empty ({key}=): give it a folder, or leave it out")
+    _check_sweep_overrides(over)
     fixed: dict[str, str] = {k: _arg(v) for k, v in settings.items() if k not in NOT_SWEPT}
     if "task" in choices:
         fixed = {"task": choices["task"], **fixed}
@@ -180,6 +152,45 @@ def plan_sweep(args: list[str]) -> SweepPlan | None:
         )
     suite = grid_suite(folder.expanduser().resolve().name, base, algos, grid, seeds)
     return SweepPlan(folder, suite, " ".join(["rlhf-zoo", "train", *args]), tuple(args))
+
+
+def _read_sweep_file(path: str) -> tuple[dict[str, str], dict[str, Any], dict[str, list[Any]]]:
+    """A ``config=`` file's (choices, settings, sweep): its group choices, its settings as dotted keys and its
+    ``sweep:`` values by key, each checked (a key both set and swept, a value listed twice, ...)."""
+    where = f"config={path}"
+    choices, settings = read_experiment(path)
+    file_sweep = read_sweep(path)
+    settings = flatten(settings, where)
+    if "out" in settings:  # no run's key (a single run refuses it): not silently the default folder
+        raise ConfigError(f"{where}: unknown key 'out'; a sweep file names its folder with run_dir:")
+    if isinstance(settings.get("run_dir"), list):  # as a single run refuses it; a number is a folder's name
+        raise ConfigError(f"{where}: run_dir must be one folder, got {settings['run_dir']!r}")
+    if settings.get("run_dir") is not None:
+        settings["run_dir"] = str(settings["run_dir"])  # run_dir: 2026 was Path(2026), a TypeError traceback
+    both = sorted(set(file_sweep) & ({*settings, *choices} - set(NOT_SWEPT)))  # the sweep dropped the value
+    if both:
+        raise ConfigError(f"{where} sets {both[0]} and sweeps it (sweep.{both[0]}): keep one")
+    swept = sorted(set(file_sweep) & set(NOT_SWEPT))  # config: the command line's config= would drop it
+    if swept:
+        raise ConfigError(f"{where}: sweep.{swept[0]} cannot be swept (one value: {swept[0]}: VALUE)")
+    for k, vs in file_sweep.items():
+        items = [format_value(v) for v in vs]
+        twice = first_repeated(items)
+        if twice is not None:
+            raise ConfigError(f"{where}: sweep.{k} lists {twice} twice")
+        _one_value_twice(items, list(vs), f"{where}: sweep.{k}")
+    return choices, settings, file_sweep
+
+
+def _check_sweep_overrides(over: dict[str, str]) -> None:
+    """Refuse the command line's keys that a sweep cannot take: resume=, both out= and run_dir=, an empty folder."""
+    if "resume" in over:
+        raise ConfigError("a sweep continues by itself where it stopped: run the same command again, without resume=")
+    if "out" in over and "run_dir" in over:
+        raise ConfigError("name the sweep's folder once: out=DIR (or run_dir=DIR)")
+    for key in FOLDER_KEYS:  # out= with an unset shell variable: not silently the default folder
+        if key in over and not over[key].strip():
+            raise ConfigError(f"{key} is empty ({key}=): give it a folder, or leave it out")
 
 
 def _arg(v: Any) -> str:
