@@ -580,7 +580,27 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"seed must lie between -4294967295 and 4294967295, got {cfg.seed}")
     if not 0 <= cfg.threads <= MAX_THREADS:  # torch.set_num_threads overflows past 2**31 - 1
         raise ConfigError(f"threads must be >= 0 (0: torch's default) and <= {MAX_THREADS}, got {cfg.threads}")
-    t = cfg.train
+    _check_train(cfg.train)
+    try:
+        get_algorithm(cfg.algo.name)(algo_config(cfg))
+    except ValueError as e:
+        raise ConfigError(_in_section("algo", cfg.algo, e) or f"algo: {e}") from None
+    _check_task(cfg)
+    big = _first_key(tree, _too_large)  # after the settings' own bounds, which say more (n >= 2)
+    if big:
+        raise ConfigError(
+            f"{big}={OmegaConf.select(cfg, big)} is out of range: an integer setting must lie between -(2**63 - 1) "
+            "and 2**63 - 1"
+        )
+    if cfg.get("model") is not None:
+        from rlhf_zoo.policies.models import check_model_source
+
+        check_model_source(cfg.model.name)
+    check_writable_dir(cfg.run_dir, "run_dir")
+
+
+def _check_train(t: DictConfig) -> None:
+    """The ``train`` section's bounds and choices (the first that fails, in this order)."""
     checks = [
         (t.steps >= 0, "train.steps must be >= 0"),
         (t.batch_prompts >= 1, "train.batch_prompts must be >= 1"),
@@ -605,12 +625,13 @@ def validate(cfg: DictConfig) -> None:
         if not ok:
             raise ConfigError(msg)
     _check_batch_fits(t.batch_prompts)
-    try:
-        get_algorithm(cfg.algo.name)(algo_config(cfg))
-    except ValueError as e:
-        raise ConfigError(_in_section("algo", cfg.algo, e) or f"algo: {e}") from None
+
+
+def _check_task(cfg: DictConfig) -> None:
+    """The task's own checks, and the settings that need a task with a model (``train.fsdp``) or an oracle
+    (``algo.quantiles=exact``)."""
     entry = get_task_entry(cfg.task.name)
-    if t.fsdp and not entry.uses_model:  # as a model.* key is: set and taken, it would shard nothing
+    if cfg.train.fsdp and not entry.uses_model:  # as a model.* key is: set and taken, it would shard nothing
         with_model = ", ".join(sorted(n for n, e in TASKS.items() if e.uses_model))
         raise ConfigError(
             f"train.fsdp=true shards a language-model policy; task={cfg.task.name} has none (tasks with one: "
@@ -626,17 +647,6 @@ def validate(cfg: DictConfig) -> None:
             entry.check(as_dataclass(cfg, "task"))
         except ValueError as e:
             raise ConfigError(_in_section("task", cfg.task, e) or f"task: {e}") from None
-    big = _first_key(tree, _too_large)  # after the settings' own bounds, which say more (n >= 2)
-    if big:
-        raise ConfigError(
-            f"{big}={OmegaConf.select(cfg, big)} is out of range: an integer setting must lie between -(2**63 - 1) "
-            "and 2**63 - 1"
-        )
-    if cfg.get("model") is not None:
-        from rlhf_zoo.policies.models import check_model_source
-
-        check_model_source(cfg.model.name)
-    check_writable_dir(cfg.run_dir, "run_dir")
 
 
 def check_writable_dir(path: str | Path, what: str) -> None:
