@@ -472,3 +472,20 @@ def test_a_suite_file_run_with_the_default_out_keeps_its_page_beside_its_records
     assert code == 0, err
     assert (tmp_path / "bench_runs" / "my.md").is_file() and (tmp_path / "bench_runs" / "records" / "my").is_dir()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bench_runs", "my.yaml"]
+
+
+def test_a_suite_file_is_checked_alike_from_any_current_folder(cli, tmp_path, monkeypatch):
+    """The points' configurations were built with run_dir=unused, which the config's check looked for in the
+    current folder: run from one that held a file named ``unused`` (or that could not be written), every bench
+    run failed with "suite file F: task_args: run_dir=unused is a file, not a directory", blaming a file that
+    was fine, and a file's real error was named as that one."""
+    from rlhf_zoo.bench.suite_file import validate_suite_file
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "unused").write_text("")
+    path = tmp_path / "my.yaml"
+    path.write_text(SWEEP)
+    validate_suite_file(load_suite_file(str(path)), str(path))  # no error: every point builds
+    path.write_text("sweeps:\n  - {tag: r, algo: reinforce, knob: algo.beta, values: [0.1], fixed: {algo.nosuch: 2}}\n")
+    code, out, err = cli("bench", f"suite={path}", f"out={tmp_path}/runs", "progress=false")
+    assert code == 2 and f"suite file {path}: sweep r: fixed: unknown key 'algo.nosuch'" in err, err
