@@ -177,3 +177,12 @@ def test_the_doc_of_model_name_names_every_packaged_model():
 
     doc = field_docs(HFPolicyConfig)["name"]
     assert [m for m in (TINY, SMOLLM2, ZOO_LM) if f'"{m}"' not in doc] == []
+
+
+@pytest.mark.parametrize("named", ["algo=bond", "task=sentiment"])
+def test_a_section_named_both_ways_shows_it_once(cli, named):
+    """``rlhf-zoo fields algo algo=bond`` said "name the algorithm and the task: algo=NAME, task=NAME", of an
+    algorithm that was named (``fields task task=sentiment`` showed the task's settings)."""
+    code, alone, _ = cli("fields", named)
+    code2, both, err = cli("fields", named.partition("=")[0], named)
+    assert code == code2 == 0 and both == alone, err
