@@ -527,11 +527,12 @@ def test_a_suite_file_is_checked_alike_from_any_current_folder(cli, tmp_path, mo
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "unused").write_text("")
+    (tmp_path / "runs").write_text("")  # nor does the default run_dir, runs/<algo>-<task>-s<seed>, matter
     path = tmp_path / "my.yaml"
     path.write_text(SWEEP)
     validate_suite_file(load_suite_file(str(path)), str(path))  # no error: every point builds
     path.write_text("sweeps:\n  - {tag: r, algo: reinforce, knob: algo.beta, values: [0.1], fixed: {algo.nosuch: 2}}\n")
-    code, out, err = cli("bench", f"suite={path}", f"out={tmp_path}/runs", "progress=false")
+    code, out, err = cli("bench", f"suite={path}", f"out={tmp_path}/out", "progress=false")
     assert code == 2 and f"suite file {path}: sweep r: fixed: unknown key 'algo.nosuch'" in err, err
 
 
