@@ -342,6 +342,7 @@ def test_render_only_without_records_repeats_the_command_that_makes_them(cli, tm
         ("sweeps: []\n", "sweeps must list at least one sweep"),
         ("seeds: []\n" + SWEEP, "seeds must list at least one seed"),
         ("seeds: [0, 1, 0]\n" + SWEEP, "seeds lists seed 0 twice"),
+        ("seeds: [3, 1, 4, 1]\n" + SWEEP, "seeds lists seed 1 twice"),  # the seed repeated, not the first
         ("kl_budgets: [0.5, 0]\n" + SWEEP, "kl_budgets must be > 0, got 0.0"),
         ("kl_budgets: [-1]\n" + SWEEP, "kl_budgets must be > 0, got -1.0"),
         ("kl_budgets: [0.5, .inf]\n" + SWEEP, "kl_budgets must be > 0, got inf"),
@@ -545,3 +546,15 @@ def test_a_suite_file_under_the_home_folder_is_read_from_a_tilde_path(tmp_path, 
     (tmp_path / "my.yaml").write_text(SWEEP)
     suite = get_suite("~/my.yaml")
     assert suite.name == "my" and [s.tag for s in suite.sweeps] == ["r"]
+
+
+def test_a_null_in_a_suite_file_is_a_null_in_its_points(tmp_path):
+    """``task.gold: null`` (no gold reward) reaches each point's arguments as null, not as the text "None"."""
+    from rlhf_zoo.bench.runner import BUILD_ONLY_RUN_DIR
+    from rlhf_zoo.bench.suites import expand
+    from rlhf_zoo.config import load_config
+
+    path = tmp_path / "my.yaml"
+    path.write_text("task_args: {task: sentiment, task.gold: null}\n" + SWEEP)
+    (point,) = expand(load_suite_file(str(path)))
+    assert load_config([*point.args, BUILD_ONLY_RUN_DIR]).task.gold is None
