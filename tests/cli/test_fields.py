@@ -164,6 +164,7 @@ def test_fields_show_values_as_the_command_line_writes_them(cli):
     and empty strings read back as key=value, docs lose their reST markup; ``task=NAME`` alone shows its task."""
     code, out, err = cli("fields", "algo=rloo")
     assert code == 0 and out.startswith("algo=rloo  (rlhf_zoo/algorithms/"), err
+    assert "ReinforceConfig" in out.splitlines()[0]  # the dataclass a preset's settings (and docs) come from
     assert "algo.name=" not in out
     code, out, _ = cli("fields", "train", "run")
     assert "train.progress=true " in out and "resume=false " in out and 'run_dir="" ' in out
@@ -202,6 +203,13 @@ class _Gaps:
     delta: int = 4
 
 
+@dataclass
+class _Summary:
+    """A summary and no section."""
+
+    alpha: int = 1
+
+
 def test_blank_lines_deeper_lines_and_prose_in_the_attributes_section():
     """A blank line between entries keeps the section going; a deeper ``word: text`` line is a continuation,
     not an entry; a line at the entries' indentation that is no ``name: text`` ends the section; an entry with
@@ -213,6 +221,7 @@ def test_blank_lines_deeper_lines_and_prose_in_the_attributes_section():
         "delta": "after an entry with no text.",
     }
     assert undocumented(_Gaps) == ["gamma"]
+    assert field_docs(_Summary) == {} and undocumented(_Summary) == ["alpha"]  # no Attributes: section at all
 
 
 ROW = re.compile(r"  (?P<key>[\w.]+)=(?P<value>.*?)(?:\s{2,}(?P<doc>\S.*)|$)")
@@ -292,3 +301,30 @@ def test_a_section_named_both_ways_shows_it_once(cli, named):
     code, alone, _ = cli("fields", named)
     code2, both, err = cli("fields", named.partition("=")[0], named)
     assert code == code2 == 0 and both == alone, err
+
+
+def test_a_default_note_marks_exactly_the_values_that_differ_from_the_dataclass(cli):
+    """``[TrainConfig default: D]`` follows a value that configs/ set otherwise (task=sentiment's shorter
+    training), and no other: a field whose default is made by a factory (the task's empty proxy_options) has
+    none while the task leaves it alone."""
+    from rlhf_zoo.config import load_config
+    from rlhf_zoo.tasks.sentiment import SentimentTaskConfig
+
+    code, out, err = cli("fields", "task=sentiment", "train")
+    assert code == 0, err
+    cfg = OmegaConf.to_container(load_config(["algo=bond", "task=sentiment"]))
+    sections = [("task", SentimentTaskConfig), ("train", TrainConfig)]
+    for block, (section, cls) in zip(out.split("\n\n"), sections, strict=True):
+        texts: dict[str, str] = {}  # each row with its continuation lines
+        for line in block.splitlines()[1:]:
+            m = ROW.match(line)
+            if m:
+                key = m["key"].removeprefix(f"{section}.")
+                texts[key] = line
+            else:
+                texts[key] += " " + line.strip()
+        differ = {k for k in texts if cfg[section][k] != getattr(cls(), k)}
+        noted = {k for k, text in texts.items() if f"[{cls.__name__} default: " in text}
+        assert noted == differ and len(texts) > 5, (section, texts)
+        assert section == "task" or "steps" in differ  # configs/task/sentiment.yaml: 50 steps
+        assert section == "train" or "proxy_options" in set(texts) - noted
