@@ -558,3 +558,14 @@ def test_a_null_in_a_suite_file_is_a_null_in_its_points(tmp_path):
     path.write_text("task_args: {task: sentiment, task.gold: null}\n" + SWEEP)
     (point,) = expand(load_suite_file(str(path)))
     assert load_config([*point.args, BUILD_ONLY_RUN_DIR]).task.gold is None
+
+
+def test_a_sweep_may_run_a_preset_of_an_algorithm(tmp_path):
+    """``algo: rloo`` (configs/algo/rloo.yaml, REINFORCE with its settings) is as good a sweep's algorithm as
+    a registered one, as on the command line (algo=rloo)."""
+    from rlhf_zoo.config import presets
+
+    assert "rloo" in presets("algo")
+    path = tmp_path / "my.yaml"
+    path.write_text("sweeps:\n  - {tag: l, algo: rloo, knob: algo.beta, values: [0.1]}\n")
+    assert [s.algo for s in load_suite_file(str(path)).sweeps] == ["rloo"]
