@@ -352,6 +352,11 @@ def test_render_only_without_records_repeats_the_command_that_makes_them(cli, tm
             "sweeps:\n  - {tag: r, algo: reinforce, knob: algo.beta, values: [0.1, 0.5, 0.1]}\n",
             "sweep r: values lists 0.1 twice",
         ),
+        # null and 'null' are both algo.beta=null on the command line: one point, twice
+        (
+            "sweeps:\n  - {tag: r, algo: reinforce, knob: algo.beta, values: [null, 'null']}\n",
+            "sweep r: values lists null twice",
+        ),
         (
             "sweeps:\n  - {tag: r, algo: reinforce, knob: algo.beta, values: [1, 0.5, 1.0]}\n",
             "sweep r: values lists 1 and 1.0, one value in the tables: keep one",
