@@ -175,7 +175,7 @@ def describe(args: list[str]) -> str:
             compose([f"{k}={v}" for k, v in over.items()], need_algo=False)
         return overview()
     wanted = [s for s in SECTIONS if s in words or s in over]
-    if "algo" in words or ("task" in words and "task" not in over):
+    if ("algo" in words and "algo" not in over) or ("task" in words and "task" not in over):
         raise ConfigError("fields: name the algorithm and the task: algo=NAME, task=NAME")
     task_given = "task" in over or "config" in over
     if "model" in wanted and not task_given:  # the model's settings exist on tasks that use one

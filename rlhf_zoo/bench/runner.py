@@ -38,6 +38,7 @@ import json
 import os
 import shutil
 import signal
+import tempfile
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -426,6 +427,12 @@ def _signal_workers(pool: ProcessPoolExecutor, signum: int) -> None:
                 os.kill(proc.pid, signum)
 
 
+# the run_dir of a configuration that is only built, never run: a folder that is there and not the current one
+# (run_dir=unused was checked in the current folder: run from one that held a file named unused, or that could
+# not be written, every bench run failed, blaming a suite file's task_args)
+BUILD_ONLY_RUN_DIR = f"run_dir={tempfile.gettempdir()}"
+
+
 def validate_points(points: list[Point]) -> None:
     """Build every distinct configuration once (no model loads), so a bad override fails before any work."""
     from rlhf_zoo.config import load_config
@@ -435,7 +442,7 @@ def validate_points(points: list[Point]) -> None:
         key = tuple(a for a in p.args if not a.startswith("seed="))
         if key not in seen:
             seen.add(key)
-            load_config([*p.args, "run_dir=unused"])
+            load_config([*p.args, BUILD_ONLY_RUN_DIR])
 
 
 def exact_reference(args: list[str] | tuple[str, ...]) -> dict[str, Any]:
@@ -444,7 +451,7 @@ def exact_reference(args: list[str] | tuple[str, ...]) -> dict[str, Any]:
     from rlhf_zoo.config import as_dataclass, load_config
     from rlhf_zoo.tasks.registry import build_task, get_task_entry
 
-    cfg = load_config([*args, "run_dir=unused"])
+    cfg = load_config([*args, BUILD_ONLY_RUN_DIR])
     if not get_task_entry(cfg.task.name).has_oracle:
         return {}
     task = build_task(as_dataclass(cfg, "task"), None)

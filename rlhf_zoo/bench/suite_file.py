@@ -332,6 +332,7 @@ def _place_of_error(suite: Suite) -> tuple[str, Exception] | None:
     """The first part of the file that fails on its own, and its error: ``task_args``, a sweep's ``fixed``, the
     ``algo_args`` of its algorithm, or one of its values (each with the task arguments and the sweep's
     algorithm alone); None when only their combination fails."""
+    from rlhf_zoo.bench.runner import BUILD_ONLY_RUN_DIR
     from rlhf_zoo.config import load_config
 
     for s in suite.sweeps:
@@ -341,7 +342,7 @@ def _place_of_error(suite: Suite) -> tuple[str, Exception] | None:
         parts += [(f"sweep {s.tag}: {s.knob}={format_value(v)}", (f"{s.knob}={format_value(v)}",)) for v in s.values]
         for place, args in parts:
             try:
-                load_config([*base, *args, "run_dir=unused"])
+                load_config([*base, *args, BUILD_ONLY_RUN_DIR])
             except UserError as e:
                 return place, e
     return None

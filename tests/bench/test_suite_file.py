@@ -88,6 +88,8 @@ SWEEP = "sweeps:\n  - {tag: r, algo: reinforce, knob: algo.beta, values: [0.1]}\
         ("jobs: many\n" + SWEEP, "jobs"),
         ("sweeps:\n  - {tag: Big, algo: reinforce, knob: algo.beta, values: [1]}\n", "lower-case"),
         ("sweeps:\n  - {tag: bond, algo: bond, knob: algo.beta, values: [1]}\n", "claims read"),
+        # the claims read the built-in tag as that algorithm's sweep: same knob, another algorithm is refused too
+        ("sweeps:\n  - {tag: bond, algo: jbond, knob: algo.n, values: [2]}\n", "(algo bond, knob algo.n): keep those"),
         ("name: exact\n" + SWEEP, "built-in suite"),
         ("task_args: {task: nope}\n" + SWEEP, "unknown task 'nope'"),
         ("algo_args: {bond: {algo.k: 4}}\n" + SWEEP, "no sweep runs"),
@@ -103,6 +105,11 @@ SWEEP = "sweeps:\n  - {tag: r, algo: reinforce, knob: algo.beta, values: [0.1]}\
             "sweeps:\n  - {tag: r, algo: reinforce, knob: algo.beta, values: [0.1], fixed: {algo.beta: 0.3}}\n",
             "sweep r: fixed sets algo.beta, the sweep's knob (its values set it): remove it",
         ),
+        # a knob written with a space around it is the same key: its fixed setting is lost all the same
+        (
+            "sweeps:\n  - {tag: r, algo: reinforce, knob: 'algo.beta ', values: [0.1], fixed: {algo.beta: 0.3}}\n",
+            "sweep r: fixed sets algo.beta, the sweep's knob (its values set it): remove it",
+        ),
         ("algo_args: {reinforce: {seed: 1}}\n" + SWEEP, "algo_args.reinforce seed: a suite cannot set it"),
         # algo_args come after a sweep's fixed settings, and the knob's value after both: dropped without a word
         (
@@ -113,13 +120,23 @@ SWEEP = "sweeps:\n  - {tag: r, algo: reinforce, knob: algo.beta, values: [0.1]}\
         # a null key was OmegaConf's KeyValidationError traceback; an integer one "Key 1 (int) is incompatible with
         # (str) (key: fixed.1)", naming no sweep
         ("task_args: {null: 2}\n" + SWEEP, "task_args has a key that YAML reads as no name (null): write a key's"),
-        ("algo_args: {reinforce: {true: 1}}\n" + SWEEP, "algo_args.reinforce has a key that YAML reads as no name"),
+        # named as the file writes it (true), not as Python prints it (True)
+        (
+            "algo_args: {reinforce: {true: 1}}\n" + SWEEP,
+            "algo_args.reinforce has a key that YAML reads as no name (true)",
+        ),
         (
             "sweeps:\n  - {tag: r, algo: reinforce, knob: algo.beta, values: [0.1], fixed: {1: 2}}\n",
             "sweeps[0].fixed has a key that YAML reads as no name (1)",
         ),
         ("null: 1\n" + SWEEP, "the file has a key that YAML reads as no name (null)"),
         ("bon_pool: 4\n" + SWEEP, "bon_pool=4 pools the points of the sweep tagged best_of_n, and the suite has none"),
+        # the pool is the sweep *tagged* best_of_n (the planner's key): a Best-of-N sweep under another tag runs
+        # point by point, and the pool would be drawn for nothing
+        (
+            "bon_pool: 4\nsweeps:\n  - {tag: bon, algo: best_of_n, knob: algo.n, values: [1, 4]}\n",
+            "bon_pool=4 pools the points of the sweep tagged best_of_n, and the suite has none",
+        ),
         (
             SWEEP + "  - {tag: b, algo: bond, knob: algo.n, values: [2]}\n  - {tag: r, algo: bond, knob: algo.n, "
             "values: [4]}\n",
@@ -129,6 +146,19 @@ SWEEP = "sweeps:\n  - {tag: r, algo: reinforce, knob: algo.beta, values: [0.1]}\
             "algo_args: {reinforce: {algo.beta: 2}}\n" + SWEEP,
             "algo_args.reinforce sets algo.beta, the knob of its sweeps (r; their values set it): remove it",
         ),
+        # a sweep of another algorithm (bond, knob algo.n) takes no algo_args.reinforce: algo.beta is still lost on
+        # every sweep of reinforce, and the message names only those
+        (
+            "algo_args: {reinforce: {algo.beta: 2}}\n"
+            + SWEEP
+            + "  - {tag: b, algo: bond, knob: algo.n, values: [2]}\n",
+            "algo_args.reinforce sets algo.beta, the knob of its sweeps (r; their values set it): remove it",
+        ),
+        (
+            "algo_args: {reinforce: {algo.beta: 2}}\nsweeps:\n  - {tag: r, algo: reinforce, knob: ' algo.beta', "
+            "values: [0.1]}\n",
+            "algo_args.reinforce sets algo.beta, the knob of its sweeps (r; their values set it): remove it",
+        ),
         # said "suite file F: suite file F sets train.steps twice", naming the file twice and no section
         ("task_args: {train.steps: 3, train: {steps: 4}}\n" + SWEEP, "{path}: task_args sets train.steps twice"),
         ("algo_args: {reinforce: {algo.n: 3, algo: {n: 4}}}\n" + SWEEP, "algo_args.reinforce sets algo.n twice"),
@@ -136,6 +166,8 @@ SWEEP = "sweeps:\n  - {tag: r, algo: reinforce, knob: algo.beta, values: [0.1]}\
             "sweeps:\n  - {tag: r, algo: reinforce, knob: algo.beta, values: [1], fixed: {algo.n: 1, algo: {n: 2}}}\n",
             "{path}: sweep r: fixed sets algo.n twice",
         ),
+        # a suite file (it has sweeps:) with a stray algo: is not sent to rlhf-zoo train: its key is unknown
+        ("algo: bond\n" + SWEEP, "unknown key 'algo'; did you mean algo_args?"),
         # an experiment file said "unknown key 'algo'; did you mean algo_args?"
         (
             "algo: bond\ntask: exact\nsweep: {seed: [0, 1]}\n",
@@ -163,6 +195,11 @@ def test_a_bad_suite_file_is_one_line_naming_it(cli, tmp_path, text, needle):
             "sweep r: fixed: unknown key 'algo.nosuch';",
         ),
         ("sweeps:\n  - {tag: r, algo: reinforce, knob: algo.beta, values: [0.1, -5]}\n", "sweep r: algo.beta=-5: "),
+        # in a later sweep than the first, named with that sweep
+        (
+            SWEEP + "  - {tag: s, algo: reinforce, knob: algo.beta, values: [0.2], fixed: {algo.nosuch: 2}}\n",
+            "sweep s: fixed: unknown key 'algo.nosuch';",
+        ),
     ],
 )
 def test_a_bad_key_or_value_in_a_suite_file_names_the_section_it_is_in(cli, tmp_path, text, needle):
@@ -237,6 +274,8 @@ def test_a_bad_override_on_the_command_line_is_not_blamed_on_the_suite_file(cli,
         ("algo_args: [1]\n" + SWEEP, "algo_args must be a mapping"),
         ("kl_budgets: {a: 1}\n" + SWEEP, "kl_budgets must be a list"),
         ("seeds: [[0]]\n" + SWEEP, "seeds[0] must be a single value"),
+        ("seeds: [0, {a: 1}]\n" + SWEEP, "seeds[1] must be a single value"),
+        ("kl_budgets: [[1]]\n" + SWEEP, "kl_budgets[0] must be a single value"),
         ("sweeps: {a: 1}\n", "sweeps must be a list"),
         ("sweeps:\n  - {tag: r, algo: reinforce, knob: algo.beta, values: [0.1], fixed: [1, 2]}\n",
          "sweeps[0].fixed must be a mapping"),
@@ -294,6 +333,8 @@ def test_render_only_without_records_repeats_the_command_that_makes_them(cli, tm
     [
         ("jobs: 0\n" + SWEEP, "jobs must be >= 1, got 0"),
         ("bon_pool: -1\n" + SWEEP, "bon_pool must be >= 0 (0: no pool), got -1"),
+        # the smallest pool refused: 2**63 (a pool of 2**63 - 1 still fits torch's int64)
+        (f"bon_pool: {2**63}\n" + SWEEP, f"bon_pool must be < 2**63 (reference samples per prompt), got {2**63}"),
         (
             "bon_pool: 99999999999999999999\n" + SWEEP,
             "bon_pool must be < 2**63 (reference samples per prompt), got 9999",
@@ -301,6 +342,7 @@ def test_render_only_without_records_repeats_the_command_that_makes_them(cli, tm
         ("sweeps: []\n", "sweeps must list at least one sweep"),
         ("seeds: []\n" + SWEEP, "seeds must list at least one seed"),
         ("seeds: [0, 1, 0]\n" + SWEEP, "seeds lists seed 0 twice"),
+        ("seeds: [3, 1, 4, 1]\n" + SWEEP, "seeds lists seed 1 twice"),  # the seed repeated, not the first
         ("kl_budgets: [0.5, 0]\n" + SWEEP, "kl_budgets must be > 0, got 0.0"),
         ("kl_budgets: [-1]\n" + SWEEP, "kl_budgets must be > 0, got -1.0"),
         ("kl_budgets: [0.5, .inf]\n" + SWEEP, "kl_budgets must be > 0, got inf"),
@@ -309,6 +351,11 @@ def test_render_only_without_records_repeats_the_command_that_makes_them(cli, tm
         (
             "sweeps:\n  - {tag: r, algo: reinforce, knob: algo.beta, values: [0.1, 0.5, 0.1]}\n",
             "sweep r: values lists 0.1 twice",
+        ),
+        # null and 'null' are both algo.beta=null on the command line: one point, twice
+        (
+            "sweeps:\n  - {tag: r, algo: reinforce, knob: algo.beta, values: [null, 'null']}\n",
+            "sweep r: values lists null twice",
         ),
         (
             "sweeps:\n  - {tag: r, algo: reinforce, knob: algo.beta, values: [1, 0.5, 1.0]}\n",
@@ -346,6 +393,8 @@ def test_jobs_0_on_the_command_line_is_refused_even_with_render_only(cli, tmp_pa
         ("knob: algo.beta, values: [0.1]", "{algo: bond}", "task_args algo: a suite cannot set it"),
         ("knob: algo.beta, values: [0.1]", "{resume: true}", "task_args resume: a suite cannot set it"),
         ("knob: algo.beta, values: [0.1]", "{config: exp.yaml}", "task_args config: a suite cannot set it"),
+        # the command line reads ' seed=3' as seed=3: a space around the key does not let it through
+        ("knob: algo.beta, values: [0.1]", "{' seed': 3}", "task_args seed: a suite cannot set it"),
     ],
 )
 def test_a_key_the_bench_sets_itself_is_refused_in_a_suite_file(cli, tmp_path, sweep, task_args, needle):
@@ -439,15 +488,16 @@ def test_kl_budgets_are_columns_in_increasing_kl_whatever_order_they_are_written
 
 def test_a_suite_files_fields_are_the_suites_and_what_it_leaves_out_has_its_default(tmp_path):
     """Every field the file sets reaches the suite (jobs, resumable, the pool, a sweep's label, frontier, fixed
-    overrides); left out, the name is the file's stem, a sweep's objective its tag, the seeds [0]. Whether the
-    suite is exact follows from its task (the testbed by default). A ``.yml`` file is a suite file too."""
+    overrides, an objective); left out, the name is the file's stem, a sweep's objective its tag, the seeds [0].
+    Whether the suite is exact follows from its task (the testbed by default), which the task's own keys
+    (task.proxy) beside it do not change. A ``.yml`` file is a suite file too."""
     from rlhf_zoo.bench.suite_file import get_suite
 
     path = tmp_path / "my.yml"
     path.write_text(
         "description: d\nbudget: b\njobs: 3\nresumable: true\nbon_pool: 4\nseeds: [2, 5]\n"
-        "task_args: {task: sentiment}\nsweeps:\n"
-        "  - {tag: best_of_n, algo: best_of_n, knob: algo.n, values: [1, 4]}\n"
+        "task_args: {task: sentiment, task.proxy: vader}\nsweeps:\n"
+        "  - {tag: best_of_n, algo: best_of_n, knob: algo.n, values: [1, 4], objective: Best-of-N}\n"
         "  - {tag: r, algo: reinforce, knob: algo.beta, values: [0.1], knob_label: b, frontier: paths,"
         " fixed: {algo.samples: 2}}\n"
     )
@@ -455,7 +505,7 @@ def test_a_suite_files_fields_are_the_suites_and_what_it_leaves_out_has_its_defa
     assert (suite.name, suite.description, suite.budget, suite.seeds) == ("my", "d", "b", (2, 5))
     assert (suite.jobs, suite.resumable, suite.bon_pool, suite.exact) == (3, True, 4, False)
     bon, r = suite.sweeps
-    assert (bon.objective, r.objective, r.label, r.frontier) == ("best_of_n", "r", "b", "paths")
+    assert (bon.objective, r.objective, r.label, r.frontier) == ("Best-of-N", "r", "b", "paths")
     assert r.fixed == ("algo.samples=2",)
     path.write_text(SWEEP)
     suite = get_suite(str(path))
@@ -472,3 +522,55 @@ def test_a_suite_file_run_with_the_default_out_keeps_its_page_beside_its_records
     assert code == 0, err
     assert (tmp_path / "bench_runs" / "my.md").is_file() and (tmp_path / "bench_runs" / "records" / "my").is_dir()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bench_runs", "my.yaml"]
+
+
+def test_a_suite_file_is_checked_alike_from_any_current_folder(cli, tmp_path, monkeypatch):
+    """The points' configurations were built with run_dir=unused, which the config's check looked for in the
+    current folder: run from one that held a file named ``unused`` (or that could not be written), every bench
+    run failed with "suite file F: task_args: run_dir=unused is a file, not a directory", blaming a file that
+    was fine, and a file's real error was named as that one."""
+    from rlhf_zoo.bench.suite_file import validate_suite_file
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "unused").write_text("")
+    (tmp_path / "runs").write_text("")  # nor does the default run_dir, runs/<algo>-<task>-s<seed>, matter
+    path = tmp_path / "my.yaml"
+    path.write_text(SWEEP)
+    validate_suite_file(load_suite_file(str(path)), str(path))  # no error: every point builds
+    path.write_text("sweeps:\n  - {tag: r, algo: reinforce, knob: algo.beta, values: [0.1], fixed: {algo.nosuch: 2}}\n")
+    code, out, err = cli("bench", f"suite={path}", f"out={tmp_path}/out", "progress=false")
+    assert code == 2 and f"suite file {path}: sweep r: fixed: unknown key 'algo.nosuch'" in err, err
+
+
+def test_a_suite_file_under_the_home_folder_is_read_from_a_tilde_path(tmp_path, monkeypatch):
+    """``suite=~/my.yaml`` quoted (or written in a script) reaches the bench unexpanded: it is the file in the
+    home folder, not "no such file"."""
+    from rlhf_zoo.bench.suite_file import get_suite
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "my.yaml").write_text(SWEEP)
+    suite = get_suite("~/my.yaml")
+    assert suite.name == "my" and [s.tag for s in suite.sweeps] == ["r"]
+
+
+def test_a_null_in_a_suite_file_is_a_null_in_its_points(tmp_path):
+    """``task.gold: null`` (no gold reward) reaches each point's arguments as null, not as the text "None"."""
+    from rlhf_zoo.bench.runner import BUILD_ONLY_RUN_DIR
+    from rlhf_zoo.bench.suites import expand
+    from rlhf_zoo.config import load_config
+
+    path = tmp_path / "my.yaml"
+    path.write_text("task_args: {task: sentiment, task.gold: null}\n" + SWEEP)
+    (point,) = expand(load_suite_file(str(path)))
+    assert load_config([*point.args, BUILD_ONLY_RUN_DIR]).task.gold is None
+
+
+def test_a_sweep_may_run_a_preset_of_an_algorithm(tmp_path):
+    """``algo: rloo`` (configs/algo/rloo.yaml, REINFORCE with its settings) is as good a sweep's algorithm as
+    a registered one, as on the command line (algo=rloo)."""
+    from rlhf_zoo.config import presets
+
+    assert "rloo" in presets("algo")
+    path = tmp_path / "my.yaml"
+    path.write_text("sweeps:\n  - {tag: l, algo: rloo, knob: algo.beta, values: [0.1]}\n")
+    assert [s.algo for s in load_suite_file(str(path)).sweeps] == ["rloo"]

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, fields
 
 import pytest
+from omegaconf import OmegaConf
 
 from rlhf_zoo.algorithms.registry import REGISTRY
 from rlhf_zoo.config import RunConfig, TrainConfig
@@ -162,12 +164,14 @@ def test_fields_show_values_as_the_command_line_writes_them(cli):
     and empty strings read back as key=value, docs lose their reST markup; ``task=NAME`` alone shows its task."""
     code, out, err = cli("fields", "algo=rloo")
     assert code == 0 and out.startswith("algo=rloo  (rlhf_zoo/algorithms/"), err
+    assert "ReinforceConfig" in out.splitlines()[0]  # the dataclass a preset's settings (and docs) come from
     assert "algo.name=" not in out
     code, out, _ = cli("fields", "train", "run")
     assert "train.progress=true " in out and "resume=false " in out and 'run_dir="" ' in out
     assert "``" not in out and ":class:" not in out and "samples.jsonl" in out
     code, out, _ = cli("fields", "task=sentiment")
     assert code == 0 and out.startswith("task=sentiment  (") and "task.proxy=vader " in out
+    assert "task.name=" not in out  # chosen by task=, as algo.name by algo=
 
 
 def test_the_doc_of_model_name_names_every_packaged_model():
@@ -177,3 +181,150 @@ def test_the_doc_of_model_name_names_every_packaged_model():
 
     doc = field_docs(HFPolicyConfig)["name"]
     assert [m for m in (TINY, SMOLLM2, ZOO_LM) if f'"{m}"' not in doc] == []
+
+
+@dataclass
+class _Gaps:
+    """Attributes of a config, read from the section below (this line is not it).
+
+    Attributes:
+    alpha: first,
+        default: 1 (a deeper line continues the entry above, whatever it reads like).
+
+    beta: after a blank line.
+    gamma:
+    delta: after an entry with no text.
+    Prose at the entries' indentation that is no entry ends the section.
+    """
+
+    alpha: int = 1
+    beta: int = 2
+    gamma: int = 3
+    delta: int = 4
+
+
+@dataclass
+class _Summary:
+    """A summary and no section."""
+
+    alpha: int = 1
+
+
+def test_blank_lines_deeper_lines_and_prose_in_the_attributes_section():
+    """A blank line between entries keeps the section going; a deeper ``word: text`` line is a continuation,
+    not an entry; a line at the entries' indentation that is no ``name: text`` ends the section; an entry with
+    no text is a field without a doc (``undocumented``), and the entries after it are still read."""
+    assert field_docs(_Gaps) == {
+        "alpha": "first, default: 1 (a deeper line continues the entry above, whatever it reads like).",
+        "beta": "after a blank line.",
+        "gamma": "",
+        "delta": "after an entry with no text.",
+    }
+    assert undocumented(_Gaps) == ["gamma"]
+    assert field_docs(_Summary) == {} and undocumented(_Summary) == ["alpha"]  # no Attributes: section at all
+
+
+ROW = re.compile(r"  (?P<key>[\w.]+)=(?P<value>.*?)(?:\s{2,}(?P<doc>\S.*)|$)")
+
+
+def test_every_value_fields_shows_reads_back_as_itself_on_the_command_line(cli):
+    """The ``key=value`` of each row, given back to ``rlhf-zoo train``, is the value that it shows: a null is
+    ``null`` (not Python's None, which would be read as the text "None"), a list reads back as that list."""
+    from rlhf_zoo.config import load_config
+
+    args = ["algo=bond", "task=sentiment"]
+    code, out, err = cli("fields", *args, "model", "train", "run")
+    assert code == 0, err
+    rows = [m for m in map(ROW.match, out.splitlines()) if m and m["value"] != "FILE.yaml"]
+    shown = [f"{m['key']}={m['value']}" for m in rows]
+    # among them a null and a list
+    assert [any(s.endswith(end) for s in shown) for end in ("=null", "]")] == [True, True], shown
+    base = OmegaConf.to_container(load_config(args))
+    again = OmegaConf.to_container(load_config([*args, *shown]))
+    assert again == base
+
+
+def test_the_run_section_points_to_the_command_that_shows_each_nested_section(cli):
+    """``rlhf-zoo fields run`` lists algo.*, task.*, model.* and train.* as the command that shows them; each
+    command, with a name put for NAME, runs (``rlhf-zoo fields algo`` alone is refused: it needs algo=NAME)."""
+    code, out, _ = cli("fields", "run")
+    assert code == 0
+    pointers = dict(re.findall(r"^  (\w+)\.\*\s+rlhf-zoo fields (\S+):", out, flags=re.MULTILINE))
+    assert sorted(pointers) == ["algo", "model", "task", "train"], out
+    names = {"algo": "bond", "task": "sentiment"}
+    for section, command in pointers.items():
+        code, shown, err = cli("fields", *command.replace("NAME", names.get(section, "NAME")).split())
+        assert code == 0 and section in shown.splitlines()[0], (command, err)
+
+
+def test_fields_model_follows_the_task_of_a_config_file(cli, tmp_path):
+    """A ``config=FILE.yaml`` that sets the task chooses it for ``rlhf-zoo fields model``: only without a task
+    from either is one with a language model taken."""
+    exp = tmp_path / "exp.yaml"
+    exp.write_text("task: exact\n")
+    code, out, err = cli("fields", "model", f"config={exp}")
+    assert code == 2 and "task=exact has no language model" in err and not out, err
+    exp.write_text("task: sentiment\nmodel.max_prompt_tokens: 32\n")
+    code, out, err = cli("fields", "model", f"config={exp}")
+    assert code == 0 and "model.max_prompt_tokens=32 " in out, err
+
+
+def test_fields_columns_fit_the_terminal(cli, monkeypatch):
+    """Each block's docs start in one column, two spaces at least after the longest key that fits (a longer
+    key, model.lora_target_modules=[...], has its own line, its doc below it in that column), and wrap
+    within the terminal's width."""
+    monkeypatch.setenv("COLUMNS", "80")
+    code, out, err = cli("fields", "task=sentiment", "model", "train")
+    assert code == 0, err
+    for block in out.split("\n\n"):
+        lines = block.splitlines()[1:]
+        starts = set()
+        for i, line in enumerate(lines):
+            m = ROW.match(line)
+            if m and m["doc"]:
+                starts.add(m.start("doc"))
+            elif m:  # a key on its own line: its doc on the next, indented to the docs' column
+                starts.add(len(lines[i + 1]) - len(lines[i + 1].lstrip()))
+                assert not ROW.match(lines[i + 1])
+            else:  # a continuation line
+                starts.add(len(line) - len(line.lstrip()))
+            assert len(line) <= 80 or (m and not m["doc"]), line
+        assert len(starts) == 1, block
+        (column,) = starts
+        assert all(len(m["key"]) + len(m["value"]) + 5 <= column for m in map(ROW.match, lines) if m and m["doc"])
+
+
+@pytest.mark.parametrize("named", ["algo=bond", "task=sentiment"])
+def test_a_section_named_both_ways_shows_it_once(cli, named):
+    """``rlhf-zoo fields algo algo=bond`` said "name the algorithm and the task: algo=NAME, task=NAME", of an
+    algorithm that was named (``fields task task=sentiment`` showed the task's settings)."""
+    code, alone, _ = cli("fields", named)
+    code2, both, err = cli("fields", named.partition("=")[0], named)
+    assert code == code2 == 0 and both == alone, err
+
+
+def test_a_default_note_marks_exactly_the_values_that_differ_from_the_dataclass(cli):
+    """``[TrainConfig default: D]`` follows a value that configs/ set otherwise (task=sentiment's shorter
+    training), and no other: a field whose default is made by a factory (the task's empty proxy_options) has
+    none while the task leaves it alone."""
+    from rlhf_zoo.config import load_config
+    from rlhf_zoo.tasks.sentiment import SentimentTaskConfig
+
+    code, out, err = cli("fields", "task=sentiment", "train")
+    assert code == 0, err
+    cfg = OmegaConf.to_container(load_config(["algo=bond", "task=sentiment"]))
+    sections = [("task", SentimentTaskConfig), ("train", TrainConfig)]
+    for block, (section, cls) in zip(out.split("\n\n"), sections, strict=True):
+        texts: dict[str, str] = {}  # each row with its continuation lines
+        for line in block.splitlines()[1:]:
+            m = ROW.match(line)
+            if m:
+                key = m["key"].removeprefix(f"{section}.")
+                texts[key] = line
+            else:
+                texts[key] += " " + line.strip()
+        differ = {k for k in texts if cfg[section][k] != getattr(cls(), k)}
+        noted = {k for k, text in texts.items() if f"[{cls.__name__} default: " in text}
+        assert noted == differ and len(texts) > 5, (section, texts)
+        assert section == "task" or "steps" in differ  # configs/task/sentiment.yaml: 50 steps
+        assert section == "train" or "proxy_options" in set(texts) - noted
