@@ -72,6 +72,11 @@ from rlhf_zoo.bench.records import (
 from rlhf_zoo.bench.suites import Point, Suite, expand
 from rlhf_zoo.runlog import RunLog, checkpoint_to_resume
 
+# the run_dir of a configuration that is only built, never run: a folder that is there and not the current one
+# (run_dir=unused was checked in the current folder: run from one that held a file named unused, or that could
+# not be written, every bench run failed, blaming a suite file's task_args)
+BUILD_ONLY_RUN_DIR = f"run_dir={tempfile.gettempdir()}"
+
 
 @dataclass
 class BenchReport:
@@ -229,7 +234,7 @@ def _point_settings(point: Point) -> dict[str, Any]:
     """The settings a run of ``point`` would record (as :func:`_head` does), as read back (:func:`_as_recorded`)."""
     from rlhf_zoo.config import load_config
 
-    return _as_recorded(settings_of(load_config([*point.args, "run_dir=unused"])))
+    return _as_recorded(settings_of(load_config([*point.args, BUILD_ONLY_RUN_DIR])))
 
 
 def _finish(d: Path, record: dict[str, Any], records: str | None) -> None:
@@ -425,12 +430,6 @@ def _signal_workers(pool: ProcessPoolExecutor, signum: int) -> None:
         if proc.is_alive() and proc.pid is not None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(proc.pid, signum)
-
-
-# the run_dir of a configuration that is only built, never run: a folder that is there and not the current one
-# (run_dir=unused was checked in the current folder: run from one that held a file named unused, or that could
-# not be written, every bench run failed, blaming a suite file's task_args)
-BUILD_ONLY_RUN_DIR = f"run_dir={tempfile.gettempdir()}"
 
 
 def validate_points(points: list[Point]) -> None:
