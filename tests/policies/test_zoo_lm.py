@@ -165,6 +165,7 @@ def test_a_build_without_held_out_text_is_refused(data: dict, tmp_path: Path) ->
         ({"hidden_size": 30, "num_heads": 4}, "multiple of num_heads"),
         ({"seq_len": 65, "max_positions": 64}, "exceeds max_positions"),
         ({"vocab_size": 259}, "vocab_size must exceed"),
+        ({"sources": ()}, "non-empty subset"),
     ],
 )
 def test_a_shape_that_cannot_be_built_is_refused(change: dict, message: str) -> None:
@@ -363,3 +364,29 @@ def test_two_workers_wanting_zoo_lm_build_it_once(monkeypatch: pytest.MonkeyPatc
     for w in workers:
         w.join(timeout=30)
     assert len(builds) == 1 and found == [zoo_lm.zoo_lm_path()] * 2
+
+
+def test_the_corpus_follows_the_config_s_sources_split_seed_prompt_words_and_character_cap(data: dict) -> None:
+    """``load_corpus`` reads each setting from the config: the evaluation snippets are those of ``split_seed``
+    (not of ``seed``), only the chosen sources give documents, the guard keeps out the first ``prompt_words``
+    words of each snippet, and ``max_train_chars`` caps the training text."""
+    from rlhf_zoo.data.lm_corpus import norm_words
+
+    base = {**TINY.__dict__, "max_train_chars": 0}
+    corpus, snippets = load_corpus(ZooLMConfig(**{**base, "split_seed": 1}), data["records"], data["gensim"])
+    assert snippets == [r.text for r in split_hutto(data["records"], seed=1).prompt_eval] != data["eval_snippets"]
+    for only in ("hutto", "gensim"):
+        part, _ = load_corpus(ZooLMConfig(**{**base, "sources": (only,)}), data["records"], data["gensim"])
+        assert part.train and {d.source.split("/")[0] for d in part.train + part.val} == {only}
+    # a news line quoting only the first 3 words of an evaluation snippet: an evaluation prompt at prompt_words=3
+    three = " ".join(norm_words(data["eval_snippets"][3])[:3])
+    files = {**data["gensim"], "lee.cor": f"Reviewers said {three} nothing more.\nAn unrelated line.\n"}
+    for words, dropped in ((3, True), (TINY.prompt_words, False)):
+        part, _ = load_corpus(ZooLMConfig(**{**base, "prompt_words": words}), data["records"], files)
+        texts = {d.text for d in part.train + part.val}
+        assert (f"Reviewers said {three} nothing more." not in texts) == dropped, words
+        assert "An unrelated line." in texts
+    full, _ = load_corpus(ZooLMConfig(**base), data["records"], data["gensim"])
+    capped, _ = load_corpus(ZooLMConfig(**{**base, "max_train_chars": 5000}), data["records"], data["gensim"])
+    sizes = [len(d.text) for d in capped.train]
+    assert sum(sizes) >= 5000 > sum(sizes[:-1]) and capped.train == full.train[: len(sizes)]
