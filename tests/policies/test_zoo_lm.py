@@ -136,10 +136,11 @@ def test_meta_figures_are_those_of_the_saved_model_on_the_held_out_and_evaluatio
     corpus's held-out documents and the sentiment task's evaluation snippets (not the training text)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    path = _build(data, tmp_path / "lm")
+    config = ZooLMConfig(**{**TINY.__dict__, "seed": 1})  # a seed other than 0 (every default seed)
+    path = _build(data, tmp_path / "lm", config=config)
     meta, tok = read_meta(path), AutoTokenizer.from_pretrained(path)
     model = AutoModelForCausalLM.from_pretrained(path)
-    corpus, eval_snippets = load_corpus(TINY, data["records"], data["gensim"])
+    corpus, eval_snippets = load_corpus(config, data["records"], data["gensim"])
     train, val = [d.text for d in corpus.train], [d.text for d in corpus.val]
     val_blocks = zoo_lm.pack(tok, val, TINY.seq_len)
     assert meta["heldout_perplexity"] == pytest.approx(zoo_lm.perplexity(model, val_blocks, tok.pad_token_id), abs=2e-3)
@@ -150,6 +151,10 @@ def test_meta_figures_are_those_of_the_saved_model_on_the_held_out_and_evaluatio
     }
     assert meta["corpus"]["train_tokens"] == tokens["train"] and meta["corpus"]["val_tokens"] == tokens["val"]
     assert (meta["corpus"]["train_docs"], meta["corpus"]["val_docs"]) == (len(train), len(val))
+    # the samples are the saved model's continuations of the first snippets' prompts, at the recorded seed
+    prompts = [prompt_prefix(t, config.prompt_words) for t in eval_snippets[: config.n_samples]]
+    assert meta["samples"] == zoo_lm.sample_continuations(model, tok, prompts, config.sample_tokens, config.seed)
+    assert meta["sample_settings"].endswith(f"seed {config.seed}")
 
 
 def test_a_build_without_held_out_text_is_refused(data: dict, tmp_path: Path) -> None:
@@ -183,14 +188,20 @@ def test_every_setting_gets_its_own_folder_and_fingerprints_tell_documents_apart
 
 
 def test_second_build_is_a_cache_hit(data: dict, tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
     steps: list[int] = []
     path = _build(data, tmp_path / "lm", on_step=steps.append)
     assert steps == [1, 2, 3]
     stamp = (path / "meta.json").stat().st_mtime_ns
     assert _build(data, tmp_path / "lm", on_step=steps.append) == path
     assert steps == [1, 2, 3] and (path / "meta.json").stat().st_mtime_ns == stamp
+    weights = load_file(path / "model.safetensors")
+    torch.manual_seed(12345)  # the caller's random state plays no part: the build is a function of its config
     _build(data, tmp_path / "lm", on_step=steps.append, force=True)
     assert steps == [1, 2, 3] * 2
+    again = load_file(path / "model.safetensors")
+    assert again.keys() == weights.keys() and all(torch.equal(again[k], weights[k]) for k in weights)
 
 
 def test_interrupted_build_leaves_nothing(data: dict, tmp_path: Path) -> None:
