@@ -137,10 +137,14 @@ def test_meta_figures_are_those_of_the_saved_model_on_the_held_out_and_evaluatio
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     config = ZooLMConfig(**{**TINY.__dict__, "seed": 1})  # a seed other than 0 (every default seed)
-    path = _build(data, tmp_path / "lm", config=config)
+    lee = data["gensim"]["lee.cor"]
+    files = {**data["gensim"], "lee.cor": lee + lee.splitlines()[0].upper() + "\n"}  # a repeated line
+    path = build_zoo_lm(
+        path=tmp_path / "lm", config=config, records=data["records"], gensim_files=files, progress=False
+    )
     meta, tok = read_meta(path), AutoTokenizer.from_pretrained(path)
     model = AutoModelForCausalLM.from_pretrained(path)
-    corpus, eval_snippets = load_corpus(config, data["records"], data["gensim"])
+    corpus, eval_snippets = load_corpus(config, data["records"], files)
     train, val = [d.text for d in corpus.train], [d.text for d in corpus.val]
     val_blocks = zoo_lm.pack(tok, val, TINY.seq_len)
     assert meta["heldout_perplexity"] == pytest.approx(zoo_lm.perplexity(model, val_blocks, tok.pad_token_id), abs=2e-3)
@@ -151,6 +155,18 @@ def test_meta_figures_are_those_of_the_saved_model_on_the_held_out_and_evaluatio
     }
     assert meta["corpus"]["train_tokens"] == tokens["train"] and meta["corpus"]["val_tokens"] == tokens["val"]
     assert (meta["corpus"]["train_docs"], meta["corpus"]["val_docs"]) == (len(train), len(val))
+    assert meta["corpus"]["train_chars"] == len("".join(train))
+    assert meta["corpus"]["duplicates_dropped"] == corpus.duplicates >= 1
+    assert meta["corpus"]["excluded_eval"] == corpus.excluded
+    # one row per source, of that source's own figures, attributed to its own origin
+    rows = {s["source"]: s for s in meta["sources"]}
+    assert len(rows) == len(meta["sources"]) and rows.keys() == corpus.sizes().keys()
+    for source, row in rows.items():
+        assert {k: row[k] for k in corpus.sizes()[source]} == corpus.sizes()[source], source
+        assert row["excluded_eval"] == corpus.excluded.get(source, 0), source
+        origin = source.split("/")[0]
+        assert origin in row["from"].lower() and ("what" in row) == (origin == "gensim"), source
+    assert sum(row["excluded_eval"] for row in rows.values()) == sum(corpus.excluded.values()) > 0
     # the samples are the saved model's continuations of the first snippets' prompts, at the recorded seed
     prompts = [prompt_prefix(t, config.prompt_words) for t in eval_snippets[: config.n_samples]]
     assert meta["samples"] == zoo_lm.sample_continuations(model, tok, prompts, config.sample_tokens, config.seed)
