@@ -8,8 +8,10 @@ The real build (Hutto & Gilbert texts + the gensim wheel's prose, 5 M parameters
 from __future__ import annotations
 
 import math
+import os
 import random
 import re
+import stat
 import subprocess
 import zipfile
 from pathlib import Path
@@ -102,7 +104,14 @@ def _norm(text: str) -> str:
 def test_build_loads_with_auto_classes_and_records_meta(data: dict, tmp_path: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
 
-    path = _build(data, tmp_path / "lm")
+    umask = os.umask(0o027)  # a cache shared with a group: every file readable by it, as new files are
+    try:
+        path = _build(data, tmp_path / "lm")
+    finally:
+        os.umask(umask)
+    modes = {f.name: stat.S_IMODE(f.stat().st_mode) for f in path.iterdir()}
+    assert {"model.safetensors", "tokenizer.json", "meta.json"} <= modes.keys()
+    assert set(modes.values()) == {0o666 & ~0o027}, modes
     tok = AutoTokenizer.from_pretrained(path)
     model = AutoModelForCausalLM.from_pretrained(path)
     assert isinstance(model, LlamaForCausalLM)
@@ -417,3 +426,16 @@ def test_the_corpus_follows_the_config_s_sources_split_seed_prompt_words_and_cha
     capped, _ = load_corpus(ZooLMConfig(**{**base, "max_train_chars": 5000}), data["records"], data["gensim"])
     sizes = [len(d.text) for d in capped.train]
     assert sum(sizes) >= 5000 > sum(sizes[:-1]) and capped.train == full.train[: len(sizes)]
+
+
+def test_a_path_that_holds_something_else_is_never_built_over(data: dict, tmp_path: Path) -> None:
+    """A non-empty folder without ``meta.json`` (or a file) at the path is refused before any work, and kept."""
+    folder, file = tmp_path / "lm", tmp_path / "lm.txt"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("mine")
+    file.write_text("also mine")
+    for path in (folder, file):
+        with pytest.raises(UserError, match="holds no zoo-lm model"):
+            _build(data, path)
+    assert (folder / "notes.txt").read_text() == "mine" and file.read_text() == "also mine"
+    assert sorted(p.name for p in folder.iterdir()) == ["notes.txt"]
