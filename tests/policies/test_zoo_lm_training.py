@@ -177,9 +177,9 @@ def test_both_perplexities_of_a_llama_equal_each_text_scored_on_its_own():
     model = tiny_llama(tok)
     blocks = zoo_lm.pack(tok, ["thefilmwaswarm", "dull", "abc"], seq_len=8)
     rows = [[t for t in row.tolist() if t != PAD] for row in blocks]
-    assert len(rows[-1]) < 8  # the last block is padded
+    assert len(rows) == 4 and len(rows[-1]) < 8  # the last block is padded, alone in the last batch of 3
     want = math.exp(sum(map(lambda r: llama_nll(model, r), rows)) / sum(len(r) - 1 for r in rows))
-    assert zoo_lm.perplexity(model, blocks, PAD, batch_size=2) == pytest.approx(want, rel=1e-4)
+    assert zoo_lm.perplexity(model, blocks, PAD, batch_size=3) == pytest.approx(want, rel=1e-4)
     texts = ["warmstory", "ok", "sadendingofaverylongfilm"]  # of three lengths, in one batch
     seqs = [ids + [EOS] for ids in tok(texts)["input_ids"]]
     want = math.exp(sum(map(lambda s: llama_nll(model, s), seqs)) / sum(len(s) - 1 for s in seqs))
