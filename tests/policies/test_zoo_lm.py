@@ -116,9 +116,10 @@ def test_build_loads_with_auto_classes_and_records_meta(data: dict, tmp_path: Pa
     model = AutoModelForCausalLM.from_pretrained(path)
     assert isinstance(model, LlamaForCausalLM)
     vocab = model.config.vocab_size
-    assert vocab == len(tok) <= TINY.vocab_size
+    assert vocab == len(tok) == TINY.vocab_size  # the synthetic text has merges enough to fill it
     ids = {"pad": tok.pad_token_id, "bos": tok.bos_token_id, "eos": tok.eos_token_id}
-    assert len(set(ids.values())) == 3 and all(0 <= i < vocab for i in ids.values())
+    assert ids == dict(zip(["pad", "bos", "eos"], tok.convert_tokens_to_ids(list(zoo_lm.SPECIALS)), strict=True))
+    assert ids == {"pad": 0, "bos": 1, "eos": 2}  # the module docstring's ids
     assert (model.config.pad_token_id, model.config.bos_token_id, model.config.eos_token_id) == tuple(ids.values())
     assert model.generation_config.eos_token_id == tok.eos_token_id
     assert tok.padding_side == "left"
@@ -127,6 +128,7 @@ def test_build_loads_with_auto_classes_and_records_meta(data: dict, tmp_path: Pa
         assert enc[0] == tok.bos_token_id and all(0 <= i < vocab for i in enc)
         assert tok.decode(enc, skip_special_tokens=True) == text  # byte-level: every text round-trips
     meta = read_meta(path)
+    assert meta["special_tokens"] == ids and meta["vocab_size"] == vocab
     assert math.isfinite(meta["heldout_perplexity"]) and 1.0 < meta["heldout_perplexity"] < 2 * vocab
     assert math.isfinite(meta["sentiment_eval_perplexity"]) and meta["sentiment_eval_perplexity"] > 1.0
     sources = {s["source"] for s in meta["sources"]}
@@ -145,7 +147,8 @@ def test_meta_figures_are_those_of_the_saved_model_on_the_held_out_and_evaluatio
     corpus's held-out documents and the sentiment task's evaluation snippets (not the training text)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    config = ZooLMConfig(**{**TINY.__dict__, "seed": 1})  # a seed other than 0 (every default seed)
+    # a seed other than 0 (every default seed); more vocabulary than the text's merges fill
+    config = ZooLMConfig(**{**TINY.__dict__, "seed": 1, "vocab_size": 4000})
     lee = data["gensim"]["lee.cor"]
     files = {**data["gensim"], "lee.cor": lee + lee.splitlines()[0].upper() + "\n"}  # a repeated line
     path = build_zoo_lm(
@@ -153,6 +156,7 @@ def test_meta_figures_are_those_of_the_saved_model_on_the_held_out_and_evaluatio
     )
     meta, tok = read_meta(path), AutoTokenizer.from_pretrained(path)
     model = AutoModelForCausalLM.from_pretrained(path)
+    assert meta["vocab_size"] == len(tok) == model.config.vocab_size < config.vocab_size
     corpus, eval_snippets = load_corpus(config, data["records"], files)
     train, val = [d.text for d in corpus.train], [d.text for d in corpus.val]
     val_blocks = zoo_lm.pack(tok, val, TINY.seq_len)
@@ -210,12 +214,15 @@ def test_every_setting_gets_its_own_folder_and_fingerprints_tell_documents_apart
         changed = other[name] if name in other else value + 1
         assert changed != value and ZooLMConfig(**{**TINY.__dict__, name: changed}).tag() != TINY.tag(), name
     assert zoo_lm.corpus_sha256(["ab", "c"]) != zoo_lm.corpus_sha256(["a", "bc"])
+    assert zoo_lm.zoo_lm_path(TINY).name == TINY.tag() != ZooLMConfig().tag() == zoo_lm.zoo_lm_path().name
+    assert zoo_lm.zoo_lm_path(TINY).parent == zoo_lm.zoo_lm_path().parent
 
 
 def test_second_build_is_a_cache_hit(data: dict, tmp_path: Path) -> None:
     from safetensors.torch import load_file
 
     steps: list[int] = []
+    (tmp_path / "lm").mkdir()  # an empty folder is no obstacle
     path = _build(data, tmp_path / "lm", on_step=steps.append)
     assert steps == [1, 2, 3]
     stamp = (path / "meta.json").stat().st_mtime_ns
@@ -409,8 +416,15 @@ def test_the_corpus_follows_the_config_s_sources_split_seed_prompt_words_and_cha
     from rlhf_zoo.data.lm_corpus import norm_words
 
     base = {**TINY.__dict__, "max_train_chars": 0}
-    corpus, snippets = load_corpus(ZooLMConfig(**{**base, "split_seed": 1}), data["records"], data["gensim"])
-    assert snippets == [r.text for r in split_hutto(data["records"], seed=1).prompt_eval] != data["eval_snippets"]
+    split = {"seed": 1, "n_eval_prompts": 300, "min_prompt_words": 10}  # none the default
+    config = ZooLMConfig(**{**base, "split_seed": split["seed"], **{k: v for k, v in split.items() if k != "seed"}})
+    _, snippets = load_corpus(config, data["records"], data["gensim"])
+    assert snippets == [r.text for r in split_hutto(data["records"], **split).prompt_eval]
+    for name in split:  # each of the three decides the snippets: left at its default, they differ
+        default = getattr(ZooLMConfig(), "split_seed" if name == "seed" else name)
+        assert [r.text for r in split_hutto(data["records"], **{**split, name: default}).prompt_eval] != snippets, name
+    with pytest.raises(ValueError, match="for 4000 held-out ones"):  # n_heldout only has to fit the records
+        load_corpus(ZooLMConfig(**{**base, "n_heldout": 4000}), data["records"], data["gensim"])
     for only in ("hutto", "gensim"):
         part, _ = load_corpus(ZooLMConfig(**{**base, "sources": (only,)}), data["records"], data["gensim"])
         assert part.train and {d.source.split("/")[0] for d in part.train + part.val} == {only}
