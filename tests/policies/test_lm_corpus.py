@@ -56,6 +56,7 @@ def test_the_guard_finds_a_whole_prompt_in_any_spelling_and_nothing_less():
     assert guard.hits("he said: ONE, two... three_four five six!")  # case, punctuation and '_' ignored
     assert not guard.hits("one two three four five seven")  # five of its six words are not the prompt
     assert not guard.hits("one two three four five")
+    assert EvalGuard(["Die Straße ist lang und breit heute"], 6).hits("DIE STRASSE IST LANG UND BREIT")  # casefold
     with pytest.raises(ValueError, match="prompt_words must be >= 1"):
         EvalGuard(["a b"], 0)
 

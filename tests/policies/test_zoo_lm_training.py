@@ -270,3 +270,19 @@ def test_sampled_continuations_draw_from_the_whole_distribution_seeded_without_t
         start = len(seq) - len(new)
         ranks += [int((logits[t - 1] > logits[t - 1, seq[t]]).sum()) for t in range(start, len(seq))]
     assert len(ranks) >= 20 and sum(r >= 50 for r in ranks) > len(ranks) / 2
+
+
+def test_a_continuation_is_the_text_of_the_new_tokens_without_the_end_of_text_mark():
+    """A model that answers every prompt with two words and ``</s>``: the recorded continuation is those words."""
+    tok = zoo_lm.train_tokenizer(["a warm film", "a cold story"] * 5, 300)
+    answer = tok(" cold story", add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+
+    class Answering:
+        def eval(self):
+            return self
+
+        def generate(self, input_ids, attention_mask=None, **kw):
+            return torch.cat([input_ids, torch.tensor([answer] * len(input_ids))], dim=1)
+
+    got = zoo_lm.sample_continuations(Answering(), tok, ["a warm", "the"], max_new_tokens=4, seed=0)
+    assert got == [["a warm", " cold story"], ["the", " cold story"]]
