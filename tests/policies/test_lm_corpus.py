@@ -81,6 +81,8 @@ def test_the_split_and_the_order_depend_on_the_seed_and_the_texts_not_on_the_inp
     shuffled = random.Random(0).sample(given, len(given))
     corpus = build_corpus(given, NO_EVAL, val_fraction=0.2, seed=0)
     assert build_corpus(shuffled, NO_EVAL, val_fraction=0.2, seed=0) == corpus
+    respelled = build_corpus([Doc(d.source, d.text.upper()) for d in given], NO_EVAL, val_fraction=0.2, seed=0)
+    assert [d.text for d in respelled.val] == [d.text.upper() for d in corpus.val]  # the split of the normalised text
     other = build_corpus(given, NO_EVAL, val_fraction=0.2, seed=1)
     assert {d.text for d in other.val} != {d.text for d in corpus.val}
     common = {d.text for d in other.train} & {d.text for d in corpus.train}

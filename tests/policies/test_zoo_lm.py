@@ -167,6 +167,10 @@ def test_meta_figures_are_those_of_the_saved_model_on_the_held_out_and_evaluatio
         part: sum(len(ids) + 1 for ids in tok(texts)["input_ids"]) for part, texts in (("train", train), ("val", val))
     }
     assert meta["corpus"]["train_tokens"] == tokens["train"] and meta["corpus"]["val_tokens"] == tokens["val"]
+    # trained on the training blocks: their number is the training tokens' in blocks of seq_len, the last padded
+    assert meta["tokens_seen"] == config.steps * config.batch_size * config.seq_len
+    train_block_tokens = math.ceil(tokens["train"] / config.seq_len) * config.seq_len
+    assert meta["epochs"] == round(meta["tokens_seen"] / train_block_tokens, 3) != 0
     assert (meta["corpus"]["train_docs"], meta["corpus"]["val_docs"]) == (len(train), len(val))
     assert meta["corpus"]["train_chars"] == len("".join(train))
     assert meta["corpus"]["duplicates_dropped"] == corpus.duplicates >= 1

@@ -262,6 +262,7 @@ def test_sampled_continuations_draw_from_the_whole_distribution_seeded_without_t
     first = zoo_lm.sample_continuations(model, tok, prompts, max_new_tokens=20, seed=4)
     assert torch.equal(torch.random.get_rng_state(), state)
     assert zoo_lm.sample_continuations(model, tok, prompts, max_new_tokens=20, seed=4) == first
+    assert [len(g) for g in generated] == [20] * 4  # no </s> drawn at this seed: every sample runs to the limit
     ranks = []
     for p, new in zip(prompts, generated[: len(prompts)], strict=True):
         seq = tok([p])["input_ids"][0] + new.tolist()
