@@ -415,8 +415,9 @@ def test_two_workers_wanting_zoo_lm_build_it_once(monkeypatch: pytest.MonkeyPatc
 
 def test_the_corpus_follows_the_config_s_sources_split_seed_prompt_words_and_character_cap(data: dict) -> None:
     """``load_corpus`` reads each setting from the config: the evaluation snippets are those of ``split_seed``
-    (not of ``seed``), only the chosen sources give documents, the guard keeps out the first ``prompt_words``
-    words of each snippet, and ``max_train_chars`` caps the training text."""
+    (not of ``seed``), ``n_eval_prompts`` and ``min_prompt_words`` (and ``n_heldout`` must fit the records), only
+    the chosen sources give documents, the guard keeps out the first ``prompt_words`` words of each snippet, and
+    ``max_train_chars`` caps the training text."""
     from rlhf_zoo.data.lm_corpus import norm_words
 
     base = {**TINY.__dict__, "max_train_chars": 0}
