@@ -1,6 +1,8 @@
 """zoo-lm's text (rlhf_zoo/data/lm_corpus.py) on hand-made documents: the held-out documents never train, repeats
 and blank documents are dropped, the character cap, the per-source sizes and the evaluation-prompt guard."""
 
+import random
+
 import pytest
 
 from rlhf_zoo.data.lm_corpus import Doc, EvalGuard, build_corpus
@@ -54,5 +56,34 @@ def test_the_guard_finds_a_whole_prompt_in_any_spelling_and_nothing_less():
     assert guard.hits("he said: ONE, two... three_four five six!")  # case, punctuation and '_' ignored
     assert not guard.hits("one two three four five seven")  # five of its six words are not the prompt
     assert not guard.hits("one two three four five")
+    assert EvalGuard(["Die Straße ist lang und breit heute"], 6).hits("DIE STRASSE IST LANG UND BREIT")  # casefold
     with pytest.raises(ValueError, match="prompt_words must be >= 1"):
         EvalGuard(["a b"], 0)
+
+
+def test_a_one_word_prompt_is_found_anywhere_and_an_evaluation_text_without_words_is_ignored():
+    """``prompt_words`` = 1 is allowed (a prompt of one word, found even as a text's last word); an evaluation
+    text with no alphanumeric word has no prompt to look for, and guards nothing."""
+    guard = EvalGuard(["Gyllenhaal shines here", "", " ... !!"], 1)
+    assert guard.hits("starring Gyllenhaal") and guard.hits("GYLLENHAAL.") and not guard.hits("it shines here")
+    assert not EvalGuard(["", "?!"], 6).hits("any text at all")
+
+
+def test_val_fraction_must_leave_documents_to_train_on():
+    with pytest.raises(ValueError, match="val_fraction must be in"):
+        build_corpus(docs(3), NO_EVAL, val_fraction=1.0)
+
+
+def test_the_split_and_the_order_depend_on_the_seed_and_the_texts_not_on_the_input_order():
+    """The same documents in another order give the same corpus; another seed holds out other documents and
+    orders the training documents otherwise."""
+    given = docs(200)
+    shuffled = random.Random(0).sample(given, len(given))
+    corpus = build_corpus(given, NO_EVAL, val_fraction=0.2, seed=0)
+    assert build_corpus(shuffled, NO_EVAL, val_fraction=0.2, seed=0) == corpus
+    respelled = build_corpus([Doc(d.source, d.text.upper()) for d in given], NO_EVAL, val_fraction=0.2, seed=0)
+    assert [d.text for d in respelled.val] == [d.text.upper() for d in corpus.val]  # the split of the normalised text
+    other = build_corpus(given, NO_EVAL, val_fraction=0.2, seed=1)
+    assert {d.text for d in other.val} != {d.text for d in corpus.val}
+    common = {d.text for d in other.train} & {d.text for d in corpus.train}
+    assert [d.text for d in other.train if d.text in common] != [d.text for d in corpus.train if d.text in common]

@@ -8,8 +8,10 @@ The real build (Hutto & Gilbert texts + the gensim wheel's prose, 5 M parameters
 from __future__ import annotations
 
 import math
+import os
 import random
 import re
+import stat
 import subprocess
 import zipfile
 from pathlib import Path
@@ -102,14 +104,22 @@ def _norm(text: str) -> str:
 def test_build_loads_with_auto_classes_and_records_meta(data: dict, tmp_path: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaForCausalLM
 
-    path = _build(data, tmp_path / "lm")
+    umask = os.umask(0o027)  # a cache shared with a group: every file readable by it, as new files are
+    try:
+        path = _build(data, tmp_path / "lm")
+    finally:
+        os.umask(umask)
+    modes = {f.name: stat.S_IMODE(f.stat().st_mode) for f in path.iterdir()}
+    assert {"model.safetensors", "tokenizer.json", "meta.json"} <= modes.keys()
+    assert set(modes.values()) == {0o666 & ~0o027}, modes
     tok = AutoTokenizer.from_pretrained(path)
     model = AutoModelForCausalLM.from_pretrained(path)
     assert isinstance(model, LlamaForCausalLM)
     vocab = model.config.vocab_size
-    assert vocab == len(tok) <= TINY.vocab_size
+    assert vocab == len(tok) == TINY.vocab_size  # the synthetic text has merges enough to fill it
     ids = {"pad": tok.pad_token_id, "bos": tok.bos_token_id, "eos": tok.eos_token_id}
-    assert len(set(ids.values())) == 3 and all(0 <= i < vocab for i in ids.values())
+    assert ids == dict(zip(["pad", "bos", "eos"], tok.convert_tokens_to_ids(list(zoo_lm.SPECIALS)), strict=True))
+    assert ids == {"pad": 0, "bos": 1, "eos": 2}  # the module docstring's ids
     assert (model.config.pad_token_id, model.config.bos_token_id, model.config.eos_token_id) == tuple(ids.values())
     assert model.generation_config.eos_token_id == tok.eos_token_id
     assert tok.padding_side == "left"
@@ -118,6 +128,7 @@ def test_build_loads_with_auto_classes_and_records_meta(data: dict, tmp_path: Pa
         assert enc[0] == tok.bos_token_id and all(0 <= i < vocab for i in enc)
         assert tok.decode(enc, skip_special_tokens=True) == text  # byte-level: every text round-trips
     meta = read_meta(path)
+    assert meta["special_tokens"] == ids and meta["vocab_size"] == vocab
     assert math.isfinite(meta["heldout_perplexity"]) and 1.0 < meta["heldout_perplexity"] < 2 * vocab
     assert math.isfinite(meta["sentiment_eval_perplexity"]) and meta["sentiment_eval_perplexity"] > 1.0
     sources = {s["source"] for s in meta["sources"]}
@@ -136,10 +147,17 @@ def test_meta_figures_are_those_of_the_saved_model_on_the_held_out_and_evaluatio
     corpus's held-out documents and the sentiment task's evaluation snippets (not the training text)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    path = _build(data, tmp_path / "lm")
+    # a seed other than 0 (every default seed); more vocabulary than the text's merges fill
+    config = ZooLMConfig(**{**TINY.__dict__, "seed": 1, "vocab_size": 4000})
+    lee = data["gensim"]["lee.cor"]
+    files = {**data["gensim"], "lee.cor": lee + lee.splitlines()[0].upper() + "\n"}  # a repeated line
+    path = build_zoo_lm(
+        path=tmp_path / "lm", config=config, records=data["records"], gensim_files=files, progress=False
+    )
     meta, tok = read_meta(path), AutoTokenizer.from_pretrained(path)
     model = AutoModelForCausalLM.from_pretrained(path)
-    corpus, eval_snippets = load_corpus(TINY, data["records"], data["gensim"])
+    assert meta["vocab_size"] == len(tok) == model.config.vocab_size < config.vocab_size
+    corpus, eval_snippets = load_corpus(config, data["records"], files)
     train, val = [d.text for d in corpus.train], [d.text for d in corpus.val]
     val_blocks = zoo_lm.pack(tok, val, TINY.seq_len)
     assert meta["heldout_perplexity"] == pytest.approx(zoo_lm.perplexity(model, val_blocks, tok.pad_token_id), abs=2e-3)
@@ -149,7 +167,27 @@ def test_meta_figures_are_those_of_the_saved_model_on_the_held_out_and_evaluatio
         part: sum(len(ids) + 1 for ids in tok(texts)["input_ids"]) for part, texts in (("train", train), ("val", val))
     }
     assert meta["corpus"]["train_tokens"] == tokens["train"] and meta["corpus"]["val_tokens"] == tokens["val"]
+    # trained on the training blocks: their number is the training tokens' in blocks of seq_len, the last padded
+    assert meta["tokens_seen"] == config.steps * config.batch_size * config.seq_len
+    train_block_tokens = math.ceil(tokens["train"] / config.seq_len) * config.seq_len
+    assert meta["epochs"] == round(meta["tokens_seen"] / train_block_tokens, 3) != 0
     assert (meta["corpus"]["train_docs"], meta["corpus"]["val_docs"]) == (len(train), len(val))
+    assert meta["corpus"]["train_chars"] == len("".join(train))
+    assert meta["corpus"]["duplicates_dropped"] == corpus.duplicates >= 1
+    assert meta["corpus"]["excluded_eval"] == corpus.excluded
+    # one row per source, of that source's own figures, attributed to its own origin
+    rows = {s["source"]: s for s in meta["sources"]}
+    assert len(rows) == len(meta["sources"]) and rows.keys() == corpus.sizes().keys()
+    for source, row in rows.items():
+        assert {k: row[k] for k in corpus.sizes()[source]} == corpus.sizes()[source], source
+        assert row["excluded_eval"] == corpus.excluded.get(source, 0), source
+        origin = source.split("/")[0]
+        assert origin in row["from"].lower() and ("what" in row) == (origin == "gensim"), source
+    assert sum(row["excluded_eval"] for row in rows.values()) == sum(corpus.excluded.values()) > 0
+    # the samples are the saved model's continuations of the first snippets' prompts, at the recorded seed
+    prompts = [prompt_prefix(t, config.prompt_words) for t in eval_snippets[: config.n_samples]]
+    assert meta["samples"] == zoo_lm.sample_continuations(model, tok, prompts, config.sample_tokens, config.seed)
+    assert meta["sample_settings"].endswith(f"seed {config.seed}")
 
 
 def test_a_build_without_held_out_text_is_refused(data: dict, tmp_path: Path) -> None:
@@ -165,6 +203,7 @@ def test_a_build_without_held_out_text_is_refused(data: dict, tmp_path: Path) ->
         ({"hidden_size": 30, "num_heads": 4}, "multiple of num_heads"),
         ({"seq_len": 65, "max_positions": 64}, "exceeds max_positions"),
         ({"vocab_size": 259}, "vocab_size must exceed"),
+        ({"sources": ()}, "non-empty subset"),
     ],
 )
 def test_a_shape_that_cannot_be_built_is_refused(change: dict, message: str) -> None:
@@ -179,17 +218,26 @@ def test_every_setting_gets_its_own_folder_and_fingerprints_tell_documents_apart
         changed = other[name] if name in other else value + 1
         assert changed != value and ZooLMConfig(**{**TINY.__dict__, name: changed}).tag() != TINY.tag(), name
     assert zoo_lm.corpus_sha256(["ab", "c"]) != zoo_lm.corpus_sha256(["a", "bc"])
+    assert zoo_lm.zoo_lm_path(TINY).name == TINY.tag() != ZooLMConfig().tag() == zoo_lm.zoo_lm_path().name
+    assert zoo_lm.zoo_lm_path(TINY).parent == zoo_lm.zoo_lm_path().parent
 
 
 def test_second_build_is_a_cache_hit(data: dict, tmp_path: Path) -> None:
+    from safetensors.torch import load_file
+
     steps: list[int] = []
+    (tmp_path / "lm").mkdir()  # an empty folder is no obstacle
     path = _build(data, tmp_path / "lm", on_step=steps.append)
     assert steps == [1, 2, 3]
     stamp = (path / "meta.json").stat().st_mtime_ns
     assert _build(data, tmp_path / "lm", on_step=steps.append) == path
     assert steps == [1, 2, 3] and (path / "meta.json").stat().st_mtime_ns == stamp
+    weights = load_file(path / "model.safetensors")
+    torch.manual_seed(12345)  # the caller's random state plays no part: the build is a function of its config
     _build(data, tmp_path / "lm", on_step=steps.append, force=True)
     assert steps == [1, 2, 3] * 2
+    again = load_file(path / "model.safetensors")
+    assert again.keys() == weights.keys() and all(torch.equal(again[k], weights[k]) for k in weights)
 
 
 def test_interrupted_build_leaves_nothing(data: dict, tmp_path: Path) -> None:
@@ -363,3 +411,50 @@ def test_two_workers_wanting_zoo_lm_build_it_once(monkeypatch: pytest.MonkeyPatc
     for w in workers:
         w.join(timeout=30)
     assert len(builds) == 1 and found == [zoo_lm.zoo_lm_path()] * 2
+
+
+def test_the_corpus_follows_the_config_s_sources_split_seed_prompt_words_and_character_cap(data: dict) -> None:
+    """``load_corpus`` reads each setting from the config: the evaluation snippets are those of ``split_seed``
+    (not of ``seed``), ``n_eval_prompts`` and ``min_prompt_words`` (and ``n_heldout`` must fit the records), only
+    the chosen sources give documents, the guard keeps out the first ``prompt_words`` words of each snippet, and
+    ``max_train_chars`` caps the training text."""
+    from rlhf_zoo.data.lm_corpus import norm_words
+
+    base = {**TINY.__dict__, "max_train_chars": 0}
+    split = {"seed": 1, "n_eval_prompts": 300, "min_prompt_words": 10}  # none the default
+    config = ZooLMConfig(**{**base, "split_seed": split["seed"], **{k: v for k, v in split.items() if k != "seed"}})
+    _, snippets = load_corpus(config, data["records"], data["gensim"])
+    assert snippets == [r.text for r in split_hutto(data["records"], **split).prompt_eval]
+    for name in split:  # each of the three decides the snippets: left at its default, they differ
+        default = getattr(ZooLMConfig(), "split_seed" if name == "seed" else name)
+        assert [r.text for r in split_hutto(data["records"], **{**split, name: default}).prompt_eval] != snippets, name
+    with pytest.raises(ValueError, match="for 4000 held-out ones"):  # n_heldout only has to fit the records
+        load_corpus(ZooLMConfig(**{**base, "n_heldout": 4000}), data["records"], data["gensim"])
+    for only in ("hutto", "gensim"):
+        part, _ = load_corpus(ZooLMConfig(**{**base, "sources": (only,)}), data["records"], data["gensim"])
+        assert part.train and {d.source.split("/")[0] for d in part.train + part.val} == {only}
+    # a news line quoting only the first 3 words of an evaluation snippet: an evaluation prompt at prompt_words=3
+    three = " ".join(norm_words(data["eval_snippets"][3])[:3])
+    files = {**data["gensim"], "lee.cor": f"Reviewers said {three} nothing more.\nAn unrelated line.\n"}
+    for words, dropped in ((3, True), (TINY.prompt_words, False)):
+        part, _ = load_corpus(ZooLMConfig(**{**base, "prompt_words": words}), data["records"], files)
+        texts = {d.text for d in part.train + part.val}
+        assert (f"Reviewers said {three} nothing more." not in texts) == dropped, words
+        assert "An unrelated line." in texts
+    full, _ = load_corpus(ZooLMConfig(**base), data["records"], data["gensim"])
+    capped, _ = load_corpus(ZooLMConfig(**{**base, "max_train_chars": 5000}), data["records"], data["gensim"])
+    sizes = [len(d.text) for d in capped.train]
+    assert sum(sizes) >= 5000 > sum(sizes[:-1]) and capped.train == full.train[: len(sizes)]
+
+
+def test_a_path_that_holds_something_else_is_never_built_over(data: dict, tmp_path: Path) -> None:
+    """A non-empty folder without ``meta.json`` (or a file) at the path is refused before any work, and kept."""
+    folder, file = tmp_path / "lm", tmp_path / "lm.txt"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("mine")
+    file.write_text("also mine")
+    for path in (folder, file):
+        with pytest.raises(UserError, match="holds no zoo-lm model"):
+            _build(data, path)
+    assert (folder / "notes.txt").read_text() == "mine" and file.read_text() == "also mine"
+    assert sorted(p.name for p in folder.iterdir()) == ["notes.txt"]
