@@ -537,22 +537,21 @@ class _Planner:
         from rlhf_zoo.errors import UserError
 
         mine = self.report.code_version
-        key = tuple(a for a in p.args if not a.startswith("seed="))
-        if not (older := [r for r in others if code_version_of(r) != mine]):
-            if key not in settings:
-                settings[key] = _point_settings(p)
-            older = [r for r in others if _as_recorded(record_settings(r)) != settings[key]]
-            if not older:
-                return
-            diff = setting_diff(settings[key], _as_recorded(record_settings(older[0])))
-            what = f"of other settings ({diff}; this run's first)"
-            way = "settings: run this piece with theirs"
-        else:
-            versions = ", ".join(sorted({code_version_of(r) for r in older}))
-            commits = ", ".join(sorted({commit_of(r) for r in older}))
+        if apart := [r for r in others if code_version_of(r) != mine]:
+            versions = ", ".join(sorted({code_version_of(r) for r in apart}))
+            commits = ", ".join(sorted({commit_of(r) for r in apart}))
             what = f"of code version {versions} (commit {commits}), not this code's {mine}"
             way = "code versions: run this piece at that commit"
-        seeds = ", ".join(str(s) for s in sorted({int(r.get("seed", 0)) for r in older}))
+        else:
+            key = tuple(a for a in p.args if not a.startswith("seed="))
+            if key not in settings:
+                settings[key] = _point_settings(p)
+            if not (apart := [r for r in others if _as_recorded(record_settings(r)) != settings[key]]):
+                return
+            diff = setting_diff(settings[key], _as_recorded(record_settings(apart[0])))
+            what = f"of other settings ({diff}; this run's first)"
+            way = "settings: run this piece with theirs"
+        seeds = ", ".join(str(s) for s in sorted({int(r.get("seed", 0)) for r in apart}))
         raise UserError(
             f"bench {self.suite.name}: {p.id} would join the records of {where} (seed(s) {seeds}) {what}, and the "
             f"page pools no sweep value across {way}, or delete those records to run every seed of the value again"
