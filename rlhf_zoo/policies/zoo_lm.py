@@ -341,6 +341,9 @@ def train_model(
     """Pretrain ``model`` on ``blocks`` (see the module docstring); training figures."""
     from tqdm.auto import tqdm
 
+    if len(blocks) == 0:
+        raise ValueError("no blocks to train on")
+
     decay = [p for p in model.parameters() if p.ndim >= 2]
     no_decay = [p for p in model.parameters() if p.ndim < 2]
     opt = torch.optim.AdamW(
@@ -357,8 +360,8 @@ def train_model(
     bar = tqdm(total=config.steps, desc=f"pretraining {ZOO_LM}", unit="step", disable=not progress)
     try:
         for step in range(config.steps):
-            if len(order) < config.batch_size:  # a new pass over the blocks, in a fresh order
-                order += torch.randperm(len(blocks), generator=gen).tolist()
+            while len(order) < config.batch_size:  # a new pass over the blocks, in a fresh order (more than
+                order += torch.randperm(len(blocks), generator=gen).tolist()  # one if a batch outnumbers them)
             idx, order = order[: config.batch_size], order[config.batch_size :]
             loss = model(input_ids=blocks[idx], labels=labels[idx]).loss
             opt.zero_grad(set_to_none=True)

@@ -152,6 +152,22 @@ def test_a_pass_that_does_not_fill_the_last_batch_tops_it_up_from_the_next_pass(
     assert set(counts.values()) <= {2, 3} and sum(counts.values()) == 12
 
 
+def test_a_batch_larger_than_the_blocks_trains_on_batch_size_blocks_drawn_from_whole_passes():
+    """2 blocks in batches of 5 (a tiny corpus): every step still trains on 5 blocks, from passes that each hold
+    every block once (the top-up drew one pass, and a step trained on 2 blocks); no blocks at all is refused."""
+    cfg = ZooLMConfig(seq_len=4, batch_size=5, steps=2, lr=0.01, warmup_steps=1)
+    blocks = torch.tensor([[BOS, 3 + i, 4 + i, EOS] for i in range(2)])
+    model = Bigram()
+    stats = zoo_lm.train_model(model, blocks, cfg, PAD, progress=False)
+    assert [len(call["input_ids"]) for call in model.calls] == [5, 5]
+    assert stats["tokens_seen"] == 2 * 5 * 4 and stats["epochs"] == 5.0
+    seen = [tuple(row.tolist()) for call in model.calls for row in call["input_ids"]]
+    for k in range(0, 10, 2):  # passes of 2 rows, each both blocks
+        assert sorted(seen[k : k + 2]) == sorted(map(tuple, blocks.tolist())), k
+    with pytest.raises(ValueError, match="no blocks"):
+        zoo_lm.train_model(Bigram(), blocks[:0], cfg, PAD, progress=False)
+
+
 def tiny_llama(tokenizer, seed: int = 0):
     """A randomly initialised ``zoo-lm`` Llama of a tiny shape (its attention heeds the mask and positions)."""
     pytest.importorskip("transformers")
