@@ -42,7 +42,7 @@ class Bigram(torch.nn.Module):
         self.calls.append({"input_ids": input_ids.clone(), "labels": None if labels is None else labels.clone()})
         # the training loss's gradient is the count of each input token (+1 for the bias), whatever the weights
         loss = self.table[input_ids].sum() + self.bias.sum()
-        self.calls[-1]["loss"] = float(loss)
+        self.calls[-1]["loss"] = float(loss.detach())
         return SimpleNamespace(logits=self.table[input_ids], loss=loss)
 
 
