@@ -39,7 +39,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
@@ -230,6 +230,15 @@ def _sft_step(trainer, prompts: list[str], step: int) -> None:
         trainer.opt.step()  # on a GPU the update's probe waits for it (register_probes)
 
 
+class _Timing(NamedTuple):
+    """Figures per timed step of :meth:`_Subject.timed`."""
+
+    wall: float  # seconds of the whole step
+    sec: dict[str, float]  # seconds by phase (:data:`PHASES`)
+    completions: float
+    update_flops: float
+
+
 @dataclass
 class _Subject:
     """One objective built for profiling in this process: its trainer, and whether it is the plain fine-tuning
@@ -288,10 +297,9 @@ class _Subject:
             gens = _generators(cfg.seed, i, "bon", prompts)
             best_of_n_outputs(trainer.policy, trainer.task, prompts, algo.cfg.n, 1, generator=gens, costs=trainer.costs)
 
-    def timed(self, warmup: int, steps: int) -> dict[str, Any]:
-        """``warmup`` untimed steps (the update's FLOPs counted on them), then ``steps`` timed ones: per timed
-        step, the wall seconds (``wall``), each phase's seconds (``sec``), the completions and the update's
-        FLOPs."""
+    def timed(self, warmup: int, steps: int) -> _Timing:
+        """``warmup`` untimed steps (the update's FLOPs counted on them), then ``steps`` timed ones; their
+        figures per timed step."""
         costs = self.trainer.costs
         model = getattr(self.trainer.policy, "model", None)
         counter = UpdateFlops(model if isinstance(model, torch.nn.Module) else None)
@@ -310,21 +318,21 @@ class _Subject:
         self._sync()
         wall = (time.perf_counter() - t0) / steps
         counter.close()
-        return {
-            "wall": wall,
-            "sec": {p: costs.seconds.get(p, 0.0) / steps for p in PHASES},
-            "completions": (costs.completions - completions0) / steps,
-            "update_flops": counter.flops_of_timed() / steps,
-        }
+        return _Timing(
+            wall=wall,
+            sec={p: costs.seconds.get(p, 0.0) / steps for p in PHASES},
+            completions=(costs.completions - completions0) / steps,
+            update_flops=counter.flops_of_timed() / steps,
+        )
 
     def _sync(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.synchronize()
 
-    def figures(self, timed: dict[str, Any]) -> dict[str, Any]:
+    def figures(self, timed: _Timing) -> dict[str, Any]:
         """The objective's row of the profile from its :meth:`timed` seconds: the phases' split, completions
         per second, peak memory and the update's MFU against :func:`peak_flops`."""
-        wall, sec, completions, update_flops = timed["wall"], timed["sec"], timed["completions"], timed["update_flops"]
+        wall, sec, completions, update_flops = timed
         if self.device.type == "cuda":
             peak_gb = torch.cuda.max_memory_allocated() / 2**30
         else:

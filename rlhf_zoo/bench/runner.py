@@ -432,13 +432,18 @@ def _signal_workers(pool: ProcessPoolExecutor, signum: int) -> None:
                 os.kill(proc.pid, signum)
 
 
+def _args_but_seed(point: Point) -> tuple[str, ...]:
+    """The point's arguments but its seed: what its configuration is, seeds aside."""
+    return tuple(a for a in point.args if not a.startswith("seed="))
+
+
 def validate_points(points: list[Point]) -> None:
     """Build every distinct configuration once (no model loads), so a bad override fails before any work."""
     from rlhf_zoo.config import load_config
 
     seen: set[tuple[str, ...]] = set()
     for p in points:
-        key = tuple(a for a in p.args if not a.startswith("seed="))
+        key = _args_but_seed(p)
         if key not in seen:
             seen.add(key)
             load_config([*p.args, BUILD_ONLY_RUN_DIR])
@@ -543,7 +548,7 @@ class _Planner:
             what = f"of code version {versions} (commit {commits}), not this code's {mine}"
             way = "code versions: run this piece at that commit"
         else:
-            key = tuple(a for a in p.args if not a.startswith("seed="))
+            key = _args_but_seed(p)
             if key not in settings:
                 settings[key] = _point_settings(p)
             if not (apart := [r for r in others if _as_recorded(record_settings(r)) != settings[key]]):

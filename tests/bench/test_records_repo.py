@@ -260,12 +260,18 @@ def test_records_of_another_code_version_are_not_pooled(tmp_path, capsys):
     assert "1 finished point(s) have records of code version 0123456789ab" in err and "0 point(s) run" in err
 
 
-def test_a_seed_that_would_join_records_of_another_code_version_is_refused_before_anything_runs(tmp_path, capsys):
-    """A suite continued in a later piece (seeds=1) after the code changed: the page could not pool its new
-    records with the first piece's, so the bench says so at once rather than after the runs (hours on an LM)."""
+def _first_piece(tmp_path: Path) -> tuple[Path, Path, list[str]]:
+    """Seed 0 of the tiny suite run as a first piece: (records, out, the bench arguments without a seed)."""
     records, out = tmp_path / "records", tmp_path / "runs"
     args = [f"out={out}", f"docs={tmp_path}/docs", f"records={records}", "render=false"]
     assert bench(*args, "seeds=0") == 0
+    return records, out, args
+
+
+def test_a_seed_that_would_join_records_of_another_code_version_is_refused_before_anything_runs(tmp_path, capsys):
+    """A suite continued in a later piece (seeds=1) after the code changed: the page could not pool its new
+    records with the first piece's, so the bench says so at once rather than after the runs (hours on an LM)."""
+    records, out, args = _first_piece(tmp_path)
     path = records / "exact" / "reinforce-beta_RL0.1-s0.json"
     _set_code_version(path, "0123456789ab")
     capsys.readouterr()
@@ -285,9 +291,7 @@ def test_a_seed_that_would_join_records_of_another_code_version_is_refused_befor
 def test_a_seed_that_would_join_records_of_other_settings_is_refused_before_anything_runs(tmp_path, capsys):
     """A later piece (seeds=1) given another override than the first (train.steps): the page could not pool its
     records with the first piece's, so the bench says so at once, naming the setting, and runs nothing."""
-    records, out = tmp_path / "records", tmp_path / "runs"
-    args = [f"out={out}", f"docs={tmp_path}/docs", f"records={records}", "render=false"]
-    assert bench(*args, "seeds=0") == 0
+    records, out, args = _first_piece(tmp_path)
     capsys.readouterr()
     assert bench(*args, "seeds=1", "train.steps=6") == 2
     err = _one_line_error(capsys)
