@@ -463,6 +463,98 @@ def _evaluate(
     return ppl, eval_ppl, sample_continuations(model, tokenizer, prompts, config.sample_tokens, config.seed)
 
 
+@dataclass
+class _Pretrained:
+    """What :func:`_pretrain` hands to :func:`_save`: the model, its tokenizer and blocks, and its report."""
+
+    tokenizer: Any
+    model: Any
+    train_blocks: torch.Tensor
+    val_blocks: torch.Tensor
+    stats: dict[str, Any]  # train_model's
+    ppl: float  # held out
+    eval_ppl: float  # the sentiment evaluation snippets
+    samples: list
+
+
+def _is_ready(out: Path, cfg: ZooLMConfig, force: bool) -> bool:
+    """Whether a complete model of ``cfg`` is at ``out`` to be returned as it is (one of another config is
+    refused); a non-empty folder or a file that holds no model is refused rather than overwritten."""
+    if is_built(out) and not force:
+        rebuild = "rebuild it with force=True or choose another path"
+        check_built_settings(out, read_meta(out).get("config", {}), cfg, ZOO_LM, rebuild)
+        return True
+    if out.exists() and not is_built(out) and (not out.is_dir() or any(out.iterdir())):
+        raise UserError(f"{out} exists but holds no {ZOO_LM} model (no {META_FILE}): remove it or choose another path")
+    return False
+
+
+def _pretrain(
+    cfg: ZooLMConfig,
+    corpus: Corpus,
+    eval_snippets: Sequence[str],
+    progress: bool,
+    on_step: Callable[[int], None] | None,
+    seconds: dict[str, float],
+    say: Callable[..., None],
+) -> _Pretrained:
+    """Steps 2 to 5 of the module docstring under ``cfg.seed``, leaving the caller's random state alone;
+    adds their durations to ``seconds``."""
+    train_texts, val_texts = [d.text for d in corpus.train], [d.text for d in corpus.val]
+    t0 = time.perf_counter()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        tokenizer = train_tokenizer(train_texts, cfg.vocab_size)
+        train_blocks = pack(tokenizer, train_texts, cfg.seq_len)
+        val_blocks = pack(tokenizer, val_texts, cfg.seq_len)
+        seconds["tokenizer"] = time.perf_counter() - t0
+        model = new_model(cfg, tokenizer)
+        n_params = sum(p.numel() for p in model.parameters())
+        say(
+            f"{ZOO_LM}: Llama {cfg.num_layers}x{cfg.hidden_size}, {n_params / 1e6:.2f} M parameters, "
+            f"vocabulary {len(tokenizer)}; {train_blocks.numel() / 1e6:.2f} M training tokens; {cfg.steps} steps"
+        )
+        t0 = time.perf_counter()
+        stats = train_model(model, train_blocks, cfg, tokenizer.pad_token_id, progress, on_step)
+        seconds["train"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        ppl, eval_ppl, samples = _evaluate(model, tokenizer, val_blocks, eval_snippets, cfg)
+        seconds["evaluate"] = time.perf_counter() - t0
+    return _Pretrained(tokenizer, model, train_blocks, val_blocks, stats, ppl, eval_ppl, samples)
+
+
+def _meta(
+    cfg: ZooLMConfig, corpus: Corpus, built: _Pretrained, n_eval: int, seconds: dict[str, float]
+) -> dict[str, Any]:
+    """``meta.json``: the perplexities, architecture, special ids, sources, corpus, training figures,
+    samples, config, seconds and versions of a build."""
+    tokenizer, model = built.tokenizer, built.model
+    return {
+        "name": ZOO_LM,
+        "heldout_perplexity": round(built.ppl, 3),
+        "sentiment_eval_perplexity": round(built.eval_ppl, 3),
+        "perplexity_unit": "per BPE token of this model's tokenizer, </s> included",
+        "architecture": type(model).__name__,
+        "n_parameters": sum(p.numel() for p in model.parameters()),
+        "vocab_size": len(tokenizer),
+        "special_tokens": {
+            "pad": tokenizer.pad_token_id,
+            "bos": tokenizer.bos_token_id,
+            "eos": tokenizer.eos_token_id,
+        },
+        "sources": _source_table(cfg, corpus),
+        "corpus": _corpus_record(cfg, corpus, tokenizer, built.train_blocks, built.val_blocks, n_eval),
+        **built.stats,
+        "samples": built.samples,
+        "sample_settings": f"temperature 1, top_p 1, {cfg.sample_tokens} new tokens, seed {cfg.seed}",
+        "config": asdict(cfg),
+        "seconds": {k: round(v, 1) for k, v in seconds.items()},
+        "torch_threads": torch.get_num_threads(),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "versions": _versions(),
+    }
+
+
 def build_zoo_lm(
     force: bool = False,
     progress: bool = True,
@@ -495,82 +587,35 @@ def build_zoo_lm(
     if path is None and (records is not None or gensim_files is not None):
         raise ValueError("a build from given records or gensim_files needs an explicit path=...")
     out = Path(path) if path is not None else zoo_lm_path(cfg)
-    if is_built(out) and not force:
-        rebuild = "rebuild it with force=True or choose another path"
-        check_built_settings(out, read_meta(out).get("config", {}), cfg, ZOO_LM, rebuild)
+    if _is_ready(out, cfg, force):
         return out
-    if out.exists() and not is_built(out) and (not out.is_dir() or any(out.iterdir())):
-        raise UserError(f"{out} exists but holds no {ZOO_LM} model (no {META_FILE}): remove it or choose another path")
     say = print if progress else (lambda *a, **k: None)
     t_start = time.perf_counter()
     seconds: dict[str, float] = {}
 
     corpus, eval_snippets = load_corpus(cfg, records, gensim_files, verbose=progress)
-    train_texts, val_texts = [d.text for d in corpus.train], [d.text for d in corpus.val]
-    if not train_texts or not val_texts:
-        raise UserError(f"{ZOO_LM}: no training or held-out text (train {len(train_texts)}, val {len(val_texts)})")
+    if not corpus.train or not corpus.val:
+        raise UserError(f"{ZOO_LM}: no training or held-out text (train {len(corpus.train)}, val {len(corpus.val)})")
     seconds["text"] = time.perf_counter() - t_start
     say(
-        f"{ZOO_LM}: {len(train_texts)} training documents ({sum(map(len, train_texts)) / 1e6:.2f} M characters), "
-        f"{len(val_texts)} held out; {sum(corpus.excluded.values())} dropped for containing a sentiment eval prompt"
+        f"{ZOO_LM}: {len(corpus.train)} training documents "
+        f"({sum(len(d.text) for d in corpus.train) / 1e6:.2f} M characters), "
+        f"{len(corpus.val)} held out; {sum(corpus.excluded.values())} dropped for containing a sentiment eval prompt"
     )
-
-    t0 = time.perf_counter()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(cfg.seed)
-        tokenizer = train_tokenizer(train_texts, cfg.vocab_size)
-        train_blocks = pack(tokenizer, train_texts, cfg.seq_len)
-        val_blocks = pack(tokenizer, val_texts, cfg.seq_len)
-        seconds["tokenizer"] = time.perf_counter() - t0
-        model = new_model(cfg, tokenizer)
-        n_params = sum(p.numel() for p in model.parameters())
-        say(
-            f"{ZOO_LM}: Llama {cfg.num_layers}x{cfg.hidden_size}, {n_params / 1e6:.2f} M parameters, "
-            f"vocabulary {len(tokenizer)}; {train_blocks.numel() / 1e6:.2f} M training tokens; {cfg.steps} steps"
-        )
-        t0 = time.perf_counter()
-        stats = train_model(model, train_blocks, cfg, tokenizer.pad_token_id, progress, on_step)
-        seconds["train"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        ppl, eval_ppl, samples = _evaluate(model, tokenizer, val_blocks, eval_snippets, cfg)
-        seconds["evaluate"] = time.perf_counter() - t0
+    built = _pretrain(cfg, corpus, eval_snippets, progress, on_step, seconds, say)
 
     with atomic_dir(out) as tmp:
         t0 = time.perf_counter()
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
+        built.model.save_pretrained(tmp)
+        built.tokenizer.save_pretrained(tmp)
         seconds["save"] = time.perf_counter() - t0
         seconds["total"] = time.perf_counter() - t_start
-        meta: dict[str, Any] = {
-            "name": ZOO_LM,
-            "heldout_perplexity": round(ppl, 3),
-            "sentiment_eval_perplexity": round(eval_ppl, 3),
-            "perplexity_unit": "per BPE token of this model's tokenizer, </s> included",
-            "architecture": type(model).__name__,
-            "n_parameters": n_params,
-            "vocab_size": len(tokenizer),
-            "special_tokens": {
-                "pad": tokenizer.pad_token_id,
-                "bos": tokenizer.bos_token_id,
-                "eos": tokenizer.eos_token_id,
-            },
-            "sources": _source_table(cfg, corpus),
-            "corpus": _corpus_record(cfg, corpus, tokenizer, train_blocks, val_blocks, len(eval_snippets)),
-            **stats,
-            "samples": samples,
-            "sample_settings": f"temperature 1, top_p 1, {cfg.sample_tokens} new tokens, seed {cfg.seed}",
-            "config": asdict(cfg),
-            "seconds": {k: round(v, 1) for k, v in seconds.items()},
-            "torch_threads": torch.get_num_threads(),
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "versions": _versions(),
-        }
-        atomic_write_json(tmp / META_FILE, meta)
+        atomic_write_json(tmp / META_FILE, _meta(cfg, corpus, built, len(eval_snippets), seconds))
         for f in tmp.iterdir():
             if f.is_file():
                 os.chmod(f, umask_mode(0o666))
     say(
-        f"{ZOO_LM}: held-out perplexity {ppl:.1f} (sentiment eval snippets {eval_ppl:.1f}); "
+        f"{ZOO_LM}: held-out perplexity {built.ppl:.1f} (sentiment eval snippets {built.eval_ppl:.1f}); "
         f"built in {seconds['total']:.0f} s; in {out}"
     )
     return out
