@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -228,57 +228,10 @@ def expand(
         extra: overrides appended to every point (they win over the suite's and the sweep's).
         only: keep only these sweep tags.
     """
-    seeds = tuple(suite.seeds if seeds is None else seeds)
-    if not seeds:
-        raise UserError("no seeds to run")
-    twice = [s for i, s in enumerate(seeds) if s in seeds[:i]]
-    if twice:  # as a sweep refuses a value listed twice
-        raise UserError(f"seeds {','.join(map(str, seeds))} name seed {twice[0]} twice")
-    extra = list(extra or [])
-    for a in extra:
-        if "=" not in a or a.split("=", 1)[0].strip() in ("seed", "run_dir", "resume", "algo"):
-            raise UserError(f"bench: cannot override {a!r} for every point")
-    sweeps = list(suite.sweeps)
-    if only:
-        unknown = sorted(set(only) - {s.tag for s in sweeps})
-        if unknown:
-            raise UserError(
-                f"suite {suite.name} has no sweep {', '.join(unknown)}; known: {', '.join(s.tag for s in sweeps)}"
-            )
-        sweeps = [s for s in sweeps if s.tag in only]
-    points: list[Point] = []
-    for seed in seeds:
-        by_identity: dict[tuple[tuple[str, str], ...], int] = {}
-        # every sweep, then the selected ones' points: a point shared with an unselected sweep keeps its id and
-        # its memberships (so ``only=`` neither reruns it under another id nor records it as one sweep's only)
-        for order, sweep in enumerate(suite.sweeps):
-            if suite.bon_pool and sweep.tag == "best_of_n":
-                if sweep not in sweeps:
-                    continue
-                points.append(_pool_point(suite, sweep, order, extra, seed))
-                continue
-            for value in sweep.values:
-                settings = tuple(suite.algo_args.get(sweep.algo, ()))
-                args = [*suite.task_args, *sweep.args(value, settings), *extra, f"seed={seed}"]
-                member = {
-                    "sweep": sweep.tag,
-                    "objective": sweep.objective,
-                    "knob": sweep.knob,
-                    "knob_label": sweep.label,
-                    "value": value,
-                    "frontier": sweep.frontier,
-                    "order": order,
-                }
-                ident = _canonical(args)
-                if ident in by_identity:  # the same configuration from another sweep: run once
-                    i = by_identity[ident]
-                    p = points[i]
-                    points[i] = Point(p.suite, p.id, p.label, p.seed, p.args, (*p.memberships, member))
-                    continue
-                by_identity[ident] = len(points)
-                pid = _slug(f"{sweep.tag}-{sweep.label}{format_value(value)}-s{seed}")
-                label = f"{sweep.objective} {sweep.setting(value)}".rstrip() + f", seed {seed}"
-                points.append(Point(suite.name, pid, label, seed, tuple(args), (member,)))
+    seeds = _checked_seeds(suite.seeds if seeds is None else seeds)
+    extra = _checked_extra(extra)
+    sweeps = _selected(suite, only)
+    points = [p for seed in seeds for p in _seed_points(suite, sweeps, extra, seed)]
     selected = {s.tag for s in sweeps}
     points = [p for p in points if any(m["sweep"] in selected for m in p.memberships)]
     first: dict[str, Point] = {}
@@ -289,6 +242,76 @@ def expand(
                 f"suite {suite.name}: {other.label!r} and {p.label!r} would share the run folder {p.id!r} "
                 "(their values differ only in punctuation): rename one"
             )
+    return points
+
+
+def _checked_seeds(seeds: Sequence[int]) -> tuple[int, ...]:
+    """The seeds to run, refused when empty or when one is listed twice (as a sweep refuses a value twice)."""
+    seeds = tuple(seeds)
+    if not seeds:
+        raise UserError("no seeds to run")
+    twice = [s for i, s in enumerate(seeds) if s in seeds[:i]]
+    if twice:
+        raise UserError(f"seeds {','.join(map(str, seeds))} name seed {twice[0]} twice")
+    return seeds
+
+
+def _checked_extra(extra: list[str] | None) -> list[str]:
+    """Every point's extra overrides; each must be ``key=value`` of a key a point does not own."""
+    extra = list(extra or [])
+    for a in extra:
+        if "=" not in a or a.split("=", 1)[0].strip() in ("seed", "run_dir", "resume", "algo"):
+            raise UserError(f"bench: cannot override {a!r} for every point")
+    return extra
+
+
+def _selected(suite: Suite, only: list[str] | None) -> list[Sweep]:
+    """The suite's sweeps that ``only`` names (all when it names none); an unknown tag is refused."""
+    sweeps = list(suite.sweeps)
+    if not only:
+        return sweeps
+    unknown = sorted(set(only) - {s.tag for s in sweeps})
+    if unknown:
+        raise UserError(
+            f"suite {suite.name} has no sweep {', '.join(unknown)}; known: {', '.join(s.tag for s in sweeps)}"
+        )
+    return [s for s in sweeps if s.tag in only]
+
+
+def _seed_points(suite: Suite, sweeps: list[Sweep], extra: list[str], seed: int) -> list[Point]:
+    """One seed's points, sweeps in the suite's order: every sweep's values, then (by the caller) the selected
+    ones' points. A configuration two sweeps share is one point that is a member of both, so that a point shared
+    with an unselected sweep keeps its id and its memberships (``only=`` neither reruns it under another id nor
+    records it as one sweep's only)."""
+    points: list[Point] = []
+    by_identity: dict[tuple[tuple[str, str], ...], int] = {}
+    for order, sweep in enumerate(suite.sweeps):
+        if suite.bon_pool and sweep.tag == "best_of_n":
+            if sweep in sweeps:
+                points.append(_pool_point(suite, sweep, order, extra, seed))
+            continue
+        for value in sweep.values:
+            settings = tuple(suite.algo_args.get(sweep.algo, ()))
+            args = [*suite.task_args, *sweep.args(value, settings), *extra, f"seed={seed}"]
+            member = {
+                "sweep": sweep.tag,
+                "objective": sweep.objective,
+                "knob": sweep.knob,
+                "knob_label": sweep.label,
+                "value": value,
+                "frontier": sweep.frontier,
+                "order": order,
+            }
+            ident = _canonical(args)
+            if ident in by_identity:  # the same configuration from another sweep: run once
+                i = by_identity[ident]
+                p = points[i]
+                points[i] = Point(p.suite, p.id, p.label, p.seed, p.args, (*p.memberships, member))
+                continue
+            by_identity[ident] = len(points)
+            pid = _slug(f"{sweep.tag}-{sweep.label}{format_value(value)}-s{seed}")
+            label = f"{sweep.objective} {sweep.setting(value)}".rstrip() + f", seed {seed}"
+            points.append(Point(suite.name, pid, label, seed, tuple(args), (member,)))
     return points
 
 
