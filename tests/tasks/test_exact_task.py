@@ -146,6 +146,20 @@ def test_weighted_rollout_sums_are_expectations_over_prompts_and_completions(exa
     table = bf.reward_table(exact_task.proxy, exact_task.train_prompts, policy)
     assert float((roll.weights.double() * proxy).sum()) == pytest.approx(float((probs * table).sum(-1).mean()))
     assert torch.allclose(roll.weights.double(), probs.reshape(-1) / len(exact_task.train_prompts))
+    assert roll.weights.dtype == probs.dtype == torch.float64  # exact sums are not rounded to float32
+
+
+@pytest.mark.parametrize("beta", [10**-3.5, 0.05, 1.0, 10**3.5])
+def test_the_frontiers_reward_at_a_kl_is_that_of_the_optimal_policy_at_that_kl(exact_task, beta):
+    """``reward_at_kl`` inverts β ↦ KL(π*_β ‖ π_ref) over the whole range it searches (β from 1e-4 to 1e4): at the
+    KL of π*_β it gives π*_β's expected proxy reward, for β near either end as in the middle."""
+    policy = exact_task.build_policy(0)
+    ref = bf.completion_probs(policy, "ref")
+    proxy = bf.reward_table(exact_task.proxy, exact_task.train_prompts, policy)
+    opt = exact_task.oracle.optimal(ref, beta)
+    kl = float(bf.kl(opt, ref).mean())
+    expected = float((opt * proxy).sum(-1).mean())
+    assert exact_task.oracle.reward_at_kl(ref, kl) == pytest.approx(expected, abs=1e-6)
 
 
 def test_state_dict_round_trip_keeps_weights_and_anchor_version(exact_task):
