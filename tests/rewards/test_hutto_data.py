@@ -484,3 +484,19 @@ def test_prompt_texts_without_n_words_are_the_texts_as_given() -> None:
     texts = prompt_texts("eval", **kw) + prompt_texts("train", **kw)
     assert len(texts) == 50 and all("  film\tnumber" in t for t in texts)
     assert all(t.startswith("a film number ") for t in prompt_texts("eval", n_words=6, **kw))
+
+
+def test_a_cut_short_sdist_is_a_one_line_user_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An interrupted download leaves the start of the tarball: named by the override, or found in its folder, it
+    was an EOFError traceback ("Compressed file ended before the end-of-stream marker was reached"), not the
+    one line that a file which is no tarball at all gets. Nothing is cached."""
+    whole = _fake_sdist(tmp_path).read_bytes()
+    folder = tmp_path / "dl"
+    folder.mkdir()
+    cut = _write(folder / "vaderSentiment-3.3.2.tar.gz", whole[: len(whole) // 2])
+    for location in (cut, folder):
+        monkeypatch.setenv(hutto.ENV_VAR, str(location))
+        with pytest.raises(UserError, match=f"^{cut} is not a readable tarball \\(it is cut short\\): point") as info:
+            load_hutto()
+        assert "\n" not in str(info.value)
+    assert not hutto.cache_path().exists()
