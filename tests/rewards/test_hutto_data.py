@@ -399,6 +399,22 @@ def test_download_into_a_temporary_folder(monkeypatch: pytest.MonkeyPatch, tmp_p
     assert len(seen) == 1 and not seen[0].exists()
 
 
+def test_an_empty_override_is_no_override(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """``RLHF_ZOO_HUTTO_SDIST=`` (set, but to nothing) is as if unset: the sdist is downloaded, not the working
+    folder searched as if named."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(hutto.ENV_VAR, "")
+    downloads: list[list[str]] = []
+
+    def fake_run(cmd: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
+        downloads.append(cmd)
+        _fake_sdist(Path(cmd[cmd.index("-d") + 1]))
+        return subprocess.CompletedProcess(cmd, 0, "", "")
+
+    monkeypatch.setattr(hutto.subprocess, "run", fake_run)
+    assert len(load_hutto()) == 12 and len(downloads) == 1
+
+
 @pytest.mark.parametrize(
     ("code", "stderr", "files", "message"),
     [

@@ -57,15 +57,17 @@ def test_a_folder_whose_name_ends_like_a_file_is_read_as_a_folder(tmp_path) -> N
     assert _read(folder) == sorted(PROMPTS)
 
 
-@pytest.mark.parametrize("name", ["prompts.foo", "prompts"])
-def test_a_file_of_another_kind_under_the_home_folder_is_refused(tmp_path, monkeypatch, name) -> None:
+@pytest.mark.parametrize(
+    ("name", "kind"), [("prompts.foo", ".foo files are"), ("prompts", "a file without a suffix is")]
+)
+def test_a_file_of_another_kind_under_the_home_folder_is_refused(tmp_path, monkeypatch, name, kind) -> None:
     """``task.prompts=~/prompts.foo`` (the shell leaves the ~): the file there is refused as a file of another
     kind, as it is when named by its full path, not taken for a dataset folder."""
     home = tmp_path / "home"
     home.mkdir()
     monkeypatch.setenv("HOME", str(home))
     (home / name).write_text("a review\n")
-    with pytest.raises(UserError, match=f"task.prompts=~/{name}: .* not read as prompts"):
+    with pytest.raises(UserError, match=f"^task.prompts=~/{name}: {kind} not read as prompts: use a .jsonl"):
         check_sentiment_task(SentimentTaskConfig(prompts=f"~/{name}", gold=None))
 
 
@@ -105,6 +107,20 @@ def test_a_value_that_is_not_text_is_shown_whole_up_to_sixty_characters(tmp_path
         with pytest.raises(UserError) as info:
             load_prompt_sets(SentimentTaskConfig(prompts=str(path)))
         assert f"(row 1: {shown});" in str(info.value)
+
+
+def test_a_prompt_over_the_limit_is_shown_whole_up_to_sixty_characters() -> None:
+    """The prompt named as too long is shown as written up to 60 characters, and cut to 57 and "..." beyond."""
+    pytest.importorskip("transformers")
+    from types import SimpleNamespace
+
+    from rlhf_zoo.policies.models import build_tiny_tokenizer
+    from rlhf_zoo.tasks.sentiment import check_prompts_fit
+
+    cfg = SimpleNamespace(name="tiny", max_prompt_tokens=1, max_new_tokens=2, chat_template=False)
+    for prompt, shown in (("a" * 60, "a" * 60), ("b" * 61, "b" * 57 + "...")):
+        with pytest.raises(UserError, match=f"tokens: '{shown}' has "):
+            check_prompts_fit([prompt], cfg, build_tiny_tokenizer(), context=None)
 
 
 def test_files_of_other_columns_name_up_to_six_of_them(tmp_path) -> None:

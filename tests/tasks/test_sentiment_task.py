@@ -134,6 +134,15 @@ def test_prompt_words_zero_gives_the_whole_packaged_snippets(packaged) -> None:
     assert sorted(packaged) == [("eval", None), ("train", None)]
 
 
+def test_the_packaged_evaluation_prompts_named_beside_the_packaged_prompts(packaged) -> None:
+    """``task.eval_prompts=hutto`` beside the default prompts names what the default uses: the packaged held-out
+    snippets evaluate and the packaged training snippets train, both cut to six words."""
+    sets = load_prompt_sets(SentimentTaskConfig(eval_prompts="hutto"))
+    assert sets.evals == [f"packaged eval snippet {i} of the movie reviews" for i in range(5)]
+    assert sets.train == [f"packaged train snippet {i} of the movie reviews" for i in range(5)]
+    assert sorted(packaged) == [("eval", 6), ("train", 6)]
+
+
 def test_an_evaluation_file_beside_the_packaged_prompts_is_read_whole(packaged, files) -> None:
     """The six-word cut is the packaged prompts' own: an evaluation file beside them keeps its whole texts."""
     _, evals_path, evals = files
