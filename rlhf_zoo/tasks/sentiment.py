@@ -231,8 +231,10 @@ def check_prompt_source(src: str, what: str) -> None:
 
 
 def _has_splits(src: str) -> bool:
-    """Whether ``src`` is read by split (``prompt_split``): a directory or hub id; not a file nor ``hutto``."""
-    return src != HUTTO and Path(src).suffix.lower() not in _BUILDERS and not Path(src).expanduser().is_file()
+    """Whether ``src`` is read by split (``prompt_split``): a directory (whatever its name ends with, as
+    :func:`read_texts` reads it) or hub id; not a file nor ``hutto``."""
+    path = Path(src).expanduser()
+    return src != HUTTO and (path.is_dir() or (path.suffix.lower() not in _BUILDERS and not path.is_file()))
 
 
 def prompt_words(cfg: SentimentTaskConfig, source: str) -> int:

@@ -57,6 +57,18 @@ def test_a_folder_whose_name_ends_like_a_file_is_read_as_a_folder(tmp_path) -> N
     assert _read(folder) == sorted(PROMPTS)
 
 
+def test_prompt_split_chooses_the_split_of_a_folder_whose_name_ends_like_a_file(tmp_path) -> None:
+    """A folder ``reviews.jsonl/`` is read by split like any dataset folder: ``task.prompt_split=test`` has a meaning
+    there (the check refused it, calling the folder "a file", while reading honoured it)."""
+    folder = tmp_path / "reviews.jsonl"
+    folder.mkdir()
+    write_jsonl(folder / "train.jsonl", PROMPTS[:2])
+    write_jsonl(folder / "test.jsonl", PROMPTS[2:])
+    cfg = SentimentTaskConfig(prompts=str(folder), eval_prompts=str(folder), prompt_split="test", gold=None)
+    check_sentiment_task(cfg)
+    assert sorted(load_prompt_sets(cfg).train) == sorted(PROMPTS[2:])
+
+
 @pytest.mark.parametrize(
     ("name", "kind"), [("prompts.foo", ".foo files are"), ("prompts", "a file without a suffix is")]
 )
