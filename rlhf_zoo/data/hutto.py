@@ -50,6 +50,7 @@ prefix that equals an eval prefix.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import json
@@ -60,6 +61,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -201,6 +203,20 @@ def _ground_truth_from_tar(tf: tarfile.TarFile, depth: int = 0) -> dict[str, byt
     return found
 
 
+def _tarball_ground_truth(path: Path) -> dict[str, bytes]:
+    """The GroundTruth files of the tarball ``path``: a file that is no tarball, or a damaged or cut-short one (an
+    interrupted download, which gzip reports as an EOFError), is a ``UserError`` naming it."""
+    try:
+        with tarfile.open(path, mode="r:*") as tf:
+            return _ground_truth_from_tar(tf)
+    except (tarfile.TarError, EOFError, zlib.error, gzip.BadGzipFile) as e:
+        why = "it is cut short" if isinstance(e, EOFError) else type(e).__name__
+        raise UserError(
+            f"{path} is not a readable tarball ({why}): point {ENV_VAR} at the "
+            f"vaderSentiment-3.3.2.tar.gz sdist or the folder it was extracted to"
+        ) from e
+
+
 def read_ground_truth(location: str | os.PathLike[str]) -> dict[str, bytes]:
     """The raw ``*_GroundTruth.txt`` bytes per source, from any of these ``location``\\ s:
 
@@ -218,20 +234,12 @@ def read_ground_truth(location: str | os.PathLike[str]) -> dict[str, bytes]:
         if len(found) < len(SOURCES):
             tarballs = sorted(path.rglob(INNER_TARBALL)) + sorted(path.rglob("vaderSentiment-*.tar.gz"))
             for tb in tarballs:
-                with tarfile.open(tb, mode="r:*") as tf:
-                    for src, raw in _ground_truth_from_tar(tf).items():
-                        found.setdefault(src, raw)
+                for src, raw in _tarball_ground_truth(tb).items():
+                    found.setdefault(src, raw)
                 if len(found) == len(SOURCES):
                     break
     elif path.is_file():
-        try:
-            with tarfile.open(path, mode="r:*") as tf:
-                found = _ground_truth_from_tar(tf)
-        except tarfile.TarError as e:
-            raise UserError(
-                f"{path} is not a readable tarball: point {ENV_VAR} at the "
-                f"vaderSentiment-3.3.2.tar.gz sdist or the folder it was extracted to"
-            ) from e
+        found = _tarball_ground_truth(path)
     else:
         raise UserError(
             f"{path} does not exist: point {ENV_VAR} at the vaderSentiment-3.3.2.tar.gz "

@@ -196,10 +196,15 @@ _DATA_SUFFIXES = {*_BUILDERS, ".tsv", ".parquet", ".arrow"}
 _NOT_DATA = ("readme", "license", "licence", "notice", "changelog", "citation", "dataset_info", "dataset_dict", "state")
 
 
-def _is_data_file(f: Path) -> bool:
-    """Whether ``f``, in a prompt folder, is a data file that datasets would read (or leave out for another format)."""
+def _is_data_file(f: Path, folder: Path) -> bool:
+    """Whether ``f``, in the prompt folder ``folder``, is a data file that datasets would read (or leave out for
+    another format): datasets skips hidden files, and the files of hidden folders and of folders named ``__*``
+    (a Jupyter checkpoint's copy in ``.ipynb_checkpoints``), wherever the prompt folder itself lies."""
+    parts = f.relative_to(folder).parts
+    if any(p.startswith(".") for p in parts) or any(p.startswith("__") for p in parts[:-1]):
+        return False
     stem = f.stem.lower()  # README.md, LICENSE.txt: not data; states.txt, notices.jsonl: data
-    return f.suffix.lower() in _DATA_SUFFIXES and not stem.startswith(".") and stem not in _NOT_DATA and f.is_file()
+    return f.suffix.lower() in _DATA_SUFFIXES and stem not in _NOT_DATA and f.is_file()
 
 
 def check_prompt_source(src: str, what: str) -> None:
@@ -215,7 +220,7 @@ def check_prompt_source(src: str, what: str) -> None:
         if not path.exists():
             raise UserError(f"{what}={src}: no such file or directory")
         if path.is_dir():  # datasets reads the files of one format of a folder, and leaves the others out
-            kinds = sorted({f.suffix.lower() for f in path.rglob("*") if _is_data_file(f)})
+            kinds = sorted({f.suffix.lower() for f in path.rglob("*") if _is_data_file(f, path)})
             if len({_BUILDERS.get(k, k) for k in kinds}) > 1:  # .json and .jsonl are one format
                 raise UserError(
                     f"{what}={src} holds prompt files of several formats ({', '.join(kinds)}), of which one would "
@@ -226,8 +231,10 @@ def check_prompt_source(src: str, what: str) -> None:
 
 
 def _has_splits(src: str) -> bool:
-    """Whether ``src`` is read by split (``prompt_split``): a directory or hub id; not a file nor ``hutto``."""
-    return src != HUTTO and Path(src).suffix.lower() not in _BUILDERS and not Path(src).expanduser().is_file()
+    """Whether ``src`` is read by split (``prompt_split``): a directory (whatever its name ends with, as
+    :func:`read_texts` reads it) or hub id; not a file nor ``hutto``."""
+    path = Path(src).expanduser()
+    return src != HUTTO and (path.is_dir() or (path.suffix.lower() not in _BUILDERS and not path.is_file()))
 
 
 def prompt_words(cfg: SentimentTaskConfig, source: str) -> int:

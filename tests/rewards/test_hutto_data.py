@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import random
 import subprocess
 import tarfile
@@ -273,6 +274,13 @@ def test_parse_bom_padded_ids_blank_lines_and_rating_bounds() -> None:
     assert [(r.id, r.rating, r.text) for r in recs] == [("7", 4.0, "Top marks"), ("8", -4.0, "Bottom marks")]
 
 
+def test_parse_strips_a_text_on_both_sides() -> None:
+    """A text is stripped of surrounding whitespace, leading as well as trailing (spaces after the rating's tab,
+    a tab before the line end); its inner spacing is kept."""
+    recs = parse_ground_truth("1\t0.5\t   two  spaces inside\t\r\n", "tweets")
+    assert [r.text for r in recs] == ["two  spaces inside"]
+
+
 def test_parse_splits_on_line_ends_only() -> None:
     """Characters that ``str.splitlines`` would also break on (vertical tab, file separator, U+2028) stay
     inside the text: only ``\\n`` and ``\\r\\n`` end a record."""
@@ -296,6 +304,8 @@ def test_parse_errors_name_the_line(raw: str, message: str) -> None:
 
 def test_text_key_folds_case_and_collapses_any_whitespace() -> None:
     assert text_key("  The\tFILM  was\r\n GOOD ") == "the film was good"
+    # case-folded, not only lower-cased: "STRASSE" and "straße" are one text, so they share a rank and a side
+    assert text_key("Die STRASSE") == text_key("die Straße") == "die strasse"
 
 
 # ------------------------------------------------------------------ where the files are read from
@@ -361,6 +371,18 @@ def test_unreadable_cache_is_a_user_error_and_refresh_rereads(tmp_path: Path, mo
     assert len(load_hutto()) == 12  # the refreshed records replaced the stale cache
 
 
+def test_only_a_verbose_load_says_what_it_cached(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``rlhf-zoo prepare`` (with its progress) says how many texts were cached where; a plain load, as the task's
+    prompts do, prints nothing."""
+    monkeypatch.setenv(hutto.ENV_VAR, str(_fake_sdist(tmp_path)))
+    load_hutto()
+    assert capsys.readouterr().out == ""
+    load_hutto(refresh=True, verbose=True)
+    assert capsys.readouterr().out == f"Hutto & Gilbert (2014): 12 texts cached at {hutto.cache_path()}\n"
+
+
 def test_download_into_a_temporary_folder(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """Without the override, pip downloads the sdist into a temporary folder (``-d DIR``) that is read and
     removed; the records are cached."""
@@ -377,12 +399,29 @@ def test_download_into_a_temporary_folder(monkeypatch: pytest.MonkeyPatch, tmp_p
     assert len(seen) == 1 and not seen[0].exists()
 
 
+def test_an_empty_override_is_no_override(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """``RLHF_ZOO_HUTTO_SDIST=`` (set, but to nothing) is as if unset: the sdist is downloaded, not the working
+    folder searched as if named."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(hutto.ENV_VAR, "")
+    downloads: list[list[str]] = []
+
+    def fake_run(cmd: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
+        downloads.append(cmd)
+        _fake_sdist(Path(cmd[cmd.index("-d") + 1]))
+        return subprocess.CompletedProcess(cmd, 0, "", "")
+
+    monkeypatch.setattr(hutto.subprocess, "run", fake_run)
+    assert len(load_hutto()) == 12 and len(downloads) == 1
+
+
 @pytest.mark.parametrize(
     ("code", "stderr", "files", "message"),
     [
         (2, "Looking in indexes\nWARNING: retrying\nERROR: network is unreachable\n", False, "network is unreachable"),
         (1, "", False, "exit code 1"),
         (0, "", False, "left no vaderSentiment sdist"),
+        (-9, "", False, "exit code -9"),  # killed by a signal: a failure, not a download that left nothing
     ],
 )
 def test_failed_download_says_why(
@@ -484,3 +523,57 @@ def test_prompt_texts_without_n_words_are_the_texts_as_given() -> None:
     texts = prompt_texts("eval", **kw) + prompt_texts("train", **kw)
     assert len(texts) == 50 and all("  film\tnumber" in t for t in texts)
     assert all(t.startswith("a film number ") for t in prompt_texts("eval", n_words=6, **kw))
+
+
+def test_a_download_that_times_out_names_the_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    """pip that hangs (a network that never answers) is stopped and reported in one line naming the command to run
+    by hand, not a TimeoutExpired traceback."""
+
+    def fake_run(cmd: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
+        raise subprocess.TimeoutExpired(cmd, kw.get("timeout", 900))
+
+    monkeypatch.setattr(hutto.subprocess, "run", fake_run)
+    with pytest.raises(UserError, match=r"could not download the Hutto & Gilbert data \(TimeoutExpired\)") as info:
+        load_hutto()
+    assert "pip download --no-deps" in str(info.value) and hutto.ENV_VAR in str(info.value)
+
+
+def test_the_sdist_override_may_name_a_path_under_the_home_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``RLHF_ZOO_HUTTO_SDIST=~/vaderSentiment-3.3.2.tar.gz`` written in quotes (or in a .env file) keeps its ~:
+    it is read as the file under the home folder."""
+    home = tmp_path / "home"
+    home.mkdir()
+    _fake_sdist(home)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv(hutto.ENV_VAR, "~/vaderSentiment-3.3.2.tar.gz")
+    assert len(load_hutto()) == 12
+
+
+def test_a_cache_of_other_fields_is_unreadable_not_a_traceback() -> None:
+    """A cache line that is JSON but not a record (a field missing or one more, as another version would write)
+    is reported like a damaged cache, naming the fix."""
+    no_rating = {"source": "tweets", "id": "1", "text": "no rating"}
+    one_more = {"source": "tweets", "id": "1", "rating": 0.0, "text": "a field more", "lang": "en"}
+    hutto.cache_path().parent.mkdir(parents=True, exist_ok=True)
+    for record in (no_rating, one_more):
+        hutto.cache_path().write_text(json.dumps(record) + "\n")
+        with pytest.raises(UserError, match="unreadable .* delete it and run `rlhf-zoo prepare` again"):
+            load_hutto()
+
+
+def test_a_cut_short_sdist_is_a_one_line_user_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An interrupted download leaves the start of the tarball: named by the override, or found in its folder, it
+    was an EOFError traceback ("Compressed file ended before the end-of-stream marker was reached"), not the
+    one line that a file which is no tarball at all gets. Nothing is cached."""
+    whole = _fake_sdist(tmp_path).read_bytes()
+    folder = tmp_path / "dl"
+    folder.mkdir()
+    cut = _write(folder / "vaderSentiment-3.3.2.tar.gz", whole[: len(whole) // 2])
+    for location in (cut, folder):
+        monkeypatch.setenv(hutto.ENV_VAR, str(location))
+        with pytest.raises(UserError, match=f"^{cut} is not a readable tarball \\(it is cut short\\): point") as info:
+            load_hutto()
+        assert "\n" not in str(info.value)
+    assert not hutto.cache_path().exists()

@@ -134,6 +134,15 @@ def test_prompt_words_zero_gives_the_whole_packaged_snippets(packaged) -> None:
     assert sorted(packaged) == [("eval", None), ("train", None)]
 
 
+def test_the_packaged_evaluation_prompts_named_beside_the_packaged_prompts(packaged) -> None:
+    """``task.eval_prompts=hutto`` beside the default prompts names what the default uses: the packaged held-out
+    snippets evaluate and the packaged training snippets train, both cut to six words."""
+    sets = load_prompt_sets(SentimentTaskConfig(eval_prompts="hutto"))
+    assert sets.evals == [f"packaged eval snippet {i} of the movie reviews" for i in range(5)]
+    assert sets.train == [f"packaged train snippet {i} of the movie reviews" for i in range(5)]
+    assert sorted(packaged) == [("eval", 6), ("train", 6)]
+
+
 def test_an_evaluation_file_beside_the_packaged_prompts_is_read_whole(packaged, files) -> None:
     """The six-word cut is the packaged prompts' own: an evaluation file beside them keeps its whole texts."""
     _, evals_path, evals = files
@@ -254,6 +263,21 @@ def test_a_reward_that_refuses_its_options_while_it_loads_names_its_setting(file
         build_sentiment_task(cfg, None)
 
 
+def test_a_reward_whose_package_is_missing_says_so_as_it_is(files, monkeypatch) -> None:
+    """A missing package is not a setting to fix: its message (the package and the command that installs it) and
+    its kind reach the caller as raised, not prefixed like a reward's refused option."""
+    import rlhf_zoo.rewards.registry as registry
+    from rlhf_zoo.errors import MissingPackageError
+
+    def build(name, **kw):
+        raise MissingPackageError("vaderSentiment", "the vader reward")
+
+    monkeypatch.setattr(registry, "build_reward", build)
+    prompts, evals, _ = files
+    with pytest.raises(MissingPackageError, match="^the vader reward needs the package 'vaderSentiment'"):
+        build_sentiment_task(SentimentTaskConfig(prompts=prompts, eval_prompts=evals, gold=None), None)
+
+
 def test_a_cuda_reward_device_without_cuda_is_refused_before_the_prompts_load(built, packaged, monkeypatch) -> None:
     import torch
 
@@ -358,6 +382,9 @@ def test_the_error_names_the_longest_prompt_and_how_many_are_over(monkeypatch) -
         check_prompts_fit([mid], cfg, tok, context=n[mid] + 2)
     with pytest.raises(UserError, match=f"holds {n[mid] + 1} positions, {n[mid] - 1} prompt tokens with 2 new$"):
         check_prompts_fit([mid], cfg, tok, context=n[mid] + 1)
+    # the longest wherever it stands, not the last one over
+    with pytest.raises(UserError, match=f"^2 of 3 prompts .*: {longest!r} has {n[longest]};"):
+        check_prompts_fit([longest, mid, short], cfg, tok, context=None)
 
 
 def test_a_proxy_named_minilm_sentiment_takes_build_gold_too(built, files) -> None:
