@@ -140,8 +140,16 @@ def _fake_gguf_loads(tmp_path, monkeypatch, tiny, quantised=True):
 
 
 def test_the_converted_copy_is_a_plain_model_with_the_files_generation_settings(tmp_path, monkeypatch, tiny):
-    _fake_gguf_loads(tmp_path, monkeypatch, tiny)
+    """The de-quantised weights themselves, in float32, without the GGUF quantization_config (a copy that kept
+    it could not be loaded as a plain model), with the file's generation settings."""
+    from safetensors.torch import load_file
+
+    quantised = _fake_gguf_loads(tmp_path, monkeypatch, tiny)
     target = models.convert_smollm2(tmp_path / "smollm2")
+    saved = load_file(str(target / "model.safetensors"))
+    expected = quantised.state_dict()
+    assert saved.keys() == expected.keys()
+    assert all(saved[k].dtype == torch.float32 and torch.equal(saved[k], expected[k]) for k in saved)
     config = json.loads((target / "config.json").read_text())
     assert "quantization_config" not in config
     assert json.loads((target / "generation_config.json").read_text())["max_new_tokens"] == 77
@@ -182,7 +190,10 @@ def _model_folder(path: Path, *files: str) -> Path:
     return path
 
 
-@pytest.mark.parametrize("tokenizer_file", ["tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt"])
+@pytest.mark.parametrize(
+    "tokenizer_file",
+    ["tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt", "spiece.model", "sentencepiece.bpe.model"],
+)
 def test_a_local_model_folder_with_a_config_and_a_tokenizer_passes(tmp_path, tokenizer_file):
     models.check_model_source(str(_model_folder(tmp_path / "m", "config.json", tokenizer_file, "model.safetensors")))
 

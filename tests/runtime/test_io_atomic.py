@@ -117,9 +117,13 @@ def test_json_is_indented_with_sorted_keys_and_ends_its_line(tmp_path):
     assert path.read_text() == '{\n  "a": [\n    1\n  ],\n  "b": 1\n}\n'
 
 
-def test_a_missing_folder_is_created_for_a_file(tmp_path):
+def test_missing_folders_are_created_for_a_file_or_a_folder(tmp_path):
+    """A first run or a fresh cache: the folders above what is written do not exist yet."""
     path = io.atomic_write_text(tmp_path / "runs" / "x" / "config.yaml", "seed: 0\n")
     assert path.read_text() == "seed: 0\n"
+    with io.atomic_dir(tmp_path / "cache" / "models" / "zoo-lm") as tmp:
+        (tmp / "config.json").write_text("{}")
+    assert (tmp_path / "cache" / "models" / "zoo-lm" / "config.json").read_text() == "{}"
 
 
 @dataclass
