@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import importlib.util
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -239,6 +240,33 @@ def _is_tokenizer_file(filename: str) -> bool:
     )
 
 
+# The heads of models that are no causal LM, as config.json's ``architectures`` names them (a reward model's
+# folder, say): a folder that lists only such heads is refused before anything loads or is built. One that lists
+# another class is loaded, and refused then if a causal LM's weights are missing (:func:`load_pretrained`).
+NOT_CAUSAL_HEADS = (
+    "ForSequenceClassification",
+    "ForTokenClassification",
+    "ForQuestionAnswering",
+    "ForMaskedLM",
+    "ForMultipleChoice",
+    "ForNextSentencePrediction",
+    "ForPreTraining",
+)
+
+
+def _not_causal(config_file: Path) -> str | None:
+    """The first class of ``config_file``'s ``architectures`` when every class there has a head of
+    :data:`NOT_CAUSAL_HEADS`; None otherwise (none listed, or the file unreadable: the loader says why)."""
+    try:
+        architectures = json.loads(config_file.read_text(encoding="utf-8")).get("architectures") or []
+    except (OSError, ValueError, AttributeError):
+        return None
+    names = [a for a in architectures if isinstance(a, str)]
+    if names and len(names) == len(architectures) and all(a.endswith(NOT_CAUSAL_HEADS) for a in names):
+        return names[0]
+    return None
+
+
 def check_model_source(name: str) -> None:
     """Everything about ``model.name`` that can be checked without loading the model (one-line UserError):
     a packaged model's package is installed, a local path holds a model, a hub id is reachable."""
@@ -255,6 +283,12 @@ def check_model_source(name: str) -> None:
             raise UserError(f"model.name={name}: no such directory")
         if not (path / "config.json").is_file():
             raise UserError(f"model.name={name}: {path} holds no Hugging Face model (no config.json)")
+        head = _not_causal(path / "config.json")
+        if head is not None:
+            raise UserError(
+                f"model.name={name}: {path} holds a {head} (its config.json's architectures), no causal language "
+                "model: name a causal LM's folder (a reward model goes to task.proxy or task.gold)"
+            )
         if not any(_is_tokenizer_file(f.name) for f in path.iterdir()):
             raise UserError(
                 f"model.name={name}: {path} holds no tokenizer (none of {', '.join(TOKENIZER_FILES)}); "

@@ -88,9 +88,13 @@ def test_one_target_module_given_as_a_string_is_one_module_not_its_letters():
     assert len(pol.trainable_parameters()) > 0
 
 
-def test_a_model_folder_that_is_no_causal_lm_is_refused_in_one_line(tmp_path, cli, capsys):
+def test_a_model_folder_that_is_no_causal_lm_is_refused_in_one_line(tmp_path, cli, capsys, monkeypatch):
     """``model.name=`` a BERT regressor's folder (the gold reward's, say) printed transformers' load report of
-    six randomly started head weights, then "the tokenizer has no EOS token": not what was wrong."""
+    six randomly started head weights, then "the tokenizer has no EOS token": not what was wrong. Its config.json
+    names a classifier, so it is refused before anything loads, or is built (the gold reward, minutes on a
+    machine without it); a folder whose config names no class is refused once loaded, by its missing weights."""
+    import json
+
     import torch
 
     from rlhf_zoo.policies import models
@@ -98,17 +102,18 @@ def test_a_model_folder_that_is_no_causal_lm_is_refused_in_one_line(tmp_path, cl
 
     encoder = _tiny_bert(tmp_path / "bert", 1)
     capsys.readouterr()
+    monkeypatch.setenv("RLHF_ZOO_CACHE", str(tmp_path / "cache"))  # no gold reward built here
     short = ["model.max_prompt_tokens=40", "model.max_new_tokens=8"]  # within its 64 positions
-    # no gold reward: it is not what is checked, and on a machine without it the run would build it first (minutes)
-    args = [
-        "algo=reinforce",
-        "task=sentiment",
-        "task.gold=null",
-        f"model.name={encoder}",
-        *short,
-        f"run_dir={tmp_path}/r",
-    ]
+    args = ["algo=reinforce", "task=sentiment", f"model.name={encoder}", *short, f"run_dir={tmp_path}/r"]
     code, _, err = cli("train", *args)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "holds a BertForSequenceClassification" in err and "no causal language model" in err, err
+    assert not (tmp_path / "cache").exists() and not (tmp_path / "r").exists()
+    config = json.loads((encoder / "config.json").read_text())
+    del config["architectures"]
+    (encoder / "config.json").write_text(json.dumps(config))
+    # no gold reward: it is not what is checked, and on a machine without it the run would build it first (minutes)
+    code, _, err = cli("train", *args, "task.gold=null")
     assert code == 2 and len(err.strip().splitlines()) == 1, err
     assert "it is no causal LM" in err and "cls.predictions" in err, err
     causal = tmp_path / "causal"  # a causal LM's folder loads, with nothing missing

@@ -211,6 +211,30 @@ def test_a_local_folder_without_a_config_or_a_tokenizer_is_refused(tmp_path, fil
         models.check_model_source(str(folder))
 
 
+@pytest.mark.parametrize(
+    ("config", "refused"),
+    [
+        ({"architectures": ["BertForSequenceClassification"]}, "BertForSequenceClassification"),
+        ({"architectures": ["RobertaForMaskedLM"]}, "RobertaForMaskedLM"),
+        ({"architectures": ["LlamaForCausalLM"]}, None),
+        ({"architectures": ["BertForSequenceClassification", "BertLMHeadModel"]}, None),  # one of them may be causal
+        ({"architectures": ["MyModel"]}, None),  # unknown: loaded, and judged by its weights
+        ({"architectures": []}, None),
+        ({"model_type": "bert"}, None),
+        ([1, 2], None),  # no config: the loader says what is wrong
+        ("{not json", None),
+    ],
+)
+def test_a_folder_whose_config_names_only_non_causal_heads_is_refused_before_it_loads(tmp_path, config, refused):
+    folder = _model_folder(tmp_path / "m", "config.json", "tokenizer.json")
+    (folder / "config.json").write_text(config if isinstance(config, str) else json.dumps(config))
+    if refused is None:
+        models.check_model_source(str(folder))
+        return
+    with pytest.raises(UserError, match=f"holds a {refused} .*no causal language model"):
+        models.check_model_source(str(folder))
+
+
 def test_a_model_folder_under_home_is_found_from_its_tilde(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))
     _model_folder(tmp_path / "m", "config.json", "tokenizer.json")
