@@ -110,11 +110,27 @@ def yaml_problem(text: str) -> str | None:
     return walk(yaml.compose(text, Loader=yaml.SafeLoader), "")
 
 
-def umask_mode(mode: int) -> int:
-    """``mode`` with the process umask applied (mkstemp/mkdtemp create private 0600/0700 ones)."""
+PROC_STATUS = "/proc/self/status"
+
+
+def umask() -> int:
+    """The process umask, read from :data:`PROC_STATUS` where Linux shows it: reading it with ``os.umask`` sets
+    it to 0 for a moment, in which a file another thread creates gets no mask (world-writable)."""
+    try:
+        with open(PROC_STATUS, encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
     mask = os.umask(0)
     os.umask(mask)
-    return mode & ~mask
+    return mask
+
+
+def umask_mode(mode: int) -> int:
+    """``mode`` with the process umask applied (mkstemp/mkdtemp create private 0600/0700 ones)."""
+    return mode & ~umask()
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:

@@ -111,6 +111,24 @@ def test_a_file_gets_the_mode_a_plain_write_gives_under_any_umask(tmp_path):
     assert stat.S_IMODE(written.stat().st_mode) == stat.S_IMODE(plain.stat().st_mode) == 0o664
 
 
+@pytest.mark.skipif(not Path(io.PROC_STATUS).exists(), reason="the kernel shows no /proc/self/status")
+def test_the_umask_is_read_without_setting_it(monkeypatch):
+    """Setting the umask to read it leaves a moment in which another thread's new file gets no mask: where the
+    kernel shows the umask, it is read, not set; elsewhere (here: no such file) it is set and put back."""
+    mask = os.umask(0o027)
+    try:
+        calls = []
+        real = os.umask
+        monkeypatch.setattr(os, "umask", lambda m: calls.append(m) or real(m))
+        assert io.umask_mode(0o666) == 0o640 and io.umask_mode(0o777) == 0o750
+        assert calls == []
+        monkeypatch.setattr(io, "PROC_STATUS", "/nonexistent/status")
+        assert io.umask_mode(0o666) == 0o640 and calls == [0, 0o027]
+        assert real(0o027) == 0o027  # put back
+    finally:
+        os.umask(mask)
+
+
 def test_json_is_indented_with_sorted_keys_and_ends_its_line(tmp_path):
     """meta.json and summary.json are read by people and diffed: two-space indent, sorted keys, a last newline."""
     path = io.atomic_write_json(tmp_path / "meta.json", {"b": 1, "a": [1]})
