@@ -378,4 +378,6 @@ def tokenizer_and_context(name: str) -> tuple[PreTrainedTokenizerBase, int | Non
         tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
     except Exception:  # noqa: BLE001 - the weights' load names what is wrong
         return None
+    if name == SMOLLM2:  # as load_model_and_tokenizer sets them: the ids counted here are the policy's
+        special_tokens_as_config(tokenizer, config)
     return tokenizer, context_length(config, tokenizer)

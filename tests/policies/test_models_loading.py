@@ -336,3 +336,20 @@ def test_the_models_built_here_are_read_from_their_own_folders_once_built(tmp_pa
             tokenizer.model_max_length = int(1e30)
     assert models.tokenizer_and_context(models.SMOLLM2)[1] == 300
     assert models.tokenizer_and_context(models.ZOO_LM)[1] == 200
+
+
+def test_smollm2s_tokenizer_read_before_loading_has_the_special_tokens_of_its_config(tmp_path, monkeypatch, tiny):
+    """The prompt check reads SmolLM2's tokenizer before the weights load and hands its ids to the policy, whose
+    tokenizer takes its beginning, end and padding tokens from the model's config (a copy converted by
+    transformers 5.17 lacked them): the tokenizer read first takes them too."""
+    import rlhf_zoo.policies.models as m
+
+    model, tokenizer = tiny
+    folder = tmp_path / "smollm2"
+    monkeypatch.setattr(m, "smollm2_cache_path", lambda: folder)
+    config = model.config.to_dict() | {"bos_token_id": 5, "eos_token_id": 6, "pad_token_id": 7}
+    model.config.__class__.from_dict(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    read, _ = models.tokenizer_and_context(models.SMOLLM2)
+    assert (read.bos_token_id, read.eos_token_id, read.pad_token_id) == (5, 6, 7)
+    assert tokenizer.eos_token_id == 2  # the saved tokenizer's own
