@@ -70,7 +70,7 @@ def export(run_dir: str | Path, out: str | Path, force: bool = False) -> dict[st
     from rlhf_zoo.config import as_dataclass
     from rlhf_zoo.runlog import RunLog, checkpoint_to_resume
 
-    run_dir, out = Path(run_dir), Path(out).expanduser()
+    run_dir, out = Path(run_dir).expanduser(), Path(out).expanduser()
     cfg = _exportable_config(run_dir)
     log = RunLog(run_dir)
     if not checkpoint_to_resume(run_dir):  # in place, or set aside by a swap that a kill cut short

@@ -195,3 +195,35 @@ def test_an_export_under_a_launch_of_several_processes_is_refused(cli, lm_args, 
     code, _, err = cli("export", run_dir, f"out={tmp_path / 'm'}")
     assert (code, err.count("\n")) == (2, 1) and "not under a launch of 2" in err, err
     assert not (tmp_path / "m").exists()
+
+
+def test_the_folder_and_its_record_as_a_user_reads_them(cli, lm_args, tmp_path, monkeypatch, capsys):
+    """Paths given with ``~`` (run and out, by the command and the API), an empty folder made beforehand, files
+    readable by all (safetensors writes its own 0600), the record of the run's absolute folder and seed, and
+    generation at the run's top_p; a folder under a file is refused in one line before anything loads."""
+    import os
+    import stat
+
+    from rlhf_zoo import export
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    args = [a for a in lm_args if not a.startswith("seed=")]
+    _train(cli, args, "algo=reinforce", "train.steps=1", "seed=3", "model.top_p=0.9")
+    (tmp_path / "m").mkdir()  # empty: no force needed
+    mask = os.umask(0o022)
+    try:
+        code, _, err = cli("export", "~/run", "out=~/m")
+        meta = export.export("~/m/../run", "~/api")  # recorded as the run's folder itself
+    finally:
+        os.umask(mask)
+    assert code == 0, err
+    for folder in (tmp_path / "m", tmp_path / "api"):
+        assert {stat.S_IMODE(f.stat().st_mode) for f in folder.iterdir()} == {0o644}  # 0o666 under umask 022
+        record = json.loads((folder / "rlhf_zoo_export.json").read_text())
+        assert (record["run_dir"], record["seed"]) == (str((tmp_path / "run").resolve()), 3)
+        assert AutoModelForCausalLM.from_pretrained(folder).generation_config.top_p == 0.9
+    assert meta == record
+    (tmp_path / "a file").write_text("")
+    capsys.readouterr()  # the loads' bars above
+    code, _, err = cli("export", "~/run", f"out={tmp_path / 'a file' / 'm'}")
+    assert (code, err.count("\n")) == (2, 1) and "cannot be written" in err, err
