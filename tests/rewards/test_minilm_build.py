@@ -327,10 +327,12 @@ def test_watched_build_metrics_recomputed_from_the_saved_model(watched: dict) ->
 
 def test_watched_build_meta_and_file_modes(watched: dict, tiny_regressor: Path) -> None:
     """meta.json names the training seed (not the split's), the device asked for and the backbone folder
-    given; every file gets the umask's 0o666 mode, not a private one."""
+    given; the saved model names its one output "rating" (not the backbone's label); every file gets the
+    umask's 0o666 mode, not a private one."""
     meta = watched["meta"]
     assert (meta["seed"], meta["device"], meta["base"]) == (3, "cpu", tiny_regressor.name)
     assert meta["config"]["split_seed"] == 1
+    assert json.loads((watched["out"] / "config.json").read_text())["id2label"] == {"0": "rating"}
     files = [f for f in watched["out"].iterdir() if f.is_file()]
     assert files and all(f.stat().st_mode & 0o777 == umask_mode(0o666) for f in files)
 
@@ -502,3 +504,17 @@ def test_vader_missing_only_drops_its_reference_r(
     )
     meta = json.loads((out / "meta.json").read_text())
     assert "vader_pearson_r" not in meta and meta["n_heldout"] == 20 and not np.isnan(meta["pearson_r"])
+
+
+def test_meta_records_the_threads_the_build_ran_on(tmp_path: Path, tiny_regressor: Path) -> None:
+    """``torch_threads`` in meta.json is the number of threads the build trained with (timings depend on it)."""
+    cfg = GoldTrainConfig(batch_size=16, max_length=8, **SPLIT)
+    n = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        out = build_minilm_sentiment(
+            path=tmp_path / "gold", max_train=16, max_heldout=8, **(_kw(tiny_regressor) | {"config": cfg})
+        )
+    finally:
+        torch.set_num_threads(n)
+    assert json.loads((out / "meta.json").read_text())["torch_threads"] == 2
