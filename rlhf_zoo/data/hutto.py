@@ -65,7 +65,7 @@ import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol
 
 from rlhf_zoo.errors import UserError
 from rlhf_zoo.io import atomic_write_jsonl
@@ -439,6 +439,27 @@ def split_hutto(
         gold_heldout=tuple(heldout),
         prompt_train=tuple(prompt_train),
         prompt_eval=tuple(eval_prompts),
+    )
+
+
+class SplitSettings(Protocol):
+    """The settings of :func:`split_hutto` that a build's config holds (``ZooLMConfig``, ``GoldTrainConfig``)."""
+
+    split_seed: int
+    n_heldout: int
+    n_eval_prompts: int
+    min_prompt_words: int
+
+
+def split_by(records: Sequence[Record], settings: SplitSettings) -> HuttoSplit:
+    """:func:`split_hutto` of ``records`` with a build's split settings: the builds that must keep the sentiment
+    task's evaluation snippets out (zoo-lm's text, the gold reward's training set) split as the task does."""
+    return split_hutto(
+        records,
+        seed=settings.split_seed,
+        n_heldout=settings.n_heldout,
+        n_eval_prompts=settings.n_eval_prompts,
+        min_prompt_words=settings.min_prompt_words,
     )
 
 

@@ -161,17 +161,11 @@ def load_corpus(
     ``records`` defaults to :func:`rlhf_zoo.data.hutto.load_hutto` and ``gensim_files`` to
     :func:`rlhf_zoo.data.gensim_text.load_gensim_texts` (each downloads once, then reads its cache).
     """
-    from rlhf_zoo.data.hutto import load_hutto, split_hutto
+    from rlhf_zoo.data.hutto import load_hutto, split_by
     from rlhf_zoo.data.lm_corpus import EvalGuard, build_corpus, gensim_docs, hutto_docs
 
     records = load_hutto(verbose=verbose) if records is None else records
-    parts = split_hutto(
-        records,
-        seed=config.split_seed,
-        n_heldout=config.n_heldout,
-        n_eval_prompts=config.n_eval_prompts,
-        min_prompt_words=config.min_prompt_words,
-    )
+    parts = split_by(records, config)
     eval_snippets = [r.text for r in parts.prompt_eval]
     docs: list[Doc] = []
     if "hutto" in config.sources:

@@ -361,17 +361,11 @@ def _gold_records(
     """The ``gold_train`` and ``gold_heldout`` parts of ``records`` (default: :func:`load_hutto`) split with the
     config's split settings, cut to their first ``max_train`` / ``max_heldout`` records when given; raises
     ``ValueError`` when no training record is left."""
-    from rlhf_zoo.data.hutto import load_hutto, split_hutto
+    from rlhf_zoo.data.hutto import load_hutto, split_by
 
     if records is None:
         records = load_hutto(verbose=progress)
-    parts = split_hutto(
-        records,
-        seed=cfg.split_seed,
-        n_heldout=cfg.n_heldout,
-        n_eval_prompts=cfg.n_eval_prompts,
-        min_prompt_words=cfg.min_prompt_words,
-    )
+    parts = split_by(records, cfg)
     train = list(parts.gold_train[:max_train] if max_train is not None else parts.gold_train)
     heldout = list(parts.gold_heldout[:max_heldout] if max_heldout is not None else parts.gold_heldout)
     if not train:
