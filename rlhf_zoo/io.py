@@ -256,6 +256,23 @@ def build_lock(target: str | Path, what: str) -> Iterator[None]:
         lock.release()
 
 
+def reuse_built(out: Path, asked: Any, name: str, rebuild: str, force: bool, meta_file: str = "meta.json") -> bool:
+    """Whether the build of a model ``name`` (a dataclass of settings ``asked``) can return ``out`` as it is: it holds a
+    complete model (its ``meta_file`` is there) and ``force`` is False. One built with other settings is refused
+    (:func:`check_built_settings`, then ``rebuild``), and so is a file or a non-empty folder at ``out`` that holds no
+    model, rather than overwritten by the build."""
+    meta = out / meta_file
+    if meta.is_file() and not force:
+        check_built_settings(out, json.loads(meta.read_text(encoding="utf-8")).get("config", {}), asked, name, rebuild)
+        return True
+    if out.exists() and not meta.is_file() and (not out.is_dir() or any(out.iterdir())):
+        raise UserError(
+            f"{out} exists but holds no {name} model (no {meta_file}): refusing to replace it; remove it or choose "
+            "another path"
+        )
+    return False
+
+
 def check_built_settings(out: Path, built: dict[str, Any], asked: Any, name: str, rebuild: str) -> None:
     """A model built at ``out`` with the settings ``built`` (its meta.json's ``config``) is one of the
     dataclass ``asked``: else one line naming the settings that differ, then ``rebuild`` (what to do)."""

@@ -53,7 +53,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from rlhf_zoo.errors import UserError
-from rlhf_zoo.io import atomic_dir, atomic_write_json, build_lock, check_built_settings, umask_mode
+from rlhf_zoo.io import atomic_dir, atomic_write_json, build_lock, reuse_built, umask_mode
 from rlhf_zoo.paths import cache_dir
 
 if TYPE_CHECKING:
@@ -471,18 +471,6 @@ class _Pretrained:
     samples: list
 
 
-def _is_ready(out: Path, cfg: ZooLMConfig, force: bool) -> bool:
-    """Whether a complete model of ``cfg`` is at ``out`` to be returned as it is (one of another config is
-    refused); a non-empty folder or a file that holds no model is refused rather than overwritten."""
-    if is_built(out) and not force:
-        rebuild = "rebuild it with force=True or choose another path"
-        check_built_settings(out, read_meta(out).get("config", {}), cfg, ZOO_LM, rebuild)
-        return True
-    if out.exists() and not is_built(out) and (not out.is_dir() or any(out.iterdir())):
-        raise UserError(f"{out} exists but holds no {ZOO_LM} model (no {META_FILE}): remove it or choose another path")
-    return False
-
-
 def _pretrain(
     cfg: ZooLMConfig,
     corpus: Corpus,
@@ -581,7 +569,7 @@ def build_zoo_lm(
     if path is None and (records is not None or gensim_files is not None):
         raise ValueError("a build from given records or gensim_files needs an explicit path=...")
     out = Path(path) if path is not None else zoo_lm_path(cfg)
-    if _is_ready(out, cfg, force):
+    if reuse_built(out, cfg, ZOO_LM, "rebuild it with force=True or choose another path", force, META_FILE):
         return out
     say = print if progress else (lambda *a, **k: None)
     t_start = time.perf_counter()

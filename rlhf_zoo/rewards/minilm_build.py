@@ -33,7 +33,7 @@ from typing import Any
 import torch
 
 from rlhf_zoo.errors import MissingPackageError, UserError
-from rlhf_zoo.io import atomic_dir, check_built_settings, umask_mode
+from rlhf_zoo.io import atomic_dir, reuse_built, umask_mode
 from rlhf_zoo.paths import cache_dir
 from rlhf_zoo.rewards.hf import default_device, quiet_transformers
 
@@ -334,23 +334,6 @@ def _output_path(path: str | os.PathLike[str] | None, custom: bool) -> Path:
     return Path(path) if path is not None else default_path()
 
 
-def _already_built(out: Path, cfg: GoldTrainConfig, force: bool) -> bool:
-    """Whether a complete model of ``cfg`` is at ``out`` and ``force`` is False (so there is nothing to build).
-
-    Raises ``UserError`` for a complete model of another config (unless ``force``) and for a file or a
-    non-empty folder at ``out`` that holds no model."""
-    if is_built(out) and not force:
-        rebuild = "rebuild it with force=True (rlhf-zoo prepare force=true) or choose another path"
-        check_built_settings(out, read_meta(out).get("config", {}), cfg, GOLD_NAME, rebuild)
-        return True
-    if out.exists() and not is_built(out) and (not out.is_dir() or any(out.iterdir())):
-        raise UserError(
-            f"{out} exists but holds no {GOLD_NAME} model (no {META_FILE}): "
-            f"refusing to replace it; remove it or choose another path"
-        )
-    return False
-
-
 def _gold_records(
     records: Sequence[Any] | None,
     cfg: GoldTrainConfig,
@@ -451,7 +434,8 @@ def build_minilm_sentiment(
     cfg = config or GoldTrainConfig()
     custom = max_train is not None or max_heldout is not None or records is not None or base is not None
     out = _output_path(path, custom)
-    if _already_built(out, cfg, force):
+    rebuild = "rebuild it with force=True (rlhf-zoo prepare force=true) or choose another path"
+    if reuse_built(out, cfg, GOLD_NAME, rebuild, force, META_FILE):
         return out
     base_path = Path(base) if base is not None else minilm_base_path()
     train, heldout = _gold_records(records, cfg, max_train, max_heldout, progress)
