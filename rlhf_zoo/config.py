@@ -50,6 +50,10 @@ CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
 
 MAX_THREADS = 4096  # CPU threads: more than any machine has cores, far below where torch overflows
+# The run_dir argument of a configuration that is only built, never run (a bench's checks, its settings and exact
+# oracle, profile's objectives): a folder that is there and writable, not one under the current folder, whose
+# contents would then decide whether a check passes (a file named like it there failed every bench).
+BUILD_ONLY_RUN_DIR = f"run_dir={tempfile.gettempdir()}"
 
 
 class ConfigError(UserError):

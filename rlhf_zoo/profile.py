@@ -47,9 +47,6 @@ from rlhf_zoo.errors import UserError
 from rlhf_zoo.options import split_options
 
 PHASES = ("generate", "reward", "logprobs", "update")
-# the run directory of the config an objective's process builds: nothing is written there (no evaluation, no
-# checkpoint), but a config names one, which is checked writable: not the default under the current folder
-UNUSED_RUN_DIR = "/tmp/rlhf_zoo_profile_unused"
 DEFAULT_ALGOS = ("best_of_n", "reinforce", "ppo_lite", "bond", "jbond")
 SFT = "sft"
 
@@ -253,14 +250,14 @@ class _Subject:
         """The objective that ``rest`` (``algo=...`` and config overrides) names, ready to step: an anchored
         objective's anchor set to the policy; the baseline without a frozen reference copy; a GPU's peak memory
         counted from here."""
-        from rlhf_zoo.config import load_config
+        from rlhf_zoo.config import BUILD_ONLY_RUN_DIR, load_config
         from rlhf_zoo.runtime import Runtime
         from rlhf_zoo.train import Trainer, build
 
         sft = any(a == f"algo={SFT}" for a in rest)
         if sft:
             rest = [a for a in rest if a != f"algo={SFT}"] + ["algo=reinforce"]
-        cfg = load_config([*rest, "train.progress=false", f"run_dir={UNUSED_RUN_DIR}"])
+        cfg = load_config([*rest, "train.progress=false", BUILD_ONLY_RUN_DIR])  # nothing is written there
         rt = Runtime(cfg.device)
         t0 = time.perf_counter()
         algo, task, policy = build(cfg, rt)
@@ -462,10 +459,10 @@ def table_rows(rows: list[dict[str, Any]]) -> list[list[str]]:
 
 
 def validate(algos: list[str], rest: list[str]) -> None:
-    from rlhf_zoo.config import load_config
+    from rlhf_zoo.config import BUILD_ONLY_RUN_DIR, load_config
 
     for a in algos:  # every configuration before spending minutes on the first, with the worker's run_dir
-        load_config([f"algo={'reinforce' if a == SFT else a}", *rest, f"run_dir={UNUSED_RUN_DIR}"])
+        load_config([f"algo={'reinforce' if a == SFT else a}", *rest, BUILD_ONLY_RUN_DIR])
 
 
 def main(args: list[str]) -> int:

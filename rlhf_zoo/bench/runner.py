@@ -38,7 +38,6 @@ import json
 import os
 import shutil
 import signal
-import tempfile
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -71,11 +70,6 @@ from rlhf_zoo.bench.records import (
 )
 from rlhf_zoo.bench.suites import Point, Suite, expand
 from rlhf_zoo.runlog import RunLog, checkpoint_to_resume
-
-# the run_dir of a configuration that is only built, never run: a folder that is there and not the current one
-# (run_dir=unused was checked in the current folder: run from one that held a file named unused, or that could
-# not be written, every bench run failed, blaming a suite file's task_args)
-BUILD_ONLY_RUN_DIR = f"run_dir={tempfile.gettempdir()}"
 
 
 @dataclass
@@ -232,7 +226,7 @@ def _as_recorded(settings: dict[str, Any]) -> dict[str, Any]:
 
 def _point_settings(point: Point) -> dict[str, Any]:
     """The settings a run of ``point`` would record (as :func:`_head` does), as read back (:func:`_as_recorded`)."""
-    from rlhf_zoo.config import load_config
+    from rlhf_zoo.config import BUILD_ONLY_RUN_DIR, load_config
 
     return _as_recorded(settings_of(load_config([*point.args, BUILD_ONLY_RUN_DIR])))
 
@@ -439,7 +433,7 @@ def _args_but_seed(point: Point) -> tuple[str, ...]:
 
 def validate_points(points: list[Point]) -> None:
     """Build every distinct configuration once (no model loads), so a bad override fails before any work."""
-    from rlhf_zoo.config import load_config
+    from rlhf_zoo.config import BUILD_ONLY_RUN_DIR, load_config
 
     seen: set[tuple[str, ...]] = set()
     for p in points:
@@ -452,7 +446,7 @@ def validate_points(points: list[Point]) -> None:
 def exact_reference(args: list[str] | tuple[str, ...]) -> dict[str, Any]:
     """On a task with an oracle, its exact reference curves (:meth:`rlhf_zoo.tasks.oracle.ExactOracle.curves`:
     the optimal frontier and Best-of-N over n); empty without an oracle."""
-    from rlhf_zoo.config import as_dataclass, load_config
+    from rlhf_zoo.config import BUILD_ONLY_RUN_DIR, as_dataclass, load_config
     from rlhf_zoo.tasks.registry import build_task, get_task_entry
 
     cfg = load_config([*args, BUILD_ONLY_RUN_DIR])

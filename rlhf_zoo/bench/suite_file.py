@@ -332,8 +332,7 @@ def _place_of_error(suite: Suite) -> tuple[str, Exception] | None:
     """The first part of the file that fails on its own, and its error: ``task_args``, a sweep's ``fixed``, the
     ``algo_args`` of its algorithm, or one of its values (each with the task arguments and the sweep's
     algorithm alone); None when only their combination fails."""
-    from rlhf_zoo.bench.runner import BUILD_ONLY_RUN_DIR
-    from rlhf_zoo.config import load_config
+    from rlhf_zoo.config import BUILD_ONLY_RUN_DIR, load_config
 
     for s in suite.sweeps:
         base = [*suite.task_args, f"algo={s.algo}"]

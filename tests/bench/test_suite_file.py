@@ -555,9 +555,8 @@ def test_a_suite_file_under_the_home_folder_is_read_from_a_tilde_path(tmp_path, 
 
 def test_a_null_in_a_suite_file_is_a_null_in_its_points(tmp_path):
     """``task.gold: null`` (no gold reward) reaches each point's arguments as null, not as the text "None"."""
-    from rlhf_zoo.bench.runner import BUILD_ONLY_RUN_DIR
     from rlhf_zoo.bench.suites import expand
-    from rlhf_zoo.config import load_config
+    from rlhf_zoo.config import BUILD_ONLY_RUN_DIR, load_config
 
     path = tmp_path / "my.yaml"
     path.write_text("task_args: {task: sentiment, task.gold: null}\n" + SWEEP)
