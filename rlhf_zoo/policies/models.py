@@ -348,13 +348,21 @@ def load_model_and_tokenizer(
     return model.to(dt), tokenizer
 
 
+# transformers' VERY_LARGE_INTEGER is int(1e30); any tokenizer limit this large means none was set
+_TOKENIZER_NO_LIMIT = 10**20
+
+
 def context_length(model_config: Any, tokenizer: Any = None) -> int | None:
     """The most tokens (prompt + completion) the model takes: its ``max_position_embeddings`` (or
     ``n_positions`` / ``max_sequence_length``), lowered to the tokenizer's ``model_max_length`` when that
-    is set to a real limit. None when neither says."""
+    is set to a real limit. None when neither says.
+
+    A model's own limit counts however large it is (Llama-4-Scout's and MiniMax-Text-01's are over ten
+    million tokens); only a tokenizer's ``int(1e30)``, transformers' word for "no limit", is passed over."""
     limits = [getattr(model_config, k, None) for k in ("max_position_embeddings", "n_positions", "max_sequence_length")]
-    limits.append(getattr(tokenizer, "model_max_length", None))
-    real = [int(v) for v in limits if isinstance(v, int) and 0 < v < 10**7]  # tokenizers say 1e30 for "none"
+    said = getattr(tokenizer, "model_max_length", None)
+    limits.append(said if isinstance(said, int) and said < _TOKENIZER_NO_LIMIT else None)
+    real = [int(v) for v in limits if isinstance(v, int) and not isinstance(v, bool) and v > 0]
     return min(real) if real else None
 
 

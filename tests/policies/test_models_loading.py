@@ -296,6 +296,14 @@ def test_the_context_length_skips_limits_that_are_no_limits():
     assert models.context_length(SimpleNamespace(max_position_embeddings=4096, n_positions=1024), None) == 1024
 
 
+def test_a_model_limit_of_over_ten_million_tokens_is_a_limit():
+    """Llama-4-Scout takes 10,485,760 tokens: a long real limit is no "no limit", on either side."""
+    no_limit = SimpleNamespace(model_max_length=int(1e30))
+    assert models.context_length(SimpleNamespace(max_position_embeddings=10_485_760), no_limit) == 10_485_760
+    assert models.context_length(SimpleNamespace(), SimpleNamespace(model_max_length=10**7)) == 10**7
+    assert models.context_length(SimpleNamespace(max_position_embeddings=True), None) is None  # no number
+
+
 def test_the_tiny_models_context_is_read_without_loading_it_as_loaded(tiny):
     model, tokenizer = tiny
     read, context = models.tokenizer_and_context(models.TINY)
