@@ -413,3 +413,45 @@ def test_a_grid_has_every_combination_once_and_the_command_line_wins_over_the_fi
     exp.write_text("algo: bond\ntask: exact\ntrain: {steps: 200}\nsweep:\n  seed: [0, 1]\n")
     points = expand(plan_sweep([f"config={exp}", "train.steps=5"]).suite)
     assert all("train.steps=5" in p.args and "train.steps=200" not in p.args for p in points)
+
+
+def test_nested_brackets_and_spaces_around_items_split_as_written():
+    """A comma inside a list inside a mapping is the value's own: only commas at the top level split, and
+    spaces around an item (``"algo=bond , jbond"``, quoted in the shell) are not part of it."""
+    assert split_values("k", "{a: [1, 2], b: 3},{a: [4]}") == ["{a: [1, 2], b: 3}", "{a: [4]}"]
+    assert split_values("k", "[[1, 2], [3]],[[4]]") == ["[[1, 2], [3]]", "[[4]]"]
+    assert split_values("algo", "bond , jbond") == ["bond", "jbond"]
+    plan = plan_sweep(["algo=bond , jbond", "task=exact"])
+    assert [s.algo for s in plan.suite.sweeps] == ["bond", "jbond"]
+
+
+def test_a_sweep_into_a_single_runs_directory_given_with_a_tilde_is_refused(tmp_path, monkeypatch):
+    """``out=~/r``: the shell leaves a ``~`` after ``=`` as it is; the folder it names holds a single run."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "config.yaml").write_text("algo: {name: bond}\n")
+    with pytest.raises(ConfigError, match=r"^out=~/r holds a single run \(its config.yaml\)"):
+        plan_sweep(["algo=bond", "task=exact", "seed=0,1", "out=~/r"])
+
+
+def test_a_sweep_file_that_names_its_algorithm_and_sweeps_it_is_refused(tmp_path):
+    """``algo: bond`` beside ``sweep: {algo: [bond, jbond]}``: the file's choice would be dropped without a word,
+    as a setting both set and swept would be."""
+    exp = tmp_path / "exp.yaml"
+    exp.write_text("algo: bond\ntask: exact\nsweep: {algo: [bond, jbond]}\n")
+    with pytest.raises(ConfigError, match=r"sets algo and sweeps it \(sweep.algo\): keep one"):
+        plan_sweep([f"config={exp}"])
+
+
+def test_a_sweep_files_strings_reach_its_points_as_strings(tmp_path):
+    """``"010"`` and ``"1:30"``, quoted in the file, are strings; written bare on a point's command line, YAML 1.1
+    would read them as the numbers 8 and 90 (a folder of prompts named 010 would become the prompts 8)."""
+    from omegaconf import OmegaConf
+
+    from rlhf_zoo.bench.suites import expand
+
+    exp = tmp_path / "exp.yaml"
+    exp.write_text('algo: bond\ntask: sentiment\nsweep: {task.prompts: ["010", "1:30", "0x10"]}\n')
+    points = expand(plan_sweep([f"config={exp}"]).suite)
+    read = {OmegaConf.from_dotlist([a]).task.prompts for p in points for a in p.args if a.startswith("task.prompts=")}
+    assert read == {"010", "1:30", "0x10"}
