@@ -91,3 +91,36 @@ def test_a_refused_checkpoint_names_three_missing_keys_and_marks_the_rest():
         pol.load_state_dict(state)
     msg = str(err.value)
     assert f"missing {dropped[:3]}..." in msg and dropped[3] not in msg
+
+
+def test_the_anchor_pairs_each_adapter_weight_even_in_a_module_whose_name_holds_default():
+    """Each of π's LoRA weights is paired with the anchor adapter's weight of the same module: only the adapter's
+    name segment ("default") changes, not a module name that happens to contain the word (``default_proj``);
+    an anchor update with η = 1 then sets the anchor adapter to π's in that module."""
+    from peft import LoraConfig, get_peft_model
+    from torch import nn
+
+    from rlhf_zoo.policies.hf.weights import Anchor
+
+    class Toy(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.default_proj, self.out = nn.Linear(4, 4), nn.Linear(4, 2)
+
+        def forward(self, x):
+            return self.out(self.default_proj(x))
+
+    model = get_peft_model(Toy(), LoraConfig(r=2, lora_alpha=2, target_modules=["default_proj"]))
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    anchor = Anchor(model, lora=True, device=torch.device("cpu"))
+    anchor.build(trainable)
+    anchor.in_use = True
+    params = dict(model.named_parameters())
+    assert [(n, a) for n, a, _ in anchor.pairs] == [
+        (n, params[n.replace(".default.", ".anchor.")]) for n, _ in trainable
+    ]
+    with torch.no_grad():
+        for _, p in trainable:
+            p.add_(1.0)
+    anchor.update(1.0)
+    assert all(torch.equal(a, p) for _, a, p in anchor.pairs)
