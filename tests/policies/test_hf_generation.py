@@ -82,3 +82,19 @@ def test_the_shared_prefill_keeps_the_logits_of_no_more_than_one_position():
     pol.model.get_base_model().register_forward_hook(lambda _m, _a, out: shapes.append(tuple(out.logits.shape)))
     pol.sample(["The movie was", "Great"], 3, generator=torch.Generator().manual_seed(0))
     assert shapes[0] == (2, 1, pol.model.config.vocab_size)  # the prefill: one row per prompt, one position
+
+
+def test_one_sample_per_prompt_runs_no_separate_prefill():
+    """A prompt pass shared by one row saves nothing: with n = 1, generate's first forward runs the whole prompts
+    (no prefill of all but their last token before it), and each later forward one token per row."""
+    from rlhf_zoo.policies.hf import HFPolicyConfig, build_hf_policy
+
+    pol = build_hf_policy(HFPolicyConfig(max_new_tokens=3), seed=0)
+    calls: list[torch.Tensor] = []
+    pol.model.get_base_model().register_forward_pre_hook(
+        lambda _m, _a, kwargs: calls.append(kwargs["input_ids"].clone()), with_kwargs=True
+    )
+    pol.sample(["The movie was", "Great"], 1, generator=torch.Generator().manual_seed(0))
+    ids, _ = pol.encode_prompts(["The movie was", "Great"])
+    assert torch.equal(calls[0], ids)
+    assert [tuple(c.shape) for c in calls[1:]] == [(2, 1)] * (len(calls) - 1)
