@@ -53,9 +53,9 @@ class PromptEncoder:
             raise UserError(f"prompts must be a list of strings, got {type(prompts).__name__}")
         if len(prompts) == 0:
             raise UserError("sample() got an empty list of prompts")
-        bad = next((p for p in prompts if not isinstance(p, str)), None)
-        if bad is not None:
-            raise UserError(f"prompts must be strings, got {type(bad).__name__}: {bad!r}")
+        for p in prompts:  # None too (a null in a prompt file): it is no string
+            if not isinstance(p, str):
+                raise UserError(f"prompts must be strings, got {type(p).__name__}: {p!r}")
         self.token_counts(prompts)
         rows: list[list[int]] = []
         limit = self.cfg.max_prompt_tokens
