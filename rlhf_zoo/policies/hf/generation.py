@@ -73,8 +73,12 @@ def sampling_generation_config(
 ) -> Any:
     """Greedy decoding over :class:`TokenSampler`'s one-hot scores, up to ``cfg.max_new_tokens``.
 
-    Every option that changes logits is set explicitly (unset ones would be filled from the model's
-    defaults). ``compile_=False`` forbids compiling the decoding step whatever ``cfg.compile_generation``
+    The options that sample (temperature, top-k/p) and the common ones that change logits (repetition
+    penalty, n-gram ban, minimum length) are set explicitly. transformers fills every option left ``None``
+    here from ``model.generation_config``, so the others (suppressed tokens, a sequence bias, a forced EOS,
+    ...) stay neutral only because :class:`~rlhf_zoo.policies.hf.HFPolicy` replaces that config with
+    :func:`neutral_generation_config` when it wraps the model: change it afterwards and sampling changes
+    with it. ``compile_=False`` forbids compiling the decoding step whatever ``cfg.compile_generation``
     says (sharded weights).
     """
     from transformers import GenerationConfig
