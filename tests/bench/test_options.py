@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Optional
 
 import pytest
 
@@ -183,3 +184,36 @@ def test_a_field_counts_as_set_only_when_its_value_differs_from_its_default():
     assert set_away_from_default(Opts(path=""), "path")  # "" is not None
     assert not set_away_from_default(Opts(names=["z"]), "names")
     assert not set_away_from_default(Opts(n=2), "missing")
+
+
+def test_items_of_a_list_of_names_are_taken_without_the_spaces_around_them():
+    """``only="bond_beta, jbond_beta"`` names two sweeps, not ``" jbond_beta"`` (which no sweep is called)."""
+    opts, _ = split_options(["names=x, y ,z"], Opts, "cmd")
+    assert opts.names == ["x", "y", "z"]
+
+
+@dataclass
+class OptionalOpts:
+    flag: bool | None = None
+    old_style: Optional[bool] = None  # noqa: UP045 - the spelling under test
+    count: Optional[int] = None  # noqa: UP045
+
+
+def test_an_optional_field_takes_its_types_values_however_it_is_spelt():
+    """``bool | None`` reads the words ``bool`` reads and refuses the others (``2``, which OmegaConf alone would
+    take as true), and so does ``Optional[bool]``; an ``Optional[int]`` refuses a word naming the type it wants."""
+    opts, rest = split_options(["flag=t", "old_style=off"], OptionalOpts, "cmd")
+    assert (opts.flag, opts.old_style, rest) == (True, False, [])
+    with pytest.raises(UserError, match=r"^cmd: flag must be true or false, got '2'$"):
+        split_options(["flag=2"], OptionalOpts, "cmd")
+    with pytest.raises(UserError, match=r"^cmd: old_style must be true or false, got 'maybe'$"):
+        split_options(["old_style=maybe"], OptionalOpts, "cmd")
+    with pytest.raises(UserError, match=r"^cmd: count must be an integer, got 'x'$"):
+        split_options(["count=x"], OptionalOpts, "cmd")
+
+
+@pytest.mark.parametrize("value", ["", "  "])
+def test_an_empty_value_of_a_scalar_option_is_refused(value):
+    """``path=$UNSET``: not silently the default (None here), nor an empty path."""
+    with pytest.raises(UserError, match=r"^cmd: path is empty \(path=\s*\): give it a value, or leave it out$"):
+        split_options([f"path={value}"], Opts, "cmd")
