@@ -341,6 +341,9 @@ def test_a_resume_without_the_runs_settings_says_how_to_resume_with_them(tmp_pat
     err = _one_line(capsys, cli.main(["train", f"run_dir={tmp_path}/r", "resume=true"]))
     assert "name an algorithm" in err, err
     assert f"to resume {tmp_path}/r with the settings it saved: rlhf-zoo train config={tmp_path}/r/config.yaml" in err
+    # without resume=true no resume was asked for (a new run's algorithm forgotten, say): the error alone
+    err = _one_line(capsys, cli.main(["train", f"run_dir={tmp_path}/r"]))
+    assert "name an algorithm" in err and "to resume" not in err, err
     # a run directory that holds no run: nothing to point to
     err = _one_line(capsys, cli.main(["train", f"run_dir={tmp_path}/none", "resume=true"]))
     assert "name an algorithm" in err and "to resume" not in err, err
