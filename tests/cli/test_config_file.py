@@ -89,7 +89,8 @@ def test_a_saved_config_run_from_another_folder_says_where_its_relative_paths_st
 
 def test_the_saved_run_s_folder_is_named_only_from_elsewhere_and_found_through_a_home_path(cli, tmp_path, monkeypatch):
     """Run from the folder the run ran in, "run from there" would send the user where they are: the error alone.
-    ``config=~/...`` finds the meta.json beside the file as the file itself is found."""
+    ``config=~/...``, or a config= among load_config's defaults, finds the meta.json beside the file as the file
+    itself is found."""
     import json
 
     there = tmp_path / "there"
@@ -103,6 +104,11 @@ def test_the_saved_run_s_folder_is_named_only_from_elsewhere_and_found_through_a
     monkeypatch.chdir(tmp_path)
     code, _, err = cli("train", "config=~/there/run/config.yaml", f"run_dir={tmp_path}/b")
     assert code == 2 and f"(the run that saved ~/there/run/config.yaml ran in {there}, where its" in err, err
+    # a config file given among a caller's defaults (load_config's second argument) is the run's as well
+    from rlhf_zoo.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match=r"\(the run that saved there/run/config.yaml ran in "):
+        load_config([f"run_dir={tmp_path}/b"], {"config": "there/run/config.yaml"})
 
 
 @pytest.mark.parametrize(
