@@ -79,6 +79,8 @@ def test_a_prompt_file_that_does_not_parse_says_why(tmp_path, capfd):
         ("steps=10", "unknown key 'steps'; did you mean train.steps?"),
         ("beta=0.5", "unknown key 'beta'; did you mean algo.beta?"),
         ("lr=1e-3", "unknown key 'lr'; did you mean train.lr?"),
+        # the key of that last part, not the near spellings of it (train.eval_samples, train.save_samples)
+        ("samples=8", "unknown key 'samples'; did you mean algo.samples?"),
         ("trian.steps=3", "unknown key 'trian.steps'; did you mean train.steps?"),
         ("nothing_like_it=1", "unknown key 'nothing_like_it'; the top-level keys are"),
         # misspelt: these listed the top-level keys, not the one meant
