@@ -60,3 +60,11 @@ def test_a_preset_that_names_no_registered_algorithm_is_blamed_on_the_preset(tmp
     with pytest.raises(ConfigError) as e:
         load_config(["algo=mine", f"run_dir={tmp_path}/r"])
     assert str(e.value) == f"preset configs/algo/mine.yaml names unknown algorithm {named}"
+
+
+@pytest.mark.parametrize("device", ["cpux", "cuda:0x", "cuda0", "autox"])
+def test_a_device_with_more_after_a_known_name_is_refused(tmp_path, device):
+    """device= names the whole device: ``cpux`` or ``cuda:0x`` is a typo, not cpu or cuda:0."""
+    with pytest.raises(ConfigError) as e:
+        _load(tmp_path, f"device={device}")
+    assert str(e.value) == f"device={device!r}: use auto, cpu, cuda or cuda:N"
