@@ -68,3 +68,9 @@ def test_a_device_with_more_after_a_known_name_is_refused(tmp_path, device):
     with pytest.raises(ConfigError) as e:
         _load(tmp_path, f"device={device}")
     assert str(e.value) == f"device={device!r}: use auto, cpu, cuda or cuda:N"
+
+
+def test_an_argument_that_is_not_key_value_is_a_config_error_as_documented(tmp_path):
+    """load_config raises ConfigError for every bad input, a malformed argument too (callers catch that class)."""
+    with pytest.raises(ConfigError, match="key=value"):
+        _load(tmp_path, "oops")
