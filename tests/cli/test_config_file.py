@@ -87,6 +87,30 @@ def test_a_saved_config_run_from_another_folder_says_where_its_relative_paths_st
     assert code == 2 and err.strip().endswith("task.prompts=p.jsonl: no such file or directory"), err
 
 
+def test_the_saved_run_s_folder_is_named_only_from_elsewhere_and_found_through_a_home_path(cli, tmp_path, monkeypatch):
+    """Run from the folder the run ran in, "run from there" would send the user where they are: the error alone.
+    ``config=~/...``, or a config= among load_config's defaults, finds the meta.json beside the file as the file
+    itself is found."""
+    import json
+
+    there = tmp_path / "there"
+    (there / "run").mkdir(parents=True)
+    _write(there / "run" / "config.yaml", "algo: reinforce\ntask: sentiment\ntask.prompts: p.jsonl\n")
+    _write(there / "run" / "meta.json", json.dumps({"cwd": str(there)}))
+    monkeypatch.chdir(there)
+    code, _, err = cli("train", "config=run/config.yaml", f"run_dir={tmp_path}/b")
+    assert code == 2 and err.strip().endswith("task.prompts=p.jsonl: no such file or directory"), err
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    code, _, err = cli("train", "config=~/there/run/config.yaml", f"run_dir={tmp_path}/b")
+    assert code == 2 and f"(the run that saved ~/there/run/config.yaml ran in {there}, where its" in err, err
+    # a config file given among a caller's defaults (load_config's second argument) is the run's as well
+    from rlhf_zoo.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match=r"\(the run that saved there/run/config.yaml ran in "):
+        load_config([f"run_dir={tmp_path}/b"], {"config": "there/run/config.yaml"})
+
+
 @pytest.mark.parametrize(
     ("text", "needle"),
     [
@@ -112,6 +136,9 @@ def test_a_saved_config_run_from_another_folder_says_where_its_relative_paths_st
             "(sweep: {algo: [bond, jbond]})",
         ),
         ("algo: {name: [bond]}\n", 'exp.yaml: algo.name takes one name, got ["bond"]'),
+        # an empty mapping is a value like any other, not a key left out (the run would take the default)
+        ("algo: {}\n", "exp.yaml: algo takes one name, got {}"),
+        ("algo: bond\nseed: {}\n", "could not be converted to Integer (key: seed)"),
         ("algo: bond\ntask: [exact, sentiment]\n", 'exp.yaml: task takes one name, got ["exact", "sentiment"]'),
         # said "algo.name and task.name are chosen with algo=NAME and task=NAME", naming no file
         ("algo: bond\nalgo.name: jbond\n", "exp.yaml names the algo twice (algo: bond and algo.name: jbond): keep one"),
@@ -138,10 +165,11 @@ def test_an_experiment_file_that_is_a_directory_is_said_to_be_one(cli, tmp_path)
 
 
 @pytest.mark.parametrize("extra", [[], ["seed=0,1"]])
-def test_an_empty_config_is_said_to_be_empty(cli, tmp_path, extra):
+@pytest.mark.parametrize("arg", ["config=", "config= "])
+def test_an_empty_config_is_said_to_be_empty(cli, tmp_path, extra, arg):
     """``config=`` (an unset shell variable) said "config=: is a directory, not a YAML file" (Path("") is the
-    current folder)."""
-    code, _, err = cli("train", "algo=bond", "config=", *extra, f"run_dir={tmp_path}/run")
+    current folder); a blank one (``"config= $EXP"``, EXP unset) is as empty, not "no such file"."""
+    code, _, err = cli("train", "algo=bond", arg, *extra, f"run_dir={tmp_path}/run")
     assert code == 2 and "config is empty (config=): give it an experiment file FILE.yaml" in err, err
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "run").exists()
 

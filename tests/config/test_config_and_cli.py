@@ -155,6 +155,22 @@ def test_a_command_s_output_file_that_is_a_directory_is_refused(tmp_path):
     check_writable_file(str(tmp_path / "profile.json"), "profile")  # a new file in a writable folder
 
 
+def test_a_home_path_is_checked_where_it_leads(tmp_path, monkeypatch):
+    """``out=~/d`` and ``run_dir=~/f`` (quoted, or from a file: no shell expanded them) are checked as the folder and
+    file they name under the home folder, not as a path under a folder named ``~`` that is not there."""
+    from rlhf_zoo.config import check_writable_dir, check_writable_file
+    from rlhf_zoo.errors import UserError
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "d").mkdir()
+    (tmp_path / "f").write_text("")
+    with pytest.raises(UserError, match="profile: out=~/d is a directory: name a JSON file"):
+        check_writable_file("~/d", "profile")
+    with pytest.raises(ConfigError, match="run_dir=~/f is a file, not a directory"):
+        check_writable_dir("~/f", "run_dir")
+
+
 def test_a_run_dir_under_the_home_folder_is_written_where_it_was_checked(tmp_path, monkeypatch, cli):
     """``run_dir=~/r`` (quoted, or in a YAML file: no shell expands it) was checked as ``$HOME/r`` but the run
     wrote to a folder named ``~`` in the current directory."""

@@ -79,6 +79,8 @@ def test_a_prompt_file_that_does_not_parse_says_why(tmp_path, capfd):
         ("steps=10", "unknown key 'steps'; did you mean train.steps?"),
         ("beta=0.5", "unknown key 'beta'; did you mean algo.beta?"),
         ("lr=1e-3", "unknown key 'lr'; did you mean train.lr?"),
+        # the key of that last part, not the near spellings of it (train.eval_samples, train.save_samples)
+        ("samples=8", "unknown key 'samples'; did you mean algo.samples?"),
         ("trian.steps=3", "unknown key 'trian.steps'; did you mean train.steps?"),
         ("nothing_like_it=1", "unknown key 'nothing_like_it'; the top-level keys are"),
         # misspelt: these listed the top-level keys, not the one meant
@@ -341,6 +343,9 @@ def test_a_resume_without_the_runs_settings_says_how_to_resume_with_them(tmp_pat
     err = _one_line(capsys, cli.main(["train", f"run_dir={tmp_path}/r", "resume=true"]))
     assert "name an algorithm" in err, err
     assert f"to resume {tmp_path}/r with the settings it saved: rlhf-zoo train config={tmp_path}/r/config.yaml" in err
+    # without resume=true no resume was asked for (a new run's algorithm forgotten, say): the error alone
+    err = _one_line(capsys, cli.main(["train", f"run_dir={tmp_path}/r"]))
+    assert "name an algorithm" in err and "to resume" not in err, err
     # a run directory that holds no run: nothing to point to
     err = _one_line(capsys, cli.main(["train", f"run_dir={tmp_path}/none", "resume=true"]))
     assert "name an algorithm" in err and "to resume" not in err, err
