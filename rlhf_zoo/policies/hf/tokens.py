@@ -53,7 +53,7 @@ class PromptEncoder:
             raise UserError(f"prompts must be a list of strings, got {type(prompts).__name__}")
         if len(prompts) == 0:
             raise UserError("sample() got an empty list of prompts")
-        for p in prompts:  # None too (a null in a prompt file): it is no string
+        for p in prompts:  # None too: a search with next(..., None) took a None prompt for none found
             if not isinstance(p, str):
                 raise UserError(f"prompts must be strings, got {type(p).__name__}: {p!r}")
         self.token_counts(prompts)
