@@ -15,6 +15,7 @@ import glob
 import json
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -138,8 +139,18 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def _write_mode(path: Path) -> int:
+    """The mode a plain ``open(path, "w")`` leaves: an existing file's own (a page the user made read-only for
+    the group stays so), else 0o666 less the umask (mkstemp creates a private 0o600 file)."""
+    try:
+        return stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        return umask_mode(0o666)
+
+
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` (parents created) through a temporary file, fsync and rename."""
+    """Write ``data`` to ``path`` (parents created) through a temporary file, fsync and rename; the file keeps
+    the mode it had (a new one gets the umask's)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)  # see temp_files_of
@@ -148,7 +159,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, umask_mode(0o666))
+        os.chmod(tmp, _write_mode(path))
         os.replace(tmp, path)
     except OSError as e:
         if e.filename is None:  # a failed write names no file (a full disk): name the one being written

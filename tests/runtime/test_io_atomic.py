@@ -111,6 +111,19 @@ def test_a_file_gets_the_mode_a_plain_write_gives_under_any_umask(tmp_path):
     assert stat.S_IMODE(written.stat().st_mode) == stat.S_IMODE(plain.stat().st_mode) == 0o664
 
 
+def test_a_rewritten_file_keeps_its_mode_as_a_plain_write_does(tmp_path):
+    """A page or log the user made private (0o600) or group-writable (0o664) stays so when it is written again."""
+    for mode in (0o600, 0o664, 0o640):
+        written, plain = tmp_path / f"a{mode:o}.md", tmp_path / f"b{mode:o}.md"
+        for f in (written, plain):
+            f.write_text("old")
+            f.chmod(mode)
+        io.atomic_write_text(written, "new")
+        plain.write_text("new")
+        assert written.read_text() == "new"
+        assert stat.S_IMODE(written.stat().st_mode) == stat.S_IMODE(plain.stat().st_mode) == mode
+
+
 @pytest.mark.skipif(not Path(io.PROC_STATUS).exists(), reason="the kernel shows no /proc/self/status")
 def test_the_umask_is_read_without_setting_it(monkeypatch):
     """Setting the umask to read it leaves a moment in which another thread's new file gets no mask: where the
