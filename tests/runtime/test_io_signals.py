@@ -6,6 +6,7 @@ import contextlib
 import errno
 import json
 import os
+import pickle
 import signal
 import stat
 import threading
@@ -343,3 +344,144 @@ def test_a_watch_whose_line_fails_still_ends_the_stuck_process():
     assert out.returncode == 143, out.stderr
     assert out.stderr.startswith("rlhf-zoo: interrupted (SIGTERM;") and "Permission denied" in out.stderr, out.stderr
     assert len(out.stderr.strip().splitlines()) == 1 and time.monotonic() - started < 10, out.stderr
+
+
+def test_an_arrival_that_the_watch_noted_serves_one_stop_only(monkeypatch):
+    """The watch notes which processes had ended when a SIGTERM came, for the handler that takes it; a later
+    SIGTERM that no watch saw come is looked at as things are when its handler runs, not given the old note."""
+    now = [[2]]
+    monkeypatch.setattr(signals, "ended_processes", lambda: now[0])
+    for noted in ([1], [3]):
+        signals._noted(noted)
+        assert signals._ended_when_it_came() == noted
+        assert signals._ended_when_it_came() == [2]
+
+
+def test_a_stop_that_the_watch_did_not_note_is_looked_at_when_taken(monkeypatch):
+    monkeypatch.setattr(signals, "ended_processes", lambda: [4])
+    signals._noted([1])
+    signals._ended_when_it_came()
+    with pytest.raises(signals.StopSignal) as caught, signals.stop_signals_raise():
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.01)
+    assert caught.value.ended == [4]
+
+
+def test_only_a_sigterm_is_looked_at_for_processes_that_ended(monkeypatch):
+    """Under torchrun a SIGTERM may be the launcher's stop after a lost process; a Ctrl-C is always the user's:
+    its ``ended`` is None (not known), even where a process of the launch has ended."""
+    monkeypatch.setattr(signals, "ended_processes", lambda: [1])
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "none")
+    for signum, ended in ((signal.SIGINT, None), (signal.SIGTERM, [1])):
+        with pytest.raises(signals.StopSignal) as caught, signals.stop_signals_raise():
+            os.kill(os.getpid(), signum)
+            time.sleep(0.01)
+        assert (caught.value.signum, caught.value.ended) == (signum, ended)
+        with signals.StopRequests() as stop:
+            os.kill(os.getpid(), signum)
+            time.sleep(0.01)
+        assert (stop.signum, stop.ended) == (signum, ended)
+
+
+def test_a_forced_stop_carries_the_second_signal():
+    """SIGTERM, then Ctrl-C before the step ends: the command stops at once with Ctrl-C's code (130)."""
+    with pytest.raises(signals.ForcedStop) as caught, signals.StopRequests() as stop:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.01)
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.01)
+    assert stop.signum == signal.SIGTERM
+    assert caught.value.signum == signal.SIGINT and signals.stop_exit_code(caught.value) == 130
+
+
+def test_a_stop_survives_pickling_with_the_processes_that_had_ended():
+    back = pickle.loads(pickle.dumps(signals.StopSignal(signal.SIGTERM, ended=[3])))
+    assert (back.signum, back.ended) == (signal.SIGTERM, [3])
+
+
+def test_an_ignored_signal_stays_ignored_within_the_watch():
+    """A command started in the background of a script (``cmd &``) ignores SIGINT: the watch leaves it ignored,
+    rather than putting in a handler that calls the integer SIG_IGN."""
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with signals.told_if_stuck(lambda signum, ended: ("stuck", 7), grace=0.1):
+            assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.3)
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
+def test_a_handler_put_in_within_the_watch_stays_after_it():
+    """Code within the block that installs its own handler keeps it: the block puts back only its own wrapper."""
+
+    def outer(signum, frame):
+        pass
+
+    def mine(signum, frame):
+        pass
+
+    before = signal.signal(signal.SIGTERM, outer)
+    try:
+        with signals.told_if_stuck(lambda signum, ended: ("stuck", 7), grace=0.1):
+            assert signal.getsignal(signal.SIGTERM) is not outer  # wrapped, to note when it is taken
+        assert signal.getsignal(signal.SIGTERM) is outer
+        with signals.told_if_stuck(lambda signum, ended: ("stuck", 7), grace=0.1):
+            signal.signal(signal.SIGTERM, mine)
+        assert signal.getsignal(signal.SIGTERM) is mine
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
+def test_the_noting_watch_puts_back_the_wake_up_descriptor_of_before(monkeypatch):
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "none")
+    with signals.stop_signals_raise(), signals.arrivals_noted():
+        watching = signal.set_wakeup_fd(-1)
+        signal.set_wakeup_fd(watching)
+    assert watching != -1 and signal.set_wakeup_fd(-1) == -1
+
+
+# A first SIGTERM that the handler takes (it only notes the stop), then a second that it cannot take (the main thread
+# now waits in a call that Python cannot interrupt: a handler that sleeps stands for it).
+TAKEN_THEN_STUCK = """
+import os, signal, time
+from rlhf_zoo.signals import told_if_stuck
+
+calls = []
+signal.signal(signal.SIGTERM, lambda *args: calls.append(1) if not calls else time.sleep(60))
+with told_if_stuck(lambda signum, ended: (f"stuck: {signal.Signals(signum).name}", 7), grace=0.3):
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(1.0)
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(60)
+"""
+
+
+def test_a_second_stop_that_is_not_taken_ends_the_process_after_a_first_that_was():
+    """The watch counts the signals taken before each one comes: a first stop that was taken does not make a
+    later one that the main thread cannot take count as taken."""
+    out = _python(TAKEN_THEN_STUCK, timeout=30)
+    assert (out.returncode, out.stderr) == (7, "stuck: SIGTERM\n")
+
+
+# As STUCK, with a process of the launch that has ended (ended_processes made to say so) and the signal of argv[1].
+STUCK_AFTER_A_LOSS = """
+import os, signal, sys, time
+from rlhf_zoo import signals
+
+signals.ended_processes = lambda: [1]
+signum = signal.Signals[sys.argv[1]]
+signal.signal(signum, lambda *args: time.sleep(60))
+with signals.told_if_stuck(lambda s, ended: (f"stuck: {signal.Signals(s).name} {ended}", 7), grace=0.3):
+    os.kill(os.getpid(), signum)
+    time.sleep(60)
+"""
+
+
+@pytest.mark.parametrize(("name", "ended"), [("SIGTERM", "[1]"), ("SIGINT", "None")])
+def test_the_watch_tells_which_processes_had_ended_for_a_sigterm_only(name, ended):
+    """A SIGTERM that a stuck process cannot take may be the launcher's stop after a lost process: the line is told
+    which had ended. A Ctrl-C is the user's: not looked at (None), whatever has ended."""
+    out = _python(STUCK_AFTER_A_LOSS, name, timeout=30)
+    assert (out.returncode, out.stderr) == (7, f"stuck: {name} {ended}\n")

@@ -296,6 +296,28 @@ def test_a_sigterm_under_torchrun_notes_which_processes_of_the_launch_had_ended(
     assert ended_processes(_worker(0), proc=str(proc)) == ended
 
 
+def test_on_a_second_machine_the_ranks_looked_for_are_that_machines(tmp_path):
+    """Machine 2 of a launch of 2 × 4 processes holds ranks 4 to 7: rank 5 there, ranks 4 and 6 running, finds rank
+    7 ended (not ranks 0 to 3, which run on machine 1)."""
+    from rlhf_zoo.signals import ended_processes
+
+    def worker(rank: int) -> dict[str, str]:
+        return {"TORCHELASTIC_RUN_ID": "r1", "RANK": str(rank), "LOCAL_RANK": str(rank % 4), "LOCAL_WORLD_SIZE": "4"}
+
+    proc = _fake_proc(tmp_path, worker(5), {"PATH": "/bin"}, [(900_004, "S", worker(4)), (900_006, "S", worker(6))])
+    assert ended_processes(worker(5), proc=str(proc)) == [7]
+
+
+def test_an_environment_value_that_holds_an_equals_sign_is_read(tmp_path):
+    """Environments hold values with ``=`` (``LS_COLORS=di=01;34:...``, a URL's query): the launcher's and the other
+    processes' are read all the same."""
+    from rlhf_zoo.signals import ended_processes
+
+    colours = {"LS_COLORS": "di=01;34:ln=01;36", "QUERY": "https://h/?a=1&b=2"}
+    proc = _fake_proc(tmp_path, _worker(0), {"PATH": "/bin", **colours}, [(900_001, "S", {**colours, **_worker(1)})])
+    assert ended_processes(_worker(0), proc=str(proc)) == []
+
+
 def test_which_processes_ended_is_not_told_without_torchrun_or_through_a_wrapper(tmp_path):
     from rlhf_zoo.signals import ended_processes
 
