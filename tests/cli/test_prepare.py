@@ -111,3 +111,30 @@ def test_prepare_waits_for_the_gold_models_build_alone(builders: list[tuple[str,
     """Another process building only the gold model (its build lock alone held): ``prepare`` builds zoo-lm,
     but waits for that build before its own of the gold model."""
     assert _prepare_beside_another_build(builders, zoo_lm=False) < builders.index(("gold", False))
+
+
+def test_prepare_tells_what_it_built_and_where(builders, tmp_path, monkeypatch, capsys) -> None:
+    """One line per built thing with its figure (zoo-lm's perplexity, the gold model's Pearson r) and its folder,
+    and the same figures returned; the data download shows its progress."""
+    import rlhf_zoo.data.hutto as hutto
+    from rlhf_zoo.prepare import prepare
+
+    verbose: list[bool] = []
+
+    def load_hutto(verbose_: bool = True, **kw) -> list[dict[str, str]]:
+        verbose.append(verbose_)
+        return [{"text": "good"}] * 3
+
+    monkeypatch.setattr(hutto, "load_hutto", lambda verbose=True, **kw: load_hutto(verbose))
+    got = prepare()
+    out = capsys.readouterr().out.splitlines()
+    assert verbose == [True]
+    assert out == [
+        f"data: 3 human-labelled texts (Hutto & Gilbert 2014) in {tmp_path / 'hutto.jsonl'}",
+        f"policy smollm2-135m: {tmp_path / 'smollm2'}",
+        f"policy zoo-lm: held-out perplexity 9.0 (0.0 M parameters, built in 1 s) in {tmp_path / 'lm'}",
+        "gold reward minilm_sentiment: Pearson r = 0.800 on 1 held-out human ratings (trained on 1 in 1 s) in "
+        f"{tmp_path / 'gold'}",
+    ]
+    assert (got["n_texts"], got["zoo_lm_perplexity"], got["pearson_r"]) == (3, 9.0, 0.8)
+    assert (got["zoo-lm"], got["minilm_sentiment"]) == (str(tmp_path / "lm"), str(tmp_path / "gold"))
