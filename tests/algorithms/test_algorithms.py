@@ -519,18 +519,19 @@ def test_defaults_leave_nothing_unused(name):
 
 @pytest.mark.parametrize(
     ("minibatches", "batch_prompts", "warned"),
-    [(8, 4, True), (4, 4, False), (2, 1, False), (3, 1, True)],
+    [(8, 4, "takes 4 minibatches"), (4, 4, None), (2, 1, None), (3, 1, "takes 1 minibatch")],
     ids=["more", "equal", "default-2-of-1", "set-3-of-1"],
 )
 def test_more_minibatches_than_prompts_is_a_warning_unless_the_default(minibatches, batch_prompts, warned):
     """A minibatch is split by prompt: PPO-lite's minibatches above the step's prompts take one prompt each.
-    Set by the user, that is said; the default (2) under a one-prompt batch is not."""
+    Set by the user, that is said (one minibatch in the singular); the default (2) under a one-prompt batch is
+    not."""
     from rlhf_zoo.train import fewer_minibatches
 
     lines = fewer_minibatches(PPOLite(PPOLiteConfig(minibatches=minibatches)), batch_prompts)
     if warned:
         assert len(lines) == 1 and lines[0].startswith(f"algo.minibatches={minibatches} is more than")
-        assert f"takes {batch_prompts} minibatch" in lines[0] and lines[0].endswith("of one prompt")
+        assert lines[0].endswith(f"so each pass {warned} of one prompt"), lines[0]
     else:
         assert lines == []
 

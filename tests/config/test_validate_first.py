@@ -160,6 +160,8 @@ def test_a_model_folder_without_a_tokenizer_is_refused_in_one_line(monkeypatch, 
     ("again", "shown"),
     [
         ([], "already holds a run: pass resume=true to continue it"),
+        # other settings without resume=true: the same line, not a resume's "differs" (the user asked for none)
+        (["algo.beta=0.3"], "already holds a run: pass resume=true to continue it"),
         (["resume=true", "algo.beta=0.3"], "differs from this run's config (algo.beta: 0.5 → 0.3)"),
     ],
 )

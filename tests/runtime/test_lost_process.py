@@ -84,6 +84,7 @@ def test_the_message_names_the_lost_process_and_the_checkpoint_to_resume_from():
     assert four.endswith("runs/x holds no checkpoint yet: add resume=true to start it over"), four
     unknown = str(LostProcess(0, "runs/x", "Timed out", None, rank=1, world=2, checkpointed=True))
     assert unknown.endswith("runs/x holds a checkpoint: add resume=true to continue from it"), unknown
+    assert "stopped at step 0 " in unknown, unknown  # the step-0 evaluation: the run had started
     assert "\n" not in two + four + unknown
 
 
@@ -111,6 +112,20 @@ def test_a_process_lost_while_a_checkpoint_is_saved_names_the_one_written(tmp_pa
     assert torch.load(tmp_path / "r" / "checkpoint" / "state.pt", weights_only=False)["step"] == 4
     assert lost.value.last_checkpoint == 4 and lost.value.step == 4
     assert "holds the checkpoint of step 4: add resume=true" in str(lost.value)
+
+
+def test_a_process_lost_before_a_resumed_run_read_its_checkpoint_says_the_directory_holds_one(tmp_path):
+    """resume=true on a directory with a checkpoint, and the other process is lost at the first barrier, before
+    this one restored it (so it knows no step): the message says that the directory holds a checkpoint to
+    continue from, not that it holds none and the run starts over."""
+    args = ["train.steps=4", "train.eval_every=2", "train.checkpoint_every=2"]
+    _trainer(tmp_path / "r", *args).fit()
+    tr = _trainer(tmp_path / "r", *args, "resume=true")
+    tr.rt.barrier = lambda: (_ for _ in ()).throw(RuntimeError(CLOSED))
+    with pytest.raises(LostProcess) as lost:
+        tr.fit()
+    assert lost.value.last_checkpoint is None
+    assert str(lost.value).endswith(f"{tmp_path / 'r'} holds a checkpoint: add resume=true to continue from it")
 
 
 def test_another_error_in_a_collective_keeps_its_traceback(tmp_path):
@@ -527,3 +542,19 @@ def test_which_processes_ended_is_not_told_where_another_process_cannot_be_read(
 
     monkeypatch.setattr(signals, "_environ", unreadable)
     assert signals.ended_processes(_worker(0), proc=str(proc)) is None
+
+
+def test_a_stop_in_the_rendezvous_is_the_users_unless_another_process_of_the_launch_had_ended(monkeypatch):
+    """A stop signal while this process waits for the others to join the group: the user's stop (no other
+    process ended, ``[]``, or that cannot be told, None) is "interrupted" with 128 + the signal; after another
+    process of the launch ended, one error line naming it, exit code 1."""
+    import signal
+
+    from rlhf_zoo.train import _stopped_in_rendezvous
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    for ended in (None, []):
+        assert _stopped_in_rendezvous("runs/x", signal.SIGTERM, ended) == ("rlhf-zoo: interrupted (SIGTERM)", 143)
+    line, code = _stopped_in_rendezvous("runs/x", signal.SIGTERM, [1])
+    assert code == 1 and line.startswith("rlhf-zoo: error: the other process of this run (rank 1) stopped while"), line

@@ -101,6 +101,51 @@ def test_unequal_shares_are_refused_and_minibatches_are_contiguous():
         assert sorted(2 * j + r for r in range(2) for j in minibatches(4, 2)[i]) == block
 
 
+def test_a_sampled_evaluation_splits_its_held_out_prompts_and_an_enumerated_one_does_not(tmp_path):
+    """With 2 processes a sampled evaluation gives each an equal share of the held-out prompts: 3 are refused
+    before anything trains. The testbed's evaluation enumerates every completion of every prompt in each
+    process (not split): 3 are taken. (Seen from process 0 of 2; the test above checks the arithmetic.)"""
+    from rlhf_zoo.config import load_config
+    from rlhf_zoo.errors import UserError
+    from rlhf_zoo.runtime import Runtime
+    from rlhf_zoo.tasks.base import Task
+    from rlhf_zoo.train import Trainer, build
+
+    cfg = load_config(["algo=reinforce", "train.batch_prompts=4", "train.eval_prompts=3", f"run_dir={tmp_path}"])
+    algo, task, policy = build(cfg)
+
+    def two_processes():
+        rt = Runtime("cpu")
+        rt.rank, rt.world = 0, 2  # as process 0 of 2 holds them
+        return rt
+
+    sampled = Task(**{**task.__dict__, "oracle": None})
+    with pytest.raises(UserError, match=r"^3 evaluation prompts \(train.eval_prompts\) do not split evenly over 2"):
+        Trainer(cfg, algo, sampled, policy, runtime=two_processes())
+    Trainer(cfg, algo, task, policy, runtime=two_processes())  # enumerated: not refused
+
+
+def test_a_run_draws_alike_whatever_was_drawn_from_the_global_generator_before_it(tmp_path):
+    """Two runs of one config in one process (a notebook, an in-process sweep) write the same metrics though
+    random numbers were drawn between them, also where a step draws from torch's global generator (dropout, or
+    here a proxy reward of the user's with noise): the run seeds it with its ``seed``."""
+    from rlhf_zoo.config import load_config
+    from rlhf_zoo.train import Trainer, build
+    from tests.runtime.resume_helpers import metrics_rows
+
+    def run(name):
+        args = ["algo=reinforce", "train.steps=2", "train.eval_every=1", "train.progress=false"]
+        cfg = load_config([*args, f"run_dir={tmp_path / name}"])
+        algo, task, policy = build(cfg)
+        score = task.proxy.score
+        task.proxy.score = lambda prompts, completions: [r + float(torch.rand(())) for r in score(prompts, completions)]
+        Trainer(cfg, algo, task, policy).fit()
+        torch.rand(5)
+        return metrics_rows(tmp_path / name / "metrics.jsonl")
+
+    assert run("a") == run("b")
+
+
 def test_the_steps_prompts_cover_every_prompt_once_an_epoch_in_a_new_order_each_epoch():
     """Steps of 3 prompts over 7 prompts: every consecutive 7 draws (an epoch) hold each prompt once, the
     epochs come in different orders, and any step's prompts are the same when asked again (a resumed run)."""

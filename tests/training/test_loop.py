@@ -99,6 +99,58 @@ def test_a_failure_after_the_weights_changed_writes_no_checkpoint(tmp_path):
     assert not tr.log.has_checkpoint()
 
 
+def test_a_failure_in_the_first_step_leaves_no_checkpoint_and_its_own_error(tmp_path):
+    """A reward failing in step 1 stops a run that has completed no step: there is nothing to keep (resume=true
+    starts it over), so no checkpoint is written and the error does not say to continue from one."""
+    tr = _trainer(tmp_path / "r", "algo=reinforce", "train.steps=4", "train.eval_every=100")
+    tr.task.proxy = FailingReward(tr.task.proxy, fail_at=2)  # evaluation 0, then step 1's
+    with pytest.raises(RewardError) as e:
+        tr.fit()
+    assert str(e.value) == "reward 'failing' raised RuntimeError: the reward server went away"
+    assert not tr.log.has_checkpoint()
+
+
+def test_a_bench_point_that_fails_mid_run_keeps_its_checkpoint_and_its_own_error(tmp_path):
+    """A bench's or sweep's point (its run directory's lock taken by the caller) whose reward fails at step 3
+    keeps step 2's checkpoint, but its error is the reward's own line: the bench says how to go on (the same
+    command continues), not "add resume=true"."""
+    from rlhf_zoo.runlog import RunLog
+
+    args = ["algo=reinforce", "train.steps=6", "train.eval_every=100", "train.progress=false"]
+    cfg = load_config([*args, f"run_dir={tmp_path / 'p'}"])
+    lock = RunLog(tmp_path / "p").lock()  # as rlhf_zoo.bench.runner takes it before the model loads
+    try:
+        tr = Trainer(cfg, *build(cfg), held_lock=lock)
+        tr.task.proxy = FailingReward(tr.task.proxy, fail_at=4)  # step 3's
+        with pytest.raises(RewardError) as e:
+            tr.fit()
+    finally:
+        lock.release()
+    assert str(e.value) == "reward 'failing' raised RuntimeError: the reward server went away"
+    assert tr.log.load_checkpoint()[1]["step"] == 2
+
+
+def test_a_failed_write_to_the_run_directory_tries_no_checkpoint_after_it(tmp_path):
+    """The disk fills as the step-2 evaluation's line is appended: the loop tries no checkpoint after it (on a
+    full disk it fails alike, a second error chained to the first), and the error stays the write's own line."""
+    from rlhf_zoo.runlog import WriteError
+
+    tr = _trainer(tmp_path / "r", "algo=reinforce", "train.steps=4", "train.eval_every=2")
+    log, full = tr.log.log, f"cannot write {tr.log.metrics_path}: No space left on device"
+
+    def full_at_step_2(step, record):
+        if step == 2:
+            raise WriteError(full)
+        return log(step, record)
+
+    tr.log.log = full_at_step_2
+    saves = recorded(tr, "save")
+    with pytest.raises(WriteError) as e:
+        tr.fit()
+    assert saves == [] and not tr.log.has_checkpoint()
+    assert str(e.value) == full
+
+
 def test_the_loss_is_computed_inside_the_update_phase(tmp_path):
     tr = _trainer(tmp_path / "r", "algo=jbond", "train.steps=1")
     inside = {"now": False, "loss_calls_inside": 0, "loss_calls": 0}
@@ -169,6 +221,24 @@ def test_a_steps_gradient_norm_is_its_minibatches_norms_weighted_by_their_size(t
     tr.end()
     assert sizes == [1, 2, 1, 2] and len(set(norms)) == 4
     assert m["train/grad_norm"] == pytest.approx(sum(n * g for n, g in zip(sizes, norms, strict=True)) / 6, rel=1e-12)
+
+
+def test_a_steps_reward_is_the_mean_proxy_reward_of_its_completions(tmp_path):
+    """``train/reward_proxy`` of a step is the mean of the proxy rewards of its 2 prompts × 4 completions."""
+    tr = _trainer(tmp_path / "r", "algo=reinforce", "algo.samples=4", "train.batch_prompts=2")
+    score, scores = tr.task.proxy.score, []
+
+    def recorded_score(prompts, completions):
+        rewards = score(prompts, completions)
+        scores.extend(float(r) for r in rewards)
+        return rewards
+
+    tr.task.proxy.score = recorded_score
+    tr.begin()
+    m = tr.train_step()
+    tr.end()
+    assert len(scores) == 8 and len(set(scores)) > 1, scores
+    assert m["train/reward_proxy"] == pytest.approx(sum(scores) / 8, rel=1e-6)
 
 
 SLOW_TRAIN = Path(__file__).with_name("slow_train.py")
@@ -419,6 +489,31 @@ def test_a_second_signal_says_no_checkpoint_was_written_and_which_one_remains(tm
     assert "resume=true" in message
 
 
+def test_a_second_signal_after_a_resume_names_the_checkpoint_it_resumed_from(tmp_path):
+    """Resumed from step 2's checkpoint, then SIGTERM twice in step 4 (no checkpoint written since): the message
+    names step 2's, which the run directory holds (it said it held none, and to start the run over)."""
+    from tests.runtime.resume_helpers import interrupt_after
+
+    args = ["algo=reinforce", "train.steps=8", "train.eval_every=4", "train.checkpoint_every=0"]
+    interrupt_after(_trainer(tmp_path / "r", *args), 2)  # Ctrl-C: step 2's checkpoint
+    tr = _sigterm_in_step(_trainer(tmp_path / "r", *args, "resume=true"), 4, times=2)
+    with pytest.raises(Interrupted) as stopped:
+        tr.fit()
+    assert stopped.value.forced and stopped.value.last_checkpoint == 2, str(stopped.value)
+    assert str(stopped.value).endswith(f"{tmp_path / 'r'} holds the one of step 2: add resume=true to continue from it")
+
+
+def test_a_forced_stop_keeps_its_message_on_the_trip_from_a_worker():
+    """A bench worker returns its stop to the bench by pickling: a second signal's stop still names the
+    checkpoint the run directory holds (it came back saying that the directory held none)."""
+    import pickle
+
+    for last in (2, None):
+        stop = Interrupted(3, "runs/x", signal.SIGTERM, forced=True, last_checkpoint=last)
+        back = pickle.loads(pickle.dumps(stop))
+        assert (back.forced, back.last_checkpoint, str(back)) == (True, last, str(stop))
+
+
 class _FullDisk:
     """An appended file on a disk that fills: ``write`` writes half the text, then raises ENOSPC."""
 
@@ -592,6 +687,22 @@ def test_each_evaluation_line_holds_the_mean_training_metrics_of_the_steps_since
             assert line[key] == pytest.approx(sum(per_step[s][key] for s in steps) / len(steps), rel=1e-12), key
 
 
+def test_the_policy_is_evaluated_in_eval_mode_and_trains_in_train_mode(tmp_path):
+    """An evaluation puts the policy in eval mode (no dropout), and the steps after it back in train mode: left
+    in eval mode, a policy with dropout trained without it after the first evaluation. Seen by the proxy reward:
+    called by the step-0 evaluation, steps 1 and 2, then the step-2 evaluation."""
+    tr = _trainer(tmp_path / "r", "algo=reinforce", "train.steps=2", "train.eval_every=2")
+    score, modes = tr.task.proxy.score, []
+
+    def watched(prompts, completions):
+        modes.append(tr.policy.training)
+        return score(prompts, completions)
+
+    tr.task.proxy.score = watched
+    tr.fit()
+    assert modes == [False, True, True, False]
+
+
 def test_the_optimiser_steps_with_gradients_clipped_to_grad_clip(tmp_path):
     """``train.grad_clip`` bounds the norm of the gradients the optimiser applies; ``train/grad_norm`` is the
     norm before clipping. A tiny bound makes every step clip."""
@@ -609,6 +720,23 @@ def test_the_optimiser_steps_with_gradients_clipped_to_grad_clip(tmp_path):
     tr.end()
     assert all(n > 100 * clip for n in norms), norms
     assert applied == pytest.approx([clip] * 3, rel=1e-3)
+
+
+def test_weight_decay_shrinks_the_weights_by_lr_times_weight_decay_each_step(tmp_path):
+    """AdamW decays the weights by ``train.lr × train.weight_decay`` beside its update: after one step of a run
+    with ``train.weight_decay=0.5``, the weights are those of a run without (the default, 0) less that share of
+    the initial weights. (AdamW's own default decays by 0.01: the setting unused, every run decayed.)"""
+    lr, decay = 0.1, 0.5
+    args = ["algo=reinforce", "train.steps=1", f"train.lr={lr}", "train.eval_every=100"]
+    plain = _trainer(tmp_path / "plain", *args)
+    decayed = _trainer(tmp_path / "decayed", *args, f"train.weight_decay={decay}")
+    before = [p.detach().clone() for p in plain.policy.trainable_parameters()]
+    plain.fit()
+    decayed.fit()
+    after = zip(before, plain.policy.trainable_parameters(), decayed.policy.trainable_parameters(), strict=True)
+    for p0, a, b in after:
+        assert torch.allclose(a.detach() - b.detach(), lr * decay * p0, atol=1e-6)
+    assert any(p0.abs().max() > 0.1 for p0 in before)  # a difference to see
 
 
 @pytest.mark.parametrize("schedule", ["linear", "cosine"])
@@ -688,3 +816,22 @@ def test_a_diverged_loss_is_one_error_line_naming_the_step(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "training diverged: the loss is nan at step 2 (train.lr=1e+308)" in err, err
     assert len(err.strip().splitlines()) == 1, err
+    # not "add resume=true to continue": the resumed run, with the same train.lr, would diverge again
+    assert err.strip().endswith("a smaller train.lr usually helps"), err
+
+
+def test_an_infinite_loss_is_a_divergence_too(tmp_path):
+    """A loss of +inf (its gradient may still be finite, so the optimiser would step on) stops the run as NaN
+    does, naming the step."""
+    from rlhf_zoo.train import Diverged
+
+    tr = _trainer(tmp_path / "r", "algo=reinforce", "train.steps=3")
+    loss = tr.algo.loss
+
+    def infinite(batch):
+        total, m = loss(batch)
+        return total + float("inf"), m
+
+    tr.algo.loss = infinite
+    with pytest.raises(Diverged, match="^training diverged: the loss is inf at step 1 "):
+        tr.fit()
