@@ -536,7 +536,10 @@ def test_a_finished_point_keeps_the_checkpoint_of_another_run_in_its_run_folder(
     """The point finished in the records folder, and its run folder holds another run of it (a bench with another
     setting and its own records, ``keep_checkpoints=true``) with that run's checkpoint. A bench that finds the
     point finished deletes only the checkpoint of the point's own run (one a kill after its record left): the
-    other run's checkpoint, kept on purpose, stays with that run's record."""
+    other run's checkpoint, kept on purpose, stays with that run's record. Neither does that other run's record take
+    the place of the point's in the records folder, nor does it join a sweep that the suite gains."""
+    from rlhf_zoo.bench.records import read_point_record, record_path
+
     rf = tiny_exact_suite.sweeps[0]
     suite = dataclasses.replace(tiny_exact_suite, sweeps=(dataclasses.replace(rf, values=(0.1,)),))
     mine = dict(progress=False, seeds=[0], records=tmp_path / "records")
@@ -545,10 +548,18 @@ def test_a_finished_point_keeps_the_checkpoint_of_another_run_in_its_run_folder(
               keep_checkpoints=True)  # fmt: skip
     d = point_dir(tmp_path, expand(suite, seeds=[0])[0])
     other = _snapshot(tmp_path / suite.name)
+    kept = record_path(tmp_path / "records", suite.name, d.name)
+    own = kept.read_text()
     assert (d / "checkpoint" / "state.pt").is_file() and "train.lr=0.5" in read_record(d)["args"]
     report = run_suite(suite, tmp_path, **mine)
-    assert report.skipped == [d.name] and report.ran == []
+    assert report.skipped == [d.name] and report.ran == report.backfilled == []
     assert (d / "checkpoint" / "state.pt").is_file() and _snapshot(tmp_path / suite.name) == other
+    assert kept.read_text() == own
+    again = dataclasses.replace(suite, sweeps=(*suite.sweeps, dataclasses.replace(suite.sweeps[0], tag="again")))
+    report = run_suite(again, tmp_path, **mine)  # a sweep that shares the point: its record joins it
+    assert report.skipped == [d.name] and report.ran == [] and _snapshot(tmp_path / suite.name) == other
+    rec = read_point_record(kept)
+    assert [m["sweep"] for m in rec["memberships"]] == ["reinforce", "again"] and "train.lr=0.5" not in rec["args"]
 
 
 class _Killed(BaseException):
