@@ -623,3 +623,27 @@ def test_a_point_renamed_whose_run_folder_is_on_another_machine_is_renamed_in_th
     rec = read_point_record(records / name / "best_of_n-size2-s0.json")
     assert rec["id"] == "best_of_n-size2-s0" and [m["knob_label"] for m in rec["memberships"]] == ["size"]
     assert [p.name for p in (tmp_path / "here" / name).iterdir() if p.is_dir()] == []
+
+
+def test_a_point_renamed_here_moves_its_run_folder_and_records_to_its_new_id(tiny_exact_suite, tmp_path, monkeypatch):
+    """The sweep's knob_label changed and the point ran on this machine: its run folder (metrics and all) moves to
+    the point's new id, its record there and in the records folder takes the point's new id, label and memberships,
+    and nothing runs; the earlier id is left in neither folder (the page would count the run twice)."""
+    from rlhf_zoo.bench.records import read_point_record
+
+    before, suite = _relabelled(tiny_exact_suite)
+    records, name = tmp_path / "records", suite.name
+    run_suite(before, tmp_path, progress=False, seeds=[0], records=records)
+    old = tmp_path / name / "best_of_n-n2-s0"
+    metrics = (old / "metrics.jsonl").read_text()
+    calls = []
+    monkeypatch.setattr(runner, "run_point", lambda *a, **k: calls.append(a))
+    report = run_suite(suite, tmp_path, progress=False, seeds=[0], records=records)
+    (p,) = expand(suite, seeds=[0])
+    assert calls == [] and report.renamed == report.skipped == [p.id] == ["best_of_n-size2-s0"]
+    assert report.redone == report.backfilled == []
+    assert not old.exists() and (point_dir(tmp_path, p) / "metrics.jsonl").read_text() == metrics
+    for rec in (read_record(point_dir(tmp_path, p)), read_point_record(records / name / f"{p.id}.json")):
+        assert (rec["id"], rec["label"], rec["memberships"]) == (p.id, p.label, list(p.memberships))
+        assert rec["memberships"][0]["knob_label"] == "size"
+    assert sorted(x.stem for x in (records / name).glob("best_of_n-*")) == [p.id]
