@@ -647,3 +647,37 @@ def test_a_point_renamed_here_moves_its_run_folder_and_records_to_its_new_id(tin
         assert (rec["id"], rec["label"], rec["memberships"]) == (p.id, p.label, list(p.memberships))
         assert rec["memberships"][0]["knob_label"] == "size"
     assert sorted(x.stem for x in (records / name).glob("best_of_n-*")) == [p.id]
+
+
+def test_each_seeds_pool_is_drawn_with_its_seed_and_recorded_in_the_records_folder(tmp_path, monkeypatch):
+    """A Best-of-N pool on the testbed, two seeds: each seed's pool is its own draw (not one pool counted twice),
+    its record is in the records folder as in its run folder, and the next bench draws neither again."""
+    from rlhf_zoo.bench.records import read_point_record, record_path
+    from rlhf_zoo.bench.suites import BEST_OF_N, Suite
+
+    suite = Suite(
+        name="testbedpool",
+        description="test",
+        task_args=("task=exact", "threads=1", "train.progress=false"),
+        sweeps=(BEST_OF_N.over(1, 2, 4),),
+        seeds=(0, 1),
+        budget="seconds",
+        bon_pool=4,
+        exact=True,
+    )
+    records = tmp_path / "records"
+    report = run_suite(suite, tmp_path, progress=False, records=records)
+    points = expand(suite)
+    assert report.ran == [p.id for p in points] == ["best_of_n-pool4-s0", "best_of_n-pool4-s1"]
+    curves = []
+    for p in points:
+        run, kept = read_record(point_dir(tmp_path, p)), read_point_record(record_path(records, suite.name, p.id))
+        assert run is not None and kept is not None and kept["pool"]["pool_size"] == run["pool"]["pool_size"] == 4
+        best = run["pool"]["curve"]["4"]["reward/proxy"]
+        assert kept["pool"]["curve"]["4"]["reward/proxy"] == pytest.approx(best, rel=1e-4)  # compact: rounded
+        curves.append(run["pool"]["curve"])
+    assert curves[0] != curves[1]
+    drawn = []
+    monkeypatch.setattr(runner, "run_pool_point", lambda *a, **k: drawn.append(a))
+    assert run_suite(suite, tmp_path / "elsewhere", progress=False, records=records).skipped == report.ran
+    assert drawn == []
