@@ -681,3 +681,36 @@ def test_each_seeds_pool_is_drawn_with_its_seed_and_recorded_in_the_records_fold
     monkeypatch.setattr(runner, "run_pool_point", lambda *a, **k: drawn.append(a))
     assert run_suite(suite, tmp_path / "elsewhere", progress=False, records=records).skipped == report.ran
     assert drawn == []
+
+
+def test_a_worker_told_to_stop_starts_no_further_point_and_an_idle_one_lives_on(monkeypatch):
+    """A SIGTERM that reaches an idle worker is remembered, not raised (a worker killed inside the executor's queue
+    would leave the others blocked for ever), and that worker refuses the points the executor had queued for it; a
+    busy worker's run stops at the signal, and it starts no further point either."""
+    import signal
+
+    from rlhf_zoo.signals import StopSignal
+
+    started = []
+
+    def run_point(point, *a):
+        started.append(point)
+        if point == "busy":
+            runner._worker_stop(signal.SIGTERM, None)  # the signal arrives while the point runs
+        return {"id": point}
+
+    monkeypatch.setattr(runner, "run_point", run_point)
+    monkeypatch.setattr(runner, "_worker_busy", False)
+    monkeypatch.setattr(runner, "_worker_stopped", None)
+    assert runner._run_point_in_worker("first") == {"id": "first"}
+    runner._worker_stop(signal.SIGTERM, None)  # idle: nothing raised
+    with pytest.raises(StopSignal) as stopped:
+        runner._run_point_in_worker("queued")
+    assert stopped.value.signum == signal.SIGTERM and started == ["first"]
+
+    monkeypatch.setattr(runner, "_worker_stopped", None)
+    with pytest.raises(StopSignal):
+        runner._run_point_in_worker("busy")
+    with pytest.raises(StopSignal):
+        runner._run_point_in_worker("queued")
+    assert started == ["first", "busy"] and runner._worker_busy is False
