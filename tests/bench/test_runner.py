@@ -714,3 +714,40 @@ def test_a_worker_told_to_stop_starts_no_further_point_and_an_idle_one_lives_on(
     with pytest.raises(StopSignal):
         runner._run_point_in_worker("queued")
     assert started == ["first", "busy"] and runner._worker_busy is False
+
+
+def test_a_later_piece_with_a_setting_of_many_digits_joins_the_compact_records(tiny_exact_suite, tmp_path):
+    """The records folder's records are compact, their settings rounded: a later piece of the suite (another seed,
+    on a machine with only the records folder) given a setting to more digits than they keep makes the same
+    settings as the first piece, and runs, rather than being refused as one the page could not pool."""
+    piece = dict(progress=False, only=["best_of_n"], records=tmp_path / "records", extra=["train.lr=0.0123456789012"])
+    run_suite(tiny_exact_suite, tmp_path / "a", seeds=[0], **piece)
+    assert run_suite(tiny_exact_suite, tmp_path / "b", seeds=[1], **piece).ran == ["best_of_n-n2-s1"]
+
+
+def test_a_refused_piece_deletes_no_run_folder(tiny_exact_suite, tmp_path, monkeypatch):
+    """A piece refused because the page could not pool its records with the earlier pieces' is refused before
+    anything is deleted: the run folder of a point it would have redone (here that of another run of it, with its
+    record) stays as it was."""
+    from rlhf_zoo.errors import UserError
+
+    only = dict(progress=False, only=["best_of_n"])
+    run_suite(tiny_exact_suite, tmp_path / "a", seeds=[0], records=tmp_path / "records", **only)
+    run_suite(tiny_exact_suite, tmp_path / "b", seeds=[1], records=tmp_path / "other", extra=["train.lr=0.5"], **only)
+    before = _snapshot(tmp_path / "b" / tiny_exact_suite.name)
+    calls = []
+    monkeypatch.setattr(runner, "run_point", lambda *a, **k: calls.append(a))
+    with pytest.raises(UserError, match="would join the records of best_of_n at 2"):
+        run_suite(
+            tiny_exact_suite,
+            tmp_path / "b",
+            seeds=[1],
+            records=tmp_path / "records",
+            extra=["train.eval_prompts=2"],
+            **only,
+        )
+    assert (
+        calls == []
+        and _snapshot(tmp_path / "b" / tiny_exact_suite.name) == before
+        and list(before) == ["best_of_n-n2-s1"]
+    )
