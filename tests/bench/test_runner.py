@@ -751,3 +751,27 @@ def test_a_refused_piece_deletes_no_run_folder(tiny_exact_suite, tmp_path, monke
         and _snapshot(tmp_path / "b" / tiny_exact_suite.name) == before
         and list(before) == ["best_of_n-n2-s1"]
     )
+
+
+def test_a_point_recorded_under_two_earlier_ids_keeps_one_record(tiny_exact_suite, tmp_path, monkeypatch):
+    """The records folders of two branches merged, each of which had changed the sweep's knob_label its own way: the
+    point is recorded, the same run, under two earlier ids. The bench keeps one as the point's, deletes the other and
+    runs nothing; it kept the other beside it, and the page refused the two records of one seed."""
+    import shutil
+
+    from rlhf_zoo.bench.records import group_records, suite_records
+
+    before, suite = _relabelled(tiny_exact_suite)
+    records, name = tmp_path / "records", suite.name
+    for label in ("n", "k"):
+        branch = dataclasses.replace(before, sweeps=(dataclasses.replace(before.sweeps[0], knob_label=label),))
+        run_suite(branch, tmp_path / label, progress=False, seeds=[0], records=tmp_path / f"records_{label}")
+        shutil.copytree(tmp_path / f"records_{label}", records, dirs_exist_ok=True)
+    assert sorted(p.stem for p in (records / name).glob("best_of_n-*")) == ["best_of_n-k2-s0", "best_of_n-n2-s0"]
+    calls = []
+    monkeypatch.setattr(runner, "run_point", lambda *a, **k: calls.append(a))
+    report = run_suite(suite, tmp_path / "here", progress=False, seeds=[0], records=records)
+    assert calls == [] and report.renamed == report.skipped == ["best_of_n-size2-s0"] and report.redone == []
+    assert sorted(p.stem for p in (records / name).glob("best_of_n-*")) == ["best_of_n-size2-s0"]
+    (group,) = group_records(suite_records(name, tmp_path / "here", records))["best_of_n"].values()
+    assert [r["id"] for r in group.records] == ["best_of_n-size2-s0"]
