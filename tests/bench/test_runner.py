@@ -775,3 +775,31 @@ def test_a_point_recorded_under_two_earlier_ids_keeps_one_record(tiny_exact_suit
     assert sorted(p.stem for p in (records / name).glob("best_of_n-*")) == ["best_of_n-size2-s0"]
     (group,) = group_records(suite_records(name, tmp_path / "here", records))["best_of_n"].values()
     assert [r["id"] for r in group.records] == ["best_of_n-size2-s0"]
+
+
+def test_a_shared_point_split_in_two_is_renamed_for_one_and_run_new_for_the_other(tiny_exact_suite, tmp_path):
+    """A point two sweeps shared (one record, both memberships) is split: the first sweep's knob_label changed (its
+    point, the same run, takes the record over) and the second gained a setting (its point is another run). The record
+    is the first point's; the second point runs as a new one, not counted as redone (no record of it was replaced)."""
+    from rlhf_zoo.bench.records import read_point_record, record_path
+
+    bon = tiny_exact_suite.sweeps[1]
+    shared = dataclasses.replace(tiny_exact_suite, sweeps=(bon, dataclasses.replace(bon, tag="again")))
+    records = tmp_path / "records"
+    (old,) = expand(shared, seeds=[0])
+    assert [m["sweep"] for m in old.memberships] == ["best_of_n", "again"]
+    run_suite(shared, tmp_path, progress=False, seeds=[0], records=records)
+    split = dataclasses.replace(
+        shared,
+        sweeps=(
+            dataclasses.replace(bon, knob_label="size"),
+            dataclasses.replace(bon, tag="again", fixed=("train.eval_prompts=2",)),
+        ),
+    )
+    first, second = expand(split, seeds=[0])
+    report = run_suite(split, tmp_path, progress=False, seeds=[0], records=records)
+    assert report.renamed == [first.id] and report.ran == [second.id] and report.redone == []
+    assert [m["sweep"] for m in read_point_record(record_path(records, split.name, first.id))["memberships"]] == [
+        "best_of_n"
+    ]
+    assert not record_path(records, split.name, old.id).exists()
