@@ -117,14 +117,15 @@ def _same_run_as(rec: dict[str, Any], point: Point) -> bool:
 
 def _slot_holders(
     suite: str, out: Path, records: Path | None, planned: set[str]
-) -> dict[tuple[str, Any, int], dict[str, Any]]:
-    """(sweep, value, seed) → the finished record there whose id no planned point has: one that an edit of the
-    suite renamed (another ``knob_label``, ``1.0`` for ``1``) or superseded."""
-    holders: dict[tuple[str, Any, int], dict[str, Any]] = {}
+) -> dict[tuple[str, Any, int], list[dict[str, Any]]]:
+    """(sweep, value, seed) → the finished records there whose ids no planned point has: those that an edit of the
+    suite renamed (another ``knob_label``, ``1.0`` for ``1``) or superseded; more than one where records folders
+    merged from two branches hold the point under two earlier ids."""
+    holders: dict[tuple[str, Any, int], list[dict[str, Any]]] = {}
     for rec in suite_records(suite, out, records):
         if rec.get("id") not in planned and "suite" in rec:
             for k in _slots(rec.get("memberships", []), rec.get("seed")):
-                holders.setdefault(k, rec)
+                holders.setdefault(k, []).append(rec)
     return holders
 
 
@@ -567,27 +568,34 @@ class _Planner:
     def _take_over(
         self, p: Point, d: Path, stored: dict[str, Any] | None, action: str
     ) -> tuple[dict[str, Any] | None, str]:
-        """A record of the point's place under another id: kept as the point's when it is the same run (another
-        knob_label, a renamed tag), else deleted. (stored, action) as they are then."""
+        """The records of the point's place under other ids: one kept as the point's when it is the same run (another
+        knob_label, a renamed tag), the others deleted (a second copy under another earlier id, merged from another
+        branch, would stay beside it, and the page refuse two records of one seed). (stored, action) as they are
+        then."""
         holders = self.holders
-        old = next((holders[k] for k in _slots(p.memberships, p.seed) if k in holders), None)
-        if old is None and action == "new":  # a renamed tag: the same run, recorded under a sweep the suite lost
-            old = next((h for h in holders.values() if _same_run_as(h, p) and self._orphan(h)), None)
-        if old is None:
+        olds: list[dict[str, Any]] = []
+        for k in _slots(p.memberships, p.seed):
+            olds += [h for h in holders.get(k, []) if all(h is not o for o in olds)]
+        if not olds and action == "new":  # a renamed tag: the same run, recorded under a sweep the suite lost
+            olds = [h for hs in holders.values() for h in hs if _same_run_as(h, p) and self._orphan(h)][:1]
+        if not olds:
             return stored, action
-        for k in _slots(old.get("memberships", []), old.get("seed")):
-            holders.pop(k, None)
-        if point_dir(self.out, old).is_dir():
-            _check_not_running(point_dir(self.out, old))
-        if action == "new" and _same_run_as(old, p):
-            _rename(old, p, self.out, self.records)  # another knob_label or tag spelling: the same run, not run again
+        for old in olds:
+            for k in _slots(old.get("memberships", []), old.get("seed")):
+                holders[k] = [h for h in holders.get(k, []) if h is not old]
+            if point_dir(self.out, old).is_dir():
+                _check_not_running(point_dir(self.out, old))
+        kept = next((old for old in olds if _same_run_as(old, p)), None) if action == "new" else None
+        for old in olds:  # superseded: its place on the page is this point's (two records of one seed cannot be pooled)
+            if old is not kept:
+                shutil.rmtree(point_dir(self.out, old), ignore_errors=True)
+                if self.records is not None:
+                    record_path(self.records, self.suite.name, str(old["id"])).unlink(missing_ok=True)
+        if kept is not None:
+            _rename(kept, p, self.out, self.records)  # another knob_label or tag spelling: the same run, not run again
             self.report.renamed.append(p.id)
             stored = self._stored(p)
             return stored, plan(p, d, self.suite.resumable, stored)
-        # superseded: its place on the page is this point's (two records of one seed cannot be pooled)
-        shutil.rmtree(point_dir(self.out, old), ignore_errors=True)
-        if self.records is not None:
-            record_path(self.records, self.suite.name, str(old["id"])).unlink(missing_ok=True)
         if action == "new":
             self.report.redone.append(p.id)
         return stored, action

@@ -536,7 +536,10 @@ def test_a_finished_point_keeps_the_checkpoint_of_another_run_in_its_run_folder(
     """The point finished in the records folder, and its run folder holds another run of it (a bench with another
     setting and its own records, ``keep_checkpoints=true``) with that run's checkpoint. A bench that finds the
     point finished deletes only the checkpoint of the point's own run (one a kill after its record left): the
-    other run's checkpoint, kept on purpose, stays with that run's record."""
+    other run's checkpoint, kept on purpose, stays with that run's record. Neither does that other run's record take
+    the place of the point's in the records folder, nor does it join a sweep that the suite gains."""
+    from rlhf_zoo.bench.records import read_point_record, record_path
+
     rf = tiny_exact_suite.sweeps[0]
     suite = dataclasses.replace(tiny_exact_suite, sweeps=(dataclasses.replace(rf, values=(0.1,)),))
     mine = dict(progress=False, seeds=[0], records=tmp_path / "records")
@@ -545,10 +548,18 @@ def test_a_finished_point_keeps_the_checkpoint_of_another_run_in_its_run_folder(
               keep_checkpoints=True)  # fmt: skip
     d = point_dir(tmp_path, expand(suite, seeds=[0])[0])
     other = _snapshot(tmp_path / suite.name)
+    kept = record_path(tmp_path / "records", suite.name, d.name)
+    own = kept.read_text()
     assert (d / "checkpoint" / "state.pt").is_file() and "train.lr=0.5" in read_record(d)["args"]
     report = run_suite(suite, tmp_path, **mine)
-    assert report.skipped == [d.name] and report.ran == []
+    assert report.skipped == [d.name] and report.ran == report.backfilled == []
     assert (d / "checkpoint" / "state.pt").is_file() and _snapshot(tmp_path / suite.name) == other
+    assert kept.read_text() == own
+    again = dataclasses.replace(suite, sweeps=(*suite.sweeps, dataclasses.replace(suite.sweeps[0], tag="again")))
+    report = run_suite(again, tmp_path, **mine)  # a sweep that shares the point: its record joins it
+    assert report.skipped == [d.name] and report.ran == [] and _snapshot(tmp_path / suite.name) == other
+    rec = read_point_record(kept)
+    assert [m["sweep"] for m in rec["memberships"]] == ["reinforce", "again"] and "train.lr=0.5" not in rec["args"]
 
 
 class _Killed(BaseException):
@@ -612,3 +623,183 @@ def test_a_point_renamed_whose_run_folder_is_on_another_machine_is_renamed_in_th
     rec = read_point_record(records / name / "best_of_n-size2-s0.json")
     assert rec["id"] == "best_of_n-size2-s0" and [m["knob_label"] for m in rec["memberships"]] == ["size"]
     assert [p.name for p in (tmp_path / "here" / name).iterdir() if p.is_dir()] == []
+
+
+def test_a_point_renamed_here_moves_its_run_folder_and_records_to_its_new_id(tiny_exact_suite, tmp_path, monkeypatch):
+    """The sweep's knob_label changed and the point ran on this machine: its run folder (metrics and all) moves to
+    the point's new id, its record there and in the records folder takes the point's new id, label and memberships,
+    and nothing runs; the earlier id is left in neither folder (the page would count the run twice)."""
+    from rlhf_zoo.bench.records import read_point_record
+
+    before, suite = _relabelled(tiny_exact_suite)
+    records, name = tmp_path / "records", suite.name
+    run_suite(before, tmp_path, progress=False, seeds=[0], records=records)
+    old = tmp_path / name / "best_of_n-n2-s0"
+    metrics = (old / "metrics.jsonl").read_text()
+    calls = []
+    monkeypatch.setattr(runner, "run_point", lambda *a, **k: calls.append(a))
+    report = run_suite(suite, tmp_path, progress=False, seeds=[0], records=records)
+    (p,) = expand(suite, seeds=[0])
+    assert calls == [] and report.renamed == report.skipped == [p.id] == ["best_of_n-size2-s0"]
+    assert report.redone == report.backfilled == []
+    assert not old.exists() and (point_dir(tmp_path, p) / "metrics.jsonl").read_text() == metrics
+    for rec in (read_record(point_dir(tmp_path, p)), read_point_record(records / name / f"{p.id}.json")):
+        assert (rec["id"], rec["label"], rec["memberships"]) == (p.id, p.label, list(p.memberships))
+        assert rec["memberships"][0]["knob_label"] == "size"
+    assert sorted(x.stem for x in (records / name).glob("best_of_n-*")) == [p.id]
+
+
+def test_each_seeds_pool_is_drawn_with_its_seed_and_recorded_in_the_records_folder(tmp_path, monkeypatch):
+    """A Best-of-N pool on the testbed, two seeds: each seed's pool is its own draw (not one pool counted twice),
+    its record is in the records folder as in its run folder, and the next bench draws neither again."""
+    from rlhf_zoo.bench.records import read_point_record, record_path
+    from rlhf_zoo.bench.suites import BEST_OF_N, Suite
+
+    suite = Suite(
+        name="testbedpool",
+        description="test",
+        task_args=("task=exact", "threads=1", "train.progress=false"),
+        sweeps=(BEST_OF_N.over(1, 2, 4),),
+        seeds=(0, 1),
+        budget="seconds",
+        bon_pool=4,
+        exact=True,
+    )
+    records = tmp_path / "records"
+    report = run_suite(suite, tmp_path, progress=False, records=records)
+    points = expand(suite)
+    assert report.ran == [p.id for p in points] == ["best_of_n-pool4-s0", "best_of_n-pool4-s1"]
+    curves = []
+    for p in points:
+        run, kept = read_record(point_dir(tmp_path, p)), read_point_record(record_path(records, suite.name, p.id))
+        assert run is not None and kept is not None and kept["pool"]["pool_size"] == run["pool"]["pool_size"] == 4
+        best = run["pool"]["curve"]["4"]["reward/proxy"]
+        assert kept["pool"]["curve"]["4"]["reward/proxy"] == pytest.approx(best, rel=1e-4)  # compact: rounded
+        curves.append(run["pool"]["curve"])
+    assert curves[0] != curves[1]
+    drawn = []
+    monkeypatch.setattr(runner, "run_pool_point", lambda *a, **k: drawn.append(a))
+    assert run_suite(suite, tmp_path / "elsewhere", progress=False, records=records).skipped == report.ran
+    assert drawn == []
+
+
+def test_a_worker_told_to_stop_starts_no_further_point_and_an_idle_one_lives_on(monkeypatch):
+    """A SIGTERM that reaches an idle worker is remembered, not raised (a worker killed inside the executor's queue
+    would leave the others blocked for ever), and that worker refuses the points the executor had queued for it; a
+    busy worker's run stops at the signal, and it starts no further point either."""
+    import signal
+
+    from rlhf_zoo.signals import StopSignal
+
+    started = []
+
+    def run_point(point, *a):
+        started.append(point)
+        if point == "busy":
+            runner._worker_stop(signal.SIGTERM, None)  # the signal arrives while the point runs
+        return {"id": point}
+
+    monkeypatch.setattr(runner, "run_point", run_point)
+    monkeypatch.setattr(runner, "_worker_busy", False)
+    monkeypatch.setattr(runner, "_worker_stopped", None)
+    assert runner._run_point_in_worker("first") == {"id": "first"}
+    runner._worker_stop(signal.SIGTERM, None)  # idle: nothing raised
+    with pytest.raises(StopSignal) as stopped:
+        runner._run_point_in_worker("queued")
+    assert stopped.value.signum == signal.SIGTERM and started == ["first"]
+
+    monkeypatch.setattr(runner, "_worker_stopped", None)
+    with pytest.raises(StopSignal):
+        runner._run_point_in_worker("busy")
+    with pytest.raises(StopSignal):
+        runner._run_point_in_worker("queued")
+    assert started == ["first", "busy"] and runner._worker_busy is False
+
+
+def test_a_later_piece_with_a_setting_of_many_digits_joins_the_compact_records(tiny_exact_suite, tmp_path):
+    """The records folder's records are compact, their settings rounded: a later piece of the suite (another seed,
+    on a machine with only the records folder) given a setting to more digits than they keep makes the same
+    settings as the first piece, and runs, rather than being refused as one the page could not pool."""
+    piece = dict(progress=False, only=["best_of_n"], records=tmp_path / "records", extra=["train.lr=0.0123456789012"])
+    run_suite(tiny_exact_suite, tmp_path / "a", seeds=[0], **piece)
+    assert run_suite(tiny_exact_suite, tmp_path / "b", seeds=[1], **piece).ran == ["best_of_n-n2-s1"]
+
+
+def test_a_refused_piece_deletes_no_run_folder(tiny_exact_suite, tmp_path, monkeypatch):
+    """A piece refused because the page could not pool its records with the earlier pieces' is refused before
+    anything is deleted: the run folder of a point it would have redone (here that of another run of it, with its
+    record) stays as it was."""
+    from rlhf_zoo.errors import UserError
+
+    only = dict(progress=False, only=["best_of_n"])
+    run_suite(tiny_exact_suite, tmp_path / "a", seeds=[0], records=tmp_path / "records", **only)
+    run_suite(tiny_exact_suite, tmp_path / "b", seeds=[1], records=tmp_path / "other", extra=["train.lr=0.5"], **only)
+    before = _snapshot(tmp_path / "b" / tiny_exact_suite.name)
+    calls = []
+    monkeypatch.setattr(runner, "run_point", lambda *a, **k: calls.append(a))
+    with pytest.raises(UserError, match="would join the records of best_of_n at 2"):
+        run_suite(
+            tiny_exact_suite,
+            tmp_path / "b",
+            seeds=[1],
+            records=tmp_path / "records",
+            extra=["train.eval_prompts=2"],
+            **only,
+        )
+    assert (
+        calls == []
+        and _snapshot(tmp_path / "b" / tiny_exact_suite.name) == before
+        and list(before) == ["best_of_n-n2-s1"]
+    )
+
+
+def test_a_point_recorded_under_two_earlier_ids_keeps_one_record(tiny_exact_suite, tmp_path, monkeypatch):
+    """The records folders of two branches merged, each of which had changed the sweep's knob_label its own way: the
+    point is recorded, the same run, under two earlier ids. The bench keeps one as the point's, deletes the other and
+    runs nothing; it kept the other beside it, and the page refused the two records of one seed."""
+    import shutil
+
+    from rlhf_zoo.bench.records import group_records, suite_records
+
+    before, suite = _relabelled(tiny_exact_suite)
+    records, name = tmp_path / "records", suite.name
+    for label in ("n", "k"):
+        branch = dataclasses.replace(before, sweeps=(dataclasses.replace(before.sweeps[0], knob_label=label),))
+        run_suite(branch, tmp_path / label, progress=False, seeds=[0], records=tmp_path / f"records_{label}")
+        shutil.copytree(tmp_path / f"records_{label}", records, dirs_exist_ok=True)
+    assert sorted(p.stem for p in (records / name).glob("best_of_n-*")) == ["best_of_n-k2-s0", "best_of_n-n2-s0"]
+    calls = []
+    monkeypatch.setattr(runner, "run_point", lambda *a, **k: calls.append(a))
+    report = run_suite(suite, tmp_path / "here", progress=False, seeds=[0], records=records)
+    assert calls == [] and report.renamed == report.skipped == ["best_of_n-size2-s0"] and report.redone == []
+    assert sorted(p.stem for p in (records / name).glob("best_of_n-*")) == ["best_of_n-size2-s0"]
+    (group,) = group_records(suite_records(name, tmp_path / "here", records))["best_of_n"].values()
+    assert [r["id"] for r in group.records] == ["best_of_n-size2-s0"]
+
+
+def test_a_shared_point_split_in_two_is_renamed_for_one_and_run_new_for_the_other(tiny_exact_suite, tmp_path):
+    """A point two sweeps shared (one record, both memberships) is split: the first sweep's knob_label changed (its
+    point, the same run, takes the record over) and the second gained a setting (its point is another run). The record
+    is the first point's; the second point runs as a new one, not counted as redone (no record of it was replaced)."""
+    from rlhf_zoo.bench.records import read_point_record, record_path
+
+    bon = tiny_exact_suite.sweeps[1]
+    shared = dataclasses.replace(tiny_exact_suite, sweeps=(bon, dataclasses.replace(bon, tag="again")))
+    records = tmp_path / "records"
+    (old,) = expand(shared, seeds=[0])
+    assert [m["sweep"] for m in old.memberships] == ["best_of_n", "again"]
+    run_suite(shared, tmp_path, progress=False, seeds=[0], records=records)
+    split = dataclasses.replace(
+        shared,
+        sweeps=(
+            dataclasses.replace(bon, knob_label="size"),
+            dataclasses.replace(bon, tag="again", fixed=("train.eval_prompts=2",)),
+        ),
+    )
+    first, second = expand(split, seeds=[0])
+    report = run_suite(split, tmp_path, progress=False, seeds=[0], records=records)
+    assert report.renamed == [first.id] and report.ran == [second.id] and report.redone == []
+    assert [m["sweep"] for m in read_point_record(record_path(records, split.name, first.id))["memberships"]] == [
+        "best_of_n"
+    ]
+    assert not record_path(records, split.name, old.id).exists()

@@ -4,6 +4,7 @@ resumed point's wall time counts its interrupted part."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 import pytest
@@ -95,6 +96,7 @@ def test_a_resumed_points_wall_time_counts_its_interrupted_part(tiny_exact_suite
     report = run_suite(suite, tmp_path, progress=False, extra=again_extra, **only)
     assert report.resumed == ["reinforce-beta0.1-s0"] and report.redone == []
     rec = read_record(tmp_path / "tinyexact" / "reinforce-beta0.1-s0")
+    assert rec["resumed"] is True and json.loads((tmp_path / "tinyexact" / "bench.json").read_text())["resumed"] == 1
     assert set(again_extra) <= set(rec["args"])  # the resuming bench's own arguments
     assert rec["summary"]["time/train_s"] >= 2.9  # the run trained 3 s in all
     assert rec["wall_s"] >= rec["summary"]["time/train_s"], rec["wall_s"]
