@@ -573,9 +573,8 @@ class _Planner:
         branch, would stay beside it, and the page refuse two records of one seed). (stored, action) as they are
         then."""
         holders = self.holders
-        olds: list[dict[str, Any]] = []
-        for k in _slots(p.memberships, p.seed):
-            olds += [h for h in holders.get(k, []) if all(h is not o for o in olds)]
+        # one record may hold several of the point's places (two sweeps that share it): taken once
+        olds = list({id(h): h for k in _slots(p.memberships, p.seed) for h in holders.get(k, [])}.values())
         if not olds and action == "new":  # a renamed tag: the same run, recorded under a sweep the suite lost
             olds = [h for hs in holders.values() for h in hs if _same_run_as(h, p) and self._orphan(h)][:1]
         if not olds:
