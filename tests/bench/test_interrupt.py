@@ -78,13 +78,20 @@ def test_stop_signals_raise_names_the_signal_and_its_exit_code():
 
 
 def test_a_stop_survives_the_trip_from_a_worker():
-    """A worker returns its stop to the bench by pickling: the signal, and so the exit code, survive."""
+    """A worker returns its stop to the bench by pickling: the signal, and so the exit code, survive; so do the
+    processes that had ended when a SIGTERM came, and a forced stop's message naming the checkpoint the run
+    directory holds (it came back saying that the directory held none)."""
     from rlhf_zoo.train import Interrupted
 
     for e in (signals.StopSignal(signal.SIGTERM), Interrupted(7, "runs/x", signal.SIGTERM)):
         back = pickle.loads(pickle.dumps(e))
         assert type(back) is type(e) and back.signum == signal.SIGTERM and signals.stop_exit_code(back) == 143
     assert pickle.loads(pickle.dumps(Interrupted(7, "runs/x", signal.SIGTERM))).step == 7
+    assert pickle.loads(pickle.dumps(signals.StopSignal(signal.SIGTERM, ended=[3]))).ended == [3]
+    for last in (2, None):
+        stop = Interrupted(3, "runs/x", signal.SIGTERM, forced=True, last_checkpoint=last)
+        back = pickle.loads(pickle.dumps(stop))
+        assert (back.forced, back.last_checkpoint, str(back)) == (True, last, str(stop))
 
 
 @pytest.mark.parametrize(

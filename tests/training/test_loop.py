@@ -503,17 +503,6 @@ def test_a_second_signal_after_a_resume_names_the_checkpoint_it_resumed_from(tmp
     assert str(stopped.value).endswith(f"{tmp_path / 'r'} holds the one of step 2: add resume=true to continue from it")
 
 
-def test_a_forced_stop_keeps_its_message_on_the_trip_from_a_worker():
-    """A bench worker returns its stop to the bench by pickling: a second signal's stop still names the
-    checkpoint the run directory holds (it came back saying that the directory held none)."""
-    import pickle
-
-    for last in (2, None):
-        stop = Interrupted(3, "runs/x", signal.SIGTERM, forced=True, last_checkpoint=last)
-        back = pickle.loads(pickle.dumps(stop))
-        assert (back.forced, back.last_checkpoint, str(back)) == (True, last, str(stop))
-
-
 class _FullDisk:
     """An appended file on a disk that fills: ``write`` writes half the text, then raises ENOSPC."""
 
