@@ -87,6 +87,34 @@ def test_metrics_are_recomputed_from_the_sampled_completions(sampled_task):
     assert got["kl/estimator"] == "exact_token" and got["cost/samples_per_output"] == 1.0
 
 
+def test_a_negative_k1_mean_is_reported_as_it_is(sampled_task):
+    """Reported KL is never clamped (ALGORITHMS.md §1). π ends at once (the one-token completion EOS)
+    with probability 0.999 where π_ref does with 0.9999, and puts the rest on the letters: every sample
+    that ends at once has k1 = log(0.999 / 0.9999) < 0, so the sample mean is negative although
+    KL(π‖π_ref) > 0, and the evaluator must report it so (a clamp at 0 would hide that k1 is noisy)."""
+    policy = sampled_task.build_policy(0)
+    vocab = policy.logits.shape[-1]
+
+    def first_token(p_eos):
+        probs = torch.full((vocab,), (1 - p_eos) / (vocab - 1), dtype=torch.float64)
+        probs[policy.tree.eos] = p_eos
+        return probs.log().to(policy.logits.dtype)
+
+    with torch.no_grad():  # prefix 0 is the empty prefix: the first token's distribution
+        policy.ref_logits[:, 0] = first_token(0.9999)
+        policy.logits[:, 0] = first_token(0.999)
+    policy = RecordingPolicy(policy)
+    got = Evaluator(sampled_task, Reinforce(), num_prompts=3, samples=5, ref_samples=7, seed=11)(policy)
+    (call,) = policy.of("policy")
+    roll = call.rollout
+    lp = policy.logprobs(roll, role="policy").detach().double()
+    lq = policy.logprobs(roll, role="ref").double()
+    k1 = ((lp - lq) * roll.response_mask.double()).sum(-1)
+    assert float(k1.mean()) < 0  # the setting above makes it so (each sample ended at once)
+    assert got["kl/k1"] == pytest.approx(float(k1.mean()), rel=1e-5)
+    assert got["kl/exact"] > 0  # the exact-token estimate is never negative
+
+
 def test_quantiles_compare_each_prompt_with_its_own_reference(sampled_task):
     """x0's rewards all lie far above x1's. Against its own reference completions each prompt's mean log
     quantile is E_{π_ref}[log p_≤] (−1 for a continuous reward, a little above with the testbed's
