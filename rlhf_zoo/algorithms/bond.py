@@ -29,6 +29,9 @@ Deviations and choices:
   against k base samples per prompt, drawn once and cached (per anchor version; ALGORITHMS.md §3).
 - Forward targets: with ``mc`` quantiles the best of N draws (with replacement) from the same
   cache; with ``exact`` quantiles, the best of N fresh base samples (an exact π_BoN draw).
+- The KL term −(log π(y) − log π_ref(y)) is part of the return, sampling-time and without gradient:
+  KL in the reward, with its coefficient fixed at 1 = (N−1)·β_BOND. There is no ``kl_in=loss``
+  (ALGORITHMS.md §1): a k3 or exact-token KL in the loss would not give ∇KL(π ‖ π_BoN).
 """
 
 from __future__ import annotations

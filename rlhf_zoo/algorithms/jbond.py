@@ -16,7 +16,8 @@ Deviations and choices:
 - **Sign of the γ term** (ALGORITHMS.md §6.4): Algorithm 2 as printed makes the extra KL term push
   π *away* from the anchor; eq. 19 and Fig. 6 (larger γ, slower drift) need it to pull π *towards*
   the anchor, which is what the loss above does. A test shows that raising γ lowers KL(π ‖ π_anchor).
-- log π(y) in R and in the γ term is the sampling-time value (no gradient).
+- log π(y) in R and in the γ term is the sampling-time value (no gradient): both KL terms are in the
+  reward, as the loss above has them, and there is no ``kl_in=loss`` (ALGORITHMS.md §1).
 - ``eta=1`` makes the anchor a hard swap every step; ``swap_period=M > 0`` replaces the EMA by a
   hard swap every M steps (to compare EMA against hard swaps, paper Fig. 5).
 """
