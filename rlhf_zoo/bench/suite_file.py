@@ -17,7 +17,10 @@ values, as in an experiment file::
         values: [0.1, 1.0]
         fixed: {algo.samples: 2}         # also: objective (default: the tag), knob_label, frontier
 
-Whether the suite is *exact* (the oracle's frontier on its page) follows from its task. The page is
+Whether the suite is *exact* (the oracle's frontier on its page) follows from its task; so does whether it is
+*resumable* unless the file says (``resumable:``): on a language-model task a point that a stop interrupted
+continues from its checkpoint when the same command runs again, as in the built-in language-model suites; on
+the testbed it is redone (a run is seconds). The page is
 rendered as the built-in ones are (:func:`~rlhf_zoo.bench.render.render_suite`); a paper claim
 whose sweeps the suite lacks is "not run". A sweep that reuses a built-in sweep's tag must keep its
 algorithm and knob, since the claims read it as that sweep. Every problem with the file (unknown
@@ -74,7 +77,7 @@ class SuiteSpec:
     algo_args: dict[str, Any] = field(default_factory=dict)
     seeds: list[int] = field(default_factory=lambda: [0])
     jobs: int = 1
-    resumable: bool = False
+    resumable: bool | None = None  # None: resumable unless the task is the testbed (exact)
     kl_budgets: list[float] = field(default_factory=lambda: [0.25, 0.5, 1.0, 2.0])
     bon_pool: int = 0
 
@@ -163,6 +166,7 @@ def load_suite_file(path: str) -> Suite:
         task_args = overrides(spec.task_args, "task_args")  # said "suite file F: suite file F sets KEY twice"
         sweeps = tuple(_sweep(s) for s in spec.sweeps)
         algo_args = {a: overrides(v, f"algo_args.{a}") for a, v in spec.algo_args.items()}
+        exact = _task_has_oracle(task_args, where)
         suite = Suite(
             name=name,
             description=spec.description,
@@ -171,9 +175,9 @@ def load_suite_file(path: str) -> Suite:
             seeds=tuple(spec.seeds),
             budget=spec.budget or "not stated",
             jobs=spec.jobs,
-            resumable=spec.resumable,
+            resumable=spec.resumable if spec.resumable is not None else not exact,
             kl_budgets=tuple(sorted(spec.kl_budgets)),  # the columns in increasing KL, as written or not
-            exact=_task_has_oracle(task_args, where),
+            exact=exact,
             algo_args=algo_args,
             bon_pool=spec.bon_pool,
         )

@@ -511,6 +511,14 @@ def test_a_suite_files_fields_are_the_suites_and_what_it_leaves_out_has_its_defa
     suite = get_suite(str(path))
     assert (suite.seeds, suite.jobs, suite.resumable, suite.bon_pool, suite.exact) == ((0,), 1, False, 0, True)
     assert suite.budget == "not stated"
+    path.write_text(SWEEP + "resumable: true\n")
+    assert get_suite(str(path)).resumable
+    # on a language model, a run is minutes: resumable unless the file says otherwise
+    lm = "task_args: {task: sentiment}\nsweeps:\n  - {tag: r, algo: reinforce, knob: algo.beta, values: [0.1]}\n"
+    path.write_text(lm)
+    assert get_suite(str(path)).resumable
+    path.write_text(lm + "resumable: false\n")
+    assert not get_suite(str(path)).resumable
 
 
 def test_a_suite_file_run_with_the_default_out_keeps_its_page_beside_its_records(cli, tmp_path, monkeypatch):
