@@ -52,7 +52,7 @@ commands:
   bench     run a suite's unfinished points, then render docs/benchmarks/<suite>.md and its plots:
             rlhf-zoo bench suite=exact|quick|lm|full|demo|gpu-check|FILE.yaml [out=bench_runs] [seeds=0,1] [only=TAG,..]
                            [jobs=N] [render_only=true] [render=false] [docs=docs/benchmarks] [records=DIR]
-                           [keep_checkpoints=true] [progress=false] [key=value for every run ...]
+                           [keep_checkpoints=true] [progress=false] [redo=true] [key=value for every run ...]
   compare   finished runs side by side, mean ± 95 % interval over seeds, as Markdown (and CSV and plots):
             rlhf-zoo compare RUN_DIR_OR_FOLDER ... [out=DIR]
   export    a language-model run's policy (LoRA merged) as a Hugging Face model folder:

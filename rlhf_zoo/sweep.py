@@ -21,7 +21,10 @@ last key. :func:`~rlhf_zoo.bench.runner.run_suite` then builds every configurati
 (an unknown algorithm or key fails before anything runs), runs the points with a progress bar into
 ``<folder>/<point-id>/`` (each a run directory with a ``record.json``), never recomputes a finished
 point, and continues an interrupted one from its checkpoint. At the end the table of
-``rlhf-zoo compare <folder>`` is printed.
+``rlhf-zoo compare <folder>`` is printed. Its own options, on the command line only and as the bench's:
+``redo=true`` runs again the finished points that its settings no longer make (refused without it, naming the
+changed setting, before anything is deleted), ``keep_checkpoints=true`` keeps each finished point's checkpoint
+(to export its policy; deleted by default).
 
 The folder is ``out=`` (or ``run_dir=``, or the file's ``run_dir``); by default
 ``runs/<algos>-<task>-sweep-<digest>``, beside a single run's ``runs/<algo>-<task>-s<seed>``, where
@@ -47,7 +50,8 @@ from rlhf_zoo.bench.suites import Suite, Sweep, first_repeated, format_value, on
 from rlhf_zoo.config import ConfigError, flatten, parse_overrides, read_experiment, read_sweep
 
 FOLDER_KEYS = ("out", "run_dir")
-NOT_SWEPT = ("config", *FOLDER_KEYS, "resume")
+OPTIONS = ("redo", "keep_checkpoints")  # the sweep's own, as the bench's: true or false, on the command line only
+NOT_SWEPT = ("config", *FOLDER_KEYS, "resume", *OPTIONS)
 
 
 def split_values(key: str, value: str) -> list[str]:
@@ -102,6 +106,8 @@ class SweepPlan:
     suite: Suite
     command: str
     args: tuple[str, ...] = ()
+    redo: bool = False
+    keep_checkpoints: bool = False
 
 
 def plan_sweep(args: list[str]) -> SweepPlan | None:
@@ -118,9 +124,15 @@ def plan_sweep(args: list[str]) -> SweepPlan | None:
     if not grid and not file_sweep:  # a sweep file stays a sweep (of one point) with every key pinned
         if "out" in over:
             raise ConfigError("out=DIR names a sweep's folder (a key with several values); one run's is run_dir=DIR")
+        if given := [k for k in OPTIONS if k in over]:
+            raise ConfigError(
+                f"{given[0]}= is a sweep's option (a key with several values); a single run keeps its checkpoint, "
+                "and refuses a run_dir that holds a run"
+            )
         return None
     _check_keys(grid)
     _check_sweep_overrides(over)
+    options = {k: _flag(k, over[k]) for k in OPTIONS if k in over}
     fixed: dict[str, str] = {k: _arg(v) for k, v in settings.items() if k not in NOT_SWEPT}
     if "task" in choices:
         fixed = {"task": choices["task"], **fixed}
@@ -151,7 +163,15 @@ def plan_sweep(args: list[str]) -> SweepPlan | None:
             "point: name another folder"
         )
     suite = grid_suite(folder.expanduser().resolve().name, base, algos, grid, seeds)
-    return SweepPlan(folder, suite, " ".join(["rlhf-zoo", "train", *args]), tuple(args))
+    return SweepPlan(folder, suite, " ".join(["rlhf-zoo", "train", *args]), tuple(args), **options)
+
+
+def _flag(key: str, value: str) -> bool:
+    """A sweep option's ``true``/``false`` (YAML's spellings); ConfigError otherwise."""
+    read = _read(value)
+    if not isinstance(read, bool):
+        raise ConfigError(f"{key} takes true or false, got {value!r}")
+    return read
 
 
 def _read_sweep_file(path: str) -> tuple[dict[str, str], dict[str, Any], dict[str, list[Any]]]:
@@ -163,6 +183,8 @@ def _read_sweep_file(path: str) -> tuple[dict[str, str], dict[str, Any], dict[st
     settings = flatten(settings, where)
     if "out" in settings:  # no run's key (a single run refuses it): not silently the default folder
         raise ConfigError(f"{where}: unknown key 'out'; a sweep file names its folder with run_dir:")
+    if given := [k for k in OPTIONS if k in settings]:  # not silently dropped with the other NOT_SWEPT keys
+        raise ConfigError(f"{where}: {given[0]} is an option of the command line ({given[0]}=true), not of the file")
     if isinstance(settings.get("run_dir"), list):  # as a single run refuses it; a number is a folder's name
         raise ConfigError(f"{where}: run_dir must be one folder, got {settings['run_dir']!r}")
     if settings.get("run_dir") is not None:
@@ -311,7 +333,14 @@ def run(plan: SweepPlan) -> int:
     print(f"sweep: {len(points)} runs in {plan.folder}", file=sys.stderr)
     where = plan.folder.expanduser().resolve()
     try:
-        report = run_suite(plan.suite, where.parent, command=plan.command, validate=False)
+        report = run_suite(
+            plan.suite,
+            where.parent,
+            command=plan.command,
+            validate=False,
+            redo=plan.redo,
+            keep_checkpoints=plan.keep_checkpoints,
+        )
     except (Interrupted, KeyboardInterrupt) as e:
         print(
             f"rlhf-zoo: sweep interrupted; run the same command again to continue (finished runs are kept, "

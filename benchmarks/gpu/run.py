@@ -359,7 +359,9 @@ def _bench(step: Step, suite: str, bench_args: list[str], render_deadline: float
     finished, total = _suite_status(suite, bench_args, runs)
     if finished < total:
         step.log(f"run: bench {suite}: {finished} of {total} points finished before this slice")
-        bench = [f"suite={suite}", *where, "progress=false", "render=false"]
+        # redo=true: a slice has no one to ask, and a record its arguments no longer make (a records pack or a
+        # committed record of other bench.* overrides) counts as unfinished above; bench.redo=false refuses instead
+        bench = [f"suite={suite}", *where, "progress=false", "render=false", "redo=true"]
         cmd = [sys.executable, "-m", "rlhf_zoo", "bench", *bench, *bench_args]
         step.run(cmd, f"bench {suite}", ok=(0, STOPPED, 130, 143))  # 130, 143: stopped by its signal handler
         finished, total = _suite_status(suite, bench_args, runs)

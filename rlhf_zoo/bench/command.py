@@ -11,9 +11,10 @@
 
 The bench options are the fields of :class:`BenchOptions` (``suite`` is required). Every other
 ``key=value`` is a training override appended to every point (it becomes part of each point's
-arguments, so records made without it are redone, unless it cannot change the results: argument
+arguments, so records made without it are another run's, unless it cannot change the results: argument
 order, ``train.progress``, ``train.log_with``, ``train.checkpoint_every`` and ``train.checkpoint_minutes``,
-:data:`rlhf_zoo.config.NO_EFFECT`).
+:data:`rlhf_zoo.config.NO_EFFECT`). A finished point whose record its arguments no longer make is refused
+before anything runs; ``redo=true`` runs it again and replaces the record.
 
 Where things go: the runs under ``out`` (default ``bench_runs/``, not in git); the page under ``docs``
 (default ``docs/benchmarks`` when ``out`` is the default, else ``out`` itself); the records, one small
@@ -61,6 +62,9 @@ class BenchOptions:
         render: render the page after running.
         keep_checkpoints: keep each finished run's checkpoint.
         progress: show a progress bar over the points.
+        redo: run again the finished points whose records their arguments no longer make (the suite's settings
+            or the overrides changed), replacing those records; without it the bench refuses them before
+            anything runs, naming the changed setting.
     """
 
     suite: str = ""
@@ -74,6 +78,7 @@ class BenchOptions:
     render: bool = True
     keep_checkpoints: bool = False
     progress: bool = True
+    redo: bool = False
 
 
 def parse(args: list[str]) -> tuple[BenchOptions, list[str]]:
@@ -148,6 +153,7 @@ def _run(suite: Suite, opts: BenchOptions, extra: list[str], out: Path, records:
             keep_checkpoints=opts.keep_checkpoints,
             records=records,
             validate=not from_file,
+            redo=opts.redo,
         )
     except (Interrupted, KeyboardInterrupt) as e:
         how = "interrupted runs resume from their checkpoints" if suite.resumable else "unfinished runs are redone"

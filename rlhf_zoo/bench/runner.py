@@ -14,7 +14,9 @@ running the same command again, and a suite can be run in pieces (seeds, sweeps,
 share one records folder. A point directory without a record is an unfinished run: it is deleted and
 redone, except in a *resumable* suite (the language-model ones), where a run that left a checkpoint
 continues from it with ``resume=true``. A record whose arguments make another run (the suite
-definition or the extra overrides changed) is stale: the point is redone and its records replaced. So is
+definition or the extra overrides changed) is stale: the bench refuses before anything runs or is deleted
+(a finished run of hours is not lost to a changed setting), and with ``redo`` the point is redone and its
+records replaced. So is
 a record under another id in the point's place on the page (its sweep, value and seed: the id holds the
 knob's label and the value as written, ``1`` or ``1.0``), which would otherwise stay beside the point's and
 make the page refuse to pool them; when it is the same run it is kept, moved to the point's id.
@@ -60,6 +62,7 @@ from rlhf_zoo.bench.records import (
     record_path,
     record_settings,
     rounded,
+    run_identity,
     same_run,
     setting_diff,
     settings_of,
@@ -469,14 +472,17 @@ class _Planner:
         report: BenchReport,
         points: list[Point],
         keep_checkpoints: bool = True,
+        redo: bool = False,
     ):
         self.suite, self.out, self.records, self.report, self.points = suite, out, records, report, points
-        self.keep_checkpoints = keep_checkpoints
+        self.keep_checkpoints, self.redo = keep_checkpoints, redo
         self.holders = _slot_holders(suite.name, out, records, {p.id for p in points})
         self.sweeps = {s.tag for s in suite.sweeps}  # all of them, whatever only= runs now
 
     def todo(self) -> list[tuple[Point, bool]]:
         """(point, resume) for every point to run, in the suite's order; ``report`` filled on the way."""
+        if not self.redo:
+            self._check_none_replaced()
         todo: list[tuple[Point, bool]] = []
         redo: list[Path] = []  # deleted once every point is planned and the plan is poolable
         other_code: dict[str, int] = {}
@@ -508,6 +514,38 @@ class _Planner:
         for d in redo:
             shutil.rmtree(d)
         return todo
+
+    def _check_none_replaced(self) -> None:
+        """Refuse, before anything is deleted or run, to replace a finished point's record (in the records folder or
+        its run directory) that its arguments no longer make (a setting of the suite, of the sweep or on the command
+        line changed): a finished run of hours would be lost to a changed ``train.steps`` or a reused ``out=``. With
+        ``redo=true`` those points run again and their records are replaced."""
+        from rlhf_zoo.errors import UserError
+
+        stale: list[tuple[Point, dict[str, Any]]] = []
+        for p in self.points:
+            d = point_dir(self.out, p)
+            held = [r for r in (self._stored(p), read_record(d)) if r is not None]
+            if not held or any(same_run(r.get("args", []), p.args) for r in held):
+                continue
+            started = read_json(d / STARTED)  # a redo=true that a stop interrupted: the choice was made
+            if not (isinstance(started, dict) and same_run(started.get("args", []), p.args)):
+                stale.append((p, held[0]))
+        if not stale:
+            return
+        p, old = stale[0]
+        now, was = run_identity(p.args), run_identity(old.get("args", []))
+        diff = ", ".join(
+            (f"{k}={now[k]}" if k in now else f"{k} unset") + f", was {was.get(k, 'unset')}"
+            for k in sorted({*now, *was})
+            if now.get(k) != was.get(k)
+        )
+        ids = ", ".join(q.id for q, _ in stale[:3]) + (", ..." if len(stale) > 3 else "")
+        elsewhere = "out= and records=" if self.records is not None else "out="
+        raise UserError(
+            f"{self.out / self.suite.name}: {len(stale)} finished point(s) ({ids}) were run with other arguments "
+            f"({p.id}: {diff}): redo=true runs them again and replaces their records; another {elsewhere} keeps them"
+        )
 
     def _check_poolable(self, todo: list[Point]) -> None:
         """Refuse, before any point runs, to run one whose places on the page (:func:`_slots`, seeds aside) keep
@@ -631,6 +669,7 @@ def run_suite(
     keep_checkpoints: bool = False,
     validate: bool = True,
     records: str | Path | None = None,
+    redo: bool = False,
 ) -> BenchReport:
     """Run every unfinished point of ``suite`` into ``<out>/<suite>/``; returns what was done.
 
@@ -645,6 +684,8 @@ def run_suite(
         records: the records folder (``<records>/<suite>/<point-id>.json``): a point with a record
             there is finished, and every finished point's record is written there too. None: the
             run directories' records only.
+        redo: run again a finished point whose record its arguments no longer make, replacing the record;
+            without it such a point is refused before anything runs (:meth:`_Planner._check_none_replaced`).
     """
     from rlhf_zoo.bench.version import stamp as current_stamp
 
@@ -665,7 +706,7 @@ def run_suite(
         write_json_atomic(suite_dir / ORACLE, oracle)
         if records is not None:
             write_oracle(records, suite.name, oracle)
-    todo = _Planner(suite, out, records, report, points, keep_checkpoints).todo()
+    todo = _Planner(suite, out, records, report, points, keep_checkpoints, redo).todo()
     jobs = max(1, min(jobs or suite.jobs, len(todo) or 1))
     if todo:  # before any point runs: a bench killed later (kill -9, power loss) leaves a bench.json that says so
         _write_bench(suite_dir, suite, report, command, jobs, started, points, ended=False)

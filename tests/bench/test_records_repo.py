@@ -225,7 +225,10 @@ def test_a_stale_record_in_the_records_folder_is_redone_and_replaced(tmp_path, c
     args = [f"out={tmp_path}/runs", f"docs={tmp_path}/docs", f"records={records}", "seeds=0", "render=false"]
     assert bench(*args, "only=best_of_n") == 0
     capsys.readouterr()
-    assert main(["bench", *TINY, *args, "only=best_of_n", "train.eval_prompts=2"]) == 0
+    assert main(["bench", *TINY, *args, "only=best_of_n", "train.eval_prompts=2"]) == 2  # not replaced unasked
+    err = capsys.readouterr().err
+    assert "6 finished point(s)" in err and "train.eval_prompts=2, was unset): redo=true" in err, err
+    assert main(["bench", *TINY, *args, "only=best_of_n", "train.eval_prompts=2", "redo=true"]) == 0
     assert "6 point(s) run (0 resumed, 6 redone)" in capsys.readouterr().err
     for path in (records / "exact").glob("best_of_n-*.json"):
         assert "train.eval_prompts=2" in read_point_record(path)["args"]
@@ -300,7 +303,7 @@ def test_a_seed_that_would_join_records_of_other_settings_is_refused_before_anyt
     assert not list((out / "exact").glob("*-s1")) and not list((records / "exact").glob("*-s1.json"))
     # the same settings pool, and run; so do both seeds run again with the new one
     assert bench(*args, "seeds=1") == 0
-    assert bench(*args, "seeds=0,1", "train.steps=6") == 0
+    assert bench(*args, "seeds=0,1", "train.steps=6", "redo=true") == 0
     assert all("train.steps=6" in read_point_record(p)["args"] for p in (records / "exact").glob("reinforce-*.json"))
 
 

@@ -112,11 +112,20 @@ def test_a_point_holds_its_directory_while_its_model_loads(tiny_exact_suite, tmp
     RunLog(d).lock().release()  # released once the point has stopped
 
 
-def test_stale_record_is_redone_when_the_point_changed(tiny_exact_suite, tmp_path):
-    run_suite(tiny_exact_suite, tmp_path, progress=False, seeds=[0], only=["best_of_n"])
-    report = run_suite(
-        tiny_exact_suite, tmp_path, progress=False, seeds=[0], only=["best_of_n"], extra=["train.eval_prompts=2"]
-    )
+def test_a_finished_point_whose_arguments_changed_is_refused_and_redone_with_redo(tiny_exact_suite, tmp_path):
+    """A finished point's record that its arguments no longer make (an override added) is not silently replaced:
+    the bench refuses before anything runs or is deleted, naming the setting; with ``redo`` it runs the point again
+    and replaces the record."""
+    from rlhf_zoo.errors import UserError
+
+    piece = dict(progress=False, seeds=[0], only=["best_of_n"])
+    run_suite(tiny_exact_suite, tmp_path, **piece)
+    before = _snapshot(tmp_path / tiny_exact_suite.name)
+    with pytest.raises(UserError, match=r"1 finished point\(s\) \(best_of_n-n2-s0\) were run with other arguments "
+                       r"\(best_of_n-n2-s0: train.eval_prompts=2, was unset\): redo=true"):  # fmt: skip
+        run_suite(tiny_exact_suite, tmp_path, **piece, extra=["train.eval_prompts=2"])
+    assert _snapshot(tmp_path / tiny_exact_suite.name) == before
+    report = run_suite(tiny_exact_suite, tmp_path, **piece, extra=["train.eval_prompts=2"], redo=True)
     assert report.redone == report.ran == ["best_of_n-n2-s0"]
     rec = read_record(tmp_path / "tinyexact" / "best_of_n-n2-s0")
     assert "train.eval_prompts=2" in rec["args"]
@@ -260,7 +269,9 @@ def test_a_rerun_that_differs_only_in_settings_without_effect_redoes_nothing(tin
     raw = [read_record(point_dir(tmp_path, p)) for p in expand(tiny_exact_suite, seeds=[0])]
     assert planned_count(raw, planned) == "3 of the 3 planned points have records"
     # a setting that does change the numbers still redoes them
-    changed = run_suite(reordered, tmp_path, progress=False, seeds=[0], extra=["train.lr=0.5"], records=records)
+    changed = run_suite(
+        reordered, tmp_path, progress=False, seeds=[0], extra=["train.lr=0.5"], records=records, redo=True
+    )
     assert len(changed.redone) == 3
 
 
@@ -310,7 +321,7 @@ def test_records_of_another_machine_are_counted_by_code_version_and_redone_when_
     elsewhere = dict(progress=False, seeds=[0], records=records)
     again = run_suite(tiny_exact_suite, tmp_path / "b", **elsewhere)
     assert calls == [] and again.skipped == ids and again.other_code == {"0123456789ab": 2}
-    changed = run_suite(tiny_exact_suite, tmp_path / "b", **elsewhere, extra=["train.lr=0.5"])
+    changed = run_suite(tiny_exact_suite, tmp_path / "b", **elsewhere, extra=["train.lr=0.5"], redo=True)
     assert calls == ids == changed.redone == changed.ran and changed.skipped == []
 
 
@@ -428,13 +439,19 @@ def test_a_stale_record_in_the_records_folder_of_a_point_never_run_here_is_count
     tiny_exact_suite, tmp_path
 ):
     """Another machine (no run folder here) finds the point's record in the shared records folder, made with other
-    arguments: the point runs again, is counted as redone, not as new, and its record is replaced."""
+    arguments: the point runs again (asked to: ``redo``), is counted as redone, not as new, and its record is
+    replaced."""
+    from rlhf_zoo.errors import UserError
+
     only = dict(seeds=[0], only=["best_of_n"])
     (p,) = expand(tiny_exact_suite, **only)
     records = tmp_path / "records"
     run_suite(tiny_exact_suite, tmp_path / "machine_a", progress=False, records=records, **only)
     extra = ["train.eval_prompts=2"]
-    report = run_suite(tiny_exact_suite, tmp_path / "machine_b", progress=False, records=records, extra=extra, **only)
+    b = dict(progress=False, records=records, extra=extra, **only)
+    with pytest.raises(UserError, match="another out= and records= keeps them"):  # the record is not lost unasked
+        run_suite(tiny_exact_suite, tmp_path / "machine_b", **b)
+    report = run_suite(tiny_exact_suite, tmp_path / "machine_b", **b, redo=True)
     assert report.ran == report.redone == [p.id]
     rec = json.loads((records / tiny_exact_suite.name / f"{p.id}.json").read_text())
     assert "train.eval_prompts=2" in rec["args"]
@@ -545,7 +562,7 @@ def test_a_finished_point_keeps_the_checkpoint_of_another_run_in_its_run_folder(
     mine = dict(progress=False, seeds=[0], records=tmp_path / "records")
     run_suite(suite, tmp_path, **mine)
     run_suite(suite, tmp_path, progress=False, seeds=[0], records=tmp_path / "other", extra=["train.lr=0.5"],
-              keep_checkpoints=True)  # fmt: skip
+              keep_checkpoints=True, redo=True)  # fmt: skip
     d = point_dir(tmp_path, expand(suite, seeds=[0])[0])
     other = _snapshot(tmp_path / suite.name)
     kept = record_path(tmp_path / "records", suite.name, d.name)
@@ -744,6 +761,7 @@ def test_a_refused_piece_deletes_no_run_folder(tiny_exact_suite, tmp_path, monke
             seeds=[1],
             records=tmp_path / "records",
             extra=["train.eval_prompts=2"],
+            redo=True,  # the stale run folder would be deleted, but only after the plan is found poolable
             **only,
         )
     assert (

@@ -130,6 +130,9 @@ def test_a_sweep_file_composes_with_the_command_line(cli, tmp_path):
         (["BETAFILE"], "sweep.algo.beta lists 1 and 1.0, one value: keep one"),
         (["algo=bond", "seed=0,1", "run_dir=a,b"], "run_dir cannot be swept"),
         (["algo=bond", "seed=0,1", "resume=true"], "without resume"),
+        (["algo=bond", "seed=0,1", "redo=maybe"], "redo takes true or false, got 'maybe'"),
+        (["algo=bond", "seed=0,1", "keep_checkpoints=1"], "keep_checkpoints takes true or false"),
+        (["algo=bond", "seed=0,1", "redo=true,false"], "redo cannot be swept"),
         (["algo=bond", "algo.bogus=1,2"], "bogus"),
         (["algo=bond,jbond", "algo.n=2,4"], "algo=jbond"),
         (["algo=bond", "algo.beta=0.5,x"], "algo.beta"),
@@ -251,6 +254,38 @@ def test_out_on_a_single_run_says_it_names_a_sweep_folder(cli, tmp_path):
     assert not (tmp_path / "x").exists()
 
 
+@pytest.mark.parametrize("option", ["redo", "keep_checkpoints"])
+def test_a_sweeps_option_on_a_single_run_or_in_a_sweep_file_is_one_line(cli, tmp_path, option):
+    """A single run has no such option (it said "unknown key 'redo'"); in an experiment file it would have been
+    dropped without a word with the keys a sweep does not pass to its runs."""
+    code, _, err = cli("train", *FAST, "algo=bond", f"{option}=true", f"run_dir={tmp_path}/x")
+    assert code == 2 and f"{option}= is a sweep's option" in err and len(err.strip().splitlines()) == 1, err
+    exp = tmp_path / "exp.yaml"
+    exp.write_text(f"algo: bond\n{option}: true\nsweep: {{algo.beta: [0.1, 0.5]}}\n")
+    code, _, err = cli("train", *FAST, f"config={exp}", f"out={tmp_path}/sw")
+    assert code == 2 and f"config={exp}: {option} is an option of the command line" in err, err
+    assert not (tmp_path / "x").exists() and not (tmp_path / "sw").exists()
+
+
+def test_a_sweep_run_again_with_a_changed_setting_keeps_its_finished_runs_unless_asked_to_redo(cli, tmp_path):
+    """The same out= with train.steps changed replaced every finished run, saying only "2 redone": hours of
+    language-model runs lost to a changed setting. Now it is one line naming the setting, with nothing deleted;
+    redo=true runs them again."""
+    out = tmp_path / "sw"
+    args = ("train", *FAST, "algo=reinforce", "seed=0,1", f"out={out}")
+    assert cli(*args)[0] == 0
+    before = _mtimes(out)
+    code, _, err = cli(*args, "train.steps=6")
+    assert code == 2 and err.strip().splitlines()[-1].startswith("rlhf-zoo: error: ") and "Traceback" not in err, err
+    assert "2 finished point(s) (reinforce-s0, reinforce-s1)" in err and "train.steps=6, was 4" in err, err
+    assert "redo=true" in err and _mtimes(out) == before
+    code, _, err = cli(*args, "train.steps=6", "redo=true")
+    assert code == 0 and "2 run(s) (0 resumed, 2 redone), 0 already finished" in err, err
+    assert all(c["train"]["steps"] == 6 for c in _runs(out).values())
+    code, _, err = cli(*args, "train.steps=6")  # redone: finished with these settings
+    assert code == 0 and "0 run(s) (0 resumed, 0 redone), 2 already finished" in err, err
+
+
 def test_the_order_of_the_swept_keys_does_not_change_the_points():
     """``algo.beta=0.1,0.5 algo.n=2,4`` and ``algo.n=2,4 algo.beta=0.1,0.5`` are one grid: the last key written
     was the knob, so the two orders gave the points other ids (and a rerun in the other order redid them all in
@@ -298,7 +333,7 @@ def test_a_bad_key_on_the_command_line_of_a_sweep_file_does_not_name_the_file(cl
     assert code == 2 and needle in err and "exp.yaml" not in err, err
 
 
-@pytest.mark.parametrize("key", ["config", "out", "run_dir", "resume"])
+@pytest.mark.parametrize("key", ["config", "out", "run_dir", "resume", "redo", "keep_checkpoints"])
 def test_a_key_that_cannot_be_swept_in_a_sweep_file_is_one_line_naming_the_file(cli, tmp_path, key):
     """``sweep: {config: [a.yaml, b.yaml]}`` was dropped without a word (the command line's config= counted as
     a value that stops sweeping it) and one point ran; ``out`` was refused without the file's name."""

@@ -126,14 +126,22 @@ def test_out_never_replaces_the_run_or_its_checkpoint(cli, lm_args, tmp_path):
     assert (tmp_path / "run" / "config.yaml").is_file() and RunLog(run_dir).has_checkpoint()
 
 
-def test_a_sweep_point_without_its_checkpoint_says_what_deleted_it(cli, lm_args, tmp_path):
-    """A sweep deletes its finished points' checkpoints and has no keep_checkpoints: not an option to suggest."""
+def test_a_sweep_point_keeps_its_checkpoint_for_export_only_when_asked(cli, lm_args, tmp_path):
+    """A sweep deletes its finished points' checkpoints (a full fine-tuning one is large), as a bench does, unless
+    given keep_checkpoints=true: export says so of a point without one, and exports a point of a sweep given it (a
+    sweep had no such option, so no sweep point could be exported)."""
     code, _, err = cli("train", *lm_args, "algo=reinforce", "train.steps=1", "seed=0,1")
     assert code == 0, err
     point = next((tmp_path / "run").glob("*-s0"))
     code, _, err = cli("export", str(point), f"out={tmp_path / 'm'}")
     assert (code, err.count("\n")) == (2, 1), err
-    assert "has no checkpoint" in err and "a sweep" in err and "rlhf-zoo bench" in err, err
+    assert "has no checkpoint" in err and "a sweep and rlhf-zoo bench" in err and "keep_checkpoints=true" in err, err
+    args = [a for a in lm_args if not a.startswith("run_dir=")]
+    code, _, err = cli("train", *args, "algo=reinforce", "train.steps=1", "seed=0,1", f"out={tmp_path}/kept",
+                       "keep_checkpoints=true")  # fmt: skip
+    assert code == 0, err
+    code, said, err = cli("export", str(tmp_path / "kept" / point.name), f"out={tmp_path / 'm'}")
+    assert code == 0 and "at step 1 of 1" in said and (tmp_path / "m" / "model.safetensors").is_file(), err
 
 
 def test_a_checkpoint_set_aside_by_a_kill_mid_swap_is_exported(cli, lm_args, tmp_path):
