@@ -132,6 +132,12 @@ def check_sentiment_task(cfg: SentimentTaskConfig) -> None:
         )
     sources = {"prompts": str(cfg.prompts), "eval_prompts": cfg.eval_prompts}
     sources = {key: str(src) for key, src in sources.items() if src is not None}
+    if set_away_from_default(cfg, "prompt_column") and all(_one_column(src) for src in sources.values()):
+        what = " and ".join(f"task.{key}={src}" for key, src in sources.items())
+        raise UserError(
+            f"task.prompt_column={cfg.prompt_column} has no meaning here: {what} has no columns to choose from (a "
+            ".txt file's one column is text, the packaged prompts have none): remove it"
+        )
     if set_away_from_default(cfg, "prompt_split") and not any(_has_splits(src) for src in sources.values()):
         kinds = {key: "the packaged prompts" if src == HUTTO else "a file" for key, src in sources.items()}
         what = " and ".join(f"task.{key}={src} is {kinds[key]}" for key, src in sources.items())
@@ -230,6 +236,12 @@ def check_prompt_source(src: str, what: str) -> None:
     check_hub_dataset(src, what=f"{what}={src}")
 
 
+def _one_column(src: str) -> bool:
+    """Whether ``src`` has no column to choose (``prompt_column``): ``hutto``, or a ``.txt`` file (read whole as the
+    column ``text``)."""
+    return src == HUTTO or (Path(src).suffix.lower() == ".txt" and Path(src).expanduser().is_file())
+
+
 def _has_splits(src: str) -> bool:
     """Whether ``src`` is read by split (``prompt_split``): a directory (whatever its name ends with, as
     :func:`read_texts` reads it) or hub id; not a file nor ``hutto``."""
@@ -319,14 +331,20 @@ def read_texts(src: str, cfg: SentimentTaskConfig, what: str) -> list[Any]:
                 f"another {other}): give them the same columns, or name one file"
             ) from None
         raise UserError(f"cannot load prompts from {src!r}: {one_line(e)}") from None
-    if cfg.prompt_column not in ds.column_names:
-        raise UserError(f"{src!r} has no column {cfg.prompt_column!r}; columns: {', '.join(ds.column_names)}")
-    texts = list(ds[cfg.prompt_column])
+    # a text file has one column, text, whatever task.prompt_column names for the other source: task.prompts=a.jsonl
+    # task.prompt_column=prompt task.eval_prompts=b.txt said "'b.txt' has no column 'prompt'"
+    column = "text" if builder == "text" and local else cfg.prompt_column
+    if column not in ds.column_names:
+        raise UserError(
+            f"{src!r} has no column {column!r}; columns: {', '.join(ds.column_names)} (task.prompt_column names "
+            "the one to read)"
+        )
+    texts = list(ds[column])
     for i, t in enumerate(texts):  # a list (chat messages), a number, ...: never its Python repr as a prompt
         if t is not None and not isinstance(t, str):
             shown = repr(t) if len(repr(t)) <= 60 else repr(t)[:57] + "..."
             raise UserError(
-                f"{what}={src}: column {cfg.prompt_column!r} holds {type(t).__name__} values, not text "
+                f"{what}={src}: column {column!r} holds {type(t).__name__} values, not text "
                 f"(row {i + 1}: {shown}); name a text column with task.prompt_column"
             )
     return texts

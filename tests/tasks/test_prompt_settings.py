@@ -136,3 +136,25 @@ def test_prompt_column_names_the_column_of_an_evaluation_file_beside_packaged_pr
     evals = write_jsonl(tmp_path / "e.jsonl", PROMPTS, column="review")
     args = ["algo=bond", "task=sentiment", "task.gold=null", f"run_dir={tmp_path}/run"]
     validate(load_config([*args, f"task.eval_prompts={evals}", "task.prompt_column=review"]))  # accepted
+
+
+def test_a_text_file_beside_a_file_of_another_column_is_read_whole(tmp_path):
+    """task.prompt_column names the JSONL file's column; the .txt evaluation file has one column, text (it said
+    "'e.txt' has no column 'prompt'", though the README pairs a train.jsonl with an eval.txt)."""
+    from rlhf_zoo.tasks.sentiment import SentimentTaskConfig, load_prompt_sets
+
+    train = write_jsonl(tmp_path / "p.jsonl", PROMPTS, column="prompt")
+    evals = tmp_path / "e.txt"
+    evals.write_text("".join(f"held out review {i} is long\n" for i in range(5)))
+    sets = load_prompt_sets(SentimentTaskConfig(prompts=str(train), eval_prompts=str(evals), prompt_column="prompt"))
+    assert sorted(sets.train) == sorted(PROMPTS) and sets.evals == [f"held out review {i} is long" for i in range(5)]
+
+
+@pytest.mark.parametrize("evals", [None, "hutto", "TXT"])
+def test_prompt_column_with_only_text_files_is_refused(cli, tiny_lm, tmp_path, no_weights, evals):
+    """A .txt file (and the packaged prompts) have no column to choose: task.prompt_column would be ignored."""
+    train = tmp_path / "p.txt"
+    train.write_text("".join(f"{p}\n" for p in PROMPTS))
+    given = [f"task.eval_prompts={train if evals == 'TXT' else evals}"] if evals else []
+    line = _refused(cli, tmp_path, *tiny_lm, f"task.prompts={train}", *given, "task.prompt_column=review")
+    assert "task.prompt_column=review has no meaning here" in line and ".txt file's one column is text" in line
