@@ -8,6 +8,7 @@ a one-line message.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import torch
@@ -81,6 +82,26 @@ def as_scores(out: object, name: str, n: int, texts: Sequence[str] | None = None
     return t.to(torch.float32).cpu()
 
 
+def _raised_at(e: BaseException) -> str:
+    """`` (at FILE:LINE in FUNCTION)``: where in the reward's own code ``e`` was raised, for one line to debug from
+    (a user's reward raised "ValueError: ..." and nothing said where): the innermost frame outside the installed
+    packages and the standard library (the user's module, not numpy's internals it called), else the innermost."""
+    import sysconfig
+    import traceback
+
+    frames = traceback.extract_tb(e.__traceback__)
+    if not frames:
+        return ""
+    library = tuple(
+        str(Path(sysconfig.get_paths()[k]).resolve())
+        for k in ("stdlib", "purelib", "platlib")
+        if k in sysconfig.get_paths()
+    )
+    own = [f for f in frames if not str(Path(f.filename).resolve()).startswith(library)]
+    f = (own or frames)[-1]
+    return f" (at {f.filename}:{f.lineno} in {f.name})"
+
+
 def checked_score(reward: RewardModel, prompts: Sequence[str], completions: Sequence[str]) -> Tensor:
     """``reward.score`` with its contract enforced: one finite score per text (:func:`as_scores`), float32 on
     CPU."""
@@ -91,7 +112,7 @@ def checked_score(reward: RewardModel, prompts: Sequence[str], completions: Sequ
     except RewardError:
         raise
     except Exception as e:  # noqa: BLE001 - any failure of user code becomes one clear error
-        raise RewardError(f"reward {reward.name!r} raised {one_line(e)}") from e
+        raise RewardError(f"reward {reward.name!r} raised {one_line(e)}{_raised_at(e)}") from e
     out = as_scores(out, reward.name, len(completions), completions)
     bad = ~torch.isfinite(out)
     if bad.any():

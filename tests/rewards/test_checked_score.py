@@ -46,6 +46,21 @@ def test_exception_becomes_reward_error() -> None:
     with pytest.raises(RewardError, match="'boom' raised KeyError") as info:
         checked_score(CallableReward(boom), P, C)
     assert isinstance(info.value.__cause__, KeyError)
+    line = boom.__code__.co_firstlineno + 1
+    assert str(info.value).endswith(f" (at {__file__}:{line} in boom)")  # where the user's code raised
+
+
+def test_an_exception_raised_in_a_library_is_placed_in_the_rewards_own_code() -> None:
+    """A reward that fails inside numpy (or torch): the place to debug is the reward's line that called it."""
+    import numpy as np
+
+    def calls_numpy(ps: Sequence[str], cs: Sequence[str]) -> list[float]:
+        return list(np.ones(2).reshape(3))
+
+    with pytest.raises(RewardError, match="'calls_numpy' raised ValueError") as info:
+        checked_score(CallableReward(calls_numpy), P, C)
+    line = calls_numpy.__code__.co_firstlineno + 1
+    assert str(info.value).endswith(f" (at {__file__}:{line} in calls_numpy)")
 
 
 def test_wrong_lengths() -> None:

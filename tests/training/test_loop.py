@@ -60,6 +60,13 @@ class FailingReward:
         return self.inner.score(prompts, completions)
 
 
+# the one line of FailingReward's error: where in its code it raised, to debug from
+RAISED = (
+    "reward 'failing' raised RuntimeError: the reward server went away "
+    f"(at {__file__}:{FailingReward.score.__code__.co_firstlineno + 3} in score)"
+)
+
+
 def test_a_failed_rollout_keeps_the_last_step_and_its_costs(tmp_path):
     args = ["algo=reinforce", "train.steps=6", "train.eval_every=100", "train.batch_prompts=8"]
     clean = _trainer(tmp_path / "clean", *args, "train.steps=2")
@@ -86,7 +93,7 @@ def test_a_bad_reward_mid_run_says_how_to_continue_from_its_checkpoint(tmp_path,
     with pytest.raises(RewardError) as e:
         failing.fit()
     assert str(e.value) == (
-        "reward 'failing' raised RuntimeError: the reward server went away; the run stopped after step 2, "
+        f"{RAISED}; the run stopped after step 2, "
         f"whose checkpoint {tmp_path / 'r'} holds: fix that, then add resume=true to continue from it"
     )
 
@@ -106,7 +113,7 @@ def test_a_failure_in_the_first_step_leaves_no_checkpoint_and_its_own_error(tmp_
     tr.task.proxy = FailingReward(tr.task.proxy, fail_at=2)  # evaluation 0, then step 1's
     with pytest.raises(RewardError) as e:
         tr.fit()
-    assert str(e.value) == "reward 'failing' raised RuntimeError: the reward server went away"
+    assert str(e.value) == RAISED
     assert not tr.log.has_checkpoint()
 
 
@@ -126,7 +133,7 @@ def test_a_bench_point_that_fails_mid_run_keeps_its_checkpoint_and_its_own_error
             tr.fit()
     finally:
         lock.release()
-    assert str(e.value) == "reward 'failing' raised RuntimeError: the reward server went away"
+    assert str(e.value) == RAISED
     assert tr.log.load_checkpoint()[1]["step"] == 2
 
 
