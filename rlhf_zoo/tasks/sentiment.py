@@ -422,7 +422,11 @@ def load_prompt_sets(cfg: SentimentTaskConfig) -> PromptSets:
         blank = sum(1 for t in texts if t is None or not str(t).strip())
         skipped += blank
         note = f" ({blank} of {len(texts)} rows skipped: no text)" if blank else ""
-        return as_prompts(texts, words), f"{src}{note}" + (f", first {words} words" if words else "")
+        prompts = as_prompts(texts, words)
+        if words:  # cut to their first words, prompts that differ later are one: say how many are left
+            left = len(texts) - blank
+            note += f", first {words} words" + (f" ({len(prompts)} distinct of {left})" if len(prompts) < left else "")
+        return prompts, f"{src}{note}"
 
     words = prompt_words(cfg, cfg.prompts)
     if cfg.prompts == HUTTO:
@@ -503,13 +507,13 @@ def build_sentiment_task(cfg: SentimentTaskConfig, model_cfg: Any, device: str =
     sets = load_prompt_sets(cfg)
     train, evals = sets.train, sets.evals
     if not train:
-        raise UserError(f"the prompt set {cfg.prompts!r} gives no training prompts")
+        raise UserError(f"the prompt set {cfg.prompts!r} gives no training prompts ({sets.source})")
     if not evals:
         where = cfg.eval_prompts or cfg.prompts
         hint = (
             "" if cfg.eval_prompts else ": name an evaluation file (task.eval_prompts=FILE) or raise task.eval_fraction"
         )
-        raise UserError(f"the prompt set {where!r} gives no held-out evaluation prompts{hint}")
+        raise UserError(f"the prompt set {where!r} gives no held-out evaluation prompts ({sets.source}){hint}")
     counted = None if model_cfg is None else _check_prompts_before_loading(train + evals, model_cfg)
     proxy = _reward(cfg.proxy, cfg.proxy_options, reward_device, build_if_missing=cfg.build_gold, key="proxy")
     gold = None

@@ -166,12 +166,17 @@ def test_the_source_line_says_where_each_set_came_from(packaged, files, tmp_path
         ),
         (
             {"prompts": prompts, "eval_prompts": evals, "prompt_words": 3, "max_train_prompts": 2},
-            f"{prompts}, first 3 words; evaluation: {evals}, first 3 words; "
+            f"{prompts}, first 3 words; evaluation: {evals}, first 3 words (1 distinct of 3); "
             "the first 2 for training (task.max_train_prompts)",
         ),
     ]
     for given, source in cases:
         assert load_prompt_sets(SentimentTaskConfig(**given)).source == source, given
+    # prompts cut to their first words that become one: the line says how many are left (an error for no
+    # evaluation prompts, which quotes it, said only to raise task.eval_fraction)
+    alike = str(write_jsonl(tmp_path / "alike.jsonl", ["the plot is thin", "the plot is thick", "a fine film"]))
+    sets = load_prompt_sets(SentimentTaskConfig(prompts=alike, prompt_words=2, eval_fraction=0.5))
+    assert sets.source.startswith(f"{alike}, first 2 words (2 distinct of 3), split by a hash"), sets.source
     # exactly max_train_prompts training prompts: nothing is left out, and the line does not say so
     sets = load_prompt_sets(SentimentTaskConfig(prompts=prompts, eval_prompts=evals, max_train_prompts=20))
     assert len(sets.train) == 20 and sets.source == f"{prompts}; evaluation: {evals}"
@@ -295,7 +300,9 @@ def test_no_training_or_no_evaluation_prompts_is_an_error(built, tmp_path) -> No
         build_sentiment_task(SentimentTaskConfig(prompts=one, eval_fraction=0.99, gold=None), None)
     many = str(write_jsonl(tmp_path / "p.jsonl", PROMPTS))
     blank = str(write_jsonl(tmp_path / "blank.jsonl", ["", " "]))
-    with pytest.raises(UserError, match=f"'{blank}' gives no held-out evaluation prompts$"):
+    with pytest.raises(
+        UserError, match=rf"'{blank}' gives no held-out evaluation prompts \(.*2 of 2 rows skipped.*\)$"
+    ):
         build_sentiment_task(SentimentTaskConfig(prompts=many, eval_prompts=blank, gold=None), None)
     kept = [p for p in PROMPTS if _hash_unit(p) >= 0.01]
     few = str(write_jsonl(tmp_path / "few.jsonl", kept))
