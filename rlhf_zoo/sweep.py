@@ -48,6 +48,7 @@ from omegaconf import OmegaConf
 
 from rlhf_zoo.bench.suites import Suite, Sweep, first_repeated, format_value, one_value_twice
 from rlhf_zoo.config import ConfigError, flatten, parse_overrides, read_experiment, read_sweep
+from rlhf_zoo.errors import UserError
 
 FOLDER_KEYS = ("out", "run_dir")
 OPTIONS = ("redo", "keep_checkpoints")  # the sweep's own, as the bench's: true or false, on the command line only
@@ -315,6 +316,20 @@ def _naming_the_file(plan: SweepPlan, e: ConfigError) -> ConfigError:
     return e
 
 
+def _with_comma_hint(plan: SweepPlan, e: UserError) -> UserError:
+    """``e`` with a hint when it is about one item of a command-line value that a comma made a sweep:
+    ``task.prompts=my,file.jsonl`` swept ``my`` and ``file.jsonl``, and the error was the hub's about ``my``."""
+    for key, value in parse_overrides(list(plan.args)).items():
+        items = split_values(key, value)
+        if len(items) > 1 and key not in ("algo", "seed") and any(f"{key}={item}" in str(e) for item in items):
+            kind = ConfigError if isinstance(e, ConfigError) else UserError
+            return kind(
+                f"{e} ({key}={value} is a sweep over {len(items)} values; a comma inside one value is quoted: "
+                f"\"{key}='{value}'\")"
+            )
+    return e
+
+
 def run(plan: SweepPlan) -> int:
     """Run the sweep's unfinished points, then print the compare table of its folder; the exit code."""
     from rlhf_zoo.bench.runner import run_suite, validate_points
@@ -329,7 +344,9 @@ def run(plan: SweepPlan) -> int:
     try:  # every configuration builds: a bad value fails before anything runs
         validate_points(points)
     except ConfigError as e:
-        raise _naming_the_file(plan, e) from None
+        raise _with_comma_hint(plan, _naming_the_file(plan, e)) from None
+    except UserError as e:  # a prompt source that is not there, ...
+        raise _with_comma_hint(plan, e) from None
     print(f"sweep: {len(points)} runs in {plan.folder}", file=sys.stderr)
     where = plan.folder.expanduser().resolve()
     try:

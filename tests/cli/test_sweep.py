@@ -157,6 +157,18 @@ def test_a_bad_sweep_is_one_line_before_anything_runs(cli, tmp_path, args, needl
     assert len(err.strip().splitlines()) == 1 and not out and not (tmp_path / "sw").exists()
 
 
+def test_an_error_about_one_item_of_a_comma_list_says_the_comma_made_a_sweep(cli, tmp_path, monkeypatch):
+    """An unquoted comma in a file name sweeps its pieces: the error was about the missing file "my" alone."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "my,file.jsonl").write_text('{"text": "a prompt"}\n')
+    code, _, err = cli("train", "algo=reinforce", "task=sentiment", "task.gold=null", "task.prompts=./my,file.jsonl")
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert err.startswith("rlhf-zoo: error: task.prompts=./my: no such file or directory"), err
+    assert "(task.prompts=./my,file.jsonl is a sweep over 2 values" in err, err
+    assert "\"task.prompts='./my,file.jsonl'\"" in err, err
+    assert not (tmp_path / "runs").exists()
+
+
 def test_values_that_would_share_a_run_folder_are_one_line(cli, tmp_path):
     code, out, err = cli(
         "train", "algo=bond", "task=sentiment", "task.prompts=a/b.jsonl,a-b.jsonl", f"out={tmp_path}/sw"
