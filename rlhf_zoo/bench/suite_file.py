@@ -359,6 +359,13 @@ def _sweep(s: SweepSpec) -> Sweep:
         known = ", ".join(sorted(REGISTRY)) + "; presets: " + ", ".join(presets("algo"))
         raise ValueError(f"sweep {s.tag}: unknown algorithm {s.algo!r}; known: {known}")
     shape = next((b for b in SWEEPS if b.tag == s.tag), None)
+    knob = s.knob.strip()
+    algo_keys = [f"algo.{f.name}" for f in dataclasses.fields(REGISTRY[s.algo].Config)] if s.algo in REGISTRY else []
+    # a typo in the knob of a built-in tag's algorithm is said as one, not as another sweep under the claims' tag
+    if algo_keys and knob.startswith("algo.") and knob not in algo_keys and (shape is None or shape.algo == s.algo):
+        close = difflib.get_close_matches(knob, algo_keys, n=1, cutoff=0.8)
+        guess = f"; did you mean {close[0]}?" if close else f"; `rlhf-zoo fields algo={s.algo}` lists its keys"
+        raise ValueError(f"sweep {s.tag}: knob {knob}: unknown key of algo={s.algo}{guess}")
     if shape is not None and (shape.algo, shape.knob) != (s.algo, s.knob):
         raise ValueError(
             f"sweep tag {s.tag!r} is the built-in sweep the paper's claims read (algo {shape.algo}, knob "

@@ -88,6 +88,9 @@ SWEEP = "sweeps:\n  - {tag: r, algo: reinforce, knob: algo.beta, values: [0.1]}\
         ("jobs: many\n" + SWEEP, "jobs"),
         ("sweeps:\n  - {tag: Big, algo: reinforce, knob: algo.beta, values: [1]}\n", "lower-case"),
         ("sweeps:\n  - {tag: bond, algo: bond, knob: algo.beta, values: [1]}\n", "claims read"),
+        # a typo in a built-in tag's knob is a typo, not another sweep under the claims' tag
+        ("sweeps:\n  - {tag: reinforce, algo: reinforce, knob: algo.bta, values: [1]}\n", "did you mean algo.beta?"),
+        ("sweeps:\n  - {tag: r, algo: bond, knob: algo.zzz, values: [1]}\n", "`rlhf-zoo fields algo=bond` lists"),
         # the claims read the built-in tag as that algorithm's sweep: same knob, another algorithm is refused too
         ("sweeps:\n  - {tag: bond, algo: jbond, knob: algo.n, values: [2]}\n", "(algo bond, knob algo.n): keep those"),
         ("name: exact\n" + SWEEP, "built-in suite"),
