@@ -89,7 +89,7 @@ def _raised_at(e: BaseException) -> str:
     import sysconfig
     import traceback
 
-    frames = traceback.extract_tb(e.__traceback__)
+    frames = traceback.extract_tb(e.__traceback__)[1:]  # the first is checked_score's own call of score
     if not frames:
         return ""
     library = tuple(
