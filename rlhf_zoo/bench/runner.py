@@ -40,6 +40,7 @@ import json
 import os
 import shutil
 import signal
+import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -750,11 +751,23 @@ def _run_serial(
     records: str | None,
     stamp: dict[str, Any],
 ) -> None:
-    """Run the points of ``todo`` one after another in this process (``jobs=1``)."""
+    """Run the points of ``todo`` one after another in this process (``jobs=1``). What a point prints on stderr
+    (a language-model run's prompts line) goes above the bar, on its own line, not onto the bar's line
+    (tqdm's :class:`~tqdm.contrib.DummyTqdmFile`, its recipe for printing beside a bar)."""
+    from tqdm.contrib import DummyTqdmFile
+
     for p, resume in todo:
         if bar is not None:
             bar.set_postfix_str(p.id, refresh=True)
-        run_point(p, str(point_dir(out, p)), resume, command, keep_checkpoints, records, stamp)
+        # a run with its own bar (train.progress=true) draws it as it would alone: its \r-lines are not lines to move
+        progress = [
+            a.partition("=")[2].strip().lower() for a in p.args if a.partition("=")[0].strip() == "train.progress"
+        ]
+        own_bar = not progress or progress[-1] not in ("false", "no", "off")
+        as_is = bar is None or own_bar
+        beside = contextlib.nullcontext() if as_is else contextlib.redirect_stderr(DummyTqdmFile(sys.stderr))
+        with beside:
+            run_point(p, str(point_dir(out, p)), resume, command, keep_checkpoints, records, stamp)
         report.ran.append(p.id)
         if bar is not None:
             bar.update(1)

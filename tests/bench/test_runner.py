@@ -457,6 +457,30 @@ def test_a_stale_record_in_the_records_folder_of_a_point_never_run_here_is_count
     assert "train.eval_prompts=2" in rec["args"]
 
 
+def test_what_a_point_prints_goes_on_its_own_line_above_the_bar(tiny_exact_suite, tmp_path, monkeypatch, capsys):
+    """A language-model point prints its prompts line on stderr as it starts: it was written onto the bar's line
+    ("... [reinforce-beta0.1-s0]rlhf-zoo: prompts: ..."); now the bar is cleared first and drawn again below it."""
+    import sys
+
+    from tqdm.contrib import DummyTqdmFile
+
+    seen = []
+
+    def point(*a, **k):
+        seen.append(sys.stderr)
+        print("rlhf-zoo: prompts: p.jsonl", file=sys.stderr)
+
+    monkeypatch.setattr(runner, "run_point", point)
+    report = run_suite(tiny_exact_suite, tmp_path, seeds=[0], only=["best_of_n"], progress=True)
+    err = capsys.readouterr().err
+    assert report.ran == ["best_of_n-n2-s0"] and "rlhf-zoo: prompts: p.jsonl\n" in err, err
+    before = err.split("rlhf-zoo: prompts")[0]
+    assert before.endswith("\r"), repr(before[-80:])  # the bar's line cleared back to its start, not written after
+    # a point with its own bar (train.progress=true) draws it on stderr as it is: its \r-updates are no lines
+    run_suite(tiny_exact_suite, tmp_path / "b", seeds=[0], only=["best_of_n"], extra=["train.progress=true"])
+    assert isinstance(seen[0], DummyTqdmFile) and not isinstance(seen[1], DummyTqdmFile)
+
+
 def test_bench_json_describes_the_last_bench_that_ran_points(tiny_exact_suite, tmp_path, monkeypatch):
     """``bench.json`` (the page's "last bench" line) is the invocation that ran the points: how many of the planned
     ones, in how many processes (one point runs in one, whatever ``jobs`` asks for), and whether all are finished; a
