@@ -168,11 +168,14 @@ def plan_sweep(args: list[str]) -> SweepPlan | None:
 
 
 def _flag(key: str, value: str) -> bool:
-    """A sweep option's ``true``/``false`` (YAML's spellings); ConfigError otherwise."""
-    read = _read(value)
-    if not isinstance(read, bool):
-        raise ConfigError(f"{key} takes true or false, got {value!r}")
-    return read
+    """A sweep option's ``true``/``false``, spelt as the bench's (:func:`rlhf_zoo.io.parse_bool`); ConfigError
+    otherwise."""
+    from rlhf_zoo.io import parse_bool
+
+    try:
+        return parse_bool(value)
+    except ValueError:
+        raise ConfigError(f"{key} takes true or false, got {value!r}") from None
 
 
 def _read_sweep_file(path: str) -> tuple[dict[str, str], dict[str, Any], dict[str, list[Any]]]:

@@ -535,12 +535,7 @@ class _Planner:
         if not stale:
             return
         p, old = stale[0]
-        now, was = run_identity(p.args), run_identity(old.get("args", []))
-        diff = ", ".join(
-            (f"{k}={now[k]}" if k in now else f"{k} unset") + f", was {was.get(k, 'unset')}"
-            for k in sorted({*now, *was})
-            if now.get(k) != was.get(k)
-        )
+        diff = setting_diff(run_identity(p.args), run_identity(old.get("args", [])))
         ids = ", ".join(q.id for q, _ in stale[:3]) + (", ..." if len(stale) > 3 else "")
         elsewhere = "out= and records=" if self.records is not None else "out="
         raise UserError(
@@ -756,14 +751,14 @@ def _run_serial(
     (tqdm's :class:`~tqdm.contrib.DummyTqdmFile`, its recipe for printing beside a bar)."""
     from tqdm.contrib import DummyTqdmFile
 
+    from rlhf_zoo.io import parse_bool
+    from rlhf_zoo.options import pairs
+
     for p, resume in todo:
         if bar is not None:
             bar.set_postfix_str(p.id, refresh=True)
         # a run with its own bar (train.progress=true) draws it as it would alone: its \r-lines are not lines to move
-        progress = [
-            a.partition("=")[2].strip().lower() for a in p.args if a.partition("=")[0].strip() == "train.progress"
-        ]
-        own_bar = not progress or progress[-1] not in ("false", "no", "off")
+        own_bar = parse_bool(dict(pairs(list(p.args), "bench")).get("train.progress", "true"))
         as_is = bar is None or own_bar
         beside = contextlib.nullcontext() if as_is else contextlib.redirect_stderr(DummyTqdmFile(sys.stderr))
         with beside:

@@ -227,7 +227,7 @@ def test_a_stale_record_in_the_records_folder_is_redone_and_replaced(tmp_path, c
     capsys.readouterr()
     assert main(["bench", *TINY, *args, "only=best_of_n", "train.eval_prompts=2"]) == 2  # not replaced unasked
     err = capsys.readouterr().err
-    assert "6 finished point(s)" in err and "train.eval_prompts=2, was unset): redo=true" in err, err
+    assert "6 finished point(s)" in err and "train.eval_prompts=2 vs <unset>): redo=true" in err, err
     assert main(["bench", *TINY, *args, "only=best_of_n", "train.eval_prompts=2", "redo=true"]) == 0
     assert "6 point(s) run (0 resumed, 6 redone)" in capsys.readouterr().err
     for path in (records / "exact").glob("best_of_n-*.json"):

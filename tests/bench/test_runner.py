@@ -122,7 +122,7 @@ def test_a_finished_point_whose_arguments_changed_is_refused_and_redone_with_red
     run_suite(tiny_exact_suite, tmp_path, **piece)
     before = _snapshot(tmp_path / tiny_exact_suite.name)
     with pytest.raises(UserError, match=r"1 finished point\(s\) \(best_of_n-n2-s0\) were run with other arguments "
-                       r"\(best_of_n-n2-s0: train.eval_prompts=2, was unset\): redo=true"):  # fmt: skip
+                       r"\(best_of_n-n2-s0: train.eval_prompts=2 vs <unset>\): redo=true"):  # fmt: skip
         run_suite(tiny_exact_suite, tmp_path, **piece, extra=["train.eval_prompts=2"])
     assert _snapshot(tmp_path / tiny_exact_suite.name) == before
     report = run_suite(tiny_exact_suite, tmp_path, **piece, extra=["train.eval_prompts=2"], redo=True)

@@ -131,7 +131,7 @@ def test_a_sweep_file_composes_with_the_command_line(cli, tmp_path):
         (["algo=bond", "seed=0,1", "run_dir=a,b"], "run_dir cannot be swept"),
         (["algo=bond", "seed=0,1", "resume=true"], "without resume"),
         (["algo=bond", "seed=0,1", "redo=maybe"], "redo takes true or false, got 'maybe'"),
-        (["algo=bond", "seed=0,1", "keep_checkpoints=1"], "keep_checkpoints takes true or false"),
+        (["algo=bond", "seed=0,1", "keep_checkpoints=maybe"], "keep_checkpoints takes true or false"),
         (["algo=bond", "seed=0,1", "redo=true,false"], "redo cannot be swept"),
         (["algo=bond", "algo.bogus=1,2"], "bogus"),
         (["algo=bond,jbond", "algo.n=2,4"], "algo=jbond"),
@@ -289,7 +289,7 @@ def test_a_sweep_run_again_with_a_changed_setting_keeps_its_finished_runs_unless
     before = _mtimes(out)
     code, _, err = cli(*args, "train.steps=6")
     assert code == 2 and err.strip().splitlines()[-1].startswith("rlhf-zoo: error: ") and "Traceback" not in err, err
-    assert "2 finished point(s) (reinforce-s0, reinforce-s1)" in err and "train.steps=6, was 4" in err, err
+    assert "2 finished point(s) (reinforce-s0, reinforce-s1)" in err and "train.steps=6 vs 4" in err, err
     assert "redo=true" in err and _mtimes(out) == before
     code, _, err = cli(*args, "train.steps=6", "redo=true")
     assert code == 0 and "2 run(s) (0 resumed, 2 redone), 0 already finished" in err, err
