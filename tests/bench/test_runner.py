@@ -457,6 +457,29 @@ def test_a_stale_record_in_the_records_folder_of_a_point_never_run_here_is_count
     assert "train.eval_prompts=2" in rec["args"]
 
 
+def test_a_redo_that_a_stop_interrupted_continues_without_asking_again(tiny_exact_suite, tmp_path, monkeypatch):
+    """``redo=true`` deleted the point's old run folder and started the new run (its point.json holds the new
+    arguments) when a stop came; the stale record is still in the records folder until the new one replaces it. The
+    same command without ``redo`` again must go on with the run, not refuse it as a finished point's replacement."""
+    from rlhf_zoo.bench.records import STARTED
+    from rlhf_zoo.errors import UserError
+
+    only = dict(progress=False, seeds=[0], only=["best_of_n"], records=tmp_path / "records")
+    run_suite(tiny_exact_suite, tmp_path / "a", **only)
+    extra = ["train.eval_prompts=2"]
+    (p,) = expand(tiny_exact_suite, seeds=[0], only=["best_of_n"], extra=extra)
+    write_json_atomic(point_dir(tmp_path / "b", p) / STARTED, {"id": p.id, "args": list(p.args), "wall_s": 1.0})
+    calls = []
+    monkeypatch.setattr(runner, "run_point", lambda *a, **k: calls.append(a[0].id))
+    report = run_suite(tiny_exact_suite, tmp_path / "b", **only, extra=extra)
+    assert calls == report.ran == [p.id]
+    # a run of yet other arguments was started there: that is no choice made for this one
+    other = ["train.eval_prompts=3" if a == "train.eval_prompts=2" else a for a in p.args]
+    write_json_atomic(point_dir(tmp_path / "c", p) / STARTED, {"id": p.id, "args": other, "wall_s": 1.0})
+    with pytest.raises(UserError, match="1 finished point.*redo=true"):
+        run_suite(tiny_exact_suite, tmp_path / "c", **only, extra=extra)
+
+
 def test_what_a_point_prints_goes_on_its_own_line_above_the_bar(tiny_exact_suite, tmp_path, monkeypatch, capsys):
     """A language-model point prints its prompts line on stderr as it starts: it was written onto the bar's line
     ("... [reinforce-beta0.1-s0]rlhf-zoo: prompts: ..."); now the bar is cleared first and drawn again below it."""
