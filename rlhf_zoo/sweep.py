@@ -262,7 +262,7 @@ def grid_suite(
     name: str, base: list[str], algos: list[str], grid: dict[str, list[str]], seeds: tuple[int, ...]
 ) -> Suite:
     """The grid as a suite: one sweep per algorithm and combination of the swept keys but the last (the
-    knob), each point's arguments ``base``, then the sweep's, then ``seed=``; runs progress-bar free."""
+    knob), each point's arguments ``base``, then the sweep's, then ``seed=``."""
     keys = list(grid)
     outer, knob = keys[:-1], (keys[-1] if keys else "")
     combos = [
@@ -282,7 +282,7 @@ def grid_suite(
     return Suite(
         name=name,
         description="a sweep of rlhf-zoo train",
-        task_args=("train.progress=false", *base),
+        task_args=tuple(base),
         sweeps=tuple(sweeps),
         seeds=seeds,
         budget="",

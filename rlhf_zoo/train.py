@@ -46,6 +46,7 @@ from rlhf_zoo.evaluate import Evaluator
 from rlhf_zoo.io import yaml_error
 from rlhf_zoo.options import set_away_from_default
 from rlhf_zoo.policies.base import Policy
+from rlhf_zoo.progress import step_bar
 from rlhf_zoo.rng import Streams
 from rlhf_zoo.rollout import BaseCache, Costs, collect, make_batch
 from rlhf_zoo.runlog import RunLog, WriteError, checkpoint_to_resume, provenance, sample_rows
@@ -291,7 +292,7 @@ class Trainer:
         steps = self.t.steps if self.algo.trainable else 0
         # Step 0's evaluation, or one that a failure interrupted before the run was resumed
         last = self.evaluate() if self.eval_due(self.step) and self.evaluated_step != self.step else None
-        bar = _progress(self.t.progress and steps > self.step and self.rt.is_main, steps, self.step, self.algo.name)
+        bar = step_bar(self.t.progress and steps > self.step and self.rt.is_main, steps, self.step, self.algo.name)
         try:
             while self.step < steps:
                 t0 = time.perf_counter()
@@ -633,14 +634,6 @@ def _config_difference(saved: str, now: str, shown: int = 3) -> str:
     keys.sort(key=lambda k: k not in CHOSEN)  # another algorithm or task first: it explains the settings after it
     text = ", ".join(f"{k}: {a.get(k)} → {b.get(k)}" for k in keys[:shown])
     return text + (f" and {len(keys) - shown} more" if len(keys) > shown else "")
-
-
-def _progress(enabled: bool, total: int, initial: int, desc: str):
-    if not enabled:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(unit="step", dynamic_ncols=True, total=total, initial=initial, desc=desc)
 
 
 def _advance(bar: Any, metrics: dict[str, float]) -> None:

@@ -61,7 +61,7 @@ class BenchOptions:
             only say which points are planned: the page counts how many of them have records).
         render: render the page after running.
         keep_checkpoints: keep each finished run's checkpoint.
-        progress: show a progress bar over the points.
+        progress: show a progress bar over the points (and, on a terminal, the running points' step bars beneath it).
         redo: run again the finished points whose records their arguments no longer make (the suite's settings
             or the overrides changed), replacing those records; without it the bench refuses them before
             anything runs, naming the changed setting.

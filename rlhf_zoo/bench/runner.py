@@ -73,6 +73,7 @@ from rlhf_zoo.bench.records import (
     write_point_record,
 )
 from rlhf_zoo.bench.suites import Point, Suite, expand
+from rlhf_zoo.progress import points_bar
 from rlhf_zoo.runlog import RunLog, checkpoint_to_resume
 
 
@@ -378,18 +379,28 @@ def _pool_costs(costs: Any) -> dict[str, Any]:
 # worker that has stopped starts no further point (the executor may have queued one for it already).
 _worker_busy = False
 _worker_stopped: int | None = None
+_worker_line = 0  # the line of this worker's step bars beneath the points bar (0: none drawn)
 
 
-def _worker_init() -> None:
+def _worker_init(bars: bool = False, lock: Any = None, slots: Any = None) -> None:
     """A worker stays in its bench's process group (a terminal's Ctrl-C, or a scheduler's signal to the
     group, reaches it as well as the bench's forwarded SIGTERM): SIGINT is ignored outside training,
     SIGTERM handled by :func:`_worker_stop`, and a repeated signal during a training step does not skip
-    the checkpoint."""
+    the checkpoint. ``bars``: its points' step bars are drawn, under the bench's write ``lock``, on the line of
+    the worker's slot beneath the points bar (1 to ``jobs``, counted by the shared ``slots``)."""
     from rlhf_zoo.signals import repeats_force
 
+    global _worker_line
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _worker_stop)
     repeats_force(False)
+    if bars and lock is not None and slots is not None:
+        from rlhf_zoo.progress import use_lock
+
+        use_lock(lock)
+        with slots.get_lock():
+            slots.value += 1
+            _worker_line = slots.value
 
 
 def _worker_stop(signum: int, frame: Any) -> None:
@@ -415,7 +426,12 @@ def _run_point_in_worker(*args: Any) -> dict[str, Any]:
         raise StopSignal(_worker_stopped)
     _worker_busy = True
     try:
-        return run_point(*args)
+        from rlhf_zoo.progress import Placement, placed
+
+        # none where the bench draws no bars: a worker's bar on its own would write over the others' lines
+        where = Placement(shown=True, position=_worker_line, desc=args[0].id) if _worker_line else Placement(False)
+        with placed(where):
+            return run_point(*args)
     except (StopSignal, Interrupted) as e:  # stopped before, after or inside training
         _worker_stopped = e.signum
         raise
@@ -706,7 +722,7 @@ def run_suite(
     jobs = max(1, min(jobs or suite.jobs, len(todo) or 1))
     if todo:  # before any point runs: a bench killed later (kill -9, power loss) leaves a bench.json that says so
         _write_bench(suite_dir, suite, report, command, jobs, started, points, ended=False)
-    bar = _bar(progress, len(points), len(report.skipped), suite.name)
+    bar = points_bar(progress, len(points), len(report.skipped), f"bench {suite.name}")
     rec_dir = str(records) if records is not None else None
     try:
         if jobs == 1:
@@ -746,22 +762,20 @@ def _run_serial(
     records: str | None,
     stamp: dict[str, Any],
 ) -> None:
-    """Run the points of ``todo`` one after another in this process (``jobs=1``). What a point prints on stderr
-    (a language-model run's prompts line) goes above the bar, on its own line, not onto the bar's line
-    (tqdm's :class:`~tqdm.contrib.DummyTqdmFile`, its recipe for printing beside a bar)."""
+    """Run the points of ``todo`` one after another in this process (``jobs=1``). Beneath the points bar, the
+    running point's step bar (:mod:`rlhf_zoo.progress`); what a point prints on stderr (a language-model run's
+    prompts line) goes above the bars, on its own line, not onto a bar's line (tqdm's
+    :class:`~tqdm.contrib.DummyTqdmFile`, its recipe for printing beside a bar)."""
     from tqdm.contrib import DummyTqdmFile
 
-    from rlhf_zoo.io import parse_bool
-    from rlhf_zoo.options import pairs
+    from rlhf_zoo.progress import beneath, placed
 
     for p, resume in todo:
         if bar is not None:
             bar.set_postfix_str(p.id, refresh=True)
-        # a run with its own bar (train.progress=true) draws it as it would alone: its \r-lines are not lines to move
-        own_bar = parse_bool(dict(pairs(list(p.args), "bench")).get("train.progress", "true"))
-        as_is = bar is None or own_bar
-        beside = contextlib.nullcontext() if as_is else contextlib.redirect_stderr(DummyTqdmFile(sys.stderr))
-        with beside:
+        where = beneath(bar, 1, p.id)
+        beside = contextlib.nullcontext() if bar is None else contextlib.redirect_stderr(DummyTqdmFile(sys.stderr))
+        with placed(where), beside:
             run_point(p, str(point_dir(out, p)), resume, command, keep_checkpoints, records, stamp)
         report.ran.append(p.id)
         if bar is not None:
@@ -779,12 +793,17 @@ def _run_parallel(
     records: str | None,
     stamp: dict[str, Any],
 ) -> None:
+    from rlhf_zoo.progress import beneath, share_lock
     from rlhf_zoo.signals import stop_signals_raise
 
-    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=get_context("spawn"), initializer=_worker_init)
+    context = get_context("spawn")
+    lock, slots = context.RLock(), context.Value("i", 0)  # the bars' write lock; the workers' lines beneath
+    bars = beneath(bar, 1, "").shown
+    init = (bars, lock, slots)
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_worker_init, initargs=init)
     pending: dict[Future, Point] = {}
     try:
-        with stop_signals_raise():
+        with stop_signals_raise(), share_lock(lock):
             for p, resume in todo:
                 f = pool.submit(_run_point_in_worker, p, str(point_dir(out, p)), resume, command, keep, records, stamp)
                 pending[f] = p
@@ -810,14 +829,6 @@ def _run_parallel(
             pool.shutdown(wait=False, cancel_futures=True)  # a killed worker may hold a queue's lock
         raise
     pool.shutdown(wait=True)
-
-
-def _bar(enabled: bool, total: int, initial: int, name: str) -> Any:
-    if not enabled:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, initial=initial, unit="point", desc=f"bench {name}", dynamic_ncols=True)
 
 
 def _write_bench(

@@ -465,7 +465,6 @@ ZOO_LM_ARGS = (
     "train.eval_samples=2",
     "train.eval_ref_samples=8",
     "train.checkpoint_minutes=2",
-    "train.progress=false",
 )
 
 # The learning rate of each objective on zoo-lm, from pilots (the QUICK description gives them).
@@ -577,7 +576,6 @@ SMOLLM2_FULL_ARGS = (
     "train.eval_ref_samples=8",
     "train.checkpoint_every=0",
     "train.checkpoint_minutes=3",
-    "train.progress=false",
 )
 
 FULL = Suite(
@@ -676,7 +674,6 @@ LM = Suite(
         "train.eval_samples=2",
         "train.eval_ref_samples=8",
         "train.checkpoint_minutes=5",
-        "train.progress=false",
     ),
     sweeps=(
         BEST_OF_N.over(1, 2, 4, 8, 16, 32),

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -499,9 +501,49 @@ def test_what_a_point_prints_goes_on_its_own_line_above_the_bar(tiny_exact_suite
     assert report.ran == ["best_of_n-n2-s0"] and "rlhf-zoo: prompts: p.jsonl\n" in err, err
     before = err.split("rlhf-zoo: prompts")[0]
     assert before.endswith("\r"), repr(before[-80:])  # the bar's line cleared back to its start, not written after
-    # a point with its own bar (train.progress=true) draws it on stderr as it is: its \r-updates are no lines
+    # a point with its own bar (train.progress=true) as well: its bar is drawn beneath the points bar, not on stderr
     run_suite(tiny_exact_suite, tmp_path / "b", seeds=[0], only=["best_of_n"], extra=["train.progress=true"])
-    assert isinstance(seen[0], DummyTqdmFile) and not isinstance(seen[1], DummyTqdmFile)
+    assert isinstance(seen[0], DummyTqdmFile) and isinstance(seen[1], DummyTqdmFile)
+
+
+class _Terminal(io.StringIO):
+    """stderr as a terminal (tqdm's bars ask the stream they write to)."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def _bench_output(suite, out: Path, monkeypatch, stream: io.StringIO, own_bar: str = "true", **kw) -> str:
+    monkeypatch.setattr(sys, "stderr", stream)
+    monkeypatch.setenv("COLUMNS", "120")  # a bar's width: a terminal of no size draws empty lines
+    run_suite(suite, out, seeds=[0], only=["reinforce"], extra=[f"train.progress={own_bar}", "train.steps=5"], **kw)
+    return stream.getvalue()
+
+
+def test_a_running_point_shows_its_steps_beneath_the_points_bar(tiny_exact_suite, tmp_path, monkeypatch):
+    """A point of a bench or sweep trained for minutes with nothing but the points bar moving (its own bar was
+    turned off, or written over the points bar's line): on a terminal its step bar is now drawn on the line beneath,
+    named by the point, and erased when the point ends."""
+    err = _bench_output(tiny_exact_suite, tmp_path, monkeypatch, _Terminal())
+    for point in ("reinforce-beta0.1-s0", "reinforce-beta1.0-s0"):
+        # drawn one line down ("\n"), the cursor then brought back up to the points bar ("\x1b[A")
+        assert f"\n\r{point}:   0%|          | 0/5 [00:00<?, ?step/s]\x1b[A" in err, err[-600:]
+    assert "bench tinyexact: 100%" in err
+    last = err.split("reinforce-beta1.0-s0:")[-1]
+    assert "\r" + " " * 40 in last  # erased at its end (leave=False): no finished step bars pile up
+
+
+@pytest.mark.parametrize("how", ["not a terminal", "progress=false", "train.progress=false"])
+def test_no_step_bars_where_they_would_be_noise(how, tiny_exact_suite, tmp_path, monkeypatch):
+    """Into a log file the cursor moves of a bar beneath another are noise; with the points bar off (progress=false)
+    there is nothing to put them beneath; and a point's own train.progress=false still turns its bar off."""
+    stream = io.StringIO() if how == "not a terminal" else _Terminal()
+    kw = {"progress": False} if how == "progress=false" else {}
+    own_bar = "false" if how == "train.progress=false" else "true"
+    err = _bench_output(tiny_exact_suite, tmp_path, monkeypatch, stream, own_bar, **kw)
+    assert "step/s" not in err and "/5 [" not in err and "\x1b[A" not in err, err[-600:]
+    if how != "progress=false":
+        assert "bench tinyexact: 100%" in err
 
 
 def test_bench_json_describes_the_last_bench_that_ran_points(tiny_exact_suite, tmp_path, monkeypatch):
@@ -868,3 +910,50 @@ def test_a_shared_point_split_in_two_is_renamed_for_one_and_run_new_for_the_othe
         "best_of_n"
     ]
     assert not record_path(records, split.name, old.id).exists()
+
+
+def test_parallel_points_draw_their_step_bars_on_their_workers_lines(tmp_path):
+    """With jobs=2 each worker draws the step bar of its point on its own line beneath the points bar (lines 1 and 2,
+    under one write lock): before, a suite's points had no step bars, and bars of two processes on stderr would
+    have written over each other's line. Run as a user runs it, on a terminal (a pseudo-terminal here)."""
+    import fcntl
+    import pty
+    import select
+    import struct
+    import subprocess
+    import termios
+
+    suite = tmp_path / "s.yaml"
+    suite.write_text(
+        "name: par\ndescription: two points\ntask_args: {task: exact, threads: 1, train.steps: 300, "
+        "train.eval_every: 300}\nseeds: [0]\nsweeps:\n  - {tag: reinforce, objective: R, algo: reinforce, "
+        "knob: algo.beta, values: [0.1, 1.0]}\n"
+    )
+    main, sub = pty.openpty()
+    fcntl.ioctl(sub, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))  # a terminal of 120 columns
+    cmd = [sys.executable, "-m", "rlhf_zoo", "bench", f"suite={suite}", f"out={tmp_path / 'b'}", "jobs=2"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=sub, cwd=tmp_path)
+    os.close(sub)
+    chunks = []
+    while True:  # read the terminal until the bench has ended and its side is closed
+        if select.select([main], [], [], 1.0)[0]:
+            try:
+                data = os.read(main, 65536)
+            except OSError:  # the other side closed (Linux)
+                break
+            if not data:
+                break
+            chunks.append(data)
+        elif proc.poll() is not None:
+            break
+    os.close(main)
+    assert proc.wait(timeout=120) == 0
+    err = b"".join(chunks).decode(errors="replace")
+    lines = {}  # point → the lines beneath the points bar that its step bar was drawn on
+    for point in ("reinforce-beta0.1-s0", "reinforce-beta1.0-s0"):
+        for part in err.split(f"\r{point}:")[1:]:
+            bar = part.split("\r")[0]
+            assert "/300 [" in bar, repr(bar)
+            lines.setdefault(point, set()).add(bar.count("\x1b[A"))  # the moves back up to the points bar
+    assert sorted(min(v) for v in lines.values()) == [1, 2], (lines, err[-800:])
+    assert all(len(v) == 1 for v in lines.values()), lines  # each on one line, as long as it ran
