@@ -34,7 +34,8 @@ class ExportOptions:
 
     Attributes:
         out: the model folder to write (created; its parent folders too).
-        force: replace ``out`` if it already holds files.
+        force: replace ``out`` if it holds an earlier export (its ``rlhf_zoo_export.json``); a folder of other
+            files is refused even so, since replacing it would delete them.
     """
 
     out: str = ""
@@ -46,6 +47,8 @@ def _run_dir(args: list[str]) -> Path:
     if len(runs) != 1:
         raise UserError(f"export: name one run directory, got {len(runs)}: rlhf-zoo export RUN_DIR out=DIR")
     run = Path(runs[0]).expanduser()
+    if not run.exists():
+        raise UserError(f"export: {runs[0]}: no such run directory")
     if not (run / "config.yaml").is_file():
         raise UserError(f"export: {runs[0]} is not a run directory (no config.yaml in it)")
     return run
@@ -64,8 +67,8 @@ def _no_checkpoint(run_dir: Path) -> UserError:
 def export(run_dir: str | Path, out: str | Path, force: bool = False) -> dict[str, Any]:
     """Write the policy of ``run_dir``'s checkpoint to ``out`` (see the module's docstring); returns what
     ``rlhf_zoo_export.json`` holds. Raises :class:`UserError` for a run without a checkpoint, a trained policy or
-    a language model, for an ``out`` that holds files (unless ``force``), and for one that is the run, holds it or lies
-    in its checkpoint (whatever ``force`` says)."""
+    a language model, for an ``out`` that holds an earlier export (unless ``force``), and for one that is the run,
+    holds it or lies in its checkpoint, or holds other files (whatever ``force`` says)."""
     from rlhf_zoo import version
     from rlhf_zoo.config import as_dataclass
     from rlhf_zoo.runlog import RunLog, checkpoint_to_resume
@@ -118,16 +121,23 @@ def _exportable_config(run_dir: Path) -> Any:
 
 
 def _check_out(out: Path, run_dir: Path, ckpt_dir: Path, force: bool) -> None:
-    """Refuse an ``out`` that cannot be written, that is the run, holds it or lies in its checkpoint, or that holds
-    files (unless ``force``)."""
+    """Refuse an ``out`` that cannot be written, that is the run, holds it or lies in its checkpoint, that holds
+    files other than an earlier export's (whatever ``force`` says), or an earlier export (unless ``force``)."""
     from rlhf_zoo.config import check_writable_dir
 
     check_writable_dir(out, "out")
     where, run = out.resolve(), run_dir.resolve()
     if where == run or where in run.parents or where.is_relative_to(ckpt_dir.resolve()):
         raise UserError(f"export: out={out} would replace the run {run_dir} or its checkpoint: name another folder")
-    if out.is_dir() and any(out.iterdir()) and not force:
-        raise UserError(f"export: out={out} already holds files: name another folder, or add force=true")
+    if not out.is_dir() or not any(out.iterdir()):
+        return
+    if not (out / EXPORT_META).is_file():  # replacing the folder would delete them: runs, sweeps, notes
+        raise UserError(
+            f"export: out={out} holds files that are not an earlier export (no {EXPORT_META} in it): name another "
+            "folder (force=true replaces only an earlier export)"
+        )
+    if not force:
+        raise UserError(f"export: out={out} holds an earlier export: name another folder, or add force=true")
 
 
 def _trained_model(model_cfg: HFPolicyConfig, seed: int, run_dir: Path, log: RunLog) -> tuple[Any, Any, int]:

@@ -72,17 +72,26 @@ def test_a_run_whose_prompt_file_is_gone_still_exports(cli, lm_args, prompts_fil
     assert (tmp_path / "m" / "model.safetensors").is_file()
 
 
-def test_a_folder_that_holds_files_is_replaced_only_with_force(cli, lm_args, tmp_path):
+def test_force_replaces_an_earlier_export_and_never_a_folder_of_other_files(cli, lm_args, tmp_path):
+    """force=true emptied whatever folder out= named: a folder of runs and notes, exported into by mistake, lost
+    them all. It now replaces only an earlier export (its rlhf_zoo_export.json); other files are refused even so."""
     run_dir = _train(cli, lm_args, "algo=reinforce", "train.steps=1")
     out = tmp_path / "m"
     out.mkdir()
     (out / "notes.txt").write_text("mine")
+    for force in ([], ["force=true"]):
+        code, _, err = cli("export", run_dir, f"out={out}", *force)
+        assert (code, err.count("\n")) == (2, 1), err
+        assert "holds files that are not an earlier export (no rlhf_zoo_export.json" in err and "another folder" in err
+        assert (out / "notes.txt").read_text() == "mine"
+    (out / "notes.txt").unlink()
+    assert cli("export", run_dir, f"out={out}")[0] == 0  # an empty folder is written into
     code, _, err = cli("export", run_dir, f"out={out}")
-    assert (code, err.count("\n")) == (2, 1) and "already holds files" in err and "force=true" in err
-    assert (out / "notes.txt").read_text() == "mine"
+    assert (code, err.count("\n")) == (2, 1) and "holds an earlier export" in err and "force=true" in err, err
+    (out / "config.json").write_text("{}")  # an export changed by hand: force=true replaces the whole of it
     code, _, err = cli("export", run_dir, f"out={out}", "force=true")
     assert code == 0, err
-    assert not (out / "notes.txt").exists() and (out / "config.json").is_file()
+    assert json.loads((out / "config.json").read_text()) != {} and (out / "rlhf_zoo_export.json").is_file()
 
 
 def test_bad_exports_are_one_line_each(cli, lm_args, tmp_path):
@@ -105,6 +114,7 @@ def test_bad_exports_are_one_line_each(cli, lm_args, tmp_path):
         ((lm_run, out), "has no checkpoint (none written yet"),  # not a sweep's point
         ((bon_run, out), "ran algo=best_of_n, which trains no policy"),  # not "a sweep deletes its checkpoints"
         ((str(tmp_path), out), "is not a run directory"),
+        ((str(tmp_path / "nosuch"), out), "nosuch: no such run directory"),
         ((lm_run,), "out=DIR"),
         ((lm_run, str(exact_run), out), "name one run directory, got 2"),
         ((lm_run, out, "outt=x"), "unknown option 'outt'"),
