@@ -7,8 +7,8 @@ Each argument is a run directory (one holding ``summary.json``) or a folder sear
 whose resolved configs differ only in ``seed`` (and ``run_dir``, ``resume`` and the settings that cannot
 change a run's numbers, :data:`rlhf_zoo.config.NO_EFFECT`: progress bar, trackers, checkpoint
 cadence) are one configuration;
-each configuration is named by its algorithm, its task when the runs of that algorithm span several,
-and the settings in which it differs from the others of that algorithm and task. The table gives
+each configuration is named by its algorithm, its task when the runs span several tasks, and the settings in
+which it differs from the others of that algorithm and task. The table gives
 every configuration's number of seeds (distinct) and its common metrics as mean ± 95 % Student-t interval over
 its seeds (:func:`rlhf_zoo.bench.stats.mean_ci`; two runs of one configuration with the same seed, such
 as a run and its copy, are refused rather than counted as two seeds), printed as Markdown; with ``out=DIR`` it is also
@@ -68,6 +68,23 @@ def _some(paths: list[Path], shown: int = 3) -> str:
     return text + (f" and {len(paths) - shown} more" if len(paths) > shown else "")
 
 
+def _folders_below(root: Path) -> list[Path]:
+    """``root`` and every folder below it, through symbolic links too (runs gathered into a folder by links), each
+    real folder once (a link back up is not walked again)."""
+    import os
+
+    seen: set[str] = set()
+    folders = []
+    for top, dirs, _ in os.walk(root, followlinks=True):
+        real = os.path.realpath(top)
+        if real in seen:
+            dirs.clear()
+            continue
+        seen.add(real)
+        folders.append(Path(top))
+    return folders
+
+
 def find_runs(paths: list[str]) -> list[Path]:
     """The run directories named or found below ``paths`` (a run directory holds ``summary.json``). The
     unfinished runs below a folder (a run directory without ``summary.json``) are left out, and said so on
@@ -79,8 +96,9 @@ def find_runs(paths: list[str]) -> list[Path]:
         elif _started_run(p):
             raise UserError(f"compare: {p} is a run that has not finished ({UNFINISHED})")
         elif p.is_dir():
-            found = sorted(s.parent for s in p.rglob("summary.json"))
-            below = {m.parent for name in ("metrics.jsonl", "config.yaml") for m in p.rglob(name)}
+            folders = _folders_below(p)
+            found = sorted(d for d in folders if (d / "summary.json").is_file())
+            below = {d for d in folders if (d / "metrics.jsonl").is_file() or (d / "config.yaml").is_file()}
             unfinished = sorted(d for d in below - set(found) if _started_run(d))
             if not found:
                 more = f"; {len(unfinished)} unfinished ({UNFINISHED}): {_some(unfinished)}" if unfinished else ""
@@ -190,29 +208,31 @@ def _number(v: Any) -> bool:
 
 def label_runs(records: list[dict[str, Any]]) -> None:
     """Give each record its configuration's name and membership (for grouping and the plots): the
-    algorithm, its task when its runs span several (each task's config has keys the others lack), plus
-    the settings in which its runs differ from the other runs of the same algorithm on the same task."""
+    algorithm, its task when the runs span several tasks (their rewards are not on one scale: every name says
+    its task, not only those of an algorithm run on several), plus the settings in which its runs differ from
+    the other runs of the same algorithm on the same task."""
     by_algo: dict[str, dict[str, list[dict[str, Any]]]] = {}
     for r in records:
         algo = str(r["config"].get("algo.name", r["summary"].get("algo", "?")))
         task = str(r["config"].get("task.name", r["summary"].get("task", "?")))
         by_algo.setdefault(algo, {}).setdefault(task, []).append(r)
+    tasks = {task for by_task in by_algo.values() for task in by_task}
     for algo, by_task in by_algo.items():
         for task, runs in by_task.items():
             keys = sorted({k for r in runs for k in r["config"]} - set(IGNORED))
             differing = [k for k in keys if len({repr(r["config"].get(k)) for r in runs}) > 1]
+            name = f"{algo} task={task}" if len(tasks) > 1 else algo
             for r in runs:
-                words = [f"task={task}"] if len(by_task) > 1 else []
-                setting = " ".join(words + [f"{k}={r['config'].get(k)}" for k in differing])
-                r["label"] = f"{algo} {setting}" if setting else algo
-                _member(r, algo, setting or "default")
+                setting = " ".join(f"{k}={r['config'].get(k)}" for k in differing)
+                r["label"] = f"{name} {setting}" if setting else name
+                _member(r, name, setting or "default")
 
 
-def _member(r: dict[str, Any], algo: str, setting: str) -> None:
-    """A bench membership, so that the bench's grouping and plots take the run: one panel per algorithm,
-    one point per setting."""
+def _member(r: dict[str, Any], name: str, setting: str) -> None:
+    """A bench membership, so that the bench's grouping and plots take the run: one curve per algorithm (and
+    task: no line joins a run on one task to a run on another), one point per setting."""
     r["memberships"] = [
-        {"sweep": algo, "objective": algo, "knob": "settings", "knob_label": "settings", "value": setting,
+        {"sweep": name, "objective": name, "knob": "settings", "knob_label": "settings", "value": setting,
          "frontier": "sweep", "order": 0}
     ]  # fmt: skip
 

@@ -46,7 +46,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from rlhf_zoo.bench.suites import Suite, Sweep, first_repeated, format_value, one_value_twice
+from rlhf_zoo.bench.suites import Point, Suite, Sweep, first_repeated, format_value, one_value_twice
 from rlhf_zoo.config import ConfigError, flatten, parse_overrides, read_experiment, read_sweep
 from rlhf_zoo.errors import UserError
 
@@ -333,6 +333,28 @@ def _with_comma_hint(plan: SweepPlan, e: UserError) -> UserError:
     return e
 
 
+def _check_distinct(points: list[Point]) -> None:
+    """Refuse two combinations of the sweep that make the same run: their resolved settings are equal but for the
+    seed and the settings that cannot change a run's numbers (:data:`rlhf_zoo.bench.records.UNSETTLED`), as a preset
+    is where it equals its algorithm's settings on the task (``algo=rloo,reinforce`` on ``task=exact``). Both ran,
+    and compare then refused the pair ("one seed would count twice"): exit 2 after every run had finished."""
+    from rlhf_zoo.bench.records import settings_of
+    from rlhf_zoo.config import BUILD_ONLY_RUN_DIR, load_config
+
+    seen: dict[str, str] = {}
+    for p in points:
+        if p.seed != points[0].seed:  # the combinations are the same for every seed
+            continue
+        key = json.dumps(settings_of(load_config([*p.args, BUILD_ONLY_RUN_DIR])), sort_keys=True, default=str)
+        name = p.id.removesuffix(f"-s{p.seed}")
+        if key in seen:
+            raise UserError(
+                f"sweep: {seen[key]} and {name} are the same run (every setting equal, seeds aside): a value of the "
+                "sweep repeats another, as a preset does that equals its algorithm's settings; drop one of them"
+            )
+        seen[key] = name
+
+
 def run(plan: SweepPlan) -> int:
     """Run the sweep's unfinished points, then print the compare table of its folder; the exit code."""
     from rlhf_zoo.bench.runner import run_suite, validate_points
@@ -350,6 +372,7 @@ def run(plan: SweepPlan) -> int:
         raise _with_comma_hint(plan, _naming_the_file(plan, e)) from None
     except UserError as e:  # a prompt source that is not there, ...
         raise _with_comma_hint(plan, e) from None
+    _check_distinct(points)
     print(f"sweep: {len(points)} runs in {plan.folder}", file=sys.stderr)
     where = plan.folder.expanduser().resolve()
     try:

@@ -97,6 +97,47 @@ def test_runs_of_several_tasks_are_named_by_their_task_not_by_every_key_one_task
     assert [r["label"] for r in exact] == ["bond algo.beta=0.1", "bond algo.beta=0.5"]
 
 
+def test_with_several_tasks_every_configuration_names_its_task_and_no_curve_joins_two(tmp_path):
+    """Runs of REINFORCE on both tasks and of BOND on the testbed only: BOND's row named no task, so its testbed
+    rewards read as if beside the language model's, and the plots drew one REINFORCE line from a testbed point to
+    a language-model point (one membership per algorithm)."""
+    from omegaconf import OmegaConf
+
+    from rlhf_zoo.bench.records import group_records
+    from rlhf_zoo.compare import _flat, label_runs
+    from rlhf_zoo.config import load_config
+
+    def record(algo, *args):
+        cfg = load_config([f"algo={algo}", *args, f"run_dir={tmp_path}/r"])
+        return {"config": _flat(OmegaConf.to_container(cfg)), "summary": {"algo": algo}, "seed": 0, "metrics": []}
+
+    lm = ["task=sentiment", "model.name=tiny", "task.gold=null"]
+    records = [record("reinforce", "task=exact"), record("reinforce", *lm), record("bond", "task=exact")]
+    label_runs(records)
+    assert [r["label"] for r in records] == ["reinforce task=exact", "reinforce task=sentiment", "bond task=exact"]
+    curves = {m["sweep"] for r in records for m in r["memberships"]}
+    assert curves == {"reinforce task=exact", "reinforce task=sentiment", "bond task=exact"}
+    assert len(group_records(records)) == 3  # each its own curve
+
+
+def test_a_folder_of_links_to_runs_is_searched_through_them(tmp_path, capsys):
+    """Runs gathered into a folder by symbolic links (``ln -s ../runs/a mix/``) were not found: ``no finished run
+    below mix``, though each link named on its own was compared. A link that leads back up is not followed twice."""
+    from rlhf_zoo.compare import find_runs
+
+    runs = tmp_path / "runs"
+    for name in ("a", "b"):
+        (runs / name).mkdir(parents=True)
+        (runs / name / "summary.json").write_text("{}")
+    mix = tmp_path / "mix"
+    mix.mkdir()
+    (mix / "a").symlink_to(runs / "a")
+    (mix / "all").symlink_to(runs)
+    (mix / "loop").symlink_to(mix)  # a cycle: walked once
+    found = find_runs([str(mix)])
+    assert sorted(p.resolve().name for p in found) == ["a", "b"], found
+
+
 def test_the_seeds_column_counts_the_distinct_seeds():
     """The Markdown table's ``seeds`` column listed the seeds (``0,1,5``) while the CSV's counted the runs:
     both count the distinct seeds pooled in the row."""

@@ -137,6 +137,8 @@ def test_a_sweep_file_composes_with_the_command_line(cli, tmp_path):
         (["algo=bond,jbond", "algo.n=2,4"], "algo=jbond"),
         (["algo=bond", "algo.beta=0.5,x"], "algo.beta"),
         (["seed=0,1"], "name an algorithm"),
+        # a preset equal to its algorithm's settings on the testbed: both ran, then compare refused the pair (exit 2)
+        (["algo=rloo,reinforce,grpo", "seed=0,1"], "rloo and reinforce are the same run (every setting equal"),
         (["SWEEPFILE"], "sweep.seed must be a non-empty list"),
         (["EMPTYSWEEP"], "sweep.seed must be a non-empty list"),  # no point to run, not a sweep of none
     ],
