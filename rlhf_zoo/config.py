@@ -32,7 +32,7 @@ import os
 import re
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -228,8 +228,14 @@ def read_experiment(path: str) -> tuple[dict[str, str], dict[str, Any]]:
     would keep the last) is an error naming it and its lines. Raises ConfigError.
     """
     data = _read_mapping(path)
-    if "sweeps" in data:  # rlhf_zoo.bench.suite_file's list of sweeps: said "name an algorithm"
+    run_keys = {str(k).split(".")[0] for k in data} & ({f.name for f in fields(RunConfig)} | {*CHOICES})
+    if "sweeps" in data and (not run_keys or "task_args" in data or "name" in data):  # rlhf_zoo.bench.suite_file's
         raise ConfigError(f"config={path} is a suite file (its sweeps:): run it with rlhf-zoo bench suite={path}")
+    if "sweeps" in data:  # beside a run's settings (algo:, train:): sweep: misspelt, not a suite file
+        raise ConfigError(
+            f"config={path}: unknown key 'sweeps'; did you mean sweep? (a suite file, for rlhf-zoo bench suite=FILE, "
+            "has name:, task_args: and sweeps:)"
+        )
     data.pop(SWEEP, None)
     flat = flatten(data, f"config={path}")
     choices: dict[str, str] = {}
@@ -368,8 +374,11 @@ def compose(args: list[str], defaults: dict[str, str] | None = None, need_algo: 
     task_name = over.pop("task", choices.get("task", "exact"))
     algo_choice = over.pop("algo", choices.get("algo"))
     if algo_choice is None and need_algo:
+        if config_file is not None:
+            _check_file_sections(settings, f"config={config_file}: ")  # a misspelt sweep: is the file's first fault
+        named = f" (config={config_file} names none)" if config_file is not None else ""
         raise ConfigError(
-            f"name an algorithm: algo=NAME with NAME one of {', '.join(sorted(REGISTRY))} "
+            f"name an algorithm{named}: algo=NAME with NAME one of {', '.join(sorted(REGISTRY))} "
             f"or a preset ({', '.join(presets('algo'))})" + _resume_hint(over)
         )
     if task_name not in TASKS:
@@ -397,7 +406,11 @@ def compose(args: list[str], defaults: dict[str, str] | None = None, need_algo: 
             try:  # a wrong type in the file names the file
                 cfg = OmegaConf.merge(cfg, OmegaConf.create(settings))
             except OmegaConfBaseException as e:
-                raise ConfigError(f"config={config_file}: {config_error_line(e)}") from None
+                given = flatten(settings, f"config={config_file}").get(str(getattr(e, "full_key", "")))
+                several = ""
+                if isinstance(given, list):  # seed: [0, 1] said only "could not be converted to Integer"
+                    several = f"; to run each of several, list them under sweep: {{{e.full_key}: {json.dumps(given)}}}"
+                raise ConfigError(f"config={config_file}: {config_error_line(e)}{several}") from None
         cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist([f"{k}={v}" for k, v in over.items()]))
         for node in (cfg, cfg.algo, cfg.task):  # frozen dataclasses make nodes read-only
             if node is not None:
@@ -427,6 +440,21 @@ def _resume_hint(over: dict[str, Any]) -> str:
     if not saved.is_file():
         return ""
     return f"; to resume {run_dir} with the settings it saved: rlhf-zoo train config={saved} resume=true"
+
+
+def _misspelt_sweep(key: str) -> bool:
+    """Whether an experiment file's unknown top-level ``key`` is ``sweep`` misspelt (``sweps``, ``sweeps``), not
+    another setting's name (``steps``: ``train.steps``)."""
+    return key != SWEEP and bool(difflib.get_close_matches(key, [SWEEP], cutoff=0.75))
+
+
+def _check_file_sections(settings: dict[str, Any], where: str) -> None:
+    """Refuse a misspelt ``sweep:`` in an experiment file before its other faults: without it the file's sweep of
+    ``algo`` is lost, and the error was "name an algorithm"."""
+    tops = {f.name for f in fields(RunConfig)} | {*CHOICES}
+    for key in settings:
+        if key not in tops and _misspelt_sweep(key):
+            raise ConfigError(f"{where}unknown key {key!r}; did you mean {SWEEP}?")
 
 
 def check_top_level(keys: Any, schema: DictConfig, task_name: str, where: str = "") -> None:
@@ -471,6 +499,8 @@ def check_top_level(keys: Any, schema: DictConfig, task_name: str, where: str = 
                 f"{where}task {task_name} has no language model: {key} does not apply "
                 f"(model.* settings are for tasks with one: {with_model})"
             )
+        if where.startswith("config=") and _misspelt_sweep(top):  # sweps: {seed: [0, 1]}
+            raise ConfigError(f"{where}unknown key {top!r}; did you mean {SWEEP}?")
         last = key.rsplit(".", 1)[-1]
         known = flatten(OmegaConf.to_container(schema), "the schema")
         near = [k for k in known if "." in k and k.rsplit(".", 1)[-1] == last]

@@ -72,9 +72,9 @@ def git_commit(cwd: Path | None = None) -> str:
 def hardware() -> str:
     if torch.cuda.is_available():
         return f"{torch.cuda.device_count()}x {torch.cuda.get_device_name(0)}"
-    return (
-        f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads)"
-    )
+    threads = torch.get_num_threads()
+    cpu = platform.processor() or platform.machine()
+    return f"CPU ({cpu}, {os.cpu_count()} cores, {threads} thread{'s' * (threads != 1)})"
 
 
 class RunLog:

@@ -90,8 +90,11 @@ class Bond(Algorithm):
             raise ValueError("n must be >= 2 for BOND")
         if not 0.0 <= c.beta <= 1.0:
             raise ValueError("beta must lie in [0, 1]")
-        if c.samples < 1 or c.k < 1 or c.anchor_period < 0:
-            raise ValueError("samples and k must be >= 1, anchor_period >= 0")
+        for name in ("samples", "k"):
+            if getattr(c, name) < 1:
+                raise ValueError(f"{name} must be >= 1")
+        if c.anchor_period < 0:
+            raise ValueError("anchor_period must be >= 0")
         check_baseline(c.baseline, c.samples)
         check_choice("quantiles", c.quantiles, ("auto", "exact", "mc"))
 

@@ -73,8 +73,10 @@ class JBond(Algorithm):
             raise ValueError("gamma must be >= 0")
         if not 0.0 <= c.eta <= 1.0:
             raise ValueError("eta must lie in [0, 1]")
-        if c.samples < 1 or c.swap_period < 0:
-            raise ValueError("samples must be >= 1 and swap_period >= 0")
+        if c.samples < 1:
+            raise ValueError("samples must be >= 1")
+        if c.swap_period < 0:
+            raise ValueError("swap_period must be >= 0")
         check_baseline(c.baseline, c.samples)
 
     def needs(self) -> Needs:

@@ -120,7 +120,7 @@ def test_the_saved_run_s_folder_is_named_only_from_elsewhere_and_found_through_a
         ("algo: bond\ntrain.stepz: 3\n", "stepz"),
         ("algo: bond\nalgo.beta: 0.5\nalgo: {beta: 0.1}\n", "twice"),
         ("algo: bond\nconfig: other.yaml\n", "do not nest"),
-        ("task: exact\n", "name an algorithm"),
+        ("task: exact\n", "name an algorithm (config="),
         ("algo: dpo\n", "unknown algorithm 'dpo'"),
         # the same key dotted and nested: YAML sees two keys, and the later one won silently
         ("algo.beta: 0.5\nalgo: {name: bond, beta: 0.1}\n", "sets algo.beta twice"),
@@ -129,6 +129,15 @@ def test_the_saved_run_s_folder_is_named_only_from_elsewhere_and_found_through_a
         ("algo: bond\ntrain: &t {steps: *t}\n", "train.steps holds itself (an alias inside what it names, line 2)"),
         # a suite file said "name an algorithm: algo=NAME ..."
         ("sweeps:\n  - {tag: r, algo: bond, knob: algo.beta, values: [0.1]}\n", "is a suite file (its sweeps:): run"),
+        ("name: s\nalgo: bond\nsweeps: []\n", "is a suite file (its sweeps:): run"),
+        # sweep: misspelt beside a run's settings: it was a "suite file", or "name an algorithm" for a swept algo
+        ("algo: bond\nsweeps: {seed: [0, 1]}\n", "exp.yaml: unknown key 'sweeps'; did you mean sweep? (a suite"),
+        ("task: exact\nsweps: {algo: [bond, jbond]}\n", "exp.yaml: unknown key 'sweps'; did you mean sweep?\n"),
+        ("algo: bond\nsweps: {seed: [0, 1]}\n", "exp.yaml: unknown key 'sweps'; did you mean sweep?\n"),
+        ("algo: bond\nsteps: 3\n", "unknown key 'steps'; did you mean train.steps?"),  # not sweep
+        ("steps: 3\n", "name an algorithm (config="),  # the file named: it names none
+        # a list for one value said only "could not be converted to Integer"
+        ("algo: bond\nseed: [0, 1]\n", "(key: seed); to run each of several, list them under sweep: {seed: [0, 1]}"),
         # a list of algorithms or tasks said: unknown algorithm "['bond', 'jbond']", naming no file
         (
             "algo: [bond, jbond]\n",

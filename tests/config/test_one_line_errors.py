@@ -177,8 +177,11 @@ def test_an_unknown_command_is_an_error_line(capsys):
         (["algo=bond", "task=sentiment", "model.top_p=2"], "model.top_p must lie in (0, 1]"),
         (["algo=bond", "task=exact", "algo.beta=-1"], "algo.beta must lie in [0, 1], got -1.0"),
         (["algo=jbond", "task=exact", "algo.gamma=-2"], "algo.gamma must be >= 0, got -2.0"),
-        # a refusal naming other keys does not say one value (which is refused is not known)
-        (["algo=bond", "task=exact", "algo.k=0"], "algo.samples and k must be >= 1, anchor_period >= 0\n"),
+        # one key and its value, not every setting of the check ("algo.samples and k must be >= 1, anchor_period >= 0",
+        # "samples must be >= 1 and swap_period >= 0" for algo.samples=0)
+        (["algo=bond", "task=exact", "algo.k=0"], "algo.k must be >= 1, got 0\n"),
+        (["algo=jbond", "task=exact", "algo.samples=0"], "algo.samples must be >= 1, got 0\n"),
+        (["algo=jbond", "task=exact", "algo.swap_period=-1"], "algo.swap_period must be >= 0, got -1\n"),
         (["algo=reinforce", "task=exact", "algo.baseline=group_norm", "algo.samples=1"], "algo.baseline=group_norm"),
         (["algo=bond", "task=exact", "algo.n=1"], "algo.n must be >= 2 for BOND, got 1"),
         # the task's own refusals said "task: num_prompts must be >= 1"
