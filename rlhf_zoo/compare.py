@@ -312,6 +312,8 @@ def main(args: list[str]) -> int:
         from rlhf_zoo.config import check_writable_dir
 
         check_writable_dir(opts.out, "out")  # before the table: not a traceback after it
+        if _started_run(Path(opts.out).expanduser()):  # its compare.md and plots would go in among the run's files
+            raise UserError(f"compare: out={opts.out} is a run directory: name another folder")
     records = [load_run(p) for p in find_runs([a for a in args if not _is_option(a)])]
     label_runs(records)
     headers, md, rows = table(records)

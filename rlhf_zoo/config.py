@@ -307,11 +307,27 @@ def load_config(args: list[str], defaults: dict[str, str] | None = None) -> Dict
     try:
         validate(cfg)
     except UserError as e:
-        hint = _saved_run_hint({**(defaults or {}), **parse_overrides(args)}.get("config"), str(e))
-        if hint:
-            raise ConfigError(f"{e}{hint}") from None
+        over = {**(defaults or {}), **parse_overrides(args)}
+        hint = _saved_run_hint(over.get("config"), str(e))
+        where = _from_the_file(over, str(e))
+        if hint or where:
+            raise ConfigError(f"{where}{e}{hint}") from None
         raise
     return cfg
+
+
+def _from_the_file(over: dict[str, Any], message: str) -> str:
+    """``"config=FILE: "`` for a refusal of a value that the experiment file sets and the command line does not
+    (``algo.n must be >= 2 for BOND, got 0`` named no file, while a wrong key or type in it did), else ``""``."""
+    config_file = over.get("config")
+    key = re.match(r"[a-z_]+(\.[a-z_]+)+(?= )", message)
+    if config_file is None or key is None or key.group() in over:
+        return ""
+    try:
+        choices, settings = read_experiment(config_file)
+    except ConfigError:
+        return ""
+    return f"config={config_file}: " if key.group() in flatten(settings, "the file") else ""
 
 
 def _saved_run_hint(config_file: str | None, message: str) -> str:
@@ -372,6 +388,7 @@ def compose(args: list[str], defaults: dict[str, str] | None = None, need_algo: 
     if config_file is not None:
         choices, settings = read_experiment(config_file)
     task_name = over.pop("task", choices.get("task", "exact"))
+    algo_from_file = "algo" not in over and "algo" in choices
     algo_choice = over.pop("algo", choices.get("algo"))
     if algo_choice is None and need_algo:
         if config_file is not None:
@@ -385,7 +402,12 @@ def compose(args: list[str], defaults: dict[str, str] | None = None, need_algo: 
         raise ConfigError(f"unknown task {task_name!r}; known: {', '.join(sorted(TASKS))}")
     entry = get_task_entry(task_name)
 
-    algo_name, preset = _algorithm(algo_choice)
+    try:
+        algo_name, preset = _algorithm(algo_choice)
+    except ConfigError as e:
+        if not algo_from_file:
+            raise
+        raise ConfigError(f"config={config_file}: {e}") from None  # the file's algo: named no file
     algo_default = get_algorithm(algo_name).Config() if algo_name else None
 
     model_default = None
@@ -694,7 +716,8 @@ def check_writable_dir(path: str | Path, what: str) -> None:
     try:  # try it (permission bits do not tell for root, read-only mounts or /proc)
         os.rmdir(tempfile.mkdtemp(prefix=".rlhf_zoo-probe-", dir=existing))
     except OSError as e:
-        raise ConfigError(f"{what}={path} cannot be written: {existing}: {e.strerror or e}") from None
+        why = e.strerror or e
+        raise ConfigError(f"{what}={path} cannot be written: making a folder in {existing} failed ({why})") from None
 
 
 def check_writable_file(out: str, command: str, key: str = "out", kind: str = "JSON") -> None:

@@ -77,6 +77,24 @@ def hardware() -> str:
     return f"CPU ({cpu}, {os.cpu_count()} cores, {threads} thread{'s' * (threads != 1)})"
 
 
+def in_use(run_dir: str | Path) -> bool:
+    """Whether a run holds ``run_dir``'s lock now (:meth:`RunLog.lock`): it is writing there."""
+    from filelock import FileLock, Timeout
+
+    path = Path(run_dir) / ".lock"
+    if not path.is_file():
+        return False
+    lock = FileLock(str(path))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        return True
+    except OSError:  # a lock that cannot be opened here (read-only): not known to be held
+        return False
+    lock.release()
+    return False
+
+
 class RunLog:
     def __init__(self, run_dir: str | Path):
         self.dir = Path(run_dir)

@@ -49,7 +49,7 @@ from rlhf_zoo.policies.base import Policy
 from rlhf_zoo.progress import step_bar
 from rlhf_zoo.rng import Streams
 from rlhf_zoo.rollout import BaseCache, Costs, collect, make_batch
-from rlhf_zoo.runlog import RunLog, WriteError, checkpoint_to_resume, provenance, sample_rows
+from rlhf_zoo.runlog import RunLog, WriteError, checkpoint_to_resume, in_use, provenance, sample_rows
 from rlhf_zoo.runtime import Runtime, communication_failure, launched_rank, launched_world_size
 from rlhf_zoo.signals import LAUNCHER_STOP, ForcedStop, StopRequests, lost_processes, told_if_stuck
 from rlhf_zoo.tasks.base import Task, prompt_report
@@ -494,7 +494,10 @@ class Trainer:
         check_run_dir(cfg)  # again, with the lock held: checked first by run(), before anything was built
         if resumed:
             self.restore()
-            self.say(f"resuming {cfg.run_dir} from step {self.step} (its last checkpoint)")
+            if self.step >= (self.t.steps if self.algo.trainable else 0):  # said "resuming ... from step 3000"
+                self.say(f"resume=true: {cfg.run_dir} has run all its {self.step} steps: nothing left to train")
+            else:
+                self.say(f"resuming {cfg.run_dir} from step {self.step} (its last checkpoint)")
         else:
             if cfg.resume:
                 self.say(f"resume=true: no checkpoint in {cfg.run_dir}, so nothing to resume: starting at step 0")
@@ -607,6 +610,8 @@ def check_run_dir(cfg: DictConfig) -> None:
             f"settings (rlhf-zoo train config={its} resume=true), or choose another run_dir"
         )
     if not cfg.resume and (d / "metrics.jsonl").exists():
+        if in_use(d):  # resume=true would only be refused next: the run is still going
+            raise UserError(f"{cfg.run_dir} is in use by another run; wait for it or choose another run_dir")
         raise UserError(
             f"{cfg.run_dir} already holds a run: pass resume=true to continue it, or choose another run_dir"
         )

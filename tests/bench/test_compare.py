@@ -343,6 +343,16 @@ def test_one_run_named_twice_by_two_spellings_is_one_run(runs, tmp_path, monkeyp
     assert (tmp_path / "cmp" / "compare.md").read_text().count("a0`") == 1
 
 
+def test_compare_into_a_run_directory_is_refused(runs, capsys):
+    """``out=`` naming a run directory wrote compare.md, compare.csv and the plots in among the run's own files."""
+    capsys.readouterr()
+    before = sorted(p.name for p in (runs / "a0").iterdir())
+    assert main(["compare", str(runs), f"out={runs / 'a0'}"]) == 2
+    out, err = capsys.readouterr()
+    assert f"out={runs / 'a0'} is a run directory: name another folder" in err and not out, err
+    assert sorted(p.name for p in (runs / "a0").iterdir()) == before
+
+
 @pytest.mark.parametrize("where", ["/proc/no/such/dir", "file"])
 def test_compare_to_an_unwritable_out_is_one_line(runs, tmp_path, capsys, where):
     """``out=`` that cannot be written (a file, /proc) ended in a FileExistsError / FileNotFoundError traceback

@@ -121,7 +121,10 @@ def test_the_saved_run_s_folder_is_named_only_from_elsewhere_and_found_through_a
         ("algo: bond\nalgo.beta: 0.5\nalgo: {beta: 0.1}\n", "twice"),
         ("algo: bond\nconfig: other.yaml\n", "do not nest"),
         ("task: exact\n", "name an algorithm (config="),
-        ("algo: dpo\n", "unknown algorithm 'dpo'"),
+        ("algo: dpo\n", "exp.yaml: unknown algorithm 'dpo'"),
+        # a value of the file refused: named no file, though a wrong key or type in it did
+        ("algo: {name: bond, n: 0}\ntask: exact\n", "exp.yaml: algo.n must be >= 2 for BOND, got 0"),
+        ("algo: bond\nalgo.beta: -0.5\n", "exp.yaml: algo.beta must lie in [0, 1], got -0.5"),
         # the same key dotted and nested: YAML sees two keys, and the later one won silently
         ("algo.beta: 0.5\nalgo: {name: bond, beta: 0.1}\n", "sets algo.beta twice"),
         ("algo: bond\nseed: 1\nseed.x: 2\n", "seed.x lies under a key that holds a value"),
@@ -164,6 +167,15 @@ def test_a_bad_file_is_one_line_before_any_work(cli, tmp_path, text, needle):
     code, _, err = cli("train", f"config={exp}", f"run_dir={tmp_path}/run")
     assert code == 2 and needle in err, err
     assert len(err.strip().splitlines()) == 1 and not (tmp_path / "run").exists()
+
+
+def test_a_value_refused_from_the_command_line_does_not_name_the_file(cli, tmp_path):
+    exp = tmp_path / "exp.yaml"
+    exp.write_text("algo: bond\nalgo.n: 0\n")
+    code, _, err = cli("train", f"config={exp}", "algo.n=1", f"run_dir={tmp_path}/run")
+    assert code == 2 and err == "rlhf-zoo: error: algo.n must be >= 2 for BOND, got 1\n", err
+    code, _, err = cli("train", f"config={exp}", "algo=dpo", f"run_dir={tmp_path}/run")
+    assert code == 2 and err.startswith("rlhf-zoo: error: unknown algorithm 'dpo'"), err
 
 
 def test_an_experiment_file_that_is_a_directory_is_said_to_be_one(cli, tmp_path):

@@ -170,6 +170,8 @@ def test_resume_with_other_settings_names_what_differs_and_how_to_resume(tmp_pat
     assert f"config={run_dir}/config.yaml resume=true" in err, err
     code, _, err = cli("train", f"config={run_dir}/config.yaml", "resume=true")  # as the message says
     assert code == 0, err
+    # the run had finished: it said "resuming ... from step 2 (its last checkpoint)", as if there were more to do
+    assert f"resume=true: {run_dir} has run all its 2 steps: nothing left to train" in err and "resuming" not in err
     slashed = [a if not a.startswith("run_dir=") else f"run_dir={run_dir}/" for a in args]
     code, _, err = cli("train", *slashed, "train.steps=5", "resume=true")
     assert code == 2 and f"config={run_dir}/config.yaml resume=true" in err, err  # not r//config.yaml
@@ -220,7 +222,7 @@ def test_a_run_resumes_with_other_settings_that_cannot_change_its_results(tmp_pa
     later = ["train.progress=false", "train.checkpoint_every=5", "train.checkpoint_minutes=0", "train.log_with=none"]
     code, out, err = cli("train", *args, "train.steps=2", *later, "resume=true")
     assert code == 0, err
-    assert "resuming" in out + err, out + err
+    assert "has run all its 2 steps: nothing left to train" in err, out + err  # resumed, not refused
     saved = yaml.safe_load((run_dir / "config.yaml").read_text())["train"]
     assert (saved["progress"], saved["checkpoint_every"], saved["checkpoint_minutes"]) == (False, 5, 0)
 

@@ -399,6 +399,25 @@ def test_two_runs_on_one_run_dir_are_refused(tmp_path, capsys):
     assert main(["train", "algo=reinforce", "train.steps=2", "train.progress=false", f"run_dir={tmp_path}/r"]) == 0
 
 
+def test_a_run_still_going_is_said_to_be_in_use_not_to_need_resume(tmp_path, capsys):
+    """A second start on a folder whose run is still going said "already holds a run: pass resume=true", and the
+    resume=true it advised was then refused as "in use": the first answer is now the second."""
+    from rlhf_zoo.cli import main
+    from rlhf_zoo.runlog import RunLog
+
+    args = ["train", "algo=reinforce", "train.steps=2", "train.progress=false", f"run_dir={tmp_path}/r"]
+    assert main(args) == 0
+    capsys.readouterr()
+    held = RunLog(tmp_path / "r").lock()  # it is running again (resumed elsewhere)
+    try:
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert "in use by another run" in err and "resume=true" not in err, err
+    finally:
+        held.release()
+    assert main(args) == 2 and "already holds a run: pass resume=true" in capsys.readouterr().err  # not running
+
+
 class FailsOnce(FailingReward):
     """The task's proxy reward, raising on its ``fail_at``-th call only (a transient fault)."""
 
