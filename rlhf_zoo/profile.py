@@ -113,7 +113,8 @@ def peak_flops(device: torch.device, dtype: torch.dtype) -> tuple[float, str]:
         a @ b
         reps += 1
     rate = 2 * n**3 * reps / (time.perf_counter() - t0)
-    return rate, f"measured {n}x{n} {name} matmul, {torch.get_num_threads()} threads"
+    threads = torch.get_num_threads()
+    return rate, f"measured {n}x{n} {name} matmul, {threads} thread{'s' * (threads != 1)}"
 
 
 class UpdateFlops:
@@ -418,7 +419,7 @@ def profile_rows(algos: list[str], rest: list[str], steps: int, warmup: int) -> 
             args = [f"algo={a}", *rest, f"steps={steps}", f"warmup={warmup}"]
             rows.append(run_in_subprocess("rlhf_zoo.profile", args, lambda n, i=i: bar.update(i * per + n - bar.n)))
             bar.update((i + 1) * per - bar.n)
-            tqdm.write(f"{a}: {rows[-1]['step_s']:.2f} s/step", file=sys.stderr)
+            tqdm.write(f"{a}: {seconds(rows[-1]['step_s'])} s/step", file=sys.stderr)
     return rows
 
 
@@ -438,16 +439,17 @@ HEADERS = [
 ]
 
 
+def seconds(x: float) -> str:
+    """A time in seconds as the table prints it: 2 decimals from 1 s, 3 significant digits below (a testbed step of
+    7 ms printed as 0.01 s and its phases as 0)."""
+    return f"{x:.2f}" if abs(x) >= 1 else f"{x:.3g}"
+
+
 def table_rows(rows: list[dict[str, Any]]) -> list[list[str]]:
     return [
         [
             r["algo"],
-            f"{r['step_s']:.2f}",
-            f"{r['generate_s']:.2f}",
-            f"{r['reward_s']:.3f}",
-            f"{r['logprobs_s']:.2f}",
-            f"{r['update_s']:.2f}",
-            f"{r['other_s']:.2f}",
+            *(seconds(r[k]) for k in ("step_s", "generate_s", "reward_s", "logprobs_s", "update_s", "other_s")),
             f"{r['completions_per_step']:.0f}",
             f"{r['completions_per_s']:.2f}",
             f"{r.get('generate_share', r['generate_s'] / r['step_s']):.0%}",

@@ -220,7 +220,7 @@ def test_the_table_puts_each_figure_under_its_own_header():
         "reward": "0.125",
         "log-probs": "3.00",
         "update": "4.00",
-        "other": "0.88",
+        "other": "0.875",  # 3 significant digits below a second
         "completions/step": "32",
         "completions/s": "3.50",
         "generate share": "25%",
@@ -230,6 +230,10 @@ def test_the_table_puts_each_figure_under_its_own_header():
     assert (
         dict(zip(profile.HEADERS, profile.table_rows([row | {"mfu_update": 0.0}])[0], strict=True))["update MFU"] == "-"
     )
+    # a testbed step of 7 ms printed as 0.01 and each of its phases as 0
+    fast = {k: v / 1000 for k, v in figures.items()}
+    cells = dict(zip(profile.HEADERS, profile.table_rows([row | fast])[0], strict=True))
+    assert [cells[k] for k in ("s/step", "generate", "reward", "other")] == ["0.009", "0.001", "0.000125", "0.000875"]
 
 
 def test_every_objectives_configuration_is_checked_before_the_first_runs(monkeypatch):
