@@ -285,7 +285,8 @@ def load_suite(suite: str, out: Path, records: Path | None) -> tuple[list[dict[s
 def verdict_table(out: Path, current: str, current_checks: dict[str, Check], records: Path | None = None) -> str:
     """One row per claim and suite (exact, quick, and full when it has records): verdict, metric, numbers.
     The current suite's checks are given; the others are checked from their records (in ``records`` and
-    under ``out``), and a suite without records says "not run"."""
+    under ``out``), and a suite without records says "not run" (on the page of a suite of the user's, which has
+    only its own records, it is left out)."""
     places = [out] + ([records] if records is not None else [])
     suites = [s for s in VERDICT_SUITES if s != "full" or any((p / s).is_dir() for p in places)]
     if current not in suites:
@@ -301,6 +302,8 @@ def verdict_table(out: Path, current: str, current_checks: dict[str, Check], rec
             where = " or ".join(str(p / s) for p in places)
             note = f"no records under {where}: `rlhf-zoo bench suite={s}`"
             checks[s] = {k: replace(chk, numbers=note) for k, chk in checks[s].items()}
+    if current not in VERDICT_SUITES:  # a suite of the user's: built-in suites not run beside it are no news to them
+        suites = [s for s in suites if s == current or not all(c.status == NOT_RUN for c in checks[s].values())]
     rows = []
     for c in CLAIMS:
         for j, s in enumerate(suites):

@@ -48,6 +48,8 @@ def test_the_example_suite_runs_renders_and_is_not_recomputed(cli, tmp_path):
     # the claims: (a)…(d) need sweeps this suite lacks and say so; (e1), (e2) read its Best-of-N sweep
     verdicts = [cells[3] for cells in _rows(page) if len(cells) == 5 and cells[2] == "mini"]
     assert verdicts == ["not run"] * 5 + ["**reproduced**"] * 2
+    # and only its own rows: the built-in suites, run nowhere here, said "not run" twice per claim
+    assert {cells[2] for cells in _rows(page) if len(cells) == 5 and cells[3] in verdicts} == {"mini"}
     for png in ("reward_vs_kl", "overoptimisation", "claims"):
         assert (out / "mini" / f"{png}.png").stat().st_size > 1000
     assert "Best-of-N" in printed and "beta_RL=0.1" in printed

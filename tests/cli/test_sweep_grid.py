@@ -82,13 +82,16 @@ def test_the_default_folder_names_every_algorithm_and_the_task():
     assert plan_sweep(["algo=jbond", "seed=0,1"]).folder.name.startswith("jbond-exact-sweep-")  # exact by default
 
 
-def test_the_points_train_without_a_progress_bar_of_their_own():
-    """The sweep draws one bar over its points; a bar per run under it would garble the terminal."""
+def test_the_points_keep_their_step_bars_unless_the_sweep_turns_them_off():
+    """A sweep's points trained without a bar (a 15-minute language-model point showed nothing moving); they now
+    keep theirs, which the runner draws beneath the points bar on a terminal (tests/bench/test_runner.py), and a
+    sweep given train.progress=false passes it on to every point."""
     from rlhf_zoo.config import load_config
 
-    plan = plan_sweep(["algo=bond", "task=exact", "seed=0,1"])
-    for point in expand(plan.suite):
-        assert load_config([*point.args, f"seed={point.seed}", "run_dir=unused"]).train.progress is False
+    for extra, shown in (([], True), (["train.progress=false"], False)):
+        plan = plan_sweep(["algo=bond", "task=exact", "seed=0,1", *extra])
+        for point in expand(plan.suite):
+            assert load_config([*point.args, "run_dir=unused"]).train.progress is shown
 
 
 def test_a_list_of_experiment_files_is_refused_before_any_is_read():
