@@ -32,7 +32,7 @@ from typing import Any
 import torch
 
 from rlhf_zoo.errors import UserError, one_line
-from rlhf_zoo.io import atomic_dir, atomic_write_text, read_json, temp_files_of
+from rlhf_zoo.io import atomic_dir, atomic_write_text, read_json, temp_files_of, umask_mode
 
 
 class WriteError(UserError):
@@ -174,6 +174,7 @@ class RunLog:
             with atomic_dir(self.ckpt_dir) as tmp:
                 weights = {k: v.detach().contiguous().cpu() for k, v in weights.items()}
                 save_file(weights, str(tmp / "weights.safetensors"))
+                (tmp / "weights.safetensors").chmod(umask_mode(0o666))  # safetensors writes it private (0600)
                 torch.save(state, tmp / "state.pt")
         except (OSError, RuntimeError, SafetensorError) as e:  # torch.save: a full disk is a RuntimeError
             kept = "the previous checkpoint is kept" if self.has_checkpoint() else "no checkpoint was written"

@@ -428,6 +428,20 @@ def test_files_written_atomically_get_the_umask_mode_not_a_private_one(tmp_path)
     assert path.stat().st_mode & 0o777 == 0o644
 
 
+def test_a_checkpoints_weights_get_the_mode_of_the_runs_other_files(tmp_path):
+    """safetensors writes its file private (0600): a run's checkpoint weights could not be read by the colleague
+    who could read its config, metrics and state.pt."""
+    from rlhf_zoo.runlog import RunLog
+
+    mask = os.umask(0o022)
+    try:
+        RunLog(tmp_path / "r").save_checkpoint({"w": torch.ones(2)}, {"step": 1})
+    finally:
+        os.umask(mask)
+    modes = {f.name: f.stat().st_mode & 0o777 for f in (tmp_path / "r" / "checkpoint").iterdir()}
+    assert modes == {"weights.safetensors": 0o644, "state.pt": 0o644}
+
+
 class _OfTwoProcesses:
     """The trainer's runtime seen as rank ``rank`` of two processes that counted alike (a sum doubles)."""
 
