@@ -12,6 +12,7 @@ A point's ``train.progress=false`` still turns its own off.
 from __future__ import annotations
 
 import contextlib
+import io
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -102,6 +103,33 @@ def share_lock(lock: Any) -> Iterator[None]:
         tqdm.set_lock(before)
 
 
+class LinesAbove(io.TextIOBase):
+    """A worker's stderr while bars are drawn from several processes: each whole line it prints (a language-model
+    run's prompts line) is written, under the bars' shared lock, over the line the cursor rests on (the points bar's,
+    drawn again at its next update) and ends there, so the bars below move down a line; it was written on after the
+    points bar's text. Worker bars write to the stream itself (:class:`Placement`'s ``file``), not through this."""
+
+    def __init__(self, stream: IO[str]):
+        self.stream, self.pending = stream, ""
+
+    def write(self, text: str) -> int:
+        from tqdm.auto import tqdm
+
+        self.pending += text
+        *lines, self.pending = self.pending.split("\n")
+        if lines:
+            with tqdm.get_lock():
+                self.stream.write("".join(f"\r\x1b[K{line}\n" for line in lines))
+                self.stream.flush()
+        return len(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def isatty(self) -> bool:
+        return is_terminal(self.stream)
+
+
 def use_lock(lock: Any) -> None:
     """In a worker process: tqdm's bars write under the bench's shared ``lock``."""
     from tqdm.auto import tqdm
@@ -109,4 +137,14 @@ def use_lock(lock: Any) -> None:
     tqdm.set_lock(lock)
 
 
-__all__ = ["Placement", "beneath", "is_terminal", "placed", "points_bar", "share_lock", "step_bar", "use_lock"]
+__all__ = [
+    "LinesAbove",
+    "Placement",
+    "beneath",
+    "is_terminal",
+    "placed",
+    "points_bar",
+    "share_lock",
+    "step_bar",
+    "use_lock",
+]

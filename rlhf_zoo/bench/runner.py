@@ -426,11 +426,15 @@ def _run_point_in_worker(*args: Any) -> dict[str, Any]:
         raise StopSignal(_worker_stopped)
     _worker_busy = True
     try:
-        from rlhf_zoo.progress import Placement, placed
+        from rlhf_zoo.progress import LinesAbove, Placement, placed
 
         # none where the bench draws no bars: a worker's bar on its own would write over the others' lines
-        where = Placement(shown=True, position=_worker_line, desc=args[0].id) if _worker_line else Placement(False)
-        with placed(where):
+        where = Placement(False)
+        above: Any = contextlib.nullcontext()
+        if _worker_line:
+            where = Placement(shown=True, position=_worker_line, desc=args[0].id, file=sys.stderr)
+            above = contextlib.redirect_stderr(LinesAbove(sys.stderr))
+        with placed(where), above:
             return run_point(*args)
     except (StopSignal, Interrupted) as e:  # stopped before, after or inside training
         _worker_stopped = e.signum

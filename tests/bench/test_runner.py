@@ -957,3 +957,32 @@ def test_parallel_points_draw_their_step_bars_on_their_workers_lines(tmp_path):
             lines.setdefault(point, set()).add(bar.count("\x1b[A"))  # the moves back up to the points bar
     assert sorted(min(v) for v in lines.values()) == [1, 2], (lines, err[-800:])
     assert all(len(v) == 1 for v in lines.values()), lines  # each on one line, as long as it ran
+
+
+def test_what_a_worker_prints_goes_on_a_line_of_its_own_above_the_bars(monkeypatch):
+    """With jobs=2 on a terminal, a language-model point's prompts line was written on after the points bar's text
+    ("... 0/2 [00:00<?, ?point/s]rlhf-zoo: prompts: ..."): a worker's whole lines now overwrite the line the cursor
+    rests on and end it, under the bars' lock, while its step bar still writes to the terminal itself."""
+    from rlhf_zoo import progress
+    from rlhf_zoo.progress import LinesAbove
+
+    terminal = _Terminal()
+    seen = {}
+
+    def point(p, *rest):
+        seen["placement"], seen["stderr"] = progress._placement, sys.stderr
+        print("rlhf-zoo: prompts: 8 for training", file=sys.stderr, end="")
+        print(" (more)\nsecond", file=sys.stderr)
+        return {"id": p.id}
+
+    monkeypatch.setattr(sys, "stderr", terminal)
+    monkeypatch.setattr(runner, "run_point", point)
+    monkeypatch.setattr(runner, "_worker_line", 2)
+    p = dataclasses.make_dataclass("P", ["id"])("reinforce-beta0.1-s0")
+    assert runner._run_point_in_worker(p, "dir") == {"id": p.id}
+    assert isinstance(seen["stderr"], LinesAbove) and sys.stderr is terminal
+    assert (seen["placement"].position, seen["placement"].desc, seen["placement"].file) == (2, p.id, terminal)
+    assert terminal.getvalue() == "\r\x1b[Krlhf-zoo: prompts: 8 for training (more)\n\r\x1b[Ksecond\n"
+    monkeypatch.setattr(runner, "_worker_line", 0)  # no bars: stderr as it is, and no step bar
+    runner._run_point_in_worker(p, "dir")
+    assert seen["stderr"] is terminal and not seen["placement"].shown
