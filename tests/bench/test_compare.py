@@ -263,6 +263,20 @@ def test_a_run_started_over_in_a_finished_runs_directory_is_not_read_as_finished
     assert "train.steps 600" in err and len(err.strip().splitlines()) == 1, err
 
 
+def test_a_run_started_over_with_another_seed_is_not_pooled_as_that_seed(runs, tmp_path, capsys):
+    """A seed-0 run's folder started over as seed 7 (config.yaml rewritten first) read as a finished seed 7 with
+    seed 0's numbers: beside the real seed 0 it counted one result twice and narrowed the interval."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(runs / "a0", run)  # jbond, seed 0
+    (run / "config.yaml").write_text((run / "config.yaml").read_text().replace("seed: 0", "seed: 7"))
+    capsys.readouterr()
+    assert main(["compare", str(runs / "a0"), str(run)]) == 2
+    err = capsys.readouterr().err
+    assert "summary.json is not the run of its config.yaml" in err and "seed 0, config.yaml 7" in err, err
+
+
 @pytest.mark.parametrize("out", ["afile", "afile/sub"])
 def test_an_out_that_is_a_file_is_one_line_before_the_table(runs, tmp_path, capsys, out):
     """``out=`` naming a file (or a folder below one) printed the table, then a traceback

@@ -227,6 +227,22 @@ def test_a_run_resumes_with_other_settings_that_cannot_change_its_results(tmp_pa
     assert (saved["progress"], saved["checkpoint_every"], saved["checkpoint_minutes"]) == (False, 5, 0)
 
 
+@pytest.mark.parametrize("other", ["train.eval_every=1", "train.eval_prompts=2", "train.save_samples=1"])
+def test_settings_that_shape_the_logs_are_not_among_those_without_effect(tmp_path, cli, other):
+    """``config.NO_EFFECT`` lets a run resume, a bench keep a finished point and compare pool runs whatever those
+    settings say: the evaluation cadence and what it logs shape metrics.jsonl and the training-path curves, so a
+    change of them is refused on resume, and makes another run for the bench (no test held the list's contents)."""
+    from rlhf_zoo.bench.records import same_run
+
+    run_dir = tmp_path / "r"
+    args = ["algo=reinforce", "task=exact", "threads=1", "train.steps=2", "train.eval_every=2", f"run_dir={run_dir}"]
+    code, _, err = cli("train", *args, "train.progress=false")
+    assert code == 0, err
+    code, _, err = cli("train", *args, other, "resume=true")
+    assert code == 2 and other.split("=")[0] in err and "differs from this run's config" in err, err
+    assert not same_run(args, [*args, other])
+
+
 def test_a_resume_keeps_the_first_start_provenance_in_meta_json_and_records_itself(tmp_path):
     """meta.json is the provenance of the run's first start (command, commit, versions, hardware, start
     time), which a resumed run rewrote with its own; each resume now appends its own provenance and the step

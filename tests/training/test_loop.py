@@ -12,6 +12,7 @@
 
 import contextlib
 import json
+import math
 import os
 import signal
 import subprocess
@@ -784,6 +785,8 @@ def test_the_learning_rate_warms_up_then_decays_to_zero_at_the_last_step_and_res
     else:
         assert decay[n // 2] == pytest.approx(lr / 2)
         assert [decay[j] + decay[n - j] for j in range(1, n)] == pytest.approx([lr] * (n - 1))
+        # the shape itself: a linear decay is symmetric about its middle too (0.75·lr here, the cosine 0.854·lr)
+        assert decay[n // 4] == pytest.approx(lr * (1 + math.cos(math.pi / 4)) / 2)
     part = _trainer(tmp_path / "part", *args)
     interrupt_after(part, 5)
     resumed = _trainer(tmp_path / "part", *args, "resume=true")
