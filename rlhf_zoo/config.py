@@ -324,7 +324,7 @@ def _from_the_file(over: dict[str, Any], message: str) -> str:
     if config_file is None or key is None or key.group() in over:
         return ""
     try:
-        choices, settings = read_experiment(config_file)
+        _, settings = read_experiment(config_file)
     except ConfigError:
         return ""
     return f"config={config_file}: " if key.group() in flatten(settings, "the file") else ""
