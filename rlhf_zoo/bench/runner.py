@@ -41,6 +41,7 @@ import os
 import shutil
 import signal
 import sys
+import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
@@ -394,6 +395,7 @@ def _worker_init(bars: bool = False, lock: Any = None, slots: Any = None) -> Non
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _worker_stop)
     repeats_force(False)
+    threading.Thread(target=_end_with_the_bench, args=(os.getppid(),), name="rlhf_zoo-bench-watch", daemon=True).start()
     if bars and lock is not None and slots is not None:
         from rlhf_zoo.progress import use_lock
 
@@ -401,6 +403,23 @@ def _worker_init(bars: bool = False, lock: Any = None, slots: Any = None) -> Non
         with slots.get_lock():
             slots.value += 1
             _worker_line = slots.value
+
+
+def _end_with_the_bench(bench: int, every: float = 1.0) -> None:
+    """In a worker, for as long as it lives: once the bench process ``bench`` is gone (``kill -9``, its terminal
+    closed, out of memory), a busy worker stops its run as the bench's SIGTERM would (at its next step, with a
+    checkpoint: the point resumes when the bench is run again) and an idle one ends. Its workers waited for work
+    for ever, each holding its memory, and a busy one trained on with its point's folder locked."""
+    told = False
+    while True:
+        time.sleep(every)
+        if os.getppid() == bench:
+            continue
+        if not _worker_busy:
+            os._exit(1)  # waiting in the executor's queue: nothing of a run to keep
+        if not told:
+            os.kill(os.getpid(), signal.SIGTERM)
+            told = True
 
 
 def _worker_stop(signum: int, frame: Any) -> None:
@@ -812,7 +831,11 @@ def _run_parallel(
                 f = pool.submit(_run_point_in_worker, p, str(point_dir(out, p)), resume, command, keep, records, stamp)
                 pending[f] = p
             while pending:
-                done, _ = wait(list(pending), return_when=FIRST_COMPLETED)
+                # every few seconds the points bar is drawn again (its elapsed time; the line under the cursor, which
+                # a worker's printed line took over, or a worker's bar left behind when that line moved them down)
+                done, _ = wait(list(pending), timeout=None if bar is None else 2.0, return_when=FIRST_COMPLETED)
+                if not done:
+                    bar.refresh()
                 for f in done:
                     p = pending.pop(f)
                     f.result()  # re-raises a failed run's exception

@@ -132,3 +132,60 @@ def test_a_stopped_parallel_bench_checkpoints_its_runs_and_the_same_command_cont
     for d in run_dirs:
         record = json.loads((d / "record.json").read_text())
         assert record["resumed"] is True and record["summary"]["steps"] == 80
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (Linux /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat[stat.rindex(")") + 2 :].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = (Path("/proc") / str(pid) / "stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2] not in "ZX"
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="finds the workers through Linux's /proc")
+def test_the_workers_of_a_bench_killed_outright_checkpoint_and_end(tmp_path):
+    """``kill -9`` of a parallel bench (or its terminal closed, or the out-of-memory killer) left its workers behind:
+    an idle one waited for work for ever holding its memory, a busy one trained on with its point's folder locked.
+    Now a busy worker stops its run at a step with a checkpoint, as the bench's SIGTERM would (the same command
+    then resumes it, as the test above shows), and every worker ends."""
+    suite = tmp_path / "stoppable.yaml"
+    suite.write_text(SUITE)
+    out = tmp_path / "runs"
+    cmd = [sys.executable, str(SLOW_TRAIN), "bench", f"suite={suite}", f"out={out}", "progress=false"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "SLOW_REWARD_S": "0.1"}
+    proc = subprocess.Popen(cmd, stderr=subprocess.DEVNULL, env=env, start_new_session=True)
+    run_dirs = [out / "stoppable" / "reinforce-beta0.1-s0", out / "stoppable" / "reinforce-beta1.0-s0"]
+    deadline = time.time() + 180
+    while time.time() < deadline and proc.poll() is None:  # both runs past their step-0 evaluation
+        if all((d / "metrics.jsonl").is_file() for d in run_dirs):
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the bench ended before it could be killed"
+    workers = _children(proc.pid)  # the two workers (and multiprocessing's resource tracker)
+    proc.kill()
+    proc.wait()
+    deadline = time.time() + 60
+    while time.time() < deadline and any(_alive(p) for p in workers):
+        time.sleep(0.1)
+    left = [p for p in workers if _alive(p)]
+    for p in left:  # not left running after the test
+        os.kill(p, signal.SIGKILL)
+    assert len(workers) >= 2 and not left, (workers, left)
+    for d in run_dirs:
+        assert not (d / "record.json").exists()
+        step = torch.load(d / "checkpoint" / "state.pt", weights_only=False)["step"]
+        assert 0 < step < 80, (d.name, step)
