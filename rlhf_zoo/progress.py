@@ -105,9 +105,10 @@ def share_lock(lock: Any) -> Iterator[None]:
 
 class LinesAbove(io.TextIOBase):
     """A worker's stderr while bars are drawn from several processes: each whole line it prints (a language-model
-    run's prompts line) is written, under the bars' shared lock, over the line the cursor rests on (the points bar's,
-    drawn again at its next update) and ends there, so the bars below move down a line; it was written on after the
-    points bar's text. Worker bars write to the stream itself (:class:`Placement`'s ``file``), not through this."""
+    run's prompts line) is written, under the bars' shared lock, from the start of the line the cursor rests on (the
+    points bar's) with the bars below it erased (a line wider than the terminal wraps onto theirs), and ends there;
+    the bars are drawn again below it at their next update (the bench's points bar every 2 s). It was written on
+    after the points bar's text. Worker bars write to the stream itself (:class:`Placement`'s ``file``)."""
 
     def __init__(self, stream: IO[str]):
         self.stream, self.pending = stream, ""
@@ -119,7 +120,7 @@ class LinesAbove(io.TextIOBase):
         *lines, self.pending = self.pending.split("\n")
         if lines:
             with tqdm.get_lock():
-                self.stream.write("".join(f"\r\x1b[K{line}\n" for line in lines))
+                self.stream.write("".join(f"\r\x1b[J{line}\n" for line in lines))
                 self.stream.flush()
         return len(text)
 

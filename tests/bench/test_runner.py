@@ -982,7 +982,7 @@ def test_what_a_worker_prints_goes_on_a_line_of_its_own_above_the_bars(monkeypat
     assert runner._run_point_in_worker(p, "dir") == {"id": p.id}
     assert isinstance(seen["stderr"], LinesAbove) and sys.stderr is terminal
     assert (seen["placement"].position, seen["placement"].desc, seen["placement"].file) == (2, p.id, terminal)
-    assert terminal.getvalue() == "\r\x1b[Krlhf-zoo: prompts: 8 for training (more)\n\r\x1b[Ksecond\n"
+    assert terminal.getvalue() == "\r\x1b[Jrlhf-zoo: prompts: 8 for training (more)\n\r\x1b[Jsecond\n"
     monkeypatch.setattr(runner, "_worker_line", 0)  # no bars: stderr as it is, and no step bar
     runner._run_point_in_worker(p, "dir")
     assert seen["stderr"] is terminal and not seen["placement"].shown
