@@ -7,8 +7,9 @@ Each argument is a run directory (one holding ``summary.json``) or a folder sear
 whose resolved configs differ only in ``seed`` (and ``run_dir``, ``resume`` and the settings that cannot
 change a run's numbers, :data:`rlhf_zoo.config.NO_EFFECT`: progress bar, trackers, checkpoint
 cadence) are one configuration;
-each configuration is named by its algorithm, its task when the runs span several tasks, and the settings in
-which it differs from the others of that algorithm and task. The table gives
+each configuration is named by its algorithm (the preset its command line named, ``rloo``, where it has one), its
+task when the runs span several tasks, and the settings in which it differs from the others of that algorithm
+and task. The table gives
 every configuration's number of seeds (distinct) and its common metrics as mean ± 95 % Student-t interval over
 its seeds (:func:`rlhf_zoo.bench.stats.mean_ci`; two runs of one configuration with the same seed, such
 as a run and its copy, are refused rather than counted as two seeds), printed as Markdown; with ``out=DIR`` it is also
@@ -189,7 +190,27 @@ def load_run(run_dir: Path) -> dict[str, Any]:
             f"is not the run of its config.yaml ({'; '.join(stale)}): a run started over there has not finished "
             f"({UNFINISHED})",
         )
-    return {"run_dir": str(run_dir), "seed": seed, "config": config, "summary": summary, "metrics": metrics}
+    record = {"run_dir": str(run_dir), "seed": seed, "config": config, "summary": summary, "metrics": metrics}
+    return {**record, "algo": _chosen_algo(run_dir, config)}
+
+
+def _chosen_algo(run_dir: Path, config: dict[str, Any]) -> str:
+    """The algorithm as the run was asked for: the preset (``algo=rloo``, ``algo=grpo``) that its command line
+    (``meta.json``) named, where it names the run's algorithm, else that algorithm (a sweep's ``rloo`` points were
+    rows named ``reinforce``)."""
+    import shlex
+
+    from rlhf_zoo.config import preset_algorithm
+    from rlhf_zoo.io import read_json
+
+    name = str(config["algo.name"])
+    meta = read_json(run_dir / "meta.json")
+    try:
+        words = shlex.split(meta["command"]) if isinstance(meta, dict) and isinstance(meta.get("command"), str) else []
+    except ValueError:  # a command line that does not split (hand-edited)
+        return name
+    asked = [w.partition("=")[2] for w in words if w.startswith("algo=")]
+    return asked[-1] if asked and preset_algorithm(asked[-1]) == name else name
 
 
 def _number(v: Any) -> bool:
@@ -213,7 +234,7 @@ def label_runs(records: list[dict[str, Any]]) -> None:
     the other runs of the same algorithm on the same task."""
     by_algo: dict[str, dict[str, list[dict[str, Any]]]] = {}
     for r in records:
-        algo = str(r["config"].get("algo.name", r["summary"].get("algo", "?")))
+        algo = str(r.get("algo") or r["config"].get("algo.name", r["summary"].get("algo", "?")))
         task = str(r["config"].get("task.name", r["summary"].get("task", "?")))
         by_algo.setdefault(algo, {}).setdefault(task, []).append(r)
     tasks = {task for by_task in by_algo.values() for task in by_task}

@@ -344,6 +344,16 @@ def _saved_run_hint(config_file: str | None, message: str) -> str:
     return f" (the run that saved {config_file} ran in {cwd}, where its relative paths start: run from there)"
 
 
+def preset_algorithm(choice: str) -> str | None:
+    """The algorithm that the packaged preset ``choice`` (``rloo``) names; None when ``choice`` is no preset."""
+    if choice in REGISTRY or choice not in presets("algo"):
+        return None
+    try:
+        return _algorithm(choice)[0]
+    except ConfigError:
+        return None
+
+
 def _algorithm(choice: str | None) -> tuple[str | None, Any]:
     """(the algorithm's name, its preset's settings or None) of ``algo=CHOICE``: an algorithm, or a preset of
     configs/algo/ that names one."""
@@ -774,6 +784,7 @@ __all__ = [
     "config_error_line",
     "flatten",
     "load_config",
+    "preset_algorithm",
     "presets",
     "read_experiment",
     "read_sweep",

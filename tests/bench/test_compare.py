@@ -476,3 +476,18 @@ def test_a_run_folder_with_an_equals_sign_in_its_name_is_a_run_not_an_option(run
     monkeypatch.chdir(tmp_path / "sweep")
     assert main(["compare", "beta=0.1"]) == 0
     assert "| reinforce" in capsys.readouterr().out
+
+
+def test_a_preset_is_named_as_the_command_line_named_it(tmp_path, capsys):
+    """``algo=rloo`` and ``algo=grpo`` runs were rows named ``reinforce`` and ``ppo_lite``: the preset is now the
+    name, where the run's command line (meta.json) gave one that makes the run's algorithm."""
+    args = ["train", "task=exact", "train.steps=2", "train.eval_every=2", "train.progress=false"]
+    for algo in ("rloo", "grpo", "bond"):
+        assert main([*args, f"algo={algo}", f"run_dir={tmp_path}/{algo}"]) == 0
+    meta = json.loads((tmp_path / "bond" / "meta.json").read_text())
+    meta["command"] = "rlhf-zoo train algo=rloo 'unclosed"  # hand-edited: the algorithm's name stands
+    (tmp_path / "bond" / "meta.json").write_text(json.dumps(meta))
+    capsys.readouterr()
+    assert main(["compare", str(tmp_path)]) == 0
+    rows = [line.split("|")[1].strip() for line in capsys.readouterr().out.splitlines()[2:]]
+    assert sorted(rows) == ["bond", "grpo", "rloo"]
