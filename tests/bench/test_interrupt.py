@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -94,25 +95,32 @@ def test_a_stop_survives_the_trip_from_a_worker():
         assert (back.forced, back.last_checkpoint, str(back)) == (True, last, str(stop))
 
 
-@pytest.mark.parametrize(
-    ("how", "code"),
-    [("SIGTERM to the bench process", 143), ("Ctrl-C: SIGINT to the terminal's process group", 130)],
-)
-def test_a_stopped_parallel_bench_checkpoints_its_runs_and_the_same_command_continues(tmp_path, how, code):
+def _bench_mid_run(tmp_path: Path, stderr: Any) -> tuple[subprocess.Popen, list[str], dict[str, str], list[Path]]:
+    """The stoppable suite's bench started in a session of its own, returned once both runs are past their step-0
+    evaluation: (the process, its command, its environment, the runs' folders)."""
     suite = tmp_path / "stoppable.yaml"
     suite.write_text(SUITE)
     out = tmp_path / "runs"
     cmd = [sys.executable, str(SLOW_TRAIN), "bench", f"suite={suite}", f"out={out}", "progress=false"]
     # 0.1 s a reward call: each run trains for at least 8 s, so both are mid-run when the signal comes
     env = {**os.environ, "PYTHONPATH": str(ROOT), "SLOW_REWARD_S": "0.1"}
-    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
+    proc = subprocess.Popen(cmd, stderr=stderr, text=True, env=env, start_new_session=True)
     run_dirs = [out / "stoppable" / "reinforce-beta0.1-s0", out / "stoppable" / "reinforce-beta1.0-s0"]
     deadline = time.time() + 180
-    while time.time() < deadline and proc.poll() is None:  # both runs past their step-0 evaluation
+    while time.time() < deadline and proc.poll() is None:
         if all((d / "metrics.jsonl").is_file() for d in run_dirs):
             break
         time.sleep(0.05)
     assert proc.poll() is None, "the bench ended before it could be stopped"
+    return proc, cmd, env, run_dirs
+
+
+@pytest.mark.parametrize(
+    ("how", "code"),
+    [("SIGTERM to the bench process", 143), ("Ctrl-C: SIGINT to the terminal's process group", 130)],
+)
+def test_a_stopped_parallel_bench_checkpoints_its_runs_and_the_same_command_continues(tmp_path, how, code):
+    proc, cmd, env, run_dirs = _bench_mid_run(tmp_path, subprocess.PIPE)
     time.sleep(0.5)
     if how.startswith("SIGTERM"):
         proc.send_signal(signal.SIGTERM)
@@ -162,19 +170,7 @@ def test_the_workers_of_a_bench_killed_outright_checkpoint_and_end(tmp_path):
     an idle one waited for work for ever holding its memory, a busy one trained on with its point's folder locked.
     Now a busy worker stops its run at a step with a checkpoint, as the bench's SIGTERM would (the same command
     then resumes it, as the test above shows), and every worker ends."""
-    suite = tmp_path / "stoppable.yaml"
-    suite.write_text(SUITE)
-    out = tmp_path / "runs"
-    cmd = [sys.executable, str(SLOW_TRAIN), "bench", f"suite={suite}", f"out={out}", "progress=false"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "SLOW_REWARD_S": "0.1"}
-    proc = subprocess.Popen(cmd, stderr=subprocess.DEVNULL, env=env, start_new_session=True)
-    run_dirs = [out / "stoppable" / "reinforce-beta0.1-s0", out / "stoppable" / "reinforce-beta1.0-s0"]
-    deadline = time.time() + 180
-    while time.time() < deadline and proc.poll() is None:  # both runs past their step-0 evaluation
-        if all((d / "metrics.jsonl").is_file() for d in run_dirs):
-            break
-        time.sleep(0.05)
-    assert proc.poll() is None, "the bench ended before it could be killed"
+    proc, _, _, run_dirs = _bench_mid_run(tmp_path, subprocess.DEVNULL)
     workers = _children(proc.pid)  # the two workers (and multiprocessing's resource tracker)
     proc.kill()
     proc.wait()
