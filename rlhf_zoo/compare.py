@@ -30,6 +30,8 @@ from typing import Any
 
 from rlhf_zoo.config import NO_EFFECT
 from rlhf_zoo.errors import UserError
+from rlhf_zoo.inputs import changed
+from rlhf_zoo.io import read_json
 
 IGNORED = ("seed", "run_dir", "resume", *NO_EFFECT)
 COLUMNS = (
@@ -191,7 +193,9 @@ def load_run(run_dir: Path) -> dict[str, Any]:
             f"({UNFINISHED})",
         )
     record = {"run_dir": str(run_dir), "seed": seed, "config": config, "summary": summary, "metrics": metrics}
-    return {**record, "algo": _chosen_algo(run_dir, config)}
+    meta = read_json(run_dir / "meta.json")
+    inputs = meta.get("inputs") if isinstance(meta, dict) and isinstance(meta.get("inputs"), dict) else {}
+    return {**record, "algo": _chosen_algo(run_dir, config), "inputs": inputs}
 
 
 def _chosen_algo(run_dir: Path, config: dict[str, Any]) -> str:
@@ -201,7 +205,6 @@ def _chosen_algo(run_dir: Path, config: dict[str, Any]) -> str:
     import shlex
 
     from rlhf_zoo.config import preset_algorithm
-    from rlhf_zoo.io import read_json
 
     name = str(config["algo.name"])
     meta = read_json(run_dir / "meta.json")
@@ -273,6 +276,21 @@ def _one_run_per_seed(by_label: dict[str, list[dict[str, Any]]]) -> None:
                 )
 
 
+def _same_inputs(by_label: dict[str, list[dict[str, Any]]]) -> None:
+    """Refuse two runs of one configuration that read different contents of one of the user's files (a ``py:`` reward
+    edited between two seeds: :mod:`rlhf_zoo.inputs`): they are two configurations under one name."""
+    for label, runs in by_label.items():
+        first = runs[0]
+        for r in runs[1:]:
+            if edited := changed(first.get("inputs", {}), r.get("inputs", {})):
+                k = edited[0]
+                raise UserError(
+                    f"compare: {first['run_dir']} and {r['run_dir']} are both {label} but read different contents "
+                    f"of {k}={r['config'].get(k)} ({first['inputs'][k]} vs {r['inputs'][k]}: the file changed "
+                    "between them); compare them apart"
+                )
+
+
 def table(records: list[dict[str, Any]]) -> tuple[list[str], list[list[str]], list[list[Any]]]:
     """(headers, Markdown rows, CSV rows): one row per configuration, seeds pooled; its ``seeds`` column is the
     number of distinct seeds (which seeds: the run list of ``compare.md``). A metric that some seeds lack or
@@ -285,6 +303,7 @@ def table(records: list[dict[str, Any]]) -> tuple[list[str], list[list[str]], li
     for r in records:
         by_label.setdefault(r["label"], []).append(r)
     _one_run_per_seed(by_label)
+    _same_inputs(by_label)
     columns = [c for c in COLUMNS if any(c in r["summary"] for r in records)]
     headers = ["configuration", "seeds", "steps", *columns]
     md, rows = [], []

@@ -40,9 +40,10 @@ from omegaconf import DictConfig, OmegaConf
 from rlhf_zoo import checkpoint
 from rlhf_zoo.algorithms.base import Algorithm
 from rlhf_zoo.algorithms.registry import get_algorithm
-from rlhf_zoo.config import NO_EFFECT, algo_config, as_dataclass, to_yaml
+from rlhf_zoo.config import NO_EFFECT, algo_config, as_dataclass, flatten, to_yaml
 from rlhf_zoo.errors import UserError, printable
 from rlhf_zoo.evaluate import Evaluator
+from rlhf_zoo.inputs import changed, input_digests
 from rlhf_zoo.io import yaml_error
 from rlhf_zoo.options import set_away_from_default
 from rlhf_zoo.policies.base import Policy
@@ -522,7 +523,8 @@ class Trainer:
                 resumes = [*first.get("resumes", []), {**this, "step": self.step}]
                 self.log.write_meta({**first, "resumes": resumes})
             else:
-                self.log.write_meta({**this, "prompts": prompts})
+                inputs = input_digests(flatten(OmegaConf.to_container(cfg, resolve=True), "the config"))
+                self.log.write_meta({**this, "prompts": prompts, "inputs": inputs})
         self.rt.start_trackers(f"{self.algo.name}-{self.task.name}", _flat_config(cfg))
 
     def end(self) -> None:
@@ -609,11 +611,33 @@ def check_run_dir(cfg: DictConfig) -> None:
             f"resume=true but {its} differs from this run's config ({differences}): resume it with its own "
             f"settings (rlhf-zoo train config={its} resume=true), or choose another run_dir"
         )
+    if existing is not None:
+        _check_inputs_unchanged(cfg, d)
     if not cfg.resume and (d / "metrics.jsonl").exists():
         if in_use(d):  # resume=true would only be refused next: the run is still going
             raise UserError(f"{cfg.run_dir} is in use by another run; wait for it or choose another run_dir")
         raise UserError(
             f"{cfg.run_dir} already holds a run: pass resume=true to continue it, or choose another run_dir"
+        )
+
+
+def _check_inputs_unchanged(cfg: DictConfig, d: Path) -> None:
+    """Refuse ``resume=true`` when a file of the user's that the run reads (its ``py:`` reward, its reward model's or
+    model's folder, its prompts: :mod:`rlhf_zoo.inputs`) changed since the run started: the run would go on as
+    another run, its metrics half of one and half of the other."""
+    from rlhf_zoo.io import read_json
+
+    meta = read_json(d / "meta.json")
+    before = meta.get("inputs") if isinstance(meta, dict) else None
+    if not isinstance(before, dict):
+        return
+    settings = flatten(OmegaConf.to_container(cfg, resolve=True), "the config")
+    now = input_digests(settings)
+    if edited := changed(before, now):
+        k = edited[0]
+        raise UserError(
+            f"resume=true but {k}={settings[k]} changed since this run started ({before[k]} then, {now[k]} now): "
+            "restore it to continue the run, or start another run_dir with it"
         )
 
 

@@ -56,6 +56,7 @@ from typing import Any
 
 from rlhf_zoo.config import NO_EFFECT  # a point whose record differs from it only in these is finished
 from rlhf_zoo.errors import UserError
+from rlhf_zoo.inputs import changed
 from rlhf_zoo.io import atomic_write_json, atomic_write_text, read_json
 
 RECORD = "record.json"
@@ -400,6 +401,13 @@ def check_comparable(records: list[dict[str, Any]], suite: str) -> None:
                 raise UserError(
                     f"{where}: {ids} have different settings ({setting_diff(sa, sb)}); delete the records of "
                     "one setting and run the bench again"
+                )
+            ia, ib = first.get("inputs") or {}, rec.get("inputs") or {}
+            if edited := changed(ia, ib):
+                k = edited[0]
+                raise UserError(
+                    f"{where}: {ids} read different contents of {k}={sa.get(k)} ({ia[k]} vs {ib[k]}: the file "
+                    "changed between them); delete the records of one and run the bench again"
                 )
 
 

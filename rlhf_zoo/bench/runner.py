@@ -210,7 +210,9 @@ def _memberships_changed(rec: dict[str, Any], point: Point) -> bool:
 def _head(point: Point, cfg: Any, bench_command: str, stamp: dict[str, Any] | None) -> dict[str, Any]:
     """The keys every record starts with: the point, its settings and the bench's stamp."""
     from rlhf_zoo.bench.version import stamp as current_stamp
+    from rlhf_zoo.inputs import input_digests
 
+    settings = settings_of(cfg)
     return {
         "format": FORMAT,
         "suite": point.suite,
@@ -218,7 +220,8 @@ def _head(point: Point, cfg: Any, bench_command: str, stamp: dict[str, Any] | No
         "label": point.label,
         "seed": point.seed,
         "args": list(point.args),
-        "settings": settings_of(cfg),
+        "settings": settings,
+        "inputs": input_digests(settings),  # the user's files it read (check_comparable: no pooling across edits)
         "memberships": [dict(m) for m in point.memberships],
         **(stamp if stamp is not None else current_stamp()),
         "bench_command": bench_command,

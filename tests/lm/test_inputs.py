@@ -1,0 +1,90 @@
+"""The user's files a run reads (``rlhf_zoo.inputs``): a ``py:`` reward edited between two runs of the same settings
+made two runs that the bench page pooled as seeds of one (proxy reward 306 ± 3892), that resume=true continued, and
+that compare pooled."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from rlhf_zoo.bench.records import check_comparable
+from rlhf_zoo.errors import UserError
+from rlhf_zoo.inputs import changed, input_digests
+
+REWARD = "def score(prompts, completions):\n    return [{k} * len(c) for c in completions]\n"
+
+
+def _args(lm_args, reward, run_dir, *extra):
+    args = [a for a in lm_args if not a.startswith(("run_dir=", "seed="))]
+    return ["train", "algo=reinforce", *args, f"task.proxy=py:{reward}:score", f"run_dir={run_dir}", *extra]
+
+
+def test_a_digest_follows_the_contents_of_a_file_or_folder_not_its_name(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "r.py").write_text(REWARD.format(k=1))
+    (tmp_path / "rm").mkdir()
+    (tmp_path / "rm" / "config.json").write_text("{}")
+    (tmp_path / "p.jsonl").write_text('{"text": "a"}\n')
+    settings = {
+        "task.proxy": "py:r.py:score",
+        "task.gold": "hf:rm",
+        "task.prompts": "p.jsonl",
+        "model.name": "zoo-lm",  # a packaged name, not a folder here
+        "seed": 0,
+    }
+    first = input_digests(settings)
+    assert sorted(first) == ["task.gold", "task.prompts", "task.proxy"]
+    assert input_digests(settings) == first  # the same files, the same digests
+    (tmp_path / "r.py").write_text(REWARD.format(k=2))
+    (tmp_path / "rm" / "weights.bin").write_bytes(b"\0")
+    now = input_digests(settings)
+    assert changed(first, now) == ["task.proxy", "task.gold"] and now["task.prompts"] == first["task.prompts"]
+    assert changed(first, {}) == [] and input_digests({"task.proxy": "py:my_package.rewards:score"}) == {}
+
+
+def test_resume_after_the_reward_file_changed_is_refused(cli, lm_args, tmp_path):
+    reward = tmp_path / "r.py"
+    reward.write_text(REWARD.format(k=1))
+    run = tmp_path / "run"
+    code, _, err = cli(*_args(lm_args, reward, run, "train.steps=1"))
+    assert code == 0, err
+    assert set(json.loads((run / "meta.json").read_text())["inputs"]) == {"task.proxy", "task.prompts"}
+    reward.write_text(REWARD.format(k=100))
+    code, _, err = cli(*_args(lm_args, reward, run, "train.steps=1", "resume=true"))
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"resume=true but task.proxy=py:{reward}:score changed since this run started" in err, err
+    reward.write_text(REWARD.format(k=1))  # restored: it resumes
+    assert cli(*_args(lm_args, reward, run, "train.steps=1", "resume=true"))[0] == 0
+
+
+def test_compare_and_the_bench_page_refuse_to_pool_across_an_edit(cli, lm_args, tmp_path):
+    reward = tmp_path / "r.py"
+    reward.write_text(REWARD.format(k=1))
+    assert cli(*_args(lm_args, reward, tmp_path / "runs" / "s0", "train.steps=1", "seed=0"))[0] == 0
+    reward.write_text(REWARD.format(k=100))
+    assert cli(*_args(lm_args, reward, tmp_path / "runs" / "s1", "train.steps=1", "seed=1"))[0] == 0
+    code, _, err = cli("compare", str(tmp_path / "runs"))
+    assert code == 2 and "read different contents of task.proxy=" in err and "compare them apart" in err, err
+
+    def record(seed, digest):
+        member = {"sweep": "r", "value": 1, "knob": "k"}
+        return {"id": f"r-s{seed}", "seed": seed, "memberships": [member], "settings": {}, "inputs": digest}
+
+    same, other = {"task.proxy": "sha256:aa"}, {"task.proxy": "sha256:bb"}
+    check_comparable([record(0, same), record(1, same), record(2, {})], "mine")  # older records: no digest
+    with pytest.raises(UserError, match="r-s0 .seed 0. and r-s1 .seed 1. read different contents of task.proxy"):
+        check_comparable([record(0, same), record(1, other)], "mine")
+
+
+def test_a_bench_record_holds_the_digests_of_its_points_files(lm_args, tmp_path):
+    from rlhf_zoo.bench.runner import _head
+    from rlhf_zoo.bench.suites import Point
+    from rlhf_zoo.config import load_config
+
+    reward = tmp_path / "r.py"
+    reward.write_text(REWARD.format(k=1))
+    args = [*_args(lm_args, reward, tmp_path / "run")[1:]]
+    point = Point("mine", "reinforce-s0", "REINFORCE, seed 0", 0, tuple(a for a in args if not a.startswith("run_dir")))
+    head = _head(point, load_config(args), "rlhf-zoo bench suite=mine.yaml", {})
+    assert head["inputs"]["task.proxy"] == input_digests({"task.proxy": f"py:{reward}:score"})["task.proxy"]
