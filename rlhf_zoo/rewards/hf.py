@@ -38,6 +38,9 @@ from rlhf_zoo.rewards._text import check_text_mode, reward_texts
 
 HFTextMode = Literal["completion", "prompt+completion", "pair"]
 
+# where a run sets ``label=``: the sentiment task names its own setting instead (task.gold_options for the gold)
+RUN_HINT = "(in a run: task.proxy_options.label=..., or task.gold_options.label=...)"
+
 
 def default_device() -> torch.device:
     """``cuda`` when available, else ``cpu``."""
@@ -115,14 +118,13 @@ def _score_labels(
         if names[0].startswith("pos") and names[1].startswith("neg"):  # logit 1 − logit 0 would reward "negative"
             raise UserError(
                 f"{source!r} names label 0 {config.id2label[0]!r} and label 1 {config.id2label[1]!r}: the "
-                f"default score logit 1 − logit 0 would reward the second; pass label=... (in a run: "
-                f"task.proxy_options.label=..., or gold_options)"
+                f"default score logit 1 − logit 0 would reward the second; pass label=... {RUN_HINT}"
             )
         return 1, 0
     names = [config.id2label[i] for i in range(n)] if config.id2label else list(range(n))
     raise UserError(
         f"{source!r} has {n} labels {names}: pass label=... (and optionally "
-        f"negative_label=...) to choose the score (in a run: task.proxy_options.label=..., or gold_options)"
+        f"negative_label=...) to choose the score {RUN_HINT}"
     )
 
 

@@ -553,4 +553,7 @@ def _reward(name: str, options: dict[str, Any], device: str, build_if_missing: b
     except MissingPackageError:
         raise
     except UserError as e:
-        raise UserError(f"task.{key}: {e}") from None
+        from rlhf_zoo.rewards.hf import RUN_HINT
+
+        said = str(e).replace(RUN_HINT, f"(in a run: task.{key}_options.label=...)")  # the reward it is about
+        raise UserError(f"task.{key}: {said}") from None

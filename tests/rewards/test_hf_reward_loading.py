@@ -68,6 +68,17 @@ def test_a_model_with_more_labels_and_no_label_chosen_lists_them(tiny_classifier
         HFSequenceReward(tiny_classifier, device="cpu")
 
 
+@pytest.mark.parametrize("key", ["proxy", "gold"])
+def test_in_a_run_the_label_hint_names_the_rewards_own_setting(tiny_classifier: Path, key: str) -> None:
+    """A gold reward of 3 labels was told to set ``task.proxy_options.label=..., or gold_options``."""
+    from rlhf_zoo.tasks.sentiment import _reward
+
+    with pytest.raises(UserError) as info:
+        _reward(f"hf:{tiny_classifier}", {}, "cpu", build_if_missing=False, key=key)
+    msg = str(info.value)
+    assert msg.startswith(f"task.{key}: ") and msg.endswith(f"(in a run: task.{key}_options.label=...)"), msg
+
+
 def test_the_lowest_negative_index_is_the_first_label(tiny_classifier: Path) -> None:
     """``label=-3`` on a 3-label model is label 0, as ``z[-3]`` is in Python (the range is -3 ... 2)."""
     r = HFSequenceReward(tiny_classifier, device="cpu", label=-3, negative_label="-1")
