@@ -905,7 +905,7 @@ def test_one_seed_in_the_right_direction_reproduces_each_claim_with_the_means_co
         synth_record("reinforce", 0.1, 0, {"kl/exact": 2.0}, path=_kl_reward_path(kls, 1.0)),
     ]
     d = claim_d(group_records(d_recs), exact=False)
-    assert d.status == REPRODUCED and "no interval" in d.numbers, d.numbers
+    assert d.status == REPRODUCED and "(1 seed; no interval" in d.numbers, d.numbers  # said "1 seeds"
 
 
 def test_b_every_swap_period_must_gain_more_than_fixed_n():

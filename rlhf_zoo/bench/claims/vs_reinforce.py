@@ -167,7 +167,7 @@ class JBondAboveReinforce(Claim):
             per_seed = (
                 "no paired seeds"
                 if pair is None
-                else f"per seed {pair.text()} ({len(pair.values)} seeds; "
+                else f"per seed {pair.text()} ({len(pair.values)} seed{'s' * (len(pair.values) != 1)}; "
                 + ("no interval" if sig is None else "interval above 0" if sig else "interval not above 0")
                 + short
                 + ")"
