@@ -68,14 +68,30 @@ def _check_reachable(name: str, what: str, info: Any, offline: tuple[str, ...], 
     """Not cached: refused at once if one of the ``offline`` variables is set, else the hub must answer
     ``info(name)`` within ``timeout`` seconds; the error names ``local``, what to use instead."""
     offline_hint = f"work offline with {local} or a copy already in the Hugging Face cache (HF_HUB_OFFLINE=1)"
+    typo = _missing_here(name)
     for variable in offline:
         if truthy(os.environ.get(variable)):
-            raise UserError(f"{what} is not in the local Hugging Face cache and {variable} is set: {offline_hint}")
+            here = f"; {typo}" if typo else ""
+            cache = f"{what} is not in the local Hugging Face cache and {variable} is set{here}"
+            raise UserError(f"{cache}: {offline_hint}")
     try:
         info(name, timeout=timeout)
     except Exception as e:  # noqa: BLE001 - no network, unknown repo, gated repo: all say "cannot use it"
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-        raise UserError(f"{what}: the Hugging Face hub cannot provide it ({first[:160]}): {offline_hint}") from None
+        here = f"{typo}, and " if typo else ""
+        hub = f"{here}the Hugging Face hub cannot provide it ({first[:160]})"
+        raise UserError(f"{what}: {hub}: {offline_hint}") from None
+
+
+def _missing_here(name: str) -> str:
+    """For a name that reads as a path below a folder that is here (``rm/nope`` beside a folder ``rm``): that it
+    is not there, before the hub's answer, which alone said nothing of the local folder meant (a typo)."""
+    parent = Path(name).expanduser().parent
+    if str(parent) in ("", ".") or not parent.is_dir():
+        return ""
+    names = sorted(p.name for p in parent.iterdir() if not p.name.startswith("."))
+    shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+    return f"no {Path(name).name} in the folder {parent} here (it holds {shown or 'nothing'})"
 
 
 @contextlib.contextmanager

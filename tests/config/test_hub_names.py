@@ -102,3 +102,27 @@ def test_quiet_transformers_leaves_disabled_bars_disabled():
     finally:
         if bars:
             hf_logging.enable_progress_bar()
+
+
+def test_a_mistyped_path_below_a_folder_here_says_so_before_the_hubs_answer(tmp_path, monkeypatch):
+    """``hf:rm/nope`` beside a folder ``rm`` (a typo of ``rm/cls``) got only the hub's "cannot provide it", never a
+    word of the local folder meant; offline, only "not in the local Hugging Face cache"."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "rm" / "cls").mkdir(parents=True)
+    monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda name, f: None)
+
+    def down(name, timeout=None):
+        raise OSError("down")
+
+    monkeypatch.setattr(huggingface_hub, "model_info", down)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    with pytest.raises(UserError) as e:
+        hub.check_hub_model("rm/nope")
+    assert "no nope in the folder rm here (it holds cls), and the Hugging Face hub cannot provide it" in str(e.value)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(UserError, match=r"HF_HUB_OFFLINE is set; no nope in the folder rm here \(it holds cls\):"):
+        hub.check_hub_model("rm/nope")
+    monkeypatch.chdir(tmp_path / "rm")  # a hub id whose first part is no folder here: as before
+    with pytest.raises(UserError) as e:
+        hub.check_hub_model("rm/nope")
+    assert "in the folder" not in str(e.value)
