@@ -66,6 +66,13 @@ def _started_run(d: Path) -> bool:
     return (d / "metrics.jsonl").is_file() or ((d / "config.yaml").is_file() and (d / "meta.json").is_file())
 
 
+def _pool_point(d: Path) -> bool:
+    """Whether ``d`` is a bench's Best-of-N pool point: its record, and no run
+    (:func:`rlhf_zoo.bench.runner.run_pool_point`)."""
+    record = read_json(d / "record.json") if not (d / "summary.json").is_file() else None
+    return isinstance(record, dict) and isinstance(record.get("pool"), dict)
+
+
 def _some(paths: list[Path], shown: int = 3) -> str:
     text = ", ".join(map(str, paths[:shown]))
     return text + (f" and {len(paths) - shown} more" if len(paths) > shown else "")
@@ -110,6 +117,13 @@ def find_runs(paths: list[str]) -> list[Path]:
                 print(
                     f"compare: left out {len(unfinished)} unfinished run(s) below {p} ({UNFINISHED}): "
                     f"{_some(unfinished)}",
+                    file=sys.stderr,
+                )
+            pools = [d for d in folders if _pool_point(d)]
+            if pools:  # a bench's Best-of-N pool: no run (summary.json) to compare, and it went unsaid
+                print(
+                    f"compare: left out {len(pools)} Best-of-N pool point(s) below {p}, which are no runs (the "
+                    f"bench's page reads them: rlhf-zoo bench ... render_only=true): {_some(pools)}",
                     file=sys.stderr,
                 )
             runs.extend(found)

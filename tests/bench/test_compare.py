@@ -120,6 +120,21 @@ def test_with_several_tasks_every_configuration_names_its_task_and_no_curve_join
     assert len(group_records(records)) == 3  # each its own curve
 
 
+def test_a_bench_folders_best_of_n_pool_point_is_said_to_be_left_out(runs, tmp_path, capsys):
+    """A bench's Best-of-N pool point (a record, no run) was missing from the table without a word, while compare
+    names the unfinished runs it leaves out."""
+    import shutil
+
+    bench = tmp_path / "bench"
+    shutil.copytree(runs / "a0", bench / "a0")
+    (bench / "best_of_n-pool8-s0").mkdir()
+    (bench / "best_of_n-pool8-s0" / "record.json").write_text(json.dumps({"id": "best_of_n-pool8-s0", "pool": {}}))
+    capsys.readouterr()
+    assert main(["compare", str(bench)]) == 0
+    err = capsys.readouterr().err
+    assert "left out 1 Best-of-N pool point(s) below" in err and "best_of_n-pool8-s0" in err, err
+
+
 def test_a_folder_of_links_to_runs_is_searched_through_them(tmp_path, capsys):
     """Runs gathered into a folder by symbolic links (``ln -s ../runs/a mix/``) were not found: ``no finished run
     below mix``, though each link named on its own was compared. A link that leads back up is not followed twice."""
