@@ -908,6 +908,22 @@ def test_one_seed_in_the_right_direction_reproduces_each_claim_with_the_means_co
     assert d.status == REPRODUCED and "(1 seed; no interval" in d.numbers, d.numbers  # said "1 seeds"
 
 
+def test_d_is_not_judged_on_a_reinforce_other_than_the_claims():
+    """A suite file's sweep tagged ``reinforce`` with 4 samples and the mean baseline was judged under "J-BOND lies
+    above REINFORCE (2 samples, leave-one-out)"; it is now "not run", naming what the sweep ran."""
+    kls = [0.0, 0.5, 1.0, 1.5, 2.0]
+
+    def records(settings):
+        rf = synth_record("reinforce", 0.1, 0, {"kl/exact": 2.0}, path=_kl_reward_path(kls, 1.0))
+        jb_path = _kl_reward_path(kls, 1.0, 0.1)
+        jb = synth_record("jbond_gamma", 0.0, 0, {"kl/exact": 2.0}, knob="algo.gamma", path=jb_path)
+        return group_records([jb, {**rf, "settings": {**rf.get("settings", {}), **settings}}])
+
+    other = claim_d(records({"algo.samples": 4, "algo.baseline": "mean"}), exact=False)
+    assert other.status == NOT_RUN and other.numbers.endswith("sweep reinforce ran algo.samples=4, algo.baseline=mean")
+    assert claim_d(records({"algo.samples": 2, "algo.baseline": "loo"}), exact=False).status == REPRODUCED
+
+
 def test_b_every_swap_period_must_gain_more_than_fixed_n():
     """Iterative BOND swapping every 10 saturates like fixed n = 2, every 50 keeps improving: not reproduced."""
     fixed, improving = [0.0, 0.6, 0.65, 0.66, 0.66], [0.0, 0.6, 0.9, 1.3, 1.6]

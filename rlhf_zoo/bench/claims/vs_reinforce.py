@@ -41,6 +41,20 @@ PAPER_BETAS_RL = (0.001, 0.01, 0.1, 1.0)
 CURVE_TOLERANCE = 0.01  # J-BOND may fall below REINFORCE by at most this much reward anywhere
 
 
+def _other_reinforce(groups: Any) -> str:
+    """The settings of the sweep ``reinforce``'s records that are not the claim's REINFORCE (2 samples, leave-one-out),
+    as ``algo.samples=4, algo.baseline=mean`` ("": none; records without settings are taken as the claim's). A suite
+    file may reuse the tag with other fixed settings: its page judged them under the claim's name."""
+    wanted = {"algo.samples": 2, "algo.baseline": "loo"}
+    for g in groups:
+        for rec in g.records:
+            settings = rec.get("settings") or {}
+            other = {k: settings[k] for k, v in wanted.items() if k in settings and settings[k] != v}
+            if other:
+                return ", ".join(f"{k}={v}" for k, v in other.items())
+    return ""
+
+
 @dataclass(frozen=True)
 class Comparison:
     """J-BOND against REINFORCE at one β_RL.
@@ -133,6 +147,9 @@ class JBondAboveReinforce(Claim):
         jb = find(groups, "jbond_gamma", 0.0)
         if jb is None or not groups.get("reinforce"):
             return Check(NOT_RUN, "needs the default J-BOND (sweep jbond_gamma, γ=0) and REINFORCE (sweep reinforce)")
+        if other := _other_reinforce(groups["reinforce"].values()):  # a suite file's own "reinforce" sweep
+            needs = "needs REINFORCE with 2 samples and the leave-one-out baseline"
+            return Check(NOT_RUN, f"{needs}; sweep reinforce ran {other}")
         j_path = jb.mean_path("kl/exact", "reward/proxy")
         if not j_path:
             return Check(NOT_RUN, "J-BOND records have no metrics")
