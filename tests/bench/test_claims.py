@@ -752,13 +752,15 @@ def test_jeffreys_panel_bars_are_the_verdicts_means():
     assert heights == [ev[name][b].mean for b in (0.0, 0.5, 1.0) for name in ("KL(π‖π_BoN)", "KL(π_BoN‖π)")]
 
 
-def test_a_claim_not_run_draws_an_empty_titled_panel():
+def test_a_claim_not_run_draws_a_titled_panel_that_says_so():
+    """Its panel was empty axes, read as a failed plot: it now says "not run", and draws nothing else."""
     from rlhf_zoo.bench.plots import pyplot
 
     for claim, check in zip(CLAIMS, check_all(None, exact=True).values(), strict=True):
         fig, ax = pyplot().subplots()
         claim.plot(ax, check)
         assert not ax.lines and not ax.patches and ax.get_title().startswith(f"({claim.key})")
+        assert [t.get_text() for t in ax.texts] == ["not run"]
         pyplot().close(fig)
 
 

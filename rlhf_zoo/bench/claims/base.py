@@ -115,9 +115,12 @@ class Claim(ABC):
         return f"({self.key}) {self.title}"
 
     def plot(self, ax: Any, check: Check) -> None:
-        """The claim's panel: its check's evidence (an empty, titled panel when the claim was not run)."""
+        """The claim's panel: its check's evidence (when the claim was not run, a titled panel that says so: an empty
+        pair of axes read as a failed plot)."""
         if check.data is not None:
             self.draw(ax, check.data)
+        elif check.status == NOT_RUN:
+            ax.text(0.5, 0.5, "not run", transform=ax.transAxes, ha="center", va="center", color="0.5")
         ax.set(title=self.panel_title(check), xlabel=self.xlabel, ylabel=self.ylabel)
         ax.grid(alpha=0.3)
 
