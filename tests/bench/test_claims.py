@@ -921,6 +921,12 @@ def test_d_is_not_judged_on_a_reinforce_other_than_the_claims():
         jb = synth_record("jbond_gamma", 0.0, 0, {"kl/exact": 2.0}, knob="algo.gamma", path=jb_path)
         return group_records([jb, {**rf, "settings": {**rf.get("settings", {}), **settings}}])
 
+    # and on no J-BOND but the default one (γ = 0): a suite of γ = 0.5 and 1 only is not judged on either
+    kls_path = _kl_reward_path(kls, 1.0, 0.1)
+    others = [synth_record("jbond_gamma", g, 0, {"kl/exact": 2.0}, knob="algo.gamma", path=kls_path) for g in (0.5, 1)]
+    rf = synth_record("reinforce", 0.1, 0, {"kl/exact": 2.0}, path=_kl_reward_path(kls, 1.0))
+    assert claim_d(group_records([*others, rf]), exact=False).status == NOT_RUN
+
     other = claim_d(records({"algo.samples": 4, "algo.baseline": "mean"}), exact=False)
     assert other.status == NOT_RUN and other.numbers.endswith("sweep reinforce ran algo.samples=4, algo.baseline=mean")
     assert claim_d(records({"algo.samples": 2, "algo.baseline": "loo"}), exact=False).status == REPRODUCED

@@ -209,6 +209,8 @@ def test_plots_without_their_metric_are_not_drawn_or_listed(tmp_path, monkeypatc
     lists (and writes) only what it drew."""
     recs = _records(gold=False)
     assert _drawn(monkeypatch, plots.frontier_gap, group_records(recs), tmp_path / "g.png") is None
+    # a language-model suite's records: a gold reward and no frontier (a test of the gold column passed)
+    assert _drawn(monkeypatch, plots.frontier_gap, group_records(_records(gold=True)), tmp_path / "g.png") is None
     assert _drawn(monkeypatch, plots.overoptimisation, group_records(recs), ORACLE, tmp_path / "o.png") is None
     monkeypatch.undo()
     assert plots.make_all(group_records(recs), {}, tmp_path) == {"reward_vs_kl": tmp_path / "reward_vs_kl.png"}

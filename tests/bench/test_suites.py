@@ -218,3 +218,16 @@ def test_points_are_seed_major_in_the_order_the_seeds_and_values_are_given(tiny_
     configs = ["reinforce-beta1.0", "reinforce-beta0.1", "best_of_n-n2"]
     assert [p.id for p in expand(suite)] == [f"{c}-s{s}" for s in (3, 1) for c in configs]
     assert [p.id for p in expand(suite, seeds=[0, 2])] == [f"{c}-s{s}" for s in (0, 2) for c in configs]
+
+
+def test_a_best_of_n_sweep_beyond_its_pool_is_refused_when_the_suite_is_made():
+    """Best-of-n for every n up to the pool's size M is read from one pool of M samples: an n above M was accepted
+    by no test of the bound, and would fail only when the pool point is evaluated."""
+    from rlhf_zoo.bench.suites import BEST_OF_N
+
+    def suite(pool: int) -> Suite:
+        return Suite("p", "d", ("task=exact",), (BEST_OF_N.over(1, 2, 5),), (0,), "", bon_pool=pool)
+
+    with pytest.raises(ValueError, match="Best-of-n up to 5 needs bon_pool ≥ that"):
+        suite(4)
+    assert suite(5).bon_pool == 5

@@ -738,3 +738,31 @@ def test_a_one_token_prompt_keeps_its_token_and_adopted_ids_leave_the_empty_prom
     enc.adopt({"": [7], "x": [5, 6]})
     ids, _ = enc.encode(["", "x"], torch.device("cpu"))
     assert ids.tolist() == [[0, 2], [5, 6]]  # "" → the first EOS (no BOS), "x" → the adopted ids, not [120]
+
+
+@pytest.mark.parametrize("finetune", FINETUNES)
+def test_the_model_is_built_in_the_dtype_asked_for(finetune):
+    """``model.dtype=bfloat16`` halves the memory of the weights (and sets the peak an MFU is measured against):
+    building every model in float32 whatever it said broke no test (the log-probs are float32 either way)."""
+    for dtype in ("bfloat16", "float32"):
+        pol = make(finetune, dtype=dtype)
+        frozen = [p for p in pol.model.parameters() if not p.requires_grad]
+        assert {p.dtype for p in (frozen or list(pol.model.parameters()))} == {getattr(torch, dtype)}, dtype
+
+
+@pytest.mark.parametrize("share", [True, False])
+def test_share_prompts_false_samples_without_the_shared_prompt_pass(monkeypatch, share):
+    """``model.share_prompts=false`` is the way around a model whose cache the shared prompt pass does not suit:
+    sampling ran that pass whatever it said (the samples agree up to rounding, so no test saw it)."""
+    from rlhf_zoo.policies.hf import generation
+
+    calls = []
+    real = generation.prefill
+
+    def spy(*args, **kwargs):
+        calls.append(args[2].shape)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(generation, "prefill", spy)
+    sample(make(share_prompts=share), n=2)
+    assert bool(calls) is share

@@ -214,3 +214,36 @@ def test_a_lock_is_free_again_once_its_build_is_done(tmp_path, capsys):
 def test_a_value_that_is_not_json_is_written_as_its_text(tmp_path):
     path = io.atomic_write_json(tmp_path / "m.json", {"path": Path("a/b"), "n": 1})
     assert json.loads(path.read_text()) == {"n": 1, "path": "a/b"}
+
+
+@pytest.mark.parametrize("existing", [False, True], ids=["new", "replaced"])
+def test_a_folder_put_in_place_is_made_durable_by_syncing_its_parent(tmp_path, monkeypatch, existing):
+    """The rename that puts a folder (a checkpoint, a model) in place is a change of its parent folder: without the
+    parent's fsync, a power loss could undo it. Removing the sync after a swap broke no test."""
+    target = tmp_path / "ckpt"
+    if existing:
+        target.mkdir()
+        (target / "old").write_text("old")
+    synced = []
+    real = io._fsync
+
+    def fsync(path, directory=False):
+        synced.append((Path(path), directory))
+        real(path, directory)
+
+    monkeypatch.setattr(io, "_fsync", fsync)
+    with io.atomic_dir(target) as tmp:
+        (tmp / "new").write_text("new")
+    assert (target / "new").read_text() == "new" and not (target / "old").exists()
+    assert synced[-1] == (tmp_path, True), synced  # the parent, after the rename
+
+
+def test_a_folder_that_appeared_meanwhile_is_kept_without_replace(tmp_path):
+    """``replace=False`` (a model built by two workers at once): the first one in place stays, the second is dropped."""
+    target = tmp_path / "model"
+    with io.atomic_dir(target, replace=False) as tmp:
+        (tmp / "w").write_text("first")
+    with io.atomic_dir(target, replace=False) as tmp:
+        (tmp / "w").write_text("second")
+    assert (target / "w").read_text() == "first"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]  # no temporary left

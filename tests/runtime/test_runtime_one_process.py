@@ -279,3 +279,32 @@ def test_gradients_are_averaged_in_the_widest_of_their_dtypes(no_launch):
     assert full.grad.dtype == torch.float32 and full.grad.tolist() == [1 + 2**-12] * 2
     assert half.grad.dtype == torch.bfloat16 and half.grad.tolist() == [1.0, 1.0]
     assert unused.grad is None
+
+
+class OverRanks:
+    """The reduction of a group of processes holding ``values`` (one per rank) of the reduced scalar."""
+
+    def __init__(self, values: list[float]):
+        self.values = values
+
+    def reduce(self, x: torch.Tensor, reduction: str) -> torch.Tensor:
+        ops = {"sum": sum, "max": max, "min": min}
+        return torch.tensor([float(ops[reduction](self.values))], dtype=x.dtype)
+
+
+@pytest.mark.parametrize(("received", "named"), [((15, 0), 15), ((0, 2), 2), ((2, 15), 15), ((0, 0), None)], ids=str)
+def test_every_process_names_the_signal_any_one_received(no_launch, received, named):
+    """A scheduler may signal one process only: every process stops naming that signal (the higher number where
+    they received different ones: SIGTERM's 143 over Ctrl-C's 130). A minimum passed the one two-process test, in
+    which every process had received the same signal."""
+    rt = Runtime("cpu")
+    rt.world, rt.accelerator = 2, OverRanks([float(s) for s in received])
+    assert rt.any_signal(received[0] or None) == named
+
+
+@pytest.mark.parametrize(("flags", "any_of"), [((True, False), True), ((False, True), True), ((False, False), False)])
+def test_a_flag_of_one_process_is_every_processs(no_launch, flags, any_of):
+    """A stop (or a time-based checkpoint) that one process asks for is every process's, at the same step."""
+    rt = Runtime("cpu")
+    rt.world, rt.accelerator = 2, OverRanks([float(f) for f in flags])
+    assert rt.any_process(flags[0]) is any_of
