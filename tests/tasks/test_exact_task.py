@@ -292,3 +292,23 @@ def test_the_reference_curves_are_the_optimal_policies_and_best_of_n_written_out
         assert point["log_quantile"] == pytest.approx(float((bon * p_le.log()).sum(-1).mean())), n
         assert point["kl_bound"] == pytest.approx(math.log(n) - (n - 1) / n), n
     assert [p["n"] for p in curves["best_of_n"]][:2] == [1, 2]
+
+
+def test_the_testbed_is_a_function_of_its_seed():
+    """Every draw of the testbed (π_ref, gold, the proxy's noise) comes from its seed: a proxy noise drawn from the
+    global generator instead was caught by no test of the testbed's own (only by a CLI samples test)."""
+    from rlhf_zoo.tasks.exact import ExactTaskConfig, build_exact_task
+
+    calls = []
+
+    def tables(seed: int) -> tuple:
+        calls.append(seed)
+        torch.manual_seed(1234 + len(calls))  # the global generator in another state each time: it must not matter
+        task = build_exact_task(ExactTaskConfig(seed=seed))
+        probs = task.oracle.probs(task.build_policy(0), "ref")
+        return task.proxy.table, task.gold.table, probs
+
+    (p0, g0, r0), (p1, g1, r1), (q0, h0, s0) = tables(0), tables(0), tables(1)
+    assert p0 == p1 and g0 == g1 and torch.equal(r0, r1)
+    assert p0 != q0 and g0 != h0 and not torch.equal(r0, s0)
+    assert any(abs(p0[k] - g0[k]) > 1e-3 for k in p0)  # the proxy is the gold plus its noise
