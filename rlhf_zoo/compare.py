@@ -208,22 +208,22 @@ def load_run(run_dir: Path) -> dict[str, Any]:
         )
     record = {"run_dir": str(run_dir), "seed": seed, "config": config, "summary": summary, "metrics": metrics}
     meta = read_json(run_dir / "meta.json")
-    inputs = meta.get("inputs") if isinstance(meta, dict) and isinstance(meta.get("inputs"), dict) else {}
-    return {**record, "algo": _chosen_algo(run_dir, config), "inputs": inputs}
+    meta = meta if isinstance(meta, dict) else {}
+    inputs = meta.get("inputs") if isinstance(meta.get("inputs"), dict) else {}
+    return {**record, "algo": _chosen_algo(meta, config), "inputs": inputs}
 
 
-def _chosen_algo(run_dir: Path, config: dict[str, Any]) -> str:
+def _chosen_algo(meta: dict[str, Any], config: dict[str, Any]) -> str:
     """The algorithm as the run was asked for: the preset (``algo=rloo``, ``algo=grpo``) that its command line
-    (``meta.json``) named, where it names the run's algorithm, else that algorithm (a sweep's ``rloo`` points were
-    rows named ``reinforce``)."""
+    (``meta.json``'s ``command``) named, where it names the run's algorithm, else that algorithm (a sweep's ``rloo``
+    points were rows named ``reinforce``)."""
     import shlex
 
     from rlhf_zoo.config import preset_algorithm
 
     name = str(config["algo.name"])
-    meta = read_json(run_dir / "meta.json")
     try:
-        words = shlex.split(meta["command"]) if isinstance(meta, dict) and isinstance(meta.get("command"), str) else []
+        words = shlex.split(meta["command"]) if isinstance(meta.get("command"), str) else []
     except ValueError:  # a command line that does not split (hand-edited)
         return name
     asked = [w.partition("=")[2] for w in words if w.startswith("algo=")]

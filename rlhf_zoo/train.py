@@ -40,7 +40,7 @@ from omegaconf import DictConfig, OmegaConf
 from rlhf_zoo import checkpoint
 from rlhf_zoo.algorithms.base import Algorithm
 from rlhf_zoo.algorithms.registry import get_algorithm
-from rlhf_zoo.config import NO_EFFECT, algo_config, as_dataclass, flatten, to_yaml
+from rlhf_zoo.config import NO_EFFECT, algo_config, as_dataclass, to_yaml
 from rlhf_zoo.errors import UserError, printable
 from rlhf_zoo.evaluate import Evaluator
 from rlhf_zoo.inputs import changed, input_digests
@@ -523,7 +523,7 @@ class Trainer:
                 resumes = [*first.get("resumes", []), {**this, "step": self.step}]
                 self.log.write_meta({**first, "resumes": resumes})
             else:
-                inputs = input_digests(flatten(OmegaConf.to_container(cfg, resolve=True), "the config"))
+                inputs = input_digests(_flat_config(cfg))
                 self.log.write_meta({**this, "prompts": prompts, "inputs": inputs})
         self.rt.start_trackers(f"{self.algo.name}-{self.task.name}", _flat_config(cfg))
 
@@ -573,9 +573,8 @@ def _weighted_mean(values: list[tuple[float, int]]) -> float:
 
 
 def _flat_config(cfg: DictConfig) -> dict[str, Any]:
-    """The configuration as dotted keys for the trackers (scalars as they are, anything else as text)."""
-    from omegaconf import OmegaConf
-
+    """The configuration as dotted keys for the trackers and :mod:`rlhf_zoo.inputs` (scalars as they are, anything
+    else as text)."""
     from rlhf_zoo.config import flatten
 
     flat = flatten(OmegaConf.to_container(cfg), "the configuration")
@@ -631,7 +630,7 @@ def _check_inputs_unchanged(cfg: DictConfig, d: Path) -> None:
     before = meta.get("inputs") if isinstance(meta, dict) else None
     if not isinstance(before, dict):
         return
-    settings = flatten(OmegaConf.to_container(cfg, resolve=True), "the config")
+    settings = _flat_config(cfg)
     now = input_digests(settings)
     if edited := changed(before, now):
         k = edited[0]

@@ -819,13 +819,12 @@ def _run_parallel(
     records: str | None,
     stamp: dict[str, Any],
 ) -> None:
-    from rlhf_zoo.progress import beneath, share_lock
+    from rlhf_zoo.progress import is_terminal, share_lock
     from rlhf_zoo.signals import stop_signals_raise
 
     context = get_context("spawn")
     lock, slots = context.RLock(), context.Value("i", 0)  # the bars' write lock; the workers' lines beneath
-    bars = beneath(bar, 1, "").shown
-    init = (bars, lock, slots)
+    init = (bar is not None and is_terminal(bar.fp), lock, slots)
     pool = ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_worker_init, initargs=init)
     pending: dict[Future, Point] = {}
     try:
