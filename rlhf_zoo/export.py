@@ -58,7 +58,7 @@ def _no_checkpoint(run_dir: Path) -> UserError:
     from rlhf_zoo.bench.records import STARTED
 
     if (run_dir / STARTED).is_file():  # a sweep's or a bench's point
-        why = "a sweep and rlhf-zoo bench delete their finished points' unless given keep_checkpoints=true"
+        why = "a sweep and rlhf-zoo bench delete their finished points' checkpoints unless given keep_checkpoints=true"
     else:  # killed (or still running) before its first
         why = "none written yet: a run writes one every train.checkpoint_every steps, at its end and when stopped"
     return UserError(f"export: {run_dir} has no checkpoint ({why})")
