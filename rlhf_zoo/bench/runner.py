@@ -622,11 +622,19 @@ class _Planner:
             key = _args_but_seed(p)
             if key not in settings:
                 settings[key] = _point_settings(p)
-            if not (apart := [r for r in others if _as_recorded(record_settings(r)) != settings[key]]):
-                return
-            diff = setting_diff(settings[key], _as_recorded(record_settings(apart[0])))
-            what = f"of other settings ({diff}; this run's first)"
-            way = "settings: run this piece with theirs"
+            if apart := [r for r in others if _as_recorded(record_settings(r)) != settings[key]]:
+                diff = setting_diff(settings[key], _as_recorded(record_settings(apart[0])))
+                what = f"of other settings ({diff}; this run's first)"
+                way = "settings: run this piece with theirs"
+            else:  # the same settings, but a file of the user's that they name (a py: reward) edited since
+                from rlhf_zoo.inputs import changed, input_digests
+
+                files = input_digests(settings[key])
+                if not (apart := [r for r in others if changed(r.get("inputs") or {}, files)]):
+                    return
+                k = changed(apart[0].get("inputs") or {}, files)[0]
+                what = f"that read other contents of {k}={settings[key].get(k)} (the file changed since)"
+                way = "edits of such a file: restore it"
         seeds = ", ".join(str(s) for s in sorted({int(r.get("seed", 0)) for r in apart}))
         raise UserError(
             f"bench {self.suite.name}: {p.id} would join the records of {where} (seed(s) {seeds}) {what}, and the "

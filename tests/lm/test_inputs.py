@@ -88,3 +88,28 @@ def test_a_bench_record_holds_the_digests_of_its_points_files(lm_args, tmp_path)
     point = Point("mine", "reinforce-s0", "REINFORCE, seed 0", 0, tuple(a for a in args if not a.startswith("run_dir")))
     head = _head(point, load_config(args), "rlhf-zoo bench suite=mine.yaml", {})
     assert head["inputs"]["task.proxy"] == input_digests({"task.proxy": f"py:{reward}:score"})["task.proxy"]
+
+
+def test_a_bench_refuses_to_run_a_seed_beside_records_of_the_reward_before_its_edit(cli, lm_args, tmp_path):
+    """The walkthrough's case: a suite run for seed 0, the reward file edited, then ``seeds=1``: seed 1 ran and the
+    page pooled the two rewards. Now seed 1 is refused before it runs, naming the file."""
+    import yaml
+
+    reward = tmp_path / "r.py"
+    reward.write_text(REWARD.format(k=1))
+    args = dict(a.split("=", 1) for a in lm_args if not a.startswith(("run_dir=", "seed=")))
+    suite = {
+        "name": "mine",
+        "description": "a py: reward",
+        "task_args": {**args, "task.proxy": f"py:{reward}:score", "train.steps": 1, "train.eval_every": 1},
+        "sweeps": [{"tag": "reinforce", "objective": "R", "algo": "reinforce", "knob": "algo.beta", "values": [0.1]}],
+    }
+    (tmp_path / "mine.yaml").write_text(yaml.safe_dump(suite))
+    bench = ["bench", f"suite={tmp_path / 'mine.yaml'}", f"out={tmp_path / 'b'}", "progress=false", "render=false"]
+    code, _, err = cli(*bench, "seeds=0")
+    assert code == 0, err
+    reward.write_text(REWARD.format(k=100))
+    code, _, err = cli(*bench, "seeds=1")
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert "reinforce-beta0.1-s1 would join the records of reinforce at 0.1 (seed(s) 0) that read other contents" in err
+    assert not (tmp_path / "b" / "mine" / "reinforce-beta0.1-s1").exists()
