@@ -383,6 +383,7 @@ def run(plan: SweepPlan) -> int:
             validate=False,
             redo=plan.redo,
             keep_checkpoints=plan.keep_checkpoints,
+            what="sweep",
         )
     except (Interrupted, KeyboardInterrupt) as e:
         print(

@@ -716,6 +716,7 @@ def run_suite(
     validate: bool = True,
     records: str | Path | None = None,
     redo: bool = False,
+    what: str = "bench",
 ) -> BenchReport:
     """Run every unfinished point of ``suite`` into ``<out>/<suite>/``; returns what was done.
 
@@ -732,6 +733,7 @@ def run_suite(
             run directories' records only.
         redo: run again a finished point whose record its arguments no longer make, replacing the record;
             without it such a point is refused before anything runs (:meth:`_Planner._check_none_replaced`).
+        what: the command, as the points bar names it (``bench mini``, ``sweep runs/x``).
     """
     from rlhf_zoo.bench.version import stamp as current_stamp
 
@@ -756,7 +758,7 @@ def run_suite(
     jobs = max(1, min(jobs or suite.jobs, len(todo) or 1))
     if todo:  # before any point runs: a bench killed later (kill -9, power loss) leaves a bench.json that says so
         _write_bench(suite_dir, suite, report, command, jobs, started, points, ended=False)
-    bar = points_bar(progress, len(points), len(report.skipped), f"bench {suite.name}")
+    bar = points_bar(progress, len(points), len(report.skipped), f"{what} {suite.name}")
     rec_dir = str(records) if records is not None else None
     try:
         if jobs == 1:

@@ -36,6 +36,7 @@ def test_a_2x2_grid_runs_4_points_once_and_prints_the_compare_table(cli, tmp_pat
         ("bond", 0.1), ("bond", 0.5), ("jbond", 0.1), ("jbond", 0.5)]  # fmt: skip
     assert all(c["train"]["steps"] == 4 and c["seed"] == 0 and c["run_dir"] == str(out / d) for d, c in runs.items())
     assert "4 run(s) (0 resumed, 0 redone), 0 already finished" in err
+    assert "sweep sw: 100%" in err and "bench sw" not in err  # its bar is named by the command run
 
     # the printed table is `rlhf-zoo compare` on the folder, with the runs' own numbers
     code, compared, _ = cli("compare", str(out))
