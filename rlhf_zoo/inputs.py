@@ -43,12 +43,17 @@ def changed(before: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
 
 
 def _local_path(value: str) -> Path | None:
+    from rlhf_zoo.errors import UserError
+    from rlhf_zoo.rewards.python import PY_PREFIX, is_file, parse_spec
+
     text = value.strip()
-    if text.startswith("py:"):
-        body = text[len("py:") :]
-        source = body.rpartition(":")[0] or body
+    if text.startswith(PY_PREFIX):  # the file the reward loads, as it tells a file from a module
+        try:
+            source = parse_spec(text)[0]
+        except UserError:  # no function named: the reward's own check says so
+            return None
         path = Path(source).expanduser()
-        return path if source.endswith(".py") and path.is_file() else None
+        return path if is_file(source) and path.is_file() else None
     if text.startswith("hf:"):
         text = text[len("hf:") :].strip()
     if not text:
@@ -68,7 +73,7 @@ def _files(path: Path) -> list[Path]:
 
 def _digest(path: Path) -> str:
     files = _files(path)
-    stats = tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files)
+    stats = tuple((str(f), st.st_size, st.st_mtime_ns) for f in files for st in (f.stat(),))
     key = (str(path.resolve()), stats)
     if key not in _cache:  # a bench's points read the same reward file: read once per process while unchanged
         h = hashlib.sha256()

@@ -66,18 +66,11 @@ def step_bar(enabled: bool, total: int, initial: int, desc: str) -> Any:
         return None
     from tqdm.auto import tqdm
 
-    if where is None:
-        return tqdm(unit="step", dynamic_ncols=True, total=total, initial=initial, desc=desc)
-    return tqdm(
-        unit="step",
-        dynamic_ncols=True,
-        total=total,
-        initial=initial,
-        desc=where.desc or desc,
-        position=where.position,
-        leave=False,
-        file=where.file or sys.stderr,
-    )
+    beneath_points: dict[str, Any] = {}
+    if where is not None:
+        desc = where.desc or desc
+        beneath_points = {"position": where.position, "leave": False, "file": where.file or sys.stderr}
+    return tqdm(unit="step", dynamic_ncols=True, total=total, initial=initial, desc=desc, **beneath_points)
 
 
 def points_bar(enabled: bool, total: int, initial: int, desc: str) -> Any:

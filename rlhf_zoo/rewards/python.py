@@ -50,7 +50,8 @@ def parse_spec(spec: str) -> tuple[str, str]:
     return source.strip(), name
 
 
-def _is_file(source: str) -> bool:
+def is_file(source: str) -> bool:
+    """Whether a ``py:`` source names a file (``.py``, or a path) rather than a module."""
     return source.endswith(".py") or "/" in source or "\\" in source
 
 
@@ -191,7 +192,7 @@ def _check_signature(fn: Callable[..., Any], spec: str) -> None:
 def load_python_function(spec: str) -> Callable[..., Any]:
     """The function that ``spec`` (``py:SOURCE:NAME``) names, checked to take ``(prompts, completions)``."""
     source, name = parse_spec(spec)
-    module = _load_file(source, spec) if _is_file(source) else _import_module(source, spec)
+    module = _load_file(source, spec) if is_file(source) else _import_module(source, spec)
     fn = getattr(module, name, None)
     if fn is None:
         known = _functions(module)

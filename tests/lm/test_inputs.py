@@ -41,6 +41,10 @@ def test_a_digest_follows_the_contents_of_a_file_or_folder_not_its_name(tmp_path
     now = input_digests(settings)
     assert changed(first, now) == ["task.proxy", "task.gold"] and now["task.prompts"] == first["task.prompts"]
     assert changed(first, {}) == [] and input_digests({"task.proxy": "py:my_package.rewards:score"}) == {}
+    # a file as the reward loads one: a path without .py is a file too (rewards.python.is_file), a module is not
+    (tmp_path / "lib").mkdir()
+    (tmp_path / "lib" / "scores").write_text(REWARD.format(k=1))
+    assert set(input_digests({"task.proxy": "py:lib/scores:score", "task.gold": "py:r.py"})) == {"task.proxy"}
 
 
 def test_resume_after_the_reward_file_changed_is_refused(cli, lm_args, tmp_path):
