@@ -13,8 +13,9 @@ The bench options are the fields of :class:`BenchOptions` (``suite`` is required
 ``key=value`` is a training override appended to every point (it becomes part of each point's
 arguments, so records made without it are another run's, unless it cannot change the results: argument
 order, ``train.progress``, ``train.log_with``, ``train.checkpoint_every`` and ``train.checkpoint_minutes``,
-:data:`rlhf_zoo.config.NO_EFFECT`). A finished point whose record its arguments no longer make is refused
-before anything runs; ``redo=true`` runs it again and replaces the record.
+:data:`rlhf_zoo.config.NO_EFFECT`). A finished point whose record its arguments no longer make, or whose
+record read a file of the user's that has changed since (:mod:`rlhf_zoo.inputs`), is refused before anything
+runs; ``redo=true`` runs it again and replaces the record.
 
 Where things go: the runs under ``out`` (default ``bench_runs/``, not in git); the page under ``docs``
 (default ``docs/benchmarks`` when ``out`` is the default, else ``out`` itself); the records, one small
@@ -63,8 +64,8 @@ class BenchOptions:
         keep_checkpoints: keep each finished run's checkpoint.
         progress: show a progress bar over the points (and, on a terminal, the running points' step bars beneath it).
         redo: run again the finished points whose records their arguments no longer make (the suite's settings
-            or the overrides changed), replacing those records; without it the bench refuses them before
-            anything runs, naming the changed setting.
+            or the overrides changed) or that read a file of yours since edited (a ``py:`` reward, prompts),
+            replacing those records; without it the bench refuses them before anything runs, naming the change.
     """
 
     suite: str = ""

@@ -524,8 +524,10 @@ class _Planner:
 
     def todo(self) -> list[tuple[Point, bool]]:
         """(point, resume) for every point to run, in the suite's order; ``report`` filled on the way."""
+        edited = self._edited()
         if not self.redo:
             self._check_none_replaced()
+            self._check_none_edited(edited)
         todo: list[tuple[Point, bool]] = []
         redo: list[Path] = []  # deleted once every point is planned and the plan is poolable
         other_code: dict[str, int] = {}
@@ -534,6 +536,9 @@ class _Planner:
             stored = self._stored(p)
             action = plan(p, d, self.suite.resumable, stored)
             stored, action = self._take_over(p, d, stored, action)
+            if action == "done" and p.id in edited:  # redo=true: its record read a file that changed since
+                action = plan(p, d, self.suite.resumable)  # its run directory alone: a redo interrupted resumes
+                action = "redo" if action == "done" else action
             if action == "done":
                 self.report.skipped.append(p.id)
                 version = code_version_of(self._keep(p, d, stored) or {})
@@ -583,6 +588,43 @@ class _Planner:
         raise UserError(
             f"{self.out / self.suite.name}: {len(stale)} finished point(s) ({ids}) were run with other arguments "
             f"({p.id}: {diff}): redo=true runs them again and replaces their records; another {elsewhere} keeps them"
+        )
+
+    def _edited(self) -> dict[str, str]:
+        """Point id → the setting (``task.proxy``, ...) whose file its finished record read with other contents than
+        the file has now (:mod:`rlhf_zoo.inputs`): the record is of a run that its arguments no longer make."""
+        from rlhf_zoo.inputs import changed, input_digests
+
+        edited: dict[str, str] = {}
+        now: dict[tuple[str, ...], dict[str, str]] = {}
+        for p in self.points:
+            held = [r for r in (self._stored(p), read_record(point_dir(self.out, p))) if r is not None]
+            held = [r for r in held if r.get("inputs") and same_run(r.get("args", []), p.args)]
+            if not held:  # records without digests (made before they were) are not compared
+                continue
+            key = _args_but_seed(p)
+            if key not in now:
+                now[key] = input_digests(_point_settings(p))
+            if keys := [k for r in held for k in changed(r["inputs"], now[key])]:
+                edited[p.id] = keys[0]
+        return edited
+
+    def _check_none_edited(self, edited: dict[str, str]) -> None:
+        """Refuse, before anything runs, to keep finished points whose records read a file of the user's (a ``py:``
+        reward, prompts, a model's folder) with other contents than it has now: the page would show the results
+        of the file before its edit under its name. ``redo=true`` runs them again; restoring the file keeps them."""
+        from rlhf_zoo.errors import UserError
+
+        if not edited:
+            return
+        ids = ", ".join(list(edited)[:3]) + (", ..." if len(edited) > 3 else "")
+        first = next(p for p in self.points if p.id in edited)
+        key = edited[first.id]
+        value = _point_settings(first).get(key)
+        raise UserError(
+            f"{self.out / self.suite.name}: {len(edited)} finished point(s) ({ids}) read other contents of "
+            f"{key}={value} than it has now (the file changed since they ran): redo=true runs them again and "
+            "replaces their records; restoring the file keeps them"
         )
 
     def _check_poolable(self, todo: list[Point]) -> None:

@@ -117,3 +117,45 @@ def test_a_bench_refuses_to_run_a_seed_beside_records_of_the_reward_before_its_e
     assert code == 2 and len(err.strip().splitlines()) == 1, err
     assert "reinforce-beta0.1-s1 would join the records of reinforce at 0.1 (seed(s) 0) that read other contents" in err
     assert not (tmp_path / "b" / "mine" / "reinforce-beta0.1-s1").exists()
+
+
+def test_a_bench_refuses_to_keep_a_finished_point_whose_reward_file_changed_and_redo_runs_it_again(
+    cli, lm_args, tmp_path
+):
+    """Every seed finished, then the reward file edited: the bench used to count the points as finished and render
+    the old reward's results under the file's name. Now it refuses; redo=true runs them again with the file as it
+    is, and a restored file keeps them."""
+    import yaml
+
+    reward = tmp_path / "r.py"
+    reward.write_text(REWARD.format(k=1))
+    args = dict(a.split("=", 1) for a in lm_args if not a.startswith(("run_dir=", "seed=")))
+    suite = {
+        "name": "mine",
+        "description": "a py: reward",
+        "task_args": {**args, "task.proxy": f"py:{reward}:score", "train.steps": 1, "train.eval_every": 1},
+        "sweeps": [{"tag": "reinforce", "objective": "R", "algo": "reinforce", "knob": "algo.beta", "values": [0.1]}],
+    }
+    (tmp_path / "mine.yaml").write_text(yaml.safe_dump(suite))
+    records = tmp_path / "records"
+    bench = ["bench", f"suite={tmp_path / 'mine.yaml'}", f"out={tmp_path / 'b'}", f"records={records}"]
+    bench += ["progress=false", "render=false", "seeds=0"]
+    assert cli(*bench)[0] == 0
+    record = records / "mine" / "reinforce-beta0.1-s0.json"
+    before = json.loads(record.read_text())["inputs"]["task.proxy"]
+    reward.write_text(REWARD.format(k=100))
+    code, _, err = cli(*bench)
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert f"1 finished point(s) (reinforce-beta0.1-s0) read other contents of task.proxy=py:{reward}:score" in err
+    assert "redo=true runs them again" in err and json.loads(record.read_text())["inputs"]["task.proxy"] == before
+    reward.write_text(REWARD.format(k=1))  # restored: the finished point is kept
+    code, out, err = cli(*bench)
+    assert code == 0 and "0 point(s) run (0 resumed, 0 redone), 1 already finished" in err, out + err
+    reward.write_text(REWARD.format(k=100))
+    code, out, err = cli(*bench, "redo=true")
+    assert code == 0 and "1 point(s) run (0 resumed, 1 redone), 0 already finished" in err, out + err
+    after = json.loads(record.read_text())["inputs"]["task.proxy"]
+    assert after == input_digests({"task.proxy": f"py:{reward}:score"})["task.proxy"] != before
+    run = json.loads((tmp_path / "b" / "mine" / "reinforce-beta0.1-s0" / "record.json").read_text())
+    assert run["inputs"]["task.proxy"] == after
+    assert cli(*bench)[0] == 0  # the new record is the file's: nothing to refuse
