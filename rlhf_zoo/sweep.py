@@ -22,8 +22,9 @@ last key. :func:`~rlhf_zoo.bench.runner.run_suite` then builds every configurati
 ``<folder>/<point-id>/`` (each a run directory with a ``record.json``), never recomputes a finished
 point, and continues an interrupted one from its checkpoint. At the end the table of
 ``rlhf-zoo compare <folder>`` is printed. Its own options, on the command line only and as the bench's:
-``redo=true`` runs again the finished points that its settings no longer make (refused without it, naming the
-changed setting, before anything is deleted), ``keep_checkpoints=true`` keeps each finished point's checkpoint
+``redo=true`` runs again the finished points that its settings no longer make, or that read a file of yours
+since edited (a ``py:`` reward: :mod:`rlhf_zoo.inputs`), refused without it, naming the change, before anything
+is deleted; ``keep_checkpoints=true`` keeps each finished point's checkpoint
 (to export its policy; deleted by default).
 
 The folder is ``out=`` (or ``run_dir=``, or the file's ``run_dir``); by default
