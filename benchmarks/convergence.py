@@ -2,7 +2,7 @@
 
     python benchmarks/convergence.py            # prints the table (a few minutes on 2 cores: 197 s on 2026-12-06)
 
-Each row trains one configuration with the testbed's default settings (``configs/task/exact.yaml``)
+Each row trains one configuration with the testbed's default settings (``rlhf_zoo/configs/task/exact.yaml``)
 and checks the exact quantities of ALGORITHMS.md §8 against the targets of the core issue:
 
 - BOND (n = 4, β = 0.5, exact quantiles): KL(π‖π_BoN) and KL(π_BoN‖π) < 0.02 and KL(π‖π_ref)

@@ -1,4 +1,4 @@
-"""Configuration: dataclass defaults, YAML presets in ``configs/``, an experiment file, dotted
+"""Configuration: dataclass defaults, YAML presets in ``rlhf_zoo/configs/``, an experiment file, dotted
 command-line overrides.
 
     rlhf-zoo train algo=bond task=exact seed=3 algo.beta=0.5 train.steps=200
@@ -7,9 +7,9 @@ command-line overrides.
 Resolution order (later wins):
 
 1. the dataclass defaults of :class:`RunConfig`, of the chosen algorithm's config and of the task's;
-2. ``configs/task/<task>.yaml`` (task settings and the task's training defaults);
-3. ``configs/task/<task>/<algo name>.yaml`` if present (per-task tuned defaults of one algorithm);
-4. ``configs/algo/<algo>.yaml`` when ``algo`` names a preset rather than a registered algorithm
+2. ``rlhf_zoo/configs/task/<task>.yaml`` (task settings and the task's training defaults);
+3. ``rlhf_zoo/configs/task/<task>/<algo name>.yaml`` if present (per-task tuned defaults of one algorithm);
+4. ``rlhf_zoo/configs/algo/<algo>.yaml`` when ``algo`` names a preset rather than a registered algorithm
    (a preset sets ``name:`` to a registered algorithm plus overrides, e.g. ``rloo``, ``vbon``);
 5. the experiment file of ``config=FILE.yaml`` (:func:`read_experiment`): the command line's keys in
    YAML, nested or dotted, so a run's saved ``config.yaml`` is one too;
@@ -46,7 +46,7 @@ from rlhf_zoo.io import parse_bool, yaml_error, yaml_problem
 from rlhf_zoo.runtime import DEVICE
 from rlhf_zoo.tasks.registry import TASKS, get_task_entry
 
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"  # package data: installed with the package
 
 
 MAX_THREADS = 4096  # CPU threads: more than any machine has cores, far below where torch overflows
@@ -356,7 +356,7 @@ def preset_algorithm(choice: str) -> str | None:
 
 def _algorithm(choice: str | None) -> tuple[str | None, Any]:
     """(the algorithm's name, its preset's settings or None) of ``algo=CHOICE``: an algorithm, or a preset of
-    configs/algo/ that names one."""
+    rlhf_zoo/configs/algo/ that names one."""
     if choice is None or choice in REGISTRY:
         return choice, None
     path = CONFIG_DIR / "algo" / f"{choice}.yaml"
@@ -367,14 +367,14 @@ def _algorithm(choice: str | None) -> tuple[str | None, Any]:
     preset = _yaml(path)
     name = str(preset.get("name", ""))
     if name not in REGISTRY:
-        raise ConfigError(f"preset configs/algo/{choice}.yaml names unknown algorithm {name!r}")
+        raise ConfigError(f"preset rlhf_zoo/configs/algo/{choice}.yaml names unknown algorithm {name!r}")
     return name, preset
 
 
 def _layers(task_name: str, algo_name: str | None, preset: Any) -> list[Any]:
     """The packaged files between the schema's defaults and the user's settings, in order: the task's
-    (configs/task/TASK.yaml), the algorithm's tuned settings on the task (configs/task/TASK/ALGO.yaml), the
-    preset's."""
+    (rlhf_zoo/configs/task/TASK.yaml), the algorithm's tuned settings on the task
+    (rlhf_zoo/configs/task/TASK/ALGO.yaml), the preset's."""
     layers: list[Any] = []
     task_yaml = CONFIG_DIR / "task" / f"{task_name}.yaml"
     if task_yaml.is_file():

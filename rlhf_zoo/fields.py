@@ -7,7 +7,7 @@
 
 The docs are the ``Attributes:`` section of each config dataclass's docstring (the one place they are
 written; :func:`field_docs` parses it, and a test fails when a field has no line there). The values are
-what ``rlhf-zoo train`` with the same arguments would use: the dataclass default, or what ``configs/``
+what ``rlhf-zoo train`` with the same arguments would use: the dataclass default, or what ``rlhf_zoo/configs/``
 (the task's file, its tuned per-algorithm file, a preset) or a ``config=FILE.yaml`` sets instead, which
 is then shown beside the dataclass default.
 """
@@ -155,7 +155,8 @@ def overview() -> str:
             "  train       training settings (train.*)",
             "  run         seed, run_dir, resume, device, threads, config",
             "Values are the defaults `rlhf-zoo train` would use with the same arguments (task=exact unless",
-            "task= is given); a value that configs/ or config=FILE.yaml set shows its dataclass default beside it.",
+            "task= is given); a value that rlhf_zoo/configs/ or config=FILE.yaml set shows its dataclass default",
+            "beside it.",
         ]
     )
 

@@ -32,7 +32,7 @@ class Sweep:
     Attributes:
         tag: stable name of the sweep (the claims look it up); also the prefix of point ids.
         objective: display name, e.g. ``"REINFORCE (2 samples, leave-one-out)"``.
-        algo: the ``algo=`` value: a registered algorithm or a preset of ``configs/algo/``.
+        algo: the ``algo=`` value: a registered algorithm or a preset of ``rlhf_zoo/configs/algo/``.
         knob: the dotted key swept, e.g. ``"algo.beta"``; ``""``: none (one configuration, ``values`` =
             ``("",)``: a command-line sweep over seeds or algorithms only, :mod:`rlhf_zoo.sweep`).
         values: the knob's values (empty in a shape; a suite picks them with :meth:`over`).

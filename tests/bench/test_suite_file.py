@@ -578,7 +578,7 @@ def test_a_null_in_a_suite_file_is_a_null_in_its_points(tmp_path):
 
 
 def test_a_sweep_may_run_a_preset_of_an_algorithm(tmp_path):
-    """``algo: rloo`` (configs/algo/rloo.yaml, REINFORCE with its settings) is as good a sweep's algorithm as
+    """``algo: rloo`` (rlhf_zoo/configs/algo/rloo.yaml, REINFORCE with its settings) is as good a sweep's algorithm as
     a registered one, as on the command line (algo=rloo)."""
     from rlhf_zoo.config import presets
 

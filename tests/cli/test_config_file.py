@@ -26,7 +26,8 @@ def test_a_file_sets_what_the_command_line_would_and_the_command_line_wins(cli, 
     assert cfg["algo"]["name"] == "bond" and cfg["task"]["name"] == "exact"
     assert (cfg["seed"], cfg["algo"]["beta"], cfg["train"]["steps"]) == (3, 0.25, 2)
     assert cfg["train"]["eval_every"] == 2  # the command line over the file
-    assert cfg["algo"]["samples"] == 4  # the task's tuned default for bond (configs/task/exact/bond.yaml) still applies
+    # the task's tuned default for bond (rlhf_zoo/configs/task/exact/bond.yaml) still applies
+    assert cfg["algo"]["samples"] == 4
     # algo= on the command line picks another algorithm; the file's algo.* settings then apply to it.
     code, _, err = cli("train", f"config={exp}", "algo=jbond", "train.steps=0", f"run_dir={tmp_path}/j")
     assert code == 0, err

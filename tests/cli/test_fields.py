@@ -76,7 +76,7 @@ def test_fields_of_an_algorithm_show_each_default_and_doc(cli):
         row = next(line for line in lines if line.strip().startswith(f"algo.{f.name}="))
         assert docs[f.name].split()[0].strip("`") in row
     assert any(line.strip().startswith("algo.beta=0.5 ") for line in lines)
-    # configs/task/exact/bond.yaml sets samples=4 on the default task: shown with the dataclass default
+    # rlhf_zoo/configs/task/exact/bond.yaml sets samples=4 on the default task: shown with the dataclass default
     assert any("algo.samples=4" in line and "[BondConfig default: 2]" in line for line in lines)
 
 
@@ -137,7 +137,8 @@ def test_the_defaults_the_readme_states_are_the_configs():
         readme,
     )
     assert found and (int(found[1]), float(found[3])) == (t.checkpoint_every, t.checkpoint_minutes)
-    # configs/task/sentiment.yaml checkpoints more often than the dataclass (the README said 100 for every task)
+    # rlhf_zoo/configs/task/sentiment.yaml checkpoints more often than the dataclass (the README said 100 for every
+    # task)
     from rlhf_zoo.config import load_config
 
     sentiment = load_config(["algo=bond", "task=sentiment"]).train.checkpoint_every
@@ -304,7 +305,7 @@ def test_a_section_named_both_ways_shows_it_once(cli, named):
 
 
 def test_a_default_note_marks_exactly_the_values_that_differ_from_the_dataclass(cli):
-    """``[TrainConfig default: D]`` follows a value that configs/ set otherwise (task=sentiment's shorter
+    """``[TrainConfig default: D]`` follows a value that rlhf_zoo/configs/ set otherwise (task=sentiment's shorter
     training), and no other: a field whose default is made by a factory (the task's empty proxy_options) has
     none while the task leaves it alone."""
     from rlhf_zoo.config import load_config
@@ -326,5 +327,5 @@ def test_a_default_note_marks_exactly_the_values_that_differ_from_the_dataclass(
         differ = {k for k in texts if cfg[section][k] != getattr(cls(), k)}
         noted = {k for k, text in texts.items() if f"[{cls.__name__} default: " in text}
         assert noted == differ and len(texts) > 5, (section, texts)
-        assert section == "task" or "steps" in differ  # configs/task/sentiment.yaml: 50 steps
+        assert section == "task" or "steps" in differ  # rlhf_zoo/configs/task/sentiment.yaml: 50 steps
         assert section == "train" or "proxy_options" in set(texts) - noted

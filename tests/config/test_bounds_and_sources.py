@@ -48,8 +48,8 @@ def test_a_caller_s_defaults_apply_only_where_the_arguments_say_nothing(tmp_path
 
 @pytest.mark.parametrize(("text", "named"), [("name: dpo\n", "'dpo'"), ("beta: 0.5\n", "''")])
 def test_a_preset_that_names_no_registered_algorithm_is_blamed_on_the_preset(tmp_path, monkeypatch, text, named):
-    """A preset file (configs/algo/NAME.yaml) whose ``name:`` is wrong or missing is the preset's fault, said so,
-    not "unknown algorithm" of a name the user never typed."""
+    """A preset file (rlhf_zoo/configs/algo/NAME.yaml) whose ``name:`` is wrong or missing is the preset's fault,
+    said so, not "unknown algorithm" of a name the user never typed."""
     import shutil
 
     from rlhf_zoo import config
@@ -59,7 +59,7 @@ def test_a_preset_that_names_no_registered_algorithm_is_blamed_on_the_preset(tmp
     monkeypatch.setattr(config, "CONFIG_DIR", tmp_path / "configs")
     with pytest.raises(ConfigError) as e:
         load_config(["algo=mine", f"run_dir={tmp_path}/r"])
-    assert str(e.value) == f"preset configs/algo/mine.yaml names unknown algorithm {named}"
+    assert str(e.value) == f"preset rlhf_zoo/configs/algo/mine.yaml names unknown algorithm {named}"
 
 
 @pytest.mark.parametrize("device", ["cpux", "cuda:0x", "cuda0", "autox"])

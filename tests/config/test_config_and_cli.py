@@ -71,7 +71,7 @@ def test_presets_are_configs_of_registered_algorithms():
 
 
 def test_a_preset_takes_the_tuned_defaults_of_its_algorithm_and_overrides_them(tmp_path, monkeypatch):
-    """configs/task/exact/reinforce.yaml tunes REINFORCE on the testbed, so a REINFORCE preset starts from it;
+    """rlhf_zoo/configs/task/exact/reinforce.yaml tunes REINFORCE on the testbed, so a REINFORCE preset starts from it;
     what the preset sets itself comes after it (resolution order 3 then 4)."""
     import shutil
 
