@@ -26,13 +26,14 @@ _cache: dict[tuple[str, tuple[Any, ...]], str] = {}
 
 def input_digests(settings: Mapping[str, Any]) -> dict[str, str]:
     """``{setting: "sha256:<16 hex>"}`` for each of :data:`KEYS` in the flat ``settings`` that names a local file
-    or folder (relative paths from the current folder, as the run reads them)."""
+    or folder (relative paths from the current folder, as the run reads them). A ``py:`` reward's digest covers
+    the modules beside its file that it imports (:func:`_beside`), as its function may be there."""
     out = {}
     for key in KEYS:
         value = settings.get(key)
         path = _local_path(value) if isinstance(value, str) else None
         if path is not None:
-            out[key] = _digest(path)
+            out[key] = _digest(path, _beside(path) if value.strip().startswith("py:") else [])
     return out
 
 
@@ -71,8 +72,32 @@ def _files(path: Path) -> list[Path]:
     return sorted(p for p in path.rglob("*") if p.is_file())
 
 
-def _digest(path: Path) -> str:
-    files = _files(path)
+def _beside(path: Path) -> list[Path]:
+    """The Python files in the folder of the reward file ``path`` that it imports, directly or through one another
+    (``import helper``, ``from helper import f``, a package ``helper/``): the reward loads with its folder first on
+    ``sys.path`` (:mod:`rlhf_zoo.rewards.python`), so an edit of ``helper.py`` changes the reward as one of the file
+    does. Imports that no file there answers (installed packages) are left out; a file that does not parse adds
+    nothing (the reward's own load says what is wrong)."""
+    import ast
+
+    folder, found, todo = path.parent, [], [path]
+    while todo:
+        try:
+            tree = ast.parse(todo.pop().read_bytes())
+        except (SyntaxError, ValueError, OSError):
+            continue
+        names = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+        names += [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.level == 0 and n.module]
+        for top in dict.fromkeys(name.split(".")[0] for name in names):
+            for f in (folder / f"{top}.py", *sorted((folder / top).rglob("*.py"))):
+                if f.is_file() and f != path and f not in found:
+                    found.append(f)
+                    todo.append(f)
+    return sorted(found)
+
+
+def _digest(path: Path, beside: list[Path] | None = None) -> str:
+    files = [*_files(path), *(beside or [])]
     stats = tuple((str(f), st.st_size, st.st_mtime_ns) for f in files for st in (f.stat(),))
     key = (str(path.resolve()), stats)
     if key not in _cache:  # a bench's points read the same reward file: read once per process while unchanged
@@ -82,7 +107,8 @@ def _digest(path: Path) -> str:
             with f.open("rb") as stream:
                 for block in iter(lambda s=stream: s.read(1 << 20), b""):
                     content.update(block)
-            name = f.relative_to(path).as_posix() if f != path else ""
+            name = f.relative_to(path).as_posix() if f != path and path.is_dir() else ""
+            name = f.relative_to(path.parent).as_posix() if f != path and path.is_file() else name
             h.update(name.encode() + b"\0" + content.digest())
         _cache[key] = "sha256:" + h.hexdigest()[:16]
     return _cache[key]

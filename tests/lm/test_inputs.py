@@ -47,6 +47,35 @@ def test_a_digest_follows_the_contents_of_a_file_or_folder_not_its_name(tmp_path
     assert set(input_digests({"task.proxy": "py:lib/scores:score", "task.gold": "py:r.py"})) == {"task.proxy"}
 
 
+def test_a_reward_digest_follows_the_modules_beside_it_that_it_imports(tmp_path, monkeypatch):
+    """A walkthrough's case: ``rw.py`` imports its scoring from ``helper.py`` beside it; ``helper.py`` edited
+    mid-run, ``resume=true`` continued with the new reward (proxy 0.25 at step 0, -100 at step 10)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "rw.py").write_text("import os, helper\nfrom pkg.sub import g\n" + REWARD.format(k=1))
+    (tmp_path / "helper.py").write_text("from deeper import h\n")
+    (tmp_path / "deeper.py").write_text("h = 1\n")
+    (tmp_path / "pkg" / "sub").mkdir(parents=True)
+    (tmp_path / "pkg" / "sub" / "__init__.py").write_text("g = 1\n")
+    (tmp_path / "unrelated.py").write_text("x = 1\n")
+    settings = {"task.proxy": "py:rw.py:score"}
+    first = input_digests(settings)["task.proxy"]
+    for name in ("helper.py", "deeper.py", "pkg/sub/__init__.py"):  # imported, through another module, a package
+        before = input_digests(settings)["task.proxy"]
+        (tmp_path / name).write_text((tmp_path / name).read_text() + "# edited\n")
+        assert input_digests(settings)["task.proxy"] != before, name
+    edited = input_digests(settings)["task.proxy"]
+    (tmp_path / "unrelated.py").write_text("x = 2\n")  # not imported: not the reward's
+    assert input_digests(settings)["task.proxy"] == edited != first
+    # a reward importing nothing beside it keeps the digest of its file alone (records made before this compare)
+    (tmp_path / "solo").mkdir()
+    (tmp_path / "solo" / "r.py").write_text(REWARD.format(k=1))
+    (tmp_path / "solo" / "helper.py").write_text("x = 1\n")
+    import hashlib
+
+    alone = hashlib.sha256(b"\0" + hashlib.sha256(REWARD.format(k=1).encode()).digest()).hexdigest()[:16]
+    assert input_digests({"task.proxy": "py:solo/r.py:score"}) == {"task.proxy": f"sha256:{alone}"}
+
+
 def test_resume_after_the_reward_file_changed_is_refused(cli, lm_args, tmp_path):
     reward = tmp_path / "r.py"
     reward.write_text(REWARD.format(k=1))
