@@ -7,7 +7,8 @@ objective on the same model, prompts, batch and generation length.
 
 Each objective runs in its own process (so peak memory is its own): ``warmup`` untimed steps, then
 ``steps`` timed ones through the real training loop (:meth:`rlhf_zoo.train.Trainer.train_step`),
-no evaluation; on a terminal one bar counts every objective's steps as they go. The phases:
+no evaluation (so no gold reward is built or loaded); on a terminal one bar counts every objective's steps as
+they go. The phases:
 
 - ``generate``: sampling (policy, and reference or anchor samples where the objective draws them);
 - ``reward``: proxy reward calls;
@@ -259,6 +260,8 @@ class _Subject:
         if sft:
             rest = [a for a in rest if a != f"algo={SFT}"] + ["algo=reinforce"]
         cfg = load_config([*rest, "train.progress=false", BUILD_ONLY_RUN_DIR])  # nothing is written there
+        if cfg.task.get("gold") is not None:  # only evaluations score the gold reward, and none runs here: a first
+            cfg.task.gold = None  # profile built the gold model (minutes, silently) and spent memory on it
         rt = Runtime(cfg.device)
         t0 = time.perf_counter()
         algo, task, policy = build(cfg, rt)

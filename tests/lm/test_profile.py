@@ -311,3 +311,14 @@ def test_progress_lines_stay_out_of_a_failed_process_s_message(tmp_path):
         profile.run_in_subprocess(str(script), [], on_progress=ticks.append)
     assert ticks == [1]
     assert "boom" in str(e.value) and profile.PROGRESS_LINE not in str(e.value)
+
+
+def test_profile_never_builds_nor_loads_the_gold_reward(lm_args, tmp_path, monkeypatch):
+    """Only evaluations score the gold reward, and profile runs none: a first ``profile task=sentiment`` sat silent for
+    minutes building the gold model (a walkthrough). With no gold model and ``task.build_gold=false`` a run would be
+    refused, naming ``rlhf-zoo prepare``; the profile measures its row."""
+    monkeypatch.setenv("RLHF_ZOO_CACHE", str(tmp_path / "empty-cache"))
+    args = [a for a in lm_args if not a.startswith(("run_dir", "train.steps", "task.gold"))]
+    row = profile.worker(["algo=reinforce", *args, "task.build_gold=false", "steps=1", "warmup=0"])
+    assert row["algo"] == "reinforce" and row["completions_per_step"] == 2 * 4
+    assert not (tmp_path / "empty-cache").exists()
