@@ -330,9 +330,10 @@ def _budgets(suite: str, records: list[dict[str, Any]], spec: Suite | None = Non
 
 
 # -- the page -----------------------------------------------------------------------------------------
-def planned_count(raw: list[dict[str, Any]], planned: list[Point]) -> str:
+def planned_count(raw: list[dict[str, Any]], planned: list[Point], spec: Suite | None = None) -> str:
     """How many of the planned points have a record of the point's run (:func:`~rlhf_zoo.bench.records.same_run`),
-    and how many others there are."""
+    and how many others there are; those of sweeps that the suite ``spec`` (else the planned points) lacks are
+    named: a piece run with ``only=`` plans some of the suite's sweeps, and the others' records are its own."""
     by_id = {r.get("id"): r for r in raw}
     have = {p.id for p in planned if p.id in by_id and same_run(by_id[p.id].get("args", []), p.args)}
     text = f"{len(have)} of the {len(planned)} planned points have records"
@@ -340,6 +341,7 @@ def planned_count(raw: list[dict[str, Any]], planned: list[Point]) -> str:
     if others:
         text += f", and {others} other record(s) (other seeds, sweeps or settings) are shown"
         sweeps = {m.get("sweep") for p in planned for m in p.memberships}
+        sweeps |= {sw.tag for sw in spec.sweeps} if spec is not None else set()
         lost = Counter(
             str(m.get("sweep")) for r in raw for m in r.get("memberships", []) if m.get("sweep") not in sweeps
         )
@@ -422,8 +424,11 @@ def _head(page: _Page, rec_dir: Path | None, planned: list[Point] | None, spec: 
         "Do not edit by hand."
     )
     # runs are the records as written (a Best-of-N pool is one run, read as one record per n)
-    n_configs = len({tuple(a for a in r.get("args", []) if not a.startswith("seed=")) for r in raw})
-    seeds = sorted({int(r["seed"]) for r in recs})
+    seeds_of: dict[tuple[str, ...], set[int]] = {}
+    for r in raw:
+        seeds_of.setdefault(tuple(a for a in r.get("args", []) if not a.startswith("seed=")), set()).add(r.get("seed"))
+    counts = sorted({len(s) for s in seeds_of.values()}) or [0]
+    each = f" × {counts[0]} seed(s)" if len(counts) == 1 else f", {counts[0]} to {counts[-1]} seeds each"
     run_sum = sum(_value(r, "wall_s") for r in recs if math.isfinite(_value(r, "wall_s")))
     wall = _last_bench(page.bench) + f"sum of run times {run_sum:.0f} s"
     header = [
@@ -433,8 +438,8 @@ def _head(page: _Page, rec_dir: Path | None, planned: list[Point] | None, spec: 
         ["date", prov["date"]],
         ["hardware", prov["hardware"]],
         ["seeds", prov["seeds"]],
-        ["runs", f"{len(raw)} ({n_configs} configurations × {len(seeds)} seed(s))"],
-        *([["points", planned_count(raw, planned)]] if planned else []),
+        ["runs", f"{len(raw)} ({len(seeds_of)} configurations{each})"],
+        *([["points", planned_count(raw, planned, spec)]] if planned else []),
         ["wall time", wall],
         ["versions", prov["versions"]],
         [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -512,6 +513,14 @@ def test_the_header_counts_runs_configurations_and_time(tmp_path):
     write_json_atomic(out / "exact" / "bench.json", {**bench, "ran": 24})
     header = _header(render_suite("exact", out, docs).read_text())
     assert header["wall time"] == "last bench: 123 s wall for 24 of 24 points in 2 process(es); sum of run times 36 s"
+    # seeds that differ between configurations: their range, not a product of the count of configurations and of
+    # all seeds (a walkthrough's page said 18 runs = 8 configurations × 3 seeds)
+    last = max(SEEDS)
+    kept = [r for r in _records() if r["seed"] != last or r["id"].startswith("jbond_gamma")]
+    shutil.rmtree(out / "exact")
+    write_records(out / "exact", kept)
+    header = _header(render_suite("exact", out, docs).read_text())
+    assert header["runs"] == f"{len(kept)} (8 configurations, {len(SEEDS) - 1} to {len(SEEDS)} seeds each)"
 
 
 @pytest.mark.parametrize(
@@ -633,6 +642,10 @@ def test_records_of_a_sweep_the_suite_does_not_have_are_named(tiny_exact_suite):
         f"{len(planned)} of the {len(planned)} planned points have records, and 1 other record(s) (other seeds, "
         "sweeps or settings) are shown; records of sweeps the suite does not have (a tag dropped?): old_tag (1)"
     )
+    # a piece run with only=: the suite's other sweeps are its own, not named as dropped
+    only = [p for p in planned if p.memberships[0]["sweep"] == planned[0].memberships[0]["sweep"]]
+    text = planned_count(raw, only, tiny_exact_suite)
+    assert text.endswith("records of sweeps the suite does not have (a tag dropped?): old_tag (1)"), text
 
 
 def test_the_final_table_counts_each_rows_seeds():
