@@ -206,6 +206,8 @@ def test_an_unfinished_run_below_a_folder_is_left_out_aloud(runs, tmp_path, caps
         ("config.yaml", "", "config.yaml is not a run's resolved config"),  # was: seed 0, every key None
         ("config.yaml", "[1, 2]", "config.yaml is not a run's resolved config"),
         ("config.yaml", "seed: [1]\nalgo: {name: bond}\n", "config.yaml is not a run's resolved config"),
+        ("config.yaml", "seed: true\nalgo: {name: bond}\n", "config.yaml is not a run's resolved config"),
+        ("config.yaml", "seed: 0\ntrain: {steps: 6}\n", "config.yaml is not a run's resolved config"),  # no algo
         ("metrics.jsonl", '{"step": 0}\n[1, 2]\n', "metrics.jsonl holds a JSON list in its line 2"),
         ("metrics.jsonl", '{"step": 0}\n{"step": 6, "rew', "metrics.jsonl line 2 does not parse"),
         # a string metric was a silent NaN in the table, a 400-digit one an OverflowError traceback, and a step
@@ -218,6 +220,7 @@ def test_an_unfinished_run_below_a_folder_is_left_out_aloud(runs, tmp_path, caps
             "summary.json holds 1000000000000000000000000000000000000...",
         ),
         ("metrics.jsonl", '{"step": 0}\n{"step": "6"}\n', "metrics.jsonl line 2 has step '6', not an integer"),
+        ("metrics.jsonl", '{"step": 0}\n{"step": true}\n', "metrics.jsonl line 2 has step True, not an integer"),
         # said "config.yaml does not parse: FileNotFoundError: [Errno 2] No such file or directory: ..."
         ("config.yaml", None, "config.yaml is missing (a finished run's folder holds summary.json and config.yaml)"),
         ("config.yaml", "dir", "config.yaml is a directory, not a file"),
@@ -422,6 +425,7 @@ def test_a_count_column_is_printed_as_a_whole_number(runs, capsys):
 def test_a_configuration_is_named_by_every_setting_in_which_it_differs():
     """Runs of one algorithm that differ in two settings: each configuration's name gives both, so that two
     configurations sharing one of the values are two rows, not one row pooling the seeds of both."""
+    from rlhf_zoo.bench.records import group_records
     from rlhf_zoo.compare import label_runs, table
 
     def record(seed, beta, lr):
@@ -437,6 +441,7 @@ def test_a_configuration_is_named_by_every_setting_in_which_it_differs():
     ]
     _, md, _ = table(records)
     assert [(row[0], row[1]) for row in md] == [(r["label"], "1") for r in records]
+    assert len(group_records(records)["bond"]) == 3  # the plots: one point per configuration, not one for all
 
 
 def test_a_setting_only_a_later_run_has_names_its_configuration():
@@ -506,3 +511,89 @@ def test_a_preset_is_named_as_the_command_line_named_it(tmp_path, capsys):
     assert main(["compare", str(tmp_path)]) == 0
     rows = [line.split("|")[1].strip() for line in capsys.readouterr().out.splitlines()[2:]]
     assert sorted(rows) == ["bond", "grpo", "rloo"]
+
+
+@pytest.mark.parametrize("below", [False, True])
+def test_a_run_stopped_before_its_first_evaluation_is_unfinished(tmp_path, capsys, below):
+    """A run killed in its first minutes has written config.yaml and meta.json but no metrics.jsonl yet: named on its
+    own it is refused as unfinished, and below a folder it is left out aloud, like a run stopped later."""
+    from rlhf_zoo.compare import find_runs
+    from rlhf_zoo.errors import UserError
+
+    (tmp_path / "done").mkdir()
+    (tmp_path / "done" / "summary.json").write_text("{}")
+    (tmp_path / "killed").mkdir()
+    for name in ("config.yaml", "meta.json"):
+        (tmp_path / "killed" / name).write_text("{}")
+    if below:
+        assert find_runs([str(tmp_path)]) == [tmp_path / "done"]
+        assert f"left out 1 unfinished run(s) below {tmp_path}" in capsys.readouterr().err
+    else:
+        with pytest.raises(UserError, match="is a run that has not finished"):
+            find_runs([str(tmp_path / "killed")])
+
+
+def test_the_unfinished_runs_left_out_are_named_up_to_three(tmp_path, capsys):
+    from rlhf_zoo.compare import find_runs
+
+    (tmp_path / "done").mkdir()
+    (tmp_path / "done" / "summary.json").write_text("{}")
+    for count, end in ((3, "killed2"), (4, "killed2 and 1 more")):
+        for i in range(count):
+            (tmp_path / f"killed{i}").mkdir(exist_ok=True)
+            (tmp_path / f"killed{i}" / "metrics.jsonl").write_text("")
+        find_runs([str(tmp_path)])
+        err = capsys.readouterr().err.strip()
+        assert err.endswith(end) and f"left out {count} unfinished" in err, err
+
+
+def test_a_folder_with_several_links_back_up_is_searched_once(tmp_path):
+    """Links back up to the folder (``ln -s .. all``) are not walked again: with three of them, each path through
+    them walked anew made 3^40 folders to visit (a search that never ended)."""
+    import threading
+
+    from rlhf_zoo.compare import find_runs
+
+    (tmp_path / "runs" / "a").mkdir(parents=True)
+    (tmp_path / "runs" / "a" / "summary.json").write_text("{}")
+    for name in ("up1", "up2", "up3"):
+        (tmp_path / "runs" / name).symlink_to(tmp_path / "runs")
+    found = []
+    search = threading.Thread(target=lambda: found.extend(find_runs([str(tmp_path / "runs")])), daemon=True)
+    search.start()
+    search.join(timeout=30)
+    assert not search.is_alive() and [p.name for p in found] == ["a"]
+
+
+def test_a_best_of_n_run_null_metrics_and_no_meta_json_are_a_finished_run(runs, tmp_path, capsys):
+    """Best-of-N trains no step (its summary's ``steps`` is 0 whatever ``train.steps`` says), a run writes null for
+    a metric it has no value of, and a run copied without its meta.json is still its summary and config: each is
+    compared, not refused."""
+    import shutil
+
+    args = ["train", "algo=best_of_n", "task=exact", "train.steps=6", "train.progress=false"]
+    assert main([*args, f"run_dir={tmp_path}/bon"]) == 0
+    run = tmp_path / "null"
+    shutil.copytree(runs / "r0", run)
+    summary = json.loads((run / "summary.json").read_text())
+    (run / "summary.json").write_text(json.dumps({**summary, "reward/gold": None}))
+    (run / "meta.json").unlink()
+    capsys.readouterr()
+    assert main(["compare", str(tmp_path)]) == 0
+    rows = {line.split("|")[1].strip(): line for line in capsys.readouterr().out.splitlines()[2:]}
+    assert set(rows) == {"best_of_n", "reinforce"}, rows
+    assert "| —" in rows["reinforce"]  # its gold reward: none
+
+
+def test_the_last_algo_on_a_command_line_names_the_run():
+    """``algo=bond algo=rloo`` runs RLOO (the last value wins, as for every setting): the row is rloo."""
+    from rlhf_zoo.compare import _chosen_algo
+
+    assert _chosen_algo({"command": "rlhf-zoo train algo=bond algo=rloo"}, {"algo.name": "reinforce"}) == "rloo"
+
+
+def test_a_path_that_names_no_run_is_said_to_be_none_not_a_misspelt_option(tmp_path, capsys):
+    """``sweep/beta=0.1`` with a typo in its folder is a path (it has a ``/`` before its ``=``), not an option."""
+    assert main(["compare", f"{tmp_path}/sweep/beta=0.1"]) == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path}/sweep/beta=0.1 is not a run directory or a folder of runs" in err, err

@@ -188,3 +188,95 @@ def test_a_bench_refuses_to_keep_a_finished_point_whose_reward_file_changed_and_
     run = json.loads((tmp_path / "b" / "mine" / "reinforce-beta0.1-s0" / "record.json").read_text())
     assert run["inputs"]["task.proxy"] == after
     assert cli(*bench)[0] == 0  # the new record is the file's: nothing to refuse
+
+
+def test_every_setting_that_names_a_local_file_or_folder_is_digested(tmp_path, monkeypatch):
+    """The evaluation prompts and the model's folder are read by path like the reward and the training prompts: an
+    edit to either made another run under the same settings."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "python_eval.jsonl").write_text('{"text": "a"}\n')  # a path, though it starts as py: rewards do
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "config.json").write_text("{}")
+    settings = {"task.eval_prompts": "python_eval.jsonl", "model.name": "model"}
+    first = input_digests(settings)
+    (tmp_path / "python_eval.jsonl").write_text('{"text": "b"}\n')
+    (tmp_path / "model" / "config.json").write_text("[]")
+    assert changed(first, input_digests(settings)) == ["task.eval_prompts", "model.name"]
+
+
+def test_a_folder_digest_follows_where_its_files_are_not_the_order_they_are_listed(tmp_path, monkeypatch):
+    """A model folder's files renamed or moved into a subfolder load as another model: another digest. The same files
+    written in another order (a folder saved again, a copy), or listed in another order (another machine's
+    filesystem, whose bench records share a records folder), are the same contents: the same digest."""
+    from pathlib import Path
+
+    (tmp_path / "a" / "sub").mkdir(parents=True)
+    (tmp_path / "a" / "x.bin").write_bytes(b"1")
+    (tmp_path / "a" / "y.bin").write_bytes(b"2")
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "y.bin").write_bytes(b"2")
+    (tmp_path / "b" / "x.bin").write_bytes(b"1")
+    (tmp_path / "b" / "sub").mkdir()
+
+    def digest(folder):
+        return input_digests({"model.name": str(tmp_path / folder)})["model.name"]
+
+    assert digest("a") == digest("b")
+    before = digest("a")
+    listed = Path.rglob
+    monkeypatch.setattr(Path, "rglob", lambda self, pattern: list(listed(self, pattern))[::-1])
+    assert digest("a") == before
+    monkeypatch.undo()
+    (tmp_path / "a" / "x.bin").rename(tmp_path / "a" / "z.bin")
+    renamed = digest("a")
+    (tmp_path / "a" / "y.bin").rename(tmp_path / "a" / "sub" / "y.bin")  # listed in the same order as before
+    assert len({before, renamed, digest("a")}) == 3
+
+
+def test_names_that_are_no_local_path_are_not_digested(tmp_path, monkeypatch):
+    """A hub id too long for a path, an empty ``hf:`` and a ``py:`` module that shares its name with a file here
+    name nothing the run reads from this folder: no digest (and no OSError, nor a digest of the whole folder)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "scores").write_text(REWARD.format(k=1))  # a file here; py:scores:score imports the module scores
+    settings = {"model.name": "org/" + "x" * 5000, "task.gold": "hf:", "task.proxy": "py:scores:score"}
+    assert input_digests(settings) == {}
+
+
+def test_a_path_is_digested_as_the_run_reads_it(tmp_path, monkeypatch):
+    """From the home folder (``~/``), and with spaces around it (a swept list's ``a.py, b.py``): the reward and the
+    prompts read them so."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "r.py").write_text(REWARD.format(k=1))
+    (tmp_path / "p.jsonl").write_text('{"text": "a"}\n')
+    for proxy, prompts in (("py:~/r.py:score", "~/p.jsonl"), (" py:r.py:score ", "p.jsonl")):
+        assert set(input_digests({"task.proxy": proxy, "task.prompts": prompts})) == {"task.proxy", "task.prompts"}
+
+
+def test_one_relative_name_from_two_folders_is_two_files(tmp_path, monkeypatch):
+    """``py:r.py:score`` run from two folders (a bench run from each of two projects in one process) reads two files:
+    their digests differ even where the files have the same size and time."""
+    import os
+
+    digests = []
+    for k, folder in enumerate(("one", "two")):
+        (tmp_path / folder).mkdir()
+        reward = tmp_path / folder / "r.py"
+        reward.write_text(REWARD.format(k=k + 1))
+        os.utime(reward, ns=(10**18, 10**18))
+        monkeypatch.chdir(tmp_path / folder)
+        digests.append(input_digests({"task.proxy": "py:r.py:score"})["task.proxy"])
+    assert digests[0] != digests[1]
+
+
+def test_a_file_replaced_by_one_of_its_time_but_not_its_size_is_digested_again(tmp_path):
+    """``tar x``, ``cp -p`` and ``rsync -t`` give a file its old modification time: the new contents still count."""
+    import os
+
+    reward = tmp_path / "r.py"
+    reward.write_text(REWARD.format(k=1))
+    os.utime(reward, ns=(10**18, 10**18))
+    first = input_digests({"task.proxy": f"py:{reward}:score"})
+    reward.write_text(REWARD.format(k=100))
+    os.utime(reward, ns=(10**18, 10**18))
+    assert changed(first, input_digests({"task.proxy": f"py:{reward}:score"})) == ["task.proxy"]
