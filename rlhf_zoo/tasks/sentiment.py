@@ -301,7 +301,7 @@ def read_texts(src: str, cfg: SentimentTaskConfig, what: str) -> list[Any]:
             why = "it is empty but for its header" if rows else "it holds only blank lines" if text else "it is empty"
             raise UserError(f"{src} holds no prompts ({why})")
         if builder == "json":  # pyarrow said "Column() changed from object to string in row 0"; null crashed it
-            _check_json_holds_rows(text, src, what, lines=suffix == ".jsonl")
+            _check_json_holds_rows(text, src, what, lines=suffix == ".jsonl", column=cfg.prompt_column)
     try:
         if local:
             # a CSV's cells are text as written: no "NA"/"null"/"" read as missing, no "007" read as 7.0
@@ -342,20 +342,25 @@ def read_texts(src: str, cfg: SentimentTaskConfig, what: str) -> list[Any]:
     texts = list(ds[column])
     for i, t in enumerate(texts):  # a list (chat messages), a number, ...: never its Python repr as a prompt
         if t is not None and not isinstance(t, str):
-            shown = repr(t) if len(repr(t)) <= 60 else repr(t)[:57] + "..."
-            raise UserError(
-                f"{what}={src}: column {column!r} holds {type(t).__name__} values, not text "
-                f"(row {i + 1}: {shown}); name a text column with task.prompt_column"
-            )
+            raise _not_text(what, src, column, t, i + 1)
     return texts
 
 
-def _check_json_holds_rows(text: str, src: str, what: str, lines: bool) -> None:
+def _not_text(what: str, src: str, column: str, value: Any, row: int) -> UserError:
+    shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+    return UserError(
+        f"{what}={src}: column {column!r} holds {type(value).__name__} values, not text "
+        f"(row {row}: {shown}); name a text column with task.prompt_column"
+    )
+
+
+def _check_json_holds_rows(text: str, src: str, what: str, lines: bool, column: str = "text") -> None:
     """A ``.json`` prompt file holds a list (of prompts, or of records) or a mapping (of columns, or a
     ``data`` field), and each line of a ``.jsonl`` file one record: anything else (a string, a number, a null,
     which crashed datasets with a segmentation fault) is refused naming what and where it is, and so is a
-    ``.jsonl`` line that is not JSON (datasets counts its rows from 0). A ``.json`` file that is not JSON is left
-    to datasets, whose error names the place."""
+    ``.jsonl`` line that is not JSON (datasets counts its rows from 0) or whose ``column`` holds no text (with a
+    blank line in the file, datasets said only "Expected object or value"). A ``.json`` file that is not JSON is
+    left to datasets, whose error names the place."""
     import json
 
     def kind(value: Any) -> str:
@@ -376,6 +381,7 @@ def _check_json_holds_rows(text: str, src: str, what: str, lines: bool) -> None:
                 '(["first prompt", ...]) or of records ([{"text": ...}, ...]), or one prompt per line in a .txt file'
             )
         return
+    rows = 0
     for n, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
@@ -390,6 +396,9 @@ def _check_json_holds_rows(text: str, src: str, what: str, lines: bool) -> None:
                 f"{what}={src}: line {n} holds a JSON {kind(row)}, not a record: write one object per line "
                 '({"text": ...})'
             )
+        rows += 1
+        if row.get(column) is not None and not isinstance(row[column], str):
+            raise _not_text(what, src, column, row[column], rows)
 
 
 def hash_split(prompts: list[str], fraction: float) -> tuple[list[str], list[str]]:

@@ -204,6 +204,15 @@ def test_a_missing_column_and_a_column_of_numbers_are_named(tmp_path) -> None:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     with pytest.raises(UserError, match=r"holds int values, not text \(row 2: 5\)"):
         load_prompt_sets(SentimentTaskConfig(prompts=str(path)))
+    # with blank lines (a walkthrough's file ended in one), the same message, rows counted without them: datasets said
+    # only "Expected object or value"
+    path.write_text('{"text": "a"}\n\n{"text": 5}\n\n')
+    with pytest.raises(
+        UserError, match=r"^task.prompts=.*n.jsonl: column 'text' holds int values, not text \(row 2: 5\)"
+    ):
+        load_prompt_sets(SentimentTaskConfig(prompts=str(path)))
+    path.write_text('{"review": 5}\n\n{"text": "a"}\n\n{"review": 7, "text": "b"}\n')  # another column's numbers
+    assert load_prompt_sets(SentimentTaskConfig(prompts=str(path), eval_fraction=0.5)).source.startswith(str(path))
     rows = [{"text": list(range(40))}]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     with pytest.raises(UserError, match=r"\(row 1: \[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16\.\.\.\)"):
