@@ -242,6 +242,8 @@ def _command(cmd: str, rest: list[str]) -> int:
     except UserError as e:  # one line whatever the user's values hold (a newline, an escape character)
         print(f"rlhf-zoo: error: {printable(str(e))}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader of the output is gone (rlhf-zoo fields | head): no traceback
+        return _output_closed()
     except OSError as e:
         if e.errno not in UNWRITABLE:
             raise
@@ -268,6 +270,18 @@ def _command(cmd: str, rest: list[str]) -> int:
         if (cause := communication_failure(e)) is None:
             raise
         return _lost_process_ends(_lost_line(None, cause), 1)
+
+
+def _output_closed() -> int:
+    """The exit of a command whose standard output's reader closed it: what is still buffered goes nowhere (Python's
+    flush at exit would raise again), and the status is a shell's for a pipe's writer that SIGPIPE ended (141)."""
+    import os
+
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):  # no file descriptor (a captured stdout)
+        pass
+    return 128 + 13
 
 
 def _stopped(e: KeyboardInterrupt) -> int:

@@ -329,3 +329,19 @@ def test_a_default_note_marks_exactly_the_values_that_differ_from_the_dataclass(
         assert noted == differ and len(texts) > 5, (section, texts)
         assert section == "task" or "steps" in differ  # rlhf_zoo/configs/task/sentiment.yaml: 50 steps
         assert section == "train" or "proxy_options" in set(texts) - noted
+
+
+def test_output_piped_into_a_reader_that_stops_ends_without_a_traceback():
+    """``rlhf-zoo fields train | head -5``: the reader closes the pipe, the next write fails (a walkthrough saw 11
+    lines of a BrokenPipeError traceback). The command ends quietly with the status of a writer SIGPIPE ended."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rlhf_zoo", "fields", "train"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    proc.stdout.close()  # before it writes anything (it starts by importing): every write fails
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141 and err == "", err
