@@ -199,7 +199,9 @@ def load_python_function(spec: str) -> Callable[..., Any]:
         listed = f"its functions: {', '.join(known)}" if known else "it defines no public function"
         raise UserError(f"reward {spec!r}: {source} has no {name!r} ({listed})")
     if not callable(fn):
-        raise UserError(f"reward {spec!r}: {source}.{name} is a {type(fn).__name__}, not a function")
+        kind = type(fn).__name__
+        article = "an" if kind[0] in "aeiou" else "a"
+        raise UserError(f"reward {spec!r}: {source}.{name} is {article} {kind}, not a function")
     _check_signature(fn, spec)
     return fn
 

@@ -88,7 +88,7 @@ def test_a_module_by_name_is_the_gold_reward(cli, lm, tmp_path, rewards_file, mo
         ("py:{file}:scor", "has no 'scor' (its functions: as_list, as_tensor, constant, nan, one_argument)"),
         ("py:{file}:one_argument", "cannot be called as f(prompts, completions)"),
         ("py:{file}:my score", "'my score' is not a Python name"),
-        ("py:{file}:NOT_A_FUNCTION", "not a function"),
+        ("py:{file}:NOT_A_FUNCTION", "NOT_A_FUNCTION is an int, not a function"),
         ("py:{file}", "names no function"),
         ("py:{broken}:score", "importing"),
         ("mymodule:fn", "unknown reward"),
