@@ -705,3 +705,96 @@ def test_every_record_holds_the_bench_command_that_made_it_and_the_bench_says_wh
     recs = repo_records(tmp_path / "docs" / "records" / "exact")
     assert len(recs) == 6 and {r["bench_command"] for r in recs.values()} == {command}
     assert f"wrote {tmp_path / 'docs' / 'exact.md'} and its plots" in capsys.readouterr().out
+
+
+def test_a_run_folders_record_without_a_format_is_an_unfinished_point_not_a_traceback(tmp_path):
+    """A ``record.json`` that holds an object without ``format`` (no record this version wrote: a file left by
+    hand) is no finished point, as a missing or broken one is: None, not a KeyError."""
+    from rlhf_zoo.bench.records import out_records, read_record
+
+    write_json_atomic(tmp_path / "exact" / "p" / "record.json", {"id": "p", "summary": {}})
+    assert read_record(tmp_path / "exact" / "p") is None
+    assert out_records(tmp_path / "exact") == {}
+
+
+def test_a_compact_record_of_a_later_format_is_refused_too(tmp_path):
+    """A later rlhf_zoo's record in the compact layout (with ``curves``) is refused as any other of its format,
+    not read back as this version's."""
+    rec = compact(synth_record("best_of_n", 2, 0, {"kl/exact": 1.0}, knob="algo.n"))
+    assert "curves" in rec
+    path = tmp_path / "exact" / "best_of_n-n2-s0.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({**rec, "format": 99}))
+    with pytest.raises(UserError, match="has format 99; this rlhf_zoo reads formats"):
+        read_point_record(path)
+
+
+def test_a_seed_written_as_true_is_a_damaged_record(tmp_path):
+    """JSON's ``true`` is no seed, though Python counts a bool as an int: the record is named as damaged, not
+    pooled as seed 1."""
+    path = tmp_path / "exact" / "best_of_n-n2-s0.json"
+    path.parent.mkdir(parents=True)
+    rec = compact(synth_record("best_of_n", 2, 0, {"kl/exact": 1.0}, knob="algo.n"))
+    path.write_text(json.dumps({**rec, "seed": True}))
+    with pytest.raises(UserError, match="its seed is true, not an integer"):
+        read_point_record(path)
+
+
+def test_a_tuple_in_a_record_is_rounded_as_a_list_is():
+    """A knob value or a curve held as a tuple in memory is stored as a JSON list, rounded like one."""
+    from rlhf_zoo.bench.records import rounded
+
+    x = 0.123456789
+    assert rounded((x, 2, "a")) == rounded([x, 2, "a"]) == [float(f"{x:.6g}"), 2, "a"]
+
+
+def test_a_points_record_in_the_records_folder_wins_over_its_run_folders(tmp_path):
+    """The same point in both places: the records folder's record is the one read (the run folder's may be of an
+    older run that the records folder's replaced)."""
+    from rlhf_zoo.bench.records import suite_records, write_point_record
+
+    out, records = tmp_path / "runs", tmp_path / "records"
+    old = synth_record("best_of_n", 2, 0, {"kl/exact": 1.0}, knob="algo.n")
+    write_json_atomic(out / "exact" / old["id"] / "record.json", old)
+    write_point_record(records, {**old, "summary": {**old["summary"], "kl/exact": 2.0}})
+    (rec,) = suite_records("exact", out, records)
+    assert rec["summary"]["kl/exact"] == 2.0
+
+
+def test_format_1_records_that_differ_only_in_what_cannot_change_their_numbers_are_pooled():
+    """A format-1 record's settings are its arguments without the keys that are no settings (the device, threads,
+    progress bar, ...), as a later record's are: seeds run with another thread count pool; another step count
+    does not."""
+    from rlhf_zoo.bench.records import record_settings
+
+    def old(seed: int, *extra: str) -> dict:
+        rec = synth_record("reinforce", 0.1, seed, {"kl/exact": 1.0})
+        return {**rec, "format": 1, "args": [*rec["args"], *extra]}
+
+    a, b = old(0, "threads=1", "train.progress=true"), old(1, "threads=4", "device=cpu", "train.progress=false")
+    assert record_settings(a) == record_settings(b) == {"algo": "reinforce", "algo.beta": "0.1"}
+    check_comparable([a, b], "exact")
+    with pytest.raises(UserError, match="different settings"):
+        check_comparable([a, old(1, "train.steps=6")], "exact")
+
+
+def test_a_file_that_changed_between_two_seeds_is_named_with_each_ones_digest_in_turn():
+    """The refusal names the two records and then their two digests in the same order, so that the user can tell
+    which record read which content."""
+    a, b = (synth_record("bond", 2, seed, {"kl/exact": 1.0}, knob="algo.n") for seed in (0, 1))
+    for rec, digest in ((a, "sha256:aa"), (b, "sha256:bb")):
+        rec.update(settings={"task.proxy": "r.py"}, inputs={"task.proxy": digest})
+    with pytest.raises(UserError, match=r"bond-2-s0 \(seed 0\) and bond-2-s1 \(seed 1\) read different contents of "):
+        check_comparable([a, b], "exact")
+    with pytest.raises(UserError, match=r"task.proxy=r.py \(sha256:aa vs sha256:bb: the file changed"):
+        check_comparable([a, b], "exact")
+
+
+def test_a_changed_metric_is_a_one_line_diff_of_its_record():
+    """A compact record keeps one line per key down to the second level, so that a point run again shows in a diff
+    as the lines of the numbers that changed, each naming its metric, not as one long line of the whole summary."""
+    rec = compact(synth_record("best_of_n", 2, 0, {"kl/exact": 1.0, "reward/proxy": 0.5}, knob="algo.n"))
+    before = dumps_record(rec).splitlines()
+    after = dumps_record({**rec, "summary": {**rec["summary"], "reward/proxy": 0.75}}).splitlines()
+    changed = [(a, b) for a, b in zip(before, after, strict=True) if a != b]
+    assert changed == [('  "reward/proxy": 0.5', '  "reward/proxy": 0.75')]  # the last key: no comma

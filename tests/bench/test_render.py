@@ -175,6 +175,7 @@ def test_language_model_page_and_missing_records(tmp_path):
     assert "exact-token estimator" in text and "(no interval with one seed)" in text
     assert "gold reward" not in text.split("## Every objective")[1]  # no gold: no column
     assert "overoptimisation.png" not in text and not (docs / "quick" / "frontier_gap.png").exists()
+    assert "the dashed grey curve Best-of-N over n." in text and "optimal frontier (π*_β over β)" not in text
     assert [r[3] for r in _rows(text) if len(r) == 5 and r[2] == "exact"] == ["not run"] * 7
     with pytest.raises(UserError, match="no finished points"):
         render_suite("full", out, docs)
@@ -744,3 +745,76 @@ def test_a_suite_without_records_is_not_run_and_says_where_its_records_were_look
     (records / "full").mkdir(parents=True)
     assert [r[2] for r in rows()] == ["exact", "quick", "full"] * len(CLAIMS)
     assert {tuple(r[3:]) for r in rows()[2::3]} == {("not run", note.format(out, "full", records))}
+
+
+def test_a_suite_run_in_two_pieces_names_both_commands():
+    """Two bench commands behind the records (one per seed): both are named with their points, and the provenance
+    lines say there are two, rather than passing the first for the command of every record."""
+    from rlhf_zoo.bench.render import provenance
+
+    recs = [synth_record("best_of_n", 2, seed, {"kl/exact": 1.0}, knob="algo.n") for seed in (0, 1, 1)]
+    recs[2] = synth_record("best_of_n", 4, 1, {"kl/exact": 1.0}, knob="algo.n")
+    for r in recs:
+        r["bench_command"] = f"rlhf-zoo bench suite=exact seeds={r['seed']}"
+    prov = provenance(recs)
+    assert (
+        prov["command"]
+        == "`rlhf-zoo bench suite=exact seeds=1` (2 points), `rlhf-zoo bench suite=exact seeds=0` (1 point)"
+    )
+    assert prov["command_line"] == "2 bench commands (in the header)"
+
+
+def test_a_flag_where_a_metric_belongs_is_no_number_in_the_tables():
+    """A summary value ``true`` (a flag stored under a metric's name) is not read as 1: a column that only such
+    values fill is left out, as one no record has."""
+    from rlhf_zoo.bench.records import group_records
+    from rlhf_zoo.bench.render import objective_table
+
+    recs = [
+        synth_record("best_of_n", 2, seed, {"kl/exact": 1.0, "reward/gold": True}, knob="algo.n") for seed in (0, 1)
+    ]
+    table = objective_table(group_records(recs)["best_of_n"])
+    assert "KL(π‖π_ref)" in table and "gold reward" not in table
+
+
+def test_a_point_that_recorded_empty_versions_is_counted_as_not_recorded():
+    """``versions: {}`` in a run's meta.json says nothing about its packages: it is counted among the points that
+    recorded no versions, not as a point that loaded none of them."""
+    from rlhf_zoo.bench.render import provenance
+
+    recs = [synth_record("best_of_n", n, 0, {"kl/exact": 1.0}, knob="algo.n") for n in (2, 4)]
+    recs[1]["meta"] = {**recs[1]["meta"], "versions": {}}
+    assert provenance(recs)["versions"] == "python 3.11.7, torch 2.13.0; not recorded for 1 point"
+
+
+def test_a_row_whose_seeds_come_from_two_commits_names_both():
+    """One knob value whose seed 1 was run at a later commit: its row's commit column names both commits, not the
+    first seed's alone."""
+    from rlhf_zoo.bench.records import group_records
+    from rlhf_zoo.bench.render import objective_table
+
+    recs = [synth_record("best_of_n", 2, seed, {"kl/exact": 1.0}, knob="algo.n") for seed in (0, 1)]
+    recs[1].update(git_commit="f" * 40, git_dirty=False)
+    header, row = _rows(objective_table(group_records(recs)["best_of_n"], commits=True))
+    assert header[-1] == "commit" and row[-1] == "0123456789, ffffffffff"
+
+
+def test_a_seed_that_lacks_a_sweep_value_is_matched_on_the_values_it_has():
+    """A suite in progress: seed 1 has REINFORCE at β = 0.1 and 1 but not yet at 0.01. Its curve is the two
+    points it has (no KeyError), so at KL = 1.5 both seeds count: seed 0 reads 2.0 (half-way from 1 at KL 1 to 3 at
+    KL 2), seed 1 reads 1.5 (half-way from 1 to 2)."""
+    from rlhf_zoo.bench.records import group_records
+    from rlhf_zoo.bench.render import frontier_table
+    from rlhf_zoo.bench.stats import fmt_seeds_ci
+
+    finals = {  # seed: {β: (KL, proxy reward)}
+        0: {0.01: (3.0, 4.0), 0.1: (2.0, 3.0), 1.0: (1.0, 1.0)},
+        1: {0.1: (2.0, 2.0), 1.0: (1.0, 1.0)},
+    }
+    recs = [
+        synth_record("reinforce", v, s, {"kl/exact": kl, "reward/proxy": r})
+        for s, points in finals.items()
+        for v, (kl, r) in points.items()
+    ]
+    (row,) = _rows(frontier_table(group_records(recs), [1.5], {}))[1:]
+    assert row[-1] == fmt_seeds_ci([2.0, 1.5])

@@ -143,3 +143,39 @@ def test_diff_ci_with_an_empty_side_has_no_difference():
     for a, b in (([], [1.0, 2.0]), ([1.0, 2.0], [None, float("nan")])):
         d, h = diff_ci(a, b)
         assert math.isnan(d) and h is None
+
+
+def test_t_critical_refuses_what_has_no_critical_value():
+    """No Student-t with fewer than one degree of freedom, and no interval that holds nothing or everything: a
+    ValueError, not a division by zero (df = 0), an endless doubling (level 1) or a critical value of 0 (level 0)."""
+    with pytest.raises(ValueError, match="df must be >= 1"):
+        t_critical(0)
+    for level in (0.0, 1.0):
+        with pytest.raises(ValueError, match="level must lie in"):
+            t_critical(3, level)
+
+
+def test_fmt_ci_writes_large_negative_means_whole_as_it_does_large_positive_ones():
+    """A mean below −10,000 (a reward summed over tokens, say) is as whole as one above +10,000."""
+    assert fmt_ci(-123456.0, 10.0) == "-" + fmt_ci(123456.0, 10.0) == "-123,456 ± 10"
+
+
+def test_interpolation_leaves_out_points_without_a_number():
+    """A point whose KL or reward is NaN (an evaluation that lacks it) is left out of the curve and the path, which
+    then run straight between their neighbours: half-way from (0, 0) to (2, 4) is 2."""
+    nan = float("nan")
+    assert interp_sorted([0.0, nan, 2.0], [0.0, 100.0, 4.0], 1.0) == pytest.approx(2.0)
+    assert interp_sorted([0.0, 1.0, 2.0], [0.0, nan, 4.0], 1.0) == pytest.approx(2.0)
+    assert interp_path([0.0, nan, 2.0], [0.0, 100.0, 4.0], 1.0) == pytest.approx(2.0)
+    assert interp_path([0.0, 1.0, 2.0], [0.0, nan, 4.0], 0.5) == pytest.approx(1.0)
+
+
+def test_a_kl_reached_twice_in_a_row_reads_the_first_point_at_it():
+    """Two points at the same KL: a path reaches that KL at the earlier of them, and a curve reads the same value
+    there whether the repeated KL is its first point or lies after another (the lower reward, which the segment
+    coming from below ends on)."""
+    assert interp_path([1.0, 1.0, 2.0], [5.0, 7.0, 9.0], 1.0) == 5.0
+    assert interp_path([0.0, 1.0, 1.0], [0.0, 5.0, 7.0], 1.0) == 5.0
+    first = interp_sorted([1.0, 1.0, 2.0], [7.0, 5.0, 9.0], 1.0)
+    after = interp_sorted([0.0, 1.0, 1.0, 2.0], [0.0, 7.0, 5.0, 9.0], 1.0)
+    assert first == after == 5.0
