@@ -123,9 +123,8 @@ def test_a_bench_record_holds_the_digests_of_its_points_files(lm_args, tmp_path)
     assert head["inputs"]["task.proxy"] == input_digests({"task.proxy": f"py:{reward}:score"})["task.proxy"]
 
 
-def test_a_bench_refuses_to_run_a_seed_beside_records_of_the_reward_before_its_edit(cli, lm_args, tmp_path):
-    """The walkthrough's case: a suite run for seed 0, the reward file edited, then ``seeds=1``: seed 1 ran and the
-    page pooled the two rewards. Now seed 1 is refused before it runs, naming the file."""
+def _suite_of_a_py_reward(lm_args, tmp_path):
+    """``tmp_path/mine.yaml``: one REINFORCE point of one step whose proxy reward is ``tmp_path/r.py`` (returned)."""
     import yaml
 
     reward = tmp_path / "r.py"
@@ -138,6 +137,13 @@ def test_a_bench_refuses_to_run_a_seed_beside_records_of_the_reward_before_its_e
         "sweeps": [{"tag": "reinforce", "objective": "R", "algo": "reinforce", "knob": "algo.beta", "values": [0.1]}],
     }
     (tmp_path / "mine.yaml").write_text(yaml.safe_dump(suite))
+    return reward
+
+
+def test_a_bench_refuses_to_run_a_seed_beside_records_of_the_reward_before_its_edit(cli, lm_args, tmp_path):
+    """The walkthrough's case: a suite run for seed 0, the reward file edited, then ``seeds=1``: seed 1 ran and the
+    page pooled the two rewards. Now seed 1 is refused before it runs, naming the file."""
+    reward = _suite_of_a_py_reward(lm_args, tmp_path)
     bench = ["bench", f"suite={tmp_path / 'mine.yaml'}", f"out={tmp_path / 'b'}", "progress=false", "render=false"]
     code, _, err = cli(*bench, "seeds=0")
     assert code == 0, err
@@ -154,18 +160,7 @@ def test_a_bench_refuses_to_keep_a_finished_point_whose_reward_file_changed_and_
     """Every seed finished, then the reward file edited: the bench used to count the points as finished and render
     the old reward's results under the file's name. Now it refuses; redo=true runs them again with the file as it
     is, and a restored file keeps them."""
-    import yaml
-
-    reward = tmp_path / "r.py"
-    reward.write_text(REWARD.format(k=1))
-    args = dict(a.split("=", 1) for a in lm_args if not a.startswith(("run_dir=", "seed=")))
-    suite = {
-        "name": "mine",
-        "description": "a py: reward",
-        "task_args": {**args, "task.proxy": f"py:{reward}:score", "train.steps": 1, "train.eval_every": 1},
-        "sweeps": [{"tag": "reinforce", "objective": "R", "algo": "reinforce", "knob": "algo.beta", "values": [0.1]}],
-    }
-    (tmp_path / "mine.yaml").write_text(yaml.safe_dump(suite))
+    reward = _suite_of_a_py_reward(lm_args, tmp_path)
     records = tmp_path / "records"
     bench = ["bench", f"suite={tmp_path / 'mine.yaml'}", f"out={tmp_path / 'b'}", f"records={records}"]
     bench += ["progress=false", "render=false", "seeds=0"]
