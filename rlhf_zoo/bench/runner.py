@@ -701,8 +701,15 @@ class _Planner:
         holders = self.holders
         # one record may hold several of the point's places (two sweeps that share it): taken once
         olds = list({id(h): h for k in _slots(p.memberships, p.seed) for h in holders.get(k, [])}.values())
-        if not olds and action == "new":  # a renamed tag: the same run, recorded under a sweep the suite lost
-            olds = [h for hs in holders.values() for h in hs if _same_run_as(h, p) and self._orphan(h)][:1]
+        if not olds and action == "new":  # the same run under an id no point has, of a sweep the suite lost (a
+            # renamed tag) or of the point's own sweep (a sweep's knob pinned to one value: the ids leave it out); not
+            # another sweep's that makes the same run (its table would lose the point)
+            tags = {str(m.get("sweep")) for m in p.memberships}
+
+            def own(h: dict[str, Any]) -> bool:
+                return bool(tags & {str(m.get("sweep")) for m in h.get("memberships", [])})
+
+            olds = [h for hs in holders.values() for h in hs if _same_run_as(h, p) and (self._orphan(h) or own(h))][:1]
         if not olds:
             return stored, action
         for old in olds:

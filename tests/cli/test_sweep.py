@@ -505,3 +505,24 @@ def test_a_sweep_files_strings_reach_its_points_as_strings(tmp_path):
     points = expand(plan_sweep([f"config={exp}"]).suite)
     read = {OmegaConf.from_dotlist([a]).task.prompts for p in points for a in p.args if a.startswith("task.prompts=")}
     assert read == {"010", "1:30", "0x10"}
+
+
+def test_a_knob_pinned_to_one_value_keeps_the_finished_runs_of_that_value(cli, tmp_path):
+    """A sweep over algo.beta run, then ``algo.beta=0.1`` pinned on the command line: the points' ids leave the
+    knob out (``bond-s0``, not ``bond-beta0.1-s0``), and the finished run was run again under the new id, after
+    which compare refused the folder for ever (one seed counted twice). The finished run is kept under the new id,
+    and the whole sweep again takes it back."""
+    exp = tmp_path / "sweep.yaml"
+    folder = tmp_path / "sw"
+    exp.write_text(f"algo: bond\ntask: exact\nthreads: 1\nrun_dir: {folder}\ntrain: {{steps: 2, eval_every: 1}}\n"
+                   "sweep:\n  algo: {beta: [0.1, 0.5]}\n")  # fmt: skip
+    assert cli("train", f"config={exp}")[0] == 0
+    assert sorted(_runs(folder)) == ["bond-beta0.1-s0", "bond-beta0.5-s0"]
+    metrics = (folder / "bond-beta0.1-s0" / "metrics.jsonl").read_text()
+    code, table, err = cli("train", f"config={exp}", "algo.beta=0.1")
+    assert code == 0 and "0 run(s) (0 resumed, 0 redone), 1 already finished" in err, err
+    assert sorted(_runs(folder)) == ["bond-beta0.5-s0", "bond-s0"] and "| bond " in table
+    assert (folder / "bond-s0" / "metrics.jsonl").read_text() == metrics  # the same run, not a new one
+    code, _, err = cli("train", f"config={exp}")
+    assert code == 0 and "0 run(s) (0 resumed, 0 redone), 2 already finished" in err, err
+    assert sorted(_runs(folder)) == ["bond-beta0.1-s0", "bond-beta0.5-s0"]
