@@ -92,6 +92,7 @@ BESIDE = {
     "rlhf_zoo.rng",
     "rlhf_zoo.shard",
     "rlhf_zoo.paths",
+    "rlhf_zoo.progress",
     "rlhf_zoo.hub",
     "rlhf_zoo.fsdp",
     "rlhf_zoo.runtime",
