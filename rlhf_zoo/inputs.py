@@ -107,8 +107,7 @@ def _digest(path: Path, beside: list[Path] | None = None) -> str:
             with f.open("rb") as stream:
                 for block in iter(lambda s=stream: s.read(1 << 20), b""):
                     content.update(block)
-            name = f.relative_to(path).as_posix() if f != path and path.is_dir() else ""
-            name = f.relative_to(path.parent).as_posix() if f != path and path.is_file() else name
+            name = "" if f == path else f.relative_to(path if path.is_dir() else path.parent).as_posix()
             h.update(name.encode() + b"\0" + content.digest())
         _cache[key] = "sha256:" + h.hexdigest()[:16]
     return _cache[key]
