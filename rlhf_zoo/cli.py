@@ -276,12 +276,13 @@ def _output_closed() -> int:
     """The exit of a command whose standard output's reader closed it: what is still buffered goes nowhere (Python's
     flush at exit would raise again), and the status is a shell's for a pipe's writer that SIGPIPE ended (141)."""
     import os
+    import signal
 
     try:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     except (OSError, ValueError):  # no file descriptor (a captured stdout)
         pass
-    return 128 + 13
+    return 128 + signal.SIGPIPE
 
 
 def _stopped(e: KeyboardInterrupt) -> int:

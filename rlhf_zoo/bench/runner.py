@@ -573,7 +573,7 @@ class _Planner:
         stale: list[tuple[Point, dict[str, Any]]] = []
         for p in self.points:
             d = point_dir(self.out, p)
-            held = [r for r in (self._stored(p), read_record(d)) if r is not None]
+            held = self._held(p)
             if not held or any(same_run(r.get("args", []), p.args) for r in held):
                 continue
             started = read_json(d / STARTED)  # a redo=true that a stop interrupted: the choice was made
@@ -590,23 +590,29 @@ class _Planner:
             f"({p.id}: {diff}): redo=true runs them again and replaces their records; another {elsewhere} keeps them"
         )
 
+    def _held(self, p: Point) -> list[dict[str, Any]]:
+        """The point's finished records: in the records folder, then in its run directory."""
+        return [r for r in (self._stored(p), read_record(point_dir(self.out, p))) if r is not None]
+
     def _edited(self) -> dict[str, str]:
-        """Point id → the setting (``task.proxy``, ...) whose file its finished record read with other contents than
-        the file has now (:mod:`rlhf_zoo.inputs`): the record is of a run that its arguments no longer make."""
+        """Point id → ``setting=value`` (``task.proxy=py:r.py:score``) whose file the point's finished record read
+        with other contents than the file has now (:mod:`rlhf_zoo.inputs`): the record is of a run that its
+        arguments no longer make."""
         from rlhf_zoo.inputs import changed, input_digests
 
         edited: dict[str, str] = {}
-        now: dict[tuple[str, ...], dict[str, str]] = {}
+        now: dict[tuple[str, ...], tuple[dict[str, Any], dict[str, str]]] = {}  # settings and digests, by arguments
         for p in self.points:
-            held = [r for r in (self._stored(p), read_record(point_dir(self.out, p))) if r is not None]
-            held = [r for r in held if r.get("inputs") and same_run(r.get("args", []), p.args)]
+            held = [r for r in self._held(p) if r.get("inputs") and same_run(r.get("args", []), p.args)]
             if not held:  # records without digests (made before they were) are not compared
                 continue
             key = _args_but_seed(p)
             if key not in now:
-                now[key] = input_digests(_point_settings(p))
-            if keys := [k for r in held for k in changed(r["inputs"], now[key])]:
-                edited[p.id] = keys[0]
+                settings = _point_settings(p)
+                now[key] = settings, input_digests(settings)
+            settings, digests = now[key]
+            if keys := [k for r in held for k in changed(r["inputs"], digests)]:
+                edited[p.id] = f"{keys[0]}={settings.get(keys[0])}"
         return edited
 
     def _check_none_edited(self, edited: dict[str, str]) -> None:
@@ -618,13 +624,10 @@ class _Planner:
         if not edited:
             return
         ids = ", ".join(list(edited)[:3]) + (", ..." if len(edited) > 3 else "")
-        first = next(p for p in self.points if p.id in edited)
-        key = edited[first.id]
-        value = _point_settings(first).get(key)
         raise UserError(
             f"{self.out / self.suite.name}: {len(edited)} finished point(s) ({ids}) read other contents of "
-            f"{key}={value} than it has now (the file changed since they ran): redo=true runs them again and "
-            "replaces their records; restoring the file keeps them"
+            f"{next(iter(edited.values()))} than it has now (the file changed since they ran): redo=true runs them "
+            "again and replaces their records; restoring the file keeps them"
         )
 
     def _check_poolable(self, todo: list[Point]) -> None:
