@@ -31,7 +31,7 @@ import json
 import sys
 
 from rlhf_zoo import version
-from rlhf_zoo.errors import UserError, printable
+from rlhf_zoo.errors import UserError, printable, say
 
 USAGE = """usage: rlhf-zoo COMMAND [key=value ...]
 
@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     cmd, rest = argv[0], argv[1:]
     if cmd not in COMMANDS:
-        print(f"rlhf-zoo: error: unknown command {cmd!r}; known: {', '.join(COMMANDS)}", file=sys.stderr)
+        say(f"rlhf-zoo: error: unknown command {cmd!r}; known: {', '.join(COMMANDS)}")
         return 2
     if any(a in HELP_FLAGS[:2] for a in rest):
         print(command_usage(cmd))
@@ -237,10 +237,10 @@ def _command(cmd: str, rest: list[str]) -> int:
     except Interrupted as e:
         if not e.forced:  # every process stopped at the same step and saved the checkpoint together
             end_process_group()  # (a second signal stops its own process at once: the others are elsewhere)
-        print(f"rlhf-zoo: {printable(str(e))}", file=sys.stderr)
+        say(f"rlhf-zoo: {printable(str(e))}")
         return e.exit_code
     except UserError as e:  # one line whatever the user's values hold (a newline, an escape character)
-        print(f"rlhf-zoo: error: {printable(str(e))}", file=sys.stderr)
+        say(f"rlhf-zoo: error: {printable(str(e))}")
         return 2
     except BrokenPipeError:  # the reader of the output is gone (rlhf-zoo fields | head): no traceback
         return _output_closed()
@@ -248,7 +248,7 @@ def _command(cmd: str, rest: list[str]) -> int:
         if e.errno not in UNWRITABLE:
             raise
         what = printable(str(e.filename or "a file"))
-        print(f"rlhf-zoo: error: cannot write {what} ({e.strerror})", file=sys.stderr)
+        say(f"rlhf-zoo: error: cannot write {what} ({e.strerror})")
         return 2
     except KeyboardInterrupt as e:
         lost = _lost_before(e)
@@ -261,10 +261,9 @@ def _command(cmd: str, rest: list[str]) -> int:
         return _lost_process_ends(f"rlhf-zoo: error: {printable(str(e))}", e.exit_code)
     except Exception as e:  # the same outside training (the command's last barrier); any other error: its traceback
         if (asked := out_of_memory(e)) is not None:  # too large a batch or algo.n: what to lower, not a traceback
-            print(
+            say(
                 f"rlhf-zoo: error: out of memory ({asked}): lower the batch's size (train.batch_prompts, samples per "
-                "prompt such as algo.n or algo.samples, model.max_new_tokens, model.logprob_batch_size)",
-                file=sys.stderr,
+                "prompt such as algo.n or algo.samples, model.max_new_tokens, model.logprob_batch_size)"
             )
             return 1
         if (cause := communication_failure(e)) is None:
@@ -293,7 +292,7 @@ def _stopped(e: KeyboardInterrupt) -> int:
 
     if getattr(e, "ended", None):
         return _lost_process_ends(_lost_line(e.ended, LAUNCHER_STOP), 1)
-    print(f"rlhf-zoo: interrupted ({'SIGTERM' if stop_exit_code(e) == 143 else 'SIGINT'})", file=sys.stderr)
+    say(f"rlhf-zoo: interrupted ({'SIGTERM' if stop_exit_code(e) == 143 else 'SIGINT'})")
     return stop_exit_code(e)
 
 
@@ -340,7 +339,7 @@ def _lost_process_ends(line: str, code: int) -> int:
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:  # a launch (rlhf_zoo.runtime.launched_world_size)
         for s in (signal.SIGINT, signal.SIGTERM):
             signal.signal(s, signal.SIG_IGN)
-    print(line, file=sys.stderr, flush=True)
+    say(line)
     return code
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import unicodedata
 
 _ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
@@ -17,6 +18,15 @@ def printable(text: str) -> str:
         return _ESCAPES.get(c) or (f"\\x{ord(c):02x}" if ord(c) < 256 else f"\\u{ord(c):04x}")
 
     return "".join(map(escape, text))
+
+
+def say(line: str) -> None:
+    """Write ``line`` and its newline to stderr in one write. Under a launch every process may print its line at
+    the same moment into the same file; with an unbuffered stderr (``PYTHONUNBUFFERED``, ``python -u``, common in
+    containers and batch scripts) ``print``'s two writes, the text and then the newline, interleaved, and two
+    processes' lines came out joined on one (``...to continuerlhf-zoo: SIGINT at step 79; ...``) and a blank one."""
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
 
 
 def one_line(e: BaseException) -> str:

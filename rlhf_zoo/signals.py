@@ -287,14 +287,14 @@ class _StuckWatch:
 
     def _end(self, signum: int, ended: list[int] | None) -> None:
         """End the process with ``describe``'s line and code (the plain stop's if it fails)."""
-        import sys
+        from rlhf_zoo.errors import say
 
         try:
             line, code = self.describe(signum, ended)
         except Exception as e:  # the process must still end
             name = signal.Signals(signum).name
             line, code = f"rlhf-zoo: interrupted ({name}; {type(e).__name__}: {e})", 128 + signum
-        print(line, file=sys.stderr, flush=True)
+        say(line)
         os._exit(code)
 
     def stop(self) -> None:

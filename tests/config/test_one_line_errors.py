@@ -369,3 +369,35 @@ def test_a_batch_whose_prompts_alone_exceed_the_memory_is_refused_before_it_star
     config.validate(config.compose(["algo=reinforce", "task=exact", f"train.batch_prompts={2**26}"]))
     monkeypatch.setattr(config, "physical_memory", lambda: None)  # a system that does not say: nothing refused
     config.validate(config.compose(["algo=reinforce", "task=exact", f"train.batch_prompts={2**40}"]))
+
+
+class _Writes:
+    """A stderr that records each write call (an unbuffered stderr, PYTHONUNBUFFERED=1: each goes to the file)."""
+
+    def __init__(self):
+        self.calls: list[str] = []
+
+    def write(self, text):
+        self.calls.append(text)
+        return len(text)
+
+    def flush(self):
+        pass
+
+
+@pytest.mark.parametrize(
+    "say",
+    [
+        lambda: cli.main(["train", "steps=10"]),  # a refusal, which every process of a launch prints at once
+        lambda: cli.main(["nosuchcommand"]),
+        lambda: cli._stopped(KeyboardInterrupt()),
+        lambda: cli._lost_process_ends("rlhf-zoo: error: the other process of this run (rank 1) stopped", 1),
+    ],
+)
+def test_an_error_line_is_written_with_its_newline_in_one_write(monkeypatch, say):
+    """Under a launch the processes print their lines into one file at the same moment: with an unbuffered stderr,
+    print's two writes (the text, then the newline) let two lines join on one (`...continuerlhf-zoo: SIGINT ...`)."""
+    err = _Writes()
+    monkeypatch.setattr("sys.stderr", err)
+    say()
+    assert err.calls and all(c.startswith("rlhf-zoo: ") and c.endswith("\n") for c in err.calls), err.calls
