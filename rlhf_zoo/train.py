@@ -199,11 +199,21 @@ def check_equal_shares(world: int, batch_prompts: int, minibatches: int, eval_pr
     k = min(minibatches, batch_prompts)
     if batch_prompts % (world * k):
         what = f"{world} processes" + (f" × {k} minibatches" if k > 1 else "")
-        raise UserError(f"train.batch_prompts={batch_prompts} does not split evenly over {what}")
+        raise UserError(
+            f"train.batch_prompts={batch_prompts} does not split evenly over {what}: "
+            f"{_multiples(batch_prompts, world * k)}"
+        )
     if eval_prompts is not None and eval_prompts % world:
         raise UserError(
-            f"{eval_prompts} evaluation prompts (train.eval_prompts) do not split evenly over {world} processes"
+            f"{eval_prompts} evaluation prompts (train.eval_prompts) do not split evenly over {world} processes: "
+            f"{_multiples(eval_prompts, world)}"
         )
+
+
+def _multiples(value: int, of: int) -> str:
+    """The nearest multiples of ``of`` around ``value`` that would do, for a refusal's line."""
+    below = value // of * of
+    return f"use a multiple of {of}, such as " + (f"{below} or {below + of}" if below else f"{of}")
 
 
 def lr_lambda(schedule: str, warmup: int, total: int):

@@ -89,11 +89,23 @@ def test_unequal_shares_are_refused_and_minibatches_are_contiguous():
 
     check_equal_shares(1, 5, 2, 3)  # one process: anything goes
     check_equal_shares(2, 8, 2, 4)
-    with pytest.raises(UserError, match="batch_prompts=6 does not split evenly over 2 processes"):
+    with pytest.raises(
+        UserError,
+        match=r"batch_prompts=6 does not split evenly over 2 processes × 2 minibatches: "
+        r"use a multiple of 4, such as 4 or 8$",
+    ):
         check_equal_shares(2, 6, 2, None)
-    with pytest.raises(UserError, match="batch_prompts=5"):
+    with pytest.raises(
+        UserError,
+        match=r"batch_prompts=5 does not split evenly over 2 processes: use a multiple "
+        r"of 2, such as 4 or 6$",
+    ):
         check_equal_shares(2, 5, 1, None)
-    with pytest.raises(UserError, match="3 evaluation prompts"):
+    with pytest.raises(UserError, match=r"batch_prompts=3 .* 4 processes: use a multiple of 4, such as 4$"):
+        check_equal_shares(4, 3, 1, None)
+    with pytest.raises(
+        UserError, match=r"3 evaluation prompts .* over 2 processes: use a multiple of 2, such as 2 or 4$"
+    ):
         check_equal_shares(2, 4, 1, 3)
     assert minibatches(5, 2) == [[0, 1], [2, 3, 4]]
     # process r of 2 holds global groups r, r+2, ...: the processes' i-th blocks make up global block i
