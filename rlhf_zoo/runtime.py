@@ -99,14 +99,15 @@ def check_launch_config(env: Mapping[str, str] | None = None) -> None:
     precision = (env.get("ACCELERATE_MIXED_PRECISION") or "no").strip().lower()
     if precision != "no":
         raise UserError(
-            f"the accelerate config sets mixed_precision: {precision}, which rlhf_zoo does not apply: set "
-            "mixed_precision: 'no' and choose the model's precision with model.dtype (docs/scaling.md)"
+            f"the accelerate launch sets mixed_precision: {precision} (its config or --mixed_precision), which "
+            "rlhf_zoo does not apply: set mixed_precision: 'no' and choose the model's precision with model.dtype "
+            "(docs/scaling.md)"
         )
     dynamo = (env.get("ACCELERATE_DYNAMO_BACKEND") or "no").strip().lower()
     if dynamo != "no":
         raise UserError(
-            f"the accelerate config sets dynamo_backend: {dynamo}, which rlhf_zoo does not apply: "
-            "remove dynamo_config (docs/scaling.md)"
+            f"the accelerate launch sets dynamo_backend: {dynamo} (its config's dynamo_config or --dynamo_backend), "
+            "which rlhf_zoo does not apply: leave it out (docs/scaling.md)"
         )
     from rlhf_zoo.fsdp import launch_settings
 
@@ -281,9 +282,9 @@ class Runtime:
         if not hasattr(policy, "shard"):
             from rlhf_zoo.errors import UserError
 
+            asked = "drop train.fsdp" if self.fsdp is None else "use distributed_type: MULTI_GPU, not FSDP"
             raise UserError(
-                f"FSDP shards the language-model policy; task={task} has none to shard: "
-                "drop train.fsdp / use distributed_type: MULTI_GPU (docs/scaling.md)"
+                f"FSDP shards the language-model policy; task={task} has none to shard: {asked} (docs/scaling.md)"
             )
         policy.shard(settings, self.device_mesh(), anchor=anchor)
         self.sharded = True

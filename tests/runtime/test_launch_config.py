@@ -12,8 +12,8 @@ import pytest
         ("ACCELERATE_USE_MEGATRON_LM", "true", "Megatron-LM"),
         ("ACCELERATE_USE_MEGATRON_LM", "YES", "Megatron-LM"),  # a flag in any case
         ("ACCELERATE_USE_PARALLELISM_CONFIG", "true", "parallelism_config"),
-        ("ACCELERATE_MIXED_PRECISION", "bf16", "mixed_precision: bf16"),
-        ("ACCELERATE_DYNAMO_BACKEND", "INDUCTOR", "dynamo_backend: inductor"),
+        ("ACCELERATE_MIXED_PRECISION", "bf16", "sets mixed_precision: bf16 (its config or --mixed_precision)"),
+        ("ACCELERATE_DYNAMO_BACKEND", "INDUCTOR", "dynamo_backend: inductor (its config's dynamo_config or --dyn"),
     ],
 )
 def test_accelerate_settings_that_are_not_implemented_are_refused(monkeypatch, tmp_path, cli, var, value, what):

@@ -179,6 +179,19 @@ def test_one_process_has_nothing_to_shard_with(monkeypatch, no_launch, launch):
     assert policy.sharded_with is None and rt.sharded is False
 
 
+@pytest.mark.parametrize(("launch", "asked"), [({}, "drop train.fsdp ("), (FSDP2, "distributed_type: MULTI_GPU, not")])
+def test_a_policy_that_cannot_shard_is_refused_naming_what_asked_for_fsdp(monkeypatch, no_launch, launch, asked):
+    """Of several processes, FSDP asked for by train.fsdp or by the launch's config, on a policy that cannot
+    shard: the line tells the user to undo what they asked for, not the other."""
+    for var, value in launch.items():
+        monkeypatch.setenv(var, value)
+    rt = Runtime("cpu")
+    rt.rank, rt.world = 0, 2  # as process 0 of 2 holds them
+    with pytest.raises(UserError, match=r"^FSDP shards the language-model policy; task=exact has none to shard: ") as e:
+        rt.prepare_policy(object(), fsdp=not launch, anchor=False, task="exact")
+    assert asked in str(e.value) and ("train.fsdp" in str(e.value)) == (not launch)
+
+
 def test_an_unknown_or_missing_tracker_is_one_line(monkeypatch, no_launch):
     with pytest.raises(UserError, match=r"train.log_with='mlflow': use none, tensorboard, wandb"):
         Runtime("cpu", log_with="mlflow")
