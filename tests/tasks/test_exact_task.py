@@ -211,7 +211,7 @@ def test_a_huge_max_len_is_refused_at_once() -> None:
     from rlhf_zoo.tasks.exact import ExactTaskConfig, check_exact_task
 
     for vocab_size in (2, 3, 27):
-        with pytest.raises(ValueError, match="that are enumerated exactly"):
+        with pytest.raises(ValueError, match="^at least .* that are enumerated exactly"):  # counted in part
             check_exact_task(ExactTaskConfig(vocab_size=vocab_size, max_len=10**12))
 
 
@@ -230,10 +230,11 @@ def test_a_testbed_too_large_for_the_exact_evaluation_is_refused() -> None:
     [
         ({"num_prompts": 0}, "num_prompts must be >= 1"),
         ({"vocab_size": 28}, "vocab_size must lie in"),
+        ({"vocab_size": 1}, "vocab_size must lie in"),  # EOS alone: no letter (refused here, not first by the build)
         ({"max_len": 0}, "max_len must be >= 1"),
         # one letter: completions of every length 0..200, so 201 per prompt (the length-200 one without EOS
         # included), 201 000 in all: one over the limit, while its pairs (4.0e7) would still fit
-        ({"num_prompts": 1000, "vocab_size": 2, "max_len": 200}, "201 completions per prompt"),
+        ({"num_prompts": 1000, "vocab_size": 2, "max_len": 200}, "^201 completions per prompt"),
     ],
 )
 def test_a_testbed_that_cannot_be_built_or_enumerated_is_refused(change, message) -> None:
@@ -312,3 +313,18 @@ def test_the_testbed_is_a_function_of_its_seed():
     assert p0 == p1 and g0 == g1 and torch.equal(r0, r1)
     assert p0 != q0 and g0 != h0 and not torch.equal(r0, s0)
     assert any(abs(p0[k] - g0[k]) > 1e-3 for k in p0)  # the proxy is the gold plus its noise
+
+
+def test_a_testbed_at_both_limits_exactly_is_taken_and_one_prompt_more_is_refused() -> None:
+    """The limits are "at most": one letter and max_len 249 give 250 completions per prompt (the tree's own
+    enumeration), so 800 prompts make exactly MAX_COMPLETIONS completions and exactly MAX_PAIRS pairs, which are
+    taken; 801 prompts are one prompt over both."""
+    from rlhf_zoo.tasks.exact import MAX_COMPLETIONS, MAX_PAIRS, ExactTaskConfig, check_exact_task
+
+    per_prompt = len(PrefixTree(vocab_size=2, max_len=249).completions)
+    assert per_prompt == 250
+    prompts = MAX_COMPLETIONS // per_prompt
+    assert prompts * per_prompt == MAX_COMPLETIONS and prompts * per_prompt**2 == MAX_PAIRS
+    check_exact_task(ExactTaskConfig(num_prompts=prompts, vocab_size=2, max_len=249))
+    with pytest.raises(ValueError, match="^250 completions per prompt × 801 prompts is more than"):
+        check_exact_task(ExactTaskConfig(num_prompts=prompts + 1, vocab_size=2, max_len=249))
