@@ -162,6 +162,25 @@ def test_the_frontiers_reward_at_a_kl_is_that_of_the_optimal_policy_at_that_kl(e
     assert exact_task.oracle.reward_at_kl(ref, kl) == pytest.approx(expected, abs=1e-6)
 
 
+@pytest.mark.parametrize(("scale", "beta"), [(1e-2, 2e-4), (1e2, 5e3)])
+def test_the_frontier_search_reaches_both_ends_of_its_range(exact_task, scale, beta):
+    """On the testbed's rewards π*_β hardly changes below β = 1e-3 or above 1e3, so the test above cannot tell a
+    search over [1e-3, 1e3] from one over [1e-4, 1e4]. With the proxy scaled by 1/100 (by 100), π*_β at β = 2e-4
+    (5e3) is as far from π*_1e-3 (π*_1e3) as β = 0.02 (50) is from 0.1 (10) on the testbed's own rewards: the
+    frontier's reward at its KL must still be π*_β's, computed here in closed form."""
+    from rlhf_zoo.tasks.oracle import ExactOracle
+
+    oracle = exact_task.oracle
+    scaled = ExactOracle(oracle.prompts, oracle.tree, oracle.proxy * scale, oracle.gold)
+    policy = exact_task.build_policy(0)
+    ref = bf.completion_probs(policy, "ref")
+    proxy = bf.reward_table(exact_task.proxy, exact_task.train_prompts, policy) * scale
+    weights = ref * torch.exp((proxy - proxy.max(-1, keepdim=True).values) / beta)
+    opt = weights / weights.sum(-1, keepdim=True)
+    kl = float(bf.kl(opt, ref).mean())
+    assert scaled.reward_at_kl(ref, kl) == pytest.approx(float((opt * proxy).sum(-1).mean()), rel=1e-6)
+
+
 def test_state_dict_round_trip_keeps_weights_and_anchor_version(exact_task):
     policy = exact_task.build_policy(0)
     with torch.no_grad():
