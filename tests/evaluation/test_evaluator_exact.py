@@ -158,3 +158,19 @@ def test_best_of_n_is_evaluated_as_the_exact_best_of_n_of_the_reference(exact_ta
     assert got["cost/samples_per_output"] == float(n) and got["kl/estimator"] == "exact"
     assert got["kl/to_bon"] == pytest.approx(0.0, abs=1e-6)
     assert evaluate(exact_task, exact_task.build_policy(0), "best_of_n", n=n) == pytest.approx(got)
+
+
+def test_distances_to_targets_far_beyond_float32_are_finite_and_exact(exact_task):
+    """Best-of-64 of π_ref and π*_β at β = 0.02 put mass ~1e-150 to 1e-230 on the worst completions: far below
+    float32's smallest number, within float64's. A policy that keeps mass there is far from those targets but at a
+    finite KL, the brute-force value; distances computed in float32 round the targets' mass to 0 and read inf."""
+    policy = bf.perturbed(exact_task, seed=9)
+    ref = bf.completion_probs(policy, "ref")
+    proxy, _ = reward_tables(exact_task, policy)
+    probs = bf.completion_probs(policy)
+    bon, opt = bf.best_of_n(ref, proxy, 64), optimal(ref, proxy, 0.02)
+    assert float(bon.min()) < 1e-46 and float(opt.min()) < 1e-46  # what float32 cannot hold
+    got = evaluate(exact_task, policy, "bond", n=64, quantiles="exact")
+    assert got["kl/to_bon"] == pytest.approx(float(bf.kl(probs, bon).mean()), rel=1e-6)
+    got = evaluate(exact_task, policy, "reinforce", beta=0.02)
+    assert got["kl/to_optimal"] == pytest.approx(float(bf.kl(probs, opt).mean()), rel=1e-6)

@@ -344,3 +344,28 @@ def test_metrics_are_averaged_in_float64():
     x = torch.tensor([2.0**24, 1.0], dtype=torch.float32)
     assert _mean(x, None) == 2.0**23 + 0.5
     assert _mean(x, torch.tensor([0.25, 0.75], dtype=torch.float32)) == 2.0**22 + 0.75
+
+
+def test_runs_of_other_seeds_compare_with_other_reference_completions(sampled_task):
+    """The held-out reference completions (drawn once per run) come from generators keyed by the run's seed as
+    well as the prompt's position, so runs of two seeds measure their win rates and quantiles against
+    independent reference samples, and the spread over seeds includes the reference's own sampling noise.
+    Keyed without the seed, every seed drew the same reference completions and no test failed."""
+    policy = UniformsPolicy(sampled_task.build_policy(0))
+    for seed in (1, 2):
+        Evaluator(sampled_task, Reinforce(), num_prompts=4, samples=1, ref_samples=4, seed=seed)(policy)
+    first, second = (u for u, c in zip(policy.uniforms, policy.calls, strict=True) if c.role == "ref")
+    assert not torch.isin(first, second).any()
+
+
+def test_the_held_out_prompts_are_evaluated_not_the_training_prompts(sampled_task):
+    """The evaluator samples π and π_ref on the first ``num_prompts`` of ``task.eval_prompts``, in their order.
+    On the testbed both lists are the same, so reading the training prompts instead failed no test: here the
+    held-out list differs, and each sample call, the reference's included, must be on it."""
+    task = dataclasses.replace(sampled_task, eval_prompts=["x3", "x1", "x2"])
+    policy = RecordingPolicy(bf.perturbed(task, seed=8))
+    Evaluator(task, Reinforce(), num_prompts=2, samples=3, ref_samples=4, seed=1)(policy)
+    assert sorted((c.role, c.n, tuple(c.prompts)) for c in policy.calls) == [
+        ("policy", 3, ("x3", "x1")),
+        ("ref", 4, ("x3", "x1")),
+    ]

@@ -19,6 +19,8 @@ def test_derived_seeds_are_stable_and_keys_do_not_collide():
     assert len(seeds) == 2500 and all(0 <= s < 2**63 for s in seeds)
     with pytest.raises(TypeError):
         derive_seed(0, 1.5)
+    with pytest.raises(TypeError):  # a bool is no int key: True would draw the stream of 1
+        derive_seed(0, True)
 
 
 def test_streams_are_stateless_and_keyed_by_global_position():
@@ -32,6 +34,18 @@ def test_streams_are_stateless_and_keyed_by_global_position():
         torch.rand(4, generator=Streams(3, 7).per_prompt("policy", [0])[0]),
         torch.rand(4, generator=Streams(3, 8).per_prompt("policy", [0])[0]),
     )
+
+
+def test_positions_held_as_tensor_or_numpy_integers_key_the_streams_of_those_ints():
+    """``per_prompt`` reads each position as an int: positions in a tensor or numpy integers (an index of prompts)
+    draw the very streams of the same Python ints, where a key part of another type is refused."""
+    import numpy as np
+
+    want = [torch.rand(3, generator=g) for g in Streams(3, 7).per_prompt("policy", [0, 5])]
+    assert not torch.equal(want[0], want[1])
+    for held in (torch.tensor([0, 5]), np.array([0, 5])):
+        got = [torch.rand(3, generator=g) for g in Streams(3, 7).per_prompt("policy", held)]
+        assert all(torch.equal(a, b) for a, b in zip(got, want, strict=True)), type(held)
 
 
 class SimulatedShard:

@@ -162,6 +162,25 @@ def test_the_frontiers_reward_at_a_kl_is_that_of_the_optimal_policy_at_that_kl(e
     assert exact_task.oracle.reward_at_kl(ref, kl) == pytest.approx(expected, abs=1e-6)
 
 
+@pytest.mark.parametrize(("scale", "beta"), [(1e-2, 2e-4), (1e2, 5e3)])
+def test_the_frontier_search_reaches_both_ends_of_its_range(exact_task, scale, beta):
+    """On the testbed's rewards π*_β hardly changes below β = 1e-3 or above 1e3, so the test above cannot tell a
+    search over [1e-3, 1e3] from one over [1e-4, 1e4]. With the proxy scaled by 1/100 (by 100), π*_β at β = 2e-4
+    (5e3) is as far from π*_1e-3 (π*_1e3) as β = 0.02 (50) is from 0.1 (10) on the testbed's own rewards: the
+    frontier's reward at its KL must still be π*_β's, computed here in closed form."""
+    from rlhf_zoo.tasks.oracle import ExactOracle
+
+    oracle = exact_task.oracle
+    scaled = ExactOracle(oracle.prompts, oracle.tree, oracle.proxy * scale, oracle.gold)
+    policy = exact_task.build_policy(0)
+    ref = bf.completion_probs(policy, "ref")
+    proxy = bf.reward_table(exact_task.proxy, exact_task.train_prompts, policy) * scale
+    weights = ref * torch.exp((proxy - proxy.max(-1, keepdim=True).values) / beta)
+    opt = weights / weights.sum(-1, keepdim=True)
+    kl = float(bf.kl(opt, ref).mean())
+    assert scaled.reward_at_kl(ref, kl) == pytest.approx(float((opt * proxy).sum(-1).mean()), rel=1e-6)
+
+
 def test_state_dict_round_trip_keeps_weights_and_anchor_version(exact_task):
     policy = exact_task.build_policy(0)
     with torch.no_grad():
@@ -211,7 +230,7 @@ def test_a_huge_max_len_is_refused_at_once() -> None:
     from rlhf_zoo.tasks.exact import ExactTaskConfig, check_exact_task
 
     for vocab_size in (2, 3, 27):
-        with pytest.raises(ValueError, match="that are enumerated exactly"):
+        with pytest.raises(ValueError, match="^at least .* that are enumerated exactly"):  # counted in part
             check_exact_task(ExactTaskConfig(vocab_size=vocab_size, max_len=10**12))
 
 
@@ -230,10 +249,11 @@ def test_a_testbed_too_large_for_the_exact_evaluation_is_refused() -> None:
     [
         ({"num_prompts": 0}, "num_prompts must be >= 1"),
         ({"vocab_size": 28}, "vocab_size must lie in"),
+        ({"vocab_size": 1}, "vocab_size must lie in"),  # EOS alone: no letter (refused here, not first by the build)
         ({"max_len": 0}, "max_len must be >= 1"),
         # one letter: completions of every length 0..200, so 201 per prompt (the length-200 one without EOS
         # included), 201 000 in all: one over the limit, while its pairs (4.0e7) would still fit
-        ({"num_prompts": 1000, "vocab_size": 2, "max_len": 200}, "201 completions per prompt"),
+        ({"num_prompts": 1000, "vocab_size": 2, "max_len": 200}, "^201 completions per prompt"),
     ],
 )
 def test_a_testbed_that_cannot_be_built_or_enumerated_is_refused(change, message) -> None:
@@ -312,3 +332,18 @@ def test_the_testbed_is_a_function_of_its_seed():
     assert p0 == p1 and g0 == g1 and torch.equal(r0, r1)
     assert p0 != q0 and g0 != h0 and not torch.equal(r0, s0)
     assert any(abs(p0[k] - g0[k]) > 1e-3 for k in p0)  # the proxy is the gold plus its noise
+
+
+def test_a_testbed_at_both_limits_exactly_is_taken_and_one_prompt_more_is_refused() -> None:
+    """The limits are "at most": one letter and max_len 249 give 250 completions per prompt (the tree's own
+    enumeration), so 800 prompts make exactly MAX_COMPLETIONS completions and exactly MAX_PAIRS pairs, which are
+    taken; 801 prompts are one prompt over both."""
+    from rlhf_zoo.tasks.exact import MAX_COMPLETIONS, MAX_PAIRS, ExactTaskConfig, check_exact_task
+
+    per_prompt = len(PrefixTree(vocab_size=2, max_len=249).completions)
+    assert per_prompt == 250
+    prompts = MAX_COMPLETIONS // per_prompt
+    assert prompts * per_prompt == MAX_COMPLETIONS and prompts * per_prompt**2 == MAX_PAIRS
+    check_exact_task(ExactTaskConfig(num_prompts=prompts, vocab_size=2, max_len=249))
+    with pytest.raises(ValueError, match="^250 completions per prompt × 801 prompts is more than"):
+        check_exact_task(ExactTaskConfig(num_prompts=prompts + 1, vocab_size=2, max_len=249))
