@@ -19,7 +19,7 @@ expectations, and the oracle adds the distances to the algorithm's exact targets
 frontier's reward at the policy's KL minus the policy's reward: ≥ 0).
 
 Sampled evaluations draw, for the held-out prompt at position i, from generators keyed by (seed, i,
-the evaluation's step) (:mod:`rlhf_zoo.rng`; the reference completions from one keyed by i alone, drawn
+the evaluation's step) (:mod:`rlhf_zoo.rng`; the reference completions from one keyed by (seed, i), drawn
 once). With several processes each evaluates its share of the held-out prompts, and the averaged
 metrics equal one process's.
 """
