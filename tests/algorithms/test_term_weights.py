@@ -584,3 +584,59 @@ def test_ppo_lite_clip_fraction_over_three_processes_equals_one_process_bit_for_
     for th in threads:
         th.join()
     assert all(g is not None and torch.equal(g, one) for g in got), (got, one)
+
+
+class _GlobalOrderShard(_ThreadShard):
+    """Like _TwoThreadShard, but ``gather`` returns the global rows in global order (rank r holds rows r, r + 2,
+    ...), as the real all-gather followed by rlhf_zoo.shard.interleave does."""
+
+    def gather(self, x):
+        from rlhf_zoo.shard import interleave
+
+        return interleave(super().gather(x), self.world)
+
+
+@pytest.mark.parametrize("baseline", ["mean", "loo"])
+@pytest.mark.parametrize("cls", [Reinforce, PPOLite])
+def test_batch_level_baselines_are_over_the_global_batch_on_every_process(cls, baseline):
+    """§4/§7: with one sample per prompt the baseline is over the batch (its mean, or the mean of the *other* rows
+    for loo), the global batch when two processes each hold half of it. The rows of
+    test_reinforce_kl_in_reward_uses_sampling_time_logp as four prompts × one sample, R = [0.875, 0.25, 1.75, −0.75]
+    (β = 0.25): rank r holds rows r and r + 2, and its gradient is −A_i/2 with A from all four returns."""
+    import threading
+
+    returns = [0.875, 0.25, 1.75, -0.75]
+    total = sum(returns)
+    adv = [r - total / 4 for r in returns] if baseline == "mean" else [r - (total - r) / 3 for r in returns]
+    cfg = cls.Config(samples=1, baseline=baseline, beta=0.25)
+    if cls is PPOLite:
+        cfg = PPOLiteConfig(samples=1, baseline=baseline, beta=0.25, epochs=1, minibatches=1)
+    algo = cls(cfg)
+    rewards = [1.0, 0.0, 2.0, -1.0]
+    slots, barrier, got = [None, None], threading.Barrier(2, timeout=60), [None, None]
+
+    def rank(r):
+        rows = [r, r + 2]
+        logp = _tok([OLD[i] for i in rows], grad=True)
+        batch = Batch(
+            group_size=1,
+            response_mask=_mask(2),
+            logp=logp,
+            old_logp=_tok([OLD[i] for i in rows]),
+            rewards=torch.tensor([rewards[i] for i in rows], dtype=torch.float64),
+            ref_logp=_tok([REF[i] for i in rows]),
+            shard=_GlobalOrderShard(r, 2, slots, barrier),
+        )
+        loss, _ = algo.loss(batch)
+        loss.backward()
+        got[r] = (loss.detach(), _row_grad(logp))
+
+    threads = [threading.Thread(target=rank, args=(r,)) for r in range(2)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    for r in range(2):
+        rows = [r, r + 2]
+        _close(got[r][0], -sum(adv[i] for i in rows) / 2)
+        _close(got[r][1], [-adv[i] / 2 for i in rows])
