@@ -223,3 +223,34 @@ def test_shape_errors():
     with pytest.raises(ValueError):
         score_function_loss(torch.zeros(2, dtype=F64), torch.zeros(2, dtype=F64), torch.ones(3, dtype=F64))
     assert math.isfinite(float(score_function_loss(torch.zeros(2, dtype=F64), torch.ones(2, dtype=F64))))
+
+
+@settings(max_examples=25, deadline=None)
+@given(policy_batches(), st.floats(0.02, 0.1), st.sampled_from([-1.0, 1.0]))
+def test_old_logp_is_a_constant_of_the_clipped_surrogate(batch, shift, sign):
+    """ρ_t = π(y_t|·)/π_old(y_t|·) (ALGORITHMS.md §7): π_old is the sampling-time policy, fixed during the update.
+    Passing log π_old with a live graph (same values, gradient ∇log π) must change neither the loss nor its
+    gradient, which is then −w·A·ρ_t per unclipped token (ratios e^{∓shift}, inside the clip range)."""
+    theta, tokens, mask, adv, weights = batch
+    w = torch.full_like(adv, 1.0 / adv.shape[0]) if weights is None else weights
+
+    def grad(track: bool):
+        th = theta.clone().requires_grad_(True)
+        logp = token_logp(th, tokens)
+        old = logp.detach() + sign * shift
+        if track:
+            old = old + (logp - logp.detach())  # value unchanged, gradient ∇log π
+        loss, _ = clipped_surrogate_loss(logp, old, adv, mask, 0.3, weights)
+        (g,) = torch.autograd.grad(loss, th)
+        return loss.detach(), g
+
+    v_held, g_held = grad(False)
+    v_live, g_live = grad(True)
+    torch.testing.assert_close(v_live, v_held, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(g_live, g_held, rtol=1e-10, atol=1e-12)
+    # and the held gradient is the PPO one: Σ_{i,t} −w_i·A_i·ρ_t·∇log π(y_t), ρ_t = e^{−sign·shift}
+    rho = math.exp(-sign * shift)
+    th = theta.clone().requires_grad_(True)
+    surrogate = -((w * adv).unsqueeze(-1) * rho * token_logp(th, tokens) * mask).sum()
+    (g_ref,) = torch.autograd.grad(surrogate, th)
+    torch.testing.assert_close(g_held, g_ref, rtol=1e-10, atol=1e-12)
