@@ -220,3 +220,17 @@ def test_shape_mismatch_raises():
         exact_token_kl(torch.zeros(2, 3, 4, dtype=F64), torch.zeros(2, 3, 4, dtype=F64), torch.ones(2, 4))
     with pytest.raises(ValueError):
         categorical_kl(torch.ones(3, dtype=F64) / 3, torch.ones(2, dtype=F64) / 2)
+
+
+@pytest.mark.parametrize("x", [1e-9, -1e-9, 3e-7, -2e-5])
+def test_k3_keeps_its_precision_for_policies_close_to_the_reference(x):
+    """k3 = e^x − 1 − x with x = log π_ref − log π (Schulman 2020) is x²/2 + O(x³) near 0, where a policy starts:
+    at x = 1e-9 it is 5e-19, which e^x − 1 − x computed as written rounds to 8e-17, or to a negative number for
+    other x (hypothesis finds one only now and then). Per token and per sequence it must be x²/2 to 1e-6."""
+    logp = t64([[-1.0, -2.0]])
+    mask = t64([[1.0, 0.0]])
+    ref_logp = logp + t64([[x, 5.0]])  # the masked token's difference must not count
+    want = x * x / 2 + x**3 / 6
+    for per_token in (True, False):
+        got = float(k3(logp, ref_logp, mask, per_token=per_token)[0])
+        assert got == pytest.approx(want, rel=1e-6, abs=0), per_token
