@@ -176,7 +176,7 @@ def _run(suite: Suite, opts: BenchOptions, extra: list[str], out: Path, records:
         print(
             f"bench {suite.name}: {n} finished point(s) have records of code version {version}, not this "
             f"code's {report.code_version}; the page pools no sweep value across code versions (delete those "
-            "records to run them again)",
+            f"records, in {records / suite.name}/ and their run folders in {out / suite.name}/, to run them again)",
             file=sys.stderr,
         )
     return 0

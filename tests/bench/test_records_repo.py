@@ -798,3 +798,26 @@ def test_a_changed_metric_is_a_one_line_diff_of_its_record():
     after = dumps_record({**rec, "summary": {**rec["summary"], "reward/proxy": 0.75}}).splitlines()
     changed = [(a, b) for a, b in zip(before, after, strict=True) if a != b]
     assert changed == [('  "reward/proxy": 0.5', '  "reward/proxy": 0.75')]  # the last key: no comma
+
+
+def test_records_to_delete_are_named_in_both_places_and_a_refused_bench_copies_none_back(tmp_path, capsys):
+    """The code changed after a first piece: deleting the old records from the records folder alone (git rm) does not
+    drop them, since the run folders under out= still hold them. The refusal says where they are, and a refused
+    bench does not copy the run folders' records back into the records folder, undoing the deletion."""
+    records, out, args = _first_piece(tmp_path)
+    for path in (records / "exact").glob("reinforce-beta_RL0.1-s0.json"):
+        _set_code_version(path, "0123456789ab")
+    run_record = out / "exact" / "reinforce-beta_RL0.1-s0" / "record.json"
+    run_record.write_text(json.dumps({**json.loads(run_record.read_text()), "code_version": "0123456789ab"}))
+    (records / "exact" / "reinforce-beta_RL0.1-s0.json").unlink()  # as the refusal said: delete those records
+    capsys.readouterr()
+    assert bench(*args, "seeds=1") == 2
+    err = _one_line_error(capsys)
+    assert "0123456789ab" in err and f"{out / 'exact'}" in err, err  # where the remaining copy is
+    assert not (records / "exact" / "reinforce-beta_RL0.1-s0.json").exists()  # not copied back by a refused bench
+    # the page says that it shows a record that the records folder lacks
+    capsys.readouterr()
+    docs = tmp_path / "docs"
+    assert bench(f"out={out}", f"docs={docs}", f"records={records}", "seeds=0", "render_only=true") == 0
+    page = (docs / "exact.md").read_text()
+    assert f"1 record only in `{out / 'exact'}/`" in page, page[:2000]
