@@ -785,6 +785,7 @@ def run_suite(
     records: str | Path | None = None,
     redo: bool = False,
     what: str = "bench",
+    written: tuple[Path, ...] = (),
 ) -> BenchReport:
     """Run every unfinished point of ``suite`` into ``<out>/<suite>/``; returns what was done.
 
@@ -802,6 +803,8 @@ def run_suite(
         redo: run again a finished point whose record its arguments no longer make, replacing the record;
             without it such a point is refused before anything runs (:meth:`_Planner._check_none_replaced`).
         what: the command, as the points bar names it (``bench mini``, ``sweep runs/x``).
+        written: what else the command writes (the page and its plots): with the records folder and ``out``, not
+            counted as a change of the checkout in the records' ``git_dirty``.
     """
     from rlhf_zoo.bench.version import stamp as current_stamp
 
@@ -813,7 +816,7 @@ def run_suite(
         validate_points(points)
     suite_dir = out / suite.name
     suite_dir.mkdir(parents=True, exist_ok=True)
-    stamp = current_stamp()
+    stamp = current_stamp((out, *((records,) if records is not None else ()), *written))
     report = BenchReport(suite.name, out, len(points), records=records, code_version=str(stamp["code_version"]))
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     t0 = time.perf_counter()

@@ -501,9 +501,9 @@ def test_old_records_still_load_as_code_version_unknown(tmp_path, capsys):
 def test_the_page_names_the_commits_behind_the_points(tmp_path, capsys, monkeypatch):
     records = tmp_path / "records"
     args = [f"out={tmp_path}/runs", f"docs={tmp_path}/docs", f"records={records}", "only=best_of_n"]
-    monkeypatch.setattr(version, "git_state", lambda cwd=None: ("a" * 40, False))
+    monkeypatch.setattr(version, "git_state", lambda cwd=None, written=(): ("a" * 40, False))
     assert bench(*args, "seeds=0,1", "render=false") == 0
-    monkeypatch.setattr(version, "git_state", lambda cwd=None: ("b" * 40, True))
+    monkeypatch.setattr(version, "git_state", lambda cwd=None, written=(): ("b" * 40, True))
     assert bench(*args, "seeds=2") == 0
     page = (tmp_path / "docs" / "exact.md").read_text()
     assert "records from commit aaaaaaaaaa (12 points), bbbbbbbbbb-dirty (6 points)" in page
@@ -821,3 +821,30 @@ def test_records_to_delete_are_named_in_both_places_and_a_refused_bench_copies_n
     assert bench(f"out={out}", f"docs={docs}", f"records={records}", "seeds=0", "render_only=true") == 0
     page = (docs / "exact.md").read_text()
     assert f"1 record only in `{out / 'exact'}/`" in page, page[:2000]
+
+
+def test_a_page_and_records_kept_outside_docs_leave_the_next_pieces_records_clean(tmp_path):
+    """records= and docs= elsewhere in the checkout (results/): the page that one piece rendered, or a record that it
+    replaced, is the bench's own output, not a change of the code: the next piece's records are not "-dirty"."""
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"]
+    subprocess.run([*git, "init", "-q"], cwd=tmp_path, check=True)
+    (tmp_path / "m.py").write_text("x = 1\n")
+    results = tmp_path / "results"
+    (results / "records" / "mini").mkdir(parents=True)
+    (results / "mini").mkdir()
+    (results / "mini.md").write_text("a page\n")
+    (results / "mini" / "plot.png").write_text("a plot\n")
+    (results / "records" / "mini" / "p-s0.json").write_text("{}\n")
+    subprocess.run([*git, "add", "."], cwd=tmp_path, check=True)
+    subprocess.run([*git, "commit", "-qm", "m"], cwd=tmp_path, check=True)
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=tmp_path, capture_output=True, text=True).stdout.strip()
+    (results / "mini.md").write_text("the page, rendered again\n")
+    (results / "mini" / "plot.png").write_text("redrawn\n")
+    (results / "records" / "mini" / "p-s0.json").write_text('{"redone": true}\n')
+    written = (results / "records", results / "mini.md", results / "mini", Path("/elsewhere/out"))
+    assert version.git_state(tmp_path) == (head, True)  # without being told, they are changes
+    assert version.git_state(tmp_path, written) == (head, False)
+    (tmp_path / "m.py").write_text("x = 2\n")
+    assert version.git_state(tmp_path, written) == (head, True)
