@@ -123,7 +123,8 @@ def main(args: list[str]) -> int:
         if written:
             check_writable_dir(path, what)
     if not opts.render_only:
-        code = _run(suite, opts, extra, out, records, " ".join(["rlhf-zoo", "bench", *args]))
+        written = (docs / f"{suite.name}.md", docs / suite.name)  # the page and plots, rendered after the runs
+        code = _run(suite, opts, extra, out, records, " ".join(["rlhf-zoo", "bench", *args]), written)
         if code:
             return code
     if opts.render_only or opts.render:
@@ -131,7 +132,9 @@ def main(args: list[str]) -> int:
     return 0
 
 
-def _run(suite: Suite, opts: BenchOptions, extra: list[str], out: Path, records: Path, command: str) -> int:
+def _run(
+    suite: Suite, opts: BenchOptions, extra: list[str], out: Path, records: Path, command: str, written: tuple = ()
+) -> int:
     """Run the suite's unfinished points and say what was done; the exit code (0, or a stop's)."""
     from rlhf_zoo.bench.runner import run_suite
     from rlhf_zoo.bench.suite_file import is_suite_file, validate_suite_file
@@ -155,6 +158,7 @@ def _run(suite: Suite, opts: BenchOptions, extra: list[str], out: Path, records:
             records=records,
             validate=not from_file,
             redo=opts.redo,
+            written=written,
         )
     except (Interrupted, KeyboardInterrupt) as e:
         how = "interrupted runs resume from their checkpoints" if suite.resumable else "unfinished runs are redone"
@@ -176,7 +180,7 @@ def _run(suite: Suite, opts: BenchOptions, extra: list[str], out: Path, records:
         print(
             f"bench {suite.name}: {n} finished point(s) have records of code version {version}, not this "
             f"code's {report.code_version}; the page pools no sweep value across code versions (delete those "
-            "records to run them again)",
+            f"records, in {records / suite.name}/ and their run folders in {out / suite.name}/, to run them again)",
             file=sys.stderr,
         )
     return 0

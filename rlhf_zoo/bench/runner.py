@@ -521,6 +521,7 @@ class _Planner:
         self.keep_checkpoints, self.redo = keep_checkpoints, redo
         self.holders = _slot_holders(suite.name, out, records, {p.id for p in points})
         self.sweeps = {s.tag for s in suite.sweeps}  # all of them, whatever only= runs now
+        self._backfill: list[dict[str, Any]] = []  # finished in their run directories only: copied once planned
 
     def todo(self) -> list[tuple[Point, bool]]:
         """(point, resume) for every point to run, in the suite's order; ``report`` filled on the way."""
@@ -559,6 +560,8 @@ class _Planner:
             todo.append((p, action == "resume"))
         self.report.other_code = other_code
         self._check_poolable([p for p, _ in todo])
+        for rec in self._backfill:  # after the checks: a refused bench copies no record back (one deleted by hand)
+            write_point_record(self.records, rec)
         for d in redo:
             shutil.rmtree(d)
         return todo
@@ -683,8 +686,21 @@ class _Planner:
         seeds = ", ".join(str(s) for s in sorted({int(r.get("seed", 0)) for r in apart}))
         raise UserError(
             f"bench {self.suite.name}: {p.id} would join the records of {where} (seed(s) {seeds}) {what}, and the "
-            f"page pools no sweep value across {way}, or delete those records to run every seed of the value again"
+            f"page pools no sweep value across {way}, or delete those records{self.places(apart)} to run every seed "
+            "of the value again"
         )
+
+    def places(self, recs: list[dict[str, Any]]) -> str:
+        """Where ``recs`` are kept, `` (in <records>/<suite>/ and their run folders in <out>/<suite>/)``: a record
+        deleted from the records folder alone still finishes its point from its run folder."""
+        where = []
+        if self.records is not None and any(
+            record_path(self.records, self.suite.name, str(r.get("id"))).is_file() for r in recs
+        ):
+            where.append(f"{self.records / self.suite.name}/")
+        if any((point_dir(self.out, r) / RECORD).is_file() for r in recs if r.get("suite") and r.get("id")):
+            where.append(f"their run folders in {self.out / self.suite.name}/")
+        return f" (in {' and '.join(where)})" if where else ""
 
     def _stored(self, p: Point) -> dict[str, Any] | None:
         """The point's record in the records folder (None: none, or no records folder)."""
@@ -749,7 +765,7 @@ class _Planner:
                 write_point_record(self.records, done)
                 stored = done
         if done is not None and done is not stored and self.records is not None:
-            write_point_record(self.records, done)  # finished in its run directory only: copy it over
+            self._backfill.append(done)  # finished in its run directory only: copied over once the plan is checked
             self.report.backfilled.append(p.id)
         return done
 
@@ -769,6 +785,7 @@ def run_suite(
     records: str | Path | None = None,
     redo: bool = False,
     what: str = "bench",
+    written: tuple[Path, ...] = (),
 ) -> BenchReport:
     """Run every unfinished point of ``suite`` into ``<out>/<suite>/``; returns what was done.
 
@@ -786,6 +803,8 @@ def run_suite(
         redo: run again a finished point whose record its arguments no longer make, replacing the record;
             without it such a point is refused before anything runs (:meth:`_Planner._check_none_replaced`).
         what: the command, as the points bar names it (``bench mini``, ``sweep runs/x``).
+        written: what else the command writes (the page and its plots): with the records folder and ``out``, not
+            counted as a change of the checkout in the records' ``git_dirty``.
     """
     from rlhf_zoo.bench.version import stamp as current_stamp
 
@@ -797,7 +816,7 @@ def run_suite(
         validate_points(points)
     suite_dir = out / suite.name
     suite_dir.mkdir(parents=True, exist_ok=True)
-    stamp = current_stamp()
+    stamp = current_stamp((out, *((records,) if records is not None else ()), *written))
     report = BenchReport(suite.name, out, len(points), records=records, code_version=str(stamp["code_version"]))
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     t0 = time.perf_counter()

@@ -110,11 +110,12 @@ def current_code_version() -> str:
     return code_version()
 
 
-def git_state(cwd: Path = PACKAGE) -> tuple[str | None, bool | None]:
+def git_state(cwd: Path = PACKAGE, written: Iterable[Path] = ()) -> tuple[str | None, bool | None]:
     """(commit, dirty) of the git checkout holding ``cwd``; ``(None, None)`` outside git.
 
     Dirty means a tracked file outside ``docs/`` differs from the commit: new, untracked files do not
-    count, nor do the pages and records that the bench itself writes under ``docs/``."""
+    count, nor do the pages and records that the bench itself writes under ``docs/`` or in ``written``
+    (its records folder, page and plots where ``records=`` or ``docs=`` put them elsewhere in the checkout)."""
 
     def git(*args: str) -> str | None:
         try:
@@ -126,15 +127,25 @@ def git_state(cwd: Path = PACKAGE) -> tuple[str | None, bool | None]:
     commit = git("rev-parse", "HEAD")
     if not commit:
         return None, None
-    status = git("status", "--porcelain", "--untracked-files=no", "--", ":(top)", ":(top,exclude)docs")
+    excluded = [":(top,exclude)docs"]
+    top = git("rev-parse", "--show-toplevel") if written else None
+    for path in written if top else ():
+        try:
+            rel = Path(path).resolve().relative_to(Path(top).resolve())
+        except (OSError, ValueError):  # outside the checkout: git would refuse the whole pathspec
+            continue
+        if rel.parts:  # never the checkout itself
+            excluded.append(f":(top,exclude){rel.as_posix()}")
+    status = git("status", "--porcelain", "--untracked-files=no", "--", ":(top)", *excluded)
     return commit, (None if status is None else bool(status))
 
 
-def stamp() -> dict[str, object]:
-    """What every record of this process carries: code version, git commit and dirty flag, package version."""
+def stamp(written: Iterable[Path] = ()) -> dict[str, object]:
+    """What every record of this process carries: code version, git commit and dirty flag, package version.
+    ``written``: what the bench itself writes (:func:`git_state`)."""
     from rlhf_zoo import version
 
-    commit, dirty = git_state()
+    commit, dirty = git_state(written=written)
     return {
         "code_version": current_code_version(),
         "git_commit": commit,

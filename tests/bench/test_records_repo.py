@@ -501,9 +501,9 @@ def test_old_records_still_load_as_code_version_unknown(tmp_path, capsys):
 def test_the_page_names_the_commits_behind_the_points(tmp_path, capsys, monkeypatch):
     records = tmp_path / "records"
     args = [f"out={tmp_path}/runs", f"docs={tmp_path}/docs", f"records={records}", "only=best_of_n"]
-    monkeypatch.setattr(version, "git_state", lambda cwd=None: ("a" * 40, False))
+    monkeypatch.setattr(version, "git_state", lambda cwd=None, written=(): ("a" * 40, False))
     assert bench(*args, "seeds=0,1", "render=false") == 0
-    monkeypatch.setattr(version, "git_state", lambda cwd=None: ("b" * 40, True))
+    monkeypatch.setattr(version, "git_state", lambda cwd=None, written=(): ("b" * 40, True))
     assert bench(*args, "seeds=2") == 0
     page = (tmp_path / "docs" / "exact.md").read_text()
     assert "records from commit aaaaaaaaaa (12 points), bbbbbbbbbb-dirty (6 points)" in page
@@ -798,3 +798,53 @@ def test_a_changed_metric_is_a_one_line_diff_of_its_record():
     after = dumps_record({**rec, "summary": {**rec["summary"], "reward/proxy": 0.75}}).splitlines()
     changed = [(a, b) for a, b in zip(before, after, strict=True) if a != b]
     assert changed == [('  "reward/proxy": 0.5', '  "reward/proxy": 0.75')]  # the last key: no comma
+
+
+def test_records_to_delete_are_named_in_both_places_and_a_refused_bench_copies_none_back(tmp_path, capsys):
+    """The code changed after a first piece: deleting the old records from the records folder alone (git rm) does not
+    drop them, since the run folders under out= still hold them. The refusal says where they are, and a refused
+    bench does not copy the run folders' records back into the records folder, undoing the deletion."""
+    records, out, args = _first_piece(tmp_path)
+    for path in (records / "exact").glob("reinforce-beta_RL0.1-s0.json"):
+        _set_code_version(path, "0123456789ab")
+    run_record = out / "exact" / "reinforce-beta_RL0.1-s0" / "record.json"
+    run_record.write_text(json.dumps({**json.loads(run_record.read_text()), "code_version": "0123456789ab"}))
+    (records / "exact" / "reinforce-beta_RL0.1-s0.json").unlink()  # as the refusal said: delete those records
+    capsys.readouterr()
+    assert bench(*args, "seeds=1") == 2
+    err = _one_line_error(capsys)
+    assert "0123456789ab" in err and f"{out / 'exact'}" in err, err  # where the remaining copy is
+    assert not (records / "exact" / "reinforce-beta_RL0.1-s0.json").exists()  # not copied back by a refused bench
+    # the page says that it shows a record that the records folder lacks
+    capsys.readouterr()
+    docs = tmp_path / "docs"
+    assert bench(f"out={out}", f"docs={docs}", f"records={records}", "seeds=0", "render_only=true") == 0
+    page = (docs / "exact.md").read_text()
+    assert f"1 record only in `{out / 'exact'}/`" in page, page[:2000]
+
+
+def test_a_page_and_records_kept_outside_docs_leave_the_next_pieces_records_clean(tmp_path):
+    """records= and docs= elsewhere in the checkout (results/): the page that one piece rendered, or a record that it
+    replaced, is the bench's own output, not a change of the code: the next piece's records are not "-dirty"."""
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"]
+    subprocess.run([*git, "init", "-q"], cwd=tmp_path, check=True)
+    (tmp_path / "m.py").write_text("x = 1\n")
+    results = tmp_path / "results"
+    (results / "records" / "mini").mkdir(parents=True)
+    (results / "mini").mkdir()
+    (results / "mini.md").write_text("a page\n")
+    (results / "mini" / "plot.png").write_text("a plot\n")
+    (results / "records" / "mini" / "p-s0.json").write_text("{}\n")
+    subprocess.run([*git, "add", "."], cwd=tmp_path, check=True)
+    subprocess.run([*git, "commit", "-qm", "m"], cwd=tmp_path, check=True)
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=tmp_path, capture_output=True, text=True).stdout.strip()
+    (results / "mini.md").write_text("the page, rendered again\n")
+    (results / "mini" / "plot.png").write_text("redrawn\n")
+    (results / "records" / "mini" / "p-s0.json").write_text('{"redone": true}\n')
+    written = (results / "records", results / "mini.md", results / "mini", Path("/elsewhere/out"))
+    assert version.git_state(tmp_path) == (head, True)  # without being told, they are changes
+    assert version.git_state(tmp_path, written) == (head, False)
+    (tmp_path / "m.py").write_text("x = 2\n")
+    assert version.git_state(tmp_path, written) == (head, True)

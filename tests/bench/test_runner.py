@@ -409,7 +409,7 @@ def test_every_record_carries_the_stamp_of_the_bench_that_ran_it(tiny_exact_suit
     import rlhf_zoo.bench.version as version
 
     states = itertools.chain([("a" * 40, False)], itertools.repeat(("b" * 40, True)))
-    monkeypatch.setattr(version, "git_state", lambda cwd=None: next(states))
+    monkeypatch.setattr(version, "git_state", lambda cwd=None, written=(): next(states))
     run_suite(tiny_exact_suite, tmp_path, progress=False, seeds=[0], only=["best_of_n"])
     recs = [read_record(point_dir(tmp_path, p)) for p in expand(tiny_exact_suite, seeds=[0], only=["best_of_n"])]
     assert [(r["git_commit"], r["git_dirty"]) for r in recs] == [("a" * 40, False)] * len(recs)
