@@ -238,6 +238,11 @@ def read_point_record(path: Path) -> dict[str, Any] | None:
     try:
         rec = json.loads(text)
     except ValueError as e:
+        if any(line.startswith(("<<<<<<< ", ">>>>>>> ")) for line in text.splitlines()):  # one point run twice
+            raise UserError(
+                f"the record {path} holds git's merge conflict markers (two machines recorded the same point): keep "
+                f"one side (git checkout --ours {path}, or --theirs) or delete it"
+            ) from None
         raise UserError(f"the record {path} is not valid JSON ({e}); restore it from git or delete it") from None
     if not isinstance(rec, dict):  # said "has format None"
         raise UserError(

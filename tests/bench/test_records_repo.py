@@ -408,10 +408,23 @@ def test_records_with_other_settings_are_not_pooled(tmp_path, capsys):
 def test_a_broken_record_is_named_in_one_line(tmp_path, capsys):
     records = tmp_path / "records"
     (records / "exact").mkdir(parents=True)
-    (records / "exact" / "best_of_n-n2-s0.json").write_text('{\n<<<<<<< HEAD\n "format": 2\n}\n')
+    (records / "exact" / "best_of_n-n2-s0.json").write_text('{\n "format": 2,\n}\n')
     assert bench(f"out={tmp_path}/runs", f"docs={tmp_path}/docs", f"records={records}", "seeds=0") == 2
     err = _one_line_error(capsys)
     assert "best_of_n-n2-s0.json is not valid JSON" in err
+
+
+def test_a_record_left_in_a_merge_conflict_is_named_as_one(tmp_path, capsys):
+    """Two machines that ran the same point leave git's conflict markers in its record when their records are
+    merged: the line says so and how to keep one side, not only that the file is not JSON."""
+    records = tmp_path / "records"
+    (records / "exact").mkdir(parents=True)
+    path = records / "exact" / "best_of_n-n2-s0.json"
+    path.write_text('{\n<<<<<<< HEAD\n "format": 2\n=======\n "format": 2\n>>>>>>> other\n}\n')
+    assert bench(f"out={tmp_path}/runs", f"docs={tmp_path}/docs", f"records={records}", "seeds=0") == 2
+    err = _one_line_error(capsys)
+    assert f"the record {path} holds git's merge conflict markers" in err, err
+    assert f"git checkout --ours {path}, or --theirs" in err, err
 
 
 @pytest.mark.parametrize(
