@@ -664,8 +664,9 @@ class _Planner:
         if apart := [r for r in others if code_version_of(r) != mine]:
             versions = ", ".join(sorted({code_version_of(r) for r in apart}))
             commits = ", ".join(sorted({commit_of(r) for r in apart}))
-            what = f"of code version {versions} (commit {commits}), not this code's {mine}"
-            way = "code versions: run this piece at that commit"
+            several = "," in commits
+            what = f"of code version {versions} (commit{'s' if several else ''} {commits}), not this code's {mine}"
+            way = f"code versions: run this piece at {'one of those commits' if several else 'that commit'}"
         else:
             key = _args_but_seed(p)
             if key not in settings:

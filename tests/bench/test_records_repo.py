@@ -282,6 +282,7 @@ def test_a_seed_that_would_join_records_of_another_code_version_is_refused_befor
     err = _one_line_error(capsys)
     assert "reinforce-beta_RL0.1-s1 would join the records of reinforce at 0.1" in err and "(seed(s) 0)" in err, err
     assert "0123456789ab" in err and version.current_code_version() in err
+    assert "run this piece at that commit" in err and "(commit " in err, err
     assert not list((out / "exact").glob("*-s1")) and not list((records / "exact").glob("*-s1.json"))
     # the records of that value run again (deleted) or the other values alone: they pool, and run
     assert main(["bench", *(a for a in TINY if not a.startswith("only=")), "only=best_of_n", *args, "seeds=1"]) == 0
@@ -289,6 +290,31 @@ def test_a_seed_that_would_join_records_of_another_code_version_is_refused_befor
     shutil.rmtree(out / "exact" / "reinforce-beta_RL0.1-s0")
     assert bench(*args, "seeds=0,1") == 0
     assert json.loads(path.read_text())["code_version"] == version.current_code_version()
+
+
+def test_records_of_another_code_version_from_several_commits_ask_for_one_of_them(tmp_path, capsys):
+    """Seeds 0 and 1 of a value recorded at two commits of one other code version: a later piece is told to run at
+    one of those commits (either makes records that pool with them), not at 'that commit' of a list."""
+    records, out = tmp_path / "records", tmp_path / "runs"
+    args = [f"out={out}", f"docs={tmp_path}/docs", f"records={records}", "render=false"]
+    assert bench(*args, "seeds=0,1") == 0
+    for seed, commit in ((0, "a" * 40), (1, "b" * 40)):
+        path = records / "exact" / f"reinforce-beta_RL0.1-s{seed}.json"
+        path.write_text(
+            dumps_record(
+                {
+                    **json.loads(path.read_text()),
+                    "code_version": "0123456789ab",
+                    "git_commit": commit,
+                    "git_dirty": False,
+                }
+            )
+        )
+    capsys.readouterr()
+    assert bench(*args, "seeds=2") == 2
+    err = _one_line_error(capsys)
+    assert f"of code version 0123456789ab (commits {'a' * 10}, {'b' * 10})" in err, err
+    assert "run this piece at one of those commits" in err, err
 
 
 def test_a_seed_that_would_join_records_of_other_settings_is_refused_before_anything_runs(tmp_path, capsys):
