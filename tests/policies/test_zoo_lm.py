@@ -458,3 +458,67 @@ def test_a_path_that_holds_something_else_is_never_built_over(data: dict, tmp_pa
             _build(data, path)
     assert (folder / "notes.txt").read_text() == "mine" and file.read_text() == "also mine"
     assert sorted(p.name for p in folder.iterdir()) == ["notes.txt"]
+
+
+def test_a_folder_of_the_extracted_texts_is_read_as_they_are_encoded(tmp_path: Path) -> None:
+    """``$RLHF_ZOO_GENSIM_WHEEL`` may name a folder of the extracted ``test_data`` files (no wheel in it): each is
+    found wherever it lies below, and read as UTF-8, Latin-1 only where it is not UTF-8 (``lee.cor``'s one ``£``):
+    UTF-8 prose read as Latin-1 would turn every non-ASCII letter of Wikipedia's into two wrong characters."""
+    data = tmp_path / "extracted" / "gensim" / "test" / "test_data"
+    data.mkdir(parents=True)
+    texts = {
+        "lee_background.cor": "Canberra's news.\n",
+        "lee.cor": "A £3,000 tracker.\n",
+        "para2para_text1.txt": "Zürich – or São Paulo – is not New York.\n",
+        "para2para_text2.txt": "Berlin, Straße des 17. Juni.\n",
+    }
+    for name, text in texts.items():
+        (data / name).write_bytes(text.encode("latin-1" if name == "lee.cor" else "utf-8"))
+    assert not list(tmp_path.rglob("*.whl"))
+    assert gensim_text.read_wheel_texts(tmp_path / "extracted") == texts
+
+
+def test_the_download_command_is_the_documented_one_for_the_one_pinned_wheel(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The module's docstring names the command that fetches the wheel (one fixed file whatever the machine:
+    cp311, manylinux_2_28 x86_64); the command run and the one the error tells the user to run are that command,
+    into a folder (``-d``)."""
+    import shlex
+
+    doc = " ".join(gensim_text.__doc__.split())
+    documented = re.search(r"``python (-m pip download .*?)``", doc).group(1)
+    said = shlex.split(gensim_text.download_command("/some/dir"))
+    assert said[:1] == ["python"] and said[-2:] == ["-d", "/some/dir"]
+    # the documented flags and values in their order (pip's own version notice silenced besides)
+    assert [a for a in said[1:-2] if a != "--disable-pip-version-check"] == shlex.split(documented)
+    flags = said[1:-2]
+    ran = []
+
+    def offline(cmd, **kw):
+        ran.append(cmd)
+        return subprocess.CompletedProcess(cmd, 1, "", "ERROR: offline\n")
+
+    monkeypatch.setattr(gensim_text.subprocess, "run", offline)
+    with pytest.raises(UserError) as e:
+        gensim_text.load_gensim_texts()
+    assert gensim_text.download_command() in str(e.value)
+    assert ran[0][1:-2] == flags and ran[0][-2] == "-d"  # what runs is the command the user is told to run
+
+
+def test_only_the_four_prose_files_become_documents_whatever_else_the_texts_hold() -> None:
+    """The folder's other files are left out on purpose (the module docstring): ``pang_lee_polarity.cor`` holds the
+    sentiment task's own Rotten Tomatoes snippets, lower-cased and tokenised, the texts its evaluation prompts come
+    from. Texts that hold it still give documents of the four prose files only, each (even an empty one) under its
+    own name."""
+    from rlhf_zoo.data.lm_corpus import gensim_docs
+
+    files = {
+        "lee_background.cor": "An article.\n",
+        "pang_lee_polarity.cor": "the film 's a delight .\nboring .\n",
+        "para2para_text2.txt": "Berlin is a city.\n",
+    }
+    docs = gensim_text.documents(files)
+    assert docs == {
+        "lee_background.cor": ["An article."], "lee.cor": [], "para2para_text1.txt": [],
+        "para2para_text2.txt": ["Berlin is a city."],
+    }  # fmt: skip
+    assert {d.source for d in gensim_docs(files)} == {"gensim/lee_background.cor", "gensim/para2para_text2.txt"}
