@@ -522,3 +522,42 @@ def test_only_the_four_prose_files_become_documents_whatever_else_the_texts_hold
         "para2para_text2.txt": ["Berlin is a city."],
     }  # fmt: skip
     assert {d.source for d in gensim_docs(files)} == {"gensim/lee_background.cor", "gensim/para2para_text2.txt"}
+
+
+def test_a_folder_without_meta_json_is_not_a_built_model() -> None:
+    """A folder with ``meta.json`` is complete (the module docstring); an empty or half-written one at the default
+    place (a user's mkdir, files without the meta) is not taken for zoo-lm: asked not to build, it says to prepare."""
+    path = zoo_lm.zoo_lm_path()
+    path.mkdir(parents=True)
+    assert not zoo_lm.is_built(path)
+    (path / "config.json").write_text("{}")
+    assert not zoo_lm.is_built(path) and not zoo_lm.is_built()
+    with pytest.raises(UserError, match="rlhf-zoo prepare"):
+        zoo_lm.ensure_zoo_lm(build_if_missing=False)
+    (path / zoo_lm.META_FILE).write_text("{}")
+    assert zoo_lm.is_built() and zoo_lm.ensure_zoo_lm(build_if_missing=False) == path
+
+
+def test_the_seed_decides_the_held_out_documents_their_order_and_the_initial_weights(data: dict, tmp_path: Path):
+    """``seed`` is the build's own (``ZooLMConfig``: initialisation and block order; the held-out documents are
+    chosen by a seeded hash), ``split_seed`` only the sentiment task's evaluation snippets: another seed holds out
+    other documents, orders the training text otherwise and starts from other weights (a build of no steps is
+    its initialisation), with the same evaluation snippets; the same seed gives the same weights again."""
+    from safetensors.torch import load_file
+
+    base = {**TINY.__dict__, "steps": 0}
+    (c0, e0), (c1, e1) = (
+        load_corpus(ZooLMConfig(**{**base, "seed": s}), data["records"], data["gensim"]) for s in (0, 1)
+    )
+    assert e0 == e1
+    assert {d.text for d in c0.val} != {d.text for d in c1.val}
+    common = {d.text for d in c0.train} & {d.text for d in c1.train}
+    assert [d.text for d in c0.train if d.text in common] != [d.text for d in c1.train if d.text in common]
+    weights = {}
+    for name, seed in (("a", 0), ("b", 1), ("c", 0)):
+        path = _build(data, tmp_path / name, config=ZooLMConfig(**{**base, "seed": seed}))
+        weights[name] = load_file(path / "model.safetensors")
+    key = "model.embed_tokens.weight"
+    assert weights["a"][key].shape == weights["b"][key].shape
+    assert not torch.equal(weights["a"][key], weights["b"][key])
+    assert all(torch.equal(weights["a"][k], weights["c"][k]) for k in weights["a"])
