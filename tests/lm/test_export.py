@@ -127,9 +127,10 @@ def test_bad_exports_are_one_line_each(cli, lm_args, tmp_path):
 
 
 def test_out_never_replaces_the_run_or_its_checkpoint(cli, lm_args, tmp_path):
-    """force=true replaces a folder: not the run being exported, a folder holding it, or its checkpoint."""
+    """force=true replaces a folder: not the run being exported, a folder holding it, or its checkpoint, nor writes into
+    the checkpoint (a folder there would go with the next checkpoint's swap)."""
     run_dir = _train(cli, lm_args, "algo=reinforce", "train.steps=1")
-    for out in (run_dir, tmp_path, f"{run_dir}/checkpoint", f"{run_dir}/checkpoint/../."):
+    for out in (run_dir, tmp_path, f"{run_dir}/checkpoint", f"{run_dir}/checkpoint/../.", f"{run_dir}/checkpoint/m"):
         code, _, err = cli("export", run_dir, f"out={out}", "force=true")
         assert (code, err.count("\n")) == (2, 1), (out, err)
         assert "would replace the run" in err, (out, err)
@@ -246,3 +247,34 @@ def test_the_folder_and_its_record_as_a_user_reads_them(cli, lm_args, tmp_path, 
     capsys.readouterr()  # the loads' bars above
     code, _, err = cli("export", "~/run", f"out={tmp_path / 'a file' / 'm'}")
     assert (code, err.count("\n")) == (2, 1) and "cannot be written" in err, err
+
+
+def test_an_export_naming_no_run_directory_is_one_line(cli, tmp_path):
+    """``rlhf-zoo export out=DIR`` without the run: the usage line, not an IndexError's traceback."""
+    code, _, err = cli("export", f"out={tmp_path / 'm'}")
+    assert (code, err.count("\n")) == (2, 1), err
+    assert "name one run directory, got 0" in err and "rlhf-zoo export RUN_DIR out=DIR" in err
+    assert not (tmp_path / "m").exists()
+
+
+def test_the_record_says_whether_the_runs_prompts_went_through_the_chat_template(cli, lm_args, tmp_path):
+    """A user of the folder must wrap prompts as the run did: ``chat_template`` is the run's own setting (the tiny
+    model has no template to train with, so the run's config.yaml is set to one that used it, as a SmolLM2 run's)."""
+    run_dir = _train(cli, lm_args, "algo=reinforce", "train.steps=1")
+    config = RunLog(run_dir).dir / "config.yaml"
+    assert config.read_text().count("chat_template: false") == 1
+    config.write_text(config.read_text().replace("chat_template: false", "chat_template: true"))
+    code, _, err = cli("export", run_dir, f"out={tmp_path / 'm'}")
+    assert code == 0, err
+    assert json.loads((tmp_path / "m" / "rlhf_zoo_export.json").read_text())["chat_template"] is True
+
+
+def test_a_checkpoint_deleted_between_the_look_and_the_read_is_one_line(cli, lm_args, tmp_path, monkeypatch):
+    """A sweep deletes its finished point's checkpoint while export starts: the look finds it, the read does not
+    (``read_checkpoint`` gives None). That is the one line of a run without a checkpoint, not a TypeError's traceback,
+    and nothing is written."""
+    run_dir = _train(cli, lm_args, "algo=reinforce", "train.steps=1")
+    monkeypatch.setattr(RunLog, "read_checkpoint", lambda self, device=None: None)
+    code, _, err = cli("export", run_dir, f"out={tmp_path / 'm'}")
+    assert (code, err.count("\n")) == (2, 1) and "has no checkpoint" in err, err
+    assert not (tmp_path / "m").exists()

@@ -269,3 +269,72 @@ def test_out_holds_every_objectives_row(tmp_path, monkeypatch, capsys):
     assert profile.main(["algos=bond,jbond", "task=exact", f"out={out}"]) == 0
     saved = json.loads(out.read_text())
     assert saved["rows"] == rows and saved["args"] == ["algos=bond,jbond", "task=exact", f"out={out}"]
+
+
+def test_on_a_gpu_a_phase_waits_for_its_own_kernels_after_its_work_not_before(monkeypatch):
+    """The wait is for the kernels the phase itself launched: it comes after the phase's work, inside its clock (a
+    wait before the work would time the previous phase's unfinished kernels here and leave this one's to the next)."""
+    from rlhf_zoo.rollout import Costs
+
+    events = []
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: events.append(("wait", device)))
+    costs = Costs()
+    profile.register_probes(costs, torch.device("cuda:0"), profile.UpdateFlops())
+    for phase in profile.PHASES:
+        with costs.timed(phase):
+            events.append(("work", phase))
+    device = torch.device("cuda:0")
+    assert events == [e for p in profile.PHASES for e in (("work", p), ("wait", device))]
+
+
+def test_the_plain_fine_tuning_baseline_draws_the_samples_of_the_training_steps_of_the_same_number(monkeypatch):
+    """Each ``sft`` step samples π as the training loop's step of the same number does (its per-prompt random
+    streams keyed by the seed and the step), so that step after step it fine-tunes on fresh draws like a run, not
+    on the first step's random numbers again."""
+    import rlhf_zoo.rollout as rollout_module
+
+    drawn: list[tuple[str, list[int]]] = []
+    real = rollout_module.sample
+
+    def sample(policy, prompts, n, role, generator, costs):
+        if role == "policy":
+            drawn.append((list(prompts), [g.initial_seed() for g in generator]))
+        return real(policy, prompts, n, role, generator, costs)
+
+    monkeypatch.setattr(rollout_module, "sample", sample)
+    runs = {}
+    for algo in ("sft", "reinforce"):
+        drawn.clear()
+        subject = profile._Subject.build([f"algo={algo}", "task=exact", "train.batch_prompts=4"])
+        for i in range(3):
+            subject.step(i)
+        runs[algo] = list(drawn)
+    assert len(runs["sft"]) == 3 and runs["sft"] == runs["reinforce"]
+    assert runs["sft"][0][1] != runs["sft"][1][1]
+
+
+def test_the_plain_fine_tuning_baselines_configuration_is_checked_before_any_objective_runs(monkeypatch):
+    """``sft`` is checked too (as the reinforce it is built as): a bad key beside ``algos=sft`` is refused before
+    minutes of profiling, not found by the baseline's own process at its turn."""
+    from rlhf_zoo.config import ConfigError
+
+    ran = []
+    monkeypatch.setattr(profile, "profile_rows", lambda *a: ran.append(a) or [_row(algo="sft")])
+    with pytest.raises(ConfigError, match="train.nosuch"):
+        profile.main(["algos=sft", "task=exact", "train.nosuch=1"])
+    assert ran == []
+
+
+def test_a_process_that_ends_on_bad_input_is_its_last_error_line(tmp_path):
+    """Exit code 2 after an error line: the error is the line it ended with, not an earlier one it wrote (one it
+    got past, a warning-like error of something it ran)."""
+    script = tmp_path / "retried.py"
+    script.write_text(
+        "import sys\n"
+        f"print({profile.ERROR_LINE!r} + 'an earlier line', file=sys.stderr)\n"
+        "print('more output', file=sys.stderr)\n"
+        f"print({profile.ERROR_LINE!r} + 'the bad value', file=sys.stderr)\n"
+        "sys.exit(2)\n"
+    )
+    with pytest.raises(UserError, match="^the bad value$"):
+        profile.run_in_subprocess(str(script), [])

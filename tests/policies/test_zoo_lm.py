@@ -458,3 +458,106 @@ def test_a_path_that_holds_something_else_is_never_built_over(data: dict, tmp_pa
             _build(data, path)
     assert (folder / "notes.txt").read_text() == "mine" and file.read_text() == "also mine"
     assert sorted(p.name for p in folder.iterdir()) == ["notes.txt"]
+
+
+def test_a_folder_of_the_extracted_texts_is_read_as_they_are_encoded(tmp_path: Path) -> None:
+    """``$RLHF_ZOO_GENSIM_WHEEL`` may name a folder of the extracted ``test_data`` files (no wheel in it): each is
+    found wherever it lies below, and read as UTF-8, Latin-1 only where it is not UTF-8 (``lee.cor``'s one ``£``):
+    UTF-8 prose read as Latin-1 would turn every non-ASCII letter of Wikipedia's into two wrong characters."""
+    data = tmp_path / "extracted" / "gensim" / "test" / "test_data"
+    data.mkdir(parents=True)
+    texts = {
+        "lee_background.cor": "Canberra's news.\n",
+        "lee.cor": "A £3,000 tracker.\n",
+        "para2para_text1.txt": "Zürich – or São Paulo – is not New York.\n",
+        "para2para_text2.txt": "Berlin, Straße des 17. Juni.\n",
+    }
+    for name, text in texts.items():
+        (data / name).write_bytes(text.encode("latin-1" if name == "lee.cor" else "utf-8"))
+    assert not list(tmp_path.rglob("*.whl"))
+    assert gensim_text.read_wheel_texts(tmp_path / "extracted") == texts
+
+
+def test_the_download_command_is_the_documented_one_for_the_one_pinned_wheel(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The module's docstring names the command that fetches the wheel (one fixed file whatever the machine:
+    cp311, manylinux_2_28 x86_64); the command run and the one the error tells the user to run are that command,
+    into a folder (``-d``)."""
+    import shlex
+
+    doc = " ".join(gensim_text.__doc__.split())
+    documented = re.search(r"``python (-m pip download .*?)``", doc).group(1)
+    said = shlex.split(gensim_text.download_command("/some/dir"))
+    assert said[:1] == ["python"] and said[-2:] == ["-d", "/some/dir"]
+    # the documented flags and values in their order (pip's own version notice silenced besides)
+    assert [a for a in said[1:-2] if a != "--disable-pip-version-check"] == shlex.split(documented)
+    flags = said[1:-2]
+    ran = []
+
+    def offline(cmd, **kw):
+        ran.append(cmd)
+        return subprocess.CompletedProcess(cmd, 1, "", "ERROR: offline\n")
+
+    monkeypatch.setattr(gensim_text.subprocess, "run", offline)
+    with pytest.raises(UserError) as e:
+        gensim_text.load_gensim_texts()
+    assert gensim_text.download_command() in str(e.value)
+    assert ran[0][1:-2] == flags and ran[0][-2] == "-d"  # what runs is the command the user is told to run
+
+
+def test_only_the_four_prose_files_become_documents_whatever_else_the_texts_hold() -> None:
+    """The folder's other files are left out on purpose (the module docstring): ``pang_lee_polarity.cor`` holds the
+    sentiment task's own Rotten Tomatoes snippets, lower-cased and tokenised, the texts its evaluation prompts come
+    from. Texts that hold it still give documents of the four prose files only, each (even an empty one) under its
+    own name."""
+    from rlhf_zoo.data.lm_corpus import gensim_docs
+
+    files = {
+        "lee_background.cor": "An article.\n",
+        "pang_lee_polarity.cor": "the film 's a delight .\nboring .\n",
+        "para2para_text2.txt": "Berlin is a city.\n",
+    }
+    docs = gensim_text.documents(files)
+    assert docs == {
+        "lee_background.cor": ["An article."], "lee.cor": [], "para2para_text1.txt": [],
+        "para2para_text2.txt": ["Berlin is a city."],
+    }  # fmt: skip
+    assert {d.source for d in gensim_docs(files)} == {"gensim/lee_background.cor", "gensim/para2para_text2.txt"}
+
+
+def test_a_folder_without_meta_json_is_not_a_built_model() -> None:
+    """A folder with ``meta.json`` is complete (the module docstring); an empty or half-written one at the default
+    place (a user's mkdir, files without the meta) is not taken for zoo-lm: asked not to build, it says to prepare."""
+    path = zoo_lm.zoo_lm_path()
+    path.mkdir(parents=True)
+    assert not zoo_lm.is_built(path)
+    (path / "config.json").write_text("{}")
+    assert not zoo_lm.is_built(path) and not zoo_lm.is_built()
+    with pytest.raises(UserError, match="rlhf-zoo prepare"):
+        zoo_lm.ensure_zoo_lm(build_if_missing=False)
+    (path / zoo_lm.META_FILE).write_text("{}")
+    assert zoo_lm.is_built() and zoo_lm.ensure_zoo_lm(build_if_missing=False) == path
+
+
+def test_the_seed_decides_the_held_out_documents_their_order_and_the_initial_weights(data: dict, tmp_path: Path):
+    """``seed`` is the build's own (``ZooLMConfig``: initialisation and block order; the held-out documents are
+    chosen by a seeded hash), ``split_seed`` only the sentiment task's evaluation snippets: another seed holds out
+    other documents, orders the training text otherwise and starts from other weights (a build of no steps is
+    its initialisation), with the same evaluation snippets; the same seed gives the same weights again."""
+    from safetensors.torch import load_file
+
+    base = {**TINY.__dict__, "steps": 0}
+    (c0, e0), (c1, e1) = (
+        load_corpus(ZooLMConfig(**{**base, "seed": s}), data["records"], data["gensim"]) for s in (0, 1)
+    )
+    assert e0 == e1
+    assert {d.text for d in c0.val} != {d.text for d in c1.val}
+    common = {d.text for d in c0.train} & {d.text for d in c1.train}
+    assert [d.text for d in c0.train if d.text in common] != [d.text for d in c1.train if d.text in common]
+    weights = {}
+    for name, seed in (("a", 0), ("b", 1), ("c", 0)):
+        path = _build(data, tmp_path / name, config=ZooLMConfig(**{**base, "seed": seed}))
+        weights[name] = load_file(path / "model.safetensors")
+    key = "model.embed_tokens.weight"
+    assert weights["a"][key].shape == weights["b"][key].shape
+    assert not torch.equal(weights["a"][key], weights["b"][key])
+    assert all(torch.equal(weights["a"][k], weights["c"][k]) for k in weights["a"])
