@@ -37,7 +37,7 @@ from rlhf_zoo.errors import UserError
 from rlhf_zoo.options import split_options
 
 if TYPE_CHECKING:
-    from rlhf_zoo.bench.suites import Suite
+    from rlhf_zoo.bench.suites import Point, Suite
 
 DEFAULT_OUT = "bench_runs"
 DEFAULT_DOCS = "docs/benchmarks"
@@ -196,9 +196,23 @@ def _render(
     # without records, the error repeats this command without render_only=: the one that makes them
     run = shlex.join(["rlhf-zoo", "bench", *(a for a in args if a.partition("=")[0].strip() != "render_only")])
     planned = expand(suite, opts.seeds, extra, opts.only)
-    page = render_suite(suite.name, out, docs, records, planned, spec=suite, run_command=run)
+    page = render_suite(
+        suite.name, out, docs, records, planned, spec=suite, run_command=run, edited=_edited(planned, out, records)
+    )
     print(final_summary(suite.name, out, records))
     print(f"wrote {page} and its plots in {page.parent / suite.name}")
+
+
+def _edited(planned: list[Point], out: Path, records: Path) -> dict[str, str]:
+    """The planned points whose records read a file that has changed since (:func:`~rlhf_zoo.bench.runner.
+    edited_points`); none where a point's configuration cannot be built here (a file it names is missing: the page
+    is drawn from its records alone, as anywhere)."""
+    from rlhf_zoo.bench.runner import edited_points, held_records
+
+    try:
+        return edited_points(planned, lambda p: held_records(out, records, p))
+    except UserError:
+        return {}
 
 
 def final_summary(suite: str, out: Path, records: Path | None = None) -> str:

@@ -332,13 +332,22 @@ def _budgets(suite: str, records: list[dict[str, Any]], spec: Suite | None = Non
 
 
 # -- the page -----------------------------------------------------------------------------------------
-def planned_count(raw: list[dict[str, Any]], planned: list[Point], spec: Suite | None = None) -> str:
+def planned_count(
+    raw: list[dict[str, Any]], planned: list[Point], spec: Suite | None = None, edited: dict[str, str] | None = None
+) -> str:
     """How many of the planned points have a record of the point's run (:func:`~rlhf_zoo.bench.records.same_run`),
     and how many others there are; those of sweeps that the suite ``spec`` (else the planned points) lacks are
-    named: a piece run with ``only=`` plans some of the suite's sweeps, and the others' records are its own."""
+    named: a piece run with ``only=`` plans some of the suite's sweeps, and the others' records are its own.
+    ``edited``: point id → the ``setting=value`` whose file its record read before the file changed
+    (:func:`~rlhf_zoo.bench.runner.edited_points`): still shown, and said, as a bench refuses to keep them."""
     by_id = {r.get("id"): r for r in raw}
     have = {p.id for p in planned if p.id in by_id and same_run(by_id[p.id].get("args", []), p.args)}
     text = f"{len(have)} of the {len(planned)} planned points have records"
+    if stale := [i for i in (edited or {}) if i in have]:
+        text += (
+            f" ({len(stale)} of them read other contents of {edited[stale[0]]} than it has now: a bench refuses "
+            "to keep them, redo=true runs them again)"
+        )
     others = len(raw) - len(have)
     if others:
         text += f", and {others} other record(s) (other seeds, sweeps or settings) are shown"
@@ -361,10 +370,12 @@ def render_suite(
     planned: list[Point] | None = None,
     spec: Suite | None = None,
     run_command: str | None = None,
+    edited: dict[str, str] | None = None,
 ) -> Path:
     """Write ``<docs>/<suite>.md`` and its PNGs from the suite's records (in ``records``, the records
     folder, and under ``<out>/<suite>/``); returns the page. ``planned``: the points the suite plans
-    (default: the built-in suite's, if ``suite`` is one), counted against the records on the page.
+    (default: the built-in suite's, if ``suite`` is one), counted against the records on the page, and
+    ``edited`` those of them whose records read a file of the user's that has changed since (:func:`planned_count`).
     ``spec``: the suite's definition (its description and KL budgets) when it is not a built-in one.
     ``run_command``: the command that would make the records, which the error without any names (default:
     ``rlhf-zoo bench suite=<suite>``)."""
@@ -391,7 +402,7 @@ def render_suite(
     only_out = 0 if rec_dir is None else len(set(out_records(out / suite)) - set(repo_records(rec_dir / suite)))
     page = _Page(suite, raw, recs, groups, bench, prov, rel, only_out, out / suite)
     paragraphs = [
-        *_head(page, rec_dir, planned, spec),
+        *_head(page, rec_dir, planned, spec, edited),
         *_claims_part(page, out, checks, rec_dir),
         *_matched_kl_part(page, oracle, _budgets(suite, recs, spec)),
         *_objectives_part(page),
@@ -416,7 +427,9 @@ class _Page:
     out_dir: Path | None = None
 
 
-def _head(page: _Page, rec_dir: Path | None, planned: list[Point] | None, spec: Suite | None) -> list[str]:
+def _head(
+    page: _Page, rec_dir: Path | None, planned: list[Point] | None, spec: Suite | None, edited: dict[str, str] | None
+) -> list[str]:
     """The title, where the page comes from, the suite's description and the provenance table."""
     from rlhf_zoo.bench.suites import SUITES
 
@@ -451,7 +464,7 @@ def _head(page: _Page, rec_dir: Path | None, planned: list[Point] | None, spec: 
         ["hardware", prov["hardware"]],
         ["seeds", prov["seeds"]],
         ["runs", f"{len(raw)} ({len(seeds_of)} configurations{each})"],
-        *([["points", planned_count(raw, planned, spec)]] if planned else []),
+        *([["points", planned_count(raw, planned, spec, edited)]] if planned else []),
         ["wall time", wall],
         ["versions", prov["versions"]],
         [

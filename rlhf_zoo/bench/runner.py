@@ -43,6 +43,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from multiprocessing import get_context
@@ -232,6 +233,34 @@ def _as_recorded(settings: dict[str, Any]) -> dict[str, Any]:
     """Settings as a record read back holds them: through JSON (a tuple is a list) and rounded as a compact
     record is, so that a point's settings compare equal to those of a record of the same run, full or compact."""
     return rounded(json.loads(json.dumps(settings)))
+
+
+def held_records(out: Path, records: Path | None, p: Point) -> list[dict[str, Any]]:
+    """The point's finished records: in the records folder (if any), then in its run directory."""
+    stored = read_point_record(record_path(records, p.suite, p.id)) if records is not None else None
+    return [r for r in (stored, read_record(point_dir(out, p))) if r is not None]
+
+
+def edited_points(points: list[Point], held: Callable[[Point], list[dict[str, Any]]]) -> dict[str, str]:
+    """Point id → ``setting=value`` (``task.proxy=py:r.py:score``) whose file the point's finished record (of
+    ``held(point)``) read with other contents than the file has now (:mod:`rlhf_zoo.inputs`): the record is of a
+    run that its arguments no longer make."""
+    from rlhf_zoo.inputs import changed, input_digests
+
+    edited: dict[str, str] = {}
+    now: dict[tuple[str, ...], tuple[dict[str, Any], dict[str, str]]] = {}  # settings and digests, by arguments
+    for p in points:
+        kept = [r for r in held(p) if r.get("inputs") and same_run(r.get("args", []), p.args)]
+        if not kept:  # records without digests (made before they were) are not compared
+            continue
+        key = _args_but_seed(p)
+        if key not in now:
+            settings = _point_settings(p)
+            now[key] = settings, input_digests(settings)
+        settings, digests = now[key]
+        if keys := [k for r in kept for k in changed(r["inputs"], digests)]:
+            edited[p.id] = f"{keys[0]}={settings.get(keys[0])}"
+    return edited
 
 
 def _point_settings(point: Point) -> dict[str, Any]:
@@ -595,28 +624,11 @@ class _Planner:
 
     def _held(self, p: Point) -> list[dict[str, Any]]:
         """The point's finished records: in the records folder, then in its run directory."""
-        return [r for r in (self._stored(p), read_record(point_dir(self.out, p))) if r is not None]
+        return held_records(self.out, self.records, p)
 
     def _edited(self) -> dict[str, str]:
-        """Point id → ``setting=value`` (``task.proxy=py:r.py:score``) whose file the point's finished record read
-        with other contents than the file has now (:mod:`rlhf_zoo.inputs`): the record is of a run that its
-        arguments no longer make."""
-        from rlhf_zoo.inputs import changed, input_digests
-
-        edited: dict[str, str] = {}
-        now: dict[tuple[str, ...], tuple[dict[str, Any], dict[str, str]]] = {}  # settings and digests, by arguments
-        for p in self.points:
-            held = [r for r in self._held(p) if r.get("inputs") and same_run(r.get("args", []), p.args)]
-            if not held:  # records without digests (made before they were) are not compared
-                continue
-            key = _args_but_seed(p)
-            if key not in now:
-                settings = _point_settings(p)
-                now[key] = settings, input_digests(settings)
-            settings, digests = now[key]
-            if keys := [k for r in held for k in changed(r["inputs"], digests)]:
-                edited[p.id] = f"{keys[0]}={settings.get(keys[0])}"
-        return edited
+        """:func:`edited_points` of the planned points."""
+        return edited_points(self.points, self._held)
 
     def _check_none_edited(self, edited: dict[str, str]) -> None:
         """Refuse, before anything runs, to keep finished points whose records read a file of the user's (a ``py:``
@@ -980,7 +992,9 @@ def _write_bench(
 
 __all__ = [
     "BenchReport",
+    "edited_points",
     "exact_reference",
+    "held_records",
     "plan",
     "point_dir",
     "run_point",

@@ -275,3 +275,24 @@ def test_a_file_replaced_by_one_of_its_time_but_not_its_size_is_digested_again(t
     reward.write_text(REWARD.format(k=100))
     os.utime(reward, ns=(10**18, 10**18))
     assert changed(first, input_digests({"task.proxy": f"py:{reward}:score"})) == ["task.proxy"]
+
+
+def test_a_page_drawn_after_the_reward_file_changed_says_which_records_read_it_before(cli, lm_args, tmp_path):
+    """render_only=true draws the page from the records as they are, and counted a point whose record read the
+    reward file before its edit among the planned points that have records, without a word (a bench refuses to
+    keep it). The points line now says so; restored, the file's records are counted plainly again."""
+    reward = _suite_of_a_py_reward(lm_args, tmp_path)
+    bench = ["bench", f"suite={tmp_path / 'mine.yaml'}", f"out={tmp_path / 'b'}", f"docs={tmp_path / 'docs'}"]
+    bench += ["progress=false", "seeds=0"]
+    assert cli(*bench, "render=false")[0] == 0
+    page = tmp_path / "docs" / "mine.md"
+    reward.write_text(REWARD.format(k=100))
+    code, _, err = cli(*bench, "render_only=true")
+    assert code == 0, err
+    text = page.read_text()
+    assert "1 of the 1 planned points have records (1 of them read other contents of " in text, text
+    assert f"task.proxy=py:{reward}:score than it has now: a bench refuses to keep them, redo=true runs" in text
+    reward.write_text(REWARD.format(k=1))
+    assert cli(*bench, "render_only=true")[0] == 0
+    text = page.read_text()
+    assert "1 of the 1 planned points have records" in text and "read other contents" not in text
