@@ -699,11 +699,11 @@ class _Planner:
         seeds = ", ".join(str(s) for s in sorted({int(r.get("seed", 0)) for r in apart}))
         raise UserError(
             f"bench {self.suite.name}: {p.id} would join the records of {where} (seed(s) {seeds}) {what}, and the "
-            f"page pools no sweep value across {way}, or delete those records{self.places(apart)} to run every seed "
+            f"page pools no sweep value across {way}, or delete those records{self._places(apart)} to run every seed "
             "of the value again"
         )
 
-    def places(self, recs: list[dict[str, Any]]) -> str:
+    def _places(self, recs: list[dict[str, Any]]) -> str:
         """Where ``recs`` are kept, `` (in <records>/<suite>/ and their run folders in <out>/<suite>/)``: a record
         deleted from the records folder alone still finishes its point from its run folder."""
         where = []
