@@ -463,64 +463,6 @@ def test_ppo_lite_clips_at_its_own_epsilon(eps, clipped):
     _close(_row_grad(logp), expected)
 
 
-class _TwoThreadShard:
-    """Rank ``rank`` of 2 threads; ``gather`` concatenates both ranks' rows by rank, as an all-gather does."""
-
-    def __init__(self, rank, slots, barrier):
-        self.rank, self.world, self.slots, self.barrier = rank, 2, slots, barrier
-
-    def gather(self, x):
-        self.slots[self.rank] = x
-        self.barrier.wait()
-        out = torch.cat(list(self.slots))
-        self.barrier.wait()
-        return out
-
-    def gather_objects(self, obj):
-        raise AssertionError("not used here")
-
-
-def test_ppo_lite_clip_fraction_over_processes_counts_every_token_once():
-    """§7's clip fraction is over the minibatch's completion tokens. Two prompts, one sample each, A = r > 0, ε = 0.2:
-    prompt 0 has 2 tokens with ratios (1.5, 1), prompt 1 has 6 with (1.5, 1, 1, 1, 1, 1); one token of each is clipped,
-    so 2 of 8 tokens: 1/4, whether one process holds both prompts or each of two processes holds one (its own
-    fraction 1/2 or 1/6: their plain mean, 1/3, would weigh a short completion's tokens more)."""
-    import threading
-
-    mask = torch.tensor([[1.0, 1.0, 0, 0, 0, 0], [1.0] * 6], dtype=torch.float64)
-    old = torch.full((2, 6), -1.0, dtype=torch.float64)
-    logp = old.clone()
-    logp[:, 0] += math.log(1.5)
-    rewards = torch.tensor([1.0, 2.0], dtype=torch.float64)
-    algo = PPOLite(PPOLiteConfig(samples=1, baseline="none", beta=0.0, clip_eps=0.2, epochs=2, minibatches=1))
-
-    def loss_of(rows, shard=None):
-        batch = Batch(
-            group_size=1,
-            response_mask=mask[rows],
-            logp=logp[rows],
-            old_logp=old[rows],
-            rewards=rewards[rows],
-            ref_logp=old[rows],
-            shard=shard,
-        )
-        return algo.loss(batch)[1]["ppo/clip_fraction"]
-
-    _close(loss_of([0, 1]), 0.25)
-    slots, barrier, got = [None, None], threading.Barrier(2, timeout=60), [None, None]
-
-    def rank(r):
-        got[r] = loss_of([r], _TwoThreadShard(r, slots, barrier))
-
-    threads = [threading.Thread(target=rank, args=(r,)) for r in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    _close(got[0], 0.25)
-    _close(got[1], 0.25)
-
-
 class _ThreadShard:
     """Rank ``rank`` of ``world`` threads; ``gather`` concatenates every rank's rows by rank, as an all-gather does."""
 
@@ -538,6 +480,54 @@ class _ThreadShard:
         raise AssertionError("not used here")
 
 
+def _on_threads(world, each, shard=_ThreadShard):
+    """``each(rank, shard)`` on ``world`` threads standing for processes, sharing one all-gather; their results."""
+    import threading
+
+    slots, barrier, got = [None] * world, threading.Barrier(world, timeout=60), [None] * world
+
+    def rank(r):
+        got[r] = each(r, shard(r, world, slots, barrier))
+
+    threads = [threading.Thread(target=rank, args=(r,)) for r in range(world)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return got
+
+
+def _clip_fraction(mask, logp, old, rewards, rows, shard=None):
+    """PPO-lite's ``ppo/clip_fraction`` over the prompts ``rows`` (one sample each, A = r, ε = 0.2)."""
+    algo = PPOLite(PPOLiteConfig(samples=1, baseline="none", beta=0.0, clip_eps=0.2, epochs=2, minibatches=1))
+    batch = Batch(
+        group_size=1,
+        response_mask=mask[rows],
+        logp=logp[rows],
+        old_logp=old[rows],
+        rewards=rewards[rows],
+        ref_logp=old[rows],
+        shard=shard,
+    )
+    return algo.loss(batch)[1]["ppo/clip_fraction"]
+
+
+def test_ppo_lite_clip_fraction_over_processes_counts_every_token_once():
+    """§7's clip fraction is over the minibatch's completion tokens. Two prompts, one sample each, A = r > 0, ε = 0.2:
+    prompt 0 has 2 tokens with ratios (1.5, 1), prompt 1 has 6 with (1.5, 1, 1, 1, 1, 1); one token of each is clipped,
+    so 2 of 8 tokens: 1/4, whether one process holds both prompts or each of two processes holds one (its own
+    fraction 1/2 or 1/6: their plain mean, 1/3, would weigh a short completion's tokens more)."""
+    mask = torch.tensor([[1.0, 1.0, 0, 0, 0, 0], [1.0] * 6], dtype=torch.float64)
+    old = torch.full((2, 6), -1.0, dtype=torch.float64)
+    logp = old.clone()
+    logp[:, 0] += math.log(1.5)
+    rewards = torch.tensor([1.0, 2.0], dtype=torch.float64)
+    _close(_clip_fraction(mask, logp, old, rewards, [0, 1]), 0.25)
+    got = _on_threads(2, lambda r, shard: _clip_fraction(mask, logp, old, rewards, [r], shard))
+    _close(got[0], 0.25)
+    _close(got[1], 0.25)
+
+
 def test_ppo_lite_clip_fraction_over_three_processes_equals_one_process_bit_for_bit():
     """§7's clip fraction of the global minibatch is the same number, bit for bit, whether one process or three
     compute it (``_global_fraction``'s promise). Three prompts, one sample each, A = r > 0, ε = 0.2: prompt 0 has 22
@@ -545,8 +535,6 @@ def test_ppo_lite_clip_fraction_over_three_processes_equals_one_process_bit_for_
     clipped: 16 of 25 tokens. Two traps: rank 0's own fraction 15/22 times 22 is 14.999999999999998 in float64 (the
     count must be recovered as the integer 15), and averaging the three ranks' counts instead of summing them
     changes 16/25 in its last bit."""
-    import threading
-
     t = 22
     mask = torch.zeros(3, t, dtype=torch.float64)
     mask[0, :] = 1.0
@@ -557,37 +545,14 @@ def test_ppo_lite_clip_fraction_over_three_processes_equals_one_process_bit_for_
     logp[0, :15] += math.log(1.5)
     logp[2, :1] += math.log(1.5)
     rewards = torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64)
-    algo = PPOLite(PPOLiteConfig(samples=1, baseline="none", beta=0.0, clip_eps=0.2, epochs=2, minibatches=1))
-
-    def fraction(rows, shard=None):
-        batch = Batch(
-            group_size=1,
-            response_mask=mask[rows],
-            logp=logp[rows],
-            old_logp=old[rows],
-            rewards=rewards[rows],
-            ref_logp=old[rows],
-            shard=shard,
-        )
-        return algo.loss(batch)[1]["ppo/clip_fraction"]
-
-    one = fraction([0, 1, 2])
+    one = _clip_fraction(mask, logp, old, rewards, [0, 1, 2])
     assert float(one) == 16 / 25
-    slots, barrier, got = [None] * 3, threading.Barrier(3, timeout=60), [None] * 3
-
-    def rank(r):
-        got[r] = fraction([r], _ThreadShard(r, 3, slots, barrier))
-
-    threads = [threading.Thread(target=rank, args=(r,)) for r in range(3)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
+    got = _on_threads(3, lambda r, shard: _clip_fraction(mask, logp, old, rewards, [r], shard))
     assert all(g is not None and torch.equal(g, one) for g in got), (got, one)
 
 
 class _GlobalOrderShard(_ThreadShard):
-    """Like _TwoThreadShard, but ``gather`` returns the global rows in global order (rank r holds rows r, r + 2,
+    """Like _ThreadShard, but ``gather`` returns the global rows in global order (rank r holds rows r, r + 2,
     ...), as the real all-gather followed by rlhf_zoo.shard.interleave does."""
 
     def gather(self, x):
@@ -603,8 +568,6 @@ def test_batch_level_baselines_are_over_the_global_batch_on_every_process(cls, b
     for loo), the global batch when two processes each hold half of it. The rows of
     test_reinforce_kl_in_reward_uses_sampling_time_logp as four prompts × one sample, R = [0.875, 0.25, 1.75, −0.75]
     (β = 0.25): rank r holds rows r and r + 2, and its gradient is −A_i/2 with A from all four returns."""
-    import threading
-
     returns = [0.875, 0.25, 1.75, -0.75]
     total = sum(returns)
     adv = [r - total / 4 for r in returns] if baseline == "mean" else [r - (total - r) / 3 for r in returns]
@@ -613,9 +576,8 @@ def test_batch_level_baselines_are_over_the_global_batch_on_every_process(cls, b
         cfg = PPOLiteConfig(samples=1, baseline=baseline, beta=0.25, epochs=1, minibatches=1)
     algo = cls(cfg)
     rewards = [1.0, 0.0, 2.0, -1.0]
-    slots, barrier, got = [None, None], threading.Barrier(2, timeout=60), [None, None]
 
-    def rank(r):
+    def rank(r, shard):
         rows = [r, r + 2]
         logp = _tok([OLD[i] for i in rows], grad=True)
         batch = Batch(
@@ -625,17 +587,13 @@ def test_batch_level_baselines_are_over_the_global_batch_on_every_process(cls, b
             old_logp=_tok([OLD[i] for i in rows]),
             rewards=torch.tensor([rewards[i] for i in rows], dtype=torch.float64),
             ref_logp=_tok([REF[i] for i in rows]),
-            shard=_GlobalOrderShard(r, 2, slots, barrier),
+            shard=shard,
         )
         loss, _ = algo.loss(batch)
         loss.backward()
-        got[r] = (loss.detach(), _row_grad(logp))
+        return loss.detach(), _row_grad(logp)
 
-    threads = [threading.Thread(target=rank, args=(r,)) for r in range(2)]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join()
+    got = _on_threads(2, rank, shard=_GlobalOrderShard)
     for r in range(2):
         rows = [r, r + 2]
         _close(got[r][0], -sum(adv[i] for i in rows) / 2)
