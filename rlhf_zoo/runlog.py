@@ -52,13 +52,16 @@ def _cannot_write(what: Path, e: BaseException, kept: str) -> WriteError:
 
 
 def git_commit(cwd: Path | None = None) -> str:
+    """The commit of the git checkout holding ``cwd`` (default: this package's), ``-dirty`` when a tracked file
+    outside ``docs/`` differs from it (as a bench record's ``git_dirty``, :func:`rlhf_zoo.bench.version.git_state`:
+    a page or record the bench rewrote is no change of the code); ``unknown`` outside git."""
     try:
         out = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=cwd or Path(__file__).parent, capture_output=True, text=True, timeout=5
         )
         commit = out.stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ":(top)", ":(top,exclude)docs"],
             cwd=cwd or Path(__file__).parent,
             capture_output=True,
             text=True,

@@ -557,6 +557,9 @@ def test_the_page_names_the_commits_behind_the_points(tmp_path, capsys, monkeypa
 
 
 def test_git_state_in_a_repository_and_outside(tmp_path):
+    """A record's commit and dirty flag, and a run's ``meta.json`` commit, by one rule: tracked files outside docs/."""
+    from rlhf_zoo.runlog import git_commit
+
     if shutil.which("git") is None:
         pytest.skip("git is not installed")
     assert version.git_state(tmp_path) == (None, None)
@@ -573,8 +576,10 @@ def test_git_state_in_a_repository_and_outside(tmp_path):
     (tmp_path / "docs" / "page.md").write_text("the page, rendered again\n")  # what the bench writes
     assert version.git_state(tmp_path) == (head, False)
     assert version.git_state(tmp_path / "docs") == (head, False)
+    assert git_commit(tmp_path) == git_commit(tmp_path / "docs") == head  # a run's meta.json says the same
     (tmp_path / "m.py").write_text("x = 2\n")
     assert version.git_state(tmp_path) == version.git_state(tmp_path / "docs") == (head, True)
+    assert git_commit(tmp_path) == git_commit(tmp_path / "docs") == f"{head}-dirty"
 
 
 SOURCE = '''"""A module."""
