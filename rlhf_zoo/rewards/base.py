@@ -113,6 +113,11 @@ def checked_score(reward: RewardModel, prompts: Sequence[str], completions: Sequ
         raise
     except Exception as e:  # noqa: BLE001 - any failure of user code becomes one clear error
         raise RewardError(f"reward {reward.name!r} raised {one_line(e)}{_raised_at(e)}") from e
+    except SystemExit as e:  # sys.exit() in the reward (or a CLI helper it calls): the run ended with no line
+        raise RewardError(
+            f"reward {reward.name!r} exited (SystemExit: {e.code}){_raised_at(e)} while scoring: "
+            "a reward returns its scores; raise an exception to stop the run"
+        ) from e
     out = as_scores(out, reward.name, len(completions), completions)
     bad = ~torch.isfinite(out)
     if bad.any():

@@ -67,6 +67,7 @@ def _load_file(source: str, spec: str) -> ModuleType:
     module_spec = importlib.util.spec_from_file_location(mod_name, path)
     if module_spec is None or module_spec.loader is None:
         raise UserError(f"reward {spec!r}: {source} cannot be loaded as Python")
+    _refuse_shadowed_siblings(path, source, spec)
     module = importlib.util.module_from_spec(module_spec)
     sys.modules[mod_name] = module  # dataclasses and pickling look a module up by name
     # the file imports modules beside it as `python file.py` would: its folder is searched first while it
@@ -90,6 +91,29 @@ def _load_file(source: str, spec: str) -> ModuleType:
             sys.path.append(folder)
     _FILES[path] = module
     return module
+
+
+def _refuse_shadowed_siblings(path: Path, source: str, spec: str) -> None:
+    """Refuse a reward file that imports a module beside it (``from helper import f``) whose name this process
+    already holds from another reward file's folder: Python keeps one module per name, so the import would
+    silently return that one, e.g. ``ra/helper.py`` of ``task.proxy=py:ra/r.py:score`` for
+    ``task.gold=py:rb/r.py:score``, or for the second point of a sweep over two reward folders, which then
+    scored with the first folder's helper. (A name that an installed package already holds is left as it was.)"""
+    from rlhf_zoo.inputs import _beside
+
+    folder = path.parent
+    others = {p.parent: p for p in _FILES if p.parent != folder}
+    for top in dict.fromkeys(f.relative_to(folder).parts[0].removesuffix(".py") for f in _beside(path)):
+        held = sys.modules.get(top)
+        origins = [getattr(held, "__file__", None), *(getattr(held, "__path__", None) or [])] if held else []
+        for origin in (Path(o).resolve() for o in origins if o):
+            home = origin.parent.parent if origin.name == "__init__.py" else origin.parent
+            if home in others:
+                raise UserError(
+                    f"reward {spec!r}: {source} imports {top} from beside it, but this process already holds the "
+                    f"{top} of another reward file's folder ({origin}, beside {others[home]}), which the import "
+                    "would return instead: give one of the two a name of its own"
+                )
 
 
 _SAVE_AS_UTF8 = "save it as UTF-8, or name its encoding on its first line (# -*- coding: latin-1 -*-)"

@@ -50,6 +50,19 @@ def test_exception_becomes_reward_error() -> None:
     assert str(info.value).endswith(f" (at {__file__}:{line} in boom)")  # where the user's code raised
 
 
+def test_a_reward_that_calls_sys_exit_is_one_line_not_a_silent_exit() -> None:
+    """A reward calling ``sys.exit(3)`` while scoring ended rlhf-zoo with exit code 3 and no line at all (an exit
+    while its file is imported already said so)."""
+    import sys
+
+    def quits(ps: Sequence[str], cs: Sequence[str]) -> list[float]:
+        sys.exit(3)
+
+    with pytest.raises(RewardError, match=r"'quits' exited \(SystemExit: 3\).* in quits\) while scoring") as info:
+        checked_score(CallableReward(quits), P, C)
+    assert isinstance(info.value.__cause__, SystemExit)
+
+
 def test_an_exception_raised_in_a_library_is_placed_in_the_rewards_own_code() -> None:
     """A reward that fails inside numpy (or torch): the place to debug is the reward's line that called it."""
     import numpy as np

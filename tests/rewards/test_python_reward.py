@@ -223,6 +223,31 @@ def test_a_reward_file_imports_a_helper_beside_it(tmp_path, monkeypatch):
     assert (tmp_path / "executed").read_text() == "once "  # validation and the run share one execution
 
 
+def test_two_reward_folders_with_a_helper_of_one_name_are_refused_not_mixed(tmp_path, monkeypatch):
+    """``task.proxy=py:ra/r.py:score task.gold=py:rb/r.py:score`` (or a sweep over the two), each file importing
+    ``helper`` beside it: Python holds one module ``helper``, so rb/r.py got ra's and its scores were ra's
+    (gold 1.0 where rb's helper gives -5.0). The second is refused in one line instead."""
+    import sys
+
+    from rlhf_zoo.errors import UserError
+    from rlhf_zoo.rewards import build_reward, checked_score
+
+    for name, value in (("ra", 1.0), ("rb", -5.0)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "zoo_test_shared_helper.py").write_text(f"def val():\n    return {value}\n")
+        (tmp_path / name / "r.py").write_text(
+            "from zoo_test_shared_helper import val\n\n\ndef score(prompts, completions):\n"
+            "    return [val() for _ in completions]\n"
+        )
+    monkeypatch.delitem(sys.modules, "zoo_test_shared_helper", raising=False)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    assert checked_score(build_reward(f"py:{tmp_path / 'ra' / 'r.py'}:score"), ["p"], ["c"]).tolist() == [1.0]
+    with pytest.raises(UserError, match=r"imports zoo_test_shared_helper from beside it.*another reward file") as info:
+        build_reward(f"py:{tmp_path / 'rb' / 'r.py'}:score")
+    assert str(tmp_path / "ra" / "zoo_test_shared_helper.py") in str(info.value) and "\n" not in str(info.value)
+    monkeypatch.delitem(sys.modules, "zoo_test_shared_helper")
+
+
 def test_a_module_beside_the_file_wins_over_an_installed_module_of_the_same_name(tmp_path, monkeypatch):
     """As under ``python reward.py``, the file's own folder comes first while it is imported: a ``colorsys.py``
     beside it is the one it imports, not the standard library's."""
