@@ -27,13 +27,16 @@ _cache: dict[tuple[str, tuple[Any, ...]], str] = {}
 def input_digests(settings: Mapping[str, Any]) -> dict[str, str]:
     """``{setting: "sha256:<16 hex>"}`` for each of :data:`KEYS` in the flat ``settings`` that names a local file
     or folder (relative paths from the current folder, as the run reads them). A ``py:`` reward's digest covers
-    the modules beside its file that it imports (:func:`_beside`), as its function may be there."""
+    the modules beside its file that it imports (:func:`rlhf_zoo.rewards.python.imported_beside`), as its function
+    may be there."""
+    from rlhf_zoo.rewards.python import imported_beside
+
     out = {}
     for key in KEYS:
         value = settings.get(key)
         path = _local_path(value) if isinstance(value, str) else None
         if path is not None:
-            out[key] = _digest(path, _beside(path) if value.strip().startswith("py:") else [])
+            out[key] = _digest(path, imported_beside(path) if value.strip().startswith("py:") else [])
     return out
 
 
@@ -70,30 +73,6 @@ def _files(path: Path) -> list[Path]:
     if path.is_file():
         return [path]
     return sorted(p for p in path.rglob("*") if p.is_file())
-
-
-def _beside(path: Path) -> list[Path]:
-    """The Python files in the folder of the reward file ``path`` that it imports, directly or through one another
-    (``import helper``, ``from helper import f``, a package ``helper/``): the reward loads with its folder first on
-    ``sys.path`` (:mod:`rlhf_zoo.rewards.python`), so an edit of ``helper.py`` changes the reward as one of the file
-    does. Imports that no file there answers (installed packages) are left out; a file that does not parse adds
-    nothing (the reward's own load says what is wrong)."""
-    import ast
-
-    folder, found, todo = path.parent, [], [path]
-    while todo:
-        try:
-            tree = ast.parse(todo.pop().read_bytes())
-        except (SyntaxError, ValueError, OSError):
-            continue
-        names = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
-        names += [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.level == 0 and n.module]
-        for top in dict.fromkeys(name.split(".")[0] for name in names):
-            for f in (folder / f"{top}.py", *sorted((folder / top).rglob("*.py"))):
-                if f.is_file() and f != path and f not in found:
-                    found.append(f)
-                    todo.append(f)
-    return sorted(found)
 
 
 def _digest(path: Path, beside: list[Path] | None = None) -> str:

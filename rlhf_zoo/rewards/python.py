@@ -93,17 +93,39 @@ def _load_file(source: str, spec: str) -> ModuleType:
     return module
 
 
+def imported_beside(path: Path) -> list[Path]:
+    """The Python files in the folder of the reward file ``path`` that it imports, directly or through one another
+    (``import helper``, ``from helper import f``, a package ``helper/``): the reward loads with its folder first on
+    ``sys.path`` (:func:`_load_file`), so an edit of ``helper.py`` changes the reward as one of the file does
+    (:mod:`rlhf_zoo.inputs` digests them with it). Imports that no file there answers (installed packages) are left
+    out; a file that does not parse adds nothing (the reward's own load says what is wrong)."""
+    import ast
+
+    folder, found, todo = path.parent, [], [path]
+    while todo:
+        try:
+            tree = ast.parse(todo.pop().read_bytes())
+        except (SyntaxError, ValueError, OSError):
+            continue
+        names = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+        names += [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.level == 0 and n.module]
+        for top in dict.fromkeys(name.split(".")[0] for name in names):
+            for f in (folder / f"{top}.py", *sorted((folder / top).rglob("*.py"))):
+                if f.is_file() and f != path and f not in found:
+                    found.append(f)
+                    todo.append(f)
+    return sorted(found)
+
+
 def _refuse_shadowed_siblings(path: Path, source: str, spec: str) -> None:
     """Refuse a reward file that imports a module beside it (``from helper import f``) whose name this process
     already holds from another reward file's folder: Python keeps one module per name, so the import would
     silently return that one, e.g. ``ra/helper.py`` of ``task.proxy=py:ra/r.py:score`` for
     ``task.gold=py:rb/r.py:score``, or for the second point of a sweep over two reward folders, which then
     scored with the first folder's helper. (A name that an installed package already holds is left as it was.)"""
-    from rlhf_zoo.inputs import _beside
-
     folder = path.parent
     others = {p.parent: p for p in _FILES if p.parent != folder}
-    for top in dict.fromkeys(f.relative_to(folder).parts[0].removesuffix(".py") for f in _beside(path)):
+    for top in dict.fromkeys(f.relative_to(folder).parts[0].removesuffix(".py") for f in imported_beside(path)):
         held = sys.modules.get(top)
         origins = [getattr(held, "__file__", None), *(getattr(held, "__path__", None) or [])] if held else []
         for origin in (Path(o).resolve() for o in origins if o):
