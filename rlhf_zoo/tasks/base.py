@@ -71,7 +71,8 @@ def prompt_report(task: Task, eval_prompts: int) -> tuple[dict[str, Any], list[s
     if not overlap:
         return record, [line]
     also = (
-        f"warning: {overlap} of the {held_out} held-out evaluation prompts are also training prompts, so the "
+        f"warning: {overlap} of the {held_out} held-out evaluation prompts "
+        f"{'is also a training prompt' if overlap == 1 else 'are also training prompts'}, so the "
         "evaluation is partly on what was trained (prompts.eval_in_train in meta.json): remove them from the "
         "evaluation source"
     )

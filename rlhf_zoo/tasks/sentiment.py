@@ -135,7 +135,8 @@ def check_sentiment_task(cfg: SentimentTaskConfig) -> None:
     if set_away_from_default(cfg, "prompt_column") and all(_one_column(src) for src in sources.values()):
         what = " and ".join(f"task.{key}={src}" for key, src in sources.items())
         raise UserError(
-            f"task.prompt_column={cfg.prompt_column} has no meaning here: {what} has no columns to choose from (a "
+            f"task.prompt_column={cfg.prompt_column} has no meaning here: {what} "
+            f"{'have' if len(sources) > 1 else 'has'} no columns to choose from (a "
             ".txt file's one column is text, the packaged prompts have none): remove it"
         )
     if set_away_from_default(cfg, "prompt_split") and not any(_has_splits(src) for src in sources.values()):

@@ -19,8 +19,9 @@ def _load(tmp_path, *args):
         ("seed", -(2**32 - 1), -(2**32), "seed must lie between -4294967295 and 4294967295, got -4294967296"),
         ("threads", 4096, 4097, "threads must be >= 0 (0: torch's default) and <= 4096, got 4097"),  # "at most 4096"
         ("train.lr", 1e-12, 0, "train.lr must be > 0"),  # a learning rate of 0 trains nothing
-        ("train.eval_samples", 1, 0, "train.eval_* must be >= 1"),
-        ("train.eval_prompts", 1, 0, "train.eval_* must be >= 1"),
+        ("train.eval_samples", 1, 0, "train.eval_samples must be >= 1"),  # each names its own key
+        ("train.eval_prompts", 1, 0, "train.eval_prompts must be >= 1"),
+        ("train.eval_ref_samples", 1, 0, "train.eval_ref_samples must be >= 1"),
     ],
 )
 def test_the_last_value_accepted_and_the_first_refused(tmp_path, key, accepted, refused, message):

@@ -158,3 +158,4 @@ def test_prompt_column_with_only_text_files_is_refused(cli, tiny_lm, tmp_path, n
     given = [f"task.eval_prompts={train if evals == 'TXT' else evals}"] if evals else []
     line = _refused(cli, tmp_path, *tiny_lm, f"task.prompts={train}", *given, "task.prompt_column=review")
     assert "task.prompt_column=review has no meaning here" in line and ".txt file's one column is text" in line
+    assert (" have no columns to choose" if evals else " has no columns to choose") in line, line  # one or two sources

@@ -176,6 +176,7 @@ def test_evaluation_prompts_that_are_also_training_prompts_are_a_warning(cli, ti
     assert code == 0, err
     warning = [x for x in err.splitlines() if "also training prompts" in x]
     assert len(warning) == 1 and "warning" in warning[0] and "2 of the 3 held-out" in warning[0], err
+    assert "prompts are also training prompts" in warning[0], err
     assert _meta(tmp_path)["prompts"]["eval_in_train"] == 2
     # apart (a hash split never overlaps): no warning, and the count is 0
     split = [f"task.prompts={prompts}", "task.eval_fraction=0.5", f"run_dir={tmp_path}/run2"]
@@ -311,3 +312,12 @@ def test_a_byte_order_mark_is_not_part_of_the_first_prompt(tmp_path, suffix):
     evals = write_jsonl(tmp_path / "e.jsonl", ["an evaluation prompt"])
     sets = load_prompt_sets(SentimentTaskConfig(prompts=str(prompts), eval_prompts=str(evals)))
     assert sets.train == texts
+
+
+def test_one_evaluation_prompt_also_trained_on_is_said_in_the_singular():
+    from rlhf_zoo.tasks.base import Task, prompt_report
+
+    task = Task(name="t", train_prompts=["a", "b"], eval_prompts=["a", "c"], proxy=None, gold=None, build_policy=None)
+    record, lines = prompt_report(task, eval_prompts=2)
+    assert record["eval_in_train"] == 1
+    assert "1 of the 2 held-out evaluation prompts is also a training prompt" in lines[-1], lines
