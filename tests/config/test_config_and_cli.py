@@ -32,7 +32,7 @@ from rlhf_zoo.config import ConfigError, compose, load_config
         # each of these ran into a ZeroDivisionError, an empty batch or a torch error after the task was built
         (["algo=bond", "train.batch_prompts=0"], "train.batch_prompts"),
         (["algo=bond", "train.eval_every=0"], "train.eval_every"),
-        (["algo=bond", "train.eval_ref_samples=0"], "train.eval_*"),
+        (["algo=bond", "train.eval_ref_samples=0"], "train.eval_ref_samples must be >= 1"),
         (["algo=bond", "train.save_samples=-1"], "train.save_samples"),
         (["algo=bond", "train.checkpoint_every=-1"], "train.checkpoint_every"),
         (["algo=bond", "train.checkpoint_minutes=-1"], "train.checkpoint_minutes"),
